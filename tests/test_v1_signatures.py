@@ -82,8 +82,8 @@ def test_error_variants_are_values() -> None:
     for n in sorted(names):
         cls = getattr(result, n)
         assert dataclasses.is_dataclass(cls)
-        params = cls.__dataclass_params__  # type: ignore[attr-defined]
-        assert params.frozen, n
+        params = getattr(cls, "__dataclass_params__", None)
+        assert params is not None and params.frozen, n
     assert result.UnknownKey("k") == result.UnknownKey("k")
     assert result.Eof() is result.EOF
 
