@@ -124,6 +124,13 @@ class SocketFlow:
     async def write_nodelay(self, buf: v1.Buffer) -> None:
         await self.writev_nodelay((buf,))
 
+    async def shutdown_write(self) -> None:
+        """Half-close (an extension beyond FLOW): send FIN, keep reading."""
+        with contextlib.suppress(OSError):
+            await self._writer.drain()
+            if self._writer.can_write_eof() and not self._writer.is_closing():
+                self._writer.write_eof()
+
     async def close(self) -> None:
         if self._closed:
             return
