@@ -312,3 +312,34 @@ def test_real_stdin_stdout_in_a_subprocess(stdin: str) -> None:
     assert proc.stderr == b""
     body = b"ABC\nDEF\n" if stdin == "pipe" else b""
     assert proc.stdout == b"ready\r\n" + body + b"done\r\n"
+
+
+def test_socket_descriptors_get_their_flag_back() -> None:
+    """A socket cannot be reopened: the fallback shares its flag and restores it."""
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        fd = a.fileno()
+
+        async def main() -> None:
+            match await Console.connect("sock", stdin_fd=fd, stdout_fd=fd):
+                case Ok(c):
+                    pass
+                case other:
+                    raise AssertionError(other)
+            b.sendall(b"ping")
+            r = await asyncio.wait_for(c.read(), 2)
+            assert isinstance(r, Ok) and bytes(r.value) == b"ping"
+            assert await c.write(b"pong") == Ok(None)
+            await c.close()
+
+        assert os.get_blocking(fd)
+        asyncio.run(main())
+        assert os.get_blocking(fd)
+        assert b.recv(10) == b"pong"
+        a.sendall(b"still open")
+        assert b.recv(20) == b"still open"
+    finally:
+        a.close()
+        b.close()

@@ -27,7 +27,7 @@ READ_CHUNK = 65536
 class _Fd:
     """One direction of the console: the descriptor we use and how to wait on it."""
 
-    def __init__(self, fd: int, *, write: bool) -> None:
+    def __init__(self, fd: int, *, write: bool, was_blocking: bool) -> None:
         self.orig = fd
         self.fd = fd
         self.private = False  # we opened self.fd and must close it
@@ -49,9 +49,11 @@ class _Fd:
                 self.private = True
                 self.pollable = True
                 return
+        # A socket (or no /proc): a dup shares the description, so its flag changes for
+        # everyone until close puts back what it was before the console touched it.
         self.fd = os.dup(fd)
         self.private = True
-        self.restore_blocking = os.get_blocking(self.fd)
+        self.restore_blocking = was_blocking
         os.set_blocking(self.fd, False)
         self.pollable = True
 
@@ -101,9 +103,14 @@ class Console:
     ) -> None:
         self._name = name
         self._close_fds = close_fds
-        self._in = _Fd(stdin_fd, write=False) if stdin_fd is not None else None
+        # Read both flags before either side changes one (they may share a description).
+        in_blocking = os.get_blocking(stdin_fd) if stdin_fd is not None else True
+        out_blocking = os.get_blocking(stdout_fd)
+        self._in = (
+            _Fd(stdin_fd, write=False, was_blocking=in_blocking) if stdin_fd is not None else None
+        )
         try:
-            self._out = _Fd(stdout_fd, write=True)
+            self._out = _Fd(stdout_fd, write=True, was_blocking=out_blocking)
         except BaseException:
             if self._in is not None:
                 self._in.release(close_orig=False)
