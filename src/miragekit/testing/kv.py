@@ -12,13 +12,13 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
 
-from .. import v1
+from .. import io_page, v1
 from ..result import Error, Ok, UnknownKey
 
 MakeStore = Callable[[Mapping[str, bytes]], Awaitable[v1.KVRO]]
 """Build a store holding exactly the given keys and values."""
 
-PAGE = 4096
+PAGE = io_page.PAGE_SIZE
 
 
 def default_contents() -> dict[str, bytes]:
