@@ -1,0 +1,110 @@
+"""KV_RO over a host directory: keys are paths below its root, and never above it."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Self
+
+from .. import v1
+from ..result import Error, KVError, Ok, UnknownKey
+from ._keys import check_range, normalize
+from ._read import pread_pages
+
+
+class DirKV:
+    """The files under a directory as a read-only store.
+
+    Keys are ``/``-separated paths relative to the root (see :func:`normalize`). A key
+    whose real path (symlinks resolved) leaves the root, or that is not a regular file,
+    is ``UnknownKey``. Values are read from disk at each call, so they are always
+    current. :meth:`keys` (an extension) lists every key, not descending into
+    symlinked directories.
+    """
+
+    def __init__(self, root: str) -> None:
+        real = os.path.realpath(root)
+        if not os.path.isdir(real):
+            raise NotADirectoryError(f"root is not a directory: {root!r}")
+        self._id = root
+        self._root = real
+        self._connected = True
+
+    @classmethod
+    async def connect(cls, id: str) -> Ok[Self] | Error[KVError]:
+        """Serve the directory at path ``id``; ``Error(UnknownKey(id))`` if it is none."""
+        try:
+            return Ok(cls(os.fspath(id)))
+        except OSError:
+            return Error(UnknownKey(id))
+
+    def id(self) -> str:
+        return self._id
+
+    async def disconnect(self) -> None:
+        """Stop serving: every key is unknown from now on."""
+        self._connected = False
+
+    def _open(self, key: str) -> int | None:
+        """An fd on the regular file ``key`` names inside the root, or ``None``."""
+        norm = normalize(key)
+        if norm is None or not self._connected:
+            return None
+        real = os.path.realpath(os.path.join(self._root, norm))
+        if os.path.commonpath([real, self._root]) != self._root or real == self._root:
+            return None
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
+
+    async def read(
+        self, key: str, offset: int, length: int
+    ) -> Ok[list[memoryview]] | Error[KVError]:
+        """Up to ``length`` bytes of ``key``'s value from ``offset`` (fewer at the end)."""
+        check_range(offset, length)
+        fd = self._open(key)
+        if fd is None:
+            return Error(UnknownKey(key))
+        try:
+            size = os.fstat(fd).st_size
+            n = min(length, size - offset)
+            return Ok(pread_pages(fd, offset, n))
+        except OSError:
+            return Error(UnknownKey(key))
+        finally:
+            os.close(fd)
+
+    async def size(self, key: str) -> Ok[int] | Error[KVError]:
+        fd = self._open(key)
+        if fd is None:
+            return Error(UnknownKey(key))
+        try:
+            return Ok(os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+    async def keys(self) -> list[str]:
+        """Every key (extension, not in the seed), sorted."""
+        if not self._connected:
+            return []
+        found: list[str] = []
+        for dirpath, _dirs, files in os.walk(self._root):
+            rel = os.path.relpath(dirpath, self._root)
+            for name in files:
+                key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+                fd = self._open(key)
+                if fd is not None:
+                    os.close(fd)
+                    found.append(key)
+        return sorted(found)
+
+
+_check: type[v1.KVRO] = DirKV

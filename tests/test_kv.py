@@ -1,0 +1,310 @@
+"""KV_RO: DirKV and TarKV through the conformance suite, plus escapes and error paths."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import tarfile
+from collections.abc import Mapping
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+from miragekit import io_page, v1
+from miragekit.kv import DirKV, KVListable, TarKV
+from miragekit.result import Error, Ok, UnknownKey
+from miragekit.testing import check_kv_ro
+from miragekit.testing.kv import default_contents
+
+_n = count()
+
+
+def write_tree(root: Path, contents: Mapping[str, bytes]) -> None:
+    for key, value in contents.items():
+        p = root / key
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(value)
+
+
+def write_tar(path: Path, contents: Mapping[str, bytes], mode: str) -> None:
+    with tarfile.open(str(path), mode) as tar:  # type: ignore[call-overload]
+        for key, value in contents.items():
+            info = tarfile.TarInfo(key)
+            info.size = len(value)
+            tar.addfile(info, io.BytesIO(value))
+
+
+async def connect_dir(path: Path) -> DirKV:
+    match await DirKV.connect(str(path)):
+        case Ok(kv):
+            return kv
+        case other:
+            raise AssertionError(other)
+
+
+async def connect_tar(path: Path) -> TarKV:
+    match await TarKV.connect(str(path)):
+        case Ok(kv):
+            return kv
+        case other:
+            raise AssertionError(other)
+
+
+def test_conformance_declared() -> None:
+    d: type[v1.KVRO] = DirKV
+    t: type[v1.KVRO] = TarKV
+    assert d is not t
+
+
+# --- the conformance suite against every implementation ---------------------------------
+
+
+def test_dirkv_conformance(tmp_path: Path) -> None:
+    async def make(contents: Mapping[str, bytes]) -> v1.KVRO:
+        root = tmp_path / f"store{next(_n)}"
+        root.mkdir()
+        write_tree(root, contents)
+        return await connect_dir(root)
+
+    asyncio.run(check_kv_ro(make))
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz", "w|gz"])
+def test_tarkv_conformance(tmp_path: Path, mode: str) -> None:
+    async def make(contents: Mapping[str, bytes]) -> v1.KVRO:
+        path = tmp_path / f"store{next(_n)}.tar"
+        write_tar(path, contents, mode)
+        return await connect_tar(path)
+
+    asyncio.run(check_kv_ro(make))
+
+
+def test_tarkv_conformance_with_gnu_tar(tmp_path: Path) -> None:
+    """An archive made by the real ``tar`` tool (directories, ./ prefixes, gzip)."""
+
+    async def make(contents: Mapping[str, bytes]) -> v1.KVRO:
+        src = tmp_path / f"src{next(_n)}"
+        src.mkdir()
+        write_tree(src, contents)
+        path = tmp_path / f"gnu{next(_n)}.tar.gz"
+        subprocess.run(["tar", "-czf", str(path), "-C", str(src), "."], check=True)
+        return await connect_tar(path)
+
+    asyncio.run(check_kv_ro(make))
+
+
+def test_suite_catches_a_wrong_store(tmp_path: Path) -> None:
+    """The suite is not vacuous: a store that serves one wrong byte fails it."""
+
+    async def make(contents: Mapping[str, bytes]) -> v1.KVRO:
+        bad = dict(contents)
+        bad["a/d.bin"] = bad["a/d.bin"][:-1] + b"?"
+        root = tmp_path / f"bad{next(_n)}"
+        root.mkdir()
+        write_tree(root, bad)
+        return await connect_dir(root)
+
+    with pytest.raises(AssertionError):
+        asyncio.run(check_kv_ro(make))
+
+
+# --- DirKV: no escape from the root ------------------------------------------------------
+
+
+@pytest.fixture
+def escape_tree(tmp_path: Path) -> Path:
+    """root/ with links pointing inside and outside, and a secret next to it."""
+    (tmp_path / "secret.txt").write_bytes(b"top secret")
+    root = tmp_path / "root"
+    write_tree(root, {"inside.txt": b"inside", "sub/deep.txt": b"deep"})
+    (root / "link_in").symlink_to("inside.txt")
+    (root / "link_out").symlink_to(tmp_path / "secret.txt")
+    (root / "link_out_rel").symlink_to("../secret.txt")
+    (root / "dir_out").symlink_to(tmp_path)
+    (root / "sub" / "up").symlink_to("..")
+    (root / "loop").symlink_to("loop")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../secret.txt",
+        "sub/../../secret.txt",
+        "sub/../inside.txt",  # even an inside ".." is refused
+        "link_out",
+        "link_out_rel",
+        "dir_out/secret.txt",
+        "loop",
+        "fifo",
+        "sub",
+        "sub/up",
+        "",
+        "/",
+        ".",
+        "inside.txt\0",
+    ],
+)
+def test_dirkv_refuses_escapes_and_non_files(escape_tree: Path, key: str) -> None:
+    async def main() -> None:
+        kv = await connect_dir(escape_tree)
+        assert await kv.read(key, 0, 100) == Error(UnknownKey(key))
+        assert await kv.size(key) == Error(UnknownKey(key))
+
+    asyncio.run(main())
+
+
+def test_dirkv_absolute_keys_are_relative_to_the_root(escape_tree: Path) -> None:
+    secret = escape_tree.parent / "secret.txt"
+
+    async def main() -> None:
+        kv = await connect_dir(escape_tree)
+        assert await kv.size(str(secret)) == Error(UnknownKey(str(secret)))
+        assert await kv.size("/etc/passwd") == Error(UnknownKey("/etc/passwd"))
+        assert await kv.size("/inside.txt") == Ok(6)
+        assert await kv.size("./sub//deep.txt") == Ok(4)
+        assert await kv.size("sub/up/inside.txt") == Ok(6)  # link resolves inside
+        assert await kv.size("link_in") == Ok(6)
+        assert await kv.size("dir_out/root/inside.txt") == Ok(6)  # out and back in
+
+    asyncio.run(main())
+
+
+def test_dirkv_keys_lists_only_readable_files(escape_tree: Path) -> None:
+    async def main() -> list[str]:
+        kv = await connect_dir(escape_tree)
+        assert isinstance(kv, KVListable)
+        return await kv.keys()
+
+    assert asyncio.run(main()) == ["inside.txt", "link_in", "sub/deep.txt"]
+
+
+def test_dirkv_reads_are_current_and_page_aligned(tmp_path: Path) -> None:
+    import ctypes
+
+    write_tree(tmp_path, {"v": b"one"})
+
+    async def main() -> None:
+        kv = await connect_dir(tmp_path)
+        r = await kv.read("v", 0, 100)
+        assert isinstance(r, Ok)
+        (buf,) = r.value
+        assert bytes(buf) == b"one"
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        assert addr % io_page.PAGE_SIZE == 0
+        (tmp_path / "v").write_bytes(b"two!")
+        assert await kv.size("v") == Ok(4)
+
+    asyncio.run(main())
+
+
+def test_dirkv_connect_errors(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_bytes(b"")
+    for bad in (str(tmp_path / "missing"), str(f)):
+        assert asyncio.run(DirKV.connect(bad)) == Error(UnknownKey(bad))
+
+
+# --- TarKV specifics ---------------------------------------------------------------------
+
+
+def test_tarkv_skips_unsafe_and_non_file_members(tmp_path: Path) -> None:
+    path = tmp_path / "t.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in (("/abs.txt", b"abs"), ("../evil.txt", b"evil"), ("ok.txt", b"ok")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        d = tarfile.TarInfo("dir")
+        d.type = tarfile.DIRTYPE
+        tar.addfile(d)
+        s = tarfile.TarInfo("sym")
+        s.type = tarfile.SYMTYPE
+        s.linkname = "/etc/passwd"
+        tar.addfile(s)
+        again = tarfile.TarInfo("ok.txt")  # a later member of the same name wins
+        again.size = 5
+        tar.addfile(again, io.BytesIO(b"again"))
+
+    async def main() -> None:
+        kv = await connect_tar(path)
+        assert await kv.keys() == ["abs.txt", "ok.txt"]
+        assert await kv.size("/abs.txt") == Ok(3)
+        for key in ("../evil.txt", "evil.txt", "dir", "sym"):
+            assert await kv.size(key) == Error(UnknownKey(key))
+        r = await kv.read("ok.txt", 0, 100)
+        assert isinstance(r, Ok) and b"".join(r.value) == b"again"
+        await kv.disconnect()
+        assert await kv.size("ok.txt") == Error(UnknownKey("ok.txt"))
+        assert await kv.read("ok.txt", 0, 1) == Error(UnknownKey("ok.txt"))
+
+    asyncio.run(main())
+
+
+def test_tarkv_sparse_member(tmp_path: Path) -> None:
+    """A GNU sparse file (holes) reads back with its zeros."""
+    src = tmp_path / "sparse.bin"
+    with open(src, "wb") as f:
+        f.seek(1 << 20)
+        f.write(b"end")
+        f.seek(0)
+        f.write(b"start")
+    path = tmp_path / "s.tar"
+    subprocess.run(["tar", "-cSf", str(path), "-C", str(tmp_path), "sparse.bin"], check=True)
+    want = src.read_bytes()
+
+    async def main() -> None:
+        kv = await connect_tar(path)
+        assert await kv.size("sparse.bin") == Ok(len(want))
+        r = await kv.read("sparse.bin", 0, len(want))
+        assert isinstance(r, Ok) and b"".join(r.value) == want
+        r = await kv.read("sparse.bin", (1 << 20) - 2, 10)
+        assert isinstance(r, Ok) and b"".join(r.value) == b"\0\0end"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("content", [b"", b"not a tar at all" * 100, b"\x1f\x8bbroken gzip"])
+def test_tarkv_connect_errors(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.tar"
+    path.write_bytes(content)
+    assert asyncio.run(TarKV.connect(str(path))) == Error(UnknownKey(str(path)))
+    missing = str(tmp_path / "missing.tar")
+    assert asyncio.run(TarKV.connect(missing)) == Error(UnknownKey(missing))
+
+
+def test_disconnected_dirkv_knows_no_keys(tmp_path: Path) -> None:
+    write_tree(tmp_path, default_contents())
+
+    async def main() -> None:
+        kv = await connect_dir(tmp_path)
+        await kv.disconnect()
+        assert await kv.size("hello.txt") == Error(UnknownKey("hello.txt"))
+        assert await kv.keys() == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("offset", "length", "name"), [(-1, 1, "offset"), (0, -5, "length")])
+def test_negative_ranges_raise_even_for_unknown_keys(
+    tmp_path: Path, offset: int, length: int, name: str
+) -> None:
+    async def main() -> None:
+        kv = await connect_dir(tmp_path)
+        with pytest.raises(ValueError, match=name):
+            await kv.read("nope", offset, length)
+
+    asyncio.run(main())
+
+
+def test_non_str_key_is_a_type_error(tmp_path: Path) -> None:
+    async def main() -> None:
+        kv = await connect_dir(tmp_path)
+        with pytest.raises(TypeError, match="key"):
+            await kv.size(b"x")  # type: ignore[arg-type]
+
+    asyncio.run(main())
