@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
 
 import miragekit.testing as testing
-from miragekit.result import EOF, Error, Ok, Unknown
+from miragekit.result import EOF, Eof, Error, Ok, Unknown
 from miragekit.testing import FLOW_CHECKS, FlowCheckFailed, MemoryFlow, check_flow, flow_pair
+from miragekit.v1 import Buffer, Buffers, Flow
 
 T = TypeVar("T")
 
@@ -204,3 +206,67 @@ def test_fail_wakes_blocked_reader() -> None:
 def test_bad_arguments(kw: dict[str, Any], arg: str) -> None:
     with pytest.raises(ValueError, match=arg):
         flow_pair(**kw)
+
+
+class SocketFlow:
+    """A FLOW over asyncio streams: shows the suite runs over a real transport unchanged."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer, self.closed = reader, writer, False
+
+    async def read(self) -> Ok[memoryview] | Eof | Error[Unknown]:
+        if self.closed:
+            return EOF
+        try:
+            data = await self.reader.read(65536)
+        except OSError as e:
+            return Error(Unknown(str(e)))
+        if self.closed or not data:
+            return EOF
+        return Ok(memoryview(data))
+
+    async def write(self, buf: Buffer) -> Ok[None] | Eof | Error[Unknown]:
+        if self.closed:
+            return EOF
+        try:
+            self.writer.write(bytes(buf))
+            await self.writer.drain()
+        except OSError as e:
+            return Error(Unknown(str(e)))
+        return Ok(None)
+
+    async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[Unknown]:
+        return await self.write(b"".join(bufs))
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+
+
+_socket_check: type[Flow[Unknown]] = SocketFlow
+
+
+def test_conformance_over_loopback_tcp() -> None:
+    async def main() -> None:
+        accepted: asyncio.Queue[SocketFlow] = asyncio.Queue()
+
+        async def on_connect(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await accepted.put(SocketFlow(r, w))
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        async def make() -> tuple[SocketFlow, SocketFlow]:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            return SocketFlow(r, w), await accepted.get()
+
+        try:
+            await check_flow(make, timeout=20)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())
