@@ -619,3 +619,67 @@ async def skip_line(ch: Channel) -> bool:
                 return True
         except EOFError:
             return False
+
+
+_ops = st.lists(
+    st.one_of(
+        st.just(("line", 0)),
+        st.just(("char", 0)),
+        st.just(("until", 0)),
+        st.tuples(st.just("some"), st.integers(1, 8)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=_pieces, ops=_ops, max_chunk=st.integers(1, 16), seed=st.integers(0, 99))
+def test_property_mixed_reads_follow_the_model(
+    data: bytes, ops: list[tuple[str, int]], max_chunk: int, seed: int
+) -> None:
+    """Any interleaving of the read calls consumes the stream exactly as the model does."""
+
+    async def body(ch: Channel) -> None:
+        p = 0
+        for op, n in ops:
+            if op == "char":
+                if p == len(data):
+                    with pytest.raises(EOFError):
+                        await ch.read_char()
+                else:
+                    assert await ch.read_char() == data[p : p + 1]
+                    p += 1
+            elif op == "some":
+                got = bytes(await ch.read_some(n))
+                assert (got == b"") == (p == len(data)) and len(got) <= n
+                assert got == data[p : p + len(got)]
+                p += len(got)
+            elif op == "until":
+                found, v = await ch.read_until(b"\r")
+                i = data.find(b"\r", p)
+                assert found == (i >= 0)
+                assert bytes(v) == (data[p:i] if found else data[p:])
+                p = i + 1 if found else len(data)
+            else:
+                got_line = b"".join(await ch.read_line())
+                want = lines_model(data[p:])[:1]
+                assert [got_line] == want or (not want and got_line == b"")
+                i = data.find(b"\n", p)
+                p = i + 1 if i >= 0 else len(data)
+
+    with_channel([data], body, max_chunk=max_chunk, seed=seed)
+
+
+def test_background_flush_failure_is_reported_by_flush() -> None:
+    async def main() -> None:
+        a, _ = flow_pair()
+        ch = Channel.create(a, flush_threshold=10)
+        a.fail(Unknown("down"))
+        ch.write_buffer(b"x" * 20)  # starts a background flush, which fails
+        for _ in range(3):
+            await asyncio.sleep(0)
+        with pytest.raises(ChannelError) as e:
+            await ch.flush()
+        assert e.value.error == Unknown("down")
+
+    run(main())
