@@ -1,0 +1,263 @@
+"""A conformance suite for FLOW: run it against any pair of connected flows.
+
+Why: every FLOW (memory pair, TCP over the kernel, our own TCP) must behave the same for
+the channels and applications above it. The checks use only ``v1.Flow`` (read, write,
+writev, close) and assume nothing about how writes are cut into reads, so they run
+unchanged over real transports. Each check gets a fresh pair from the factory and a
+time limit, so a hang is reported as a failure naming the check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+from ..result import EOF, Ok
+from ..v1 import Flow
+
+AnyFlow = Flow[Any]
+FlowPair = tuple[AnyFlow, AnyFlow]
+FlowPairFactory = Callable[[], FlowPair | Awaitable[FlowPair]]
+"""Returns (or produces, if async) two freshly connected flows."""
+
+_Check = Callable[[AnyFlow, AnyFlow], Awaitable[None]]
+
+
+class FlowCheckFailed(AssertionError):
+    """A flow broke the FLOW contract; the message says which check and how."""
+
+
+def _expect(cond: bool, msg: str) -> None:
+    if not cond:
+        raise FlowCheckFailed(msg)
+
+
+async def _write(flow: AnyFlow, data: bytes | bytearray | memoryview) -> None:
+    r = await flow.write(data)
+    _expect(isinstance(r, Ok), f"write of {len(data)} bytes gave {r!r}, expected Ok")
+
+
+async def _read_exactly(flow: AnyFlow, n: int) -> bytes:
+    got = bytearray()
+    while len(got) < n:
+        r = await flow.read()
+        if isinstance(r, Ok):
+            _expect(len(r.value) > 0, "read gave Ok with no data")
+            got += r.value
+        else:
+            raise FlowCheckFailed(f"read gave {r!r} after {len(got)} of {n} bytes")
+    _expect(len(got) == n, f"read {len(got)} bytes, more than the {n} written")
+    return bytes(got)
+
+
+async def _read_to_eof(flow: AnyFlow) -> bytes:
+    got = bytearray()
+    while True:
+        r = await flow.read()
+        if r is EOF:
+            return bytes(got)
+        if isinstance(r, Ok):
+            _expect(len(r.value) > 0, "read gave Ok with no data")
+            got += r.value
+        else:
+            raise FlowCheckFailed(f"read gave {r!r} after {len(got)} bytes, expected EOF")
+
+
+def _payload(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+# --- the checks ------------------------------------------------------------------------
+
+
+async def _both_ways(a: AnyFlow, b: AnyFlow) -> None:
+    await _write(a, b"hello")
+    _expect(await _read_exactly(b, 5) == b"hello", "a -> b data differs")
+    await _write(b, b"world!")
+    _expect(await _read_exactly(a, 6) == b"world!", "b -> a data differs")
+
+
+async def _bytes_like_inputs(a: AnyFlow, b: AnyFlow) -> None:
+    await _write(a, bytearray(b"ab"))
+    await _write(a, memoryview(b"xcdx")[1:3])
+    r = await a.writev([bytearray(b"ef"), memoryview(b"gh"), b"ij"])
+    _expect(isinstance(r, Ok), f"writev gave {r!r}")
+    _expect(await _read_exactly(b, 10) == b"abcdefghij", "bytes-like inputs corrupted")
+
+
+async def _partial_reads(a: AnyFlow, b: AnyFlow) -> None:
+    # Several writes of different sizes: reads may split or join them; only the byte
+    # sequence is the contract.
+    parts = [_payload(n, n) for n in (1, 7, 1000, 3, 70_000, 2)]
+    total = sum(len(p) for p in parts)
+
+    async def writer() -> None:
+        for p in parts:
+            await _write(a, p)
+
+    got, _ = await asyncio.gather(_read_exactly(b, total), writer())
+    _expect(got == b"".join(parts), "data split across reads came back different")
+
+
+async def _writev_ordering(a: AnyFlow, b: AnyFlow) -> None:
+    r = await a.writev([b"a", b"", bytearray(b"bc"), memoryview(b"xdefx")[1:4]])
+    _expect(isinstance(r, Ok), f"writev gave {r!r}")
+    r = await a.writev([])
+    _expect(isinstance(r, Ok), f"writev of no buffers gave {r!r}")
+    await _write(a, b"g")
+    r = await a.writev([b"h", b"ij"])
+    _expect(isinstance(r, Ok), f"writev gave {r!r}")
+    _expect(await _read_exactly(b, 10) == b"abcdefghij", "writev lost the buffer order")
+
+
+async def _large_transfer(a: AnyFlow, b: AnyFlow) -> None:
+    # Several MB each way at the same time, in random write sizes plus one write far
+    # larger than any sane queue: only back-pressure keeps this bounded and deadlock-free.
+    size = 4 * 1024 * 1024
+
+    async def send(flow: AnyFlow, data: bytes, seed: int) -> None:
+        rng = random.Random(seed)
+        off, big_at = 0, len(data) // 3
+        while off < len(data):
+            n = rng.randint(1, 256 * 1024)
+            if off < big_at:
+                n = min(n, big_at - off)
+            elif off == big_at:
+                n = 2 * 1024 * 1024
+            await _write(flow, memoryview(data)[off : off + n])
+            off += n
+
+    ab, ba = _payload(size, 1), _payload(size + 12_345, 2)
+    got_b, got_a, _, _ = await asyncio.gather(
+        _read_exactly(b, len(ab)),
+        _read_exactly(a, len(ba)),
+        send(a, ab, 3),
+        send(b, ba, 4),
+    )
+    _expect(got_b == ab, "large a -> b transfer corrupted")
+    _expect(got_a == ba, "large b -> a transfer corrupted")
+
+
+async def _close_eof_after_data(a: AnyFlow, b: AnyFlow) -> None:
+    data = _payload(300_000, 5)
+
+    async def send() -> None:
+        await _write(a, data)
+        await a.close()
+
+    got, _ = await asyncio.gather(_read_to_eof(b), send())
+    _expect(got == data, f"peer saw {len(got)} bytes before EOF, expected {len(data)}")
+    r = await b.read()
+    _expect(r is EOF, f"read after EOF gave {r!r}, expected EOF again")
+
+
+async def _read_after_local_close(a: AnyFlow, b: AnyFlow) -> None:
+    await _write(b, b"unread")
+    await a.close()
+    for _ in range(2):
+        r = await a.read()
+        _expect(r is EOF, f"read after local close gave {r!r}, expected EOF")
+
+
+async def _write_after_close(a: AnyFlow, b: AnyFlow) -> None:
+    await a.close()
+    await a.close()  # closing twice is harmless
+    r1 = await a.write(b"late")
+    _expect(r1 is EOF, f"write after close gave {r1!r}, expected EOF")
+    r2 = await a.writev([b"late", b"r"])
+    _expect(r2 is EOF, f"writev after close gave {r2!r}, expected EOF")
+    r3 = await b.read()
+    _expect(r3 is EOF, f"peer read after close gave {r3!r}, expected EOF and no data")
+
+
+async def _close_wakes_peer_reader(a: AnyFlow, b: AnyFlow) -> None:
+    pending = asyncio.ensure_future(b.read())
+    await asyncio.sleep(0.01)
+    if pending.done():
+        raise FlowCheckFailed(f"read with nothing sent returned {pending.result()!r}")
+    await a.close()
+    r = await asyncio.wait_for(pending, 5)
+    _expect(r is EOF, f"blocked read gave {r!r} when the peer closed, expected EOF")
+
+
+async def _concurrent_read_write(a: AnyFlow, b: AnyFlow) -> None:
+    # A read waiting on one end must not stop that end from writing.
+    pending = asyncio.ensure_future(_read_exactly(a, 4))
+    await asyncio.sleep(0)
+    await _write(a, b"ping")
+    _expect(await _read_exactly(b, 4) == b"ping", "write while a read waited got lost")
+    await _write(b, b"pong")
+    _expect(await asyncio.wait_for(pending, 5) == b"pong", "the waiting read saw wrong data")
+
+
+async def _empty_writes(a: AnyFlow, b: AnyFlow) -> None:
+    r = await a.write(b"")
+    _expect(isinstance(r, Ok), f"empty write gave {r!r}")
+    r = await a.writev([b"", bytearray()])
+    _expect(isinstance(r, Ok), f"writev of empty buffers gave {r!r}")
+    await _write(a, b"x")
+    await a.write(memoryview(b""))
+    await a.close()
+    got = await _read_to_eof(b)  # also checks that no read gives Ok(empty)
+    _expect(got == b"x", f"peer saw {got!r}, expected b'x'")
+
+
+async def _peer_close_then_local(a: AnyFlow, b: AnyFlow) -> None:
+    await _write(b, b"bye")
+    await b.close()
+    _expect(await _read_to_eof(a) == b"bye", "data sent before close was lost")
+    await a.close()
+    r = await a.read()
+    _expect(r is EOF, f"read after both closed gave {r!r}")
+
+
+_CHECKS: dict[str, _Check] = {
+    "both_ways": _both_ways,
+    "bytes_like_inputs": _bytes_like_inputs,
+    "partial_reads": _partial_reads,
+    "writev_ordering": _writev_ordering,
+    "large_transfer": _large_transfer,
+    "close_eof_after_data": _close_eof_after_data,
+    "read_after_local_close": _read_after_local_close,
+    "write_after_close": _write_after_close,
+    "close_wakes_peer_reader": _close_wakes_peer_reader,
+    "concurrent_read_write": _concurrent_read_write,
+    "empty_writes": _empty_writes,
+    "peer_close_then_local": _peer_close_then_local,
+}
+
+FLOW_CHECKS: tuple[str, ...] = tuple(_CHECKS)
+"""The names of the checks :func:`check_flow` runs, in order."""
+
+
+async def check_flow(
+    make_pair: FlowPairFactory,
+    *,
+    only: Collection[str] | None = None,
+    timeout: float = 60.0,
+) -> None:
+    """Run the FLOW checks (all, or those named in ``only``) on fresh pairs.
+
+    Raises :class:`FlowCheckFailed` (an ``AssertionError``) naming the first check that
+    fails. Both flows of every pair are closed afterwards.
+    """
+    names = FLOW_CHECKS if only is None else tuple(only)
+    for name in names:
+        if name not in _CHECKS:
+            raise ValueError(f"only: unknown check {name!r}; known: {', '.join(FLOW_CHECKS)}")
+    for name in names:
+        made = make_pair()
+        a, b = await made if inspect.isawaitable(made) else made
+        try:
+            async with asyncio.timeout(timeout):
+                await _CHECKS[name](a, b)
+        except TimeoutError:
+            raise FlowCheckFailed(f"{name}: no progress within {timeout} s") from None
+        except FlowCheckFailed as e:
+            raise FlowCheckFailed(f"{name}: {e}") from None
+        finally:
+            await a.close()
+            await b.close()
