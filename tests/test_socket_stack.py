@@ -267,3 +267,30 @@ def test_bad_arguments_raise() -> None:
     run(main())
     with pytest.raises(ValueError, match="ips"):
         SocketConfig(ips=())
+
+
+def test_flow_conformance_suite_on_socket_flows() -> None:
+    from miragekit.testing import check_flow
+
+    async def main() -> None:
+        stack = await make_stack()
+        port = free_port()
+        accepted: asyncio.Queue[SocketFlow] = asyncio.Queue()
+        done = asyncio.Event()
+
+        async def hold(flow: SocketFlow) -> None:
+            await accepted.put(flow)
+            await done.wait()
+
+        stack.listen_tcpv4(port=port, callback=hold)
+        await asyncio.sleep(0.05)
+
+        async def make_pair() -> tuple[SocketFlow, SocketFlow]:
+            a = await connected(stack, port)
+            return a, await accepted.get()
+
+        await check_flow(make_pair)
+        done.set()
+        await stack.disconnect()
+
+    run(main())
