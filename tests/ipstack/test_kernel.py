@@ -209,3 +209,51 @@ def test_port_unreachable_seen_by_kernel(knet: KernelNet) -> None:
         assert stack.ipv4.icmp.counters.tx_errors == 1
 
     run(with_stack(knet, body))
+
+
+def test_tap_write_listen_and_disconnect(knet: KernelNet) -> None:
+    """The seed's API alone: write an ARP request, listen for the kernel's reply, and
+    ``disconnect`` makes ``listen`` return."""
+
+    async def main() -> None:
+        r = await TapNetif.connect(knet.tap, mac="02:00:00:00:00:aa")
+        assert isinstance(r, Ok)
+        netif = r.value
+        assert str(netif.mac()) == "02:00:00:00:00:aa" and netif.id() == knet.tap
+        knet.move_in()
+        replies: list[bytes] = []
+
+        async def fn(frame: memoryview) -> None:
+            if bytes(frame[12:14]) == b"\x08\x06" and frame[21] == 2:
+                replies.append(bytes(frame))
+                await netif.disconnect()
+
+        listener = asyncio.create_task(netif.listen(fn))
+        mac = netif.mac().packed
+        request = (
+            b"\xff" * 6 + mac + b"\x08\x06"
+            + b"\x00\x01\x08\x00\x06\x04\x00\x01"
+            + mac + ipaddress.IPv4Address(OUR_IP).packed
+            + bytes(6) + ipaddress.IPv4Address(KERNEL_IP).packed
+        )  # fmt: skip
+        for _ in range(20):
+            await netif.writev([request[:14], request[14:]])
+            done, _ = await asyncio.wait([listener], timeout=0.2)
+            if done:
+                break
+        await asyncio.wait_for(listener, 5)  # returned because of disconnect
+        (reply,) = replies
+        assert reply[:6] == mac and reply[28:32] == ipaddress.IPv4Address(KERNEL_IP).packed
+        st = netif.get_stats_counters()
+        assert st.tx_pkts >= 1 and st.tx_bytes == 42 * st.tx_pkts and st.rx_pkts >= 1
+        netif.reset_stats_counters()
+        assert netif.get_stats_counters().rx_pkts == 0
+        await netif.write(request)  # after disconnect: dropped and counted, no error
+        assert netif.counters.tx_dropped == 1
+
+    run(main())
+
+
+def test_tap_name_too_long() -> None:
+    with pytest.raises(ValueError, match="id"):
+        run(TapNetif.connect("x" * 16))
