@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Self
@@ -38,6 +39,7 @@ PROTO_UDP: Final = 17
 _PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
 _ALL_ONES: Final = 0xFFFFFFFF
 ETH_HLEN: Final = 14
+_RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
 
 
 @dataclass(slots=True)
@@ -83,6 +85,7 @@ class IPv4:
         self.reassembler = Reassembler(wake=self._wakeup.at, config=reassembly)
         self.icmp = Icmp()
         self._ip = 0
+        self._ip_b = bytes(4)
         self._net = 0
         self._mask = 0
         self._prefix: ipaddress.IPv4Network | None = None
@@ -122,6 +125,7 @@ class IPv4:
 
     async def set_ip(self, ip: Addr) -> None:
         self._ip = int(ip)
+        self._ip_b = ip.packed
         self.arp.ips = {self._ip} if self._ip else set()
         if self._ip:
             self.arp.announce(self._ip)
@@ -193,15 +197,18 @@ class IPv4:
         if checksum(pkt[:hl]) != 0:
             c.rx_bad_checksum += 1
             return None
-        _, _, _, ident, ff, _, proto, _, src_b, dst_b = HEADER.unpack_from(pkt)
-        src = int.from_bytes(src_b, "big")
-        dst = int.from_bytes(dst_b, "big")
-        if self._ip and dst != self._ip and not self._is_broadcast(dst):
-            c.rx_not_for_us += 1
-            return None
-        if src == _ALL_ONES or src >> 28 == 14:
+        ident, ff, proto, src_b, dst_b = _RX_FIELDS.unpack_from(pkt)
+        if dst_b != self._ip_b and self._ip:
+            dst = int.from_bytes(dst_b, "big")
+            if not self._is_broadcast(dst):
+                c.rx_not_for_us += 1
+                return None
+        else:
+            dst = self._ip if self._ip else int.from_bytes(dst_b, "big")
+        if src_b[0] >= 224:  # multicast, reserved or broadcast: never a source
             c.rx_martian += 1
             return None
+        src = int.from_bytes(src_b, "big")
         if tl < n:
             pkt = pkt[:tl]  # Ethernet padding
         if ff & 0x3FFF:

@@ -1,14 +1,14 @@
 """UDP (RFC 768) over :class:`IPv4`: demultiplexing by port, checksums, ephemeral ports.
 
-Received datagrams for a listener are copied and handed to the application callback in
-a task of its own (the seed's callbacks are coroutines); everything else is synchronous.
+Received datagrams for a listener are copied and handed to the application callback,
+which runs eagerly (a task only if it suspends, see ``_eager``); everything else is
+synchronous.
 A datagram to a port with no listener is answered with ICMP port-unreachable
 (rate-limited by the ICMP layer).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import random
@@ -20,7 +20,7 @@ from typing import Final, Self
 from ..result import Error, Ok, UDPError
 from ..v1 import UDP as UDPProtocol
 from ..v1 import Buffer, UDPCallback
-from ..wire._checksum import checksum_add, ones_sum, pseudo_sum_v4
+from ._eager import run_eager
 from ._icmp import PORT_UNREACHABLE
 from ._ipv4 import PROTO_UDP, IPv4
 
@@ -48,7 +48,6 @@ class UDP:
         self._rng = rng or random.Random()
         self.counters = UdpCounters()
         self._listeners: dict[int, UDPCallback[Addr]] = {}
-        self._tasks: set[asyncio.Future[None]] = set()
 
     @classmethod
     async def connect(
@@ -64,8 +63,6 @@ class UDP:
 
     async def disconnect(self) -> None:
         self._ip.set_handler(PROTO_UDP, None)
-        for t in list(self._tasks):
-            t.cancel()
 
     def listen(self, port: int, callback: UDPCallback[Addr] | None) -> None:
         """Bind ``callback`` to ``port`` (replacing an earlier one); ``None`` unbinds."""
@@ -90,10 +87,13 @@ class UDP:
             c.rx_malformed += 1
             return None
         if csum:
-            s = checksum_add(
-                pseudo_sum_v4(src.packed, dst.packed, PROTO_UDP, length), ones_sum(buf[:length])
-            )
-            if s != 0xFFFF:
+            # Data and pseudo-header summed modulo 0xFFFF (see wire/_checksum): a correct
+            # checksum makes the total a non-zero multiple of 0xFFFF.
+            v = int.from_bytes(buf[:length], "big")
+            if length & 1:
+                v <<= 8
+            v += int(src) + int(dst) + PROTO_UDP + length
+            if v % 0xFFFF:
                 c.rx_bad_checksum += 1
                 return None
         return sport, dport, buf[8:length]
@@ -110,15 +110,11 @@ class UDP:
             self._ip.reject_current(PORT_UNREACHABLE)
             return
         self.counters.rx_delivered += 1
-        task = asyncio.ensure_future(cb(src, dst, sport, memoryview(bytes(data))))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        run_eager(cb(src, dst, sport, memoryview(bytes(data))), self._callback_failed)
 
-    def _task_done(self, task: asyncio.Future[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.counters.callback_errors += 1
-            _log.error("UDP callback failed", exc_info=task.exception())
+    def _callback_failed(self, e: BaseException) -> None:
+        self.counters.callback_errors += 1
+        _log.error("UDP callback failed", exc_info=e)
 
     async def input(
         self,
