@@ -90,8 +90,10 @@ def knet() -> Iterator[KernelNet]:
         subprocess.run(["ip", "link", "del", k.tap], capture_output=True)
 
 
-async def with_stack(k: KernelNet, body: Callable[[IPv4Stack], Awaitable[None]]) -> None:
-    r = await TapNetif.connect(k.tap)
+async def with_stack(
+    k: KernelNet, body: Callable[[IPv4Stack], Awaitable[None]], *, vnet_hdr: bool = False
+) -> None:
+    r = await TapNetif.connect(k.tap, vnet_hdr=vnet_hdr)
     assert isinstance(r, Ok), r
     netif = r.value
     assert netif.mtu == 1500
@@ -109,7 +111,8 @@ async def with_stack(k: KernelNet, body: Callable[[IPv4Stack], Awaitable[None]])
         await netif.disconnect()
 
 
-def test_ping(knet: KernelNet) -> None:
+@pytest.mark.parametrize("vnet_hdr", [False, True], ids=["plain", "vnet_hdr"])
+def test_ping(knet: KernelNet, vnet_hdr: bool) -> None:
     async def body(stack: IPv4Stack) -> None:
         rc, out = await knet.exec("ping", "-c", "3", "-i", "0.2", "-W", "2", OUR_IP)
         assert rc == 0, out
@@ -117,7 +120,7 @@ def test_ping(knet: KernelNet) -> None:
         assert stack.ipv4.icmp.counters.tx_echo_replies == 3
         assert stack.ipv4.arp.counters.replies_sent >= 1
 
-    run(with_stack(knet, body))
+    run(with_stack(knet, body, vnet_hdr=vnet_hdr))
 
 
 def test_ping_fragmented_both_ways(knet: KernelNet) -> None:

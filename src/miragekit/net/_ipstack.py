@@ -16,7 +16,9 @@ import random
 from collections.abc import Sequence
 
 from ..v1 import Network, UDPCallback
+from ._arp import ArpConfig
 from ._ethif import ETHERTYPE_ARP, ETHERTYPE_IPV4, Ethif
+from ._fragment import ReassemblyConfig
 from ._ipv4 import PROTO_TCP, Handler, IPv4
 from ._udp import UDP
 
@@ -40,11 +42,13 @@ class IPv4Stack:
         cidr: str | ipaddress.IPv4Interface,
         gateways: Sequence[str | ipaddress.IPv4Address] = (),
         rng: random.Random | None = None,
+        arp: ArpConfig | None = None,
+        reassembly: ReassemblyConfig | None = None,
     ) -> IPv4Stack:
         """Build the layers on ``netif`` with address ``cidr`` (e.g. ``"10.0.0.2/24"``)."""
         iface = ipaddress.IPv4Interface(cidr)
         ethif = Ethif(netif)
-        ipv4 = IPv4(ethif, rng=rng)
+        ipv4 = IPv4(ethif, rng=rng, arp=arp, reassembly=reassembly)
         await ipv4.set_ip_netmask(iface.network)
         await ipv4.set_ip_gateways([ipaddress.IPv4Address(g) for g in gateways])
         udp = UDP(ipv4, rng=rng)

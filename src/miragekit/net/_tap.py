@@ -6,9 +6,10 @@ reusable buffer and hands each to a synchronous receiver (the :class:`FrameLink`
 path); sends are direct ``os.write``/``os.writev`` calls, queued (bounded) only when the
 device would block. The seed's async ``listen``/``write``/``writev`` sit on top.
 
-Offloads (``IFF_VNET_HDR``) are not enabled yet; :attr:`TapNetif.vnet_hdr_len` is the hook:
-with it non-zero every frame is preceded by a virtio-net header that read strips and
-write prepends.
+Offloads are not enabled yet. The hook for them is ``connect(..., vnet_hdr=True)``: the
+device then carries a ``struct virtio_net_hdr`` before every frame, which reading strips
+and writing prepends (all zero: no checksum or segmentation offload requested). Enabling
+``TUNSETOFFLOAD`` and honouring the header's fields is the TCP work to come.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ IFF_NO_PI: Final = 0x1000
 IFF_VNET_HDR: Final = 0x4000
 SIOCGIFMTU: Final = 0x8921
 IFNAMSIZ: Final = 16
+VNET_HDR_LEN: Final = 10
+"""``struct virtio_net_hdr`` without ``num_buffers`` (the kernel's default size)."""
 
 _IFREQ_FLAGS = struct.Struct("16sH")
 _IFREQ_MTU = struct.Struct("16si")
@@ -83,6 +86,7 @@ class TapNetif:
         self._mac = mac
         self._loop = loop
         self.vnet_hdr_len = 0
+        self._vnet_zero = b""
         self._rbuf = bytearray(65536 + 64)
         self._rview = memoryview(self._rbuf)
         self._receiver: FrameReceiver | None = None
@@ -101,7 +105,12 @@ class TapNetif:
 
     @classmethod
     async def connect(
-        cls, id: str, *, mac: MacAddr | str | None = None, mtu: int | None = None
+        cls,
+        id: str,
+        *,
+        mac: MacAddr | str | None = None,
+        mtu: int | None = None,
+        vnet_hdr: bool = False,
     ) -> Ok[Self] | Error[NetworkError]:
         """Create TAP device ``id`` or attach to an existing one of that name.
 
@@ -115,7 +124,8 @@ class TapNetif:
         except OSError as e:
             return Error(Unknown(f"/dev/net/tun: {e.strerror}"))
         try:
-            res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ_FLAGS.pack(id.encode(), IFF_TAP | IFF_NO_PI))
+            flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+            res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ_FLAGS.pack(id.encode(), flags))
         except OSError as e:
             os.close(fd)
             return Error(Unknown(f"TUNSETIFF {id!r}: {e.strerror}"))
@@ -123,15 +133,16 @@ class TapNetif:
         dev_mtu = read_mtu(name) or 1500
         if isinstance(mac, str):
             mac = MacAddr(mac)
-        return Ok(
-            cls(
-                fd,
-                name,
-                mtu=mtu if mtu is not None else dev_mtu,
-                mac=mac or MacAddr.local(os.urandom(6)),
-                loop=loop,
-            )
+        dev = cls(
+            fd,
+            name,
+            mtu=mtu if mtu is not None else dev_mtu,
+            mac=mac or MacAddr.local(os.urandom(6)),
+            loop=loop,
         )
+        if vnet_hdr:
+            dev._set_vnet_hdr_len(VNET_HDR_LEN)
+        return Ok(dev)
 
     def id(self) -> str:
         return self._name
@@ -155,6 +166,10 @@ class TapNetif:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    def _set_vnet_hdr_len(self, n: int) -> None:
+        self.vnet_hdr_len = n
+        self._vnet_zero = bytes(n)
 
     # --- FrameLink fast path --------------------------------------------------------------
 
@@ -198,6 +213,9 @@ class TapNetif:
         if not self._connected:
             self.counters.tx_dropped += 1
             return
+        if self._vnet_zero:
+            self.sendv((frame,))
+            return
         if self._txq:
             self._enqueue(bytes(frame))
             return
@@ -217,6 +235,8 @@ class TapNetif:
         if not self._connected:
             self.counters.tx_dropped += 1
             return
+        if self._vnet_zero:
+            bufs = (self._vnet_zero, *bufs)
         if self._txq:
             self._enqueue(b"".join(bufs))
             return
@@ -230,7 +250,7 @@ class TapNetif:
             self.counters.tx_dropped += 1
             return
         self._stats.tx_pkts += 1
-        self._stats.tx_bytes += n
+        self._stats.tx_bytes += n - self.vnet_hdr_len
 
     def _enqueue(self, frame: bytes) -> None:
         if len(self._txq) >= self._tx_limit:
@@ -259,7 +279,7 @@ class TapNetif:
                 q.popleft()
                 continue
             st.tx_pkts += 1
-            st.tx_bytes += len(q.popleft())
+            st.tx_bytes += len(q.popleft()) - self.vnet_hdr_len
         self._loop.remove_writer(self._fd)
         self._writing = False
 
