@@ -7,6 +7,7 @@ corrupted header must show up in the drop counters, not in delivery.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 from typing import Any
 
@@ -16,8 +17,10 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 
-from miragekit.net import IPv4Stack
+from miragekit.net import UDP as StackUDP
+from miragekit.net import Ethif, IPv4, IPv4Stack
 
+A = ipaddress.IPv4Address
 ETH = Ether(src=PEER_MAC, dst=OUR_MAC)
 SEEDS = [
     bytes(
@@ -182,3 +185,50 @@ def test_fuzz_fragments_stay_within_limits() -> None:
         feed()
 
     asyncio.run(main())
+
+
+def test_fuzz_v1_async_path() -> None:
+    """The seed's path: Ethif.input -> IPv4.input -> UDP.input, mutated frames in."""
+    loop = asyncio.new_event_loop()
+    try:
+        link = MemLink()
+        eth = Ethif(link)
+        ip = IPv4(eth, loop=loop, rng=random.Random(0))
+        loop.run_until_complete(ip.set_ip_netmask(ipaddress.IPv4Network("10.0.0.0/24")))
+        loop.run_until_complete(ip.set_ip(ipaddress.IPv4Address(US)))
+        udp = StackUDP(ip)
+        got: list[bytes] = []
+
+        async def on_udp(src: A, dst: A, sport: int, buf: memoryview) -> None:
+            got.append(bytes(buf))
+
+        async def arpv4(b: memoryview) -> None:
+            await ip.input_arpv4(b)
+
+        async def ipv4(b: memoryview) -> None:
+            async def tcp(s: A, d: A, p: memoryview) -> None:
+                pass
+
+            async def udp_in(s: A, d: A, p: memoryview) -> None:
+                await udp.input(s, d, p, listeners=lambda port: on_udp if port == 7 else None)
+
+            async def default(proto: int, s: A, d: A, p: memoryview) -> None:
+                pass
+
+            await ip.input(b, tcp=tcp, udp=udp_in, default=default)
+
+        async def ipv6(b: memoryview) -> None:
+            pass
+
+        @FUZZ
+        @given(st.one_of(mutated(), st.binary(max_size=200)))
+        def feed(frame: bytes) -> None:
+            loop.run_until_complete(
+                eth.input(memoryview(bytearray(frame)), arpv4=arpv4, ipv4=ipv4, ipv6=ipv6)
+            )
+
+        feed()
+        loop.run_until_complete(eth.input(memoryview(SEEDS[3]), arpv4=arpv4, ipv4=ipv4, ipv6=ipv6))
+        assert got[-1] == b"hello"
+    finally:
+        loop.close()
