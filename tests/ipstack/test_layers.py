@@ -201,6 +201,16 @@ def test_gratuitous_arp_and_echo() -> None:
         chk = reply[ICMP].chksum
         del reply[ICMP].chksum
         assert Ether(bytes(reply))[ICMP].chksum == chk
+        # Not to a broadcast; other ICMP messages go to the registered handler.
+        bcast = Ether(src=PEER_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src=PEER, dst="10.0.0.255")
+        inject(stack, bcast / ICMP(type=8))
+        assert link.take() == [] and stack.ipv4.icmp.counters.echo_requests_ignored == 1
+        others: list[tuple[str, int]] = []
+        stack.ipv4.set_handler(1, lambda s, d, p: others.append((str(s), p[0])))
+        inject(
+            stack, from_peer() / IP(src=PEER, dst=US) / ICMP(type=3, code=1) / IP(dst=PEER) / UDP()
+        )
+        assert others == [(PEER, 3)] and link.take() == []
         await stack.disconnect()
 
     run(main())

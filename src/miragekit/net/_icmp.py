@@ -28,6 +28,7 @@ class IcmpCounters:
     rx_messages: int = 0
     rx_malformed: int = 0  # short or bad checksum
     rx_echo_requests: int = 0
+    echo_requests_ignored: int = 0  # to a broadcast address (RFC 1122 3.2.2.6 allows)
     rx_other: int = 0  # handed on (errors, replies, unknown types)
     tx_echo_replies: int = 0
     tx_errors: int = 0
@@ -41,25 +42,29 @@ class Icmp:
         self._burst = float(error_burst)
         self._tokens = float(error_burst)
         self._last = 0.0
-        self.last_valid = False
+        self.consumed = False
 
-    def input(self, msg: memoryview) -> bytes | None:
+    def input(self, msg: memoryview, *, answer: bool = True) -> bytes | None:
         """Check one received message; return the echo reply to send, if any.
 
-        Returns ``None`` both for malformed messages (counted) and for messages the caller
-        should hand on; :attr:`last_valid` tells which.
+        ``answer`` is False for requests we must not answer (sent to a broadcast address).
+        Afterwards :attr:`consumed` tells whether the message was used up here (malformed
+        or an echo request) or should be handed on (errors, replies, unknown types).
         """
         c = self.counters
         c.rx_messages += 1
-        self.last_valid = False
+        self.consumed = True
         if len(msg) < 8 or checksum(msg) != 0:
             c.rx_malformed += 1
             return None
-        self.last_valid = True
         if msg[0] != ECHO_REQUEST:
             c.rx_other += 1
+            self.consumed = False
             return None
         c.rx_echo_requests += 1
+        if not answer:
+            c.echo_requests_ignored += 1
+            return None
         reply = bytearray(msg)
         reply[0] = ECHO_REPLY
         reply[2:4] = b"\0\0"

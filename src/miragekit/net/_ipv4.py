@@ -254,12 +254,10 @@ class IPv4:
 
     def _icmp_input(self, src: int, dst: int, payload: memoryview) -> bool:
         """Answer echo requests; True when the message was consumed (or malformed)."""
-        reply = self.icmp.input(payload)
+        reply = self.icmp.input(payload, answer=dst == self._ip and src != 0)
         if reply is not None:
-            if dst == self._ip and src:
-                self._send_proto(src, PROTO_ICMP, reply)
-            return True
-        return not self.icmp.last_valid
+            self._send_proto(src, PROTO_ICMP, reply)
+        return self.icmp.consumed
 
     def _unreachable(self, code: int, pkt: memoryview, src: int, dst: int) -> None:
         if dst != self._ip or not src or not self._ip:
