@@ -42,6 +42,17 @@ ETH_HLEN: Final = 14
 _RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
 
 
+def _loop_rng(loop: asyncio.AbstractEventLoop) -> random.Random:
+    """A generator seeded from a simulated loop's (``loop.rng()``), so that a simulation
+    with the same seed repeats itself; from the OS otherwise."""
+    loop_rng = getattr(loop, "rng", None)
+    if callable(loop_rng):
+        parent = loop_rng()
+        if isinstance(parent, random.Random):
+            return random.Random(parent.getrandbits(64))
+    return random.Random()
+
+
 @dataclass(slots=True)
 class IPv4Counters:
     rx_packets: int = 0
@@ -75,7 +86,7 @@ class IPv4:
     ) -> None:
         self._ethif = ethif
         self._loop = loop or asyncio.get_running_loop()
-        self._rng = rng or random.Random()
+        self.rng = rng or _loop_rng(self._loop)
         self._mac = ethif.mac().packed
         self.mtu = ethif.mtu
         self.ttl = ttl
@@ -90,7 +101,7 @@ class IPv4:
         self._mask = 0
         self._prefix: ipaddress.IPv4Network | None = None
         self._gateways: list[Addr] = []
-        self._ident = self._rng.getrandbits(16)
+        self._ident = self.rng.getrandbits(16)
         self._handlers: dict[int, Handler] = {}
         self._icmp_handler: Handler | None = None
         self._addrs: dict[int, Addr] = {}

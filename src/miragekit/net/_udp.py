@@ -45,7 +45,7 @@ class UdpCounters:
 class UDP:
     def __init__(self, ip: IPv4, *, rng: random.Random | None = None) -> None:
         self._ip = ip
-        self._rng = rng or random.Random()
+        self._rng = rng or ip.rng
         self.counters = UdpCounters()
         self._listeners: dict[int, UDPCallback[Addr]] = {}
 
