@@ -3,7 +3,7 @@
 Run as root: ``python bench/udp.py [--seconds 3]``. The same Python sender runs in a
 network namespace in both cases; it sends to our stack (TAP, the stack's UDP callback
 counts) and, as the reference, to a Python receiver in a second namespace over a veth
-pair. Prints a table and writes bench/results/udp.json. Namespaces are ``mk-`` and
+pair; a third row gives the same veth path with iperf3 (C) at both ends. Prints a table and writes bench/results/udp.json. Namespaces are ``mk-`` and
 always deleted.
 """
 
@@ -117,6 +117,72 @@ def kernel_to_kernel(size: int, secs: float) -> dict[str, float]:
         subprocess.run(["ip", "netns", "del", b], capture_output=True)
 
 
+def kernel_to_kernel_iperf3(size: int, secs: float) -> dict[str, float]:
+    """The same veth path with C at both ends (iperf3 -u -b 0): the kernel's own ceiling."""
+    tag = uuid.uuid4().hex[:8]
+    a, b = f"mk-a{tag}", f"mk-b{tag}"
+    try:
+        sh("ip", "netns", "add", a)
+        sh("ip", "netns", "add", b)
+        sh(
+            "ip",
+            "link",
+            "add",
+            f"mk-va{tag}",
+            "netns",
+            a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"mk-vb{tag}",
+            "netns",
+            b,
+        )
+        sh("ip", "-n", a, "addr", "add", "10.78.0.1/24", "dev", f"mk-va{tag}")
+        sh("ip", "-n", b, "addr", "add", "10.78.0.2/24", "dev", f"mk-vb{tag}")
+        sh("ip", "-n", a, "link", "set", f"mk-va{tag}", "up")
+        sh("ip", "-n", b, "link", "set", f"mk-vb{tag}", "up")
+        srv = subprocess.Popen(ns_exec(b, "iperf3", "-s", "-1"), stdout=subprocess.DEVNULL)
+        try:
+            for _ in range(50):
+                cli = subprocess.run(
+                    ns_exec(
+                        a,
+                        "iperf3",
+                        "-c",
+                        "10.78.0.2",
+                        "-u",
+                        "-b",
+                        "0",
+                        "-l",
+                        str(size),
+                        "-t",
+                        str(secs),
+                        "-J",
+                    ),
+                    capture_output=True,
+                    text=True,
+                )
+                if cli.returncode == 0:
+                    break
+                time.sleep(0.1)  # the server is not listening yet
+            res = json.loads(cli.stdout)["end"]["sum"]
+        finally:
+            srv.kill()
+            srv.wait()
+        received = res["packets"] - res["lost_packets"]
+        return {
+            "sent": res["packets"],
+            "received": received,
+            "seconds": res["seconds"],
+            "bytes": received * size,
+        }
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+
+
 async def kernel_to_stack(size: int, secs: float) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     ns, tap = f"mk-{tag}", f"mk-t{tag}"
@@ -171,6 +237,7 @@ def main() -> None:
         for path, res in (
             ("kernel -> miragekit (TAP)", asyncio.run(kernel_to_stack(size, args.seconds))),
             ("kernel -> kernel (veth)", kernel_to_kernel(size, args.seconds)),
+            ("iperf3 -> iperf3 (veth)", kernel_to_kernel_iperf3(size, args.seconds)),
         ):
             secs = max(res["seconds"], 1e-9)
             rows.append(

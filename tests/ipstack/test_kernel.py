@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -206,7 +207,7 @@ except TimeoutError:
 
 def test_port_unreachable_seen_by_kernel(knet: KernelNet) -> None:
     async def body(stack: IPv4Stack) -> None:
-        rc, out = await knet.exec("python3", "-c", PROBE)
+        rc, out = await knet.exec(sys.executable, "-c", PROBE)
         assert rc == 0 and out.strip() == b"refused", out
         assert stack.udp.counters.rx_no_listener == 1
         assert stack.ipv4.icmp.counters.tx_errors == 1
