@@ -1,4 +1,35 @@
 """Wire formats, sans-I/O: checked views over buffers and value types with parse/emit.
 
-No module here imports asyncio or reads a clock.
+No module here imports asyncio or reads a clock. Malformed bytes raise
+:class:`WireError` (a :class:`ValueError`) naming the field at fault.
 """
+
+from . import arp as arp
+from . import ethernet as ethernet
+from . import icmpv4 as icmpv4
+from . import ipv4 as ipv4
+from . import udp as udp
+from ._checksum import checksum as checksum
+from ._checksum import checksum_add as checksum_add
+from ._checksum import checksum_finish as checksum_finish
+from ._checksum import checksum_v as checksum_v
+from ._checksum import ones_sum as ones_sum
+from ._checksum import ones_sum_v as ones_sum_v
+from ._checksum import pseudo_sum_v4 as pseudo_sum_v4
+from ._checksum import pseudo_sum_v6 as pseudo_sum_v6
+from ._error import WireError as WireError
+from .arp import ArpOperation as ArpOperation
+from .arp import ArpPacket as ArpPacket
+from .arp import ArpRepr as ArpRepr
+from .ethernet import EthernetFrame as EthernetFrame
+from .ethernet import EthernetRepr as EthernetRepr
+from .ethernet import EtherType as EtherType
+from .icmpv4 import DestUnreachable as DestUnreachable
+from .icmpv4 import Icmpv4Packet as Icmpv4Packet
+from .icmpv4 import Icmpv4Repr as Icmpv4Repr
+from .icmpv4 import Icmpv4Type as Icmpv4Type
+from .ipv4 import IpProtocol as IpProtocol
+from .ipv4 import Ipv4Packet as Ipv4Packet
+from .ipv4 import Ipv4Repr as Ipv4Repr
+from .udp import UdpPacket as UdpPacket
+from .udp import UdpRepr as UdpRepr

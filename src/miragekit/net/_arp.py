@@ -1,0 +1,232 @@
+"""ARP (RFC 826) for one Ethernet interface, sans-I/O.
+
+The cache maps IPv4 addresses (as ints) to MACs with an expiry and a bounded size
+(oldest entry evicted). Packets towards an unresolved address wait in a bounded
+per-destination queue while requests are retried; when retries run out the queue is
+dropped and counted. Time comes in as ``now``; frames go out through ``transmit``; a new
+deadline is announced through ``wake(when)`` so a driver can set one timer.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from ..v1 import Buffer
+
+Transmit = Callable[[Sequence[Buffer]], None]
+
+BROADCAST: Final = b"\xff" * 6
+ZERO_MAC: Final = b"\0" * 6
+_ETH_ARP = struct.Struct("!6s6sHHHBBH6s4s6s4s")
+_ARP_BODY = struct.Struct("!HHBBH6s4s6s4s")
+ARP_FRAME_LEN: Final = 14 + 28
+
+
+@dataclass(slots=True)
+class ArpConfig:
+    max_entries: int = 512
+    entry_ttl: float = 60.0
+    retry_interval: float = 1.0
+    retries: int = 3  # requests sent before giving up
+    queue_packets: int = 64  # per destination
+    queue_bytes: int = 128 * 1024  # per destination
+    max_pending: int = 128  # destinations being resolved at once
+
+
+@dataclass(slots=True)
+class ArpCounters:
+    rx_packets: int = 0
+    rx_malformed: int = 0  # short, or not Ethernet/IPv4
+    rx_ignored: int = 0  # unknown operation, from ourselves, or a probe we do not answer
+    requests_sent: int = 0
+    replies_sent: int = 0
+    gratuitous_sent: int = 0
+    resolved: int = 0
+    resolution_failed: int = 0
+    queued: int = 0
+    dropped_queue_full: int = 0
+    dropped_unresolved: int = 0
+    evicted: int = 0
+    conflicts: int = 0  # someone else claims our address
+
+
+@dataclass(slots=True)
+class _Pending:
+    next_at: float
+    tries: int = 1
+    size: int = 0
+    frames: deque[bytearray] = field(default_factory=deque)
+
+
+def ip_multicast_mac(ip: int) -> bytes:
+    """The RFC 1112 MAC for multicast group ``ip``."""
+    return bytes((0x01, 0x00, 0x5E, (ip >> 16) & 0x7F, (ip >> 8) & 0xFF, ip & 0xFF))
+
+
+class Arp:
+    """The ARP state of one interface with MAC ``mac``."""
+
+    def __init__(
+        self,
+        mac: bytes,
+        transmit: Transmit,
+        *,
+        wake: Callable[[float], None] = lambda when: None,
+        config: ArpConfig | None = None,
+    ) -> None:
+        self.mac = bytes(mac)
+        self._transmit = transmit
+        self._wake = wake
+        self.config = config or ArpConfig()
+        self.counters = ArpCounters()
+        self.ips: set[int] = set()
+        self._cache: dict[int, tuple[bytes, float]] = {}
+        self._pending: dict[int, _Pending] = {}
+
+    # --- the cache ---------------------------------------------------------------------
+
+    def lookup(self, ip: int, now: float) -> bytes | None:
+        e = self._cache.get(ip)
+        if e is None:
+            return None
+        if e[1] <= now:
+            del self._cache[ip]
+            return None
+        return e[0]
+
+    def entries(self, now: float) -> dict[int, bytes]:
+        return {ip: m for ip, (m, exp) in self._cache.items() if exp > now}
+
+    def add_static(self, ip: int, mac: bytes, now: float) -> None:
+        self._learn(ip, mac, now)
+
+    def _learn(self, ip: int, mac: bytes, now: float) -> None:
+        cache = self._cache
+        if ip in cache:
+            del cache[ip]  # re-insert at the end: the dict order is the eviction order
+        elif len(cache) >= self.config.max_entries:
+            del cache[next(iter(cache))]
+            self.counters.evicted += 1
+        cache[ip] = (mac, now + self.config.entry_ttl)
+        p = self._pending.pop(ip, None)
+        if p is not None:
+            self.counters.resolved += 1
+            for frame in p.frames:
+                frame[0:6] = mac
+                self._transmit((frame,))
+
+    # --- output ------------------------------------------------------------------------
+
+    def send(self, ip: int, bufs: Sequence[Buffer], now: float) -> None:
+        """Send an Ethernet frame (``bufs``, first 6 bytes = destination MAC) to ``ip``.
+
+        ``bufs[0]`` must be writable when the MAC is known (it is filled in place);
+        otherwise the frame is copied and waits for the resolution.
+        """
+        mac = self.lookup(ip, now)
+        if mac is not None:
+            head = bufs[0]
+            assert isinstance(head, bytearray | memoryview)
+            head[0:6] = mac
+            self._transmit(bufs)
+            return
+        p = self._pending.get(ip)
+        if p is None:
+            if len(self._pending) >= self.config.max_pending:
+                self.counters.dropped_queue_full += 1
+                return
+            p = self._pending[ip] = _Pending(next_at=now + self.config.retry_interval)
+            self._request(ip)
+            self._wake(p.next_at)
+        size = sum(len(b) for b in bufs)
+        cfg = self.config
+        if len(p.frames) >= cfg.queue_packets or p.size + size > cfg.queue_bytes:
+            self.counters.dropped_queue_full += 1
+            return
+        p.frames.append(bytearray(b"".join(bufs)))
+        p.size += size
+        self.counters.queued += 1
+
+    def _source_ip(self) -> int:
+        return min(self.ips) if self.ips else 0
+
+    def _request(self, ip: int) -> None:
+        self.counters.requests_sent += 1
+        self._transmit((self._frame(BROADCAST, 1, self._source_ip(), ZERO_MAC, ip),))
+
+    def _frame(self, eth_dst: bytes, op: int, spa: int, tha: bytes, tpa: int) -> bytes:
+        return _ETH_ARP.pack(
+            eth_dst,
+            self.mac,
+            0x0806,
+            1,
+            0x0800,
+            6,
+            4,
+            op,
+            self.mac,
+            spa.to_bytes(4, "big"),
+            tha,
+            tpa.to_bytes(4, "big"),
+        )
+
+    def announce(self, ip: int) -> None:
+        """Send a gratuitous ARP request for ``ip`` (on a new address, RFC 5227 2.4)."""
+        self.counters.gratuitous_sent += 1
+        self._transmit((self._frame(BROADCAST, 1, ip, ZERO_MAC, ip),))
+
+    # --- timers ------------------------------------------------------------------------
+
+    def poll_at(self) -> float | None:
+        if not self._pending:
+            return None
+        return min(p.next_at for p in self._pending.values())
+
+    def handle_timer(self, now: float) -> None:
+        for ip, p in list(self._pending.items()):
+            if p.next_at > now:
+                continue
+            if p.tries >= self.config.retries:
+                del self._pending[ip]
+                self.counters.resolution_failed += 1
+                self.counters.dropped_unresolved += len(p.frames)
+                continue
+            p.tries += 1
+            p.next_at = now + self.config.retry_interval
+            self._request(ip)
+
+    # --- input -------------------------------------------------------------------------
+
+    def input(self, packet: memoryview, now: float) -> None:
+        """Handle one received ARP packet (the Ethernet payload). Never raises."""
+        c = self.counters
+        c.rx_packets += 1
+        if len(packet) < 28:
+            c.rx_malformed += 1
+            return
+        htype, ptype, hlen, plen, op, sha, spa_b, _tha, tpa_b = _ARP_BODY.unpack_from(packet)
+        if htype != 1 or ptype != 0x0800 or hlen != 6 or plen != 4:
+            c.rx_malformed += 1
+            return
+        if op not in (1, 2) or sha == self.mac or sha[0] & 1:
+            c.rx_ignored += 1
+            return
+        spa = int.from_bytes(spa_b, "big")
+        tpa = int.from_bytes(tpa_b, "big")
+        if spa in self.ips:
+            c.conflicts += 1
+            return
+        for_us = tpa in self.ips
+        # RFC 826 merge: refresh a known sender; learn it when the packet is for us or
+        # answers a pending request of ours.
+        if spa != 0 and (for_us or spa in self._cache or spa in self._pending):
+            self._learn(spa, sha, now)
+        if op == 1 and for_us:
+            c.replies_sent += 1
+            self._transmit((self._frame(sha, 2, tpa, sha, spa),))
+        elif op == 2 and not for_us and spa not in self._cache:
+            c.rx_ignored += 1

@@ -1,0 +1,136 @@
+"""ETHIF: Ethernet framing over a NETWORK, dispatching received frames by ethertype.
+
+``write``/``writev`` take whole frames (the seed: "outputs buf"); the IP layer builds the
+Ethernet header itself in :meth:`IPv4.allocate_frame`. :meth:`classify` is the
+synchronous check the stack's fast path uses; :meth:`input` is the seed's async form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Self, cast
+
+from ..macaddr import MacAddr
+from ..result import Error, EthifError, Ok
+from ..v1 import Buffer, FrameCallback, Network
+from ..v1 import Ethif as EthifProtocol
+from ._link import FrameLink
+
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_ARP: Final = 0x0806
+ETHERTYPE_IPV6: Final = 0x86DD
+HEADER_LEN: Final = 14
+
+
+@dataclass(slots=True)
+class EthifCounters:
+    rx_frames: int = 0
+    rx_short: int = 0  # shorter than an Ethernet header
+    rx_not_for_us: int = 0  # unicast to another MAC
+    rx_unknown_type: int = 0  # no handler for the ethertype
+    tx_frames: int = 0
+
+
+class Ethif:
+    """Ethernet over ``netif``; uses its :class:`FrameLink` fast path when it has one."""
+
+    def __init__(self, netif: Network) -> None:
+        self._netif = netif
+        self._mac = netif.mac()
+        self._mac_bytes = self._mac.packed
+        self.counters = EthifCounters()
+        self.link: FrameLink | None = (
+            cast(FrameLink, netif)
+            if all(hasattr(netif, a) for a in ("send", "sendv", "set_receiver", "mtu"))
+            else None
+        )
+        self.promiscuous = False
+
+    @classmethod
+    async def connect(cls, id: Network) -> Ok[Self] | Error[EthifError]:
+        return Ok(cls(id))
+
+    def id(self) -> Network:
+        return self._netif
+
+    async def disconnect(self) -> None:
+        """The NETWORK device below is the caller's to disconnect."""
+
+    @property
+    def mtu(self) -> int:
+        return self.link.mtu if self.link is not None else 1500
+
+    def mac(self) -> MacAddr:
+        return self._mac
+
+    # --- output ----------------------------------------------------------------------------
+
+    def send(self, frame: Buffer) -> None:
+        """Send one whole frame now (synchronously when the device allows)."""
+        self.counters.tx_frames += 1
+        if self.link is not None:
+            self.link.send(frame)
+        else:
+            self._spawn_write([frame])
+
+    def sendv(self, bufs: Sequence[Buffer]) -> None:
+        self.counters.tx_frames += 1
+        if self.link is not None:
+            self.link.sendv(bufs)
+        else:
+            self._spawn_write(bufs)
+
+    def _spawn_write(self, bufs: Sequence[Buffer]) -> None:
+
+        data = b"".join(bufs)
+        task = asyncio.get_running_loop().create_task(self._netif.write(data))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    async def write(self, buf: Buffer) -> None:
+        self.counters.tx_frames += 1
+        await self._netif.write(buf)
+
+    async def writev(self, bufs: Sequence[Buffer]) -> None:
+        self.counters.tx_frames += 1
+        await self._netif.writev(bufs)
+
+    # --- input -----------------------------------------------------------------------------
+
+    def classify(self, frame: memoryview) -> int:
+        """The ethertype of a frame for us (unicast to our MAC, broadcast or multicast), or -1."""
+        c = self.counters
+        c.rx_frames += 1
+        if len(frame) < HEADER_LEN:
+            c.rx_short += 1
+            return -1
+        if not (frame[0] & 1) and frame[0:6] != self._mac_bytes and not self.promiscuous:
+            c.rx_not_for_us += 1
+            return -1
+        return (frame[12] << 8) | frame[13]
+
+    async def input(
+        self,
+        buf: memoryview,
+        *,
+        arpv4: FrameCallback,
+        ipv4: FrameCallback,
+        ipv6: FrameCallback,
+    ) -> None:
+        buf = memoryview(buf)
+        et = self.classify(buf)
+        if et == ETHERTYPE_IPV4:
+            await ipv4(buf[HEADER_LEN:])
+        elif et == ETHERTYPE_ARP:
+            await arpv4(buf[HEADER_LEN:])
+        elif et == ETHERTYPE_IPV6:
+            await ipv6(buf[HEADER_LEN:])
+        elif et >= 0:
+            self.counters.rx_unknown_type += 1
+
+
+_pending: set[asyncio.Task[None]] = set()
+
+_check: type[EthifProtocol] = Ethif

@@ -1,0 +1,444 @@
+"""IPV4: the IPv4 layer over an ETHIF, with ARP, ICMP echo and fragmentation.
+
+Why this shape: the per-frame work is a synchronous path over ``memoryview`` slices with
+ints for addresses (:meth:`IPv4.receive`, :meth:`IPv4.send`); protocol handlers register
+synchronously with :meth:`IPv4.set_handler` (UDP now, TCP later). The seed's async
+``input``/``write``/``writev`` wrap that path. ARP, reassembly and ICMP are sans-I/O
+objects fed with ``now``; their deadlines share one loop timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, Self
+
+from ..result import Error, IPError, Ok
+from ..v1 import Buffer, IPCallback, IPDefaultCallback
+from ..v1 import IPv4 as IPv4Protocol
+from ..wire._checksum import checksum, checksum_v, pseudo_sum_v4
+from ..wire.ipv4 import HEADER
+from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
+from ._ethif import Ethif
+from ._fragment import Reassembler, ReassemblyConfig
+from ._icmp import PROTO_UNREACHABLE, Icmp
+from ._timer import Wakeup
+
+Addr = ipaddress.IPv4Address
+Handler = Callable[[Addr, Addr, memoryview], None]
+"""A synchronous protocol handler: ``handler(src, dst, payload)``; the payload view is
+valid only during the call."""
+
+PROTO_ICMP: Final = 1
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
+_PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
+_ALL_ONES: Final = 0xFFFFFFFF
+ETH_HLEN: Final = 14
+_RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
+
+
+def _loop_rng(loop: asyncio.AbstractEventLoop) -> random.Random:
+    """A generator seeded from a simulated loop's (``loop.rng()``), so that a simulation
+    with the same seed repeats itself; from the OS otherwise."""
+    loop_rng = getattr(loop, "rng", None)
+    if callable(loop_rng):
+        parent = loop_rng()
+        if isinstance(parent, random.Random):
+            return random.Random(parent.getrandbits(64))
+    return random.Random()
+
+
+@dataclass(slots=True)
+class IPv4Counters:
+    rx_packets: int = 0
+    rx_short: int = 0
+    rx_bad_version: int = 0
+    rx_bad_length: int = 0  # header length or total length impossible
+    rx_bad_checksum: int = 0
+    rx_not_for_us: int = 0
+    rx_martian: int = 0  # broadcast/multicast source
+    rx_fragments: int = 0
+    rx_delivered: int = 0
+    rx_no_protocol: int = 0
+    tx_packets: int = 0
+    tx_fragments: int = 0
+    tx_no_route: int = 0
+    tx_too_big: int = 0  # above the MTU with DF set
+
+
+class IPv4:
+    """One IPv4 address on one Ethernet interface (the seed: a single address/netmask)."""
+
+    def __init__(
+        self,
+        ethif: Ethif,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        rng: random.Random | None = None,
+        ttl: int = 64,
+        arp: ArpConfig | None = None,
+        reassembly: ReassemblyConfig | None = None,
+    ) -> None:
+        self._ethif = ethif
+        self._loop = loop or asyncio.get_running_loop()
+        self.rng = rng or _loop_rng(self._loop)
+        self._mac = ethif.mac().packed
+        self.mtu = ethif.mtu
+        self.ttl = ttl
+        self.counters = IPv4Counters()
+        self._wakeup = Wakeup(self._loop, self._on_timer)
+        self.arp = Arp(self._mac, ethif.sendv, wake=self._wakeup.at, config=arp)
+        self.reassembler = Reassembler(wake=self._wakeup.at, config=reassembly)
+        self.icmp = Icmp()
+        self._ip = 0
+        self._ip_b = bytes(4)
+        self._net = 0
+        self._mask = 0
+        self._prefix: ipaddress.IPv4Network | None = None
+        self._gateways: list[Addr] = []
+        self._ident = self.rng.getrandbits(16)
+        self._handlers: dict[int, Handler] = {}
+        self._icmp_handler: Handler | None = None
+        self._addrs: dict[int, Addr] = {}
+        self._rx_packet: memoryview | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        id: Ethif,
+        *,
+        ip: Addr | None = None,
+        network: ipaddress.IPv4Network | None = None,
+        gateways: Sequence[Addr] = (),
+        rng: random.Random | None = None,
+    ) -> Ok[Self] | Error[IPError]:
+        self = cls(id, rng=rng)
+        if network is not None:
+            await self.set_ip_netmask(network)
+        if ip is not None:
+            await self.set_ip(ip)
+        if gateways:
+            await self.set_ip_gateways(list(gateways))
+        return Ok(self)
+
+    def id(self) -> Ethif:
+        return self._ethif
+
+    async def disconnect(self) -> None:
+        self._wakeup.cancel()
+
+    # --- configuration ---------------------------------------------------------------------
+
+    async def set_ip(self, ip: Addr) -> None:
+        self._ip = int(ip)
+        self._ip_b = ip.packed
+        self.arp.ips = {self._ip} if self._ip else set()
+        if self._ip:
+            self.arp.announce(self._ip)
+
+    def get_ip(self) -> list[Addr]:
+        return [self._addr(self._ip)]
+
+    async def set_ip_netmask(self, prefix: ipaddress.IPv4Network) -> None:
+        self._prefix = prefix
+        self._net = int(prefix.network_address)
+        self._mask = int(prefix.netmask)
+
+    def get_ip_netmasks(self) -> list[ipaddress.IPv4Network]:
+        return [self._prefix] if self._prefix is not None else []
+
+    async def set_ip_gateways(self, gateways: list[Addr]) -> None:
+        self._gateways = list(gateways)
+
+    def get_ip_gateways(self) -> list[Addr]:
+        return list(self._gateways)
+
+    def get_source(self, *, dst: Addr) -> Addr:
+        return self._addr(self._ip)
+
+    def set_handler(self, proto: int, handler: Handler | None) -> None:
+        """Register the synchronous input handler of IP protocol ``proto`` (e.g. 6, 17).
+
+        For ``proto`` 1 the handler gets the ICMP messages that are not echo requests.
+        """
+        if proto == PROTO_ICMP:
+            self._icmp_handler = handler
+        elif handler is None:
+            self._handlers.pop(proto, None)
+        else:
+            self._handlers[proto] = handler
+
+    def _addr(self, i: int) -> Addr:
+        a = self._addrs.get(i)
+        if a is None:
+            if len(self._addrs) >= 4096:
+                self._addrs.clear()
+            a = self._addrs[i] = Addr(i)
+        return a
+
+    def _is_broadcast(self, dst: int) -> bool:
+        return dst == _ALL_ONES or (
+            self._mask != 0 and dst == self._net | (~self._mask & _ALL_ONES)
+        )
+
+    # --- input -----------------------------------------------------------------------------
+
+    def _parse(self, pkt: memoryview) -> tuple[int, int, int, memoryview, memoryview] | None:
+        """Validate one packet: (proto, src, dst, payload, whole packet), or None (counted)."""
+        c = self.counters
+        c.rx_packets += 1
+        n = len(pkt)
+        if n < 20:
+            c.rx_short += 1
+            return None
+        b0 = pkt[0]
+        if b0 >> 4 != 4:
+            c.rx_bad_version += 1
+            return None
+        hl = (b0 & 0x0F) << 2
+        tl = (pkt[2] << 8) | pkt[3]
+        if hl < 20 or tl < hl or tl > n:
+            c.rx_bad_length += 1
+            return None
+        if checksum(pkt[:hl]) != 0:
+            c.rx_bad_checksum += 1
+            return None
+        ident, ff, proto, src_b, dst_b = _RX_FIELDS.unpack_from(pkt)
+        if dst_b != self._ip_b and self._ip:
+            dst = int.from_bytes(dst_b, "big")
+            if not self._is_broadcast(dst):
+                c.rx_not_for_us += 1
+                return None
+        else:
+            dst = self._ip if self._ip else int.from_bytes(dst_b, "big")
+        if src_b[0] >= 224:  # multicast, reserved or broadcast: never a source
+            c.rx_martian += 1
+            return None
+        src = int.from_bytes(src_b, "big")
+        if tl < n:
+            pkt = pkt[:tl]  # Ethernet padding
+        if ff & 0x3FFF:
+            c.rx_fragments += 1
+            whole = self.reassembler.add(
+                (src_b, dst_b, proto, ident),
+                pkt[:hl],
+                (ff & 0x1FFF) << 3,
+                bool(ff & 0x2000),
+                pkt[hl:],
+                self._loop.time(),
+            )
+            if whole is None:
+                return None
+            pkt = memoryview(whole)
+            hl = (pkt[0] & 0x0F) << 2
+        c.rx_delivered += 1
+        return proto, src, dst, pkt[hl:], pkt
+
+    def receive(self, packet: memoryview) -> None:
+        """The synchronous input path: one IPv4 packet (the Ethernet payload)."""
+        r = self._parse(packet)
+        if r is None:
+            return
+        proto, src, dst, payload, pkt = r
+        if proto == PROTO_ICMP:
+            if not self._icmp_input(src, dst, payload) and self._icmp_handler is not None:
+                self._icmp_handler(self._addr(src), self._addr(dst), payload)
+            return
+        h = self._handlers.get(proto)
+        if h is None:
+            self.counters.rx_no_protocol += 1
+            self._unreachable(PROTO_UNREACHABLE, pkt, src, dst)
+            return
+        self._rx_packet = pkt
+        try:
+            h(self._addr(src), self._addr(dst), payload)
+        finally:
+            self._rx_packet = None
+
+    def receive_arp(self, packet: memoryview) -> None:
+        self.arp.input(packet, self._loop.time())
+
+    def _icmp_input(self, src: int, dst: int, payload: memoryview) -> bool:
+        """Answer echo requests; True when the message was consumed (or malformed)."""
+        reply = self.icmp.input(payload, answer=dst == self._ip and src != 0)
+        if reply is not None:
+            self._send_proto(src, PROTO_ICMP, reply)
+        return self.icmp.consumed
+
+    def _unreachable(self, code: int, pkt: memoryview, src: int, dst: int) -> None:
+        if dst != self._ip or not src or not self._ip:
+            return  # never about broadcasts (RFC 1122 3.2.2)
+        msg = self.icmp.unreachable(code, pkt, self._loop.time())
+        if msg is not None:
+            self._send_proto(src, PROTO_ICMP, msg)
+
+    def reject_current(self, code: int) -> None:
+        """Send ICMP destination-unreachable ``code`` about the packet being delivered.
+
+        For protocol handlers (e.g. UDP with no listener on the port, code 3); does
+        nothing outside a delivery.
+        """
+        pkt = self._rx_packet
+        if pkt is None:
+            return
+        src = int.from_bytes(pkt[12:16], "big")
+        dst = int.from_bytes(pkt[16:20], "big")
+        self._unreachable(code, pkt, src, dst)
+
+    async def input(
+        self,
+        buf: memoryview,
+        *,
+        tcp: IPCallback[Addr],
+        udp: IPCallback[Addr],
+        default: IPDefaultCallback[Addr],
+    ) -> None:
+        r = self._parse(memoryview(buf))
+        if r is None:
+            return
+        proto, src, dst, payload, pkt = r
+        s, d = self._addr(src), self._addr(dst)
+        if proto == PROTO_ICMP:
+            if not self._icmp_input(src, dst, payload):
+                await default(proto, s, d, payload)
+            return
+        self._rx_packet = pkt
+        try:
+            if proto == PROTO_TCP:
+                await tcp(s, d, payload)
+            elif proto == PROTO_UDP:
+                await udp(s, d, payload)
+            else:
+                await default(proto, s, d, payload)
+        finally:
+            self._rx_packet = None
+
+    async def input_arpv4(self, buf: memoryview) -> None:
+        self.receive_arp(memoryview(buf))
+
+    # --- output ----------------------------------------------------------------------------
+
+    def _allocate(self, dst: int, proto: int) -> tuple[memoryview, int]:
+        buf = bytearray(ETH_HLEN + self.mtu)
+        buf[6:12] = self._mac
+        buf[12:14] = b"\x08\x00"
+        HEADER.pack_into(
+            buf,
+            ETH_HLEN,
+            0x45,
+            0,
+            0,
+            0,
+            0,
+            self.ttl,
+            proto,
+            0,
+            self._ip.to_bytes(4, "big"),
+            dst.to_bytes(4, "big"),
+        )
+        return memoryview(buf), ETH_HLEN + 20
+
+    def allocate_frame(self, *, dst: Addr, proto: Literal["TCP", "UDP"]) -> tuple[memoryview, int]:
+        if proto not in _PROTO:
+            raise ValueError(f"proto must be 'TCP' or 'UDP', got {proto!r}")
+        return self._allocate(int(dst), _PROTO[proto])
+
+    def _send_proto(self, dst: int, proto: int, payload: Buffer) -> None:
+        frame, hl = self._allocate(dst, proto)
+        self.send(frame[:hl], (payload,))
+
+    def _route(self, dst: int) -> tuple[int, bytes | None] | None:
+        """(next hop, fixed MAC or None for ARP), or None when there is no route."""
+        if self._is_broadcast(dst):
+            return dst, BROADCAST
+        if dst >> 28 == 14:
+            return dst, ip_multicast_mac(dst)
+        if self._mask == 0 or (dst & self._mask) == self._net:
+            return dst, None
+        if self._gateways:
+            return int(self._gateways[0]), None
+        return None
+
+    def send(self, frame: Buffer, bufs: Sequence[Buffer]) -> None:
+        """The synchronous output path: ``frame`` from :meth:`allocate_frame` (its headers,
+        possibly with transport bytes after the IP header), then ``bufs``."""
+        f = memoryview(frame)
+        c = self.counters
+        hl = (f[ETH_HLEN] & 0x0F) << 2
+        tl = len(f) - ETH_HLEN
+        for b in bufs:
+            tl += len(b)
+        dst = int.from_bytes(f[30:34], "big")
+        route = self._route(dst)
+        if route is None:
+            c.tx_no_route += 1
+            return
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        if tl <= self.mtu:
+            f[16:18] = tl.to_bytes(2, "big")
+            f[18:20] = ident.to_bytes(2, "big")
+            f[24:26] = b"\0\0"
+            f[24:26] = checksum(f[ETH_HLEN : ETH_HLEN + hl]).to_bytes(2, "big")
+            c.tx_packets += 1
+            self._emit([f, *bufs], route)
+            return
+        if f[ETH_HLEN + 6] & 0x40:
+            c.tx_too_big += 1
+            return
+        end = ETH_HLEN + hl
+        payload = memoryview(b"".join([f[end:], *bufs]))
+        chunk = (self.mtu - hl) & ~7
+        total = len(payload)
+        for off in range(0, total, chunk):
+            piece = payload[off : off + chunk]
+            hdr = bytearray(f[:end])
+            flags = (0x2000 if off + chunk < total else 0) | (off >> 3)
+            hdr[16:18] = (hl + len(piece)).to_bytes(2, "big")
+            hdr[18:20] = ident.to_bytes(2, "big")
+            hdr[20:22] = flags.to_bytes(2, "big")
+            hdr[24:26] = b"\0\0"
+            hdr[24:26] = checksum(memoryview(hdr)[ETH_HLEN:end]).to_bytes(2, "big")
+            c.tx_fragments += 1
+            self._emit([hdr, piece], route)
+        c.tx_packets += 1
+
+    def _emit(self, parts: list[Buffer], route: tuple[int, bytes | None]) -> None:
+        nexthop, mac = route
+        if mac is not None:
+            head = parts[0]
+            assert isinstance(head, bytearray | memoryview)
+            head[0:6] = mac
+            self._ethif.sendv(parts)
+        else:
+            self.arp.send(nexthop, parts, self._loop.time())
+
+    async def write(self, frame: Buffer, buf: Buffer) -> None:
+        self.send(frame, (buf,))
+
+    async def writev(self, frame: Buffer, bufs: Sequence[Buffer]) -> None:
+        self.send(frame, bufs)
+
+    def checksum(self, frame: Buffer, bufs: Sequence[Buffer]) -> int:
+        f = memoryview(frame)
+        length = 0
+        for b in bufs:
+            length += len(b)
+        pseudo = pseudo_sum_v4(f[26:30], f[30:34], f[23], length)
+        return checksum_v(bufs, pseudo)
+
+    # --- timers ----------------------------------------------------------------------------
+
+    def _on_timer(self, now: float) -> None:
+        self.arp.handle_timer(now)
+        self.reassembler.handle_timer(now)
+        nxt = [t for t in (self.arp.poll_at(), self.reassembler.poll_at()) if t is not None]
+        if nxt:
+            self._wakeup.at(min(nxt))
+
+
+_check: type[IPv4Protocol] = IPv4

@@ -1,0 +1,334 @@
+"""A NETWORK backend on a Linux TAP device (``/dev/net/tun``).
+
+Why this shape: at MTU 1500 the per-frame budget in Python is ~10 µs (docs/DATAPATH), so
+the fd is non-blocking, one ``add_reader`` wake-up reads a batch of frames into one
+reusable buffer and hands each to a synchronous receiver (the :class:`FrameLink` fast
+path); sends are direct ``os.write``/``os.writev`` calls, queued (bounded) only when the
+device would block. The seed's async ``listen``/``write``/``writev`` sit on top.
+
+Offloads are not enabled yet. The hook for them is ``connect(..., vnet_hdr=True)``: the
+device then carries a ``struct virtio_net_hdr`` before every frame, which reading strips
+and writing prepends (all zero: no checksum or segmentation offload requested). Enabling
+``TUNSETOFFLOAD`` and honouring the header's fields is the TCP work to come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import socket
+import struct
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Self
+
+from ..macaddr import MacAddr
+from ..result import Error, NetworkError, Ok, Unknown
+from ..v1 import Buffer, FrameCallback, Network, Stats
+from ._link import FrameLink, FrameReceiver
+
+TUNSETIFF: Final = 0x400454CA
+IFF_TAP: Final = 0x0002
+IFF_NO_PI: Final = 0x1000
+IFF_VNET_HDR: Final = 0x4000
+SIOCGIFMTU: Final = 0x8921
+IFNAMSIZ: Final = 16
+VNET_HDR_LEN: Final = 10
+"""``struct virtio_net_hdr`` without ``num_buffers`` (the kernel's default size)."""
+
+_IFREQ_FLAGS = struct.Struct("16sH")
+_IFREQ_MTU = struct.Struct("16si")
+
+READ_BATCH: Final = 256
+"""Frames read per wake-up at most, so one busy device cannot starve the loop."""
+
+
+@dataclass(slots=True)
+class TapCounters:
+    """What :class:`~miragekit.v1.Stats` does not count: losses and errors."""
+
+    rx_dropped: int = 0  # frames the async listen queue had no room for
+    tx_queued: int = 0  # frames that waited for the device to become writable
+    tx_dropped: int = 0  # frames dropped: queue full, device error or disconnected
+    tx_errors: int = 0
+
+
+def read_mtu(name: str) -> int | None:
+    """The MTU of interface ``name`` in this network namespace, or None if it is not here."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            res = fcntl.ioctl(s.fileno(), SIOCGIFMTU, _IFREQ_MTU.pack(name.encode(), 0))
+        except OSError:
+            return None
+    return int(_IFREQ_MTU.unpack(res)[1])
+
+
+class TapNetif:
+    """One TAP device; ``mac()`` is *our* stack's MAC, not the kernel interface's."""
+
+    def __init__(
+        self,
+        fd: int,
+        name: str,
+        *,
+        mtu: int,
+        mac: MacAddr,
+        loop: asyncio.AbstractEventLoop,
+        tx_queue_limit: int = 1024,
+        rx_queue_limit: int = 1024,
+    ) -> None:
+        self._fd = fd
+        self._name = name
+        self._mtu = mtu
+        self._mac = mac
+        self._loop = loop
+        self.vnet_hdr_len = 0
+        self._vnet_zero = b""
+        self._rbuf = bytearray(65536 + 64)
+        self._rview = memoryview(self._rbuf)
+        self._receiver: FrameReceiver | None = None
+        self._reading = False
+        self._txq: deque[bytes] = deque()
+        self._tx_limit = tx_queue_limit
+        self._writing = False
+        self._stats = Stats()
+        self.counters = TapCounters()
+        self._connected = True
+        self._rxq: deque[bytes] = deque()
+        self._rx_limit = rx_queue_limit
+        self._rx_wakeup: asyncio.Event | None = None
+
+    # --- DEVICE ------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        id: str,
+        *,
+        mac: MacAddr | str | None = None,
+        mtu: int | None = None,
+        vnet_hdr: bool = False,
+    ) -> Ok[Self] | Error[NetworkError]:
+        """Create TAP device ``id`` or attach to an existing one of that name.
+
+        ``mtu`` overrides the device's MTU (read with ``SIOCGIFMTU``) for our stack.
+        """
+        if len(id.encode()) >= IFNAMSIZ:
+            raise ValueError(f"id: interface name longer than {IFNAMSIZ - 1} bytes: {id!r}")
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            return Error(Unknown(f"/dev/net/tun: {e.strerror}"))
+        try:
+            flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+            res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ_FLAGS.pack(id.encode(), flags))
+        except OSError as e:
+            os.close(fd)
+            return Error(Unknown(f"TUNSETIFF {id!r}: {e.strerror}"))
+        name = _IFREQ_FLAGS.unpack(res)[0].rstrip(b"\0").decode()
+        dev_mtu = read_mtu(name) or 1500
+        if isinstance(mac, str):
+            mac = MacAddr(mac)
+        dev = cls(
+            fd,
+            name,
+            mtu=mtu if mtu is not None else dev_mtu,
+            mac=mac or MacAddr.local(os.urandom(6)),
+            loop=loop,
+        )
+        if vnet_hdr:
+            dev._set_vnet_hdr_len(VNET_HDR_LEN)
+        return Ok(dev)
+
+    def id(self) -> str:
+        return self._name
+
+    async def disconnect(self) -> None:
+        if not self._connected:
+            return
+        self._connected = False
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        self.counters.tx_dropped += len(self._txq)
+        self._txq.clear()
+        os.close(self._fd)
+        if self._rx_wakeup is not None:
+            self._rx_wakeup.set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def _set_vnet_hdr_len(self, n: int) -> None:
+        self.vnet_hdr_len = n
+        self._vnet_zero = bytes(n)
+
+    # --- FrameLink fast path --------------------------------------------------------------
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    def set_receiver(self, fn: FrameReceiver | None) -> None:
+        self._receiver = fn
+        if not self._connected:
+            return
+        if fn is not None and not self._reading:
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._reading = True
+        elif fn is None and self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    def _on_readable(self) -> None:
+        fd, buf, view, st = self._fd, [self._rbuf], self._rview, self._stats
+        skip = self.vnet_hdr_len
+        for _ in range(READ_BATCH):
+            try:
+                n = os.readv(fd, buf)
+            except BlockingIOError:
+                return
+            except OSError:
+                # The device went away (e.g. deleted with its namespace): stop reading.
+                if self._reading:
+                    self._loop.remove_reader(fd)
+                    self._reading = False
+                return
+            st.rx_pkts += 1
+            st.rx_bytes += n - skip
+            fn = self._receiver
+            if fn is None:
+                return
+            fn(view[skip:n])
+
+    def send(self, frame: Buffer) -> None:
+        if not self._connected:
+            self.counters.tx_dropped += 1
+            return
+        if self._vnet_zero:
+            self.sendv((frame,))
+            return
+        if self._txq:
+            self._enqueue(bytes(frame))
+            return
+        try:
+            os.write(self._fd, frame)
+        except BlockingIOError:
+            self._enqueue(bytes(frame))
+            return
+        except OSError:
+            self.counters.tx_errors += 1
+            self.counters.tx_dropped += 1
+            return
+        self._stats.tx_pkts += 1
+        self._stats.tx_bytes += len(frame)
+
+    def sendv(self, bufs: Sequence[Buffer]) -> None:
+        if not self._connected:
+            self.counters.tx_dropped += 1
+            return
+        if self._vnet_zero:
+            bufs = (self._vnet_zero, *bufs)
+        if self._txq:
+            self._enqueue(b"".join(bufs))
+            return
+        try:
+            n = os.writev(self._fd, bufs)
+        except BlockingIOError:
+            self._enqueue(b"".join(bufs))
+            return
+        except OSError:
+            self.counters.tx_errors += 1
+            self.counters.tx_dropped += 1
+            return
+        self._stats.tx_pkts += 1
+        self._stats.tx_bytes += n - self.vnet_hdr_len
+
+    def _enqueue(self, frame: bytes) -> None:
+        if len(self._txq) >= self._tx_limit:
+            self.counters.tx_dropped += 1
+            return
+        self._txq.append(frame)
+        self.counters.tx_queued += 1
+        if not self._writing:
+            self._loop.add_writer(self._fd, self._on_writable)
+            self._writing = True
+
+    def _on_writable(self) -> None:
+        q, st = self._txq, self._stats
+        while q:
+            try:
+                os.write(self._fd, q[0])
+            except BlockingIOError:
+                return
+            except OSError as e:
+                self.counters.tx_errors += 1
+                self.counters.tx_dropped += 1
+                if e.errno in (errno.EBADF, errno.ENODEV):
+                    self.counters.tx_dropped += len(q) - 1
+                    q.clear()
+                    break
+                q.popleft()
+                continue
+            st.tx_pkts += 1
+            st.tx_bytes += len(q.popleft()) - self.vnet_hdr_len
+        self._loop.remove_writer(self._fd)
+        self._writing = False
+
+    # --- NETWORK ---------------------------------------------------------------------------
+
+    async def write(self, buf: Buffer) -> None:
+        self.send(buf)
+
+    async def writev(self, bufs: Sequence[Buffer]) -> None:
+        self.sendv(bufs)
+
+    async def listen(self, fn: FrameCallback) -> None:
+        """Call ``fn`` with a copy of every frame, in order, until :meth:`disconnect`."""
+        if not self._connected:
+            return
+        wake = self._rx_wakeup = asyncio.Event()
+        q = self._rxq
+
+        def receive(frame: memoryview) -> None:
+            if len(q) >= self._rx_limit:
+                self.counters.rx_dropped += 1
+                return
+            q.append(bytes(frame))
+            wake.set()
+
+        self.set_receiver(receive)
+        try:
+            while self._connected:
+                while q and self._connected:
+                    await fn(memoryview(q.popleft()))
+                if not self._connected:
+                    break
+                wake.clear()
+                await wake.wait()
+        finally:
+            q.clear()
+            if self._receiver is receive:
+                self.set_receiver(None)
+
+    def mac(self) -> MacAddr:
+        return self._mac
+
+    def get_stats_counters(self) -> Stats:
+        return self._stats
+
+    def reset_stats_counters(self) -> None:
+        self._stats.rx_bytes = self._stats.rx_pkts = 0
+        self._stats.tx_bytes = self._stats.tx_pkts = 0
+
+
+_check: type[Network] = TapNetif
+_check_link: type[FrameLink] = TapNetif

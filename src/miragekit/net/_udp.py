@@ -1,0 +1,174 @@
+"""UDP (RFC 768) over :class:`IPv4`: demultiplexing by port, checksums, ephemeral ports.
+
+Received datagrams for a listener are copied and handed to the application callback,
+which runs eagerly (a task only if it suspends, see ``_eager``); everything else is
+synchronous.
+A datagram to a port with no listener is answered with ICMP port-unreachable
+(rate-limited by the ICMP layer).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Self
+
+from ..result import Error, Ok, UDPError
+from ..v1 import UDP as UDPProtocol
+from ..v1 import Buffer, UDPCallback
+from ._eager import run_eager
+from ._icmp import PORT_UNREACHABLE
+from ._ipv4 import PROTO_UDP, IPv4
+
+Addr = ipaddress.IPv4Address
+EPHEMERAL_LOW: Final = 49152
+EPHEMERAL_HIGH: Final = 65535
+_HDR = struct.Struct("!HHHH")
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class UdpCounters:
+    rx_datagrams: int = 0
+    rx_malformed: int = 0  # short, impossible length, port 0
+    rx_bad_checksum: int = 0
+    rx_no_listener: int = 0
+    rx_delivered: int = 0
+    callback_errors: int = 0  # exceptions raised by application callbacks
+    tx_datagrams: int = 0
+
+
+class UDP:
+    def __init__(self, ip: IPv4, *, rng: random.Random | None = None) -> None:
+        self._ip = ip
+        self._rng = rng or ip.rng
+        self.counters = UdpCounters()
+        self._listeners: dict[int, UDPCallback[Addr]] = {}
+
+    @classmethod
+    async def connect(
+        cls, id: IPv4, *, rng: random.Random | None = None
+    ) -> Ok[Self] | Error[UDPError]:
+        """UDP over ``id``; it registers itself as the IPv4 layer's protocol-17 handler."""
+        self = cls(id, rng=rng)
+        id.set_handler(PROTO_UDP, self.receive)
+        return Ok(self)
+
+    def id(self) -> IPv4:
+        return self._ip
+
+    async def disconnect(self) -> None:
+        self._ip.set_handler(PROTO_UDP, None)
+
+    def listen(self, port: int, callback: UDPCallback[Addr] | None) -> None:
+        """Bind ``callback`` to ``port`` (replacing an earlier one); ``None`` unbinds."""
+        if not 0 < port <= 0xFFFF:
+            raise ValueError(f"port must be in 1..65535, got {port}")
+        if callback is None:
+            self._listeners.pop(port, None)
+        else:
+            self._listeners[port] = callback
+
+    # --- input -----------------------------------------------------------------------------
+
+    def _parse(self, src: Addr, dst: Addr, buf: memoryview) -> tuple[int, int, memoryview] | None:
+        c = self.counters
+        c.rx_datagrams += 1
+        n = len(buf)
+        if n < 8:
+            c.rx_malformed += 1
+            return None
+        sport, dport, length, csum = _HDR.unpack_from(buf)
+        if length < 8 or length > n or dport == 0:
+            c.rx_malformed += 1
+            return None
+        if csum:
+            # Data and pseudo-header summed modulo 0xFFFF (see wire/_checksum): a correct
+            # checksum makes the total a non-zero multiple of 0xFFFF.
+            v = int.from_bytes(buf[:length], "big")
+            if length & 1:
+                v <<= 8
+            v += int(src) + int(dst) + PROTO_UDP + length
+            if v % 0xFFFF:
+                c.rx_bad_checksum += 1
+                return None
+        return sport, dport, buf[8:length]
+
+    def receive(self, src: Addr, dst: Addr, buf: memoryview) -> None:
+        """The synchronous input path (the IPv4 protocol-17 handler)."""
+        r = self._parse(src, dst, buf)
+        if r is None:
+            return
+        sport, dport, data = r
+        cb = self._listeners.get(dport)
+        if cb is None:
+            self.counters.rx_no_listener += 1
+            self._ip.reject_current(PORT_UNREACHABLE)
+            return
+        self.counters.rx_delivered += 1
+        run_eager(cb(src, dst, sport, memoryview(bytes(data))), self._callback_failed)
+
+    def _callback_failed(self, e: BaseException) -> None:
+        self.counters.callback_errors += 1
+        _log.error("UDP callback failed", exc_info=e)
+
+    async def input(
+        self,
+        src: Addr,
+        dst: Addr,
+        buf: memoryview,
+        *,
+        listeners: Callable[[int], UDPCallback[Addr] | None],
+    ) -> None:
+        r = self._parse(src, dst, memoryview(buf))
+        if r is None:
+            return
+        sport, dport, data = r
+        cb = listeners(dport)
+        if cb is None:
+            self.counters.rx_no_listener += 1
+            self._ip.reject_current(PORT_UNREACHABLE)
+            return
+        self.counters.rx_delivered += 1
+        await cb(src, dst, sport, data)
+
+    # --- output ----------------------------------------------------------------------------
+
+    def send(
+        self, buf: Buffer, *, dest_ip: Addr, dest_port: int, source_port: int | None = None
+    ) -> None:
+        """Send one datagram now (the synchronous form of :meth:`write`)."""
+        if not 0 < dest_port <= 0xFFFF:
+            raise ValueError(f"dest_port must be in 1..65535, got {dest_port}")
+        if source_port is None:
+            source_port = self._rng.randint(EPHEMERAL_LOW, EPHEMERAL_HIGH)
+        elif not 0 <= source_port <= 0xFFFF:
+            raise ValueError(f"source_port must be in 0..65535, got {source_port}")
+        length = 8 + len(buf)
+        if length > 0xFFFF - 20:
+            raise ValueError(f"buf: a UDP payload is at most 65507 bytes, got {len(buf)}")
+        ip = self._ip
+        frame, hl = ip.allocate_frame(dst=dest_ip, proto="UDP")
+        _HDR.pack_into(frame, hl, source_port, dest_port, length, 0)
+        udp_hdr = frame[hl : hl + 8]
+        csum = ip.checksum(frame[:hl], (udp_hdr, buf))
+        frame[hl + 6 : hl + 8] = (csum or 0xFFFF).to_bytes(2, "big")
+        self.counters.tx_datagrams += 1
+        ip.send(frame[: hl + 8], (buf,))
+
+    async def write(
+        self,
+        buf: Buffer,
+        *,
+        dest_ip: Addr,
+        dest_port: int,
+        source_port: int | None = None,
+    ) -> None:
+        self.send(buf, dest_ip=dest_ip, dest_port=dest_port, source_port=source_port)
+
+
+_check: type[UDPProtocol[Addr]] = UDP

@@ -1,0 +1,83 @@
+"""The Internet checksum (RFC 1071), computed by C-speed builtins.
+
+The ones'-complement sum of big-endian 16-bit words equals the big-endian integer value
+of the data reduced modulo 0xFFFF (because 2**16 == 1 mod 0xFFFF), except that the
+end-around-carry sum of non-zero data is never 0: it is 0xFFFF where the remainder is 0.
+``int.from_bytes`` plus one ``%`` measured 3.5x faster than ``sum(memoryview.cast("H"))``
+on 1500 B and 64 KiB (``bench/checksum.py``), so that is what we use.
+
+Sums here are *folded* ones'-complement sums in ``[0, 0xFFFF]`` (0 only for all-zero
+data); :func:`checksum_add` combines two of them, :func:`checksum_finish` turns one into the checksum field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+_Buf = bytes | bytearray | memoryview
+
+
+def ones_sum(data: _Buf) -> int:
+    """The folded ones'-complement sum of ``data`` as big-endian words (odd: zero-padded)."""
+    v = int.from_bytes(data, "big")
+    if len(data) & 1:
+        v <<= 8
+    r = v % 0xFFFF
+    if r == 0 and v:
+        return 0xFFFF
+    return r
+
+
+def checksum_add(a: int, b: int) -> int:
+    """Ones'-complement addition of two folded sums."""
+    s = a + b
+    return (s & 0xFFFF) + (s >> 16)
+
+
+def ones_sum_v(bufs: Iterable[_Buf], initial: int = 0) -> int:
+    """The folded sum over the concatenation of ``bufs``, starting from ``initial``.
+
+    A buffer that starts at an odd offset contributes its sum byte-swapped.
+    """
+    total = initial
+    odd = False
+    for b in bufs:
+        n = len(b)
+        if not n:
+            continue
+        s = ones_sum(b)
+        if odd:
+            s = ((s & 0xFF) << 8) | (s >> 8)
+        total = checksum_add(total, s)
+        if n & 1:
+            odd = not odd
+    return total
+
+
+def checksum_finish(s: int) -> int:
+    """The checksum field for folded sum ``s``: its ones' complement."""
+    return ~s & 0xFFFF
+
+
+def checksum(data: _Buf) -> int:
+    """The Internet checksum of ``data``; a buffer including a correct checksum gives 0."""
+    return ~ones_sum(data) & 0xFFFF
+
+
+def checksum_v(bufs: Iterable[_Buf], initial: int = 0) -> int:
+    """The Internet checksum over several buffers, with ``initial`` (e.g. a pseudo-header)."""
+    return ~ones_sum_v(bufs, initial) & 0xFFFF
+
+
+def pseudo_sum_v4(src: _Buf, dst: _Buf, proto: int, length: int) -> int:
+    """The folded sum of the IPv4 pseudo-header (RFC 768/793): 4-byte addresses."""
+    s = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + length
+    r = s % 0xFFFF
+    return 0xFFFF if r == 0 and s else r
+
+
+def pseudo_sum_v6(src: _Buf, dst: _Buf, next_header: int, length: int) -> int:
+    """The folded sum of the IPv6 pseudo-header (RFC 8200 8.1): 16-byte addresses."""
+    s = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + next_header + length
+    r = s % 0xFFFF
+    return 0xFFFF if r == 0 and s else r
