@@ -1,0 +1,602 @@
+"""An in-process virtual Ethernet switch with impaired links.
+
+Why: tests and simulations need many stacks on one L2 segment without root, TAP devices or
+the kernel, and they need the network to misbehave on demand (latency, loss, a slow link,
+a partition) in a way that is the same on every run.
+
+Each :class:`VnetIf` is plugged into the switch by a full-duplex link whose
+:class:`LinkParams` apply to each direction separately: a frame from A to B crosses A's
+link (towards the switch) and then B's link (towards B), so an impairment set on both
+links applies twice. The switch learns source MACs and floods broadcast, multicast and
+unknown destinations. Delivery is scheduled with ``loop.call_at`` on the running loop's
+clock, so the switch works in real time and on :mod:`miragekit.sim` virtual time alike.
+Every random draw comes from a per-link ``random.Random`` seeded from the switch's seed
+and the interface name, so each link's impairments are reproducible on their own.
+
+Frames are dropped, never raised: each drop is counted on the link where it happens
+(:class:`VnetCounters`, ``VnetIf.counters``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Self
+
+from ..macaddr import MacAddr
+from ..result import Error, NetworkError, Ok, Unknown
+from ..v1 import Buffer, FrameCallback, Network, Stats
+from ._link import FrameLink, FrameReceiver
+from ._listen import CallbackSpawner
+
+ETH_HEADER = 14
+VLAN_TAG = 4
+_TPID_8021Q = b"\x81\x00"
+MAX_MTU = 65535
+
+_PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
+_DURATIONS = ("latency", "jitter", "reorder_delay")
+
+
+@dataclass(slots=True)
+class LinkParams:
+    """Impairments of one link, applied to each direction on its own.
+
+    Mutable at run time (``vif.link.loss = 0.3``, ``vif.link.up = False``); a change
+    applies to frames sent afterwards. Probabilities are per frame and per crossing.
+
+    * ``latency``: seconds of propagation delay.
+    * ``jitter``: extra delay drawn uniformly from ``[0, jitter]``; frames still leave
+      the link in order (jitter alone never reorders).
+    * ``loss``, ``duplicate``, ``corrupt`` (flip one random bit): probabilities.
+    * ``reorder``: probability that a frame is held back ``reorder_delay`` seconds, so
+      frames sent after it overtake it.
+    * ``rate``: bits per second (``None``: unlimited). A frame takes ``len*8/rate`` to
+      serialise; frames queue behind each other, and beyond ``queue_frames`` waiting
+      frames the newest is dropped.
+    * ``up``: ``False`` cuts the cable: frames are dropped both ways, including those
+      in flight when they arrive.
+    """
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    reorder_delay: float = 0.001
+    corrupt: float = 0.0
+    rate: float | None = None
+    queue_frames: int = 1000
+    up: bool = True
+    ideal: bool = field(default=True, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.init:
+                _check_param(f.name, getattr(self, f.name))
+        self._update_ideal()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "ideal":
+            _check_param(name, value)
+        object.__setattr__(self, name, value)
+        if name != "ideal" and hasattr(self, "ideal"):
+            self._update_ideal()
+
+    def _update_ideal(self) -> None:
+        ideal = (
+            self.up
+            and self.latency == 0
+            and self.jitter == 0
+            and self.loss == 0
+            and self.duplicate == 0
+            and self.reorder == 0
+            and self.corrupt == 0
+            and self.rate is None
+        )
+        object.__setattr__(self, "ideal", ideal)
+
+
+def _check_param(name: str, value: Any) -> None:
+    if name in _PROBABILITIES:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"LinkParams.{name} must be a probability in [0, 1], got {value!r}")
+    elif name in _DURATIONS:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ValueError(f"LinkParams.{name} must be >= 0 seconds, got {value!r}")
+    elif name == "rate":
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+        ):
+            raise ValueError(f"LinkParams.rate must be > 0 bits/s or None, got {value!r}")
+    elif name == "queue_frames":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"LinkParams.queue_frames must be an int >= 1, got {value!r}")
+    elif name == "up" and not isinstance(value, bool):
+        raise TypeError(f"LinkParams.up must be a bool, got {value!r}")
+
+
+@dataclass(slots=True)
+class VnetCounters:
+    """Why frames on one link were dropped or altered (beyond the seed's stats)."""
+
+    dropped_malformed: int = 0  # shorter than an Ethernet header
+    dropped_mtu: int = 0  # larger than this interface's MTU
+    dropped_down: int = 0  # link down
+    dropped_loss: int = 0  # random loss
+    dropped_queue: int = 0  # bandwidth queue full
+    dropped_partition: int = 0  # switch would not forward across a partition
+    dropped_no_receiver: int = 0  # arrived while nobody listened
+    dropped_disconnected: int = 0  # sent after disconnect
+    duplicated: int = 0
+    corrupted: int = 0
+    reordered: int = 0
+
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, 0)
+
+
+class _Direction:
+    """Serialisation and ordering state of one direction of a link."""
+
+    __slots__ = ("busy_until", "last_arrival", "queue")
+
+    def __init__(self) -> None:
+        self.busy_until = 0.0
+        self.last_arrival = float("-inf")
+        self.queue: deque[float] = deque()  # departure times of frames not yet sent
+
+
+_registry: weakref.WeakValueDictionary[str, VnetSwitch] = weakref.WeakValueDictionary()
+
+
+class VnetSwitch:
+    """A learning Ethernet switch between in-process interfaces.
+
+    ``seed`` seeds every link's impairments; ``None`` takes one from the running
+    :class:`~miragekit.sim.SimLoop`'s generator, or from the OS outside a simulation.
+    A ``name`` registers the switch so ``VnetIf.connect("name/ifname")`` can find it.
+    ``aging`` is how long (seconds) a learned MAC stays valid without traffic.
+    """
+
+    def __init__(self, name: str | None = None, *, seed: int | None = None, aging: float = 300.0):
+        if aging <= 0:
+            raise ValueError(f"aging must be > 0 seconds, got {aging}")
+        if seed is None:
+            from ..sim import current
+
+            loop = current()
+            seed = (
+                loop.rng().getrandbits(64)
+                if loop is not None
+                else random.SystemRandom().getrandbits(64)
+            )
+        self._name = name
+        self._seed = seed
+        self._aging = aging
+        self._ports: dict[str, VnetIf] = {}
+        self._fdb: dict[bytes, tuple[VnetIf, float]] = {}
+        self._groups: dict[VnetIf, int] = {}
+        self._next_index = 1
+        if name is not None:
+            if name in _registry:
+                raise ValueError(f"name: a switch named {name!r} already exists")
+            _registry[name] = self
+
+    @classmethod
+    def named(cls, name: str) -> VnetSwitch | None:
+        """The live switch registered under ``name``, if any."""
+        return _registry.get(name)
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def add_interface(
+        self,
+        name: str,
+        mac: MacAddr | str | None = None,
+        mtu: int = 1500,
+        link: LinkParams | None = None,
+    ) -> VnetIf:
+        """Plug in a new interface (its MAC defaults to ``02:6d:6b:`` + its port index)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if name in self._ports:
+            raise ValueError(f"name: interface {name!r} already exists on this switch")
+        if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= MAX_MTU:
+            raise ValueError(f"mtu must be an int in [68, {MAX_MTU}], got {mtu!r}")
+        if link is not None and not isinstance(link, LinkParams):
+            raise TypeError(f"link must be a LinkParams, got {link!r}")
+        index = self._next_index
+        if mac is None:
+            mac = MacAddr(b"\x02\x6d\x6b" + index.to_bytes(3, "big"))
+        elif isinstance(mac, str):
+            mac = MacAddr(mac)
+        elif not isinstance(mac, MacAddr):
+            raise TypeError(f"mac must be a MacAddr or str, got {mac!r}")
+        self._next_index += 1
+        port = VnetIf(self, name, mac, mtu, link if link is not None else LinkParams())
+        self._ports[name] = port
+        return port
+
+    def interfaces(self) -> list[VnetIf]:
+        """The connected interfaces, in the order they were added."""
+        return list(self._ports.values())
+
+    def interface(self, name: str) -> VnetIf:
+        try:
+            return self._ports[name]
+        except KeyError:
+            raise ValueError(f"name: no interface {name!r} on this switch") from None
+
+    def fdb(self) -> dict[MacAddr, str]:
+        """The learned MAC table: address to interface name (expired entries excluded)."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
+            now = None
+        return {
+            MacAddr(mac): port.name
+            for mac, (port, t) in self._fdb.items()
+            if now is None or now - t <= self._aging
+        }
+
+    # --- partitions -----------------------------------------------------------------
+
+    def partition(self, *groups: Iterable[VnetIf | str]) -> None:
+        """Split the switch: frames only pass between interfaces of the same group.
+
+        Interfaces named in no group form one more group together. Replaces any earlier
+        partition; :meth:`heal` removes it.
+        """
+        mapping: dict[VnetIf, int] = {}
+        for i, group in enumerate(groups):
+            for member in group:
+                port = self._resolve(member)
+                if port in mapping:
+                    raise ValueError(f"groups: interface {port.name!r} is in two groups")
+                mapping[port] = i
+        self._groups = mapping
+
+    def heal(self) -> None:
+        """Remove the partition."""
+        self._groups = {}
+
+    def _resolve(self, member: VnetIf | str) -> VnetIf:
+        if isinstance(member, VnetIf):
+            if member._switch is not self or self._ports.get(member.name) is not member:
+                raise ValueError(f"groups: {member.name!r} is not on this switch")
+            return member
+        if isinstance(member, str):
+            return self.interface(member)
+        raise TypeError(f"groups: members must be VnetIf or str, got {member!r}")
+
+    # --- forwarding -------------------------------------------------------------------
+
+    def _forward(self, src: VnetIf, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """A frame arrives at the switch from ``src``'s link."""
+        if src._closed:
+            return
+        now = loop.time()
+        fdb = self._fdb
+        smac = data[6:12]
+        if not smac[0] & 1:
+            fdb[smac] = (src, now)
+        dmac = data[0:6]
+        groups = self._groups
+        if not dmac[0] & 1:
+            entry = fdb.get(dmac)
+            if entry is not None and now - entry[1] <= self._aging:
+                dst = entry[0]
+                if dst is src:
+                    return  # filtered: the destination is behind the port it came from
+                if groups and groups.get(src, -1) != groups.get(dst, -1):
+                    dst.counters.dropped_partition += 1
+                    return
+                dst._egress(data, loop)
+                return
+        sgroup = groups.get(src, -1) if groups else -1
+        for dst in list(self._ports.values()):
+            if dst is src:
+                continue
+            if groups and groups.get(dst, -1) != sgroup:
+                dst.counters.dropped_partition += 1
+                continue
+            dst._egress(data, loop)
+
+    def _remove(self, port: VnetIf) -> None:
+        if self._ports.get(port.name) is port:
+            del self._ports[port.name]
+        for mac in [m for m, (p, _) in self._fdb.items() if p is port]:
+            del self._fdb[mac]
+        self._groups.pop(port, None)
+
+
+class VnetIf:
+    """One interface of a :class:`VnetSwitch`: a NETWORK device and a FrameLink.
+
+    Made by :meth:`VnetSwitch.add_interface` (or :meth:`connect`). ``link`` holds its
+    impairments, ``counters`` its drop reasons; :meth:`get_stats_counters` the seed's
+    stats (frames and bytes accepted for sending, and handed to a receiver).
+    """
+
+    def __init__(
+        self, switch: VnetSwitch, name: str, mac: MacAddr, mtu: int, link: LinkParams
+    ) -> None:
+        self._switch = switch
+        self._name = name
+        self._mac = mac
+        self._mtu = mtu
+        self._max_frame = mtu + ETH_HEADER
+        self.link = link
+        self.counters = VnetCounters()
+        self._stats = Stats()
+        self._rng = random.Random(f"{switch.seed}/{name}")
+        self._up = _Direction()
+        self._down = _Direction()
+        self._receiver: FrameReceiver | None = None
+        self._pending: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._closed = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<VnetIf {self._name} {self._mac} mtu={self._mtu}>"
+
+    # --- DEVICE -------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        id: str,
+        *,
+        mac: MacAddr | str | None = None,
+        mtu: int = 1500,
+        link: LinkParams | None = None,
+    ) -> Ok[Self] | Error[NetworkError]:
+        """Plug a new interface into a named switch: ``id`` is ``"switch/ifname"``."""
+        sw_name, sep, if_name = id.partition("/")
+        if not sep or not if_name:
+            return Error(Unknown(f"VnetIf id must be 'switch/ifname', got {id!r}"))
+        switch = VnetSwitch.named(sw_name)
+        if switch is None:
+            return Error(Unknown(f"no virtual switch named {sw_name!r}"))
+        if if_name in switch._ports:
+            return Error(Unknown(f"interface {if_name!r} already exists on {sw_name!r}"))
+        port = switch.add_interface(if_name, mac=mac, mtu=mtu, link=link)
+        assert isinstance(port, cls)
+        return Ok(port)
+
+    def id(self) -> str:
+        return f"{self._switch.name or ''}/{self._name}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def switch(self) -> VnetSwitch:
+        return self._switch
+
+    @property
+    def connected(self) -> bool:
+        return not self._closed
+
+    async def disconnect(self) -> None:
+        """Unplug: ``listen`` returns, frames in flight to this interface are lost."""
+        if self._closed:
+            return
+        self._closed = True
+        self._switch._remove(self)
+        self._receiver = None
+        self._pending.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        for w in self._waiters:
+            if not w.done():
+                w.set_result(None)
+        self._waiters.clear()
+
+    # --- FrameLink ------------------------------------------------------------------------
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    def set_receiver(self, fn: FrameReceiver | None) -> None:
+        self._receiver = fn
+
+    def send(self, frame: Buffer) -> None:
+        self._send(bytes(frame))
+
+    def sendv(self, bufs: Sequence[Buffer]) -> None:
+        self._send(b"".join(bufs))
+
+    def _send(self, data: bytes) -> None:
+        if self._closed:
+            self.counters.dropped_disconnected += 1
+            return
+        n = len(data)
+        if n < ETH_HEADER:
+            self.counters.dropped_malformed += 1
+            return
+        if n > self._max_frame and not (
+            n <= self._max_frame + VLAN_TAG and data[12:14] == _TPID_8021Q
+        ):
+            self.counters.dropped_mtu += 1
+            return
+        stats = self._stats
+        stats.tx_pkts += 1
+        stats.tx_bytes += n
+        loop = asyncio.get_running_loop()
+        if self.link.ideal:
+            self._switch._forward(self, data, loop)
+        else:
+            self._impair(self._up, data, loop, self._arrive_at_switch)
+
+    def _arrive_at_switch(self, data: bytes) -> None:
+        if not self.link.up:
+            self.counters.dropped_down += 1
+            return
+        self._switch._forward(self, data, asyncio.get_running_loop())
+
+    # --- NETWORK --------------------------------------------------------------------------
+
+    async def write(self, buf: Buffer) -> None:
+        self._send(bytes(buf))
+
+    async def writev(self, bufs: Sequence[Buffer]) -> None:
+        self._send(b"".join(bufs))
+
+    async def listen(self, fn: FrameCallback) -> None:
+        """Run ``fn`` (as a task) on every received frame until :meth:`disconnect`."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        spawner = CallbackSpawner(fn, loop, copy=False)
+        self._receiver = spawner
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if self._receiver is spawner:
+                self._receiver = None
+
+    def mac(self) -> MacAddr:
+        return self._mac
+
+    def get_stats_counters(self) -> Stats:
+        return self._stats
+
+    def reset_stats_counters(self) -> None:
+        s = self._stats
+        s.rx_bytes = s.rx_pkts = s.tx_bytes = s.tx_pkts = 0
+        self.counters.reset()
+
+    # --- the link towards this interface --------------------------------------------------
+
+    def _egress(self, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """The switch sends ``data`` down this interface's link."""
+        if len(data) > self._max_frame and not (
+            len(data) <= self._max_frame + VLAN_TAG and data[12:14] == _TPID_8021Q
+        ):
+            self.counters.dropped_mtu += 1
+            return
+        if self.link.ideal:
+            self._pending.append(data)
+            if self._flush_handle is None:
+                self._flush_handle = loop.call_soon(self._flush)
+        else:
+            self._impair(self._down, data, loop, self._deliver_delayed)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        batch = self._pending
+        self._pending = []
+        if not self.link.up:
+            self.counters.dropped_down += len(batch)
+            return
+        for data in batch:
+            self._deliver(data)
+
+    def _deliver_delayed(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if not self.link.up:
+            self.counters.dropped_down += 1
+            return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        fn = self._receiver
+        if fn is None:
+            self.counters.dropped_no_receiver += 1
+            return
+        stats = self._stats
+        stats.rx_pkts += 1
+        stats.rx_bytes += len(data)
+        try:
+            fn(memoryview(data))
+        except Exception as exc:
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": f"exception in the receiver of {self!r}", "exception": exc}
+            )
+
+    # --- impairments ----------------------------------------------------------------------
+
+    def _impair(
+        self,
+        d: _Direction,
+        data: bytes,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[bytes], None],
+    ) -> None:
+        """Carry ``data`` across one direction of this link, then ``deliver`` it.
+
+        The random draws happen in a fixed order (loss, corruption, jitter, duplication,
+        reordering) and only for impairments that are set, so a run is reproducible.
+        """
+        link = self.link
+        c = self.counters
+        if not link.up:
+            c.dropped_down += 1
+            return
+        rng = self._rng
+        if link.loss and rng.random() < link.loss:
+            c.dropped_loss += 1
+            return
+        now = loop.time()
+        t = now
+        rate = link.rate
+        if rate is not None:
+            q = d.queue
+            while q and q[0] <= now:
+                q.popleft()
+            if len(q) >= link.queue_frames:
+                c.dropped_queue += 1
+                return
+            t = max(now, d.busy_until) + len(data) * 8 / rate
+            d.busy_until = t
+            q.append(t)
+        if link.corrupt and rng.random() < link.corrupt:
+            b = bytearray(data)
+            bit = rng.randrange(len(b) * 8)
+            b[bit >> 3] ^= 1 << (bit & 7)
+            data = bytes(b)
+            c.corrupted += 1
+        t += link.latency
+        if link.jitter:
+            t += rng.uniform(0.0, link.jitter)
+        if t < d.last_arrival:
+            t = d.last_arrival  # the wire keeps order; only `reorder` breaks it
+        d.last_arrival = t
+        copies = 1
+        if link.duplicate and rng.random() < link.duplicate:
+            copies = 2
+            c.duplicated += 1
+        if link.reorder and rng.random() < link.reorder:
+            t += link.reorder_delay
+            c.reordered += 1
+        for _ in range(copies):
+            if t <= now:
+                deliver(data)
+            else:
+                loop.call_at(t, deliver, data)
+
+
+_check_network: type[Network] = VnetIf
+_check_link: type[FrameLink] = VnetIf
