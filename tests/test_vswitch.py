@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -246,7 +247,7 @@ def test_works_on_a_real_time_loop() -> None:
         t0 = asyncio.get_running_loop().time()
         a.send(udp(a, b))
         await asyncio.sleep(0.1)
-        return [(t - t0, f) for t, f in rb.frames]
+        return [(round(t - t0, 9), f) for t, f in rb.frames]
 
     frames = asyncio.run(main())
     assert len(frames) == 1 and 0.02 <= frames[0][0] < 0.09
@@ -274,3 +275,257 @@ def test_link_params_validation() -> None:
     assert p.ideal
     p.up = False
     assert not p.ideal
+
+
+# --- impairments (statistics from fixed seeds, on virtual time) --------------------------
+
+N = 10_000
+
+
+def within(count: int, n: int, p: float, sigmas: float = 5.0) -> bool:
+    """``count`` is a plausible Binomial(n, p) draw."""
+    return abs(count - n * p) <= sigmas * math.sqrt(n * p * (1 - p))
+
+
+async def blast(
+    params_a: LinkParams | None,
+    params_b: LinkParams | None,
+    *,
+    n: int = N,
+    gap: float = 0.0001,
+    seed: int | None = 42,
+    size: int = 100,
+) -> tuple[VnetIf, VnetIf, Rx, list[bytes]]:
+    """Send ``n`` numbered frames a->b, one every ``gap`` seconds, and wait for them."""
+    sw = VnetSwitch(seed=seed)
+    a = sw.add_interface("a", link=params_a)
+    b = sw.add_interface("b", link=params_b)
+    rb = Rx(b)
+    b.send(udp(b, a))  # learn b, so a's frames are unicast
+    await asyncio.sleep(1)
+    template = udp(a, b, size=size)
+    sent = [numbered(template, i) for i in range(n)]
+    for f in sent:
+        a.send(f)
+        if gap:
+            await asyncio.sleep(gap)
+    await asyncio.sleep(10)
+    return a, b, rb, sent
+
+
+def test_loss_rate() -> None:
+    async def main() -> None:
+        _, b, rb, sent = await blast(None, LinkParams(loss=0.1))
+        lost = N - len(rb.data)
+        assert within(lost, N, 0.1)
+        assert b.counters.dropped_loss == lost
+        assert [seq_of(f) for f in rb.data] == sorted(seq_of(f) for f in rb.data)
+        assert set(rb.data) <= set(sent)
+        assert b.get_stats_counters().rx_pkts == len(rb.data)
+
+    run(main)
+
+
+def test_loss_on_both_links_compounds() -> None:
+    async def main() -> None:
+        a, b, rb, _ = await blast(LinkParams(loss=0.2), LinkParams(loss=0.2))
+        assert within(N - len(rb.data), N, 1 - 0.8 * 0.8)
+        assert a.counters.dropped_loss + b.counters.dropped_loss == N - len(rb.data)
+        assert within(a.counters.dropped_loss, N, 0.2)
+
+    run(main)
+
+
+def test_duplication_rate() -> None:
+    async def main() -> None:
+        _, b, rb, _ = await blast(None, LinkParams(duplicate=0.05))
+        dups = len(rb.data) - N
+        assert within(dups, N, 0.05)
+        assert b.counters.duplicated == dups
+        seqs = [seq_of(f) for f in rb.data]
+        assert sorted(set(seqs)) == list(range(N))
+        # a duplicate arrives right behind its original
+        assert all(x <= y for x, y in itertools.pairwise(seqs))
+
+    run(main)
+
+
+def test_corruption_rate_flips_one_bit() -> None:
+    async def main() -> None:
+        _, b, rb, sent = await blast(None, LinkParams(corrupt=0.02))
+        assert len(rb.data) == N
+        bad = 0
+        for got, want in zip(rb.data, sent, strict=True):
+            if got != want:
+                bad += 1
+                diff = int.from_bytes(got, "big") ^ int.from_bytes(want, "big")
+                assert diff.bit_count() == 1
+        assert within(bad, N, 0.02)
+        assert b.counters.corrupted == bad
+
+    run(main)
+
+
+def test_reordering_rate() -> None:
+    async def main() -> None:
+        _, b, rb, _ = await blast(None, LinkParams(reorder=0.1, reorder_delay=0.001))
+        seqs = [seq_of(f) for f in rb.data]
+        assert sorted(seqs) == list(range(N))
+        # frames held back arrive after a later-sent frame
+        late = sum(1 for i in range(1, N) if seqs[i] < max(seqs[:i][-20:]))
+        held = b.counters.reordered
+        assert within(held, N, 0.1)
+        assert late >= held * 0.9  # (a held frame right before another held one may tie)
+
+    run(main)
+
+
+def test_latency_and_jitter() -> None:
+    async def main() -> None:
+        _, _, rb, _ = await blast(None, LinkParams(latency=0.05), n=100, gap=0.01)
+        t_sent = [1.0 + i * 0.01 for i in range(100)]
+        delays = [t - t_sent[seq_of(f)] for t, f in rb.frames]
+        assert delays == pytest.approx([0.05] * 100)
+
+    run(main)
+
+    async def jitter() -> None:
+        _, _, rb, _ = await blast(None, LinkParams(latency=0.01, jitter=0.02), n=2000, gap=0.05)
+        seqs = [seq_of(f) for f in rb.data]
+        assert seqs == list(range(2000))  # jitter alone keeps order
+        delays = [t - (1.0 + seq_of(f) * 0.05) for t, f in rb.frames]
+        assert min(delays) >= 0.01 - 1e-9 and max(delays) <= 0.03 + 1e-9
+        mean = sum(delays) / len(delays)
+        sd = math.sqrt(sum((d - mean) ** 2 for d in delays) / len(delays))
+        assert mean == pytest.approx(0.02, abs=0.001)  # uniform on [0.01, 0.03]
+        assert sd == pytest.approx(0.02 / math.sqrt(12), rel=0.1)
+
+    run(jitter)
+
+
+def test_bandwidth_cap_serialises_frames() -> None:
+    async def main() -> None:
+        # 1 Mbit/s: a 1250-byte frame takes 10 ms; ten sent at once arrive 10 ms apart.
+        _, _, rb, _ = await blast(None, LinkParams(rate=1e6, latency=0.005), n=10, gap=0, size=1250)
+        times = [t - 1.0 for t, _ in rb.frames]
+        assert times == pytest.approx([0.005 + 0.01 * (i + 1) for i in range(10)])
+
+    run(main)
+
+    async def queue() -> None:
+        p = LinkParams(rate=1e6, queue_frames=4)
+        _, b, rb, _ = await blast(None, p, n=10, gap=0, size=1250)
+        assert len(rb.data) == 4 and b.counters.dropped_queue == 6
+        assert [seq_of(f) for f in rb.data] == [0, 1, 2, 3]
+
+    run(queue)
+
+    async def throughput() -> None:
+        # sending at 2x the cap for 1 s: about half the frames fit, the queue bounds delay
+        p = LinkParams(rate=8e6, queue_frames=50)
+        _, _, rb, _ = await blast(None, p, n=2000, gap=0.0005, size=1000)
+        assert 950 <= len(rb.data) <= 1060
+        span = rb.frames[-1][0] - rb.frames[0][0]
+        assert len(rb.data) * 1000 * 8 / span == pytest.approx(8e6, rel=0.02)
+
+    run(throughput)
+
+
+def test_same_seed_same_run_all_impairments() -> None:
+    def params() -> LinkParams:
+        return LinkParams(
+            latency=0.002,
+            jitter=0.003,
+            loss=0.05,
+            duplicate=0.05,
+            reorder=0.05,
+            corrupt=0.05,
+            rate=5e7,
+        )
+
+    async def main() -> list[tuple[float, bytes]]:
+        _, _, rb, _ = await blast(params(), params(), n=2000, seed=None)
+        return rb.frames
+
+    assert run(main, seed=1) == run(main, seed=1)
+    assert run(main, seed=1) != run(main, seed=2)
+
+    async def explicit(seed: int) -> list[tuple[float, bytes]]:
+        t0 = sim.now()
+        _, _, rb, _ = await blast(params(), None, n=500, seed=seed)
+        return [(round(t - t0, 9), f) for t, f in rb.frames]
+
+    async def twice() -> None:
+        assert await explicit(5) == await explicit(5)
+        assert await explicit(5) != await explicit(6)
+
+    run(twice)
+
+
+# --- partitions and link state --------------------------------------------------------
+
+
+def test_partition_and_heal() -> None:
+    async def main() -> None:
+        sw = VnetSwitch(seed=1)
+        a, b, c, d = (sw.add_interface(n) for n in "abcd")
+        ra, rb, rc, rd = (Rx(p) for p in (a, b, c, d))
+        for p in (a, b, c, d):
+            p.send(udp(p, BCAST, b"hello"))
+        await asyncio.sleep(0.01)
+        assert all(len(r.data) == 3 for r in (ra, rb, rc, rd))
+        sw.partition({a, "b"}, {c})  # d is left in a group of its own (the rest)
+        a.send(udp(a, BCAST, b"p1"))
+        a.send(udp(a, c, b"p2"))
+        c.send(udp(c, a, b"p3"))
+        b.send(udp(b, a, b"p4"))
+        await asyncio.sleep(0.01)
+        assert rb.data[-1] == udp(a, BCAST, b"p1")
+        assert ra.data[-1] == udp(b, a, b"p4")
+        assert len(rc.data) == 3 and len(rd.data) == 3 and len(ra.data) == 4
+        assert c.counters.dropped_partition == 2  # the broadcast and the unicast
+        assert a.counters.dropped_partition == 1 and d.counters.dropped_partition == 1
+        with pytest.raises(ValueError, match="two groups"):
+            sw.partition({a}, {a, b})
+        with pytest.raises(ValueError, match="no interface"):
+            sw.partition({"zz"})
+        sw.heal()
+        a.send(udp(a, c, b"h"))
+        await asyncio.sleep(0.01)
+        assert rc.data[-1] == udp(a, c, b"h")
+
+    run(main)
+
+
+def test_link_down_drops_both_ways_and_in_flight() -> None:
+    async def main() -> None:
+        sw = VnetSwitch(seed=1)
+        a = sw.add_interface("a")
+        b = sw.add_interface("b", link=LinkParams(latency=0.01))
+        ra, rb = Rx(a), Rx(b)
+        b.send(udp(b, a))
+        await asyncio.sleep(0.1)
+        assert len(ra.data) == 1
+        b.link.up = False
+        a.send(udp(a, b, b"1"))
+        b.send(udp(b, a, b"2"))
+        await asyncio.sleep(0.1)
+        assert rb.data == [] and len(ra.data) == 1
+        assert b.counters.dropped_down == 2
+        b.link.up = True
+        a.send(udp(a, b, b"3"))  # in flight for 10 ms...
+        await asyncio.sleep(0.005)
+        b.link.up = False  # ...when the cable is cut
+        await asyncio.sleep(0.1)
+        assert rb.data == [] and b.counters.dropped_down == 3
+        b.link.up = True
+        a.send(udp(a, b, b"4"))
+        await asyncio.sleep(0.1)
+        assert rb.data == [udp(a, b, b"4")]
+        # an ideal link going down drops a batch that was about to be delivered
+        a.link.up = False
+        b.send(udp(b, a, b"5"))
+        await asyncio.sleep(0.1)
+        assert len(ra.data) == 1 and a.counters.dropped_down == 1
+
+    run(main)
