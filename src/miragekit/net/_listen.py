@@ -18,7 +18,7 @@ class CallbackSpawner:
     """A FrameReceiver that runs ``fn(frame)`` as a task, keeping and reporting the tasks.
 
     ``copy`` says whether the view must be copied first (the backend's views are only
-    valid during the receiver call).
+    valid during the receiver call); a view of immutable ``bytes`` is never copied.
     """
 
     __slots__ = ("_copy", "_fn", "_loop", "_tasks")
@@ -30,7 +30,7 @@ class CallbackSpawner:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __call__(self, frame: memoryview) -> None:
-        if self._copy:
+        if self._copy and type(frame.obj) is not bytes:
             frame = memoryview(bytes(frame))
         task = self._loop.create_task(_run(self._fn, frame))
         self._tasks.add(task)

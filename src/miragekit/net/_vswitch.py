@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -33,10 +34,20 @@ from ..v1 import Buffer, FrameCallback, Network, Stats
 from ._link import FrameLink, FrameReceiver
 from ._listen import CallbackSpawner
 
+Frame = bytes | memoryview
+"""A frame inside the switch: immutable bytes, or a view of a pooled buffer."""
+
 ETH_HEADER = 14
 VLAN_TAG = 4
 _TPID_8021Q = b"\x81\x00"
 MAX_MTU = 65535
+
+# Frames from 4 KiB up are copied into recycled buffers instead of new ``bytes``: keeping
+# dozens of fresh 64 KiB objects alive and freeing them makes malloc return the memory to
+# the kernel and fault it back in, which costs ten times the copy.
+_POOL_MIN = 4096
+_POOL_CLASSES = (16384 + 32, MAX_MTU + ETH_HEADER + VLAN_TAG)
+_POOL_BYTES = 32 << 20
 
 _PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
 _DURATIONS = ("latency", "jitter", "reorder_delay")
@@ -152,6 +163,53 @@ class _Direction:
         self.queue: deque[float] = deque()  # departure times of frames not yet sent
 
 
+class _BufferPool:
+    """Recycled bytearrays for large frames; a buffer is reused only when nothing refers to it.
+
+    Python's reference count is the ownership test: while any frame view, pending list or
+    timer still holds a buffer, ``sys.getrefcount`` shows it, and the buffer is skipped. A
+    receiver that (against the FrameLink contract) keeps a view only pins that buffer.
+    """
+
+    __slots__ = ("_bytes", "_pools")
+
+    def __init__(self) -> None:
+        self._pools: tuple[deque[bytearray], ...] = tuple(deque() for _ in _POOL_CLASSES)
+        self._bytes = 0
+
+    def copy(self, parts: Sequence[Buffer], n: int) -> Frame:
+        """A private copy of the concatenation of ``parts`` (``n`` bytes in all)."""
+        if n <= _POOL_CLASSES[0]:
+            size, pool = _POOL_CLASSES[0], self._pools[0]
+        elif n <= _POOL_CLASSES[1]:
+            size, pool = _POOL_CLASSES[1], self._pools[1]
+        else:
+            return b"".join(parts)
+        buf: bytearray | None = None
+        if pool:
+            head = pool[0]
+            # references: the deque, `head`, getrefcount's argument
+            if sys.getrefcount(head) <= 3:
+                pool.rotate(-1)
+                buf = head
+            del head
+        if buf is None:
+            if self._bytes + size > _POOL_BYTES:
+                return b"".join(parts)
+            buf = bytearray(size)
+            pool.append(buf)
+            self._bytes += size
+        view = memoryview(buf)
+        off = 0
+        for p in parts:
+            if type(p) is memoryview and p.format != "B":
+                p = p.cast("B")
+            m = len(p)
+            view[off : off + m] = p
+            off += m
+        return view[:n]
+
+
 _registry: weakref.WeakValueDictionary[str, VnetSwitch] = weakref.WeakValueDictionary()
 
 
@@ -182,6 +240,7 @@ class VnetSwitch:
         self._ports: dict[str, VnetIf] = {}
         self._fdb: dict[bytes, tuple[VnetIf, float]] = {}
         self._groups: dict[VnetIf, int] = {}
+        self._pool = _BufferPool()
         self._next_index = 1
         if name is not None:
             if name in _registry:
@@ -283,16 +342,19 @@ class VnetSwitch:
 
     # --- forwarding -------------------------------------------------------------------
 
-    def _forward(self, src: VnetIf, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
+    def _forward(self, src: VnetIf, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
         """A frame arrives at the switch from ``src``'s link."""
         if src._closed:
             return
         now = loop.time()
         fdb = self._fdb
-        smac = data[6:12]
+        head = data[:12]
+        if type(head) is not bytes:
+            head = bytes(head)
+        smac = head[6:12]
         if not smac[0] & 1:
             fdb[smac] = (src, now)
-        dmac = data[0:6]
+        dmac = head[0:6]
         groups = self._groups
         if not dmac[0] & 1:
             entry = fdb.get(dmac)
@@ -345,7 +407,7 @@ class VnetIf:
         self._up = _Direction()
         self._down = _Direction()
         self._receiver: FrameReceiver | None = None
-        self._pending: list[bytes] = []
+        self._pending: list[Frame] = []
         self._flush_handle: asyncio.Handle | None = None
         self._closed = False
         self._waiters: list[asyncio.Future[None]] = []
@@ -418,12 +480,19 @@ class VnetIf:
         self._receiver = fn
 
     def send(self, frame: Buffer) -> None:
-        self._send(bytes(frame))
+        if type(frame) is bytes:
+            self._send(frame)
+            return
+        n = len(frame) if type(frame) is bytearray else memoryview(frame).nbytes
+        self._send(bytes(frame) if n < _POOL_MIN else self._switch._pool.copy((frame,), n))
 
     def sendv(self, bufs: Sequence[Buffer]) -> None:
-        self._send(b"".join(bufs))
+        n = 0
+        for b in bufs:
+            n += len(b) if type(b) is bytes else memoryview(b).nbytes
+        self._send(b"".join(bufs) if n < _POOL_MIN else self._switch._pool.copy(bufs, n))
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: Frame) -> None:
         if self._closed:
             self.counters.dropped_disconnected += 1
             return
@@ -445,7 +514,7 @@ class VnetIf:
         else:
             self._impair(self._up, data, loop, self._arrive_at_switch)
 
-    def _arrive_at_switch(self, data: bytes) -> None:
+    def _arrive_at_switch(self, data: Frame) -> None:
         if not self.link.up:
             self.counters.dropped_down += 1
             return
@@ -454,10 +523,10 @@ class VnetIf:
     # --- NETWORK --------------------------------------------------------------------------
 
     async def write(self, buf: Buffer) -> None:
-        self._send(bytes(buf))
+        self.send(buf)
 
     async def writev(self, bufs: Sequence[Buffer]) -> None:
-        self._send(b"".join(bufs))
+        self.sendv(bufs)
 
     async def listen(self, fn: FrameCallback) -> None:
         """Run ``fn`` (as a task) on every received frame until :meth:`disconnect`."""
@@ -466,7 +535,7 @@ class VnetIf:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
-        spawner = CallbackSpawner(fn, loop, copy=False)
+        spawner = CallbackSpawner(fn, loop, copy=True)
         self._receiver = spawner
         try:
             await waiter
@@ -489,7 +558,7 @@ class VnetIf:
 
     # --- the link towards this interface --------------------------------------------------
 
-    def _egress(self, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
+    def _egress(self, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
         """The switch sends ``data`` down this interface's link."""
         if len(data) > self._max_frame and not (
             len(data) <= self._max_frame + VLAN_TAG and data[12:14] == _TPID_8021Q
@@ -513,7 +582,7 @@ class VnetIf:
         for data in batch:
             self._deliver(data)
 
-    def _deliver_delayed(self, data: bytes) -> None:
+    def _deliver_delayed(self, data: Frame) -> None:
         if self._closed:
             return
         if not self.link.up:
@@ -521,7 +590,7 @@ class VnetIf:
             return
         self._deliver(data)
 
-    def _deliver(self, data: bytes) -> None:
+    def _deliver(self, data: Frame) -> None:
         fn = self._receiver
         if fn is None:
             self.counters.dropped_no_receiver += 1
@@ -541,9 +610,9 @@ class VnetIf:
     def _impair(
         self,
         d: _Direction,
-        data: bytes,
+        data: Frame,
         loop: asyncio.AbstractEventLoop,
-        deliver: Callable[[bytes], None],
+        deliver: Callable[[Frame], None],
     ) -> None:
         """Carry ``data`` across one direction of this link, then ``deliver`` it.
 
