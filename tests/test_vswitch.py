@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
@@ -572,3 +574,36 @@ def test_large_frames_are_private_copies() -> None:
         assert b.get_stats_counters().rx_bytes == 300 * 60000
 
     run(main)
+
+
+# --- fuzz: arbitrary bytes in, nothing raised out ---------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    frames=st.lists(st.binary(min_size=0, max_size=1600), max_size=40),
+    loss=st.floats(0, 1),
+    corrupt=st.floats(0, 1),
+    duplicate=st.floats(0, 1),
+    reorder=st.floats(0, 1),
+    seed=st.integers(0, 2**32),
+)
+def test_fuzz_frames_and_impairments(
+    frames: list[bytes], loss: float, corrupt: float, duplicate: float, reorder: float, seed: int
+) -> None:
+    async def main() -> None:
+        sw = VnetSwitch(seed=seed)
+        link = LinkParams(loss=loss, corrupt=corrupt, duplicate=duplicate, reorder=reorder)
+        ports = [sw.add_interface(n, link=link) for n in "abc"]
+        rx = [Rx(p) for p in ports]
+        for i, f in enumerate(frames):
+            ports[i % 3].send(f)
+        await asyncio.sleep(1)
+        ok = sum(1 for f in frames if 14 <= len(f) <= 1514)
+        assert sum(p.get_stats_counters().tx_pkts for p in ports) == ok
+        malformed = sum(p.counters.dropped_malformed for p in ports)
+        assert malformed == sum(1 for f in frames if len(f) < 14)
+        for p, r in zip(ports, rx, strict=True):
+            assert p.get_stats_counters().rx_pkts == len(r.data)
+
+    sim.run(main())
