@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import math
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +19,9 @@ from scapy.packet import Raw
 
 from miragekit import sim, v1
 from miragekit.macaddr import MacAddr
-from miragekit.net import FrameLink, LinkParams, VnetIf, VnetSwitch
+from miragekit.net import FrameLink, LinkParams, PcapNetif, VnetIf, VnetSwitch
 from miragekit.result import Error, Ok, Unknown
+from miragekit.testing import check_network_pair
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -607,3 +610,25 @@ def test_fuzz_frames_and_impairments(
             assert p.get_stats_counters().rx_pkts == len(r.data)
 
     sim.run(main())
+
+
+# --- the NETWORK conformance suite -------------------------------------------------------
+
+
+def test_conformance_vnetif_and_pcap(tmp_path: Path) -> None:
+    async def vnet_pair() -> tuple[v1.Network, v1.Network]:
+        sw = VnetSwitch(seed=1)
+        return sw.add_interface("a"), sw.add_interface("b", link=LinkParams(latency=0.01))
+
+    async def pcap_pair() -> tuple[v1.Network, v1.Network]:
+        sw = VnetSwitch(seed=1)
+        a = sw.add_interface("a", link=LinkParams(latency=0.001, jitter=0.002))
+        return PcapNetif(a, tmp_path / "a.pcap"), PcapNetif(sw.add_interface("b"), io.BytesIO())
+
+    async def main() -> None:
+        await check_network_pair(vnet_pair)
+        await check_network_pair(pcap_pair)
+
+    sim.run(main())
+    asyncio.run(check_network_pair(vnet_pair))
+    assert (tmp_path / "a.pcap").stat().st_size == 24 + 4 * 16 + 72 + 79 + 81 + 81

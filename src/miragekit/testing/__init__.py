@@ -3,3 +3,5 @@
 Each suite is a plain async function taking a factory for the implementation under
 test; run them from any test framework (see ``tests/`` for how we run them).
 """
+
+from ._network import check_network_pair as check_network_pair
