@@ -632,3 +632,18 @@ def test_conformance_vnetif_and_pcap(tmp_path: Path) -> None:
     sim.run(main())
     asyncio.run(check_network_pair(vnet_pair))
     assert (tmp_path / "a.pcap").stat().st_size == 24 + 4 * 16 + 72 + 79 + 81 + 81
+
+
+def test_conformance_catches_a_device_that_keeps_the_callers_buffer() -> None:
+    async def broken_pair() -> tuple[v1.Network, v1.Network]:
+        sw = VnetSwitch(seed=1)
+        a, b = sw.add_interface("a"), sw.add_interface("b")
+
+        async def lazy_write(buf: v1.Buffer) -> None:
+            a._send(memoryview(buf))  # no copy: the caller's later change leaks through
+
+        a.write = lazy_write  # type: ignore[method-assign]
+        return a, b
+
+    with pytest.raises(AssertionError, match="unchanged"):
+        sim.run(check_network_pair(broken_pair))
