@@ -153,14 +153,45 @@ class VnetCounters:
 
 
 class _Direction:
-    """Serialisation and ordering state of one direction of a link."""
+    """One direction of a link: serialisation state and the frames on the wire.
 
-    __slots__ = ("busy_until", "last_arrival", "queue")
+    Frames leave the wire in order (``fifo``, arrival times never decrease), so one timer
+    for the head of the queue serves them all; only frames held back by ``reorder`` get
+    their own timer.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("busy_until", "deliver", "fifo", "last_arrival", "queue", "timer")
+
+    def __init__(self, deliver: Callable[[Frame], None]) -> None:
         self.busy_until = 0.0
         self.last_arrival = float("-inf")
         self.queue: deque[float] = deque()  # departure times of frames not yet sent
+        self.fifo: deque[tuple[float, Frame]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+        self.deliver = deliver
+
+    def push(self, t: float, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
+        fifo = self.fifo
+        fifo.append((t, data))
+        if self.timer is None:
+            self.timer = loop.call_at(t, self.drain)
+
+    def drain(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        fifo = self.fifo
+        deliver = self.deliver
+        while fifo and fifo[0][0] <= now:
+            deliver(fifo.popleft()[1])
+        if fifo and self.timer is None:
+            self.timer = loop.call_at(fifo[0][0], self.drain)
+
+    def clear(self) -> None:
+        self.fifo.clear()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class _BufferPool:
@@ -404,8 +435,8 @@ class VnetIf:
         self.counters = VnetCounters()
         self._stats = Stats()
         self._rng = random.Random(f"{switch.seed}/{name}")
-        self._up = _Direction()
-        self._down = _Direction()
+        self._up = _Direction(self._arrive_at_switch)
+        self._down = _Direction(self._deliver_delayed)
         self._receiver: FrameReceiver | None = None
         self._pending: list[Frame] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -465,6 +496,8 @@ class VnetIf:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._up.clear()
+        self._down.clear()
         for w in self._waiters:
             if not w.done():
                 w.set_result(None)
@@ -512,7 +545,7 @@ class VnetIf:
         if self.link.ideal:
             self._switch._forward(self, data, loop)
         else:
-            self._impair(self._up, data, loop, self._arrive_at_switch)
+            self._impair(self._up, data, loop)
 
     def _arrive_at_switch(self, data: Frame) -> None:
         if not self.link.up:
@@ -570,7 +603,7 @@ class VnetIf:
             if self._flush_handle is None:
                 self._flush_handle = loop.call_soon(self._flush)
         else:
-            self._impair(self._down, data, loop, self._deliver_delayed)
+            self._impair(self._down, data, loop)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -612,7 +645,6 @@ class VnetIf:
         d: _Direction,
         data: Frame,
         loop: asyncio.AbstractEventLoop,
-        deliver: Callable[[Frame], None],
     ) -> None:
         """Carry ``data`` across one direction of this link, then ``deliver`` it.
 
@@ -657,14 +689,16 @@ class VnetIf:
         if link.duplicate and rng.random() < link.duplicate:
             copies = 2
             c.duplicated += 1
-        if link.reorder and rng.random() < link.reorder:
-            t += link.reorder_delay
-            c.reordered += 1
+        held = link.reorder and rng.random() < link.reorder
         for _ in range(copies):
-            if t <= now:
-                deliver(data)
+            if held:
+                loop.call_at(t + link.reorder_delay, d.deliver, data)
+            elif t <= now and not d.fifo:
+                d.deliver(data)
             else:
-                loop.call_at(t, deliver, data)
+                d.push(t, data, loop)
+        if held:
+            c.reordered += 1
 
 
 _check_network: type[Network] = VnetIf
