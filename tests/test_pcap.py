@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -199,3 +201,26 @@ def test_bounded_buffer_and_connect(tmp_path: Path) -> None:
     sim.run(main())
     with pytest.raises(ValueError, match="snaplen"):
         PcapNetif(VnetSwitch(seed=0).add_interface("x"), io.BytesIO(), snaplen=0)
+
+
+def test_byte_identical_across_processes_and_hash_seeds() -> None:
+    code = (
+        "import hashlib, io\n"
+        "from miragekit import sim\n"
+        "from miragekit.net import LinkParams\n"
+        "from tests.test_pcap import conversation\n"
+        "buf = io.BytesIO()\n"
+        "link = LinkParams(latency=0.001, jitter=0.004, loss=0.2, duplicate=0.1, reorder=0.1)\n"
+        "sim.run(conversation(buf, link=link, n=30), seed=5)\n"
+        "print(hashlib.sha256(buf.getvalue()).hexdigest())\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": f"{root / 'src'}:{root}"}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
