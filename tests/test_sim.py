@@ -259,3 +259,23 @@ def test_advance_and_loop_object() -> None:
         assert loop.run_until_complete(main()) == 3.5
     finally:
         loop.close()
+
+
+def test_runner_loop_factory_debug_and_run_forever() -> None:
+    async def main() -> float:
+        await asyncio.sleep(5)
+        return sim.now()
+
+    with asyncio.Runner(loop_factory=lambda: sim.SimLoop(seed=9)) as runner:
+        assert runner.run(main()) == 5.0
+        assert runner.run(main()) == 10.0
+    assert sim.run(main(), debug=True) == 5.0
+
+    loop = sim.SimLoop()
+    try:
+        loop.call_later(3600, loop.stop)
+        t0 = time.perf_counter()
+        loop.run_forever()
+        assert loop.time() == 3600.0 and time.perf_counter() - t0 < 0.5
+    finally:
+        loop.close()
