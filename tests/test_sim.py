@@ -279,3 +279,25 @@ def test_runner_loop_factory_debug_and_run_forever() -> None:
         assert loop.time() == 3600.0 and time.perf_counter() - t0 < 0.5
     finally:
         loop.close()
+
+
+def test_idle_timeout_turns_a_deadlock_into_an_error() -> None:
+    async def stuck() -> None:
+        await asyncio.sleep(10)
+        await asyncio.Event().wait()  # nobody will ever set it
+
+    t0 = time.perf_counter()
+    with pytest.raises(sim.SimDeadlock, match=r"t=10\.0"):
+        sim.run(stuck(), idle_timeout=0.2)
+    assert time.perf_counter() - t0 < 2
+
+    async def thread_wakes() -> int:  # a thread within the timeout is not a deadlock
+        def work() -> int:
+            time.sleep(0.05)
+            return 3
+
+        return await asyncio.get_running_loop().run_in_executor(None, work)
+
+    assert sim.run(thread_wakes(), idle_timeout=2) == 3
+    with pytest.raises(ValueError, match="idle_timeout"):
+        sim.SimLoop(idle_timeout=0)

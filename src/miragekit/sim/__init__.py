@@ -5,10 +5,11 @@ nothing when every task is waiting, and the same program with the same seed give
 same sequence of events.
 """
 
+from ._loop import SimDeadlock as SimDeadlock
 from ._loop import SimLoop as SimLoop
 from ._loop import current as current
 from ._loop import now as now
 from ._loop import rng as rng
 from ._loop import run as run
 
-__all__ = ["SimLoop", "current", "now", "rng", "run"]
+__all__ = ["SimDeadlock", "SimLoop", "current", "now", "rng", "run"]

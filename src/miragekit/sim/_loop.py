@@ -58,12 +58,18 @@ class _SimTimerHandle(asyncio.TimerHandle):
         return super().__lt__(other)
 
 
+class SimDeadlock(RuntimeError):
+    """Every task waits, nothing is scheduled, and no I/O came for ``idle_timeout``."""
+
+
 class SimLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose clock is virtual and starts at ``start``.
 
     ``seed`` seeds :meth:`rng`. Real I/O still works: descriptors are polled with a zero
     timeout on every iteration, and the loop blocks in the selector only when nothing at
-    all is ready or scheduled (then only I/O or another thread can wake it).
+    all is ready or scheduled (then only I/O or another thread can wake it). With
+    ``idle_timeout`` (wall-clock seconds) such a wait that sees nothing raises
+    :class:`SimDeadlock` instead of hanging: in a pure simulation it is a deadlock.
     """
 
     # asyncio's private state that this loop drives (set by BaseEventLoop.__init__).
@@ -73,8 +79,14 @@ class SimLoop(asyncio.SelectorEventLoop):
     _timer_cancelled_count: int
     _selector: Any
 
-    def __init__(self, *, seed: int = 0, start: float = 0.0) -> None:
+    def __init__(
+        self, *, seed: int = 0, start: float = 0.0, idle_timeout: float | None = None
+    ) -> None:
         super().__init__()
+        if idle_timeout is not None and not idle_timeout > 0:
+            self.close()
+            raise ValueError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout}")
+        self._idle_timeout = idle_timeout
         self._now = float(start)
         self._seed = seed
         self._rng = random.Random(seed)
@@ -165,7 +177,12 @@ class SimLoop(asyncio.SelectorEventLoop):
             events = self._selector.select(0)
         else:
             # Nothing can happen unless I/O or another thread wakes us: block like asyncio.
-            events = self._selector.select(None)
+            events = self._selector.select(self._idle_timeout)
+            if not events and not ready and not scheduled and self._idle_timeout is not None:
+                raise SimDeadlock(
+                    f"simulation deadlock at t={self._now}: every task is waiting, nothing "
+                    f"is scheduled, and no I/O arrived for {self._idle_timeout}s"
+                )
         self._process_events(events)  # type: ignore[attr-defined]
         del events
         if not ready and not self._stopping and scheduled:
@@ -207,11 +224,17 @@ def _cancel_leftovers(loop: SimLoop) -> None:
 
 
 def run(
-    main: Coroutine[Any, Any, T], *, seed: int = 0, start: float = 0.0, debug: bool | None = None
+    main: Coroutine[Any, Any, T],
+    *,
+    seed: int = 0,
+    start: float = 0.0,
+    idle_timeout: float | None = None,
+    debug: bool | None = None,
 ) -> T:
     """Run ``main`` to completion on a fresh :class:`SimLoop`, like :func:`asyncio.run`.
 
-    The clock starts at ``start`` (0.0). Tasks still running when ``main`` returns are
+    The clock starts at ``start`` (0.0); ``idle_timeout`` turns a deadlock into
+    :class:`SimDeadlock` (see :class:`SimLoop`). Tasks still running when ``main`` returns are
     cancelled, oldest first; then async generators and the default executor are shut down
     and the loop is closed.
     """
@@ -223,7 +246,7 @@ def run(
         raise RuntimeError("miragekit.sim.run() cannot be called from a running event loop")
     if not asyncio.iscoroutine(main):
         raise TypeError(f"main must be a coroutine, got {main!r}")
-    loop = SimLoop(seed=seed, start=start)
+    loop = SimLoop(seed=seed, start=start, idle_timeout=idle_timeout)
     if debug is not None:
         loop.set_debug(debug)
     asyncio.set_event_loop(loop)
