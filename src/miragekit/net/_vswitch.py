@@ -188,10 +188,14 @@ class _Direction:
             self.timer = loop.call_at(fifo[0][0], self.drain)
 
     def clear(self) -> None:
+        """Forget the frames on the wire and the link's timing (a new clock starts)."""
         self.fifo.clear()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self.queue.clear()
+        self.busy_until = 0.0
+        self.last_arrival = float("-inf")
 
 
 class _BufferPool:
@@ -272,6 +276,7 @@ class VnetSwitch:
         self._fdb: dict[bytes, tuple[VnetIf, float]] = {}
         self._groups: dict[VnetIf, int] = {}
         self._pool = _BufferPool()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._next_index = 1
         if name is not None:
             if name in _registry:
@@ -372,6 +377,13 @@ class VnetSwitch:
         raise TypeError(f"groups: members must be VnetIf or str, got {member!r}")
 
     # --- forwarding -------------------------------------------------------------------
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start over on a new event loop: times from the old clock mean nothing here."""
+        self._loop = loop
+        self._fdb.clear()
+        for port in self._ports.values():
+            port._reset_link_state()
 
     def _forward(self, src: VnetIf, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
         """A frame arrives at the switch from ``src``'s link."""
@@ -492,12 +504,7 @@ class VnetIf:
         self._closed = True
         self._switch._remove(self)
         self._receiver = None
-        self._pending.clear()
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._up.clear()
-        self._down.clear()
+        self._reset_link_state()
         for w in self._waiters:
             if not w.done():
                 w.set_result(None)
@@ -542,6 +549,8 @@ class VnetIf:
         stats.tx_pkts += 1
         stats.tx_bytes += n
         loop = asyncio.get_running_loop()
+        if loop is not self._switch._loop:
+            self._switch._bind(loop)
         if self.link.ideal:
             self._switch._forward(self, data, loop)
         else:
@@ -590,6 +599,14 @@ class VnetIf:
         self.counters.reset()
 
     # --- the link towards this interface --------------------------------------------------
+
+    def _reset_link_state(self) -> None:
+        self._pending.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._up.clear()
+        self._down.clear()
 
     def _egress(self, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
         """The switch sends ``data`` down this interface's link."""
