@@ -663,7 +663,7 @@ class VnetIf:
         data: Frame,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        """Carry ``data`` across one direction of this link, then ``deliver`` it.
+        """Carry ``data`` across one direction of this link, then hand it to ``d.deliver``.
 
         The random draws happen in a fixed order (loss, corruption, jitter, duplication,
         reordering) and only for impairments that are set, so a run is reproducible.
