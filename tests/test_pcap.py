@@ -224,3 +224,26 @@ def test_byte_identical_across_processes_and_hash_seeds() -> None:
         assert out.returncode == 0, out.stderr
         digests.add(out.stdout.strip())
     assert len(digests) == 1
+
+
+@pytest.mark.tools
+def test_mirror_port_captures_the_whole_segment(tmp_path: Path) -> None:
+    path = tmp_path / "seg.pcap"
+
+    async def main() -> None:
+        sw = VnetSwitch()
+        a, b, c = (sw.add_interface(n) for n in "abc")
+        cap = PcapNetif(sw.add_interface("mon", mirror=True), path)  # nobody listens on it
+        for p in (a, b, c):
+            p.set_receiver(lambda f: None)
+        a.send(arp_request(a))
+        b.send(arp_reply(b, a))
+        a.send(udp(a, b, 5000, 7, b"hi"))
+        c.send(udp(c, a, 5000, 7, b"from c"))
+        await asyncio.sleep(0.01)
+        await cap.disconnect()
+
+    sim.run(main(), seed=1)
+    rows = tshark(path, "eth.src", "eth.dst", "_ws.col.Protocol")
+    assert [r[0][-1] + r[1][-1] for r in rows] == ["1f", "21", "12", "31"]
+    assert [r[2] for r in rows] == ["ARP", "ARP", "ECHO", "ECHO"]

@@ -667,3 +667,41 @@ def test_one_switch_across_successive_runs() -> None:
     times = [round(t, 6) for t, f in rb.frames]
     # the second run starts a fresh clock at 0: its frames are not held behind the first's
     assert times == [0.02, 0.03, 0.04, 0.05, 0.06, 0.060344, 0.02, 0.03, 0.04, 0.05]
+
+
+def test_mirror_port_sees_every_frame_once() -> None:
+    async def main() -> None:
+        sw = VnetSwitch(seed=1)
+        a, b, c = (sw.add_interface(n) for n in "abc")
+        mon = sw.add_interface("mon", mirror=True)
+        ra, rb, rc, rm = Rx(a), Rx(b), Rx(c), Rx(mon)
+        frames = [
+            udp(a, BCAST, b"1"),  # broadcast
+            udp(b, a, b"2"),  # unicast to a learned port
+            udp(a, b, b"3"),
+            udp(c, "02:00:00:00:00:99", b"4"),  # unknown: flooded
+        ]
+        for f in frames:
+            (a if f[6:12] == a.mac().packed else b if f[6:12] == b.mac().packed else c).send(f)
+            await asyncio.sleep(0.001)
+        sw.partition({a}, {b, c})
+        blocked = udp(a, b, b"5")
+        a.send(blocked)
+        await asyncio.sleep(0.001)
+        assert rm.data == [*frames, blocked]  # across the partition too
+        assert rb.data == [frames[0], frames[2], frames[3]]
+        assert ra.data == [frames[1], frames[3]] and rc.data == [frames[0]]
+        # the mirror's own frames are switched normally and it is never flooded to
+        sw.heal()
+        mon.send(udp(mon, BCAST, b"m"))
+        await asyncio.sleep(0.001)
+        assert rc.data[-1] == udp(mon, BCAST, b"m") and len(rm.data) == 5
+        c.send(udp(c, mon, b"to-mon"))  # addressed to the mirror: still one copy
+        await asyncio.sleep(0.001)
+        assert rm.data.count(udp(c, mon, b"to-mon")) == 1
+        await mon.disconnect()
+        a.send(udp(a, BCAST, b"after"))
+        await asyncio.sleep(0.001)
+        assert len(rm.data) == 6
+
+    run(main)

@@ -73,6 +73,8 @@ class PcapNetif:
         )
         self.records = 0
         self._receiver: FrameReceiver | None = None
+        # Record what arrives even while the application does not listen, as tcpdump does.
+        netif.set_receiver(self._on_frame)
 
     # --- the file -------------------------------------------------------------------------
 
@@ -164,7 +166,7 @@ class PcapNetif:
 
     def set_receiver(self, fn: FrameReceiver | None) -> None:
         self._receiver = fn
-        self._inner.set_receiver(None if fn is None else self._on_frame)
+        self._inner.set_receiver(self._on_frame)
 
     def _on_frame(self, frame: memoryview) -> None:
         self._record((frame,))
@@ -197,7 +199,10 @@ class PcapNetif:
             self._record((frame,))
             await fn(frame)
 
-        await self._inner.listen(recording)
+        try:
+            await self._inner.listen(recording)
+        finally:
+            self._inner.set_receiver(self._on_frame)
 
     def mac(self) -> MacAddr:
         return self._inner.mac()

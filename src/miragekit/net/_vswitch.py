@@ -276,6 +276,7 @@ class VnetSwitch:
         self._fdb: dict[bytes, tuple[VnetIf, float]] = {}
         self._groups: dict[VnetIf, int] = {}
         self._pool = _BufferPool()
+        self._mirrors: list[VnetIf] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_index = 1
         if name is not None:
@@ -302,8 +303,15 @@ class VnetSwitch:
         mac: MacAddr | str | None = None,
         mtu: int = 1500,
         link: LinkParams | None = None,
+        *,
+        mirror: bool = False,
     ) -> VnetIf:
-        """Plug in a new interface (its MAC defaults to ``02:6d:6b:`` + its port index)."""
+        """Plug in a new interface (its MAC defaults to ``02:6d:6b:`` + its port index).
+
+        A ``mirror`` interface gets one copy of every frame any other interface sends into
+        the switch, whatever its destination and across partitions (a SPAN port: wrap it
+        in :class:`PcapNetif` to capture a whole simulated segment in one file).
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         if name in self._ports:
@@ -322,6 +330,9 @@ class VnetSwitch:
         self._next_index += 1
         port = VnetIf(self, name, mac, mtu, link if link is not None else LinkParams())
         self._ports[name] = port
+        if mirror:
+            port._mirror = True
+            self._mirrors.append(port)
         return port
 
     def interfaces(self) -> list[VnetIf]:
@@ -389,6 +400,10 @@ class VnetSwitch:
         """A frame arrives at the switch from ``src``'s link."""
         if src._closed:
             return
+        if self._mirrors:
+            for m in self._mirrors:
+                if m is not src:
+                    m._egress(data, loop)
         now = loop.time()
         fdb = self._fdb
         head = data[:12]
@@ -403,8 +418,8 @@ class VnetSwitch:
             entry = fdb.get(dmac)
             if entry is not None and now - entry[1] <= self._aging:
                 dst = entry[0]
-                if dst is src:
-                    return  # filtered: the destination is behind the port it came from
+                if dst is src or dst._mirror:
+                    return  # filtered: behind the port it came from, or a mirror (has it)
                 if groups and groups.get(src, -1) != groups.get(dst, -1):
                     dst.counters.dropped_partition += 1
                     return
@@ -412,7 +427,7 @@ class VnetSwitch:
                 return
         sgroup = groups.get(src, -1) if groups else -1
         for dst in list(self._ports.values()):
-            if dst is src:
+            if dst is src or dst._mirror:
                 continue
             if groups and groups.get(dst, -1) != sgroup:
                 dst.counters.dropped_partition += 1
@@ -425,6 +440,8 @@ class VnetSwitch:
         for mac in [m for m, (p, _) in self._fdb.items() if p is port]:
             del self._fdb[mac]
         self._groups.pop(port, None)
+        if port in self._mirrors:
+            self._mirrors.remove(port)
 
 
 class VnetIf:
@@ -453,6 +470,7 @@ class VnetIf:
         self._pending: list[Frame] = []
         self._flush_handle: asyncio.Handle | None = None
         self._closed = False
+        self._mirror = False
         self._waiters: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
