@@ -705,3 +705,26 @@ def test_mirror_port_sees_every_frame_once() -> None:
         assert len(rm.data) == 6
 
     run(main)
+
+
+def test_bursty_loss() -> None:
+    async def main() -> None:
+        n = 40_000
+        _, b, rb, _ = await blast(None, LinkParams(loss=0.1, loss_burst=5), n=n)
+        got = {seq_of(f) for f in rb.data}
+        lost = [i not in got for i in range(n)]
+        runs = [len(list(g)) for k, g in itertools.groupby(lost) if k]
+        rate = sum(lost) / n
+        assert b.counters.dropped_loss == sum(lost)
+        assert 0.08 <= rate <= 0.12
+        assert sum(runs) / len(runs) == pytest.approx(5, rel=0.1)  # mean burst length
+        # the same average rate without bursts has runs of about 1/(1-p)
+        _, _, rb2, _ = await blast(None, LinkParams(loss=0.1), n=n)
+        got2 = {seq_of(f) for f in rb2.data}
+        lost2 = [i not in got2 for i in range(n)]
+        runs2 = [len(list(g)) for k, g in itertools.groupby(lost2) if k]
+        assert sum(runs2) / len(runs2) == pytest.approx(1 / 0.9, rel=0.05)
+
+    run(main)
+    with pytest.raises(ValueError, match="loss_burst"):
+        LinkParams(loss_burst=0.5)

@@ -64,6 +64,9 @@ class LinkParams:
     * ``jitter``: extra delay drawn uniformly from ``[0, jitter]``; frames still leave
       the link in order (jitter alone never reorders).
     * ``loss``, ``duplicate``, ``corrupt`` (flip one random bit): probabilities.
+    * ``loss_burst``: the mean length of a run of lost frames. 1 (the default) loses
+      frames independently; above 1, losses come in bursts (a two-state Gilbert-Elliott
+      chain) while the long-run loss rate stays ``loss``.
     * ``reorder``: probability that a frame is held back ``reorder_delay`` seconds, so
       frames sent after it overtake it.
     * ``rate``: bits per second (``None``: unlimited). A frame takes ``len*8/rate`` to
@@ -76,6 +79,7 @@ class LinkParams:
     latency: float = 0.0
     jitter: float = 0.0
     loss: float = 0.0
+    loss_burst: float = 1.0
     duplicate: float = 0.0
     reorder: float = 0.0
     reorder_delay: float = 0.001
@@ -124,6 +128,9 @@ def _check_param(name: str, value: Any) -> None:
             isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
         ):
             raise ValueError(f"LinkParams.rate must be > 0 bits/s or None, got {value!r}")
+    elif name == "loss_burst":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+            raise ValueError(f"LinkParams.loss_burst must be >= 1 frames, got {value!r}")
     elif name == "queue_frames":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"LinkParams.queue_frames must be an int >= 1, got {value!r}")
@@ -160,7 +167,7 @@ class _Direction:
     their own timer.
     """
 
-    __slots__ = ("busy_until", "deliver", "fifo", "last_arrival", "queue", "timer")
+    __slots__ = ("bad", "busy_until", "deliver", "fifo", "last_arrival", "queue", "timer")
 
     def __init__(self, deliver: Callable[[Frame], None]) -> None:
         self.busy_until = 0.0
@@ -169,6 +176,7 @@ class _Direction:
         self.fifo: deque[tuple[float, Frame]] = deque()
         self.timer: asyncio.TimerHandle | None = None
         self.deliver = deliver
+        self.bad = False  # in a loss burst
 
     def push(self, t: float, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
         fifo = self.fifo
@@ -196,6 +204,7 @@ class _Direction:
         self.queue.clear()
         self.busy_until = 0.0
         self.last_arrival = float("-inf")
+        self.bad = False
 
 
 class _BufferPool:
@@ -692,9 +701,24 @@ class VnetIf:
             c.dropped_down += 1
             return
         rng = self._rng
-        if link.loss and rng.random() < link.loss:
-            c.dropped_loss += 1
-            return
+        loss = link.loss
+        if loss:
+            burst = link.loss_burst
+            if burst == 1:
+                lost = rng.random() < loss
+            elif loss >= 1:
+                lost = True
+            else:
+                # Gilbert-Elliott: leave a burst with 1/burst, enter one so that the
+                # stationary share of lost frames is `loss`.
+                if d.bad:
+                    d.bad = rng.random() >= 1 / burst
+                else:
+                    d.bad = rng.random() < loss / (burst * (1 - loss))
+                lost = d.bad
+            if lost:
+                c.dropped_loss += 1
+                return
         now = loop.time()
         t = now
         rate = link.rate
