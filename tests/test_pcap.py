@@ -247,3 +247,24 @@ def test_mirror_port_captures_the_whole_segment(tmp_path: Path) -> None:
     rows = tshark(path, "eth.src", "eth.dst", "_ws.col.Protocol")
     assert [r[0][-1] + r[1][-1] for r in rows] == ["1f", "21", "12", "31"]
     assert [r[2] for r in rows] == ["ARP", "ARP", "ECHO", "ECHO"]
+
+
+def test_a_failing_capture_does_not_break_the_network() -> None:
+    class Full(io.BytesIO):
+        def write(self, b: object) -> int:
+            raise OSError(28, "No space left on device")
+
+    async def main() -> None:
+        sw = VnetSwitch(seed=1)
+        a, b = sw.add_interface("a"), sw.add_interface("b")
+        got: list[bytes] = []
+        b.set_receiver(lambda f: got.append(bytes(f)))
+        cap = PcapNetif(a, Full(), buffer_size=100)
+        for i in range(5):
+            cap.send(udp(a, b, 5000, 7, b"x%d" % i))
+        await asyncio.sleep(0.01)
+        assert len(got) == 5
+        assert cap.error is not None and cap.error.errno == 28
+        await cap.disconnect()
+
+    sim.run(main())

@@ -20,6 +20,7 @@ from typing import IO, Any, Protocol, Self
 
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
+from ..sim import current as current_sim
 from ..v1 import Buffer, FrameCallback, Network, Stats
 from ._link import FrameLink, FrameReceiver
 
@@ -72,6 +73,7 @@ class PcapNetif:
             PCAP_MAGIC_NS if nanosecond else PCAP_MAGIC_US, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET
         )
         self.records = 0
+        self.error: OSError | None = None  # why recording stopped, if it failed
         self._receiver: FrameReceiver | None = None
         # Record what arrives even while the application does not listen, as tcpdump does.
         netif.set_receiver(self._on_frame)
@@ -79,9 +81,7 @@ class PcapNetif:
     # --- the file -------------------------------------------------------------------------
 
     def _timestamp(self) -> tuple[int, int]:
-        from ..sim import current
-
-        loop = current()
+        loop = current_sim()
         if loop is not None:
             units = round(loop.time() * self._scale)
         else:
@@ -108,7 +108,13 @@ class PcapNetif:
             left -= len(take)
         self.records += 1
         if len(buf) >= self._limit:
-            self.flush()
+            try:
+                self.flush()
+            except OSError as e:
+                # A failing capture must not break the network path: stop recording.
+                self.error = e
+                self._buf.clear()
+                self._file = None
 
     def flush(self) -> None:
         """Write the buffered records to the file."""

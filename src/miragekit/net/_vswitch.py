@@ -30,6 +30,7 @@ from typing import Any, Self
 
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
+from ..sim import current as current_sim
 from ..v1 import Buffer, FrameCallback, Network, Stats
 from ._link import FrameLink, FrameReceiver
 from ._listen import CallbackSpawner
@@ -270,9 +271,7 @@ class VnetSwitch:
         if aging <= 0:
             raise ValueError(f"aging must be > 0 seconds, got {aging}")
         if seed is None:
-            from ..sim import current
-
-            loop = current()
+            loop = current_sim()
             seed = (
                 loop.rng().getrandbits(64)
                 if loop is not None
