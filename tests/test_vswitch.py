@@ -728,3 +728,35 @@ def test_bursty_loss() -> None:
     run(main)
     with pytest.raises(ValueError, match="loss_burst"):
         LinkParams(loss_burst=0.5)
+
+
+def test_callback_exceptions_are_reported_not_raised() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reported: list[str] = []
+        loop.set_exception_handler(lambda _loop, ctx: reported.append(ctx["message"]))
+        sw = VnetSwitch(seed=1)
+        a, b, c = (sw.add_interface(n) for n in "abc")
+
+        def bad_receiver(frame: memoryview) -> None:
+            raise RuntimeError("receiver bug")
+
+        async def bad_callback(frame: memoryview) -> None:
+            raise RuntimeError("callback bug")
+
+        b.set_receiver(bad_receiver)
+        listener = asyncio.create_task(c.listen(bad_callback))
+        await asyncio.sleep(0)
+        a.send(udp(a, BCAST, b"1"))
+        a.send(udp(a, BCAST, b"2"))
+        await asyncio.sleep(0.01)
+        assert b.get_stats_counters().rx_pkts == 2  # the second frame still arrived
+        assert c.get_stats_counters().rx_pkts == 2
+        assert sorted(reported) == sorted(
+            ["exception in the receiver of <VnetIf b 02:6d:6b:00:00:02 mtu=1500>"] * 2
+            + ["exception in a NETWORK.listen callback"] * 2
+        )
+        await c.disconnect()
+        await listener
+
+    run(main)
