@@ -196,6 +196,7 @@ def main() -> None:
         "seconds_per_measurement": args.seconds,
         "repeat": args.repeat,
         "batch": BATCH,
+        "loadavg_at_end": os.getloadavg(),
     }
     out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     print(f"wrote {out}")
