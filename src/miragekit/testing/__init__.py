@@ -10,3 +10,4 @@ from .flow import MemoryFlow as MemoryFlow
 from .flow import check_flow as check_flow
 from .flow import flow_pair as flow_pair
 from .kv import check_kv_ro as check_kv_ro
+from ._network import check_network_pair as check_network_pair

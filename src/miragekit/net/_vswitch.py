@@ -1,0 +1,763 @@
+"""An in-process virtual Ethernet switch with impaired links.
+
+Why: tests and simulations need many stacks on one L2 segment without root, TAP devices or
+the kernel, and they need the network to misbehave on demand (latency, loss, a slow link,
+a partition) in a way that is the same on every run.
+
+Each :class:`VnetIf` is plugged into the switch by a full-duplex link whose
+:class:`LinkParams` apply to each direction separately: a frame from A to B crosses A's
+link (towards the switch) and then B's link (towards B), so an impairment set on both
+links applies twice. The switch learns source MACs and floods broadcast, multicast and
+unknown destinations. Delivery is scheduled with ``loop.call_at`` on the running loop's
+clock, so the switch works in real time and on :mod:`miragekit.sim` virtual time alike.
+Every random draw comes from a per-link ``random.Random`` seeded from the switch's seed
+and the interface name, so each link's impairments are reproducible on their own.
+
+Frames are dropped, never raised: each drop is counted on the link where it happens
+(:class:`VnetCounters`, ``VnetIf.counters``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Self
+
+from ..macaddr import MacAddr
+from ..result import Error, NetworkError, Ok, Unknown
+from ..sim import current as current_sim
+from ..v1 import Buffer, FrameCallback, Network, Stats
+from ._link import FrameLink, FrameReceiver
+from ._listen import CallbackSpawner
+
+Frame = bytes | memoryview
+"""A frame inside the switch: immutable bytes, or a view of a pooled buffer."""
+
+ETH_HEADER = 14
+VLAN_TAG = 4
+_TPID_8021Q = b"\x81\x00"
+MAX_MTU = 65535
+
+# Frames from 4 KiB up are copied into recycled buffers instead of new ``bytes``: keeping
+# dozens of fresh 64 KiB objects alive and freeing them makes malloc return the memory to
+# the kernel and fault it back in, which costs ten times the copy.
+_POOL_MIN = 4096
+_POOL_CLASSES = (16384 + 32, MAX_MTU + ETH_HEADER + VLAN_TAG)
+_POOL_BYTES = 32 << 20
+
+_PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
+_DURATIONS = ("latency", "jitter", "reorder_delay")
+
+
+@dataclass(slots=True)
+class LinkParams:
+    """Impairments of one link, applied to each direction on its own.
+
+    Mutable at run time (``vif.link.loss = 0.3``, ``vif.link.up = False``); a change
+    applies to frames sent afterwards. Probabilities are per frame and per crossing.
+
+    * ``latency``: seconds of propagation delay.
+    * ``jitter``: extra delay drawn uniformly from ``[0, jitter]``; frames still leave
+      the link in order (jitter alone never reorders).
+    * ``loss``, ``duplicate``, ``corrupt`` (flip one random bit): probabilities.
+    * ``loss_burst``: the mean length of a run of lost frames. 1 (the default) loses
+      frames independently; above 1, losses come in bursts (a two-state Gilbert-Elliott
+      chain) while the long-run loss rate stays ``loss``.
+    * ``reorder``: probability that a frame is held back ``reorder_delay`` seconds, so
+      frames sent after it overtake it.
+    * ``rate``: bits per second (``None``: unlimited). A frame takes ``len*8/rate`` to
+      serialise; frames queue behind each other, and beyond ``queue_frames`` waiting
+      frames the newest is dropped.
+    * ``up``: ``False`` cuts the cable: frames are dropped both ways, including those
+      in flight when they arrive.
+    """
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    loss_burst: float = 1.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    reorder_delay: float = 0.001
+    corrupt: float = 0.0
+    rate: float | None = None
+    queue_frames: int = 1000
+    up: bool = True
+    ideal: bool = field(default=True, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.init:
+                _check_param(f.name, getattr(self, f.name))
+        self._update_ideal()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "ideal":
+            _check_param(name, value)
+        object.__setattr__(self, name, value)
+        if name != "ideal" and hasattr(self, "ideal"):
+            self._update_ideal()
+
+    def _update_ideal(self) -> None:
+        ideal = (
+            self.up
+            and self.latency == 0
+            and self.jitter == 0
+            and self.loss == 0
+            and self.duplicate == 0
+            and self.reorder == 0
+            and self.corrupt == 0
+            and self.rate is None
+        )
+        object.__setattr__(self, "ideal", ideal)
+
+
+def _check_param(name: str, value: Any) -> None:
+    if name in _PROBABILITIES:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"LinkParams.{name} must be a probability in [0, 1], got {value!r}")
+    elif name in _DURATIONS:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ValueError(f"LinkParams.{name} must be >= 0 seconds, got {value!r}")
+    elif name == "rate":
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+        ):
+            raise ValueError(f"LinkParams.rate must be > 0 bits/s or None, got {value!r}")
+    elif name == "loss_burst":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+            raise ValueError(f"LinkParams.loss_burst must be >= 1 frames, got {value!r}")
+    elif name == "queue_frames":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"LinkParams.queue_frames must be an int >= 1, got {value!r}")
+    elif name == "up" and not isinstance(value, bool):
+        raise TypeError(f"LinkParams.up must be a bool, got {value!r}")
+
+
+@dataclass(slots=True)
+class VnetCounters:
+    """Why frames on one link were dropped or altered (beyond the seed's stats)."""
+
+    dropped_malformed: int = 0  # shorter than an Ethernet header
+    dropped_mtu: int = 0  # larger than this interface's MTU
+    dropped_down: int = 0  # link down
+    dropped_loss: int = 0  # random loss
+    dropped_queue: int = 0  # bandwidth queue full
+    dropped_partition: int = 0  # switch would not forward across a partition
+    dropped_no_receiver: int = 0  # arrived while nobody listened
+    dropped_disconnected: int = 0  # sent after disconnect
+    duplicated: int = 0
+    corrupted: int = 0
+    reordered: int = 0
+
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, 0)
+
+
+class _Direction:
+    """One direction of a link: serialisation state and the frames on the wire.
+
+    Frames leave the wire in order (``fifo``, arrival times never decrease), so one timer
+    for the head of the queue serves them all; only frames held back by ``reorder`` get
+    their own timer.
+    """
+
+    __slots__ = ("bad", "busy_until", "deliver", "fifo", "last_arrival", "queue", "timer")
+
+    def __init__(self, deliver: Callable[[Frame], None]) -> None:
+        self.busy_until = 0.0
+        self.last_arrival = float("-inf")
+        self.queue: deque[float] = deque()  # departure times of frames not yet sent
+        self.fifo: deque[tuple[float, Frame]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+        self.deliver = deliver
+        self.bad = False  # in a loss burst
+
+    def push(self, t: float, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
+        fifo = self.fifo
+        fifo.append((t, data))
+        if self.timer is None:
+            self.timer = loop.call_at(t, self.drain)
+
+    def drain(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        fifo = self.fifo
+        deliver = self.deliver
+        while fifo and fifo[0][0] <= now:
+            deliver(fifo.popleft()[1])
+        if fifo and self.timer is None:
+            self.timer = loop.call_at(fifo[0][0], self.drain)
+
+    def clear(self) -> None:
+        """Forget the frames on the wire and the link's timing (a new clock starts)."""
+        self.fifo.clear()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.queue.clear()
+        self.busy_until = 0.0
+        self.last_arrival = float("-inf")
+        self.bad = False
+
+
+class _BufferPool:
+    """Recycled bytearrays for large frames; a buffer is reused only when nothing refers to it.
+
+    Python's reference count is the ownership test: while any frame view, pending list or
+    timer still holds a buffer, ``sys.getrefcount`` shows it, and the buffer is skipped. A
+    receiver that (against the FrameLink contract) keeps a view only pins that buffer.
+    """
+
+    __slots__ = ("_bytes", "_pools")
+
+    def __init__(self) -> None:
+        self._pools: tuple[deque[bytearray], ...] = tuple(deque() for _ in _POOL_CLASSES)
+        self._bytes = 0
+
+    def copy(self, parts: Sequence[Buffer], n: int) -> Frame:
+        """A private copy of the concatenation of ``parts`` (``n`` bytes in all)."""
+        if n <= _POOL_CLASSES[0]:
+            size, pool = _POOL_CLASSES[0], self._pools[0]
+        elif n <= _POOL_CLASSES[1]:
+            size, pool = _POOL_CLASSES[1], self._pools[1]
+        else:
+            return b"".join(parts)
+        buf: bytearray | None = None
+        if pool:
+            head = pool[0]
+            # references: the deque, `head`, getrefcount's argument
+            if sys.getrefcount(head) <= 3:
+                pool.rotate(-1)
+                buf = head
+            del head
+        if buf is None:
+            if self._bytes + size > _POOL_BYTES:
+                return b"".join(parts)
+            buf = bytearray(size)
+            pool.append(buf)
+            self._bytes += size
+        view = memoryview(buf)
+        off = 0
+        for p in parts:
+            if type(p) is memoryview and p.format != "B":
+                p = p.cast("B")
+            m = len(p)
+            view[off : off + m] = p
+            off += m
+        return view[:n]
+
+
+_registry: weakref.WeakValueDictionary[str, VnetSwitch] = weakref.WeakValueDictionary()
+
+
+class VnetSwitch:
+    """A learning Ethernet switch between in-process interfaces.
+
+    ``seed`` seeds every link's impairments; ``None`` takes one from the running
+    :class:`~miragekit.sim.SimLoop`'s generator, or from the OS outside a simulation.
+    A ``name`` registers the switch so ``VnetIf.connect("name/ifname")`` can find it.
+    ``aging`` is how long (seconds) a learned MAC stays valid without traffic.
+    """
+
+    def __init__(self, name: str | None = None, *, seed: int | None = None, aging: float = 300.0):
+        if aging <= 0:
+            raise ValueError(f"aging must be > 0 seconds, got {aging}")
+        if seed is None:
+            loop = current_sim()
+            seed = (
+                loop.rng().getrandbits(64)
+                if loop is not None
+                else random.SystemRandom().getrandbits(64)
+            )
+        self._name = name
+        self._seed = seed
+        self._aging = aging
+        self._ports: dict[str, VnetIf] = {}
+        self._fdb: dict[bytes, tuple[VnetIf, float]] = {}
+        self._groups: dict[VnetIf, int] = {}
+        self._pool = _BufferPool()
+        self._mirrors: list[VnetIf] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_index = 1
+        if name is not None:
+            if name in _registry:
+                raise ValueError(f"name: a switch named {name!r} already exists")
+            _registry[name] = self
+
+    @classmethod
+    def named(cls, name: str) -> VnetSwitch | None:
+        """The live switch registered under ``name``, if any."""
+        return _registry.get(name)
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def add_interface(
+        self,
+        name: str,
+        mac: MacAddr | str | None = None,
+        mtu: int = 1500,
+        link: LinkParams | None = None,
+        *,
+        mirror: bool = False,
+    ) -> VnetIf:
+        """Plug in a new interface (its MAC defaults to ``02:6d:6b:`` + its port index).
+
+        A ``mirror`` interface gets one copy of every frame any other interface sends into
+        the switch, whatever its destination and across partitions (a SPAN port: wrap it
+        in :class:`PcapNetif` to capture a whole simulated segment in one file).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if name in self._ports:
+            raise ValueError(f"name: interface {name!r} already exists on this switch")
+        if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= MAX_MTU:
+            raise ValueError(f"mtu must be an int in [68, {MAX_MTU}], got {mtu!r}")
+        if link is not None and not isinstance(link, LinkParams):
+            raise TypeError(f"link must be a LinkParams, got {link!r}")
+        index = self._next_index
+        if mac is None:
+            mac = MacAddr(b"\x02\x6d\x6b" + index.to_bytes(3, "big"))
+        elif isinstance(mac, str):
+            mac = MacAddr(mac)
+        elif not isinstance(mac, MacAddr):
+            raise TypeError(f"mac must be a MacAddr or str, got {mac!r}")
+        self._next_index += 1
+        port = VnetIf(self, name, mac, mtu, link if link is not None else LinkParams())
+        self._ports[name] = port
+        if mirror:
+            port._mirror = True
+            self._mirrors.append(port)
+        return port
+
+    def interfaces(self) -> list[VnetIf]:
+        """The connected interfaces, in the order they were added."""
+        return list(self._ports.values())
+
+    def interface(self, name: str) -> VnetIf:
+        try:
+            return self._ports[name]
+        except KeyError:
+            raise ValueError(f"name: no interface {name!r} on this switch") from None
+
+    def fdb(self) -> dict[MacAddr, str]:
+        """The learned MAC table: address to interface name (expired entries excluded)."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
+            now = None
+        return {
+            MacAddr(mac): port.name
+            for mac, (port, t) in self._fdb.items()
+            if now is None or now - t <= self._aging
+        }
+
+    # --- partitions -----------------------------------------------------------------
+
+    def partition(self, *groups: Iterable[VnetIf | str]) -> None:
+        """Split the switch: frames only pass between interfaces of the same group.
+
+        Interfaces named in no group form one more group together. Replaces any earlier
+        partition; :meth:`heal` removes it.
+        """
+        mapping: dict[VnetIf, int] = {}
+        for i, group in enumerate(groups):
+            for member in group:
+                port = self._resolve(member)
+                if port in mapping:
+                    raise ValueError(f"groups: interface {port.name!r} is in two groups")
+                mapping[port] = i
+        self._groups = mapping
+
+    def heal(self) -> None:
+        """Remove the partition."""
+        self._groups = {}
+
+    def _resolve(self, member: VnetIf | str) -> VnetIf:
+        if isinstance(member, VnetIf):
+            if member._switch is not self or self._ports.get(member.name) is not member:
+                raise ValueError(f"groups: {member.name!r} is not on this switch")
+            return member
+        if isinstance(member, str):
+            return self.interface(member)
+        raise TypeError(f"groups: members must be VnetIf or str, got {member!r}")
+
+    # --- forwarding -------------------------------------------------------------------
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start over on a new event loop: times from the old clock mean nothing here."""
+        self._loop = loop
+        self._fdb.clear()
+        for port in self._ports.values():
+            port._reset_link_state()
+
+    def _forward(self, src: VnetIf, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
+        """A frame arrives at the switch from ``src``'s link."""
+        if src._closed:
+            return
+        if self._mirrors:
+            for m in self._mirrors:
+                if m is not src:
+                    m._egress(data, loop)
+        now = loop.time()
+        fdb = self._fdb
+        head = data[:12]
+        if type(head) is not bytes:
+            head = bytes(head)
+        smac = head[6:12]
+        if not smac[0] & 1:
+            fdb[smac] = (src, now)
+        dmac = head[0:6]
+        groups = self._groups
+        if not dmac[0] & 1:
+            entry = fdb.get(dmac)
+            if entry is not None and now - entry[1] <= self._aging:
+                dst = entry[0]
+                if dst is src or dst._mirror:
+                    return  # filtered: behind the port it came from, or a mirror (has it)
+                if groups and groups.get(src, -1) != groups.get(dst, -1):
+                    dst.counters.dropped_partition += 1
+                    return
+                dst._egress(data, loop)
+                return
+        sgroup = groups.get(src, -1) if groups else -1
+        for dst in list(self._ports.values()):
+            if dst is src or dst._mirror:
+                continue
+            if groups and groups.get(dst, -1) != sgroup:
+                dst.counters.dropped_partition += 1
+                continue
+            dst._egress(data, loop)
+
+    def _remove(self, port: VnetIf) -> None:
+        if self._ports.get(port.name) is port:
+            del self._ports[port.name]
+        for mac in [m for m, (p, _) in self._fdb.items() if p is port]:
+            del self._fdb[mac]
+        self._groups.pop(port, None)
+        if port in self._mirrors:
+            self._mirrors.remove(port)
+
+
+class VnetIf:
+    """One interface of a :class:`VnetSwitch`: a NETWORK device and a FrameLink.
+
+    Made by :meth:`VnetSwitch.add_interface` (or :meth:`connect`). ``link`` holds its
+    impairments, ``counters`` its drop reasons; :meth:`get_stats_counters` the seed's
+    stats (frames and bytes accepted for sending, and handed to a receiver).
+    """
+
+    def __init__(
+        self, switch: VnetSwitch, name: str, mac: MacAddr, mtu: int, link: LinkParams
+    ) -> None:
+        self._switch = switch
+        self._name = name
+        self._mac = mac
+        self._mtu = mtu
+        self._max_frame = mtu + ETH_HEADER
+        self.link = link
+        self.counters = VnetCounters()
+        self._stats = Stats()
+        self._rng = random.Random(f"{switch.seed}/{name}")
+        self._up = _Direction(self._arrive_at_switch)
+        self._down = _Direction(self._deliver_delayed)
+        self._receiver: FrameReceiver | None = None
+        self._pending: list[Frame] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._closed = False
+        self._mirror = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<VnetIf {self._name} {self._mac} mtu={self._mtu}>"
+
+    # --- DEVICE -------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        id: str,
+        *,
+        mac: MacAddr | str | None = None,
+        mtu: int = 1500,
+        link: LinkParams | None = None,
+    ) -> Ok[Self] | Error[NetworkError]:
+        """Plug a new interface into a named switch: ``id`` is ``"switch/ifname"``."""
+        sw_name, sep, if_name = id.partition("/")
+        if not sep or not if_name:
+            return Error(Unknown(f"VnetIf id must be 'switch/ifname', got {id!r}"))
+        switch = VnetSwitch.named(sw_name)
+        if switch is None:
+            return Error(Unknown(f"no virtual switch named {sw_name!r}"))
+        if if_name in switch._ports:
+            return Error(Unknown(f"interface {if_name!r} already exists on {sw_name!r}"))
+        port = switch.add_interface(if_name, mac=mac, mtu=mtu, link=link)
+        assert isinstance(port, cls)
+        return Ok(port)
+
+    def id(self) -> str:
+        return f"{self._switch.name or ''}/{self._name}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def switch(self) -> VnetSwitch:
+        return self._switch
+
+    @property
+    def connected(self) -> bool:
+        return not self._closed
+
+    async def disconnect(self) -> None:
+        """Unplug: ``listen`` returns, frames in flight to this interface are lost."""
+        if self._closed:
+            return
+        self._closed = True
+        self._switch._remove(self)
+        self._receiver = None
+        self._reset_link_state()
+        for w in self._waiters:
+            if not w.done():
+                w.set_result(None)
+        self._waiters.clear()
+
+    # --- FrameLink ------------------------------------------------------------------------
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    def set_receiver(self, fn: FrameReceiver | None) -> None:
+        self._receiver = fn
+
+    def send(self, frame: Buffer) -> None:
+        if type(frame) is bytes:
+            self._send(frame)
+            return
+        n = len(frame) if type(frame) is bytearray else memoryview(frame).nbytes
+        self._send(bytes(frame) if n < _POOL_MIN else self._switch._pool.copy((frame,), n))
+
+    def sendv(self, bufs: Sequence[Buffer]) -> None:
+        n = 0
+        for b in bufs:
+            n += len(b) if type(b) is bytes else memoryview(b).nbytes
+        self._send(b"".join(bufs) if n < _POOL_MIN else self._switch._pool.copy(bufs, n))
+
+    def _send(self, data: Frame) -> None:
+        if self._closed:
+            self.counters.dropped_disconnected += 1
+            return
+        n = len(data)
+        if n < ETH_HEADER:
+            self.counters.dropped_malformed += 1
+            return
+        if n > self._max_frame and not (
+            n <= self._max_frame + VLAN_TAG and data[12:14] == _TPID_8021Q
+        ):
+            self.counters.dropped_mtu += 1
+            return
+        stats = self._stats
+        stats.tx_pkts += 1
+        stats.tx_bytes += n
+        loop = asyncio.get_running_loop()
+        if loop is not self._switch._loop:
+            self._switch._bind(loop)
+        if self.link.ideal:
+            self._switch._forward(self, data, loop)
+        else:
+            self._impair(self._up, data, loop)
+
+    def _arrive_at_switch(self, data: Frame) -> None:
+        if not self.link.up:
+            self.counters.dropped_down += 1
+            return
+        self._switch._forward(self, data, asyncio.get_running_loop())
+
+    # --- NETWORK --------------------------------------------------------------------------
+
+    async def write(self, buf: Buffer) -> None:
+        self.send(buf)
+
+    async def writev(self, bufs: Sequence[Buffer]) -> None:
+        self.sendv(bufs)
+
+    async def listen(self, fn: FrameCallback) -> None:
+        """Run ``fn`` (as a task) on every received frame until :meth:`disconnect`."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        spawner = CallbackSpawner(fn, loop, copy=True)
+        self._receiver = spawner
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if self._receiver is spawner:
+                self._receiver = None
+
+    def mac(self) -> MacAddr:
+        return self._mac
+
+    def get_stats_counters(self) -> Stats:
+        return self._stats
+
+    def reset_stats_counters(self) -> None:
+        s = self._stats
+        s.rx_bytes = s.rx_pkts = s.tx_bytes = s.tx_pkts = 0
+        self.counters.reset()
+
+    # --- the link towards this interface --------------------------------------------------
+
+    def _reset_link_state(self) -> None:
+        self._pending.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._up.clear()
+        self._down.clear()
+
+    def _egress(self, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
+        """The switch sends ``data`` down this interface's link."""
+        if len(data) > self._max_frame and not (
+            len(data) <= self._max_frame + VLAN_TAG and data[12:14] == _TPID_8021Q
+        ):
+            self.counters.dropped_mtu += 1
+            return
+        if self.link.ideal:
+            self._pending.append(data)
+            if self._flush_handle is None:
+                self._flush_handle = loop.call_soon(self._flush)
+        else:
+            self._impair(self._down, data, loop)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        batch = self._pending
+        self._pending = []
+        if not self.link.up:
+            self.counters.dropped_down += len(batch)
+            return
+        for data in batch:
+            self._deliver(data)
+
+    def _deliver_delayed(self, data: Frame) -> None:
+        if self._closed:
+            return
+        if not self.link.up:
+            self.counters.dropped_down += 1
+            return
+        self._deliver(data)
+
+    def _deliver(self, data: Frame) -> None:
+        fn = self._receiver
+        if fn is None:
+            self.counters.dropped_no_receiver += 1
+            return
+        stats = self._stats
+        stats.rx_pkts += 1
+        stats.rx_bytes += len(data)
+        try:
+            fn(memoryview(data))
+        except Exception as exc:
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": f"exception in the receiver of {self!r}", "exception": exc}
+            )
+
+    # --- impairments ----------------------------------------------------------------------
+
+    def _impair(
+        self,
+        d: _Direction,
+        data: Frame,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Carry ``data`` across one direction of this link, then hand it to ``d.deliver``.
+
+        The random draws happen in a fixed order (loss, corruption, jitter, duplication,
+        reordering) and only for impairments that are set, so a run is reproducible.
+        """
+        link = self.link
+        c = self.counters
+        if not link.up:
+            c.dropped_down += 1
+            return
+        rng = self._rng
+        loss = link.loss
+        if loss:
+            burst = link.loss_burst
+            if burst == 1:
+                lost = rng.random() < loss
+            elif loss >= 1:
+                lost = True
+            else:
+                # Gilbert-Elliott: leave a burst with 1/burst, enter one so that the
+                # stationary share of lost frames is `loss`.
+                if d.bad:
+                    d.bad = rng.random() >= 1 / burst
+                else:
+                    d.bad = rng.random() < loss / (burst * (1 - loss))
+                lost = d.bad
+            if lost:
+                c.dropped_loss += 1
+                return
+        now = loop.time()
+        t = now
+        rate = link.rate
+        if rate is not None:
+            q = d.queue
+            while q and q[0] <= now:
+                q.popleft()
+            if len(q) >= link.queue_frames:
+                c.dropped_queue += 1
+                return
+            t = max(now, d.busy_until) + len(data) * 8 / rate
+            d.busy_until = t
+            q.append(t)
+        if link.corrupt and rng.random() < link.corrupt:
+            b = bytearray(data)
+            bit = rng.randrange(len(b) * 8)
+            b[bit >> 3] ^= 1 << (bit & 7)
+            data = bytes(b)
+            c.corrupted += 1
+        t += link.latency
+        if link.jitter:
+            t += rng.uniform(0.0, link.jitter)
+        if t < d.last_arrival:
+            t = d.last_arrival  # the wire keeps order; only `reorder` breaks it
+        d.last_arrival = t
+        copies = 1
+        if link.duplicate and rng.random() < link.duplicate:
+            copies = 2
+            c.duplicated += 1
+        held = link.reorder and rng.random() < link.reorder
+        for _ in range(copies):
+            if held:
+                loop.call_at(t + link.reorder_delay, d.deliver, data)
+            elif t <= now and not d.fifo:
+                d.deliver(data)
+            else:
+                d.push(t, data, loop)
+        if held:
+            c.reordered += 1
+
+
+_check_network: type[Network] = VnetIf
+_check_link: type[FrameLink] = VnetIf

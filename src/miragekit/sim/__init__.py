@@ -1,0 +1,15 @@
+"""Simulated time: an asyncio event loop whose clock is virtual (public facade).
+
+``miragekit.sim.run(main(), seed=0)`` runs like :func:`asyncio.run` but sleeping costs
+nothing when every task is waiting, and the same program with the same seed gives the
+same sequence of events.
+"""
+
+from ._loop import SimDeadlock as SimDeadlock
+from ._loop import SimLoop as SimLoop
+from ._loop import current as current
+from ._loop import now as now
+from ._loop import rng as rng
+from ._loop import run as run
+
+__all__ = ["SimDeadlock", "SimLoop", "current", "now", "rng", "run"]

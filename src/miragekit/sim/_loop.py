@@ -1,0 +1,288 @@
+"""An asyncio event loop on virtual time.
+
+Why: protocol tests (retransmission timers, ARP expiry, a lossy network of stacks) want
+hours of protocol time in milliseconds, and the same run every time. ``SimLoop`` is a
+selector event loop whose :meth:`~SimLoop.time` is a virtual clock. When no callback is
+ready it still polls the real file descriptors, without blocking, and if none is ready it
+jumps the clock to the next timer instead of sleeping. A pure simulation therefore never
+waits on the wall clock.
+
+Determinism: the ready queue is FIFO, timers with equal deadlines run in the order they
+were scheduled (a sequence number breaks heap ties), and :meth:`SimLoop.rng` is a
+``random.Random`` seeded from the loop's seed. Leftover tasks are cancelled in creation
+order when :func:`run` ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import weakref
+from collections import deque
+from collections.abc import Callable, Coroutine
+from contextvars import Context
+from typing import Any, TypeVar, TypeVarTuple, Unpack
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+# Purge cancelled timers in bulk when they are this many and this large a share.
+_PURGE_MIN = 100
+_PURGE_FRACTION = 0.5
+
+
+class _SimTimerHandle(asyncio.TimerHandle):
+    """A timer ordered by (deadline, scheduling order), so equal deadlines are FIFO."""
+
+    __slots__ = ("_seq",)
+
+    def __init__(
+        self,
+        when: float,
+        seq: int,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: asyncio.AbstractEventLoop,
+        context: Context | None,
+    ) -> None:
+        super().__init__(when, callback, args, loop, context)
+        self._seq = seq
+
+    def __lt__(self, other: asyncio.TimerHandle) -> bool:
+        if isinstance(other, _SimTimerHandle):
+            if self._when == other._when:  # type: ignore[attr-defined]
+                return self._seq < other._seq
+            return bool(self._when < other._when)  # type: ignore[attr-defined]
+        return super().__lt__(other)
+
+
+class SimDeadlock(RuntimeError):
+    """Every task waits, nothing is scheduled, and no I/O came for ``idle_timeout``."""
+
+
+class SimLoop(asyncio.SelectorEventLoop):
+    """A selector event loop whose clock is virtual and starts at ``start``.
+
+    ``seed`` seeds :meth:`rng`. Real I/O still works: descriptors are polled with a zero
+    timeout on every iteration, and the loop blocks in the selector only when nothing at
+    all is ready or scheduled (then only I/O or another thread can wake it). With
+    ``idle_timeout`` (wall-clock seconds) such a wait that sees nothing raises
+    :class:`SimDeadlock` instead of hanging: in a pure simulation it is a deadlock.
+    """
+
+    # asyncio's private state that this loop drives (set by BaseEventLoop.__init__).
+    _ready: deque[asyncio.Handle]
+    _scheduled: list[asyncio.TimerHandle]
+    _stopping: bool
+    _timer_cancelled_count: int
+    _selector: Any
+
+    def __init__(
+        self, *, seed: int = 0, start: float = 0.0, idle_timeout: float | None = None
+    ) -> None:
+        super().__init__()
+        if idle_timeout is not None and not idle_timeout > 0:
+            self.close()
+            raise ValueError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout}")
+        self._idle_timeout = idle_timeout
+        self._now = float(start)
+        self._seed = seed
+        self._rng = random.Random(seed)
+        self._timer_seq = itertools.count()
+        self._task_seq = itertools.count()
+        self._task_order: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.set_task_factory(self._make_task)
+
+    # --- the virtual clock --------------------------------------------------------------
+
+    def time(self) -> float:
+        """The virtual time, in seconds since the loop was created (plus ``start``)."""
+        return self._now
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def rng(self) -> random.Random:
+        """The loop's seeded generator: draw impairments and jitter from it."""
+        return self._rng
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds`` (timers that fall due run next)."""
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        self._now += seconds
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()  # type: ignore[attr-defined]
+        timer = _SimTimerHandle(when, next(self._timer_seq), callback, args, self, context)
+        heapq.heappush(self._scheduled, timer)
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
+
+    def _make_task(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+        self._task_order[task] = next(self._task_seq)
+        return task
+
+    def tasks_in_creation_order(self) -> list[asyncio.Task[Any]]:
+        """The unfinished tasks of this loop, oldest first."""
+        order = self._task_order
+        tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
+        tasks.sort(key=lambda t: order.get(t, -1))
+        return tasks
+
+    # --- one iteration -------------------------------------------------------------------
+
+    def _purge_cancelled(self) -> None:
+        scheduled = self._scheduled
+        n = len(scheduled)
+        if n > _PURGE_MIN and self._timer_cancelled_count > n * _PURGE_FRACTION:
+            keep = []
+            for h in scheduled:
+                if h._cancelled:
+                    h._scheduled = False  # type: ignore[attr-defined]
+                else:
+                    keep.append(h)
+            heapq.heapify(keep)
+            self._scheduled = keep
+            self._timer_cancelled_count = 0
+            return
+        while scheduled and scheduled[0]._cancelled:
+            self._timer_cancelled_count -= 1
+            h = heapq.heappop(scheduled)
+            h._scheduled = False  # type: ignore[attr-defined]
+
+    def _run_once(self) -> None:
+        self._purge_cancelled()
+        scheduled = self._scheduled
+        ready = self._ready
+        if ready or self._stopping or scheduled:
+            events = self._selector.select(0)
+        else:
+            # Nothing can happen unless I/O or another thread wakes us: block like asyncio.
+            events = self._selector.select(self._idle_timeout)
+            if not events and not ready and not scheduled and self._idle_timeout is not None:
+                raise SimDeadlock(
+                    f"simulation deadlock at t={self._now}: every task is waiting, nothing "
+                    f"is scheduled, and no I/O arrived for {self._idle_timeout}s"
+                )
+        self._process_events(events)  # type: ignore[attr-defined]
+        del events
+        if not ready and not self._stopping and scheduled:
+            # Idle: jump to the next deadline instead of sleeping.
+            when = scheduled[0]._when  # type: ignore[attr-defined]
+            if when > self._now:
+                self._now = when
+        now = self._now
+        while scheduled and scheduled[0]._when <= now:  # type: ignore[attr-defined]
+            h = heapq.heappop(scheduled)
+            h._scheduled = False  # type: ignore[attr-defined]
+            ready.append(h)
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if handle._cancelled:
+                continue
+            handle._run()
+
+
+def _cancel_leftovers(loop: SimLoop) -> None:
+    tasks = loop.tasks_in_creation_order()
+    if not tasks:
+        return
+    for t in tasks:
+        t.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for t in tasks:
+        if t.cancelled():
+            continue
+        exc = t.exception()
+        if exc is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during miragekit.sim.run() shutdown",
+                    "exception": exc,
+                    "task": t,
+                }
+            )
+
+
+def run(
+    main: Coroutine[Any, Any, T],
+    *,
+    seed: int = 0,
+    start: float = 0.0,
+    idle_timeout: float | None = None,
+    debug: bool | None = None,
+) -> T:
+    """Run ``main`` to completion on a fresh :class:`SimLoop`, like :func:`asyncio.run`.
+
+    The clock starts at ``start`` (0.0); ``idle_timeout`` turns a deadlock into
+    :class:`SimDeadlock` (see :class:`SimLoop`). Tasks still running when ``main`` returns are
+    cancelled, oldest first; then async generators and the default executor are shut down
+    and the loop is closed.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("miragekit.sim.run() cannot be called from a running event loop")
+    if not asyncio.iscoroutine(main):
+        raise TypeError(f"main must be a coroutine, got {main!r}")
+    loop = SimLoop(seed=seed, start=start, idle_timeout=idle_timeout)
+    if debug is not None:
+        loop.set_debug(debug)
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_leftovers(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _running_sim() -> SimLoop:
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, SimLoop):
+        raise RuntimeError("not running on a miragekit.sim.SimLoop")
+    return loop
+
+
+def now() -> float:
+    """The running loop's time: virtual on a :class:`SimLoop`, monotonic otherwise."""
+    return asyncio.get_running_loop().time()
+
+
+def rng() -> random.Random:
+    """The running :class:`SimLoop`'s seeded generator (``RuntimeError`` elsewhere)."""
+    return _running_sim().rng()
+
+
+def current() -> SimLoop | None:
+    """The running :class:`SimLoop`, or ``None`` if the running loop is not simulated."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop if isinstance(loop, SimLoop) else None
