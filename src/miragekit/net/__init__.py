@@ -10,10 +10,10 @@ from ._ipstack import IPv4Stack as IPv4Stack
 from ._ipv4 import IPv4 as IPv4
 from ._link import FrameLink as FrameLink
 from ._link import FrameReceiver as FrameReceiver
-from ._tap import TapNetif as TapNetif
-from ._udp import UDP as UDP
 from ._pcap import FrameNetwork as FrameNetwork
 from ._pcap import PcapNetif as PcapNetif
+from ._tap import TapNetif as TapNetif
+from ._udp import UDP as UDP
 from ._vswitch import LinkParams as LinkParams
 from ._vswitch import VnetCounters as VnetCounters
 from ._vswitch import VnetIf as VnetIf

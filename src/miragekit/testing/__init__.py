@@ -4,10 +4,10 @@ Each suite is a plain async function taking a factory for the implementation und
 test; run them from any test framework (see ``tests/`` for how we run them).
 """
 
+from ._network import check_network_pair as check_network_pair
 from .flow import FLOW_CHECKS as FLOW_CHECKS
 from .flow import FlowCheckFailed as FlowCheckFailed
 from .flow import MemoryFlow as MemoryFlow
 from .flow import check_flow as check_flow
 from .flow import flow_pair as flow_pair
 from .kv import check_kv_ro as check_kv_ro
-from ._network import check_network_pair as check_network_pair
