@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from miragekit.net import IPv4Stack, TapNetif
+from miragekit.net import IPv4Stack, TapNetif, VnetSwitch
 from miragekit.result import Ok
 
 SENDER = """
@@ -158,7 +158,7 @@ def kernel_to_kernel_iperf3(size: int, secs: float) -> dict[str, float]:
                         "-l",
                         str(size),
                         "-t",
-                        str(secs),
+                        str(max(1, round(secs))),
                         "-J",
                     ),
                     capture_output=True,
@@ -228,6 +228,42 @@ async def kernel_to_stack(size: int, secs: float) -> dict[str, float]:
         subprocess.run(["ip", "link", "del", tap], capture_output=True)
 
 
+async def stack_to_stack_vswitch(size: int, secs: float) -> dict[str, float]:
+    """Our stack to our stack through the virtual switch (real time, no impairments)."""
+    sw = VnetSwitch(seed=1)
+    tx = await IPv4Stack.connect(sw.add_interface("tx"), cidr="10.9.0.1/24")
+    rx = await IPv4Stack.connect(sw.add_interface("rx"), cidr="10.9.0.2/24")
+    count = [0, 0]
+    times = [0.0, 0.0]
+
+    async def sink(
+        src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, sport: int, buf: memoryview
+    ) -> None:
+        if not count[0]:
+            times[0] = time.monotonic()
+        count[0] += 1
+        count[1] += len(buf)
+        times[1] = time.monotonic()
+
+    rx.listen_udpv4(port=9, callback=sink)
+    data = bytes(size)
+    dst = ipaddress.IPv4Address("10.9.0.2")
+    await tx.udp.write(data, dest_ip=dst, dest_port=9)  # resolve ARP first
+    await asyncio.sleep(0.05)
+    sent = 0
+    end = time.monotonic() + secs
+    write = tx.udp.write
+    while time.monotonic() < end:
+        for _ in range(64):
+            await write(data, dest_ip=dst, dest_port=9)
+        sent += 64
+        await asyncio.sleep(0)  # let the switch deliver
+    await asyncio.sleep(0.1)
+    await tx.disconnect()
+    await rx.disconnect()
+    return {"sent": sent, "received": count[0], "seconds": times[1] - times[0], "bytes": count[1]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -235,6 +271,10 @@ def main() -> None:
     rows = []
     for size in (64, 1472):
         for path, res in (
+            (
+                "miragekit -> miragekit (vswitch)",
+                asyncio.run(stack_to_stack_vswitch(size, args.seconds)),
+            ),
             ("kernel -> miragekit (TAP)", asyncio.run(kernel_to_stack(size, args.seconds))),
             ("kernel -> kernel (veth)", kernel_to_kernel(size, args.seconds)),
             ("iperf3 -> iperf3 (veth)", kernel_to_kernel_iperf3(size, args.seconds)),
@@ -251,11 +291,11 @@ def main() -> None:
                 }
             )
     print(
-        f"{'path':<27} {'payload':>7} {'sent':>9} {'received':>9} {'datagrams/s':>12} {'MB/s':>8}"
+        f"{'path':<33} {'payload':>7} {'sent':>9} {'received':>9} {'datagrams/s':>12} {'MB/s':>8}"
     )
     for r in rows:
         print(
-            f"{r['path']:<27} {r['payload']:>7} {r['sent']:>9} {r['received']:>9} "
+            f"{r['path']:<33} {r['payload']:>7} {r['sent']:>9} {r['received']:>9} "
             f"{r['datagrams_per_s']:>12,.0f} {r['mbytes_per_s']:>8.1f}"
         )
     out = Path(__file__).resolve().parent / "results" / "udp.json"
