@@ -162,14 +162,14 @@ def test_syn_retransmitted_then_timeout() -> None:
     c = Connection.connect(cfg(syn_retries=3), 80, 49500, LOCAL_ISS, 0.0)
     syn = seg_out(SYN, LOCAL_ISS, 0, mss=1460)
     assert out(c) == [syn]
-    times = []
-    t = due(c)
-    while t is not None and state(c) != State.CLOSED:
+    times: list[float] = []
+    while state(c) != State.CLOSED:
+        t = due(c)
         times.append(t)
         c.handle_timer(t)
         sent = out(c, t)
         assert sent in ([syn], [])
-        t = due(c)
+    assert c.poll_at() is None
     assert times == [1.0, 3.0, 7.0, 15.0]
     assert events(c) == [ConnectionTimedOut(), ConnectionClosed()]
 
