@@ -102,7 +102,7 @@ def test_connect_accept_transfer_close_and_table_empties() -> None:
     # first and waits in TIME_WAIT for 2*MSL.
     assert state(client) == State.CLOSED
     assert not net.eps[A].connections
-    assert conn.state == State.TIME_WAIT and len(server.connections) == 1
+    assert state(conn) == State.TIME_WAIT and len(server.connections) == 1
     net.advance(3.0)
     assert not server.connections
     assert net.eps[A].poll_at() is None and server.poll_at() is None
