@@ -571,3 +571,37 @@ def test_closed_connection_ignores_segments() -> None:
     c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"x"))
     assert out(c) == []
     assert c.poll_at() is None
+
+
+def test_close_in_syn_received_waits_for_established() -> None:
+    c = syn_received()
+    out(c)
+    c.close()
+    assert state(c) == State.SYN_RECEIVED
+    assert out(c) == []
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ))
+    assert state(c) == State.FIN_WAIT_1
+    assert out(c, 0.1) == [seg_out(ACK | FIN, LOCAL_SEQ, REMOTE_SEQ)]
+
+
+def test_keepalive_probes_then_times_out() -> None:
+    c = established(cfg(keepalive_idle=100.0, keepalive_interval=10.0, keepalive_probes=2))
+    assert c.poll_at() == pytest.approx(100.0)
+    probe = seg_out(ACK, LOCAL_SEQ - 1, REMOTE_SEQ)
+    c.handle_timer(100.0)
+    assert out(c, 100.0) == [probe]
+    # The peer answers: the idle period starts again.
+    c.handle_segment(100.1, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ))
+    assert out(c, 100.1) == []
+    assert c.poll_at() == pytest.approx(200.1)
+    for t in (200.1, 210.1):
+        c.handle_timer(t)
+        assert out(c, t) == [probe]
+    c.handle_timer(220.1)
+    assert state(c) == State.CLOSED
+    assert events(c) == [ConnectionTimedOut(), ConnectionClosed()]
+
+
+def test_keepalive_off_by_default() -> None:
+    c = established()
+    assert c.poll_at() is None

@@ -11,7 +11,10 @@ __all__ = ["Config"]
 class Config:
     """TCP settings; times in seconds, sizes in bytes.
 
-    ``mss`` is the largest payload we accept and send, so the stack sets it from the
+    ``keepalive_idle`` (None: off) probes an idle ESTABLISHED/CLOSE_WAIT peer after that
+    many idle seconds, every ``keepalive_interval``, and gives up after
+    ``keepalive_probes`` unanswered probes, so an idle connection to a vanished peer
+    does not live forever. ``mss`` is the largest payload we accept and send, so the stack sets it from the
     path MTU (MTU - 40 for IPv4); the peer's MSS option clamps what we send further.
     """
 
@@ -33,6 +36,9 @@ class Config:
     msl: float = 30.0
     fin_wait_2_timeout: float = 60.0
     challenge_ack_limit: int = 10
+    keepalive_idle: float | None = None
+    keepalive_interval: float = 75.0
+    keepalive_probes: int = 9
     default_mss: int = 536
 
     def __post_init__(self) -> None:

@@ -114,6 +114,8 @@ class Connection:
         "_inflate",
         "_irs",
         "_iss",
+        "_ka_at",
+        "_ka_probes",
         "_last_ack_sent",
         "_max_snd_wnd",
         "_nodelay",
@@ -224,6 +226,8 @@ class Connection:
         self._rtx_at: float | None = None
         self._ack_at: float | None = None
         self._close_at: float | None = None
+        self._ka_at: float | None = None
+        self._ka_probes = 0
         self._ack_now = False
         self._unacked_segs = 0
         self._dupacks = 0
@@ -395,8 +399,9 @@ class Connection:
             return
         self._fin_queued = True
         self._fin_seq = self._snd_buf_seq + len(self._sndbuf)
-        if st in (SYN_RECEIVED, ESTABLISHED):
+        if st == ESTABLISHED:
             self.state = FIN_WAIT_1
+        # In SYN_RECEIVED the FIN waits for ESTABLISHED (RFC 9293 3.10.4).
         elif st == CLOSE_WAIT:
             self.state = LAST_ACK
 
@@ -422,6 +427,9 @@ class Connection:
         c = self._close_at
         if c is not None and (t is None or c < t):
             t = c
+        k = self._ka_at
+        if k is not None and (t is None or k < t):
+            t = k
         return t
 
     def handle_timer(self, now: float) -> None:
@@ -440,6 +448,25 @@ class Connection:
         r = self._rtx_at
         if r is not None and now >= r:
             self._on_rto(now)
+        k = self._ka_at
+        if k is not None and now >= k and self.state != CLOSED:
+            self._on_keepalive(now)
+
+    def _on_keepalive(self, now: float) -> None:
+        """RFC 9293 3.8.4 / RFC 1122 4.2.3.6: probe an idle peer; give up when it is gone."""
+        cfg = self.config
+        assert cfg.keepalive_idle is not None
+        if self._snd_max > self._snd_una or self.state not in (ESTABLISHED, CLOSE_WAIT):
+            # Data in flight: the retransmission timer watches the peer.
+            self._ka_at = now + cfg.keepalive_idle
+            return
+        if self._ka_probes >= cfg.keepalive_probes:
+            self._terminate(_EVT_TIMEOUT)
+            return
+        self._ka_probes += 1
+        # A segment with an old sequence number and no data makes the peer ACK.
+        self._ctl_out.append(self._make(ACK, self._snd_una - 1, b"", now))
+        self._ka_at = now + cfg.keepalive_interval
 
     def _on_rto(self, now: float) -> None:
         st = self.state
@@ -481,6 +508,9 @@ class Connection:
         st = self.state
         if st == CLOSED:
             return
+        if self._ka_at is not None:
+            self._ka_probes = 0
+            self._ka_at = now + self.config.keepalive_idle  # type: ignore[operator]
         if st == SYN_SENT:
             self._on_syn_sent(now, seg)
             return
@@ -639,6 +669,8 @@ class Connection:
         self._recover = ack
         self._high_rxt = ack
         self._events.append(_EVT_CONNECTED)
+        if self.config.keepalive_idle is not None:
+            self._ka_at = now + self.config.keepalive_idle
         if self._fin_queued:
             self.state = FIN_WAIT_1
 
@@ -829,6 +861,7 @@ class Connection:
     def _enter_time_wait(self, now: float) -> None:
         self.state = TIME_WAIT
         self._rtx_at = None
+        self._ka_at = None
         self._close_at = now + self.config.time_wait
         self._sndbuf = bytearray()
         self._ooo.clear()
@@ -859,6 +892,7 @@ class Connection:
         self._rtx_at = None
         self._ack_at = None
         self._close_at = None
+        self._ka_at = None
         self._ack_now = False
         if event is not None:
             self._events.append(event)
