@@ -229,3 +229,32 @@ def test_ephemeral_ports_distinct() -> None:
     assert len(ports) == 100 and all(49152 <= p <= 65535 for p in ports)
     with pytest.raises(ValueError, match="lport"):
         ep.connect(0.0, A, B, 80, lport=min(ports))
+
+
+def test_take_active_reports_connections_with_input_even_once_removed() -> None:
+    net = Net()
+    net.eps[B].listen(80)
+    client = net.eps[A].connect(net.now, A, B, 80)
+    net.pump()
+    assert net.eps[A].take_active() == [client]
+    assert net.eps[A].take_active() == []
+    server_conn = net.eps[B].accept(80)
+    assert server_conn is not None
+    server_conn.abort()
+    net.eps[B].wake(server_conn)
+    net.pump()
+    assert state(client) == State.CLOSED and not net.eps[A].connections
+    assert net.eps[A].take_active() == [client]
+    assert [type(e).__name__ for e in iter(client.next_event, None)][-2:] == [
+        "ConnectionReset",
+        "ConnectionClosed",
+    ]
+
+
+def test_segment_to_closed_uncollected_connection_gets_rst() -> None:
+    ep = TCPEndpoint(secret=SECRET)
+    conn = ep.connect(0.0, A, B, 80, lport=5555)
+    conn.abort()  # CLOSED, but the endpoint has not collected it yet
+    ep.handle_segment(0.0, B, A, TCPRepr(80, 5555, 1, 2, ACK, 100))
+    assert (A, B, TCPRepr(5555, 80, 2, 0, RST, 0)) in ep.segments_to_send(0.0)
+    assert not ep.connections

@@ -49,6 +49,7 @@ class TCPEndpoint:
     """All TCP connections and listeners of one host (sans-I/O)."""
 
     __slots__ = (
+        "_active",
         "_addr_of",
         "_dirty",
         "_ephemeral",
@@ -70,6 +71,7 @@ class TCPEndpoint:
         self._listeners: dict[int, _Listener] = {}
         self._out: list[tuple[bytes, bytes, TCPRepr]] = []
         self._dirty: set[Key] = set()
+        self._active: dict[Key, Connection] = {}
         self._timers: list[tuple[float, Key]] = []
         self._scheduled: dict[Key, float] = {}
         self._ephemeral = 49152
@@ -139,6 +141,18 @@ class TCPEndpoint:
         self._dirty.add(key)
         self.stats["connections_opened"] += 1
 
+    def take_active(self) -> list[Connection]:
+        """Connections that received segments or timer expiries since the last call.
+
+        The driver drains their events (``next_event``) and serves their applications;
+        new connections of a listener come from :meth:`accept`.
+        """
+        if not self._active:
+            return []
+        active = list(self._active.values())
+        self._active.clear()
+        return active
+
     def wake(self, conn: Connection) -> None:
         """Tell the endpoint the application called ``send``/``receive``/``close`` on it."""
         key = self._addr_of.get(id(conn))
@@ -162,12 +176,13 @@ class TCPEndpoint:
         key = (dst, seg.dst_port, src, seg.src_port)
         conn = self.connections.get(key)
         if conn is not None:
-            if conn.state == State.TIME_WAIT and seg.flags & (SYN | ACK) == SYN:
-                # RFC 6191-style reuse is not offered; a new SYN gets the usual answer.
-                pass
-            conn.handle_segment(now, seg)
-            self._dirty.add(key)
-            return
+            if conn.state != State.CLOSED:
+                conn.handle_segment(now, seg)
+                self._dirty.add(key)
+                self._active[key] = conn
+                return
+            # Closed but not yet collected: behave as if it were gone.
+            self._remove(key, conn)
         lst = self._listeners.get(seg.dst_port)
         flags = seg.flags
         if flags & RST:
@@ -286,6 +301,7 @@ class TCPEndpoint:
                 continue
             conn.handle_timer(now)
             self._dirty.add(key)
+            self._active[key] = conn
 
     def segments_to_send(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
         """``(local address, remote address, segment)`` for everything due now."""
