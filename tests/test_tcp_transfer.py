@@ -120,3 +120,32 @@ def test_idle_connection_memory_is_small() -> None:
     finally:
         tracemalloc.stop()
     assert per_conn < 16 * 1024  # the budget per idle connection
+
+
+def test_slow_reader_bounds_buffers_and_window_reopens() -> None:
+    import hashlib
+    import random
+
+    cfg = Config(recv_buffer=32 * 1024, send_buffer=48 * 1024)
+    h = Harness(cfg, cfg, WireModel(loss=0.01), seed=4)
+    data = random.Random(8).randbytes(1 * MB)
+    got = bytearray()
+    off = 0
+    partial_sends = 0
+    max_buffered = 0
+    while h.now < 600 and len(got) < len(data):
+        if off < len(data) and state(h.a) in (State.ESTABLISHED, State.SYN_SENT):
+            want = min(65536, len(data) - off)
+            n = h.a.send(memoryview(data)[off : off + want])
+            partial_sends += n < want
+            off += n
+            assert h.a.send_queued <= cfg.send_buffer
+        if h.b is not None:
+            max_buffered = max(max_buffered, h.b.readable)
+            got += h.b.receive(2000)  # the application reads slowly
+        if not h.step():
+            break
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert max_buffered <= cfg.recv_buffer
+    assert max_buffered > cfg.recv_buffer // 2  # the window really filled up
+    assert partial_sends > 0  # back-pressure reached the sender
