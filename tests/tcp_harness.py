@@ -35,6 +35,7 @@ class WireModel:
     reorder_delay: float = 0.004
     rate: float = 100e6  # bytes per second on each direction
     serialize: bool = True
+    tso_split: int = 0  # >0: cut larger data segments into this size, as a TSO device does
 
 
 @dataclass
@@ -78,6 +79,21 @@ class Harness:
         return [self.a] if self.b is None else [self.a, self.b]
 
     def _transmit(self, direction: int, seg: TCPRepr) -> None:
+        m = self.model
+        cut = m.tso_split
+        if cut and len(seg.payload) > cut:
+            payload = bytes(seg.payload)
+            last = len(payload) - cut
+            for off in range(0, len(payload), cut):
+                flags = seg.flags if off >= last else seg.flags & ~0x09  # FIN/PSH on the last
+                piece = seg._replace(
+                    seq=(seg.seq + off) & 0xFFFFFFFF, flags=flags, payload=payload[off : off + cut]
+                )
+                self._transmit_one(direction, piece)
+            return
+        self._transmit_one(direction, seg)
+
+    def _transmit_one(self, direction: int, seg: TCPRepr) -> None:
         m = self.model
         st = self.stats
         st.sent += 1

@@ -258,9 +258,11 @@ def test_delayed_ack_timer_and_every_second_segment() -> None:
     c.handle_timer(1.04)
     assert out(c, 1.04) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 10, window=WINDOW - 10)]
     assert c.poll_at() is None
-    c.handle_segment(2.0, seg_in(ACK, REMOTE_SEQ + 10, LOCAL_SEQ, b"y" * 10))
-    c.handle_segment(2.0, seg_in(ACK, REMOTE_SEQ + 20, LOCAL_SEQ, b"z" * 10))
-    assert out(c, 2.0) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 30, window=WINDOW - 30)]
+    # Small segments may wait for the timer; two full-sized ones are ACKed at once.
+    c.handle_segment(2.0, seg_in(ACK, REMOTE_SEQ + 10, LOCAL_SEQ, b"y" * 1000))
+    assert out(c, 2.0) == []
+    c.handle_segment(2.0, seg_in(ACK, REMOTE_SEQ + 1010, LOCAL_SEQ, b"z" * 1000))
+    assert out(c, 2.0) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 2010, window=WINDOW - 2010)]
     assert c.poll_at() is None
 
 
@@ -605,3 +607,15 @@ def test_keepalive_probes_then_times_out() -> None:
 def test_keepalive_off_by_default() -> None:
     c = established()
     assert c.poll_at() is None
+
+
+def test_tso_emits_whole_mss_multiples() -> None:
+    c = established(cfg(tso_max=10000, send_buffer=64000), mss=1000)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=60000))
+    c.send(bytes(25500))
+    # cwnd is 10 MSS: one burst of 10 segments for the device to cut.
+    assert [len(s.payload) for s in out(c)] == [10000]
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000, window=60000))
+    # Slow start: 10 more + 2 new MSS of room; the burst is capped at tso_max.
+    assert [len(s.payload) for s in out(c, 0.1)] == [10000, 2000]
+    assert c.mss == 1000  # the gso_size for the device

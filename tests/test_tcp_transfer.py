@@ -149,3 +149,24 @@ def test_slow_reader_bounds_buffers_and_window_reopens() -> None:
     assert max_buffered <= cfg.recv_buffer
     assert max_buffered > cfg.recv_buffer // 2  # the window really filled up
     assert partial_sends > 0  # back-pressure reached the sender
+
+
+def test_tso_bursts_cut_by_the_device_are_byte_exact() -> None:
+    cfg = Config(tso_max=65000, send_buffer=1 << 20, recv_buffer=1 << 20)
+    h = Harness(cfg, Config(recv_buffer=1 << 20), WireModel(loss=0.01, tso_split=1448), seed=12)
+    sizes: list[int] = []
+    orig = h._transmit
+
+    def spy(direction: int, seg: object) -> None:
+        from miragekit.wire.tcp import TCPRepr
+
+        assert isinstance(seg, TCPRepr)
+        if direction == 0:
+            sizes.append(len(seg.payload))
+        orig(direction, seg)
+
+    h._transmit = spy  # type: ignore[method-assign]
+    sent, got, _ = bulk_transfer(h, 5 * MB)
+    assert got == sent
+    assert max(sizes) >= 10 * 1448  # real bursts went out (the initial window at least)
+    assert all(n <= 65000 and (n % 1448 == 0 or n < 1448 or n == max(sizes)) for n in sizes if n)

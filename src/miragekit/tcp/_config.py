@@ -11,6 +11,9 @@ __all__ = ["Config"]
 class Config:
     """TCP settings; times in seconds, sizes in bytes.
 
+    ``tso_max`` (0: off) lets one emitted segment carry up to that many payload bytes,
+    whole MSS multiples, for TCP segmentation offload: the device cuts it into
+    ``Connection.mss``-sized segments (the virtio-net ``gso_size``).
     ``keepalive_idle`` (None: off) probes an idle ESTABLISHED/CLOSE_WAIT peer after that
     many idle seconds, every ``keepalive_interval``, and gives up after
     ``keepalive_probes`` unanswered probes, so an idle connection to a vanished peer
@@ -36,6 +39,7 @@ class Config:
     msl: float = 30.0
     fin_wait_2_timeout: float = 60.0
     challenge_ack_limit: int = 10
+    tso_max: int = 0
     keepalive_idle: float | None = None
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9
@@ -52,6 +56,8 @@ class Config:
             raise ValueError(f"congestion: unknown algorithm {self.congestion!r}")
         if self.msl < 0 or self.fin_wait_2_timeout <= 0 or self.delayed_ack_timeout <= 0:
             raise ValueError("msl/fin_wait_2_timeout/delayed_ack_timeout: must be positive")
+        if not 0 <= self.tso_max <= 65535 - 60:
+            raise ValueError(f"tso_max: {self.tso_max} is outside 0..65475")
         if self.max_retransmits < 1 or self.syn_retries < 1:
             raise ValueError("max_retransmits/syn_retries: must be at least 1")
 

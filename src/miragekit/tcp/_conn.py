@@ -125,6 +125,7 @@ class Connection:
         "_push_upto",
         "_rcv_adv",
         "_rcv_fin",
+        "_rcv_mss",
         "_rcv_nxt",
         "_rcv_wscale",
         "_rcvbuf",
@@ -138,6 +139,7 @@ class Connection:
         "_rtx_at",
         "_sack_on",
         "_scoreboard",
+        "_seg_max",
         "_smss",
         "_snd_buf_seq",
         "_snd_max",
@@ -230,6 +232,8 @@ class Connection:
         self._ka_probes = 0
         self._ack_now = False
         self._unacked_segs = 0
+        self._rcv_mss = min(config.mss, config.default_mss)
+        self._seg_max = self._smss
         self._dupacks = 0
         self._in_recovery = False
         self._recover = iss
@@ -300,6 +304,7 @@ class Connection:
         conn._peer_mss = mss
         conn._smss = max(min(mss, config.mss), 1)
         conn._cc.set_mss(conn._smss)
+        conn._set_seg_max()
         conn._snd_nxt = conn._snd_max = iss + 1
         conn._establish(now, ack._replace(flags=ACK), iss + 1, conn._rcv_nxt)
         return conn
@@ -328,6 +333,12 @@ class Connection:
             smss -= _TS_OPTION_LEN
         self._smss = max(smss, 1)
         self._cc.set_mss(self._smss)
+        self._set_seg_max()
+
+    def _set_seg_max(self) -> None:
+        tso = self.config.tso_max
+        smss = self._smss
+        self._seg_max = max(smss, tso - tso % smss) if tso else smss
 
     # ------------------------------------------------------------------ application API
 
@@ -863,8 +874,12 @@ class Connection:
             if not self._readable_signalled:
                 self._readable_signalled = True
                 self._events.append(_EVT_DATA)
-            self._unacked_segs += 1
-            if not self.config.delayed_ack or self._unacked_segs >= 2:
+            # Delayed ACK: at least every second full-sized segment (RFC 5681 4.2),
+            # counted in bytes so that coalesced (GRO) segments count for what they hold.
+            if plen > self._rcv_mss:
+                self._rcv_mss = min(plen, self.config.mss)
+            self._unacked_segs += plen
+            if not self.config.delayed_ack or self._unacked_segs >= 2 * self._rcv_mss:
                 self._ack_now = True
             elif self._ack_at is None:
                 self._ack_at = now + self.config.delayed_ack_timeout
@@ -1120,7 +1135,9 @@ class Connection:
                     room = 0  # only FIN is left: it needs no window
                 else:
                     break
-            n = min(avail, mss, room)
+            n = min(avail, self._seg_max, room)
+            if n > mss and n < avail:
+                n -= n % mss  # a TSO burst is whole segments, except at the end
             if n < 0:
                 n = 0
             if n < mss and n < avail:
