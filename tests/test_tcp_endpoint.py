@@ -156,6 +156,33 @@ def test_syn_backlog_bounded_then_syn_cookies() -> None:
     net.eps[A].wake(client)
     net.pump()
     assert conn.receive() == b"hello through a cookie"
+    # Window scale, SACK and timestamps came back through the echoed TSval.
+    assert conn._ts_on and conn._sack_on and conn._ws_on
+    assert conn.mss == 1460 - 12
+    big = bytes(range(256)) * 800
+    assert conn.send(big) == len(big)
+    server.wake(conn)
+    got = bytearray()
+    for _ in range(200):
+        net.pump()
+        got += client.receive()
+        net.advance(0.05)
+        if len(got) == len(big):
+            break
+    assert got == big
+
+
+def test_syn_cookie_without_timestamps_keeps_only_mss() -> None:
+    net = Net(Config(timestamps=False))
+    server = net.eps[B]
+    server.listen(80, backlog=1)
+    server.handle_segment(0.0, A, B, TCPRepr(1001, 80, 5, 0, SYN, 1000, b"", 1460))
+    server.segments_to_send(0.0)
+    client = net.eps[A].connect(net.now, A, B, 80, lport=2001)
+    net.pump()
+    conn = server.accept(80)
+    assert state(client) == State.ESTABLISHED and conn is not None
+    assert not conn._ts_on and not conn._sack_on and not conn._ws_on
     assert conn.mss == 1460
 
 
@@ -258,3 +285,13 @@ def test_segment_to_closed_uncollected_connection_gets_rst() -> None:
     ep.handle_segment(0.0, B, A, TCPRepr(80, 5555, 1, 2, ACK, 100))
     assert (A, B, TCPRepr(5555, 80, 2, 0, RST, 0)) in ep.segments_to_send(0.0)
     assert not ep.connections
+
+
+def test_verified_packets_skip_the_checksum() -> None:
+    ep = TCPEndpoint(secret=SECRET)
+    ep.listen(80)
+    raw = TCPRepr(5000, 80, 1, 0, SYN, 1000).to_bytes()  # checksum left zero
+    ep.handle_packet(0.0, B, A, raw)
+    assert ep.stats["bad_checksum"] == 1 and not ep.connections
+    ep.handle_packet(0.0, B, A, raw, verified=True)
+    assert len(ep.connections) == 1

@@ -290,11 +290,22 @@ class Connection:
 
     @classmethod
     def from_cookie(
-        cls, config: Config, ack: TCPRepr, iss: int, mss: int, now: float, *, ts_offset: int = 0
+        cls,
+        config: Config,
+        ack: TCPRepr,
+        iss: int,
+        mss: int,
+        now: float,
+        *,
+        ts_offset: int = 0,
+        wscale: int | None = None,
+        sack: bool = False,
+        timestamps: bool = False,
     ) -> Connection:
         """ESTABLISHED from the ACK that returned a valid SYN cookie (``iss`` is the cookie).
 
-        The cookie carries only the MSS, so window scaling, timestamps and SACK are off.
+        The cookie holds the MSS; window scale and SACK come back only when the
+        endpoint could encode them in the timestamp (``timestamps``), as Linux does.
         """
         conn = cls(config, ack.dst_port, ack.src_port, iss, ts_offset=ts_offset)
         conn._irs = (ack.seq - 1) & MASK
@@ -302,7 +313,17 @@ class Connection:
         conn._last_ack_sent = conn._rcv_nxt
         conn._rcv_adv = conn._rcv_nxt + min(config.recv_buffer, 65535)
         conn._peer_mss = mss
-        conn._smss = max(min(mss, config.mss), 1)
+        smss = min(mss, config.mss)
+        if timestamps and ack.timestamp is not None:
+            conn._ts_on = True
+            conn._ts_recent = ack.timestamp[0]
+            smss -= _TS_OPTION_LEN
+            if wscale is not None:
+                conn._ws_on = True
+                conn._snd_wscale = wscale
+                conn._rcv_wscale = _wscale_for(config.recv_buffer)
+            conn._sack_on = sack
+        conn._smss = max(smss, 1)
         conn._cc.set_mss(conn._smss)
         conn._set_seg_max()
         conn._snd_nxt = conn._snd_max = iss + 1

@@ -22,7 +22,7 @@ from collections import deque
 from ..v1 import Buffer
 from ..wire.tcp import ACK, FIN, RST, SYN, TCPParseError, TCPRepr
 from ._config import Config
-from ._conn import Connection, State
+from ._conn import Connection, State, _wscale_for
 from ._isn import IsnGenerator
 from .seqnum import MASK
 
@@ -161,10 +161,16 @@ class TCPEndpoint:
 
     # ------------------------------------------------------------------ input
 
-    def handle_packet(self, now: float, src: bytes, dst: bytes, data: Buffer) -> None:
-        """Parse and checksum-verify one TCP segment from IP; bad ones are counted, dropped."""
+    def handle_packet(
+        self, now: float, src: bytes, dst: bytes, data: Buffer, *, verified: bool = False
+    ) -> None:
+        """Parse and checksum-verify one TCP segment from IP; bad ones are counted, dropped.
+
+        ``verified`` skips the checksum for frames the device already checked (virtio-net
+        ``DATA_VALID``) or that never crossed a wire (``NEEDS_CSUM`` from the kernel).
+        """
         try:
-            seg = TCPRepr.parse(data, src, dst)
+            seg = TCPRepr.parse(data) if verified else TCPRepr.parse(data, src, dst)
         except TCPParseError as e:
             self.stats["bad_checksum" if e.field == "checksum" else "malformed"] += 1
             return
@@ -235,15 +241,33 @@ class TCPEndpoint:
                 mss_idx = i
         counter = int(now // _COOKIE_PERIOD)
         cookie = self._cookie(key, seg.seq, counter, mss_idx)
+        cfg = self.config
+        ts: tuple[int, int] | None = None
+        ws: int | None = None
+        sack = False
+        if cfg.timestamps and seg.timestamp is not None:
+            # Window scale and SACK ride in the low 6 bits of our TSval, which the
+            # client echoes in its ACK (as Linux does); bit 5 marks them present.
+            ws_bits = seg.wscale if cfg.window_scaling and seg.wscale is not None else 0xF
+            sack = cfg.sack and seg.sack_permitted
+            tsval = (int(now * 1000) + self._isn.ts_offset(*key)) & MASK
+            tsval = (tsval & ~0x3F) | 0x20 | (0x10 if sack else 0) | ws_bits
+            ts = (tsval, seg.timestamp[0])
+            if ws_bits != 0xF:
+                ws = _wscale_for(cfg.recv_buffer)
         synack = TCPRepr(
             key[1],
             key[3],
             cookie,
             (seg.seq + 1) & MASK,
             SYN | ACK,
-            min(self.config.recv_buffer, 65535),
+            min(cfg.recv_buffer, 65535),
             b"",
-            self.config.mss,
+            cfg.mss,
+            ws,
+            sack,
+            (),
+            ts,
         )
         self.stats["syn_cookies_sent"] += 1
         self._out.append((key[0], key[2], synack))
@@ -265,8 +289,19 @@ class TCPEndpoint:
             return True  # drop silently: the client retries
         self.stats["syn_cookies_accepted"] += 1
         off = self._isn.ts_offset(*key)
+        ts = seg.timestamp
+        with_ts = self.config.timestamps and ts is not None and bool(ts[1] & 0x20)
+        ws_bits = ts[1] & 0xF if ts is not None else 0xF
         conn = Connection.from_cookie(
-            self.config, seg, cookie, _COOKIE_MSS[mss_idx], now, ts_offset=off
+            self.config,
+            seg,
+            cookie,
+            _COOKIE_MSS[mss_idx],
+            now,
+            ts_offset=off,
+            wscale=None if ws_bits == 0xF else min(ws_bits, 14),
+            sack=ts is not None and bool(ts[1] & 0x10),
+            timestamps=with_ts,
         )
         self._add(key, conn)
         lst.accept_queue.append(conn)
