@@ -364,3 +364,18 @@ def test_controller_factory() -> None:
         new_controller("bbr", 1000)
     with pytest.raises(ValueError, match="congestion"):
         Config(congestion="vegas")
+
+
+def test_limited_transmit_sends_new_data_on_first_dupacks() -> None:
+    c = established(mss=1000)
+    c.send(bytes(14000))
+    assert len(out(c)) == 10  # the initial window
+    una = LOCAL_SEQ + 1000
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))  # cwnd 11000: 2 more (1 acked + 1 growth)
+    assert [s.seq for s in out(c, 0.1)] == [(LOCAL_SEQ + k * 1000) & 0xFFFFFFFF for k in (10, 11)]
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+    assert out(c, 0.1) == [seg_out(ACK, LOCAL_SEQ + 12000, REMOTE_SEQ, bytes(1000))]
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+    assert out(c, 0.1) == [seg_out(ACK | PSH, LOCAL_SEQ + 13000, REMOTE_SEQ, bytes(1000))]
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))  # the third: fast retransmit
+    assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]

@@ -169,4 +169,5 @@ def test_tso_bursts_cut_by_the_device_are_byte_exact() -> None:
     sent, got, _ = bulk_transfer(h, 5 * MB)
     assert got == sent
     assert max(sizes) >= 10 * 1448  # real bursts went out (the initial window at least)
-    assert all(n <= 65000 and (n % 1448 == 0 or n < 1448 or n == max(sizes)) for n in sizes if n)
+    bad = [n for n in sizes if n > 65000 or (n % 1448 and n > 1448)]
+    assert len(bad) <= 1, bad  # whole segments, except possibly the very end of the data

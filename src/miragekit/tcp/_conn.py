@@ -823,6 +823,8 @@ class Connection:
         rtt.reset_backoff()
         self._retries = 0
         self._dupacks = 0
+        if not self._in_recovery:
+            self._inflate = 0
         if self._in_recovery:
             if ack >= self._recover:
                 self._in_recovery = False
@@ -863,6 +865,12 @@ class Connection:
             self._rexmit = True
             if not self._sack_on:
                 self._inflate = DUP_THRESH * self._smss
+            else:
+                self._inflate = 0
+        elif self._dupacks < DUP_THRESH:
+            # Limited transmit (RFC 3042): each of the first two duplicate ACKs lets
+            # one new segment out, so a small window still reaches three duplicates.
+            self._inflate = self._dupacks * self._smss
 
     def _on_data(self, now: float, seq: int, payload: Buffer) -> None:
         rcv_nxt = self._rcv_nxt
