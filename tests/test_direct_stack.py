@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import ipaddress
 import random
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any
 
 from miragekit import sim
@@ -48,7 +48,7 @@ async def drain(flow: Any) -> bytes:
             return bytes(out)
 
 
-def run_sim(coro: Awaitable[Any], seed: int = 1) -> Any:
+def run_sim(coro: Coroutine[Any, Any, Any], seed: int = 1) -> Any:
     return sim.run(coro, seed=seed)
 
 
