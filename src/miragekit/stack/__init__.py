@@ -1,7 +1,9 @@
-"""STACKV4 implementations: over the host's sockets, and (later) miragekit's own stack."""
+"""STACKV4 implementations: miragekit's own stack and one over the host's sockets."""
 
+from ._direct import DirectStackV4 as DirectStackV4
+from ._direct import Static as Static
 from ._socket import SocketConfig as SocketConfig
 from ._socket import SocketFlow as SocketFlow
 from ._socket import SocketStackV4 as SocketStackV4
 
-__all__ = ["SocketConfig", "SocketFlow", "SocketStackV4"]
+__all__ = ["DirectStackV4", "SocketConfig", "SocketFlow", "SocketStackV4", "Static"]

@@ -1,0 +1,404 @@
+"""TCP over :class:`IPv4`: the thin asyncio driver around the sans-I/O ``miragekit.tcp``.
+
+All protocol logic lives in :class:`~miragekit.tcp.TCPEndpoint` and its connections;
+this module only moves segments between them and the IP layer, keeps one timer for the
+whole endpoint, and turns connection events into wake-ups of the application's flows.
+
+Why it is shaped this way (docs/DATAPATH): received segments are fed in synchronously
+from the IP layer, and the endpoint's output is collected once per batch (one
+``call_soon`` however many segments arrived), so there is no task or future per segment.
+Applications only get a task per accepted connection.
+
+FLOW semantics (docs/V1-MAPPING): ``write`` completes when the bytes are in the send
+buffer, waiting while it is full; ``close`` queues a FIN after the data and makes local
+reads give ``EOF``; ``read`` gives ``Error(Unknown)`` after a reset, ``Error(Timeout)``
+after retransmissions give up; ``create_connection`` gives ``Error(Refused())`` on RST
+and ``Error(Timeout())`` when the SYN retries are exhausted. A listener's flow is closed
+when its callback returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Callable
+from typing import Self
+
+from .. import tcp as tcpcore
+from ..result import EOF, Eof, Error, Ok, Refused, TCPError, Timeout, Unknown
+from ..v1 import TCP as TCPProtocol
+from ..v1 import Buffer, Buffers, TCPCallback
+from ..v1 import TCPFlow as TCPFlowProtocol
+from ..wire.tcp import TCPRepr
+from ._ipv4 import IPv4, _loop_rng
+
+Addr = ipaddress.IPv4Address
+PROTO_TCP = 6
+_log = logging.getLogger(__name__)
+
+
+class TCPFlow:
+    """One TCP connection of the direct stack, as a v1 FLOW."""
+
+    __slots__ = (
+        "_closed",
+        "_conn",
+        "_connected",
+        "_dest",
+        "_done",
+        "_error",
+        "_reader",
+        "_tcp",
+        "_writer",
+    )
+
+    def __init__(self, tcp: TCP, conn: tcpcore.Connection, dest: tuple[Addr, int]) -> None:
+        self._tcp = tcp
+        self._conn = conn
+        self._dest = dest
+        self._closed = False  # closed by the application
+        self._done = False  # the connection reached CLOSED
+        self._error: TCPError | None = None
+        self._reader: asyncio.Future[None] | None = None
+        self._writer: asyncio.Future[None] | None = None
+        self._connected: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<TCPFlow {self._dest[0]}:{self._dest[1]} {self._conn.state.name}>"
+
+    @property
+    def connection(self) -> tcpcore.Connection:
+        """The sans-I/O connection underneath (for tests and diagnostics)."""
+        return self._conn
+
+    def get_dest(self) -> tuple[Addr, int]:
+        return self._dest
+
+    # -- events from the endpoint ---------------------------------------------------
+
+    @staticmethod
+    def _wake(fut: asyncio.Future[None] | None) -> None:
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _on_event(self, ev: tcpcore.Event) -> None:
+        match ev:
+            case tcpcore.Connected():
+                self._wake(self._connected)
+            case tcpcore.DataReceived() | tcpcore.EndOfStream():
+                self._wake(self._reader)
+            case tcpcore.SendBufferAvailable():
+                self._wake(self._writer)
+            case tcpcore.ConnectionReset():
+                if self._error is None:
+                    self._error = (
+                        Refused()
+                        if self._connected is not None and not self._connected.done()
+                        else Unknown("connection reset by peer")
+                    )
+                self._wake_all()
+            case tcpcore.ConnectionTimedOut():
+                if self._error is None:
+                    self._error = Timeout()
+                self._wake_all()
+            case tcpcore.ConnectionClosed():
+                self._done = True
+                self._wake_all()
+
+    def _wake_all(self) -> None:
+        self._wake(self._reader)
+        self._wake(self._writer)
+        self._wake(self._connected)
+
+    async def _wait(self, which: str) -> None:
+        fut = self._tcp._loop.create_future()
+        setattr(self, which, fut)
+        try:
+            await fut
+        finally:
+            setattr(self, which, None)
+
+    # -- FLOW -------------------------------------------------------------------------
+
+    async def read(self) -> Ok[memoryview] | Eof | Error[TCPError]:
+        conn = self._conn
+        while True:
+            if self._closed:
+                return EOF
+            if conn.readable:
+                data = conn.receive()
+                self._tcp._poke(self)
+                return Ok(memoryview(data))
+            if self._error is not None:
+                return Error(self._error)
+            if conn.at_eof or self._done:
+                return EOF
+            await self._wait("_reader")
+
+    async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[TCPError]:
+        for buf in bufs:
+            r = await self._send(buf, nodelay=False)
+            if r is not None:
+                return r
+        return Ok(None)
+
+    async def write(self, buf: Buffer) -> Ok[None] | Eof | Error[TCPError]:
+        r = await self._send(buf, nodelay=False)
+        return Ok(None) if r is None else r
+
+    async def _send(self, buf: Buffer, *, nodelay: bool) -> Eof | Error[TCPError] | None:
+        view = memoryview(buf).cast("B")
+        conn = self._conn
+        while True:
+            if self._closed:
+                return EOF
+            if self._error is not None:
+                return Error(self._error)
+            if self._done:
+                return EOF
+            try:
+                n = conn.send(view, nodelay=nodelay)
+            except ValueError:
+                return EOF
+            if n:
+                self._tcp._poke(self)
+                view = view[n:]
+            if not view:
+                return None
+            await self._wait("_writer")
+
+    async def writev_nodelay(self, bufs: Buffers) -> None:
+        for buf in bufs:
+            if await self._send(buf, nodelay=True) is not None:
+                return
+        await self._tcp._flushed()
+
+    async def write_nodelay(self, buf: Buffer) -> None:
+        await self.writev_nodelay((buf,))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._done:
+            self._conn.close()
+            self._tcp._poke(self)
+
+
+class TCP:
+    """v1.TCP over :class:`IPv4`: connections, listeners and the endpoint's timer."""
+
+    def __init__(self, ip: IPv4, *, config: tcpcore.Config | None = None) -> None:
+        self._ip = ip
+        self._loop = asyncio.get_running_loop()
+        if config is None:
+            config = tcpcore.Config(mss=min(65495, ip.mtu - 40))
+        self.config = config
+        secret = _loop_rng(self._loop).randbytes(32)
+        self.endpoint = tcpcore.TCPEndpoint(config, secret=secret)
+        self._flows: dict[int, TCPFlow] = {}
+        self._callbacks: dict[int, TCPCallback] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._flush_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flush_waiters: list[asyncio.Future[None]] = []
+        self._disconnected = False
+        self.internal_errors = 0
+        ip.set_handler(PROTO_TCP, self._receive)
+
+    @classmethod
+    async def connect(cls, id: IPv4, *, config: tcpcore.Config | None = None) -> Ok[Self]:
+        return Ok(cls(id, config=config))
+
+    def id(self) -> IPv4:
+        return self._ip
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.endpoint.stats
+
+    def connections(self) -> int:
+        """How many connections the endpoint still holds (any state)."""
+        return len(self.endpoint.connections)
+
+    # -- input --------------------------------------------------------------------------
+
+    def _receive(self, src: Addr, dst: Addr, segment: memoryview) -> None:
+        self.endpoint.handle_packet(self._loop.time(), src.packed, dst.packed, segment)
+        self._schedule_flush()
+
+    async def input(
+        self,
+        src: Addr,
+        dst: Addr,
+        buf: memoryview,
+        *,
+        listeners: Callable[[int], TCPCallback | None],
+    ) -> None:
+        """The seed's input: ``listeners(port)`` decides, per segment, who accepts."""
+        if len(buf) >= 4:
+            port = int.from_bytes(buf[2:4], "big")
+            cb = listeners(port)
+            if cb is None:
+                self.unlisten(port)
+            elif self._callbacks.get(port) is not cb:
+                self.listen(port, cb)
+        self._receive(src, dst, buf)
+
+    # -- listeners and connections ------------------------------------------------------
+
+    def listen(self, port: int, callback: TCPCallback, *, backlog: int = 128) -> None:
+        """Accept connections on ``port`` with ``callback``, replacing an earlier one."""
+        self.endpoint.listen(port, backlog)
+        self._callbacks[port] = callback
+
+    def unlisten(self, port: int) -> None:
+        self.endpoint.unlisten(port)
+        self._callbacks.pop(port, None)
+
+    async def create_connection(self, dest: tuple[Addr, int]) -> Ok[TCPFlow] | Error[TCPError]:
+        addr, port = dest
+        if not 0 < port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {port}")
+        if self._disconnected:
+            return Error(Unknown("the TCP layer is disconnected"))
+        src = self._ip.get_source(dst=addr)
+        conn = self.endpoint.connect(self._loop.time(), src.packed, addr.packed, port)
+        flow = TCPFlow(self, conn, (addr, port))
+        self._flows[id(conn)] = flow
+        flow._connected = fut = self._loop.create_future()
+        self._schedule_flush()
+        await fut
+        if conn.state in (tcpcore.State.SYN_SENT, tcpcore.State.CLOSED) or flow._error:
+            err = flow._error or Timeout()
+            self._flows.pop(id(conn), None)
+            return Error(err)
+        return Ok(flow)
+
+    # -- output and timers ----------------------------------------------------------------
+
+    def _poke(self, flow: TCPFlow) -> None:
+        """The application called into ``flow``'s connection: collect its output soon."""
+        conn = flow._conn
+        self.endpoint.wake(conn)
+        while (ev := conn.next_event()) is not None:
+            flow._on_event(ev)
+        if flow._done:
+            self._flows.pop(id(conn), None)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    async def _flushed(self) -> None:
+        """Wait until the pending output has been handed to the IP layer."""
+        if self._flush_handle is None:
+            return
+        fut = self._loop.create_future()
+        self._flush_waiters.append(fut)
+        await fut
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        try:
+            self._run()
+        except Exception:
+            # A bug of ours, not the peer's: count it, keep the stack running.
+            self.internal_errors += 1
+            _log.exception("TCP driver failed")
+        waiters, self._flush_waiters = self._flush_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.endpoint.handle_timer(self._loop.time())
+        self._flush()
+
+    def _run(self) -> None:
+        ep = self.endpoint
+        emit = self._emit
+        for _ in range(8):
+            now = self._loop.time()
+            for laddr, raddr, seg in ep.segments_to_send(now):
+                emit(laddr, raddr, seg)
+            flows = self._flows
+            for conn in ep.take_active():
+                flow = flows.get(id(conn))
+                while (ev := conn.next_event()) is not None:
+                    if flow is not None:
+                        flow._on_event(ev)
+                if flow is not None and flow._done:
+                    del flows[id(conn)]
+            for port, cb in self._callbacks.items():
+                while (new := ep.accept(port)) is not None:
+                    self._start(new, cb)
+            if ep.poll_at() != 0.0:
+                break
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        t = self.endpoint.poll_at()
+        if t == 0.0:
+            self._schedule_flush()
+            return
+        if t == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = t
+        if t is not None:
+            self._timer = self._loop.call_at(t, self._on_timer)
+
+    def _emit(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
+        ip = self._ip
+        frame, hl = ip.allocate_frame(dst=Addr(raddr), proto="TCP")
+        n = seg.buffer_len()
+        if hl + n > len(frame):
+            big = bytearray(hl + n)
+            big[:hl] = frame[:hl]
+            frame = memoryview(big)
+        seg.emit(frame[hl : hl + n], laddr, raddr)
+        ip.send(frame[: hl + n], ())
+
+    def _start(self, conn: tcpcore.Connection, cb: TCPCallback) -> None:
+        key = next((k for k, c in self.endpoint.connections.items() if c is conn), None)
+        dest = (Addr(key[2]), key[3]) if key is not None else (Addr(0), conn.remote_port)
+        flow = TCPFlow(self, conn, dest)
+        self._flows[id(conn)] = flow
+        while (ev := conn.next_event()) is not None:
+            flow._on_event(ev)
+        task = self._loop.create_task(self._serve(cb, flow))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, cb: TCPCallback, flow: TCPFlow) -> None:
+        try:
+            await cb(flow)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("TCP listener callback failed")
+        finally:
+            await flow.close()
+
+    async def disconnect(self) -> None:
+        """Close every connection (FIN after queued data) and stop accepting."""
+        self._disconnected = True
+        for port in list(self._callbacks):
+            self.unlisten(port)
+        for task in list(self._tasks):
+            task.cancel()
+        for flow in list(self._flows.values()):
+            await flow.close()
+        self._flush()
+
+
+_c_tcp: type[TCPProtocol[Addr]] = TCP
+_c_flow: type[TCPFlowProtocol[Addr]] = TCPFlow

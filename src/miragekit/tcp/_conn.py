@@ -1,0 +1,1245 @@
+"""One TCP connection as a sans-I/O state machine (RFC 9293 and friends).
+
+A :class:`Connection` never reads a clock and never does I/O: the driver feeds it
+segments (``handle_segment(now, seg)``) and timer expiries (``handle_timer(now)``), takes
+the segments it wants sent (``segments_to_send(now)``), arms one timer at ``poll_at()``,
+and drains events (``next_event()``). Application data goes in with ``send`` (bounded
+buffer: it returns how much it accepted) and comes out with ``receive``.
+
+Sequence numbers are kept as unbounded ints inside (``iss`` as given, growing without
+wrapping), and converted at the boundary: outgoing numbers are masked to 32 bits and
+incoming ones unwrapped next to the expected value (``seqnum.unwrap``). So comparisons
+in here are plain ``<``, and every wraparound is handled in exactly two places.
+
+What is implemented: the RFC 9293 state machine with simultaneous open and close, RST
+processing and generation, RFC 5961 challenge ACKs (rate-limited), MSS negotiation,
+RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK with RFC 6675 recovery, or
+RFC 6582 NewReno recovery without SACK, RFC 6298 RTO with backoff and give-up,
+pluggable congestion control, delayed ACKs, Nagle, sender and receiver SWS avoidance,
+zero-window probing, TIME_WAIT and a FIN_WAIT_2 timeout.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import IntEnum
+
+from ..v1 import Buffer
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TCPRepr
+from ._config import Config
+from ._events import (
+    Connected,
+    ConnectionClosed,
+    ConnectionReset,
+    ConnectionTimedOut,
+    DataReceived,
+    EndOfStream,
+    Event,
+    SendBufferAvailable,
+)
+from ._reassembly import Reassembler
+from ._rtt import RttEstimator
+from ._sack import DUP_THRESH, Scoreboard
+from .congestion import CongestionControl, new_controller
+from .seqnum import MASK, seq_lt
+
+__all__ = ["Connection", "State"]
+
+
+class State(IntEnum):
+    CLOSED = 0
+    LISTEN = 1
+    SYN_SENT = 2
+    SYN_RECEIVED = 3
+    ESTABLISHED = 4
+    FIN_WAIT_1 = 5
+    FIN_WAIT_2 = 6
+    CLOSE_WAIT = 7
+    CLOSING = 8
+    LAST_ACK = 9
+    TIME_WAIT = 10
+
+
+CLOSED = State.CLOSED
+SYN_SENT = State.SYN_SENT
+SYN_RECEIVED = State.SYN_RECEIVED
+ESTABLISHED = State.ESTABLISHED
+FIN_WAIT_1 = State.FIN_WAIT_1
+FIN_WAIT_2 = State.FIN_WAIT_2
+CLOSE_WAIT = State.CLOSE_WAIT
+CLOSING = State.CLOSING
+LAST_ACK = State.LAST_ACK
+TIME_WAIT = State.TIME_WAIT
+
+# States in which data (and FIN) may be sent or retransmitted.
+_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+# States in which the peer may still send data.
+_RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+
+_TS_OPTION_LEN = 12
+_EVT_CONNECTED = Connected()
+_EVT_DATA = DataReceived()
+_EVT_WRITABLE = SendBufferAvailable()
+_EVT_EOF = EndOfStream()
+_EVT_RESET = ConnectionReset()
+_EVT_TIMEOUT = ConnectionTimedOut()
+_EVT_CLOSED = ConnectionClosed()
+
+
+def _wscale_for(buffer: int) -> int:
+    shift = 0
+    while (65535 << shift) < buffer and shift < 14:
+        shift += 1
+    return shift
+
+
+class Connection:
+    """A TCP connection; build it with :meth:`connect` or :meth:`accept`."""
+
+    __slots__ = (
+        "_ack_at",
+        "_ack_now",
+        "_cc",
+        "_challenge_count",
+        "_challenge_second",
+        "_close_at",
+        "_ctl_out",
+        "_dupacks",
+        "_eof_signalled",
+        "_events",
+        "_fin_queued",
+        "_fin_seq",
+        "_high_rxt",
+        "_in_recovery",
+        "_inflate",
+        "_irs",
+        "_iss",
+        "_ka_at",
+        "_ka_probes",
+        "_last_ack_sent",
+        "_max_snd_wnd",
+        "_nodelay",
+        "_ooo",
+        "_peer_mss",
+        "_probe",
+        "_push_upto",
+        "_rcv_adv",
+        "_rcv_fin",
+        "_rcv_mss",
+        "_rcv_nxt",
+        "_rcv_wscale",
+        "_rcvbuf",
+        "_readable_signalled",
+        "_recover",
+        "_retries",
+        "_rexmit",
+        "_rtt",
+        "_rtt_seq",
+        "_rtt_time",
+        "_rtx_at",
+        "_sack_on",
+        "_scoreboard",
+        "_seg_max",
+        "_smss",
+        "_snd_buf_seq",
+        "_snd_max",
+        "_snd_nxt",
+        "_snd_una",
+        "_snd_wl1",
+        "_snd_wl2",
+        "_snd_wnd",
+        "_snd_wscale",
+        "_sndbuf",
+        "_ts_offset",
+        "_ts_on",
+        "_ts_recent",
+        "_unacked_segs",
+        "_want_writable",
+        "_ws_on",
+        "config",
+        "local_port",
+        "remote_port",
+        "state",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        local_port: int,
+        remote_port: int,
+        iss: int,
+        *,
+        ts_offset: int = 0,
+    ) -> None:
+        if not (0 <= local_port <= 0xFFFF and 0 <= remote_port <= 0xFFFF):
+            raise ValueError("local_port/remote_port: must be 0..65535")
+        if not 0 <= iss <= MASK:
+            raise ValueError("iss: must be a 32-bit number")
+        self.config = config
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self.state = CLOSED
+        self.stats: dict[str, int] = {
+            "segs_in": 0,
+            "segs_out": 0,
+            "retransmits": 0,
+            "rto": 0,
+            "fast_retransmits": 0,
+            "challenge_acks": 0,
+            "dropped": 0,
+        }
+        self._iss = iss
+        self._snd_una = iss
+        self._snd_nxt = iss
+        self._snd_max = iss
+        self._snd_wnd = 0
+        self._max_snd_wnd = 0
+        self._snd_wl1 = 0
+        self._snd_wl2 = 0
+        self._snd_wscale = 0
+        self._rcv_wscale = 0
+        self._ws_on = False
+        self._ts_on = False
+        self._sack_on = False
+        self._ts_recent = 0
+        self._ts_offset = ts_offset
+        self._irs = 0
+        self._rcv_nxt = 0
+        self._rcv_adv = 0
+        self._last_ack_sent = 0
+        self._rcv_fin: int | None = None
+        self._peer_mss = config.default_mss
+        self._smss = min(config.mss, config.default_mss)
+        self._sndbuf = bytearray()
+        self._snd_buf_seq = iss + 1
+        self._fin_queued = False
+        self._fin_seq = 0
+        self._push_upto = 0
+        self._nodelay = config.nodelay
+        self._rcvbuf = bytearray()
+        self._ooo = Reassembler()
+        self._scoreboard = Scoreboard()
+        self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
+        self._rtt_seq: int | None = None
+        self._rtt_time = 0.0
+        self._cc: CongestionControl = new_controller(config.congestion, self._smss)
+        self._retries = 0
+        self._rtx_at: float | None = None
+        self._ack_at: float | None = None
+        self._close_at: float | None = None
+        self._ka_at: float | None = None
+        self._ka_probes = 0
+        self._ack_now = False
+        self._unacked_segs = 0
+        self._rcv_mss = min(config.mss, config.default_mss)
+        self._seg_max = self._smss
+        self._dupacks = 0
+        self._in_recovery = False
+        self._recover = iss
+        self._high_rxt = iss
+        self._inflate = 0
+        self._rexmit = False
+        self._probe = False
+        self._ctl_out: list[TCPRepr] = []
+        self._events: deque[Event] = deque()
+        self._readable_signalled = False
+        self._eof_signalled = False
+        self._want_writable = False
+        self._challenge_second = -1
+        self._challenge_count = 0
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def connect(
+        cls,
+        config: Config,
+        local_port: int,
+        remote_port: int,
+        iss: int,
+        now: float,
+        *,
+        ts_offset: int = 0,
+    ) -> Connection:
+        """An active open: the connection is in SYN_SENT and its SYN is ready to send."""
+        conn = cls(config, local_port, remote_port, iss, ts_offset=ts_offset)
+        conn.state = SYN_SENT
+        conn._rcv_wscale = _wscale_for(config.recv_buffer) if config.window_scaling else 0
+        return conn
+
+    @classmethod
+    def accept(
+        cls, config: Config, syn: TCPRepr, iss: int, now: float, *, ts_offset: int = 0
+    ) -> Connection:
+        """A passive open from a received SYN: SYN_RECEIVED, with the SYN-ACK ready."""
+        if syn.flags & (SYN | ACK | RST) != SYN:
+            raise ValueError("syn: must be a segment with SYN set and ACK/RST clear")
+        conn = cls(config, syn.dst_port, syn.src_port, iss, ts_offset=ts_offset)
+        conn.state = SYN_RECEIVED
+        conn._irs = syn.seq
+        conn._rcv_nxt = syn.seq + 1
+        conn._last_ack_sent = conn._rcv_nxt
+        conn._negotiate(syn)
+        conn._rcv_adv = conn._rcv_nxt + min(config.recv_buffer, 65535)
+        conn._snd_wnd = syn.window
+        conn._max_snd_wnd = syn.window
+        conn._snd_wl1 = syn.seq
+        conn._snd_wl2 = iss
+        return conn
+
+    @classmethod
+    def from_cookie(
+        cls,
+        config: Config,
+        ack: TCPRepr,
+        iss: int,
+        mss: int,
+        now: float,
+        *,
+        ts_offset: int = 0,
+        wscale: int | None = None,
+        sack: bool = False,
+        timestamps: bool = False,
+    ) -> Connection:
+        """ESTABLISHED from the ACK that returned a valid SYN cookie (``iss`` is the cookie).
+
+        The cookie holds the MSS; window scale and SACK come back only when the
+        endpoint could encode them in the timestamp (``timestamps``), as Linux does.
+        """
+        conn = cls(config, ack.dst_port, ack.src_port, iss, ts_offset=ts_offset)
+        conn._irs = (ack.seq - 1) & MASK
+        conn._rcv_nxt = conn._irs + 1
+        conn._last_ack_sent = conn._rcv_nxt
+        conn._rcv_adv = conn._rcv_nxt + min(config.recv_buffer, 65535)
+        conn._peer_mss = mss
+        smss = min(mss, config.mss)
+        if timestamps and ack.timestamp is not None:
+            conn._ts_on = True
+            conn._ts_recent = ack.timestamp[0]
+            smss -= _TS_OPTION_LEN
+            if wscale is not None:
+                conn._ws_on = True
+                conn._snd_wscale = wscale
+                conn._rcv_wscale = _wscale_for(config.recv_buffer)
+            conn._sack_on = sack
+        conn._smss = max(smss, 1)
+        conn._cc.set_mss(conn._smss)
+        conn._set_seg_max()
+        conn._snd_nxt = conn._snd_max = iss + 1
+        conn._establish(now, ack._replace(flags=ACK), iss + 1, conn._rcv_nxt)
+        return conn
+
+    def _negotiate(self, syn: TCPRepr) -> None:
+        """Options from the peer's SYN (or SYN-ACK) against what we offer (RFC 7323, 2018)."""
+        cfg = self.config
+        if syn.mss is not None and syn.mss > 0:
+            self._peer_mss = syn.mss
+        if cfg.window_scaling and syn.wscale is not None:
+            self._ws_on = True
+            self._snd_wscale = syn.wscale
+            self._rcv_wscale = _wscale_for(cfg.recv_buffer)
+        else:
+            self._ws_on = False
+            self._snd_wscale = 0
+            self._rcv_wscale = 0
+        self._sack_on = cfg.sack and syn.sack_permitted
+        if cfg.timestamps and syn.timestamp is not None:
+            self._ts_on = True
+            self._ts_recent = syn.timestamp[0]
+        else:
+            self._ts_on = False
+        smss = min(self._peer_mss, cfg.mss)
+        if self._ts_on:
+            smss -= _TS_OPTION_LEN
+        self._smss = max(smss, 1)
+        self._cc.set_mss(self._smss)
+        self._set_seg_max()
+
+    def _set_seg_max(self) -> None:
+        tso = self.config.tso_max
+        smss = self._smss
+        self._seg_max = max(smss, tso - tso % smss) if tso else smss
+
+    # ------------------------------------------------------------------ application API
+
+    def send(self, data: Buffer, *, nodelay: bool = False) -> int:
+        """Queue bytes to send; returns how many fit in the send buffer (back-pressure).
+
+        ``nodelay`` sends these bytes without waiting for Nagle (``write_nodelay``).
+        Raises ``ValueError`` after ``close`` or when the connection is closed.
+        """
+        if self._fin_queued or self.state in (CLOSED, TIME_WAIT):
+            raise ValueError("send: the connection is closed for sending")
+        room = self.config.send_buffer - len(self._sndbuf)
+        n = len(data)
+        if n > room:
+            n = room
+            self._want_writable = True
+            data = memoryview(data)[:n]
+        if n:
+            self._sndbuf += data
+            if nodelay:
+                self._push_upto = self._snd_buf_seq + len(self._sndbuf)
+        return n
+
+    @property
+    def send_buffer_free(self) -> int:
+        return self.config.send_buffer - len(self._sndbuf)
+
+    @property
+    def send_queued(self) -> int:
+        """Bytes sent but not acknowledged, plus bytes not yet sent."""
+        return len(self._sndbuf)
+
+    def set_nodelay(self, on: bool) -> None:
+        self._nodelay = on
+
+    def receive(self, max_bytes: int = -1) -> bytearray:
+        """Take up to ``max_bytes`` (all when negative) of in-order received data.
+
+        Taking everything hands over the buffer itself (no copy); the caller owns it.
+        """
+        buf = self._rcvbuf
+        if not buf:
+            self._readable_signalled = False
+            return bytearray()
+        if max_bytes < 0 or max_bytes >= len(buf):
+            out = buf
+            self._rcvbuf = buf = bytearray()
+        else:
+            out = buf[:max_bytes]
+            del buf[:max_bytes]
+        if not buf:
+            self._readable_signalled = False
+        self._maybe_window_update()
+        return out
+
+    @property
+    def readable(self) -> int:
+        return len(self._rcvbuf)
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer's FIN arrived and every byte before it has been read."""
+        return self._rcv_fin is not None and self._rcv_nxt > self._rcv_fin and not self._rcvbuf
+
+    def close(self) -> None:
+        """Send what is queued, then FIN (RFC 9293 CLOSE). Idempotent."""
+        st = self.state
+        if self._fin_queued or st == CLOSED:
+            return
+        if st == SYN_SENT:
+            self._terminate(None)
+            return
+        self._fin_queued = True
+        self._fin_seq = self._snd_buf_seq + len(self._sndbuf)
+        if st == ESTABLISHED:
+            self.state = FIN_WAIT_1
+        # In SYN_RECEIVED the FIN waits for ESTABLISHED (RFC 9293 3.10.4).
+        elif st == CLOSE_WAIT:
+            self.state = LAST_ACK
+
+    def abort(self) -> None:
+        """Reset the connection (RFC 9293 ABORT): one RST goes out, then CLOSED."""
+        if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
+            self._ctl_out.append(self._make(RST | ACK, self._snd_nxt, b""))
+        self._terminate(None)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # ------------------------------------------------------------------ timers
+
+    def poll_at(self) -> float | None:
+        """When ``handle_timer`` must be called next (None: no timer needed)."""
+        if self._ctl_out or self._ack_now:
+            return 0.0
+        t = self._rtx_at
+        a = self._ack_at
+        if a is not None and (t is None or a < t):
+            t = a
+        c = self._close_at
+        if c is not None and (t is None or c < t):
+            t = c
+        k = self._ka_at
+        if k is not None and (t is None or k < t):
+            t = k
+        return t
+
+    def handle_timer(self, now: float) -> None:
+        c = self._close_at
+        if c is not None and now >= c:
+            self._close_at = None
+            if self.state == FIN_WAIT_2:
+                self._terminate(_EVT_TIMEOUT)
+            else:
+                self._terminate(None)
+            return
+        a = self._ack_at
+        if a is not None and now >= a:
+            self._ack_at = None
+            self._ack_now = True
+        r = self._rtx_at
+        if r is not None and now >= r:
+            self._on_rto(now)
+        k = self._ka_at
+        if k is not None and now >= k and self.state != CLOSED:
+            self._on_keepalive(now)
+
+    def _on_keepalive(self, now: float) -> None:
+        """RFC 9293 3.8.4 / RFC 1122 4.2.3.6: probe an idle peer; give up when it is gone."""
+        cfg = self.config
+        assert cfg.keepalive_idle is not None
+        if self._snd_max > self._snd_una or self.state not in (ESTABLISHED, CLOSE_WAIT):
+            # Data in flight: the retransmission timer watches the peer.
+            self._ka_at = now + cfg.keepalive_idle
+            return
+        if self._ka_probes >= cfg.keepalive_probes:
+            self._terminate(_EVT_TIMEOUT)
+            return
+        self._ka_probes += 1
+        # A segment with an old sequence number and no data makes the peer ACK.
+        self._ctl_out.append(self._make(ACK, self._snd_una - 1, b"", now))
+        self._ka_at = now + cfg.keepalive_interval
+
+    def _on_rto(self, now: float) -> None:
+        st = self.state
+        limit = (
+            self.config.syn_retries
+            if st in (SYN_SENT, SYN_RECEIVED)
+            else self.config.max_retransmits
+        )
+        if self._retries >= limit:
+            self._terminate(_EVT_TIMEOUT)
+            return
+        self._retries += 1
+        self.stats["rto"] += 1
+        rtt = self._rtt
+        rtt.on_expiry()
+        self._rtx_at = now + rtt.timeout()
+        self._rtt_seq = None
+        if self._snd_max == self._snd_una:
+            # Nothing in flight: the persist timer (zero window), send a probe.
+            self._probe = True
+            return
+        if st not in (SYN_SENT, SYN_RECEIVED):
+            self._cc.on_rto(now, self._snd_max - self._snd_una)
+        self._snd_nxt = self._snd_una
+        self._scoreboard.clear()
+        self._in_recovery = False
+        self._inflate = 0
+        self._dupacks = 0
+        self._recover = self._snd_max
+        self._high_rxt = self._snd_una
+        if self._snd_wnd == 0:
+            self._probe = True
+
+    # ------------------------------------------------------------------ segment input
+
+    def handle_segment(self, now: float, seg: TCPRepr) -> None:
+        """Process one received segment (already demultiplexed and checksum-verified)."""
+        self.stats["segs_in"] += 1
+        st = self.state
+        if st == CLOSED:
+            return
+        if self._ka_at is not None:
+            self._ka_probes = 0
+            self._ka_at = now + self.config.keepalive_idle  # type: ignore[operator]
+        flags = seg.flags
+        rcv_nxt = self._rcv_nxt
+        if (
+            st is ESTABLISHED
+            and flags & 0x37 == ACK  # ACK without SYN/FIN/RST/URG (PSH allowed)
+            and seg.seq == rcv_nxt & MASK
+        ):
+            # Header prediction: the next expected segment of an established
+            # connection passes every acceptability test by construction.
+            ts = seg.timestamp
+            payload = seg.payload
+            plen = len(payload)
+            una = self._snd_una
+            ack = una + (((seg.ack - una) + 0x80000000) & MASK) - 0x80000000
+            if (
+                plen <= self._rcv_adv - rcv_nxt
+                and una - self._max_snd_wnd <= ack <= self._snd_max
+                and (
+                    not self._ts_on
+                    or (ts is not None and ((ts[0] - self._ts_recent) & MASK) < 0x80000000)
+                )
+            ):
+                self._on_ack(now, seg, rcv_nxt, ack, plen)
+                if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
+                    self._ts_recent = ts[0]
+                if plen and self.state in _RECEIVING:
+                    self._on_data(now, rcv_nxt, payload)
+                    if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
+                        self._on_fin(now)
+                return
+        if st == SYN_SENT:
+            self._on_syn_sent(now, seg)
+            return
+        seq = rcv_nxt + (((seg.seq - rcv_nxt) + 0x80000000) & MASK) - 0x80000000
+        payload = seg.payload
+        plen = len(payload)
+
+        if st == SYN_RECEIVED and flags & SYN and seq == rcv_nxt - 1:
+            # The peer retransmitted its SYN (our SYN-ACK was lost), or this is the
+            # SYN-ACK of a simultaneous open.
+            if flags & ACK and not flags & RST:
+                ack = self._unwrap_ack(seg.ack)
+                if self._snd_una < ack <= self._snd_max:
+                    self._establish(now, seg, ack, seq)
+                    self._ack_now = True
+                    return
+            if not flags & (ACK | RST):
+                self._snd_nxt = self._iss  # resend the SYN-ACK
+            return
+
+        ts = seg.timestamp
+        # PAWS (RFC 7323 5.3).
+        if self._ts_on and ts is not None and not flags & RST and seq_lt(ts[0], self._ts_recent):
+            self.stats["dropped"] += 1
+            self._ack_now = True
+            return
+
+        wnd = self._rcv_adv - rcv_nxt
+        if wnd < 0:
+            wnd = 0
+        seglen = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+
+        if flags & RST:
+            # RFC 5961 3.2: exact match resets, in-window gets a challenge ACK.
+            if seq == rcv_nxt:
+                self._on_reset()
+            elif rcv_nxt < seq < rcv_nxt + max(wnd, 1):
+                self._challenge_ack(now)
+            else:
+                self.stats["dropped"] += 1
+            return
+
+        # RFC 9293 acceptability test.
+        if seglen == 0:
+            ok = seq == rcv_nxt if wnd == 0 else rcv_nxt <= seq < rcv_nxt + wnd
+        elif wnd == 0:
+            ok = False
+        else:
+            end = seq + seglen - 1
+            ok = (rcv_nxt <= seq < rcv_nxt + wnd) or (rcv_nxt <= end < rcv_nxt + wnd)
+        if not ok:
+            self.stats["dropped"] += 1
+            self._ack_now = True
+            if st == TIME_WAIT and flags & FIN:
+                self._close_at = now + self.config.time_wait
+            return
+
+        if flags & SYN:
+            # RFC 5961 4: a SYN in a synchronized state gets a challenge ACK.
+            self._challenge_ack(now)
+            return
+
+        if not flags & ACK:
+            self.stats["dropped"] += 1
+            return
+
+        ack = self._unwrap_ack(seg.ack)
+        if st == SYN_RECEIVED:
+            if not self._snd_una < ack <= self._snd_max:
+                self._ctl_out.append(TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
+                return
+            self._establish(now, seg, ack, seq)
+            st = self.state
+        else:
+            # RFC 5961 5.2: the ACK must be within the window of recently sent data.
+            if ack > self._snd_max or ack < self._snd_una - self._max_snd_wnd:
+                self._challenge_ack(now)
+                return
+            self._on_ack(now, seg, seq, ack, plen)
+            st = self.state
+            if st == CLOSED:
+                return
+
+        # Timestamp bookkeeping (RFC 7323 4.3): remember the peer's newest TSval.
+        if (
+            self._ts_on
+            and ts is not None
+            and seq <= self._last_ack_sent
+            and not seq_lt(ts[0], self._ts_recent)
+        ):
+            self._ts_recent = ts[0]
+
+        if plen and st in _RECEIVING:
+            self._on_data(now, seq, payload)
+        if flags & FIN and seq + plen <= self._rcv_adv and st in _RECEIVING:
+            self._rcv_fin = seq + plen
+            self._ack_now = True
+        if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
+            self._on_fin(now)
+
+    def _unwrap_ack(self, ack32: int) -> int:
+        una = self._snd_una
+        return una + (((ack32 - una) + 0x80000000) & MASK) - 0x80000000
+
+    def _on_syn_sent(self, now: float, seg: TCPRepr) -> None:
+        flags = seg.flags
+        ack = 0
+        if flags & ACK:
+            ack = self._unwrap_ack(seg.ack)
+            if ack <= self._iss or ack > self._snd_max:
+                if not flags & RST:
+                    self._ctl_out.append(
+                        TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0)
+                    )
+                self.stats["dropped"] += 1
+                return
+        if flags & RST:
+            if flags & ACK:
+                self._on_reset()  # connection refused
+            return
+        if not flags & SYN:
+            return
+        self._irs = seg.seq
+        self._rcv_nxt = seg.seq + 1
+        self._last_ack_sent = self._rcv_nxt
+        self._negotiate(seg)
+        self._rcv_adv = self._rcv_nxt + min(self.config.recv_buffer, 65535)
+        if flags & ACK:
+            self._establish(now, seg, ack, seg.seq)
+            self._ack_now = True
+        else:
+            # Simultaneous open (RFC 9293 figure 7): answer with SYN-ACK.
+            self.state = SYN_RECEIVED
+            self._snd_wnd = seg.window
+            self._max_snd_wnd = seg.window
+            self._snd_wl1 = seg.seq
+            self._snd_nxt = self._iss
+
+    def _establish(self, now: float, seg: TCPRepr, ack: int, seq: int) -> None:
+        self.state = ESTABLISHED
+        self._snd_una = ack
+        if self._snd_nxt < ack:
+            self._snd_nxt = ack
+        if self._rtt_seq is not None and ack >= self._rtt_seq:
+            self._rtt.sample(now - self._rtt_time)
+            self._rtt_seq = None
+        self._rtt.reset_backoff()
+        self._retries = 0
+        self._rtx_at = None
+        self._snd_wnd = seg.window << self._snd_wscale if not seg.flags & SYN else seg.window
+        self._max_snd_wnd = max(self._max_snd_wnd, self._snd_wnd)
+        self._snd_wl1 = seq
+        self._snd_wl2 = ack
+        self._recover = ack
+        self._high_rxt = ack
+        self._events.append(_EVT_CONNECTED)
+        if self.config.keepalive_idle is not None:
+            self._ka_at = now + self.config.keepalive_idle
+        if self._fin_queued:
+            self.state = FIN_WAIT_1
+
+    def _on_ack(self, now: float, seg: TCPRepr, seq: int, ack: int, plen: int) -> None:
+        una = self._snd_una
+        # Window update (RFC 9293 3.10.7.4).
+        old_wnd = self._snd_wnd
+        if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
+            wnd = seg.window << self._snd_wscale
+            self._snd_wnd = wnd
+            if wnd > self._max_snd_wnd:
+                self._max_snd_wnd = wnd
+            self._snd_wl1 = seq
+            self._snd_wl2 = ack
+            if wnd:
+                self._probe = False
+
+        sack_new = False
+        if self._sack_on and seg.sack_blocks:
+            sb = self._scoreboard
+            smax = self._snd_max
+            for left32, right32 in seg.sack_blocks:
+                left = una + (((left32 - una) + 0x80000000) & MASK) - 0x80000000
+                right = una + (((right32 - una) + 0x80000000) & MASK) - 0x80000000
+                if una < left < right <= smax and sb.add(left, right):
+                    sack_new = True
+
+        if ack > una:
+            self._on_new_ack(now, seg, ack)
+        elif (
+            ack == una
+            and self._snd_max > una
+            and plen == 0
+            and not seg.flags & (SYN | FIN)
+            and (self._snd_wnd == old_wnd or sack_new)
+        ):
+            self._on_dupack(now, sack_new)
+
+        st = self.state
+        if self._fin_queued and self._snd_una > self._fin_seq:
+            # Our FIN is acknowledged.
+            if st == FIN_WAIT_1:
+                self.state = FIN_WAIT_2
+                self._close_at = now + self.config.fin_wait_2_timeout
+            elif st == CLOSING:
+                self._enter_time_wait(now)
+            elif st == LAST_ACK:
+                self._terminate(None)
+        elif st == TIME_WAIT and seg.flags & FIN:
+            self._close_at = now + self.config.time_wait
+            self._ack_now = True
+
+    def _on_new_ack(self, now: float, seg: TCPRepr, ack: int) -> None:
+        una = self._snd_una
+        acked = ack - una
+        self._snd_una = ack
+        if self._snd_nxt < ack:
+            self._snd_nxt = ack
+        # Free acknowledged bytes (front deletion of a bytearray is O(1) in CPython).
+        buf_seq = self._snd_buf_seq
+        n = ack - buf_seq
+        if n > 0:
+            sndbuf = self._sndbuf
+            ln = len(sndbuf)
+            if n >= ln:
+                sndbuf.clear()
+                self._snd_buf_seq = buf_seq + ln
+            else:
+                del sndbuf[:n]
+                self._snd_buf_seq = ack
+            if self._want_writable and len(sndbuf) <= self.config.send_buffer // 2:
+                self._want_writable = False
+                self._events.append(_EVT_WRITABLE)
+        if self._scoreboard:
+            self._scoreboard.advance(ack)
+        # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
+        rtt = self._rtt
+        ts = seg.timestamp
+        if self._ts_on and ts is not None and ts[1]:
+            sample = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK) / 1000.0
+            if sample < 3600:
+                rtt.sample(sample)
+            self._rtt_seq = None
+        elif self._rtt_seq is not None and ack >= self._rtt_seq:
+            rtt.sample(now - self._rtt_time)
+            self._rtt_seq = None
+        rtt.reset_backoff()
+        self._retries = 0
+        self._dupacks = 0
+        if not self._in_recovery:
+            self._inflate = 0
+        if self._in_recovery:
+            if ack >= self._recover:
+                self._in_recovery = False
+                self._inflate = 0
+            elif self._sack_on:
+                if self._high_rxt < ack:
+                    self._high_rxt = ack
+            else:
+                # RFC 6582 partial ACK: retransmit the next hole, deflate.
+                self._rexmit = True
+                infl = self._inflate - acked
+                if acked >= self._smss:
+                    infl += self._smss
+                self._inflate = max(infl, 0)
+        else:
+            self._cc.on_ack(now, acked, rtt.srtt or rtt.rto)
+        if self._high_rxt < ack:
+            self._high_rxt = ack
+        self._rtx_at = now + rtt.timeout() if self._snd_max > ack else None
+
+    def _on_dupack(self, now: float, sack_new: bool) -> None:
+        self._dupacks += 1
+        if self._in_recovery:
+            if not self._sack_on:
+                self._inflate += self._smss
+            return
+        if self._snd_una < self._recover:
+            # RFC 6582 4.1: no new recovery until the old recovery point is passed.
+            return
+        if self._dupacks >= DUP_THRESH or (
+            self._sack_on and self._scoreboard.is_lost(self._snd_una, self._smss)
+        ):
+            self._in_recovery = True
+            self._recover = self._snd_max
+            self.stats["fast_retransmits"] += 1
+            self._cc.on_loss(now, self._snd_max - self._snd_una)
+            self._high_rxt = self._snd_una
+            self._rexmit = True
+            if not self._sack_on:
+                self._inflate = DUP_THRESH * self._smss
+            else:
+                self._inflate = 0
+        elif self._dupacks < DUP_THRESH:
+            # Limited transmit (RFC 3042): each of the first two duplicate ACKs lets
+            # one new segment out, so a small window still reaches three duplicates.
+            self._inflate = self._dupacks * self._smss
+
+    def _on_data(self, now: float, seq: int, payload: Buffer) -> None:
+        rcv_nxt = self._rcv_nxt
+        plen = len(payload)
+        if seq < rcv_nxt:
+            cut = rcv_nxt - seq
+            payload = memoryview(payload)[cut:]
+            plen -= cut
+            seq = rcv_nxt
+        right = self._rcv_adv
+        if seq + plen > right:
+            plen = right - seq
+            if plen <= 0:
+                return
+            payload = memoryview(payload)[:plen]
+        if seq == rcv_nxt:
+            self._rcvbuf += payload
+            rcv_nxt += plen
+            ooo = self._ooo
+            if ooo.ranges:
+                while True:
+                    ready = ooo.pop_ready(rcv_nxt)
+                    if ready is None:
+                        break
+                    end, data = ready
+                    self._rcvbuf += data
+                    rcv_nxt = end
+                self._ack_now = True  # filled (part of) a hole: ACK at once (RFC 5681 4.2)
+            self._rcv_nxt = rcv_nxt
+            if not self._readable_signalled:
+                self._readable_signalled = True
+                self._events.append(_EVT_DATA)
+            # Delayed ACK: at least every second full-sized segment (RFC 5681 4.2),
+            # counted in bytes so that coalesced (GRO) segments count for what they hold.
+            if plen > self._rcv_mss:
+                self._rcv_mss = min(plen, self.config.mss)
+            self._unacked_segs += plen
+            if not self.config.delayed_ack or self._unacked_segs >= 2 * self._rcv_mss:
+                self._ack_now = True
+            elif self._ack_at is None:
+                self._ack_at = now + self.config.delayed_ack_timeout
+        else:
+            self._ooo.add(seq, payload)
+            self._ack_now = True  # out of order: duplicate ACK at once
+
+    def _on_fin(self, now: float) -> None:
+        self._rcv_nxt += 1
+        self._ack_now = True
+        if not self._eof_signalled:
+            self._eof_signalled = True
+            self._events.append(_EVT_EOF)
+        st = self.state
+        if st in (SYN_RECEIVED, ESTABLISHED):
+            self.state = CLOSE_WAIT
+        elif st == FIN_WAIT_1:
+            if self._fin_queued and self._snd_una > self._fin_seq:
+                self._enter_time_wait(now)
+            else:
+                self.state = CLOSING
+        elif st == FIN_WAIT_2:
+            self._enter_time_wait(now)
+
+    def _enter_time_wait(self, now: float) -> None:
+        self.state = TIME_WAIT
+        self._rtx_at = None
+        self._ka_at = None
+        self._close_at = now + self.config.time_wait
+        self._sndbuf = bytearray()
+        self._ooo.clear()
+        self._scoreboard.clear()
+
+    def _on_reset(self) -> None:
+        st = self.state
+        self._terminate(None if st in (CLOSING, LAST_ACK, TIME_WAIT) else _EVT_RESET)
+
+    def _challenge_ack(self, now: float) -> None:
+        second = int(now)
+        if second != self._challenge_second:
+            self._challenge_second = second
+            self._challenge_count = 0
+        if self._challenge_count < self.config.challenge_ack_limit:
+            self._challenge_count += 1
+            self.stats["challenge_acks"] += 1
+            self._ack_now = True
+
+    def _terminate(self, event: Event | None) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self._sndbuf = bytearray()
+        self._rcvbuf = bytearray()
+        self._ooo.clear()
+        self._scoreboard.clear()
+        self._rtx_at = None
+        self._ack_at = None
+        self._close_at = None
+        self._ka_at = None
+        self._ack_now = False
+        if event is not None:
+            self._events.append(event)
+        self._events.append(_EVT_CLOSED)
+
+    # ------------------------------------------------------------------ output
+
+    def _window_field(self, syn: bool) -> int:
+        """The window to advertise, never shrinking the right edge, with receiver SWS."""
+        cfg = self.config
+        free = cfg.recv_buffer - len(self._rcvbuf)
+        if free < 0:
+            free = 0
+        rcv_nxt = self._rcv_nxt
+        cur = self._rcv_adv - rcv_nxt
+        if cur < 0:
+            cur = 0
+        # Receiver SWS avoidance (RFC 9293 3.8.6.2.2): open only by a worthwhile amount.
+        small = free <= cur or free - cur < min(cfg.recv_buffer // 2, self._smss)
+        wnd = cur if small else free
+        if syn:
+            field = min(wnd, 65535)
+            self._rcv_adv = rcv_nxt + field
+            return field
+        shift = self._rcv_wscale
+        field = wnd >> shift
+        if (field << shift) < cur:
+            field += 1
+        if field > 65535:
+            field = 65535
+        edge = rcv_nxt + (field << shift)
+        if edge > self._rcv_adv:
+            self._rcv_adv = edge
+        return field
+
+    def _maybe_window_update(self) -> None:
+        """After the application read: announce a window that has opened a lot."""
+        if self.state not in _RECEIVING:
+            return
+        cfg = self.config
+        cur = self._rcv_adv - self._rcv_nxt
+        free = cfg.recv_buffer - len(self._rcvbuf)
+        if free >= 2 * cur and free - cur >= min(cfg.recv_buffer // 2, self._smss):
+            self._ack_now = True
+
+    def _make(self, flags: int, seq: int, payload: Buffer, now: float = 0.0) -> TCPRepr:
+        syn = bool(flags & SYN)
+        if flags & ACK:
+            self._ack_now = False
+            self._ack_at = None
+            self._unacked_segs = 0
+            self._last_ack_sent = self._rcv_nxt
+            ack = self._rcv_nxt & MASK
+        else:
+            ack = 0
+        window = self._window_field(syn)
+        ts = ((int(now * 1000) + self._ts_offset) & MASK, self._ts_recent) if self._ts_on else None
+        self.stats["segs_out"] += 1
+        if syn:
+            cfg = self.config
+            return TCPRepr(
+                self.local_port,
+                self.remote_port,
+                seq & MASK,
+                ack,
+                flags,
+                window,
+                b"",
+                cfg.mss,
+                self._rcv_wscale
+                if (cfg.window_scaling and (self._ws_on or not flags & ACK))
+                else None,
+                cfg.sack and (self._sack_on or not flags & ACK),
+                (),
+                ts,
+            )
+        sack: tuple[tuple[int, int], ...] = ()
+        if self._sack_on and self._ooo.ranges:
+            sack = tuple((s & MASK, e & MASK) for s, e in self._ooo.blocks(3 if self._ts_on else 4))
+        return TCPRepr(
+            self.local_port,
+            self.remote_port,
+            seq & MASK,
+            ack,
+            flags,
+            window,
+            payload,
+            None,
+            None,
+            False,
+            sack,
+            ts,
+        )
+
+    def segments_to_send(self, now: float) -> list[TCPRepr]:
+        """Everything the connection wants to send now (may be empty)."""
+        out = self._ctl_out
+        if out:
+            self._ctl_out = []
+        else:
+            out = []
+        st = self.state
+        if st == CLOSED:
+            return out
+        if st in (SYN_SENT, SYN_RECEIVED):
+            if self._snd_nxt == self._iss:
+                if st == SYN_SENT:
+                    seg = self._make(SYN, self._iss, b"", now)
+                    # The SYN's timestamp: echo nothing yet.
+                else:
+                    seg = self._make(SYN | ACK, self._iss, b"", now)
+                if st == SYN_SENT and self.config.timestamps:
+                    seg = seg._replace(timestamp=((int(now * 1000) + self._ts_offset) & MASK, 0))
+                out.append(seg)
+                if self._snd_max == self._iss and self._retries == 0:
+                    self._rtt_seq = self._iss + 1
+                    self._rtt_time = now
+                else:
+                    self.stats["retransmits"] += 1
+                self._snd_nxt = self._iss + 1
+                self._snd_max = self._iss + 1
+                if self._rtx_at is None:
+                    self._rtx_at = now + self._rtt.timeout()
+        elif st in _SENDING:
+            self._send_data(now, out)
+        if self._ack_now and st != SYN_SENT:
+            out.append(self._make(ACK, self._snd_nxt, b"", now))
+        return out
+
+    poll_transmit = segments_to_send
+
+    def _emit_range(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
+        """Send bytes [start, end) from the send buffer, with FIN if it ends the stream."""
+        flags = ACK
+        fin = self._fin_queued and end >= self._fin_seq and self._fin_seq >= start
+        if fin:
+            end = self._fin_seq
+            flags |= FIN
+        off = start - self._snd_buf_seq
+        payload = self._sndbuf[off : off + (end - start)] if end > start else b""
+        if payload and end == self._snd_buf_seq + len(self._sndbuf):
+            flags |= PSH
+        out.append(self._make(flags, start, payload, now))
+
+    def _retransmit(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
+        self.stats["retransmits"] += 1
+        if self._rtt_seq is not None and start < self._rtt_seq:
+            self._rtt_seq = None
+        self._emit_range(now, start, end, out)
+        if self._rtx_at is None:
+            self._rtx_at = now + self._rtt.timeout()
+
+    def _send_data(self, now: float, out: list[TCPRepr]) -> None:
+        mss = self._smss
+        data_end = self._snd_buf_seq + len(self._sndbuf)
+        fin_end = data_end + 1 if self._fin_queued else data_end
+        cc = self._cc
+        if self._rexmit:
+            self._rexmit = False
+            una = self._snd_una
+            if self._sack_on and self._scoreboard:
+                end = min(una + mss, self._scoreboard.blocks[0][0])
+            else:
+                end = min(una + mss, self._snd_max)
+            if end > una:
+                self._retransmit(now, una, min(end, fin_end), out)
+                if self._high_rxt < end:
+                    self._high_rxt = end
+        sack_recovery = self._in_recovery and self._sack_on
+        while True:
+            nxt = self._snd_nxt
+            if sack_recovery:
+                pipe = self._scoreboard.pipe(self._snd_una, self._snd_max, self._high_rxt, mss)
+                if cc.cwnd - pipe < mss:
+                    break
+                hole = self._scoreboard.next_seg(self._snd_una, self._high_rxt, mss)
+                if hole is not None:
+                    self._retransmit(now, hole[0], hole[1], out)
+                    self._high_rxt = hole[1]
+                    continue
+                room = mss
+            else:
+                room = cc.cwnd + self._inflate - (nxt - self._snd_una)
+            if nxt >= fin_end:
+                break
+            wnd_room = self._snd_una + self._snd_wnd - nxt
+            if wnd_room < room:
+                room = wnd_room
+            avail = data_end - nxt
+            if room <= 0:
+                if self._probe and nxt == self._snd_una:
+                    room = 1
+                elif avail <= 0 and nxt == data_end:
+                    room = 0  # only FIN is left: it needs no window
+                else:
+                    break
+            n = min(avail, self._seg_max, room)
+            if n > mss and n < avail:
+                n -= n % mss  # a TSO burst is whole segments, except at the end
+            if n < 0:
+                n = 0
+            if n < mss and n < avail:
+                # Window- or cwnd-limited to a runt: wait, unless nothing is in flight.
+                if nxt > self._snd_una and n < self._max_snd_wnd // 2 and not self._probe:
+                    break
+            elif (
+                0 < n == avail < mss
+                and nxt > self._snd_una
+                and not self._nodelay
+                and self._push_upto < data_end
+                and not self._fin_queued
+            ):
+                # Nagle (RFC 9293 3.7.4): one runt in flight at a time.
+                break
+            if n == 0 and not (self._fin_queued and nxt == data_end):
+                break
+            end = nxt + n
+            self._emit_range(now, nxt, end, out)
+            if self._fin_queued and end == data_end:
+                end += 1
+            if end > self._snd_max:
+                if self._rtt_seq is None and nxt >= self._snd_max and not self._ts_on:
+                    self._rtt_seq = end
+                    self._rtt_time = now
+                self._snd_max = end
+            else:
+                self.stats["retransmits"] += 1
+            self._snd_nxt = end
+            self._probe = False
+            if self._rtx_at is None:
+                self._rtx_at = now + self._rtt.timeout()
+        if self._snd_nxt == self._snd_una and self._snd_nxt < data_end and self._rtx_at is None:
+            # Data waits on a zero window: arm the persist timer.
+            self._rtx_at = now + self._rtt.timeout()
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def snd_una(self) -> int:
+        return self._snd_una & MASK
+
+    @property
+    def snd_nxt(self) -> int:
+        return self._snd_nxt & MASK
+
+    @property
+    def rcv_nxt(self) -> int:
+        return self._rcv_nxt & MASK
+
+    @property
+    def cwnd(self) -> int:
+        return self._cc.cwnd
+
+    @property
+    def ssthresh(self) -> int:
+        return self._cc.ssthresh
+
+    @property
+    def rto(self) -> float:
+        return self._rtt.timeout()
+
+    @property
+    def mss(self) -> int:
+        """Payload bytes per segment we send (after the peer's MSS and options)."""
+        return self._smss
+
+    @property
+    def send_window(self) -> int:
+        return self._snd_wnd
+
+    def __repr__(self) -> str:
+        return (
+            f"Connection({self.local_port}->{self.remote_port} {self.state.name} "
+            f"una={self.snd_una} nxt={self.snd_nxt} rcv={self.rcv_nxt})"
+        )

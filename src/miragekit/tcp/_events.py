@@ -1,0 +1,62 @@
+"""What a connection tells its driver: small frozen events, drained with ``next_event``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Connected",
+    "ConnectionClosed",
+    "ConnectionReset",
+    "ConnectionTimedOut",
+    "DataReceived",
+    "EndOfStream",
+    "Event",
+    "SendBufferAvailable",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The handshake completed (ESTABLISHED)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    """The receive buffer went from empty to non-empty: ``receive`` returns data."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendBufferAvailable:
+    """A ``send`` was cut short earlier and the send buffer has room again."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfStream:
+    """The peer sent FIN: after the buffered data, ``receive`` returns nothing more."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReset:
+    """The peer reset the connection (in SYN_SENT: the connection was refused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTimedOut:
+    """Retransmissions (or SYN retries) were exhausted, or FIN_WAIT_2 timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The connection reached CLOSED; it holds no buffers and can be dropped. Always last."""
+
+
+Event = (
+    Connected
+    | DataReceived
+    | SendBufferAvailable
+    | EndOfStream
+    | ConnectionReset
+    | ConnectionTimedOut
+    | ConnectionClosed
+)

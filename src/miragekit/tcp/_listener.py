@@ -1,0 +1,389 @@
+"""The connection table: demultiplexing, listeners with a bounded SYN backlog, SYN cookies.
+
+:class:`TCPEndpoint` owns every connection of one host, keyed by the 4-tuple
+``(local address, local port, remote address, remote port)`` (addresses as packed
+bytes). Segments go in with ``handle_segment``/``handle_packet``: to the matching
+connection, else to a listener on the port, else they are answered with a RST
+(RFC 9293 3.10.7.1). A listener keeps at most ``backlog`` half-open plus not yet
+accepted connections; beyond that it answers SYNs with SYN cookies (RFC 4987 3.6) and
+keeps no state until the cookie comes back in an ACK. Connections that reach CLOSED are
+removed from the table once their last segment is sent, so their memory is freed.
+
+Timers are kept in a heap with lazy deletion, and only connections touched since the
+last ``segments_to_send`` are asked for output, so the cost per call does not grow with
+the number of idle connections.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+from ..v1 import Buffer
+from ..wire.tcp import ACK, FIN, RST, SYN, TCPParseError, TCPRepr
+from ._config import Config
+from ._conn import Connection, State, _wscale_for
+from ._isn import IsnGenerator
+from .seqnum import MASK
+
+__all__ = ["TCPEndpoint"]
+
+Key = tuple[bytes, int, bytes, int]
+
+# MSS values a SYN cookie can encode (3 bits).
+_COOKIE_MSS = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
+_COOKIE_PERIOD = 64.0
+
+
+class _Listener:
+    __slots__ = ("accept_queue", "backlog", "half_open", "port")
+
+    def __init__(self, port: int, backlog: int) -> None:
+        self.port = port
+        self.backlog = backlog
+        self.half_open: set[Key] = set()
+        self.accept_queue: deque[Connection] = deque()
+
+
+class TCPEndpoint:
+    """All TCP connections and listeners of one host (sans-I/O)."""
+
+    __slots__ = (
+        "_active",
+        "_addr_of",
+        "_dirty",
+        "_ephemeral",
+        "_isn",
+        "_listeners",
+        "_out",
+        "_scheduled",
+        "_timers",
+        "config",
+        "connections",
+        "stats",
+    )
+
+    def __init__(self, config: Config | None = None, *, secret: bytes) -> None:
+        self.config = config or Config()
+        self._isn = IsnGenerator(secret)
+        self.connections: dict[Key, Connection] = {}
+        self._addr_of: dict[int, Key] = {}
+        self._listeners: dict[int, _Listener] = {}
+        self._out: list[tuple[bytes, bytes, TCPRepr]] = []
+        self._dirty: set[Key] = set()
+        self._active: dict[Key, Connection] = {}
+        self._timers: list[tuple[float, Key]] = []
+        self._scheduled: dict[Key, float] = {}
+        self._ephemeral = 49152
+        self.stats: dict[str, int] = {
+            "segments_in": 0,
+            "bad_checksum": 0,
+            "malformed": 0,
+            "rst_sent": 0,
+            "syn_cookies_sent": 0,
+            "syn_cookies_accepted": 0,
+            "syn_cookies_rejected": 0,
+            "connections_opened": 0,
+            "connections_removed": 0,
+        }
+
+    # ------------------------------------------------------------------ listeners
+
+    def listen(self, port: int, backlog: int = 128) -> None:
+        """Accept connections on ``port``; a new listen on a port replaces the old one."""
+        if not 0 < port <= 0xFFFF:
+            raise ValueError(f"port: {port} is outside 1..65535")
+        if backlog < 1:
+            raise ValueError("backlog: must be at least 1")
+        self._listeners[port] = _Listener(port, backlog)
+
+    def unlisten(self, port: int) -> None:
+        self._listeners.pop(port, None)
+
+    def accept(self, port: int) -> Connection | None:
+        """The next established connection on a listening port, or None."""
+        lst = self._listeners.get(port)
+        if lst is None or not lst.accept_queue:
+            return None
+        return lst.accept_queue.popleft()
+
+    def backlog_len(self, port: int) -> int:
+        lst = self._listeners.get(port)
+        return 0 if lst is None else len(lst.half_open) + len(lst.accept_queue)
+
+    # ------------------------------------------------------------------ active open
+
+    def connect(
+        self, now: float, laddr: bytes, raddr: bytes, rport: int, lport: int | None = None
+    ) -> Connection:
+        """Open a connection (SYN_SENT); ``lport`` None picks a free ephemeral port."""
+        if lport is None:
+            for _ in range(16384):
+                cand = self._ephemeral
+                self._ephemeral = 49152 + (cand - 49152 + 1) % 16384
+                if (laddr, cand, raddr, rport) not in self.connections:
+                    lport = cand
+                    break
+            else:
+                raise ValueError("lport: no free ephemeral port for this destination")
+        key = (laddr, lport, raddr, rport)
+        if key in self.connections:
+            raise ValueError(f"lport: {lport} is already connected to that destination")
+        iss = self._isn.isn(now, laddr, lport, raddr, rport)
+        off = self._isn.ts_offset(laddr, lport, raddr, rport)
+        conn = Connection.connect(self.config, lport, rport, iss, now, ts_offset=off)
+        self._add(key, conn)
+        return conn
+
+    def _add(self, key: Key, conn: Connection) -> None:
+        self.connections[key] = conn
+        self._addr_of[id(conn)] = key
+        self._dirty.add(key)
+        self.stats["connections_opened"] += 1
+
+    def take_active(self) -> list[Connection]:
+        """Connections that received segments or timer expiries since the last call.
+
+        The driver drains their events (``next_event``) and serves their applications;
+        new connections of a listener come from :meth:`accept`.
+        """
+        if not self._active:
+            return []
+        active = list(self._active.values())
+        self._active.clear()
+        return active
+
+    def wake(self, conn: Connection) -> None:
+        """Tell the endpoint the application called ``send``/``receive``/``close`` on it."""
+        key = self._addr_of.get(id(conn))
+        if key is not None:
+            self._dirty.add(key)
+
+    # ------------------------------------------------------------------ input
+
+    def handle_packet(
+        self, now: float, src: bytes, dst: bytes, data: Buffer, *, verified: bool = False
+    ) -> None:
+        """Parse and checksum-verify one TCP segment from IP; bad ones are counted, dropped.
+
+        ``verified`` skips the checksum for frames the device already checked (virtio-net
+        ``DATA_VALID``) or that never crossed a wire (``NEEDS_CSUM`` from the kernel).
+        """
+        try:
+            seg = TCPRepr.parse(data) if verified else TCPRepr.parse(data, src, dst)
+        except TCPParseError as e:
+            self.stats["bad_checksum" if e.field == "checksum" else "malformed"] += 1
+            return
+        self.handle_segment(now, src, dst, seg)
+
+    def handle_segment(self, now: float, src: bytes, dst: bytes, seg: TCPRepr) -> None:
+        """Route a parsed segment from ``src`` to ``dst`` (both packed addresses)."""
+        self.stats["segments_in"] += 1
+        key = (dst, seg.dst_port, src, seg.src_port)
+        conn = self.connections.get(key)
+        if conn is not None:
+            if conn.state != State.CLOSED:
+                conn.handle_segment(now, seg)
+                self._dirty.add(key)
+                self._active[key] = conn
+                return
+            # Closed but not yet collected: behave as if it were gone.
+            self._remove(key, conn)
+        lst = self._listeners.get(seg.dst_port)
+        flags = seg.flags
+        if flags & RST:
+            return
+        if lst is None:
+            self._reset_for(dst, src, seg)
+            return
+        if flags & SYN and not flags & ACK:
+            self._on_syn(now, lst, key, seg)
+        elif flags & ACK and not self._on_cookie_ack(now, lst, key, seg):
+            self._reset_for(dst, src, seg)
+        # Anything else to a listener is dropped (RFC 9293 LISTEN state).
+
+    def _reset_for(self, local: bytes, remote: bytes, seg: TCPRepr) -> None:
+        """A RST answering ``seg`` where no connection exists (RFC 9293 3.10.7.1)."""
+        if seg.flags & RST:
+            return
+        if seg.flags & ACK:
+            rst = TCPRepr(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+        else:
+            seglen = (
+                len(seg.payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
+            )
+            rst = TCPRepr(seg.dst_port, seg.src_port, 0, (seg.seq + seglen) & MASK, RST | ACK, 0)
+        self.stats["rst_sent"] += 1
+        self._out.append((local, remote, rst))
+
+    def _on_syn(self, now: float, lst: _Listener, key: Key, seg: TCPRepr) -> None:
+        laddr, lport, raddr, rport = key
+        if len(lst.half_open) + len(lst.accept_queue) >= lst.backlog:
+            self._send_cookie(now, key, seg)
+            return
+        iss = self._isn.isn(now, laddr, lport, raddr, rport)
+        off = self._isn.ts_offset(laddr, lport, raddr, rport)
+        conn = Connection.accept(self.config, seg, iss, now, ts_offset=off)
+        lst.half_open.add(key)
+        self._add(key, conn)
+
+    # ------------------------------------------------------------------ SYN cookies
+
+    def _cookie(self, key: Key, irs: int, counter: int, mss_idx: int) -> int:
+        h = self._isn.cookie_hash(key[0], key[1], key[2], key[3], irs, counter, mss_idx)
+        return ((counter & 0x1F) << 27) | (mss_idx << 24) | (h & 0xFFFFFF)
+
+    def _send_cookie(self, now: float, key: Key, seg: TCPRepr) -> None:
+        peer_mss = seg.mss if seg.mss else self.config.default_mss
+        mss_idx = 0
+        for i, m in enumerate(_COOKIE_MSS):
+            if m <= peer_mss:
+                mss_idx = i
+        counter = int(now // _COOKIE_PERIOD)
+        cookie = self._cookie(key, seg.seq, counter, mss_idx)
+        cfg = self.config
+        ts: tuple[int, int] | None = None
+        ws: int | None = None
+        sack = False
+        if cfg.timestamps and seg.timestamp is not None:
+            # Window scale and SACK ride in the low 6 bits of our TSval, which the
+            # client echoes in its ACK (as Linux does); bit 5 marks them present.
+            ws_bits = seg.wscale if cfg.window_scaling and seg.wscale is not None else 0xF
+            sack = cfg.sack and seg.sack_permitted
+            tsval = (int(now * 1000) + self._isn.ts_offset(*key)) & MASK
+            tsval = (tsval & ~0x3F) | 0x20 | (0x10 if sack else 0) | ws_bits
+            ts = (tsval, seg.timestamp[0])
+            if ws_bits != 0xF:
+                ws = _wscale_for(cfg.recv_buffer)
+        synack = TCPRepr(
+            key[1],
+            key[3],
+            cookie,
+            (seg.seq + 1) & MASK,
+            SYN | ACK,
+            min(cfg.recv_buffer, 65535),
+            b"",
+            cfg.mss,
+            ws,
+            sack,
+            (),
+            ts,
+        )
+        self.stats["syn_cookies_sent"] += 1
+        self._out.append((key[0], key[2], synack))
+
+    def _on_cookie_ack(self, now: float, lst: _Listener, key: Key, seg: TCPRepr) -> bool:
+        cookie = (seg.ack - 1) & MASK
+        irs = (seg.seq - 1) & MASK
+        counter = int(now // _COOKIE_PERIOD)
+        mss_idx = (cookie >> 24) & 0x7
+        for age in (0, 1):
+            c = counter - age
+            if (c & 0x1F) == cookie >> 27 and self._cookie(key, irs, c, mss_idx) == cookie:
+                break
+        else:
+            self.stats["syn_cookies_rejected"] += 1
+            return False
+        if len(lst.accept_queue) >= lst.backlog:
+            self.stats["syn_cookies_rejected"] += 1
+            return True  # drop silently: the client retries
+        self.stats["syn_cookies_accepted"] += 1
+        off = self._isn.ts_offset(*key)
+        ts = seg.timestamp
+        with_ts = self.config.timestamps and ts is not None and bool(ts[1] & 0x20)
+        ws_bits = ts[1] & 0xF if ts is not None else 0xF
+        conn = Connection.from_cookie(
+            self.config,
+            seg,
+            cookie,
+            _COOKIE_MSS[mss_idx],
+            now,
+            ts_offset=off,
+            wscale=None if ws_bits == 0xF else min(ws_bits, 14),
+            sack=ts is not None and bool(ts[1] & 0x10),
+            timestamps=with_ts,
+        )
+        self._add(key, conn)
+        lst.accept_queue.append(conn)
+        conn.handle_segment(now, seg)
+        return True
+
+    # ------------------------------------------------------------------ timers and output
+
+    def poll_at(self) -> float | None:
+        """When ``handle_timer`` is next needed (0.0 when output is pending now)."""
+        if self._out or self._dirty:
+            return 0.0
+        timers = self._timers
+        sched = self._scheduled
+        while timers:
+            t, key = timers[0]
+            if sched.get(key) == t:
+                return t
+            heapq.heappop(timers)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        timers = self._timers
+        sched = self._scheduled
+        while timers and timers[0][0] <= now:
+            t, key = heapq.heappop(timers)
+            if sched.get(key) != t:
+                continue
+            del sched[key]
+            conn = self.connections.get(key)
+            if conn is None:
+                continue
+            conn.handle_timer(now)
+            self._dirty.add(key)
+            self._active[key] = conn
+
+    def segments_to_send(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
+        """``(local address, remote address, segment)`` for everything due now."""
+        out = self._out
+        self._out = []
+        dirty = self._dirty
+        if not dirty:
+            return out
+        self._dirty = set()
+        conns = self.connections
+        sched = self._scheduled
+        for key in dirty:
+            conn = conns.get(key)
+            if conn is None:
+                continue
+            segs = conn.segments_to_send(now)
+            if segs:
+                laddr = key[0]
+                raddr = key[2]
+                for seg in segs:
+                    out.append((laddr, raddr, seg))
+            self._track(key, conn)
+            if conn.state == State.CLOSED:
+                self._remove(key, conn)
+                continue
+            t = conn.poll_at()
+            if t is not None and sched.get(key) != t:
+                sched[key] = t
+                heapq.heappush(self._timers, (t, key))
+        return out
+
+    def _track(self, key: Key, conn: Connection) -> None:
+        """Move a listener's half-open connection on once it leaves SYN_RECEIVED."""
+        if conn.state == State.SYN_RECEIVED:
+            return
+        lst = self._listeners.get(key[1])
+        if lst is not None and key in lst.half_open:
+            lst.half_open.discard(key)
+            if conn.state != State.CLOSED:
+                lst.accept_queue.append(conn)
+
+    def _remove(self, key: Key, conn: Connection) -> None:
+        del self.connections[key]
+        self._addr_of.pop(id(conn), None)
+        self._scheduled.pop(key, None)
+        self.stats["connections_removed"] += 1
+        for lst in self._listeners.values():
+            if conn in lst.accept_queue:
+                lst.accept_queue.remove(conn)
+            lst.half_open.discard(key)

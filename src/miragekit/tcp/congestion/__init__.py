@@ -1,0 +1,22 @@
+"""Pluggable congestion control: NewReno (RFC 5681, RFC 6582) and CUBIC (RFC 9438).
+
+The connection owns loss detection and recovery; a controller only decides the window:
+``on_ack`` grows it (outside recovery), ``on_loss`` reacts to fast retransmit, ``on_rto``
+to a retransmission timeout. Windows are in bytes.
+"""
+
+from __future__ import annotations
+
+from ._base import CongestionControl as CongestionControl
+from .cubic import Cubic as Cubic
+from .newreno import NewReno as NewReno
+
+__all__ = ["CongestionControl", "Cubic", "NewReno", "new_controller"]
+
+
+def new_controller(name: str, mss: int) -> CongestionControl:
+    if name == "newreno":
+        return NewReno(mss)
+    if name == "cubic":
+        return Cubic(mss)
+    raise ValueError(f"congestion: unknown algorithm {name!r} (newreno, cubic)")

@@ -1,0 +1,33 @@
+"""The interface every congestion controller implements."""
+
+from __future__ import annotations
+
+__all__ = ["CongestionControl", "initial_window"]
+
+
+def initial_window(mss: int) -> int:
+    """RFC 6928: min(10*MSS, max(2*MSS, 14600))."""
+    return min(10 * mss, max(2 * mss, 14600))
+
+
+class CongestionControl:
+    __slots__ = ("cwnd", "mss", "ssthresh")
+
+    def __init__(self, mss: int) -> None:
+        self.mss = mss
+        self.cwnd = initial_window(mss)
+        self.ssthresh = 1 << 62
+
+    def set_mss(self, mss: int) -> None:
+        """Called once the MSS is negotiated, before any data is sent."""
+        self.mss = mss
+        self.cwnd = initial_window(mss)
+
+    def on_ack(self, now: float, acked: int, srtt: float) -> None:
+        raise NotImplementedError
+
+    def on_loss(self, now: float, flight: int) -> None:
+        raise NotImplementedError
+
+    def on_rto(self, now: float, flight: int) -> None:
+        raise NotImplementedError

@@ -1,0 +1,69 @@
+"""CUBIC (RFC 9438): a cubic window growth function of the time since the last loss."""
+
+from __future__ import annotations
+
+from ._base import CongestionControl
+
+__all__ = ["Cubic"]
+
+C = 0.4
+BETA = 0.7
+ALPHA = 3 * (1 - BETA) / (1 + BETA)
+
+
+class Cubic(CongestionControl):
+    """Windows are tracked in segments (floats) internally, exposed in bytes."""
+
+    __slots__ = ("_acc", "_epoch", "_k", "_w_est", "_w_max")
+
+    def __init__(self, mss: int) -> None:
+        super().__init__(mss)
+        self._epoch: float | None = None
+        self._k = 0.0
+        self._w_max = 0.0
+        self._w_est = 0.0
+        self._acc = 0
+
+    def on_ack(self, now: float, acked: int, srtt: float) -> None:
+        mss = self.mss
+        if self.cwnd < self.ssthresh:
+            self.cwnd += min(acked, 2 * mss)
+            return
+        cwnd = self.cwnd / mss
+        if self._epoch is None:
+            self._epoch = now
+            if cwnd < self._w_max:
+                self._k = ((self._w_max - cwnd) / C) ** (1 / 3)
+            else:
+                self._k = 0.0
+                self._w_max = cwnd
+            self._w_est = cwnd
+        t = now - self._epoch
+        target = C * (t + srtt - self._k) ** 3 + self._w_max
+        target = min(max(target, cwnd), 1.5 * cwnd)
+        # Reno-friendly estimate (RFC 9438 4.3).
+        self._w_est += ALPHA * (acked / mss) / cwnd
+        w_cubic_now = C * (t - self._k) ** 3 + self._w_max
+        if w_cubic_now < self._w_est:
+            new = max(self._w_est, cwnd)
+        else:
+            new = cwnd + (target - cwnd) * (acked / mss) / cwnd
+        self.cwnd = max(int(new * mss), self.cwnd)
+
+    def _reduce(self, now: float) -> None:
+        cwnd = self.cwnd / self.mss
+        # Fast convergence (RFC 9438 4.7).
+        if cwnd < self._w_max:
+            self._w_max = cwnd * (1 + BETA) / 2
+        else:
+            self._w_max = cwnd
+        self.ssthresh = max(int(self.cwnd * BETA), 2 * self.mss)
+        self._epoch = None
+
+    def on_loss(self, now: float, flight: int) -> None:
+        self._reduce(now)
+        self.cwnd = self.ssthresh
+
+    def on_rto(self, now: float, flight: int) -> None:
+        self._reduce(now)
+        self.cwnd = self.mss

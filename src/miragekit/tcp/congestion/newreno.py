@@ -1,0 +1,36 @@
+"""NewReno window rules (RFC 5681 with RFC 3465 byte counting); recovery is in the connection."""
+
+from __future__ import annotations
+
+from ._base import CongestionControl
+
+__all__ = ["NewReno"]
+
+
+class NewReno(CongestionControl):
+    __slots__ = ("_acc",)
+
+    def __init__(self, mss: int) -> None:
+        super().__init__(mss)
+        self._acc = 0
+
+    def on_ack(self, now: float, acked: int, srtt: float) -> None:
+        if self.cwnd < self.ssthresh:
+            # Slow start, appropriate byte counting with L = 2*SMSS (RFC 3465).
+            self.cwnd += min(acked, 2 * self.mss)
+            return
+        # Congestion avoidance: one SMSS per window of bytes acknowledged.
+        self._acc += acked
+        if self._acc >= self.cwnd:
+            self._acc -= self.cwnd
+            self.cwnd += self.mss
+
+    def on_loss(self, now: float, flight: int) -> None:
+        self.ssthresh = max(flight // 2, 2 * self.mss)
+        self.cwnd = self.ssthresh
+        self._acc = 0
+
+    def on_rto(self, now: float, flight: int) -> None:
+        self.ssthresh = max(flight // 2, 2 * self.mss)
+        self.cwnd = self.mss
+        self._acc = 0

@@ -1,0 +1,476 @@
+"""The TCP header (RFC 9293) with its options (RFC 7323, RFC 2018): a view and a value.
+
+Two levels, as in smoltcp's ``wire``: :class:`TCPPacket` is a checked view over a buffer
+(field getters/setters, checksum fill and verify), :class:`TCPRepr` holds only the meaning
+(``parse``, ``buffer_len``, ``emit``). Untrusted bytes go through :meth:`TCPRepr.parse`,
+which raises a :class:`TCPParseError` (a ``ValueError``) naming the offending field;
+``emit`` into a buffer of exactly ``buffer_len()`` bytes cannot fail.
+
+``TCPRepr`` is a ``NamedTuple`` rather than a frozen dataclass: it is immutable and
+compared by value just the same, and it is built per segment on the hot path, where a
+tuple is several times cheaper to create.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from ..v1 import Buffer
+from ._tcp_checksum import internet_checksum, pseudo_header_sum
+
+__all__ = [
+    "ACK",
+    "CWR",
+    "ECE",
+    "FIN",
+    "HEADER_LEN",
+    "PSH",
+    "RST",
+    "SYN",
+    "URG",
+    "TCPChecksumError",
+    "TCPPacket",
+    "TCPParseError",
+    "TCPRepr",
+    "flags_str",
+]
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+PROTOCOL = 6
+HEADER_LEN = 20
+MAX_OPTIONS_LEN = 40
+
+OPT_EOL = 0
+OPT_NOP = 1
+OPT_MSS = 2
+OPT_WSCALE = 3
+OPT_SACK_PERMITTED = 4
+OPT_SACK = 5
+OPT_TIMESTAMP = 8
+
+MAX_WSCALE = 14
+
+_HDR = struct.Struct("!HHIIBBHHH")
+_MSS = struct.Struct("!BBH")
+_TS = struct.Struct("!BBBBII")
+_II = struct.Struct("!II")
+
+_FLAG_NAMES = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
+
+
+def flags_str(flags: int) -> str:
+    """Short tcpdump-style flag letters, for test messages and traces."""
+    return "".join(name for bit, name in _FLAG_NAMES if flags & bit) or "."
+
+
+class TCPParseError(ValueError):
+    """Malformed TCP bytes; ``field`` names the part that is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"tcp {field}: {message}")
+        self.field = field
+
+
+class TCPChecksumError(TCPParseError):
+    """The checksum over the pseudo-header and segment does not verify."""
+
+    def __init__(self) -> None:
+        super().__init__("checksum", "does not verify")
+
+
+class TCPPacket:
+    """A view over a TCP segment in a buffer: offsets, getters, setters, checksum."""
+
+    __slots__ = ("buffer",)
+
+    def __init__(self, buffer: Buffer) -> None:
+        self.buffer = memoryview(buffer)
+
+    @classmethod
+    def new_checked(cls, buffer: Buffer) -> TCPPacket:
+        packet = cls(buffer)
+        packet.check_len()
+        return packet
+
+    def check_len(self) -> None:
+        n = len(self.buffer)
+        if n < HEADER_LEN:
+            raise TCPParseError("length", f"{n} bytes is shorter than the 20-byte header")
+        hl = self.header_len
+        if hl < HEADER_LEN:
+            raise TCPParseError("data_offset", f"{hl} bytes is below the minimum 20")
+        if hl > n:
+            raise TCPParseError("data_offset", f"{hl} bytes exceeds the {n}-byte segment")
+
+    @property
+    def src_port(self) -> int:
+        b = self.buffer
+        return (b[0] << 8) | b[1]
+
+    @src_port.setter
+    def src_port(self, v: int) -> None:
+        self.buffer[0:2] = v.to_bytes(2, "big")
+
+    @property
+    def dst_port(self) -> int:
+        b = self.buffer
+        return (b[2] << 8) | b[3]
+
+    @dst_port.setter
+    def dst_port(self, v: int) -> None:
+        self.buffer[2:4] = v.to_bytes(2, "big")
+
+    @property
+    def seq(self) -> int:
+        return int.from_bytes(self.buffer[4:8], "big")
+
+    @seq.setter
+    def seq(self, v: int) -> None:
+        self.buffer[4:8] = v.to_bytes(4, "big")
+
+    @property
+    def ack(self) -> int:
+        return int.from_bytes(self.buffer[8:12], "big")
+
+    @ack.setter
+    def ack(self, v: int) -> None:
+        self.buffer[8:12] = v.to_bytes(4, "big")
+
+    @property
+    def header_len(self) -> int:
+        return (self.buffer[12] >> 4) * 4
+
+    @header_len.setter
+    def header_len(self, v: int) -> None:
+        self.buffer[12] = (v // 4) << 4
+
+    @property
+    def flags(self) -> int:
+        return self.buffer[13]
+
+    @flags.setter
+    def flags(self, v: int) -> None:
+        self.buffer[13] = v
+
+    @property
+    def window(self) -> int:
+        b = self.buffer
+        return (b[14] << 8) | b[15]
+
+    @window.setter
+    def window(self, v: int) -> None:
+        self.buffer[14:16] = v.to_bytes(2, "big")
+
+    @property
+    def checksum(self) -> int:
+        b = self.buffer
+        return (b[16] << 8) | b[17]
+
+    @checksum.setter
+    def checksum(self, v: int) -> None:
+        self.buffer[16:18] = v.to_bytes(2, "big")
+
+    @property
+    def urgent(self) -> int:
+        b = self.buffer
+        return (b[18] << 8) | b[19]
+
+    @urgent.setter
+    def urgent(self, v: int) -> None:
+        self.buffer[18:20] = v.to_bytes(2, "big")
+
+    @property
+    def options(self) -> memoryview:
+        return self.buffer[HEADER_LEN : self.header_len]
+
+    @property
+    def payload(self) -> memoryview:
+        return self.buffer[self.header_len :]
+
+    def fill_checksum(self, src: bytes, dst: bytes) -> None:
+        """Compute and store the checksum over the pseudo-header and the whole segment."""
+        self.buffer[16:18] = b"\0\0"
+        init = pseudo_header_sum(src, dst, PROTOCOL, len(self.buffer))
+        self.checksum = internet_checksum(self.buffer, init)
+
+    def fill_partial_checksum(self, src: bytes, dst: bytes) -> None:
+        """Store only the folded pseudo-header sum, as checksum offload (NEEDS_CSUM) wants."""
+        s = pseudo_header_sum(src, dst, PROTOCOL, len(self.buffer)) % 0xFFFF
+        self.checksum = s
+
+    def verify_checksum(self, src: bytes, dst: bytes) -> bool:
+        init = pseudo_header_sum(src, dst, PROTOCOL, len(self.buffer))
+        return internet_checksum(self.buffer, init) == 0
+
+
+def _parse_options(
+    opts: memoryview,
+) -> tuple[
+    int | None,
+    int | None,
+    bool,
+    tuple[tuple[int, int], ...],
+    tuple[int, int] | None,
+    tuple[tuple[int, bytes], ...],
+]:
+    mss: int | None = None
+    wscale: int | None = None
+    sack_perm = False
+    sack: tuple[tuple[int, int], ...] = ()
+    ts: tuple[int, int] | None = None
+    unknown: list[tuple[int, bytes]] = []
+    i = 0
+    n = len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise TCPParseError("options", f"option {kind} has no length byte")
+        length = opts[i + 1]
+        if length < 2 or i + length > n:
+            raise TCPParseError("options", f"option {kind} has bad length {length}")
+        if kind == OPT_MSS:
+            if length != 4:
+                raise TCPParseError("options.mss", f"length {length} is not 4")
+            mss = (opts[i + 2] << 8) | opts[i + 3]
+        elif kind == OPT_WSCALE:
+            if length != 3:
+                raise TCPParseError("options.wscale", f"length {length} is not 3")
+            # RFC 7323 2.3: a shift above 14 is used as 14.
+            wscale = min(opts[i + 2], MAX_WSCALE)
+        elif kind == OPT_SACK_PERMITTED:
+            if length != 2:
+                raise TCPParseError("options.sack_permitted", f"length {length} is not 2")
+            sack_perm = True
+        elif kind == OPT_SACK:
+            if (length - 2) % 8 or length < 10:
+                raise TCPParseError("options.sack", f"length {length} is not 2 + 8k")
+            sack = tuple(_II.unpack_from(opts, j) for j in range(i + 2, i + length, 8))
+        elif kind == OPT_TIMESTAMP:
+            if length != 10:
+                raise TCPParseError("options.timestamp", f"length {length} is not 10")
+            ts = _II.unpack_from(opts, i + 2)
+        else:
+            unknown.append((kind, bytes(opts[i + 2 : i + length])))
+        i += length
+    return mss, wscale, sack_perm, sack, ts, tuple(unknown)
+
+
+class TCPRepr(NamedTuple):
+    """The meaning of a TCP segment: ports, numbers, flags, options and payload.
+
+    ``window`` is the raw 16-bit field (unscaled). ``timestamp`` is ``(TSval, TSecr)``.
+    ``sack_blocks`` are ``(left, right)`` pairs. ``unknown_options`` keeps options we do
+    not interpret as ``(kind, data)`` so they survive a parse/emit round trip.
+    """
+
+    src_port: int
+    dst_port: int
+    seq: int
+    ack: int
+    flags: int
+    window: int
+    payload: Buffer = b""
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    sack_blocks: tuple[tuple[int, int], ...] = ()
+    timestamp: tuple[int, int] | None = None
+    urgent: int = 0
+    unknown_options: tuple[tuple[int, bytes], ...] = ()
+
+    @classmethod
+    def parse(
+        cls,
+        data: Buffer,
+        src: bytes | None = None,
+        dst: bytes | None = None,
+    ) -> TCPRepr:
+        """Parse a segment; with ``src``/``dst`` (packed addresses) verify the checksum.
+
+        The payload is a view into ``data`` (no copy).
+        """
+        buf = data if isinstance(data, memoryview) else memoryview(data)
+        n = len(buf)
+        if n < HEADER_LEN:
+            raise TCPParseError("length", f"{n} bytes is shorter than the 20-byte header")
+        sport, dport, seq, ack, off, flags, window, _csum, urgent = _HDR.unpack_from(buf)
+        hl = (off >> 4) * 4
+        if hl < HEADER_LEN:
+            raise TCPParseError("data_offset", f"{hl} bytes is below the minimum 20")
+        if hl > n:
+            raise TCPParseError("data_offset", f"{hl} bytes exceeds the {n}-byte segment")
+        if src is not None and dst is not None:
+            init = pseudo_header_sum(src, dst, PROTOCOL, n)
+            if internet_checksum(buf, init) != 0:
+                raise TCPChecksumError()
+        payload = buf[hl:]
+        if hl == HEADER_LEN:
+            return cls(sport, dport, seq, ack, flags, window, payload, urgent=urgent)
+        mss, wscale, sp, sack, ts, unknown = _parse_options(buf[HEADER_LEN:hl])
+        return cls(
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window,
+            payload,
+            mss,
+            wscale,
+            sp,
+            sack,
+            ts,
+            urgent,
+            unknown,
+        )
+
+    def options_len(self) -> int:
+        n = 0
+        if self.mss is not None:
+            n += 4
+        if self.wscale is not None:
+            n += 4
+        if self.sack_permitted and self.timestamp is not None:
+            n += 12
+        else:
+            if self.sack_permitted:
+                n += 4
+            if self.timestamp is not None:
+                n += 12
+        if self.sack_blocks:
+            n += 4 + 8 * len(self.sack_blocks)
+        for _kind, data in self.unknown_options:
+            n += 2 + len(data)
+        return (n + 3) & ~3
+
+    def header_len(self) -> int:
+        return HEADER_LEN + self.options_len()
+
+    def buffer_len(self) -> int:
+        """Bytes ``emit`` writes; raises ``ValueError`` if the options cannot fit."""
+        olen = self.options_len()
+        if olen > MAX_OPTIONS_LEN:
+            raise ValueError(f"options: {olen} bytes exceed the 40-byte limit")
+        return HEADER_LEN + olen + len(self.payload)
+
+    @property
+    def seg_len(self) -> int:
+        """Sequence space used: payload plus one for each of SYN and FIN."""
+        f = self.flags
+        return len(self.payload) + (f & SYN) // SYN + (f & FIN)
+
+    def _emit_options(self, buf: memoryview, i: int) -> int:
+        if self.mss is not None:
+            _MSS.pack_into(buf, i, OPT_MSS, 4, self.mss)
+            i += 4
+        if self.wscale is not None:
+            buf[i : i + 4] = bytes((OPT_NOP, OPT_WSCALE, 3, self.wscale))
+            i += 4
+        ts = self.timestamp
+        if self.sack_permitted and ts is not None:
+            _TS.pack_into(buf, i, OPT_SACK_PERMITTED, 2, OPT_TIMESTAMP, 10, ts[0], ts[1])
+            i += 12
+        else:
+            if self.sack_permitted:
+                buf[i : i + 4] = bytes((OPT_NOP, OPT_NOP, OPT_SACK_PERMITTED, 2))
+                i += 4
+            if ts is not None:
+                _TS.pack_into(buf, i, OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10, ts[0], ts[1])
+                i += 12
+        if self.sack_blocks:
+            blocks = self.sack_blocks
+            buf[i : i + 4] = bytes((OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(blocks)))
+            i += 4
+            for left, right in blocks:
+                _II.pack_into(buf, i, left, right)
+                i += 8
+        for kind, data in self.unknown_options:
+            buf[i] = kind
+            buf[i + 1] = 2 + len(data)
+            buf[i + 2 : i + 2 + len(data)] = data
+            i += 2 + len(data)
+        while i & 3:
+            buf[i] = OPT_EOL
+            i += 1
+        return i
+
+    def emit(
+        self,
+        buffer: Buffer,
+        src: bytes | None = None,
+        dst: bytes | None = None,
+        *,
+        partial_checksum: bool = False,
+    ) -> None:
+        """Write the segment into ``buffer`` (exactly ``buffer_len()`` bytes).
+
+        With ``src``/``dst`` the checksum is filled (or only the pseudo-header sum with
+        ``partial_checksum``, for checksum offload); without them it is left zero.
+        """
+        buf = buffer if isinstance(buffer, memoryview) else memoryview(buffer)
+        hl = HEADER_LEN + self.options_len()
+        _HDR.pack_into(
+            buf,
+            0,
+            self.src_port,
+            self.dst_port,
+            self.seq,
+            self.ack,
+            (hl // 4) << 4,
+            self.flags,
+            self.window,
+            0,
+            self.urgent,
+        )
+        if hl > HEADER_LEN:
+            self._emit_options(buf, HEADER_LEN)
+        end = hl + len(self.payload)
+        if end > hl:
+            buf[hl:end] = self.payload
+        if src is not None and dst is not None:
+            packet = TCPPacket(buf[:end])
+            if partial_checksum:
+                packet.fill_partial_checksum(src, dst)
+            else:
+                packet.fill_checksum(src, dst)
+
+    def to_bytes(self, src: bytes | None = None, dst: bytes | None = None) -> bytearray:
+        """Convenience: a new buffer holding the emitted segment."""
+        out = bytearray(self.buffer_len())
+        self.emit(out, src, dst)
+        return out
+
+    def __repr__(self) -> str:
+        parts = [
+            f"{self.src_port}->{self.dst_port}",
+            flags_str(self.flags),
+            f"seq={self.seq}",
+            f"ack={self.ack}",
+            f"win={self.window}",
+            f"len={len(self.payload)}",
+        ]
+        if self.mss is not None:
+            parts.append(f"mss={self.mss}")
+        if self.wscale is not None:
+            parts.append(f"ws={self.wscale}")
+        if self.sack_permitted:
+            parts.append("sackOK")
+        if self.sack_blocks:
+            parts.append(f"sack={list(self.sack_blocks)}")
+        if self.timestamp is not None:
+            parts.append(f"ts={self.timestamp}")
+        return "TCPRepr(" + " ".join(parts) + ")"

@@ -1,0 +1,172 @@
+"""DirectStackV4: two of our stacks over the virtual switch (simulated and real time)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import random
+from collections.abc import Coroutine
+from typing import Any
+
+from miragekit import sim
+from miragekit.net import LinkParams, VnetSwitch
+from miragekit.result import EOF, Error, Ok, Refused, Timeout
+from miragekit.stack import DirectStackV4, Static
+from miragekit.v1 import StackConfig
+
+A = ipaddress.IPv4Address
+
+
+async def two_stacks(
+    link: LinkParams | None = None, mtu: int = 1500
+) -> tuple[VnetSwitch, DirectStackV4, DirectStackV4]:
+    sw = VnetSwitch()
+    stacks = []
+    for i, name in enumerate(("client", "server")):
+        vif = sw.add_interface(name, mtu=mtu, link=link or LinkParams(latency=0.001))
+        r = await DirectStackV4.connect(StackConfig(name, None, vif, Static(f"10.0.0.{i + 1}/24")))
+        assert isinstance(r, Ok)
+        stacks.append(r.value)
+    return sw, stacks[0], stacks[1]
+
+
+async def connect(stack: DirectStackV4, port: int) -> Any:
+    r = await stack.tcpv4().create_connection((A("10.0.0.2"), port))
+    assert isinstance(r, Ok), r
+    return r.value
+
+
+async def drain(flow: Any) -> bytes:
+    out = bytearray()
+    while True:
+        r = await flow.read()
+        if isinstance(r, Ok):
+            out += r.value
+        else:
+            assert r is EOF, r
+            return bytes(out)
+
+
+def run_sim(coro: Coroutine[Any, Any, Any], seed: int = 1) -> Any:
+    return sim.run(coro, seed=seed)
+
+
+def test_echo_and_close_in_simulated_time() -> None:
+    async def main() -> None:
+        _, client, server = await two_stacks()
+
+        async def echo(flow: Any) -> None:
+            while isinstance(r := await flow.read(), Ok):
+                await flow.write(r.value)
+
+        server.listen_tcpv4(port=7, callback=echo)
+        flow = await connect(client, 7)
+        assert flow.get_dest() == (A("10.0.0.2"), 7)
+        for msg in (b"hello", b"x" * 5000, b"world"):
+            assert await flow.write(msg) == Ok(None)
+            got = b""
+            while len(got) < len(msg):
+                r = await flow.read()
+                assert isinstance(r, Ok)
+                got += bytes(r.value)
+            assert got == msg
+        await flow.close()
+        assert await flow.read() is EOF
+        await asyncio.sleep(300)  # past TIME_WAIT
+        assert client.tcpv4().connections() == 0
+        assert server.tcpv4().connections() == 0
+
+    run_sim(main())
+
+
+def test_refused_and_timeout() -> None:
+    async def main() -> None:
+        sw, client, _ = await two_stacks()
+        assert await client.tcpv4().create_connection((A("10.0.0.2"), 81)) == Error(Refused())
+        sw.partition({"client"}, {"server"})
+        t0 = asyncio.get_running_loop().time()
+        assert await client.tcpv4().create_connection((A("10.0.0.2"), 81)) == Error(Timeout())
+        assert asyncio.get_running_loop().time() - t0 > 30
+
+    run_sim(main())
+
+
+def transfer(size: int, link: LinkParams, seed: int) -> None:
+    payload = random.Random(seed).randbytes(size)
+
+    async def main() -> None:
+        _, client, server = await two_stacks(link)
+        received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def sink(flow: Any) -> None:
+            received.set_result(await drain(flow))
+
+        server.listen_tcpv4(port=9, callback=sink)
+        flow = await connect(client, 9)
+        for i in range(0, size, 100_000):
+            assert await flow.write(payload[i : i + 100_000]) == Ok(None)
+        await flow.close()
+        got = await received
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+    run_sim(main(), seed=seed)
+
+
+def test_transfer_with_loss_reordering_duplication_corruption() -> None:
+    transfer(
+        3_000_000,
+        LinkParams(
+            latency=0.005,
+            loss=0.02,
+            reorder=0.02,
+            reorder_delay=0.003,
+            duplicate=0.01,
+            corrupt=0.01,
+        ),
+        seed=3,
+    )
+
+
+def test_flow_conformance_suite_on_direct_flows() -> None:
+    from miragekit.testing import check_flow
+
+    async def main() -> None:
+        _, client, server = await two_stacks()
+        accepted: asyncio.Queue[Any] = asyncio.Queue()
+        hold = asyncio.Event()
+
+        async def keep(flow: Any) -> None:
+            await accepted.put(flow)
+            await hold.wait()
+
+        server.listen_tcpv4(port=5000, callback=keep)
+
+        async def make_pair() -> tuple[Any, Any]:
+            a = await connect(client, 5000)
+            return a, await accepted.get()
+
+        await check_flow(make_pair)
+        hold.set()
+
+    run_sim(main())
+
+
+def test_real_time_bulk_transfer_over_the_switch() -> None:
+    async def main() -> None:
+        async with asyncio.timeout(60):
+            _, client, server = await two_stacks(LinkParams(), mtu=1500)
+            done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+            async def count(flow: Any) -> None:
+                done.set_result(len(await drain(flow)))
+
+            server.listen_tcpv4(port=9, callback=count)
+            flow = await connect(client, 9)
+            chunk = bytes(65536)
+            for _ in range(80):
+                await flow.write(chunk)
+            await flow.close()
+            assert await done == 80 * 65536
+
+    asyncio.run(main())

@@ -1,0 +1,381 @@
+"""Retransmission, RTT, congestion control, SACK, window scaling, timestamps, MSS."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from tests.tcp_helpers import (
+    LOCAL_ISS,
+    LOCAL_SEQ,
+    PLAIN,
+    REMOTE_SEQ,
+    WINDOW,
+    due,
+    established,
+    events,
+    out,
+    seg_in,
+    seg_out,
+    state,
+    syn_received,
+)
+
+from miragekit.tcp import Config, ConnectionClosed, ConnectionTimedOut, State
+from miragekit.tcp._rtt import RttEstimator
+from miragekit.tcp._sack import Scoreboard
+from miragekit.tcp.congestion import Cubic, NewReno, new_controller
+from miragekit.wire.tcp import ACK, PSH, SYN
+
+
+def cfg(**kw: object) -> Config:
+    return dataclasses.replace(PLAIN, **kw)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- RTT and RTO
+
+
+def test_rtt_estimator_rfc6298() -> None:
+    r = RttEstimator(initial_rto=1.0, min_rto=0.2, max_rto=60.0)
+    assert r.timeout() == 1.0
+    r.sample(0.1)
+    assert r.srtt == pytest.approx(0.1) and r.rttvar == pytest.approx(0.05)
+    assert r.rto == pytest.approx(0.3)
+    r.sample(0.3)
+    assert r.rttvar == pytest.approx(0.75 * 0.05 + 0.25 * 0.2)
+    assert r.srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.3)
+    r.on_expiry()
+    r.on_expiry()
+    assert r.timeout() == pytest.approx(4 * r.rto)
+    for _ in range(20):
+        r.on_expiry()
+    assert r.timeout() == 60.0
+    r.reset_backoff()
+    assert r.timeout() == pytest.approx(r.rto)
+    with pytest.raises(ValueError, match="min_rto"):
+        RttEstimator(min_rto=0)
+
+
+def test_rto_retransmits_with_backoff_then_times_out() -> None:
+    c = established(cfg(max_retransmits=3))
+    c.send(b"data")
+    seg = seg_out(ACK | PSH, LOCAL_SEQ, REMOTE_SEQ, b"data")
+    assert out(c) == [seg]
+    times = []
+    while state(c) != State.CLOSED:
+        t = due(c)
+        times.append(t)
+        c.handle_timer(t)
+        assert out(c, t) in ([seg], [])
+    assert times == pytest.approx([0.2, 0.6, 1.4, 3.0])
+    assert events(c) == [ConnectionTimedOut(), ConnectionClosed()]
+    assert c.stats["rto"] == 3
+
+
+def test_rto_collapses_cwnd_and_go_back_n() -> None:
+    c = established(mss=1000)
+    c.send(bytes(5000))
+    assert len(out(c)) == 5
+    c.handle_timer(due(c))
+    assert c.cwnd == 1000 and c.ssthresh == 2500
+    # One segment from SND.UNA; the rest follows as ACKs return (slow start).
+    assert out(c, 0.2) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, bytes(1000))]
+    c.handle_segment(0.3, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1000))
+    assert [s.seq for s in out(c, 0.3)] == [
+        (LOCAL_SEQ + 1000) & 0xFFFFFFFF,
+        (LOCAL_SEQ + 2000) & 0xFFFFFFFF,
+    ]
+
+
+def test_rtt_sample_from_timed_segment_sets_rto() -> None:
+    c = established()
+    c.send(b"x")
+    out(c, 10.0)
+    c.handle_segment(10.5, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1))
+    # Handshake sample 0 s, then 0.5 s: srtt = 0.0625, rttvar = 0.0625*... RFC 6298 2.3.
+    r = RttEstimator(1.0, 0.2, 60.0)
+    r.sample(0.0)
+    r.sample(0.5)
+    assert c.rto == pytest.approx(r.rto)
+
+
+# ---------------------------------------------------------------- NewReno (RFC 6582)
+
+
+def test_newreno_fast_retransmit_partial_and_full_ack() -> None:
+    c = established(mss=1000)
+    c.send(bytes(10000))
+    assert [len(s.payload) for s in out(c)] == [1000] * 10
+    una = LOCAL_SEQ + 1000
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+    assert out(c, 0.1) == []
+    for i in range(2):
+        c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+        assert out(c, 0.1) == [], i
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+    assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
+    assert c.stats["fast_retransmits"] == 1
+    assert c.ssthresh == 4500 and c.cwnd == 4500
+    # More duplicate ACKs inflate the window but there is no new data to send.
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+    assert out(c, 0.1) == []
+    # A partial ACK: the next hole is retransmitted at once.
+    c.handle_segment(0.2, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 5000))
+    assert out(c, 0.2) == [seg_out(ACK, LOCAL_SEQ + 5000, REMOTE_SEQ, bytes(1000))]
+    # The full ACK ends recovery with cwnd = ssthresh.
+    c.handle_segment(0.3, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000))
+    assert out(c, 0.3) == []
+    assert c.cwnd == 4500
+    assert c.poll_at() is None
+
+
+def test_no_fast_retransmit_for_window_updates_or_data() -> None:
+    c = established(mss=1000)
+    c.send(bytes(3000))
+    out(c)
+    for w in (60000, 61000, 62000):  # the window changes: not duplicates
+        c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=w))
+    assert c.stats["fast_retransmits"] == 0
+    assert out(c, 0.1) == []
+
+
+# ---------------------------------------------------------------- SACK (RFC 2018, 6675)
+
+
+def test_sack_negotiated_and_receiver_blocks_most_recent_first() -> None:
+    c = established(cfg(sack=True), sack_permitted=True)
+    assert c.stats["segs_out"] == 1
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 10, LOCAL_SEQ, b"b" * 10))
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 30, LOCAL_SEQ, b"d" * 10))
+    sent = out(c)
+    assert sent[-1] == seg_out(
+        ACK,
+        LOCAL_SEQ,
+        REMOTE_SEQ,
+        sack_blocks=(
+            ((REMOTE_SEQ + 30) & 0xFFFFFFFF, (REMOTE_SEQ + 40) & 0xFFFFFFFF),
+            ((REMOTE_SEQ + 10) & 0xFFFFFFFF, (REMOTE_SEQ + 20) & 0xFFFFFFFF),
+        ),
+    )
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"a" * 10))
+    assert out(c) == [
+        seg_out(
+            ACK,
+            LOCAL_SEQ,
+            REMOTE_SEQ + 20,
+            window=WINDOW - 20,
+            sack_blocks=(((REMOTE_SEQ + 30) & 0xFFFFFFFF, (REMOTE_SEQ + 40) & 0xFFFFFFFF),),
+        )
+    ]
+    assert c.receive() == b"a" * 10 + b"b" * 10
+
+
+def test_sack_not_used_when_peer_does_not_offer_it() -> None:
+    c = syn_received(cfg(sack=True))
+    assert out(c)[0].sack_permitted is False
+
+
+def test_sack_recovery_retransmits_only_holes() -> None:
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    c.send(bytes(10000))
+    assert len(out(c)) == 10
+    una = LOCAL_SEQ + 1000
+
+    def sack(*blocks: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+        return tuple(
+            ((LOCAL_SEQ + a) & 0xFFFFFFFF, (LOCAL_SEQ + b) & 0xFFFFFFFF) for a, b in blocks
+        )
+
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 3000))))
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 4000))))
+    assert out(c, 0.1) == []
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 5000))))
+    assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
+    assert c.cwnd == 4500
+    # Segment 7 is lost too; pipe leaves room, so exactly that hole is resent.
+    c.handle_segment(
+        0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 6000), (7000, 10000)))
+    )
+    assert out(c, 0.1) == [seg_out(ACK, LOCAL_SEQ + 6000, REMOTE_SEQ, bytes(1000))]
+    assert c.stats["retransmits"] == 2
+    c.handle_segment(0.2, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000))
+    assert out(c, 0.2) == []
+    assert c.poll_at() is None
+
+
+def test_scoreboard_pipe_and_next_seg() -> None:
+    sb = Scoreboard()
+    assert sb.add(30, 40) and sb.add(50, 60) and sb.add(10, 20)
+    assert not sb.add(12, 18)
+    assert sb.add(20, 30)  # merges with both neighbours
+    assert sb.blocks == [[10, 40], [50, 60]]
+    assert sb.sacked_bytes() == 40
+    # MSS 5: (3-1)*5 = 10 bytes SACKed above a hole makes it lost.
+    assert sb.is_lost(0, 5) and sb.is_lost(45, 5) is False
+    assert sb.next_seg(0, 0, 5) == (0, 5)
+    assert sb.next_seg(0, 5, 5) == (5, 10)
+    assert sb.next_seg(0, 10, 5) is None  # hole [40, 50) has only 10 bytes above: not lost
+    assert sb.pipe(0, 80, 0, 5) == 10 + 20  # hole [40,50) + tail [60,80)
+    assert sb.pipe(0, 80, 5, 5) == 35
+    sb.advance(45)
+    assert sb.blocks == [[50, 60]]
+
+
+# ---------------------------------------------------------------- window scaling (RFC 7323)
+
+
+def test_window_scaling_negotiated() -> None:
+    big = cfg(window_scaling=True, recv_buffer=1 << 20)
+    c = syn_received(big, wscale=7)
+    synack = out(c)[0]
+    assert synack.wscale == 5 and synack.window == 65535  # SYN windows are never scaled
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=100))
+    assert c.send_window == 100 << 7
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"x" * 64))
+    assert out(c) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 64, window=((1 << 20) - 64) >> 5)]
+
+
+def test_window_scaling_off_when_peer_lacks_it() -> None:
+    c = syn_received(cfg(window_scaling=True, recv_buffer=1 << 20))
+    synack = out(c)[0]
+    assert synack.wscale is None and synack.window == 65535
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=1000))
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"y"))
+    assert out(c)[0].window == 65535
+
+
+# ---------------------------------------------------------------- timestamps and PAWS
+
+
+def test_timestamps_echo_rtt_and_paws() -> None:
+    c = syn_received(cfg(timestamps=True), timestamp=(100, 0))
+    assert out(c)[0].timestamp == (0, 100)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, timestamp=(101, 0)))
+    assert state(c) == State.ESTABLISHED
+    assert c.mss == 1460 - 12
+    c.handle_segment(1.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"abc", timestamp=(200, 0)))
+    assert out(c, 1.0) == [
+        seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 3, window=WINDOW - 3, timestamp=(1000, 200))
+    ]
+    # PAWS: an older TSval is a wrapped old duplicate: dropped and answered with an ACK.
+    c.handle_segment(1.1, seg_in(ACK, REMOTE_SEQ + 3, LOCAL_SEQ, b"old", timestamp=(150, 0)))
+    assert c.readable == 3
+    assert out(c, 1.1) == [
+        seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 3, window=WINDOW - 3, timestamp=(1100, 200))
+    ]
+    # RTT from the echoed timestamp.
+    c.send(b"q")
+    out(c, 2.0)
+    c.handle_segment(2.25, seg_in(ACK, REMOTE_SEQ + 3, LOCAL_SEQ + 1, timestamp=(300, 2000)))
+    assert c._rtt.srtt is not None
+
+
+def test_paws_across_tsval_wraparound() -> None:
+    c = syn_received(cfg(timestamps=True), timestamp=(0xFFFFFFF0, 0))
+    out(c)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, timestamp=(0xFFFFFFF8, 0)))
+    # TSval wrapped past zero: still newer, accepted.
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"ok", timestamp=(5, 0)))
+    assert c.readable == 2
+
+
+# ---------------------------------------------------------------- MSS
+
+
+def test_mss_option_and_clamping() -> None:
+    c = syn_received(cfg(mss=1200), mss=536)
+    assert out(c)[0].mss == 1200
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ))
+    c.send(bytes(2000))
+    assert [len(s.payload) for s in out(c)] == [536, 536, 536]  # then Nagle holds the runt
+    c2 = syn_received(cfg(mss=1200), mss=9000)
+    out(c2)
+    c2.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ))
+    c2.send(bytes(2400))
+    assert [len(s.payload) for s in out(c2)] == [1200, 1200]
+
+
+def test_default_mss_without_option() -> None:
+    from miragekit.tcp import Connection
+
+    c = Connection.accept(PLAIN, seg_in(SYN, 5), LOCAL_ISS, 0.0)
+    out(c)
+    c.handle_segment(0.0, seg_in(ACK, 6, LOCAL_SEQ))
+    assert c.mss == 536
+
+
+# ---------------------------------------------------------------- congestion controllers
+
+
+def test_newreno_window_growth() -> None:
+    cc = NewReno(1000)
+    assert cc.cwnd == 10000
+    cc.on_ack(0.0, 1000, 0.1)
+    assert cc.cwnd == 11000  # slow start
+    cc.on_loss(0.0, 20000)
+    assert cc.ssthresh == 10000 and cc.cwnd == 10000
+    for _ in range(10):
+        cc.on_ack(0.0, 1000, 0.1)
+    assert cc.cwnd == 11000  # one MSS per window in congestion avoidance
+    cc.on_rto(0.0, 4000)
+    assert cc.cwnd == 1000 and cc.ssthresh == 2000
+
+
+def test_cubic_concave_then_convex_around_wmax() -> None:
+    mss = 1000
+    cc = Cubic(mss)
+    cc.cwnd = 100 * mss
+    cc.ssthresh = 50 * mss
+    cc.on_loss(0.0, cc.cwnd)
+    assert cc.cwnd == 70 * mss and cc.ssthresh == 70 * mss
+    k = (30 / 0.4) ** (1 / 3)
+    rtt = 0.1
+    now = 0.0
+    samples = {}
+    while now < 2 * k:
+        # One RTT worth of ACKs.
+        acked = 0
+        while acked < cc.cwnd:
+            cc.on_ack(now, mss, rtt)
+            acked += mss
+        now += rtt
+        samples[round(now, 1)] = cc.cwnd / mss
+    at_k = samples[min(samples, key=lambda t: abs(t - k))]
+    assert 95 <= at_k <= 106  # plateau near W_max at t = K
+    assert samples[round(0.5, 1)] > 70 and samples[round(0.5, 1)] < at_k  # concave growth
+    assert max(samples.values()) > 110  # convex probing beyond W_max
+    cc.on_rto(now, cc.cwnd)
+    assert cc.cwnd == mss
+
+
+def test_cubic_fast_convergence() -> None:
+    cc = Cubic(1000)
+    cc.cwnd = 100_000
+    cc.on_loss(0.0, 100_000)
+    cc.on_loss(1.0, 70_000)  # second loss below the previous W_max
+    assert cc._w_max == pytest.approx(70 * (1 + 0.7) / 2)
+
+
+def test_controller_factory() -> None:
+    assert isinstance(new_controller("cubic", 1000), Cubic)
+    assert isinstance(new_controller("newreno", 1000), NewReno)
+    with pytest.raises(ValueError, match="congestion"):
+        new_controller("bbr", 1000)
+    with pytest.raises(ValueError, match="congestion"):
+        Config(congestion="vegas")
+
+
+def test_limited_transmit_sends_new_data_on_first_dupacks() -> None:
+    c = established(mss=1000)
+    c.send(bytes(14000))
+    assert len(out(c)) == 10  # the initial window
+    una = LOCAL_SEQ + 1000
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))  # cwnd 11000: 2 more (1 acked + 1 growth)
+    assert [s.seq for s in out(c, 0.1)] == [(LOCAL_SEQ + k * 1000) & 0xFFFFFFFF for k in (10, 11)]
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+    assert out(c, 0.1) == [seg_out(ACK, LOCAL_SEQ + 12000, REMOTE_SEQ, bytes(1000))]
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+    assert out(c, 0.1) == [seg_out(ACK | PSH, LOCAL_SEQ + 13000, REMOTE_SEQ, bytes(1000))]
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))  # the third: fast retransmit
+    assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]

@@ -1,0 +1,266 @@
+"""The TCP header view and value type: fixed bytes, scapy as independent decoder, round trips."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+
+from miragekit.wire._tcp_checksum import internet_checksum, pseudo_header_sum
+from miragekit.wire.tcp import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    TCPChecksumError,
+    TCPPacket,
+    TCPParseError,
+    TCPRepr,
+)
+
+SRC4 = ipaddress.IPv4Address("192.168.1.1").packed
+DST4 = ipaddress.IPv4Address("192.168.1.2").packed
+SRC6 = ipaddress.IPv6Address("fe80::1").packed
+DST6 = ipaddress.IPv6Address("fe80::2").packed
+
+# A SYN with MSS 1460, SACK permitted, timestamps and window scale 7, as Linux sends it,
+# checksummed over 192.168.1.1 -> 192.168.1.2.
+SYN_BYTES = bytes.fromhex(
+    "c35000500000000100000000a002faf000000000020405b40402080a0000000a0000000001030307"
+)
+
+
+def _syn_with_checksum() -> bytes:
+    buf = bytearray(SYN_BYTES)
+    TCPPacket(buf).fill_checksum(SRC4, DST4)
+    return bytes(buf)
+
+
+def test_view_fields() -> None:
+    p = TCPPacket.new_checked(_syn_with_checksum())
+    assert (p.src_port, p.dst_port, p.seq, p.ack) == (50000, 80, 1, 0)
+    assert p.header_len == 40 and p.flags == SYN and p.window == 64240 and p.urgent == 0
+    assert p.verify_checksum(SRC4, DST4)
+    assert len(p.options) == 20 and len(p.payload) == 0
+
+
+def test_deconstruct_linux_style_syn() -> None:
+    r = TCPRepr.parse(_syn_with_checksum(), SRC4, DST4)
+    assert r == TCPRepr(
+        50000, 80, 1, 0, SYN, 64240, b"", mss=1460, wscale=7, sack_permitted=True, timestamp=(10, 0)
+    )
+
+
+def test_construct_matches_scapy_checksum_v4() -> None:
+    r = TCPRepr(1234, 80, 0xFFFFFFF0, 0x10, ACK | PSH, 512, b"hello world", timestamp=(7, 9))
+    raw = r.to_bytes(SRC4, DST4)
+    ip = IP(bytes(IP(src="192.168.1.1", dst="192.168.1.2", proto=6) / TCP(bytes(raw))))
+    ref = (
+        IP(src="192.168.1.1", dst="192.168.1.2")
+        / TCP(
+            sport=1234,
+            dport=80,
+            seq=0xFFFFFFF0,
+            ack=0x10,
+            flags="PA",
+            window=512,
+            options=[("NOP", None), ("NOP", None), ("Timestamp", (7, 9))],
+        )
+        / b"hello world"
+    )
+    assert ip[TCP].chksum == IP(bytes(ref))[TCP].chksum
+    assert bytes(raw) == bytes(IP(bytes(ref))[TCP])
+
+
+def test_checksum_v6_matches_scapy() -> None:
+    r = TCPRepr(1, 2, 3, 4, ACK, 100, b"odd")
+    raw = r.to_bytes(SRC6, DST6)
+    ref = (
+        IPv6(src="fe80::1", dst="fe80::2")
+        / TCP(sport=1, dport=2, seq=3, ack=4, flags="A", window=100)
+        / b"odd"
+    )
+    assert bytes(raw) == bytes(IPv6(bytes(ref))[TCP])
+    assert TCPRepr.parse(raw, SRC6, DST6) == r
+
+
+def test_scapy_decodes_all_our_options() -> None:
+    r = TCPRepr(
+        5,
+        6,
+        7,
+        8,
+        SYN | ACK,
+        9,
+        b"",
+        mss=1400,
+        wscale=14,
+        sack_permitted=True,
+        timestamp=(1, 2),
+        sack_blocks=((10, 20),),
+        unknown_options=((254, b"\x01\x02"),),
+    )
+    assert r.buffer_len() <= 60
+    t = TCP(bytes(r.to_bytes()))
+    opts = dict((k, v) for k, v in t.options if k != "NOP")
+    assert opts["MSS"] == 1400 and opts["WScale"] == 14 and opts["Timestamp"] == (1, 2)
+    assert opts["SAck"] == (10, 20) and "SAckOK" in opts
+
+
+def test_parse_scapy_generated() -> None:
+    pkt = (
+        IP(src="192.168.1.1", dst="192.168.1.2")
+        / TCP(
+            sport=4000,
+            dport=5201,
+            seq=123,
+            ack=456,
+            flags="FA",
+            window=1000,
+            options=[("SAck", (100, 200)), ("NOP", None), ("WScale", 3), ("EOL", None)],
+        )
+        / b"xyz"
+    )
+    raw = bytes(IP(bytes(pkt))[TCP])
+    r = TCPRepr.parse(raw, SRC4, DST4)
+    assert (r.seq, r.ack, r.flags, r.window) == (123, 456, FIN | ACK, 1000)
+    assert r.sack_blocks == ((100, 200),) and r.wscale == 3 and bytes(r.payload) == b"xyz"
+
+
+def test_bad_checksum_rejected() -> None:
+    raw = bytearray(TCPRepr(1, 2, 3, 4, ACK, 5, b"data").to_bytes(SRC4, DST4))
+    raw[-1] ^= 0x40
+    with pytest.raises(TCPChecksumError) as e:
+        TCPRepr.parse(raw, SRC4, DST4)
+    assert e.value.field == "checksum"
+    assert TCPRepr.parse(raw).payload == b"dat!"  # without addresses: not verified
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"\x00" * 19, "length"),
+        (bytes(12) + b"\x40" + bytes(7), "data_offset"),
+        (bytes(12) + b"\x60" + bytes(7), "data_offset"),
+        (bytes(12) + b"\x60" + bytes(7) + b"\x02\x03\x05\xb4", "options.mss"),
+        (bytes(12) + b"\x60" + bytes(7) + b"\x03\x01\x00\x00", "options"),
+        (bytes(12) + b"\x60" + bytes(7) + b"\x01\x01\x01\x08", "options"),
+        (bytes(12) + b"\x60" + bytes(7) + b"\x05\x06\x00\x00", "options"),
+        (bytes(12) + b"\x70" + bytes(7) + b"\x05\x08" + bytes(6), "options.sack"),
+        (bytes(12) + b"\x80" + bytes(7) + b"\x08\x0c" + bytes(10), "options.timestamp"),
+        (bytes(12) + b"\x60" + bytes(7) + b"\x04\x03\x00\x00", "options.sack_permitted"),
+        (bytes(12) + b"\x60" + bytes(7) + b"\x03\x04\x00\x00", "options.wscale"),
+    ],
+)
+def test_impossible_input_names_field(raw: bytes, field: str) -> None:
+    with pytest.raises(TCPParseError) as e:
+        TCPRepr.parse(raw)
+    assert e.value.field == field
+    assert isinstance(e.value, ValueError)
+
+
+def test_unknown_option_kept_eol_stops_and_wscale_clamped() -> None:
+    raw = bytes(12) + b"\x70" + bytes(7) + b"\x1e\x04ab\x03\x03\x0f\x00\x00\xff\xff\xff"
+    r = TCPRepr.parse(raw)
+    assert r.unknown_options == ((30, b"ab"),) and r.wscale == 14
+
+
+def test_options_too_long() -> None:
+    r = TCPRepr(1, 2, 3, 4, ACK, 5, sack_blocks=((1, 2),) * 4, timestamp=(1, 1))
+    with pytest.raises(ValueError, match="options"):
+        r.buffer_len()
+
+
+def test_internet_checksum_known_values() -> None:
+    # RFC 1071 example words 0001 f203 f4f5 f6f7 sum to ddf2 -> checksum 220d.
+    assert internet_checksum(bytes.fromhex("0001f203f4f5f6f7")) == 0x220D
+    assert internet_checksum(b"") == 0xFFFF
+    assert internet_checksum(b"\xff\xff") == 0x0000
+    assert internet_checksum(b"\x01") == internet_checksum(b"\x01\x00")
+    assert (
+        pseudo_header_sum(SRC4, DST4, 6, 20) % 0xFFFF
+        == (0xC0A8 + 0x0101 + 0xC0A8 + 0x0102 + 6 + 20) % 0xFFFF
+    )
+    with pytest.raises(ValueError, match="src/dst"):
+        pseudo_header_sum(SRC4, DST6, 6, 20)
+
+
+def _slow_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = 0
+    for i in range(0, len(data), 2):
+        s += (data[i] << 8) | data[i + 1]
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+@given(st.binary(max_size=3000))
+def test_checksum_matches_reference_loop(data: bytes) -> None:
+    assert internet_checksum(data) == _slow_checksum(data)
+
+
+u32 = st.integers(0, 2**32 - 1)
+u16 = st.integers(0, 2**16 - 1)
+reprs = st.builds(
+    TCPRepr,
+    src_port=u16,
+    dst_port=u16,
+    seq=u32,
+    ack=u32,
+    flags=st.integers(0, 255),
+    window=u16,
+    payload=st.binary(max_size=200),
+    mss=st.none() | u16,
+    wscale=st.none() | st.integers(0, 14),
+    sack_permitted=st.booleans(),
+    sack_blocks=st.lists(st.tuples(u32, u32), max_size=2).map(tuple),
+    timestamp=st.none() | st.tuples(u32, u32),
+    urgent=u16,
+    unknown_options=st.lists(st.tuples(st.integers(9, 253), st.binary(max_size=3)), max_size=1).map(
+        tuple
+    ),
+)
+
+
+@settings(max_examples=300)
+@given(reprs, st.booleans())
+def test_round_trip(r: TCPRepr, v6: bool) -> None:
+    assume(r.options_len() <= 40)
+    src, dst = (SRC6, DST6) if v6 else (SRC4, DST4)
+    raw = r.to_bytes(src, dst)
+    assert len(raw) == r.buffer_len()
+    back = TCPRepr.parse(raw, src, dst)
+    assert back == r
+    # scapy agrees on the fixed fields and the checksum.
+    t = TCP(bytes(raw))
+    assert (t.sport, t.dport, t.seq, t.ack, int(t.flags), t.window) == (
+        r.src_port,
+        r.dst_port,
+        r.seq,
+        r.ack,
+        r.flags,
+        r.window,
+    )
+
+
+def test_view_setters_and_partial_checksum() -> None:
+    buf = bytearray(20)
+    p = TCPPacket(buf)
+    p.src_port, p.dst_port, p.seq, p.ack = 1, 2, 3, 4
+    p.header_len, p.flags, p.window, p.urgent = 20, RST | ACK, 7, 9
+    r = TCPRepr.parse(buf)
+    assert r == TCPRepr(1, 2, 3, 4, RST | ACK, 7, b"", urgent=9)
+    p.fill_partial_checksum(SRC4, DST4)
+    partial = p.checksum
+    # Offload completes it by summing the segment starting from the partial sum.
+    p.checksum = 0
+    full = internet_checksum(buf, partial)
+    p.checksum = full
+    assert p.verify_checksum(SRC4, DST4)
+    assert r.seg_len == 0 and TCPRepr(1, 2, 3, 4, SYN | FIN, 0, b"ab").seg_len == 4
