@@ -70,10 +70,11 @@ class MemoryBlock:
             return Error(Disconnected())
         check_request(sector_start, buffers, self._sector_size, self._size_sectors, writable=True)
         off = sector_start * self._sector_size
-        data = self._data
+        data = memoryview(self._data)
         for b in buffers:
-            n = len(memoryview(b).cast("B"))
-            memoryview(b).cast("B")[:] = data[off : off + n]
+            mv = memoryview(b).cast("B")
+            n = len(mv)
+            mv[:] = data[off : off + n]
             off += n
         return Ok(None)
 
