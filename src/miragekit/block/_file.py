@@ -44,6 +44,8 @@ from ..result import BlockError, Disconnected, Error, IsReadOnly, Ok, Unknown
 from ..v1 import Block, Buffer, Info
 from ._checks import check_request
 
+_OK: Final = Ok(None)  # immutable, so one instance serves every success
+
 SECTOR_SIZE: Final = 512
 """Sector size of a regular file unless ``connect`` is told otherwise."""
 
@@ -102,13 +104,20 @@ def _write_all(fd: int, buffers: Sequence[Buffer], offset: int) -> None:
         views = _advance(views, n)
 
 
-def _timed(fn: Callable[..., None], *args: object) -> float | OSError:
-    """Run ``fn`` (in a worker thread); its duration, or the error it raised."""
+def _timed(job: list[object]) -> float | OSError:
+    """Run ``job`` = ``[fn, *args]`` (in a worker thread); its duration, or its error.
+
+    The job list is emptied before returning: the executor keeps its arguments a moment
+    after the result is delivered, and the caller's buffers (an mmap, say) must be free
+    to close as soon as the request completes.
+    """
     t0 = perf_counter()
     try:
-        fn(*args)
+        job[0](*job[1:])  # type: ignore[operator]
     except OSError as e:
-        return e
+        return e.with_traceback(None)  # the traceback would pin the buffers' views
+    finally:
+        job.clear()
     return perf_counter() - t0
 
 
@@ -226,7 +235,7 @@ class FileBlock:
         ss = self._sector_size
         size = check_request(sector_start, buffers, ss, self._size_sectors, writable=True) * ss
         if not size:
-            return Ok(None)
+            return _OK
         offset = sector_start * ss
         done = 0
         if self._nowait and len(buffers) <= _IOV_MAX:
@@ -239,17 +248,17 @@ class FileBlock:
                     return _failed("read", sector_start, e)
                 self._nowait = False  # this file cannot say "would block": stop asking
             if done == size:
-                return Ok(None)
+                return _OK
         if self._offload is False:
             try:
                 _read_all(fd, buffers, offset, done)
             except OSError as e:
                 return _failed("read", sector_start, e)
-            return Ok(None)
+            return _OK
         outcome = await self._in_thread(_read_all, fd, buffers, offset, done)
         if isinstance(outcome, OSError):
             return _failed("read", sector_start, outcome)
-        return Ok(None)
+        return _OK
 
     async def write(
         self, sector_start: int, buffers: Sequence[Buffer]
@@ -262,7 +271,7 @@ class FileBlock:
         ss = self._sector_size
         size = check_request(sector_start, buffers, ss, self._size_sectors, writable=False) * ss
         if not size:
-            return Ok(None)
+            return _OK
         offset = sector_start * ss
         offload = self._offload
         if offload is False or (
@@ -274,12 +283,12 @@ class FileBlock:
             except OSError as e:
                 return _failed("write", sector_start, e)
             self._write_cost += (perf_counter() - t0 - self._write_cost) * _EWMA
-            return Ok(None)
+            return _OK
         outcome = await self._in_thread(_write_all, fd, buffers, offset)
         if isinstance(outcome, OSError):
             return _failed("write", sector_start, outcome)
         self._write_cost += (outcome - self._write_cost) * _EWMA
-        return Ok(None)
+        return _OK
 
     async def _in_thread(self, fn: Callable[..., None], *args: object) -> float | OSError:
         """Run ``fn`` in the default executor; ``disconnect`` waits for it before closing.
@@ -287,7 +296,7 @@ class FileBlock:
         Shielded: a request cannot be cancelled once submitted (the seed says so), and
         the thread keeps using the caller's buffers and our fd until it is done.
         """
-        fut = asyncio.get_running_loop().run_in_executor(None, _timed, fn, *args)
+        fut = asyncio.get_running_loop().run_in_executor(None, _timed, [fn, *args])
         self._pending.add(fut)
         fut.add_done_callback(self._pending.discard)
         return await asyncio.shield(fut)
