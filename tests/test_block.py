@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import subprocess
@@ -351,3 +352,90 @@ def test_static_conformance() -> None:
     checked: type[v1.Block] = FileBlock
     assert checked is _file._check
     assert checked is FileBlock
+
+
+def short_io(real: Callable[..., int], limit: int) -> Callable[..., int]:
+    """Wrap os.preadv/os.pwritev so that each call moves at most ``limit`` bytes."""
+
+    def call(fd: int, buffers: list[Any], offset: int, *flags: int) -> int:
+        views, left = [], limit
+        for b in buffers:
+            mv = memoryview(b).cast("B")
+            if left <= 0:
+                break
+            views.append(mv[:left])
+            left -= len(views[-1])
+        return real(fd, views, offset, *flags)
+
+    return call
+
+
+@pytest.mark.parametrize("offload", [None, True, False], ids=["auto", "thread", "inline"])
+def test_short_reads_and_writes_are_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offload: bool | None
+) -> None:
+    """The kernel may move fewer bytes than asked (signals, huge requests): we loop."""
+    path = image(tmp_path / "d.img", 64)
+    monkeypatch.setattr(os, "preadv", short_io(os.preadv, 1000))
+    monkeypatch.setattr(os, "pwritev", short_io(os.pwritev, 777))
+    data = pattern(3, 20, 512, salt=3)
+
+    async def main() -> None:
+        dev = await connect(path, offload=offload)
+        bufs = [data[: 3 * 512], data[3 * 512 : 4 * 512], data[4 * 512 :]]
+        assert await dev.write(3, bufs) == Ok(None)
+        outs = [bytearray(512), bytearray(7 * 512), bytearray(12 * 512)]
+        assert await dev.read(3, outs) == Ok(None)
+        assert b"".join(outs) == data
+        await dev.disconnect()
+
+    run(main())
+    assert path.read_bytes()[3 * 512 : 23 * 512] == data
+
+
+def test_no_rwf_nowait_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that cannot take RWF_NOWAIT (EOPNOTSUPP) is read the blocking way from then on."""
+    path = image(tmp_path / "d.img", 16)
+    real = os.preadv
+    calls: list[tuple[int, ...]] = []
+
+    def preadv(fd: int, buffers: Any, offset: int, *flags: int) -> int:
+        calls.append(flags)
+        if flags and flags[0]:
+            raise OSError(errno.EOPNOTSUPP, "not supported")
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", preadv)
+
+    async def main() -> None:
+        dev = await connect(path)
+        for sector in (2, 9):
+            buf = bytearray(2 * 512)
+            assert await dev.read(sector, [buf]) == Ok(None)
+            assert buf == pattern(sector, 2, 512)
+        await dev.disconnect()
+
+    run(main())
+    assert [bool(f and f[0]) for f in calls] == [True, False, False], calls
+
+
+def test_io_error_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error from the system (a failing disk) is Error(Unknown), not an exception."""
+    path = image(tmp_path / "d.img", 16)
+
+    def fail(*args: Any) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    async def main() -> None:
+        dev = await connect(path)
+        monkeypatch.setattr(os, "preadv", fail)
+        monkeypatch.setattr(os, "pwritev", fail)
+        for res in (await dev.read(1, [bytearray(512)]), await dev.write(1, [bytes(512)])):
+            assert isinstance(res, Error) and isinstance(res.error, Unknown), res
+            assert "sector 1" in res.error.msg and "Input/output error" in res.error.msg
+        dev._offload = True
+        res = await dev.write(1, [bytes(512)])
+        assert isinstance(res, Error) and isinstance(res.error, Unknown), res
+        await dev.disconnect()
+
+    run(main())

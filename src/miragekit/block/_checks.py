@@ -29,7 +29,7 @@ def check_request(
     for a read into a read-only buffer or a single buffer passed instead of a list.
     Nothing has been touched when it raises.
     """
-    if isinstance(buffers, _SINGLE):
+    if type(buffers) is not list and isinstance(buffers, _SINGLE):
         raise TypeError("buffers must be a list of buffers, not a single buffer")
     if sector_start < 0:
         raise ValueError(f"sector_start must be >= 0, got {sector_start}")
