@@ -9,12 +9,15 @@ import errno
 import fcntl
 import os
 import subprocess
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from miragekit import v1
 from miragekit.block import FileBlock, MemoryBlock, _file
@@ -439,3 +442,49 @@ def test_io_error_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         await dev.disconnect()
 
     run(main())
+
+
+# --- FileBlock behaves like MemoryBlock (model-based) ----------------------------------------
+
+Op = tuple[str, int, list[int]]
+
+
+def ops() -> st.SearchStrategy[list[Op]]:
+    """Random reads and writes over a 64-sector device, each split into random buffers."""
+    op = st.tuples(
+        st.sampled_from(["read", "write"]),
+        st.integers(0, 63),
+        st.lists(st.integers(0, 5), min_size=0, max_size=4),
+    ).filter(lambda o: o[1] + sum(o[2]) <= 64)
+    return st.lists(op, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(script=ops(), offload=st.sampled_from([None, True, False]))
+def test_file_block_matches_memory_block(script: list[Op], offload: bool | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.img"
+        before = pattern(0, 64, 512, salt=12)
+        path.write_bytes(before)
+        model = MemoryBlock("model", 64)
+        model.data[:] = before
+
+        async def main() -> None:
+            dev = await connect(path, offload=offload)
+            for i, (kind, sector, counts) in enumerate(script):
+                if kind == "write":
+                    data = pattern(sector, sum(counts), 512, salt=100 + i)
+                    bufs, off = [], 0
+                    for c in counts:
+                        bufs.append(data[off : off + c * 512])
+                        off += c * 512
+                    assert await dev.write(sector, bufs) == await model.write(sector, bufs)
+                else:
+                    got = [bytearray(c * 512) for c in counts]
+                    want = [bytearray(c * 512) for c in counts]
+                    assert await dev.read(sector, got) == await model.read(sector, want)
+                    assert got == want, f"op {i}: read({sector}, {counts}) differs"
+            await dev.disconnect()
+
+        run(main())
+        assert path.read_bytes() == bytes(model.data)

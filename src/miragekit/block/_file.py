@@ -58,8 +58,8 @@ INLINE_BYTES: Final = 1 << 20
 _BLKSSZGET: Final = 0x1268  # logical sector size, int
 _BLKGETSIZE64: Final = 0x80081272  # device size in bytes, u64
 _RWF_NOWAIT: Final[int] = getattr(os, "RWF_NOWAIT", 0)
-_IOV_MAX: Final[int] = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
-_EWMA: Final = 0.125  # weight of the newest write in the moving average (one spike is not a trend)
+_IOV_MAX: Final = 1024  # buffers per system call (Linux's UIO_MAXIOV)
+_EWMA: Final = 0.125  # weight of the newest write in the average: one spike is no trend
 
 
 def _advance(buffers: Sequence[Buffer], n: int) -> list[memoryview]:
@@ -87,15 +87,15 @@ def _read_all(fd: int, buffers: Sequence[Buffer], offset: int, done: int) -> Non
         views = _advance(views, n)
 
 
-def _write_all(fd: int, buffers: Sequence[Buffer], offset: int) -> None:
-    """Write all of ``buffers`` at ``offset`` (durable on return: the fd is ``O_DSYNC``)."""
+def _write_all(fd: int, buffers: Sequence[Buffer], offset: int, size: int) -> None:
+    """Write the ``size`` bytes of ``buffers`` at ``offset`` (durable: the fd is ``O_DSYNC``)."""
+    n = 0
     if len(buffers) <= _IOV_MAX:
         n = os.pwritev(fd, buffers, offset)
-        views = _advance(buffers, n)
-        pos = offset + n
-    else:
-        views = _advance(buffers, 0)
-        pos = offset
+        if n == size:
+            return
+    views = _advance(buffers, n)
+    pos = offset + n
     while views:
         n = os.pwritev(fd, views[:_IOV_MAX], pos)
         if n == 0:
@@ -300,12 +300,12 @@ class FileBlock:
         ):
             t0 = perf_counter()
             try:
-                _write_all(fd, buffers, offset)
+                _write_all(fd, buffers, offset, size)
             except OSError as e:
                 return _failed("write", sector_start, e)
             self._write_cost += (perf_counter() - t0 - self._write_cost) * _EWMA
             return _OK
-        outcome = await self._in_thread(_write_all, fd, buffers, offset)
+        outcome = await self._in_thread(_write_all, fd, buffers, offset, size)
         if isinstance(outcome, OSError):
             return _failed("write", sector_start, outcome)
         self._write_cost += (outcome - self._write_cost) * _EWMA
