@@ -1,12 +1,22 @@
 """FileBlock against plain os.pread/os.pwrite: sequential 64 KiB requests over a 256 MiB file.
 
-Run: ``/work/main/.venv/bin/python bench/block.py`` (options: ``--help``). Every case runs
-on the same file in the same process, interleaved over ``--repeat`` rounds; the table
-shows the median round. Each case times its request loop only (opening the file or
-connecting the device, and starting the event loop, are outside the timing). Writes are durable per request for FileBlock (the seed says so);
-the raw reference is ``pwrite`` + ``fdatasync`` per request, with ``pwrite`` alone as the
-upper bound. Cold reads drop the file from the page cache first with
-``posix_fadvise(DONTNEED)`` (no root needed, nothing else on the machine is disturbed).
+Run: ``/work/main/.venv/bin/python bench/block.py`` (options: ``--help``).
+
+Every case works on the same file in the same process and event loop. To be fair on a
+shared machine (other processes' disk and CPU bursts), the cases are interleaved finely:
+the file is walked in 16 MiB segments and each segment is done by every case in turn (the
+order rotating per segment), so a burst hits all cases alike. Only the request loops are
+timed (opening files and connecting devices are not). A round covers the whole file once
+per case; the table shows total bytes over total time across ``--repeat`` rounds.
+
+* write: FileBlock writes are durable per request (the seed says so); the reference is
+  ``pwrite`` + ``fdatasync`` per request, with ``pwrite`` alone as the upper bound.
+* warm read: the file is in the page cache. The named reference is ``os.pread`` (a new
+  ``bytes`` per request); ``os.preadv`` into one reused page-aligned buffer is shown too.
+  FileBlock reads into a page-aligned buffer, as MirageOS hands out.
+* cold read: each segment is dropped from the page cache just before it is read, with
+  ``posix_fadvise(DONTNEED)`` (no root needed; nothing else on the machine is disturbed).
+
 Results go to ``bench/results/block.json``.
 """
 
@@ -15,13 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import mmap
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -30,6 +39,7 @@ from miragekit.block import FileBlock
 from miragekit.result import Ok
 
 MiB = 1 << 20
+SEGMENT = 16 * MiB
 
 
 def fs_type(path: str) -> str:
@@ -40,113 +50,164 @@ def fs_type(path: str) -> str:
         with open("/proc/mounts") as f:
             for line in f:
                 _, mnt, typ, *_ = line.split()
-                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
+                if inside and len(mnt) > len(best):
                     best, kind = mnt, typ
     except OSError:
         pass
     return kind
 
 
-def drop_cache(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+def page_aligned(n: int) -> memoryview:
+    """``n`` bytes of page-aligned memory, as the seed's ``page_aligned_buffer``."""
+    return memoryview(mmap.mmap(-1, n))
 
 
-# --- the raw references ---------------------------------------------------------------------
+class Case:
+    """One way of moving ``[lo, hi)`` of the file in ``req``-byte requests."""
+
+    def __init__(self, name: str, kind: str, ref: str | None) -> None:
+        self.name, self.kind, self.ref = name, kind, ref
+        self.seconds: list[float] = []  # per round
+
+    async def open(self, path: str, req: int) -> None: ...
+
+    async def segment(self, lo: int, hi: int, req: int) -> float:
+        raise NotImplementedError
+
+    async def close(self) -> None: ...
 
 
-def raw_pread(path: str, size: int, req: int) -> float:
-    fd = os.open(path, os.O_RDONLY)
-    try:
+class RawRead(Case):
+    def __init__(self, name: str, kind: str, ref: str | None, *, reuse: bool) -> None:
+        super().__init__(name, kind, ref)
+        self.reuse = reuse
+
+    async def open(self, path: str, req: int) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        self.bufs = [page_aligned(req)]
+
+    async def segment(self, lo: int, hi: int, req: int) -> float:
+        fd, bufs = self.fd, self.bufs
         t0 = time.perf_counter()
-        for off in range(0, size, req):
-            os.pread(fd, req, off)
+        if self.reuse:
+            for off in range(lo, hi, req):
+                os.preadv(fd, bufs, off)
+        else:
+            for off in range(lo, hi, req):
+                os.pread(fd, req, off)
         return time.perf_counter() - t0
-    finally:
-        os.close(fd)
+
+    async def close(self) -> None:
+        os.close(self.fd)
 
 
-def raw_preadv(path: str, size: int, req: int) -> float:
-    fd = os.open(path, os.O_RDONLY)
-    bufs = [bytearray(req)]
-    try:
+class RawWrite(Case):
+    def __init__(self, name: str, ref: str | None, *, sync: bool, dsync: bool = False) -> None:
+        super().__init__(name, "write", ref)
+        self.sync, self.dsync = sync, dsync
+
+    async def open(self, path: str, req: int) -> None:
+        self.fd = os.open(path, os.O_WRONLY | (os.O_DSYNC if self.dsync else 0))
+        self.buf = os.urandom(req)
+
+    async def segment(self, lo: int, hi: int, req: int) -> float:
+        fd, buf, sync = self.fd, self.buf, self.sync
         t0 = time.perf_counter()
-        for off in range(0, size, req):
-            os.preadv(fd, bufs, off)
-        return time.perf_counter() - t0
-    finally:
-        os.close(fd)
-
-
-def raw_pwrite(sync: bool, dsync: bool = False) -> Callable[[str, int, int], float]:
-    def run(path: str, size: int, req: int) -> float:
-        fd = os.open(path, os.O_WRONLY | (os.O_DSYNC if dsync else 0))
-        buf = os.urandom(req)
-        try:
-            t0 = time.perf_counter()
-            for off in range(0, size, req):
-                os.pwrite(fd, buf, off)
-                if sync:
-                    os.fdatasync(fd)
-            dt = time.perf_counter() - t0
-            os.fdatasync(fd)  # leave no dirty pages behind to slow down the next case
-            return dt
-        finally:
-            os.close(fd)
-
-    return run
-
-
-# --- FileBlock ------------------------------------------------------------------------------
-
-
-def fileblock(op: str, offload: bool | None) -> Callable[[str, int, int], float]:
-    async def main(path: str, size: int, req: int) -> float:
-        res = await FileBlock.connect(path, read_only=op == "read", offload=offload)
-        assert isinstance(res, Ok), res
-        dev = res.value
-        ss = (await dev.get_info()).sector_size
-        step = req // ss
-        buf = bytearray(req) if op == "read" else bytearray(os.urandom(req))
-        bufs = [buf]
-        call = dev.read if op == "read" else dev.write
-        t0 = time.perf_counter()
-        for sector in range(0, size // ss, step):
-            r = await call(sector, bufs)
-            assert isinstance(r, Ok), r
+        for off in range(lo, hi, req):
+            os.pwrite(fd, buf, off)
+            if sync:
+                os.fdatasync(fd)
         dt = time.perf_counter() - t0
-        await dev.disconnect()
+        os.fdatasync(fd)  # leave no dirty pages behind to slow down the next case
         return dt
 
-    def run(path: str, size: int, req: int) -> float:
-        return asyncio.run(main(path, size, req))
-
-    return run
+    async def close(self) -> None:
+        os.close(self.fd)
 
 
-# --- the run --------------------------------------------------------------------------------
+class Block(Case):
+    def __init__(self, name: str, kind: str, ref: str | None, *, offload: bool | None) -> None:
+        super().__init__(name, kind, ref)
+        self.offload = offload
 
-Case = tuple[str, str, Callable[[str, int, int], float], str | None]
-# (name, kind, function, reference name) ; kind: write, warm, cold
+    async def open(self, path: str, req: int) -> None:
+        res = await FileBlock.connect(path, read_only=self.kind != "write", offload=self.offload)
+        assert isinstance(res, Ok), res
+        self.dev = res.value
+        self.ss = (await self.dev.get_info()).sector_size
+        self.bufs = [page_aligned(req)]
+        self.bufs[0][:] = os.urandom(req)
 
-CASES: list[Case] = [
-    ("raw pwrite+fdatasync", "write", raw_pwrite(sync=True), None),
-    ("raw pwrite O_DSYNC", "write", raw_pwrite(sync=False, dsync=True), "raw pwrite+fdatasync"),
-    ("FileBlock.write (auto)", "write", fileblock("write", None), "raw pwrite+fdatasync"),
-    ("FileBlock.write (thread)", "write", fileblock("write", True), "raw pwrite+fdatasync"),
-    ("raw pwrite, no sync", "write", raw_pwrite(sync=False), "raw pwrite+fdatasync"),
-    ("raw pread", "warm", raw_pread, None),
-    ("raw preadv (reused buf)", "warm", raw_preadv, "raw pread"),
-    ("FileBlock.read (auto)", "warm", fileblock("read", None), "raw pread"),
-    ("FileBlock.read (thread)", "warm", fileblock("read", True), "raw pread"),
-    ("raw pread", "cold", raw_pread, None),
-    ("FileBlock.read (auto)", "cold", fileblock("read", None), "raw pread"),
-    ("FileBlock.read (thread)", "cold", fileblock("read", True), "raw pread"),
-]
+    async def segment(self, lo: int, hi: int, req: int) -> float:
+        call = self.dev.write if self.kind == "write" else self.dev.read
+        bufs, ss = self.bufs, self.ss
+        t0 = time.perf_counter()
+        for sector in range(lo // ss, hi // ss, req // ss):
+            r = await call(sector, bufs)
+            assert isinstance(r, Ok), r
+        return time.perf_counter() - t0
+
+    async def close(self) -> None:
+        await self.dev.disconnect()
+
+
+def cases() -> list[Case]:
+    fsync, pread = "raw pwrite+fdatasync", "raw pread"
+    return [
+        RawWrite(fsync, None, sync=True),
+        RawWrite("raw pwrite O_DSYNC", fsync, sync=False, dsync=True),
+        Block("FileBlock.write (auto)", "write", fsync, offload=None),
+        Block("FileBlock.write (thread)", "write", fsync, offload=True),
+        RawWrite("raw pwrite, no sync", fsync, sync=False),
+        RawRead(pread, "warm", None, reuse=False),
+        RawRead("raw preadv (page buf)", "warm", pread, reuse=True),
+        Block("FileBlock.read (auto)", "warm", pread, offload=None),
+        Block("FileBlock.read (thread)", "warm", pread, offload=True),
+        RawRead(pread, "cold", None, reuse=False),
+        Block("FileBlock.read (auto)", "cold", pread, offload=None),
+        Block("FileBlock.read (thread)", "cold", pread, offload=True),
+    ]
+
+
+def advise(path: str, lo: int, n: int, advice: int) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, lo, n, advice)
+    finally:
+        os.close(fd)
+
+
+def cache(path: str, size: int) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for off in range(0, size, MiB):
+            os.pread(fd, MiB, off)
+    finally:
+        os.close(fd)
+
+
+async def measure(all_cases: list[Case], path: str, size: int, req: int, repeat: int) -> None:
+    for c in all_cases:
+        await c.open(path, req)
+    try:
+        for kind in ("write", "warm", "cold"):
+            group = [c for c in all_cases if c.kind == kind]
+            for _ in range(repeat):
+                if kind == "warm":
+                    cache(path, size)
+                totals = dict.fromkeys(map(id, group), 0.0)
+                for k, lo in enumerate(range(0, size, SEGMENT)):
+                    hi = min(lo + SEGMENT, size)
+                    for c in group[k % len(group) :] + group[: k % len(group)]:
+                        if kind == "cold":
+                            advise(path, lo, hi - lo, os.POSIX_FADV_DONTNEED)
+                        totals[id(c)] += await c.segment(lo, hi, req)
+                for c in group:
+                    c.seconds.append(totals[id(c)])
+    finally:
+        for c in all_cases:
+            await c.close()
 
 
 def main() -> None:
@@ -159,6 +220,7 @@ def main() -> None:
     args = ap.parse_args()
     size, req = args.size_mib * MiB, args.request_kib * 1024
     kind_fs = fs_type(args.dir)
+    all_cases = cases()
     fd, path = tempfile.mkstemp(prefix="miragekit-bench-", suffix=".img", dir=args.dir)
     try:
         chunk = os.urandom(MiB)
@@ -166,65 +228,56 @@ def main() -> None:
             os.pwrite(fd, chunk, off)
         os.fsync(fd)
         os.close(fd)
-        samples: dict[tuple[str, str], list[float]] = {}
-        for _ in range(args.repeat):
-            for name, kind, fn, _ref in CASES:
-                if kind == "cold":
-                    drop_cache(path)
-                elif kind == "warm":
-                    raw_preadv(path, size, req)  # make sure it is all cached
-                dt = fn(path, size, req)
-                samples.setdefault((kind, name), []).append(size / dt / 1e6)
+        asyncio.run(measure(all_cases, path, size, req, args.repeat))
     finally:
         os.unlink(path)
 
-    median = {key: statistics.median(v) for key, v in samples.items()}
+    def rate(c: Case) -> float:
+        return size * len(c.seconds) / sum(c.seconds) / 1e6
+
+    by_name = {(c.kind, c.name): c for c in all_cases}
     rows = []
-    for name, kind, _fn, ref in CASES:
-        mbps = median[(kind, name)]
-        ratio = mbps / median[(kind, ref)] if ref else 1.0
+    for c in all_cases:
+        mbps = rate(c)
+        ratio = mbps / rate(by_name[(c.kind, c.ref)]) if c.ref else 1.0
         rows.append(
             {
-                "case": name,
-                "kind": kind,
+                "case": c.name,
+                "kind": c.kind,
                 "mb_per_s": round(mbps, 1),
-                "reference": ref or name,
+                "reference": c.ref or c.name,
                 "ratio": round(ratio, 3),
-                "samples_mb_per_s": [round(x, 1) for x in samples[(kind, name)]],
+                "rounds_mb_per_s": [round(size / s / 1e6, 1) for s in c.seconds],
             }
         )
     title = (
         f"BLOCK: sequential {args.size_mib} MiB in {args.request_kib} KiB requests, "
-        f"file in {args.dir} ({kind_fs}), median of {args.repeat}"
+        f"file in {args.dir} ({kind_fs}), {args.repeat} rounds interleaved per 16 MiB"
     )
     print(title)
     print(f"{'kind':<6} {'case':<26} {'MB/s':>9} {'ratio':>7}  reference")
     for r in rows:
         print(
-            f"{r['kind']:<6} {r['case']:<26} {r['mb_per_s']:>9.1f} {r['ratio']:>7.2f}  {r['reference']}"
+            f"{r['kind']:<6} {r['case']:<26} {r['mb_per_s']:>9.1f} {r['ratio']:>7.2f}  "
+            f"{r['reference']}"
         )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "benchmark": "block",
-                "title": title,
-                "command": "python bench/block.py " + " ".join(sys.argv[1:]),
-                "size_bytes": size,
-                "request_bytes": req,
-                "repeat": args.repeat,
-                "dir": args.dir,
-                "filesystem": kind_fs,
-                "python": platform.python_version(),
-                "kernel": platform.release(),
-                "cpus": os.cpu_count(),
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    report = {
+        "benchmark": "block",
+        "title": title,
+        "command": "python bench/block.py " + " ".join(sys.argv[1:]),
+        "size_bytes": size,
+        "request_bytes": req,
+        "repeat": args.repeat,
+        "dir": args.dir,
+        "filesystem": kind_fs,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "results": rows,
+    }
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
 
 
