@@ -245,15 +245,16 @@ class FileBlock:
         if fd < 0:
             return Error(Disconnected())
         ss = self._sector_size
-        # Fast path for the usual request, one bytearray (the full check costs ~3% at
-        # page-cache speed); anything else, or anything wrong, goes through check_request.
-        if not (
-            len(buffers) == 1
-            and type(b := buffers[0]) is bytearray
-            and sector_start >= 0
-            and not (size := len(b)) % ss
-            and sector_start + size // ss <= self._size_sectors
-        ):
+        # Fast path for the usual request, one bytearray or one plain memoryview (the full
+        # check costs ~4% at page-cache speed); anything else, or wrong, gets the full check.
+        size = -1
+        if len(buffers) == 1 and sector_start >= 0:
+            b = buffers[0]
+            if type(b) is bytearray:
+                size = len(b)
+            elif type(b) is memoryview and b.c_contiguous and not b.readonly:
+                size = b.nbytes
+        if size < 0 or size % ss or sector_start + size // ss > self._size_sectors:
             size = check_request(sector_start, buffers, ss, self._size_sectors, writable=True) * ss
         if not size:
             return _OK
