@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from typing import Final, Self
 
 from ..result import BlockError, Disconnected, Error, IsReadOnly, Ok
 from ..v1 import Block, Buffer, Info
 from ._checks import check_request
+
+_OK: Final = Ok(None)  # immutable, so one instance serves every success
 
 SECTOR_SIZE = 512
 
@@ -70,12 +72,13 @@ class MemoryBlock:
             return Error(Disconnected())
         check_request(sector_start, buffers, self._sector_size, self._size_sectors, writable=True)
         off = sector_start * self._sector_size
-        data = self._data
+        data = memoryview(self._data)
         for b in buffers:
-            n = len(memoryview(b).cast("B"))
-            memoryview(b).cast("B")[:] = data[off : off + n]
+            mv = memoryview(b).cast("B")
+            n = len(mv)
+            mv[:] = data[off : off + n]
             off += n
-        return Ok(None)
+        return _OK
 
     async def write(
         self, sector_start: int, buffers: Sequence[Buffer]
@@ -90,7 +93,7 @@ class MemoryBlock:
             mv = memoryview(b).cast("B")
             self._data[off : off + len(mv)] = mv
             off += len(mv)
-        return Ok(None)
+        return _OK
 
 
 _check: type[Block] = MemoryBlock

@@ -11,3 +11,7 @@ from .flow import MemoryFlow as MemoryFlow
 from .flow import check_flow as check_flow
 from .flow import flow_pair as flow_pair
 from .kv import check_kv_ro as check_kv_ro
+from .block import BLOCK_CHECKS as BLOCK_CHECKS
+from .block import READ_ONLY_BLOCK_CHECKS as READ_ONLY_BLOCK_CHECKS
+from .block import check_block as check_block
+from .block import check_read_only_block as check_read_only_block

@@ -1,0 +1,362 @@
+"""A conformance suite for BLOCK devices, runnable against any implementation.
+
+Give it a factory returning a fresh, connected device::
+
+    async def make() -> v1.Block:
+        match await FileBlock.connect(path):
+            case Ok(dev):
+                return dev
+        raise AssertionError
+
+    await check_block(make)                # a read-write device
+    await check_read_only_block(make_ro)   # a read-only one
+
+Every check is also available on its own (:data:`BLOCK_CHECKS`,
+:data:`READ_ONLY_BLOCK_CHECKS`) so a test framework can report them one by one. Each
+check connects its own device and disconnects it. A read-write device must have at least
+:data:`MIN_SECTORS` sectors and may be overwritten freely; a read-only device is only read.
+Failures raise ``AssertionError`` with a message saying what was expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import mmap
+import random
+from collections.abc import Awaitable, Callable, Sequence
+
+from ..result import Disconnected, Error, IsReadOnly, Ok
+from ..v1 import Block, Buffer, Info
+
+MakeBlock = Callable[[], Awaitable[Block]]
+"""A factory: returns a fresh device, already connected."""
+
+MIN_SECTORS = 16
+"""The smallest read-write device the suite accepts."""
+
+
+def pattern(sector: int, count: int, sector_size: int, salt: int = 0) -> bytes:
+    """``count`` sectors of data unique to their sector number and ``salt``."""
+    return b"".join(
+        random.Random(salt * 1_000_003 + s).randbytes(sector_size)
+        for s in range(sector, sector + count)
+    )
+
+
+async def _ok(what: str, call: Awaitable[Ok[None] | Error[object]]) -> None:
+    res = await call
+    assert res == Ok(None), f"{what}: expected Ok(None), got {res!r}"
+
+
+async def _read(dev: Block, sector: int, count: int, sector_size: int) -> bytes:
+    buf = bytearray(count * sector_size)
+    await _ok(f"read({sector}, {count} sectors)", dev.read(sector, [buf]))
+    return bytes(buf)
+
+
+async def _info(dev: Block) -> Info:
+    info = await dev.get_info()
+    assert isinstance(info, Info), f"get_info returned {info!r}"
+    ss = info.sector_size
+    assert ss > 0 and ss & (ss - 1) == 0, f"sector_size {ss} is not a power of two"
+    assert info.size_sectors >= 0, f"size_sectors {info.size_sectors} is negative"
+    return info
+
+
+async def _rw(make_device: MakeBlock) -> tuple[Block, int, int]:
+    dev = await make_device()
+    info = await _info(dev)
+    assert info.read_write, "a read-write device reports read_write=False"
+    assert info.size_sectors >= MIN_SECTORS, (
+        f"the suite needs >= {MIN_SECTORS} sectors, the device has {info.size_sectors}"
+    )
+    return dev, info.sector_size, info.size_sectors
+
+
+def _split(data: bytes, sector_size: int, counts: Sequence[int]) -> list[bytes]:
+    out, off = [], 0
+    for c in counts:
+        out.append(data[off : off + c * sector_size])
+        off += c * sector_size
+    assert off == len(data)
+    return out
+
+
+# --- read-write checks --------------------------------------------------------------------
+
+
+async def check_info(make_device: MakeBlock) -> None:
+    """get_info is consistent over calls; id() is available."""
+    dev, ss, size = await _rw(make_device)
+    try:
+        dev.id()
+        again = await dev.get_info()
+        assert again == Info(read_write=True, sector_size=ss, size_sectors=size), (
+            f"get_info changed between calls: {again!r}"
+        )
+    finally:
+        await dev.disconnect()
+
+
+async def check_round_trip_edges(make_device: MakeBlock) -> None:
+    """Writes at the first and last sectors read back exactly, and touch nothing else."""
+    dev, ss, size = await _rw(make_device)
+    try:
+        base = pattern(0, 4, ss, salt=1) + pattern(size - 4, 4, ss, salt=1)
+        await _ok("write first 4", dev.write(0, [base[: 4 * ss]]))
+        await _ok("write last 4", dev.write(size - 4, [base[4 * ss :]]))
+        first, last = pattern(0, 1, ss, salt=2), pattern(size - 1, 1, ss, salt=2)
+        await _ok("write sector 0", dev.write(0, [first]))
+        await _ok(f"write sector {size - 1}", dev.write(size - 1, [bytearray(last)]))
+        assert await _read(dev, 0, 1, ss) == first, "sector 0 does not read back"
+        assert await _read(dev, size - 1, 1, ss) == last, f"sector {size - 1} does not read back"
+        assert await _read(dev, 1, 3, ss) == base[ss : 4 * ss], "sectors 1-3 were changed"
+        assert await _read(dev, size - 4, 3, ss) == base[4 * ss : 7 * ss], (
+            "the sectors before the last were changed"
+        )
+        whole = await _read(dev, size - 4, 4, ss)
+        assert whole == base[4 * ss : 7 * ss] + last, "last 4 sectors in one read differ"
+    finally:
+        await dev.disconnect()
+
+
+async def check_multi_buffer(make_device: MakeBlock) -> None:
+    """A list of buffers of different whole-sector sizes is one contiguous request."""
+    dev, ss, _ = await _rw(make_device)
+    try:
+        data = pattern(3, 10, ss, salt=3)
+        parts = _split(data, ss, [1, 3, 2, 4])
+        bufs: list[Buffer] = [parts[0], bytearray(parts[1]), memoryview(parts[2]), parts[3]]
+        await _ok("write of 4 buffers", dev.write(3, bufs))
+        assert await _read(dev, 3, 10, ss) == data, "multi-buffer write did not read back"
+        outs = [bytearray(c * ss) for c in (4, 1, 5)]
+        await _ok("read into 3 buffers", dev.read(3, outs))
+        assert b"".join(outs) == data, "multi-buffer read differs from the data written"
+        views = [memoryview(bytearray(c * ss)) for c in (2, 8)]
+        await _ok("read into 2 memoryviews", dev.read(3, views))
+        assert b"".join(bytes(v) for v in views) == data, "read into memoryviews differs"
+        empty: list[bytearray] = []
+        await _ok("read of no buffers", dev.read(0, empty))
+        await _ok("write of no buffers", dev.write(0, []))
+        await _ok("write with an empty buffer", dev.write(3, [b"", parts[0]]))
+        assert await _read(dev, 3, 10, ss) == data, "an empty write changed the data"
+    finally:
+        await dev.disconnect()
+
+
+async def check_many_buffers(make_device: MakeBlock) -> None:
+    """One sector per buffer over the whole device (more buffers than IOV_MAX if it is big)."""
+    dev, ss, size = await _rw(make_device)
+    try:
+        n = min(size, 1100)
+        data = pattern(0, n, ss, salt=4)
+        await _ok(f"write of {n} one-sector buffers", dev.write(0, _split(data, ss, [1] * n)))
+        outs = [bytearray(ss) for _ in range(n)]
+        await _ok(f"read into {n} one-sector buffers", dev.read(0, outs))
+        assert b"".join(outs) == data, f"{n} one-sector buffers did not round-trip"
+    finally:
+        await dev.disconnect()
+
+
+def _page_address(mm: mmap.mmap) -> int:
+    c = ctypes.c_char.from_buffer(mm)
+    try:
+        return ctypes.addressof(c)
+    finally:
+        del c
+
+
+async def check_page_aligned(make_device: MakeBlock) -> None:
+    """Reads fill memoryviews over page-aligned mmap memory in place; writes take them too."""
+    dev, ss, _ = await _rw(make_device)
+    page = mmap.PAGESIZE
+    nbytes = max(2 * page, 8 * ss)
+    count = min(nbytes // ss, MIN_SECTORS)
+    nbytes = count * ss
+    mm = mmap.mmap(-1, -(-nbytes // page) * page + page)
+    try:
+        assert _page_address(mm) % page == 0, "mmap memory is not page-aligned"
+        data = pattern(0, count, ss, salt=5)
+        src = mmap.mmap(-1, len(mm))
+        try:
+            src[:nbytes] = data
+            with memoryview(src) as sv:
+                await _ok("write from mmap memory", dev.write(0, [sv[:nbytes]]))
+        finally:
+            src.close()
+        with memoryview(mm) as view:
+            half = (count // 2) * ss
+            await _ok("read into mmap views", dev.read(0, [view[:half], view[half:nbytes]]))
+            assert bytes(view[:nbytes]) == data, "the mmap memory was not filled in place"
+            assert bytes(view[nbytes:]) == bytes(len(mm) - nbytes), "read past the buffers"
+    finally:
+        mm.close()
+        await dev.disconnect()
+
+
+async def check_concurrent(make_device: MakeBlock) -> None:
+    """Concurrent requests on disjoint sectors all complete and all land."""
+    dev, ss, size = await _rw(make_device)
+    try:
+        n = min(size // 2, 8)
+        chunks = [pattern(2 * i, 2, ss, salt=6) for i in range(n)]
+        results = await asyncio.gather(*(dev.write(2 * i, [c]) for i, c in enumerate(chunks)))
+        assert all(r == Ok(None) for r in results), f"concurrent writes: {results!r}"
+        outs = [bytearray(2 * ss) for _ in range(n)]
+        results = await asyncio.gather(*(dev.read(2 * i, [o]) for i, o in enumerate(outs)))
+        assert all(r == Ok(None) for r in results), f"concurrent reads: {results!r}"
+        assert [bytes(o) for o in outs] == chunks, "concurrent writes/reads mixed up data"
+    finally:
+        await dev.disconnect()
+
+
+async def _raises(
+    kind: type[Exception], what: str, fn: Callable[..., Awaitable[object]], *args: object
+) -> None:
+    try:
+        res = await fn(*args)
+    except kind:
+        return
+    raise AssertionError(f"{what}: expected {kind.__name__}, got {res!r}")
+
+
+async def check_bad_requests(make_device: MakeBlock) -> None:
+    """Out of range, negative, partial-sector and read-only-buffer requests raise, touching nothing."""
+    dev, ss, size = await _rw(make_device)
+    try:
+        before = pattern(0, 2, ss, salt=7), pattern(size - 2, 2, ss, salt=7)
+        await _ok("write head", dev.write(0, [before[0]]))
+        await _ok("write tail", dev.write(size - 2, [before[1]]))
+        new = pattern(0, 2, ss, salt=8)
+        cases: list[tuple[type[Exception], str, int, list[bytes]]] = [
+            (ValueError, "sector_start = size_sectors", size, [new[:ss]]),
+            (ValueError, "request running past the end", size - 1, [new]),
+            (ValueError, "request running past the end (two buffers)", size - 1, [new[:ss]] * 2),
+            (ValueError, "negative sector_start", -1, [new[:ss]]),
+            (ValueError, "buffer of sector_size - 1 bytes", 0, [new[: ss - 1]]),
+            (ValueError, "buffer of sector_size + 1 bytes", 0, [new[: ss + 1]]),
+            (ValueError, "good buffer then a partial one", 0, [new[:ss], new[: ss // 2]]),
+        ]
+        for kind, what, sector, bufs in cases:
+            await _raises(kind, f"write with {what}", dev.write, sector, bufs)
+            outs = [bytearray(len(b)) for b in bufs]
+            await _raises(kind, f"read with {what}", dev.read, sector, outs)
+            assert all(o == bytes(len(o)) for o in outs), (
+                f"a refused read ({what}) wrote into buffers"
+            )
+        await _raises(TypeError, "read into bytes", dev.read, 0, [bytes(ss)])
+        await _raises(TypeError, "read into one buffer, not a list", dev.read, 0, bytearray(ss))
+        assert await _read(dev, 0, 2, ss) == before[0], "a refused write changed sectors 0-1"
+        assert await _read(dev, size - 2, 2, ss) == before[1], "a refused write changed the tail"
+        ok = await dev.read(size - 2, [bytearray(2 * ss)])
+        assert ok == Ok(None), f"the device is unusable after refused requests: {ok!r}"
+    finally:
+        await dev.disconnect()
+
+
+async def check_disconnect(make_device: MakeBlock) -> None:
+    """After disconnect, read and write return Error(Disconnected()) and touch no buffer."""
+    dev, ss, _ = await _rw(make_device)
+    await _ok("write", dev.write(0, [pattern(0, 1, ss, salt=9)]))
+    await dev.disconnect()
+    buf = bytearray(ss)
+    res = await dev.read(0, [buf])
+    assert res == Error(Disconnected()), f"read after disconnect: {res!r}"
+    assert buf == bytes(ss), "read after disconnect filled the buffer"
+    res = await dev.write(0, [bytes(ss)])
+    assert res == Error(Disconnected()), f"write after disconnect: {res!r}"
+    await dev.disconnect()  # a second disconnect is harmless
+
+
+BLOCK_CHECKS: tuple[Callable[[MakeBlock], Awaitable[None]], ...] = (
+    check_info,
+    check_round_trip_edges,
+    check_multi_buffer,
+    check_many_buffers,
+    check_page_aligned,
+    check_concurrent,
+    check_bad_requests,
+    check_disconnect,
+)
+"""Every check of a read-write device, in order."""
+
+
+async def check_block(make_device: MakeBlock) -> None:
+    """Run every read-write check (:data:`BLOCK_CHECKS`) against ``make_device``."""
+    for check in BLOCK_CHECKS:
+        await check(make_device)
+
+
+# --- read-only checks ---------------------------------------------------------------------
+
+
+async def _ro(make_device: MakeBlock) -> tuple[Block, int, int]:
+    dev = await make_device()
+    info = await _info(dev)
+    assert not info.read_write, "a read-only device reports read_write=True"
+    assert info.size_sectors >= 1, "the suite needs a read-only device of >= 1 sector"
+    return dev, info.sector_size, info.size_sectors
+
+
+async def check_read_only_refuses_writes(make_device: MakeBlock) -> None:
+    """Writes give Error(IsReadOnly()) and change nothing; reads still work."""
+    dev, ss, size = await _ro(make_device)
+    try:
+        n = min(size, 8)
+        head = await _read(dev, 0, n, ss)
+        tail = await _read(dev, size - 1, 1, ss)
+        for sector, count in ((0, 1), (0, n), (size - 1, 1)):
+            data = bytes(b ^ 0xFF for b in pattern(sector, count, ss, salt=10))
+            res = await dev.write(sector, [data])
+            assert res == Error(IsReadOnly()), f"write({sector}) on a read-only device: {res!r}"
+        assert await _read(dev, 0, n, ss) == head, "a refused write changed the device"
+        assert await _read(dev, size - 1, 1, ss) == tail, "a refused write changed the device"
+        res = await dev.write(0, [])
+        assert res in (Ok(None), Error(IsReadOnly())), f"empty write on read-only: {res!r}"
+    finally:
+        await dev.disconnect()
+
+
+async def check_read_only_disconnect(make_device: MakeBlock) -> None:
+    """A read-only device also says Disconnected once disconnected."""
+    dev, ss, _ = await _ro(make_device)
+    await dev.disconnect()
+    res = await dev.read(0, [bytearray(ss)])
+    assert res == Error(Disconnected()), f"read after disconnect: {res!r}"
+    res = await dev.write(0, [bytes(ss)])
+    assert res == Error(Disconnected()), f"write after disconnect: {res!r}"
+
+
+READ_ONLY_BLOCK_CHECKS: tuple[Callable[[MakeBlock], Awaitable[None]], ...] = (
+    check_read_only_refuses_writes,
+    check_read_only_disconnect,
+)
+"""Every check of a read-only device, in order."""
+
+
+async def check_read_only_block(make_device: MakeBlock) -> None:
+    """Run every read-only check (:data:`READ_ONLY_BLOCK_CHECKS`) against ``make_device``."""
+    for check in READ_ONLY_BLOCK_CHECKS:
+        await check(make_device)
+
+
+__all__ = [
+    "BLOCK_CHECKS",
+    "MIN_SECTORS",
+    "READ_ONLY_BLOCK_CHECKS",
+    "MakeBlock",
+    "check_bad_requests",
+    "check_block",
+    "check_concurrent",
+    "check_disconnect",
+    "check_info",
+    "check_many_buffers",
+    "check_multi_buffer",
+    "check_page_aligned",
+    "check_read_only_block",
+    "check_read_only_disconnect",
+    "check_read_only_refuses_writes",
+    "check_round_trip_edges",
+    "pattern",
+]
