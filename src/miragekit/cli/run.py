@@ -34,6 +34,17 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kv", metavar="DIR|TAR", type=Path, help="KV_RO over a directory or tar")
     p.add_argument("--seed", metavar="N", type=int, help="seed RANDOM and ENTROPY (reproducible)")
     p.add_argument("--sim", action="store_true", help="run in simulated time")
+    p.add_argument(
+        "--net",
+        metavar="socket|vnet|tap[:NAME]",
+        default="socket",
+        help="STACKV4 backend: host sockets (default), the virtual switch, or a TAP device",
+    )
+    p.add_argument(
+        "--ip",
+        metavar="CIDR",
+        help="the stack's address (socket: the address listeners bind to, default 127.0.0.1)",
+    )
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -44,6 +55,8 @@ def _options(args: argparse.Namespace) -> Options:
         kv=args.kv,
         seed=args.seed,
         sim=args.sim,
+        net=args.net,
+        ip=args.ip,
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")
@@ -67,6 +80,9 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(run_app(app, opts))
     except (OptionError, AppError, LinkError) as e:
         return _fail(str(e))
+    except OSError as e:  # e.g. a port in use or privileged, raised while the app starts
+        print(f"miragekit: {args.app}: {e}", file=sys.stderr)
+        return 1
 
 
 def _describe(args: argparse.Namespace) -> int:

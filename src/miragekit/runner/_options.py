@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+
+NETS = ("socket", "vnet", "tap")
 
 
 class OptionError(Exception):
@@ -18,6 +21,8 @@ class Options:
     kv: Path | None = None
     seed: int | None = None
     sim: bool = False
+    net: str = "socket"
+    ip: str | None = None
 
     def check(self) -> None:
         if self.block is not None and self.block.exists() and self.block.is_dir():
@@ -29,6 +34,15 @@ class Options:
                 raise OptionError(f"--kv {self.kv}: no such directory or tar archive")
             if not self.kv.is_dir() and not _looks_like_tar(self.kv):
                 raise OptionError(f"--kv {self.kv}: neither a directory nor a tar archive")
+        if self.net not in NETS and not self.net.startswith("tap:"):
+            raise OptionError(f"--net {self.net}: use one of socket, vnet, tap, tap:NAME")
+        if self.ip is not None:
+            try:
+                ipaddress.IPv4Interface(self.ip)
+            except ValueError:
+                raise OptionError(
+                    f"--ip {self.ip}: not an IPv4 address or CIDR (e.g. 10.0.0.2/24)"
+                ) from None
         if self.block_size <= 0 or self.block_size % 512:
             raise OptionError(f"--block-size {self.block_size}: must be a positive multiple of 512")
 

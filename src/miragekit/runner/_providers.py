@@ -7,6 +7,7 @@ devices (a filesystem needs a block device); the graph builds those first.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -154,6 +155,21 @@ def _fs(opts: Options) -> Choice:
     return Choice("miragekit.fs.FatFS", (v1.Block,), build)
 
 
+def _stack(opts: Options) -> Choice:
+    if opts.net != "socket":
+        raise LinkError(
+            f"--net {opts.net}: the direct stack is not available yet; use --net socket"
+        )
+    ip = ipaddress.IPv4Interface(opts.ip).ip if opts.ip else ipaddress.IPv4Address("127.0.0.1")
+
+    async def build(_: DeviceSource) -> Any:
+        from ..stack import SocketConfig, SocketStackV4
+
+        return _unwrap("--net socket", await SocketStackV4.connect(SocketConfig(ips=(ip,))))
+
+    return Choice(f"miragekit.stack.SocketStackV4 (host sockets on {ip})", (), build)
+
+
 #: The signature each application parameter may ask for, and how it is chosen.
 PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Console: _console,
@@ -164,6 +180,7 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Block: _block,
     v1.KVRO: _kv,
     v1.FS: _fs,
+    v1.StackV4: _stack,
 }
 
 
