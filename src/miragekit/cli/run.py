@@ -1,0 +1,105 @@
+"""``miragekit run APP`` and ``miragekit describe APP``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..runner import (
+    AppError,
+    LinkError,
+    OptionError,
+    Options,
+    describe_dot,
+    describe_text,
+    load_app,
+    parse_size,
+    run_app,
+)
+
+
+def _add_device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("app", metavar="APP", help="directory with app.py, a .py file, or a module")
+    p.add_argument("--block", metavar="FILE", type=Path, help="BLOCK on FILE (created if missing)")
+    p.add_argument("--read-only", action="store_true", help="open --block read-only")
+    p.add_argument(
+        "--block-size",
+        metavar="SIZE",
+        default="32M",
+        help="size of a new --block file or of the memory block device (default 32M)",
+    )
+    p.add_argument("--kv", metavar="DIR|TAR", type=Path, help="KV_RO over a directory or tar")
+    p.add_argument("--seed", metavar="N", type=int, help="seed RANDOM and ENTROPY (reproducible)")
+    p.add_argument("--sim", action="store_true", help="run in simulated time")
+    p.add_argument(
+        "--net",
+        metavar="socket|vnet|tap[:NAME]",
+        default="socket",
+        help="STACKV4 backend: host sockets (default), the virtual switch, or a TAP device",
+    )
+    p.add_argument(
+        "--ip",
+        metavar="CIDR",
+        help="the stack's address (socket: the address listeners bind to, default 127.0.0.1)",
+    )
+
+
+def _options(args: argparse.Namespace) -> Options:
+    opts = Options(
+        block=args.block,
+        read_only=args.read_only,
+        block_size=parse_size(args.block_size),
+        kv=args.kv,
+        seed=args.seed,
+        sim=args.sim,
+        net=args.net,
+        ip=args.ip,
+    )
+    if args.read_only and args.block is None:
+        raise OptionError("--read-only needs --block FILE")
+    opts.check()
+    return opts
+
+
+def _fail(msg: str) -> int:
+    print(f"miragekit: {msg}", file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        opts = _options(args)
+        app = load_app(args.app)
+        if opts.sim:
+            from .. import sim
+
+            return sim.run(run_app(app, opts), seed=opts.seed or 0)
+        return asyncio.run(run_app(app, opts))
+    except (OptionError, AppError, LinkError) as e:
+        return _fail(str(e))
+    except OSError as e:  # e.g. a port in use or privileged, raised while the app starts
+        print(f"miragekit: {args.app}: {e}", file=sys.stderr)
+        return 1
+
+
+def _describe(args: argparse.Namespace) -> int:
+    try:
+        opts = _options(args)
+        app = load_app(args.app)
+        print(describe_dot(app, opts) if args.dot else describe_text(app, opts))
+    except (OptionError, AppError, LinkError) as e:
+        return _fail(str(e))
+    return 0
+
+
+def register(sub: Any) -> None:
+    run = sub.add_parser("run", help="link an application to backends and run it")
+    _add_device_options(run)
+    run.set_defaults(func=_run)
+    desc = sub.add_parser("describe", help="print the device graph that run would build")
+    _add_device_options(desc)
+    desc.add_argument("--dot", action="store_true", help="as Graphviz dot")
+    desc.set_defaults(func=_describe)

@@ -1,0 +1,33 @@
+"""The runner: link an application's ``start`` parameters to backends and run it."""
+
+from ._app import App as App
+from ._app import AppError as AppError
+from ._app import load_app as load_app
+from ._graph import Graph as Graph
+from ._graph import describe_dot as describe_dot
+from ._graph import describe_text as describe_text
+from ._graph import plan as plan
+from ._graph import run_app as run_app
+from ._options import OptionError as OptionError
+from ._options import Options as Options
+from ._options import parse_size as parse_size
+from ._providers import PROVIDERS as PROVIDERS
+from ._providers import Choice as Choice
+from ._providers import LinkError as LinkError
+
+__all__ = [
+    "PROVIDERS",
+    "App",
+    "AppError",
+    "Choice",
+    "Graph",
+    "LinkError",
+    "OptionError",
+    "Options",
+    "describe_dot",
+    "describe_text",
+    "load_app",
+    "parse_size",
+    "plan",
+    "run_app",
+]

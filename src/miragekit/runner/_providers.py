@@ -1,0 +1,199 @@
+"""Which implementation serves each signature, given the options.
+
+This is where Mirage's functor application happens: ``start``'s parameter types name the
+signatures, and each provider picks and connects a backend. A provider may need other
+devices (a filesystem needs a block device); the graph builds those first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .. import v1
+from ..result import Error, Ok
+from ._options import Options
+
+
+class DeviceSource(Protocol):
+    async def get(self, signature: type) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backend picked for one signature: a label for ``describe`` and how to build it."""
+
+    label: str
+    needs: tuple[type, ...]
+    build: Callable[[DeviceSource], Awaitable[Any]]
+
+
+class LinkError(Exception):
+    """A device could not be connected; the message is one line for the user."""
+
+
+def _unwrap(what: str, r: Ok[Any] | Error[Any]) -> Any:
+    match r:
+        case Ok(value):
+            return value
+        case Error(err):
+            raise LinkError(f"{what}: {err}")
+    raise AssertionError(r)  # pragma: no cover
+
+
+def _console(opts: Options) -> Choice:
+    async def build(_: DeviceSource) -> Any:
+        from ..console import Console
+
+        return _unwrap("console", await Console.connect("console"))
+
+    return Choice("miragekit.console.Console (stdin/stdout)", (), build)
+
+
+def _time(opts: Options) -> Choice:
+    async def build(_: DeviceSource) -> Any:
+        from ..time import Time
+
+        return Time()
+
+    return Choice("miragekit.time.Time" + (" (simulated)" if opts.sim else ""), (), build)
+
+
+def _clock(opts: Options) -> Choice:
+    async def build(_: DeviceSource) -> Any:
+        from ..clock import Clock
+
+        return Clock()
+
+    return Choice("miragekit.clock.Clock", (), build)
+
+
+def _random(opts: Options) -> Choice:
+    async def build(_: DeviceSource) -> Any:
+        from ..random import Random
+
+        return Random(seed=opts.seed)
+
+    label = "miragekit.random.Random" + (f" (seed {opts.seed})" if opts.seed is not None else "")
+    return Choice(label, (), build)
+
+
+def _entropy(opts: Options) -> Choice:
+    if opts.seed is not None:
+
+        async def seeded(_: DeviceSource) -> Any:
+            from ..entropy import SeededEntropy
+
+            return _unwrap("entropy", await SeededEntropy.connect(f"seed:{opts.seed}"))
+
+        return Choice(f"miragekit.entropy.SeededEntropy (seed {opts.seed})", (), seeded)
+
+    async def build(_: DeviceSource) -> Any:
+        from ..entropy import Entropy
+
+        return _unwrap("entropy", await Entropy.connect("entropy"))
+
+    return Choice("miragekit.entropy.Entropy (operating system)", (), build)
+
+
+def _block(opts: Options) -> Choice:
+    path = opts.block
+    if path is None:
+        size = opts.block_size
+
+        async def memory(_: DeviceSource) -> Any:
+            from ..block import MemoryBlock
+
+            return MemoryBlock("memory", size // 512)
+
+        return Choice(f"miragekit.block.MemoryBlock ({size} bytes, in memory)", (), memory)
+
+    async def build(_: DeviceSource) -> Any:
+        from ..block import FileBlock
+
+        if not path.exists():
+            with open(path, "wb") as f:
+                f.truncate(opts.block_size)
+        return _unwrap(
+            f"--block {path}", await FileBlock.connect(str(path), read_only=opts.read_only)
+        )
+
+    mode = "read-only" if opts.read_only else "read-write"
+    return Choice(f"miragekit.block.FileBlock ({path}, {mode})", (), build)
+
+
+def _kv(opts: Options) -> Choice:
+    path = opts.kv
+    if path is None:
+        raise LinkError("a KV_RO store is needed: give --kv DIR or --kv ARCHIVE.tar")
+    if path.is_dir():
+
+        async def dirkv(_: DeviceSource) -> Any:
+            from ..kv import DirKV
+
+            return _unwrap(f"--kv {path}", await DirKV.connect(str(path)))
+
+        return Choice(f"miragekit.kv.DirKV ({path})", (), dirkv)
+
+    async def tarkv(_: DeviceSource) -> Any:
+        from ..kv import TarKV
+
+        return _unwrap(f"--kv {path}", await TarKV.connect(str(path)))
+
+    return Choice(f"miragekit.kv.TarKV ({path})", (), tarkv)
+
+
+def _fs(opts: Options) -> Choice:
+    async def build(graph: DeviceSource) -> Any:
+        from ..fs import FatFS
+
+        block = await graph.get(v1.Block)
+        return _unwrap("fs", await FatFS.connect(block))
+
+    return Choice("miragekit.fs.FatFS", (v1.Block,), build)
+
+
+def _stack(opts: Options) -> Choice:
+    if opts.net != "socket":
+        raise LinkError(
+            f"--net {opts.net}: the direct stack is not available yet; use --net socket"
+        )
+    ip = ipaddress.IPv4Interface(opts.ip).ip if opts.ip else ipaddress.IPv4Address("127.0.0.1")
+
+    async def build(_: DeviceSource) -> Any:
+        from ..stack import SocketConfig, SocketStackV4
+
+        return _unwrap("--net socket", await SocketStackV4.connect(SocketConfig(ips=(ip,))))
+
+    return Choice(f"miragekit.stack.SocketStackV4 (host sockets on {ip})", (), build)
+
+
+#: The signature each application parameter may ask for, and how it is chosen.
+PROVIDERS: dict[type, Callable[[Options], Choice]] = {
+    v1.Console: _console,
+    v1.Time: _time,
+    v1.Clock: _clock,
+    v1.Random: _random,
+    v1.Entropy: _entropy,
+    v1.Block: _block,
+    v1.KVRO: _kv,
+    v1.FS: _fs,
+    v1.StackV4: _stack,
+}
+
+
+def signature_name(sig: object) -> str:
+    for name, proto in v1.SIGNATURES.items():
+        if proto is sig:
+            return name
+    return getattr(sig, "__qualname__", repr(sig))
+
+
+def choose(signature: object, opts: Options) -> Choice:
+    provider = PROVIDERS.get(signature) if isinstance(signature, type) else None
+    if provider is None:
+        known = ", ".join(f"v1.{getattr(s, '__name__', s)}" for s in PROVIDERS)
+        raise LinkError(f"no backend provides {signature_name(signature)} (known: {known})")
+    return provider(opts)

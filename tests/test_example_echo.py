@@ -1,0 +1,81 @@
+"""examples/echo through the runner on host sockets, driven by socat."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="ports 7 and 9 need root")
+
+
+@pytest.fixture
+def echo_server() -> object:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "miragekit",
+            "run",
+            "examples/echo",
+            "--net",
+            "socket",
+            "--ip",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "echo: TCP+UDP echo on 127.0.0.1 port 7" in line, (
+        line,
+        proc.stderr.read() if proc.poll() is not None and proc.stderr else "",
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+
+
+@needs_root
+@pytest.mark.usefixtures("echo_server")
+def test_tcp_and_udp_echo_with_socat() -> None:
+    assert shutil.which("socat"), "socat is installed by .ci/run"
+    data = os.urandom(200_000)
+    tcp = subprocess.run(
+        ["socat", "-t", "5", "-", "TCP:127.0.0.1:7"],
+        input=data,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    assert tcp.stdout == data
+    udp = subprocess.run(
+        ["socat", "-t", "2", "-", "UDP:127.0.0.1:7"],
+        input=b"hello over udp",
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    assert udp.stdout == b"hello over udp"
+    start = time.monotonic()
+    discard = subprocess.run(
+        ["socat", "-t", "1", "-", "TCP:127.0.0.1:9"],
+        input=data,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    assert discard.stdout == b"" and time.monotonic() - start < 20
