@@ -147,7 +147,23 @@ def test_writes_on_mkfs_images_pass_fsck(tmp_path: Path, fat: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "size", ["1440K", "2880K", "1M", "4M", "5M", "9M", "16M", "33M", "100M", "256M", "300M", "600M"]
+    "size",
+    [
+        "40K",
+        "41K",
+        "1440K",
+        "2880K",
+        "1M",
+        "4M",
+        "5M",
+        "9M",
+        "16M",
+        "33M",
+        "100M",
+        "256M",
+        "300M",
+        "600M",
+    ],
 )
 @pytest.mark.parametrize("fat", [None, 12, 16, 32])
 def test_format_picks_what_mkfs_picks(tmp_path: Path, size: str, fat: int | None) -> None:

@@ -149,6 +149,7 @@ def plan(
         volume_id=volume_id & 0xFFFFFFFF,
         label=label,
     )
-    if bs.first_data_sector + 32 > total or bs.cluster_count < 1:
+    blocks, data_block = size // 1024, -(-bs.first_data_sector * sector_size // 1024)
+    if blocks < data_block + 32 or bs.cluster_count < 1:
         raise FormatError(f"{size} bytes is too small for a FAT volume")
     return bs
