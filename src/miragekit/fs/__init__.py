@@ -6,5 +6,6 @@ accept what it writes.
 
 from ._bpb import BootSector as BootSector
 from ._fatfs import FatFS as FatFS
+from ._kv import FatKV as FatKV
 
-__all__ = ["BootSector", "FatFS"]
+__all__ = ["BootSector", "FatFS", "FatKV"]
