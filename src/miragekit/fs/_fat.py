@@ -9,6 +9,7 @@ chain is never linked before its clusters are.
 from __future__ import annotations
 
 import itertools
+from array import array
 
 FREE = 0
 
@@ -35,7 +36,10 @@ class Fat:
             self._words = memoryview(raw)[: len(raw) & ~3].cast("I")
         if self._words is not None:
             vals = self._words[2 : self.limit].tolist()
-            self.free_count = sum(1 for v in vals if not v & 0x0FFFFFFF)
+            if bits == 16:
+                self.free_count = vals.count(0)
+            else:
+                self.free_count = sum(1 for v in vals if not v & 0x0FFFFFFF)
         else:
             self.free_count = sum(1 for c in range(2, self.limit) if self.get(c) == FREE)
         self.next_free = 2
@@ -89,14 +93,15 @@ class Fat:
             return out
         c = first
         limit = self.limit
-        seen = 0
+        w = self._words
         while True:
             if c < 2 or c >= limit:
                 raise ValueError(f"chain from cluster {first} reaches invalid cluster {c}")
-            out.append(c)
-            seen += 1
-            if seen > self.cluster_count:
+            run = self._run_length(c) if w is not None else 0
+            out.extend(range(c, c + run + 1))
+            if len(out) > self.cluster_count:
                 raise ValueError(f"chain from cluster {first} loops")
+            c += run
             nxt = self.get(c)
             if nxt >= self.eoc_min:
                 return out
@@ -104,15 +109,39 @@ class Fat:
                 raise ValueError(f"chain from cluster {first} reaches a free or bad cluster")
             c = nxt
 
+    def _run_length(self, c: int) -> int:
+        """How many entries from ``c`` on point to the next cluster (compared in bulk)."""
+        w = self._words
+        assert w is not None
+        limit = self.limit - 1
+        run, step = 0, 16
+        while c + run < limit:
+            hi = min(c + run + step, limit)
+            seg = w[c + run : hi].tolist()
+            exp = range(c + run + 1, hi + 1)
+            if seg == list(exp):
+                run = hi - c
+                step *= 4
+                continue
+            for a, b in zip(seg, exp, strict=True):
+                if a != b:
+                    break
+                run += 1
+            break
+        return run
+
     def find_free(self, n: int) -> list[int] | None:
         """``n`` free clusters (not yet taken), as contiguous as possible; ``None`` if full."""
         if n <= 0:
             return []
         if n > self.free_count:
             return None
-        out: list[int] = []
         limit = self.limit
         start = self.next_free if 2 <= self.next_free < limit else 2
+        run = self._zero_run(start, n)
+        if run is not None:
+            return list(range(run, run + n))
+        out: list[int] = []
         w = self._words
         c = start
         wrapped = False
@@ -128,13 +157,58 @@ class Fat:
             c += 1
         return out
 
+    def _zero_run(self, start: int, n: int) -> int | None:
+        """The first cluster of ``n`` free clusters in a row from ``start`` (16/32-bit FATs)."""
+        w = self._words
+        if w is None:
+            return None
+        size = 2 if self.bits == 16 else 4
+        pattern = bytes(size * n)
+        raw = self.raw
+        pos = start * size
+        end = self.limit * size
+        while True:
+            i = raw.find(pattern, pos, end)
+            if i < 0:
+                return None
+            if i % size == 0:
+                return i // size
+            pos = i + (size - i % size)
+
     def link(self, clusters: list[int]) -> None:
-        """Chain ``clusters`` together, the last one ending the chain."""
-        for a, b in itertools.pairwise(clusters):
-            self.set(a, b)
-        if clusters:
-            self.set(clusters[-1], self.eoc)
-            self.next_free = clusters[-1] + 1
+        """Chain free ``clusters`` together, the last one ending the chain."""
+        if not clusters:
+            return
+        n = len(clusters)
+        c0 = clusters[0]
+        w = self._words
+        if (
+            w is not None
+            and n > 1
+            and clusters[-1] - c0 == n - 1
+            and clusters == list(range(c0, c0 + n))
+        ):
+            # One contiguous run: one slice assignment instead of n entry updates.
+            code = "H" if self.bits == 16 else "I"
+            if self.bits == 32:
+                vals = [
+                    (old & 0xF0000000) | nxt
+                    for old, nxt in zip(
+                        w[c0 : c0 + n - 1].tolist(), range(c0 + 1, c0 + n), strict=True
+                    )
+                ]
+            else:
+                vals = list(range(c0 + 1, c0 + n))
+            self.free_count -= n - 1  # they were all free
+            w[c0 : c0 + n - 1] = array(code, vals)
+            size = 2 if self.bits == 16 else 4
+            ss = self.sector_size
+            self._dirty.update(range(c0 * size // ss, (c0 + n - 1) * size // ss + 1))
+        else:
+            for a, b in itertools.pairwise(clusters):
+                self.set(a, b)
+        self.set(clusters[-1], self.eoc)
+        self.next_free = clusters[-1] + 1
 
     # --- dirty sectors -----------------------------------------------------------------
 

@@ -163,6 +163,25 @@ class _Volume:
         return self.bs.root_cluster if self.bs.fat_bits == 32 else 0
 
 
+def _runs(clusters: list[int], lo: int, hi: int) -> list[tuple[int, int]]:
+    """Split ``clusters[lo:hi]`` into runs ``(index, length)`` of consecutive clusters."""
+    out: list[tuple[int, int]] = []
+    stack = [(lo, hi)]
+    while stack:
+        a, b = stack.pop()
+        c = clusters[a]
+        if clusters[b - 1] - c == b - a - 1 and clusters[a:b] == list(range(c, c + b - a)):
+            if out and out[-1][0] + out[-1][1] == a and clusters[a - 1] + 1 == c:
+                out[-1] = (out[-1][0], out[-1][1] + b - a)
+            else:
+                out.append((a, b - a))
+        else:
+            m = (a + b) // 2
+            stack.append((m, b))
+            stack.append((a, m))
+    return out
+
+
 def _split(path: str) -> list[str]:
     parts: list[str] = []
     for p in path.split("/"):
@@ -331,15 +350,11 @@ class FatFS:
 
     async def _read_clusters(self, v: _Volume, clusters: list[int], buf: memoryview) -> None:
         cb = v.bs.cluster_bytes
-        i = 0
-        n = len(clusters)
-        while i < n:
-            j = i + 1
-            while j < n and clusters[j] == clusters[j - 1] + 1:
-                j += 1
+        if not clusters:
+            return
+        for i, n in _runs(clusters, 0, len(clusters)):
             sector = v.bs.cluster_sector(clusters[i])
-            await self._dev_read(sector * v.factor, buf[i * cb : j * cb])
-            i = j
+            await self._dev_read(sector * v.factor, buf[i * cb : (i + n) * cb])
 
     async def _load_dir(self, v: _Volume, key: int) -> _Dir:
         d = v.dirs.get(key)
@@ -625,34 +640,23 @@ class FatFS:
             raise _Refused(NoSpace())
         self._need_rw()
         bs = v.bs
-        cb, ss = bs.cluster_bytes, bs.bytes_per_sector
+        cb = bs.cluster_bytes
         chain = self._chain(v, e.cluster)
         need = -(-new_size // cb) - len(chain)
         new = v.fat.find_free(need) if need > 0 else []
         if new is None:
             raise _Refused(NoSpace())
-        full = chain + new
-        # The sector-aligned byte range [alo, ahi) that this write rewrites.
-        lo = min(offset, old)
-        hi = offset + n
-        alo = lo - lo % ss
-        ahi = -(-hi // ss) * ss
-        buf = bytearray(ahi - alo)
-        if alo < lo and alo < old:
-            await self._read_file_sectors(v, full, alo, memoryview(buf)[:ss])
-        if hi < ahi and hi < old and ahi - ss >= alo + (ss if alo < lo and alo < old else 0):
-            await self._read_file_sectors(v, full, ahi - ss, memoryview(buf)[-ss:])
-        if offset > old:
-            z0 = max(old, alo) - alo
-            buf[z0 : offset - alo] = bytes(offset - alo - z0)
-        buf[offset - alo : hi - alo] = data
-        await self._write_file_sectors(v, full, alo, memoryview(buf))
+        # The cached chain grows in place; a failed block write drops every cache.
+        had = len(chain)
+        full = chain
+        full.extend(new)
+        await self._write_range(v, full, old, offset, data)
         fat = v.fat
         if new:
             fat.link(new)
             await self._flush_fat(v)
-            if chain:
-                fat.set(chain[-1], new[0])
+            if had:
+                fat.set(full[had - 1], new[0])
                 await self._flush_fat(v)
             v.chains.pop(e.cluster, None)
             v.chains[full[0]] = full
@@ -667,6 +671,43 @@ class FatFS:
         if new:
             await self._write_fsinfo(v)
 
+    async def _write_range(
+        self, v: _Volume, full: list[int], old: int, offset: int, data: memoryview
+    ) -> None:
+        """Write ``data`` at ``offset`` of a file of ``old`` bytes on clusters ``full``.
+
+        Bytes between the old end and ``offset`` become zeros. Whole sectors of ``data``
+        go to the device without a copy; only partial sectors at the ends are assembled.
+        """
+        ss = v.bs.bytes_per_sector
+        n = len(data)
+        hi = offset + n
+        lo = min(offset, old)
+        alo = lo - lo % ss
+        ahi = -(-hi // ss) * ss
+        if offset % ss == 0 and offset <= old:
+            body = n - n % ss
+            if body:
+                await self._write_file_sectors(v, full, offset, data[:body])
+            if body < n:
+                tail = bytearray(ss)
+                if hi < old:
+                    await self._read_file_sectors(v, full, ahi - ss, memoryview(tail))
+                tail[: n - body] = data[body:]
+                await self._write_file_sectors(v, full, offset + body, memoryview(tail))
+            return
+        buf = bytearray(ahi - alo)
+        head = alo < lo and alo < old
+        if head:
+            await self._read_file_sectors(v, full, alo, memoryview(buf)[:ss])
+        if hi < ahi and hi < old and ahi - ss >= alo + (ss if head else 0):
+            await self._read_file_sectors(v, full, ahi - ss, memoryview(buf)[-ss:])
+        if offset > old:
+            z0 = max(old, alo) - alo
+            buf[z0 : offset - alo] = bytes(offset - alo - z0)
+        buf[offset - alo : hi - alo] = data
+        await self._write_file_sectors(v, full, alo, memoryview(buf))
+
     def _extents(
         self, v: _Volume, chain: list[int], start: int, nbytes: int
     ) -> list[tuple[int, int]]:
@@ -678,19 +719,14 @@ class FatFS:
         ss, spc = bs.bytes_per_sector, bs.sectors_per_cluster
         s0 = start // ss
         s1 = (start + nbytes) // ss
-        runs: list[tuple[int, int]] = []
-        s = s0
-        while s < s1:
-            ci = s // spc
-            within = s % spc
-            take = min(spc - within, s1 - s)
-            a = bs.cluster_sector(chain[ci]) + within
-            if runs and runs[-1][0] + runs[-1][1] == a:
-                runs[-1] = (runs[-1][0], runs[-1][1] + take)
-            else:
-                runs.append((a, take))
-            s += take
-        return runs
+        if s1 <= s0:
+            return []
+        out: list[tuple[int, int]] = []
+        for ci, n in _runs(chain, s0 // spc, (s1 - 1) // spc + 1):
+            first = max(s0, ci * spc)
+            last = min(s1, (ci + n) * spc)
+            out.append((bs.cluster_sector(chain[ci]) + first - ci * spc, last - first))
+        return out
 
     async def _read_file_sectors(
         self, v: _Volume, chain: list[int], start: int, buf: memoryview
