@@ -15,3 +15,5 @@ from .block import BLOCK_CHECKS as BLOCK_CHECKS
 from .block import READ_ONLY_BLOCK_CHECKS as READ_ONLY_BLOCK_CHECKS
 from .block import check_block as check_block
 from .block import check_read_only_block as check_read_only_block
+from .fs import FS_CHECKS as FS_CHECKS
+from .fs import check_fs as check_fs
