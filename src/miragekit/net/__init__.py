@@ -13,6 +13,8 @@ from ._link import FrameReceiver as FrameReceiver
 from ._pcap import FrameNetwork as FrameNetwork
 from ._pcap import PcapNetif as PcapNetif
 from ._tap import TapNetif as TapNetif
+from ._tcp import TCP as TCP
+from ._tcp import TCPFlow as TCPFlow
 from ._udp import UDP as UDP
 from ._vswitch import LinkParams as LinkParams
 from ._vswitch import VnetCounters as VnetCounters
