@@ -170,3 +170,33 @@ def test_real_time_bulk_transfer_over_the_switch() -> None:
             assert await done == 80 * 65536
 
     asyncio.run(main())
+
+
+def test_a_thousand_concurrent_connections_open_and_close_cleanly() -> None:
+    async def main() -> None:
+        _, client, server = await two_stacks()
+        served = 0
+
+        async def hello(flow: Any) -> None:
+            nonlocal served
+            r = await flow.read()
+            assert isinstance(r, Ok)
+            await flow.write(bytes(r.value).upper())
+            served += 1
+
+        server.listen_tcpv4(port=80, callback=hello)
+
+        async def one(i: int) -> None:
+            flow = await connect(client, 80)
+            await flow.write(f"conn {i}".encode())
+            assert await drain(flow) == f"CONN {i}".encode()
+            await flow.close()
+
+        flows = await asyncio.gather(*(one(i) for i in range(1000)))
+        assert len(flows) == 1000 and served == 1000
+        await asyncio.sleep(300)  # past TIME_WAIT (2 * MSL)
+        assert client.tcpv4().connections() == 0
+        assert server.tcpv4().connections() == 0
+        assert client.tcpv4().flow_count() == 0 == server.tcpv4().flow_count()
+
+    run_sim(main())

@@ -223,6 +223,10 @@ class TCP:
         """How many connections the endpoint still holds (any state)."""
         return len(self.endpoint.connections)
 
+    def flow_count(self) -> int:
+        """How many flows the driver still tracks (each freed when its connection closes)."""
+        return len(self._flows)
+
     # -- input --------------------------------------------------------------------------
 
     def _receive(self, src: Addr, dst: Addr, segment: memoryview) -> None:
