@@ -12,3 +12,7 @@ from ._link import FrameLink as FrameLink
 from ._link import FrameReceiver as FrameReceiver
 from ._tap import TapNetif as TapNetif
 from ._udp import UDP as UDP
+from ._vxlan import VxlanConfig as VxlanConfig
+from ._vxlan import VxlanCounters as VxlanCounters
+from ._vxlan import VxlanNetif as VxlanNetif
+from ._vxlan import parse_vxlan_spec as parse_vxlan_spec
