@@ -319,3 +319,36 @@ def test_connect_errors() -> None:
             await VxlanNetif.connect(42)  # type: ignore[arg-type]
 
     run(main())
+
+
+def test_learned_endpoint_is_sender_ip_and_segment_port() -> None:
+    """Members on 127.0.0.x share one port, as VTEPs do; a kernel-like sender uses a
+    random source port, yet replies must go to the segment's port."""
+
+    async def main() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        devs = []
+        for host in ("127.0.0.2", "127.0.0.3"):
+            r = await VxlanNetif.connect(f"vxlan:{VNI}@{host}:{port},127.0.0.2,127.0.0.3")
+            assert isinstance(r, Ok), r
+            devs.append(r.value)
+        a, b = devs
+        try:
+            ta, tb = Tap(a), Tap(b)
+            peer = MacAddr("02:00:00:00:00:33")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.3", 0))  # b's address, another source port
+                s.sendto(vxlan.header(VNI) + frame(BCAST, peer), a.local_addr)
+                await ta.wait(1)
+            assert a.fdb() == {peer: ("127.0.0.3", port)}
+            a.send(frame(peer, a.mac(), b"to the segment port"))
+            assert (await tb.wait(1))[0].endswith(b"to the segment port")
+            # A fixed dstport overrides; port 0 on the local side means "source port".
+            assert VxlanConfig(1, local=("127.0.0.1", 0), dstport=8472).dstport == 8472
+        finally:
+            await a.disconnect()
+            await b.disconnect()
+
+    run(main())

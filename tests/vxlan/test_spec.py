@@ -31,6 +31,7 @@ def test_minimal_and_variants() -> None:
     v6 = parse_vxlan_spec("vxlan:5@[::1]:5000,[fe80::1],[::2]:6000")
     assert v6.local == ("::1", 5000) and v6.remotes == (("fe80::1", 5000), ("::2", 6000))
     assert parse_vxlan_spec("5@127.0.0.1:0").local == ("127.0.0.1", 0)
+    assert parse_vxlan_spec("5@127.0.0.1,dstport=8472").dstport == 8472
 
 
 @pytest.mark.parametrize(
@@ -57,6 +58,7 @@ def test_minimal_and_variants() -> None:
         ("vxlan:1@10.0.0.1,mac=01:00:00:00:00:01", "multicast"),
         ("vxlan:1@10.0.0.1,mac=zz", "option 'mac'"),
         ("vxlan:1@10.0.0.1,color=red", "known keys are"),
+        ("vxlan:1@10.0.0.1,dstport=0", "dstport: 0 is outside"),
     ],
 )
 def test_bad_specs(spec: str, words: str) -> None:

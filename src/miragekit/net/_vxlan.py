@@ -67,6 +67,13 @@ class VxlanConfig:
     ``mtu`` the inner Ethernet MTU (default 1450 = 1500 - 50); ``learn_ttl`` 0 turns
     learning off; ``netns`` opens the socket inside that named network namespace
     (``/var/run/netns/<name>``), where the underlay lives.
+
+    ``dstport`` is the UDP port of learned endpoints. VTEPs send from a source port that
+    is a hash of the inner flow (RFC 7348 5.) and listen on the segment's port, so a
+    learned endpoint is the sender's IP and ``dstport``: by default our own local port
+    (every member of a segment normally uses the same one). With a local port of 0
+    (members on one address, each on its own port), the default is the port each
+    datagram came from: miragekit sends from the port it listens on.
     """
 
     vni: int
@@ -78,6 +85,7 @@ class VxlanConfig:
     learn_ttl: float = 300.0
     learn_limit: int = 4096
     netns: str | None = None
+    dstport: int | None = None
     tx_queue_limit: int = 1024
     rx_queue_limit: int = 1024
 
@@ -107,6 +115,8 @@ class VxlanConfig:
             object.__setattr__(self, "mac", mac)
         if self.mtu is not None and not 68 <= self.mtu <= 65535 - wire.OVERHEAD_V6:
             raise ValueError(f"mtu: {self.mtu} is outside 68..{65535 - wire.OVERHEAD_V6}")
+        if self.dstport is not None and not 1 <= self.dstport <= 65535:
+            raise ValueError(f"dstport: {self.dstport} is outside 1..65535")
         if not (self.learn_ttl >= 0 and math.isfinite(self.learn_ttl)):
             raise ValueError(f"learn_ttl: {self.learn_ttl} is not a finite number >= 0")
         for name in ("learn_limit", "tx_queue_limit", "rx_queue_limit"):
@@ -140,7 +150,7 @@ def parse_vxlan_spec(text: str) -> VxlanConfig:
     The ``vxlan:`` prefix is optional. IPv6 addresses go in brackets (``[::1]:4789``).
     A remote without a port uses the local port; the local port defaults to 4789. Keys:
     ``group``, ``mac``, ``mtu``, ``ttl`` (the learning TTL in seconds; 0 turns it off),
-    ``netns``. Example: ``vxlan:42@10.0.0.1:4789,10.0.0.2,10.0.0.3:8472,mtu=1400``.
+    ``netns``, ``dstport`` (see :class:`VxlanConfig`). Example: ``vxlan:42@10.0.0.1:4789,10.0.0.2,10.0.0.3:8472,mtu=1400``.
     """
     body = text.strip()
     if body.startswith("vxlan:"):
@@ -178,8 +188,10 @@ def parse_vxlan_spec(text: str) -> VxlanConfig:
                 opts["learn_ttl"] = float(value)
             elif key == "netns":
                 opts["netns"] = value
+            elif key == "dstport":
+                opts["dstport"] = int(value)
             else:
-                raise ValueError("known keys are group, mac, mtu, ttl, netns")
+                raise ValueError("known keys are group, mac, mtu, ttl, netns, dstport")
         except ValueError as e:
             raise ValueError(f"vxlan spec {text!r}: option {key!r}: {e}") from None
     try:
@@ -324,6 +336,7 @@ class VxlanNetif:
         self._vni_word = config.vni << 8
         self._ttl = config.learn_ttl
         self._learn = config.learn_ttl > 0
+        self._learn_port = config.dstport if config.dstport is not None else config.local[1]
         self._limit = config.learn_limit
         self._fdb: dict[bytes, _Entry] = {}
         self._static: dict[Any, None] = dict.fromkeys(config.remotes)
@@ -488,7 +501,7 @@ class VxlanNetif:
         recv, buf, view = self._sock.recvfrom_into, self._rbuf, self._rview
         st, c, unpack = self._stats, self.counters, _HDR.unpack_from
         vni_word, mac, v6 = self._vni_word, self._mac_b, self._v6
-        fdb, learn = self._fdb, self._learn
+        fdb, learn, learn_port = self._fdb, self._learn, self._learn_port
         now = self._loop.time()
         for _ in range(READ_BATCH):
             try:
@@ -515,7 +528,9 @@ class VxlanNetif:
                 c.rx_looped += 1
                 continue
             if learn and not src[0] & 1:
-                if v6:
+                if learn_port:
+                    addr = (addr[0], learn_port)
+                elif v6:
                     addr = addr[:2]
                 e = fdb.get(src)
                 if e is not None and e.endpoint == addr:
