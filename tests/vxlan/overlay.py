@@ -52,7 +52,7 @@ class Node:
         self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, msg: memoryview
     ) -> None:
         if len(msg) >= 8 and msg[0] == 0:  # echo reply
-            ident, seq = struct.unpack_from("!HH", msg, 4)
+            seq = struct.unpack_from("!H", msg, 6)[0]
             fut = self._replies.pop(seq, None)
             if fut is not None and not fut.done():
                 fut.set_result(None)
@@ -69,7 +69,7 @@ class Node:
                 )
                 done, _ = await asyncio.wait([fut], timeout=0.1)
                 if done:
-                    return fut.result() == dst
+                    return bool(fut.result() == dst)
             return False
         finally:
             self._udp_waiters.pop(token, None)
