@@ -339,7 +339,10 @@ class VxlanNetif:
         self._learn_port = config.dstport if config.dstport is not None else config.local[1]
         self._limit = config.learn_limit
         self._fdb: dict[bytes, _Entry] = {}
-        self._static: dict[Any, None] = dict.fromkeys(config.remotes)
+        # The same member list may be given to every member: we are not our own remote.
+        self._static: dict[Any, None] = dict.fromkeys(
+            r for r in config.remotes if r != config.local
+        )
         self._group: Any = (config.group, config.local[1]) if config.group else None
         self._flood: tuple[Any, ...] = ()
         self._flood_until = -math.inf
