@@ -171,3 +171,44 @@ def test_vni_mismatch_is_counted(underlay: Underlay) -> None:
         node.netif.counters.rx_bad_vni = 0  # for the common checks
 
     run(with_node(underlay, body))
+
+
+def test_joined_to_a_linux_bridge(underlay: Underlay) -> None:
+    """docs/vxlan.md's recipe: namespace ``k`` stands in for the host, with a bridge whose
+    ports are a kernel vxlan device (to our underlay address) and a veth to a "container"
+    namespace ``c``; the container pings us and talks UDP with us through the bridge.
+
+    (Our socket cannot share the kernel device's namespace and address family locally:
+    the kernel delivers vxlan traffic to a local destination straight to its own vxlan
+    devices -- "local bypass" -- and drops it when none matches.)"""
+
+    async def main(c: str) -> None:
+        u = underlay
+        cfg = VxlanConfig(VNI, local=(O_UNDER, 4789), remotes=[(K_UNDER, 4789)], netns=u.o)
+        node = await Node.start(cfg, f"{O_IP}/24")
+        try:
+            rc, out = await ns_exec(c, "ping", "-c", "2", "-i", "0.2", "-W", "2", O_IP)
+            assert rc == 0 and b"2 received" in out, out
+            rc, out = await ns_exec(c, "socat", "-t", "2", "-", f"UDP:{O_IP}:7", stdin=b"hi\n")
+            assert rc == 0 and out == b"hi\n", out
+            assert await node.ping(ipaddress.IPv4Address("192.168.42.10"), 3)
+            assert set(node.netif.fdb().values()) == {(K_UNDER, 4789)}
+            assert node.stack.udp.counters.rx_bad_checksum == 0
+        finally:
+            await node.stop()
+
+    with namespaces("c") as (c,):
+        k = underlay.k
+        for cmd in (
+            "link add br0 type bridge",
+            "link set br0 up",
+            f"link add vx42 type vxlan id {VNI} dstport 4789 remote {O_UNDER} dev va",
+            "link set vx42 master br0 up",
+            f"link add vc type veth peer name eth0 netns {c}",
+            "link set vc master br0 up",
+        ):
+            sh("ip", "-n", k, *cmd.split())
+        set_tx_checksum(k, "vx42", False)
+        sh("ip", "-n", c, "addr", "add", "192.168.42.10/24", "dev", "eth0")
+        sh("ip", "-n", c, "link", "set", "eth0", "up")
+        run(main(c))
