@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ import pytest
 from tests.netns import namespaces, ns_exec, set_tx_checksum, sh
 from tests.vxlan.overlay import Node
 
-from miragekit.net import VxlanConfig
+from miragekit.net import VxlanConfig, VxlanNetif
+from miragekit.result import Ok
 
 pytestmark = pytest.mark.kernel
 
@@ -212,3 +214,41 @@ def test_joined_to_a_linux_bridge(underlay: Underlay) -> None:
         sh("ip", "-n", c, "addr", "add", "192.168.42.10/24", "dev", "eth0")
         sh("ip", "-n", c, "link", "set", "eth0", "up")
         run(main(c))
+
+
+def test_bounded_send_queue_when_the_socket_would_block(underlay: Underlay) -> None:
+    """A slow underlay (a 1 Mbit/s token bucket on the veth) fills the socket's send
+    buffer: datagrams then wait in our bounded queue, the excess is dropped and counted,
+    and the queue drains when the socket becomes writable again."""
+
+    async def main() -> None:
+        u = underlay
+        sh("ip", "netns", "exec", u.o, "tc", "qdisc", "add", "dev", "vb", "root", "tbf",
+           "rate", "1mbit", "burst", "1600", "limit", "1000000")  # fmt: skip
+        cfg = VxlanConfig(
+            VNI, local=(O_UNDER, 4789), remotes=[(K_UNDER, 4789)], netns=u.o, tx_queue_limit=8
+        )
+        r = await VxlanNetif.connect(cfg)
+        assert isinstance(r, Ok), r
+        netif = r.value
+        try:
+            netif._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            frame = b"\xff" * 6 + netif.mac().packed + b"\x88\xb5" + bytes(1400)
+            for _ in range(40):
+                netif.send(frame)
+            c = netif.counters
+            assert c.tx_queued == 8  # the bound
+            assert c.tx_dropped == 40 - 8 - c.tx_datagrams > 0
+            assert netif.get_stats_counters().tx_pkts == 40
+            for _ in range(100):  # 8 datagrams at 1 Mbit/s: about 0.1 s
+                if c.tx_datagrams == 40 - c.tx_dropped:
+                    break
+                await asyncio.sleep(0.02)
+            assert c.tx_datagrams == 40 - c.tx_dropped and not netif._txq
+            assert c.tx_errors == 0
+            netif.send(frame)  # writable again: straight out
+            assert c.tx_queued == 8 and c.tx_datagrams == 41 - c.tx_dropped
+        finally:
+            await netif.disconnect()
+
+    run(main())

@@ -551,6 +551,11 @@ class VxlanNetif:
         self.sendv((frame,))
 
     def sendv(self, bufs: Sequence[Buffer]) -> None:
+        """Send one frame to its learned endpoint or flood it, now, without awaiting.
+
+        ``tx_pkts``/``tx_bytes`` count frames accepted for transmission (once, however
+        many replicas); datagrams the socket then refuses are ``counters.tx_dropped``.
+        """
         c = self.counters
         if not self._connected:
             c.tx_dropped += 1
