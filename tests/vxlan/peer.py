@@ -1,7 +1,7 @@
 """One member of a VXLAN segment, as ``miragekit run --net vxlan:...`` will start it:
 ``python -m tests.vxlan.peer SPEC [ROUNDS]`` builds the VxlanNetif from the spec, a console
-on stdout and the clock, and runs examples/vxlan_chat's ``start``. Counters go to stderr
-as one JSON line at the end."""
+on stdout and the clock, and runs examples/vxlan_chat's ``start`` once a line arrives on
+stdin (after "ready" on stderr). Counters go to stderr as one JSON line at the end."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ async def main(spec: str) -> int:
         print(f"vxlan: {r.error}", file=sys.stderr)
         return 1
     net = r.value
+    # Start together: say we are bound, wait for the go (one line on stdin).
+    print("ready", file=sys.stderr, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     console = Console(stdin_fd=None)
     try:
         await app.start(console, net, Time())

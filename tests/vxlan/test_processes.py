@@ -23,6 +23,7 @@ def spawn(spec: str, rounds: int) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "tests.vxlan.peer", spec, str(rounds)],
         cwd=ROOT,
         env=env,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -33,7 +34,14 @@ def test_three_processes_chat() -> None:
     base = f"127.{r[0]}.{r[1] | 1}"  # a random /24 of loopback, unlikely to be in use
     members = [f"{base}.{i}" for i in (1, 2, 3)]
     port = 20000 + int.from_bytes(r[2:4], "big") % 40000
-    procs = [spawn(f"vxlan:42@{m}:{port},{','.join(members)}", rounds=8) for m in members]
+    procs = [spawn(f"vxlan:42@{m}:{port},{','.join(members)}", rounds=6) for m in members]
+    for p in procs:  # all bound: start them together
+        assert p.stderr is not None
+        assert p.stderr.readline() == b"ready\n"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
     outs: list[tuple[str, dict[str, dict[str, int]]]] = []
     for p in procs:
         try:
