@@ -265,8 +265,10 @@ def _open_socket(cfg: VxlanConfig) -> socket.socket:
         if cfg.group is None:
             s.bind((host, port))
         else:
-            # Multicast is only delivered to sockets bound to the wildcard (or the group);
-            # several processes on one host share the port, as kernel vxlan devices do.
+            # Multicast is only delivered to sockets bound to the wildcard (or the group).
+            # SO_REUSEADDR lets the port be shared with other listeners (a kernel vxlan
+            # device, another member): each gets the multicast, but unicast goes to one
+            # only, so members in group mode need an underlay address each.
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("::" if v6 else "0.0.0.0", port))
             g = ipaddress.ip_address(cfg.group).packed
