@@ -268,7 +268,7 @@ def _open_socket(cfg: VxlanConfig) -> socket.socket:
             # Multicast is only delivered to sockets bound to the wildcard (or the group).
             # SO_REUSEADDR lets the port be shared with other listeners (a kernel vxlan
             # device, another member): each gets the multicast, but unicast goes to one
-            # only, so members in group mode need an underlay address each.
+            # only: one member in group mode per host (network namespace).
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("::" if v6 else "0.0.0.0", port))
             g = ipaddress.ip_address(cfg.group).packed
