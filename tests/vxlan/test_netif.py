@@ -297,6 +297,11 @@ def test_ipv6_loopback() -> None:
             assert b.fdb() == {a.mac(): a.local_addr} and a.id().startswith("vxlan:7@[::1]:")
             with pytest.raises(ValueError, match="family"):
                 a.add_remote(("127.0.0.1", 4789))
+            with pytest.raises(ValueError, match="multicast"):
+                a.add_remote(("ff02::1", 4789))
+            a.add_remote(("0:0::1", b.local_addr[1]))  # the same endpoint, spelt otherwise
+            a.add_remote(a.local_addr)  # ourselves: ignored
+            assert a.remotes() == [b.local_addr]
         finally:
             await a.disconnect()
             await b.disconnect()

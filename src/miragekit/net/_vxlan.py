@@ -93,14 +93,14 @@ class VxlanConfig:
         if not 0 <= self.vni <= wire.VNI_MAX:
             raise ValueError(f"vni: {self.vni} is outside 0..{wire.VNI_MAX}")
         fam = _check_endpoint("local", self.local, allow_port0=True)
-        object.__setattr__(self, "local", (str(self.local[0]), int(self.local[1])))
+        object.__setattr__(self, "local", _normal(self.local))
         rs = []
         for r in self.remotes:
             if _check_endpoint("remotes", r) != fam:
                 raise ValueError(f"remotes: {r!r} is not of the local address's family")
             if ipaddress.ip_address(r[0]).is_multicast:
                 raise ValueError(f"remotes: {r[0]} is multicast; use group=")
-            rs.append((str(r[0]), int(r[1])))
+            rs.append(_normal(r))
         object.__setattr__(self, "remotes", tuple(rs))
         if self.group is not None:
             g = _ip("group", self.group)
@@ -133,6 +133,11 @@ def _ip(what: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.ip_address(text)
     except ValueError:
         raise ValueError(f"{what}: {text!r} is not an IP address") from None
+
+
+def _normal(ep: tuple[Any, Any]) -> Endpoint:
+    """The endpoint as sockets report it (so that ``::0:1`` and ``::1`` compare equal)."""
+    return (str(ipaddress.ip_address(ep[0])), int(ep[1]))
 
 
 def _check_endpoint(what: str, ep: Any, *, allow_port0: bool = False) -> int:
@@ -423,11 +428,15 @@ class VxlanNetif:
         fam = _check_endpoint("endpoint", endpoint)
         if fam != self.config.family:
             raise ValueError(f"endpoint: {endpoint!r} is not of the local address's family")
-        self._static[(str(endpoint[0]), int(endpoint[1]))] = None
-        self._flood_until = -math.inf
+        if ipaddress.ip_address(endpoint[0]).is_multicast:
+            raise ValueError(f"endpoint: {endpoint[0]} is multicast; use group=")
+        ep = _normal(endpoint)
+        if ep != self.local_addr:
+            self._static[ep] = None
+            self._flood_until = -math.inf
 
     def remove_remote(self, endpoint: Endpoint) -> None:
-        self._static.pop((str(endpoint[0]), int(endpoint[1])), None)
+        self._static.pop(_normal(endpoint), None)
         self._flood_until = -math.inf
 
     def remotes(self) -> list[Endpoint]:
