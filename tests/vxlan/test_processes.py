@@ -1,11 +1,13 @@
-"""Several processes on one VXLAN segment over loopback: each runs examples/vxlan_chat
-(through tests/vxlan/peer.py, as the runner will) and hears the others' broadcasts.
+"""Several processes on one VXLAN segment over loopback.
 
 Members share one UDP port on distinct loopback addresses 127.A.B.1..3, as VTEPs share
-port 4789 on distinct hosts; every member is given the same member list."""
+port 4789 on distinct hosts; every member is given the same member list. One test runs
+examples/vxlan_chat in each (through tests/vxlan/peer.py, as the runner will); the other
+kills a member (SIGKILL) and starts it again, and the others reach it again."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -29,11 +31,15 @@ def spawn(spec: str, rounds: int) -> subprocess.Popen[bytes]:
     )
 
 
-def test_three_processes_chat() -> None:
+def segment() -> tuple[list[str], int]:
+    """Three loopback addresses in a random 127.A.B.0/24 and a random port."""
     r = uuid.uuid4().bytes
-    base = f"127.{r[0]}.{r[1] | 1}"  # a random /24 of loopback, unlikely to be in use
-    members = [f"{base}.{i}" for i in (1, 2, 3)]
-    port = 20000 + int.from_bytes(r[2:4], "big") % 40000
+    base = f"127.{r[0]}.{r[1] | 1}"
+    return [f"{base}.{i}" for i in (1, 2, 3)], 20000 + int.from_bytes(r[2:4], "big") % 40000
+
+
+def test_three_processes_chat() -> None:
+    members, port = segment()
     procs = [spawn(f"vxlan:42@{m}:{port},{','.join(members)}", rounds=6) for m in members]
     for p in procs:  # all bound: start them together
         assert p.stderr is not None
@@ -64,3 +70,57 @@ def test_three_processes_chat() -> None:
         assert c["rx_bad_vni"] == c["rx_short"] == c["rx_bad_flags"] == 0
         assert c["rx_looped"] == 0  # we are not our own remote
         assert c["learned"] >= 2 and info["stats"]["rx_pkts"] > 0
+
+
+class Member:
+    """A tests/vxlan/member.py process, spoken to line by line."""
+
+    def __init__(self, spec: str, cidr: str) -> None:
+        env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}")
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "tests.vxlan.member", spec, cidr],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.ask(None) == "ready"
+
+    def ask(self, cmd: str | None) -> str:
+        assert self.p.stdin is not None and self.p.stdout is not None
+        if cmd is not None:
+            self.p.stdin.write(cmd + "\n")
+            self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def stop(self) -> None:
+        self.p.kill()
+        self.p.wait()
+        for f in (self.p.stdin, self.p.stdout):
+            if f is not None:
+                f.close()
+
+
+def test_a_killed_member_is_reached_again_after_restart() -> None:
+    members, port = segment()
+    ips = [f"10.43.0.{i}" for i in (1, 2, 3)]
+    specs = [f"vxlan:43@{m}:{port},{','.join(members)}" for m in members]
+    procs = [Member(spec, f"{ip}/24") for spec, ip in zip(specs, ips, strict=True)]
+    try:
+        for i, j in itertools.permutations(range(3), 2):
+            assert procs[i].ask(f"udp {ips[j]}") == f"ok {ips[j]}"
+        assert procs[0].ask(f"ping {ips[2]}") == f"ok {ips[2]}"
+        old_mac = procs[2].ask("mac")
+        procs[2].stop()  # SIGKILL: no goodbye
+        assert procs[0].ask(f"udp {ips[2]}") == f"timeout {ips[2]}"
+        procs[2] = Member(specs[2], f"{ips[2]}/24")  # same address, a new MAC
+        assert procs[2].ask("mac") != old_mac
+        for i, j in ((0, 2), (1, 2), (2, 0), (2, 1)):
+            assert procs[i].ask(f"udp {ips[j]}") == f"ok {ips[j]}"
+            assert procs[i].ask(f"ping {ips[j]}") == f"ok {ips[j]}"
+        c = json.loads(procs[0].ask("counters"))
+        assert c["rx_bad_vni"] == c["rx_short"] == c["rx_looped"] == 0 and c["learned"] >= 3
+    finally:
+        for m in procs:
+            m.stop()
