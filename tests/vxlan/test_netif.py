@@ -373,9 +373,8 @@ def test_random_datagrams_are_all_accounted_for() -> None:
             sent = 0
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 for i in range(400):
-                    if i % 4 == 0:
-                        d = rng.randbytes(rng.randrange(0, 64))
-                    else:
+                    d = bytearray(rng.randbytes(rng.randrange(0, 64)))
+                    if i % 4:
                         d = bytearray(base[: rng.randrange(0, len(base) + 1)])
                         for _ in range(rng.randrange(0, 3)):
                             if d:
