@@ -59,6 +59,7 @@ def test_minimal_and_variants() -> None:
         ("vxlan:1@10.0.0.1,mac=zz", "option 'mac'"),
         ("vxlan:1@10.0.0.1,color=red", "known keys are"),
         ("vxlan:1@10.0.0.1,dstport=0", "dstport: 0 is outside"),
+        ("vxlan:1@10.0.0.1,netns=../etc", "netns: '../etc' is not a namespace name"),
     ],
 )
 def test_bad_specs(spec: str, words: str) -> None:

@@ -26,18 +26,16 @@ another VNI are dropped and counted per reason; so are frames with our own sourc
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import ipaddress
 import math
 import os
 import socket
 import struct
-import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, Self
 
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
@@ -45,6 +43,7 @@ from ..v1 import Buffer, FrameCallback, Network, Stats
 from ..wire import vxlan as wire
 from ._link import FrameLink, FrameReceiver
 from ._listen import FrameListener
+from ._netns import in_netns
 
 Endpoint = tuple[str, int]
 
@@ -52,7 +51,6 @@ DEFAULT_MTU: Final = 1500 - wire.OVERHEAD_V4
 """1450: the inner MTU over a 1500-byte IPv4 underlay (the kernel's default too)."""
 READ_BATCH: Final = 256
 """Datagrams read per wake-up at most, so one busy socket cannot starve the loop."""
-CLONE_NEWNET: Final = 0x40000000
 
 _HDR = struct.Struct("!II6x6s")  # flags word, VNI word, inner destination, inner source
 _FLAGS_WORD: Final = wire.FLAG_I << 24
@@ -115,6 +113,8 @@ class VxlanConfig:
             object.__setattr__(self, "mac", mac)
         if self.mtu is not None and not 68 <= self.mtu <= 65535 - wire.OVERHEAD_V6:
             raise ValueError(f"mtu: {self.mtu} is outside 68..{65535 - wire.OVERHEAD_V6}")
+        if self.netns is not None and (self.netns in ("", ".", "..") or "/" in self.netns):
+            raise ValueError(f"netns: {self.netns!r} is not a namespace name")
         if self.dstport is not None and not 1 <= self.dstport <= 65535:
             raise ValueError(f"dstport: {self.dstport} is outside 1..65535")
         if not (self.learn_ttl >= 0 and math.isfinite(self.learn_ttl)):
@@ -224,40 +224,6 @@ def _parse_endpoint(text: str, what: str, item: str, default_port: int) -> Endpo
     if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
         raise ValueError(f"vxlan spec {text!r}: {what} port {port_s!r} is not in 0..65535")
     return (host, int(port_s))
-
-
-T = TypeVar("T")
-
-
-def in_netns(name: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` on a fresh thread that has entered network namespace ``name``.
-
-    Network namespaces are per thread on Linux, and a socket stays in the namespace it was
-    created in; the helper thread exits afterwards, so no thread of ours stays switched.
-    """
-    out: list[T] = []
-    err: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    e = ctypes.get_errno()
-                    raise OSError(e, f"setns({name}): {os.strerror(e)}")
-            finally:
-                os.close(fd)
-            out.append(fn())
-        except BaseException as e:
-            err.append(e)
-
-    t = threading.Thread(target=run, name=f"netns-{name}")
-    t.start()
-    t.join()
-    if err:
-        raise err[0]
-    return out[0]
 
 
 def _open_socket(cfg: VxlanConfig) -> socket.socket:
