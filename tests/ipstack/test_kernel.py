@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
+from tests.netns import ns_exec, require_root, sh, tag
 
 from miragekit.net import IPv4Stack, TapNetif
 from miragekit.result import Ok
@@ -38,10 +37,6 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
     return asyncio.run(bounded())
 
 
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
-
-
 @dataclass
 class KernelNet:
     ns: str
@@ -58,27 +53,14 @@ class KernelNet:
         self, *args: str, stdin: bytes | None = None, timeout: float = 20.0
     ) -> tuple[int, bytes]:
         """Run ``args`` in the namespace; (return code, stdout+stderr)."""
-        p = await asyncio.create_subprocess_exec(
-            "ip",
-            "netns",
-            "exec",
-            self.ns,
-            *args,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(p.communicate(stdin), timeout)
-        assert p.returncode is not None
-        return p.returncode, out
+        return await ns_exec(self.ns, *args, stdin=stdin, timeout=timeout)
 
 
 @pytest.fixture
 def knet() -> Iterator[KernelNet]:
-    if os.geteuid() != 0:
-        pytest.fail("kernel tests need root (run as root, as CI does)")
-    tag = uuid.uuid4().hex[:8]
-    k = KernelNet(ns=f"mk-{tag}", tap=f"mk-t{tag}")
+    require_root()
+    t = tag()
+    k = KernelNet(ns=f"mk-{t}", tap=f"mk-t{t}")
     sh("ip", "netns", "add", k.ns)
     try:
         # Quiet the kernel side: no IPv6 router solicitations, no DAD.

@@ -20,3 +20,7 @@ from ._vswitch import LinkParams as LinkParams
 from ._vswitch import VnetCounters as VnetCounters
 from ._vswitch import VnetIf as VnetIf
 from ._vswitch import VnetSwitch as VnetSwitch
+from ._vxlan import VxlanConfig as VxlanConfig
+from ._vxlan import VxlanCounters as VxlanCounters
+from ._vxlan import VxlanNetif as VxlanNetif
+from ._vxlan import parse_vxlan_spec as parse_vxlan_spec

@@ -1,17 +1,28 @@
-"""The seed's async ``listen`` built on the synchronous FrameLink receiver.
+"""The seed's async ``listen`` built on a backend's synchronous FrameLink receiver.
 
-Why a task per frame: MirageOS runs each ``listen`` callback as its own thread
-(``Lwt.async``), so a callback that waits (for an ARP reply, a TCP window) must not hold
-up the frames behind it. A task per frame costs a few microseconds; the stack avoids that
-by using ``set_receiver`` directly.
+Two ways, for two needs:
+
+* :class:`CallbackSpawner` runs each callback as its own task, as MirageOS runs each
+  ``listen`` callback as its own thread (``Lwt.async``): a callback that waits (for an ARP
+  reply, a TCP window) does not hold up the frames behind it. The virtual switch and the
+  pcap wrapper use it.
+* :class:`FrameListener` copies frames into a bounded queue and awaits the callback on
+  each in order (a full queue drops and counts): one task per device, not per frame.
+  The VXLAN backend uses it.
+
+A task per frame costs a few microseconds; the stack avoids both by using
+``set_receiver`` directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..v1 import FrameCallback
+from ._link import FrameLink
 
 
 class CallbackSpawner:
@@ -54,3 +65,45 @@ class CallbackSpawner:
 
 async def _run(fn: FrameCallback, frame: memoryview) -> Any:
     await fn(frame)
+
+
+class FrameListener:
+    """One backend's listen queue; :meth:`close` (on disconnect) makes :meth:`run` return."""
+
+    def __init__(self, limit: int, on_drop: Callable[[], None]) -> None:
+        self.limit = limit
+        self._on_drop = on_drop
+        self._q: deque[bytes] = deque()
+        self._wake: asyncio.Event | None = None
+        self._closed = False
+
+    async def run(self, link: FrameLink, fn: FrameCallback) -> None:
+        if self._closed:
+            return
+        wake = self._wake = asyncio.Event()
+        q, limit = self._q, self.limit
+
+        def receive(frame: memoryview) -> None:
+            if len(q) >= limit:
+                self._on_drop()
+                return
+            q.append(bytes(frame))
+            wake.set()
+
+        link.set_receiver(receive)
+        try:
+            while not self._closed:
+                while q and not self._closed:
+                    await fn(memoryview(q.popleft()))
+                if self._closed:
+                    break
+                wake.clear()
+                await wake.wait()
+        finally:
+            q.clear()
+            link.set_receiver(None)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()

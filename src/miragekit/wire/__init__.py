@@ -9,6 +9,7 @@ from . import ethernet as ethernet
 from . import icmpv4 as icmpv4
 from . import ipv4 as ipv4
 from . import udp as udp
+from . import vxlan as vxlan
 from ._checksum import checksum as checksum
 from ._checksum import checksum_add as checksum_add
 from ._checksum import checksum_finish as checksum_finish
@@ -33,3 +34,5 @@ from .ipv4 import Ipv4Packet as Ipv4Packet
 from .ipv4 import Ipv4Repr as Ipv4Repr
 from .udp import UdpPacket as UdpPacket
 from .udp import UdpRepr as UdpRepr
+from .vxlan import VxlanPacket as VxlanPacket
+from .vxlan import VxlanRepr as VxlanRepr
