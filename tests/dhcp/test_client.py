@@ -517,3 +517,59 @@ def test_any_input_sequence_keeps_the_invariants(steps: list[Any]) -> None:
             assert c.lease is not None
         else:
             assert c.lease is None
+
+
+# --- the remaining transitions --------------------------------------------------------------
+
+
+def test_nak_while_rebinding_loses_the_lease() -> None:
+    c = make(renew_min_retransmit=100.0)
+    lease = bind(c, lease=100, renewal_time=50, rebinding_time=80).lease
+    tick(c)  # T1
+    c.messages_to_send(0.0)
+    now = tick(c)  # T2
+    assert state(c) is State.REBINDING
+    req = one(c, now).message
+    c.handle_message(now, reply(req, MT.NAK, server=SERVER2, lease=None))
+    assert c.events() == [Nak(SERVER2, None, lease)]
+    assert state(c) is State.SELECTING
+
+
+def test_rebooting_without_answer_falls_back_to_init() -> None:
+    c = make(request_tries=2)
+    c.start(0.0, previous=OFFERED)
+    c.handle_timer(0.0)
+    first = one(c, 0.0).message
+    now = tick(c)
+    assert one(c, now).message.xid == first.xid and state(c) is State.REBOOTING
+    now = tick(c)
+    d = one(c, now).message
+    assert d.message_type is MT.DISCOVER and state(c) is State.SELECTING
+
+
+def test_stop_while_probing_or_renewing_releases() -> None:
+    c = make(arp_probes=2)
+    to_ack(c)
+    lease = c.lease
+    assert state(c) is State.PROBING and lease is not None
+    c.messages_to_send(0.0)
+    c.stop(0.5)
+    t = one(c, 0.5)
+    assert t.message.message_type is MT.RELEASE and t.dst == SERVER
+    assert c.events() == [Released(lease)]
+    c = make()
+    lease = bind(c, lease=100).lease
+    now = tick(c)
+    assert state(c) is State.RENEWING
+    c.messages_to_send(now)
+    c.stop(now)
+    assert one(c, now).message.message_type is MT.RELEASE
+    assert c.events() == [Released(lease)]
+
+
+def test_a_late_timer_past_the_expiry_expires_at_once() -> None:
+    c = make()
+    lease = bind(c, lease=100).lease
+    c.handle_timer(1000.0)  # e.g. a suspended machine wakes up
+    assert c.events() == [Expired(lease)]
+    assert one(c, 1000.0).message.message_type is MT.DISCOVER

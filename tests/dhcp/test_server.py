@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from miragekit.dhcp import (
     ArpProbe,
@@ -341,3 +343,43 @@ def test_offer_hold_expires() -> None:
 def test_server_config_checked(kw: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         server_config(**kw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=400),
+            st.builds(
+                lambda mt, i, req, ci, sid: DhcpRepr(
+                    op=DhcpOp.REQUEST,
+                    xid=i,
+                    chaddr=mac(i % 4),
+                    message_type=mt,
+                    requested_ip=req,
+                    ciaddr=ci,
+                    server_id=sid,
+                ).to_bytes(),
+                st.sampled_from(list(MT)),
+                st.integers(0, 7),
+                st.none() | st.sampled_from([A("10.0.0.100"), A("10.0.0.101"), A("10.9.0.1")]),
+                st.sampled_from([A(0), A("10.0.0.100"), A("10.0.0.102")]),
+                st.none() | st.sampled_from([A("10.0.0.1"), A("10.0.0.2")]),
+            ),
+        ),
+        max_size=30,
+    ),
+    st.lists(st.floats(0, 50), min_size=30, max_size=30),
+)
+def test_server_never_double_books(msgs: list[bytes], gaps: list[float]) -> None:
+    server = DhcpServer(server_config(pool_last=A("10.0.0.102"), lease_time=60))
+    now = 0.0
+    for data, gap in zip(msgs, gaps, strict=False):
+        now += gap
+        for r in server.handle_message(now, data):
+            assert r.message.op is DhcpOp.REPLY
+        leases = server.leases(now)
+        addrs = [x.address for x in leases]
+        assert len(addrs) == len(set(addrs))
+        assert all(A("10.0.0.100") <= a <= A("10.0.0.102") for a in addrs)
+        assert all(x.expires_at > now for x in leases)
