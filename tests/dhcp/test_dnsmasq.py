@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from tests.kernelnet import KERNEL_IP, KernelNet, run, sh
 
-from miragekit.dhcp import Bound, DhcpClientConfig, Nak, Released, Renewed
+from miragekit.dhcp import Bound, Declined, DhcpClientConfig, Event, Nak, Released, Renewed
 from miragekit.net import DhcpClientDriver, IPv4Stack, TapNetif, dhcp_configure
-from miragekit.result import Ok
+from miragekit.result import Error, Ok, Timeout
 
 pytestmark = pytest.mark.kernel
 
@@ -75,8 +75,10 @@ async def with_dnsmasq(
     body: Callable[[IPv4Stack, Dnsmasq], Awaitable[None]],
     *extra: str,
     ping_check: bool = False,
+    first: str = "10.77.0.50",
+    last: str = "10.77.0.60",
 ) -> None:
-    """Run ``body`` with dnsmasq serving .50-.60; its check that an address is free
+    """Run ``body`` with dnsmasq serving ``first``-``last``; its check that an address is free
     before offering it (an ICMP echo, 3 s) only when ``ping_check``."""
     r = await TapNetif.connect(knet.tap)
     assert isinstance(r, Ok), r
@@ -86,7 +88,7 @@ async def with_dnsmasq(
     server = Dnsmasq(knet, tmp)
     if not ping_check:
         extra = (*extra, "--no-ping")
-    await server.start("10.77.0.50", "10.77.0.60", *extra)
+    await server.start(first, last, *extra)
     stack = await IPv4Stack.connect(netif, cidr="0.0.0.0/0")
     try:
         await body(stack, server)
@@ -241,3 +243,30 @@ def test_nak_after_the_range_changes(knet: KernelNet, tmp_path: Path) -> None:
         ),
         timeout=40,
     )
+
+
+def test_decline_when_the_kernel_holds_the_offered_address(knet: KernelNet, tmp_path: Path) -> None:
+    async def body(stack: IPv4Stack, server: Dnsmasq) -> None:
+        # The kernel side also owns the only address of the range (dnsmasq's own ping
+        # check is off): our ARP probe finds it, so we decline it and never use it.
+        # The replies must be broadcast: unicast to 10.77.0.50 would stay in the kernel.
+        sh("ip", "-n", knet.ns, "addr", "add", "10.77.0.50/24", "dev", knet.tap)
+        config = DhcpClientConfig(
+            arp_probes=2,
+            arp_probe_interval=0.2,
+            arp_announce_wait=0.5,
+            decline_wait=0.3,
+            broadcast_flag=True,
+        )
+        events: list[Event] = []
+        r = await dhcp_configure(stack, timeout=2, config=config, on_event=events.append)
+        assert r == Error(Timeout()), r
+        declined = [e for e in events if isinstance(e, Declined)]
+        assert declined and all(e.address == A("10.77.0.50") for e in declined), server.log_text()
+        assert declined[0].mac != stack.ethif.mac()  # the kernel's
+        assert not any(isinstance(e, Bound) for e in events)
+        assert stack.ipv4.get_ip() == [A(0)]
+        log = server.log_text()
+        assert f"DHCPDECLINE({knet.tap}) 10.77.0.50" in log, log
+
+    run(with_dnsmasq(knet, tmp_path, body, first="10.77.0.50", last="10.77.0.50"), timeout=40)
