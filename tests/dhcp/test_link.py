@@ -11,6 +11,11 @@ import ipaddress
 from collections.abc import Coroutine, Sequence
 from typing import Any, Self, TypeVar
 
+from scapy.layers.dhcp import BOOTP, DHCP
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import ARP, Ether
+from tests.ipstack.memlink import OUR_MAC, MemLink
+
 from miragekit.dhcp import Declined, DhcpClientConfig, DhcpServerConfig, Released
 from miragekit.macaddr import MacAddr
 from miragekit.net import DhcpClientDriver, DhcpServerDriver, IPv4Stack, dhcp_configure
@@ -187,5 +192,47 @@ def test_no_server_times_out() -> None:
         assert isinstance(r, Error) and r.error == Timeout()
         assert s.ipv4.get_ip() == [A(0)]
         assert 68 not in s.udp._listeners  # the client stopped
+
+    run(main())
+
+
+def test_discover_frame_on_the_wire_and_configure() -> None:
+    """What an unconfigured stack sends, decoded by scapy: 0.0.0.0:68 to the broadcast
+    address and MAC; then ``IPv4.configure`` sets and removes an address at once."""
+
+    async def main() -> None:
+        link = MemLink()
+        stack = await IPv4Stack.connect(link, cidr="0.0.0.0/0")
+        link.take()
+        driver = DhcpClientDriver(stack, config=FAST)
+        driver.start()
+        (frame,) = link.take()
+        assert frame.dst == "ff:ff:ff:ff:ff:ff" and frame.src == OUR_MAC
+        assert (frame[IP].src, frame[IP].dst) == ("0.0.0.0", "255.255.255.255")
+        assert (frame[UDP].sport, frame[UDP].dport) == (68, 67)
+        assert frame[BOOTP].op == 1 and frame[BOOTP].chaddr[:6] == MacAddr(OUR_MAC).packed
+        assert ("message-type", 1) in frame[DHCP].options
+        # The checksums are the ones scapy computes itself.
+        again = Ether(bytes(frame))
+        del again[IP].chksum
+        del again[UDP].chksum
+        again = Ether(bytes(again))
+        assert (again[IP].chksum, again[UDP].chksum) == (frame[IP].chksum, frame[UDP].chksum)
+        await driver.stop()
+
+        ip = stack.ipv4
+        ip.configure(ipaddress.IPv4Interface("10.0.0.7/24"), [A("10.0.0.1")])
+        assert ip.get_ip() == [A("10.0.0.7")] and ip.get_ip_gateways() == [A("10.0.0.1")]
+        assert ip.get_ip_netmasks() == [ipaddress.IPv4Network("10.0.0.0/24")]
+        (announce,) = link.take()  # gratuitous ARP for the new address
+        assert announce[ARP].psrc == announce[ARP].pdst == "10.0.0.7"
+        ip.configure(None)
+        assert ip.get_ip() == [A(0)] and ip.get_ip_gateways() == [] and link.take() == []
+        # Unconfigured, the ARP probe has sender address 0.0.0.0 (RFC 5227).
+        ip.arp.probe(int(A("10.0.0.9")))
+        (probe,) = link.take()
+        assert (probe[ARP].op, probe[ARP].psrc, probe[ARP].pdst) == (1, "0.0.0.0", "10.0.0.9")
+        assert ip.arp.counters.probes_sent == 1
+        await stack.disconnect()
 
     run(main())

@@ -3,7 +3,20 @@
 Neither reads a clock nor touches a socket: time and messages come in, messages and
 events come out. The asyncio drivers that run them on an :class:`~miragekit.net.IPv4Stack`
 live in :mod:`miragekit.net` (``DhcpClientDriver``, ``dhcp_configure``,
-``DhcpServerDriver``).
+``DhcpServerDriver``); the message format is :mod:`miragekit.wire.dhcp`.
+
+Supported:
+
+* client: INIT, SELECTING, REQUESTING, BOUND, RENEWING (T1, unicast), REBINDING (T2,
+  broadcast), INIT-REBOOT/REBOOTING; retransmission 4, 8, 16 ... 64 s +-1 s from a
+  seeded RNG; expiry removes the address (event ``Expired``); NAK; ARP check of the
+  acknowledged address (RFC 5227 probes, simplified) and DECLINE; RELEASE on stop;
+  options 1, 3, 6, 12, 26, 50, 51, 52 (overload), 53, 54, 55, 56, 58, 59, 61.
+* server: one subnet and pool, offers held for a while, leases that expire, ACK/NAK for
+  selecting, init-reboot, renewing and rebinding, DECLINE, RELEASE, INFORM.
+
+Not supported: relay agents (giaddr), choosing among several offers (the first valid
+one is taken), DHCPv6, FORCERENEW, defending a bound address against ARP conflicts.
 """
 
 from ._client import DhcpClient as DhcpClient

@@ -70,7 +70,9 @@ class DhcpClientDriver:
         """Listen on port 68 and begin (from INIT-REBOOT when ``previous`` is given)."""
         self.stack.udp.listen(CLIENT_PORT, self._on_udp)
         self.stack.ipv4.arp.observer = self._on_arp
-        self.client.start(self._loop.time(), previous=previous)
+        now = self._loop.time()
+        self.client.start(now, previous=previous)
+        self.client.handle_timer(now)  # the first message now, unless a delay is asked
         self._pump()
 
     async def stop(self) -> None:
