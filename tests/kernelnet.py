@@ -3,7 +3,7 @@
 The TAP device is created and opened in the root namespace, then moved into a fresh
 namespace ``mk-<hex>`` (the open fd stays attached): the kernel side is 10.77.0.1/24.
 The namespace and the device are always deleted; tests get one from the ``knet``
-fixture (tests/conftest.py).
+fixture (registered for all tests in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -85,3 +85,10 @@ def kernel_net() -> Iterator[KernelNet]:
     finally:
         subprocess.run(["ip", "netns", "del", k.ns], capture_output=True)
         subprocess.run(["ip", "link", "del", k.tap], capture_output=True)
+
+
+@pytest.fixture
+def knet() -> Iterator[KernelNet]:
+    """A TAP device and a fresh ``mk-`` namespace for its kernel side."""
+    with kernel_net() as k:
+        yield k

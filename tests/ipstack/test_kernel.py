@@ -14,12 +14,14 @@ import sys
 from collections.abc import Awaitable, Callable
 
 import pytest
-from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run
+from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, knet, run
 
 from miragekit.net import IPv4Stack, TapNetif
 from miragekit.result import Ok
 
 pytestmark = pytest.mark.kernel
+# Re-exported: other kernel tests import these from here (they live in tests/kernelnet).
+__all__ = ["KERNEL_IP", "OUR_IP", "KernelNet", "knet", "run"]
 
 
 async def with_stack(
