@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.ipstack.test_kernel import KERNEL_IP, OUR_IP, KernelNet, knet, run
+from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run
 
 from miragekit.net import TapNetif
 from miragekit.result import Error, Ok, Refused
@@ -20,7 +20,6 @@ from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig
 
 pytestmark = pytest.mark.kernel
-__all__ = ["knet"]  # the fixture, re-exported for pytest
 
 MB = 1 << 20
 

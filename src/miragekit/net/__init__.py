@@ -2,6 +2,9 @@
 
 from ._arp import Arp as Arp
 from ._arp import ArpConfig as ArpConfig
+from ._dhcp_client import DhcpClientDriver as DhcpClientDriver
+from ._dhcp_client import dhcp_configure as dhcp_configure
+from ._dhcp_server import DhcpServerDriver as DhcpServerDriver
 from ._ethif import Ethif as Ethif
 from ._fragment import Reassembler as Reassembler
 from ._fragment import ReassemblyConfig as ReassemblyConfig

@@ -18,6 +18,9 @@ from typing import Final
 from ..v1 import Buffer
 
 Transmit = Callable[[Sequence[Buffer]], None]
+Observer = Callable[[int, bytes, int, int], None]
+"""``observer(op, sender_mac, sender_ip, target_ip)`` for every well-formed ARP packet
+from another host (DHCP's address check watches these, RFC 5227)."""
 
 BROADCAST: Final = b"\xff" * 6
 ZERO_MAC: Final = b"\0" * 6
@@ -45,6 +48,7 @@ class ArpCounters:
     requests_sent: int = 0
     replies_sent: int = 0
     gratuitous_sent: int = 0
+    probes_sent: int = 0
     resolved: int = 0
     resolution_failed: int = 0
     queued: int = 0
@@ -86,6 +90,7 @@ class Arp:
         self.ips: set[int] = set()
         self._cache: dict[int, tuple[bytes, float]] = {}
         self._pending: dict[int, _Pending] = {}
+        self.observer: Observer | None = None
 
     # --- the cache ---------------------------------------------------------------------
 
@@ -174,6 +179,11 @@ class Arp:
             tpa.to_bytes(4, "big"),
         )
 
+    def probe(self, ip: int) -> None:
+        """Send an ARP probe for ``ip``: sender address 0.0.0.0 (RFC 5227 2.1.1)."""
+        self.counters.probes_sent += 1
+        self._transmit((self._frame(BROADCAST, 1, 0, ZERO_MAC, ip),))
+
     def announce(self, ip: int) -> None:
         """Send a gratuitous ARP request for ``ip`` (on a new address, RFC 5227 2.4)."""
         self.counters.gratuitous_sent += 1
@@ -217,6 +227,8 @@ class Arp:
             return
         spa = int.from_bytes(spa_b, "big")
         tpa = int.from_bytes(tpa_b, "big")
+        if self.observer is not None:
+            self.observer(op, sha, spa, tpa)
         if spa in self.ips:
             c.conflicts += 1
             return

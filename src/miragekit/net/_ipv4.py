@@ -135,11 +135,32 @@ class IPv4:
     # --- configuration ---------------------------------------------------------------------
 
     async def set_ip(self, ip: Addr) -> None:
+        self._set_ip(ip)
+
+    def _set_ip(self, ip: Addr) -> None:
         self._ip = int(ip)
         self._ip_b = ip.packed
         self.arp.ips = {self._ip} if self._ip else set()
         if self._ip:
             self.arp.announce(self._ip)
+
+    def configure(
+        self, iface: ipaddress.IPv4Interface | None, gateways: Sequence[Addr] = ()
+    ) -> None:
+        """Set the address, netmask and gateways at once, synchronously (for DHCP).
+
+        ``None`` removes the address: the layer is then unconfigured (source 0.0.0.0,
+        every destination on-link, every destination address accepted), which is how a
+        DHCP client sends and receives before it has a lease.
+        """
+        if iface is None:
+            iface = ipaddress.IPv4Interface("0.0.0.0/0")
+        self._prefix = iface.network
+        self._net = int(iface.network.network_address)
+        self._mask = int(iface.network.netmask)
+        self._gateways = list(gateways)
+        if int(iface.ip) != self._ip:
+            self._set_ip(iface.ip)
 
     def get_ip(self) -> list[Addr]:
         return [self._addr(self._ip)]

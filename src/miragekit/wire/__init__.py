@@ -5,6 +5,7 @@ No module here imports asyncio or reads a clock. Malformed bytes raise
 """
 
 from . import arp as arp
+from . import dhcp as dhcp
 from . import ethernet as ethernet
 from . import icmpv4 as icmpv4
 from . import ipv4 as ipv4
@@ -22,6 +23,10 @@ from ._error import WireError as WireError
 from .arp import ArpOperation as ArpOperation
 from .arp import ArpPacket as ArpPacket
 from .arp import ArpRepr as ArpRepr
+from .dhcp import DhcpMessageType as DhcpMessageType
+from .dhcp import DhcpOp as DhcpOp
+from .dhcp import DhcpPacket as DhcpPacket
+from .dhcp import DhcpRepr as DhcpRepr
 from .ethernet import EthernetFrame as EthernetFrame
 from .ethernet import EthernetRepr as EthernetRepr
 from .ethernet import EtherType as EtherType
