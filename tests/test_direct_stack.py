@@ -200,3 +200,46 @@ def test_a_thousand_concurrent_connections_open_and_close_cleanly() -> None:
         assert client.tcpv4().flow_count() == 0 == server.tcpv4().flow_count()
 
     run_sim(main())
+
+
+def test_dhcp_mode_on_the_switch_with_our_server() -> None:
+    from miragekit.dhcp import DhcpServerConfig
+    from miragekit.net import DhcpServerDriver, IPv4Stack
+    from miragekit.stack import DHCP
+
+    async def main() -> None:
+        sw = VnetSwitch()
+        srv = await IPv4Stack.connect(sw.add_interface("srv"), cidr="10.0.0.1/24")
+        server = DhcpServerDriver(
+            srv,
+            DhcpServerConfig(
+                server_ip=A("10.0.0.1"),
+                network=ipaddress.IPv4Network("10.0.0.0/24"),
+                pool_first=A("10.0.0.100"),
+                pool_last=A("10.0.0.110"),
+                lease_time=3600,
+                routers=(A("10.0.0.1"),),
+            ),
+        )
+        server.start()
+        stacks = []
+        for name in ("a", "b"):
+            r = await DirectStackV4.connect(StackConfig(name, None, sw.add_interface(name), DHCP()))
+            assert isinstance(r, Ok), r
+            stacks.append(r.value)
+        a, b = stacks
+        [addr_a], [addr_b] = a.ipv4().get_ip(), b.ipv4().get_ip()
+        assert addr_a != addr_b and {addr_a, addr_b} <= {A(f"10.0.0.{i}") for i in range(100, 111)}
+
+        async def greet(flow: Any) -> None:
+            await flow.write(b"hello from " + str(addr_b).encode())
+
+        b.listen_tcpv4(port=80, callback=greet)
+        c = await a.tcpv4().create_connection((addr_b, 80))
+        assert isinstance(c, Ok), c
+        assert await drain(c.value) == b"hello from " + str(addr_b).encode()
+        await a.disconnect()  # RELEASE
+        await asyncio.sleep(1)
+        assert {lease.address for lease in server.server.leases(sim.now())} == {addr_b}
+
+    run_sim(main())

@@ -7,16 +7,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
-import pytest
-
-# The simulated loop and the virtual switch come from another branch: until it is merged
-# this module is skipped (reported as such); after the merge it runs. Imported
-# dynamically so that mypy checks this file on either side of the merge.
-sim = pytest.importorskip("miragekit.sim", reason="miragekit.sim is not on this branch yet")
-net = pytest.importorskip("miragekit.net")
-
-from miragekit.dhcp import Bound, DhcpServerConfig, Expired, Renewed  # noqa: E402
-from miragekit.result import Ok  # noqa: E402
+from miragekit import net, sim
+from miragekit.dhcp import Bound, DhcpServerConfig, Expired, Renewed
+from miragekit.result import Ok
 
 A = ipaddress.IPv4Address
 SERVER_CONFIG = DhcpServerConfig(

@@ -14,6 +14,7 @@ import re
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.kernelnet import KERNEL_IP, KernelNet, run
@@ -271,3 +272,78 @@ def test_decline_when_the_kernel_holds_the_offered_address(knet: KernelNet, tmp_
         assert f"DHCPDECLINE({knet.tap}) 10.77.0.50" in log, log
 
     run(with_dnsmasq(knet, tmp_path, body, first="10.77.0.50", last="10.77.0.50"), timeout=40)
+
+
+def test_direct_stack_in_dhcp_mode_serves_curl(knet: KernelNet, tmp_path: Path) -> None:
+    """``DirectStackV4`` with ``mode=DHCP()``: connect completes once bound; the leased
+    address serves HTTP to curl in the namespace; disconnect releases the lease."""
+    from miragekit.stack import DHCP, DirectStackV4
+    from miragekit.v1 import StackConfig
+
+    body = b"served over a DHCP lease\n" * 1000
+
+    async def http(flow: Any) -> None:
+        req = b""
+        while b"\r\n\r\n" not in req:
+            r = await flow.read()
+            if not isinstance(r, Ok):
+                return
+            req += bytes(r.value)
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        await flow.writev([head.encode(), body])
+
+    async def main() -> None:
+        r = await TapNetif.connect(knet.tap)
+        assert isinstance(r, Ok), r
+        netif = r.value
+        knet.move_in()
+        server = Dnsmasq(knet, tmp_path)
+        await server.start("10.77.0.70", "10.77.0.79", "--no-ping")
+        try:
+            s = await DirectStackV4.connect(
+                StackConfig("dhcp", None, netif, DHCP(timeout=15, config=FAST))
+            )
+            assert isinstance(s, Ok), s
+            stack = s.value
+            [addr] = stack.ipv4().get_ip()
+            assert in_range(addr, "10.77.0.70", "10.77.0.79")
+            assert stack.dhcp is not None and stack.dhcp.lease is not None
+            stack.listen_tcpv4(port=80, callback=http)
+            out = tmp_path / "page"
+            rc, msg = await knet.exec(
+                "curl", "-sS", "--max-time", "20", "-o", str(out), f"http://{addr}/", timeout=30
+            )
+            assert rc == 0, msg
+            assert out.read_bytes() == body
+            await stack.disconnect()
+            for _ in range(50):
+                if "DHCPRELEASE" in server.log_text():
+                    break
+                await asyncio.sleep(0.1)
+            assert "DHCPRELEASE" in server.log_text()
+        finally:
+            await netif.disconnect()
+            await server.stop()
+
+    run(main(), timeout=60)
+
+
+def test_direct_stack_in_dhcp_mode_without_a_server_errors(knet: KernelNet) -> None:
+    from miragekit.result import Unknown
+    from miragekit.stack import DHCP, DirectStackV4
+    from miragekit.v1 import StackConfig
+
+    async def main() -> None:
+        r = await TapNetif.connect(knet.tap)
+        assert isinstance(r, Ok), r
+        netif = r.value
+        knet.move_in()
+        try:
+            s = await DirectStackV4.connect(
+                StackConfig("dhcp", None, netif, DHCP(timeout=2, config=FAST))
+            )
+            assert s == Error(Unknown("DHCP: no lease within 2 s"))
+        finally:
+            await netif.disconnect()
+
+    run(main(), timeout=30)

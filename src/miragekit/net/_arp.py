@@ -94,6 +94,11 @@ class Arp:
 
     # --- the cache ---------------------------------------------------------------------
 
+    @property
+    def pending(self) -> int:
+        """Addresses being resolved, with packets waiting for them."""
+        return len(self._pending)
+
     def lookup(self, ip: int, now: float) -> bytes | None:
         e = self._cache.get(ip)
         if e is None:
