@@ -388,6 +388,11 @@ class Connection:
         return self.config.send_buffer - len(self._sndbuf)
 
     @property
+    def unsent(self) -> int:
+        """Bytes queued by ``send`` that have not been transmitted even once."""
+        return max(0, self._snd_buf_seq + len(self._sndbuf) - max(self._snd_nxt, self._snd_max))
+
+    @property
     def send_queued(self) -> int:
         """Bytes sent but not acknowledged, plus bytes not yet sent."""
         return len(self._sndbuf)

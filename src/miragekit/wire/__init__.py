@@ -2,3 +2,7 @@
 
 No module here imports asyncio or reads a clock.
 """
+
+from .tcp import TCPPacket as TCPPacket
+from .tcp import TCPParseError as TCPParseError
+from .tcp import TCPRepr as TCPRepr
