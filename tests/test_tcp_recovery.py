@@ -379,3 +379,28 @@ def test_limited_transmit_sends_new_data_on_first_dupacks() -> None:
     assert out(c, 0.1) == [seg_out(ACK | PSH, LOCAL_SEQ + 13000, REMOTE_SEQ, bytes(1000))]
     c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))  # the third: fast retransmit
     assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
+
+
+def test_fragment_flood_is_bounded() -> None:
+    from miragekit.tcp._reassembly import MAX_RANGES
+
+    c = established(cfg(sack=True), sack_permitted=True)
+    for k in range(1, 2000):
+        c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 2 * k, LOCAL_SEQ, b"z"))
+    assert len(c._ooo.ranges) == MAX_RANGES
+    assert c._ooo.dropped == 1999 - MAX_RANGES
+    # Filling the first hole delivers the first held byte; a retransmission covering
+    # everything delivers the rest and empties the reassembly queue.
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"ab"))
+    assert c.receive() == b"abz"
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 3, LOCAL_SEQ, b"y" * 200))
+    assert c.readable == 200 and not c._ooo.ranges and c._ooo.held == 0
+
+
+def test_scoreboard_bounded() -> None:
+    from miragekit.tcp._sack import MAX_BLOCKS
+
+    sb = Scoreboard()
+    for k in range(500):
+        sb.add(10 * k, 10 * k + 5)
+    assert len(sb.blocks) == MAX_BLOCKS

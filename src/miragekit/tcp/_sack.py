@@ -9,9 +9,11 @@ granularity (a hole is lost as a whole once enough is SACKed above it).
 
 from __future__ import annotations
 
-__all__ = ["DUP_THRESH", "Scoreboard"]
+__all__ = ["DUP_THRESH", "MAX_BLOCKS", "Scoreboard"]
 
 DUP_THRESH = 3
+# A peer cannot make the scoreboard (and the linear scans over it) grow without bound.
+MAX_BLOCKS = 64
 
 
 class Scoreboard:
@@ -39,6 +41,8 @@ class Scoreboard:
         while j < n and blocks[j][0] <= right:
             j += 1
         if i == j:
+            if n >= MAX_BLOCKS:
+                return False  # keep the scoreboard small; losing detail is safe
             blocks.insert(i, [left, right])
             return True
         lo = min(left, blocks[i][0])
