@@ -1104,8 +1104,19 @@ class Connection:
 
     poll_transmit = segments_to_send
 
-    def _emit_range(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
-        """Send bytes [start, end) from the send buffer, with FIN if it ends the stream."""
+    def _emit_range(
+        self,
+        now: float,
+        start: int,
+        end: int,
+        out: list[TCPRepr],
+        burst: list[TCPRepr] | None = None,
+    ) -> None:
+        """Send bytes [start, end) from the send buffer, with FIN if it ends the stream.
+
+        ``burst`` (a one-element cache) lets a run of data segments share the ACK
+        fields: they cannot change while segments are being emitted in one call.
+        """
         flags = ACK
         fin = self._fin_queued and end >= self._fin_seq and self._fin_seq >= start
         if fin:
@@ -1115,7 +1126,31 @@ class Connection:
         payload = self._sndbuf[off : off + (end - start)] if end > start else b""
         if payload and end == self._snd_buf_seq + len(self._sndbuf):
             flags |= PSH
-        out.append(self._make(flags, start, payload, now))
+        if burst is None:
+            out.append(self._make(flags, start, payload, now))
+        elif not burst:
+            seg = self._make(flags, start, payload, now)
+            burst.append(seg)
+            out.append(seg)
+        else:
+            p = burst[0]
+            self.stats["segs_out"] += 1
+            out.append(
+                TCPRepr(
+                    p.src_port,
+                    p.dst_port,
+                    start & MASK,
+                    p.ack,
+                    flags,
+                    p.window,
+                    payload,
+                    None,
+                    None,
+                    False,
+                    p.sack_blocks,
+                    p.timestamp,
+                )
+            )
 
     def _retransmit(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
         self.stats["retransmits"] += 1
@@ -1142,6 +1177,7 @@ class Connection:
                 if self._high_rxt < end:
                     self._high_rxt = end
         sack_recovery = self._in_recovery and self._sack_on
+        burst: list[TCPRepr] = []
         while True:
             nxt = self._snd_nxt
             if sack_recovery:
@@ -1190,7 +1226,7 @@ class Connection:
             if n == 0 and not (self._fin_queued and nxt == data_end):
                 break
             end = nxt + n
-            self._emit_range(now, nxt, end, out)
+            self._emit_range(now, nxt, end, out, burst)
             if self._fin_queued and end == data_end:
                 end += 1
             if end > self._snd_max:
