@@ -295,3 +295,21 @@ def test_verified_packets_skip_the_checksum() -> None:
     assert ep.stats["bad_checksum"] == 1 and not ep.connections
     ep.handle_packet(0.0, B, A, raw, verified=True)
     assert len(ep.connections) == 1
+
+
+def test_ipv6_addresses_work_end_to_end() -> None:
+    import ipaddress
+
+    a6 = ipaddress.IPv6Address("fd00::1").packed
+    b6 = ipaddress.IPv6Address("fd00::2").packed
+    net = Net()
+    net.eps = {a6: TCPEndpoint(secret=SECRET), b6: TCPEndpoint(secret=SECRET)}
+    net.eps[b6].listen(80)
+    client = net.eps[a6].connect(0.0, a6, b6, 80)
+    net.pump()
+    assert state(client) == State.ESTABLISHED
+    client.send(b"v6")
+    net.eps[a6].wake(client)
+    net.pump()
+    conn = net.eps[b6].accept(80)
+    assert conn is not None and conn.receive() == b"v6"

@@ -404,3 +404,14 @@ def test_scoreboard_bounded() -> None:
     for k in range(500):
         sb.add(10 * k, 10 * k + 5)
     assert len(sb.blocks) == MAX_BLOCKS
+
+
+def test_path_mtu_clamps_segments() -> None:
+    c = established(mss=1460)
+    c.set_path_mtu(1280)
+    c.send(bytes(3000))
+    assert [len(s.payload) for s in out(c)] == [1240, 1240]
+    c.set_path_mtu(9000)  # never grows beyond what was negotiated
+    assert c.mss == 1240
+    c.set_path_mtu(100)
+    assert c.mss == 536

@@ -356,6 +356,18 @@ class Connection:
         self._cc.set_mss(self._smss)
         self._set_seg_max()
 
+    def set_path_mtu(self, mtu: int, *, ipv6: bool = False) -> None:
+        """Clamp the segment size to a (smaller) path MTU, e.g. from ICMP "fragmentation
+        needed" (RFC 1191) or a PLPMTUD probe; never below the 536/1220 minimum."""
+        floor = 1220 if ipv6 else 536
+        mss = max(mtu - (60 if ipv6 else 40), floor)
+        if self._ts_on:
+            mss -= _TS_OPTION_LEN
+        if mss < self._smss:
+            self._smss = mss
+            self._cc.mss = mss
+            self._set_seg_max()
+
     def _set_seg_max(self) -> None:
         tso = self.config.tso_max
         smss = self._smss
