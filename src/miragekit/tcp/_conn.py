@@ -8,15 +8,17 @@ buffer: it returns how much it accepted) and comes out with ``receive``.
 
 Sequence numbers are kept as unbounded ints inside (``iss`` as given, growing without
 wrapping), and converted at the boundary: outgoing numbers are masked to 32 bits and
-incoming ones unwrapped next to the expected value (``seqnum.unwrap``). So comparisons
-in here are plain ``<``, and every wraparound is handled in exactly two places.
+incoming ones unwrapped next to the expected value (as ``seqnum.unwrap`` does, inlined
+on the hot path) as soon as they arrive. So comparisons in here are plain ``<``, and
+wraparound only exists at the edges.
 
 What is implemented: the RFC 9293 state machine with simultaneous open and close, RST
 processing and generation, RFC 5961 challenge ACKs (rate-limited), MSS negotiation,
 RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK with RFC 6675 recovery, or
 RFC 6582 NewReno recovery without SACK, RFC 6298 RTO with backoff and give-up,
-pluggable congestion control, delayed ACKs, Nagle, sender and receiver SWS avoidance,
-zero-window probing, TIME_WAIT and a FIN_WAIT_2 timeout.
+RFC 3042 limited transmit, pluggable congestion control, delayed ACKs, Nagle, sender
+and receiver SWS avoidance, zero-window probing, TIME_WAIT and a FIN_WAIT_2 timeout,
+optional keepalive, and TSO bursts (``Config.tso_max``).
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ class Connection:
         "_ts_offset",
         "_ts_on",
         "_ts_recent",
-        "_unacked_segs",
+        "_unacked_bytes",
         "_want_writable",
         "_ws_on",
         "config",
@@ -231,7 +233,7 @@ class Connection:
         self._ka_at: float | None = None
         self._ka_probes = 0
         self._ack_now = False
-        self._unacked_segs = 0
+        self._unacked_bytes = 0
         self._rcv_mss = min(config.mss, config.default_mss)
         self._seg_max = self._smss
         self._dupacks = 0
@@ -560,9 +562,10 @@ class Connection:
         st = self.state
         if st == CLOSED:
             return
-        if self._ka_at is not None:
+        ka_idle = self.config.keepalive_idle
+        if ka_idle is not None and self._ka_at is not None:
             self._ka_probes = 0
-            self._ka_at = now + self.config.keepalive_idle  # type: ignore[operator]
+            self._ka_at = now + ka_idle
         flags = seg.flags
         rcv_nxt = self._rcv_nxt
         if (
@@ -924,8 +927,8 @@ class Connection:
             # counted in bytes so that coalesced (GRO) segments count for what they hold.
             if plen > self._rcv_mss:
                 self._rcv_mss = min(plen, self.config.mss)
-            self._unacked_segs += plen
-            if not self.config.delayed_ack or self._unacked_segs >= 2 * self._rcv_mss:
+            self._unacked_bytes += plen
+            if not self.config.delayed_ack or self._unacked_bytes >= 2 * self._rcv_mss:
                 self._ack_now = True
             elif self._ack_at is None:
                 self._ack_at = now + self.config.delayed_ack_timeout
@@ -1035,7 +1038,7 @@ class Connection:
         if flags & ACK:
             self._ack_now = False
             self._ack_at = None
-            self._unacked_segs = 0
+            self._unacked_bytes = 0
             self._last_ack_sent = self._rcv_nxt
             ack = self._rcv_nxt & MASK
         else:
