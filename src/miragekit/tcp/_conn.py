@@ -358,6 +358,20 @@ class Connection:
         self._cc.set_mss(self._smss)
         self._set_seg_max()
 
+    def accepts_new_syn(self, syn: TCPRepr) -> bool:
+        """In TIME_WAIT: may this SYN start a new incarnation of the 4-tuple?
+
+        RFC 1122 4.2.2.13 / RFC 6191: yes when its sequence number is beyond the old
+        connection's, or (with timestamps) its TSval is newer; the endpoint then drops
+        this TIME_WAIT early instead of answering with a challenge ACK.
+        """
+        if self.state != TIME_WAIT or syn.flags & (SYN | ACK | RST) != SYN:
+            return False
+        ts = syn.timestamp
+        if self._ts_on and ts is not None:
+            return ((ts[0] - self._ts_recent) & MASK) - 1 < 0x7FFFFFFF
+        return 0 < ((syn.seq - self._rcv_nxt) & MASK) < 0x80000000
+
     def set_path_mtu(self, mtu: int, *, ipv6: bool = False) -> None:
         """Clamp the segment size to a (smaller) path MTU, e.g. from ICMP "fragmentation
         needed" (RFC 1191) or a PLPMTUD probe; never below the 536/1220 minimum."""
