@@ -42,6 +42,7 @@ from ._events import (
 from ._reassembly import Reassembler
 from ._rtt import RttEstimator
 from ._sack import DUP_THRESH, Scoreboard
+from ._sendbuf import SendBuffer
 from .congestion import CongestionControl, new_controller
 from .seqnum import MASK, seq_lt
 
@@ -213,7 +214,7 @@ class Connection:
         self._rcv_fin: int | None = None
         self._peer_mss = config.default_mss
         self._smss = min(config.mss, config.default_mss)
-        self._sndbuf = bytearray()
+        self._sndbuf = SendBuffer()
         self._snd_buf_seq = iss + 1
         self._fin_queued = False
         self._fin_seq = 0
@@ -406,7 +407,7 @@ class Connection:
             self._want_writable = True
             data = memoryview(data)[:n]
         if n:
-            self._sndbuf += data
+            self._sndbuf.append(data)
             if nodelay:
                 self._push_upto = self._snd_buf_seq + len(self._sndbuf)
         return n
@@ -826,7 +827,7 @@ class Connection:
         self._snd_una = ack
         if self._snd_nxt < ack:
             self._snd_nxt = ack
-        # Free acknowledged bytes (front deletion of a bytearray is O(1) in CPython).
+        # Free acknowledged bytes (whole chunks drop off the front of the send buffer).
         buf_seq = self._snd_buf_seq
         n = ack - buf_seq
         if n > 0:
@@ -836,7 +837,7 @@ class Connection:
                 sndbuf.clear()
                 self._snd_buf_seq = buf_seq + ln
             else:
-                del sndbuf[:n]
+                sndbuf.consume(n)
                 self._snd_buf_seq = ack
             if self._want_writable and len(sndbuf) <= self.config.send_buffer // 2:
                 self._want_writable = False
@@ -972,7 +973,7 @@ class Connection:
         self._rtx_at = None
         self._ka_at = None
         self._close_at = now + self.config.time_wait
-        self._sndbuf = bytearray()
+        self._sndbuf.clear()
         self._ooo.clear()
         self._scoreboard.clear()
 
@@ -994,7 +995,7 @@ class Connection:
         if self.state == CLOSED:
             return
         self.state = CLOSED
-        self._sndbuf = bytearray()
+        self._sndbuf.clear()
         self._rcvbuf = bytearray()
         self._ooo.clear()
         self._scoreboard.clear()
@@ -1152,7 +1153,7 @@ class Connection:
             end = self._fin_seq
             flags |= FIN
         off = start - self._snd_buf_seq
-        payload = self._sndbuf[off : off + (end - start)] if end > start else b""
+        payload = self._sndbuf.slice(off, end - start) if end > start else b""
         if payload and end == self._snd_buf_seq + len(self._sndbuf):
             flags |= PSH
         if burst is None:
