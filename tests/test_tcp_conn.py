@@ -138,7 +138,7 @@ def test_syn_sent_rst_is_refusal() -> None:
     c = active()
     c.handle_segment(0.1, seg_in(RST | ACK, 0, LOCAL_SEQ))
     assert state(c) == State.CLOSED
-    assert events(c) == [ConnectionReset(), ConnectionClosed()]
+    assert events(c) == [ConnectionReset(refused=True), ConnectionClosed()]
     assert out(c) == []
 
 

@@ -85,6 +85,7 @@ _EVT_DATA = DataReceived()
 _EVT_WRITABLE = SendBufferAvailable()
 _EVT_EOF = EndOfStream()
 _EVT_RESET = ConnectionReset()
+_EVT_REFUSED = ConnectionReset(refused=True)
 _EVT_TIMEOUT = ConnectionTimedOut()
 _EVT_CLOSED = ConnectionClosed()
 
@@ -729,7 +730,7 @@ class Connection:
                 return
         if flags & RST:
             if flags & ACK:
-                self._on_reset()  # connection refused
+                self._terminate(_EVT_REFUSED)
             return
         if not flags & SYN:
             return
