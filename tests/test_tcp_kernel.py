@@ -258,3 +258,47 @@ def test_our_connect_to_closed_kernel_port_is_refused(netns: tuple[str, TunStack
     stack.run(lambda: conn.state == State.CLOSED, timeout=10)
     events = list(iter(conn.next_event, None))
     assert type(events[0]).__name__ == "ConnectionReset" and getattr(events[0], "refused", False)
+
+
+def test_many_kernel_connections_open_and_close_cleanly(netns: tuple[str, TunStack]) -> None:
+    ns, stack = netns
+    stack.ep.listen(7, backlog=64)
+    client = kernel_python(
+        ns,
+        """
+import socket, concurrent.futures as cf
+def one(i):
+    s = socket.create_connection(("10.77.0.2", 7), timeout=30)
+    s.sendall(bytes([i % 256]))
+    b = s.recv(1)
+    s.close()
+    return b == bytes([i % 256])
+with cf.ThreadPoolExecutor(32) as ex:
+    ok = sum(ex.map(one, range(300)))
+print(ok)
+""",
+    )
+    served = 0
+    live: list[Connection] = []
+
+    def step() -> bool:
+        nonlocal served
+        while (c := stack.ep.accept(7)) is not None:
+            live.append(c)
+        for c in list(live):
+            data = c.receive()
+            if data:
+                c.send(data)
+            if c.at_eof and c.state == State.CLOSE_WAIT:
+                c.close()
+            if c.state == State.CLOSED:
+                live.remove(c)
+                served += 1
+            stack.ep.wake(c)
+        return client.poll() is not None and not live
+
+    stack.run(step, timeout=120)
+    out, err = client.communicate()
+    assert out.strip() == "300", err
+    stack.run(lambda: not stack.ep.connections, timeout=10)
+    assert served == 300 and stack.ep.stats["connections_removed"] == 300
