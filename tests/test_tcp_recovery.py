@@ -415,3 +415,12 @@ def test_path_mtu_clamps_segments() -> None:
     assert c.mss == 1240
     c.set_path_mtu(100)
     assert c.mss == 536
+
+
+def test_paws_ignores_a_timestamp_idle_for_24_days() -> None:
+    c = syn_received(cfg(timestamps=True), timestamp=(1_000_000, 0))
+    out(c)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, timestamp=(1_000_001, 0)))
+    later = 25 * 86400.0
+    c.handle_segment(later, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"hi", timestamp=(5, 0)))
+    assert c.readable == 2

@@ -80,6 +80,7 @@ _SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 _RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 
 _TS_OPTION_LEN = 12
+_PAWS_IDLE = 24 * 86400.0
 _EVT_CONNECTED = Connected()
 _EVT_DATA = DataReceived()
 _EVT_WRITABLE = SendBufferAvailable()
@@ -157,6 +158,7 @@ class Connection:
         "_ts_offset",
         "_ts_on",
         "_ts_recent",
+        "_ts_recent_at",
         "_unacked_bytes",
         "_want_writable",
         "_ws_on",
@@ -207,6 +209,7 @@ class Connection:
         self._ts_on = False
         self._sack_on = False
         self._ts_recent = 0
+        self._ts_recent_at = 0.0
         self._ts_offset = ts_offset
         self._irs = 0
         self._rcv_nxt = 0
@@ -285,6 +288,7 @@ class Connection:
         conn._rcv_nxt = syn.seq + 1
         conn._last_ack_sent = conn._rcv_nxt
         conn._negotiate(syn)
+        conn._ts_recent_at = now
         conn._rcv_adv = conn._rcv_nxt + min(config.recv_buffer, 65535)
         conn._snd_wnd = syn.window
         conn._max_snd_wnd = syn.window
@@ -321,6 +325,7 @@ class Connection:
         if timestamps and ack.timestamp is not None:
             conn._ts_on = True
             conn._ts_recent = ack.timestamp[0]
+            conn._ts_recent_at = now
             smss -= _TS_OPTION_LEN
             if wscale is not None:
                 conn._ws_on = True
@@ -607,6 +612,7 @@ class Connection:
                 self._on_ack(now, seg, rcv_nxt, ack, plen)
                 if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
                     self._ts_recent = ts[0]
+                    self._ts_recent_at = now
                 if plen and self.state in _RECEIVING:
                     self._on_data(now, rcv_nxt, payload)
                     if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
@@ -633,8 +639,14 @@ class Connection:
             return
 
         ts = seg.timestamp
-        # PAWS (RFC 7323 5.3).
-        if self._ts_on and ts is not None and not flags & RST and seq_lt(ts[0], self._ts_recent):
+        # PAWS (RFC 7323 5.3); a TS.Recent idle for 24 days is too old to judge by (5.5).
+        if (
+            self._ts_on
+            and ts is not None
+            and not flags & RST
+            and seq_lt(ts[0], self._ts_recent)
+            and now - self._ts_recent_at < _PAWS_IDLE
+        ):
             self.stats["dropped"] += 1
             self._ack_now = True
             return
@@ -703,6 +715,7 @@ class Connection:
             and not seq_lt(ts[0], self._ts_recent)
         ):
             self._ts_recent = ts[0]
+            self._ts_recent_at = now
 
         if plen and st in _RECEIVING:
             self._on_data(now, seq, payload)
@@ -738,6 +751,7 @@ class Connection:
         self._rcv_nxt = seg.seq + 1
         self._last_ack_sent = self._rcv_nxt
         self._negotiate(seg)
+        self._ts_recent_at = now
         self._rcv_adv = self._rcv_nxt + min(self.config.recv_buffer, 65535)
         if flags & ACK:
             self._establish(now, seg, ack, seg.seq)
