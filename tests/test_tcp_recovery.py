@@ -213,13 +213,20 @@ def test_scoreboard_pipe_and_next_seg() -> None:
     assert sb.sacked_bytes() == 40
     # MSS 5: (3-1)*5 = 10 bytes SACKed above a hole makes it lost.
     assert sb.is_lost(0, 5) and sb.is_lost(45, 5) is False
-    assert sb.next_seg(0, 0, 5) == (0, 5)
-    assert sb.next_seg(0, 5, 5) == (5, 10)
-    assert sb.next_seg(0, 10, 5) is None  # hole [40, 50) has only 10 bytes above: not lost
-    assert sb.pipe(0, 80, 0, 5) == 10 + 20  # hole [40,50) + tail [60,80)
-    assert sb.pipe(0, 80, 5, 5) == 35
+    assert sb.next_seg(0, 5) == (0, 5)
+    assert sb.pipe(0, 80, 5) == 10 + 20  # hole [40,50) + tail [60,80)
+    sb.record_rxt(0, 5, 80)
+    assert sb.next_seg(0, 5) == (5, 10)
+    assert sb.pipe(0, 80, 5) == 35
+    sb.record_rxt(5, 10, 80)
+    assert sb.next_seg(0, 5) is None  # hole [40, 50) has only 10 bytes above: not lost
+    # Data sent after the retransmissions (beyond 80) is SACKed while [0, 10) is still
+    # missing: both retransmissions were lost and are due again.
+    sb.add(80, 90)
+    assert sb.detect_lost_retransmits() == 2
+    assert sb.next_seg(0, 5) == (0, 5)
     sb.advance(45)
-    assert sb.blocks == [[50, 60]]
+    assert sb.blocks == [[50, 60], [80, 90]] and sb.rxt == []
 
 
 # ---------------------------------------------------------------- window scaling (RFC 7323)

@@ -192,6 +192,7 @@ class Connection:
             "retransmits": 0,
             "rto": 0,
             "fast_retransmits": 0,
+            "lost_retransmits": 0,
             "challenge_acks": 0,
             "dropped": 0,
         }
@@ -566,7 +567,12 @@ class Connection:
         if st not in (SYN_SENT, SYN_RECEIVED):
             self._cc.on_rto(now, self._snd_max - self._snd_una)
         self._snd_nxt = self._snd_una
-        self._scoreboard.clear()
+        if self._retries > 1:
+            # RFC 2018 8: after a timeout the SACK information may be stale (the peer
+            # may renege); from the second timeout on, resend everything.
+            self._scoreboard.clear()
+        else:
+            self._scoreboard.rxt.clear()
         self._in_recovery = False
         self._inflate = 0
         self._dupacks = 0
@@ -810,6 +816,8 @@ class Connection:
                 right = una + (((right32 - una) + 0x80000000) & MASK) - 0x80000000
                 if una < left < right <= smax and sb.add(left, right):
                     sack_new = True
+            if sack_new and self._in_recovery and sb.rxt:
+                self.stats["lost_retransmits"] += sb.detect_lost_retransmits()
 
         if ack > una:
             self._on_new_ack(now, seg, ack)
@@ -857,8 +865,7 @@ class Connection:
             if self._want_writable and len(sndbuf) <= self.config.send_buffer // 2:
                 self._want_writable = False
                 self._events.append(_EVT_WRITABLE)
-        if self._scoreboard:
-            self._scoreboard.advance(ack)
+        self._scoreboard.advance(ack)
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
         ts = seg.timestamp
@@ -879,6 +886,7 @@ class Connection:
             if ack >= self._recover:
                 self._in_recovery = False
                 self._inflate = 0
+                self._scoreboard.rxt.clear()
             elif self._sack_on:
                 if self._high_rxt < ack:
                     self._high_rxt = ack
@@ -1213,32 +1221,43 @@ class Connection:
         if self._rexmit:
             self._rexmit = False
             una = self._snd_una
-            if self._sack_on and self._scoreboard:
-                end = min(una + mss, self._scoreboard.blocks[0][0])
+            sb = self._scoreboard
+            if self._sack_on and sb.blocks:
+                end = min(una + mss, sb.blocks[0][0])
             else:
                 end = min(una + mss, self._snd_max)
             if end > una:
                 self._retransmit(now, una, min(end, fin_end), out)
                 if self._high_rxt < end:
                     self._high_rxt = end
+                if self._sack_on:
+                    sb.record_rxt(una, end, self._snd_max)
         sack_recovery = self._in_recovery and self._sack_on
         burst: list[TCPRepr] = []
         while True:
             nxt = self._snd_nxt
             if sack_recovery:
-                pipe = self._scoreboard.pipe(self._snd_una, self._snd_max, self._high_rxt, mss)
+                pipe = self._scoreboard.pipe(self._snd_una, self._snd_max, mss)
                 if cc.cwnd - pipe < mss:
                     break
-                hole = self._scoreboard.next_seg(self._snd_una, self._high_rxt, mss)
+                hole = self._scoreboard.next_seg(self._snd_una, mss)
                 if hole is not None:
                     self._retransmit(now, hole[0], hole[1], out)
-                    self._high_rxt = hole[1]
+                    self._scoreboard.record_rxt(hole[0], hole[1], self._snd_max)
                     continue
                 room = mss
             else:
                 room = cc.cwnd + self._inflate - (nxt - self._snd_una)
             if nxt >= fin_end:
                 break
+            if nxt < self._snd_max and self._scoreboard.blocks and not sack_recovery:
+                # Resending after a timeout: skip what the peer has SACKed.
+                for left, right in self._scoreboard.blocks:
+                    if left <= nxt < right:
+                        nxt = self._snd_nxt = right
+                        break
+                if nxt >= fin_end:
+                    break
             wnd_room = self._snd_una + self._snd_wnd - nxt
             if wnd_room < room:
                 room = wnd_room
@@ -1251,6 +1270,11 @@ class Connection:
                 else:
                     break
             n = min(avail, self._seg_max, room)
+            if nxt < self._snd_max and self._scoreboard.blocks and not sack_recovery:
+                for left, _right in self._scoreboard.blocks:
+                    if left > nxt:
+                        n = min(n, left - nxt)
+                        break
             if n > mss and n < avail:
                 n -= n % mss  # a TSO burst is whole segments, except at the end
             if n < 0:
