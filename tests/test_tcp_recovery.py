@@ -431,3 +431,33 @@ def test_paws_ignores_a_timestamp_idle_for_24_days() -> None:
     later = 25 * 86400.0
     c.handle_segment(later, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"hi", timestamp=(5, 0)))
     assert c.readable == 2
+
+
+def test_tail_loss_probe_resends_the_last_segment() -> None:
+    c = established(cfg(tail_loss_probe=True), mss=1000)
+    c.send(bytes(3000))
+    assert len(out(c)) == 3
+    # SRTT is 0 from the handshake: PTO is its 10 ms floor, well before the RTO.
+    assert c.poll_at() == pytest.approx(0.01)
+    c.handle_timer(0.01)
+    assert out(c, 0.01) == [seg_out(ACK | PSH, LOCAL_SEQ + 2000, REMOTE_SEQ, bytes(1000))]
+    assert c.stats["tail_loss_probes"] == 1
+    assert c.poll_at() == pytest.approx(0.2)  # one probe per tail: then the RTO
+    # The probe's ACK (with the first segment missing) starts normal recovery.
+    c.handle_segment(0.02, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 3000))
+    assert c.poll_at() is None
+
+
+def test_tail_loss_probe_sends_new_data_beyond_cwnd() -> None:
+    c = established(cfg(tail_loss_probe=True), mss=1000)
+    c.send(bytes(20000))
+    assert len(out(c)) == 10  # the initial window
+    c.handle_timer(due(c))
+    assert out(c, 0.01) == [seg_out(ACK, LOCAL_SEQ + 10000, REMOTE_SEQ, bytes(1000))]
+
+
+def test_tail_loss_probe_off_in_recovery_and_when_disabled() -> None:
+    c = established(mss=1000)  # PLAIN: probes off
+    c.send(bytes(3000))
+    out(c)
+    assert c.poll_at() == pytest.approx(0.2)

@@ -155,6 +155,9 @@ class Connection:
         "_snd_wnd",
         "_snd_wscale",
         "_sndbuf",
+        "_tlp_at",
+        "_tlp_done",
+        "_tlp_probe",
         "_ts_offset",
         "_ts_on",
         "_ts_recent",
@@ -193,6 +196,7 @@ class Connection:
             "rto": 0,
             "fast_retransmits": 0,
             "lost_retransmits": 0,
+            "tail_loss_probes": 0,
             "challenge_acks": 0,
             "dropped": 0,
         }
@@ -237,6 +241,9 @@ class Connection:
         self._ack_at: float | None = None
         self._close_at: float | None = None
         self._ka_at: float | None = None
+        self._tlp_at: float | None = None
+        self._tlp_done = False
+        self._tlp_probe = False
         self._ka_probes = 0
         self._ack_now = False
         self._unacked_bytes = 0
@@ -506,6 +513,9 @@ class Connection:
         k = self._ka_at
         if k is not None and (t is None or k < t):
             t = k
+        p = self._tlp_at
+        if p is not None and (t is None or p < t):
+            t = p
         return t
 
     def handle_timer(self, now: float) -> None:
@@ -521,6 +531,17 @@ class Connection:
         if a is not None and now >= a:
             self._ack_at = None
             self._ack_now = True
+        p = self._tlp_at
+        if p is not None and now >= p:
+            self._tlp_at = None
+            if (
+                self.state in _SENDING
+                and self._snd_max > self._snd_una
+                and not self._in_recovery
+                and not self._tlp_done
+            ):
+                self._tlp_done = True
+                self._tlp_probe = True
         r = self._rtx_at
         if r is not None and now >= r:
             self._on_rto(now)
@@ -556,6 +577,8 @@ class Connection:
             return
         self._retries += 1
         self.stats["rto"] += 1
+        self._tlp_at = None
+        self._tlp_probe = False
         rtt = self._rtt
         rtt.on_expiry()
         self._rtx_at = now + rtt.timeout()
@@ -902,6 +925,26 @@ class Connection:
         if self._high_rxt < ack:
             self._high_rxt = ack
         self._rtx_at = now + rtt.timeout() if self._snd_max > ack else None
+        self._tlp_done = False
+        self._arm_tlp(now)
+
+    def _arm_tlp(self, now: float) -> None:
+        """Arm the tail loss probe (RFC 8985 7.2): PTO = 2*SRTT, before the RTO."""
+        if (
+            not self.config.tail_loss_probe
+            or self._in_recovery
+            or self._tlp_done
+            or self._snd_max <= self._snd_una
+            or self._rtt.srtt is None
+        ):
+            self._tlp_at = None
+            return
+        pto = max(2 * self._rtt.srtt, 0.01)
+        if self._snd_max - self._snd_una <= self._smss:
+            pto += self.config.delayed_ack_timeout  # a lone segment may wait for a delayed ACK
+        t = now + pto
+        r = self._rtx_at
+        self._tlp_at = t if r is None or t < r else None
 
     def _on_dupack(self, now: float, sack_new: bool) -> None:
         self._dupacks += 1
@@ -916,6 +959,7 @@ class Connection:
             self._sack_on and self._scoreboard.is_lost(self._snd_una, self._smss)
         ):
             self._in_recovery = True
+            self._tlp_at = None
             self._recover = self._snd_max
             self.stats["fast_retransmits"] += 1
             self._cc.on_loss(now, self._snd_max - self._snd_una)
@@ -995,6 +1039,7 @@ class Connection:
         self.state = TIME_WAIT
         self._rtx_at = None
         self._ka_at = None
+        self._tlp_at = None
         self._close_at = now + self.config.time_wait
         self._sndbuf.clear()
         self._ooo.clear()
@@ -1026,6 +1071,7 @@ class Connection:
         self._ack_at = None
         self._close_at = None
         self._ka_at = None
+        self._tlp_at = None
         self._ack_now = False
         if event is not None:
             self._events.append(event)
@@ -1232,6 +1278,22 @@ class Connection:
                     self._high_rxt = end
                 if self._sack_on:
                     sb.record_rxt(una, end, self._snd_max)
+        if self._tlp_probe:
+            self._tlp_probe = False
+            self.stats["tail_loss_probes"] += 1
+            nxt = self._snd_nxt
+            wnd_room = self._snd_una + self._snd_wnd - nxt
+            if nxt == self._snd_max and nxt < data_end and wnd_room > 0:
+                # A new segment, beyond cwnd: its ACK (with SACK) reveals the tail loss.
+                end = nxt + min(data_end - nxt, mss, wnd_room)
+                self._emit_range(now, nxt, end, out)
+                if self._fin_queued and end == data_end:
+                    end += 1
+                self._snd_nxt = self._snd_max = end
+            elif self._snd_max > self._snd_una:
+                # Nothing new to send: resend the last segment.
+                start = max(self._snd_una, min(data_end, self._snd_max) - mss)
+                self._retransmit(now, start, min(self._snd_max, fin_end), out)
         sack_recovery = self._in_recovery and self._sack_on
         burst: list[TCPRepr] = []
         while True:
@@ -1309,6 +1371,8 @@ class Connection:
             self._probe = False
             if self._rtx_at is None:
                 self._rtx_at = now + self._rtt.timeout()
+        if self._tlp_at is None and not self._tlp_done and out:
+            self._arm_tlp(now)
         if self._snd_nxt == self._snd_una and self._snd_nxt < data_end and self._rtx_at is None:
             # Data waits on a zero window: arm the persist timer.
             self._rtx_at = now + self._rtt.timeout()
