@@ -28,6 +28,7 @@ PLAIN = Config(
     delayed_ack=False,
     recv_buffer=WINDOW,
     send_buffer=64000,
+    tail_loss_probe=False,
 )
 
 

@@ -138,7 +138,7 @@ def test_syn_sent_rst_is_refusal() -> None:
     c = active()
     c.handle_segment(0.1, seg_in(RST | ACK, 0, LOCAL_SEQ))
     assert state(c) == State.CLOSED
-    assert events(c) == [ConnectionReset(), ConnectionClosed()]
+    assert events(c) == [ConnectionReset(refused=True), ConnectionClosed()]
     assert out(c) == []
 
 
@@ -619,3 +619,15 @@ def test_tso_emits_whole_mss_multiples() -> None:
     # Slow start: 10 more + 2 new MSS of room; the burst is capped at tso_max.
     assert [len(s.payload) for s in out(c, 0.1)] == [10000, 2000]
     assert c.mss == 1000  # the gso_size for the device
+
+
+def test_unsent_counts_bytes_not_yet_transmitted() -> None:
+    c = established(mss=1000)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=2000))
+    c.send(bytes(5000))
+    assert c.unsent == 5000
+    out(c)
+    assert c.unsent == 3000 and c.send_queued == 5000
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 2000, window=10000))
+    out(c, 0.1)
+    assert c.unsent == 0 and c.send_queued == 3000

@@ -295,3 +295,63 @@ def test_verified_packets_skip_the_checksum() -> None:
     assert ep.stats["bad_checksum"] == 1 and not ep.connections
     ep.handle_packet(0.0, B, A, raw, verified=True)
     assert len(ep.connections) == 1
+
+
+def test_ipv6_addresses_work_end_to_end() -> None:
+    import ipaddress
+
+    a6 = ipaddress.IPv6Address("fd00::1").packed
+    b6 = ipaddress.IPv6Address("fd00::2").packed
+    net = Net()
+    net.eps = {a6: TCPEndpoint(secret=SECRET), b6: TCPEndpoint(secret=SECRET)}
+    net.eps[b6].listen(80)
+    client = net.eps[a6].connect(0.0, a6, b6, 80)
+    net.pump()
+    assert state(client) == State.ESTABLISHED
+    client.send(b"v6")
+    net.eps[a6].wake(client)
+    net.pump()
+    conn = net.eps[b6].accept(80)
+    assert conn is not None and conn.receive() == b"v6"
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_time_wait_port_reuse_accepts_newer_syn(timestamps: bool) -> None:
+    net = Net(Config(timestamps=timestamps, msl=60.0))
+    server = net.eps[B]
+    server.listen(80)
+    client = net.eps[A].connect(net.now, A, B, 80, lport=3333)
+    net.pump()
+    conn = server.accept(80)
+    assert conn is not None
+    conn.close()  # the server closes first: it keeps TIME_WAIT
+    server.wake(conn)
+    net.pump()
+    client.close()
+    net.eps[A].wake(client)
+    net.pump()
+    assert state(conn) == State.TIME_WAIT and state(client) == State.CLOSED
+    net.advance(0.5)
+    # The same client port again: the newer SYN replaces the TIME_WAIT at once.
+    again = net.eps[A].connect(net.now, A, B, 80, lport=3333)
+    net.pump()
+    assert state(again) == State.ESTABLISHED
+    assert server.stats["time_wait_reused"] == 1
+    assert state(conn) == State.CLOSED
+    fresh = server.accept(80)
+    assert fresh is not None and fresh is not conn
+
+
+def test_time_wait_rejects_old_syn() -> None:
+    from miragekit.tcp import Connection
+
+    c = Connection.connect(Config(timestamps=False), 80, 3333, 1000, 0.0)
+    c.segments_to_send(0.0)
+    c.handle_segment(0.0, TCPRepr(3333, 80, 5000, 1001, SYN | ACK, 1000, b"", 1460))
+    c.close()
+    c.segments_to_send(0.0)
+    c.handle_segment(0.0, TCPRepr(3333, 80, 5001, 1002, ACK | 0x01, 1000))
+    assert c.state == State.TIME_WAIT
+    assert not c.accepts_new_syn(TCPRepr(3333, 80, 4000, 0, SYN, 1000))
+    assert c.accepts_new_syn(TCPRepr(3333, 80, 9000, 0, SYN, 1000))
+    assert not c.accepts_new_syn(TCPRepr(3333, 80, 9000, 0, SYN | ACK, 1000))

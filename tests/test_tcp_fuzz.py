@@ -57,7 +57,9 @@ action = st.one_of(
     st.lists(action, max_size=40),
 )
 def test_random_inputs_keep_invariants(start: str, actions: list[tuple[str, object]]) -> None:
-    cfg = dataclasses.replace(PLAIN, recv_buffer=8000, send_buffer=8000, sack=True, timestamps=True)
+    cfg = dataclasses.replace(
+        PLAIN, recv_buffer=8000, send_buffer=8000, sack=True, timestamps=True, tail_loss_probe=True
+    )
     if start == "syn_received":
         c = syn_received(cfg)
     elif start == "established":

@@ -213,13 +213,20 @@ def test_scoreboard_pipe_and_next_seg() -> None:
     assert sb.sacked_bytes() == 40
     # MSS 5: (3-1)*5 = 10 bytes SACKed above a hole makes it lost.
     assert sb.is_lost(0, 5) and sb.is_lost(45, 5) is False
-    assert sb.next_seg(0, 0, 5) == (0, 5)
-    assert sb.next_seg(0, 5, 5) == (5, 10)
-    assert sb.next_seg(0, 10, 5) is None  # hole [40, 50) has only 10 bytes above: not lost
-    assert sb.pipe(0, 80, 0, 5) == 10 + 20  # hole [40,50) + tail [60,80)
-    assert sb.pipe(0, 80, 5, 5) == 35
+    assert sb.next_seg(0, 5) == (0, 5)
+    assert sb.pipe(0, 80, 5) == 10 + 20  # hole [40,50) + tail [60,80)
+    sb.record_rxt(0, 5, 80)
+    assert sb.next_seg(0, 5) == (5, 10)
+    assert sb.pipe(0, 80, 5) == 35
+    sb.record_rxt(5, 10, 80)
+    assert sb.next_seg(0, 5) is None  # hole [40, 50) has only 10 bytes above: not lost
+    # Data sent after the retransmissions (beyond 80) is SACKed while [0, 10) is still
+    # missing: both retransmissions were lost and are due again.
+    sb.add(80, 90)
+    assert sb.detect_lost_retransmits() == 2
+    assert sb.next_seg(0, 5) == (0, 5)
     sb.advance(45)
-    assert sb.blocks == [[50, 60]]
+    assert sb.blocks == [[50, 60], [80, 90]] and sb.rxt == []
 
 
 # ---------------------------------------------------------------- window scaling (RFC 7323)
@@ -379,3 +386,78 @@ def test_limited_transmit_sends_new_data_on_first_dupacks() -> None:
     assert out(c, 0.1) == [seg_out(ACK | PSH, LOCAL_SEQ + 13000, REMOTE_SEQ, bytes(1000))]
     c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))  # the third: fast retransmit
     assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
+
+
+def test_fragment_flood_is_bounded() -> None:
+    from miragekit.tcp._reassembly import MAX_RANGES
+
+    c = established(cfg(sack=True), sack_permitted=True)
+    for k in range(1, 2000):
+        c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 2 * k, LOCAL_SEQ, b"z"))
+    assert len(c._ooo.ranges) == MAX_RANGES
+    assert c._ooo.dropped == 1999 - MAX_RANGES
+    # Filling the first hole delivers the first held byte; a retransmission covering
+    # everything delivers the rest and empties the reassembly queue.
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"ab"))
+    assert c.receive() == b"abz"
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 3, LOCAL_SEQ, b"y" * 200))
+    assert c.readable == 200 and not c._ooo.ranges and c._ooo.held == 0
+
+
+def test_scoreboard_bounded() -> None:
+    from miragekit.tcp._sack import MAX_BLOCKS
+
+    sb = Scoreboard()
+    for k in range(500):
+        sb.add(10 * k, 10 * k + 5)
+    assert len(sb.blocks) == MAX_BLOCKS
+
+
+def test_path_mtu_clamps_segments() -> None:
+    c = established(mss=1460)
+    c.set_path_mtu(1280)
+    c.send(bytes(3000))
+    assert [len(s.payload) for s in out(c)] == [1240, 1240]
+    c.set_path_mtu(9000)  # never grows beyond what was negotiated
+    assert c.mss == 1240
+    c.set_path_mtu(100)
+    assert c.mss == 536
+
+
+def test_paws_ignores_a_timestamp_idle_for_24_days() -> None:
+    c = syn_received(cfg(timestamps=True), timestamp=(1_000_000, 0))
+    out(c)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, timestamp=(1_000_001, 0)))
+    later = 25 * 86400.0
+    c.handle_segment(later, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"hi", timestamp=(5, 0)))
+    assert c.readable == 2
+
+
+def test_tail_loss_probe_resends_the_last_segment() -> None:
+    c = established(cfg(tail_loss_probe=True), mss=1000)
+    c.send(bytes(3000))
+    assert len(out(c)) == 3
+    # SRTT is 0 from the handshake: PTO is its 10 ms floor, well before the RTO.
+    assert c.poll_at() == pytest.approx(0.01)
+    c.handle_timer(0.01)
+    assert out(c, 0.01) == [seg_out(ACK | PSH, LOCAL_SEQ + 2000, REMOTE_SEQ, bytes(1000))]
+    assert c.stats["tail_loss_probes"] == 1
+    assert c.poll_at() == pytest.approx(0.2)  # one probe per tail: then the RTO
+    # The probe's ACK (with the first segment missing) starts normal recovery.
+    c.handle_segment(0.02, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 3000))
+    assert c.poll_at() is None
+
+
+def test_tail_loss_probe_sends_new_data_beyond_cwnd() -> None:
+    c = established(cfg(tail_loss_probe=True), mss=1000)
+    c.send(bytes(20000))
+    assert len(out(c)) == 10  # the initial window
+    c.handle_timer(due(c))
+    assert out(c, 0.01) == [seg_out(ACK, LOCAL_SEQ + 10000, REMOTE_SEQ, bytes(1000))]
+
+
+def test_tail_loss_probe_off_in_recovery_and_when_disabled() -> None:
+    c = established(mss=1000)  # PLAIN: probes off
+    c.send(bytes(3000))
+    out(c)
+    assert c.poll_at() == pytest.approx(0.2)

@@ -171,3 +171,40 @@ def test_tso_bursts_cut_by_the_device_are_byte_exact() -> None:
     assert max(sizes) >= 10 * 1448  # real bursts went out (the initial window at least)
     bad = [n for n in sizes if n > 65000 or (n % 1448 and n > 1448)]
     assert len(bad) <= 1, bad  # whole segments, except possibly the very end of the data
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.03])
+def test_bidirectional_transfer_and_simultaneous_close(loss: float) -> None:
+    import hashlib
+    import random
+
+    cfg = Config(msl=1.0)
+    h = Harness(cfg, cfg, WireModel(loss=loss, reorder=0.02 if loss else 0.0), seed=21)
+    rng = random.Random(5)
+    data = {0: rng.randbytes(2 * MB), 1: rng.randbytes(2 * MB)}
+    off = {0: 0, 1: 0}
+    got: dict[int, bytearray] = {0: bytearray(), 1: bytearray()}
+    closed = {0: False, 1: False}
+    while h.now < 600:
+        conns = {0: h.a, 1: h.b}
+        for i, c in conns.items():
+            if c is None or state(c) not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1):
+                continue
+            if off[i] < len(data[i]) and not closed[i]:
+                off[i] += c.send(memoryview(data[i])[off[i] : off[i] + 65536])
+        for i, c in conns.items():
+            if c is not None:
+                got[1 - i] += c.receive()  # side i receives what side 1 - i sent
+        # Both sides close in the same instant once everything is queued.
+        if not closed[0] and off[0] == len(data[0]) and off[1] == len(data[1]) and h.b is not None:
+            h.a.close()
+            h.b.close()
+            closed[0] = closed[1] = True
+        if h.b is not None and state(h.a) == State.CLOSED and state(h.b) == State.CLOSED:
+            break
+        if not h.step():
+            break
+    # got[i] holds what the other side received from side i.
+    assert hashlib.sha256(got[0]).digest() == hashlib.sha256(data[0]).digest()
+    assert hashlib.sha256(got[1]).digest() == hashlib.sha256(data[1]).digest()
+    assert h.b is not None and state(h.a) == State.CLOSED and state(h.b) == State.CLOSED

@@ -2,6 +2,21 @@
 
 Nothing here does I/O or reads a clock: segments and time come in, segments and events
 go out. The stack (``miragekit.net``) drives these over IPv4; tests drive them directly.
+
+Driving a :class:`TCPEndpoint` (addresses are packed ``bytes``, 4 or 16 long)::
+
+    ep = TCPEndpoint(Config(mss=mtu - 40), secret=os.urandom(16))
+    ep.listen(80)
+    # for each received IP packet carrying TCP (a batch of them, then once):
+    ep.handle_packet(now, src, dst, tcp_bytes)            # verified=True when offloaded
+    for conn in ep.take_active(): ...                     # drain conn.next_event()
+    while (conn := ep.accept(80)) is not None: ...        # new connections
+    for src, dst, seg in ep.segments_to_send(now):        # then write the replies
+        seg.emit(frame_view, src, dst)                    # len: seg.buffer_len()
+    # timers: call ep.handle_timer(now) at ep.poll_at(), then segments_to_send again;
+    # after conn.send()/receive()/close() from the application: ep.wake(conn).
+
+Support table with RFC numbers: ``docs/tcp.md``.
 """
 
 from ..wire.tcp import TCPRepr as Segment

@@ -14,6 +14,8 @@ class Config:
     ``tso_max`` (0: off) lets one emitted segment carry up to that many payload bytes,
     whole MSS multiples, for TCP segmentation offload: the device cuts it into
     ``Connection.mss``-sized segments (the virtio-net ``gso_size``).
+    ``tail_loss_probe`` sends one probe segment after about two round trips without an
+    ACK (RFC 8985 TLP), so a lost tail or a lost lone ACK costs a round trip, not an RTO.
     ``keepalive_idle`` (None: off) probes an idle ESTABLISHED/CLOSE_WAIT peer after that
     many idle seconds, every ``keepalive_interval``, and gives up after
     ``keepalive_probes`` unanswered probes, so an idle connection to a vanished peer
@@ -40,6 +42,7 @@ class Config:
     fin_wait_2_timeout: float = 60.0
     challenge_ack_limit: int = 10
     tso_max: int = 0
+    tail_loss_probe: bool = True
     keepalive_idle: float | None = None
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9

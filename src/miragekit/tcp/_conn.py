@@ -8,15 +8,17 @@ buffer: it returns how much it accepted) and comes out with ``receive``.
 
 Sequence numbers are kept as unbounded ints inside (``iss`` as given, growing without
 wrapping), and converted at the boundary: outgoing numbers are masked to 32 bits and
-incoming ones unwrapped next to the expected value (``seqnum.unwrap``). So comparisons
-in here are plain ``<``, and every wraparound is handled in exactly two places.
+incoming ones unwrapped next to the expected value (as ``seqnum.unwrap`` does, inlined
+on the hot path) as soon as they arrive. So comparisons in here are plain ``<``, and
+wraparound only exists at the edges.
 
 What is implemented: the RFC 9293 state machine with simultaneous open and close, RST
 processing and generation, RFC 5961 challenge ACKs (rate-limited), MSS negotiation,
 RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK with RFC 6675 recovery, or
 RFC 6582 NewReno recovery without SACK, RFC 6298 RTO with backoff and give-up,
-pluggable congestion control, delayed ACKs, Nagle, sender and receiver SWS avoidance,
-zero-window probing, TIME_WAIT and a FIN_WAIT_2 timeout.
+RFC 3042 limited transmit, pluggable congestion control, delayed ACKs, Nagle, sender
+and receiver SWS avoidance, zero-window probing, TIME_WAIT and a FIN_WAIT_2 timeout,
+optional keepalive, and TSO bursts (``Config.tso_max``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ._events import (
 from ._reassembly import Reassembler
 from ._rtt import RttEstimator
 from ._sack import DUP_THRESH, Scoreboard
+from ._sendbuf import SendBuffer
 from .congestion import CongestionControl, new_controller
 from .seqnum import MASK, seq_lt
 
@@ -77,11 +80,13 @@ _SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 _RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 
 _TS_OPTION_LEN = 12
+_PAWS_IDLE = 24 * 86400.0
 _EVT_CONNECTED = Connected()
 _EVT_DATA = DataReceived()
 _EVT_WRITABLE = SendBufferAvailable()
 _EVT_EOF = EndOfStream()
 _EVT_RESET = ConnectionReset()
+_EVT_REFUSED = ConnectionReset(refused=True)
 _EVT_TIMEOUT = ConnectionTimedOut()
 _EVT_CLOSED = ConnectionClosed()
 
@@ -150,10 +155,14 @@ class Connection:
         "_snd_wnd",
         "_snd_wscale",
         "_sndbuf",
+        "_tlp_at",
+        "_tlp_done",
+        "_tlp_probe",
         "_ts_offset",
         "_ts_on",
         "_ts_recent",
-        "_unacked_segs",
+        "_ts_recent_at",
+        "_unacked_bytes",
         "_want_writable",
         "_ws_on",
         "config",
@@ -186,6 +195,8 @@ class Connection:
             "retransmits": 0,
             "rto": 0,
             "fast_retransmits": 0,
+            "lost_retransmits": 0,
+            "tail_loss_probes": 0,
             "challenge_acks": 0,
             "dropped": 0,
         }
@@ -203,6 +214,7 @@ class Connection:
         self._ts_on = False
         self._sack_on = False
         self._ts_recent = 0
+        self._ts_recent_at = 0.0
         self._ts_offset = ts_offset
         self._irs = 0
         self._rcv_nxt = 0
@@ -211,7 +223,7 @@ class Connection:
         self._rcv_fin: int | None = None
         self._peer_mss = config.default_mss
         self._smss = min(config.mss, config.default_mss)
-        self._sndbuf = bytearray()
+        self._sndbuf = SendBuffer()
         self._snd_buf_seq = iss + 1
         self._fin_queued = False
         self._fin_seq = 0
@@ -229,9 +241,12 @@ class Connection:
         self._ack_at: float | None = None
         self._close_at: float | None = None
         self._ka_at: float | None = None
+        self._tlp_at: float | None = None
+        self._tlp_done = False
+        self._tlp_probe = False
         self._ka_probes = 0
         self._ack_now = False
-        self._unacked_segs = 0
+        self._unacked_bytes = 0
         self._rcv_mss = min(config.mss, config.default_mss)
         self._seg_max = self._smss
         self._dupacks = 0
@@ -281,6 +296,7 @@ class Connection:
         conn._rcv_nxt = syn.seq + 1
         conn._last_ack_sent = conn._rcv_nxt
         conn._negotiate(syn)
+        conn._ts_recent_at = now
         conn._rcv_adv = conn._rcv_nxt + min(config.recv_buffer, 65535)
         conn._snd_wnd = syn.window
         conn._max_snd_wnd = syn.window
@@ -317,6 +333,7 @@ class Connection:
         if timestamps and ack.timestamp is not None:
             conn._ts_on = True
             conn._ts_recent = ack.timestamp[0]
+            conn._ts_recent_at = now
             smss -= _TS_OPTION_LEN
             if wscale is not None:
                 conn._ws_on = True
@@ -356,6 +373,32 @@ class Connection:
         self._cc.set_mss(self._smss)
         self._set_seg_max()
 
+    def accepts_new_syn(self, syn: TCPRepr) -> bool:
+        """In TIME_WAIT: may this SYN start a new incarnation of the 4-tuple?
+
+        RFC 1122 4.2.2.13 / RFC 6191: yes when its sequence number is beyond the old
+        connection's, or (with timestamps) its TSval is newer; the endpoint then drops
+        this TIME_WAIT early instead of answering with a challenge ACK.
+        """
+        if self.state != TIME_WAIT or syn.flags & (SYN | ACK | RST) != SYN:
+            return False
+        ts = syn.timestamp
+        if self._ts_on and ts is not None:
+            return ((ts[0] - self._ts_recent) & MASK) - 1 < 0x7FFFFFFF
+        return 0 < ((syn.seq - self._rcv_nxt) & MASK) < 0x80000000
+
+    def set_path_mtu(self, mtu: int, *, ipv6: bool = False) -> None:
+        """Clamp the segment size to a (smaller) path MTU, e.g. from ICMP "fragmentation
+        needed" (RFC 1191) or a PLPMTUD probe; never below the 536/1220 minimum."""
+        floor = 1220 if ipv6 else 536
+        mss = max(mtu - (60 if ipv6 else 40), floor)
+        if self._ts_on:
+            mss -= _TS_OPTION_LEN
+        if mss < self._smss:
+            self._smss = mss
+            self._cc.mss = mss
+            self._set_seg_max()
+
     def _set_seg_max(self) -> None:
         tso = self.config.tso_max
         smss = self._smss
@@ -378,7 +421,7 @@ class Connection:
             self._want_writable = True
             data = memoryview(data)[:n]
         if n:
-            self._sndbuf += data
+            self._sndbuf.append(data)
             if nodelay:
                 self._push_upto = self._snd_buf_seq + len(self._sndbuf)
         return n
@@ -386,6 +429,11 @@ class Connection:
     @property
     def send_buffer_free(self) -> int:
         return self.config.send_buffer - len(self._sndbuf)
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued by ``send`` that have not been transmitted even once."""
+        return max(0, self._snd_buf_seq + len(self._sndbuf) - max(self._snd_nxt, self._snd_max))
 
     @property
     def send_queued(self) -> int:
@@ -465,6 +513,9 @@ class Connection:
         k = self._ka_at
         if k is not None and (t is None or k < t):
             t = k
+        p = self._tlp_at
+        if p is not None and (t is None or p < t):
+            t = p
         return t
 
     def handle_timer(self, now: float) -> None:
@@ -480,6 +531,17 @@ class Connection:
         if a is not None and now >= a:
             self._ack_at = None
             self._ack_now = True
+        p = self._tlp_at
+        if p is not None and now >= p:
+            self._tlp_at = None
+            if (
+                self.state in _SENDING
+                and self._snd_max > self._snd_una
+                and not self._in_recovery
+                and not self._tlp_done
+            ):
+                self._tlp_done = True
+                self._tlp_probe = True
         r = self._rtx_at
         if r is not None and now >= r:
             self._on_rto(now)
@@ -515,6 +577,8 @@ class Connection:
             return
         self._retries += 1
         self.stats["rto"] += 1
+        self._tlp_at = None
+        self._tlp_probe = False
         rtt = self._rtt
         rtt.on_expiry()
         self._rtx_at = now + rtt.timeout()
@@ -526,7 +590,12 @@ class Connection:
         if st not in (SYN_SENT, SYN_RECEIVED):
             self._cc.on_rto(now, self._snd_max - self._snd_una)
         self._snd_nxt = self._snd_una
-        self._scoreboard.clear()
+        if self._retries > 1:
+            # RFC 2018 8: after a timeout the SACK information may be stale (the peer
+            # may renege); from the second timeout on, resend everything.
+            self._scoreboard.clear()
+        else:
+            self._scoreboard.rxt.clear()
         self._in_recovery = False
         self._inflate = 0
         self._dupacks = 0
@@ -543,9 +612,10 @@ class Connection:
         st = self.state
         if st == CLOSED:
             return
-        if self._ka_at is not None:
+        ka_idle = self.config.keepalive_idle
+        if ka_idle is not None and self._ka_at is not None:
             self._ka_probes = 0
-            self._ka_at = now + self.config.keepalive_idle  # type: ignore[operator]
+            self._ka_at = now + ka_idle
         flags = seg.flags
         rcv_nxt = self._rcv_nxt
         if (
@@ -571,6 +641,7 @@ class Connection:
                 self._on_ack(now, seg, rcv_nxt, ack, plen)
                 if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
                     self._ts_recent = ts[0]
+                    self._ts_recent_at = now
                 if plen and self.state in _RECEIVING:
                     self._on_data(now, rcv_nxt, payload)
                     if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
@@ -597,8 +668,14 @@ class Connection:
             return
 
         ts = seg.timestamp
-        # PAWS (RFC 7323 5.3).
-        if self._ts_on and ts is not None and not flags & RST and seq_lt(ts[0], self._ts_recent):
+        # PAWS (RFC 7323 5.3); a TS.Recent idle for 24 days is too old to judge by (5.5).
+        if (
+            self._ts_on
+            and ts is not None
+            and not flags & RST
+            and seq_lt(ts[0], self._ts_recent)
+            and now - self._ts_recent_at < _PAWS_IDLE
+        ):
             self.stats["dropped"] += 1
             self._ack_now = True
             return
@@ -667,6 +744,7 @@ class Connection:
             and not seq_lt(ts[0], self._ts_recent)
         ):
             self._ts_recent = ts[0]
+            self._ts_recent_at = now
 
         if plen and st in _RECEIVING:
             self._on_data(now, seq, payload)
@@ -694,7 +772,7 @@ class Connection:
                 return
         if flags & RST:
             if flags & ACK:
-                self._on_reset()  # connection refused
+                self._terminate(_EVT_REFUSED)
             return
         if not flags & SYN:
             return
@@ -702,6 +780,7 @@ class Connection:
         self._rcv_nxt = seg.seq + 1
         self._last_ack_sent = self._rcv_nxt
         self._negotiate(seg)
+        self._ts_recent_at = now
         self._rcv_adv = self._rcv_nxt + min(self.config.recv_buffer, 65535)
         if flags & ACK:
             self._establish(now, seg, ack, seg.seq)
@@ -760,6 +839,8 @@ class Connection:
                 right = una + (((right32 - una) + 0x80000000) & MASK) - 0x80000000
                 if una < left < right <= smax and sb.add(left, right):
                     sack_new = True
+            if sack_new and self._in_recovery and sb.rxt:
+                self.stats["lost_retransmits"] += sb.detect_lost_retransmits()
 
         if ack > una:
             self._on_new_ack(now, seg, ack)
@@ -792,7 +873,7 @@ class Connection:
         self._snd_una = ack
         if self._snd_nxt < ack:
             self._snd_nxt = ack
-        # Free acknowledged bytes (front deletion of a bytearray is O(1) in CPython).
+        # Free acknowledged bytes (whole chunks drop off the front of the send buffer).
         buf_seq = self._snd_buf_seq
         n = ack - buf_seq
         if n > 0:
@@ -802,13 +883,12 @@ class Connection:
                 sndbuf.clear()
                 self._snd_buf_seq = buf_seq + ln
             else:
-                del sndbuf[:n]
+                sndbuf.consume(n)
                 self._snd_buf_seq = ack
             if self._want_writable and len(sndbuf) <= self.config.send_buffer // 2:
                 self._want_writable = False
                 self._events.append(_EVT_WRITABLE)
-        if self._scoreboard:
-            self._scoreboard.advance(ack)
+        self._scoreboard.advance(ack)
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
         ts = seg.timestamp
@@ -829,6 +909,7 @@ class Connection:
             if ack >= self._recover:
                 self._in_recovery = False
                 self._inflate = 0
+                self._scoreboard.rxt.clear()
             elif self._sack_on:
                 if self._high_rxt < ack:
                     self._high_rxt = ack
@@ -844,6 +925,26 @@ class Connection:
         if self._high_rxt < ack:
             self._high_rxt = ack
         self._rtx_at = now + rtt.timeout() if self._snd_max > ack else None
+        self._tlp_done = False
+        self._arm_tlp(now)
+
+    def _arm_tlp(self, now: float) -> None:
+        """Arm the tail loss probe (RFC 8985 7.2): PTO = 2*SRTT, before the RTO."""
+        if (
+            not self.config.tail_loss_probe
+            or self._in_recovery
+            or self._tlp_done
+            or self._snd_max <= self._snd_una
+            or self._rtt.srtt is None
+        ):
+            self._tlp_at = None
+            return
+        pto = max(2 * self._rtt.srtt, 0.01)
+        if self._snd_max - self._snd_una <= self._smss:
+            pto += self.config.delayed_ack_timeout  # a lone segment may wait for a delayed ACK
+        t = now + pto
+        r = self._rtx_at
+        self._tlp_at = t if r is None or t < r else None
 
     def _on_dupack(self, now: float, sack_new: bool) -> None:
         self._dupacks += 1
@@ -858,6 +959,7 @@ class Connection:
             self._sack_on and self._scoreboard.is_lost(self._snd_una, self._smss)
         ):
             self._in_recovery = True
+            self._tlp_at = None
             self._recover = self._snd_max
             self.stats["fast_retransmits"] += 1
             self._cc.on_loss(now, self._snd_max - self._snd_una)
@@ -907,8 +1009,8 @@ class Connection:
             # counted in bytes so that coalesced (GRO) segments count for what they hold.
             if plen > self._rcv_mss:
                 self._rcv_mss = min(plen, self.config.mss)
-            self._unacked_segs += plen
-            if not self.config.delayed_ack or self._unacked_segs >= 2 * self._rcv_mss:
+            self._unacked_bytes += plen
+            if not self.config.delayed_ack or self._unacked_bytes >= 2 * self._rcv_mss:
                 self._ack_now = True
             elif self._ack_at is None:
                 self._ack_at = now + self.config.delayed_ack_timeout
@@ -937,8 +1039,9 @@ class Connection:
         self.state = TIME_WAIT
         self._rtx_at = None
         self._ka_at = None
+        self._tlp_at = None
         self._close_at = now + self.config.time_wait
-        self._sndbuf = bytearray()
+        self._sndbuf.clear()
         self._ooo.clear()
         self._scoreboard.clear()
 
@@ -960,7 +1063,7 @@ class Connection:
         if self.state == CLOSED:
             return
         self.state = CLOSED
-        self._sndbuf = bytearray()
+        self._sndbuf.clear()
         self._rcvbuf = bytearray()
         self._ooo.clear()
         self._scoreboard.clear()
@@ -968,6 +1071,7 @@ class Connection:
         self._ack_at = None
         self._close_at = None
         self._ka_at = None
+        self._tlp_at = None
         self._ack_now = False
         if event is not None:
             self._events.append(event)
@@ -1018,7 +1122,7 @@ class Connection:
         if flags & ACK:
             self._ack_now = False
             self._ack_at = None
-            self._unacked_segs = 0
+            self._unacked_bytes = 0
             self._last_ack_sent = self._rcv_nxt
             ack = self._rcv_nxt & MASK
         else:
@@ -1099,18 +1203,53 @@ class Connection:
 
     poll_transmit = segments_to_send
 
-    def _emit_range(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
-        """Send bytes [start, end) from the send buffer, with FIN if it ends the stream."""
+    def _emit_range(
+        self,
+        now: float,
+        start: int,
+        end: int,
+        out: list[TCPRepr],
+        burst: list[TCPRepr] | None = None,
+    ) -> None:
+        """Send bytes [start, end) from the send buffer, with FIN if it ends the stream.
+
+        ``burst`` (a one-element cache) lets a run of data segments share the ACK
+        fields: they cannot change while segments are being emitted in one call.
+        """
         flags = ACK
         fin = self._fin_queued and end >= self._fin_seq and self._fin_seq >= start
         if fin:
             end = self._fin_seq
             flags |= FIN
         off = start - self._snd_buf_seq
-        payload = self._sndbuf[off : off + (end - start)] if end > start else b""
+        payload = self._sndbuf.slice(off, end - start) if end > start else b""
         if payload and end == self._snd_buf_seq + len(self._sndbuf):
             flags |= PSH
-        out.append(self._make(flags, start, payload, now))
+        if burst is None:
+            out.append(self._make(flags, start, payload, now))
+        elif not burst:
+            seg = self._make(flags, start, payload, now)
+            burst.append(seg)
+            out.append(seg)
+        else:
+            p = burst[0]
+            self.stats["segs_out"] += 1
+            out.append(
+                TCPRepr(
+                    p.src_port,
+                    p.dst_port,
+                    start & MASK,
+                    p.ack,
+                    flags,
+                    p.window,
+                    payload,
+                    None,
+                    None,
+                    False,
+                    p.sack_blocks,
+                    p.timestamp,
+                )
+            )
 
     def _retransmit(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
         self.stats["retransmits"] += 1
@@ -1128,31 +1267,59 @@ class Connection:
         if self._rexmit:
             self._rexmit = False
             una = self._snd_una
-            if self._sack_on and self._scoreboard:
-                end = min(una + mss, self._scoreboard.blocks[0][0])
+            sb = self._scoreboard
+            if self._sack_on and sb.blocks:
+                end = min(una + mss, sb.blocks[0][0])
             else:
                 end = min(una + mss, self._snd_max)
             if end > una:
                 self._retransmit(now, una, min(end, fin_end), out)
                 if self._high_rxt < end:
                     self._high_rxt = end
+                if self._sack_on:
+                    sb.record_rxt(una, end, self._snd_max)
+        if self._tlp_probe:
+            self._tlp_probe = False
+            self.stats["tail_loss_probes"] += 1
+            nxt = self._snd_nxt
+            wnd_room = self._snd_una + self._snd_wnd - nxt
+            if nxt == self._snd_max and nxt < data_end and wnd_room > 0:
+                # A new segment, beyond cwnd: its ACK (with SACK) reveals the tail loss.
+                end = nxt + min(data_end - nxt, mss, wnd_room)
+                self._emit_range(now, nxt, end, out)
+                if self._fin_queued and end == data_end:
+                    end += 1
+                self._snd_nxt = self._snd_max = end
+            elif self._snd_max > self._snd_una:
+                # Nothing new to send: resend the last segment.
+                start = max(self._snd_una, min(data_end, self._snd_max) - mss)
+                self._retransmit(now, start, min(self._snd_max, fin_end), out)
         sack_recovery = self._in_recovery and self._sack_on
+        burst: list[TCPRepr] = []
         while True:
             nxt = self._snd_nxt
             if sack_recovery:
-                pipe = self._scoreboard.pipe(self._snd_una, self._snd_max, self._high_rxt, mss)
+                pipe = self._scoreboard.pipe(self._snd_una, self._snd_max, mss)
                 if cc.cwnd - pipe < mss:
                     break
-                hole = self._scoreboard.next_seg(self._snd_una, self._high_rxt, mss)
+                hole = self._scoreboard.next_seg(self._snd_una, mss)
                 if hole is not None:
                     self._retransmit(now, hole[0], hole[1], out)
-                    self._high_rxt = hole[1]
+                    self._scoreboard.record_rxt(hole[0], hole[1], self._snd_max)
                     continue
                 room = mss
             else:
                 room = cc.cwnd + self._inflate - (nxt - self._snd_una)
             if nxt >= fin_end:
                 break
+            if nxt < self._snd_max and self._scoreboard.blocks and not sack_recovery:
+                # Resending after a timeout: skip what the peer has SACKed.
+                for left, right in self._scoreboard.blocks:
+                    if left <= nxt < right:
+                        nxt = self._snd_nxt = right
+                        break
+                if nxt >= fin_end:
+                    break
             wnd_room = self._snd_una + self._snd_wnd - nxt
             if wnd_room < room:
                 room = wnd_room
@@ -1165,6 +1332,11 @@ class Connection:
                 else:
                     break
             n = min(avail, self._seg_max, room)
+            if nxt < self._snd_max and self._scoreboard.blocks and not sack_recovery:
+                for left, _right in self._scoreboard.blocks:
+                    if left > nxt:
+                        n = min(n, left - nxt)
+                        break
             if n > mss and n < avail:
                 n -= n % mss  # a TSO burst is whole segments, except at the end
             if n < 0:
@@ -1185,7 +1357,7 @@ class Connection:
             if n == 0 and not (self._fin_queued and nxt == data_end):
                 break
             end = nxt + n
-            self._emit_range(now, nxt, end, out)
+            self._emit_range(now, nxt, end, out, burst)
             if self._fin_queued and end == data_end:
                 end += 1
             if end > self._snd_max:
@@ -1199,6 +1371,8 @@ class Connection:
             self._probe = False
             if self._rtx_at is None:
                 self._rtx_at = now + self._rtt.timeout()
+        if self._tlp_at is None and not self._tlp_done and out:
+            self._arm_tlp(now)
         if self._snd_nxt == self._snd_una and self._snd_nxt < data_end and self._rtx_at is None:
             # Data waits on a zero window: arm the persist timer.
             self._rtx_at = now + self._rtt.timeout()

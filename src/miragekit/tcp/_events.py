@@ -38,7 +38,9 @@ class EndOfStream:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionReset:
-    """The peer reset the connection (in SYN_SENT: the connection was refused)."""
+    """The peer reset the connection; ``refused`` when it answered our SYN with RST."""
+
+    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)

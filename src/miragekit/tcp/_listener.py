@@ -85,6 +85,7 @@ class TCPEndpoint:
             "syn_cookies_rejected": 0,
             "connections_opened": 0,
             "connections_removed": 0,
+            "time_wait_reused": 0,
         }
 
     # ------------------------------------------------------------------ listeners
@@ -182,13 +183,20 @@ class TCPEndpoint:
         key = (dst, seg.dst_port, src, seg.src_port)
         conn = self.connections.get(key)
         if conn is not None:
-            if conn.state != State.CLOSED:
+            if conn.accepts_new_syn(seg) and seg.dst_port in self._listeners:
+                # A new incarnation of a 4-tuple in TIME_WAIT (RFC 6191).
+                self.stats["time_wait_reused"] += 1
+                conn.abort()  # TIME_WAIT -> CLOSED, no RST
+                self._remove(key, conn)
+                conn = None
+            elif conn.state != State.CLOSED:
                 conn.handle_segment(now, seg)
                 self._dirty.add(key)
                 self._active[key] = conn
                 return
-            # Closed but not yet collected: behave as if it were gone.
-            self._remove(key, conn)
+            else:
+                # Closed but not yet collected: behave as if it were gone.
+                self._remove(key, conn)
         lst = self._listeners.get(seg.dst_port)
         flags = seg.flags
         if flags & RST:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from ..v1 import Buffer
 
-__all__ = ["Reassembler"]
+__all__ = ["MAX_RANGES", "Reassembler"]
+
+# Holes bound the work per segment (the scans are linear) and defeat tiny-fragment floods.
+MAX_RANGES = 64
 
 
 class _Range:
@@ -24,12 +27,13 @@ class _Range:
 
 
 class Reassembler:
-    __slots__ = ("_clock", "held", "ranges")
+    __slots__ = ("_clock", "dropped", "held", "ranges")
 
     def __init__(self) -> None:
         self.ranges: list[_Range] = []
         self._clock = 0
         self.held = 0
+        self.dropped = 0
 
     def __bool__(self) -> bool:
         return bool(self.ranges)
@@ -52,6 +56,10 @@ class Reassembler:
         while j < n and ranges[j].start <= end:
             j += 1
         if i == j:
+            if n >= MAX_RANGES:
+                # Too fragmented (or an attack): drop it, the peer will resend.
+                self.dropped += 1
+                return
             ranges.insert(i, _Range(start, end, bytearray(data), self._clock))
             self.held += end - start
             return

@@ -9,22 +9,26 @@ granularity (a hole is lost as a whole once enough is SACKed above it).
 
 from __future__ import annotations
 
-__all__ = ["DUP_THRESH", "Scoreboard"]
+__all__ = ["DUP_THRESH", "MAX_BLOCKS", "Scoreboard"]
 
 DUP_THRESH = 3
+# A peer cannot make the scoreboard (and the linear scans over it) grow without bound.
+MAX_BLOCKS = 64
 
 
 class Scoreboard:
-    __slots__ = ("blocks",)
+    __slots__ = ("blocks", "rxt")
 
     def __init__(self) -> None:
         self.blocks: list[list[int]] = []
+        self.rxt: list[list[int]] = []  # [start, end, snd_max when retransmitted]
 
     def __bool__(self) -> bool:
         return bool(self.blocks)
 
     def clear(self) -> None:
         self.blocks.clear()
+        self.rxt.clear()
 
     def add(self, left: int, right: int) -> bool:
         """Record one SACK block; returns whether it told us anything new."""
@@ -39,6 +43,8 @@ class Scoreboard:
         while j < n and blocks[j][0] <= right:
             j += 1
         if i == j:
+            if n >= MAX_BLOCKS:
+                return False  # keep the scoreboard small; losing detail is safe
             blocks.insert(i, [left, right])
             return True
         lo = min(left, blocks[i][0])
@@ -48,6 +54,8 @@ class Scoreboard:
         return changed
 
     def advance(self, snd_una: int) -> None:
+        if self.rxt:
+            self.rxt = [r for r in self.rxt if r[1] > snd_una]
         blocks = self.blocks
         while blocks and blocks[0][1] <= snd_una:
             del blocks[0]
@@ -83,27 +91,86 @@ class Scoreboard:
             start = right
         return out
 
-    def pipe(self, snd_una: int, snd_max: int, high_rxt: int, mss: int) -> int:
+    def record_rxt(self, start: int, end: int, mark: int) -> None:
+        """Remember that [start, end) was retransmitted while SND.MAX was ``mark``."""
+        rxt = self.rxt
+        if len(rxt) >= MAX_BLOCKS:
+            del rxt[0]
+        rxt.append([start, end, mark])
+
+    def _sacked_within(self, a: int, b: int) -> int:
+        n = 0
+        for left, right in self.blocks:
+            if right <= a:
+                continue
+            if left >= b:
+                break
+            n += min(b, right) - max(a, left)
+        return n
+
+    def detect_lost_retransmits(self) -> int:
+        """Forget retransmissions that were lost, so they count as lost again.
+
+        A retransmission is lost when the peer SACKs data sent after it while the
+        retransmitted range is still missing (the idea of RACK, RFC 8985, in its
+        simplest form); otherwise only the RTO would find out.
+        """
+        if not self.rxt or not self.blocks:
+            return 0
+        highest = self.blocks[-1][1]
+        keep = []
+        lost = 0
+        for r in self.rxt:
+            if highest > r[2] and self._sacked_within(r[0], r[1]) < r[1] - r[0]:
+                lost += 1
+            else:
+                keep.append(r)
+        self.rxt = keep
+        return lost
+
+    def _retransmitted(self, a: int, b: int) -> int:
+        """Bytes of [a, b) retransmitted and not SACKed since."""
+        n = 0
+        for start, end, _mark in self.rxt:
+            lo = max(a, start)
+            hi = min(b, end)
+            if hi > lo:
+                n += hi - lo - self._sacked_within(lo, hi)
+        return n
+
+    def pipe(self, snd_una: int, snd_max: int, mss: int) -> int:
         """RFC 6675 pipe: bytes believed in flight."""
         if not self.blocks:
-            return snd_max - snd_una + max(0, high_rxt - snd_una)
+            return snd_max - snd_una + self._retransmitted(snd_una, snd_max)
         pipe = 0
         for a, b, lost in self._holes(snd_una, mss):
             if not lost:
                 pipe += b - a
-            if high_rxt > a:
-                pipe += min(b, high_rxt) - a
+            pipe += self._retransmitted(a, b)
         tail = self.blocks[-1][1]
         if snd_max > tail:
             pipe += snd_max - tail
         return pipe
 
-    def next_seg(self, snd_una: int, high_rxt: int, mss: int) -> tuple[int, int] | None:
-        """RFC 6675 NextSeg rule 1: the first lost, not yet retransmitted, range."""
+    def next_seg(self, snd_una: int, mss: int) -> tuple[int, int] | None:
+        """RFC 6675 NextSeg rule 1: the first lost range not retransmitted (or whose
+        retransmission was found lost)."""
         for a, b, lost in self._holes(snd_una, mss):
             if not lost:
                 continue
-            s = max(a, high_rxt)
+            s = a
+            moved = True
+            while moved:
+                moved = False
+                for start, end, _mark in self.rxt:
+                    if start <= s < end:
+                        s = end
+                        moved = True
+            # A later retransmitted range may start inside [s, s + mss).
             if s < b:
-                return s, min(b, s + mss)
+                stop = min(b, s + mss)
+                for start, _end, _mark in self.rxt:
+                    if s < start < stop:
+                        stop = start
+                return s, stop
         return None

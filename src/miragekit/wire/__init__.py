@@ -41,3 +41,6 @@ from .udp import UdpPacket as UdpPacket
 from .udp import UdpRepr as UdpRepr
 from .vxlan import VxlanPacket as VxlanPacket
 from .vxlan import VxlanRepr as VxlanRepr
+from .tcp import TCPPacket as TCPPacket
+from .tcp import TCPParseError as TCPParseError
+from .tcp import TCPRepr as TCPRepr

@@ -1,0 +1,80 @@
+"""The send buffer: immutable chunks, so segments can carry views without copying.
+
+``send`` copies the application's bytes once into a ``bytes`` chunk; a segment's payload
+is a ``memoryview`` slice of one chunk (a copy only when it spans two), which stays valid
+for as long as anyone holds it because the chunk never changes. Acknowledged chunks are
+dropped from the front. Small writes are coalesced so the chunk list stays short.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..v1 import Buffer
+
+__all__ = ["SendBuffer"]
+
+_COALESCE = 4096
+
+
+class SendBuffer:
+    __slots__ = ("_chunks", "_head", "_len")
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._head = 0  # bytes of the first chunk already consumed
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def append(self, data: Buffer) -> None:
+        n = len(data)
+        if not n:
+            return
+        chunks = self._chunks
+        if n < _COALESCE and chunks and len(chunks[-1]) < _COALESCE:
+            chunks[-1] += bytes(data)
+        else:
+            chunks.append(bytes(data))
+        self._len += n
+
+    def consume(self, n: int) -> None:
+        """Drop ``n`` bytes from the front (they were acknowledged)."""
+        if n >= self._len:
+            self.clear()
+            return
+        self._len -= n
+        chunks = self._chunks
+        head = self._head + n
+        while head >= len(chunks[0]):
+            head -= len(chunks.popleft())
+        self._head = head
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._head = 0
+        self._len = 0
+
+    def slice(self, off: int, n: int) -> memoryview | bytes:
+        """``n`` bytes from ``off`` (relative to the front), as a view when possible."""
+        if off < 0 or n < 0 or off + n > self._len:
+            raise ValueError("off/n: beyond the buffered data")
+        chunks = self._chunks
+        pos = self._head + off
+        i = 0
+        while pos >= len(chunks[i]):
+            pos -= len(chunks[i])
+            i += 1
+        chunk = chunks[i]
+        if pos + n <= len(chunk):
+            return memoryview(chunk)[pos : pos + n]
+        parts = [memoryview(chunk)[pos:]]
+        need = n - (len(chunk) - pos)
+        while need:
+            i += 1
+            chunk = chunks[i]
+            take = min(need, len(chunk))
+            parts.append(memoryview(chunk)[:take])
+            need -= take
+        return b"".join(parts)
