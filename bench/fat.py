@@ -7,8 +7,10 @@ Workloads, each on a fresh ``mkfs.fat`` image of the same size in a temporary di
 * small: create and write 2,000 files of 1 KiB in one directory, list it, read each file.
 Raw file I/O does the same on the host filesystem and is the limit. pyfatfs is slow on
 many files (its cost grows with the directory), so its small-file runs stop after
-``--cap`` seconds per phase and report the rate over the files done. Nothing is fsync'ed
-in any column (every column measures the software path through the page cache).
+``--cap`` seconds per phase and report the rate over the files done (mtools likewise,
+copying in batches of 100 files per process). Large-file runs are repeated (``--repeat``,
+best kept). Nothing is fsync'ed in any column: every column measures the software path
+through the page cache.
 Prints a table and writes bench/results/fat.json.
 """
 
@@ -325,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=parse_size, default=128 * MiB)
     ap.add_argument("--large", type=parse_size, default=64 * MiB)
     ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3, help="large-file runs; the best is kept")
     ap.add_argument(
         "--cap", type=float, default=60.0, help="seconds per pyfatfs / mtools small-file phase"
     )
@@ -342,7 +345,18 @@ def main(argv: list[str] | None = None) -> int:
                 mkfs(img, args.image_size)
                 print(f"{kind:5} {name} ...", file=sys.stderr, flush=True)
                 if kind == "large":
-                    results[kind][name] = LARGE[name](img, data)
+                    best: Result = {}
+                    for _ in range(args.repeat):
+                        mkfs(img, args.image_size)
+                        r = LARGE[name](img, data)
+                        for k in ("write_s", "read_s"):
+                            if k in r and (k not in best or float(r[k] or 0) < float(best[k] or 0)):
+                                best[k] = r[k]
+                        best.update({k: v for k, v in r.items() if k not in ("write_s", "read_s")})
+                        for p in img.parent.iterdir():
+                            if p != img:
+                                p.unlink()
+                    results[kind][name] = best
                 else:
                     results[kind][name] = SMALL[name](img, files, payload, args.cap)
             finally:
