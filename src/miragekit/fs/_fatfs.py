@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time as _time
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
@@ -104,6 +105,8 @@ class _Volume:
     factor: int  # device sectors per logical sector
     dirs: dict[int, Directory] = field(default_factory=dict)
     chains: dict[int, list[int]] = field(default_factory=dict)
+    # first cluster -> (run start indexes, runs (index, length), chain length)
+    runs: dict[int, tuple[list[int], list[tuple[int, int]], int]] = field(default_factory=dict)
 
     @property
     def root_key(self) -> int:
@@ -411,10 +414,27 @@ class FatFS:
         c0, c1 = offset // cb, (end - 1) // cb + 1
         if c1 > len(chain):
             raise ValueError(f"{path}: cluster chain is shorter than the file size")
+        cached = v.runs.get(e.cluster)
+        if cached is None or cached[2] != len(chain):
+            runs = cluster_runs(chain, 0, len(chain))
+            cached = ([i for i, _n in runs], runs, len(chain))
+            v.runs[e.cluster] = cached
+        starts, runs = cached[0], cached[1]
         buf = bytearray((c1 - c0) * cb)
-        await self._read_clusters(v, chain[c0:c1], memoryview(buf))
+        mv = memoryview(buf)
+        k = bisect_right(starts, c0) - 1
+        ci, pos = c0, 0
+        while ci < c1:
+            i, n = runs[k]
+            take = min(i + n, c1) - ci
+            await self._dev_read(
+                v.bs.cluster_sector(chain[ci]) * v.factor, mv[pos : pos + take * cb]
+            )
+            pos += take * cb
+            ci += take
+            k += 1
         start = offset - c0 * cb
-        return [memoryview(buf)[start : start + end - offset]]
+        return [mv[start : start + end - offset]]
 
     async def size(self, path: str) -> Ok[int] | Error[FSError]:
         return await self._run(self._do_size, path)
@@ -545,6 +565,7 @@ class FatFS:
         if e.is_dir:
             v.dirs.pop(e.cluster, None)
         v.chains.pop(e.cluster, None)
+        v.runs.pop(e.cluster, None)
         if chain:
             for c in chain:
                 v.fat.set(c, 0)
@@ -588,6 +609,7 @@ class FatFS:
                 fat.set(full[had - 1], new[0])
                 await self._flush_fat(v)
             v.chains.pop(e.cluster, None)
+            v.runs.pop(e.cluster, None)
             v.chains[full[0]] = full
         date, tm, _cs = self._now()
         if e.cluster == 0:
