@@ -24,6 +24,7 @@ class Directory:
     index: dict[str, Entry] = field(default_factory=dict)
     shorts: dict[bytes, Entry] = field(default_factory=dict)
     hints: dict[str, int] = field(default_factory=dict)
+    first_free: int = 0  # no free slot lies before this one
 
     def add(self, e: Entry) -> None:
         self.index[lookup_key(e.name)] = e
@@ -53,11 +54,21 @@ class Directory:
         run = 0
         data = self.data
         end = self.end
-        for i in range(self.nslots):
+        seen = -1
+        for i in range(self.first_free, self.nslots):
             if i >= end or data[i * SLOT] == DELETED:
+                if seen < 0:
+                    seen = i
                 run += 1
                 if run == k:
+                    self.first_free = seen
                     return i - k + 1
             else:
                 run = 0
+        self.first_free = seen if seen >= 0 else self.nslots
         return None
+
+    def freed(self, lo: int, hi: int) -> None:
+        """Slots ``lo..hi-1`` were just marked deleted."""
+        self.deleted += hi - lo
+        self.first_free = min(self.first_free, lo)

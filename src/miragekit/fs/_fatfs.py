@@ -561,7 +561,7 @@ class FatFS:
             d.data[s * SLOT] = DELETED
         await self._write_slots(v, d, lo, hi)
         d.remove(e)
-        d.deleted += hi - lo
+        d.freed(lo, hi)
         if e.is_dir:
             v.dirs.pop(e.cluster, None)
         v.chains.pop(e.cluster, None)
