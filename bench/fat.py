@@ -7,8 +7,10 @@ Workloads, each on a fresh ``mkfs.fat`` image of the same size in a temporary di
 * small: create and write 2,000 files of 1 KiB in one directory, list it, read each file.
 Raw file I/O does the same on the host filesystem and is the limit. pyfatfs is slow on
 many files (its cost grows with the directory), so its small-file runs stop after
-``--cap`` seconds per phase and report the rate over the files done. Nothing is fsync'ed
-in any column (every column measures the software path through the page cache).
+``--cap`` seconds per phase and report the rate over the files done (mtools likewise,
+copying in batches of 100 files per process). Large-file runs are repeated (``--repeat``,
+best kept). Nothing is fsync'ed in any column: every column measures the software path
+through the page cache.
 Prints a table and writes bench/results/fat.json.
 """
 
@@ -18,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -223,22 +224,26 @@ def mtools_small(img: Path, files: list[str], payload: bytes, cap: float) -> Res
     src.mkdir()
     for name in files:
         (src / name).write_bytes(payload)
+    subprocess.run(["mmd", "-i", str(img), "::/d"], check=True, env=ENV)
+    # mtools keeps its changes in memory until it exits, so copy in batches of 100 files
+    # per mcopy process (each batch is kept) and stop starting batches after `cap`.
+    note = "mcopy in batches of 100; mdir; one mcopy -s to read"
     t0 = time.perf_counter()
-    note = "one mcopy -s / mdir process per phase"
-    try:
-        subprocess.run(
-            ["mcopy", "-s", "-i", str(img), str(src), "::/"], check=True, env=ENV, timeout=cap
-        )
-    except subprocess.TimeoutExpired:
-        note += f"; mcopy -s stopped at {cap:.0f} s"
+    done = 0
+    while done < len(files):
+        batch = [str(src / n) for n in files[done : done + 100]]
+        subprocess.run(["mcopy", "-i", str(img), *batch, "::/d/"], check=True, env=ENV)
+        done += len(batch)
+        if time.perf_counter() - t0 > cap and done < len(files):
+            note += f"; capped at {cap:.0f} s"
+            break
     t1 = time.perf_counter()
     listing = subprocess.run(
         ["mdir", "-b", "-i", str(img), "::/d"], check=True, env=ENV, capture_output=True
     )
     t2 = time.perf_counter()
     created = len(listing.stdout.splitlines())
-    if created < len(files):  # the last file may be half-copied: count only whole ones
-        created = max(0, created - 1)
+    assert created == done
     out = work / "out"
     out.mkdir()
     subprocess.run(["mcopy", "-s", "-i", str(img), "::/d", str(out)], check=True, env=ENV)
@@ -321,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=parse_size, default=128 * MiB)
     ap.add_argument("--large", type=parse_size, default=64 * MiB)
     ap.add_argument("--files", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3, help="large-file runs; the best is kept")
     ap.add_argument(
         "--cap", type=float, default=60.0, help="seconds per pyfatfs / mtools small-file phase"
     )
@@ -330,19 +336,29 @@ def main(argv: list[str] | None = None) -> int:
     files = names(args.files)
     payload = os.urandom(1024)
     results: dict[str, dict[str, Result]] = {"large": {}, "small": {}}
-    for kind, table in (("large", LARGE), ("small", SMALL)):
-        for name in table:
-            work = Path(tempfile.mkdtemp(prefix="fatbench-"))
-            try:
-                img = work / "fat.img"
+    # Large-file runs go round-robin over the implementations, so a noisy moment on the
+    # machine does not hit all the runs of one of them; the best run of each is kept.
+    for _ in range(args.repeat):
+        for name, large in LARGE.items():
+            best = results["large"].setdefault(name, {})
+            with tempfile.TemporaryDirectory(prefix="fatbench-") as work:
+                img = Path(work) / "fat.img"
                 mkfs(img, args.image_size)
-                print(f"{kind:5} {name} ...", file=sys.stderr, flush=True)
-                if kind == "large":
-                    results[kind][name] = LARGE[name](img, data)
-                else:
-                    results[kind][name] = SMALL[name](img, files, payload, args.cap)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+                print(f"large {name} ...", file=sys.stderr, flush=True)
+                r = large(img, data)
+            for k, val in r.items():
+                if (
+                    k not in ("write_s", "read_s")
+                    or k not in best
+                    or float(val or 0) < float(best[k] or 0)
+                ):
+                    best[k] = val
+    for name, small in SMALL.items():
+        with tempfile.TemporaryDirectory(prefix="fatbench-") as work:
+            img = Path(work) / "fat.img"
+            mkfs(img, args.image_size)
+            print(f"small {name} ...", file=sys.stderr, flush=True)
+            results["small"][name] = small(img, files, payload, args.cap)
 
     mib = args.large / MiB
     raw = results["large"]["raw file"]

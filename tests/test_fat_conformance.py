@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
-from tests.fat_util import fresh_fs
+from tests.fat_util import fresh_fs, ok
 
+from miragekit.cli.fat import ImageFile
+from miragekit.fs import FatFS
+from miragekit.result import Ok
 from miragekit.testing import FS_CHECKS, check_fs
 from miragekit.v1 import FS
 
@@ -21,6 +25,25 @@ def test_fat_on_memory_block(volume: str, check: str) -> None:
     async def go() -> None:
         fs, _blk = await fresh_fs(size, fat)
         await FS_CHECKS[check](fs)
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("check", sorted(FS_CHECKS))
+def test_fat_on_an_image_file(check: str, tmp_path: Path) -> None:
+    """The same suite on a file-backed block device (the CLI's image file)."""
+    img = tmp_path / "fat.img"
+    img.write_bytes(bytes(20 << 20))
+
+    async def go() -> None:
+        blk = ok(await ImageFile.connect(str(img)))
+        fs = ok(await FatFS.connect(blk))
+        ok(await fs.format(20 << 20))
+        await FS_CHECKS[check](fs)
+        await blk.disconnect()
+        again = ok(await ImageFile.connect(str(img)))
+        assert isinstance(await (ok(await FatFS.connect(again))).listdir("/"), Ok)
+        await again.disconnect()
 
     asyncio.run(go())
 

@@ -322,3 +322,22 @@ def test_large_sector_device() -> None:
         assert await read_all(again, "/d/file name.bin") == bytes(1000) + b"q" * 20000
 
     run(go())
+
+
+def test_concurrent_calls_are_serialised() -> None:
+    async def go() -> None:
+        fs, blk = await fresh_fs(20 << 20, 16)
+        ok(await fs.mkdir("/c"))
+
+        async def one(i: int) -> None:
+            p = f"/c/task {i} file"
+            ok(await fs.create(p))
+            for k in range(5):
+                ok(await fs.write(p, k * 3000, bytes([i]) * 3000))
+
+        await asyncio.gather(*(one(i) for i in range(30)))
+        again = await mount(blk.data)
+        tree = await read_tree(again, "/c")
+        assert tree == {f"task {i} file": bytes([i]) * 15000 for i in range(30)}
+
+    run(go())

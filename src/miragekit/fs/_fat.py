@@ -222,3 +222,22 @@ class Fat:
                 runs.append((s, 1))
         self._dirty.clear()
         return runs
+
+
+def cluster_runs(clusters: list[int], lo: int, hi: int) -> list[tuple[int, int]]:
+    """Split ``clusters[lo:hi]`` into runs ``(index, length)`` of consecutive clusters."""
+    out: list[tuple[int, int]] = []
+    stack = [(lo, hi)]
+    while stack:
+        a, b = stack.pop()
+        c = clusters[a]
+        if clusters[b - 1] - c == b - a - 1 and clusters[a:b] == list(range(c, c + b - a)):
+            if out and out[-1][0] + out[-1][1] == a and clusters[a - 1] + 1 == c:
+                out[-1] = (out[-1][0], out[-1][1] + b - a)
+            else:
+                out.append((a, b - a))
+        else:
+            m = (a + b) // 2
+            stack.append((m, b))
+            stack.append((a, m))
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time as _time
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
@@ -36,6 +37,7 @@ from ..result import (
 )
 from ..v1 import FS, Block, Buffer, Clock, Stat, Tm
 from ._bpb import BootSector, FSInfo, NotFat
+from ._directory import Directory
 from ._dirent import (
     ATTR_ARCHIVE,
     ATTR_DIRECTORY,
@@ -46,15 +48,13 @@ from ._dirent import (
     SLOT,
     Entry,
     checksum,
-    exact_short,
     lfn_slots,
-    lookup_key,
     make_short,
     parse_dir,
     stamp,
     valid_long_name,
 )
-from ._fat import Fat
+from ._fat import Fat, cluster_runs
 from ._format import FormatError, plan
 
 MAX_FILE_SIZE = 0xFFFFFFFF
@@ -99,87 +99,18 @@ class _BlockFailed(Exception):
 
 
 @dataclass(slots=True, eq=False)
-class _Dir:
-    """A directory held in memory: its slots, where they live, and a name index."""
-
-    cluster: int  # first cluster; 0 for the fixed FAT12/16 root
-    clusters: list[int]
-    fixed: tuple[int, int] | None  # (first sector, sectors) of a fixed root
-    data: bytearray
-    end: int
-    deleted: int
-    index: dict[str, Entry] = field(default_factory=dict)
-    shorts: dict[bytes, Entry] = field(default_factory=dict)
-    hints: dict[str, int] = field(default_factory=dict)
-
-    def add(self, e: Entry) -> None:
-        self.index[lookup_key(e.name)] = e
-        self.shorts[e.short] = e
-
-    def remove(self, e: Entry) -> None:
-        self.index.pop(lookup_key(e.name), None)
-        if self.shorts.get(e.short) is e:
-            del self.shorts[e.short]
-
-    def find(self, name: str) -> Entry | None:
-        e = self.index.get(lookup_key(name))
-        if e is None:
-            short = exact_short(name)
-            if short is not None:
-                e = self.shorts.get(short)
-        return e
-
-    @property
-    def nslots(self) -> int:
-        return len(self.data) // SLOT
-
-    def free_run(self, k: int) -> int | None:
-        """The first slot of ``k`` free slots in a row, or ``None``."""
-        if self.end + k <= self.nslots and self.deleted == 0:
-            return self.end
-        run = 0
-        data = self.data
-        end = self.end
-        for i in range(self.nslots):
-            if i >= end or data[i * SLOT] == DELETED:
-                run += 1
-                if run == k:
-                    return i - k + 1
-            else:
-                run = 0
-        return None
-
-
-@dataclass(slots=True, eq=False)
 class _Volume:
     bs: BootSector
     fat: Fat
     factor: int  # device sectors per logical sector
-    dirs: dict[int, _Dir] = field(default_factory=dict)
+    dirs: dict[int, Directory] = field(default_factory=dict)
     chains: dict[int, list[int]] = field(default_factory=dict)
+    # first cluster -> (run start indexes, runs (index, length), chain length)
+    runs: dict[int, tuple[list[int], list[tuple[int, int]], int]] = field(default_factory=dict)
 
     @property
     def root_key(self) -> int:
         return self.bs.root_cluster if self.bs.fat_bits == 32 else 0
-
-
-def _runs(clusters: list[int], lo: int, hi: int) -> list[tuple[int, int]]:
-    """Split ``clusters[lo:hi]`` into runs ``(index, length)`` of consecutive clusters."""
-    out: list[tuple[int, int]] = []
-    stack = [(lo, hi)]
-    while stack:
-        a, b = stack.pop()
-        c = clusters[a]
-        if clusters[b - 1] - c == b - a - 1 and clusters[a:b] == list(range(c, c + b - a)):
-            if out and out[-1][0] + out[-1][1] == a and clusters[a - 1] + 1 == c:
-                out[-1] = (out[-1][0], out[-1][1] + b - a)
-            else:
-                out.append((a, b - a))
-        else:
-            m = (a + b) // 2
-            stack.append((m, b))
-            stack.append((a, m))
-    return out
 
 
 def _split(path: str) -> list[str]:
@@ -352,11 +283,11 @@ class FatFS:
         cb = v.bs.cluster_bytes
         if not clusters:
             return
-        for i, n in _runs(clusters, 0, len(clusters)):
+        for i, n in cluster_runs(clusters, 0, len(clusters)):
             sector = v.bs.cluster_sector(clusters[i])
             await self._dev_read(sector * v.factor, buf[i * cb : (i + n) * cb])
 
-    async def _load_dir(self, v: _Volume, key: int) -> _Dir:
+    async def _load_dir(self, v: _Volume, key: int) -> Directory:
         d = v.dirs.get(key)
         if d is not None:
             return d
@@ -364,12 +295,12 @@ class FatFS:
         if key == 0:
             first, count = bs.root_dir_sector, bs.root_dir_sectors
             data = await self._read(v, first, count)
-            d = _Dir(0, [], (first, count), data, 0, 0)
+            d = Directory(0, [], (first, count), data, 0, 0)
         else:
             clusters = list(v.fat.chain(key))
             data = bytearray(len(clusters) * bs.cluster_bytes)
             await self._read_clusters(v, clusters, memoryview(data))
-            d = _Dir(key, clusters, None, data, 0, 0)
+            d = Directory(key, clusters, None, data, 0, 0)
         parsed = parse_dir(d.data)
         d.end, d.deleted = parsed.end, parsed.deleted
         for e in parsed.entries:
@@ -380,7 +311,7 @@ class FatFS:
     def _dir_key(self, v: _Volume, e: Entry | None) -> int:
         return v.root_key if e is None else e.cluster
 
-    async def _walk(self, v: _Volume, parts: list[str]) -> _Dir:
+    async def _walk(self, v: _Volume, parts: list[str]) -> Directory:
         """The directory at ``parts`` (which must all be directories)."""
         d = await self._load_dir(v, v.root_key)
         for i, name in enumerate(parts):
@@ -392,7 +323,7 @@ class FatFS:
             d = await self._load_dir(v, e.cluster)
         return d
 
-    async def _lookup(self, v: _Volume, path: str) -> tuple[_Dir | None, Entry | None]:
+    async def _lookup(self, v: _Volume, path: str) -> tuple[Directory | None, Entry | None]:
         """``(parent, entry)``; ``(None, None)`` is the root."""
         parts = _split(path)
         if not parts:
@@ -403,13 +334,13 @@ class FatFS:
             raise _Refused(NoDirectoryEntry(_join(parts[:-1]), parts[-1]))
         return d, e
 
-    def _dir_abs_sector(self, v: _Volume, d: _Dir, rel: int) -> int:
+    def _dir_abs_sector(self, v: _Volume, d: Directory, rel: int) -> int:
         if d.fixed is not None:
             return d.fixed[0] + rel
         spc = v.bs.sectors_per_cluster
         return v.bs.cluster_sector(d.clusters[rel // spc]) + rel % spc
 
-    async def _write_slots(self, v: _Volume, d: _Dir, lo: int, hi: int) -> None:
+    async def _write_slots(self, v: _Volume, d: Directory, lo: int, hi: int) -> None:
         """Write the sectors holding slots ``lo..hi-1``, in ascending order."""
         ss = v.bs.bytes_per_sector
         r0 = lo * SLOT // ss
@@ -446,7 +377,7 @@ class FatFS:
         buf[: len(head)] = head
         await self._write(v, v.bs.cluster_sector(c), buf)
 
-    async def _grow(self, v: _Volume, d: _Dir, c: int) -> None:
+    async def _grow(self, v: _Volume, d: Directory, c: int) -> None:
         """Add the free cluster ``c`` to directory ``d``: zero it, then link it."""
         await self._zero_cluster(v, c)
         v.fat.set(c, v.fat.eoc)
@@ -483,10 +414,27 @@ class FatFS:
         c0, c1 = offset // cb, (end - 1) // cb + 1
         if c1 > len(chain):
             raise ValueError(f"{path}: cluster chain is shorter than the file size")
+        cached = v.runs.get(e.cluster)
+        if cached is None or cached[2] != len(chain):
+            runs = cluster_runs(chain, 0, len(chain))
+            cached = ([i for i, _n in runs], runs, len(chain))
+            v.runs[e.cluster] = cached
+        starts, runs = cached[0], cached[1]
         buf = bytearray((c1 - c0) * cb)
-        await self._read_clusters(v, chain[c0:c1], memoryview(buf))
+        mv = memoryview(buf)
+        k = bisect_right(starts, c0) - 1
+        ci, pos = c0, 0
+        while ci < c1:
+            i, n = runs[k]
+            take = min(i + n, c1) - ci
+            await self._dev_read(
+                v.bs.cluster_sector(chain[ci]) * v.factor, mv[pos : pos + take * cb]
+            )
+            pos += take * cb
+            ci += take
+            k += 1
         start = offset - c0 * cb
-        return [memoryview(buf)[start : start + end - offset]]
+        return [mv[start : start + end - offset]]
 
     async def size(self, path: str) -> Ok[int] | Error[FSError]:
         return await self._run(self._do_size, path)
@@ -581,7 +529,7 @@ class FatFS:
             e.cluster = c
             data = bytearray(v.bs.cluster_bytes)
             data[: len(head)] = head
-            v.dirs[c] = _Dir(c, [c], None, data, 2, 0)
+            v.dirs[c] = Directory(c, [c], None, data, 2, 0)
         blob = b"".join(slots) + e.pack()
         d.data[pos * SLOT : (pos + k) * SLOT] = blob
         e.first_slot, e.slot = pos, pos + k - 1
@@ -613,9 +561,11 @@ class FatFS:
             d.data[s * SLOT] = DELETED
         await self._write_slots(v, d, lo, hi)
         d.remove(e)
-        d.deleted += hi - lo
-        v.dirs.pop(e.cluster, None) if e.is_dir else None
+        d.freed(lo, hi)
+        if e.is_dir:
+            v.dirs.pop(e.cluster, None)
         v.chains.pop(e.cluster, None)
+        v.runs.pop(e.cluster, None)
         if chain:
             for c in chain:
                 v.fat.set(c, 0)
@@ -659,6 +609,7 @@ class FatFS:
                 fat.set(full[had - 1], new[0])
                 await self._flush_fat(v)
             v.chains.pop(e.cluster, None)
+            v.runs.pop(e.cluster, None)
             v.chains[full[0]] = full
         date, tm, _cs = self._now()
         if e.cluster == 0:
@@ -722,7 +673,7 @@ class FatFS:
         if s1 <= s0:
             return []
         out: list[tuple[int, int]] = []
-        for ci, n in _runs(chain, s0 // spc, (s1 - 1) // spc + 1):
+        for ci, n in cluster_runs(chain, s0 // spc, (s1 - 1) // spc + 1):
             first = max(s0, ci * spc)
             last = min(s1, (ci + n) * spc)
             out.append((bs.cluster_sector(chain[ci]) + first - ci * spc, last - first))
