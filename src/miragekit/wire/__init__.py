@@ -37,10 +37,10 @@ from .icmpv4 import Icmpv4Type as Icmpv4Type
 from .ipv4 import IpProtocol as IpProtocol
 from .ipv4 import Ipv4Packet as Ipv4Packet
 from .ipv4 import Ipv4Repr as Ipv4Repr
+from .tcp import TCPPacket as TCPPacket
+from .tcp import TCPParseError as TCPParseError
+from .tcp import TCPRepr as TCPRepr
 from .udp import UdpPacket as UdpPacket
 from .udp import UdpRepr as UdpRepr
 from .vxlan import VxlanPacket as VxlanPacket
 from .vxlan import VxlanRepr as VxlanRepr
-from .tcp import TCPPacket as TCPPacket
-from .tcp import TCPParseError as TCPParseError
-from .tcp import TCPRepr as TCPRepr
