@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from miragekit.tcp import Config, Connection, State, TCPEndpoint
-from miragekit.wire._tcp_checksum import internet_checksum
+from miragekit.wire._checksum import checksum_v
 
 pytestmark = pytest.mark.kernel
 
@@ -31,6 +31,10 @@ IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 KERNEL_IP = bytes([10, 77, 0, 1])
 OUR_IP = bytes([10, 77, 0, 2])
+
+
+def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    return checksum_v((data,), initial)
 
 
 class TunStack:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 
-from miragekit.wire._tcp_checksum import internet_checksum, pseudo_header_sum
+from miragekit.wire._checksum import checksum_v
+from miragekit.wire._checksum import pseudo_sum as pseudo_header_sum
 from miragekit.wire.tcp import (
     ACK,
     FIN,
@@ -33,6 +34,10 @@ DST6 = ipaddress.IPv6Address("fe80::2").packed
 SYN_BYTES = bytes.fromhex(
     "c35000500000000100000000a002faf000000000020405b40402080a0000000a0000000001030307"
 )
+
+
+def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    return checksum_v((data,), initial)
 
 
 def _syn_with_checksum() -> bytes:

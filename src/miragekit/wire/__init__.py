@@ -17,6 +17,7 @@ from ._checksum import checksum_finish as checksum_finish
 from ._checksum import checksum_v as checksum_v
 from ._checksum import ones_sum as ones_sum
 from ._checksum import ones_sum_v as ones_sum_v
+from ._checksum import pseudo_sum as pseudo_sum
 from ._checksum import pseudo_sum_v4 as pseudo_sum_v4
 from ._checksum import pseudo_sum_v6 as pseudo_sum_v6
 from ._error import WireError as WireError

@@ -69,15 +69,23 @@ def checksum_v(bufs: Iterable[_Buf], initial: int = 0) -> int:
     return ~ones_sum_v(bufs, initial) & 0xFFFF
 
 
-def pseudo_sum_v4(src: _Buf, dst: _Buf, proto: int, length: int) -> int:
-    """The folded sum of the IPv4 pseudo-header (RFC 768/793): 4-byte addresses."""
+def pseudo_sum(src: _Buf, dst: _Buf, proto: int, length: int) -> int:
+    """The folded sum of the TCP/UDP pseudo-header: IPv4 (4-byte addresses, RFC 768/9293)
+    or IPv6 (16-byte addresses, RFC 8200 8.1); both sum the same words."""
+    if len(src) not in (4, 16) or len(dst) != len(src):
+        raise ValueError(
+            f"src/dst: need two 4-byte or two 16-byte addresses, got {len(src)} and {len(dst)}"
+        )
     s = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + length
     r = s % 0xFFFF
     return 0xFFFF if r == 0 and s else r
 
 
+def pseudo_sum_v4(src: _Buf, dst: _Buf, proto: int, length: int) -> int:
+    """The folded sum of the IPv4 pseudo-header (RFC 768/793): 4-byte addresses."""
+    return pseudo_sum(src, dst, proto, length)
+
+
 def pseudo_sum_v6(src: _Buf, dst: _Buf, next_header: int, length: int) -> int:
     """The folded sum of the IPv6 pseudo-header (RFC 8200 8.1): 16-byte addresses."""
-    s = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + next_header + length
-    r = s % 0xFFFF
-    return 0xFFFF if r == 0 and s else r
+    return pseudo_sum(src, dst, next_header, length)

@@ -17,7 +17,7 @@ import struct
 from typing import NamedTuple
 
 from ..v1 import Buffer
-from ._tcp_checksum import internet_checksum, pseudo_header_sum
+from ._checksum import checksum_v, pseudo_sum
 
 __all__ = [
     "ACK",
@@ -199,17 +199,17 @@ class TCPPacket:
     def fill_checksum(self, src: bytes, dst: bytes) -> None:
         """Compute and store the checksum over the pseudo-header and the whole segment."""
         self.buffer[16:18] = b"\0\0"
-        init = pseudo_header_sum(src, dst, PROTOCOL, len(self.buffer))
-        self.checksum = internet_checksum(self.buffer, init)
+        init = pseudo_sum(src, dst, PROTOCOL, len(self.buffer))
+        self.checksum = checksum_v((self.buffer,), init)
 
     def fill_partial_checksum(self, src: bytes, dst: bytes) -> None:
         """Store only the folded pseudo-header sum, as checksum offload (NEEDS_CSUM) wants."""
-        s = pseudo_header_sum(src, dst, PROTOCOL, len(self.buffer)) % 0xFFFF
+        s = pseudo_sum(src, dst, PROTOCOL, len(self.buffer)) % 0xFFFF
         self.checksum = s
 
     def verify_checksum(self, src: bytes, dst: bytes) -> bool:
-        init = pseudo_header_sum(src, dst, PROTOCOL, len(self.buffer))
-        return internet_checksum(self.buffer, init) == 0
+        init = pseudo_sum(src, dst, PROTOCOL, len(self.buffer))
+        return checksum_v((self.buffer,), init) == 0
 
 
 def _parse_options(
@@ -314,8 +314,8 @@ class TCPRepr(NamedTuple):
         if hl > n:
             raise TCPParseError("data_offset", f"{hl} bytes exceeds the {n}-byte segment")
         if src is not None and dst is not None:
-            init = pseudo_header_sum(src, dst, PROTOCOL, n)
-            if internet_checksum(buf, init) != 0:
+            init = pseudo_sum(src, dst, PROTOCOL, n)
+            if checksum_v((buf,), init) != 0:
                 raise TCPChecksumError()
         payload = buf[hl:]
         if hl == HEADER_LEN:
