@@ -243,3 +243,27 @@ def test_dhcp_mode_on_the_switch_with_our_server() -> None:
         assert {lease.address for lease in server.server.leases(sim.now())} == {addr_b}
 
     run_sim(main())
+
+
+def test_write_nodelay_returns_once_the_bytes_have_left() -> None:
+    async def main() -> None:
+        _, client, server = await two_stacks()
+        got: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def sink(flow: Any) -> None:
+            while isinstance(r := await flow.read(), Ok):
+                await got.put(bytes(r.value))
+
+        server.listen_tcpv4(port=9, callback=sink)
+        flow = await connect(client, 9)
+        await flow.write(b"a")  # goes out at once (nothing in flight)
+        assert await got.get() == b"a"
+        await flow.write_nodelay(b"b")  # not held back by Nagle behind unacked data
+        assert flow.connection.unsent == 0
+        await flow.writev_nodelay([b"c", b"d"])
+        assert flow.connection.unsent == 0
+        out = b""
+        while out != b"bcd":
+            out += await got.get()
+
+    run_sim(main())

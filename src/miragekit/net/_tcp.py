@@ -90,13 +90,9 @@ class TCPFlow:
                 self._wake(self._reader)
             case tcpcore.SendBufferAvailable():
                 self._wake(self._writer)
-            case tcpcore.ConnectionReset():
+            case tcpcore.ConnectionReset(refused=refused):
                 if self._error is None:
-                    self._error = (
-                        Refused()
-                        if self._connected is not None and not self._connected.done()
-                        else Unknown("connection reset by peer")
-                    )
+                    self._error = Refused() if refused else Unknown("connection reset by peer")
                 self._wake_all()
             case tcpcore.ConnectionTimedOut():
                 if self._error is None:
@@ -169,10 +165,13 @@ class TCPFlow:
             await self._wait("_writer")
 
     async def writev_nodelay(self, bufs: Buffers) -> None:
+        """Send past Nagle; return once every byte has been transmitted at least once."""
         for buf in bufs:
             if await self._send(buf, nodelay=True) is not None:
                 return
-        await self._tcp._flushed()
+        conn = self._conn
+        while conn.unsent and not (self._done or self._error is not None or self._closed):
+            await self._tcp._next_flush()
 
     async def write_nodelay(self, buf: Buffer) -> None:
         await self.writev_nodelay((buf,))
@@ -297,10 +296,8 @@ class TCP:
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
-    async def _flushed(self) -> None:
-        """Wait until the pending output has been handed to the IP layer."""
-        if self._flush_handle is None:
-            return
+    async def _next_flush(self) -> None:
+        """Wait until the driver next hands output to the IP layer."""
         fut = self._loop.create_future()
         self._flush_waiters.append(fut)
         await fut
