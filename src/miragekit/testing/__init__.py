@@ -5,15 +5,15 @@ test; run them from any test framework (see ``tests/`` for how we run them).
 """
 
 from ._network import check_network_pair as check_network_pair
+from .block import BLOCK_CHECKS as BLOCK_CHECKS
+from .block import READ_ONLY_BLOCK_CHECKS as READ_ONLY_BLOCK_CHECKS
+from .block import check_block as check_block
+from .block import check_read_only_block as check_read_only_block
 from .flow import FLOW_CHECKS as FLOW_CHECKS
 from .flow import FlowCheckFailed as FlowCheckFailed
 from .flow import MemoryFlow as MemoryFlow
 from .flow import check_flow as check_flow
 from .flow import flow_pair as flow_pair
-from .kv import check_kv_ro as check_kv_ro
-from .block import BLOCK_CHECKS as BLOCK_CHECKS
-from .block import READ_ONLY_BLOCK_CHECKS as READ_ONLY_BLOCK_CHECKS
-from .block import check_block as check_block
-from .block import check_read_only_block as check_read_only_block
 from .fs import FS_CHECKS as FS_CHECKS
 from .fs import check_fs as check_fs
+from .kv import check_kv_ro as check_kv_ro
