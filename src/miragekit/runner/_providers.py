@@ -188,11 +188,15 @@ def _network(opts: Options) -> Choice:
 
         r = await TapNetif.connect(name)
         if isinstance(r, Error):
-            hint = (
-                " (creating or opening a TAP device needs root or CAP_NET_ADMIN; or create it "
-                f"first: ip tuntap add mode tap user $USER name {name})"
-            )
-            raise LinkError(f"--net tap:{name}: {r.error}{hint}")
+            msg = str(getattr(r.error, "msg", r.error))
+            if "not permitted" in msg or "denied" in msg:
+                hint = (
+                    "creating or opening a TAP device needs root or CAP_NET_ADMIN; or create "
+                    f"it first: ip tuntap add mode tap user $USER name {name}"
+                )
+            else:
+                hint = f"is there another kind of interface named {name}?"
+            raise LinkError(f"--net tap:{name}: {msg} ({hint})")
         return wrap(r.value)
 
     return Choice(f"{over}miragekit.net.TapNetif ({name})", (), tap)
