@@ -110,3 +110,11 @@ def test_tap_that_is_not_a_tap_is_one_clear_line() -> None:
         "miragekit: --net tap:lo: TUNSETIFF 'lo': Invalid argument "
         "(is there another kind of interface named lo?)"
     ]
+
+
+def test_asyncio_echo_on_tap(ns: Ns) -> None:
+    args = ["--net", f"tap:{ns.tap}", "--ip", f"{APP_IP}/24"]
+    with running("examples/asyncio_echo", *args, netns=ns.name,
+                 ready="asyncio_echo: an asyncio handler on 10.78.0.2"):  # fmt: skip
+        out = ns.run("socat", "-t", "10", "-", f"TCP:{APP_IP}:7007", input=b"tap\nquit\n")
+        assert out == f"hello {KERNEL_IP}, send lines; 'quit' to end\n1: TAP\nbye\n".encode()
