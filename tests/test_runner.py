@@ -245,3 +245,29 @@ def test_sim_runs_the_direct_stack_in_simulated_time(tmp_path: Path) -> None:
     assert float(took) < 5.0  # an hour of simulated time
     data = pcap.read_bytes()  # the capture was flushed and closed: a pcap header at least
     assert len(data) >= 24 and data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["examples/hello", "--net", "vnet", "--sim"], "hello\nhello\nhello\nhello\n"),
+        (
+            ["examples/kv_ro", "--net", "vnet", "--kv", "examples/static_website/site"],
+            "index.html (899 bytes)",
+        ),
+    ],
+)
+def test_examples_without_a_stack_run_whatever_the_net(argv: list[str], expect: str) -> None:
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "miragekit", "run", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert expect in proc.stdout.replace("\r\n", "\n")
+    assert time.monotonic() - start < 30  # --sim: three seconds of sleeping cost nothing

@@ -174,4 +174,13 @@ async def run_app(app: App, opts: Options) -> int:
                     loop.remove_signal_handler(signum)
     finally:
         await graph.close()
+        if graph.forwarder is not None:
+            c = graph.forwarder.counters
+            print(
+                f"miragekit: forwarded {c.accepted} connections ({c.completed} completed, "
+                f"{c.aborted} aborted, {c.failed} failed), {c.to_app} bytes to the app, "
+                f"{c.from_app} bytes back",
+                file=sys.stderr,
+                flush=True,
+            )
     return 0
