@@ -118,3 +118,53 @@ def test_asyncio_echo_on_tap(ns: Ns) -> None:
                  ready="asyncio_echo: an asyncio handler on 10.78.0.2"):  # fmt: skip
         out = ns.run("socat", "-t", "10", "-", f"TCP:{APP_IP}:7007", input=b"tap\nquit\n")
         assert out == f"hello {KERNEL_IP}, send lines; 'quit' to end\n1: TAP\nbye\n".encode()
+
+
+NOBODY_PYTHONS = (os.path.realpath(sys.executable), "/usr/bin/python3")
+_python: list[str] = []
+
+
+def _as_nobody(*args: str, netns: str | None = None) -> list[str]:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    py = _python[0] if _python else NOBODY_PYTHONS[0]
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    return [*prefix, *drop, "env", f"PYTHONPATH={ROOT / 'src'}", py, *args]
+
+
+def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(ns: Ns) -> None:
+    """The point of ``ip tuntap add ... user``: the application then needs no privilege
+    (not even for port 7: it is our stack's port, not the host's)."""
+    errors = []
+    for py in NOBODY_PYTHONS:  # miragekit needs only the standard library of Python 3.11
+        _python[:] = [py]
+        probe = subprocess.run(_as_nobody("-c", "import miragekit"), capture_output=True)
+        if probe.returncode == 0:
+            break
+        errors.append(probe.stderr)
+    else:
+        pytest.skip(f"no interpreter and checkout that nobody can read: {errors!r}")
+    p = subprocess.run(
+        _as_nobody("-m", "miragekit", "run", "examples/echo", "--net", "tap:mk-none"),
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == [
+        "miragekit: --net tap:mk-none: TUNSETIFF 'mk-none': Operation not permitted (creating "
+        "or opening a TAP device needs root or CAP_NET_ADMIN; or create it first: ip tuntap "
+        "add mode tap user $USER name mk-none)"
+    ]
+    tap = f"mk-u{ns.tap[4:]}"
+    _ip("-n", ns.name, "tuntap", "add", "mode", "tap", "user", "65534", "name", tap)
+    _ip("-n", ns.name, "addr", "add", "10.79.0.1/24", "dev", tap)
+    _ip("-n", ns.name, "link", "set", tap, "up")
+    cmd = _as_nobody("-m", "miragekit", "run", "examples/echo", "--net", f"tap:{tap}",
+                     "--ip", "10.79.0.2/24", netns=ns.name)  # fmt: skip
+    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert b"echo: TCP+UDP echo on 10.79.0.2 port 7" in line, line
+            assert ns.run("socat", "-t", "5", "-", "TCP:10.79.0.2:7", input=b"hi\n") == b"hi\n"
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=20) == 0

@@ -128,3 +128,17 @@ def test_twenty_megabytes_byte_exact(backend: str, tmp_path: Path) -> None:
         head = curl("-I", f"{s.base}/big.bin").decode().lower()
         assert f"content-length: {len(data)}\r\n" in head
         assert "content-type: application/octet-stream" in head
+
+
+def test_served_from_a_tar_archive(tmp_path: Path) -> None:
+    import tarfile
+
+    archive = tmp_path / "site.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(SITE, arcname=".")
+    with serve("vnet", archive) as s:
+        assert curl(f"{s.base}/") == (SITE / "index.html").read_bytes()
+        assert curl(f"{s.base}/mirage.png") == (SITE / "mirage.png").read_bytes()
+        assert curl(f"{s.base}/docs/") == (SITE / "docs" / "index.html").read_bytes()
+        out = curl("-o", "/dev/null", "-w", "%{http_code}", f"{s.base}/docs/none").decode()
+        assert out == "404"
