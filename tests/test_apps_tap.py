@@ -86,8 +86,10 @@ def test_static_website_on_tap(ns: Ns, tmp_path: Path) -> None:
         assert r.count(r'"HEAD /big\.bin" 200 ') == 2
 
 
-def test_echo_on_tap_with_socat(ns: Ns) -> None:
+def test_echo_on_tap_with_socat(ns: Ns, tmp_path: Path) -> None:
+    pcap = tmp_path / "tap.pcap"
     args = ["--net", f"tap:{ns.tap}", "--ip", f"{APP_IP}/24", "--forward", "0:7"]
+    args += ["--pcap", str(pcap)]
     with running("examples/echo", *args, netns=ns.name,
                  ready="echo: TCP\\+UDP echo on 10.78.0.2 port 7") as r:  # fmt: skip
         (port,) = r.forwarded()
@@ -96,6 +98,12 @@ def test_echo_on_tap_with_socat(ns: Ns) -> None:
             assert ns.run("socat", "-t", "10", "-", addr, input=data) == data
         assert ns.run("socat", "-t", "2", "-", f"UDP:{APP_IP}:7", input=b"udp hi") == b"udp hi"
         assert ns.run("socat", "-t", "1", "-", f"TCP:{APP_IP}:9", input=data) == b""
+    # The capture, read by tshark: the UDP echo both ways, and TCP on ports 7 and 9.
+    out = sh("tshark", "-r", str(pcap), "-T", "fields", "-e", "udp.srcport", "-Y", "udp")
+    request, reply = out.split()  # the kernel's socat from a free port, our echo from 7
+    assert reply == b"7" and request != b"7"
+    tcp = sh("tshark", "-r", str(pcap), "-Y", "tcp.port == 7 || tcp.port == 9").splitlines()
+    assert len(tcp) > 2 * len(data) // 1500
 
 
 def test_tap_that_is_not_a_tap_is_one_clear_line() -> None:
