@@ -271,3 +271,10 @@ def test_examples_without_a_stack_run_whatever_the_net(argv: list[str], expect: 
     assert proc.returncode == 0, proc.stderr
     assert expect in proc.stdout.replace("\r\n", "\n")
     assert time.monotonic() - start < 30  # --sim: three seconds of sleeping cost nothing
+
+
+def test_vnet_without_forward_says_how_to_reach_the_app() -> None:
+    from tests.apprun import running
+
+    with running("examples/echo", "--net", "vnet", ready="echo: TCP") as r:
+        r.wait_for(r"^miragekit: the stack is alone on a virtual switch; add --forward")

@@ -150,6 +150,18 @@ async def run_app(app: App, opts: Options) -> int:
     stopped: list[int] = []
     try:
         args = {name: await graph.get(sig) for name, sig in app.params}
+        if (
+            opts.net_kind == "vnet"
+            and not opts.forward
+            and not opts.sim
+            and any(sig is v1.StackV4 for _, sig in app.params)
+        ):
+            print(
+                "miragekit: the stack is alone on a virtual switch; add --forward "
+                "HOSTPORT:PORT to reach it from the host",
+                file=sys.stderr,
+                flush=True,
+            )
         if opts.forward:
             fwd = await graph.start_forwarding()
             for line in describe_forward(opts, fwd.ports()):
