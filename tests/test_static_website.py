@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,3 +143,47 @@ def test_served_from_a_tar_archive(tmp_path: Path) -> None:
         assert curl(f"{s.base}/docs/") == (SITE / "docs" / "index.html").read_bytes()
         out = curl("-o", "/dev/null", "-w", "%{http_code}", f"{s.base}/docs/none").decode()
         assert out == "404"
+
+
+def test_idle_keep_alive_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process on the socket stack: a silent client is let go after IDLE_TIMEOUT."""
+    import asyncio
+    import time
+
+    from miragekit.console import Console
+    from miragekit.kv import DirKV
+    from miragekit.result import Ok
+    from miragekit.stack import SocketConfig, SocketStackV4
+
+    monkeypatch.setattr(web, "IDLE_TIMEOUT", 0.5)
+    ip = loopback_ip()
+
+    async def main() -> None:
+        out = os.open(os.devnull, os.O_WRONLY)
+        c = await Console.connect("console", stdin_fd=None, stdout_fd=out, close_fds=True)
+        s = await SocketStackV4.connect(SocketConfig(ips=(ipaddress.IPv4Address(ip),)))
+        kv = await DirKV.connect(str(SITE))
+        assert isinstance(c, Ok) and isinstance(s, Ok) and isinstance(kv, Ok)
+        app = asyncio.ensure_future(web.start(c.value, s.value, kv.value))
+        try:
+            for _ in range(100):
+                try:
+                    r, w = await asyncio.open_connection(ip, 80)
+                    break
+                except ConnectionRefusedError:
+                    await asyncio.sleep(0.02)
+            w.write(b"GET /docs/notes.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await r.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            body = await r.readexactly((SITE / "docs" / "notes.txt").stat().st_size)
+            assert body == (SITE / "docs" / "notes.txt").read_bytes()
+            t0 = time.monotonic()
+            assert await asyncio.wait_for(r.read(), 10) == b""  # closed by the server
+            assert 0.3 < time.monotonic() - t0 < 5
+            w.close()
+        finally:
+            app.cancel()
+            await s.value.disconnect()
+            await kv.value.disconnect()
+
+    asyncio.run(main())

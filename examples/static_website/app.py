@@ -8,13 +8,15 @@ host's sockets (``--net socket``) or from miragekit's own TCP/IP (``--net vnet``
 What it does: persistent connections (HTTP/1.1 keep-alive), GET and HEAD, ``/`` and
 ``dir/`` as ``index.html``, ``dir`` redirected to ``dir/``, content types from the file
 name, 404 for what the store does not hold, 405 for other methods, 400 (or h11's hint)
-for malformed requests. Bodies are streamed from the store in 64 KiB pieces, so a large
-file never sits whole in memory, and each piece waits for the flow to take the previous
-one (back-pressure). One line per request goes to the console.
+for malformed requests; a connection silent for ``IDLE_TIMEOUT`` is closed. Bodies are
+streamed from the store in 64 KiB pieces, so a large file never sits whole in memory,
+and each piece waits for the flow to take the previous one (back-pressure). One line
+per request goes to the console.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import mimetypes
 from http import HTTPStatus
@@ -31,6 +33,7 @@ HTTP_PORT = 80
 CHUNK = 64 * 1024
 SERVER = b"miragekit-static"
 MAX_HEAD = 16 * 1024  # request line and headers
+IDLE_TIMEOUT = 60.0  # seconds a client may stay silent (between requests or within one)
 _TYPES = mimetypes.MimeTypes()  # the standard library's table only: the same on every host
 _TEXTUAL = ("application/javascript", "application/json", "image/svg+xml", "application/xml")
 
@@ -80,7 +83,11 @@ class Session:
             ev = conn.next_event()
             if ev is not h11.NEED_DATA:
                 return ev
-            data = await self.ch.read_some()
+            try:
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    data = await self.ch.read_some()
+            except TimeoutError:
+                return h11.ConnectionClosed()  # an idle keep-alive connection: close it
             conn.receive_data(bytes(data))  # b"" at the end of the flow
 
     async def send(self, *events: Any) -> None:
