@@ -278,3 +278,22 @@ def test_vnet_without_forward_says_how_to_reach_the_app() -> None:
 
     with running("examples/echo", "--net", "vnet", ready="echo: TCP") as r:
         r.wait_for(r"^miragekit: the stack is alone on a virtual switch; add --forward")
+
+
+def test_forward_to_a_host_port_in_use_is_one_clear_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "miragekit", "run", "examples/echo", "--net", "vnet",
+             "--forward", f"{port}:7"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("miragekit: examples/echo: "), proc.stderr
+    assert "address already in use" in lines[0]

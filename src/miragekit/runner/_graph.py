@@ -121,8 +121,8 @@ class Graph:
             self._order.insert(0, host_stack)
         else:
             fwd = kernel_forwarder(opts.forward, app_ip, opts.tap_name)
-        self.forwarder = fwd
         await fwd.start()
+        self.forwarder = fwd
         self._order.append(fwd)
         return fwd
 
