@@ -79,3 +79,25 @@ def test_tcp_and_udp_echo_with_socat() -> None:
         check=True,
     )
     assert discard.stdout == b"" and time.monotonic() - start < 20
+
+
+def test_tcp_echo_and_discard_on_the_direct_stack_through_forward(tmp_path: Path) -> None:
+    """socat on the host -> --forward -> the host's stack -> virtual switch -> the app's stack.
+
+    socat half-closes after its input and waits for the echo: the FIN travels through the
+    forwarder and both stacks, and the echoed bytes still come back.
+    """
+    from tests.apprun import running, sh
+
+    pcap = tmp_path / "echo.pcap"
+    args = ["--net", "vnet", "--forward", "0:7", "--forward", "0:9", "--pcap", str(pcap)]
+    with running("examples/echo", *args, ready="echo: TCP\\+UDP echo on 10.0.0.2 port 7") as r:
+        echo_port, discard_port = r.forwarded()
+        data = os.urandom(300_000)
+        assert sh("socat", "-t", "10", "-", f"TCP:127.0.0.1:{echo_port}", input=data) == data
+        start = time.monotonic()
+        assert sh("socat", "-t", "1", "-", f"TCP:127.0.0.1:{discard_port}", input=data) == b""
+        assert time.monotonic() - start < 20
+    # The capture holds the app's side of both conversations (and was closed cleanly).
+    cap = pcap.read_bytes()
+    assert len(cap) > 2 * len(data) and cap[:4] == b"\xd4\xc3\xb2\xa1"

@@ -114,11 +114,45 @@ def test_describe_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str
         (["run", "{app}", "--block-size", "100"], "must be a positive multiple of 512"),
         (["run", "{tmp}/nope"], "{tmp}/nope: no such application"),
         (["describe", "{tmp}/nope.py"], "{tmp}/nope.py: no such file"),
+        (["run", "{app}", "--net", "bogus"], "--net bogus: use one of socket, vnet, tap"),
+        (["run", "{app}", "--net", "vnet:x"], "--net vnet:x: use one of"),
+        (["run", "{app}", "--net", "tap:"], "the TAP device's name is missing"),
+        (["run", "{app}", "--net", "tap:" + "x" * 16], "not an interface name"),
+        (["run", "{app}", "--ip", "300.1.1.1"], "--ip 300.1.1.1: not an IPv4 address"),
+        (["run", "{app}", "--net", "vnet", "--ip", "10.0.0.0/24"], "network's or broadcast"),
+        (["run", "{app}", "--gateway", "10.0.0.1"], "--gateway is for the direct stack"),
+        (["run", "{app}", "--net", "vnet", "--gateway", "x"], "--gateway x: not an IPv4"),
+        (["run", "{app}", "--net", "vnet", "--gateway", "10.9.0.1"], "not in the stack's network"),
+        (["run", "{app}", "--forward", "8080"], "--forward 8080: use HOSTPORT:PORT"),
+        (["run", "{app}", "--forward", "a:b"], "--forward a:b: use HOSTPORT:PORT"),
+        (["run", "{app}", "--net", "vnet", "--forward", "1:0"], "ports are 1 to 65535"),
+        (["run", "{app}", "--forward", "8080:80"], "--forward is for the direct stack"),
+        (["run", "{app}", "--net", "vnet", "--forward", "1:2", "--forward", "1:3"], "given twice"),
+        (["run", "{app}", "--net", "vnet", "--sim", "--forward", "0:7"], "cannot run with --sim"),
+        (["run", "{app}", "--net", "vnet", "--ip", "10.0.0.2/32", "--forward", "0:7"], "no room"),
+        (["run", "{app}", "--net", "vnet", "--forward", "0:7"], "takes no STACKV4"),
+        (["run", "{app}", "--pcap", "{tmp}/x.pcap"], "--pcap records the frames of the direct"),
+        (["run", "{app}", "--net", "vnet", "--pcap", "{tmp}"], "is a directory"),
+        (["run", "{app}", "--net", "vnet", "--pcap", "{tmp}/no/x.pcap"], "no such directory"),
+        (["run", "{app}", "--net", "tap", "--sim"], "--sim cannot drive a TAP device"),
+        (["run", "{echo}", "--sim"], "--sim with a STACKV4 needs --net vnet"),
+        (["describe", "{hello}", "--net", "vnet", "--forward", "0:7"], "takes no STACKV4"),
+        (["run", "{kv}"], "a KV_RO store is needed: give --kv"),
     ],
 )
 def test_misuse_gives_one_clear_line(tmp_path: Path, argv: list[str], message: str) -> None:
     d = write_app(tmp_path, BLOCK_APP)
-    argv = [a.format(app=d, tmp=tmp_path) for a in argv]
+    examples = ROOT / "examples"
+    argv = [
+        a.format(
+            app=d,
+            tmp=tmp_path,
+            echo=examples / "echo",
+            hello=examples / "hello",
+            kv=examples / "kv_ro",
+        )
+        for a in argv
+    ]
     proc = subprocess.run(
         [sys.executable, "-m", "miragekit", *argv],
         capture_output=True,
@@ -163,3 +197,103 @@ def test_sigterm_stops_the_app_cleanly(tmp_path: Path) -> None:
         assert (d / "stopped").exists()
     finally:
         proc.kill()
+
+
+def test_describe_shows_the_network_pcap_stack_and_forwards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    echo = str(ROOT / "examples" / "echo")
+    pcap = tmp_path / "cap.pcap"
+    argv = ["describe", echo, "--net", "vnet", "--pcap", str(pcap), "--forward", "8007:7"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"NETWORK: miragekit.net.PcapNetif ({pcap}) over miragekit.net.VnetIf" in out
+    assert "STACKV4: miragekit.stack.DirectStackV4 (10.0.0.2/24)" in out
+    assert "needs NETWORK" in out and "used by start(stack), --forward" in out
+    assert "forward 127.0.0.1:8007 -> 10.0.0.2:7 through the host's DirectStackV4 10.0.0.1" in out
+    assert not pcap.exists()  # describe builds nothing
+    argv = ["describe", echo, "--net", "tap:mk-x", "--ip", "10.5.0.9/16", "--gateway", "10.5.0.1"]
+    assert main([*argv, "--dot", "--forward", "9000:7"]) == 0
+    dot = capsys.readouterr().out
+    assert '"STACKV4" -> "NETWORK";' in dot and "TapNetif (mk-x)" in dot
+    assert "DirectStackV4 (10.5.0.9/16, gateway 10.5.0.1)" in dot
+    assert "127.0.0.1:9000 -> 10.5.0.9:7 through the host kernel and mk-x" in dot
+    assert main(["describe", echo]) == 0
+    assert "SocketStackV4 (host sockets on 127.0.0.1)" in capsys.readouterr().out
+
+
+SIM_APP = """
+    import time as wall
+    from pathlib import Path
+    from miragekit import v1
+
+    async def start(stack: v1.StackV4, time: v1.Time, clock: v1.Clock) -> None:
+        t0 = wall.monotonic()
+        await time.sleep(3600.0)
+        ips = [str(ip) for ip in stack.ipv4().get_ip()]
+        Path(__file__).with_name("result.txt").write_text(f"{ips} {wall.monotonic() - t0:.3f}")
+"""
+
+
+def test_sim_runs_the_direct_stack_in_simulated_time(tmp_path: Path) -> None:
+    d = write_app(tmp_path, SIM_APP)
+    pcap = tmp_path / "sim.pcap"
+    argv = ["run", str(d), "--net", "vnet", "--sim", "--seed", "3", "--ip", "10.1.2.3/24"]
+    assert main([*argv, "--pcap", str(pcap)]) == 0
+    ips, took = (d / "result.txt").read_text().split(" ")
+    assert ips == "['10.1.2.3']"
+    assert float(took) < 5.0  # an hour of simulated time
+    data = pcap.read_bytes()  # the capture was flushed and closed: a pcap header at least
+    assert len(data) >= 24 and data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["examples/hello", "--net", "vnet", "--sim"], "hello\nhello\nhello\nhello\n"),
+        (
+            ["examples/kv_ro", "--net", "vnet", "--kv", "examples/static_website/site"],
+            "index.html (899 bytes)",
+        ),
+    ],
+)
+def test_examples_without_a_stack_run_whatever_the_net(argv: list[str], expect: str) -> None:
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "miragekit", "run", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert expect in proc.stdout.replace("\r\n", "\n")
+    assert time.monotonic() - start < 30  # --sim: three seconds of sleeping cost nothing
+
+
+def test_vnet_without_forward_says_how_to_reach_the_app() -> None:
+    from tests.apprun import running
+
+    with running("examples/echo", "--net", "vnet", ready="echo: TCP") as r:
+        r.wait_for(r"^miragekit: the stack is alone on a virtual switch; add --forward")
+
+
+def test_forward_to_a_host_port_in_use_is_one_clear_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "miragekit", "run", "examples/echo", "--net", "vnet",
+             "--forward", f"{port}:7"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("miragekit: examples/echo: "), proc.stderr
+    assert "address already in use" in lines[0]

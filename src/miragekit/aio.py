@@ -50,6 +50,7 @@ class FlowTransport(asyncio.Transport):
         self._out_size = 0
         self._paused_writing = False
         self._want_eof = False
+        self._eof_written = False  # stays True once write_eof was called, as in asyncio
         self._closing = False
         self._lost = False
         self._reading = asyncio.Event()
@@ -87,7 +88,7 @@ class FlowTransport(asyncio.Transport):
     # -- writing --------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or self._want_eof:
+        if self._closing or self._eof_written:
             raise RuntimeError("write after close or write_eof")
         if not data:
             return
@@ -109,6 +110,7 @@ class FlowTransport(asyncio.Transport):
         if not self.can_write_eof():
             raise NotImplementedError("this flow has no half-close; use close()")
         self._want_eof = True
+        self._eof_written = True
         self._more.set()
 
     def get_write_buffer_size(self) -> int:

@@ -16,6 +16,7 @@ from ..runner import (
     describe_dot,
     describe_text,
     load_app,
+    parse_forward,
     parse_size,
     run_app,
 )
@@ -43,7 +44,20 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ip",
         metavar="CIDR",
-        help="the stack's address (socket: the address listeners bind to, default 127.0.0.1)",
+        help="the stack's address (socket: the address listeners bind to, default 127.0.0.1; "
+        "vnet and tap: default 10.0.0.2/24)",
+    )
+    p.add_argument("--gateway", metavar="IP", help="the direct stack's default gateway")
+    p.add_argument(
+        "--forward",
+        metavar="HOSTPORT:PORT",
+        action="append",
+        default=[],
+        help="accept TCP on 127.0.0.1:HOSTPORT and carry it to the app's PORT through the "
+        "direct stack (repeatable)",
+    )
+    p.add_argument(
+        "--pcap", metavar="FILE", type=Path, help="record the direct stack's frames to FILE"
     )
 
 
@@ -57,6 +71,9 @@ def _options(args: argparse.Namespace) -> Options:
         sim=args.sim,
         net=args.net,
         ip=args.ip,
+        gateway=args.gateway,
+        forward=tuple(parse_forward(f) for f in args.forward),
+        pcap=args.pcap,
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

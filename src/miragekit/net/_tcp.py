@@ -176,6 +176,13 @@ class TCPFlow:
     async def write_nodelay(self, buf: Buffer) -> None:
         await self.writev_nodelay((buf,))
 
+    async def shutdown_write(self) -> None:
+        """Half-close: FIN after the queued data; reading goes on until the peer's FIN."""
+        if self._closed or self._done:
+            return
+        self._conn.close()
+        self._tcp._poke(self)
+
     async def close(self) -> None:
         if self._closed:
             return

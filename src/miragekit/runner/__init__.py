@@ -3,13 +3,17 @@
 from ._app import App as App
 from ._app import AppError as AppError
 from ._app import load_app as load_app
+from ._forward import ForwardCounters as ForwardCounters
+from ._forward import Forwarder as Forwarder
 from ._graph import Graph as Graph
 from ._graph import describe_dot as describe_dot
 from ._graph import describe_text as describe_text
 from ._graph import plan as plan
 from ._graph import run_app as run_app
+from ._options import Forward as Forward
 from ._options import OptionError as OptionError
 from ._options import Options as Options
+from ._options import parse_forward as parse_forward
 from ._options import parse_size as parse_size
 from ._providers import PROVIDERS as PROVIDERS
 from ._providers import Choice as Choice
@@ -20,6 +24,9 @@ __all__ = [
     "App",
     "AppError",
     "Choice",
+    "Forward",
+    "ForwardCounters",
+    "Forwarder",
     "Graph",
     "LinkError",
     "OptionError",
@@ -27,6 +34,7 @@ __all__ = [
     "describe_dot",
     "describe_text",
     "load_app",
+    "parse_forward",
     "parse_size",
     "plan",
     "run_app",

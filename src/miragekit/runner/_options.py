@@ -8,9 +8,41 @@ from pathlib import Path
 
 NETS = ("socket", "vnet", "tap")
 
+#: The direct stack's address when ``--ip`` is not given.
+DEFAULT_DIRECT_IP = "10.0.0.2/24"
+
+#: The TAP device ``--net tap`` uses without ``:NAME`` (Mirage's convention).
+DEFAULT_TAP = "tap0"
+
+_IFNAMSIZ = 16
+
 
 class OptionError(Exception):
     """A command-line option is misused; the message names it."""
+
+
+@dataclass(frozen=True)
+class Forward:
+    """``--forward HOSTPORT:PORT``: 127.0.0.1:HOSTPORT on the host to the app's PORT."""
+
+    host_port: int
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host_port}:{self.port}"
+
+
+def parse_forward(text: str) -> Forward:
+    host, sep, port = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        f = Forward(int(host), int(port))
+    except ValueError:
+        raise OptionError(f"--forward {text}: use HOSTPORT:PORT, e.g. 8080:80") from None
+    if not 0 <= f.host_port <= 65535 or not 1 <= f.port <= 65535:
+        raise OptionError(f"--forward {text}: ports are 1 to 65535 (HOSTPORT 0: any free port)")
+    return f
 
 
 @dataclass(frozen=True)
@@ -23,6 +55,36 @@ class Options:
     sim: bool = False
     net: str = "socket"
     ip: str | None = None
+    gateway: str | None = None
+    forward: tuple[Forward, ...] = ()
+    pcap: Path | None = None
+
+    @property
+    def net_kind(self) -> str:
+        """``socket``, ``vnet`` or ``tap`` (without the TAP device's name)."""
+        return self.net.partition(":")[0]
+
+    @property
+    def tap_name(self) -> str:
+        return self.net.partition(":")[2] or DEFAULT_TAP
+
+    @property
+    def direct(self) -> bool:
+        """Whether the STACKV4 is miragekit's own (on the virtual switch or a TAP)."""
+        return self.net_kind in ("vnet", "tap")
+
+    def interface(self) -> ipaddress.IPv4Interface:
+        """The direct stack's address and network."""
+        return ipaddress.IPv4Interface(self.ip or DEFAULT_DIRECT_IP)
+
+    def host_side(self) -> ipaddress.IPv4Address:
+        """The address the host's side of the virtual switch takes: the network's first
+        host address that is not the application's."""
+        iface = self.interface()
+        for h in iface.network.hosts():
+            if h != iface.ip:
+                return h
+        raise OptionError(f"--ip {iface}: the network has no room for the host's side")
 
     def check(self) -> None:
         if self.block is not None and self.block.exists() and self.block.is_dir():
@@ -34,17 +96,71 @@ class Options:
                 raise OptionError(f"--kv {self.kv}: no such directory or tar archive")
             if not self.kv.is_dir() and not _looks_like_tar(self.kv):
                 raise OptionError(f"--kv {self.kv}: neither a directory nor a tar archive")
-        if self.net not in NETS and not self.net.startswith("tap:"):
+        if self.block_size <= 0 or self.block_size % 512:
+            raise OptionError(f"--block-size {self.block_size}: must be a positive multiple of 512")
+        self._check_net()
+
+    def _check_net(self) -> None:
+        kind, sep, name = self.net.partition(":")
+        if kind not in NETS or (sep and kind != "tap"):
             raise OptionError(f"--net {self.net}: use one of socket, vnet, tap, tap:NAME")
+        if kind == "tap" and sep and not name:
+            raise OptionError(f"--net {self.net}: the TAP device's name is missing (tap:NAME)")
+        if kind == "tap" and (len(name.encode()) >= _IFNAMSIZ or "/" in name or " " in name):
+            raise OptionError(
+                f"--net {self.net}: not an interface name (at most {_IFNAMSIZ - 1} bytes)"
+            )
+        iface = None
         if self.ip is not None:
             try:
-                ipaddress.IPv4Interface(self.ip)
+                iface = ipaddress.IPv4Interface(self.ip)
             except ValueError:
                 raise OptionError(
                     f"--ip {self.ip}: not an IPv4 address or CIDR (e.g. 10.0.0.2/24)"
                 ) from None
-        if self.block_size <= 0 or self.block_size % 512:
-            raise OptionError(f"--block-size {self.block_size}: must be a positive multiple of 512")
+            if (
+                self.direct
+                and iface.network.prefixlen < 31
+                and (iface.ip in (iface.network.network_address, iface.network.broadcast_address))
+            ):
+                raise OptionError(f"--ip {self.ip}: the network's or broadcast address")
+        if self.gateway is not None:
+            if not self.direct:
+                raise OptionError("--gateway is for the direct stack (--net vnet or tap)")
+            try:
+                gw = ipaddress.IPv4Address(self.gateway)
+            except ValueError:
+                raise OptionError(f"--gateway {self.gateway}: not an IPv4 address") from None
+            net = self.interface().network
+            if gw not in net:
+                raise OptionError(f"--gateway {self.gateway}: not in the stack's network {net}")
+        if self.pcap is not None:
+            if not self.direct:
+                raise OptionError(
+                    "--pcap records the frames of the direct stack (--net vnet or tap); "
+                    "--net socket has none"
+                )
+            if self.pcap.is_dir():
+                raise OptionError(f"--pcap {self.pcap}: is a directory")
+            if not self.pcap.parent.is_dir():
+                raise OptionError(f"--pcap {self.pcap}: no such directory {self.pcap.parent}")
+        if self.sim and kind == "tap":
+            raise OptionError("--sim cannot drive a TAP device (real time); use --net vnet")
+        if self.forward:
+            if not self.direct:
+                raise OptionError(
+                    "--forward is for the direct stack (--net vnet or tap); with --net socket "
+                    "the application listens on the host already"
+                )
+            if self.sim:
+                raise OptionError("--forward carries real connections: it cannot run with --sim")
+            seen: set[int] = set()
+            for f in self.forward:
+                if f.host_port and f.host_port in seen:
+                    raise OptionError(f"--forward {f}: host port {f.host_port} given twice")
+                seen.add(f.host_port)
+            if kind == "vnet":
+                self.host_side()
 
 
 def _looks_like_tar(path: Path) -> bool:

@@ -155,11 +155,58 @@ def _fs(opts: Options) -> Choice:
     return Choice("miragekit.fs.FatFS", (v1.Block,), build)
 
 
+def _network(opts: Options) -> Choice:
+    kind = opts.net_kind
+    if kind == "socket":
+        raise LinkError("--net socket has no NETWORK device; use --net vnet or --net tap[:NAME]")
+    pcap = opts.pcap
+
+    def wrap(netif: Any) -> Any:
+        if pcap is None:
+            return netif
+        from ..net import PcapNetif
+
+        try:
+            return PcapNetif(netif, pcap)
+        except OSError as e:
+            raise LinkError(f"--pcap {pcap}: {e.strerror or e}") from None
+
+    over = f"miragekit.net.PcapNetif ({pcap}) over " if pcap is not None else ""
+    if kind == "vnet":
+
+        async def vnet(_: DeviceSource) -> Any:
+            from ..net import VnetSwitch
+
+            switch = VnetSwitch(seed=opts.seed)
+            return wrap(switch.add_interface("app"))
+
+        return Choice(f"{over}miragekit.net.VnetIf ('app' on a new VnetSwitch)", (), vnet)
+    name = opts.tap_name
+
+    async def tap(_: DeviceSource) -> Any:
+        from ..net import TapNetif
+
+        r = await TapNetif.connect(name)
+        if isinstance(r, Error):
+            msg = str(getattr(r.error, "msg", r.error))
+            if "not permitted" in msg or "denied" in msg:
+                hint = (
+                    "creating or opening a TAP device needs root or CAP_NET_ADMIN; or create "
+                    f"it first: ip tuntap add mode tap user $USER name {name}"
+                )
+            else:
+                hint = f"is there another kind of interface named {name}?"
+            raise LinkError(f"--net tap:{name}: {msg} ({hint})")
+        return wrap(r.value)
+
+    return Choice(f"{over}miragekit.net.TapNetif ({name})", (), tap)
+
+
 def _stack(opts: Options) -> Choice:
-    if opts.net != "socket":
-        raise LinkError(
-            f"--net {opts.net}: the direct stack is not available yet; use --net socket"
-        )
+    if opts.direct:
+        return _direct_stack(opts)
+    if opts.sim:
+        raise LinkError("--sim with a STACKV4 needs --net vnet (host sockets run in real time)")
     ip = ipaddress.IPv4Interface(opts.ip).ip if opts.ip else ipaddress.IPv4Address("127.0.0.1")
 
     async def build(_: DeviceSource) -> Any:
@@ -168,6 +215,22 @@ def _stack(opts: Options) -> Choice:
         return _unwrap("--net socket", await SocketStackV4.connect(SocketConfig(ips=(ip,))))
 
     return Choice(f"miragekit.stack.SocketStackV4 (host sockets on {ip})", (), build)
+
+
+def _direct_stack(opts: Options) -> Choice:
+    iface = opts.interface()
+    gateways = (opts.gateway,) if opts.gateway else ()
+
+    async def build(graph: DeviceSource) -> Any:
+        from ..stack import DirectStackV4, Static
+
+        netif = await graph.get(v1.Network)
+        config = v1.StackConfig("stack", None, netif, Static(iface, gateways))
+        return _unwrap(f"--net {opts.net}", await DirectStackV4.connect(config))
+
+    via = f", gateway {opts.gateway}" if opts.gateway else ""
+    label = f"miragekit.stack.DirectStackV4 ({iface}{via})"
+    return Choice(label, (v1.Network,), build)
 
 
 #: The signature each application parameter may ask for, and how it is chosen.
@@ -180,6 +243,7 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Block: _block,
     v1.KVRO: _kv,
     v1.FS: _fs,
+    v1.Network: _network,
     v1.StackV4: _stack,
 }
 

@@ -1,0 +1,232 @@
+"""static_website: HTTP/1.1 on port 80 serving a KV_RO store, with the h11 library.
+
+h11 is sans-I/O: it turns bytes into requests and responses into bytes, and this module
+moves those bytes over a CHANNEL on the stack's TCP flow. The same code serves from the
+host's sockets (``--net socket``) or from miragekit's own TCP/IP (``--net vnet`` or
+``--net tap``, reached from the host with ``--forward 8080:80``).
+
+What it does: persistent connections (HTTP/1.1 keep-alive), GET and HEAD, ``/`` and
+``dir/`` as ``index.html``, ``dir`` redirected to ``dir/``, content types from the file
+name, 404 for what the store does not hold, 405 for other methods, 400 (or h11's hint)
+for malformed requests; a connection silent for ``IDLE_TIMEOUT`` is closed. Bodies are
+streamed from the store in 64 KiB pieces, so a large file never sits whole in memory,
+and each piece waits for the flow to take the previous one (back-pressure). One line
+per request goes to the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mimetypes
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import h11
+
+from miragekit import v1
+from miragekit.channel import Channel, ChannelError
+from miragekit.result import Ok
+
+HTTP_PORT = 80
+CHUNK = 64 * 1024
+SERVER = b"miragekit-static"
+MAX_HEAD = 16 * 1024  # request line and headers
+IDLE_TIMEOUT = 60.0  # seconds a client may stay silent (between requests or within one)
+_TYPES = mimetypes.MimeTypes()  # the standard library's table only: the same on every host
+_TEXTUAL = ("application/javascript", "application/json", "image/svg+xml", "application/xml")
+
+
+def content_type(key: str) -> bytes:
+    ctype, _ = _TYPES.guess_type(key, strict=False)
+    if ctype is None:
+        return b"application/octet-stream"
+    if ctype.startswith("text/") or ctype in _TEXTUAL:
+        ctype += "; charset=utf-8"
+    return ctype.encode()
+
+
+def key_for(target: bytes) -> str | None:
+    """The store key a request target names, or None if it can name none (-> 404).
+
+    ``/`` and ``a/`` name ``index.html`` in that directory; ``..`` names nothing.
+    """
+    try:
+        text = target.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    path = urlsplit(text).path if not text.startswith("/") else text.split("?", 1)[0]
+    path = unquote(path.split("#", 1)[0], errors="strict") if path else ""
+    if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
+        return None
+    if path.endswith("/"):
+        path += "index.html"
+    return path.lstrip("/")
+
+
+class Session:
+    """One client connection: read requests, answer each, until either side closes."""
+
+    def __init__(self, flow: v1.TCPFlow[Any], kv: v1.KVRO, console: v1.Console) -> None:
+        self.flow = flow
+        self.kv = kv
+        self.console = console
+        self.ch = Channel(flow)
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        ip, _port = flow.get_dest()
+        self.peer = str(ip)
+
+    async def next_event(self) -> Any:
+        conn = self.conn
+        while True:
+            ev = conn.next_event()
+            if ev is not h11.NEED_DATA:
+                return ev
+            try:
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    data = await self.ch.read_some()
+            except TimeoutError:
+                return h11.ConnectionClosed()  # an idle keep-alive connection: close it
+            conn.receive_data(bytes(data))  # b"" at the end of the flow
+
+    async def send(self, *events: Any) -> None:
+        for ev in events:
+            out = self.conn.send(ev)
+            if out:
+                self.ch.write_buffer(out)
+        await self.ch.flush()
+
+    async def serve(self) -> None:
+        conn = self.conn
+        try:
+            while True:
+                try:
+                    ev = await self.next_event()
+                except h11.RemoteProtocolError as e:
+                    await self.refuse(e.error_status_hint, str(e))
+                    return
+                if isinstance(ev, h11.Request):
+                    if not await self.respond(ev):
+                        return
+                elif isinstance(ev, h11.ConnectionClosed) or ev is h11.PAUSED:
+                    return
+                # Data and EndOfMessage of a request body are read and dropped.
+                if conn.our_state is h11.MUST_CLOSE:
+                    return
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    conn.start_next_cycle()
+        except ChannelError:
+            return  # the peer reset or went away: nothing to answer
+        finally:
+            with contextlib.suppress(ChannelError):
+                await self.ch.close()
+
+    async def refuse(self, status: int, why: str) -> None:
+        """Answer a malformed request (when h11 still lets us) and close."""
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f"{status} bad request: {why}\n".encode()
+        await self.log("-", "-", status, len(body))
+        await self.send(
+            self.response(status, self.headers(b"text/plain", len(body), True)),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        )
+
+    @staticmethod
+    def response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
+        try:
+            reason = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            reason = b""
+        return h11.Response(status_code=status, headers=headers, reason=reason)
+
+    def headers(self, ctype: bytes, length: int, close: bool = False) -> list[tuple[bytes, bytes]]:
+        h = [
+            (b"server", SERVER),
+            (b"content-type", ctype),
+            (b"content-length", str(length).encode()),
+        ]
+        if close:
+            h.append((b"connection", b"close"))
+        return h
+
+    async def log(self, method: str, target: str, status: int, length: int) -> None:
+        await self.console.log_s(f'{self.peer} "{method} {target}" {status} {length}')
+
+    async def respond(self, req: h11.Request) -> bool:
+        """Answer ``req``; False if the connection cannot go on (a body was cut short)."""
+        method = req.method.decode("ascii", "replace")
+        target = req.target.decode("ascii", "replace")
+        head = req.method == b"HEAD"
+        if req.method not in (b"GET", b"HEAD"):
+            return await self.small(method, target, 405, b"method not allowed\n", head, allow=True)
+        key = key_for(req.target)
+        size = await self.kv.size(key) if key else None
+        if not isinstance(size, Ok):
+            if key and not target.endswith("/"):
+                index = await self.kv.size(f"{key}/index.html")
+                if isinstance(index, Ok):
+                    path = target.split("?", 1)[0] + "/"
+                    return await self.small(method, target, 301, b"", head, location=path)
+            return await self.small(method, target, 404, b"not found\n", head)
+        assert key is not None
+        length = size.value
+        await self.send(self.response(200, self.headers(content_type(key), length)))
+        await self.log(method, target, 200, length)
+        if head:
+            await self.send(h11.EndOfMessage())
+            return True
+        return await self.stream(key, length)
+
+    async def stream(self, key: str, length: int) -> bool:
+        off = 0
+        while off < length:
+            r = await self.kv.read(key, off, min(CHUNK, length - off))
+            if not isinstance(r, Ok):
+                return False
+            got = 0
+            for piece in r.value:
+                if piece.nbytes:
+                    self.ch.write_buffer(self.conn.send(h11.Data(data=bytes(piece))))
+                    got += piece.nbytes
+            if got == 0:
+                return False  # the value shrank: the promised length cannot be kept
+            off += got
+            await self.ch.flush()
+        await self.send(h11.EndOfMessage())
+        return True
+
+    async def small(
+        self,
+        method: str,
+        target: str,
+        status: int,
+        body: bytes,
+        head: bool,
+        *,
+        allow: bool = False,
+        location: str | None = None,
+    ) -> bool:
+        headers = self.headers(b"text/plain; charset=utf-8", len(body))
+        if allow:
+            headers.append((b"allow", b"GET, HEAD"))
+        if location is not None:
+            headers.append((b"location", location.encode("ascii", "replace")))
+        await self.log(method, target, status, len(body))
+        events: list[Any] = [self.response(status, headers)]
+        if body and not head:
+            events.append(h11.Data(data=body))
+        await self.send(*events, h11.EndOfMessage())
+        return True
+
+
+async def start(console: v1.Console, stack: v1.StackV4, kv: v1.KVRO) -> None:
+    async def on_connection(flow: v1.TCPFlow[Any]) -> None:
+        await Session(flow, kv, console).serve()
+
+    stack.listen_tcpv4(port=HTTP_PORT, callback=on_connection)
+    ips = ", ".join(str(ip) for ip in stack.ipv4().get_ip())
+    await console.log_s(f"static_website: serving the store on http://{ips}:{HTTP_PORT}/")
+    await stack.listen()

@@ -1,0 +1,178 @@
+"""The examples on miragekit's stack over a TAP device, inside a ``mk-`` network namespace.
+
+The namespace holds a persistent TAP device whose kernel side is 10.78.0.1/24; the runner
+runs inside the namespace (``ip netns exec``), attaches to the device with
+``--net tap:NAME`` and gives the application's stack 10.78.0.2. Real clients in the
+namespace (curl, socat) reach the application directly through the kernel and the TAP,
+and through ``--forward`` (127.0.0.1:HOSTPORT -> the kernel -> the TAP -> our stack).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.apprun import ROOT, SITE, running, sh
+
+pytestmark = pytest.mark.kernel
+
+KERNEL_IP = "10.78.0.1"
+APP_IP = "10.78.0.2"
+
+
+@dataclass
+class Ns:
+    name: str
+    tap: str
+
+    def run(self, *args: str, input: bytes | None = None, timeout: float = 60.0) -> bytes:
+        return sh("ip", "netns", "exec", self.name, *args, input=input, timeout=timeout)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def ns() -> Iterator[Ns]:
+    if os.geteuid() != 0:
+        pytest.fail("kernel tests need root (run as root, as CI does)")
+    tag = uuid.uuid4().hex[:8]
+    n = Ns(f"mk-app{tag}", f"mk-a{tag}")
+    _ip("netns", "add", n.name)
+    try:
+        for key in ("default", "all"):
+            n.run("sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1")
+        _ip("-n", n.name, "tuntap", "add", "mode", "tap", "name", n.tap)
+        _ip("-n", n.name, "addr", "add", f"{KERNEL_IP}/24", "dev", n.tap)
+        _ip("-n", n.name, "link", "set", n.tap, "up")
+        _ip("-n", n.name, "link", "set", "lo", "up")
+        yield n
+    finally:
+        subprocess.run(["ip", "netns", "del", n.name], capture_output=True)
+
+
+def test_static_website_on_tap(ns: Ns, tmp_path: Path) -> None:
+    kv = tmp_path / "kv"
+    kv.mkdir()
+    (kv / "index.html").write_bytes((SITE / "index.html").read_bytes())
+    big = os.urandom(20 * 1000 * 1000)
+    (kv / "big.bin").write_bytes(big)
+    args = ["--net", f"tap:{ns.tap}", "--ip", f"{APP_IP}/24", "--forward", "0:80", "--kv", str(kv)]
+    with running("examples/static_website", *args, netns=ns.name,
+                 ready="serving the store on http://10.78.0.2:80/") as r:  # fmt: skip
+        (port,) = r.forwarded()
+        for base in (f"http://{APP_IP}", f"http://127.0.0.1:{port}"):
+            fmt = r"%{http_code} %{num_connects} %{size_download}\n"
+            out = ns.run("curl", "-sS", "-w", fmt, "-o", "/dev/null", f"{base}/",
+                         "-o", "/dev/null", f"{base}/")  # fmt: skip
+            size = (SITE / "index.html").stat().st_size
+            assert out.decode().splitlines() == [f"200 1 {size}", f"200 0 {size}"]
+            head = ns.run("curl", "-sSI", f"{base}/big.bin").decode().lower()
+            assert f"content-length: {len(big)}\r\n" in head
+            code = ns.run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/nope")
+            assert code == b"404"
+            got = tmp_path / "got.bin"
+            ns.run("curl", "-sS", "-o", str(got), f"{base}/big.bin")
+            assert hashlib.sha256(got.read_bytes()).digest() == hashlib.sha256(big).digest()
+        assert r.count(r'"GET /big\.bin" 200 20000000$') == 2
+        assert r.count(r'"HEAD /big\.bin" 200 ') == 2
+
+
+def test_echo_on_tap_with_socat(ns: Ns, tmp_path: Path) -> None:
+    pcap = tmp_path / "tap.pcap"
+    args = ["--net", f"tap:{ns.tap}", "--ip", f"{APP_IP}/24", "--forward", "0:7"]
+    args += ["--pcap", str(pcap)]
+    with running("examples/echo", *args, netns=ns.name,
+                 ready="echo: TCP\\+UDP echo on 10.78.0.2 port 7") as r:  # fmt: skip
+        (port,) = r.forwarded()
+        data = os.urandom(200_000)
+        for addr in (f"TCP:{APP_IP}:7", f"TCP:127.0.0.1:{port}"):
+            assert ns.run("socat", "-t", "10", "-", addr, input=data) == data
+        assert ns.run("socat", "-t", "2", "-", f"UDP:{APP_IP}:7", input=b"udp hi") == b"udp hi"
+        assert ns.run("socat", "-t", "1", "-", f"TCP:{APP_IP}:9", input=data) == b""
+    # The capture, read by tshark: the UDP echo both ways, and TCP on ports 7 and 9.
+    out = sh("tshark", "-r", str(pcap), "-T", "fields", "-e", "udp.srcport", "-Y", "udp")
+    request, reply = out.split()  # the kernel's socat from a free port, our echo from 7
+    assert reply == b"7" and request != b"7"
+    tcp = sh("tshark", "-r", str(pcap), "-Y", "tcp.port == 7 || tcp.port == 9").splitlines()
+    assert len(tcp) > 2 * len(data) // 1500
+
+
+def test_tap_that_is_not_a_tap_is_one_clear_line() -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "miragekit", "run", "examples/echo",
+         "--net", "tap:lo"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == [
+        "miragekit: --net tap:lo: TUNSETIFF 'lo': Invalid argument "
+        "(is there another kind of interface named lo?)"
+    ]
+
+
+def test_asyncio_echo_on_tap(ns: Ns) -> None:
+    args = ["--net", f"tap:{ns.tap}", "--ip", f"{APP_IP}/24"]
+    with running("examples/asyncio_echo", *args, netns=ns.name,
+                 ready="asyncio_echo: an asyncio handler on 10.78.0.2"):  # fmt: skip
+        out = ns.run("socat", "-t", "10", "-", f"TCP:{APP_IP}:7007", input=b"tap\nquit\n")
+        assert out == f"hello {KERNEL_IP}, send lines; 'quit' to end\n1: TAP\nbye\n".encode()
+
+
+NOBODY_PYTHONS = (os.path.realpath(sys.executable), "/usr/bin/python3")
+_python: list[str] = []
+
+
+def _as_nobody(*args: str, netns: str | None = None) -> list[str]:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    py = _python[0] if _python else NOBODY_PYTHONS[0]
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    return [*prefix, *drop, "env", f"PYTHONPATH={ROOT / 'src'}", py, *args]
+
+
+def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(ns: Ns) -> None:
+    """The point of ``ip tuntap add ... user``: the application then needs no privilege
+    (not even for port 7: it is our stack's port, not the host's)."""
+    errors = []
+    for py in NOBODY_PYTHONS:  # miragekit needs only the standard library of Python 3.11
+        _python[:] = [py]
+        probe = subprocess.run(_as_nobody("-c", "import miragekit"), capture_output=True)
+        if probe.returncode == 0:
+            break
+        errors.append(probe.stderr)
+    else:
+        pytest.skip(f"no interpreter and checkout that nobody can read: {errors!r}")
+    p = subprocess.run(
+        _as_nobody("-m", "miragekit", "run", "examples/echo", "--net", "tap:mk-none"),
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == [
+        "miragekit: --net tap:mk-none: TUNSETIFF 'mk-none': Operation not permitted (creating "
+        "or opening a TAP device needs root or CAP_NET_ADMIN; or create it first: ip tuntap "
+        "add mode tap user $USER name mk-none)"
+    ]
+    tap = f"mk-u{ns.tap[4:]}"
+    _ip("-n", ns.name, "tuntap", "add", "mode", "tap", "user", "65534", "name", tap)
+    _ip("-n", ns.name, "addr", "add", "10.79.0.1/24", "dev", tap)
+    _ip("-n", ns.name, "link", "set", tap, "up")
+    cmd = _as_nobody("-m", "miragekit", "run", "examples/echo", "--net", f"tap:{tap}",
+                     "--ip", "10.79.0.2/24", netns=ns.name)  # fmt: skip
+    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert b"echo: TCP+UDP echo on 10.79.0.2 port 7" in line, line
+            assert ns.run("socat", "-t", "5", "-", "TCP:10.79.0.2:7", input=b"hi\n") == b"hi\n"
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=20) == 0

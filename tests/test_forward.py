@@ -1,0 +1,83 @@
+"""The --forward machinery in process: host sockets to an application on the virtual switch."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import struct
+from typing import Any
+
+from miragekit import v1
+from miragekit.net import VnetSwitch
+from miragekit.result import Ok
+from miragekit.runner import Forward, Forwarder
+from miragekit.runner._forward import vnet_forwarder
+from miragekit.stack import DirectStackV4, Static
+
+APP = ipaddress.IPv4Address("10.0.0.2")
+
+
+async def echo(flow: v1.TCPFlow[Any]) -> None:
+    while isinstance(r := await flow.read(), Ok):
+        if await flow.write(r.value) != Ok(None):
+            return
+
+
+async def setup() -> tuple[DirectStackV4, Forwarder, Any, list[int]]:
+    switch = VnetSwitch(seed=5)
+    cfg = v1.StackConfig("app", None, switch.add_interface("app"), Static("10.0.0.2/24"))
+    r = await DirectStackV4.connect(cfg)
+    assert isinstance(r, Ok)
+    app = r.value
+    app.listen_tcpv4(port=7, callback=echo)
+    rules = (Forward(0, 7), Forward(0, 81))  # nothing listens on 81
+    fwd, host = await vnet_forwarder(rules, switch, ipaddress.IPv4Interface("10.0.0.1/24"), APP)
+    await fwd.start()
+    return app, fwd, host, fwd.ports()
+
+
+def test_forward_counts_completed_failed_and_aborted_connections() -> None:
+    async def main() -> None:
+        app, fwd, host, (echo_port, dead_port) = await setup()
+        try:
+            data = os.urandom(1 << 20)
+            r, w = await asyncio.open_connection("127.0.0.1", echo_port)
+
+            async def send() -> None:
+                w.write(data)
+                await w.drain()
+                w.write_eof()  # half-close: the echo must still come back in full
+
+            sender = asyncio.ensure_future(send())
+            got = await r.read()
+            await sender
+            assert got == data
+            w.close()
+            # Refused on the application's side: the host client sees the connection end.
+            r2, w2 = await asyncio.open_connection("127.0.0.1", dead_port)
+            assert await r2.read() == b""
+            w2.close()
+            # The host client resets mid-conversation: the other side is aborted too.
+            r3, w3 = await asyncio.open_connection("127.0.0.1", echo_port)
+            w3.write(b"x" * 1000)
+            await w3.drain()
+            assert await r3.readexactly(1000) == b"x" * 1000
+            sock = w3.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w3.transport.abort()  # with SO_LINGER 0: an RST
+            for _ in range(200):
+                if fwd.counters.active == 0 and fwd.counters.aborted + fwd.counters.completed == 2:
+                    break
+                await asyncio.sleep(0.01)
+            c = fwd.counters
+            assert (c.accepted, c.failed, c.active) == (3, 1, 0)
+            assert (c.completed, c.aborted) == (1, 1)
+            assert c.to_app == len(data) + 1000 and c.from_app == len(data) + 1000
+        finally:
+            await fwd.close()
+            await host.disconnect()
+            await app.disconnect()
+
+    asyncio.run(asyncio.wait_for(main(), 60))

@@ -1,0 +1,189 @@
+"""examples/static_website through the runner, driven by curl and socat.
+
+Each test runs on the host's sockets (``--net socket``, on a loopback address of its own)
+and on miragekit's own stack behind the virtual switch (``--net vnet --forward 0:80``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from examples.static_website import app as web
+from tests.apprun import SITE, Running, loopback_ip, running, sh, sh_err
+
+BACKENDS = ["socket", "vnet"]
+READY = r"static_website: serving the store on http://"
+
+
+@dataclass
+class Site:
+    base: str  # e.g. http://127.0.0.1:8080
+    run: Running
+
+
+@contextlib.contextmanager
+def serve(backend: str, kv: Path) -> Iterator[Site]:
+    if backend == "socket":
+        ip = loopback_ip()
+        with running("examples/static_website", "--net", "socket", "--ip", ip, "--kv", str(kv),
+                     ready=READY) as r:  # fmt: skip
+            yield Site(f"http://{ip}", r)
+    else:
+        with running("examples/static_website", "--net", "vnet", "--forward", "0:80",
+                     "--kv", str(kv), ready=READY) as r:  # fmt: skip
+            (port,) = r.forwarded()
+            yield Site(f"http://127.0.0.1:{port}", r)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    with serve(request.param, SITE) as s:
+        yield s
+
+
+def curl(*args: str) -> bytes:
+    return sh("curl", "-sS", "--max-time", "30", *args)
+
+
+def test_key_and_content_type_mapping() -> None:
+    assert web.key_for(b"/") == "index.html"
+    assert web.key_for(b"/docs/") == "docs/index.html"
+    assert web.key_for(b"/a%20b.txt?x=1#f") == "a b.txt"
+    assert web.key_for(b"http://example/docs/notes.txt") == "docs/notes.txt"
+    assert web.key_for(b"/../etc/passwd") is None
+    assert web.key_for(b"/a/%2e%2e/b") is None
+    assert web.key_for(b"*") is None
+    assert web.content_type("style.css") == b"text/css; charset=utf-8"
+    assert web.content_type("mirage.png") == b"image/png"
+    assert web.content_type("x.unknownext") == b"application/octet-stream"
+
+
+def test_pages_over_one_kept_alive_connection(site: Site) -> None:
+    fmt = r"%{http_code} %{num_connects} %{content_type} %{size_download}\n"
+    urls = [f"{site.base}/", f"{site.base}/style.css", f"{site.base}/mirage.png"]
+    nulls = [a for u in urls for a in ("-o", "/dev/null", u)]  # -o applies to one URL
+    out, err = sh_err("curl", "-sS", "-v", "-w", fmt, *nulls)
+    assert "Re-using existing connection" in err
+    assert out.decode().splitlines() == [
+        "200 1 text/html; charset=utf-8 " + str((SITE / "index.html").stat().st_size),
+        "200 0 text/css; charset=utf-8 " + str((SITE / "style.css").stat().st_size),
+        "200 0 image/png " + str((SITE / "mirage.png").stat().st_size),
+    ]
+    assert curl(f"{site.base}/") == (SITE / "index.html").read_bytes()
+    assert curl(f"{site.base}/mirage.png") == (SITE / "mirage.png").read_bytes()
+    assert curl(f"{site.base}/docs/") == (SITE / "docs" / "index.html").read_bytes()
+    assert curl(f"{site.base}/docs/notes.txt") == (SITE / "docs" / "notes.txt").read_bytes()
+    site.run.wait_for(r'"GET /mirage\.png" 200 1024$')
+    site.run.wait_for(r'"GET /docs/" 200 ')
+
+
+def test_head_404_405_and_redirect(site: Site) -> None:
+    head = curl("-I", f"{site.base}/style.css").decode().lower()
+    assert head.startswith("http/1.1 200 ok\r\n")
+    size = (SITE / "style.css").stat().st_size
+    assert f"content-length: {size}\r\n" in head and "content-type: text/css" in head
+    fmt = r"%{http_code} %{size_download} %{redirect_url}\n"
+    out = curl("-o", "/dev/null", "-w", fmt, f"{site.base}/missing.html").decode()
+    assert out == "404 10 \n"
+    out = curl("-o", "/dev/null", "-w", fmt, "-X", "POST", "-d", "x=1", f"{site.base}/").decode()
+    assert out == "405 19 \n"
+    out = curl("-o", "/dev/null", "-w", fmt, f"{site.base}/docs").decode()
+    assert out == f"301 0 {site.base}/docs/\n"
+    assert curl("-L", f"{site.base}/docs") == (SITE / "docs" / "index.html").read_bytes()
+    site.run.wait_for(r'"HEAD /style\.css" 200 ')
+    site.run.wait_for(r'"GET /missing\.html" 404 10$')
+    site.run.wait_for(r'"POST /" 405 ')
+
+
+def test_bad_requests_get_400_and_close(site: Site) -> None:
+    host, _, port = site.base.removeprefix("http://").partition(":")
+    addr = f"TCP:{host}:{port or 80}"
+    out = sh("socat", "-t", "5", "-", addr, input=b"NONSENSE\r\n\r\n").decode()
+    assert out.startswith("HTTP/1.1 400 Bad Request\r\n") and "connection: close" in out
+    # A valid request, then garbage on the same connection: one 200, then a 400.
+    two = b"GET /docs/notes.txt HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nBad Header\r\n\r\n"
+    out = sh("socat", "-t", "5", "-", addr, input=two).decode()
+    assert out.startswith("HTTP/1.1 200 OK\r\n") and "HTTP/1.1 400 Bad Request\r\n" in out
+    assert out.endswith("\n") and out.count("HTTP/1.1") == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_twenty_megabytes_byte_exact(backend: str, tmp_path: Path) -> None:
+    kv = tmp_path / "kv"
+    kv.mkdir()
+    data = os.urandom(20 * 1000 * 1000)
+    (kv / "big.bin").write_bytes(data)
+    with serve(backend, kv) as s:
+        fmt = r"%{http_code} %{size_download}"
+        got = tmp_path / "got.bin"
+        out = curl("-o", str(got), "-w", fmt, f"{s.base}/big.bin").decode()
+        assert out == f"200 {len(data)}"
+        assert hashlib.sha256(got.read_bytes()).digest() == hashlib.sha256(data).digest()
+        head = curl("-I", f"{s.base}/big.bin").decode().lower()
+        assert f"content-length: {len(data)}\r\n" in head
+        assert "content-type: application/octet-stream" in head
+
+
+def test_served_from_a_tar_archive(tmp_path: Path) -> None:
+    import tarfile
+
+    archive = tmp_path / "site.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(SITE, arcname=".")
+    with serve("vnet", archive) as s:
+        assert curl(f"{s.base}/") == (SITE / "index.html").read_bytes()
+        assert curl(f"{s.base}/mirage.png") == (SITE / "mirage.png").read_bytes()
+        assert curl(f"{s.base}/docs/") == (SITE / "docs" / "index.html").read_bytes()
+        out = curl("-o", "/dev/null", "-w", "%{http_code}", f"{s.base}/docs/none").decode()
+        assert out == "404"
+
+
+def test_idle_keep_alive_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process on the socket stack: a silent client is let go after IDLE_TIMEOUT."""
+    import asyncio
+    import time
+
+    from miragekit.console import Console
+    from miragekit.kv import DirKV
+    from miragekit.result import Ok
+    from miragekit.stack import SocketConfig, SocketStackV4
+
+    monkeypatch.setattr(web, "IDLE_TIMEOUT", 0.5)
+    ip = loopback_ip()
+
+    async def main() -> None:
+        out = os.open(os.devnull, os.O_WRONLY)
+        c = await Console.connect("console", stdin_fd=None, stdout_fd=out, close_fds=True)
+        s = await SocketStackV4.connect(SocketConfig(ips=(ipaddress.IPv4Address(ip),)))
+        kv = await DirKV.connect(str(SITE))
+        assert isinstance(c, Ok) and isinstance(s, Ok) and isinstance(kv, Ok)
+        app = asyncio.ensure_future(web.start(c.value, s.value, kv.value))
+        try:
+            for _ in range(100):
+                try:
+                    r, w = await asyncio.open_connection(ip, 80)
+                    break
+                except ConnectionRefusedError:
+                    await asyncio.sleep(0.02)
+            w.write(b"GET /docs/notes.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await r.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            body = await r.readexactly((SITE / "docs" / "notes.txt").stat().st_size)
+            assert body == (SITE / "docs" / "notes.txt").read_bytes()
+            t0 = time.monotonic()
+            assert await asyncio.wait_for(r.read(), 10) == b""  # closed by the server
+            assert 0.3 < time.monotonic() - t0 < 5
+            w.close()
+        finally:
+            app.cancel()
+            await s.value.disconnect()
+            await kv.value.disconnect()
+
+    asyncio.run(main())
