@@ -277,7 +277,7 @@ def main() -> None:
     report = {
         "benchmark": "block",
         "title": title,
-        "command": "python bench/block.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python bench/block.py", *sys.argv[1:]]),
         "size_bytes": size,
         "request_bytes": req,
         "repeat": args.repeat,
