@@ -488,3 +488,13 @@ def test_file_block_matches_memory_block(script: list[Op], offload: bool | None)
 
         run(main())
         assert path.read_bytes() == bytes(model.data)
+
+
+def test_public_names() -> None:
+    import miragekit.block
+    import miragekit.testing
+
+    assert miragekit.block.__all__ == ["FileBlock", "MemoryBlock"]
+    assert miragekit.testing.check_block is check_block
+    assert miragekit.testing.check_read_only_block is check_read_only_block
+    assert {c.__name__ for c in BLOCK_CHECKS} >= {"check_bad_requests", "check_disconnect"}

@@ -4,11 +4,13 @@ Where the system calls run
 --------------------------
 Each request is one ``preadv``/``pwritev`` over the caller's whole buffer list (no copy,
 no intermediate buffer). Whether that call runs on the event loop or in a worker thread
-was decided by measurement (``bench/block.py``, 64 KiB requests, ext4 on virtio, 2 CPUs):
+was decided by measurement (``bench/block.py``: 64 KiB requests, ext4 on virtio, 2 CPUs):
 
-* a page-cache read takes ~6 us inline; the hop through the default executor costs
-  ~65 us, so a threaded read reaches only ~9% of raw ``pread`` (0.9 vs 10 GB/s);
-* a durable 64 KiB write takes ~120 us inline; in a thread ~250 us (~50% of raw).
+* a page-cache read takes ~6 us inline, while the hop through the default executor costs
+  ~65 us: threaded reads reach only ~5-10% of raw ``pread`` (0.5-0.9 vs 7-10 GB/s);
+* a durable 64 KiB write on a quiet disk takes ~120 us inline, ~250 us in a thread
+  (~50% of raw). On a disk shared with busy neighbours (writes of milliseconds) the
+  threaded writes measured no slower, sometimes faster, than inline ones.
 
 A hop costs as much as the work it would move off the loop, so the device picks per call:
 
@@ -24,8 +26,8 @@ A hop costs as much as the work it would move off the loop, so the device picks 
 runs everything inline.
 
 Durability: read-write opens use ``O_DSYNC``, so ``pwritev`` returns only once the data
-(and the metadata needed to read it back) is on stable storage; one system call instead of
-``pwritev`` + ``fdatasync`` and measured ~7% faster than that pair.
+(and the metadata needed to read it back) is on stable storage: one system call instead of
+``pwritev`` + ``fdatasync``, measured equal or up to ~7% faster than that pair.
 """
 
 from __future__ import annotations
@@ -241,6 +243,7 @@ class FileBlock:
     async def read(
         self, sector_start: int, buffers: Sequence[bytearray | memoryview]
     ) -> Ok[None] | Error[BlockError]:
+        """Fill ``buffers`` in place from ``sector_start``; a system error is ``Unknown``."""
         fd = self._fd
         if fd < 0:
             return Error(Disconnected())
@@ -285,6 +288,7 @@ class FileBlock:
     async def write(
         self, sector_start: int, buffers: Sequence[Buffer]
     ) -> Ok[None] | Error[BlockError]:
+        """Write ``buffers`` at ``sector_start``; ``Ok`` once the data is on stable storage."""
         fd = self._fd
         if fd < 0:
             return Error(Disconnected())
