@@ -55,7 +55,7 @@ def names(n: int) -> list[str]:
 
 
 async def _ours_large(img: Path, data: bytes) -> Result:
-    blk = await open_image(str(img))
+    blk = await open_image(str(img), durable=False)
     r = await FatFS.connect(blk)
     assert isinstance(r, Ok)
     fs = r.value
@@ -65,7 +65,7 @@ async def _ours_large(img: Path, data: bytes) -> Result:
         assert isinstance(await fs.write("/big.bin", off, data[off : off + MiB]), Ok)
     t1 = time.perf_counter()
     await blk.disconnect()
-    blk = await open_image(str(img))
+    blk = await open_image(str(img), durable=False)
     r = await FatFS.connect(blk)
     assert isinstance(r, Ok)
     fs = r.value
@@ -82,7 +82,7 @@ async def _ours_large(img: Path, data: bytes) -> Result:
 
 
 async def _ours_small(img: Path, files: list[str], payload: bytes) -> Result:
-    blk = await open_image(str(img))
+    blk = await open_image(str(img), durable=False)
     r = await FatFS.connect(blk)
     assert isinstance(r, Ok)
     fs = r.value
@@ -94,7 +94,7 @@ async def _ours_small(img: Path, files: list[str], payload: bytes) -> Result:
         assert isinstance(await fs.write(p, 0, payload), Ok)
     t1 = time.perf_counter()
     await blk.disconnect()
-    blk = await open_image(str(img))  # read from a fresh mount: nothing cached
+    blk = await open_image(str(img), durable=False)  # read from a fresh mount: nothing cached
     r = await FatFS.connect(blk)
     assert isinstance(r, Ok)
     fs = r.value

@@ -498,3 +498,21 @@ def test_public_names() -> None:
     assert miragekit.testing.check_block is check_block
     assert miragekit.testing.check_read_only_block is check_read_only_block
     assert {c.__name__ for c in BLOCK_CHECKS} >= {"check_bad_requests", "check_disconnect"}
+
+
+def test_non_durable_file_block_syncs_on_disconnect(tmp_path: Path) -> None:
+    img = tmp_path / "scratch.img"
+    img.write_bytes(bytes(4096))
+
+    async def main() -> None:
+        from miragekit.block import FileBlock
+
+        r = await FileBlock.connect(str(img), durable=False)
+        assert isinstance(r, Ok)
+        dev = r.value
+        assert not fcntl.fcntl(dev._fd, fcntl.F_GETFL) & os.O_DSYNC
+        assert await dev.write(1, [b"\x5a" * 512]) == Ok(None)
+        await dev.disconnect()
+
+    asyncio.run(main())
+    assert img.read_bytes()[512:1024] == b"\x5a" * 512

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tests.fat_util import fresh_fs, ok
 
-from miragekit.cli.fat import ImageFile
+from miragekit.block import FileBlock
 from miragekit.fs import FatFS
 from miragekit.result import Ok
 from miragekit.testing import FS_CHECKS, check_fs
@@ -36,12 +36,12 @@ def test_fat_on_an_image_file(check: str, tmp_path: Path) -> None:
     img.write_bytes(bytes(20 << 20))
 
     async def go() -> None:
-        blk = ok(await ImageFile.connect(str(img)))
+        blk = ok(await FileBlock.connect(str(img)))
         fs = ok(await FatFS.connect(blk))
         ok(await fs.format(20 << 20))
         await FS_CHECKS[check](fs)
         await blk.disconnect()
-        again = ok(await ImageFile.connect(str(img)))
+        again = ok(await FileBlock.connect(str(img)))
         assert isinstance(await (ok(await FatFS.connect(again))).listdir("/"), Ok)
         await again.disconnect()
 

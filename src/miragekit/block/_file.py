@@ -33,6 +33,7 @@ Durability: read-write opens use ``O_DSYNC``, so ``pwritev`` returns only once t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import os
@@ -170,6 +171,7 @@ class FileBlock:
         read_only: bool = False,
         sector_size: int | None = None,
         offload: bool | None = None,
+        durable: bool = True,
     ) -> Ok[Self] | Error[BlockError]:
         """Open ``id``: a regular file (its size rounded down to whole sectors) or a block device.
 
@@ -177,11 +179,16 @@ class FileBlock:
         own logical sector size (``sector_size`` may ask for a multiple of it). A missing or
         forbidden file is ``Error(Unknown(msg))``; a ``sector_size`` that is not a power of
         two raises ``ValueError``. ``offload``: see the module docstring.
+
+        ``durable=False`` gives up the seed's promise that a completed write is on stable
+        storage (for scratch images and benchmarks): writes land in the page cache and the
+        file is synced once, on ``disconnect``.
         """
         if sector_size is not None and (sector_size <= 0 or sector_size & (sector_size - 1)):
             raise ValueError(f"sector_size must be a power of two, got {sector_size}")
         path = os.fspath(id)
-        flags = os.O_CLOEXEC | (os.O_RDONLY if read_only else os.O_RDWR | os.O_DSYNC)
+        sync = os.O_DSYNC if durable else 0
+        flags = os.O_CLOEXEC | (os.O_RDONLY if read_only else os.O_RDWR | sync)
         mode = "read-only" if read_only else "read-write"
         try:
             fd = os.open(path, flags)
@@ -231,6 +238,9 @@ class FileBlock:
             return
         while self._pending:
             await asyncio.wait(list(self._pending))
+        if not self._read_only:
+            with contextlib.suppress(OSError):  # disconnect never fails
+                os.fsync(fd)
         os.close(fd)
 
     async def get_info(self) -> Info:

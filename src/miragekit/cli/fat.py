@@ -17,14 +17,13 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
+from ..block import FileBlock
 from ..fs import FatFS
 from ..result import (
     BlockDevice,
-    BlockError,
     DirectoryNotEmpty,
     Error,
     FileAlreadyExists,
@@ -37,87 +36,26 @@ from ..result import (
     Ok,
     UnknownError,
 )
-from ..v1 import Block, Buffer, Info
+from ..v1 import Block
 
 CHUNK = 1 << 20
 PROGRESS_FROM = 4 << 20
 T = TypeVar("T")
 
 
-class ImageFile:
-    """A disk image file as a BLOCK device (512-byte sectors, positioned I/O).
-
-    Writes reach the file at once and are flushed to disk when the image is closed.
-    """
-
-    sector_size = 512
-
-    def __init__(self, path: str, fd: int, size_sectors: int) -> None:
-        self._path = path
-        self._fd: int | None = fd
-        self._size_sectors = size_sectors
-
-    @classmethod
-    async def connect(cls, id: str) -> Ok[Self] | Error[BlockError]:
-        from ..result import Unknown
-
-        try:
-            fd = os.open(id, os.O_RDWR)
-        except OSError as e:
-            return Error(Unknown(f"{id}: {e.strerror}"))
-        return Ok(cls(id, fd, os.fstat(fd).st_size // cls.sector_size))
-
-    def id(self) -> str:
-        return self._path
-
-    async def disconnect(self) -> None:
-        if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
-
-    async def get_info(self) -> Info:
-        return Info(read_write=True, sector_size=self.sector_size, size_sectors=self._size_sectors)
-
-    async def read(
-        self, sector_start: int, buffers: Sequence[bytearray | memoryview]
-    ) -> Ok[None] | Error[BlockError]:
-        from ..result import Disconnected, Unknown
-
-        if self._fd is None:
-            return Error(Disconnected())
-        try:
-            os.preadv(self._fd, list(buffers), sector_start * self.sector_size)
-        except OSError as e:
-            return Error(Unknown(str(e)))
-        return Ok(None)
-
-    async def write(
-        self, sector_start: int, buffers: Sequence[Buffer]
-    ) -> Ok[None] | Error[BlockError]:
-        from ..result import Disconnected, Unknown
-
-        if self._fd is None:
-            return Error(Disconnected())
-        try:
-            os.pwritev(self._fd, list(buffers), sector_start * self.sector_size)
-        except OSError as e:
-            return Error(Unknown(str(e)))
-        return Ok(None)
-
-
-_check: type[Block] = ImageFile
-
-
 class CliError(Exception):
     """One line for stderr."""
 
 
-async def open_image(path: str) -> Block:
-    """The block device behind an image file (the one place the CLI builds one)."""
+async def open_image(path: str, *, durable: bool = True) -> Block:
+    """The block device behind an image file (the one place the CLI builds one).
+
+    Durable by default: FAT's write ordering only protects the volume if each write is on
+    disk before the next one starts.
+    """
     if not os.path.isfile(path):
         raise CliError(f"{path}: no such image file")
-    match await ImageFile.connect(path):
+    match await FileBlock.connect(path, durable=durable):
         case Ok(blk):
             return blk
         case Error(e):
