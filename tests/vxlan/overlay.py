@@ -8,8 +8,11 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+from miragekit import tcp
 from miragekit.net import IPv4Stack, VxlanConfig, VxlanNetif
 from miragekit.result import Ok
+from miragekit.stack import DirectStackV4, Static
+from miragekit.v1 import StackConfig
 from miragekit.wire import checksum
 
 ECHO_PORT = 7
@@ -17,20 +20,28 @@ ECHO_PORT = 7
 
 @dataclass
 class Node:
-    """One IPv4Stack on one VxlanNetif, answering UDP echo on port 7 and ICMP echo."""
+    """One DirectStackV4 on one VxlanNetif, answering UDP echo on port 7 and ICMP echo;
+    ``stack`` is its layers below TCP, ``direct`` the whole stack (with TCP)."""
 
     netif: VxlanNetif
+    direct: DirectStackV4
     stack: IPv4Stack
     ip: ipaddress.IPv4Address
     _replies: dict[int, asyncio.Future[None]] = field(default_factory=dict)
     _udp_waiters: dict[bytes, asyncio.Future[ipaddress.IPv4Address]] = field(default_factory=dict)
 
     @classmethod
-    async def start(cls, config: VxlanConfig, cidr: str) -> Node:
+    async def start(
+        cls, config: VxlanConfig, cidr: str, *, tcp_config: tcp.Config | None = None
+    ) -> Node:
         r = await VxlanNetif.connect(config)
         assert isinstance(r, Ok), r
-        stack = await IPv4Stack.connect(r.value, cidr=cidr)
-        node = cls(r.value, stack, ipaddress.IPv4Interface(cidr).ip)
+        s = await DirectStackV4.connect(
+            StackConfig("vxlan", None, r.value, Static(cidr)), tcp_config=tcp_config
+        )
+        assert isinstance(s, Ok), s
+        stack = s.value.ip_stack
+        node = cls(r.value, s.value, stack, ipaddress.IPv4Interface(cidr).ip)
         stack.listen_udpv4(port=ECHO_PORT, callback=node._echo)
         stack.listen_udpv4(port=ECHO_PORT + 1, callback=node._answer)
         stack.ipv4.set_handler(1, node._icmp)
@@ -91,5 +102,5 @@ class Node:
             self._replies.pop(seq, None)
 
     async def stop(self) -> None:
-        await self.stack.disconnect()
+        await self.direct.disconnect()
         await self.netif.disconnect()

@@ -13,8 +13,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,6 +124,81 @@ def test_a_killed_member_is_reached_again_after_restart() -> None:
             assert procs[i].ask(f"ping {ips[j]}") == f"ok {ips[j]}"
         c = json.loads(procs[0].ask("counters"))
         assert c["rx_bad_vni"] == c["rx_short"] == c["rx_looped"] == 0 and c["learned"] >= 3
+    finally:
+        for m in procs:
+            m.stop()
+
+
+def status(m: Member) -> dict[str, Any]:
+    got: dict[str, Any] = json.loads(m.ask("tcp-status"))
+    return got
+
+
+def wait_until(what: str, cond: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+RESET = "error Unknown(msg='connection reset by peer')"
+
+
+def test_tcp_between_members_recovers_after_a_kill() -> None:
+    """Every member connects to every other with our TCP; member 2 is killed (SIGKILL)
+    and started again. While it is gone, a write on a connection to it is given up after
+    the retransmissions and a connect times out. Once it is back, new connections to and
+    from it work; a write on an old connection meets RST; and the old connections it had
+    opened to the others end in RST too. (Today its new connections come from the same
+    ephemeral ports, the others answer those SYNs with a challenge ACK, RFC 5961 4, and
+    the new process resets what it does not know; with other ports, the others'
+    keepalive probe would meet the RST.) Nothing is left but live connections."""
+    members, port = segment()
+    ips = [f"10.44.0.{i}" for i in (1, 2, 3)]
+    specs = [f"vxlan:44@{m}:{port},{','.join(members)}" for m in members]
+    procs = [Member(spec, f"{ip}/24") for spec, ip in zip(specs, ips, strict=True)]
+    try:
+        for p in procs:
+            assert p.ask("tcp-listen 7") == "ok"
+        flows: dict[tuple[int, int], str] = {}
+        for i, j in itertools.permutations(range(3), 2):
+            r = procs[i].ask(f"tcp-connect {ips[j]} 7")
+            assert r.startswith("ok "), r
+            flows[i, j] = r.split()[1]
+            assert procs[i].ask(f"tcp-send {flows[i, j]} hello {i}>{j}") == f"ok hello {i}>{j}"
+        time.sleep(0.3)  # past the delayed ACKs: every connection idle, nothing in flight
+
+        procs[2].stop()  # SIGKILL: no FIN, no RST
+        t0 = time.monotonic()
+        assert procs[0].ask(f"tcp-send {flows[0, 2]} anyone?") == "error Timeout()"
+        assert procs[0].ask(f"tcp-connect {ips[2]} 7") == "error Timeout()"
+        assert time.monotonic() - t0 < 8  # bounded by the short retransmission timers
+
+        procs[2] = Member(specs[2], f"{ips[2]}/24")
+        assert procs[2].ask("tcp-listen 7") == "ok"
+        # A write on an old connection reaches the new process, which answers RST.
+        assert procs[1].ask(f"tcp-send {flows[1, 2]} still there?") == RESET
+        for i, j in ((0, 2), (1, 2), (2, 0), (2, 1)):
+            r = procs[i].ask(f"tcp-connect {ips[j]} 7")
+            assert r.startswith("ok "), r
+            assert procs[i].ask(f"tcp-send {r.split()[1]} again {i}>{j}") == f"ok again {i}>{j}"
+        # Connections between the survivors never noticed.
+        assert procs[0].ask(f"tcp-send {flows[0, 1]} fine") == "ok fine"
+        assert procs[1].ask(f"tcp-send {flows[1, 0]} fine") == "ok fine"
+
+        for k in (0, 1):
+            m = procs[k]
+            wait_until(
+                f"member {k}'s connection from the old member 2 never ended",
+                lambda m=m: sum(status(m)["ended"].values()) == 1,  # type: ignore[misc]
+                timeout=15,
+            )
+            s = status(m)
+            assert s["served"] == 3 and s["ended"] == {RESET: 1}, s
+            assert s["stats"]["bad_checksum"] == s["stats"]["malformed"] == 0, s
+            # Ours and theirs to each of the two others; the dead ones are gone.
+            assert s["connections"] == s["flows"] == 4, s
+        assert status(procs[2])["stats"]["rst_sent"] >= 1
     finally:
         for m in procs:
             m.stop()
