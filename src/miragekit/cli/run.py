@@ -37,9 +37,10 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sim", action="store_true", help="run in simulated time")
     p.add_argument(
         "--net",
-        metavar="socket|vnet|tap[:NAME]",
+        metavar="socket|vnet|tap[:NAME]|vxlan:SPEC",
         default="socket",
-        help="STACKV4 backend: host sockets (default), the virtual switch, or a TAP device",
+        help="STACKV4 backend: host sockets (default), the virtual switch, a TAP device, or a "
+        "VXLAN segment, vxlan:VNI@ADDR[:PORT],REMOTE[:PORT]... (see docs/vxlan.md)",
     )
     p.add_argument(
         "--ip",
@@ -48,6 +49,11 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         "vnet and tap: default 10.0.0.2/24)",
     )
     p.add_argument("--gateway", metavar="IP", help="the direct stack's default gateway")
+    p.add_argument(
+        "--dhcp",
+        action="store_true",
+        help="configure the direct stack by DHCP (on --net vnet the runner serves DHCP too)",
+    )
     p.add_argument(
         "--forward",
         metavar="HOSTPORT:PORT",
@@ -74,6 +80,7 @@ def _options(args: argparse.Namespace) -> Options:
         gateway=args.gateway,
         forward=tuple(parse_forward(f) for f in args.forward),
         pcap=args.pcap,
+        dhcp=args.dhcp,
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

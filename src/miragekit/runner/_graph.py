@@ -126,6 +126,9 @@ class Graph:
         self._order.append(fwd)
         return fwd
 
+    async def add(self, device: Any) -> None:
+        self._order.append(device)
+
     async def get(self, signature: type) -> Any:
         if signature not in self._devices:
             device = await choose(signature, self._opts).build(self)

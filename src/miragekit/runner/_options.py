@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-NETS = ("socket", "vnet", "tap")
+NETS = ("socket", "vnet", "tap", "vxlan")
 
 #: The direct stack's address when ``--ip`` is not given.
 DEFAULT_DIRECT_IP = "10.0.0.2/24"
@@ -58,10 +58,11 @@ class Options:
     gateway: str | None = None
     forward: tuple[Forward, ...] = ()
     pcap: Path | None = None
+    dhcp: bool = False
 
     @property
     def net_kind(self) -> str:
-        """``socket``, ``vnet`` or ``tap`` (without the TAP device's name)."""
+        """``socket``, ``vnet``, ``tap`` or ``vxlan`` (without the device's name or spec)."""
         return self.net.partition(":")[0]
 
     @property
@@ -71,7 +72,7 @@ class Options:
     @property
     def direct(self) -> bool:
         """Whether the STACKV4 is miragekit's own (on the virtual switch or a TAP)."""
-        return self.net_kind in ("vnet", "tap")
+        return self.net_kind in ("vnet", "tap", "vxlan")
 
     def interface(self) -> ipaddress.IPv4Interface:
         """The direct stack's address and network."""
@@ -102,8 +103,35 @@ class Options:
 
     def _check_net(self) -> None:
         kind, sep, name = self.net.partition(":")
-        if kind not in NETS or (sep and kind != "tap"):
-            raise OptionError(f"--net {self.net}: use one of socket, vnet, tap, tap:NAME")
+        if kind not in NETS or (sep and kind not in ("tap", "vxlan")):
+            raise OptionError(
+                f"--net {self.net}: use one of socket, vnet, tap, tap:NAME, "
+                "vxlan:VNI@ADDR[:PORT],REMOTE[:PORT]..."
+            )
+        if kind == "vxlan":
+            from ..net import parse_vxlan_spec
+
+            try:
+                parse_vxlan_spec(self.net)
+            except ValueError as e:
+                raise OptionError(f"--net {self.net}: {e}") from None
+            if self.ip is None and not self.dhcp:
+                raise OptionError(
+                    f"--net {self.net}: give the stack's address (e.g. --ip 10.42.0.2/24) or --dhcp"
+                )
+            if self.forward:
+                raise OptionError("--forward works with --net vnet or tap, not over VXLAN")
+        if self.dhcp:
+            if not self.direct:
+                raise OptionError("--dhcp configures the direct stack (--net vnet, tap or vxlan)")
+            if self.ip is not None or self.gateway is not None:
+                raise OptionError(
+                    "--dhcp takes the address and gateway from the lease: drop --ip/--gateway"
+                )
+            if self.forward:
+                raise OptionError(
+                    "--forward needs the app's address in advance: use --ip, not --dhcp"
+                )
         if kind == "tap" and sep and not name:
             raise OptionError(f"--net {self.net}: the TAP device's name is missing (tap:NAME)")
         if kind == "tap" and (len(name.encode()) >= _IFNAMSIZ or "/" in name or " " in name):
@@ -137,7 +165,7 @@ class Options:
         if self.pcap is not None:
             if not self.direct:
                 raise OptionError(
-                    "--pcap records the frames of the direct stack (--net vnet or tap); "
+                    "--pcap records the frames of the direct stack (--net vnet, tap or vxlan); "
                     "--net socket has none"
                 )
             if self.pcap.is_dir():

@@ -20,6 +20,10 @@ from ._options import Options
 class DeviceSource(Protocol):
     async def get(self, signature: type) -> Any: ...
 
+    async def add(self, device: Any) -> None:
+        """Keep a helper device (a server the app needs) to disconnect with the rest."""
+        ...
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -181,6 +185,15 @@ def _network(opts: Options) -> Choice:
             return wrap(switch.add_interface("app"))
 
         return Choice(f"{over}miragekit.net.VnetIf ('app' on a new VnetSwitch)", (), vnet)
+    if kind == "vxlan":
+        spec = opts.net
+
+        async def vxlan(_: DeviceSource) -> Any:
+            from ..net import VxlanNetif
+
+            return wrap(_unwrap(f"--net {spec}", await VxlanNetif.connect(spec)))
+
+        return Choice(f"{over}miragekit.net.VxlanNetif ({spec})", (), vxlan)
     name = opts.tap_name
 
     async def tap(_: DeviceSource) -> Any:
@@ -218,6 +231,8 @@ def _stack(opts: Options) -> Choice:
 
 
 def _direct_stack(opts: Options) -> Choice:
+    if opts.dhcp:
+        return _dhcp_stack(opts)
     iface = opts.interface()
     gateways = (opts.gateway,) if opts.gateway else ()
 
@@ -231,6 +246,50 @@ def _direct_stack(opts: Options) -> Choice:
     via = f", gateway {opts.gateway}" if opts.gateway else ""
     label = f"miragekit.stack.DirectStackV4 ({iface}{via})"
     return Choice(label, (v1.Network,), build)
+
+
+#: On ``--net vnet --dhcp`` the runner serves DHCP on the switch from this address.
+VNET_DHCP_SERVER = ipaddress.IPv4Interface("10.0.0.1/24")
+
+
+def _dhcp_stack(opts: Options) -> Choice:
+    async def build(graph: DeviceSource) -> Any:
+        from ..stack import DHCP, DirectStackV4
+
+        netif = await graph.get(v1.Network)
+        if opts.net_kind == "vnet":
+            await graph.add(await _vnet_dhcp_server(netif))
+        config = v1.StackConfig("stack", None, netif, DHCP())
+        return _unwrap(f"--net {opts.net} --dhcp", await DirectStackV4.connect(config))
+
+    where = (
+        f"from miragekit's DHCP server at {VNET_DHCP_SERVER.ip} on the switch"
+        if opts.net_kind == "vnet"
+        else "from the network's DHCP server"
+    )
+    return Choice(f"miragekit.stack.DirectStackV4 (DHCP, {where})", (v1.Network,), build)
+
+
+async def _vnet_dhcp_server(netif: Any) -> Any:
+    """A DHCP server on the app's switch (its own stack at 10.0.0.1), so --dhcp works there."""
+    from ..dhcp import DhcpServerConfig
+    from ..net import DhcpServerDriver, IPv4Stack
+
+    switch = getattr(netif, "inner", netif).switch
+    net = VNET_DHCP_SERVER.network
+    stack = await IPv4Stack.connect(switch.add_interface("dhcp-server"), cidr=str(VNET_DHCP_SERVER))
+    server = DhcpServerDriver(
+        stack,
+        DhcpServerConfig(
+            server_ip=VNET_DHCP_SERVER.ip,
+            network=net,
+            pool_first=net.network_address + 100,
+            pool_last=net.network_address + 199,
+            routers=(VNET_DHCP_SERVER.ip,),
+        ),
+    )
+    server.start()
+    return stack
 
 
 #: The signature each application parameter may ask for, and how it is chosen.
