@@ -46,9 +46,8 @@ def test_dhcp_on_the_virtual_switch_in_simulated_time(tmp_path: Path) -> None:
 
 
 def test_vxlan_stack_built_from_the_spec(tmp_path: Path) -> None:
-    p = miragekit(
-        "run", app(tmp_path), "--net", "vxlan:42@127.0.0.1:0,127.0.0.2:4789", "--ip", "10.42.0.7/24"
-    )
+    a = app(tmp_path)
+    p = miragekit("run", a, "--net", "vxlan:42@127.0.0.1:0,127.0.0.2:4789", "--ip", "10.42.0.7/24")
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "ip 10.42.0.7"
     d = miragekit(
