@@ -50,9 +50,7 @@ def test_vxlan_stack_built_from_the_spec(tmp_path: Path) -> None:
     p = miragekit("run", a, "--net", "vxlan:42@127.0.0.1:0,127.0.0.2:4789", "--ip", "10.42.0.7/24")
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "ip 10.42.0.7"
-    d = miragekit(
-        "describe", app(tmp_path), "--net", "vxlan:42@127.0.0.1:0", "--ip", "10.42.0.7/24"
-    )
+    d = miragekit("describe", a, "--net", "vxlan:42@127.0.0.1:0", "--ip", "10.42.0.7/24")
     assert "miragekit.net.VxlanNetif (vxlan:42@127.0.0.1:0)" in d.stdout
 
 
