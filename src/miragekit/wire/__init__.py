@@ -7,7 +7,9 @@ No module here imports asyncio or reads a clock. Malformed bytes raise
 from . import arp as arp
 from . import ethernet as ethernet
 from . import icmpv4 as icmpv4
+from . import icmpv6 as icmpv6
 from . import ipv4 as ipv4
+from . import ipv6 as ipv6
 from . import udp as udp
 from ._checksum import checksum as checksum
 from ._checksum import checksum_add as checksum_add
@@ -28,8 +30,15 @@ from .icmpv4 import DestUnreachable as DestUnreachable
 from .icmpv4 import Icmpv4Packet as Icmpv4Packet
 from .icmpv4 import Icmpv4Repr as Icmpv4Repr
 from .icmpv4 import Icmpv4Type as Icmpv4Type
+from .icmpv6 import Icmpv6Packet as Icmpv6Packet
+from .icmpv6 import Icmpv6Repr as Icmpv6Repr
+from .icmpv6 import Icmpv6Type as Icmpv6Type
 from .ipv4 import IpProtocol as IpProtocol
 from .ipv4 import Ipv4Packet as Ipv4Packet
 from .ipv4 import Ipv4Repr as Ipv4Repr
+from .ipv6 import FragmentRepr as FragmentRepr
+from .ipv6 import Ipv6Packet as Ipv6Packet
+from .ipv6 import Ipv6Repr as Ipv6Repr
+from .ipv6 import ParameterProblem as ParameterProblem
 from .udp import UdpPacket as UdpPacket
 from .udp import UdpRepr as UdpRepr
