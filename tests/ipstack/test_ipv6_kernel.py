@@ -19,6 +19,7 @@ from tests.ipstack.conftest import KERNEL_IP6
 from tests.ipstack.kernelnet import KernelNet, run
 
 from miragekit.net import IPv6Stack, NdpConfig, TapNetif
+from miragekit.net._ndp import State
 from miragekit.result import Ok
 
 pytestmark = pytest.mark.kernel
@@ -215,3 +216,40 @@ def test_dad_conflict_with_the_kernel(knet6: KernelNet) -> None:
         assert A(OUR_IP6) in stack.ipv6.get_ip()  # the other address passed
 
     run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
+
+
+def test_neighbour_unreachability_after_the_kernel_goes_away(knet6: KernelNet) -> None:
+    """We reach the kernel, then its side of the link goes down: NUD probes it (DELAY,
+    PROBE with unicast solicitations) and forgets it."""
+    nud = NdpConfig(
+        max_dad_delay=0.05,
+        retrans_timer=0.2,
+        reachable_time=0.4,
+        delay_first_probe=0.2,
+        max_rtr_solicitation_delay=0.05,
+    )
+
+    async def body(stack: IPv6Stack) -> None:
+        ndp = stack.ipv6.ndp
+        kernel = A(KERNEL_IP6)
+        for _ in range(50):  # until the kernel answered our solicitation
+            await stack.udp.write(b"x", dest_ip=kernel, dest_port=9)
+            await asyncio.sleep(0.05)
+            if ndp.state(kernel.packed) not in (None, State.INCOMPLETE):
+                break
+        assert ndp.lookup(kernel.packed) is not None
+        rc, out = await knet6.exec("ip", "link", "set", knet6.tap, "down")
+        assert rc == 0, out
+        await asyncio.sleep(0.8)  # REACHABLE has run out
+        assert ndp.state(kernel.packed) == State.STALE
+        sent = ndp.counters.ns_sent
+        await stack.udp.write(b"x", dest_ip=kernel, dest_port=9)
+        assert ndp.state(kernel.packed) == State.DELAY
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            if ndp.state(kernel.packed) is None:
+                break
+        assert ndp.state(kernel.packed) is None and ndp.counters.unreachable == 1
+        assert ndp.counters.ns_sent - sent == nud.max_unicast_solicit
+
+    run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"], ndp=nud))
