@@ -29,7 +29,9 @@ from scapy.layers.inet6 import (
     ICMPv6NDOptDstLLAddr,
     ICMPv6NDOptPrefixInfo,
     ICMPv6NDOptSrcLLAddr,
+    ICMPv6PacketTooBig,
     ICMPv6ParamProblem,
+    ICMPv6TimeExceeded,
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
@@ -42,7 +44,7 @@ from scapy.layers.l2 import Ether
 from tests.ipstack.memlink import OUR_MAC, PEER_MAC, MemLink
 
 from miragekit.macaddr import MacAddr
-from miragekit.net import IPv6Stack, Ndp, NdpConfig
+from miragekit.net import IPv6Stack, Ndp, NdpConfig, ReassemblyConfig
 from miragekit.net._ndp import State
 from miragekit.wire import icmpv6 as ic
 
@@ -599,6 +601,36 @@ def test_stack_no_route_and_bad_hop_limit_ndp() -> None:
     run(main())
 
 
+def test_stack_packet_too_big_and_reassembly_time_exceeded() -> None:
+    async def main() -> None:
+        stack, link = await make_stack(reassembly=ReassemblyConfig(timeout=0.1))
+        await ready(stack, link)
+        ip = stack.ipv6
+        await stack.udp.write(b"u" * 1400, dest_ip=PEER_LL, dest_port=9)
+        (sent,) = link.take()
+        assert len(sent[IPv6]) == 1448 and ip.path_mtu(PEER_LL) == 1500
+        quote = bytes(sent[IPv6])[:1232]
+        inject(stack, from_peer(src=A("fe80::9")) / ICMPv6PacketTooBig(mtu=500) / quote)
+        assert ip.path_mtu(PEER_LL) == 1280  # never below the IPv6 minimum
+        await stack.udp.write(b"u" * 1400, dest_ip=PEER_LL, dest_port=9)
+        frags = link.take()
+        assert len(frags) == 2 and all(len(f[IPv6]) <= 1280 for f in frags)
+        other = bytes(IPv6(src="fe80::77", dst=str(PEER6)) / UDP())  # not a packet of ours
+        inject(stack, from_peer() / ICMPv6PacketTooBig(mtu=1300) / other)
+        assert ip.path_mtu(PEER6) == 1500
+        # Only the first fragment came: time exceeded (code 1) after the timeout.
+        first = from_peer() / IPv6ExtHdrFragment(id=5, m=1, nh=17) / (b"p" * 64)
+        inject(stack, first)
+        inject(stack, from_peer() / IPv6ExtHdrFragment(id=6, offset=8, m=0, nh=17) / (b"q" * 8))
+        await asyncio.sleep(0.4)
+        (te,) = link.take()  # none for the datagram whose first fragment never came
+        assert te[ICMPv6TimeExceeded].code == 1 and te[IPv6].dst == str(PEER_LL)
+        assert ip.reassembler.counters.timed_out == 2
+        await stack.disconnect()
+
+    run(main())
+
+
 SEEDS = [
     bytes(from_peer() / ICMPv6EchoRequest(data=b"ping")),
     bytes(from_peer() / UDP(sport=1, dport=7) / b"udp"),
@@ -637,3 +669,52 @@ def test_fuzz_input_never_raises(seed: bytes, flips: list[tuple[int, int]], cut:
         await stack.disconnect()
 
     asyncio.run(main())
+
+
+NEIGHBOURS = [A(f"fd00::{i}") for i in range(1, 7)]
+MACS = ["02:00:00:00:00:01", "02:00:00:00:00:07"]
+events = st.one_of(
+    st.tuples(st.just("send"), st.sampled_from(NEIGHBOURS), st.integers(1, 3000)),
+    st.tuples(st.just("na"), st.sampled_from(NEIGHBOURS), st.integers(0, 7)),
+    st.tuples(st.just("ns"), st.sampled_from(NEIGHBOURS), st.integers(0, 1)),
+    st.tuples(st.just("time"), st.just(NEIGHBOURS[0]), st.integers(0, 40)),
+    st.tuples(st.just("confirm"), st.sampled_from(NEIGHBOURS), st.just(0)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(events, max_size=60))
+def test_ndp_invariants_under_any_events(evs: list[tuple[str, A, int]]) -> None:
+    """Whatever happens, the cache and queues stay within their bounds, every entry past
+    INCOMPLETE has a MAC, and the INCOMPLETE count the limits use is right."""
+    ndp, wire = make_ndp(
+        max_entries=4, max_incomplete=2, queue_packets=3, queue_bytes=4000, retrans_timer=1.0
+    )
+    now = 0.0
+    for kind, ip, arg in evs:
+        if kind == "send":
+            ndp.send(ip.packed, [frame_to(ip, bytes(arg))], now)
+        elif kind == "na":
+            flags = ic.NeighborAdvert(bool(arg & 4), bool(arg & 2), bool(arg & 1), ip, (
+                ic.LinkAddrOption(False, MacAddr(MACS[arg & 1])),
+            ))  # fmt: skip
+            ndp.input(ip.packed, US6.packed, 255, flags, now)
+        elif kind == "ns":
+            ndp.input(ip.packed, US6.packed, 255, ns_from(MACS[arg]), now)
+        elif kind == "confirm":
+            ndp.confirm_reachable(ip.packed, now)
+        else:
+            now += arg / 4
+            t = ndp.poll_at()
+            while t is not None and t <= now:
+                ndp.handle_timer(t)
+                t = ndp.poll_at()
+        assert len(ndp.cache) <= 4
+        incomplete = [e for e in ndp.cache.values() if e.state == State.INCOMPLETE]
+        assert len(incomplete) == ndp._incomplete <= 2
+        for e in ndp.cache.values():
+            assert (e.mac is None) == (e.state == State.INCOMPLETE)
+            assert len(e.queue) <= 3 and e.size == sum(len(f) for f in e.queue) <= 4000
+            assert not e.queue or e.state == State.INCOMPLETE
+    for f in wire.take():  # everything sent is a well-formed frame from us
+        assert f.src == OUR_MAC and IPv6 in f

@@ -67,13 +67,16 @@ class Reassembler:
         config: ReassemblyConfig | None = None,
         max_len: int = 65535,
         finish: Finish = finish_ipv4,
+        on_timeout: Callable[[Key, bytes, bytes], None] | None = None,
     ) -> None:
         """``max_len``: the largest reassembled packet, header included (65535 for IPv4,
         65575 for IPv6 whose payload length leaves out the fixed header); ``finish``
-        fixes the header up."""
+        fixes the header up; ``on_timeout(key, header, first)`` hears of a datagram that
+        timed out after its first fragment came (for ICMP time exceeded)."""
         self.config = config or ReassemblyConfig()
         self._max_len = max_len
         self._finish = finish
+        self._on_timeout = on_timeout
         self.counters = ReassemblyCounters()
         self._wake = wake
         self._datagrams: dict[Key, _Datagram] = {}
@@ -166,5 +169,8 @@ class Reassembler:
 
     def handle_timer(self, now: float) -> None:
         for key in [k for k, d in self._datagrams.items() if d.deadline <= now]:
+            d = self._datagrams[key]
             self._drop(key)
             self.counters.timed_out += 1
+            if self._on_timeout is not None and d.header is not None:
+                self._on_timeout(key, d.header, d.parts[0])

@@ -77,6 +77,7 @@ ETH_HLEN: Final = 14
 HLEN: Final = ETH_HLEN + 40
 MIN_MTU: Final = 1280
 _NDP_TYPES: Final = frozenset(range(133, 138))
+PMTU_TIMEOUT: Final = 600.0  # RFC 8201 5.3: try a larger MTU again after 10 minutes
 
 
 @dataclass(slots=True)
@@ -151,8 +152,13 @@ class IPv6:
             on_addresses=self._addresses_changed,
         )
         self.reassembler = Reassembler(
-            wake=self._wakeup.at, config=reassembly, max_len=65535 + 40, finish=finish_ipv6
+            wake=self._wakeup.at,
+            config=reassembly,
+            max_len=65535 + 40,
+            finish=finish_ipv6,
+            on_timeout=self._reassembly_timeout,
         )
+        self.pmtu: dict[bytes, tuple[int, float]] = {}  # destination: (path MTU, expiry)
         self._errors = TokenBucket(error_rate, error_burst)
         self._netmasks: list[ipaddress.IPv6Network] = []
         self._ident = self.rng.getrandbits(32)
@@ -193,8 +199,16 @@ class IPv6:
 
     @property
     def mtu(self) -> int:
+        """The link MTU (an RA's MTU option may lower it)."""
         m = self.ndp.mtu
         return self.link_mtu if m is None else max(MIN_MTU, min(m, self.link_mtu))
+
+    def path_mtu(self, dst: Addr) -> int:
+        """The MTU towards ``dst``: the link's, or less after a Packet Too Big (RFC 8201)."""
+        p = self.pmtu.get(dst.packed)
+        if p is None or p[1] <= self._loop.time():
+            return self.mtu
+        return min(p[0], self.mtu)
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -469,8 +483,31 @@ class IPv6:
             if t == Icmpv6Type.MLD_QUERY:
                 self._mld_query(msg)
             return True
+        if t == Icmpv6Type.PACKET_TOO_BIG and n >= 48:
+            self._packet_too_big(msg)
         ic.rx_other += 1
         return False
+
+    def _packet_too_big(self, msg: memoryview) -> None:
+        """Lower the path MTU towards the quoted packet's destination (RFC 8201 4);
+        never below 1280, and only for packets we sent."""
+        if not self.ndp.is_ours(bytes(msg[16:32])):
+            return
+        mtu = max(MIN_MTU, int.from_bytes(msg[4:8], "big"))
+        if mtu >= self.mtu:
+            return
+        pmtu = self.pmtu
+        if len(pmtu) >= 1024:
+            del pmtu[next(iter(pmtu))]
+        pmtu[bytes(msg[32:48])] = (mtu, self._loop.time() + PMTU_TIMEOUT)
+
+    def _reassembly_timeout(
+        self, key: tuple[bytes, bytes, int, int], header: bytes, first: bytes
+    ) -> None:
+        """RFC 8200 4.5: time exceeded (code 1) to the source of a first fragment. The
+        quote is the header chain as reassembly keeps it (without the fragment header)."""
+        pkt = memoryview(header + first)
+        self._error(Icmpv6Type.TIME_EXCEEDED, 1, pkt, key[0], key[1], 0, False)
 
     def _echo_reply(self, src: bytes, dst: bytes, msg: memoryview) -> None:
         if src == UNSPECIFIED:
@@ -606,6 +643,13 @@ class IPv6:
                 return
             hop, mac = nh, b""
         mtu = self.mtu
+        if self.pmtu:
+            p = self.pmtu.get(dst)
+            if p is not None:
+                if p[1] > now:
+                    mtu = min(mtu, p[0])
+                else:
+                    del self.pmtu[dst]
         if 40 + pl <= mtu:
             f[18:20] = pl.to_bytes(2, "big")
             c.tx_packets += 1
