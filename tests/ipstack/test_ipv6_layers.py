@@ -460,6 +460,9 @@ def test_stack_extension_headers_and_parameter_problems() -> None:
         inject(stack, from_peer() / IPv6ExtHdrRouting(segleft=1, addresses=["fd00::9"]) / UDP())
         (err,) = link.take()
         assert (err[ICMPv6ParamProblem].code, err[ICMPv6ParamProblem].ptr) == (0, 42)
+        mc = from_peer(dst=A("ff02::1")) / IPv6ExtHdrRouting(segleft=1, addresses=["fd00::9"])
+        inject(stack, mc / UDP())
+        assert link.take() == []  # not about a multicast packet (RFC 4443 2.4(e))
         # An unknown option: action 10 answers even to multicast, 11 not, 01 never.
         for otype, dst, answered in [
             (0x9E, A("ff02::1"), True),
@@ -480,7 +483,7 @@ def test_stack_extension_headers_and_parameter_problems() -> None:
         # Never an error about an error.
         inject(stack, from_peer(nh=58) / ICMPv6DestUnreach() / (b"x" * 8))
         inject(stack, from_peer() / IPv6ExtHdrDestOpt(nh=58) / ICMPv6DestUnreach())
-        assert ip.counters.rx_bad_headers == 0 and ip.counters.rx_param_problem == 5
+        assert ip.counters.rx_bad_headers == 0 and ip.counters.rx_param_problem == 6
         assert stack.internal_errors == 0
         await stack.disconnect()
 

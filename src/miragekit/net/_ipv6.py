@@ -44,6 +44,7 @@ from ..wire.ipv6 import (
     NO_NEXT_HEADER,
     OPT_ROUTER_ALERT,
     UNRECOGNIZED_NEXT_HEADER,
+    UNRECOGNIZED_OPTION,
     FragmentRepr,
     HeaderChain,
     Ipv6Option,
@@ -339,8 +340,11 @@ class IPv6:
             return walk_chain(pkt, multicast_dst=mcast, next_header=nh, offset=off, nh_pos=nh_pos)
         except ParameterProblem as e:
             self.counters.rx_param_problem += 1
-            if e.report:
-                self._error(Icmpv6Type.PARAM_PROBLEM, e.code, pkt, src, dst, e.pointer, True)
+            if e.report:  # to a multicast packet only about an option (RFC 4443 2.4(e))
+                multicast_ok = e.code == UNRECOGNIZED_OPTION
+                self._error(
+                    Icmpv6Type.PARAM_PROBLEM, e.code, pkt, src, dst, e.pointer, multicast_ok
+                )
             return None
         except WireError:
             self.counters.rx_bad_headers += 1
