@@ -44,8 +44,11 @@ from scapy.layers.l2 import Ether
 from tests.ipstack.memlink import OUR_MAC, PEER_MAC, MemLink
 
 from miragekit.macaddr import MacAddr
-from miragekit.net import IPv6Stack, Ndp, NdpConfig, ReassemblyConfig
+from miragekit.net import UDP as StackUDP
+from miragekit.net import Ethif, IPv6Stack, Ndp, NdpConfig, ReassemblyConfig
+from miragekit.net import IPv6 as StackIPv6
 from miragekit.net._ndp import State
+from miragekit.result import Ok
 from miragekit.wire import icmpv6 as ic
 
 T = TypeVar("T")
@@ -632,6 +635,68 @@ def test_stack_packet_too_big_and_reassembly_time_exceeded() -> None:
         assert te[ICMPv6TimeExceeded].code == 1 and te[IPv6].dst == str(PEER_LL)
         assert ip.reassembler.counters.timed_out == 2
         await stack.disconnect()
+
+    run(main())
+
+
+def test_seed_async_api() -> None:
+    """The V1 path alone: Ethif.input -> IPv6.input -> UDP.input, and allocate_frame /
+    checksum / write for output, with static addresses, netmask and gateway."""
+
+    async def main() -> None:
+        link = MemLink()
+        ethif = Ethif(link)
+        r = await StackIPv6.connect(
+            ethif,
+            ips=[ipaddress.IPv6Interface("fd00::2/64")],
+            gateways=[PEER_LL],
+            ndp=NdpConfig(dad_transmits=0, rtr_solicitations=0),
+        )
+        assert isinstance(r, Ok)
+        ip = r.value
+        assert ip.get_ip() == [US_LL, US6]
+        assert ip.get_ip_netmasks() == [ipaddress.IPv6Network("fd00::/64")]
+        assert ip.get_ip_gateways() == [PEER_LL]
+        assert ip.get_source(dst=A("2001:db8::1")) == US6
+        assert ip.get_source(dst=PEER_LL) == US_LL
+        ru = await StackUDP.connect(ip)
+        assert isinstance(ru, Ok)
+        udp = ru.value
+        got: list[tuple[A, A, int, bytes]] = []
+
+        async def cb(src: A, dst: A, sport: int, buf: memoryview) -> None:
+            got.append((src, dst, sport, bytes(buf)))
+
+        async def nothing(*args: Any) -> None:
+            raise AssertionError(args)
+
+        async def on_udp(src: A, dst: A, buf: memoryview) -> None:
+            await udp.input(src, dst, buf, listeners=lambda port: cb if port == 7 else None)
+
+        async def on_ipv6(buf: memoryview) -> None:
+            await ip.input(buf, tcp=nothing, udp=on_udp, default=nothing)
+
+        frame = bytes(from_peer(PEER6, US6) / UDP(sport=999, dport=7) / b"seed")
+        await ethif.input(memoryview(frame), arpv4=nothing, ipv4=nothing, ipv6=on_ipv6)
+        assert got == [(PEER6, US6, 999, b"seed")]
+        link.sent.clear()
+        ip.ndp.input(PEER_LL.packed, US_LL.packed, 255, ns_from(PEER_MAC, US_LL), ip._loop.time())
+        link.sent.clear()
+        f, hl = ip.allocate_frame(dst=A("2001:db8::1"), proto="UDP")
+        hdr = (1).to_bytes(2, "big") + (2).to_bytes(2, "big") + (13).to_bytes(2, "big") + bytes(2)
+        f[hl : hl + 8] = hdr
+        csum = ip.checksum(f[:hl], [f[hl : hl + 8], b"hello"])
+        f[hl + 6 : hl + 8] = csum.to_bytes(2, "big")
+        await ip.write(f[: hl + 8], b"hello")
+        (p,) = link.take()
+        assert p.dst == PEER_MAC  # through the static gateway
+        assert p[IPv6].src == str(US6) and p[IPv6].dst == "2001:db8::1"
+        raw = bytes(p)
+        del p[UDP].chksum
+        assert bytes(p) == raw and bytes(p[UDP].payload) == b"hello"
+        with pytest.raises(ValueError, match="proto"):
+            ip.allocate_frame(dst=US6, proto="ICMP")  # type: ignore[arg-type,unused-ignore]
+        await ip.disconnect()
 
     run(main())
 
