@@ -788,3 +788,14 @@ def test_ndp_invariants_under_any_events(evs: list[tuple[str, A, int]]) -> None:
             assert not e.queue or e.state == State.INCOMPLETE
     for f in wire.take():  # everything sent is a well-formed frame from us
         assert f.src == OUR_MAC and IPv6 in f
+
+
+def test_infinite_lifetimes_need_no_timer() -> None:
+    wakes: list[float] = []
+    ndp = Ndp(MacAddr(OUR_MAC).packed, Wire(), wake=wakes.append, config=NdpConfig(dad_transmits=0))
+    forever = pio("2001:db8:8::", valid=ic.INFINITE, preferred=ic.INFINITE)
+    ndp.input(PEER_LL.packed, A("ff02::1").packed, 255, ra(forever), 0.0)
+    mine = A("2001:db8:8::ff:fe00:2").packed
+    assert ndp.is_ours(mine) and not ndp.addresses[mine].deprecated(1e12)
+    assert all(w < float("inf") for w in wakes)
+    assert ndp.poll_at() == 1800.0  # only the router's lifetime

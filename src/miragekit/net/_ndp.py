@@ -150,7 +150,7 @@ class Ndp:
         removed (the IP layer then updates its multicast groups)."""
         self.mac = bytes(mac)
         self._transmit = transmit
-        self._wake = wake
+        self._driver_wake = wake
         self.config = cfg = config or NdpConfig()
         self.rng = rng or random.Random()
         self._on_addresses = on_addresses
@@ -171,6 +171,10 @@ class Ndp:
         self._rs_at = math.inf
         self._rs_left = 0
         self._incomplete = 0
+
+    def _wake(self, when: float) -> None:
+        if when != math.inf:  # infinite lifetimes need no timer
+            self._driver_wake(when)
 
     def _random_reachable(self) -> float:
         return self.base_reachable * self.rng.uniform(0.5, 1.5)
