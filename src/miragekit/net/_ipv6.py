@@ -78,6 +78,7 @@ ETH_HLEN: Final = 14
 HLEN: Final = ETH_HLEN + 40
 MIN_MTU: Final = 1280
 _NDP_TYPES: Final = frozenset(range(133, 138))
+MLD_REPORT_INTERVAL: Final = 1.0  # RFC 3810 9.11, the Unsolicited Report Interval
 PMTU_TIMEOUT: Final = 600.0  # RFC 8201 5.3: try a larger MTU again after 10 minutes
 
 
@@ -167,6 +168,8 @@ class IPv6:
         self._icmp_handler: Handler | None = None
         self._addrs: dict[bytes, Addr] = {}
         self._rx_packet: memoryview | None = None
+        self._mld_again: list[McastRecord] = []
+        self._mld_again_at = math.inf
 
     @classmethod
     async def connect(
@@ -301,7 +304,15 @@ class IPv6:
         self._groups = groups
         records = [McastRecord(CHANGE_TO_EXCLUDE, Addr(g)) for g in sorted(new)]
         records += [McastRecord(CHANGE_TO_INCLUDE, Addr(g)) for g in sorted(gone)]
-        self._send_mld(records)
+        records = [r for r in records if r.group.packed != ALL_NODES]
+        if records:
+            self._send_mld(records)
+            # Sent once more a little later, in case the first was lost (RFC 3810 6.1).
+            again = {r.group: r for r in self._mld_again}
+            again.update((r.group, r) for r in records)
+            self._mld_again = list(again.values())
+            self._mld_again_at = self._loop.time() + self.rng.uniform(0.0, MLD_REPORT_INTERVAL)
+            self._wakeup.at(self._mld_again_at)
 
     def _send_mld(self, records: list[McastRecord]) -> None:
         # The all-nodes group is never reported (RFC 3810 6).
@@ -703,7 +714,13 @@ class IPv6:
     def _on_timer(self, now: float) -> None:
         self.ndp.handle_timer(now)
         self.reassembler.handle_timer(now)
+        if self._mld_again_at <= now:
+            records, self._mld_again = self._mld_again, []
+            self._mld_again_at = math.inf
+            self._send_mld(records)
         nxt = [t for t in (self.ndp.poll_at(), self.reassembler.poll_at()) if t is not None]
+        if self._mld_again:
+            nxt.append(self._mld_again_at)
         if nxt:
             self._wakeup.at(min(nxt))
 
