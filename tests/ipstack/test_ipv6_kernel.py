@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import pytest
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
-from tests.ipstack.conftest import KERNEL_IP6
-from tests.ipstack.kernelnet import KernelNet, run
+from tests.ipstack.test_kernel import KernelNet, run
 
 from miragekit.net import IPv6Stack, NdpConfig, TapNetif
 from miragekit.net._ndp import State
@@ -25,6 +27,44 @@ from miragekit.result import Ok
 pytestmark = pytest.mark.kernel
 
 A = ipaddress.IPv6Address
+KERNEL_IP6 = "fd00:77::1"
+
+
+def _sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@dataclass
+class KernelNet6(KernelNet):
+    """The IPv4 kernel side (10.77.0.1/24), plus IPv6 addresses (without DAD)."""
+
+    addrs: list[str] = field(default_factory=lambda: [f"{KERNEL_IP6}/64"])
+
+    def move_in(self) -> None:
+        super().move_in()
+        for a in self.addrs:
+            _sh("ip", "-n", self.ns, "addr", "add", a, "dev", self.tap, "nodad")
+
+
+@pytest.fixture
+def knet6() -> Iterator[KernelNet6]:
+    """As ``knet``, but with IPv6 on in the namespace (the kernel's DAD off, so that its
+    addresses are usable at once)."""
+    if os.geteuid() != 0:
+        pytest.fail("kernel tests need root (run as root, as CI does)")
+    t = uuid.uuid4().hex[:8]
+    k = KernelNet6(ns=f"mk-{t}", tap=f"mk-t{t}")
+    _sh("ip", "netns", "add", k.ns)
+    try:
+        for scope in ("default", "all"):
+            _sh("ip", "netns", "exec", k.ns, "sysctl", "-qw", f"net.ipv6.conf.{scope}.accept_dad=0")
+        _sh("ip", "tuntap", "add", "mode", "tap", "name", k.tap)
+        yield k
+    finally:
+        subprocess.run(["ip", "netns", "del", k.ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", k.tap], capture_output=True)
+
+
 OUR_MAC = "02:00:00:00:00:aa"
 OUR_LL = A("fe80::ff:fe00:aa")
 OUR_IP6 = "fd00:77::2"
@@ -32,7 +72,7 @@ FAST = NdpConfig(max_dad_delay=0.05, retrans_timer=0.3, max_rtr_solicitation_del
 
 
 async def with_stack6(
-    k: KernelNet,
+    k: KernelNet6,
     body: Callable[[IPv6Stack], Awaitable[None]],
     *,
     cidrs: Sequence[str] = (),
@@ -54,7 +94,7 @@ async def with_stack6(
         await netif.disconnect()
 
 
-async def ping(k: KernelNet, dst: str, *args: str, count: int = 3) -> bytes:
+async def ping(k: KernelNet6, dst: str, *args: str, count: int = 3) -> bytes:
     rc, out = await k.exec(
         "ping", "-6", "-c", str(count), "-i", "0.2", "-W", "2", *args, dst, timeout=30
     )
@@ -63,7 +103,7 @@ async def ping(k: KernelNet, dst: str, *args: str, count: int = 3) -> bytes:
     return out
 
 
-def test_ping6_link_local(knet6: KernelNet) -> None:
+def test_ping6_link_local(knet6: KernelNet6) -> None:
     async def body(stack: IPv6Stack) -> None:
         assert stack.ipv6.get_ip() == [OUR_LL]
         assert stack.ipv6.ndp.counters.dad_succeeded == 1
@@ -76,7 +116,7 @@ def test_ping6_link_local(knet6: KernelNet) -> None:
     run(with_stack6(knet6, body))
 
 
-def test_ping6_global_and_fragmented_both_ways(knet6: KernelNet) -> None:
+def test_ping6_global_and_fragmented_both_ways(knet6: KernelNet6) -> None:
     async def body(stack: IPv6Stack) -> None:
         assert A(OUR_IP6) in stack.ipv6.get_ip()
         await ping(knet6, OUR_IP6, count=2)
@@ -93,7 +133,7 @@ def test_ping6_global_and_fragmented_both_ways(knet6: KernelNet) -> None:
     run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
 
 
-def test_udp6_kernel_to_us_echo(knet6: KernelNet) -> None:
+def test_udp6_kernel_to_us_echo(knet6: KernelNet6) -> None:
     async def body(stack: IPv6Stack) -> None:
         async def echo(src: A, dst: A, sport: int, buf: memoryview) -> None:
             await stack.udp.write(buf, dest_ip=src, dest_port=sport, source_port=7)
@@ -113,7 +153,7 @@ def test_udp6_kernel_to_us_echo(knet6: KernelNet) -> None:
     run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
 
 
-def test_udp6_us_to_kernel(knet6: KernelNet) -> None:
+def test_udp6_us_to_kernel(knet6: KernelNet6) -> None:
     async def body(stack: IPv6Stack) -> None:
         p = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", knet6.ns, "socat", "-u", "UDP6-RECV:9000", "STDOUT",
@@ -153,7 +193,7 @@ except TimeoutError:
 """
 
 
-def test_port_unreachable6_seen_by_kernel(knet6: KernelNet) -> None:
+def test_port_unreachable6_seen_by_kernel(knet6: KernelNet6) -> None:
     async def body(stack: IPv6Stack) -> None:
         rc, out = await knet6.exec(sys.executable, "-c", PROBE6, OUR_IP6)
         assert rc == 0 and out.strip() == b"refused", out
@@ -172,7 +212,7 @@ s.sendto(bytes.fromhex(sys.argv[2]), ("ff02::1", 0, 0, idx))
 """
 
 
-def test_slaac_from_a_router_advertisement(knet6: KernelNet) -> None:
+def test_slaac_from_a_router_advertisement(knet6: KernelNet6) -> None:
     """A router advertisement (built by scapy, sent by the kernel from a raw socket)
     gives us an address in its prefix; the kernel then pings that address."""
 
@@ -204,7 +244,7 @@ def test_slaac_from_a_router_advertisement(knet6: KernelNet) -> None:
     run(with_stack6(knet6, body))
 
 
-def test_dad_conflict_with_the_kernel(knet6: KernelNet) -> None:
+def test_dad_conflict_with_the_kernel(knet6: KernelNet6) -> None:
     """The kernel holds fd00:77::1 first; our DAD for the same address must fail."""
 
     async def body(stack: IPv6Stack) -> None:
@@ -218,7 +258,7 @@ def test_dad_conflict_with_the_kernel(knet6: KernelNet) -> None:
     run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
 
 
-def test_neighbour_unreachability_after_the_kernel_goes_away(knet6: KernelNet) -> None:
+def test_neighbour_unreachability_after_the_kernel_goes_away(knet6: KernelNet6) -> None:
     """We reach the kernel, then its side of the link goes down: NUD probes it (DELAY,
     PROBE with unicast solicitations) and forgets it."""
     nud = NdpConfig(

@@ -9,20 +9,86 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pytest
-from tests.ipstack.kernelnet import KernelNet, run
 
 from miragekit.net import IPv4Stack, TapNetif
 from miragekit.result import Ok
 
 pytestmark = pytest.mark.kernel
 
+T = TypeVar("T")
 KERNEL_IP = "10.77.0.1"
 OUR_IP = "10.77.0.2"
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """Run ``coro`` on a fresh event loop from a synchronous test."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@dataclass
+class KernelNet:
+    ns: str
+    tap: str
+
+    def move_in(self) -> None:
+        """Move the (already opened) TAP into the namespace and configure the kernel side."""
+        sh("ip", "link", "set", self.tap, "netns", self.ns)
+        sh("ip", "-n", self.ns, "addr", "add", f"{KERNEL_IP}/24", "dev", self.tap)
+        sh("ip", "-n", self.ns, "link", "set", self.tap, "up")
+        sh("ip", "-n", self.ns, "link", "set", "lo", "up")
+
+    async def exec(
+        self, *args: str, stdin: bytes | None = None, timeout: float = 20.0
+    ) -> tuple[int, bytes]:
+        """Run ``args`` in the namespace; (return code, stdout+stderr)."""
+        p = await asyncio.create_subprocess_exec(
+            "ip",
+            "netns",
+            "exec",
+            self.ns,
+            *args,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(p.communicate(stdin), timeout)
+        assert p.returncode is not None
+        return p.returncode, out
+
+
+@pytest.fixture
+def knet() -> Iterator[KernelNet]:
+    if os.geteuid() != 0:
+        pytest.fail("kernel tests need root (run as root, as CI does)")
+    tag = uuid.uuid4().hex[:8]
+    k = KernelNet(ns=f"mk-{tag}", tap=f"mk-t{tag}")
+    sh("ip", "netns", "add", k.ns)
+    try:
+        # Quiet the kernel side: no IPv6 router solicitations, no DAD.
+        sh("ip", "netns", "exec", k.ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+        sh("ip", "netns", "exec", k.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        sh("ip", "tuntap", "add", "mode", "tap", "name", k.tap)
+        yield k
+    finally:
+        subprocess.run(["ip", "netns", "del", k.ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", k.tap], capture_output=True)
 
 
 async def with_stack(
