@@ -815,3 +815,10 @@ def test_infinite_lifetimes_need_no_timer() -> None:
     assert ndp.is_ours(mine) and not ndp.addresses[mine].deprecated(1e12)
     assert all(w < float("inf") for w in wakes)
     assert ndp.poll_at() == 1800.0  # only the router's lifetime
+
+
+def test_slaac_can_be_turned_off() -> None:
+    ndp, _ = make_ndp(slaac=False)
+    ndp.input(PEER_LL.packed, A("ff02::1").packed, 255, ra(pio("2001:db8:1::")), 0.0)
+    assert ndp.counters.addresses_autoconfigured == 0 and len(ndp.addresses) == 1
+    assert ndp.on_link(A("2001:db8:1::5").packed, 1.0)  # the prefix is still on-link
