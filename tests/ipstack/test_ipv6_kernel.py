@@ -293,3 +293,29 @@ def test_neighbour_unreachability_after_the_kernel_goes_away(knet6: KernelNet6) 
         assert ndp.counters.ns_sent - sent == nud.max_unicast_solicit
 
     run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"], ndp=nud))
+
+
+@pytest.mark.tools
+def test_mld_reports_on_the_wire_decoded_by_tshark(knet6: KernelNet6) -> None:
+    """What we send for a joined group, captured on the kernel's side of the TAP and
+    decoded by tshark: an MLDv2 report with a router alert, to ff02::16."""
+
+    async def body(stack: IPv6Stack) -> None:
+        p = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", knet6.ns, "tshark", "-l", "-n", "-i", knet6.tap,
+            "-a", "duration:4", "-f", "ip6", "-Y", "icmpv6.type == 143",
+            "-T", "fields", "-e", "ipv6.dst", "-e", "ipv6.hlim", "-e", "ipv6.opt.type",
+            "-e", "icmpv6.mldr.mar.multicast_address",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert p.stderr is not None
+        while b"Capturing on" not in await asyncio.wait_for(p.stderr.readline(), 10):
+            pass
+        stack.ipv6.join(A("ff05::1:3"))
+        out, _ = await asyncio.wait_for(p.communicate(), 10)
+        lines = [ln.split("\t") for ln in out.decode().splitlines() if "ff05::1:3" in ln]
+        assert lines, out
+        dst, hlim, opts, _groups = lines[0]
+        assert (dst, hlim) == ("ff02::16", "1") and "0x05" in opts.split(",")  # router alert
+
+    run(with_stack6(knet6, body))

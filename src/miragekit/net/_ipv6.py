@@ -495,7 +495,8 @@ class IPv6:
             return True
         if t in (130, 131, 132, 143):
             ic.rx_mld += 1
-            if t == Icmpv6Type.MLD_QUERY:
+            # A query counts only from a link-local router with hop limit 1 (RFC 3810 5.1.14).
+            if t == Icmpv6Type.MLD_QUERY and src[:2] == b"\xfe\x80" and pkt[7] == 1:
                 self._mld_query(msg)
             return True
         if t == Icmpv6Type.PACKET_TOO_BIG and n >= 48:
