@@ -1,4 +1,5 @@
-"""IPv4 fragment reassembly (RFC 791, RFC 815 ideas), sans-I/O, with hard limits.
+"""Fragment reassembly for IPv4 (RFC 791, RFC 815 ideas) and IPv6 (RFC 8200 4.5),
+sans-I/O, with hard limits.
 
 Limits bound what a peer can make us hold: datagrams in progress, bytes buffered in
 total, fragments per datagram, and time (``timeout``). Overlapping fragments drop the
@@ -13,7 +14,22 @@ from dataclasses import dataclass, field
 from ..wire._checksum import checksum
 
 Key = tuple[bytes, bytes, int, int]
-"""(source, destination, protocol, identification)."""
+"""(source, destination, protocol, identification); IPv6 has no protocol in it (0)."""
+Finish = Callable[[bytearray, int], None]
+"""Fix up a reassembled packet's header in place, given the header's length."""
+
+
+def finish_ipv4(out: bytearray, hl: int) -> None:
+    """Total length, no fragment fields, the header checksum."""
+    out[2:4] = len(out).to_bytes(2, "big")
+    out[6:8] = b"\0\0"
+    out[10:12] = b"\0\0"
+    out[10:12] = checksum(memoryview(out)[:hl]).to_bytes(2, "big")
+
+
+def finish_ipv6(out: bytearray, hl: int) -> None:
+    """The payload length (the header passed in already names the next header)."""
+    out[4:6] = (len(out) - 40).to_bytes(2, "big")
 
 
 @dataclass(slots=True)
@@ -49,8 +65,18 @@ class Reassembler:
         *,
         wake: Callable[[float], None] = lambda when: None,
         config: ReassemblyConfig | None = None,
+        max_len: int = 65535,
+        finish: Finish = finish_ipv4,
+        on_timeout: Callable[[Key, bytes, bytes], None] | None = None,
     ) -> None:
+        """``max_len``: the largest reassembled packet, header included (65535 for IPv4,
+        65575 for IPv6 whose payload length leaves out the fixed header); ``finish``
+        fixes the header up; ``on_timeout(key, header, first)`` hears of a datagram that
+        timed out after its first fragment came (for ICMP time exceeded)."""
         self.config = config or ReassemblyConfig()
+        self._max_len = max_len
+        self._finish = finish
+        self._on_timeout = on_timeout
         self.counters = ReassemblyCounters()
         self._wake = wake
         self._datagrams: dict[Key, _Datagram] = {}
@@ -81,7 +107,7 @@ class Reassembler:
         c.fragments += 1
         n = len(data)
         end = offset + n
-        if (more and (n == 0 or n % 8)) or end > 65535 - len(header):
+        if (more and (n == 0 or n % 8)) or end > self._max_len - len(header):
             c.dropped_bad += 1
             if key in self._datagrams:
                 self._drop(key)
@@ -132,11 +158,7 @@ class Reassembler:
         out[:hl] = d.header
         for o, p in d.parts.items():
             out[hl + o : hl + o + len(p)] = p
-        tl = hl + d.total
-        out[2:4] = tl.to_bytes(2, "big")
-        out[6:8] = b"\0\0"
-        out[10:12] = b"\0\0"
-        out[10:12] = checksum(memoryview(out)[:hl]).to_bytes(2, "big")
+        self._finish(out, hl)
         c.reassembled += 1
         return out
 
@@ -147,5 +169,8 @@ class Reassembler:
 
     def handle_timer(self, now: float) -> None:
         for key in [k for k, d in self._datagrams.items() if d.deadline <= now]:
+            d = self._datagrams[key]
             self._drop(key)
             self.counters.timed_out += 1
+            if self._on_timeout is not None and d.header is not None:
+                self._on_timeout(key, d.header, d.parts[0])

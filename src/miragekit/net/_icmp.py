@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..wire._checksum import checksum
+from ._ratelimit import TokenBucket
 
 ECHO_REPLY: Final = 0
 DEST_UNREACHABLE: Final = 3
@@ -38,10 +39,7 @@ class IcmpCounters:
 class Icmp:
     def __init__(self, *, error_rate: float = 100.0, error_burst: int = 20) -> None:
         self.counters = IcmpCounters()
-        self._rate = error_rate
-        self._burst = float(error_burst)
-        self._tokens = float(error_burst)
-        self._last = 0.0
+        self._bucket = TokenBucket(error_rate, error_burst)
         self.consumed = False
 
     def input(self, msg: memoryview, *, answer: bool = True) -> bytes | None:
@@ -73,13 +71,10 @@ class Icmp:
         return bytes(reply)
 
     def _allow(self, now: float) -> bool:
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens < 1.0:
-            self.counters.errors_rate_limited += 1
-            return False
-        self._tokens -= 1.0
-        return True
+        if self._bucket.allow(now):
+            return True
+        self.counters.errors_rate_limited += 1
+        return False
 
     def unreachable(self, code: int, packet: memoryview, now: float) -> bytes | None:
         """The destination-unreachable message about ``packet`` (IP header + payload).

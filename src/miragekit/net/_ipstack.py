@@ -26,7 +26,9 @@ _log = logging.getLogger(__name__)
 
 
 class IPv4Stack:
-    def __init__(self, netif: Network, ethif: Ethif, ipv4: IPv4, udp: UDP) -> None:
+    def __init__(
+        self, netif: Network, ethif: Ethif, ipv4: IPv4, udp: UDP[ipaddress.IPv4Address]
+    ) -> None:
         self.netif = netif
         self.ethif = ethif
         self.ipv4 = ipv4

@@ -74,6 +74,9 @@ class IPv4Counters:
 class IPv4:
     """One IPv4 address on one Ethernet interface (the seed: a single address/netmask)."""
 
+    port_unreachable: Final = 3
+    """The ICMP code UDP passes to :meth:`reject_current` for a closed port."""
+
     def __init__(
         self,
         ethif: Ethif,

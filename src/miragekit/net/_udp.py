@@ -1,4 +1,11 @@
-"""UDP (RFC 768) over :class:`IPv4`: demultiplexing by port, checksums, ephemeral ports.
+"""UDP (RFC 768) over :class:`IPv4` or :class:`IPv6`: demultiplexing by port, checksums,
+ephemeral ports.
+
+The code is the same over both families: the IP layer supplies the pseudo-header (through
+``allocate_frame``/``checksum``) and the ICMP code for a closed port; on input the
+pseudo-header sum is ``int(src) + int(dst) + 17 + length`` modulo 0xFFFF for both (a
+128-bit address is congruent to the sum of its 16-bit words). Only IPv6 refuses a zero
+checksum (RFC 8200 8.1).
 
 Received datagrams for a listener are copied and handed to the application callback,
 which runs eagerly (a task only if it suspends, see ``_eager``); everything else is
@@ -13,18 +20,16 @@ import ipaddress
 import logging
 import random
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final, Generic, Literal, Protocol, Self
 
 from ..result import Error, Ok, UDPError
 from ..v1 import UDP as UDPProtocol
-from ..v1 import Buffer, UDPCallback
+from ..v1 import A, Buffer, UDPCallback
 from ._eager import run_eager
-from ._icmp import PORT_UNREACHABLE
-from ._ipv4 import PROTO_UDP, IPv4
 
-Addr = ipaddress.IPv4Address
+PROTO_UDP: Final = 17
 EPHEMERAL_LOW: Final = 49152
 EPHEMERAL_HIGH: Final = 65535
 _HDR = struct.Struct("!HHHH")
@@ -42,29 +47,54 @@ class UdpCounters:
     tx_datagrams: int = 0
 
 
-class UDP:
-    def __init__(self, ip: IPv4, *, rng: random.Random | None = None) -> None:
-        self._ip = ip
+class IPLayer(Protocol[A]):
+    """What UDP needs of an IP layer (:class:`IPv4` and :class:`IPv6` have it)."""
+
+    rng: random.Random
+
+    @property
+    def port_unreachable(self) -> int:
+        """The ICMP code for a closed port (3 for ICMPv4, 4 for ICMPv6)."""
+        ...
+
+    def set_handler(
+        self, proto: int, handler: Callable[[A, A, memoryview], None] | None
+    ) -> None: ...
+
+    def reject_current(self, code: int) -> None: ...
+
+    def allocate_frame(self, *, dst: A, proto: Literal["TCP", "UDP"]) -> tuple[memoryview, int]: ...
+
+    def checksum(self, frame: Buffer, bufs: Sequence[Buffer]) -> int: ...
+
+    def send(self, frame: Buffer, bufs: Sequence[Buffer]) -> None: ...
+
+
+class UDP(Generic[A]):
+    """UDP over an IP layer whose addresses are ``A``."""
+
+    def __init__(self, ip: IPLayer[A], *, rng: random.Random | None = None) -> None:
+        self._ip: IPLayer[A] = ip
         self._rng = rng or ip.rng
         self.counters = UdpCounters()
-        self._listeners: dict[int, UDPCallback[Addr]] = {}
+        self._listeners: dict[int, UDPCallback[A]] = {}
 
     @classmethod
     async def connect(
-        cls, id: IPv4, *, rng: random.Random | None = None
+        cls, id: IPLayer[A], *, rng: random.Random | None = None
     ) -> Ok[Self] | Error[UDPError]:
-        """UDP over ``id``; it registers itself as the IPv4 layer's protocol-17 handler."""
+        """UDP over ``id``; it registers itself as the IP layer's protocol-17 handler."""
         self = cls(id, rng=rng)
         id.set_handler(PROTO_UDP, self.receive)
         return Ok(self)
 
-    def id(self) -> IPv4:
+    def id(self) -> IPLayer[A]:
         return self._ip
 
     async def disconnect(self) -> None:
         self._ip.set_handler(PROTO_UDP, None)
 
-    def listen(self, port: int, callback: UDPCallback[Addr] | None) -> None:
+    def listen(self, port: int, callback: UDPCallback[A] | None) -> None:
         """Bind ``callback`` to ``port`` (replacing an earlier one); ``None`` unbinds."""
         if not 0 < port <= 0xFFFF:
             raise ValueError(f"port must be in 1..65535, got {port}")
@@ -75,7 +105,7 @@ class UDP:
 
     # --- input -----------------------------------------------------------------------------
 
-    def _parse(self, src: Addr, dst: Addr, buf: memoryview) -> tuple[int, int, memoryview] | None:
+    def _parse(self, src: A, dst: A, buf: memoryview) -> tuple[int, int, memoryview] | None:
         c = self.counters
         c.rx_datagrams += 1
         n = len(buf)
@@ -86,7 +116,11 @@ class UDP:
         if length < 8 or length > n or dport == 0:
             c.rx_malformed += 1
             return None
-        if csum:
+        if not csum:
+            if isinstance(src, ipaddress.IPv6Address):
+                c.rx_malformed += 1  # no zero checksum over IPv6
+                return None
+        else:
             # Data and pseudo-header summed modulo 0xFFFF (see wire/_checksum): a correct
             # checksum makes the total a non-zero multiple of 0xFFFF.
             v = int.from_bytes(buf[:length], "big")
@@ -98,7 +132,7 @@ class UDP:
                 return None
         return sport, dport, buf[8:length]
 
-    def receive(self, src: Addr, dst: Addr, buf: memoryview) -> None:
+    def receive(self, src: A, dst: A, buf: memoryview) -> None:
         """The synchronous input path (the IPv4 protocol-17 handler)."""
         r = self._parse(src, dst, buf)
         if r is None:
@@ -107,7 +141,7 @@ class UDP:
         cb = self._listeners.get(dport)
         if cb is None:
             self.counters.rx_no_listener += 1
-            self._ip.reject_current(PORT_UNREACHABLE)
+            self._ip.reject_current(self._ip.port_unreachable)
             return
         self.counters.rx_delivered += 1
         run_eager(cb(src, dst, sport, memoryview(bytes(data))), self._callback_failed)
@@ -118,11 +152,11 @@ class UDP:
 
     async def input(
         self,
-        src: Addr,
-        dst: Addr,
+        src: A,
+        dst: A,
         buf: memoryview,
         *,
-        listeners: Callable[[int], UDPCallback[Addr] | None],
+        listeners: Callable[[int], UDPCallback[A] | None],
     ) -> None:
         r = self._parse(src, dst, memoryview(buf))
         if r is None:
@@ -131,7 +165,7 @@ class UDP:
         cb = listeners(dport)
         if cb is None:
             self.counters.rx_no_listener += 1
-            self._ip.reject_current(PORT_UNREACHABLE)
+            self._ip.reject_current(self._ip.port_unreachable)
             return
         self.counters.rx_delivered += 1
         await cb(src, dst, sport, data)
@@ -139,7 +173,7 @@ class UDP:
     # --- output ----------------------------------------------------------------------------
 
     def send(
-        self, buf: Buffer, *, dest_ip: Addr, dest_port: int, source_port: int | None = None
+        self, buf: Buffer, *, dest_ip: A, dest_port: int, source_port: int | None = None
     ) -> None:
         """Send one datagram now (the synchronous form of :meth:`write`)."""
         if not 0 < dest_port <= 0xFFFF:
@@ -149,8 +183,9 @@ class UDP:
         elif not 0 <= source_port <= 0xFFFF:
             raise ValueError(f"source_port must be in 0..65535, got {source_port}")
         length = 8 + len(buf)
-        if length > 0xFFFF - 20:
-            raise ValueError(f"buf: a UDP payload is at most 65507 bytes, got {len(buf)}")
+        limit = 0xFFFF - 20 if isinstance(dest_ip, ipaddress.IPv4Address) else 0xFFFF
+        if length > limit:
+            raise ValueError(f"buf: a UDP payload is at most {limit - 8} bytes, got {len(buf)}")
         ip = self._ip
         frame, hl = ip.allocate_frame(dst=dest_ip, proto="UDP")
         _HDR.pack_into(frame, hl, source_port, dest_port, length, 0)
@@ -164,11 +199,12 @@ class UDP:
         self,
         buf: Buffer,
         *,
-        dest_ip: Addr,
+        dest_ip: A,
         dest_port: int,
         source_port: int | None = None,
     ) -> None:
         self.send(buf, dest_ip=dest_ip, dest_port=dest_port, source_port=source_port)
 
 
-_check: type[UDPProtocol[Addr]] = UDP
+_check4: type[UDPProtocol[ipaddress.IPv4Address]] = UDP[ipaddress.IPv4Address]
+_check6: type[UDPProtocol[ipaddress.IPv6Address]] = UDP[ipaddress.IPv6Address]
