@@ -15,10 +15,10 @@ from ._ipv4 import IPv4 as IPv4
 from ._ipv6 import IPv6 as IPv6
 from ._link import FrameLink as FrameLink
 from ._link import FrameReceiver as FrameReceiver
-from ._pcap import FrameNetwork as FrameNetwork
-from ._pcap import PcapNetif as PcapNetif
 from ._ndp import Ndp as Ndp
 from ._ndp import NdpConfig as NdpConfig
+from ._pcap import FrameNetwork as FrameNetwork
+from ._pcap import PcapNetif as PcapNetif
 from ._tap import TapNetif as TapNetif
 from ._tcp import TCP as TCP
 from ._tcp import TCPFlow as TCPFlow

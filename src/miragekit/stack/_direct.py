@@ -104,7 +104,7 @@ class DirectStackV4:
         """The layers below TCP (Ethernet, ARP, IPv4, ICMP, UDP) and their counters."""
         return self._ip
 
-    def udpv4(self) -> UDP:
+    def udpv4(self) -> UDP[Addr]:
         return self._ip.udp
 
     def tcpv4(self) -> TCP:

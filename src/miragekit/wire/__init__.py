@@ -43,13 +43,13 @@ from .icmpv6 import Icmpv6Type as Icmpv6Type
 from .ipv4 import IpProtocol as IpProtocol
 from .ipv4 import Ipv4Packet as Ipv4Packet
 from .ipv4 import Ipv4Repr as Ipv4Repr
-from .tcp import TCPPacket as TCPPacket
-from .tcp import TCPParseError as TCPParseError
-from .tcp import TCPRepr as TCPRepr
 from .ipv6 import FragmentRepr as FragmentRepr
 from .ipv6 import Ipv6Packet as Ipv6Packet
 from .ipv6 import Ipv6Repr as Ipv6Repr
 from .ipv6 import ParameterProblem as ParameterProblem
+from .tcp import TCPPacket as TCPPacket
+from .tcp import TCPParseError as TCPParseError
+from .tcp import TCPRepr as TCPRepr
 from .udp import UdpPacket as UdpPacket
 from .udp import UdpRepr as UdpRepr
 from .vxlan import VxlanPacket as VxlanPacket
