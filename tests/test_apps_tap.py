@@ -13,6 +13,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -176,3 +177,34 @@ def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(n
         finally:
             proc.terminate()
             assert proc.wait(timeout=20) == 0
+
+
+def test_static_website_configured_by_dnsmasq(ns: Ns, tmp_path: Path) -> None:
+    """``--dhcp``: dnsmasq in the namespace leases the address; curl fetches the website at
+    it; on Ctrl-C the runner releases the lease (dnsmasq logs DHCPRELEASE)."""
+    log = tmp_path / "dnsmasq.log"
+    dnsmasq = subprocess.Popen(
+        ["ip", "netns", "exec", ns.name, "/usr/sbin/dnsmasq", "--no-daemon", "--port=0",
+         "--conf-file=/dev/null", "--user=root", f"--interface={ns.tap}", "--bind-interfaces",
+         f"--pid-file={tmp_path / 'pid'}", "--dhcp-range=10.78.0.50,10.78.0.59,255.255.255.0,120s",
+         f"--dhcp-leasefile={tmp_path / 'leases'}", "--log-dhcp", f"--log-facility={log}",
+         "--no-ping"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        args = ["--net", f"tap:{ns.tap}", "--dhcp", "--kv", str(SITE)]
+        with running("examples/static_website", *args, netns=ns.name,
+                     ready=r"serving the store on http://10\.78\.0\.5\d:80/") as r:  # fmt: skip
+            m = r.wait_for(r"serving the store on http://(10\.78\.0\.5\d):80/")
+            addr = m.group(1)
+            page = ns.run("curl", "-sS", "--max-time", "20", f"http://{addr}/")
+            assert page == (SITE / "index.html").read_bytes()
+            assert f"DHCPACK({ns.tap}) {addr}" in log.read_text()
+        for _ in range(50):
+            if "DHCPRELEASE" in log.read_text():
+                break
+            time.sleep(0.1)
+        assert f"DHCPRELEASE({ns.tap}) {addr}" in log.read_text()
+    finally:
+        dnsmasq.terminate()
+        dnsmasq.wait(timeout=10)
