@@ -12,12 +12,14 @@ import asyncio
 import hashlib
 import ipaddress
 import os
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from examples.static_website import app as web
+from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
 from tests.apprun import SITE
 from tests.ipstack.test_ipv6_kernel import (
     FAST,
@@ -25,6 +27,7 @@ from tests.ipstack.test_ipv6_kernel import (
     OUR_IP6,
     OUR_LL,
     OUR_MAC,
+    SEND_RA,
     KernelNet6,
     knet6,
 )
@@ -53,19 +56,23 @@ class ListConsole:
         self.lines.append(s)
 
 
-async def with_dual(k: KernelNet6, body: Callable[[DirectStack], Awaitable[None]]) -> None:
+async def with_dual(
+    k: KernelNet6,
+    body: Callable[[DirectStack], Awaitable[None]],
+    cidrs: Sequence[str] = (f"{OUR_IP6}/64",),
+) -> None:
     r = await TapNetif.connect(k.tap, mac=OUR_MAC)
     assert isinstance(r, Ok), r
     netif = r.value
     k.move_in()
     s = await DirectStack.connect(
         StackConfig("tap", None, netif, Static(f"{OUR_IP}/24")),
-        ip6=IPv6Config(cidrs=[f"{OUR_IP6}/64"], ndp=FAST),
+        ip6=IPv6Config(cidrs=cidrs, ndp=FAST),
     )
     assert isinstance(s, Ok), s
     stack = s.value
     try:
-        assert set(stack.ipv6().get_ip()) == {OUR_LL, A6(OUR_IP6)}
+        assert set(stack.ipv6().get_ip()) == {OUR_LL, *(A6(c.split("/")[0]) for c in cidrs)}
         await body(stack)
         assert stack.tcpv4().internal_errors == 0 and stack.tcpv6().internal_errors == 0
         assert stack.ip_stack.internal_errors == 0
@@ -184,3 +191,40 @@ def test_udp_on_one_listener_over_both_families(knet6: KernelNet6) -> None:
         assert stack.udpv4().counters.rx_delivered == 1
 
     run(with_dual(knet6, body))
+
+
+def test_slaac_address_serves_tcp(knet6: KernelNet6) -> None:
+    """No static IPv6 address: SLAAC from the kernel side's router advertisement, then
+    the kernel's socat talks TCP to the dual-stack listener on that address."""
+
+    async def body(stack: DirectStack) -> None:
+        rc, out = await knet6.exec("cat", f"/sys/class/net/{knet6.tap}/address")
+        assert rc == 0, out
+        ra = (
+            ICMPv6ND_RA(routerlifetime=1800, reachabletime=0, retranstimer=0)
+            / ICMPv6NDOptSrcLLAddr(lladdr=out.decode().strip())
+            / ICMPv6NDOptPrefixInfo(
+                prefix="fd00:99::", prefixlen=64, L=1, A=1, validlifetime=86400,
+                preferredlifetime=14400,
+            )
+        )  # fmt: skip
+        rc, out = await knet6.exec(sys.executable, "-c", SEND_RA, knet6.tap, bytes(ra).hex())
+        assert rc == 0, out
+        mine = A6("fd00:99::ff:fe00:aa")
+        for _ in range(100):
+            if stack.ipv6().addresses().get(mine) == "preferred":
+                break
+            await asyncio.sleep(0.05)
+        assert mine in stack.ipv6().get_ip(), stack.ipv6().addresses()
+
+        async def echo(flow: Any) -> None:
+            while isinstance(r := await flow.read(), Ok):
+                await flow.write(r.value)
+
+        stack.listen_tcpv4(port=7, callback=echo)
+        data = os.urandom(100_000)
+        rc, out = await knet6.exec("socat", "-t", "5", "-", f"TCP6:[{mine}]:7", stdin=data)
+        assert rc == 0 and out == data, (rc, len(out))
+
+    knet6.addrs.append("fd00:99::1/64")
+    run(with_dual(knet6, body, cidrs=()))

@@ -300,3 +300,28 @@ def big_transfer(size: int, loss: float, seed: int) -> float:
 
 def test_50mb_over_ipv6_with_one_percent_loss_byte_exact() -> None:
     big_transfer(50_000_000, 0.01, seed=7)
+
+
+def test_replies_leave_from_the_address_the_peer_used() -> None:
+    """With two addresses in one prefix, source selection alone would answer a connection
+    to the second from the first; each segment leaves from the connection's own address."""
+
+    async def main() -> None:
+        sw = VnetSwitch()
+        client = await dual(sw, "client", 1)
+        vif = sw.add_interface("server", link=LinkParams(latency=0.001))
+        r = await DirectStack.connect(
+            StackConfig("server", None, vif, Static("10.0.0.2/24")),
+            ip6=IPv6Config(cidrs=["fd00::2/64", "fd00::3/64"]),
+        )
+        assert isinstance(r, Ok), r
+        server = r.value
+        assert server.ipv6().get_source(dst=A6("fd00::1")) == A6("fd00::2")
+        server.listen_tcpv4(port=7, callback=echo)
+        for addr in ("fd00::2", "fd00::3"):
+            c = await client.tcpv6().create_connection((A6(addr), 7))
+            assert isinstance(c, Ok), (addr, c)
+            assert await roundtrip(c.value, b"which?") == b"which?"
+            await c.value.close()
+
+    run_sim(main())
