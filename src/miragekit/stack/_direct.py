@@ -221,6 +221,11 @@ class DirectStackV4:
 
     # -- IPv6 --------------------------------------------------------------------------------
 
+    def _ndp_pending(self) -> bool:
+        """Packets wait for a neighbour being resolved (e.g. FINs at disconnect)."""
+        v6 = self._v6
+        return v6 is not None and any(e.queue for e in v6.ip.ndp.cache.values())
+
     def _need_v6(self) -> _V6:
         if self._v6 is None:
             raise ValueError("the stack has no IPv6: connect it with ip6=IPv6Config(...)")
@@ -276,7 +281,7 @@ class DirectStackV4:
         loop = asyncio.get_running_loop()
         arp = self._ip.ipv4.arp
         end = loop.time() + 1.0
-        while arp.pending and loop.time() < end:
+        while (arp.pending or self._ndp_pending()) and loop.time() < end:
             await asyncio.sleep(0.01)
         if self._v6 is not None:
             self._ip.ipv6 = None
