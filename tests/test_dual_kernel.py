@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import ipaddress
 import os
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -228,3 +229,32 @@ def test_slaac_address_serves_tcp(knet6: KernelNet6) -> None:
 
     knet6.addrs.append("fd00:99::1/64")
     run(with_dual(knet6, body, cidrs=()))
+
+
+def test_udp_we_send_to_the_kernel_on_both_families(knet6: KernelNet6) -> None:
+    async def body(stack: DirectStack) -> None:
+        for recv, udp, dest in (
+            ("UDP6-RECV:9000", stack.udpv6(), A6(KERNEL_IP6)),
+            ("UDP4-RECV:9001", stack.udpv4(), ipaddress.IPv4Address("10.77.0.1")),
+        ):
+            p = await asyncio.create_subprocess_exec(
+                "ip", "netns", "exec", knet6.ns, "socat", "-u", recv, "STDOUT",
+                stdout=subprocess.PIPE,
+            )  # fmt: skip
+            assert p.stdout is not None
+            port = int(recv.rsplit(":", 1)[1])
+            try:
+                line = b""
+                for _ in range(50):  # until socat is bound
+                    await udp.write(b"from the dual stack\n", dest_ip=dest, dest_port=port)  # type: ignore[arg-type]
+                    try:
+                        line = await asyncio.wait_for(p.stdout.readline(), 0.2)
+                        break
+                    except TimeoutError:
+                        continue
+                assert line == b"from the dual stack\n", recv
+            finally:
+                p.kill()
+                await p.wait()
+
+    run(with_dual(knet6, body))

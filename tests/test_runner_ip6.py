@@ -133,3 +133,10 @@ def test_static_website_curl6(ns6: Ns6) -> None:
         assert ns6.run("curl", "-4", "-sS", f"http://{APP_IP}/") == index
         r.wait_for(f'{KERNEL_IP6} "GET /" 200')
         r.wait_for(f'{KERNEL_IP} "GET /" 200')
+
+
+def test_sim_dhcp_stack_with_ip6(tmp_path: Path) -> None:
+    d = write_app(tmp_path, SIM_APP6)
+    argv = ["run", str(d), "--net", "vnet", "--sim", "--dhcp", "--ip6", "fd00:2::7/64"]
+    assert main(argv) == 0
+    assert (d / "result.txt").read_text().split()[0] == "fd00:2::7"
