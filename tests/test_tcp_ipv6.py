@@ -325,3 +325,45 @@ def test_replies_leave_from_the_address_the_peer_used() -> None:
             await c.value.close()
 
     run_sim(main())
+
+
+def test_packet_too_big_lowers_the_segment_size() -> None:
+    """A Packet Too Big (from a router we do not simulate: injected as received) lowers
+    the path MTU; the connection's segments shrink to fit it, without fragments."""
+    from scapy.layers.inet import TCP as ScapyTCP
+    from scapy.layers.inet6 import ICMPv6PacketTooBig, IPv6
+    from scapy.packet import Raw
+
+    async def main() -> None:
+        _, client, server = await two()
+        got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def sink(flow: Any) -> None:
+            got.set_result(await drain(flow))
+
+        server.listen_tcpv6(port=9, callback=sink)
+        r = await client.tcpv6().create_connection((SERVER6, 9))
+        assert isinstance(r, Ok)
+        flow = r.value
+        data = random.Random(1).randbytes(3_000_000)
+        assert await flow.write(data[:1_000_000]) == Ok(None)
+        await asyncio.sleep(1)
+        assert flow.connection.mss == 1440 - 12
+        quoted = IPv6(src="fd00::1", dst=str(SERVER6)) / ScapyTCP(sport=1, dport=9) / (b"x" * 1400)
+        ptb = (
+            IPv6(src="fd00::99", dst="fd00::1", hlim=64)
+            / ICMPv6PacketTooBig(mtu=1280)
+            / Raw(bytes(quoted)[:1232])  # the quote fills the error up to 1280 bytes
+        )
+        client.ipv6().receive(memoryview(bytes(ptb)))
+        assert client.ipv6().path_mtu(SERVER6) == 1280
+        assert await flow.write(data[1_000_000:2_000_000]) == Ok(None)
+        await asyncio.sleep(1)
+        assert flow.connection.mss == 1280 - 60 - 12
+        frags = client.ipv6().counters.tx_fragments
+        assert await flow.write(data[2_000_000:]) == Ok(None)
+        await flow.close()
+        assert await got == data
+        assert client.ipv6().counters.tx_fragments == frags  # every later segment fits
+
+    run_sim(main())

@@ -233,6 +233,9 @@ class TCP(Generic[A]):
             ndp, "confirm_reachable", None
         )
         self._v6 = self._ndp_confirm is not None
+        # Over IPv6, Packet Too Big lowers the layer's path MTU; connections follow it.
+        self._pmtu: dict[bytes, Any] | None = getattr(ip, "pmtu", None) if self._v6 else None
+        self._path_mtu: Callable[[Any], int] | None = getattr(ip, "path_mtu", None)
         if config is None:
             hdrs = 60 if self._v6 else 40
             config = tcpcore.Config(mss=min(65535 - hdrs, ip.mtu - hdrs))
@@ -377,8 +380,8 @@ class TCP(Generic[A]):
                 while (ev := conn.next_event()) is not None:
                     if flow is not None:
                         flow._on_event(ev)
-                if self._ndp_confirm is not None and flow is not None:
-                    self._confirm(flow)
+                if self._v6 and flow is not None:
+                    self._v6_active(flow)
                 if flow is not None and flow._done:
                     del flows[id(conn)]
             for port, cb in self._callbacks.items():
@@ -388,15 +391,19 @@ class TCP(Generic[A]):
                 break
         self._arm_timer()
 
-    def _confirm(self, flow: TCPFlow[A]) -> None:
-        """The peer acknowledged new data: it is reachable (RFC 4861 7.3.1)."""
-        una = flow._conn.snd_una
+    def _v6_active(self, flow: TCPFlow[A]) -> None:
+        """IPv6 upkeep of an active connection: an ACK of new data confirms the neighbour
+        (RFC 4861 7.3.1); a smaller path MTU (RFC 8201) lowers the segment size."""
+        conn = flow._conn
+        addr = flow._dest[0]
+        assert isinstance(addr, ipaddress.IPv6Address)
+        una = conn.snd_una
         if una != flow._una:
             if flow._una >= 0 and self._ndp_confirm is not None:
-                addr = flow._dest[0]
-                assert isinstance(addr, ipaddress.IPv6Address)
                 self._ndp_confirm(addr.packed, self._loop.time())
             flow._una = una
+        if self._pmtu and addr.packed in self._pmtu and self._path_mtu is not None:
+            conn.set_path_mtu(self._path_mtu(addr), ipv6=True)
 
     def _arm_timer(self) -> None:
         t = self.endpoint.poll_at()
