@@ -21,7 +21,8 @@ The same code runs over both families (as UDP does): the IP layer is any
 :class:`TcpIPLayer`, the core handles 4- and 16-byte addresses (the pseudo-header is chosen
 by their length), and only the default MSS differs (MTU - 40 over IPv4, MTU - 60 over
 IPv6). Over IPv6, an ACK that advances ``snd.una`` confirms the neighbour to NDP
-(RFC 4861 7.3.1), sparing it the NUD probes.
+(RFC 4861 7.3.1), sparing it the NUD probes, and a Packet Too Big lowers the segment
+size of the connections to that destination (RFC 8201).
 """
 
 from __future__ import annotations
