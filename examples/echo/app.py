@@ -1,12 +1,14 @@
 """Echo: TCP and UDP echo on port 7 (RFC 862), TCP discard on port 9 (RFC 863).
 
 The same code runs on the host's sockets (``--net socket``) and on miragekit's own stack.
+With ``--ip6`` the direct stack is dual-stack: its listeners answer IPv6 too, and a UDP
+reply to an IPv6 sender goes out through the stack's ``udpv6()``.
 """
 
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, cast
 
 from miragekit import v1
 from miragekit.result import Ok
@@ -34,7 +36,9 @@ async def start(console: v1.Console, stack: v1.StackV4) -> None:
     udp = stack.udpv4()
 
     async def echo_udp(src: IPv4Address, dst: IPv4Address, src_port: int, buf: memoryview) -> None:
-        await udp.write(buf, dest_ip=src, dest_port=src_port, source_port=ECHO_PORT)
+        # A dual stack hands IPv6 datagrams to the same listener (STACKV4 has no udpv6).
+        out = cast(Any, stack).udpv6() if src.version == 6 else udp
+        await out.write(buf, dest_ip=src, dest_port=src_port, source_port=ECHO_PORT)
 
     stack.listen_tcpv4(port=ECHO_PORT, callback=echo_tcp)
     stack.listen_tcpv4(port=DISCARD_PORT, callback=discard_tcp)

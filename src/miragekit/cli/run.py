@@ -50,6 +50,15 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--gateway", metavar="IP", help="the direct stack's default gateway")
     p.add_argument(
+        "--ip6",
+        metavar="CIDR|slaac",
+        action="append",
+        default=[],
+        help="IPv6 on the direct stack besides IPv4: a static address (e.g. fd00::2/64) or "
+        "slaac (from router advertisements); repeatable. The link-local address is always on, "
+        "and listeners answer on both families",
+    )
+    p.add_argument(
         "--dhcp",
         action="store_true",
         help="configure the direct stack by DHCP (on --net vnet the runner serves DHCP too)",
@@ -81,6 +90,7 @@ def _options(args: argparse.Namespace) -> Options:
         forward=tuple(parse_forward(f) for f in args.forward),
         pcap=args.pcap,
         dhcp=args.dhcp,
+        ip6=tuple(args.ip6),
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

@@ -22,6 +22,7 @@ from ._pcap import PcapNetif as PcapNetif
 from ._tap import TapNetif as TapNetif
 from ._tcp import TCP as TCP
 from ._tcp import TCPFlow as TCPFlow
+from ._tcp import TcpIPLayer as TcpIPLayer
 from ._udp import UDP as UDP
 from ._vswitch import LinkParams as LinkParams
 from ._vswitch import VnetCounters as VnetCounters

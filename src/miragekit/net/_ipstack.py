@@ -17,9 +17,10 @@ from collections.abc import Sequence
 
 from ..v1 import Network, UDPCallback
 from ._arp import ArpConfig
-from ._ethif import ETHERTYPE_ARP, ETHERTYPE_IPV4, Ethif
+from ._ethif import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Ethif
 from ._fragment import ReassemblyConfig
 from ._ipv4 import PROTO_TCP, Handler, IPv4
+from ._ipv6 import IPv6
 from ._udp import UDP
 
 _log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class IPv4Stack:
         self.udp = udp
         self.internal_errors = 0
         self._listen_task: asyncio.Task[None] | None = None
+        self.ipv6: IPv6 | None = None
+        """IPv6 on the same interface (a dual stack): its packets go there."""
 
     @classmethod
     async def connect(
@@ -73,6 +76,8 @@ class IPv4Stack:
                 self.ipv4.receive(frame[14:])
             elif et == ETHERTYPE_ARP:
                 self.ipv4.receive_arp(frame[14:])
+            elif et == ETHERTYPE_IPV6 and self.ipv6 is not None:
+                self.ipv6.receive(frame[14:])
             elif et >= 0:
                 self.ethif.counters.rx_unknown_type += 1
         except Exception:

@@ -1,4 +1,5 @@
-"""TCP over :class:`IPv4`: the thin asyncio driver around the sans-I/O ``miragekit.tcp``.
+"""TCP over :class:`IPv4` or :class:`IPv6`: the thin asyncio driver around the sans-I/O
+``miragekit.tcp``.
 
 All protocol logic lives in :class:`~miragekit.tcp.TCPEndpoint` and its connections;
 this module only moves segments between them and the IP layer, keeps one timer for the
@@ -15,6 +16,13 @@ reads give ``EOF``; ``read`` gives ``Error(Unknown)`` after a reset, ``Error(Tim
 after retransmissions give up; ``create_connection`` gives ``Error(Refused())`` on RST
 and ``Error(Timeout())`` when the SYN retries are exhausted. A listener's flow is closed
 when its callback returns.
+
+The same code runs over both families (as UDP does): the IP layer is any
+:class:`TcpIPLayer`, the core handles 4- and 16-byte addresses (the pseudo-header is chosen
+by their length), and only the default MSS differs (MTU - 40 over IPv4, MTU - 60 over
+IPv6). Over IPv6, an ACK that advances ``snd.una`` confirms the neighbour to NDP
+(RFC 4861 7.3.1), sparing it the NUD probes, and a Packet Too Big lowers the segment
+size of the connections to that destination (RFC 8201).
 """
 
 from __future__ import annotations
@@ -23,22 +31,41 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Callable
-from typing import Self
+from typing import Any, Generic, Literal, Protocol, Self, cast
 
 from .. import tcp as tcpcore
 from ..result import EOF, Eof, Error, Ok, Refused, TCPError, Timeout, Unknown
 from ..v1 import TCP as TCPProtocol
+from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
 from ..wire.tcp import TCPRepr
-from ._ipv4 import IPv4, _loop_rng
+from ._ipv4 import _loop_rng
 
 Addr = ipaddress.IPv4Address
 PROTO_TCP = 6
+_ADDR: dict[int, Callable[[bytes], Any]] = {4: ipaddress.IPv4Address, 16: ipaddress.IPv6Address}
 _log = logging.getLogger(__name__)
 
 
-class TCPFlow:
+class TcpIPLayer(Protocol[A]):
+    """What TCP needs of an IP layer (:class:`IPv4` and :class:`IPv6` have it)."""
+
+    @property
+    def mtu(self) -> int: ...
+
+    def set_handler(
+        self, proto: int, handler: Callable[[A, A, memoryview], None] | None
+    ) -> None: ...
+
+    def get_source(self, *, dst: A) -> A: ...
+
+    def allocate_frame(self, *, dst: A, proto: Literal["TCP", "UDP"]) -> tuple[memoryview, int]: ...
+
+    def send(self, frame: Any, bufs: Any) -> None: ...
+
+
+class TCPFlow(Generic[A]):
     """One TCP connection of the direct stack, as a v1 FLOW."""
 
     __slots__ = (
@@ -50,19 +77,21 @@ class TCPFlow:
         "_error",
         "_reader",
         "_tcp",
+        "_una",
         "_writer",
     )
 
-    def __init__(self, tcp: TCP, conn: tcpcore.Connection, dest: tuple[Addr, int]) -> None:
-        self._tcp = tcp
+    def __init__(self, tcp: TCP[A], conn: tcpcore.Connection, dest: tuple[A, int]) -> None:
+        self._tcp: TCP[A] = tcp
         self._conn = conn
-        self._dest = dest
+        self._dest: tuple[A, int] = dest
         self._closed = False  # closed by the application
         self._done = False  # the connection reached CLOSED
         self._error: TCPError | None = None
         self._reader: asyncio.Future[None] | None = None
         self._writer: asyncio.Future[None] | None = None
         self._connected: asyncio.Future[None] | None = None
+        self._una = -1  # snd.una last seen by the driver (NUD confirmation over IPv6)
 
     def __repr__(self) -> str:
         return f"<TCPFlow {self._dest[0]}:{self._dest[1]} {self._conn.state.name}>"
@@ -72,7 +101,7 @@ class TCPFlow:
         """The sans-I/O connection underneath (for tests and diagnostics)."""
         return self._conn
 
-    def get_dest(self) -> tuple[Addr, int]:
+    def get_dest(self) -> tuple[A, int]:
         return self._dest
 
     # -- events from the endpoint ---------------------------------------------------
@@ -192,18 +221,29 @@ class TCPFlow:
             self._tcp._poke(self)
 
 
-class TCP:
-    """v1.TCP over :class:`IPv4`: connections, listeners and the endpoint's timer."""
+class TCP(Generic[A]):
+    """v1.TCP over :class:`IPv4` or :class:`IPv6`: connections, listeners and the
+    endpoint's timer."""
 
-    def __init__(self, ip: IPv4, *, config: tcpcore.Config | None = None) -> None:
-        self._ip = ip
+    def __init__(self, ip: TcpIPLayer[A], *, config: tcpcore.Config | None = None) -> None:
+        self._ip: TcpIPLayer[A] = ip
         self._loop = asyncio.get_running_loop()
+        # Over IPv6 the NDP neighbour cache hears of forward progress (RFC 4861 7.3.1).
+        ndp = getattr(ip, "ndp", None)
+        self._ndp_confirm: Callable[[bytes, float], None] | None = getattr(
+            ndp, "confirm_reachable", None
+        )
+        self._v6 = self._ndp_confirm is not None
+        # Over IPv6, Packet Too Big lowers the layer's path MTU; connections follow it.
+        self._pmtu: dict[bytes, Any] | None = getattr(ip, "pmtu", None) if self._v6 else None
+        self._path_mtu: Callable[[Any], int] | None = getattr(ip, "path_mtu", None)
         if config is None:
-            config = tcpcore.Config(mss=min(65495, ip.mtu - 40))
+            hdrs = 60 if self._v6 else 40
+            config = tcpcore.Config(mss=min(65535 - hdrs, ip.mtu - hdrs))
         self.config = config
         secret = _loop_rng(self._loop).randbytes(32)
         self.endpoint = tcpcore.TCPEndpoint(config, secret=secret)
-        self._flows: dict[int, TCPFlow] = {}
+        self._flows: dict[int, TCPFlow[A]] = {}
         self._callbacks: dict[int, TCPCallback] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_handle: asyncio.Handle | None = None
@@ -215,10 +255,10 @@ class TCP:
         ip.set_handler(PROTO_TCP, self._receive)
 
     @classmethod
-    async def connect(cls, id: IPv4, *, config: tcpcore.Config | None = None) -> Ok[Self]:
+    async def connect(cls, id: TcpIPLayer[A], *, config: tcpcore.Config | None = None) -> Ok[Self]:
         return Ok(cls(id, config=config))
 
-    def id(self) -> IPv4:
+    def id(self) -> TcpIPLayer[A]:
         return self._ip
 
     @property
@@ -235,14 +275,14 @@ class TCP:
 
     # -- input --------------------------------------------------------------------------
 
-    def _receive(self, src: Addr, dst: Addr, segment: memoryview) -> None:
+    def _receive(self, src: A, dst: A, segment: memoryview) -> None:
         self.endpoint.handle_packet(self._loop.time(), src.packed, dst.packed, segment)
         self._schedule_flush()
 
     async def input(
         self,
-        src: Addr,
-        dst: Addr,
+        src: A,
+        dst: A,
         buf: memoryview,
         *,
         listeners: Callable[[int], TCPCallback | None],
@@ -268,7 +308,7 @@ class TCP:
         self.endpoint.unlisten(port)
         self._callbacks.pop(port, None)
 
-    async def create_connection(self, dest: tuple[Addr, int]) -> Ok[TCPFlow] | Error[TCPError]:
+    async def create_connection(self, dest: tuple[A, int]) -> Ok[TCPFlow[A]] | Error[TCPError]:
         addr, port = dest
         if not 0 < port < 65536:
             raise ValueError(f"port must be in 1..65535, got {port}")
@@ -276,7 +316,7 @@ class TCP:
             return Error(Unknown("the TCP layer is disconnected"))
         src = self._ip.get_source(dst=addr)
         conn = self.endpoint.connect(self._loop.time(), src.packed, addr.packed, port)
-        flow = TCPFlow(self, conn, (addr, port))
+        flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
         self._flows[id(conn)] = flow
         flow._connected = fut = self._loop.create_future()
         self._schedule_flush()
@@ -289,7 +329,7 @@ class TCP:
 
     # -- output and timers ----------------------------------------------------------------
 
-    def _poke(self, flow: TCPFlow) -> None:
+    def _poke(self, flow: TCPFlow[A]) -> None:
         """The application called into ``flow``'s connection: collect its output soon."""
         conn = flow._conn
         self.endpoint.wake(conn)
@@ -341,6 +381,8 @@ class TCP:
                 while (ev := conn.next_event()) is not None:
                     if flow is not None:
                         flow._on_event(ev)
+                if self._v6 and flow is not None:
+                    self._v6_active(flow)
                 if flow is not None and flow._done:
                     del flows[id(conn)]
             for port, cb in self._callbacks.items():
@@ -349,6 +391,20 @@ class TCP:
             if ep.poll_at() != 0.0:
                 break
         self._arm_timer()
+
+    def _v6_active(self, flow: TCPFlow[A]) -> None:
+        """IPv6 upkeep of an active connection: an ACK of new data confirms the neighbour
+        (RFC 4861 7.3.1); a smaller path MTU (RFC 8201) lowers the segment size."""
+        conn = flow._conn
+        addr = flow._dest[0]
+        assert isinstance(addr, ipaddress.IPv6Address)
+        una = conn.snd_una
+        if una != flow._una:
+            if flow._una >= 0 and self._ndp_confirm is not None:
+                self._ndp_confirm(addr.packed, self._loop.time())
+            flow._una = una
+        if self._pmtu and addr.packed in self._pmtu and self._path_mtu is not None:
+            conn.set_path_mtu(self._path_mtu(addr), ipv6=True)
 
     def _arm_timer(self) -> None:
         t = self.endpoint.poll_at()
@@ -366,19 +422,26 @@ class TCP:
 
     def _emit(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
         ip = self._ip
-        frame, hl = ip.allocate_frame(dst=Addr(raddr), proto="TCP")
+        frame, hl = ip.allocate_frame(dst=_ADDR[len(raddr)](raddr), proto="TCP")
         n = seg.buffer_len()
         if hl + n > len(frame):
             big = bytearray(hl + n)
             big[:hl] = frame[:hl]
             frame = memoryview(big)
+        if self._v6 and frame[hl - 32 : hl - 16] != laddr:
+            # The connection's own address, not the one source selection would pick now
+            # (the peer may have reached us at another of our addresses).
+            frame[hl - 32 : hl - 16] = laddr
         seg.emit(frame[hl : hl + n], laddr, raddr)
         ip.send(frame[: hl + n], ())
 
     def _start(self, conn: tcpcore.Connection, cb: TCPCallback) -> None:
         key = next((k for k, c in self.endpoint.connections.items() if c is conn), None)
-        dest = (Addr(key[2]), key[3]) if key is not None else (Addr(0), conn.remote_port)
-        flow = TCPFlow(self, conn, dest)
+        alen = 16 if self._v6 else 4
+        raddr = key[2] if key is not None else bytes(alen)
+        port = key[3] if key is not None else conn.remote_port
+        dest: tuple[A, int] = (cast(A, _ADDR[len(raddr)](raddr)), port)
+        flow: TCPFlow[A] = TCPFlow(self, conn, dest)
         self._flows[id(conn)] = flow
         while (ev := conn.next_event()) is not None:
             flow._on_event(ev)
@@ -386,7 +449,7 @@ class TCP:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, cb: TCPCallback, flow: TCPFlow) -> None:
+    async def _serve(self, cb: TCPCallback, flow: TCPFlow[A]) -> None:
         try:
             await cb(flow)
         except asyncio.CancelledError:
@@ -408,5 +471,7 @@ class TCP:
         self._flush()
 
 
-_c_tcp: type[TCPProtocol[Addr]] = TCP
-_c_flow: type[TCPFlowProtocol[Addr]] = TCPFlow
+_c_tcp: type[TCPProtocol[Addr]] = TCP[Addr]
+_c_flow: type[TCPFlowProtocol[Addr]] = TCPFlow[Addr]
+_c_tcp6: type[TCPProtocol[ipaddress.IPv6Address]] = TCP[ipaddress.IPv6Address]
+_c_flow6: type[TCPFlowProtocol[ipaddress.IPv6Address]] = TCPFlow[ipaddress.IPv6Address]

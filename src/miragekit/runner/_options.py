@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 NETS = ("socket", "vnet", "tap", "vxlan")
 
@@ -59,6 +60,7 @@ class Options:
     forward: tuple[Forward, ...] = ()
     pcap: Path | None = None
     dhcp: bool = False
+    ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
 
     @property
     def net_kind(self) -> str:
@@ -77,6 +79,16 @@ class Options:
     def interface(self) -> ipaddress.IPv4Interface:
         """The direct stack's address and network."""
         return ipaddress.IPv4Interface(self.ip or DEFAULT_DIRECT_IP)
+
+    def ipv6_config(self) -> Any:
+        """The direct stack's ``IPv6Config`` for ``--ip6`` (None without it): static
+        addresses from the CIDRs, SLAAC if ``slaac`` was given."""
+        if not self.ip6:
+            return None
+        from ..stack import IPv6Config
+
+        cidrs = [c for c in self.ip6 if c != "slaac"]
+        return IPv6Config(cidrs=cidrs, slaac="slaac" in self.ip6)
 
     def host_side(self) -> ipaddress.IPv4Address:
         """The address the host's side of the virtual switch takes: the network's first
@@ -172,6 +184,7 @@ class Options:
                 raise OptionError(f"--pcap {self.pcap}: is a directory")
             if not self.pcap.parent.is_dir():
                 raise OptionError(f"--pcap {self.pcap}: no such directory {self.pcap.parent}")
+        self._check_ip6()
         if self.sim and kind == "tap":
             raise OptionError("--sim cannot drive a TAP device (real time); use --net vnet")
         if self.forward:
@@ -189,6 +202,36 @@ class Options:
                 seen.add(f.host_port)
             if kind == "vnet":
                 self.host_side()
+
+    def _check_ip6(self) -> None:
+        if self.ip6 and not self.direct:
+            raise OptionError(
+                "--ip6 is for the direct stack (--net vnet, tap or vxlan); with --net socket "
+                "the host's addresses are used"
+            )
+        seen: set[ipaddress.IPv6Address] = set()
+        for text in self.ip6:
+            if text == "slaac":
+                continue
+            try:
+                iface = ipaddress.IPv6Interface(text)
+            except ValueError:
+                raise OptionError(
+                    f"--ip6 {text}: not an IPv6 CIDR (e.g. fd00::2/64) or 'slaac'"
+                ) from None
+            if "/" not in text:
+                raise OptionError(f"--ip6 {text}: give the prefix length (e.g. {text}/64)")
+            ip = iface.ip
+            if ip.is_link_local:
+                raise OptionError(
+                    f"--ip6 {text}: the link-local address is always on (from the MAC); "
+                    "give a global or unique-local CIDR"
+                )
+            if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+                raise OptionError(f"--ip6 {text}: not a unicast address for an interface")
+            if ip in seen:
+                raise OptionError(f"--ip6 {text}: given twice")
+            seen.add(ip)
 
 
 def _looks_like_tar(path: Path) -> bool:

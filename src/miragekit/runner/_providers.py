@@ -241,10 +241,11 @@ def _direct_stack(opts: Options) -> Choice:
 
         netif = await graph.get(v1.Network)
         config = v1.StackConfig("stack", None, netif, Static(iface, gateways))
-        return _unwrap(f"--net {opts.net}", await DirectStackV4.connect(config))
+        ip6 = opts.ipv6_config()
+        return _unwrap(f"--net {opts.net}", await DirectStackV4.connect(config, ip6=ip6))
 
     via = f", gateway {opts.gateway}" if opts.gateway else ""
-    label = f"miragekit.stack.DirectStackV4 ({iface}{via})"
+    label = f"miragekit.stack.DirectStackV4 ({iface}{via}{_ip6_label(opts)})"
     return Choice(label, (v1.Network,), build)
 
 
@@ -260,14 +261,22 @@ def _dhcp_stack(opts: Options) -> Choice:
         if opts.net_kind == "vnet":
             await graph.add(await _vnet_dhcp_server(netif))
         config = v1.StackConfig("stack", None, netif, DHCP())
-        return _unwrap(f"--net {opts.net} --dhcp", await DirectStackV4.connect(config))
+        ip6 = opts.ipv6_config()
+        return _unwrap(f"--net {opts.net} --dhcp", await DirectStackV4.connect(config, ip6=ip6))
 
     where = (
         f"from miragekit's DHCP server at {VNET_DHCP_SERVER.ip} on the switch"
         if opts.net_kind == "vnet"
         else "from the network's DHCP server"
     )
-    return Choice(f"miragekit.stack.DirectStackV4 (DHCP, {where})", (v1.Network,), build)
+    label = f"miragekit.stack.DirectStackV4 (DHCP, {where}{_ip6_label(opts)})"
+    return Choice(label, (v1.Network,), build)
+
+
+def _ip6_label(opts: Options) -> str:
+    if not opts.ip6:
+        return ""
+    return "; IPv6: link-local, " + ", ".join(opts.ip6)
 
 
 async def _vnet_dhcp_server(netif: Any) -> Any:
