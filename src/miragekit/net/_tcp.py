@@ -30,6 +30,7 @@ from ..result import EOF, Eof, Error, Ok, Refused, TCPError, Timeout, Unknown
 from ..v1 import TCP as TCPProtocol
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
+from ..wire._checksum import pseudo_sum
 from ..wire.tcp import TCPRepr
 from ._ipv4 import IPv4, _loop_rng
 
@@ -199,7 +200,14 @@ class TCP:
         self._ip = ip
         self._loop = asyncio.get_running_loop()
         if config is None:
-            config = tcpcore.Config(mss=min(65495, ip.mtu - 40))
+            # With TSO, one segment carries up to ~64 KiB; the device cuts it at the MSS.
+            tso = ip.tso_max
+            config = tcpcore.Config(
+                mss=min(65495, ip.mtu - 40),
+                tso_max=tso,
+                send_buffer=1024 * 1024 if tso else 256 * 1024,
+                recv_buffer=1024 * 1024 if tso else 256 * 1024,
+            )
         self.config = config
         secret = _loop_rng(self._loop).randbytes(32)
         self.endpoint = tcpcore.TCPEndpoint(config, secret=secret)
@@ -236,7 +244,9 @@ class TCP:
     # -- input --------------------------------------------------------------------------
 
     def _receive(self, src: Addr, dst: Addr, segment: memoryview) -> None:
-        self.endpoint.handle_packet(self._loop.time(), src.packed, dst.packed, segment)
+        self.endpoint.handle_packet(
+            self._loop.time(), src.packed, dst.packed, segment, verified=self._ip.rx_csum_ok
+        )
         self._schedule_flush()
 
     async def input(
@@ -366,6 +376,9 @@ class TCP:
 
     def _emit(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
         ip = self._ip
+        if ip.offload is not None:
+            self._emit_offload(laddr, raddr, seg)
+            return
         frame, hl = ip.allocate_frame(dst=Addr(raddr), proto="TCP")
         n = seg.buffer_len()
         if hl + n > len(frame):
@@ -374,6 +387,25 @@ class TCP:
             frame = memoryview(big)
         seg.emit(frame[hl : hl + n], laddr, raddr)
         ip.send(frame[: hl + n], ())
+
+    def _emit_offload(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
+        """The headers into a small frame, the payload as is (no copy); the device
+        completes the checksum and, above the MTU, cuts the segment at the MSS."""
+        ip = self._ip
+        payload = seg.payload
+        plen = len(payload)
+        head = seg._replace(payload=b"") if plen else seg
+        n = head.buffer_len()
+        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n)
+        head.emit(frame[34:])
+        frame[50:52] = pseudo_sum(laddr, raddr, PROTO_TCP, n + plen).to_bytes(2, "big")
+        gso = 0
+        if 20 + n + plen > ip.mtu:
+            gso = ip.mtu - 20 - n
+            conn = self.endpoint.connections.get((laddr, seg.src_port, raddr, seg.dst_port))
+            if conn is not None and conn.mss < gso:
+                gso = conn.mss
+        ip.send_offload(frame, payload, gso)
 
     def _start(self, conn: tcpcore.Connection, cb: TCPCallback) -> None:
         key = next((k for k, c in self.endpoint.connections.items() if c is conn), None)

@@ -86,7 +86,7 @@ class UDP:
         if length < 8 or length > n or dport == 0:
             c.rx_malformed += 1
             return None
-        if csum:
+        if csum and not self._ip.rx_csum_ok:
             # Data and pseudo-header summed modulo 0xFFFF (see wire/_checksum): a correct
             # checksum makes the total a non-zero multiple of 0xFFFF.
             v = int.from_bytes(buf[:length], "big")
