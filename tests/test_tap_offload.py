@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.apprun import running, sh
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run
 
 from miragekit.net import TapNetif
@@ -180,3 +181,15 @@ def test_bad_checksum_without_offload_flags_is_dropped(knet: KernelNet) -> None:
         assert stack.tcpv4().connections() == 0
 
     run(with_offload(knet, body), timeout=60)
+
+
+def test_runner_offload_echo(knet: KernelNet) -> None:
+    """``miragekit run examples/echo --net tap:NAME --offload`` inside the namespace."""
+    knet.move_in()
+    args = ["--net", f"tap:{knet.tap}", "--ip", f"{OUR_IP}/24", "--offload"]
+    with running("examples/echo", *args, netns=knet.ns,
+                 ready=f"echo: TCP\\+UDP echo on {OUR_IP} port 7"):  # fmt: skip
+        data = os.urandom(2 * MB)
+        ns = ("ip", "netns", "exec", knet.ns)
+        assert sh(*ns, "socat", "-t", "10", "-", f"TCP:{OUR_IP}:7", input=data) == data
+        assert sh(*ns, "socat", "-t", "2", "-", f"UDP:{OUR_IP}:7", input=b"udp") == b"udp"

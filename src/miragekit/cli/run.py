@@ -59,6 +59,12 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pcap", metavar="FILE", type=Path, help="record the direct stack's frames to FILE"
     )
+    p.add_argument(
+        "--offload",
+        action="store_true",
+        help="--net tap: checksum and segmentation offload (64 KiB TCP segments to and "
+        "from the kernel)",
+    )
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -74,6 +80,7 @@ def _options(args: argparse.Namespace) -> Options:
         gateway=args.gateway,
         forward=tuple(parse_forward(f) for f in args.forward),
         pcap=args.pcap,
+        offload=args.offload,
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

@@ -58,6 +58,7 @@ class Options:
     gateway: str | None = None
     forward: tuple[Forward, ...] = ()
     pcap: Path | None = None
+    offload: bool = False
 
     @property
     def net_kind(self) -> str:
@@ -144,6 +145,12 @@ class Options:
                 raise OptionError(f"--pcap {self.pcap}: is a directory")
             if not self.pcap.parent.is_dir():
                 raise OptionError(f"--pcap {self.pcap}: no such directory {self.pcap.parent}")
+        if self.offload and kind != "tap":
+            raise OptionError(
+                "--offload is TAP checksum and segmentation offload: it needs --net tap[:NAME]"
+            )
+        if self.offload and self.pcap is not None:
+            raise OptionError("--offload with --pcap: the recorder takes plain frames only")
         if self.sim and kind == "tap":
             raise OptionError("--sim cannot drive a TAP device (real time); use --net vnet")
         if self.forward:
