@@ -13,6 +13,9 @@ from ._ipstack import IPv4Stack as IPv4Stack
 from ._ipv4 import IPv4 as IPv4
 from ._link import FrameLink as FrameLink
 from ._link import FrameReceiver as FrameReceiver
+from ._link import MetaReceiver as MetaReceiver
+from ._link import OffloadLink as OffloadLink
+from ._link import offload_link as offload_link
 from ._pcap import FrameNetwork as FrameNetwork
 from ._pcap import PcapNetif as PcapNetif
 from ._tap import TapNetif as TapNetif
