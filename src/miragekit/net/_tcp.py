@@ -379,14 +379,10 @@ class TCP:
         if ip.offload is not None:
             self._emit_offload(laddr, raddr, seg)
             return
-        frame, hl = ip.allocate_frame(dst=Addr(raddr), proto="TCP")
         n = seg.buffer_len()
-        if hl + n > len(frame):
-            big = bytearray(hl + n)
-            big[:hl] = frame[:hl]
-            frame = memoryview(big)
-        seg.emit(frame[hl : hl + n], laddr, raddr)
-        ip.send(frame[: hl + n], ())
+        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n)
+        seg.emit(frame[34:], laddr, raddr)
+        ip.send_frame(frame)
 
     def _emit_offload(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
         """The headers into a small frame, the payload as is (no copy); the device

@@ -198,9 +198,18 @@ class TCPPacket:
 
     def fill_checksum(self, src: bytes, dst: bytes) -> None:
         """Compute and store the checksum over the pseudo-header and the whole segment."""
-        self.buffer[16:18] = b"\0\0"
-        init = pseudo_sum(src, dst, PROTOCOL, len(self.buffer))
-        self.checksum = checksum_v((self.buffer,), init)
+        buf = self.buffer
+        buf[16:18] = b"\0\0"
+        if len(src) != 4 or len(dst) != 4:
+            init = pseudo_sum(src, dst, PROTOCOL, len(buf))
+            self.checksum = checksum_v((buf,), init)
+            return
+        # One big-integer sum reduced modulo 0xFFFF (see wire/_checksum): never all zero,
+        # as the protocol number is in it, so the ones'-complement sum is never 0 here.
+        n = len(buf)
+        v = int.from_bytes(buf, "big") << 8 if n & 1 else int.from_bytes(buf, "big")
+        r = (v + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n) % 0xFFFF
+        buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
 
     def fill_partial_checksum(self, src: bytes, dst: bytes) -> None:
         """Store only the folded pseudo-header sum, as checksum offload (NEEDS_CSUM) wants."""
@@ -314,8 +323,13 @@ class TCPRepr(NamedTuple):
         if hl > n:
             raise TCPParseError("data_offset", f"{hl} bytes exceeds the {n}-byte segment")
         if src is not None and dst is not None:
-            init = pseudo_sum(src, dst, PROTOCOL, n)
-            if checksum_v((buf,), init) != 0:
+            if len(src) == 4 == len(dst):
+                # The sum with a correct checksum is a non-zero multiple of 0xFFFF.
+                v = int.from_bytes(buf, "big") << 8 if n & 1 else int.from_bytes(buf, "big")
+                v += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n
+                if v % 0xFFFF:
+                    raise TCPChecksumError()
+            elif checksum_v((buf,), pseudo_sum(src, dst, PROTOCOL, n)) != 0:
                 raise TCPChecksumError()
         payload = buf[hl:]
         if hl == HEADER_LEN:
