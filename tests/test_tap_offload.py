@@ -20,7 +20,7 @@ import pytest
 from tests.apprun import running, sh
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run
 
-from miragekit.net import TapNetif
+from miragekit.net import PcapNetif, TapNetif
 from miragekit.result import Error, Ok, Refused
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig
@@ -193,3 +193,35 @@ def test_runner_offload_echo(knet: KernelNet) -> None:
         ns = ("ip", "netns", "exec", knet.ns)
         assert sh(*ns, "socat", "-t", "10", "-", f"TCP:{OUR_IP}:7", input=data) == data
         assert sh(*ns, "socat", "-t", "2", "-", f"UDP:{OUR_IP}:7", input=b"udp") == b"udp"
+
+
+def test_a_plain_receiver_turns_the_offloads_off(knet: KernelNet, tmp_path: Path) -> None:
+    """Under a wrapper without the offload protocol (the pcap recorder), the offload
+    TAP device hands over plain frames only, and the stack works as without offload."""
+    out = tmp_path / "page"
+
+    async def body() -> None:
+        r = await TapNetif.connect(knet.tap, offload=True)
+        assert isinstance(r, Ok), r
+        netif = r.value
+        knet.move_in()
+        rec = PcapNetif(netif, tmp_path / "x.pcap")
+        s = await DirectStackV4.connect(StackConfig("tap", None, rec, Static(f"{OUR_IP}/24")))
+        assert isinstance(s, Ok), s
+        stack = s.value
+        try:
+            assert stack.ipv4().offload is None and stack.tcpv4().config.tso_max == 0
+            stack.listen_tcpv4(port=80, callback=http_server)
+            rc, msg = await knet.exec(
+                "curl", "-sS", "--max-time", "30", "-o", str(out), f"http://{OUR_IP}/"
+            )
+            assert rc == 0, msg
+            assert out.read_bytes() == HTTP_BODY
+            # Had the kernel still left checksums to us, its ACKs would fail ours.
+            assert stack.tcpv4().stats["bad_checksum"] == 0
+            assert netif.counters.tx_gso == netif.counters.tx_csum_offload == 0
+        finally:
+            await stack.disconnect()
+            await netif.disconnect()
+
+    run(body(), timeout=60)
