@@ -5,6 +5,12 @@ ints for addresses (:meth:`IPv4.receive`, :meth:`IPv4.send`); protocol handlers 
 synchronously with :meth:`IPv4.set_handler` (UDP now, TCP later). The seed's async
 ``input``/``write``/``writev`` wrap that path. ARP, reassembly and ICMP are sans-I/O
 objects fed with ``now``; their deadlines share one loop timer.
+
+On a device with checksum and segmentation offload (:class:`~miragekit.net.OffloadLink`)
+received packets may exceed the MTU (up to 64 KiB, never via reassembly) and carry flags
+that let the transport skip its checksum (:attr:`IPv4.rx_csum_ok` during the delivery);
+TCP sends through :meth:`IPv4.send_offload`, which never fragments: a packet above the
+MTU leaves whole, and the device cuts it into MSS-sized segments.
 """
 
 from __future__ import annotations
