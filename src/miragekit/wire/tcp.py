@@ -206,9 +206,12 @@ class TCPPacket:
             return
         # One big-integer sum reduced modulo 0xFFFF (see wire/_checksum): never all zero,
         # as the protocol number is in it, so the ones'-complement sum is never 0 here.
+        # The big integer is reduced first: adding to it would copy it.
         n = len(buf)
-        v = int.from_bytes(buf, "big") << 8 if n & 1 else int.from_bytes(buf, "big")
-        r = (v + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n) % 0xFFFF
+        r = int.from_bytes(buf, "big") % 0xFFFF
+        if n & 1:
+            r <<= 8
+        r = (r + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n) % 0xFFFF
         buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
 
     def fill_partial_checksum(self, src: bytes, dst: bytes) -> None:
@@ -325,7 +328,9 @@ class TCPRepr(NamedTuple):
         if src is not None and dst is not None:
             if len(src) == 4 == len(dst):
                 # The sum with a correct checksum is a non-zero multiple of 0xFFFF.
-                v = int.from_bytes(buf, "big") << 8 if n & 1 else int.from_bytes(buf, "big")
+                v = int.from_bytes(buf, "big") % 0xFFFF
+                if n & 1:
+                    v <<= 8
                 v += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n
                 if v % 0xFFFF:
                     raise TCPChecksumError()
