@@ -461,11 +461,18 @@ class TCPRepr(NamedTuple):
         if end > hl:
             buf[hl:end] = self.payload
         if src is not None and dst is not None:
-            packet = TCPPacket(buf[:end])
             if partial_checksum:
-                packet.fill_partial_checksum(src, dst)
+                TCPPacket(buf[:end]).fill_partial_checksum(src, dst)
+            elif len(src) == 4 == len(dst):
+                # As fill_checksum, inline: this runs for every segment sent.
+                r = int.from_bytes(buf[:end], "big") % 0xFFFF
+                if end & 1:
+                    r <<= 8
+                r += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + end
+                r %= 0xFFFF
+                buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
             else:
-                packet.fill_checksum(src, dst)
+                TCPPacket(buf[:end]).fill_checksum(src, dst)
 
     def to_bytes(self, src: bytes | None = None, dst: bytes | None = None) -> bytearray:
         """Convenience: a new buffer holding the emitted segment."""
