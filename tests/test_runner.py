@@ -135,6 +135,9 @@ def test_describe_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str
         (["run", "{app}", "--net", "vnet", "--pcap", "{tmp}"], "is a directory"),
         (["run", "{app}", "--net", "vnet", "--pcap", "{tmp}/no/x.pcap"], "no such directory"),
         (["run", "{app}", "--net", "tap", "--sim"], "--sim cannot drive a TAP device"),
+        (["run", "{app}", "--net", "vnet", "--offload"], "--offload is TAP checksum and"),
+        (["run", "{app}", "--offload"], "it needs --net tap[:NAME]"),
+        (["run", "{app}", "--net", "tap", "--offload", "--pcap", "{tmp}/x"], "plain frames only"),
         (["run", "{echo}", "--sim"], "--sim with a STACKV4 needs --net vnet"),
         (["describe", "{hello}", "--net", "vnet", "--forward", "0:7"], "takes no STACKV4"),
         (["run", "{kv}"], "a KV_RO store is needed: give --kv"),
@@ -220,6 +223,8 @@ def test_describe_shows_the_network_pcap_stack_and_forwards(
     assert "127.0.0.1:9000 -> 10.5.0.9:7 through the host kernel and mk-x" in dot
     assert main(["describe", echo]) == 0
     assert "SocketStackV4 (host sockets on 127.0.0.1)" in capsys.readouterr().out
+    assert main(["describe", echo, "--net", "tap:mk-y", "--offload"]) == 0
+    assert "NETWORK: miragekit.net.TapNetif (mk-y, offload)" in capsys.readouterr().out
 
 
 SIM_APP = """

@@ -74,6 +74,12 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pcap", metavar="FILE", type=Path, help="record the direct stack's frames to FILE"
     )
+    p.add_argument(
+        "--offload",
+        action="store_true",
+        help="--net tap: checksum and segmentation offload (64 KiB TCP segments to and "
+        "from the kernel)",
+    )
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -91,6 +97,7 @@ def _options(args: argparse.Namespace) -> Options:
         pcap=args.pcap,
         dhcp=args.dhcp,
         ip6=tuple(args.ip6),
+        offload=args.offload,
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

@@ -15,6 +15,9 @@ from ._ipv4 import IPv4 as IPv4
 from ._ipv6 import IPv6 as IPv6
 from ._link import FrameLink as FrameLink
 from ._link import FrameReceiver as FrameReceiver
+from ._link import MetaReceiver as MetaReceiver
+from ._link import OffloadLink as OffloadLink
+from ._link import offload_link as offload_link
 from ._ndp import Ndp as Ndp
 from ._ndp import NdpConfig as NdpConfig
 from ._pcap import FrameNetwork as FrameNetwork

@@ -59,7 +59,9 @@ class IPv4Stack:
         udp = UDP(ipv4, rng=rng)
         ipv4.set_handler(17, udp.receive)
         self = cls(netif, ethif, ipv4, udp)
-        if ethif.link is not None:
+        if ipv4.offload is not None:
+            ipv4.offload.set_receiver_meta(self.receive_frame)
+        elif ethif.link is not None:
             ethif.link.set_receiver(self.receive_frame)
         else:
             self._listen_task = asyncio.get_running_loop().create_task(
@@ -68,12 +70,15 @@ class IPv4Stack:
         await ipv4.set_ip(iface.ip)  # after the receiver: the gratuitous ARP goes out now
         return self
 
-    def receive_frame(self, frame: memoryview) -> None:
-        """One received Ethernet frame, synchronously. Never raises."""
+    def receive_frame(self, frame: memoryview, flags: int = 0) -> None:
+        """One received Ethernet frame, synchronously. Never raises.
+
+        ``flags`` are an :class:`~miragekit.net.OffloadLink`'s receive flags.
+        """
         try:
             et = self.ethif.classify(frame)
             if et == ETHERTYPE_IPV4:
-                self.ipv4.receive(frame[14:])
+                self.ipv4.receive(frame[14:], flags)
             elif et == ETHERTYPE_ARP:
                 self.ipv4.receive_arp(frame[14:])
             elif et == ETHERTYPE_IPV6 and self.ipv6 is not None:
@@ -107,7 +112,9 @@ class IPv4Stack:
         }
 
     async def disconnect(self) -> None:
-        if self.ethif.link is not None:
+        if self.ipv4.offload is not None:
+            self.ipv4.offload.set_receiver_meta(None)
+        elif self.ethif.link is not None:
             self.ethif.link.set_receiver(None)
         if self._listen_task is not None:
             self._listen_task.cancel()

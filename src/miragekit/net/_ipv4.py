@@ -5,6 +5,12 @@ ints for addresses (:meth:`IPv4.receive`, :meth:`IPv4.send`); protocol handlers 
 synchronously with :meth:`IPv4.set_handler` (UDP now, TCP later). The seed's async
 ``input``/``write``/``writev`` wrap that path. ARP, reassembly and ICMP are sans-I/O
 objects fed with ``now``; their deadlines share one loop timer.
+
+On a device with checksum and segmentation offload (:class:`~miragekit.net.OffloadLink`)
+received packets may exceed the MTU (up to 64 KiB, never via reassembly) and carry flags
+that let the transport skip its checksum (:attr:`IPv4.rx_csum_ok` during the delivery);
+TCP sends through :meth:`IPv4.send_offload`, which never fragments: a packet above the
+MTU leaves whole, and the device cuts it into MSS-sized segments.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
 from ._icmp import PROTO_UNREACHABLE, Icmp
+from ._link import OffloadLink, offload_link
 from ._timer import Wakeup
 
 Addr = ipaddress.IPv4Address
@@ -40,6 +47,8 @@ _PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
 _ALL_ONES: Final = 0xFFFFFFFF
 ETH_HLEN: Final = 14
 _RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
+_LEN_ID = struct.Struct("!HH")
+_ETYPE_IP = struct.Struct("!HBBHHHBBH4s4s")  # the ethertype, then the IPv4 header
 
 
 def _loop_rng(loop: asyncio.AbstractEventLoop) -> random.Random:
@@ -69,6 +78,8 @@ class IPv4Counters:
     tx_fragments: int = 0
     tx_no_route: int = 0
     tx_too_big: int = 0  # above the MTU with DF set
+    tx_offload: int = 0  # TCP packets whose checksum (and segmentation) the device does
+    tx_offload_unresolved: int = 0  # TSO packets cut to one segment while ARP resolves
 
 
 class IPv4:
@@ -109,6 +120,10 @@ class IPv4:
         self._icmp_handler: Handler | None = None
         self._addrs: dict[int, Addr] = {}
         self._rx_packet: memoryview | None = None
+        self.rx_csum_ok = False
+        """During a delivery: the device vouched for the transport checksum (offload)."""
+        self.offload: OffloadLink | None = offload_link(ethif.link)
+        """The device's checksum and segmentation offload, when it has them."""
 
     @classmethod
     async def connect(
@@ -263,8 +278,17 @@ class IPv4:
         c.rx_delivered += 1
         return proto, src, dst, pkt[hl:], pkt
 
-    def receive(self, packet: memoryview) -> None:
-        """The synchronous input path: one IPv4 packet (the Ethernet payload)."""
+    @property
+    def tso_max(self) -> int:
+        """The largest TCP payload one packet may carry for TSO (0: no offload)."""
+        return 65535 - 20 - 60 if self.offload is not None else 0
+
+    def receive(self, packet: memoryview, flags: int = 0) -> None:
+        """The synchronous input path: one IPv4 packet (the Ethernet payload).
+
+        ``flags`` (``CSUM_NEEDED``/``CSUM_VALID`` from an :class:`OffloadLink`) tell the
+        transport not to verify its checksum; the packet may then exceed the MTU.
+        """
         r = self._parse(packet)
         if r is None:
             return
@@ -279,10 +303,13 @@ class IPv4:
             self._unreachable(PROTO_UNREACHABLE, pkt, src, dst)
             return
         self._rx_packet = pkt
+        # A reassembled packet lives in a new buffer: the device's flags are not about it.
+        self.rx_csum_ok = flags != 0 and pkt.obj is packet.obj
         try:
             h(self._addr(src), self._addr(dst), payload)
         finally:
             self._rx_packet = None
+            self.rx_csum_ok = False
 
     def receive_arp(self, packet: memoryview) -> None:
         self.arp.input(packet, self._loop.time())
@@ -367,6 +394,14 @@ class IPv4:
         )
         return memoryview(buf), ETH_HLEN + 20
 
+    def allocate_header(self, dst: bytes, proto: int, size: int) -> memoryview:
+        """A frame of ``size`` bytes with Ethernet and IPv4 headers (20 bytes) filled for
+        packed address ``dst``: the transport header goes at offset 34."""
+        buf = bytearray(size)
+        buf[6:12] = self._mac
+        _ETYPE_IP.pack_into(buf, 12, 0x0800, 0x45, 0, 0, 0, 0, self.ttl, proto, 0, self._ip_b, dst)
+        return memoryview(buf)
+
     def allocate_frame(self, *, dst: Addr, proto: Literal["TCP", "UDP"]) -> tuple[memoryview, int]:
         if proto not in _PROTO:
             raise ValueError(f"proto must be 'TCP' or 'UDP', got {proto!r}")
@@ -430,6 +465,86 @@ class IPv4:
             c.tx_fragments += 1
             self._emit([hdr, piece], route)
         c.tx_packets += 1
+
+    def send_frame(self, frame: memoryview) -> None:
+        """The fast output path for one whole frame from :meth:`allocate_header` with the
+        transport part filled in: length, ident, checksum, MAC, out (no list, no copy)."""
+        f = frame
+        tl = len(f) - ETH_HLEN
+        if tl > self.mtu:
+            self.send(f, ())  # fragments
+            return
+        route = self._route(int.from_bytes(f[30:34], "big"))
+        if route is None:
+            self.counters.tx_no_route += 1
+            return
+        nexthop, mac = route
+        if mac is None:
+            mac = self.arp.lookup(nexthop, self._loop.time())
+            if mac is None:
+                self.send(f, ())  # waits for ARP
+                return
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        _LEN_ID.pack_into(f, 16, tl, ident)
+        f[24:26] = checksum(f[ETH_HLEN : ETH_HLEN + 20]).to_bytes(2, "big")
+        f[0:6] = mac
+        self.counters.tx_packets += 1
+        self._ethif.send(f)
+
+    def send_offload(self, frame: memoryview, payload: Buffer, gso_size: int) -> None:
+        """Send a TCP packet whose checksum field holds the pseudo-header sum only: the
+        device completes it. ``frame`` holds the headers (Ethernet, IPv4 from
+        :meth:`allocate_header`, TCP), ``payload`` the data. Above the MTU the device cuts
+        it into segments of ``gso_size`` payload bytes (TSO); it is never fragmented."""
+        link = self.offload
+        if link is None:
+            raise ValueError("send_offload: the device offers no offload")
+        f = frame
+        c = self.counters
+        hl = (f[ETH_HLEN] & 0x0F) << 2
+        tl = len(f) - ETH_HLEN + len(payload)
+        if tl > 65535:
+            raise ValueError(f"payload: a {tl}-byte packet exceeds 65535")
+        dst = int.from_bytes(f[30:34], "big")
+        route = self._route(dst)
+        if route is None:
+            c.tx_no_route += 1
+            return
+        nexthop, mac = route
+        if mac is None:
+            mac = self.arp.lookup(nexthop, self._loop.time())
+            if mac is None:
+                self._send_unresolved(f, payload, gso_size)
+                return
+        if tl <= self.mtu:
+            gso_size = 0
+        elif gso_size <= 0:
+            raise ValueError(f"gso_size: {gso_size} for a {tl}-byte packet above the MTU")
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        f[0:6] = mac
+        _LEN_ID.pack_into(f, 16, tl, ident)
+        f[24:26] = b"\0\0"
+        f[24:26] = checksum(f[ETH_HLEN : ETH_HLEN + hl]).to_bytes(2, "big")
+        c.tx_packets += 1
+        c.tx_offload += 1
+        self._ethif.counters.tx_frames += 1
+        link.send_offload((f, payload), csum_start=ETH_HLEN + hl, hdr_len=len(f), gso_size=gso_size)
+
+    def _send_unresolved(self, f: memoryview, payload: Buffer, gso_size: int) -> None:
+        """While ARP resolves, a packet waits as a plain frame: its first segment only,
+        with the checksum done here (TCP sends the rest again)."""
+        hl = (f[ETH_HLEN] & 0x0F) << 2
+        tcp = ETH_HLEN + hl
+        data = memoryview(payload)
+        if len(f) - ETH_HLEN + len(data) > self.mtu:
+            data = data[: max(gso_size, 0)]
+            f[tcp + 13] &= ~0x09  # no FIN or PSH: the packet is cut short
+            self.counters.tx_offload_unresolved += 1
+        length = len(f) - tcp + len(data)
+        f[tcp + 16 : tcp + 18] = b"\0\0"
+        pseudo = pseudo_sum_v4(f[26:30], f[30:34], PROTO_TCP, length)
+        f[tcp + 16 : tcp + 18] = checksum_v((f[tcp:], data), pseudo).to_bytes(2, "big")
+        self.send(f, (data,))
 
     def _emit(self, parts: list[Buffer], route: tuple[int, bytes | None]) -> None:
         nexthop, mac = route

@@ -137,6 +137,7 @@ class IPv6:
         self._ethif = ethif
         self._loop = loop or asyncio.get_running_loop()
         self.rng = rng or _loop_rng(self._loop)
+        self.rx_csum_ok = False  # no receive offload over IPv6: transports verify
         self._mac = ethif.mac().packed
         self.link_mtu = ethif.mtu
         self.counters = IPv6Counters()

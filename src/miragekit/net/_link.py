@@ -18,7 +18,7 @@ The seed's async ``listen``/``write``/``writev`` are built on these.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol, cast
 
 from ..v1 import Buffer
 
@@ -34,3 +34,56 @@ class FrameLink(Protocol):
     def send(self, frame: Buffer) -> None: ...
 
     def sendv(self, bufs: Sequence[Buffer]) -> None: ...
+
+
+# --- the offload extension (TAP with virtio-net header) ------------------------------------
+
+CSUM_NEEDED: Final = 1
+"""Receive flag (virtio ``NEEDS_CSUM``): the frame never crossed a wire; its transport
+checksum field holds only the pseudo-header sum. Trust the data, do not verify."""
+CSUM_VALID: Final = 2
+"""Receive flag (virtio ``DATA_VALID``): the device already verified the checksums."""
+
+OFFLOAD_CSUM: Final = 0x01
+OFFLOAD_TSO4: Final = 0x02
+OFFLOAD_TSO6: Final = 0x04
+
+MetaReceiver = Callable[[memoryview, int], None]
+"""``fn(frame, flags)``: a received frame with its ``CSUM_NEEDED``/``CSUM_VALID`` flags."""
+
+
+class OffloadLink(FrameLink, Protocol):
+    """A :class:`FrameLink` that can exchange checksum-offloaded and TSO frames.
+
+    Why a separate protocol: the plain ``fn(frame)`` fast path stays as it is for every
+    backend; a stack that understands offloads asks ``offloads`` and then uses these.
+
+    * ``offloads``: a bit set of ``OFFLOAD_*`` the device offers (0: none right now).
+    * ``set_receiver_meta(fn)``: like ``set_receiver``, but ``fn(frame, flags)``; while
+      it is installed the device may hand over frames larger than ``mtu`` (GSO TCP
+      segments) and frames with ``CSUM_NEEDED``. Installing a plain receiver with
+      ``set_receiver`` turns that off again, so plain receivers only see plain frames.
+    * ``send_offload(bufs, csum_start, hdr_len, gso_size)``: send one frame whose transport
+      checksum field (at ``csum_start + 16``, TCP) holds the pseudo-header sum; the device
+      completes it. ``gso_size`` > 0 makes it a TSO frame of up to 64 KiB, cut by the
+      device into segments of ``gso_size`` payload bytes; ``hdr_len`` is the length of
+      all headers (Ethernet, IP, TCP).
+    """
+
+    @property
+    def offloads(self) -> int: ...
+
+    def set_receiver_meta(self, fn: MetaReceiver | None) -> None: ...
+
+    def send_offload(
+        self, bufs: Sequence[Buffer], *, csum_start: int, hdr_len: int, gso_size: int
+    ) -> None: ...
+
+
+def offload_link(link: FrameLink | None) -> OffloadLink | None:
+    """``link`` as an :class:`OffloadLink` when it offers TCP segmentation offload."""
+    if link is None or not hasattr(link, "set_receiver_meta"):
+        return None
+    ol = cast(OffloadLink, link)
+    want = OFFLOAD_CSUM | OFFLOAD_TSO4
+    return ol if ol.offloads & want == want else None

@@ -51,6 +51,8 @@ class IPLayer(Protocol[A]):
     """What UDP needs of an IP layer (:class:`IPv4` and :class:`IPv6` have it)."""
 
     rng: random.Random
+    #: True while delivering a packet whose checksums the device vouched for (offload).
+    rx_csum_ok: bool
 
     @property
     def port_unreachable(self) -> int:
@@ -120,7 +122,7 @@ class UDP(Generic[A]):
             if isinstance(src, ipaddress.IPv6Address):
                 c.rx_malformed += 1  # no zero checksum over IPv6
                 return None
-        else:
+        elif not self._ip.rx_csum_ok:
             # Data and pseudo-header summed modulo 0xFFFF (see wire/_checksum): a correct
             # checksum makes the total a non-zero multiple of 0xFFFF.
             v = int.from_bytes(buf[:length], "big")

@@ -61,6 +61,7 @@ class Options:
     pcap: Path | None = None
     dhcp: bool = False
     ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
+    offload: bool = False
 
     @property
     def net_kind(self) -> str:
@@ -185,6 +186,12 @@ class Options:
             if not self.pcap.parent.is_dir():
                 raise OptionError(f"--pcap {self.pcap}: no such directory {self.pcap.parent}")
         self._check_ip6()
+        if self.offload and kind != "tap":
+            raise OptionError(
+                "--offload is TAP checksum and segmentation offload: it needs --net tap[:NAME]"
+            )
+        if self.offload and self.pcap is not None:
+            raise OptionError("--offload with --pcap: the recorder takes plain frames only")
         if self.sim and kind == "tap":
             raise OptionError("--sim cannot drive a TAP device (real time); use --net vnet")
         if self.forward:

@@ -199,7 +199,7 @@ def _network(opts: Options) -> Choice:
     async def tap(_: DeviceSource) -> Any:
         from ..net import TapNetif
 
-        r = await TapNetif.connect(name)
+        r = await TapNetif.connect(name, offload=opts.offload)
         if isinstance(r, Error):
             msg = str(getattr(r.error, "msg", r.error))
             if "not permitted" in msg or "denied" in msg:
@@ -212,7 +212,8 @@ def _network(opts: Options) -> Choice:
             raise LinkError(f"--net tap:{name}: {msg} ({hint})")
         return wrap(r.value)
 
-    return Choice(f"{over}miragekit.net.TapNetif ({name})", (), tap)
+    how = f"{name}, offload" if opts.offload else name
+    return Choice(f"{over}miragekit.net.TapNetif ({how})", (), tap)
 
 
 def _stack(opts: Options) -> Choice:

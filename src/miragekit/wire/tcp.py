@@ -198,9 +198,21 @@ class TCPPacket:
 
     def fill_checksum(self, src: bytes, dst: bytes) -> None:
         """Compute and store the checksum over the pseudo-header and the whole segment."""
-        self.buffer[16:18] = b"\0\0"
-        init = pseudo_sum(src, dst, PROTOCOL, len(self.buffer))
-        self.checksum = checksum_v((self.buffer,), init)
+        buf = self.buffer
+        buf[16:18] = b"\0\0"
+        if len(src) != 4 or len(dst) != 4:
+            init = pseudo_sum(src, dst, PROTOCOL, len(buf))
+            self.checksum = checksum_v((buf,), init)
+            return
+        # One big-integer sum reduced modulo 0xFFFF (see wire/_checksum): never all zero,
+        # as the protocol number is in it, so the ones'-complement sum is never 0 here.
+        # The big integer is reduced first: adding to it would copy it.
+        n = len(buf)
+        r = int.from_bytes(buf, "big") % 0xFFFF
+        if n & 1:
+            r <<= 8
+        r = (r + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n) % 0xFFFF
+        buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
 
     def fill_partial_checksum(self, src: bytes, dst: bytes) -> None:
         """Store only the folded pseudo-header sum, as checksum offload (NEEDS_CSUM) wants."""
@@ -314,8 +326,15 @@ class TCPRepr(NamedTuple):
         if hl > n:
             raise TCPParseError("data_offset", f"{hl} bytes exceeds the {n}-byte segment")
         if src is not None and dst is not None:
-            init = pseudo_sum(src, dst, PROTOCOL, n)
-            if checksum_v((buf,), init) != 0:
+            if len(src) == 4 == len(dst):
+                # The sum with a correct checksum is a non-zero multiple of 0xFFFF.
+                v = int.from_bytes(buf, "big") % 0xFFFF
+                if n & 1:
+                    v <<= 8
+                v += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n
+                if v % 0xFFFF:
+                    raise TCPChecksumError()
+            elif checksum_v((buf,), pseudo_sum(src, dst, PROTOCOL, n)) != 0:
                 raise TCPChecksumError()
         payload = buf[hl:]
         if hl == HEADER_LEN:
@@ -442,11 +461,18 @@ class TCPRepr(NamedTuple):
         if end > hl:
             buf[hl:end] = self.payload
         if src is not None and dst is not None:
-            packet = TCPPacket(buf[:end])
             if partial_checksum:
-                packet.fill_partial_checksum(src, dst)
+                TCPPacket(buf[:end]).fill_partial_checksum(src, dst)
+            elif len(src) == 4 == len(dst):
+                # As fill_checksum, inline: this runs for every segment sent.
+                r = int.from_bytes(buf[:end], "big") % 0xFFFF
+                if end & 1:
+                    r <<= 8
+                r += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + end
+                r %= 0xFFFF
+                buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
             else:
-                packet.fill_checksum(src, dst)
+                TCPPacket(buf[:end]).fill_checksum(src, dst)
 
     def to_bytes(self, src: bytes | None = None, dst: bytes | None = None) -> bytearray:
         """Convenience: a new buffer holding the emitted segment."""
