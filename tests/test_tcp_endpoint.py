@@ -355,3 +355,17 @@ def test_time_wait_rejects_old_syn() -> None:
     assert not c.accepts_new_syn(TCPRepr(3333, 80, 4000, 0, SYN, 1000))
     assert c.accepts_new_syn(TCPRepr(3333, 80, 9000, 0, SYN, 1000))
     assert not c.accepts_new_syn(TCPRepr(3333, 80, 9000, 0, SYN | ACK, 1000))
+
+
+def test_key_of_gives_the_four_tuple_while_the_table_holds_the_connection() -> None:
+    from miragekit.tcp import Config, TCPEndpoint
+
+    ep = TCPEndpoint(Config(), secret=b"k" * 32)
+    conn = ep.connect(0.0, b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02", 80)
+    key = ep.key_of(conn)
+    assert key is not None
+    assert key[0] == b"\x0a\x00\x00\x01" and key[2:] == (b"\x0a\x00\x00\x02", 80)
+    assert ep.connections[key] is conn
+    conn.abort()
+    ep.segments_to_send(0.0)
+    assert ep.key_of(conn) is None

@@ -486,7 +486,7 @@ class TCP(Generic[A]):
         ip.send_offload(frame, payload, gso)
 
     def _start(self, conn: tcpcore.Connection, cb: TCPCallback) -> None:
-        key = next((k for k, c in self.endpoint.connections.items() if c is conn), None)
+        key = self.endpoint.key_of(conn)
         alen = 16 if self._v6 else 4
         raddr = key[2] if key is not None else bytes(alen)
         port = key[3] if key is not None else conn.remote_port

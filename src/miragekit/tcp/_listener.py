@@ -154,6 +154,11 @@ class TCPEndpoint:
         self._active.clear()
         return active
 
+    def key_of(self, conn: Connection) -> Key | None:
+        """``(local address, local port, remote address, remote port)`` of ``conn``, while
+        the table holds it (constant time)."""
+        return self._addr_of.get(id(conn))
+
     def wake(self, conn: Connection) -> None:
         """Tell the endpoint the application called ``send``/``receive``/``close`` on it."""
         key = self._addr_of.get(id(conn))
