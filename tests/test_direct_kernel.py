@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.flowkit import drain_hash, http_once
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run
 
 from miragekit.net import TapNetif
@@ -38,15 +39,6 @@ async def with_direct(k: KernelNet, body: Callable[[DirectStackV4], Awaitable[No
     finally:
         await stack.disconnect()
         await netif.disconnect()
-
-
-async def drain_hash(flow: Any) -> tuple[int, str]:
-    h = hashlib.sha256()
-    n = 0
-    while isinstance(r := await flow.read(), Ok):
-        h.update(r.value)
-        n += len(r.value)
-    return n, h.hexdigest()
 
 
 def test_kernel_sends_100mb_to_us(knet: KernelNet, tmp_path: Path) -> None:
@@ -109,23 +101,11 @@ def test_we_send_100mb_to_the_kernel(knet: KernelNet, tmp_path: Path) -> None:
 HTTP_BODY = os.urandom(3 * MB)
 
 
-async def http_server(flow: Any) -> None:
-    """Just enough HTTP/1.1 for curl: one GET, one response, close."""
-    req = b""
-    while b"\r\n\r\n" not in req:
-        r = await flow.read()
-        if not isinstance(r, Ok):
-            return
-        req += bytes(r.value)
-    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(HTTP_BODY)}\r\nConnection: close\r\n\r\n"
-    await flow.writev([head.encode(), HTTP_BODY])
-
-
 def test_curl_fetches_from_our_stack(knet: KernelNet, tmp_path: Path) -> None:
     out = tmp_path / "page"
 
     async def body(stack: DirectStackV4) -> None:
-        stack.listen_tcpv4(port=80, callback=http_server)
+        stack.listen_tcpv4(port=80, callback=http_once(HTTP_BODY))
         rc, msg = await knet.exec(
             "curl", "-sS", "--max-time", "30", "-o", str(out), f"http://{OUR_IP}/", timeout=40
         )

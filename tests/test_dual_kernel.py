@@ -22,6 +22,7 @@ import pytest
 from examples.static_website import app as web
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
 from tests.apprun import SITE
+from tests.flowkit import drain_hash
 from tests.ipstack.test_ipv6_kernel import (
     FAST,
     KERNEL_IP6,
@@ -112,15 +113,6 @@ def test_curl6_against_the_website_example(knet6: KernelNet6) -> None:
             app.cancel()
 
     run(with_dual(knet6, body))
-
-
-async def drain_hash(flow: Any) -> tuple[int, str]:
-    h = hashlib.sha256()
-    n = 0
-    while isinstance(r := await flow.read(), Ok):
-        h.update(r.value)
-        n += len(r.value)
-    return n, h.hexdigest()
 
 
 def test_socat6_sends_to_us(knet6: KernelNet6, tmp_path: Path) -> None:

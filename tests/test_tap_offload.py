@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from tests.apprun import running, sh
+from tests.flowkit import drain_hash, http_once
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run
 
 from miragekit.net import PcapNetif, TapNetif
@@ -49,15 +50,6 @@ async def with_offload(
     finally:
         await stack.disconnect()
         await netif.disconnect()
-
-
-async def drain_hash(flow: Any) -> tuple[int, str]:
-    h = hashlib.sha256()
-    n = 0
-    while isinstance(r := await flow.read(), Ok):
-        h.update(r.value)
-        n += len(r.value)
-    return n, h.hexdigest()
 
 
 def test_kernel_sends_100mb_to_us_in_gso_frames(knet: KernelNet, tmp_path: Path) -> None:
@@ -124,23 +116,11 @@ def test_we_send_100mb_to_the_kernel_with_tso(knet: KernelNet, tmp_path: Path) -
 HTTP_BODY = os.urandom(8 * MB)
 
 
-async def http_server(flow: Any) -> None:
-    """Just enough HTTP/1.1 for curl: one GET, one response, close."""
-    req = b""
-    while b"\r\n\r\n" not in req:
-        r = await flow.read()
-        if not isinstance(r, Ok):
-            return
-        req += bytes(r.value)
-    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(HTTP_BODY)}\r\nConnection: close\r\n\r\n"
-    await flow.writev([head.encode(), HTTP_BODY])
-
-
 def test_curl_and_ping_with_offload(knet: KernelNet, tmp_path: Path) -> None:
     out = tmp_path / "page"
 
     async def body(stack: DirectStackV4, netif: TapNetif) -> None:
-        stack.listen_tcpv4(port=80, callback=http_server)
+        stack.listen_tcpv4(port=80, callback=http_once(HTTP_BODY))
         rc, msg = await knet.exec(
             "curl", "-sS", "--max-time", "30", "-o", str(out), f"http://{OUR_IP}/", timeout=40
         )
@@ -211,7 +191,7 @@ def test_a_plain_receiver_turns_the_offloads_off(knet: KernelNet, tmp_path: Path
         stack = s.value
         try:
             assert stack.ipv4().offload is None and stack.tcpv4().config.tso_max == 0
-            stack.listen_tcpv4(port=80, callback=http_server)
+            stack.listen_tcpv4(port=80, callback=http_once(HTTP_BODY))
             rc, msg = await knet.exec(
                 "curl", "-sS", "--max-time", "30", "-o", str(out), f"http://{OUR_IP}/"
             )

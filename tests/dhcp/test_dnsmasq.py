@@ -14,9 +14,9 @@ import re
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tests.flowkit import http_once
 from tests.kernelnet import KERNEL_IP, KernelNet, run
 from tests.netns import sh
 
@@ -282,16 +282,6 @@ def test_direct_stack_in_dhcp_mode_serves_curl(knet: KernelNet, tmp_path: Path) 
 
     body = b"served over a DHCP lease\n" * 1000
 
-    async def http(flow: Any) -> None:
-        req = b""
-        while b"\r\n\r\n" not in req:
-            r = await flow.read()
-            if not isinstance(r, Ok):
-                return
-            req += bytes(r.value)
-        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        await flow.writev([head.encode(), body])
-
     async def main() -> None:
         r = await TapNetif.connect(knet.tap)
         assert isinstance(r, Ok), r
@@ -308,7 +298,7 @@ def test_direct_stack_in_dhcp_mode_serves_curl(knet: KernelNet, tmp_path: Path) 
             [addr] = stack.ipv4().get_ip()
             assert in_range(addr, "10.77.0.70", "10.77.0.79")
             assert stack.dhcp is not None and stack.dhcp.lease is not None
-            stack.listen_tcpv4(port=80, callback=http)
+            stack.listen_tcpv4(port=80, callback=http_once(body))
             out = tmp_path / "page"
             rc, msg = await knet.exec(
                 "curl", "-sS", "--max-time", "20", "-o", str(out), f"http://{addr}/", timeout=30

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.flowkit import drain_hash
 from tests.netns import ns_exec, set_tx_checksum
 from tests.vxlan.test_kernel import K_IP, K_UNDER, O_IP, O_UNDER, VNI, Underlay, run, underlay
 
@@ -56,16 +57,6 @@ async def with_direct(u: Underlay, body: Callable[[DirectStackV4], Awaitable[Non
     finally:
         await stack.disconnect()
         await netif.disconnect()
-
-
-async def drain_hash(flow: Any) -> tuple[int, str]:
-    h = hashlib.sha256()
-    n = 0
-    while isinstance(r := await flow.read(), Ok):
-        h.update(r.value)
-        n += len(r.value)
-    assert r is EOF, r
-    return n, h.hexdigest()
 
 
 async def connect_retrying(stack: DirectStackV4, port: int) -> Any:
