@@ -8,7 +8,7 @@ Two ways, for two needs:
   pcap wrapper use it.
 * :class:`FrameListener` copies frames into a bounded queue and awaits the callback on
   each in order (a full queue drops and counts): one task per device, not per frame.
-  The VXLAN backend uses it.
+  The TAP and VXLAN backends use it (through ``FdLink``).
 
 A task per frame costs a few microseconds; the stack avoids both by using
 ``set_receiver`` directly.
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..v1 import FrameCallback
-from ._link import FrameLink
+from ._link import FrameLink, FrameReceiver
 
 
 class CallbackSpawner:
@@ -77,7 +77,15 @@ class FrameListener:
         self._wake: asyncio.Event | None = None
         self._closed = False
 
-    async def run(self, link: FrameLink, fn: FrameCallback) -> None:
+    async def run(
+        self,
+        link: FrameLink,
+        fn: FrameCallback,
+        *,
+        installed: Callable[[], FrameReceiver | None] | None = None,
+    ) -> None:
+        """``installed`` reports the link's receiver: if given, a receiver someone else
+        set meanwhile is left in place when this returns."""
         if self._closed:
             return
         wake = self._wake = asyncio.Event()
@@ -101,7 +109,8 @@ class FrameListener:
                 await wake.wait()
         finally:
             q.clear()
-            link.set_receiver(None)
+            if installed is None or installed() is receive:
+                link.set_receiver(None)
 
     def close(self) -> None:
         self._closed = True

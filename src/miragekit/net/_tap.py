@@ -23,14 +23,14 @@ import fcntl
 import os
 import socket
 import struct
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Self
 
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
-from ..v1 import Buffer, FrameCallback, Network, Stats
+from ..v1 import Buffer, Network
+from ._fdlink import FdLink
 from ._link import (
     OFFLOAD_CSUM,
     OFFLOAD_TSO4,
@@ -94,7 +94,7 @@ def read_mtu(name: str) -> int | None:
     return int(_IFREQ_MTU.unpack(res)[1])
 
 
-class TapNetif:
+class TapNetif(FdLink[bytes, TapCounters]):
     """One TAP device; ``mac()`` is *our* stack's MAC, not the kernel interface's."""
 
     def __init__(
@@ -108,30 +108,23 @@ class TapNetif:
         tx_queue_limit: int = 1024,
         rx_queue_limit: int = 1024,
     ) -> None:
-        self._fd = fd
+        super().__init__(
+            fd,
+            loop=loop,
+            mtu=mtu,
+            mac=mac,
+            counters=TapCounters(),
+            rbuf_size=65536 + 64,
+            tx_queue_limit=tx_queue_limit,
+            rx_queue_limit=rx_queue_limit,
+        )
         self._name = name
-        self._mtu = mtu
-        self._mac = mac
-        self._loop = loop
         self.vnet_hdr_len = 0
         self.offload_capable = False
         self._offload_on = False  # TUNSETOFFLOAD is in force
         self._meta = False  # the receiver takes (frame, flags)
         self._vnet_zero = b""
-        self._rbuf = bytearray(65536 + 64)
-        self._rview = memoryview(self._rbuf)
-        self._receiver: FrameReceiver | None = None
         self._meta_receiver: MetaReceiver | None = None
-        self._reading = False
-        self._txq: deque[bytes] = deque()
-        self._tx_limit = tx_queue_limit
-        self._writing = False
-        self._stats = Stats()
-        self.counters = TapCounters()
-        self._connected = True
-        self._rxq: deque[bytes] = deque()
-        self._rx_limit = rx_queue_limit
-        self._rx_wakeup: asyncio.Event | None = None
 
     # --- DEVICE ------------------------------------------------------------------------
 
@@ -190,35 +183,14 @@ class TapNetif:
     def id(self) -> str:
         return self._name
 
-    async def disconnect(self) -> None:
-        if not self._connected:
-            return
-        self._connected = False
-        if self._reading:
-            self._loop.remove_reader(self._fd)
-            self._reading = False
-        if self._writing:
-            self._loop.remove_writer(self._fd)
-            self._writing = False
-        self.counters.tx_dropped += len(self._txq)
-        self._txq.clear()
+    def _close_fd(self) -> None:
         os.close(self._fd)
-        if self._rx_wakeup is not None:
-            self._rx_wakeup.set()
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
 
     def _set_vnet_hdr_len(self, n: int) -> None:
         self.vnet_hdr_len = n
         self._vnet_zero = bytes(n)
 
     # --- FrameLink fast path --------------------------------------------------------------
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
 
     @property
     def offloads(self) -> int:
@@ -251,21 +223,9 @@ class TapNetif:
         self._meta_receiver = None
         self._watch(fn is not None)
 
-    def _watch(self, on: bool) -> None:
-        if not self._connected:
-            return
-        if on and not self._reading:
-            self._loop.add_reader(self._fd, self._on_readable)
-            self._reading = True
-        elif not on and self._reading:
-            self._loop.remove_reader(self._fd)
-            self._reading = False
-
     def _on_readable(self) -> None:
-        if self._meta:
-            self._on_readable_meta()
-            return
-        fd, buf, view, st = self._fd, [self._rbuf], self._rview, self._stats
+        fd, buf, view, st, rbuf = self._fd, [self._rbuf], self._rview, self._stats, self._rbuf
+        c, meta = self.counters, self._meta
         skip = self.vnet_hdr_len
         for _ in range(READ_BATCH):
             try:
@@ -274,33 +234,16 @@ class TapNetif:
                 return
             except OSError:
                 # The device went away (e.g. deleted with its namespace): stop reading.
-                if self._reading:
-                    self._loop.remove_reader(fd)
-                    self._reading = False
+                self._watch(False)
                 return
             st.rx_pkts += 1
             st.rx_bytes += n - skip
-            fn = self._receiver
-            if fn is None:
-                return
-            fn(view[skip:n])
-
-    def _on_readable_meta(self) -> None:
-        fd, buf, view, st, rbuf = self._fd, [self._rbuf], self._rview, self._stats, self._rbuf
-        c = self.counters
-        skip = self.vnet_hdr_len
-        for _ in range(READ_BATCH):
-            try:
-                n = os.readv(fd, buf)
-            except BlockingIOError:
-                return
-            except OSError:
-                if self._reading:
-                    self._loop.remove_reader(fd)
-                    self._reading = False
-                return
-            st.rx_pkts += 1
-            st.rx_bytes += n - skip
+            if not meta:
+                fn = self._receiver
+                if fn is None:
+                    return
+                fn(view[skip:n])
+                continue
             flags = rbuf[0]
             if rbuf[1]:
                 c.rx_gso += 1
@@ -390,16 +333,6 @@ class TapNetif:
             c.tx_gso += 1
             c.tx_gso_bytes += sum(len(b) for b in bufs)
 
-    def _enqueue(self, frame: bytes) -> None:
-        if len(self._txq) >= self._tx_limit:
-            self.counters.tx_dropped += 1
-            return
-        self._txq.append(frame)
-        self.counters.tx_queued += 1
-        if not self._writing:
-            self._loop.add_writer(self._fd, self._on_writable)
-            self._writing = True
-
     def _on_writable(self) -> None:
         q, st = self._txq, self._stats
         while q:
@@ -420,52 +353,6 @@ class TapNetif:
             st.tx_bytes += len(q.popleft()) - self.vnet_hdr_len
         self._loop.remove_writer(self._fd)
         self._writing = False
-
-    # --- NETWORK ---------------------------------------------------------------------------
-
-    async def write(self, buf: Buffer) -> None:
-        self.send(buf)
-
-    async def writev(self, bufs: Sequence[Buffer]) -> None:
-        self.sendv(bufs)
-
-    async def listen(self, fn: FrameCallback) -> None:
-        """Call ``fn`` with a copy of every frame, in order, until :meth:`disconnect`."""
-        if not self._connected:
-            return
-        wake = self._rx_wakeup = asyncio.Event()
-        q = self._rxq
-
-        def receive(frame: memoryview) -> None:
-            if len(q) >= self._rx_limit:
-                self.counters.rx_dropped += 1
-                return
-            q.append(bytes(frame))
-            wake.set()
-
-        self.set_receiver(receive)
-        try:
-            while self._connected:
-                while q and self._connected:
-                    await fn(memoryview(q.popleft()))
-                if not self._connected:
-                    break
-                wake.clear()
-                await wake.wait()
-        finally:
-            q.clear()
-            if self._receiver is receive:
-                self.set_receiver(None)
-
-    def mac(self) -> MacAddr:
-        return self._mac
-
-    def get_stats_counters(self) -> Stats:
-        return self._stats
-
-    def reset_stats_counters(self) -> None:
-        self._stats.rx_bytes = self._stats.rx_pkts = 0
-        self._stats.tx_bytes = self._stats.tx_pkts = 0
 
 
 _check: type[Network] = TapNetif

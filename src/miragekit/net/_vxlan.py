@@ -32,17 +32,16 @@ import math
 import os
 import socket
 import struct
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Self
 
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
-from ..v1 import Buffer, FrameCallback, Network, Stats
+from ..v1 import Buffer, Network
 from ..wire import vxlan as wire
-from ._link import FrameLink, FrameReceiver
-from ._listen import FrameListener
+from ._fdlink import FdLink
+from ._link import FrameLink
 from ._netns import in_netns
 
 Endpoint = tuple[str, int]
@@ -291,20 +290,27 @@ class _Entry:
     seen: float = field(default=0.0)
 
 
-class VxlanNetif:
+class VxlanNetif(FdLink[tuple[bytes, Any], VxlanCounters]):
     """One VXLAN tunnel endpoint (VTEP) for one VNI; ``mac()`` is our stack's MAC."""
 
     def __init__(
         self, sock: socket.socket, config: VxlanConfig, *, loop: asyncio.AbstractEventLoop
     ) -> None:
+        mac = config.mac if isinstance(config.mac, MacAddr) else MacAddr.local(os.urandom(6))
+        super().__init__(
+            sock.fileno(),
+            loop=loop,
+            mtu=config.mtu if config.mtu is not None else DEFAULT_MTU,
+            mac=mac,
+            counters=VxlanCounters(),
+            rbuf_size=65536,
+            tx_queue_limit=config.tx_queue_limit,
+            rx_queue_limit=config.rx_queue_limit,
+        )
         self.config = config
         self._sock = sock
-        self._fd = sock.fileno()
-        self._loop = loop
         self._v6 = config.family == 6
-        self._mac = config.mac if isinstance(config.mac, MacAddr) else MacAddr.local(os.urandom(6))
-        self._mac_b = self._mac.packed
-        self._mtu = config.mtu if config.mtu is not None else DEFAULT_MTU
+        self._mac_b = mac.packed
         self._hdr = wire.header(config.vni)
         self._vni_word = config.vni << 8
         self._ttl = config.learn_ttl
@@ -319,17 +325,6 @@ class VxlanNetif:
         self._group: Any = (config.group, config.local[1]) if config.group else None
         self._flood: tuple[Any, ...] = ()
         self._flood_until = -math.inf
-        self._rbuf = bytearray(65536)
-        self._rview = memoryview(self._rbuf)
-        self._receiver: FrameReceiver | None = None
-        self._reading = False
-        self._txq: deque[tuple[bytes, Any]] = deque()
-        self._tx_limit = config.tx_queue_limit
-        self._writing = False
-        self._stats = Stats()
-        self.counters = VxlanCounters()
-        self._listener = FrameListener(config.rx_queue_limit, self._rx_drop)
-        self._connected = True
 
     # --- DEVICE ------------------------------------------------------------------------
 
@@ -368,24 +363,8 @@ class VxlanNetif:
         a = self._sock.getsockname() if self._connected else self.config.local
         return (str(a[0]), int(a[1]))
 
-    async def disconnect(self) -> None:
-        if not self._connected:
-            return
-        self._connected = False
-        if self._reading:
-            self._loop.remove_reader(self._fd)
-            self._reading = False
-        if self._writing:
-            self._loop.remove_writer(self._fd)
-            self._writing = False
-        self.counters.tx_dropped += len(self._txq)
-        self._txq.clear()
+    def _close_fd(self) -> None:
         self._sock.close()
-        self._listener.close()
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
 
     # --- forwarding table ------------------------------------------------------------------
 
@@ -461,21 +440,6 @@ class VxlanNetif:
         self._flood_until = -math.inf
 
     # --- FrameLink fast path --------------------------------------------------------------
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    def set_receiver(self, fn: FrameReceiver | None) -> None:
-        self._receiver = fn
-        if not self._connected:
-            return
-        if fn is not None and not self._reading:
-            self._loop.add_reader(self._fd, self._on_readable)
-            self._reading = True
-        elif fn is None and self._reading:
-            self._loop.remove_reader(self._fd)
-            self._reading = False
 
     def _on_readable(self) -> None:
         recv, buf, view = self._sock.recvfrom_into, self._rbuf, self._rview
@@ -564,12 +528,12 @@ class VxlanNetif:
         sendmsg = self._sock.sendmsg
         for addr in targets:
             if self._txq:
-                self._enqueue(b"".join(parts), addr)
+                self._enqueue((b"".join(parts), addr))
                 continue
             try:
                 sendmsg(parts, (), 0, addr)
             except BlockingIOError:
-                self._enqueue(b"".join(parts), addr)
+                self._enqueue((b"".join(parts), addr))
                 continue
             except OSError:
                 c.tx_errors += 1
@@ -578,16 +542,6 @@ class VxlanNetif:
             c.tx_datagrams += 1
         self._stats.tx_pkts += 1
         self._stats.tx_bytes += n
-
-    def _enqueue(self, datagram: bytes, addr: Any) -> None:
-        if len(self._txq) >= self._tx_limit:
-            self.counters.tx_dropped += 1
-            return
-        self._txq.append((datagram, addr))
-        self.counters.tx_queued += 1
-        if not self._writing:
-            self._loop.add_writer(self._fd, self._on_writable)
-            self._writing = True
 
     def _on_writable(self) -> None:
         q, c, sendto = self._txq, self.counters, self._sock.sendto
@@ -605,31 +559,6 @@ class VxlanNetif:
             q.popleft()
         self._loop.remove_writer(self._fd)
         self._writing = False
-
-    # --- NETWORK ---------------------------------------------------------------------------
-
-    async def write(self, buf: Buffer) -> None:
-        self.sendv((buf,))
-
-    async def writev(self, bufs: Sequence[Buffer]) -> None:
-        self.sendv(bufs)
-
-    async def listen(self, fn: FrameCallback) -> None:
-        """Call ``fn`` with a copy of every frame, in order, until :meth:`disconnect`."""
-        await self._listener.run(self, fn)
-
-    def _rx_drop(self) -> None:
-        self.counters.rx_dropped += 1
-
-    def mac(self) -> MacAddr:
-        return self._mac
-
-    def get_stats_counters(self) -> Stats:
-        return self._stats
-
-    def reset_stats_counters(self) -> None:
-        self._stats.rx_bytes = self._stats.rx_pkts = 0
-        self._stats.tx_bytes = self._stats.tx_pkts = 0
 
 
 _check: type[Network] = VxlanNetif
