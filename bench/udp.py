@@ -167,7 +167,11 @@ def kernel_to_kernel_iperf3(size: int, secs: float) -> dict[str, float]:
                 if cli.returncode == 0:
                     break
                 time.sleep(0.1)  # the server is not listening yet
-            res = json.loads(cli.stdout)["end"]["sum"]
+            report = json.loads(cli.stdout or "{}")
+            res = report.get("end", {}).get("sum")
+            if res is None:  # iperf3 failed (it says why in "error"): report, don't crash
+                print(f"iperf3 row failed: {report.get('error', cli.stderr.strip())}")
+                return {"sent": 0, "received": 0, "seconds": 1.0, "bytes": 0}
         finally:
             srv.kill()
             srv.wait()
