@@ -83,6 +83,49 @@ def test_echo_and_close_in_simulated_time() -> None:
     run_sim(main())
 
 
+@pytest.mark.parametrize("lingers", [False, True])
+def test_passive_close_acks_the_fin_on_our_fin(lingers: bool) -> None:
+    # A short exchange (connect, 1 byte each way, client closes first): the server's ACK
+    # of the client's FIN rides on the server's own FIN, so it sends 3 segments (SYN-ACK,
+    # echo, FIN|ACK). A server that does not close at once still ACKs the FIN, by the
+    # delayed-ACK timer: 4 segments.
+    async def main() -> None:
+        _, client, server = await two_stacks()
+        flows: list[Any] = []
+        loop = asyncio.get_running_loop()
+
+        async def echo_once(flow: Any) -> None:
+            flows.append(flow)
+            r = await flow.read()
+            assert isinstance(r, Ok)
+            await flow.write(r.value)
+            assert await flow.read() is EOF
+            if lingers:
+                await asyncio.sleep(1.0)
+
+        server.listen_tcpv4(port=7, callback=echo_once)
+        flow = await connect(client, 7)
+        assert await flow.write(b"x") == Ok(None)
+        assert await flow.read() == Ok(memoryview(b"x"))
+        t0 = loop.time()
+        await flow.close()
+        conn = flows[0].connection
+        cconn = flow.connection
+        while cconn.state.name in ("FIN_WAIT_1",):
+            await asyncio.sleep(0.001)
+        acked = loop.time() - t0
+        await asyncio.sleep(2.0)
+        assert conn.state.name == "CLOSED"
+        if lingers:
+            assert 0.04 <= acked < 0.06, acked
+            assert conn.stats["segs_out"] == 4
+        else:
+            assert acked < 0.01, acked
+            assert conn.stats["segs_out"] == 3
+
+    run_sim(main())
+
+
 def test_refused_and_timeout() -> None:
     async def main() -> None:
         sw, client, _ = await two_stacks()

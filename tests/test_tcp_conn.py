@@ -432,6 +432,80 @@ def test_passive_close() -> None:
     assert events(c) == [ConnectionClosed()]
 
 
+def test_passive_close_ack_of_fin_rides_on_our_fin() -> None:
+    # With delayed ACKs the ACK of the peer's FIN waits for the application's close:
+    # one FIN|ACK segment instead of a bare ACK and then a FIN.
+    c = established(cfg(delayed_ack=True, delayed_ack_timeout=0.04))
+    c.handle_segment(1.0, seg_in(ACK | FIN, REMOTE_SEQ, LOCAL_SEQ))
+    assert state(c) == State.CLOSE_WAIT
+    assert events(c) == [EndOfStream()]
+    assert out(c, 1.0) == []
+    assert c.poll_at() == pytest.approx(1.04)
+    c.close()
+    assert state(c) == State.LAST_ACK
+    assert out(c, 1.001) == [seg_out(ACK | FIN, LOCAL_SEQ, REMOTE_SEQ + 1, window=WINDOW - 1)]
+    assert out(c, 1.001) == []
+    c.handle_segment(1.01, seg_in(ACK, REMOTE_SEQ + 1, LOCAL_SEQ + 1))
+    assert state(c) == State.CLOSED
+
+
+def test_passive_close_data_ack_fin_in_one_segment() -> None:
+    # Data with FIN, then the reply and close: the reply, its FIN and both ACKs together.
+    c = established(cfg(delayed_ack=True, delayed_ack_timeout=0.04))
+    c.handle_segment(1.0, seg_in(ACK | PSH | FIN, REMOTE_SEQ, LOCAL_SEQ, b"x"))
+    assert events(c) == [DataReceived(), EndOfStream()]
+    assert out(c, 1.0) == []
+    assert c.receive() == b"x"
+    c.send(b"x")
+    c.close()
+    assert out(c, 1.0) == [
+        seg_out(ACK | PSH | FIN, LOCAL_SEQ, REMOTE_SEQ + 2, b"x", window=WINDOW - 2)
+    ]
+
+
+def test_passive_close_ack_of_fin_by_timer_without_close() -> None:
+    # An application that does not close still ACKs the FIN, at the delayed-ACK timer.
+    c = established(cfg(delayed_ack=True, delayed_ack_timeout=0.04))
+    c.handle_segment(1.0, seg_in(ACK | FIN, REMOTE_SEQ, LOCAL_SEQ))
+    assert out(c, 1.0) == []
+    assert due(c) == pytest.approx(1.04)
+    c.handle_timer(1.04)
+    assert out(c, 1.04) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 1, window=WINDOW - 1)]
+    assert c.poll_at() is None
+    assert state(c) == State.CLOSE_WAIT
+
+
+def test_passive_close_fin_keeps_earlier_delayed_ack_deadline() -> None:
+    c = established(cfg(delayed_ack=True, delayed_ack_timeout=0.04))
+    c.handle_segment(1.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"ab"))
+    c.handle_segment(1.03, seg_in(ACK | FIN, REMOTE_SEQ + 2, LOCAL_SEQ))
+    assert out(c, 1.03) == []
+    assert due(c) == pytest.approx(1.04)
+    c.handle_timer(1.04)
+    assert out(c, 1.04) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 3, window=WINDOW - 3)]
+
+
+def test_fin_in_fin_wait_2_acked_at_once_with_delayed_acks() -> None:
+    # Our own close came first: nothing to wait for, the FIN is ACKed at once.
+    c = established(cfg(delayed_ack=True))
+    c.close()
+    out(c)
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1))
+    assert state(c) == State.FIN_WAIT_2
+    c.handle_segment(0.2, seg_in(ACK | FIN, REMOTE_SEQ, LOCAL_SEQ + 1))
+    assert state(c) == State.TIME_WAIT
+    assert out(c, 0.2) == [seg_out(ACK, LOCAL_SEQ + 1, REMOTE_SEQ + 1, window=WINDOW - 1)]
+
+
+def test_out_of_order_fin_dupack_at_once_with_delayed_acks() -> None:
+    c = established(cfg(delayed_ack=True))
+    c.handle_segment(0.0, seg_in(ACK | FIN, REMOTE_SEQ + 3, LOCAL_SEQ, b"def"))
+    assert out(c) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ)]
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"abc"))
+    assert state(c) == State.CLOSE_WAIT
+    assert out(c) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 7, window=WINDOW - 7)]
+
+
 def test_out_of_order_fin_waits_for_data() -> None:
     c = established()
     c.handle_segment(0.0, seg_in(ACK | FIN, REMOTE_SEQ + 3, LOCAL_SEQ, b"def"))

@@ -250,6 +250,14 @@ def test_isn_keyed_per_tuple_and_increasing() -> None:
         IsnGenerator(b"short")
 
 
+def test_isn_and_ts_offset_from_one_hash_match_the_separate_calls() -> None:
+    g = IsnGenerator(SECRET)
+    both = g.isn_and_ts_offset(2.5, A, 1000, B, 80)
+    assert both == (g.isn(2.5, A, 1000, B, 80), g.ts_offset(A, 1000, B, 80))
+    assert g.ts_offset(A, 1000, B, 80) != g.ts_offset(A, 1001, B, 80)
+    assert g.ts_offset(A, 1000, B, 80) != IsnGenerator(SECRET[::-1]).ts_offset(A, 1000, B, 80)
+
+
 def test_ephemeral_ports_distinct() -> None:
     ep = TCPEndpoint(secret=SECRET)
     ports = {ep.connect(0.0, A, B, 80).local_port for _ in range(100)}

@@ -427,7 +427,12 @@ class TCP(Generic[A]):
         if t == 0.0:
             self._schedule_flush()
             return
-        if t == self._timer_at:
+        at = self._timer_at
+        if at is not None and (t is None or t >= at):
+            # The armed timer fires no later than needed: keep it (an early wake-up finds
+            # nothing due and re-arms). With many short connections the earliest deadline
+            # moves later at almost every flush; moving the loop's timer each time cost
+            # a cancel and a new handle per flush.
             return
         if self._timer is not None:
             self._timer.cancel()

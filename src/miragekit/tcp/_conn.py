@@ -750,9 +750,11 @@ class Connection:
             self._on_data(now, seq, payload)
         if flags & FIN and seq + plen <= self._rcv_adv and st in _RECEIVING:
             self._rcv_fin = seq + plen
-            self._ack_now = True
-        if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
-            self._on_fin(now)
+        if self._rcv_fin is not None:
+            if self._rcv_nxt == self._rcv_fin:
+                self._on_fin(now)
+            elif flags & FIN:
+                self._ack_now = True  # FIN beyond a hole: say at once what is missing
 
     def _unwrap_ack(self, ack32: int) -> int:
         una = self._snd_una
@@ -1020,14 +1022,24 @@ class Connection:
 
     def _on_fin(self, now: float) -> None:
         self._rcv_nxt += 1
-        self._ack_now = True
         if not self._eof_signalled:
             self._eof_signalled = True
             self._events.append(_EVT_EOF)
         st = self.state
         if st in (SYN_RECEIVED, ESTABLISHED):
             self.state = CLOSE_WAIT
-        elif st == FIN_WAIT_1:
+            # A passive close: the application usually answers EndOfStream with its own
+            # close, so the ACK of the FIN waits (as a delayed ACK, bounded by its timer)
+            # to ride on our FIN: one segment instead of two (as Linux does).
+            if self.config.delayed_ack:
+                a = now + self.config.delayed_ack_timeout
+                if self._ack_at is None or a < self._ack_at:
+                    self._ack_at = a
+                return
+            self._ack_now = True
+            return
+        self._ack_now = True
+        if st == FIN_WAIT_1:
             if self._fin_queued and self._snd_una > self._fin_seq:
                 self._enter_time_wait(now)
             else:

@@ -27,13 +27,25 @@ class IsnGenerator:
             h.update(p if isinstance(p, bytes) else p.to_bytes(8, "big"))
         return int.from_bytes(h.digest(), "big")
 
+    def _pair(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
+        """One 64-bit keyed hash of the 4-tuple: F for the ISN (high half) and the
+        timestamp offset (low half), so a new connection costs one hash, not two."""
+        msg = laddr + lport.to_bytes(2, "big") + raddr + rport.to_bytes(2, "big")
+        return int.from_bytes(hashlib.blake2s(msg, key=self._key, digest_size=8).digest(), "big")
+
     def isn(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
-        m = int(now * 250_000)
-        return (m + self._hash(laddr, lport, raddr, rport)) & 0xFFFFFFFF
+        return self.isn_and_ts_offset(now, laddr, lport, raddr, rport)[0]
 
     def ts_offset(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """A per-connection timestamp offset, so TSval does not leak the host's uptime."""
-        return self._hash(b"ts", laddr, lport, raddr, rport)
+        return self._pair(laddr, lport, raddr, rport) & 0xFFFFFFFF
+
+    def isn_and_ts_offset(
+        self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int
+    ) -> tuple[int, int]:
+        """``isn`` and ``ts_offset`` together, from one hash."""
+        h = self._pair(laddr, lport, raddr, rport)
+        return (int(now * 250_000) + (h >> 32)) & 0xFFFFFFFF, h & 0xFFFFFFFF
 
     def cookie_hash(self, *parts: bytes | int) -> int:
         """A keyed 32-bit hash for SYN cookies."""

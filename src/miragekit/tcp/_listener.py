@@ -130,8 +130,7 @@ class TCPEndpoint:
         key = (laddr, lport, raddr, rport)
         if key in self.connections:
             raise ValueError(f"lport: {lport} is already connected to that destination")
-        iss = self._isn.isn(now, laddr, lport, raddr, rport)
-        off = self._isn.ts_offset(laddr, lport, raddr, rport)
+        iss, off = self._isn.isn_and_ts_offset(now, laddr, lport, raddr, rport)
         conn = Connection.connect(self.config, lport, rport, iss, now, ts_offset=off)
         self._add(key, conn)
         return conn
@@ -234,8 +233,7 @@ class TCPEndpoint:
         if len(lst.half_open) + len(lst.accept_queue) >= lst.backlog:
             self._send_cookie(now, key, seg)
             return
-        iss = self._isn.isn(now, laddr, lport, raddr, rport)
-        off = self._isn.ts_offset(laddr, lport, raddr, rport)
+        iss, off = self._isn.isn_and_ts_offset(now, laddr, lport, raddr, rport)
         conn = Connection.accept(self.config, seg, iss, now, ts_offset=off)
         lst.half_open.add(key)
         self._add(key, conn)

@@ -63,6 +63,7 @@ _HDR = struct.Struct("!HHIIBBHHH")
 _MSS = struct.Struct("!BBH")
 _TS = struct.Struct("!BBBBII")
 _II = struct.Struct("!II")
+_NOP_NOP_TS = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
 
 _FLAG_NAMES = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
 
@@ -339,6 +340,24 @@ class TCPRepr(NamedTuple):
         payload = buf[hl:]
         if hl == HEADER_LEN:
             return cls(sport, dport, seq, ack, flags, window, payload, urgent=urgent)
+        if hl == 32 and buf[20:24] == _NOP_NOP_TS:
+            # The usual options of every segment after the handshake (RFC 7323 appendix A).
+            tsv, tse = _II.unpack_from(buf, 24)
+            return cls(
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                window,
+                payload,
+                None,
+                None,
+                False,
+                (),
+                (tsv, tse),
+                urgent,
+            )
         mss, wscale, sp, sack, ts, unknown = _parse_options(buf[HEADER_LEN:hl])
         return cls(
             sport,
