@@ -192,7 +192,7 @@ async def run_app(app: App, opts: Options) -> int:
         if graph.forwarder is not None:
             c = graph.forwarder.counters
             print(
-                f"miragekit: forwarded {c.accepted} connections ({c.completed} completed, "
+                f"miragekit: forwarded {c.accepted} connection{'' if c.accepted == 1 else 's'} ({c.completed} completed, "
                 f"{c.aborted} aborted, {c.failed} failed), {c.to_app} bytes to the app, "
                 f"{c.from_app} bytes back",
                 file=sys.stderr,
