@@ -27,7 +27,14 @@ from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, SocketStackV4, Static
 from miragekit.v1 import StackConfig
 
-pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="needs iperf3")
+pytestmark = pytest.mark.tools  # the kernel's iperf3 (.ci/run installs it)
+
+
+@pytest.fixture(autouse=True)
+def _iperf3_installed() -> None:
+    if shutil.which("iperf3") is None:
+        pytest.fail("iperf3 is not installed (.ci/run installs it: apt-get install iperf3)")
+
 
 A = IPv4Address
 
