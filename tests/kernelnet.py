@@ -9,10 +9,12 @@ fixture (registered for all tests in tests/conftest.py).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -74,3 +76,36 @@ def knet() -> Iterator[KernelNet]:
     """A TAP device and a fresh ``mk-`` namespace for its kernel side."""
     with kernel_net() as k:
         yield k
+
+
+async def socat_receives(
+    k: KernelNet, connect: Callable[[], Awaitable[Any]], payload: bytes, dst: Path
+) -> None:
+    """A socat in the namespace listens on port 9000 and writes what it gets to ``dst``;
+    ``connect()`` (retried while socat is not yet listening) opens our flow to it, and
+    ``payload`` goes through in 1 MiB writes, then close. Checks ``dst`` byte-exact."""
+    from miragekit.result import Error, Ok, Refused
+
+    mb = 1 << 20
+    server = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", k.ns, "socat", "-u", "TCP-LISTEN:9000,reuseaddr", f"CREATE:{dst}"
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            r = await connect()
+            if isinstance(r, Ok):
+                break
+            assert r == Error(Refused())
+            await asyncio.sleep(0.05)  # socat is not listening yet
+        assert isinstance(r, Ok), r
+        flow = r.value
+        view = memoryview(payload)
+        for i in range(0, len(payload), mb):
+            assert await flow.write(view[i : i + mb]) == Ok(None)
+        await flow.close()
+        assert await asyncio.wait_for(server.wait(), 120) == 0
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+    assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(payload).digest()

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from tests.flowkit import drain_hash, http_once
-from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run
+from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run, socat_receives
 
 from miragekit.net import TapNetif
-from miragekit.result import Error, Ok, Refused
+from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig
 
@@ -65,35 +65,12 @@ def test_we_send_100mb_to_the_kernel(knet: KernelNet, tmp_path: Path) -> None:
     dst = tmp_path / "dst.bin"
 
     async def body(stack: DirectStackV4) -> None:
-        server = await asyncio.create_subprocess_exec(
-            "ip",
-            "netns",
-            "exec",
-            knet.ns,
-            "socat",
-            "-u",
-            "TCP-LISTEN:9000,reuseaddr",
-            f"CREATE:{dst}",
+        await socat_receives(
+            knet,
+            lambda: stack.tcpv4().create_connection((ipaddress.IPv4Address(KERNEL_IP), 9000)),
+            payload,
+            dst,
         )
-        try:
-            for _ in range(100):
-                r = await stack.tcpv4().create_connection((ipaddress.IPv4Address(KERNEL_IP), 9000))
-                if isinstance(r, Ok):
-                    break
-                assert r == Error(Refused())
-                await asyncio.sleep(0.05)  # socat is not listening yet
-            assert isinstance(r, Ok), r
-            flow = r.value
-            view = memoryview(payload)
-            for i in range(0, len(payload), MB):
-                assert await flow.write(view[i : i + MB]) == Ok(None)
-            await flow.close()
-            assert await asyncio.wait_for(server.wait(), 120) == 0
-        finally:
-            if server.returncode is None:
-                server.kill()
-                await server.wait()
-        assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(payload).digest()
 
     run(with_direct(knet, body), timeout=200)
 
