@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -69,31 +71,28 @@ def ns_exec(ns: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *args]
 
 
-def kernel_to_kernel(size: int, secs: float) -> dict[str, float]:
+@contextmanager
+def veth_pair() -> Iterator[tuple[str, str]]:
+    """Two ``mk-`` namespaces joined by a veth pair, 10.78.0.1 and 10.78.0.2; always deleted."""
     tag = uuid.uuid4().hex[:8]
     a, b = f"mk-a{tag}", f"mk-b{tag}"
     try:
         sh("ip", "netns", "add", a)
         sh("ip", "netns", "add", b)
-        sh(
-            "ip",
-            "link",
-            "add",
-            f"mk-va{tag}",
-            "netns",
-            a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            f"mk-vb{tag}",
-            "netns",
-            b,
-        )
+        sh("ip", "link", "add", f"mk-va{tag}", "netns", a,
+           "type", "veth", "peer", "name", f"mk-vb{tag}", "netns", b)  # fmt: skip
         sh("ip", "-n", a, "addr", "add", "10.78.0.1/24", "dev", f"mk-va{tag}")
         sh("ip", "-n", b, "addr", "add", "10.78.0.2/24", "dev", f"mk-vb{tag}")
         sh("ip", "-n", a, "link", "set", f"mk-va{tag}", "up")
         sh("ip", "-n", b, "link", "set", f"mk-vb{tag}", "up")
+        yield a, b
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+
+
+def kernel_to_kernel(size: int, secs: float) -> dict[str, float]:
+    with veth_pair() as (a, b):
         rx = subprocess.Popen(
             ns_exec(b, sys.executable, "-c", RECEIVER), stdout=subprocess.PIPE, text=True
         )
@@ -112,37 +111,11 @@ def kernel_to_kernel(size: int, secs: float) -> dict[str, float]:
             "seconds": float(dt),
             "bytes": int(nbytes),
         }
-    finally:
-        subprocess.run(["ip", "netns", "del", a], capture_output=True)
-        subprocess.run(["ip", "netns", "del", b], capture_output=True)
 
 
 def kernel_to_kernel_iperf3(size: int, secs: float) -> dict[str, float]:
     """The same veth path with C at both ends (iperf3 -u -b 0): the kernel's own ceiling."""
-    tag = uuid.uuid4().hex[:8]
-    a, b = f"mk-a{tag}", f"mk-b{tag}"
-    try:
-        sh("ip", "netns", "add", a)
-        sh("ip", "netns", "add", b)
-        sh(
-            "ip",
-            "link",
-            "add",
-            f"mk-va{tag}",
-            "netns",
-            a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            f"mk-vb{tag}",
-            "netns",
-            b,
-        )
-        sh("ip", "-n", a, "addr", "add", "10.78.0.1/24", "dev", f"mk-va{tag}")
-        sh("ip", "-n", b, "addr", "add", "10.78.0.2/24", "dev", f"mk-vb{tag}")
-        sh("ip", "-n", a, "link", "set", f"mk-va{tag}", "up")
-        sh("ip", "-n", b, "link", "set", f"mk-vb{tag}", "up")
+    with veth_pair() as (a, b):
         srv = subprocess.Popen(ns_exec(b, "iperf3", "-s", "-1"), stdout=subprocess.DEVNULL)
         try:
             for _ in range(50):
@@ -182,9 +155,6 @@ def kernel_to_kernel_iperf3(size: int, secs: float) -> dict[str, float]:
             "seconds": res["seconds"],
             "bytes": received * size,
         }
-    finally:
-        subprocess.run(["ip", "netns", "del", a], capture_output=True)
-        subprocess.run(["ip", "netns", "del", b], capture_output=True)
 
 
 async def kernel_to_stack(size: int, secs: float) -> dict[str, float]:
