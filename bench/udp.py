@@ -118,7 +118,7 @@ def kernel_to_kernel_iperf3(size: int, secs: float) -> dict[str, float]:
     with veth_pair() as (a, b):
         srv = subprocess.Popen(ns_exec(b, "iperf3", "-s", "-1"), stdout=subprocess.DEVNULL)
         try:
-            for _ in range(50):
+            for _ in range(100):
                 cli = subprocess.run(
                     ns_exec(
                         a,
