@@ -160,3 +160,28 @@ def test_the_helper_exits_when_its_owner_dies() -> None:
         time.sleep(0.02)
     else:
         pytest.fail("the helper outlived its owner")
+
+
+def test_an_idle_helper_sleeps() -> None:
+    """After a burst the helper polls for 0.2 ms, then naps: idle, it costs ~no CPU."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ring = TxRing(a.fileno(), slot_size=100, slots=4)
+    try:
+        ring.put(b"x")
+        assert read_all(b, 1) == [b"x"]
+
+        def cpu_ticks() -> int:
+            with open(f"/proc/{ring._proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+
+        before = cpu_ticks()
+        time.sleep(1.0)
+        used = cpu_ticks() - before
+        assert used <= 10, f"{used} ticks of {os.sysconf('SC_CLK_TCK')} in 1 s while idle"
+        ring.put(b"y")  # and it still wakes up for the next frame
+        assert read_all(b, 1, timeout=5) == [b"y"]
+    finally:
+        ring.close()
+        a.close()
+        b.close()

@@ -20,7 +20,7 @@ _txring.py``) pass frames in FIFO order, so nothing is reordered. Layout::
 Memory ordering: the producer stores a frame, then the tail; the consumer loads the tail,
 then the frame. On x86-64 (TSO) stores are seen in order, which is what this relies on;
 :func:`supported` says where it may be used. The consumer's sleep is a timed wait, so a
-wake-up lost to the store-load race costs at most a millisecond, never a frame.
+wake-up lost to the store-load race costs at most ``NAP_MAX_SECONDS``, never a frame.
 
 This module imports only the standard library: the consumer runs it as a script.
 """
@@ -52,8 +52,10 @@ _U32: Final = struct.Struct("I")  # a slot's length, written before the tail pub
 _SLOTS: Final = 4096
 SPIN_SECONDS: Final = 0.0002
 """How long the consumer polls an empty ring before it sleeps on the eventfd."""
-SLEEP_SECONDS: Final = 0.001
-"""The consumer's longest sleep: the bound on a lost wake-up."""
+NAP_SECONDS: Final = 0.001
+"""The consumer's first timed sleep on an idle ring; it doubles while the ring stays idle"""
+NAP_MAX_SECONDS: Final = 0.01
+"""... up to this: the bound on a lost wake-up, and 100 idle wake-ups a second."""
 FULL_WAIT_SECONDS: Final = 1.0
 """How long the producer waits on a full ring before it declares the consumer stuck."""
 
@@ -199,6 +201,7 @@ def serve(fd: int, memfd: int, wake: int, stop: int, slots: int, slot_size: int)
     u32_unpack = _U32.unpack_from
     write = os.write
     stopping = False
+    nap = NAP_SECONDS
     poller = select.poll()
     poller.register(wake, select.POLLIN)
     poller.register(stop, select.POLLIN)
@@ -217,7 +220,7 @@ def serve(fd: int, memfd: int, wake: int, stop: int, slots: int, slot_size: int)
                         written += 1
                     except BlockingIOError:
                         eagain += 1
-                        select.select([], [fd], [], SLEEP_SECONDS)
+                        select.select([], [fd], [], NAP_SECONDS)
                         continue
                     except OSError:
                         errors += 1
@@ -225,6 +228,7 @@ def serve(fd: int, memfd: int, wake: int, stop: int, slots: int, slot_size: int)
                 head += 1
                 words[_HEAD] = head
             words[_WRITTEN], words[_ERRORS], words[_EAGAIN] = written, errors, eagain
+            nap = NAP_SECONDS
             continue
         if stopping:
             return
@@ -236,13 +240,14 @@ def serve(fd: int, memfd: int, wake: int, stop: int, slots: int, slot_size: int)
             continue
         words[_ASLEEP] = 1
         if words[_TAIL] == head:
-            for rfd, _ in poller.poll(SLEEP_SECONDS * 1000):
+            for rfd, _ in poller.poll(nap * 1000):
                 if rfd == wake:
                     with contextlib.suppress(BlockingIOError):
                         os.eventfd_read(wake)
                 elif not os.read(stop, 1):
                     stopping = True
         words[_ASLEEP] = 0
+        nap = min(2 * nap, NAP_MAX_SECONDS)
 
 
 if __name__ == "__main__":
