@@ -185,3 +185,26 @@ def test_an_idle_helper_sleeps() -> None:
         ring.close()
         a.close()
         b.close()
+
+
+def test_a_burst_is_published_once_in_order_with_its_prefix() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.setblocking(False)
+    ring = TxRing(a.fileno(), slot_size=1600, slots=16)
+    try:
+        want = frames(300, 3)
+        got: list[bytes] = []
+        for i in range(0, len(want), 50):  # bursts larger than the ring: it publishes early
+            assert ring.put_many(want[i : i + 50], b"HDR") == sum(
+                3 + len(f) for f in want[i : i + 50]
+            )
+            drain(b, got)
+        got += read_all(b, len(want) - len(got))
+        assert got == [b"HDR" + f for f in want]
+        with pytest.raises(ValueError, match="larger than"):
+            ring.put_many([b"ok", bytes(ring.slot_size)])
+        assert ring.pending == 0  # the refused burst queued nothing
+    finally:
+        ring.close()
+        a.close()
+        b.close()

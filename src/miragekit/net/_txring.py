@@ -123,6 +123,7 @@ class TxRing:
     def _wait_for_room(self) -> None:
         deadline = time.monotonic() + FULL_WAIT_SECONDS
         words, t, n = self._words, self._tail, self.slots
+        words[_TAIL] = t  # what a burst staged so far must go out to make room
         while True:
             if words[_ASLEEP]:
                 os.eventfd_write(self._wake, 1)
@@ -165,6 +166,33 @@ class TxRing:
             p = q
         self._publish()
         return n
+
+    def put_many(
+        self, frames: Sequence[bytes | bytearray | memoryview], prefix: bytes = b""
+    ) -> int:
+        """Queue each of ``frames`` (after ``prefix``, e.g. a virtio-net header) and publish
+        them at once: one tail store and one wake-up check per burst. Returns the bytes
+        queued, prefixes included. A frame too large for a slot refuses the whole burst."""
+        p = len(prefix)
+        room = self.slot_size - 4 - p
+        if any(len(f) > room for f in frames):
+            raise ValueError(f"frame: larger than a {room}-byte slot")
+        u32_pack, mm, view = _U32.pack_into, self._mm, self._view
+        total = 0
+        for f in frames:
+            off = self._slot()
+            n = p + len(f)
+            u32_pack(mm, off, n)
+            if p:
+                view[off + 4 : off + 4 + p] = prefix
+            view[off + 4 + p : off + 4 + n] = f
+            self._tail += 1
+            total += n
+        words = self._words
+        words[_TAIL] = self._tail
+        if words[_ASLEEP]:
+            os.eventfd_write(self._wake, 1)
+        return total
 
     def close(self, timeout: float = 5.0) -> None:
         """Let the consumer write what is queued, then stop it and free the ring."""
