@@ -111,6 +111,23 @@ def test_bytes_blocks_and_bidir_on_host_sockets(socket_server: tuple[Running, st
     assert bidir["end"]["sum_sent_bidir_reverse"]["bytes"] > 0
 
 
+def test_reverse_sends_exactly_the_blocks_asked_for(socket_server: tuple[Running, str]) -> None:
+    """Our sender writes many blocks per call, yet stops where iperf3's own would: after
+    ``-k`` blocks, or after the block that reaches ``-n`` bytes (counted over all streams)."""
+    _, ip = socket_server
+    cases = (
+        (("-k", "30", "-l", "100K", "-P", "3"), 3, 30 * 102400),
+        (("-k", "3", "-l", "1M"), 1, 3 * 1048576),
+        (("-n", "5242880", "-l", "100000"), 1, 53 * 100000),
+        (("-n", "5000000", "-P", "2"), 2, 39 * 131072),
+    )
+    for args, streams, want in cases:
+        rev = iperf3_json("-c", ip, "-R", *args)
+        sent, received = check_report(rev, streams)
+        assert sent == want, (args, sent)
+        assert received <= sent, (args, received)
+
+
 def test_udp_is_refused_with_a_server_error(socket_server: tuple[Running, str]) -> None:
     r, ip = socket_server
     p = subprocess.run(["iperf3", "-J", "-c", ip, "-u", "-t", "1"], capture_output=True,
