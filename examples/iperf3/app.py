@@ -25,7 +25,7 @@ applied to TCP, and the sender reports no retransmission counts.
 A sending stream hands its flow many ``-l`` blocks per write (up to :data:`SEND_CHUNK`,
 one preallocated buffer written again and again): one 128 KiB block per write and per
 event-loop turn cost our process half as much CPU again per byte sent over a TAP device
-with offload (0.9 against 0.6 s/GB in bench/tcp_iperf.py), and a third of the
+with offload (0.9 against 0.6 s/GB in bench/tcp_iperf.py) and about a third of its
 throughput. It still stops after exactly ``-k`` blocks, or after the block that reaches
 ``-n`` bytes, as iperf3's sender does. A write is counted when it starts, so a test that
 ends in the middle of one reports up to one chunk more than was queued.
