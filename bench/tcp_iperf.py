@@ -65,6 +65,8 @@ KERNEL_IP, APP_IP = "10.81.0.1", "10.81.0.2"
 #: The client's options for every iperf3 row, besides ``-c ADDR -t SECONDS`` (and ``-R``).
 IPERF3_OPTS: tuple[str, ...] = ()
 TICK = os.sysconf("SC_CLK_TCK")
+#: How long PyTCP may take to say it is up.
+PYTCP_START = 60.0
 
 #: One run of a row: MB/s into and out of the server side, and its CPU seconds per GB.
 Run = dict[str, Any]
@@ -287,14 +289,20 @@ def pytcp_tap(secs: float) -> Run:
         )  # fmt: skip
         try:
             assert peer.stdout is not None
-            log = []
-            for line in peer.stdout:  # PyTCP logs to stdout; our line says it is up
-                log.append(line)
-                if line.strip() == "ready":
-                    break
-            else:
-                return {"into": None, "out": None, "errors": [f"did not start: {log[-3:]!r}"]}
-            threading.Thread(target=lambda: [None for _ in peer.stdout or ()], daemon=True).start()
+            log: list[str] = []
+            ready = threading.Event()
+
+            def drain(lines: Iterator[str]) -> None:
+                for line in lines:  # PyTCP logs to stdout; our line says it is up
+                    if not ready.is_set():
+                        log.append(line)
+                        if line.strip() == "ready":
+                            ready.set()
+
+            threading.Thread(target=drain, args=(peer.stdout,), daemon=True).start()
+            if not ready.wait(PYTCP_START):  # it has been seen to hang while starting
+                err = f"did not start within {PYTCP_START:g} s: {log[-3:]!r}"
+                return {"into": None, "out": None, "errors": [err]}
             time.sleep(3)  # its address claim (ARP probes) before it answers
             out: Run = {}
             for key, mode, port in (("into", "send", 9), ("out", "recv", 19)):
@@ -389,7 +397,11 @@ def main() -> None:
         return f"{'-':>{width}}" if v is None else f"{v:{width}.{digits}f}"
 
     def fmt_runs(vals: list[float | None]) -> str:
-        return "[" + ", ".join("-" if v is None else f"{v:.0f}" for v in vals) + "]"
+        return (
+            "["
+            + ", ".join("-" if v is None else f"{v:.{0 if v >= 10 else 1}f}" for v in vals)
+            + "]"
+        )
 
     rows: dict[str, Any] = {}
     opts = " ".join(IPERF3_OPTS) or "none besides -c -t [-R]"
