@@ -1,19 +1,36 @@
 """TCP bulk throughput both ways, side by side: our stack against the kernel's, and PyTCP.
 
-Run as root: ``python bench/tcp_iperf.py [--seconds 5]``. Rows:
+Run as root: ``python bench/tcp_iperf.py [--seconds 5] [--repeat 3] [--rows ROW ...]``.
+Rows (``--rows`` picks some: veth, tap, tap-offload, vnet, pytcp):
 
-* the kernel's iperf3 to itself over a veth pair between two ``mk-`` namespaces (the
-  reference: the ceiling of these machines);
-* our stack over a TAP device (``examples/iperf3`` under ``miragekit run --net tap``),
-  measured by the kernel's unmodified ``iperf3 -c ... -J`` in the namespace: forward is
-  into our stack, ``-R`` out of it; the same with ``--offload`` when the runner has it;
-* two of our stacks over the virtual switch in one process, measured by the example's own
-  small iperf3 client (``run_client``) against its server: not the kernel's iperf3;
-* PyTCP (PyPI ``pytcp``) on the same TAP setup, run unmodified as a library, with a
-  kernel socket client in the namespace (PyTCP has no iperf3 server).
+* ``veth``: the kernel's iperf3 to itself over a veth pair between two ``mk-``
+  namespaces (the reference: the ceiling of these machines);
+* ``tap``, ``tap-offload``: our stack over a TAP device (``examples/iperf3`` under
+  ``miragekit run --net tap``, with ``--offload`` for the second), measured by the
+  kernel's unmodified ``iperf3 -c ... -J`` in the namespace: forward is into our stack,
+  ``-R`` out of it;
+* ``vnet``: two of our stacks over the virtual switch in one process, measured by the
+  example's own small iperf3 client (``run_client``) against its server: not the kernel's
+  iperf3;
+* ``pytcp``: PyTCP (PyPI ``pytcp``) on the same TAP setup, run unmodified as a library,
+  with a kernel socket client in the namespace (PyTCP has no iperf3 server).
 
-Figures are the receiver's bytes over the test's seconds (iperf3's ``sum_received``).
-Prints a table and writes bench/results/tcp_iperf.json. Namespaces are always deleted.
+Fairness: the kernel reference and our TAP rows run the very same client command,
+``iperf3 -J -c ADDR -t SECONDS`` (plus ``-R`` for "out of"), with iperf3's defaults
+otherwise: one stream, 128 KiB blocks (``-l``), socket buffers left to the kernel's
+autotuning (no ``-w``), no CPU pinning, no pacing. Our side runs as any user would run
+it: ``miragekit run examples/iperf3 --net tap:NAME --ip ...`` (no ``--pcap``, the
+console only logs one line per test).
+
+Each figure is the receiver's bytes over the test's seconds (iperf3's ``sum_received``),
+in MB/s (10**6 bytes). Rows run in rounds (every row once per round, ``--repeat`` rounds)
+so that a busy machine weighs on all of them alike; the table shows the best run and
+every run. ``cpu s/GB`` is the CPU time (user + system, from /proc or rusage) of the
+server side per 10**9 bytes received, the median over the runs: for the kernel row the
+``iperf3 -s`` process, for ours the runner's process (which also does, in its system
+time, the kernel's receive work for every frame it writes to the TAP device), for vnet
+the whole bench process (both stacks and the client). It is steadier than MB/s on a
+shared machine. Writes bench/results/tcp_iperf.json. Namespaces are always deleted.
 """
 
 from __future__ import annotations
@@ -23,12 +40,13 @@ import asyncio
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -44,6 +62,14 @@ from miragekit.stack import DirectStackV4, Static  # noqa: E402
 from miragekit.v1 import StackConfig  # noqa: E402
 
 KERNEL_IP, APP_IP = "10.81.0.1", "10.81.0.2"
+#: The client's options for every iperf3 row, besides ``-c ADDR -t SECONDS`` (and ``-R``).
+IPERF3_OPTS: tuple[str, ...] = ()
+TICK = os.sysconf("SC_CLK_TCK")
+#: How long PyTCP may take to say it is up.
+PYTCP_START = 60.0
+
+#: One run of a row: MB/s into and out of the server side, and its CPU seconds per GB.
+Run = dict[str, Any]
 
 
 def sh(*args: str) -> None:
@@ -63,18 +89,31 @@ def load_app() -> ModuleType:
     return mod
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (``ip netns exec`` execs its command, so
+    the pid of ``ip netns exec NS python ...`` is that of python itself)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def per_gb(cpu: float, nbytes: int) -> float | None:
+    return cpu / (nbytes / 1e9) if nbytes else None
+
+
 def iperf3(ns: str, *args: str, timeout: float = 120) -> dict[str, Any]:
-    p = subprocess.run(in_ns(ns, "iperf3", "-J", *args), capture_output=True, timeout=timeout)
+    cmd = in_ns(ns, "iperf3", "-J", *IPERF3_OPTS, *args)
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout)
     report: dict[str, Any] = json.loads(p.stdout)
     if "error" in report:
         raise RuntimeError(f"iperf3 {' '.join(args)}: {report['error']}")
     return report
 
 
-def rate(report: dict[str, Any]) -> float:
-    """MB/s at the receiver."""
+def received(report: dict[str, Any]) -> tuple[float, int]:
+    """MB/s at the receiver, and the bytes it received."""
     r = report["end"]["sum_received"]
-    return float(r["bytes"]) / float(r["seconds"]) / 1e6
+    return float(r["bytes"]) / float(r["seconds"]) / 1e6, int(r["bytes"])
 
 
 @contextmanager
@@ -94,7 +133,7 @@ def tap_namespace() -> Iterator[tuple[str, str]]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def kernel_veth(secs: float) -> dict[str, Any]:
+def kernel_veth(secs: float) -> Run:
     tag = uuid.uuid4().hex[:8]
     a, b = f"mk-ka{tag}", f"mk-kb{tag}"
     try:
@@ -106,28 +145,24 @@ def kernel_veth(secs: float) -> dict[str, Any]:
         sh("ip", "-n", b, "addr", "add", f"{APP_IP}/24", "dev", f"mk-vb{tag}")
         sh("ip", "-n", a, "link", "set", f"mk-va{tag}", "up")
         sh("ip", "-n", b, "link", "set", f"mk-vb{tag}", "up")
-        out = {}
+        out: Run = {}
         for key, extra in (("into", ()), ("out", ("-R",))):
             srv = subprocess.Popen(in_ns(b, "iperf3", "-s", "-1"), stdout=subprocess.DEVNULL)
             try:
                 time.sleep(0.3)
-                out[key] = rate(iperf3(a, "-c", APP_IP, "-t", str(secs), *extra))
+                out[key], nbytes = received(iperf3(a, "-c", APP_IP, "-t", str(secs), *extra))
             finally:
-                srv.wait(timeout=30)
-        return {**out, "note": "kernel iperf3 -s / -c over a veth pair"}
+                # The server's own CPU over its one test (it exits after it: -1).
+                _, status, usage = os.wait4(srv.pid, 0)
+                srv.returncode = os.waitstatus_to_exitcode(status)
+            out[f"cpu_{key}"] = per_gb(usage.ru_utime + usage.ru_stime, nbytes)
+        return out
     finally:
         subprocess.run(["ip", "netns", "del", a], capture_output=True)
         subprocess.run(["ip", "netns", "del", b], capture_output=True)
 
 
-def runner_has(flag: str) -> bool:
-    p = subprocess.run([sys.executable, "-m", "miragekit", "run", "--help"], cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-                       capture_output=True, text=True)  # fmt: skip
-    return flag in p.stdout
-
-
-def ours_tap(secs: float, *extra: str) -> dict[str, Any]:
+def ours_tap(secs: float, *extra: str) -> Run:
     with tap_namespace() as (ns, tap):
         cmd = in_ns(ns, sys.executable, "-m", "miragekit", "run", "examples/iperf3",
                     "--net", f"tap:{tap}", "--ip", f"{APP_IP}/24", *extra)  # fmt: skip
@@ -139,19 +174,23 @@ def ours_tap(secs: float, *extra: str) -> dict[str, Any]:
             line = proc.stdout.readline()
             if "iperf3: server on" not in line:
                 raise RuntimeError(f"the runner did not start: {line!r}")
-            fwd = iperf3(ns, "-c", APP_IP, "-t", str(secs))
-            rev = iperf3(ns, "-c", APP_IP, "-t", str(secs), "-R")
-            return {"into": rate(fwd), "out": rate(rev),
-                    "note": "kernel iperf3 -c in the namespace; our examples/iperf3"}  # fmt: skip
+            # Its one line per test, read so that the pipe never fills.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            out: Run = {}
+            for key, rev in (("into", ()), ("out", ("-R",))):
+                c0 = cpu_seconds(proc.pid)
+                out[key], nbytes = received(iperf3(ns, "-c", APP_IP, "-t", str(secs), *rev))
+                out[f"cpu_{key}"] = per_gb(cpu_seconds(proc.pid) - c0, nbytes)
+            return out
         finally:
             proc.terminate()
             proc.wait(timeout=30)
 
 
-def ours_vnet(secs: float, mtu: int) -> dict[str, Any]:
+def ours_vnet(secs: float, mtu: int) -> Run:
     app = load_app()
 
-    async def main() -> dict[str, Any]:
+    async def main() -> Run:
         sw = VnetSwitch()
         stacks = []
         for i, name in enumerate(("client", "server")):
@@ -163,16 +202,18 @@ def ours_vnet(secs: float, mtu: int) -> dict[str, Any]:
         server = app.Server()
         stacks[1].listen_tcpv4(port=app.PORT, callback=server.handle)
         tcp = stacks[0].tcpv4()
-        fwd = await app.run_client(tcp, IPv4Address("10.0.0.2"), app.Params(duration=secs))
-        rev = await app.run_client(
-            tcp, IPv4Address("10.0.0.2"), app.Params(duration=secs, reverse=True)
-        )
-        return {
-            "into": fwd.server_bytes() / fwd.seconds / 1e6,
-            "out": rev.received / rev.seconds / 1e6,
-            "note": f"MTU {mtu}; both stacks and the example's iperf3 client in one process "
-            "(one core for both ends), not the kernel's iperf3",
-        }
+        out: Run = {}
+        for key, reverse in (("into", False), ("out", True)):
+            t0 = os.times()
+            res = await app.run_client(
+                tcp, IPv4Address("10.0.0.2"), app.Params(duration=secs, reverse=reverse)
+            )
+            t1 = os.times()
+            nbytes = res.received if reverse else res.server_bytes()
+            out[key] = nbytes / res.seconds / 1e6
+            cpu = t1.user - t0.user + t1.system - t0.system
+            out[f"cpu_{key}"] = per_gb(cpu, nbytes)
+        return out
 
     return asyncio.run(main())
 
@@ -236,11 +277,11 @@ else:  # what arrived within the window
 """
 
 
-def pytcp_tap(secs: float) -> dict[str, Any]:
+def pytcp_tap(secs: float) -> Run:
     try:
-        import pytcp  # noqa: F401
+        import pytcp  # type: ignore[import-untyped]  # noqa: F401
     except ImportError as e:
-        return {"into": None, "out": None, "note": f"pytcp not installed: {e}"}
+        return {"into": None, "out": None, "errors": [f"pytcp not installed: {e}"]}
     with tap_namespace() as (ns, tap):
         peer = subprocess.Popen(
             in_ns(ns, sys.executable, "-c", PYTCP_PEER, tap, f"{APP_IP}/24", KERNEL_IP, str(secs)),
@@ -248,17 +289,24 @@ def pytcp_tap(secs: float) -> dict[str, Any]:
         )  # fmt: skip
         try:
             assert peer.stdout is not None
-            log = []
-            for line in peer.stdout:  # PyTCP logs to stdout; our line says it is up
-                log.append(line)
-                if line.strip() == "ready":
-                    break
-            else:
-                return {"into": None, "out": None, "note": f"PyTCP did not start: {log[-3:]!r}"}
-            threading.Thread(target=lambda: [None for _ in peer.stdout or ()], daemon=True).start()
+            log: list[str] = []
+            ready = threading.Event()
+
+            def drain(lines: Iterator[str]) -> None:
+                for line in lines:  # PyTCP logs to stdout; our line says it is up
+                    if not ready.is_set():
+                        log.append(line)
+                        if line.strip() == "ready":
+                            ready.set()
+
+            threading.Thread(target=drain, args=(peer.stdout,), daemon=True).start()
+            if not ready.wait(PYTCP_START):  # it has been seen to hang while starting
+                err = f"did not start within {PYTCP_START:g} s: {log[-3:]!r}"
+                return {"into": None, "out": None, "errors": [err]}
             time.sleep(3)  # its address claim (ARP probes) before it answers
-            out: dict[str, Any] = {}
+            out: Run = {}
             for key, mode, port in (("into", "send", 9), ("out", "recv", 19)):
+                c0 = cpu_seconds(peer.pid)
                 try:
                     p = subprocess.run(
                         in_ns(ns, sys.executable, "-c", KERNEL_CLIENT, mode, APP_IP, str(port),
@@ -275,46 +323,121 @@ def pytcp_tap(secs: float) -> dict[str, Any]:
                     continue
                 nbytes, dt = p.stdout.split()
                 out[key] = int(nbytes) / float(dt) / 1e6
-            note = "PyTCP 2.7.6 sockets, its default config and logging (a sink on 9, a "
-            note += "16 KiB-block source on 19); a kernel Python socket client, not iperf3"
-            return {**out, "note": note}
+                out[f"cpu_{key}"] = per_gb(cpu_seconds(peer.pid) - c0, int(nbytes))
+            return out
         finally:
             peer.kill()
             peer.wait()
 
 
+ROWS: dict[str, tuple[str, str, Callable[[float], Run]]] = {
+    "veth": (
+        "kernel <-> kernel, veth (reference)",
+        "kernel iperf3 -s / -c over a veth pair",
+        kernel_veth,
+    ),
+    "tap": (
+        "kernel <-> ours, TAP",
+        "kernel iperf3 -c in the namespace; our examples/iperf3 (frames of at most the MTU)",
+        ours_tap,
+    ),
+    "tap-offload": (
+        "kernel <-> ours, TAP --offload",
+        "the same with --offload (64 KiB TSO/GSO segments, checksums left to the kernel)",
+        lambda secs: ours_tap(secs, "--offload"),
+    ),
+    "vnet": (
+        "ours <-> ours, switch MTU 9000",
+        "both stacks and the example's iperf3 client in one process (one core for both "
+        "ends), not the kernel's iperf3",
+        lambda secs: ours_vnet(secs, 9000),
+    ),
+    "vnet1500": (
+        "ours <-> ours, switch MTU 1500",
+        "the same at MTU 1500",
+        lambda secs: ours_vnet(secs, 1500),
+    ),
+    "pytcp": (
+        "kernel <-> PyTCP, TAP",
+        "PyTCP 2.7.6 sockets, its default config and logging (a sink on 9, a 16 KiB-block "
+        "source on 19); a kernel Python socket client, not iperf3",
+        pytcp_tap,
+    ),
+}
+
+
+def best(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return max(got) if got else None
+
+
+def median(values: list[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return statistics.median(got) if got else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=5.0, help="per test (iperf3 -t)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; the best run is shown")
+    ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/tcp_iperf.py needs root (network namespaces, TAP)")
     secs = args.seconds
-    rows: dict[str, dict[str, Any]] = {}
-    rows["kernel <-> kernel, veth (reference)"] = kernel_veth(secs)
-    rows["kernel <-> ours, TAP"] = ours_tap(secs)
-    if runner_has("--offload"):
-        rows["kernel <-> ours, TAP --offload"] = ours_tap(secs, "--offload")
-    else:
-        rows["kernel <-> ours, TAP --offload"] = {
-            "into": None, "out": None,
-            "note": "skipped: this runner has no --offload yet",
-        }  # fmt: skip
-    rows["ours <-> ours, switch MTU 1500"] = ours_vnet(secs, 1500)
-    rows["ours <-> ours, switch MTU 9000"] = ours_vnet(secs, 9000)
-    rows["kernel <-> PyTCP, TAP"] = pytcp_tap(secs)
+    runs: dict[str, list[Run]] = {key: [] for key in args.rows}
+    for _ in range(args.repeat):
+        for key in args.rows:
+            try:
+                runs[key].append(ROWS[key][2](secs))
+            except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+                runs[key].append({"into": None, "out": None, "errors": [str(e)]})
 
-    def fmt(v: float | None) -> str:
-        return f"{'-':>9}" if v is None else f"{v:9.1f}"
+    def fmt(v: float | None, width: int = 7, digits: int = 1) -> str:
+        return f"{'-':>{width}}" if v is None else f"{v:{width}.{digits}f}"
 
-    print(f"TCP bulk throughput, {secs:g} s per direction (MB/s at the receiver)")
-    print(f"{'path':38} {'into':>9} {'out of':>9}  notes")
-    for name, r in rows.items():
-        print(f"{name:38} {fmt(r['into'])} {fmt(r['out'])}  {r['note']}")
+    def fmt_runs(vals: list[float | None]) -> str:
+        return (
+            "["
+            + ", ".join("-" if v is None else f"{v:.{0 if v >= 10 else 1}f}" for v in vals)
+            + "]"
+        )
+
+    rows: dict[str, Any] = {}
+    opts = " ".join(IPERF3_OPTS) or "none besides -c -t [-R]"
+    print(f"TCP bulk throughput, {secs:g} s per test, best of {args.repeat} "
+          f"(MB/s at the receiver); iperf3 client options: {opts}")  # fmt: skip
+    print(f"{'path':36} {'into':>7} {'out of':>7}  {'cpu s/GB in/out':>15}  "
+          f"{'runs into':>22} {'runs out of':>22}")  # fmt: skip
+    for key in args.rows:
+        name, note, _ = ROWS[key]
+        rs = runs[key]
+        row: dict[str, Any] = {
+            "into": best([r.get("into") for r in rs]),
+            "out": best([r.get("out") for r in rs]),
+            "cpu_s_per_gb_into": median([r.get("cpu_into") for r in rs]),
+            "cpu_s_per_gb_out": median([r.get("cpu_out") for r in rs]),
+            "runs": rs,
+            "note": note,
+        }
+        rows[name] = row
+        cpu = f"{fmt(row['cpu_s_per_gb_into'], 6, 2)} /{fmt(row['cpu_s_per_gb_out'], 6, 2)}"
+        print(f"{name:36} {fmt(row['into'])} {fmt(row['out'])}  {cpu:>15}  "
+              f"{fmt_runs([r.get('into') for r in rs]):>22} "
+              f"{fmt_runs([r.get('out') for r in rs]):>22}")  # fmt: skip
+        for r in rs:
+            for err in r.get("errors", ()):
+                print(f"    error: {err}")
     print("'into' is client -> server (kernel -> ours), 'out of' the reverse (-R).")
+    print("cpu s/GB: the server side's CPU time per 10**9 bytes, median of the runs.")
+    for key in args.rows:
+        print(f"  {ROWS[key][0]}: {ROWS[key][1]}")
     out = ROOT / "bench" / "results" / "tcp_iperf.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seconds": secs, "unit": "MB/s", "rows": rows}, indent=2) + "\n")
+    meta = {"seconds": secs, "repeat": args.repeat, "unit": "MB/s",
+            "iperf3_options": list(IPERF3_OPTS), "cpus": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg()}  # fmt: skip
+    out.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 
 

@@ -111,6 +111,25 @@ def test_bytes_blocks_and_bidir_on_host_sockets(socket_server: tuple[Running, st
     assert bidir["end"]["sum_sent_bidir_reverse"]["bytes"] > 0
 
 
+def test_reverse_sends_exactly_the_blocks_asked_for(socket_server: tuple[Running, str]) -> None:
+    """Our sender writes many blocks per call, yet stops where iperf3's own would: after the
+    block that reaches ``-n`` bytes (counted over all streams), or after ``-k`` blocks."""
+    _, ip = socket_server
+    cases = (
+        (("-n", "3000000", "-l", "100K", "-P", "3"), 3, 30 * 102400),
+        (("-n", "5242880", "-l", "100000"), 1, 53 * 100000),
+        (("-n", "5000000", "-P", "2"), 2, 39 * 131072),
+    )
+    for args, streams, want in cases:
+        # The client ends once n bytes are in; the server has then taken every block.
+        sent, received = check_report(iperf3_json("-c", ip, "-R", *args), streams)
+        assert sent == want and want - 131072 < received <= sent, (args, sent, received)
+    # iperf3's client counts its reads as blocks, so in reverse it may end the test before
+    # k whole blocks arrived: the server never sends more than k, and reports what it sent.
+    sent, received = check_report(iperf3_json("-c", ip, "-R", "-k", "30", "-l", "100K"), 1)
+    assert 0 < received <= sent <= 30 * 102400
+
+
 def test_udp_is_refused_with_a_server_error(socket_server: tuple[Running, str]) -> None:
     r, ip = socket_server
     p = subprocess.run(["iperf3", "-J", "-c", ip, "-u", "-t", "1"], capture_output=True,

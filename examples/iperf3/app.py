@@ -21,6 +21,14 @@ The protocol (iperf3's, written here from its documented facts):
 Unlike the kernel's iperf3 server this one runs tests concurrently, told apart by their
 cookies. ``--omit`` seconds are not subtracted (all bytes count), pacing (``-b``) is not
 applied to TCP, and the sender reports no retransmission counts.
+
+A sending stream hands its flow many ``-l`` blocks per write (up to :data:`SEND_CHUNK`,
+one preallocated buffer written again and again): one 128 KiB block per write and per
+event-loop turn cost our process half as much CPU again per byte sent over a TAP device
+with offload (0.9 against 0.6 s/GB in bench/tcp_iperf.py) and about a third of its
+throughput. It still stops after exactly ``-k`` blocks, or after the block that reaches
+``-n`` bytes, as iperf3's sender does. A write is counted when it starts, so a test that
+ends in the middle of one reports up to one chunk more than was queued.
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ COOKIE_SIZE = 37
 DEFAULT_LEN = 128 * 1024
 MAX_STREAMS = 128
 MAX_LEN = 1024 * 1024
+#: How much a sending stream hands to its flow per write (whole blocks of ``-l``): large
+#: writes keep the per-write overhead (and the event-loop hops) small per byte.
+SEND_CHUNK = 1024 * 1024
 #: How long a test may wait for its streams, and for messages outside the running phase.
 HANDSHAKE_TIMEOUT = 30.0
 #: A timed test is abandoned this long after it should have ended (a vanished client).
@@ -199,12 +210,6 @@ class Params:
 
     def stream_count(self) -> int:
         return self.parallel * (2 if self.bidirectional else 1)
-
-    def ended(self, nbytes: int, blocks: int) -> bool:
-        """Whether a sender that has sent ``nbytes`` in ``blocks`` blocks has finished."""
-        return bool(self.nbytes and nbytes >= self.nbytes) or bool(
-            self.blocks and blocks >= self.blocks
-        )
 
 
 def stream_id(index: int) -> int:
@@ -434,15 +439,27 @@ class Server:
     @staticmethod
     async def _send(test: Test, s: Stream, flow: v1.TCPFlow[IPv4Address]) -> None:
         await test.running.wait()
-        block = os.urandom(test.params.length)  # immutable: safe to queue again and again
-        n = len(block)
         p = test.params
-        while not p.ended(test.bytes_sent, test.blocks_sent):
-            if await flow.write(block) != Ok(None):
+        n = p.length
+        per = max(1, SEND_CHUNK // n)  # whole blocks per write
+        # One preallocated buffer of ``per`` blocks, written again and again (immutable,
+        # so the stack may queue it): no allocation or copy per block on our side.
+        chunk = memoryview(os.urandom(n) * per)
+        while True:
+            k = per
+            if p.blocks:
+                k = min(k, p.blocks - test.blocks_sent)
+            if p.nbytes:
+                k = min(k, -(-(p.nbytes - test.bytes_sent) // n))
+            if k <= 0:
                 return
-            s.nbytes += n
-            test.bytes_sent += n
-            test.blocks_sent += 1
+            # Counted before the write: a test that ends (and cancels us) in the middle of
+            # it reports what we had started to queue, never less than the client got.
+            s.nbytes += k * n
+            test.bytes_sent += k * n
+            test.blocks_sent += k
+            if await flow.write(chunk if k == per else chunk[: k * n]) != Ok(None):
+                return
             # A write that found room returns without suspending: let the control
             # connection (TEST_END) and the other streams run.
             await asyncio.sleep(0)
@@ -519,14 +536,18 @@ async def run_client(
         done = asyncio.Event()
 
         async def send(i: int, f: v1.TCPFlow[IPv4Address]) -> None:
-            block = os.urandom(params.length)
-            while not done.is_set():
-                if params.nbytes and sum(counts) >= params.nbytes:
-                    done.set()
+            n = params.length
+            per = max(1, SEND_CHUNK // n)
+            chunk = memoryview(os.urandom(n) * per)
+            while True:
+                k = per
+                if params.nbytes:  # whole blocks until the streams together reach nbytes
+                    k = min(k, -(-(params.nbytes - sum(counts)) // n))
+                    if k <= 0:
+                        return
+                counts[i] += k * n
+                if await f.write(chunk if k == per else chunk[: k * n]) != Ok(None):
                     return
-                if await f.write(block) != Ok(None):
-                    return
-                counts[i] += len(block)
                 await asyncio.sleep(0)
 
         async def receive(i: int, f: v1.TCPFlow[IPv4Address]) -> None:
@@ -543,7 +564,10 @@ async def run_client(
         tasks = [asyncio.ensure_future(work(i, f)) for i, f in enumerate(flows)]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(None if params.nbytes else params.duration):
-                await done.wait()
+                if params.nbytes and not params.reverse:
+                    await asyncio.gather(*tasks)  # each sender stops once nbytes are queued
+                else:
+                    await done.wait()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
