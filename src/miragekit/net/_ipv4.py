@@ -40,6 +40,8 @@ Addr = ipaddress.IPv4Address
 Handler = Callable[[Addr, Addr, memoryview], None]
 """A synchronous protocol handler: ``handler(src, dst, payload)``; the payload view is
 valid only during the call."""
+PackedHandler = Callable[[bytes, bytes, memoryview], None]
+"""The same with packed (4-byte) addresses: no address object per packet."""
 
 PROTO_ICMP: Final = 1
 PROTO_TCP: Final = 6
@@ -48,6 +50,7 @@ _PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
 _ALL_ONES: Final = 0xFFFFFFFF
 ETH_HLEN: Final = 14
 _RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
+_RX_PLAIN = struct.Struct("!2xH2xHxB2x4s4s")  # length, flags+offset, proto, src, dst
 _LEN_ID = struct.Struct("!HH")
 _ETYPE_IP = struct.Struct("!HBBHHHBBH4s4s")  # the ethertype, then the IPv4 header
 # A whole Ethernet + IPv4 + TCP header in one pack (TcpSender): the constant runs as
@@ -126,6 +129,7 @@ class IPv4:
         self._gateways: list[Addr] = []
         self._ident = self.rng.getrandbits(16)
         self._handlers: dict[int, Handler] = {}
+        self._packed_handlers: dict[int, PackedHandler] = {}
         self._icmp_handler: Handler | None = None
         self._addrs: dict[int, Addr] = {}
         self._rx_packet: memoryview | None = None
@@ -229,10 +233,24 @@ class IPv4:
         """
         if proto == PROTO_ICMP:
             self._icmp_handler = handler
-        elif handler is None:
+            return
+        self._packed_handlers.pop(proto, None)
+        if handler is None:
             self._handlers.pop(proto, None)
         else:
             self._handlers[proto] = handler
+
+    def set_packed_handler(self, proto: int, handler: PackedHandler | None) -> None:
+        """Like :meth:`set_handler` (replacing it), for a handler that takes packed
+        addresses, ``handler(src, dst, payload)``: plain packets for our address reach it
+        on a short path that builds no address objects (TCP's per-segment path)."""
+        if proto == PROTO_ICMP:
+            raise ValueError("proto: ICMP takes a handler with address objects")
+        self._handlers.pop(proto, None)
+        if handler is None:
+            self._packed_handlers.pop(proto, None)
+        else:
+            self._packed_handlers[proto] = handler
 
     def _addr(self, i: int) -> Addr:
         a = self._addrs.get(i)
@@ -311,6 +329,34 @@ class IPv4:
         ``flags`` (``CSUM_NEEDED``/``CSUM_VALID`` from an :class:`OffloadLink`) tell the
         transport not to verify its checksum; the packet may then exceed the MTU.
         """
+        n = len(packet)
+        if n >= 20 and packet[0] == 0x45 and self._packed_handlers:
+            # The usual packet: no IP options, not a fragment, unicast to our address,
+            # for a handler of packed addresses. The same checks as _parse, in one go;
+            # anything else (or any doubt) takes the general path, which counts it.
+            tl, ff, proto, src_b, dst_b = _RX_PLAIN.unpack_from(packet)
+            ph = self._packed_handlers.get(proto)
+            if (
+                ph is not None
+                and 20 <= tl <= n
+                and not ff & 0x3FFF
+                and dst_b == self._ip_b
+                and self._ip
+                and src_b[0] < 224
+                and int.from_bytes(packet[:20], "big") % 0xFFFF == 0
+            ):
+                c = self.counters
+                c.rx_packets += 1
+                c.rx_delivered += 1
+                pkt = packet[:tl] if tl < n else packet
+                self._rx_packet = pkt
+                self.rx_csum_ok = flags != 0
+                try:
+                    ph(src_b, dst_b, pkt[20:])
+                finally:
+                    self._rx_packet = None
+                    self.rx_csum_ok = False
+                return
         r = self._parse(packet)
         if r is None:
             return
@@ -320,7 +366,8 @@ class IPv4:
                 self._icmp_handler(self._addr(src), self._addr(dst), payload)
             return
         h = self._handlers.get(proto)
-        if h is None:
+        ph = None if h is not None else self._packed_handlers.get(proto)
+        if h is None and ph is None:
             self.counters.rx_no_protocol += 1
             self._unreachable(PROTO_UNREACHABLE, pkt, src, dst)
             return
@@ -328,7 +375,10 @@ class IPv4:
         # A reassembled packet lives in a new buffer: the device's flags are not about it.
         self.rx_csum_ok = flags != 0 and pkt.obj is packet.obj
         try:
-            h(self._addr(src), self._addr(dst), payload)
+            if h is not None:
+                h(self._addr(src), self._addr(dst), payload)
+            elif ph is not None:
+                ph(src.to_bytes(4, "big"), dst.to_bytes(4, "big"), payload)
         finally:
             self._rx_packet = None
             self.rx_csum_ok = False

@@ -271,7 +271,10 @@ class TCP(Generic[A]):
         self._senders: dict[tuple[bytes, bytes, int, int], TcpSender] | None = (
             {} if isinstance(ip, IPv4) and ip.offload is None else None
         )
-        ip.set_handler(PROTO_TCP, self._receive)
+        if isinstance(ip, IPv4):
+            ip.set_packed_handler(PROTO_TCP, self._receive_packed)
+        else:
+            ip.set_handler(PROTO_TCP, self._receive)
 
     @classmethod
     async def connect(cls, id: TcpIPLayer[A], *, config: tcpcore.Config | None = None) -> Ok[Self]:
@@ -299,6 +302,14 @@ class TCP(Generic[A]):
             self._loop.time(), src.packed, dst.packed, segment, verified=self._ip.rx_csum_ok
         )
         self._schedule_flush()
+
+    def _receive_packed(self, src: bytes, dst: bytes, segment: memoryview) -> None:
+        """The per-segment input from IPv4, with packed addresses."""
+        self.endpoint.handle_packet(
+            self._loop.time(), src, dst, segment, verified=self._ip.rx_csum_ok
+        )
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     async def input(
         self,

@@ -890,7 +890,9 @@ class Connection:
             if self._want_writable and len(sndbuf) <= self.config.send_buffer // 2:
                 self._want_writable = False
                 self._events.append(_EVT_WRITABLE)
-        self._scoreboard.advance(ack)
+        sb = self._scoreboard
+        if sb.blocks or sb.rxt:
+            sb.advance(ack)
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
         ts = seg.timestamp
@@ -902,11 +904,9 @@ class Connection:
         elif self._rtt_seq is not None and ack >= self._rtt_seq:
             rtt.sample(now - self._rtt_time)
             self._rtt_seq = None
-        rtt.reset_backoff()
+        rtt.backoff = 0
         self._retries = 0
         self._dupacks = 0
-        if not self._in_recovery:
-            self._inflate = 0
         if self._in_recovery:
             if ack >= self._recover:
                 self._in_recovery = False
@@ -923,6 +923,7 @@ class Connection:
                     infl += self._smss
                 self._inflate = max(infl, 0)
         else:
+            self._inflate = 0
             self._cc.on_ack(now, acked, rtt.srtt or rtt.rto)
         if self._high_rxt < ack:
             self._high_rxt = ack
