@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+from typing import Any
 
 from scapy.layers.inet import IP, TCP, fragment
 from tests.test_tcp_sender import CaptureLink
@@ -28,7 +29,7 @@ async def _layer() -> tuple[IPv4, list[tuple[bytes, bytes, bytes, bool]]]:
     return ip, got
 
 
-def _packet(**kw: object) -> bytes:
+def _packet(**kw: Any) -> bytes:
     dst = kw.pop("dst", ME)
     return bytes(IP(src=PEER, dst=dst, **kw) / TCP(sport=1, dport=2) / b"hello")
 
@@ -41,9 +42,8 @@ def test_plain_packet_takes_the_short_path() -> None:
         ip.receive(memoryview(pkt), 2)  # CSUM_VALID from an offload device
         ip.receive(memoryview(pkt + b"\0" * 6))  # Ethernet padding is cut off
         peer, me = ipaddress.IPv4Address(PEER).packed, ipaddress.IPv4Address(ME).packed
-        assert got == [(peer, me, pkt[20:], False), (peer, me, pkt[20:], True)] + [
-            (peer, me, pkt[20:], False)
-        ]
+        want = [(peer, me, pkt[20:], False), (peer, me, pkt[20:], True)]
+        assert got == [*want, (peer, me, pkt[20:], False)]
         assert ip.counters.rx_packets == ip.counters.rx_delivered == 3
         assert not ip.rx_csum_ok
 
@@ -56,7 +56,7 @@ def test_other_packets_take_the_general_path() -> None:
         ip.receive(memoryview(_packet(options=[b"\x01\x01\x01\x00"])))  # IP options
         ip.receive(memoryview(_packet(dst="10.0.0.255")))  # broadcast
         whole = IP(src=PEER, dst=ME, id=7) / TCP(sport=1, dport=2) / (b"x" * 100)
-        for frag in fragment(whole, fragsize=48):
+        for frag in fragment(whole, fragsize=48):  # type: ignore[no-untyped-call]
             ip.receive(memoryview(bytes(frag)))
         assert [g[1] for g in got] == [
             ipaddress.IPv4Address(ME).packed,
