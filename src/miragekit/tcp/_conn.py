@@ -91,6 +91,9 @@ _EVT_TIMEOUT = ConnectionTimedOut()
 _EVT_CLOSED = ConnectionClosed()
 
 
+_tuple_new = tuple.__new__
+
+
 def _wscale_for(buffer: int) -> int:
     shift = 0
     while (65535 << shift) < buffer and shift < 14:
@@ -1164,19 +1167,24 @@ class Connection:
         sack: tuple[tuple[int, int], ...] = ()
         if self._sack_on and self._ooo.ranges:
             sack = tuple((s & MASK, e & MASK) for s, e in self._ooo.blocks(3 if self._ts_on else 4))
-        return TCPRepr(
-            self.local_port,
-            self.remote_port,
-            seq & MASK,
-            ack,
-            flags,
-            window,
-            payload,
-            None,
-            None,
-            False,
-            sack,
-            ts,
+        return _tuple_new(
+            TCPRepr,
+            (
+                self.local_port,
+                self.remote_port,
+                seq & MASK,
+                ack,
+                flags,
+                window,
+                payload,
+                None,
+                None,
+                False,
+                sack,
+                ts,
+                0,
+                (),
+            ),
         )
 
     def segments_to_send(self, now: float) -> list[TCPRepr]:
@@ -1247,20 +1255,27 @@ class Connection:
         else:
             p = burst[0]
             self.stats["segs_out"] += 1
+            # The tuple built directly (every field, in order): TCPRepr(...) would run
+            # the NamedTuple's generated __new__, a large share of this per-segment path.
             out.append(
-                TCPRepr(
-                    p.src_port,
-                    p.dst_port,
-                    start & MASK,
-                    p.ack,
-                    flags,
-                    p.window,
-                    payload,
-                    None,
-                    None,
-                    False,
-                    p.sack_blocks,
-                    p.timestamp,
+                _tuple_new(
+                    TCPRepr,
+                    (
+                        p.src_port,
+                        p.dst_port,
+                        start & MASK,
+                        p.ack,
+                        flags,
+                        p.window,
+                        payload,
+                        None,
+                        None,
+                        False,
+                        p.sack_blocks,
+                        p.timestamp,
+                        0,
+                        (),
+                    ),
                 )
             )
 

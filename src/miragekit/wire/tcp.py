@@ -65,6 +65,10 @@ _TS = struct.Struct("!BBBBII")
 _II = struct.Struct("!II")
 _NOP_NOP_TS = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
 
+# ``TCPRepr(...)`` runs the NamedTuple's generated ``__new__`` (Python code, about half a
+# microsecond); the hot paths build the tuple directly, with every field in order.
+_tuple_new = tuple.__new__
+
 _FLAG_NAMES = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
 
 
@@ -338,25 +342,47 @@ class TCPRepr(NamedTuple):
             elif checksum_v((buf,), pseudo_sum(src, dst, PROTOCOL, n)) != 0:
                 raise TCPChecksumError()
         payload = buf[hl:]
-        if hl == HEADER_LEN:
-            return cls(sport, dport, seq, ack, flags, window, payload, urgent=urgent)
         if hl == 32 and buf[20:24] == _NOP_NOP_TS:
             # The usual options of every segment after the handshake (RFC 7323 appendix A).
-            tsv, tse = _II.unpack_from(buf, 24)
-            return cls(
-                sport,
-                dport,
-                seq,
-                ack,
-                flags,
-                window,
-                payload,
-                None,
-                None,
-                False,
-                (),
-                (tsv, tse),
-                urgent,
+            tsopt = _II.unpack_from(buf, 24)
+            return _tuple_new(
+                cls,
+                (
+                    sport,
+                    dport,
+                    seq,
+                    ack,
+                    flags,
+                    window,
+                    payload,
+                    None,
+                    None,
+                    False,
+                    (),
+                    tsopt,
+                    urgent,
+                    (),
+                ),
+            )
+        if hl == HEADER_LEN:
+            return _tuple_new(
+                cls,
+                (
+                    sport,
+                    dport,
+                    seq,
+                    ack,
+                    flags,
+                    window,
+                    payload,
+                    None,
+                    None,
+                    False,
+                    (),
+                    None,
+                    urgent,
+                    (),
+                ),
             )
         mss, wscale, sp, sack, ts, unknown = _parse_options(buf[HEADER_LEN:hl])
         return cls(
