@@ -7,6 +7,7 @@ reference; scapy decodes the frames as an independent check of both checksums.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import random
 from collections.abc import Callable, Sequence
@@ -17,8 +18,11 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
+from miragekit import sim
 from miragekit.macaddr import MacAddr
-from miragekit.net import Ethif
+from miragekit.net import TCP as TCPLayer
+from miragekit.net import ArpConfig, Ethif, IPv4Stack, LinkParams, VnetSwitch
+from miragekit.result import Ok
 from miragekit.net._ipv4 import IPv4
 from miragekit.wire.tcp import ACK, FIN, PSH, SYN, TCPRepr
 
@@ -214,3 +218,37 @@ def test_send_frames_counts_and_keeps_order() -> None:
         assert ip._ethif.counters.tx_frames == before + 5
 
     asyncio.run(main())
+
+
+def test_transfer_survives_arp_expiry_in_simulated_time() -> None:
+    """A bulk transfer outlives many ARP entry lifetimes: each expiry sends frames the
+    general way (queued while ARP resolves again), and the stream arrives intact."""
+    data = random.Random(5).randbytes(3_000_000)
+
+    async def main() -> None:
+        sw = VnetSwitch()
+        stacks = []
+        for i in (1, 2):
+            vif = sw.add_interface(f"h{i}", link=LinkParams(latency=0.002, rate=200e6))
+            st_ = await IPv4Stack.connect(vif, cidr=f"10.0.0.{i}/24", arp=ArpConfig(entry_ttl=0.05))
+            stacks.append(st_)
+        a, b = TCPLayer(stacks[0].ipv4), TCPLayer(stacks[1].ipv4)
+        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def sink(flow: Any) -> None:
+            h = hashlib.sha256()
+            while isinstance(r := await flow.read(), Ok):
+                h.update(r.value)
+            done.set_result(h.digest())
+
+        b.listen(80, sink)
+        r = await a.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
+        assert isinstance(r, Ok)
+        assert await r.value.write(data) == Ok(None)
+        await r.value.close()
+        assert await asyncio.wait_for(done, 60) == hashlib.sha256(data).digest()
+        arp = stacks[0].ipv4.arp.counters
+        assert arp.requests_sent >= 3  # resolved again after expiries
+        assert stacks[0].ipv4.counters.tx_packets > len(data) // 1448
+
+    sim.run(main(), seed=3)
