@@ -22,8 +22,8 @@ from miragekit import sim
 from miragekit.macaddr import MacAddr
 from miragekit.net import TCP as TCPLayer
 from miragekit.net import ArpConfig, Ethif, IPv4Stack, LinkParams, VnetSwitch
-from miragekit.result import Ok
 from miragekit.net._ipv4 import IPv4
+from miragekit.result import Ok
 from miragekit.wire.tcp import ACK, FIN, PSH, SYN, TCPRepr
 
 LADDR = bytes([10, 0, 0, 1])
