@@ -469,13 +469,24 @@ class TCP(Generic[A]):
             return
         ip = cast(IPv4, self._ip)
         frames: list[bytes] = []
+        key: tuple[bytes, bytes, int, int] | None = None
+        sender: TcpSender | None = None
         for laddr, raddr, seg in segs:
-            key = (laddr, raddr, seg.src_port, seg.dst_port)
-            sender = senders.get(key)
-            if sender is None:
-                if len(senders) >= 4096:
-                    senders.clear()  # bounded; a dropped header is rebuilt when needed
-                sender = senders[key] = ip.tcp_sender(laddr, raddr, seg.src_port, seg.dst_port)
+            if (
+                key is None
+                or seg[0] != key[2]
+                or seg[1] != key[3]
+                or raddr is not key[1]
+                or laddr is not key[0]
+            ):
+                # Another connection than the segment before (bursts are per connection).
+                key = (laddr, raddr, seg[0], seg[1])
+                sender = senders.get(key)
+                if sender is None:
+                    if len(senders) >= 4096:
+                        senders.clear()  # bounded; a dropped header is rebuilt when needed
+                    sender = senders[key] = ip.tcp_sender(*key)
+            assert sender is not None
             frame = sender.frame(seg, now)
             if frame is None:
                 if frames:
