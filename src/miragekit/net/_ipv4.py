@@ -26,7 +26,18 @@ from typing import Final, Literal, Self
 from ..result import Error, IPError, Ok
 from ..v1 import Buffer, IPCallback, IPDefaultCallback
 from ..v1 import IPv4 as IPv4Protocol
-from ..wire._checksum import checksum, checksum_v, pseudo_sum_v4
+from ..wire._checksum import (
+    FOLD1,
+    FOLD2,
+    FOLD3,
+    FOLD_FROM,
+    MASK1,
+    MASK2,
+    MASK3,
+    checksum,
+    checksum_v,
+    pseudo_sum_v4,
+)
 from ..wire.ipv4 import HEADER
 from ..wire.tcp import TCPRepr
 from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
@@ -766,7 +777,12 @@ class TcpSender:
         ip_csum = 0xFFFF - r if r else 0
         # The payload's sum: one big integer reduced at once (wire/_checksum); an odd
         # length is padded with a zero byte. Never all zero: the protocol is in the sum.
-        v = int.from_bytes(payload, "big") % 0xFFFF if plen else 0
+        v = int.from_bytes(payload, "big")
+        if plen > FOLD_FROM:
+            v = (v >> FOLD1) + (v & MASK1)
+            v = (v >> FOLD2) + (v & MASK2)
+            v = (v >> FOLD3) + (v & MASK3)
+        v %= 0xFFFF
         if plen & 1:
             v <<= 8
         offflags = hl << 10 | flags

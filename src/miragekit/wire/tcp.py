@@ -17,7 +17,17 @@ import struct
 from typing import NamedTuple
 
 from ..v1 import Buffer
-from ._checksum import checksum_v, pseudo_sum
+from ._checksum import (
+    FOLD1,
+    FOLD2,
+    FOLD3,
+    FOLD_FROM,
+    MASK1,
+    MASK2,
+    MASK3,
+    checksum_v,
+    pseudo_sum,
+)
 
 __all__ = [
     "ACK",
@@ -333,7 +343,12 @@ class TCPRepr(NamedTuple):
         if src is not None and dst is not None:
             if len(src) == 4 == len(dst):
                 # The sum with a correct checksum is a non-zero multiple of 0xFFFF.
-                v = int.from_bytes(buf, "big") % 0xFFFF
+                v = int.from_bytes(buf, "big")
+                if n > FOLD_FROM:
+                    v = (v >> FOLD1) + (v & MASK1)
+                    v = (v >> FOLD2) + (v & MASK2)
+                    v = (v >> FOLD3) + (v & MASK3)
+                v %= 0xFFFF
                 if n & 1:
                     v <<= 8
                 v += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n
@@ -510,7 +525,12 @@ class TCPRepr(NamedTuple):
                 TCPPacket(buf[:end]).fill_partial_checksum(src, dst)
             elif len(src) == 4 == len(dst):
                 # As fill_checksum, inline: this runs for every segment sent.
-                r = int.from_bytes(buf[:end], "big") % 0xFFFF
+                r = int.from_bytes(buf[:end], "big")
+                if end > FOLD_FROM:
+                    r = (r >> FOLD1) + (r & MASK1)
+                    r = (r >> FOLD2) + (r & MASK2)
+                    r = (r >> FOLD3) + (r & MASK3)
+                r %= 0xFFFF
                 if end & 1:
                     r <<= 8
                 r += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + end
