@@ -11,6 +11,12 @@ received packets may exceed the MTU (up to 64 KiB, never via reassembly) and car
 that let the transport skip its checksum (:attr:`IPv4.rx_csum_ok` during the delivery);
 TCP sends through :meth:`IPv4.send_offload`, which never fragments: a packet above the
 MTU leaves whole, and the device cuts it into MSS-sized segments.
+
+Without offload, TCP's per-segment paths are short cuts over the same rules: segments go
+out as whole frames from a :class:`TcpSender` (each connection's prebuilt headers and
+cached next hop) in bursts (:meth:`IPv4.send_frames`), and plain packets for our address
+reach a handler registered with :meth:`IPv4.set_packed_handler` with packed addresses,
+without the general parse. Anything unusual takes the general path.
 """
 
 from __future__ import annotations
