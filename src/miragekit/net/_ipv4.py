@@ -37,6 +37,7 @@ from ..wire._checksum import (
     FOLD2,
     FOLD3,
     FOLD_FROM,
+    FOLD_WIDE,
     MASK1,
     MASK2,
     MASK3,
@@ -784,7 +785,7 @@ class TcpSender:
         # The payload's sum: one big integer reduced at once (wire/_checksum); an odd
         # length is padded with a zero byte. Never all zero: the protocol is in the sum.
         v = int.from_bytes(payload, "big")
-        if plen > FOLD_FROM:
+        if FOLD_FROM < plen < FOLD_WIDE:
             v = (v >> FOLD1) + (v & MASK1)
             v = (v >> FOLD2) + (v & MASK2)
             v = (v >> FOLD3) + (v & MASK3)

@@ -22,6 +22,7 @@ from ._checksum import (
     FOLD2,
     FOLD3,
     FOLD_FROM,
+    FOLD_WIDE,
     MASK1,
     MASK2,
     MASK3,
@@ -344,7 +345,7 @@ class TCPRepr(NamedTuple):
             if len(src) == 4 == len(dst):
                 # The sum with a correct checksum is a non-zero multiple of 0xFFFF.
                 v = int.from_bytes(buf, "big")
-                if n > FOLD_FROM:
+                if FOLD_FROM < n < FOLD_WIDE:
                     v = (v >> FOLD1) + (v & MASK1)
                     v = (v >> FOLD2) + (v & MASK2)
                     v = (v >> FOLD3) + (v & MASK3)
@@ -526,7 +527,7 @@ class TCPRepr(NamedTuple):
             elif len(src) == 4 == len(dst):
                 # As fill_checksum, inline: this runs for every segment sent.
                 r = int.from_bytes(buf[:end], "big")
-                if end > FOLD_FROM:
+                if FOLD_FROM < end < FOLD_WIDE:
                     r = (r >> FOLD1) + (r & MASK1)
                     r = (r >> FOLD2) + (r & MASK2)
                     r = (r >> FOLD3) + (r & MASK3)
