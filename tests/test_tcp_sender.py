@@ -252,3 +252,26 @@ def test_transfer_survives_arp_expiry_in_simulated_time() -> None:
         assert stacks[0].ipv4.counters.tx_packets > len(data) // 1448
 
     sim.run(main(), seed=3)
+
+
+def test_send_frames_uses_the_links_own_batch_method() -> None:
+    """A link with ``send_frames`` gets each burst in one call (the io_uring/sendmmsg
+    hook); without it, frames go one ``send`` each, in order."""
+
+    class BatchLink(CaptureLink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[list[bytes]] = []
+
+        def send_frames(self, frames: Sequence[Any]) -> None:
+            self.batches.append([bytes(f) for f in frames])
+
+    async def main() -> None:
+        link = BatchLink()
+        ip = IPv4(Ethif(link), rng=random.Random(1))  # type: ignore[arg-type]
+        ip.configure(ipaddress.IPv4Interface("10.0.0.1/24"))
+        ip.send_frames([b"a" * 60, b"b" * 60])
+        assert link.batches == [[b"a" * 60, b"b" * 60]]
+        assert ip._ethif.counters.tx_frames >= 2
+
+    asyncio.run(main())
