@@ -89,6 +89,9 @@ class Arp:
         self.counters = ArpCounters()
         self.ips: set[int] = set()
         self._cache: dict[int, tuple[bytes, float]] = {}
+        self.generation = 0
+        """Bumped whenever a cache entry is added, changed or removed: whoever keeps a MAC
+        from :meth:`lookup_entry` (a connection's prebuilt header) looks it up again."""
         self._pending: dict[int, _Pending] = {}
         self.observer: Observer | None = None
 
@@ -105,8 +108,16 @@ class Arp:
             return None
         if e[1] <= now:
             del self._cache[ip]
+            self.generation += 1
             return None
         return e[0]
+
+    def lookup_entry(self, ip: int, now: float) -> tuple[bytes, float] | None:
+        """``(mac, expiry)`` of a live entry: the MAC may be kept until ``expiry``, or
+        until :attr:`generation` changes, whichever comes first."""
+        if self.lookup(ip, now) is None:
+            return None
+        return self._cache[ip]
 
     def entries(self, now: float) -> dict[int, bytes]:
         return {ip: m for ip, (m, exp) in self._cache.items() if exp > now}
@@ -122,6 +133,7 @@ class Arp:
             del cache[next(iter(cache))]
             self.counters.evicted += 1
         cache[ip] = (mac, now + self.config.entry_ttl)
+        self.generation += 1
         p = self._pending.pop(ip, None)
         if p is not None:
             self.counters.resolved += 1

@@ -17,6 +17,7 @@ from ..result import Error, EthifError, Ok
 from ..v1 import Buffer, FrameCallback, Network
 from ..v1 import Ethif as EthifProtocol
 from ._link import FrameLink
+from ._link import send_frames as _link_send_frames
 
 ETHERTYPE_IPV4: Final = 0x0800
 ETHERTYPE_ARP: Final = 0x0806
@@ -81,6 +82,16 @@ class Ethif:
             self.link.sendv(bufs)
         else:
             self._spawn_write(bufs)
+
+    def send_frames(self, frames: Sequence[Buffer]) -> None:
+        """Send a burst of whole frames, in order, in one call down to the device."""
+        self.counters.tx_frames += len(frames)
+        link = self.link
+        if link is not None:
+            _link_send_frames(link, frames)
+        else:
+            for f in frames:
+                self._spawn_write([f])
 
     def _spawn_write(self, bufs: Sequence[Buffer]) -> None:
 

@@ -11,6 +11,12 @@ received packets may exceed the MTU (up to 64 KiB, never via reassembly) and car
 that let the transport skip its checksum (:attr:`IPv4.rx_csum_ok` during the delivery);
 TCP sends through :meth:`IPv4.send_offload`, which never fragments: a packet above the
 MTU leaves whole, and the device cuts it into MSS-sized segments.
+
+Without offload, TCP's per-segment paths are short cuts over the same rules: segments go
+out as whole frames from a :class:`TcpSender` (each connection's prebuilt headers and
+cached next hop) in bursts (:meth:`IPv4.send_frames`), and plain packets for our address
+reach a handler registered with :meth:`IPv4.set_packed_handler` with packed addresses,
+without the general parse. Anything unusual takes the general path.
 """
 
 from __future__ import annotations
@@ -26,8 +32,21 @@ from typing import Final, Literal, Self
 from ..result import Error, IPError, Ok
 from ..v1 import Buffer, IPCallback, IPDefaultCallback
 from ..v1 import IPv4 as IPv4Protocol
-from ..wire._checksum import checksum, checksum_v, pseudo_sum_v4
+from ..wire._checksum import (
+    FOLD1,
+    FOLD2,
+    FOLD3,
+    FOLD_FROM,
+    FOLD_WIDE,
+    MASK1,
+    MASK2,
+    MASK3,
+    checksum,
+    checksum_v,
+    pseudo_sum_v4,
+)
 from ..wire.ipv4 import HEADER
+from ..wire.tcp import TCPRepr
 from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
@@ -39,6 +58,8 @@ Addr = ipaddress.IPv4Address
 Handler = Callable[[Addr, Addr, memoryview], None]
 """A synchronous protocol handler: ``handler(src, dst, payload)``; the payload view is
 valid only during the call."""
+PackedHandler = Callable[[bytes, bytes, memoryview], None]
+"""The same with packed (4-byte) addresses: no address object per packet."""
 
 PROTO_ICMP: Final = 1
 PROTO_TCP: Final = 6
@@ -47,8 +68,16 @@ _PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
 _ALL_ONES: Final = 0xFFFFFFFF
 ETH_HLEN: Final = 14
 _RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
+_RX_PLAIN = struct.Struct("!2xH2xHxB2x4s4s")  # length, flags+offset, proto, src, dst
 _LEN_ID = struct.Struct("!HH")
 _ETYPE_IP = struct.Struct("!HBBHHHBBH4s4s")  # the ethertype, then the IPv4 header
+# A whole Ethernet + IPv4 + TCP header in one pack (TcpSender): the constant runs as
+# byte strings, the fields that change per segment as numbers. "_TS": with the
+# timestamp option (NOP, NOP, TS) that every segment after the handshake carries.
+_TX_TS = struct.Struct("!16sHH4sH12sIIHHH6sII")
+_TX = struct.Struct("!16sHH4sH12sIIHHH2s")
+_URG0_NOP_NOP_TS = b"\0\0\x01\x01\x08\x0a"
+_TS_OPT_SUM = 0x0101 + 0x080A
 
 
 def _loop_rng(loop: asyncio.AbstractEventLoop) -> random.Random:
@@ -103,7 +132,8 @@ class IPv4:
         self.rng = rng or _loop_rng(self._loop)
         self._mac = ethif.mac().packed
         self.mtu = ethif.mtu
-        self.ttl = ttl
+        self._gen = 0  # bumped by every change that may alter a route or a frame header
+        self._ttl = ttl
         self.counters = IPv4Counters()
         self._wakeup = Wakeup(self._loop, self._on_timer)
         self.arp = Arp(self._mac, ethif.sendv, wake=self._wakeup.at, config=arp)
@@ -117,6 +147,7 @@ class IPv4:
         self._gateways: list[Addr] = []
         self._ident = self.rng.getrandbits(16)
         self._handlers: dict[int, Handler] = {}
+        self._packed_handlers: dict[int, PackedHandler] = {}
         self._icmp_handler: Handler | None = None
         self._addrs: dict[int, Addr] = {}
         self._rx_packet: memoryview | None = None
@@ -155,7 +186,17 @@ class IPv4:
     async def set_ip(self, ip: Addr) -> None:
         self._set_ip(ip)
 
+    @property
+    def ttl(self) -> int:
+        return self._ttl
+
+    @ttl.setter
+    def ttl(self, v: int) -> None:
+        self._ttl = v
+        self._gen += 1
+
     def _set_ip(self, ip: Addr) -> None:
+        self._gen += 1
         self._ip = int(ip)
         self._ip_b = ip.packed
         self.arp.ips = {self._ip} if self._ip else set()
@@ -173,6 +214,7 @@ class IPv4:
         """
         if iface is None:
             iface = ipaddress.IPv4Interface("0.0.0.0/0")
+        self._gen += 1
         self._prefix = iface.network
         self._net = int(iface.network.network_address)
         self._mask = int(iface.network.netmask)
@@ -184,6 +226,7 @@ class IPv4:
         return [self._addr(self._ip)]
 
     async def set_ip_netmask(self, prefix: ipaddress.IPv4Network) -> None:
+        self._gen += 1
         self._prefix = prefix
         self._net = int(prefix.network_address)
         self._mask = int(prefix.netmask)
@@ -192,6 +235,7 @@ class IPv4:
         return [self._prefix] if self._prefix is not None else []
 
     async def set_ip_gateways(self, gateways: list[Addr]) -> None:
+        self._gen += 1
         self._gateways = list(gateways)
 
     def get_ip_gateways(self) -> list[Addr]:
@@ -207,10 +251,24 @@ class IPv4:
         """
         if proto == PROTO_ICMP:
             self._icmp_handler = handler
-        elif handler is None:
+            return
+        self._packed_handlers.pop(proto, None)
+        if handler is None:
             self._handlers.pop(proto, None)
         else:
             self._handlers[proto] = handler
+
+    def set_packed_handler(self, proto: int, handler: PackedHandler | None) -> None:
+        """Like :meth:`set_handler` (replacing it), for a handler that takes packed
+        addresses, ``handler(src, dst, payload)``: plain packets for our address reach it
+        on a short path that builds no address objects (TCP's per-segment path)."""
+        if proto == PROTO_ICMP:
+            raise ValueError("proto: ICMP takes a handler with address objects")
+        self._handlers.pop(proto, None)
+        if handler is None:
+            self._packed_handlers.pop(proto, None)
+        else:
+            self._packed_handlers[proto] = handler
 
     def _addr(self, i: int) -> Addr:
         a = self._addrs.get(i)
@@ -289,6 +347,34 @@ class IPv4:
         ``flags`` (``CSUM_NEEDED``/``CSUM_VALID`` from an :class:`OffloadLink`) tell the
         transport not to verify its checksum; the packet may then exceed the MTU.
         """
+        n = len(packet)
+        if n >= 20 and packet[0] == 0x45 and self._packed_handlers:
+            # The usual packet: no IP options, not a fragment, unicast to our address,
+            # for a handler of packed addresses. The same checks as _parse, in one go;
+            # anything else (or any doubt) takes the general path, which counts it.
+            tl, ff, proto, src_b, dst_b = _RX_PLAIN.unpack_from(packet)
+            ph = self._packed_handlers.get(proto)
+            if (
+                ph is not None
+                and 20 <= tl <= n
+                and not ff & 0x3FFF
+                and dst_b == self._ip_b
+                and self._ip
+                and src_b[0] < 224
+                and int.from_bytes(packet[:20], "big") % 0xFFFF == 0
+            ):
+                c = self.counters
+                c.rx_packets += 1
+                c.rx_delivered += 1
+                pkt = packet[:tl] if tl < n else packet
+                self._rx_packet = pkt
+                self.rx_csum_ok = flags != 0
+                try:
+                    ph(src_b, dst_b, pkt[20:])
+                finally:
+                    self._rx_packet = None
+                    self.rx_csum_ok = False
+                return
         r = self._parse(packet)
         if r is None:
             return
@@ -298,7 +384,8 @@ class IPv4:
                 self._icmp_handler(self._addr(src), self._addr(dst), payload)
             return
         h = self._handlers.get(proto)
-        if h is None:
+        ph = None if h is not None else self._packed_handlers.get(proto)
+        if h is None and ph is None:
             self.counters.rx_no_protocol += 1
             self._unreachable(PROTO_UNREACHABLE, pkt, src, dst)
             return
@@ -306,7 +393,10 @@ class IPv4:
         # A reassembled packet lives in a new buffer: the device's flags are not about it.
         self.rx_csum_ok = flags != 0 and pkt.obj is packet.obj
         try:
-            h(self._addr(src), self._addr(dst), payload)
+            if h is not None:
+                h(self._addr(src), self._addr(dst), payload)
+            elif ph is not None:
+                ph(src.to_bytes(4, "big"), dst.to_bytes(4, "big"), payload)
         finally:
             self._rx_packet = None
             self.rx_csum_ok = False
@@ -491,6 +581,15 @@ class IPv4:
         self.counters.tx_packets += 1
         self._ethif.send(f)
 
+    def tcp_sender(self, laddr: bytes, raddr: bytes, sport: int, dport: int) -> TcpSender:
+        """A prebuilt header for the TCP connection ``laddr:sport -> raddr:dport``
+        (packed addresses): see :class:`TcpSender`."""
+        return TcpSender(self, laddr, raddr, sport, dport)
+
+    def send_frames(self, frames: Sequence[Buffer]) -> None:
+        """Send whole frames (from :meth:`TcpSender.frame`) as one burst to the device."""
+        self._ethif.send_frames(frames)
+
     def send_offload(self, frame: memoryview, payload: Buffer, gso_size: int) -> None:
         """Send a TCP packet whose checksum field holds the pseudo-header sum only: the
         device completes it. ``frame`` holds the headers (Ethernet, IPv4 from
@@ -578,6 +677,160 @@ class IPv4:
         nxt = [t for t in (self.arp.poll_at(), self.reassembler.poll_at()) if t is not None]
         if nxt:
             self._wakeup.at(min(nxt))
+
+
+class TcpSender:
+    """The Ethernet, IPv4 and TCP headers of one connection, prebuilt.
+
+    Why: at MTU 1500 the per-segment budget is a few microseconds, and building each
+    frame layer by layer (TCP header and options, then IPv4 header, route, ARP lookup,
+    Ethernet header) spent most of it. Here the constant parts (MACs, addresses, ports,
+    TTL) are byte strings and the constant parts of both checksums are sums kept from the
+    last refresh, so a segment is one ``struct.pack`` of the header, one pass over the
+    payload for its checksum, and one concatenation.
+
+    The next-hop MAC is kept until the ARP entry expires, or until the ARP cache or the
+    layer's configuration (address, netmask, gateways, TTL) changes (their generation
+    counters), and then looked up again. :meth:`frame` gives ``None`` for what it does
+    not cover (options other than timestamps, urgent data, above the MTU, no route, next
+    hop not resolved): the caller then takes the general path, which handles all that.
+    """
+
+    __slots__ = (
+        "_arp",
+        "_arp_gen",
+        "_dport",
+        "_eth_ip",
+        "_gen",
+        "_ip",
+        "_ip_mid",
+        "_ip_sum",
+        "_laddr",
+        "_ports",
+        "_raddr",
+        "_sport",
+        "_tcp_sum",
+        "_until",
+    )
+
+    def __init__(self, ip: IPv4, laddr: bytes, raddr: bytes, sport: int, dport: int) -> None:
+        if len(laddr) != 4 or len(raddr) != 4:
+            raise ValueError("laddr/raddr: need two 4-byte (IPv4) addresses")
+        self._ip = ip
+        self._arp = ip.arp
+        self._laddr = laddr
+        self._raddr = raddr
+        self._sport = sport
+        self._dport = dport
+        self._gen = -1  # never current: the first frame() refreshes
+        self._arp_gen = -1
+        self._until = 0.0
+        self._eth_ip = b""
+        self._ip_mid = b""
+        self._ports = b""
+        self._ip_sum = 0
+        self._tcp_sum = 0
+
+    def _refresh(self, now: float) -> bool:
+        """Route and resolve the next hop again; False when either fails."""
+        ip = self._ip
+        route = ip._route(int.from_bytes(self._raddr, "big"))
+        if route is None:
+            return False
+        nexthop, mac = route
+        until = float("inf")
+        if mac is None:
+            entry = self._arp.lookup_entry(nexthop, now)
+            if entry is None:
+                return False
+            mac, until = entry
+        ttl = ip.ttl
+        src = ip._ip_b
+        self._eth_ip = mac + ip._mac + b"\x08\x00\x45\x00"
+        self._ip_mid = bytes((0, 0, ttl, PROTO_TCP))
+        self._ports = src + self._raddr + self._sport.to_bytes(2, "big")
+        self._ports += self._dport.to_bytes(2, "big")
+        # The IPv4 header's words but length, ident and checksum; the TCP pseudo-header
+        # and ports. 2**16 == 1 (mod 0xFFFF), so a 32-bit value adds as its two words.
+        self._ip_sum = 0x4500 + (ttl << 8 | PROTO_TCP) + int.from_bytes(src, "big")
+        self._ip_sum += int.from_bytes(self._raddr, "big")
+        self._tcp_sum = int.from_bytes(self._laddr, "big") + int.from_bytes(self._raddr, "big")
+        self._tcp_sum += PROTO_TCP + self._sport + self._dport
+        self._gen = ip._gen
+        self._arp_gen = self._arp.generation
+        self._until = until
+        return True
+
+    def frame(self, seg: TCPRepr, now: float) -> bytes | None:
+        """The whole frame for ``seg`` (IP ident taken, counted as sent), or ``None``
+        when the general path must send it."""
+        ip = self._ip
+        if (
+            self._gen != ip._gen or self._arp_gen != self._arp.generation or now >= self._until
+        ) and not self._refresh(now):
+            return None
+        # One unpacking instead of a dozen field lookups.
+        _sp, _dp, seq, ack, flags, window, payload, mss, ws, sackp, sack, ts, urg, unk = seg
+        if urg or sack or mss is not None or ws is not None or sackp or unk:
+            return None
+        plen = len(payload)
+        hl = 20 if ts is None else 32
+        tcp_len = hl + plen
+        tl = 20 + tcp_len
+        if tl > ip.mtu:
+            return None
+        ip._ident = ident = (ip._ident + 1) & 0xFFFF
+        r = (self._ip_sum + tl + ident) % 0xFFFF
+        ip_csum = 0xFFFF - r if r else 0
+        # The payload's sum: one big integer reduced at once (wire/_checksum); an odd
+        # length is padded with a zero byte. Never all zero: the protocol is in the sum.
+        v = int.from_bytes(payload, "big")
+        if FOLD_FROM < plen < FOLD_WIDE:
+            v = (v >> FOLD1) + (v & MASK1)
+            v = (v >> FOLD2) + (v & MASK2)
+            v = (v >> FOLD3) + (v & MASK3)
+        v %= 0xFFFF
+        if plen & 1:
+            v <<= 8
+        offflags = hl << 10 | flags
+        v += self._tcp_sum + tcp_len + seq + ack + offflags + window
+        if ts is None:
+            r = v % 0xFFFF
+            hdr = _TX.pack(
+                self._eth_ip,
+                tl,
+                ident,
+                self._ip_mid,
+                ip_csum,
+                self._ports,
+                seq,
+                ack,
+                offflags,
+                window,
+                0xFFFF - r if r else 0,
+                b"\0\0",
+            )
+        else:
+            tsv, tse = ts
+            r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
+            hdr = _TX_TS.pack(
+                self._eth_ip,
+                tl,
+                ident,
+                self._ip_mid,
+                ip_csum,
+                self._ports,
+                seq,
+                ack,
+                offflags,
+                window,
+                0xFFFF - r if r else 0,
+                _URG0_NOP_NOP_TS,
+                tsv,
+                tse,
+            )
+        ip.counters.tx_packets += 1
+        return hdr + payload if plen else hdr
 
 
 _check: type[IPv4Protocol] = IPv4

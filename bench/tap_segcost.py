@@ -1,0 +1,66 @@
+"""CPU cost per TCP segment of our process, bulk over TAP without offload (MTU 1500).
+
+Run (root): /work/main/.venv/bin/python bench/tap_segcost.py [--mb N] [--repeat R]
+
+Wall-clock throughput on a shared machine moves with other load; the CPU time our
+process spends per segment does not (much). This runs the two plain (no offload) TAP
+transfers of ``bench/tap_datapath.py`` and reports, for each, user and system CPU
+microseconds of this process per MSS-sized segment (``os.times()`` around the run; the
+kernel's receive path for the frames we write runs in our thread and shows as system
+time), beside the throughput. The best of ``--repeat`` runs is reported, all runs are
+listed. Writes bench/results/tap_segcost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tap_datapath as td
+
+MSS = 1448  # 1500 - 20 - 20 - 12 (timestamps)
+
+
+def one(direction: str, total: int) -> dict[str, float]:
+    t0 = os.times()
+    mbs = td.run_tap(direction, False, total, None)
+    t1 = os.times()
+    segs = total / MSS
+    user = (t1.user - t0.user) / segs * 1e6
+    sys_ = (t1.system - t0.system) / segs * 1e6
+    return {"MB/s": round(mbs, 1), "user_us": round(user, 2), "sys_us": round(sys_, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/tap_segcost.py needs root (namespaces and TAP devices)")
+    total = args.mb * 1_000_000
+    rows: list[dict[str, Any]] = []
+    for direction in ("us->kernel", "kernel->us"):
+        runs = [one(direction, total) for _ in range(args.repeat)]
+        best = min(runs, key=lambda r: r["user_us"] + r["sys_us"])
+        rows.append({"path": f"{direction} over TAP, no offload", **best, "runs": runs})
+    print(f"{'path':36} {'user us/seg':>12} {'sys us/seg':>11} {'MB/s':>7}  runs (user+sys, MB/s)")
+    for r in rows:
+        runs = ", ".join(f"{x['user_us'] + x['sys_us']:.1f}/{x['MB/s']}" for x in r["runs"])
+        print(
+            f"{r['path']:36} {r['user_us']:>12.2f} {r['sys_us']:>11.2f} {r['MB/s']:>7.1f}  {runs}"
+        )
+    out = Path(__file__).resolve().parent / "results" / "tap_segcost.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"megabytes": args.mb, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
