@@ -34,6 +34,10 @@ Key = tuple[bytes, int, bytes, int]
 _COOKIE_MSS = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
 _COOKIE_PERIOD = 64.0
 
+_CLOSED = State.CLOSED
+_SYN_RECEIVED = State.SYN_RECEIVED
+_TIME_WAIT = State.TIME_WAIT
+
 
 class _Listener:
     __slots__ = ("accept_queue", "backlog", "half_open", "port")
@@ -53,6 +57,7 @@ class TCPEndpoint:
         "_addr_of",
         "_dirty",
         "_ephemeral",
+        "_half_open",
         "_isn",
         "_listeners",
         "_out",
@@ -71,6 +76,8 @@ class TCPEndpoint:
         self._listeners: dict[int, _Listener] = {}
         self._out: list[tuple[bytes, bytes, TCPRepr]] = []
         self._dirty: set[Key] = set()
+        # Keys of every listener's half-open connections (a quick test per segment).
+        self._half_open: set[Key] = set()
         self._active: dict[Key, Connection] = {}
         self._timers: list[tuple[float, Key]] = []
         self._scheduled: dict[Key, float] = {}
@@ -187,13 +194,19 @@ class TCPEndpoint:
         key = (dst, seg.dst_port, src, seg.src_port)
         conn = self.connections.get(key)
         if conn is not None:
-            if conn.accepts_new_syn(seg) and seg.dst_port in self._listeners:
+            st = conn.state
+            if (
+                st == _TIME_WAIT
+                and seg.flags & SYN
+                and conn.accepts_new_syn(seg)
+                and seg.dst_port in self._listeners
+            ):
                 # A new incarnation of a 4-tuple in TIME_WAIT (RFC 6191).
                 self.stats["time_wait_reused"] += 1
                 conn.abort()  # TIME_WAIT -> CLOSED, no RST
                 self._remove(key, conn)
                 conn = None
-            elif conn.state != State.CLOSED:
+            elif st != _CLOSED:
                 conn.handle_segment(now, seg)
                 self._dirty.add(key)
                 self._active[key] = conn
@@ -236,6 +249,7 @@ class TCPEndpoint:
         iss, off = self._isn.isn_and_ts_offset(now, laddr, lport, raddr, rport)
         conn = Connection.accept(self.config, seg, iss, now, ts_offset=off)
         lst.half_open.add(key)
+        self._half_open.add(key)
         self._add(key, conn)
 
     # ------------------------------------------------------------------ SYN cookies
@@ -345,6 +359,15 @@ class TCPEndpoint:
             conn = self.connections.get(key)
             if conn is None:
                 continue
+            due = conn.poll_at()
+            if due is None:
+                continue
+            if due > now:
+                # The entry was kept because it was earlier than the connection's new
+                # deadline (see segments_to_send): wait on for the real one.
+                sched[key] = due
+                heapq.heappush(timers, (due, key))
+                continue
             conn.handle_timer(now)
             self._dirty.add(key)
             self._active[key] = conn
@@ -359,6 +382,7 @@ class TCPEndpoint:
         self._dirty = set()
         conns = self.connections
         sched = self._scheduled
+        half_open = self._half_open
         for key in dirty:
             conn = conns.get(key)
             if conn is None:
@@ -369,32 +393,41 @@ class TCPEndpoint:
                 raddr = key[2]
                 for seg in segs:
                     out.append((laddr, raddr, seg))
-            self._track(key, conn)
-            if conn.state == State.CLOSED:
+            st = conn.state
+            if key in half_open and st != _SYN_RECEIVED:
+                self._track(key, conn)
+            if st == _CLOSED:
                 self._remove(key, conn)
                 continue
             t = conn.poll_at()
-            if t is not None and sched.get(key) != t:
-                sched[key] = t
-                heapq.heappush(self._timers, (t, key))
+            if t is not None:
+                # A timer entry that fires no later than needed is kept: a later deadline
+                # (the common case: delayed ACK, then TLP, then RTO of the FIN) costs no
+                # heap entry; handle_timer re-arms when an entry fires early.
+                s = sched.get(key)
+                if s is None or t < s:
+                    sched[key] = t
+                    heapq.heappush(self._timers, (t, key))
         return out
 
     def _track(self, key: Key, conn: Connection) -> None:
         """Move a listener's half-open connection on once it leaves SYN_RECEIVED."""
-        if conn.state == State.SYN_RECEIVED:
+        if conn.state == _SYN_RECEIVED:
             return
+        self._half_open.discard(key)
         lst = self._listeners.get(key[1])
         if lst is not None and key in lst.half_open:
             lst.half_open.discard(key)
-            if conn.state != State.CLOSED:
+            if conn.state != _CLOSED:
                 lst.accept_queue.append(conn)
 
     def _remove(self, key: Key, conn: Connection) -> None:
         del self.connections[key]
         self._addr_of.pop(id(conn), None)
         self._scheduled.pop(key, None)
+        self._half_open.discard(key)
         self.stats["connections_removed"] += 1
         for lst in self._listeners.values():
-            if conn in lst.accept_queue:
+            if lst.accept_queue and conn in lst.accept_queue:
                 lst.accept_queue.remove(conn)
             lst.half_open.discard(key)
