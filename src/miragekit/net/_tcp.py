@@ -260,6 +260,7 @@ class TCP(Generic[A]):
         self._flows: dict[int, TCPFlow[A]] = {}
         self._callbacks: dict[int, TCPCallback] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._peers: dict[bytes, A] = {}  # packed address -> address object (accepts)
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -495,8 +496,14 @@ class TCP(Generic[A]):
         alen = 16 if self._v6 else 4
         raddr = key[2] if key is not None else bytes(alen)
         port = key[3] if key is not None else conn.remote_port
-        dest: tuple[A, int] = (cast(A, _ADDR[len(raddr)](raddr)), port)
-        flow: TCPFlow[A] = TCPFlow(self, conn, dest)
+        # Address objects are immutable: one per peer serves all its connections.
+        peers = self._peers
+        addr = peers.get(raddr)
+        if addr is None:
+            if len(peers) >= 1024:
+                peers.clear()
+            addr = peers[raddr] = cast(A, _ADDR[len(raddr)](raddr))
+        flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
         self._flows[id(conn)] = flow
         while (ev := conn.next_event()) is not None:
             flow._on_event(ev)
