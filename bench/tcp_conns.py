@@ -55,76 +55,71 @@ KERNEL_IP, APP_IP = "10.82.0.1", "10.82.0.2"
 CLIENT = r"""
 import errno, json, os, select, socket, sys, time
 host, port, total, procs, inflight = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-AF, ST, ADDR = socket.AF_INET, socket.SOCK_STREAM, (host, port)
-EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR, select.EPOLLHUP
+ADDR = (host, port)
+TYPE = socket.SOCK_STREAM | socket.SOCK_NONBLOCK  # non-blocking from the start: no fcntl
+EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+KIND = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EPIPE: "reset",
+        errno.ETIMEDOUT: "timeout"}
 
 def run(n):
-    # n connections, at most `inflight` at once: connect, send 1 byte, read it back, close
-    fails = {"refused": 0, "reset": 0, "timeout": 0, "wrong_echo": 0, "other": 0}
+    # n connections, at most `inflight` at once: connect, send 1 byte, read it back, close.
+    fails = {"refused": 0, "reset": 0, "timeout": 0, "no_echo": 0, "wrong_echo": 0, "other": 0}
     ep = select.epoll()
-    socks = {}  # fd -> [socket, sent]
+    connecting = {}  # fd -> socket, waiting to become writable
+    reading = {}  # fd -> socket, waiting for the echo
     started = done = 0
     def start():
-        nonlocal started
+        nonlocal started, done
         started += 1
-        s = socket.socket(AF, ST)
-        s.setblocking(False)
+        s = socket.socket(socket.AF_INET, TYPE)
         err = s.connect_ex(ADDR)
-        if err not in (0, errno.EINPROGRESS):
-            fail(s, err, False)
+        if err != errno.EINPROGRESS and err != 0:
+            fails[KIND.get(err, "other")] += 1
+            s.close()
+            done += 1
             return
         fd = s.fileno()
-        socks[fd] = [s, False]
+        connecting[fd] = s
         ep.register(fd, EPOLLOUT)
-    def fail(s, err, registered):
-        nonlocal done
-        kind = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset",
-                errno.ETIMEDOUT: "timeout"}.get(err, "other")
-        fails[kind] += 1
-        if registered:
-            fd = s.fileno()
-            ep.unregister(fd)
-            del socks[fd]
-        s.close()
-        done += 1
     while started < n and started < inflight:
         start()
     last = time.monotonic()
     while done < n:
         events = ep.poll(1.0)
         if not events:
-            if time.monotonic() - last > 10:
-                for s, _ in list(socks.values()):
-                    fail(s, errno.ETIMEDOUT, True)
+            if time.monotonic() - last > 10:  # no progress: count what is left as timed out
+                for s in (*connecting.values(), *reading.values()):
+                    fails["timeout"] += 1
+                    s.close()
+                    done += 1
+                connecting.clear()
+                reading.clear()
             continue
         last = time.monotonic()
         for fd, ev in events:
-            s, sent = socks[fd]
-            if not sent:
-                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    fail(s, err, True)
+            s = connecting.pop(fd, None)
+            if s is not None:
+                try:
+                    s.send(b"x")  # a failed connect reports its error here
+                except OSError as e:
+                    fails[KIND.get(e.errno, "other")] += 1
+                    s.close()  # closing also takes the fd out of the epoll set
+                    done += 1
                 else:
-                    try:
-                        s.send(b"x")
-                    except OSError as e:
-                        fail(s, e.errno, True)
-                    else:
-                        socks[fd][1] = True
-                        ep.modify(fd, EPOLLIN)
+                    reading[fd] = s
+                    ep.modify(fd, EPOLLIN)
                     continue
             else:
+                s = reading.pop(fd)
                 try:
                     data = s.recv(16)
                 except OSError as e:
-                    fail(s, e.errno, True)
+                    fails[KIND.get(e.errno, "other")] += 1
                 else:
-                    ep.unregister(fd)
-                    del socks[fd]
-                    s.close()
-                    done += 1
                     if data != b"x":
-                        fails["wrong_echo" if data else "reset"] += 1
+                        fails["wrong_echo" if data else "no_echo"] += 1
+                s.close()
+                done += 1
             if started < n:
                 start()
     ep.close()
