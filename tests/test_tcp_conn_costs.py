@@ -209,3 +209,28 @@ def test_accepted_flows_share_the_peer_address_and_their_tasks_are_released() ->
         assert len({p for _, p in seen}) == 3
 
     asyncio.run(main())
+
+
+def test_time_wait_lets_the_send_buffer_go_and_still_acks_a_retransmitted_fin() -> None:
+    ep = TCPEndpoint(Config(timestamps=False, msl=1.0), secret=SECRET)
+    conn, our = _accepted(ep)
+    assert conn.send(b"bye") == 3
+    conn.close()
+    ep.wake(conn)
+    (_, _, data), *rest = ep.segments_to_send(0.0)
+    assert not rest and data.payload == b"bye" and data.flags & FIN
+    assert conn._sndbuf._chunks is not _NO_CHUNKS
+    # The peer ACKs everything and sends its FIN: TIME_WAIT.
+    ep.handle_segment(0.01, B, A, TCPRepr(CPORT, 80, 1001, our + 4, ACK | FIN, 64000))
+    (_, _, ack), *rest = ep.segments_to_send(0.01)
+    assert not rest and ack.flags == ACK and ack.ack == 1002
+    assert conn.state == State.TIME_WAIT
+    assert conn._sndbuf._chunks is _NO_CHUNKS and len(conn._sndbuf) == 0
+    assert conn.unsent == 0 and conn.send_queued == 0
+    # A retransmitted FIN is ACKed again (and restarts the 2 MSL wait).
+    ep.handle_segment(0.5, B, A, TCPRepr(CPORT, 80, 1001, our + 4, ACK | FIN, 64000))
+    (_, _, again), *rest = ep.segments_to_send(0.5)
+    assert not rest and again.flags == ACK and again.ack == 1002
+    assert conn.poll_at() == pytest.approx(2.5)
+    ep.handle_timer(2.5)
+    assert ep.segments_to_send(2.5) == [] and conn.state == State.CLOSED and not ep.connections

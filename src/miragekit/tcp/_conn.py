@@ -1062,7 +1062,9 @@ class Connection:
         self._ka_at = None
         self._tlp_at = None
         self._close_at = now + self.config.time_wait
-        self._sndbuf.clear()
+        # Nothing is sent again but ACKs: a fresh (empty, deque-less) send buffer lets the
+        # old one's chunk deque go, since a busy server holds many TIME_WAITs (2 MSL each).
+        self._sndbuf = SendBuffer()
         self._ooo.clear()
         self._scoreboard.clear()
 
