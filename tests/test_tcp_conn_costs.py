@@ -9,6 +9,7 @@ from collections import deque
 from typing import Any
 
 import pytest
+from tests.tcp_helpers import state
 from tests.test_direct_stack import connect, two_stacks
 
 from miragekit.result import Ok
@@ -233,4 +234,4 @@ def test_time_wait_lets_the_send_buffer_go_and_still_acks_a_retransmitted_fin() 
     assert not rest and again.flags == ACK and again.ack == 1002
     assert conn.poll_at() == pytest.approx(2.5)
     ep.handle_timer(2.5)
-    assert ep.segments_to_send(2.5) == [] and conn.state == State.CLOSED and not ep.connections
+    assert ep.segments_to_send(2.5) == [] and state(conn) == State.CLOSED and not ep.connections
