@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from collections import deque
 from typing import Any
 
@@ -35,6 +36,11 @@ SECRET = b"0123456789abcdef"
 CPORT = 40000
 
 
+def _entries(ep: TCPEndpoint) -> int:
+    """Timer entries the endpoint holds (stale ones included)."""
+    return len(ep._timers) + sum(len(q) for q in ep._fifos)
+
+
 def _accepted(ep: TCPEndpoint, now: float = 0.0) -> tuple[Connection, int]:
     """A connection from B to ``ep`` (at A, port 80) in ESTABLISHED; returns it and the
     next sequence number of our side."""
@@ -56,7 +62,7 @@ def test_a_later_deadline_keeps_the_earlier_entry_which_then_rearms() -> None:
     ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | PSH, 64000, b"x"))
     assert ep.segments_to_send(0.0) == []
     assert ep.poll_at() == conn.poll_at() == pytest.approx(0.04)
-    entries = len(ep._timers)
+    entries = _entries(ep)
     # We answer at once: the ACK rides on the data, and the next deadline (tail loss
     # probe or RTO) is later than the delayed ACK's. No new heap entry for it.
     assert conn.receive() == b"x"
@@ -66,7 +72,7 @@ def test_a_later_deadline_keeps_the_earlier_entry_which_then_rearms() -> None:
     assert not rest and data.payload == b"y"
     real = conn.poll_at()
     assert real is not None and real > 0.04
-    assert len(ep._timers) == entries
+    assert _entries(ep) == entries
     assert ep.poll_at() == pytest.approx(0.04)
     # The kept entry fires early: the connection is not touched, the entry re-arms.
     sent = conn.stats["segs_out"]
@@ -235,3 +241,24 @@ def test_time_wait_lets_the_send_buffer_go_and_still_acks_a_retransmitted_fin() 
     assert conn.poll_at() == pytest.approx(2.5)
     ep.handle_timer(2.5)
     assert ep.segments_to_send(2.5) == [] and state(conn) == State.CLOSED and not ep.connections
+
+
+def test_timer_queues_always_give_the_earliest_live_deadline() -> None:
+    rng = random.Random(7)
+    ep = TCPEndpoint(secret=SECRET)
+    live: dict[tuple[bytes, int, bytes, int], float] = {}
+    now = 0.0
+    for step in range(3000):
+        key = (A, 80, B, rng.randrange(200))
+        # Mostly a fixed time ahead (in order), sometimes anywhere (out of order).
+        t = now + (rng.choice((0.04, 0.2, 1.0)) if rng.random() < 0.8 else rng.random() * 2)
+        if key not in live or t < live[key]:
+            ep._arm(key, t)
+            live[key] = t
+        assert ep.poll_at() == min(live.values())
+        if step % 50 == 49:
+            now += rng.random() * 0.5
+            ep.handle_timer(now)  # no such connections: due entries are just consumed
+            live = {k: v for k, v in live.items() if v > now}
+            assert ep.poll_at() == (min(live.values()) if live else None)
+    assert _entries(ep) >= len(live) and len(ep._timers) > 0 and all(ep._fifos)

@@ -9,9 +9,13 @@ accepted connections; beyond that it answers SYNs with SYN cookies (RFC 4987 3.6
 keeps no state until the cookie comes back in an ACK. Connections that reach CLOSED are
 removed from the table once their last segment is sent, so their memory is freed.
 
-Timers are kept in a heap with lazy deletion, and only connections touched since the
-last ``segments_to_send`` are asked for output, so the cost per call does not grow with
-the number of idle connections.
+Timers are kept with lazy deletion, and only connections touched since the last
+``segments_to_send`` are asked for output, so the cost per call does not grow with the
+number of idle connections. A deadline goes to the first of two FIFOs whose last entry
+is not later, else to a heap: most deadlines are a fixed time from now (the SYN-ACK's
+retransmission, a delayed ACK), so they arrive in order and cost O(1) each way, where a
+heap entry costs O(log n) to push and to pop (stale or not) with thousands of
+connections coming and going per second.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class TCPEndpoint:
         "_addr_of",
         "_dirty",
         "_ephemeral",
+        "_fifos",
         "_half_open",
         "_isn",
         "_listeners",
@@ -79,7 +84,8 @@ class TCPEndpoint:
         # Keys of every listener's half-open connections (a quick test per segment).
         self._half_open: set[Key] = set()
         self._active: dict[Key, Connection] = {}
-        self._timers: list[tuple[float, Key]] = []
+        self._timers: list[tuple[float, Key]] = []  # a heap
+        self._fifos: tuple[deque[tuple[float, Key]], ...] = (deque(), deque())
         self._scheduled: dict[Key, float] = {}
         self._ephemeral = 49152
         self.stats: dict[str, int] = {
@@ -341,32 +347,57 @@ class TCPEndpoint:
             return 0.0
         timers = self._timers
         sched = self._scheduled
+        best: float | None = None
         while timers:
             t, key = timers[0]
             if sched.get(key) == t:
-                return t
+                best = t
+                break
             heapq.heappop(timers)
-        return None
+        for q in self._fifos:
+            while q:
+                t, key = q[0]
+                if sched.get(key) == t:
+                    if best is None or t < best:
+                        best = t
+                    break
+                q.popleft()
+        return best
+
+    def _arm(self, key: Key, t: float) -> None:
+        """Make ``t`` the connection's timer entry (earlier entries of it go stale)."""
+        self._scheduled[key] = t
+        for q in self._fifos:
+            if not q or q[-1][0] <= t:
+                q.append((t, key))
+                return
+        heapq.heappush(self._timers, (t, key))
 
     def handle_timer(self, now: float) -> None:
         timers = self._timers
         sched = self._scheduled
+        due: list[tuple[float, Key]] = []
         while timers and timers[0][0] <= now:
-            t, key = heapq.heappop(timers)
+            due.append(heapq.heappop(timers))
+        for q in self._fifos:
+            while q and q[0][0] <= now:
+                due.append(q.popleft())
+        if len(due) > 1:
+            due.sort()  # in deadline order, as one heap would give them
+        for t, key in due:
             if sched.get(key) != t:
                 continue
             del sched[key]
             conn = self.connections.get(key)
             if conn is None:
                 continue
-            due = conn.poll_at()
-            if due is None:
+            at = conn.poll_at()
+            if at is None:
                 continue
-            if due > now:
+            if at > now:
                 # The entry was kept because it was earlier than the connection's new
                 # deadline (see segments_to_send): wait on for the real one.
-                sched[key] = due
-                heapq.heappush(timers, (due, key))
+                self._arm(key, at)
                 continue
             conn.handle_timer(now)
             self._dirty.add(key)
@@ -406,8 +437,7 @@ class TCPEndpoint:
                 # heap entry; handle_timer re-arms when an entry fires early.
                 s = sched.get(key)
                 if s is None or t < s:
-                    sched[key] = t
-                    heapq.heappush(self._timers, (t, key))
+                    self._arm(key, t)
         return out
 
     def _track(self, key: Key, conn: Connection) -> None:
