@@ -18,8 +18,8 @@ Run as root: ``python bench/tcp_conns.py [--conns 10000] [--procs 1] [--inflight
   (Python asyncio, host sockets) on the namespace's loopback: the client's own ceiling
   on this machine. The client, our server and the kernel share the machine's cores, so
   the rate is noisy when other work runs; the server's own CPU time per connection
-  (utime + stime from ``/proc/PID/stat`` over the run, divided by the connections) is
-  not, and is shown beside it.
+  (utime + stime from ``/proc/PID/stat`` over the run, divided by the connections)
+  varies much less, and is shown beside it.
 * Memory per idle established connection: two of our stacks on the virtual switch in one
   process, ``--idle`` connections opened from one to the other and left idle (the server
   side holds each flow in its callback, waiting to read, as an application does).
