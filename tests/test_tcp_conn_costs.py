@@ -262,3 +262,23 @@ def test_timer_queues_always_give_the_earliest_live_deadline() -> None:
             live = {k: v for k, v in live.items() if v > now}
             assert ep.poll_at() == (min(live.values()) if live else None)
     assert _entries(ep) >= len(live) and len(ep._timers) > 0 and all(ep._fifos)
+
+
+def test_each_connection_has_its_own_counters() -> None:
+    ep = TCPEndpoint(secret=SECRET)
+    conn, _ = _accepted(ep)
+    fresh = Connection(Config(), 1, 2, 3)
+    assert list(fresh.stats) == [
+        "segs_in",
+        "segs_out",
+        "retransmits",
+        "rto",
+        "fast_retransmits",
+        "lost_retransmits",
+        "tail_loss_probes",
+        "challenge_acks",
+        "dropped",
+    ]
+    assert not any(fresh.stats.values())
+    assert conn.stats["segs_in"] == 1 and conn.stats["segs_out"] == 1  # the ACK; the SYN-ACK
+    assert fresh.stats is not conn.stats

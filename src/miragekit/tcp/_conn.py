@@ -100,6 +100,19 @@ def _wscale_for(buffer: int) -> int:
     return shift
 
 
+# Every connection's counters start from a copy of this (cheaper than a dict display).
+_STATS: dict[str, int] = {
+    "segs_in": 0,
+    "segs_out": 0,
+    "retransmits": 0,
+    "rto": 0,
+    "fast_retransmits": 0,
+    "lost_retransmits": 0,
+    "tail_loss_probes": 0,
+    "challenge_acks": 0,
+    "dropped": 0,
+}
+
 # The window scale for a receive buffer size, computed once per size (every handshake
 # asks; there are as many sizes as configurations).
 _WSCALE: dict[int, int] = {}
@@ -196,17 +209,7 @@ class Connection:
         self.local_port = local_port
         self.remote_port = remote_port
         self.state = CLOSED
-        self.stats: dict[str, int] = {
-            "segs_in": 0,
-            "segs_out": 0,
-            "retransmits": 0,
-            "rto": 0,
-            "fast_retransmits": 0,
-            "lost_retransmits": 0,
-            "tail_loss_probes": 0,
-            "challenge_acks": 0,
-            "dropped": 0,
-        }
+        self.stats: dict[str, int] = _STATS.copy()
         self._iss = iss
         self._snd_una = iss
         self._snd_nxt = iss
