@@ -21,7 +21,7 @@ async def echo_tcp(flow: v1.TCPFlow[Any]) -> None:
     while True:
         match await flow.read():
             case Ok(data):
-                if await flow.write(data) != Ok(None):
+                if not isinstance(await flow.write(data), Ok):
                     return
             case _:
                 return

@@ -263,6 +263,7 @@ class TCP(Generic[A]):
         self._flows: dict[int, TCPFlow[A]] = {}
         self._callbacks: dict[int, TCPCallback] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._peers: dict[bytes, A] = {}  # packed address -> address object (accepts)
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -555,14 +556,20 @@ class TCP(Generic[A]):
         alen = 16 if self._v6 else 4
         raddr = key[2] if key is not None else bytes(alen)
         port = key[3] if key is not None else conn.remote_port
-        dest: tuple[A, int] = (cast(A, _ADDR[len(raddr)](raddr)), port)
-        flow: TCPFlow[A] = TCPFlow(self, conn, dest)
+        # Address objects are immutable: one per peer serves all its connections.
+        peers = self._peers
+        addr = peers.get(raddr)
+        if addr is None:
+            if len(peers) >= 1024:
+                peers.clear()
+            addr = peers[raddr] = cast(A, _ADDR[len(raddr)](raddr))
+        flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
         self._flows[id(conn)] = flow
         while (ev := conn.next_event()) is not None:
             flow._on_event(ev)
-        task = self._loop.create_task(self._serve(cb, flow))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # The task removes itself from _tasks when it ends (see _serve): cheaper than a
+        # done callback, which costs one more loop callback per connection.
+        self._tasks.add(self._loop.create_task(self._serve(cb, flow)))
 
     async def _serve(self, cb: TCPCallback, flow: TCPFlow[A]) -> None:
         try:
@@ -572,6 +579,7 @@ class TCP(Generic[A]):
         except Exception:
             _log.exception("TCP listener callback failed")
         finally:
+            self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task()))
             await flow.close()
 
     async def disconnect(self) -> None:

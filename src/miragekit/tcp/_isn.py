@@ -14,12 +14,14 @@ __all__ = ["IsnGenerator"]
 
 
 class IsnGenerator:
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_keyed8")
 
     def __init__(self, secret: bytes) -> None:
         if not 16 <= len(secret) <= 32:
             raise ValueError("secret: need 16 to 32 bytes")
         self._key = secret
+        # The keyed state after the key block: copying it is cheaper than keying anew.
+        self._keyed8 = hashlib.blake2s(key=secret, digest_size=8)
 
     def _hash(self, *parts: bytes | int) -> int:
         h = hashlib.blake2s(key=self._key, digest_size=4)
@@ -30,8 +32,9 @@ class IsnGenerator:
     def _pair(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """One 64-bit keyed hash of the 4-tuple: F for the ISN (high half) and the
         timestamp offset (low half), so a new connection costs one hash, not two."""
-        msg = laddr + lport.to_bytes(2, "big") + raddr + rport.to_bytes(2, "big")
-        return int.from_bytes(hashlib.blake2s(msg, key=self._key, digest_size=8).digest(), "big")
+        h = self._keyed8.copy()
+        h.update(laddr + lport.to_bytes(2, "big") + raddr + rport.to_bytes(2, "big"))
+        return int.from_bytes(h.digest(), "big")
 
     def isn(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         return self.isn_and_ts_offset(now, laddr, lport, raddr, rport)[0]

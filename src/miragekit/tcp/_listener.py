@@ -9,9 +9,13 @@ accepted connections; beyond that it answers SYNs with SYN cookies (RFC 4987 3.6
 keeps no state until the cookie comes back in an ACK. Connections that reach CLOSED are
 removed from the table once their last segment is sent, so their memory is freed.
 
-Timers are kept in a heap with lazy deletion, and only connections touched since the
-last ``segments_to_send`` are asked for output, so the cost per call does not grow with
-the number of idle connections.
+Timers are kept with lazy deletion, and only connections touched since the last
+``segments_to_send`` are asked for output, so the cost per call does not grow with the
+number of idle connections. A deadline goes to the first of two FIFOs whose last entry
+is not later, else to a heap: most deadlines are a fixed time from now (the SYN-ACK's
+retransmission, a delayed ACK), so they arrive in order and cost O(1) each way, where a
+heap entry costs O(log n) to push and to pop (stale or not) with thousands of
+connections coming and going per second.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ Key = tuple[bytes, int, bytes, int]
 _COOKIE_MSS = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
 _COOKIE_PERIOD = 64.0
 
+_CLOSED = State.CLOSED
+_SYN_RECEIVED = State.SYN_RECEIVED
+_TIME_WAIT = State.TIME_WAIT
+
 
 class _Listener:
     __slots__ = ("accept_queue", "backlog", "half_open", "port")
@@ -53,6 +61,8 @@ class TCPEndpoint:
         "_addr_of",
         "_dirty",
         "_ephemeral",
+        "_fifos",
+        "_half_open",
         "_isn",
         "_listeners",
         "_out",
@@ -71,8 +81,11 @@ class TCPEndpoint:
         self._listeners: dict[int, _Listener] = {}
         self._out: list[tuple[bytes, bytes, TCPRepr]] = []
         self._dirty: set[Key] = set()
+        # Keys of every listener's half-open connections (a quick test per segment).
+        self._half_open: set[Key] = set()
         self._active: dict[Key, Connection] = {}
-        self._timers: list[tuple[float, Key]] = []
+        self._timers: list[tuple[float, Key]] = []  # a heap
+        self._fifos: tuple[deque[tuple[float, Key]], ...] = (deque(), deque())
         self._scheduled: dict[Key, float] = {}
         self._ephemeral = 49152
         self.stats: dict[str, int] = {
@@ -187,13 +200,19 @@ class TCPEndpoint:
         key = (dst, seg.dst_port, src, seg.src_port)
         conn = self.connections.get(key)
         if conn is not None:
-            if conn.accepts_new_syn(seg) and seg.dst_port in self._listeners:
+            st = conn.state
+            if (
+                st == _TIME_WAIT
+                and seg.flags & SYN
+                and conn.accepts_new_syn(seg)
+                and seg.dst_port in self._listeners
+            ):
                 # A new incarnation of a 4-tuple in TIME_WAIT (RFC 6191).
                 self.stats["time_wait_reused"] += 1
                 conn.abort()  # TIME_WAIT -> CLOSED, no RST
                 self._remove(key, conn)
                 conn = None
-            elif conn.state != State.CLOSED:
+            elif st != _CLOSED:
                 conn.handle_segment(now, seg)
                 self._dirty.add(key)
                 self._active[key] = conn
@@ -236,6 +255,7 @@ class TCPEndpoint:
         iss, off = self._isn.isn_and_ts_offset(now, laddr, lport, raddr, rport)
         conn = Connection.accept(self.config, seg, iss, now, ts_offset=off)
         lst.half_open.add(key)
+        self._half_open.add(key)
         self._add(key, conn)
 
     # ------------------------------------------------------------------ SYN cookies
@@ -327,23 +347,57 @@ class TCPEndpoint:
             return 0.0
         timers = self._timers
         sched = self._scheduled
+        best: float | None = None
         while timers:
             t, key = timers[0]
             if sched.get(key) == t:
-                return t
+                best = t
+                break
             heapq.heappop(timers)
-        return None
+        for q in self._fifos:
+            while q:
+                t, key = q[0]
+                if sched.get(key) == t:
+                    if best is None or t < best:
+                        best = t
+                    break
+                q.popleft()
+        return best
+
+    def _arm(self, key: Key, t: float) -> None:
+        """Make ``t`` the connection's timer entry (earlier entries of it go stale)."""
+        self._scheduled[key] = t
+        for q in self._fifos:
+            if not q or q[-1][0] <= t:
+                q.append((t, key))
+                return
+        heapq.heappush(self._timers, (t, key))
 
     def handle_timer(self, now: float) -> None:
         timers = self._timers
         sched = self._scheduled
+        due: list[tuple[float, Key]] = []
         while timers and timers[0][0] <= now:
-            t, key = heapq.heappop(timers)
+            due.append(heapq.heappop(timers))
+        for q in self._fifos:
+            while q and q[0][0] <= now:
+                due.append(q.popleft())
+        if len(due) > 1:
+            due.sort()  # in deadline order, as one heap would give them
+        for t, key in due:
             if sched.get(key) != t:
                 continue
             del sched[key]
             conn = self.connections.get(key)
             if conn is None:
+                continue
+            at = conn.poll_at()
+            if at is None:
+                continue
+            if at > now:
+                # The entry was kept because it was earlier than the connection's new
+                # deadline (see segments_to_send): wait on for the real one.
+                self._arm(key, at)
                 continue
             conn.handle_timer(now)
             self._dirty.add(key)
@@ -359,6 +413,7 @@ class TCPEndpoint:
         self._dirty = set()
         conns = self.connections
         sched = self._scheduled
+        half_open = self._half_open
         for key in dirty:
             conn = conns.get(key)
             if conn is None:
@@ -369,32 +424,40 @@ class TCPEndpoint:
                 raddr = key[2]
                 for seg in segs:
                     out.append((laddr, raddr, seg))
-            self._track(key, conn)
-            if conn.state == State.CLOSED:
+            st = conn.state
+            if key in half_open and st != _SYN_RECEIVED:
+                self._track(key, conn)
+            if st == _CLOSED:
                 self._remove(key, conn)
                 continue
             t = conn.poll_at()
-            if t is not None and sched.get(key) != t:
-                sched[key] = t
-                heapq.heappush(self._timers, (t, key))
+            if t is not None:
+                # A timer entry that fires no later than needed is kept: a later deadline
+                # (the common case: delayed ACK, then TLP, then RTO of the FIN) costs no
+                # heap entry; handle_timer re-arms when an entry fires early.
+                s = sched.get(key)
+                if s is None or t < s:
+                    self._arm(key, t)
         return out
 
     def _track(self, key: Key, conn: Connection) -> None:
         """Move a listener's half-open connection on once it leaves SYN_RECEIVED."""
-        if conn.state == State.SYN_RECEIVED:
+        if conn.state == _SYN_RECEIVED:
             return
+        self._half_open.discard(key)
         lst = self._listeners.get(key[1])
         if lst is not None and key in lst.half_open:
             lst.half_open.discard(key)
-            if conn.state != State.CLOSED:
+            if conn.state != _CLOSED:
                 lst.accept_queue.append(conn)
 
     def _remove(self, key: Key, conn: Connection) -> None:
         del self.connections[key]
         self._addr_of.pop(id(conn), None)
         self._scheduled.pop(key, None)
+        self._half_open.discard(key)
         self.stats["connections_removed"] += 1
         for lst in self._listeners.values():
-            if conn in lst.accept_queue:
+            if lst.accept_queue and conn in lst.accept_queue:
                 lst.accept_queue.remove(conn)
             lst.half_open.discard(key)

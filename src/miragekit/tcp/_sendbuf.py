@@ -4,6 +4,8 @@
 is a ``memoryview`` slice of one chunk (a copy only when it spans two), which stays valid
 for as long as anyone holds it because the chunk never changes. Acknowledged chunks are
 dropped from the front. Small writes are coalesced so the chunk list stays short.
+The chunk deque is made at the first ``append``: an empty deque costs 760 bytes, and
+many connections (idle ones, a server that only reads) never send.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from ..v1 import Buffer
 __all__ = ["SendBuffer"]
 
 _COALESCE = 4096
+# Shared by every buffer that has not sent yet; maxlen 0, so it can never hold a chunk.
+_NO_CHUNKS: deque[bytes] = deque(maxlen=0)
 
 
 class SendBuffer:
     __slots__ = ("_chunks", "_head", "_len")
 
     def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[bytes] = _NO_CHUNKS
         self._head = 0  # bytes of the first chunk already consumed
         self._len = 0
 
@@ -33,6 +37,8 @@ class SendBuffer:
         if not n:
             return
         chunks = self._chunks
+        if chunks is _NO_CHUNKS:
+            chunks = self._chunks = deque()
         if n < _COALESCE and chunks and len(chunks[-1]) < _COALESCE:
             chunks[-1] += bytes(data)
         else:

@@ -14,9 +14,11 @@ from .newreno import NewReno as NewReno
 __all__ = ["CongestionControl", "Cubic", "NewReno", "new_controller"]
 
 
+_BY_NAME: dict[str, type[CongestionControl]] = {"newreno": NewReno, "cubic": Cubic}
+
+
 def new_controller(name: str, mss: int) -> CongestionControl:
-    if name == "newreno":
-        return NewReno(mss)
-    if name == "cubic":
-        return Cubic(mss)
-    raise ValueError(f"congestion: unknown algorithm {name!r} (newreno, cubic)")
+    cls = _BY_NAME.get(name)
+    if cls is None:
+        raise ValueError(f"congestion: unknown algorithm {name!r} (newreno, cubic)")
+    return cls(mss)

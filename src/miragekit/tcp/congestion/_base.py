@@ -15,13 +15,14 @@ class CongestionControl:
 
     def __init__(self, mss: int) -> None:
         self.mss = mss
-        self.cwnd = initial_window(mss)
+        # initial_window, inlined: one controller per connection, made at its SYN.
+        self.cwnd = min(10 * mss, max(2 * mss, 14600))
         self.ssthresh = 1 << 62
 
     def set_mss(self, mss: int) -> None:
         """Called once the MSS is negotiated, before any data is sent."""
         self.mss = mss
-        self.cwnd = initial_window(mss)
+        self.cwnd = min(10 * mss, max(2 * mss, 14600))
 
     def on_ack(self, now: float, acked: int, srtt: float) -> None:
         raise NotImplementedError

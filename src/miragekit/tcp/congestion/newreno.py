@@ -11,7 +11,10 @@ class NewReno(CongestionControl):
     __slots__ = ("_acc",)
 
     def __init__(self, mss: int) -> None:
-        super().__init__(mss)
+        # CongestionControl.__init__, inlined (one controller per connection).
+        self.mss = mss
+        self.cwnd = min(10 * mss, max(2 * mss, 14600))
+        self.ssthresh = 1 << 62
         self._acc = 0
 
     def on_ack(self, now: float, acked: int, srtt: float) -> None:

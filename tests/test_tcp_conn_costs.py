@@ -1,0 +1,284 @@
+"""The per-connection savings keep behaviour: timer entries kept across later deadlines,
+state made on first use, cheaper set-up, and the driver's per-connection bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections import deque
+from typing import Any
+
+import pytest
+from tests.tcp_helpers import state
+from tests.test_direct_stack import connect, two_stacks
+
+from miragekit.result import Ok
+from miragekit.tcp import (
+    Config,
+    Connected,
+    Connection,
+    DataReceived,
+    EndOfStream,
+    IsnGenerator,
+    State,
+    TCPEndpoint,
+)
+from miragekit.tcp._conn import _wscale_for
+from miragekit.tcp._sendbuf import _NO_CHUNKS, SendBuffer
+from miragekit.tcp.congestion import Cubic, NewReno, new_controller
+from miragekit.tcp.congestion._base import initial_window
+from miragekit.wire.tcp import ACK, FIN, PSH, SYN, TCPRepr
+
+A = bytes([10, 0, 0, 1])
+B = bytes([10, 0, 0, 2])
+SECRET = b"0123456789abcdef"
+CPORT = 40000
+
+
+def _entries(ep: TCPEndpoint) -> int:
+    """Timer entries the endpoint holds (stale ones included)."""
+    return len(ep._timers) + sum(len(q) for q in ep._fifos)
+
+
+def _accepted(ep: TCPEndpoint, now: float = 0.0) -> tuple[Connection, int]:
+    """A connection from B to ``ep`` (at A, port 80) in ESTABLISHED; returns it and the
+    next sequence number of our side."""
+    ep.listen(80)
+    ep.handle_segment(now, B, A, TCPRepr(CPORT, 80, 1000, 0, SYN, 64000, b"", 1460))
+    (_, _, synack), *rest = ep.segments_to_send(now)
+    assert not rest and synack.flags == SYN | ACK
+    ep.handle_segment(now, B, A, TCPRepr(CPORT, 80, 1001, synack.seq + 1, ACK, 64000))
+    assert ep.segments_to_send(now) == []
+    conn = ep.accept(80)
+    assert conn is not None and conn.state == State.ESTABLISHED
+    return conn, synack.seq + 1
+
+
+def test_a_later_deadline_keeps_the_earlier_entry_which_then_rearms() -> None:
+    ep = TCPEndpoint(Config(timestamps=False), secret=SECRET)
+    conn, our = _accepted(ep)
+    # One byte in: the ACK is delayed (40 ms), and a timer entry is made for it.
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | PSH, 64000, b"x"))
+    assert ep.segments_to_send(0.0) == []
+    assert ep.poll_at() == conn.poll_at() == pytest.approx(0.04)
+    entries = _entries(ep)
+    # We answer at once: the ACK rides on the data, and the next deadline (tail loss
+    # probe or RTO) is later than the delayed ACK's. No new heap entry for it.
+    assert conn.receive() == b"x"
+    assert conn.send(b"y") == 1
+    ep.wake(conn)
+    (_, _, data), *rest = ep.segments_to_send(0.001)
+    assert not rest and data.payload == b"y"
+    real = conn.poll_at()
+    assert real is not None and real > 0.04
+    assert _entries(ep) == entries
+    assert ep.poll_at() == pytest.approx(0.04)
+    # The kept entry fires early: the connection is not touched, the entry re-arms.
+    sent = conn.stats["segs_out"]
+    ep.take_active()  # what the segments above made active
+    ep.handle_timer(0.04)
+    assert ep.take_active() == [] and ep.segments_to_send(0.04) == []
+    assert conn.stats["segs_out"] == sent
+    assert ep.poll_at() == real
+    # At the real deadline the timer does what it always did: the lone segment is probed.
+    ep.handle_timer(real - 1e-9)
+    assert ep.segments_to_send(real - 1e-9) == []
+    ep.handle_timer(real)
+    (_, _, probe), *rest = ep.segments_to_send(real)
+    assert not rest and probe.payload == b"y" and probe.seq == data.seq
+    assert conn.stats["retransmits"] == 1
+
+
+def test_an_earlier_deadline_gets_its_own_entry() -> None:
+    ep = TCPEndpoint(Config(timestamps=False), secret=SECRET)
+    conn, our = _accepted(ep)
+    assert ep.poll_at() is None or ep.poll_at() == pytest.approx(1.0)  # the SYN-ACK's RTO
+    ep.handle_segment(0.5, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | PSH, 64000, b"x"))
+    assert ep.segments_to_send(0.5) == []
+    assert ep.poll_at() == conn.poll_at() == pytest.approx(0.54)
+    ep.handle_timer(0.54)
+    (_, _, ack), *rest = ep.segments_to_send(0.54)
+    assert not rest and ack.flags == ACK and ack.ack == 1002 and ack.payload == b""
+
+
+def test_timer_entries_of_a_closed_connection_are_dropped_without_firing() -> None:
+    ep = TCPEndpoint(Config(timestamps=False), secret=SECRET)
+    conn, our = _accepted(ep)
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | FIN, 64000))
+    assert ep.segments_to_send(0.0) == []  # the ACK of the FIN waits for our FIN
+    conn.close()
+    ep.wake(conn)
+    (_, _, fin), *rest = ep.segments_to_send(0.001)
+    assert not rest and fin.flags & FIN and fin.ack == 1002
+    ep.handle_segment(0.002, B, A, TCPRepr(CPORT, 80, 1002, our + 1, ACK, 64000))
+    assert ep.segments_to_send(0.002) == []
+    assert conn.state == State.CLOSED and not ep.connections
+    assert ep.poll_at() is None  # stale entries are popped, never handed to a connection
+
+
+def test_a_connection_that_never_sends_has_no_chunk_deque() -> None:
+    ep = TCPEndpoint(secret=SECRET)
+    conn, our = _accepted(ep)
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | PSH, 64000, b"hello"))
+    assert conn.receive() == b"hello"
+    assert conn._sndbuf._chunks is _NO_CHUNKS
+    conn.send(b"world")
+    assert type(conn._sndbuf._chunks) is deque and conn._sndbuf._chunks is not _NO_CHUNKS
+    assert len(_NO_CHUNKS) == 0 and _NO_CHUNKS.maxlen == 0
+
+
+def test_send_buffer_from_its_first_use() -> None:
+    buf = SendBuffer()
+    assert len(buf) == 0
+    buf.clear()
+    buf.consume(0)
+    buf.append(b"")
+    assert buf._chunks is _NO_CHUNKS
+    buf.append(b"abc")
+    buf.append(memoryview(b"defg"))
+    assert len(buf) == 7 and bytes(buf.slice(1, 5)) == b"bcdef"
+    buf.consume(7)
+    assert len(buf) == 0
+    buf.append(b"z")
+    assert bytes(buf.slice(0, 1)) == b"z"
+    other = SendBuffer()
+    assert other._chunks is _NO_CHUNKS and len(other) == 0  # nothing leaked into it
+
+
+def test_events_come_out_first_in_first_out() -> None:
+    ep = TCPEndpoint(secret=SECRET)
+    conn, our = _accepted(ep)
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | PSH | FIN, 64000, b"x"))
+    got = []
+    while (ev := conn.next_event()) is not None:
+        got.append(ev)
+    assert got == [Connected(), DataReceived(), EndOfStream()]
+    assert conn.next_event() is None
+
+
+def test_isn_is_the_keyed_blake2s_of_the_four_tuple() -> None:
+    g = IsnGenerator(SECRET)
+    msg = A + (1000).to_bytes(2, "big") + B + (80).to_bytes(2, "big")
+    h = int.from_bytes(hashlib.blake2s(msg, key=SECRET, digest_size=8).digest(), "big")
+    assert g.isn_and_ts_offset(2.0, A, 1000, B, 80) == (
+        (500_000 + (h >> 32)) & 0xFFFFFFFF,
+        h & 0xFFFFFFFF,
+    )
+    assert g.isn_and_ts_offset(2.0, A, 1000, B, 80) == g.isn_and_ts_offset(2.0, A, 1000, B, 80)
+
+
+@pytest.mark.parametrize("size", [1, 65535, 65536, 256 * 1024, 4 * 1024 * 1024, 65535 << 14])
+def test_window_scale_is_the_smallest_that_covers_the_buffer(size: int) -> None:
+    for _ in range(2):  # computed, then remembered
+        shift = _wscale_for(size)
+        assert (65535 << shift) >= size and (shift == 0 or (65535 << (shift - 1)) < size)
+
+
+def test_congestion_controllers_start_at_the_initial_window() -> None:
+    for mss in (536, 1448, 8960):
+        for cc in (new_controller("newreno", mss), new_controller("cubic", mss)):
+            assert cc.mss == mss and cc.cwnd == initial_window(mss) and cc.ssthresh == 1 << 62
+            cc.set_mss(1000)
+            assert cc.cwnd == initial_window(1000)
+    assert isinstance(new_controller("newreno", 1000), NewReno)
+    assert isinstance(new_controller("cubic", 1000), Cubic)
+    with pytest.raises(ValueError, match="congestion"):
+        new_controller("vegas", 1000)
+
+
+def test_accepted_flows_share_the_peer_address_and_their_tasks_are_released() -> None:
+    async def main() -> None:
+        _, client, server = await two_stacks()
+        seen: list[Any] = []
+
+        async def echo_once(flow: Any) -> None:
+            seen.append(flow.get_dest())
+            r = await flow.read()
+            assert isinstance(r, Ok)
+            await flow.write(r.value)
+
+        server.listen_tcpv4(port=7, callback=echo_once)
+        tcp = server.tcpv4()
+        for i in range(3):
+            flow = await connect(client, 7)
+            await flow.write(b"%d" % i)
+            r = await flow.read()
+            assert isinstance(r, Ok) and bytes(r.value) == b"%d" % i
+            await flow.close()
+        for _ in range(200):
+            if not tcp._tasks:
+                break
+            await asyncio.sleep(0.01)
+        assert not tcp._tasks  # each task dropped its own reference as it ended
+        assert [str(a) for a, _ in seen] == ["10.0.0.1"] * 3
+        assert seen[0][0] is seen[1][0] is seen[2][0]
+        assert len({p for _, p in seen}) == 3
+
+    asyncio.run(main())
+
+
+def test_time_wait_lets_the_send_buffer_go_and_still_acks_a_retransmitted_fin() -> None:
+    ep = TCPEndpoint(Config(timestamps=False, msl=1.0), secret=SECRET)
+    conn, our = _accepted(ep)
+    assert conn.send(b"bye") == 3
+    conn.close()
+    ep.wake(conn)
+    (_, _, data), *rest = ep.segments_to_send(0.0)
+    assert not rest and data.payload == b"bye" and data.flags & FIN
+    assert conn._sndbuf._chunks is not _NO_CHUNKS
+    # The peer ACKs everything and sends its FIN: TIME_WAIT.
+    ep.handle_segment(0.01, B, A, TCPRepr(CPORT, 80, 1001, our + 4, ACK | FIN, 64000))
+    (_, _, ack), *rest = ep.segments_to_send(0.01)
+    assert not rest and ack.flags == ACK and ack.ack == 1002
+    assert conn.state == State.TIME_WAIT
+    assert conn._sndbuf._chunks is _NO_CHUNKS and len(conn._sndbuf) == 0
+    assert conn.unsent == 0 and conn.send_queued == 0
+    # A retransmitted FIN is ACKed again (and restarts the 2 MSL wait).
+    ep.handle_segment(0.5, B, A, TCPRepr(CPORT, 80, 1001, our + 4, ACK | FIN, 64000))
+    (_, _, again), *rest = ep.segments_to_send(0.5)
+    assert not rest and again.flags == ACK and again.ack == 1002
+    assert conn.poll_at() == pytest.approx(2.5)
+    ep.handle_timer(2.5)
+    assert ep.segments_to_send(2.5) == [] and state(conn) == State.CLOSED and not ep.connections
+
+
+def test_timer_queues_always_give_the_earliest_live_deadline() -> None:
+    rng = random.Random(7)
+    ep = TCPEndpoint(secret=SECRET)
+    live: dict[tuple[bytes, int, bytes, int], float] = {}
+    now = 0.0
+    for step in range(3000):
+        key = (A, 80, B, rng.randrange(200))
+        # Mostly a fixed time ahead (in order), sometimes anywhere (out of order).
+        t = now + (rng.choice((0.04, 0.2, 1.0)) if rng.random() < 0.8 else rng.random() * 2)
+        if key not in live or t < live[key]:
+            ep._arm(key, t)
+            live[key] = t
+        assert ep.poll_at() == min(live.values())
+        if step % 50 == 49:
+            now += rng.random() * 0.5
+            ep.handle_timer(now)  # no such connections: due entries are just consumed
+            live = {k: v for k, v in live.items() if v > now}
+            assert ep.poll_at() == (min(live.values()) if live else None)
+    assert _entries(ep) >= len(live) and len(ep._timers) > 0 and all(ep._fifos)
+
+
+def test_each_connection_has_its_own_counters() -> None:
+    ep = TCPEndpoint(secret=SECRET)
+    conn, _ = _accepted(ep)
+    fresh = Connection(Config(), 1, 2, 3)
+    assert list(fresh.stats) == [
+        "segs_in",
+        "segs_out",
+        "retransmits",
+        "rto",
+        "fast_retransmits",
+        "lost_retransmits",
+        "tail_loss_probes",
+        "challenge_acks",
+        "dropped",
+    ]
+    assert not any(fresh.stats.values())
+    assert conn.stats["segs_in"] == 1 and conn.stats["segs_out"] == 1  # the ACK; the SYN-ACK
+    assert fresh.stats is not conn.stats
