@@ -9,9 +9,7 @@ One run measures, side by side:
 * ``us -> kernel``: our stack sends N MB to a Python socket receiver in the namespace,
   which times first byte to end of stream.
   Each with ``TapNetif(offload=False)`` (MTU-sized frames, checksums in Python) and
-  ``TapNetif(offload=True)`` (64 KiB TSO/GSO segments, checksums left to the kernel), and
-  each of those with and without ``tx_process=True`` ("+txp": a helper process makes
-  the TAP writes, so the kernel's receive path for our frames runs on the other core).
+  ``TapNetif(offload=True)`` (64 KiB TSO/GSO segments, checksums left to the kernel).
 * ``kernel -> kernel (veth)``: the same sender and receiver in two namespaces joined by
   a veth pair: the reference (the kernel's own TCP on both ends).
 The best of ``--repeat`` runs is reported (MB = 10**6 bytes). ``--profile DIR`` writes a
@@ -163,9 +161,9 @@ def run_veth(total: int) -> float:
 # --- our stack over TAP ------------------------------------------------------------------------
 
 
-async def _stack(ns: str, offload: bool, txp: bool) -> tuple[DirectStackV4, TapNetif, str]:
+async def _stack(ns: str, offload: bool) -> tuple[DirectStackV4, TapNetif, str]:
     tapname = f"mk-bt{uuid.uuid4().hex[:6]}"
-    r = await TapNetif.connect(tapname, offload=offload, tx_process=txp)
+    r = await TapNetif.connect(tapname, offload=offload)
     assert isinstance(r, Ok), r
     netif = r.value
     sh("ip", "link", "set", tapname, "netns", ns)
@@ -176,10 +174,8 @@ async def _stack(ns: str, offload: bool, txp: bool) -> tuple[DirectStackV4, TapN
     return s.value, netif, tapname
 
 
-async def kernel_to_us(
-    ns: str, offload: bool, txp: bool, total: int, prof: cProfile.Profile | None
-) -> float:
-    stack, netif, _ = await _stack(ns, offload, txp)
+async def kernel_to_us(ns: str, offload: bool, total: int, prof: cProfile.Profile | None) -> float:
+    stack, netif, _ = await _stack(ns, offload)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[tuple[int, float]] = loop.create_future()
 
@@ -211,10 +207,8 @@ async def kernel_to_us(
         await netif.disconnect()
 
 
-async def us_to_kernel(
-    ns: str, offload: bool, txp: bool, total: int, prof: cProfile.Profile | None
-) -> float:
-    stack, netif, _ = await _stack(ns, offload, txp)
+async def us_to_kernel(ns: str, offload: bool, total: int, prof: cProfile.Profile | None) -> float:
+    stack, netif, _ = await _stack(ns, offload)
     recv = await asyncio.create_subprocess_exec(
         "ip", "netns", "exec", ns, sys.executable, "-c", RECEIVER, str(PORT),
         stdout=subprocess.PIPE,
@@ -248,15 +242,13 @@ async def us_to_kernel(
         await netif.disconnect()
 
 
-def run_tap(
-    direction: str, offload: bool, total: int, profile: Path | None, txp: bool = False
-) -> float:
+def run_tap(direction: str, offload: bool, total: int, profile: Path | None) -> float:
     prof = cProfile.Profile() if profile else None
     fn = kernel_to_us if direction == "kernel->us" else us_to_kernel
     with namespaces(1) as (ns,):
-        result = asyncio.run(fn(ns, offload, txp, total, prof))
+        result = asyncio.run(fn(ns, offload, total, prof))
     if prof and profile:
-        name = f"{'to_us' if direction == 'kernel->us' else 'to_kernel'}_{'offload' if offload else 'plain'}{'_txp' if txp else ''}"
+        name = f"{'to_us' if direction == 'kernel->us' else 'to_kernel'}_{'offload' if offload else 'plain'}"
         prof.dump_stats(profile / f"{name}.prof")
     return result
 
@@ -275,22 +267,17 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for direction in ("kernel->us", "us->kernel"):
         for offload in (False, True):
-            for txp in (False, True):
-                total = (args.mb if offload else args.plain_mb) * 1_000_000
-                runs = [
-                    run_tap(direction, offload, total, args.profile, txp)
-                    for _ in range(args.repeat)
-                ]
-                rows.append(
-                    {
-                        "path": f"{direction} over TAP{' +txp' if txp else ''}",
-                        "offload": offload,
-                        "tx_process": txp,
-                        "bytes": total,
-                        "MB/s": round(max(runs), 1),
-                        "runs": [round(r, 1) for r in runs],
-                    }
-                )
+            total = (args.mb if offload else args.plain_mb) * 1_000_000
+            runs = [run_tap(direction, offload, total, args.profile) for _ in range(args.repeat)]
+            rows.append(
+                {
+                    "path": f"{direction} over TAP",
+                    "offload": offload,
+                    "bytes": total,
+                    "MB/s": round(max(runs), 1),
+                    "runs": [round(r, 1) for r in runs],
+                }
+            )
     total = args.mb * 1_000_000
     runs = [run_veth(total) for _ in range(args.repeat)]
     ref = max(runs)
@@ -303,10 +290,10 @@ def main() -> None:
             "runs": [round(r, 1) for r in runs],
         }
     )
-    print(f"{'path':33} {'offload':>8} {'MB':>6} {'MB/s (best)':>12} {'% of veth':>10}  runs")
+    print(f"{'path':28} {'offload':>8} {'MB':>6} {'MB/s (best)':>12} {'% of veth':>10}  runs")
     for row in rows:
         print(
-            f"{row['path']:33} {'yes' if row['offload'] else 'no':>8} {row['bytes'] // 10**6:>6} "
+            f"{row['path']:28} {'yes' if row['offload'] else 'no':>8} {row['bytes'] // 10**6:>6} "
             f"{row['MB/s']:>12.1f} {100 * row['MB/s'] / ref:>9.1f}%  {row['runs']}"
         )
     out = Path(__file__).resolve().parent / "results" / "tap_datapath.json"

@@ -1,16 +1,14 @@
 """TCP bulk throughput both ways, side by side: our stack against the kernel's, and PyTCP.
 
 Run as root: ``python bench/tcp_iperf.py [--seconds 5] [--repeat 3] [--rows ROW ...]``.
-Rows (``--rows`` picks some: veth, tap, tap-offload, tap-txp, tap-offload-txp, vnet,
-vnet1500, pytcp):
+Rows (``--rows`` picks some: veth, tap, tap-offload, vnet, pytcp):
 
 * ``veth``: the kernel's iperf3 to itself over a veth pair between two ``mk-``
   namespaces (the reference: the ceiling of these machines);
 * ``tap``, ``tap-offload``: our stack over a TAP device (``examples/iperf3`` under
   ``miragekit run --net tap``, with ``--offload`` for the second), measured by the
   kernel's unmodified ``iperf3 -c ... -J`` in the namespace: forward is into our stack,
-  ``-R`` out of it; ``tap-txp``, ``tap-offload-txp``: the same with ``--tx-process``
-  (a helper process makes the TAP writes, so the kernel's side runs on the other core);
+  ``-R`` out of it;
 * ``vnet``: two of our stacks over the virtual switch in one process, measured by the
   example's own small iperf3 client (``run_client``) against its server: not the kernel's
   iperf3;
@@ -39,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.util
 import json
 import os
@@ -93,21 +90,11 @@ def load_app() -> ModuleType:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process and its live children (``ip netns exec``
-    execs its command, so the pid of ``ip netns exec NS python ...`` is that of python
-    itself; with ``--tx-process`` the TAP writer is its child and counts too)."""
+    """User + system CPU time of a live process (``ip netns exec`` execs its command, so
+    the pid of ``ip netns exec NS python ...`` is that of python itself)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / TICK
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(c) for c in f.read().split()]
-    except OSError:
-        children = []
-    for child in children:
-        with contextlib.suppress(OSError):  # it may have just exited
-            total += cpu_seconds(child)
-    return total
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def per_gb(cpu: float, nbytes: int) -> float | None:
@@ -358,16 +345,6 @@ ROWS: dict[str, tuple[str, str, Callable[[float], Run]]] = {
         "kernel <-> ours, TAP --offload",
         "the same with --offload (64 KiB TSO/GSO segments, checksums left to the kernel)",
         lambda secs: ours_tap(secs, "--offload"),
-    ),
-    "tap-txp": (
-        "kernel <-> ours, TAP --tx-process",
-        "as tap, with a helper process making the TAP writes (its CPU counted too)",
-        lambda secs: ours_tap(secs, "--tx-process"),
-    ),
-    "tap-offload-txp": (
-        "kernel <-> ours, TAP --offload --tx-process",
-        "as tap-offload, with the helper process making the TAP writes",
-        lambda secs: ours_tap(secs, "--offload", "--tx-process"),
     ),
     "vnet": (
         "ours <-> ours, switch MTU 9000",

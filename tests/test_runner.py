@@ -138,8 +138,6 @@ def test_describe_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str
         (["run", "{app}", "--net", "vnet", "--offload"], "--offload is TAP checksum and"),
         (["run", "{app}", "--offload"], "it needs --net tap[:NAME]"),
         (["run", "{app}", "--net", "tap", "--offload", "--pcap", "{tmp}/x"], "plain frames only"),
-        (["run", "{app}", "--net", "vnet", "--tx-process"], "--tx-process writes TAP frames"),
-        (["run", "{app}", "--tx-process"], "it needs --net tap[:NAME]"),
         (["run", "{echo}", "--sim"], "--sim with a STACKV4 needs --net vnet"),
         (["describe", "{hello}", "--net", "vnet", "--forward", "0:7"], "takes no STACKV4"),
         (["run", "{kv}"], "a KV_RO store is needed: give --kv"),
@@ -227,8 +225,6 @@ def test_describe_shows_the_network_pcap_stack_and_forwards(
     assert "SocketStackV4 (host sockets on 127.0.0.1)" in capsys.readouterr().out
     assert main(["describe", echo, "--net", "tap:mk-y", "--offload"]) == 0
     assert "NETWORK: miragekit.net.TapNetif (mk-y, offload)" in capsys.readouterr().out
-    assert main(["describe", echo, "--net", "tap:mk-y", "--offload", "--tx-process"]) == 0
-    assert "NETWORK: miragekit.net.TapNetif (mk-y, offload, tx process)" in capsys.readouterr().out
 
 
 SIM_APP = """

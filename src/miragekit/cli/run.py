@@ -80,12 +80,6 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         help="--net tap: checksum and segmentation offload (64 KiB TCP segments to and "
         "from the kernel)",
     )
-    p.add_argument(
-        "--tx-process",
-        action="store_true",
-        help="--net tap: a helper process writes our frames to the device, so the kernel's "
-        "side of each write runs on another core (x86-64 Linux)",
-    )
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -104,7 +98,6 @@ def _options(args: argparse.Namespace) -> Options:
         dhcp=args.dhcp,
         ip6=tuple(args.ip6),
         offload=args.offload,
-        tx_process=args.tx_process,
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

@@ -40,8 +40,6 @@ from ._link import (
     MetaReceiver,
     OffloadLink,
 )
-from ._txring import RingError, TxRing
-from ._txring import supported as _ring_supported
 
 TUNSETIFF: Final = 0x400454CA
 IFF_TAP: Final = 0x0002
@@ -127,7 +125,6 @@ class TapNetif(FdLink[bytes, TapCounters]):
         self._meta = False  # the receiver takes (frame, flags)
         self._vnet_zero = b""
         self._meta_receiver: MetaReceiver | None = None
-        self._ring: TxRing | None = None
 
     # --- DEVICE ------------------------------------------------------------------------
 
@@ -140,19 +137,13 @@ class TapNetif(FdLink[bytes, TapCounters]):
         mtu: int | None = None,
         vnet_hdr: bool = False,
         offload: bool = False,
-        tx_process: bool = False,
     ) -> Ok[Self] | Error[NetworkError]:
         """Create TAP device ``id`` or attach to an existing one of that name.
 
         ``mtu`` overrides the device's MTU (read with ``SIOCGIFMTU``) for our stack.
         ``offload`` (implies ``vnet_hdr``) offers checksum and segmentation offload
         (see :class:`~miragekit.net.OffloadLink`); the MTU stays what it is.
-        ``tx_process`` hands every write to a helper process through a shared-memory
-        ring, so the kernel's receive path for our frames runs on another core
-        (``miragekit.net._txring``; x86-64 Linux only).
         """
-        if tx_process and not _ring_supported():
-            raise ValueError("tx_process: needs x86-64 Linux (the ring relies on its ordering)")
         vnet_hdr = vnet_hdr or offload
         if len(id.encode()) >= IFNAMSIZ:
             raise ValueError(f"id: interface name longer than {IFNAMSIZ - 1} bytes: {id!r}")
@@ -187,43 +178,13 @@ class TapNetif(FdLink[bytes, TapCounters]):
                 os.close(fd)
                 return Error(Unknown(f"TUNSETOFFLOAD {id!r}: {e.strerror}"))
             dev.offload_capable = True
-        if tx_process:
-            frame_max = dev.vnet_hdr_len + 14 + (65535 if offload else dev._mtu)
-            try:
-                dev._ring = TxRing(fd, slot_size=frame_max, slots=64 if offload else 512)
-            except OSError as e:
-                os.close(fd)
-                return Error(Unknown(f"TAP writer process for {id!r}: {e.strerror}"))
         return Ok(dev)
 
     def id(self) -> str:
         return self._name
 
     def _close_fd(self) -> None:
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
         os.close(self._fd)
-
-    @property
-    def tx_process(self) -> bool:
-        """Whether a helper process writes our frames (``connect(tx_process=True)``)."""
-        return self._ring is not None
-
-    def _ring_put(self, bufs: Sequence[Buffer]) -> int:
-        """Queue one frame on the ring; its length, or -1 if it was dropped."""
-        ring = self._ring
-        assert ring is not None
-        try:
-            return ring.putv(bufs)
-        except ValueError:  # larger than any frame the device takes
-            self.counters.tx_errors += 1
-        except RingError:
-            self._ring = None  # the helper is gone: write directly from now on
-            self.counters.tx_dropped += ring.pending
-            ring.close(timeout=0)
-        self.counters.tx_dropped += 1
-        return -1
 
     def _set_vnet_hdr_len(self, n: int) -> None:
         self.vnet_hdr_len = n
@@ -301,7 +262,7 @@ class TapNetif(FdLink[bytes, TapCounters]):
         if not self._connected:
             self.counters.tx_dropped += 1
             return
-        if self._vnet_zero or self._ring is not None:
+        if self._vnet_zero:
             self.sendv((frame,))
             return
         if self._txq:
@@ -325,11 +286,6 @@ class TapNetif(FdLink[bytes, TapCounters]):
             return
         if self._vnet_zero:
             bufs = (self._vnet_zero, *bufs)
-        if self._ring is not None:
-            if (n := self._ring_put(bufs)) >= 0:
-                self._stats.tx_pkts += 1
-                self._stats.tx_bytes += n - self.vnet_hdr_len
-            return
         if self._txq:
             self._enqueue(b"".join(bufs))
             return
@@ -345,29 +301,6 @@ class TapNetif(FdLink[bytes, TapCounters]):
         self._stats.tx_pkts += 1
         self._stats.tx_bytes += n - self.vnet_hdr_len
 
-    def send_frames(self, frames: Sequence[Buffer]) -> None:
-        """Send a burst of whole frames in order, as :meth:`send` would one by one; with
-        ``tx_process`` the burst goes onto the ring with a single publication."""
-        ring = self._ring
-        if ring is not None and self._connected:
-            try:
-                n = ring.put_many(frames, self._vnet_zero)
-            except ValueError:
-                pass  # some frame is too large: send one by one, so only it is refused
-            except RingError:
-                self._ring = None  # the helper is gone: write directly from now on
-                self.counters.tx_dropped += ring.pending
-                ring.close(timeout=0)
-                return
-            else:
-                st = self._stats
-                st.tx_pkts += len(frames)
-                st.tx_bytes += n - len(frames) * self.vnet_hdr_len
-                return
-        send = self.send
-        for f in frames:
-            send(f)
-
     def send_offload(
         self, bufs: Sequence[Buffer], *, csum_start: int, hdr_len: int, gso_size: int
     ) -> None:
@@ -380,12 +313,7 @@ class TapNetif(FdLink[bytes, TapCounters]):
         gso_type = VIRTIO_NET_HDR_GSO_TCPV4 if gso_size else VIRTIO_NET_HDR_GSO_NONE
         hdr = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, 16)
         allbufs = (hdr, *bufs)
-        if self._ring is not None:
-            if (n := self._ring_put(allbufs)) < 0:
-                return
-            self._stats.tx_pkts += 1
-            self._stats.tx_bytes += n - self.vnet_hdr_len
-        elif self._txq:
+        if self._txq:
             self._enqueue(b"".join(allbufs))
         else:
             try:

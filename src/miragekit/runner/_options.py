@@ -62,7 +62,6 @@ class Options:
     dhcp: bool = False
     ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
     offload: bool = False
-    tx_process: bool = False
 
     @property
     def net_kind(self) -> str:
@@ -190,10 +189,6 @@ class Options:
         if self.offload and kind != "tap":
             raise OptionError(
                 "--offload is TAP checksum and segmentation offload: it needs --net tap[:NAME]"
-            )
-        if self.tx_process and kind != "tap":
-            raise OptionError(
-                "--tx-process writes TAP frames from a helper process: it needs --net tap[:NAME]"
             )
         if self.offload and self.pcap is not None:
             raise OptionError("--offload with --pcap: the recorder takes plain frames only")

@@ -199,7 +199,7 @@ def _network(opts: Options) -> Choice:
     async def tap(_: DeviceSource) -> Any:
         from ..net import TapNetif
 
-        r = await TapNetif.connect(name, offload=opts.offload, tx_process=opts.tx_process)
+        r = await TapNetif.connect(name, offload=opts.offload)
         if isinstance(r, Error):
             msg = str(getattr(r.error, "msg", r.error))
             if "not permitted" in msg or "denied" in msg:
@@ -212,7 +212,7 @@ def _network(opts: Options) -> Choice:
             raise LinkError(f"--net tap:{name}: {msg} ({hint})")
         return wrap(r.value)
 
-    how = ", ".join([name] + ["offload"] * opts.offload + ["tx process"] * opts.tx_process)
+    how = f"{name}, offload" if opts.offload else name
     return Choice(f"{over}miragekit.net.TapNetif ({how})", (), tap)
 
 
