@@ -33,17 +33,10 @@ from ..result import Error, IPError, Ok
 from ..v1 import Buffer, IPCallback, IPDefaultCallback
 from ..v1 import IPv4 as IPv4Protocol
 from ..wire._checksum import (
-    FOLD1,
-    FOLD2,
-    FOLD3,
-    FOLD_FROM,
-    FOLD_WIDE,
-    MASK1,
-    MASK2,
-    MASK3,
     checksum,
     checksum_v,
     pseudo_sum_v4,
+    residue,
 )
 from ..wire.ipv4 import HEADER
 from ..wire.tcp import TCPRepr
@@ -784,14 +777,7 @@ class TcpSender:
         ip_csum = 0xFFFF - r if r else 0
         # The payload's sum: one big integer reduced at once (wire/_checksum); an odd
         # length is padded with a zero byte. Never all zero: the protocol is in the sum.
-        v = int.from_bytes(payload, "big")
-        if FOLD_FROM < plen < FOLD_WIDE:
-            v = (v >> FOLD1) + (v & MASK1)
-            v = (v >> FOLD2) + (v & MASK2)
-            v = (v >> FOLD3) + (v & MASK3)
-        v %= 0xFFFF
-        if plen & 1:
-            v <<= 8
+        v = residue(payload)
         offflags = hl << 10 | flags
         v += self._tcp_sum + tcp_len + seq + ack + offflags + window
         if ts is None:

@@ -36,19 +36,25 @@ FOLD_WIDE = 2048
 64 KiB sum takes the plain remainder)."""
 
 
-def ones_sum(data: _Buf) -> int:
-    """The folded ones'-complement sum of ``data`` as big-endian words (odd: zero-padded)."""
+def residue(data: _Buf) -> int:
+    """``data`` as a big-endian integer (zero-padded to whole words) modulo 0xFFFF, or that
+    times 256 for an odd length: the raw material of every sum here. Callers add more
+    terms (pseudo-header, header fields) and take one last ``% 0xFFFF``."""
     v = int.from_bytes(data, "big")
     n = len(data)
     if FOLD_FROM < n < FOLD_WIDE:
         v = (v >> FOLD1) + (v & MASK1)
         v = (v >> FOLD2) + (v & MASK2)
         v = (v >> FOLD3) + (v & MASK3)
-    if n & 1:
-        v <<= 8
-    r = v % 0xFFFF
-    if r == 0 and v:
-        return 0xFFFF
+    v %= 0xFFFF
+    return v << 8 if n & 1 else v
+
+
+def ones_sum(data: _Buf) -> int:
+    """The folded ones'-complement sum of ``data`` as big-endian words (odd: zero-padded)."""
+    r = residue(data) % 0xFFFF
+    if r == 0 and int.from_bytes(data, "big"):
+        return 0xFFFF  # non-zero data never sums to 0 with end-around carry
     return r
 
 

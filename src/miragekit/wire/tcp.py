@@ -17,18 +17,7 @@ import struct
 from typing import NamedTuple
 
 from ..v1 import Buffer
-from ._checksum import (
-    FOLD1,
-    FOLD2,
-    FOLD3,
-    FOLD_FROM,
-    FOLD_WIDE,
-    MASK1,
-    MASK2,
-    MASK3,
-    checksum_v,
-    pseudo_sum,
-)
+from ._checksum import checksum_v, pseudo_sum, residue
 
 __all__ = [
     "ACK",
@@ -344,62 +333,24 @@ class TCPRepr(NamedTuple):
         if src is not None and dst is not None:
             if len(src) == 4 == len(dst):
                 # The sum with a correct checksum is a non-zero multiple of 0xFFFF.
-                v = int.from_bytes(buf, "big")
-                if FOLD_FROM < n < FOLD_WIDE:
-                    v = (v >> FOLD1) + (v & MASK1)
-                    v = (v >> FOLD2) + (v & MASK2)
-                    v = (v >> FOLD3) + (v & MASK3)
-                v %= 0xFFFF
-                if n & 1:
-                    v <<= 8
-                v += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n
+                v = (
+                    residue(buf)
+                    + int.from_bytes(src, "big")
+                    + int.from_bytes(dst, "big")
+                    + PROTOCOL
+                    + n
+                )
                 if v % 0xFFFF:
                     raise TCPChecksumError()
             elif checksum_v((buf,), pseudo_sum(src, dst, PROTOCOL, n)) != 0:
                 raise TCPChecksumError()
         payload = buf[hl:]
-        if hl == 32 and buf[20:24] == _NOP_NOP_TS:
-            # The usual options of every segment after the handshake (RFC 7323 appendix A).
-            tsopt = _II.unpack_from(buf, 24)
-            return _tuple_new(
-                cls,
-                (
-                    sport,
-                    dport,
-                    seq,
-                    ack,
-                    flags,
-                    window,
-                    payload,
-                    None,
-                    None,
-                    False,
-                    (),
-                    tsopt,
-                    urgent,
-                    (),
-                ),
-            )
-        if hl == HEADER_LEN:
-            return _tuple_new(
-                cls,
-                (
-                    sport,
-                    dport,
-                    seq,
-                    ack,
-                    flags,
-                    window,
-                    payload,
-                    None,
-                    None,
-                    False,
-                    (),
-                    None,
-                    urgent,
-                    (),
-                ),
-            )
+        if hl == HEADER_LEN or (hl == 32 and buf[20:24] == _NOP_NOP_TS):
+            # No options, or the usual ones of every segment after the handshake (RFC 7323
+            # appendix A): the tuple built directly, without the general option walk.
+            tsopt = _II.unpack_from(buf, 24) if hl == 32 else None
+            fields = (sport, dport, seq, ack, flags, window, payload)
+            return _tuple_new(cls, (*fields, None, None, False, (), tsopt, urgent, ()))
         mss, wscale, sp, sack, ts, unknown = _parse_options(buf[HEADER_LEN:hl])
         return cls(
             sport,
@@ -526,15 +477,13 @@ class TCPRepr(NamedTuple):
                 TCPPacket(buf[:end]).fill_partial_checksum(src, dst)
             elif len(src) == 4 == len(dst):
                 # As fill_checksum, inline: this runs for every segment sent.
-                r = int.from_bytes(buf[:end], "big")
-                if FOLD_FROM < end < FOLD_WIDE:
-                    r = (r >> FOLD1) + (r & MASK1)
-                    r = (r >> FOLD2) + (r & MASK2)
-                    r = (r >> FOLD3) + (r & MASK3)
-                r %= 0xFFFF
-                if end & 1:
-                    r <<= 8
-                r += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + end
+                r = (
+                    residue(buf[:end])
+                    + int.from_bytes(src, "big")
+                    + int.from_bytes(dst, "big")
+                    + PROTOCOL
+                    + end
+                )
                 r %= 0xFFFF
                 buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
             else:
