@@ -7,19 +7,10 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
+from tests.wire.test_wire_checksum import reference_sum
 
 from miragekit.wire._checksum import ones_sum
 from miragekit.wire.tcp import TCPChecksumError, TCPRepr
-
-
-def reference_sum(data: bytes) -> int:
-    if len(data) & 1:
-        data += b"\0"
-    s = 0
-    for i in range(0, len(data), 2):
-        s += (data[i] << 8) | data[i + 1]
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
 
 
 @settings(max_examples=300, deadline=None)

@@ -780,41 +780,15 @@ class TcpSender:
         v = residue(payload)
         offflags = hl << 10 | flags
         v += self._tcp_sum + tcp_len + seq + ack + offflags + window
+        fixed = (self._eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack)
         if ts is None:
             r = v % 0xFFFF
-            hdr = _TX.pack(
-                self._eth_ip,
-                tl,
-                ident,
-                self._ip_mid,
-                ip_csum,
-                self._ports,
-                seq,
-                ack,
-                offflags,
-                window,
-                0xFFFF - r if r else 0,
-                b"\0\0",
-            )
+            hdr = _TX.pack(*fixed, offflags, window, 0xFFFF - r if r else 0, b"\0\0")
         else:
             tsv, tse = ts
             r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
-            hdr = _TX_TS.pack(
-                self._eth_ip,
-                tl,
-                ident,
-                self._ip_mid,
-                ip_csum,
-                self._ports,
-                seq,
-                ack,
-                offflags,
-                window,
-                0xFFFF - r if r else 0,
-                _URG0_NOP_NOP_TS,
-                tsv,
-                tse,
-            )
+            csum = 0xFFFF - r if r else 0
+            hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
         ip.counters.tx_packets += 1
         return hdr + payload if plen else hdr
 
