@@ -311,8 +311,16 @@ def test_mld_reports_on_the_wire_decoded_by_tshark(knet6: KernelNet6) -> None:
         assert p.stderr is not None
         while b"Capturing on" not in await asyncio.wait_for(p.stderr.readline(), 10):
             pass
-        stack.ipv6.join(A("ff05::1:3"))
-        out, _ = await asyncio.wait_for(p.communicate(), 10)
+        # tshark says "Capturing on" a moment before its capture is live (longer on a busy
+        # machine), so keep changing the membership, each change a fresh report, until
+        # tshark's 4 s are up; the first report it sees is checked.
+        comm = asyncio.ensure_future(p.communicate())
+        joined = False
+        while not comm.done():
+            joined = not joined
+            (stack.ipv6.join if joined else stack.ipv6.leave)(A("ff05::1:3"))
+            await asyncio.wait([comm], timeout=0.3)
+        out, _ = await asyncio.wait_for(comm, 10)
         lines = [ln.split("\t") for ln in out.decode().splitlines() if "ff05::1:3" in ln]
         assert lines, out
         dst, hlim, opts, _groups = lines[0]
