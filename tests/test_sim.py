@@ -289,7 +289,7 @@ def test_idle_timeout_turns_a_deadlock_into_an_error() -> None:
     t0 = time.perf_counter()
     with pytest.raises(sim.SimDeadlock, match=r"t=10\.0"):
         sim.run(stuck(), idle_timeout=0.2)
-    assert time.perf_counter() - t0 < 2
+    assert time.perf_counter() - t0 < 5  # well under the 10 s of virtual sleep
 
     async def thread_wakes() -> int:  # a thread within the timeout is not a deadlock
         def work() -> int:
@@ -298,6 +298,6 @@ def test_idle_timeout_turns_a_deadlock_into_an_error() -> None:
 
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
-    assert sim.run(thread_wakes(), idle_timeout=2) == 3
+    assert sim.run(thread_wakes(), idle_timeout=10) == 3
     with pytest.raises(ValueError, match="idle_timeout"):
         sim.SimLoop(idle_timeout=0)
