@@ -62,8 +62,9 @@ async def with_dual(
     k: KernelNet6,
     body: Callable[[DirectStack], Awaitable[None]],
     cidrs: Sequence[str] = (f"{OUR_IP6}/64",),
+    offload: bool = False,
 ) -> None:
-    r = await TapNetif.connect(k.tap, mac=OUR_MAC)
+    r = await TapNetif.connect(k.tap, mac=OUR_MAC, offload=offload)
     assert isinstance(r, Ok), r
     netif = r.value
     k.move_in()
@@ -115,7 +116,13 @@ def test_curl6_against_the_website_example(knet6: KernelNet6) -> None:
     run(with_dual(knet6, body))
 
 
-def test_socat6_sends_to_us(knet6: KernelNet6, tmp_path: Path) -> None:
+OFFLOAD = pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+
+
+@OFFLOAD
+def test_socat6_sends_to_us(knet6: KernelNet6, tmp_path: Path, offload: bool) -> None:
+    """With ``offload`` the kernel leaves TCP checksums to the device (``NEEDS_CSUM``) and
+    may hand over large segments: IPv6 must take them as IPv4 does."""
     src = tmp_path / "src.bin"
     src.write_bytes(os.urandom(8 * MB))
     want = hashlib.sha256(src.read_bytes()).hexdigest()
@@ -131,11 +138,13 @@ def test_socat6_sends_to_us(knet6: KernelNet6, tmp_path: Path) -> None:
         rc, out = await knet6.exec("socat", "-u", f"FILE:{src}", f"TCP6:[{OUR_IP6}]:9", timeout=60)
         assert rc == 0, out
         assert await asyncio.wait_for(done, 30) == (8 * MB, want)
+        assert stack.counters()["tcp6"]["bad_checksum"] == 0
 
-    run(with_dual(knet6, body), timeout=90)
+    run(with_dual(knet6, body, offload=offload), timeout=90)
 
 
-def test_we_send_to_socat6(knet6: KernelNet6, tmp_path: Path) -> None:
+@OFFLOAD
+def test_we_send_to_socat6(knet6: KernelNet6, tmp_path: Path, offload: bool) -> None:
     payload = os.urandom(8 * MB)
     dst = tmp_path / "dst.bin"
 
@@ -166,11 +175,13 @@ def test_we_send_to_socat6(knet6: KernelNet6, tmp_path: Path) -> None:
                 await server.wait()
         assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(payload).digest()
         assert stack.ipv6().counters.tx_fragments == 0
+        assert stack.counters()["tcp6"]["bad_checksum"] == 0  # the kernel's ACKs
 
-    run(with_dual(knet6, body), timeout=90)
+    run(with_dual(knet6, body, offload=offload), timeout=90)
 
 
-def test_udp_on_one_listener_over_both_families(knet6: KernelNet6) -> None:
+@OFFLOAD
+def test_udp_on_one_listener_over_both_families(knet6: KernelNet6, offload: bool) -> None:
     async def body(stack: DirectStack) -> None:
         async def echo(src: Any, dst: Any, sport: int, buf: memoryview) -> None:
             udp = stack.udpv6() if isinstance(src, A6) else stack.udpv4()
@@ -183,7 +194,7 @@ def test_udp_on_one_listener_over_both_families(knet6: KernelNet6) -> None:
         assert stack.udpv6().counters.rx_delivered == 2
         assert stack.udpv4().counters.rx_delivered == 1
 
-    run(with_dual(knet6, body))
+    run(with_dual(knet6, body, offload=offload))
 
 
 def test_slaac_address_serves_tcp(knet6: KernelNet6) -> None:

@@ -82,7 +82,7 @@ class IPv4Stack:
             elif et == ETHERTYPE_ARP:
                 self.ipv4.receive_arp(frame[14:])
             elif et == ETHERTYPE_IPV6 and self.ipv6 is not None:
-                self.ipv6.receive(frame[14:])
+                self.ipv6.receive(frame[14:], flags)
             elif et >= 0:
                 self.ethif.counters.rx_unknown_type += 1
         except Exception:

@@ -137,7 +137,7 @@ class IPv6:
         self._ethif = ethif
         self._loop = loop or asyncio.get_running_loop()
         self.rng = rng or _loop_rng(self._loop)
-        self.rx_csum_ok = False  # no receive offload over IPv6: transports verify
+        self.rx_csum_ok = False  # True while delivering a packet the device vouched for
         self._mac = ethif.mac().packed
         self.link_mtu = ethif.mtu
         self.counters = IPv6Counters()
@@ -447,8 +447,13 @@ class IPv6:
             return None
         return pkt, ch.next_header, ch.offset, ch.nh_pos
 
-    def receive(self, packet: memoryview) -> None:
-        """The synchronous input path: one IPv6 packet (the Ethernet payload)."""
+    def receive(self, packet: memoryview, flags: int = 0) -> None:
+        """The synchronous input path: one IPv6 packet (the Ethernet payload).
+
+        ``flags`` (``CSUM_NEEDED``/``CSUM_VALID`` from an :class:`OffloadLink`) say the
+        device vouches for the transport checksum, as for IPv4: the transport skips it
+        (:attr:`rx_csum_ok` during the delivery). Such a packet may exceed the MTU.
+        """
         r = self._parse(packet)
         if r is None:
             return
@@ -462,10 +467,13 @@ class IPv6:
             self._no_protocol(pkt, src, dst, nh_pos)
             return
         self._rx_packet = pkt
+        # A reassembled packet lives in a new buffer: the device's flags are not about it.
+        self.rx_csum_ok = flags != 0 and pkt.obj is packet.obj
         try:
             h(self._addr(src), self._addr(dst), payload)
         finally:
             self._rx_packet = None
+            self.rx_csum_ok = False
 
     def _no_protocol(self, pkt: memoryview, src: bytes, dst: bytes, nh_pos: int) -> None:
         self.counters.rx_no_protocol += 1
