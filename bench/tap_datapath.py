@@ -264,6 +264,7 @@ def main() -> None:
         sys.exit("bench/tap_datapath.py needs root (namespaces and TAP devices)")
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()  # how much of the machine other work took
     rows: list[dict[str, Any]] = []
     for direction in ("kernel->us", "us->kernel"):
         for offload in (False, True):
@@ -298,7 +299,10 @@ def main() -> None:
         )
     out = Path(__file__).resolve().parent / "results" / "tap_datapath.json"
     out.parent.mkdir(exist_ok=True)
-    meta = {"python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count()}
+    load = {"start": load_start, "end": os.getloadavg()}
+    print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
+    meta = {"python": sys.version.split()[0], "machine": platform.machine(),
+            "cpus": os.cpu_count(), "loadavg": load}  # fmt: skip
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -45,6 +45,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/tap_segcost.py needs root (namespaces and TAP devices)")
     total = args.mb * 1_000_000
+    load_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
     for direction in ("us->kernel", "kernel->us"):
         runs = [one(direction, total) for _ in range(args.repeat)]
@@ -58,7 +59,11 @@ def main() -> None:
         )
     out = Path(__file__).resolve().parent / "results" / "tap_segcost.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"megabytes": args.mb, "rows": rows}, indent=2) + "\n")
+    load = {"start": load_start, "end": os.getloadavg()}
+    print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
+    out.write_text(
+        json.dumps({"megabytes": args.mb, "rows": rows, "loadavg": load}, indent=2) + "\n"
+    )
     print(f"wrote {out}")
 
 

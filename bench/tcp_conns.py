@@ -314,6 +314,7 @@ def main() -> None:
         sys.exit("bench/tcp_conns.py needs root (network namespaces, TAP)")
     if args.conns < args.procs or args.procs < 1 or args.inflight < 1:
         sys.exit("need --conns >= --procs >= 1 and --inflight >= 1")
+    load_start = os.getloadavg()  # rates follow the CPU other work leaves us: say how much
     cps = conns_per_second(args.conns, args.procs, args.inflight)
     mem = memory_per_connection(args.idle) if args.idle > 0 else {}
     print(f"Connections per second ({args.conns} connections; connect, 1 byte each way, "
@@ -331,10 +332,12 @@ def main() -> None:
         for how, r in mem.items():
             print(f"{how:14} {r['bytes'] / 2**20:10.1f} {r['per_connection']:9.0f} "
                   f"{r['per_connection'] / 2:11.0f} {r['open_seconds']:7.1f}")  # fmt: skip
+    load = {"start": load_start, "end": os.getloadavg()}
+    print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
     print("targets: >= 5000 conn/s; <= 16 KiB (16384 B) per idle connection")
     out = ROOT / "bench" / "results" / "tcp_conns.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"conns_per_second": cps, "memory": mem,
+    out.write_text(json.dumps({"conns_per_second": cps, "memory": mem, "loadavg": load,
                                "args": vars(args)}, indent=2) + "\n")  # fmt: skip
     print(f"wrote {out.relative_to(ROOT)}")
 

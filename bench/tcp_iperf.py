@@ -385,6 +385,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/tcp_iperf.py needs root (network namespaces, TAP)")
     secs = args.seconds
+    load_start = os.getloadavg()
     runs: dict[str, list[Run]] = {key: [] for key in args.rows}
     for _ in range(args.repeat):
         for key in args.rows:
@@ -434,9 +435,11 @@ def main() -> None:
         print(f"  {ROWS[key][0]}: {ROWS[key][1]}")
     out = ROOT / "bench" / "results" / "tcp_iperf.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    load = {"start": load_start, "end": os.getloadavg()}
+    print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
     meta = {"seconds": secs, "repeat": args.repeat, "unit": "MB/s",
             "iperf3_options": list(IPERF3_OPTS), "cpus": os.cpu_count(),
-            "loadavg_at_end": os.getloadavg()}  # fmt: skip
+            "loadavg": load}  # fmt: skip
     out.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 
