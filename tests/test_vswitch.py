@@ -251,11 +251,14 @@ def test_works_on_a_real_time_loop() -> None:
         rb = Rx(b)
         t0 = asyncio.get_running_loop().time()
         a.send(udp(a, b))
-        await asyncio.sleep(0.1)
+        async with asyncio.timeout(10):  # on a busy machine the timer may fire late
+            while not rb.frames:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # and no second copy follows
         return [(round(t - t0, 9), f) for t, f in rb.frames]
 
     frames = asyncio.run(main())
-    assert len(frames) == 1 and 0.02 <= frames[0][0] < 0.09
+    assert len(frames) == 1 and frames[0][0] >= 0.02  # never before the link's latency
 
 
 def test_link_params_validation() -> None:
