@@ -19,7 +19,7 @@ def test_sleeping_an_hour_costs_milliseconds() -> None:
 
     t0 = time.perf_counter()
     assert sim.run(main()) == 3600.0
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 2  # an hour of virtual time, not of ours
 
 
 def test_clock_starts_at_zero_or_start() -> None:
@@ -276,7 +276,7 @@ def test_runner_loop_factory_debug_and_run_forever() -> None:
         loop.call_later(3600, loop.stop)
         t0 = time.perf_counter()
         loop.run_forever()
-        assert loop.time() == 3600.0 and time.perf_counter() - t0 < 0.5
+        assert loop.time() == 3600.0 and time.perf_counter() - t0 < 2
     finally:
         loop.close()
 
