@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, TypeVar
 
 from miragekit.block import MemoryBlock
+from miragekit.clock import Clock
 from miragekit.fs import FatFS
 from miragekit.result import Error, Ok
-from miragekit.v1 import FS, Tm
+from miragekit.v1 import FS
 
 T = TypeVar("T")
 
@@ -97,25 +97,6 @@ def is_error(r: object, kind: type) -> bool:
     return isinstance(r, Error) and isinstance(r.error, kind)
 
 
-class FixedClock:
+def FixedClock(t: float) -> Clock:
     """A CLOCK that always says ``t`` (seconds since the epoch, UTC)."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def time(self) -> float:
-        return self.t
-
-    def gmtime(self, t: float) -> Tm:
-        s = time.gmtime(t)
-        return Tm(
-            tm_sec=s.tm_sec,
-            tm_min=s.tm_min,
-            tm_hour=s.tm_hour,
-            tm_mday=s.tm_mday,
-            tm_mon=s.tm_mon - 1,
-            tm_year=s.tm_year - 1900,
-            tm_wday=(s.tm_wday + 1) % 7,
-            tm_yday=s.tm_yday - 1,
-            tm_isdst=False,
-        )
+    return Clock(lambda: t)

@@ -12,12 +12,12 @@ block device drops the caches so the next call re-reads the volume.
 from __future__ import annotations
 
 import asyncio
-import time as _time
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
+from ..clock import Clock as HostClock
 from ..result import (
     BlockDevice,
     BlockError,
@@ -35,7 +35,7 @@ from ..result import (
     Ok,
     UnknownError,
 )
-from ..v1 import FS, Block, Buffer, Clock, Stat, Tm
+from ..v1 import FS, Block, Buffer, Clock, Stat
 from ._bpb import BootSector, FSInfo, NotFat
 from ._directory import Directory
 from ._dirent import (
@@ -61,27 +61,6 @@ MAX_FILE_SIZE = 0xFFFFFFFF
 MAX_DIR_BYTES = 65536 * SLOT
 
 T = TypeVar("T")
-
-
-class _SystemClock:
-    """The host's wall clock, used when no CLOCK is given."""
-
-    def time(self) -> float:
-        return _time.time()
-
-    def gmtime(self, t: float) -> Tm:
-        s = _time.gmtime(t)
-        return Tm(
-            tm_sec=s.tm_sec,
-            tm_min=s.tm_min,
-            tm_hour=s.tm_hour,
-            tm_mday=s.tm_mday,
-            tm_mon=s.tm_mon - 1,
-            tm_year=s.tm_year - 1900,
-            tm_wday=(s.tm_wday + 1) % 7,
-            tm_yday=s.tm_yday - 1,
-            tm_isdst=False,
-        )
 
 
 class _Refused(Exception):
@@ -135,7 +114,7 @@ class FatFS:
 
     def __init__(self, block: Block, clock: Clock | None = None) -> None:
         self._block = block
-        self._clock: Clock = clock if clock is not None else _SystemClock()
+        self._clock: Clock = clock if clock is not None else HostClock()
         self._vol: _Volume | None = None
         self._why = "not mounted"
         self._lock = asyncio.Lock()
