@@ -302,10 +302,8 @@ class TCP(Generic[A]):
     # -- input --------------------------------------------------------------------------
 
     def _receive(self, src: A, dst: A, segment: memoryview) -> None:
-        self.endpoint.handle_packet(
-            self._loop.time(), src.packed, dst.packed, segment, verified=self._ip.rx_csum_ok
-        )
-        self._schedule_flush()
+        """The per-segment input from an IP layer that gives address objects (IPv6)."""
+        self._receive_packed(src.packed, dst.packed, segment)
 
     def _receive_packed(self, src: bytes, dst: bytes, segment: memoryview) -> None:
         """The per-segment input from IPv4, with packed addresses."""

@@ -92,6 +92,18 @@ class TCPChecksumError(TCPParseError):
         super().__init__("checksum", "does not verify")
 
 
+def _fill_checksum_v4(buf: memoryview | bytearray, src: bytes, dst: bytes) -> None:
+    """Store the checksum of segment ``buf`` between IPv4 addresses ``src`` and ``dst``.
+
+    One big-integer residue (wire/_checksum) plus the pseudo-header, reduced once: never
+    all zero, as the protocol number is in it, so the ones'-complement sum is never 0.
+    """
+    n = len(buf)
+    r = residue(buf) + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n
+    r %= 0xFFFF
+    buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
+
+
 class TCPPacket:
     """A view over a TCP segment in a buffer: offsets, getters, setters, checksum."""
 
@@ -209,15 +221,7 @@ class TCPPacket:
             init = pseudo_sum(src, dst, PROTOCOL, len(buf))
             self.checksum = checksum_v((buf,), init)
             return
-        # One big-integer sum reduced modulo 0xFFFF (see wire/_checksum): never all zero,
-        # as the protocol number is in it, so the ones'-complement sum is never 0 here.
-        # The big integer is reduced first: adding to it would copy it.
-        n = len(buf)
-        r = int.from_bytes(buf, "big") % 0xFFFF
-        if n & 1:
-            r <<= 8
-        r = (r + int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTOCOL + n) % 0xFFFF
-        buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
+        _fill_checksum_v4(buf, src, dst)
 
     def fill_partial_checksum(self, src: bytes, dst: bytes) -> None:
         """Store only the folded pseudo-header sum, as checksum offload (NEEDS_CSUM) wants."""
@@ -476,16 +480,7 @@ class TCPRepr(NamedTuple):
             if partial_checksum:
                 TCPPacket(buf[:end]).fill_partial_checksum(src, dst)
             elif len(src) == 4 == len(dst):
-                # As fill_checksum, inline: this runs for every segment sent.
-                r = (
-                    residue(buf[:end])
-                    + int.from_bytes(src, "big")
-                    + int.from_bytes(dst, "big")
-                    + PROTOCOL
-                    + end
-                )
-                r %= 0xFFFF
-                buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
+                _fill_checksum_v4(buf[:end], src, dst)
             else:
                 TCPPacket(buf[:end]).fill_checksum(src, dst)
 
