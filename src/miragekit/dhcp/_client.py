@@ -315,26 +315,23 @@ class DhcpClient:
             self.handle_timer(now)
             return
         if lease.rebind_at is not None and now >= lease.rebind_at:
-            if self.state is not State.REBINDING:
-                self.state = State.REBINDING
-                self.xid = self._new_xid()
-                self._started = self._request_at = now
-                self._tries = 0
-            else:
-                self.counters.retransmissions += 1
-            self._send_request(now)
-            return
-        if lease.renew_at is not None and now >= lease.renew_at:
-            if self.state is State.BOUND:
-                self.state = State.RENEWING
-                self.xid = self._new_xid()
-                self._started = self._request_at = now
-                self._tries = 0
-            else:
-                self.counters.retransmissions += 1
-            self._send_request(now)
-            return
-        self._deadline = lease.renew_at  # time jumped back? wait for T1 again
+            self._extend(State.REBINDING, self.state is not State.REBINDING, now)
+        elif lease.renew_at is not None and now >= lease.renew_at:
+            self._extend(State.RENEWING, self.state is State.BOUND, now)
+        else:
+            self._deadline = lease.renew_at  # time jumped back? wait for T1 again
+
+    def _extend(self, state: State, entering: bool, now: float) -> None:
+        """Ask to extend the lease in ``state`` (RENEWING at T1, REBINDING at T2): a new
+        exchange when ``entering`` it, else a retransmission of the request."""
+        if entering:
+            self.state = state
+            self.xid = self._new_xid()
+            self._started = self._request_at = now
+            self._tries = 0
+        else:
+            self.counters.retransmissions += 1
+        self._send_request(now)
 
     def _probe_step(self, now: float) -> None:
         lease = self.lease
