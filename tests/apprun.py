@@ -116,3 +116,43 @@ def sh_err(*args: str, timeout: float = 60.0) -> tuple[bytes, str]:
     p = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
     assert p.returncode == 0, (args, p.returncode, p.stderr.decode(errors="replace"))
     return p.stdout, p.stderr.decode(errors="replace")
+
+
+@dataclass
+class AppNs:
+    """A ``mk-`` namespace whose kernel side owns a persistent TAP device ``tap``: an
+    application run with ``--net tap:TAP`` inside it attaches to the device."""
+
+    name: str
+    tap: str
+
+    def run(self, *args: str, input: bytes | None = None, timeout: float = 60.0) -> bytes:
+        return sh("ip", "netns", "exec", self.name, *args, input=input, timeout=timeout)
+
+
+@contextmanager
+def app_namespace(prefix: str, kernel_ip: str, kernel_ip6: str | None = None) -> Iterator[AppNs]:
+    """``AppNs`` with ``kernel_ip``/24 on the kernel's side of the TAP (and, when given,
+    ``kernel_ip6``/64 with duplicate address detection off; else IPv6 off); always
+    deleted."""
+    from tests.netns import require_root, tag
+    from tests.netns import sh as ip_sh
+
+    require_root()
+    t = tag()
+    n = AppNs(f"mk-{prefix}{t}", f"mk-{prefix[0]}{t}")
+    ip_sh("ip", "netns", "add", n.name)
+    try:
+        for key in ("default", "all"):
+            setting = "accept_dad=0" if kernel_ip6 else "disable_ipv6=1"
+            n.run("sysctl", "-qw", f"net.ipv6.conf.{key}.{setting}")
+        ns = ("ip", "-n", n.name)
+        ip_sh(*ns, "tuntap", "add", "mode", "tap", "name", n.tap)
+        ip_sh(*ns, "addr", "add", f"{kernel_ip}/24", "dev", n.tap)
+        if kernel_ip6:
+            ip_sh(*ns, "addr", "add", f"{kernel_ip6}/64", "dev", n.tap, "nodad")
+        ip_sh(*ns, "link", "set", n.tap, "up")
+        ip_sh(*ns, "link", "set", "lo", "up")
+        yield n
+    finally:
+        subprocess.run(["ip", "netns", "del", n.name], capture_output=True)

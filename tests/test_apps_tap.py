@@ -16,13 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.apprun import ROOT, SITE, running, sh
+from tests.apprun import ROOT, SITE, AppNs, app_namespace, running, sh
+from tests.netns import sh as ip_sh
 
 pytestmark = pytest.mark.kernel
 
@@ -30,36 +29,13 @@ KERNEL_IP = "10.78.0.1"
 APP_IP = "10.78.0.2"
 
 
-@dataclass
-class Ns:
-    name: str
-    tap: str
-
-    def run(self, *args: str, input: bytes | None = None, timeout: float = 60.0) -> bytes:
-        return sh("ip", "netns", "exec", self.name, *args, input=input, timeout=timeout)
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
+Ns = AppNs
 
 
 @pytest.fixture
 def ns() -> Iterator[Ns]:
-    if os.geteuid() != 0:
-        pytest.fail("kernel tests need root (run as root, as CI does)")
-    tag = uuid.uuid4().hex[:8]
-    n = Ns(f"mk-app{tag}", f"mk-a{tag}")
-    _ip("netns", "add", n.name)
-    try:
-        for key in ("default", "all"):
-            n.run("sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1")
-        _ip("-n", n.name, "tuntap", "add", "mode", "tap", "name", n.tap)
-        _ip("-n", n.name, "addr", "add", f"{KERNEL_IP}/24", "dev", n.tap)
-        _ip("-n", n.name, "link", "set", n.tap, "up")
-        _ip("-n", n.name, "link", "set", "lo", "up")
+    with app_namespace("app", KERNEL_IP) as n:
         yield n
-    finally:
-        subprocess.run(["ip", "netns", "del", n.name], capture_output=True)
 
 
 def test_static_website_on_tap(ns: Ns, tmp_path: Path) -> None:
@@ -184,9 +160,9 @@ def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(
         "add mode tap user $USER name mk-none)"
     ]
     tap = f"mk-u{ns.tap[4:]}"
-    _ip("-n", ns.name, "tuntap", "add", "mode", "tap", "user", "65534", "name", tap)
-    _ip("-n", ns.name, "addr", "add", "10.79.0.1/24", "dev", tap)
-    _ip("-n", ns.name, "link", "set", tap, "up")
+    ip_sh("ip", "-n", ns.name, "tuntap", "add", "mode", "tap", "user", "65534", "name", tap)
+    ip_sh("ip", "-n", ns.name, "addr", "add", "10.79.0.1/24", "dev", tap)
+    ip_sh("ip", "-n", ns.name, "link", "set", tap, "up")
     cmd = _as_nobody("-m", "miragekit", "run", "examples/echo", "--net", f"tap:{tap}",
                      "--ip", "10.79.0.2/24", netns=ns.name)  # fmt: skip
     with subprocess.Popen(

@@ -7,14 +7,10 @@ namespace, so every byte crosses the kernel's TCP and ours.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from tests.apprun import Running, running
+from tests.apprun import AppNs, Running, app_namespace, running
 from tests.test_example_iperf3 import check_report, iperf3_json
 
 pytestmark = pytest.mark.kernel
@@ -23,34 +19,13 @@ KERNEL_IP = "10.79.0.1"
 APP_IP = "10.79.0.2"
 
 
-@dataclass
-class Ns:
-    name: str
-    tap: str
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
+Ns = AppNs
 
 
 @pytest.fixture
 def ns() -> Iterator[Ns]:
-    if os.geteuid() != 0:
-        pytest.fail("kernel tests need root (run as root, as CI does)")
-    tag = uuid.uuid4().hex[:8]
-    n = Ns(f"mk-ip3{tag}", f"mk-i{tag}")
-    _ip("netns", "add", n.name)
-    try:
-        for key in ("default", "all"):
-            subprocess.run(["ip", "netns", "exec", n.name, "sysctl", "-qw",
-                            f"net.ipv6.conf.{key}.disable_ipv6=1"], check=True)  # fmt: skip
-        _ip("-n", n.name, "tuntap", "add", "mode", "tap", "name", n.tap)
-        _ip("-n", n.name, "addr", "add", f"{KERNEL_IP}/24", "dev", n.tap)
-        _ip("-n", n.name, "link", "set", n.tap, "up")
-        _ip("-n", n.name, "link", "set", "lo", "up")
+    with app_namespace("ip3", KERNEL_IP) as n:
         yield n
-    finally:
-        subprocess.run(["ip", "netns", "del", n.name], capture_output=True)
 
 
 @pytest.fixture(params=[False, True], ids=["frames", "offload"])

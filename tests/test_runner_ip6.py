@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.apprun import ROOT, SITE, running, sh
+from tests.apprun import ROOT, SITE, AppNs, app_namespace, running
 from tests.test_runner import write_app
 
 from miragekit.cli import main
@@ -77,39 +75,15 @@ def test_sim_direct_stack_with_ip6(tmp_path: Path) -> None:
     assert ips[0] == "fd00:1::5" and ips[1].startswith("fe80::") and len(ips) == 2
 
 
-@dataclass
-class Ns6:
-    name: str
-    tap: str
-
-    def run(self, *args: str, input: bytes | None = None, timeout: float = 60.0) -> bytes:
-        return sh("ip", "netns", "exec", self.name, *args, input=input, timeout=timeout)
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
+Ns6 = AppNs
 
 
 @pytest.fixture
 def ns6() -> Iterator[Ns6]:
     """A namespace with a persistent TAP: 10.79.0.1/24 and fd00:79::1/64 on the kernel side
     (the kernel's DAD off, so the address is usable at once)."""
-    if os.geteuid() != 0:
-        pytest.fail("kernel tests need root (run as root, as CI does)")
-    tag = uuid.uuid4().hex[:8]
-    n = Ns6(f"mk-r6{tag}", f"mk-r{tag}")
-    _ip("netns", "add", n.name)
-    try:
-        for key in ("default", "all"):
-            n.run("sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=0")
-        _ip("-n", n.name, "tuntap", "add", "mode", "tap", "name", n.tap)
-        _ip("-n", n.name, "addr", "add", f"{KERNEL_IP}/24", "dev", n.tap)
-        _ip("-n", n.name, "addr", "add", f"{KERNEL_IP6}/64", "dev", n.tap, "nodad")
-        _ip("-n", n.name, "link", "set", n.tap, "up")
-        _ip("-n", n.name, "link", "set", "lo", "up")
+    with app_namespace("r6", KERNEL_IP, KERNEL_IP6) as n:
         yield n
-    finally:
-        subprocess.run(["ip", "netns", "del", n.name], capture_output=True)
 
 
 @pytest.mark.kernel
