@@ -79,16 +79,21 @@ def knet() -> Iterator[KernelNet]:
 
 
 async def socat_receives(
-    k: KernelNet, connect: Callable[[], Awaitable[Any]], payload: bytes, dst: Path
-) -> None:
-    """A socat in the namespace listens on port 9000 and writes what it gets to ``dst``;
-    ``connect()`` (retried while socat is not yet listening) opens our flow to it, and
-    ``payload`` goes through in 1 MiB writes, then close. Checks ``dst`` byte-exact."""
+    k: KernelNet,
+    connect: Callable[[], Awaitable[Any]],
+    payload: bytes,
+    dst: Path,
+    listen: str = "TCP-LISTEN",
+) -> Any:
+    """A socat in the namespace listens on port 9000 (``listen``: ``TCP6-LISTEN`` for
+    IPv6) and writes what it gets to ``dst``; ``connect()`` (retried while socat is not
+    yet listening) opens our flow to it, and ``payload`` goes through in 1 MiB writes,
+    then close. Checks ``dst`` byte-exact; returns the (closed) flow."""
     from miragekit.result import Error, Ok, Refused
 
     mb = 1 << 20
     server = await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", k.ns, "socat", "-u", "TCP-LISTEN:9000,reuseaddr", f"CREATE:{dst}"
+        "ip", "netns", "exec", k.ns, "socat", "-u", f"{listen}:9000,reuseaddr", f"CREATE:{dst}"
     )  # fmt: skip
     try:
         for _ in range(100):
@@ -109,3 +114,4 @@ async def socat_receives(
             server.kill()
             await server.wait()
     assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(payload).digest()
+    return flow

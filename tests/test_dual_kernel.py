@@ -33,11 +33,11 @@ from tests.ipstack.test_ipv6_kernel import (
     KernelNet6,
     knet6,
 )
-from tests.kernelnet import OUR_IP, run
+from tests.kernelnet import OUR_IP, run, socat_receives
 
 from miragekit.kv import DirKV
 from miragekit.net import TapNetif
-from miragekit.result import Error, Ok, Refused
+from miragekit.result import Ok
 from miragekit.stack import DirectStack, IPv6Config, Static
 from miragekit.v1 import StackConfig
 
@@ -149,31 +149,15 @@ def test_we_send_to_socat6(knet6: KernelNet6, tmp_path: Path, offload: bool) -> 
     dst = tmp_path / "dst.bin"
 
     async def body(stack: DirectStack) -> None:
-        server = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", knet6.ns,
-            "socat", "-u", "TCP6-LISTEN:9000,reuseaddr", f"CREATE:{dst}",
-        )  # fmt: skip
-        try:
-            for _ in range(100):
-                r = await stack.tcpv6().create_connection((A6(KERNEL_IP6), 9000))
-                if isinstance(r, Ok):
-                    break
-                assert r == Error(Refused())
-                await asyncio.sleep(0.05)  # socat is not listening yet
-            assert isinstance(r, Ok), r
-            flow = r.value
-            # The kernel advertises MSS 1440 on a 1500 link; we send no more than that.
-            assert flow.connection.mss <= 1440
-            view = memoryview(payload)
-            for i in range(0, len(payload), MB):
-                assert await flow.write(view[i : i + MB]) == Ok(None)
-            await flow.close()
-            assert await asyncio.wait_for(server.wait(), 60) == 0
-        finally:
-            if server.returncode is None:
-                server.kill()
-                await server.wait()
-        assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(payload).digest()
+        flow = await socat_receives(
+            knet6,
+            lambda: stack.tcpv6().create_connection((A6(KERNEL_IP6), 9000)),
+            payload,
+            dst,
+            listen="TCP6-LISTEN",
+        )
+        # The kernel advertises MSS 1440 on a 1500 link; we send no more than that.
+        assert flow.connection.mss <= 1440
         assert stack.ipv6().counters.tx_fragments == 0
         assert stack.counters()["tcp6"]["bad_checksum"] == 0  # the kernel's ACKs
 
