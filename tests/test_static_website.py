@@ -107,6 +107,10 @@ def test_bad_requests_get_400_and_close(site: Site) -> None:
     addr = f"TCP:{host}:{port or 80}"
     out = sh("socat", "-t", "5", "-", addr, input=b"NONSENSE\r\n\r\n").decode()
     assert out.startswith("HTTP/1.1 400 Bad Request\r\n") and "connection: close" in out
+    # The reason is plain text, not a Python repr of the bytes.
+    body = out.partition("\r\n\r\n")[2]
+    assert body.startswith("400 bad request: ") and "NONSENSE" in body, body
+    assert "bytearray" not in body and "b'" not in body, body
     # A valid request, then garbage on the same connection: one 200, then a 400.
     two = b"GET /docs/notes.txt HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nBad Header\r\n\r\n"
     out = sh("socat", "-t", "5", "-", addr, input=two).decode()
