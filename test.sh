@@ -26,7 +26,7 @@ fi
 select=()
 left_out=""
 if [ "$(id -u)" != 0 ]; then
-  left_out="tests marked 'kernel' (they need root: network namespaces and TAP devices)"
+  left_out="tests marked 'kernel' (they need root: network namespaces, TAP devices, ports below 1024)"
   select=(-m "not kernel")
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
