@@ -55,12 +55,16 @@ class Authority:
         self.counters = dict.fromkeys(COUNTERS, 0)
 
     @classmethod
-    def from_text(cls, text: str, origin: str) -> Authority:
-        """One zone from RFC 1035 master-file text; ``ValueError`` names what is wrong."""
+    def from_text(cls, text: str, origin: str, filename: str | None = None) -> Authority:
+        """One zone from RFC 1035 master-file text; ``ValueError`` says what is wrong and
+        where (``filename:line:`` when the parser knows the line)."""
         try:
-            z = dns.zone.from_text(text, origin=origin, relativize=False, check_origin=True)
+            z = dns.zone.from_text(
+                text, origin=origin, relativize=False, check_origin=True, filename=filename
+            )
         except dns.exception.DNSException as e:
-            raise ValueError(f"zone {origin}: {e}") from None
+            where = "" if filename and str(e).startswith(filename) else f"zone {origin}: "
+            raise ValueError(f"{where}{e}") from None
         return cls([z])
 
     def _zone_for(self, name: dns.name.Name) -> dns.zone.Zone | None:
@@ -174,11 +178,13 @@ class Authority:
         return rrset
 
     def _wire(self, q: dns.message.Message, r: dns.message.Message, udp: bool) -> bytes:
+        # Records in zone order, not shuffled: the same query gives the same bytes (a
+        # seeded simulation replays exactly).
         if not udp:
-            return r.to_wire(max_size=65535)
+            return r.to_wire(max_size=65535, want_shuffle=False)
         limit = 512 if q.edns < 0 else max(512, min(q.payload, EDNS_PAYLOAD))
         try:
-            return r.to_wire(max_size=limit)
+            return r.to_wire(max_size=limit, want_shuffle=False)
         except dns.exception.TooBig:
             self.counters["truncated"] += 1
             t = dns.message.make_response(q, our_payload=EDNS_PAYLOAD)

@@ -48,7 +48,11 @@ def _parse_server(s: str | Addr) -> Addr:
 
 
 class Resolver:
-    """``await Resolver(stack, servers=["10.0.0.1"]).resolve("example.com", "A")``."""
+    """``await Resolver(stack, servers=["10.0.0.1"]).resolve("example.com", "A")``.
+
+    With no ``servers``, those of the stack's DHCP lease are asked (looked up at each
+    query, so a renewed lease with other servers takes effect).
+    """
 
     def __init__(
         self,
@@ -78,6 +82,7 @@ class Resolver:
         self.edns_payload = edns_payload
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._ports: set[int] = set()
+        self._last_good: Addr | None = None
 
     # --- what applications call -----------------------------------------------------------
 
@@ -157,6 +162,14 @@ class Resolver:
 
     # --- the steps ------------------------------------------------------------------------
 
+    def current_servers(self) -> list[Addr]:
+        """The servers given, or else those of the stack's DHCP lease (option 6)."""
+        if self.servers:
+            return list(self.servers)
+        driver = getattr(self.stack, "dhcp", None)  # DirectStackV4.dhcp: the DHCP client
+        lease = getattr(driver, "lease", None)
+        return list(getattr(lease, "dns_servers", ()))
+
     def _has_ipv6(self) -> bool:
         has = getattr(self.stack, "has_ipv6", None)
         if not callable(has) or not has():
@@ -175,12 +188,18 @@ class Resolver:
                 return Ok(list(hit.records))
             return Error(NXDomain(str(q))) if hit.nxdomain else Ok([])
         self.counters["queries"] += 1
-        if not self.servers:
+        servers = self.current_servers()
+        if not servers:
             return Error(Timeout(str(q), ()))
-        last: DnsError = Timeout(str(q), tuple(str(s) for s in self.servers))
+        last: DnsError = Timeout(str(q), tuple(str(s) for s in servers))
+        if self._last_good in servers:  # the server that answered last goes first
+            servers.remove(self._last_good)
+            servers.insert(0, self._last_good)
         for _ in range(self.attempts):
-            for server in self.servers:
+            for server in servers:
                 out = await self._ask(q, server)
+                if out is not None:
+                    self._last_good = server
                 match out:
                     case _stub.Answer(records, ttl):
                         self.counters["answers"] += 1
