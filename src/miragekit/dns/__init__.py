@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._authority import Authority
 from ._cache import Cache
 from ._errors import BadName, DnsError, Malformed, NXDomain, ServFail, Timeout
+from ._host import HostResolver, NameResolver
 from ._resolver import Resolver
 from ._server import Server
 
@@ -18,8 +19,10 @@ __all__ = [
     "BadName",
     "Cache",
     "DnsError",
+    "HostResolver",
     "Malformed",
     "NXDomain",
+    "NameResolver",
     "Resolver",
     "ServFail",
     "Server",

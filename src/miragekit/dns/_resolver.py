@@ -21,6 +21,7 @@ from dns.rdata import Rdata
 
 from ..result import Error, Ok
 from . import _stub
+from ._addrinfo import addrinfo
 from ._cache import Cache
 from ._errors import BadName, DnsError, Malformed, NXDomain, ServFail, Timeout
 
@@ -146,19 +147,7 @@ class Resolver:
             raise socket.gaierror(code, str(r.error))
         if not r.value:
             raise socket.gaierror(socket.EAI_NONAME, f"{host}: no address")
-        p = int(port or 0)
-        types = [type] if type else [socket.SOCK_STREAM, socket.SOCK_DGRAM]
-        out: list[tuple[int, int, int, str, tuple[Any, ...]]] = []
-        for a in r.value:
-            for t in types:
-                pr = proto or (
-                    socket.IPPROTO_TCP if t == socket.SOCK_STREAM else socket.IPPROTO_UDP
-                )
-                if a.version == 6:
-                    out.append((socket.AF_INET6, t, pr, "", (str(a), p, 0, 0)))
-                else:
-                    out.append((socket.AF_INET, t, pr, "", (str(a), p)))
-        return out
+        return addrinfo(r.value, port, type, proto)
 
     # --- the steps ------------------------------------------------------------------------
 

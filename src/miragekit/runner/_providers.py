@@ -302,6 +302,29 @@ async def _vnet_dhcp_server(netif: Any) -> Any:
     return stack
 
 
+def _resolver(opts: Options) -> Choice:
+    """A resolver over the app's stack: ours on the direct stack, the host's on sockets."""
+
+    async def build(graph: DeviceSource) -> Any:
+        from ..dns import HostResolver, Resolver
+
+        stack = await graph.get(v1.StackV4)
+        return Resolver(stack, opts.dns) if opts.direct else HostResolver(opts.dns)
+
+    servers = ", ".join(opts.dns) or ("the DHCP lease's" if opts.dhcp else "none given")
+    if opts.direct:
+        label = f"miragekit.dns.Resolver (servers: {servers})"
+    else:
+        label = f"miragekit.dns.HostResolver ({', '.join(opts.dns) or 'the host resolver'})"
+    return Choice(label, (v1.StackV4,), build)
+
+
+def _dns_types() -> dict[type, Callable[[Options], Choice]]:
+    from ..dns import HostResolver, NameResolver, Resolver
+
+    return {NameResolver: _resolver, Resolver: _resolver, HostResolver: _resolver}
+
+
 #: The signature each application parameter may ask for, and how it is chosen.
 PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Console: _console,
@@ -314,6 +337,7 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.FS: _fs,
     v1.Network: _network,
     v1.StackV4: _stack,
+    **_dns_types(),
 }
 
 
@@ -327,6 +351,9 @@ def signature_name(sig: object) -> str:
 def choose(signature: object, opts: Options) -> Choice:
     provider = PROVIDERS.get(signature) if isinstance(signature, type) else None
     if provider is None:
-        known = ", ".join(f"v1.{getattr(s, '__name__', s)}" for s in PROVIDERS)
+        known = ", ".join(
+            f"v1.{s.__name__}" if s.__module__ == v1.__name__ else f"{s.__module__}.{s.__name__}"
+            for s in PROVIDERS
+        )
         raise LinkError(f"no backend provides {signature_name(signature)} (known: {known})")
     return provider(opts)
