@@ -199,3 +199,18 @@ def test_the_same_query_gives_the_same_bytes(auth: Authority) -> None:
     """dnspython shuffles records by default; a simulation must replay byte for byte."""
     wire = stub.query(q("www.example.test"), 42)
     assert len({auth.respond(wire) for _ in range(30)}) == 1
+
+
+def test_rdnss_option_round_trip_and_bad_lengths() -> None:
+    """RFC 8106 5.1: length 3 + 2 per server, odd; anything else is malformed."""
+    import ipaddress
+
+    from miragekit.wire import WireError
+    from miragekit.wire import icmpv6 as ic
+
+    o = ic.RdnssOption(1800, (ipaddress.IPv6Address("fd00::53"), ipaddress.IPv6Address("::1")))
+    wire = ic.emit_options((o,))
+    assert wire[1] == 5 and ic.parse_options(wire) == (o,)
+    for bad in (bytes((25, 2)) + bytes(14), bytes((25, 1)) + bytes(6)):
+        with pytest.raises(WireError):
+            ic.parse_options(bad)

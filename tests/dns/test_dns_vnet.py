@@ -159,3 +159,46 @@ def test_hostile_answers_are_dropped_and_counted() -> None:
             await s.disconnect()
 
     sim.run(main(), seed=3)
+
+
+def test_servers_from_router_advertisements_over_ipv6() -> None:
+    """A dual stack learns its DNS server from an RA's RDNSS option (RFC 8106) and asks
+    it over IPv6; a lifetime of 0 withdraws it."""
+    from miragekit.stack import IPv6Config
+    from miragekit.wire import icmpv6 as ic
+
+    async def main() -> None:
+        sw = VnetSwitch()
+        made = []
+        for i in (1, 2):
+            vif = sw.add_interface(f"h{i}", link=LinkParams(latency=0.001))
+            cfg = StackConfig(f"h{i}", None, vif, Static(f"10.0.0.{i}/24"))
+            ip6 = IPv6Config(cidrs=[f"fd00::{i}/64"], slaac=False)
+            r = await DirectStackV4.connect(cfg, ip6=ip6)
+            assert isinstance(r, Ok), r
+            made.append(r.value)
+        client, server = made
+        Server(server, Authority.from_text(ZONE, ORIGIN)).serve(53)
+        res = Resolver(client, rng=random.Random(8))
+        assert res.current_servers() == []
+        ndp = client.ipv6().ndp
+        router = ipaddress.IPv6Address("fe80::99").packed
+        dst = ipaddress.IPv6Address("ff02::1").packed
+        now = asyncio.get_running_loop().time()
+        rdnss = ic.RdnssOption(600, (ipaddress.IPv6Address("fd00::2"),))
+        ndp.input(router, dst, 255, ic.RouterAdvert(64, False, False, 0, 0, 0, (rdnss,)), now)
+        assert res.current_servers() == [ipaddress.IPv6Address("fd00::2")], (
+            ndp.dns_servers,
+            ndp.counters,
+        )
+        # The stack has a global IPv6 address: AAAA first, then A, asked over IPv6.
+        got = await res.addresses("www.example.test")
+        assert got == Ok([ipaddress.IPv6Address("fd00::80"), A("10.0.0.80"), A("10.0.0.81")])
+        gone = ic.RdnssOption(0, rdnss.servers)
+        now = asyncio.get_running_loop().time()
+        ndp.input(router, dst, 255, ic.RouterAdvert(64, False, False, 0, 0, 0, (gone,)), now)
+        assert res.current_servers() == []
+        await client.disconnect()
+        await server.disconnect()
+
+    sim.run(main(), seed=4)

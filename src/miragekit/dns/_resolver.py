@@ -152,21 +152,27 @@ class Resolver:
     # --- the steps ------------------------------------------------------------------------
 
     def current_servers(self) -> list[Addr]:
-        """The servers given, or else those of the stack's DHCP lease (option 6)."""
+        """The servers given; or else those of the stack's DHCP lease (option 6), then
+        those router advertisements offer (RDNSS, RFC 8106) on a dual stack."""
         if self.servers:
             return list(self.servers)
         driver = getattr(self.stack, "dhcp", None)  # DirectStackV4.dhcp: the DHCP client
         lease = getattr(driver, "lease", None)
-        return list(getattr(lease, "dns_servers", ()))
+        out: list[Addr] = list(getattr(lease, "dns_servers", ()))
+        if self._has_ipv6(global_only=False):
+            ndp = self.stack.ipv6().ndp
+            now = asyncio.get_running_loop().time()
+            out += [ipaddress.IPv6Address(a) for a in ndp.dns_servers_at(now)]
+        return out
 
-    def _has_ipv6(self) -> bool:
-        has = getattr(self.stack, "has_ipv6", None)
-        if not callable(has) or not has():
+    def _has_ipv6(self, *, global_only: bool = True) -> bool:
+        """Whether the stack has IPv6 (with a global address, when ``global_only``)."""
+        has = getattr(self.stack, "has_ipv6", False)  # DirectStackV4: a property
+        if not (has() if callable(has) else has):
             return False
-        try:
-            ips = self.stack.ipv6().get_ip()
-        except Exception:
-            return False
+        if not global_only:
+            return True
+        ips = self.stack.ipv6().get_ip()
         return any(not a.is_link_local and not a.is_loopback for a in ips)
 
     async def _resolve(self, q: _stub.Question, depth: int) -> Ok[list[Rdata]] | Error[DnsError]:
