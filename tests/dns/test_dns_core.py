@@ -214,3 +214,14 @@ def test_rdnss_option_round_trip_and_bad_lengths() -> None:
     for bad in (bytes((25, 2)) + bytes(14), bytes((25, 1)) + bytes(6)):
         with pytest.raises(WireError):
             ic.parse_options(bad)
+
+
+def test_kept_answers_carry_their_own_id_and_count() -> None:
+    auth = Authority.from_text(ZONE, ORIGIN)
+    for qid in (1, 2, 3):
+        wire = auth.respond(stub.query(q("nope.example.test"), qid))
+        assert wire is not None and wire[:2] == qid.to_bytes(2, "big")
+        m = stub.accept(wire, qid, q("nope.example.test"))
+        assert isinstance(m, dns.message.Message) and m.rcode() == dns.rcode.NXDOMAIN
+    assert auth.counters["queries"] == 3 and auth.counters["nxdomain"] == 3
+    assert len(auth._answers) == 1

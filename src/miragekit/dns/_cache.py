@@ -47,12 +47,12 @@ class Cache:
     def bytes(self) -> int:
         return self._bytes
 
-    def get(self, key: Key, now: float) -> Entry | None:
+    def get(self, key: Key, now: float, *, count_miss: bool = True) -> Entry | None:
         e = self._d.get(key)
         if e is None or e.expires <= now:
             if e is not None:
                 self._drop(key)
-            self.misses += 1
+            self.misses += count_miss
             return None
         self._d.move_to_end(key)
         self.hits += 1

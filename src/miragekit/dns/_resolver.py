@@ -16,6 +16,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+import dns.rdatatype
 import dns.reversename
 from dns.rdata import Rdata
 
@@ -31,6 +32,8 @@ COUNTERS = (
     "malformed", "timeouts", "servfail",
 )  # fmt: skip
 EPHEMERAL = (49152, 65535)
+_TYPES = {t: int(dns.rdatatype.from_text(t)) for t in
+          ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT")}  # fmt: skip
 
 
 class _UDP(Protocol):
@@ -92,10 +95,26 @@ class Resolver:
     ) -> Ok[list[Rdata]] | Error[DnsError]:
         """The records of type ``rdtype`` for ``name`` (CNAMEs followed); ``Ok([])`` when
         the name exists without such records (NODATA)."""
+        fast = self._cached(name, rdtype)
+        if fast is not None:
+            return fast
         q = _stub.Question.make(name, rdtype)
         if isinstance(q, BadName):
             return Error(q)
         return await self._resolve(q, depth=0)
+
+    def _cached(self, name: str, rdtype: str | int) -> Ok[list[Rdata]] | Error[DnsError] | None:
+        """A cache hit without parsing the name (the common case, made cheap)."""
+        t = _TYPES.get(rdtype) if isinstance(rdtype, str) else rdtype
+        if t is None or not name.isascii():
+            return None
+        key = (name.lower() if name.endswith(".") else name.lower() + ".", t)
+        hit = self.cache.get(key, asyncio.get_running_loop().time(), count_miss=False)
+        if hit is None:
+            return None
+        if hit.records:
+            return Ok(list(hit.records))
+        return Error(NXDomain(name.rstrip("."))) if hit.nxdomain else Ok([])
 
     async def addresses(self, host: str, family: int = 0) -> Ok[list[Addr]] | Error[DnsError]:
         """A and AAAA addresses of ``host`` (hosts table first), IPv6 first when the stack
