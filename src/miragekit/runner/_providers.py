@@ -308,8 +308,14 @@ def _resolver(opts: Options) -> Choice:
     async def build(graph: DeviceSource) -> Any:
         from ..dns import HostResolver, Resolver
 
+        import random
+
         stack = await graph.get(v1.StackV4)
-        return Resolver(stack, opts.dns) if opts.direct else HostResolver(opts.dns)
+        if not opts.direct:
+            return HostResolver(opts.dns)
+        # With --seed, query IDs and source ports replay too (a simulation stays exact).
+        rng = random.Random(f"dns-{opts.seed}") if opts.seed is not None else None
+        return Resolver(stack, opts.dns, rng=rng)
 
     servers = ", ".join(opts.dns) or ("the DHCP lease's" if opts.dhcp else "none given")
     if opts.direct:
