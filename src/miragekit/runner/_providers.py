@@ -306,9 +306,9 @@ def _resolver(opts: Options) -> Choice:
     """A resolver over the app's stack: ours on the direct stack, the host's on sockets."""
 
     async def build(graph: DeviceSource) -> Any:
-        from ..dns import HostResolver, Resolver
-
         import random
+
+        from ..dns import HostResolver, Resolver
 
         stack = await graph.get(v1.StackV4)
         if not opts.direct:
@@ -325,12 +325,6 @@ def _resolver(opts: Options) -> Choice:
     return Choice(label, (v1.StackV4,), build)
 
 
-def _dns_types() -> dict[type, Callable[[Options], Choice]]:
-    from ..dns import HostResolver, NameResolver, Resolver
-
-    return {NameResolver: _resolver, Resolver: _resolver, HostResolver: _resolver}
-
-
 #: The signature each application parameter may ask for, and how it is chosen.
 PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Console: _console,
@@ -343,8 +337,10 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.FS: _fs,
     v1.Network: _network,
     v1.StackV4: _stack,
-    **_dns_types(),
 }
+#: Resolvers, by class name; matched without importing miragekit.dns (and dnspython)
+#: unless the application itself did.
+DNS_TYPES = ("NameResolver", "Resolver", "HostResolver")
 
 
 def signature_name(sig: object) -> str:
@@ -356,10 +352,21 @@ def signature_name(sig: object) -> str:
 
 def choose(signature: object, opts: Options) -> Choice:
     provider = PROVIDERS.get(signature) if isinstance(signature, type) else None
+    if (
+        provider is None
+        and getattr(signature, "__module__", "").startswith("miragekit.dns")
+        and getattr(signature, "__name__", "") in DNS_TYPES
+    ):
+        provider = _resolver
     if provider is None:
-        known = ", ".join(
-            f"v1.{s.__name__}" if s.__module__ == v1.__name__ else f"{s.__module__}.{s.__name__}"
-            for s in PROVIDERS
+        known = (
+            ", ".join(
+                f"v1.{s.__name__}"
+                if s.__module__ == v1.__name__
+                else f"{s.__module__}.{s.__name__}"
+                for s in PROVIDERS
+            )
+            + ", miragekit.dns.NameResolver"
         )
         raise LinkError(f"no backend provides {signature_name(signature)} (known: {known})")
     return provider(opts)
