@@ -580,6 +580,15 @@ class TCP(Generic[A]):
             self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task()))
             await flow.close()
 
+    def stop_accepting(self) -> None:
+        """Unlisten every port; accepted connections go on."""
+        for port in list(self._callbacks):
+            self.unlisten(port)
+
+    def live_connections(self) -> int:
+        """Accepted connections whose callback is still running."""
+        return len(self._tasks)
+
     async def disconnect(self) -> None:
         """Close every connection (FIN after queued data) and stop accepting."""
         self._disconnected = True

@@ -15,6 +15,9 @@ DEFAULT_DIRECT_IP = "10.0.0.2/24"
 #: The TAP device ``--net tap`` uses without ``:NAME`` (Mirage's convention).
 DEFAULT_TAP = "tap0"
 
+#: How long, on SIGINT/SIGTERM, live connections may take to end before they are aborted.
+DEFAULT_GRACE = 3.0
+
 _IFNAMSIZ = 16
 
 
@@ -62,6 +65,7 @@ class Options:
     dhcp: bool = False
     ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
     offload: bool = False
+    grace: float = DEFAULT_GRACE  # --grace S: how long a stop waits for live connections
 
     @property
     def net_kind(self) -> str:
@@ -110,6 +114,10 @@ class Options:
                 raise OptionError(f"--kv {self.kv}: no such directory or tar archive")
             if not self.kv.is_dir() and not _looks_like_tar(self.kv):
                 raise OptionError(f"--kv {self.kv}: neither a directory nor a tar archive")
+        if self.seed is not None and self.seed < 0:
+            raise OptionError(f"--seed {self.seed}: must be 0 or more")
+        if not 0 <= self.grace <= 3600:
+            raise OptionError(f"--grace {self.grace:g}: seconds from 0 to 3600")
         if self.block_size <= 0 or self.block_size % 512:
             raise OptionError(f"--block-size {self.block_size}: must be a positive multiple of 512")
         self._check_net()
