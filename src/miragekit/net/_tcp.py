@@ -224,7 +224,7 @@ class TCPFlow(Generic[A]):
             return
         self._closed = True
         if not self._done:
-            self._conn.close()
+            self._conn.close(discard_input=True)
             self._tcp._poke(self)
 
 
