@@ -11,6 +11,7 @@ from typing import Any
 
 from ..runner import (
     DEFAULT_GRACE,
+    App,
     AppError,
     LinkError,
     OptionError,
@@ -21,6 +22,7 @@ from ..runner import (
     parse_forward,
     parse_size,
     run_app,
+    unused_flags,
 )
 
 
@@ -116,6 +118,11 @@ def _options(args: argparse.Namespace) -> Options:
     return opts
 
 
+def _warn_unused(app: App, opts: Options) -> None:
+    for line in unused_flags(app, opts):
+        print(f"miragekit: warning: {line}", file=sys.stderr, flush=True)
+
+
 def _fail(msg: str) -> int:
     print(f"miragekit: {msg}", file=sys.stderr)
     return 2
@@ -132,6 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         opts = _options(args)
         app = load_app(args.app)
+        _warn_unused(app, opts)
         if opts.sim:
             from .. import sim
 
@@ -150,6 +158,7 @@ def _describe(args: argparse.Namespace) -> int:
     try:
         opts = _options(args)
         app = load_app(args.app)
+        _warn_unused(app, opts)
         print(describe_dot(app, opts) if args.dot else describe_text(app, opts))
     except (OptionError, AppError, LinkError) as e:
         return _fail(str(e))

@@ -51,6 +51,39 @@ def plan(app: App, opts: Options) -> list[Node]:
     return list(nodes.values())
 
 
+def unused_flags(app: App, opts: Options) -> list[str]:
+    """One warning per flag for a device the app does not take (``--kv`` for an app
+    without KV_RO): likely a mistake, worth a line rather than silence."""
+    used = {node.signature for node in plan(app, opts)}
+    net = v1.Network in used or v1.StackV4 in used
+    out: list[str] = []
+    flags: list[tuple[bool, str, str]] = [
+        (opts.kv is not None, "--kv", "KV_RO"),
+        (opts.block is not None, "--block", "BLOCK or FS"),
+        (opts.net != "socket", "--net", "NETWORK or STACKV4"),
+        (opts.pcap is not None, "--pcap", "NETWORK or STACKV4"),
+        (opts.ip is not None, "--ip", "NETWORK or STACKV4"),
+        (opts.gateway is not None, "--gateway", "STACKV4"),
+        (bool(opts.ip6), "--ip6", "STACKV4"),
+        (opts.dhcp, "--dhcp", "STACKV4"),
+        (opts.offload, "--offload", "NETWORK or STACKV4"),
+    ]
+    for given, flag, wants in flags:
+        if not given:
+            continue
+        if flag == "--kv":
+            missing = v1.KVRO not in used
+        elif flag == "--block":
+            missing = v1.Block not in used
+        elif wants == "STACKV4":
+            missing = v1.StackV4 not in used
+        else:
+            missing = not net
+        if missing:
+            out.append(f"{flag}: {app.name} takes no {wants}; {flag} is ignored")
+    return out
+
+
 def describe_forward(opts: Options, ports: list[int] | None = None) -> list[str]:
     """One line per ``--forward`` rule: where it listens and which way it goes.
 

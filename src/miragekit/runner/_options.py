@@ -136,10 +136,6 @@ class Options:
                 parse_vxlan_spec(self.net)
             except ValueError as e:
                 raise OptionError(f"--net {self.net}: {e}") from None
-            if self.ip is None and not self.dhcp:
-                raise OptionError(
-                    f"--net {self.net}: give the stack's address (e.g. --ip 10.42.0.2/24) or --dhcp"
-                )
             if self.forward:
                 raise OptionError("--forward works with --net vnet or tap, not over VXLAN")
         if self.dhcp:

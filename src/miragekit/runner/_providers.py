@@ -90,7 +90,9 @@ def _entropy(opts: Options) -> Choice:
         async def seeded(_: DeviceSource) -> Any:
             from ..entropy import SeededEntropy
 
-            return _unwrap("entropy", await SeededEntropy.connect(f"seed:{opts.seed}"))
+            seed = opts.seed
+            assert seed is not None
+            return _unwrap("entropy", await SeededEntropy.connect("entropy", seed=seed))
 
         return Choice(f"miragekit.entropy.SeededEntropy (seed {opts.seed})", (), seeded)
 
@@ -232,6 +234,13 @@ def _stack(opts: Options) -> Choice:
 
 
 def _direct_stack(opts: Options) -> Choice:
+    if opts.net_kind == "vxlan" and opts.ip is None and not opts.dhcp:
+        # Only a STACKV4 needs an address: an app that takes the NETWORK alone (as
+        # examples/vxlan_chat) picks its own.
+        raise LinkError(
+            f"--net {opts.net}: the stack needs an address on the segment: give --ip "
+            "(e.g. --ip 10.42.0.2/24) or --dhcp"
+        )
     if opts.dhcp:
         return _dhcp_stack(opts)
     iface = opts.interface()

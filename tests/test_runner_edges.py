@@ -1,0 +1,100 @@
+"""The runner at the edges of a run: seeds, flags an app does not use, usage, messages."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from tests.apprun import loopback_ip
+from tests.test_runner_dhcp_vxlan import miragekit
+
+ENTROPY_APP = """
+import asyncio
+
+from miragekit import v1
+
+async def start(console: v1.Console, entropy: v1.Entropy, random: v1.Random) -> None:
+    got: list[bytes] = []
+
+    def take(source: int, buf: memoryview) -> None:
+        got.append(bytes(buf))
+
+    await entropy.handler(take)
+    for _ in range(200):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    await console.log_s("entropy " + got[0][:16].hex())
+    await console.log_s("random " + str([random.int(1 << 29) for _ in range(4)]))
+"""
+
+
+def write_app(tmp_path: Path, name: str, text: str) -> str:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "app.py").write_text(textwrap.dedent(text))
+    return str(d)
+
+
+def seeded(app: str, *seed: str) -> str:
+    p = miragekit("run", app, *(("--seed", *seed) if seed else ()))
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_seed_seeds_entropy_and_random(tmp_path: Path) -> None:
+    app = write_app(tmp_path, "ent", ENTROPY_APP)
+    a, a_again, b = seeded(app, "7"), seeded(app, "7"), seeded(app, "8")
+    assert a == a_again
+    ent = [line for line in (a + b).splitlines() if line.startswith("entropy ")]
+    rnd = [line for line in (a + b).splitlines() if line.startswith("random ")]
+    assert len(ent) == 2 and ent[0] != ent[1], ent
+    assert len(rnd) == 2 and rnd[0] != rnd[1], rnd
+    # Without a seed, the operating system's entropy: not the seeded bytes.
+    assert seeded(app) not in (a, b)
+
+
+def test_a_negative_seed_is_refused(tmp_path: Path) -> None:
+    p = miragekit("run", "examples/hello", "--seed", "-1")
+    assert p.returncode == 2
+    assert p.stderr.strip() == "miragekit: --seed -1: must be 0 or more"
+
+
+def test_vxlan_chat_runs_as_documented() -> None:
+    """The app takes NETWORK, not STACKV4: no --ip needed (it picks its own address)."""
+    a, b = loopback_ip(), loopback_ip()
+    spec = f"vxlan:42@{a}:4789,{b}"
+    d = miragekit("describe", "examples/vxlan_chat", "--net", spec)
+    assert d.returncode == 0, d.stderr
+    assert f"NETWORK: miragekit.net.VxlanNetif ({spec})" in d.stdout
+    p = miragekit("run", "examples/vxlan_chat", "--net", spec, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert " joined" in p.stdout
+
+
+def test_run_with_an_unknown_flag_prints_runs_usage() -> None:
+    p = miragekit("run", "examples/hello", "--bogus")
+    assert p.returncode == 2
+    assert p.stderr.startswith("usage: miragekit run "), p.stderr
+    assert "unrecognized arguments: --bogus" in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "flags"),
+    [
+        (["--kv", "examples/static_website/site"], ["--kv"]),
+        (["--block", "x.img"], ["--block"]),
+        (["--net", "vnet"], ["--net"]),
+        (["--pcap", "x.pcap", "--net", "vnet"], ["--net", "--pcap"]),
+    ],
+)
+def test_flags_the_app_does_not_use_are_named(argv: list[str], flags: list[str]) -> None:
+    for command in ("run", "describe"):
+        p = miragekit(command, "examples/hello", *argv)
+        assert p.returncode == 0, p.stderr
+        want = [f"miragekit: warning: {f}: examples/hello takes no " for f in flags]
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == len(want), p.stderr
+        assert all(line.startswith(w) for line, w in zip(lines, want, strict=True)), lines
+    assert not Path("x.img").exists() and not Path("x.pcap").exists()
