@@ -20,9 +20,12 @@ async def start(console: v1.Console, stack: v1.StackV4) -> None:
 """
 
 
-def miragekit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def miragekit(
+    *args: str, timeout: float = 60, netns: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     return subprocess.run(
-        [sys.executable, "-m", "miragekit", *args],
+        [*prefix, sys.executable, "-m", "miragekit", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         capture_output=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.apprun import loopback_ip
-from tests.test_runner_dhcp_vxlan import miragekit
+from tests.test_runner_dhcp_vxlan import app, miragekit
 
 ENTROPY_APP = """
 import asyncio
@@ -98,3 +98,96 @@ def test_flags_the_app_does_not_use_are_named(argv: list[str], flags: list[str])
         assert len(lines) == len(want), p.stderr
         assert all(line.startswith(w) for line, w in zip(lines, want, strict=True)), lines
     assert not Path("x.img").exists() and not Path("x.pcap").exists()
+
+
+def test_a_direct_stack_address_needs_its_prefix() -> None:
+    p = miragekit("run", "examples/echo", "--net", "vnet", "--ip", "10.0.0.2")
+    assert p.returncode == 2
+    assert p.stderr.strip() == (
+        "miragekit: --ip 10.0.0.2: give the prefix length (e.g. 10.0.0.2/24); without one "
+        "the stack would have no neighbours to reach"
+    )
+
+
+def test_the_runner_says_which_addresses_the_stack_got(tmp_path: Path) -> None:
+    show = app(tmp_path)
+    p = miragekit("run", show, "--net", "vnet", "--sim", "--ip6", "fd00::5/64")
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    assert "miragekit: the stack is up: IPv4 10.0.0.2/24 (static)" in lines
+    (v6,) = [line for line in lines if line.startswith("miragekit: IPv6 ")]
+    assert v6.startswith("miragekit: IPv6 fe80::") and v6.endswith(
+        " (link-local), fd00::5 (static)"
+    )
+    p = miragekit("run", show, "--net", "vnet", "--sim", "--dhcp")
+    assert p.returncode == 0, p.stderr
+    assert (
+        "miragekit: the stack is up: IPv4 10.0.0.100/24 (DHCP lease from 10.0.0.1, 3600 s, "
+        "gateway 10.0.0.1)"
+    ) in p.stderr.splitlines()
+
+
+def test_dhcp_on_the_virtual_switch_does_not_suggest_forward_alone(tmp_path: Path) -> None:
+    from tests.apprun import running
+
+    with running("examples/echo", "--net", "vnet", "--dhcp") as r:
+        m = r.wait_for("the stack is alone on a virtual switch")
+        assert "run with --ip instead of --dhcp and add --forward" in m.string
+
+
+def test_an_app_needing_the_http_extra_names_it() -> None:
+    """As after ``pip install miragekit`` without ``[http]``: h11 cannot be imported."""
+    import subprocess
+    import sys
+
+    from tests.apprun import ROOT
+
+    code = (
+        "import sys; sys.modules['h11'] = None\n"
+        "from miragekit.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    for cmd in ("run", "describe"):
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                cmd,
+                "examples/static_website",
+                "--kv",
+                "examples/static_website/site",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.strip() == (
+            "miragekit: examples/static_website needs the 'h11' module, from miragekit's "
+            "[http] extra: pip install 'miragekit[http]'"
+        ), p.stderr
+
+
+def test_device_errors_read_as_sentences() -> None:
+    """A VXLAN socket that cannot bind: the message, not ``Unknown(msg=...)``."""
+    p = miragekit("run", "examples/vxlan_chat", "--net", "vxlan:42@192.0.2.1:4789,192.0.2.2")
+    assert p.returncode == 2, p.stderr
+    assert "Cannot assign requested address" in p.stderr
+    assert "Unknown(" not in p.stderr and "msg=" not in p.stderr
+
+
+@pytest.mark.kernel
+def test_a_tap_held_by_another_process_is_named_busy() -> None:
+    from tests.apprun import app_namespace, running
+
+    with app_namespace("busy", "10.81.0.1") as ns:
+        args = (f"--net=tap:{ns.tap}", "--ip", "10.81.0.2/24")
+        with running("examples/echo", *args, netns=ns.name, ready="echo: TCP"):
+            p = miragekit("run", "examples/echo", *args, netns=ns.name)
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.strip() == (
+            f"miragekit: --net tap:{ns.tap}: TUNSETIFF '{ns.tap}': Device or resource busy "
+            f"(another process has {ns.tap} open: stop it, or use another device)"
+        )

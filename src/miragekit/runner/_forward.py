@@ -230,13 +230,13 @@ async def vnet_forwarder(
 ) -> tuple[Forwarder, Any]:
     """A forwarder whose far side is a second stack at ``host_ip`` on ``switch``."""
     from .. import aio, v1
-    from ..result import Error
+    from ..result import Error, message
     from ..stack import DirectStackV4, Static
 
     netif = switch.add_interface("host")
     r = await DirectStackV4.connect(v1.StackConfig("host", None, netif, Static(host_ip)))
     if isinstance(r, Error):
-        raise OSError(f"the host's stack on the virtual switch: {r.error}")
+        raise OSError(f"the host's stack on the virtual switch: {message(r.error)}")
     stack = r.value
 
     async def connect(port: int) -> Streams:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import v1
+from ._addresses import report as report_addresses
 from ._app import App
 from ._forward import Forwarder, kernel_forwarder, vnet_forwarder
 from ._options import Options
@@ -159,6 +160,9 @@ class Graph:
         self._order.append(fwd)
         return fwd
 
+    def built(self) -> set[type]:
+        return set(self._devices)
+
     async def add(self, device: Any) -> None:
         self._order.append(device)
 
@@ -199,6 +203,18 @@ class Graph:
 
 #: How long one device may take to disconnect before the runner moves on to the next.
 _DISCONNECT_LIMIT = 5.0
+
+
+class _Cancel:
+    """A background task kept with the devices, cancelled when they are disconnected."""
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self._task = task
+
+    async def disconnect(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
 
 
 class _Stop:
@@ -310,16 +326,22 @@ async def run_app(app: App, opts: Options) -> int:
 async def _start_up(app: App, opts: Options, graph: Graph) -> dict[str, Any]:
     """Build the devices ``start`` takes and the forwarder; say what came up."""
     args = {name: await graph.get(sig) for name, sig in app.params}
+    if v1.StackV4 in graph.built():
+        watcher = report_addresses(await graph.get(v1.StackV4), opts)
+        if watcher is not None:
+            await graph.add(_Cancel(watcher))
     if (
         opts.net_kind == "vnet"
         and not opts.forward
         and not opts.sim
         and any(sig is v1.StackV4 for _, sig in app.params)
     ):
-        _say(
-            "the stack is alone on a virtual switch; add --forward "
-            "HOSTPORT:PORT to reach it from the host"
+        how = (
+            "run with --ip instead of --dhcp and add --forward HOSTPORT:PORT"
+            if opts.dhcp
+            else "add --forward HOSTPORT:PORT"
         )
+        _say(f"the stack is alone on a virtual switch; {how} to reach it from the host")
     if opts.forward:
         fwd = await graph.start_forwarding()
         for line in describe_forward(opts, fwd.ports()):

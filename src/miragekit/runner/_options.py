@@ -163,6 +163,11 @@ class Options:
                 raise OptionError(
                     f"--ip {self.ip}: not an IPv4 address or CIDR (e.g. 10.0.0.2/24)"
                 ) from None
+            if self.direct and "/" not in self.ip:
+                raise OptionError(
+                    f"--ip {self.ip}: give the prefix length (e.g. {self.ip}/24); without "
+                    "one the stack would have no neighbours to reach"
+                )
             if (
                 self.direct
                 and iface.network.prefixlen < 31
