@@ -157,7 +157,7 @@ def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(
     assert p.stderr.splitlines() == [
         "miragekit: --net tap:mk-none: TUNSETIFF 'mk-none': Operation not permitted (creating "
         "or opening a TAP device needs root or CAP_NET_ADMIN; or create it first: ip tuntap "
-        "add mode tap user $USER name mk-none)"
+        'add mode tap user "$(id -un)" name mk-none)'
     ]
     tap = f"mk-u{ns.tap[4:]}"
     ip_sh("ip", "-n", ns.name, "tuntap", "add", "mode", "tap", "user", "65534", "name", tap)

@@ -326,10 +326,6 @@ async def run_app(app: App, opts: Options) -> int:
 async def _start_up(app: App, opts: Options, graph: Graph) -> dict[str, Any]:
     """Build the devices ``start`` takes and the forwarder; say what came up."""
     args = {name: await graph.get(sig) for name, sig in app.params}
-    if v1.StackV4 in graph.built():
-        watcher = report_addresses(await graph.get(v1.StackV4), opts)
-        if watcher is not None:
-            await graph.add(_Cancel(watcher))
     if (
         opts.net_kind == "vnet"
         and not opts.forward
@@ -346,4 +342,8 @@ async def _start_up(app: App, opts: Options, graph: Graph) -> dict[str, Any]:
         fwd = await graph.start_forwarding()
         for line in describe_forward(opts, fwd.ports()):
             _say(f"forwarding {line}")
+    if v1.StackV4 in graph.built():
+        watcher = report_addresses(await graph.get(v1.StackV4), opts)
+        if watcher is not None:
+            await graph.add(_Cancel(watcher))
     return args
