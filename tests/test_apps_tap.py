@@ -170,6 +170,8 @@ def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(
     ) as proc:
         try:
             assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert first == b"miragekit: the stack is up: IPv4 10.79.0.2/24 (static)\n", first
             line = proc.stdout.readline()
             assert b"echo: TCP+UDP echo on 10.79.0.2 port 7" in line, line
             assert ns.run("socat", "-t", "5", "-", "TCP:10.79.0.2:7", input=b"hi\n") == b"hi\n"

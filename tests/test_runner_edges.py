@@ -191,3 +191,27 @@ def test_a_tap_held_by_another_process_is_named_busy() -> None:
             f"miragekit: --net tap:{ns.tap}: TUNSETIFF '{ns.tap}': Device or resource busy "
             f"(another process has {ns.tap} open: stop it, or use another device)"
         )
+
+
+def test_a_refused_forward_reaches_curl_as_a_reset_and_is_logged_once() -> None:
+    import subprocess
+
+    from tests.apprun import running
+
+    with running("examples/echo", "--net", "vnet", "--forward", "0:81") as r:
+        (port,) = r.forwarded()
+        p = subprocess.run(
+            ["curl", "-sS", "--max-time", "10", f"http://127.0.0.1:{port}/"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert p.returncode == 56, p.stderr  # "Recv failure: Connection reset by peer"
+        assert "reset" in p.stderr, p.stderr
+        m = r.wait_for("--forward to port 81 ")
+        assert m.string == (
+            "miragekit: --forward to port 81 through the host's stack 10.0.0.1 on the switch: "
+            "10.0.0.2:81: connection refused; the client's connection was reset"
+        )
+        assert r.count("--forward to port 81 ") == 1
+    assert r.count(r"forwarded 1 connection \(0 completed, 0 aborted, 1 failed\)") == 1
