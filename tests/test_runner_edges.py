@@ -215,3 +215,23 @@ def test_a_refused_forward_reaches_curl_as_a_reset_and_is_logged_once() -> None:
         )
         assert r.count("--forward to port 81 ") == 1
     assert r.count(r"forwarded 1 connection \(0 completed, 0 aborted, 1 failed\)") == 1
+
+
+@pytest.mark.kernel
+def test_the_runner_prints_a_slaac_address_when_it_comes() -> None:
+    import sys
+
+    from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo
+    from tests.apprun import app_namespace, running
+    from tests.ipstack.test_ipv6_kernel import SEND_RA
+
+    ra = ICMPv6ND_RA(routerlifetime=1800) / ICMPv6NDOptPrefixInfo(
+        prefix="fd00:98::", prefixlen=64, L=1, A=1, validlifetime=86400, preferredlifetime=14400
+    )
+    with app_namespace("sl", "10.82.0.1", "fd00:98::1") as ns:
+        args = (f"--net=tap:{ns.tap}", "--ip", "10.82.0.2/24", "--ip6", "slaac")
+        with running("examples/echo", *args, netns=ns.name, ready="echo: TCP") as r:
+            r.wait_for(r"^miragekit: IPv6 fe80::\S+ \(link-local\)$")
+            assert r.count(r"\(SLAAC\)") == 0
+            ns.run(sys.executable, "-c", SEND_RA, ns.tap, bytes(ra).hex())
+            r.wait_for(r"^miragekit: IPv6 fd00:98::\S+ \(SLAAC\)$", timeout=10)
