@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -235,3 +236,24 @@ def test_the_runner_prints_a_slaac_address_when_it_comes() -> None:
             assert r.count(r"\(SLAAC\)") == 0
             ns.run(sys.executable, "-c", SEND_RA, ns.tap, bytes(ra).hex())
             r.wait_for(r"^miragekit: IPv6 fd00:98::\S+ \(SLAAC\)$", timeout=10)
+
+
+@pytest.mark.kernel
+def test_forward_failures_over_a_tap_reach_curl_as_resets() -> None:
+    """Through the host kernel: nothing listening, then the TAP without an address."""
+    from tests.apprun import app_namespace, running
+    from tests.netns import sh as ip_sh
+
+    with app_namespace("fw", "10.83.0.1") as ns:
+        args = (f"--net=tap:{ns.tap}", "--ip", "10.83.0.2/24", "--forward", "0:81")
+        with running("examples/echo", *args, netns=ns.name, ready="forwarding") as r:
+            (port,) = r.forwarded()
+            curl = ("ip", "netns", "exec", ns.name, "curl", "-sS", "--max-time", "15")
+            p = subprocess.run([*curl, f"http://127.0.0.1:{port}/"], capture_output=True)
+            assert p.returncode == 56, p.stderr
+            r.wait_for(r"--forward to port 81 through the host kernel .*: Connection refused; ")
+            ip_sh("ip", "-n", ns.name, "addr", "flush", "dev", ns.tap)
+            p = subprocess.run([*curl, f"http://127.0.0.1:{port}/"], capture_output=True)
+            assert p.returncode == 56, p.stderr
+            r.wait_for(r"--forward to port 81 through the host kernel .*: Network is unreachable")
+            assert r.count("--forward to port 81 ") == 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import socket
 import struct
 import sys
@@ -152,6 +153,8 @@ class Forwarder:
         """One line per failed connection: the client gets a reset, the user the reason."""
         if isinstance(e, TimeoutError):
             why = "no answer (timed out)"
+        elif isinstance(e, OSError) and e.errno:
+            why = os.strerror(e.errno)  # asyncio's own text names the call, not the cause
         else:
             why = (e.strerror if isinstance(e, OSError) else None) or str(e) or type(e).__name__
         print(
