@@ -207,8 +207,7 @@ def test_a_refused_forward_reaches_curl_as_a_reset_and_is_logged_once() -> None:
             text=True,
             timeout=20,
         )
-        assert p.returncode == 56, p.stderr  # "Recv failure: Connection reset by peer"
-        assert "reset" in p.stderr, p.stderr
+        assert p.returncode in (7, 56), p.stderr  # a reset, not 52 "Empty reply"
         m = r.wait_for("--forward to port 81 ")
         assert m.string == (
             "miragekit: --forward to port 81 through the host's stack 10.0.0.1 on the switch: "
@@ -250,10 +249,12 @@ def test_forward_failures_over_a_tap_reach_curl_as_resets() -> None:
             (port,) = r.forwarded()
             curl = ("ip", "netns", "exec", ns.name, "curl", "-sS", "--max-time", "15")
             p = subprocess.run([*curl, f"http://127.0.0.1:{port}/"], capture_output=True)
-            assert p.returncode == 56, p.stderr
+            # A reset, not curl's 52 "Empty reply": 56 once curl is reading, or 7 when the
+            # RST overtakes its connect() on loopback.
+            assert p.returncode in (7, 56), (p.stderr, r.lines)
             r.wait_for(r"--forward to port 81 through the host kernel .*: Connection refused; ")
             ip_sh("ip", "-n", ns.name, "addr", "flush", "dev", ns.tap)
             p = subprocess.run([*curl, f"http://127.0.0.1:{port}/"], capture_output=True)
-            assert p.returncode == 56, p.stderr
+            assert p.returncode in (7, 56), p.stderr
             r.wait_for(r"--forward to port 81 through the host kernel .*: Network is unreachable")
             assert r.count("--forward to port 81 ") == 2
