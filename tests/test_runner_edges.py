@@ -68,7 +68,7 @@ def test_vxlan_chat_runs_as_documented() -> None:
     spec = f"vxlan:42@{a}:4789,{b}"
     d = miragekit("describe", "examples/vxlan_chat", "--net", spec)
     assert d.returncode == 0, d.stderr
-    assert f"NETWORK: miragekit.net.VxlanNetif ({spec})" in d.stdout
+    assert f"NETWORK: miragekit.link.VxlanNetif ({spec})" in d.stdout
     p = miragekit("run", "examples/vxlan_chat", "--net", spec, timeout=30)
     assert p.returncode == 0, p.stderr
     assert " joined" in p.stdout

@@ -130,7 +130,7 @@ class Options:
                 "vxlan:VNI@ADDR[:PORT],REMOTE[:PORT]..."
             )
         if kind == "vxlan":
-            from ..net import parse_vxlan_spec
+            from ..link import parse_vxlan_spec
 
             try:
                 parse_vxlan_spec(self.net)

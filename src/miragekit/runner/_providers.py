@@ -170,36 +170,36 @@ def _network(opts: Options) -> Choice:
     def wrap(netif: Any) -> Any:
         if pcap is None:
             return netif
-        from ..net import PcapNetif
+        from ..link import PcapNetif
 
         try:
             return PcapNetif(netif, pcap)
         except OSError as e:
             raise LinkError(f"--pcap {pcap}: {e.strerror or e}") from None
 
-    over = f"miragekit.net.PcapNetif ({pcap}) over " if pcap is not None else ""
+    over = f"miragekit.link.PcapNetif ({pcap}) over " if pcap is not None else ""
     if kind == "vnet":
 
         async def vnet(_: DeviceSource) -> Any:
-            from ..net import VnetSwitch
+            from ..link import VnetSwitch
 
             switch = VnetSwitch(seed=opts.seed)
             return wrap(switch.add_interface("app"))
 
-        return Choice(f"{over}miragekit.net.VnetIf ('app' on a new VnetSwitch)", (), vnet)
+        return Choice(f"{over}miragekit.link.VnetIf ('app' on a new VnetSwitch)", (), vnet)
     if kind == "vxlan":
         spec = opts.net
 
         async def vxlan(_: DeviceSource) -> Any:
-            from ..net import VxlanNetif
+            from ..link import VxlanNetif
 
             return wrap(_unwrap(f"--net {spec}", await VxlanNetif.connect(spec)))
 
-        return Choice(f"{over}miragekit.net.VxlanNetif ({spec})", (), vxlan)
+        return Choice(f"{over}miragekit.link.VxlanNetif ({spec})", (), vxlan)
     name = opts.tap_name
 
     async def tap(_: DeviceSource) -> Any:
-        from ..net import TapNetif
+        from ..link import TapNetif
 
         r = await TapNetif.connect(name, offload=opts.offload)
         if isinstance(r, Error):
@@ -219,7 +219,7 @@ def _network(opts: Options) -> Choice:
         return wrap(r.value)
 
     how = f"{name}, offload" if opts.offload else name
-    return Choice(f"{over}miragekit.net.TapNetif ({how})", (), tap)
+    return Choice(f"{over}miragekit.link.TapNetif ({how})", (), tap)
 
 
 def _stack(opts: Options) -> Choice:
