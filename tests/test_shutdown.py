@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,6 +124,8 @@ def test_clients_that_leave_during_the_grace_period_end_it_early() -> None:
         client = start_client(ip, 7007, "idle", None)
         r.proc.send_signal(signal.SIGINT)
         r.wait_for("still open, waiting up to 20 s")
+        with pytest.raises(ConnectionRefusedError):  # no longer accepting
+            socket.create_connection((ip, 7007), timeout=5)
         t0 = time.monotonic()
         client.kill()
         client.wait()
