@@ -162,7 +162,7 @@ def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(
     assert "Traceback" not in p.stderr and "Unknown(" not in err, err
     assert err.endswith(
         "(creating or opening a TAP device needs root or CAP_NET_ADMIN; or create it "
-        "first: ip tuntap add mode tap user $USER name mk-none)"
+        'first: ip tuntap add mode tap user "$(id -un)" name mk-none)'
     ), err
     tap = f"mk-u{ns.tap[4:]}"
     ip_sh("ip", "-n", ns.name, "tuntap", "add", "mode", "tap", "user", "65534", "name", tap)
@@ -175,6 +175,8 @@ def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(
     ) as proc:
         try:
             assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert first == b"miragekit: the stack is up: IPv4 10.79.0.2/24 (static)\n", first
             line = proc.stdout.readline()
             assert b"echo: TCP+UDP echo on 10.79.0.2 port 7" in line, line
             assert ns.run("socat", "-t", "5", "-", "TCP:10.79.0.2:7", input=b"hi\n") == b"hi\n"

@@ -270,6 +270,12 @@ async def start_server(
         reader, writer, transport = _streams(flow, limit)
         try:
             await client_connected_cb(reader, writer)
+        except asyncio.CancelledError:
+            # The stack is stopping: cut the connection instead of waiting for a flush
+            # (the transport's own tasks may be cancelled too, and then nothing would end
+            # ``closed``).
+            transport.abort()
+            raise
         finally:
             if not transport.is_closing():
                 transport.close()

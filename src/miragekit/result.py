@@ -15,6 +15,7 @@ Exceptions are only for programming errors (see ``docs``/V1 mapping).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
@@ -177,6 +178,21 @@ FSError = (
 )
 KVError = UnknownKey
 
+
+def message(err: object) -> str:
+    """One line for a user out of any error variant: ``Unknown("x")`` is ``x``,
+    ``Refused()`` is ``refused``, ``UnknownKey("k")`` is ``unknown key: k`` (never a repr)."""
+    fields = getattr(err, "__dataclass_fields__", None)
+    if fields is None:
+        return str(err)
+    values = [getattr(err, f) for f in fields]
+    if set(fields) == {"msg"}:
+        return str(values[0])
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(err).__name__).lower()
+    parts = [message(v) for v in values]
+    return f"{words}: {', '.join(parts)}" if parts else words
+
+
 __all__ = [
     "EOF",
     "BlockDevice",
@@ -211,4 +227,5 @@ __all__ = [
     "Unknown",
     "UnknownError",
     "UnknownKey",
+    "message",
 ]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..runner import (
+    DEFAULT_GRACE,
+    App,
     AppError,
     LinkError,
     OptionError,
@@ -20,6 +23,7 @@ from ..runner import (
     parse_forward,
     parse_size,
     run_app,
+    unused_flags,
 )
 
 
@@ -36,6 +40,14 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kv", metavar="DIR|TAR", type=Path, help="KV_RO over a directory or tar")
     p.add_argument("--seed", metavar="N", type=int, help="seed RANDOM and ENTROPY (reproducible)")
     p.add_argument("--sim", action="store_true", help="run in simulated time")
+    p.add_argument(
+        "--grace",
+        metavar="S",
+        type=float,
+        default=DEFAULT_GRACE,
+        help="on SIGINT/SIGTERM, seconds live connections get to end before they are "
+        f"aborted (default {DEFAULT_GRACE:g})",
+    )
     p.add_argument(
         "--net",
         metavar="socket|vnet|tap[:NAME]|vxlan:SPEC",
@@ -115,6 +127,7 @@ def _options(args: argparse.Namespace) -> Options:
         ip6=tuple(args.ip6),
         offload=args.offload,
         dns=tuple(_dns_server(a) for a in args.dns),
+        grace=args.grace,
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")
@@ -122,20 +135,35 @@ def _options(args: argparse.Namespace) -> Options:
     return opts
 
 
+def _warn_unused(app: App, opts: Options) -> None:
+    for line in unused_flags(app, opts):
+        print(f"miragekit: warning: {line}", file=sys.stderr, flush=True)
+
+
 def _fail(msg: str) -> int:
     print(f"miragekit: {msg}", file=sys.stderr)
     return 2
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace) -> int:
+    # Until the runner's own handlers are in place (and in simulated time, where the loop
+    # has none), SIGTERM stops like SIGINT: one exit status for a stop, whatever the phase.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         opts = _options(args)
         app = load_app(args.app)
+        _warn_unused(app, opts)
         if opts.sim:
             from .. import sim
 
             return sim.run(run_app(app, opts), seed=opts.seed or 0)
         return asyncio.run(run_app(app, opts))
+    except KeyboardInterrupt:
+        return 0  # stopped by SIGINT/SIGTERM before or after the runner's own handlers
     except (OptionError, AppError, LinkError) as e:
         return _fail(str(e))
     except OSError as e:  # e.g. a port in use or privileged, raised while the app starts
@@ -147,6 +175,7 @@ def _describe(args: argparse.Namespace) -> int:
     try:
         opts = _options(args)
         app = load_app(args.app)
+        _warn_unused(app, opts)
         print(describe_dot(app, opts) if args.dot else describe_text(app, opts))
     except (OptionError, AppError, LinkError) as e:
         return _fail(str(e))

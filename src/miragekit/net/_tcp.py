@@ -224,7 +224,7 @@ class TCPFlow(Generic[A]):
             return
         self._closed = True
         if not self._done:
-            self._conn.close()
+            self._conn.close(discard_input=True)
             self._tcp._poke(self)
 
 
@@ -579,6 +579,15 @@ class TCP(Generic[A]):
         finally:
             self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task()))
             await flow.close()
+
+    def stop_accepting(self) -> None:
+        """Unlisten every port; accepted connections go on."""
+        for port in list(self._callbacks):
+            self.unlisten(port)
+
+    def live_connections(self) -> int:
+        """Accepted connections whose callback is still running."""
+        return len(self._tasks)
 
     async def disconnect(self) -> None:
         """Close every connection (FIN after queued data) and stop accepting."""

@@ -10,6 +10,8 @@ from ._graph import describe_dot as describe_dot
 from ._graph import describe_text as describe_text
 from ._graph import plan as plan
 from ._graph import run_app as run_app
+from ._graph import unused_flags as unused_flags
+from ._options import DEFAULT_GRACE as DEFAULT_GRACE
 from ._options import Forward as Forward
 from ._options import OptionError as OptionError
 from ._options import Options as Options
@@ -20,6 +22,7 @@ from ._providers import Choice as Choice
 from ._providers import LinkError as LinkError
 
 __all__ = [
+    "DEFAULT_GRACE",
     "PROVIDERS",
     "App",
     "AppError",
@@ -38,4 +41,5 @@ __all__ = [
     "parse_size",
     "plan",
     "run_app",
+    "unused_flags",
 ]

@@ -48,14 +48,37 @@ def _load_module(spec: str) -> ModuleType:
             raise AppError(f"{spec}: cannot load")
         module = importlib.util.module_from_spec(mspec)
         sys.modules[modname] = module
-        mspec.loader.exec_module(module)
+        try:
+            mspec.loader.exec_module(module)
+        except ModuleNotFoundError as e:
+            del sys.modules[modname]
+            raise AppError(_missing(spec, e)) from None
         return module
     if "/" in spec or spec.startswith("."):
         raise AppError(f"{spec}: no such application (not a directory, .py file or module)")
     try:
         return importlib.import_module(spec)
     except ModuleNotFoundError as e:
-        raise AppError(f"{spec}: no such application ({e})") from None
+        if e.name is not None and spec.startswith(e.name):
+            raise AppError(f"{spec}: no such application ({e})") from None
+        raise AppError(_missing(spec, e)) from None
+
+
+#: Modules that an optional extra of miragekit installs (``pip install 'miragekit[X]'``).
+EXTRAS = {"h11": "http"}
+
+
+def _missing(spec: str, e: ModuleNotFoundError) -> str:
+    """The application imports a module that is not installed: name it, and the extra
+    that brings it when there is one."""
+    name = (e.name or "").partition(".")[0]
+    extra = EXTRAS.get(name)
+    if extra is not None:
+        return (
+            f"{spec} needs the '{name}' module, from miragekit's [{extra}] extra: "
+            f"pip install 'miragekit[{extra}]'"
+        )
+    return f"{spec} needs the '{name}' module, which is not installed"
 
 
 def load_app(spec: str) -> App:

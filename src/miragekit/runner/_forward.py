@@ -20,6 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
+import socket
+import struct
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +64,15 @@ async def _pipe(
 def _abort(w: asyncio.StreamWriter) -> None:
     with contextlib.suppress(Exception):
         w.transport.abort()
+
+
+def _reset(w: asyncio.StreamWriter) -> None:
+    """Abort a host socket with RST (SO_LINGER 0): the client sees a reset, not an EOF."""
+    sock = w.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    _abort(w)
 
 
 class Forwarder:
@@ -118,17 +131,46 @@ class Forwarder:
         try:
             try:
                 ar, aw = await self._connect(port)
-            except (OSError, TimeoutError):
+            except (OSError, TimeoutError) as e:
                 c.failed += 1
-                _abort(hw)
+                self._log_failure(port, e)
+                _reset(hw)
                 return
             c.active += 1
             try:
                 await self._both(hr, hw, ar, aw)
             finally:
                 c.active -= 1
+        except asyncio.CancelledError:
+            # Stopped by the runner: the connection is cut, counted and not re-raised (the
+            # task is the server's per-connection task; nothing waits on it but close()).
+            c.aborted += 1
+            _reset(hw)
         finally:
             self._conns.discard(task)
+
+    def _log_failure(self, port: int, e: BaseException) -> None:
+        """One line per failed connection: the client gets a reset, the user the reason."""
+        if isinstance(e, TimeoutError):
+            why = "no answer (timed out)"
+        elif isinstance(e, OSError) and e.errno:
+            why = os.strerror(e.errno)  # asyncio's own text names the call, not the cause
+        else:
+            why = (e.strerror if isinstance(e, OSError) else None) or str(e) or type(e).__name__
+        print(
+            f"miragekit: --forward to port {port} {self.describe}: {why}; "
+            "the client's connection was reset",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def stop_accepting(self) -> None:
+        """Close the host listeners; connections being carried go on."""
+        for s in self._servers:
+            s.close()
+
+    def live_connections(self) -> int:
+        return len(self._conns)
 
     async def _both(
         self,
@@ -159,14 +201,14 @@ class Forwarder:
             c.aborted += 1
             for t in pipes:
                 t.cancel()
-            _abort(hw)
-            _abort(aw)
+            _reset(hw)
+            _reset(aw)
             return
         except asyncio.CancelledError:
             for t in pipes:
                 t.cancel()
-            _abort(hw)
-            _abort(aw)
+            _reset(hw)
+            _reset(aw)
             raise
         c.completed += 1
         for w in (aw, hw):
@@ -191,13 +233,13 @@ async def vnet_forwarder(
 ) -> tuple[Forwarder, Any]:
     """A forwarder whose far side is a second stack at ``host_ip`` on ``switch``."""
     from .. import aio, v1
-    from ..result import Error
+    from ..result import Error, message
     from ..stack import DirectStackV4, Static
 
     netif = switch.add_interface("host")
     r = await DirectStackV4.connect(v1.StackConfig("host", None, netif, Static(host_ip)))
     if isinstance(r, Error):
-        raise OSError(f"the host's stack on the virtual switch: {r.error}")
+        raise OSError(f"the host's stack on the virtual switch: {message(r.error)}")
     stack = r.value
 
     async def connect(port: int) -> Streams:

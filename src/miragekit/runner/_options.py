@@ -15,6 +15,9 @@ DEFAULT_DIRECT_IP = "10.0.0.2/24"
 #: The TAP device ``--net tap`` uses without ``:NAME`` (Mirage's convention).
 DEFAULT_TAP = "tap0"
 
+#: How long, on SIGINT/SIGTERM, live connections may take to end before they are aborted.
+DEFAULT_GRACE = 3.0
+
 _IFNAMSIZ = 16
 
 
@@ -63,6 +66,7 @@ class Options:
     ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
     offload: bool = False
     dns: tuple[str, ...] = ()  # --dns IP (repeatable)
+    grace: float = DEFAULT_GRACE  # --grace S: how long a stop waits for live connections
 
     @property
     def net_kind(self) -> str:
@@ -111,6 +115,10 @@ class Options:
                 raise OptionError(f"--kv {self.kv}: no such directory or tar archive")
             if not self.kv.is_dir() and not _looks_like_tar(self.kv):
                 raise OptionError(f"--kv {self.kv}: neither a directory nor a tar archive")
+        if self.seed is not None and self.seed < 0:
+            raise OptionError(f"--seed {self.seed}: must be 0 or more")
+        if not 0 <= self.grace <= 3600:
+            raise OptionError(f"--grace {self.grace:g}: seconds from 0 to 3600")
         if self.block_size <= 0 or self.block_size % 512:
             raise OptionError(f"--block-size {self.block_size}: must be a positive multiple of 512")
         self._check_net()
@@ -129,10 +137,6 @@ class Options:
                 parse_vxlan_spec(self.net)
             except ValueError as e:
                 raise OptionError(f"--net {self.net}: {e}") from None
-            if self.ip is None and not self.dhcp:
-                raise OptionError(
-                    f"--net {self.net}: give the stack's address (e.g. --ip 10.42.0.2/24) or --dhcp"
-                )
             if self.forward:
                 raise OptionError("--forward works with --net vnet or tap, not over VXLAN")
         if self.dhcp:
@@ -160,6 +164,11 @@ class Options:
                 raise OptionError(
                     f"--ip {self.ip}: not an IPv4 address or CIDR (e.g. 10.0.0.2/24)"
                 ) from None
+            if self.direct and "/" not in self.ip:
+                raise OptionError(
+                    f"--ip {self.ip}: give the prefix length (e.g. {self.ip}/24); without "
+                    "one the stack would have no neighbours to reach"
+                )
             if (
                 self.direct
                 and iface.network.prefixlen < 31

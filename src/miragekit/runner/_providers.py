@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import v1
-from ..result import Error, Ok
+from ..result import Error, Ok, message
 from ._options import Options
 
 
@@ -43,7 +43,7 @@ def _unwrap(what: str, r: Ok[Any] | Error[Any]) -> Any:
         case Ok(value):
             return value
         case Error(err):
-            raise LinkError(f"{what}: {err}")
+            raise LinkError(f"{what}: {message(err)}")
     raise AssertionError(r)  # pragma: no cover
 
 
@@ -90,7 +90,9 @@ def _entropy(opts: Options) -> Choice:
         async def seeded(_: DeviceSource) -> Any:
             from ..entropy import SeededEntropy
 
-            return _unwrap("entropy", await SeededEntropy.connect(f"seed:{opts.seed}"))
+            seed = opts.seed
+            assert seed is not None
+            return _unwrap("entropy", await SeededEntropy.connect("entropy", seed=seed))
 
         return Choice(f"miragekit.entropy.SeededEntropy (seed {opts.seed})", (), seeded)
 
@@ -201,15 +203,19 @@ def _network(opts: Options) -> Choice:
 
         r = await TapNetif.connect(name, offload=opts.offload)
         if isinstance(r, Error):
-            msg = str(getattr(r.error, "msg", r.error))
+            msg = message(r.error)
             if "not permitted" in msg or "denied" in msg:
                 hint = (
                     "creating or opening a TAP device needs root or CAP_NET_ADMIN; or create "
-                    f"it first: ip tuntap add mode tap user $USER name {name}"
+                    f'it first: ip tuntap add mode tap user "$(id -un)" name {name}'
                 )
-            else:
+            elif "busy" in msg:
+                hint = f"another process has {name} open: stop it, or use another device"
+            elif "Invalid argument" in msg:
                 hint = f"is there another kind of interface named {name}?"
-            raise LinkError(f"--net tap:{name}: {msg} ({hint})")
+            else:
+                hint = ""
+            raise LinkError(f"--net tap:{name}: {msg}" + (f" ({hint})" if hint else ""))
         return wrap(r.value)
 
     how = f"{name}, offload" if opts.offload else name
@@ -232,6 +238,13 @@ def _stack(opts: Options) -> Choice:
 
 
 def _direct_stack(opts: Options) -> Choice:
+    if opts.net_kind == "vxlan" and opts.ip is None and not opts.dhcp:
+        # Only a STACKV4 needs an address: an app that takes the NETWORK alone (as
+        # examples/vxlan_chat) picks its own.
+        raise LinkError(
+            f"--net {opts.net}: the stack needs an address on the segment: give --ip "
+            "(e.g. --ip 10.42.0.2/24) or --dhcp"
+        )
     if opts.dhcp:
         return _dhcp_stack(opts)
     iface = opts.interface()

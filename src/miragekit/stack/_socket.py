@@ -467,6 +467,7 @@ class SocketStackV4:
         self._tcp_listeners: dict[int, _TCPListener] = {}
         self._flows: set[SocketFlow] = set()
         self._handlers: set[asyncio.Task[None]] = set()
+        self._conn_tasks: set[asyncio.Task[Any]] = set()  # one per accepted connection
         self._done = asyncio.Event()
 
     @classmethod
@@ -521,9 +522,15 @@ class SocketStackV4:
         async def on_connection(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             flow = SocketFlow(r, w)
             self._flows.add(flow)
+            task = asyncio.current_task()
+            assert task is not None
+            self._conn_tasks.add(task)
             try:
                 await callback(flow)
+            except asyncio.CancelledError:
+                w.transport.abort()  # cut by disconnect(): nothing waits for this task
             finally:
+                self._conn_tasks.discard(task)
                 self._flows.discard(flow)
                 await flow.close()
 
@@ -545,12 +552,29 @@ class SocketStackV4:
     async def listen(self) -> None:
         await self._done.wait()
 
-    async def disconnect(self) -> None:
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; accepted connections go on (a graceful stop)."""
         for entry in self._tcp_listeners.values():
             for srv in entry.servers:
                 srv.close()
+
+    def live_connections(self) -> int:
+        """Accepted connections whose callback is still running."""
+        return len(self._conn_tasks)
+
+    async def disconnect(self) -> None:
+        """Stop listening and cut the connections still served: their callbacks are
+        cancelled and their sockets aborted, so a peer that stopped reading cannot hold
+        the stack."""
+        self.stop_accepting()
         self._tcp_listeners.clear()
+        tasks = list(self._conn_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
         for flow in list(self._flows):
+            flow._writer.transport.abort()
             await flow.close()
         await self._udp.disconnect()
         self._done.set()
