@@ -258,3 +258,19 @@ def test_forward_failures_over_a_tap_reach_curl_as_resets() -> None:
             assert p.returncode in (7, 56), p.stderr
             r.wait_for(r"--forward to port 81 through the host kernel .*: Network is unreachable")
             assert r.count("--forward to port 81 ") == 2
+
+
+def test_an_app_that_raises_system_exit_exits_with_its_code_and_no_traceback(
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    app = tmp_path / "bye.py"
+    for code, rc, err in (("3", 3, ""), ("'no zone file'", 1, "no zone file\n"), ("None", 0, "")):
+        app.write_text(
+            "from miragekit import v1\n\n\nasync def start(console: v1.Console) -> None:\n"
+            f"    raise SystemExit({code})\n"
+        )
+        p = subprocess.run([sys.executable, "-m", "miragekit", "run", str(app)],
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert (p.returncode, p.stderr) == (rc, err)

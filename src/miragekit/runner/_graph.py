@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import signal
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,6 +286,16 @@ async def _drain(graph: Graph, stop: _Stop, grace: float) -> None:
             await asyncio.wait_for(stop.hurry.wait(), min(left, 0.05))
 
 
+async def _exit_as_value(start: Awaitable[object]) -> object:
+    """The app's ``raise SystemExit(...)`` as a value: inside a task asyncio would re-raise
+    it out of the loop and log the task's traceback; ``None`` when ``start`` returns."""
+    try:
+        await start
+    except SystemExit as e:
+        return 0 if e.code is None else e.code
+    return None
+
+
 async def run_app(app: App, opts: Options) -> int:
     """Link and run ``app``. Returns an exit status: 0 when the app returns or is stopped
     by SIGINT/SIGTERM (in any phase), 1 when it raises.
@@ -302,13 +313,18 @@ async def run_app(app: App, opts: Options) -> int:
         if await _until(startup, stop.requested):
             await _cancel(startup)
             return 0
-        task = asyncio.ensure_future(app.start(**startup.result()))
+        task = asyncio.ensure_future(_exit_as_value(app.start(**startup.result())))
         if await _until(task, stop.requested):
             await _drain(graph, stop, opts.grace)
             await _cancel(task)
             return 0
-        task.result()  # the app's own exception goes up
-        return 0
+        code = task.result()  # the app's own exception goes up
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr, flush=True)  # raise SystemExit("why"): one line, status 1
+        return 1
     finally:
         await graph.close()
         stop.remove(loop)
