@@ -46,9 +46,7 @@ def run(coro: Awaitable[Any]) -> Any:
 
 
 async def connect(path: str | Path, **kw: Any) -> FileBlock:
-    res = await FileBlock.connect(path, **kw)
-    assert isinstance(res, Ok), f"connect({path}) failed: {res!r}"
-    return res.value
+    return (await FileBlock.connect(path, **kw)).expect(f"connect({path})")
 
 
 def image(path: Path, sectors: int = SECTORS, sector_size: int = 512, salt: int = 0) -> Path:

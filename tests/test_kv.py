@@ -38,19 +38,11 @@ def write_tar(path: Path, contents: Mapping[str, bytes], mode: str) -> None:
 
 
 async def connect_dir(path: Path) -> DirKV:
-    match await DirKV.connect(str(path)):
-        case Ok(kv):
-            return kv
-        case other:
-            raise AssertionError(other)
+    return (await DirKV.connect(str(path))).expect(f"connect {path}")
 
 
 async def connect_tar(path: Path) -> TarKV:
-    match await TarKV.connect(str(path)):
-        case Ok(kv):
-            return kv
-        case other:
-            raise AssertionError(other)
+    return (await TarKV.connect(str(path))).expect(f"connect {path}")
 
 
 def test_conformance_declared() -> None:
