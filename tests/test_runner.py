@@ -139,6 +139,8 @@ def test_describe_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str
         (["run", "{app}", "--offload"], "it needs --net tap[:NAME]"),
         (["run", "{app}", "--net", "tap", "--offload", "--pcap", "{tmp}/x"], "plain frames only"),
         (["run", "{echo}", "--sim"], "--sim with a STACKV4 needs --net vnet"),
+        (["run", "{app}", "--clock-start", "0"], "--clock-start sets the simulated clock"),
+        (["run", "{app}", "--sim", "--clock-start", "May"], "use seconds since 1970 or a date"),
         (["describe", "{hello}", "--net", "vnet", "--forward", "0:7"], "takes no STACKV4"),
         (["run", "{kv}"], "a KV_RO store is needed: give --kv"),
     ],
@@ -250,6 +252,44 @@ def test_sim_runs_the_direct_stack_in_simulated_time(tmp_path: Path) -> None:
     assert float(took) < 5.0  # an hour of simulated time
     data = pcap.read_bytes()  # the capture was flushed and closed: a pcap header at least
     assert len(data) >= 24 and data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+
+
+CLOCK_APP = """
+    from miragekit import v1
+
+    async def start(console: v1.Console, time: v1.Time, clock: v1.Clock) -> None:
+        t0 = clock.time()
+        await time.sleep(3600.0)
+        t1 = clock.time()
+        tm = clock.gmtime(t1)
+        stamp = f"{tm.tm_year + 1900}-{tm.tm_mon + 1:02}-{tm.tm_mday:02} {tm.tm_hour:02}"
+        await console.log_s(f"start {t0:.3f} advanced {t1 - t0:.3f} now {stamp}")
+"""
+
+
+def run_clock_app(d: Path, *extra: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "miragekit", "run", str(d), "--sim", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_sim_clock_is_virtual_and_reproducible(tmp_path: Path) -> None:
+    """With --sim, CLOCK follows TIME from a fixed epoch: an hour's sleep moves it an hour
+    and two runs print the same thing."""
+    d = write_app(tmp_path, CLOCK_APP)
+    first = run_clock_app(d, "--seed", "5")
+    assert "start 946684800.000 advanced 3600.000 now 2000-01-01 01" in first, first
+    assert run_clock_app(d, "--seed", "5") == first
+    later = run_clock_app(d, "--clock-start", "2024-05-01T12:00:00Z")
+    assert "start 1714564800.000 advanced 3600.000 now 2024-05-01 13" in later, later
+    assert "now 1970-01-01 01" in run_clock_app(d, "--clock-start", "0")
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from ..runner import (
     describe_dot,
     describe_text,
     load_app,
+    parse_clock_start,
     parse_forward,
     parse_size,
     run_app,
@@ -35,6 +36,12 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kv", metavar="DIR|TAR", type=Path, help="KV_RO over a directory or tar")
     p.add_argument("--seed", metavar="N", type=int, help="seed RANDOM and ENTROPY (reproducible)")
     p.add_argument("--sim", action="store_true", help="run in simulated time")
+    p.add_argument(
+        "--clock-start",
+        metavar="WHEN",
+        help="--sim: where CLOCK starts, seconds since 1970 or an ISO date "
+        "(default 2000-01-01T00:00:00Z)",
+    )
     p.add_argument(
         "--net",
         metavar="socket|vnet|tap[:NAME]|vxlan:SPEC",
@@ -90,6 +97,7 @@ def _options(args: argparse.Namespace) -> Options:
         kv=args.kv,
         seed=args.seed,
         sim=args.sim,
+        clock_start=None if args.clock_start is None else parse_clock_start(args.clock_start),
         net=args.net,
         ip=args.ip,
         gateway=args.gateway,
@@ -117,7 +125,8 @@ def _run(args: argparse.Namespace) -> int:
         if opts.sim:
             from .. import sim
 
-            return sim.run(run_app(app, opts), seed=opts.seed or 0)
+            start = sim.CLOCK_START if opts.clock_start is None else opts.clock_start
+            return sim.run(run_app(app, opts), seed=opts.seed or 0, clock_start=start)
         return asyncio.run(run_app(app, opts))
     except (OptionError, AppError, LinkError) as e:
         return _fail(str(e))

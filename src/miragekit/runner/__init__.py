@@ -13,6 +13,7 @@ from ._graph import run_app as run_app
 from ._options import Forward as Forward
 from ._options import OptionError as OptionError
 from ._options import Options as Options
+from ._options import parse_clock_start as parse_clock_start
 from ._options import parse_forward as parse_forward
 from ._options import parse_size as parse_size
 from ._providers import PROVIDERS as PROVIDERS
@@ -34,6 +35,7 @@ __all__ = [
     "describe_dot",
     "describe_text",
     "load_app",
+    "parse_clock_start",
     "parse_forward",
     "parse_size",
     "plan",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,23 @@ class Forward:
         return f"{self.host_port}:{self.port}"
 
 
+def parse_clock_start(text: str) -> float:
+    """``--clock-start``: seconds since 1970 UTC, or an ISO 8601 date/time (UTC if no zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise OptionError(
+            f"--clock-start {text}: use seconds since 1970 or a date, e.g. 2024-05-01T12:00:00Z"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
 def parse_forward(text: str) -> Forward:
     host, sep, port = text.partition(":")
     try:
@@ -54,6 +72,7 @@ class Options:
     kv: Path | None = None
     seed: int | None = None
     sim: bool = False
+    clock_start: float | None = None  # --clock-start: the simulated CLOCK's start
     net: str = "socket"
     ip: str | None = None
     gateway: str | None = None
@@ -192,6 +211,8 @@ class Options:
             )
         if self.offload and self.pcap is not None:
             raise OptionError("--offload with --pcap: the recorder takes plain frames only")
+        if self.clock_start is not None and not self.sim:
+            raise OptionError("--clock-start sets the simulated clock: it needs --sim")
         if self.sim and kind == "tap":
             raise OptionError("--sim cannot drive a TAP device (real time); use --net vnet")
         if self.forward:

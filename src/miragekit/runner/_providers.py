@@ -67,11 +67,16 @@ def _time(opts: Options) -> Choice:
 
 def _clock(opts: Options) -> Choice:
     async def build(_: DeviceSource) -> Any:
+        if opts.sim:
+            from .. import sim
+
+            return sim.clock()
         from ..clock import Clock
 
         return Clock()
 
-    return Choice("miragekit.clock.Clock", (), build)
+    label = "miragekit.clock.Clock" + (" (simulated, from --clock-start)" if opts.sim else "")
+    return Choice(label, (), build)
 
 
 def _random(opts: Options) -> Choice:
