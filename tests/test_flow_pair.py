@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -228,12 +230,14 @@ class SocketFlow:
     async def write(self, buf: Buffer) -> Ok[None] | Eof | Error[Unknown]:
         if self.closed:
             return EOF
+        if self.writer.transport.is_closing():
+            return Error(Unknown("connection reset"))
         try:
             self.writer.write(bytes(buf))
             await self.writer.drain()
         except OSError as e:
-            return Error(Unknown(str(e)))
-        return Ok(None)
+            return EOF if self.closed else Error(Unknown(str(e)))
+        return EOF if self.closed else Ok(None)
 
     async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[Unknown]:
         return await self.write(b"".join(bufs))
@@ -241,9 +245,17 @@ class SocketFlow:
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.writer.transport.get_write_buffer_size():
+                self.writer.transport.abort()  # a write waits on it: wake it, do not linger
             self.writer.close()
             with contextlib.suppress(OSError):
                 await self.writer.wait_closed()
+
+    def abort(self) -> None:
+        self.closed = True
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()  # closing with a zero linger sends RST
 
 
 _socket_check: type[Flow[Unknown]] = SocketFlow

@@ -14,6 +14,8 @@ Semantics (``docs``/V1 mapping, FLOW):
 * ``close`` leaves what is queued for the peer and then signals the end; afterwards the
   local ``read`` and ``write`` give ``EOF``, and so do the peer's writes (nobody reads
   them any more). A write blocked on back-pressure when ``close`` runs gives ``EOF``.
+* ``abort()`` resets the connection: what either side queued is dropped, the local end
+  behaves as closed (``EOF``), the peer's reads and writes give ``Error(Unknown(...))``.
 * ``fail(error)`` models a reset: the local end returns ``Error(error)`` from then on;
   the peer reads what was queued before, then ``Error(error)``, and its writes fail.
 """
@@ -175,6 +177,17 @@ class MemoryFlow:
         self._rx.chunks.clear()
         self._rx.queued = 0
         for pipe in (self._tx, self._rx):
+            _wake(pipe.readers)
+            _wake(pipe.writers)
+
+    def abort(self) -> None:
+        """Reset the connection (see the module docstring); waiters on both ends wake."""
+        reset = Unknown("connection reset by peer")
+        self._closed = True
+        for pipe in (self._tx, self._rx):
+            pipe.error = reset
+            pipe.chunks.clear()
+            pipe.queued = 0
             _wake(pipe.readers)
             _wake(pipe.writers)
 
