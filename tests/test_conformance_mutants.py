@@ -12,11 +12,14 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
-from miragekit.testing import ConformanceError, check_flow
+from miragekit import v1
+from miragekit.block import MemoryBlock
+from miragekit.result import Ok
+from miragekit.testing import ConformanceError, check_block, check_flow
 from miragekit.testing._flow import MemoryFlow, _Pipe, _wake
 
 QUICK = 15.0  # seconds a suite may take to reject a mutant
@@ -86,8 +89,8 @@ def test_flow_mutant(mutant: type[MemoryFlow], check: str, detail: str) -> None:
 
 def test_flow_mutant_whose_reset_is_a_close() -> None:
     class ResetIsClose(MemoryFlow):
-        def abort(self) -> None:
-            asyncio.ensure_future(self.close())
+        async def abort(self) -> None:  # type: ignore[override]
+            await self.close()
 
     rejects(check_flow(_pair(ResetIsClose)), "abort_resets_peer", "expected Error")
 
@@ -98,3 +101,112 @@ def test_flow_mutant_that_raises_in_a_method() -> None:
             raise AttributeError("no writev here")
 
     rejects(check_flow(_pair(Raises)), "bytes_like_inputs", "AttributeError: no writev")
+
+
+# --- BLOCK ----------------------------------------------------------------------------
+
+
+class _Block:
+    """A BLOCK over a MemoryBlock's storage; subclasses break one promise."""
+
+    def __init__(self, store: MemoryBlock) -> None:
+        self.store = store
+        self.writes = 0
+
+    @classmethod
+    async def connect(cls, id: str) -> Ok[Self]:
+        return Ok(cls(MemoryBlock(id, 2048)))
+
+    def id(self) -> str:
+        return "mutant"
+
+    async def disconnect(self) -> None:
+        await self.store.disconnect()
+
+    async def get_info(self) -> v1.Info:
+        return await self.store.get_info()
+
+    async def read(self, sector_start: int, buffers: Any) -> Any:
+        return await self.store.read(sector_start, buffers)
+
+    async def write(self, sector_start: int, buffers: Any) -> Any:
+        self.writes += 1
+        return await self.store.write(sector_start, buffers)
+
+
+class _DropsMiddleSingles(_Block):
+    async def write(self, sector_start: int, buffers: Any) -> Any:
+        n = sum(len(memoryview(b)) for b in buffers) // 512
+        if n == 1 and 0 < sector_start < 2047:
+            return Ok(None)
+        return await super().write(sector_start, buffers)
+
+
+class _DropsAfter20(_Block):
+    async def write(self, sector_start: int, buffers: Any) -> Any:
+        if self.writes >= 20:
+            return Ok(None)
+        return await super().write(sector_start, buffers)
+
+
+class _WriteBackCache(_Block):
+    """Keeps writes in a cache it never flushes: lost on disconnect."""
+
+    def __init__(self, store: MemoryBlock) -> None:
+        super().__init__(store)
+        self.cache: dict[int, bytes] = {}
+
+    async def write(self, sector_start: int, buffers: Any) -> Any:
+        data = b"".join(bytes(b) for b in buffers)
+        r = await self.store.read(sector_start, [bytearray(len(data))])  # range checks
+        if isinstance(r, Ok):
+            for i in range(len(data) // 512):
+                self.cache[sector_start + i] = data[i * 512 : (i + 1) * 512]
+        return r
+
+    async def read(self, sector_start: int, buffers: Any) -> Any:
+        r = await self.store.read(sector_start, buffers)
+        if isinstance(r, Ok):
+            s = sector_start
+            for b in buffers:
+                view = memoryview(b)
+                for off in range(0, len(view), 512):
+                    if s in self.cache:
+                        view[off : off + 512] = self.cache[s]
+                    s += 1
+        return r
+
+
+@pytest.mark.parametrize(
+    ("mutant", "check", "detail"),
+    [
+        (_DropsMiddleSingles, "single_sectors", r"sector \d+ did not read back"),
+        (_DropsAfter20, "single_sectors", r"sector \d+ did not read back"),
+        (_WriteBackCache, "durable", "written before disconnect reads differently"),
+    ],
+    ids=["drops_middle_single_sectors", "drops_writes_after_20", "write_back_cache"],
+)
+def test_block_mutant(mutant: type[_Block], check: str, detail: str) -> None:
+    async def make() -> v1.Block:
+        return mutant(MemoryBlock("m", 2048))
+
+    async def reconnect(old: v1.Block) -> v1.Block:
+        assert isinstance(old, _Block)
+        store = MemoryBlock("m", 2048)
+        store.data[:] = old.store.data
+        return mutant(store)
+
+    rejects(check_block(make, reconnect=reconnect), check, detail)
+
+
+def test_block_mutant_dropping_after_many_writes() -> None:
+    class DropsAfter100(_Block):
+        async def write(self, sector_start: int, buffers: Any) -> Any:
+            if self.writes >= 100:
+                return Ok(None)
+            return await super().write(sector_start, buffers)
+
+    async def make() -> v1.Block:
+        return DropsAfter100(MemoryBlock("m", 2048))
+
+    rejects(check_block(make, reconnect=lambda old: make()), "many_writes", r"write 101 of 300")
