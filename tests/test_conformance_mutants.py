@@ -9,6 +9,7 @@ failure must come from the check, not from the 60 s "no progress" limit).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,9 @@ import pytest
 
 from miragekit import v1
 from miragekit.block import MemoryBlock
-from miragekit.result import Ok
-from miragekit.testing import ConformanceError, check_block, check_flow
+from miragekit.fs import FatFS
+from miragekit.result import Error, Ok
+from miragekit.testing import ConformanceError, check_block, check_flow, check_fs
 from miragekit.testing._flow import MemoryFlow, _Pipe, _wake
 
 QUICK = 15.0  # seconds a suite may take to reject a mutant
@@ -32,8 +34,8 @@ def rejects(suite: Awaitable[None], check: str, detail: str = "") -> None:
         asyncio.run(asyncio.wait_for(suite, QUICK * 2))
     took = time.monotonic() - t0
     err = info.value
-    assert err.check == check, f"caught by {err.check!r}, expected {check!r}: {err}"
-    assert str(err).startswith(f"{check}: "), str(err)
+    assert re.fullmatch(check, err.check), f"caught by {err.check!r}, expected {check!r}: {err}"
+    assert str(err).startswith(f"{err.check}: "), str(err)
     assert re.search(detail, err.detail), f"{err.detail!r} does not match {detail!r}"
     assert "no progress" not in err.detail, str(err)
     assert took < QUICK, f"took {took:.1f} s to reject the mutant"
@@ -210,3 +212,122 @@ def test_block_mutant_dropping_after_many_writes() -> None:
         return DropsAfter100(MemoryBlock("m", 2048))
 
     rejects(check_block(make, reconnect=lambda old: make()), "many_writes", r"write 101 of 300")
+
+
+# --- FS -------------------------------------------------------------------------------
+
+
+class _FS:
+    """An FS delegating to FatFS; subclasses break one promise."""
+
+    def __init__(self, inner: FatFS) -> None:
+        self.inner = inner
+
+    @classmethod
+    async def connect(cls, id: v1.Block) -> Ok[Self] | Error[Any]:
+        r = await FatFS.connect(id)
+        return Ok(cls(r.value)) if isinstance(r, Ok) else r
+
+    def id(self) -> v1.Block:
+        return self.inner.id()
+
+    async def disconnect(self) -> None:
+        await self.inner.disconnect()
+
+    async def read(self, path: str, offset: int, length: int) -> Any:
+        return await self.inner.read(path, offset, length)
+
+    async def size(self, path: str) -> Any:
+        return await self.inner.size(path)
+
+    async def format(self, size: int) -> Any:
+        return await self.inner.format(size)
+
+    async def create(self, path: str) -> Any:
+        return await self.inner.create(path)
+
+    async def mkdir(self, path: str) -> Any:
+        return await self.inner.mkdir(path)
+
+    async def destroy(self, path: str) -> Any:
+        return await self.inner.destroy(path)
+
+    async def stat(self, path: str) -> Any:
+        return await self.inner.stat(path)
+
+    async def listdir(self, path: str) -> Any:
+        return await self.inner.listdir(path)
+
+    async def write(self, path: str, offset: int, data: Any) -> Any:
+        return await self.inner.write(path, offset, data)
+
+
+class _CutsListdirAt64(_FS):
+    async def listdir(self, path: str) -> Any:
+        r = await self.inner.listdir(path)
+        return Ok(r.value[:64]) if isinstance(r, Ok) else r
+
+
+class _HidesUpperShortNames(_FS):
+    async def listdir(self, path: str) -> Any:
+        r = await self.inner.listdir(path)
+        if not isinstance(r, Ok):
+            return r
+        short = re.compile(r"^[A-Z0-9_]{1,8}(\.[A-Z0-9_]{1,3})?$")
+        return Ok([n for n in r.value if not short.match(n)])
+
+
+class _StatSizeZero(_FS):
+    async def stat(self, path: str) -> Any:
+        r = await self.inner.stat(path)
+        return Ok(dataclasses.replace(r.value, size=0)) if isinstance(r, Ok) else r
+
+
+class _DropsMetadataWrites(MemoryBlock):
+    """A block device that, once armed, drops writes below the first data sector (the
+    FATs and the root directory): FatFS's caches hide it until the volume is remounted."""
+
+    protect = 0
+
+    async def write(self, sector_start: int, buffers: Any) -> Any:
+        if sector_start < self.protect:
+            return Ok(None)
+        return await super().write(sector_start, buffers)
+
+
+@pytest.mark.parametrize(
+    ("mutant", "check", "detail"),
+    [
+        (_CutsListdirAt64, "many_entries", "of 150 entries gave 64"),
+        (_HidesUpperShortNames, "names_kept", "listdir / gave"),
+        (_StatSizeZero, "create_is_empty|sizes", r"size.*got 0"),
+    ],
+    ids=["listdir_cut_at_64", "hides_upper_case_8.3_names", "stat_size_0"],
+)
+def test_fs_mutant(mutant: type[_FS], check: str, detail: str) -> None:
+    async def make() -> v1.FS:
+        fs = mutant((await FatFS.connect(MemoryBlock("m", 8192))).unwrap())
+        (await fs.format(8192 * 512)).unwrap()
+        return fs
+
+    async def remount(old: v1.FS) -> v1.FS:
+        assert isinstance(old, _FS)
+        return mutant((await FatFS.connect(old.id())).unwrap())
+
+    rejects(check_fs(make, reconnect=remount), check, detail)
+
+
+def test_fs_mutant_dropping_metadata_writes() -> None:
+    async def make() -> v1.FS:
+        blk = _DropsMetadataWrites("m", 8192)
+        fs = (await FatFS.connect(blk)).unwrap()
+        (await fs.format(8192 * 512)).unwrap()
+        bs = fs.boot_sector
+        assert bs is not None
+        blk.protect = bs.first_data_sector
+        return fs
+
+    async def remount(old: v1.FS) -> v1.FS:
+        return (await FatFS.connect(old.id())).unwrap()
+
+    rejects(check_fs(make, reconnect=remount), "durable", "after remount")
