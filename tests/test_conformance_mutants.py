@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Self
 
 import pytest
@@ -20,8 +20,8 @@ import pytest
 from miragekit import v1
 from miragekit.block import MemoryBlock
 from miragekit.fs import FatFS
-from miragekit.result import Error, Ok
-from miragekit.testing import ConformanceError, check_block, check_flow, check_fs
+from miragekit.result import Error, Ok, UnknownKey
+from miragekit.testing import ConformanceError, check_block, check_flow, check_fs, check_kv_ro
 from miragekit.testing._flow import MemoryFlow, _Pipe, _wake
 
 QUICK = 15.0  # seconds a suite may take to reject a mutant
@@ -331,3 +331,60 @@ def test_fs_mutant_dropping_metadata_writes() -> None:
         return (await FatFS.connect(old.id())).unwrap()
 
     rejects(check_fs(make, reconnect=remount), "durable", "after remount")
+
+
+# --- KV_RO ----------------------------------------------------------------------------
+
+
+class _DictKV:
+    """A KV_RO over a dict that looks keys up through ``norm`` (the mutation)."""
+
+    def __init__(self, data: Mapping[str, bytes], norm: Callable[[str], str]) -> None:
+        self.data, self.norm = dict(data), norm
+
+    @classmethod
+    async def connect(cls, id: Mapping[str, bytes]) -> Ok[Self]:
+        return Ok(cls(id, lambda k: k))
+
+    def id(self) -> str:
+        return "dict"
+
+    async def disconnect(self) -> None:
+        pass
+
+    def _find(self, key: str) -> bytes | None:
+        want = self.norm(key)
+        for k, v in self.data.items():
+            if self.norm(k) == want:
+                return v
+        return None
+
+    async def read(self, key: str, offset: int, length: int) -> Any:
+        if offset < 0 or length < 0:
+            raise ValueError("offset" if offset < 0 else "length")
+        v = self._find(key)
+        if v is None:
+            return Error(UnknownKey(key))
+        return Ok([memoryview(v[offset : offset + length])])
+
+    async def size(self, key: str) -> Any:
+        v = self._find(key)
+        return Error(UnknownKey(key)) if v is None else Ok(len(v))
+
+
+@pytest.mark.parametrize(
+    "norm",
+    [
+        str.lower,
+        lambda k: k.removesuffix("/"),
+        lambda k: k.removeprefix("./"),
+        lambda k: re.sub("/+", "/", k),
+    ],
+    ids=["case_insensitive", "trailing_slash", "dot_slash", "double_slash"],
+)
+def test_kv_ro_mutant(norm: Callable[[str], str]) -> None:
+    async def make(contents: Mapping[str, bytes]) -> v1.KVRO:
+        return _DictKV(contents, norm)
+
+    asyncio.run(check_kv_ro(make, only=["sizes_and_values"]))  # otherwise sound
+    rejects(check_kv_ro(make), "one_key_per_value", "another spelling of")

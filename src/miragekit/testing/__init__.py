@@ -17,4 +17,5 @@ from .flow import check_flow as check_flow
 from .flow import flow_pair as flow_pair
 from .fs import FS_CHECKS as FS_CHECKS
 from .fs import check_fs as check_fs
+from .kv import KV_RO_CHECKS as KV_RO_CHECKS
 from .kv import check_kv_ro as check_kv_ro
