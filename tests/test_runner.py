@@ -108,6 +108,7 @@ def test_describe_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ("argv", "message"),
     [
         (["run", "{app}", "--kv", "{tmp}/missing"], "--kv {tmp}/missing: no such directory"),
+        (["run", "{app}", "--kv", "{app}/app.py"], "neither a directory, a tar archive nor a FAT"),
         (["run", "{app}", "--read-only"], "--read-only needs --block FILE"),
         (["run", "{app}", "--block", "{tmp}"], "is a directory"),
         (["run", "{app}", "--block-size", "12Q"], "not a size: '12Q'"),
@@ -278,6 +279,28 @@ def run_clock_app(d: Path, *extra: str) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def test_kv_over_a_fat_image(tmp_path: Path) -> None:
+    """--kv takes a FAT image (made by mkfs.fat and mcopy): FatKV serves it read-only."""
+    img, secret = tmp_path / "kv.img", tmp_path / "secret"
+    secret.write_bytes(b"mirage kv_ro secret\n")
+    subprocess.run(["mkfs.fat", "-C", str(img), "2048"], check=True, capture_output=True)
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    subprocess.run(["mcopy", "-i", str(img), str(secret), "::secret"], check=True, env=env)
+    before = img.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "miragekit", "run", str(ROOT / "examples/kv_ro"), "--kv", str(img)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.replace("\r\n", "\n")
+    assert "1 key(s)\nsecret (20 bytes)\n  mirage kv_ro secret\n" in out, out
+    assert img.read_bytes() == before
 
 
 def test_sim_clock_is_virtual_and_reproducible(tmp_path: Path) -> None:

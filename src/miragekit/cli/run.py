@@ -33,7 +33,12 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         default="32M",
         help="size of a new --block file or of the memory block device (default 32M)",
     )
-    p.add_argument("--kv", metavar="DIR|TAR", type=Path, help="KV_RO over a directory or tar")
+    p.add_argument(
+        "--kv",
+        metavar="DIR|TAR|IMG",
+        type=Path,
+        help="KV_RO over a directory, a tar archive or a FAT image (read-only)",
+    )
     p.add_argument("--seed", metavar="N", type=int, help="seed RANDOM and ENTROPY (reproducible)")
     p.add_argument("--sim", action="store_true", help="run in simulated time")
     p.add_argument(

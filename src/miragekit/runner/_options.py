@@ -126,9 +126,11 @@ class Options:
             raise OptionError(f"--block {self.block}: no such file (and --read-only was given)")
         if self.kv is not None:
             if not self.kv.exists():
-                raise OptionError(f"--kv {self.kv}: no such directory or tar archive")
-            if not self.kv.is_dir() and not _looks_like_tar(self.kv):
-                raise OptionError(f"--kv {self.kv}: neither a directory nor a tar archive")
+                raise OptionError(f"--kv {self.kv}: no such directory, tar archive or FAT image")
+            if not self.kv.is_dir() and not _looks_like_tar(self.kv) and not is_fat(self.kv):
+                raise OptionError(
+                    f"--kv {self.kv}: neither a directory, a tar archive nor a FAT image"
+                )
         if self.block_size <= 0 or self.block_size % 512:
             raise OptionError(f"--block-size {self.block_size}: must be a positive multiple of 512")
         self._check_net()
@@ -269,6 +271,18 @@ def _looks_like_tar(path: Path) -> bool:
         return tarfile.is_tarfile(path)
     except OSError:
         return False
+
+
+def is_fat(path: Path) -> bool:
+    """Whether ``path`` starts with a FAT boot sector (``--kv`` then serves the volume)."""
+    from ..fs._bpb import BootSector, NotFat
+
+    try:
+        with path.open("rb") as f:
+            BootSector.parse(f.read(512))
+    except (OSError, NotFat):
+        return False
+    return True
 
 
 def parse_size(text: str) -> int:

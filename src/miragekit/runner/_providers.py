@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .. import v1
 from ..result import Error, Ok
-from ._options import Options
+from ._options import Options, is_fat
 
 
 class DeviceSource(Protocol):
@@ -136,7 +136,7 @@ def _block(opts: Options) -> Choice:
 def _kv(opts: Options) -> Choice:
     path = opts.kv
     if path is None:
-        raise LinkError("a KV_RO store is needed: give --kv DIR or --kv ARCHIVE.tar")
+        raise LinkError("a KV_RO store is needed: give --kv DIR, --kv ARCHIVE.tar or --kv FAT.img")
     if path.is_dir():
 
         async def dirkv(_: DeviceSource) -> Any:
@@ -145,6 +145,17 @@ def _kv(opts: Options) -> Choice:
             return _unwrap(f"--kv {path}", await DirKV.connect(str(path)))
 
         return Choice(f"miragekit.kv.DirKV ({path})", (), dirkv)
+
+    if is_fat(path):
+
+        async def fatkv(_: DeviceSource) -> Any:
+            from ..block import FileBlock
+            from ..fs import FatKV
+
+            blk = _unwrap(f"--kv {path}", await FileBlock.connect(path, read_only=True))
+            return _unwrap(f"--kv {path}", await FatKV.connect(blk))
+
+        return Choice(f"miragekit.fs.FatKV ({path}, read-only)", (), fatkv)
 
     async def tarkv(_: DeviceSource) -> Any:
         from ..kv import TarKV
