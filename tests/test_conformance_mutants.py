@@ -20,8 +20,17 @@ import pytest
 from miragekit import v1
 from miragekit.block import MemoryBlock
 from miragekit.fs import FatFS
+from miragekit.macaddr import MacAddr
+from miragekit.net import VnetIf, VnetSwitch
 from miragekit.result import Error, Ok, UnknownKey
-from miragekit.testing import ConformanceError, check_block, check_flow, check_fs, check_kv_ro
+from miragekit.testing import (
+    ConformanceError,
+    check_block,
+    check_flow,
+    check_fs,
+    check_kv_ro,
+    check_network_pair,
+)
 from miragekit.testing._flow import MemoryFlow, _Pipe, _wake
 
 QUICK = 15.0  # seconds a suite may take to reject a mutant
@@ -388,3 +397,80 @@ def test_kv_ro_mutant(norm: Callable[[str], str]) -> None:
 
     asyncio.run(check_kv_ro(make, only=["sizes_and_values"]))  # otherwise sound
     rejects(check_kv_ro(make), "one_key_per_value", "another spelling of")
+
+
+# --- NETWORK --------------------------------------------------------------------------
+
+
+class _Net:
+    """A NETWORK over a virtual switch port whose transmit path breaks one promise."""
+
+    def __init__(self, port: VnetIf) -> None:
+        self.port = port
+        self.sent = 0
+
+    @classmethod
+    async def connect(cls, id: VnetIf) -> Ok[Self]:
+        return Ok(cls(id))
+
+    def id(self) -> str:
+        return "mutant"
+
+    async def disconnect(self) -> None:
+        await self.port.disconnect()
+
+    async def write(self, buf: v1.Buffer) -> None:
+        frame = self.mutate(bytes(buf))
+        self.sent += 1
+        if frame is not None:
+            await self.port.write(frame)
+
+    async def writev(self, bufs: v1.Buffers) -> None:
+        await self.write(b"".join(bufs))
+
+    def mutate(self, frame: bytes) -> bytes | None:
+        return frame
+
+    async def listen(self, fn: v1.FrameCallback) -> None:
+        await self.port.listen(fn)
+
+    def mac(self) -> MacAddr:
+        return self.port.mac()
+
+    def get_stats_counters(self) -> v1.Stats:
+        return self.port.get_stats_counters()
+
+    def reset_stats_counters(self) -> None:
+        self.port.reset_stats_counters()
+
+
+class _Truncates100(_Net):
+    def mutate(self, frame: bytes) -> bytes | None:
+        return frame[:100]
+
+
+class _Drops1000(_Net):
+    def mutate(self, frame: bytes) -> bytes | None:
+        return None if len(frame) > 1000 else frame
+
+
+class _DropsAfter10(_Net):
+    def mutate(self, frame: bytes) -> bytes | None:
+        return None if self.sent >= 10 else frame
+
+
+@pytest.mark.parametrize(
+    ("mutant", "check", "detail"),
+    [
+        (_Truncates100, "frame_sizes", "a frame of 101 bytes arrived as 100 bytes"),
+        (_Drops1000, "frame_sizes", r"frames of \[1001, 1200, 1513, 1514\] bytes never arrived"),
+        (_DropsAfter10, "frame_sizes|many_frames", r"never arrived|of \d+ frames arrived"),
+    ],
+    ids=["truncates_over_100", "drops_over_1000", "drops_after_10"],
+)
+def test_network_mutant(mutant: type[_Net], check: str, detail: str) -> None:
+    async def make() -> tuple[v1.Network, v1.Network]:
+        sw = VnetSwitch(seed=1)
+        return mutant(sw.add_interface("a")), sw.add_interface("b")
+
+    rejects(check_network_pair(make), check, detail)

@@ -5,6 +5,7 @@ test; run them from any test framework (see ``tests/`` for how we run them).
 """
 
 from ._conformance import ConformanceError as ConformanceError
+from ._network import NETWORK_CHECKS as NETWORK_CHECKS
 from ._network import check_network_pair as check_network_pair
 from .block import BLOCK_CHECKS as BLOCK_CHECKS
 from .block import READ_ONLY_BLOCK_CHECKS as READ_ONLY_BLOCK_CHECKS
