@@ -220,12 +220,23 @@ class TCPFlow(Generic[A]):
         self._tcp._poke(self)
 
     async def close(self) -> None:
+        """FIN after the queued data; a read or write waiting on this flow gives EOF."""
         if self._closed:
             return
         self._closed = True
         if not self._done:
             self._conn.close()
             self._tcp._poke(self)
+        self._wake_all()
+
+    def abort(self) -> None:
+        """Reset the connection (RST): queued data is dropped, the peer's reads and writes
+        fail; on this flow, waiting and later reads and writes give EOF."""
+        self._closed = True
+        if not self._done:
+            self._conn.abort()
+            self._tcp._poke(self)
+        self._wake_all()
 
 
 class TCP(Generic[A]):

@@ -274,6 +274,27 @@ async def _abort_resets_peer(a: AnyFlow, b: AnyFlow) -> None:
     expect(isinstance(wb, Error), f"a writev after the peer reset gave {wb!r}, expected Error")
 
 
+async def _write_after_peer_reset(a: AnyFlow, b: AnyFlow) -> None:
+    """Writes (with no read in between) succeed until the reset arrives, then give Error:
+    never EOF, which would mean an orderly close."""
+    abort = getattr(a, "abort", None)
+    if abort is None:
+        return
+    r = abort()
+    if inspect.isawaitable(r):
+        await within(PROMPT, "abort()", r)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + PROMPT
+    while True:
+        w = await within(PROMPT, "a write after the peer reset", b.write(b"after reset"))
+        if isinstance(w, Error):
+            return
+        expect(w is not EOF, "a write after the peer reset gave EOF, expected Error")
+        if loop.time() > until:
+            fail(f"writes still gave Ok {PROMPT:g} s after the peer reset")
+        await asyncio.sleep(0.05)
+
+
 _CHECKS: dict[str, _Check] = {
     "both_ways": _both_ways,
     "bytes_like_inputs": _bytes_like_inputs,
@@ -290,6 +311,7 @@ _CHECKS: dict[str, _Check] = {
     "close_wakes_local_reader": _close_wakes_local_reader,
     "close_wakes_blocked_writer": _close_wakes_blocked_writer,
     "abort_resets_peer": _abort_resets_peer,
+    "write_after_peer_reset": _write_after_peer_reset,
 }
 
 FLOW_CHECKS: tuple[str, ...] = tuple(_CHECKS)
