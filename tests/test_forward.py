@@ -9,9 +9,11 @@ import socket
 import struct
 from typing import Any
 
+import pytest
+
 from miragekit import v1
 from miragekit.net import VnetSwitch
-from miragekit.result import Ok
+from miragekit.result import Error, Ok
 from miragekit.runner import Forward, Forwarder
 from miragekit.runner._forward import vnet_forwarder
 from miragekit.stack import DirectStackV4, Static
@@ -55,9 +57,10 @@ def test_forward_counts_completed_failed_and_aborted_connections() -> None:
             await sender
             assert got == data
             w.close()
-            # Refused on the application's side: the host client sees the connection end.
+            # Refused on the application's side: the host client is reset.
             r2, w2 = await asyncio.open_connection("127.0.0.1", dead_port)
-            assert await r2.read() == b""
+            with pytest.raises(ConnectionResetError):
+                await r2.read()
             w2.close()
             # The host client resets mid-conversation: the other side is aborted too.
             r3, w3 = await asyncio.open_connection("127.0.0.1", echo_port)
@@ -75,6 +78,61 @@ def test_forward_counts_completed_failed_and_aborted_connections() -> None:
             assert (c.accepted, c.failed, c.active) == (3, 1, 0)
             assert (c.completed, c.aborted) == (1, 1)
             assert c.to_app == len(data) + 1000 and c.from_app == len(data) + 1000
+        finally:
+            await fwd.close()
+            await host.disconnect()
+            await app.disconnect()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_forward_passes_a_reset_on_as_a_reset_both_ways() -> None:
+    """A host client's RST reaches the application as a reset (Error, not EOF), and an
+    application's abort() reaches the host client as a reset (ECONNRESET, not EOF)."""
+
+    async def main() -> None:
+        switch = VnetSwitch(seed=5)
+        cfg = v1.StackConfig("app", None, switch.add_interface("app"), Static("10.0.0.2/24"))
+        app = (await DirectStackV4.connect(cfg)).unwrap()
+        seen: asyncio.Queue[object] = asyncio.Queue()
+
+        async def reads_until_the_end(flow: v1.TCPFlow[Any]) -> None:
+            while isinstance(r := await flow.read(), Ok):
+                pass
+            await seen.put(r)
+
+        async def resets(flow: v1.TCPFlow[Any]) -> None:
+            await flow.read()
+            getattr(flow, "abort")()  # noqa: B009 - abort is beyond v1.TCPFlow
+
+        app.listen_tcpv4(port=7, callback=reads_until_the_end)
+        app.listen_tcpv4(port=8, callback=resets)
+        rules = (Forward(0, 7), Forward(0, 8))
+        iface = ipaddress.IPv4Interface("10.0.0.1/24")
+        fwd, host = await vnet_forwarder(rules, switch, iface, APP)
+        await fwd.start()
+        p7, p8 = fwd.ports()
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", p7)
+            w.write(b"hello")
+            await w.drain()
+            await asyncio.sleep(0.2)
+            sock = w.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.transport.abort()
+            got = await asyncio.wait_for(seen.get(), 10)
+            assert isinstance(got, Error), f"the app saw {got!r} for the client's reset"
+
+            r, w = await asyncio.open_connection("127.0.0.1", p8)
+            w.write(b"go")
+            await w.drain()
+            try:
+                data = await asyncio.wait_for(r.read(), 10)
+            except ConnectionResetError:
+                pass
+            else:
+                raise AssertionError(f"the client saw {data!r}, not a reset")
+            w.close()
         finally:
             await fwd.close()
             await host.disconnect()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +60,12 @@ async def _pipe(
 
 
 def _abort(w: asyncio.StreamWriter) -> None:
+    """Reset the connection: a host socket closed with a zero linger sends RST (a plain
+    ``abort`` would send FIN, turning a reset into a clean end); a flow resets itself."""
+    sock = w.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(Exception):
         w.transport.abort()
 
