@@ -73,9 +73,131 @@ def test_load_app_missing(tmp_path: Path) -> None:
 
 
 def test_unknown_signature_is_a_link_error(tmp_path: Path) -> None:
-    app = load_app(str(write_app(tmp_path, "async def start(x: int) -> None: ...\n")))
-    with pytest.raises(LinkError, match="no backend provides int"):
+    app = load_app(str(write_app(tmp_path, "async def start(x: complex) -> None: ...\n")))
+    with pytest.raises(LinkError, match="no backend provides complex"):
         describe_text(app, Options())
+
+
+@pytest.mark.parametrize(
+    ("annotation", "signature"),
+    [
+        ("miragekit.console.Console", "v1.Console"),
+        ("miragekit.block.FileBlock", "v1.Block"),
+        ("miragekit.stack.SocketStackV4", "v1.StackV4"),
+    ],
+)
+def test_an_implementation_as_annotation_gets_a_hint(
+    tmp_path: Path, annotation: str, signature: str
+) -> None:
+    module, _, cls = annotation.rpartition(".")
+    body = f"import {module}\nasync def start(dev: {annotation}) -> None: ...\n"
+    app = load_app(str(write_app(tmp_path, body)))
+    with pytest.raises(
+        LinkError,
+        match=f"{cls} is an implementation: annotate the parameter "
+        f"with its signature, {re.escape(signature)}",
+    ):
+        describe_text(app, Options())
+
+
+SETTINGS_APP = """
+    from pathlib import Path
+    from miragekit import v1
+
+    async def start(
+        console: v1.Console, greeting: str = "hi", times: int = 2, loud: bool = False,
+        ratio: float = 0.5, out: Path = Path("x"),
+    ) -> None:
+        text = greeting.upper() if loud else greeting
+        for _ in range(times):
+            await console.log_s(text)
+        await console.log_s(f"{ratio!r} {type(out).__name__} {out}")
+"""
+
+
+def run_cli(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "miragekit", *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_settings_come_from_set_or_the_defaults(tmp_path: Path) -> None:
+    d = str(write_app(tmp_path, SETTINGS_APP))
+    p = run_cli("run", d)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.replace("\r\n", "\n") == "hi\nhi\n0.5 PosixPath x\n"
+    p = run_cli(
+        "run",
+        d,
+        "--set",
+        "times=3",
+        "--set",
+        "greeting=yo=yo",
+        "--set",
+        "loud=yes",
+        "--set",
+        "ratio=2.5",
+        "--set",
+        "out=/tmp/o",
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.replace("\r\n", "\n") == "YO=YO\nYO=YO\nYO=YO\n2.5 PosixPath /tmp/o\n"
+    described = run_cli("describe", d, "--set", "times=3").stdout
+    assert "setting times = 3" in described and "setting greeting = 'hi'" in described
+    assert "console" in load_app(d).params[0][0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--set", "nope=1"], "--set nope=1: start() has no setting 'nope' (settings: greeting"),
+        (["--set", "times=x"], "--set times=x: not an int"),
+        (["--set", "loud=maybe"], "--set loud=maybe: not a boolean"),
+        (["--set", "times"], "--set times: use NAME=VALUE"),
+    ],
+)
+def test_settings_misuse(tmp_path: Path, argv: list[str], message: str) -> None:
+    p = run_cli("run", str(write_app(tmp_path, SETTINGS_APP)), *argv)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == f"miragekit: {message}" + p.stderr.removeprefix(f"miragekit: {message}")
+    assert len(p.stderr.splitlines()) == 1, p.stderr
+
+
+def test_a_setting_without_default_must_be_set(tmp_path: Path) -> None:
+    d = str(write_app(tmp_path, "async def start(port: int) -> None:\n    print(port)\n"))
+    p = run_cli("run", d)
+    assert p.returncode == 2
+    assert p.stderr == (
+        "miragekit: start() parameter 'port' (int) is a setting with no default: "
+        "give --set port=VALUE\n"
+    )
+    p = run_cli("run", d, "--set", "port=8080")
+    assert (p.returncode, p.stdout) == (0, "8080\n")
+
+
+def test_the_runner_provides_a_channel_over_the_console(tmp_path: Path) -> None:
+    body = """
+        from miragekit import v1
+
+        async def start(chan: v1.Channel) -> None:
+            while True:
+                ok, line = await chan.read_until(b"\\n")
+                if not ok:
+                    break
+                chan.write_line(bytes(line).upper())
+                await chan.flush()
+    """
+    d = str(write_app(tmp_path, body))
+    p = run_cli("run", d, stdin="hello\nchannel\n")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.replace("\r\n", "\n") == "HELLO\nCHANNEL\n"
+    assert "CHANNEL: miragekit.channel.Channel (over the CONSOLE)" in run_cli("describe", d).stdout
 
 
 def test_run_links_a_memory_block(tmp_path: Path) -> None:

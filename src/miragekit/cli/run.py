@@ -18,6 +18,7 @@ from ..runner import (
     load_app,
     parse_clock_start,
     parse_forward,
+    parse_setting,
     parse_size,
     run_app,
 )
@@ -84,6 +85,13 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         "direct stack (repeatable)",
     )
     p.add_argument(
+        "--set",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a setting: start()'s parameter NAME (str, int, float, bool or Path) (repeatable)",
+    )
+    p.add_argument(
         "--pcap", metavar="FILE", type=Path, help="record the direct stack's frames to FILE"
     )
     p.add_argument(
@@ -111,6 +119,7 @@ def _options(args: argparse.Namespace) -> Options:
         dhcp=args.dhcp,
         ip6=tuple(args.ip6),
         offload=args.offload,
+        settings=tuple(parse_setting(s) for s in args.set),
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import v1
-from ._app import App
+from ._app import App, settings_values
 from ._forward import Forwarder, kernel_forwarder, vnet_forwarder
 from ._options import Options
 from ._providers import Choice, LinkError, choose, signature_name
@@ -40,6 +40,7 @@ def plan(app: App, opts: Options) -> list[Node]:
             nodes[sig] = Node(sig, choice)
         nodes[sig].users.append(user)
 
+    settings_values(app, opts.settings)  # a misused --set fails here, before any device
     for name, sig in app.params:
         visit(sig, f"start({name})", ())
     if opts.forward:
@@ -77,6 +78,8 @@ def describe_text(app: App, opts: Options) -> str:
         lines.append(f"    used by {', '.join(node.users)}")
     for line in describe_forward(opts):
         lines.append(f"  forward {line}")
+    for name, value in settings_values(app, opts.settings).items():
+        lines.append(f"  setting {name} = {value!r}")
     return "\n".join(lines)
 
 
@@ -153,6 +156,7 @@ async def run_app(app: App, opts: Options) -> int:
     stopped: list[int] = []
     try:
         args = {name: await graph.get(sig) for name, sig in app.params}
+        args.update(settings_values(app, opts.settings))
         if (
             opts.net_kind == "vnet"
             and not opts.forward

@@ -51,6 +51,14 @@ def parse_clock_start(text: str) -> float:
     return when.timestamp()
 
 
+def parse_setting(text: str) -> tuple[str, str]:
+    """``--set NAME=VALUE`` -> (NAME, VALUE)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise OptionError(f"--set {text}: use NAME=VALUE, NAME a parameter of start()")
+    return name, value
+
+
 def parse_forward(text: str) -> Forward:
     host, sep, port = text.partition(":")
     try:
@@ -81,6 +89,7 @@ class Options:
     dhcp: bool = False
     ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
     offload: bool = False
+    settings: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, in order
 
     @property
     def net_kind(self) -> str:

@@ -56,6 +56,15 @@ def _console(opts: Options) -> Choice:
     return Choice("miragekit.console.Console (stdin/stdout)", (), build)
 
 
+def _channel(opts: Options) -> Choice:
+    async def build(graph: DeviceSource) -> Any:
+        from ..channel import Channel
+
+        return Channel.create(await graph.get(v1.Console))
+
+    return Choice("miragekit.channel.Channel (over the CONSOLE)", (v1.Console,), build)
+
+
 def _time(opts: Options) -> Choice:
     async def build(_: DeviceSource) -> Any:
         from ..time import Time
@@ -330,6 +339,7 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.FS: _fs,
     v1.Network: _network,
     v1.StackV4: _stack,
+    v1.Channel: _channel,
 }
 
 
@@ -340,9 +350,26 @@ def signature_name(sig: object) -> str:
     return getattr(sig, "__qualname__", repr(sig))
 
 
+def _signature_of(cls: type) -> type | None:
+    """The ``v1`` signature a concrete class implements (the one with most members)."""
+    best: tuple[int, type] | None = None
+    for proto in PROVIDERS:
+        names = {n for n in dir(proto) if not n.startswith("_")}
+        fits = names and all(hasattr(cls, n) for n in names)
+        if fits and (best is None or len(names) > best[0]):
+            best = (len(names), proto)
+    return None if best is None else best[1]
+
+
 def choose(signature: object, opts: Options) -> Choice:
     provider = PROVIDERS.get(signature) if isinstance(signature, type) else None
     if provider is None:
+        if isinstance(signature, type) and (proto := _signature_of(signature)) is not None:
+            raise LinkError(
+                f"{signature.__module__}.{signature.__qualname__} is an implementation: "
+                f"annotate the parameter with its signature, v1.{proto.__name__}, and the "
+                "runner picks the backend"
+            )
         known = ", ".join(f"v1.{getattr(s, '__name__', s)}" for s in PROVIDERS)
         raise LinkError(f"no backend provides {signature_name(signature)} (known: {known})")
     return provider(opts)
