@@ -7,6 +7,7 @@ import contextlib
 import socket
 import struct
 from collections.abc import Coroutine
+from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 import miragekit.testing as testing
 from miragekit.result import EOF, Eof, Error, Ok, Unknown
 from miragekit.testing import FLOW_CHECKS, FlowCheckFailed, MemoryFlow, check_flow, flow_pair
-from miragekit.v1 import Buffer, Buffers, Flow
+from miragekit.v1 import Buffer, Buffers, Flow, TCPFlow
 
 T = TypeVar("T")
 
@@ -282,3 +283,27 @@ def test_conformance_over_loopback_tcp() -> None:
             await server.wait_closed()
 
     run(main())
+
+
+def test_a_pair_stands_in_for_tcp_flows() -> None:
+    """flow_pair() ends satisfy v1.TCPFlow: a TCP handler runs on them unchanged."""
+
+    async def greet(flow: TCPFlow[IPv4Address]) -> None:
+        ip, port = flow.get_dest()
+        await flow.write_nodelay(f"hello {ip}:{port}\n".encode())
+        await flow.writev_nodelay([b"by", memoryview(b"e\n")])
+        await flow.close()
+
+    async def main() -> bytes:
+        client, server = flow_pair()
+        assert client.get_dest() == (IPv4Address("192.0.2.2"), 80)
+        await greet(server)
+        got = bytearray()
+        while isinstance(r := await client.read(), Ok):
+            got += r.value
+        return bytes(got)
+
+    assert run(main()) == b"hello 192.0.2.1:49152\nbye\n"
+    ends = ((IPv4Address("10.0.0.1"), 1234), (IPv4Address("10.0.0.2"), 7))
+    a, b = flow_pair(ends=ends)
+    assert (a.get_dest(), b.get_dest()) == (ends[1], ends[0])
