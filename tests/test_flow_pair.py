@@ -241,7 +241,7 @@ class SocketFlow:
         return EOF if self.closed else Ok(None)
 
     async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[Unknown]:
-        return await self.write(b"".join(bufs))
+        return await self.write(b"".join(bytes(b) for b in bufs))
 
     async def close(self) -> None:
         if not self.closed:

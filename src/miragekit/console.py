@@ -19,6 +19,7 @@ import stat
 from typing import Self
 
 from . import v1
+from ._buffers import flat
 from .result import EOF, ConsoleError, Eof, Error, InvalidConsole, Ok
 
 READ_CHUNK = 65536
@@ -166,11 +167,11 @@ class Console:
 
     async def write(self, buf: v1.Buffer) -> Ok[None] | Eof | Error[ConsoleError]:
         """Write all of ``buf``; ``EOF`` once closed or when the reader has gone."""
-        return await self._write(memoryview(buf).cast("B"))
+        return await self._write(flat(buf))
 
     async def writev(self, bufs: v1.Buffers) -> Ok[None] | Eof | Error[ConsoleError]:
         """Write all of ``bufs``, in order, without another write in between."""
-        return await self._write(memoryview(b"".join(bufs)))
+        return await self._write(memoryview(b"".join(map(flat, bufs))))
 
     async def close(self) -> None:
         """Finish the writes in progress, then end: ``read`` and ``write`` give ``EOF``."""

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
+from .._buffers import flat
 from ..clock import Clock as HostClock
 from ..result import (
     BlockDevice,
@@ -554,7 +555,7 @@ class FatFS:
     async def write(self, path: str, offset: int, data: Buffer) -> Ok[None] | Error[FSError]:
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
-        return await self._run(self._do_write, path, offset, memoryview(data).cast("B"))
+        return await self._run(self._do_write, path, offset, flat(data))
 
     async def _do_write(self, v: _Volume, path: str, offset: int, data: memoryview) -> None:
         d, e = await self._lookup(v, path)

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, Protocol, Self, cast
 
 from .. import tcp as tcpcore
+from .._buffers import flat
 from ..result import EOF, Eof, Error, Ok, Refused, TCPError, Timeout, Unknown
 from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
@@ -180,7 +181,7 @@ class TCPFlow(Generic[A]):
         return Ok(None) if r is None else r
 
     async def _send(self, buf: Buffer, *, nodelay: bool) -> Eof | Error[TCPError] | None:
-        view = memoryview(buf).cast("B")
+        view = flat(buf)
         conn = self._conn
         while True:
             if self._closed:

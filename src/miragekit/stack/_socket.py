@@ -31,6 +31,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Final, Literal, Self
 
 from .. import v1
+from .._buffers import flat
 from ..result import EOF, Eof, Error, Ok, Refused, StackError, TCPError, Timeout, UDPError, Unknown
 
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -117,7 +118,7 @@ class SocketFlow:
                 return Error(_RESET)
             return EOF if lost is None else Error(Unknown(f"write: {lost}"))
         try:
-            self._writer.writelines(bufs)
+            self._writer.writelines([flat(b) for b in bufs])
             await self._drain()
         except (ConnectionResetError, BrokenPipeError):
             self._reset = True

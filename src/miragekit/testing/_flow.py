@@ -30,6 +30,7 @@ from collections import deque
 from ipaddress import IPv4Address
 from typing import Final
 
+from .._buffers import flat
 from ..result import EOF, Eof, Error, Ok, Unknown
 from ..v1 import Buffer, Buffers, Flow, TCPFlow
 
@@ -153,7 +154,7 @@ class MemoryFlow:
             return await self._put(data)
 
     async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[Unknown]:
-        data = b"".join(bufs)
+        data = b"".join(map(flat, bufs))
         async with self._lock:
             return await self._put(data)
 

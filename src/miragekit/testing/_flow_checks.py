@@ -95,6 +95,15 @@ async def _bytes_like_inputs(a: AnyFlow, b: AnyFlow) -> None:
     _expect(await _read_exactly(b, 10) == b"abcdefghij", "bytes-like inputs corrupted")
 
 
+async def _strided_buffers(a: AnyFlow, b: AnyFlow) -> None:
+    # A memoryview with a step is a valid buffer: its bytes are sent (copied), not refused.
+    await _write(a, memoryview(b"aXbXcX")[::2])
+    r = await a.writev([memoryview(bytearray(b"dYeY"))[::2], b"f", memoryview(b"gZZh")[::3]])
+    _expect(isinstance(r, Ok), f"writev of strided memoryviews gave {r!r}")
+    got = await _read_exactly(b, 8)
+    _expect(got == b"abcdefgh", f"strided buffers arrived as {got!r}, expected b'abcdefgh'")
+
+
 async def _partial_reads(a: AnyFlow, b: AnyFlow) -> None:
     # Several writes of different sizes: reads may split or join them; only the byte
     # sequence is the contract.
@@ -298,6 +307,7 @@ async def _write_after_peer_reset(a: AnyFlow, b: AnyFlow) -> None:
 _CHECKS: dict[str, _Check] = {
     "both_ways": _both_ways,
     "bytes_like_inputs": _bytes_like_inputs,
+    "strided_buffers": _strided_buffers,
     "partial_reads": _partial_reads,
     "writev_ordering": _writev_ordering,
     "large_transfer": _large_transfer,
