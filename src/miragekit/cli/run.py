@@ -78,11 +78,11 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--forward",
-        metavar="HOSTPORT:PORT",
+        metavar="[udp:]HOSTPORT:PORT",
         action="append",
         default=[],
-        help="accept TCP on 127.0.0.1:HOSTPORT and carry it to the app's PORT through the "
-        "direct stack (repeatable)",
+        help="accept TCP (or with udp: datagrams) on 127.0.0.1:HOSTPORT and carry it to the "
+        "app's PORT through the direct stack (repeatable)",
     )
     p.add_argument(
         "--set",

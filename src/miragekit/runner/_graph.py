@@ -65,7 +65,8 @@ def describe_forward(opts: Options, ports: list[int] | None = None) -> list[str]
         via = f"through the host kernel and {opts.tap_name}"
     hp = ports if ports is not None else [f.host_port for f in opts.forward]
     return [
-        f"127.0.0.1:{h} -> {app_ip}:{f.port} {via}" for h, f in zip(hp, opts.forward, strict=True)
+        f"127.0.0.1:{h} -> {app_ip}:{f.port}{' (UDP)' if f.proto == 'udp' else ''} {via}"
+        for h, f in zip(hp, opts.forward, strict=True)
     ]
 
 

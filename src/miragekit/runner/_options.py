@@ -25,13 +25,15 @@ class OptionError(Exception):
 
 @dataclass(frozen=True)
 class Forward:
-    """``--forward HOSTPORT:PORT``: 127.0.0.1:HOSTPORT on the host to the app's PORT."""
+    """``--forward [tcp:|udp:]HOSTPORT:PORT``: 127.0.0.1:HOSTPORT on the host to the app's
+    PORT, for TCP connections (the default) or UDP datagrams."""
 
     host_port: int
     port: int
+    proto: str = "tcp"
 
     def __str__(self) -> str:
-        return f"{self.host_port}:{self.port}"
+        return f"{'udp:' if self.proto == 'udp' else ''}{self.host_port}:{self.port}"
 
 
 def parse_clock_start(text: str) -> float:
@@ -60,13 +62,19 @@ def parse_setting(text: str) -> tuple[str, str]:
 
 
 def parse_forward(text: str) -> Forward:
-    host, sep, port = text.partition(":")
+    proto, rest = "tcp", text
+    for p in ("tcp", "udp"):
+        if text.startswith(p + ":"):
+            proto, rest = p, text[len(p) + 1 :]
+    host, sep, port = rest.partition(":")
     try:
         if not sep:
             raise ValueError
-        f = Forward(int(host), int(port))
+        f = Forward(int(host), int(port), proto)
     except ValueError:
-        raise OptionError(f"--forward {text}: use HOSTPORT:PORT, e.g. 8080:80") from None
+        raise OptionError(
+            f"--forward {text}: use [tcp:|udp:]HOSTPORT:PORT, e.g. 8080:80 or udp:5353:53"
+        ) from None
     if not 0 <= f.host_port <= 65535 or not 1 <= f.port <= 65535:
         raise OptionError(f"--forward {text}: ports are 1 to 65535 (HOSTPORT 0: any free port)")
     return f
@@ -234,11 +242,11 @@ class Options:
                 )
             if self.sim:
                 raise OptionError("--forward carries real connections: it cannot run with --sim")
-            seen: set[int] = set()
+            seen: set[tuple[str, int]] = set()
             for f in self.forward:
-                if f.host_port and f.host_port in seen:
+                if f.host_port and (f.proto, f.host_port) in seen:
                     raise OptionError(f"--forward {f}: host port {f.host_port} given twice")
-                seen.add(f.host_port)
+                seen.add((f.proto, f.host_port))
             if kind == "vnet":
                 self.host_side()
 
