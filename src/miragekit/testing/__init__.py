@@ -1,7 +1,8 @@
-"""Testing kits: in-memory flow pairs and conformance suites for FLOW, BLOCK, KV_RO, FS.
+"""Testing kits: in-memory flow pairs and conformance suites for FLOW, BLOCK, KV_RO, FS
+and NETWORK.
 
-Each suite is a plain async function taking a factory for the implementation under
-test; run them from any test framework (see ``tests/`` for how we run them).
+Each suite is ``await check_x(factory, ..., only=None, timeout=60)``, raising one
+:class:`ConformanceError` naming the failed check; see ``docs/testing.md``.
 """
 
 from ._conformance import ConformanceError as ConformanceError
