@@ -174,7 +174,8 @@ class Console:
         return await self._write(memoryview(b"".join(map(flat, bufs))))
 
     async def close(self) -> None:
-        """Finish the writes in progress, then end: ``read`` and ``write`` give ``EOF``."""
+        """End: ``read`` and ``write`` give ``EOF``, those waiting too (a write waiting for
+        a stalled reader ends with what was written so far)."""
         if self._closing:
             return
         self._closing = True
@@ -223,6 +224,8 @@ class Console:
                     n = os.write(side.fd, data)
                 except BlockingIOError:
                     await self._wait(side, write=True)
+                    if self._closing:  # close() does not wait for a reader that stalls
+                        return EOF
                     continue
                 except BrokenPipeError:
                     return EOF
