@@ -255,6 +255,10 @@ async def _check_bad_requests(make_device: MakeBlock) -> None:
             expect(
                 all(o == bytes(len(o)) for o in outs), f"a refused read ({what}) wrote into buffers"
             )
+        # A strided view cannot be read into in place: BLOCK refuses one (both ways alike).
+        strided = memoryview(bytearray(2 * ss))[::2]
+        await _raises(ValueError, "write of a strided memoryview", dev.write, 0, [strided])
+        await _raises(ValueError, "read into a strided memoryview", dev.read, 0, [strided])
         await _raises(TypeError, "read into bytes", dev.read, 0, [bytes(ss)])
         await _raises(TypeError, "read into one buffer, not a list", dev.read, 0, bytearray(ss))
         expect(await _read(dev, 0, 2, ss) == before[0], "a refused write changed sectors 0-1")
