@@ -194,3 +194,4 @@ def test_forward_udp_to_the_echo_example_through_the_runner() -> None:
             s.settimeout(5)
             s.sendto(b"over udp", ("127.0.0.1", port))
             assert s.recvfrom(2048)[0] == b"over udp"
+    assert any(line.endswith("; 1 datagrams to the app, 1 back") for line in r.lines), r.lines

@@ -35,9 +35,11 @@ Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 Connect = Callable[[int], Awaitable[Streams]]
 
 SendDatagram = Callable[[bytes], Awaitable[None]]
-OpenUdp = Callable[[int, Callable[[bytes], None]], Awaitable[SendDatagram]]
+OpenUdp = Callable[
+    [int, Callable[[bytes], None]], Awaitable[tuple[SendDatagram, Callable[[], None]]]
+]
 """``open(port, on_reply)``: a far-side sender to the app's UDP ``port`` whose replies
-come to ``on_reply``; one per host client."""
+come to ``on_reply``, and how to close it; one per host client."""
 
 _CHUNK = 64 * 1024
 
@@ -63,7 +65,7 @@ class _UdpRule(asyncio.DatagramProtocol):
         self._open = open_udp
         self._counters = counters
         self._transport: Any = None  # the host's datagram transport
-        self._far: dict[Any, asyncio.Future[SendDatagram]] = {}
+        self._far: dict[Any, asyncio.Future[tuple[SendDatagram, Callable[[], None]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -79,7 +81,7 @@ class _UdpRule(asyncio.DatagramProtocol):
         if far is None:
             far = self._far[addr] = asyncio.ensure_future(self._open(self.port, self._reply(addr)))
         try:
-            send = await far
+            send, _ = await far
             await send(data)
         except OSError:
             return
@@ -98,6 +100,12 @@ class _UdpRule(asyncio.DatagramProtocol):
     def close(self) -> None:
         for t in self._tasks:
             t.cancel()
+        for far in self._far.values():
+            if far.done() and not far.cancelled() and far.exception() is None:
+                far.result()[1]()
+            else:
+                far.cancel()
+        self._far.clear()
         if self._transport is not None:
             self._transport.close()
 
@@ -286,7 +294,9 @@ async def vnet_forwarder(
 
     source_ports = iter(range(49152, 65536))
 
-    async def open_udp(port: int, on_reply: Callable[[bytes], None]) -> SendDatagram:
+    async def open_udp(
+        port: int, on_reply: Callable[[bytes], None]
+    ) -> tuple[SendDatagram, Callable[[], None]]:
         sport = next(source_ports)
 
         async def reply(src: Any, dst: Any, src_port: int, buf: memoryview) -> None:
@@ -298,7 +308,7 @@ async def vnet_forwarder(
         async def send(data: bytes) -> None:
             await stack.udpv4().write(data, dest_ip=app_ip, dest_port=port, source_port=sport)
 
-        return send
+        return send, lambda: None  # the host's stack goes with the forwarder
 
     fwd = Forwarder(
         rules,
@@ -315,7 +325,9 @@ def kernel_forwarder(rules: tuple[Forward, ...], app_ip: Any, tap: str) -> Forwa
     async def connect(port: int) -> Streams:
         return await asyncio.wait_for(asyncio.open_connection(str(app_ip), port), 10)
 
-    async def open_udp(port: int, on_reply: Callable[[bytes], None]) -> SendDatagram:
+    async def open_udp(
+        port: int, on_reply: Callable[[bytes], None]
+    ) -> tuple[SendDatagram, Callable[[], None]]:
         class Replies(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: Any) -> None:
                 on_reply(data)
@@ -327,7 +339,7 @@ def kernel_forwarder(rules: tuple[Forward, ...], app_ip: Any, tap: str) -> Forwa
         async def send(data: bytes) -> None:
             transport.sendto(data)
 
-        return send
+        return send, transport.close
 
     return Forwarder(
         rules, connect, open_udp=open_udp, describe=f"through the host kernel and {tap}"

@@ -199,7 +199,12 @@ async def run_app(app: App, opts: Options) -> int:
             print(
                 f"miragekit: forwarded {c.accepted} connection{'' if c.accepted == 1 else 's'} ({c.completed} completed, "
                 f"{c.aborted} aborted, {c.failed} failed), {c.to_app} bytes to the app, "
-                f"{c.from_app} bytes back",
+                f"{c.from_app} bytes back"
+                + (
+                    f"; {c.datagrams_to_app} datagrams to the app, {c.datagrams_from_app} back"
+                    if any(f.proto == "udp" for f in opts.forward)
+                    else ""
+                ),
                 file=sys.stderr,
                 flush=True,
             )
