@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
 from miragekit.net import TapNetif
 from miragekit.testing import check_network_pair
@@ -27,6 +28,14 @@ async def main() -> None:
     async def pair() -> tuple[Network, Network]:
         a = (await TapNetif.connect("mk-a")).unwrap()
         b = (await TapNetif.connect("mk-b")).unwrap()
+        # Attaching gives the device its carrier; the bridge forwards once it noticed.
+        for _ in range(200):
+            states = [
+                Path(f"/sys/class/net/{t}/brport/state").read_text() for t in ("mk-a", "mk-b")
+            ]
+            if states == ["3\n", "3\n"]:  # BR_STATE_FORWARDING
+                break
+            await asyncio.sleep(0.01)
         return a, b
 
     await check_network_pair(pair)

@@ -19,6 +19,7 @@ import pytest
 
 from miragekit import v1
 from miragekit.block import MemoryBlock
+from miragekit.block._checks import check_request
 from miragekit.fs import FatFS
 from miragekit.macaddr import MacAddr
 from miragekit.net import VnetIf, VnetSwitch
@@ -168,8 +169,9 @@ class _WriteBackCache(_Block):
         self.cache: dict[int, bytes] = {}
 
     async def write(self, sector_start: int, buffers: Any) -> Any:
+        check_request(sector_start, buffers, 512, 2048, writable=False)
         data = b"".join(bytes(b) for b in buffers)
-        r = await self.store.read(sector_start, [bytearray(len(data))])  # range checks
+        r = await self.store.read(sector_start, [bytearray(len(data))])
         if isinstance(r, Ok):
             for i in range(len(data) // 512):
                 self.cache[sector_start + i] = data[i * 512 : (i + 1) * 512]

@@ -9,8 +9,11 @@ under ``timeout``, and raises :class:`ConformanceError` for the first that fails
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
+
+D = TypeVar("D")
 
 
 class ConformanceError(AssertionError):
@@ -82,4 +85,47 @@ async def run_checks(
             raise ConformanceError(name, f"raised {type(e).__name__}: {e}") from e
 
 
-__all__ = ["CheckFailed", "ConformanceError", "expect", "fail", "run_checks", "select", "within"]
+def on_pair(check: Callable[[D, D], Awaitable[None]]) -> Callable[[tuple[D, D]], Awaitable[None]]:
+    """``check(a, b)`` as a check of the pair ``(a, b)``."""
+
+    async def run(pair: tuple[D, D]) -> None:
+        await check(*pair)
+
+    return run
+
+
+async def run_on_fresh(
+    make: Callable[[], Any],
+    checks: Mapping[str, Callable[[D], Awaitable[None]]],
+    release: Callable[[D], Awaitable[None]],
+    only: Collection[str] | None,
+    timeout: float,
+) -> None:
+    """:func:`run_checks` with each check on a fresh device (or pair) from ``make``
+    (called, and awaited if it gives an awaitable), released afterwards."""
+
+    def bind(check: Callable[[D], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            made = make()
+            dev: D = await made if inspect.isawaitable(made) else made
+            try:
+                await check(dev)
+            finally:
+                await release(dev)
+
+        return run
+
+    await run_checks({name: bind(c) for name, c in checks.items()}, only, timeout)
+
+
+__all__ = [
+    "CheckFailed",
+    "ConformanceError",
+    "expect",
+    "fail",
+    "on_pair",
+    "run_checks",
+    "run_on_fresh",
+    "select",
+    "within",
+]

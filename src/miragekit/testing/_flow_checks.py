@@ -23,7 +23,7 @@ from typing import Any
 
 from ..result import EOF, Error, Ok
 from ..v1 import Flow
-from ._conformance import ConformanceError, expect, fail, run_checks, within
+from ._conformance import ConformanceError, expect, fail, on_pair, run_on_fresh, within
 
 AnyFlow = Flow[Any]
 FlowPair = tuple[AnyFlow, AnyFlow]
@@ -340,16 +340,9 @@ async def check_flow(
     every pair are closed afterwards.
     """
 
-    def bind(name: str) -> Callable[[], Awaitable[None]]:
-        async def check() -> None:
-            made = make_pair()
-            a, b = await made if inspect.isawaitable(made) else made
-            try:
-                await _CHECKS[name](a, b)
-            finally:
-                await a.close()
-                await b.close()
+    async def close_both(pair: FlowPair) -> None:
+        await pair[0].close()
+        await pair[1].close()
 
-        return check
-
-    await run_checks({n: bind(n) for n in _CHECKS}, only, timeout)
+    checks = {name: on_pair(c) for name, c in _CHECKS.items()}
+    await run_on_fresh(make_pair, checks, close_both, only, timeout)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Collection
 
 from ..macaddr import MacAddr
 from ..v1 import Network
-from ._conformance import expect, fail, run_checks
+from ._conformance import expect, fail, on_pair, run_on_fresh
 
 #: IEEE 802 "local experimental" ethertype: no stack answers it.
 ETHERTYPE_TEST = b"\x88\xb5"
@@ -212,15 +212,9 @@ async def check_network_pair(
 ) -> None:
     """Run the NETWORK checks (all, or those in ``only``), each on a fresh pair."""
 
-    def bind(name: str) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            a, b = await make_pair()
-            try:
-                await _CHECKS[name](a, b)
-            finally:
-                await a.disconnect()
-                await b.disconnect()
+    async def disconnect_both(pair: tuple[Network, Network]) -> None:
+        await pair[0].disconnect()
+        await pair[1].disconnect()
 
-        return run
-
-    await run_checks({n: bind(n) for n in _CHECKS}, only, timeout)
+    checks = {name: on_pair(c) for name, c in _CHECKS.items()}
+    await run_on_fresh(make_pair, checks, disconnect_both, only, timeout)

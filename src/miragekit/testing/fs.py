@@ -25,7 +25,7 @@ from ..result import (
     Ok,
 )
 from ..v1 import FS, Stat
-from ._conformance import expect, fail, run_checks
+from ._conformance import expect, fail, run_on_fresh
 
 FSFactory = Callable[[], Awaitable[FS]]
 ReconnectFS = Callable[[FS], Awaitable[FS]]
@@ -227,12 +227,9 @@ async def _fill_for_durability(fs: FS) -> dict[str, bytes]:
     return files
 
 
-async def _check_durable(make: FSFactory, reconnect: ReconnectFS) -> None:
-    fs = await make()
-    try:
-        files = await _fill_for_durability(fs)
-    finally:
-        await fs.disconnect()
+async def _check_durable(fs: FS, reconnect: ReconnectFS) -> None:
+    files = await _fill_for_durability(fs)
+    await fs.disconnect()
     again = await reconnect(fs)
     try:
         root = _ok(await again.listdir("/"), "listdir / after remount")
@@ -273,22 +270,13 @@ async def check_fs(
     """Run the checks (all, or those named in ``only``), each on a fresh empty
     filesystem from ``make``; raise :class:`ConformanceError` for the first failure."""
 
-    def bind(check: Check) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            fs = await make()
-            try:
-                await check(fs)
-            finally:
-                await fs.disconnect()
+    async def durable(fs: FS) -> None:
+        await _check_durable(fs, reconnect)
 
-        return run
+    async def disconnect(fs: FS) -> None:
+        await fs.disconnect()
 
-    async def durable() -> None:
-        await _check_durable(make, reconnect)
-
-    checks = {name: bind(c) for name, c in _CHECKS.items()}
-    checks["durable"] = durable
-    await run_checks(checks, only, timeout)
+    await run_on_fresh(make, {**_CHECKS, "durable": durable}, disconnect, only, timeout)
 
 
 __all__ = ["FS_CHECKS", "FSFactory", "ReconnectFS", "check_fs"]

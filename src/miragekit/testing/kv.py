@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from .. import io_page, v1
 from ..result import Error, Ok, UnknownKey
-from ._conformance import expect, fail, run_checks
+from ._conformance import expect, fail, run_on_fresh
 
 MakeStore = Callable[[Mapping[str, bytes]], Awaitable[v1.KVRO]]
 """Build a store holding exactly the given keys and values."""
@@ -177,7 +177,9 @@ async def _listing(store: v1.KVRO, data: dict[str, bytes]) -> None:
         expect(sorted(listed) == keys, f"keys() gave {sorted(listed)}, want {keys}")
 
 
-_CHECKS: dict[str, Callable[[v1.KVRO, dict[str, bytes]], Awaitable[None]]] = {
+_Check = Callable[[v1.KVRO, dict[str, bytes]], Awaitable[None]]
+
+_CHECKS: dict[str, _Check] = {
     "sizes_and_values": _sizes_and_values,
     "boundary_reads": _boundary_reads,
     "chunked_reads": _chunked_reads,
@@ -206,17 +208,17 @@ async def check_kv_ro(
     """
     data = default_contents() if contents is None else dict(contents)
 
-    def bind(name: str) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            store = await make_store(data)
-            try:
-                await _CHECKS[name](store, data)
-            finally:
-                await store.disconnect()
+    def with_data(check: _Check) -> Callable[[v1.KVRO], Awaitable[None]]:
+        async def run(store: v1.KVRO) -> None:
+            await check(store, data)
 
         return run
 
-    await run_checks({n: bind(n) for n in _CHECKS}, only, timeout)
+    async def disconnect(store: v1.KVRO) -> None:
+        await store.disconnect()
+
+    checks = {name: with_data(c) for name, c in _CHECKS.items()}
+    await run_on_fresh(lambda: make_store(data), checks, disconnect, only, timeout)
 
 
 __all__ = ["KV_RO_CHECKS", "MakeStore", "check_kv_ro", "default_contents"]
