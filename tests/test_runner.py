@@ -393,14 +393,7 @@ CLOCK_APP = """
 
 
 def run_clock_app(d: Path, *extra: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "miragekit", "run", str(d), "--sim", *extra],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("run", str(d), "--sim", *extra)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -413,14 +406,7 @@ def test_kv_over_a_fat_image(tmp_path: Path) -> None:
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
     subprocess.run(["mcopy", "-i", str(img), str(secret), "::secret"], check=True, env=env)
     before = img.read_bytes()
-    proc = subprocess.run(
-        [sys.executable, "-m", "miragekit", "run", str(ROOT / "examples/kv_ro"), "--kv", str(img)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("run", str(ROOT / "examples/kv_ro"), "--kv", str(img))
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.replace("\r\n", "\n")
     assert "1 key(s)\nsecret (20 bytes)\n  mirage kv_ro secret\n" in out, out
