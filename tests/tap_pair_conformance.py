@@ -7,7 +7,7 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from miragekit.net import TapNetif
+from miragekit.link import TapNetif
 from miragekit.testing import check_network_pair
 from miragekit.v1 import Network
 

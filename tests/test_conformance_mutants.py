@@ -21,8 +21,8 @@ from miragekit import v1
 from miragekit.block import MemoryBlock
 from miragekit.block._checks import check_request
 from miragekit.fs import FatFS
+from miragekit.link import VnetIf, VnetSwitch
 from miragekit.macaddr import MacAddr
-from miragekit.net import VnetIf, VnetSwitch
 from miragekit.result import Error, Ok, UnknownKey
 from miragekit.testing import (
     ConformanceError,

@@ -13,7 +13,7 @@ import pytest
 from tests.flowkit import drain_hash
 
 from miragekit import sim
-from miragekit.net import LinkParams, VnetSwitch
+from miragekit.link import LinkParams, VnetSwitch
 from miragekit.result import EOF, Error, Ok, Refused, Timeout
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from miragekit import v1
-from miragekit.net import VnetSwitch
+from miragekit.link import VnetSwitch
 from miragekit.result import Error, Ok
 from miragekit.runner import Forward, Forwarder
 from miragekit.runner._forward import vnet_forwarder

@@ -337,7 +337,7 @@ def test_describe_shows_the_network_pcap_stack_and_forwards(
     argv = ["describe", echo, "--net", "vnet", "--pcap", str(pcap), "--forward", "8007:7"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert f"NETWORK: miragekit.net.PcapNetif ({pcap}) over miragekit.net.VnetIf" in out
+    assert f"NETWORK: miragekit.link.PcapNetif ({pcap}) over miragekit.link.VnetIf" in out
     assert "STACKV4: miragekit.stack.DirectStackV4 (10.0.0.2/24)" in out
     assert "needs NETWORK" in out and "used by start(stack), --forward" in out
     assert "forward 127.0.0.1:8007 -> 10.0.0.2:7 through the host's DirectStackV4 10.0.0.1" in out
@@ -351,7 +351,7 @@ def test_describe_shows_the_network_pcap_stack_and_forwards(
     assert main(["describe", echo]) == 0
     assert "SocketStackV4 (host sockets on 127.0.0.1)" in capsys.readouterr().out
     assert main(["describe", echo, "--net", "tap:mk-y", "--offload"]) == 0
-    assert "NETWORK: miragekit.net.TapNetif (mk-y, offload)" in capsys.readouterr().out
+    assert "NETWORK: miragekit.link.TapNetif (mk-y, offload)" in capsys.readouterr().out
 
 
 SIM_APP = """

@@ -51,7 +51,7 @@ def test_vxlan_stack_built_from_the_spec(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "ip 10.42.0.7"
     d = miragekit("describe", a, "--net", "vxlan:42@127.0.0.1:0", "--ip", "10.42.0.7/24")
-    assert "miragekit.net.VxlanNetif (vxlan:42@127.0.0.1:0)" in d.stdout
+    assert "miragekit.link.VxlanNetif (vxlan:42@127.0.0.1:0)" in d.stdout
 
 
 @pytest.mark.parametrize(

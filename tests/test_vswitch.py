@@ -18,8 +18,8 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
 from miragekit import sim, v1
+from miragekit.link import FrameLink, LinkParams, PcapNetif, VnetIf, VnetSwitch
 from miragekit.macaddr import MacAddr
-from miragekit.net import FrameLink, LinkParams, PcapNetif, VnetIf, VnetSwitch
 from miragekit.result import Error, Ok, Unknown
 from miragekit.testing import NETWORK_CHECKS, check_network_pair
 

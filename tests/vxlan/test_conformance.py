@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from miragekit.net import VxlanConfig, VxlanNetif
+from miragekit.link import VxlanConfig, VxlanNetif
 from miragekit.result import Ok
 from miragekit.testing import NETWORK_CHECKS, check_network_pair
 from miragekit.v1 import Network

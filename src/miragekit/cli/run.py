@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,14 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         help="a setting: start()'s parameter NAME (str, int, float, bool or Path) (repeatable)",
     )
     p.add_argument(
+        "--dns",
+        metavar="IP",
+        action="append",
+        default=[],
+        help="a DNS server for the app's resolver (repeatable; default: the DHCP lease's "
+        "on the direct stack, the host's on --net socket); see docs/dns.md",
+    )
+    p.add_argument(
         "--pcap", metavar="FILE", type=Path, help="record the direct stack's frames to FILE"
     )
     p.add_argument(
@@ -100,6 +109,13 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         help="--net tap: checksum and segmentation offload (64 KiB TCP segments to and "
         "from the kernel)",
     )
+
+
+def _dns_server(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise OptionError(f"--dns {text}: not an IP address (e.g. --dns 10.0.0.1)") from None
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -120,6 +136,7 @@ def _options(args: argparse.Namespace) -> Options:
         ip6=tuple(args.ip6),
         offload=args.offload,
         settings=tuple(parse_setting(s) for s in args.set),
+        dns=tuple(_dns_server(a) for a in args.dns),
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

@@ -98,6 +98,7 @@ class Options:
     ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
     offload: bool = False
     settings: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, in order
+    dns: tuple[str, ...] = ()  # --dns IP (repeatable)
 
     @property
     def net_kind(self) -> str:
@@ -160,7 +161,7 @@ class Options:
                 "vxlan:VNI@ADDR[:PORT],REMOTE[:PORT]..."
             )
         if kind == "vxlan":
-            from ..net import parse_vxlan_spec
+            from ..link import parse_vxlan_spec
 
             try:
                 parse_vxlan_spec(self.net)

@@ -193,36 +193,36 @@ def _network(opts: Options) -> Choice:
     def wrap(netif: Any) -> Any:
         if pcap is None:
             return netif
-        from ..net import PcapNetif
+        from ..link import PcapNetif
 
         try:
             return PcapNetif(netif, pcap)
         except OSError as e:
             raise LinkError(f"--pcap {pcap}: {e.strerror or e}") from None
 
-    over = f"miragekit.net.PcapNetif ({pcap}) over " if pcap is not None else ""
+    over = f"miragekit.link.PcapNetif ({pcap}) over " if pcap is not None else ""
     if kind == "vnet":
 
         async def vnet(_: DeviceSource) -> Any:
-            from ..net import VnetSwitch
+            from ..link import VnetSwitch
 
             switch = VnetSwitch(seed=opts.seed)
             return wrap(switch.add_interface("app"))
 
-        return Choice(f"{over}miragekit.net.VnetIf ('app' on a new VnetSwitch)", (), vnet)
+        return Choice(f"{over}miragekit.link.VnetIf ('app' on a new VnetSwitch)", (), vnet)
     if kind == "vxlan":
         spec = opts.net
 
         async def vxlan(_: DeviceSource) -> Any:
-            from ..net import VxlanNetif
+            from ..link import VxlanNetif
 
             return wrap(_unwrap(f"--net {spec}", await VxlanNetif.connect(spec)))
 
-        return Choice(f"{over}miragekit.net.VxlanNetif ({spec})", (), vxlan)
+        return Choice(f"{over}miragekit.link.VxlanNetif ({spec})", (), vxlan)
     name = opts.tap_name
 
     async def tap(_: DeviceSource) -> Any:
-        from ..net import TapNetif
+        from ..link import TapNetif
 
         r = await TapNetif.connect(name, offload=opts.offload)
         if isinstance(r, Error):
@@ -238,7 +238,7 @@ def _network(opts: Options) -> Choice:
         return wrap(r.value)
 
     how = f"{name}, offload" if opts.offload else name
-    return Choice(f"{over}miragekit.net.TapNetif ({how})", (), tap)
+    return Choice(f"{over}miragekit.link.TapNetif ({how})", (), tap)
 
 
 def _stack(opts: Options) -> Choice:
@@ -327,6 +327,35 @@ async def _vnet_dhcp_server(netif: Any) -> Any:
     return stack
 
 
+def _resolver(opts: Options) -> Choice:
+    """A resolver over the app's stack: ours on the direct stack, the host's on sockets."""
+
+    async def build(graph: DeviceSource) -> Any:
+        import random
+
+        from ..dns import HostResolver, Resolver
+
+        stack = await graph.get(v1.StackV4)
+        if not opts.direct:
+            return HostResolver(opts.dns)
+        # With --seed, query IDs and source ports replay too (a simulation stays exact).
+        rng = random.Random(f"dns-{opts.seed}") if opts.seed is not None else None
+        return Resolver(stack, opts.dns, rng=rng)
+
+    servers = ", ".join(opts.dns) or ("the DHCP lease's" if opts.dhcp else "none given")
+    if opts.direct:
+        label = f"miragekit.dns.Resolver (servers: {servers})"
+    else:
+        label = f"miragekit.dns.HostResolver ({', '.join(opts.dns) or 'the host resolver'})"
+    return Choice(label, (v1.StackV4,), build)
+
+
+def _dns_types() -> dict[type, Callable[[Options], Choice]]:
+    from ..dns import HostResolver, NameResolver, Resolver
+
+    return {NameResolver: _resolver, Resolver: _resolver, HostResolver: _resolver}
+
+
 #: The signature each application parameter may ask for, and how it is chosen.
 PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Console: _console,
@@ -340,6 +369,7 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Network: _network,
     v1.StackV4: _stack,
     v1.Channel: _channel,
+    **_dns_types(),
 }
 
 
@@ -348,6 +378,13 @@ def signature_name(sig: object) -> str:
         if proto is sig:
             return name
     return getattr(sig, "__qualname__", repr(sig))
+
+
+def _qualified(sig: type) -> str:
+    """``v1.Block`` for a v1 signature, the full dotted name for any other type."""
+    if sig.__module__ == v1.__name__:
+        return f"v1.{sig.__name__}"
+    return f"{sig.__module__}.{sig.__name__}"
 
 
 def _signature_of(cls: type) -> type | None:
@@ -367,9 +404,9 @@ def choose(signature: object, opts: Options) -> Choice:
         if isinstance(signature, type) and (proto := _signature_of(signature)) is not None:
             raise LinkError(
                 f"{signature.__module__}.{signature.__qualname__} is an implementation: "
-                f"annotate the parameter with its signature, v1.{proto.__name__}, and the "
+                f"annotate the parameter with its signature, {_qualified(proto)}, and the "
                 "runner picks the backend"
             )
-        known = ", ".join(f"v1.{getattr(s, '__name__', s)}" for s in PROVIDERS)
+        known = ", ".join(_qualified(s) for s in PROVIDERS)
         raise LinkError(f"no backend provides {signature_name(signature)} (known: {known})")
     return provider(opts)
