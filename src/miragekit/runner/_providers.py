@@ -350,12 +350,6 @@ def _resolver(opts: Options) -> Choice:
     return Choice(label, (v1.StackV4,), build)
 
 
-def _dns_types() -> dict[type, Callable[[Options], Choice]]:
-    from ..dns import HostResolver, NameResolver, Resolver
-
-    return {NameResolver: _resolver, Resolver: _resolver, HostResolver: _resolver}
-
-
 #: The signature each application parameter may ask for, and how it is chosen.
 PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Console: _console,
@@ -369,8 +363,10 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Network: _network,
     v1.StackV4: _stack,
     v1.Channel: _channel,
-    **_dns_types(),
 }
+#: Resolvers, by class name; matched without importing miragekit.dns (and dnspython)
+#: unless the application itself did.
+DNS_TYPES = ("NameResolver", "Resolver", "HostResolver")
 
 
 def signature_name(sig: object) -> str:
@@ -400,6 +396,12 @@ def _signature_of(cls: type) -> type | None:
 
 def choose(signature: object, opts: Options) -> Choice:
     provider = PROVIDERS.get(signature) if isinstance(signature, type) else None
+    if (
+        provider is None
+        and getattr(signature, "__module__", "").startswith("miragekit.dns")
+        and getattr(signature, "__name__", "") in DNS_TYPES
+    ):
+        provider = _resolver
     if provider is None:
         if isinstance(signature, type) and (proto := _signature_of(signature)) is not None:
             raise LinkError(
@@ -407,6 +409,6 @@ def choose(signature: object, opts: Options) -> Choice:
                 f"annotate the parameter with its signature, {_qualified(proto)}, and the "
                 "runner picks the backend"
             )
-        known = ", ".join(_qualified(s) for s in PROVIDERS)
+        known = ", ".join(_qualified(s) for s in PROVIDERS) + ", miragekit.dns.NameResolver"
         raise LinkError(f"no backend provides {signature_name(signature)} (known: {known})")
     return provider(opts)
