@@ -85,6 +85,15 @@ def test_echo_on_tap_with_socat(ns: Ns, tmp_path: Path) -> None:
     assert len(tcp) > 2 * len(data) // 1500
 
 
+def test_udp_forward_on_tap_through_the_kernel(ns: Ns) -> None:
+    args = ["--net", f"tap:{ns.tap}", "--ip", f"{APP_IP}/24", "--forward", "udp:0:7"]
+    with running("examples/echo", *args, netns=ns.name, ready="echo: TCP") as r:
+        (port,) = r.forwarded()
+        for i in range(2):  # two clients: each gets its own replies
+            msg = f"udp through the kernel {i}".encode()
+            assert ns.run("socat", "-t", "2", "-", f"UDP:127.0.0.1:{port}", input=msg) == msg
+
+
 def test_tap_that_is_not_a_tap_is_one_clear_line() -> None:
     p = subprocess.run(
         [sys.executable, "-m", "miragekit", "run", "examples/echo",

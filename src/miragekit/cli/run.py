@@ -20,7 +20,9 @@ from ..runner import (
     describe_dot,
     describe_text,
     load_app,
+    parse_clock_start,
     parse_forward,
+    parse_setting,
     parse_size,
     run_app,
     unused_flags,
@@ -37,7 +39,12 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         default="32M",
         help="size of a new --block file or of the memory block device (default 32M)",
     )
-    p.add_argument("--kv", metavar="DIR|TAR", type=Path, help="KV_RO over a directory or tar")
+    p.add_argument(
+        "--kv",
+        metavar="DIR|TAR|IMG",
+        type=Path,
+        help="KV_RO over a directory, a tar archive or a FAT image (read-only)",
+    )
     p.add_argument("--seed", metavar="N", type=int, help="seed RANDOM and ENTROPY (reproducible)")
     p.add_argument("--sim", action="store_true", help="run in simulated time")
     p.add_argument(
@@ -47,6 +54,12 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_GRACE,
         help="on SIGINT/SIGTERM, seconds live connections get to end before they are "
         f"aborted (default {DEFAULT_GRACE:g})",
+    )
+    p.add_argument(
+        "--clock-start",
+        metavar="WHEN",
+        help="--sim: where CLOCK starts, seconds since 1970 or an ISO date "
+        "(default 2000-01-01T00:00:00Z)",
     )
     p.add_argument(
         "--net",
@@ -78,11 +91,18 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--forward",
-        metavar="HOSTPORT:PORT",
+        metavar="[udp:]HOSTPORT:PORT",
         action="append",
         default=[],
-        help="accept TCP on 127.0.0.1:HOSTPORT and carry it to the app's PORT through the "
-        "direct stack (repeatable)",
+        help="accept TCP (or with udp: datagrams) on 127.0.0.1:HOSTPORT and carry it to the "
+        "app's PORT through the direct stack (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a setting: start()'s parameter NAME (str, int, float, bool or Path) (repeatable)",
     )
     p.add_argument(
         "--dns",
@@ -118,6 +138,7 @@ def _options(args: argparse.Namespace) -> Options:
         kv=args.kv,
         seed=args.seed,
         sim=args.sim,
+        clock_start=None if args.clock_start is None else parse_clock_start(args.clock_start),
         net=args.net,
         ip=args.ip,
         gateway=args.gateway,
@@ -126,6 +147,7 @@ def _options(args: argparse.Namespace) -> Options:
         dhcp=args.dhcp,
         ip6=tuple(args.ip6),
         offload=args.offload,
+        settings=tuple(parse_setting(s) for s in args.set),
         dns=tuple(_dns_server(a) for a in args.dns),
         grace=args.grace,
     )
@@ -160,7 +182,8 @@ def _run(args: argparse.Namespace) -> int:
         if opts.sim:
             from .. import sim
 
-            return sim.run(run_app(app, opts), seed=opts.seed or 0)
+            start = sim.CLOCK_START if opts.clock_start is None else opts.clock_start
+            return sim.run(run_app(app, opts), seed=opts.seed or 0, clock_start=start)
         return asyncio.run(run_app(app, opts))
     except KeyboardInterrupt:
         return 0  # stopped by SIGINT/SIGTERM before or after the runner's own handlers

@@ -15,7 +15,9 @@ from ._options import DEFAULT_GRACE as DEFAULT_GRACE
 from ._options import Forward as Forward
 from ._options import OptionError as OptionError
 from ._options import Options as Options
+from ._options import parse_clock_start as parse_clock_start
 from ._options import parse_forward as parse_forward
+from ._options import parse_setting as parse_setting
 from ._options import parse_size as parse_size
 from ._providers import PROVIDERS as PROVIDERS
 from ._providers import Choice as Choice
@@ -37,7 +39,9 @@ __all__ = [
     "describe_dot",
     "describe_text",
     "load_app",
+    "parse_clock_start",
     "parse_forward",
+    "parse_setting",
     "parse_size",
     "plan",
     "run_app",

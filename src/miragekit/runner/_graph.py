@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import v1
 from ._addresses import report as report_addresses
-from ._app import App
+from ._app import App, settings_values
 from ._forward import Forwarder, kernel_forwarder, vnet_forwarder
 from ._options import Options
 from ._providers import Choice, LinkError, choose, signature_name
@@ -42,6 +42,7 @@ def plan(app: App, opts: Options) -> list[Node]:
             nodes[sig] = Node(sig, choice)
         nodes[sig].users.append(user)
 
+    settings_values(app, opts.settings)  # a misused --set fails here, before any device
     for name, sig in app.params:
         visit(sig, f"start({name})", ())
     if opts.forward:
@@ -99,7 +100,8 @@ def describe_forward(opts: Options, ports: list[int] | None = None) -> list[str]
         via = f"through the host kernel and {opts.tap_name}"
     hp = ports if ports is not None else [f.host_port for f in opts.forward]
     return [
-        f"127.0.0.1:{h} -> {app_ip}:{f.port} {via}" for h, f in zip(hp, opts.forward, strict=True)
+        f"127.0.0.1:{h} -> {app_ip}:{f.port}{' (UDP)' if f.proto == 'udp' else ''} {via}"
+        for h, f in zip(hp, opts.forward, strict=True)
     ]
 
 
@@ -112,6 +114,8 @@ def describe_text(app: App, opts: Options) -> str:
         lines.append(f"    used by {', '.join(node.users)}")
     for line in describe_forward(opts):
         lines.append(f"  forward {line}")
+    for name, value in settings_values(app, opts.settings).items():
+        lines.append(f"  setting {name} = {value!r}")
     return "\n".join(lines)
 
 
@@ -333,7 +337,12 @@ async def run_app(app: App, opts: Options) -> int:
             print(
                 f"miragekit: forwarded {c.accepted} connection{'' if c.accepted == 1 else 's'} ({c.completed} completed, "
                 f"{c.aborted} aborted, {c.failed} failed), {c.to_app} bytes to the app, "
-                f"{c.from_app} bytes back",
+                f"{c.from_app} bytes back"
+                + (
+                    f"; {c.datagrams_to_app} datagrams to the app, {c.datagrams_from_app} back"
+                    if any(f.proto == "udp" for f in opts.forward)
+                    else ""
+                ),
                 file=sys.stderr,
                 flush=True,
             )
@@ -342,6 +351,7 @@ async def run_app(app: App, opts: Options) -> int:
 async def _start_up(app: App, opts: Options, graph: Graph) -> dict[str, Any]:
     """Build the devices ``start`` takes and the forwarder; say what came up."""
     args = {name: await graph.get(sig) for name, sig in app.params}
+    args.update(settings_values(app, opts.settings))
     if (
         opts.net_kind == "vnet"
         and not opts.forward

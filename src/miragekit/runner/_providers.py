@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .. import v1
 from ..result import Error, Ok, message
-from ._options import Options
+from ._options import Options, is_fat
 
 
 class DeviceSource(Protocol):
@@ -56,6 +56,15 @@ def _console(opts: Options) -> Choice:
     return Choice("miragekit.console.Console (stdin/stdout)", (), build)
 
 
+def _channel(opts: Options) -> Choice:
+    async def build(graph: DeviceSource) -> Any:
+        from ..channel import Channel
+
+        return Channel.create(await graph.get(v1.Console))
+
+    return Choice("miragekit.channel.Channel (over the CONSOLE)", (v1.Console,), build)
+
+
 def _time(opts: Options) -> Choice:
     async def build(_: DeviceSource) -> Any:
         from ..time import Time
@@ -67,11 +76,16 @@ def _time(opts: Options) -> Choice:
 
 def _clock(opts: Options) -> Choice:
     async def build(_: DeviceSource) -> Any:
+        if opts.sim:
+            from .. import sim
+
+            return sim.clock()
         from ..clock import Clock
 
         return Clock()
 
-    return Choice("miragekit.clock.Clock", (), build)
+    label = "miragekit.clock.Clock" + (" (simulated, from --clock-start)" if opts.sim else "")
+    return Choice(label, (), build)
 
 
 def _random(opts: Options) -> Choice:
@@ -133,7 +147,7 @@ def _block(opts: Options) -> Choice:
 def _kv(opts: Options) -> Choice:
     path = opts.kv
     if path is None:
-        raise LinkError("a KV_RO store is needed: give --kv DIR or --kv ARCHIVE.tar")
+        raise LinkError("a KV_RO store is needed: give --kv DIR, --kv ARCHIVE.tar or --kv FAT.img")
     if path.is_dir():
 
         async def dirkv(_: DeviceSource) -> Any:
@@ -142,6 +156,17 @@ def _kv(opts: Options) -> Choice:
             return _unwrap(f"--kv {path}", await DirKV.connect(str(path)))
 
         return Choice(f"miragekit.kv.DirKV ({path})", (), dirkv)
+
+    if is_fat(path):
+
+        async def fatkv(_: DeviceSource) -> Any:
+            from ..block import FileBlock
+            from ..fs import FatKV
+
+            blk = _unwrap(f"--kv {path}", await FileBlock.connect(path, read_only=True))
+            return _unwrap(f"--kv {path}", await FatKV.connect(blk))
+
+        return Choice(f"miragekit.fs.FatKV ({path}, read-only)", (), fatkv)
 
     async def tarkv(_: DeviceSource) -> Any:
         from ..kv import TarKV
@@ -350,6 +375,7 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.FS: _fs,
     v1.Network: _network,
     v1.StackV4: _stack,
+    v1.Channel: _channel,
 }
 #: Resolvers, by class name; matched without importing miragekit.dns (and dnspython)
 #: unless the application itself did.
@@ -363,6 +389,24 @@ def signature_name(sig: object) -> str:
     return getattr(sig, "__qualname__", repr(sig))
 
 
+def _qualified(sig: type) -> str:
+    """``v1.Block`` for a v1 signature, the full dotted name for any other type."""
+    if sig.__module__ == v1.__name__:
+        return f"v1.{sig.__name__}"
+    return f"{sig.__module__}.{sig.__name__}"
+
+
+def _signature_of(cls: type) -> type | None:
+    """The ``v1`` signature a concrete class implements (the one with most members)."""
+    best: tuple[int, type] | None = None
+    for proto in PROVIDERS:
+        names = {n for n in dir(proto) if not n.startswith("_")}
+        fits = names and all(hasattr(cls, n) for n in names)
+        if fits and (best is None or len(names) > best[0]):
+            best = (len(names), proto)
+    return None if best is None else best[1]
+
+
 def choose(signature: object, opts: Options) -> Choice:
     provider = PROVIDERS.get(signature) if isinstance(signature, type) else None
     if (
@@ -372,14 +416,12 @@ def choose(signature: object, opts: Options) -> Choice:
     ):
         provider = _resolver
     if provider is None:
-        known = (
-            ", ".join(
-                f"v1.{s.__name__}"
-                if s.__module__ == v1.__name__
-                else f"{s.__module__}.{s.__name__}"
-                for s in PROVIDERS
+        if isinstance(signature, type) and (proto := _signature_of(signature)) is not None:
+            raise LinkError(
+                f"{signature.__module__}.{signature.__qualname__} is an implementation: "
+                f"annotate the parameter with its signature, {_qualified(proto)}, and the "
+                "runner picks the backend"
             )
-            + ", miragekit.dns.NameResolver"
-        )
+        known = ", ".join(_qualified(s) for s in PROVIDERS) + ", miragekit.dns.NameResolver"
         raise LinkError(f"no backend provides {signature_name(signature)} (known: {known})")
     return provider(opts)
