@@ -18,10 +18,12 @@ from ._frame import MetaReceiver as MetaReceiver
 from ._frame import OffloadLink as OffloadLink
 from ._frame import offload_link as offload_link
 from ._frame import send_frames as send_frames
+from ._impair import ImpairCounters as ImpairCounters
+from ._impair import ImpairedLink as ImpairedLink
+from ._impair import LinkParams as LinkParams
 from ._netns import in_netns as in_netns
 from ._pcap import PcapNetif as PcapNetif
 from ._tap import TapNetif as TapNetif
-from ._vswitch import LinkParams as LinkParams
 from ._vswitch import VnetCounters as VnetCounters
 from ._vswitch import VnetIf as VnetIf
 from ._vswitch import VnetSwitch as VnetSwitch
