@@ -394,7 +394,8 @@ class IPv4:
             self._rx_packet = None
             self.rx_csum_ok = False
 
-    def receive_arp(self, packet: memoryview) -> None:
+    def receive_arp(self, packet: memoryview, flags: int = 0) -> None:
+        """One ARP packet (the Ethernet payload); ``flags`` as for :meth:`receive`, unused."""
         self.arp.input(packet, self._loop.time())
 
     def _icmp_input(self, src: int, dst: int, payload: memoryview) -> bool:
