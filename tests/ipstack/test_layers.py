@@ -206,7 +206,7 @@ def test_gratuitous_arp_and_echo() -> None:
         inject(stack, bcast / ICMP(type=8))
         assert link.take() == [] and stack.ipv4.icmp.counters.echo_requests_ignored == 1
         others: list[tuple[str, int]] = []
-        stack.ipv4.set_handler(1, lambda s, d, p: others.append((str(s), p[0])))
+        stack.ipv4.set_handler(1, lambda s, d, p, v: others.append((str(s), p[0])))
         inject(
             stack, from_peer() / IP(src=PEER, dst=US) / ICMP(type=3, code=1) / IP(dst=PEER) / UDP()
         )

@@ -65,7 +65,8 @@ from ._ratelimit import TokenBucket
 from ._timer import Wakeup
 
 Addr = ipaddress.IPv6Address
-Handler = Callable[[Addr, Addr, memoryview], None]
+Handler = Callable[[Addr, Addr, memoryview, bool], None]
+"""A synchronous protocol handler: ``handler(src, dst, payload, verified)``, as for IPv4."""
 """A synchronous protocol handler: ``handler(src, dst, payload)``; the payload view is
 valid only during the call."""
 
@@ -137,7 +138,6 @@ class IPv6:
         self._ethif = ethif
         self._loop = loop or asyncio.get_running_loop()
         self.rng = rng or _loop_rng(self._loop)
-        self.rx_csum_ok = False  # True while delivering a packet the device vouched for
         self._mac = ethif.mac().packed
         self.link_mtu = ethif.mtu
         self.counters = IPv6Counters()
@@ -452,7 +452,7 @@ class IPv6:
 
         ``flags`` (``CSUM_NEEDED``/``CSUM_VALID`` from an :class:`OffloadLink`) say the
         device vouches for the transport checksum, as for IPv4: the transport skips it
-        (:attr:`rx_csum_ok` during the delivery). Such a packet may exceed the MTU.
+        (the handler's ``verified``). Such a packet may exceed the MTU.
         """
         r = self._parse(packet)
         if r is None:
@@ -460,7 +460,7 @@ class IPv6:
         proto, src, dst, payload, pkt, nh_pos = r
         if proto == PROTO_ICMPV6:
             if not self._icmp_input(src, dst, payload, pkt) and self._icmp_handler is not None:
-                self._icmp_handler(self._addr(src), self._addr(dst), payload)
+                self._icmp_handler(self._addr(src), self._addr(dst), payload, False)
             return
         h = self._handlers.get(proto)
         if h is None:
@@ -468,12 +468,11 @@ class IPv6:
             return
         self._rx_packet = pkt
         # A reassembled packet lives in a new buffer: the device's flags are not about it.
-        self.rx_csum_ok = flags != 0 and pkt.obj is packet.obj
+        verified = flags != 0 and pkt.obj is packet.obj
         try:
-            h(self._addr(src), self._addr(dst), payload)
+            h(self._addr(src), self._addr(dst), payload, verified)
         finally:
             self._rx_packet = None
-            self.rx_csum_ok = False
 
     def _no_protocol(self, pkt: memoryview, src: bytes, dst: bytes, nh_pos: int) -> None:
         self.counters.rx_no_protocol += 1

@@ -65,8 +65,6 @@ _TS = struct.Struct("!BBBBII")
 _II = struct.Struct("!II")
 _NOP_NOP_TS = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
 
-# ``TCPRepr(...)`` runs the NamedTuple's generated ``__new__`` (Python code, about half a
-# microsecond); the hot paths build the tuple directly, with every field in order.
 _tuple_new = tuple.__new__
 
 _FLAG_NAMES = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
@@ -353,8 +351,7 @@ class TCPRepr(NamedTuple):
             # No options, or the usual ones of every segment after the handshake (RFC 7323
             # appendix A): the tuple built directly, without the general option walk.
             tsopt = _II.unpack_from(buf, 24) if hl == 32 else None
-            fields = (sport, dport, seq, ack, flags, window, payload)
-            return _tuple_new(cls, (*fields, None, None, False, (), tsopt, urgent, ()))
+            return plain_segment(sport, dport, seq, ack, flags, window, payload, (), tsopt, urgent)
         mss, wscale, sp, sack, ts, unknown = _parse_options(buf[HEADER_LEN:hl])
         return cls(
             sport,
@@ -510,3 +507,53 @@ class TCPRepr(NamedTuple):
         if self.timestamp is not None:
             parts.append(f"ts={self.timestamp}")
         return "TCPRepr(" + " ".join(parts) + ")"
+
+
+# --- the positional layout of TCPRepr, for the per-segment paths --------------------------
+# ``TCPRepr(...)`` runs the NamedTuple's generated ``__new__`` (Python code, about half a
+# microsecond) and each field read is a lookup; the per-segment paths build and take
+# apart the tuple by position instead, through these two functions only.
+
+
+def plain_segment(
+    src_port: int,
+    dst_port: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    payload: Buffer,
+    sack_blocks: tuple[tuple[int, int], ...],
+    timestamp: tuple[int, int] | None,
+    urgent: int = 0,
+) -> TCPRepr:
+    """A segment without the handshake's options (MSS, window scale, SACK-permitted) or
+    unknown ones: what every segment after the handshake is. Built without ``__new__``."""
+    return _tuple_new(
+        TCPRepr,
+        (
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            flags,
+            window,
+            payload,
+            None,
+            None,
+            False,
+            sack_blocks,
+            timestamp,
+            urgent,
+            (),
+        ),
+    )
+
+
+def plain_fields(seg: TCPRepr) -> tuple[int, int, int, int, Buffer, tuple[int, int] | None] | None:
+    """``(seq, ack, flags, window, payload, timestamp)`` of a segment whose only option is
+    timestamps and that has no urgent data (what a prebuilt header covers); else None."""
+    _sp, _dp, seq, ack, flags, window, payload, mss, ws, sackp, sack, ts, urg, unk = seg
+    if urg or sack or mss is not None or ws is not None or sackp or unk:
+        return None
+    return seq, ack, flags, window, payload, ts
