@@ -76,8 +76,12 @@ def _general(ip: IPv4, link: CaptureLink, seg: TCPRepr, raddr: bytes = RADDR) ->
 
 
 def _fast(ip: IPv4, seg: TCPRepr, raddr: bytes = RADDR) -> bytes | None:
+    """The fast path's frame for ``seg``, sent as the driver sends it (a burst of one)."""
     sender = TcpSender(ip, LADDR, raddr, seg.src_port, seg.dst_port)
-    return sender.frame(seg, asyncio.get_running_loop().time())
+    frame = sender.frame(seg, asyncio.get_running_loop().time())
+    if frame is not None:
+        ip.send_frames([frame])
+    return frame
 
 
 def _scapy_checks(frame: bytes) -> None:

@@ -117,11 +117,15 @@ class IPv4:
         self.rng = rng or _loop_rng(self._loop)
         self._mac = ethif.mac().packed
         self.mtu = ethif.mtu
-        self._gen = 0  # bumped by every change that may alter a route or a frame header
+        self.generation = 0
+        """Changes whenever a header from :meth:`prebuilt_header` may be stale: the
+        configuration (address, netmask, gateways, TTL) or the ARP cache changed."""
         self._ttl = ttl
         self.counters = IPv4Counters()
         self._wakeup = Wakeup(self._loop, self._on_timer)
-        self.arp = Arp(self._mac, ethif.sendv, wake=self._wakeup.at, config=arp)
+        self.arp = Arp(
+            self._mac, ethif.sendv, wake=self._wakeup.at, config=arp, on_change=self._changed
+        )
         self.reassembler = Reassembler(wake=self._wakeup.at, config=reassembly)
         self.icmp = Icmp()
         self._ip = 0
@@ -176,10 +180,10 @@ class IPv4:
     @ttl.setter
     def ttl(self, v: int) -> None:
         self._ttl = v
-        self._gen += 1
+        self.generation += 1
 
     def _set_ip(self, ip: Addr) -> None:
-        self._gen += 1
+        self.generation += 1
         self._ip = int(ip)
         self._ip_b = ip.packed
         self.arp.ips = {self._ip} if self._ip else set()
@@ -197,7 +201,7 @@ class IPv4:
         """
         if iface is None:
             iface = ipaddress.IPv4Interface("0.0.0.0/0")
-        self._gen += 1
+        self.generation += 1
         self._prefix = iface.network
         self._net = int(iface.network.network_address)
         self._mask = int(iface.network.netmask)
@@ -209,7 +213,7 @@ class IPv4:
         return [self._addr(self._ip)]
 
     async def set_ip_netmask(self, prefix: ipaddress.IPv4Network) -> None:
-        self._gen += 1
+        self.generation += 1
         self._prefix = prefix
         self._net = int(prefix.network_address)
         self._mask = int(prefix.netmask)
@@ -218,7 +222,7 @@ class IPv4:
         return [self._prefix] if self._prefix is not None else []
 
     async def set_ip_gateways(self, gateways: list[Addr]) -> None:
-        self._gen += 1
+        self.generation += 1
         self._gateways = list(gateways)
 
     def get_ip_gateways(self) -> list[Addr]:
@@ -565,12 +569,6 @@ class IPv4:
 
     # --- the seam for prebuilt headers (TCP's per-connection fast path) -------------------
 
-    @property
-    def generation(self) -> int:
-        """Changes whenever a header from :meth:`prebuilt_header` may be stale: the
-        configuration (address, netmask, gateways, TTL) or the ARP cache changed."""
-        return self._gen + self.arp.generation
-
     def prebuilt_header(self, dst: bytes, proto: int, now: float) -> tuple[bytes, float] | None:
         """The Ethernet and IPv4 headers (34 bytes) of a packet to packed address ``dst``
         (next hop's MAC, ours, no IP options, TTL, ``proto``, addresses; total length,
@@ -589,13 +587,18 @@ class IPv4:
         ip = _ETYPE_IP.pack(0x0800, 0x45, 0, 0, 0, 0, self._ttl, proto, 0, self._ip_b, dst)
         return mac + self._mac + ip, until
 
+    def _changed(self) -> None:
+        self.generation += 1
+
     def next_ident(self) -> int:
         """Take the IP identification of the next packet sent."""
         self._ident = ident = (self._ident + 1) & 0xFFFF
         return ident
 
     def send_frames(self, frames: Sequence[Buffer]) -> None:
-        """Send whole frames (headers from :meth:`prebuilt_header`) as one burst."""
+        """Send whole IPv4 frames (headers from :meth:`prebuilt_header`, the rest filled
+        in) as one burst; each counts as a packet sent."""
+        self.counters.tx_packets += len(frames)
         self._ethif.send_frames(frames)
 
     def send_offload(self, frame: memoryview, payload: Buffer, gso_size: int) -> None:

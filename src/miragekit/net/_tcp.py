@@ -667,8 +667,8 @@ class TcpSender:
         return True
 
     def frame(self, seg: TCPRepr, now: float) -> bytes | None:
-        """The whole frame for ``seg`` (IP ident taken, counted as sent), or ``None``
-        when the general path must send it."""
+        """The whole frame for ``seg`` (IP ident taken; :meth:`IPv4.send_frames` counts
+        it), or ``None`` when the general path must send it."""
         ip = self._ip
         if (self._gen != ip.generation or now >= self._until) and not self._refresh(now):
             return None
@@ -699,7 +699,6 @@ class TcpSender:
             r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
             csum = 0xFFFF - r if r else 0
             hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
-        ip.counters.tx_packets += 1
         return hdr + payload if plen else hdr
 
 
