@@ -14,7 +14,9 @@ from scapy.layers.l2 import ARP, Ether
 from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 
 from miragekit.macaddr import MacAddr
-from miragekit.net import Arp, ArpConfig, Ethif, IPv4, IPv4Stack, Reassembler, ReassemblyConfig
+from miragekit.net import ArpConfig, Ethif, IPv4, IPv4Stack, ReassemblyConfig
+from miragekit.net._arp import Arp
+from miragekit.net._fragment import Reassembler
 from miragekit.net._icmp import Icmp
 from miragekit.result import Ok
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..macaddr import MacAddr
-from ..wire._error import WireError
+from ..wire import WireError
 from ..wire.dhcp import (
     INFINITE,
     OPT_DNS,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..macaddr import MacAddr
-from ..wire._error import WireError
+from ..wire import WireError
 from ..wire.dhcp import DhcpMessageType, DhcpOp, DhcpRepr
 from ._types import BROADCAST, Addr
 

@@ -33,7 +33,7 @@ from ..link import OffloadLink, offload_link
 from ..result import Error, IPError, Ok
 from ..v1 import Buffer, IPCallback, IPDefaultCallback
 from ..v1 import IPv4 as IPv4Protocol
-from ..wire._checksum import (
+from ..wire import (
     checksum,
     checksum_v,
     pseudo_sum_v4,

@@ -22,8 +22,7 @@ from typing import Final, Literal, Self
 from ..result import Error, IPError, Ok
 from ..v1 import Buffer, IPCallback, IPDefaultCallback
 from ..v1 import IPv6 as IPv6Protocol
-from ..wire._checksum import checksum_add, checksum_finish, checksum_v, ones_sum, pseudo_sum_v6
-from ..wire._error import WireError
+from ..wire import WireError, checksum_add, checksum_finish, checksum_v, ones_sum, pseudo_sum_v6
 from ..wire.icmpv6 import (
     ALL_MLDV2_ROUTERS,
     CHANGE_TO_EXCLUDE,

@@ -43,7 +43,7 @@ from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
-from ..wire._checksum import pseudo_sum, residue
+from ..wire import pseudo_sum, residue
 from ..wire.tcp import TCPRepr, plain_fields
 from ._ipv4 import IPv4, _loop_rng
 

@@ -17,3 +17,19 @@ from .flow import flow_pair as flow_pair
 from .fs import FS_CHECKS as FS_CHECKS
 from .fs import check_fs as check_fs
 from .kv import check_kv_ro as check_kv_ro
+
+__all__ = [
+    "BLOCK_CHECKS",
+    "FLOW_CHECKS",
+    "FS_CHECKS",
+    "READ_ONLY_BLOCK_CHECKS",
+    "FlowCheckFailed",
+    "MemoryFlow",
+    "check_block",
+    "check_flow",
+    "check_fs",
+    "check_kv_ro",
+    "check_network_pair",
+    "check_read_only_block",
+    "flow_pair",
+]
