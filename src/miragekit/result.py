@@ -10,7 +10,7 @@ names is one frozen dataclass here, so callers can ``match`` on them::
         case Error(IsReadOnly()):
             ...
 
-Exceptions are only for programming errors (see ``docs``/V1 mapping).
+Exceptions are only for programming errors (docs/design.md).
 """
 
 from __future__ import annotations

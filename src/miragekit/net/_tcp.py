@@ -5,7 +5,7 @@ All protocol logic lives in :class:`~miragekit.tcp.TCPEndpoint` and its connecti
 this module only moves segments between them and the IP layer, keeps one timer for the
 whole endpoint, and turns connection events into wake-ups of the application's flows.
 
-Why it is shaped this way (docs/DATAPATH): received segments are fed in synchronously
+Why it is shaped this way (docs/design.md, the per-frame budget): received segments are fed in synchronously
 from the IP layer, and the endpoint's output is collected once per batch (one
 ``call_soon`` however many segments arrived), so there is no task or future per segment.
 Applications only get a task per accepted connection. Over plain IPv4 (no offload) the
@@ -13,7 +13,7 @@ segments come in with packed addresses (``IPv4.set_packed_handler``) and go out 
 frames from each connection's prebuilt headers (:class:`TcpSender`), one burst per flush:
 at MTU 1500 the per-segment layers were most of the CPU time.
 
-FLOW semantics (docs/V1-MAPPING): ``write`` completes when the bytes are in the send
+FLOW semantics (docs/design.md): ``write`` completes when the bytes are in the send
 buffer, waiting while it is full; ``close`` queues a FIN after the data and makes local
 reads give ``EOF``; ``read`` gives ``Error(Unknown)`` after a reset, ``Error(Timeout)``
 after retransmissions give up; ``create_connection`` gives ``Error(Refused())`` on RST
