@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Self
 
-from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
 from ..sim import current as current_sim
-from ..v1 import Buffer, FrameCallback, Network, Stats
+from ..v1 import Buffer, FrameCallback, Network
 from ._frame import FrameLink, FrameNetwork, FrameReceiver
-from ._listen import CallbackSpawner
+from ._listen import SpawnedListens
+from ._wrap import Wrapper
 
 Frame = bytes | memoryview
 """A frame on a link: immutable bytes, or a view of a buffer nobody writes again."""
@@ -271,7 +271,7 @@ def link_rng(seed: int, name: str) -> random.Random:
     return random.Random(f"{seed}/{name}")
 
 
-class ImpairedLink:
+class ImpairedLink(Wrapper):
     """Any FrameLink device (TAP, VXLAN, ...) behind a link with :class:`LinkParams`.
 
     Frames we send cross the link's outward direction before reaching ``netif``; frames
@@ -286,19 +286,15 @@ class ImpairedLink:
     ) -> None:
         if link is not None and not isinstance(link, LinkParams):
             raise TypeError(f"link must be a LinkParams, got {link!r}")
-        self._inner = netif
+        super().__init__(netif)
         self.link = link if link is not None else LinkParams()
         self.counters = ImpairCounters()
         self._rng = link_rng(fresh_seed() if seed is None else seed, "ImpairedLink")
         self._out = _Direction(self._leave)
         self._in = _Direction(self._arrive)
         self._receiver: FrameReceiver | None = None
-        self._waiters: list[asyncio.Future[None]] = []
+        self._listens = SpawnedListens()
         netif.set_receiver(self._on_frame)
-
-    @property
-    def inner(self) -> FrameNetwork:
-        return self._inner
 
     # --- DEVICE -----------------------------------------------------------------------------
 
@@ -315,25 +311,15 @@ class ImpairedLink:
             return Error(Unknown("ImpairedLink.connect needs the device to wrap: netif="))
         return Ok(cls(netif, id, seed=seed))
 
-    def id(self) -> Any:
-        return self._inner.id()
-
     async def disconnect(self) -> None:
         """Forget the frames in flight, end ``listen``, disconnect the wrapped device."""
         self._out.clear()
         self._in.clear()
         self._receiver = None
-        for w in self._waiters:
-            if not w.done():
-                w.set_result(None)
-        self._waiters.clear()
+        self._listens.close()
         await self._inner.disconnect()
 
     # --- FrameLink --------------------------------------------------------------------------
-
-    @property
-    def mtu(self) -> int:
-        return self._inner.mtu
 
     def set_receiver(self, fn: FrameReceiver | None) -> None:
         self._receiver = fn
@@ -378,24 +364,7 @@ class ImpairedLink:
     async def listen(self, fn: FrameCallback) -> None:
         """Run ``fn`` (as a task) on every frame that crosses the link, until
         :meth:`disconnect`."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        spawner = CallbackSpawner(fn, loop, copy=True)
-        self._receiver = spawner
-        try:
-            await waiter
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-            if self._receiver is spawner:
-                self._receiver = None
-
-    def mac(self) -> MacAddr:
-        return self._inner.mac()
-
-    def get_stats_counters(self) -> Stats:
-        return self._inner.get_stats_counters()
+        await self._listens.run(fn, self.set_receiver, lambda: self._receiver)
 
     def reset_stats_counters(self) -> None:
         self._inner.reset_stats_counters()

@@ -40,7 +40,7 @@ from ._impair import (
     impair,
     link_rng,
 )
-from ._listen import CallbackSpawner
+from ._listen import SpawnedListens
 
 ETH_HEADER = 14
 VLAN_TAG = 4
@@ -332,7 +332,7 @@ class VnetIf:
         self._flush_handle: asyncio.Handle | None = None
         self._closed = False
         self._mirror = False
-        self._waiters: list[asyncio.Future[None]] = []
+        self._listens = SpawnedListens()
 
     def __repr__(self) -> str:
         return f"<VnetIf {self._name} {self._mac} mtu={self._mtu}>"
@@ -384,10 +384,7 @@ class VnetIf:
         self._switch._remove(self)
         self._receiver = None
         self._reset_link_state()
-        for w in self._waiters:
-            if not w.done():
-                w.set_result(None)
-        self._waiters.clear()
+        self._listens.close()
 
     # --- FrameLink ------------------------------------------------------------------------
 
@@ -453,18 +450,7 @@ class VnetIf:
         """Run ``fn`` (as a task) on every received frame until :meth:`disconnect`."""
         if self._closed:
             return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        spawner = CallbackSpawner(fn, loop, copy=True)
-        self._receiver = spawner
-        try:
-            await waiter
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-            if self._receiver is spawner:
-                self._receiver = None
+        await self._listens.run(fn, self.set_receiver, lambda: self._receiver)
 
     def mac(self) -> MacAddr:
         return self._mac
