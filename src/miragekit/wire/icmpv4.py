@@ -13,6 +13,7 @@ from typing import Final
 
 from ._checksum import checksum
 from ._error import WireError
+from ._view import UInt, View, known
 
 TYPE: Final = 0
 CODE: Final = 1
@@ -43,25 +44,13 @@ class DestUnreachable(IntEnum):
 
 
 def icmpv4_type(value: int) -> Icmpv4Type | int:
-    try:
-        return Icmpv4Type(value)
-    except ValueError:
-        return value
+    return known(Icmpv4Type, value)
 
 
-class Icmpv4Packet:
+class Icmpv4Packet(View):
     """A view over an ICMPv4 message (the whole IP payload)."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> Icmpv4Packet:
-        p = cls(buf)
-        p.check_len()
-        return p
+    __slots__ = ()
 
     def check_len(self) -> None:
         if len(self.buf) < HEADER_LEN:
@@ -75,29 +64,11 @@ class Icmpv4Packet:
     def msg_type(self, v: int) -> None:
         self.buf[TYPE] = v
 
-    @property
-    def code(self) -> int:
-        return self.buf[CODE]
+    code = UInt(CODE, 1)
 
-    @code.setter
-    def code(self, v: int) -> None:
-        self.buf[CODE] = v
+    checksum = UInt(CHECKSUM)
 
-    @property
-    def checksum(self) -> int:
-        return int(_H.unpack_from(self.buf, CHECKSUM)[0])
-
-    @checksum.setter
-    def checksum(self, v: int) -> None:
-        _H.pack_into(self.buf, CHECKSUM, v)
-
-    @property
-    def rest(self) -> int:
-        return int(_I.unpack_from(self.buf, REST)[0])
-
-    @rest.setter
-    def rest(self, v: int) -> None:
-        _I.pack_into(self.buf, REST, v)
+    rest = UInt(REST, 4)
 
     @property
     def echo_ident(self) -> int:

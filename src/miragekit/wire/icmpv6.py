@@ -17,6 +17,7 @@ from typing import Final
 from ..macaddr import MacAddr
 from ._checksum import checksum_add, checksum_finish, ones_sum, pseudo_sum_v6
 from ._error import WireError
+from ._view import UInt, View, known
 
 TYPE: Final = 0
 CODE: Final = 1
@@ -64,10 +65,7 @@ class Unreachable(IntEnum):
 
 
 def icmpv6_type(value: int) -> Icmpv6Type | int:
-    try:
-        return Icmpv6Type(value)
-    except ValueError:
-        return value
+    return known(Icmpv6Type, value)
 
 
 def is_error(msg_type: int) -> bool:
@@ -79,19 +77,10 @@ def _pseudo(src: Addr, dst: Addr, length: int) -> int:
     return pseudo_sum_v6(src.packed, dst.packed, PROTOCOL, length)
 
 
-class Icmpv6Packet:
+class Icmpv6Packet(View):
     """A view over an ICMPv6 message (the whole upper-layer payload)."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> Icmpv6Packet:
-        p = cls(buf)
-        p.check_len()
-        return p
+    __slots__ = ()
 
     def check_len(self) -> None:
         if len(self.buf) < HEADER_LEN:
@@ -105,13 +94,7 @@ class Icmpv6Packet:
     def code(self) -> int:
         return self.buf[CODE]
 
-    @property
-    def checksum(self) -> int:
-        return int(_H.unpack_from(self.buf, CHECKSUM)[0])
-
-    @checksum.setter
-    def checksum(self, v: int) -> None:
-        _H.pack_into(self.buf, CHECKSUM, v)
+    checksum = UInt(CHECKSUM)
 
     @property
     def rest(self) -> int:
