@@ -31,7 +31,7 @@ from typing import Final, Literal, Self
 
 from ..link import OffloadLink, offload_link
 from ..result import Error, IPError, Ok
-from ..v1 import Buffer, IPCallback, IPDefaultCallback
+from ..v1 import Buffer
 from ..v1 import IPv4 as IPv4Protocol
 from ..wire import (
     checksum,
@@ -43,6 +43,7 @@ from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
 from ._icmp import PROTO_UNREACHABLE, Icmp
+from ._iplayer import AddressCache, IPCommon
 from ._timer import Wakeup
 
 Addr = ipaddress.IPv4Address
@@ -96,11 +97,13 @@ class IPv4Counters:
     tx_offload_unresolved: int = 0  # TSO packets cut to one segment while ARP resolves
 
 
-class IPv4:
+class IPv4(IPCommon[ipaddress.IPv4Address, int]):
     """One IPv4 address on one Ethernet interface (the seed: a single address/netmask)."""
 
     port_unreachable: Final = 3
     """The ICMP code UDP passes to :meth:`reject_current` for a closed port."""
+    _ICMP = PROTO_ICMP
+    _ADDRS = (26, 23, 4)
 
     def __init__(
         self,
@@ -126,6 +129,7 @@ class IPv4:
         self.arp = Arp(
             self._mac, ethif.sendv, wake=self._wakeup.at, config=arp, on_change=self._changed
         )
+        self._neighbours = self.arp
         self.reassembler = Reassembler(wake=self._wakeup.at, config=reassembly)
         self.icmp = Icmp()
         self._ip = 0
@@ -138,7 +142,7 @@ class IPv4:
         self._handlers: dict[int, Handler] = {}
         self._packed_handlers: dict[int, PackedHandler] = {}
         self._icmp_handler: Handler | None = None
-        self._addrs: dict[int, Addr] = {}
+        self._addr = AddressCache(Addr)
         self._rx_packet: memoryview | None = None
         self.offload: OffloadLink | None = offload_link(ethif.link)
         """The device's checksum and segmentation offload, when it has them."""
@@ -257,14 +261,6 @@ class IPv4:
         else:
             self._packed_handlers[proto] = handler
 
-    def _addr(self, i: int) -> Addr:
-        a = self._addrs.get(i)
-        if a is None:
-            if len(self._addrs) >= 4096:
-                self._addrs.clear()
-            a = self._addrs[i] = Addr(i)
-        return a
-
     def _is_broadcast(self, dst: int) -> bool:
         return dst == _ALL_ONES or (
             self._mask != 0 and dst == self._net | (~self._mask & _ALL_ONES)
@@ -272,7 +268,7 @@ class IPv4:
 
     # --- input -----------------------------------------------------------------------------
 
-    def _parse(self, pkt: memoryview) -> tuple[int, int, int, memoryview, memoryview] | None:
+    def _parse_packet(self, pkt: memoryview) -> tuple[int, int, int, memoryview, memoryview] | None:
         """Validate one packet: (proto, src, dst, payload, whole packet), or None (counted)."""
         c = self.counters
         c.rx_packets += 1
@@ -361,12 +357,12 @@ class IPv4:
                 finally:
                     self._rx_packet = None
                 return
-        r = self._parse(packet)
+        r = self._parse_packet(packet)
         if r is None:
             return
         proto, src, dst, payload, pkt = r
         if proto == PROTO_ICMP:
-            if not self._icmp_input(src, dst, payload) and self._icmp_handler is not None:
+            if not self._icmp_input(src, dst, payload, pkt) and self._icmp_handler is not None:
                 self._icmp_handler(self._addr(src), self._addr(dst), payload, False)
             return
         h = self._handlers.get(proto)
@@ -390,7 +386,7 @@ class IPv4:
         """One ARP packet (the Ethernet payload); ``flags`` as for :meth:`receive`, unused."""
         self.arp.input(packet, self._loop.time())
 
-    def _icmp_input(self, src: int, dst: int, payload: memoryview) -> bool:
+    def _icmp_input(self, src: int, dst: int, payload: memoryview, pkt: memoryview) -> bool:
         """Answer echo requests; True when the message was consumed (or malformed)."""
         reply = self.icmp.input(payload, answer=dst == self._ip and src != 0)
         if reply is not None:
@@ -416,34 +412,6 @@ class IPv4:
         src = int.from_bytes(pkt[12:16], "big")
         dst = int.from_bytes(pkt[16:20], "big")
         self._unreachable(code, pkt, src, dst)
-
-    async def input(
-        self,
-        buf: memoryview,
-        *,
-        tcp: IPCallback[Addr],
-        udp: IPCallback[Addr],
-        default: IPDefaultCallback[Addr],
-    ) -> None:
-        r = self._parse(memoryview(buf))
-        if r is None:
-            return
-        proto, src, dst, payload, pkt = r
-        s, d = self._addr(src), self._addr(dst)
-        if proto == PROTO_ICMP:
-            if not self._icmp_input(src, dst, payload):
-                await default(proto, s, d, payload)
-            return
-        self._rx_packet = pkt
-        try:
-            if proto == PROTO_TCP:
-                await tcp(s, d, payload)
-            elif proto == PROTO_UDP:
-                await udp(s, d, payload)
-            else:
-                await default(proto, s, d, payload)
-        finally:
-            self._rx_packet = None
 
     async def input_arpv4(self, buf: memoryview) -> None:
         self.receive_arp(memoryview(buf))
@@ -520,7 +488,7 @@ class IPv4:
             f[24:26] = b"\0\0"
             f[24:26] = checksum(f[ETH_HLEN : ETH_HLEN + hl]).to_bytes(2, "big")
             c.tx_packets += 1
-            self._emit([f, *bufs], route)
+            self._emit([f, *bufs], *route)
             return
         if f[ETH_HLEN + 6] & 0x40:
             c.tx_too_big += 1
@@ -539,7 +507,7 @@ class IPv4:
             hdr[24:26] = b"\0\0"
             hdr[24:26] = checksum(memoryview(hdr)[ETH_HLEN:end]).to_bytes(2, "big")
             c.tx_fragments += 1
-            self._emit([hdr, piece], route)
+            self._emit([hdr, piece], *route)
         c.tx_packets += 1
 
     def send_frame(self, frame: memoryview) -> None:
@@ -655,30 +623,6 @@ class IPv4:
         pseudo = pseudo_sum_v4(f[26:30], f[30:34], PROTO_TCP, length)
         f[tcp + 16 : tcp + 18] = checksum_v((f[tcp:], data), pseudo).to_bytes(2, "big")
         self.send(f, (data,))
-
-    def _emit(self, parts: list[Buffer], route: tuple[int, bytes | None]) -> None:
-        nexthop, mac = route
-        if mac is not None:
-            head = parts[0]
-            assert isinstance(head, bytearray | memoryview)
-            head[0:6] = mac
-            self._ethif.sendv(parts)
-        else:
-            self.arp.send(nexthop, parts, self._loop.time())
-
-    async def write(self, frame: Buffer, buf: Buffer) -> None:
-        self.send(frame, (buf,))
-
-    async def writev(self, frame: Buffer, bufs: Sequence[Buffer]) -> None:
-        self.send(frame, bufs)
-
-    def checksum(self, frame: Buffer, bufs: Sequence[Buffer]) -> int:
-        f = memoryview(frame)
-        length = 0
-        for b in bufs:
-            length += len(b)
-        pseudo = pseudo_sum_v4(f[26:30], f[30:34], f[23], length)
-        return checksum_v(bufs, pseudo)
 
     # --- timers ----------------------------------------------------------------------------
 
