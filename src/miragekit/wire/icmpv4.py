@@ -47,7 +47,23 @@ def icmpv4_type(value: int) -> Icmpv4Type | int:
     return known(Icmpv4Type, value)
 
 
-class Icmpv4Packet(View):
+class _Echo:
+    """An echo message's identifier and sequence number: the two halves of the rest of
+    the header (a view and a value both have ``rest``)."""
+
+    __slots__ = ()
+    rest: int
+
+    @property
+    def echo_ident(self) -> int:
+        return self.rest >> 16
+
+    @property
+    def echo_seq(self) -> int:
+        return self.rest & 0xFFFF
+
+
+class Icmpv4Packet(View, _Echo):
     """A view over an ICMPv4 message (the whole IP payload)."""
 
     __slots__ = ()
@@ -65,18 +81,8 @@ class Icmpv4Packet(View):
         self.buf[TYPE] = v
 
     code = UInt(CODE, 1)
-
     checksum = UInt(CHECKSUM)
-
     rest = UInt(REST, 4)
-
-    @property
-    def echo_ident(self) -> int:
-        return self.rest >> 16
-
-    @property
-    def echo_seq(self) -> int:
-        return self.rest & 0xFFFF
 
     @property
     def data(self) -> memoryview:
@@ -91,7 +97,7 @@ class Icmpv4Packet(View):
 
 
 @dataclass(frozen=True, slots=True)
-class Icmpv4Repr:
+class Icmpv4Repr(_Echo):
     """One ICMPv4 message: type, code, the 32-bit rest of header, and the data."""
 
     msg_type: Icmpv4Type | int
@@ -103,14 +109,6 @@ class Icmpv4Repr:
     def echo(cls, *, request: bool, ident: int, seq: int, data: bytes) -> Icmpv4Repr:
         t = Icmpv4Type.ECHO_REQUEST if request else Icmpv4Type.ECHO_REPLY
         return cls(t, 0, (ident << 16) | seq, data)
-
-    @property
-    def echo_ident(self) -> int:
-        return self.rest >> 16
-
-    @property
-    def echo_seq(self) -> int:
-        return self.rest & 0xFFFF
 
     @classmethod
     def parse(cls, packet: Icmpv4Packet, *, verify_checksum: bool = True) -> Icmpv4Repr:

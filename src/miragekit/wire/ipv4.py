@@ -85,11 +85,8 @@ class Ipv4Packet(View):
         self.buf[VER_IHL] = 0x40 | (header_len // 4)
 
     dscp_ecn = UInt(DSCP_ECN, 1)
-
     total_len = UInt(TOTAL_LEN)
-
     ident = UInt(IDENT)
-
     flags_frag = UInt(FLAGS_FRAG)
 
     @property

@@ -98,9 +98,7 @@ class Ipv6Packet(View):
         return ((self.buf[1] & 0x0F) << 16) | (self.buf[2] << 8) | self.buf[3]
 
     payload_len = UInt(PAYLOAD_LEN)
-
     next_header = UInt(NEXT_HEADER, 1)
-
     hop_limit = UInt(HOP_LIMIT, 1)
 
     @property

@@ -49,11 +49,8 @@ class UdpPacket(View):
             raise WireError("length", f"length field {ln} exceeds the {n} bytes")
 
     src_port = UInt(SRC_PORT)
-
     dst_port = UInt(DST_PORT)
-
     length = UInt(LENGTH)
-
     checksum = UInt(CHECKSUM)
 
     @property
