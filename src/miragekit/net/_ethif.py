@@ -126,10 +126,11 @@ class Ethif:
         if not (frame[0] & 1) and frame[0:6] != self._mac_bytes and not self.promiscuous:
             c.rx_not_for_us += 1
             return None
-        fn = inputs.get((frame[12] << 8) | frame[13])
-        if fn is None:
+        try:
+            return inputs[(frame[12] << 8) | frame[13]]
+        except KeyError:
             c.rx_unknown_type += 1
-        return fn
+            return None
 
     async def input(
         self,

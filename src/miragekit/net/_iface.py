@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ._ethif import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN, Ethif
+from ._ethif import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Ethif
 from ._ipv4 import IPv4
 from ._ipv6 import IPv6
 
@@ -35,7 +35,7 @@ class Interface:
         self._ipv4 = ipv4
         self._ipv6 = ipv6
         self._inputs: dict[int, Input] = {}
-        self._dispatch()
+        self._rebuild()
         self.internal_errors = 0
         """Exceptions of ours caught on the input path (a bug, never the peer's doing)."""
         self._listen_task: asyncio.Task[None] | None = None
@@ -48,7 +48,7 @@ class Interface:
     @ipv4.setter
     def ipv4(self, ip: IPv4 | None) -> None:
         self._ipv4 = ip
-        self._dispatch()
+        self._rebuild()
 
     @property
     def ipv6(self) -> IPv6 | None:
@@ -58,9 +58,9 @@ class Interface:
     def ipv6(self, ip: IPv6 | None) -> None:
         """IPv6 joins (or leaves) the interface: its packets go there from now on."""
         self._ipv6 = ip
-        self._dispatch()
+        self._rebuild()
 
-    def _dispatch(self) -> None:
+    def _rebuild(self) -> None:
         inputs: dict[int, Input] = {}
         if (ip4 := self._ipv4) is not None:
             inputs[ETHERTYPE_IPV4] = ip4.receive
@@ -77,7 +77,7 @@ class Interface:
         try:
             fn = self.ethif.dispatch(frame, self._inputs)
             if fn is not None:
-                fn(frame[HEADER_LEN:], flags)
+                fn(frame[14:], flags)  # the Ethernet header's 14 bytes
         except Exception:
             # A bug of ours, not the peer's: count it, keep the stack running.
             self.internal_errors += 1
