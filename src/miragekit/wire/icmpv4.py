@@ -9,19 +9,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
 
 from ._checksum import checksum
 from ._error import WireError
-from ._view import UInt, View, known
+from ._icmp import TYPE, IcmpValue, IcmpView
+from ._view import known
 
-TYPE: Final = 0
-CODE: Final = 1
-CHECKSUM: Final = 2
-REST: Final = 4
-HEADER_LEN: Final = 8
-
-HEADER: Final = struct.Struct("!BBHI")
 _H = struct.Struct("!H")
 _I = struct.Struct("!I")
 
@@ -47,30 +40,10 @@ def icmpv4_type(value: int) -> Icmpv4Type | int:
     return known(Icmpv4Type, value)
 
 
-class _Echo:
-    """An echo message's identifier and sequence number: the two halves of the rest of
-    the header (a view and a value both have ``rest``)."""
-
-    __slots__ = ()
-    rest: int
-
-    @property
-    def echo_ident(self) -> int:
-        return self.rest >> 16
-
-    @property
-    def echo_seq(self) -> int:
-        return self.rest & 0xFFFF
-
-
-class Icmpv4Packet(View, _Echo):
+class Icmpv4Packet(IcmpView):
     """A view over an ICMPv4 message (the whole IP payload)."""
 
     __slots__ = ()
-
-    def check_len(self) -> None:
-        if len(self.buf) < HEADER_LEN:
-            raise WireError("length", f"{len(self.buf)} bytes, an ICMP header is 8")
 
     @property
     def msg_type(self) -> Icmpv4Type | int:
@@ -79,14 +52,6 @@ class Icmpv4Packet(View, _Echo):
     @msg_type.setter
     def msg_type(self, v: int) -> None:
         self.buf[TYPE] = v
-
-    code = UInt(CODE, 1)
-    checksum = UInt(CHECKSUM)
-    rest = UInt(REST, 4)
-
-    @property
-    def data(self) -> memoryview:
-        return self.buf[HEADER_LEN:]
 
     def verify_checksum(self) -> bool:
         return checksum(self.buf) == 0
@@ -97,7 +62,7 @@ class Icmpv4Packet(View, _Echo):
 
 
 @dataclass(frozen=True, slots=True)
-class Icmpv4Repr(_Echo):
+class Icmpv4Repr(IcmpValue):
     """One ICMPv4 message: type, code, the 32-bit rest of header, and the data."""
 
     msg_type: Icmpv4Type | int
@@ -117,15 +82,5 @@ class Icmpv4Repr(_Echo):
             raise WireError("checksum", f"ICMP checksum {packet.checksum:#06x} is wrong")
         return cls(packet.msg_type, packet.code, packet.rest, bytes(packet.data))
 
-    def buffer_len(self) -> int:
-        return HEADER_LEN + len(self.data)
-
     def emit(self, packet: Icmpv4Packet) -> None:
-        if not (0 <= self.msg_type <= 255 and 0 <= self.code <= 255):
-            raise ValueError("msg_type and code must fit in a byte")
-        if not 0 <= self.rest <= 0xFFFFFFFF:
-            raise ValueError(f"rest out of range: {self.rest}")
-        n = self.buffer_len()
-        HEADER.pack_into(packet.buf, 0, self.msg_type, self.code, 0, self.rest)
-        packet.buf[HEADER_LEN:n] = self.data
-        Icmpv4Packet(packet.buf[:n]).fill_checksum()
+        Icmpv4Packet(self._emit_fields(packet.buf)).fill_checksum()
