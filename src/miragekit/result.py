@@ -13,7 +13,7 @@ names is one frozen dataclass here, so callers can ``match`` on them::
 ``r.unwrap()`` / ``r.expect("what")`` give the value of an ``Ok`` and raise
 :class:`UnwrapError` on an ``Error``, for code (tests, setup) where failure is a bug.
 
-Exceptions are only for programming errors (see ``docs``/V1 mapping).
+Exceptions are only for programming errors (docs/design.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The MirageOS V1 device signatures as typed Python protocols.
 
 One :class:`typing.Protocol` per module type of ``spec/mirage-v1-signatures.txt``, mapped
-as ``docs/V1-MAPPING.md`` fixes:
+as ``docs/design.md`` explains:
 
 * ``'a io`` is a coroutine; results are :class:`~miragekit.result.Ok` /
   :class:`~miragekit.result.Error` / :data:`~miragekit.result.EOF` values.

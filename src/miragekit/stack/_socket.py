@@ -1,7 +1,7 @@
 """STACKV4 over the host kernel's sockets.
 
 The same application runs on this stack or on miragekit's own (``DirectStackV4``), so the
-FLOW semantics are the direct stack's, fixed by docs/V1-MAPPING:
+FLOW semantics are the direct stack's, fixed in docs/design.md:
 
 * ``create_connection`` gives ``Error(Refused())`` when the peer resets the SYN,
   ``Error(Timeout())`` when nobody answers within ``connect_timeout``, ``Error(Unknown)``

@@ -26,7 +26,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..v1 import Buffer
-from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TCPRepr
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TCPRepr, plain_segment
 from ._config import Config
 from ._events import (
     Connected,
@@ -88,9 +88,6 @@ _EVT_RESET = ConnectionReset()
 _EVT_REFUSED = ConnectionReset(refused=True)
 _EVT_TIMEOUT = ConnectionTimedOut()
 _EVT_CLOSED = ConnectionClosed()
-
-
-_tuple_new = tuple.__new__
 
 
 def _wscale_for(buffer: int) -> int:
@@ -1196,36 +1193,18 @@ class Connection:
                 ack,
                 flags,
                 window,
-                b"",
-                cfg.mss,
-                self._rcv_wscale
+                mss=cfg.mss,
+                wscale=self._rcv_wscale
                 if (cfg.window_scaling and (self._ws_on or not flags & ACK))
                 else None,
-                cfg.sack and (self._sack_on or not flags & ACK),
-                (),
-                ts,
+                sack_permitted=cfg.sack and (self._sack_on or not flags & ACK),
+                timestamp=ts,
             )
         sack: tuple[tuple[int, int], ...] = ()
         if self._sack_on and self._ooo.ranges:
             sack = tuple((s & MASK, e & MASK) for s, e in self._ooo.blocks(3 if self._ts_on else 4))
-        return _tuple_new(
-            TCPRepr,
-            (
-                self.local_port,
-                self.remote_port,
-                seq & MASK,
-                ack,
-                flags,
-                window,
-                payload,
-                None,
-                None,
-                False,
-                sack,
-                ts,
-                0,
-                (),
-            ),
+        return plain_segment(
+            self.local_port, self.remote_port, seq & MASK, ack, flags, window, payload, sack, ts
         )
 
     def segments_to_send(self, now: float) -> list[TCPRepr]:
@@ -1296,27 +1275,19 @@ class Connection:
         else:
             p = burst[0]
             self.stats["segs_out"] += 1
-            # The tuple built directly (every field, in order): TCPRepr(...) would run
-            # the NamedTuple's generated __new__, a large share of this per-segment path.
+            # The tuple built directly: TCPRepr(...) would run the NamedTuple's generated
+            # __new__, a large share of this per-segment path.
             out.append(
-                _tuple_new(
-                    TCPRepr,
-                    (
-                        p.src_port,
-                        p.dst_port,
-                        start & MASK,
-                        p.ack,
-                        flags,
-                        p.window,
-                        payload,
-                        None,
-                        None,
-                        False,
-                        p.sack_blocks,
-                        p.timestamp,
-                        0,
-                        (),
-                    ),
+                plain_segment(
+                    p.src_port,
+                    p.dst_port,
+                    start & MASK,
+                    p.ack,
+                    flags,
+                    p.window,
+                    payload,
+                    p.sack_blocks,
+                    p.timestamp,
                 )
             )
 

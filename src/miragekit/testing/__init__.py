@@ -21,3 +21,19 @@ from .fs import FS_CHECKS as FS_CHECKS
 from .fs import check_fs as check_fs
 from .kv import KV_RO_CHECKS as KV_RO_CHECKS
 from .kv import check_kv_ro as check_kv_ro
+
+__all__ = [
+    "BLOCK_CHECKS",
+    "FLOW_CHECKS",
+    "FS_CHECKS",
+    "READ_ONLY_BLOCK_CHECKS",
+    "FlowCheckFailed",
+    "MemoryFlow",
+    "check_block",
+    "check_flow",
+    "check_fs",
+    "check_kv_ro",
+    "check_network_pair",
+    "check_read_only_block",
+    "flow_pair",
+]
