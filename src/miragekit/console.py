@@ -19,7 +19,7 @@ import stat
 from typing import Self
 
 from . import v1
-from ._buffers import flat
+from .buffers import flat
 from .result import EOF, ConsoleError, Eof, Error, InvalidConsole, Ok
 
 READ_CHUNK = 65536

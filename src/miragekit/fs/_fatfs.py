@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
-from .._buffers import flat
+from ..buffers import flat
 from ..clock import Clock as HostClock
 from ..result import (
     BlockDevice,

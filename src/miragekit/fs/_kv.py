@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from ..kv._keys import check_range, exact_key
+from ..kv import check_range, exact_key
 from ..result import Error, FormatNotRecognised, KVError, Ok, UnknownKey
 from ..v1 import KVRO, Block, Clock
 from ._fatfs import FatFS

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, Protocol, Self, cast
 
 from .. import tcp as tcpcore
-from .._buffers import flat
+from ..buffers import flat
 from ..result import EOF, Eof, Error, Ok, Refused, TCPError, Timeout, Unknown
 from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A

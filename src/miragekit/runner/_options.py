@@ -302,7 +302,7 @@ def _looks_like_tar(path: Path) -> bool:
 
 def is_fat(path: Path) -> bool:
     """Whether ``path`` starts with a FAT boot sector (``--kv`` then serves the volume)."""
-    from ..fs._bpb import BootSector, NotFat
+    from ..fs import BootSector, NotFat
 
     try:
         with path.open("rb") as f:

@@ -31,7 +31,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Final, Literal, Self
 
 from .. import v1
-from .._buffers import flat
+from ..buffers import flat
 from ..result import EOF, Eof, Error, Ok, Refused, StackError, TCPError, Timeout, UDPError, Unknown
 
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)

@@ -30,7 +30,7 @@ from collections import deque
 from ipaddress import IPv4Address
 from typing import Final
 
-from .._buffers import flat
+from ..buffers import flat
 from ..result import EOF, Eof, Error, Ok, Unknown
 from ..v1 import Buffer, Buffers, Flow, TCPFlow
 
