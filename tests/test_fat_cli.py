@@ -30,7 +30,7 @@ def test_mkfs_put_ls_cat_get_rm(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (host / "Sub" / "empty").write_bytes(b"")
     rc, _out, err = run(capsys, "put", img, str(host), "/")
     assert rc == 0
-    assert "put /Host Dir/Sub/big.bin" in err and "(100%)" in err  # progress on large copies
+    assert err == ""  # stderr is not a terminal here: no progress lines (see test_fat_safety)
     assert run(capsys, "ls", img)[1] == "Host Dir\n"
     rc, out, _ = run(capsys, "ls", "-l", img, "/host dir")
     assert out.splitlines() == ["         6  Read Me.txt", "     <DIR>  Sub"]

@@ -3,12 +3,15 @@
     miragekit fat mkfs IMAGE --size 64M [--fat 12|16|32]
     miragekit fat ls [-l] IMAGE [PATH]
     miragekit fat cat IMAGE PATH
-    miragekit fat put IMAGE HOSTPATH PATH      (directories recursively)
+    miragekit fat put IMAGE HOSTPATH PATH      (directories recursively; -L follows links)
     miragekit fat get IMAGE PATH HOSTPATH      (directories recursively)
     miragekit fat mkdir IMAGE PATH
     miragekit fat rm [-r] IMAGE PATH
 
-Errors print one line to stderr and exit with status 1.
+Errors print one line to stderr and exit with status 1. A problem with one file of a
+tree (a hostile name in the image, an unreadable host file, a name clash) is reported on
+its own line, the rest goes on, and the exit status is 1 at the end. Every command locks
+the image (shared for ls/cat/get, which open it read-only; exclusive for the others).
 """
 
 from __future__ import annotations
@@ -16,30 +19,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import stat as st_mode
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..block import FileBlock
 from ..fs import FatFS
+from ..fs._fatfs import MAX_FILE_SIZE
 from ..result import (
     BlockDevice,
+    BlockError,
     DirectoryNotEmpty,
+    Disconnected,
     Error,
     FileAlreadyExists,
     FormatNotRecognised,
     FSError,
     IsADirectory,
+    IsReadOnly,
     NoDirectoryEntry,
     NoSpace,
     NotADirectory,
     Ok,
+    Unimplemented,
+    Unknown,
     UnknownError,
 )
 from ..v1 import Block
 
 CHUNK = 1 << 20
 PROGRESS_FROM = 4 << 20
+LOCK_WAIT = 30.0
+READ_ONLY = frozenset({"ls", "cat", "get"})
 T = TypeVar("T")
 
 
@@ -47,20 +59,64 @@ class CliError(Exception):
     """One line for stderr."""
 
 
-async def open_image(path: str, *, durable: bool = True) -> Block:
+class Problems:
+    """Per-file problems of one command: each is reported at once, the count sets the status."""
+
+    def __init__(self, command: str) -> None:
+        self.command, self.count = command, 0
+
+    def report(self, msg: str) -> None:
+        self.count += 1
+        sys.stderr.write(f"miragekit fat {self.command}: {msg}\n")
+        sys.stderr.flush()
+
+
+async def open_image(
+    path: str, *, durable: bool = True, read_only: bool = False, lock_wait: float = LOCK_WAIT
+) -> Block:
     """The block device behind an image file (the one place the CLI builds one).
 
     Durable by default: FAT's write ordering only protects the volume if each write is on
-    disk before the next one starts.
+    disk before the next one starts. Locked (``FileBlock``) while open: a second writer
+    waits up to ``lock_wait`` seconds, then gives up with a clear message.
     """
     if not os.path.isfile(path):
         raise CliError(f"{path}: no such image file")
-    match await FileBlock.connect(path, durable=durable):
+    match await FileBlock.connect(path, durable=durable, read_only=read_only, lock_wait=lock_wait):
         case Ok(blk):
             return blk
         case Error(e):
-            raise CliError(f"cannot open {path}: {e}")
+            raise CliError(block_error(e))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def block_error(err: BlockError) -> str:
+    """A block device error as plain words (never a repr)."""
+    match err:
+        case Unknown(msg):
+            return msg
+        case IsReadOnly():
+            return "the image is open read-only"
+        case Disconnected():
+            return "the image was closed"
+        case Unimplemented():
+            return "not supported by the device"
+    return str(err)  # pragma: no cover
+
+
+def bad_name(name: str) -> str | None:
+    """Why a name read from the image cannot be one host path component, or ``None``.
+
+    Only a damaged or hostile image holds such names (FatFS never writes them); using one
+    would reach outside the directory it was listed in.
+    """
+    if name in ("", ".", ".."):
+        return "a name that means a directory itself" if name else "an empty name"
+    if "/" in name:
+        return "a name with '/'"
+    if "\0" in name:
+        return "a name with a NUL character"
+    return None
 
 
 def describe(err: FSError) -> str:
@@ -83,7 +139,7 @@ def describe(err: FSError) -> str:
         case UnknownError(msg):
             return msg
         case BlockDevice(e):
-            return f"block device error: {e}"
+            return f"block device error: {block_error(e)}"
     return str(err)  # pragma: no cover
 
 
@@ -117,7 +173,7 @@ class Progress:
 
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total, self.done = label, total, 0
-        self.shown = total >= PROGRESS_FROM
+        self.shown = total >= PROGRESS_FROM and sys.stderr.isatty()  # no \r lines in logs
 
     def add(self, n: int) -> None:
         self.done += n
@@ -143,11 +199,13 @@ def _join(base: str, name: str) -> str:
 
 
 async def _with_fs(path: str, args: argparse.Namespace) -> int:
-    blk = await open_image(path)
+    ro = args.fat_command in READ_ONLY
+    blk = await open_image(path, read_only=ro, lock_wait=args.wait)
     try:
         fs = check(await FatFS.connect(blk))
-        rc: int = await _COMMANDS[args.fat_command](fs, args)
-        return rc
+        problems = Problems(args.fat_command)
+        rc: int = await _COMMANDS[args.fat_command](fs, args, problems)
+        return 1 if problems.count else rc
     finally:
         await blk.disconnect()
 
@@ -169,13 +227,29 @@ async def _mkfs(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _ls(fs: FatFS, args: argparse.Namespace) -> int:
+async def _children(fs: FatFS, path: str, problems: Problems) -> list[str]:
+    """The usable names in directory ``path``; each unusable one is reported and left out."""
+    names: list[str] = []
+    for name in check(await fs.listdir(path)):
+        why = bad_name(name)
+        if why is None:
+            names.append(name)
+        else:
+            problems.report(f"{path}: skipped an entry named {name!r} ({why})")
+    return names
+
+
+async def _ls(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     path: str = args.path
     st = check(await fs.stat(path))
     entries: list[tuple[str, Any]] = []
     if st.directory:
-        for name in check(await fs.listdir(path)):
-            entries.append((name, check(await fs.stat(_join(path, name)))))
+        for name in await _children(fs, path, problems):
+            match await fs.stat(_join(path, name)):
+                case Ok(s):
+                    entries.append((name, s))
+                case Error(e):
+                    problems.report(describe(e))
     else:
         entries.append((st.filename, st))
     out = sys.stdout
@@ -187,7 +261,7 @@ async def _ls(fs: FatFS, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _cat(fs: FatFS, args: argparse.Namespace) -> int:
+async def _cat(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     size = check(await fs.size(args.path))
     out = sys.stdout.buffer
     off = 0
@@ -212,106 +286,257 @@ async def _exists(fs: FatFS, path: str) -> Any:
     return None  # pragma: no cover
 
 
-async def _put_file(fs: FatFS, host: Path, path: str) -> None:
-    st = await _exists(fs, path)
-    if st is not None:
-        if st.directory:
-            raise CliError(f"{path}: is a directory")
-        check(await fs.destroy(path))
-    check(await fs.create(path))
-    total = host.stat().st_size
-    prog = Progress(f"put {path}", total)
-    off = 0
-    with host.open("rb") as f:
+class _Put:
+    """One ``put``: the host tree walk, its problems, and the names it has written."""
+
+    def __init__(self, fs: FatFS, problems: Problems, follow: bool) -> None:
+        self.fs, self.problems, self.follow = fs, problems, follow
+
+    async def tree(self, host: Path, path: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        """Copy ``host`` to ``path``; symbolic links below the top only with ``follow``."""
+        try:
+            lst = host.lstat()
+            if st_mode.S_ISLNK(lst.st_mode) and ancestors and not self.follow:
+                self.problems.report(
+                    f"{host}: a symbolic link, skipped (--follow copies its target)"
+                )
+                return
+            hs = host.stat()
+        except OSError as e:
+            self.problems.report(f"{host}: {e.strerror}, skipped")
+            return
+        if st_mode.S_ISDIR(hs.st_mode):
+            here = (hs.st_dev, hs.st_ino)
+            if here in ancestors:
+                self.problems.report(f"{host}: leads back to a directory being copied, skipped")
+                return
+            await self.directory(host, path, ancestors | {here})
+        elif st_mode.S_ISREG(hs.st_mode):
+            await self.file(host, path)
+        else:
+            self.problems.report(f"{host}: not a regular file or directory, skipped")
+
+    async def directory(self, host: Path, path: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            names = sorted(os.listdir(host))
+        except OSError as e:
+            self.problems.report(f"{host}: {e.strerror}, skipped")
+            return
+        st = await _exists(self.fs, path)
+        if st is None:
+            check(await self.fs.mkdir(path))
+        elif not st.directory:
+            self.problems.report(f"{path}: not a directory, {host} skipped")
+            return
+        written: dict[str, str] = {}  # stored name -> the host name written to it
+        for name in names:
+            child = _join(path, name)
+            old = await _exists(self.fs, child)
+            if old is not None and old.filename in written:
+                self.problems.report(
+                    f"{host / name}: same name as {written[old.filename]!r} in the image"
+                    " (FAT names ignore case), skipped"
+                )
+                continue
+            try:
+                await self.tree(host / name, child, ancestors)
+            except CliError as e:
+                self.problems.report(str(e))
+            now = await _exists(self.fs, child)
+            if now is not None:
+                written[now.filename] = name
+
+    async def file(self, host: Path, path: str) -> None:
+        """Copy one host file; whatever fails, the image keeps what ``path`` held before."""
+        fs, problems = self.fs, self.problems
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO must not block the open
+        try:
+            fd = os.open(host, flags)
+        except OSError as e:
+            problems.report(f"{host}: {e.strerror}, skipped")
+            return
+        with open(fd, "rb", closefd=True) as f:
+            size = os.fstat(fd).st_size
+            if not st_mode.S_ISREG(os.fstat(fd).st_mode):
+                problems.report(f"{host}: not a regular file, skipped")
+                return
+            if size > MAX_FILE_SIZE:
+                problems.report(f"{host}: {size} bytes; a FAT file holds at most 4 GiB - 1 byte")
+                return
+            old = await _exists(fs, path)
+            if old is not None and old.directory:
+                problems.report(f"{path}: is a directory, {host} skipped")
+                return
+            bs = fs.boot_sector
+            cb = bs.cluster_bytes if bs is not None else 512
+            need = -(-size // cb) * cb
+            free = fs.free_bytes()
+            if need > free:
+                if old is not None and need <= free + -(-old.size // cb) * cb:
+                    problems.report(
+                        f"{path}: no space for the new copy beside the old one ({need} bytes"
+                        f" needed, {free} free); remove the old file first"
+                    )
+                else:
+                    problems.report(f"{path}: no space left ({need} bytes needed, {free} free)")
+                return
+            target = path if old is None else await self._temp_beside(path)
+            check(await fs.create(target))
+            try:
+                await self._copy(f, size, target, path)
+            except (CliError, OSError) as e:
+                await fs.destroy(target)
+                why = str(e) if isinstance(e, CliError) else f"{host}: {e.strerror}"
+                kept = " (the old file is kept)" if old is not None else ""
+                problems.report(f"{why}{kept}")
+                return
+            if target != path:
+                check(await fs.replace(target, path))
+
+    async def _copy(self, f: Any, size: int, target: str, path: str) -> None:
+        prog = Progress(f"put {path}", size)
+        off = 0
         while chunk := f.read(CHUNK):
-            check(await fs.write(path, off, chunk))
+            check(await self.fs.write(target, off, chunk))
             off += len(chunk)
             prog.add(len(chunk))
-    prog.end()
+        prog.end()
+
+    async def _temp_beside(self, path: str) -> str:
+        """A free name in ``path``'s directory for the new copy until it replaces the old."""
+        parent = path.rstrip("/").rpartition("/")[0]
+        n = os.getpid()
+        while True:
+            cand = f"{parent}/.miragekit-put-{n}.tmp"
+            if await _exists(self.fs, cand) is None:
+                return cand
+            n += 1
 
 
-async def _put_tree(fs: FatFS, host: Path, path: str) -> None:
-    if host.is_dir():
-        st = await _exists(fs, path)
-        if st is None:
-            check(await fs.mkdir(path))
-        elif not st.directory:
-            raise CliError(f"{path}: not a directory")
-        for child in sorted(host.iterdir()):
-            await _put_tree(fs, child, _join(path, child.name))
-    else:
-        await _put_file(fs, host, path)
-
-
-async def _put(fs: FatFS, args: argparse.Namespace) -> int:
+async def _put(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     host = Path(args.hostpath)
-    if not host.exists():
+    if not os.path.lexists(host):
         raise CliError(f"{host}: no such file or directory")
     path: str = args.path
     st = await _exists(fs, path)
     if st is not None and st.directory:
         path = _join(path, host.resolve().name)
-    await _put_tree(fs, host, path)
+    await _Put(fs, problems, args.follow).tree(host, path, frozenset())
     return 0
 
 
-async def _get_tree(fs: FatFS, path: str, host: Path) -> None:
-    st = check(await fs.stat(path))
-    if st.directory:
-        host.mkdir(exist_ok=True)
-        for name in check(await fs.listdir(path)):
-            await _get_tree(fs, _join(path, name), host / name)
-        return
-    prog = Progress(f"get {path}", st.size)
-    off = 0
-    with host.open("wb") as f:
-        while off < st.size:
-            bufs = check(await fs.read(path, off, CHUNK))
-            n = 0
-            for b in bufs:
-                f.write(b)
-                n += len(b)
-            if n == 0:
-                break
-            off += n
-            prog.add(n)
-    prog.end()
+class _Get:
+    """One ``get``: every host path it makes stays inside ``root``, whatever the image says."""
+
+    def __init__(self, fs: FatFS, problems: Problems, root: Path) -> None:
+        self.fs, self.problems, self.root = fs, problems, root
+        self.seen: set[int] = set()  # first clusters of the directories copied so far
+
+    def _check_inside(self, host: Path) -> None:
+        """Refuse a host path that leaves the destination (through ``..`` or a symlink)."""
+        parent = os.path.realpath(host.parent)
+        root = os.path.realpath(self.root)
+        if not (parent == root or parent.startswith(root.rstrip(os.sep) + os.sep)):
+            raise CliError(f"{host}: outside the destination {self.root}, not written")
+        if host.is_symlink():
+            raise CliError(f"{host}: a symbolic link on the host, not followed")
+
+    async def tree(self, path: str, host: Path, top: bool = False) -> None:
+        st = check(await self.fs.stat(path))
+        if not top:
+            self._check_inside(host)
+        if not st.directory:
+            await self.file(path, host, st.size, top)
+            return
+        key = check(await self.fs.first_cluster(path))
+        if key in self.seen:
+            self.problems.report(f"{path}: the same directory as one copied already, skipped")
+            return
+        self.seen.add(key)
+        if not host.is_dir():
+            host.mkdir()
+        for name in await _children(self.fs, path, self.problems):
+            try:
+                await self.tree(_join(path, name), host / name)
+            except CliError as e:
+                self.problems.report(str(e))
+
+    async def file(self, path: str, host: Path, size: int, top: bool) -> None:
+        prog = Progress(f"get {path}", size)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        fd = os.open(host, flags if top else flags | os.O_NOFOLLOW, 0o666)
+        with open(fd, "wb", closefd=True) as f:
+            off = 0
+            while off < size:
+                r = await self.fs.read(path, off, CHUNK)
+                if isinstance(r, Error):
+                    f.close()
+                    host.unlink()  # no partial copy left behind
+                    raise CliError(describe(r.error))
+                n = 0
+                for b in r.value:
+                    f.write(b)
+                    n += len(b)
+                if n == 0:
+                    break
+                off += n
+                prog.add(n)
+        prog.end()
 
 
-async def _get(fs: FatFS, args: argparse.Namespace) -> int:
+async def _get(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     st = check(await fs.stat(args.path))
     host = Path(args.hostpath)
     if host.is_dir():
         name = st.filename if st.filename != "/" else ""
         if name:
+            why = bad_name(name)
+            if why is not None:
+                raise CliError(f"{args.path}: the image calls it {name!r} ({why}); name the copy")
             host = host / name
     if st.directory and host.exists() and not host.is_dir():
         raise CliError(f"{host}: not a directory")
     try:
-        await _get_tree(fs, args.path, host)
+        await _Get(fs, problems, host).tree(args.path, host, top=True)
     except OSError as e:
         raise CliError(f"{e.filename}: {e.strerror}") from None
     return 0
 
 
-async def _mkdir(fs: FatFS, args: argparse.Namespace) -> int:
+async def _mkdir(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     check(await fs.mkdir(args.path))
     return 0
 
 
-async def _rm_tree(fs: FatFS, path: str) -> None:
+async def _rm_plan(fs: FatFS, path: str, plan: list[str], seen: set[int]) -> None:
+    """Add what removing ``path`` takes to ``plan``, contents first; refuse on damage."""
     st = check(await fs.stat(path))
     if st.directory:
+        key = check(await fs.first_cluster(path))
+        if key in seen:
+            raise CliError(f"{path}: a directory that contains itself; repair the image first")
+        seen.add(key)
         for name in check(await fs.listdir(path)):
-            await _rm_tree(fs, _join(path, name))
-    check(await fs.destroy(path))
+            if bad_name(name) is not None:
+                raise CliError(
+                    f"{path}: holds an entry named {name!r} that cannot be removed by name;"
+                    " repair the image first"
+                )
+            await _rm_plan(fs, _join(path, name), plan, seen)
+    plan.append(path)
 
 
-async def _rm(fs: FatFS, args: argparse.Namespace) -> int:
-    if args.recursive:
-        await _rm_tree(fs, args.path)
-    else:
+async def _rm(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
+    st = check(await fs.stat(args.path))
+    if st.filename == "/":  # "/", "" and "/a/.." alike: nothing is removed
+        raise CliError(f"{args.path!r} is the root directory, which cannot be removed")
+    if not args.recursive:
         check(await fs.destroy(args.path))
+        return 0
+    plan: list[str] = []
+    await _rm_plan(fs, args.path, plan, set())  # decided in full before the first write
+    for p in plan:
+        check(await fs.destroy(p))
     return 0
 
 
@@ -335,6 +560,10 @@ def _main(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError:  # pragma: no cover - `cat | head`
         return 0
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        sys.stderr.write(f"miragekit fat {args.fat_command}: {where}{e.strerror or e}\n")
+        return 1
 
 
 def register(subparsers: Any) -> None:
@@ -345,6 +574,14 @@ def register(subparsers: Any) -> None:
         description="Work on FAT12/16/32 disk images with miragekit's FatFS.",
     )
     sub = p.add_subparsers(dest="fat_command", metavar="ACTION", required=True)
+    lock = argparse.ArgumentParser(add_help=False)
+    lock.add_argument(
+        "--wait",
+        type=float,
+        default=LOCK_WAIT,
+        metavar="SECONDS",
+        help=f"how long to wait for another command using the image (default {LOCK_WAIT:g})",
+    )
 
     m = sub.add_parser("mkfs", help="make an empty FAT image")
     m.add_argument("image")
@@ -352,30 +589,36 @@ def register(subparsers: Any) -> None:
     m.add_argument("--fat", type=int, choices=(12, 16, 32), help="FAT type (default: by size)")
     m.add_argument("--label", help="volume label (up to 11 characters)")
 
-    ls = sub.add_parser("ls", help="list a directory, one name per line")
+    ls = sub.add_parser("ls", parents=[lock], help="list a directory, one name per line")
     ls.add_argument("-l", "--long", action="store_true", help="show sizes")
     ls.add_argument("image")
     ls.add_argument("path", nargs="?", default="/")
 
-    c = sub.add_parser("cat", help="write a file's contents to stdout")
+    c = sub.add_parser("cat", parents=[lock], help="write a file's contents to stdout")
     c.add_argument("image")
     c.add_argument("path")
 
-    put = sub.add_parser("put", help="copy a host file or directory into the image")
+    put = sub.add_parser("put", parents=[lock], help="copy a host file or directory into the image")
     put.add_argument("image")
     put.add_argument("hostpath")
     put.add_argument("path")
+    put.add_argument(
+        "-L",
+        "--follow",
+        action="store_true",
+        help="copy what symbolic links inside HOSTPATH point to",
+    )
 
-    get = sub.add_parser("get", help="copy a file or directory out of the image")
+    get = sub.add_parser("get", parents=[lock], help="copy a file or directory out of the image")
     get.add_argument("image")
     get.add_argument("path")
     get.add_argument("hostpath")
 
-    md = sub.add_parser("mkdir", help="make a directory")
+    md = sub.add_parser("mkdir", parents=[lock], help="make a directory")
     md.add_argument("image")
     md.add_argument("path")
 
-    rm = sub.add_parser("rm", help="remove a file or an empty directory")
+    rm = sub.add_parser("rm", parents=[lock], help="remove a file or an empty directory")
     rm.add_argument(
         "-r", "--recursive", action="store_true", help="remove directories and their contents"
     )

@@ -448,6 +448,18 @@ class FatFS:
         d = await self._load_dir(v, self._dir_key(v, e))
         return [x.name for x in sorted(d.index.values(), key=lambda x: x.slot)]
 
+    async def first_cluster(self, path: str) -> Ok[int] | Error[FSError]:
+        """Where ``path``'s data starts: the root's key for ``/``, 0 for an empty file.
+
+        Two directories that start at the same cluster are one directory, so a walk over
+        a damaged volume can notice a directory that contains itself.
+        """
+        return await self._run(self._do_first_cluster, path)
+
+    async def _do_first_cluster(self, v: _Volume, path: str) -> int:
+        _d, e = await self._lookup(v, path)
+        return v.root_key if e is None else e.cluster
+
     async def create(self, path: str) -> Ok[None] | Error[FSError]:
         return await self._run(self._do_create, path, False)
 
@@ -547,6 +559,46 @@ class FatFS:
         v.runs.pop(e.cluster, None)
         if chain:
             for c in chain:
+                v.fat.set(c, 0)
+            await self._flush_fat(v)
+            await self._write_fsinfo(v)
+
+    async def replace(self, src: str, dst: str) -> Ok[None] | Error[FSError]:
+        """Give file ``dst`` the contents of file ``src``, which disappears (not in the seed).
+
+        ``dst`` keeps its name, its slots and its creation time, so the switch is a single
+        entry write: after a crash ``dst`` holds the old or the new contents in full, and
+        the chain no entry reaches any more is left allocated for fsck.fat to reclaim. A
+        copy that fails half-way therefore never costs the file it was meant to replace.
+        """
+        return await self._run(self._do_replace, src, dst)
+
+    async def _do_replace(self, v: _Volume, src: str, dst: str) -> None:
+        sd, se = await self._lookup(v, src)
+        dd, de = await self._lookup(v, dst)
+        if sd is None or se is None or se.is_dir:
+            raise _Refused(IsADirectory(src))
+        if dd is None or de is None or de.is_dir:
+            raise _Refused(IsADirectory(dst))
+        if se is de:
+            return
+        self._need_rw()
+        old = list(self._chain(v, de.cluster))
+        lo, hi = se.first_slot, se.slot + 1
+        for s in range(lo, hi):
+            sd.data[s * SLOT] = DELETED
+        await self._write_slots(v, sd, lo, hi)
+        sd.remove(se)
+        sd.freed(lo, hi)
+        v.chains.pop(de.cluster, None)
+        v.runs.pop(de.cluster, None)
+        de.cluster, de.size = se.cluster, se.size
+        de.mtime, de.mdate, de.adate = se.mtime, se.mdate, se.adate
+        de.attr |= ATTR_ARCHIVE
+        dd.data[de.slot * SLOT : (de.slot + 1) * SLOT] = de.pack()
+        await self._write_slots(v, dd, de.slot, de.slot + 1)
+        if old:
+            for c in old:
                 v.fat.set(c, 0)
             await self._flush_fat(v)
             await self._write_fsinfo(v)
