@@ -67,8 +67,13 @@ class Problems:
 
     def report(self, msg: str) -> None:
         self.count += 1
-        sys.stderr.write(f"miragekit fat {self.command}: {msg}\n")
+        sys.stderr.write(f"miragekit fat {self.command}: {plain(msg)}\n")
         sys.stderr.flush()
+
+
+def plain(msg: str) -> str:
+    """``msg`` as one printable line: names from an image may hold newlines or escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
 
 
 async def open_image(
@@ -102,6 +107,11 @@ def block_error(err: BlockError) -> str:
         case Unimplemented():
             return "not supported by the device"
     return str(err)  # pragma: no cover
+
+
+def _about(path: str, msg: str) -> str:
+    """``msg`` saying which path it is about, unless it does already."""
+    return msg if msg.startswith(path) else f"{path}: {msg}"
 
 
 def bad_name(name: str) -> str | None:
@@ -341,7 +351,7 @@ class _Put:
             try:
                 await self.tree(host / name, child, ancestors)
             except CliError as e:
-                self.problems.report(str(e))
+                self.problems.report(_about(child, str(e)))
             now = await _exists(self.fs, child)
             if now is not None:
                 written[now.filename] = name
@@ -456,10 +466,11 @@ class _Get:
         if not host.is_dir():
             host.mkdir()
         for name in await _children(self.fs, path, self.problems):
+            child = _join(path, name)
             try:
-                await self.tree(_join(path, name), host / name)
+                await self.tree(child, host / name)
             except CliError as e:
-                self.problems.report(str(e))
+                self.problems.report(_about(child, str(e)))
 
     async def file(self, path: str, host: Path, size: int, top: bool) -> None:
         prog = Progress(f"get {path}", size)
@@ -486,18 +497,18 @@ class _Get:
 
 async def _get(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     st = check(await fs.stat(args.path))
-    host = Path(args.hostpath)
-    if host.is_dir():
-        name = st.filename if st.filename != "/" else ""
-        if name:
-            why = bad_name(name)
-            if why is not None:
-                raise CliError(f"{args.path}: the image calls it {name!r} ({why}); name the copy")
-            host = host / name
+    host = root = Path(args.hostpath)
+    name = st.filename if st.filename != "/" else ""
+    into = host.is_dir() and bool(name)  # the copy is named by the image: check that name
+    if into:
+        why = bad_name(name)
+        if why is not None:
+            raise CliError(f"{args.path}: the image calls it {name!r} ({why}); name the copy")
+        host = host / name
     if st.directory and host.exists() and not host.is_dir():
         raise CliError(f"{host}: not a directory")
     try:
-        await _Get(fs, problems, host).tree(args.path, host, top=True)
+        await _Get(fs, problems, root).tree(args.path, host, top=not into)
     except OSError as e:
         raise CliError(f"{e.filename}: {e.strerror}") from None
     return 0
@@ -556,13 +567,15 @@ def _main(args: argparse.Namespace) -> int:
             return asyncio.run(_mkfs(args))
         return asyncio.run(_with_fs(args.image, args))
     except CliError as e:
-        sys.stderr.write(f"miragekit fat {args.fat_command}: {e}\n")
+        sys.stderr.write(f"miragekit fat {args.fat_command}: {plain(str(e))}\n")
         return 1
     except BrokenPipeError:  # pragma: no cover - `cat | head`
         return 0
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        sys.stderr.write(f"miragekit fat {args.fat_command}: {where}{e.strerror or e}\n")
+        sys.stderr.write(
+            f"miragekit fat {args.fat_command}: {plain(where + str(e.strerror or e))}\n"
+        )
         return 1
 
 
