@@ -8,9 +8,11 @@ assertions check the host side (nothing written outside the destination), the im
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pty
+import signal
 import subprocess
 import sys
 import tempfile
@@ -596,3 +598,39 @@ def test_damaged_images_are_walked_read_only_and_nothing_escapes(
         assert files_under(work) <= {"d.img", "out"} | {"out/" + p for p in files_under(out)}, name
         for p in out.rglob("*"):
             assert not p.is_symlink() and p.resolve().is_relative_to(out.resolve()), (name, p)
+
+
+def test_an_interrupted_put_keeps_the_old_file_and_leaves_no_copy(tmp_path: Path) -> None:
+    img = tmp_path / "a.img"
+    mkfs(img, 32, 400 << 10)
+    (tmp_path / "big.bin").write_bytes(b"the old one\n")
+    mcopy(img, tmp_path / "big.bin")
+    with (tmp_path / "big.bin").open("wb") as f:
+        f.truncate(300 << 20)
+    primary, secondary = pty.openpty()
+    p = subprocess.Popen(
+        [*CLI, "put", img.as_posix(), str(tmp_path / "big.bin"), "/big.bin"],
+        env=ENV,
+        stderr=secondary,
+        stdout=subprocess.DEVNULL,
+    )
+    os.close(secondary)
+    shown = b""
+    try:
+        while b"MiB" not in shown:  # the copy is under way
+            chunk = os.read(primary, 4096)
+            assert chunk, shown
+            shown += chunk
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=60) == 130
+        rest = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 4096):
+                rest += chunk
+    finally:
+        os.close(primary)
+    assert rest.replace(b"\r\n", b"\n").endswith(b"miragekit fat put: interrupted\n"), rest
+    assert b"Traceback" not in rest
+    assert tool("mdir", "-b", "-i", img.as_posix(), "::/").split() == ["::/big.bin"]
+    assert tool("mtype", "-i", img.as_posix(), "::/big.bin") == "the old one\n"
+    assert_fsck_clean(img)

@@ -391,15 +391,26 @@ class _Put:
                     problems.report(f"{path}: no space left ({need} bytes needed, {free} free)")
                 return
             target = path if old is None else await self._temp_beside(path)
-            check(await fs.create(target))
+            made = await fs.create(target)
+            if isinstance(made, Error):
+                if old is not None and isinstance(made.error, NoSpace):
+                    problems.report(
+                        f"{path}: no room in its directory for the new copy beside the old one;"
+                        " remove the old file first"
+                    )
+                    return
+                raise CliError(describe(made.error))
             try:
                 await self._copy(f, size, target, path)
             except (CliError, OSError) as e:
                 await fs.destroy(target)
-                why = str(e) if isinstance(e, CliError) else f"{host}: {e.strerror}"
+                why = _about(path, str(e)) if isinstance(e, CliError) else f"{host}: {e.strerror}"
                 kept = " (the old file is kept)" if old is not None else ""
                 problems.report(f"{why}{kept}")
                 return
+            except BaseException:  # interrupted: the partial copy goes too
+                await fs.destroy(target)
+                raise
             if target != path:
                 check(await fs.replace(target, path))
 
@@ -571,6 +582,9 @@ def _main(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError:  # pragma: no cover - `cat | head`
         return 0
+    except KeyboardInterrupt:
+        sys.stderr.write(f"miragekit fat {args.fat_command}: interrupted\n")
+        return 130
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         sys.stderr.write(

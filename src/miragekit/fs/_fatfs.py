@@ -242,6 +242,10 @@ class FatFS:
                 # A damaged structure on the device (a broken chain): drop the caches.
                 self._vol, self._why = None, "stale"
                 return Error(UnknownError(f"corrupt volume: {e}"))
+            except asyncio.CancelledError:
+                # Stopped half-way (^C): the caches may be ahead of the device.
+                self._vol, self._why = None, "stale"
+                raise
 
     def _need_rw(self) -> None:
         if not self._read_write:
