@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import stat as st_mode
 import sys
 from pathlib import Path
@@ -64,6 +65,12 @@ class Problems:
 
     def __init__(self, command: str) -> None:
         self.command, self.count = command, 0
+        self.interrupted = False  # set by ^C in a writing command; acted on at safe points
+
+    def stop_point(self) -> None:
+        """Where a writing command may stop: between two complete FS calls."""
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     def report(self, msg: str) -> None:
         self.count += 1
@@ -211,12 +218,17 @@ def _join(base: str, name: str) -> str:
 async def _with_fs(path: str, args: argparse.Namespace) -> int:
     ro = args.fat_command in READ_ONLY
     blk = await open_image(path, read_only=ro, lock_wait=args.wait)
+    problems = Problems(args.fat_command)
+    loop = asyncio.get_running_loop()
+    if not ro:  # ^C must not stop a write half-way: it is noted, and acted on between calls
+        loop.add_signal_handler(signal.SIGINT, setattr, problems, "interrupted", True)
     try:
         fs = check(await FatFS.connect(blk))
-        problems = Problems(args.fat_command)
         rc: int = await _COMMANDS[args.fat_command](fs, args, problems)
         return 1 if problems.count else rc
     finally:
+        if not ro:
+            loop.remove_signal_handler(signal.SIGINT)
         await blk.disconnect()
 
 
@@ -340,6 +352,7 @@ class _Put:
             return
         written: dict[str, str] = {}  # stored name -> the host name written to it
         for name in names:
+            self.problems.stop_point()
             child = _join(path, name)
             old = await _exists(self.fs, child)
             if old is not None and old.filename in written:
@@ -408,7 +421,7 @@ class _Put:
                 kept = " (the old file is kept)" if old is not None else ""
                 problems.report(f"{why}{kept}")
                 return
-            except BaseException:  # interrupted: the partial copy goes too
+            except KeyboardInterrupt:  # the partial copy goes too
                 await fs.destroy(target)
                 raise
             if target != path:
@@ -418,6 +431,7 @@ class _Put:
         prog = Progress(f"put {path}", size)
         off = 0
         while chunk := f.read(CHUNK):
+            self.problems.stop_point()
             check(await self.fs.write(target, off, chunk))
             off += len(chunk)
             prog.add(len(chunk))
@@ -558,6 +572,7 @@ async def _rm(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     plan: list[str] = []
     await _rm_plan(fs, args.path, plan, set())  # decided in full before the first write
     for p in plan:
+        problems.stop_point()
         check(await fs.destroy(p))
     return 0
 
