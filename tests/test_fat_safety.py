@@ -445,7 +445,7 @@ def test_case_collisions_are_reported_not_collapsed(
     mkfs(img, 12, 1440)
     src = tmp_path / "src"
     src.mkdir()
-    for n in ("README.TXT", "ReadMe.Txt", "readme.txt", "other.txt"):
+    for n in ("README.TXT", "ReadMe.Txt", "readme.txt", "other.txt", "a long name", "alongn~1"):
         (src / n).write_text(n)
     (src / "Docs").mkdir()
     (src / "docs").mkdir()
@@ -454,7 +454,8 @@ def test_case_collisions_are_reported_not_collapsed(
     rc, _, err = run(capsys, "put", img.as_posix(), str(src), "/")
     assert rc == 1
     lines = plain_lines(err, "put")
-    assert len(lines) == 3 and all("(FAT names ignore case), skipped" in ln for ln in lines)
+    assert len(lines) == 4 and all("(FAT names ignore case), skipped" in ln for ln in lines)
+    assert "alongn~1: same name as 'a long name'" in err  # the 8.3 alias of the first
     assert "ReadMe.Txt: same name as 'README.TXT'" in err and "docs: same name as 'Docs'" in err
     out = tmp_path / "out"
     out.mkdir()
@@ -462,6 +463,7 @@ def test_case_collisions_are_reported_not_collapsed(
     assert host_tree(out / "src") == {
         "README.TXT": b"README.TXT",
         "other.txt": b"other.txt",
+        "a long name": b"a long name",
         "Docs": {"a": b"a"},
     }
     assert_fsck_clean(img)
