@@ -211,6 +211,26 @@ def damaged_images(work: Path) -> dict[str, bytes]:
         off = cluster_offset(d, get_cluster(d, dir_entry(d)))
         d[off + 2 * SLOT : off + 16 * SLOT] = bytes((i * 7) % 255 + 1 for i in range(14 * SLOT))
 
+    def chain_too_long(d: bytearray) -> None:
+        c, spare = get_cluster(d, victim(d)), layout(d).cluster_count + 1  # the last: free
+        set_fat(d, c, spare)
+        set_fat(d, spare, 0xFFFFFFF)
+
+    def label_in_a_directory(d: bytearray) -> None:
+        off = short_slot(d, b"INNER   TXT")
+        d[off : off + 11] = b"SOME LABEL "
+        d[off + 11] = 0x08
+
+    def bpb_zero_cluster_size(d: bytearray) -> None:
+        d[13] = 0
+
+    def bpb_larger_than_device(d: bytearray) -> None:
+        struct.pack_into("<I", d, 32, layout(d).total_sectors * 4)
+        struct.pack_into("<H", d, 19, 0)
+
+    def fat32_bad_root_cluster(d: bytearray) -> None:
+        struct.pack_into("<I", d, 44, 0x0FFFFFF0)
+
     for fat in (12, 16, 32):
         make(f"fat{fat}_first_cluster_1", fat, first_cluster_bad)
         make(f"fat{fat}_dir_contains_itself", fat, dir_contains_itself)
@@ -228,7 +248,12 @@ def damaged_images(work: Path) -> dict[str, bytes]:
         ("long_name_dotdot", long_name_dotdot),
         ("long_name_slash", long_name_slash),
         ("garbage_directory", garbage_directory),
+        ("chain_too_long", chain_too_long),
+        ("label_in_a_directory", label_in_a_directory),
+        ("bpb_zero_cluster_size", bpb_zero_cluster_size),
+        ("bpb_larger_than_device", bpb_larger_than_device),
     ]:
         make(name, 16, fn)
     make("fat32_dir_is_root", 32, dir_is_root)
+    make("fat32_bad_root_cluster", 32, fat32_bad_root_cluster)
     return out
