@@ -551,16 +551,24 @@ class FatFS:
         else:
             chain = list(self._chain(v, e.cluster))
         self._need_rw()
+        await self._unlink(v, d, e)
+        if e.is_dir:
+            v.dirs.pop(e.cluster, None)
+        v.chains.pop(e.cluster, None)
+        v.runs.pop(e.cluster, None)
+        await self._free_chain(v, chain)
+
+    async def _unlink(self, v: _Volume, d: Directory, e: Entry) -> None:
+        """Mark ``e``'s slots deleted on the device and in ``d`` (its clusters stay in use)."""
         lo, hi = e.first_slot, e.slot + 1
         for s in range(lo, hi):
             d.data[s * SLOT] = DELETED
         await self._write_slots(v, d, lo, hi)
         d.remove(e)
         d.freed(lo, hi)
-        if e.is_dir:
-            v.dirs.pop(e.cluster, None)
-        v.chains.pop(e.cluster, None)
-        v.runs.pop(e.cluster, None)
+
+    async def _free_chain(self, v: _Volume, chain: list[int]) -> None:
+        """Return clusters no entry reaches any more to the free pool (FATs, then FSInfo)."""
         if chain:
             for c in chain:
                 v.fat.set(c, 0)
@@ -588,12 +596,7 @@ class FatFS:
             return
         self._need_rw()
         old = list(self._chain(v, de.cluster))
-        lo, hi = se.first_slot, se.slot + 1
-        for s in range(lo, hi):
-            sd.data[s * SLOT] = DELETED
-        await self._write_slots(v, sd, lo, hi)
-        sd.remove(se)
-        sd.freed(lo, hi)
+        await self._unlink(v, sd, se)
         v.chains.pop(de.cluster, None)
         v.runs.pop(de.cluster, None)
         de.cluster, de.size = se.cluster, se.size
@@ -601,11 +604,7 @@ class FatFS:
         de.attr |= ATTR_ARCHIVE
         dd.data[de.slot * SLOT : (de.slot + 1) * SLOT] = de.pack()
         await self._write_slots(v, dd, de.slot, de.slot + 1)
-        if old:
-            for c in old:
-                v.fat.set(c, 0)
-            await self._flush_fat(v)
-            await self._write_fsinfo(v)
+        await self._free_chain(v, old)
 
     async def write(self, path: str, offset: int, data: Buffer) -> Ok[None] | Error[FSError]:
         if offset < 0:
