@@ -59,7 +59,7 @@ def short_slot(data: bytes | bytearray, short: bytes) -> int:
 def patch_long_name(data: bytearray, old: str, new: str) -> None:
     """Rewrite the VFAT long name ``old`` as ``new`` (same length), keeping its checksum."""
     assert len(old) == len(new)
-    old_units, new_units = old.encode("utf-16-le"), new.encode("utf-16-le")
+    old_units, new_units = old.encode("utf-16-le"), new.encode("utf-16-le", "surrogatepass")
     for m in range(0, len(data) - SLOT, SLOT):
         if data[m + 11] != ATTR_LFN or not data[m] & 0x40:
             continue
@@ -132,6 +132,7 @@ def _tree(src: Path) -> None:
     (src / "DIR" / "INNER.TXT").write_bytes(b"inner\n")
     (src / "DIR" / "SUB" / "DEEP.TXT").write_bytes(b"deep\n")
     (src / "Long Name.txt").write_bytes(b"long\n")
+    (src / ("w" * 200)).write_bytes(b"wide\n")
 
 
 def damaged_images(work: Path) -> dict[str, bytes]:
@@ -207,6 +208,12 @@ def damaged_images(work: Path) -> dict[str, bytes]:
     def long_name_slash(d: bytearray) -> None:
         patch_long_name(d, "Long Name.txt", "../../etc/pwn")
 
+    def long_name_lone_surrogate(d: bytearray) -> None:
+        patch_long_name(d, "Long Name.txt", "bad\ud800names.txt")
+
+    def long_name_too_long_for_the_host(d: bytearray) -> None:
+        patch_long_name(d, "w" * 200, "\u00e9" * 200)  # 400 bytes in UTF-8; hosts take 255
+
     def garbage_directory(d: bytearray) -> None:
         off = cluster_offset(d, get_cluster(d, dir_entry(d)))
         d[off + 2 * SLOT : off + 16 * SLOT] = bytes((i * 7) % 255 + 1 for i in range(14 * SLOT))
@@ -248,6 +255,8 @@ def damaged_images(work: Path) -> dict[str, bytes]:
         ("long_name_dotdot", long_name_dotdot),
         ("long_name_slash", long_name_slash),
         ("garbage_directory", garbage_directory),
+        ("long_name_lone_surrogate", long_name_lone_surrogate),
+        ("long_name_too_long_for_the_host", long_name_too_long_for_the_host),
         ("chain_too_long", chain_too_long),
         ("label_in_a_directory", label_in_a_directory),
         ("bpb_zero_cluster_size", bpb_zero_cluster_size),

@@ -133,6 +133,10 @@ def bad_name(name: str) -> str | None:
         return "a name with '/'"
     if "\0" in name:
         return "a name with a NUL character"
+    try:
+        os.fsencode(name)
+    except UnicodeError:
+        return "a name with broken UTF-16 the host cannot store"
     return None
 
 
@@ -276,6 +280,7 @@ async def _ls(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
         entries.append((st.filename, st))
     out = sys.stdout
     for name, s in entries:
+        name = name.encode("utf-8", "backslashreplace").decode()  # broken UTF-16 from an image
         if args.long:
             out.write(f"{'<DIR>' if s.directory else s.size:>10}  {name}\n")
         else:
@@ -455,7 +460,7 @@ async def _put(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     path: str = args.path
     st = await _exists(fs, path)
     if st is not None and st.directory:
-        path = _join(path, host.resolve().name)
+        path = _join(path, host.name if host.name not in ("", "..") else host.resolve().name)
     await _Put(fs, problems, args.follow).tree(host, path, frozenset())
     return 0
 
@@ -496,6 +501,8 @@ class _Get:
                 await self.tree(child, host / name)
             except CliError as e:
                 self.problems.report(_about(child, str(e)))
+            except OSError as e:  # this name on this host (too long, say): the rest goes on
+                self.problems.report(f"{child}: {e.strerror or e}, not copied")
 
     async def file(self, path: str, host: Path, size: int, top: bool) -> None:
         prog = Progress(f"get {path}", size)
@@ -600,6 +607,10 @@ def _main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"miragekit fat {args.fat_command}: interrupted\n")
         return 130
+    except Exception as e:  # a bug: still one line, never a traceback
+        why = plain(f"{type(e).__name__}: {e}")
+        sys.stderr.write(f"miragekit fat {args.fat_command}: unexpected error ({why})\n")
+        return 1
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         sys.stderr.write(
