@@ -43,7 +43,7 @@ def _unwrap(what: str, r: Ok[Any] | Error[Any]) -> Any:
         case Ok(value):
             return value
         case Error(err):
-            raise LinkError(f"{what}: {err}")
+            raise LinkError(f"{what}: {getattr(err, 'msg', err)}")  # the words, not a repr
     raise AssertionError(r)  # pragma: no cover
 
 
