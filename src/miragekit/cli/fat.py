@@ -471,11 +471,12 @@ class _Get:
     def __init__(self, fs: FatFS, problems: Problems, root: Path) -> None:
         self.fs, self.problems, self.root = fs, problems, root
         self.seen: set[int] = set()  # first clusters of the directories copied so far
+        self._real_root = ""  # the resolved destination, once it exists
 
     def _check_inside(self, host: Path) -> None:
         """Refuse a host path that leaves the destination (through ``..`` or a symlink)."""
         parent = os.path.realpath(host.parent)
-        root = os.path.realpath(self.root)
+        root = self._real_root = self._real_root or os.path.realpath(self.root)
         if not (parent == root or parent.startswith(root.rstrip(os.sep) + os.sep)):
             raise CliError(f"{host}: outside the destination {self.root}, not written")
         if host.is_symlink():
