@@ -1,14 +1,16 @@
 """``miragekit fat``: mtools-style commands on FAT images, using only miragekit's FS.
 
-    miragekit fat mkfs IMAGE --size 64M [--fat 12|16|32]
+    miragekit fat mkfs IMAGE [--size 64M] [--fat 12|16|32] [--label L] [--no-sync]
     miragekit fat ls [-l] IMAGE [PATH]
     miragekit fat cat IMAGE PATH
-    miragekit fat put IMAGE HOSTPATH PATH      (directories recursively)
+    miragekit fat put [--no-sync] IMAGE HOSTPATH PATH      (directories recursively)
     miragekit fat get IMAGE PATH HOSTPATH      (directories recursively)
-    miragekit fat mkdir IMAGE PATH
-    miragekit fat rm [-r] IMAGE PATH
+    miragekit fat mkdir [-p] [--no-sync] IMAGE PATH
+    miragekit fat rm [-r] [--no-sync] IMAGE PATH
 
-Errors print one line to stderr and exit with status 1.
+IMAGE is an image file or a block device; ``IMAGE@@OFFSET`` (as mtools spells it) is the
+volume at byte OFFSET inside it (a partition), OFFSET in bytes or with a K, M, G or S
+(512-byte sectors) suffix. Errors print one line to stderr and exit with status 1.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..block import FileBlock
-from ..fs import FatFS
+from ..block import FileBlock, SliceBlock
+from ..fs import FatFS, check_format, fat_name
 from ..result import (
     BlockDevice,
     DirectoryNotEmpty,
@@ -47,19 +50,53 @@ class CliError(Exception):
     """One line for stderr."""
 
 
-async def open_image(path: str, *, durable: bool = True) -> Block:
-    """The block device behind an image file (the one place the CLI builds one).
+def split_image(spec: str) -> tuple[str, int]:
+    """``IMAGE@@OFFSET`` -> ``(IMAGE, OFFSET in bytes)``; a plain ``IMAGE`` has offset 0.
 
-    Durable by default: FAT's write ordering only protects the volume if each write is on
-    disk before the next one starts.
+    A file whose own name holds ``@@`` is taken as it is.
     """
-    if not os.path.isfile(path):
-        raise CliError(f"{path}: no such image file")
+    path, sep, off = spec.rpartition("@@")
+    if not sep or os.path.lexists(spec):
+        return spec, 0
+    t = off.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "S": 512}.get(t[-1:], 1)
+    if mult > 1:
+        t = t[:-1]
+    if not t.isdigit():
+        raise CliError(f"{spec}: not an offset after @@: {off!r} (bytes, or with K, M, G or S)")
+    return path, int(t) * mult
+
+
+def _is_device(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+async def open_image(spec: str, *, durable: bool = True, size: int | None = None) -> Block:
+    """The block device behind ``IMAGE[@@OFFSET]`` (the one place the CLI builds one).
+
+    IMAGE is an image file or a block device; with an offset, a window from there to the
+    end (or of ``size`` bytes). Durable by default: FAT's write ordering only protects
+    the volume if each write is on disk before the next one starts.
+    """
+    path, offset = split_image(spec)
+    if not (os.path.isfile(path) or _is_device(path)):
+        raise CliError(f"{path}: no such image file or block device")
     match await FileBlock.connect(path, durable=durable):
         case Ok(blk):
-            return blk
+            pass
         case Error(e):
             raise CliError(f"cannot open {path}: {e}")
+    if not offset and size is None:
+        return blk
+    match await SliceBlock.connect((blk, offset, size)):
+        case Ok(window):
+            return window
+        case Error(e):
+            await blk.disconnect()
+            raise CliError(f"{spec}: {getattr(e, 'msg', e)}")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -143,7 +180,7 @@ def _join(base: str, name: str) -> str:
 
 
 async def _with_fs(path: str, args: argparse.Namespace) -> int:
-    blk = await open_image(path)
+    blk = await open_image(path, durable=not getattr(args, "no_sync", False))
     try:
         fs = check(await FatFS.connect(blk))
         rc: int = await _COMMANDS[args.fat_command](fs, args)
@@ -152,20 +189,75 @@ async def _with_fs(path: str, args: argparse.Namespace) -> int:
         await blk.disconnect()
 
 
+def _mkfs_target(args: argparse.Namespace) -> tuple[str, int, bool, int | None]:
+    """``(host path, volume size, resize?, current size)``, every check made first.
+
+    Sizes are rounded down to whole 512-byte sectors (the volume cannot use a partial
+    one). A regular file without an offset is then made exactly that size; a block
+    device, or a file with ``@@OFFSET``, is never resized and must be large enough.
+    """
+    path, offset = split_image(args.image)
+    size: int | None = args.size
+    if size is not None:
+        size -= size % 512
+    device = _is_device(path)
+    current: int | None = None
+    if os.path.isdir(path):
+        raise CliError(f"{path}: is a directory")
+    if device or os.path.lexists(path):
+        if not device and not os.path.isfile(path):
+            raise CliError(f"{path}: not a regular file or block device")
+        try:
+            with open(path, "rb") as f:
+                current = f.seek(0, os.SEEK_END)
+        except OSError as e:
+            raise CliError(f"{path}: {e.strerror}") from None
+    elif offset:
+        raise CliError(f"{path}: no such image file (an @@OFFSET volume needs its image)")
+    elif not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise CliError(f"{path}: no such directory to create it in")
+    if size is None:
+        if current is None:
+            raise CliError(f"{path}: does not exist; give --size")
+        size = current - offset
+        size -= size % 512
+    if size <= 0:
+        raise CliError(f"{args.image}: no room for a volume")
+    if (device or offset) and current is not None and offset + size > current:
+        raise CliError(
+            f"{args.image}: {size} bytes from offset {offset} do not fit in {current} bytes"
+        )
+    why = check_format(size, fat=args.fat, label=args.label)
+    if why is not None:
+        raise CliError(why)
+    return path, size, not (device or offset), current
+
+
 async def _mkfs(args: argparse.Namespace) -> int:
-    size: int = args.size
-    try:
-        with open(args.image, "ab") as f:
-            if f.tell() < size:
+    path, size, resize, old = _mkfs_target(args)
+    if resize:
+        try:
+            with open(path, "ab") as f:
                 f.truncate(size)
-    except OSError as e:
-        raise CliError(f"{args.image}: {e.strerror}") from None
-    blk = await open_image(args.image)
+        except OSError as e:
+            raise CliError(f"{path}: {e.strerror}") from None
+    done = False
     try:
-        fs = check(await FatFS.connect(blk))
-        check(await fs.format(size, fat=args.fat, label=args.label))
+        blk = await open_image(args.image, durable=not args.no_sync, size=None if resize else size)
+        try:
+            fs = check(await FatFS.connect(blk))
+            check(await fs.format(size, fat=args.fat, label=args.label))
+        finally:
+            await blk.disconnect()
+        done = True
     finally:
-        await blk.disconnect()
+        if resize and not done:  # a failed mkfs leaves no new or grown file behind
+            if old is None:
+                os.unlink(path)
+            elif old > size:
+                pass  # shrunk: what was past the new end is gone either way
+            else:
+                os.truncate(path, old)
     return 0
 
 
@@ -181,10 +273,18 @@ async def _ls(fs: FatFS, args: argparse.Namespace) -> int:
     out = sys.stdout
     for name, s in entries:
         if args.long:
-            out.write(f"{'<DIR>' if s.directory else s.size:>10}  {name}\n")
+            p = _join(path, name) if st.directory else path
+            out.write(await _long_line(fs, p, name, s))
         else:
             out.write(name + "\n")
     return 0
+
+
+async def _long_line(fs: FatFS, path: str, name: str, st: Any) -> str:
+    """``ls -l``: size (or ``<DIR>``), last-write time, name."""
+    when = check(await fs.modified(path))
+    date = when.strftime("%Y-%m-%d %H:%M") if when is not None else " " * 16
+    return f"{'<DIR>' if st.directory else st.size:>10}  {date}  {name}\n"
 
 
 async def _cat(fs: FatFS, args: argparse.Namespace) -> int:
@@ -230,17 +330,45 @@ async def _put_file(fs: FatFS, host: Path, path: str) -> None:
     prog.end()
 
 
-async def _put_tree(fs: FatFS, host: Path, path: str) -> None:
+async def _put_tree(fs: FatFS, host: Path, path: str) -> int:
+    """Copy ``host`` to ``path``; the number of host files skipped (each said on stderr)."""
     if host.is_dir():
         st = await _exists(fs, path)
         if st is None:
             check(await fs.mkdir(path))
         elif not st.directory:
             raise CliError(f"{path}: not a directory")
-        for child in sorted(host.iterdir()):
-            await _put_tree(fs, child, _join(path, child.name))
-    else:
-        await _put_file(fs, host, path)
+        return await _put_children(fs, host, path)
+    await _put_file(fs, host, path)
+    return 0
+
+
+async def _put_children(fs: FatFS, host: Path, path: str) -> int:
+    """Copy what the host directory holds into the directory ``path``.
+
+    Names are stored as mcopy stores them (trailing dots and spaces dropped); a name FAT
+    cannot hold, or two host names that would be stored alike, are skipped with a reason.
+    """
+    skipped = 0
+    seen: dict[str, str] = {}
+    for child in sorted(host.iterdir()):
+        name = fat_name(child.name)
+        if name is None:
+            _skip(child, "FAT names cannot hold this name")
+            skipped += 1
+            continue
+        key = name.upper()
+        if key in seen:
+            _skip(child, f"would be stored as {name!r}, like {seen[key]!r}")
+            skipped += 1
+            continue
+        seen[key] = child.name
+        skipped += await _put_tree(fs, child, _join(path, name))
+    return skipped
+
+
+def _skip(host: Path, why: str) -> None:
+    sys.stderr.write(f"miragekit fat put: {host}: skipped: {why}\n")
 
 
 async def _put(fs: FatFS, args: argparse.Namespace) -> int:
@@ -249,10 +377,19 @@ async def _put(fs: FatFS, args: argparse.Namespace) -> int:
         raise CliError(f"{host}: no such file or directory")
     path: str = args.path
     st = await _exists(fs, path)
+    if path.endswith("/") and path.strip("/"):  # "into this directory": it must exist
+        if st is None:
+            raise CliError(f"{path}: no such directory")
+        if not st.directory:
+            raise CliError(f"{path}: not a directory")
     if st is not None and st.directory:
-        path = _join(path, host.resolve().name)
-    await _put_tree(fs, host, path)
-    return 0
+        if host.is_dir() and args.hostpath.endswith(("/", "/.")):  # DIR/: its contents
+            return 1 if await _put_children(fs, host, path) else 0
+        name = fat_name(host.resolve().name)
+        if name is None:
+            raise CliError(f"{host}: FAT names cannot hold this name")
+        path = _join(path, name)
+    return 1 if await _put_tree(fs, host, path) else 0
 
 
 async def _get_tree(fs: FatFS, path: str, host: Path) -> None:
@@ -295,8 +432,23 @@ async def _get(fs: FatFS, args: argparse.Namespace) -> int:
 
 
 async def _mkdir(fs: FatFS, args: argparse.Namespace) -> int:
-    check(await fs.mkdir(args.path))
+    if args.parents:
+        await _makedirs(fs, args.path)
+    else:
+        check(await fs.mkdir(args.path))
     return 0
+
+
+async def _makedirs(fs: FatFS, path: str) -> None:
+    """``mkdir -p``: each missing directory on the way; existing directories are fine."""
+    done = ""
+    for part in [p for p in path.split("/") if p]:
+        done = _join(done, part)
+        st = await _exists(fs, done)
+        if st is None:
+            check(await fs.mkdir(done))
+        elif not st.directory:
+            raise CliError(f"{done}: not a directory")
 
 
 async def _rm_tree(fs: FatFS, path: str) -> None:
@@ -348,12 +500,17 @@ def register(subparsers: Any) -> None:
 
     m = sub.add_parser("mkfs", help="make an empty FAT image")
     m.add_argument("image")
-    m.add_argument("--size", type=parse_size, required=True, help="e.g. 64M, 1G, 1440K")
+    m.add_argument(
+        "--size",
+        type=parse_size,
+        help="e.g. 64M, 1G, 1440K; rounded down to 512-byte sectors (default: the existing"
+        " file, device or partition)",
+    )
     m.add_argument("--fat", type=int, choices=(12, 16, 32), help="FAT type (default: by size)")
     m.add_argument("--label", help="volume label (up to 11 characters)")
 
     ls = sub.add_parser("ls", help="list a directory, one name per line")
-    ls.add_argument("-l", "--long", action="store_true", help="show sizes")
+    ls.add_argument("-l", "--long", action="store_true", help="show sizes and write times")
     ls.add_argument("image")
     ls.add_argument("path", nargs="?", default="/")
 
@@ -361,7 +518,11 @@ def register(subparsers: Any) -> None:
     c.add_argument("image")
     c.add_argument("path")
 
-    put = sub.add_parser("put", help="copy a host file or directory into the image")
+    put = sub.add_parser(
+        "put",
+        help="copy a host file or directory into the image (DIR/ copies DIR's contents;"
+        " a PATH ending in / must be an existing directory)",
+    )
     put.add_argument("image")
     put.add_argument("hostpath")
     put.add_argument("path")
@@ -372,6 +533,9 @@ def register(subparsers: Any) -> None:
     get.add_argument("hostpath")
 
     md = sub.add_parser("mkdir", help="make a directory")
+    md.add_argument(
+        "-p", "--parents", action="store_true", help="make missing parents; no error if it exists"
+    )
     md.add_argument("image")
     md.add_argument("path")
 
@@ -381,5 +545,12 @@ def register(subparsers: Any) -> None:
     )
     rm.add_argument("image")
     rm.add_argument("path")
+    for writer in (m, put, md, rm):
+        writer.add_argument(
+            "--no-sync",
+            action="store_true",
+            help="do not wait for each write to reach the disk; sync once at the end (faster,"
+            " but a crash midway can leave the volume needing fsck.fat)",
+        )
 
     p.set_defaults(func=_main)
