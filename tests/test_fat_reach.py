@@ -4,6 +4,7 @@ trailing dots, ``mkdir -p``, ``ls -l`` dates, ``--no-sync``, trailing slashes)."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -12,8 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from tests.fat_util import TOOLS_ENV, assert_fsck_clean, tool
+from tests.fat_util import TOOLS_ENV, FixedClock, assert_fsck_clean, ok, tool
 from tests.test_fat_cli import run
+
+from miragekit.block import MemoryBlock, SliceBlock
+from miragekit.fs import FatFS, check_format, fat_name
+from miragekit.fs._dirent import nt_case
+from miragekit.result import Error, Unknown, UnknownError
 
 MiB = 1 << 20
 
@@ -27,6 +33,80 @@ def one_line_error(rc: int, err: str, *words: str) -> None:
 def sparse(path: Path, size: int) -> None:
     with path.open("wb") as f:
         f.truncate(size)
+
+
+# --- the API underneath ------------------------------------------------------------------
+
+
+def test_slice_block_is_a_window() -> None:
+    async def go() -> None:
+        disk = MemoryBlock("disk", 8192)  # 4 MiB
+        disk.data[:] = b"\xaa" * len(disk.data)
+        part = ok(await SliceBlock.connect((disk, 1 << 20, 2 << 20)))
+        assert (await part.get_info()).size_sectors == 4096
+        fs = ok(await FatFS.connect(part, clock=FixedClock(981173106.0)))
+        ok(await fs.format(2 << 20, label="inside"))
+        ok(await fs.create("/readme.txt"))
+        ok(await fs.write("/readme.txt", 0, b"hi"))
+        assert ok(await fs.listdir("/")) == ["readme.txt"]
+        when = ok(await fs.modified("/readme.txt"))
+        assert when is not None and when.isoformat() == "2001-02-03T04:05:06"
+        assert ok(await fs.modified("/")) is None
+        data = bytes(disk.data)
+        assert data[: 1 << 20] == data[3 << 20 :] == b"\xaa" * (1 << 20)  # outside: untouched
+        with pytest.raises(ValueError):
+            await part.read(4096, [bytearray(512)])  # past the window's end
+        for off, size in ((100, None), (4 << 20, None), (1 << 20, 4 << 20)):
+            r = await SliceBlock.connect((disk, off, size))
+            assert isinstance(r, Error) and isinstance(r.error, Unknown)
+
+    asyncio.run(go())
+
+
+def test_truncated_volume_reads_and_refuses_writes() -> None:
+    async def go() -> None:
+        whole = MemoryBlock("whole", 8192)
+        fs = ok(await FatFS.connect(whole))
+        ok(await fs.format(4 << 20))
+        ok(await fs.create("/a"))
+        ok(await fs.write("/a", 0, b"a" * 5000))
+        ok(await fs.create("/b"))
+        ok(await fs.write("/b", 0, b"b" * (3 << 20)))
+        cut = MemoryBlock("cut", 4096)
+        cut.data[:] = whole.data[: 2 << 20]
+        fs = ok(await FatFS.connect(cut))
+        assert fs.truncated and fs.fat_bits == 12
+        got = ok(await fs.read("/a", 0, 5000))
+        assert b"".join(bytes(b) for b in got) == b"a" * 5000
+        r = await fs.read("/b", (2 << 20) - 4096, 8192)
+        assert isinstance(r, Error) and isinstance(r.error, UnknownError)
+        assert "past the end of the truncated image (2097152 bytes)" in r.error.msg
+        for w in (fs.create("/c"), fs.destroy("/a"), fs.write("/a", 0, b"x")):
+            refused = await w
+            assert isinstance(refused, Error)
+            assert "truncated (2097152 of 4194304 bytes)" in str(refused.error)
+        assert bytes(cut.data) == bytes(whole.data[: 2 << 20])
+
+    asyncio.run(go())
+
+
+def test_names_flags_and_format_checks() -> None:
+    assert nt_case("readme.txt") == 0x18 and nt_case("README.txt") == 0x10
+    assert nt_case("readme.TXT") == 0x08 and nt_case("README.TXT") == 0
+    assert nt_case("ReadMe.txt") is None and nt_case("long name.txt") is None
+    assert nt_case("123.456") == 0 and nt_case("a1") == 0x08
+    assert fat_name("notes. .") == "notes" and fat_name("a.b.") == "a.b"
+    assert fat_name("...") is None and fat_name("a:b") is None
+    assert check_format(4 << 20) is None and check_format(4 << 20, label="OK") is None
+    assert "too small" in (check_format(10 << 10) or "")
+    assert "bad volume label" in (check_format(4 << 20, label="x" * 12) or "")
+    with pytest.raises(ValueError, match="bad volume label"):
+        asyncio.run(_format_with_label("a/b"))
+
+
+async def _format_with_label(label: str) -> None:
+    fs = ok(await FatFS.connect(MemoryBlock("m", 8192)))
+    await fs.format(4 << 20, label=label)
 
 
 # --- mkfs --------------------------------------------------------------------------------
