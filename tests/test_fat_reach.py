@@ -133,6 +133,27 @@ def test_mkfs_refuses_before_creating_or_growing(
     one_line_error(*run(capsys, "mkfs", str(tmp_path), "--size", "1M")[::2], "is a directory")
 
 
+@pytest.mark.kernel
+def test_mkfs_failing_midway_leaves_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A disk that fills during the format: the new file goes, a grown one shrinks back."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(small)], check=True)
+    try:
+        img = small / "a.img"
+        rc, _, err = run(capsys, "mkfs", str(img), "--size", "64M")
+        one_line_error(rc, err, "No space left on device")
+        assert not img.exists()
+        img.write_bytes(b"keep" * 1024)
+        rc, _, err = run(capsys, "mkfs", str(img), "--size", "64M")
+        one_line_error(rc, err, "No space left on device")
+        assert img.stat().st_size == 4096  # shrunk back (its start is overwritten: a format)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
 @pytest.mark.tools
 def test_mkfs_rounds_shrinks_and_defaults_to_the_file_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

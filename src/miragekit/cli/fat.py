@@ -254,9 +254,7 @@ async def _mkfs(args: argparse.Namespace) -> int:
         if resize and not done:  # a failed mkfs leaves no new or grown file behind
             if old is None:
                 os.unlink(path)
-            elif old > size:
-                pass  # shrunk: what was past the new end is gone either way
-            else:
+            elif old < size:
                 os.truncate(path, old)
     return 0
 
