@@ -296,26 +296,33 @@ def test_lowercase_83_names_use_nt_case_flags(
     assert run(capsys, "mkfs", str(img), "--size", "1440K")[0] == 0
     src = tmp_path / "src"
     src.mkdir()
-    names = [f"file{i:03}.txt" for i in range(220)] + ["README.txt", "notes.TXT", "Mixed.txt"]
+    names = [f"file{i:03}.txt" for i in range(221)] + ["README.txt", "notes.TXT", "x_1.y"]
     for n in names:
         (src / n).write_bytes(n.encode())
-    rc, _, err = run(capsys, "put", str(img), str(src) + "/", "/")
+    rc, _, err = run(capsys, "put", str(img), str(src) + "/", "/")  # 224 files: the root's size
     assert rc == 0, err
     assert run(capsys, "ls", str(img))[1].splitlines() == sorted(names)
     listing = tool("mdir", "-i", str(img), "::/")
-    assert "file000  txt" in listing and "file219  txt" in listing  # no long name beside
-    assert "README   txt" in listing and "notes    TXT" in listing
-    assert re.search(r"MIXED    TXT .* Mixed\.txt", listing)  # mixed case still needs one
+    assert "file000  txt" in listing and "file220  txt" in listing  # no long name beside
+    assert "README   txt" in listing and "notes    TXT" in listing and "x_1      y" in listing
+    assert "224 files" in listing
     raw = img.read_bytes()
     root = 19 * 512  # FAT12 floppy: 1 reserved + 2 x 9 FAT sectors
     slots = [raw[root + 32 * i : root + 32 * i + 32] for i in range(224)]  # all used
     flags = {s[:11]: s[12] for s in slots}
+    assert len(flags) == 224 and all(s[11] == 0x20 for s in slots)  # no long-name slot
     assert flags[b"FILE000 TXT"] == 0x18 and flags[b"README  TXT"] == 0x10  # DIR_NTRes bits
-    assert flags[b"NOTES   TXT"] == 0x08 and flags[b"MIXED   TXT"] == 0
+    assert flags[b"NOTES   TXT"] == 0x08
     assert_fsck_clean(img)
-    more = tmp_path / "one more.txt"
-    more.write_text("x")
-    one_line_error(*run(capsys, "put", str(img), str(more), "/")[::2], "no space")  # 224+LFN
+    # a name that mixes cases inside its base still needs a long-name slot: 2 in all
+    mixed = tmp_path / "Mixed.txt"
+    mixed.write_text("m")
+    assert run(capsys, "rm", str(img), "/file000.txt")[0] == 0
+    one_line_error(*run(capsys, "put", str(img), str(mixed), "/")[::2], "no space")
+    assert run(capsys, "rm", str(img), "/file001.txt")[0] == 0
+    assert run(capsys, "put", str(img), str(mixed), "/")[0] == 0
+    assert re.search(r"MIXED    TXT .* Mixed\.txt", tool("mdir", "-i", str(img), "::/"))
+    assert_fsck_clean(img)
 
 
 @pytest.mark.tools
