@@ -20,6 +20,9 @@ from miragekit.block import MemoryBlock, SliceBlock
 from miragekit.fs import FatFS, check_format, fat_name
 from miragekit.fs._dirent import nt_case
 from miragekit.result import Error, Unknown, UnknownError
+from miragekit.testing import check_block, check_read_only_block
+from miragekit.testing.block import MIN_SECTORS
+from miragekit.v1 import Block
 
 MiB = 1 << 20
 
@@ -61,6 +64,19 @@ def test_slice_block_is_a_window() -> None:
             assert isinstance(r, Error) and isinstance(r.error, Unknown)
 
     asyncio.run(go())
+
+
+def test_slice_block_passes_the_block_checks() -> None:
+    async def make() -> Block:
+        disk = MemoryBlock("disk", MIN_SECTORS + 64)
+        return ok(await SliceBlock.connect((disk, 16 * 512, MIN_SECTORS * 512)))
+
+    async def make_ro() -> Block:
+        disk = MemoryBlock("disk", 64, read_only=True)
+        return ok(await SliceBlock.connect((disk, 512, 8 * 512)))
+
+    asyncio.run(check_block(make))
+    asyncio.run(check_read_only_block(make_ro))
 
 
 def test_truncated_volume_reads_and_refuses_writes() -> None:
