@@ -94,7 +94,12 @@ def test_truncated_volume_reads_and_refuses_writes() -> None:
         assert fs.truncated and fs.fat_bits == 12
         got = ok(await fs.read("/a", 0, 5000))
         assert b"".join(bytes(b) for b in got) == b"a" * 5000
-        r = await fs.read("/b", (2 << 20) - 4096, 8192)
+        got = ok(await fs.read("/b", 0, 3 << 20))  # short: what the device still holds
+        n = sum(len(b) for b in got)
+        assert fs.boot_sector is not None
+        assert 0 < n < 2 << 20 and n % fs.boot_sector.cluster_bytes == 0
+        assert b"".join(got) == b"b" * n
+        r = await fs.read("/b", n, 4096)
         assert isinstance(r, Error) and isinstance(r.error, UnknownError)
         assert "past the end of the truncated image (2097152 bytes)" in r.error.msg
         for w in (fs.create("/c"), fs.destroy("/a"), fs.write("/a", 0, b"x")):
@@ -409,6 +414,9 @@ def test_truncated_image_reads_up_to_its_end(
     assert "small.txt" in tool("mdir", "-b", "-i", str(img), "::/")  # mtools reads it too
     assert run(capsys, "ls", str(img))[1] == "small.txt\nfiller\nbig.bin\n"
     assert run(capsys, "cat", str(img), "/small.txt")[1] == "near the start\n"
+    rc, out, err = run(capsys, "cat", str(img), "/filler")  # cut by the end: what is there
+    one_line_error(rc, err, "past the end of the truncated image")
+    assert 2 * MiB < len(out) < 3 * MiB and out == "\0" * len(out)
     rc, _, err = run(capsys, "cat", str(img), "/big.bin")
     one_line_error(rc, err, "past the end of the truncated image")
     rc, _, err = run(capsys, "get", str(img), "/big.bin", str(tmp_path / "out.bin"))

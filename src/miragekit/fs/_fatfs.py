@@ -174,11 +174,12 @@ class FatFS:
     # --- block I/O ---------------------------------------------------------------------
 
     async def _dev_read(self, dev_sector: int, buf: bytearray | memoryview) -> None:
-        if self._truncated and dev_sector * self._dev_sector + len(buf) > self._dev_bytes():
+        end = dev_sector * self._dev_sector + len(buf)
+        if self._truncated and end > self._dev_bytes():
             raise _Refused(
                 UnknownError(
-                    f"byte {dev_sector * self._dev_sector} and on lie past the end of the"
-                    f" truncated image ({self._dev_bytes()} bytes)"
+                    f"reading up to byte {end} goes past the end of the truncated image"
+                    f" ({self._dev_bytes()} bytes)"
                 )
             )
         match await self._block.read(dev_sector, [buf]):
@@ -422,6 +423,9 @@ class FatFS:
         c0, c1 = offset // cb, (end - 1) // cb + 1
         if c1 > len(chain):
             raise ValueError(f"{path}: cluster chain is shorter than the file size")
+        if self._truncated:
+            c1 = self._present(v, chain, c0, c1)
+            end = min(end, c1 * cb)
         cached = v.runs.get(e.cluster)
         if cached is None or cached[2] != len(chain):
             runs = cluster_runs(chain, 0, len(chain))
@@ -443,6 +447,18 @@ class FatFS:
             k += 1
         start = offset - c0 * cb
         return [mv[start : start + end - offset]]
+
+    def _present(self, v: _Volume, chain: list[int], c0: int, c1: int) -> int:
+        """On a truncated device: where clusters ``c0..c1-1`` of ``chain`` stop being there.
+
+        A read then returns the file up to that point (a short read); the next one, which
+        starts past it, fails in :meth:`_dev_read` with the reason.
+        """
+        spc = v.bs.sectors_per_cluster
+        for i in range(c0, c1):
+            if (v.bs.cluster_sector(chain[i]) + spc) * v.factor > self._dev_sectors:
+                return max(i, c0 + 1)
+        return c1
 
     async def size(self, path: str) -> Ok[int] | Error[FSError]:
         return await self._run(self._do_size, path)
