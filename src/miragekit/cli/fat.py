@@ -172,6 +172,12 @@ class Progress:
             sys.stderr.flush()
 
 
+def _chunk(fs: FatFS) -> int:
+    """Bytes per read: one cluster on a truncated volume, so a copy gets all that is there."""
+    bs = fs.boot_sector
+    return bs.cluster_bytes if fs.truncated and bs is not None else CHUNK
+
+
 def _join(base: str, name: str) -> str:
     return base.rstrip("/") + "/" + name
 
@@ -290,7 +296,7 @@ async def _cat(fs: FatFS, args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     off = 0
     while off < size:
-        for b in check(await fs.read(args.path, off, CHUNK)):
+        for b in check(await fs.read(args.path, off, _chunk(fs))):
             out.write(b)
             off += len(b)
         if off < size and not b:  # pragma: no cover - a short read
@@ -401,7 +407,7 @@ async def _get_tree(fs: FatFS, path: str, host: Path) -> None:
     off = 0
     with host.open("wb") as f:
         while off < st.size:
-            bufs = check(await fs.read(path, off, CHUNK))
+            bufs = check(await fs.read(path, off, _chunk(fs)))
             n = 0
             for b in bufs:
                 f.write(b)

@@ -423,9 +423,6 @@ class FatFS:
         c0, c1 = offset // cb, (end - 1) // cb + 1
         if c1 > len(chain):
             raise ValueError(f"{path}: cluster chain is shorter than the file size")
-        if self._truncated:
-            c1 = self._present(v, chain, c0, c1)
-            end = min(end, c1 * cb)
         cached = v.runs.get(e.cluster)
         if cached is None or cached[2] != len(chain):
             runs = cluster_runs(chain, 0, len(chain))
@@ -447,18 +444,6 @@ class FatFS:
             k += 1
         start = offset - c0 * cb
         return [mv[start : start + end - offset]]
-
-    def _present(self, v: _Volume, chain: list[int], c0: int, c1: int) -> int:
-        """On a truncated device: where clusters ``c0..c1-1`` of ``chain`` stop being there.
-
-        A read then returns the file up to that point (a short read); the next one, which
-        starts past it, fails in :meth:`_dev_read` with the reason.
-        """
-        spc = v.bs.sectors_per_cluster
-        for i in range(c0, c1):
-            if (v.bs.cluster_sector(chain[i]) + spc) * v.factor > self._dev_sectors:
-                return max(i, c0 + 1)
-        return c1
 
     async def size(self, path: str) -> Ok[int] | Error[FSError]:
         return await self._run(self._do_size, path)
