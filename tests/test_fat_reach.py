@@ -236,6 +236,8 @@ def test_block_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     src = tmp_path / "hello.txt"
     src.write_text("over a loop device\n")
     with loop_device(img) as dev:
+        rc, _, err = run(capsys, "mkfs", dev, "--size", "32M")
+        one_line_error(rc, err, "do not fit in 16777216 bytes")
         assert run(capsys, "mkfs", dev, "--label", "LOOPED")[0] == 0  # the device's size
         assert run(capsys, "put", dev, str(src), "/")[0] == 0
         assert run(capsys, "mkdir", "-p", dev, "/a/b")[0] == 0
