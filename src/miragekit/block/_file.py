@@ -201,6 +201,7 @@ class FileBlock:
         offload: bool | None = None,
         durable: bool = True,
         lock_wait: float = 0.0,
+        resize: int | None = None,
     ) -> Ok[Self] | Error[BlockError]:
         """Open ``id``: a regular file (its size rounded down to whole sectors) or a block device.
 
@@ -216,6 +217,9 @@ class FileBlock:
         The file is locked (see the module docstring); if another process holds a
         conflicting lock, ``connect`` waits up to ``lock_wait`` seconds for it, then
         returns ``Error(Unknown(msg))`` saying the file is in use.
+
+        ``resize`` (for a formatter): a regular file, created if missing, is made exactly
+        that many bytes once the lock is held, so no one else sees it change size.
         """
         if sector_size is not None and (sector_size <= 0 or sector_size & (sector_size - 1)):
             raise ValueError(f"sector_size must be a power of two, got {sector_size}")
@@ -223,8 +227,10 @@ class FileBlock:
         sync = os.O_DSYNC if durable else 0
         flags = os.O_CLOEXEC | (os.O_RDONLY if read_only else os.O_RDWR | sync)
         mode = "read-only" if read_only else "read-write"
+        if resize is not None and not read_only:
+            flags |= os.O_CREAT
         try:
-            fd = os.open(path, flags)
+            fd = os.open(path, flags, 0o666)
         except OSError as e:
             return Error(Unknown(f"cannot open {path!r} {mode}: {e.strerror or e}"))
         try:
@@ -249,6 +255,15 @@ class FileBlock:
                     )
             elif stat.S_ISREG(st.st_mode):
                 nbytes = st.st_size
+                if resize is not None and resize != nbytes:
+                    try:
+                        os.ftruncate(fd, resize)
+                    except OSError as e:
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(fd, nbytes)  # as it was: a failed resize changes nothing
+                        os.close(fd)
+                        return Error(Unknown(f"cannot resize {path!r}: {e.strerror or e}"))
+                    nbytes = resize
                 sector_size = sector_size or SECTOR_SIZE
             else:
                 os.close(fd)

@@ -1,32 +1,39 @@
 """``miragekit fat``: mtools-style commands on FAT images, using only miragekit's FS.
 
-    miragekit fat mkfs IMAGE --size 64M [--fat 12|16|32]
+    miragekit fat mkfs IMAGE [--size 64M] [--fat 12|16|32] [--label L] [--no-sync]
     miragekit fat ls [-l] IMAGE [PATH]
     miragekit fat cat IMAGE PATH
-    miragekit fat put IMAGE HOSTPATH PATH      (directories recursively; -L follows links)
+    miragekit fat put [-L] [--no-sync] IMAGE HOSTPATH PATH   (directories recursively)
     miragekit fat get IMAGE PATH HOSTPATH      (directories recursively)
-    miragekit fat mkdir IMAGE PATH
-    miragekit fat rm [-r] IMAGE PATH
+    miragekit fat mkdir [-p] [--no-sync] IMAGE PATH
+    miragekit fat rm [-r] [--no-sync] IMAGE PATH
+
+IMAGE is an image file or a block device; ``IMAGE@@OFFSET`` (as mtools spells it) is the
+volume at byte OFFSET inside it (a partition), OFFSET in bytes or with a K, M, G or S
+(512-byte sectors) suffix.
 
 Errors print one line to stderr and exit with status 1. A problem with one file of a
 tree (a hostile name in the image, an unreadable host file, a name clash) is reported on
 its own line, the rest goes on, and the exit status is 1 at the end. Every command locks
-the image (shared for ls/cat/get, which open it read-only; exclusive for the others).
+the image file, the whole file even for a partition (shared for ls/cat/get, which open
+it read-only; exclusive for the others); ``--wait`` says how long to wait for another.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
-import stat as st_mode
+import stat
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..block import FileBlock
-from ..fs import FatFS
+from ..block import FileBlock, SliceBlock
+from ..fs import FatFS, check_format, fat_name
+from ..fs._dirent import long_name_problem
 from ..fs._fatfs import MAX_FILE_SIZE
 from ..result import (
     BlockDevice,
@@ -83,22 +90,66 @@ def plain(msg: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
 
 
-async def open_image(
-    path: str, *, durable: bool = True, read_only: bool = False, lock_wait: float = LOCK_WAIT
-) -> Block:
-    """The block device behind an image file (the one place the CLI builds one).
+def split_image(spec: str) -> tuple[str, int]:
+    """``IMAGE@@OFFSET`` -> ``(IMAGE, OFFSET in bytes)``; a plain ``IMAGE`` has offset 0.
 
-    Durable by default: FAT's write ordering only protects the volume if each write is on
-    disk before the next one starts. Locked (``FileBlock``) while open: a second writer
-    waits up to ``lock_wait`` seconds, then gives up with a clear message.
+    A file whose own name holds ``@@`` is taken as it is.
     """
-    if not os.path.isfile(path):
-        raise CliError(f"{path}: no such image file")
-    match await FileBlock.connect(path, durable=durable, read_only=read_only, lock_wait=lock_wait):
+    path, sep, off = spec.rpartition("@@")
+    if not sep or os.path.lexists(spec):
+        return spec, 0
+    t = off.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "S": 512}.get(t[-1:], 1)
+    if mult > 1:
+        t = t[:-1]
+    if not t.isdigit():
+        raise CliError(f"{spec}: not an offset after @@: {off!r} (bytes, or with K, M, G or S)")
+    return path, int(t) * mult
+
+
+def _is_device(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+async def open_image(
+    spec: str,
+    *,
+    durable: bool = True,
+    read_only: bool = False,
+    lock_wait: float = LOCK_WAIT,
+    size: int | None = None,
+    resize: int | None = None,
+) -> Block:
+    """The block device behind ``IMAGE[@@OFFSET]`` (the one place the CLI builds one).
+
+    IMAGE is an image file or a block device; with an offset, a window from there to the
+    end (or of ``size`` bytes). Durable by default: FAT's write ordering only protects
+    the volume if each write is on disk before the next one starts. Locked (``FileBlock``)
+    while open, the whole file even for a window: a second writer waits up to
+    ``lock_wait`` seconds, then gives up with a clear message. ``resize`` (mkfs only)
+    creates or resizes the image file to that many bytes once the lock is held.
+    """
+    path, offset = split_image(spec)
+    if not (resize is not None or os.path.isfile(path) or _is_device(path)):
+        raise CliError(f"{path}: no such image file or block device")
+    match await FileBlock.connect(
+        path, durable=durable, read_only=read_only, lock_wait=lock_wait, resize=resize
+    ):
         case Ok(blk):
-            return blk
+            pass
         case Error(e):
             raise CliError(block_error(e))
+    if not offset and size is None:
+        return blk
+    match await SliceBlock.connect((blk, offset, size)):
+        case Ok(window):
+            return window
+        case Error(e):
+            await blk.disconnect()
+            raise CliError(f"{spec}: {block_error(e)}")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -212,6 +263,12 @@ class Progress:
             sys.stderr.flush()
 
 
+def _chunk(fs: FatFS) -> int:
+    """Bytes per read: one cluster on a truncated volume, so a copy gets all that is there."""
+    bs = fs.boot_sector
+    return bs.cluster_bytes if fs.truncated and bs is not None else CHUNK
+
+
 def _join(base: str, name: str) -> str:
     return base.rstrip("/") + "/" + name
 
@@ -221,7 +278,8 @@ def _join(base: str, name: str) -> str:
 
 async def _with_fs(path: str, args: argparse.Namespace) -> int:
     ro = args.fat_command in READ_ONLY
-    blk = await open_image(path, read_only=ro, lock_wait=args.wait)
+    durable = ro or not args.no_sync  # (readers have no --no-sync; they never write)
+    blk = await open_image(path, durable=durable, read_only=ro, lock_wait=args.wait)
     problems = Problems(args.fat_command)
     loop = asyncio.get_running_loop()
     if not ro:  # ^C must not stop a write half-way: it is noted, and acted on between calls
@@ -236,19 +294,75 @@ async def _with_fs(path: str, args: argparse.Namespace) -> int:
         await blk.disconnect()
 
 
+def _mkfs_target(args: argparse.Namespace) -> tuple[str, int, bool, int | None]:
+    """``(host path, volume size, resize?, current size)``, every check made first.
+
+    Sizes are rounded down to whole 512-byte sectors (the volume cannot use a partial
+    one). A regular file without an offset is then made exactly that size; a block
+    device, or a file with ``@@OFFSET``, is never resized and must be large enough.
+    """
+    path, offset = split_image(args.image)
+    size: int | None = args.size
+    if size is not None:
+        size -= size % 512
+    device = _is_device(path)
+    current: int | None = None
+    if os.path.isdir(path):
+        raise CliError(f"{path}: is a directory")
+    if device or os.path.lexists(path):
+        if not device and not os.path.isfile(path):
+            raise CliError(f"{path}: not a regular file or block device")
+        try:
+            with open(path, "rb") as f:
+                current = f.seek(0, os.SEEK_END)
+        except OSError as e:
+            raise CliError(f"{path}: {e.strerror}") from None
+    elif offset:
+        raise CliError(f"{path}: no such image file (an @@OFFSET volume needs its image)")
+    elif not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise CliError(f"{path}: no such directory to create it in")
+    if size is None:
+        if current is None:
+            raise CliError(f"{path}: does not exist; give --size")
+        size = current - offset
+        size -= size % 512
+    if size <= 0:
+        raise CliError(f"{args.image}: no room for a volume")
+    if (device or offset) and current is not None and offset + size > current:
+        raise CliError(
+            f"{args.image}: {size} bytes from offset {offset} do not fit in {current} bytes"
+        )
+    why = check_format(size, fat=args.fat, label=args.label)
+    if why is not None:
+        raise CliError(why)
+    return path, size, not (device or offset), current
+
+
 async def _mkfs(args: argparse.Namespace) -> int:
-    size: int = args.size
+    path, size, resize, old = _mkfs_target(args)
     try:
-        with open(args.image, "ab") as f:
-            if f.tell() < size:
-                f.truncate(size)
-    except OSError as e:
-        raise CliError(f"{args.image}: {e.strerror}") from None
-    blk = await open_image(args.image)
+        blk = await open_image(  # locked before anything is written: no one else is using it
+            args.image,
+            durable=not args.no_sync,
+            lock_wait=args.wait,
+            size=None if resize else size,
+            resize=size if resize else None,
+        )
+    except CliError:
+        if resize and old is None and os.path.isfile(path) and not os.path.getsize(path):
+            os.unlink(path)  # created for nothing (it could not be resized)
+        raise
+    done = False
     try:
         fs = check(await FatFS.connect(blk))
         check(await fs.format(size, fat=args.fat, label=args.label))
+        done = True
     finally:
+        if resize and not done:  # a failed mkfs leaves no new or grown file behind
+            if old is None:
+                os.unlink(path)
+            elif old < size:
+                os.truncate(path, old)
         await blk.disconnect()
     return 0
 
@@ -268,23 +382,29 @@ async def _children(fs: FatFS, path: str, problems: Problems) -> list[str]:
 async def _ls(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     path: str = args.path
     st = check(await fs.stat(path))
-    entries: list[tuple[str, Any]] = []
+    entries: list[tuple[str, str, Any]] = []  # (name, its path, its stat)
     if st.directory:
         for name in await _children(fs, path, problems):
-            match await fs.stat(_join(path, name)):
+            child = _join(path, name)
+            match await fs.stat(child):
                 case Ok(s):
-                    entries.append((name, s))
+                    entries.append((name, child, s))
                 case Error(e):
                     problems.report(describe(e))
     else:
-        entries.append((st.filename, st))
+        entries.append((st.filename, path, st))
     out = sys.stdout
-    for name, s in entries:
-        name = name.encode("utf-8", "backslashreplace").decode()  # broken UTF-16 from an image
-        if args.long:
-            out.write(f"{'<DIR>' if s.directory else s.size:>10}  {name}\n")
-        else:
-            out.write(name + "\n")
+    for name, p, s in entries:
+        shown = name.encode("utf-8", "backslashreplace").decode()  # broken UTF-16 from an image
+        if not args.long:
+            out.write(shown + "\n")
+            continue
+        match await fs.modified(p):
+            case Ok(when):
+                date = when.strftime("%Y-%m-%d %H:%M") if when is not None else " " * 16
+                out.write(f"{'<DIR>' if s.directory else s.size:>10}  {date}  {shown}\n")
+            case Error(e):
+                problems.report(describe(e))
     return 0
 
 
@@ -293,7 +413,7 @@ async def _cat(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     out = sys.stdout.buffer
     off = 0
     while off < size:
-        for b in check(await fs.read(args.path, off, CHUNK)):
+        for b in check(await fs.read(args.path, off, _chunk(fs))):
             out.write(b)
             off += len(b)
         if off < size and not b:  # pragma: no cover - a short read
@@ -323,7 +443,7 @@ class _Put:
         """Copy ``host`` to ``path``; symbolic links below the top only with ``follow``."""
         try:
             lst = host.lstat()
-            if st_mode.S_ISLNK(lst.st_mode) and ancestors and not self.follow:
+            if stat.S_ISLNK(lst.st_mode) and ancestors and not self.follow:
                 self.problems.report(
                     f"{host}: a symbolic link, skipped (--follow copies its target)"
                 )
@@ -332,13 +452,13 @@ class _Put:
         except OSError as e:
             self.problems.report(f"{host}: {e.strerror}, skipped")
             return
-        if st_mode.S_ISDIR(hs.st_mode):
+        if stat.S_ISDIR(hs.st_mode):
             here = (hs.st_dev, hs.st_ino)
             if here in ancestors:
                 self.problems.report(f"{host}: leads back to a directory being copied, skipped")
                 return
             await self.directory(host, path, ancestors | {here})
-        elif st_mode.S_ISREG(hs.st_mode):
+        elif stat.S_ISREG(hs.st_mode):
             await self.file(host, path)
         else:
             self.problems.report(f"{host}: not a regular file or directory, skipped")
@@ -358,12 +478,22 @@ class _Put:
         written: dict[str, str] = {}  # stored name -> the host name written to it
         for name in names:
             self.problems.stop_point()
-            child = _join(path, name)
+            stored = fat_name(name)  # trailing dots and spaces dropped, as mcopy does
+            if stored is None:
+                why = long_name_problem(name.rstrip(". ")) if name.rstrip(". ") else None
+                self.problems.report(
+                    f"{host / name}: FAT names cannot hold this name"
+                    f" ({why or 'nothing left once trailing dots and spaces go'}), skipped"
+                )
+                continue
+            child = _join(path, stored)
             old = await _exists(self.fs, child)
             if old is not None and old.filename in written:
+                as_ = f"stored as {stored!r}, " if stored != name else ""
+                why = "ignore case" if stored == name else "drop trailing dots and spaces"
                 self.problems.report(
-                    f"{host / name}: same name as {written[old.filename]!r} in the image"
-                    " (FAT names ignore case), skipped"
+                    f"{host / name}: {as_}same name as {written[old.filename]!r} in the image"
+                    f" (FAT names {why}), skipped"
                 )
                 continue
             try:
@@ -385,7 +515,7 @@ class _Put:
             return
         with open(fd, "rb", closefd=True) as f:
             size = os.fstat(fd).st_size
-            if not st_mode.S_ISREG(os.fstat(fd).st_mode):
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 problems.report(f"{host}: not a regular file, skipped")
                 return
             if size > MAX_FILE_SIZE:
@@ -459,9 +589,23 @@ async def _put(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
         raise CliError(f"{host}: no such file or directory")
     path: str = args.path
     st = await _exists(fs, path)
+    if path.endswith("/") and path.strip("/"):  # "into this directory": it must exist
+        if st is None:
+            raise CliError(f"{path}: no such directory")
+        if not st.directory:
+            raise CliError(f"{path}: not a directory")
+    put = _Put(fs, problems, args.follow)
     if st is not None and st.directory:
-        path = _join(path, host.name if host.name not in ("", "..") else host.resolve().name)
-    await _Put(fs, problems, args.follow).tree(host, path, frozenset())
+        if host.is_dir() and args.hostpath.endswith(("/", "/.")):  # DIR/: its contents
+            hs = host.stat()
+            await put.directory(host, path, frozenset({(hs.st_dev, hs.st_ino)}))
+            return 0
+        given = host.name if host.name not in ("", "..") else host.resolve().name  # a link's own
+        name = fat_name(given)
+        if name is None:
+            raise CliError(f"{host}: FAT names cannot hold the name {given!r}; give PATH a name")
+        path = _join(path, name)
+    await put.tree(host, path, frozenset())
     return 0
 
 
@@ -506,26 +650,28 @@ class _Get:
                 self.problems.report(f"{child}: {e.strerror or e}, not copied")
 
     async def file(self, path: str, host: Path, size: int, top: bool) -> None:
+        """Copy one file; if the copy fails, the host file it was writing is removed."""
         prog = Progress(f"get {path}", size)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         fd = os.open(host, flags if top else flags | os.O_NOFOLLOW, 0o666)
-        with open(fd, "wb", closefd=True) as f:
-            off = 0
-            while off < size:
-                r = await self.fs.read(path, off, CHUNK)
-                if isinstance(r, Error):
-                    f.close()
-                    host.unlink()  # no partial copy left behind
-                    raise CliError(describe(r.error))
-                n = 0
-                for b in r.value:
-                    f.write(b)
-                    n += len(b)
-                if n == 0:
-                    break
-                off += n
-                prog.add(n)
-        prog.end()
+        try:
+            with open(fd, "wb", closefd=True) as f:
+                chunk, off = _chunk(self.fs), 0
+                while off < size:
+                    n = 0
+                    for b in check(await self.fs.read(path, off, chunk)):
+                        f.write(b)
+                        n += len(b)
+                    if n == 0:
+                        break
+                    off += n
+                    prog.add(n)
+        except BaseException:  # a read error, a full host disk, ^C: no partial copy stays
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.realpath(host))  # (through the link a top-level name may be)
+            raise
+        finally:
+            prog.end()
 
 
 async def _get(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
@@ -548,8 +694,23 @@ async def _get(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
 
 
 async def _mkdir(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
-    check(await fs.mkdir(args.path))
+    if args.parents:
+        await _makedirs(fs, args.path)
+    else:
+        check(await fs.mkdir(args.path))
     return 0
+
+
+async def _makedirs(fs: FatFS, path: str) -> None:
+    """``mkdir -p``: each missing directory on the way; existing directories are fine."""
+    done = ""
+    for part in [p for p in path.split("/") if p]:
+        done = _join(done, part)
+        st = await _exists(fs, done)
+        if st is None:
+            check(await fs.mkdir(done))
+        elif not st.directory:
+            raise CliError(f"{done}: not a directory")
 
 
 async def _rm_plan(fs: FatFS, path: str, plan: list[str], seen: set[int]) -> None:
@@ -608,15 +769,15 @@ def _main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"miragekit fat {args.fat_command}: interrupted\n")
         return 130
-    except Exception as e:  # a bug: still one line, never a traceback
-        why = plain(f"{type(e).__name__}: {e}")
-        sys.stderr.write(f"miragekit fat {args.fat_command}: unexpected error ({why})\n")
-        return 1
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         sys.stderr.write(
             f"miragekit fat {args.fat_command}: {plain(where + str(e.strerror or e))}\n"
         )
+        return 1
+    except Exception as e:  # a bug: still one line, never a traceback
+        why = plain(f"{type(e).__name__}: {e}")
+        sys.stderr.write(f"miragekit fat {args.fat_command}: unexpected error ({why})\n")
         return 1
 
 
@@ -637,14 +798,19 @@ def register(subparsers: Any) -> None:
         help=f"how long to wait for another command using the image (default {LOCK_WAIT:g})",
     )
 
-    m = sub.add_parser("mkfs", help="make an empty FAT image")
+    m = sub.add_parser("mkfs", parents=[lock], help="make an empty FAT image")
     m.add_argument("image")
-    m.add_argument("--size", type=parse_size, required=True, help="e.g. 64M, 1G, 1440K")
+    m.add_argument(
+        "--size",
+        type=parse_size,
+        help="e.g. 64M, 1G, 1440K; rounded down to 512-byte sectors (default: the existing"
+        " file, device or partition)",
+    )
     m.add_argument("--fat", type=int, choices=(12, 16, 32), help="FAT type (default: by size)")
     m.add_argument("--label", help="volume label (up to 11 characters)")
 
     ls = sub.add_parser("ls", parents=[lock], help="list a directory, one name per line")
-    ls.add_argument("-l", "--long", action="store_true", help="show sizes")
+    ls.add_argument("-l", "--long", action="store_true", help="show sizes and write times")
     ls.add_argument("image")
     ls.add_argument("path", nargs="?", default="/")
 
@@ -652,7 +818,12 @@ def register(subparsers: Any) -> None:
     c.add_argument("image")
     c.add_argument("path")
 
-    put = sub.add_parser("put", parents=[lock], help="copy a host file or directory into the image")
+    put = sub.add_parser(
+        "put",
+        parents=[lock],
+        help="copy a host file or directory into the image (DIR/ copies DIR's contents;"
+        " a PATH ending in / must be an existing directory)",
+    )
     put.add_argument("image")
     put.add_argument("hostpath")
     put.add_argument("path")
@@ -669,6 +840,9 @@ def register(subparsers: Any) -> None:
     get.add_argument("hostpath")
 
     md = sub.add_parser("mkdir", parents=[lock], help="make a directory")
+    md.add_argument(
+        "-p", "--parents", action="store_true", help="make missing parents; no error if it exists"
+    )
     md.add_argument("image")
     md.add_argument("path")
 
@@ -678,5 +852,12 @@ def register(subparsers: Any) -> None:
     )
     rm.add_argument("image")
     rm.add_argument("path")
+    for writer in (m, put, md, rm):
+        writer.add_argument(
+            "--no-sync",
+            action="store_true",
+            help="do not wait for each write to reach the disk; sync once at the end (faster,"
+            " but a crash midway can leave the volume needing fsck.fat)",
+        )
 
     p.set_defaults(func=_main)

@@ -5,7 +5,9 @@ accept what it writes.
 """
 
 from ._bpb import BootSector as BootSector
+from ._dirent import fat_name as fat_name
 from ._fatfs import FatFS as FatFS
+from ._format import check_format as check_format
 from ._kv import FatKV as FatKV
 
-__all__ = ["BootSector", "FatFS", "FatKV"]
+__all__ = ["BootSector", "FatFS", "FatKV", "check_format", "fat_name"]
