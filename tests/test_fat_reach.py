@@ -418,11 +418,44 @@ def test_truncated_image_reads_up_to_its_end(
     one_line_error(rc, err, "past the end of the truncated image")
     rc, _, err = run(capsys, "get", str(img), "/big.bin", str(tmp_path / "out.bin"))
     one_line_error(rc, err, "past the end of the truncated image")
+    rc, _, err = run(capsys, "get", str(img), "/filler", str(tmp_path / "out.bin"))
+    one_line_error(rc, err, "past the end of the truncated image")
+    assert not (tmp_path / "out.bin").exists()  # a failed copy leaves no partial file
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    rc, _, err = run(capsys, "get", str(img), "/", str(dest))  # the rest goes on
+    assert rc == 1 and err.count("past the end of the truncated image") == 2, err
+    assert sorted(os.listdir(dest)) == ["small.txt"]
     for argv in (("put", str(img), str(small), "/again.txt"), ("rm", str(img), "/small.txt")):
         one_line_error(*run(capsys, *argv)[::2], "truncated", "read-only")
     assert img.read_bytes() == whole
     os.truncate(img, 2048)
     one_line_error(*run(capsys, "ls", str(img))[::2], "truncated")
+
+
+@pytest.mark.kernel
+def test_get_removes_a_copy_that_fails_on_a_full_disk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    img = tmp_path / "a.img"
+    assert run(capsys, "mkfs", str(img), "--size", "8M")[0] == 0
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a small one").write_text("fits\n")
+    (tree / "too big").write_bytes(os.urandom(MiB))
+    assert run(capsys, "put", str(img), str(tree), "/")[0] == 0
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        rc, _, err = run(capsys, "get", str(img), "/tree/too big", str(small / "big"))
+        one_line_error(rc, err, f"{small / 'big'}: No space left on device")
+        assert os.listdir(small) == []
+        rc, _, err = run(capsys, "get", str(img), "/tree", str(small))
+        one_line_error(rc, err, "/tree/too big: No space left on device")
+        assert os.listdir(small / "tree") == ["a small one"]
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
 
 
 # --- put: host names and targets ---------------------------------------------------------
@@ -465,12 +498,14 @@ def test_trailing_dots_and_spaces_as_mcopy_stores_them(
     (src / "...").write_text("only dots")
     (src / "plain.").write_text("clash")
     (src / "zz").write_text("after the bad ones")
+    (src / "co:lon").write_text("a character FAT names cannot hold")
     fresh = tmp_path / "fresh.img"
     assert run(capsys, "mkfs", str(fresh), "--size", "2M")[0] == 0
     rc, _, err = run(capsys, "put", str(fresh), str(src), "/")
     assert rc == 1
     assert f"{src / '...'}: FAT names cannot hold this name (nothing left" in err
     assert f"{src / 'plain.'}: stored as 'plain', same name as 'plain' in the image" in err
+    assert f"{src / 'co:lon'}: FAT names cannot hold this name (a name with ':'), skipped" in err
     assert run(capsys, "cat", str(fresh), "/src/zz")[1] == "after the bad ones"
     assert run(capsys, "cat", str(fresh), "/src/plain")[1] == "plain"
     assert_fsck_clean(fresh)

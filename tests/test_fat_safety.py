@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -357,6 +359,66 @@ def test_a_second_writer_fails_clearly_and_readers_share(
         assert run(capsys, "ls", "--wait", "0", img.as_posix())[0] == 0
         assert run(capsys, "mkdir", "--wait", "0", img.as_posix(), "/d")[0] == 1
     assert run(capsys, "mkdir", "--wait", "0", img.as_posix(), "/d")[0] == 0
+
+
+def test_mkfs_and_partitions_lock_the_whole_image_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mkfs takes the lock before it grows, shrinks or writes; IMG@@OFFSET locks all of IMG."""
+    img = tmp_path / "disk.img"
+    content = os.urandom(1 << 20)
+    img.write_bytes(content)
+    with img.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)  # another program reading it
+        for argv in (
+            ("mkfs", "--wait", "0", img.as_posix(), "--size", "8M"),  # would grow it
+            ("mkfs", "--wait", "0", img.as_posix(), "--size", "512K"),  # would shrink it
+            ("mkfs", "--wait", "0", f"{img}@@512K"),  # a partition of it
+        ):
+            rc, _, err = run(capsys, *argv)
+            assert rc == 1 and "is in use: another program is using it" in err, err
+            assert len(plain_lines(err, "mkfs")) == 1
+        assert img.read_bytes() == content  # not resized, not written
+
+        def release() -> None:
+            time.sleep(0.3)
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+        t = threading.Thread(target=release)
+        t.start()
+        assert run(capsys, "mkfs", "--wait", "10", img.as_posix(), "--size", "8M")[0] == 0
+        t.join()
+    assert img.stat().st_size == 8 << 20
+    assert_fsck_clean(img)
+    assert run(capsys, "mkfs", f"{img}@@1M", "--size", "2M", "--label", "INSIDE")[0] == 0
+    with img.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        rc, _, err = run(capsys, "ls", "--wait", "0", f"{img}@@1M")
+        assert rc == 1 and "is in use: another program is writing it" in err, err
+    assert run(capsys, "ls", "--wait", "0", f"{img}@@1M")[0] == 0
+
+
+def test_file_block_resizes_under_its_lock(tmp_path: Path) -> None:
+    new, old = tmp_path / "new.img", tmp_path / "old.img"
+    old.write_bytes(b"k" * 4096)
+
+    async def go() -> None:
+        blk = ok(await FileBlock.connect(new, resize=8192))  # created, then sized
+        assert (await blk.get_info()).size_sectors == 16 and new.stat().st_size == 8192
+        other = await FileBlock.connect(new, resize=512)  # the lock comes first
+        assert isinstance(other, Error) and isinstance(other.error, Unknown)
+        assert "is in use" in other.error.msg
+        assert new.stat().st_size == 8192
+        await blk.disconnect()
+        r = await FileBlock.connect(old, resize=-1)
+        assert isinstance(r, Error) and isinstance(r.error, Unknown)
+        assert "cannot resize" in r.error.msg
+        assert old.read_bytes() == b"k" * 4096  # a failed resize changes nothing
+        small = ok(await FileBlock.connect(old, resize=1024))
+        assert (await small.get_info()).size_sectors == 2 and old.read_bytes() == b"k" * 1024
+        await small.disconnect()
+
+    asyncio.run(go())
 
 
 def test_three_puts_at_once_wait_for_each_other(tmp_path: Path) -> None:

@@ -689,7 +689,7 @@ async def _get(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     try:
         await _Get(fs, problems, root).tree(args.path, host, top=not into)
     except OSError as e:
-        raise CliError(f"{e.filename}: {e.strerror}") from None
+        raise CliError(f"{e.filename or host}: {e.strerror or e}") from None
     return 0
 
 
