@@ -55,7 +55,9 @@ def test_mkfs_put_ls_cat_get_rm(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert run(capsys, "get", img, "/New/renamed.txt", str(tmp_path / "r.txt"))[0] == 0
     assert (tmp_path / "r.txt").read_bytes() == b"shorter"
     rc, _, err = run(capsys, "rm", img, "/Host Dir")
-    assert rc == 1 and err == "miragekit fat rm: /Host Dir: directory not empty\n"
+    assert rc == 1 and err == (
+        "miragekit fat rm: /Host Dir: directory not empty (rm -r removes it and all in it)\n"
+    )
     assert run(capsys, "rm", "-r", img, "/Host Dir")[0] == 0
     assert run(capsys, "rm", img, "/New/Read Me.txt")[0] == 0
     assert run(capsys, "ls", img, "/")[1] == "New\n"

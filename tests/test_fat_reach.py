@@ -303,6 +303,35 @@ def test_partition_offset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         one_line_error(*run(capsys, "ls", bad)[::2], *words)
 
 
+@pytest.mark.tools
+@pytest.mark.parametrize("label", ["dos", "gpt"])
+def test_mkfs_of_a_partition_stops_at_its_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], label: str
+) -> None:
+    """Not the last partition: mkfs fills it (from the MBR or GPT), not the rest of the disk."""
+    img = tmp_path / "disk.img"
+    sparse(img, 48 * MiB)
+    table = f"label: {label}\nstart=2048, size=20480\nstart=26624, size=20480\n"
+    subprocess.run(["sfdisk", "-q", str(img)], input=table, text=True, check=True)
+    with img.open("r+b") as f:
+        f.seek(26624 * 512)
+        f.write(b"second partition" * 64)
+    before = img.read_bytes()
+    rc, _, err = run(capsys, "mkfs", f"{img}@@1M", "--size", "11M")
+    one_line_error(rc, err, "larger than its partition (10485760 bytes)")
+    assert img.read_bytes() == before
+    assert run(capsys, "mkfs", f"{img}@@2048S", "--label", "FIRST")[0] == 0
+    after = img.read_bytes()
+    assert after[11 * MiB :] == before[11 * MiB :]  # the second partition and GPT backup
+    assert after[: 1 * MiB] == before[: 1 * MiB]  # the table
+    vol = _extract(img, MiB, 10 * MiB, tmp_path / "p1.img")
+    assert_fsck_clean(vol)
+    assert "Volume label is FIRST" in tool("mlabel", "-s", "-i", str(vol))
+    boot = vol.read_bytes()[:512]
+    total = int.from_bytes(boot[19:21], "little") or int.from_bytes(boot[32:36], "little")
+    assert 20000 < total <= 20480  # the partition's sectors (less a partial track)
+
+
 # --- names, listing, writing options -----------------------------------------------------
 
 

@@ -27,6 +27,7 @@ import contextlib
 import os
 import signal
 import stat
+import struct
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
@@ -294,6 +295,40 @@ async def _with_fs(path: str, args: argparse.Namespace) -> int:
         await blk.disconnect()
 
 
+def _partition_bytes(path: str, offset: int) -> int | None:
+    """The size of the MBR or GPT partition that starts at byte ``offset``, if one does.
+
+    So ``mkfs IMG@@OFFSET`` stops at that partition's end, not at the disk's, and never
+    formats over the partitions after it. Tables of 512-byte sectors; primary MBR entries.
+    """
+    try:
+        with open(path, "rb") as f:
+            mbr = f.read(512)
+            if len(mbr) < 512 or mbr[510:512] != b"\x55\xaa":
+                return None
+            found: list[tuple[int, int]] = []  # (first sector, sectors)
+            entries = [mbr[446 + 16 * i : 462 + 16 * i] for i in range(4)]
+            if any(e[4] == 0xEE for e in entries):  # a protective MBR: the GPT says
+                hdr = f.read(512)
+                if hdr[:8] != b"EFI PART":
+                    return None
+                lba, count, size = struct.unpack_from("<QII", hdr, 72)
+                f.seek(lba * 512)
+                table = f.read(min(count, 1024) * size)
+                for i in range(0, len(table) - size + 1, size):
+                    first, last = struct.unpack_from("<QQ", table, i + 32)
+                    if any(table[i : i + 16]):
+                        found.append((first, last - first + 1))
+            else:
+                found = [struct.unpack_from("<II", e, 8) for e in entries if e[4]]
+    except (OSError, struct.error):
+        return None
+    for first, sectors in found:
+        if first * 512 == offset and sectors > 0:
+            return sectors * 512
+    return None
+
+
 def _mkfs_target(args: argparse.Namespace) -> tuple[str, int, bool, int | None]:
     """``(host path, volume size, resize?, current size)``, every check made first.
 
@@ -321,10 +356,13 @@ def _mkfs_target(args: argparse.Namespace) -> tuple[str, int, bool, int | None]:
         raise CliError(f"{path}: no such image file (an @@OFFSET volume needs its image)")
     elif not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         raise CliError(f"{path}: no such directory to create it in")
+    part = _partition_bytes(path, offset) if offset else None
+    if part is not None and size is not None and size > part:
+        raise CliError(f"{args.image}: --size {size} is larger than its partition ({part} bytes)")
     if size is None:
         if current is None:
             raise CliError(f"{path}: does not exist; give --size")
-        size = current - offset
+        size = part if part is not None else current - offset
         size -= size % 512
     if size <= 0:
         raise CliError(f"{args.image}: no room for a volume")
@@ -736,7 +774,11 @@ async def _rm(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     if st.filename == "/":  # "/", "" and "/a/.." alike: nothing is removed
         raise CliError(f"{args.path!r} is the root directory, which cannot be removed")
     if not args.recursive:
-        check(await fs.destroy(args.path))
+        match await fs.destroy(args.path):
+            case Error(DirectoryNotEmpty()):
+                raise CliError(f"{args.path}: directory not empty (rm -r removes it and all in it)")
+            case r:
+                check(r)
         return 0
     plan: list[str] = []
     await _rm_plan(fs, args.path, plan, set())  # decided in full before the first write
