@@ -823,6 +823,9 @@ def _main(args: argparse.Namespace) -> int:
         return 1
 
 
+IMAGE_HELP = "image file or block device; IMAGE@@OFFSET is the volume at OFFSET inside it"
+
+
 def register(subparsers: Any) -> None:
     """Add ``fat`` and its actions to the ``miragekit`` parser."""
     p = subparsers.add_parser(
@@ -841,7 +844,7 @@ def register(subparsers: Any) -> None:
     )
 
     m = sub.add_parser("mkfs", parents=[lock], help="make an empty FAT image")
-    m.add_argument("image")
+    m.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
     m.add_argument(
         "--size",
         type=parse_size,
@@ -853,12 +856,14 @@ def register(subparsers: Any) -> None:
 
     ls = sub.add_parser("ls", parents=[lock], help="list a directory, one name per line")
     ls.add_argument("-l", "--long", action="store_true", help="show sizes and write times")
-    ls.add_argument("image")
-    ls.add_argument("path", nargs="?", default="/")
+    ls.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
+    ls.add_argument(
+        "path", metavar="PATH", nargs="?", default="/", help="in the volume (default /)"
+    )
 
     c = sub.add_parser("cat", parents=[lock], help="write a file's contents to stdout")
-    c.add_argument("image")
-    c.add_argument("path")
+    c.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
+    c.add_argument("path", metavar="PATH", help="in the volume")
 
     put = sub.add_parser(
         "put",
@@ -866,9 +871,9 @@ def register(subparsers: Any) -> None:
         help="copy a host file or directory into the image (DIR/ copies DIR's contents;"
         " a PATH ending in / must be an existing directory)",
     )
-    put.add_argument("image")
-    put.add_argument("hostpath")
-    put.add_argument("path")
+    put.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
+    put.add_argument("hostpath", metavar="HOSTPATH", help="file or directory (DIR/: its contents)")
+    put.add_argument("path", metavar="PATH", help="in the volume (PATH/: into that directory)")
     put.add_argument(
         "-L",
         "--follow",
@@ -877,23 +882,23 @@ def register(subparsers: Any) -> None:
     )
 
     get = sub.add_parser("get", parents=[lock], help="copy a file or directory out of the image")
-    get.add_argument("image")
-    get.add_argument("path")
-    get.add_argument("hostpath")
+    get.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
+    get.add_argument("path", metavar="PATH", help="in the volume")
+    get.add_argument("hostpath", metavar="HOSTPATH", help="the copy, or a directory to put it in")
 
     md = sub.add_parser("mkdir", parents=[lock], help="make a directory")
     md.add_argument(
         "-p", "--parents", action="store_true", help="make missing parents; no error if it exists"
     )
-    md.add_argument("image")
-    md.add_argument("path")
+    md.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
+    md.add_argument("path", metavar="PATH", help="in the volume")
 
     rm = sub.add_parser("rm", parents=[lock], help="remove a file or an empty directory")
     rm.add_argument(
         "-r", "--recursive", action="store_true", help="remove directories and their contents"
     )
-    rm.add_argument("image")
-    rm.add_argument("path")
+    rm.add_argument("image", metavar="IMAGE", help=IMAGE_HELP)
+    rm.add_argument("path", metavar="PATH", help="in the volume")
     for writer in (m, put, md, rm):
         writer.add_argument(
             "--no-sync",
