@@ -502,7 +502,7 @@ def test_public_names() -> None:
     import miragekit.block
     import miragekit.testing
 
-    assert miragekit.block.__all__ == ["FileBlock", "MemoryBlock"]
+    assert miragekit.block.__all__ == ["FileBlock", "MemoryBlock", "SliceBlock"]
     assert miragekit.testing.check_block is check_block
     assert miragekit.testing.check_read_only_block is check_read_only_block
     assert {"bad_requests", "disconnect", "durable", "single_sectors"} <= set(BLOCK_CHECKS)

@@ -13,11 +13,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
-from tests.fat_util import block_from_bytes, fresh_fs, fsck, ok, read_all, read_tree
+from tests.fat_util import block_from_bytes, fresh_fs, fsck, is_error, ok, read_all, read_tree
 
 from miragekit.block import MemoryBlock
 from miragekit.fs import FatFS
-from miragekit.result import BlockError, Disconnected, Error, Ok
+from miragekit.result import (
+    BlockError,
+    Disconnected,
+    Error,
+    IsADirectory,
+    NoDirectoryEntry,
+    Ok,
+)
 from miragekit.v1 import Buffer
 
 pytestmark = pytest.mark.tools
@@ -117,3 +124,54 @@ def test_stop_after_every_write(fat: int, size: int, tmp_path: Path) -> None:
             assert log[:900] == (b"log line\n" * 100)[:900]
 
         asyncio.run(check(crashed, n))
+
+
+@pytest.mark.parametrize("fat", [12, 32])
+def test_replace_leaves_the_old_or_the_new_contents_whole(fat: int, tmp_path: Path) -> None:
+    """``FatFS.replace`` (how ``fat put`` swaps a finished copy in): stop after any write."""
+    old, new = b"old contents\n" * 400, os.urandom(7000)
+
+    async def base() -> bytes:
+        fs, blk = await fresh_fs(4 << 20, fat)
+        ok(await fs.mkdir("/work"))
+        for path, data in (("/work/Target File.txt", old), ("/work/.new copy.tmp", new)):
+            ok(await fs.create(path))
+            ok(await fs.write(path, 0, data))
+        assert is_error(await fs.replace("/work", "/work/Target File.txt"), IsADirectory)
+        assert is_error(await fs.replace("/work/.new copy.tmp", "/work"), IsADirectory)
+        assert is_error(await fs.replace("/work/nope", "/work/Target File.txt"), NoDirectoryEntry)
+        return bytes(blk.data)
+
+    async def swap(image: bytes, budget: int | None) -> tuple[bytes, int]:
+        blk = StopAfter(image, budget)
+        fs = ok(await FatFS.connect(blk))
+        await fs.replace("/work/.new copy.tmp", "/work/target file.TXT")
+        return bytes(blk.data), blk.writes
+
+    image = asyncio.run(base())
+    done, total = asyncio.run(swap(image, None))
+    assert total >= 3
+    img = tmp_path / "swap.img"
+    for n in range(total + 1):
+        crashed, _ = asyncio.run(swap(image, n)) if n < total else (done, total)
+        img.write_bytes(crashed)
+        _rc, out = fsck(img)
+        assert not BAD.search(out), f"after {n} of {total} writes:\n{out}"
+
+        async def check(crashed: bytes, n: int) -> None:
+            fs = ok(await FatFS.connect(block_from_bytes(crashed)))
+            got = await read_all(fs, "/work/Target File.txt")
+            assert got in (old, new), n
+            names = ok(await fs.listdir("/work"))
+            if got == old:
+                assert n < total
+            if n == total:
+                assert got == new and names == ["Target File.txt"]
+                before = ok(await FatFS.connect(block_from_bytes(image))).free_bytes()
+                assert fs.free_bytes() >= before + len(old)  # the old chain was freed
+
+        asyncio.run(check(crashed, n))
+    img.write_bytes(done)
+    rc, out = fsck(img)
+    findings = [ln for ln in out.splitlines() if "FAT32" not in ln and not ln.startswith("  ")]
+    assert rc == 0 and findings == [], out  # nothing lost or left over once it completes

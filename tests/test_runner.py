@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -213,6 +214,20 @@ def test_run_links_a_file_block(tmp_path: Path) -> None:
     assert (d / "result.txt").read_text() == "128 b'hello'"
     data = img.read_bytes()
     assert len(data) == 64 * 1024 and data[3 * 512 : 3 * 512 + 5] == b"hello"
+
+
+def test_a_second_run_on_one_block_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = write_app(tmp_path, BLOCK_APP)
+    img = tmp_path / "disk.img"
+    img.write_bytes(bytes(64 << 10))
+    with img.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the first run, writing
+        assert main(["run", str(d), "--block", str(img)]) != 0
+    err = capsys.readouterr().err
+    assert f"--block {img}: '{img}' is in use: another program is using it" in err, err
+    assert "Unknown(" not in err and not (d / "result.txt").exists()
 
 
 def test_describe_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,6 +25,11 @@ A hop costs as much as the work it would move off the loop, so the device picks 
 ``offload=True`` forces every request that may block into a thread, ``offload=False``
 runs everything inline.
 
+Locking: the file gets an advisory ``flock`` for as long as the device is connected,
+shared when opened read-only and exclusive when read-write, so two programs cannot write
+one image at once (nor read it while it changes). A second opener fails with a one-line
+reason at once, or after ``lock_wait`` seconds of waiting.
+
 Durability: read-write opens use ``O_DSYNC``, so ``pwritev`` returns only once the data
 (and the metadata needed to read it back) is on stable storage: one system call instead of
 ``pwritev`` + ``fdatasync``, measured equal or up to ~7% faster than that pair.
@@ -124,6 +129,29 @@ def _timed(job: list[object]) -> float | OSError:
     return perf_counter() - t0
 
 
+async def _lock(fd: int, *, exclusive: bool, wait: float) -> str | None:
+    """Take the advisory lock on ``fd``, waiting up to ``wait`` seconds; why not, or None.
+
+    Polled without blocking, so the event loop keeps running while it waits.
+    """
+    op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+    deadline = perf_counter() + wait
+    while True:
+        try:
+            fcntl.flock(fd, op)
+            return None
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                return None  # a file system without flock: nothing to coordinate with
+            return f"cannot lock it ({e.strerror or e})"
+        if perf_counter() >= deadline:
+            waited = f" (waited {wait:g} s)" if wait > 0 else ""
+            return f"another program is {'using' if exclusive else 'writing'} it{waited}"
+        await asyncio.sleep(min(0.05, max(0.0, deadline - perf_counter())))
+
+
 def _failed(what: str, sector_start: int, e: OSError) -> Error[BlockError]:
     return Error(Unknown(f"{what} at sector {sector_start} failed: {e.strerror or e}"))
 
@@ -172,6 +200,8 @@ class FileBlock:
         sector_size: int | None = None,
         offload: bool | None = None,
         durable: bool = True,
+        lock_wait: float = 0.0,
+        resize: int | None = None,
     ) -> Ok[Self] | Error[BlockError]:
         """Open ``id``: a regular file (its size rounded down to whole sectors) or a block device.
 
@@ -183,6 +213,13 @@ class FileBlock:
         ``durable=False`` gives up the seed's promise that a completed write is on stable
         storage (for scratch images and benchmarks): writes land in the page cache and the
         file is synced once, on ``disconnect``.
+
+        The file is locked (see the module docstring); if another process holds a
+        conflicting lock, ``connect`` waits up to ``lock_wait`` seconds for it, then
+        returns ``Error(Unknown(msg))`` saying the file is in use.
+
+        ``resize`` (for a formatter): a regular file, created if missing, is made exactly
+        that many bytes once the lock is held, so no one else sees it change size.
         """
         if sector_size is not None and (sector_size <= 0 or sector_size & (sector_size - 1)):
             raise ValueError(f"sector_size must be a power of two, got {sector_size}")
@@ -190,10 +227,20 @@ class FileBlock:
         sync = os.O_DSYNC if durable else 0
         flags = os.O_CLOEXEC | (os.O_RDONLY if read_only else os.O_RDWR | sync)
         mode = "read-only" if read_only else "read-write"
+        if resize is not None and not read_only:
+            flags |= os.O_CREAT
         try:
-            fd = os.open(path, flags)
+            fd = os.open(path, flags, 0o666)
         except OSError as e:
             return Error(Unknown(f"cannot open {path!r} {mode}: {e.strerror or e}"))
+        try:
+            locked = await _lock(fd, exclusive=not read_only, wait=lock_wait)
+        except BaseException:
+            os.close(fd)
+            raise
+        if locked is not None:
+            os.close(fd)
+            return Error(Unknown(f"{path!r} is in use: {locked}"))
         try:
             st = os.fstat(fd)
             if stat.S_ISBLK(st.st_mode):
@@ -208,6 +255,15 @@ class FileBlock:
                     )
             elif stat.S_ISREG(st.st_mode):
                 nbytes = st.st_size
+                if resize is not None and resize != nbytes:
+                    try:
+                        os.ftruncate(fd, resize)
+                    except OSError as e:
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(fd, nbytes)  # as it was: a failed resize changes nothing
+                        os.close(fd)
+                        return Error(Unknown(f"cannot resize {path!r}: {e.strerror or e}"))
+                    nbytes = resize
                 sector_size = sector_size or SECTOR_SIZE
             else:
                 os.close(fd)

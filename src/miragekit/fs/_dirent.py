@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..v1 import Tm
 
@@ -228,6 +229,30 @@ def valid_long_name(name: str) -> bool:
     return not any(c in _LONG_BAD or ord(c) < 0x20 for c in name)
 
 
+def long_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a VFAT long name, in words for a user, or ``None``."""
+    if valid_long_name(name):
+        return None
+    if not name or name in (".", ".."):
+        return "an empty name" if not name else "a name that means a directory itself"
+    if name[-1] in ". ":
+        return "a name ending in a dot or a space"
+    bad = sorted({c for c in name if c in _LONG_BAD or ord(c) < 0x20})
+    if bad:
+        return "a name with " + " ".join(repr(c) for c in bad)
+    return f"a name longer than {MAX_NAME_UNITS} UTF-16 units"
+
+
+def fat_name(host: str) -> str | None:
+    """The name a host file gets in a FAT directory, or ``None`` if FAT cannot hold it.
+
+    Trailing dots and spaces are dropped, as mcopy and Windows drop them (a FAT name
+    cannot end in either); other forbidden characters are not rewritten.
+    """
+    name = host.rstrip(". ")
+    return name if valid_long_name(name) else None
+
+
 def exact_short(name: str) -> bytes | None:
     """The 11-byte short name if ``name`` is a valid 8.3 name as it stands (any case)."""
     if not name.isascii() or name.startswith("."):
@@ -239,6 +264,25 @@ def exact_short(name: str) -> bytes | None:
         if c in _SHORT_BAD or c <= " " or c == "\x7f":
             return None
     return (base.upper().ljust(8) + ext.upper().ljust(3)).encode("ascii")
+
+
+def nt_case(name: str) -> int | None:
+    """The NT case flags that spell the 8.3 ``name`` without a long name, or ``None``.
+
+    Windows NT and mtools record an all-lower-case base and/or extension as two flag bits
+    of the short entry (``DIR_NTRes``) instead of spending a long-name slot on it; a name
+    that mixes cases within the base or the extension still needs a long name.
+    """
+    if exact_short(name) is None:
+        return None
+    base, _dot, ext = name.partition(".")
+    flags = 0
+    for part, bit in ((base, NT_LOWER_BASE), (ext, NT_LOWER_EXT)):
+        if part != part.upper():
+            if part != part.lower():
+                return None
+            flags |= bit
+    return flags
 
 
 def lookup_key(name: str) -> str:
@@ -267,7 +311,7 @@ def make_short(
     """
     exact = exact_short(name)
     if exact is not None and not taken(exact):
-        return exact, name != name.upper()
+        return exact, nt_case(name) is None
     s = name.replace(" ", "").lstrip(".")
     stem, dot, ext = s.rpartition(".")
     if not dot:
@@ -302,3 +346,18 @@ def stamp(tm: Tm) -> tuple[int, int, int]:
     date = ((year - 1980) << 9) | ((tm.tm_mon + 1) << 5) | tm.tm_mday
     time = (tm.tm_hour << 11) | (tm.tm_min << 5) | (sec // 2)
     return date, time, (sec % 2) * 100
+
+
+def unstamp(date: int, time: int) -> datetime | None:
+    """The time a FAT ``(date, time)`` pair spells, or ``None`` if it is no valid date."""
+    try:
+        return datetime(
+            1980 + (date >> 9),
+            (date >> 5) & 15,
+            date & 31,
+            time >> 11,
+            (time >> 5) & 63,
+            min(2 * (time & 31), 59),
+        )
+    except ValueError:
+        return None

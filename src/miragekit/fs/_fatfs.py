@@ -15,6 +15,7 @@ import asyncio
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Self, TypeVar
 
 from ..buffers import flat
@@ -43,6 +44,7 @@ from ._dirent import (
     ATTR_ARCHIVE,
     ATTR_DIRECTORY,
     ATTR_READ_ONLY,
+    ATTR_VOLUME,
     DELETED,
     DOT,
     DOTDOT,
@@ -51,12 +53,14 @@ from ._dirent import (
     checksum,
     lfn_slots,
     make_short,
+    nt_case,
     parse_dir,
     stamp,
+    unstamp,
     valid_long_name,
 )
 from ._fat import Fat, cluster_runs
-from ._format import FormatError, plan
+from ._format import FormatError, plan, volume_label
 
 MAX_FILE_SIZE = 0xFFFFFFFF
 MAX_DIR_BYTES = 65536 * SLOT
@@ -115,6 +119,7 @@ class FatFS:
         self._dev_sector = 512
         self._dev_sectors = 0
         self._read_write = True
+        self._truncated = ""  # why writes are refused on a volume longer than its device
 
     # --- DEVICE ------------------------------------------------------------------------
 
@@ -149,6 +154,11 @@ class FatFS:
         """The layout of the mounted volume."""
         return self._vol.bs if self._vol is not None else None
 
+    @property
+    def truncated(self) -> bool:
+        """The volume is longer than its device: readable up to the device's end, never written."""
+        return bool(self._truncated)
+
     def free_bytes(self) -> int:
         """Bytes in free clusters (0 when nothing is mounted)."""
         v = self._vol
@@ -157,11 +167,22 @@ class FatFS:
     # --- block I/O ---------------------------------------------------------------------
 
     async def _dev_read(self, dev_sector: int, buf: bytearray | memoryview) -> None:
+        end = dev_sector * self._dev_sector + len(buf)
+        if self._truncated and end > self._dev_bytes():
+            raise _Refused(
+                UnknownError(
+                    f"reading up to byte {end} goes past the end of the truncated image"
+                    f" ({self._dev_bytes()} bytes)"
+                )
+            )
         match await self._block.read(dev_sector, [buf]):
             case Error(e):
                 raise _BlockFailed(e)
             case _:
                 pass
+
+    def _dev_bytes(self) -> int:
+        return self._dev_sectors * self._dev_sector
 
     async def _dev_write(self, dev_sector: int, bufs: list[Buffer]) -> None:
         match await self._block.write(dev_sector, bufs):
@@ -182,6 +203,7 @@ class FatFS:
 
     async def _mount(self) -> None:
         self._vol = None
+        self._truncated = ""
         info = await self._block.get_info()
         self._dev_sector = ss = info.sector_size
         self._dev_sectors = info.size_sectors
@@ -201,8 +223,14 @@ class FatFS:
             return
         factor = bs.bytes_per_sector // ss
         if bs.total_sectors * factor > info.size_sectors:
-            self._why = "the FAT volume is larger than the device"
-            return
+            # A truncated image (a partial download, a short dd): read what is there.
+            have, want = info.size_sectors * ss, bs.total_sectors * bs.bytes_per_sector
+            if bs.first_data_sector * factor > info.size_sectors:
+                self._why = (
+                    f"the image is truncated ({have} of {want} bytes) before its first data sector"
+                )
+                return
+            self._truncated = f"the image is truncated ({have} of {want} bytes): read-only"
         raw = bytearray(bs.fat_sectors * bs.bytes_per_sector)
         await self._dev_read(bs.first_fat_sector * factor, raw)
         fat = Fat(bs.fat_bits, raw, bs.cluster_count, bs.bytes_per_sector)
@@ -235,8 +263,14 @@ class FatFS:
                 # A damaged structure on the device (a broken chain): drop the caches.
                 self._vol, self._why = None, "stale"
                 return Error(UnknownError(f"corrupt volume: {e}"))
+            except asyncio.CancelledError:
+                # Stopped half-way (^C): the caches may be ahead of the device.
+                self._vol, self._why = None, "stale"
+                raise
 
     def _need_rw(self) -> None:
+        if self._truncated:
+            raise _Refused(UnknownError(self._truncated))
         if not self._read_write:
             raise _Refused(BlockDevice(IsReadOnly()))
 
@@ -449,6 +483,17 @@ class FatFS:
             size=0 if e.is_dir else e.size,
         )
 
+    async def modified(self, path: str) -> Ok[datetime | None] | Error[FSError]:
+        """When ``path`` was last written, as its entry says (``None`` for the root or no date).
+
+        FAT keeps local time without a zone and two-second steps; miragekit writes UTC.
+        """
+        return await self._run(self._do_modified, path)
+
+    async def _do_modified(self, v: _Volume, path: str) -> datetime | None:
+        _d, e = await self._lookup(v, path)
+        return None if e is None else unstamp(e.mdate, e.mtime)
+
     async def listdir(self, path: str) -> Ok[list[str]] | Error[FSError]:
         return await self._run(self._do_listdir, path)
 
@@ -458,6 +503,18 @@ class FatFS:
             raise _Refused(NotADirectory(path))
         d = await self._load_dir(v, self._dir_key(v, e))
         return [x.name for x in sorted(d.index.values(), key=lambda x: x.slot)]
+
+    async def first_cluster(self, path: str) -> Ok[int] | Error[FSError]:
+        """Where ``path``'s data starts: the root's key for ``/``, 0 for an empty file.
+
+        Two directories that start at the same cluster are one directory, so a walk over
+        a damaged volume can notice a directory that contains itself.
+        """
+        return await self._run(self._do_first_cluster, path)
+
+    async def _do_first_cluster(self, v: _Volume, path: str) -> int:
+        _d, e = await self._lookup(v, path)
+        return v.root_key if e is None else e.cluster
 
     async def create(self, path: str) -> Ok[None] | Error[FSError]:
         return await self._run(self._do_create, path, False)
@@ -483,6 +540,7 @@ class FatFS:
         except ValueError as exc:
             raise _Refused(NoSpace()) from exc
         slots = lfn_slots(name, checksum(short)) if need_long else []
+        ntres = 0 if need_long else nt_case(name) or 0
         k = len(slots) + 1
         pos = d.free_run(k)
         grow = pos is None
@@ -496,6 +554,7 @@ class FatFS:
             name=name,
             short=short,
             attr=ATTR_DIRECTORY if is_dir else ATTR_ARCHIVE,
+            ntres=ntres,
             ctime_cs=cs,
             ctime=tm,
             cdate=date,
@@ -548,21 +607,60 @@ class FatFS:
         else:
             chain = list(self._chain(v, e.cluster))
         self._need_rw()
+        await self._unlink(v, d, e)
+        if e.is_dir:
+            v.dirs.pop(e.cluster, None)
+        v.chains.pop(e.cluster, None)
+        v.runs.pop(e.cluster, None)
+        await self._free_chain(v, chain)
+
+    async def _unlink(self, v: _Volume, d: Directory, e: Entry) -> None:
+        """Mark ``e``'s slots deleted on the device and in ``d`` (its clusters stay in use)."""
         lo, hi = e.first_slot, e.slot + 1
         for s in range(lo, hi):
             d.data[s * SLOT] = DELETED
         await self._write_slots(v, d, lo, hi)
         d.remove(e)
         d.freed(lo, hi)
-        if e.is_dir:
-            v.dirs.pop(e.cluster, None)
-        v.chains.pop(e.cluster, None)
-        v.runs.pop(e.cluster, None)
+
+    async def _free_chain(self, v: _Volume, chain: list[int]) -> None:
+        """Return clusters no entry reaches any more to the free pool (FATs, then FSInfo)."""
         if chain:
             for c in chain:
                 v.fat.set(c, 0)
             await self._flush_fat(v)
             await self._write_fsinfo(v)
+
+    async def replace(self, src: str, dst: str) -> Ok[None] | Error[FSError]:
+        """Give file ``dst`` the contents of file ``src``, which disappears (not in the seed).
+
+        ``dst`` keeps its name, its slots and its creation time, so the switch is a single
+        entry write: after a crash ``dst`` holds the old or the new contents in full, and
+        the chain no entry reaches any more is left allocated for fsck.fat to reclaim. A
+        copy that fails half-way therefore never costs the file it was meant to replace.
+        """
+        return await self._run(self._do_replace, src, dst)
+
+    async def _do_replace(self, v: _Volume, src: str, dst: str) -> None:
+        sd, se = await self._lookup(v, src)
+        dd, de = await self._lookup(v, dst)
+        if sd is None or se is None or se.is_dir:
+            raise _Refused(IsADirectory(src))
+        if dd is None or de is None or de.is_dir:
+            raise _Refused(IsADirectory(dst))
+        if se is de:
+            return
+        self._need_rw()
+        old = list(self._chain(v, de.cluster))
+        await self._unlink(v, sd, se)
+        v.chains.pop(de.cluster, None)
+        v.runs.pop(de.cluster, None)
+        de.cluster, de.size = se.cluster, se.size
+        de.mtime, de.mdate, de.adate = se.mtime, se.mdate, se.adate
+        de.attr |= ATTR_ARCHIVE
+        dd.data[de.slot * SLOT : (de.slot + 1) * SLOT] = de.pack()
+        await self._write_slots(v, dd, de.slot, de.slot + 1)
+        await self._free_chain(v, old)
 
     async def write(self, path: str, offset: int, data: Buffer) -> Ok[None] | Error[FSError]:
         if offset < 0:
@@ -697,21 +795,18 @@ class FatFS:
         """Erase the device and make an empty FAT volume of ``size`` bytes.
 
         The FAT type and cluster size are chosen as ``mkfs.fat`` chooses them, unless
-        ``fat`` (12, 16 or 32) asks for a type.
+        ``fat`` (12, 16 or 32) asks for a type. A ``label`` goes into the boot sector and,
+        as mkfs.fat writes it, into the root directory's volume-label entry; a label FAT
+        cannot hold raises ``ValueError`` (:func:`check_format` says so without raising).
         """
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
         if fat not in (None, 12, 16, 32):
             raise ValueError(f"fat must be 12, 16 or 32, got {fat}")
-        lab = b"NO NAME    "
-        if label is not None:
-            if (
-                len(label) > 11
-                or not label.isascii()
-                or any(c in '*?.,;:/\\|+=<>[]"' for c in label)
-            ):
-                raise ValueError(f"label must be up to 11 plain ASCII characters, got {label!r}")
-            lab = label.upper().ljust(11).encode("ascii")
+        try:
+            lab = volume_label(label)
+        except FormatError as exc:
+            raise ValueError(str(exc)) from None
         async with self._lock:
             if not self._connected:
                 return Error(BlockDevice(Disconnected()))
@@ -727,19 +822,21 @@ class FatFS:
                     sector_size=max(512, info.sector_size),
                     fat_bits=fat,
                     volume_id=vid,
-                    label=lab,
+                    label=lab or b"NO NAME    ",
                 )
             except FormatError as exc:
                 return Error(UnknownError(str(exc)))
             try:
-                await self._write_empty_volume(bs, info.sector_size)
+                await self._write_empty_volume(bs, info.sector_size, lab)
                 await self._mount()
             except _BlockFailed as exc:
                 self._vol, self._why = None, "stale"
                 return Error(BlockDevice(exc.error))
             return Ok(None)
 
-    async def _write_empty_volume(self, bs: BootSector, dev_sector: int) -> None:
+    async def _write_empty_volume(
+        self, bs: BootSector, dev_sector: int, label: bytes | None
+    ) -> None:
         ss = bs.bytes_per_sector
         factor = ss // dev_sector
         chunk = 256
@@ -777,9 +874,18 @@ class FatFS:
             await self._dev_write(base * factor, [fat])
             await zeros(base + 1, bs.fat_sectors - 1)
         if bs.fat_bits == 32:
-            await zeros(bs.cluster_sector(bs.root_cluster), bs.sectors_per_cluster)
+            root, count = bs.cluster_sector(bs.root_cluster), bs.sectors_per_cluster
         else:
-            await zeros(bs.root_dir_sector, bs.root_dir_sectors)
+            root, count = bs.root_dir_sector, bs.root_dir_sectors
+        await zeros(root, count)
+        if label is not None:
+            # The root's volume-label entry is what mtools, fatlabel and Windows show;
+            # the boot sector's copy is only what mkfs wrote.
+            date, tm, _cs = self._now()
+            entry = Entry(label.decode("ascii"), label, ATTR_VOLUME, mtime=tm, mdate=date)
+            first = bytearray(ss)
+            first[:SLOT] = entry.pack()
+            await self._dev_write(root * factor, [first])
         await self._dev_write(0, [boot])
 
 

@@ -25,7 +25,43 @@ _FLOPPIES: dict[int, tuple[int, int, int, int, int]] = {
 
 
 class FormatError(Exception):
-    """No FAT layout fits the requested size and type."""
+    """No FAT layout fits the requested size and type, or the label cannot be recorded."""
+
+
+_LABEL_BAD = frozenset('*?.,;:/\\|+=<>[]"')
+
+
+def volume_label(label: str | None) -> bytes | None:
+    """The 11 bytes that record ``label`` (upper-cased, as DOS shows labels); ``None`` for none.
+
+    Raises :class:`FormatError` (one line, naming the label) for a label FAT cannot hold.
+    """
+    if label is None:
+        return None
+    if len(label) > 11 or not label.isascii():
+        why = "a label is up to 11 ASCII characters"
+    elif any(c in _LABEL_BAD or not c.isprintable() for c in label):
+        why = 'control characters and * ? . , ; : / \\ | + = < > [ ] " are not allowed'
+    elif not label.strip():
+        why = "a label cannot be empty or only spaces"
+    else:
+        return label.upper().ljust(11).encode("ascii")
+    raise FormatError(f"bad volume label {label!r}: {why}")
+
+
+def check_format(
+    size: int, *, fat: int | None = None, label: str | None = None, sector_size: int = 512
+) -> str | None:
+    """Why :meth:`FatFS.format` would refuse these arguments, or ``None`` if it would not.
+
+    Lets a caller (the ``mkfs`` command) decide before it creates or resizes anything.
+    """
+    try:
+        volume_label(label)
+        plan(size, sector_size=sector_size, fat_bits=fat)
+    except FormatError as e:
+        return str(e)
+    return None
 
 
 def _cdiv(a: int, b: int) -> int:
