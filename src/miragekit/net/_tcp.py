@@ -338,6 +338,10 @@ class TCP(Generic[A]):
         self.endpoint.listen(port, backlog)
         self._callbacks[port] = callback
 
+    def listening(self, port: int) -> bool:
+        """Whether ``port`` has a listener."""
+        return port in self._callbacks
+
     def unlisten(self, port: int) -> None:
         self.endpoint.unlisten(port)
         self._callbacks.pop(port, None)
@@ -354,7 +358,15 @@ class TCP(Generic[A]):
         self._flows[id(conn)] = flow
         flow._connected = fut = self._loop.create_future()
         self._schedule_flush()
-        await fut
+        try:
+            await fut
+        except asyncio.CancelledError:
+            # A cancelled connect aborts the attempt: no SYN retries nobody owns.
+            self._flows.pop(id(conn), None)
+            conn.abort()
+            self.endpoint.wake(conn)
+            self._schedule_flush()
+            raise
         if conn.state in (tcpcore.State.SYN_SENT, tcpcore.State.CLOSED) or flow._error:
             err = flow._error or Timeout()
             self._flows.pop(id(conn), None)
