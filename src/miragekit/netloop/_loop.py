@@ -460,7 +460,7 @@ class StackLoopMixin:
         raise unsupported("connect_accepted_socket")
 
 
-class StackEventLoop(StackLoopMixin, asyncio.SelectorEventLoop):
+class StackEventLoop(StackLoopMixin, asyncio.SelectorEventLoop):  # type: ignore[misc]
     """A real-time asyncio loop whose networking goes through the bound stack."""
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ._sock import StackSocket
 
-Accept = Callable[[Any, Any], Awaitable[None]]
+Accept = Callable[[Any, Any], Coroutine[Any, Any, None]]
 """``accept(flow, tcp)``: serve one connection, return when it is over."""
 
 
@@ -52,7 +52,7 @@ class StackServer(asyncio.AbstractServer):
         self._active = 0
         self._waiters: list[asyncio.Future[None]] = []
         self._serving_forever: asyncio.Future[None] | None = None
-        fams = [(socket.AF_INET, ("0.0.0.0", port))]
+        fams: list[tuple[int, tuple[Any, ...]]] = [(socket.AF_INET, ("0.0.0.0", port))]
         if getattr(stack, "has_ipv6", False):
             fams.append((socket.AF_INET6, ("::", port, 0, 0)))
         self._sockets = tuple(StackSocket(f, socket.SOCK_STREAM, a) for f, a in fams)

@@ -44,6 +44,6 @@ def tls_protocol(
         waiter,
         server_side,
         server_hostname,
-        ssl_handshake_timeout=handshake_timeout,
+        ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
         ssl_shutdown_timeout=shutdown_timeout,
     )

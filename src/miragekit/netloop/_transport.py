@@ -60,7 +60,7 @@ class StackTransport(asyncio.Transport):
 
     def __repr__(self) -> str:
         state = "closing" if self._closing else "open"
-        return f"<StackTransport {self._extra.get('peername')} {state}>"
+        return f"<StackTransport {self.get_extra_info('peername')} {state}>"
 
     # -- reading ----------------------------------------------------------------------
 
@@ -267,7 +267,7 @@ class StackTransport(asyncio.Transport):
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
-            self._protocol.connection_lost(exc)
+            self._protocol.connection_lost(exc)  # type: ignore[arg-type]
         finally:
             if not self.done.done():
                 self.done.set_result(None)
