@@ -522,7 +522,7 @@ class TCP(Generic[A]):
             self._emit_offload(laddr, raddr, seg)
             return
         n = seg.buffer_len()
-        frame = ip4.allocate_header(raddr, PROTO_TCP, 34 + n)
+        frame = ip4.allocate_header(raddr, PROTO_TCP, 34 + n, laddr)
         seg.emit(frame[34:], laddr, raddr)
         ip4.send_frame(frame)
 
@@ -550,7 +550,7 @@ class TCP(Generic[A]):
         plen = len(payload)
         head = seg._replace(payload=b"") if plen else seg
         n = head.buffer_len()
-        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n)
+        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n, laddr)
         head.emit(frame[34:])
         frame[50:52] = pseudo_sum(laddr, raddr, PROTO_TCP, n + plen).to_bytes(2, "big")
         gso = 0
