@@ -228,6 +228,10 @@ class StackLoopMixin:
                     "create_connection(sock=...) with a socket not connected by sock_connect"
                 )
             flow, tcp = st.flow, st.tcp
+            # The library's own socket never connected anywhere: the transport owns the
+            # connection now, as asyncio's owns the socket.
+            with contextlib.suppress(OSError):
+                sock.close()
         else:
             if host is None and port is None:
                 raise ValueError("host and port was not specified and no sock specified")
