@@ -77,6 +77,10 @@ class StackLoopMixin:
     Put it before an ``asyncio.AbstractEventLoop`` subclass in the bases.
     """
 
+    async def _stack_for(self, call: str) -> Any:
+        """The stack ``call`` goes through: the one bound to the calling context."""
+        return stack_for(call)
+
     # -- names ------------------------------------------------------------------------
 
     async def getaddrinfo(
@@ -206,7 +210,7 @@ class StackLoopMixin:
         interleave: int | None = None,
         all_errors: bool = False,
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
-        stack = stack_for("create_connection")
+        stack = await self._stack_for("create_connection")
         if server_hostname is not None and not ssl:
             raise ValueError("server_hostname is only meaningful with ssl")
         if server_hostname is None and ssl:
@@ -281,7 +285,7 @@ class StackLoopMixin:
         ssl_shutdown_timeout: float | None = None,
         start_serving: bool = True,
     ) -> StackServer:
-        stack = stack_for("create_server")
+        stack = await self._stack_for("create_server")
         loop: asyncio.AbstractEventLoop = self  # type: ignore[assignment]
         if ssl_handshake_timeout is not None and not ssl:
             raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
@@ -355,7 +359,7 @@ class StackLoopMixin:
         allow_broadcast: bool | None = None,
         sock: Any = None,
     ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
-        stack = stack_for("create_datagram_endpoint")
+        stack = await self._stack_for("create_datagram_endpoint")
         loop: asyncio.AbstractEventLoop = self  # type: ignore[assignment]
         if sock is not None:
             raise unsupported("create_datagram_endpoint(sock=...)")
@@ -397,7 +401,7 @@ class StackLoopMixin:
     # -- the sock_* family ------------------------------------------------------------
 
     async def sock_connect(self, sock: Any, address: Any) -> None:
-        stack = stack_for("sock_connect")
+        stack = await self._stack_for("sock_connect")
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             raise unsupported(f"sock_connect on family {sock.family!r}")
         if sock.type != socket.SOCK_STREAM:
@@ -436,15 +440,15 @@ class StackLoopMixin:
         return len(data)
 
     async def sock_accept(self, sock: Any) -> tuple[Any, Any]:
-        stack_for("sock_accept")
+        await self._stack_for("sock_accept")
         raise unsupported("sock_accept (serve with create_server or asyncio.start_server)")
 
     async def sock_sendto(self, sock: Any, data: Any, address: Any) -> int:
-        stack_for("sock_sendto")
+        await self._stack_for("sock_sendto")
         raise unsupported("sock_sendto (use create_datagram_endpoint)")
 
     async def sock_recvfrom(self, sock: Any, bufsize: int) -> tuple[bytes, Any]:
-        stack_for("sock_recvfrom")
+        await self._stack_for("sock_recvfrom")
         raise unsupported("sock_recvfrom (use create_datagram_endpoint)")
 
     async def sock_sendfile(
@@ -456,11 +460,11 @@ class StackLoopMixin:
         *,
         fallback: bool = True,
     ) -> int:
-        stack_for("sock_sendfile")
+        await self._stack_for("sock_sendfile")
         raise unsupported("sock_sendfile (use transport.write or loop.sendfile)")
 
     async def connect_accepted_socket(self, protocol_factory: Any, sock: Any, **kw: Any) -> Any:
-        stack_for("connect_accepted_socket")
+        await self._stack_for("connect_accepted_socket")
         raise unsupported("connect_accepted_socket")
 
 
