@@ -52,6 +52,9 @@ class StackTransport(asyncio.Transport):
         self._more = asyncio.Event()
         self.done: asyncio.Future[None] = loop.create_future()
         """Resolved once the protocol heard ``connection_lost``."""
+        conn = getattr(flow, "connection", None)
+        if conn is not None:
+            conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
         self._reader = loop.create_task(self._read_loop())
         self._writer = loop.create_task(self._write_loop())
         loop.call_soon(protocol.connection_made, self)
