@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+import trustme
 import websockets.asyncio.client
 import websockets.asyncio.server
 from aiohttp import web
@@ -21,6 +23,7 @@ from tests.test_netloop import make_stacks
 
 from miragekit import aio
 from miragekit.net import TapNetif
+from miragekit.netloop import HOSTS
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig
@@ -139,7 +142,13 @@ class H(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(port)))
             self.end_headers()
             self.wfile.write(port)
-http.server.HTTPServer((sys.argv[1], 8000), H).serve_forever()
+srv = http.server.HTTPServer((sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 8000), H)
+if len(sys.argv) > 3:
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
 """
 
 
@@ -166,6 +175,7 @@ def test_aiohttp_client_fetches_from_a_kernel_http_server(knet: KernelNet) -> No
                     text = await resp.text()
                 assert text == "one-" * 500 + "two-" * 900 + port1
         finally:
+            HOSTS.pop("server.test", None)
             server.kill()
             await server.wait()
 
@@ -338,5 +348,66 @@ def test_streams_and_udp_echo_against_kernel_peers(knet: KernelNet, tmp_path: Pa
         rc, out = await knet.exec("socat", "-t2", "-", f"UDP:{OUR_IP}:7001", stdin=b"stressed")
         assert rc == 0 and out == b"desserts", out
         echo.close()
+
+    on_tap(knet, body)
+
+
+@pytest.mark.kernel
+def test_aiohttp_over_tls_both_ways_with_a_test_ca(knet: KernelNet, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("server.test")
+    ca_pem, cert_pem, key_pem = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    cert.cert_chain_pems[0].write_to_path(str(cert_pem))
+    cert.private_key_pem.write_to_path(str(key_pem))
+
+    async def body(stack: DirectStackV4) -> None:
+        # Our HTTPS server, the kernel's curl (verifying against the test CA).
+        sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(sctx)
+        runner = web.AppRunner(app())
+        await runner.setup()
+        await web.TCPSite(runner, "0.0.0.0", 8443, ssl_context=sctx).start()
+        url = "https://server.test:8443/chunked"
+        rc, out = await knet.exec(
+            "curl", "-sS", "--cacert", str(ca_pem), "--resolve", f"server.test:8443:{OUR_IP}", url
+        )  # fmt: skip
+        assert rc == 0 and out == b"".join(CHUNKS), out[:200]
+        await runner.cleanup()
+
+        # The kernel's HTTPS server, our aiohttp client.
+        server = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", knet.ns, sys.executable, "-c", KERNEL_SERVER, KERNEL_IP,
+            "8443", str(cert_pem), str(key_pem),
+        )  # fmt: skip
+        try:
+            cctx = ssl.create_default_context()
+            ca.configure_trust(cctx)
+            # aiohttp's own resolver asks the loop, which answers from the static table.
+            HOSTS["server.test"] = [KERNEL_IP]
+            conn = aiohttp.TCPConnector(ssl=cctx)
+            async with aiohttp.ClientSession(connector=conn) as session:
+                for _ in range(100):
+                    try:
+                        async with session.get("https://server.test:8443/chunked") as resp:
+                            text = await resp.text()
+                        break
+                    except aiohttp.ClientConnectorError:
+                        await asyncio.sleep(0.1)
+                assert (
+                    text.startswith("one-one-") and resp.headers["Transfer-Encoding"] == "chunked"
+                )
+            # The wrong CA fails as on the host: the verification error inside aiohttp's.
+            bad = ssl.create_default_context()
+            trustme.CA().configure_trust(bad)
+            conn = aiohttp.TCPConnector(ssl=bad)
+            async with aiohttp.ClientSession(connector=conn) as session:
+                with pytest.raises(aiohttp.ClientConnectorCertificateError) as e:
+                    await session.get("https://server.test:8443/")
+                assert isinstance(e.value.certificate_error, ssl.SSLCertVerificationError)
+        finally:
+            HOSTS.pop("server.test", None)
+            server.kill()
+            await server.wait()
 
     on_tap(knet, body)
