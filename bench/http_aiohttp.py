@@ -14,6 +14,8 @@ sockets (the reference, reached at the kernel's 10.84.0.1) and under ``miragekit
 * bulk TLS: ``curl`` downloads ``--mb`` MiB over HTTPS (a test CA made with trustme,
   TLS 1.3); also the same over plain HTTP.
 
+``--offload`` adds a row for our stack with the TAP's checksum and segmentation offload.
+
 Everything shares the machine's two cores (wrk and curl too), so the rates follow the
 load: the load average is printed and recorded. Prints a table and writes
 bench/results/http_aiohttp.json.
@@ -126,6 +128,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10, help="wrk duration per server")
     ap.add_argument("--conns", type=int, default=16, help="wrk connections")
     ap.add_argument("--mb", type=int, default=200, help="MiB per bulk download")
+    ap.add_argument("--offload", action="store_true",
+                    help="also measure our stack with TAP offload (exec --offload)")  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/http_aiohttp.py needs root (network namespaces, TAP)")
@@ -160,15 +164,21 @@ def main() -> None:
             ns, "ours", in_ns(ns, *exe, str(APP), "8080"),
             in_ns(ns, *exe, str(APP), "8081", *tls), OUR_IP, 8080, args, str(ca_pem),
         )  # fmt: skip
+        if args.offload:
+            exe.insert(exe.index("--"), "--offload")
+            rows["aiohttp, miragekit exec over TAP, --offload"] = measure(
+                ns, "ours, offload", in_ns(ns, *exe, str(APP), "8080"),
+                in_ns(ns, *exe, str(APP), "8081", *tls), OUR_IP, 8080, args, str(ca_pem),
+            )  # fmt: skip
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     ref, ours = rows["aiohttp, host sockets (reference)"], rows["aiohttp, miragekit exec over TAP"]
     print(f"aiohttp keep-alive (wrk -t1 -c{args.conns} -d{args.seconds}s, '/'), "
           f"bulk downloads of {args.mb} MiB (curl)")  # fmt: skip
-    print(f"{'server':36} {'req/s':>8} {'CPU us/req':>11} {'HTTP MB/s':>10} {'TLS MB/s':>9}")
+    print(f"{'server':46} {'req/s':>8} {'CPU us/req':>11} {'HTTP MB/s':>10} {'TLS MB/s':>9}")
     for name, r in rows.items():
         k = r["keepalive"]
-        print(f"{name:36} {k['requests_per_second']:8.0f} {k['server_cpu_us_per_request']:11.0f} "
+        print(f"{name:46} {k['requests_per_second']:8.0f} {k['server_cpu_us_per_request']:11.0f} "
               f"{r['bulk_http_MBps']:10.1f} {r['bulk_tls_MBps']:9.1f}")  # fmt: skip
         if k["errors"]:
             print(f"  wrk: {k['errors']}")

@@ -200,6 +200,20 @@ class TCPFlow(Generic[A]):
                 return None
             await self._wait("_writer")
 
+    def send_now(self, buf: Buffer) -> int:
+        """Queue what fits of ``buf`` in the send buffer without waiting: the bytes taken,
+        or -1 when the flow can send no more (closed, reset). For callers that keep their
+        own buffer (an asyncio transport), saving a coroutine per write."""
+        if self._closed or self._error is not None or self._done:
+            return -1
+        try:
+            n = self._conn.send(buf)
+        except ValueError:
+            return -1
+        if n:
+            self._tcp._poke(self)
+        return n
+
     async def writev_nodelay(self, bufs: Buffers) -> None:
         """Send past Nagle; return once every byte has been transmitted at least once."""
         for buf in bufs:

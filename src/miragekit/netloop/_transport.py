@@ -52,6 +52,7 @@ class StackTransport(asyncio.Transport):
         self._more = asyncio.Event()
         self.done: asyncio.Future[None] = loop.create_future()
         """Resolved once the protocol heard ``connection_lost``."""
+        self._send_now = getattr(flow, "send_now", None)
         conn = getattr(flow, "connection", None)
         if conn is not None:
             conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
@@ -119,6 +120,13 @@ class StackTransport(asyncio.Transport):
             raise RuntimeError("Cannot call write() after write_eof()")
         if not data or self._lost:
             return  # after the loss asyncio drops the data (drain() raises)
+        if self._out_size == 0 and self._send_now is not None and not self._closing:
+            # Nothing queued or in flight: straight into the connection's send buffer.
+            n = self._send_now(data)
+            if n == len(data):
+                return
+            if n > 0:
+                data = memoryview(data)[n:]
         self._out.append(bytes(data))
         self._out_size += len(data)
         self._more.set()
