@@ -13,8 +13,6 @@ from contextlib import contextmanager
 import pytest
 from tests.apprun import ROOT, AppNs, Running, app_namespace
 
-pytestmark = pytest.mark.kernel
-
 KERNEL_IP = "10.79.0.1"
 APP_IP = "10.79.0.2"
 PROGRAMS = ROOT / "tests" / "programs"
@@ -56,6 +54,7 @@ def ns() -> Iterator[AppNs]:
         yield n
 
 
+@pytest.mark.kernel
 def test_unmodified_aiohttp_server_reached_by_curl(ns: AppNs) -> None:
     program = PROGRAMS / "hello_aiohttp.py"
     args = ["--net", f"tap:{ns.tap}", "--ip", f"{APP_IP}/24", "--", str(program), "8081"]
@@ -71,6 +70,7 @@ def test_unmodified_aiohttp_server_reached_by_curl(ns: AppNs) -> None:
         assert b":8081" not in ns.run("ss", "-ltn")
 
 
+@pytest.mark.kernel
 def test_blocking_sockets_fail_clearly(ns: AppNs) -> None:
     p = subprocess.run(
         exec_cmd(ns, "--net", f"tap:{ns.tap}", "--", str(PROGRAMS / "blocking_client.py")),
@@ -91,3 +91,24 @@ def test_bad_invocations_are_one_line_errors() -> None:
         p = subprocess.run(exec_cmd(None, *args), cwd=ROOT, env=ENV, capture_output=True, text=True)
         assert p.returncode == 2, (args, p.stderr)
         assert p.stderr.count("\n") == 1 and msg in p.stderr, (args, p.stderr)
+
+
+def run_exec(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        exec_cmd(None, *args), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_new_event_loop_is_routed_too() -> None:
+    p = run_exec("--net", "vnet", "--", str(PROGRAMS / "self_echo.py"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "THROUGH THE STACK ExecLoop\n"
+
+
+def test_a_program_with_its_own_loop_policy_is_told_clearly() -> None:
+    p = run_exec("--net", "vnet", "--", str(PROGRAMS / "own_policy.py"))
+    assert p.returncode == 1
+    assert (
+        "NotImplementedError: asyncio.unix_events._UnixSelectorEventLoop: this program's own "
+        "event loop cannot be routed through the miragekit stack"
+    ) in p.stderr

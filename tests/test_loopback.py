@@ -116,3 +116,54 @@ def test_asyncio_server_and_client_in_one_stack(tmp_path: Path) -> None:
         (b"HI\n", "10.0.0.2"),
     ]
     assert set(ethertypes(pcap)) == {0x0806}
+
+
+def ip_protocols(pcap: Path) -> set[int]:
+    """The transport protocols of the IPv4 and IPv6 packets in a pcap file."""
+    data = pcap.read_bytes()
+    off, out = 24, set()
+    while off + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        frame = data[off + 16 : off + 16 + incl]
+        etype = int.from_bytes(frame[12:14], "big")
+        if etype == 0x0800:
+            out.add(frame[14 + 9])
+        elif etype == 0x86DD:
+            out.add(frame[14 + 6])
+        off += 16 + incl
+    return out
+
+
+def test_ipv6_loopback_and_own_address(tmp_path: Path) -> None:
+    from miragekit.stack import IPv6Config
+
+    pcap = tmp_path / "wire.pcap"
+
+    async def main() -> list[Any]:
+        sw = VnetSwitch(seed=4)
+        netif = PcapNetif(sw.add_interface("self"), pcap)
+        cfg = v1.StackConfig("self", None, netif, Static("10.0.0.2/24"))
+        r = await DirectStackV4.connect(cfg, ip6=IPv6Config(cidrs=["fd00::2/64"], slaac=False))
+        assert isinstance(r, Ok)
+        stack = r.value
+
+        async def upper(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write((await reader.readline()).upper())
+            writer.close()
+
+        out = []
+        with aio.bind(stack):
+            server = await asyncio.start_server(upper, None, 8080)
+            for host in ("::1", "fd00::2"):
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, 8080), 5)
+                writer.write(b"six\n")
+                out.append((await reader.read(), writer.get_extra_info("sockname")[0]))
+                writer.close()
+            server.close()
+        assert stack.counters()["ipv6"]["tx_loopback"] > 0
+        await stack.disconnect()
+        netif.close()
+        return out
+
+    assert aio.run(main()) == [(b"SIX\n", "::1"), (b"SIX\n", "fd00::2")]
+    assert ip_protocols(pcap) <= {0, 58}  # NDP and MLD (after a hop-by-hop header): no TCP
