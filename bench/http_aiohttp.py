@@ -35,24 +35,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tcp_conns import _cpu_seconds as cpu_seconds  # the same namespace helpers
+from tcp_conns import in_ns, sh
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "bench" / "aiohttp_app.py"
 KERNEL_IP, OUR_IP = "10.84.0.1", "10.84.0.2"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
-
-
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
-
-
-def in_ns(ns: str, *args: str) -> list[str]:
-    return ["ip", "netns", "exec", ns, *args]
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(cmd: list[str], ready: str) -> subprocess.Popen[str]:

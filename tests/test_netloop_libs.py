@@ -19,14 +19,12 @@ import websockets.asyncio.client
 import websockets.asyncio.server
 from aiohttp import web
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet
+from tests.test_direct_kernel import with_direct
 from tests.test_netloop import make_stacks
 
 from miragekit import aio
-from miragekit.net import TapNetif
 from miragekit.netloop import HOSTS
-from miragekit.result import Ok
-from miragekit.stack import DirectStackV4, Static
-from miragekit.v1 import StackConfig
+from miragekit.stack import DirectStackV4
 
 CHUNKS = [b"alpha-" * 1000, b"beta-" * 3000, b"gamma"]
 
@@ -69,22 +67,12 @@ async def serve(port: int) -> web.AppRunner:
 def on_tap(knet: KernelNet, body: Callable[[DirectStackV4], Awaitable[None]]) -> None:
     """``body(stack)`` on a stack over TAP (kernel side 10.77.0.1), bound to it."""
 
-    async def main() -> None:
-        r = await TapNetif.connect(knet.tap)
-        assert isinstance(r, Ok), r
-        netif = r.value
-        knet.move_in()
-        s = await DirectStackV4.connect(StackConfig("tap", None, netif, Static(f"{OUR_IP}/24")))
-        assert isinstance(s, Ok), s
-        try:
-            with aio.bind(s.value):
-                async with asyncio.timeout(90):
-                    await body(s.value)
-        finally:
-            await s.value.disconnect()
-            await netif.disconnect()
+    async def bound(stack: DirectStackV4) -> None:
+        with aio.bind(stack):
+            async with asyncio.timeout(90):
+                await body(stack)
 
-    aio.run(main())
+    aio.run(with_direct(knet, bound))
 
 
 def on_switch(body: Callable[[DirectStackV4, DirectStackV4], Awaitable[None]]) -> None:

@@ -9,7 +9,7 @@ import ssl
 from typing import Any
 
 import trustme
-from tests.test_netloop import Env, both
+from tests.test_netloop import Env, both, echo
 
 CA = trustme.CA()
 CERT = CA.issue_cert("server.test")
@@ -25,13 +25,6 @@ def client_context(ca: trustme.CA = CA) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
     return ctx
-
-
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
 
 
 def test_tls_round_trip_with_sni() -> None:

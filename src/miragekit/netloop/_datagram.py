@@ -16,18 +16,12 @@ import socket
 from typing import Any
 
 from ._errors import os_error
+from ._server import layers
 from ._sock import StackSocket
 
 
-def udp_layers(stack: Any) -> list[Any]:
-    layers = [stack.udpv4()]
-    if getattr(stack, "has_ipv6", False):
-        layers.append(stack.udpv6())
-    return layers
-
-
 def udp_port_in_use(stack: Any, port: int) -> bool:
-    return any(port in getattr(u, "_listeners", {}) for u in udp_layers(stack))
+    return any(port in getattr(u, "_listeners", {}) for u in layers(stack, "udp"))
 
 
 class StackDatagramTransport(asyncio.DatagramTransport):
@@ -101,7 +95,7 @@ class StackDatagramTransport(asyncio.DatagramTransport):
         if self._closing:
             return
         self._closing = True
-        for udp in udp_layers(self._stack):
+        for udp in layers(self._stack, "udp"):
             if udp._listeners.get(self._port) is not None:
                 udp.listen(self._port, None)
         self._loop.call_soon(self._protocol.connection_lost, None, context=self._ctx)

@@ -20,16 +20,17 @@ Accept = Callable[[Any, Any], Coroutine[Any, Any, None]]
 """``accept(flow, tcp)``: serve one connection, return when it is over."""
 
 
-def tcp_layers(stack: Any) -> list[Any]:
-    """The stack's TCP layers a listener binds on: IPv4, and IPv6 when it has it."""
-    layers = [stack.tcpv4()]
+def layers(stack: Any, proto: str) -> list[Any]:
+    """The stack's ``"tcp"`` or ``"udp"`` layers a listener binds on: IPv4, and IPv6 when
+    the stack has it."""
+    out = [getattr(stack, f"{proto}v4")()]
     if getattr(stack, "has_ipv6", False):
-        layers.append(stack.tcpv6())
-    return layers
+        out.append(getattr(stack, f"{proto}v6")())
+    return out
 
 
 def port_in_use(stack: Any, port: int) -> bool:
-    return any(getattr(t, "listening", lambda p: False)(port) for t in tcp_layers(stack))
+    return any(getattr(t, "listening", lambda p: False)(port) for t in layers(stack, "tcp"))
 
 
 class StackServer(asyncio.AbstractServer):
@@ -84,7 +85,7 @@ class StackServer(asyncio.AbstractServer):
             return
         self._closed = True
         if self._serving:
-            for tcp in tcp_layers(self._stack):
+            for tcp in layers(self._stack, "tcp"):
                 tcp.unlisten(self.port)
         self._serving = False
         if self._serving_forever is not None and not self._serving_forever.done():

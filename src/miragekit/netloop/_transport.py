@@ -139,26 +139,24 @@ class StackTransport(asyncio.Transport):
     def _maybe_pause(self) -> None:
         if not self._paused and self._out_size > self._high:
             self._paused = True
-            try:
-                self._protocol.pause_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler(
-                    {"message": "protocol.pause_writing() failed", "exception": exc}
-                )
+            self._flow_control("pause_writing")
 
     def _maybe_resume(self) -> None:
         if self._paused and self._out_size <= self._low:
             self._paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler(
-                    {"message": "protocol.resume_writing() failed", "exception": exc}
-                )
+            self._flow_control("resume_writing")
+
+    def _flow_control(self, name: str) -> None:
+        """``protocol.pause_writing()``/``resume_writing()``; what they raise goes to the
+        loop's exception handler, as in asyncio."""
+        try:
+            getattr(self._protocol, name)()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {"message": f"protocol.{name}() failed", "exception": exc}
+            )
 
     def can_write_eof(self) -> bool:
         return hasattr(self._flow, "shutdown_write")
