@@ -479,3 +479,24 @@ def test_the_mixin_goes_on_the_virtual_time_loop() -> None:
     assert runs[0][0] == b"still there" and 3600 <= runs[0][1] < 3601
     assert runs[0][2] == runs[1][2]  # the ephemeral port comes from the loop's seeded rng
     assert time.monotonic() - wall < 30
+
+
+def test_run_with_a_stack_factory_binds_main() -> None:
+    """``aio.run(main(), stack=factory)``: the stack is made on the new loop, ``main``
+    runs bound to it (here serving and connecting to itself on 127.0.0.1)."""
+
+    async def factory() -> DirectStackV4:
+        _, (s,) = await make_stacks(1)
+        return s
+
+    async def main() -> tuple[bytes, str]:
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"bound")
+        got = await reader.readexactly(5)
+        writer.close()
+        server.close()
+        return got, type(asyncio.get_running_loop()).__name__
+
+    assert aio.run(main(), stack=factory) == (b"bound", "StackEventLoop")

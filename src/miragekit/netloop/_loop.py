@@ -506,8 +506,8 @@ def _arp_watch(stack: Any, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     if r is None:
         return "no route"
     nexthop, mac = r
-    if mac is not None:
-        return None
+    if mac is not None or arp.lookup(nexthop, ipv4._loop.time()) is not None:
+        return None  # our own address, broadcast, or a neighbour ARP already knows
     return arp, nexthop
 
 
