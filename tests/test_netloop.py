@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -500,3 +501,26 @@ def test_run_with_a_stack_factory_binds_main() -> None:
         return got, type(asyncio.get_running_loop()).__name__
 
     assert aio.run(main(), stack=factory) == (b"bound", "StackEventLoop")
+
+
+def test_unix_sockets_stay_the_base_loops(tmp_path: Path) -> None:
+    """Unix sockets are local, not IP: they work on the stack loop with no stack bound."""
+
+    async def main() -> bytes:
+        path = str(tmp_path / "s.sock")
+        server = await asyncio.start_unix_server(echo, path)
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"local")
+        got = await reader.readexactly(5)
+        writer.close()
+        server.close()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            b.setblocking(False)
+            loop = asyncio.get_running_loop()
+            await loop.sock_sendall(a, b"pair")
+            got += await loop.sock_recv(b, 4)
+        return got
+
+    assert aio.run(main()) == b"localpair"

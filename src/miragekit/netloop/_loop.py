@@ -401,9 +401,9 @@ class StackLoopMixin:
     # -- the sock_* family ------------------------------------------------------------
 
     async def sock_connect(self, sock: Any, address: Any) -> None:
+        if not _is_ip(sock):
+            return await self._base("sock_connect")(sock, address)  # type: ignore[no-any-return]
         stack = await self._stack_for("sock_connect")
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            raise unsupported(f"sock_connect on family {sock.family!r}")
         if sock.type != socket.SOCK_STREAM:
             raise unsupported(f"sock_connect on socket type {sock.type!r}")
         info = _names.getaddrinfo(address[0], address[1], sock.family, socket.SOCK_STREAM)
@@ -411,7 +411,14 @@ class StackLoopMixin:
         flow, tcp = await self._stack_connect(stack, sa[0], sa[1])
         remember(sock, SockState(flow, tcp))
 
+    def _base(self, name: str) -> Any:
+        """The base loop's method: the ``sock_*`` calls on Unix sockets (local, no IP)
+        stay the base loop's (``create_unix_connection`` uses them)."""
+        return getattr(super(), name)
+
     async def sock_sendall(self, sock: Any, data: Any) -> None:
+        if not _is_ip(sock):
+            return await self._base("sock_sendall")(sock, data)  # type: ignore[no-any-return]
         st = state_of(sock, "sock_sendall")
         r = await st.flow.write(bytes(data))
         if isinstance(r, Error):
@@ -420,6 +427,8 @@ class StackLoopMixin:
             raise os_error(errno.EPIPE)
 
     async def sock_recv(self, sock: Any, nbytes: int) -> bytes:
+        if not _is_ip(sock):
+            return await self._base("sock_recv")(sock, nbytes)  # type: ignore[no-any-return]
         st = state_of(sock, "sock_recv")
         if not st.pending and not st.eof:
             r = await st.flow.read()
@@ -434,20 +443,28 @@ class StackLoopMixin:
         return out
 
     async def sock_recv_into(self, sock: Any, buf: Any) -> int:
+        if not _is_ip(sock):
+            return await self._base("sock_recv_into")(sock, buf)  # type: ignore[no-any-return]
         view = memoryview(buf).cast("B")
         data = await self.sock_recv(sock, len(view))
         view[: len(data)] = data
         return len(data)
 
     async def sock_accept(self, sock: Any) -> tuple[Any, Any]:
+        if not _is_ip(sock):
+            return await self._base("sock_accept")(sock)  # type: ignore[no-any-return]
         await self._stack_for("sock_accept")
         raise unsupported("sock_accept (serve with create_server or asyncio.start_server)")
 
     async def sock_sendto(self, sock: Any, data: Any, address: Any) -> int:
+        if not _is_ip(sock):
+            return await self._base("sock_sendto")(sock, data, address)  # type: ignore[no-any-return]
         await self._stack_for("sock_sendto")
         raise unsupported("sock_sendto (use create_datagram_endpoint)")
 
     async def sock_recvfrom(self, sock: Any, bufsize: int) -> tuple[bytes, Any]:
+        if not _is_ip(sock):
+            return await self._base("sock_recvfrom")(sock, bufsize)  # type: ignore[no-any-return]
         await self._stack_for("sock_recvfrom")
         raise unsupported("sock_recvfrom (use create_datagram_endpoint)")
 
@@ -460,16 +477,25 @@ class StackLoopMixin:
         *,
         fallback: bool = True,
     ) -> int:
+        if not _is_ip(sock):
+            base = self._base("sock_sendfile")
+            return await base(sock, file, offset, count, fallback=fallback)  # type: ignore[no-any-return]
         await self._stack_for("sock_sendfile")
         raise unsupported("sock_sendfile (use transport.write or loop.sendfile)")
 
     async def connect_accepted_socket(self, protocol_factory: Any, sock: Any, **kw: Any) -> Any:
+        if not _is_ip(sock):
+            return await self._base("connect_accepted_socket")(protocol_factory, sock, **kw)
         await self._stack_for("connect_accepted_socket")
         raise unsupported("connect_accepted_socket")
 
 
 class StackEventLoop(StackLoopMixin, asyncio.SelectorEventLoop):  # type: ignore[misc]
     """A real-time asyncio loop whose networking goes through the bound stack."""
+
+
+def _is_ip(sock: Any) -> bool:
+    return getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6)
 
 
 def _is_local(stack: Any, host: str) -> bool:
