@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -40,6 +40,7 @@ class Env:
 
 
 Snippet = Callable[[Env], Awaitable[Any]]
+T = TypeVar("T")
 
 
 async def make_stacks(
@@ -439,14 +440,34 @@ def test_unreachable_destinations_fail_as_on_linux() -> None:
     assert host == ours == [(errno.EHOSTUNREACH, 3), (errno.ENETUNREACH, 0)]
 
 
-def test_the_mixin_goes_on_the_virtual_time_loop() -> None:
-    """``StackLoopMixin`` in front of ``miragekit.sim``'s loop: asyncio streams between two
-    stacks in virtual time (an hour of idle connection costs no wall time)."""
+def sim_stack_loop(seed: int) -> asyncio.AbstractEventLoop:
+    """``StackLoopMixin`` in front of ``miragekit.sim``'s virtual-time loop."""
     from miragekit.netloop import StackLoopMixin
     from miragekit.sim import SimLoop
 
     class SimStackLoop(StackLoopMixin, SimLoop):  # type: ignore[misc]
         pass
+
+    return SimStackLoop(seed=seed)
+
+
+def run_sim(main: Awaitable[T], seed: int) -> T:
+    """``main`` on a fresh virtual-time stack loop; what is left running is cancelled."""
+    loop = sim_stack_loop(seed)
+    try:
+        result = loop.run_until_complete(main)
+        rest = asyncio.all_tasks(loop)
+        for t in rest:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+        return result
+    finally:
+        loop.close()
+
+
+def test_the_mixin_goes_on_the_virtual_time_loop() -> None:
+    """Asyncio streams between two stacks in virtual time (an hour of idle connection
+    costs no wall time)."""
 
     async def main() -> tuple[bytes, float, int]:
         _, (c, s) = await make_stacks()
@@ -463,20 +484,12 @@ def test_the_mixin_goes_on_the_virtual_time_loop() -> None:
         server.close()
         await c.disconnect()
         await s.disconnect()
-        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in rest:
-            t.cancel()
-        await asyncio.gather(*rest, return_exceptions=True)
         return got, asyncio.get_running_loop().time() - t0, port
 
     wall = time.monotonic()
     runs = []
     for _ in range(2):
-        loop = SimStackLoop(seed=7)
-        try:
-            runs.append(loop.run_until_complete(main()))
-        finally:
-            loop.close()
+        runs.append(run_sim(main(), 7))
     assert runs[0][0] == b"still there" and 3600 <= runs[0][1] < 3601
     assert runs[0][2] == runs[1][2]  # the ephemeral port comes from the loop's seeded rng
     assert time.monotonic() - wall < 30
@@ -524,3 +537,30 @@ def test_unix_sockets_stay_the_base_loops(tmp_path: Path) -> None:
         return got
 
     assert aio.run(main()) == b"localpair"
+
+
+def test_unanswered_syns_time_out_as_on_linux() -> None:
+    """A peer that stops answering: ``TimeoutError(ETIMEDOUT)`` once the SYN retries give
+    up (in virtual time, so the two minutes cost none)."""
+
+    async def main() -> tuple[tuple[str, int | None], float]:
+        sw, (c, s) = await make_stacks()
+        with aio.bind(s):
+            server = await asyncio.start_server(echo, None, 80)
+        with aio.bind(c):
+            _, w = await asyncio.open_connection("10.0.0.2", 80)  # ARP learns the peer
+            w.close()
+            sw.partition(["s1"], ["s2"])
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            try:
+                await asyncio.open_connection("10.0.0.2", 80)
+            except OSError as e:
+                return (type(e).__name__, e.errno), loop.time() - t0
+            finally:
+                server.close()
+        return ("connected", None), 0.0
+
+    kind, took = run_sim(main(), 3)
+    assert kind == ("TimeoutError", errno.ETIMEDOUT)
+    assert 60 < took < 200
