@@ -57,7 +57,9 @@ class StackTransport(asyncio.Transport):
         if conn is not None:
             conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
         self._reader = loop.create_task(self._read_loop())
-        self._writer = loop.create_task(self._write_loop())
+        # The writer task starts only when a write has to wait (most go straight into the
+        # connection's send buffer) or at close.
+        self._writer: asyncio.Task[None] | None = None
         loop.call_soon(protocol.connection_made, self)
         if waiter is not None:
             loop.call_soon(_set_none, waiter)
@@ -129,7 +131,7 @@ class StackTransport(asyncio.Transport):
                 data = memoryview(data)[n:]
         self._out.append(bytes(data))
         self._out_size += len(data)
-        self._more.set()
+        self._kick()
         self._maybe_pause()
 
     def writelines(self, list_of_data: Any) -> None:
@@ -167,7 +169,7 @@ class StackTransport(asyncio.Transport):
         if not self.can_write_eof():
             raise NotImplementedError("write_eof() on a flow without half-close")
         self._eof = True
-        self._more.set()
+        self._kick()
 
     def get_write_buffer_size(self) -> int:
         return self._out_size
@@ -219,7 +221,7 @@ class StackTransport(asyncio.Transport):
             return
         self._closing = True
         self._reading.clear()
-        self._more.set()
+        self._kick()
 
     def abort(self) -> None:
         """Drop what is queued and reset the connection (RST)."""
@@ -268,10 +270,16 @@ class StackTransport(asyncio.Transport):
         self._cancel_tasks()
         self._loop.call_soon(self._call_connection_lost, exc)
 
+    def _kick(self) -> None:
+        """Wake the writer task, starting it if needed."""
+        self._more.set()
+        if self._writer is None and not self._lost:
+            self._writer = self._loop.create_task(self._write_loop())
+
     def _cancel_tasks(self) -> None:
         current = asyncio.current_task()
         for t in (self._reader, self._writer):
-            if t is not current:
+            if t is not None and t is not current:
                 t.cancel()
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
