@@ -112,3 +112,9 @@ def test_a_program_with_its_own_loop_policy_is_told_clearly() -> None:
         "NotImplementedError: asyncio.unix_events._UnixSelectorEventLoop: this program's own "
         "event loop cannot be routed through the miragekit stack"
     ) in p.stderr
+
+
+def test_a_server_on_a_socket_the_program_bound() -> None:
+    p = run_exec("--net", "vnet", "--", str(PROGRAMS / "sock_server.py"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "OWN SOCKET True\n"

@@ -26,7 +26,7 @@ _options: Any = None  # the runner's Options, set by install()
 _host_sockets_ok = False  # True while the runner builds a stack (a VXLAN underlay socket)
 _HostSocket = socket.socket
 _BLOCKED = (
-    "accept", "bind", "connect", "connect_ex", "listen", "recv", "recv_into", "recvfrom",
+    "accept", "connect", "connect_ex", "recv", "recv_into", "recvfrom",
     "recvfrom_into", "recvmsg", "send", "sendall", "sendfile", "sendmsg", "sendto",
 )  # fmt: skip
 
@@ -104,7 +104,9 @@ class _WrappedPolicy(ExecPolicy):
 
 class GuardedSocket(_HostSocket):
     """``socket.socket`` in exec mode: IP sockets may be created (libraries make one and
-    hand it to ``loop.sock_connect``), but their blocking calls raise."""
+    hand it to ``loop.sock_connect``), but their blocking calls raise. ``bind`` and
+    ``listen`` only record the address, for a server that hands the socket to
+    ``loop.create_server(sock=...)`` (uvicorn, aiohttp's ``SockSite``): the stack listens."""
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -112,6 +114,28 @@ class GuardedSocket(_HostSocket):
             socket.AF_INET,
             socket.AF_INET6,
         )
+        self._mk_bound: tuple[Any, ...] | None = None
+
+    def bind(self, address: Any) -> None:
+        if self._mk_host_ok:
+            return super().bind(address)
+        self._mk_bound = (str(address[0]), int(address[1]), *address[2:])
+        return None
+
+    def listen(self, *backlog: int) -> None:
+        if self._mk_host_ok:
+            return super().listen(*backlog)
+        if self._mk_bound is None:
+            raise NotImplementedError(
+                "socket.listen() on an IP socket that was not bound: bind it first, then "
+                "hand it to loop.create_server(sock=...)"
+            )
+        return None
+
+    def getsockname(self) -> Any:
+        if self._mk_bound is not None:
+            return self._mk_bound
+        return super().getsockname()
 
 
 def _guard(name: str) -> Any:

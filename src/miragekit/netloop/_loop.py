@@ -294,7 +294,10 @@ class StackLoopMixin:
         if sock is not None:
             if host is not None or port is not None:
                 raise ValueError("host/port and sock can not be specified at the same time")
-            raise unsupported("create_server(sock=...)")
+            bound = getattr(sock, "_mk_bound", None)  # recorded by miragekit exec's socket
+            if bound is None:
+                raise unsupported("create_server(sock=...) with a host socket")
+            host, port = bound[0], bound[1]
         port = int(port or 0)
         hosts = host if isinstance(host, list | tuple) else [host]
         for h in hosts:
@@ -338,6 +341,8 @@ class StackLoopMixin:
                 return
             await wait_done(raw)
 
+        if sock is not None:
+            sock._mk_bound = (sock._mk_bound[0], port, *sock._mk_bound[2:])  # the port taken
         server = StackServer(loop, stack, port, accept)
         if start_serving:
             await server.start_serving()
