@@ -163,12 +163,16 @@ def test_unsupported_family_and_option_name_themselves() -> None:
                 await loop.create_connection(
                     asyncio.Protocol, "10.0.0.2", 80, family=socket.AF_UNIX
                 )
+            with pytest.raises(NotImplementedError, match="local_addr"):
+                await loop.create_connection(
+                    asyncio.Protocol, "10.0.0.2", 80, local_addr=("10.0.0.1", 5000)
+                )
             with pytest.raises(NotImplementedError, match="sock_accept"):
                 await loop.sock_accept(socket.socket())
         with aio.bind(s):
             server = await asyncio.start_server(echo, None, 7)
         with aio.bind(c):
-            _, w = await asyncio.open_connection("10.0.0.2", 7)
+            _, w = await asyncio.open_connection("10.0.0.2", 7, local_addr=("10.0.0.1", 0))
         with pytest.raises(NotImplementedError, match="setsockopt"):
             w.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
         w.close()

@@ -221,8 +221,11 @@ class StackLoopMixin:
             raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
         if family not in (0, socket.AF_INET, socket.AF_INET6):
             raise unsupported(f"create_connection(family={family!r})")
-        if local_addr is not None:
-            raise unsupported("create_connection(local_addr=...)")
+        if local_addr is not None and (
+            int(local_addr[1] or 0) != 0 or not _is_local(stack, str(local_addr[0] or "0.0.0.0"))
+        ):
+            # Any local address of ours with port 0 is what the stack picks anyway.
+            raise unsupported("create_connection(local_addr=...) with a fixed port")
         if sock is not None:
             if host is not None or port is not None:
                 raise ValueError("host/port and sock can not be specified at the same time")
