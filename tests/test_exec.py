@@ -118,3 +118,9 @@ def test_a_server_on_a_socket_the_program_bound() -> None:
     p = run_exec("--net", "vnet", "--", str(PROGRAMS / "sock_server.py"))
     assert p.returncode == 0, p.stderr
     assert p.stdout == "OWN SOCKET True\n"
+
+
+def test_sock_accept_on_a_socket_the_program_listens_on() -> None:
+    p = run_exec("--net", "vnet", "--", str(PROGRAMS / "sock_accept_server.py"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "ACCEPTED from 10.0.0.2\n"

@@ -115,6 +115,8 @@ class GuardedSocket(_HostSocket):
             socket.AF_INET6,
         )
         self._mk_bound: tuple[Any, ...] | None = None
+        self._mk_peer: tuple[Any, ...] | None = None  # a socket sock_accept gave
+        self._mk_on_close: Any = None
 
     def bind(self, address: Any) -> None:
         if self._mk_host_ok:
@@ -136,6 +138,17 @@ class GuardedSocket(_HostSocket):
         if self._mk_bound is not None:
             return self._mk_bound
         return super().getsockname()
+
+    def getpeername(self) -> Any:
+        if self._mk_peer is not None:
+            return self._mk_peer
+        return super().getpeername()
+
+    def close(self) -> None:
+        if self._mk_on_close is not None:
+            self._mk_on_close()  # the stack closes the accepted connection
+            self._mk_on_close = None
+        super().close()
 
 
 def _guard(name: str) -> Any:

@@ -20,6 +20,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -461,8 +462,35 @@ class StackLoopMixin:
     async def sock_accept(self, sock: Any) -> tuple[Any, Any]:
         if not _is_ip(sock):
             return await self._base("sock_accept")(sock)  # type: ignore[no-any-return]
-        await self._stack_for("sock_accept")
-        raise unsupported("sock_accept (serve with create_server or asyncio.start_server)")
+        stack = await self._stack_for("sock_accept")
+        acceptor = _acceptors.get(sock)
+        if acceptor is None:
+            bound = getattr(sock, "_mk_bound", None)  # recorded by miragekit exec's socket
+            if bound is None:
+                raise unsupported("sock_accept on a host socket (outside miragekit exec)")
+            port = int(bound[1])
+            if port == 0:
+                port = _free_port(self, lambda p: port_in_use(stack, p))  # type: ignore[arg-type]
+            elif port_in_use(stack, port):
+                raise os_error(errno.EADDRINUSE)
+            sock._mk_bound = (bound[0], port, *bound[2:])
+            acceptor = _acceptors[sock] = asyncio.Queue()
+
+            async def on_flow(flow: Any) -> None:
+                done: asyncio.Future[None] = self.create_future()  # type: ignore[attr-defined]
+                await acceptor.put((flow, done))
+                await done  # until the program closes the accepted socket
+
+            stack.listen_tcpv4(port=port, callback=on_flow)
+        flow, done = await acceptor.get()
+        ip = flow.get_dest()[0]
+        tcp = stack.tcpv6() if _is_v6(ip) else stack.tcpv4()
+        extra = _addr_extra(flow, tcp)
+        conn = type(sock)(socket.AF_INET6 if _is_v6(ip) else socket.AF_INET, socket.SOCK_STREAM)
+        conn._mk_bound, conn._mk_peer = extra["sockname"], extra["peername"]
+        conn._mk_on_close = lambda: done.done() or done.set_result(None)
+        remember(conn, SockState(flow, tcp))
+        return conn, extra["peername"]
 
     async def sock_sendto(self, sock: Any, data: Any, address: Any) -> int:
         if not _is_ip(sock):
@@ -500,6 +528,12 @@ class StackLoopMixin:
 
 class StackEventLoop(StackLoopMixin, asyncio.SelectorEventLoop):  # type: ignore[misc]
     """A real-time asyncio loop whose networking goes through the bound stack."""
+
+
+_acceptors: weakref.WeakKeyDictionary[Any, asyncio.Queue[tuple[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Listening sockets of ``miragekit exec`` and the connections waiting for ``sock_accept``."""
 
 
 def _is_ip(sock: Any) -> bool:
