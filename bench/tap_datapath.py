@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from miragekit.net import TapNetif
+from miragekit.link import TapNetif
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig

@@ -48,7 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from miragekit.net import VnetSwitch  # noqa: E402
+from miragekit.link import VnetSwitch  # noqa: E402
 from miragekit.result import Ok  # noqa: E402
 from miragekit.stack import DirectStackV4, Static  # noqa: E402
 from miragekit.v1 import StackConfig  # noqa: E402

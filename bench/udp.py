@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from miragekit.net import IPv4Stack, TapNetif, VnetSwitch
+from miragekit.link import TapNetif, VnetSwitch
+from miragekit.net import IPv4Stack
 from miragekit.result import Ok
 
 SENDER = """

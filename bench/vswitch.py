@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from miragekit.net import VnetSwitch
+from miragekit.link import VnetSwitch
 
 SIZES = (64, 1500, 65536)
 BATCH = 64

@@ -39,14 +39,16 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from bench.udp import RECEIVER, SENDER  # noqa: E402  (the same sender/receiver as bench/udp)
 from tests.netns import namespaces, set_tx_checksum, sh  # noqa: E402
 
-from miragekit.net import IPv4Stack, VxlanConfig, VxlanNetif  # noqa: E402
+from miragekit.link import VxlanConfig, VxlanNetif  # noqa: E402
+from miragekit.net import IPv4Stack  # noqa: E402
 from miragekit.result import Ok  # noqa: E402
 from miragekit.wire.vxlan import header as header_for  # noqa: E402
 
 VNI = 42
 US_SENDER = """
 import asyncio, ipaddress, sys, time
-from miragekit.net import IPv4Stack, VxlanConfig, VxlanNetif
+from miragekit.net import IPv4Stack
+from miragekit.link import VxlanConfig, VxlanNetif
 
 async def main(port, size, secs):
     r = await VxlanNetif.connect(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from miragekit import aio, v1
-from miragekit.net import VnetSwitch
+from miragekit.link import VnetSwitch
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, SocketConfig, SocketStackV4, Static
 

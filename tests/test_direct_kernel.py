@@ -15,7 +15,7 @@ import pytest
 from tests.flowkit import drain_hash, http_once
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run, socat_receives
 
-from miragekit.net import TapNetif
+from miragekit.link import TapNetif
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig

@@ -36,7 +36,7 @@ from tests.ipstack.test_ipv6_kernel import (
 from tests.kernelnet import OUR_IP, run, socat_receives
 
 from miragekit.kv import DirKV
-from miragekit.net import TapNetif
+from miragekit.link import TapNetif
 from miragekit.result import Ok
 from miragekit.stack import DirectStack, IPv6Config, Static
 from miragekit.v1 import StackConfig

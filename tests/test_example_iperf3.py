@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from tests.apprun import ROOT, Running, loopback_ip, running
 
-from miragekit.net import VnetSwitch
+from miragekit.link import VnetSwitch
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, SocketStackV4, Static
 from miragekit.v1 import StackConfig

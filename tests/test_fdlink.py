@@ -8,9 +8,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from miragekit.link import FdLink, VxlanConfig, VxlanNetif
 from miragekit.macaddr import MacAddr
-from miragekit.net import VxlanConfig, VxlanNetif
-from miragekit.net._fdlink import FdLink
 from miragekit.result import Ok
 from miragekit.v1 import Buffer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from miragekit import aio, v1
-from miragekit.net import PcapNetif, VnetSwitch
+from miragekit.link import PcapNetif, VnetSwitch
 from miragekit.result import EOF, Ok
 from miragekit.stack import DirectStackV4, Static
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 import pytest
 
 from miragekit import aio, tcp, v1
-from miragekit.net import VnetSwitch
+from miragekit.link import VnetSwitch
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, Static
 
@@ -425,7 +425,7 @@ def veth_namespace() -> Iterator[str]:
 
 @pytest.mark.kernel
 def test_unreachable_destinations_fail_as_on_linux() -> None:
-    from miragekit.net._netns import in_netns
+    from miragekit.link import in_netns
 
     async def snippet(env: Env) -> Any:
         out = []

@@ -19,7 +19,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
 from miragekit import sim, v1
-from miragekit.net import FrameLink, LinkParams, PcapNetif, VnetIf, VnetSwitch
+from miragekit.link import FrameLink, LinkParams, PcapNetif, VnetIf, VnetSwitch
 from miragekit.result import Error, Ok
 
 _check_net: type[v1.Network] = PcapNetif
@@ -207,7 +207,7 @@ def test_byte_identical_across_processes_and_hash_seeds() -> None:
     code = (
         "import hashlib, io\n"
         "from miragekit import sim\n"
-        "from miragekit.net import LinkParams\n"
+        "from miragekit.link import LinkParams\n"
         "from tests.test_pcap import conversation\n"
         "buf = io.BytesIO()\n"
         "link = LinkParams(latency=0.001, jitter=0.004, loss=0.2, duplicate=0.1, reorder=0.1)\n"

@@ -9,7 +9,8 @@ import ipaddress
 from pathlib import Path
 
 from miragekit import sim
-from miragekit.net import IPv4Stack, LinkParams, PcapNetif, VnetSwitch
+from miragekit.link import LinkParams, PcapNetif, VnetSwitch
+from miragekit.net import IPv4Stack
 
 A = ipaddress.IPv4Address
 

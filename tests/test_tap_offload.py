@@ -21,7 +21,7 @@ from tests.apprun import running, sh
 from tests.flowkit import drain_hash, http_once
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run, socat_receives
 
-from miragekit.net import PcapNetif, TapNetif
+from miragekit.link import PcapNetif, TapNetif
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig

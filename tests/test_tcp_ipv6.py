@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from miragekit import sim
-from miragekit.net import TCP, IPv6Stack, LinkParams, VnetSwitch
+from miragekit.link import LinkParams, VnetSwitch
+from miragekit.net import TCP, IPv6Stack
 from miragekit.net._ndp import State
 from miragekit.result import EOF, Error, Ok, Refused
 from miragekit.stack import DirectStack, IPv6Config, Static

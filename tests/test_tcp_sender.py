@@ -19,9 +19,10 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from miragekit import sim
+from miragekit.link import LinkParams, VnetSwitch
 from miragekit.macaddr import MacAddr
 from miragekit.net import TCP as TCPLayer
-from miragekit.net import ArpConfig, Ethif, IPv4Stack, LinkParams, VnetSwitch
+from miragekit.net import ArpConfig, Ethif, IPv4Stack
 from miragekit.net._ipv4 import IPv4
 from miragekit.result import Ok
 from miragekit.wire.tcp import ACK, FIN, PSH, SYN, TCPRepr

@@ -203,7 +203,13 @@ class Flow(Protocol[E_co]):
         ...
 
     async def close(self) -> None:
-        """Flush pending writes and signal the end; then ``read`` gives ``EOF``."""
+        """Signal the end after the data already queued, without waiting for the peer.
+
+        Every read or write waiting on the flow returns ``EOF`` at once, and so do later
+        ones. TCP flows also have ``abort()`` (a reset: RST, queued data dropped). On every
+        backend, once a peer's reset is known, reads and writes give ``Error``, never
+        ``EOF`` (which means an orderly end).
+        """
         ...
 
 

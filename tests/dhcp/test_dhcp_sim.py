@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
+from miragekit import link as netlink
 from miragekit import net, sim
 from miragekit.dhcp import Bound, DhcpServerConfig, Expired, Renewed
 from miragekit.result import Ok
@@ -23,8 +24,8 @@ SERVER_CONFIG = DhcpServerConfig(
 
 
 async def scenario() -> list[tuple[str, float, str, str]]:
-    sw = net.VnetSwitch()
-    link = net.LinkParams(latency=0.001, jitter=0.0005)
+    sw = netlink.VnetSwitch()
+    link = netlink.LinkParams(latency=0.001, jitter=0.0005)
     srv_stack = await net.IPv4Stack.connect(sw.add_interface("srv", link=link), cidr="10.0.0.1/24")
     server = net.DhcpServerDriver(srv_stack, SERVER_CONFIG)
     server.start()

@@ -21,7 +21,8 @@ from tests.kernelnet import KERNEL_IP, KernelNet, run
 from tests.netns import sh
 
 from miragekit.dhcp import Bound, Declined, DhcpClientConfig, Event, Nak, Released, Renewed
-from miragekit.net import DhcpClientDriver, IPv4Stack, TapNetif, dhcp_configure
+from miragekit.link import TapNetif
+from miragekit.net import DhcpClientDriver, IPv4Stack, dhcp_configure
 from miragekit.result import Error, Ok, Timeout
 
 pytestmark = pytest.mark.kernel

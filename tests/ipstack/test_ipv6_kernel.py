@@ -20,7 +20,8 @@ import pytest
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
 from tests.ipstack.test_kernel import KernelNet, run
 
-from miragekit.net import IPv6Stack, NdpConfig, TapNetif
+from miragekit.link import TapNetif
+from miragekit.net import IPv6Stack, NdpConfig
 from miragekit.net._ndp import State
 from miragekit.result import Ok
 

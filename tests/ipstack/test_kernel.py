@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, knet, run
 
-from miragekit.net import IPv4Stack, TapNetif
+from miragekit.link import TapNetif
+from miragekit.net import IPv4Stack
 from miragekit.result import Ok
 
 pytestmark = pytest.mark.kernel

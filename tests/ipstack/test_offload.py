@@ -16,9 +16,9 @@ from scapy.layers.l2 import ARP, Ether
 from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 from tests.ipstack.test_layers import from_peer, learn_peer, run
 
+from miragekit.link import CSUM_NEEDED, OFFLOAD_CSUM, OFFLOAD_TSO4, MetaReceiver, OffloadLink
 from miragekit.net import TCP as TCPDriver
-from miragekit.net import IPv4Stack, OffloadLink
-from miragekit.net._link import CSUM_NEEDED, OFFLOAD_CSUM, OFFLOAD_TSO4, MetaReceiver
+from miragekit.net import IPv4Stack
 from miragekit.v1 import Buffer
 from miragekit.wire._checksum import ones_sum, pseudo_sum
 

@@ -7,8 +7,8 @@ import asyncio
 import os
 import socket
 
+from miragekit.link import TapNetif
 from miragekit.macaddr import MacAddr
-from miragekit.net import TapNetif
 
 
 def pair() -> tuple[int, socket.socket]:

@@ -33,7 +33,7 @@ from typing import Any
 from tests.vxlan.overlay import Node
 
 from miragekit import tcp
-from miragekit.net import parse_vxlan_spec
+from miragekit.link import parse_vxlan_spec
 from miragekit.result import EOF, Error, Ok
 
 WAIT = 10.0

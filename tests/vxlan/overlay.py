@@ -9,7 +9,8 @@ import struct
 from dataclasses import dataclass, field
 
 from miragekit import tcp
-from miragekit.net import IPv4Stack, VxlanConfig, VxlanNetif
+from miragekit.link import VxlanConfig, VxlanNetif
+from miragekit.net import IPv4Stack
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig

@@ -13,7 +13,7 @@ import sys
 from examples.vxlan_chat import app
 
 from miragekit.console import Console
-from miragekit.net import VxlanNetif
+from miragekit.link import VxlanNetif
 from miragekit.result import Ok
 from miragekit.time import Time
 

@@ -24,7 +24,7 @@ import pytest
 from tests.netns import namespaces, ns_exec, set_tx_checksum, sh
 from tests.vxlan.overlay import Node
 
-from miragekit.net import VxlanConfig, VxlanNetif
+from miragekit.link import VxlanConfig, VxlanNetif
 from miragekit.result import Ok
 
 pytestmark = pytest.mark.kernel

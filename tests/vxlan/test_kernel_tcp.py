@@ -23,7 +23,7 @@ from tests.flowkit import drain_hash
 from tests.netns import ns_exec, set_tx_checksum
 from tests.vxlan.test_kernel import K_IP, K_UNDER, O_IP, O_UNDER, VNI, Underlay, run, underlay
 
-from miragekit.net import VxlanConfig, VxlanNetif
+from miragekit.link import VxlanConfig, VxlanNetif
 from miragekit.result import EOF, Error, Ok, Refused
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig

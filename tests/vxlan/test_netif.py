@@ -13,8 +13,8 @@ import pytest
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
+from miragekit.link import VxlanConfig, VxlanNetif
 from miragekit.macaddr import MacAddr
-from miragekit.net import VxlanConfig, VxlanNetif
 from miragekit.result import Error, Ok, Unknown
 from miragekit.wire import vxlan
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from miragekit.link import VxlanConfig, parse_vxlan_spec
 from miragekit.macaddr import MacAddr
-from miragekit.net import VxlanConfig, parse_vxlan_spec
 
 
 def test_full_spec() -> None:

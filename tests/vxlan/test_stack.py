@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from tests.vxlan.overlay import Node
 
-from miragekit.net import VxlanConfig
+from miragekit.link import VxlanConfig
 
 T = TypeVar("T")
 VNI = 77

@@ -1,4 +1,4 @@
-"""Networking: NETWORK backends and the pure-Python TCP/IP layers (public facade)."""
+"""Networking: the pure-Python TCP/IP layers over a :mod:`miragekit.link` device (public facade)."""
 
 from ._arp import Arp as Arp
 from ._arp import ArpConfig as ArpConfig
@@ -13,25 +13,9 @@ from ._ip6stack import IPv6Stack as IPv6Stack
 from ._ipstack import IPv4Stack as IPv4Stack
 from ._ipv4 import IPv4 as IPv4
 from ._ipv6 import IPv6 as IPv6
-from ._link import FrameLink as FrameLink
-from ._link import FrameReceiver as FrameReceiver
-from ._link import MetaReceiver as MetaReceiver
-from ._link import OffloadLink as OffloadLink
-from ._link import offload_link as offload_link
 from ._ndp import Ndp as Ndp
 from ._ndp import NdpConfig as NdpConfig
-from ._pcap import FrameNetwork as FrameNetwork
-from ._pcap import PcapNetif as PcapNetif
-from ._tap import TapNetif as TapNetif
 from ._tcp import TCP as TCP
 from ._tcp import TCPFlow as TCPFlow
 from ._tcp import TcpIPLayer as TcpIPLayer
 from ._udp import UDP as UDP
-from ._vswitch import LinkParams as LinkParams
-from ._vswitch import VnetCounters as VnetCounters
-from ._vswitch import VnetIf as VnetIf
-from ._vswitch import VnetSwitch as VnetSwitch
-from ._vxlan import VxlanConfig as VxlanConfig
-from ._vxlan import VxlanCounters as VxlanCounters
-from ._vxlan import VxlanNetif as VxlanNetif
-from ._vxlan import parse_vxlan_spec as parse_vxlan_spec

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Self, cast
 
+from ..link import FrameLink
+from ..link import send_frames as _link_send_frames
 from ..macaddr import MacAddr
 from ..result import Error, EthifError, Ok
 from ..v1 import Buffer, FrameCallback, Network
 from ..v1 import Ethif as EthifProtocol
-from ._link import FrameLink
-from ._link import send_frames as _link_send_frames
 
 ETHERTYPE_IPV4: Final = 0x0800
 ETHERTYPE_ARP: Final = 0x0806

@@ -1,7 +1,7 @@
 """A small IPv4 stack: a NETWORK + Ethif + ARP + IPv4 (+ ICMP) + UDP, wired together.
 
 Received frames take the synchronous path from the device's
-:meth:`~miragekit.net.FrameLink.set_receiver` straight down to UDP (no task per frame);
+:meth:`~miragekit.link.FrameLink.set_receiver` straight down to UDP (no task per frame);
 only application callbacks run as tasks. A device without the fast path is driven by
 its async ``listen``. TCP plugs in with :meth:`IPv4Stack.set_tcp_handler`.
 """
@@ -73,7 +73,7 @@ class IPv4Stack:
     def receive_frame(self, frame: memoryview, flags: int = 0) -> None:
         """One received Ethernet frame, synchronously. Never raises.
 
-        ``flags`` are an :class:`~miragekit.net.OffloadLink`'s receive flags.
+        ``flags`` are an :class:`~miragekit.link.OffloadLink`'s receive flags.
         """
         try:
             et = self.ethif.classify(frame)

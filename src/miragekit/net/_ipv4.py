@@ -6,7 +6,7 @@ synchronously with :meth:`IPv4.set_handler` (UDP now, TCP later). The seed's asy
 ``input``/``write``/``writev`` wrap that path. ARP, reassembly and ICMP are sans-I/O
 objects fed with ``now``; their deadlines share one loop timer.
 
-On a device with checksum and segmentation offload (:class:`~miragekit.net.OffloadLink`)
+On a device with checksum and segmentation offload (:class:`~miragekit.link.OffloadLink`)
 received packets may exceed the MTU (up to 64 KiB, never via reassembly) and carry flags
 that let the transport skip its checksum (:attr:`IPv4.rx_csum_ok` during the delivery);
 TCP sends through :meth:`IPv4.send_offload`, which never fragments: a packet above the
@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Self
 
+from ..link import CSUM_NEEDED, OffloadLink, offload_link
 from ..result import Error, IPError, Ok
 from ..v1 import Buffer, IPCallback, IPDefaultCallback
 from ..v1 import IPv4 as IPv4Protocol
@@ -44,7 +45,6 @@ from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
 from ._icmp import PROTO_UNREACHABLE, Icmp
-from ._link import CSUM_NEEDED, OffloadLink, offload_link
 from ._timer import Wakeup
 
 Addr = ipaddress.IPv4Address

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, Protocol, Self, cast
 
 from .. import tcp as tcpcore
+from .._buffers import flat
 from ..result import EOF, Eof, Error, Ok, Refused, TCPError, Timeout, Unknown
 from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
@@ -180,7 +181,7 @@ class TCPFlow(Generic[A]):
         return Ok(None) if r is None else r
 
     async def _send(self, buf: Buffer, *, nodelay: bool) -> Eof | Error[TCPError] | None:
-        view = memoryview(buf).cast("B")
+        view = flat(buf)
         conn = self._conn
         while True:
             if self._closed:
@@ -234,12 +235,23 @@ class TCPFlow(Generic[A]):
         self._tcp._poke(self)
 
     async def close(self) -> None:
+        """FIN after the queued data; a read or write waiting on this flow gives EOF."""
         if self._closed:
             return
         self._closed = True
         if not self._done:
-            self._conn.close()
+            self._conn.close(discard_input=True)
             self._tcp._poke(self)
+        self._wake_all()
+
+    def abort(self) -> None:
+        """Reset the connection (RST): queued data is dropped, the peer's reads and writes
+        fail; on this flow, waiting and later reads and writes give EOF."""
+        self._closed = True
+        if not self._done:
+            self._conn.abort()
+            self._tcp._poke(self)
+        self._wake_all()
 
 
 class TCP(Generic[A]):
@@ -605,6 +617,15 @@ class TCP(Generic[A]):
         finally:
             self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task()))
             await flow.close()
+
+    def stop_accepting(self) -> None:
+        """Unlisten every port; accepted connections go on."""
+        for port in list(self._callbacks):
+            self.unlisten(port)
+
+    def live_connections(self) -> int:
+        """Accepted connections whose callback is still running."""
+        return len(self._tasks)
 
     async def disconnect(self) -> None:
         """Close every connection (FIN after queued data) and stop accepting."""

@@ -271,6 +271,17 @@ class DirectStackV4:
         """The DHCP client (mode ``DHCP()``): its lease, state and counters."""
         return self._dhcp
 
+    def stop_accepting(self) -> None:
+        """Stop accepting TCP on both families (a graceful stop's first step)."""
+        self._tcp.stop_accepting()
+        if self._v6 is not None:
+            self._v6.tcp.stop_accepting()
+
+    def live_connections(self) -> int:
+        """Accepted TCP connections whose callback is still running."""
+        n = self._tcp.live_connections()
+        return n + (self._v6.tcp.live_connections() if self._v6 is not None else 0)
+
     async def disconnect(self) -> None:
         if self._dhcp is not None:
             await self._dhcp.stop()  # RELEASE

@@ -23,6 +23,7 @@ from ..wire.tcp import TCPRepr as Segment
 from ._config import Config as Config
 from ._conn import Connection as Connection
 from ._conn import State as State
+from ._endpoint import TCPEndpoint as TCPEndpoint
 from ._events import Connected as Connected
 from ._events import ConnectionClosed as ConnectionClosed
 from ._events import ConnectionReset as ConnectionReset
@@ -32,7 +33,6 @@ from ._events import EndOfStream as EndOfStream
 from ._events import Event as Event
 from ._events import SendBufferAvailable as SendBufferAvailable
 from ._isn import IsnGenerator as IsnGenerator
-from ._listener import TCPEndpoint as TCPEndpoint
 
 __all__ = [
     "Config",

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..v1 import FrameCallback
-from ._link import FrameLink, FrameReceiver
+from ._frame import FrameLink, FrameReceiver
 
 
 class CallbackSpawner:

@@ -30,8 +30,8 @@ from typing import Final, Self
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
 from ..v1 import Buffer, Network
-from ._fdlink import FdLink
-from ._link import (
+from ._fd import FdLink
+from ._frame import (
     OFFLOAD_CSUM,
     OFFLOAD_TSO4,
     OFFLOAD_TSO6,
@@ -142,7 +142,7 @@ class TapNetif(FdLink[bytes, TapCounters]):
 
         ``mtu`` overrides the device's MTU (read with ``SIOCGIFMTU``) for our stack.
         ``offload`` (implies ``vnet_hdr``) offers checksum and segmentation offload
-        (see :class:`~miragekit.net.OffloadLink`); the MTU stays what it is.
+        (see :class:`~miragekit.link.OffloadLink`); the MTU stays what it is.
         """
         vnet_hdr = vnet_hdr or offload
         if len(id.encode()) >= IFNAMSIZ:

@@ -16,23 +16,19 @@ import os
 import struct
 import time
 from collections.abc import Sequence
-from typing import IO, Any, Protocol, Self
+from typing import IO, Any, Self
 
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
 from ..sim import current as current_sim
 from ..v1 import Buffer, FrameCallback, Network, Stats
-from ._link import FrameLink, FrameReceiver
+from ._frame import FrameLink, FrameNetwork, FrameReceiver
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
 LINKTYPE_ETHERNET = 1
 _FILE_HEADER = struct.Struct("<IHHiIII")
 _RECORD_HEADER = struct.Struct("<IIII")
-
-
-class FrameNetwork(Network, FrameLink, Protocol):
-    """A NETWORK device that also offers the FrameLink fast path."""
 
 
 class PcapNetif:

@@ -40,8 +40,8 @@ from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
 from ..v1 import Buffer, Network
 from ..wire import vxlan as wire
-from ._fdlink import FdLink
-from ._link import FrameLink
+from ._fd import FdLink
+from ._frame import FrameLink
 from ._netns import in_netns
 
 Endpoint = tuple[str, int]

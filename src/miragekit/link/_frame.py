@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol, cast
 
-from ..v1 import Buffer
+from ..v1 import Buffer, Network
 
 FrameReceiver = Callable[[memoryview], None]
 
@@ -38,6 +38,10 @@ class FrameLink(Protocol):
     def send(self, frame: Buffer) -> None: ...
 
     def sendv(self, bufs: Sequence[Buffer]) -> None: ...
+
+
+class FrameNetwork(Network, FrameLink, Protocol):
+    """A NETWORK device that also offers the FrameLink fast path."""
 
 
 def send_frames(link: FrameLink, frames: Sequence[Buffer]) -> None:

@@ -32,7 +32,7 @@ from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
 from ..sim import current as current_sim
 from ..v1 import Buffer, FrameCallback, Network, Stats
-from ._link import FrameLink, FrameReceiver
+from ._frame import FrameLink, FrameReceiver
 from ._listen import CallbackSpawner
 
 Frame = bytes | memoryview

@@ -18,7 +18,7 @@ from typing import Generic, Protocol, TypeVar
 
 from ..macaddr import MacAddr
 from ..v1 import Buffer, FrameCallback, Stats
-from ._link import FrameReceiver
+from ._frame import FrameReceiver
 from ._listen import FrameListener
 
 

@@ -1,0 +1,31 @@
+"""Link layer: the NETWORK devices (TAP, VXLAN, the virtual switch, pcap) and their plumbing.
+
+Every device here offers the seed's async NETWORK signature and, beside it, the synchronous
+:class:`FrameLink` fast path that the stack in :mod:`miragekit.net` uses. Nothing here
+knows about IP: frames go in and out as bytes.
+"""
+
+from ._fd import FdLink as FdLink
+from ._frame import CSUM_NEEDED as CSUM_NEEDED
+from ._frame import CSUM_VALID as CSUM_VALID
+from ._frame import OFFLOAD_CSUM as OFFLOAD_CSUM
+from ._frame import OFFLOAD_TSO4 as OFFLOAD_TSO4
+from ._frame import OFFLOAD_TSO6 as OFFLOAD_TSO6
+from ._frame import FrameLink as FrameLink
+from ._frame import FrameNetwork as FrameNetwork
+from ._frame import FrameReceiver as FrameReceiver
+from ._frame import MetaReceiver as MetaReceiver
+from ._frame import OffloadLink as OffloadLink
+from ._frame import offload_link as offload_link
+from ._frame import send_frames as send_frames
+from ._netns import in_netns as in_netns
+from ._pcap import PcapNetif as PcapNetif
+from ._tap import TapNetif as TapNetif
+from ._vswitch import LinkParams as LinkParams
+from ._vswitch import VnetCounters as VnetCounters
+from ._vswitch import VnetIf as VnetIf
+from ._vswitch import VnetSwitch as VnetSwitch
+from ._vxlan import VxlanConfig as VxlanConfig
+from ._vxlan import VxlanCounters as VxlanCounters
+from ._vxlan import VxlanNetif as VxlanNetif
+from ._vxlan import parse_vxlan_spec as parse_vxlan_spec
