@@ -100,7 +100,7 @@ def run_exec(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_new_event_loop_is_routed_too() -> None:
-    p = run_exec("--net", "vnet", "--", str(PROGRAMS / "self_echo.py"))
+    p = run_exec("--net", "vnet", "--", str(ROOT / "examples" / "exec" / "self_echo.py"))
     assert p.returncode == 0, p.stderr
     assert p.stdout == "THROUGH THE STACK ExecLoop\n"
 
