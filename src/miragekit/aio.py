@@ -292,3 +292,10 @@ async def start_server(
 
 
 __all__ = ["FlowTransport", "Server", "open_connection", "start_server"]
+
+
+# An event loop on which unmodified asyncio code goes through a stack (miragekit.netloop).
+from .netloop import bind as bind  # noqa: E402
+from .netloop import run as run  # noqa: E402
+
+__all__ += ["bind", "run"]

@@ -47,6 +47,11 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", metavar="N", type=int, help="seed RANDOM and ENTROPY (reproducible)")
     p.add_argument("--sim", action="store_true", help="run in simulated time")
+    add_net_options(p)
+
+
+def add_net_options(p: argparse.ArgumentParser, default_net: str = "socket") -> None:
+    """The network options ``run``, ``describe`` and ``exec`` share."""
     p.add_argument(
         "--grace",
         metavar="S",
@@ -64,7 +69,7 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--net",
         metavar="socket|vnet|tap[:NAME]|vxlan:SPEC",
-        default="socket",
+        default=default_net,
         help="STACKV4 backend: host sockets (default), the virtual switch, a TAP device, or a "
         "VXLAN segment, vxlan:VNI@ADDR[:PORT],REMOTE[:PORT]... (see docs/vxlan.md)",
     )

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Self
 
-from ..link import OffloadLink, offload_link
+from ..link import CSUM_NEEDED, OffloadLink, offload_link
 from ..result import Error, IPError, Ok
 from ..v1 import Buffer
 from ..v1 import IPv4 as IPv4Protocol
@@ -64,6 +64,9 @@ _RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
 _RX_PLAIN = struct.Struct("!2xH2xHxB2x4s4s")  # length, flags+offset, proto, src, dst
 _LEN_ID = struct.Struct("!HH")
 _ETYPE_IP = struct.Struct("!HBBHHHBBH4s4s")  # the ethertype, then the IPv4 header
+_LOCAL: Final[bytes] = bytes(bytearray(6))  # a distinct object, compared by identity
+"""The route's 'MAC' for a destination that is this host (compared by identity)."""
+_LOOPBACK_SRC: Final = 0x7F000001  # 127.0.0.1, the source towards 127.0.0.0/8
 
 
 def _loop_rng(loop: asyncio.AbstractEventLoop) -> random.Random:
@@ -95,6 +98,7 @@ class IPv4Counters:
     tx_too_big: int = 0  # above the MTU with DF set
     tx_offload: int = 0  # TCP packets whose checksum (and segmentation) the device does
     tx_offload_unresolved: int = 0  # TSO packets cut to one segment while ARP resolves
+    tx_loopback: int = 0  # to our own address or 127.0.0.0/8: delivered here, never sent
 
 
 class IPv4(IPCommon[ipaddress.IPv4Address, int]):
@@ -233,6 +237,8 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         return list(self._gateways)
 
     def get_source(self, *, dst: Addr) -> Addr:
+        if int(dst) >> 24 == 127:
+            return self._addr(_LOOPBACK_SRC)
         return self._addr(self._ip)
 
     def set_handler(self, proto: int, handler: Handler | None) -> None:
@@ -291,7 +297,7 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         ident, ff, proto, src_b, dst_b = _RX_FIELDS.unpack_from(pkt)
         if dst_b != self._ip_b and self._ip:
             dst = int.from_bytes(dst_b, "big")
-            if not self._is_broadcast(dst):
+            if not self._is_broadcast(dst) and dst >> 24 != 127:
                 c.rx_not_for_us += 1
                 return None
         else:
@@ -433,17 +439,22 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
             self.ttl,
             proto,
             0,
-            self._ip.to_bytes(4, "big"),
+            (self._ip if dst >> 24 != 127 else _LOOPBACK_SRC).to_bytes(4, "big"),
             dst.to_bytes(4, "big"),
         )
         return memoryview(buf), ETH_HLEN + 20
 
-    def allocate_header(self, dst: bytes, proto: int, size: int) -> memoryview:
+    def allocate_header(
+        self, dst: bytes, proto: int, size: int, src: bytes | None = None
+    ) -> memoryview:
         """A frame of ``size`` bytes with Ethernet and IPv4 headers (20 bytes) filled for
-        packed address ``dst``: the transport header goes at offset 34."""
+        packed address ``dst`` (from ``src``, by default our address): the transport
+        header goes at offset 34."""
         buf = bytearray(size)
         buf[6:12] = self._mac
-        _ETYPE_IP.pack_into(buf, 12, 0x0800, 0x45, 0, 0, 0, 0, self.ttl, proto, 0, self._ip_b, dst)
+        _ETYPE_IP.pack_into(
+            buf, 12, 0x0800, 0x45, 0, 0, 0, 0, self.ttl, proto, 0, src or self._ip_b, dst
+        )
         return memoryview(buf)
 
     def allocate_frame(self, *, dst: Addr, proto: Literal["TCP", "UDP"]) -> tuple[memoryview, int]:
@@ -456,7 +467,10 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         self.send(frame[:hl], (payload,))
 
     def _route(self, dst: int) -> tuple[int, bytes | None] | None:
-        """(next hop, fixed MAC or None for ARP), or None when there is no route."""
+        """(next hop, fixed MAC or None for ARP), or None when there is no route.
+        ``_LOCAL`` for this host: our address and 127.0.0.0/8 (RFC 1122 3.2.1.3)."""
+        if (dst == self._ip and dst) or dst >> 24 == 127:
+            return dst, _LOCAL
         if self._is_broadcast(dst):
             return dst, BROADCAST
         if dst >> 28 == 14:
@@ -531,8 +545,11 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         self._ident = ident = (self._ident + 1) & 0xFFFF
         _LEN_ID.pack_into(f, 16, tl, ident)
         f[24:26] = checksum(f[ETH_HLEN : ETH_HLEN + 20]).to_bytes(2, "big")
-        f[0:6] = mac
         self.counters.tx_packets += 1
+        if mac is _LOCAL:
+            self._loopback((f,))
+            return
+        f[0:6] = mac
         self._ethif.send(f)
 
     # --- the seam for prebuilt headers (TCP's per-connection fast path) -------------------
@@ -546,6 +563,8 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         if route is None:
             return None
         nexthop, mac = route
+        if mac is _LOCAL:
+            return None  # to this host: the general path delivers it here
         until = float("inf")
         if mac is None:
             entry = self.arp.lookup_entry(nexthop, now)
@@ -604,6 +623,10 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         f[24:26] = b"\0\0"
         f[24:26] = checksum(f[ETH_HLEN : ETH_HLEN + hl]).to_bytes(2, "big")
         c.tx_packets += 1
+        if mac is _LOCAL:
+            # The transport checksum is left unfinished, as the device would get it.
+            self._loopback((f, payload), CSUM_NEEDED)
+            return
         c.tx_offload += 1
         self._ethif.counters.tx_frames += 1
         link.send_offload((f, payload), csum_start=ETH_HLEN + hl, hdr_len=len(f), gso_size=gso_size)
@@ -623,6 +646,19 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         pseudo = pseudo_sum_v4(f[26:30], f[30:34], PROTO_TCP, length)
         f[tcp + 16 : tcp + 18] = checksum_v((f[tcp:], data), pseudo).to_bytes(2, "big")
         self.send(f, (data,))
+
+    def _emit(self, parts: list[Buffer], hop: int, mac: bytes | None) -> None:
+        if mac is _LOCAL:
+            self._loopback(parts)
+        else:
+            super()._emit(parts, hop, mac)
+
+    def _loopback(self, parts: Sequence[Buffer], flags: int = 0) -> None:
+        """Deliver a packet to ourselves on the next turn of the loop (as a device's
+        receive would), never on the wire."""
+        self.counters.tx_loopback += 1
+        packet = memoryview(b"".join(parts))[ETH_HLEN:]
+        self._loop.call_soon(self.receive, packet, flags)
 
     # --- timers ----------------------------------------------------------------------------
 

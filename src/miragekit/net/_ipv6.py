@@ -77,6 +77,7 @@ _PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
 _FAST = frozenset((PROTO_TCP, PROTO_UDP, PROTO_ICMPV6))
 ETH_HLEN: Final = 14
 HLEN: Final = ETH_HLEN + 40
+LOOPBACK: Final = bytes(15) + b"\x01"  # ::1
 MIN_MTU: Final = 1280
 _NDP_TYPES: Final = frozenset(range(133, 138))
 MLD_REPORT_INTERVAL: Final = 1.0  # RFC 3810 9.11, the Unsolicited Report Interval
@@ -102,6 +103,7 @@ class IPv6Counters:
     tx_fragments: int = 0
     tx_no_route: int = 0
     tx_no_source: int = 0
+    tx_loopback: int = 0  # to ::1 or our own address: delivered here, never sent
 
 
 @dataclass(slots=True)
@@ -261,6 +263,8 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
         return [Addr(r) for r in out]
 
     def get_source(self, *, dst: Addr) -> Addr:
+        if dst.packed == LOOPBACK:
+            return self._addr(LOOPBACK)
         return self._addr(self.ndp.select_source(dst.packed, self._loop.time()))
 
     def set_handler(self, proto: int, handler: Handler | None) -> None:
@@ -296,6 +300,7 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
         rx = {a.addr: a.tentative for a in self.ndp.addresses.values()}
         groups = {ALL_NODES, *(solicited_node(Addr(a)).packed for a in rx), *self._joined}
         new, gone = groups - self._groups, self._groups - groups
+        rx[LOOPBACK] = False  # ::1 is ours too, delivered inside (no group, no DAD)
         self._rx_addrs = rx
         self._groups = groups
         records = [McastRecord(CHANGE_TO_EXCLUDE, Addr(g)) for g in sorted(new)]
@@ -612,7 +617,7 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
         if proto not in _PROTO:
             raise ValueError(f"proto must be 'TCP' or 'UDP', got {proto!r}")
         d = dst.packed
-        src = self.ndp.select_source(d, self._loop.time())
+        src = LOOPBACK if d == LOOPBACK else self.ndp.select_source(d, self._loop.time())
         return self._allocate(src, d, _PROTO[proto]), HLEN
 
     def _send_from(self, src: bytes, dst: bytes, proto: int, payload: Buffer) -> None:
@@ -630,6 +635,15 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
         now = self._loop.time()
         if f[22:38] == UNSPECIFIED:
             c.tx_no_source += 1
+            return
+        if self._rx_addrs.get(dst) is False:
+            # To ::1 or one of our own addresses: delivered here, never on the wire
+            # (RFC 4291 2.5.3).
+            f[18:20] = pl.to_bytes(2, "big")
+            c.tx_packets += 1
+            c.tx_loopback += 1
+            packet = memoryview(b"".join([f, *bufs]))[ETH_HLEN:]
+            self._loop.call_soon(self.receive, packet, 0)
             return
         if dst[0] == 0xFF:
             hop, mac = dst, multicast_mac(dst)

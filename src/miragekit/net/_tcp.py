@@ -207,6 +207,20 @@ class TCPFlow(Generic[A]):
                 return None
             await self._wait("_writer")
 
+    def send_now(self, buf: Buffer) -> int:
+        """Queue what fits of ``buf`` in the send buffer without waiting: the bytes taken,
+        or -1 when the flow can send no more (closed, reset). For callers that keep their
+        own buffer (an asyncio transport), saving a coroutine per write."""
+        if self._closed or self._error is not None or self._done:
+            return -1
+        try:
+            n = self._conn.send(buf)
+        except ValueError:
+            return -1
+        if n:
+            self._tcp._poke(self)
+        return n
+
     async def writev_nodelay(self, bufs: Buffers) -> None:
         """Send past Nagle; return once every byte has been transmitted at least once."""
         for buf in bufs:
@@ -357,6 +371,10 @@ class TCP(Generic[A]):
         self.endpoint.listen(port, backlog)
         self._callbacks[port] = callback
 
+    def listening(self, port: int) -> bool:
+        """Whether ``port`` has a listener."""
+        return port in self._callbacks
+
     def unlisten(self, port: int) -> None:
         self.endpoint.unlisten(port)
         self._callbacks.pop(port, None)
@@ -373,7 +391,15 @@ class TCP(Generic[A]):
         self._flows[id(conn)] = flow
         flow._connected = fut = self._loop.create_future()
         self._schedule_flush()
-        await fut
+        try:
+            await fut
+        except asyncio.CancelledError:
+            # A cancelled connect aborts the attempt: no SYN retries nobody owns.
+            self._flows.pop(id(conn), None)
+            conn.abort()
+            self.endpoint.wake(conn)
+            self._schedule_flush()
+            raise
         if conn.state in (tcpcore.State.SYN_SENT, tcpcore.State.CLOSED) or flow._error:
             err = flow._error or Timeout()
             self._flows.pop(id(conn), None)
@@ -529,7 +555,7 @@ class TCP(Generic[A]):
             self._emit_offload(laddr, raddr, seg)
             return
         n = seg.buffer_len()
-        frame = ip4.allocate_header(raddr, PROTO_TCP, 34 + n)
+        frame = ip4.allocate_header(raddr, PROTO_TCP, 34 + n, laddr)
         seg.emit(frame[34:], laddr, raddr)
         ip4.send_frame(frame)
 
@@ -557,7 +583,7 @@ class TCP(Generic[A]):
         plen = len(payload)
         head = seg._replace(payload=b"") if plen else seg
         n = head.buffer_len()
-        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n)
+        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n, laddr)
         head.emit(frame[34:])
         frame[50:52] = pseudo_sum(laddr, raddr, PROTO_TCP, n + plen).to_bytes(2, "big")
         gso = 0

@@ -1,0 +1,186 @@
+"""aiohttp on miragekit's stack (``miragekit exec``, TAP) against the same server on host
+sockets, in the same run.
+
+Run as root: ``python bench/http_aiohttp.py [--seconds 10] [--conns 16] [--mb 200]``
+(needs ``wrk`` and ``curl``: ``apt-get install wrk curl``).
+
+One ``mk-`` namespace holds the kernel side of a TAP device (10.84.0.1/24). The unchanged
+program ``bench/aiohttp_app.py`` runs twice inside it: with plain Python on the host's
+sockets (the reference, reached at the kernel's 10.84.0.1) and under ``miragekit exec
+--net tap`` on our stack (10.84.0.2). For each:
+
+* keep-alive rate: ``wrk`` in the namespace, one thread, ``--conns`` connections, for
+  ``--seconds``, on ``/`` (a 6-byte body); the server's CPU time per request beside it.
+* bulk TLS: ``curl`` downloads ``--mb`` MiB over HTTPS (a test CA made with trustme,
+  TLS 1.3); also the same over plain HTTP.
+
+``--offload`` adds a row for our stack with the TAP's checksum and segmentation offload.
+
+Everything shares the machine's two cores (wrk and curl too), so the rates follow the
+load: the load average is printed and recorded. Prints a table and writes
+bench/results/http_aiohttp.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tcp_conns import _cpu_seconds as cpu_seconds  # the same namespace helpers
+from tcp_conns import in_ns, sh
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "bench" / "aiohttp_app.py"
+KERNEL_IP, OUR_IP = "10.84.0.1", "10.84.0.2"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+
+
+def start(cmd: list[str], ready: str) -> subprocess.Popen[str]:
+    p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert p.stdout is not None
+    deadline = time.monotonic() + 30
+    lines = []
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if ready in line:
+            return p
+    p.kill()
+    raise RuntimeError(f"{' '.join(cmd)} did not start: {''.join(lines)}")
+
+
+def wrk(ns: str, url: str, seconds: int, conns: int, pid: int) -> dict[str, Any]:
+    cpu0 = cpu_seconds(pid)
+    out = subprocess.run(
+        in_ns(ns, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", url),
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+    ).stdout  # fmt: skip
+    cpu = cpu_seconds(pid) - cpu0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    assert m and total, out
+    n = int(total.group(1))
+    return {"requests_per_second": float(m.group(1)), "requests": n,
+            "server_cpu_us_per_request": cpu / max(n, 1) * 1e6,
+            "errors": errors.group(0) if errors else ""}  # fmt: skip
+
+
+def curl_bulk(ns: str, url: str, ca: str | None, resolve: str | None) -> float:
+    args = ["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}"]
+    if ca:
+        args += ["--cacert", ca]
+    if resolve:
+        args += ["--resolve", resolve]
+    out = subprocess.run(in_ns(ns, *args, url), capture_output=True, text=True, check=True,
+                         timeout=300).stdout  # fmt: skip
+    return float(out) / 1e6  # MB/s
+
+
+def measure(ns: str, name: str, cmd: list[str], tls_cmd: list[str], ip: str, port: int,
+            args: argparse.Namespace, ca: str) -> dict[str, Any]:  # fmt: skip
+    row: dict[str, Any] = {}
+    p = start(cmd, f"Running on http://0.0.0.0:{port}")
+    try:
+        row["keepalive"] = wrk(ns, f"http://{ip}:{port}/", args.seconds, args.conns, p.pid)
+        row["bulk_http_MBps"] = curl_bulk(ns, f"http://{ip}:{port}/bytes?mb={args.mb}", None, None)
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    tport = port + 1
+    p = start(tls_cmd, f"Running on https://0.0.0.0:{tport}")
+    try:
+        row["bulk_tls_MBps"] = curl_bulk(
+            ns, f"https://bench.test:{tport}/bytes?mb={args.mb}", ca, f"bench.test:{tport}:{ip}"
+        )
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    print(f"  {name}: done", file=sys.stderr)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=int, default=10, help="wrk duration per server")
+    ap.add_argument("--conns", type=int, default=16, help="wrk connections")
+    ap.add_argument("--mb", type=int, default=200, help="MiB per bulk download")
+    ap.add_argument("--offload", action="store_true",
+                    help="also measure our stack with TAP offload (exec --offload)")  # fmt: skip
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/http_aiohttp.py needs root (network namespaces, TAP)")
+    import trustme
+
+    load_start = os.getloadavg()
+    tag = uuid.uuid4().hex[:8]
+    ns, tap = f"mk-ha{tag}", f"mk-ha{tag}t"
+    tmp = Path(tempfile.mkdtemp(prefix="http_aiohttp"))
+    ca = trustme.CA()
+    cert = ca.issue_cert("bench.test")
+    ca_pem, cert_pem, key_pem = tmp / "ca.pem", tmp / "cert.pem", tmp / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    cert.cert_chain_pems[0].write_to_path(str(cert_pem))
+    cert.private_key_pem.write_to_path(str(key_pem))
+    rows: dict[str, Any] = {}
+    sh("ip", "netns", "add", ns)
+    try:
+        sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
+        sh("ip", "-n", ns, "tuntap", "add", "mode", "tap", "name", tap)
+        sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", tap)
+        sh("ip", "-n", ns, "link", "set", tap, "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        py = sys.executable
+        tls = [str(cert_pem), str(key_pem)]
+        rows["aiohttp, host sockets (reference)"] = measure(
+            ns, "host", in_ns(ns, py, str(APP), "8080"),
+            in_ns(ns, py, str(APP), "8081", *tls), KERNEL_IP, 8080, args, str(ca_pem),
+        )  # fmt: skip
+        exe = [py, "-m", "miragekit", "exec", "--net", f"tap:{tap}", "--ip", f"{OUR_IP}/24", "--"]
+        rows["aiohttp, miragekit exec over TAP"] = measure(
+            ns, "ours", in_ns(ns, *exe, str(APP), "8080"),
+            in_ns(ns, *exe, str(APP), "8081", *tls), OUR_IP, 8080, args, str(ca_pem),
+        )  # fmt: skip
+        if args.offload:
+            exe.insert(exe.index("--"), "--offload")
+            rows["aiohttp, miragekit exec over TAP, --offload"] = measure(
+                ns, "ours, offload", in_ns(ns, *exe, str(APP), "8080"),
+                in_ns(ns, *exe, str(APP), "8081", *tls), OUR_IP, 8080, args, str(ca_pem),
+            )  # fmt: skip
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    ref, ours = rows["aiohttp, host sockets (reference)"], rows["aiohttp, miragekit exec over TAP"]
+    print(f"aiohttp keep-alive (wrk -t1 -c{args.conns} -d{args.seconds}s, '/'), "
+          f"bulk downloads of {args.mb} MiB (curl)")  # fmt: skip
+    print(f"{'server':46} {'req/s':>8} {'CPU us/req':>11} {'HTTP MB/s':>10} {'TLS MB/s':>9}")
+    for name, r in rows.items():
+        k = r["keepalive"]
+        print(f"{name:46} {k['requests_per_second']:8.0f} {k['server_cpu_us_per_request']:11.0f} "
+              f"{r['bulk_http_MBps']:10.1f} {r['bulk_tls_MBps']:9.1f}")  # fmt: skip
+        if k["errors"]:
+            print(f"  wrk: {k['errors']}")
+    share = ours["keepalive"]["requests_per_second"] / ref["keepalive"]["requests_per_second"]
+    print(f"ours / host sockets, keep-alive rate: {share:.0%} (target >= 70%)")
+    load = {"start": load_start, "end": os.getloadavg()}
+    print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
+    out = ROOT / "bench" / "results" / "http_aiohttp.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "keepalive_share": share, "loadavg": load,
+                               "args": vars(args)}, indent=2) + "\n")  # fmt: skip
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""``create_datagram_endpoint`` over the stack's UDP: an asyncio ``DatagramTransport``.
+
+A bound port of the stack's UDP (both families when the stack has IPv6) delivers each
+datagram to ``protocol.datagram_received`` in the context the endpoint was made in; a
+connected endpoint (``remote_addr``) drops datagrams from other peers, as a connected
+UDP socket does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import errno
+import ipaddress
+import socket
+from typing import Any
+
+from ._errors import os_error
+from ._server import layers
+from ._sock import StackSocket
+
+
+def udp_port_in_use(stack: Any, port: int) -> bool:
+    return any(port in getattr(u, "_listeners", {}) for u in layers(stack, "udp"))
+
+
+class StackDatagramTransport(asyncio.DatagramTransport):
+    """One bound UDP port of a stack."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stack: Any,
+        port: int,
+        protocol: asyncio.DatagramProtocol,
+        family: int,
+        remote: tuple[str, int] | None,
+    ) -> None:
+        sockname: tuple[Any, ...] = (
+            ("0.0.0.0", port) if family != socket.AF_INET6 else ("::", port, 0, 0)
+        )
+        super().__init__(
+            {
+                "sockname": sockname,
+                "peername": remote,
+                "socket": StackSocket(
+                    family or socket.AF_INET, socket.SOCK_DGRAM, sockname, remote
+                ),
+            }
+        )
+        self._loop = loop
+        self._stack = stack
+        self._port = port
+        self._protocol = protocol
+        self._remote = remote
+        self._remote_ip = ipaddress.ip_address(remote[0]) if remote else None
+        self._ctx = contextvars.copy_context()
+        self._closing = False
+        stack.listen_udpv4(port=port, callback=self._on_datagram)
+        loop.call_soon(protocol.connection_made, self, context=self._ctx)
+
+    async def _on_datagram(self, src: Any, dst: Any, sport: int, data: memoryview) -> None:
+        if self._closing:
+            return
+        if self._remote is not None and (src != self._remote_ip or sport != self._remote[1]):
+            return
+        addr: tuple[Any, ...] = (str(src), sport) if src.version == 4 else (str(src), sport, 0, 0)
+        self._loop.call_soon(self._protocol.datagram_received, bytes(data), addr, context=self._ctx)
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if self._closing:
+            return  # asyncio drops it too (and warns after a few)
+        if addr is None:
+            if self._remote is None:
+                raise ValueError("sendto(): no address given and the endpoint is not connected")
+            addr = self._remote
+        elif self._remote is not None and tuple(addr[:2]) != self._remote:
+            raise ValueError(f"Invalid address: must be None or {self._remote}")
+        try:
+            ip = ipaddress.ip_address(addr[0])
+        except ValueError:
+            raise ValueError(f"sendto(): {addr[0]!r} is not a numeric address") from None
+        udp = self._stack.udpv4() if ip.version == 4 else self._stack.udpv6()
+        try:
+            udp.send(bytes(data), dest_ip=ip, dest_port=int(addr[1]), source_port=self._port)
+        except ValueError:
+            self._loop.call_soon(
+                self._protocol.error_received, os_error(errno.EMSGSIZE), context=self._ctx
+            )
+
+    def abort(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        for udp in layers(self._stack, "udp"):
+            if udp._listeners.get(self._port) is not None:
+                udp.listen(self._port, None)
+        self._loop.call_soon(self._protocol.connection_lost, None, context=self._ctx)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        assert isinstance(protocol, asyncio.DatagramProtocol)
+        self._protocol = protocol

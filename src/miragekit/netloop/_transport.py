@@ -1,0 +1,322 @@
+"""An asyncio transport over a TCP flow of a stack, behaving as asyncio's socket
+transport does.
+
+Why not ``miragekit.aio.FlowTransport``: that one follows the FLOW semantics of the seed
+(a write after loss raises). Programs written for asyncio expect asyncio's: after the
+connection is lost ``write`` drops the data and ``drain`` raises the loss's
+``ConnectionError``; errors carry errno and text; ``BufferedProtocol`` (asyncio's TLS) and
+``set_protocol`` (``start_tls``) work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any
+
+from ..result import Error, Ok
+from ._errors import flow_error
+
+_HIGH = 64 * 1024
+_LOW = 16 * 1024
+
+
+class StackTransport(asyncio.Transport):
+    """One TCP connection of a stack as an asyncio transport."""
+
+    _start_tls_compatible = True  # BaseEventLoop.start_tls may take it over
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        flow: Any,
+        protocol: asyncio.BaseProtocol,
+        extra: dict[str, Any],
+        waiter: asyncio.Future[None] | None = None,
+    ) -> None:
+        super().__init__(extra)
+        self._loop = loop
+        self._flow = flow
+        self._protocol = protocol
+        self._out: deque[bytes] = deque()
+        self._out_size = 0
+        self._high = _HIGH
+        self._low = _LOW
+        self._paused = False  # protocol.pause_writing() called
+        self._eof = False  # write_eof() called
+        self._closing = False
+        self._lost = False  # connection_lost() scheduled
+        self._reading = asyncio.Event()
+        self._reading.set()
+        self._more = asyncio.Event()
+        self.done: asyncio.Future[None] = loop.create_future()
+        """Resolved once the protocol heard ``connection_lost``."""
+        self._send_now = getattr(flow, "send_now", None)
+        conn = getattr(flow, "connection", None)
+        if conn is not None:
+            conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
+        self._reader = loop.create_task(self._read_loop())
+        # The writer task starts only when a write has to wait (most go straight into the
+        # connection's send buffer) or at close.
+        self._writer: asyncio.Task[None] | None = None
+        loop.call_soon(protocol.connection_made, self)
+        if waiter is not None:
+            loop.call_soon(_set_none, waiter)
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return f"<StackTransport {self.get_extra_info('peername')} {state}>"
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        flow = self._flow
+        while True:
+            await self._reading.wait()
+            r = await flow.read()
+            if self._lost:
+                return
+            if isinstance(r, Ok):
+                data = r.value
+                try:
+                    proto = self._protocol
+                    if isinstance(proto, asyncio.BufferedProtocol):
+                        _feed_buffered(proto, data)
+                    else:
+                        proto.data_received(bytes(data))  # type: ignore[attr-defined]
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal(exc, "Fatal error: protocol.data_received() call failed.")
+                    return
+            elif isinstance(r, Error):
+                self._fatal(flow_error(r.error), "Fatal read error on socket transport")
+                return
+            else:  # EOF
+                try:
+                    keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal(exc, "Fatal error: protocol.eof_received() call failed.")
+                    return
+                if not keep_open:
+                    self.close()
+                return
+
+    def pause_reading(self) -> None:
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        if not self._closing:
+            self._reading.set()
+
+    def is_reading(self) -> bool:
+        return self._reading.is_set() and not self._closing
+
+    # -- writing ----------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data or self._lost:
+            return  # after the loss asyncio drops the data (drain() raises)
+        if self._out_size == 0 and self._send_now is not None and not self._closing:
+            # Nothing queued or in flight: straight into the connection's send buffer.
+            n = self._send_now(data)
+            if n == len(data):
+                return
+            if n > 0:
+                data = memoryview(data)[n:]
+        self._out.append(bytes(data))
+        self._out_size += len(data)
+        self._kick()
+        self._maybe_pause()
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def _maybe_pause(self) -> None:
+        if not self._paused and self._out_size > self._high:
+            self._paused = True
+            self._flow_control("pause_writing")
+
+    def _maybe_resume(self) -> None:
+        if self._paused and self._out_size <= self._low:
+            self._paused = False
+            self._flow_control("resume_writing")
+
+    def _flow_control(self, name: str) -> None:
+        """``protocol.pause_writing()``/``resume_writing()``; what they raise goes to the
+        loop's exception handler, as in asyncio."""
+        try:
+            getattr(self._protocol, name)()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {"message": f"protocol.{name}() failed", "exception": exc}
+            )
+
+    def can_write_eof(self) -> bool:
+        return hasattr(self._flow, "shutdown_write")
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof:
+            return
+        if not self.can_write_eof():
+            raise NotImplementedError("write_eof() on a flow without half-close")
+        self._eof = True
+        self._kick()
+
+    def get_write_buffer_size(self) -> int:
+        return self._out_size
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = 4 * low if low is not None else _HIGH
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+        self._maybe_pause()
+
+    async def _write_loop(self) -> None:
+        flow = self._flow
+        while True:
+            await self._more.wait()
+            self._more.clear()
+            while self._out:
+                batch = list(self._out)
+                self._out.clear()
+                r = await flow.writev(batch)
+                self._out_size -= sum(map(len, batch))
+                if isinstance(r, Error):
+                    self._fatal(flow_error(r.error), "Fatal write error on socket transport")
+                    return
+                if not isinstance(r, Ok):
+                    return  # EOF: closed under us (abort)
+                self._maybe_resume()
+            if self._eof and not self._closing:
+                await flow.shutdown_write()
+            if self._closing:
+                await flow.close()
+                self._connection_lost(None)
+                return
+
+    # -- closing ----------------------------------------------------------------------
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Stop reading; send what is queued, then FIN; then ``connection_lost(None)``."""
+        if self._closing:
+            return
+        self._closing = True
+        self._reading.clear()
+        self._kick()
+
+    def abort(self) -> None:
+        """Drop what is queued and reset the connection (RST)."""
+        self._force_close(None)
+
+    def _fatal(self, exc: BaseException, message: str) -> None:
+        if not isinstance(exc, OSError):
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._closing = True
+        self._out.clear()
+        self._out_size = 0
+        self._cancel_tasks()
+        flow = self._flow
+        abort = getattr(flow, "abort", None)
+        conn = getattr(flow, "connection", None)
+        if callable(abort):
+            result = abort()
+            if asyncio.iscoroutine(result):
+                self._loop.create_task(result)
+        elif exc is None and conn is not None:
+            # No abort() on this flow: reset through the connection, then let the flow
+            # hand the RST to its driver.
+            conn.abort()
+            self._loop.create_task(flow.close())
+        else:
+            self._loop.create_task(flow.close())
+        self._connection_lost(exc)
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._cancel_tasks()
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _kick(self) -> None:
+        """Wake the writer task, starting it if needed."""
+        self._more.set()
+        if self._writer is None and not self._lost:
+            self._writer = self._loop.create_task(self._write_loop())
+
+    def _cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        for t in (self._reader, self._writer):
+            if t is not None and t is not current:
+                t.cancel()
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)  # type: ignore[arg-type]
+        finally:
+            if not self.done.done():
+                self.done.set_result(None)
+
+    # -- protocol and extras ----------------------------------------------------------
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+
+def _set_none(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _feed_buffered(proto: asyncio.BufferedProtocol, data: memoryview) -> None:
+    """Copy ``data`` into the buffers a ``BufferedProtocol`` offers, as asyncio does."""
+    n = len(data)
+    off = 0
+    while off < n:
+        buf = memoryview(proto.get_buffer(n - off)).cast("B")
+        if not len(buf):
+            raise RuntimeError("get_buffer() returned an empty buffer")
+        k = min(len(buf), n - off)
+        buf[:k] = data[off : off + k]
+        proto.buffer_updated(k)
+        off += k
+
+
+async def wait_done(transport: StackTransport) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.shield(transport.done)
