@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from tests.flowkit import drain_hash
 from tests.netns import ns_exec, set_tx_checksum
+from tests.nstat import kernel_clean
 from tests.vxlan.test_kernel import K_IP, K_UNDER, O_IP, O_UNDER, VNI, Underlay, run, underlay
 
 from miragekit.link import VxlanConfig, VxlanNetif
@@ -92,7 +93,8 @@ def test_kernel_sends_100mb_to_us_through_the_overlay(underlay: Underlay, tmp_pa
         # The kernel clamped its segments to the MSS we announced (1450 - 40).
         assert stack.tcpv4().config.mss == 1410
 
-    run(with_direct(underlay, body), timeout=200)
+    with kernel_clean(underlay.k):
+        run(with_direct(underlay, body), timeout=200)
 
 
 def test_we_send_100mb_to_the_kernel_through_the_overlay(
@@ -123,7 +125,8 @@ def test_we_send_100mb_to_the_kernel_through_the_overlay(
                 await server.wait()
         assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(payload).digest()
 
-    run(with_direct(underlay, body), timeout=200)
+    with kernel_clean(underlay.k):
+        run(with_direct(underlay, body), timeout=200)
 
 
 ECHO_CLIENT = """
@@ -180,7 +183,8 @@ def test_echo_both_ways_through_the_overlay(underlay: Underlay) -> None:
                 server.kill()
                 await server.wait()
 
-    run(with_direct(underlay, body), timeout=60)
+    with kernel_clean(underlay.k):
+        run(with_direct(underlay, body), timeout=60)
 
 
 def test_unfinished_checksums_are_dropped_and_counted(underlay: Underlay) -> None:
