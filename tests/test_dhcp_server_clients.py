@@ -46,7 +46,7 @@ case "$reason" in
   BOUND|RENEW|REBIND|REBOOT)
     ip addr flush dev "$interface"
     ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
-  EXPIRE|FAIL|RELEASE|STOP) ip addr flush dev "$interface" ;;
+  EXPIRE|FAIL|RELEASE) ip addr flush dev "$interface" ;;
 esac
 echo "$reason ${new_ip_address:-}" >> "$0.log"
 """
@@ -74,6 +74,16 @@ class Link:
             check=True,
         ).stdout
         return re.findall(r"inet (\S+)", out)
+
+    def run_ok(self, *args: str) -> None:
+        subprocess.run(["ip", "netns", "exec", self.ns, *args], capture_output=True,
+                       timeout=30, check=True)  # fmt: skip
+
+    def fresh_neighbour(self) -> None:
+        """Ping the server first: with the kernel's neighbour entry for it fresh, a
+        client's unicast RELEASE leaves at once, before its script removes the address
+        (a RELEASE still waiting for ARP then would be lost: UDP, sent once)."""
+        self.run_ok("ping", "-c", "1", "-W", "2", SERVER_IP)
 
     def tables(self) -> list[str]:
         """Every lease table the server printed, in order."""
@@ -137,9 +147,13 @@ def test_udhcpc_obtains_renews_and_releases(link: Link) -> None:
         wait_log(log, "renew")  # a unicast REQUEST, ACKed
         link.wait_table(rf"10\.78\.0\.100 {link.mac} \d+s", after=first + 1)
         assert link.addresses() == ["10.78.0.100/24"]
-    finally:
+        link.fresh_neighbour()
         client.send_signal(signal.SIGTERM)  # -R: release on the way out
-        client.wait(10)
+        assert client.wait(10) == 0
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
     link.wait_table("none")
     assert link.addresses() == []
 
@@ -160,13 +174,14 @@ def test_dhclient_obtains_renews_and_releases(link: Link) -> None:
         first = link.wait_table(rf"{re.escape(ip)} {link.mac} \d+s")
         wait_log(log, "RENEW", timeout=20)
         link.wait_table(rf"{re.escape(ip)} {link.mac} \d+s", after=first + 1)
+        link.fresh_neighbour()
+        # -r: release the lease and stop the daemon (found through the pid file).
+        link.run_ok("dhclient", "-r", *files, link.tap)
+        assert client.wait(10) is not None
     finally:
-        client.send_signal(signal.SIGTERM)
-        client.wait(10)
-    subprocess.run(
-        ["ip", "netns", "exec", link.ns, "dhclient", "-r", *files, link.tap],
-        capture_output=True, timeout=30, check=True,
-    )  # fmt: skip
+        if client.poll() is None:
+            client.kill()
+            client.wait()
     link.wait_table("none")
     assert link.addresses() == []
 
