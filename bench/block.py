@@ -1,6 +1,6 @@
 """FileBlock against plain os.pread/os.pwrite: sequential 64 KiB requests over a 256 MiB file.
 
-Run: ``/work/main/.venv/bin/python bench/block.py`` (options: ``--help``).
+Run: ``.venv/bin/python bench/block.py`` (options: ``--help``).
 
 Every case works on the same file in the same process and event loop. To be fair on a
 shared machine (other processes' disk and CPU bursts), the cases are interleaved finely:

@@ -1,6 +1,6 @@
 """FAT filesystem benchmark: miragekit FatFS beside pyfatfs, mtools and raw file I/O.
 
-Run: /work/main/.venv/bin/python bench/fat.py [--image-size 128M] [--files 2000] [--cap 60]
+Run: .venv/bin/python bench/fat.py [--image-size 128M] [--files 2000] [--cap 60]
 
 Workloads, each on a fresh ``mkfs.fat`` image of the same size in a temporary directory:
 * large: write one 64 MiB file in 1 MiB writes, then read it back in 1 MiB reads;

@@ -1,6 +1,6 @@
 """Bulk TCP throughput over TAP, each way, with and without offload, against the kernel.
 
-Run (root): /work/main/.venv/bin/python bench/tap_datapath.py [--mb N] [--repeat R]
+Run (root): .venv/bin/python bench/tap_datapath.py [--mb N] [--repeat R]
             [--profile DIR]
 
 One run measures, side by side:

@@ -1,6 +1,6 @@
 """CPU cost per TCP segment of our process, bulk over TAP without offload (MTU 1500).
 
-Run (root): /work/main/.venv/bin/python bench/tap_segcost.py [--mb N] [--repeat R]
+Run (root): .venv/bin/python bench/tap_segcost.py [--mb N] [--repeat R]
 
 Wall-clock throughput on a shared machine moves with other load; the CPU time our
 process spends per segment does not (much). This runs the two plain (no offload) TAP

@@ -7,7 +7,7 @@ machine does not distort the comparison.
 The reference beside it is the cost floor: the same bytes pushed through a plain
 ``bytearray`` ring buffer in Python, in the same segment-sized pieces.
 
-Run: /work/main/.venv/bin/python bench/tcp_core.py [--mb N]
+Run: .venv/bin/python bench/tcp_core.py [--mb N]
 Writes bench/results/tcp_core.json.
 """
 

@@ -5,7 +5,7 @@ reorders, duplicates and corrupts from a seeded RNG; time is simulated (1 ms one
 delay, 100 MB/s links). Reports the simulated goodput, the CPU time it took, and the
 retransmission counts; the loss-free run is the reference beside the lossy ones.
 
-Run: /work/main/.venv/bin/python bench/tcp_lossy.py [--mb 100]
+Run: .venv/bin/python bench/tcp_lossy.py [--mb 100]
 Writes bench/results/tcp_lossy.json.
 """
 

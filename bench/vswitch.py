@@ -1,6 +1,6 @@
 """Frames/s and bytes/s through the virtual switch, against an AF_UNIX datagram socketpair.
 
-Run: /work/main/.venv/bin/python bench/vswitch.py [--seconds S]
+Run: .venv/bin/python bench/vswitch.py [--seconds S]
 
 One process, a real-time asyncio loop, no impairments. For 64 B, 1500 B and 64 KiB frames:
 * ``vswitch send/set_receiver``: VnetIf.send on one port, a synchronous receiver on the

@@ -38,8 +38,7 @@ async def mount(data: bytes | memoryview) -> FatFS:
 
 
 def ok(r: Ok[T] | Error[Any]) -> T:
-    assert isinstance(r, Ok), r
-    return r.value
+    return r.expect("expected Ok")
 
 
 async def read_all(fs: FS, path: str) -> bytes:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from miragekit.link import in_netns
+from miragekit.link._netns import in_netns
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x17

@@ -85,6 +85,15 @@ def test_echo_on_tap_with_socat(ns: Ns, tmp_path: Path) -> None:
     assert len(tcp) > 2 * len(data) // 1500
 
 
+def test_udp_forward_on_tap_through_the_kernel(ns: Ns) -> None:
+    args = ["--net", f"tap:{ns.tap}", "--ip", f"{APP_IP}/24", "--forward", "udp:0:7"]
+    with running("examples/echo", *args, netns=ns.name, ready="echo: TCP") as r:
+        (port,) = r.forwarded()
+        for i in range(2):  # two clients: each gets its own replies
+            msg = f"udp through the kernel {i}".encode()
+            assert ns.run("socat", "-t", "2", "-", f"UDP:127.0.0.1:{port}", input=msg) == msg
+
+
 def test_tap_that_is_not_a_tap_is_one_clear_line() -> None:
     p = subprocess.run(
         [sys.executable, "-m", "miragekit", "run", "examples/echo",
@@ -162,7 +171,7 @@ def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(
     assert "Traceback" not in p.stderr and "Unknown(" not in err, err
     assert err.endswith(
         "(creating or opening a TAP device needs root or CAP_NET_ADMIN; or create it "
-        "first: ip tuntap add mode tap user $USER name mk-none)"
+        'first: ip tuntap add mode tap user "$(id -un)" name mk-none)'
     ), err
     tap = f"mk-u{ns.tap[4:]}"
     ip_sh("ip", "-n", ns.name, "tuntap", "add", "mode", "tap", "user", "65534", "name", tap)
@@ -175,6 +184,8 @@ def test_without_root_a_user_owned_tap_works_and_creating_one_is_a_clear_error(
     ) as proc:
         try:
             assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert first == b"miragekit: the stack is up: IPv4 10.79.0.2/24 (static)\n", first
             line = proc.stdout.readline()
             assert b"echo: TCP+UDP echo on 10.79.0.2 port 7" in line, line
             assert ns.run("socat", "-t", "5", "-", "TCP:10.79.0.2:7", input=b"hi\n") == b"hi\n"

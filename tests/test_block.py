@@ -28,14 +28,9 @@ from miragekit.testing import (
     check_block,
     check_read_only_block,
 )
-from miragekit.testing.block import MakeBlock, pattern
+from miragekit.testing.block import MakeBlock, ReconnectBlock, pattern
 
 SECTORS = 2048
-Check = Callable[[MakeBlock], Awaitable[None]]
-
-
-def name(check: Check) -> str:
-    return check.__name__
 
 
 def run(coro: Awaitable[Any]) -> Any:
@@ -46,9 +41,7 @@ def run(coro: Awaitable[Any]) -> Any:
 
 
 async def connect(path: str | Path, **kw: Any) -> FileBlock:
-    res = await FileBlock.connect(path, **kw)
-    assert isinstance(res, Ok), f"connect({path}) failed: {res!r}"
-    return res.value
+    return (await FileBlock.connect(path, **kw)).expect(f"connect({path})")
 
 
 def image(path: Path, sectors: int = SECTORS, sector_size: int = 512, salt: int = 0) -> Path:
@@ -59,14 +52,19 @@ def image(path: Path, sectors: int = SECTORS, sector_size: int = 512, salt: int 
 # --- the conformance suite on every backend ----------------------------------------------
 
 
-def memory_factory() -> MakeBlock:
-    async def make() -> v1.Block:
-        return MemoryBlock("mem", SECTORS)
-
-    return make
+async def memory_make() -> v1.Block:
+    return MemoryBlock("mem", SECTORS)
 
 
-def file_factory(tmp_path: Path, **kw: Any) -> MakeBlock:
+async def memory_reconnect(old: v1.Block) -> v1.Block:
+    """A new MemoryBlock over a copy of the old one's bytes: the same storage."""
+    assert isinstance(old, MemoryBlock)
+    new = MemoryBlock(old.id(), SECTORS)
+    new.data[:] = old.data
+    return new
+
+
+def file_factory(tmp_path: Path, **kw: Any) -> tuple[MakeBlock, ReconnectBlock]:
     counter = iter(range(1_000_000))
 
     async def make() -> v1.Block:
@@ -74,43 +72,48 @@ def file_factory(tmp_path: Path, **kw: Any) -> MakeBlock:
         path.write_bytes(bytes(SECTORS * 512))
         return await connect(path, **kw)
 
-    return make
+    async def reconnect(old: v1.Block) -> v1.Block:
+        return await connect(old.id(), **kw)
+
+    return make, reconnect
 
 
-@pytest.mark.parametrize("check", BLOCK_CHECKS, ids=name)
-def test_memory_block(check: Check) -> None:
-    run(check(memory_factory()))
+@pytest.mark.parametrize("check", BLOCK_CHECKS)
+def test_memory_block(check: str) -> None:
+    run(check_block(memory_make, reconnect=memory_reconnect, only=[check]))
 
 
 @pytest.mark.parametrize("offload", [None, True, False], ids=["auto", "thread", "inline"])
-@pytest.mark.parametrize("check", BLOCK_CHECKS, ids=name)
-def test_file_block(check: Check, offload: bool | None, tmp_path: Path) -> None:
-    run(check(file_factory(tmp_path, offload=offload)))
+@pytest.mark.parametrize("check", BLOCK_CHECKS)
+def test_file_block(check: str, offload: bool | None, tmp_path: Path) -> None:
+    make, reconnect = file_factory(tmp_path, offload=offload)
+    run(check_block(make, reconnect=reconnect, only=[check]))
 
 
-@pytest.mark.parametrize("check", BLOCK_CHECKS, ids=name)
-def test_file_block_4k_sectors(check: Check, tmp_path: Path) -> None:
-    run(check(file_factory(tmp_path, sector_size=4096)))
+@pytest.mark.parametrize("check", BLOCK_CHECKS)
+def test_file_block_4k_sectors(check: str, tmp_path: Path) -> None:
+    make, reconnect = file_factory(tmp_path, sector_size=4096)
+    run(check_block(make, reconnect=reconnect, only=[check]))
 
 
-@pytest.mark.parametrize("check", READ_ONLY_BLOCK_CHECKS, ids=name)
-def test_memory_block_read_only(check: Check) -> None:
+@pytest.mark.parametrize("check", READ_ONLY_BLOCK_CHECKS)
+def test_memory_block_read_only(check: str) -> None:
     async def make() -> v1.Block:
         dev = MemoryBlock("ro", 64, read_only=True)
         dev.data[:] = pattern(0, 64, 512)
         return dev
 
-    run(check(make))
+    run(check_read_only_block(make, only=[check]))
 
 
-@pytest.mark.parametrize("check", READ_ONLY_BLOCK_CHECKS, ids=name)
-def test_file_block_read_only(check: Check, tmp_path: Path) -> None:
+@pytest.mark.parametrize("check", READ_ONLY_BLOCK_CHECKS)
+def test_file_block_read_only(check: str, tmp_path: Path) -> None:
     path = image(tmp_path / "ro.img", 64)
 
     async def make() -> v1.Block:
         return await connect(path, read_only=True)
 
-    run(check(make))
+    run(check_read_only_block(make, only=[check]))
     assert path.read_bytes() == pattern(0, 64, 512), "a read-only device changed its file"
 
 
@@ -144,9 +147,14 @@ def test_loop_device(tmp_path: Path) -> None:
             assert buf == pattern(SECTORS - 4, 4, 512, salt=11), "loop device reads the file"
             await blk.disconnect()
 
-            await check_block(lambda: connect(dev))
-            await check_block(lambda: connect(dev, sector_size=4096))
-            await check_block(lambda: connect(dev, offload=True))
+            await check_block(lambda: connect(dev), reconnect=lambda _: connect(dev))
+            await check_block(
+                lambda: connect(dev, sector_size=4096),
+                reconnect=lambda _: connect(dev, sector_size=4096),
+            )
+            await check_block(
+                lambda: connect(dev, offload=True), reconnect=lambda _: connect(dev, offload=True)
+            )
             await check_read_only_block(lambda: connect(dev, read_only=True))
             with pytest.raises(ValueError, match="multiple"):
                 await FileBlock.connect(dev, sector_size=256)
@@ -165,7 +173,7 @@ def test_loop_device_own_sector_size(tmp_path: Path) -> None:
             info = await blk.get_info()
             assert info == v1.Info(True, 4096, SECTORS * 512 // 4096)
             await blk.disconnect()
-            await check_block(lambda: connect(dev))
+            await check_block(lambda: connect(dev), reconnect=lambda _: connect(dev))
             with pytest.raises(ValueError, match="multiple"):
                 await FileBlock.connect(dev, sector_size=512)
 
@@ -497,7 +505,7 @@ def test_public_names() -> None:
     assert miragekit.block.__all__ == ["FileBlock", "MemoryBlock"]
     assert miragekit.testing.check_block is check_block
     assert miragekit.testing.check_read_only_block is check_read_only_block
-    assert {c.__name__ for c in BLOCK_CHECKS} >= {"check_bad_requests", "check_disconnect"}
+    assert {"bad_requests", "disconnect", "durable", "single_sectors"} <= set(BLOCK_CHECKS)
 
 
 def test_non_durable_file_block_syncs_on_disconnect(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 from miragekit import v1
 from miragekit.console import Console
 from miragekit.result import EOF, Error, InvalidConsole, Ok
+from miragekit.testing import FLOW_CHECKS, check_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -343,3 +344,18 @@ def test_socket_descriptors_get_their_flag_back() -> None:
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("check", FLOW_CHECKS)
+def test_flow_conformance_over_two_pipes(check: str) -> None:
+    """Two consoles joined by two pipes are a FLOW pair: the suite runs on them (close
+    wakes a write stalled on a full pipe, as on every flow)."""
+
+    async def make() -> tuple[Console, Console]:
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        a = (await Console.connect("a", stdin_fd=r1, stdout_fd=w2, close_fds=True)).unwrap()
+        b = (await Console.connect("b", stdin_fd=r2, stdout_fd=w1, close_fds=True)).unwrap()
+        return a, b
+
+    asyncio.run(check_flow(make, only=[check], timeout=30))

@@ -8,7 +8,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from miragekit.link import FdLink, VxlanConfig, VxlanNetif
+from miragekit.link import VxlanConfig, VxlanNetif
+from miragekit.link._fd import FdLink
 from miragekit.macaddr import MacAddr
 from miragekit.result import Ok
 from miragekit.v1 import Buffer

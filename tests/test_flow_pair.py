@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import Coroutine
+from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
 import pytest
@@ -12,7 +15,7 @@ import pytest
 import miragekit.testing as testing
 from miragekit.result import EOF, Eof, Error, Ok, Unknown
 from miragekit.testing import FLOW_CHECKS, FlowCheckFailed, MemoryFlow, check_flow, flow_pair
-from miragekit.v1 import Buffer, Buffers, Flow
+from miragekit.v1 import Buffer, Buffers, Flow, TCPFlow
 
 T = TypeVar("T")
 
@@ -228,22 +231,32 @@ class SocketFlow:
     async def write(self, buf: Buffer) -> Ok[None] | Eof | Error[Unknown]:
         if self.closed:
             return EOF
+        if self.writer.transport.is_closing():
+            return Error(Unknown("connection reset"))
         try:
             self.writer.write(bytes(buf))
             await self.writer.drain()
         except OSError as e:
-            return Error(Unknown(str(e)))
-        return Ok(None)
+            return EOF if self.closed else Error(Unknown(str(e)))
+        return EOF if self.closed else Ok(None)
 
     async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[Unknown]:
-        return await self.write(b"".join(bufs))
+        return await self.write(b"".join(bytes(b) for b in bufs))
 
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.writer.transport.get_write_buffer_size():
+                self.writer.transport.abort()  # a write waits on it: wake it, do not linger
             self.writer.close()
             with contextlib.suppress(OSError):
                 await self.writer.wait_closed()
+
+    def abort(self) -> None:
+        self.closed = True
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()  # closing with a zero linger sends RST
 
 
 _socket_check: type[Flow[Unknown]] = SocketFlow
@@ -270,3 +283,27 @@ def test_conformance_over_loopback_tcp() -> None:
             await server.wait_closed()
 
     run(main())
+
+
+def test_a_pair_stands_in_for_tcp_flows() -> None:
+    """flow_pair() ends satisfy v1.TCPFlow: a TCP handler runs on them unchanged."""
+
+    async def greet(flow: TCPFlow[IPv4Address]) -> None:
+        ip, port = flow.get_dest()
+        await flow.write_nodelay(f"hello {ip}:{port}\n".encode())
+        await flow.writev_nodelay([b"by", memoryview(b"e\n")])
+        await flow.close()
+
+    async def main() -> bytes:
+        client, server = flow_pair()
+        assert client.get_dest() == (IPv4Address("192.0.2.2"), 80)
+        await greet(server)
+        got = bytearray()
+        while isinstance(r := await client.read(), Ok):
+            got += r.value
+        return bytes(got)
+
+    assert run(main()) == b"hello 192.0.2.1:49152\nbye\n"
+    ends = ((IPv4Address("10.0.0.1"), 1234), (IPv4Address("10.0.0.2"), 7))
+    a, b = flow_pair(ends=ends)
+    assert (a.get_dest(), b.get_dest()) == (ends[1], ends[0])

@@ -9,9 +9,11 @@ import socket
 import struct
 from typing import Any
 
+import pytest
+
 from miragekit import v1
 from miragekit.link import VnetSwitch
-from miragekit.result import Ok
+from miragekit.result import Error, Ok
 from miragekit.runner import Forward, Forwarder
 from miragekit.runner._forward import vnet_forwarder
 from miragekit.stack import DirectStackV4, Static
@@ -55,9 +57,10 @@ def test_forward_counts_completed_failed_and_aborted_connections() -> None:
             await sender
             assert got == data
             w.close()
-            # Refused on the application's side: the host client sees the connection end.
+            # Refused on the application's side: the host client gets a reset too.
             r2, w2 = await asyncio.open_connection("127.0.0.1", dead_port)
-            assert await r2.read() == b""
+            with pytest.raises(ConnectionResetError):
+                await r2.read()
             w2.close()
             # The host client resets mid-conversation: the other side is aborted too.
             r3, w3 = await asyncio.open_connection("127.0.0.1", echo_port)
@@ -81,3 +84,114 @@ def test_forward_counts_completed_failed_and_aborted_connections() -> None:
             await app.disconnect()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_forward_passes_a_reset_on_as_a_reset_both_ways() -> None:
+    """A host client's RST reaches the application as a reset (Error, not EOF), and an
+    application's abort() reaches the host client as a reset (ECONNRESET, not EOF)."""
+
+    async def main() -> None:
+        switch = VnetSwitch(seed=5)
+        cfg = v1.StackConfig("app", None, switch.add_interface("app"), Static("10.0.0.2/24"))
+        app = (await DirectStackV4.connect(cfg)).unwrap()
+        seen: asyncio.Queue[object] = asyncio.Queue()
+
+        async def reads_until_the_end(flow: v1.TCPFlow[Any]) -> None:
+            while isinstance(r := await flow.read(), Ok):
+                pass
+            await seen.put(r)
+
+        async def resets(flow: v1.TCPFlow[Any]) -> None:
+            await flow.read()
+            getattr(flow, "abort")()  # noqa: B009 - abort is beyond v1.TCPFlow
+
+        app.listen_tcpv4(port=7, callback=reads_until_the_end)
+        app.listen_tcpv4(port=8, callback=resets)
+        rules = (Forward(0, 7), Forward(0, 8))
+        iface = ipaddress.IPv4Interface("10.0.0.1/24")
+        fwd, host = await vnet_forwarder(rules, switch, iface, APP)
+        await fwd.start()
+        p7, p8 = fwd.ports()
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", p7)
+            w.write(b"hello")
+            await w.drain()
+            await asyncio.sleep(0.2)
+            sock = w.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.transport.abort()
+            got = await asyncio.wait_for(seen.get(), 10)
+            assert isinstance(got, Error), f"the app saw {got!r} for the client's reset"
+
+            r, w = await asyncio.open_connection("127.0.0.1", p8)
+            w.write(b"go")
+            await w.drain()
+            try:
+                data = await asyncio.wait_for(r.read(), 10)
+            except ConnectionResetError:
+                pass
+            else:
+                raise AssertionError(f"the client saw {data!r}, not a reset")
+            w.close()
+        finally:
+            await fwd.close()
+            await host.disconnect()
+            await app.disconnect()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_forward_udp_carries_datagrams_and_replies_per_client() -> None:
+    """``udp:`` rules: each host client's datagrams reach the app's UDP port from a source
+    port of its own, and the app's replies come back to that client only."""
+
+    async def main() -> None:
+        switch = VnetSwitch(seed=5)
+        cfg = v1.StackConfig("app", None, switch.add_interface("app"), Static("10.0.0.2/24"))
+        app = (await DirectStackV4.connect(cfg)).unwrap()
+        udp = app.udpv4()
+
+        async def echo_upper(src: Any, dst: Any, src_port: int, buf: memoryview) -> None:
+            await udp.write(bytes(buf).upper(), dest_ip=src, dest_port=src_port, source_port=53)
+
+        app.listen_udpv4(port=53, callback=echo_upper)
+        iface = ipaddress.IPv4Interface("10.0.0.1/24")
+        fwd, host = await vnet_forwarder((Forward(0, 53, "udp"),), switch, iface, APP)
+        await fwd.start()
+        (port,) = fwd.ports()
+        socks = []
+        try:
+            loop = asyncio.get_running_loop()
+            for _ in range(2):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.setblocking(False)
+                s.connect(("127.0.0.1", port))
+                socks.append(s)
+            for i, s in enumerate(socks):
+                await loop.sock_sendall(s, f"client {i} ping".encode())
+            for i, s in enumerate(socks):
+                got = await asyncio.wait_for(loop.sock_recv(s, 2048), 5)
+                assert got == f"CLIENT {i} PING".encode()
+            c = fwd.counters
+            assert (c.datagrams_to_app, c.datagrams_from_app) == (2, 2)
+        finally:
+            for s in socks:
+                s.close()
+            await fwd.close()
+            await host.disconnect()
+            await app.disconnect()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_forward_udp_to_the_echo_example_through_the_runner() -> None:
+    from tests.apprun import running
+
+    with running("examples/echo", "--net", "vnet", "--forward", "udp:0:7", ready="echo:") as r:
+        line = r.wait_for(r"^miragekit: forwarding 127\.0\.0\.1:(\d+) -> 10\.0\.0\.2:7 \(UDP\)")
+        port = int(line.group(1))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(b"over udp", ("127.0.0.1", port))
+            assert s.recvfrom(2048)[0] == b"over udp"
+    assert any(line.endswith("; 1 datagrams to the app, 1 back") for line in r.lines), r.lines

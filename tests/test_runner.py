@@ -73,9 +73,131 @@ def test_load_app_missing(tmp_path: Path) -> None:
 
 
 def test_unknown_signature_is_a_link_error(tmp_path: Path) -> None:
-    app = load_app(str(write_app(tmp_path, "async def start(x: int) -> None: ...\n")))
-    with pytest.raises(LinkError, match="no backend provides int"):
+    app = load_app(str(write_app(tmp_path, "async def start(x: complex) -> None: ...\n")))
+    with pytest.raises(LinkError, match="no backend provides complex"):
         describe_text(app, Options())
+
+
+@pytest.mark.parametrize(
+    ("annotation", "signature"),
+    [
+        ("miragekit.console.Console", "v1.Console"),
+        ("miragekit.block.FileBlock", "v1.Block"),
+        ("miragekit.stack.SocketStackV4", "v1.StackV4"),
+    ],
+)
+def test_an_implementation_as_annotation_gets_a_hint(
+    tmp_path: Path, annotation: str, signature: str
+) -> None:
+    module, _, cls = annotation.rpartition(".")
+    body = f"import {module}\nasync def start(dev: {annotation}) -> None: ...\n"
+    app = load_app(str(write_app(tmp_path, body)))
+    with pytest.raises(
+        LinkError,
+        match=f"{cls} is an implementation: annotate the parameter "
+        f"with its signature, {re.escape(signature)}",
+    ):
+        describe_text(app, Options())
+
+
+SETTINGS_APP = """
+    from pathlib import Path
+    from miragekit import v1
+
+    async def start(
+        console: v1.Console, greeting: str = "hi", times: int = 2, loud: bool = False,
+        ratio: float = 0.5, out: Path = Path("x"),
+    ) -> None:
+        text = greeting.upper() if loud else greeting
+        for _ in range(times):
+            await console.log_s(text)
+        await console.log_s(f"{ratio!r} {type(out).__name__} {out}")
+"""
+
+
+def run_cli(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "miragekit", *argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_settings_come_from_set_or_the_defaults(tmp_path: Path) -> None:
+    d = str(write_app(tmp_path, SETTINGS_APP))
+    p = run_cli("run", d)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.replace("\r\n", "\n") == "hi\nhi\n0.5 PosixPath x\n"
+    p = run_cli(
+        "run",
+        d,
+        "--set",
+        "times=3",
+        "--set",
+        "greeting=yo=yo",
+        "--set",
+        "loud=yes",
+        "--set",
+        "ratio=2.5",
+        "--set",
+        "out=/tmp/o",
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.replace("\r\n", "\n") == "YO=YO\nYO=YO\nYO=YO\n2.5 PosixPath /tmp/o\n"
+    described = run_cli("describe", d, "--set", "times=3").stdout
+    assert "setting times = 3" in described and "setting greeting = 'hi'" in described
+    assert "console" in load_app(d).params[0][0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--set", "nope=1"], "--set nope=1: start() has no setting 'nope' (settings: greeting"),
+        (["--set", "times=x"], "--set times=x: not an int"),
+        (["--set", "loud=maybe"], "--set loud=maybe: not a boolean"),
+        (["--set", "times"], "--set times: use NAME=VALUE"),
+    ],
+)
+def test_settings_misuse(tmp_path: Path, argv: list[str], message: str) -> None:
+    p = run_cli("run", str(write_app(tmp_path, SETTINGS_APP)), *argv)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == f"miragekit: {message}" + p.stderr.removeprefix(f"miragekit: {message}")
+    assert len(p.stderr.splitlines()) == 1, p.stderr
+
+
+def test_a_setting_without_default_must_be_set(tmp_path: Path) -> None:
+    d = str(write_app(tmp_path, "async def start(port: int) -> None:\n    print(port)\n"))
+    p = run_cli("run", d)
+    assert p.returncode == 2
+    assert p.stderr == (
+        "miragekit: start() parameter 'port' (int) is a setting with no default: "
+        "give --set port=VALUE\n"
+    )
+    p = run_cli("run", d, "--set", "port=8080")
+    assert (p.returncode, p.stdout) == (0, "8080\n")
+
+
+def test_the_runner_provides_a_channel_over_the_console(tmp_path: Path) -> None:
+    body = """
+        from miragekit import v1
+
+        async def start(chan: v1.Channel) -> None:
+            while True:
+                ok, line = await chan.read_until(b"\\n")
+                if not ok:
+                    break
+                chan.write_line(bytes(line).upper())
+                await chan.flush()
+    """
+    d = str(write_app(tmp_path, body))
+    p = run_cli("run", d, stdin="hello\nchannel\n")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.replace("\r\n", "\n") == "HELLO\nCHANNEL\n"
+    assert "CHANNEL: miragekit.channel.Channel (over the CONSOLE)" in run_cli("describe", d).stdout
 
 
 def test_run_links_a_memory_block(tmp_path: Path) -> None:
@@ -108,6 +230,7 @@ def test_describe_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ("argv", "message"),
     [
         (["run", "{app}", "--kv", "{tmp}/missing"], "--kv {tmp}/missing: no such directory"),
+        (["run", "{app}", "--kv", "{app}/app.py"], "neither a directory, a tar archive nor a FAT"),
         (["run", "{app}", "--read-only"], "--read-only needs --block FILE"),
         (["run", "{app}", "--block", "{tmp}"], "is a directory"),
         (["run", "{app}", "--block-size", "12Q"], "not a size: '12Q'"),
@@ -123,8 +246,10 @@ def test_describe_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str
         (["run", "{app}", "--gateway", "10.0.0.1"], "--gateway is for the direct stack"),
         (["run", "{app}", "--net", "vnet", "--gateway", "x"], "--gateway x: not an IPv4"),
         (["run", "{app}", "--net", "vnet", "--gateway", "10.9.0.1"], "not in the stack's network"),
-        (["run", "{app}", "--forward", "8080"], "--forward 8080: use HOSTPORT:PORT"),
-        (["run", "{app}", "--forward", "a:b"], "--forward a:b: use HOSTPORT:PORT"),
+        (["run", "{app}", "--forward", "8080"], "--forward 8080: use [tcp:|udp:]HOSTPORT:PORT"),
+        (["run", "{app}", "--forward", "a:b"], "--forward a:b: use [tcp:|udp:]HOSTPORT:PORT"),
+        (["run", "{app}", "--forward", "udp:53"], "--forward udp:53: use [tcp:|udp:]HOST"),
+        (["run", "{app}", "--forward", "sctp:1:2"], "--forward sctp:1:2: use [tcp:|udp:]"),
         (["run", "{app}", "--net", "vnet", "--forward", "1:0"], "ports are 1 to 65535"),
         (["run", "{app}", "--forward", "8080:80"], "--forward is for the direct stack"),
         (["run", "{app}", "--net", "vnet", "--forward", "1:2", "--forward", "1:3"], "given twice"),
@@ -139,6 +264,8 @@ def test_describe_text_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str
         (["run", "{app}", "--offload"], "it needs --net tap[:NAME]"),
         (["run", "{app}", "--net", "tap", "--offload", "--pcap", "{tmp}/x"], "plain frames only"),
         (["run", "{echo}", "--sim"], "--sim with a STACKV4 needs --net vnet"),
+        (["run", "{app}", "--clock-start", "0"], "--clock-start sets the simulated clock"),
+        (["run", "{app}", "--sim", "--clock-start", "May"], "use seconds since 1970 or a date"),
         (["describe", "{hello}", "--net", "vnet", "--forward", "0:7"], "takes no STACKV4"),
         (["run", "{kv}"], "a KV_RO store is needed: give --kv"),
     ],
@@ -250,6 +377,52 @@ def test_sim_runs_the_direct_stack_in_simulated_time(tmp_path: Path) -> None:
     assert float(took) < 5.0  # an hour of simulated time
     data = pcap.read_bytes()  # the capture was flushed and closed: a pcap header at least
     assert len(data) >= 24 and data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+
+
+CLOCK_APP = """
+    from miragekit import v1
+
+    async def start(console: v1.Console, time: v1.Time, clock: v1.Clock) -> None:
+        t0 = clock.time()
+        await time.sleep(3600.0)
+        t1 = clock.time()
+        tm = clock.gmtime(t1)
+        stamp = f"{tm.tm_year + 1900}-{tm.tm_mon + 1:02}-{tm.tm_mday:02} {tm.tm_hour:02}"
+        await console.log_s(f"start {t0:.3f} advanced {t1 - t0:.3f} now {stamp}")
+"""
+
+
+def run_clock_app(d: Path, *extra: str) -> str:
+    proc = run_cli("run", str(d), "--sim", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_kv_over_a_fat_image(tmp_path: Path) -> None:
+    """--kv takes a FAT image (made by mkfs.fat and mcopy): FatKV serves it read-only."""
+    img, secret = tmp_path / "kv.img", tmp_path / "secret"
+    secret.write_bytes(b"mirage kv_ro secret\n")
+    subprocess.run(["mkfs.fat", "-C", str(img), "2048"], check=True, capture_output=True)
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    subprocess.run(["mcopy", "-i", str(img), str(secret), "::secret"], check=True, env=env)
+    before = img.read_bytes()
+    proc = run_cli("run", str(ROOT / "examples/kv_ro"), "--kv", str(img))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.replace("\r\n", "\n")
+    assert "1 key(s)\nsecret (20 bytes)\n  mirage kv_ro secret\n" in out, out
+    assert img.read_bytes() == before
+
+
+def test_sim_clock_is_virtual_and_reproducible(tmp_path: Path) -> None:
+    """With --sim, CLOCK follows TIME from a fixed epoch: an hour's sleep moves it an hour
+    and two runs print the same thing."""
+    d = write_app(tmp_path, CLOCK_APP)
+    first = run_clock_app(d, "--seed", "5")
+    assert "start 946684800.000 advanced 3600.000 now 2000-01-01 01" in first, first
+    assert run_clock_app(d, "--seed", "5") == first
+    later = run_clock_app(d, "--clock-start", "2024-05-01T12:00:00Z")
+    assert "start 1714564800.000 advanced 3600.000 now 2024-05-01 13" in later, later
+    assert "now 1970-01-01 01" in run_clock_app(d, "--clock-start", "0")
 
 
 @pytest.mark.parametrize(

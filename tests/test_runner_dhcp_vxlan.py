@@ -20,9 +20,12 @@ async def start(console: v1.Console, stack: v1.StackV4) -> None:
 """
 
 
-def miragekit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def miragekit(
+    *args: str, timeout: float = 60, netns: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     return subprocess.run(
-        [sys.executable, "-m", "miragekit", *args],
+        [*prefix, sys.executable, "-m", "miragekit", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         capture_output=True,
@@ -60,7 +63,7 @@ def test_vxlan_stack_built_from_the_spec(tmp_path: Path) -> None:
         (["--net", "socket", "--dhcp"], "--dhcp configures the direct stack"),
         (["--net", "vnet", "--dhcp", "--ip", "10.0.0.5/24"], "drop --ip/--gateway"),
         (["--net", "vnet", "--dhcp", "--forward", "8080:80"], "use --ip, not --dhcp"),
-        (["--net", "vxlan:42@127.0.0.1:4789"], "give the stack's address"),
+        (["--net", "vxlan:42@127.0.0.1:4789"], "the stack needs an address on the segment"),
         (["--net", "vxlan:nope", "--ip", "10.0.0.2/24"], "expected VNI@LOCAL_ADDR"),
         (
             ["--net", "vxlan:42@127.0.0.1:4789", "--ip", "10.0.0.2/24", "--forward", "80:80"],

@@ -31,6 +31,24 @@ def test_clock_starts_at_zero_or_start() -> None:
     assert sim.run(main(), start=100.0) == (100.0, 100.0)
 
 
+def test_clock_device_runs_on_virtual_time_from_a_fixed_epoch() -> None:
+    async def main() -> tuple[float, float, int]:
+        clock = sim.clock()
+        t0 = clock.time()
+        await asyncio.sleep(3600)
+        return t0, clock.time() - t0, clock.gmtime(clock.time()).tm_year + 1900
+
+    assert sim.run(main()) == (sim.CLOCK_START, 3600.0, 2000)
+    assert sim.CLOCK_START == 946_684_800.0  # 2000-01-01 00:00:00 UTC, as documented
+    assert sim.run(main(), start=50.0, clock_start=0.0) == (0.0, 3600.0, 1970)
+
+    async def on_asyncio() -> None:
+        sim.clock()
+
+    with pytest.raises(RuntimeError, match=r"not running on a miragekit\.sim\.SimLoop"):
+        asyncio.run(on_asyncio())
+
+
 def test_timers_run_in_deadline_order_and_fifo_on_ties() -> None:
     async def main() -> list[tuple[float, int]]:
         loop = asyncio.get_running_loop()

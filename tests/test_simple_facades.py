@@ -1,4 +1,4 @@
-"""The public names of the simple devices (V1-MAPPING's facade table) exist and conform."""
+"""The public names of the simple devices (the public names README.md lists) exist and conform."""
 
 from __future__ import annotations
 

@@ -42,12 +42,7 @@ async def make_stack() -> SocketStackV4:
 
 
 async def connected(stack: SocketStackV4, port: int) -> SocketFlow:
-    match await stack.tcpv4().create_connection((LO, port)):
-        case Ok(flow):
-            return flow
-        case Error(e):
-            raise AssertionError(e)
-    raise AssertionError
+    return (await stack.tcpv4().create_connection((LO, port))).expect(f"connect to {port}")
 
 
 async def read_all(flow: v1.Flow[Any]) -> bytes:

@@ -278,6 +278,7 @@ def test_each_connection_has_its_own_counters() -> None:
         "tail_loss_probes",
         "challenge_acks",
         "dropped",
+        "resets_data_lost",
     ]
     assert not any(fresh.stats.values())
     assert conn.stats["segs_in"] == 1 and conn.stats["segs_out"] == 1  # the ACK; the SYN-ACK

@@ -1,4 +1,4 @@
-"""IPv4.tcp_sender: the prebuilt-header fast path gives the same bytes as the general one.
+"""TcpSender: the prebuilt-header fast path gives the same bytes as the general one.
 
 The general path (TCPRepr.emit into IPv4.allocate_header, then IPv4.send_frame) is the
 reference; scapy decodes the frames as an independent check of both checksums.
@@ -22,8 +22,8 @@ from miragekit import sim
 from miragekit.link import LinkParams, VnetSwitch
 from miragekit.macaddr import MacAddr
 from miragekit.net import TCP as TCPLayer
-from miragekit.net import ArpConfig, Ethif, IPv4Stack
-from miragekit.net._ipv4 import IPv4
+from miragekit.net import ArpConfig, Ethif, IPv4, IPv4Stack
+from miragekit.net._tcp import TcpSender
 from miragekit.result import Ok
 from miragekit.wire.tcp import ACK, FIN, PSH, SYN, TCPRepr
 
@@ -76,8 +76,12 @@ def _general(ip: IPv4, link: CaptureLink, seg: TCPRepr, raddr: bytes = RADDR) ->
 
 
 def _fast(ip: IPv4, seg: TCPRepr, raddr: bytes = RADDR) -> bytes | None:
-    sender = ip.tcp_sender(LADDR, raddr, seg.src_port, seg.dst_port)
-    return sender.frame(seg, asyncio.get_running_loop().time())
+    """The fast path's frame for ``seg``, sent as the driver sends it (a burst of one)."""
+    sender = TcpSender(ip, LADDR, raddr, seg.src_port, seg.dst_port)
+    frame = sender.frame(seg, asyncio.get_running_loop().time())
+    if frame is not None:
+        ip.send_frames([frame])
+    return frame
 
 
 def _scapy_checks(frame: bytes) -> None:
@@ -168,8 +172,8 @@ def test_next_hop_follows_arp_and_configuration_changes() -> None:
         ip, _ = await _layer()
         loop = asyncio.get_running_loop()
         seg = TCPRepr(40000, 80, 1, 2, ACK, 100, b"abc", timestamp=(1, 2))
-        near = ip.tcp_sender(LADDR, RADDR, 40000, 80)
-        far = ip.tcp_sender(LADDR, FAR, 40000, 80)
+        near = TcpSender(ip, LADDR, RADDR, 40000, 80)
+        far = TcpSender(ip, LADDR, FAR, 40000, 80)
         now = loop.time()
 
         def dst_mac(f: bytes | None) -> bytes:
@@ -203,10 +207,41 @@ def test_next_hop_follows_arp_and_configuration_changes() -> None:
     asyncio.run(main())
 
 
+def test_ipv4_seam_header_ident_generation() -> None:
+    async def main() -> None:
+        ip, _ = await _layer()
+        now = asyncio.get_running_loop().time()
+        r = ip.prebuilt_header(RADDR, 6, now)
+        assert r is not None
+        hdr, until = r
+        assert len(hdr) == 34 and until > now
+        pkt = Ether(hdr)
+        assert (pkt.dst, pkt[IP].src, pkt[IP].dst) == ("02:00:00:00:00:02", "10.0.0.1", "10.0.0.2")
+        assert (pkt[IP].ttl, pkt[IP].proto, pkt[IP].len, pkt[IP].id) == (64, 6, 0, 0)
+        far = ip.prebuilt_header(FAR, 6, now)
+        assert far is not None and far[0][:6] == GW_MAC and far[1] > now
+        a = ip.next_ident()
+        assert ip.next_ident() == (a + 1) & 0xFFFF
+        g = ip.generation
+        assert ip.generation == g  # reading it changes nothing
+        ip.ttl = 9
+        assert ip.generation != g
+        g = ip.generation
+        ip.arp.add_static(int.from_bytes(RADDR, "big"), bytes.fromhex("0200000000aa"), now)
+        assert ip.generation != g
+        g = ip.generation
+        await ip.set_ip_gateways([])
+        assert ip.generation != g
+        assert ip.prebuilt_header(FAR, 6, now) is None  # no route
+        assert ip.prebuilt_header(bytes([10, 0, 0, 9]), 6, now) is None  # not resolved
+
+    asyncio.run(main())
+
+
 def test_send_frames_counts_and_keeps_order() -> None:
     async def main() -> None:
         ip, link = await _layer()
-        sender = ip.tcp_sender(LADDR, RADDR, 40000, 80)
+        sender = TcpSender(ip, LADDR, RADDR, 40000, 80)
         now = asyncio.get_running_loop().time()
         frames = []
         for i in range(5):

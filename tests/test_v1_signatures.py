@@ -85,7 +85,7 @@ def test_error_variants_are_values() -> None:
         params = getattr(cls, "__dataclass_params__", None)
         assert params is not None and params.frozen, n
     assert result.UnknownKey("k") == result.UnknownKey("k")
-    assert result.Eof() is result.EOF
+    assert result.Eof("EOF") is result.EOF and list(result.Eof) == [result.EOF]
 
 
 def test_stats_is_mutable_and_records_are_frozen() -> None:

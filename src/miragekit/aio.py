@@ -156,10 +156,15 @@ class FlowTransport(asyncio.Transport):
             self._more.set()
 
     def abort(self) -> None:
+        """Drop what is queued and reset the connection (RST) where the flow can."""
         self._closing = True
         for t in self._tasks:
             t.cancel()
-        self._loop.create_task(self._flow.close())
+        reset: Callable[[], None] | None = getattr(self._flow, "abort", None)
+        if reset is not None:
+            reset()
+        else:  # a flow without reset: the best it has is a close
+            self._loop.create_task(self._flow.close())
         self._lose(None)
 
     def _lose(self, exc: Exception | None) -> None:
@@ -270,6 +275,12 @@ async def start_server(
         reader, writer, transport = _streams(flow, limit)
         try:
             await client_connected_cb(reader, writer)
+        except asyncio.CancelledError:
+            # The stack is stopping: cut the connection instead of waiting for a flush
+            # (the transport's own tasks may be cancelled too, and then nothing would end
+            # ``closed``).
+            transport.abort()
+            raise
         finally:
             if not transport.is_closing():
                 transport.close()

@@ -19,6 +19,7 @@ import stat
 from typing import Self
 
 from . import v1
+from .buffers import flat
 from .result import EOF, ConsoleError, Eof, Error, InvalidConsole, Ok
 
 READ_CHUNK = 65536
@@ -166,14 +167,15 @@ class Console:
 
     async def write(self, buf: v1.Buffer) -> Ok[None] | Eof | Error[ConsoleError]:
         """Write all of ``buf``; ``EOF`` once closed or when the reader has gone."""
-        return await self._write(memoryview(buf).cast("B"))
+        return await self._write(flat(buf))
 
     async def writev(self, bufs: v1.Buffers) -> Ok[None] | Eof | Error[ConsoleError]:
         """Write all of ``bufs``, in order, without another write in between."""
-        return await self._write(memoryview(b"".join(bufs)))
+        return await self._write(memoryview(b"".join(map(flat, bufs))))
 
     async def close(self) -> None:
-        """Finish the writes in progress, then end: ``read`` and ``write`` give ``EOF``."""
+        """End: ``read`` and ``write`` give ``EOF``, those waiting too (a write waiting for
+        a stalled reader ends with what was written so far)."""
         if self._closing:
             return
         self._closing = True
@@ -222,6 +224,8 @@ class Console:
                     n = os.write(side.fd, data)
                 except BlockingIOError:
                     await self._wait(side, write=True)
+                    if self._closing:  # close() does not wait for a reader that stalls
+                        return EOF
                     continue
                 except BrokenPipeError:
                     return EOF

@@ -1,7 +1,7 @@
 """Results and errors of the V1 signatures, as values.
 
 The seed's ``[`Ok of t | `Error of e]`` becomes ``Ok[T] | Error[E]``; ``` `Eof ``` becomes
-the singleton :data:`EOF` (of class :class:`Eof`). Every polymorphic-variant error the seed
+the enum member :data:`EOF` (of class :class:`Eof`). Every polymorphic-variant error the seed
 names is one frozen dataclass here, so callers can ``match`` on them::
 
     match await block.read(0, [buf]):
@@ -10,16 +10,42 @@ names is one frozen dataclass here, so callers can ``match`` on them::
         case Error(IsReadOnly()):
             ...
 
-Exceptions are only for programming errors (see ``docs``/V1 mapping).
+``r.unwrap()`` / ``r.expect("what")`` give the value of an ``Ok`` and raise
+:class:`UnwrapError` on an ``Error``, for code (tests, setup) where failure is a bug.
+
+Exceptions are only for programming errors (docs/design.md).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from enum import Enum
+from typing import Final, Generic, NoReturn, TypeVar
 
 T_co = TypeVar("T_co", covariant=True)
 E_co = TypeVar("E_co", covariant=True)
+
+
+class Eof(Enum):
+    """End of a flow. Its one member is :data:`EOF`.
+
+    An enum, so a type checker narrows on it: after ``if r is EOF: return`` the type of
+    ``r`` no longer includes ``Eof``, and ``match`` with ``case EOF:`` counts as
+    exhaustive.
+    """
+
+    EOF = "EOF"
+
+    def __repr__(self) -> str:
+        return "EOF"
+
+
+EOF: Final = Eof.EOF
+
+
+class UnwrapError(Exception):
+    """``unwrap()``/``expect()`` was called on an ``Error``: a programming error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +54,14 @@ class Ok(Generic[T_co]):
 
     value: T_co
 
+    def unwrap(self) -> T_co:
+        """The value (on an ``Error`` this raises :class:`UnwrapError`)."""
+        return self.value
+
+    def expect(self, msg: str) -> T_co:
+        """The value (on an ``Error`` this raises :class:`UnwrapError` with ``msg``)."""
+        return self.value
+
 
 @dataclass(frozen=True, slots=True)
 class Error(Generic[E_co]):
@@ -35,26 +69,13 @@ class Error(Generic[E_co]):
 
     error: E_co
 
+    def unwrap(self) -> NoReturn:
+        """Raise :class:`UnwrapError`: the result was expected to be ``Ok``."""
+        raise UnwrapError(f"unwrap() on Error({self.error!r})")
 
-class Eof:
-    """End of a flow. There is exactly one instance, :data:`EOF`."""
-
-    __slots__ = ()
-    _instance: Eof | None = None
-
-    def __new__(cls) -> Eof:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "EOF"
-
-    def __reduce__(self) -> str:
-        return "EOF"
-
-
-EOF: Final[Eof] = Eof()
+    def expect(self, msg: str) -> NoReturn:
+        """Raise :class:`UnwrapError` saying ``msg`` and the error."""
+        raise UnwrapError(f"{msg}: {self.error!r}")
 
 
 # --- error variants, one per polymorphic variant the seed names -------------------------
@@ -177,6 +198,21 @@ FSError = (
 )
 KVError = UnknownKey
 
+
+def message(err: object) -> str:
+    """One line for a user out of any error variant: ``Unknown("x")`` is ``x``,
+    ``Refused()`` is ``refused``, ``UnknownKey("k")`` is ``unknown key: k`` (never a repr)."""
+    fields = getattr(err, "__dataclass_fields__", None)
+    if fields is None:
+        return str(err)
+    values = [getattr(err, f) for f in fields]
+    if set(fields) == {"msg"}:
+        return str(values[0])
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(err).__name__).lower()
+    parts = [message(v) for v in values]
+    return f"{words}: {', '.join(parts)}" if parts else words
+
+
 __all__ = [
     "EOF",
     "BlockDevice",
@@ -211,4 +247,6 @@ __all__ = [
     "Unknown",
     "UnknownError",
     "UnknownKey",
+    "UnwrapError",
+    "message",
 ]

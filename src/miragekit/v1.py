@@ -1,7 +1,7 @@
 """The MirageOS V1 device signatures as typed Python protocols.
 
 One :class:`typing.Protocol` per module type of ``spec/mirage-v1-signatures.txt``, mapped
-as ``docs/V1-MAPPING.md`` fixes:
+as ``docs/design.md`` explains:
 
 * ``'a io`` is a coroutine; results are :class:`~miragekit.result.Ok` /
   :class:`~miragekit.result.Error` / :data:`~miragekit.result.EOF` values.
@@ -203,7 +203,13 @@ class Flow(Protocol[E_co]):
         ...
 
     async def close(self) -> None:
-        """Flush pending writes and signal the end; then ``read`` gives ``EOF``."""
+        """Signal the end after the data already queued, without waiting for the peer.
+
+        Every read or write waiting on the flow returns ``EOF`` at once, and so do later
+        ones. TCP flows also have ``abort()`` (a reset: RST, queued data dropped). On every
+        backend, once a peer's reset is known, reads and writes give ``Error``, never
+        ``EOF`` (which means an orderly end).
+        """
         ...
 
 

@@ -47,9 +47,9 @@ from tests.ipstack.memlink import OUR_MAC, PEER_MAC, MemLink
 
 from miragekit.macaddr import MacAddr
 from miragekit.net import UDP as StackUDP
-from miragekit.net import Ethif, IPv6Stack, Ndp, NdpConfig, ReassemblyConfig
+from miragekit.net import Ethif, IPv6Stack, NdpConfig, ReassemblyConfig
 from miragekit.net import IPv6 as StackIPv6
-from miragekit.net._ndp import State
+from miragekit.net._ndp import Ndp, State
 from miragekit.result import Ok
 from miragekit.wire import icmpv6 as ic
 

@@ -14,7 +14,9 @@ from scapy.layers.l2 import ARP, Ether
 from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 
 from miragekit.macaddr import MacAddr
-from miragekit.net import Arp, ArpConfig, Ethif, IPv4, IPv4Stack, Reassembler, ReassemblyConfig
+from miragekit.net import ArpConfig, Ethif, IPv4, IPv4Stack, ReassemblyConfig
+from miragekit.net._arp import Arp
+from miragekit.net._fragment import Reassembler
 from miragekit.net._icmp import Icmp
 from miragekit.result import Ok
 
@@ -206,7 +208,7 @@ def test_gratuitous_arp_and_echo() -> None:
         inject(stack, bcast / ICMP(type=8))
         assert link.take() == [] and stack.ipv4.icmp.counters.echo_requests_ignored == 1
         others: list[tuple[str, int]] = []
-        stack.ipv4.set_handler(1, lambda s, d, p: others.append((str(s), p[0])))
+        stack.ipv4.set_handler(1, lambda s, d, p, v: others.append((str(s), p[0])))
         inject(
             stack, from_peer() / IP(src=PEER, dst=US) / ICMP(type=3, code=1) / IP(dst=PEER) / UDP()
         )

@@ -61,7 +61,7 @@ class Node:
             fut.set_result(src)
 
     def _icmp(
-        self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, msg: memoryview
+        self, src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, msg: memoryview, _v: bool
     ) -> None:
         if len(msg) >= 8 and msg[0] == 0:  # echo reply
             seq = struct.unpack_from("!H", msg, 6)[0]

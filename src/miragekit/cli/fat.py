@@ -35,6 +35,7 @@ from ..result import (
     NotADirectory,
     Ok,
     UnknownError,
+    message,
 )
 from ..v1 import Block
 
@@ -59,7 +60,7 @@ async def open_image(path: str, *, durable: bool = True) -> Block:
         case Ok(blk):
             return blk
         case Error(e):
-            raise CliError(f"cannot open {path}: {e}")
+            raise CliError(f"cannot open {path}: {message(e)}")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -83,7 +84,7 @@ def describe(err: FSError) -> str:
         case UnknownError(msg):
             return msg
         case BlockDevice(e):
-            return f"block device error: {e}"
+            return f"block device error: {message(e)}"
     return str(err)  # pragma: no cover
 
 

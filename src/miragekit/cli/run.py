@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..runner import (
+    DEFAULT_GRACE,
+    App,
     AppError,
     LinkError,
     OptionError,
@@ -16,9 +20,12 @@ from ..runner import (
     describe_dot,
     describe_text,
     load_app,
+    parse_clock_start,
     parse_forward,
+    parse_setting,
     parse_size,
     run_app,
+    unused_flags,
 )
 
 
@@ -32,9 +39,28 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         default="32M",
         help="size of a new --block file or of the memory block device (default 32M)",
     )
-    p.add_argument("--kv", metavar="DIR|TAR", type=Path, help="KV_RO over a directory or tar")
+    p.add_argument(
+        "--kv",
+        metavar="DIR|TAR|IMG",
+        type=Path,
+        help="KV_RO over a directory, a tar archive or a FAT image (read-only)",
+    )
     p.add_argument("--seed", metavar="N", type=int, help="seed RANDOM and ENTROPY (reproducible)")
     p.add_argument("--sim", action="store_true", help="run in simulated time")
+    p.add_argument(
+        "--grace",
+        metavar="S",
+        type=float,
+        default=DEFAULT_GRACE,
+        help="on SIGINT/SIGTERM, seconds live connections get to end before they are "
+        f"aborted (default {DEFAULT_GRACE:g})",
+    )
+    p.add_argument(
+        "--clock-start",
+        metavar="WHEN",
+        help="--sim: where CLOCK starts, seconds since 1970 or an ISO date "
+        "(default 2000-01-01T00:00:00Z)",
+    )
     p.add_argument(
         "--net",
         metavar="socket|vnet|tap[:NAME]|vxlan:SPEC",
@@ -65,11 +91,26 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--forward",
-        metavar="HOSTPORT:PORT",
+        metavar="[udp:]HOSTPORT:PORT",
         action="append",
         default=[],
-        help="accept TCP on 127.0.0.1:HOSTPORT and carry it to the app's PORT through the "
-        "direct stack (repeatable)",
+        help="accept TCP (or with udp: datagrams) on 127.0.0.1:HOSTPORT and carry it to the "
+        "app's PORT through the direct stack (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a setting: start()'s parameter NAME (str, int, float, bool or Path) (repeatable)",
+    )
+    p.add_argument(
+        "--dns",
+        metavar="IP",
+        action="append",
+        default=[],
+        help="a DNS server for the app's resolver (repeatable; default: the DHCP lease's "
+        "on the direct stack, the host's on --net socket); see docs/dns.md",
     )
     p.add_argument(
         "--pcap", metavar="FILE", type=Path, help="record the direct stack's frames to FILE"
@@ -82,6 +123,13 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _dns_server(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise OptionError(f"--dns {text}: not an IP address (e.g. --dns 10.0.0.1)") from None
+
+
 def _options(args: argparse.Namespace) -> Options:
     opts = Options(
         block=args.block,
@@ -90,6 +138,7 @@ def _options(args: argparse.Namespace) -> Options:
         kv=args.kv,
         seed=args.seed,
         sim=args.sim,
+        clock_start=None if args.clock_start is None else parse_clock_start(args.clock_start),
         net=args.net,
         ip=args.ip,
         gateway=args.gateway,
@@ -98,6 +147,9 @@ def _options(args: argparse.Namespace) -> Options:
         dhcp=args.dhcp,
         ip6=tuple(args.ip6),
         offload=args.offload,
+        settings=tuple(parse_setting(s) for s in args.set),
+        dns=tuple(_dns_server(a) for a in args.dns),
+        grace=args.grace,
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")
@@ -105,20 +157,36 @@ def _options(args: argparse.Namespace) -> Options:
     return opts
 
 
+def _warn_unused(app: App, opts: Options) -> None:
+    for line in unused_flags(app, opts):
+        print(f"miragekit: warning: {line}", file=sys.stderr, flush=True)
+
+
 def _fail(msg: str) -> int:
     print(f"miragekit: {msg}", file=sys.stderr)
     return 2
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace) -> int:
+    # Until the runner's own handlers are in place (and in simulated time, where the loop
+    # has none), SIGTERM stops like SIGINT: one exit status for a stop, whatever the phase.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         opts = _options(args)
         app = load_app(args.app)
+        _warn_unused(app, opts)
         if opts.sim:
             from .. import sim
 
-            return sim.run(run_app(app, opts), seed=opts.seed or 0)
+            start = sim.CLOCK_START if opts.clock_start is None else opts.clock_start
+            return sim.run(run_app(app, opts), seed=opts.seed or 0, clock_start=start)
         return asyncio.run(run_app(app, opts))
+    except KeyboardInterrupt:
+        return 0  # stopped by SIGINT/SIGTERM before or after the runner's own handlers
     except (OptionError, AppError, LinkError) as e:
         return _fail(str(e))
     except OSError as e:  # e.g. a port in use or privileged, raised while the app starts
@@ -130,6 +198,7 @@ def _describe(args: argparse.Namespace) -> int:
     try:
         opts = _options(args)
         app = load_app(args.app)
+        _warn_unused(app, opts)
         print(describe_dot(app, opts) if args.dot else describe_text(app, opts))
     except (OptionError, AppError, LinkError) as e:
         return _fail(str(e))

@@ -39,3 +39,26 @@ from ._types import Output as Output
 from ._types import Released as Released
 from ._types import Renewed as Renewed
 from ._types import Transmit as Transmit
+
+__all__ = [
+    "ArpProbe",
+    "Bound",
+    "Declined",
+    "DhcpClient",
+    "DhcpClientConfig",
+    "DhcpClientCounters",
+    "DhcpServer",
+    "DhcpServerConfig",
+    "DhcpServerCounters",
+    "Event",
+    "Expired",
+    "Lease",
+    "Nak",
+    "Output",
+    "Released",
+    "Renewed",
+    "ServerLease",
+    "ServerReply",
+    "State",
+    "Transmit",
+]

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..macaddr import MacAddr
-from ..wire._error import WireError
 from ..wire.dhcp import (
     INFINITE,
     OPT_DNS,
@@ -56,6 +55,7 @@ from ._types import (
     Released,
     Renewed,
     Transmit,
+    receive_message,
 )
 
 MT = DhcpMessageType
@@ -358,11 +358,8 @@ class DhcpClient:
     def handle_message(self, now: float, data: bytes | bytearray | memoryview) -> None:
         """One message received on port 68. Never raises for what the peer sent."""
         c = self.counters
-        c.rx_messages += 1
-        try:
-            msg = DhcpRepr.from_bytes(data)
-        except WireError:
-            c.rx_malformed += 1
+        msg = receive_message(data, c)
+        if msg is None:
             return
         if msg.op is not DhcpOp.REPLY:
             c.rx_not_reply += 1

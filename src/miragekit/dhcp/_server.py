@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..macaddr import MacAddr
-from ..wire._error import WireError
 from ..wire.dhcp import DhcpMessageType, DhcpOp, DhcpRepr
-from ._types import BROADCAST, Addr
+from ._types import BROADCAST, Addr, receive_message
 
 MT = DhcpMessageType
 ZERO: Final = Addr(0)
@@ -164,11 +163,8 @@ class DhcpServer:
     def handle_message(self, now: float, data: bytes | bytearray | memoryview) -> list[ServerReply]:
         """One message received on port 67; the replies to send. Never raises for input."""
         c = self.counters
-        c.rx_messages += 1
-        try:
-            msg = DhcpRepr.from_bytes(data)
-        except WireError:
-            c.rx_malformed += 1
+        msg = receive_message(data, c)
+        if msg is None:
             return []
         if msg.op is not DhcpOp.REQUEST or msg.message_type is None:
             c.rx_not_request += 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..macaddr import MacAddr
+from ..wire import WireError
 from ..wire.dhcp import DhcpRepr
 
 Addr = ipaddress.IPv4Address
@@ -107,3 +109,18 @@ class Released:
 
 
 Event = Bound | Renewed | Expired | Nak | Declined | Released
+
+
+class _RxCounters(Protocol):
+    rx_messages: int
+    rx_malformed: int
+
+
+def receive_message(data: bytes | bytearray | memoryview, c: _RxCounters) -> DhcpRepr | None:
+    """A received message, counted; ``None`` (counted as malformed) if it does not parse."""
+    c.rx_messages += 1
+    try:
+        return DhcpRepr.from_bytes(data)
+    except WireError:
+        c.rx_malformed += 1
+        return None

@@ -5,7 +5,8 @@ accept what it writes.
 """
 
 from ._bpb import BootSector as BootSector
+from ._bpb import NotFat as NotFat
 from ._fatfs import FatFS as FatFS
 from ._kv import FatKV as FatKV
 
-__all__ = ["BootSector", "FatFS", "FatKV"]
+__all__ = ["BootSector", "FatFS", "FatKV", "NotFat"]

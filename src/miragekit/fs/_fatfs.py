@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
+from ..buffers import flat
 from ..clock import Clock as HostClock
 from ..result import (
     BlockDevice,
@@ -92,17 +93,9 @@ class _Volume:
         return self.bs.root_cluster if self.bs.fat_bits == 32 else 0
 
 
-def _split(path: str) -> list[str]:
-    parts: list[str] = []
-    for p in path.split("/"):
-        if p in ("", "."):
-            continue
-        if p == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(p)
-    return parts
+def _names_a_directory(path: str) -> bool:
+    """Whether ``path`` can only name a directory (it ends in ``/``, ``/.`` or ``/..``)."""
+    return path.endswith(("/", "/.", "/.."))
 
 
 def _join(parts: list[str]) -> str:
@@ -302,15 +295,33 @@ class FatFS:
             d = await self._load_dir(v, e.cluster)
         return d
 
+    async def _split(self, v: _Volume, path: str) -> list[str]:
+        """The components of ``path``, with ``.`` dropped and ``..`` taken back; as for the
+        system's paths, a ``..`` must leave a directory that exists."""
+        parts: list[str] = []
+        for p in path.split("/"):
+            if p in ("", "."):
+                continue
+            if p == "..":
+                if parts:
+                    await self._walk(v, parts)  # NoDirectoryEntry / NotADirectory
+                    parts.pop()
+                continue
+            parts.append(p)
+        return parts
+
     async def _lookup(self, v: _Volume, path: str) -> tuple[Directory | None, Entry | None]:
-        """``(parent, entry)``; ``(None, None)`` is the root."""
-        parts = _split(path)
+        """``(parent, entry)``; ``(None, None)`` is the root. A path ending in ``/`` names
+        a directory, so on a file it is refused with ``NotADirectory``."""
+        parts = await self._split(v, path)
         if not parts:
             return None, None
         d = await self._walk(v, parts[:-1])
         e = d.find(parts[-1])
         if e is None:
             raise _Refused(NoDirectoryEntry(_join(parts[:-1]), parts[-1]))
+        if not e.is_dir and _names_a_directory(path):
+            raise _Refused(NotADirectory(path))
         return d, e
 
     def _dir_abs_sector(self, v: _Volume, d: Directory, rel: int) -> int:
@@ -455,14 +466,16 @@ class FatFS:
         return await self._run(self._do_create, path, True)
 
     async def _do_create(self, v: _Volume, path: str, is_dir: bool) -> None:
-        parts = _split(path)
+        parts = await self._split(v, path)
         if not parts:
             raise _Refused(FileAlreadyExists("/"))
+        if not is_dir and _names_a_directory(path):
+            raise _Refused(IsADirectory(path))  # "f/": only a directory may end in /
         d = await self._walk(v, parts[:-1])
         name = parts[-1]
         if d.find(name) is not None:
             raise _Refused(FileAlreadyExists(path))
-        if not valid_long_name(name):
+        if not valid_long_name(name) or any("\ud800" <= c <= "\udfff" for c in name):
             raise _Refused(UnknownError(f"invalid file name {name!r}"))
         self._need_rw()
         try:
@@ -554,7 +567,7 @@ class FatFS:
     async def write(self, path: str, offset: int, data: Buffer) -> Ok[None] | Error[FSError]:
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
-        return await self._run(self._do_write, path, offset, memoryview(data).cast("B"))
+        return await self._run(self._do_write, path, offset, flat(data))
 
     async def _do_write(self, v: _Volume, path: str, offset: int, data: memoryview) -> None:
         d, e = await self._lookup(v, path)

@@ -8,14 +8,15 @@ from typing import Self
 
 from .. import v1
 from ..result import Error, KVError, Ok, UnknownKey
-from ._keys import check_range, normalize
+from ._keys import check_range, exact_key
 from ._read import pread_pages
 
 
 class DirKV:
     """The files under a directory as a read-only store.
 
-    Keys are ``/``-separated paths relative to the root (see :func:`normalize`). A key
+    Keys are ``/``-separated paths relative to the root, one spelling per value
+    (see :func:`exact_key`). A key
     whose real path (symlinks resolved) leaves the root, or that is not a regular file,
     is ``UnknownKey``. Values are read from disk at each call, so they are always
     current. :meth:`keys` (an extension) lists every key, not descending into
@@ -47,7 +48,7 @@ class DirKV:
 
     def _open(self, key: str) -> int | None:
         """An fd on the regular file ``key`` names inside the root, or ``None``."""
-        norm = normalize(key)
+        norm = exact_key(key)
         if norm is None or not self._connected:
             return None
         real = os.path.realpath(os.path.join(self._root, norm))

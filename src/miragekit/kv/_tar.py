@@ -16,7 +16,7 @@ from typing import IO, Self
 
 from .. import v1
 from ..result import Error, KVError, Ok, UnknownKey
-from ._keys import check_range, normalize
+from ._keys import check_range, exact_key, normalize
 from ._read import pread_pages, stream_pages
 
 
@@ -114,7 +114,7 @@ class TarKV:
         self._file.close()
 
     def _lookup(self, key: str) -> _Member | None:
-        norm = normalize(key)
+        norm = exact_key(key)
         return None if norm is None else self._members.get(norm)
 
     async def read(

@@ -5,7 +5,6 @@ Every device here offers the seed's async NETWORK signature and, beside it, the 
 knows about IP: frames go in and out as bytes.
 """
 
-from ._fd import FdLink as FdLink
 from ._frame import CSUM_NEEDED as CSUM_NEEDED
 from ._frame import CSUM_VALID as CSUM_VALID
 from ._frame import OFFLOAD_CSUM as OFFLOAD_CSUM
@@ -18,10 +17,11 @@ from ._frame import MetaReceiver as MetaReceiver
 from ._frame import OffloadLink as OffloadLink
 from ._frame import offload_link as offload_link
 from ._frame import send_frames as send_frames
-from ._netns import in_netns as in_netns
+from ._impair import ImpairCounters as ImpairCounters
+from ._impair import ImpairedLink as ImpairedLink
+from ._impair import LinkParams as LinkParams
 from ._pcap import PcapNetif as PcapNetif
 from ._tap import TapNetif as TapNetif
-from ._vswitch import LinkParams as LinkParams
 from ._vswitch import VnetCounters as VnetCounters
 from ._vswitch import VnetIf as VnetIf
 from ._vswitch import VnetSwitch as VnetSwitch
@@ -29,3 +29,30 @@ from ._vxlan import VxlanConfig as VxlanConfig
 from ._vxlan import VxlanCounters as VxlanCounters
 from ._vxlan import VxlanNetif as VxlanNetif
 from ._vxlan import parse_vxlan_spec as parse_vxlan_spec
+
+__all__ = [
+    "CSUM_NEEDED",
+    "CSUM_VALID",
+    "OFFLOAD_CSUM",
+    "OFFLOAD_TSO4",
+    "OFFLOAD_TSO6",
+    "FrameLink",
+    "FrameNetwork",
+    "FrameReceiver",
+    "ImpairCounters",
+    "ImpairedLink",
+    "LinkParams",
+    "MetaReceiver",
+    "OffloadLink",
+    "PcapNetif",
+    "TapNetif",
+    "VnetCounters",
+    "VnetIf",
+    "VnetSwitch",
+    "VxlanConfig",
+    "VxlanCounters",
+    "VxlanNetif",
+    "offload_link",
+    "parse_vxlan_spec",
+    "send_frames",
+]

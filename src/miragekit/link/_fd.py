@@ -1,7 +1,7 @@
 """What the fd-backed NETWORK backends (TAP, VXLAN) share around their receive loops.
 
 Why this split: the per-frame receive loop is each backend's own (a per-frame decode hook
-would cost a Python call per frame, about 1% of the budget at MTU 1500; docs/DATAPATH),
+would cost a Python call per frame, about 1% of the budget at MTU 1500; docs/design.md),
 so :class:`FdLink` owns everything around it: the fd's reader/writer registration, the
 reusable receive buffer, the bounded transmit queue drained on writability, the
 :class:`~miragekit.v1.Stats`, connect/disconnect bookkeeping and the seed's async

@@ -1,7 +1,7 @@
 """The synchronous fast path that every NETWORK backend offers beside the seed's API.
 
 The seed's ``listen`` calls an async function per frame; a task or future per frame costs
-several microseconds, which is most of the per-frame budget in Python (docs/DATAPATH).
+several microseconds, which is most of the per-frame budget in Python (docs/design.md).
 So every backend also offers this synchronous interface, and the stack uses it:
 
 * ``set_receiver(fn)``: ``fn(frame)`` is called synchronously for every received frame;

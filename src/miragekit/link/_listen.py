@@ -116,3 +116,39 @@ class FrameListener:
         self._closed = True
         if self._wake is not None:
             self._wake.set()
+
+
+class SpawnedListens:
+    """The seed's ``listen`` on a device that delivers to one receiver: each call installs
+    a :class:`CallbackSpawner` and returns when :meth:`close` is called (the device's
+    ``disconnect``). The virtual switch's interfaces and impaired links use it."""
+
+    __slots__ = ("_waiters",)
+
+    def __init__(self) -> None:
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def run(
+        self,
+        fn: FrameCallback,
+        install: Callable[[FrameReceiver | None], None],
+        installed: Callable[[], FrameReceiver | None],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        spawner = CallbackSpawner(fn, loop, copy=True)
+        install(spawner)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if installed() is spawner:
+                install(None)
+
+    def close(self) -> None:
+        for w in self._waiters:
+            if not w.done():
+                w.set_result(None)
+        self._waiters.clear()

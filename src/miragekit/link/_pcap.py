@@ -16,13 +16,13 @@ import os
 import struct
 import time
 from collections.abc import Sequence
-from typing import IO, Any, Self
+from typing import IO, Self
 
-from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
 from ..sim import current as current_sim
-from ..v1 import Buffer, FrameCallback, Network, Stats
+from ..v1 import Buffer, FrameCallback, Network
 from ._frame import FrameLink, FrameNetwork, FrameReceiver
+from ._wrap import Wrapper
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
@@ -31,7 +31,7 @@ _FILE_HEADER = struct.Struct("<IHHiIII")
 _RECORD_HEADER = struct.Struct("<IIII")
 
 
-class PcapNetif:
+class PcapNetif(Wrapper):
     """Wraps ``netif`` and records what it sends and receives into ``file``.
 
     ``file`` is a path (created or truncated; closed by us) or a binary file object
@@ -52,7 +52,7 @@ class PcapNetif:
             raise ValueError(f"snaplen must be an int in [1, 2**31), got {snaplen!r}")
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 0:
             raise ValueError(f"buffer_size must be an int >= 0, got {buffer_size!r}")
-        self._inner = netif
+        super().__init__(netif)
         if isinstance(file, str | os.PathLike):
             self._file: IO[bytes] | None = open(file, "wb")  # noqa: SIM115 (closed in close())
             self._owns_file = True
@@ -134,10 +134,6 @@ class PcapNetif:
     def path(self) -> str | None:
         return self._path
 
-    @property
-    def inner(self) -> FrameNetwork:
-        return self._inner
-
     # --- DEVICE -----------------------------------------------------------------------------
 
     @classmethod
@@ -152,19 +148,12 @@ class PcapNetif:
         except OSError as e:
             return Error(Unknown(f"cannot open {id!r}: {e}"))
 
-    def id(self) -> Any:
-        return self._inner.id()
-
     async def disconnect(self) -> None:
         """Flush and close the capture, then disconnect the wrapped device."""
         self.close()
         await self._inner.disconnect()
 
     # --- FrameLink --------------------------------------------------------------------------
-
-    @property
-    def mtu(self) -> int:
-        return self._inner.mtu
 
     def set_receiver(self, fn: FrameReceiver | None) -> None:
         self._receiver = fn
@@ -205,12 +194,6 @@ class PcapNetif:
             await self._inner.listen(recording)
         finally:
             self._inner.set_receiver(self._on_frame)
-
-    def mac(self) -> MacAddr:
-        return self._inner.mac()
-
-    def get_stats_counters(self) -> Stats:
-        return self._inner.get_stats_counters()
 
     def reset_stats_counters(self) -> None:
         self._inner.reset_stats_counters()

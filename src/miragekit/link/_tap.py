@@ -1,6 +1,6 @@
 """A NETWORK backend on a Linux TAP device (``/dev/net/tun``).
 
-Why this shape: at MTU 1500 the per-frame budget in Python is ~10 µs (docs/DATAPATH), so
+Why this shape: at MTU 1500 the per-frame budget in Python is ~10 µs (docs/design.md), so
 the fd is non-blocking, one ``add_reader`` wake-up reads a batch of frames into one
 reusable buffer and hands each to a synchronous receiver (the :class:`FrameLink` fast
 path); sends are direct ``os.write``/``os.writev`` calls, queued (bounded) only when the

@@ -20,23 +20,27 @@ Frames are dropped, never raised: each drop is counted on the link where it happ
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, Self
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Self
 
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
-from ..sim import current as current_sim
 from ..v1 import Buffer, FrameCallback, Network, Stats
 from ._frame import FrameLink, FrameReceiver
-from ._listen import CallbackSpawner
-
-Frame = bytes | memoryview
-"""A frame inside the switch: immutable bytes, or a view of a pooled buffer."""
+from ._impair import (
+    Frame,
+    ImpairCounters,
+    LinkParams,
+    _Direction,
+    fresh_seed,
+    impair,
+    link_rng,
+)
+from ._listen import SpawnedListens
 
 ETH_HEADER = 14
 VLAN_TAG = 4
@@ -50,162 +54,16 @@ _POOL_MIN = 4096
 _POOL_CLASSES = (16384 + 32, MAX_MTU + ETH_HEADER + VLAN_TAG)
 _POOL_BYTES = 32 << 20
 
-_PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
-_DURATIONS = ("latency", "jitter", "reorder_delay")
-
 
 @dataclass(slots=True)
-class LinkParams:
-    """Impairments of one link, applied to each direction on its own.
-
-    Mutable at run time (``vif.link.loss = 0.3``, ``vif.link.up = False``); a change
-    applies to frames sent afterwards. Probabilities are per frame and per crossing.
-
-    * ``latency``: seconds of propagation delay.
-    * ``jitter``: extra delay drawn uniformly from ``[0, jitter]``; frames still leave
-      the link in order (jitter alone never reorders).
-    * ``loss``, ``duplicate``, ``corrupt`` (flip one random bit): probabilities.
-    * ``loss_burst``: the mean length of a run of lost frames. 1 (the default) loses
-      frames independently; above 1, losses come in bursts (a two-state Gilbert-Elliott
-      chain) while the long-run loss rate stays ``loss``.
-    * ``reorder``: probability that a frame is held back ``reorder_delay`` seconds, so
-      frames sent after it overtake it.
-    * ``rate``: bits per second (``None``: unlimited). A frame takes ``len*8/rate`` to
-      serialise; frames queue behind each other, and beyond ``queue_frames`` waiting
-      frames the newest is dropped.
-    * ``up``: ``False`` cuts the cable: frames are dropped both ways, including those
-      in flight when they arrive.
-    """
-
-    latency: float = 0.0
-    jitter: float = 0.0
-    loss: float = 0.0
-    loss_burst: float = 1.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-    reorder_delay: float = 0.001
-    corrupt: float = 0.0
-    rate: float | None = None
-    queue_frames: int = 1000
-    up: bool = True
-    ideal: bool = field(default=True, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.init:
-                _check_param(f.name, getattr(self, f.name))
-        self._update_ideal()
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name != "ideal":
-            _check_param(name, value)
-        object.__setattr__(self, name, value)
-        if name != "ideal" and hasattr(self, "ideal"):
-            self._update_ideal()
-
-    def _update_ideal(self) -> None:
-        ideal = (
-            self.up
-            and self.latency == 0
-            and self.jitter == 0
-            and self.loss == 0
-            and self.duplicate == 0
-            and self.reorder == 0
-            and self.corrupt == 0
-            and self.rate is None
-        )
-        object.__setattr__(self, "ideal", ideal)
-
-
-def _check_param(name: str, value: Any) -> None:
-    if name in _PROBABILITIES:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise ValueError(f"LinkParams.{name} must be a probability in [0, 1], got {value!r}")
-    elif name in _DURATIONS:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-            raise ValueError(f"LinkParams.{name} must be >= 0 seconds, got {value!r}")
-    elif name == "rate":
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
-        ):
-            raise ValueError(f"LinkParams.rate must be > 0 bits/s or None, got {value!r}")
-    elif name == "loss_burst":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
-            raise ValueError(f"LinkParams.loss_burst must be >= 1 frames, got {value!r}")
-    elif name == "queue_frames":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"LinkParams.queue_frames must be an int >= 1, got {value!r}")
-    elif name == "up" and not isinstance(value, bool):
-        raise TypeError(f"LinkParams.up must be a bool, got {value!r}")
-
-
-@dataclass(slots=True)
-class VnetCounters:
+class VnetCounters(ImpairCounters):
     """Why frames on one link were dropped or altered (beyond the seed's stats)."""
 
     dropped_malformed: int = 0  # shorter than an Ethernet header
     dropped_mtu: int = 0  # larger than this interface's MTU
-    dropped_down: int = 0  # link down
-    dropped_loss: int = 0  # random loss
-    dropped_queue: int = 0  # bandwidth queue full
     dropped_partition: int = 0  # switch would not forward across a partition
     dropped_no_receiver: int = 0  # arrived while nobody listened
     dropped_disconnected: int = 0  # sent after disconnect
-    duplicated: int = 0
-    corrupted: int = 0
-    reordered: int = 0
-
-    def reset(self) -> None:
-        for f in fields(self):
-            setattr(self, f.name, 0)
-
-
-class _Direction:
-    """One direction of a link: serialisation state and the frames on the wire.
-
-    Frames leave the wire in order (``fifo``, arrival times never decrease), so one timer
-    for the head of the queue serves them all; only frames held back by ``reorder`` get
-    their own timer.
-    """
-
-    __slots__ = ("bad", "busy_until", "deliver", "fifo", "last_arrival", "queue", "timer")
-
-    def __init__(self, deliver: Callable[[Frame], None]) -> None:
-        self.busy_until = 0.0
-        self.last_arrival = float("-inf")
-        self.queue: deque[float] = deque()  # departure times of frames not yet sent
-        self.fifo: deque[tuple[float, Frame]] = deque()
-        self.timer: asyncio.TimerHandle | None = None
-        self.deliver = deliver
-        self.bad = False  # in a loss burst
-
-    def push(self, t: float, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
-        fifo = self.fifo
-        fifo.append((t, data))
-        if self.timer is None:
-            self.timer = loop.call_at(t, self.drain)
-
-    def drain(self) -> None:
-        self.timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        fifo = self.fifo
-        deliver = self.deliver
-        while fifo and fifo[0][0] <= now:
-            deliver(fifo.popleft()[1])
-        if fifo and self.timer is None:
-            self.timer = loop.call_at(fifo[0][0], self.drain)
-
-    def clear(self) -> None:
-        """Forget the frames on the wire and the link's timing (a new clock starts)."""
-        self.fifo.clear()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.queue.clear()
-        self.busy_until = 0.0
-        self.last_arrival = float("-inf")
-        self.bad = False
 
 
 class _BufferPool:
@@ -271,12 +129,7 @@ class VnetSwitch:
         if aging <= 0:
             raise ValueError(f"aging must be > 0 seconds, got {aging}")
         if seed is None:
-            loop = current_sim()
-            seed = (
-                loop.rng().getrandbits(64)
-                if loop is not None
-                else random.SystemRandom().getrandbits(64)
-            )
+            seed = fresh_seed()
         self._name = name
         self._seed = seed
         self._aging = aging
@@ -471,7 +324,7 @@ class VnetIf:
         self.link = link
         self.counters = VnetCounters()
         self._stats = Stats()
-        self._rng = random.Random(f"{switch.seed}/{name}")
+        self._rng = link_rng(switch.seed, name)
         self._up = _Direction(self._arrive_at_switch)
         self._down = _Direction(self._deliver_delayed)
         self._receiver: FrameReceiver | None = None
@@ -479,7 +332,7 @@ class VnetIf:
         self._flush_handle: asyncio.Handle | None = None
         self._closed = False
         self._mirror = False
-        self._waiters: list[asyncio.Future[None]] = []
+        self._listens = SpawnedListens()
 
     def __repr__(self) -> str:
         return f"<VnetIf {self._name} {self._mac} mtu={self._mtu}>"
@@ -531,10 +384,7 @@ class VnetIf:
         self._switch._remove(self)
         self._receiver = None
         self._reset_link_state()
-        for w in self._waiters:
-            if not w.done():
-                w.set_result(None)
-        self._waiters.clear()
+        self._listens.close()
 
     # --- FrameLink ------------------------------------------------------------------------
 
@@ -580,7 +430,7 @@ class VnetIf:
         if self.link.ideal:
             self._switch._forward(self, data, loop)
         else:
-            self._impair(self._up, data, loop)
+            impair(self.link, self._rng, self.counters, self._up, data, loop)
 
     def _arrive_at_switch(self, data: Frame) -> None:
         if not self.link.up:
@@ -600,18 +450,7 @@ class VnetIf:
         """Run ``fn`` (as a task) on every received frame until :meth:`disconnect`."""
         if self._closed:
             return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        spawner = CallbackSpawner(fn, loop, copy=True)
-        self._receiver = spawner
-        try:
-            await waiter
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-            if self._receiver is spawner:
-                self._receiver = None
+        await self._listens.run(fn, self.set_receiver, lambda: self._receiver)
 
     def mac(self) -> MacAddr:
         return self._mac
@@ -646,7 +485,7 @@ class VnetIf:
             if self._flush_handle is None:
                 self._flush_handle = loop.call_soon(self._flush)
         else:
-            self._impair(self._down, data, loop)
+            impair(self.link, self._rng, self.counters, self._down, data, loop)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -680,83 +519,6 @@ class VnetIf:
             asyncio.get_running_loop().call_exception_handler(
                 {"message": f"exception in the receiver of {self!r}", "exception": exc}
             )
-
-    # --- impairments ----------------------------------------------------------------------
-
-    def _impair(
-        self,
-        d: _Direction,
-        data: Frame,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        """Carry ``data`` across one direction of this link, then hand it to ``d.deliver``.
-
-        The random draws happen in a fixed order (loss, corruption, jitter, duplication,
-        reordering) and only for impairments that are set, so a run is reproducible.
-        """
-        link = self.link
-        c = self.counters
-        if not link.up:
-            c.dropped_down += 1
-            return
-        rng = self._rng
-        loss = link.loss
-        if loss:
-            burst = link.loss_burst
-            if burst == 1:
-                lost = rng.random() < loss
-            elif loss >= 1:
-                lost = True
-            else:
-                # Gilbert-Elliott: leave a burst with 1/burst, enter one so that the
-                # stationary share of lost frames is `loss`.
-                if d.bad:
-                    d.bad = rng.random() >= 1 / burst
-                else:
-                    d.bad = rng.random() < loss / (burst * (1 - loss))
-                lost = d.bad
-            if lost:
-                c.dropped_loss += 1
-                return
-        now = loop.time()
-        t = now
-        rate = link.rate
-        if rate is not None:
-            q = d.queue
-            while q and q[0] <= now:
-                q.popleft()
-            if len(q) >= link.queue_frames:
-                c.dropped_queue += 1
-                return
-            t = max(now, d.busy_until) + len(data) * 8 / rate
-            d.busy_until = t
-            q.append(t)
-        if link.corrupt and rng.random() < link.corrupt:
-            b = bytearray(data)
-            bit = rng.randrange(len(b) * 8)
-            b[bit >> 3] ^= 1 << (bit & 7)
-            data = bytes(b)
-            c.corrupted += 1
-        t += link.latency
-        if link.jitter:
-            t += rng.uniform(0.0, link.jitter)
-        if t < d.last_arrival:
-            t = d.last_arrival  # the wire keeps order; only `reorder` breaks it
-        d.last_arrival = t
-        copies = 1
-        if link.duplicate and rng.random() < link.duplicate:
-            copies = 2
-            c.duplicated += 1
-        held = link.reorder and rng.random() < link.reorder
-        for _ in range(copies):
-            if held:
-                loop.call_at(t + link.reorder_delay, d.deliver, data)
-            elif t <= now and not d.fifo:
-                d.deliver(data)
-            else:
-                d.push(t, data, loop)
-        if held:
-            c.reordered += 1
 
 
 _check_network: type[Network] = VnetIf

@@ -3,7 +3,7 @@
 This is how stacks leave one process or one machine and join overlays the industry already
 runs: the Linux kernel's ``vxlan`` devices and Open vSwitch speak the same protocol.
 
-Why this shape (docs/DATAPATH): the socket is non-blocking; one ``add_reader`` wake-up
+Why this shape (docs/design.md, the per-frame budget): the socket is non-blocking; one ``add_reader`` wake-up
 reads a batch of datagrams into one reusable buffer until EAGAIN and hands each inner
 frame to the synchronous :class:`FrameLink` receiver; sends are direct ``sendmsg`` calls
 with the 8-byte header as a separate buffer (no copy), queued (bounded) only on EAGAIN.

@@ -81,8 +81,10 @@ class Arp:
         *,
         wake: Callable[[float], None] = lambda when: None,
         config: ArpConfig | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.mac = bytes(mac)
+        self._on_change = on_change
         self._transmit = transmit
         self._wake = wake
         self.config = config or ArpConfig()
@@ -90,8 +92,8 @@ class Arp:
         self.ips: set[int] = set()
         self._cache: dict[int, tuple[bytes, float]] = {}
         self.generation = 0
-        """Bumped whenever a cache entry is added, changed or removed: whoever keeps a MAC
-        from :meth:`lookup_entry` (a connection's prebuilt header) looks it up again."""
+        """Bumped whenever a cache entry is added, changed or removed (and ``on_change``
+        called): whoever keeps a MAC from :meth:`lookup_entry` looks it up again."""
         self._pending: dict[int, _Pending] = {}
         self.observer: Observer | None = None
 
@@ -102,13 +104,18 @@ class Arp:
         """Addresses being resolved, with packets waiting for them."""
         return len(self._pending)
 
+    def _changed(self) -> None:
+        self.generation += 1
+        if self._on_change is not None:
+            self._on_change()
+
     def lookup(self, ip: int, now: float) -> bytes | None:
         e = self._cache.get(ip)
         if e is None:
             return None
         if e[1] <= now:
             del self._cache[ip]
-            self.generation += 1
+            self._changed()
             return None
         return e[0]
 
@@ -133,7 +140,7 @@ class Arp:
             del cache[next(iter(cache))]
             self.counters.evicted += 1
         cache[ip] = (mac, now + self.config.entry_ttl)
-        self.generation += 1
+        self._changed()
         p = self._pending.pop(ip, None)
         if p is not None:
             self.counters.resolved += 1

@@ -1,7 +1,7 @@
 """Run an application callback eagerly: a task only if it actually has to wait.
 
 Why: the seed's callbacks are coroutines, and a task per datagram costs about as much as
-the whole stack's per-packet work (docs/DATAPATH). Most callbacks (count, reply with a
+the whole stack's per-packet work (docs/design.md, the per-frame budget). Most callbacks (count, reply with a
 synchronous send) finish without suspending, so we step the coroutine once in place; if
 it suspends, a task takes over and drives it on as the task would have. This is the idea
 of Python 3.12's eager task factory, done for one call site.

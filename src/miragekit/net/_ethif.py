@@ -1,16 +1,16 @@
 """ETHIF: Ethernet framing over a NETWORK, dispatching received frames by ethertype.
 
 ``write``/``writev`` take whole frames (the seed: "outputs buf"); the IP layer builds the
-Ethernet header itself in :meth:`IPv4.allocate_frame`. :meth:`classify` is the
-synchronous check the stack's fast path uses; :meth:`input` is the seed's async form.
+Ethernet header itself in :meth:`IPv4.allocate_frame`. :meth:`dispatch` is the
+ethertype dispatch the stack's fast path uses; :meth:`input` is the seed's async form.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Self, cast
+from typing import Final, Self, TypeVar, cast
 
 from ..link import FrameLink
 from ..link import send_frames as _link_send_frames
@@ -23,6 +23,7 @@ ETHERTYPE_IPV4: Final = 0x0800
 ETHERTYPE_ARP: Final = 0x0806
 ETHERTYPE_IPV6: Final = 0x86DD
 HEADER_LEN: Final = 14
+H = TypeVar("H")
 
 
 @dataclass(slots=True)
@@ -110,17 +111,26 @@ class Ethif:
 
     # --- input -----------------------------------------------------------------------------
 
-    def classify(self, frame: memoryview) -> int:
-        """The ethertype of a frame for us (unicast to our MAC, broadcast or multicast), or -1."""
+    def dispatch(self, frame: memoryview, inputs: Mapping[int, H]) -> H | None:
+        """The input for ``frame``'s ethertype in ``inputs``, if the frame is for us
+        (unicast to our MAC, broadcast or multicast); ``None`` otherwise (counted).
+
+        The one ethertype dispatch: the stack's synchronous path (:class:`Interface`)
+        and the seed's async :meth:`input` both go through it.
+        """
         c = self.counters
         c.rx_frames += 1
         if len(frame) < HEADER_LEN:
             c.rx_short += 1
-            return -1
+            return None
         if not (frame[0] & 1) and frame[0:6] != self._mac_bytes and not self.promiscuous:
             c.rx_not_for_us += 1
-            return -1
-        return (frame[12] << 8) | frame[13]
+            return None
+        try:
+            return inputs[(frame[12] << 8) | frame[13]]
+        except KeyError:
+            c.rx_unknown_type += 1
+            return None
 
     async def input(
         self,
@@ -131,15 +141,9 @@ class Ethif:
         ipv6: FrameCallback,
     ) -> None:
         buf = memoryview(buf)
-        et = self.classify(buf)
-        if et == ETHERTYPE_IPV4:
-            await ipv4(buf[HEADER_LEN:])
-        elif et == ETHERTYPE_ARP:
-            await arpv4(buf[HEADER_LEN:])
-        elif et == ETHERTYPE_IPV6:
-            await ipv6(buf[HEADER_LEN:])
-        elif et >= 0:
-            self.counters.rx_unknown_type += 1
+        fn = self.dispatch(buf, {ETHERTYPE_IPV4: ipv4, ETHERTYPE_ARP: arpv4, ETHERTYPE_IPV6: ipv6})
+        if fn is not None:
+            await fn(buf[HEADER_LEN:])
 
 
 _pending: set[asyncio.Task[None]] = set()

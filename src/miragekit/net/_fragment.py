@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..wire._checksum import checksum
+from ..wire import checksum
 
 Key = tuple[bytes, bytes, int, int]
 """(source, destination, protocol, identification); IPv6 has no protocol in it (0)."""

@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from ..wire._checksum import checksum
+from ..wire import checksum
 from ._ratelimit import TokenBucket
 
 ECHO_REPLY: Final = 0

@@ -10,29 +10,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-import logging
 import random
 from collections.abc import Sequence
 
 from ..v1 import Network, UDPCallback
-from ._ethif import ETHERTYPE_IPV6, Ethif
+from ._ethif import Ethif
 from ._fragment import ReassemblyConfig
+from ._iface import Interface
 from ._ipv6 import PROTO_TCP, PROTO_UDP, Handler, IPv6
 from ._ndp import NdpConfig
 from ._udp import UDP
 
-_log = logging.getLogger(__name__)
 Addr = ipaddress.IPv6Address
 
 
 class IPv6Stack:
-    def __init__(self, netif: Network, ethif: Ethif, ipv6: IPv6, udp: UDP[Addr]) -> None:
-        self.netif = netif
-        self.ethif = ethif
+    def __init__(self, iface: Interface, ipv6: IPv6, udp: UDP[Addr], *, owns: bool) -> None:
+        self.iface = iface
+        self.ethif = iface.ethif
+        self.netif = iface.ethif.id()
         self.ipv6 = ipv6
         self.udp = udp
-        self.internal_errors = 0
-        self._listen_task: asyncio.Task[None] | None = None
+        self._owns = owns  # the interface is ours (not shared with IPv4)
 
     @classmethod
     async def connect(
@@ -49,24 +48,52 @@ class IPv6Stack:
         addresses ``cidrs`` (e.g. ``"fd00::2/64"``) and, unless ``ndp.slaac`` is off, the
         addresses router advertisements offer. Each address is usable once DAD passes
         (see :meth:`wait_ready`)."""
-        ethif = Ethif(netif)
-        ipv6 = IPv6(ethif, rng=rng, ndp=ndp, reassembly=reassembly)
+        iface = Interface(Ethif(netif))
+        iface.start()
+        return await cls._on(iface, True, cidrs, gateways, rng, ndp, reassembly)
+
+    @classmethod
+    async def join(
+        cls,
+        iface: Interface,
+        *,
+        cidrs: Sequence[str | ipaddress.IPv6Interface] = (),
+        gateways: Sequence[str | Addr] = (),
+        rng: random.Random | None = None,
+        ndp: NdpConfig | None = None,
+    ) -> IPv6Stack:
+        """The same layers on an interface that already runs (IPv4's, for a dual stack):
+        they share its device and its dispatch; :meth:`disconnect` leaves it running."""
+        return await cls._on(iface, False, cidrs, gateways, rng, ndp, None)
+
+    @classmethod
+    async def _on(
+        cls,
+        iface: Interface,
+        owns: bool,
+        cidrs: Sequence[str | ipaddress.IPv6Interface],
+        gateways: Sequence[str | Addr],
+        rng: random.Random | None,
+        ndp: NdpConfig | None,
+        reassembly: ReassemblyConfig | None,
+    ) -> IPv6Stack:
+        ipv6 = IPv6(iface.ethif, rng=rng, ndp=ndp, reassembly=reassembly)
         udp: UDP[Addr] = UDP(ipv6, rng=rng)
         ipv6.set_handler(PROTO_UDP, udp.receive)
-        self = cls(netif, ethif, ipv6, udp)
-        if ethif.link is not None:
-            ethif.link.set_receiver(self.receive_frame)
-        else:
-            self._listen_task = asyncio.get_running_loop().create_task(
-                netif.listen(self._listen_frame)
-            )
+        self = cls(iface, ipv6, udp, owns=owns)
+        iface.ipv6 = ipv6  # the interface's dispatch feeds it from now on
         ipv6.start()  # after the receiver: DAD must hear the answers
         for c in cidrs:
-            iface = ipaddress.IPv6Interface(c)
-            await ipv6.set_ip_netmask(iface.network)
-            await ipv6.set_ip(iface.ip)
+            ip = ipaddress.IPv6Interface(c)
+            await ipv6.set_ip_netmask(ip.network)
+            await ipv6.set_ip(ip.ip)
         await ipv6.set_ip_gateways([Addr(g) for g in gateways])
         return self
+
+    @property
+    def internal_errors(self) -> int:
+        """Exceptions of ours caught on the input path."""
+        return self.iface.internal_errors
 
     async def wait_ready(self, *addrs: Addr, timeout: float = 10.0) -> bool:
         """Wait until no address is tentative and each of ``addrs`` is ours (for SLAAC,
@@ -81,20 +108,8 @@ class IPv6Stack:
         return False
 
     def receive_frame(self, frame: memoryview) -> None:
-        """One received Ethernet frame, synchronously. Never raises."""
-        try:
-            et = self.ethif.classify(frame)
-            if et == ETHERTYPE_IPV6:
-                self.ipv6.receive(frame[14:])
-            elif et >= 0:
-                self.ethif.counters.rx_unknown_type += 1
-        except Exception:
-            # A bug of ours, not the peer's: count it, keep the stack running.
-            self.internal_errors += 1
-            _log.exception("stack input failed")
-
-    async def _listen_frame(self, frame: memoryview) -> None:
-        self.receive_frame(frame)
+        """One received Ethernet frame, synchronously (:meth:`Interface.receive_frame`)."""
+        self.iface.receive_frame(frame)
 
     def listen_udpv6(self, *, port: int, callback: UDPCallback[Addr]) -> None:
         self.udp.listen(port, callback)
@@ -115,9 +130,9 @@ class IPv6Stack:
         }
 
     async def disconnect(self) -> None:
-        if self.ethif.link is not None:
-            self.ethif.link.set_receiver(None)
-        if self._listen_task is not None:
-            self._listen_task.cancel()
+        if self._owns:
+            self.iface.stop()
+        elif self.iface.ipv6 is self.ipv6:
+            self.iface.ipv6 = None
         await self.udp.disconnect()
         await self.ipv6.disconnect()

@@ -8,13 +8,13 @@ objects fed with ``now``; their deadlines share one loop timer.
 
 On a device with checksum and segmentation offload (:class:`~miragekit.link.OffloadLink`)
 received packets may exceed the MTU (up to 64 KiB, never via reassembly) and carry flags
-that let the transport skip its checksum (:attr:`IPv4.rx_csum_ok` during the delivery);
+that let the transport skip its checksum (the handler's ``verified`` argument);
 TCP sends through :meth:`IPv4.send_offload`, which never fragments: a packet above the
 MTU leaves whole, and the device cuts it into MSS-sized segments.
 
 Without offload, TCP's per-segment paths are short cuts over the same rules: segments go
-out as whole frames from a :class:`TcpSender` (each connection's prebuilt headers and
-cached next hop) in bursts (:meth:`IPv4.send_frames`), and plain packets for our address
+out as whole frames built on :meth:`IPv4.prebuilt_header` (valid while
+:attr:`IPv4.generation` stays) in bursts (:meth:`IPv4.send_frames`), and plain packets for our address
 reach a handler registered with :meth:`IPv4.set_packed_handler` with packed addresses,
 without the general parse. Anything unusual takes the general path.
 """
@@ -31,27 +31,27 @@ from typing import Final, Literal, Self
 
 from ..link import OffloadLink, offload_link
 from ..result import Error, IPError, Ok
-from ..v1 import Buffer, IPCallback, IPDefaultCallback
+from ..v1 import Buffer
 from ..v1 import IPv4 as IPv4Protocol
-from ..wire._checksum import (
+from ..wire import (
     checksum,
     checksum_v,
     pseudo_sum_v4,
-    residue,
 )
 from ..wire.ipv4 import HEADER
-from ..wire.tcp import TCPRepr
 from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
 from ._icmp import PROTO_UNREACHABLE, Icmp
+from ._iplayer import AddressCache, IPCommon
 from ._timer import Wakeup
 
 Addr = ipaddress.IPv4Address
-Handler = Callable[[Addr, Addr, memoryview], None]
-"""A synchronous protocol handler: ``handler(src, dst, payload)``; the payload view is
-valid only during the call."""
-PackedHandler = Callable[[bytes, bytes, memoryview], None]
+Handler = Callable[[Addr, Addr, memoryview, bool], None]
+"""A synchronous protocol handler: ``handler(src, dst, payload, verified)``; the payload
+view is valid only during the call; ``verified``: the device vouched for the transport
+checksum (offload), so the handler need not check it."""
+PackedHandler = Callable[[bytes, bytes, memoryview, bool], None]
 """The same with packed (4-byte) addresses: no address object per packet."""
 
 PROTO_ICMP: Final = 1
@@ -64,13 +64,6 @@ _RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
 _RX_PLAIN = struct.Struct("!2xH2xHxB2x4s4s")  # length, flags+offset, proto, src, dst
 _LEN_ID = struct.Struct("!HH")
 _ETYPE_IP = struct.Struct("!HBBHHHBBH4s4s")  # the ethertype, then the IPv4 header
-# A whole Ethernet + IPv4 + TCP header in one pack (TcpSender): the constant runs as
-# byte strings, the fields that change per segment as numbers. "_TS": with the
-# timestamp option (NOP, NOP, TS) that every segment after the handshake carries.
-_TX_TS = struct.Struct("!16sHH4sH12sIIHHH6sII")
-_TX = struct.Struct("!16sHH4sH12sIIHHH2s")
-_URG0_NOP_NOP_TS = b"\0\0\x01\x01\x08\x0a"
-_TS_OPT_SUM = 0x0101 + 0x080A
 
 
 def _loop_rng(loop: asyncio.AbstractEventLoop) -> random.Random:
@@ -104,11 +97,13 @@ class IPv4Counters:
     tx_offload_unresolved: int = 0  # TSO packets cut to one segment while ARP resolves
 
 
-class IPv4:
+class IPv4(IPCommon[ipaddress.IPv4Address, int]):
     """One IPv4 address on one Ethernet interface (the seed: a single address/netmask)."""
 
     port_unreachable: Final = 3
     """The ICMP code UDP passes to :meth:`reject_current` for a closed port."""
+    _ICMP = PROTO_ICMP
+    _ADDRS = (26, 23, 4)
 
     def __init__(
         self,
@@ -125,11 +120,16 @@ class IPv4:
         self.rng = rng or _loop_rng(self._loop)
         self._mac = ethif.mac().packed
         self.mtu = ethif.mtu
-        self._gen = 0  # bumped by every change that may alter a route or a frame header
+        self.generation = 0
+        """Changes whenever a header from :meth:`prebuilt_header` may be stale: the
+        configuration (address, netmask, gateways, TTL) or the ARP cache changed."""
         self._ttl = ttl
         self.counters = IPv4Counters()
         self._wakeup = Wakeup(self._loop, self._on_timer)
-        self.arp = Arp(self._mac, ethif.sendv, wake=self._wakeup.at, config=arp)
+        self.arp = Arp(
+            self._mac, ethif.sendv, wake=self._wakeup.at, config=arp, on_change=self._changed
+        )
+        self._neighbours = self.arp
         self.reassembler = Reassembler(wake=self._wakeup.at, config=reassembly)
         self.icmp = Icmp()
         self._ip = 0
@@ -142,10 +142,8 @@ class IPv4:
         self._handlers: dict[int, Handler] = {}
         self._packed_handlers: dict[int, PackedHandler] = {}
         self._icmp_handler: Handler | None = None
-        self._addrs: dict[int, Addr] = {}
+        self._addr = AddressCache(Addr)
         self._rx_packet: memoryview | None = None
-        self.rx_csum_ok = False
-        """During a delivery: the device vouched for the transport checksum (offload)."""
         self.offload: OffloadLink | None = offload_link(ethif.link)
         """The device's checksum and segmentation offload, when it has them."""
 
@@ -186,10 +184,10 @@ class IPv4:
     @ttl.setter
     def ttl(self, v: int) -> None:
         self._ttl = v
-        self._gen += 1
+        self.generation += 1
 
     def _set_ip(self, ip: Addr) -> None:
-        self._gen += 1
+        self.generation += 1
         self._ip = int(ip)
         self._ip_b = ip.packed
         self.arp.ips = {self._ip} if self._ip else set()
@@ -207,7 +205,7 @@ class IPv4:
         """
         if iface is None:
             iface = ipaddress.IPv4Interface("0.0.0.0/0")
-        self._gen += 1
+        self.generation += 1
         self._prefix = iface.network
         self._net = int(iface.network.network_address)
         self._mask = int(iface.network.netmask)
@@ -219,7 +217,7 @@ class IPv4:
         return [self._addr(self._ip)]
 
     async def set_ip_netmask(self, prefix: ipaddress.IPv4Network) -> None:
-        self._gen += 1
+        self.generation += 1
         self._prefix = prefix
         self._net = int(prefix.network_address)
         self._mask = int(prefix.netmask)
@@ -228,7 +226,7 @@ class IPv4:
         return [self._prefix] if self._prefix is not None else []
 
     async def set_ip_gateways(self, gateways: list[Addr]) -> None:
-        self._gen += 1
+        self.generation += 1
         self._gateways = list(gateways)
 
     def get_ip_gateways(self) -> list[Addr]:
@@ -263,14 +261,6 @@ class IPv4:
         else:
             self._packed_handlers[proto] = handler
 
-    def _addr(self, i: int) -> Addr:
-        a = self._addrs.get(i)
-        if a is None:
-            if len(self._addrs) >= 4096:
-                self._addrs.clear()
-            a = self._addrs[i] = Addr(i)
-        return a
-
     def _is_broadcast(self, dst: int) -> bool:
         return dst == _ALL_ONES or (
             self._mask != 0 and dst == self._net | (~self._mask & _ALL_ONES)
@@ -278,7 +268,7 @@ class IPv4:
 
     # --- input -----------------------------------------------------------------------------
 
-    def _parse(self, pkt: memoryview) -> tuple[int, int, int, memoryview, memoryview] | None:
+    def _parse_packet(self, pkt: memoryview) -> tuple[int, int, int, memoryview, memoryview] | None:
         """Validate one packet: (proto, src, dst, payload, whole packet), or None (counted)."""
         c = self.counters
         c.rx_packets += 1
@@ -338,7 +328,8 @@ class IPv4:
         """The synchronous input path: one IPv4 packet (the Ethernet payload).
 
         ``flags`` (``CSUM_NEEDED``/``CSUM_VALID`` from an :class:`OffloadLink`) tell the
-        transport not to verify its checksum; the packet may then exceed the MTU.
+        transport not to verify its checksum (the handler's ``verified``); the packet may
+        then exceed the MTU.
         """
         n = len(packet)
         if n >= 20 and packet[0] == 0x45 and self._packed_handlers:
@@ -361,20 +352,18 @@ class IPv4:
                 c.rx_delivered += 1
                 pkt = packet[:tl] if tl < n else packet
                 self._rx_packet = pkt
-                self.rx_csum_ok = flags != 0
                 try:
-                    ph(src_b, dst_b, pkt[20:])
+                    ph(src_b, dst_b, pkt[20:], flags != 0)
                 finally:
                     self._rx_packet = None
-                    self.rx_csum_ok = False
                 return
-        r = self._parse(packet)
+        r = self._parse_packet(packet)
         if r is None:
             return
         proto, src, dst, payload, pkt = r
         if proto == PROTO_ICMP:
-            if not self._icmp_input(src, dst, payload) and self._icmp_handler is not None:
-                self._icmp_handler(self._addr(src), self._addr(dst), payload)
+            if not self._icmp_input(src, dst, payload, pkt) and self._icmp_handler is not None:
+                self._icmp_handler(self._addr(src), self._addr(dst), payload, False)
             return
         h = self._handlers.get(proto)
         ph = None if h is not None else self._packed_handlers.get(proto)
@@ -384,20 +373,20 @@ class IPv4:
             return
         self._rx_packet = pkt
         # A reassembled packet lives in a new buffer: the device's flags are not about it.
-        self.rx_csum_ok = flags != 0 and pkt.obj is packet.obj
+        verified = flags != 0 and pkt.obj is packet.obj
         try:
             if h is not None:
-                h(self._addr(src), self._addr(dst), payload)
+                h(self._addr(src), self._addr(dst), payload, verified)
             elif ph is not None:
-                ph(src.to_bytes(4, "big"), dst.to_bytes(4, "big"), payload)
+                ph(src.to_bytes(4, "big"), dst.to_bytes(4, "big"), payload, verified)
         finally:
             self._rx_packet = None
-            self.rx_csum_ok = False
 
-    def receive_arp(self, packet: memoryview) -> None:
+    def receive_arp(self, packet: memoryview, flags: int = 0) -> None:
+        """One ARP packet (the Ethernet payload); ``flags`` as for :meth:`receive`, unused."""
         self.arp.input(packet, self._loop.time())
 
-    def _icmp_input(self, src: int, dst: int, payload: memoryview) -> bool:
+    def _icmp_input(self, src: int, dst: int, payload: memoryview, pkt: memoryview) -> bool:
         """Answer echo requests; True when the message was consumed (or malformed)."""
         reply = self.icmp.input(payload, answer=dst == self._ip and src != 0)
         if reply is not None:
@@ -423,34 +412,6 @@ class IPv4:
         src = int.from_bytes(pkt[12:16], "big")
         dst = int.from_bytes(pkt[16:20], "big")
         self._unreachable(code, pkt, src, dst)
-
-    async def input(
-        self,
-        buf: memoryview,
-        *,
-        tcp: IPCallback[Addr],
-        udp: IPCallback[Addr],
-        default: IPDefaultCallback[Addr],
-    ) -> None:
-        r = self._parse(memoryview(buf))
-        if r is None:
-            return
-        proto, src, dst, payload, pkt = r
-        s, d = self._addr(src), self._addr(dst)
-        if proto == PROTO_ICMP:
-            if not self._icmp_input(src, dst, payload):
-                await default(proto, s, d, payload)
-            return
-        self._rx_packet = pkt
-        try:
-            if proto == PROTO_TCP:
-                await tcp(s, d, payload)
-            elif proto == PROTO_UDP:
-                await udp(s, d, payload)
-            else:
-                await default(proto, s, d, payload)
-        finally:
-            self._rx_packet = None
 
     async def input_arpv4(self, buf: memoryview) -> None:
         self.receive_arp(memoryview(buf))
@@ -527,7 +488,7 @@ class IPv4:
             f[24:26] = b"\0\0"
             f[24:26] = checksum(f[ETH_HLEN : ETH_HLEN + hl]).to_bytes(2, "big")
             c.tx_packets += 1
-            self._emit([f, *bufs], route)
+            self._emit([f, *bufs], *route)
             return
         if f[ETH_HLEN + 6] & 0x40:
             c.tx_too_big += 1
@@ -546,7 +507,7 @@ class IPv4:
             hdr[24:26] = b"\0\0"
             hdr[24:26] = checksum(memoryview(hdr)[ETH_HLEN:end]).to_bytes(2, "big")
             c.tx_fragments += 1
-            self._emit([hdr, piece], route)
+            self._emit([hdr, piece], *route)
         c.tx_packets += 1
 
     def send_frame(self, frame: memoryview) -> None:
@@ -574,13 +535,38 @@ class IPv4:
         self.counters.tx_packets += 1
         self._ethif.send(f)
 
-    def tcp_sender(self, laddr: bytes, raddr: bytes, sport: int, dport: int) -> TcpSender:
-        """A prebuilt header for the TCP connection ``laddr:sport -> raddr:dport``
-        (packed addresses): see :class:`TcpSender`."""
-        return TcpSender(self, laddr, raddr, sport, dport)
+    # --- the seam for prebuilt headers (TCP's per-connection fast path) -------------------
+
+    def prebuilt_header(self, dst: bytes, proto: int, now: float) -> tuple[bytes, float] | None:
+        """The Ethernet and IPv4 headers (34 bytes) of a packet to packed address ``dst``
+        (next hop's MAC, ours, no IP options, TTL, ``proto``, addresses; total length,
+        ident and checksum zero) and until when the MAC may be kept (and while
+        :attr:`generation` stays). ``None``: no route, or the next hop is not resolved."""
+        route = self._route(int.from_bytes(dst, "big"))
+        if route is None:
+            return None
+        nexthop, mac = route
+        until = float("inf")
+        if mac is None:
+            entry = self.arp.lookup_entry(nexthop, now)
+            if entry is None:
+                return None
+            mac, until = entry
+        ip = _ETYPE_IP.pack(0x0800, 0x45, 0, 0, 0, 0, self._ttl, proto, 0, self._ip_b, dst)
+        return mac + self._mac + ip, until
+
+    def _changed(self) -> None:
+        self.generation += 1
+
+    def next_ident(self) -> int:
+        """Take the IP identification of the next packet sent."""
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        return ident
 
     def send_frames(self, frames: Sequence[Buffer]) -> None:
-        """Send whole frames (from :meth:`TcpSender.frame`) as one burst to the device."""
+        """Send whole IPv4 frames (headers from :meth:`prebuilt_header`, the rest filled
+        in) as one burst; each counts as a packet sent."""
+        self.counters.tx_packets += len(frames)
         self._ethif.send_frames(frames)
 
     def send_offload(self, frame: memoryview, payload: Buffer, gso_size: int) -> None:
@@ -638,30 +624,6 @@ class IPv4:
         f[tcp + 16 : tcp + 18] = checksum_v((f[tcp:], data), pseudo).to_bytes(2, "big")
         self.send(f, (data,))
 
-    def _emit(self, parts: list[Buffer], route: tuple[int, bytes | None]) -> None:
-        nexthop, mac = route
-        if mac is not None:
-            head = parts[0]
-            assert isinstance(head, bytearray | memoryview)
-            head[0:6] = mac
-            self._ethif.sendv(parts)
-        else:
-            self.arp.send(nexthop, parts, self._loop.time())
-
-    async def write(self, frame: Buffer, buf: Buffer) -> None:
-        self.send(frame, (buf,))
-
-    async def writev(self, frame: Buffer, bufs: Sequence[Buffer]) -> None:
-        self.send(frame, bufs)
-
-    def checksum(self, frame: Buffer, bufs: Sequence[Buffer]) -> int:
-        f = memoryview(frame)
-        length = 0
-        for b in bufs:
-            length += len(b)
-        pseudo = pseudo_sum_v4(f[26:30], f[30:34], f[23], length)
-        return checksum_v(bufs, pseudo)
-
     # --- timers ----------------------------------------------------------------------------
 
     def _on_timer(self, now: float) -> None:
@@ -670,127 +632,6 @@ class IPv4:
         nxt = [t for t in (self.arp.poll_at(), self.reassembler.poll_at()) if t is not None]
         if nxt:
             self._wakeup.at(min(nxt))
-
-
-class TcpSender:
-    """The Ethernet, IPv4 and TCP headers of one connection, prebuilt.
-
-    Why: at MTU 1500 the per-segment budget is a few microseconds, and building each
-    frame layer by layer (TCP header and options, then IPv4 header, route, ARP lookup,
-    Ethernet header) spent most of it. Here the constant parts (MACs, addresses, ports,
-    TTL) are byte strings and the constant parts of both checksums are sums kept from the
-    last refresh, so a segment is one ``struct.pack`` of the header, one pass over the
-    payload for its checksum, and one concatenation.
-
-    The next-hop MAC is kept until the ARP entry expires, or until the ARP cache or the
-    layer's configuration (address, netmask, gateways, TTL) changes (their generation
-    counters), and then looked up again. :meth:`frame` gives ``None`` for what it does
-    not cover (options other than timestamps, urgent data, above the MTU, no route, next
-    hop not resolved): the caller then takes the general path, which handles all that.
-    """
-
-    __slots__ = (
-        "_arp",
-        "_arp_gen",
-        "_dport",
-        "_eth_ip",
-        "_gen",
-        "_ip",
-        "_ip_mid",
-        "_ip_sum",
-        "_laddr",
-        "_ports",
-        "_raddr",
-        "_sport",
-        "_tcp_sum",
-        "_until",
-    )
-
-    def __init__(self, ip: IPv4, laddr: bytes, raddr: bytes, sport: int, dport: int) -> None:
-        if len(laddr) != 4 or len(raddr) != 4:
-            raise ValueError("laddr/raddr: need two 4-byte (IPv4) addresses")
-        self._ip = ip
-        self._arp = ip.arp
-        self._laddr = laddr
-        self._raddr = raddr
-        self._sport = sport
-        self._dport = dport
-        self._gen = -1  # never current: the first frame() refreshes
-        self._arp_gen = -1
-        self._until = 0.0
-        self._eth_ip = b""
-        self._ip_mid = b""
-        self._ports = b""
-        self._ip_sum = 0
-        self._tcp_sum = 0
-
-    def _refresh(self, now: float) -> bool:
-        """Route and resolve the next hop again; False when either fails."""
-        ip = self._ip
-        route = ip._route(int.from_bytes(self._raddr, "big"))
-        if route is None:
-            return False
-        nexthop, mac = route
-        until = float("inf")
-        if mac is None:
-            entry = self._arp.lookup_entry(nexthop, now)
-            if entry is None:
-                return False
-            mac, until = entry
-        ttl = ip.ttl
-        src = ip._ip_b
-        self._eth_ip = mac + ip._mac + b"\x08\x00\x45\x00"
-        self._ip_mid = bytes((0, 0, ttl, PROTO_TCP))
-        self._ports = src + self._raddr + self._sport.to_bytes(2, "big")
-        self._ports += self._dport.to_bytes(2, "big")
-        # The IPv4 header's words but length, ident and checksum; the TCP pseudo-header
-        # and ports. 2**16 == 1 (mod 0xFFFF), so a 32-bit value adds as its two words.
-        self._ip_sum = 0x4500 + (ttl << 8 | PROTO_TCP) + int.from_bytes(src, "big")
-        self._ip_sum += int.from_bytes(self._raddr, "big")
-        self._tcp_sum = int.from_bytes(self._laddr, "big") + int.from_bytes(self._raddr, "big")
-        self._tcp_sum += PROTO_TCP + self._sport + self._dport
-        self._gen = ip._gen
-        self._arp_gen = self._arp.generation
-        self._until = until
-        return True
-
-    def frame(self, seg: TCPRepr, now: float) -> bytes | None:
-        """The whole frame for ``seg`` (IP ident taken, counted as sent), or ``None``
-        when the general path must send it."""
-        ip = self._ip
-        if (
-            self._gen != ip._gen or self._arp_gen != self._arp.generation or now >= self._until
-        ) and not self._refresh(now):
-            return None
-        # One unpacking instead of a dozen field lookups.
-        _sp, _dp, seq, ack, flags, window, payload, mss, ws, sackp, sack, ts, urg, unk = seg
-        if urg or sack or mss is not None or ws is not None or sackp or unk:
-            return None
-        plen = len(payload)
-        hl = 20 if ts is None else 32
-        tcp_len = hl + plen
-        tl = 20 + tcp_len
-        if tl > ip.mtu:
-            return None
-        ip._ident = ident = (ip._ident + 1) & 0xFFFF
-        r = (self._ip_sum + tl + ident) % 0xFFFF
-        ip_csum = 0xFFFF - r if r else 0
-        # The payload's sum: one big integer reduced at once (wire/_checksum); an odd
-        # length is padded with a zero byte. Never all zero: the protocol is in the sum.
-        v = residue(payload)
-        offflags = hl << 10 | flags
-        v += self._tcp_sum + tcp_len + seq + ack + offflags + window
-        fixed = (self._eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack)
-        if ts is None:
-            r = v % 0xFFFF
-            hdr = _TX.pack(*fixed, offflags, window, 0xFFFF - r if r else 0, b"\0\0")
-        else:
-            tsv, tse = ts
-            r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
-            csum = 0xFFFF - r if r else 0
-            hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
-        ip.counters.tx_packets += 1
-        return hdr + payload if plen else hdr
 
 
 _check: type[IPv4Protocol] = IPv4

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import Final, Literal, Self
 
 from ..result import Error, IPError, Ok
-from ..v1 import Buffer, IPCallback, IPDefaultCallback
+from ..v1 import Buffer
 from ..v1 import IPv6 as IPv6Protocol
-from ..wire._checksum import checksum_add, checksum_finish, checksum_v, ones_sum, pseudo_sum_v6
-from ..wire._error import WireError
+from ..wire import WireError, checksum_add, checksum_finish, ones_sum, pseudo_sum_v6
 from ..wire.icmpv6 import (
     ALL_MLDV2_ROUTERS,
     CHANGE_TO_EXCLUDE,
@@ -59,13 +58,15 @@ from ..wire.ipv6 import (
 )
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig, finish_ipv6
+from ._iplayer import AddressCache, IPCommon
 from ._ipv4 import _loop_rng
 from ._ndp import ALL_NODES, UNSPECIFIED, Ndp, NdpConfig
 from ._ratelimit import TokenBucket
 from ._timer import Wakeup
 
 Addr = ipaddress.IPv6Address
-Handler = Callable[[Addr, Addr, memoryview], None]
+Handler = Callable[[Addr, Addr, memoryview, bool], None]
+"""A synchronous protocol handler: ``handler(src, dst, payload, verified)``, as for IPv4."""
 """A synchronous protocol handler: ``handler(src, dst, payload)``; the payload view is
 valid only during the call."""
 
@@ -116,12 +117,14 @@ class Icmpv6Counters:
     tx_mld_reports: int = 0
 
 
-class IPv6:
+class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
     """IPv6 on one Ethernet interface: a link-local address from the MAC, addresses from
     router advertisements (SLAAC) and from :meth:`set_ip`, each checked by DAD."""
 
     port_unreachable: Final = int(Unreachable.PORT_UNREACHABLE)
     """The ICMPv6 code UDP passes to :meth:`reject_current` for a closed port."""
+    _ICMP = PROTO_ICMPV6
+    _ADDRS = (22, 20, 16)
 
     def __init__(
         self,
@@ -137,7 +140,6 @@ class IPv6:
         self._ethif = ethif
         self._loop = loop or asyncio.get_running_loop()
         self.rng = rng or _loop_rng(self._loop)
-        self.rx_csum_ok = False  # True while delivering a packet the device vouched for
         self._mac = ethif.mac().packed
         self.link_mtu = ethif.mtu
         self.counters = IPv6Counters()
@@ -154,6 +156,7 @@ class IPv6:
             rng=self.rng,
             on_addresses=self._addresses_changed,
         )
+        self._neighbours = self.ndp
         self.reassembler = Reassembler(
             wake=self._wakeup.at,
             config=reassembly,
@@ -167,7 +170,7 @@ class IPv6:
         self._ident = self.rng.getrandbits(32)
         self._handlers: dict[int, Handler] = {}
         self._icmp_handler: Handler | None = None
-        self._addrs: dict[bytes, Addr] = {}
+        self._addr = AddressCache(Addr)
         self._rx_packet: memoryview | None = None
         self._mld_again: list[McastRecord] = []
         self._mld_again_at = math.inf
@@ -287,14 +290,6 @@ class IPv6:
     def groups(self) -> set[Addr]:
         return {Addr(g) for g in self._groups}
 
-    def _addr(self, b: bytes) -> Addr:
-        a = self._addrs.get(b)
-        if a is None:
-            if len(self._addrs) >= 4096:
-                self._addrs.clear()
-            a = self._addrs[b] = Addr(b)
-        return a
-
     # --- multicast listener (RFC 3810) -------------------------------------------------------
 
     def _addresses_changed(self) -> None:
@@ -361,6 +356,12 @@ class IPv6:
         except WireError:
             self.counters.rx_bad_headers += 1
             return None
+
+    def _parse_packet(
+        self, pkt: memoryview
+    ) -> tuple[int, bytes, bytes, memoryview, memoryview] | None:
+        r = self._parse(pkt)
+        return None if r is None else r[:5]
 
     def _parse(
         self, pkt: memoryview
@@ -452,7 +453,7 @@ class IPv6:
 
         ``flags`` (``CSUM_NEEDED``/``CSUM_VALID`` from an :class:`OffloadLink`) say the
         device vouches for the transport checksum, as for IPv4: the transport skips it
-        (:attr:`rx_csum_ok` during the delivery). Such a packet may exceed the MTU.
+        (the handler's ``verified``). Such a packet may exceed the MTU.
         """
         r = self._parse(packet)
         if r is None:
@@ -460,7 +461,7 @@ class IPv6:
         proto, src, dst, payload, pkt, nh_pos = r
         if proto == PROTO_ICMPV6:
             if not self._icmp_input(src, dst, payload, pkt) and self._icmp_handler is not None:
-                self._icmp_handler(self._addr(src), self._addr(dst), payload)
+                self._icmp_handler(self._addr(src), self._addr(dst), payload, False)
             return
         h = self._handlers.get(proto)
         if h is None:
@@ -468,12 +469,11 @@ class IPv6:
             return
         self._rx_packet = pkt
         # A reassembled packet lives in a new buffer: the device's flags are not about it.
-        self.rx_csum_ok = flags != 0 and pkt.obj is packet.obj
+        verified = flags != 0 and pkt.obj is packet.obj
         try:
-            h(self._addr(src), self._addr(dst), payload)
+            h(self._addr(src), self._addr(dst), payload, verified)
         finally:
             self._rx_packet = None
-            self.rx_csum_ok = False
 
     def _no_protocol(self, pkt: memoryview, src: bytes, dst: bytes, nh_pos: int) -> None:
         self.counters.rx_no_protocol += 1
@@ -599,34 +599,6 @@ class IPv6:
         src, dst = bytes(pkt[8:24]), bytes(pkt[24:40])
         self._error(Icmpv6Type.DEST_UNREACHABLE, code, pkt, src, dst, 0, False)
 
-    async def input(
-        self,
-        buf: memoryview,
-        *,
-        tcp: IPCallback[Addr],
-        udp: IPCallback[Addr],
-        default: IPDefaultCallback[Addr],
-    ) -> None:
-        r = self._parse(memoryview(buf))
-        if r is None:
-            return
-        proto, src, dst, payload, pkt, _nh_pos = r
-        s, d = self._addr(src), self._addr(dst)
-        if proto == PROTO_ICMPV6:
-            if not self._icmp_input(src, dst, payload, pkt):
-                await default(proto, s, d, payload)
-            return
-        self._rx_packet = pkt
-        try:
-            if proto == PROTO_TCP:
-                await tcp(s, d, payload)
-            elif proto == PROTO_UDP:
-                await udp(s, d, payload)
-            else:
-                await default(proto, s, d, payload)
-        finally:
-            self._rx_packet = None
-
     # --- output ----------------------------------------------------------------------------
 
     def _allocate(self, src: bytes, dst: bytes, proto: int) -> memoryview:
@@ -678,7 +650,7 @@ class IPv6:
         if 40 + pl <= mtu:
             f[18:20] = pl.to_bytes(2, "big")
             c.tx_packets += 1
-            self._emit([f, *bufs], hop, mac, now)
+            self._emit([f, *bufs], hop, mac)
             return
         payload = memoryview(b"".join([f[HLEN:], *bufs]))
         total = len(payload)
@@ -693,31 +665,8 @@ class IPv6:
             hdr[18:20] = (8 + len(piece)).to_bytes(2, "big")
             FragmentRepr(nxt, off, off + chunk < total, ident).emit(memoryview(hdr)[HLEN:])
             c.tx_fragments += 1
-            self._emit([hdr, piece], hop, mac, now)
+            self._emit([hdr, piece], hop, mac)
         c.tx_packets += 1
-
-    def _emit(self, parts: list[Buffer], hop: bytes, mac: bytes, now: float) -> None:
-        if mac:
-            head = parts[0]
-            assert isinstance(head, bytearray | memoryview)
-            head[0:6] = mac
-            self._ethif.sendv(parts)
-        else:
-            self.ndp.send(hop, parts, now)
-
-    async def write(self, frame: Buffer, buf: Buffer) -> None:
-        self.send(frame, (buf,))
-
-    async def writev(self, frame: Buffer, bufs: Sequence[Buffer]) -> None:
-        self.send(frame, bufs)
-
-    def checksum(self, frame: Buffer, bufs: Sequence[Buffer]) -> int:
-        f = memoryview(frame)
-        length = 0
-        for b in bufs:
-            length += len(b)
-        pseudo = pseudo_sum_v6(f[22:38], f[38:54], f[20], length)
-        return checksum_v(bufs, pseudo)
 
     # --- timers ----------------------------------------------------------------------------
 

@@ -5,15 +5,15 @@ All protocol logic lives in :class:`~miragekit.tcp.TCPEndpoint` and its connecti
 this module only moves segments between them and the IP layer, keeps one timer for the
 whole endpoint, and turns connection events into wake-ups of the application's flows.
 
-Why it is shaped this way (docs/DATAPATH): received segments are fed in synchronously
+Why it is shaped this way (docs/design.md, the per-frame budget): received segments are fed in synchronously
 from the IP layer, and the endpoint's output is collected once per batch (one
 ``call_soon`` however many segments arrived), so there is no task or future per segment.
 Applications only get a task per accepted connection. Over plain IPv4 (no offload) the
 segments come in with packed addresses (``IPv4.set_packed_handler``) and go out as whole
-frames from each connection's prebuilt headers (``IPv4.tcp_sender``), one burst per flush:
+frames from each connection's prebuilt headers (:class:`TcpSender`), one burst per flush:
 at MTU 1500 the per-segment layers were most of the CPU time.
 
-FLOW semantics (docs/V1-MAPPING): ``write`` completes when the bytes are in the send
+FLOW semantics (docs/design.md): ``write`` completes when the bytes are in the send
 buffer, waiting while it is full; ``close`` queues a FIN after the data and makes local
 reads give ``EOF``; ``read`` gives ``Error(Unknown)`` after a reset, ``Error(Timeout)``
 after retransmissions give up; ``create_connection`` gives ``Error(Refused())`` on RST
@@ -33,23 +33,33 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import struct
 from collections.abc import Callable
 from typing import Any, Generic, Literal, Protocol, Self, cast
 
 from .. import tcp as tcpcore
+from ..buffers import flat
 from ..result import EOF, Eof, Error, Ok, Refused, TCPError, Timeout, Unknown
 from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
-from ..wire._checksum import pseudo_sum
-from ..wire.tcp import TCPRepr
-from ._ipv4 import IPv4, TcpSender, _loop_rng
+from ..wire import pseudo_sum, residue
+from ..wire.tcp import TCPRepr, plain_fields
+from ._ipv4 import IPv4, _loop_rng
 
 Addr = ipaddress.IPv4Address
 PROTO_TCP = 6
 _ADDR: dict[int, Callable[[bytes], Any]] = {4: ipaddress.IPv4Address, 16: ipaddress.IPv6Address}
 _log = logging.getLogger(__name__)
+
+# A whole Ethernet + IPv4 + TCP header in one pack (:class:`TcpSender`): the constant runs as
+# byte strings, the fields that change per segment as numbers. "_TS": with the
+# timestamp option (NOP, NOP, TS) that every segment after the handshake carries.
+_TX_TS = struct.Struct("!16sHH4sH12sIIHHH6sII")
+_TX = struct.Struct("!16sHH4sH12sIIHHH2s")
+_URG0_NOP_NOP_TS = b"\0\0\x01\x01\x08\x0a"
+_TS_OPT_SUM = 0x0101 + 0x080A
 
 
 class TcpIPLayer(Protocol[A]):
@@ -59,7 +69,7 @@ class TcpIPLayer(Protocol[A]):
     def mtu(self) -> int: ...
 
     def set_handler(
-        self, proto: int, handler: Callable[[A, A, memoryview], None] | None
+        self, proto: int, handler: Callable[[A, A, memoryview, bool], None] | None
     ) -> None: ...
 
     def get_source(self, *, dst: A) -> A: ...
@@ -67,9 +77,6 @@ class TcpIPLayer(Protocol[A]):
     def allocate_frame(self, *, dst: A, proto: Literal["TCP", "UDP"]) -> tuple[memoryview, int]: ...
 
     def send(self, frame: Any, bufs: Any) -> None: ...
-
-    #: True while delivering a packet whose checksums the device vouched for (offload).
-    rx_csum_ok: bool
 
 
 class TCPFlow(Generic[A]):
@@ -180,7 +187,7 @@ class TCPFlow(Generic[A]):
         return Ok(None) if r is None else r
 
     async def _send(self, buf: Buffer, *, nodelay: bool) -> Eof | Error[TCPError] | None:
-        view = memoryview(buf).cast("B")
+        view = flat(buf)
         conn = self._conn
         while True:
             if self._closed:
@@ -220,12 +227,23 @@ class TCPFlow(Generic[A]):
         self._tcp._poke(self)
 
     async def close(self) -> None:
+        """FIN after the queued data; a read or write waiting on this flow gives EOF."""
         if self._closed:
             return
         self._closed = True
         if not self._done:
-            self._conn.close()
+            self._conn.close(discard_input=True)
             self._tcp._poke(self)
+        self._wake_all()
+
+    def abort(self) -> None:
+        """Reset the connection (RST): queued data is dropped, the peer's reads and writes
+        fail; on this flow, waiting and later reads and writes give EOF."""
+        self._closed = True
+        if not self._done:
+            self._conn.abort()
+            self._tcp._poke(self)
+        self._wake_all()
 
 
 class TCP(Generic[A]):
@@ -271,7 +289,7 @@ class TCP(Generic[A]):
         self._disconnected = False
         self.internal_errors = 0
         # IPv4 without offload: each connection's frames come from a prebuilt header
-        # (IPv4.tcp_sender), kept here by 4-tuple.
+        # (TcpSender), kept here by 4-tuple.
         self._senders: dict[tuple[bytes, bytes, int, int], TcpSender] | None = (
             {} if isinstance(ip, IPv4) and ip.offload is None else None
         )
@@ -301,15 +319,16 @@ class TCP(Generic[A]):
 
     # -- input --------------------------------------------------------------------------
 
-    def _receive(self, src: A, dst: A, segment: memoryview) -> None:
-        """The per-segment input from an IP layer that gives address objects (IPv6)."""
-        self._receive_packed(src.packed, dst.packed, segment)
+    def _receive(self, src: A, dst: A, segment: memoryview, verified: bool = False) -> None:
+        """The per-segment input from an IP layer that gives address objects (IPv6);
+        ``verified``: the device vouched for the checksum."""
+        self._receive_packed(src.packed, dst.packed, segment, verified)
 
-    def _receive_packed(self, src: bytes, dst: bytes, segment: memoryview) -> None:
+    def _receive_packed(
+        self, src: bytes, dst: bytes, segment: memoryview, verified: bool = False
+    ) -> None:
         """The per-segment input from IPv4, with packed addresses."""
-        self.endpoint.handle_packet(
-            self._loop.time(), src, dst, segment, verified=self._ip.rx_csum_ok
-        )
+        self.endpoint.handle_packet(self._loop.time(), src, dst, segment, verified=verified)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
@@ -476,18 +495,18 @@ class TCP(Generic[A]):
         for laddr, raddr, seg in segs:
             if (
                 key is None
-                or seg[0] != key[2]
-                or seg[1] != key[3]
+                or seg.src_port != key[2]
+                or seg.dst_port != key[3]
                 or raddr is not key[1]
                 or laddr is not key[0]
             ):
                 # Another connection than the segment before (bursts are per connection).
-                key = (laddr, raddr, seg[0], seg[1])
+                key = (laddr, raddr, seg.src_port, seg.dst_port)
                 sender = senders.get(key)
                 if sender is None:
                     if len(senders) >= 4096:
                         senders.clear()  # bounded; a dropped header is rebuilt when needed
-                    sender = senders[key] = ip.tcp_sender(*key)
+                    sender = senders[key] = TcpSender(ip, *key)
             assert sender is not None
             frame = sender.frame(seg, now)
             if frame is None:
@@ -580,6 +599,15 @@ class TCP(Generic[A]):
             self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task()))
             await flow.close()
 
+    def stop_accepting(self) -> None:
+        """Unlisten every port; accepted connections go on."""
+        for port in list(self._callbacks):
+            self.unlisten(port)
+
+    def live_connections(self) -> int:
+        """Accepted connections whose callback is still running."""
+        return len(self._tasks)
+
     async def disconnect(self) -> None:
         """Close every connection (FIN after queued data) and stop accepting."""
         self._disconnected = True
@@ -590,6 +618,109 @@ class TCP(Generic[A]):
         for flow in list(self._flows.values()):
             await flow.close()
         self._flush()
+
+
+class TcpSender:
+    """The Ethernet, IPv4 and TCP headers of one connection, prebuilt.
+
+    Why: at MTU 1500 the per-segment budget is a few microseconds, and building each
+    frame layer by layer (TCP header and options, then IPv4 header, route, ARP lookup,
+    Ethernet header) spent most of it. Here the constant parts (MACs, addresses, ports,
+    TTL, from :meth:`IPv4.prebuilt_header`) are byte strings and the constant parts of
+    both checksums are sums kept from the last refresh, so a segment is one
+    ``struct.pack`` of the header, one pass over the payload for its checksum, and one
+    concatenation.
+
+    The header is kept until the next hop's ARP entry expires or the layer's
+    :attr:`IPv4.generation` changes (ARP cache, address, netmask, gateways, TTL), then
+    built again. :meth:`frame` gives ``None`` for what it does not cover (options other
+    than timestamps, urgent data, above the MTU, no route, next hop not resolved): the
+    caller then takes the general path, which handles all that.
+    """
+
+    __slots__ = (
+        "_dport",
+        "_eth_ip",
+        "_gen",
+        "_ip",
+        "_ip_mid",
+        "_ip_sum",
+        "_laddr",
+        "_ports",
+        "_raddr",
+        "_sport",
+        "_tcp_sum",
+        "_until",
+    )
+
+    def __init__(self, ip: IPv4, laddr: bytes, raddr: bytes, sport: int, dport: int) -> None:
+        if len(laddr) != 4 or len(raddr) != 4:
+            raise ValueError("laddr/raddr: need two 4-byte (IPv4) addresses")
+        self._ip = ip
+        self._laddr = laddr
+        self._raddr = raddr
+        self._sport = sport
+        self._dport = dport
+        self._gen = -1  # never current: the first frame() refreshes
+        self._until = 0.0
+        self._eth_ip = b""
+        self._ip_mid = b""
+        self._ports = b""
+        self._ip_sum = 0
+        self._tcp_sum = 0
+
+    def _refresh(self, now: float) -> bool:
+        """Route and resolve the next hop again; False when either fails."""
+        ip = self._ip
+        r = ip.prebuilt_header(self._raddr, PROTO_TCP, now)
+        if r is None:
+            return False
+        hdr, self._until = r
+        self._eth_ip = hdr[:16]  # MACs, ethertype, version and header length, TOS
+        self._ip_mid = hdr[20:24]  # flags and fragment offset, TTL, protocol
+        self._ports = hdr[26:34] + self._sport.to_bytes(2, "big") + self._dport.to_bytes(2, "big")
+        # The IPv4 header's words but length, ident and checksum (zero there); the TCP
+        # pseudo-header and ports. 2**16 == 1 (mod 0xFFFF): a run of bytes adds as its words.
+        self._ip_sum = int.from_bytes(hdr[14:34], "big") % 0xFFFF
+        self._tcp_sum = int.from_bytes(self._laddr, "big") + int.from_bytes(self._raddr, "big")
+        self._tcp_sum += PROTO_TCP + self._sport + self._dport
+        self._gen = ip.generation  # after the lookup, which may have expired an entry
+        return True
+
+    def frame(self, seg: TCPRepr, now: float) -> bytes | None:
+        """The whole frame for ``seg`` (IP ident taken; :meth:`IPv4.send_frames` counts
+        it), or ``None`` when the general path must send it."""
+        ip = self._ip
+        if (self._gen != ip.generation or now >= self._until) and not self._refresh(now):
+            return None
+        fields = plain_fields(seg)
+        if fields is None:
+            return None
+        seq, ack, flags, window, payload, ts = fields
+        plen = len(payload)
+        hl = 20 if ts is None else 32
+        tcp_len = hl + plen
+        tl = 20 + tcp_len
+        if tl > ip.mtu:
+            return None
+        ident = ip.next_ident()
+        r = (self._ip_sum + tl + ident) % 0xFFFF
+        ip_csum = 0xFFFF - r if r else 0
+        # The payload's sum: one big integer reduced at once (wire/_checksum); an odd
+        # length is padded with a zero byte. Never all zero: the protocol is in the sum.
+        v = residue(payload)
+        offflags = hl << 10 | flags
+        v += self._tcp_sum + tcp_len + seq + ack + offflags + window
+        fixed = (self._eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack)
+        if ts is None:
+            r = v % 0xFFFF
+            hdr = _TX.pack(*fixed, offflags, window, 0xFFFF - r if r else 0, b"\0\0")
+        else:
+            tsv, tse = ts
+            r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
+            csum = 0xFFFF - r if r else 0
+            hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
+        return hdr + payload if plen else hdr
 
 
 _c_tcp: type[TCPProtocol[Addr]] = TCP[Addr]

@@ -51,8 +51,6 @@ class IPLayer(Protocol[A]):
     """What UDP needs of an IP layer (:class:`IPv4` and :class:`IPv6` have it)."""
 
     rng: random.Random
-    #: True while delivering a packet whose checksums the device vouched for (offload).
-    rx_csum_ok: bool
 
     @property
     def port_unreachable(self) -> int:
@@ -60,7 +58,7 @@ class IPLayer(Protocol[A]):
         ...
 
     def set_handler(
-        self, proto: int, handler: Callable[[A, A, memoryview], None] | None
+        self, proto: int, handler: Callable[[A, A, memoryview, bool], None] | None
     ) -> None: ...
 
     def reject_current(self, code: int) -> None: ...
@@ -107,7 +105,9 @@ class UDP(Generic[A]):
 
     # --- input -----------------------------------------------------------------------------
 
-    def _parse(self, src: A, dst: A, buf: memoryview) -> tuple[int, int, memoryview] | None:
+    def _parse(
+        self, src: A, dst: A, buf: memoryview, verified: bool
+    ) -> tuple[int, int, memoryview] | None:
         c = self.counters
         c.rx_datagrams += 1
         n = len(buf)
@@ -122,7 +122,7 @@ class UDP(Generic[A]):
             if isinstance(src, ipaddress.IPv6Address):
                 c.rx_malformed += 1  # no zero checksum over IPv6
                 return None
-        elif not self._ip.rx_csum_ok:
+        elif not verified:
             # Data and pseudo-header summed modulo 0xFFFF (see wire/_checksum): a correct
             # checksum makes the total a non-zero multiple of 0xFFFF.
             v = int.from_bytes(buf[:length], "big")
@@ -134,9 +134,10 @@ class UDP(Generic[A]):
                 return None
         return sport, dport, buf[8:length]
 
-    def receive(self, src: A, dst: A, buf: memoryview) -> None:
-        """The synchronous input path (the IPv4 protocol-17 handler)."""
-        r = self._parse(src, dst, buf)
+    def receive(self, src: A, dst: A, buf: memoryview, verified: bool = False) -> None:
+        """The synchronous input path (the IP layer's protocol-17 handler); ``verified``:
+        the device vouched for the checksum."""
+        r = self._parse(src, dst, buf, verified)
         if r is None:
             return
         sport, dport, data = r
@@ -160,7 +161,7 @@ class UDP(Generic[A]):
         *,
         listeners: Callable[[int], UDPCallback[A] | None],
     ) -> None:
-        r = self._parse(src, dst, memoryview(buf))
+        r = self._parse(src, dst, memoryview(buf), False)
         if r is None:
             return
         sport, dport, data = r

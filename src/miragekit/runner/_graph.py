@@ -7,11 +7,13 @@ import contextlib
 import ipaddress
 import signal
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import v1
-from ._app import App
+from ._addresses import report as report_addresses
+from ._app import App, settings_values
 from ._forward import Forwarder, kernel_forwarder, vnet_forwarder
 from ._options import Options
 from ._providers import Choice, LinkError, choose, signature_name
@@ -40,6 +42,7 @@ def plan(app: App, opts: Options) -> list[Node]:
             nodes[sig] = Node(sig, choice)
         nodes[sig].users.append(user)
 
+    settings_values(app, opts.settings)  # a misused --set fails here, before any device
     for name, sig in app.params:
         visit(sig, f"start({name})", ())
     if opts.forward:
@@ -49,6 +52,39 @@ def plan(app: App, opts: Options) -> list[Node]:
             )
         nodes[v1.StackV4].users.append("--forward")
     return list(nodes.values())
+
+
+def unused_flags(app: App, opts: Options) -> list[str]:
+    """One warning per flag for a device the app does not take (``--kv`` for an app
+    without KV_RO): likely a mistake, worth a line rather than silence."""
+    used = {node.signature for node in plan(app, opts)}
+    net = v1.Network in used or v1.StackV4 in used
+    out: list[str] = []
+    flags: list[tuple[bool, str, str]] = [
+        (opts.kv is not None, "--kv", "KV_RO"),
+        (opts.block is not None, "--block", "BLOCK or FS"),
+        (opts.net != "socket", "--net", "NETWORK or STACKV4"),
+        (opts.pcap is not None, "--pcap", "NETWORK or STACKV4"),
+        (opts.ip is not None, "--ip", "NETWORK or STACKV4"),
+        (opts.gateway is not None, "--gateway", "STACKV4"),
+        (bool(opts.ip6), "--ip6", "STACKV4"),
+        (opts.dhcp, "--dhcp", "STACKV4"),
+        (opts.offload, "--offload", "NETWORK or STACKV4"),
+    ]
+    for given, flag, wants in flags:
+        if not given:
+            continue
+        if flag == "--kv":
+            missing = v1.KVRO not in used
+        elif flag == "--block":
+            missing = v1.Block not in used
+        elif wants == "STACKV4":
+            missing = v1.StackV4 not in used
+        else:
+            missing = not net
+        if missing:
+            out.append(f"{flag}: {app.name} takes no {wants}; {flag} is ignored")
+    return out
 
 
 def describe_forward(opts: Options, ports: list[int] | None = None) -> list[str]:
@@ -64,7 +100,8 @@ def describe_forward(opts: Options, ports: list[int] | None = None) -> list[str]
         via = f"through the host kernel and {opts.tap_name}"
     hp = ports if ports is not None else [f.host_port for f in opts.forward]
     return [
-        f"127.0.0.1:{h} -> {app_ip}:{f.port} {via}" for h, f in zip(hp, opts.forward, strict=True)
+        f"127.0.0.1:{h} -> {app_ip}:{f.port}{' (UDP)' if f.proto == 'udp' else ''} {via}"
+        for h, f in zip(hp, opts.forward, strict=True)
     ]
 
 
@@ -77,6 +114,8 @@ def describe_text(app: App, opts: Options) -> str:
         lines.append(f"    used by {', '.join(node.users)}")
     for line in describe_forward(opts):
         lines.append(f"  forward {line}")
+    for name, value in settings_values(app, opts.settings).items():
+        lines.append(f"  setting {name} = {value!r}")
     return "\n".join(lines)
 
 
@@ -126,6 +165,9 @@ class Graph:
         self._order.append(fwd)
         return fwd
 
+    def built(self) -> set[type]:
+        return set(self._devices)
+
     async def add(self, device: Any) -> None:
         self._order.append(device)
 
@@ -136,66 +178,198 @@ class Graph:
             self._order.append(device)
         return self._devices[signature]
 
+    def stop_accepting(self) -> None:
+        """The first step of a stop: no device takes new connections from here on."""
+        for device in self._order:
+            stop = getattr(device, "stop_accepting", None)
+            if stop is not None:
+                with contextlib.suppress(Exception):
+                    stop()
+
+    def live_connections(self) -> int:
+        """Connections still being served: the most any device counts (a forwarded
+        connection is one on the forwarder and one on the app's stack)."""
+        n = 0
+        for device in self._order:
+            live = getattr(device, "live_connections", None)
+            if live is not None:
+                with contextlib.suppress(Exception):
+                    n = max(n, int(live()))
+        return n
+
     async def close(self) -> None:
         while self._order:
             device = self._order.pop()
             disconnect = getattr(device, "disconnect", None) or getattr(device, "close", None)
             if disconnect is not None:
                 with contextlib.suppress(Exception):
-                    await disconnect()
+                    await asyncio.wait_for(disconnect(), _DISCONNECT_LIMIT)
+
+
+#: How long one device may take to disconnect before the runner moves on to the next.
+_DISCONNECT_LIMIT = 5.0
+
+
+class _Cancel:
+    """A background task kept with the devices, cancelled when they are disconnected."""
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self._task = task
+
+    async def disconnect(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+
+
+class _Stop:
+    """SIGINT and SIGTERM while the runner is up: the first starts a stop, a second one
+    cuts the grace period short."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.hurry = asyncio.Event()
+        self.signals: list[int] = []
+
+    def __call__(self, signum: int) -> None:
+        self.signals.append(signum)
+        if self.requested.is_set():
+            self.hurry.set()
+        self.requested.set()
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self, signum)
+
+    def remove(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
+
+
+async def _until(task: asyncio.Future[Any], event: asyncio.Event) -> bool:
+    """Wait for ``task`` or ``event``, whichever comes first; True if the event did."""
+    if task.done():
+        return False
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    return not task.done()
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and let it unwind (bounded: an app that ignores it is left)."""
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(asyncio.shield(task), _DISCONNECT_LIMIT)
+
+
+def _say(msg: str) -> None:
+    print(f"miragekit: {msg}", file=sys.stderr, flush=True)
+
+
+async def _drain(graph: Graph, stop: _Stop, grace: float) -> None:
+    """Stop accepting, then give live connections up to ``grace`` seconds to end."""
+    graph.stop_accepting()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + grace
+    live = graph.live_connections()
+    if live:
+        _say(
+            f"stopping: {live} connection{'' if live == 1 else 's'} still open, "
+            f"waiting up to {grace:g} s (signal again to stop now)"
+        )
+    while graph.live_connections() and not stop.hurry.is_set():
+        left = end - loop.time()
+        if left <= 0:
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.hurry.wait(), min(left, 0.05))
+
+
+async def _exit_as_value(start: Awaitable[object]) -> object:
+    """The app's ``raise SystemExit(...)`` as a value: inside a task asyncio would re-raise
+    it out of the loop and log the task's traceback; ``None`` when ``start`` returns."""
+    try:
+        await start
+    except SystemExit as e:
+        return 0 if e.code is None else e.code
+    return None
 
 
 async def run_app(app: App, opts: Options) -> int:
-    """Link and run ``app``; SIGINT and SIGTERM stop it cleanly. Returns an exit status."""
+    """Link and run ``app``. Returns an exit status: 0 when the app returns or is stopped
+    by SIGINT/SIGTERM (in any phase), 1 when it raises.
+
+    On the first signal every backend stops accepting, live connections get
+    ``opts.grace`` seconds to end, then the app is cancelled, what is left is aborted and
+    the devices are disconnected in reverse order. A second signal skips the wait."""
     plan(app, opts)  # every link error before anything is built
     graph = Graph(opts)
     loop = asyncio.get_running_loop()
-    stopped: list[int] = []
+    stop = _Stop()
+    stop.install(loop)
     try:
-        args = {name: await graph.get(sig) for name, sig in app.params}
-        if (
-            opts.net_kind == "vnet"
-            and not opts.forward
-            and not opts.sim
-            and any(sig is v1.StackV4 for _, sig in app.params)
-        ):
-            print(
-                "miragekit: the stack is alone on a virtual switch; add --forward "
-                "HOSTPORT:PORT to reach it from the host",
-                file=sys.stderr,
-                flush=True,
-            )
-        if opts.forward:
-            fwd = await graph.start_forwarding()
-            for line in describe_forward(opts, fwd.ports()):
-                print(f"miragekit: forwarding {line}", file=sys.stderr, flush=True)
-        task = asyncio.ensure_future(app.start(**args))
-
-        def stop(signum: int) -> None:
-            stopped.append(signum)
-            task.cancel()
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, stop, signum)
-        try:
-            await task
-        except asyncio.CancelledError:
-            if not stopped:
-                raise
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.remove_signal_handler(signum)
+        startup = asyncio.ensure_future(_start_up(app, opts, graph))
+        if await _until(startup, stop.requested):
+            await _cancel(startup)
+            return 0
+        task = asyncio.ensure_future(_exit_as_value(app.start(**startup.result())))
+        if await _until(task, stop.requested):
+            await _drain(graph, stop, opts.grace)
+            await _cancel(task)
+            return 0
+        code = task.result()  # the app's own exception goes up
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr, flush=True)  # raise SystemExit("why"): one line, status 1
+        return 1
     finally:
         await graph.close()
+        stop.remove(loop)
         if graph.forwarder is not None:
             c = graph.forwarder.counters
             print(
                 f"miragekit: forwarded {c.accepted} connection{'' if c.accepted == 1 else 's'} ({c.completed} completed, "
                 f"{c.aborted} aborted, {c.failed} failed), {c.to_app} bytes to the app, "
-                f"{c.from_app} bytes back",
+                f"{c.from_app} bytes back"
+                + (
+                    f"; {c.datagrams_to_app} datagrams to the app, {c.datagrams_from_app} back"
+                    if any(f.proto == "udp" for f in opts.forward)
+                    else ""
+                ),
                 file=sys.stderr,
                 flush=True,
             )
-    return 0
+
+
+async def _start_up(app: App, opts: Options, graph: Graph) -> dict[str, Any]:
+    """Build the devices ``start`` takes and the forwarder; say what came up."""
+    args = {name: await graph.get(sig) for name, sig in app.params}
+    args.update(settings_values(app, opts.settings))
+    if (
+        opts.net_kind == "vnet"
+        and not opts.forward
+        and not opts.sim
+        and any(sig is v1.StackV4 for _, sig in app.params)
+    ):
+        how = (
+            "run with --ip instead of --dhcp and add --forward HOSTPORT:PORT"
+            if opts.dhcp
+            else "add --forward HOSTPORT:PORT"
+        )
+        _say(f"the stack is alone on a virtual switch; {how} to reach it from the host")
+    if opts.forward:
+        fwd = await graph.start_forwarding()
+        for line in describe_forward(opts, fwd.ports()):
+            _say(f"forwarding {line}")
+    if v1.StackV4 in graph.built():
+        watcher = report_addresses(await graph.get(v1.StackV4), opts)
+        if watcher is not None:
+            await graph.add(_Cancel(watcher))
+    return args

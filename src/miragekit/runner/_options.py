@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ DEFAULT_DIRECT_IP = "10.0.0.2/24"
 #: The TAP device ``--net tap`` uses without ``:NAME`` (Mirage's convention).
 DEFAULT_TAP = "tap0"
 
+#: How long, on SIGINT/SIGTERM, live connections may take to end before they are aborted.
+DEFAULT_GRACE = 3.0
+
 _IFNAMSIZ = 16
 
 
@@ -24,23 +28,56 @@ class OptionError(Exception):
 
 @dataclass(frozen=True)
 class Forward:
-    """``--forward HOSTPORT:PORT``: 127.0.0.1:HOSTPORT on the host to the app's PORT."""
+    """``--forward [tcp:|udp:]HOSTPORT:PORT``: 127.0.0.1:HOSTPORT on the host to the app's
+    PORT, for TCP connections (the default) or UDP datagrams."""
 
     host_port: int
     port: int
+    proto: str = "tcp"
 
     def __str__(self) -> str:
-        return f"{self.host_port}:{self.port}"
+        return f"{'udp:' if self.proto == 'udp' else ''}{self.host_port}:{self.port}"
+
+
+def parse_clock_start(text: str) -> float:
+    """``--clock-start``: seconds since 1970 UTC, or an ISO 8601 date/time (UTC if no zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise OptionError(
+            f"--clock-start {text}: use seconds since 1970 or a date, e.g. 2024-05-01T12:00:00Z"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+def parse_setting(text: str) -> tuple[str, str]:
+    """``--set NAME=VALUE`` -> (NAME, VALUE)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise OptionError(f"--set {text}: use NAME=VALUE, NAME a parameter of start()")
+    return name, value
 
 
 def parse_forward(text: str) -> Forward:
-    host, sep, port = text.partition(":")
+    proto, rest = "tcp", text
+    for p in ("tcp", "udp"):
+        if text.startswith(p + ":"):
+            proto, rest = p, text[len(p) + 1 :]
+    host, sep, port = rest.partition(":")
     try:
         if not sep:
             raise ValueError
-        f = Forward(int(host), int(port))
+        f = Forward(int(host), int(port), proto)
     except ValueError:
-        raise OptionError(f"--forward {text}: use HOSTPORT:PORT, e.g. 8080:80") from None
+        raise OptionError(
+            f"--forward {text}: use [tcp:|udp:]HOSTPORT:PORT, e.g. 8080:80 or udp:5353:53"
+        ) from None
     if not 0 <= f.host_port <= 65535 or not 1 <= f.port <= 65535:
         raise OptionError(f"--forward {text}: ports are 1 to 65535 (HOSTPORT 0: any free port)")
     return f
@@ -54,6 +91,7 @@ class Options:
     kv: Path | None = None
     seed: int | None = None
     sim: bool = False
+    clock_start: float | None = None  # --clock-start: the simulated CLOCK's start
     net: str = "socket"
     ip: str | None = None
     gateway: str | None = None
@@ -62,6 +100,9 @@ class Options:
     dhcp: bool = False
     ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
     offload: bool = False
+    settings: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, in order
+    dns: tuple[str, ...] = ()  # --dns IP (repeatable)
+    grace: float = DEFAULT_GRACE  # --grace S: how long a stop waits for live connections
 
     @property
     def net_kind(self) -> str:
@@ -107,9 +148,15 @@ class Options:
             raise OptionError(f"--block {self.block}: no such file (and --read-only was given)")
         if self.kv is not None:
             if not self.kv.exists():
-                raise OptionError(f"--kv {self.kv}: no such directory or tar archive")
-            if not self.kv.is_dir() and not _looks_like_tar(self.kv):
-                raise OptionError(f"--kv {self.kv}: neither a directory nor a tar archive")
+                raise OptionError(f"--kv {self.kv}: no such directory, tar archive or FAT image")
+            if not self.kv.is_dir() and not _looks_like_tar(self.kv) and not is_fat(self.kv):
+                raise OptionError(
+                    f"--kv {self.kv}: neither a directory, a tar archive nor a FAT image"
+                )
+        if self.seed is not None and self.seed < 0:
+            raise OptionError(f"--seed {self.seed}: must be 0 or more")
+        if not 0 <= self.grace <= 3600:
+            raise OptionError(f"--grace {self.grace:g}: seconds from 0 to 3600")
         if self.block_size <= 0 or self.block_size % 512:
             raise OptionError(f"--block-size {self.block_size}: must be a positive multiple of 512")
         self._check_net()
@@ -128,10 +175,6 @@ class Options:
                 parse_vxlan_spec(self.net)
             except ValueError as e:
                 raise OptionError(f"--net {self.net}: {e}") from None
-            if self.ip is None and not self.dhcp:
-                raise OptionError(
-                    f"--net {self.net}: give the stack's address (e.g. --ip 10.42.0.2/24) or --dhcp"
-                )
             if self.forward:
                 raise OptionError("--forward works with --net vnet or tap, not over VXLAN")
         if self.dhcp:
@@ -159,6 +202,11 @@ class Options:
                 raise OptionError(
                     f"--ip {self.ip}: not an IPv4 address or CIDR (e.g. 10.0.0.2/24)"
                 ) from None
+            if self.direct and "/" not in self.ip:
+                raise OptionError(
+                    f"--ip {self.ip}: give the prefix length (e.g. {self.ip}/24); without "
+                    "one the stack would have no neighbours to reach"
+                )
             if (
                 self.direct
                 and iface.network.prefixlen < 31
@@ -192,6 +240,8 @@ class Options:
             )
         if self.offload and self.pcap is not None:
             raise OptionError("--offload with --pcap: the recorder takes plain frames only")
+        if self.clock_start is not None and not self.sim:
+            raise OptionError("--clock-start sets the simulated clock: it needs --sim")
         if self.sim and kind == "tap":
             raise OptionError("--sim cannot drive a TAP device (real time); use --net vnet")
         if self.forward:
@@ -202,11 +252,11 @@ class Options:
                 )
             if self.sim:
                 raise OptionError("--forward carries real connections: it cannot run with --sim")
-            seen: set[int] = set()
+            seen: set[tuple[str, int]] = set()
             for f in self.forward:
-                if f.host_port and f.host_port in seen:
+                if f.host_port and (f.proto, f.host_port) in seen:
                     raise OptionError(f"--forward {f}: host port {f.host_port} given twice")
-                seen.add(f.host_port)
+                seen.add((f.proto, f.host_port))
             if kind == "vnet":
                 self.host_side()
 
@@ -248,6 +298,18 @@ def _looks_like_tar(path: Path) -> bool:
         return tarfile.is_tarfile(path)
     except OSError:
         return False
+
+
+def is_fat(path: Path) -> bool:
+    """Whether ``path`` starts with a FAT boot sector (``--kv`` then serves the volume)."""
+    from ..fs import BootSector, NotFat
+
+    try:
+        with path.open("rb") as f:
+            BootSector.parse(f.read(512))
+    except (OSError, NotFat):
+        return False
+    return True
 
 
 def parse_size(text: str) -> int:

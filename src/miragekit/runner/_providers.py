@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import v1
-from ..result import Error, Ok
-from ._options import Options
+from ..result import Error, Ok, message
+from ._options import Options, is_fat
 
 
 class DeviceSource(Protocol):
@@ -43,7 +43,7 @@ def _unwrap(what: str, r: Ok[Any] | Error[Any]) -> Any:
         case Ok(value):
             return value
         case Error(err):
-            raise LinkError(f"{what}: {err}")
+            raise LinkError(f"{what}: {message(err)}")
     raise AssertionError(r)  # pragma: no cover
 
 
@@ -54,6 +54,15 @@ def _console(opts: Options) -> Choice:
         return _unwrap("console", await Console.connect("console"))
 
     return Choice("miragekit.console.Console (stdin/stdout)", (), build)
+
+
+def _channel(opts: Options) -> Choice:
+    async def build(graph: DeviceSource) -> Any:
+        from ..channel import Channel
+
+        return Channel.create(await graph.get(v1.Console))
+
+    return Choice("miragekit.channel.Channel (over the CONSOLE)", (v1.Console,), build)
 
 
 def _time(opts: Options) -> Choice:
@@ -67,11 +76,16 @@ def _time(opts: Options) -> Choice:
 
 def _clock(opts: Options) -> Choice:
     async def build(_: DeviceSource) -> Any:
+        if opts.sim:
+            from .. import sim
+
+            return sim.clock()
         from ..clock import Clock
 
         return Clock()
 
-    return Choice("miragekit.clock.Clock", (), build)
+    label = "miragekit.clock.Clock" + (" (simulated, from --clock-start)" if opts.sim else "")
+    return Choice(label, (), build)
 
 
 def _random(opts: Options) -> Choice:
@@ -90,7 +104,9 @@ def _entropy(opts: Options) -> Choice:
         async def seeded(_: DeviceSource) -> Any:
             from ..entropy import SeededEntropy
 
-            return _unwrap("entropy", await SeededEntropy.connect(f"seed:{opts.seed}"))
+            seed = opts.seed
+            assert seed is not None
+            return _unwrap("entropy", await SeededEntropy.connect("entropy", seed=seed))
 
         return Choice(f"miragekit.entropy.SeededEntropy (seed {opts.seed})", (), seeded)
 
@@ -131,7 +147,7 @@ def _block(opts: Options) -> Choice:
 def _kv(opts: Options) -> Choice:
     path = opts.kv
     if path is None:
-        raise LinkError("a KV_RO store is needed: give --kv DIR or --kv ARCHIVE.tar")
+        raise LinkError("a KV_RO store is needed: give --kv DIR, --kv ARCHIVE.tar or --kv FAT.img")
     if path.is_dir():
 
         async def dirkv(_: DeviceSource) -> Any:
@@ -140,6 +156,17 @@ def _kv(opts: Options) -> Choice:
             return _unwrap(f"--kv {path}", await DirKV.connect(str(path)))
 
         return Choice(f"miragekit.kv.DirKV ({path})", (), dirkv)
+
+    if is_fat(path):
+
+        async def fatkv(_: DeviceSource) -> Any:
+            from ..block import FileBlock
+            from ..fs import FatKV
+
+            blk = _unwrap(f"--kv {path}", await FileBlock.connect(path, read_only=True))
+            return _unwrap(f"--kv {path}", await FatKV.connect(blk))
+
+        return Choice(f"miragekit.fs.FatKV ({path}, read-only)", (), fatkv)
 
     async def tarkv(_: DeviceSource) -> Any:
         from ..kv import TarKV
@@ -201,15 +228,19 @@ def _network(opts: Options) -> Choice:
 
         r = await TapNetif.connect(name, offload=opts.offload)
         if isinstance(r, Error):
-            msg = str(getattr(r.error, "msg", r.error))
+            msg = message(r.error)
             if "not permitted" in msg or "denied" in msg:
                 hint = (
                     "creating or opening a TAP device needs root or CAP_NET_ADMIN; or create "
-                    f"it first: ip tuntap add mode tap user $USER name {name}"
+                    f'it first: ip tuntap add mode tap user "$(id -un)" name {name}'
                 )
-            else:
+            elif "busy" in msg:
+                hint = f"another process has {name} open: stop it, or use another device"
+            elif "Invalid argument" in msg:
                 hint = f"is there another kind of interface named {name}?"
-            raise LinkError(f"--net tap:{name}: {msg} ({hint})")
+            else:
+                hint = ""
+            raise LinkError(f"--net tap:{name}: {msg}" + (f" ({hint})" if hint else ""))
         return wrap(r.value)
 
     how = f"{name}, offload" if opts.offload else name
@@ -232,6 +263,13 @@ def _stack(opts: Options) -> Choice:
 
 
 def _direct_stack(opts: Options) -> Choice:
+    if opts.net_kind == "vxlan" and opts.ip is None and not opts.dhcp:
+        # Only a STACKV4 needs an address: an app that takes the NETWORK alone (as
+        # examples/vxlan_chat) picks its own.
+        raise LinkError(
+            f"--net {opts.net}: the stack needs an address on the segment: give --ip "
+            "(e.g. --ip 10.42.0.2/24) or --dhcp"
+        )
     if opts.dhcp:
         return _dhcp_stack(opts)
     iface = opts.interface()
@@ -302,6 +340,29 @@ async def _vnet_dhcp_server(netif: Any) -> Any:
     return stack
 
 
+def _resolver(opts: Options) -> Choice:
+    """A resolver over the app's stack: ours on the direct stack, the host's on sockets."""
+
+    async def build(graph: DeviceSource) -> Any:
+        import random
+
+        from ..dns import HostResolver, Resolver
+
+        stack = await graph.get(v1.StackV4)
+        if not opts.direct:
+            return HostResolver(opts.dns)
+        # With --seed, query IDs and source ports replay too (a simulation stays exact).
+        rng = random.Random(f"dns-{opts.seed}") if opts.seed is not None else None
+        return Resolver(stack, opts.dns, rng=rng)
+
+    servers = ", ".join(opts.dns) or ("the DHCP lease's" if opts.dhcp else "none given")
+    if opts.direct:
+        label = f"miragekit.dns.Resolver (servers: {servers})"
+    else:
+        label = f"miragekit.dns.HostResolver ({', '.join(opts.dns) or 'the host resolver'})"
+    return Choice(label, (v1.StackV4,), build)
+
+
 #: The signature each application parameter may ask for, and how it is chosen.
 PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Console: _console,
@@ -314,7 +375,11 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.FS: _fs,
     v1.Network: _network,
     v1.StackV4: _stack,
+    v1.Channel: _channel,
 }
+#: Resolvers, by class name; matched without importing miragekit.dns (and dnspython)
+#: unless the application itself did.
+DNS_TYPES = ("NameResolver", "Resolver", "HostResolver")
 
 
 def signature_name(sig: object) -> str:
@@ -324,9 +389,39 @@ def signature_name(sig: object) -> str:
     return getattr(sig, "__qualname__", repr(sig))
 
 
+def _qualified(sig: type) -> str:
+    """``v1.Block`` for a v1 signature, the full dotted name for any other type."""
+    if sig.__module__ == v1.__name__:
+        return f"v1.{sig.__name__}"
+    return f"{sig.__module__}.{sig.__name__}"
+
+
+def _signature_of(cls: type) -> type | None:
+    """The ``v1`` signature a concrete class implements (the one with most members)."""
+    best: tuple[int, type] | None = None
+    for proto in PROVIDERS:
+        names = {n for n in dir(proto) if not n.startswith("_")}
+        fits = names and all(hasattr(cls, n) for n in names)
+        if fits and (best is None or len(names) > best[0]):
+            best = (len(names), proto)
+    return None if best is None else best[1]
+
+
 def choose(signature: object, opts: Options) -> Choice:
     provider = PROVIDERS.get(signature) if isinstance(signature, type) else None
+    if (
+        provider is None
+        and getattr(signature, "__module__", "").startswith("miragekit.dns")
+        and getattr(signature, "__name__", "") in DNS_TYPES
+    ):
+        provider = _resolver
     if provider is None:
-        known = ", ".join(f"v1.{getattr(s, '__name__', s)}" for s in PROVIDERS)
+        if isinstance(signature, type) and (proto := _signature_of(signature)) is not None:
+            raise LinkError(
+                f"{signature.__module__}.{signature.__qualname__} is an implementation: "
+                f"annotate the parameter with its signature, {_qualified(proto)}, and the "
+                "runner picks the backend"
+            )
+        known = ", ".join(_qualified(s) for s in PROVIDERS) + ", miragekit.dns.NameResolver"
         raise LinkError(f"no backend provides {signature_name(signature)} (known: {known})")
     return provider(opts)

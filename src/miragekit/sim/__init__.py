@@ -2,14 +2,17 @@
 
 ``miragekit.sim.run(main(), seed=0)`` runs like :func:`asyncio.run` but sleeping costs
 nothing when every task is waiting, and the same program with the same seed gives the
-same sequence of events.
+same sequence of events. ``sim.clock()`` is a CLOCK on the same virtual time, starting at
+:data:`CLOCK_START` (2000-01-01 UTC) unless ``run(..., clock_start=...)`` says otherwise.
 """
 
+from ._loop import CLOCK_START as CLOCK_START
 from ._loop import SimDeadlock as SimDeadlock
 from ._loop import SimLoop as SimLoop
+from ._loop import clock as clock
 from ._loop import current as current
 from ._loop import now as now
 from ._loop import rng as rng
 from ._loop import run as run
 
-__all__ = ["SimDeadlock", "SimLoop", "current", "now", "rng", "run"]
+__all__ = ["CLOCK_START", "SimDeadlock", "SimLoop", "clock", "current", "now", "rng", "run"]

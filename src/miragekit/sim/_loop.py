@@ -25,12 +25,18 @@ from collections.abc import Callable, Coroutine
 from contextvars import Context
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
+from ..clock import Clock
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 # Purge cancelled timers in bulk when they are this many and this large a share.
 _PURGE_MIN = 100
 _PURGE_FRACTION = 0.5
+
+#: Where a simulation's wall clock starts unless told otherwise: 2000-01-01 00:00:00 UTC.
+#: Fixed, so a run (and what an application prints of the date) depends only on the seed.
+CLOCK_START = 946_684_800.0
 
 
 class _SimTimerHandle(asyncio.TimerHandle):
@@ -80,7 +86,12 @@ class SimLoop(asyncio.SelectorEventLoop):
     _selector: Any
 
     def __init__(
-        self, *, seed: int = 0, start: float = 0.0, idle_timeout: float | None = None
+        self,
+        *,
+        seed: int = 0,
+        start: float = 0.0,
+        idle_timeout: float | None = None,
+        clock_start: float = CLOCK_START,
     ) -> None:
         super().__init__()
         if idle_timeout is not None and not idle_timeout > 0:
@@ -88,6 +99,7 @@ class SimLoop(asyncio.SelectorEventLoop):
             raise ValueError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout}")
         self._idle_timeout = idle_timeout
         self._now = float(start)
+        self._wall_offset = float(clock_start) - self._now
         self._seed = seed
         self._rng = random.Random(seed)
         self._timer_seq = itertools.count()
@@ -102,6 +114,11 @@ class SimLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         """The virtual time, in seconds since the loop was created (plus ``start``)."""
         return self._now
+
+    def wall_time(self) -> float:
+        """The simulated wall clock (seconds since 1970 UTC): ``clock_start`` when the loop
+        was created, advancing with :meth:`time`. What a CLOCK device reads here."""
+        return self._now + self._wall_offset
 
     @property
     def seed(self) -> int:
@@ -230,10 +247,12 @@ def run(
     start: float = 0.0,
     idle_timeout: float | None = None,
     debug: bool | None = None,
+    clock_start: float = CLOCK_START,
 ) -> T:
     """Run ``main`` to completion on a fresh :class:`SimLoop`, like :func:`asyncio.run`.
 
-    The clock starts at ``start`` (0.0); ``idle_timeout`` turns a deadlock into
+    The clock starts at ``start`` (0.0), the simulated wall clock (:meth:`SimLoop.wall_time`,
+    what :func:`clock` reads) at ``clock_start`` (:data:`CLOCK_START`); ``idle_timeout`` turns a deadlock into
     :class:`SimDeadlock` (see :class:`SimLoop`). Tasks still running when ``main`` returns are
     cancelled, oldest first; then async generators and the default executor are shut down
     and the loop is closed.
@@ -246,7 +265,7 @@ def run(
         raise RuntimeError("miragekit.sim.run() cannot be called from a running event loop")
     if not asyncio.iscoroutine(main):
         raise TypeError(f"main must be a coroutine, got {main!r}")
-    loop = SimLoop(seed=seed, start=start, idle_timeout=idle_timeout)
+    loop = SimLoop(seed=seed, start=start, idle_timeout=idle_timeout, clock_start=clock_start)
     if debug is not None:
         loop.set_debug(debug)
     asyncio.set_event_loop(loop)
@@ -277,6 +296,11 @@ def now() -> float:
 def rng() -> random.Random:
     """The running :class:`SimLoop`'s seeded generator (``RuntimeError`` elsewhere)."""
     return _running_sim().rng()
+
+
+def clock() -> Clock:
+    """A CLOCK on the running :class:`SimLoop`'s simulated wall clock."""
+    return Clock(_running_sim().wall_time)
 
 
 def current() -> SimLoop | None:

@@ -27,13 +27,17 @@ from typing import Any, Self
 from .. import tcp as tcpcore
 from ..dhcp import DhcpClientConfig
 from ..dhcp import Event as DhcpEvent
-from ..net._dhcp_client import DhcpClientDriver, dhcp_configure
-from ..net._ipstack import IPv4Stack
-from ..net._ipv4 import IPv4
-from ..net._ipv6 import PROTO_UDP, IPv6
-from ..net._ndp import NdpConfig
-from ..net._tcp import TCP
-from ..net._udp import UDP
+from ..net import (
+    TCP,
+    UDP,
+    DhcpClientDriver,
+    IPv4,
+    IPv4Stack,
+    IPv6,
+    IPv6Stack,
+    NdpConfig,
+    dhcp_configure,
+)
 from ..result import Error, Ok, StackError, Unknown
 from ..v1 import StackConfig, StackV4, TCPCallback, UDPCallback
 
@@ -105,11 +109,18 @@ class IPv6Config:
 
 @dataclass(slots=True)
 class _V6:
-    """The IPv6 half of a dual stack."""
+    """The IPv6 half of a dual stack: IPv6 and UDP on the IPv4 stack's interface, TCP."""
 
-    ip: IPv6
-    udp: UDP[Addr6]
+    stack: IPv6Stack
     tcp: TCP[Addr6]
+
+    @property
+    def ip(self) -> IPv6:
+        return self.stack.ipv6
+
+    @property
+    def udp(self) -> UDP[Addr6]:
+        return self.stack.udp
 
 
 class DirectStackV4:
@@ -163,31 +174,20 @@ class DirectStackV4:
         ndp = cfg.ndp or NdpConfig()
         if ndp.slaac != cfg.slaac:
             ndp = replace(ndp, slaac=cfg.slaac)
-        ipv6 = IPv6(self._ip.ethif, rng=self._ip.ipv4.rng, ndp=ndp)
-        udp: UDP[Addr6] = UDP(ipv6)
-        ipv6.set_handler(PROTO_UDP, udp.receive)
+        v6 = await IPv6Stack.join(
+            self._ip.iface, cidrs=cfg.cidrs, gateways=cfg.gateways, rng=self._ip.ipv4.rng, ndp=ndp
+        )
+        ipv6 = v6.ipv6
         if tcp_config is not None:
             tcp_config = replace(tcp_config, mss=min(tcp_config.mss, ipv6.mtu - 60))
-        self._v6 = _V6(ipv6, udp, TCP(ipv6, config=tcp_config))
-        self._ip.ipv6 = ipv6  # the Ethernet dispatch now feeds it
-        ipv6.start()
-        static = [ipaddress.IPv6Interface(c) for c in cfg.cidrs]
-        for iface in static:
-            await ipv6.set_ip_netmask(iface.network)
-            await ipv6.set_ip(iface.ip)
-        await ipv6.set_ip_gateways([Addr6(g) for g in cfg.gateways])
-        loop = asyncio.get_running_loop()
-        end = loop.time() + cfg.dad_timeout
-        while "tentative" in ipv6.addresses().values():
-            if loop.time() >= end:
-                return (
-                    f"IPv6: duplicate address detection still running after {cfg.dad_timeout:g} s"
-                )
-            await asyncio.sleep(0.05)
+        self._v6 = _V6(v6, TCP(ipv6, config=tcp_config))
+        if not await v6.wait_ready(timeout=cfg.dad_timeout):
+            return f"IPv6: duplicate address detection still running after {cfg.dad_timeout:g} s"
         have = ipv6.addresses()
-        for iface in static:
-            if iface.ip not in have:
-                return f"IPv6: {iface.ip} is already in use on the link (DAD)"
+        for c in cfg.cidrs:
+            ip = ipaddress.IPv6Interface(c).ip
+            if ip not in have:
+                return f"IPv6: {ip} is already in use on the link (DAD)"
         return None
 
     def id(self) -> StackConfig[Any]:
@@ -271,6 +271,17 @@ class DirectStackV4:
         """The DHCP client (mode ``DHCP()``): its lease, state and counters."""
         return self._dhcp
 
+    def stop_accepting(self) -> None:
+        """Stop accepting TCP on both families (a graceful stop's first step)."""
+        self._tcp.stop_accepting()
+        if self._v6 is not None:
+            self._v6.tcp.stop_accepting()
+
+    def live_connections(self) -> int:
+        """Accepted TCP connections whose callback is still running."""
+        n = self._tcp.live_connections()
+        return n + (self._v6.tcp.live_connections() if self._v6 is not None else 0)
+
     async def disconnect(self) -> None:
         if self._dhcp is not None:
             await self._dhcp.stop()  # RELEASE
@@ -284,9 +295,7 @@ class DirectStackV4:
         while (arp.pending or self._ndp_pending()) and loop.time() < end:
             await asyncio.sleep(0.01)
         if self._v6 is not None:
-            self._ip.ipv6 = None
-            await self._v6.udp.disconnect()
-            await self._v6.ip.disconnect()
+            await self._v6.stack.disconnect()
         await self._ip.disconnect()
         self._done.set()
 

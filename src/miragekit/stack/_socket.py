@@ -1,7 +1,7 @@
 """STACKV4 over the host kernel's sockets.
 
 The same application runs on this stack or on miragekit's own (``DirectStackV4``), so the
-FLOW semantics are the direct stack's, fixed by docs/V1-MAPPING:
+FLOW semantics are the direct stack's, fixed in docs/design.md:
 
 * ``create_connection`` gives ``Error(Refused())`` when the peer resets the SYN,
   ``Error(Timeout())`` when nobody answers within ``connect_timeout``, ``Error(Unknown)``
@@ -28,9 +28,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 from .. import v1
+from ..buffers import flat
 from ..result import EOF, Eof, Error, Ok, Refused, StackError, TCPError, Timeout, UDPError, Unknown
 
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -66,14 +67,23 @@ def _check_port(name: str, port: int) -> None:
 # --- TCP -------------------------------------------------------------------------------
 
 
+_RESET: Final = Unknown("connection reset by peer")
+
+
 class SocketFlow:
-    """One TCP connection over a host socket (asyncio streams underneath)."""
+    """One TCP connection over a host socket (asyncio streams underneath).
+
+    ``close`` and ``abort`` never wait for the peer: a read or write waiting on the flow
+    gives ``EOF`` at once, and the kernel sends what is queued (then FIN) in the
+    background. After a peer's reset, reads and writes give ``Error``.
+    """
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
         self._closed = False
         self._reset = False
+        self._closing: asyncio.Future[None] | None = None  # set by close(): wakes writers
         peer = writer.get_extra_info("peername")
         self._dest = (IPv4Address(peer[0]), int(peer[1]))
 
@@ -97,19 +107,40 @@ class SocketFlow:
         return Ok(memoryview(data))
 
     async def writev(self, bufs: v1.Buffers) -> Ok[None] | Eof | Error[TCPError]:
-        if self._closed or self._writer.is_closing():
+        if self._closed:
             return EOF
         if self._reset:
-            return Error(Unknown("connection reset by peer"))
+            return Error(_RESET)
+        if self._writer.is_closing():  # the connection was lost: reset or broken
+            lost = self._reader.exception()
+            if isinstance(lost, ConnectionResetError | BrokenPipeError):
+                self._reset = True
+                return Error(_RESET)
+            return EOF if lost is None else Error(Unknown(f"write: {lost}"))
         try:
-            self._writer.writelines(bufs)
-            await self._writer.drain()
+            self._writer.writelines([flat(b) for b in bufs])
+            await self._drain()
         except (ConnectionResetError, BrokenPipeError):
             self._reset = True
-            return Error(Unknown("connection reset by peer"))
+            return Error(_RESET)
         except OSError as e:
             return Error(Unknown(f"write: {e.strerror or e}"))
-        return Ok(None)
+        return EOF if self._closed else Ok(None)
+
+    async def _drain(self) -> None:
+        """Wait for the kernel to take the data, or for :meth:`close` (which wakes us)."""
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+            await self._writer.drain()  # not paused: returns at once
+            return
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+        drain = asyncio.ensure_future(self._writer.drain())
+        await asyncio.wait((drain, self._closing), return_when=asyncio.FIRST_COMPLETED)
+        if drain.done():
+            drain.result()
+        else:
+            drain.cancel()
 
     async def write(self, buf: v1.Buffer) -> Ok[None] | Eof | Error[TCPError]:
         return await self.writev((buf,))
@@ -131,18 +162,34 @@ class SocketFlow:
             if self._writer.can_write_eof() and not self._writer.is_closing():
                 self._writer.write_eof()
 
+    def _end(self) -> None:
+        self._closed = True
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
+        self._reader.feed_eof()  # a pending read returns (and sees EOF)
+
     async def close(self) -> None:
+        """FIN after the queued data (sent in the background); waiters give EOF."""
         if self._closed:
             return
-        self._closed = True
+        self._end()
         w = self._writer
         with contextlib.suppress(OSError):
-            await w.drain()
             if w.can_write_eof() and not w.is_closing():
-                w.write_eof()
+                w.write_eof()  # asyncio shuts the socket down once its buffer is sent
         w.close()
-        with contextlib.suppress(OSError):
-            await w.wait_closed()
+        if not w.transport.get_write_buffer_size():
+            with contextlib.suppress(OSError):
+                await w.wait_closed()
+
+    def abort(self) -> None:
+        """Reset the connection (RST, queued data dropped); waiters give EOF."""
+        self._end()
+        sock = self._writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._writer.transport.abort()
 
 
 class SocketTCPv4:
@@ -467,6 +514,7 @@ class SocketStackV4:
         self._tcp_listeners: dict[int, _TCPListener] = {}
         self._flows: set[SocketFlow] = set()
         self._handlers: set[asyncio.Task[None]] = set()
+        self._conn_tasks: set[asyncio.Task[Any]] = set()  # one per accepted connection
         self._done = asyncio.Event()
 
     @classmethod
@@ -501,9 +549,13 @@ class SocketStackV4:
         socks: list[socket.socket] = []
         try:
             for ip in self._config.ips:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say
+                # so, and the accepted ones inherit it; without it a response's second
+                # write waits for the peer's delayed ACK (~40 ms on Linux).
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
                 socks.append(s)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 s.bind((str(ip), port))
                 s.listen(self._config.backlog)
                 s.setblocking(False)
@@ -517,9 +569,15 @@ class SocketStackV4:
         async def on_connection(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             flow = SocketFlow(r, w)
             self._flows.add(flow)
+            task = asyncio.current_task()
+            assert task is not None
+            self._conn_tasks.add(task)
             try:
                 await callback(flow)
+            except asyncio.CancelledError:
+                w.transport.abort()  # cut by disconnect(): nothing waits for this task
             finally:
+                self._conn_tasks.discard(task)
                 self._flows.discard(flow)
                 await flow.close()
 
@@ -541,12 +599,29 @@ class SocketStackV4:
     async def listen(self) -> None:
         await self._done.wait()
 
-    async def disconnect(self) -> None:
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; accepted connections go on (a graceful stop)."""
         for entry in self._tcp_listeners.values():
             for srv in entry.servers:
                 srv.close()
+
+    def live_connections(self) -> int:
+        """Accepted connections whose callback is still running."""
+        return len(self._conn_tasks)
+
+    async def disconnect(self) -> None:
+        """Stop listening and cut the connections still served: their callbacks are
+        cancelled and their sockets aborted, so a peer that stopped reading cannot hold
+        the stack."""
+        self.stop_accepting()
         self._tcp_listeners.clear()
+        tasks = list(self._conn_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
         for flow in list(self._flows):
+            flow._writer.transport.abort()
             await flow.close()
         await self._udp.disconnect()
         self._done.set()

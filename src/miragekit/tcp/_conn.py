@@ -26,7 +26,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..v1 import Buffer
-from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TCPRepr
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TCPRepr, plain_segment
 from ._config import Config
 from ._events import (
     Connected,
@@ -90,9 +90,6 @@ _EVT_TIMEOUT = ConnectionTimedOut()
 _EVT_CLOSED = ConnectionClosed()
 
 
-_tuple_new = tuple.__new__
-
-
 def _wscale_for(buffer: int) -> int:
     shift = _WSCALE.get(buffer)
     if shift is None:
@@ -114,6 +111,7 @@ _STATS: dict[str, int] = {
     "tail_loss_probes": 0,
     "challenge_acks": 0,
     "dropped": 0,
+    "resets_data_lost": 0,  # RST for data the application will never read (RFC 1122)
 }
 
 # The window scale for a receive buffer size, computed once per size (every handshake
@@ -132,6 +130,7 @@ class Connection:
         "_challenge_second",
         "_close_at",
         "_ctl_out",
+        "_discard_input",
         "_dupacks",
         "_eof_signalled",
         "_events",
@@ -239,6 +238,7 @@ class Connection:
         self._sndbuf = SendBuffer()
         self._snd_buf_seq = iss + 1
         self._fin_queued = False
+        self._discard_input = False  # closed for reading too: new data means RST
         self._fin_seq = 0
         self._push_upto = 0
         self._nodelay = config.nodelay
@@ -487,8 +487,19 @@ class Connection:
         """The peer's FIN arrived and every byte before it has been read."""
         return self._rcv_fin is not None and self._rcv_nxt > self._rcv_fin and not self._rcvbuf
 
-    def close(self) -> None:
-        """Send what is queued, then FIN (RFC 9293 CLOSE). Idempotent."""
+    def close(self, *, discard_input: bool = False) -> None:
+        """Send what is queued, then FIN (RFC 9293 CLOSE). Idempotent.
+
+        ``discard_input``: the application will read nothing more (a socket's close(),
+        not a half-close). Then data not yet read, or data arriving later, resets the
+        connection instead, so the peer learns its data was lost (RFC 1122 4.2.2.13,
+        RFC 9293 3.10.4) rather than waiting on a zero window.
+        """
+        if discard_input and self.state != CLOSED:
+            self._discard_input = True
+            if self._rcvbuf or self._ooo.ranges:
+                self._lose_input()
+                return
         st = self.state
         if self._fin_queued or st == CLOSED:
             return
@@ -506,8 +517,15 @@ class Connection:
     def abort(self) -> None:
         """Reset the connection (RFC 9293 ABORT): one RST goes out, then CLOSED."""
         if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
-            self._ctl_out.append(self._make(RST | ACK, self._snd_nxt, b""))
+            # SND.NXT, unless a zero-window probe took it past the peer's window: then the
+            # window's edge, the one number the peer accepts (RFC 5961 3.2).
+            seq = min(self._snd_nxt, self._snd_una + self._snd_wnd)
+            self._ctl_out.append(self._make(RST | ACK, seq, b""))
         self._terminate(None)
+
+    def _lose_input(self) -> None:
+        self.stats["resets_data_lost"] += 1
+        self.abort()
 
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
@@ -658,6 +676,9 @@ class Connection:
                     self._ts_recent = ts[0]
                     self._ts_recent_at = now
                 if plen and self.state in _RECEIVING:
+                    if self._discard_input:
+                        self._lose_input()
+                        return
                     self._on_data(now, rcv_nxt, payload)
                     if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
                         self._on_fin(now)
@@ -762,6 +783,9 @@ class Connection:
             self._ts_recent_at = now
 
         if plen and st in _RECEIVING:
+            if self._discard_input and seq + plen > self._rcv_nxt:
+                self._lose_input()
+                return
             self._on_data(now, seq, payload)
         if flags & FIN and seq + plen <= self._rcv_adv and st in _RECEIVING:
             self._rcv_fin = seq + plen
@@ -1169,36 +1193,18 @@ class Connection:
                 ack,
                 flags,
                 window,
-                b"",
-                cfg.mss,
-                self._rcv_wscale
+                mss=cfg.mss,
+                wscale=self._rcv_wscale
                 if (cfg.window_scaling and (self._ws_on or not flags & ACK))
                 else None,
-                cfg.sack and (self._sack_on or not flags & ACK),
-                (),
-                ts,
+                sack_permitted=cfg.sack and (self._sack_on or not flags & ACK),
+                timestamp=ts,
             )
         sack: tuple[tuple[int, int], ...] = ()
         if self._sack_on and self._ooo.ranges:
             sack = tuple((s & MASK, e & MASK) for s, e in self._ooo.blocks(3 if self._ts_on else 4))
-        return _tuple_new(
-            TCPRepr,
-            (
-                self.local_port,
-                self.remote_port,
-                seq & MASK,
-                ack,
-                flags,
-                window,
-                payload,
-                None,
-                None,
-                False,
-                sack,
-                ts,
-                0,
-                (),
-            ),
+        return plain_segment(
+            self.local_port, self.remote_port, seq & MASK, ack, flags, window, payload, sack, ts
         )
 
     def segments_to_send(self, now: float) -> list[TCPRepr]:
@@ -1269,27 +1275,19 @@ class Connection:
         else:
             p = burst[0]
             self.stats["segs_out"] += 1
-            # The tuple built directly (every field, in order): TCPRepr(...) would run
-            # the NamedTuple's generated __new__, a large share of this per-segment path.
+            # The tuple built directly: TCPRepr(...) would run the NamedTuple's generated
+            # __new__, a large share of this per-segment path.
             out.append(
-                _tuple_new(
-                    TCPRepr,
-                    (
-                        p.src_port,
-                        p.dst_port,
-                        start & MASK,
-                        p.ack,
-                        flags,
-                        p.window,
-                        payload,
-                        None,
-                        None,
-                        False,
-                        p.sack_blocks,
-                        p.timestamp,
-                        0,
-                        (),
-                    ),
+                plain_segment(
+                    p.src_port,
+                    p.dst_port,
+                    start & MASK,
+                    p.ack,
+                    flags,
+                    p.window,
+                    payload,
+                    p.sack_blocks,
+                    p.timestamp,
                 )
             )
 

@@ -14,6 +14,10 @@ Semantics (``docs``/V1 mapping, FLOW):
 * ``close`` leaves what is queued for the peer and then signals the end; afterwards the
   local ``read`` and ``write`` give ``EOF``, and so do the peer's writes (nobody reads
   them any more). A write blocked on back-pressure when ``close`` runs gives ``EOF``.
+* ``abort()`` resets the connection: what either side queued is dropped, the local end
+  behaves as closed (``EOF``), the peer's reads and writes give ``Error(Unknown(...))``.
+* As a stand-in for a TCP flow (``v1.TCPFlow``): ``get_dest`` gives the other end's
+  address (``ends`` of :func:`flow_pair`), ``write_nodelay``/``writev_nodelay`` are writes.
 * ``fail(error)`` models a reset: the local end returns ``Error(error)`` from then on;
   the peer reads what was queued before, then ``Error(error)``, and its writes fail.
 """
@@ -23,10 +27,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
+from ipaddress import IPv4Address
 from typing import Final
 
+from ..buffers import flat
 from ..result import EOF, Eof, Error, Ok, Unknown
-from ..v1 import Buffer, Buffers, Flow
+from ..v1 import Buffer, Buffers, Flow, TCPFlow
 
 DEFAULT_CAPACITY: Final = 256 * 1024
 
@@ -67,7 +73,17 @@ async def _wait(waiters: list[asyncio.Future[None]]) -> None:
 class MemoryFlow:
     """One end of a :func:`flow_pair`; a ``v1.Flow`` whose error type is ``Unknown``."""
 
-    __slots__ = ("_closed", "_delay", "_error", "_lock", "_max_chunk", "_rng", "_rx", "_tx")
+    __slots__ = (
+        "_closed",
+        "_delay",
+        "_dest",
+        "_error",
+        "_lock",
+        "_max_chunk",
+        "_rng",
+        "_rx",
+        "_tx",
+    )
 
     def __init__(
         self,
@@ -77,8 +93,10 @@ class MemoryFlow:
         max_chunk: int | None = None,
         seed: int = 0,
         delay: float | None = None,
+        dest: tuple[IPv4Address, int] = (IPv4Address("192.0.2.2"), 80),
     ) -> None:
         self._rx = rx
+        self._dest = dest
         self._tx = tx
         self._closed = False
         self._error: Unknown | None = None
@@ -86,6 +104,16 @@ class MemoryFlow:
         self._rng = random.Random(seed)
         self._delay = delay
         self._lock = asyncio.Lock()
+
+    def get_dest(self) -> tuple[IPv4Address, int]:
+        """The other end's address and port (see ``ends`` in :func:`flow_pair`)."""
+        return self._dest
+
+    async def write_nodelay(self, buf: Buffer) -> None:
+        await self.write(buf)
+
+    async def writev_nodelay(self, bufs: Buffers) -> None:
+        await self.writev(bufs)
 
     @property
     def closed(self) -> bool:
@@ -126,7 +154,7 @@ class MemoryFlow:
             return await self._put(data)
 
     async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[Unknown]:
-        data = b"".join(bufs)
+        data = b"".join(map(flat, bufs))
         async with self._lock:
             return await self._put(data)
 
@@ -178,6 +206,17 @@ class MemoryFlow:
             _wake(pipe.readers)
             _wake(pipe.writers)
 
+    def abort(self) -> None:
+        """Reset the connection (see the module docstring); waiters on both ends wake."""
+        reset = Unknown("connection reset by peer")
+        self._closed = True
+        for pipe in (self._tx, self._rx):
+            pipe.error = reset
+            pipe.chunks.clear()
+            pipe.queued = 0
+            _wake(pipe.readers)
+            _wake(pipe.writers)
+
     def fail(self, error: Unknown) -> None:
         """Reset the connection with ``error`` (a test knob; see the module docstring)."""
         self._error = error
@@ -189,6 +228,10 @@ class MemoryFlow:
 
 
 _check: type[Flow[Unknown]] = MemoryFlow
+_check_tcp: type[TCPFlow[IPv4Address]] = MemoryFlow
+
+#: The default addresses of a pair's two ends (TEST-NET-1: a client and a web server).
+ENDS: Final = ((IPv4Address("192.0.2.1"), 49152), (IPv4Address("192.0.2.2"), 80))
 
 
 def flow_pair(
@@ -197,8 +240,12 @@ def flow_pair(
     max_chunk: int | None = None,
     seed: int = 0,
     delay: float | None = None,
+    ends: tuple[tuple[IPv4Address, int], tuple[IPv4Address, int]] = ENDS,
 ) -> tuple[MemoryFlow, MemoryFlow]:
     """Two connected in-memory flows.
+
+    They also stand in for TCP flows: ``ends`` are the addresses of the first and second
+    end, so ``a.get_dest()`` is ``ends[1]`` and ``b.get_dest()`` is ``ends[0]``.
 
     ``capacity`` bounds the bytes queued in each direction (writers wait beyond it).
     ``max_chunk`` delivers every write as random pieces of 1..``max_chunk`` bytes drawn
@@ -211,6 +258,6 @@ def flow_pair(
     if delay is not None and delay < 0:
         raise ValueError(f"delay must be >= 0 or None, got {delay}")
     ab, ba = _Pipe(capacity), _Pipe(capacity)
-    a = MemoryFlow(ba, ab, max_chunk=max_chunk, seed=seed, delay=delay)
-    b = MemoryFlow(ab, ba, max_chunk=max_chunk, seed=seed + 1, delay=delay)
+    a = MemoryFlow(ba, ab, max_chunk=max_chunk, seed=seed, delay=delay, dest=ends[1])
+    b = MemoryFlow(ab, ba, max_chunk=max_chunk, seed=seed + 1, delay=delay, dest=ends[0])
     return a, b

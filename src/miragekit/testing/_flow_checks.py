@@ -2,9 +2,15 @@
 
 Why: every FLOW (memory pair, TCP over the kernel, our own TCP) must behave the same for
 the channels and applications above it. The checks use only ``v1.Flow`` (read, write,
-writev, close) and assume nothing about how writes are cut into reads, so they run
-unchanged over real transports. Each check gets a fresh pair from the factory and a
-time limit, so a hang is reported as a failure naming the check.
+writev, close, and ``abort`` where a flow offers it) and assume nothing about how writes
+are cut into reads, so they run unchanged over real transports. Each check gets a fresh
+pair from the factory and a time limit; what must happen promptly (a waiter woken by
+``close``) has its own short limit, so a broken flow fails at once, naming the check.
+
+The rules checked beyond data transfer: ``close`` wakes every waiter on the flow (a
+pending read gives ``EOF``, a write blocked on back-pressure gives ``EOF``); after
+``close`` local reads and writes give ``EOF``; ``abort()`` resets the connection: the
+peer's reads give ``Error`` (once data queued before is read) and so do its writes.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import random
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
-from ..result import EOF, Ok
+from ..result import EOF, Error, Ok
 from ..v1 import Flow
+from ._conformance import ConformanceError, expect, fail, on_pair, run_on_fresh, within
 
 AnyFlow = Flow[Any]
 FlowPair = tuple[AnyFlow, AnyFlow]
@@ -26,13 +33,13 @@ FlowPairFactory = Callable[[], FlowPair | Awaitable[FlowPair]]
 _Check = Callable[[AnyFlow, AnyFlow], Awaitable[None]]
 
 
-class FlowCheckFailed(AssertionError):
-    """A flow broke the FLOW contract; the message says which check and how."""
+FlowCheckFailed = ConformanceError
+"""The FLOW suite's failure: the shared :class:`ConformanceError` (kept under this name)."""
 
+_expect = expect
 
-def _expect(cond: bool, msg: str) -> None:
-    if not cond:
-        raise FlowCheckFailed(msg)
+#: How long a waiter may take to wake after ``close``/``abort``: a broken flow fails at once.
+PROMPT = 2.0
 
 
 async def _write(flow: AnyFlow, data: bytes | bytearray | memoryview) -> None:
@@ -48,7 +55,7 @@ async def _read_exactly(flow: AnyFlow, n: int) -> bytes:
             _expect(len(r.value) > 0, "read gave Ok with no data")
             got += r.value
         else:
-            raise FlowCheckFailed(f"read gave {r!r} after {len(got)} of {n} bytes")
+            fail(f"read gave {r!r} after {len(got)} of {n} bytes")
     _expect(len(got) == n, f"read {len(got)} bytes, more than the {n} written")
     return bytes(got)
 
@@ -63,7 +70,7 @@ async def _read_to_eof(flow: AnyFlow) -> bytes:
             _expect(len(r.value) > 0, "read gave Ok with no data")
             got += r.value
         else:
-            raise FlowCheckFailed(f"read gave {r!r} after {len(got)} bytes, expected EOF")
+            fail(f"read gave {r!r} after {len(got)} bytes, expected EOF")
 
 
 def _payload(n: int, seed: int) -> bytes:
@@ -86,6 +93,15 @@ async def _bytes_like_inputs(a: AnyFlow, b: AnyFlow) -> None:
     r = await a.writev([bytearray(b"ef"), memoryview(b"gh"), b"ij"])
     _expect(isinstance(r, Ok), f"writev gave {r!r}")
     _expect(await _read_exactly(b, 10) == b"abcdefghij", "bytes-like inputs corrupted")
+
+
+async def _strided_buffers(a: AnyFlow, b: AnyFlow) -> None:
+    # A memoryview with a step is a valid buffer: its bytes are sent (copied), not refused.
+    await _write(a, memoryview(b"aXbXcX")[::2])
+    r = await a.writev([memoryview(bytearray(b"dYeY"))[::2], b"f", memoryview(b"gZZh")[::3]])
+    _expect(isinstance(r, Ok), f"writev of strided memoryviews gave {r!r}")
+    got = await _read_exactly(b, 8)
+    _expect(got == b"abcdefgh", f"strided buffers arrived as {got!r}, expected b'abcdefgh'")
 
 
 async def _partial_reads(a: AnyFlow, b: AnyFlow) -> None:
@@ -177,9 +193,9 @@ async def _close_wakes_peer_reader(a: AnyFlow, b: AnyFlow) -> None:
     pending = asyncio.ensure_future(b.read())
     await asyncio.sleep(0.01)
     if pending.done():
-        raise FlowCheckFailed(f"read with nothing sent returned {pending.result()!r}")
+        fail(f"read with nothing sent returned {pending.result()!r}")
     await a.close()
-    r = await asyncio.wait_for(pending, 5)
+    r = await within(PROMPT, "a read blocked when the peer closed", pending)
     _expect(r is EOF, f"blocked read gave {r!r} when the peer closed, expected EOF")
 
 
@@ -214,9 +230,84 @@ async def _peer_close_then_local(a: AnyFlow, b: AnyFlow) -> None:
     _expect(r is EOF, f"read after both closed gave {r!r}")
 
 
+async def _close_wakes_local_reader(a: AnyFlow, b: AnyFlow) -> None:
+    pending = asyncio.ensure_future(a.read())
+    await asyncio.sleep(0.01)
+    if pending.done():
+        fail(f"read with nothing sent returned {pending.result()!r}")
+    await within(PROMPT, "close() with a read pending on the same flow", a.close())
+    r = await within(PROMPT, "a read pending on the flow when close() ran", pending)
+    expect(r is EOF, f"a read pending when its flow closed gave {r!r}, expected EOF")
+
+
+async def _close_wakes_blocked_writer(a: AnyFlow, b: AnyFlow) -> None:
+    # Fill the flow until a write waits on back-pressure (nobody reads b), then close.
+    chunk = bytes(1 << 20)
+    pending: asyncio.Future[Any] | None = None
+    for _ in range(256):
+        fut = asyncio.ensure_future(a.write(chunk))
+        done, _ = await asyncio.wait([fut], timeout=0.2)
+        if not done:
+            pending = fut
+            break
+        r = fut.result()
+        expect(isinstance(r, Ok), f"write of 1 MiB with the peer not reading gave {r!r}")
+    if pending is None:
+        return  # 256 MiB went without back-pressure: no writer to wake
+    await within(PROMPT, "close() with a write blocked on the same flow", a.close())
+    w = await within(PROMPT, "a write blocked on back-pressure when close() ran", pending)
+    expect(w is EOF, f"a write blocked when its flow closed gave {w!r}, expected EOF")
+
+
+async def _abort_resets_peer(a: AnyFlow, b: AnyFlow) -> None:
+    abort = getattr(a, "abort", None)
+    if abort is None:
+        return  # the flow offers no reset (abort is an extension of FLOW)
+    await _write(a, b"before the reset")
+    pending = asyncio.ensure_future(a.read())
+    await asyncio.sleep(0.01)
+    r = abort()
+    if inspect.isawaitable(r):
+        await within(PROMPT, "abort()", r)
+    got = await within(PROMPT, "a read pending on the flow when abort() ran", pending)
+    expect(not isinstance(got, Ok), f"a read pending when its flow aborted gave {got!r}")
+    rb: object = None
+    for _ in range(64):
+        rb = await within(PROMPT, "the peer's read after a reset", b.read())
+        if not isinstance(rb, Ok):
+            break
+    expect(isinstance(rb, Error), f"the peer's read after a reset gave {rb!r}, expected Error")
+    wb = await within(PROMPT, "a write after the peer reset", b.write(b"late"))
+    expect(isinstance(wb, Error), f"a write after the peer reset gave {wb!r}, expected Error")
+    wb = await within(PROMPT, "a writev after the peer reset", b.writev([b"la", b"te"]))
+    expect(isinstance(wb, Error), f"a writev after the peer reset gave {wb!r}, expected Error")
+
+
+async def _write_after_peer_reset(a: AnyFlow, b: AnyFlow) -> None:
+    """Writes (with no read in between) succeed until the reset arrives, then give Error:
+    never EOF, which would mean an orderly close."""
+    abort = getattr(a, "abort", None)
+    if abort is None:
+        return
+    r = abort()
+    if inspect.isawaitable(r):
+        await within(PROMPT, "abort()", r)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + PROMPT
+    while True:
+        w = await within(PROMPT, "a write after the peer reset", b.write(b"after reset"))
+        if isinstance(w, Error):
+            return
+        expect(w is not EOF, "a write after the peer reset gave EOF, expected Error")
+        if loop.time() > until:
+            fail(f"writes still gave Ok {PROMPT:g} s after the peer reset")
+        await asyncio.sleep(0.05)
+
+
 _CHECKS: dict[str, _Check] = {
     "both_ways": _both_ways,
     "bytes_like_inputs": _bytes_like_inputs,
+    "strided_buffers": _strided_buffers,
     "partial_reads": _partial_reads,
     "writev_ordering": _writev_ordering,
     "large_transfer": _large_transfer,
@@ -227,6 +318,10 @@ _CHECKS: dict[str, _Check] = {
     "concurrent_read_write": _concurrent_read_write,
     "empty_writes": _empty_writes,
     "peer_close_then_local": _peer_close_then_local,
+    "close_wakes_local_reader": _close_wakes_local_reader,
+    "close_wakes_blocked_writer": _close_wakes_blocked_writer,
+    "abort_resets_peer": _abort_resets_peer,
+    "write_after_peer_reset": _write_after_peer_reset,
 }
 
 FLOW_CHECKS: tuple[str, ...] = tuple(_CHECKS)
@@ -241,23 +336,13 @@ async def check_flow(
 ) -> None:
     """Run the FLOW checks (all, or those named in ``only``) on fresh pairs.
 
-    Raises :class:`FlowCheckFailed` (an ``AssertionError``) naming the first check that
-    fails. Both flows of every pair are closed afterwards.
+    Raises :class:`ConformanceError` naming the first check that fails. Both flows of
+    every pair are closed afterwards.
     """
-    names = FLOW_CHECKS if only is None else tuple(only)
-    for name in names:
-        if name not in _CHECKS:
-            raise ValueError(f"only: unknown check {name!r}; known: {', '.join(FLOW_CHECKS)}")
-    for name in names:
-        made = make_pair()
-        a, b = await made if inspect.isawaitable(made) else made
-        try:
-            async with asyncio.timeout(timeout):
-                await _CHECKS[name](a, b)
-        except TimeoutError:
-            raise FlowCheckFailed(f"{name}: no progress within {timeout} s") from None
-        except FlowCheckFailed as e:
-            raise FlowCheckFailed(f"{name}: {e}") from None
-        finally:
-            await a.close()
-            await b.close()
+
+    async def close_both(pair: FlowPair) -> None:
+        await pair[0].close()
+        await pair[1].close()
+
+    checks = {name: on_pair(c) for name, c in _CHECKS.items()}
+    await run_on_fresh(make_pair, checks, close_both, only, timeout)

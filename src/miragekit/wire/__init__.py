@@ -22,6 +22,7 @@ from ._checksum import ones_sum_v as ones_sum_v
 from ._checksum import pseudo_sum as pseudo_sum
 from ._checksum import pseudo_sum_v4 as pseudo_sum_v4
 from ._checksum import pseudo_sum_v6 as pseudo_sum_v6
+from ._checksum import residue as residue
 from ._error import WireError as WireError
 from .arp import ArpOperation as ArpOperation
 from .arp import ArpPacket as ArpPacket
@@ -54,3 +55,57 @@ from .udp import UdpPacket as UdpPacket
 from .udp import UdpRepr as UdpRepr
 from .vxlan import VxlanPacket as VxlanPacket
 from .vxlan import VxlanRepr as VxlanRepr
+
+__all__ = [
+    "ArpOperation",
+    "ArpPacket",
+    "ArpRepr",
+    "DestUnreachable",
+    "DhcpMessageType",
+    "DhcpOp",
+    "DhcpPacket",
+    "DhcpRepr",
+    "EtherType",
+    "EthernetFrame",
+    "EthernetRepr",
+    "FragmentRepr",
+    "Icmpv4Packet",
+    "Icmpv4Repr",
+    "Icmpv4Type",
+    "Icmpv6Packet",
+    "Icmpv6Repr",
+    "Icmpv6Type",
+    "IpProtocol",
+    "Ipv4Packet",
+    "Ipv4Repr",
+    "Ipv6Packet",
+    "Ipv6Repr",
+    "ParameterProblem",
+    "TCPPacket",
+    "TCPParseError",
+    "TCPRepr",
+    "UdpPacket",
+    "UdpRepr",
+    "VxlanPacket",
+    "VxlanRepr",
+    "WireError",
+    "arp",
+    "checksum",
+    "checksum_add",
+    "checksum_finish",
+    "checksum_v",
+    "dhcp",
+    "ethernet",
+    "icmpv4",
+    "icmpv6",
+    "ipv4",
+    "ipv6",
+    "ones_sum",
+    "ones_sum_v",
+    "pseudo_sum",
+    "pseudo_sum_v4",
+    "pseudo_sum_v6",
+    "residue",
+    "udp",
+    "vxlan",
+]

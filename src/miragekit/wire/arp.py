@@ -10,6 +10,7 @@ from typing import Final
 
 from ..macaddr import MacAddr
 from ._error import WireError
+from ._view import View, known
 
 HTYPE: Final = 0
 PTYPE: Final = 2
@@ -36,25 +37,13 @@ class ArpOperation(IntEnum):
 
 
 def arp_operation(value: int) -> ArpOperation | int:
-    try:
-        return ArpOperation(value)
-    except ValueError:
-        return value
+    return known(ArpOperation, value)
 
 
-class ArpPacket:
+class ArpPacket(View):
     """A view over an ARP packet; the address fields assume Ethernet/IPv4 lengths."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> ArpPacket:
-        p = cls(buf)
-        p.check_len()
-        return p
+    __slots__ = ()
 
     def check_len(self) -> None:
         n = len(self.buf)

@@ -17,6 +17,7 @@ from typing import Final
 
 from ..macaddr import MacAddr
 from ._error import WireError
+from ._view import View, known
 
 Addr = ipaddress.IPv4Address
 
@@ -106,10 +107,7 @@ class DhcpMessageType(IntEnum):
 
 
 def message_type(value: int) -> DhcpMessageType | int:
-    try:
-        return DhcpMessageType(value)
-    except ValueError:
-        return value
+    return known(DhcpMessageType, value)
 
 
 def parse_options(buf: memoryview | bytes, field: str) -> list[tuple[int, bytes]]:
@@ -137,19 +135,10 @@ def parse_options(buf: memoryview | bytes, field: str) -> list[tuple[int, bytes]
     return out
 
 
-class DhcpPacket:
+class DhcpPacket(View):
     """A view over a DHCP message (the UDP payload); :meth:`checked` validates it."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> DhcpPacket:
-        p = cls(buf)
-        p.check_len()
-        return p
+    __slots__ = ()
 
     def check_len(self) -> None:
         n = len(self.buf)

@@ -9,6 +9,7 @@ from typing import Final
 
 from ..macaddr import MacAddr
 from ._error import WireError
+from ._view import View, known
 
 DST: Final = 0
 SRC: Final = 6
@@ -27,25 +28,13 @@ class EtherType(IntEnum):
 
 def ethertype(value: int) -> EtherType | int:
     """``value`` as an :class:`EtherType` when known, else the plain int (kept, not rejected)."""
-    try:
-        return EtherType(value)
-    except ValueError:
-        return value
+    return known(EtherType, value)
 
 
-class EthernetFrame:
+class EthernetFrame(View):
     """A view over the bytes of one frame; :meth:`checked` validates the length first."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> EthernetFrame:
-        f = cls(buf)
-        f.check_len()
-        return f
+    __slots__ = ()
 
     def check_len(self) -> None:
         if len(self.buf) < HEADER_LEN:

@@ -9,18 +9,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
 
 from ._checksum import checksum
 from ._error import WireError
+from ._icmp import TYPE, IcmpValue, IcmpView
+from ._view import known
 
-TYPE: Final = 0
-CODE: Final = 1
-CHECKSUM: Final = 2
-REST: Final = 4
-HEADER_LEN: Final = 8
-
-HEADER: Final = struct.Struct("!BBHI")
 _H = struct.Struct("!H")
 _I = struct.Struct("!I")
 
@@ -43,29 +37,13 @@ class DestUnreachable(IntEnum):
 
 
 def icmpv4_type(value: int) -> Icmpv4Type | int:
-    try:
-        return Icmpv4Type(value)
-    except ValueError:
-        return value
+    return known(Icmpv4Type, value)
 
 
-class Icmpv4Packet:
+class Icmpv4Packet(IcmpView):
     """A view over an ICMPv4 message (the whole IP payload)."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> Icmpv4Packet:
-        p = cls(buf)
-        p.check_len()
-        return p
-
-    def check_len(self) -> None:
-        if len(self.buf) < HEADER_LEN:
-            raise WireError("length", f"{len(self.buf)} bytes, an ICMP header is 8")
+    __slots__ = ()
 
     @property
     def msg_type(self) -> Icmpv4Type | int:
@@ -74,42 +52,6 @@ class Icmpv4Packet:
     @msg_type.setter
     def msg_type(self, v: int) -> None:
         self.buf[TYPE] = v
-
-    @property
-    def code(self) -> int:
-        return self.buf[CODE]
-
-    @code.setter
-    def code(self, v: int) -> None:
-        self.buf[CODE] = v
-
-    @property
-    def checksum(self) -> int:
-        return int(_H.unpack_from(self.buf, CHECKSUM)[0])
-
-    @checksum.setter
-    def checksum(self, v: int) -> None:
-        _H.pack_into(self.buf, CHECKSUM, v)
-
-    @property
-    def rest(self) -> int:
-        return int(_I.unpack_from(self.buf, REST)[0])
-
-    @rest.setter
-    def rest(self, v: int) -> None:
-        _I.pack_into(self.buf, REST, v)
-
-    @property
-    def echo_ident(self) -> int:
-        return self.rest >> 16
-
-    @property
-    def echo_seq(self) -> int:
-        return self.rest & 0xFFFF
-
-    @property
-    def data(self) -> memoryview:
-        return self.buf[HEADER_LEN:]
 
     def verify_checksum(self) -> bool:
         return checksum(self.buf) == 0
@@ -120,7 +62,7 @@ class Icmpv4Packet:
 
 
 @dataclass(frozen=True, slots=True)
-class Icmpv4Repr:
+class Icmpv4Repr(IcmpValue):
     """One ICMPv4 message: type, code, the 32-bit rest of header, and the data."""
 
     msg_type: Icmpv4Type | int
@@ -133,14 +75,6 @@ class Icmpv4Repr:
         t = Icmpv4Type.ECHO_REQUEST if request else Icmpv4Type.ECHO_REPLY
         return cls(t, 0, (ident << 16) | seq, data)
 
-    @property
-    def echo_ident(self) -> int:
-        return self.rest >> 16
-
-    @property
-    def echo_seq(self) -> int:
-        return self.rest & 0xFFFF
-
     @classmethod
     def parse(cls, packet: Icmpv4Packet, *, verify_checksum: bool = True) -> Icmpv4Repr:
         packet.check_len()
@@ -148,15 +82,5 @@ class Icmpv4Repr:
             raise WireError("checksum", f"ICMP checksum {packet.checksum:#06x} is wrong")
         return cls(packet.msg_type, packet.code, packet.rest, bytes(packet.data))
 
-    def buffer_len(self) -> int:
-        return HEADER_LEN + len(self.data)
-
     def emit(self, packet: Icmpv4Packet) -> None:
-        if not (0 <= self.msg_type <= 255 and 0 <= self.code <= 255):
-            raise ValueError("msg_type and code must fit in a byte")
-        if not 0 <= self.rest <= 0xFFFFFFFF:
-            raise ValueError(f"rest out of range: {self.rest}")
-        n = self.buffer_len()
-        HEADER.pack_into(packet.buf, 0, self.msg_type, self.code, 0, self.rest)
-        packet.buf[HEADER_LEN:n] = self.data
-        Icmpv4Packet(packet.buf[:n]).fill_checksum()
+        Icmpv4Packet(self._emit_fields(packet.buf)).fill_checksum()

@@ -17,15 +17,11 @@ from typing import Final
 from ..macaddr import MacAddr
 from ._checksum import checksum_add, checksum_finish, ones_sum, pseudo_sum_v6
 from ._error import WireError
+from ._icmp import TYPE, IcmpValue, IcmpView
+from ._view import known
 
-TYPE: Final = 0
-CODE: Final = 1
-CHECKSUM: Final = 2
-REST: Final = 4
-HEADER_LEN: Final = 8
 PROTOCOL: Final = 58
 
-HEADER: Final = struct.Struct("!BBHI")
 _H = struct.Struct("!H")
 _I = struct.Struct("!I")
 _RA = struct.Struct("!II")
@@ -64,10 +60,7 @@ class Unreachable(IntEnum):
 
 
 def icmpv6_type(value: int) -> Icmpv6Type | int:
-    try:
-        return Icmpv6Type(value)
-    except ValueError:
-        return value
+    return known(Icmpv6Type, value)
 
 
 def is_error(msg_type: int) -> bool:
@@ -79,47 +72,15 @@ def _pseudo(src: Addr, dst: Addr, length: int) -> int:
     return pseudo_sum_v6(src.packed, dst.packed, PROTOCOL, length)
 
 
-class Icmpv6Packet:
+class Icmpv6Packet(IcmpView):
     """A view over an ICMPv6 message (the whole upper-layer payload)."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> Icmpv6Packet:
-        p = cls(buf)
-        p.check_len()
-        return p
-
-    def check_len(self) -> None:
-        if len(self.buf) < HEADER_LEN:
-            raise WireError("length", f"{len(self.buf)} bytes, an ICMPv6 header is 8")
+    __slots__ = ()
+    _NAME = "ICMPv6"
 
     @property
     def msg_type(self) -> Icmpv6Type | int:
         return icmpv6_type(self.buf[TYPE])
-
-    @property
-    def code(self) -> int:
-        return self.buf[CODE]
-
-    @property
-    def checksum(self) -> int:
-        return int(_H.unpack_from(self.buf, CHECKSUM)[0])
-
-    @checksum.setter
-    def checksum(self, v: int) -> None:
-        _H.pack_into(self.buf, CHECKSUM, v)
-
-    @property
-    def rest(self) -> int:
-        return int(_I.unpack_from(self.buf, REST)[0])
-
-    @property
-    def data(self) -> memoryview:
-        return self.buf[HEADER_LEN:]
 
     def verify_checksum(self, src: Addr, dst: Addr) -> bool:
         s = checksum_add(_pseudo(src, dst, len(self.buf)), ones_sum(self.buf))
@@ -132,7 +93,7 @@ class Icmpv6Packet:
 
 
 @dataclass(frozen=True, slots=True)
-class Icmpv6Repr:
+class Icmpv6Repr(IcmpValue):
     """One ICMPv6 message: type, code, the 32-bit rest of header, and the data."""
 
     msg_type: Icmpv6Type | int
@@ -153,14 +114,6 @@ class Icmpv6Repr:
             raise ValueError(f"msg_type {msg_type} is not an error type")
         return cls(icmpv6_type(msg_type), code, rest, bytes(invoking[: 1280 - 48]))
 
-    @property
-    def echo_ident(self) -> int:
-        return self.rest >> 16
-
-    @property
-    def echo_seq(self) -> int:
-        return self.rest & 0xFFFF
-
     @classmethod
     def parse(
         cls, packet: Icmpv6Packet, src: Addr, dst: Addr, *, verify_checksum: bool = True
@@ -170,18 +123,8 @@ class Icmpv6Repr:
             raise WireError("checksum", f"ICMPv6 checksum {packet.checksum:#06x} is wrong")
         return cls(packet.msg_type, packet.code, packet.rest, bytes(packet.data))
 
-    def buffer_len(self) -> int:
-        return HEADER_LEN + len(self.data)
-
     def emit(self, packet: Icmpv6Packet, src: Addr, dst: Addr) -> None:
-        if not (0 <= self.msg_type <= 255 and 0 <= self.code <= 255):
-            raise ValueError("msg_type and code must fit in a byte")
-        if not 0 <= self.rest <= 0xFFFFFFFF:
-            raise ValueError(f"rest out of range: {self.rest}")
-        n = self.buffer_len()
-        HEADER.pack_into(packet.buf, 0, self.msg_type, self.code, 0, self.rest)
-        packet.buf[HEADER_LEN:n] = self.data
-        Icmpv6Packet(packet.buf[:n]).fill_checksum(src, dst)
+        Icmpv6Packet(self._emit_fields(packet.buf)).fill_checksum(src, dst)
 
 
 # --- NDP options (RFC 4861 4.6) -------------------------------------------------------------
@@ -191,6 +134,7 @@ OPT_TARGET_LLADDR: Final = 2
 OPT_PREFIX_INFO: Final = 3
 OPT_REDIRECTED_HEADER: Final = 4
 OPT_MTU: Final = 5
+OPT_RDNSS: Final = 25  # recursive DNS servers (RFC 8106 5.1)
 INFINITE: Final = 0xFFFFFFFF
 """A lifetime that never ends."""
 
@@ -223,6 +167,14 @@ class MtuOption:
 
 
 @dataclass(frozen=True, slots=True)
+class RdnssOption:
+    """DNS servers the router offers, valid for ``lifetime`` seconds (RFC 8106)."""
+
+    lifetime: int
+    servers: tuple[Addr, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RedirectedHeader:
     data: bytes
 
@@ -233,7 +185,7 @@ class UnknownOption:
     data: bytes  # the option body after type and length
 
 
-NdpOption = LinkAddrOption | PrefixInfo | MtuOption | RedirectedHeader | UnknownOption
+NdpOption = LinkAddrOption | PrefixInfo | MtuOption | RdnssOption | RedirectedHeader | UnknownOption
 
 
 def parse_options(buf: bytes | bytearray | memoryview) -> tuple[NdpOption, ...]:
@@ -265,6 +217,11 @@ def parse_options(buf: bytes | bytearray | memoryview) -> tuple[NdpOption, ...]:
             if ln != 8:
                 raise WireError("mtu", f"length {ln}, an MTU option is 8")
             out.append(MtuOption(int(_I.unpack_from(body, 2)[0])))
+        elif t == OPT_RDNSS:
+            if units < 3 or units % 2 == 0:  # RFC 8106 5.1: 3 + 2 per address, at least one
+                raise WireError("rdnss", f"length {units} units, an RDNSS option is odd and >= 3")
+            servers = tuple(Addr(body[k : k + 16]) for k in range(6, len(body), 16))
+            out.append(RdnssOption(int(_I.unpack_from(body, 2)[0]), servers))
         elif t == OPT_REDIRECTED_HEADER:
             out.append(RedirectedHeader(body[6:]))
         else:
@@ -286,6 +243,9 @@ def emit_options(options: tuple[NdpOption, ...]) -> bytes:
             )
         elif isinstance(o, MtuOption):
             out += bytes((OPT_MTU, 1, 0, 0)) + _I.pack(o.mtu)
+        elif isinstance(o, RdnssOption):
+            out += bytes((OPT_RDNSS, 1 + 2 * len(o.servers), 0, 0)) + _I.pack(o.lifetime)
+            out += b"".join(a.packed for a in o.servers)
         elif isinstance(o, RedirectedHeader):
             body = bytes(6) + o.data
             body += bytes((-(2 + len(body))) % 8)

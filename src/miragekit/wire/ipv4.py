@@ -15,6 +15,7 @@ from typing import Final
 
 from ._checksum import checksum
 from ._error import WireError
+from ._view import UInt, View, known
 
 VER_IHL: Final = 0
 DSCP_ECN: Final = 1
@@ -49,25 +50,13 @@ class IpProtocol(IntEnum):
 
 
 def ip_protocol(value: int) -> IpProtocol | int:
-    try:
-        return IpProtocol(value)
-    except ValueError:
-        return value
+    return known(IpProtocol, value)
 
 
-class Ipv4Packet:
+class Ipv4Packet(View):
     """A view over an IPv4 packet. :meth:`checked` validates every length field."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> Ipv4Packet:
-        p = cls(buf)
-        p.check_len()
-        return p
+    __slots__ = ()
 
     def check_len(self) -> None:
         n = len(self.buf)
@@ -95,37 +84,10 @@ class Ipv4Packet:
     def set_version_ihl(self, header_len: int) -> None:
         self.buf[VER_IHL] = 0x40 | (header_len // 4)
 
-    @property
-    def dscp_ecn(self) -> int:
-        return self.buf[DSCP_ECN]
-
-    @dscp_ecn.setter
-    def dscp_ecn(self, v: int) -> None:
-        self.buf[DSCP_ECN] = v
-
-    @property
-    def total_len(self) -> int:
-        return int(_H.unpack_from(self.buf, TOTAL_LEN)[0])
-
-    @total_len.setter
-    def total_len(self, v: int) -> None:
-        _H.pack_into(self.buf, TOTAL_LEN, v)
-
-    @property
-    def ident(self) -> int:
-        return int(_H.unpack_from(self.buf, IDENT)[0])
-
-    @ident.setter
-    def ident(self, v: int) -> None:
-        _H.pack_into(self.buf, IDENT, v)
-
-    @property
-    def flags_frag(self) -> int:
-        return int(_H.unpack_from(self.buf, FLAGS_FRAG)[0])
-
-    @flags_frag.setter
-    def flags_frag(self, v: int) -> None:
-        _H.pack_into(self.buf, FLAGS_FRAG, v)
+    dscp_ecn = UInt(DSCP_ECN, 1)
+    total_len = UInt(TOTAL_LEN)
+    ident = UInt(IDENT)
+    flags_frag = UInt(FLAGS_FRAG)
 
     @property
     def dont_frag(self) -> bool:
@@ -140,13 +102,7 @@ class Ipv4Packet:
         """The fragment offset in bytes."""
         return (self.flags_frag & FRAG_OFFSET_MASK) * 8
 
-    @property
-    def ttl(self) -> int:
-        return self.buf[TTL]
-
-    @ttl.setter
-    def ttl(self, v: int) -> None:
-        self.buf[TTL] = v
+    ttl = UInt(TTL, 1)
 
     @property
     def protocol(self) -> IpProtocol | int:
@@ -156,13 +112,7 @@ class Ipv4Packet:
     def protocol(self, v: int) -> None:
         self.buf[PROTOCOL] = v
 
-    @property
-    def checksum(self) -> int:
-        return int(_H.unpack_from(self.buf, CHECKSUM)[0])
-
-    @checksum.setter
-    def checksum(self, v: int) -> None:
-        _H.pack_into(self.buf, CHECKSUM, v)
+    checksum = UInt(CHECKSUM)
 
     @property
     def src(self) -> ipaddress.IPv4Address:

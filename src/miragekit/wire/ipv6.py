@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ._error import WireError
+from ._view import UInt, View
 
 VER_TC_FL: Final = 0
 PAYLOAD_LEN: Final = 4
@@ -71,19 +72,10 @@ class ParameterProblem(WireError):
         self.report = report
 
 
-class Ipv6Packet:
+class Ipv6Packet(View):
     """A view over an IPv6 packet. :meth:`checked` validates the length fields."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> Ipv6Packet:
-        p = cls(buf)
-        p.check_len()
-        return p
+    __slots__ = ()
 
     def check_len(self) -> None:
         n = len(self.buf)
@@ -105,29 +97,9 @@ class Ipv6Packet:
     def flow_label(self) -> int:
         return ((self.buf[1] & 0x0F) << 16) | (self.buf[2] << 8) | self.buf[3]
 
-    @property
-    def payload_len(self) -> int:
-        return int(_H.unpack_from(self.buf, PAYLOAD_LEN)[0])
-
-    @payload_len.setter
-    def payload_len(self, v: int) -> None:
-        _H.pack_into(self.buf, PAYLOAD_LEN, v)
-
-    @property
-    def next_header(self) -> int:
-        return self.buf[NEXT_HEADER]
-
-    @next_header.setter
-    def next_header(self, v: int) -> None:
-        self.buf[NEXT_HEADER] = v
-
-    @property
-    def hop_limit(self) -> int:
-        return self.buf[HOP_LIMIT]
-
-    @hop_limit.setter
-    def hop_limit(self, v: int) -> None:
-        self.buf[HOP_LIMIT] = v
+    payload_len = UInt(PAYLOAD_LEN)
+    next_header = UInt(NEXT_HEADER, 1)
+    hop_limit = UInt(HOP_LIMIT, 1)
 
     @property
     def src(self) -> Addr:

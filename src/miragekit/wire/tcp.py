@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from ..v1 import Buffer
 from ._checksum import checksum_v, pseudo_sum, residue
+from ._view import UInt, View
 
 __all__ = [
     "ACK",
@@ -65,8 +66,6 @@ _TS = struct.Struct("!BBBBII")
 _II = struct.Struct("!II")
 _NOP_NOP_TS = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
 
-# ``TCPRepr(...)`` runs the NamedTuple's generated ``__new__`` (Python code, about half a
-# microsecond); the hot paths build the tuple directly, with every field in order.
 _tuple_new = tuple.__new__
 
 _FLAG_NAMES = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
@@ -104,22 +103,21 @@ def _fill_checksum_v4(buf: memoryview | bytearray, src: bytes, dst: bytes) -> No
     buf[16:18] = (0xFFFF - r if r else 0).to_bytes(2, "big")
 
 
-class TCPPacket:
+class TCPPacket(View):
     """A view over a TCP segment in a buffer: offsets, getters, setters, checksum."""
 
-    __slots__ = ("buffer",)
-
-    def __init__(self, buffer: Buffer) -> None:
-        self.buffer = memoryview(buffer)
+    __slots__ = ()
 
     @classmethod
     def new_checked(cls, buffer: Buffer) -> TCPPacket:
-        packet = cls(buffer)
-        packet.check_len()
-        return packet
+        return cls.checked(memoryview(buffer))
+
+    @property
+    def buffer(self) -> memoryview:
+        return self.buf
 
     def check_len(self) -> None:
-        n = len(self.buffer)
+        n = len(self.buf)
         if n < HEADER_LEN:
             raise TCPParseError("length", f"{n} bytes is shorter than the 20-byte header")
         hl = self.header_len
@@ -128,82 +126,22 @@ class TCPPacket:
         if hl > n:
             raise TCPParseError("data_offset", f"{hl} bytes exceeds the {n}-byte segment")
 
-    @property
-    def src_port(self) -> int:
-        b = self.buffer
-        return (b[0] << 8) | b[1]
-
-    @src_port.setter
-    def src_port(self, v: int) -> None:
-        self.buffer[0:2] = v.to_bytes(2, "big")
-
-    @property
-    def dst_port(self) -> int:
-        b = self.buffer
-        return (b[2] << 8) | b[3]
-
-    @dst_port.setter
-    def dst_port(self, v: int) -> None:
-        self.buffer[2:4] = v.to_bytes(2, "big")
-
-    @property
-    def seq(self) -> int:
-        return int.from_bytes(self.buffer[4:8], "big")
-
-    @seq.setter
-    def seq(self, v: int) -> None:
-        self.buffer[4:8] = v.to_bytes(4, "big")
-
-    @property
-    def ack(self) -> int:
-        return int.from_bytes(self.buffer[8:12], "big")
-
-    @ack.setter
-    def ack(self, v: int) -> None:
-        self.buffer[8:12] = v.to_bytes(4, "big")
+    src_port = UInt(0)
+    dst_port = UInt(2)
+    seq = UInt(4, 4)
+    ack = UInt(8, 4)
+    flags = UInt(13, 1)
+    window = UInt(14)
+    checksum = UInt(16)
+    urgent = UInt(18)
 
     @property
     def header_len(self) -> int:
-        return (self.buffer[12] >> 4) * 4
+        return (self.buf[12] >> 4) * 4
 
     @header_len.setter
     def header_len(self, v: int) -> None:
-        self.buffer[12] = (v // 4) << 4
-
-    @property
-    def flags(self) -> int:
-        return self.buffer[13]
-
-    @flags.setter
-    def flags(self, v: int) -> None:
-        self.buffer[13] = v
-
-    @property
-    def window(self) -> int:
-        b = self.buffer
-        return (b[14] << 8) | b[15]
-
-    @window.setter
-    def window(self, v: int) -> None:
-        self.buffer[14:16] = v.to_bytes(2, "big")
-
-    @property
-    def checksum(self) -> int:
-        b = self.buffer
-        return (b[16] << 8) | b[17]
-
-    @checksum.setter
-    def checksum(self, v: int) -> None:
-        self.buffer[16:18] = v.to_bytes(2, "big")
-
-    @property
-    def urgent(self) -> int:
-        b = self.buffer
-        return (b[18] << 8) | b[19]
-
-    @urgent.setter
-    def urgent(self, v: int) -> None:
-        self.buffer[18:20] = v.to_bytes(2, "big")
+        self.buf[12] = (v // 4) << 4
 
     @property
     def options(self) -> memoryview:
@@ -353,8 +291,7 @@ class TCPRepr(NamedTuple):
             # No options, or the usual ones of every segment after the handshake (RFC 7323
             # appendix A): the tuple built directly, without the general option walk.
             tsopt = _II.unpack_from(buf, 24) if hl == 32 else None
-            fields = (sport, dport, seq, ack, flags, window, payload)
-            return _tuple_new(cls, (*fields, None, None, False, (), tsopt, urgent, ()))
+            return plain_segment(sport, dport, seq, ack, flags, window, payload, (), tsopt, urgent)
         mss, wscale, sp, sack, ts, unknown = _parse_options(buf[HEADER_LEN:hl])
         return cls(
             sport,
@@ -510,3 +447,53 @@ class TCPRepr(NamedTuple):
         if self.timestamp is not None:
             parts.append(f"ts={self.timestamp}")
         return "TCPRepr(" + " ".join(parts) + ")"
+
+
+# --- the positional layout of TCPRepr, for the per-segment paths --------------------------
+# ``TCPRepr(...)`` runs the NamedTuple's generated ``__new__`` (Python code, about half a
+# microsecond) and each field read is a lookup; the per-segment paths build and take
+# apart the tuple by position instead, through these two functions only.
+
+
+def plain_segment(
+    src_port: int,
+    dst_port: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    payload: Buffer,
+    sack_blocks: tuple[tuple[int, int], ...],
+    timestamp: tuple[int, int] | None,
+    urgent: int = 0,
+) -> TCPRepr:
+    """A segment without the handshake's options (MSS, window scale, SACK-permitted) or
+    unknown ones: what every segment after the handshake is. Built without ``__new__``."""
+    return _tuple_new(
+        TCPRepr,
+        (
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            flags,
+            window,
+            payload,
+            None,
+            None,
+            False,
+            sack_blocks,
+            timestamp,
+            urgent,
+            (),
+        ),
+    )
+
+
+def plain_fields(seg: TCPRepr) -> tuple[int, int, int, int, Buffer, tuple[int, int] | None] | None:
+    """``(seq, ack, flags, window, payload, timestamp)`` of a segment whose only option is
+    timestamps and that has no urgent data (what a prebuilt header covers); else None."""
+    _sp, _dp, seq, ack, flags, window, payload, mss, ws, sackp, sack, ts, urg, unk = seg
+    if urg or sack or mss is not None or ws is not None or sackp or unk:
+        return None
+    return seq, ack, flags, window, payload, ts

@@ -11,6 +11,7 @@ from ._checksum import checksum_add as add
 from ._checksum import checksum_finish as finish
 from ._checksum import ones_sum, pseudo_sum_v4, pseudo_sum_v6
 from ._error import WireError
+from ._view import UInt, View
 
 SRC_PORT: Final = 0
 DST_PORT: Final = 2
@@ -32,19 +33,10 @@ def pseudo_sum(src: Addr, dst: Addr, length: int) -> int:
     return pseudo_sum_v6(src.packed, dst.packed, PROTOCOL, length)
 
 
-class UdpPacket:
+class UdpPacket(View):
     """A view over a UDP datagram; :meth:`checked` validates the length field."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> UdpPacket:
-        p = cls(buf)
-        p.check_len()
-        return p
+    __slots__ = ()
 
     def check_len(self) -> None:
         n = len(self.buf)
@@ -56,37 +48,10 @@ class UdpPacket:
         if ln > n:
             raise WireError("length", f"length field {ln} exceeds the {n} bytes")
 
-    @property
-    def src_port(self) -> int:
-        return int(_H.unpack_from(self.buf, SRC_PORT)[0])
-
-    @src_port.setter
-    def src_port(self, v: int) -> None:
-        _H.pack_into(self.buf, SRC_PORT, v)
-
-    @property
-    def dst_port(self) -> int:
-        return int(_H.unpack_from(self.buf, DST_PORT)[0])
-
-    @dst_port.setter
-    def dst_port(self, v: int) -> None:
-        _H.pack_into(self.buf, DST_PORT, v)
-
-    @property
-    def length(self) -> int:
-        return int(_H.unpack_from(self.buf, LENGTH)[0])
-
-    @length.setter
-    def length(self, v: int) -> None:
-        _H.pack_into(self.buf, LENGTH, v)
-
-    @property
-    def checksum(self) -> int:
-        return int(_H.unpack_from(self.buf, CHECKSUM)[0])
-
-    @checksum.setter
-    def checksum(self, v: int) -> None:
-        _H.pack_into(self.buf, CHECKSUM, v)
+    src_port = UInt(SRC_PORT)
+    dst_port = UInt(DST_PORT)
+    length = UInt(LENGTH)
+    checksum = UInt(CHECKSUM)
 
     @property
     def payload(self) -> memoryview:

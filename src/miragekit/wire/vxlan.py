@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ._error import WireError
+from ._view import View
 
 FLAGS: Final = 0
 RESERVED1: Final = 1
@@ -45,19 +46,10 @@ def header(vni: int) -> bytes:
     return _WORDS.pack(FLAG_I << 24, vni << 8)
 
 
-class VxlanPacket:
+class VxlanPacket(View):
     """A view over a VXLAN header and the Ethernet frame after it."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: bytes | bytearray | memoryview) -> None:
-        self.buf = memoryview(buf)
-
-    @classmethod
-    def checked(cls, buf: bytes | bytearray | memoryview) -> VxlanPacket:
-        p = cls(buf)
-        p.check_len()
-        return p
+    __slots__ = ()
 
     def check_len(self) -> None:
         if len(self.buf) < HEADER_LEN:

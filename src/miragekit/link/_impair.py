@@ -1,0 +1,379 @@
+"""Impaired links: latency, jitter, loss, duplication, reordering, corruption, a rate.
+
+Why here and not in the switch: an impairment belongs to a link, whatever the device at
+its ends. The virtual switch applies it to each of its ports' links; :class:`ImpairedLink`
+wraps any other :class:`FrameLink` device (a TAP, a VXLAN port) in the same model, so a
+test against the kernel or a remote peer can see a slow or lossy path too.
+
+Every random draw comes from a ``random.Random`` owned by the link, in a fixed order and
+only for the impairments that are set, so a seeded run repeats itself. Times come from
+the running loop's clock, so the model works in real time and on :mod:`miragekit.sim`
+virtual time alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Self
+
+from ..result import Error, NetworkError, Ok, Unknown
+from ..sim import current as current_sim
+from ..v1 import Buffer, FrameCallback, Network
+from ._frame import FrameLink, FrameNetwork, FrameReceiver
+from ._listen import SpawnedListens
+from ._wrap import Wrapper
+
+Frame = bytes | memoryview
+"""A frame on a link: immutable bytes, or a view of a buffer nobody writes again."""
+
+_PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
+_DURATIONS = ("latency", "jitter", "reorder_delay")
+
+
+@dataclass(slots=True)
+class LinkParams:
+    """Impairments of one link, applied to each direction on its own.
+
+    Mutable at run time (``vif.link.loss = 0.3``, ``vif.link.up = False``); a change
+    applies to frames sent afterwards. Probabilities are per frame and per crossing.
+
+    * ``latency``: seconds of propagation delay.
+    * ``jitter``: extra delay drawn uniformly from ``[0, jitter]``; frames still leave
+      the link in order (jitter alone never reorders).
+    * ``loss``, ``duplicate``, ``corrupt`` (flip one random bit): probabilities.
+    * ``loss_burst``: the mean length of a run of lost frames. 1 (the default) loses
+      frames independently; above 1, losses come in bursts (a two-state Gilbert-Elliott
+      chain) while the long-run loss rate stays ``loss``.
+    * ``reorder``: probability that a frame is held back ``reorder_delay`` seconds, so
+      frames sent after it overtake it.
+    * ``rate``: bits per second (``None``: unlimited). A frame takes ``len*8/rate`` to
+      serialise; frames queue behind each other, and beyond ``queue_frames`` waiting
+      frames the newest is dropped.
+    * ``up``: ``False`` cuts the cable: frames are dropped both ways, including those
+      in flight when they arrive.
+    """
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    loss_burst: float = 1.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    reorder_delay: float = 0.001
+    corrupt: float = 0.0
+    rate: float | None = None
+    queue_frames: int = 1000
+    up: bool = True
+    ideal: bool = field(default=True, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.init:
+                _check_param(f.name, getattr(self, f.name))
+        self._update_ideal()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "ideal":
+            _check_param(name, value)
+        object.__setattr__(self, name, value)
+        if name != "ideal" and hasattr(self, "ideal"):
+            self._update_ideal()
+
+    def _update_ideal(self) -> None:
+        ideal = (
+            self.up
+            and self.latency == 0
+            and self.jitter == 0
+            and self.loss == 0
+            and self.duplicate == 0
+            and self.reorder == 0
+            and self.corrupt == 0
+            and self.rate is None
+        )
+        object.__setattr__(self, "ideal", ideal)
+
+
+def _check_param(name: str, value: Any) -> None:
+    if name in _PROBABILITIES:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"LinkParams.{name} must be a probability in [0, 1], got {value!r}")
+    elif name in _DURATIONS:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ValueError(f"LinkParams.{name} must be >= 0 seconds, got {value!r}")
+    elif name == "rate":
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+        ):
+            raise ValueError(f"LinkParams.rate must be > 0 bits/s or None, got {value!r}")
+    elif name == "loss_burst":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+            raise ValueError(f"LinkParams.loss_burst must be >= 1 frames, got {value!r}")
+    elif name == "queue_frames":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"LinkParams.queue_frames must be an int >= 1, got {value!r}")
+    elif name == "up" and not isinstance(value, bool):
+        raise TypeError(f"LinkParams.up must be a bool, got {value!r}")
+
+
+@dataclass(slots=True)
+class ImpairCounters:
+    """What the impairments of one link did to its frames."""
+
+    dropped_down: int = 0  # link down
+    dropped_loss: int = 0  # random loss
+    dropped_queue: int = 0  # bandwidth queue full
+    duplicated: int = 0
+    corrupted: int = 0
+    reordered: int = 0
+
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, 0)
+
+
+class _Direction:
+    """One direction of a link: serialisation state and the frames on the wire.
+
+    Frames leave the wire in order (``fifo``, arrival times never decrease), so one timer
+    for the head of the queue serves them all; only frames held back by ``reorder`` get
+    their own timer.
+    """
+
+    __slots__ = ("bad", "busy_until", "deliver", "fifo", "last_arrival", "queue", "timer")
+
+    def __init__(self, deliver: Callable[[Frame], None]) -> None:
+        self.busy_until = 0.0
+        self.last_arrival = float("-inf")
+        self.queue: deque[float] = deque()  # departure times of frames not yet sent
+        self.fifo: deque[tuple[float, Frame]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+        self.deliver = deliver
+        self.bad = False  # in a loss burst
+
+    def push(self, t: float, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
+        fifo = self.fifo
+        fifo.append((t, data))
+        if self.timer is None:
+            self.timer = loop.call_at(t, self.drain)
+
+    def drain(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        fifo = self.fifo
+        deliver = self.deliver
+        while fifo and fifo[0][0] <= now:
+            deliver(fifo.popleft()[1])
+        if fifo and self.timer is None:
+            self.timer = loop.call_at(fifo[0][0], self.drain)
+
+    def clear(self) -> None:
+        """Forget the frames on the wire and the link's timing (a new clock starts)."""
+        self.fifo.clear()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.queue.clear()
+        self.busy_until = 0.0
+        self.last_arrival = float("-inf")
+        self.bad = False
+
+
+def impair(
+    link: LinkParams,
+    rng: random.Random,
+    c: ImpairCounters,
+    d: _Direction,
+    data: Frame,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Carry ``data`` across direction ``d`` of a link with impairments ``link``, then hand
+    it to ``d.deliver``; drops and alterations are counted in ``c``.
+
+    The random draws happen in a fixed order (loss, corruption, jitter, duplication,
+    reordering) and only for impairments that are set, so a run is reproducible.
+    """
+    if not link.up:
+        c.dropped_down += 1
+        return
+    loss = link.loss
+    if loss:
+        burst = link.loss_burst
+        if burst == 1:
+            lost = rng.random() < loss
+        elif loss >= 1:
+            lost = True
+        else:
+            # Gilbert-Elliott: leave a burst with 1/burst, enter one so that the
+            # stationary share of lost frames is `loss`.
+            if d.bad:
+                d.bad = rng.random() >= 1 / burst
+            else:
+                d.bad = rng.random() < loss / (burst * (1 - loss))
+            lost = d.bad
+        if lost:
+            c.dropped_loss += 1
+            return
+    now = loop.time()
+    t = now
+    rate = link.rate
+    if rate is not None:
+        q = d.queue
+        while q and q[0] <= now:
+            q.popleft()
+        if len(q) >= link.queue_frames:
+            c.dropped_queue += 1
+            return
+        t = max(now, d.busy_until) + len(data) * 8 / rate
+        d.busy_until = t
+        q.append(t)
+    if link.corrupt and rng.random() < link.corrupt:
+        b = bytearray(data)
+        bit = rng.randrange(len(b) * 8)
+        b[bit >> 3] ^= 1 << (bit & 7)
+        data = bytes(b)
+        c.corrupted += 1
+    t += link.latency
+    if link.jitter:
+        t += rng.uniform(0.0, link.jitter)
+    if t < d.last_arrival:
+        t = d.last_arrival  # the wire keeps order; only `reorder` breaks it
+    d.last_arrival = t
+    copies = 1
+    if link.duplicate and rng.random() < link.duplicate:
+        copies = 2
+        c.duplicated += 1
+    held = link.reorder and rng.random() < link.reorder
+    for _ in range(copies):
+        if held:
+            loop.call_at(t + link.reorder_delay, d.deliver, data)
+        elif t <= now and not d.fifo:
+            d.deliver(data)
+        else:
+            d.push(t, data, loop)
+    if held:
+        c.reordered += 1
+
+
+def fresh_seed() -> int:
+    """A seed from the running :class:`~miragekit.sim.SimLoop`'s generator (a simulation
+    repeats itself), or from the OS outside one."""
+    loop = current_sim()
+    return loop.rng().getrandbits(64) if loop is not None else random.SystemRandom().getrandbits(64)
+
+
+def link_rng(seed: int, name: str) -> random.Random:
+    """The generator of the link called ``name`` among those seeded with ``seed``."""
+    return random.Random(f"{seed}/{name}")
+
+
+class ImpairedLink(Wrapper):
+    """Any FrameLink device (TAP, VXLAN, ...) behind a link with :class:`LinkParams`.
+
+    Frames we send cross the link's outward direction before reaching ``netif``; frames
+    ``netif`` receives cross the inward direction before reaching our receiver. ``link``
+    is mutable at run time as on a switch port; ``counters`` says what it dropped or
+    altered. The wrapper offers the plain FrameLink only (no checksum or segmentation
+    offload): an impaired link carries real frames, each on its own.
+    """
+
+    def __init__(
+        self, netif: FrameNetwork, link: LinkParams | None = None, *, seed: int | None = None
+    ) -> None:
+        if link is not None and not isinstance(link, LinkParams):
+            raise TypeError(f"link must be a LinkParams, got {link!r}")
+        super().__init__(netif)
+        self.link = link if link is not None else LinkParams()
+        self.counters = ImpairCounters()
+        self._rng = link_rng(fresh_seed() if seed is None else seed, "ImpairedLink")
+        self._out = _Direction(self._leave)
+        self._in = _Direction(self._arrive)
+        self._receiver: FrameReceiver | None = None
+        self._listens = SpawnedListens()
+        netif.set_receiver(self._on_frame)
+
+    # --- DEVICE -----------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        id: LinkParams | None = None,
+        *,
+        netif: FrameNetwork | None = None,
+        seed: int | None = None,
+    ) -> Ok[Self] | Error[NetworkError]:
+        """Impair ``netif`` with the parameters ``id``."""
+        if netif is None:
+            return Error(Unknown("ImpairedLink.connect needs the device to wrap: netif="))
+        return Ok(cls(netif, id, seed=seed))
+
+    async def disconnect(self) -> None:
+        """Forget the frames in flight, end ``listen``, disconnect the wrapped device."""
+        self._out.clear()
+        self._in.clear()
+        self._receiver = None
+        self._listens.close()
+        await self._inner.disconnect()
+
+    # --- FrameLink --------------------------------------------------------------------------
+
+    def set_receiver(self, fn: FrameReceiver | None) -> None:
+        self._receiver = fn
+
+    def send(self, frame: Buffer) -> None:
+        if self.link.ideal:
+            self._inner.send(frame)
+        else:
+            # The caller may reuse its buffer once we return: the link keeps a copy.
+            data = frame if type(frame) is bytes else bytes(frame)
+            impair(self.link, self._rng, self.counters, self._out, data, _loop())
+
+    def sendv(self, bufs: Sequence[Buffer]) -> None:
+        if self.link.ideal:
+            self._inner.sendv(bufs)
+        else:
+            impair(self.link, self._rng, self.counters, self._out, b"".join(bufs), _loop())
+
+    def _leave(self, data: Frame) -> None:
+        self._inner.send(data)
+
+    def _on_frame(self, frame: memoryview) -> None:
+        if self.link.ideal:
+            self._arrive(frame)
+        else:
+            # The device's view is valid only during this call.
+            impair(self.link, self._rng, self.counters, self._in, bytes(frame), _loop())
+
+    def _arrive(self, data: Frame) -> None:
+        fn = self._receiver
+        if fn is not None:
+            fn(data if type(data) is memoryview else memoryview(data))
+
+    # --- NETWORK ----------------------------------------------------------------------------
+
+    async def write(self, buf: Buffer) -> None:
+        self.send(buf)
+
+    async def writev(self, bufs: Sequence[Buffer]) -> None:
+        self.sendv(bufs)
+
+    async def listen(self, fn: FrameCallback) -> None:
+        """Run ``fn`` (as a task) on every frame that crosses the link, until
+        :meth:`disconnect`."""
+        await self._listens.run(fn, self.set_receiver, lambda: self._receiver)
+
+    def reset_stats_counters(self) -> None:
+        self._inner.reset_stats_counters()
+        self.counters.reset()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+_check_network: type[Network] = ImpairedLink
+_check_link: type[FrameLink] = ImpairedLink

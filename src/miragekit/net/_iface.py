@@ -1,0 +1,115 @@
+"""One Ethernet interface: a device, its :class:`Ethif`, and the IP layers on it.
+
+Why one object: ARP and IPv4 and IPv6 share the device, its receiver and its ethertype
+dispatch. The stacks (:class:`IPv4Stack`, :class:`IPv6Stack`, the dual stack) compose an
+interface with the layers they want, and IPv6 joins an interface that already carries
+IPv4 by setting :attr:`Interface.ipv6`, nothing more.
+
+Received frames go from the device's fast path (``set_receiver``, or
+``set_receiver_meta`` with the offload flags) through :meth:`Interface.receive_frame`,
+synchronously, to the IP layer; a device without the fast path is driven by its async
+``listen``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ._ethif import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Ethif
+from ._ipv4 import IPv4
+from ._ipv6 import IPv6
+
+_log = logging.getLogger(__name__)
+
+Input = Callable[[memoryview, int], None]
+"""An ethertype's synchronous input: ``fn(payload, flags)`` with the offload flags."""
+
+
+class Interface:
+    """The IP layers ``ipv4`` and ``ipv6`` (either may be ``None``) on ``ethif``."""
+
+    def __init__(self, ethif: Ethif, *, ipv4: IPv4 | None = None, ipv6: IPv6 | None = None):
+        self.ethif = ethif
+        self._ipv4 = ipv4
+        self._ipv6 = ipv6
+        self._inputs: dict[int, Input] = {}
+        self._rebuild()
+        self.internal_errors = 0
+        """Exceptions of ours caught on the input path (a bug, never the peer's doing)."""
+        self._listen_task: asyncio.Task[None] | None = None
+        self._meta = False
+
+    @property
+    def ipv4(self) -> IPv4 | None:
+        return self._ipv4
+
+    @ipv4.setter
+    def ipv4(self, ip: IPv4 | None) -> None:
+        self._ipv4 = ip
+        self._rebuild()
+
+    @property
+    def ipv6(self) -> IPv6 | None:
+        return self._ipv6
+
+    @ipv6.setter
+    def ipv6(self, ip: IPv6 | None) -> None:
+        """IPv6 joins (or leaves) the interface: its packets go there from now on."""
+        self._ipv6 = ip
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        inputs: dict[int, Input] = {}
+        if (ip4 := self._ipv4) is not None:
+            inputs[ETHERTYPE_IPV4] = ip4.receive
+            inputs[ETHERTYPE_ARP] = ip4.receive_arp
+        if (ip6 := self._ipv6) is not None:
+            inputs[ETHERTYPE_IPV6] = ip6.receive
+        self._inputs = inputs
+
+    def receive_frame(self, frame: memoryview, flags: int = 0) -> None:
+        """One received Ethernet frame, synchronously. Never raises.
+
+        ``flags`` are an :class:`~miragekit.link.OffloadLink`'s receive flags.
+        """
+        try:
+            fn = self.ethif.dispatch(frame, self._inputs)
+            if fn is not None:
+                fn(frame[14:], flags)  # the Ethernet header's 14 bytes
+        except Exception:
+            # A bug of ours, not the peer's: count it, keep the stack running.
+            self.internal_errors += 1
+            _log.exception("stack input failed")
+
+    async def _listen_frame(self, frame: memoryview) -> None:
+        self.receive_frame(frame)
+
+    def start(self) -> None:
+        """Take the device's received frames: with the offload flags when IPv4 uses the
+        device's offloads, else on the plain fast path, else through ``listen``."""
+        ip4 = self._ipv4
+        link = self.ethif.link
+        if ip4 is not None and ip4.offload is not None:
+            ip4.offload.set_receiver_meta(self.receive_frame)
+            self._meta = True
+        elif link is not None:
+            link.set_receiver(self.receive_frame)
+        else:
+            netif = self.ethif.id()
+            self._listen_task = asyncio.get_running_loop().create_task(
+                netif.listen(self._listen_frame)
+            )
+
+    def stop(self) -> None:
+        """Let go of the device's received frames."""
+        ip4 = self._ipv4
+        if self._meta and ip4 is not None and ip4.offload is not None:
+            ip4.offload.set_receiver_meta(None)
+        elif self.ethif.link is not None:
+            self.ethif.link.set_receiver(None)
+        self._meta = False
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            self._listen_task = None
