@@ -9,7 +9,7 @@ link say which peer does it and what fixes it (docs/vxlan.md, "Checksums").
 
 from __future__ import annotations
 
-from ..wire._checksum import checksum_v, pseudo_sum
+from ..wire import checksum_v, pseudo_sum
 
 _NAMES = {6: "TCP", 17: "UDP"}
 
