@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,18 @@ class Link:
         ).stdout
         return re.findall(r"inet (\S+)", out)
 
+    @contextmanager
+    def client(self, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+        """A DHCP client running in the namespace; killed on the way out if still there."""
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns, *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            yield p
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
     def run_ok(self, *args: str) -> None:
         subprocess.run(["ip", "netns", "exec", self.ns, *args], capture_output=True,
                        timeout=30, check=True)  # fmt: skip
@@ -133,12 +146,8 @@ def wait_log(path: Path, word: str, timeout: float = 15.0) -> list[str]:
 def test_udhcpc_obtains_renews_and_releases(link: Link) -> None:
     script = link.script("udhcpc.sh", UDHCPC_SCRIPT)
     log = Path(f"{script}.log")
-    client = subprocess.Popen(
-        ["ip", "netns", "exec", link.ns, "udhcpc", "-f", "-R", "-i", link.tap,
-         "-s", str(script), "-t", "5", "-T", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    with link.client("udhcpc", "-f", "-R", "-i", link.tap, "-s", str(script),
+                     "-t", "5", "-T", "1") as client:  # fmt: skip
         wait_log(log, "bound")
         (addr,) = link.addresses()
         assert addr == "10.78.0.100/24", addr
@@ -150,10 +159,6 @@ def test_udhcpc_obtains_renews_and_releases(link: Link) -> None:
         link.fresh_neighbour()
         client.send_signal(signal.SIGTERM)  # -R: release on the way out
         assert client.wait(10) == 0
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
     link.wait_table("none")
     assert link.addresses() == []
 
@@ -162,11 +167,7 @@ def test_dhclient_obtains_renews_and_releases(link: Link) -> None:
     script = link.script("dhclient.sh", DHCLIENT_SCRIPT)
     log = Path(f"{script}.log")
     files = ("-sf", str(script), "-lf", str(link.tmp / "leases"), "-pf", str(link.tmp / "pid"))
-    client = subprocess.Popen(
-        ["ip", "netns", "exec", link.ns, "dhclient", "-d", "-v", *files, link.tap],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    with link.client("dhclient", "-d", "-v", *files, link.tap) as client:
         wait_log(log, "BOUND")
         (addr,) = link.addresses()
         ip = addr.split("/")[0]
@@ -178,10 +179,6 @@ def test_dhclient_obtains_renews_and_releases(link: Link) -> None:
         # -r: release the lease and stop the daemon (found through the pid file).
         link.run_ok("dhclient", "-r", *files, link.tap)
         assert client.wait(10) is not None
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
     link.wait_table("none")
     assert link.addresses() == []
 
