@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from tests.flowkit import drain_hash, http_once
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run, socat_receives
+from tests.nstat import kernel_clean
 
 from miragekit.link import TapNetif
 from miragekit.result import Ok
@@ -57,7 +58,8 @@ def test_kernel_sends_100mb_to_us(knet: KernelNet, tmp_path: Path) -> None:
         assert rc == 0, out
         assert await asyncio.wait_for(done, 60) == (100 * MB, want)
 
-    run(with_direct(knet, body), timeout=200)
+    with kernel_clean(knet.ns):
+        run(with_direct(knet, body), timeout=200)
 
 
 def test_we_send_100mb_to_the_kernel(knet: KernelNet, tmp_path: Path) -> None:
@@ -72,7 +74,8 @@ def test_we_send_100mb_to_the_kernel(knet: KernelNet, tmp_path: Path) -> None:
             dst,
         )
 
-    run(with_direct(knet, body), timeout=200)
+    with kernel_clean(knet.ns):
+        run(with_direct(knet, body), timeout=200)
 
 
 HTTP_BODY = os.urandom(3 * MB)
@@ -89,7 +92,8 @@ def test_curl_fetches_from_our_stack(knet: KernelNet, tmp_path: Path) -> None:
         assert rc == 0, msg
         assert out.read_bytes() == HTTP_BODY
 
-    run(with_direct(knet, body), timeout=60)
+    with kernel_clean(knet.ns):
+        run(with_direct(knet, body), timeout=60)
 
 
 CLIENT = """

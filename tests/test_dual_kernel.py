@@ -34,6 +34,7 @@ from tests.ipstack.test_ipv6_kernel import (
     knet6,
 )
 from tests.kernelnet import OUR_IP, run, socat_receives
+from tests.nstat import kernel_clean
 
 from miragekit.kv import DirKV
 from miragekit.link import TapNetif
@@ -113,7 +114,8 @@ def test_curl6_against_the_website_example(knet6: KernelNet6) -> None:
         finally:
             app.cancel()
 
-    run(with_dual(knet6, body))
+    with kernel_clean(knet6.ns):
+        run(with_dual(knet6, body))
 
 
 OFFLOAD = pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
@@ -140,7 +142,8 @@ def test_socat6_sends_to_us(knet6: KernelNet6, tmp_path: Path, offload: bool) ->
         assert await asyncio.wait_for(done, 30) == (8 * MB, want)
         assert stack.counters()["tcp6"]["bad_checksum"] == 0
 
-    run(with_dual(knet6, body, offload=offload), timeout=90)
+    with kernel_clean(knet6.ns, offload=offload):
+        run(with_dual(knet6, body, offload=offload), timeout=90)
 
 
 @OFFLOAD
@@ -161,7 +164,8 @@ def test_we_send_to_socat6(knet6: KernelNet6, tmp_path: Path, offload: bool) -> 
         assert stack.ipv6().counters.tx_fragments == 0
         assert stack.counters()["tcp6"]["bad_checksum"] == 0  # the kernel's ACKs
 
-    run(with_dual(knet6, body, offload=offload), timeout=90)
+    with kernel_clean(knet6.ns, offload=offload):
+        run(with_dual(knet6, body, offload=offload), timeout=90)
 
 
 @OFFLOAD
@@ -178,7 +182,8 @@ def test_udp_on_one_listener_over_both_families(knet6: KernelNet6, offload: bool
         assert stack.udpv6().counters.rx_delivered == 2
         assert stack.udpv4().counters.rx_delivered == 1
 
-    run(with_dual(knet6, body, offload=offload))
+    with kernel_clean(knet6.ns, offload=offload):
+        run(with_dual(knet6, body, offload=offload))
 
 
 def test_slaac_address_serves_tcp(knet6: KernelNet6) -> None:

@@ -20,6 +20,7 @@ import pytest
 from tests.apprun import running, sh
 from tests.flowkit import drain_hash, http_once
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run, socat_receives
+from tests.nstat import kernel_clean
 
 from miragekit.link import PcapNetif, TapNetif
 from miragekit.result import Ok
@@ -74,7 +75,8 @@ def test_kernel_sends_100mb_to_us_in_gso_frames(knet: KernelNet, tmp_path: Path)
         assert c.rx_gso_bytes / c.rx_gso > 4 * 1500
         assert stack.tcpv4().stats["bad_checksum"] == 0
 
-    run(with_offload(knet, body), timeout=200)
+    with kernel_clean(knet.ns, offload=True):
+        run(with_offload(knet, body), timeout=200)
 
 
 def test_we_send_100mb_to_the_kernel_with_tso(knet: KernelNet, tmp_path: Path) -> None:
@@ -93,7 +95,8 @@ def test_we_send_100mb_to_the_kernel_with_tso(knet: KernelNet, tmp_path: Path) -
         assert c.tx_gso_bytes / c.tx_gso > 8 * 1500
         assert c.tx_csum_offload >= c.tx_gso
 
-    run(with_offload(knet, body), timeout=200)
+    with kernel_clean(knet.ns, offload=True):
+        run(with_offload(knet, body), timeout=200)
 
 
 HTTP_BODY = os.urandom(8 * MB)
@@ -115,7 +118,8 @@ def test_curl_and_ping_with_offload(knet: KernelNet, tmp_path: Path) -> None:
         assert b"3 received" in msg
         assert stack.counters()["icmp"]["tx_echo_replies"] == 3
 
-    run(with_offload(knet, body), timeout=60)
+    with kernel_clean(knet.ns, offload=True):
+        run(with_offload(knet, body), timeout=60)
 
 
 BAD_SYN = """

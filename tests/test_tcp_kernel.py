@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from tests.nstat import LOSSLESS_RESENDS, kernel_clean
 
 from miragekit.tcp import Config, Connection, State, TCPEndpoint
 from miragekit.wire._checksum import checksum_v
@@ -174,7 +175,8 @@ print(hashlib.sha256(data).hexdigest(), hashlib.sha256(got).hexdigest(), len(got
             stack.ep.wake(c)
         return client.poll() is not None
 
-    stack.run(step, timeout=120)
+    with kernel_clean(ns, max_resent=None if loss else LOSSLESS_RESENDS):
+        stack.run(step, timeout=120)
     out, err = client.communicate()
     assert client.returncode == 0, err
     sent, got, n = out.split()
@@ -228,7 +230,8 @@ print(n, flush=True)
         stack.ep.wake(conn)
         return conn.at_eof
 
-    stack.run(step, timeout=120)
+    with kernel_clean(ns, max_resent=None if loss else LOSSLESS_RESENDS):
+        stack.run(step, timeout=120)
     assert reply.decode() == hashlib.sha256(data).hexdigest()
     out, err = server.communicate(timeout=10)
     assert server.returncode == 0, err
@@ -301,7 +304,8 @@ print(ok)
             stack.ep.wake(c)
         return client.poll() is not None and not live
 
-    stack.run(step, timeout=120)
+    with kernel_clean(ns):
+        stack.run(step, timeout=120)
     out, err = client.communicate()
     assert out.strip() == "300", err
     stack.run(lambda: not stack.ep.connections, timeout=10)

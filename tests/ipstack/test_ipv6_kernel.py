@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, ICMPv6NDOptSrcLLAddr
 from tests.ipstack.test_kernel import KernelNet, run
+from tests.nstat import kernel_clean
 
 from miragekit.link import TapNetif
 from miragekit.net import IPv6Stack, NdpConfig
@@ -114,7 +115,8 @@ def test_ping6_link_local(knet6: KernelNet6) -> None:
         assert ndp.na_sent >= 1  # the kernel resolved us
         assert ndp.rs_sent >= 1  # we looked for routers once the link-local was ours
 
-    run(with_stack6(knet6, body))
+    with kernel_clean(knet6.ns):
+        run(with_stack6(knet6, body))
 
 
 def test_ping6_global_and_fragmented_both_ways(knet6: KernelNet6) -> None:
@@ -131,7 +133,8 @@ def test_ping6_global_and_fragmented_both_ways(knet6: KernelNet6) -> None:
         assert stack.ipv6.ndp.lookup(kernel) is not None
         assert stack.ipv6.ndp.state(kernel) is not None
 
-    run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
+    with kernel_clean(knet6.ns):
+        run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
 
 
 def test_udp6_kernel_to_us_echo(knet6: KernelNet6) -> None:
@@ -151,7 +154,8 @@ def test_udp6_kernel_to_us_echo(knet6: KernelNet6) -> None:
         assert rc == 0 and out == b"link-local\n", out
         assert stack.udp.counters.rx_delivered == 3
 
-    run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
+    with kernel_clean(knet6.ns):
+        run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
 
 
 def test_udp6_us_to_kernel(knet6: KernelNet6) -> None:
@@ -175,7 +179,8 @@ def test_udp6_us_to_kernel(knet6: KernelNet6) -> None:
             p.kill()
             await p.wait()
 
-    run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
+    with kernel_clean(knet6.ns):
+        run(with_stack6(knet6, body, cidrs=[f"{OUR_IP6}/64"]))
 
 
 PROBE6 = """

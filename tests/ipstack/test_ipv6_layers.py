@@ -42,6 +42,7 @@ from scapy.layers.inet6 import (
     fragment6,
 )
 from scapy.layers.l2 import Ether
+from tests.fuzzkit import fix_frame, valid_sum_frame
 from tests.ipstack.memlink import OUR_MAC, PEER_MAC, MemLink
 
 from miragekit.macaddr import MacAddr
@@ -822,3 +823,89 @@ def test_slaac_can_be_turned_off() -> None:
     ndp.input(PEER_LL.packed, A("ff02::1").packed, 255, ra(pio("2001:db8:1::")), 0.0)
     assert ndp.counters.addresses_autoconfigured == 0 and len(ndp.addresses) == 1
     assert ndp.on_link(A("2001:db8:1::5").packed, 1.0)  # the prefix is still on-link
+
+
+PAST_SUM_SEEDS = [
+    *SEEDS,
+    bytes(
+        from_peer(dst=A("ff02::1"), hlim=255)
+        / ICMPv6ND_RA(routerlifetime=1800)
+        / ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)
+        / ICMPv6NDOptPrefixInfo(prefix="2001:db8::", L=1, A=1)
+    ),
+    bytes(
+        from_peer(hlim=255)
+        / ICMPv6ND_NA(tgt=str(PEER_LL), R=1, S=1, O=1)
+        / ICMPv6NDOptDstLLAddr(lladdr=PEER_MAC)
+    ),
+    bytes(
+        from_peer(dst=A("ff02::2"), hlim=255)
+        / ICMPv6ND_RS()
+        / ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)
+    ),
+    bytes(from_peer(hlim=255) / ICMPv6ND_Redirect(tgt="fe80::9", dst="2001:db8::9")),
+    bytes(from_peer() / ICMPv6PacketTooBig(mtu=1280) / IPv6(src=str(US_LL), dst="2001:db8::1")),
+    bytes(
+        from_peer(dst=A("ff02::1"), hlim=1)
+        / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=5, optdata=b"\0\0")])
+        / ICMPv6MLQuery2()
+    ),
+    bytes(from_peer() / IPv6ExtHdrRouting(addresses=[str(US_LL)], segleft=0) / UDP(dport=7)),
+    bytes(from_peer() / IPv6ExtHdrFragment(id=5, m=0, offset=0) / UDP(dport=7) / b"atomic"),
+    bytes(
+        from_peer()
+        / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=0x80, optdata=b"x")])
+        / UDP(dport=7)
+    ),
+]
+
+
+async def fresh_ipv6() -> IPv6Stack:
+    stack = await IPv6Stack.connect(MemLink(), rng=random.Random(1), ndp=NdpConfig(dad_transmits=0))
+    stack.listen_udpv6(port=7, callback=lambda *a: asyncio.sleep(0))
+    return stack
+
+
+@settings(max_examples=300)
+@given(st.lists(valid_sum_frame(PAST_SUM_SEEDS), min_size=1, max_size=4))
+def test_fuzz_past_the_checksum_never_raises(frames: list[bytes]) -> None:
+    """Extension headers, ICMPv6, NDP and MLD mutated with their checksums recomputed:
+    the parsers behind the checksum get them; nothing raises, on a fresh stack each time."""
+
+    async def main() -> None:
+        stack = await fresh_ipv6()
+        for frame in frames:
+            stack.receive_frame(memoryview(bytearray(frame)))
+            await asyncio.sleep(0)
+        assert stack.internal_errors == 0
+        await stack.disconnect()
+
+    asyncio.run(main())
+
+
+def test_ndp_mutations_with_fixed_sums_reach_ndp() -> None:
+    """Every byte of each NDP message's body changed in turn: with the sum recomputed
+    nearly all reach NDP's own validity checks (counted there); without, none does."""
+
+    async def reached(fix: bool) -> tuple[int, dict[str, dict[str, int]]]:
+        stack = await fresh_ipv6()
+        sent = 0
+        for seed in PAST_SUM_SEEDS:
+            if seed[20] != 58 or not 134 <= seed[54] <= 137:
+                continue  # NDP sent to a host: RA, NS, NA, Redirect after the IPv6 header
+            for i in range(58, len(seed)):
+                frame = bytearray(seed)
+                frame[i] ^= 0xA5
+                stack.receive_frame(memoryview(fix_frame(frame) if fix else frame))
+                sent += 1
+        await asyncio.sleep(0)
+        assert stack.internal_errors == 0
+        c = stack.counters()
+        await stack.disconnect()
+        return sent, c
+
+    sent, fixed = run(reached(True))
+    _, broken = run(reached(False))
+    assert sent > 100
+    assert fixed["ndp"]["rx_messages"] >= sent * 9 // 10, (sent, fixed["ndp"], fixed["icmpv6"])
+    assert broken["ndp"]["rx_messages"] == 0 and broken["icmpv6"]["rx_malformed"] == sent

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, knet, run
+from tests.nstat import kernel_clean
 
 from miragekit.link import TapNetif
 from miragekit.net import IPv4Stack
@@ -55,7 +56,8 @@ def test_ping(knet: KernelNet, vnet_hdr: bool) -> None:
         assert stack.ipv4.icmp.counters.tx_echo_replies == 3
         assert stack.ipv4.arp.counters.replies_sent >= 1
 
-    run(with_stack(knet, body, vnet_hdr=vnet_hdr))
+    with kernel_clean(knet.ns):
+        run(with_stack(knet, body, vnet_hdr=vnet_hdr))
 
 
 def test_ping_fragmented_both_ways(knet: KernelNet) -> None:
@@ -66,7 +68,8 @@ def test_ping_fragmented_both_ways(knet: KernelNet) -> None:
         assert stack.ipv4.reassembler.counters.reassembled == 2
         assert stack.ipv4.counters.tx_fragments == 2 * 6  # 8028 bytes in 1480-byte pieces
 
-    run(with_stack(knet, body))
+    with kernel_clean(knet.ns):
+        run(with_stack(knet, body))
 
 
 def test_udp_kernel_to_us_echo(knet: KernelNet) -> None:
@@ -86,7 +89,8 @@ def test_udp_kernel_to_us_echo(knet: KernelNet) -> None:
         assert rc == 0 and out == big, (rc, len(out))
         assert stack.udp.counters.rx_delivered == 2
 
-    run(with_stack(knet, body))
+    with kernel_clean(knet.ns):
+        run(with_stack(knet, body))
 
 
 def test_udp_us_to_kernel(knet: KernelNet) -> None:
@@ -120,7 +124,8 @@ def test_udp_us_to_kernel(knet: KernelNet) -> None:
             p.kill()
             await p.wait()
 
-    run(with_stack(knet, body))
+    with kernel_clean(knet.ns):
+        run(with_stack(knet, body))
 
 
 PROBE = """

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 from tests.netns import namespaces, ns_exec, set_tx_checksum, sh
+from tests.nstat import kernel_clean
 from tests.vxlan.overlay import Node
 
 from miragekit.link import VxlanConfig, VxlanNetif
@@ -111,7 +112,8 @@ def test_fragmented_ping_within_the_overlay_mtu(underlay: Underlay) -> None:
         assert node.stack.ipv4.reassembler.counters.reassembled == 2
         assert node.netif.counters.tx_oversize == 0
 
-    run(with_node(underlay, body))
+    with kernel_clean(underlay.k):
+        run(with_node(underlay, body))
 
 
 def test_udp_both_ways(underlay: Underlay) -> None:
@@ -146,7 +148,8 @@ def test_udp_both_ways(underlay: Underlay) -> None:
             p.kill()
             await p.wait()
 
-    run(with_node(underlay, body))
+    with kernel_clean(underlay.k):
+        run(with_node(underlay, body))
 
 
 def test_multicast_group_with_the_kernel(underlay: Underlay) -> None:

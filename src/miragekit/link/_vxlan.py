@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import logging
 import math
 import os
 import socket
@@ -43,6 +44,7 @@ from ..wire import vxlan as wire
 from ._fd import FdLink
 from ._frame import FrameLink
 from ._netns import in_netns
+from ._unfinished import unfinished_checksum
 
 Endpoint = tuple[str, int]
 
@@ -51,6 +53,7 @@ DEFAULT_MTU: Final = 1500 - wire.OVERHEAD_V4
 READ_BATCH: Final = 256
 """Datagrams read per wake-up at most, so one busy socket cannot starve the loop."""
 
+_log = logging.getLogger(__name__)
 _HDR = struct.Struct("!II6x6s")  # flags word, VNI word, inner destination, inner source
 _FLAGS_WORD: Final = wire.FLAG_I << 24
 
@@ -325,6 +328,7 @@ class VxlanNetif(FdLink[tuple[bytes, Any], VxlanCounters]):
         self._group: Any = (config.group, config.local[1]) if config.group else None
         self._flood: tuple[Any, ...] = ()
         self._flood_until = -math.inf
+        self._csum_watch = True  # until a peer was caught leaving checksums unfinished
 
     # --- DEVICE ------------------------------------------------------------------------
 
@@ -486,7 +490,24 @@ class VxlanNetif(FdLink[tuple[bytes, Any], VxlanCounters]):
             fn = self._receiver
             if fn is None:
                 return
+            if self._csum_watch:
+                self._watch_checksums(view[8:n], addr)
             fn(view[8:n])
+
+    def _watch_checksums(self, frame: memoryview, addr: Any) -> None:
+        """Say once which peer sends unfinished inner checksums (its vxlan device's
+        transmit offload is on) and the command that fixes it; the stack drops them."""
+        kind = unfinished_checksum(frame)
+        if kind is None:
+            return
+        self._csum_watch = False
+        _log.warning(
+            "VXLAN peer %s sends %s with unfinished checksums (its vxlan device's transmit "
+            "checksum offload is on); they are dropped. On that peer: ethtool -K <its vxlan "
+            "device> tx off (docs/vxlan.md, Checksums)",
+            addr[0],
+            kind,
+        )
 
     def send(self, frame: Buffer) -> None:
         self.sendv((frame,))

@@ -310,6 +310,8 @@ class TCPEndpoint:
         mss_idx = (cookie >> 24) & 0x7
         for age in (0, 1):
             c = counter - age
+            if c < 0:
+                continue  # the clock's first period has no previous one (simulated time)
             if (c & 0x1F) == cookie >> 27 and self._cookie(key, irs, c, mss_idx) == cookie:
                 break
         else:
