@@ -18,7 +18,7 @@ if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   missing=()
 fi
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import miragekit, dns, pytest, hypothesis, mypy' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import miragekit, dns, pytest, hypothesis, mypy, aiohttp, httpx, websockets, trustme' 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'
