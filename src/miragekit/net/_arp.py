@@ -9,6 +9,8 @@ deadline is announced through ``wake(when)`` so a driver can set one timer.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,6 +29,9 @@ ZERO_MAC: Final = b"\0" * 6
 _ETH_ARP = struct.Struct("!6s6sHHHBBH6s4s6s4s")
 _ARP_BODY = struct.Struct("!HHBBH6s4s6s4s")
 ARP_FRAME_LEN: Final = 14 + 28
+DEFEND_INTERVAL: Final = 10.0
+"""RFC 5227 2.4 (b): at most one defending announcement per this many seconds."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -56,6 +61,9 @@ class ArpCounters:
     dropped_unresolved: int = 0
     evicted: int = 0
     conflicts: int = 0  # someone else claims our address
+    defended: int = 0  # announcements sent to defend our address (RFC 5227 2.4)
+    rx_martian: int = 0  # sender address broadcast, multicast or loopback
+    rx_unsolicited: int = 0  # replies that nothing asked for (not cached, as Linux)
 
 
 @dataclass(slots=True)
@@ -94,6 +102,9 @@ class Arp:
         from :meth:`lookup_entry` (a connection's prebuilt header) looks it up again."""
         self._pending: dict[int, _Pending] = {}
         self.observer: Observer | None = None
+        self.subnet_broadcast: int | None = None
+        """The directed broadcast of our subnet: never a sender address (IPv4 sets it)."""
+        self._defended_at = -DEFEND_INTERVAL
 
     # --- the cache ---------------------------------------------------------------------
 
@@ -247,15 +258,35 @@ class Arp:
         if self.observer is not None:
             self.observer(op, sha, spa, tpa)
         if spa in self.ips:
-            c.conflicts += 1
+            self._conflict(spa, sha, now)
+            return
+        first = spa >> 24
+        if first >= 224 or first == 127 or spa == self.subnet_broadcast:
+            c.rx_martian += 1  # no host has that address: neither answer nor learn
             return
         for_us = tpa in self.ips
-        # RFC 826 merge: refresh a known sender; learn it when the packet is for us or
-        # answers a pending request of ours.
-        if spa != 0 and (for_us or spa in self._cache or spa in self._pending):
+        # RFC 826 merge: refresh a known sender; learn it from a request for us or a
+        # reply to a pending request of ours. Like Linux with arp_accept=0, a reply
+        # nothing asked for creates no entry.
+        if spa != 0 and ((for_us and op == 1) or spa in self._cache or spa in self._pending):
             self._learn(spa, sha, now)
         if op == 1 and for_us:
             c.replies_sent += 1
             self._transmit((self._frame(sha, 2, tpa, sha, spa),))
-        elif op == 2 and not for_us and spa not in self._cache:
-            c.rx_ignored += 1
+        elif op == 2 and spa not in self._cache:
+            c.rx_unsolicited += 1
+
+    def _conflict(self, ip: int, mac: bytes, now: float) -> None:
+        """Another host claims our address: log it, and defend the address with one
+        announcement unless we did within :data:`DEFEND_INTERVAL` (RFC 5227 2.4 (b))."""
+        self.counters.conflicts += 1
+        if now - self._defended_at < DEFEND_INTERVAL:
+            return
+        self._defended_at = now
+        _log.warning(
+            "ARP: %s claims our address %s; defending it",
+            ":".join(f"{b:02x}" for b in mac),
+            ipaddress.IPv4Address(ip),
+        )
+        self.counters.defended += 1
+        self.announce(ip)

@@ -45,6 +45,7 @@ from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
 from ._icmp import PROTO_UNREACHABLE, Icmp
+from ._martian import bad_sources, is_unicast, martian_source, source_routed, subnet_broadcast
 from ._timer import Wakeup
 
 Addr = ipaddress.IPv4Address
@@ -92,7 +93,9 @@ class IPv4Counters:
     rx_bad_length: int = 0  # header length or total length impossible
     rx_bad_checksum: int = 0
     rx_not_for_us: int = 0
-    rx_martian: int = 0  # broadcast/multicast source
+    rx_martian: int = 0  # broadcast/multicast/loopback/own source (RFC 1122 3.2.1.3)
+    rx_source_routed: int = 0  # LSRR/SSRR option (dropped, as Linux does)
+    rx_tcp_not_unicast: int = 0  # TCP to a broadcast (RFC 1122 4.2.3.10)
     rx_fragments: int = 0
     rx_delivered: int = 0
     rx_no_protocol: int = 0
@@ -138,6 +141,7 @@ class IPv4:
         self._mask = 0
         self._prefix: ipaddress.IPv4Network | None = None
         self._gateways: list[Addr] = []
+        self._bad_src: frozenset[bytes] = frozenset()
         self._ident = self.rng.getrandbits(16)
         self._handlers: dict[int, Handler] = {}
         self._packed_handlers: dict[int, PackedHandler] = {}
@@ -192,6 +196,7 @@ class IPv4:
         self._gen += 1
         self._ip = int(ip)
         self._ip_b = ip.packed
+        self._update_martians()
         self.arp.ips = {self._ip} if self._ip else set()
         if self._ip:
             self.arp.announce(self._ip)
@@ -212,8 +217,14 @@ class IPv4:
         self._net = int(iface.network.network_address)
         self._mask = int(iface.network.netmask)
         self._gateways = list(gateways)
+        self._update_martians()
         if int(iface.ip) != self._ip:
             self._set_ip(iface.ip)
+
+    def _update_martians(self) -> None:
+        """The sources refused on input follow the address and netmask."""
+        self._bad_src = bad_sources(self._ip, self._net, self._mask)
+        self.arp.subnet_broadcast = subnet_broadcast(self._net, self._mask)
 
     def get_ip(self) -> list[Addr]:
         return [self._addr(self._ip)]
@@ -223,6 +234,7 @@ class IPv4:
         self._prefix = prefix
         self._net = int(prefix.network_address)
         self._mask = int(prefix.netmask)
+        self._update_martians()
 
     def get_ip_netmasks(self) -> list[ipaddress.IPv4Network]:
         return [self._prefix] if self._prefix is not None else []
@@ -306,8 +318,14 @@ class IPv4:
                 return None
         else:
             dst = self._ip if self._ip else int.from_bytes(dst_b, "big")
-        if src_b[0] >= 224:  # multicast, reserved or broadcast: never a source
+        if martian_source(src_b, self._bad_src):
             c.rx_martian += 1
+            return None
+        if hl > 20 and source_routed(pkt[20:hl]):
+            c.rx_source_routed += 1
+            return None
+        if proto == PROTO_TCP and dst != self._ip and not is_unicast(dst, self._net, self._mask):
+            c.rx_tcp_not_unicast += 1  # never a connection to a broadcast (RFC 1122 4.2.3.10)
             return None
         src = int.from_bytes(src_b, "big")
         if tl < n:
@@ -354,6 +372,8 @@ class IPv4:
                 and dst_b == self._ip_b
                 and self._ip
                 and src_b[0] < 224
+                and src_b[0] != 127
+                and src_b not in self._bad_src
                 and int.from_bytes(packet[:20], "big") % 0xFFFF == 0
             ):
                 c = self.counters

@@ -93,6 +93,7 @@ class IPv6Counters:
     rx_not_for_us: int = 0
     rx_tentative: int = 0  # to an address still under DAD (RFC 4862 5.4)
     rx_martian: int = 0  # a multicast source
+    rx_tcp_multicast: int = 0  # TCP to a multicast group (dropped)
     rx_fragments: int = 0
     rx_no_next_header: int = 0
     rx_delivered: int = 0
@@ -408,6 +409,9 @@ class IPv6:
                 return None
         if tentative and not (nh == PROTO_ICMPV6 and off < len(pkt) and pkt[off] in (135, 136)):
             c.rx_tentative += 1
+            return None
+        if nh == PROTO_TCP and mcast:  # never a connection to a group (RFC 1122 4.2.3.10)
+            c.rx_tcp_multicast += 1
             return None
         c.rx_delivered += 1
         return nh, src, dst, pkt[off:], pkt, nh_pos

@@ -86,6 +86,9 @@ _EVT_WRITABLE = SendBufferAvailable()
 _EVT_EOF = EndOfStream()
 _EVT_RESET = ConnectionReset()
 _EVT_REFUSED = ConnectionReset(refused=True)
+MIN_SND_MSS = 48
+"""The smallest peer MSS honoured: tinier segments only multiply the work per byte
+(Linux's ``tcp_min_snd_mss``, the fix for CVE-2019-11479)."""
 _EVT_TIMEOUT = ConnectionTimedOut()
 _EVT_CLOSED = ConnectionClosed()
 
@@ -366,7 +369,7 @@ class Connection:
         """Options from the peer's SYN (or SYN-ACK) against what we offer (RFC 7323, 2018)."""
         cfg = self.config
         if syn.mss is not None and syn.mss > 0:
-            self._peer_mss = syn.mss
+            self._peer_mss = max(syn.mss, MIN_SND_MSS)
         if cfg.window_scaling and syn.wscale is not None:
             self._ws_on = True
             self._snd_wscale = syn.wscale

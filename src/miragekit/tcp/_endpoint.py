@@ -37,6 +37,8 @@ Key = tuple[bytes, int, bytes, int]
 # MSS values a SYN cookie can encode (3 bits).
 _COOKIE_MSS = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
 _COOKIE_PERIOD = 64.0
+_EPHEMERAL_LOW = 49152
+_EPHEMERAL_N = 16384
 
 _CLOSED = State.CLOSED
 _SYN_RECEIVED = State.SYN_RECEIVED
@@ -87,7 +89,7 @@ class TCPEndpoint:
         self._timers: list[tuple[float, Key]] = []  # a heap
         self._fifos: tuple[deque[tuple[float, Key]], ...] = (deque(), deque())
         self._scheduled: dict[Key, float] = {}
-        self._ephemeral = 49152
+        self._ephemeral = [0] * 256  # RFC 6056 3.3.4's table of counters
         self.stats: dict[str, int] = {
             "segments_in": 0,
             "bad_checksum": 0,
@@ -132,14 +134,7 @@ class TCPEndpoint:
     ) -> Connection:
         """Open a connection (SYN_SENT); ``lport`` None picks a free ephemeral port."""
         if lport is None:
-            for _ in range(16384):
-                cand = self._ephemeral
-                self._ephemeral = 49152 + (cand - 49152 + 1) % 16384
-                if (laddr, cand, raddr, rport) not in self.connections:
-                    lport = cand
-                    break
-            else:
-                raise ValueError("lport: no free ephemeral port for this destination")
+            lport = self._pick_port(laddr, raddr, rport)
         key = (laddr, lport, raddr, rport)
         if key in self.connections:
             raise ValueError(f"lport: {lport} is already connected to that destination")
@@ -147,6 +142,21 @@ class TCPEndpoint:
         conn = Connection.connect(self.config, lport, rport, iss, now, ts_offset=off)
         self._add(key, conn)
         return conn
+
+    def _pick_port(self, laddr: bytes, raddr: bytes, rport: int) -> int:
+        """A free ephemeral port by RFC 6056 3.3.4 (double-hash): a keyed hash of the
+        destination picks the start, a second one a counter of a small table, so ports
+        are unpredictable to others yet a destination's successive ports do not repeat."""
+        isn = self._isn
+        offset = isn.port_hash(laddr, raddr, rport)
+        slot = isn.port_hash(b"table", laddr, raddr, rport) % len(self._ephemeral)
+        table = self._ephemeral
+        for _ in range(_EPHEMERAL_N):
+            cand = _EPHEMERAL_LOW + (offset + table[slot]) % _EPHEMERAL_N
+            table[slot] += 1
+            if (laddr, cand, raddr, rport) not in self.connections:
+                return cand
+        raise ValueError("lport: no free ephemeral port for this destination")
 
     def _add(self, key: Key, conn: Connection) -> None:
         self.connections[key] = conn
@@ -227,11 +237,12 @@ class TCPEndpoint:
         if lst is None:
             self._reset_for(dst, src, seg)
             return
-        if flags & SYN and not flags & ACK:
+        if flags & (SYN | ACK | FIN) == SYN:
             self._on_syn(now, lst, key, seg)
         elif flags & ACK and not self._on_cookie_ack(now, lst, key, seg):
             self._reset_for(dst, src, seg)
-        # Anything else to a listener is dropped (RFC 9293 LISTEN state).
+        # Anything else to a listener is dropped (RFC 9293 LISTEN state), SYN+FIN too
+        # (as Linux does: no legitimate stack sends it; scanners do).
 
     def _reset_for(self, local: bytes, remote: bytes, seg: TCPRepr) -> None:
         """A RST answering ``seg`` where no connection exists (RFC 9293 3.10.7.1)."""

@@ -1,0 +1,264 @@
+"""Protocol hardening (docs/hardening.md): each case sends the offending packet, built
+with scapy, into the whole stack on an in-memory link (or into the sans-I/O core it
+concerns) and checks that the stack does what the RFC, or Linux, does."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import random
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_SSRR
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Ether
+from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
+
+from miragekit.net import TCP as StackTCP
+from miragekit.net import IPv4Stack, IPv6Stack, NdpConfig
+from miragekit.net._arp import Arp
+from miragekit.tcp import Config, TCPEndpoint
+from miragekit.wire.tcp import TCPRepr
+
+T = TypeVar("T")
+A = ipaddress.IPv4Address
+BCAST_MAC = "ff:ff:ff:ff:ff:ff"
+SUBNET_BCAST = "10.0.0.255"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, 20)
+
+    return asyncio.run(bounded())
+
+
+async def v4_stack() -> tuple[IPv4Stack, MemLink, StackTCP[A]]:
+    """Our stack at 10.0.0.2/24 with TCP listening on port 80 and UDP echo on port 7;
+    the peer's MAC already known."""
+    link = MemLink()
+    stack = await IPv4Stack.connect(link, cidr=f"{US}/24", rng=random.Random(1))
+    tcp: StackTCP[A] = StackTCP(stack.ipv4)
+
+    async def serve(flow: Any) -> None:
+        await flow.read()
+
+    tcp.listen(80, serve)
+
+    async def echo(src: A, dst: A, sport: int, buf: memoryview) -> None:
+        await stack.udp.write(bytes(buf), source_port=7, dest_ip=src, dest_port=sport)
+
+    stack.listen_udpv4(port=7, callback=echo)
+    inject(stack, Ether(src=PEER_MAC, dst=BCAST_MAC) / ARP(hwsrc=PEER_MAC, psrc=PEER, pdst=US))
+    await settle()
+    link.take()
+    return stack, link, tcp
+
+
+def inject(stack: IPv4Stack | IPv6Stack, pkt: Any) -> None:
+    stack.receive_frame(memoryview(bytearray(bytes(pkt))))
+
+
+async def settle() -> None:
+    """Let the TCP driver's flush and the UDP callbacks run."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def peer() -> Any:
+    return Ether(src=PEER_MAC, dst=OUR_MAC)
+
+
+def syn(dport: int = 80, flags: str = "S", **kw: Any) -> Any:
+    return TCP(sport=40000, dport=dport, flags=flags, seq=1000, **kw)
+
+
+# --- 1. no TCP to broadcast or multicast destinations ------------------------------------
+
+
+def test_syn_to_a_broadcast_gets_no_syn_ack() -> None:
+    async def main() -> None:
+        stack, link, tcp = await v4_stack()
+        for dst in (SUBNET_BCAST, "255.255.255.255"):
+            inject(stack, Ether(src=PEER_MAC, dst=BCAST_MAC) / IP(src=PEER, dst=dst) / syn())
+        await settle()
+        assert link.take() == [] and tcp.connections() == 0
+        assert stack.ipv4.counters.rx_tcp_not_unicast == 2
+        # The same SYN to our address is answered (the listener works).
+        inject(stack, peer() / IP(src=PEER, dst=US) / syn())
+        await settle()
+        (synack,) = link.take()
+        assert synack[TCP].flags == "SA" and synack[IP].src == US
+
+    run(main())
+
+
+def test_syn_to_a_multicast_group_over_ipv6_gets_no_syn_ack() -> None:
+    async def main() -> None:
+        link = MemLink()
+        cfg = NdpConfig(max_dad_delay=0.01, retrans_timer=0.05, rtr_solicitations=0)
+        stack = await IPv6Stack.connect(link, cidrs=["fd00::2/64"], rng=random.Random(1), ndp=cfg)
+        assert await stack.wait_ready()
+        tcp: StackTCP[ipaddress.IPv6Address] = StackTCP(stack.ipv6)
+        tcp.listen(80, lambda flow: asyncio.sleep(0))
+        link.take()
+        inject(
+            stack,
+            Ether(src=PEER_MAC, dst="33:33:00:00:00:01")
+            / IPv6(src="fd00::1", dst="ff02::1")
+            / syn(),
+        )
+        await settle()
+        sent = [f for f in link.take() if f.haslayer(TCP)]
+        assert sent == [] and tcp.connections() == 0
+        assert stack.ipv6.counters.rx_tcp_multicast == 1
+
+    run(main())
+
+
+# --- 2. martian sources ------------------------------------------------------------------
+
+
+def test_udp_from_a_broadcast_or_our_own_source_is_not_answered() -> None:
+    async def main() -> None:
+        stack, link, _ = await v4_stack()
+        for src in (SUBNET_BCAST, "255.255.255.255", "224.0.0.1", "127.0.0.1", US):
+            inject(stack, peer() / IP(src=src, dst=US) / UDP(sport=9, dport=7) / b"x")
+            inject(stack, peer() / IP(src=src, dst=US) / syn())
+        await settle()
+        assert link.take() == []
+        assert stack.ipv4.counters.rx_martian == 10
+        # The echo service itself answers a real peer.
+        inject(stack, peer() / IP(src=PEER, dst=US) / UDP(sport=9, dport=7) / b"x")
+        await settle()
+        (echo,) = link.take()
+        assert echo[IP].dst == PEER and echo.dst == PEER_MAC and bytes(echo[UDP].payload) == b"x"
+
+    run(main())
+
+
+# --- 3. the peer's MSS is floored ----------------------------------------------------------
+
+
+def test_a_peer_mss_of_1_is_raised_to_48() -> None:
+    async def main() -> None:
+        stack, link, tcp = await v4_stack()
+        tcp.endpoint.config = Config(timestamps=False)
+        inject(stack, peer() / IP(src=PEER, dst=US) / syn(options=[("MSS", 1)]))
+        await settle()
+        (synack,) = link.take()
+        (conn,) = tcp.endpoint.connections.values()
+        assert conn.mss == 48  # Linux's tcp_min_snd_mss
+        assert synack[TCP].flags == "SA"
+
+    run(main())
+
+
+# --- 4. ephemeral ports --------------------------------------------------------------------
+
+
+def test_ephemeral_ports_are_hashed_per_destination_not_sequential() -> None:
+    ep = TCPEndpoint(Config(), secret=bytes(range(32)))
+    laddr = A(US).packed
+    ports = [ep.connect(0.0, laddr, A(f"10.0.1.{i}").packed, 80).local_port for i in range(1, 65)]
+    assert all(49152 <= p <= 65535 for p in ports)
+    steps = sum(1 for a, b in itertools.pairwise(ports) if b - a == 1)
+    assert steps <= 2, ports  # a global counter would give 63
+    # Another secret, other ports: nobody can predict them.
+    other = TCPEndpoint(Config(), secret=bytes(32))
+    assert other.connect(0.0, laddr, A("10.0.1.1").packed, 80).local_port != ports[0]
+    # To one destination the ports still differ, and none repeats soon (RFC 6056 3.3.4).
+    same = [ep.connect(0.0, laddr, A("10.0.2.1").packed, 80).local_port for _ in range(50)]
+    assert len(set(same)) == 50
+
+
+# --- 5. source routes ----------------------------------------------------------------------
+
+
+def test_source_routed_packets_are_dropped() -> None:
+    async def main() -> None:
+        stack, link, tcp = await v4_stack()
+        routes = (
+            IPOption_LSRR(routers=["10.0.0.3"], pointer=4),  # not used up
+            IPOption_SSRR(routers=["10.0.0.3"], pointer=8),  # used up
+        )
+        for opt in routes:
+            inject(stack, peer() / IP(src=PEER, dst=US, options=[opt]) / syn())
+            inject(stack, peer() / IP(src=PEER, dst=US, options=[opt]) / ICMP(type=8))
+        await settle()
+        assert link.take() == [] and tcp.connections() == 0
+        assert stack.ipv4.counters.rx_source_routed == 4
+
+    run(main())
+
+
+# --- 6. SYN+FIN ----------------------------------------------------------------------------
+
+
+def test_syn_fin_to_a_listener_is_discarded() -> None:
+    async def main() -> None:
+        stack, link, tcp = await v4_stack()
+        for flags in ("SF", "SFP", "SFU"):
+            inject(stack, peer() / IP(src=PEER, dst=US) / syn(flags=flags))
+        await settle()
+        assert link.take() == [] and tcp.connections() == 0
+
+    run(main())
+
+
+def test_syn_fin_in_the_sans_io_endpoint() -> None:
+    ep = TCPEndpoint(Config(), secret=bytes(32))
+    ep.listen(80)
+    ep.handle_segment(0.0, b"\x0a\0\0\1", b"\x0a\0\0\2", TCPRepr(1, 80, 5, 0, 0x03, 1000))
+    assert ep.segments_to_send(0.0) == [] and not ep.connections
+
+
+# --- 7. ARP --------------------------------------------------------------------------------
+
+
+def _arp(op: int, spa: str, tpa: str = US, sha: str = PEER_MAC) -> memoryview:
+    return memoryview(bytes(ARP(op=op, hwsrc=sha, psrc=spa, pdst=tpa)))
+
+
+def _arp_core() -> tuple[Arp, list[Any]]:
+    out: list[Any] = []
+    arp = Arp(bytes.fromhex(OUR_MAC.replace(":", "")), lambda b: out.append(Ether(b"".join(b))))
+    arp.ips = {int(A(US))}
+    arp.subnet_broadcast = int(A(SUBNET_BCAST))
+    return arp, out
+
+
+def test_arp_from_a_broadcast_or_multicast_sender_is_neither_answered_nor_cached() -> None:
+    arp, out = _arp_core()
+    for spa in ("255.255.255.255", "224.0.0.1", SUBNET_BCAST, "127.0.0.1"):
+        arp.input(_arp(1, spa), now=0.0)
+    assert out == [] and arp.entries(0.0) == {} and arp.counters.rx_martian == 4
+    arp.input(_arp(1, PEER), now=0.0)
+    assert len(out) == 1 and int(A(PEER)) in arp.entries(0.0)
+
+
+def test_an_unsolicited_arp_reply_creates_no_entry() -> None:
+    arp, _ = _arp_core()
+    arp.input(_arp(2, PEER), now=0.0)
+    assert arp.entries(0.0) == {} and arp.counters.rx_unsolicited == 1
+    # A reply to our own request is learnt, and a later reply refreshes the entry.
+    arp.send(int(A("10.0.0.9")), [bytearray(20)], now=0.0)
+    arp.input(_arp(2, "10.0.0.9"), now=0.1)
+    assert int(A("10.0.0.9")) in arp.entries(0.1)
+
+
+def test_a_gratuitous_arp_claiming_our_address_is_logged_and_defended(caplog: Any) -> None:
+    arp, out = _arp_core()
+    thief = "02:00:00:00:00:66"
+    arp.input(_arp(1, US, US, sha=thief), now=0.0)
+    (defence,) = out
+    assert defence.dst == BCAST_MAC and defence[ARP].psrc == US == defence[ARP].pdst
+    assert defence[ARP].hwsrc == OUR_MAC
+    assert any(thief in r.getMessage() and US in r.getMessage() for r in caplog.records)
+    # Within the defend interval: counted, not answered again (RFC 5227 2.4 (b)).
+    arp.input(_arp(2, US, US, sha=thief), now=5.0)
+    assert len(out) == 1 and arp.counters.conflicts == 2 and arp.counters.defended == 1
+    arp.input(_arp(2, US, US, sha=thief), now=10.5)
+    assert len(out) == 2 and arp.lookup(int(A(US)), 10.5) is None
