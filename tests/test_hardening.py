@@ -19,6 +19,7 @@ from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 from miragekit.net import TCP as StackTCP
 from miragekit.net import IPv4Stack, IPv6Stack, NdpConfig
 from miragekit.net._arp import Arp
+from miragekit.result import Error, Ok, Refused
 from miragekit.tcp import Config, TCPEndpoint
 from miragekit.wire.tcp import TCPRepr
 
@@ -262,3 +263,165 @@ def test_a_gratuitous_arp_claiming_our_address_is_logged_and_defended(caplog: An
     assert len(out) == 1 and arp.counters.conflicts == 2 and arp.counters.defended == 1
     arp.input(_arp(2, US, US, sha=thief), now=10.5)
     assert len(out) == 2 and arp.lookup(int(A(US)), 10.5) is None
+
+
+# --- 8. DF, path-MTU discovery and IPv4 IDs ------------------------------------------------
+
+
+async def accepted(stack: IPv4Stack, link: MemLink, tcp: StackTCP[A]) -> tuple[Any, int]:
+    """A connection the peer opened to port 81 (MSS 1460, no options beyond): our flow
+    and the sequence number of our first data byte."""
+    flows: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def keep(flow: Any) -> None:
+        await flows.put(flow)
+        await asyncio.Event().wait()
+
+    tcp.listen(81, keep)
+    inject(stack, peer() / IP(src=PEER, dst=US) / syn(81, options=[("MSS", 1460)]))
+    await settle()
+    (synack,) = link.take()
+    iss = synack[TCP].seq
+    inject(
+        stack,
+        peer()
+        / IP(src=PEER, dst=US)
+        / TCP(sport=40000, dport=81, flags="A", seq=1001, ack=iss + 1, window=65535),
+    )
+    await settle()
+    return flows.get_nowait(), iss + 1
+
+
+def _tcp_ack(sport: int, ack: int) -> Any:
+    return (
+        peer() / IP(src=PEER, dst=US) / TCP(sport=40000, dport=sport, flags="A", seq=1001, ack=ack)
+    )
+
+
+def _frag_needed(quoted: Any, mtu: int) -> Any:
+    return peer() / IP(src=PEER, dst=US) / ICMP(type=3, code=4, nexthopmtu=mtu) / quoted
+
+
+def test_tcp_sets_df_and_follows_fragmentation_needed() -> None:
+    async def main() -> None:
+        stack, link, tcp = await v4_stack()
+        flow, first = await accepted(stack, link, tcp)
+        await flow.write(b"d" * 30000)
+        await settle()
+        sent = [f for f in link.take() if f.haslayer(TCP)]
+        assert sent and all(f[IP].flags == "DF" and f[IP].len == 1500 for f in sent[:-1])
+        # A forged message quoting a sequence number we never sent changes nothing
+        # (RFC 5927), nor does one reporting an MTU that is no decrease (RFC 1191 6.1).
+        live = bytes(sent[0][IP])[:28]
+        forged = bytearray(live)
+        forged[24:28] = (first - 70000).to_bytes(4, "big")
+        inject(stack, _frag_needed(bytes(forged), 1280))
+        inject(stack, _frag_needed(live, 1500))
+        assert stack.ipv4.path_mtu(A(PEER)) == 1500 and tcp.stats["icmp_ignored"] == 1
+        inject(stack, _frag_needed(live, 1280))
+        assert stack.ipv4.path_mtu(A(PEER)) == 1280 and tcp.stats["icmp_accepted"] == 1
+        (conn,) = (c for c in tcp.endpoint.connections.values() if c.local_port == 81)
+        assert conn.mss == 1240
+        # The peer acknowledges all it got: what follows fits the new path MTU.
+        sent_end = first + sum(len(f[TCP].payload) for f in sent)
+        inject(stack, _tcp_ack(81, sent_end))
+        await settle()
+        more = [f for f in link.take() if f.haslayer(TCP) and len(f[TCP].payload)]
+        assert more and all(f[IP].len <= 1280 and f[IP].flags == "DF" for f in more)
+        assert max(f[IP].len for f in more) == 1280
+        # A connection's IDs follow each other (Linux's per-socket counter).
+        ids = [f[IP].id for f in sent + more]
+        assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(ids))
+        # A new connection to the peer starts from the path MTU learnt.
+        attempt = asyncio.create_task(tcp.create_connection((A(PEER), 9)))
+        await settle()
+        (syn_frame,) = [f for f in link.take() if f.haslayer(TCP)]
+        s = syn_frame[TCP]
+        inject(
+            stack,
+            peer()
+            / IP(src=PEER, dst=US)
+            / TCP(
+                sport=9, dport=s.sport, flags="SA", seq=5, ack=s.seq + 1, options=[("MSS", 1460)]
+            ),
+        )
+        r = await asyncio.wait_for(attempt, 1.0)
+        assert isinstance(r, Ok) and r.value.connection.mss == 1240
+
+    run(main())
+
+
+def test_frag_needed_about_a_packet_sent_without_df_is_ignored() -> None:
+    async def main() -> None:
+        stack, link, _ = await v4_stack()
+        quoted = IP(src=US, dst=PEER, flags=0, len=1500) / UDP(sport=7, dport=9)
+        inject(stack, _frag_needed(bytes(quoted)[:28], 1280))
+        assert stack.ipv4.path_mtu(A(PEER)) == 1500 and link.take() == []
+
+    run(main())
+
+
+def test_ipv4_ids_are_per_destination_not_one_global_counter() -> None:
+    async def main() -> None:
+        stack, link, _ = await v4_stack()
+        other = "10.0.0.3"
+        other_mac = "02:00:00:00:00:03"
+        inject(
+            stack, Ether(src=other_mac, dst=BCAST_MAC) / ARP(hwsrc=other_mac, psrc=other, pdst=US)
+        )
+        link.take()
+
+        def ping(src: str, mac: str) -> int:
+            inject(stack, Ether(src=mac, dst=OUR_MAC) / IP(src=src, dst=US) / ICMP(type=8))
+            (reply,) = link.take()
+            return int(reply[IP].id)
+
+        a1 = ping(PEER, PEER_MAC)
+        others = [ping(other, other_mac) for _ in range(20)]
+        a2 = ping(PEER, PEER_MAC)
+        # What we sent to another host does not show in the IDs the peer sees (RFC 7739).
+        assert (a2 - a1) & 0xFFFF == 1
+        assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(others))
+        assert (others[0] - a1) & 0xFFFF != 1
+
+    run(main())
+
+
+# --- 10. ICMP unreachable during connect -------------------------------------------------
+
+
+def test_port_unreachable_during_connect_refuses_at_once() -> None:
+    async def main() -> None:
+        stack, link, tcp = await v4_stack()
+        attempt = asyncio.create_task(tcp.create_connection((A(PEER), 9)))
+        await settle()
+        (syn_frame,) = link.take()
+        quoted = bytes(syn_frame[IP])[:28]
+        unreach = peer() / IP(src=PEER, dst=US) / ICMP(type=3, code=3)
+        bad = bytearray(quoted)
+        bad[24:28] = ((syn_frame[TCP].seq + 5) & 0xFFFFFFFF).to_bytes(4, "big")
+        inject(stack, unreach / bytes(bad))  # not the SYN we sent: ignored
+        await settle()
+        assert not attempt.done()
+        inject(stack, unreach / quoted)
+        r = await asyncio.wait_for(attempt, 1.0)
+        assert r == Error(Refused())
+        assert tcp.connections() == 0 or all(
+            c.state.name == "CLOSED" for c in tcp.endpoint.connections.values()
+        )
+
+    run(main())
+
+
+def test_protocol_unreachable_during_connect_refuses_at_once() -> None:
+    async def main() -> None:
+        stack, link, tcp = await v4_stack()
+        attempt = asyncio.create_task(tcp.create_connection((A(PEER), 9)))
+        await settle()
+        (syn_frame,) = link.take()
+        inject(
+            stack, peer() / IP(src=PEER, dst=US) / ICMP(type=3, code=2) / bytes(syn_frame[IP])[:28]
+        )
+        assert await asyncio.wait_for(attempt, 1.0) == Error(Refused())
+
+    run(main())

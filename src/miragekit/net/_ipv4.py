@@ -45,7 +45,9 @@ from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
 from ._icmp import PROTO_UNREACHABLE, Icmp
+from ._ipid import IpIdGenerator
 from ._martian import bad_sources, is_unicast, martian_source, source_routed, subnet_broadcast
+from ._pmtu import PathMtu
 from ._timer import Wakeup
 
 Addr = ipaddress.IPv4Address
@@ -54,12 +56,18 @@ Handler = Callable[[Addr, Addr, memoryview], None]
 valid only during the call."""
 PackedHandler = Callable[[bytes, bytes, memoryview], None]
 """The same with packed (4-byte) addresses: no address object per packet."""
+ErrorHandler = Callable[[int, int, bytes, bytes, memoryview, "int | None"], bool]
+"""``handler(type, code, local, remote, quoted, mtu)``: an ICMP error about a packet we
+sent (packed addresses; ``quoted`` is its transport header as far as quoted; ``mtu`` the
+new path MTU after a "fragmentation needed", else None). True when the handler found the
+quoted packet its own (only then is a path MTU kept)."""
 
 PROTO_ICMP: Final = 1
 PROTO_TCP: Final = 6
 PROTO_UDP: Final = 17
 _PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
 _ALL_ONES: Final = 0xFFFFFFFF
+_ERRORS_ABOUT_US: Final = frozenset((3, 11, 12))  # unreachable, time exceeded, parameter
 ETH_HLEN: Final = 14
 _RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
 _RX_PLAIN = struct.Struct("!2xH2xHxB2x4s4s")  # length, flags+offset, proto, src, dst
@@ -103,6 +111,7 @@ class IPv4Counters:
     tx_fragments: int = 0
     tx_no_route: int = 0
     tx_too_big: int = 0  # above the MTU with DF set
+    rx_frag_needed: int = 0  # "fragmentation needed" that lowered a path MTU (RFC 1191)
     tx_offload: int = 0  # TCP packets whose checksum (and segmentation) the device does
     tx_offload_unresolved: int = 0  # TSO packets cut to one segment while ARP resolves
 
@@ -142,7 +151,11 @@ class IPv4:
         self._prefix: ipaddress.IPv4Network | None = None
         self._gateways: list[Addr] = []
         self._bad_src: frozenset[bytes] = frozenset()
-        self._ident = self.rng.getrandbits(16)
+        self.ipid = IpIdGenerator(self.rng)
+        """IPv4 IDs per destination, hashed (RFC 7739): no global counter to observe."""
+        self.pmtu = PathMtu()
+        """Path MTUs learnt from "fragmentation needed" (RFC 1191)."""
+        self._error_handlers: dict[int, ErrorHandler] = {}
         self._handlers: dict[int, Handler] = {}
         self._packed_handlers: dict[int, PackedHandler] = {}
         self._icmp_handler: Handler | None = None
@@ -274,6 +287,18 @@ class IPv4:
             self._packed_handlers.pop(proto, None)
         else:
             self._packed_handlers[proto] = handler
+
+    def set_error_handler(self, proto: int, handler: ErrorHandler | None) -> None:
+        """Register who hears of ICMP errors about the packets of ``proto`` we sent
+        (TCP: path MTU, and "unreachable" during the handshake)."""
+        if handler is None:
+            self._error_handlers.pop(proto, None)
+        else:
+            self._error_handlers[proto] = handler
+
+    def path_mtu(self, dst: Addr) -> int:
+        """The MTU towards ``dst``: the link's, or less after "fragmentation needed"."""
+        return self.pmtu.get(int(dst), self.mtu, self._loop.time())
 
     def _addr(self, i: int) -> Addr:
         a = self._addrs.get(i)
@@ -422,7 +447,38 @@ class IPv4:
         reply = self.icmp.input(payload, answer=dst == self._ip and src != 0)
         if reply is not None:
             self._send_proto(src, PROTO_ICMP, reply)
+        if not self.icmp.consumed and payload[0] in _ERRORS_ABOUT_US and dst == self._ip:
+            self._icmp_error(payload)
         return self.icmp.consumed
+
+    def _icmp_error(self, msg: memoryview) -> None:
+        """An ICMP error quoting a packet of ours: update the path MTU on "fragmentation
+        needed" (RFC 1191, only for a packet sent with DF), then tell the protocol."""
+        q = msg[8:]
+        if len(q) < 28 or q[0] >> 4 != 4 or bytes(q[12:16]) != self._ip_b:
+            return
+        qhl = (q[0] & 0x0F) << 2
+        if qhl < 20 or len(q) < qhl + 8:
+            return
+        proto = q[9]
+        remote = bytes(q[16:20])
+        icmp_type, code = msg[0], msg[1]
+        mtu: int | None = None
+        if icmp_type == 3 and code == 4:
+            if not q[6] & 0x40:
+                return  # we did not ask for it: DF was clear
+            qlen = (q[2] << 8) | q[3]
+            nh = (msg[6] << 8) | msg[7]
+            now = self._loop.time()
+            mtu = self.pmtu.lowered(int.from_bytes(remote, "big"), nh, qlen, self.mtu, now)
+            if mtu is None:
+                return
+        h = self._error_handlers.get(proto)
+        if h is None or not h(icmp_type, code, self._ip_b, remote, q[qhl:], mtu):
+            return
+        if mtu is not None:
+            self.pmtu.set(int.from_bytes(remote, "big"), mtu, self._loop.time())
+            self.counters.rx_frag_needed += 1
 
     def _unreachable(self, code: int, pkt: memoryview, src: int, dst: int) -> None:
         if dst != self._ip or not src or not self._ip:
@@ -540,7 +596,7 @@ class IPv4:
         if route is None:
             c.tx_no_route += 1
             return
-        self._ident = ident = (self._ident + 1) & 0xFFFF
+        ident = self.ipid.next(dst)
         if tl <= self.mtu:
             f[16:18] = tl.to_bytes(2, "big")
             f[18:20] = ident.to_bytes(2, "big")
@@ -577,7 +633,8 @@ class IPv4:
         if tl > self.mtu:
             self.send(f, ())  # fragments
             return
-        route = self._route(int.from_bytes(f[30:34], "big"))
+        dst = int.from_bytes(f[30:34], "big")
+        route = self._route(dst)
         if route is None:
             self.counters.tx_no_route += 1
             return
@@ -587,7 +644,7 @@ class IPv4:
             if mac is None:
                 self.send(f, ())  # waits for ARP
                 return
-        self._ident = ident = (self._ident + 1) & 0xFFFF
+        ident = self.ipid.next(dst)
         _LEN_ID.pack_into(f, 16, tl, ident)
         f[24:26] = checksum(f[ETH_HLEN : ETH_HLEN + 20]).to_bytes(2, "big")
         f[0:6] = mac
@@ -632,7 +689,7 @@ class IPv4:
             gso_size = 0
         elif gso_size <= 0:
             raise ValueError(f"gso_size: {gso_size} for a {tl}-byte packet above the MTU")
-        self._ident = ident = (self._ident + 1) & 0xFFFF
+        ident = self.ipid.next(dst)
         f[0:6] = mac
         _LEN_ID.pack_into(f, 16, tl, ident)
         f[24:26] = b"\0\0"
@@ -715,6 +772,7 @@ class TcpSender:
         "_dport",
         "_eth_ip",
         "_gen",
+        "_ident",
         "_ip",
         "_ip_mid",
         "_ip_sum",
@@ -743,6 +801,7 @@ class TcpSender:
         self._ports = b""
         self._ip_sum = 0
         self._tcp_sum = 0
+        self._ident = ip.ipid.next(int.from_bytes(raddr, "big"))
 
     def _refresh(self, now: float) -> bool:
         """Route and resolve the next hop again; False when either fails."""
@@ -760,12 +819,12 @@ class TcpSender:
         ttl = ip.ttl
         src = ip._ip_b
         self._eth_ip = mac + ip._mac + b"\x08\x00\x45\x00"
-        self._ip_mid = bytes((0, 0, ttl, PROTO_TCP))
+        self._ip_mid = bytes((0x40, 0, ttl, PROTO_TCP))  # DF: path-MTU discovery
         self._ports = src + self._raddr + self._sport.to_bytes(2, "big")
         self._ports += self._dport.to_bytes(2, "big")
         # The IPv4 header's words but length, ident and checksum; the TCP pseudo-header
         # and ports. 2**16 == 1 (mod 0xFFFF), so a 32-bit value adds as its two words.
-        self._ip_sum = 0x4500 + (ttl << 8 | PROTO_TCP) + int.from_bytes(src, "big")
+        self._ip_sum = 0x4500 + 0x4000 + (ttl << 8 | PROTO_TCP) + int.from_bytes(src, "big")
         self._ip_sum += int.from_bytes(self._raddr, "big")
         self._tcp_sum = int.from_bytes(self._laddr, "big") + int.from_bytes(self._raddr, "big")
         self._tcp_sum += PROTO_TCP + self._sport + self._dport
@@ -792,7 +851,7 @@ class TcpSender:
         tl = 20 + tcp_len
         if tl > ip.mtu:
             return None
-        ip._ident = ident = (ip._ident + 1) & 0xFFFF
+        self._ident = ident = (self._ident + 1) & 0xFFFF
         r = (self._ip_sum + tl + ident) % 0xFFFF
         ip_csum = 0xFFFF - r if r else 0
         # The payload's sum: one big integer reduced at once (wire/_checksum); an odd

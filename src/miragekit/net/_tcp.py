@@ -277,6 +277,7 @@ class TCP(Generic[A]):
         )
         if isinstance(ip, IPv4):
             ip.set_packed_handler(PROTO_TCP, self._receive_packed)
+            ip.set_error_handler(PROTO_TCP, self._icmp_error)
         else:
             ip.set_handler(PROTO_TCP, self._receive)
 
@@ -312,6 +313,25 @@ class TCP(Generic[A]):
         )
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _icmp_error(
+        self,
+        icmp_type: int,
+        code: int,
+        local: bytes,
+        remote: bytes,
+        quoted: memoryview,
+        mtu: int | None,
+    ) -> bool:
+        """An ICMP error from IPv4 about one of our segments: the endpoint checks that it
+        quotes a live one, then lowers the path MTU or refuses a connection attempt."""
+        refused = icmp_type == 3 and code in (2, 3)  # protocol, port unreachable
+        if (refused or mtu is not None) and self.endpoint.handle_icmp_error(
+            local, remote, quoted, refused=refused, mtu=mtu
+        ):
+            self._schedule_flush()
+            return True
+        return False
 
     async def input(
         self,
@@ -359,6 +379,7 @@ class TCP(Generic[A]):
             err = flow._error or Timeout()
             self._flows.pop(id(conn), None)
             return Error(err)
+        self._learnt_pmtu(conn, addr)  # after the handshake, which sets the MSS
         return Ok(flow)
 
     # -- output and timers ----------------------------------------------------------------
@@ -511,6 +532,7 @@ class TCP(Generic[A]):
             return
         n = seg.buffer_len()
         frame = ip4.allocate_header(raddr, PROTO_TCP, 34 + n)
+        frame[20] = 0x40  # DF: path-MTU discovery (RFC 1191)
         seg.emit(frame[34:], laddr, raddr)
         ip4.send_frame(frame)
 
@@ -539,6 +561,7 @@ class TCP(Generic[A]):
         head = seg._replace(payload=b"") if plen else seg
         n = head.buffer_len()
         frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n)
+        frame[20] = 0x40  # DF: path-MTU discovery (RFC 1191)
         head.emit(frame[34:])
         frame[50:52] = pseudo_sum(laddr, raddr, PROTO_TCP, n + plen).to_bytes(2, "big")
         gso = 0
@@ -548,6 +571,12 @@ class TCP(Generic[A]):
             if conn is not None and conn.mss < gso:
                 gso = conn.mss
         ip.send_offload(frame, payload, gso)
+
+    def _learnt_pmtu(self, conn: tcpcore.Connection, addr: A) -> None:
+        """A new connection starts from the path MTU IPv4 learnt for its peer (RFC 1191)."""
+        ip = self._ip
+        if isinstance(ip, IPv4) and len(ip.pmtu) and isinstance(addr, Addr):
+            conn.set_path_mtu(ip.path_mtu(addr))
 
     def _start(self, conn: tcpcore.Connection, cb: TCPCallback) -> None:
         key = self.endpoint.key_of(conn)
@@ -561,6 +590,7 @@ class TCP(Generic[A]):
             if len(peers) >= 1024:
                 peers.clear()
             addr = peers[raddr] = cast(A, _ADDR[len(raddr)](raddr))
+        self._learnt_pmtu(conn, addr)
         flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
         self._flows[id(conn)] = flow
         while (ev := conn.next_event()) is not None:

@@ -512,6 +512,21 @@ class Connection:
             self._ctl_out.append(self._make(RST | ACK, self._snd_nxt, b""))
         self._terminate(None)
 
+    def icmp_error(self, seq: int, *, refused: bool, mtu: int | None, ipv6: bool = False) -> bool:
+        """An ICMP error quoting our segment with sequence number ``seq``; False (and
+        nothing done) unless ``seq`` is one we sent and is not yet acknowledged (RFC 5927
+        4.1: a blind attacker must guess it). A smaller path ``mtu`` lowers the segment
+        size (RFC 1191); port or protocol unreachable (``refused``) ends a connection
+        still in SYN_SENT at once, as Linux does (RFC 1122 4.2.3.9)."""
+        una = self._snd_una
+        if (seq - una) & MASK > (self._snd_max - una) & MASK:
+            return False
+        if mtu is not None:
+            self.set_path_mtu(mtu, ipv6=ipv6)
+        if refused and self.state == SYN_SENT:
+            self._terminate(_EVT_REFUSED)
+        return True
+
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
 

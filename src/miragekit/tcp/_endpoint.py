@@ -21,6 +21,7 @@ connections coming and going per second.
 from __future__ import annotations
 
 import heapq
+import struct
 from collections import deque
 
 from ..v1 import Buffer
@@ -37,6 +38,7 @@ Key = tuple[bytes, int, bytes, int]
 # MSS values a SYN cookie can encode (3 bits).
 _COOKIE_MSS = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
 _COOKIE_PERIOD = 64.0
+_QUOTE = struct.Struct("!HHI")  # the quoted TCP header: ports, sequence number
 _EPHEMERAL_LOW = 49152
 _EPHEMERAL_N = 16384
 
@@ -101,6 +103,8 @@ class TCPEndpoint:
             "connections_opened": 0,
             "connections_removed": 0,
             "time_wait_reused": 0,
+            "icmp_accepted": 0,
+            "icmp_ignored": 0,
         }
 
     # ------------------------------------------------------------------ listeners
@@ -243,6 +247,35 @@ class TCPEndpoint:
             self._reset_for(dst, src, seg)
         # Anything else to a listener is dropped (RFC 9293 LISTEN state), SYN+FIN too
         # (as Linux does: no legitimate stack sends it; scanners do).
+
+    def handle_icmp_error(
+        self,
+        local: bytes,
+        remote: bytes,
+        quoted: Buffer,
+        *,
+        refused: bool = False,
+        mtu: int | None = None,
+    ) -> bool:
+        """An ICMP error from IP about a segment we sent from ``local`` to ``remote``
+        (``quoted``: at least its first 8 bytes). Counted; True when a connection took it
+        (see :meth:`Connection.icmp_error`)."""
+        q = memoryview(quoted)
+        if len(q) < 8:
+            self.stats["icmp_ignored"] += 1
+            return False
+        sport, dport, seq = _QUOTE.unpack_from(q)
+        key = (local, sport, remote, dport)
+        conn = self.connections.get(key)
+        if conn is None or not conn.icmp_error(
+            seq, refused=refused, mtu=mtu, ipv6=len(local) == 16
+        ):
+            self.stats["icmp_ignored"] += 1
+            return False
+        self.stats["icmp_accepted"] += 1
+        self._dirty.add(key)
+        self._active[key] = conn
+        return True
 
     def _reset_for(self, local: bytes, remote: bytes, seg: TCPRepr) -> None:
         """A RST answering ``seg`` where no connection exists (RFC 9293 3.10.7.1)."""
