@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_SSRR
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Raw
 from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 
 from miragekit.net import TCP as StackTCP
 from miragekit.net import IPv4Stack, IPv6Stack, NdpConfig
 from miragekit.net._arp import Arp
 from miragekit.result import Error, Ok, Refused
-from miragekit.tcp import Config, TCPEndpoint
+from miragekit.tcp import Config, Connection, TCPEndpoint
 from miragekit.wire.tcp import TCPRepr
 
 T = TypeVar("T")
@@ -423,5 +424,75 @@ def test_protocol_unreachable_during_connect_refuses_at_once() -> None:
             stack, peer() / IP(src=PEER, dst=US) / ICMP(type=3, code=2) / bytes(syn_frame[IP])[:28]
         )
         assert await asyncio.wait_for(attempt, 1.0) == Error(Refused())
+
+    run(main())
+
+
+# --- 13. a lost SYN or SYN-ACK shrinks the start ------------------------------------------
+
+CLIENT = A(PEER).packed
+SERVER = A(US).packed
+
+
+def _handshake(lose_synack: bool) -> Any:
+    ep = TCPEndpoint(Config(timestamps=False), secret=bytes(32))
+    ep.listen(80)
+    ep.handle_segment(0.0, CLIENT, SERVER, TCPRepr(40000, 80, 1000, 0, 0x02, 65535, mss=1460))
+    ((_, _, synack),) = ep.segments_to_send(0.0)
+    now = 0.1
+    if lose_synack:
+        now = ep.poll_at() or 0.0
+        ep.handle_timer(now)
+        ((_, _, again),) = ep.segments_to_send(now)
+        assert again.flags == synack.flags and again.seq == synack.seq
+    ep.handle_segment(now, CLIENT, SERVER, TCPRepr(40000, 80, 1001, synack.seq + 1, 0x10, 65535))
+    ep.segments_to_send(now)
+    (conn,) = ep.connections.values()
+    assert conn.state.name == "ESTABLISHED"
+    return conn
+
+
+def test_after_a_retransmitted_syn_ack_one_segment_and_a_3_s_timeout() -> None:
+    normal = _handshake(lose_synack=False)
+    assert normal.cwnd == 10 * normal.mss
+    lost = _handshake(lose_synack=True)
+    assert lost.cwnd == lost.mss  # RFC 5681 3.1
+    assert lost.rto == 3.0  # RFC 6298 5.7 (no RTT sample: Karn)
+
+
+def test_after_a_retransmitted_syn_the_same() -> None:
+    conn = Connection.connect(Config(timestamps=False), 40000, 80, 5000, 0.0)
+    (first,) = conn.segments_to_send(0.0)
+    at = conn.poll_at() or 0.0
+    conn.handle_timer(at)
+    (again,) = conn.segments_to_send(at)
+    assert again.seq == first.seq and again.flags == first.flags
+    conn.handle_segment(at + 0.05, TCPRepr(80, 40000, 9000, 5001, 0x12, 65535, mss=1460))
+    assert conn.state.name == "ESTABLISHED"
+    assert conn.cwnd == conn.mss and conn.rto == 3.0
+
+
+# --- 14. malformed option lengths in a SYN -----------------------------------------------
+
+
+def test_a_syn_with_a_malformed_option_is_answered() -> None:
+    bad = (
+        b"\x03\x04\x0e\x00",  # window scale of length 4
+        b"\x08\x08" + bytes(6),  # timestamps of length 8
+        b"\x02\x03\x05\x00",  # MSS of length 3
+        b"\x02\x00\x00\x00",  # length 0
+        b"\x02\x01\x00\x00",  # length 1
+    )
+
+    async def main() -> None:
+        stack, link, _ = await v4_stack()
+        for port, opts in enumerate(bad, 41000):
+            n = 5 + len(opts) // 4
+            seg = TCP(sport=port, dport=80, flags="S", seq=1000, dataofs=n) / Raw(opts)
+            inject(stack, peer() / IP(src=PEER, dst=US) / seg)
+            await settle()
+            (answer,) = link.take()
+            assert answer[TCP].flags == "SA" and answer[TCP].dport == port, opts
+            assert answer[TCP].ack == 1001
 
     run(main())

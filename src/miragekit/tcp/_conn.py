@@ -86,6 +86,8 @@ _EVT_WRITABLE = SendBufferAvailable()
 _EVT_EOF = EndOfStream()
 _EVT_RESET = ConnectionReset()
 _EVT_REFUSED = ConnectionReset(refused=True)
+SYN_LOSS_RTO = 3.0
+"""The timeout once data flows after a retransmitted SYN or SYN-ACK (RFC 6298 5.7)."""
 MIN_SND_MSS = 48
 """The smallest peer MSS honoured: tinier segments only multiply the work per byte
 (Linux's ``tcp_min_snd_mss``, the fix for CVE-2019-11479)."""
@@ -837,6 +839,11 @@ class Connection:
             self._rtt.sample(now - self._rtt_time)
             self._rtt_seq = None
         self._rtt.reset_backoff()
+        if self._retries:
+            # Our SYN or SYN-ACK was lost: start with one segment (RFC 5681 3.1) and,
+            # with no RTT sample, a 3 s timeout (RFC 6298 5.7), as Linux does.
+            self._cc.cwnd = self._smss
+            self._rtt.fall_back(SYN_LOSS_RTO)
         self._retries = 0
         self._rtx_at = None
         self._snd_wnd = seg.window << self._snd_wscale if not seg.flags & SYN else seg.window
