@@ -12,16 +12,18 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_SSRR
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptMTU, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 
+from miragekit.macaddr import MacAddr
 from miragekit.net import TCP as StackTCP
 from miragekit.net import IPv4Stack, IPv6Stack, NdpConfig
 from miragekit.net._arp import Arp
 from miragekit.result import Error, Ok, Refused
 from miragekit.tcp import Config, Connection, TCPEndpoint
+from miragekit.wire import icmpv6 as ic
 from miragekit.wire.tcp import TCPRepr
 
 T = TypeVar("T")
@@ -496,3 +498,67 @@ def test_a_syn_with_a_malformed_option_is_answered() -> None:
             assert answer[TCP].ack == 1001
 
     run(main())
+
+
+# --- 9. the MTU of a router advertisement reaches TCP --------------------------------------
+
+
+def test_an_ra_mtu_lowers_the_mss_and_a_larger_one_is_ignored() -> None:
+    async def main() -> None:
+        link = MemLink()
+        cfg = NdpConfig(max_dad_delay=0.01, retrans_timer=0.05, rtr_solicitations=0)
+        stack = await IPv6Stack.connect(link, cidrs=["fd00::2/64"], rng=random.Random(1), ndp=cfg)
+        assert await stack.wait_ready()
+        tcp: StackTCP[ipaddress.IPv6Address] = StackTCP(stack.ipv6)
+        flows: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def keep(flow: Any) -> None:
+            await flows.put(flow)
+            await asyncio.Event().wait()
+
+        tcp.listen(80, keep)
+
+        def ra(mtu: int) -> Any:
+            return (
+                Ether(src=PEER_MAC, dst="33:33:00:00:00:01")
+                / IPv6(src="fe80::1", dst="ff02::1", hlim=255)
+                / ICMPv6ND_RA(routerlifetime=0)
+                / ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC)
+                / ICMPv6NDOptMTU(mtu=mtu)
+            )
+
+        inject(stack, ra(1400))
+        inject(stack, ra(9000))  # more than the link carries: ignored (RFC 4861 6.3.4)
+        assert stack.ipv6.mtu == 1400
+        stack.ipv6.ndp.input(
+            A6("fd00::1").packed,
+            A6("fd00::2").packed,
+            255,
+            _ns_from_peer(),
+            asyncio.get_running_loop().time(),
+        )
+        link.take()
+        ip6 = IPv6(src="fd00::1", dst="fd00::2")
+        inject(stack, Ether(src=PEER_MAC, dst=OUR_MAC) / ip6 / syn(options=[("MSS", 1440)]))
+        await settle()
+        (synack,) = [f for f in link.take() if f.haslayer(TCP)]
+        assert dict(synack[TCP].options)["MSS"] == 1340  # 1400 - 60
+        ack = TCP(sport=40000, dport=80, flags="A", seq=1001, ack=synack[TCP].seq + 1, window=65535)
+        inject(stack, Ether(src=PEER_MAC, dst=OUR_MAC) / ip6 / ack)
+        await settle()
+        flow = flows.get_nowait()
+        await flow.write(b"z" * 8000)
+        await settle()
+        data = [f for f in link.take() if f.haslayer(TCP) and len(f[TCP].payload)]
+        assert data and max(len(f[IPv6]) for f in data) == 1400
+        assert not any(f.haslayer("IPv6ExtHdrFragment") for f in data)
+
+    run(main())
+
+
+A6 = ipaddress.IPv6Address
+
+
+def _ns_from_peer() -> Any:
+    """A neighbour solicitation from fd00::1 with its MAC, so our replies go out at once."""
+    return ic.NeighborSolicit(A6("fd00::2"), (ic.LinkAddrOption(True, MacAddr(PEER_MAC)),))

@@ -155,6 +155,7 @@ class IPv6:
             rng=self.rng,
             on_addresses=self._addresses_changed,
         )
+        self.ndp.max_mtu = self.link_mtu
         self.reassembler = Reassembler(
             wake=self._wakeup.at,
             config=reassembly,

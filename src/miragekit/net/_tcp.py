@@ -31,6 +31,7 @@ size of the connections to that destination (RFC 8201).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -258,6 +259,8 @@ class TCP(Generic[A]):
                 recv_buffer=4 * 1024 * 1024 if tso else 256 * 1024,
             )
         self.config = config
+        self._mss_max = config.mss
+        self._mtu_seen = ip.mtu
         secret = _loop_rng(self._loop).randbytes(32)
         self.endpoint = tcpcore.TCPEndpoint(config, secret=secret)
         self._flows: dict[int, TCPFlow[A]] = {}
@@ -304,7 +307,18 @@ class TCP(Generic[A]):
 
     def _receive(self, src: A, dst: A, segment: memoryview) -> None:
         """The per-segment input from an IP layer that gives address objects (IPv6)."""
+        if self._ip.mtu != self._mtu_seen:
+            self._follow_mtu()
         self._receive_packed(src.packed, dst.packed, segment)
+
+    def _follow_mtu(self) -> None:
+        """The IP layer's MTU changed (IPv6: a router advertisement's MTU option, RFC 4861
+        6.3.4): new connections offer and send segments that fit it; active ones follow
+        in :meth:`_v6_active`."""
+        mtu = self._mtu_seen = self._ip.mtu
+        mss = min(self._mss_max, mtu - (60 if self._v6 else 40))
+        if mss != self.config.mss:
+            self.config = self.endpoint.config = dataclasses.replace(self.config, mss=mss)
 
     def _receive_packed(self, src: bytes, dst: bytes, segment: memoryview) -> None:
         """The per-segment input from IPv4, with packed addresses."""
@@ -368,6 +382,8 @@ class TCP(Generic[A]):
             raise ValueError(f"port must be in 1..65535, got {port}")
         if self._disconnected:
             return Error(Unknown("the TCP layer is disconnected"))
+        if self._ip.mtu != self._mtu_seen:
+            self._follow_mtu()
         src = self._ip.get_source(dst=addr)
         conn = self.endpoint.connect(self._loop.time(), src.packed, addr.packed, port)
         flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
@@ -458,7 +474,9 @@ class TCP(Generic[A]):
             if flow._una >= 0 and self._ndp_confirm is not None:
                 self._ndp_confirm(addr.packed, self._loop.time())
             flow._una = una
-        if self._pmtu and addr.packed in self._pmtu and self._path_mtu is not None:
+        if self._path_mtu is not None and (
+            (self._pmtu and addr.packed in self._pmtu) or conn.mss + 60 > self._mtu_seen
+        ):
             conn.set_path_mtu(self._path_mtu(addr), ipv6=True)
 
     def _arm_timer(self) -> None:
