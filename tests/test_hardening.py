@@ -12,14 +12,21 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_SSRR
-from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptMTU, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.inet6 import (
+    ICMPv6ND_RA,
+    ICMPv6NDOptMTU,
+    ICMPv6NDOptSrcLLAddr,
+    ICMPv6ParamProblem,
+    IPv6,
+    IPv6ExtHdrFragment,
+)
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 
 from miragekit.macaddr import MacAddr
 from miragekit.net import TCP as StackTCP
-from miragekit.net import IPv4Stack, IPv6Stack, NdpConfig
+from miragekit.net import IPv4Stack, IPv6Stack, NdpConfig, ReassemblyConfig
 from miragekit.net._arp import Arp
 from miragekit.result import Error, Ok, Refused
 from miragekit.tcp import Config, Connection, TCPEndpoint
@@ -562,3 +569,62 @@ A6 = ipaddress.IPv6Address
 def _ns_from_peer() -> Any:
     """A neighbour solicitation from fd00::1 with its MAC, so our replies go out at once."""
     return ic.NeighborSolicit(A6("fd00::2"), (ic.LinkAddrOption(True, MacAddr(PEER_MAC)),))
+
+
+# --- 11. ICMP time exceeded when IPv4 reassembly gives up -----------------------------------
+
+
+def test_ipv4_reassembly_timeout_sends_time_exceeded_once_the_first_fragment_came() -> None:
+    async def main() -> None:
+        link = MemLink()
+        stack = await IPv4Stack.connect(
+            link, cidr=f"{US}/24", rng=random.Random(1), reassembly=ReassemblyConfig(timeout=0.1)
+        )
+        inject(stack, Ether(src=PEER_MAC, dst=BCAST_MAC) / ARP(hwsrc=PEER_MAC, psrc=PEER, pdst=US))
+        link.take()
+        first = IP(src=PEER, dst=US, id=7, flags="MF", proto=17) / (b"a" * 64)
+        inject(stack, peer() / first)
+        # Only a later fragment of another datagram: no message (RFC 1122 3.3.2).
+        inject(stack, peer() / IP(src=PEER, dst=US, id=8, frag=8, proto=17) / (b"b" * 8))
+        await asyncio.sleep(0.4)
+        (te,) = link.take()
+        assert te[IP].dst == PEER and (te[ICMP].type, te[ICMP].code) == (11, 1)
+        assert te[ICMP].payload.id == 7  # the quoted header (scapy: IPerror)
+        assert stack.ipv4.reassembler.counters.timed_out == 2
+
+    run(main())
+
+
+# --- 16. IPv6 fragments ---------------------------------------------------------------------
+
+
+async def v6_stack() -> tuple[IPv6Stack, MemLink]:
+    link = MemLink()
+    cfg = NdpConfig(max_dad_delay=0.01, retrans_timer=0.05, rtr_solicitations=0)
+    stack = await IPv6Stack.connect(link, cidrs=["fd00::2/64"], rng=random.Random(1), ndp=cfg)
+    assert await stack.wait_ready()
+    now = asyncio.get_running_loop().time()
+    stack.ipv6.ndp.input(A6("fd00::1").packed, A6("fd00::2").packed, 255, _ns_from_peer(), now)
+    link.take()
+    return stack, link
+
+
+def test_ipv6_bad_fragments_get_parameter_problems() -> None:
+    async def main() -> None:
+        stack, link = await v6_stack()
+        ip6 = Ether(src=PEER_MAC, dst=OUR_MAC) / IPv6(src="fd00::1", dst="fd00::2")
+        # A non-last fragment of 13 bytes: code 0, pointing at the Payload Length.
+        inject(stack, ip6 / IPv6ExtHdrFragment(id=1, m=1, nh=17) / (b"x" * 13))
+        (pp,) = link.take()
+        assert (pp[ICMPv6ParamProblem].code, pp[ICMPv6ParamProblem].ptr) == (0, 4)
+        # A first fragment that stops inside the TCP header: code 3 (RFC 7112).
+        inject(stack, ip6 / IPv6ExtHdrFragment(id=2, m=1, nh=6) / (b"y" * 8))
+        (pp,) = link.take()
+        assert pp[ICMPv6ParamProblem].code == 3 and pp[IPv6].dst == "fd00::1"
+        assert stack.ipv6.counters.rx_bad_fragments == 2
+        # A well-formed first fragment is kept for reassembly, silently.
+        inject(stack, ip6 / IPv6ExtHdrFragment(id=3, m=1, nh=17) / (b"z" * 16))
+        assert link.take() == [] and len(stack.ipv6.reassembler) == 1
+        assert stack.ipv6.reassembler.config.timeout == 60.0  # RFC 8200 4.5
+
+    run(main())

@@ -44,7 +44,7 @@ from ..wire.tcp import TCPRepr
 from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
-from ._icmp import PROTO_UNREACHABLE, Icmp
+from ._icmp import PROTO_UNREACHABLE, REASSEMBLY_TIME_EXCEEDED, TIME_EXCEEDED, Icmp
 from ._ipid import IpIdGenerator
 from ._martian import bad_sources, is_unicast, martian_source, source_routed, subnet_broadcast
 from ._pmtu import PathMtu
@@ -142,7 +142,9 @@ class IPv4:
         self.counters = IPv4Counters()
         self._wakeup = Wakeup(self._loop, self._on_timer)
         self.arp = Arp(self._mac, ethif.sendv, wake=self._wakeup.at, config=arp)
-        self.reassembler = Reassembler(wake=self._wakeup.at, config=reassembly)
+        self.reassembler = Reassembler(
+            wake=self._wakeup.at, config=reassembly, on_timeout=self._reassembly_timeout
+        )
         self.icmp = Icmp()
         self._ip = 0
         self._ip_b = bytes(4)
@@ -484,6 +486,20 @@ class IPv4:
         if dst != self._ip or not src or not self._ip:
             return  # never about broadcasts (RFC 1122 3.2.2)
         msg = self.icmp.unreachable(code, pkt, self._loop.time())
+        if msg is not None:
+            self._send_proto(src, PROTO_ICMP, msg)
+
+    def _reassembly_timeout(
+        self, key: tuple[bytes, bytes, int, int], header: bytes, first: bytes
+    ) -> None:
+        """RFC 1122 3.3.2 (MUST) / RFC 792: time exceeded, code 1, to the source of a
+        datagram whose first fragment came but never the rest."""
+        src = int.from_bytes(key[0], "big")
+        if key[1] != self._ip_b or not src or not self._ip:
+            return  # never about broadcasts (RFC 1122 3.2.2)
+        msg = self.icmp.error(
+            TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, memoryview(header + first), self._loop.time()
+        )
         if msg is not None:
             self._send_proto(src, PROTO_ICMP, msg)
 

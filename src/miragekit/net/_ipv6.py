@@ -80,6 +80,8 @@ MIN_MTU: Final = 1280
 _NDP_TYPES: Final = frozenset(range(133, 138))
 MLD_REPORT_INTERVAL: Final = 1.0  # RFC 3810 9.11, the Unsolicited Report Interval
 PMTU_TIMEOUT: Final = 600.0  # RFC 8201 5.3: try a larger MTU again after 10 minutes
+_UPPER_MIN: Final = {PROTO_TCP: 20, PROTO_UDP: 8, PROTO_ICMPV6: 4}  # header bytes (RFC 7112)
+REASSEMBLY_TIMEOUT: Final = 60.0  # RFC 8200 4.5 (IPv4 keeps Linux's 30 s)
 
 
 @dataclass(slots=True)
@@ -95,6 +97,7 @@ class IPv6Counters:
     rx_martian: int = 0  # a multicast source
     rx_tcp_multicast: int = 0  # TCP to a multicast group (dropped)
     rx_fragments: int = 0
+    rx_bad_fragments: int = 0  # length not a multiple of 8, or a first one too short
     rx_no_next_header: int = 0
     rx_delivered: int = 0
     rx_no_protocol: int = 0
@@ -158,7 +161,7 @@ class IPv6:
         self.ndp.max_mtu = self.link_mtu
         self.reassembler = Reassembler(
             wake=self._wakeup.at,
-            config=reassembly,
+            config=reassembly or ReassemblyConfig(timeout=REASSEMBLY_TIMEOUT),
             max_len=65535 + 40,
             finish=finish_ipv6,
             on_timeout=self._reassembly_timeout,
@@ -431,6 +434,19 @@ class IPv6:
             ch = self._chain(pkt, mcast, src, dst, f.next_header, off + 8, off)
         else:
             c.rx_fragments += 1
+            n = len(pkt) - off - 8
+            p = Icmpv6Type.PARAM_PROBLEM
+            if f.more and n % 8:
+                # RFC 8200 4.5: a non-last fragment not a multiple of 8 long; the pointer
+                # is the Payload Length field.
+                c.rx_bad_fragments += 1
+                self._error(p, 0, pkt, src, dst, 4, False)
+                return None
+            if f.offset == 0 and n < _UPPER_MIN.get(f.next_header, 0):
+                # RFC 7112 5: the first fragment must hold the upper-layer header.
+                c.rx_bad_fragments += 1
+                self._error(p, 3, pkt, src, dst, 0, False)
+                return None
             hdr = bytearray(pkt[:off])
             hdr[nh_pos] = f.next_header
             whole = self.reassembler.add(

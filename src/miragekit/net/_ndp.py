@@ -605,7 +605,7 @@ class Ndp:
             elif isinstance(o, MtuOption):
                 # RFC 4861 6.3.4: only a value the link can carry (a larger one is
                 # ignored, not clamped: it must not undo a smaller one).
-                if 1280 <= o.mtu and (self.max_mtu is None or o.mtu <= self.max_mtu):
+                if o.mtu >= 1280 and (self.max_mtu is None or o.mtu <= self.max_mtu):
                     self.mtu = o.mtu
             elif isinstance(o, PrefixInfo):
                 self._prefix(o, now)
