@@ -11,6 +11,7 @@ import random
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from scapy.layers.dhcp import DHCP
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_SSRR
 from scapy.layers.inet6 import (
     ICMPv6ND_RA,
@@ -24,13 +25,24 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 
+from miragekit import link as netlink
+from miragekit import sim
+from miragekit.dhcp import Bound, DhcpClient, DhcpClientConfig, DhcpServerConfig, Transmit
 from miragekit.macaddr import MacAddr
 from miragekit.net import TCP as StackTCP
-from miragekit.net import IPv4Stack, IPv6Stack, NdpConfig, ReassemblyConfig
+from miragekit.net import (
+    DhcpServerDriver,
+    IPv4Stack,
+    IPv6Stack,
+    NdpConfig,
+    ReassemblyConfig,
+    dhcp_configure,
+)
 from miragekit.net._arp import Arp
 from miragekit.result import Error, Ok, Refused
 from miragekit.tcp import Config, Connection, TCPEndpoint
 from miragekit.wire import icmpv6 as ic
+from miragekit.wire.dhcp import DhcpMessageType, DhcpOp, DhcpRepr
 from miragekit.wire.tcp import TCPRepr
 
 T = TypeVar("T")
@@ -628,3 +640,102 @@ def test_ipv6_bad_fragments_get_parameter_problems() -> None:
         assert stack.ipv6.reassembler.config.timeout == 60.0  # RFC 8200 4.5
 
     run(main())
+
+
+# --- 12. DHCP: a lost lease ----------------------------------------------------------------
+
+
+def test_after_expiry_discover_leaves_from_0_and_connections_on_the_old_address_end() -> None:
+    async def main() -> None:
+        sw = netlink.VnetSwitch()
+        frames: list[bytes] = []
+        sw.add_interface("mirror", mirror=True).set_receiver(lambda f: frames.append(bytes(f)))
+        srv = await IPv4Stack.connect(sw.add_interface("srv"), cidr="10.0.0.1/24")
+        server = DhcpServerDriver(
+            srv,
+            DhcpServerConfig(
+                server_ip=A("10.0.0.1"),
+                network=ipaddress.IPv4Network("10.0.0.0/24"),
+                pool_first=A("10.0.0.100"),
+                pool_last=A("10.0.0.199"),
+                lease_time=600,
+            ),
+        )
+        server.start()
+        srv_tcp: StackTCP[A] = StackTCP(srv.ipv4)
+
+        async def keep(flow: Any) -> None:
+            await asyncio.Event().wait()
+
+        srv_tcp.listen(80, keep)
+        cli = await IPv4Stack.connect(sw.add_interface("cli"), cidr="0.0.0.0/0")
+        r = await dhcp_configure(cli, timeout=60)
+        assert isinstance(r, Ok)
+        old = r.value.lease
+        assert old is not None
+        cli_tcp: StackTCP[A] = StackTCP(cli.ipv4)
+        c = await cli_tcp.create_connection((A("10.0.0.1"), 80))
+        assert isinstance(c, Ok)
+        flow = c.value
+        sw.partition({"srv"}, {"cli", "mirror"})
+        await asyncio.sleep(620)  # renewing, rebinding, then the lease expires
+        assert r.value.lease is None
+        assert isinstance(await asyncio.wait_for(flow.read(), 5), Error)
+        assert cli_tcp.connections() == 0
+        await flow.close()
+        await asyncio.sleep(1)
+        pkts = [Ether(f) for f in frames]
+        discovers = [p for p in pkts if p.haslayer(UDP) and p[UDP].dport == 67 and _mt(p) == 1]
+        assert len(discovers) >= 2  # the first, and those after the expiry
+        assert {p[IP].src for p in discovers} == {"0.0.0.0"}  # RFC 2131 4.1
+        # Nothing left from the old address's connection after it expired, least of all
+        # a segment from 0.0.0.0.
+        assert not any(p.haslayer(TCP) and p[IP].src == "0.0.0.0" for p in pkts)
+        await r.value.stop()
+
+    sim.run(main(), seed=2)
+
+
+def _mt(p: Any) -> int | None:
+    for opt in p[DHCP].options if p.haslayer(DHCP) else ():
+        if isinstance(opt, tuple) and opt[0] == "message-type":
+            return int(opt[1])
+    return None
+
+
+def test_option_121_is_requested_and_its_default_route_wins() -> None:
+    client = DhcpClient(
+        MacAddr(OUR_MAC), rng=random.Random(1), config=DhcpClientConfig(arp_probes=0)
+    )
+    client.start(0.0)
+    client.handle_timer(0.0)
+    (discover,) = client.messages_to_send(0.0)
+    assert isinstance(discover, Transmit) and 121 in discover.message.parameter_request_list
+    # 10.9.0.0/16 via 10.0.0.7, the default via 10.0.0.254 (RFC 3442 encoding).
+    routes = bytes([16, 10, 9, 10, 0, 0, 7, 0, 10, 0, 0, 254])
+
+    def reply(req: DhcpRepr, mt: DhcpMessageType) -> bytes:
+        return DhcpRepr(
+            op=DhcpOp.REPLY,
+            xid=req.xid,
+            chaddr=req.chaddr,
+            message_type=mt,
+            yiaddr=A("10.0.0.50"),
+            server_id=A("10.0.0.1"),
+            lease_time=3600,
+            subnet_mask=A("255.255.255.0"),
+            routers=(A("10.0.0.1"),),  # to be ignored: option 121 is there
+            other=((121, routes),),
+        ).to_bytes()
+
+    client.handle_message(0.1, reply(discover.message, DhcpMessageType.OFFER))
+    (request,) = client.messages_to_send(0.1)
+    assert isinstance(request, Transmit)
+    client.handle_message(0.2, reply(request.message, DhcpMessageType.ACK))
+    (bound,) = client.events()
+    assert isinstance(bound, Bound)
+    assert bound.lease.routers == (A("10.0.0.254"),)
+    assert bound.lease.routes == (
+        (ipaddress.IPv4Network("10.9.0.0/16"), A("10.0.0.7")),
+        (ipaddress.IPv4Network("0.0.0.0/0"), A("10.0.0.254")),
+    )

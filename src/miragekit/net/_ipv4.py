@@ -158,6 +158,9 @@ class IPv4:
         self.pmtu = PathMtu()
         """Path MTUs learnt from "fragmentation needed" (RFC 1191)."""
         self._error_handlers: dict[int, ErrorHandler] = {}
+        self.address_lost: list[Callable[[bytes], None]] = []
+        """Called with the packed old address when it is replaced or removed (DHCP): TCP
+        ends the connections that used it."""
         self._handlers: dict[int, Handler] = {}
         self._packed_handlers: dict[int, PackedHandler] = {}
         self._icmp_handler: Handler | None = None
@@ -209,12 +212,16 @@ class IPv4:
 
     def _set_ip(self, ip: Addr) -> None:
         self._gen += 1
+        old = self._ip_b
         self._ip = int(ip)
         self._ip_b = ip.packed
         self._update_martians()
         self.arp.ips = {self._ip} if self._ip else set()
         if self._ip:
             self.arp.announce(self._ip)
+        if old != self._ip_b and any(old):
+            for lost in list(self.address_lost):
+                lost(old)
 
     def configure(
         self, iface: ipaddress.IPv4Interface | None, gateways: Sequence[Addr] = ()

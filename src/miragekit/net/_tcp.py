@@ -281,6 +281,7 @@ class TCP(Generic[A]):
         if isinstance(ip, IPv4):
             ip.set_packed_handler(PROTO_TCP, self._receive_packed)
             ip.set_error_handler(PROTO_TCP, self._icmp_error)
+            ip.address_lost.append(self._address_lost)
         else:
             ip.set_handler(PROTO_TCP, self._receive)
 
@@ -327,6 +328,11 @@ class TCP(Generic[A]):
         )
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _address_lost(self, laddr: bytes) -> None:
+        """IPv4 lost the address ``laddr``: the connections on it end now."""
+        if self.endpoint.address_lost(laddr):
+            self._schedule_flush()
 
     def _icmp_error(
         self,

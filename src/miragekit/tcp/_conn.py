@@ -529,6 +529,13 @@ class Connection:
             self._terminate(_EVT_REFUSED)
         return True
 
+    def address_lost(self) -> None:
+        """Our address went away (a DHCP lease lost or changed): end at once and send
+        nothing more, since no segment may leave from an address we no longer own; the
+        application sees a reset."""
+        self._ctl_out.clear()
+        self._terminate(_EVT_RESET)
+
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
 

@@ -248,6 +248,18 @@ class TCPEndpoint:
         # Anything else to a listener is dropped (RFC 9293 LISTEN state), SYN+FIN too
         # (as Linux does: no legitimate stack sends it; scanners do).
 
+    def address_lost(self, laddr: bytes) -> int:
+        """Our address ``laddr`` is gone: its connections end without a segment
+        (:meth:`Connection.address_lost`); how many."""
+        n = 0
+        for key, conn in list(self.connections.items()):
+            if key[0] == laddr and conn.state != _CLOSED:
+                conn.address_lost()
+                self._dirty.add(key)
+                self._active[key] = conn
+                n += 1
+        return n
+
     def handle_icmp_error(
         self,
         local: bytes,
