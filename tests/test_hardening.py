@@ -739,3 +739,41 @@ def test_option_121_is_requested_and_its_default_route_wins() -> None:
         (ipaddress.IPv4Network("10.9.0.0/16"), A("10.0.0.7")),
         (ipaddress.IPv4Network("0.0.0.0/0"), A("10.0.0.254")),
     )
+
+
+# --- 17. IPv4 neighbours are checked -------------------------------------------------------
+
+
+def test_an_arp_entry_past_its_reachable_time_is_checked_and_a_moved_host_found() -> None:
+    arp, out = _arp_core()
+    peer_ip = int(A(PEER))
+    arp.input(_arp(1, PEER), now=0.0)  # the peer asks for us: learnt
+    out.clear()
+    assert arp.lookup(peer_ip, 10.0) == bytes.fromhex(PEER_MAC.replace(":", "")) and out == []
+    # Used after the reachable time: still used, and asked at its MAC (unicast).
+    assert arp.lookup(peer_ip, 31.0) is not None
+    (check,) = out
+    assert check.dst == PEER_MAC and check[ARP].op == 1 and check[ARP].pdst == PEER
+    # The host took another MAC and does not answer at the old one: two more checks,
+    # then the entry goes, and the next packet asks the whole link.
+    arp.handle_timer(32.0)
+    arp.handle_timer(33.0)
+    assert len(out) == 3 and all(f.dst == PEER_MAC for f in out)
+    arp.handle_timer(34.0)
+    assert arp.lookup(peer_ip, 34.0) is None and arp.counters.stale_dropped == 1
+    arp.send(peer_ip, [bytearray(20)], now=34.0)
+    assert out[-1].dst == BCAST_MAC
+    new_mac = "02:00:00:00:00:77"
+    arp.input(_arp(2, PEER, sha=new_mac), now=34.1)
+    assert arp.lookup(peer_ip, 34.1) == bytes.fromhex(new_mac.replace(":", ""))
+
+
+def test_an_answered_check_keeps_the_entry() -> None:
+    arp, out = _arp_core()
+    peer_ip = int(A(PEER))
+    arp.input(_arp(1, PEER), now=0.0)
+    arp.lookup(peer_ip, 31.0)
+    arp.input(_arp(2, PEER), now=31.1)  # the answer
+    arp.handle_timer(40.0)
+    assert len(out) == 2 and arp.lookup(peer_ip, 40.0) is not None  # reply + one check
+    assert arp.poll_at() is None
