@@ -777,3 +777,18 @@ def test_an_answered_check_keeps_the_entry() -> None:
     arp.handle_timer(40.0)
     assert len(out) == 2 and arp.lookup(peer_ip, 40.0) is not None  # reply + one check
     assert arp.poll_at() is None
+
+
+def test_after_a_retransmitted_syn_an_echoed_timestamp_still_times_the_path() -> None:
+    conn = Connection.connect(Config(), 40000, 80, 5000, 0.0)
+    conn.segments_to_send(0.0)
+    at = conn.poll_at() or 0.0
+    conn.handle_timer(at)
+    (again,) = conn.segments_to_send(at)
+    assert again.timestamp is not None
+    synack = TCPRepr(
+        80, 40000, 9000, 5001, 0x12, 65535, mss=1460, timestamp=(7, again.timestamp[0])
+    )
+    conn.handle_segment(at + 0.05, synack)
+    assert conn.cwnd == conn.mss  # still one segment (RFC 5681 3.1)
+    assert conn.rto < 1.0  # from the 50 ms sample, not the 3 s fallback

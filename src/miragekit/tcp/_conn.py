@@ -848,7 +848,13 @@ class Connection:
         self._rtt.reset_backoff()
         if self._retries:
             # Our SYN or SYN-ACK was lost: start with one segment (RFC 5681 3.1) and,
-            # with no RTT sample, a 3 s timeout (RFC 6298 5.7), as Linux does.
+            # with no RTT sample, a 3 s timeout (RFC 6298 5.7), as Linux does. An
+            # echoed timestamp times even the retransmitted one (RFC 7323 4.2).
+            ts = seg.timestamp
+            if self._ts_on and ts is not None and ts[1]:
+                sample = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK) / 1000.0
+                if sample < 3600:
+                    self._rtt.sample(sample)
             self._cc.cwnd = self._smss
             self._rtt.fall_back(SYN_LOSS_RTO)
         self._retries = 0
