@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from scapy.layers.dhcp import DHCP
-from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_SSRR
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption, IPOption_LSRR, IPOption_SSRR
 from scapy.layers.inet6 import (
     ICMPv6ND_RA,
     ICMPv6NDOptMTU,
@@ -792,3 +792,33 @@ def test_after_a_retransmitted_syn_an_echoed_timestamp_still_times_the_path() ->
     conn.handle_segment(at + 0.05, synack)
     assert conn.cwnd == conn.mss  # still one segment (RFC 5681 3.1)
     assert conn.rto < 1.0  # from the 50 ms sample, not the 3 s fallback
+
+
+# --- 15. echo replies carry record route and timestamps back ------------------------------
+
+
+def test_echo_reply_returns_record_route_and_timestamp_options_updated() -> None:
+    rr = bytes([7, 11, 4]) + bytes(8)  # record route with room for two addresses
+    ts = bytes([68, 12, 5, 0x01]) + bytes(8)  # timestamps with addresses, room for one
+    opts = rr + b"\x01" + ts  # 11 + 1 + 12 = 24 bytes
+
+    async def main() -> None:
+        stack, link, _ = await v4_stack()
+        inject(stack, peer() / IP(src=PEER, dst=US, options=[IPOption(opts)]) / ICMP(type=8))
+        (reply,) = link.take()
+        raw = bytes(reply[IP])
+        hl = (raw[0] & 0x0F) * 4
+        got = raw[20:hl]
+        assert reply[ICMP].type == 0 and hl > 20
+        us = A(US).packed
+        # Record route: our address in the first slot, the pointer moved on.
+        assert got[:3] == bytes([7, 11, 8]) and got[3:7] == us and got[7:11] == bytes(4)
+        # Timestamp (flag 1): our address and a time with the "not UT" bit set.
+        t = got[11:23]
+        assert t[:4] == bytes([68, 12, 13, 0x01]) and t[4:8] == us and t[8] & 0x80
+        # Without options the reply has none.
+        inject(stack, peer() / IP(src=PEER, dst=US) / ICMP(type=8))
+        (plain,) = link.take()
+        assert plain[IP].ihl == 5
+
+    run(main())

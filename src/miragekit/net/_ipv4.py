@@ -46,6 +46,7 @@ from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
 from ._icmp import PROTO_UNREACHABLE, REASSEMBLY_TIME_EXCEEDED, TIME_EXCEEDED, Icmp
 from ._ipid import IpIdGenerator
+from ._ipopts import echo_options
 from ._martian import bad_sources, is_unicast, martian_source, source_routed, subnet_broadcast
 from ._pmtu import PathMtu
 from ._timer import Wakeup
@@ -427,7 +428,7 @@ class IPv4:
             return
         proto, src, dst, payload, pkt = r
         if proto == PROTO_ICMP:
-            if not self._icmp_input(src, dst, payload) and self._icmp_handler is not None:
+            if not self._icmp_input(src, dst, payload, pkt) and self._icmp_handler is not None:
                 self._icmp_handler(self._addr(src), self._addr(dst), payload)
             return
         h = self._handlers.get(proto)
@@ -451,11 +452,21 @@ class IPv4:
     def receive_arp(self, packet: memoryview) -> None:
         self.arp.input(packet, self._loop.time())
 
-    def _icmp_input(self, src: int, dst: int, payload: memoryview) -> bool:
+    def _icmp_input(self, src: int, dst: int, payload: memoryview, pkt: memoryview) -> bool:
         """Answer echo requests; True when the message was consumed (or malformed)."""
         reply = self.icmp.input(payload, answer=dst == self._ip and src != 0)
         if reply is not None:
-            self._send_proto(src, PROTO_ICMP, reply)
+            hl = (pkt[0] & 0x0F) << 2
+            opts = b""
+            if hl > 20:  # record route, timestamps: returned updated (RFC 1122 3.2.2.6)
+                opts = echo_options(pkt[20:hl], self._ip_b, int(self._loop.time() * 1000))
+            if opts:
+                frame = self.allocate_header(src.to_bytes(4, "big"), PROTO_ICMP, 34 + len(opts))
+                frame[14] = 0x40 | (5 + len(opts) // 4)
+                frame[34:] = opts
+                self.send(frame, (reply,))
+            else:
+                self._send_proto(src, PROTO_ICMP, reply)
         if not self.icmp.consumed and payload[0] in _ERRORS_ABOUT_US and dst == self._ip:
             self._icmp_error(payload)
         return self.icmp.consumed
@@ -537,7 +548,7 @@ class IPv4:
         proto, src, dst, payload, pkt = r
         s, d = self._addr(src), self._addr(dst)
         if proto == PROTO_ICMP:
-            if not self._icmp_input(src, dst, payload):
+            if not self._icmp_input(src, dst, payload, pkt):
                 await default(proto, s, d, payload)
             return
         self._rx_packet = pkt
