@@ -145,6 +145,18 @@ class Graph:
                     await disconnect()
 
 
+async def _announce_ipv6(stack: Any) -> None:
+    """Print the direct stack's IPv6 addresses as they become usable: after DAD, and
+    from SLAAC once a router advertises a prefix (watched for the first 30 s)."""
+    seen: set[Any] = set()
+    for _ in range(300):
+        for a in stack.ipv6().get_ip():
+            if a not in seen:
+                seen.add(a)
+                print(f"miragekit: IPv6 address {a}", file=sys.stderr, flush=True)
+        await asyncio.sleep(0.1)
+
+
 async def run_app(app: App, opts: Options) -> int:
     """Link and run ``app``; SIGINT and SIGTERM stop it cleanly. Returns an exit status."""
     plan(app, opts)  # every link error before anything is built
@@ -170,6 +182,11 @@ async def run_app(app: App, opts: Options) -> int:
             for line in describe_forward(opts, fwd.ports()):
                 print(f"miragekit: forwarding {line}", file=sys.stderr, flush=True)
         task = asyncio.ensure_future(app.start(**args))
+        announce = [
+            asyncio.ensure_future(_announce_ipv6(v))
+            for v in args.values()
+            if getattr(v, "has_ipv6", False)
+        ]
 
         def stop(signum: int) -> None:
             stopped.append(signum)
@@ -184,6 +201,8 @@ async def run_app(app: App, opts: Options) -> int:
             if not stopped:
                 raise
         finally:
+            for a in announce:
+                a.cancel()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(signum)
