@@ -74,8 +74,8 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mac",
         metavar="MAC",
-        help="the direct stack's MAC address (default: one derived from the host and the "
-        "device's name, the same on every run, so SLAAC gives the same IPv6 address)",
+        help="the direct stack's MAC address (default on a TAP: one derived from the host "
+        "and the device's name, the same on every run, so SLAAC gives the same IPv6 address)",
     )
     p.add_argument(
         "--pcap", metavar="FILE", type=Path, help="record the direct stack's frames to FILE"

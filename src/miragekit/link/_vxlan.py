@@ -29,6 +29,7 @@ import asyncio
 import errno
 import ipaddress
 import math
+import os
 import socket
 import struct
 from collections.abc import Sequence
@@ -289,18 +290,13 @@ class _Entry:
     seen: float = field(default=0.0)
 
 
-def _default_mac(config: VxlanConfig) -> MacAddr:
-    """The same MAC on every run for the same host, VNI and local endpoint."""
-    return MacAddr.from_name(f"{socket.gethostname()} vxlan {config.vni} {config.local}")
-
-
 class VxlanNetif(FdLink[tuple[bytes, Any], VxlanCounters]):
     """One VXLAN tunnel endpoint (VTEP) for one VNI; ``mac()`` is our stack's MAC."""
 
     def __init__(
         self, sock: socket.socket, config: VxlanConfig, *, loop: asyncio.AbstractEventLoop
     ) -> None:
-        mac = config.mac if isinstance(config.mac, MacAddr) else _default_mac(config)
+        mac = config.mac if isinstance(config.mac, MacAddr) else MacAddr.local(os.urandom(6))
         super().__init__(
             sock.fileno(),
             loop=loop,
