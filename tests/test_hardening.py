@@ -344,6 +344,11 @@ def test_tcp_sets_df_and_follows_fragmentation_needed() -> None:
         assert stack.ipv4.path_mtu(A(PEER)) == 1280 and tcp.stats["icmp_accepted"] == 1
         (conn,) = (c for c in tcp.endpoint.connections.values() if c.local_port == 81)
         assert conn.mss == 1240
+        # What was in flight is resent at once, from snd.una, in the new size (as Linux).
+        await settle()
+        resent = [f for f in link.take() if f.haslayer(TCP)]
+        assert resent and resent[0][TCP].seq == first
+        assert all(f[IP].len <= 1280 and f[IP].flags == "DF" for f in resent)
         # The peer acknowledges all it got: what follows fits the new path MTU.
         sent_end = first + sum(len(f[TCP].payload) for f in sent)
         inject(stack, _tcp_ack(81, sent_end))
@@ -352,7 +357,7 @@ def test_tcp_sets_df_and_follows_fragmentation_needed() -> None:
         assert more and all(f[IP].len <= 1280 and f[IP].flags == "DF" for f in more)
         assert max(f[IP].len for f in more) == 1280
         # A connection's IDs follow each other (Linux's per-socket counter).
-        ids = [f[IP].id for f in sent + more]
+        ids = [f[IP].id for f in sent + resent + more]
         assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(ids))
         # A new connection to the peer starts from the path MTU learnt.
         attempt = asyncio.create_task(tcp.create_connection((A(PEER), 9)))

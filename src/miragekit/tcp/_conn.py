@@ -518,13 +518,27 @@ class Connection:
         """An ICMP error quoting our segment with sequence number ``seq``; False (and
         nothing done) unless ``seq`` is one we sent and is not yet acknowledged (RFC 5927
         4.1: a blind attacker must guess it). A smaller path ``mtu`` lowers the segment
-        size (RFC 1191); port or protocol unreachable (``refused``) ends a connection
-        still in SYN_SENT at once, as Linux does (RFC 1122 4.2.3.9)."""
+        size (RFC 1191) and resends what is in flight at once in the new size; port or
+        protocol unreachable (``refused``) ends a connection still in SYN_SENT at once,
+        as Linux does (RFC 1122 4.2.3.9)."""
         una = self._snd_una
         if (seq - una) & MASK > (self._snd_max - una) & MASK:
             return False
         if mtu is not None:
+            before = self._smss
             self.set_path_mtu(mtu, ipv6=ipv6)
+            if self._smss < before and self._snd_max > una and self.state in _SENDING:
+                # As Linux (tcp_simple_retransmit): the segments in flight were too big
+                # for the path and are lost; go back to snd.una now, congestion window
+                # untouched (the data in flight did not grow, only its units shrank).
+                self._snd_nxt = una
+                self._scoreboard.rxt.clear()
+                self._in_recovery = False
+                self._inflate = 0
+                self._dupacks = 0
+                self._recover = self._snd_max
+                self._high_rxt = una
+                self._rtt_seq = None
         if refused and self.state == SYN_SENT:
             self._terminate(_EVT_REFUSED)
         return True
