@@ -19,6 +19,7 @@ from scapy.layers.inet6 import (
     ICMPv6NDOptSrcLLAddr,
     ICMPv6ParamProblem,
     IPv6,
+    IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
 )
 from scapy.layers.l2 import ARP, Ether
@@ -638,7 +639,12 @@ def test_ipv6_bad_fragments_get_parameter_problems() -> None:
         inject(stack, ip6 / IPv6ExtHdrFragment(id=2, m=1, nh=6) / (b"y" * 8))
         (pp,) = link.take()
         assert pp[ICMPv6ParamProblem].code == 3 and pp[IPv6].dst == "fd00::1"
-        assert stack.ipv6.counters.rx_bad_fragments == 2
+        # The same behind a destination-options header.
+        opts = IPv6ExtHdrDestOpt(nh=6)
+        inject(stack, ip6 / IPv6ExtHdrFragment(id=4, m=1, nh=60) / opts / (b"w" * 8))
+        (pp,) = link.take()
+        assert pp[ICMPv6ParamProblem].code == 3
+        assert stack.ipv6.counters.rx_bad_fragments == 3
         # A well-formed first fragment is kept for reassembly, silently.
         inject(stack, ip6 / IPv6ExtHdrFragment(id=3, m=1, nh=17) / (b"z" * 16))
         assert link.take() == [] and len(stack.ipv6.reassembler) == 1

@@ -39,10 +39,13 @@ from ..wire.icmpv6 import (
     parse_ndp,
 )
 from ..wire.ipv6 import (
+    DEST_OPTIONS,
     FRAGMENT,
     HEADER,
+    HOP_BY_HOP,
     NO_NEXT_HEADER,
     OPT_ROUTER_ALERT,
+    ROUTING,
     UNRECOGNIZED_NEXT_HEADER,
     UNRECOGNIZED_OPTION,
     FragmentRepr,
@@ -81,6 +84,23 @@ _NDP_TYPES: Final = frozenset(range(133, 138))
 MLD_REPORT_INTERVAL: Final = 1.0  # RFC 3810 9.11, the Unsolicited Report Interval
 PMTU_TIMEOUT: Final = 600.0  # RFC 8201 5.3: try a larger MTU again after 10 minutes
 _UPPER_MIN: Final = {PROTO_TCP: 20, PROTO_UDP: 8, PROTO_ICMPV6: 4}  # header bytes (RFC 7112)
+_CHAINED: Final = frozenset((HOP_BY_HOP, ROUTING, DEST_OPTIONS))
+
+
+def _holds_upper_header(nh: int, data: memoryview) -> bool:
+    """Does a first fragment's ``data`` hold its whole header chain up to and including
+    the upper-layer header (RFC 7112 5)? Extension headers are walked (at most 8)."""
+    off = 0
+    n = len(data)
+    for _ in range(8):
+        if nh not in _CHAINED:
+            return off + _UPPER_MIN.get(nh, 0) <= n
+        if off + 2 > n:
+            return False
+        nh, off = data[off], off + (data[off + 1] + 1) * 8
+    return True  # a longer chain is the chain walk's to judge
+
+
 REASSEMBLY_TIMEOUT: Final = 60.0  # RFC 8200 4.5 (IPv4 keeps Linux's 30 s)
 
 
@@ -442,7 +462,7 @@ class IPv6:
                 c.rx_bad_fragments += 1
                 self._error(p, 0, pkt, src, dst, 4, False)
                 return None
-            if f.offset == 0 and n < _UPPER_MIN.get(f.next_header, 0):
+            if f.offset == 0 and not _holds_upper_header(f.next_header, pkt[off + 8 :]):
                 # RFC 7112 5: the first fragment must hold the upper-layer header.
                 c.rx_bad_fragments += 1
                 self._error(p, 3, pkt, src, dst, 0, False)
