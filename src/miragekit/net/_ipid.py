@@ -1,7 +1,7 @@
 """IPv4 identification values that tell an observer nothing about our other traffic.
 
 Why: one global counter lets anyone who can make us send two packets learn how many we
-sent in between, to anyone (the "idle scan", RFC 7739 section 4 / RFC 6274 3.5.2). As
+sent in between, to anyone (the "idle scan"; RFC 7739, RFC 6274). As
 RFC 7739 5.3 describes, a keyed hash of the destination picks one counter of a table and
 a second keyed hash an offset: successive packets to one destination still get distinct
 IDs (which reassembly needs), but packets to others move a counter that destination
