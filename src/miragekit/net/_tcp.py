@@ -683,7 +683,9 @@ class TcpSender:
     ``struct.pack`` of the header, one pass over the payload for its checksum, and one
     concatenation.
 
-    The header is kept until the next hop's ARP entry expires or the layer's
+    The header carries DF (path-MTU discovery, RFC 1191) and the connection counts its
+    own IPv4 IDs from :meth:`IPv4.next_ident` (per destination, hashed: no global counter
+    to observe). The header is kept until the next hop's ARP entry expires or the layer's
     :attr:`IPv4.generation` changes (ARP cache, address, netmask, gateways, TTL), then
     built again. :meth:`frame` gives ``None`` for what it does not cover (options other
     than timestamps, urgent data, above the MTU, no route, next hop not resolved): the
@@ -721,9 +723,7 @@ class TcpSender:
         self._ports = b""
         self._ip_sum = 0
         self._tcp_sum = 0
-        self._ident = ip.next_ident(raddr)
-        """The connection's own IPv4 ID counter, started from the layer's per-destination
-        hash (its segments carry DF: RFC 6864 4.1)."""
+        self._ident = ip.next_ident(raddr)  # then counted here (DF: RFC 6864 4.1)
 
     def _refresh(self, now: float) -> bool:
         """Route and resolve the next hop again; False when either fails."""
