@@ -37,7 +37,17 @@ FACADES = [
     miragekit.tcp,
 ]
 IO_MODULES = {"asyncio", "socket", "time", "os", "select", "selectors", "threading"}
-NET_CORES = ["_arp.py", "_ndp.py", "_fragment.py", "_icmp.py", "_ratelimit.py"]
+NET_CORES = [
+    "_arp.py",
+    "_ndp.py",
+    "_fragment.py",
+    "_icmp.py",
+    "_ratelimit.py",
+    "_martian.py",
+    "_pmtu.py",
+    "_ipid.py",
+    "_ipopts.py",
+]
 
 
 @pytest.mark.parametrize("mod", FACADES, ids=lambda m: m.__name__)

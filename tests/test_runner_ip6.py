@@ -114,3 +114,51 @@ def test_sim_dhcp_stack_with_ip6(tmp_path: Path) -> None:
     argv = ["run", str(d), "--net", "vnet", "--sim", "--dhcp", "--ip6", "fd00:2::7/64"]
     assert main(argv) == 0
     assert (d / "result.txt").read_text().split()[0] == "fd00:2::7"
+
+
+SLEEPY_APP = """
+    from miragekit import v1
+
+    async def start(stack: v1.StackV4, time: v1.Time) -> None:
+        await time.sleep(3.0)
+"""
+
+
+def test_the_runner_prints_the_ipv6_addresses_and_mac_sets_the_link_local(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = write_app(tmp_path, SLEEPY_APP)
+    argv = ["run", str(d), "--net", "vnet", "--sim", "--ip6", "fd00:1::5/64"]
+    assert main([*argv, "--mac", "02:00:00:00:00:42"]) == 0
+    err = capsys.readouterr().err
+    # The link-local address from --mac (EUI-64), in the runner's one address report.
+    assert "miragekit: IPv6 fe80::ff:fe00:42 (link-local), fd00:1::5 (static)" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--mac", "02:00:00:00:00:42"], "--mac sets the direct stack's MAC"),
+        (["--net", "vnet", "--mac", "nonsense"], "--mac nonsense: not a MAC address"),
+        (["--net", "vnet", "--mac", "01:00:5e:00:00:01"], "a multicast address"),
+    ],
+)
+def test_mac_misuse_gives_one_clear_line(argv: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "miragekit", "run", str(ROOT / "examples" / "echo"), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        check=False,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_a_default_mac_is_the_same_for_the_same_name() -> None:
+    from miragekit.macaddr import MacAddr
+
+    a, b = MacAddr.from_name("host tap tap0"), MacAddr.from_name("host tap tap0")
+    assert a == b and not a.is_multicast and a.packed[0] & 2  # locally administered
+    assert MacAddr.from_name("host tap tap1") != a

@@ -152,14 +152,6 @@ def test_bad_checksum_rejected() -> None:
         (b"\x00" * 19, "length"),
         (bytes(12) + b"\x40" + bytes(7), "data_offset"),
         (bytes(12) + b"\x60" + bytes(7), "data_offset"),
-        (bytes(12) + b"\x60" + bytes(7) + b"\x02\x03\x05\xb4", "options.mss"),
-        (bytes(12) + b"\x60" + bytes(7) + b"\x03\x01\x00\x00", "options"),
-        (bytes(12) + b"\x60" + bytes(7) + b"\x01\x01\x01\x08", "options"),
-        (bytes(12) + b"\x60" + bytes(7) + b"\x05\x06\x00\x00", "options"),
-        (bytes(12) + b"\x70" + bytes(7) + b"\x05\x08" + bytes(6), "options.sack"),
-        (bytes(12) + b"\x80" + bytes(7) + b"\x08\x0c" + bytes(10), "options.timestamp"),
-        (bytes(12) + b"\x60" + bytes(7) + b"\x04\x03\x00\x00", "options.sack_permitted"),
-        (bytes(12) + b"\x60" + bytes(7) + b"\x03\x04\x00\x00", "options.wscale"),
     ],
 )
 def test_impossible_input_names_field(raw: bytes, field: str) -> None:
@@ -167,6 +159,40 @@ def test_impossible_input_names_field(raw: bytes, field: str) -> None:
         TCPRepr.parse(raw)
     assert e.value.field == field
     assert isinstance(e.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        b"\x02\x03\x05\xb4",  # MSS of length 3
+        b"\x03\x01\x00\x00",  # length 1
+        b"\x01\x01\x01\x08",  # no length byte
+        b"\x05\x06\x00\x00",  # longer than the options
+        b"\x05\x08" + bytes(6),  # SACK of no whole block
+        b"\x08\x0c" + bytes(10),  # timestamps of length 12
+        b"\x04\x03\x00\x00",  # SACK-permitted of length 3
+        b"\x03\x04\x00\x00",  # window scale of length 4
+        b"\x02\x00\x00\x00",  # length 0
+    ],
+)
+def test_malformed_options_are_ignored_not_the_segment(opts: bytes) -> None:
+    """As Linux: a bad option is skipped (or ends the walk), the segment stays."""
+    raw = bytes(12) + bytes(((20 + len(opts)) << 2,)) + bytes(7) + opts + b"data"
+    r = TCPRepr.parse(raw)
+    assert r.payload == b"data"
+    assert (r.mss, r.wscale, r.sack_permitted, r.sack_blocks, r.timestamp) == (
+        None,
+        None,
+        False,
+        (),
+        None,
+    )
+
+
+def test_options_after_a_malformed_one_still_count() -> None:
+    opts = b"\x03\x04\x00\x00" + b"\x02\x04\x05\xb4"  # bad window scale, then MSS
+    r = TCPRepr.parse(bytes(12) + b"\x70" + bytes(7) + opts)
+    assert r.mss == 1460 and r.wscale is None
 
 
 def test_unknown_option_kept_eol_stops_and_wscale_clamped() -> None:

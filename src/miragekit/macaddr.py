@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
 
@@ -41,6 +42,12 @@ class MacAddr:
     @property
     def is_broadcast(self) -> bool:
         return self._b == b"\xff" * 6
+
+    @classmethod
+    def from_name(cls, name: str) -> MacAddr:
+        """A locally administered unicast address that is the same for the same ``name``
+        on every run: a device keeps its MAC (and its SLAAC address) across restarts."""
+        return cls.local(hashlib.sha256(b"miragekit mac\0" + name.encode()).digest()[:6])
 
     @classmethod
     def local(cls, rnd: bytes) -> MacAddr:

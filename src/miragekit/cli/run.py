@@ -118,6 +118,12 @@ def add_net_options(p: argparse.ArgumentParser, default_net: str = "socket") -> 
         "on the direct stack, the host's on --net socket); see docs/dns.md",
     )
     p.add_argument(
+        "--mac",
+        metavar="MAC",
+        help="the direct stack's MAC address (default on a TAP: one derived from the host "
+        "and the device's name, the same on every run, so SLAAC gives the same IPv6 address)",
+    )
+    p.add_argument(
         "--pcap", metavar="FILE", type=Path, help="record the direct stack's frames to FILE"
     )
     p.add_argument(
@@ -149,6 +155,7 @@ def _options(args: argparse.Namespace) -> Options:
         gateway=args.gateway,
         forward=tuple(parse_forward(f) for f in args.forward),
         pcap=args.pcap,
+        mac=args.mac,
         dhcp=args.dhcp,
         ip6=tuple(args.ip6),
         offload=args.offload,

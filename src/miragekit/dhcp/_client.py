@@ -29,6 +29,7 @@ from enum import Enum
 from ..macaddr import MacAddr
 from ..wire.dhcp import (
     INFINITE,
+    OPT_CLASSLESS_ROUTES,
     OPT_DNS,
     OPT_HOST_NAME,
     OPT_LEASE_TIME,
@@ -103,6 +104,7 @@ class DhcpClientConfig:
     """Option 61; by default type 1 (Ethernet) and the MAC."""
     parameter_request_list: tuple[int, ...] = (
         OPT_SUBNET_MASK,
+        OPT_CLASSLESS_ROUTES,
         OPT_ROUTER,
         OPT_DNS,
         OPT_HOST_NAME,
@@ -134,6 +136,28 @@ class DhcpClientCounters:
     rebinds: int = 0
     expiries: int = 0
     arp_probes: int = 0
+
+
+def classless_routes(data: bytes) -> tuple[tuple[ipaddress.IPv4Network, Addr], ...] | None:
+    """Option 121 (RFC 3442): ``(destination, router)`` pairs, or None when malformed
+    (the option is then ignored, and the Router option used)."""
+    out = []
+    i = 0
+    n = len(data)
+    while i < n:
+        width = data[i]
+        size = (width + 7) // 8
+        if width > 32 or i + 1 + size + 4 > n:
+            return None
+        dest = int.from_bytes(data[i + 1 : i + 1 + size].ljust(4, b"\0"), "big")
+        try:
+            net = ipaddress.IPv4Network((dest, width))
+        except ValueError:
+            return None  # bits set beyond the width
+        gw = Addr(data[i + 1 + size : i + 5 + size])
+        out.append((net, gw))
+        i += 5 + size
+    return tuple(out)
 
 
 def _classful(addr: Addr) -> int:
@@ -531,6 +555,16 @@ class DhcpClient:
                 t1 = min(0.5 * lt, t2)
             renew, rebind, expires = at + t1, at + t2, at + length
         mtu = msg.mtu if msg.mtu is not None and msg.mtu >= 68 else None
+        routers = msg.routers
+        routes: tuple[tuple[ipaddress.IPv4Network, Addr], ...] = ()
+        data = dict(msg.other).get(OPT_CLASSLESS_ROUTES)
+        if data is not None:
+            parsed = classless_routes(data)
+            if parsed is not None:
+                # RFC 3442: with option 121 the Router option MUST be ignored; the default
+                # route, if any, is the 0.0.0.0/0 entry.
+                routes = parsed
+                routers = tuple(gw for net_, gw in parsed if net_.prefixlen == 0)
         return Lease(
             address=addr,
             network=net,
@@ -540,7 +574,8 @@ class DhcpClient:
             renew_at=renew,
             rebind_at=rebind,
             expires_at=expires,
-            routers=msg.routers,
+            routers=routers,
+            routes=routes,
             dns_servers=msg.dns_servers,
             mtu=mtu,
             host_name=msg.host_name,

@@ -32,6 +32,9 @@ class Lease:
     dns_servers: tuple[Addr, ...] = ()
     mtu: int | None = None
     host_name: str | None = None
+    routes: tuple[tuple[ipaddress.IPv4Network, Addr], ...] = ()
+    """Option 121's classless static routes (RFC 3442), as the server sent them; the
+    IPv4 layer uses the default one (as ``routers``), the others are for the application."""
 
     @property
     def interface(self) -> ipaddress.IPv4Interface:

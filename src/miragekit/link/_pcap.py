@@ -6,12 +6,15 @@ a :class:`~miragekit.sim.SimLoop` (so the same seed gives a byte-identical file)
 the wall clock otherwise. The format is classic libpcap (``LINKTYPE_ETHERNET``, little
 endian, micro- or nanosecond timestamps), which ``tshark``, ``tcpdump`` and Wireshark read.
 
-Records are kept in a bounded buffer and written out when it fills, on :meth:`flush`, and
-on :meth:`disconnect`/:meth:`close`.
+Records are kept in a bounded buffer and written out when it fills, within
+``flush_interval`` (one second) of the first record buffered while a loop runs, on
+:meth:`flush`, and on :meth:`disconnect`/:meth:`close`: a capture being written can be read
+as it grows, and a killed program loses at most the last second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 import time
@@ -47,6 +50,7 @@ class PcapNetif(Wrapper):
         nanosecond: bool = False,
         snaplen: int = 262144,
         buffer_size: int = 1 << 20,
+        flush_interval: float = 1.0,
     ) -> None:
         if isinstance(snaplen, bool) or not isinstance(snaplen, int) or not 1 <= snaplen < 2**31:
             raise ValueError(f"snaplen must be an int in [1, 2**31), got {snaplen!r}")
@@ -64,6 +68,8 @@ class PcapNetif(Wrapper):
         self._scale = 1_000_000_000 if nanosecond else 1_000_000
         self._snaplen = snaplen
         self._limit = buffer_size
+        self._interval = flush_interval
+        self._timer: asyncio.TimerHandle | None = None
         self._buf = bytearray()
         self._buf += _FILE_HEADER.pack(
             PCAP_MAGIC_NS if nanosecond else PCAP_MAGIC_US, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET
@@ -104,13 +110,26 @@ class PcapNetif(Wrapper):
             left -= len(take)
         self.records += 1
         if len(buf) >= self._limit:
+            self._write_out()
+        elif self._timer is None:
             try:
-                self.flush()
-            except OSError as e:
-                # A failing capture must not break the network path: stop recording.
-                self.error = e
-                self._buf.clear()
-                self._file = None
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop: written when the buffer fills or on close
+            self._timer = loop.call_later(self._interval, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._write_out()
+
+    def _write_out(self) -> None:
+        try:
+            self.flush()
+        except OSError as e:
+            # A failing capture must not break the network path: stop recording.
+            self.error = e
+            self._buf.clear()
+            self._file = None
 
     def flush(self) -> None:
         """Write the buffered records to the file."""
@@ -123,6 +142,9 @@ class PcapNetif(Wrapper):
 
     def close(self) -> None:
         """Flush and stop recording (frames still pass through); closes a file we opened."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._file is None:
             return
         self.flush()

@@ -166,7 +166,7 @@ class TapNetif(FdLink[bytes, TapCounters]):
             fd,
             name,
             mtu=mtu if mtu is not None else dev_mtu,
-            mac=mac or MacAddr.local(os.urandom(6)),
+            mac=mac or MacAddr.from_name(f"{socket.gethostname()} tap {name}"),
             loop=loop,
         )
         if vnet_hdr:

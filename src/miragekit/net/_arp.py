@@ -9,6 +9,8 @@ deadline is announced through ``wake(when)`` so a driver can set one timer.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,6 +29,9 @@ ZERO_MAC: Final = b"\0" * 6
 _ETH_ARP = struct.Struct("!6s6sHHHBBH6s4s6s4s")
 _ARP_BODY = struct.Struct("!HHBBH6s4s6s4s")
 ARP_FRAME_LEN: Final = 14 + 28
+DEFEND_INTERVAL: Final = 10.0
+"""RFC 5227 2.4 (b): at most one defending announcement per this many seconds."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -38,6 +43,10 @@ class ArpConfig:
     queue_packets: int = 64  # per destination
     queue_bytes: int = 128 * 1024  # per destination
     max_pending: int = 128  # destinations being resolved at once
+    reachable_time: float = 30.0
+    """How long an entry counts as confirmed (Linux's base_reachable_time); used after
+    that, it is checked with unicast requests to the MAC we know (RFC 1122 2.3.2.1)."""
+    unicast_probes: int = 3  # unanswered checks before the entry is dropped
 
 
 @dataclass(slots=True)
@@ -55,7 +64,12 @@ class ArpCounters:
     dropped_queue_full: int = 0
     dropped_unresolved: int = 0
     evicted: int = 0
+    unicast_probes: int = 0  # requests sent to a known MAC to check the entry
+    stale_dropped: int = 0  # entries dropped after unanswered checks
     conflicts: int = 0  # someone else claims our address
+    defended: int = 0  # announcements sent to defend our address (RFC 5227 2.4)
+    rx_martian: int = 0  # sender address broadcast, multicast or loopback
+    rx_unsolicited: int = 0  # replies that nothing asked for (not cached, as Linux)
 
 
 @dataclass(slots=True)
@@ -95,7 +109,12 @@ class Arp:
         """Bumped whenever a cache entry is added, changed or removed (and ``on_change``
         called): whoever keeps a MAC from :meth:`lookup_entry` looks it up again."""
         self._pending: dict[int, _Pending] = {}
+        self._confirmed: dict[int, float] = {}  # ip: confirmed until
+        self._checking: dict[int, tuple[int, float]] = {}  # ip: (checks sent, next at)
         self.observer: Observer | None = None
+        self.subnet_broadcast: int | None = None
+        """The directed broadcast of our subnet: never a sender address (IPv4 sets it)."""
+        self._defended_at = -DEFEND_INTERVAL
 
     # --- the cache ---------------------------------------------------------------------
 
@@ -114,32 +133,62 @@ class Arp:
         if e is None:
             return None
         if e[1] <= now:
-            del self._cache[ip]
-            self._changed()
+            self._forget(ip)
             return None
+        if self._confirmed.get(ip, 0.0) <= now and ip not in self._checking:
+            self._check(ip, e[0], 0, now)
         return e[0]
 
     def lookup_entry(self, ip: int, now: float) -> tuple[bytes, float] | None:
-        """``(mac, expiry)`` of a live entry: the MAC may be kept until ``expiry``, or
-        until :attr:`generation` changes, whichever comes first."""
+        """``(mac, until)`` of a live entry: the MAC may be kept until ``until``, or
+        until :attr:`generation` changes, whichever comes first (``until`` is when the
+        entry next needs a check, so that a sender keeping it asks again)."""
         if self.lookup(ip, now) is None:
             return None
-        return self._cache[ip]
+        mac, expiry = self._cache[ip]
+        c = self._checking.get(ip)
+        until = c[1] if c is not None else self._confirmed.get(ip, expiry)
+        return mac, min(expiry, until)
+
+    def _forget(self, ip: int) -> None:
+        if self._cache.pop(ip, None) is not None:
+            self._changed()
+        self._confirmed.pop(ip, None)
+        self._checking.pop(ip, None)
+
+    def _check(self, ip: int, mac: bytes, sent: int, now: float) -> None:
+        """Ask ``ip`` at the MAC we know whether it is still there (a unicast request);
+        after :attr:`ArpConfig.unicast_probes` unanswered ones the entry goes, and the
+        next packet asks the whole link again (a host that changed its MAC is found)."""
+        cfg = self.config
+        if sent >= cfg.unicast_probes:
+            self.counters.stale_dropped += 1
+            self._forget(ip)
+            return
+        nxt = now + cfg.retry_interval
+        self._checking[ip] = (sent + 1, nxt)
+        self.counters.unicast_probes += 1
+        self._transmit((self._frame(mac, 1, self._source_ip(), mac, ip),))
+        self._wake(nxt)
 
     def entries(self, now: float) -> dict[int, bytes]:
         return {ip: m for ip, (m, exp) in self._cache.items() if exp > now}
 
     def add_static(self, ip: int, mac: bytes, now: float) -> None:
+        """An entry set by hand: never checked (it still expires with the others)."""
         self._learn(ip, mac, now)
+        self._confirmed[ip] = float("inf")
 
     def _learn(self, ip: int, mac: bytes, now: float) -> None:
         cache = self._cache
         if ip in cache:
             del cache[ip]  # re-insert at the end: the dict order is the eviction order
         elif len(cache) >= self.config.max_entries:
-            del cache[next(iter(cache))]
+            self._forget(next(iter(cache)))
             self.counters.evicted += 1
         cache[ip] = (mac, now + self.config.entry_ttl)
+        self._confirmed[ip] = now + self.config.reachable_time
+        self._checking.pop(ip, None)
         self._changed()
         p = self._pending.pop(ip, None)
         if p is not None:
@@ -216,11 +265,17 @@ class Arp:
     # --- timers ------------------------------------------------------------------------
 
     def poll_at(self) -> float | None:
-        if not self._pending:
-            return None
-        return min(p.next_at for p in self._pending.values())
+        times = [p.next_at for p in self._pending.values()]
+        times += [c[1] for c in self._checking.values()]
+        return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
+        for ip, (sent, at) in list(self._checking.items()):
+            e = self._cache.get(ip)
+            if e is None:
+                del self._checking[ip]
+            elif at <= now:
+                self._check(ip, e[0], sent, now)
         for ip, p in list(self._pending.items()):
             if p.next_at > now:
                 continue
@@ -254,15 +309,35 @@ class Arp:
         if self.observer is not None:
             self.observer(op, sha, spa, tpa)
         if spa in self.ips:
-            c.conflicts += 1
+            self._conflict(spa, sha, now)
+            return
+        first = spa >> 24
+        if first >= 224 or first == 127 or spa == self.subnet_broadcast:
+            c.rx_martian += 1  # no host has that address: neither answer nor learn
             return
         for_us = tpa in self.ips
-        # RFC 826 merge: refresh a known sender; learn it when the packet is for us or
-        # answers a pending request of ours.
-        if spa != 0 and (for_us or spa in self._cache or spa in self._pending):
+        # RFC 826 merge: refresh a known sender; learn it from a request for us or a
+        # reply to a pending request of ours. Like Linux with arp_accept=0, a reply
+        # nothing asked for creates no entry.
+        if spa != 0 and ((for_us and op == 1) or spa in self._cache or spa in self._pending):
             self._learn(spa, sha, now)
         if op == 1 and for_us:
             c.replies_sent += 1
             self._transmit((self._frame(sha, 2, tpa, sha, spa),))
-        elif op == 2 and not for_us and spa not in self._cache:
-            c.rx_ignored += 1
+        elif op == 2 and spa not in self._cache:
+            c.rx_unsolicited += 1
+
+    def _conflict(self, ip: int, mac: bytes, now: float) -> None:
+        """Another host claims our address: log it, and defend the address with one
+        announcement unless we did within :data:`DEFEND_INTERVAL` (RFC 5227 2.4 (b))."""
+        self.counters.conflicts += 1
+        if now - self._defended_at < DEFEND_INTERVAL:
+            return
+        self._defended_at = now
+        _log.warning(
+            "ARP: %s claims our address %s; defending it",
+            ":".join(f"{b:02x}" for b in mac),
+            ipaddress.IPv4Address(ip),
+        )
+        self.counters.defended += 1
+        self.announce(ip)

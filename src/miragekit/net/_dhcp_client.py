@@ -120,24 +120,38 @@ class DhcpClientDriver:
 
     def _pump(self) -> None:
         now = self._loop.time()
-        for out in self.client.messages_to_send(now):
+        out_msgs = self.client.messages_to_send(now)
+        events = self.client.events()
+        # A lost lease is removed before the messages go: the DISCOVER that follows an
+        # expiry or a NAK leaves from 0.0.0.0, not the old address (RFC 2131 4.1). A
+        # release is applied after: the RELEASE leaves from the leased address.
+        first: list[Event] = [
+            ev for ev in events if _loses_lease(ev) and not isinstance(ev, Released)
+        ]
+        for ev in first:
+            self._event(now, ev)
+        for out in out_msgs:
             if isinstance(out, Transmit):
                 self.stack.udp.send(
                     out.payload, dest_ip=out.dst, dest_port=SERVER_PORT, source_port=CLIENT_PORT
                 )
             elif isinstance(out, ArpProbe):
                 self.stack.ipv4.arp.probe(int(out.address))
-        for ev in self.client.events():
-            self.history.append((now, ev))
-            self._apply(ev)
-            if self._on_event is not None:
-                try:
-                    self._on_event(ev)
-                except Exception:
-                    _log.exception("DHCP event callback failed")
+        for ev in events:
+            if all(ev is not f for f in first):
+                self._event(now, ev)
         when = self.client.poll_at()
         if when is not None:
             self._wakeup.at(when)
+
+    def _event(self, now: float, ev: Event) -> None:
+        self.history.append((now, ev))
+        self._apply(ev)
+        if self._on_event is not None:
+            try:
+                self._on_event(ev)
+            except Exception:
+                _log.exception("DHCP event callback failed")
 
     def _apply(self, ev: Event) -> None:
         ip = self.stack.ipv4
@@ -148,13 +162,17 @@ class DhcpClientDriver:
             self.lease = lease
             self._bound.set()
             _log.info("DHCP: %s %s from %s", type(ev).__name__, lease.interface, lease.server_id)
-        elif isinstance(ev, Expired | Released) or (isinstance(ev, Nak) and ev.lost):
+        elif _loses_lease(ev):
             if self.lease is not None:
                 _log.info("DHCP: %s, %s removed", type(ev).__name__, self.lease.interface)
             ip.configure(None)
             ip.mtu = self._link_mtu
             self.lease = None
             self._bound.clear()
+
+
+def _loses_lease(ev: Event) -> bool:
+    return isinstance(ev, Expired | Released) or (isinstance(ev, Nak) and ev.lost is not None)
 
 
 async def dhcp_configure(

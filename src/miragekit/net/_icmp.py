@@ -19,6 +19,8 @@ DEST_UNREACHABLE: Final = 3
 ECHO_REQUEST: Final = 8
 PORT_UNREACHABLE: Final = 3
 PROTO_UNREACHABLE: Final = 2
+TIME_EXCEEDED: Final = 11
+REASSEMBLY_TIME_EXCEEDED: Final = 1  # its code
 _ERROR_TYPES: Final = frozenset((3, 4, 5, 11, 12))
 
 _HDR = struct.Struct("!BBHI")
@@ -81,6 +83,11 @@ class Icmp:
 
         ``None`` when rate-limited or when ``packet`` is itself an ICMP error.
         """
+        return self.error(DEST_UNREACHABLE, code, packet, now)
+
+    def error(self, icmp_type: int, code: int, packet: memoryview, now: float) -> bytes | None:
+        """The error message ``icmp_type``/``code`` about ``packet``, as :meth:`unreachable`
+        (e.g. time exceeded, code 1, when reassembly gives up: RFC 1122 3.3.2)."""
         hl = (packet[0] & 0x0F) * 4
         if packet[9] == 1 and len(packet) > hl and packet[hl] in _ERROR_TYPES:
             return None
@@ -88,7 +95,7 @@ class Icmp:
             return None
         quote = bytes(packet[: hl + 8])
         msg = bytearray(_HDR.size + len(quote))
-        _HDR.pack_into(msg, 0, DEST_UNREACHABLE, code, 0, 0)
+        _HDR.pack_into(msg, 0, icmp_type, code, 0, 0)
         msg[8:] = quote
         msg[2:4] = checksum(msg).to_bytes(2, "big")
         self.counters.tx_errors += 1

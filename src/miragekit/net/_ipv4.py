@@ -42,8 +42,12 @@ from ..wire.ipv4 import HEADER
 from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig
-from ._icmp import PROTO_UNREACHABLE, Icmp
+from ._icmp import PROTO_UNREACHABLE, REASSEMBLY_TIME_EXCEEDED, TIME_EXCEEDED, Icmp
+from ._ipid import IpIdGenerator
 from ._iplayer import AddressCache, IPCommon
+from ._ipopts import echo_options
+from ._martian import bad_sources, is_unicast, martian_source, source_routed, subnet_broadcast
+from ._pmtu import PathMtu
 from ._timer import Wakeup
 
 Addr = ipaddress.IPv4Address
@@ -53,12 +57,18 @@ view is valid only during the call; ``verified``: the device vouched for the tra
 checksum (offload), so the handler need not check it."""
 PackedHandler = Callable[[bytes, bytes, memoryview, bool], None]
 """The same with packed (4-byte) addresses: no address object per packet."""
+ErrorHandler = Callable[[int, int, bytes, bytes, memoryview, "int | None"], bool]
+"""``handler(type, code, local, remote, quoted, mtu)``: an ICMP error about a packet we
+sent (packed addresses; ``quoted`` is its transport header as far as quoted; ``mtu`` the
+new path MTU after a "fragmentation needed", else None). True when the handler found the
+quoted packet its own (only then is a path MTU kept)."""
 
 PROTO_ICMP: Final = 1
 PROTO_TCP: Final = 6
 PROTO_UDP: Final = 17
 _PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
 _ALL_ONES: Final = 0xFFFFFFFF
+_ERRORS_ABOUT_US: Final = frozenset((3, 11, 12))  # unreachable, time exceeded, parameter
 ETH_HLEN: Final = 14
 _RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
 _RX_PLAIN = struct.Struct("!2xH2xHxB2x4s4s")  # length, flags+offset, proto, src, dst
@@ -88,7 +98,9 @@ class IPv4Counters:
     rx_bad_length: int = 0  # header length or total length impossible
     rx_bad_checksum: int = 0
     rx_not_for_us: int = 0
-    rx_martian: int = 0  # broadcast/multicast source
+    rx_martian: int = 0  # broadcast/multicast/loopback/own source (RFC 1122 3.2.1.3)
+    rx_source_routed: int = 0  # LSRR/SSRR option (dropped, as Linux does)
+    rx_tcp_not_unicast: int = 0  # TCP to a broadcast (RFC 1122 4.2.3.10)
     rx_fragments: int = 0
     rx_delivered: int = 0
     rx_no_protocol: int = 0
@@ -96,6 +108,7 @@ class IPv4Counters:
     tx_fragments: int = 0
     tx_no_route: int = 0
     tx_too_big: int = 0  # above the MTU with DF set
+    rx_frag_needed: int = 0  # "fragmentation needed" that lowered a path MTU (RFC 1191)
     tx_offload: int = 0  # TCP packets whose checksum (and segmentation) the device does
     tx_offload_unresolved: int = 0  # TSO packets cut to one segment while ARP resolves
     tx_loopback: int = 0  # to our own address or 127.0.0.0/8: delivered here, never sent
@@ -134,7 +147,9 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
             self._mac, ethif.sendv, wake=self._wakeup.at, config=arp, on_change=self._changed
         )
         self._neighbours = self.arp
-        self.reassembler = Reassembler(wake=self._wakeup.at, config=reassembly)
+        self.reassembler = Reassembler(
+            wake=self._wakeup.at, config=reassembly, on_timeout=self._reassembly_timeout
+        )
         self.icmp = Icmp()
         self._ip = 0
         self._ip_b = bytes(4)
@@ -142,7 +157,16 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         self._mask = 0
         self._prefix: ipaddress.IPv4Network | None = None
         self._gateways: list[Addr] = []
-        self._ident = self.rng.getrandbits(16)
+        self._bad_src: frozenset[bytes] = frozenset()
+        self._looped = False  # receiving a packet of our own (loopback): not a martian
+        self.ipid = IpIdGenerator(self.rng)
+        """IPv4 IDs per destination, hashed (RFC 7739): no global counter to observe."""
+        self.pmtu = PathMtu()
+        """Path MTUs learnt from "fragmentation needed" (RFC 1191)."""
+        self._error_handlers: dict[int, ErrorHandler] = {}
+        self.address_lost: list[Callable[[bytes], None]] = []
+        """Called with the packed old address when it is replaced or removed (DHCP): TCP
+        ends the connections that used it."""
         self._handlers: dict[int, Handler] = {}
         self._packed_handlers: dict[int, PackedHandler] = {}
         self._icmp_handler: Handler | None = None
@@ -192,11 +216,16 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
 
     def _set_ip(self, ip: Addr) -> None:
         self.generation += 1
+        old = self._ip_b
         self._ip = int(ip)
         self._ip_b = ip.packed
+        self._update_martians()
         self.arp.ips = {self._ip} if self._ip else set()
         if self._ip:
             self.arp.announce(self._ip)
+        if old != self._ip_b and any(old):
+            for lost in list(self.address_lost):
+                lost(old)
 
     def configure(
         self, iface: ipaddress.IPv4Interface | None, gateways: Sequence[Addr] = ()
@@ -214,8 +243,14 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         self._net = int(iface.network.network_address)
         self._mask = int(iface.network.netmask)
         self._gateways = list(gateways)
+        self._update_martians()
         if int(iface.ip) != self._ip:
             self._set_ip(iface.ip)
+
+    def _update_martians(self) -> None:
+        """The sources refused on input follow the address and netmask."""
+        self._bad_src = bad_sources(self._ip, self._net, self._mask)
+        self.arp.subnet_broadcast = subnet_broadcast(self._net, self._mask)
 
     def get_ip(self) -> list[Addr]:
         return [self._addr(self._ip)]
@@ -225,6 +260,7 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         self._prefix = prefix
         self._net = int(prefix.network_address)
         self._mask = int(prefix.netmask)
+        self._update_martians()
 
     def get_ip_netmasks(self) -> list[ipaddress.IPv4Network]:
         return [self._prefix] if self._prefix is not None else []
@@ -267,6 +303,18 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         else:
             self._packed_handlers[proto] = handler
 
+    def set_error_handler(self, proto: int, handler: ErrorHandler | None) -> None:
+        """Register who hears of ICMP errors about the packets of ``proto`` we sent
+        (TCP: path MTU, and "unreachable" during the handshake)."""
+        if handler is None:
+            self._error_handlers.pop(proto, None)
+        else:
+            self._error_handlers[proto] = handler
+
+    def path_mtu(self, dst: Addr) -> int:
+        """The MTU towards ``dst``: the link's, or less after "fragmentation needed"."""
+        return self.pmtu.get(int(dst), self.mtu, self._loop.time())
+
     def _is_broadcast(self, dst: int) -> bool:
         return dst == _ALL_ONES or (
             self._mask != 0 and dst == self._net | (~self._mask & _ALL_ONES)
@@ -302,8 +350,14 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
                 return None
         else:
             dst = self._ip if self._ip else int.from_bytes(dst_b, "big")
-        if src_b[0] >= 224:  # multicast, reserved or broadcast: never a source
+        if martian_source(src_b, self._bad_src) and not self._looped:
             c.rx_martian += 1
+            return None
+        if hl > 20 and source_routed(pkt[20:hl]):
+            c.rx_source_routed += 1
+            return None
+        if proto == PROTO_TCP and dst != self._ip and not is_unicast(dst, self._net, self._mask):
+            c.rx_tcp_not_unicast += 1  # never a connection to a broadcast (RFC 1122 4.2.3.10)
             return None
         src = int.from_bytes(src_b, "big")
         if tl < n:
@@ -351,6 +405,8 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
                 and dst_b == self._ip_b
                 and self._ip
                 and src_b[0] < 224
+                and src_b[0] != 127
+                and src_b not in self._bad_src
                 and int.from_bytes(packet[:20], "big") % 0xFFFF == 0
             ):
                 c = self.counters
@@ -396,13 +452,68 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         """Answer echo requests; True when the message was consumed (or malformed)."""
         reply = self.icmp.input(payload, answer=dst == self._ip and src != 0)
         if reply is not None:
-            self._send_proto(src, PROTO_ICMP, reply)
+            hl = (pkt[0] & 0x0F) << 2
+            opts = b""
+            if hl > 20:  # record route, timestamps: returned updated (RFC 1122 3.2.2.6)
+                opts = echo_options(pkt[20:hl], self._ip_b, int(self._loop.time() * 1000))
+            if opts:
+                frame = self.allocate_header(src.to_bytes(4, "big"), PROTO_ICMP, 34 + len(opts))
+                frame[14] = 0x40 | (5 + len(opts) // 4)
+                frame[34:] = opts
+                self.send(frame, (reply,))
+            else:
+                self._send_proto(src, PROTO_ICMP, reply)
+        if not self.icmp.consumed and payload[0] in _ERRORS_ABOUT_US and dst == self._ip:
+            self._icmp_error(payload)
         return self.icmp.consumed
+
+    def _icmp_error(self, msg: memoryview) -> None:
+        """An ICMP error quoting a packet of ours: update the path MTU on "fragmentation
+        needed" (RFC 1191, only for a packet sent with DF), then tell the protocol."""
+        q = msg[8:]
+        if len(q) < 28 or q[0] >> 4 != 4 or bytes(q[12:16]) != self._ip_b:
+            return
+        qhl = (q[0] & 0x0F) << 2
+        if qhl < 20 or len(q) < qhl + 8:
+            return
+        proto = q[9]
+        remote = bytes(q[16:20])
+        icmp_type, code = msg[0], msg[1]
+        mtu: int | None = None
+        if icmp_type == 3 and code == 4:
+            if not q[6] & 0x40:
+                return  # we did not ask for it: DF was clear
+            qlen = (q[2] << 8) | q[3]
+            nh = (msg[6] << 8) | msg[7]
+            now = self._loop.time()
+            mtu = self.pmtu.lowered(int.from_bytes(remote, "big"), nh, qlen, self.mtu, now)
+            if mtu is None:
+                return
+        h = self._error_handlers.get(proto)
+        if h is None or not h(icmp_type, code, self._ip_b, remote, q[qhl:], mtu):
+            return
+        if mtu is not None:
+            self.pmtu.set(int.from_bytes(remote, "big"), mtu, self._loop.time())
+            self.counters.rx_frag_needed += 1
 
     def _unreachable(self, code: int, pkt: memoryview, src: int, dst: int) -> None:
         if dst != self._ip or not src or not self._ip:
             return  # never about broadcasts (RFC 1122 3.2.2)
         msg = self.icmp.unreachable(code, pkt, self._loop.time())
+        if msg is not None:
+            self._send_proto(src, PROTO_ICMP, msg)
+
+    def _reassembly_timeout(
+        self, key: tuple[bytes, bytes, int, int], header: bytes, first: bytes
+    ) -> None:
+        """RFC 1122 3.3.2 (MUST) / RFC 792: time exceeded, code 1, to the source of a
+        datagram whose first fragment came but never the rest."""
+        src = int.from_bytes(key[0], "big")
+        if key[1] != self._ip_b or not src or not self._ip:
+            return  # never about broadcasts (RFC 1122 3.2.2)
+        msg = self.icmp.error(
+            TIME_EXCEEDED, REASSEMBLY_TIME_EXCEEDED, memoryview(header + first), self._loop.time()
+        )
         if msg is not None:
             self._send_proto(src, PROTO_ICMP, msg)
 
@@ -445,15 +556,16 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         return memoryview(buf), ETH_HLEN + 20
 
     def allocate_header(
-        self, dst: bytes, proto: int, size: int, src: bytes | None = None
+        self, dst: bytes, proto: int, size: int, src: bytes | None = None, *, df: bool = False
     ) -> memoryview:
         """A frame of ``size`` bytes with Ethernet and IPv4 headers (20 bytes) filled for
-        packed address ``dst`` (from ``src``, by default our address): the transport
-        header goes at offset 34."""
+        packed address ``dst`` (from ``src``, by default our address), DF set if ``df``:
+        the transport header goes at offset 34."""
         buf = bytearray(size)
         buf[6:12] = self._mac
+        flags = 0x4000 if df else 0
         _ETYPE_IP.pack_into(
-            buf, 12, 0x0800, 0x45, 0, 0, 0, 0, self.ttl, proto, 0, src or self._ip_b, dst
+            buf, 12, 0x0800, 0x45, 0, 0, 0, flags, self.ttl, proto, 0, src or self._ip_b, dst
         )
         return memoryview(buf)
 
@@ -495,7 +607,7 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         if route is None:
             c.tx_no_route += 1
             return
-        self._ident = ident = (self._ident + 1) & 0xFFFF
+        ident = self.ipid.next(dst)
         if tl <= self.mtu:
             f[16:18] = tl.to_bytes(2, "big")
             f[18:20] = ident.to_bytes(2, "big")
@@ -532,7 +644,8 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         if tl > self.mtu:
             self.send(f, ())  # fragments
             return
-        route = self._route(int.from_bytes(f[30:34], "big"))
+        dst = int.from_bytes(f[30:34], "big")
+        route = self._route(dst)
         if route is None:
             self.counters.tx_no_route += 1
             return
@@ -542,7 +655,7 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
             if mac is None:
                 self.send(f, ())  # waits for ARP
                 return
-        self._ident = ident = (self._ident + 1) & 0xFFFF
+        ident = self.ipid.next(dst)
         _LEN_ID.pack_into(f, 16, tl, ident)
         f[24:26] = checksum(f[ETH_HLEN : ETH_HLEN + 20]).to_bytes(2, "big")
         self.counters.tx_packets += 1
@@ -554,11 +667,14 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
 
     # --- the seam for prebuilt headers (TCP's per-connection fast path) -------------------
 
-    def prebuilt_header(self, dst: bytes, proto: int, now: float) -> tuple[bytes, float] | None:
+    def prebuilt_header(
+        self, dst: bytes, proto: int, now: float, *, df: bool = False
+    ) -> tuple[bytes, float] | None:
         """The Ethernet and IPv4 headers (34 bytes) of a packet to packed address ``dst``
-        (next hop's MAC, ours, no IP options, TTL, ``proto``, addresses; total length,
-        ident and checksum zero) and until when the MAC may be kept (and while
-        :attr:`generation` stays). ``None``: no route, or the next hop is not resolved."""
+        (next hop's MAC, ours, no IP options, DF if ``df`` (path-MTU discovery), TTL,
+        ``proto``, addresses; total length, ident and checksum zero) and until when the
+        MAC may be kept (and while :attr:`generation` stays). ``None``: no route, or the
+        next hop is not resolved."""
         route = self._route(int.from_bytes(dst, "big"))
         if route is None:
             return None
@@ -571,16 +687,18 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
             if entry is None:
                 return None
             mac, until = entry
-        ip = _ETYPE_IP.pack(0x0800, 0x45, 0, 0, 0, 0, self._ttl, proto, 0, self._ip_b, dst)
+        flags = 0x4000 if df else 0
+        ip = _ETYPE_IP.pack(0x0800, 0x45, 0, 0, 0, flags, self._ttl, proto, 0, self._ip_b, dst)
         return mac + self._mac + ip, until
 
     def _changed(self) -> None:
         self.generation += 1
 
-    def next_ident(self) -> int:
-        """Take the IP identification of the next packet sent."""
-        self._ident = ident = (self._ident + 1) & 0xFFFF
-        return ident
+    def next_ident(self, dst: bytes) -> int:
+        """Take the IP identification of the next packet to packed address ``dst``, from
+        the per-destination hashed counters (:attr:`ipid`): a connection seeds its own
+        counter with it."""
+        return self.ipid.next(int.from_bytes(dst, "big"))
 
     def send_frames(self, frames: Sequence[Buffer]) -> None:
         """Send whole IPv4 frames (headers from :meth:`prebuilt_header`, the rest filled
@@ -617,7 +735,7 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
             gso_size = 0
         elif gso_size <= 0:
             raise ValueError(f"gso_size: {gso_size} for a {tl}-byte packet above the MTU")
-        self._ident = ident = (self._ident + 1) & 0xFFFF
+        ident = self.ipid.next(dst)
         f[0:6] = mac
         _LEN_ID.pack_into(f, 16, tl, ident)
         f[24:26] = b"\0\0"
@@ -658,7 +776,16 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         receive would), never on the wire."""
         self.counters.tx_loopback += 1
         packet = memoryview(b"".join(parts))[ETH_HLEN:]
-        self._loop.call_soon(self.receive, packet, flags)
+        self._loop.call_soon(self._receive_looped, packet, flags)
+
+    def _receive_looped(self, packet: memoryview, flags: int) -> None:
+        """A packet we sent to ourselves: its source is ours or 127.0.0.0/8, which the
+        martian check drops from the wire (RFC 1122 3.2.1.3), but here it is the point."""
+        self._looped = True
+        try:
+            self.receive(packet, flags)
+        finally:
+            self._looped = False
 
     # --- timers ----------------------------------------------------------------------------
 

@@ -38,10 +38,13 @@ from ..wire.icmpv6 import (
     parse_ndp,
 )
 from ..wire.ipv6 import (
+    DEST_OPTIONS,
     FRAGMENT,
     HEADER,
+    HOP_BY_HOP,
     NO_NEXT_HEADER,
     OPT_ROUTER_ALERT,
+    ROUTING,
     UNRECOGNIZED_NEXT_HEADER,
     UNRECOGNIZED_OPTION,
     FragmentRepr,
@@ -82,6 +85,25 @@ MIN_MTU: Final = 1280
 _NDP_TYPES: Final = frozenset(range(133, 138))
 MLD_REPORT_INTERVAL: Final = 1.0  # RFC 3810 9.11, the Unsolicited Report Interval
 PMTU_TIMEOUT: Final = 600.0  # RFC 8201 5.3: try a larger MTU again after 10 minutes
+_UPPER_MIN: Final = {PROTO_TCP: 20, PROTO_UDP: 8, PROTO_ICMPV6: 4}  # header bytes (RFC 7112)
+_CHAINED: Final = frozenset((HOP_BY_HOP, ROUTING, DEST_OPTIONS))
+
+
+def _holds_upper_header(nh: int, data: memoryview) -> bool:
+    """Does a first fragment's ``data`` hold its whole header chain up to and including
+    the upper-layer header (RFC 7112 5)? Extension headers are walked (at most 8)."""
+    off = 0
+    n = len(data)
+    for _ in range(8):
+        if nh not in _CHAINED:
+            return off + _UPPER_MIN.get(nh, 0) <= n
+        if off + 2 > n:
+            return False
+        nh, off = data[off], off + (data[off + 1] + 1) * 8
+    return True  # a longer chain is the chain walk's to judge
+
+
+REASSEMBLY_TIMEOUT: Final = 60.0  # RFC 8200 4.5 (IPv4 keeps Linux's 30 s)
 
 
 @dataclass(slots=True)
@@ -95,7 +117,9 @@ class IPv6Counters:
     rx_not_for_us: int = 0
     rx_tentative: int = 0  # to an address still under DAD (RFC 4862 5.4)
     rx_martian: int = 0  # a multicast source
+    rx_tcp_multicast: int = 0  # TCP to a multicast group (dropped)
     rx_fragments: int = 0
+    rx_bad_fragments: int = 0  # length not a multiple of 8, or a first one too short
     rx_no_next_header: int = 0
     rx_delivered: int = 0
     rx_no_protocol: int = 0
@@ -159,9 +183,10 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
             on_addresses=self._addresses_changed,
         )
         self._neighbours = self.ndp
+        self.ndp.max_mtu = self.link_mtu
         self.reassembler = Reassembler(
             wake=self._wakeup.at,
-            config=reassembly,
+            config=reassembly or ReassemblyConfig(timeout=REASSEMBLY_TIMEOUT),
             max_len=65535 + 40,
             finish=finish_ipv6,
             on_timeout=self._reassembly_timeout,
@@ -415,6 +440,9 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
         if tentative and not (nh == PROTO_ICMPV6 and off < len(pkt) and pkt[off] in (135, 136)):
             c.rx_tentative += 1
             return None
+        if nh == PROTO_TCP and mcast:  # never a connection to a group (RFC 1122 4.2.3.10)
+            c.rx_tcp_multicast += 1
+            return None
         c.rx_delivered += 1
         return nh, src, dst, pkt[off:], pkt, nh_pos
 
@@ -432,6 +460,19 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
             ch = self._chain(pkt, mcast, src, dst, f.next_header, off + 8, off)
         else:
             c.rx_fragments += 1
+            n = len(pkt) - off - 8
+            p = Icmpv6Type.PARAM_PROBLEM
+            if f.more and n % 8:
+                # RFC 8200 4.5: a non-last fragment not a multiple of 8 long; the pointer
+                # is the Payload Length field.
+                c.rx_bad_fragments += 1
+                self._error(p, 0, pkt, src, dst, 4, False)
+                return None
+            if f.offset == 0 and not _holds_upper_header(f.next_header, pkt[off + 8 :]):
+                # RFC 7112 5: the first fragment must hold the upper-layer header.
+                c.rx_bad_fragments += 1
+                self._error(p, 3, pkt, src, dst, 0, False)
+                return None
             hdr = bytearray(pkt[:off])
             hdr[nh_pos] = f.next_header
             whole = self.reassembler.add(

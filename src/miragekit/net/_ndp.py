@@ -167,6 +167,7 @@ class Ndp:
         self.redirects: dict[bytes, bytes] = {}  # destination: better first hop
         self.hop_limit = 64
         self.mtu: int | None = None  # from an RA's MTU option
+        self.max_mtu: int | None = None  # the link's own MTU (set by the IP layer)
         self.base_reachable = cfg.reachable_time
         self.reachable = self._random_reachable()
         self.retrans = cfg.retrans_timer
@@ -604,7 +605,9 @@ class Ndp:
             if isinstance(o, LinkAddrOption) and o.source:
                 self._learn(src, o.mac.packed, now, router=True)
             elif isinstance(o, MtuOption):
-                if o.mtu >= 1280:
+                # RFC 4861 6.3.4: only a value the link can carry (a larger one is
+                # ignored, not clamped: it must not undo a smaller one).
+                if o.mtu >= 1280 and (self.max_mtu is None or o.mtu <= self.max_mtu):
                     self.mtu = o.mtu
             elif isinstance(o, PrefixInfo):
                 self._prefix(o, now)

@@ -31,6 +31,7 @@ size of the connections to that destination (RFC 8201).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import struct
@@ -290,6 +291,8 @@ class TCP(Generic[A]):
                 recv_buffer=4 * 1024 * 1024 if tso else 256 * 1024,
             )
         self.config = config
+        self._mss_max = config.mss
+        self._mtu_seen = ip.mtu
         secret = _loop_rng(self._loop).randbytes(32)
         self.endpoint = tcpcore.TCPEndpoint(config, secret=secret)
         self._flows: dict[int, TCPFlow[A]] = {}
@@ -309,6 +312,8 @@ class TCP(Generic[A]):
         )
         if isinstance(ip, IPv4):
             ip.set_packed_handler(PROTO_TCP, self._receive_packed)
+            ip.set_error_handler(PROTO_TCP, self._icmp_error)
+            ip.address_lost.append(self._address_lost)
         else:
             ip.set_handler(PROTO_TCP, self._receive)
 
@@ -336,7 +341,18 @@ class TCP(Generic[A]):
     def _receive(self, src: A, dst: A, segment: memoryview, verified: bool = False) -> None:
         """The per-segment input from an IP layer that gives address objects (IPv6);
         ``verified``: the device vouched for the checksum."""
+        if self._ip.mtu != self._mtu_seen:
+            self._follow_mtu()
         self._receive_packed(src.packed, dst.packed, segment, verified)
+
+    def _follow_mtu(self) -> None:
+        """The IP layer's MTU changed (IPv6: a router advertisement's MTU option, RFC 4861
+        6.3.4): new connections offer and send segments that fit it; active ones follow
+        in :meth:`_v6_active`."""
+        mtu = self._mtu_seen = self._ip.mtu
+        mss = min(self._mss_max, mtu - (60 if self._v6 else 40))
+        if mss != self.config.mss:
+            self.config = self.endpoint.config = dataclasses.replace(self.config, mss=mss)
 
     def _receive_packed(
         self, src: bytes, dst: bytes, segment: memoryview, verified: bool = False
@@ -345,6 +361,30 @@ class TCP(Generic[A]):
         self.endpoint.handle_packet(self._loop.time(), src, dst, segment, verified=verified)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _address_lost(self, laddr: bytes) -> None:
+        """IPv4 lost the address ``laddr``: the connections on it end now."""
+        if self.endpoint.address_lost(laddr):
+            self._schedule_flush()
+
+    def _icmp_error(
+        self,
+        icmp_type: int,
+        code: int,
+        local: bytes,
+        remote: bytes,
+        quoted: memoryview,
+        mtu: int | None,
+    ) -> bool:
+        """An ICMP error from IPv4 about one of our segments: the endpoint checks that it
+        quotes a live one, then lowers the path MTU or refuses a connection attempt."""
+        refused = icmp_type == 3 and code in (2, 3)  # protocol, port unreachable
+        if (refused or mtu is not None) and self.endpoint.handle_icmp_error(
+            local, remote, quoted, refused=refused, mtu=mtu
+        ):
+            self._schedule_flush()
+            return True
+        return False
 
     async def input(
         self,
@@ -385,6 +425,8 @@ class TCP(Generic[A]):
             raise ValueError(f"port must be in 1..65535, got {port}")
         if self._disconnected:
             return Error(Unknown("the TCP layer is disconnected"))
+        if self._ip.mtu != self._mtu_seen:
+            self._follow_mtu()
         src = self._ip.get_source(dst=addr)
         conn = self.endpoint.connect(self._loop.time(), src.packed, addr.packed, port)
         flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
@@ -404,6 +446,7 @@ class TCP(Generic[A]):
             err = flow._error or Timeout()
             self._flows.pop(id(conn), None)
             return Error(err)
+        self._learnt_pmtu(conn, addr)  # after the handshake, which sets the MSS
         return Ok(flow)
 
     # -- output and timers ----------------------------------------------------------------
@@ -482,7 +525,9 @@ class TCP(Generic[A]):
             if flow._una >= 0 and self._ndp_confirm is not None:
                 self._ndp_confirm(addr.packed, self._loop.time())
             flow._una = una
-        if self._pmtu and addr.packed in self._pmtu and self._path_mtu is not None:
+        if self._path_mtu is not None and (
+            (self._pmtu and addr.packed in self._pmtu) or conn.mss + 60 > self._mtu_seen
+        ):
             conn.set_path_mtu(self._path_mtu(addr), ipv6=True)
 
     def _arm_timer(self) -> None:
@@ -555,7 +600,7 @@ class TCP(Generic[A]):
             self._emit_offload(laddr, raddr, seg)
             return
         n = seg.buffer_len()
-        frame = ip4.allocate_header(raddr, PROTO_TCP, 34 + n, laddr)
+        frame = ip4.allocate_header(raddr, PROTO_TCP, 34 + n, laddr, df=True)  # RFC 1191
         seg.emit(frame[34:], laddr, raddr)
         ip4.send_frame(frame)
 
@@ -583,7 +628,7 @@ class TCP(Generic[A]):
         plen = len(payload)
         head = seg._replace(payload=b"") if plen else seg
         n = head.buffer_len()
-        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n, laddr)
+        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n, laddr, df=True)  # RFC 1191
         head.emit(frame[34:])
         frame[50:52] = pseudo_sum(laddr, raddr, PROTO_TCP, n + plen).to_bytes(2, "big")
         gso = 0
@@ -593,6 +638,12 @@ class TCP(Generic[A]):
             if conn is not None and conn.mss < gso:
                 gso = conn.mss
         ip.send_offload(frame, payload, gso)
+
+    def _learnt_pmtu(self, conn: tcpcore.Connection, addr: A) -> None:
+        """A new connection starts from the path MTU IPv4 learnt for its peer (RFC 1191)."""
+        ip = self._ip
+        if isinstance(ip, IPv4) and len(ip.pmtu) and isinstance(addr, Addr):
+            conn.set_path_mtu(ip.path_mtu(addr))
 
     def _start(self, conn: tcpcore.Connection, cb: TCPCallback) -> None:
         key = self.endpoint.key_of(conn)
@@ -606,6 +657,7 @@ class TCP(Generic[A]):
             if len(peers) >= 1024:
                 peers.clear()
             addr = peers[raddr] = cast(A, _ADDR[len(raddr)](raddr))
+        self._learnt_pmtu(conn, addr)
         flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
         self._flows[id(conn)] = flow
         while (ev := conn.next_event()) is not None:
@@ -657,7 +709,9 @@ class TcpSender:
     ``struct.pack`` of the header, one pass over the payload for its checksum, and one
     concatenation.
 
-    The header is kept until the next hop's ARP entry expires or the layer's
+    The header carries DF (path-MTU discovery, RFC 1191) and the connection counts its
+    own IPv4 IDs from :meth:`IPv4.next_ident` (per destination, hashed: no global counter
+    to observe). The header is kept until the next hop's ARP entry expires or the layer's
     :attr:`IPv4.generation` changes (ARP cache, address, netmask, gateways, TTL), then
     built again. :meth:`frame` gives ``None`` for what it does not cover (options other
     than timestamps, urgent data, above the MTU, no route, next hop not resolved): the
@@ -668,6 +722,7 @@ class TcpSender:
         "_dport",
         "_eth_ip",
         "_gen",
+        "_ident",
         "_ip",
         "_ip_mid",
         "_ip_sum",
@@ -694,11 +749,12 @@ class TcpSender:
         self._ports = b""
         self._ip_sum = 0
         self._tcp_sum = 0
+        self._ident = ip.next_ident(raddr)  # then counted here (DF: RFC 6864 4.1)
 
     def _refresh(self, now: float) -> bool:
         """Route and resolve the next hop again; False when either fails."""
         ip = self._ip
-        r = ip.prebuilt_header(self._raddr, PROTO_TCP, now)
+        r = ip.prebuilt_header(self._raddr, PROTO_TCP, now, df=True)  # RFC 1191
         if r is None:
             return False
         hdr, self._until = r
@@ -729,7 +785,7 @@ class TcpSender:
         tl = 20 + tcp_len
         if tl > ip.mtu:
             return None
-        ident = ip.next_ident()
+        self._ident = ident = (self._ident + 1) & 0xFFFF
         r = (self._ip_sum + tl + ident) % 0xFFFF
         ip_csum = 0xFFFF - r if r else 0
         # The payload's sum: one big integer reduced at once (wire/_checksum); an odd

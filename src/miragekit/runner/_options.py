@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..macaddr import MacAddr
+
 NETS = ("socket", "vnet", "tap", "vxlan")
 
 #: The direct stack's address when ``--ip`` is not given.
@@ -97,6 +99,7 @@ class Options:
     gateway: str | None = None
     forward: tuple[Forward, ...] = ()
     pcap: Path | None = None
+    mac: str | None = None
     dhcp: bool = False
     ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
     offload: bool = False
@@ -238,6 +241,17 @@ class Options:
             raise OptionError(
                 "--offload is TAP checksum and segmentation offload: it needs --net tap[:NAME]"
             )
+        if self.mac is not None:
+            if not self.direct:
+                raise OptionError("--mac sets the direct stack's MAC (--net vnet, tap or vxlan)")
+            try:
+                mac = MacAddr(self.mac)
+            except ValueError:
+                raise OptionError(
+                    f"--mac {self.mac}: not a MAC address (aa:bb:cc:dd:ee:ff)"
+                ) from None
+            if mac.is_multicast:
+                raise OptionError(f"--mac {self.mac}: a multicast address cannot be a host's")
         if self.offload and self.pcap is not None:
             raise OptionError("--offload with --pcap: the recorder takes plain frames only")
         if self.clock_start is not None and not self.sim:

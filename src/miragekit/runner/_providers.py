@@ -7,12 +7,14 @@ devices (a filesystem needs a block device); the graph builds those first.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import v1
+from ..macaddr import MacAddr
 from ..result import Error, Ok, message
 from ._options import Options, is_fat
 
@@ -209,7 +211,7 @@ def _network(opts: Options) -> Choice:
             from ..link import VnetSwitch
 
             switch = VnetSwitch(seed=opts.seed)
-            return wrap(switch.add_interface("app"))
+            return wrap(switch.add_interface("app", mac=opts.mac))
 
         return Choice(f"{over}miragekit.link.VnetIf ('app' on a new VnetSwitch)", (), vnet)
     if kind == "vxlan":
@@ -218,7 +220,15 @@ def _network(opts: Options) -> Choice:
         async def vxlan(_: DeviceSource) -> Any:
             from ..link import VxlanNetif
 
-            return wrap(_unwrap(f"--net {spec}", await VxlanNetif.connect(spec)))
+            vx: Any = spec
+            if opts.mac is not None:
+                from ..link import parse_vxlan_spec
+
+                try:
+                    vx = dataclasses.replace(parse_vxlan_spec(spec), mac=MacAddr(opts.mac))
+                except ValueError as e:
+                    raise LinkError(f"--net {spec}: {e}") from None
+            return wrap(_unwrap(f"--net {spec}", await VxlanNetif.connect(vx)))
 
         return Choice(f"{over}miragekit.link.VxlanNetif ({spec})", (), vxlan)
     name = opts.tap_name
@@ -226,7 +236,7 @@ def _network(opts: Options) -> Choice:
     async def tap(_: DeviceSource) -> Any:
         from ..link import TapNetif
 
-        r = await TapNetif.connect(name, offload=opts.offload)
+        r = await TapNetif.connect(name, offload=opts.offload, mac=opts.mac)
         if isinstance(r, Error):
             msg = message(r.error)
             if "not permitted" in msg or "denied" in msg:

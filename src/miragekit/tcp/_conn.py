@@ -86,6 +86,11 @@ _EVT_WRITABLE = SendBufferAvailable()
 _EVT_EOF = EndOfStream()
 _EVT_RESET = ConnectionReset()
 _EVT_REFUSED = ConnectionReset(refused=True)
+SYN_LOSS_RTO = 3.0
+"""The timeout once data flows after a retransmitted SYN or SYN-ACK (RFC 6298 5.7)."""
+MIN_SND_MSS = 48
+"""The smallest peer MSS honoured: tinier segments only multiply the work per byte
+(Linux's ``tcp_min_snd_mss``, the fix for CVE-2019-11479)."""
 _EVT_TIMEOUT = ConnectionTimedOut()
 _EVT_CLOSED = ConnectionClosed()
 
@@ -366,7 +371,7 @@ class Connection:
         """Options from the peer's SYN (or SYN-ACK) against what we offer (RFC 7323, 2018)."""
         cfg = self.config
         if syn.mss is not None and syn.mss > 0:
-            self._peer_mss = syn.mss
+            self._peer_mss = max(syn.mss, MIN_SND_MSS)
         if cfg.window_scaling and syn.wscale is not None:
             self._ws_on = True
             self._snd_wscale = syn.wscale
@@ -526,6 +531,42 @@ class Connection:
     def _lose_input(self) -> None:
         self.stats["resets_data_lost"] += 1
         self.abort()
+
+    def icmp_error(self, seq: int, *, refused: bool, mtu: int | None, ipv6: bool = False) -> bool:
+        """An ICMP error quoting our segment with sequence number ``seq``; False (and
+        nothing done) unless ``seq`` is one we sent and is not yet acknowledged (RFC 5927
+        4.1: a blind attacker must guess it). A smaller path ``mtu`` lowers the segment
+        size (RFC 1191) and resends what is in flight at once in the new size; port or
+        protocol unreachable (``refused``) ends a connection still in SYN_SENT at once,
+        as Linux does (RFC 1122 4.2.3.9)."""
+        una = self._snd_una
+        if (seq - una) & MASK > (self._snd_max - una) & MASK:
+            return False
+        if mtu is not None:
+            before = self._smss
+            self.set_path_mtu(mtu, ipv6=ipv6)
+            if self._smss < before and self._snd_max > una and self.state in _SENDING:
+                # As Linux (tcp_simple_retransmit): the segments in flight were too big
+                # for the path and are lost; go back to snd.una now, congestion window
+                # untouched (the data in flight did not grow, only its units shrank).
+                self._snd_nxt = una
+                self._scoreboard.rxt.clear()
+                self._in_recovery = False
+                self._inflate = 0
+                self._dupacks = 0
+                self._recover = self._snd_max
+                self._high_rxt = una
+                self._rtt_seq = None
+        if refused and self.state == SYN_SENT:
+            self._terminate(_EVT_REFUSED)
+        return True
+
+    def address_lost(self) -> None:
+        """Our address went away (a DHCP lease lost or changed): end at once and send
+        nothing more, since no segment may leave from an address we no longer own; the
+        application sees a reset."""
+        self._ctl_out.clear()
+        self._terminate(_EVT_RESET)
 
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
@@ -843,6 +884,17 @@ class Connection:
             self._rtt.sample(now - self._rtt_time)
             self._rtt_seq = None
         self._rtt.reset_backoff()
+        if self._retries:
+            # Our SYN or SYN-ACK was lost: start with one segment (RFC 5681 3.1) and,
+            # with no RTT sample, a 3 s timeout (RFC 6298 5.7), as Linux does. An
+            # echoed timestamp times even the retransmitted one (RFC 7323 4.2).
+            ts = seg.timestamp
+            if self._ts_on and ts is not None and ts[1]:
+                sample = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK) / 1000.0
+                if sample < 3600:
+                    self._rtt.sample(sample)
+            self._cc.cwnd = self._smss
+            self._rtt.fall_back(SYN_LOSS_RTO)
         self._retries = 0
         self._rtx_at = None
         self._snd_wnd = seg.window << self._snd_wscale if not seg.flags & SYN else seg.window

@@ -21,6 +21,7 @@ connections coming and going per second.
 from __future__ import annotations
 
 import heapq
+import struct
 from collections import deque
 
 from ..v1 import Buffer
@@ -37,6 +38,9 @@ Key = tuple[bytes, int, bytes, int]
 # MSS values a SYN cookie can encode (3 bits).
 _COOKIE_MSS = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
 _COOKIE_PERIOD = 64.0
+_QUOTE = struct.Struct("!HHI")  # the quoted TCP header: ports, sequence number
+_EPHEMERAL_LOW = 49152
+_EPHEMERAL_N = 16384
 
 _CLOSED = State.CLOSED
 _SYN_RECEIVED = State.SYN_RECEIVED
@@ -87,7 +91,7 @@ class TCPEndpoint:
         self._timers: list[tuple[float, Key]] = []  # a heap
         self._fifos: tuple[deque[tuple[float, Key]], ...] = (deque(), deque())
         self._scheduled: dict[Key, float] = {}
-        self._ephemeral = 49152
+        self._ephemeral = [0] * 256  # RFC 6056 3.3.4's table of counters
         self.stats: dict[str, int] = {
             "segments_in": 0,
             "bad_checksum": 0,
@@ -99,6 +103,8 @@ class TCPEndpoint:
             "connections_opened": 0,
             "connections_removed": 0,
             "time_wait_reused": 0,
+            "icmp_accepted": 0,
+            "icmp_ignored": 0,
         }
 
     # ------------------------------------------------------------------ listeners
@@ -132,14 +138,7 @@ class TCPEndpoint:
     ) -> Connection:
         """Open a connection (SYN_SENT); ``lport`` None picks a free ephemeral port."""
         if lport is None:
-            for _ in range(16384):
-                cand = self._ephemeral
-                self._ephemeral = 49152 + (cand - 49152 + 1) % 16384
-                if (laddr, cand, raddr, rport) not in self.connections:
-                    lport = cand
-                    break
-            else:
-                raise ValueError("lport: no free ephemeral port for this destination")
+            lport = self._pick_port(laddr, raddr, rport)
         key = (laddr, lport, raddr, rport)
         if key in self.connections:
             raise ValueError(f"lport: {lport} is already connected to that destination")
@@ -147,6 +146,21 @@ class TCPEndpoint:
         conn = Connection.connect(self.config, lport, rport, iss, now, ts_offset=off)
         self._add(key, conn)
         return conn
+
+    def _pick_port(self, laddr: bytes, raddr: bytes, rport: int) -> int:
+        """A free ephemeral port by RFC 6056 3.3.4 (double-hash): a keyed hash of the
+        destination picks the start, a second one a counter of a small table, so ports
+        are unpredictable to others yet a destination's successive ports do not repeat."""
+        isn = self._isn
+        offset = isn.port_hash(laddr, raddr, rport)
+        slot = isn.port_hash(b"table", laddr, raddr, rport) % len(self._ephemeral)
+        table = self._ephemeral
+        for _ in range(_EPHEMERAL_N):
+            cand = _EPHEMERAL_LOW + (offset + table[slot]) % _EPHEMERAL_N
+            table[slot] += 1
+            if (laddr, cand, raddr, rport) not in self.connections:
+                return cand
+        raise ValueError("lport: no free ephemeral port for this destination")
 
     def _add(self, key: Key, conn: Connection) -> None:
         self.connections[key] = conn
@@ -227,11 +241,53 @@ class TCPEndpoint:
         if lst is None:
             self._reset_for(dst, src, seg)
             return
-        if flags & SYN and not flags & ACK:
+        if flags & (SYN | ACK | FIN) == SYN:
             self._on_syn(now, lst, key, seg)
         elif flags & ACK and not self._on_cookie_ack(now, lst, key, seg):
             self._reset_for(dst, src, seg)
-        # Anything else to a listener is dropped (RFC 9293 LISTEN state).
+        # Anything else to a listener is dropped (RFC 9293 LISTEN state), SYN+FIN too
+        # (as Linux does: no legitimate stack sends it; scanners do).
+
+    def address_lost(self, laddr: bytes) -> int:
+        """Our address ``laddr`` is gone: its connections end without a segment
+        (:meth:`Connection.address_lost`); how many."""
+        n = 0
+        for key, conn in list(self.connections.items()):
+            if key[0] == laddr and conn.state != _CLOSED:
+                conn.address_lost()
+                self._dirty.add(key)
+                self._active[key] = conn
+                n += 1
+        return n
+
+    def handle_icmp_error(
+        self,
+        local: bytes,
+        remote: bytes,
+        quoted: Buffer,
+        *,
+        refused: bool = False,
+        mtu: int | None = None,
+    ) -> bool:
+        """An ICMP error from IP about a segment we sent from ``local`` to ``remote``
+        (``quoted``: at least its first 8 bytes). Counted; True when a connection took it
+        (see :meth:`Connection.icmp_error`)."""
+        q = memoryview(quoted)
+        if len(q) < 8:
+            self.stats["icmp_ignored"] += 1
+            return False
+        sport, dport, seq = _QUOTE.unpack_from(q)
+        key = (local, sport, remote, dport)
+        conn = self.connections.get(key)
+        if conn is None or not conn.icmp_error(
+            seq, refused=refused, mtu=mtu, ipv6=len(local) == 16
+        ):
+            self.stats["icmp_ignored"] += 1
+            return False
+        self.stats["icmp_accepted"] += 1
+        self._dirty.add(key)
+        self._active[key] = conn
+        return True
 
     def _reset_for(self, local: bytes, remote: bytes, seg: TCPRepr) -> None:
         """A RST answering ``seg`` where no connection exists (RFC 9293 3.10.7.1)."""

@@ -53,3 +53,7 @@ class IsnGenerator:
     def cookie_hash(self, *parts: bytes | int) -> int:
         """A keyed 32-bit hash for SYN cookies."""
         return self._hash(b"cookie", *parts)
+
+    def port_hash(self, *parts: bytes | int) -> int:
+        """A keyed 32-bit hash for ephemeral port selection (RFC 6056)."""
+        return self._hash(b"port", *parts)

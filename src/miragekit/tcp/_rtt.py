@@ -69,5 +69,10 @@ class RttEstimator:
         if self._base * (1 << self.backoff) < self.max_rto:
             self.backoff += 1
 
+    def fall_back(self, rto: float) -> None:
+        """Take ``rto`` while there is no sample yet (RFC 6298 5.7, after a lost SYN)."""
+        if self.srtt is None:
+            self._base = min(max(rto, self.min_rto), self.max_rto)
+
     def reset_backoff(self) -> None:
         self.backoff = 0

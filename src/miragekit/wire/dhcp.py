@@ -67,6 +67,7 @@ OPT_MESSAGE: Final = 56
 OPT_RENEWAL_TIME: Final = 58
 OPT_REBINDING_TIME: Final = 59
 OPT_CLIENT_ID: Final = 61
+OPT_CLASSLESS_ROUTES: Final = 121  # RFC 3442; kept in ``other``, read by the client
 OPT_END: Final = 255
 
 _KNOWN: Final = frozenset(

@@ -197,31 +197,28 @@ def _parse_options(
             i += 1
             continue
         if i + 1 >= n:
-            raise TCPParseError("options", f"option {kind} has no length byte")
+            break  # no length byte: the rest is not options (Linux stops here too)
         length = opts[i + 1]
         if length < 2 or i + length > n:
-            raise TCPParseError("options", f"option {kind} has bad length {length}")
+            break  # a "silly" length: stop, keep what was parsed
+        # A known option of the wrong length is skipped, and the segment kept, as
+        # Linux does (tcp_parse_options): a SYN with one is answered, not dropped.
         if kind == OPT_MSS:
-            if length != 4:
-                raise TCPParseError("options.mss", f"length {length} is not 4")
-            mss = (opts[i + 2] << 8) | opts[i + 3]
+            if length == 4:
+                mss = (opts[i + 2] << 8) | opts[i + 3]
         elif kind == OPT_WSCALE:
-            if length != 3:
-                raise TCPParseError("options.wscale", f"length {length} is not 3")
-            # RFC 7323 2.3: a shift above 14 is used as 14.
-            wscale = min(opts[i + 2], MAX_WSCALE)
+            if length == 3:
+                # RFC 7323 2.3: a shift above 14 is used as 14.
+                wscale = min(opts[i + 2], MAX_WSCALE)
         elif kind == OPT_SACK_PERMITTED:
-            if length != 2:
-                raise TCPParseError("options.sack_permitted", f"length {length} is not 2")
-            sack_perm = True
+            if length == 2:
+                sack_perm = True
         elif kind == OPT_SACK:
-            if (length - 2) % 8 or length < 10:
-                raise TCPParseError("options.sack", f"length {length} is not 2 + 8k")
-            sack = tuple(_II.unpack_from(opts, j) for j in range(i + 2, i + length, 8))
+            if length >= 10 and not (length - 2) % 8:
+                sack = tuple(_II.unpack_from(opts, j) for j in range(i + 2, i + length, 8))
         elif kind == OPT_TIMESTAMP:
-            if length != 10:
-                raise TCPParseError("options.timestamp", f"length {length} is not 10")
-            ts = _II.unpack_from(opts, i + 2)
+            if length == 10:
+                ts = _II.unpack_from(opts, i + 2)
         else:
             unknown.append((kind, bytes(opts[i + 2 : i + length])))
         i += length
