@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..runner import OptionError, Options
-from .run import add_net_options
+from .run import add_net_options, dns_server
 
 
 def _exec(args: argparse.Namespace) -> int:
@@ -26,6 +26,7 @@ def _exec(args: argparse.Namespace) -> int:
             dhcp=args.dhcp,
             ip6=tuple(args.ip6),
             offload=args.offload,
+            dns=tuple(dns_server(a) for a in args.dns),
         )
         opts.check()
         if not opts.direct:

@@ -134,7 +134,7 @@ def add_net_options(p: argparse.ArgumentParser, default_net: str = "socket") -> 
     )
 
 
-def _dns_server(text: str) -> str:
+def dns_server(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -160,7 +160,7 @@ def _options(args: argparse.Namespace) -> Options:
         ip6=tuple(args.ip6),
         offload=args.offload,
         settings=tuple(parse_setting(s) for s in args.set),
-        dns=tuple(_dns_server(a) for a in args.dns),
+        dns=tuple(dns_server(a) for a in args.dns),
         grace=args.grace,
     )
     if args.read_only and args.block is None:

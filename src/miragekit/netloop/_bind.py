@@ -15,17 +15,42 @@ from typing import Any
 from .. import v1
 
 _stack: ContextVar[v1.StackV4 | None] = ContextVar("miragekit_stack", default=None)
+_resolver: ContextVar[Any] = ContextVar("miragekit_resolver", default=None)
+
+DNS_SERVERS: list[str] = []
+"""Servers for the resolver made for a stack bound without one (``miragekit exec --dns``);
+empty: the stack's DHCP lease and router advertisements say."""
+
+_made: dict[int, tuple[Any, Any]] = {}  # id(stack): (stack, its resolver)
 
 
 @contextlib.contextmanager
-def bind(stack: v1.StackV4) -> Iterator[v1.StackV4]:
+def bind(stack: v1.StackV4, resolver: Any = None) -> Iterator[v1.StackV4]:
     """Route the asyncio network calls of this context (and of the tasks created inside
-    it) through ``stack`` until the block ends."""
+    it) through ``stack`` until the block ends; names resolve through ``resolver`` (a
+    :class:`miragekit.dns.Resolver`), by default one over ``stack`` itself."""
     token = _stack.set(stack)
+    rtoken = _resolver.set(resolver)
     try:
         yield stack
     finally:
+        _resolver.reset(rtoken)
         _stack.reset(token)
+
+
+def resolver_for(stack: Any) -> Any:
+    """The resolver names go through in this context: the one bound with the stack, or
+    one made once per stack (servers: :data:`DNS_SERVERS`, else DHCP's and RDNSS's)."""
+    r = _resolver.get()
+    if r is not None:
+        return r
+    kept = _made.get(id(stack))
+    if kept is None or kept[0] is not stack:
+        from ..dns import Resolver  # dnspython only for programs that look names up
+
+        kept = (stack, Resolver(stack, DNS_SERVERS))
+        _made[id(stack)] = kept
+    return kept[1]
 
 
 def bound_stack() -> v1.StackV4 | None:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from ..result import Error, Ok, Refused, Timeout
 from . import _names
-from ._bind import bind, stack_for, unsupported
+from ._bind import bind, bound_stack, resolver_for, stack_for, unsupported
 from ._datagram import StackDatagramTransport, udp_port_in_use
 from ._errors import connect_failed, flow_error, os_error
 from ._server import StackServer, port_in_use
@@ -94,7 +94,16 @@ class StackLoopMixin:
         proto: int = 0,
         flags: int = 0,
     ) -> list[_names.AddrInfo]:
-        return _names.getaddrinfo(host, port, family, type, proto, flags)
+        stack = bound_stack()
+        if stack is None:  # numbers and the static table answer without a stack
+            return _names.getaddrinfo(host, port, family, type, proto, flags)
+        return await self._resolve(stack, host, port, family, type, proto, flags)
+
+    async def _resolve(
+        self, stack: Any, host: Any, port: Any, family: int, type: int, proto: int, flags: int
+    ) -> list[_names.AddrInfo]:
+        resolver = resolver_for(stack)
+        return await _names.resolve(resolver, host, port, family, type, proto, flags)
 
     async def getnameinfo(self, sockaddr: tuple[Any, ...], flags: int = 0) -> tuple[str, str]:
         return _names.getnameinfo(sockaddr, flags)
@@ -243,7 +252,7 @@ class StackLoopMixin:
         else:
             if host is None and port is None:
                 raise ValueError("host and port was not specified and no sock specified")
-            infos = _names.getaddrinfo(host, port, family, socket.SOCK_STREAM, proto, flags)
+            infos = await self._resolve(stack, host, port, family, socket.SOCK_STREAM, proto, flags)
             errors: list[OSError] = []
             for _fam, _t, _p, _c, addr in infos:
                 try:
@@ -378,8 +387,8 @@ class StackLoopMixin:
             raise unsupported("create_datagram_endpoint(reuse_port=True)")
         remote: tuple[str, int] | None = None
         if remote_addr is not None:
-            info = _names.getaddrinfo(
-                remote_addr[0], remote_addr[1], family, socket.SOCK_DGRAM, proto, flags
+            info = await self._resolve(
+                stack, remote_addr[0], remote_addr[1], family, socket.SOCK_DGRAM, proto, flags
             )
             fam, *_, sa = info[0]
             family = family or fam
@@ -415,7 +424,9 @@ class StackLoopMixin:
         stack = await self._stack_for("sock_connect")
         if sock.type != socket.SOCK_STREAM:
             raise unsupported(f"sock_connect on socket type {sock.type!r}")
-        info = _names.getaddrinfo(address[0], address[1], sock.family, socket.SOCK_STREAM)
+        info = await self._resolve(
+            stack, address[0], address[1], sock.family, socket.SOCK_STREAM, 0, 0
+        )
         sa = info[0][4]
         flow, tcp = await self._stack_connect(stack, sa[0], sa[1])
         remember(sock, SockState(flow, tcp))

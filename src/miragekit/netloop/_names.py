@@ -1,9 +1,10 @@
-"""Name and address look-ups without a resolver: numeric addresses and a static table.
+"""Name and address look-ups: numeric addresses, a static table, then DNS over the stack.
 
-Why static: DNS over the stack comes in its own module; until then a program that asks
-for ``localhost`` or a name put in :data:`HOSTS` gets an answer, and any other name fails
-as an unknown name does on a host (``socket.gaierror`` with ``EAI_NONAME``), never by
-asking the host's resolver.
+A program that asks for ``localhost`` or a name put in :data:`HOSTS` gets an answer at
+once; any other name goes to the DNS resolver of the bound stack (``miragekit.dns``:
+servers from ``miragekit exec --dns``, the DHCP lease or router advertisements), and a
+name nobody knows fails as on a host (``socket.gaierror``), never by asking the host's
+resolver.
 """
 
 from __future__ import annotations
@@ -90,3 +91,29 @@ def getnameinfo(sockaddr: tuple[Any, ...], flags: int = 0) -> tuple[str, str]:
                 host = name
                 break
     return host, str(port)
+
+
+async def resolve(
+    resolver: Any,
+    host: str | bytes | None,
+    port: str | int | bytes | None,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> list[AddrInfo]:
+    """:func:`getaddrinfo`, then, for a name the table does not hold, ``resolver`` (a
+    :class:`miragekit.dns.Resolver`: A and AAAA, IPv6 first on a stack with a global
+    IPv6 address, RFC 6724 in short)."""
+    try:
+        return getaddrinfo(host, port, family, type, proto, flags)
+    except socket.gaierror as e:
+        if e.errno != socket.EAI_NONAME or host is None or flags & socket.AI_NUMERICHOST:
+            raise
+    name = (host.decode() if isinstance(host, bytes) else host).strip("[]")
+    if resolver is None or not resolver.current_servers():
+        raise socket.gaierror(socket.EAI_NONAME, f"{name}: no DNS server known to the stack")
+    if family not in (0, socket.AF_INET, socket.AF_INET6):
+        raise socket.gaierror(socket.EAI_FAMILY, "ai_family not supported")
+    infos: list[AddrInfo] = await resolver.getaddrinfo(name, _port(port), family, type, proto)
+    return infos

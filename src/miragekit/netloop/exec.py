@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._bind import bound_stack
+from ._bind import DNS_SERVERS, bound_stack
 from ._loop import StackEventLoop
 
 _options: Any = None  # the runner's Options, set by install()
@@ -174,6 +174,7 @@ def install(options: Any) -> None:
     """Route every asyncio loop this process makes through a stack built from ``options``."""
     global _options
     _options = options
+    DNS_SERVERS[:] = list(getattr(options, "dns", ()))
     asyncio.set_event_loop_policy(ExecPolicy())
     real_set_policy = asyncio.set_event_loop_policy
 
