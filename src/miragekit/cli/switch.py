@@ -33,6 +33,7 @@ from ..link import (
     open_port,
     parse_link_settings,
     parse_port_spec,
+    tap_bridge,
 )
 from ..link._qemu import claim_path
 from ..result import Error, Ok, Unknown
@@ -153,6 +154,21 @@ class Running:
     switch: VnetSwitch
     ports: dict[str, tuple[VnetIf, Any]] = field(default_factory=dict)
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    pcap: bool = False
+
+    def refresh_offload(self) -> bool:
+        """Pass offloaded TAP frames through whole while that is sound: every port a TAP,
+        no link impaired, no capture (docs/switch.md). Returns whether it is on."""
+        bridges = [tap_bridge(p) for p, _ in self.ports.values()]
+        on = (
+            not self.pcap
+            and all(b is not None for b in bridges)
+            and all(p.link.ideal for p, _ in self.ports.values())
+        )
+        for b in bridges:
+            if b is not None:
+                b.set_offload(on)
+        return on
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {n: port_counters(p, d) for n, (p, d) in self.ports.items()}
@@ -214,6 +230,7 @@ def handle_command(run: Running, line: bytes) -> dict[str, Any]:
                 return {"ok": False, "error": "'set' must be an object of link settings"}
             link = run.ports[name][0].link
             apply_link_settings(link, settings)
+            run.refresh_offload()
             return {"ok": True, "link": link_settings(link)}
         if op == "partition":
             groups = req["groups"]
@@ -318,8 +335,10 @@ async def start(args: argparse.Namespace) -> Running:
             except OSError as e:
                 raise SwitchError(f"--pcap {args.pcap}: {e.strerror}") from None
             run.closers.append(mirror.close)
+            run.pcap = True
         if args.control is not None:
             await _serve_control(run, str(args.control))
+        run.refresh_offload()
     except BaseException:
         await run.close()
         raise
@@ -335,7 +354,8 @@ async def serve(args: argparse.Namespace) -> int:
     names = ", ".join(
         f"{n} ({type(d).__name__ if d else 'stack'})" for n, (_, d) in run.ports.items()
     )
-    print(f"miragekit switch: ready, seed {run.switch.seed}, ports {names}", flush=True)
+    offload = ", offload on" if run.refresh_offload() else ""
+    print(f"miragekit switch: ready, seed {run.switch.seed}, ports {names}{offload}", flush=True)
     try:
         while not stop.is_set():
             try:

@@ -23,12 +23,14 @@ from ._impair import LinkParams as LinkParams
 from ._impair import mark_ce as mark_ce
 from ._pcap import PcapNetif as PcapNetif
 from ._ports import PortSpec as PortSpec
+from ._ports import TapBridge as TapBridge
 from ._ports import apply_link_settings as apply_link_settings
 from ._ports import bridge as bridge
 from ._ports import link_settings as link_settings
 from ._ports import open_port as open_port
 from ._ports import parse_link_settings as parse_link_settings
 from ._ports import parse_port_spec as parse_port_spec
+from ._ports import tap_bridge as tap_bridge
 from ._qemu import QemuCounters as QemuCounters
 from ._qemu import QemuDgramNetif as QemuDgramNetif
 from ._qemu import QemuStreamNetif as QemuStreamNetif
@@ -60,6 +62,7 @@ __all__ = [
     "QemuCounters",
     "QemuDgramNetif",
     "QemuStreamNetif",
+    "TapBridge",
     "TapNetif",
     "VnetCounters",
     "VnetIf",
@@ -77,4 +80,5 @@ __all__ = [
     "parse_port_spec",
     "parse_vxlan_spec",
     "send_frames",
+    "tap_bridge",
 ]

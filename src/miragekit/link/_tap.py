@@ -351,6 +351,32 @@ class TapNetif(FdLink[bytes, TapCounters]):
             c.tx_gso += 1
             c.tx_gso_bytes += sum(len(b) for b in bufs)
 
+    def vnet_header(self) -> bytes:
+        """The virtio-net header of the frame being handed to the receiver right now (so a
+        bridge can pass an offloaded frame on unchanged); valid only during that call."""
+        return bytes(self._rbuf[: self.vnet_hdr_len])
+
+    def send_vnet(self, header: Buffer, frame: Buffer) -> None:
+        """Write ``frame`` with a virtio-net ``header`` taken from another TAP device's
+        :meth:`vnet_header` (a GSO segment or a frame whose checksum is left to do)."""
+        if not self._connected or not self.vnet_hdr_len:
+            self.counters.tx_dropped += 1
+            return
+        if self._txq:
+            self._enqueue(b"".join((header, frame)))
+            return
+        try:
+            n = os.writev(self._fd, (header, frame))
+        except BlockingIOError:
+            self._enqueue(b"".join((header, frame)))
+            return
+        except OSError:
+            self.counters.tx_errors += 1
+            self.counters.tx_dropped += 1
+            return
+        self._stats.tx_pkts += 1
+        self._stats.tx_bytes += n - self.vnet_hdr_len
+
     def _on_writable(self) -> None:
         q, st = self._txq, self._stats
         while q:
