@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import mimetypes
+import re
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -36,6 +37,15 @@ MAX_HEAD = 16 * 1024  # request line and headers
 IDLE_TIMEOUT = 60.0  # seconds a client may stay silent (between requests or within one)
 _TYPES = mimetypes.MimeTypes()  # the standard library's table only: the same on every host
 _TEXTUAL = ("application/javascript", "application/json", "image/svg+xml", "application/xml")
+
+
+_BYTES_REPR = re.compile(r"(?:bytearray\()?b(['\"])(.*?)\1\)?")
+
+
+def plain(why: str) -> str:
+    """h11's messages quote the offending bytes as Python reprs (``bytearray(b'...')``);
+    a peer gets the bytes' text instead, in single quotes."""
+    return _BYTES_REPR.sub(lambda m: f"'{m.group(2)}'", why)
 
 
 def content_type(key: str) -> bytes:
@@ -104,7 +114,7 @@ class Session:
                 try:
                     ev = await self.next_event()
                 except h11.RemoteProtocolError as e:
-                    await self.refuse(e.error_status_hint, str(e))
+                    await self.refuse(e.error_status_hint, plain(str(e)))
                     return
                 if isinstance(ev, h11.Request):
                     if not await self.respond(ev):

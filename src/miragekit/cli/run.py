@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,14 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         "direct stack (repeatable)",
     )
     p.add_argument(
+        "--dns",
+        metavar="IP",
+        action="append",
+        default=[],
+        help="a DNS server for the app's resolver (repeatable; default: the DHCP lease's "
+        "on the direct stack, the host's on --net socket); see docs/dns.md",
+    )
+    p.add_argument(
         "--pcap", metavar="FILE", type=Path, help="record the direct stack's frames to FILE"
     )
     p.add_argument(
@@ -80,6 +89,13 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
         help="--net tap: checksum and segmentation offload (64 KiB TCP segments to and "
         "from the kernel)",
     )
+
+
+def _dns_server(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise OptionError(f"--dns {text}: not an IP address (e.g. --dns 10.0.0.1)") from None
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -98,6 +114,7 @@ def _options(args: argparse.Namespace) -> Options:
         dhcp=args.dhcp,
         ip6=tuple(args.ip6),
         offload=args.offload,
+        dns=tuple(_dns_server(a) for a in args.dns),
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

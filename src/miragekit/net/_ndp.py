@@ -33,6 +33,7 @@ from ..wire.icmpv6 import (
     NeighborAdvert,
     NeighborSolicit,
     PrefixInfo,
+    RdnssOption,
     Redirect,
     RouterAdvert,
     RouterSolicit,
@@ -162,6 +163,7 @@ class Ndp:
         self.routers: dict[bytes, float] = {}  # learnt default routers: expiry
         self.static_routers: list[bytes] = []
         self.prefixes: dict[ipaddress.IPv6Network, float] = {}  # on-link: expiry
+        self.dns_servers: dict[bytes, float] = {}  # from RAs (RFC 8106): expiry
         self.redirects: dict[bytes, bytes] = {}  # destination: better first hop
         self.hop_limit = 64
         self.mtu: int | None = None  # from an RA's MTU option
@@ -606,6 +608,21 @@ class Ndp:
                     self.mtu = o.mtu
             elif isinstance(o, PrefixInfo):
                 self._prefix(o, now)
+            elif isinstance(o, RdnssOption):
+                self._rdnss(o, now)
+
+    def _rdnss(self, o: RdnssOption, now: float) -> None:
+        """RFC 8106 5.1: servers for ``lifetime`` seconds; 0 withdraws them."""
+        for a in o.servers:
+            if o.lifetime == 0:
+                self.dns_servers.pop(a.packed, None)
+            else:
+                life = math.inf if o.lifetime == INFINITE else float(o.lifetime)
+                self.dns_servers[a.packed] = now + life
+
+    def dns_servers_at(self, now: float) -> list[bytes]:
+        """The DNS servers router advertisements offered that are still valid."""
+        return [a for a, until in self.dns_servers.items() if until > now]
 
     def _prefix(self, pi: PrefixInfo, now: float) -> None:
         """RFC 4861 6.3.4 (on-link prefixes) and RFC 4862 5.5.3 (autoconfiguration)."""

@@ -62,6 +62,7 @@ class Options:
     dhcp: bool = False
     ip6: tuple[str, ...] = ()  # --ip6 CIDR|slaac (repeatable)
     offload: bool = False
+    dns: tuple[str, ...] = ()  # --dns IP (repeatable)
 
     @property
     def net_kind(self) -> str:

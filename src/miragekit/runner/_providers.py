@@ -302,6 +302,29 @@ async def _vnet_dhcp_server(netif: Any) -> Any:
     return stack
 
 
+def _resolver(opts: Options) -> Choice:
+    """A resolver over the app's stack: ours on the direct stack, the host's on sockets."""
+
+    async def build(graph: DeviceSource) -> Any:
+        import random
+
+        from ..dns import HostResolver, Resolver
+
+        stack = await graph.get(v1.StackV4)
+        if not opts.direct:
+            return HostResolver(opts.dns)
+        # With --seed, query IDs and source ports replay too (a simulation stays exact).
+        rng = random.Random(f"dns-{opts.seed}") if opts.seed is not None else None
+        return Resolver(stack, opts.dns, rng=rng)
+
+    servers = ", ".join(opts.dns) or ("the DHCP lease's" if opts.dhcp else "none given")
+    if opts.direct:
+        label = f"miragekit.dns.Resolver (servers: {servers})"
+    else:
+        label = f"miragekit.dns.HostResolver ({', '.join(opts.dns) or 'the host resolver'})"
+    return Choice(label, (v1.StackV4,), build)
+
+
 #: The signature each application parameter may ask for, and how it is chosen.
 PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Console: _console,
@@ -315,6 +338,9 @@ PROVIDERS: dict[type, Callable[[Options], Choice]] = {
     v1.Network: _network,
     v1.StackV4: _stack,
 }
+#: Resolvers, by class name; matched without importing miragekit.dns (and dnspython)
+#: unless the application itself did.
+DNS_TYPES = ("NameResolver", "Resolver", "HostResolver")
 
 
 def signature_name(sig: object) -> str:
@@ -326,7 +352,21 @@ def signature_name(sig: object) -> str:
 
 def choose(signature: object, opts: Options) -> Choice:
     provider = PROVIDERS.get(signature) if isinstance(signature, type) else None
+    if (
+        provider is None
+        and getattr(signature, "__module__", "").startswith("miragekit.dns")
+        and getattr(signature, "__name__", "") in DNS_TYPES
+    ):
+        provider = _resolver
     if provider is None:
-        known = ", ".join(f"v1.{getattr(s, '__name__', s)}" for s in PROVIDERS)
+        known = (
+            ", ".join(
+                f"v1.{s.__name__}"
+                if s.__module__ == v1.__name__
+                else f"{s.__module__}.{s.__name__}"
+                for s in PROVIDERS
+            )
+            + ", miragekit.dns.NameResolver"
+        )
         raise LinkError(f"no backend provides {signature_name(signature)} (known: {known})")
     return provider(opts)

@@ -501,9 +501,13 @@ class SocketStackV4:
         socks: list[socket.socket] = []
         try:
             for ip in self._config.ips:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say
+                # so, and the accepted ones inherit it; without it a response's second
+                # write waits for the peer's delayed ACK (~40 ms on Linux).
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
                 socks.append(s)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 s.bind((str(ip), port))
                 s.listen(self._config.backlog)
                 s.setblocking(False)

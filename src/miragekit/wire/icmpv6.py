@@ -134,6 +134,7 @@ OPT_TARGET_LLADDR: Final = 2
 OPT_PREFIX_INFO: Final = 3
 OPT_REDIRECTED_HEADER: Final = 4
 OPT_MTU: Final = 5
+OPT_RDNSS: Final = 25  # recursive DNS servers (RFC 8106 5.1)
 INFINITE: Final = 0xFFFFFFFF
 """A lifetime that never ends."""
 
@@ -166,6 +167,14 @@ class MtuOption:
 
 
 @dataclass(frozen=True, slots=True)
+class RdnssOption:
+    """DNS servers the router offers, valid for ``lifetime`` seconds (RFC 8106)."""
+
+    lifetime: int
+    servers: tuple[Addr, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RedirectedHeader:
     data: bytes
 
@@ -176,7 +185,7 @@ class UnknownOption:
     data: bytes  # the option body after type and length
 
 
-NdpOption = LinkAddrOption | PrefixInfo | MtuOption | RedirectedHeader | UnknownOption
+NdpOption = LinkAddrOption | PrefixInfo | MtuOption | RdnssOption | RedirectedHeader | UnknownOption
 
 
 def parse_options(buf: bytes | bytearray | memoryview) -> tuple[NdpOption, ...]:
@@ -208,6 +217,11 @@ def parse_options(buf: bytes | bytearray | memoryview) -> tuple[NdpOption, ...]:
             if ln != 8:
                 raise WireError("mtu", f"length {ln}, an MTU option is 8")
             out.append(MtuOption(int(_I.unpack_from(body, 2)[0])))
+        elif t == OPT_RDNSS:
+            if units < 3 or units % 2 == 0:  # RFC 8106 5.1: 3 + 2 per address, at least one
+                raise WireError("rdnss", f"length {units} units, an RDNSS option is odd and >= 3")
+            servers = tuple(Addr(body[k : k + 16]) for k in range(6, len(body), 16))
+            out.append(RdnssOption(int(_I.unpack_from(body, 2)[0]), servers))
         elif t == OPT_REDIRECTED_HEADER:
             out.append(RedirectedHeader(body[6:]))
         else:
@@ -229,6 +243,9 @@ def emit_options(options: tuple[NdpOption, ...]) -> bytes:
             )
         elif isinstance(o, MtuOption):
             out += bytes((OPT_MTU, 1, 0, 0)) + _I.pack(o.mtu)
+        elif isinstance(o, RdnssOption):
+            out += bytes((OPT_RDNSS, 1 + 2 * len(o.servers), 0, 0)) + _I.pack(o.lifetime)
+            out += b"".join(a.packed for a in o.servers)
         elif isinstance(o, RedirectedHeader):
             body = bytes(6) + o.data
             body += bytes((-(2 + len(body))) % 8)
