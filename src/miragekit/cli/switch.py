@@ -29,13 +29,13 @@ from ..link import (
     VnetSwitch,
     apply_link_settings,
     bridge,
+    claim_path,
     link_settings,
     open_port,
     parse_link_settings,
     parse_port_spec,
     tap_bridge,
 )
-from ..link._qemu import claim_path
 from ..result import Error, Ok, Unknown
 
 

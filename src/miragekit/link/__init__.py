@@ -34,6 +34,7 @@ from ._ports import tap_bridge as tap_bridge
 from ._qemu import QemuCounters as QemuCounters
 from ._qemu import QemuDgramNetif as QemuDgramNetif
 from ._qemu import QemuStreamNetif as QemuStreamNetif
+from ._qemu import claim_path as claim_path
 from ._tap import TapNetif as TapNetif
 from ._vswitch import VnetCounters as VnetCounters
 from ._vswitch import VnetIf as VnetIf
@@ -72,6 +73,7 @@ __all__ = [
     "VxlanNetif",
     "apply_link_settings",
     "bridge",
+    "claim_path",
     "link_settings",
     "mark_ce",
     "offload_link",
