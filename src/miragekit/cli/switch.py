@@ -155,6 +155,7 @@ class Running:
     ports: dict[str, tuple[VnetIf, Any]] = field(default_factory=dict)
     closers: list[Callable[[], Any]] = field(default_factory=list)
     pcap: bool = False
+    no_offload: bool = False
 
     def refresh_offload(self) -> bool:
         """Pass offloaded TAP frames through whole while that is sound: every port a TAP,
@@ -162,6 +163,7 @@ class Running:
         bridges = [tap_bridge(p) for p, _ in self.ports.values()]
         on = (
             not self.pcap
+            and not self.no_offload
             and all(b is not None for b in bridges)
             and all(p.link.ideal for p, _ in self.ports.values())
         )
@@ -313,6 +315,7 @@ async def start(args: argparse.Namespace) -> Running:
         raise SwitchError("give at least one --port NAME=KIND:SPEC")
     links = parse_links(args.link, {s.name for s in specs})
     run = Running(VnetSwitch(seed=args.seed if args.seed is not None else 0))
+    run.no_offload = args.no_offload
     try:
         for spec in specs:
             if isinstance(spec, StackSpec):
@@ -475,6 +478,12 @@ def register(sub: Any) -> None:
     p.add_argument("--pcap", metavar="FILE", type=Path, help="record every frame entering")
     p.add_argument("--control", metavar="PATH", type=Path, help="control socket (JSON lines)")
     p.add_argument("--stats", metavar="S", type=float, help="print counters every S seconds")
+    p.add_argument(
+        "--no-offload",
+        action="store_true",
+        help="never pass the kernel's 64 KiB TAP segments through whole: every frame the "
+        "switch carries is a wire-sized frame (as with an impairment or --pcap)",
+    )
     p.set_defaults(func=_switch)
     sub2 = p.add_subparsers(dest="switch_command", metavar="ctl")
     ctl = sub2.add_parser("ctl", help="send one command to a running switch's control socket")
