@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,21 @@ def test_control_commands_refused_with_the_field_named(tmp_path: Path) -> None:
         assert sw.stop() == 0
     p = subprocess.run([*SWITCH, "ctl", ctl, "stats"], capture_output=True, text=True)
     assert p.returncode == 2 and ctl in p.stderr  # the switch is gone: named, one line
+
+
+def test_stats_every_s_seconds_reset_and_counters_at_exit(tmp_path: Path) -> None:
+    ctl = str(tmp_path / "ctl")
+    args = (f"--port=vm=qemu-dgram:{tmp_path / 'vm.sock'}", "--stats", "0.2")
+    with switch_process(*args, control=ctl) as sw:
+        # A frame from a "VM" (a datagram socket at its own path) is counted in.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as vm:
+            vm.bind(str(tmp_path / "guest.sock"))
+            vm.sendto(bytes(60), str(tmp_path / "vm.sock"))
+        time.sleep(1.2)
+        assert sw.counters("vm")["in_frames"] == 1
+        assert sw.ctl("reset") == {"ok": True}
+        assert sw.counters("vm")["in_frames"] == 0
+        assert sw.stop() == 0
+    lines = [x for x in sw.out.splitlines() if x.startswith("port vm: ")]
+    assert len(lines) >= 4, sw.out  # several periodic reports and the one at exit
+    assert "in 1 frames 60 B" in sw.out and lines[-1].startswith("port vm: in 0 frames")
