@@ -36,6 +36,7 @@ def refused(*args: str) -> str:
         (["--port", "a=qemu-dgram:/tmp/x", "--link", "b:loss=0.1"], "no port named 'b'"),
         (["--port", "a=qemu-dgram:/tmp/x", "--link", "a:lose=0.1"], "'lose' is unknown"),
         ([], "at least one --port"),
+        (["--port", "a=qemu-dgram:/tmp/x", "--stats", "0"], "--stats"),
     ],
 )
 def test_bad_arguments(args: list[str], names: str) -> None:
