@@ -302,22 +302,26 @@ class TapNetif(FdLink[bytes, TapCounters]):
         if not self._connected:
             self.counters.tx_dropped += 1
             return
-        if self._vnet_zero:
-            bufs = (self._vnet_zero, *bufs)
+        self._writev((self._vnet_zero, *bufs) if self._vnet_zero else bufs)
+
+    def _writev(self, bufs: Sequence[Buffer]) -> bool:
+        """Write one frame (header included) now, or queue it behind those waiting;
+        False after a device error (counted)."""
         if self._txq:
             self._enqueue(b"".join(bufs))
-            return
+            return True
         try:
             n = os.writev(self._fd, bufs)
         except BlockingIOError:
             self._enqueue(b"".join(bufs))
-            return
+            return True
         except OSError:
             self.counters.tx_errors += 1
             self.counters.tx_dropped += 1
-            return
+            return False
         self._stats.tx_pkts += 1
         self._stats.tx_bytes += n - self.vnet_hdr_len
+        return True
 
     def send_offload(
         self, bufs: Sequence[Buffer], *, csum_start: int, hdr_len: int, gso_size: int
@@ -330,21 +334,8 @@ class TapNetif(FdLink[bytes, TapCounters]):
             raise ValueError("send_offload: this TAP device has no virtio-net header")
         gso_type = VIRTIO_NET_HDR_GSO_TCPV4 if gso_size else VIRTIO_NET_HDR_GSO_NONE
         hdr = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, 16)
-        allbufs = (hdr, *bufs)
-        if self._txq:
-            self._enqueue(b"".join(allbufs))
-        else:
-            try:
-                n = os.writev(self._fd, allbufs)
-            except BlockingIOError:
-                self._enqueue(b"".join(allbufs))
-            except OSError:
-                self.counters.tx_errors += 1
-                self.counters.tx_dropped += 1
-                return
-            else:
-                self._stats.tx_pkts += 1
-                self._stats.tx_bytes += n - self.vnet_hdr_len
+        if not self._writev((hdr, *bufs)):
+            return
         c = self.counters
         c.tx_csum_offload += 1
         if gso_size:
@@ -362,20 +353,7 @@ class TapNetif(FdLink[bytes, TapCounters]):
         if not self._connected or not self.vnet_hdr_len:
             self.counters.tx_dropped += 1
             return
-        if self._txq:
-            self._enqueue(b"".join((header, frame)))
-            return
-        try:
-            n = os.writev(self._fd, (header, frame))
-        except BlockingIOError:
-            self._enqueue(b"".join((header, frame)))
-            return
-        except OSError:
-            self.counters.tx_errors += 1
-            self.counters.tx_dropped += 1
-            return
-        self._stats.tx_pkts += 1
-        self._stats.tx_bytes += n - self.vnet_hdr_len
+        self._writev((header, frame))
 
     def _on_writable(self) -> None:
         q, st = self._txq, self._stats
