@@ -483,13 +483,13 @@ class TCP(Generic[A]):
         for laddr, raddr, seg in segs:
             if (
                 key is None
-                or seg[0] != key[2]
-                or seg[1] != key[3]
+                or seg.src_port != key[2]
+                or seg.dst_port != key[3]
                 or raddr is not key[1]
                 or laddr is not key[0]
             ):
                 # Another connection than the segment before (bursts are per connection).
-                key = (laddr, raddr, seg[0], seg[1])
+                key = (laddr, raddr, seg.src_port, seg.dst_port)
                 sender = senders.get(key)
                 if sender is None:
                     if len(senders) >= 4096:

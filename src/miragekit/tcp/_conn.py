@@ -1166,14 +1166,12 @@ class Connection:
                 ack,
                 flags,
                 window,
-                b"",
-                cfg.mss,
-                self._rcv_wscale
+                mss=cfg.mss,
+                wscale=self._rcv_wscale
                 if (cfg.window_scaling and (self._ws_on or not flags & ACK))
                 else None,
-                cfg.sack and (self._sack_on or not flags & ACK),
-                (),
-                ts,
+                sack_permitted=cfg.sack and (self._sack_on or not flags & ACK),
+                timestamp=ts,
             )
         sack: tuple[tuple[int, int], ...] = ()
         if self._sack_on and self._ooo.ranges:
