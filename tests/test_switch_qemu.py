@@ -1,5 +1,5 @@
 """A real QEMU guest on ``miragekit switch``: DHCP from a miragekit stack, ping to it and to
-a kernel namespace, over ``-netdev stream`` (and ``-netdev dgram``).
+a kernel namespace, TCP with the namespace, over ``-netdev stream`` (and ``-netdev dgram``).
 
 The guest is Debian's kernel (package linux-image-amd64) with an initramfs this test
 builds from the static busybox (package busybox-static) and the kernel's virtio modules.
@@ -15,6 +15,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ ip link set eth0 up
 udhcpc -i eth0 -s /lease.sh -n -q -t 20 -T 1 && echo "LEASE $(ip -4 -o addr show eth0)"
 ping -c 3 -W 3 {STACK_IP} && echo PING-STACK-OK
 ping -c 3 -W 3 {KERNEL_IP} && echo PING-KERNEL-OK
+echo "TCP-REPLY $(echo from-guest | nc -w 5 {KERNEL_IP} 7000)"
 echo GUEST-DONE
 poweroff -f
 """
@@ -46,6 +48,20 @@ poweroff -f
 LEASE = """#!/bin/sh
 [ "$1" = bound ] && ip addr add "$ip/$mask" dev "$interface"
 exit 0
+"""
+
+
+TCP_SERVER = """
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7000))
+s.listen(4)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    with c:
+        c.sendall(b"from-kernel:" + c.recv(100))
 """
 
 
@@ -136,6 +152,7 @@ def _check_guest(console: str, seconds: float) -> None:
     assert lease and 100 <= int(lease.group(2)) <= 150, console[-3000:]
     assert "PING-STACK-OK" in console, console[-3000:]
     assert "PING-KERNEL-OK" in console, console[-3000:]
+    assert "TCP-REPLY from-kernel:from-guest" in console, console[-3000:]
 
 
 @pytest.mark.parametrize("kind", ["qemu-stream", "qemu-dgram"])
@@ -151,6 +168,12 @@ def test_qemu_guest_gets_a_lease_and_pings(tmp_path: Path, kind: str) -> None:
         with switch_process(*ports, control=str(tmp_path / "ctl")) as sw:
             sh("ip", "-n", k, "addr", "add", f"{KERNEL_IP}/24", "dev", f"mk-{t}k")
             sh("ip", "-n", k, "link", "set", f"mk-{t}k", "up")
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", k, sys.executable, "-c", TCP_SERVER],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert server.stdout is not None and server.stdout.readline().strip() == "listening"
             if kind == "qemu-stream":
                 netdev = f"stream,id=n0,server=off,addr.type=unix,addr.path={sock}"
             else:
@@ -165,5 +188,7 @@ def test_qemu_guest_gets_a_lease_and_pings(tmp_path: Path, kind: str) -> None:
                 console, seconds = boot(tmp_path, netdev)
                 _check_guest(console, seconds)
             c = sw.counters("vm")
+            server.kill()
+            server.wait()
         assert c["in_frames"] >= 8 and c["out_frames"] >= 8
         assert c["dev_connects"] == (2 if kind == "qemu-stream" else 1)
