@@ -32,6 +32,7 @@ def refused(*args: str) -> str:
         (["--port", "a=vxlan:42"], "vxlan spec"),
         (["--port", "a=stack:10.0.0.1"], "prefix"),
         (["--port", "a=stack:10.0.0.1/24,dhcp=10.0.1.1-10.0.1.9"], "not inside"),
+        (["--port", "a=stack:10.0.0.1/24,echo=0"], "option 'echo=0'"),
         (["--port", "a=qemu-dgram:/tmp/x", "--port", "a=qemu-dgram:/tmp/y"], "already exists"),
         (["--port", "a=qemu-dgram:/tmp/x", "--link", "b:loss=0.1"], "no port named 'b'"),
         (["--port", "a=qemu-dgram:/tmp/x", "--link", "a:lose=0.1"], "'lose' is unknown"),

@@ -1,5 +1,5 @@
 """A real QEMU guest on ``miragekit switch``: DHCP from a miragekit stack, ping to it and to
-a kernel namespace, TCP with the namespace, over ``-netdev stream`` (and ``-netdev dgram``).
+a kernel namespace, TCP with both, over ``-netdev stream`` (and ``-netdev dgram``).
 
 The guest is Debian's kernel (package linux-image-amd64) with an initramfs this test
 builds from the static busybox (package busybox-static) and the kernel's virtio modules.
@@ -41,6 +41,7 @@ udhcpc -i eth0 -s /lease.sh -n -q -t 20 -T 1 && echo "LEASE $(ip -4 -o addr show
 ping -c 3 -W 3 {STACK_IP} && echo PING-STACK-OK
 ping -c 3 -W 3 {KERNEL_IP} && echo PING-KERNEL-OK
 echo "TCP-REPLY $(echo from-guest | nc -w 5 {KERNEL_IP} 7000)"
+echo "TCP-ECHO $(echo to-stack | nc -w 5 {STACK_IP} 7)"
 echo GUEST-DONE
 poweroff -f
 """
@@ -153,6 +154,7 @@ def _check_guest(console: str, seconds: float) -> None:
     assert "PING-STACK-OK" in console, console[-3000:]
     assert "PING-KERNEL-OK" in console, console[-3000:]
     assert "TCP-REPLY from-kernel:from-guest" in console, console[-3000:]
+    assert "TCP-ECHO to-stack" in console, console[-3000:]
 
 
 @pytest.mark.parametrize("kind", ["qemu-stream", "qemu-dgram"])
@@ -162,7 +164,7 @@ def test_qemu_guest_gets_a_lease_and_pings(tmp_path: Path, kind: str) -> None:
     with namespaces("k") as (k,):
         ports = [
             f"--port=vm={kind}:{sock}",
-            f"--port=srv=stack:{STACK_IP}/24,dhcp=10.81.0.100-10.81.0.150",
+            f"--port=srv=stack:{STACK_IP}/24,dhcp=10.81.0.100-10.81.0.150,echo=7",
             f"--port=k=tap:mk-{t}k,netns={k}",
         ]
         with switch_process(*ports, control=str(tmp_path / "ctl")) as sw:

@@ -45,11 +45,12 @@ class SwitchError(Exception):
 
 @dataclass
 class StackSpec:
-    """``NAME=stack:CIDR[,dhcp=FIRST-LAST]``: a miragekit IPv4 stack on the switch."""
+    """``NAME=stack:CIDR[,dhcp=FIRST-LAST][,echo=PORT]``: a miragekit stack on the switch."""
 
     name: str
     iface: ipaddress.IPv4Interface
     pool: tuple[ipaddress.IPv4Address, ipaddress.IPv4Address] | None = None
+    echo: int | None = None
 
 
 def parse_stack_spec(text: str) -> StackSpec:
@@ -65,9 +66,13 @@ def parse_stack_spec(text: str) -> StackSpec:
     spec = StackSpec(name, iface)
     for item in items:
         key, eq, value = item.partition("=")
+        if key == "echo" and value.isdigit() and 0 < int(value) < 65536:
+            spec.echo = int(value)
+            continue
         first, dash, last = value.partition("-")
         if key != "dhcp" or not eq or not dash:
-            raise SwitchError(f"port {text!r}: option {item!r} (known: dhcp=FIRST-LAST)")
+            known = "dhcp=FIRST-LAST, echo=PORT"
+            raise SwitchError(f"port {text!r}: option {item!r} (known: {known})")
         try:
             lo, hi = ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)
         except ValueError:
@@ -288,15 +293,23 @@ async def _serve_control(run: Running, path: str) -> None:
 
 async def _add_stack(run: Running, spec: StackSpec) -> None:
     from ..dhcp import DhcpServerConfig
-    from ..net import DhcpServerDriver, IPv4Stack
+    from ..net import DhcpServerDriver
+    from ..stack import DirectStackV4, Static
+    from ..v1 import StackConfig
 
     port = run.switch.add_interface(spec.name)
-    stack = await IPv4Stack.connect(port, cidr=spec.iface)
     run.ports[spec.name] = (port, None)
     run.closers.append(port.disconnect)
+    match await DirectStackV4.connect(StackConfig(spec.name, None, port, Static(spec.iface))):
+        case Ok(stack):
+            pass
+        case Error(err):
+            raise SwitchError(f"port {spec.name} (stack:{spec.iface}): {err}")
+    if spec.echo is not None:
+        stack.listen_tcpv4(port=spec.echo, callback=_echo)
     if spec.pool is not None:
         server = DhcpServerDriver(
-            stack,
+            stack.ip_stack,
             DhcpServerConfig(
                 server_ip=spec.iface.ip,
                 network=spec.iface.network,
@@ -306,6 +319,18 @@ async def _add_stack(run: Running, spec: StackSpec) -> None:
             ),
         )
         server.start()
+
+
+async def _echo(flow: Any) -> None:
+    """The stack port's TCP echo service: what a peer sends comes back."""
+    while True:
+        match await flow.read():
+            case Ok(data):
+                if not isinstance(await flow.write(data), Ok):
+                    return
+            case _:
+                await flow.close()
+                return
 
 
 async def start(args: argparse.Namespace) -> Running:
@@ -463,7 +488,8 @@ def register(sub: Any) -> None:
         action="append",
         default=[],
         help="a port: tap:IFNAME[,netns=NS], vxlan:VNI@ADDR[:PORT],REMOTE..., "
-        "qemu-stream:PATH, qemu-dgram:PATH[,remote=PATH], stack:CIDR[,dhcp=FIRST-LAST] "
+        "qemu-stream:PATH, qemu-dgram:PATH[,remote=PATH], "
+        "stack:CIDR[,dhcp=FIRST-LAST][,echo=PORT] "
         "(repeatable)",
     )
     p.add_argument(
