@@ -24,9 +24,9 @@ from typing import Final, Self
 
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
-from ..v1 import Buffer, FrameCallback, Network, Stats
-from ._frame import FrameLink, FrameReceiver
-from ._listen import FrameListener
+from ..v1 import Buffer, Network
+from ._fd import FdLink
+from ._frame import FrameLink
 
 MAX_FRAME: Final = 65535 + 14 + 4
 """The largest frame either side may send (QEMU's own bound is 69632 bytes)."""
@@ -44,6 +44,7 @@ class QemuCounters:
     rx_malformed: int = 0  # a length beyond MAX_FRAME: the connection was closed
     tx_dropped: int = 0  # no peer, queue full or a socket error
     tx_queued: int = 0  # waited for the socket to become writable
+    tx_errors: int = 0
 
 
 def claim_path(path: str) -> str | None:
@@ -71,78 +72,38 @@ def claim_path(path: str) -> str | None:
     return None
 
 
-class _UnixPort:
-    """What both QEMU devices share: the bound socket at ``path``, MAC, stats, listen."""
+class _UnixPort(FdLink[bytes, QemuCounters]):
+    """What both QEMU devices share: the socket bound at ``path`` (its fd is the one
+    :class:`FdLink` watches while a receiver is installed), removed on disconnect."""
 
-    def __init__(self, sock: socket.socket, path: str, *, mtu: int, mac: MacAddr) -> None:
+    def __init__(self, sock: socket.socket, path: str, *, mtu: int, mac: MacAddr, rbuf: int):
+        super().__init__(
+            sock.fileno(),
+            loop=asyncio.get_running_loop(),
+            mtu=mtu,
+            mac=mac,
+            counters=QemuCounters(),
+            rbuf_size=rbuf,
+            tx_queue_limit=1024,
+            rx_queue_limit=1024,
+        )
         self._sock = sock
         self._path = path
-        self._mtu = mtu
-        self._mac = mac
-        self._loop = asyncio.get_running_loop()
-        self._receiver: FrameReceiver | None = None
-        self._stats = Stats()
-        self.counters = QemuCounters()
-        self._listener = FrameListener(1024, self._rx_drop)
-        self._connected = True
 
     def id(self) -> str:
         return self._path
 
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    def set_receiver(self, fn: FrameReceiver | None) -> None:
-        self._receiver = fn
-
-    def _rx_drop(self) -> None:
-        self.counters.rx_dropped += 1
-
-    async def disconnect(self) -> None:
-        """Close the socket and remove its path."""
-        if not self._connected:
-            return
-        self._connected = False
-        self._close()
-        self._loop.remove_reader(self._sock.fileno())
+    def _close_fd(self) -> None:
         self._sock.close()
         with contextlib.suppress(OSError):
             os.unlink(self._path)
-        self._listener.close()
 
-    def _close(self) -> None:
-        """Release what the subclass holds besides the bound socket."""
-
-    async def write(self, buf: Buffer) -> None:
-        self.send(buf)
-
-    async def writev(self, bufs: Sequence[Buffer]) -> None:
-        self.sendv(bufs)
+    def _on_writable(self) -> None:
+        self._loop.remove_writer(self._fd)
+        self._writing = False
 
     def send(self, frame: Buffer) -> None:
         self.sendv((frame,))
-
-    def sendv(self, bufs: Sequence[Buffer]) -> None:
-        raise NotImplementedError
-
-    async def listen(self, fn: FrameCallback) -> None:
-        """Call ``fn`` with a copy of every frame, in order, until :meth:`disconnect`."""
-        await self._listener.run(self, fn, installed=lambda: self._receiver)
-
-    def mac(self) -> MacAddr:
-        return self._mac
-
-    def get_stats_counters(self) -> Stats:
-        return self._stats
-
-    def reset_stats_counters(self) -> None:
-        s = self._stats
-        s.rx_bytes = s.rx_pkts = s.tx_bytes = s.tx_pkts = 0
 
 
 def _bind(path: str, kind: int) -> socket.socket:
@@ -166,15 +127,12 @@ class QemuStreamNetif(_UnixPort):
     """
 
     def __init__(self, sock: socket.socket, path: str, *, mtu: int, mac: MacAddr) -> None:
-        super().__init__(sock, path, mtu=mtu, mac=mac)
+        super().__init__(sock, path, mtu=mtu, mac=mac, rbuf=4 * MAX_FRAME)
         self._conn: socket.socket | None = None
-        self._rbuf = bytearray(4 * MAX_FRAME)
-        self._rview = memoryview(self._rbuf)
         self._have = 0
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._out_limit = 4 << 20
-        self._loop.add_reader(sock.fileno(), self._on_accept)
 
     @classmethod
     async def connect(
@@ -194,7 +152,8 @@ class QemuStreamNetif(_UnixPort):
         """A VM is connected right now."""
         return self._conn is not None
 
-    def _on_accept(self) -> None:
+    def _on_readable(self) -> None:
+        """The listening socket: a VM connects (again)."""
         try:
             conn, _ = self._sock.accept()
         except (BlockingIOError, InterruptedError):
@@ -205,7 +164,7 @@ class QemuStreamNetif(_UnixPort):
         conn.setblocking(False)
         self._conn = conn
         self.counters.connects += 1
-        self._loop.add_reader(conn.fileno(), self._on_readable)
+        self._loop.add_reader(conn.fileno(), self._on_conn_readable)
 
     def _drop_conn(self) -> None:
         conn = self._conn
@@ -221,10 +180,11 @@ class QemuStreamNetif(_UnixPort):
         self._have = 0
         conn.close()
 
-    def _close(self) -> None:
+    def _close_fd(self) -> None:
         self._drop_conn()
+        super()._close_fd()
 
-    def _on_readable(self) -> None:
+    def _on_conn_readable(self) -> None:
         conn, buf, view, st = self._conn, self._rbuf, self._rview, self._stats
         if conn is None:
             return
@@ -296,12 +256,12 @@ class QemuStreamNetif(_UnixPort):
             self._stats.tx_pkts += 1
             self._stats.tx_bytes += len(data) - 4
         if not self._out:
-            self._loop.add_writer(conn.fileno(), self._on_writable)
+            self._loop.add_writer(conn.fileno(), self._on_conn_writable)
         self._out.append(data)
         self._out_bytes += len(data)
         self.counters.tx_queued += 1
 
-    def _on_writable(self) -> None:
+    def _on_conn_writable(self) -> None:
         conn = self._conn
         if conn is None:
             return
@@ -330,11 +290,8 @@ class QemuDgramNetif(_UnixPort):
     def __init__(
         self, sock: socket.socket, path: str, *, mtu: int, mac: MacAddr, remote: str | None
     ) -> None:
-        super().__init__(sock, path, mtu=mtu, mac=mac)
+        super().__init__(sock, path, mtu=mtu, mac=mac, rbuf=MAX_FRAME + 1)
         self._peer = remote
-        self._rbuf = bytearray(MAX_FRAME + 1)
-        self._rview = memoryview(self._rbuf)
-        self._loop.add_reader(sock.fileno(), self._on_readable)
 
     @classmethod
     async def connect(
@@ -387,6 +344,7 @@ class QemuDgramNetif(_UnixPort):
             n = self._sock.sendmsg(bufs, (), 0, peer)
         except OSError:
             # A full receive queue (EAGAIN) or a VM that is gone: datagrams may be lost.
+            self.counters.tx_errors += 1
             self.counters.tx_dropped += 1
             return
         self._stats.tx_pkts += 1
