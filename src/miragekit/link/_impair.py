@@ -193,10 +193,6 @@ class _Direction:
         self.bad = False
 
 
-_DRAWS = 7
-"""Random numbers every frame takes from its direction's generator, used or not."""
-
-
 def impair(
     link: LinkParams,
     c: ImpairCounters,

@@ -11,7 +11,8 @@ links applies twice. The switch learns source MACs and floods broadcast, multica
 unknown destinations. Delivery is scheduled with ``loop.call_at`` on the running loop's
 clock, so the switch works in real time and on :mod:`miragekit.sim` virtual time alike.
 Every random draw comes from a per-direction ``random.Random`` seeded from the switch's
-seed, the interface name and the direction, so each link's impairments are reproducible on their own.
+seed, the interface name and the direction, so each link's impairments are reproducible
+on their own. :meth:`VnetSwitch.block` is a one-way partition.
 
 Frames are dropped, never raised: each drop is counted on the link where it happens
 (:class:`VnetCounters`, ``VnetIf.counters``).
