@@ -311,6 +311,8 @@ async def blast(
     rb = Rx(b)
     b.send(udp(b, a))  # learn b, so a's frames are unicast
     await asyncio.sleep(1)
+    for port in (a, b):  # count the blast only (b's link may have lost the learning frame)
+        port.reset_stats_counters()
     template = udp(a, b, size=size)
     sent = [numbered(template, i) for i in range(n)]
     for f in sent:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .. import __version__
 
 #: Sub-command modules, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("run", "exec", "fat")
+SUBCOMMANDS: tuple[str, ...] = ("run", "exec", "fat", "switch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,21 @@ from ._frame import send_frames as send_frames
 from ._impair import ImpairCounters as ImpairCounters
 from ._impair import ImpairedLink as ImpairedLink
 from ._impair import LinkParams as LinkParams
+from ._impair import mark_ce as mark_ce
 from ._pcap import PcapNetif as PcapNetif
+from ._ports import PortSpec as PortSpec
+from ._ports import TapBridge as TapBridge
+from ._ports import apply_link_settings as apply_link_settings
+from ._ports import bridge as bridge
+from ._ports import link_settings as link_settings
+from ._ports import open_port as open_port
+from ._ports import parse_link_settings as parse_link_settings
+from ._ports import parse_port_spec as parse_port_spec
+from ._ports import tap_bridge as tap_bridge
+from ._qemu import QemuCounters as QemuCounters
+from ._qemu import QemuDgramNetif as QemuDgramNetif
+from ._qemu import QemuStreamNetif as QemuStreamNetif
+from ._qemu import claim_path as claim_path
 from ._tap import TapNetif as TapNetif
 from ._vswitch import VnetCounters as VnetCounters
 from ._vswitch import VnetIf as VnetIf
@@ -45,6 +59,11 @@ __all__ = [
     "MetaReceiver",
     "OffloadLink",
     "PcapNetif",
+    "PortSpec",
+    "QemuCounters",
+    "QemuDgramNetif",
+    "QemuStreamNetif",
+    "TapBridge",
     "TapNetif",
     "VnetCounters",
     "VnetIf",
@@ -52,7 +71,16 @@ __all__ = [
     "VxlanConfig",
     "VxlanCounters",
     "VxlanNetif",
+    "apply_link_settings",
+    "bridge",
+    "claim_path",
+    "link_settings",
+    "mark_ce",
     "offload_link",
+    "open_port",
+    "parse_link_settings",
+    "parse_port_spec",
     "parse_vxlan_spec",
     "send_frames",
+    "tap_bridge",
 ]

@@ -5,8 +5,9 @@ its ends. The virtual switch applies it to each of its ports' links; :class:`Imp
 wraps any other :class:`FrameLink` device (a TAP, a VXLAN port) in the same model, so a
 test against the kernel or a remote peer can see a slow or lossy path too.
 
-Every random draw comes from a ``random.Random`` owned by the link, in a fixed order and
-only for the impairments that are set, so a seeded run repeats itself. Times come from
+Every random draw comes from a ``random.Random`` owned by one direction of the link, a
+fixed number per frame whatever the impairments do to it, so the decisions for the n-th
+frame on a direction depend only on the seed, the link and n: a seeded run repeats itself. Times come from
 the running loop's clock, so the model works in real time and on :mod:`miragekit.sim`
 virtual time alike.
 """
@@ -30,7 +31,7 @@ from ._wrap import Wrapper
 Frame = bytes | memoryview
 """A frame on a link: immutable bytes, or a view of a buffer nobody writes again."""
 
-_PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt")
+_PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt", "mark")
 _DURATIONS = ("latency", "jitter", "reorder_delay")
 
 
@@ -48,6 +49,10 @@ class LinkParams:
     * ``loss_burst``: the mean length of a run of lost frames. 1 (the default) loses
       frames independently; above 1, losses come in bursts (a two-state Gilbert-Elliott
       chain) while the long-run loss rate stays ``loss``.
+    * ``mark``: probability that an ECN-capable IP packet (ECT(0) or ECT(1)) is marked
+      Congestion Experienced; other packets pass unharmed.
+    * ``ecn``: a frame that ``loss`` picks is marked CE instead of dropped when it is an
+      ECN-capable IP packet (what an AQM with ECN does); other frames are still dropped.
     * ``reorder``: probability that a frame is held back ``reorder_delay`` seconds, so
       frames sent after it overtake it.
     * ``rate``: bits per second (``None``: unlimited). A frame takes ``len*8/rate`` to
@@ -65,6 +70,8 @@ class LinkParams:
     reorder: float = 0.0
     reorder_delay: float = 0.001
     corrupt: float = 0.0
+    mark: float = 0.0
+    ecn: bool = False
     rate: float | None = None
     queue_frames: int = 1000
     up: bool = True
@@ -92,6 +99,7 @@ class LinkParams:
             and self.duplicate == 0
             and self.reorder == 0
             and self.corrupt == 0
+            and self.mark == 0
             and self.rate is None
         )
         object.__setattr__(self, "ideal", ideal)
@@ -115,8 +123,8 @@ def _check_param(name: str, value: Any) -> None:
     elif name == "queue_frames":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"LinkParams.queue_frames must be an int >= 1, got {value!r}")
-    elif name == "up" and not isinstance(value, bool):
-        raise TypeError(f"LinkParams.up must be a bool, got {value!r}")
+    elif name in ("up", "ecn") and not isinstance(value, bool):
+        raise TypeError(f"LinkParams.{name} must be a bool, got {value!r}")
 
 
 @dataclass(slots=True)
@@ -129,6 +137,7 @@ class ImpairCounters:
     duplicated: int = 0
     corrupted: int = 0
     reordered: int = 0
+    marked_ce: int = 0  # ECN: marked Congestion Experienced (by `mark`, or `loss` with `ecn`)
 
     def reset(self) -> None:
         for f in fields(self):
@@ -143,9 +152,10 @@ class _Direction:
     their own timer.
     """
 
-    __slots__ = ("bad", "busy_until", "deliver", "fifo", "last_arrival", "queue", "timer")
+    __slots__ = ("bad", "busy_until", "deliver", "fifo", "last_arrival", "queue", "rng", "timer")
 
-    def __init__(self, deliver: Callable[[Frame], None]) -> None:
+    def __init__(self, deliver: Callable[[Frame], None], rng: random.Random) -> None:
+        self.rng = rng  # this direction's own draws: the other direction's timing cannot shift them
         self.busy_until = 0.0
         self.last_arrival = float("-inf")
         self.queue: deque[float] = deque()  # departure times of frames not yet sent
@@ -185,7 +195,6 @@ class _Direction:
 
 def impair(
     link: LinkParams,
-    rng: random.Random,
     c: ImpairCounters,
     d: _Direction,
     data: Frame,
@@ -194,9 +203,14 @@ def impair(
     """Carry ``data`` across direction ``d`` of a link with impairments ``link``, then hand
     it to ``d.deliver``; drops and alterations are counted in ``c``.
 
-    The random draws happen in a fixed order (loss, corruption, jitter, duplication,
-    reordering) and only for impairments that are set, so a run is reproducible.
+    Why a fixed number of draws per frame: the decisions for the n-th frame on a direction
+    then depend only on the seed, the link's name and n (and the parameters), never on
+    which other frames were dropped, queued or timed out before it.
     """
+    r = d.rng.random
+    u_loss, u_mark, u_corrupt, u_bit, u_jitter, u_dup, u_reorder = (
+        r(), r(), r(), r(), r(), r(), r(),
+    )  # fmt: skip
     if not link.up:
         c.dropped_down += 1
         return
@@ -204,20 +218,29 @@ def impair(
     if loss:
         burst = link.loss_burst
         if burst == 1:
-            lost = rng.random() < loss
+            lost = u_loss < loss
         elif loss >= 1:
             lost = True
         else:
             # Gilbert-Elliott: leave a burst with 1/burst, enter one so that the
             # stationary share of lost frames is `loss`.
             if d.bad:
-                d.bad = rng.random() >= 1 / burst
+                d.bad = u_loss >= 1 / burst
             else:
-                d.bad = rng.random() < loss / (burst * (1 - loss))
+                d.bad = u_loss < loss / (burst * (1 - loss))
             lost = d.bad
         if lost:
-            c.dropped_loss += 1
-            return
+            marked = mark_ce(data) if link.ecn else None
+            if marked is None:
+                c.dropped_loss += 1
+                return
+            data = marked
+            c.marked_ce += 1
+    if link.mark and u_mark < link.mark:
+        marked = mark_ce(data)
+        if marked is not None:
+            data = marked
+            c.marked_ce += 1
     now = loop.time()
     t = now
     rate = link.rate
@@ -231,23 +254,23 @@ def impair(
         t = max(now, d.busy_until) + len(data) * 8 / rate
         d.busy_until = t
         q.append(t)
-    if link.corrupt and rng.random() < link.corrupt:
+    if link.corrupt and u_corrupt < link.corrupt:
         b = bytearray(data)
-        bit = rng.randrange(len(b) * 8)
+        bit = int(u_bit * len(b) * 8)
         b[bit >> 3] ^= 1 << (bit & 7)
         data = bytes(b)
         c.corrupted += 1
     t += link.latency
     if link.jitter:
-        t += rng.uniform(0.0, link.jitter)
+        t += u_jitter * link.jitter
     if t < d.last_arrival:
         t = d.last_arrival  # the wire keeps order; only `reorder` breaks it
     d.last_arrival = t
     copies = 1
-    if link.duplicate and rng.random() < link.duplicate:
+    if link.duplicate and u_dup < link.duplicate:
         copies = 2
         c.duplicated += 1
-    held = link.reorder and rng.random() < link.reorder
+    held = link.reorder and u_reorder < link.reorder
     for _ in range(copies):
         if held:
             loop.call_at(t + link.reorder_delay, d.deliver, data)
@@ -259,6 +282,43 @@ def impair(
         c.reordered += 1
 
 
+_ETH_IPV4 = b"\x08\x00"
+_ETH_IPV6 = b"\x86\xdd"
+
+
+def mark_ce(data: Frame) -> bytes | None:
+    """A copy of Ethernet frame ``data`` with its IP packet marked Congestion Experienced
+    (RFC 3168), or None when the packet is not ECN-capable (not ECT(0)/ECT(1), or not IP).
+
+    IPv4's header checksum is updated incrementally (RFC 1624): only the TOS byte changes.
+    """
+    if len(data) < 34:
+        return None
+    etype = data[12:14]
+    if etype == _ETH_IPV4:
+        tos = data[15]
+        if tos & 3 not in (1, 2):
+            return None
+        b = bytearray(data)
+        old = (b[14] << 8) | tos
+        new = old | 3
+        b[15] = tos | 3
+        hc = (b[24] << 8) | b[25]
+        s = (~hc & 0xFFFF) + (~old & 0xFFFF) + new
+        s = (s & 0xFFFF) + (s >> 16)
+        s = (s & 0xFFFF) + (s >> 16)
+        hc = ~s & 0xFFFF
+        b[24], b[25] = hc >> 8, hc & 0xFF
+        return bytes(b)
+    if etype == _ETH_IPV6 and len(data) >= 54:
+        if (data[15] >> 4) & 3 not in (1, 2):
+            return None
+        b = bytearray(data)
+        b[15] |= 0x30
+        return bytes(b)
+    return None
+
+
 def fresh_seed() -> int:
     """A seed from the running :class:`~miragekit.sim.SimLoop`'s generator (a simulation
     repeats itself), or from the OS outside one."""
@@ -266,9 +326,10 @@ def fresh_seed() -> int:
     return loop.rng().getrandbits(64) if loop is not None else random.SystemRandom().getrandbits(64)
 
 
-def link_rng(seed: int, name: str) -> random.Random:
-    """The generator of the link called ``name`` among those seeded with ``seed``."""
-    return random.Random(f"{seed}/{name}")
+def link_rng(seed: int, name: str, direction: str) -> random.Random:
+    """The generator of one ``direction`` of the link called ``name`` among those seeded
+    with ``seed``."""
+    return random.Random(f"{seed}/{name}/{direction}")
 
 
 class ImpairedLink(Wrapper):
@@ -289,9 +350,9 @@ class ImpairedLink(Wrapper):
         super().__init__(netif)
         self.link = link if link is not None else LinkParams()
         self.counters = ImpairCounters()
-        self._rng = link_rng(fresh_seed() if seed is None else seed, "ImpairedLink")
-        self._out = _Direction(self._leave)
-        self._in = _Direction(self._arrive)
+        seed = fresh_seed() if seed is None else seed
+        self._out = _Direction(self._leave, link_rng(seed, "ImpairedLink", "out"))
+        self._in = _Direction(self._arrive, link_rng(seed, "ImpairedLink", "in"))
         self._receiver: FrameReceiver | None = None
         self._listens = SpawnedListens()
         netif.set_receiver(self._on_frame)
@@ -330,13 +391,13 @@ class ImpairedLink(Wrapper):
         else:
             # The caller may reuse its buffer once we return: the link keeps a copy.
             data = frame if type(frame) is bytes else bytes(frame)
-            impair(self.link, self._rng, self.counters, self._out, data, _loop())
+            impair(self.link, self.counters, self._out, data, _loop())
 
     def sendv(self, bufs: Sequence[Buffer]) -> None:
         if self.link.ideal:
             self._inner.sendv(bufs)
         else:
-            impair(self.link, self._rng, self.counters, self._out, b"".join(bufs), _loop())
+            impair(self.link, self.counters, self._out, b"".join(bufs), _loop())
 
     def _leave(self, data: Frame) -> None:
         self._inner.send(data)
@@ -346,7 +407,7 @@ class ImpairedLink(Wrapper):
             self._arrive(frame)
         else:
             # The device's view is valid only during this call.
-            impair(self.link, self._rng, self.counters, self._in, bytes(frame), _loop())
+            impair(self.link, self.counters, self._in, bytes(frame), _loop())
 
     def _arrive(self, data: Frame) -> None:
         fn = self._receiver

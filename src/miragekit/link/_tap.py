@@ -40,6 +40,7 @@ from ._frame import (
     MetaReceiver,
     OffloadLink,
 )
+from ._netns import in_netns
 
 TUNSETIFF: Final = 0x400454CA
 IFF_TAP: Final = 0x0002
@@ -94,6 +95,21 @@ def read_mtu(name: str) -> int | None:
     return int(_IFREQ_MTU.unpack(res)[1])
 
 
+def _open_tap(name: str, flags: int) -> tuple[int, str, int]:
+    """Open (creating if need be) TAP ``name``: (fd, the kernel's name, its MTU)."""
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise OSError(e.errno, f"/dev/net/tun: {e.strerror}") from None
+    try:
+        res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ_FLAGS.pack(name.encode(), flags))
+    except OSError as e:
+        os.close(fd)
+        raise OSError(e.errno, f"TUNSETIFF {name!r}: {e.strerror}") from None
+    kname = _IFREQ_FLAGS.unpack(res)[0].rstrip(b"\0").decode()
+    return fd, kname, read_mtu(kname) or 1500
+
+
 class TapNetif(FdLink[bytes, TapCounters]):
     """One TAP device; ``mac()`` is *our* stack's MAC, not the kernel interface's."""
 
@@ -137,29 +153,31 @@ class TapNetif(FdLink[bytes, TapCounters]):
         mtu: int | None = None,
         vnet_hdr: bool = False,
         offload: bool = False,
+        netns: str | None = None,
     ) -> Ok[Self] | Error[NetworkError]:
         """Create TAP device ``id`` or attach to an existing one of that name.
 
         ``mtu`` overrides the device's MTU (read with ``SIOCGIFMTU``) for our stack.
         ``offload`` (implies ``vnet_hdr``) offers checksum and segmentation offload
-        (see :class:`~miragekit.link.OffloadLink`); the MTU stays what it is.
+        (see :class:`~miragekit.link.OffloadLink`); the MTU stays what it is. ``netns``
+        names the network namespace (``ip netns``) the device is created or found in; the
+        fd works from here, and closing it removes a device that was not persistent.
         """
         vnet_hdr = vnet_hdr or offload
         if len(id.encode()) >= IFNAMSIZ:
             raise ValueError(f"id: interface name longer than {IFNAMSIZ - 1} bytes: {id!r}")
         loop = asyncio.get_running_loop()
+        flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
         try:
-            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            if netns is None:
+                fd, name, dev_mtu = _open_tap(id, flags)
+            else:
+                fd, name, dev_mtu = in_netns(netns, lambda: _open_tap(id, flags))
         except OSError as e:
-            return Error(Unknown(f"/dev/net/tun: {e.strerror}"))
-        try:
-            flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
-            res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ_FLAGS.pack(id.encode(), flags))
-        except OSError as e:
-            os.close(fd)
-            return Error(Unknown(f"TUNSETIFF {id!r}: {e.strerror}"))
-        name = _IFREQ_FLAGS.unpack(res)[0].rstrip(b"\0").decode()
-        dev_mtu = read_mtu(name) or 1500
+            if e.filename is not None:  # in_netns could not open the namespace
+                return Error(Unknown(f"network namespace {netns!r}: {e.strerror}"))
+            where = f" (in network namespace {netns!r})" if netns is not None else ""
+            return Error(Unknown(f"{e.strerror}{where}"))
         if isinstance(mac, str):
             mac = MacAddr(mac)
         dev = cls(
@@ -284,22 +302,26 @@ class TapNetif(FdLink[bytes, TapCounters]):
         if not self._connected:
             self.counters.tx_dropped += 1
             return
-        if self._vnet_zero:
-            bufs = (self._vnet_zero, *bufs)
+        self._writev((self._vnet_zero, *bufs) if self._vnet_zero else bufs)
+
+    def _writev(self, bufs: Sequence[Buffer]) -> bool:
+        """Write one frame (header included) now, or queue it behind those waiting;
+        False after a device error (counted)."""
         if self._txq:
             self._enqueue(b"".join(bufs))
-            return
+            return True
         try:
             n = os.writev(self._fd, bufs)
         except BlockingIOError:
             self._enqueue(b"".join(bufs))
-            return
+            return True
         except OSError:
             self.counters.tx_errors += 1
             self.counters.tx_dropped += 1
-            return
+            return False
         self._stats.tx_pkts += 1
         self._stats.tx_bytes += n - self.vnet_hdr_len
+        return True
 
     def send_offload(
         self, bufs: Sequence[Buffer], *, csum_start: int, hdr_len: int, gso_size: int
@@ -312,26 +334,26 @@ class TapNetif(FdLink[bytes, TapCounters]):
             raise ValueError("send_offload: this TAP device has no virtio-net header")
         gso_type = VIRTIO_NET_HDR_GSO_TCPV4 if gso_size else VIRTIO_NET_HDR_GSO_NONE
         hdr = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, 16)
-        allbufs = (hdr, *bufs)
-        if self._txq:
-            self._enqueue(b"".join(allbufs))
-        else:
-            try:
-                n = os.writev(self._fd, allbufs)
-            except BlockingIOError:
-                self._enqueue(b"".join(allbufs))
-            except OSError:
-                self.counters.tx_errors += 1
-                self.counters.tx_dropped += 1
-                return
-            else:
-                self._stats.tx_pkts += 1
-                self._stats.tx_bytes += n - self.vnet_hdr_len
+        if not self._writev((hdr, *bufs)):
+            return
         c = self.counters
         c.tx_csum_offload += 1
         if gso_size:
             c.tx_gso += 1
             c.tx_gso_bytes += sum(len(b) for b in bufs)
+
+    def vnet_header(self) -> bytes:
+        """The virtio-net header of the frame being handed to the receiver right now (so a
+        bridge can pass an offloaded frame on unchanged); valid only during that call."""
+        return bytes(self._rbuf[: self.vnet_hdr_len])
+
+    def send_vnet(self, header: Buffer, frame: Buffer) -> None:
+        """Write ``frame`` with a virtio-net ``header`` taken from another TAP device's
+        :meth:`vnet_header` (a GSO segment or a frame whose checksum is left to do)."""
+        if not self._connected or not self.vnet_hdr_len:
+            self.counters.tx_dropped += 1
+            return
+        self._writev((header, frame))
 
     def _on_writable(self) -> None:
         q, st = self._txq, self._stats

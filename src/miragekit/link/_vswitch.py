@@ -10,8 +10,9 @@ link (towards the switch) and then B's link (towards B), so an impairment set on
 links applies twice. The switch learns source MACs and floods broadcast, multicast and
 unknown destinations. Delivery is scheduled with ``loop.call_at`` on the running loop's
 clock, so the switch works in real time and on :mod:`miragekit.sim` virtual time alike.
-Every random draw comes from a per-link ``random.Random`` seeded from the switch's seed
-and the interface name, so each link's impairments are reproducible on their own.
+Every random draw comes from a per-direction ``random.Random`` seeded from the switch's
+seed, the interface name and the direction, so each link's impairments are reproducible
+on their own. :meth:`VnetSwitch.block` is a one-way partition.
 
 Frames are dropped, never raised: each drop is counted on the link where it happens
 (:class:`VnetCounters`, ``VnetIf.counters``).
@@ -136,6 +137,7 @@ class VnetSwitch:
         self._ports: dict[str, VnetIf] = {}
         self._fdb: dict[bytes, tuple[VnetIf, float]] = {}
         self._groups: dict[VnetIf, int] = {}
+        self._blocked: set[tuple[VnetIf, VnetIf]] = set()
         self._pool = _BufferPool()
         self._mirrors: list[VnetIf] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -235,9 +237,15 @@ class VnetSwitch:
                 mapping[port] = i
         self._groups = mapping
 
+    def block(self, src: VnetIf | str, dst: VnetIf | str) -> None:
+        """A one-way partition: frames from ``src`` no longer reach ``dst`` (the other way
+        still works), on top of any :meth:`partition`; :meth:`heal` removes it."""
+        self._blocked = self._blocked | {(self._resolve(src), self._resolve(dst))}
+
     def heal(self) -> None:
-        """Remove the partition."""
+        """Remove the partition and every one-way block."""
         self._groups = {}
+        self._blocked = set()
 
     def _resolve(self, member: VnetIf | str) -> VnetIf:
         if isinstance(member, VnetIf):
@@ -275,6 +283,7 @@ class VnetSwitch:
             fdb[smac] = (src, now)
         dmac = head[0:6]
         groups = self._groups
+        blocked = self._blocked
         if not dmac[0] & 1:
             entry = fdb.get(dmac)
             if entry is not None and now - entry[1] <= self._aging:
@@ -282,6 +291,9 @@ class VnetSwitch:
                 if dst is src or dst._mirror:
                     return  # filtered: behind the port it came from, or a mirror (has it)
                 if groups and groups.get(src, -1) != groups.get(dst, -1):
+                    dst.counters.dropped_partition += 1
+                    return
+                if blocked and (src, dst) in blocked:
                     dst.counters.dropped_partition += 1
                     return
                 dst._egress(data, loop)
@@ -293,6 +305,9 @@ class VnetSwitch:
             if groups and groups.get(dst, -1) != sgroup:
                 dst.counters.dropped_partition += 1
                 continue
+            if blocked and (src, dst) in blocked:
+                dst.counters.dropped_partition += 1
+                continue
             dst._egress(data, loop)
 
     def _remove(self, port: VnetIf) -> None:
@@ -301,6 +316,7 @@ class VnetSwitch:
         for mac in [m for m, (p, _) in self._fdb.items() if p is port]:
             del self._fdb[mac]
         self._groups.pop(port, None)
+        self._blocked = {b for b in self._blocked if port not in b}
         if port in self._mirrors:
             self._mirrors.remove(port)
 
@@ -324,9 +340,8 @@ class VnetIf:
         self.link = link
         self.counters = VnetCounters()
         self._stats = Stats()
-        self._rng = link_rng(switch.seed, name)
-        self._up = _Direction(self._arrive_at_switch)
-        self._down = _Direction(self._deliver_delayed)
+        self._up = _Direction(self._arrive_at_switch, link_rng(switch.seed, name, "up"))
+        self._down = _Direction(self._deliver_delayed, link_rng(switch.seed, name, "down"))
         self._receiver: FrameReceiver | None = None
         self._pending: list[Frame] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -430,7 +445,7 @@ class VnetIf:
         if self.link.ideal:
             self._switch._forward(self, data, loop)
         else:
-            impair(self.link, self._rng, self.counters, self._up, data, loop)
+            impair(self.link, self.counters, self._up, data, loop)
 
     def _arrive_at_switch(self, data: Frame) -> None:
         if not self.link.up:
@@ -485,7 +500,7 @@ class VnetIf:
             if self._flush_handle is None:
                 self._flush_handle = loop.call_soon(self._flush)
         else:
-            impair(self.link, self._rng, self.counters, self._down, data, loop)
+            impair(self.link, self.counters, self._down, data, loop)
 
     def _flush(self) -> None:
         self._flush_handle = None
