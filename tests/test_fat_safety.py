@@ -670,11 +670,13 @@ def test_damaged_images_are_walked_read_only_and_nothing_escapes(
 
 def test_an_interrupted_put_keeps_the_old_file_and_leaves_no_copy(tmp_path: Path) -> None:
     img = tmp_path / "a.img"
-    mkfs(img, 32, 400 << 10)
+    # Big enough that the copy is still under way when the signal lands, however idle
+    # the machine (300 MiB could finish first on a quiet one); both files are sparse.
+    mkfs(img, 32, 3 << 20)
     (tmp_path / "big.bin").write_bytes(b"the old one\n")
     mcopy(img, tmp_path / "big.bin")
     with (tmp_path / "big.bin").open("wb") as f:
-        f.truncate(300 << 20)
+        f.truncate(2500 << 20)
     primary, secondary = pty.openpty()
     p = subprocess.Popen(
         [*CLI, "put", img.as_posix(), str(tmp_path / "big.bin"), "/big.bin"],

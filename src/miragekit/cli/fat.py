@@ -73,8 +73,11 @@ class Problems:
         self.command, self.count = command, 0
         self.interrupted = False  # set by ^C in a writing command; acted on at safe points
 
-    def stop_point(self) -> None:
-        """Where a writing command may stop: between two complete FS calls."""
+    async def stop_point(self) -> None:
+        """Where a writing command may stop: between two complete FS calls. One turn of
+        the loop first: FS calls that never wait would keep it from running the ^C
+        handler until the command is done."""
+        await asyncio.sleep(0)
         if self.interrupted:
             raise KeyboardInterrupt
 
@@ -513,7 +516,7 @@ class _Put:
             return
         written: dict[str, str] = {}  # stored name -> the host name written to it
         for name in names:
-            self.problems.stop_point()
+            await self.problems.stop_point()
             stored = fat_name(name)  # trailing dots and spaces dropped, as mcopy does
             if stored is None:
                 why = long_name_problem(name.rstrip(". ")) if name.rstrip(". ") else None
@@ -602,7 +605,7 @@ class _Put:
         prog = Progress(f"put {path}", size)
         off = 0
         while chunk := f.read(CHUNK):
-            self.problems.stop_point()
+            await self.problems.stop_point()
             check(await self.fs.write(target, off, chunk))
             off += len(chunk)
             prog.add(len(chunk))
@@ -781,7 +784,7 @@ async def _rm(fs: FatFS, args: argparse.Namespace, problems: Problems) -> int:
     plan: list[str] = []
     await _rm_plan(fs, args.path, plan, set())  # decided in full before the first write
     for p in plan:
-        problems.stop_point()
+        await problems.stop_point()
         check(await fs.destroy(p))
     return 0
 
