@@ -233,8 +233,9 @@ def test_endpoint_past_the_checksum(data: st.DataObject) -> None:
 
 
 def test_endpoint_past_the_checksum_reaches_the_options() -> None:
-    """The mutations land beyond the sum: some segments parse, some fail as malformed
-    (an option's length), and none fails the checksum."""
+    """The mutations land beyond the sum: none fails the checksum; a bad option length
+    is skipped and the segment processed (as Linux does, docs/hardening.md), and a data
+    offset that cannot be fails as malformed."""
     ep = TCPEndpoint(Config(mss=1460, sack=True, timestamps=True), secret=b"k" * 16)
     ep.listen(80)
     rcv, snd = _established(ep, 1.0)
@@ -244,8 +245,15 @@ def test_endpoint_past_the_checksum_reaches_the_options() -> None:
         raw[21] = length
         fix_l4(raw, 6, 0, len(raw), SRC, DST)
         ep.handle_packet(2.0, SRC, DST, memoryview(raw))
+    s = dict(ep.stats)
+    assert s["bad_checksum"] == 0 and s["malformed"] == 0 and s["segments_in"] >= 41, s
+    for words in range(0, 5):  # a data offset below the 20-byte header
+        raw = bytearray(syn)
+        raw[12] = words << 4 | raw[12] & 0x0F
+        fix_l4(raw, 6, 0, len(raw), SRC, DST)
+        ep.handle_packet(2.0, SRC, DST, memoryview(raw))
     s = ep.stats
-    assert s["bad_checksum"] == 0 and s["malformed"] > 0 and s["segments_in"] > 2, s
+    assert s["bad_checksum"] == 0 and s["malformed"] == 5, s
 
 
 def test_a_stray_ack_in_the_clocks_first_cookie_period_is_refused() -> None:
