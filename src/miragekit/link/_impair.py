@@ -18,7 +18,7 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Self
 
 from ..result import Error, NetworkError, Ok, Unknown
@@ -348,7 +348,7 @@ class ImpairedLink(Wrapper):
         if link is not None and not isinstance(link, LinkParams):
             raise TypeError(f"link must be a LinkParams, got {link!r}")
         super().__init__(netif)
-        self.link = link if link is not None else LinkParams()
+        self.link = replace(link) if link is not None else LinkParams()  # its own copy
         self.counters = ImpairCounters()
         seed = fresh_seed() if seed is None else seed
         self._out = _Direction(self._leave, link_rng(seed, "ImpairedLink", "out"))

@@ -25,7 +25,7 @@ import sys
 import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Self
 
 from ..macaddr import MacAddr
@@ -191,7 +191,9 @@ class VnetSwitch:
         elif not isinstance(mac, MacAddr):
             raise TypeError(f"mac must be a MacAddr or str, got {mac!r}")
         self._next_index += 1
-        port = VnetIf(self, name, mac, mtu, link if link is not None else LinkParams())
+        # A copy: interfaces made from one LinkParams must not share it (cutting one
+        # cable would cut them all); change ``port.link`` afterwards.
+        port = VnetIf(self, name, mac, mtu, replace(link) if link is not None else LinkParams())
         self._ports[name] = port
         if mirror:
             port._mirror = True
