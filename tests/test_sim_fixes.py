@@ -4,9 +4,18 @@ detection, leftover servers at the end of a run, named switches outliving a run.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from miragekit import sim
+import pytest
+
+from miragekit import aio, sim, v1
 from miragekit.link import ImpairedLink, LinkParams, VnetIf, VnetSwitch
+from miragekit.result import Ok
+from miragekit.sim import _loop as sim_loop
+from miragekit.stack import DirectStackV4, Static
 
 
 def _frame(src: VnetIf, dst: VnetIf, payload: bytes) -> bytes:
@@ -41,3 +50,103 @@ def test_an_impaired_link_takes_its_own_copy_of_the_params() -> None:
     one, two = (ImpairedLink(sw.add_interface(n), params, seed=1) for n in "ab")
     one.link.up = False
     assert two.link.up and params.up and two.link == params
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
+
+
+async def _stubborn() -> None:
+    """A task whose teardown waits on something that never comes."""
+    try:
+        await _never()
+    finally:
+        await _never()
+
+
+def test_deadlock_detection_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim_loop, "DEFAULT_IDLE_TIMEOUT", 0.2)
+
+    async def main() -> None:
+        await asyncio.sleep(3)
+        await _never()
+
+    with pytest.raises(sim.SimDeadlock, match=r"at t=3\.0: .*waiting: .*main"):
+        sim.run(main())
+
+
+_NOISY = """
+import asyncio, gc
+from miragekit import sim
+from tests.test_sim_fixes import _never, _stubborn
+
+async def main():
+    asyncio.create_task(_stubborn())
+    await asyncio.sleep(1)
+    await _never()
+
+try:
+    sim.run(main(), idle_timeout=0.2)
+except sim.SimDeadlock as e:
+    print("deadlock reported")
+gc.collect()
+"""
+
+
+def test_deadlock_report_is_not_followed_by_task_destroyed_noise() -> None:
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-c", _NOISY], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "deadlock reported\n"
+    assert proc.stderr == ""
+
+
+def test_run_ends_when_main_returns_whatever_is_still_waiting() -> None:
+    """A leftover task whose teardown never finishes does not turn a finished run into a
+    deadlock: ``main``'s result comes back at once."""
+
+    async def main() -> float:
+        left = asyncio.create_task(_stubborn())
+        await asyncio.sleep(20)
+        assert not left.done()
+        return sim.now()
+
+    wall = time.monotonic()
+    assert sim.run(main(), idle_timeout=5) == 20.0
+    assert time.monotonic() - wall < 2
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+def test_two_stacks_left_open_end_cleanly_and_the_switch_name_is_free() -> None:
+    """The issue's example: an echo server and a client that is done at t=20 s, nothing
+    closed; the run ends at once, twice in a row with the same switch name."""
+
+    async def main() -> float:
+        sw = VnetSwitch("lan")
+        stacks = []
+        for i in (1, 2):
+            r = await DirectStackV4.connect(
+                v1.StackConfig(f"s{i}", None, sw.add_interface(f"s{i}"), Static(f"10.0.0.{i}/24"))
+            )
+            assert isinstance(r, Ok)
+            stacks.append(r.value)
+        await aio.start_server(_echo, stacks[1], 7)
+        reader, writer = await aio.open_connection(stacks[0], "10.0.0.2", 7)
+        for _ in range(20):
+            writer.write(b"x" * 100)
+            assert await reader.readexactly(100) == b"x" * 100
+            await asyncio.sleep(1)
+        return sim.now()
+
+    for _ in range(2):
+        wall = time.monotonic()
+        assert 20.0 <= sim.run(main(), seed=1, idle_timeout=5) < 20.2
+        assert time.monotonic() - wall < 5

@@ -142,15 +142,33 @@ class VnetSwitch:
         self._mirrors: list[VnetIf] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_index = 1
+        try:
+            home: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            home = None
+        # The loop the switch was made on: its name is free again once that loop is closed
+        # (the next ``sim.run`` in the same process may make its own "lan").
+        self._home = None if home is None else weakref.ref(home)
         if name is not None:
-            if name in _registry:
+            if VnetSwitch.named(name) is not None:
                 raise ValueError(f"name: a switch named {name!r} already exists")
             _registry[name] = self
 
+    def _stale(self) -> bool:
+        if self._home is None:
+            return False
+        loop = self._home()
+        return loop is None or loop.is_closed()
+
     @classmethod
     def named(cls, name: str) -> VnetSwitch | None:
-        """The live switch registered under ``name``, if any."""
-        return _registry.get(name)
+        """The live switch registered under ``name``, if any (not one whose event loop
+        has been closed)."""
+        sw = _registry.get(name)
+        if sw is not None and sw._stale():
+            del _registry[name]
+            return None
+        return sw
 
     @property
     def name(self) -> str | None:

@@ -7,6 +7,8 @@ same sequence of events. ``sim.clock()`` is a CLOCK on the same virtual time, st
 """
 
 from ._loop import CLOCK_START as CLOCK_START
+from ._loop import DEFAULT_IDLE_TIMEOUT as DEFAULT_IDLE_TIMEOUT
+from ._loop import TEARDOWN_GRACE as TEARDOWN_GRACE
 from ._loop import SimDeadlock as SimDeadlock
 from ._loop import SimLoop as SimLoop
 from ._loop import clock as clock
@@ -15,4 +17,15 @@ from ._loop import now as now
 from ._loop import rng as rng
 from ._loop import run as run
 
-__all__ = ["CLOCK_START", "SimDeadlock", "SimLoop", "clock", "current", "now", "rng", "run"]
+__all__ = [
+    "CLOCK_START",
+    "DEFAULT_IDLE_TIMEOUT",
+    "TEARDOWN_GRACE",
+    "SimDeadlock",
+    "SimLoop",
+    "clock",
+    "current",
+    "now",
+    "rng",
+    "run",
+]
