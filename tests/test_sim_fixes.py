@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from miragekit import aio, sim, v1
 from miragekit.link import ImpairedLink, LinkParams, VnetIf, VnetSwitch
-from miragekit.result import Ok
+from miragekit.result import Error, Ok
 from miragekit.sim import _loop as sim_loop
 from miragekit.stack import DirectStackV4, Static
 
@@ -150,3 +151,45 @@ def test_two_stacks_left_open_end_cleanly_and_the_switch_name_is_free() -> None:
         wall = time.monotonic()
         assert 20.0 <= sim.run(main(), seed=1, idle_timeout=5) < 20.2
         assert time.monotonic() - wall < 5
+
+
+async def _static(sw: VnetSwitch, name: str, cidr: str, probe: float) -> Any:
+    return await DirectStackV4.connect(
+        v1.StackConfig(name, None, sw.add_interface(name), Static(cidr, probe=probe))
+    )
+
+
+def test_a_static_address_in_use_is_refused_after_probing() -> None:
+    """RFC 5227: the second stack asking for 10.0.0.1 hears the first one's answer and
+    gives up, naming the address and the MAC that has it; a free address passes."""
+
+    async def main() -> tuple[str, float, int, int, int]:
+        sw = VnetSwitch(seed=1)
+        first = await _static(sw, "a", "10.0.0.1/24", probe=1.0)
+        assert isinstance(first, Ok)
+        t0 = sim.now()
+        second = await _static(sw, "b", "10.0.0.1/24", probe=1.0)
+        assert isinstance(second, Error)
+        refused_after = sim.now() - t0
+        sent = sw.interface("b").get_stats_counters().tx_pkts
+        third = await _static(sw, "c", "10.0.0.3/24", probe=1.0)
+        assert isinstance(third, Ok)
+        await asyncio.sleep(5)
+        return (
+            str(second.error),
+            refused_after,
+            sw.interface("b").get_stats_counters().tx_pkts - sent,
+            first.value.ip_stack.ipv4.arp.counters.replies_sent,
+            third.value.ip_stack.ipv4.arp.counters.probes_sent,
+        )
+
+    msg, refused_after, sent_after, replies, probes = sim.run(main(), seed=1)
+    assert "10.0.0.1 is already in use on the link by 02:6d:6b:00:00:01" in msg
+    assert refused_after < 0.1  # the answer comes at once: no need to wait the second
+    assert sent_after == 0  # the refused stack is stopped
+    assert replies >= 1 and probes == 3
+
+
+def test_probe_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="Static: probe must be >= 0 seconds, got -1"):
+        Static("10.0.0.1/24", probe=-1)
