@@ -7,8 +7,9 @@ import asyncio
 import subprocess
 import sys
 import time
+from ipaddress import IPv4Address as A
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -193,3 +194,59 @@ def test_a_static_address_in_use_is_refused_after_probing() -> None:
 def test_probe_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="Static: probe must be >= 0 seconds, got -1"):
         Static("10.0.0.1/24", probe=-1)
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "simulation.md"
+
+
+def test_the_documented_stack_on_a_virtual_switch_runs() -> None:
+    text = DOC.read_text()
+    section = text[text.index("## A stack on a virtual switch") :]
+    code = section[section.index("```python\n") + 10 : section.index("\n```\n")]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("done at t=") and proc.stderr == ""
+
+
+def test_the_documented_timings_and_arp_queue() -> None:
+    """The figures docs/simulation.md gives: connect ~123 s (to a silent host or to no
+    host), stalled ~342 s, and a 500-datagram burst to an unresolved host keeping 64."""
+
+    async def main() -> dict[str, object]:
+        sw = VnetSwitch(seed=1)
+        a, b = [await _static(sw, f"s{i}", f"10.0.0.{i}/24", 0.0) for i in (1, 2)]
+        assert isinstance(a, Ok) and isinstance(b, Ok)
+        out: dict[str, object] = {}
+        got: list[int] = []
+
+        async def rx(src: object, dst: object, sport: int, buf: memoryview) -> None:
+            got.append(1)
+
+        b.value.listen_udpv4(port=9, callback=rx)
+        for _ in range(500):
+            await a.value.udpv4().write(b"x" * 100, dest_ip=A("10.0.0.2"), dest_port=9)
+        await asyncio.sleep(1)
+        out["burst"] = (len(got), a.value.ip_stack.counters()["arp"]["dropped_queue_full"])
+        await aio.start_server(_echo, b.value, 7)
+        reader, writer = await aio.open_connection(a.value, "10.0.0.2", 7)
+        sw.interface("s2").link.up = False
+        t0 = sim.now()
+        writer.write(b"y")
+        with pytest.raises(TimeoutError):
+            await reader.readexactly(1)
+        out["stalled"] = sim.now() - t0
+        t0 = sim.now()
+        with pytest.raises(TimeoutError):
+            await aio.open_connection(a.value, "10.0.0.2", 7)
+        out["connect"] = sim.now() - t0
+        t0 = sim.now()
+        with pytest.raises(TimeoutError):
+            await aio.open_connection(a.value, "10.0.0.99", 7)
+        out["no such host"] = sim.now() - t0
+        return out
+
+    out = sim.run(main(), seed=1)
+    assert out["burst"] == (64, 436)
+    assert 341 < cast(float, out["stalled"]) < 344
+    assert 122 < cast(float, out["connect"]) < 125
+    assert 122 < cast(float, out["no such host"]) < 125
