@@ -2,7 +2,8 @@
 
 ``miragekit.sim.run(main(), seed=0)`` runs like :func:`asyncio.run` but sleeping costs
 nothing when every task is waiting, and the same program with the same seed gives the
-same sequence of events. ``sim.clock()`` is a CLOCK on the same virtual time, starting at
+same sequence of events. ``sim.Network`` runs named hosts, each on its own stack, with
+unmodified asyncio code. ``sim.clock()`` is a CLOCK on the same virtual time, starting at
 :data:`CLOCK_START` (2000-01-01 UTC) unless ``run(..., clock_start=...)`` says otherwise.
 """
 
@@ -16,11 +17,17 @@ from ._loop import current as current
 from ._loop import now as now
 from ._loop import rng as rng
 from ._loop import run as run
+from ._network import HostOutcome as HostOutcome
+from ._network import Network as Network
+from ._network import Report as Report
 
 __all__ = [
     "CLOCK_START",
     "DEFAULT_IDLE_TIMEOUT",
     "TEARDOWN_GRACE",
+    "HostOutcome",
+    "Network",
+    "Report",
     "SimDeadlock",
     "SimLoop",
     "clock",

@@ -313,6 +313,11 @@ def run(
     loop = SimLoop(seed=seed, start=start, idle_timeout=idle_timeout, clock_start=clock_start)
     if debug is not None:
         loop.set_debug(debug)
+    return run_on(loop, main)
+
+
+def run_on(loop: SimLoop, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on ``loop`` as :func:`run` does (then clean up and close ``loop``)."""
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(main)
