@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import pytest
@@ -177,3 +178,159 @@ def test_the_default_link_is_copied_per_host() -> None:
     net.host("c", main=probe)
     net.run()
     assert seen == [0.01, 0.0]
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+async def talk(lines: int, every: float) -> list[tuple[float, str]]:
+    """Send a line every ``every`` s to db; what came back, with the time it did."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("db", 5432)
+    got = []
+    for i in range(lines):
+        writer.write(f"{i}\n".encode())
+        line = (await reader.readline()).decode().split()[0]
+        got.append((loop.time(), line))
+        await asyncio.sleep(every)
+    writer.close()
+    return got
+
+
+def test_partition_then_heal_delays_but_loses_nothing() -> None:
+    net = sim.Network(seed=2)
+    net.host("db", main=upper_server)
+    net.host("c", main=lambda: talk(10, 1.0))
+    net.partition(["c"], ["db"], at=3.5)
+    net.heal(at=12)
+    report = net.run(until=200)
+    got = cast(list[tuple[float, str]], report["c"].value)
+    assert [line for _, line in got] == [str(i) for i in range(10)]
+    stalled = [t for t, line in got if line == "4"]
+    assert stalled[0] > 12  # line 4 went out at ~4 s and crossed only after the heal
+    assert (3.5, "partition c | db") in report.events and (12.0, "heal") in report.events
+
+
+def udp_peer(me: str, other: str) -> Callable[[], Awaitable[list[bytes]]]:
+    """Send ``me`` a datagram at 0.2 s (ARP learns both ways) and at 1 s."""
+
+    async def main() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+
+        class Proto(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                got.append(data)
+
+        transport, _ = await loop.create_datagram_endpoint(Proto, local_addr=("0.0.0.0", 9))
+        (*_, peer), *_ = await loop.getaddrinfo(other, 9, type=socket.SOCK_DGRAM)
+        await asyncio.sleep(0.2)
+        transport.sendto(f"{me} early".encode(), peer)
+        await asyncio.sleep(0.8)
+        transport.sendto(f"{me} late".encode(), peer)
+        await asyncio.sleep(1)
+        transport.close()
+        return got
+
+    return main
+
+
+def test_a_one_way_block_stops_one_direction_only() -> None:
+    net = sim.Network(seed=1)
+    net.host("x", main=udp_peer("x", "y"))
+    net.host("y", main=udp_peer("y", "x"))
+    net.block("x", "y", at=0.5)
+    report = net.run()
+    assert report["x"].value == [b"y early", b"y late"]  # y -> x still passes
+    assert report["y"].value == [b"x early"]  # x -> y is blocked from 0.5 s
+    assert (0.5, "block x -> y") in report.events
+
+
+def test_a_crashed_host_sends_nothing_more_not_even_fin_or_rst() -> None:
+    said_bye: list[bool] = []
+
+    async def polite_server() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while line := await reader.readline():
+                    writer.write(line)
+                    await writer.drain()
+            finally:
+                said_bye.append(True)
+                writer.write(b"bye\n")  # never leaves: the host is gone
+                writer.close()
+
+        server = await asyncio.start_server(handle, None, 5432)
+        await server.serve_forever()
+
+    async def waiter() -> str:
+        reader, writer = await asyncio.open_connection("db", 5432)
+        writer.write(b"hi\n")
+        await reader.readline()
+        try:
+            async with asyncio.timeout(60):
+                line = await reader.readline()  # EOF (FIN) or a reset would end this
+        except TimeoutError:
+            return "silence"
+        return f"got {line!r}"
+
+    net = sim.Network(seed=1)
+    net.host("db", main=polite_server)
+    net.host("c", main=waiter)
+    net.crash("db", at=2)
+    report = net.run(until=100)
+    assert said_bye == [True]  # the handler was cancelled and ran its finally
+    assert report["c"].value == "silence"
+    assert report["db"].state == "crashed"
+    assert (2.0, "crash db") in report.events and (2.0, "db gone") in report.events
+
+
+def test_restart_runs_main_again_and_old_connections_get_reset() -> None:
+    async def survivor() -> list[str]:
+        out = []
+        reader, writer = await asyncio.open_connection("db", 5432)
+        writer.write(b"one\n")
+        out.append((await reader.readline()).decode().split()[0])
+        await asyncio.sleep(10)  # db restarts meanwhile
+        writer.write(b"two\n")
+        try:
+            out.append((await reader.readline()).decode() or "EOF")
+        except ConnectionResetError:
+            out.append("reset")
+        reader, writer = await asyncio.open_connection("db", 5432)
+        writer.write(b"three\n")
+        out.append((await reader.readline()).decode().split()[0])
+        return out
+
+    net = sim.Network(seed=4)
+    net.host("db", main=upper_server)
+    net.host("c", main=survivor)
+    net.restart("db", at=5)
+    report = net.run(until=100)
+    assert report["c"].value == ["ONE", "reset", "THREE"]
+    assert report["db"].state == "running" and report["db"].restarts == 1
+    assert [e for _, e in report.events if "db" in e] == [
+        "start db",
+        "restart db",
+        "db gone",
+        "start db again",
+    ]
+
+
+def test_faults_name_unknown_hosts_or_need_a_running_network() -> None:
+    net = sim.Network()
+    net.host("a")
+    with pytest.raises(ValueError, match=r"no host named 'b' \(hosts: a\)"):
+        net.crash("b", at=1)
+    with pytest.raises(ValueError, match=r"no host named 'zz'"):
+        net.partition(["a"], ["zz"], at=1)
+    with pytest.raises(ValueError, match=r"partition: host 'a' is in two groups"):
+        net.partition(["a"], ["a"], at=1)
+    with pytest.raises(TypeError, match="each group is a collection of host names"):
+        net.partition("a", at=1)
+    with pytest.raises(ValueError, match="at must be a virtual time >= 0"):
+        net.heal(at=-1)
+    with pytest.raises(RuntimeError, match="crash: the network is not running; pass at="):
+        net.crash("a")
+    net.at(1, lambda: None)
+    assert net.run().time == 1.0  # run waits for what is scheduled

@@ -413,6 +413,11 @@ class VnetIf:
 
     async def disconnect(self) -> None:
         """Unplug: ``listen`` returns, frames in flight to this interface are lost."""
+        self.unplug()
+
+    def unplug(self) -> None:
+        """:meth:`disconnect`, synchronously: from now on nothing leaves or arrives (a
+        simulated host that crashes vanishes between two events)."""
         if self._closed:
             return
         self._closed = True

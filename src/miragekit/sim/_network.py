@@ -7,6 +7,15 @@ an address plan and names over :class:`~miragekit.link.VnetSwitch` and
 bound to it (``asyncio.open_connection("db", 5432)`` goes through that stack, and "db"
 resolves from the plan, inside the simulation), on one virtual-time loop.
 
+Faults (:meth:`Network.partition`, :meth:`~Network.block`, :meth:`~Network.heal`,
+:meth:`~Network.crash`, :meth:`~Network.restart`, :meth:`~Network.link`) apply at once
+while the network runs, or at a virtual time given with ``at=``. A crashed host vanishes
+between two events: its interface is unplugged first, so nothing it does afterwards
+(not even a FIN or RST) leaves, then its tasks are cancelled. Which tasks are a host's:
+those created with its stack bound, or by one of its tasks (the loop's task factory
+records it); frames reach a stack from loop callbacks, so what a stack starts for a
+peer's packet is never counted as the peer's.
+
 The plan is checked while it is written (unknown or duplicate names, addresses outside
 the subnet or taken, unknown link parameters), so a mistake is one clear error before
 anything runs.
@@ -15,14 +24,17 @@ anything runs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
+import inspect
 import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ._loop import DEFAULT_IDLE_TIMEOUT, SimLoop, run_on
 
@@ -40,14 +52,16 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 @dataclass(frozen=True, slots=True)
 class HostOutcome:
-    """How one host's ``main`` ended: ``state`` is "returned" (``value``), "raised"
-    (``error``), "running" (still going at ``until``) or "idle" (no ``main``)."""
+    """How one host's last ``main`` ended: ``state`` is "returned" (``value``), "raised"
+    (``error``), "running" (still going at ``until``), "crashed" (and not restarted) or
+    "idle" (no ``main``); ``restarts`` counts :meth:`Network.restart`."""
 
     name: str
     ip: Addr
-    state: Literal["returned", "raised", "running", "idle"]
+    state: Literal["returned", "raised", "running", "crashed", "idle"]
     value: object = None
     error: BaseException | None = None
+    restarts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +72,8 @@ class Report:
     time: float
     seed: int
     hosts: dict[str, HostOutcome]
+    events: list[tuple[float, str]] = field(default_factory=list)
+    """What happened, in order: hosts started and ended, faults applied."""
 
     def __getitem__(self, name: str) -> HostOutcome:
         return self.hosts[name]
@@ -81,6 +97,9 @@ class _Host:
     ip6: Addr6 | None
     vif: VnetIf | None = None
     stack: DirectStackV4 | None = None
+    task: asyncio.Task[object] | None = None
+    crashed: bool = False
+    restarts: int = 0
 
 
 class _PlanResolver:
@@ -121,10 +140,34 @@ def _network_loop_class() -> type[SimLoop]:
     first use: the stack modules import this package)."""
     global _loop_class
     if _loop_class is None:
-        from ..netloop import StackLoopMixin
+        from ..netloop import StackLoopMixin, bound_stack
 
         class NetworkLoop(StackLoopMixin, SimLoop):  # type: ignore[misc]
-            """Virtual time; sockets through the calling host's stack."""
+            """Virtual time; sockets through the calling host's stack; each task
+            remembers its host (see the module's docstring)."""
+
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                self.owner: weakref.WeakKeyDictionary[asyncio.Task[Any], str] = (
+                    weakref.WeakKeyDictionary()
+                )
+                self.hosts_by_stack: dict[int, str] = {}
+
+            def _make_task(
+                self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+            ) -> asyncio.Task[Any]:
+                task = SimLoop._make_task(self, loop, coro, **kwargs)
+                ctx: contextvars.Context | None = kwargs.get("context")
+                host: str | None = None
+                if ctx is not None:
+                    stack = ctx.run(bound_stack)
+                    host = None if stack is None else self.hosts_by_stack.get(id(stack))
+                else:
+                    parent = asyncio.current_task(self)
+                    host = None if parent is None else self.owner.get(parent)
+                if host is not None:
+                    self.owner[task] = host
+                return task
 
         _loop_class = NetworkLoop
     return _loop_class
@@ -165,6 +208,12 @@ class Network:
         self._by_ip: dict[Addr, str] = {}
         self._state: Literal["plan", "running", "done"] = "plan"
         self._switch: VnetSwitch | None = None
+        self._scheduled: list[tuple[float, Callable[[], None]]] = []
+        self._pending = 0  # scheduled actions not run yet
+        self._booting = 0  # restarts under way
+        self._events: list[tuple[float, str]] = []
+        self._changed: asyncio.Event | None = None
+        self._cleanups: list[asyncio.Future[Any]] = []
 
     # --- the plan ------------------------------------------------------------------------
 
@@ -264,11 +313,137 @@ class Network:
             raise RuntimeError("the network is not running")
         return self._switch
 
+    # --- faults --------------------------------------------------------------------------
+
+    def at(self, when: float, action: Callable[[], object]) -> None:
+        """Call ``action()`` at virtual time ``when`` (an async function's coroutine is
+        run as a task), e.g. ``net.at(30, lambda: net.link("db", loss=0.2))``."""
+        if not callable(action):
+            raise TypeError(f"at: action must be callable, got {action!r}")
+        self._at(when, "at", action)
+
+    def partition(self, *groups: Iterable[str], at: float | None = None) -> None:
+        """Split the segment: frames pass only between hosts of the same group (hosts in
+        no group form one more group). Replaces an earlier partition."""
+        sets = [[self._host(n).name for n in _names(g, "partition")] for g in groups]
+        seen: dict[str, int] = {}
+        for i, g in enumerate(sets):
+            for n in g:
+                if seen.get(n, i) != i:
+                    raise ValueError(f"partition: host {n!r} is in two groups")
+                seen[n] = i
+        text = "partition " + " | ".join(",".join(g) for g in sets)
+        self._fault(at, text, lambda: self.switch.partition(*sets))
+
+    def block(self, src: str, dst: str, *, at: float | None = None) -> None:
+        """A one-way partition: frames from ``src`` no longer reach ``dst``."""
+        a, b = self._host(src).name, self._host(dst).name
+        self._fault(at, f"block {a} -> {b}", lambda: self.switch.block(a, b))
+
+    def heal(self, *, at: float | None = None) -> None:
+        """Remove the partition and every one-way block."""
+        self._fault(at, "heal", lambda: self.switch.heal())
+
+    def crash(self, name: str, *, at: float | None = None) -> None:
+        """Host ``name`` vanishes: its interface is unplugged (nothing more leaves, not
+        even FIN or RST; frames for it are lost), then its tasks are cancelled."""
+        h = self._host(name)
+        self._fault(at, f"crash {h.name}", lambda: self._crash(h))
+
+    def restart(self, name: str, *, at: float | None = None) -> None:
+        """A fresh stack at the same addresses (and MAC) runs host ``name``'s ``main``
+        again; a host still up is crashed first. Peers' old connections to it are reset
+        when they next send (the new stack knows nothing of them)."""
+        h = self._host(name)
+        self._fault(at, f"restart {h.name}", lambda: self._restart(h))
+
+    def _fault(self, at: float | None, text: str, apply: Callable[[], None]) -> None:
+        def run() -> None:
+            self._log(text)
+            apply()
+
+        if at is None:
+            if self._state != "running":
+                raise RuntimeError(
+                    f"{text.split()[0]}: the network is not running; pass at=seconds to schedule it"
+                )
+            run()
+        else:
+            self._at(at, text.split()[0], run)
+
+    def _at(self, when: float, what: str, action: Callable[[], object]) -> None:
+        if isinstance(when, bool) or not isinstance(when, int | float) or not when >= 0:
+            raise ValueError(f"{what}: at must be a virtual time >= 0 seconds, got {when!r}")
+        if self._state == "done":
+            raise RuntimeError(f"{what}: the network has finished running")
+        self._pending += 1
+
+        def fire() -> None:
+            self._pending -= 1
+            try:
+                out = action()
+                if inspect.isawaitable(out):
+                    self._cleanups.append(asyncio.ensure_future(out))
+            finally:
+                self._wake()
+
+        if self._state == "running":
+            asyncio.get_running_loop().call_at(when, fire)
+        else:
+            self._scheduled.append((float(when), fire))
+
+    def _crash(self, h: _Host) -> None:
+        if h.crashed or h.vif is None:
+            return
+        h.crashed = True
+        h.vif.unplug()
+        self._log(f"{h.name} gone")
+        loop = asyncio.get_running_loop()
+        owner = getattr(loop, "owner", {})
+        for t in cast(SimLoop, loop).tasks_in_creation_order():
+            if owner.get(t) == h.name:
+                t.cancel()
+        stack = h.stack
+        h.stack = None
+        if stack is not None:
+            # Stop the dead stack's timers; all it sends now is dropped at the unplugged port.
+            cleanup = loop.create_task(stack.disconnect())
+            self._cleanups.append(cleanup)
+        self._wake()
+
+    def _restart(self, h: _Host) -> None:
+        self._crash(h)
+        h.restarts += 1
+        self._booting += 1
+        task = asyncio.get_running_loop().create_task(self._boot(h))
+        self._cleanups.append(task)
+
+    async def _boot(self, h: _Host) -> None:
+        try:
+            if h.vif is not None and not h.vif.connected:
+                mac, link = h.vif.mac(), h.vif.link
+                h.vif = self.switch.add_interface(h.name, mac=mac, link=link)
+                await asyncio.sleep(0)
+            await self._up(h)
+            h.crashed = False
+            self._start_main(h)
+        finally:
+            self._booting -= 1
+            self._wake()
+
+    def _log(self, text: str) -> None:
+        self._events.append((asyncio.get_running_loop().time(), text))
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
     # --- running -------------------------------------------------------------------------
 
     def run(self, until: float | None = None) -> Report:
-        """Start every host and run their ``main``s until all have ended or the virtual
-        clock reaches ``until`` seconds; then stop everything and report."""
+        """Start every host and run their ``main``s until all have ended (and nothing is
+        scheduled) or the virtual clock reaches ``until`` seconds; then stop everything
+        and report."""
         if self._state != "plan":
             raise RuntimeError("run: a Network runs once; build a new one for another run")
         if until is not None and (isinstance(until, bool) or not until > 0):
@@ -282,64 +457,109 @@ class Network:
         finally:
             self._state = "done"
             self._switch = None
+            self._changed = None
             for h in self._hosts.values():
                 h.stack = None
                 h.vif = None
+                h.task = None
 
-    async def _start(self) -> None:
+    async def _up(self, h: _Host) -> None:
         from .. import v1
-        from ..link import VnetSwitch
         from ..result import Error
         from ..stack import DirectStackV4, IPv6Config, Static
 
-        sw = self._switch = VnetSwitch(seed=self.seed)
-        prefix = self.subnet.prefixlen
-        for h in self._hosts.values():
-            h.vif = sw.add_interface(h.name, link=h.link)
-        for h in self._hosts.values():
-            assert h.vif is not None
-            ip6 = None
-            if h.ip6 is not None:
-                ip6 = IPv6Config(cidrs=[f"{h.ip6}/{self.subnet6.prefixlen}"], slaac=False)
-            r = await DirectStackV4.connect(
-                v1.StackConfig(h.name, None, h.vif, Static(f"{h.ip}/{prefix}")), ip6=ip6
-            )
-            if isinstance(r, Error):
-                raise RuntimeError(f"host {h.name!r}: its stack did not start: {r.error}")
-            h.stack = r.value
+        assert h.vif is not None
+        ip6 = None
+        if h.ip6 is not None:
+            ip6 = IPv6Config(cidrs=[f"{h.ip6}/{self.subnet6.prefixlen}"], slaac=False)
+        mode = Static(f"{h.ip}/{self.subnet.prefixlen}")
+        r = await DirectStackV4.connect(v1.StackConfig(h.name, None, h.vif, mode), ip6=ip6)
+        if isinstance(r, Error):
+            raise RuntimeError(f"host {h.name!r}: its stack did not start: {r.error}")
+        h.stack = r.value
+        loop = asyncio.get_running_loop()
+        getattr(loop, "hosts_by_stack", {})[id(r.value)] = h.name
 
-    async def _main(self, until: float | None) -> Report:
+    def _start_main(self, h: _Host) -> None:
         from ..netloop import bind
 
+        if h.main is None or h.stack is None:
+            return
         loop = asyncio.get_running_loop()
-        await self._start()
-        tasks: dict[str, asyncio.Task[object]] = {}
+        with bind(h.stack, resolver=_PlanResolver(self, h)):
+            h.task = loop.create_task(_call(h.main), name=h.name)
+        getattr(loop, "owner", {})[h.task] = h.name
+        h.task.add_done_callback(lambda t: self._ended(h, t))
+        self._log(f"start {h.name}" if not h.restarts else f"start {h.name} again")
+
+    def _ended(self, h: _Host, task: asyncio.Task[object]) -> None:
+        if task.cancelled():
+            if not h.crashed and task is h.task:  # a crash logs its own "gone"
+                self._log(f"{h.name} cancelled")
+        elif task.exception() is not None:
+            self._log(f"{h.name} raised {type(task.exception()).__name__}")
+        else:
+            self._log(f"{h.name} returned")
+        self._wake()
+
+    def _busy(self) -> bool:
+        return (
+            self._pending > 0
+            or self._booting > 0
+            or any(h.task is not None and not h.task.done() for h in self._hosts.values())
+        )
+
+    async def _main(self, until: float | None) -> Report:
+        from ..link import VnetSwitch
+
+        loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._switch = VnetSwitch(seed=self.seed)
         for h in self._hosts.values():
-            if h.main is not None:
-                assert h.stack is not None
-                with bind(h.stack, resolver=_PlanResolver(self, h)):
-                    tasks[h.name] = loop.create_task(_call(h.main), name=h.name)
-        left = None if until is None else until - loop.time()
-        if tasks and (left is None or left > 0):
-            await asyncio.wait(list(tasks.values()), timeout=left)
-        elif left is not None and left > 0:
-            await asyncio.sleep(left)
-        outcomes: dict[str, HostOutcome] = {}
+            h.vif = self._switch.add_interface(h.name, link=h.link)
         for h in self._hosts.values():
-            t = tasks.get(h.name)
-            if t is None:
-                outcomes[h.name] = HostOutcome(h.name, h.ip, "idle")
+            await self._up(h)
+        for when, fire in self._scheduled:
+            loop.call_at(when, fire)
+        self._scheduled.clear()
+        for h in self._hosts.values():
+            self._start_main(h)
+        while self._busy():
+            left = None if until is None else until - loop.time()
+            if left is not None and left <= 0:
+                break
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
+            except TimeoutError:
+                break
+        return Report(loop.time(), self.seed, self._outcomes(), list(self._events))
+
+    def _outcomes(self) -> dict[str, HostOutcome]:
+        out: dict[str, HostOutcome] = {}
+        for h in self._hosts.values():
+            t, n = h.task, h.name
+            if h.crashed:
+                out[n] = HostOutcome(n, h.ip, "crashed", restarts=h.restarts)
+            elif t is None:
+                out[n] = HostOutcome(n, h.ip, "idle", restarts=h.restarts)
             elif not t.done():
-                outcomes[h.name] = HostOutcome(h.name, h.ip, "running")
+                out[n] = HostOutcome(n, h.ip, "running", restarts=h.restarts)
             elif t.cancelled():
-                outcomes[h.name] = HostOutcome(
-                    h.name, h.ip, "raised", None, asyncio.CancelledError()
-                )
+                err = asyncio.CancelledError()
+                out[n] = HostOutcome(n, h.ip, "raised", None, err, h.restarts)
             elif t.exception() is not None:
-                outcomes[h.name] = HostOutcome(h.name, h.ip, "raised", None, t.exception())
+                out[n] = HostOutcome(n, h.ip, "raised", None, t.exception(), h.restarts)
             else:
-                outcomes[h.name] = HostOutcome(h.name, h.ip, "returned", t.result())
-        return Report(loop.time(), self.seed, outcomes)
+                out[n] = HostOutcome(n, h.ip, "returned", t.result(), None, h.restarts)
+        return out
+
+
+def _names(group: Iterable[str], what: str) -> list[str]:
+    if isinstance(group, str):
+        raise TypeError(f"{what}: each group is a collection of host names, got {group!r}")
+    return list(group)
 
 
 async def _call(main: Main) -> object:
