@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -334,3 +339,66 @@ def test_faults_name_unknown_hosts_or_need_a_running_network() -> None:
         net.crash("a")
     net.at(1, lambda: None)
     assert net.run().time == 1.0  # run waits for what is scheduled
+
+
+# -- determinism ----------------------------------------------------------------------------
+
+
+async def chatty() -> list[str]:
+    """Keep talking to db through resets and silences: what each attempt ended with."""
+    loop = asyncio.get_running_loop()
+    log = []
+    while loop.time() < 40:
+        try:
+            async with asyncio.timeout(5):
+                reader, writer = await asyncio.open_connection("db", 5432)
+                for i in range(30):
+                    writer.write(f"m{i}\n".encode() * 50)
+                    await writer.drain()
+                    for _ in range(50):
+                        await reader.readline()
+                writer.close()
+            log.append(f"{loop.time():.6f} ok")
+        except (OSError, TimeoutError) as e:
+            log.append(f"{loop.time():.6f} {type(e).__name__}")
+            await asyncio.sleep(1)
+    return log
+
+
+def chaos(capture: str, seed: int = 11) -> sim.Report:
+    """A server and two clients over lossy links, a partition and a restart."""
+    net = sim.Network(seed=seed, link=LinkParams(latency=0.002, jitter=0.001, loss=0.03))
+    net.host("db", main=upper_server)
+    net.host("a", main=chatty)
+    net.host("b", main=chatty)
+    net.partition(["a"], ["db", "b"], at=8)
+    net.heal(at=14)
+    net.restart("db", at=20)
+    net.capture(capture)
+    return net.run(until=60)
+
+
+def test_same_seed_same_cluster_run_whatever_the_hash_seed(tmp_path: Path) -> None:
+    runs = []
+    for hashseed in ("1", "2", "3", "4"):
+        pcap = tmp_path / f"{hashseed}.pcap"
+        proc = subprocess.run(
+            [sys.executable, __file__, str(pcap)],
+            env={**os.environ, "PYTHONHASHSEED": hashseed},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        runs.append((proc.stdout, hashlib.sha256(pcap.read_bytes()).hexdigest()))
+        assert pcap.stat().st_size > 100_000
+    assert "restart db" in runs[0][0] and " ok" in runs[0][0]
+    assert all(run == runs[0] for run in runs[1:])
+
+
+if __name__ == "__main__":
+    report = chaos(sys.argv[1])
+    for t, e in report.events:
+        print(f"{t:.6f} {e}")
+    for name, h in report.hosts.items():
+        print(name, h.state, h.value)

@@ -15,6 +15,7 @@ virtual time alike.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -168,7 +169,7 @@ class _Direction:
         fifo = self.fifo
         fifo.append((t, data))
         if self.timer is None:
-            self.timer = loop.call_at(t, self.drain)
+            self.timer = loop.call_at(t, self.drain, context=contextvars.Context())
 
     def drain(self) -> None:
         self.timer = None
@@ -179,7 +180,7 @@ class _Direction:
         while fifo and fifo[0][0] <= now:
             deliver(fifo.popleft()[1])
         if fifo and self.timer is None:
-            self.timer = loop.call_at(fifo[0][0], self.drain)
+            self.timer = loop.call_at(fifo[0][0], self.drain, context=contextvars.Context())
 
     def clear(self) -> None:
         """Forget the frames on the wire and the link's timing (a new clock starts)."""
@@ -273,7 +274,7 @@ def impair(
     held = link.reorder and u_reorder < link.reorder
     for _ in range(copies):
         if held:
-            loop.call_at(t + link.reorder_delay, d.deliver, data)
+            loop.call_at(t + link.reorder_delay, d.deliver, data, context=contextvars.Context())
         elif t <= now and not d.fifo:
             d.deliver(data)
         else:

@@ -21,6 +21,7 @@ Frames are dropped, never raised: each drop is counted on the link where it happ
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import weakref
 from collections import deque
@@ -523,7 +524,9 @@ class VnetIf:
         if self.link.ideal:
             self._pending.append(data)
             if self._flush_handle is None:
-                self._flush_handle = loop.call_soon(self._flush)
+                # In an empty context: a frame does not carry the sender's context
+                # variables (a simulated host's binding) into the receiver's code.
+                self._flush_handle = loop.call_soon(self._flush, context=contextvars.Context())
         else:
             impair(self.link, self.counters, self._down, data, loop)
 

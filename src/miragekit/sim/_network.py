@@ -12,9 +12,9 @@ Faults (:meth:`Network.partition`, :meth:`~Network.block`, :meth:`~Network.heal`
 while the network runs, or at a virtual time given with ``at=``. A crashed host vanishes
 between two events: its interface is unplugged first, so nothing it does afterwards
 (not even a FIN or RST) leaves, then its tasks are cancelled. Which tasks are a host's:
-those created with its stack bound, or by one of its tasks (the loop's task factory
-records it); frames reach a stack from loop callbacks, so what a stack starts for a
-peer's packet is never counted as the peer's.
+those created in a context with its stack bound (its ``main`` and what it starts, its
+servers' handlers); the switch delivers frames in an empty context, so what a stack
+starts for a peer's packet is never counted as the peer's.
 
 The plan is checked while it is written (unknown or duplicate names, addresses outside
 the subnet or taken, unknown link parameters), so a mistake is one clear error before
@@ -28,6 +28,7 @@ import contextvars
 import dataclasses
 import inspect
 import ipaddress
+import os
 import re
 import socket
 import weakref
@@ -153,18 +154,21 @@ def _network_loop_class() -> type[SimLoop]:
                 )
                 self.hosts_by_stack: dict[int, str] = {}
 
+            def call_exception_handler(self, context: dict[str, Any]) -> None:
+                # Python 3.11's start_server asks a cancelled handler task for its
+                # exception(), which raises CancelledError inside a callback (3.12 fixed
+                # it): a crash cancels handlers, and that is not an error.
+                if isinstance(context.get("exception"), asyncio.CancelledError):
+                    return
+                super().call_exception_handler(context)
+
             def _make_task(
                 self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
             ) -> asyncio.Task[Any]:
                 task = SimLoop._make_task(self, loop, coro, **kwargs)
                 ctx: contextvars.Context | None = kwargs.get("context")
-                host: str | None = None
-                if ctx is not None:
-                    stack = ctx.run(bound_stack)
-                    host = None if stack is None else self.hosts_by_stack.get(id(stack))
-                else:
-                    parent = asyncio.current_task(self)
-                    host = None if parent is None else self.owner.get(parent)
+                stack = bound_stack() if ctx is None else ctx.run(bound_stack)
+                host = None if stack is None else self.hosts_by_stack.get(id(stack))
                 if host is not None:
                     self.owner[task] = host
                 return task
@@ -214,6 +218,7 @@ class Network:
         self._events: list[tuple[float, str]] = []
         self._changed: asyncio.Event | None = None
         self._cleanups: list[asyncio.Future[Any]] = []
+        self._capture: str | None = None
 
     # --- the plan ------------------------------------------------------------------------
 
@@ -312,6 +317,13 @@ class Network:
         if self._switch is None:
             raise RuntimeError("the network is not running")
         return self._switch
+
+    def capture(self, path: str | os.PathLike[str]) -> None:
+        """Record every frame any host sends into the segment, across partitions, in a
+        pcap file (a mirror port of the switch): same seed, byte-identical file."""
+        if self._state != "plan":
+            raise RuntimeError("capture: set it up before run()")
+        self._capture = os.fspath(path)
 
     # --- faults --------------------------------------------------------------------------
 
@@ -510,13 +522,27 @@ class Network:
         )
 
     async def _main(self, until: float | None) -> Report:
-        from ..link import VnetSwitch
+        from ..link import PcapNetif, VnetSwitch
 
-        loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         self._switch = VnetSwitch(seed=self.seed)
         for h in self._hosts.values():
             h.vif = self._switch.add_interface(h.name, link=h.link)
+        cap = None
+        if self._capture is not None:
+            mirror = self._switch.add_interface("-capture", mirror=True)
+            cap = PcapNetif(mirror, self._capture)
+            cap.set_receiver(lambda frame: None)
+        try:
+            return await self._drive(until)
+        finally:
+            if cap is not None:
+                await cap.disconnect()
+
+    async def _drive(self, until: float | None) -> Report:
+        loop = asyncio.get_running_loop()
+        changed = self._changed
+        assert changed is not None
         for h in self._hosts.values():
             await self._up(h)
         for when, fire in self._scheduled:
@@ -528,10 +554,10 @@ class Network:
             left = None if until is None else until - loop.time()
             if left is not None and left <= 0:
                 break
-            self._changed.clear()
+            changed.clear()
             try:
                 async with asyncio.timeout(left):
-                    await self._changed.wait()
+                    await changed.wait()
             except TimeoutError:
                 break
         return Report(loop.time(), self.seed, self._outcomes(), list(self._events))
