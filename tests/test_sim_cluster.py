@@ -396,6 +396,18 @@ def test_same_seed_same_cluster_run_whatever_the_hash_seed(tmp_path: Path) -> No
     assert all(run == runs[0] for run in runs[1:])
 
 
+def test_the_documented_cluster_runs(tmp_path: Path) -> None:
+    from tests.test_sim_fixes import doc_example
+
+    code = doc_example("## Simulated clusters")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("returned HELLO\n")
+    assert (tmp_path / "cluster.pcap").stat().st_size > 1000
+
+
 if __name__ == "__main__":
     report = chaos(sys.argv[1])
     for t, e in report.events:

@@ -199,10 +199,15 @@ def test_probe_must_not_be_negative() -> None:
 DOC = Path(__file__).resolve().parent.parent / "docs" / "simulation.md"
 
 
-def test_the_documented_stack_on_a_virtual_switch_runs() -> None:
+def doc_example(heading: str) -> str:
+    """The first Python block under ``heading`` in docs/simulation.md."""
     text = DOC.read_text()
-    section = text[text.index("## A stack on a virtual switch") :]
-    code = section[section.index("```python\n") + 10 : section.index("\n```\n")]
+    section = text[text.index(heading) :]
+    return section[section.index("```python\n") + 10 : section.index("\n```\n")]
+
+
+def test_the_documented_stack_on_a_virtual_switch_runs() -> None:
+    code = doc_example("## A stack on a virtual switch")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("done at t=") and proc.stderr == ""
