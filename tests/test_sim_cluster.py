@@ -408,6 +408,17 @@ def test_the_documented_cluster_runs(tmp_path: Path) -> None:
     assert (tmp_path / "cluster.pcap").stat().st_size > 1000
 
 
+
+def test_a_stuck_cluster_is_a_deadlock_naming_the_host() -> None:
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    net = sim.Network(idle_timeout=0.2)
+    net.host("lonely", main=stuck)
+    with pytest.raises(sim.SimDeadlock, match=r"waiting: .*\[lonely\]"):
+        net.run()
+
+
 if __name__ == "__main__":
     report = chaos(sys.argv[1])
     for t, e in report.events:

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from . import v1
-from .netloop._errors import flow_error
+from .netloop import flow_error
 from .result import Error, Ok, Refused, Timeout
 
 _HIGH = 256 * 1024

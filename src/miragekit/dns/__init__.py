@@ -7,6 +7,7 @@ that carry them over any STACKV4 (see docs/dns.md).
 
 from __future__ import annotations
 
+from ._addrinfo import addrinfo
 from ._authority import Authority
 from ._cache import Cache
 from ._errors import BadName, DnsError, Malformed, NXDomain, ServFail, Timeout
@@ -27,4 +28,5 @@ __all__ = [
     "ServFail",
     "Server",
     "Timeout",
+    "addrinfo",
 ]

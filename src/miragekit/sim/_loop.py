@@ -183,7 +183,12 @@ class SimLoop(asyncio.SelectorEventLoop):
     def _waiting(self) -> str:
         """The first few waiting tasks by coroutine name, for a deadlock report."""
         tasks = self.tasks_in_creation_order()
-        names = [getattr(t.get_coro(), "__qualname__", t.get_name()) for t in tasks[:5]]
+        names = []
+        for t in tasks[:5]:
+            name = getattr(t.get_coro(), "__qualname__", "?")
+            if not t.get_name().startswith("Task-"):  # a name given: say it (a host's)
+                name += f" [{t.get_name()}]"
+            names.append(name)
         more = f" and {len(tasks) - 5} more" if len(tasks) > 5 else ""
         return (", ".join(names) or "no task") + more
 

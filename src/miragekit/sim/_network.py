@@ -118,7 +118,7 @@ class _PlanResolver:
     async def getaddrinfo(
         self, host: str, port: int | str | None, family: int = 0, type: int = 0, proto: int = 0
     ) -> list[tuple[int, int, int, str, tuple[Any, ...]]]:
-        from ..dns._addrinfo import addrinfo
+        from ..dns import addrinfo
 
         h = self._net._hosts.get(host.lower().rstrip("."))
         if h is None:
