@@ -408,7 +408,6 @@ def test_the_documented_cluster_runs(tmp_path: Path) -> None:
     assert (tmp_path / "cluster.pcap").stat().st_size > 1000
 
 
-
 def test_a_stuck_cluster_is_a_deadlock_naming_the_host() -> None:
     async def stuck() -> None:
         await asyncio.Event().wait()
