@@ -255,3 +255,29 @@ def test_the_documented_timings_and_arp_queue() -> None:
     assert 341 < cast(float, out["stalled"]) < 344
     assert 122 < cast(float, out["connect"]) < 125
     assert 122 < cast(float, out["no such host"]) < 125
+
+
+def test_a_lossy_link_does_not_deliver_inside_the_senders_call() -> None:
+    """With loss on both links the ARP reply used to come back inside the request's
+    send, before the SYN waiting for it was queued: the SYN was lost and every first
+    connection took one retransmission timeout (1 s)."""
+
+    async def main() -> list[float]:
+        sw = VnetSwitch(seed=1)
+        stacks = []
+        for i in (1, 2):
+            vif = sw.add_interface(f"s{i}", link=LinkParams(loss=1e-9))
+            r = await DirectStackV4.connect(
+                v1.StackConfig(f"s{i}", None, vif, Static(f"10.0.0.{i}/24"))
+            )
+            assert isinstance(r, Ok)
+            stacks.append(r.value)
+        await aio.start_server(_echo, stacks[1], 7)
+        took = []
+        for _ in range(3):
+            t0 = sim.now()
+            await aio.open_connection(stacks[0], "10.0.0.2", 7)
+            took.append(sim.now() - t0)
+        return took
+
+    assert max(sim.run(main(), seed=1)) < 0.01

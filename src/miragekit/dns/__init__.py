@@ -7,7 +7,6 @@ that carry them over any STACKV4 (see docs/dns.md).
 
 from __future__ import annotations
 
-from ._addrinfo import addrinfo
 from ._authority import Authority
 from ._cache import Cache
 from ._errors import BadName, DnsError, Malformed, NXDomain, ServFail, Timeout
@@ -28,5 +27,4 @@ __all__ = [
     "ServFail",
     "Server",
     "Timeout",
-    "addrinfo",
 ]

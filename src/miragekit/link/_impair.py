@@ -275,9 +275,10 @@ def impair(
     for _ in range(copies):
         if held:
             loop.call_at(t + link.reorder_delay, d.deliver, data, context=contextvars.Context())
-        elif t <= now and not d.fifo:
-            d.deliver(data)
         else:
+            # Never delivered inside the sender's call, even with no delay: a stack that
+            # answered at once would re-enter the sender mid-operation (an ARP reply
+            # arriving before the packet that asked was queued lost that packet).
             d.push(t, data, loop)
     if held:
         c.reordered += 1

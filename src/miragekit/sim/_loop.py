@@ -16,6 +16,7 @@ order when :func:`run` ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import random
@@ -47,6 +48,7 @@ DEFAULT_IDLE_TIMEOUT = 10.0
 #: Virtual seconds that tasks left over when ``main`` returns get to finish once cancelled
 #: (a connection's close, a server's teardown); what still waits then is abandoned.
 TEARDOWN_GRACE = 5.0
+_TEARDOWN_ROUNDS = 10
 
 
 class _SimTimerHandle(asyncio.TimerHandle):
@@ -256,24 +258,27 @@ class SimLoop(asyncio.SelectorEventLoop):
 def _cancel_leftovers(loop: SimLoop) -> None:
     """Cancel what is left, give it :data:`TEARDOWN_GRACE` virtual seconds to finish, and
     abandon quietly what then still waits (a server's teardown waiting on a peer that will
-    never answer must not turn a finished run into a deadlock)."""
-    tasks = loop.tasks_in_creation_order()
-    if not tasks:
-        return
-    for t in tasks:
-        t.cancel()
+    never answer must not turn a finished run into a deadlock). Tasks started while
+    others stop (a stack serving one last segment) are cancelled in turn."""
     loop._teardown_until = loop.time() + TEARDOWN_GRACE
+    seen: list[asyncio.Task[Any]] = []
     try:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        for _ in range(_TEARDOWN_ROUNDS):
+            tasks = loop.tasks_in_creation_order()
+            if not tasks:
+                break
+            seen += tasks
+            for t in tasks:
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
     except _TeardownStuck:
         pass
     finally:
         loop._teardown_until = None
-    for t in tasks:
-        if not t.done():
-            t._log_destroy_pending = False  # type: ignore[attr-defined]  # abandoned
-            continue
-        if t.cancelled():
+    for t in loop.tasks_in_creation_order():
+        _abandon(t)
+    for t in seen:
+        if not t.done() or t.cancelled():
             continue
         exc = t.exception()
         if exc is not None:
@@ -284,6 +289,15 @@ def _cancel_leftovers(loop: SimLoop) -> None:
                     "task": t,
                 }
             )
+
+
+def _abandon(task: asyncio.Task[Any]) -> None:
+    """Drop a task that will never finish without a word: no "Task was destroyed but it
+    is pending!", and its coroutine closed now (its ``finally`` may need the loop, which
+    is still there) rather than by the garbage collector."""
+    task._log_destroy_pending = False  # type: ignore[attr-defined]
+    with contextlib.suppress(BaseException):
+        task.get_coro().close()
 
 
 def run(

@@ -118,8 +118,6 @@ class _PlanResolver:
     async def getaddrinfo(
         self, host: str, port: int | str | None, family: int = 0, type: int = 0, proto: int = 0
     ) -> list[tuple[int, int, int, str, tuple[Any, ...]]]:
-        from ..dns import addrinfo
-
         h = self._net._hosts.get(host.lower().rstrip("."))
         if h is None:
             raise socket.gaierror(socket.EAI_NONAME, f"{host}: no such host in the simulation")
@@ -130,7 +128,12 @@ class _PlanResolver:
             addrs.append(h.ip)
         if not addrs:
             raise socket.gaierror(socket.EAI_ADDRFAMILY, f"{host}: no address of that family")
-        return addrinfo(addrs, port, type, proto)
+        # The loop answers numeric addresses itself (no resolver, no dnspython).
+        loop = asyncio.get_running_loop()
+        out: list[tuple[int, int, int, str, tuple[Any, ...]]] = []
+        for a in addrs:
+            out.extend(await loop.getaddrinfo(str(a), port, type=type, proto=proto))
+        return out
 
 
 _loop_class: type[SimLoop] | None = None
