@@ -261,12 +261,14 @@ class Network:
         return addr
 
     def _pick(self, name: str, ip: str | Addr | None) -> Addr:
-        usable = list(self.subnet.hosts())
         if ip is None:
-            for a in usable:
-                if a not in self._by_ip:
-                    return a
-            raise ValueError(f"host {name!r}: no free address left in {self.subnet}")
+            n = int(self.subnet.network_address) + 1
+            last = int(self.subnet.broadcast_address) - 1
+            while n <= last and ipaddress.IPv4Address(n) in self._by_ip:
+                n += 1
+            if n > last:
+                raise ValueError(f"host {name!r}: no free address left in {self.subnet}")
+            return ipaddress.IPv4Address(n)
         try:
             addr = ipaddress.IPv4Address(ip)
         except ValueError:
