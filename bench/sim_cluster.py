@@ -11,8 +11,9 @@ after the other:
   asyncio code (``asyncio.start_server``, ``asyncio.open_connection`` by host name).
 
 Connection ``i`` goes from host ``i % hosts`` to host ``(i % hosts + 1 + i // hosts) %
-hosts``, so every host serves and connects. Each connection sends 100 bytes every
-simulated second and reads the echo. Shown: wall time, echoes (round trips completed),
+hosts``, so every host serves and connects; each host opens its connections one after
+the other, all hosts at once. Each connection sends 100 bytes every simulated second
+and reads the echo. Shown: wall time, echoes (round trips completed),
 echoes per wall second, and how many times faster than real time the simulation ran.
 Writes bench/results/sim_cluster.json.
 """
@@ -61,7 +62,16 @@ async def pinger(
         await asyncio.sleep(1.0)
 
 
+def targets_of(hosts: int, conns: int) -> dict[int, list[int]]:
+    targets: dict[int, list[int]] = {h: [] for h in range(hosts)}
+    for src, dst in pairs(hosts, conns):
+        targets[src].append(dst)
+    return targets
+
+
 def by_hand(hosts: int, conns: int, seconds: float, loss: float) -> int:
+    targets = targets_of(hosts, conns)
+
     async def main() -> int:
         sw = VnetSwitch()
         stacks = []
@@ -75,13 +85,16 @@ def by_hand(hosts: int, conns: int, seconds: float, loss: float) -> int:
             await aio.start_server(echo, r.value, PORT)
         n = [0]
         until = asyncio.get_running_loop().time() + seconds
-        tasks = []
-        for src, dst in pairs(hosts, conns):
-            reader, writer = await aio.open_connection(
-                stacks[src], f"10.0.{dst // 250}.{dst % 250 + 1}", PORT
-            )
-            tasks.append(asyncio.create_task(pinger(reader, writer, until, n)))
-        await asyncio.gather(*tasks)
+
+        async def host(h: int) -> None:
+            # As each sim.Network host does: open its connections one by one, then ping.
+            streams = [
+                await aio.open_connection(stacks[h], f"10.0.{d // 250}.{d % 250 + 1}", PORT)
+                for d in targets[h]
+            ]
+            await asyncio.gather(*(pinger(r, w, until, n) for r, w in streams))
+
+        await asyncio.gather(*(host(h) for h in range(hosts)))
         return n[0]
 
     result: int = sim.run(main(), seed=1)
@@ -91,9 +104,7 @@ def by_hand(hosts: int, conns: int, seconds: float, loss: float) -> int:
 def with_network(hosts: int, conns: int, seconds: float, loss: float) -> int:
     net = sim.Network(seed=1, subnet="10.0.0.0/16", link=LinkParams(loss=loss))
     n = [0]
-    targets: dict[int, list[int]] = {h: [] for h in range(hosts)}
-    for src, dst in pairs(hosts, conns):
-        targets[src].append(dst)
+    targets = targets_of(hosts, conns)
 
     def host_main(h: int) -> Any:
         async def main() -> None:
