@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from . import v1
+from .netloop import flow_error
 from .result import Error, Ok, Refused, Timeout
 
 _HIGH = 256 * 1024
@@ -70,7 +71,7 @@ class FlowTransport(asyncio.Transport):
                 case Ok(data):
                     self._protocol.data_received(bytes(data))
                 case Error(err):
-                    self._lose(ConnectionResetError(str(err)))
+                    self._lose(flow_error(err))  # as a socket says it, not a repr
                     return
                 case _:  # EOF
                     self._protocol.eof_received()

@@ -195,7 +195,10 @@ def _run(args: argparse.Namespace) -> int:
             from .. import sim
 
             start = sim.CLOCK_START if opts.clock_start is None else opts.clock_start
-            return sim.run(run_app(app, opts), seed=opts.seed or 0, clock_start=start)
+            # An app may wait on the console or a real device: no deadlock detection.
+            return sim.run(
+                run_app(app, opts), seed=opts.seed or 0, clock_start=start, idle_timeout=None
+            )
         return asyncio.run(run_app(app, opts))
     except KeyboardInterrupt:
         return 0  # stopped by SIGINT/SIGTERM before or after the runner's own handlers

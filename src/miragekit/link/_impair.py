@@ -15,10 +15,11 @@ virtual time alike.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Self
 
 from ..result import Error, NetworkError, Ok, Unknown
@@ -168,7 +169,7 @@ class _Direction:
         fifo = self.fifo
         fifo.append((t, data))
         if self.timer is None:
-            self.timer = loop.call_at(t, self.drain)
+            self.timer = loop.call_at(t, self.drain, context=contextvars.Context())
 
     def drain(self) -> None:
         self.timer = None
@@ -179,7 +180,7 @@ class _Direction:
         while fifo and fifo[0][0] <= now:
             deliver(fifo.popleft()[1])
         if fifo and self.timer is None:
-            self.timer = loop.call_at(fifo[0][0], self.drain)
+            self.timer = loop.call_at(fifo[0][0], self.drain, context=contextvars.Context())
 
     def clear(self) -> None:
         """Forget the frames on the wire and the link's timing (a new clock starts)."""
@@ -273,10 +274,11 @@ def impair(
     held = link.reorder and u_reorder < link.reorder
     for _ in range(copies):
         if held:
-            loop.call_at(t + link.reorder_delay, d.deliver, data)
-        elif t <= now and not d.fifo:
-            d.deliver(data)
+            loop.call_at(t + link.reorder_delay, d.deliver, data, context=contextvars.Context())
         else:
+            # Never delivered inside the sender's call, even with no delay: a stack that
+            # answered at once would re-enter the sender mid-operation (an ARP reply
+            # arriving before the packet that asked was queued lost that packet).
             d.push(t, data, loop)
     if held:
         c.reordered += 1
@@ -348,7 +350,7 @@ class ImpairedLink(Wrapper):
         if link is not None and not isinstance(link, LinkParams):
             raise TypeError(f"link must be a LinkParams, got {link!r}")
         super().__init__(netif)
-        self.link = link if link is not None else LinkParams()
+        self.link = replace(link) if link is not None else LinkParams()  # its own copy
         self.counters = ImpairCounters()
         seed = fresh_seed() if seed is None else seed
         self._out = _Direction(self._leave, link_rng(seed, "ImpairedLink", "out"))

@@ -21,11 +21,12 @@ Frames are dropped, never raised: each drop is counted on the link where it happ
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Self
 
 from ..macaddr import MacAddr
@@ -142,15 +143,33 @@ class VnetSwitch:
         self._mirrors: list[VnetIf] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_index = 1
+        try:
+            home: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            home = None
+        # The loop the switch was made on: its name is free again once that loop is closed
+        # (the next ``sim.run`` in the same process may make its own "lan").
+        self._home = None if home is None else weakref.ref(home)
         if name is not None:
-            if name in _registry:
+            if VnetSwitch.named(name) is not None:
                 raise ValueError(f"name: a switch named {name!r} already exists")
             _registry[name] = self
 
+    def _stale(self) -> bool:
+        if self._home is None:
+            return False
+        loop = self._home()
+        return loop is None or loop.is_closed()
+
     @classmethod
     def named(cls, name: str) -> VnetSwitch | None:
-        """The live switch registered under ``name``, if any."""
-        return _registry.get(name)
+        """The live switch registered under ``name``, if any (not one whose event loop
+        has been closed)."""
+        sw = _registry.get(name)
+        if sw is not None and sw._stale():
+            del _registry[name]
+            return None
+        return sw
 
     @property
     def name(self) -> str | None:
@@ -191,7 +210,9 @@ class VnetSwitch:
         elif not isinstance(mac, MacAddr):
             raise TypeError(f"mac must be a MacAddr or str, got {mac!r}")
         self._next_index += 1
-        port = VnetIf(self, name, mac, mtu, link if link is not None else LinkParams())
+        # A copy: interfaces made from one LinkParams must not share it (cutting one
+        # cable would cut them all); change ``port.link`` afterwards.
+        port = VnetIf(self, name, mac, mtu, replace(link) if link is not None else LinkParams())
         self._ports[name] = port
         if mirror:
             port._mirror = True
@@ -393,6 +414,11 @@ class VnetIf:
 
     async def disconnect(self) -> None:
         """Unplug: ``listen`` returns, frames in flight to this interface are lost."""
+        self.unplug()
+
+    def unplug(self) -> None:
+        """:meth:`disconnect`, synchronously: from now on nothing leaves or arrives (a
+        simulated host that crashes vanishes between two events)."""
         if self._closed:
             return
         self._closed = True
@@ -498,7 +524,9 @@ class VnetIf:
         if self.link.ideal:
             self._pending.append(data)
             if self._flush_handle is None:
-                self._flush_handle = loop.call_soon(self._flush)
+                # In an empty context: a frame does not carry the sender's context
+                # variables (a simulated host's binding) into the receiver's code.
+                self._flush_handle = loop.call_soon(self._flush, context=contextvars.Context())
         else:
             impair(self.link, self.counters, self._down, data, loop)
 

@@ -7,6 +7,7 @@ DHCP drivers run :mod:`miragekit.dhcp` on an :class:`IPv4Stack`. The sans-I/O co
 underneath (ARP, NDP, reassembly, ICMP) are not part of this surface.
 """
 
+from ._acd import AddressConflict as AddressConflict
 from ._arp import ArpConfig as ArpConfig
 from ._dhcp_client import DhcpClientDriver as DhcpClientDriver
 from ._dhcp_client import dhcp_configure as dhcp_configure
@@ -27,6 +28,7 @@ from ._udp import UDP as UDP
 __all__ = [
     "TCP",
     "UDP",
+    "AddressConflict",
     "ArpConfig",
     "DhcpClientDriver",
     "DhcpServerDriver",

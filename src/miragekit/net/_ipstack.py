@@ -14,6 +14,7 @@ import random
 from collections.abc import Sequence
 
 from ..v1 import Network, UDPCallback
+from ._acd import probe_address
 from ._arp import ArpConfig
 from ._ethif import Ethif
 from ._fragment import ReassemblyConfig
@@ -40,8 +41,12 @@ class IPv4Stack:
         rng: random.Random | None = None,
         arp: ArpConfig | None = None,
         reassembly: ReassemblyConfig | None = None,
+        probe: float = 0.0,
     ) -> IPv4Stack:
-        """Build the layers on ``netif`` with address ``cidr`` (e.g. ``"10.0.0.2/24"``)."""
+        """Build the layers on ``netif`` with address ``cidr`` (e.g. ``"10.0.0.2/24"``).
+
+        ``probe`` > 0: first probe for the address that many seconds (RFC 5227) and raise
+        :class:`AddressConflict` (the stack stopped) if another host has it."""
         iface = ipaddress.IPv4Interface(cidr)
         ethif = Ethif(netif)
         ipv4 = IPv4(ethif, rng=rng, arp=arp, reassembly=reassembly)
@@ -51,6 +56,12 @@ class IPv4Stack:
         ipv4.set_handler(17, udp.receive)
         self = cls(Interface(ethif, ipv4=ipv4), ipv4, udp)
         self.iface.start()
+        if probe > 0 and int(iface.ip):
+            try:
+                await probe_address(ipv4.arp, iface.ip, probe)
+            except BaseException:
+                await self.disconnect()
+                raise
         await ipv4.set_ip(iface.ip)  # after the receiver: the gratuitous ARP goes out now
         return self
 

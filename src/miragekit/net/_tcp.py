@@ -297,7 +297,8 @@ class TCP(Generic[A]):
         self.endpoint = tcpcore.TCPEndpoint(config, secret=secret)
         self._flows: dict[int, TCPFlow[A]] = {}
         self._callbacks: dict[int, TCPCallback] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # A dict, not a set: disconnect cancels in start order, the same in every run.
+        self._tasks: dict[asyncio.Task[None], None] = {}
         self._peers: dict[bytes, A] = {}  # packed address -> address object (accepts)
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -664,7 +665,7 @@ class TCP(Generic[A]):
             flow._on_event(ev)
         # The task removes itself from _tasks when it ends (see _serve): cheaper than a
         # done callback, which costs one more loop callback per connection.
-        self._tasks.add(self._loop.create_task(self._serve(cb, flow)))
+        self._tasks[self._loop.create_task(self._serve(cb, flow))] = None
 
     async def _serve(self, cb: TCPCallback, flow: TCPFlow[A]) -> None:
         try:
@@ -674,7 +675,7 @@ class TCP(Generic[A]):
         except Exception:
             _log.exception("TCP listener callback failed")
         finally:
-            self._tasks.discard(cast("asyncio.Task[None]", asyncio.current_task()))
+            self._tasks.pop(cast("asyncio.Task[None]", asyncio.current_task()), None)
             await flow.close()
 
     def stop_accepting(self) -> None:

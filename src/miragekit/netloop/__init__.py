@@ -3,6 +3,7 @@ through the STACKV4 bound to the calling context (``docs/asyncio.md``)."""
 
 from ._bind import bind as bind
 from ._bind import bound_stack as bound_stack
+from ._errors import flow_error as flow_error
 from ._loop import StackEventLoop as StackEventLoop
 from ._loop import StackLoopMixin as StackLoopMixin
 from ._loop import run as run
@@ -18,5 +19,6 @@ __all__ = [
     "StackTransport",
     "bind",
     "bound_stack",
+    "flow_error",
     "run",
 ]

@@ -16,6 +16,7 @@ order when :func:`run` ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import random
@@ -23,6 +24,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine
 from contextvars import Context
+from types import EllipsisType
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 from ..clock import Clock
@@ -37,6 +39,16 @@ _PURGE_FRACTION = 0.5
 #: Where a simulation's wall clock starts unless told otherwise: 2000-01-01 00:00:00 UTC.
 #: Fixed, so a run (and what an application prints of the date) depends only on the seed.
 CLOCK_START = 946_684_800.0
+
+#: :func:`run`'s default ``idle_timeout``: wall-clock seconds a simulation may wait with
+#: nothing ready or scheduled (only real I/O or another thread could wake it) before
+#: :class:`SimDeadlock` says it is stuck.
+DEFAULT_IDLE_TIMEOUT = 10.0
+
+#: Virtual seconds that tasks left over when ``main`` returns get to finish once cancelled
+#: (a connection's close, a server's teardown); what still waits then is abandoned.
+TEARDOWN_GRACE = 5.0
+_TEARDOWN_ROUNDS = 10
 
 
 class _SimTimerHandle(asyncio.TimerHandle):
@@ -66,6 +78,10 @@ class _SimTimerHandle(asyncio.TimerHandle):
 
 class SimDeadlock(RuntimeError):
     """Every task waits, nothing is scheduled, and no I/O came for ``idle_timeout``."""
+
+
+class _TeardownStuck(Exception):
+    """Leftover tasks wait on something that cannot come (or past the grace period)."""
 
 
 class SimLoop(asyncio.SelectorEventLoop):
@@ -107,6 +123,7 @@ class SimLoop(asyncio.SelectorEventLoop):
         self._task_order: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = (
             weakref.WeakKeyDictionary()
         )
+        self._teardown_until: float | None = None
         self.set_task_factory(self._make_task)
 
     # --- the virtual clock --------------------------------------------------------------
@@ -165,6 +182,18 @@ class SimLoop(asyncio.SelectorEventLoop):
         tasks.sort(key=lambda t: order.get(t, -1))
         return tasks
 
+    def _waiting(self) -> str:
+        """The first few waiting tasks by coroutine name, for a deadlock report."""
+        tasks = self.tasks_in_creation_order()
+        names = []
+        for t in tasks[:5]:
+            name = getattr(t.get_coro(), "__qualname__", "?")
+            if not t.get_name().startswith("Task-"):  # a name given: say it (a host's)
+                name += f" [{t.get_name()}]"
+            names.append(name)
+        more = f" and {len(tasks) - 5} more" if len(tasks) > 5 else ""
+        return (", ".join(names) or "no task") + more
+
     # --- one iteration -------------------------------------------------------------------
 
     def _purge_cancelled(self) -> None:
@@ -192,13 +221,18 @@ class SimLoop(asyncio.SelectorEventLoop):
         ready = self._ready
         if ready or self._stopping or scheduled:
             events = self._selector.select(0)
+        elif self._teardown_until is not None:
+            events = self._selector.select(0)
+            if not events:
+                raise _TeardownStuck
         else:
             # Nothing can happen unless I/O or another thread wakes us: block like asyncio.
             events = self._selector.select(self._idle_timeout)
             if not events and not ready and not scheduled and self._idle_timeout is not None:
                 raise SimDeadlock(
                     f"simulation deadlock at t={self._now}: every task is waiting, nothing "
-                    f"is scheduled, and no I/O arrived for {self._idle_timeout}s"
+                    f"is scheduled, and no I/O arrived for {self._idle_timeout}s "
+                    f"(waiting: {self._waiting()}; idle_timeout=None waits for ever)"
                 )
         self._process_events(events)  # type: ignore[attr-defined]
         del events
@@ -206,6 +240,8 @@ class SimLoop(asyncio.SelectorEventLoop):
             # Idle: jump to the next deadline instead of sleeping.
             when = scheduled[0]._when  # type: ignore[attr-defined]
             if when > self._now:
+                if self._teardown_until is not None and when > self._teardown_until:
+                    raise _TeardownStuck
                 self._now = when
         now = self._now
         while scheduled and scheduled[0]._when <= now:  # type: ignore[attr-defined]
@@ -220,14 +256,29 @@ class SimLoop(asyncio.SelectorEventLoop):
 
 
 def _cancel_leftovers(loop: SimLoop) -> None:
-    tasks = loop.tasks_in_creation_order()
-    if not tasks:
-        return
-    for t in tasks:
-        t.cancel()
-    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-    for t in tasks:
-        if t.cancelled():
+    """Cancel what is left, give it :data:`TEARDOWN_GRACE` virtual seconds to finish, and
+    abandon quietly what then still waits (a server's teardown waiting on a peer that will
+    never answer must not turn a finished run into a deadlock). Tasks started while
+    others stop (a stack serving one last segment) are cancelled in turn."""
+    loop._teardown_until = loop.time() + TEARDOWN_GRACE
+    seen: list[asyncio.Task[Any]] = []
+    try:
+        for _ in range(_TEARDOWN_ROUNDS):
+            tasks = loop.tasks_in_creation_order()
+            if not tasks:
+                break
+            seen += tasks
+            for t in tasks:
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    except _TeardownStuck:
+        pass
+    finally:
+        loop._teardown_until = None
+    for t in loop.tasks_in_creation_order():
+        _abandon(t)
+    for t in seen:
+        if not t.done() or t.cancelled():
             continue
         exc = t.exception()
         if exc is not None:
@@ -240,22 +291,33 @@ def _cancel_leftovers(loop: SimLoop) -> None:
             )
 
 
+def _abandon(task: asyncio.Task[Any]) -> None:
+    """Drop a task that will never finish without a word: no "Task was destroyed but it
+    is pending!", and its coroutine closed now (its ``finally`` may need the loop, which
+    is still there) rather than by the garbage collector."""
+    task._log_destroy_pending = False  # type: ignore[attr-defined]
+    with contextlib.suppress(BaseException):
+        task.get_coro().close()
+
+
 def run(
     main: Coroutine[Any, Any, T],
     *,
     seed: int = 0,
     start: float = 0.0,
-    idle_timeout: float | None = None,
+    idle_timeout: float | EllipsisType | None = ...,
     debug: bool | None = None,
     clock_start: float = CLOCK_START,
 ) -> T:
     """Run ``main`` to completion on a fresh :class:`SimLoop`, like :func:`asyncio.run`.
 
     The clock starts at ``start`` (0.0), the simulated wall clock (:meth:`SimLoop.wall_time`,
-    what :func:`clock` reads) at ``clock_start`` (:data:`CLOCK_START`); ``idle_timeout`` turns a deadlock into
-    :class:`SimDeadlock` (see :class:`SimLoop`). Tasks still running when ``main`` returns are
-    cancelled, oldest first; then async generators and the default executor are shut down
-    and the loop is closed.
+    what :func:`clock` reads) at ``clock_start`` (:data:`CLOCK_START`); ``idle_timeout``
+    (:data:`DEFAULT_IDLE_TIMEOUT`, ``None`` waits for ever) turns a deadlock into
+    :class:`SimDeadlock` (see :class:`SimLoop`). Tasks still running when ``main`` returns
+    or raises are cancelled, oldest first, and get :data:`TEARDOWN_GRACE` virtual seconds
+    to finish; then async generators and the default executor are shut down and the loop
+    is closed.
     """
     try:
         asyncio.get_running_loop()
@@ -265,9 +327,16 @@ def run(
         raise RuntimeError("miragekit.sim.run() cannot be called from a running event loop")
     if not asyncio.iscoroutine(main):
         raise TypeError(f"main must be a coroutine, got {main!r}")
+    if isinstance(idle_timeout, EllipsisType):
+        idle_timeout = DEFAULT_IDLE_TIMEOUT
     loop = SimLoop(seed=seed, start=start, idle_timeout=idle_timeout, clock_start=clock_start)
     if debug is not None:
         loop.set_debug(debug)
+    return run_on(loop, main)
+
+
+def run_on(loop: SimLoop, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on ``loop`` as :func:`run` does (then clean up and close ``loop``)."""
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(main)

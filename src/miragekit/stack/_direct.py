@@ -30,6 +30,7 @@ from ..dhcp import Event as DhcpEvent
 from ..net import (
     TCP,
     UDP,
+    AddressConflict,
     DhcpClientDriver,
     IPv4,
     IPv4Stack,
@@ -47,10 +48,15 @@ Addr6 = ipaddress.IPv6Address
 
 @dataclass(frozen=True, slots=True)
 class Static:
-    """The ``mode`` of a stack with a fixed address: ``Static("10.0.0.2/24", ["10.0.0.1"])``."""
+    """The ``mode`` of a stack with a fixed address: ``Static("10.0.0.2/24", ["10.0.0.1"])``.
+
+    ``probe`` > 0: ``connect`` first probes for the address that many seconds (RFC 5227)
+    and returns an ``Error`` naming the other host's MAC if the address is taken.
+    """
 
     cidr: str | ipaddress.IPv4Interface
     gateways: Sequence[str | Addr] = field(default_factory=tuple)
+    probe: float = 0.0
 
     def __post_init__(self) -> None:
         try:
@@ -59,6 +65,8 @@ class Static:
                 ipaddress.IPv4Address(g)
         except ValueError as e:
             raise ValueError(f"Static: {e}") from None
+        if not self.probe >= 0:
+            raise ValueError(f"Static: probe must be >= 0 seconds, got {self.probe}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +158,12 @@ class DirectStackV4:
     ) -> Ok[Self] | Error[StackError]:
         mode = id.mode
         if isinstance(mode, Static):
-            ip = await IPv4Stack.connect(id.netif, cidr=mode.cidr, gateways=mode.gateways)
+            try:
+                ip = await IPv4Stack.connect(
+                    id.netif, cidr=mode.cidr, gateways=mode.gateways, probe=mode.probe
+                )
+            except AddressConflict as e:
+                return Error(Unknown(str(e)))
             self = cls(id, ip, TCP(ip.ipv4, config=tcp_config))
         elif isinstance(mode, DHCP):
             ip = await IPv4Stack.connect(id.netif, cidr="0.0.0.0/0")

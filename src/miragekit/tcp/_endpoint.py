@@ -84,7 +84,9 @@ class TCPEndpoint:
         self._addr_of: dict[int, Key] = {}
         self._listeners: dict[int, _Listener] = {}
         self._out: list[tuple[bytes, bytes, TCPRepr]] = []
-        self._dirty: set[Key] = set()
+        # Keys with something to send, in the order they became so: a dict, not a set, so
+        # segments leave in the same order whatever PYTHONHASHSEED says.
+        self._dirty: dict[Key, None] = {}
         # Keys of every listener's half-open connections (a quick test per segment).
         self._half_open: set[Key] = set()
         self._active: dict[Key, Connection] = {}
@@ -165,7 +167,7 @@ class TCPEndpoint:
     def _add(self, key: Key, conn: Connection) -> None:
         self.connections[key] = conn
         self._addr_of[id(conn)] = key
-        self._dirty.add(key)
+        self._dirty[key] = None
         self.stats["connections_opened"] += 1
 
     def take_active(self) -> list[Connection]:
@@ -189,7 +191,7 @@ class TCPEndpoint:
         """Tell the endpoint the application called ``send``/``receive``/``close`` on it."""
         key = self._addr_of.get(id(conn))
         if key is not None:
-            self._dirty.add(key)
+            self._dirty[key] = None
 
     # ------------------------------------------------------------------ input
 
@@ -228,7 +230,7 @@ class TCPEndpoint:
                 conn = None
             elif st != _CLOSED:
                 conn.handle_segment(now, seg)
-                self._dirty.add(key)
+                self._dirty[key] = None
                 self._active[key] = conn
                 return
             else:
@@ -255,7 +257,7 @@ class TCPEndpoint:
         for key, conn in list(self.connections.items()):
             if key[0] == laddr and conn.state != _CLOSED:
                 conn.address_lost()
-                self._dirty.add(key)
+                self._dirty[key] = None
                 self._active[key] = conn
                 n += 1
         return n
@@ -285,7 +287,7 @@ class TCPEndpoint:
             self.stats["icmp_ignored"] += 1
             return False
         self.stats["icmp_accepted"] += 1
-        self._dirty.add(key)
+        self._dirty[key] = None
         self._active[key] = conn
         return True
 
@@ -458,7 +460,7 @@ class TCPEndpoint:
                 self._arm(key, at)
                 continue
             conn.handle_timer(now)
-            self._dirty.add(key)
+            self._dirty[key] = None
             self._active[key] = conn
 
     def segments_to_send(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
@@ -468,7 +470,7 @@ class TCPEndpoint:
         dirty = self._dirty
         if not dirty:
             return out
-        self._dirty = set()
+        self._dirty = {}
         conns = self.connections
         sched = self._scheduled
         half_open = self._half_open

@@ -1,0 +1,161 @@
+"""A simulated cluster's speed: many hosts, many connections each echoing 100 bytes a
+second over 1% loss, in virtual time.
+
+Run: ``python bench/sim_cluster.py [--hosts 50] [--conns 980] [--seconds 60]
+[--loss 0.01]``. Two ways of building the same workload run in the same process, one
+after the other:
+
+* ``by hand`` (the reference): ``DirectStackV4``s on a ``VnetSwitch`` under ``sim.run``,
+  talking through ``miragekit.aio`` streams;
+* ``sim.Network``: the same hosts as ``sim.Network`` hosts whose ``main`` is unmodified
+  asyncio code (``asyncio.start_server``, ``asyncio.open_connection`` by host name).
+
+Connection ``i`` goes from host ``i % hosts`` to host ``(i % hosts + 1 + i // hosts) %
+hosts``, so every host serves and connects; each host opens its connections one after
+the other, all hosts at once. Each connection sends 100 bytes every simulated second
+and reads the echo. Shown: wall time, echoes (round trips completed),
+echoes per wall second, and how many times faster than real time the simulation ran.
+Writes bench/results/sim_cluster.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from miragekit import aio, sim  # noqa: E402
+from miragekit.link import LinkParams, VnetSwitch  # noqa: E402
+from miragekit.result import Ok  # noqa: E402
+from miragekit.stack import DirectStackV4, Static  # noqa: E402
+from miragekit.v1 import StackConfig  # noqa: E402
+
+PORT = 7000
+MSG = b"x" * 100
+
+
+def pairs(hosts: int, conns: int) -> list[tuple[int, int]]:
+    return [(i % hosts, (i % hosts + 1 + i // hosts) % hosts) for i in range(conns)]
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+
+
+async def pinger(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, until: float, n: list[int]
+) -> None:
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        writer.write(MSG)
+        await reader.readexactly(len(MSG))
+        n[0] += 1
+        await asyncio.sleep(1.0)
+
+
+def targets_of(hosts: int, conns: int) -> dict[int, list[int]]:
+    targets: dict[int, list[int]] = {h: [] for h in range(hosts)}
+    for src, dst in pairs(hosts, conns):
+        targets[src].append(dst)
+    return targets
+
+
+def by_hand(hosts: int, conns: int, seconds: float, loss: float) -> int:
+    targets = targets_of(hosts, conns)
+
+    async def main() -> int:
+        sw = VnetSwitch()
+        stacks = []
+        for h in range(hosts):
+            vif = sw.add_interface(f"h{h}", link=LinkParams(loss=loss))
+            r = await DirectStackV4.connect(
+                StackConfig(f"h{h}", None, vif, Static(f"10.0.{h // 250}.{h % 250 + 1}/16"))
+            )
+            assert isinstance(r, Ok)
+            stacks.append(r.value)
+            await aio.start_server(echo, r.value, PORT)
+        n = [0]
+        until = asyncio.get_running_loop().time() + seconds
+
+        async def host(h: int) -> None:
+            # As each sim.Network host does: open its connections one by one, then ping.
+            streams = [
+                await aio.open_connection(stacks[h], f"10.0.{d // 250}.{d % 250 + 1}", PORT)
+                for d in targets[h]
+            ]
+            await asyncio.gather(*(pinger(r, w, until, n) for r, w in streams))
+
+        await asyncio.gather(*(host(h) for h in range(hosts)))
+        return n[0]
+
+    result: int = sim.run(main(), seed=1)
+    return result
+
+
+def with_network(hosts: int, conns: int, seconds: float, loss: float) -> int:
+    net = sim.Network(seed=1, subnet="10.0.0.0/16", link=LinkParams(loss=loss))
+    n = [0]
+    targets = targets_of(hosts, conns)
+
+    def host_main(h: int) -> Any:
+        async def main() -> None:
+            server = await asyncio.start_server(echo, None, PORT)
+            loop = asyncio.get_running_loop()
+            until = loop.time() + seconds
+            streams = [await asyncio.open_connection(f"h{d}", PORT) for d in targets[h]]
+            await asyncio.gather(*(pinger(r, w, until, n) for r, w in streams))
+            server.close()
+
+        return main
+
+    for h in range(hosts):
+        net.host(f"h{h}", main=host_main(h))
+    report = net.run(until=seconds + 30)
+    assert report.ok, report.errors()
+    return n[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hosts", type=int, default=50)
+    ap.add_argument("--conns", type=int, default=980)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--loss", type=float, default=0.01)
+    a = ap.parse_args()
+    rows = []
+    for name, fn in (("by hand (reference)", by_hand), ("sim.Network", with_network)):
+        t0 = time.perf_counter()
+        echoes = fn(a.hosts, a.conns, a.seconds, a.loss)
+        wall = time.perf_counter() - t0
+        rows.append(
+            {
+                "how": name,
+                "wall_s": round(wall, 2),
+                "echoes": echoes,
+                "echoes_per_wall_s": round(echoes / wall),
+                "x_real_time": round(a.seconds / wall, 2),
+            }
+        )
+    print(f"{a.hosts} hosts, {a.conns} connections, {a.seconds:g} simulated s, loss {a.loss}")
+    print(f"{'how':<22} {'wall s':>8} {'echoes':>8} {'echoes/s':>9} {'x real time':>12}")
+    for r in rows:
+        print(
+            f"{r['how']:<22} {r['wall_s']:>8} {r['echoes']:>8} "
+            f"{r['echoes_per_wall_s']:>9} {r['x_real_time']:>12}"
+        )
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "sim_cluster.json").write_text(json.dumps({"args": vars(a), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
