@@ -154,6 +154,8 @@ class Connection:
         "_ooo",
         "_peer_mss",
         "_probe",
+        "_prr_delivered",
+        "_prr_out",
         "_push_upto",
         "_rcv_adv",
         "_rcv_fin",
@@ -163,6 +165,7 @@ class Connection:
         "_rcvbuf",
         "_readable_signalled",
         "_recover",
+        "_recover_fs",
         "_retries",
         "_rexmit",
         "_rtt",
@@ -270,6 +273,9 @@ class Connection:
         self._dupacks = 0
         self._in_recovery = False
         self._recover = iss
+        self._recover_fs = 1
+        self._prr_delivered = 0
+        self._prr_out = 0
         self._high_rxt = iss
         self._inflate = 0
         self._rexmit = False
@@ -924,8 +930,12 @@ class Connection:
                 self._probe = False
 
         sack_new = False
+        sb = self._scoreboard
+        # RFC 6937 DeliveredData needs the SACKed bytes before this ACK (-1: not measured).
+        sacked0 = (
+            sb.sacked_bytes() if self._sack_on and (self._in_recovery or seg.sack_blocks) else -1
+        )
         if self._sack_on and seg.sack_blocks:
-            sb = self._scoreboard
             smax = self._snd_max
             for left32, right32 in seg.sack_blocks:
                 left = una + (((left32 - una) + 0x80000000) & MASK) - 0x80000000
@@ -945,6 +955,8 @@ class Connection:
             and (self._snd_wnd == old_wnd or sack_new)
         ):
             self._on_dupack(now, sack_new)
+        if self._in_recovery and sacked0 >= 0:
+            self._prr_on_ack(self._snd_una - una + sb.sacked_bytes() - sacked0)
 
         st = self.state
         if self._fin_queued and self._snd_una > self._fin_seq:
@@ -1003,6 +1015,8 @@ class Connection:
                 self._in_recovery = False
                 self._inflate = 0
                 self._scoreboard.rxt.clear()
+                if self._sack_on:
+                    self._cc.cwnd = self._cc.ssthresh  # PRR leaves recovery at ssthresh
             elif self._sack_on:
                 if self._high_rxt < ack:
                     self._high_rxt = ack
@@ -1040,6 +1054,26 @@ class Connection:
         r = self._rtx_at
         self._tlp_at = t if r is None or t < r else None
 
+    def _prr_on_ack(self, delivered: int) -> None:
+        """Proportional rate reduction (RFC 6937) sets cwnd for this ACK in SACK recovery.
+
+        While the pipe is above ssthresh, data leaves in proportion to the data delivered
+        (ssthresh/RecoverFS of it), so the reduction is spread over the round trip
+        instead of silence then a burst; below ssthresh, slow-start reduction bound
+        (PRR-SSRB) grows the pipe back to ssthresh by at most one MSS more than delivered.
+        """
+        cc = self._cc
+        mss = self._smss
+        self._prr_delivered += delivered
+        pipe = self._scoreboard.pipe(self._snd_una, self._snd_max, mss)
+        ss = cc.ssthresh
+        if pipe > ss:
+            sndcnt = -(-self._prr_delivered * ss // self._recover_fs) - self._prr_out
+        else:
+            limit = max(self._prr_delivered - self._prr_out, delivered) + mss
+            sndcnt = min(ss - pipe, limit)
+        cc.cwnd = pipe + (sndcnt if sndcnt > 0 else 0)
+
     def _on_dupack(self, now: float, sack_new: bool) -> None:
         self._dupacks += 1
         if self._in_recovery:
@@ -1055,6 +1089,9 @@ class Connection:
             self._in_recovery = True
             self._tlp_at = None
             self._recover = self._snd_max
+            self._recover_fs = max(self._snd_max - self._snd_una, 1)
+            self._prr_delivered = 0
+            self._prr_out = 0
             self.stats["fast_retransmits"] += 1
             self._cc.on_loss(now, self._snd_max - self._snd_una)
             self._high_rxt = self._snd_una
@@ -1366,6 +1403,7 @@ class Connection:
                 end = min(una + mss, self._snd_max)
             if end > una:
                 self._retransmit(now, una, min(end, fin_end), out)
+                self._prr_out += end - una
                 if self._high_rxt < end:
                     self._high_rxt = end
                 if self._sack_on:
@@ -1397,6 +1435,7 @@ class Connection:
                 hole = self._scoreboard.next_seg(self._snd_una, mss)
                 if hole is not None:
                     self._retransmit(now, hole[0], hole[1], out)
+                    self._prr_out += hole[1] - hole[0]
                     self._scoreboard.record_rxt(hole[0], hole[1], self._snd_max)
                     continue
                 room = mss
@@ -1449,6 +1488,8 @@ class Connection:
             if n == 0 and not (self._fin_queued and nxt == data_end):
                 break
             end = nxt + n
+            if sack_recovery:
+                self._prr_out += n
             self._emit_range(now, nxt, end, out, burst)
             if self._fin_queued and end == data_end:
                 end += 1
