@@ -21,7 +21,7 @@ from tests.tcp_helpers import (
     syn_received,
 )
 
-from miragekit.tcp import Config, ConnectionClosed, ConnectionTimedOut, State
+from miragekit.tcp import Config, Connection, ConnectionClosed, ConnectionTimedOut, State
 from miragekit.tcp._rtt import RttEstimator
 from miragekit.tcp._sack import Scoreboard
 from miragekit.tcp.congestion import Cubic, NewReno, new_controller
@@ -500,3 +500,101 @@ def test_prr_spreads_the_reduction_over_the_recovery_round_trip() -> None:
     # The full ACK ends recovery at ssthresh.
     c.handle_segment(0.2, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 16000))
     assert c.cwnd == 6500
+
+
+# ---------------------------------------------------------------- D-SACK (RFC 2883, 3708)
+
+
+def _blocks(*ranges: tuple[int, int], base: int = LOCAL_SEQ) -> tuple[tuple[int, int], ...]:
+    return tuple(((base + a) & 0xFFFFFFFF, (base + b) & 0xFFFFFFFF) for a, b in ranges)
+
+
+def test_dsack_sent_for_a_duplicate_below_and_above_rcv_nxt() -> None:
+    c = established(cfg(sack=True), sack_permitted=True)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"a" * 10))
+    out(c)
+    # A duplicate of what was delivered: the ACK reports it as the first block (4.1.1).
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"a" * 10))
+    assert out(c) == [
+        seg_out(
+            ACK, LOCAL_SEQ, REMOTE_SEQ + 10, window=WINDOW - 10,
+            sack_blocks=_blocks((0, 10), base=REMOTE_SEQ),
+        )
+    ]  # fmt: skip
+    # Out of order, then the same again: the duplicate, then the range holding it (4.1.2).
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 20, LOCAL_SEQ, b"c" * 10))
+    out(c)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 20, LOCAL_SEQ, b"c" * 5))
+    assert out(c)[-1].sack_blocks == _blocks((20, 25), (20, 30), base=REMOTE_SEQ)
+    # Reported once: the next ACK carries only the out-of-order range.
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 40, LOCAL_SEQ, b"e" * 10))
+    assert out(c)[-1].sack_blocks == _blocks((40, 50), (20, 30), base=REMOTE_SEQ)
+    assert c.stats["dsacks_out"] == 2
+
+
+def _into_recovery(c: Connection) -> int:
+    """Ten 1000-byte segments out, the first missing; the third SACK starts recovery."""
+    c.send(bytes(10000))
+    assert len(out(c)) == 10
+    una = LOCAL_SEQ
+    for k in (2000, 3000, 4000):
+        c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=_blocks((1000, k))))
+    assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
+    assert c.ssthresh == 5000
+    return una
+
+
+def test_dsack_of_the_only_retransmission_undoes_fast_recovery() -> None:
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    _into_recovery(c)
+    # The original was only delayed: it fills the hole (recovery ends at ssthresh) ...
+    c.handle_segment(0.11, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000))
+    assert c.cwnd == 5000 and c.stats["undos"] == 0
+    # ... and the retransmission comes back as a duplicate: the response is undone.
+    c.handle_segment(
+        0.12, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000, sack_blocks=_blocks((0, 1000)))
+    )
+    assert c.stats["dsacks_in"] == 1 and c.stats["undos"] == 1
+    assert c.cwnd == 10000 and c.ssthresh > 1 << 60  # as before recovery (slow start)
+
+
+def test_dsack_inside_recovery_undoes_and_ends_it() -> None:
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    _into_recovery(c)
+    # The original arrives first, then the retransmission: D-SACK inside the SACKed range.
+    c.handle_segment(
+        0.11, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 4000, sack_blocks=_blocks((0, 1000)))
+    )
+    # Undone before the ACK's own growth: slow start again from 10000, +2 MSS (RFC 3465).
+    assert c.stats["undos"] == 1 and c.cwnd == 12000 and c.ssthresh > 1 << 60
+    # Out of recovery: new ACKs grow cwnd again rather than feeding PRR.
+    c.handle_segment(0.12, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 5000))
+    assert c.cwnd == 13000
+
+
+def test_dsack_of_data_never_retransmitted_undoes_nothing() -> None:
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    _into_recovery(c)
+    # A network duplicate of segment 3: a D-SACK inside the second block, no undo.
+    c.handle_segment(
+        0.11,
+        seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, sack_blocks=_blocks((2000, 3000), (1000, 5000))),
+    )
+    assert c.stats["dsacks_in"] == 1 and c.stats["undos"] == 0
+    # A lone D-SACK is no duplicate ACK: nothing is sent for it, and cwnd stays reduced.
+    assert out(c, 0.11) == [] and c.ssthresh == 5000
+
+
+def test_dsack_undoes_a_spurious_timeout() -> None:
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    c.send(bytes(3000))
+    assert len(out(c)) == 3
+    c.handle_timer(due(c))
+    assert out(c, 0.2) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, bytes(1000))]
+    assert c.cwnd == 1000
+    # The ACK was only late; the retransmission arrives as a duplicate (RFC 4015 case).
+    c.handle_segment(0.21, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 3000))
+    c.handle_segment(
+        0.22, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 3000, sack_blocks=_blocks((0, 1000)))
+    )
+    assert c.stats["undos"] == 1 and c.cwnd == 10000

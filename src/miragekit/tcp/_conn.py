@@ -40,7 +40,7 @@ from ._events import (
 )
 from ._reassembly import Reassembler
 from ._rtt import RttEstimator
-from ._sack import DUP_THRESH, Scoreboard
+from ._sack import DUP_THRESH, RetransmitLedger, Scoreboard
 from ._sendbuf import SendBuffer
 from .congestion import CongestionControl, new_controller
 from .seqnum import MASK, seq_lt
@@ -117,6 +117,9 @@ _STATS: dict[str, int] = {
     "challenge_acks": 0,
     "dropped": 0,
     "resets_data_lost": 0,  # RST for data the application will never read (RFC 1122)
+    "dsacks_in": 0,  # D-SACK blocks received (RFC 2883)
+    "dsacks_out": 0,  # D-SACK blocks sent
+    "undos": 0,  # loss responses undone: every retransmission was D-SACKed (RFC 3708)
 }
 
 # The window scale for a receive buffer size, computed once per size (every handshake
@@ -136,6 +139,7 @@ class Connection:
         "_close_at",
         "_ctl_out",
         "_discard_input",
+        "_dsack",
         "_dupacks",
         "_eof_signalled",
         "_events",
@@ -149,10 +153,12 @@ class Connection:
         "_ka_at",
         "_ka_probes",
         "_last_ack_sent",
+        "_ledger",
         "_max_snd_wnd",
         "_nodelay",
         "_ooo",
         "_peer_mss",
+        "_prior_cc",
         "_probe",
         "_prr_delivered",
         "_prr_out",
@@ -253,6 +259,9 @@ class Connection:
         self._rcvbuf = bytearray()
         self._ooo = Reassembler()
         self._scoreboard = Scoreboard()
+        self._ledger = RetransmitLedger()
+        self._prior_cc: CongestionControl | None = None
+        self._dsack: tuple[int, int] | None = None
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._rtt_seq: int | None = None
         self._rtt_time = 0.0
@@ -668,6 +677,8 @@ class Connection:
             self._probe = True
             return
         if st not in (SYN_SENT, SYN_RECEIVED):
+            if self._retries == 1:
+                self._start_episode()
             self._cc.on_rto(now, self._snd_max - self._snd_una)
         self._snd_nxt = self._snd_una
         if self._retries > 1:
@@ -789,6 +800,8 @@ class Connection:
         if not ok:
             self.stats["dropped"] += 1
             self._ack_now = True
+            if plen and seq < rcv_nxt and self._sack_on:
+                self._dsack = (seq, min(seq + plen, rcv_nxt))  # a duplicate: say so
             if st == TIME_WAIT and flags & FIN:
                 self._close_at = now + self.config.time_wait
             return
@@ -935,12 +948,17 @@ class Connection:
         sacked0 = (
             sb.sacked_bytes() if self._sack_on and (self._in_recovery or seg.sack_blocks) else -1
         )
+        dsack = False
         if self._sack_on and seg.sack_blocks:
             smax = self._snd_max
-            for left32, right32 in seg.sack_blocks:
+            blocks = seg.sack_blocks
+            for i, (left32, right32) in enumerate(blocks):
                 left = una + (((left32 - una) + 0x80000000) & MASK) - 0x80000000
                 right = una + (((right32 - una) + 0x80000000) & MASK) - 0x80000000
-                if una < left < right <= smax and sb.add(left, right):
+                if i == 0 and left < right <= smax and self._is_dsack(left, right, ack, blocks):
+                    dsack = True
+                    self._on_dsack(now, left, right)
+                elif una < left < right <= smax and sb.add(left, right):
                     sack_new = True
             if sack_new and self._in_recovery and sb.rxt:
                 self.stats["lost_retransmits"] += sb.detect_lost_retransmits()
@@ -953,6 +971,7 @@ class Connection:
             and plen == 0
             and not seg.flags & (SYN | FIN)
             and (self._snd_wnd == old_wnd or sack_new)
+            and (sack_new or not dsack)  # a lone D-SACK reports a duplicate, not a hole
         ):
             self._on_dupack(now, sack_new)
         if self._in_recovery and sacked0 >= 0:
@@ -1054,6 +1073,42 @@ class Connection:
         r = self._rtx_at
         self._tlp_at = t if r is None or t < r else None
 
+    def _is_dsack(
+        self, left: int, right: int, ack: int, blocks: tuple[tuple[int, int], ...]
+    ) -> bool:
+        """RFC 2883 4: the first block is a D-SACK when it lies below the cumulative ACK
+        or inside the second block."""
+        if right <= ack:
+            return left >= self._snd_una - self._max_snd_wnd
+        if len(blocks) < 2:
+            return False
+        una = self._snd_una
+        l2 = una + (((blocks[1][0] - una) + 0x80000000) & MASK) - 0x80000000
+        r2 = una + (((blocks[1][1] - una) + 0x80000000) & MASK) - 0x80000000
+        return l2 <= left and right <= r2
+
+    def _on_dsack(self, now: float, left: int, right: int) -> None:
+        """A duplicate arrived at the peer. When duplicates cover all that this loss
+        episode retransmitted, the retransmissions were spurious (RFC 3708): undo the
+        congestion response (as RFC 4015's Eifel response, and Linux, do)."""
+        self.stats["dsacks_in"] += 1
+        if not self._ledger.dsack(left, right) or self._prior_cc is None:
+            return
+        self.stats["undos"] += 1
+        self._ledger.close()
+        self._cc.restore(self._prior_cc)
+        self._prior_cc = None
+        if self._in_recovery:
+            self._in_recovery = False
+            self._inflate = 0
+            self._scoreboard.rxt.clear()
+
+    def _start_episode(self) -> None:
+        """A loss response begins: remember the controller's state, to undo it if the
+        retransmissions prove spurious."""
+        self._prior_cc = self._cc.snapshot()
+        self._ledger.start()
+
     def _prr_on_ack(self, delivered: int) -> None:
         """Proportional rate reduction (RFC 6937) sets cwnd for this ACK in SACK recovery.
 
@@ -1093,6 +1148,7 @@ class Connection:
             self._prr_delivered = 0
             self._prr_out = 0
             self.stats["fast_retransmits"] += 1
+            self._start_episode()
             self._cc.on_loss(now, self._snd_max - self._snd_una)
             self._high_rxt = self._snd_una
             self._rexmit = True
@@ -1110,6 +1166,9 @@ class Connection:
         plen = len(payload)
         if seq < rcv_nxt:
             cut = rcv_nxt - seq
+            if self._sack_on:
+                self._dsack = (seq, rcv_nxt)
+                self._ack_now = True
             payload = memoryview(payload)[cut:]
             plen -= cut
             seq = rcv_nxt
@@ -1146,6 +1205,8 @@ class Connection:
             elif self._ack_at is None:
                 self._ack_at = now + self.config.delayed_ack_timeout
         else:
+            if self._sack_on and self._ooo.holds(seq, seq + plen):
+                self._dsack = (seq, seq + plen)
             self._ooo.add(seq, payload)
             self._ack_now = True  # out of order: duplicate ACK at once
 
@@ -1290,8 +1351,17 @@ class Connection:
                 timestamp=ts,
             )
         sack: tuple[tuple[int, int], ...] = ()
-        if self._sack_on and self._ooo.ranges:
-            sack = tuple((s & MASK, e & MASK) for s, e in self._ooo.blocks(3 if self._ts_on else 4))
+        if self._sack_on and (self._ooo.ranges or self._dsack is not None):
+            limit = 3 if self._ts_on else 4
+            blocks = self._ooo.blocks(limit)
+            dup = self._dsack
+            if dup is not None:
+                # RFC 2883: the duplicate first, once; the range holding it (the most
+                # recently changed) follows when it is above RCV.NXT.
+                self._dsack = None
+                self.stats["dsacks_out"] += 1
+                blocks = [dup, *blocks[: limit - 1]]
+            sack = tuple((s & MASK, e & MASK) for s, e in blocks)
         return plain_segment(
             self.local_port, self.remote_port, seq & MASK, ack, flags, window, payload, sack, ts
         )
@@ -1382,6 +1452,7 @@ class Connection:
 
     def _retransmit(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
         self.stats["retransmits"] += 1
+        self._ledger.retransmitted(start, end)
         if self._rtt_seq is not None and start < self._rtt_seq:
             self._rtt_seq = None
         self._emit_range(now, start, end, out)
@@ -1500,6 +1571,7 @@ class Connection:
                 self._snd_max = end
             else:
                 self.stats["retransmits"] += 1
+                self._ledger.retransmitted(nxt, end)
             self._snd_nxt = end
             self._probe = False
             if self._rtx_at is None:

@@ -9,7 +9,7 @@ granularity (a hole is lost as a whole once enough is SACKed above it).
 
 from __future__ import annotations
 
-__all__ = ["DUP_THRESH", "MAX_BLOCKS", "Scoreboard"]
+__all__ = ["DUP_THRESH", "MAX_BLOCKS", "RetransmitLedger", "Scoreboard"]
 
 DUP_THRESH = 3
 # A peer cannot make the scoreboard (and the linear scans over it) grow without bound.
@@ -174,3 +174,56 @@ class Scoreboard:
                         stop = start
                 return s, stop
         return None
+
+
+class RetransmitLedger:
+    """What one loss episode retransmitted, to tell whether every retransmission was
+    needless (RFC 3708 detection by D-SACK, RFC 2883 4.2).
+
+    The receiver reports each duplicate it got in a D-SACK block; when duplicates cover
+    every byte retransmitted since the episode began, the originals had all arrived
+    (reordering or a delay, not loss), and the congestion response can be undone.
+    Ranges are cut, not counted, so a range D-SACKed twice (a network duplicate) counts
+    once, and a D-SACK of data never retransmitted counts for nothing.
+    """
+
+    __slots__ = ("open", "ranges")
+
+    def __init__(self) -> None:
+        self.ranges: list[list[int]] = []
+        self.open = False
+
+    def start(self) -> None:
+        self.ranges.clear()
+        self.open = True
+
+    def close(self) -> None:
+        self.ranges.clear()
+        self.open = False
+
+    def retransmitted(self, start: int, end: int) -> None:
+        if not self.open or end <= start:
+            return
+        if len(self.ranges) >= MAX_BLOCKS:
+            self.close()  # too much to follow: this episode cannot be undone
+            return
+        self.ranges.append([start, end])
+
+    def dsack(self, left: int, right: int) -> bool:
+        """Cut a duplicate out of the retransmitted ranges; True when this empties them
+        (the episode's retransmissions were all spurious)."""
+        if not self.open or not self.ranges:
+            return False
+        cut = False
+        keep: list[list[int]] = []
+        for start, end in self.ranges:
+            if right <= start or left >= end:
+                keep.append([start, end])
+                continue
+            cut = True
+            if start < left:
+                keep.append([start, left])
+            if right < end:
+                keep.append([right, end])
+        self.ranges = keep
+        return cut and not keep
