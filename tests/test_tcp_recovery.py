@@ -558,18 +558,21 @@ def test_dsack_of_the_only_retransmission_undoes_fast_recovery() -> None:
     assert c.cwnd == 10000 and c.ssthresh > 1 << 60  # as before recovery (slow start)
 
 
-def test_dsack_inside_recovery_undoes_and_ends_it() -> None:
+def test_dsack_inside_recovery_undoes_the_reduction_and_repairs_on() -> None:
     c = established(cfg(sack=True), mss=1000, sack_permitted=True)
     _into_recovery(c)
-    # The original arrives first, then the retransmission: D-SACK inside the SACKed range.
+    # The original arrives first, then the retransmission: D-SACK below the new ACK,
+    # which also SACKs beyond a second hole (a real loss).
     c.handle_segment(
-        0.11, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 4000, sack_blocks=_blocks((0, 1000)))
+        0.11,
+        seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 4000, sack_blocks=_blocks((0, 1000), (5000, 8000))),
     )
-    # Undone before the ACK's own growth: slow start again from 10000, +2 MSS (RFC 3465).
-    assert c.stats["undos"] == 1 and c.cwnd == 12000 and c.ssthresh > 1 << 60
-    # Out of recovery: new ACKs grow cwnd again rather than feeding PRR.
-    c.handle_segment(0.12, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 5000))
-    assert c.cwnd == 13000
+    assert c.stats["undos"] == 1 and c.ssthresh > 1 << 60
+    # Recovery goes on at the restored window (no PRR reduction): the lost hole is resent.
+    assert out(c, 0.11) == [seg_out(ACK, LOCAL_SEQ + 4000, REMOTE_SEQ, bytes(1000))]
+    assert c.cwnd == 10000
+    c.handle_segment(0.12, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000))
+    assert c.cwnd == 10000 and c.poll_at() is None
 
 
 def test_dsack_of_data_never_retransmitted_undoes_nothing() -> None:

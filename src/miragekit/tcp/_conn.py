@@ -172,6 +172,7 @@ class Connection:
         "_readable_signalled",
         "_recover",
         "_recover_fs",
+        "_reducing",
         "_retries",
         "_rexmit",
         "_rtt",
@@ -283,6 +284,7 @@ class Connection:
         self._in_recovery = False
         self._recover = iss
         self._recover_fs = 1
+        self._reducing = False  # PRR runs: this recovery's reduction was not undone
         self._prr_delivered = 0
         self._prr_out = 0
         self._high_rxt = iss
@@ -974,7 +976,7 @@ class Connection:
             and (sack_new or not dsack)  # a lone D-SACK reports a duplicate, not a hole
         ):
             self._on_dupack(now, sack_new)
-        if self._in_recovery and sacked0 >= 0:
+        if self._in_recovery and self._reducing and sacked0 >= 0:
             self._prr_on_ack(self._snd_una - una + sb.sacked_bytes() - sacked0)
 
         st = self.state
@@ -1034,7 +1036,7 @@ class Connection:
                 self._in_recovery = False
                 self._inflate = 0
                 self._scoreboard.rxt.clear()
-                if self._sack_on:
+                if self._sack_on and self._reducing:
                     self._cc.cwnd = self._cc.ssthresh  # PRR leaves recovery at ssthresh
             elif self._sack_on:
                 if self._high_rxt < ack:
@@ -1098,10 +1100,8 @@ class Connection:
         self._ledger.close()
         self._cc.restore(self._prior_cc)
         self._prior_cc = None
-        if self._in_recovery:
-            self._in_recovery = False
-            self._inflate = 0
-            self._scoreboard.rxt.clear()
+        # Recovery goes on (other holes may be real losses) at the restored window.
+        self._reducing = False
 
     def _start_episode(self) -> None:
         """A loss response begins: remember the controller's state, to undo it if the
@@ -1145,6 +1145,7 @@ class Connection:
             self._tlp_at = None
             self._recover = self._snd_max
             self._recover_fs = max(self._snd_max - self._snd_una, 1)
+            self._reducing = True
             self._prr_delivered = 0
             self._prr_out = 0
             self.stats["fast_retransmits"] += 1
