@@ -81,6 +81,7 @@ def main() -> None:
                 "fast_retransmits": h.a.stats["fast_retransmits"],
                 "rto": h.a.stats["rto"],
                 "tail_loss_probes": h.a.stats["tail_loss_probes"],
+                "undos": h.a.stats["undos"],
                 "corrupted_dropped": h.stats.bad_checksum,
             }
         )
@@ -91,7 +92,7 @@ def main() -> None:
             f"{'OK' if r['sha256_equal'] else 'MISMATCH'} "
             f"sim {sim:7.2f}s goodput {r['sim_goodput_MB_per_s']:6.2f} MB/s{vs} "
             f"cpu {cpu:5.1f}s rexmit {r['retransmits']} (fast {r['fast_retransmits']}, "
-            f"rto {r['rto']}, tlp {r['tail_loss_probes']})",
+            f"rto {r['rto']}, tlp {r['tail_loss_probes']}, undo {r['undos']})",
             flush=True,
         )
     out = ROOT / "bench" / "results" / "tcp_lossy.json"
