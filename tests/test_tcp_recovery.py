@@ -601,3 +601,51 @@ def test_dsack_undoes_a_spurious_timeout() -> None:
         0.22, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 3000, sack_blocks=_blocks((0, 1000)))
     )
     assert c.stats["undos"] == 1 and c.cwnd == 10000
+
+
+# ---------------------------------------------------------------- RACK (RFC 8985)
+
+
+def test_rack_timer_finds_a_loss_that_duplicate_acks_never_would() -> None:
+    """One SACK of four segments is no DupThresh; RACK calls the hole lost once it was
+    sent an RTT plus the reordering window before now."""
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    out(c, 0.0)
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1000))  # an RTT of 0.1
+    c.send(bytes(4000))
+    assert len(out(c, 1.0)) == 4
+    # The SACK of segment 2 comes back early (0.05 after): the hole may be reordering.
+    c.handle_segment(
+        1.05, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1000, sack_blocks=_blocks((2000, 3000)))
+    )
+    assert out(c, 1.05) == []
+    # Sent at 1.0, + RACK.rtt 0.1, + the window: min_rtt/4 = 0.025 capped at SRTT
+    # (0.0125 after a 0 and a 0.1 sample): well before the RTO.
+    assert c.poll_at() == pytest.approx(1.1125)
+    c.handle_timer(1.11)
+    assert out(c, 1.11) == []
+    c.handle_timer(1.1125)
+    assert out(c, 1.1125) == [seg_out(ACK, LOCAL_SEQ + 1000, REMOTE_SEQ, bytes(1000))]
+    assert c.stats["fast_retransmits"] == 1 and c.stats["rto"] == 0
+
+
+def test_rack_reordering_window_adapts() -> None:
+    from miragekit.tcp._rack import ReorderWindow
+
+    w = ReorderWindow()
+    w.sample(0.008)
+    w.sample(0.004)
+    # No reordering seen: zero once DupThresh segments are SACKed or in recovery.
+    assert w.window(0.01, False, 3) == 0.0 and w.window(0.01, True, 0) == 0.0
+    assert w.window(0.01, False, 1) == pytest.approx(0.001)  # min_rtt / 4
+    w.on_dsack(1.0, 0.01)
+    assert w.seen and w.window(0.01, True, 5) == pytest.approx(0.002)
+    w.on_dsack(1.005, 0.01)  # the same round trip: no further step
+    assert w.window(0.01, False, 5) == pytest.approx(0.002)
+    for k in range(20):
+        w.on_dsack(2.0 + k, 0.01)
+    assert w.window(0.01, False, 5) == pytest.approx(0.01)  # never beyond SRTT
+    for _ in range(16):
+        w.on_recovery_end()
+    assert w.window(0.01, False, 5) == pytest.approx(0.001)  # 16 recoveries: back to 1

@@ -38,6 +38,7 @@ from ._events import (
     Event,
     SendBufferAvailable,
 )
+from ._rack import ReorderWindow
 from ._reassembly import Reassembler
 from ._rtt import RttEstimator
 from ._sack import DUP_THRESH, RetransmitLedger, Scoreboard
@@ -163,6 +164,7 @@ class Connection:
         "_prr_delivered",
         "_prr_out",
         "_push_upto",
+        "_rack_at",
         "_rcv_adv",
         "_rcv_fin",
         "_rcv_mss",
@@ -173,6 +175,7 @@ class Connection:
         "_recover",
         "_recover_fs",
         "_reducing",
+        "_reo",
         "_retries",
         "_rexmit",
         "_rtt",
@@ -261,6 +264,8 @@ class Connection:
         self._ooo = Reassembler()
         self._scoreboard = Scoreboard()
         self._ledger = RetransmitLedger()
+        self._reo = ReorderWindow()
+        self._rack_at: float | None = None
         self._prior_cc: CongestionControl | None = None
         self._dsack: tuple[int, int] | None = None
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
@@ -607,6 +612,9 @@ class Connection:
         p = self._tlp_at
         if p is not None and (t is None or p < t):
             t = p
+        p = self._rack_at
+        if p is not None and (t is None or p < t):
+            t = p
         return t
 
     def handle_timer(self, now: float) -> None:
@@ -633,6 +641,12 @@ class Connection:
             ):
                 self._tlp_done = True
                 self._tlp_probe = True
+        q = self._rack_at
+        if q is not None and now >= q:
+            self._rack_at = None
+            if self.state in _SENDING and self._sack_on:
+                self._rack_detect(now)
+                self._maybe_enter_recovery(now)
         r = self._rtx_at
         if r is not None and now >= r:
             self._on_rto(now)
@@ -965,8 +979,12 @@ class Connection:
             if sack_new and self._in_recovery and sb.rxt:
                 self.stats["lost_retransmits"] += sb.detect_lost_retransmits()
 
+        if sb.blocks and self._sack_on:
+            self._rack_detect(now)
         if ack > una:
             self._on_new_ack(now, seg, ack)
+            if sb.blocks:
+                self._maybe_enter_recovery(now)
         elif (
             ack == una
             and self._snd_max > una
@@ -1015,8 +1033,12 @@ class Connection:
                 self._want_writable = False
                 self._events.append(_EVT_WRITABLE)
         sb = self._scoreboard
+        if sb.blocks and not self._in_recovery and not sb.rxt and self._snd_nxt >= self._snd_max:
+            self._reo.seen = True  # a hole filled by its first transmission: reordering
         if sb.blocks or sb.rxt:
             sb.advance(ack)
+        if sb.sent_end:
+            sb.trim_sent(ack)
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
         ts = seg.timestamp
@@ -1024,9 +1046,11 @@ class Connection:
             sample = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK) / 1000.0
             if sample < 3600:
                 rtt.sample(sample)
+                self._reo.sample(sample)
             self._rtt_seq = None
         elif self._rtt_seq is not None and ack >= self._rtt_seq:
             rtt.sample(now - self._rtt_time)
+            self._reo.sample(now - self._rtt_time)
             self._rtt_seq = None
         rtt.backoff = 0
         self._retries = 0
@@ -1034,6 +1058,7 @@ class Connection:
         if self._in_recovery:
             if ack >= self._recover:
                 self._in_recovery = False
+                self._reo.on_recovery_end()
                 self._inflate = 0
                 self._scoreboard.rxt.clear()
                 if self._sack_on and self._reducing:
@@ -1094,6 +1119,7 @@ class Connection:
         episode retransmitted, the retransmissions were spurious (RFC 3708): undo the
         congestion response (as RFC 4015's Eifel response, and Linux, do)."""
         self.stats["dsacks_in"] += 1
+        self._reo.on_dsack(now, self._rtt.srtt or 0.0)
         if not self._ledger.dsack(left, right) or self._prior_cc is None:
             return
         self.stats["undos"] += 1
@@ -1138,29 +1164,55 @@ class Connection:
         if self._snd_una < self._recover:
             # RFC 6582 4.1: no new recovery until the old recovery point is passed.
             return
-        if self._dupacks >= DUP_THRESH or (
-            self._sack_on and self._scoreboard.is_lost(self._snd_una, self._smss)
+        sack = self._sack_on
+        if (self._dupacks >= DUP_THRESH and not (sack and self._reo.seen)) or (
+            sack and self._scoreboard.any_lost(self._snd_una, self._smss)
         ):
-            self._in_recovery = True
-            self._tlp_at = None
-            self._recover = self._snd_max
-            self._recover_fs = max(self._snd_max - self._snd_una, 1)
-            self._reducing = True
-            self._prr_delivered = 0
-            self._prr_out = 0
-            self.stats["fast_retransmits"] += 1
-            self._start_episode()
-            self._cc.on_loss(now, self._snd_max - self._snd_una)
-            self._high_rxt = self._snd_una
-            self._rexmit = True
-            if not self._sack_on:
-                self._inflate = DUP_THRESH * self._smss
-            else:
-                self._inflate = 0
+            self._enter_recovery(now)
         elif self._dupacks < DUP_THRESH:
             # Limited transmit (RFC 3042): each of the first two duplicate ACKs lets
             # one new segment out, so a small window still reaches three duplicates.
             self._inflate = self._dupacks * self._smss
+
+    def _rack_detect(self, now: float) -> None:
+        """RACK (RFC 8985 6.2): a hole sent before data the peer has, more than an RTT
+        plus the reordering window ago, is lost; the timer waits for the next one."""
+        sb = self._scoreboard
+        rtt = self._rtt
+        reo = self._reo.window(rtt.srtt or 0.0, self._in_recovery, sb.sacked_bytes() // self._smss)
+        sb.dupthresh = not self._reo.seen
+        wait = rtt.latest + reo
+        sb.rack_update(now - wait)
+        pending = sb.rack_pending(self._snd_una)
+        self._rack_at = None if pending is None else pending + wait
+
+    def _maybe_enter_recovery(self, now: float) -> None:
+        """RACK found a loss on an ACK that was no duplicate, or on its timer."""
+        if (
+            not self._in_recovery
+            and self._snd_una >= self._recover
+            and self._snd_max > self._snd_una
+            and self._scoreboard.any_lost(self._snd_una, self._smss)
+        ):
+            self._enter_recovery(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        self._in_recovery = True
+        self._tlp_at = None
+        self._recover = self._snd_max
+        self._recover_fs = max(self._snd_max - self._snd_una, 1)
+        self._reducing = True
+        self._prr_delivered = 0
+        self._prr_out = 0
+        self.stats["fast_retransmits"] += 1
+        self._start_episode()
+        self._cc.on_loss(now, self._snd_max - self._snd_una)
+        self._high_rxt = self._snd_una
+        self._rexmit = True
+        if not self._sack_on:
+            self._inflate = DUP_THRESH * self._smss
+        else:
+            self._inflate = 0
 
     def _on_data(self, now: float, seq: int, payload: Buffer) -> None:
         rcv_nxt = self._rcv_nxt
@@ -1461,6 +1513,12 @@ class Connection:
             self._rtx_at = now + self._rtt.timeout()
 
     def _send_data(self, now: float, out: list[TCPRepr]) -> None:
+        smax0 = self._snd_max
+        self._send_data_inner(now, out)
+        if self._snd_max > smax0 and self._sack_on:
+            self._scoreboard.record_sent(self._snd_max, now)
+
+    def _send_data_inner(self, now: float, out: list[TCPRepr]) -> None:
         mss = self._smss
         data_end = self._snd_buf_seq + len(self._sndbuf)
         fin_end = data_end + 1 if self._fin_queued else data_end
