@@ -64,6 +64,8 @@ from miragekit.v1 import StackConfig  # noqa: E402
 KERNEL_IP, APP_IP = "10.81.0.1", "10.81.0.2"
 #: The client's options for every iperf3 row, besides ``-c ADDR -t SECONDS`` (and ``-R``).
 IPERF3_OPTS: tuple[str, ...] = ()
+#: ``net.ipv4.tcp_rmem`` pinned in every kernel namespace (``--rmem``), or None: defaults.
+RMEM: str | None = None
 TICK = os.sysconf("SC_CLK_TCK")
 #: How long PyTCP may take to say it is up.
 PYTCP_START = 60.0
@@ -101,6 +103,12 @@ def per_gb(cpu: float, nbytes: int) -> float | None:
     return cpu / (nbytes / 1e9) if nbytes else None
 
 
+def pin_rmem(ns: str) -> None:
+    """Pin the kernel's receive buffer in ``ns`` when ``--rmem`` asks (a small window)."""
+    if RMEM is not None:
+        sh(*in_ns(ns, "sysctl", "-qw", f"net.ipv4.tcp_rmem={RMEM}"))
+
+
 def iperf3(ns: str, *args: str, timeout: float = 120) -> dict[str, Any]:
     cmd = in_ns(ns, "iperf3", "-J", *IPERF3_OPTS, *args)
     p = subprocess.run(cmd, capture_output=True, timeout=timeout)
@@ -128,6 +136,7 @@ def tap_namespace() -> Iterator[tuple[str, str]]:
         sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", tap)
         sh("ip", "-n", ns, "link", "set", tap, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
+        pin_rmem(ns)
         yield ns, tap
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
@@ -139,6 +148,8 @@ def kernel_veth(secs: float) -> Run:
     try:
         sh("ip", "netns", "add", a)
         sh("ip", "netns", "add", b)
+        pin_rmem(a)
+        pin_rmem(b)
         sh("ip", "link", "add", f"mk-va{tag}", "netns", a, "type", "veth",
            "peer", "name", f"mk-vb{tag}", "netns", b)  # fmt: skip
         sh("ip", "-n", a, "addr", "add", f"{KERNEL_IP}/24", "dev", f"mk-va{tag}")
@@ -171,9 +182,12 @@ def ours_tap(secs: float, *extra: str) -> Run:
                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip
         try:
             assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if "iperf3: server on" not in line:
-                raise RuntimeError(f"the runner did not start: {line!r}")
+            # The runner's own lines (the stack is up, ...) come first.
+            seen = [proc.stdout.readline() for _ in range(1)]
+            while "iperf3: server on" not in seen[-1] and seen[-1] and len(seen) < 20:
+                seen.append(proc.stdout.readline())
+            if "iperf3: server on" not in seen[-1]:
+                raise RuntimeError(f"the runner did not start: {''.join(seen)!r}")
             # Its one line per test, read so that the pipe never fills.
             threading.Thread(target=proc.stdout.read, daemon=True).start()
             out: Run = {}
@@ -381,7 +395,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="per test (iperf3 -t)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the best run is shown")
     ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    ap.add_argument(
+        "--rmem",
+        metavar="'MIN DEFAULT MAX'",
+        help="pin net.ipv4.tcp_rmem in every kernel namespace (e.g. '4096 4096 4096')",
+    )
     args = ap.parse_args()
+    global RMEM
+    RMEM = args.rmem
     if os.geteuid() != 0:
         sys.exit("bench/tcp_iperf.py needs root (network namespaces, TAP)")
     secs = args.seconds
@@ -406,6 +427,8 @@ def main() -> None:
 
     rows: dict[str, Any] = {}
     opts = " ".join(IPERF3_OPTS) or "none besides -c -t [-R]"
+    if RMEM is not None:
+        print(f"kernel receive buffer pinned: net.ipv4.tcp_rmem={RMEM}")
     print(f"TCP bulk throughput, {secs:g} s per test, best of {args.repeat} "
           f"(MB/s at the receiver); iperf3 client options: {opts}")  # fmt: skip
     print(f"{'path':36} {'into':>7} {'out of':>7}  {'cpu s/GB in/out':>15}  "
@@ -439,7 +462,7 @@ def main() -> None:
     print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
     meta = {"seconds": secs, "repeat": args.repeat, "unit": "MB/s",
             "iperf3_options": list(IPERF3_OPTS), "cpus": os.cpu_count(),
-            "loadavg": load}  # fmt: skip
+            "tcp_rmem": RMEM, "loadavg": load}  # fmt: skip
     out.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 

@@ -1,11 +1,12 @@
-"""Two sans-I/O TCP connections over a simulated lossy wire: 100 MB byte-exact.
+"""Two sans-I/O TCP connections over a simulated lossy wire, byte-exact, against Mathis.
 
-The wire (tests/tcp_harness.py) serializes every segment with its checksum, and drops,
-reorders, duplicates and corrupts from a seeded RNG; time is simulated (1 ms one-way
-delay, 100 MB/s links). Reports the simulated goodput, the CPU time it took, and the
-retransmission counts; the loss-free run is the reference beside the lossy ones.
+The wire (tests/tcp_harness.py) serializes every segment with its checksum, and drops
+(both directions), reorders, duplicates and corrupts from a seeded RNG; time is
+simulated (100 MB/s links). For each RTT it runs a loss-free transfer, then 1% and 5%
+random loss with NewReno and CUBIC, and prints beside each lossy row the Mathis figure
+1.22·MSS/(RTT·√p), the rule of thumb for a Reno sender, as the reference.
 
-Run: .venv/bin/python bench/tcp_lossy.py [--mb 100]
+Run: .venv/bin/python bench/tcp_lossy.py [--mb 100] [--rtt-ms 2 20]
 Writes bench/results/tcp_lossy.json.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -26,51 +28,71 @@ from tests.tcp_harness import Harness, WireModel, bulk_transfer  # noqa: E402
 from miragekit.tcp import Config  # noqa: E402
 
 
+def mathis(mss: int, rtt: float, loss: float) -> float:
+    """Bytes per second a Reno flow reaches at this random loss rate (Mathis et al. 1997)."""
+    return 1.22 * mss / (rtt * math.sqrt(loss))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--mb", type=int, default=100)
+    ap.add_argument("--mb", type=int, default=100, help="megabytes per transfer")
+    ap.add_argument("--rtt-ms", type=float, nargs="+", default=[2.0, 20.0], help="RTTs")
+    ap.add_argument("--loss", type=float, nargs="+", default=[0.01, 0.05], help="loss rates")
+    ap.add_argument(
+        "--congestion", nargs="+", default=["newreno", "cubic"], choices=["newreno", "cubic"]
+    )
+    ap.add_argument("--no-reference", action="store_true", help="skip the loss-free rows")
     args = ap.parse_args()
     size = args.mb * 1_000_000
     rows = []
-    for loss, cc in (
-        (0.0, "newreno"),
-        (0.01, "newreno"),
-        (0.05, "newreno"),
-        (0.01, "cubic"),
-        (0.05, "cubic"),
-    ):
-        cfg = Config(congestion=cc, recv_buffer=1 << 20, send_buffer=1 << 20)
+    cases = []
+    for rtt_ms in args.rtt_ms:
+        if not args.no_reference:
+            cases.append((rtt_ms, 0.0, "newreno"))
+        cases += [(rtt_ms, loss, cc) for loss in args.loss for cc in args.congestion]
+    for rtt_ms, loss, cc in cases:
+        rtt = rtt_ms / 1000
+        # The receive buffer covers at least 4 loss-free bandwidth-delay products.
+        buf = max(1 << 20, 1 << math.ceil(math.log2(4 * 100e6 * rtt)))
+        cfg = Config(congestion=cc, recv_buffer=buf, send_buffer=buf)
         model = WireModel(
             loss=loss,
             reorder=0.01 if loss else 0.0,
             duplicate=0.005 if loss else 0.0,
             corrupt=0.001 if loss else 0.0,
-            delay=0.001,
+            delay=rtt / 2,
         )
         h = Harness(cfg, cfg, model, seed=42)
         t0 = time.process_time()
         sent, got, sim = bulk_transfer(h, size, time_limit=36000)
         cpu = time.process_time() - t0
+        ref = mathis(h.a.mss, rtt, loss) / 1e6 if loss else None
         rows.append(
             {
+                "rtt_ms": rtt_ms,
                 "loss": loss,
                 "congestion": cc,
                 "sha256_equal": sent == got,
                 "sim_seconds": sim,
                 "sim_goodput_MB_per_s": size / sim / 1e6,
+                "mathis_MB_per_s": ref,
                 "cpu_seconds": cpu,
                 "retransmits": h.a.stats["retransmits"],
                 "fast_retransmits": h.a.stats["fast_retransmits"],
                 "rto": h.a.stats["rto"],
+                "tail_loss_probes": h.a.stats["tail_loss_probes"],
+                "undos": h.a.stats["undos"],
                 "corrupted_dropped": h.stats.bad_checksum,
             }
         )
         r = rows[-1]
+        vs = f" mathis {ref:6.2f} ({r['sim_goodput_MB_per_s'] / ref:4.2f}x)" if ref else ""
         print(
-            f"loss {loss:4.0%} {cc:8} sha256 {'OK' if r['sha256_equal'] else 'MISMATCH'} "
-            f"sim {sim:7.2f}s goodput {r['sim_goodput_MB_per_s']:6.1f} MB/s cpu {cpu:6.1f}s "
-            f"rexmit {r['retransmits']} (fast {r['fast_retransmits']}, rto {r['rto']}) "
-            f"corrupt-dropped {r['corrupted_dropped']}",
+            f"rtt {rtt_ms:4.0f}ms loss {loss:4.0%} {cc:8} "
+            f"{'OK' if r['sha256_equal'] else 'MISMATCH'} "
+            f"sim {sim:7.2f}s goodput {r['sim_goodput_MB_per_s']:6.2f} MB/s{vs} "
+            f"cpu {cpu:5.1f}s rexmit {r['retransmits']} (fast {r['fast_retransmits']}, "
+            f"rto {r['rto']}, tlp {r['tail_loss_probes']}, undo {r['undos']})",
             flush=True,
         )
     out = ROOT / "bench" / "results" / "tcp_lossy.json"

@@ -279,6 +279,9 @@ def test_each_connection_has_its_own_counters() -> None:
         "challenge_acks",
         "dropped",
         "resets_data_lost",
+        "dsacks_in",
+        "dsacks_out",
+        "undos",
     ]
     assert not any(fresh.stats.values())
     assert conn.stats["segs_in"] == 1 and conn.stats["segs_out"] == 1  # the ACK; the SYN-ACK

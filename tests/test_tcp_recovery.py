@@ -21,7 +21,7 @@ from tests.tcp_helpers import (
     syn_received,
 )
 
-from miragekit.tcp import Config, ConnectionClosed, ConnectionTimedOut, State
+from miragekit.tcp import Config, Connection, ConnectionClosed, ConnectionTimedOut, State
 from miragekit.tcp._rtt import RttEstimator
 from miragekit.tcp._sack import Scoreboard
 from miragekit.tcp.congestion import Cubic, NewReno, new_controller
@@ -192,7 +192,9 @@ def test_sack_recovery_retransmits_only_holes() -> None:
     assert out(c, 0.1) == []
     c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 5000))))
     assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
-    assert c.cwnd == 4500
+    # ssthresh is half the 9000 in flight; PRR (RFC 6937): the pipe (5000, the
+    # tail) is above it, so cwnd = pipe + ceil(1000 delivered * 4500 / 9000).
+    assert c.ssthresh == 4500 and c.cwnd == 5500
     # Segment 7 is lost too; pipe leaves room, so exactly that hole is resent.
     c.handle_segment(
         0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 6000), (7000, 10000)))
@@ -461,3 +463,189 @@ def test_tail_loss_probe_off_in_recovery_and_when_disabled() -> None:
     c.send(bytes(3000))
     out(c)
     assert c.poll_at() == pytest.approx(0.2)
+
+
+def test_prr_spreads_the_reduction_over_the_recovery_round_trip() -> None:
+    """RFC 6937: while the pipe is above ssthresh, one segment leaves per two MSS
+    delivered (ssthresh/RecoverFS = 1/2); RFC 6675 alone (cwnd = ssthresh) would stay
+    silent until the pipe fell below ssthresh, then burst."""
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    c.send(bytes(30000))
+    assert len(out(c)) == 10
+
+    def sack(a: int, b: int) -> tuple[tuple[int, int], ...]:
+        return (((LOCAL_SEQ + a) & 0xFFFFFFFF, (LOCAL_SEQ + b) & 0xFFFFFFFF),)
+
+    una = LOCAL_SEQ + 1000
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))  # slow start: 2 more segments
+    assert len(out(c, 0.1)) == 2
+    # Two limited-transmit segments (RFC 3042), then the third SACK starts recovery with
+    # 13000 in flight: ssthresh 6500, RecoverFS 13000.
+    for k, new in ((3000, 12000), (4000, 13000)):
+        c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack(2000, k)))
+        assert [s.seq for s in out(c, 0.1)] == [(LOCAL_SEQ + new) & 0xFFFFFFFF]
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack(2000, 5000)))
+    assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
+    assert c.ssthresh == 6500
+    sent = []
+    for k in range(6000, 12000, 1000):
+        c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack(2000, k)))
+        sent.append([(s.seq - LOCAL_SEQ) & 0xFFFFFFFF for s in out(c, 0.1)])
+    # 14000 in flight at the start (RecoverFS 13000 from 1000): while the pipe is
+    # above ssthresh, sndcnt = ceil(prr_delivered / 2) - prr_out, with the fast
+    # retransmit the first 1000 of prr_out: one new segment once 4000 are delivered.
+    # At 6000 delivered the pipe (6000) is below ssthresh: PRR-SSRB lets it grow back to
+    # ssthresh, in whole segments once the room reaches one.
+    assert sent == [[], [], [14000], [], [], [15000]]
+    # The full ACK ends recovery at ssthresh.
+    c.handle_segment(0.2, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 16000))
+    assert c.cwnd == 6500
+
+
+# ---------------------------------------------------------------- D-SACK (RFC 2883, 3708)
+
+
+def _blocks(*ranges: tuple[int, int], base: int = LOCAL_SEQ) -> tuple[tuple[int, int], ...]:
+    return tuple(((base + a) & 0xFFFFFFFF, (base + b) & 0xFFFFFFFF) for a, b in ranges)
+
+
+def test_dsack_sent_for_a_duplicate_below_and_above_rcv_nxt() -> None:
+    c = established(cfg(sack=True), sack_permitted=True)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"a" * 10))
+    out(c)
+    # A duplicate of what was delivered: the ACK reports it as the first block (4.1.1).
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"a" * 10))
+    assert out(c) == [
+        seg_out(
+            ACK, LOCAL_SEQ, REMOTE_SEQ + 10, window=WINDOW - 10,
+            sack_blocks=_blocks((0, 10), base=REMOTE_SEQ),
+        )
+    ]  # fmt: skip
+    # Out of order, then the same again: the duplicate, then the range holding it (4.1.2).
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 20, LOCAL_SEQ, b"c" * 10))
+    out(c)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 20, LOCAL_SEQ, b"c" * 5))
+    assert out(c)[-1].sack_blocks == _blocks((20, 25), (20, 30), base=REMOTE_SEQ)
+    # Reported once: the next ACK carries only the out-of-order range.
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 40, LOCAL_SEQ, b"e" * 10))
+    assert out(c)[-1].sack_blocks == _blocks((40, 50), (20, 30), base=REMOTE_SEQ)
+    assert c.stats["dsacks_out"] == 2
+
+
+def _into_recovery(c: Connection) -> int:
+    """Ten 1000-byte segments out, the first missing; the third SACK starts recovery."""
+    c.send(bytes(10000))
+    assert len(out(c)) == 10
+    una = LOCAL_SEQ
+    for k in (2000, 3000, 4000):
+        c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=_blocks((1000, k))))
+    assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
+    assert c.ssthresh == 5000
+    return una
+
+
+def test_dsack_of_the_only_retransmission_undoes_fast_recovery() -> None:
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    _into_recovery(c)
+    # The original was only delayed: it fills the hole (recovery ends at ssthresh) ...
+    c.handle_segment(0.11, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000))
+    assert c.cwnd == 5000 and c.stats["undos"] == 0
+    # ... and the retransmission comes back as a duplicate: the response is undone.
+    c.handle_segment(
+        0.12, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000, sack_blocks=_blocks((0, 1000)))
+    )
+    assert c.stats["dsacks_in"] == 1 and c.stats["undos"] == 1
+    assert c.cwnd == 10000 and c.ssthresh > 1 << 60  # as before recovery (slow start)
+
+
+def test_dsack_inside_recovery_undoes_the_reduction_and_repairs_on() -> None:
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    _into_recovery(c)
+    # The original arrives first, then the retransmission: D-SACK below the new ACK,
+    # which also SACKs beyond a second hole (a real loss).
+    c.handle_segment(
+        0.11,
+        seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 4000, sack_blocks=_blocks((0, 1000), (5000, 8000))),
+    )
+    assert c.stats["undos"] == 1 and c.ssthresh > 1 << 60
+    # Recovery goes on at the restored window (no PRR reduction): the lost hole is resent.
+    assert out(c, 0.11) == [seg_out(ACK, LOCAL_SEQ + 4000, REMOTE_SEQ, bytes(1000))]
+    assert c.cwnd == 10000
+    c.handle_segment(0.12, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000))
+    assert c.cwnd == 10000 and c.poll_at() is None
+
+
+def test_dsack_of_data_never_retransmitted_undoes_nothing() -> None:
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    _into_recovery(c)
+    # A network duplicate of segment 3: a D-SACK inside the second block, no undo.
+    c.handle_segment(
+        0.11,
+        seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, sack_blocks=_blocks((2000, 3000), (1000, 5000))),
+    )
+    assert c.stats["dsacks_in"] == 1 and c.stats["undos"] == 0
+    # A lone D-SACK is no duplicate ACK: nothing is sent for it, and cwnd stays reduced.
+    assert out(c, 0.11) == [] and c.ssthresh == 5000
+
+
+def test_dsack_undoes_a_spurious_timeout() -> None:
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    c.send(bytes(3000))
+    assert len(out(c)) == 3
+    c.handle_timer(due(c))
+    assert out(c, 0.2) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, bytes(1000))]
+    assert c.cwnd == 1000
+    # The ACK was only late; the retransmission arrives as a duplicate (RFC 4015 case).
+    c.handle_segment(0.21, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 3000))
+    c.handle_segment(
+        0.22, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 3000, sack_blocks=_blocks((0, 1000)))
+    )
+    assert c.stats["undos"] == 1 and c.cwnd == 10000
+
+
+# ---------------------------------------------------------------- RACK (RFC 8985)
+
+
+def test_rack_timer_finds_a_loss_that_duplicate_acks_never_would() -> None:
+    """One SACK of four segments is no DupThresh; RACK calls the hole lost once it was
+    sent an RTT plus the reordering window before now."""
+    c = established(cfg(sack=True), mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    out(c, 0.0)
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1000))  # an RTT of 0.1
+    c.send(bytes(4000))
+    assert len(out(c, 1.0)) == 4
+    # The SACK of segment 2 comes back early (0.05 after): the hole may be reordering.
+    c.handle_segment(
+        1.05, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1000, sack_blocks=_blocks((2000, 3000)))
+    )
+    assert out(c, 1.05) == []
+    # Sent at 1.0, + RACK.rtt 0.1, + the window: min_rtt/4 = 0.025 capped at SRTT
+    # (0.0125 after a 0 and a 0.1 sample): well before the RTO.
+    assert c.poll_at() == pytest.approx(1.1125)
+    c.handle_timer(1.11)
+    assert out(c, 1.11) == []
+    c.handle_timer(1.1125)
+    assert out(c, 1.1125) == [seg_out(ACK, LOCAL_SEQ + 1000, REMOTE_SEQ, bytes(1000))]
+    assert c.stats["fast_retransmits"] == 1 and c.stats["rto"] == 0
+
+
+def test_rack_reordering_window_adapts() -> None:
+    from miragekit.tcp._rack import ReorderWindow
+
+    w = ReorderWindow()
+    w.sample(0.008)
+    w.sample(0.004)
+    # No reordering seen: zero once DupThresh segments are SACKed or in recovery.
+    assert w.window(0.01, False, 3) == 0.0 and w.window(0.01, True, 0) == 0.0
+    assert w.window(0.01, False, 1) == pytest.approx(0.001)  # min_rtt / 4
+    w.on_dsack(1.0, 0.01)
+    assert w.seen and w.window(0.01, True, 5) == pytest.approx(0.002)
+    w.on_dsack(1.005, 0.01)  # the same round trip: no further step
+    assert w.window(0.01, False, 5) == pytest.approx(0.002)
+    for k in range(20):
+        w.on_dsack(2.0 + k, 0.01)
+    assert w.window(0.01, False, 5) == pytest.approx(0.01)  # never beyond SRTT
+    for _ in range(16):
+        w.on_recovery_end()
+    assert w.window(0.01, False, 5) == pytest.approx(0.001)  # 16 recoveries: back to 1

@@ -38,9 +38,10 @@ from ._events import (
     Event,
     SendBufferAvailable,
 )
+from ._rack import ReorderWindow
 from ._reassembly import Reassembler
 from ._rtt import RttEstimator
-from ._sack import DUP_THRESH, Scoreboard
+from ._sack import DUP_THRESH, RetransmitLedger, Scoreboard
 from ._sendbuf import SendBuffer
 from .congestion import CongestionControl, new_controller
 from .seqnum import MASK, seq_lt
@@ -117,6 +118,9 @@ _STATS: dict[str, int] = {
     "challenge_acks": 0,
     "dropped": 0,
     "resets_data_lost": 0,  # RST for data the application will never read (RFC 1122)
+    "dsacks_in": 0,  # D-SACK blocks received (RFC 2883)
+    "dsacks_out": 0,  # D-SACK blocks sent
+    "undos": 0,  # loss responses undone: every retransmission was D-SACKed (RFC 3708)
 }
 
 # The window scale for a receive buffer size, computed once per size (every handshake
@@ -136,6 +140,7 @@ class Connection:
         "_close_at",
         "_ctl_out",
         "_discard_input",
+        "_dsack",
         "_dupacks",
         "_eof_signalled",
         "_events",
@@ -149,12 +154,17 @@ class Connection:
         "_ka_at",
         "_ka_probes",
         "_last_ack_sent",
+        "_ledger",
         "_max_snd_wnd",
         "_nodelay",
         "_ooo",
         "_peer_mss",
+        "_prior_cc",
         "_probe",
+        "_prr_delivered",
+        "_prr_out",
         "_push_upto",
+        "_rack_at",
         "_rcv_adv",
         "_rcv_fin",
         "_rcv_mss",
@@ -163,6 +173,9 @@ class Connection:
         "_rcvbuf",
         "_readable_signalled",
         "_recover",
+        "_recover_fs",
+        "_reducing",
+        "_reo",
         "_retries",
         "_rexmit",
         "_rtt",
@@ -250,6 +263,11 @@ class Connection:
         self._rcvbuf = bytearray()
         self._ooo = Reassembler()
         self._scoreboard = Scoreboard()
+        self._ledger = RetransmitLedger()
+        self._reo = ReorderWindow()
+        self._rack_at: float | None = None
+        self._prior_cc: CongestionControl | None = None
+        self._dsack: tuple[int, int] | None = None
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._rtt_seq: int | None = None
         self._rtt_time = 0.0
@@ -270,6 +288,10 @@ class Connection:
         self._dupacks = 0
         self._in_recovery = False
         self._recover = iss
+        self._recover_fs = 1
+        self._reducing = False  # PRR runs: this recovery's reduction was not undone
+        self._prr_delivered = 0
+        self._prr_out = 0
         self._high_rxt = iss
         self._inflate = 0
         self._rexmit = False
@@ -590,6 +612,9 @@ class Connection:
         p = self._tlp_at
         if p is not None and (t is None or p < t):
             t = p
+        p = self._rack_at
+        if p is not None and (t is None or p < t):
+            t = p
         return t
 
     def handle_timer(self, now: float) -> None:
@@ -616,6 +641,12 @@ class Connection:
             ):
                 self._tlp_done = True
                 self._tlp_probe = True
+        q = self._rack_at
+        if q is not None and now >= q:
+            self._rack_at = None
+            if self.state in _SENDING and self._sack_on:
+                self._rack_detect(now)
+                self._maybe_enter_recovery(now)
         r = self._rtx_at
         if r is not None and now >= r:
             self._on_rto(now)
@@ -662,6 +693,8 @@ class Connection:
             self._probe = True
             return
         if st not in (SYN_SENT, SYN_RECEIVED):
+            if self._retries == 1:
+                self._start_episode()
             self._cc.on_rto(now, self._snd_max - self._snd_una)
         self._snd_nxt = self._snd_una
         if self._retries > 1:
@@ -783,6 +816,8 @@ class Connection:
         if not ok:
             self.stats["dropped"] += 1
             self._ack_now = True
+            if plen and seq < rcv_nxt and self._sack_on:
+                self._dsack = (seq, min(seq + plen, rcv_nxt))  # a duplicate: say so
             if st == TIME_WAIT and flags & FIN:
                 self._close_at = now + self.config.time_wait
             return
@@ -924,27 +959,43 @@ class Connection:
                 self._probe = False
 
         sack_new = False
+        sb = self._scoreboard
+        # RFC 6937 DeliveredData needs the SACKed bytes before this ACK (-1: not measured).
+        sacked0 = (
+            sb.sacked_bytes() if self._sack_on and (self._in_recovery or seg.sack_blocks) else -1
+        )
+        dsack = False
         if self._sack_on and seg.sack_blocks:
-            sb = self._scoreboard
             smax = self._snd_max
-            for left32, right32 in seg.sack_blocks:
+            blocks = seg.sack_blocks
+            for i, (left32, right32) in enumerate(blocks):
                 left = una + (((left32 - una) + 0x80000000) & MASK) - 0x80000000
                 right = una + (((right32 - una) + 0x80000000) & MASK) - 0x80000000
-                if una < left < right <= smax and sb.add(left, right):
+                if i == 0 and left < right <= smax and self._is_dsack(left, right, ack, blocks):
+                    dsack = True
+                    self._on_dsack(now, left, right)
+                elif una < left < right <= smax and sb.add(left, right):
                     sack_new = True
             if sack_new and self._in_recovery and sb.rxt:
                 self.stats["lost_retransmits"] += sb.detect_lost_retransmits()
 
+        if sb.blocks and self._sack_on:
+            self._rack_detect(now)
         if ack > una:
             self._on_new_ack(now, seg, ack)
+            if sb.blocks:
+                self._maybe_enter_recovery(now)
         elif (
             ack == una
             and self._snd_max > una
             and plen == 0
             and not seg.flags & (SYN | FIN)
             and (self._snd_wnd == old_wnd or sack_new)
+            and (sack_new or not dsack)  # a lone D-SACK reports a duplicate, not a hole
         ):
             self._on_dupack(now, sack_new)
+        if self._in_recovery and self._reducing and sacked0 >= 0:
+            self._prr_on_ack(self._snd_una - una + sb.sacked_bytes() - sacked0)
 
         st = self.state
         if self._fin_queued and self._snd_una > self._fin_seq:
@@ -982,8 +1033,12 @@ class Connection:
                 self._want_writable = False
                 self._events.append(_EVT_WRITABLE)
         sb = self._scoreboard
+        if sb.blocks and not self._in_recovery and not sb.rxt and self._snd_nxt >= self._snd_max:
+            self._reo.seen = True  # a hole filled by its first transmission: reordering
         if sb.blocks or sb.rxt:
             sb.advance(ack)
+        if sb.sent_end:
+            sb.trim_sent(ack)
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
         ts = seg.timestamp
@@ -991,9 +1046,11 @@ class Connection:
             sample = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK) / 1000.0
             if sample < 3600:
                 rtt.sample(sample)
+                self._reo.sample(sample)
             self._rtt_seq = None
         elif self._rtt_seq is not None and ack >= self._rtt_seq:
             rtt.sample(now - self._rtt_time)
+            self._reo.sample(now - self._rtt_time)
             self._rtt_seq = None
         rtt.backoff = 0
         self._retries = 0
@@ -1001,8 +1058,11 @@ class Connection:
         if self._in_recovery:
             if ack >= self._recover:
                 self._in_recovery = False
+                self._reo.on_recovery_end()
                 self._inflate = 0
                 self._scoreboard.rxt.clear()
+                if self._sack_on and self._reducing:
+                    self._cc.cwnd = self._cc.ssthresh  # PRR leaves recovery at ssthresh
             elif self._sack_on:
                 if self._high_rxt < ack:
                     self._high_rxt = ack
@@ -1040,6 +1100,61 @@ class Connection:
         r = self._rtx_at
         self._tlp_at = t if r is None or t < r else None
 
+    def _is_dsack(
+        self, left: int, right: int, ack: int, blocks: tuple[tuple[int, int], ...]
+    ) -> bool:
+        """RFC 2883 4: the first block is a D-SACK when it lies below the cumulative ACK
+        or inside the second block."""
+        if right <= ack:
+            return left >= self._snd_una - self._max_snd_wnd
+        if len(blocks) < 2:
+            return False
+        una = self._snd_una
+        l2 = una + (((blocks[1][0] - una) + 0x80000000) & MASK) - 0x80000000
+        r2 = una + (((blocks[1][1] - una) + 0x80000000) & MASK) - 0x80000000
+        return l2 <= left and right <= r2
+
+    def _on_dsack(self, now: float, left: int, right: int) -> None:
+        """A duplicate arrived at the peer. When duplicates cover all that this loss
+        episode retransmitted, the retransmissions were spurious (RFC 3708): undo the
+        congestion response (as RFC 4015's Eifel response, and Linux, do)."""
+        self.stats["dsacks_in"] += 1
+        self._reo.on_dsack(now, self._rtt.srtt or 0.0)
+        if not self._ledger.dsack(left, right) or self._prior_cc is None:
+            return
+        self.stats["undos"] += 1
+        self._ledger.close()
+        self._cc.restore(self._prior_cc)
+        self._prior_cc = None
+        # Recovery goes on (other holes may be real losses) at the restored window.
+        self._reducing = False
+
+    def _start_episode(self) -> None:
+        """A loss response begins: remember the controller's state, to undo it if the
+        retransmissions prove spurious."""
+        self._prior_cc = self._cc.snapshot()
+        self._ledger.start()
+
+    def _prr_on_ack(self, delivered: int) -> None:
+        """Proportional rate reduction (RFC 6937) sets cwnd for this ACK in SACK recovery.
+
+        While the pipe is above ssthresh, data leaves in proportion to the data delivered
+        (ssthresh/RecoverFS of it), so the reduction is spread over the round trip
+        instead of silence then a burst; below ssthresh, slow-start reduction bound
+        (PRR-SSRB) grows the pipe back to ssthresh by at most one MSS more than delivered.
+        """
+        cc = self._cc
+        mss = self._smss
+        self._prr_delivered += delivered
+        pipe = self._scoreboard.pipe(self._snd_una, self._snd_max, mss)
+        ss = cc.ssthresh
+        if pipe > ss:
+            sndcnt = -(-self._prr_delivered * ss // self._recover_fs) - self._prr_out
+        else:
+            limit = max(self._prr_delivered - self._prr_out, delivered) + mss
+            sndcnt = min(ss - pipe, limit)
+        cc.cwnd = pipe + (sndcnt if sndcnt > 0 else 0)
+
     def _on_dupack(self, now: float, sack_new: bool) -> None:
         self._dupacks += 1
         if self._in_recovery:
@@ -1049,30 +1164,64 @@ class Connection:
         if self._snd_una < self._recover:
             # RFC 6582 4.1: no new recovery until the old recovery point is passed.
             return
-        if self._dupacks >= DUP_THRESH or (
-            self._sack_on and self._scoreboard.is_lost(self._snd_una, self._smss)
+        sack = self._sack_on
+        if (self._dupacks >= DUP_THRESH and not (sack and self._reo.seen)) or (
+            sack and self._scoreboard.any_lost(self._snd_una, self._smss)
         ):
-            self._in_recovery = True
-            self._tlp_at = None
-            self._recover = self._snd_max
-            self.stats["fast_retransmits"] += 1
-            self._cc.on_loss(now, self._snd_max - self._snd_una)
-            self._high_rxt = self._snd_una
-            self._rexmit = True
-            if not self._sack_on:
-                self._inflate = DUP_THRESH * self._smss
-            else:
-                self._inflate = 0
+            self._enter_recovery(now)
         elif self._dupacks < DUP_THRESH:
             # Limited transmit (RFC 3042): each of the first two duplicate ACKs lets
             # one new segment out, so a small window still reaches three duplicates.
             self._inflate = self._dupacks * self._smss
+
+    def _rack_detect(self, now: float) -> None:
+        """RACK (RFC 8985 6.2): a hole sent before data the peer has, more than an RTT
+        plus the reordering window ago, is lost; the timer waits for the next one."""
+        sb = self._scoreboard
+        rtt = self._rtt
+        reo = self._reo.window(rtt.srtt or 0.0, self._in_recovery, sb.sacked_bytes() // self._smss)
+        sb.dupthresh = not self._reo.seen
+        wait = rtt.latest + reo
+        sb.rack_update(now - wait)
+        pending = sb.rack_pending(self._snd_una)
+        self._rack_at = None if pending is None else pending + wait
+
+    def _maybe_enter_recovery(self, now: float) -> None:
+        """RACK found a loss on an ACK that was no duplicate, or on its timer."""
+        if (
+            not self._in_recovery
+            and self._snd_una >= self._recover
+            and self._snd_max > self._snd_una
+            and self._scoreboard.any_lost(self._snd_una, self._smss)
+        ):
+            self._enter_recovery(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        self._in_recovery = True
+        self._tlp_at = None
+        self._recover = self._snd_max
+        self._recover_fs = max(self._snd_max - self._snd_una, 1)
+        self._reducing = True
+        self._prr_delivered = 0
+        self._prr_out = 0
+        self.stats["fast_retransmits"] += 1
+        self._start_episode()
+        self._cc.on_loss(now, self._snd_max - self._snd_una)
+        self._high_rxt = self._snd_una
+        self._rexmit = True
+        if not self._sack_on:
+            self._inflate = DUP_THRESH * self._smss
+        else:
+            self._inflate = 0
 
     def _on_data(self, now: float, seq: int, payload: Buffer) -> None:
         rcv_nxt = self._rcv_nxt
         plen = len(payload)
         if seq < rcv_nxt:
             cut = rcv_nxt - seq
+            if self._sack_on:
+                self._dsack = (seq, rcv_nxt)
+                self._ack_now = True
             payload = memoryview(payload)[cut:]
             plen -= cut
             seq = rcv_nxt
@@ -1109,6 +1258,8 @@ class Connection:
             elif self._ack_at is None:
                 self._ack_at = now + self.config.delayed_ack_timeout
         else:
+            if self._sack_on and self._ooo.holds(seq, seq + plen):
+                self._dsack = (seq, seq + plen)
             self._ooo.add(seq, payload)
             self._ack_now = True  # out of order: duplicate ACK at once
 
@@ -1253,8 +1404,17 @@ class Connection:
                 timestamp=ts,
             )
         sack: tuple[tuple[int, int], ...] = ()
-        if self._sack_on and self._ooo.ranges:
-            sack = tuple((s & MASK, e & MASK) for s, e in self._ooo.blocks(3 if self._ts_on else 4))
+        if self._sack_on and (self._ooo.ranges or self._dsack is not None):
+            limit = 3 if self._ts_on else 4
+            blocks = self._ooo.blocks(limit)
+            dup = self._dsack
+            if dup is not None:
+                # RFC 2883: the duplicate first, once; the range holding it (the most
+                # recently changed) follows when it is above RCV.NXT.
+                self._dsack = None
+                self.stats["dsacks_out"] += 1
+                blocks = [dup, *blocks[: limit - 1]]
+            sack = tuple((s & MASK, e & MASK) for s, e in blocks)
         return plain_segment(
             self.local_port, self.remote_port, seq & MASK, ack, flags, window, payload, sack, ts
         )
@@ -1345,6 +1505,7 @@ class Connection:
 
     def _retransmit(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
         self.stats["retransmits"] += 1
+        self._ledger.retransmitted(start, end)
         if self._rtt_seq is not None and start < self._rtt_seq:
             self._rtt_seq = None
         self._emit_range(now, start, end, out)
@@ -1352,6 +1513,12 @@ class Connection:
             self._rtx_at = now + self._rtt.timeout()
 
     def _send_data(self, now: float, out: list[TCPRepr]) -> None:
+        smax0 = self._snd_max
+        self._send_data_inner(now, out)
+        if self._snd_max > smax0 and self._sack_on:
+            self._scoreboard.record_sent(self._snd_max, now)
+
+    def _send_data_inner(self, now: float, out: list[TCPRepr]) -> None:
         mss = self._smss
         data_end = self._snd_buf_seq + len(self._sndbuf)
         fin_end = data_end + 1 if self._fin_queued else data_end
@@ -1366,6 +1533,7 @@ class Connection:
                 end = min(una + mss, self._snd_max)
             if end > una:
                 self._retransmit(now, una, min(end, fin_end), out)
+                self._prr_out += end - una
                 if self._high_rxt < end:
                     self._high_rxt = end
                 if self._sack_on:
@@ -1397,6 +1565,7 @@ class Connection:
                 hole = self._scoreboard.next_seg(self._snd_una, mss)
                 if hole is not None:
                     self._retransmit(now, hole[0], hole[1], out)
+                    self._prr_out += hole[1] - hole[0]
                     self._scoreboard.record_rxt(hole[0], hole[1], self._snd_max)
                     continue
                 room = mss
@@ -1449,6 +1618,8 @@ class Connection:
             if n == 0 and not (self._fin_queued and nxt == data_end):
                 break
             end = nxt + n
+            if sack_recovery:
+                self._prr_out += n
             self._emit_range(now, nxt, end, out, burst)
             if self._fin_queued and end == data_end:
                 end += 1
@@ -1459,6 +1630,7 @@ class Connection:
                 self._snd_max = end
             else:
                 self.stats["retransmits"] += 1
+                self._ledger.retransmitted(nxt, end)
             self._snd_nxt = end
             self._probe = False
             if self._rtx_at is None:

@@ -85,6 +85,15 @@ class Reassembler:
         ranges[i:j] = [_Range(lo, hi, merged, self._clock)]
         self.held += (hi - lo) - old
 
+    def holds(self, start: int, end: int) -> bool:
+        """Whether [start, end) is already held whole (its arrival is a duplicate)."""
+        for r in self.ranges:
+            if r.start <= start and end <= r.end:
+                return True
+            if r.start > start:
+                break
+        return False
+
     def pop_ready(self, rcv_nxt: int) -> tuple[int, bytearray] | None:
         """``(end, data)`` of the first range if it starts at or before ``rcv_nxt``."""
         ranges = self.ranges

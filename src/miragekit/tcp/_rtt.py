@@ -12,7 +12,16 @@ class RttEstimator:
     feeds samples from timestamps or from segments sent once.
     """
 
-    __slots__ = ("_base", "backoff", "granularity", "max_rto", "min_rto", "rttvar", "srtt")
+    __slots__ = (
+        "_base",
+        "backoff",
+        "granularity",
+        "latest",
+        "max_rto",
+        "min_rto",
+        "rttvar",
+        "srtt",
+    )
 
     def __init__(
         self,
@@ -24,6 +33,7 @@ class RttEstimator:
         if not 0 < min_rto <= max_rto:
             raise ValueError("min_rto/max_rto: need 0 < min_rto <= max_rto")
         self.srtt: float | None = None
+        self.latest = 0.0  # the last sample (RACK.rtt)
         self.rttvar = 0.0
         self.min_rto = min_rto
         self.max_rto = max_rto
@@ -38,6 +48,7 @@ class RttEstimator:
         """
         if rtt < 0.0:
             rtt = 0.0
+        self.latest = rtt
         srtt = self.srtt
         if srtt is None:
             srtt = rtt

@@ -9,7 +9,9 @@ granularity (a hole is lost as a whole once enough is SACKed above it).
 
 from __future__ import annotations
 
-__all__ = ["DUP_THRESH", "MAX_BLOCKS", "Scoreboard"]
+from bisect import bisect_right
+
+__all__ = ["DUP_THRESH", "MAX_BLOCKS", "RetransmitLedger", "Scoreboard"]
 
 DUP_THRESH = 3
 # A peer cannot make the scoreboard (and the linear scans over it) grow without bound.
@@ -17,11 +19,35 @@ MAX_BLOCKS = 64
 
 
 class Scoreboard:
-    __slots__ = ("blocks", "rxt")
+    """SACKed ranges, retransmissions, and when data was first sent (for RACK).
+
+    ``rack_xmit`` is RACK.xmit_ts (RFC 8985): the latest first-send time of data the
+    peer has received; ``rack_deadline`` is now - RTT - reordering window. A hole first
+    sent before ``rack_xmit`` and no later than ``rack_deadline`` is lost, as is one with
+    DupThresh SACKed above it (RFC 6675).
+    """
+
+    __slots__ = (
+        "blocks",
+        "dupthresh",
+        "rack_deadline",
+        "rack_xmit",
+        "rxt",
+        "sent_end",
+        "sent_time",
+    )
 
     def __init__(self) -> None:
         self.blocks: list[list[int]] = []
         self.rxt: list[list[int]] = []  # [start, end, snd_max when retransmitted]
+        # Data first sent, in order: bytes below sent_end[i] (and above sent_end[i-1])
+        # left at sent_time[i]; one entry per send call.
+        self.sent_end: list[int] = []
+        self.sent_time: list[float] = []
+        self.rack_xmit = float("-inf")
+        self.rack_deadline = float("-inf")
+        # DupThresh counting too, until reordering is seen (then RACK's clock alone).
+        self.dupthresh = True
 
     def __bool__(self) -> bool:
         return bool(self.blocks)
@@ -29,6 +55,57 @@ class Scoreboard:
     def clear(self) -> None:
         self.blocks.clear()
         self.rxt.clear()
+
+    def record_sent(self, end: int, now: float) -> None:
+        """New data up to ``end`` left at ``now``."""
+        if self.sent_time and self.sent_time[-1] == now:
+            self.sent_end[-1] = end
+        else:
+            self.sent_end.append(end)
+            self.sent_time.append(now)
+
+    def trim_sent(self, snd_una: int) -> None:
+        i = bisect_right(self.sent_end, snd_una)
+        if i:
+            del self.sent_end[:i]
+            del self.sent_time[:i]
+
+    def sent_at(self, seq: int) -> float:
+        """When the byte ``seq`` was first sent (-inf if unknown: before the record)."""
+        i = bisect_right(self.sent_end, seq)
+        if i < len(self.sent_time):
+            return self.sent_time[i]
+        return self.sent_time[-1] if self.sent_time else float("-inf")
+
+    def rack_update(self, deadline: float) -> None:
+        """After an ACK: RACK.xmit_ts from the highest byte SACKed, and the deadline
+        (a microsecond late, so that a timer armed for the deadline finds it past)."""
+        deadline += 1e-6
+        if self.blocks:
+            t = self.sent_at(self.blocks[-1][1] - 1)
+            if t > self.rack_xmit:
+                self.rack_xmit = t
+        self.rack_deadline = deadline
+
+    def rack_lost(self, start: int) -> bool:
+        # A hole lies below the highest SACKed byte: sent no later than it, in the same
+        # send call at the latest (RACK's tie-break by sequence number).
+        if not self.sent_time:
+            return False  # no send times (RACK needs them): DupThresh alone
+        t = self.sent_at(start)
+        return t <= self.rack_xmit and t <= self.rack_deadline
+
+    def rack_pending(self, snd_una: int) -> float | None:
+        """The first-send time of the earliest hole RACK will call lost once its time
+        comes (sent before delivered data, not yet past the deadline); else None."""
+        start = snd_una
+        for left, right in self.blocks:
+            if left > start:
+                t = self.sent_at(start)
+                if t <= self.rack_xmit and t > self.rack_deadline:
+                    return t
+            start = right
+        return None
 
     def add(self, left: int, right: int) -> bool:
         """Record one SACK block; returns whether it told us anything new."""
@@ -76,6 +153,10 @@ class Scoreboard:
             total += right - max(left, seq + 1)
         return count >= DUP_THRESH or total > (DUP_THRESH - 1) * mss
 
+    def any_lost(self, snd_una: int, mss: int) -> bool:
+        """Whether some hole is lost, by DupThresh or by RACK's clock."""
+        return any(lost for _a, _b, lost in self._holes(snd_una, mss))
+
     def _holes(self, snd_una: int, mss: int) -> list[tuple[int, int, bool]]:
         """Holes below the highest SACKed byte, each with whether it is lost."""
         out: list[tuple[int, int, bool]] = []
@@ -84,7 +165,10 @@ class Scoreboard:
         start = snd_una
         for left, right in self.blocks:
             if left > start:
-                lost = above_count >= DUP_THRESH or above_bytes > (DUP_THRESH - 1) * mss
+                lost = (
+                    self.dupthresh
+                    and (above_count >= DUP_THRESH or above_bytes > (DUP_THRESH - 1) * mss)
+                ) or self.rack_lost(start)
                 out.append((start, left, lost))
             above_count -= 1
             above_bytes -= right - left
@@ -174,3 +258,56 @@ class Scoreboard:
                         stop = start
                 return s, stop
         return None
+
+
+class RetransmitLedger:
+    """What one loss episode retransmitted, to tell whether every retransmission was
+    needless (RFC 3708 detection by D-SACK, RFC 2883 4.2).
+
+    The receiver reports each duplicate it got in a D-SACK block; when duplicates cover
+    every byte retransmitted since the episode began, the originals had all arrived
+    (reordering or a delay, not loss), and the congestion response can be undone.
+    Ranges are cut, not counted, so a range D-SACKed twice (a network duplicate) counts
+    once, and a D-SACK of data never retransmitted counts for nothing.
+    """
+
+    __slots__ = ("open", "ranges")
+
+    def __init__(self) -> None:
+        self.ranges: list[list[int]] = []
+        self.open = False
+
+    def start(self) -> None:
+        self.ranges.clear()
+        self.open = True
+
+    def close(self) -> None:
+        self.ranges.clear()
+        self.open = False
+
+    def retransmitted(self, start: int, end: int) -> None:
+        if not self.open or end <= start:
+            return
+        if len(self.ranges) >= MAX_BLOCKS:
+            self.close()  # too much to follow: this episode cannot be undone
+            return
+        self.ranges.append([start, end])
+
+    def dsack(self, left: int, right: int) -> bool:
+        """Cut a duplicate out of the retransmitted ranges; True when this empties them
+        (the episode's retransmissions were all spurious)."""
+        if not self.open or not self.ranges:
+            return False
+        cut = False
+        keep: list[list[int]] = []
+        for start, end in self.ranges:
+            if right <= start or left >= end:
+                keep.append([start, end])
+                continue
+            cut = True
+            if start < left:
+                keep.append([start, left])
+            if right < end:
+                keep.append([right, end])
+        self.ranges = keep
+        return cut and not keep

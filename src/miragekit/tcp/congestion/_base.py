@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 __all__ = ["CongestionControl", "initial_window"]
 
 
@@ -23,6 +25,21 @@ class CongestionControl:
         """Called once the MSS is negotiated, before any data is sent."""
         self.mss = mss
         self.cwnd = min(10 * mss, max(2 * mss, 14600))
+
+    def snapshot(self) -> CongestionControl:
+        """A copy of the state before a loss response, for ``restore`` if it proves
+        spurious."""
+        return copy.copy(self)
+
+    def restore(self, snap: CongestionControl) -> None:
+        """Undo a loss response (RFC 4015, RFC 3708): every field from ``snap``, with
+        cwnd never below what it has become since."""
+        cwnd = self.cwnd
+        for cls in type(self).__mro__:
+            for name in cls.__dict__.get("__slots__", ()):
+                setattr(self, name, getattr(snap, name))
+        if self.cwnd < cwnd:
+            self.cwnd = cwnd
 
     def on_ack(self, now: float, acked: int, srtt: float) -> None:
         raise NotImplementedError
