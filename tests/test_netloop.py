@@ -13,6 +13,7 @@ import errno
 import gc
 import socket
 import struct
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
@@ -328,6 +329,8 @@ def test_handler_exception_reaches_the_loop_exception_handler() -> None:
         server.close()
         return seen
 
+    if sys.version_info < (3, 11, 7):  # asyncio's own reporting of it changed in 3.11.x
+        pytest.xfail("compared against asyncio of Python 3.11.7 or later")
     assert both(snippet) == ["ValueError('boom')"]
 
 
