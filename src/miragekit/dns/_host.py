@@ -24,6 +24,7 @@ from dns.rdata import Rdata
 from ..result import Error, Ok
 from ._addrinfo import addrinfo
 from ._errors import BadName, DnsError, NXDomain, ServFail, Timeout
+from ._lookups import addresses_of, names_of
 
 Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -36,23 +37,6 @@ class NameResolver(Protocol):
     ) -> Ok[list[Rdata]] | Error[DnsError]: ...
 
     async def addresses(self, host: str, family: int = 0) -> Ok[list[Addr]] | Error[DnsError]: ...
-
-    async def _ask_servers(self, host: str, family: int) -> Ok[list[Addr]] | Error[DnsError]:
-        try:
-            return Ok([ipaddress.ip_address(host)])
-        except ValueError:
-            pass
-        out: list[Addr] = []
-        first: DnsError | None = None
-        for t, f in (("AAAA", socket.AF_INET6), ("A", socket.AF_INET)):
-            if family not in (0, f):
-                continue
-            r = await self.resolve(host, t)
-            if isinstance(r, Ok):
-                out += [ipaddress.ip_address(rd.address) for rd in r.value]  # type: ignore[attr-defined]
-            elif first is None:
-                first = r.error
-        return Ok(out) if out or first is None else Error(first)
 
     async def reverse(self, addr: str | Addr) -> Ok[list[str]] | Error[DnsError]: ...
 
@@ -110,27 +94,12 @@ class HostResolver:
             return Ok([ipaddress.ip_address(host)])
         except ValueError:
             pass
-        out: list[Addr] = []
-        first: DnsError | None = None
-        for t, f in (("AAAA", socket.AF_INET6), ("A", socket.AF_INET)):
-            if family not in (0, f):
-                continue
-            r = await self.resolve(host, t)
-            if isinstance(r, Ok):
-                out += [ipaddress.ip_address(rd.address) for rd in r.value]  # type: ignore[attr-defined]
-            elif first is None:
-                first = r.error
-        return Ok(out) if out or first is None else Error(first)
+        kinds = [t for t, f in (("AAAA", socket.AF_INET6), ("A", socket.AF_INET))
+                 if family in (0, f)]  # fmt: skip
+        return await addresses_of(self.resolve, host, kinds)
 
     async def reverse(self, addr: str | Addr) -> Ok[list[str]] | Error[DnsError]:
-        try:
-            name = dns.reversename.from_address(str(addr)).to_text()
-        except (ValueError, dns.exception.DNSException):
-            return Error(BadName(str(addr), "not an IP address"))
-        r = await self.resolve(name, "PTR")
-        if isinstance(r, Error):
-            return r
-        return Ok([rd.target.to_text(omit_final_dot=True) for rd in r.value])  # type: ignore[attr-defined]
+        return await names_of(self.resolve, addr)
 
     async def getaddrinfo(
         self, host: str, port: int | str | None, family: int = 0, type: int = 0, proto: int = 0

@@ -23,8 +23,9 @@ from dns.rdata import Rdata
 from ..result import Error, Ok
 from . import _stub
 from ._addrinfo import addrinfo
-from ._cache import Cache
+from ._cache import Cache, Entry
 from ._errors import BadName, DnsError, Malformed, NXDomain, ServFail, Timeout
+from ._lookups import addresses_of, names_of
 
 Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 COUNTERS = (
@@ -110,11 +111,7 @@ class Resolver:
             return None
         key = (name.lower() if name.endswith(".") else name.lower() + ".", t)
         hit = self.cache.get(key, asyncio.get_running_loop().time(), count_miss=False)
-        if hit is None:
-            return None
-        if hit.records:
-            return Ok(list(hit.records))
-        return Error(NXDomain(name.rstrip("."))) if hit.nxdomain else Ok([])
+        return None if hit is None else _answer_of(hit, name.rstrip("."))
 
     async def addresses(self, host: str, family: int = 0) -> Ok[list[Addr]] | Error[DnsError]:
         """A and AAAA addresses of ``host`` (hosts table first), IPv6 first when the stack
@@ -131,28 +128,11 @@ class Resolver:
             return Ok([a for t in kinds for a in fixed if a.version == want[t]])
         if not self._has_ipv6():
             kinds = [k for k in kinds if k == "A"] or kinds
-        results = await asyncio.gather(*(self.resolve(host, t) for t in kinds))
-        out: list[Addr] = []
-        errors: list[DnsError] = []
-        for r in results:
-            if isinstance(r, Ok):
-                out += [ipaddress.ip_address(rd.address) for rd in r.value]  # type: ignore[attr-defined]
-            else:
-                errors.append(r.error)
-        if out or not errors:
-            return Ok(out)
-        return Error(errors[0])
+        return await addresses_of(self.resolve, host, kinds)
 
     async def reverse(self, addr: str | Addr) -> Ok[list[str]] | Error[DnsError]:
         """The PTR names of an address (``in-addr.arpa``/``ip6.arpa``)."""
-        try:
-            name = dns.reversename.from_address(str(addr)).to_text()
-        except ValueError:
-            return Error(BadName(str(addr), "not an IP address"))
-        r = await self.resolve(name, "PTR")
-        if isinstance(r, Error):
-            return r
-        return Ok([rd.target.to_text(omit_final_dot=True) for rd in r.value])  # type: ignore[attr-defined]
+        return await names_of(self.resolve, addr)
 
     async def getaddrinfo(
         self, host: str, port: int | str | None, family: int = 0, type: int = 0, proto: int = 0
@@ -198,9 +178,7 @@ class Resolver:
         loop = asyncio.get_running_loop()
         hit = self.cache.get(q.key, loop.time())
         if hit is not None:
-            if hit.records:
-                return Ok(list(hit.records))
-            return Error(NXDomain(str(q))) if hit.nxdomain else Ok([])
+            return _answer_of(hit, str(q))
         self.counters["queries"] += 1
         servers = self.current_servers()
         if not servers:
@@ -318,3 +296,10 @@ class Resolver:
             return None
         finally:
             await flow.close()
+
+
+def _answer_of(hit: Entry, name: str) -> Ok[list[Rdata]] | Error[DnsError]:
+    """What a cache entry answers: its records, NODATA (``Ok([])``) or NXDOMAIN."""
+    if hit.records:
+        return Ok(list(hit.records))
+    return Error(NXDomain(name)) if hit.nxdomain else Ok([])
