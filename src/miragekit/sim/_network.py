@@ -543,7 +543,8 @@ class Network:
             self._wake()
 
     def _log(self, text: str) -> None:
-        self._events.append(Event(asyncio.get_running_loop().time(), text))
+        if self._state == "running":  # not what the teardown after the report does
+            self._events.append(Event(asyncio.get_running_loop().time(), text))
 
     def _wake(self) -> None:
         if self._changed is not None:
@@ -694,6 +695,7 @@ class Network:
                     await changed.wait()
             except TimeoutError:
                 break
+        self._state = "done"
         if self._watch is not None:
             self._watch.stop()
         escapes = self._watch.escapes if self._watch is not None else []
