@@ -57,7 +57,7 @@ def restarting(tmp: Path, seed: int = 4) -> sim.Network:
 
 
 def tshark_fields(pcap: Path, *fields: str, filter: str = "") -> list[list[str]]:
-    assert tshark is not None
+    assert tshark is not None, "tshark is required (apt-get install tshark)"
     cmd = [tshark, "-r", str(pcap), "-T", "fields"]
     for f in fields:
         cmd += ["-e", f]
@@ -67,7 +67,6 @@ def tshark_fields(pcap: Path, *fields: str, filter: str = "") -> list[list[str]]
     return [line.split("\t") for line in proc.stdout.splitlines()]
 
 
-@pytest.mark.skipif(tshark is None, reason="needs tshark (tests/debian-packages.txt)")
 def test_per_host_pcaps_beside_the_segment_capture_agree_with_the_counters(
     tmp_path: Path,
 ) -> None:

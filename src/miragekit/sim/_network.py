@@ -263,6 +263,10 @@ class Network:
         self._cleanups: list[asyncio.Future[Any]] = []
         self._capture: str | None = None
         self._watch: EscapeWatch | None = None
+        self._report: Report | None = None
+        # Set (by check_determinism and the pytest plugin): every capture goes there.
+        self._capture_dir: str | None = None
+        self._capture_files: dict[str, str] = {}
 
     # --- the plan ------------------------------------------------------------------------
 
@@ -402,6 +406,21 @@ class Network:
             return
         self._capture = None
         self._capture = self._pcap_path("capture", path)
+
+    @property
+    def report(self) -> Report | None:
+        """What :meth:`run` returned, once it has."""
+        return self._report
+
+    def _redirect_captures(self, into: str) -> None:
+        """Write every capture under ``into`` (the segment's too, made if not asked for),
+        and remember which file holds what (``_capture_files``)."""
+        self._capture = os.path.join(into, "segment.pcap")
+        self._capture_files = {"the segment": self._capture}
+        for h in self._hosts.values():
+            if h.pcap is not None:
+                h.pcap = os.path.join(into, f"host-{h.name}.pcap")
+                self._capture_files[f"host {h.name}"] = h.pcap
 
     @property
     def events(self) -> list[Event]:
@@ -563,6 +582,9 @@ class Network:
             raise ValueError(f"run: until must be > 0 seconds or None, got {until!r}")
         if not self._hosts:
             raise ValueError("run: the network has no hosts (add them with host())")
+        if self._capture_dir is not None:
+            os.makedirs(self._capture_dir, exist_ok=True)
+            self._redirect_captures(self._capture_dir)
         self._state = "running"
         loop = _network_loop_class()(seed=self.seed, idle_timeout=self._idle_timeout)
         for h in self._hosts.values():
@@ -580,6 +602,7 @@ class Network:
                 h.vif = None
                 h.port = None
                 h.task = None
+        self._report = report
         if strict and report.escapes:
             lines = "".join(f"\n  {e}" for e in report.escapes)
             raise SimEscape(f"code escaped the simulation:{lines}")

@@ -71,20 +71,6 @@ def _first_frame_difference(a: str, b: str) -> str | None:
         return f"frame {n} ({what} differ): t={ra[0]}.{ra[1]:06d} vs t={rb[0]}.{rb[1]:06d}"
 
 
-def _captures(net: Network, into: Path) -> dict[str, str]:
-    """Point every capture of ``net`` into ``into`` (and capture the segment if it was
-    not): what each capture is called, and its file."""
-    caps: dict[str, str] = {}
-    seg = str(into / "segment.pcap")
-    net._capture = seg
-    caps["the segment"] = seg
-    for h in net._hosts.values():
-        if h.pcap is not None:
-            h.pcap = str(into / f"host-{h.name}.pcap")
-            caps[f"host {h.name}"] = h.pcap
-    return caps
-
-
 def _describe(report: Report) -> list[str]:
     return [
         f"{n}: {h.state} {h.value!r} {h.error!r} restarts={h.restarts} {h.counters!r}"
@@ -105,29 +91,35 @@ def check_determinism(
     (removed). The scenario's own capture paths are not written."""
     with tempfile.TemporaryDirectory(prefix="miragekit-determinism-") as tmp:
         base = Path(keep) if keep is not None else Path(tmp)
-        reports: list[Report] = []
-        captures: list[dict[str, str]] = []
+        nets: list[Network] = []
         for i in (1, 2):
             net = build(seed)
             if not isinstance(net, Network):
                 raise TypeError(
                     f"check_determinism: build(seed) must return a Network, got {net!r}"
                 )
-            out = base / f"run{i}"
-            out.mkdir(parents=True, exist_ok=True)
-            captures.append(_captures(net, out))
-            reports.append(net.run(until=until))
-        one, two = reports
-        escapes = list(
-            {(e.kind, e.host, e.what, e.where): e for r in reports for e in r.escapes}.values()
-        )
-        diff = _difference(one, two, captures[0], captures[1], keep is not None)
-        if diff is None:
-            return Determinism(True, "", (one, two), escapes)
-        text = f"seed {seed} is not deterministic: {diff}"
-        if escapes:
-            text += "; code escaped the simulation: " + "; ".join(str(e) for e in escapes)
-        return Determinism(False, text, (one, two), escapes)
+            net._capture_dir = str(base / f"run{i}")
+            net.run(until=until)
+            nets.append(net)
+        return compare_runs(nets[0], nets[1], kept=keep is not None)
+
+
+def compare_runs(first: Network, second: Network, *, kept: bool = True) -> Determinism:
+    """Compare two networks that have run the same scenario with the same seed (their
+    captures redirected with ``_capture_dir``); ``kept``: name the capture files."""
+    one, two = first.report, second.report
+    if one is None or two is None:
+        raise RuntimeError("compare_runs: both networks must have run")
+    escapes = list(
+        {(e.kind, e.host, e.what, e.where): e for r in (one, two) for e in r.escapes}.values()
+    )
+    diff = _difference(one, two, first._capture_files, second._capture_files, kept)
+    if diff is None:
+        return Determinism(True, "", (one, two), escapes)
+    text = f"seed {one.seed} is not deterministic: {diff}"
+    if escapes:
+        text += "; code escaped the simulation: " + "; ".join(str(e) for e in escapes)
+    return Determinism(False, text, (one, two), escapes)
 
 
 def _difference(
