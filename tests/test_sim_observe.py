@@ -361,3 +361,45 @@ def test_the_check_names_the_first_differing_frame(tmp_path: Path) -> None:
         result.difference,
     ), result.difference
     assert (tmp_path / "run1" / "segment.pcap").exists()
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_naming_the_culprit_before_anything_runs(tmp_path: Path) -> None:
+    net = sim.Network()
+    net.host("a", pcap=tmp_path / "a.pcap")
+    with pytest.raises(
+        ValueError, match=r"host 'b': .*a\.pcap' is already the capture of host 'a'"
+    ):
+        net.host("b", pcap=tmp_path / "a.pcap")
+    with pytest.raises(ValueError, match=r"host 'b': cannot write '/nonexistent/b.pcap': there is"):
+        net.host("b", pcap="/nonexistent/b.pcap")
+    with pytest.raises(ValueError, match=r"no host named 'zz' \(hosts: a\)"):
+        net.capture(tmp_path / "z.pcap", host="zz")
+    with pytest.raises(ValueError, match=r"capture: .*a\.pcap' is already the capture of host 'a'"):
+        net.capture(tmp_path / "a.pcap")
+    with pytest.raises(ValueError, match=r"no host named 'zz'"):
+        net.block("a", "zz", at=1)
+    with pytest.raises(ValueError, match=r"no host named 'zz'"):
+        net.restart("zz", at=1)
+    with pytest.raises(TypeError, match=r"Network: seed must be an int, got '7'"):
+        sim.Network(seed=cast(Any, "7"))
+    assert "b" not in [h for h in net._hosts]  # nothing was added by the refused calls
+    assert not (tmp_path / "a.pcap").exists()  # nothing ran
+
+
+def test_a_host_added_while_running_is_refused_by_name() -> None:
+    net = sim.Network()
+
+    async def grow() -> None:
+        net.host("late")
+
+    net.host("a", main=grow)
+    report = net.run()
+    err = report.errors()["a"]
+    assert isinstance(err, RuntimeError)
+    assert str(err) == (
+        "host 'late': cannot be added while the network runs; hosts are added before run()"
+    )
+    assert [h.name for h in report.hosts.values()] == ["a"]

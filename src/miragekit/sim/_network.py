@@ -248,6 +248,8 @@ class Network:
             raise ValueError(f"Network: subnet {subnet} has no room for hosts")
         if link is not None and not isinstance(link, LinkParams):
             raise TypeError(f"Network: link must be a LinkParams, got {link!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"Network: seed must be an int, got {seed!r}")
         self.seed = seed
         self._link = link if link is not None else LinkParams()
         self._idle_timeout = DEFAULT_IDLE_TIMEOUT if idle_timeout is ... else idle_timeout
@@ -291,7 +293,10 @@ class Network:
         from ..link import LinkParams
 
         if self._state != "plan":
-            raise RuntimeError(f"host {name!r}: hosts are added before run()")
+            when = "while the network runs" if self._state == "running" else "after run()"
+            raise RuntimeError(
+                f"host {name!r}: cannot be added {when}; hosts are added before run()"
+            )
         if not isinstance(name, str) or not _NAME.match(name.lower()):
             raise ValueError(
                 f"host name {name!r}: use letters, digits and inner hyphens (at most 63)"
@@ -308,7 +313,7 @@ class Network:
                 raise ValueError(f"host {name!r}: {what} must be a number of seconds, got {v!r}")
         if not -1e6 < drift < 1e6:
             raise ValueError(f"host {name!r}: drift must be within +-1e6 ppm, got {drift!r}")
-        path = self._pcap_path(name, pcap)
+        path = self._pcap_path(f"host {name!r}", pcap)
         addr = self._pick(name, ip)
         index = len(self._hosts) + 1
         addr6 = self.subnet6.network_address + index if ip6 else None
@@ -324,6 +329,9 @@ class Network:
         if not isinstance(pcap, str | os.PathLike) or not os.fspath(pcap):
             raise TypeError(f"{what}: pcap must be a file path, got {pcap!r}")
         path = os.fspath(pcap)
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            raise ValueError(f"{what}: cannot write {path!r}: there is no directory {folder!r}")
         taken = [h.name for h in self._hosts.values() if h.pcap == path]
         if path == self._capture or taken:
             owner = f"host {taken[0]!r}" if taken else "the segment"
