@@ -328,9 +328,14 @@ def test_the_check_names_the_first_differing_event_and_the_cause(tmp_path: Path)
     result = sim.check_determinism(chatter(tmp_path, shuffle=True), seed=3, until=20)
     assert not result.ok
     assert re.match(
-        r"seed 3 is not deterministic: event 3 differs: first run ' *\d\.\d{6} c: connect ",
+        r"seed 3 is not deterministic: event 3 differs: first run '\d\.\d{6} c: connect "
+        r"c:\d+ db:5432', second run '\d\.\d{6} c: connect c:\d+ db:5432'; code escaped the "
+        r"simulation: c: random\.random\(\) \(the shared generator, not the seed's\) at "
+        + re.escape(__file__)
+        + r":\d+ in client \(t=0\.000000\)",
         result.difference,
     ), result.difference
+    assert [e.kind for e in result.escapes] == ["random"]
 
 
 def test_the_check_names_the_first_differing_frame(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ the simulation's thread: ``threading.Thread.start`` (``asyncio.to_thread`` and e
 too), socket calls that reach the host's network (``socket.connect``, ``bind``,
 ``sendto``, ``sendmsg`` and name lookups, seen through an audit hook), and reads of
 ``time.time``/``time.monotonic``/``time.perf_counter`` (and their ``_ns`` forms) other
-than the ``logging`` module's timestamps. Each is an :class:`Escape` naming the host
+than the ``logging`` module's timestamps, and draws from the ``random`` module's shared
+generator (``random.random()``, ``randint``, ``choice``, ...: not the seed's; use
+:func:`miragekit.sim.rng`). Each is an :class:`Escape` naming the host
 whose code made the call and the first line outside the standard library that led to it.
 Code that took its own reference to a time function before the run (``from time import
 time``) is not seen.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import random
 import sys
 import sysconfig
 import threading
@@ -30,6 +33,12 @@ from typing import Any
 _STDLIB = os.path.normcase(sysconfig.get_paths()["stdlib"]) + os.sep
 _LOGGING = os.path.dirname(os.path.normcase(__import__("logging").__file__ or "")) + os.sep
 _TIME_FUNCS = ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns")
+_RANDOM_FUNCS = tuple(
+    n
+    for n in random.__all__
+    if getattr(getattr(random, n, None), "__self__", None) is getattr(random, "_inst", None)
+    and n not in ("seed", "getstate", "setstate")
+)
 _SOCKET_EVENTS = {
     "socket.connect": "socket connect to {}",
     "socket.bind": "socket bind to {}",
@@ -47,7 +56,8 @@ class SimEscape(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Escape:
-    """One way code left the simulation: ``kind`` ("thread", "socket" or "time"), the
+    """One way code left the simulation: ``kind`` ("thread", "socket", "time" or
+    "random"), the
     host whose code did it (``None``: code outside every host), what it did, where (the
     first source line outside the standard library), the virtual time of the first such
     call and how many times it happened there."""
@@ -133,7 +143,7 @@ class EscapeWatch:
     def start(self) -> None:
         global _active, _hooked
         if _active is not None:
-            raise RuntimeError("a simulation is already being watched in this process")
+            return  # another thread's simulation is watched: one at a time per process
         if not _hooked:
             sys.addaudithook(_audit)  # audit hooks stay for the process: it checks _active
             _hooked = True
@@ -150,17 +160,21 @@ class EscapeWatch:
         threading.Thread.start = watched_start  # type: ignore[method-assign,assignment]
         for name in _TIME_FUNCS:
             self._saved[name] = real = getattr(time, name)
-            setattr(time, name, self._timer(name, real))
+            setattr(time, name, self._watched("time", f"time.{name}() read", real))
+        for name in _RANDOM_FUNCS:
+            self._saved[f"random.{name}"] = real = getattr(random, name)
+            what = f"random.{name}() (the shared generator, not the seed's)"
+            setattr(random, name, self._watched("random", what, real))
 
-    def _timer(self, name: str, real: Callable[[], Any]) -> Callable[[], Any]:
-        def watched() -> Any:
+    def _watched(self, kind: str, what: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def watched(*args: Any, **kwargs: Any) -> Any:
             if _active is self and threading.get_ident() == self.thread:
                 caller = sys._getframe(1)
                 if not os.path.normcase(caller.f_code.co_filename).startswith(_LOGGING):
-                    self.note("time", f"time.{name}() read", caller)
-            return real()
+                    self.note(kind, what, caller)
+            return real(*args, **kwargs)
 
-        watched.__name__ = name
+        watched.__name__ = real.__name__
         return watched
 
     def stop(self) -> None:
@@ -171,3 +185,5 @@ class EscapeWatch:
         threading.Thread.start = self._saved.pop("Thread.start")  # type: ignore[method-assign]
         for name in _TIME_FUNCS:
             setattr(time, name, self._saved.pop(name))
+        for name in _RANDOM_FUNCS:
+            setattr(random, name, self._saved.pop(f"random.{name}"))

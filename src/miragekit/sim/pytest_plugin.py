@@ -126,7 +126,7 @@ def _run_if_unrun(item: pytest.Item, net: Network) -> None:
     report = net.run(until=until)
     if not report.ok:
         errors = "; ".join(f"{n}: {type(e).__name__}: {e}" for n, e in report.errors().items())
-        raise AssertionError(f"a simulated host raised: {errors}")
+        pytest.fail(f"a simulated host raised: {errors}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -150,10 +150,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         raise pytest.UsageError("--sim-check-determinism: async test functions are not supported")
     _run_if_unrun(pyfuncitem, again)
     if again.report is None:
-        raise AssertionError("--sim-check-determinism: the second run did not run the network")
+        pytest.fail(
+            "--sim-check-determinism: the second run did not run the network", pytrace=False
+        )
     verdict = compare_runs(net, again)
     if not verdict.ok:
-        raise AssertionError(f"--sim-check-determinism: {verdict.difference}")
+        pytest.fail(f"--sim-check-determinism: {verdict.difference}", pytrace=False)
     return result
 
 
