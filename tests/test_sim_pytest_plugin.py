@@ -192,3 +192,25 @@ def test_x(sim_seed):
         ]
     )
     assert "pytest_plugin.py" not in result.stdout.str()  # one clear line, no traceback
+
+
+def test_the_documented_plugin_example_runs(pytester: pytest.Pytester) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text()
+    section = page[page.index("## The pytest plugin") :]
+    example = section[section.index("```python\n") + 10 : section.index("\n```\n")]
+    mains = """
+import asyncio
+from tests_helpers import upper as db
+
+
+async def api():
+    reader, writer = await asyncio.open_connection("db", 5432)
+    for i in range(12):  # across the partition: TCP retransmits until it heals
+        writer.write(b"ok\\n")
+        assert (await reader.readline()) == b"OK\\n"
+        await asyncio.sleep(1)
+    return "ok"
+"""
+    pytester.makepyfile(tests_helpers=SERVER, test_doc=mains + example)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=50)

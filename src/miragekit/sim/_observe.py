@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ..link._frame import FrameNetwork, FrameReceiver
+from ..link._frame import FrameNetwork, FrameReceiver, send_frames
 from ..link._pcap import PcapWriter
 from ..link._wrap import Wrapper
 from ..v1 import Buffer, FrameCallback
@@ -278,6 +278,13 @@ class HostPort(Wrapper):
         if self._alive:
             self._obs.sent(bufs)
         self._inner.sendv(bufs)
+
+    def send_frames(self, frames: Sequence[Buffer]) -> None:
+        """A burst, passed on as one (the switch's batch path, if it has one)."""
+        if self._alive:
+            for f in frames:
+                self._obs.sent((f,))
+        send_frames(self._inner, frames)
 
     async def write(self, buf: Buffer) -> None:
         if self._alive:
