@@ -388,6 +388,16 @@ def test_bad_input_is_refused_naming_the_culprit_before_anything_runs(tmp_path: 
         net.block("a", "zz", at=1)
     with pytest.raises(ValueError, match=r"no host named 'zz'"):
         net.restart("zz", at=1)
+    net.capture(tmp_path / "seg.pcap")
+    net.capture(tmp_path / "seg.pcap")  # the same again: fine
+    with pytest.raises(ValueError, match=r"host 'b': .*seg\.pcap' is already the capture of the"):
+        net.host("b", pcap=tmp_path / "seg.pcap")
+    with pytest.raises(ValueError, match=r"capture of host 'a': .*seg\.pcap' is already the"):
+        net.capture(tmp_path / "seg.pcap", host="a")
+    with pytest.raises(ValueError, match=r"capture: cannot write '/nonexistent/s.pcap'"):
+        net.capture("/nonexistent/s.pcap")
+    assert net._capture == str(tmp_path / "seg.pcap")  # refused: nothing changed
+    assert net._hosts["a"].pcap == str(tmp_path / "a.pcap")
     with pytest.raises(TypeError, match=r"Network: seed must be an int, got '7'"):
         sim.Network(seed=cast(Any, "7"))
     assert "b" not in [h for h in net._hosts]  # nothing was added by the refused calls

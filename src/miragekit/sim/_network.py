@@ -323,7 +323,16 @@ class Network:
         self._by_ip[addr] = name
         return addr
 
-    def _pcap_path(self, what: str, pcap: str | os.PathLike[str] | None) -> str | None:
+    def _pcap_path(
+        self,
+        what: str,
+        pcap: str | os.PathLike[str] | None,
+        owner: _Host | None = None,
+        *,
+        segment: bool = False,
+    ) -> str | None:
+        """``pcap`` as a path, checked: its directory exists and no other capture writes
+        it (other than host ``owner``'s own, or the segment's when ``segment``)."""
         if pcap is None:
             return None
         if not isinstance(pcap, str | os.PathLike) or not os.fspath(pcap):
@@ -332,10 +341,10 @@ class Network:
         folder = os.path.dirname(path) or "."
         if not os.path.isdir(folder):
             raise ValueError(f"{what}: cannot write {path!r}: there is no directory {folder!r}")
-        taken = [h.name for h in self._hosts.values() if h.pcap == path]
-        if path == self._capture or taken:
-            owner = f"host {taken[0]!r}" if taken else "the segment"
-            raise ValueError(f"{what}: {path!r} is already the capture of {owner}")
+        taken = [h.name for h in self._hosts.values() if h.pcap == path and h is not owner]
+        if taken or (path == self._capture and not segment):
+            other = f"host {taken[0]!r}" if taken else "the segment"
+            raise ValueError(f"{what}: {path!r} is already the capture of {other}")
         return path
 
     def _pick(self, name: str, ip: str | Addr | None) -> Addr:
@@ -409,11 +418,9 @@ class Network:
             raise RuntimeError("capture: set it up before run()")
         if host is not None:
             h = self._host(host)
-            h.pcap = None
-            h.pcap = self._pcap_path(f"capture of host {h.name!r}", path)
+            h.pcap = self._pcap_path(f"capture of host {h.name!r}", path, h)
             return
-        self._capture = None
-        self._capture = self._pcap_path("capture", path)
+        self._capture = self._pcap_path("capture", path, segment=True)
 
     @property
     def report(self) -> Report | None:
