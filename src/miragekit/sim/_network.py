@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from ..clock import Clock
 from ._escape import Escape, EscapeWatch, SimEscape
 from ._loop import DEFAULT_IDLE_TIMEOUT, SimLoop, run_on
-from ._observe import Event, HostCounters, HostObserver, HostPort, format_events
+from ._observe import Event, HostCounters, HostObserver, format_events
 
 if TYPE_CHECKING:
-    from ..link import LinkParams, VnetIf, VnetSwitch
-    from ..link._pcap import PcapWriter
+    from ..link import LinkParams, PcapWriter, VnetIf, VnetSwitch
     from ..stack import DirectStackV4
+    from ._hostport import HostPort
 
 Main = Callable[[], Awaitable[object]]
 """A host's program: an async function of no arguments."""
@@ -627,6 +627,7 @@ class Network:
         from .. import v1
         from ..result import Error
         from ..stack import DirectStackV4, IPv6Config, Static
+        from ._hostport import HostPort
 
         assert h.vif is not None
         ip6 = None
@@ -673,8 +674,7 @@ class Network:
         )
 
     async def _main(self, until: float | None) -> Report:
-        from ..link import PcapNetif, VnetSwitch
-        from ..link._pcap import PcapWriter
+        from ..link import PcapNetif, PcapWriter, VnetSwitch
 
         self._changed = asyncio.Event()
         self._switch = VnetSwitch(seed=self.seed)
