@@ -116,6 +116,25 @@ def in_range(addr: A, first: str, last: str) -> bool:
 def test_lease_obtained_and_used_for_traffic(knet: KernelNet, tmp_path: Path) -> None:
     async def body(stack: IPv4Stack, server: Dnsmasq) -> None:
         assert stack.ipv4.get_ip() == [A(0)]
+        # dnsmasq pings the address it is about to offer; before it has offered, the kernel
+        # cannot resolve that address (we do not answer ARP for it), so its echo would be
+        # stuck in ARP. Neighbour entries for the whole range make it reach our stack.
+        mac = str(stack.ethif.mac())
+        for last in range(50, 61):
+            sh(
+                "ip",
+                "-n",
+                knet.ns,
+                "neigh",
+                "replace",
+                f"10.77.0.{last}",
+                "lladdr",
+                mac,
+                "dev",
+                knet.tap,
+                "nud",
+                "permanent",
+            )
         before = snapshot(knet.ns)
         driver = await configure(stack)
         lease = driver.lease
@@ -137,7 +156,6 @@ def test_lease_obtained_and_used_for_traffic(knet: KernelNet, tmp_path: Path) ->
         log = server.log_text()
         for step in ("DHCPDISCOVER", "DHCPOFFER", "DHCPREQUEST", "DHCPACK"):
             assert step in log, log
-        mac = str(stack.ethif.mac())
         assert any(mac in line and ours in line for line in server.lease_lines())
         assert driver.client.counters.arp_probes == 1
         assert stack.ipv4.arp.counters.probes_sent == 1
