@@ -26,8 +26,9 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..v1 import Buffer
-from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TCPRepr, plain_segment
+from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPRepr, plain_segment
 from ._config import Config
+from ._ecn import CE, Ecn, syn_requests_ecn, synack_agrees
 from ._events import (
     Connected,
     ConnectionClosed,
@@ -116,6 +117,8 @@ _STATS: dict[str, int] = {
     "lost_retransmits": 0,
     "tail_loss_probes": 0,
     "challenge_acks": 0,
+    "ce_received": 0,  # segments that arrived marked Congestion Experienced (RFC 3168)
+    "ecn_reductions": 0,  # window reductions for an ECN-Echo
     "dropped": 0,
     "resets_data_lost": 0,  # RST for data the application will never read (RFC 1122)
     "dsacks_in": 0,  # D-SACK blocks received (RFC 2883)
@@ -142,6 +145,7 @@ class Connection:
         "_discard_input",
         "_dsack",
         "_dupacks",
+        "_ecn",
         "_eof_signalled",
         "_events",
         "_fin_queued",
@@ -268,6 +272,7 @@ class Connection:
         self._rack_at: float | None = None
         self._prior_cc: CongestionControl | None = None
         self._dsack: tuple[int, int] | None = None
+        self._ecn: Ecn | None = None  # ECN negotiated (or, in SYN_SENT, asked for)
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._rtt_seq: int | None = None
         self._rtt_time = 0.0
@@ -323,6 +328,8 @@ class Connection:
         conn = cls(config, local_port, remote_port, iss, ts_offset=ts_offset)
         conn.state = SYN_SENT
         conn._rcv_wscale = _wscale_for(config.recv_buffer) if config.window_scaling else 0
+        if config.ecn == "on":
+            conn._ecn = Ecn()
         return conn
 
     @classmethod
@@ -414,6 +421,11 @@ class Connection:
         self._smss = max(smss, 1)
         self._cc.set_mss(self._smss)
         self._set_seg_max()
+        # ECN (RFC 3168 6.1.1): a SYN asks with ECE and CWR, a SYN-ACK agrees with ECE.
+        if not syn.flags & ACK:
+            self._ecn = Ecn() if cfg.ecn != "off" and syn_requests_ecn(syn) else None
+        elif self._ecn is not None and not synack_agrees(syn):
+            self._ecn = None
 
     def accepts_new_syn(self, syn: TCPRepr) -> bool:
         """In TIME_WAIT: may this SYN start a new incarnation of the 4-tuple?
@@ -1010,6 +1022,22 @@ class Connection:
         elif st == TIME_WAIT and seg.flags & FIN:
             self._close_at = now + self.config.time_wait
             self._ack_now = True
+        if self._ecn is not None:
+            self._ecn_input(now, seg)
+
+    def _ecn_input(self, now: float, seg: TCPRepr) -> None:
+        """RFC 3168 6.1.2-6.1.3 on an acceptable segment: a CE mark starts the echo (ACKed
+        at once), CWR ends it; an ECE reduces the window as a loss would, once per window
+        (the loss response already did, in recovery), and CWR goes out with new data."""
+        ecn = self._ecn
+        assert ecn is not None
+        if seg.ecn == CE:
+            self.stats["ce_received"] += 1
+        if ecn.on_input(seg):
+            self._ack_now = True
+        if ecn.should_reduce(seg, self._snd_una, self._snd_max) and not self._in_recovery:
+            self.stats["ecn_reductions"] += 1
+            self._cc.on_loss(now, self._snd_max - self._snd_una)
 
     def _on_new_ack(self, now: float, seg: TCPRepr, ack: int) -> None:
         una = self._snd_una
@@ -1429,6 +1457,7 @@ class Connection:
         st = self.state
         if st == CLOSED:
             return out
+        smax0 = self._snd_max
         if st in (SYN_SENT, SYN_RECEIVED):
             if self._snd_nxt == self._iss:
                 if st == SYN_SENT:
@@ -1438,6 +1467,14 @@ class Connection:
                     seg = self._make(SYN | ACK, self._iss, b"", now)
                 if st == SYN_SENT and self.config.timestamps:
                     seg = seg._replace(timestamp=((int(now * 1000) + self._ts_offset) & MASK, 0))
+                if self._ecn is not None:
+                    if st == SYN_SENT and self._retries:
+                        # RFC 3168 6.1.1.1: a SYN lost once is retried without ECN setup, in
+                        # case a middlebox drops those (as Linux does).
+                        self._ecn = None
+                    else:
+                        ecn_flags = ECE | CWR if st == SYN_SENT else ECE
+                        seg = seg._replace(flags=seg.flags | ecn_flags)
                 out.append(seg)
                 if self._snd_max == self._iss and self._retries == 0:
                     self._rtt_seq = self._iss + 1
@@ -1452,6 +1489,8 @@ class Connection:
             self._send_data(now, out)
         if self._ack_now and st != SYN_SENT:
             out.append(self._make(ACK, self._snd_nxt, b"", now))
+        if self._ecn is not None and out:
+            self._ecn.mark(out, smax0, self._snd_wnd > 0)
         return out
 
     poll_transmit = segments_to_send

@@ -196,18 +196,28 @@ class TCPEndpoint:
     # ------------------------------------------------------------------ input
 
     def handle_packet(
-        self, now: float, src: bytes, dst: bytes, data: Buffer, *, verified: bool = False
+        self,
+        now: float,
+        src: bytes,
+        dst: bytes,
+        data: Buffer,
+        *,
+        verified: bool = False,
+        ecn: int = 0,
     ) -> None:
         """Parse and checksum-verify one TCP segment from IP; bad ones are counted, dropped.
 
         ``verified`` skips the checksum for frames the device already checked (virtio-net
         ``DATA_VALID``) or that never crossed a wire (``NEEDS_CSUM`` from the kernel).
+        ``ecn``: the IP header's ECN codepoint; only a CE mark (3) matters to TCP.
         """
         try:
             seg = TCPRepr.parse(data) if verified else TCPRepr.parse(data, src, dst)
         except TCPParseError as e:
             self.stats["bad_checksum" if e.field == "checksum" else "malformed"] += 1
             return
+        if ecn == 3:
+            seg = seg._replace(ecn=3)
         self.handle_segment(now, src, dst, seg)
 
     def handle_segment(self, now: float, src: bytes, dst: bytes, seg: TCPRepr) -> None:
