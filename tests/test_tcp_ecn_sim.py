@@ -53,6 +53,7 @@ def transfer(family: int, mark: float) -> dict[str, Any]:
         server.listen_tcpv4(port=9, callback=sink)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        r: Any
         if family == 4:
             r = await client.tcpv4().create_connection((ipaddress.IPv4Address("10.0.0.2"), 9))
         else:
