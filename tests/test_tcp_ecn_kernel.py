@@ -1,0 +1,129 @@
+"""ECN against the Linux kernel over TAP, both directions, read from the kernel's counters.
+
+The kernel side runs with ``net.ipv4.tcp_ecn=1`` (ask and accept). Our TAP sits behind
+an :class:`ImpairedLink` that marks ECN-capable packets CE with a small probability, in
+both directions, as an AQM would; it never touches a Not-ECT packet. The kernel's own
+counters then show what it saw: ECT(0) and CE packets arriving (``IpExtInECT0Pkts``,
+``IpExtInCEPkts``) and ACKs echoing ECE for data it sent (``TcpExtTCPDeliveredCE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.flowkit import drain_hash
+from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run, socat_receives
+from tests.netns import sh
+from tests.nstat import kernel_clean
+
+from miragekit import tcp as tcpcore
+from miragekit.link import ImpairedLink, LinkParams, TapNetif
+from miragekit.result import Ok
+from miragekit.stack import DirectStackV4, Static
+from miragekit.v1 import StackConfig
+
+pytestmark = pytest.mark.kernel
+
+MB = 1 << 20
+MARK = 0.01
+
+
+async def with_marking_link(
+    k: KernelNet,
+    config: tcpcore.Config,
+    body: Callable[[DirectStackV4, ImpairedLink], Awaitable[None]],
+) -> None:
+    r = await TapNetif.connect(k.tap)
+    assert isinstance(r, Ok), r
+    tap = r.value
+    k.move_in()
+    sh("ip", "netns", "exec", k.ns, "sysctl", "-qw", "net.ipv4.tcp_ecn=1")
+    link = ImpairedLink(tap, LinkParams(mark=MARK), seed=11)
+    s = await DirectStackV4.connect(
+        StackConfig("tap", None, link, Static(f"{OUR_IP}/24")), tcp_config=config
+    )
+    assert isinstance(s, Ok), s
+    stack = s.value
+    try:
+        await body(stack, link)
+        assert stack.tcpv4().internal_errors == 0
+    finally:
+        await stack.disconnect()
+        await link.disconnect()
+
+
+def test_we_send_with_ecn_to_the_kernel(knet: KernelNet, tmp_path: Path) -> None:
+    """Our SYN asks (ECE+CWR), the kernel agrees; our data is ECT(0), the link marks
+    some CE, the kernel echoes ECE and we reduce, nothing is resent."""
+    payload = os.urandom(8 * MB)
+    stats: dict[str, int] = {}
+    marked: list[int] = []
+
+    async def body(stack: DirectStackV4, link: ImpairedLink) -> None:
+        flow = await socat_receives(
+            knet,
+            lambda: stack.tcpv4().create_connection((ipaddress.IPv4Address(KERNEL_IP), 9000)),
+            payload,
+            tmp_path / "dst.bin",
+        )
+        stats.update(flow.connection.stats)
+        marked.append(link.counters.marked_ce)
+
+    with kernel_clean(knet.ns) as k:
+        run(with_marking_link(knet, tcpcore.Config(mss=1460, ecn="on"), body), timeout=120)
+    d = k.delta
+    assert marked[0] >= 10
+    # Every data segment we sent arrived ECT(0) or CE (the kernel counts each once).
+    data_segments = len(payload) // 1460
+    assert d.get("IpExtInECT0Pkts", 0) + d.get("IpExtInCEPkts", 0) >= data_segments
+    assert d.get("IpExtInCEPkts", 0) == marked[0]
+    # The kernel echoed ECE (it had agreed to ECN): we reduced, and resent nothing. No
+    # more reductions than marks: the kernel ended each echo when our CWR came (else it
+    # would echo on every ACK, and we would reduce once per window to the end).
+    assert 3 <= stats["ecn_reductions"] <= marked[0]
+    assert stats["retransmits"] == 0
+    print(f"marked {marked[0]}, ours {stats}, kernel ECT0/CE in", end=" ")
+    print(d.get("IpExtInECT0Pkts"), d.get("IpExtInCEPkts"))
+
+
+def test_kernel_sends_with_ecn_to_us(knet: KernelNet, tmp_path: Path) -> None:
+    """The kernel's SYN asks, we agree (Config.ecn's default, "accept"); its data is
+    ECT(0), the link marks some CE, we echo ECE until CWR and the kernel counts the
+    echoes; our pure ACKs are never ECT."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(8 * MB))
+    want = hashlib.sha256(src.read_bytes()).hexdigest()
+    stats: dict[str, int] = {}
+    marked: list[int] = []
+
+    async def body(stack: DirectStackV4, link: ImpairedLink) -> None:
+        done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+        async def sink(flow: Any) -> None:
+            got = await drain_hash(flow)
+            stats.update(flow.connection.stats)
+            done.set_result(got)
+
+        stack.listen_tcpv4(port=9, callback=sink)
+        rc, out = await knet.exec("socat", "-u", f"FILE:{src}", f"TCP:{OUR_IP}:9", timeout=60)
+        assert rc == 0, out
+        assert await asyncio.wait_for(done, 30) == (8 * MB, want)
+        marked.append(link.counters.marked_ce)
+
+    with kernel_clean(knet.ns) as k:
+        run(with_marking_link(knet, tcpcore.Config(mss=1460), body), timeout=120)
+    d = k.delta
+    assert marked[0] >= 10
+    assert stats["ce_received"] == marked[0]
+    # The kernel received ACKs with ECE for data it had sent.
+    assert d.get("TcpExtTCPDeliveredCE", 0) >= marked[0]
+    # We sent only pure ACKs (and the handshake, FIN): none of them ECT.
+    assert d.get("IpExtInECT0Pkts", 0) == 0 and d.get("IpExtInCEPkts", 0) == 0
+    print(f"marked {marked[0]}, ours {stats}, kernel {d.get('TcpExtTCPDeliveredCE')}")
