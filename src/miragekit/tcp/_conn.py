@@ -39,6 +39,7 @@ from ._events import (
     Event,
     SendBufferAvailable,
 )
+from ._fastopen import FastOpen, option_of, with_option
 from ._rack import ReorderWindow
 from ._reassembly import Reassembler
 from ._rtt import RttEstimator
@@ -199,6 +200,7 @@ class Connection:
         "_snd_wnd",
         "_snd_wscale",
         "_sndbuf",
+        "_tfo",
         "_tlp_at",
         "_tlp_done",
         "_tlp_probe",
@@ -273,6 +275,7 @@ class Connection:
         self._prior_cc: CongestionControl | None = None
         self._dsack: tuple[int, int] | None = None
         self._ecn: Ecn | None = None  # ECN negotiated (or, in SYN_SENT, asked for)
+        self._tfo: FastOpen | None = None  # TCP Fast Open (RFC 7413) in the handshake
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._rtt_seq: int | None = None
         self._rtt_time = 0.0
@@ -323,9 +326,14 @@ class Connection:
         now: float,
         *,
         ts_offset: int = 0,
+        fastopen: FastOpen | None = None,
     ) -> Connection:
-        """An active open: the connection is in SYN_SENT and its SYN is ready to send."""
+        """An active open: the connection is in SYN_SENT and its SYN is ready to send.
+
+        ``fastopen`` (RFC 7413): the SYN carries its cookie (or asks for one) and, with a
+        cookie, the first bytes queued with ``send`` before the SYN goes out."""
         conn = cls(config, local_port, remote_port, iss, ts_offset=ts_offset)
+        conn._tfo = fastopen
         conn.state = SYN_SENT
         conn._rcv_wscale = _wscale_for(config.recv_buffer) if config.window_scaling else 0
         if config.ecn == "on":
@@ -334,9 +342,19 @@ class Connection:
 
     @classmethod
     def accept(
-        cls, config: Config, syn: TCPRepr, iss: int, now: float, *, ts_offset: int = 0
+        cls,
+        config: Config,
+        syn: TCPRepr,
+        iss: int,
+        now: float,
+        *,
+        ts_offset: int = 0,
+        fastopen: FastOpen | None = None,
     ) -> Connection:
-        """A passive open from a received SYN: SYN_RECEIVED, with the SYN-ACK ready."""
+        """A passive open from a received SYN: SYN_RECEIVED, with the SYN-ACK ready.
+
+        ``fastopen`` (RFC 7413): with ``acked`` set the SYN's data is taken (the SYN-ACK
+        acknowledges it; it is read once established); a ``cookie`` rides the SYN-ACK."""
         if syn.flags & (SYN | ACK | RST) != SYN:
             raise ValueError("syn: must be a segment with SYN set and ACK/RST clear")
         conn = cls(config, syn.dst_port, syn.src_port, iss, ts_offset=ts_offset)
@@ -351,6 +369,14 @@ class Connection:
         conn._max_snd_wnd = syn.window
         conn._snd_wl1 = syn.seq
         conn._snd_wl2 = iss
+        if fastopen is not None:
+            conn._tfo = fastopen
+            if fastopen.acked and syn.payload:
+                data = memoryview(syn.payload)[: conn._rcv_adv - conn._rcv_nxt]
+                conn._rcvbuf += data
+                conn._rcv_nxt += len(data)
+                conn._readable_signalled = True
+                conn._events.append(_EVT_DATA)
         return conn
 
     @classmethod
@@ -776,7 +802,7 @@ class Connection:
         payload = seg.payload
         plen = len(payload)
 
-        if st == SYN_RECEIVED and flags & SYN and seq == rcv_nxt - 1:
+        if st == SYN_RECEIVED and flags & SYN and seq == self._irs:
             # The peer retransmitted its SYN (our SYN-ACK was lost), or this is the
             # SYN-ACK of a simultaneous open.
             if flags & ACK and not flags & RST:
@@ -914,6 +940,8 @@ class Connection:
         if flags & ACK:
             self._establish(now, seg, ack, seg.seq)
             self._ack_now = True
+            if self._tfo is not None:
+                self._fastopen_synack(seg, ack)
         else:
             # Simultaneous open (RFC 9293 figure 7): answer with SYN-ACK.
             self.state = SYN_RECEIVED
@@ -921,6 +949,21 @@ class Connection:
             self._max_snd_wnd = seg.window
             self._snd_wl1 = seg.seq
             self._snd_nxt = self._iss
+
+    def _fastopen_synack(self, seg: TCPRepr, ack: int) -> None:
+        """RFC 7413 4.2.2: the SYN data the SYN-ACK acknowledged leaves the send buffer;
+        what it did not goes again at once (the server ignored it, or had no cookie of
+        ours); a cookie in the SYN-ACK is kept for the next connection."""
+        tfo = self._tfo
+        assert tfo is not None
+        tfo.learnt = option_of(seg) or None
+        taken = ack - (self._iss + 1)
+        if taken > 0:
+            tfo.acked = True
+            self._sndbuf.consume(taken)
+            self._snd_buf_seq += taken
+        if self._snd_nxt > ack:
+            self._snd_nxt = ack
 
     def _establish(self, now: float, seg: TCPRepr, ack: int, seq: int) -> None:
         self.state = ESTABLISHED
@@ -1467,22 +1510,18 @@ class Connection:
                     seg = self._make(SYN | ACK, self._iss, b"", now)
                 if st == SYN_SENT and self.config.timestamps:
                     seg = seg._replace(timestamp=((int(now * 1000) + self._ts_offset) & MASK, 0))
-                if self._ecn is not None:
-                    if st == SYN_SENT and self._retries:
-                        # RFC 3168 6.1.1.1: a SYN lost once is retried without ECN setup, in
-                        # case a middlebox drops those (as Linux does).
-                        self._ecn = None
-                    else:
-                        ecn_flags = ECE | CWR if st == SYN_SENT else ECE
-                        seg = seg._replace(flags=seg.flags | ecn_flags)
+                if self._ecn is not None or self._tfo is not None:
+                    seg = self._syn_extras(seg, st)
                 out.append(seg)
                 if self._snd_max == self._iss and self._retries == 0:
                     self._rtt_seq = self._iss + 1
                     self._rtt_time = now
                 else:
                     self.stats["retransmits"] += 1
-                self._snd_nxt = self._iss + 1
-                self._snd_max = self._iss + 1
+                end = self._iss + 1 + len(seg.payload)  # Fast Open data after the SYN
+                self._snd_nxt = end
+                if self._snd_max < end:
+                    self._snd_max = end
                 if self._rtx_at is None:
                     self._rtx_at = now + self._rtt.timeout()
         elif st in _SENDING:
@@ -1494,6 +1533,37 @@ class Connection:
         return out
 
     poll_transmit = segments_to_send
+
+    def _syn_extras(self, seg: TCPRepr, st: State) -> TCPRepr:
+        """What ECN (RFC 3168 6.1.1) and Fast Open (RFC 7413) add to our SYN or SYN-ACK."""
+        if self._ecn is not None:
+            if st == SYN_SENT and self._retries:
+                # RFC 3168 6.1.1.1: a SYN lost once is retried without ECN setup, in case
+                # a middlebox drops those (as Linux does).
+                self._ecn = None
+            else:
+                seg = seg._replace(flags=seg.flags | (ECE | CWR if st == SYN_SENT else ECE))
+        tfo = self._tfo
+        if tfo is None:
+            return seg
+        if st != SYN_SENT:
+            return with_option(seg, tfo.cookie) if tfo.cookie else seg
+        seg = with_option(seg, tfo.cookie)
+        if tfo.cookie and not self._retries:
+            # Data rides the first SYN only, within the server's MSS and ours, options
+            # counted: a retried SYN goes bare, the data follows the handshake.
+            cfg = self.config
+            room = min(tfo.mss or cfg.default_mss, cfg.mss) - seg.options_len()
+            n = min(len(self._sndbuf), room)
+            if n > 0:
+                seg = seg._replace(payload=self._sndbuf.slice(0, n))
+                tfo.syn_data = n
+        return seg
+
+    @property
+    def fastopen(self) -> FastOpen | None:
+        """The Fast Open state of the handshake (None: not used)."""
+        return self._tfo
 
     def _emit_range(
         self,
