@@ -222,3 +222,30 @@ def test_no_fast_open_unless_asked() -> None:
     assert option_of(syn) is None and not syn.payload and conn.fastopen is None
     [synack] = hop(srv, cli, 0.0)
     assert option_of(synack) is None
+
+
+def test_server_answers_before_the_handshake_completes() -> None:
+    """RFC 7413 4.2.3: the server's application reads the SYN's data at once and its
+    answer leaves right behind the SYN-ACK, a round trip before a plain handshake
+    would let it; the FIN waits for ESTABLISHED."""
+    cli, srv = endpoints()
+    first_visit(cli, srv)
+    conn = cli.connect(1.0, CLIENT, SERVER, 80, fastopen=True)
+    conn.send(b"ping")
+    [syn] = hop(cli, srv, 1.0)
+    server_conn = srv.accept(80)
+    assert server_conn is not None and server_conn.state == State.SYN_RECEIVED
+    assert read_all(server_conn) == b"ping"
+    server_conn.send(b"pong")
+    server_conn.close()
+    srv.wake(server_conn)
+    synack, answer = hop(srv, cli, 1.0)
+    assert synack.flags == SYN | ACK and synack.ack == (syn.seq + 5) & 0xFFFFFFFF
+    assert answer.flags == ACK | PSH and bytes(answer.payload) == b"pong"
+    assert answer.seq == (synack.seq + 1) & 0xFFFFFFFF
+    assert read_all(conn) == b"pong"  # one round trip after the SYN
+    hop(cli, srv, 1.0)  # the client's ACK of both
+    assert State(server_conn.state) == State.FIN_WAIT_1  # established, FIN queued
+    [fin] = hop(srv, cli, 1.0)
+    assert fin.flags & 0x01 and not fin.payload  # the FIN alone: "pong" is not resent
+    assert server_conn.stats["retransmits"] == 0 and server_conn.send_queued == 0

@@ -413,9 +413,14 @@ class TCP(Generic[A]):
 
     # -- listeners and connections ------------------------------------------------------
 
-    def listen(self, port: int, callback: TCPCallback, *, backlog: int = 128) -> None:
-        """Accept connections on ``port`` with ``callback``, replacing an earlier one."""
-        self.endpoint.listen(port, backlog)
+    def listen(
+        self, port: int, callback: TCPCallback, *, backlog: int = 128, fastopen: bool = False
+    ) -> None:
+        """Accept connections on ``port`` with ``callback``, replacing an earlier one.
+
+        ``fastopen``: TCP Fast Open (RFC 7413): clients that have our cookie send their
+        first bytes in the SYN; the flow reads them as any others."""
+        self.endpoint.listen(port, backlog, fastopen=fastopen)
         self._callbacks[port] = callback
 
     def listening(self, port: int) -> bool:
@@ -426,7 +431,16 @@ class TCP(Generic[A]):
         self.endpoint.unlisten(port)
         self._callbacks.pop(port, None)
 
-    async def create_connection(self, dest: tuple[A, int]) -> Ok[TCPFlow[A]] | Error[TCPError]:
+    async def create_connection(
+        self, dest: tuple[A, int], *, fastopen: Buffer | None = None
+    ) -> Ok[TCPFlow[A]] | Error[TCPError]:
+        """Open a connection to ``(addr, port)``.
+
+        ``fastopen``: the first bytes to send, with TCP Fast Open (RFC 7413): in the SYN
+        when a cookie from this server is at hand (the server may answer a round trip
+        earlier), else after the handshake while the SYN asks for a cookie. Either way
+        they are sent before ``create_connection`` returns, exactly once for the peer.
+        """
         addr, port = dest
         if not 0 < port < 65536:
             raise ValueError(f"port must be in 1..65535, got {port}")
@@ -435,7 +449,11 @@ class TCP(Generic[A]):
         if self._ip.mtu != self._mtu_seen:
             self._follow_mtu()
         src = self._ip.get_source(dst=addr)
-        conn = self.endpoint.connect(self._loop.time(), src.packed, addr.packed, port)
+        conn = self.endpoint.connect(
+            self._loop.time(), src.packed, addr.packed, port, fastopen=fastopen is not None
+        )
+        first = flat(fastopen) if fastopen is not None else memoryview(b"")
+        queued = conn.send(first) if first else 0  # what the SYN may carry goes in first
         flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
         self._flows[id(conn)] = flow
         flow._connected = fut = self._loop.create_future()
@@ -454,6 +472,10 @@ class TCP(Generic[A]):
             self._flows.pop(id(conn), None)
             return Error(err)
         self._learnt_pmtu(conn, addr)  # after the handshake, which sets the MSS
+        if queued < len(first):
+            r = await flow.write(first[queued:])
+            if not isinstance(r, Ok):
+                return Error(flow._error or Unknown("the connection closed while sending"))
         return Ok(flow)
 
     # -- output and timers ----------------------------------------------------------------

@@ -226,11 +226,12 @@ class DirectStackV4:
         if self._v6 is not None:
             self._v6.udp.listen(port, callback)  # type: ignore[arg-type]
 
-    def listen_tcpv4(self, *, port: int, callback: TCPCallback) -> None:
-        """Accept TCP on ``port`` on every family (a flow's ``get_dest`` says which)."""
-        self._tcp.listen(port, callback)
+    def listen_tcpv4(self, *, port: int, callback: TCPCallback, fastopen: bool = False) -> None:
+        """Accept TCP on ``port`` on every family (a flow's ``get_dest`` says which);
+        ``fastopen``: with TCP Fast Open (RFC 7413), see :meth:`TCP.listen`."""
+        self._tcp.listen(port, callback, fastopen=fastopen)
         if self._v6 is not None:
-            self._v6.tcp.listen(port, callback)
+            self._v6.tcp.listen(port, callback, fastopen=fastopen)
 
     # -- IPv6 --------------------------------------------------------------------------------
 

@@ -957,11 +957,7 @@ class Connection:
         tfo = self._tfo
         assert tfo is not None
         tfo.learnt = option_of(seg) or None
-        taken = ack - (self._iss + 1)
-        if taken > 0:
-            tfo.acked = True
-            self._sndbuf.consume(taken)
-            self._snd_buf_seq += taken
+        tfo.acked = ack > self._iss + 1
         if self._snd_nxt > ack:
             self._snd_nxt = ack
 
@@ -986,7 +982,13 @@ class Connection:
             self._cc.cwnd = self._smss
             self._rtt.fall_back(SYN_LOSS_RTO)
         self._retries = 0
-        self._rtx_at = None
+        # Data sent with the handshake (Fast Open, either side) may be acknowledged now, or
+        # still be in flight.
+        taken = ack - self._snd_buf_seq
+        if taken > 0:
+            self._sndbuf.consume(taken)
+            self._snd_buf_seq += taken
+        self._rtx_at = now + self._rtt.timeout() if self._snd_max > ack else None
         self._snd_wnd = seg.window << self._snd_wscale if not seg.flags & SYN else seg.window
         self._max_snd_wnd = max(self._max_snd_wnd, self._snd_wnd)
         self._snd_wl1 = seq
@@ -1524,6 +1526,8 @@ class Connection:
                     self._snd_max = end
                 if self._rtx_at is None:
                     self._rtx_at = now + self._rtt.timeout()
+            if st == SYN_RECEIVED and self._tfo is not None and self._tfo.acked:
+                self._send_early(now, out)
         elif st in _SENDING:
             self._send_data(now, out)
         if self._ack_now and st != SYN_SENT:
@@ -1559,6 +1563,19 @@ class Connection:
                 seg = seg._replace(payload=self._sndbuf.slice(0, n))
                 tfo.syn_data = n
         return seg
+
+    def _send_early(self, now: float, out: list[TCPRepr]) -> None:
+        """RFC 7413 4.2.3: a server that took the SYN's data may answer before the
+        handshake completes (as Linux does), so the reply comes a round trip sooner; its
+        FIN still waits for ESTABLISHED (RFC 9293 3.10.4)."""
+        fin = self._fin_queued
+        self._fin_queued = False
+        # The SYN-ACK in flight is no runt of data: Nagle has nothing to wait for.
+        self._push_upto = self._snd_buf_seq + len(self._sndbuf)
+        try:
+            self._send_data(now, out)
+        finally:
+            self._fin_queued = fin
 
     @property
     def fastopen(self) -> FastOpen | None:

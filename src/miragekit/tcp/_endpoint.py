@@ -375,9 +375,13 @@ class TCPEndpoint:
                 tfo = FastOpen(valid)
                 self.stats["fastopen_cookies_sent"] += 1
         conn = Connection.accept(self.config, seg, iss, now, ts_offset=off, fastopen=tfo)
+        self._add(key, conn)
+        if tfo is not None and tfo.acked:
+            # The application may read the SYN's data and answer now (RFC 7413 4.2.3).
+            lst.accept_queue.append(conn)
+            return
         lst.half_open.add(key)
         self._half_open.add(key)
-        self._add(key, conn)
 
     # ------------------------------------------------------------------ SYN cookies
 
