@@ -18,7 +18,8 @@ RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK with RFC 6675 recove
 RFC 6582 NewReno recovery without SACK, RFC 6298 RTO with backoff and give-up,
 RFC 3042 limited transmit, pluggable congestion control, delayed ACKs, Nagle, sender
 and receiver SWS avoidance, zero-window probing, TIME_WAIT and a FIN_WAIT_2 timeout,
-optional keepalive, and TSO bursts (``Config.tso_max``).
+optional keepalive, TSO bursts (``Config.tso_max``), RFC 3168 ECN (``_ecn.py``) and
+RFC 7413 Fast Open (``_fastopen.py``).
 """
 
 from __future__ import annotations
