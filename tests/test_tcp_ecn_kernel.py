@@ -10,6 +10,7 @@ counters then show what it saw: ECT(0) and CE packets arriving (``IpExtInECT0Pkt
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -127,3 +128,43 @@ def test_kernel_sends_with_ecn_to_us(knet: KernelNet, tmp_path: Path) -> None:
     # We sent only pure ACKs (and the handshake, FIN): none of them ECT.
     assert d.get("IpExtInECT0Pkts", 0) == 0 and d.get("IpExtInCEPkts", 0) == 0
     print(f"marked {marked[0]}, ours {stats}, kernel {d.get('TcpExtTCPDeliveredCE')}")
+
+
+def test_tso_segments_carry_ect(knet: KernelNet, tmp_path: Path) -> None:
+    """With segmentation offload our large packets carry ECT(0) too: the kernel takes
+    them whole (GRO-sized) and counts every one ECT(0), all but the handshake's, the
+    FIN's and the odd pure ACK."""
+    payload = os.urandom(16 * MB)
+    stats: dict[str, int] = {}
+
+    async def body() -> None:
+        r = await TapNetif.connect(knet.tap, offload=True)
+        assert isinstance(r, Ok), r
+        tap = r.value
+        knet.move_in()
+        sh("ip", "netns", "exec", knet.ns, "sysctl", "-qw", "net.ipv4.tcp_ecn=1")
+        s = await DirectStackV4.connect(StackConfig("tap", None, tap, Static(f"{OUR_IP}/24")))
+        assert isinstance(s, Ok), s
+        stack = s.value
+        tcp = stack.tcpv4()
+        assert tcp.config.tso_max > 60000
+        tcp.config = tcp.endpoint.config = dataclasses.replace(tcp.config, ecn="on")
+        try:
+            flow = await socat_receives(
+                knet,
+                lambda: tcp.create_connection((ipaddress.IPv4Address(KERNEL_IP), 9000)),
+                payload,
+                tmp_path / "dst.bin",
+            )
+            stats.update(flow.connection.stats)
+            assert tap.counters.tx_gso > 0
+            assert tcp.internal_errors == 0
+        finally:
+            await stack.disconnect()
+            await tap.disconnect()
+
+    with kernel_clean(knet.ns, offload=True) as k:
+        run(body(), timeout=120)
+    d = k.delta
+    assert d.get("IpExtInECT0Pkts", 0) >= max(d.get("IpInReceives", 0) - 6, 100)
+    assert d.get("IpExtInCEPkts", 0) == 0 and stats["ecn_reductions"] == 0
