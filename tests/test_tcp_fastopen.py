@@ -192,6 +192,9 @@ def test_lost_syn_with_data_is_retried_bare_and_the_data_follows() -> None:
     assert [bytes(s.payload) for s in data] == [b"hello"]
     server_conn = accepted(srv, cli, 9.0)
     assert read_all(server_conn) == b"hello"
+    # A lost SYN says nothing against the cookie: the next SYN carries data again.
+    _, syns, _ = open_with(cli, srv, b"next", now=10.0)
+    assert option_of(syns[0]) == cookie and bytes(syns[0].payload) == b"next"
 
 
 def test_server_answers_a_retried_syn_again_and_delivers_the_data_once() -> None:

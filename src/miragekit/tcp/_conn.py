@@ -119,13 +119,13 @@ _STATS: dict[str, int] = {
     "lost_retransmits": 0,
     "tail_loss_probes": 0,
     "challenge_acks": 0,
-    "ce_received": 0,  # segments that arrived marked Congestion Experienced (RFC 3168)
-    "ecn_reductions": 0,  # window reductions for an ECN-Echo
     "dropped": 0,
     "resets_data_lost": 0,  # RST for data the application will never read (RFC 1122)
     "dsacks_in": 0,  # D-SACK blocks received (RFC 2883)
     "dsacks_out": 0,  # D-SACK blocks sent
     "undos": 0,  # loss responses undone: every retransmission was D-SACKed (RFC 3708)
+    "ce_received": 0,  # segments that arrived marked Congestion Experienced (RFC 3168)
+    "ecn_reductions": 0,  # window reductions for an ECN-Echo
 }
 
 # The window scale for a receive buffer size, computed once per size (every handshake
@@ -1069,12 +1069,13 @@ class Connection:
             self._close_at = now + self.config.time_wait
             self._ack_now = True
         if self._ecn is not None:
-            self._ecn_input(now, seg)
+            self._ecn_input(now, seg, una)
 
-    def _ecn_input(self, now: float, seg: TCPRepr) -> None:
+    def _ecn_input(self, now: float, seg: TCPRepr, una: int) -> None:
         """RFC 3168 6.1.2-6.1.3 on an acceptable segment: a CE mark starts the echo (ACKed
         at once), CWR ends it; an ECE reduces the window as a loss would, once per window
-        (the loss response already did, in recovery), and CWR goes out with new data."""
+        (the loss response already did, in recovery), and CWR goes out with new data.
+        ``una``: SND.UNA before this ACK, so the reduction is from the flight it ended."""
         ecn = self._ecn
         assert ecn is not None
         if seg.ecn == CE:
@@ -1083,7 +1084,7 @@ class Connection:
             self._ack_now = True
         if ecn.should_reduce(seg, self._snd_una, self._snd_max) and not self._in_recovery:
             self.stats["ecn_reductions"] += 1
-            self._cc.on_loss(now, self._snd_max - self._snd_una)
+            self._cc.on_loss(now, self._snd_max - una)
 
     def _on_new_ack(self, now: float, seg: TCPRepr, ack: int) -> None:
         una = self._snd_una

@@ -297,7 +297,8 @@ class TCPEndpoint:
             return
         if tfo.learnt is not None:
             self._cookies.learn(server, tfo.learnt, synack.mss or self.config.default_mss)
-        elif tfo.cookie and tfo.syn_data and not tfo.acked:
+        elif tfo.cookie and tfo.syn_data and not tfo.acked and not conn.stats["retransmits"]:
+            # (After a retried SYN, which goes bare, the answer says nothing of the cookie.)
             self._cookies.forget(server)
 
     def address_lost(self, laddr: bytes) -> int:
