@@ -20,15 +20,12 @@ from typing import Any
 
 import pytest
 from tests.flowkit import drain_hash
-from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run, socat_receives
-from tests.netns import sh
+from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, direct_on_tap, run, socat_receives
 from tests.nstat import kernel_clean
 
 from miragekit import tcp as tcpcore
 from miragekit.link import ImpairedLink, LinkParams, TapNetif
-from miragekit.result import Ok
-from miragekit.stack import DirectStackV4, Static
-from miragekit.v1 import StackConfig
+from miragekit.stack import DirectStackV4
 
 pytestmark = pytest.mark.kernel
 
@@ -36,28 +33,18 @@ MB = 1 << 20
 MARK = 0.01
 
 
-async def with_marking_link(
+def with_marking_link(
     k: KernelNet,
     config: tcpcore.Config,
     body: Callable[[DirectStackV4, ImpairedLink], Awaitable[None]],
-) -> None:
-    r = await TapNetif.connect(k.tap)
-    assert isinstance(r, Ok), r
-    tap = r.value
-    k.move_in()
-    sh("ip", "netns", "exec", k.ns, "sysctl", "-qw", "net.ipv4.tcp_ecn=1")
-    link = ImpairedLink(tap, LinkParams(mark=MARK), seed=11)
-    s = await DirectStackV4.connect(
-        StackConfig("tap", None, link, Static(f"{OUR_IP}/24")), tcp_config=config
+) -> Any:
+    return direct_on_tap(
+        k,
+        body,
+        sysctls=["net.ipv4.tcp_ecn=1"],
+        wrap=lambda tap: ImpairedLink(tap, LinkParams(mark=MARK), seed=11),
+        tcp_config=config,
     )
-    assert isinstance(s, Ok), s
-    stack = s.value
-    try:
-        await body(stack, link)
-        assert stack.tcpv4().internal_errors == 0
-    finally:
-        await stack.disconnect()
-        await link.disconnect()
 
 
 def test_we_send_with_ecn_to_the_kernel(knet: KernelNet, tmp_path: Path) -> None:
@@ -139,34 +126,24 @@ def test_tso_segments_carry_ect(knet: KernelNet, tmp_path: Path) -> None:
     payload = os.urandom(16 * MB)
     stats: dict[str, int] = {}
 
-    async def body() -> None:
-        r = await TapNetif.connect(knet.tap, offload=True)
-        assert isinstance(r, Ok), r
-        tap = r.value
-        knet.move_in()
-        sh("ip", "netns", "exec", knet.ns, "sysctl", "-qw", "net.ipv4.tcp_ecn=1")
-        s = await DirectStackV4.connect(StackConfig("tap", None, tap, Static(f"{OUR_IP}/24")))
-        assert isinstance(s, Ok), s
-        stack = s.value
+    async def body(stack: DirectStackV4, tap: TapNetif) -> None:
         tcp = stack.tcpv4()
         assert tcp.config.tso_max > 60000
         tcp.config = tcp.endpoint.config = dataclasses.replace(tcp.config, ecn="on")
-        try:
-            flow = await socat_receives(
-                knet,
-                lambda: tcp.create_connection((ipaddress.IPv4Address(KERNEL_IP), 9000)),
-                payload,
-                tmp_path / "dst.bin",
-            )
-            stats.update(flow.connection.stats)
-            assert tap.counters.tx_gso > 0
-            assert tcp.internal_errors == 0
-        finally:
-            await stack.disconnect()
-            await tap.disconnect()
+        flow = await socat_receives(
+            knet,
+            lambda: tcp.create_connection((ipaddress.IPv4Address(KERNEL_IP), 9000)),
+            payload,
+            tmp_path / "dst.bin",
+        )
+        stats.update(flow.connection.stats)
+        assert tap.counters.tx_gso > 0
 
     with kernel_clean(knet.ns, offload=True) as k:
-        run(body(), timeout=120)
+        run(
+            direct_on_tap(knet, body, sysctls=["net.ipv4.tcp_ecn=1"], offload=True),
+            timeout=120,
+        )
     d = k.delta
     assert d.get("IpExtInECT0Pkts", 0) >= max(d.get("IpInReceives", 0) - 6, 100)
     assert d.get("IpExtInCEPkts", 0) == 0 and stats["ecn_reductions"] == 0

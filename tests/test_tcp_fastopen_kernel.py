@@ -18,14 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, run
-from tests.netns import sh
+from tests.kernelnet import KERNEL_IP, OUR_IP, KernelNet, direct_on_tap, run
 from tests.nstat import kernel_clean
 
-from miragekit.link import TapNetif
 from miragekit.result import Ok
-from miragekit.stack import DirectStackV4, Static
-from miragekit.v1 import StackConfig
+from miragekit.stack import DirectStackV4
 
 pytestmark = pytest.mark.kernel
 
@@ -66,21 +63,11 @@ for i in range(int(sys.argv[3])):
 """
 
 
-async def with_stack(k: KernelNet, body: Callable[[DirectStackV4], Awaitable[None]]) -> None:
-    r = await TapNetif.connect(k.tap)
-    assert isinstance(r, Ok), r
-    tap = r.value
-    k.move_in()
-    sh("ip", "netns", "exec", k.ns, "sysctl", "-qw", "net.ipv4.tcp_fastopen=3")
-    s = await DirectStackV4.connect(StackConfig("tap", None, tap, Static(f"{OUR_IP}/24")))
-    assert isinstance(s, Ok), s
-    stack = s.value
-    try:
+def with_stack(k: KernelNet, body: Callable[[DirectStackV4], Awaitable[None]]) -> Any:
+    async def both(stack: DirectStackV4, _dev: Any) -> None:
         await body(stack)
-        assert stack.tcpv4().internal_errors == 0
-    finally:
-        await stack.disconnect()
-        await tap.disconnect()
+
+    return direct_on_tap(k, both, sysctls=["net.ipv4.tcp_fastopen=3"])
 
 
 def test_our_client_sends_data_in_the_syn_to_the_kernel(knet: KernelNet) -> None:
