@@ -151,6 +151,7 @@ def test_ce_mark_is_echoed_until_cwr() -> None:
     # CWR ends it.
     c.handle_segment(0.03, seg_in(ACK | CWR, REMOTE_SEQ + 200, LOCAL_SEQ + 5, b"c" * 100))
     assert acks(out(c, 0.03)) == [(ACK, REMOTE_SEQ + 300 - 2**32, 0, 0)]
+    assert c.stats["cwr_received"] == 1
 
 
 def test_cwr_and_ce_on_one_segment_keep_the_echo() -> None:

@@ -112,6 +112,8 @@ def test_kernel_sends_with_ecn_to_us(knet: KernelNet, tmp_path: Path) -> None:
     d = k.delta
     assert marked[0] >= 10
     assert stats["ce_received"] == marked[0]
+    # The kernel reduced for our echo: its next data carried CWR (which ended the echo).
+    assert 1 <= stats["cwr_received"] <= marked[0]
     # The kernel received ACKs with ECE for data it had sent.
     assert d.get("TcpExtTCPDeliveredCE", 0) >= marked[0]
     # We sent only pure ACKs (and the handshake, FIN): none of them ECT.

@@ -126,6 +126,7 @@ _STATS: dict[str, int] = {
     "undos": 0,  # loss responses undone: every retransmission was D-SACKed (RFC 3708)
     "ce_received": 0,  # segments that arrived marked Congestion Experienced (RFC 3168)
     "ecn_reductions": 0,  # window reductions for an ECN-Echo
+    "cwr_received": 0,  # segments with CWR: the peer reduced for our ECN-Echo
 }
 
 # The window scale for a receive buffer size, computed once per size (every handshake
@@ -1080,6 +1081,8 @@ class Connection:
         assert ecn is not None
         if seg.ecn == CE:
             self.stats["ce_received"] += 1
+        if seg.flags & CWR:
+            self.stats["cwr_received"] += 1
         if ecn.on_input(seg):
             self._ack_now = True
         if ecn.should_reduce(seg, self._snd_una, self._snd_max) and not self._in_recovery:
