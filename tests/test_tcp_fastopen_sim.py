@@ -43,7 +43,10 @@ def visits(family: int, server_fastopen: bool) -> dict[str, Any]:
             assert await flow.write(b"answer to " + bytes(r.value)) == Ok(None)
             await flow.close()
 
-        server.listen_tcpv4(port=80, callback=answer, fastopen=server_fastopen)
+        if family == 4:
+            server.listen_tcpv4(port=80, callback=answer, fastopen=server_fastopen)
+        else:
+            server.listen_tcpv6(port=80, callback=answer, fastopen=server_fastopen)
         tcp: Any = client.tcpv4() if family == 4 else client.tcpv6()
         addr: Any = (
             ipaddress.IPv4Address("10.0.0.2") if family == 4 else ipaddress.IPv6Address("fd00::2")

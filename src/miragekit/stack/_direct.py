@@ -262,9 +262,9 @@ class DirectStackV4:
         """Bind UDP ``port`` on IPv6 only."""
         self._need_v6().udp.listen(port, callback)
 
-    def listen_tcpv6(self, *, port: int, callback: TCPCallback) -> None:
-        """Accept TCP on ``port`` over IPv6 only."""
-        self._need_v6().tcp.listen(port, callback)
+    def listen_tcpv6(self, *, port: int, callback: TCPCallback, fastopen: bool = False) -> None:
+        """Accept TCP on ``port`` over IPv6 only (``fastopen`` as for ``listen_tcpv4``)."""
+        self._need_v6().tcp.listen(port, callback, fastopen=fastopen)
 
     async def listen(self) -> None:
         await self._done.wait()
