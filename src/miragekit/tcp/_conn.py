@@ -356,7 +356,8 @@ class Connection:
         """A passive open from a received SYN: SYN_RECEIVED, with the SYN-ACK ready.
 
         ``fastopen`` (RFC 7413): with ``acked`` set the SYN's data is taken (the SYN-ACK
-        acknowledges it; it is read once established); a ``cookie`` rides the SYN-ACK."""
+        acknowledges it; it can be read, and answered, at once); a ``cookie`` rides the
+        SYN-ACK."""
         if syn.flags & (SYN | ACK | RST) != SYN:
             raise ValueError("syn: must be a segment with SYN set and ACK/RST clear")
         conn = cls(config, syn.dst_port, syn.src_port, iss, ts_offset=ts_offset)
