@@ -282,6 +282,9 @@ def test_each_connection_has_its_own_counters() -> None:
         "dsacks_in",
         "dsacks_out",
         "undos",
+        "ce_received",
+        "ecn_reductions",
+        "cwr_received",
     ]
     assert not any(fresh.stats.values())
     assert conn.stats["segs_in"] == 1 and conn.stats["segs_out"] == 1  # the ACK; the SYN-ACK

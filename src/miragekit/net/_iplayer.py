@@ -60,6 +60,21 @@ class IPCommon(Generic[A, K]):
     _addr: AddressCache[K, A]
     _neighbours: Neighbours[K]
     _rx_packet: memoryview | None
+    _ECN_SHIFT: ClassVar[int]
+    """Where the ECN bits sit in the IP header's second byte: the low bits of IPv4's TOS,
+    bits 4-5 for IPv6's traffic class (it straddles the first two bytes)."""
+
+    def rx_ecn(self) -> int:
+        """The ECN codepoint (RFC 3168: 0 Not-ECT, 1/2 ECT, 3 CE) of the packet being
+        delivered to a handler; 0 outside a delivery."""
+        pkt = self._rx_packet
+        return 0 if pkt is None else (pkt[1] >> self._ECN_SHIFT) & 3
+
+    def set_ecn(self, frame: memoryview | bytearray, ecn: int) -> None:
+        """Put ECN codepoint ``ecn`` into the IP header of ``frame`` (an Ethernet frame
+        from this layer, before it is sent: the IPv4 checksum is computed then)."""
+        shift = self._ECN_SHIFT
+        frame[15] = (frame[15] & ~(3 << shift) & 0xFF) | (ecn << shift)
 
     def _parse_packet(self, pkt: memoryview) -> tuple[int, K, K, memoryview, memoryview] | None:
         """(protocol, src, dst, payload, whole packet) of a valid packet, or None (counted)."""

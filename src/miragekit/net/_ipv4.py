@@ -121,6 +121,7 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
     """The ICMP code UDP passes to :meth:`reject_current` for a closed port."""
     _ICMP = PROTO_ICMP
     _ADDRS = (26, 23, 4)
+    _ECN_SHIFT = 0
 
     def __init__(
         self,

@@ -151,6 +151,7 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
     """The ICMPv6 code UDP passes to :meth:`reject_current` for a closed port."""
     _ICMP = PROTO_ICMPV6
     _ADDRS = (22, 20, 16)
+    _ECN_SHIFT = 4
 
     def __init__(
         self,
