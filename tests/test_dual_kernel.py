@@ -64,6 +64,7 @@ async def with_dual(
     body: Callable[[DirectStack], Awaitable[None]],
     cidrs: Sequence[str] = (f"{OUR_IP6}/64",),
     offload: bool = False,
+    gateways: Sequence[str] = (),
 ) -> None:
     r = await TapNetif.connect(k.tap, mac=OUR_MAC, offload=offload)
     assert isinstance(r, Ok), r
@@ -71,7 +72,7 @@ async def with_dual(
     k.move_in()
     s = await DirectStack.connect(
         StackConfig("tap", None, netif, Static(f"{OUR_IP}/24")),
-        ip6=IPv6Config(cidrs=cidrs, ndp=FAST),
+        ip6=IPv6Config(cidrs=cidrs, gateways=gateways, ndp=FAST),
     )
     assert isinstance(s, Ok), s
     stack = s.value

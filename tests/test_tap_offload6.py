@@ -17,7 +17,7 @@ import hashlib
 import ipaddress
 import os
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,14 @@ from scapy.layers.inet import TCP
 from scapy.layers.inet6 import IPv6
 from scapy.utils import rdpcap
 from tests.flowkit import drain_hash
-from tests.ipstack.test_ipv6_kernel import FAST, KERNEL_IP6, OUR_IP6, OUR_MAC, KernelNet6, knet6
-from tests.kernelnet import OUR_IP, run, socat_receives
+from tests.ipstack.test_ipv6_kernel import KERNEL_IP6, OUR_IP6, KernelNet6, knet6
+from tests.kernelnet import run, socat_receives
+from tests.netns import ns_exec
 from tests.nstat import kernel_clean
+from tests.test_dual_kernel import with_dual
 
 from miragekit.link import TapNetif
-from miragekit.result import Ok
-from miragekit.stack import DirectStack, IPv6Config, Static
-from miragekit.v1 import StackConfig
+from miragekit.stack import DirectStack
 
 pytestmark = pytest.mark.kernel
 __all__ = ["knet6"]  # the fixture
@@ -42,7 +42,7 @@ A6 = ipaddress.IPv6Address
 MB = 1 << 20
 FAR_IP6 = "fd00:78::2"  # the second namespace, behind the kernel side as a router
 ROUTER_FAR = "fd00:78::1"
-FAR_MTU = 1400  # the router's egress MTU: below the TAP's 1500
+FAR_MTU = 1400  # the MTU of the router's route onwards: below the TAP's 1500
 
 
 def _sh(*args: str) -> None:
@@ -52,44 +52,40 @@ def _sh(*args: str) -> None:
 async def with_offload6(
     k: KernelNet6,
     body: Callable[[DirectStack, TapNetif], Awaitable[None]],
-    gateways: tuple[str, ...] = (),
+    gateways: Sequence[str] = (),
 ) -> None:
-    r = await TapNetif.connect(k.tap, mac=OUR_MAC, offload=True)
-    assert isinstance(r, Ok), r
-    netif = r.value
-    k.move_in()
-    s = await DirectStack.connect(
-        StackConfig("tap", None, netif, Static(f"{OUR_IP}/24")),
-        ip6=IPv6Config(cidrs=(f"{OUR_IP6}/64",), gateways=gateways, ndp=FAST),
-    )
-    assert isinstance(s, Ok), s
-    stack = s.value
-    try:
-        assert stack.ipv6().offload is netif
+    """The dual stack with ``--offload`` (``with_dual``), IPv6 on the device's offloads."""
+
+    async def checked(stack: DirectStack) -> None:
+        netif = stack.ipv6().offload
+        assert isinstance(netif, TapNetif) and stack.ipv4().offload is netif
         assert stack.tcpv6().config.tso_max == 65535 - 60
         await body(stack, netif)
-        assert stack.tcpv6().internal_errors == 0 and stack.ip_stack.internal_errors == 0
         assert stack.counters()["tcp6"]["bad_checksum"] == 0
-    finally:
-        await stack.disconnect()
-        await netif.disconnect()
+
+    await with_dual(k, checked, offload=True, gateways=gateways)
+
+
+async def socat_sends(ns: str, stack: DirectStack, size: int, tmp_path: Path) -> None:
+    """A socat in ``ns`` sends ``size`` random bytes to our listener over IPv6; they
+    arrive byte-exact (SHA-256)."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(size))
+    want = hashlib.sha256(src.read_bytes()).hexdigest()
+    done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+    async def sink(flow: Any) -> None:
+        done.set_result(await drain_hash(flow))
+
+    stack.listen_tcpv6(port=9, callback=sink)
+    rc, out = await ns_exec(ns, "socat", "-u", f"FILE:{src}", f"TCP6:[{OUR_IP6}]:9", timeout=150)
+    assert rc == 0, out
+    assert await asyncio.wait_for(done, 60) == (size, want)
 
 
 def test_kernel_sends_64mb_to_us_over_ipv6_in_gso_frames(knet6: KernelNet6, tmp_path: Path) -> None:
-    src = tmp_path / "src.bin"
-    src.write_bytes(os.urandom(64 * MB))
-    want = hashlib.sha256(src.read_bytes()).hexdigest()
-
     async def body(stack: DirectStack, netif: TapNetif) -> None:
-        done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-
-        async def sink(flow: Any) -> None:
-            done.set_result(await drain_hash(flow))
-
-        stack.listen_tcpv6(port=9, callback=sink)
-        rc, out = await knet6.exec("socat", "-u", f"FILE:{src}", f"TCP6:[{OUR_IP6}]:9", timeout=150)
-        assert rc == 0, out
-        assert await asyncio.wait_for(done, 60) == (64 * MB, want)
+        await socat_sends(knet6.ns, stack, 64 * MB, tmp_path)
         c = netif.counters
         # GRO'd IPv6 segments (TUN_F_TSO6), their checksums vouched for by the kernel.
         assert c.rx_gso > 0 and c.rx_csum_needed + c.rx_csum_valid > 0
@@ -252,22 +248,9 @@ def test_kernel_segments_cut_by_the_router_reach_us(
     """The other way: the far kernel's segments, forwarded into our TAP (GRO and
     checksum offloads off on the way, so they arrive as plain frames without flags),
     arrive byte-exact, each checksum verified by us."""
-    src = tmp_path / "src.bin"
-    src.write_bytes(os.urandom(16 * MB))
-    want = hashlib.sha256(src.read_bytes()).hexdigest()
 
     async def body(stack: DirectStack, netif: TapNetif) -> None:
-        done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-
-        async def sink(flow: Any) -> None:
-            done.set_result(await drain_hash(flow))
-
-        stack.listen_tcpv6(port=9, callback=sink)
-        rc, out = await KernelNet6(ns=far, tap="").exec(
-            "socat", "-u", f"FILE:{src}", f"TCP6:[{OUR_IP6}]:9", timeout=150
-        )
-        assert rc == 0, out
-        assert await asyncio.wait_for(done, 60) == (16 * MB, want)
+        await socat_sends(far, stack, 16 * MB, tmp_path)
         # Forwarded, not made here: no offload flags, so we verified every checksum
         # (none bad: with_offload6 checks), and the ACKs still went out offloaded.
         c = netif.counters
