@@ -1,37 +1,34 @@
-"""TCP over IPv6 with TAP checksum and segmentation offload (``--offload``), against the
-kernel in a ``mk-`` namespace: 64 KiB segments both ways (virtio-net ``GSO_TCPV6``).
+"""TCP over IPv6 with TAP checksum and segmentation offload (``--offload``) against the
+kernel in a ``mk-`` namespace, beyond the transfers both ways of ``test_dual_kernel.py``
+(whose ``offload`` variants check the device's GSO counters: virtio-net ``GSO_TCPV6``).
 
 Delivered locally, the kernel trusts a segment whose checksum is left to the device, so
-two transfers also go through the namespace as a router into a second namespace over a
-veth pair with its segmentation and checksum offloads off: there the kernel cuts our
-segments and completes their checksums in software, the receiving kernel verifies them
-(its ``TcpInCsumErrors``), and a capture on the far side is checked by scapy. The
-router's route onwards has a smaller MTU than our link, so its Packet Too Big must shrink
-our segments.
+two transfers go through the namespace as a router into a second namespace over a veth
+pair with its segmentation and checksum offloads off: there the kernel cuts our segments
+and completes their checksums in software, the receiving kernel verifies them (its
+``TcpInCsumErrors``), and a capture on the far side is checked by scapy. The router's
+route onwards has a smaller MTU than our link, so its Packet Too Big must shrink our
+segments. Last, the runner with ``--ip6 --offload`` under the kernel's ``iperf3 -6``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import os
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from scapy.layers.inet import TCP
 from scapy.layers.inet6 import IPv6
 from scapy.utils import rdpcap
 from tests.apprun import running, sh
-from tests.flowkit import drain_hash
 from tests.ipstack.test_ipv6_kernel import KERNEL_IP6, OUR_IP6, KernelNet6, knet6
 from tests.kernelnet import OUR_IP, run, socat_receives
-from tests.netns import ns_exec
 from tests.nstat import kernel_clean
-from tests.test_dual_kernel import with_dual
+from tests.test_dual_kernel import offload_tap, socat_sends, with_dual
 from tests.test_example_iperf3 import check_report, iperf3_json
 
 from miragekit.link import TapNetif
@@ -59,69 +56,10 @@ async def with_offload6(
     """The dual stack with ``--offload`` (``with_dual``), IPv6 on the device's offloads."""
 
     async def checked(stack: DirectStack) -> None:
-        netif = stack.ipv6().offload
-        assert isinstance(netif, TapNetif) and stack.ipv4().offload is netif
-        assert stack.tcpv6().config.tso_max == 65535 - 60
-        await body(stack, netif)
+        await body(stack, offload_tap(stack))
         assert stack.counters()["tcp6"]["bad_checksum"] == 0
 
     await with_dual(k, checked, offload=True, gateways=gateways)
-
-
-async def socat_sends(ns: str, stack: DirectStack, size: int, tmp_path: Path) -> None:
-    """A socat in ``ns`` sends ``size`` random bytes to our listener over IPv6; they
-    arrive byte-exact (SHA-256)."""
-    src = tmp_path / "src.bin"
-    src.write_bytes(os.urandom(size))
-    want = hashlib.sha256(src.read_bytes()).hexdigest()
-    done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-
-    async def sink(flow: Any) -> None:
-        done.set_result(await drain_hash(flow))
-
-    stack.listen_tcpv6(port=9, callback=sink)
-    rc, out = await ns_exec(ns, "socat", "-u", f"FILE:{src}", f"TCP6:[{OUR_IP6}]:9", timeout=150)
-    assert rc == 0, out
-    assert await asyncio.wait_for(done, 60) == (size, want)
-
-
-def test_kernel_sends_64mb_to_us_over_ipv6_in_gso_frames(knet6: KernelNet6, tmp_path: Path) -> None:
-    async def body(stack: DirectStack, netif: TapNetif) -> None:
-        await socat_sends(knet6.ns, stack, 64 * MB, tmp_path)
-        c = netif.counters
-        # GRO'd IPv6 segments (TUN_F_TSO6), their checksums vouched for by the kernel.
-        assert c.rx_gso > 0 and c.rx_csum_needed + c.rx_csum_valid > 0
-        assert c.rx_gso_bytes > 32 * MB
-        assert c.rx_gso_bytes / c.rx_gso > 4 * 1500
-        assert stack.ipv6().counters.rx_fragments == 0
-
-    with kernel_clean(knet6.ns, offload=True):
-        run(with_offload6(knet6, body), timeout=200)
-
-
-def test_we_send_64mb_to_the_kernel_over_ipv6_with_tso(knet6: KernelNet6, tmp_path: Path) -> None:
-    payload = os.urandom(64 * MB)
-    dst = tmp_path / "dst.bin"
-
-    async def body(stack: DirectStack, netif: TapNetif) -> None:
-        flow = await socat_receives(
-            knet6,
-            lambda: stack.tcpv6().create_connection((A6(KERNEL_IP6), 9000)),
-            payload,
-            dst,
-            listen="TCP6-LISTEN",
-        )
-        c = netif.counters
-        assert c.tx_gso > 0 and c.tx_gso_bytes > 32 * MB
-        # Far fewer frames than 1440-byte segments would take.
-        assert c.tx_gso_bytes / c.tx_gso > 8 * 1500
-        assert c.tx_csum_offload >= c.tx_gso
-        ip6 = stack.ipv6().counters
-        assert ip6.tx_offload >= c.tx_gso and ip6.tx_fragments == 0
-        assert flow.connection.mss <= 1440 - 12  # the kernel's MSS, less the timestamps
-
-    with kernel_clean(knet6.ns, offload=True):
-        run(with_offload6(knet6, body), timeout=200)
 
 
 # --- through the kernel as a router, into a second namespace -----------------------------
