@@ -257,10 +257,18 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
 
     def path_mtu(self, dst: Addr) -> int:
         """The MTU towards ``dst``: the link's, or less after a Packet Too Big (RFC 8201)."""
-        p = self.pmtu.get(dst.packed)
-        if p is None or p[1] <= self._loop.time():
-            return self.mtu
-        return min(p[0], self.mtu)
+        return self._path_mtu(dst.packed, self._loop.time())
+
+    def _path_mtu(self, dst: bytes, now: float) -> int:
+        """:meth:`path_mtu` of a packed address; an expired entry is dropped."""
+        mtu = self.mtu
+        if self.pmtu:
+            p = self.pmtu.get(dst)
+            if p is not None:
+                if p[1] > now:
+                    return min(mtu, p[0])
+                del self.pmtu[dst]
+        return mtu
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -710,14 +718,7 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
                 c.tx_no_route += 1
                 return
             hop, mac = nh, b""
-        mtu = self.mtu
-        if self.pmtu:
-            p = self.pmtu.get(dst)
-            if p is not None:
-                if p[1] > now:
-                    mtu = min(mtu, p[0])
-                else:
-                    del self.pmtu[dst]
+        mtu = self._path_mtu(dst, now)
         if 40 + pl <= mtu:
             f[18:20] = pl.to_bytes(2, "big")
             c.tx_packets += 1
@@ -776,11 +777,7 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
         if hop is None:
             c.tx_no_route += 1
             return
-        mtu = self.mtu
-        if self.pmtu:
-            p = self.pmtu.get(dst)
-            if p is not None and p[1] > now:
-                mtu = min(mtu, p[0])
+        mtu = self._path_mtu(dst, now)
         if 40 + pl <= mtu:
             gso_size = 0
         elif gso_size <= 0:
