@@ -21,14 +21,17 @@ from scapy.layers.inet6 import (
     ICMPv6NDOptSrcLLAddr,
     ICMPv6PacketTooBig,
     IPv6,
+    IPv6ExtHdrFragment,
 )
 from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Raw
 from tests.ipstack.memlink import OUR_MAC, PEER, PEER_MAC, US, MemLink
 from tests.ipstack.test_ipv6_layers import FAST, PEER6, US6
 from tests.ipstack.test_layers import from_peer, learn_peer, run
 
 from miragekit.link import (
     CSUM_NEEDED,
+    CSUM_VALID,
     OFFLOAD_CSUM,
     OFFLOAD_TSO4,
     OFFLOAD_TSO6,
@@ -377,6 +380,32 @@ def test_tcp_over_ipv6_to_our_own_address_with_offload() -> None:
         assert not link.offloaded and not link.sent
         c = stack.ipv6.counters
         assert c.tx_loopback > 0 and tcp.stats["bad_checksum"] == 0
+        await tcp.disconnect()
+
+    run(body())
+
+
+def test_tcp_over_ipv6_trusts_data_valid_and_verifies_a_reassembled_segment() -> None:
+    """``DATA_VALID`` (the device checked the sum) is trusted as ``NEEDS_CSUM`` is; a
+    segment rebuilt from fragments is not what the device vouched for: verified."""
+
+    async def body() -> None:
+        stack, link, tcp = await make6()
+        learn_peer6(stack)
+        tcp.listen(80, lambda flow: asyncio.sleep(0))
+        syn = from_peer6() / TCP(sport=4001, dport=80, flags="S", seq=5, chksum=0x1234)
+        inject6(stack, syn, CSUM_VALID)
+        await asyncio.sleep(0.01)
+        ((frame, start, _, _),) = link.offloaded
+        assert Ether(complete(frame, start))[TCP].flags == "SA"
+        assert tcp.stats["bad_checksum"] == 0
+        seg = bytes(TCP(sport=4002, dport=80, flags="S", seq=5, chksum=0x1234) / (b"x" * 40))
+        for off, more, part in ((0, 1, seg[:32]), (4, 0, seg[32:])):
+            frag = IPv6ExtHdrFragment(nh=6, id=7, m=more, offset=off) / Raw(part)
+            inject6(stack, from_peer6(nh=44) / frag, CSUM_VALID)
+        await asyncio.sleep(0.01)
+        assert stack.ipv6.reassembler.counters.reassembled == 1
+        assert tcp.stats["bad_checksum"] == 1
         await tcp.disconnect()
 
     run(body())
