@@ -131,6 +131,23 @@ class IPCommon(Generic[A, K]):
         pseudo = pseudo_sum(f[src : src + n], f[src + n : src + 2 * n], f[proto], length)
         return checksum_v(bufs, pseudo)
 
+    def _send_unresolved(
+        self, f: memoryview, tcp: int, payload: Buffer, gso_size: int, mtu: int
+    ) -> bool:
+        """A TSO packet (headers in ``f``, the TCP header at ``tcp``) while the next hop
+        is being resolved: it waits as a plain frame, cut to its first ``gso_size`` bytes
+        of data when above ``mtu`` (TCP sends the rest again), with the checksum done
+        here. True when it was cut."""
+        data = memoryview(payload)
+        cut = len(f) - 14 + len(data) > mtu
+        if cut:
+            data = data[: max(gso_size, 0)]
+            f[tcp + 13] &= ~0x09  # no FIN or PSH: the packet is cut short
+        f[tcp + 16 : tcp + 18] = b"\0\0"
+        f[tcp + 16 : tcp + 18] = self.checksum(f, (f[tcp:], data)).to_bytes(2, "big")
+        self.send(f, (data,))
+        return cut
+
     def _emit(self, parts: list[Buffer], hop: K, mac: bytes | None) -> None:
         """Out to the device when the next hop's MAC is known, else through ARP/NDP."""
         if mac:

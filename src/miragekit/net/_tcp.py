@@ -48,6 +48,7 @@ from ..v1 import TCPFlow as TCPFlowProtocol
 from ..wire import pseudo_sum, residue
 from ..wire.tcp import TCPRepr, plain_fields
 from ._ipv4 import IPv4, _loop_rng
+from ._ipv6 import IPv6
 
 Addr = ipaddress.IPv4Address
 PROTO_TCP = 6
@@ -282,12 +283,12 @@ class TCP(Generic[A]):
         self._pmtu: dict[bytes, Any] | None = getattr(ip, "pmtu", None) if self._v6 else None
         self._path_mtu: Callable[[Any], int] | None = getattr(ip, "path_mtu", None)
         if config is None:
-            # With TSO (IPv4 over a TAP with offloads), one segment carries up to ~64 KiB;
-            # the device cuts it at the MSS. Larger buffers keep the kernel sending whole
-            # 64 KiB segments (measured with bench/tap_datapath.py); they cost memory only
-            # while data is queued.
+            # With TSO (a TAP with offloads, either family), one segment carries up to
+            # ~64 KiB; the device cuts it at the MSS. Larger buffers keep the kernel
+            # sending whole 64 KiB segments (measured with bench/tap_datapath.py); they
+            # cost memory only while data is queued.
             hdrs = 60 if self._v6 else 40
-            tso = 0 if self._v6 else getattr(ip, "tso_max", 0)
+            tso = getattr(ip, "tso_max", 0)
             config = tcpcore.Config(
                 mss=min(65535 - hdrs, ip.mtu - hdrs),
                 tso_max=tso,
@@ -621,13 +622,13 @@ class TCP(Generic[A]):
 
     def _emit(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
         ip = self._ip
+        if getattr(ip, "offload", None) is not None:
+            self._emit_offload(laddr, raddr, seg)
+            return
         if self._v6:
             self._emit_generic(laddr, raddr, seg)
             return
         ip4 = cast(IPv4, ip)
-        if ip4.offload is not None:
-            self._emit_offload(laddr, raddr, seg)
-            return
         n = seg.buffer_len()
         frame = ip4.allocate_header(raddr, PROTO_TCP, 34 + n, laddr, df=True)  # RFC 1191
         seg.emit(frame[34:], laddr, raddr)
@@ -655,20 +656,26 @@ class TCP(Generic[A]):
 
     def _emit_offload(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
         """The headers into a small frame, the payload as is (no copy); the device
-        completes the checksum and, above the MTU, cuts the segment at the MSS."""
-        ip = cast(IPv4, self._ip)
+        completes the checksum and, above the MTU, cuts the segment at the MSS. Either
+        family: only the IP header differs (IPv6's layer keeps to the path MTU)."""
+        ip = cast(IPv4 | IPv6, self._ip)
         payload = seg.payload
         plen = len(payload)
         head = seg._replace(payload=b"") if plen else seg
         n = head.buffer_len()
-        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n, laddr, df=True)  # RFC 1191
-        head.emit(frame[34:])
+        if isinstance(ip, IPv4):
+            hl = 34
+            frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n, laddr, df=True)  # RFC 1191
+        else:
+            hl = 54
+            frame = ip.allocate_header(raddr, PROTO_TCP, 54 + n, laddr)
+        head.emit(frame[hl:])
         if seg.ecn:
             ip.set_ecn(frame, seg.ecn)
-        frame[50:52] = pseudo_sum(laddr, raddr, PROTO_TCP, n + plen).to_bytes(2, "big")
+        frame[hl + 16 : hl + 18] = pseudo_sum(laddr, raddr, PROTO_TCP, n + plen).to_bytes(2, "big")
         gso = 0
-        if 20 + n + plen > ip.mtu:
-            gso = ip.mtu - 20 - n
+        if plen:  # the IP layer drops it when the packet fits its (path) MTU
+            gso = ip.mtu - (hl - 14) - n
             conn = self.endpoint.connections.get((laddr, seg.src_port, raddr, seg.dst_port))
             if conn is not None and conn.mss < gso:
                 gso = conn.mss
