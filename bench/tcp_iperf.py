@@ -1,7 +1,7 @@
 """TCP bulk throughput both ways, side by side: our stack against the kernel's, and PyTCP.
 
 Run as root: ``python bench/tcp_iperf.py [--seconds 5] [--repeat 3] [--rows ROW ...]``.
-Rows (``--rows`` picks some: veth, tap, tap-offload, vnet, pytcp):
+Rows (``--rows`` picks some: veth, tap, tap-offload, packet, vnet, pytcp):
 
 * ``veth``: the kernel's iperf3 to itself over a veth pair between two ``mk-``
   namespaces (the reference: the ceiling of these machines);
@@ -9,6 +9,8 @@ Rows (``--rows`` picks some: veth, tap, tap-offload, vnet, pytcp):
   ``miragekit run --net tap``, with ``--offload`` for the second), measured by the
   kernel's unmodified ``iperf3 -c ... -J`` in the namespace: forward is into our stack,
   ``-R`` out of it;
+* ``packet``: the same runner and client over a veth pair, our end through a ring-mapped
+  ``AF_PACKET`` socket (``--net packet:VETH``) in its own namespace, no offload;
 * ``vnet``: two of our stacks over the virtual switch in one process, measured by the
   example's own small iperf3 client (``run_client``) against its server: not the kernel's
   iperf3;
@@ -175,30 +177,61 @@ def kernel_veth(secs: float) -> Run:
 
 def ours_tap(secs: float, *extra: str) -> Run:
     with tap_namespace() as (ns, tap):
-        cmd = in_ns(ns, sys.executable, "-m", "miragekit", "run", "examples/iperf3",
-                    "--net", f"tap:{tap}", "--ip", f"{APP_IP}/24", *extra)  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            # The runner's own lines (the stack is up, ...) come first.
-            seen = [proc.stdout.readline() for _ in range(1)]
-            while "iperf3: server on" not in seen[-1] and seen[-1] and len(seen) < 20:
-                seen.append(proc.stdout.readline())
-            if "iperf3: server on" not in seen[-1]:
-                raise RuntimeError(f"the runner did not start: {''.join(seen)!r}")
-            # Its one line per test, read so that the pipe never fills.
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            out: Run = {}
-            for key, rev in (("into", ()), ("out", ("-R",))):
-                c0 = cpu_seconds(proc.pid)
-                out[key], nbytes = received(iperf3(ns, "-c", APP_IP, "-t", str(secs), *rev))
-                out[f"cpu_{key}"] = per_gb(cpu_seconds(proc.pid) - c0, nbytes)
-            return out
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        return ours_runner(ns, ns, ("--net", f"tap:{tap}", *extra), secs)
+
+
+def ours_packet(secs: float) -> Run:
+    """Our stack on one end of a veth pair through a ring-mapped packet socket, in its own
+    namespace; the kernel's end (transmit checksum offload off, so that it sends finished
+    checksums, as over TAP without offload) in another, where iperf3 runs."""
+    tag = uuid.uuid4().hex[:8]
+    k, o = f"mk-pk{tag}", f"mk-po{tag}"
+    try:
+        for ns in (k, o):
+            sh("ip", "netns", "add", ns)
+            sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
+            sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"))
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        pin_rmem(k)
+        sh("ip", "link", "add", f"mk-vk{tag}", "netns", k, "type", "veth",
+           "peer", "name", f"mk-vo{tag}", "netns", o)  # fmt: skip
+        sh(*in_ns(k, "ethtool", "-K", f"mk-vk{tag}", "tx", "off"))
+        sh("ip", "-n", k, "addr", "add", f"{KERNEL_IP}/24", "dev", f"mk-vk{tag}")
+        sh("ip", "-n", k, "link", "set", f"mk-vk{tag}", "up")
+        sh("ip", "-n", o, "link", "set", f"mk-vo{tag}", "up")
+        return ours_runner(o, k, ("--net", f"packet:mk-vo{tag}"), secs)
+    finally:
+        subprocess.run(["ip", "netns", "del", k], capture_output=True)
+        subprocess.run(["ip", "netns", "del", o], capture_output=True)
+
+
+def ours_runner(ns: str, client_ns: str, net: tuple[str, ...], secs: float) -> Run:
+    """``miragekit run examples/iperf3`` in ``ns`` with the ``net`` options, measured by
+    the kernel's iperf3 client in ``client_ns`` both ways."""
+    cmd = in_ns(ns, sys.executable, "-m", "miragekit", "run", "examples/iperf3",
+                *net, "--ip", f"{APP_IP}/24")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        # The runner's own lines (the stack is up, ...) come first.
+        seen = [proc.stdout.readline() for _ in range(1)]
+        while "iperf3: server on" not in seen[-1] and seen[-1] and len(seen) < 20:
+            seen.append(proc.stdout.readline())
+        if "iperf3: server on" not in seen[-1]:
+            raise RuntimeError(f"the runner did not start: {''.join(seen)!r}")
+        # Its one line per test, read so that the pipe never fills.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        out: Run = {}
+        for key, rev in (("into", ()), ("out", ("-R",))):
+            c0 = cpu_seconds(proc.pid)
+            out[key], nbytes = received(iperf3(client_ns, "-c", APP_IP, "-t", str(secs), *rev))
+            out[f"cpu_{key}"] = per_gb(cpu_seconds(proc.pid) - c0, nbytes)
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def ours_vnet(secs: float, mtu: int) -> Run:
@@ -359,6 +392,12 @@ ROWS: dict[str, tuple[str, str, Callable[[float], Run]]] = {
         "kernel <-> ours, TAP --offload",
         "the same with --offload (64 KiB TSO/GSO segments, checksums left to the kernel)",
         lambda secs: ours_tap(secs, "--offload"),
+    ),
+    "packet": (
+        "kernel <-> ours, veth packet rings",
+        "the same over a veth pair, our end through a ring-mapped AF_PACKET socket "
+        "(--net packet:VETH, TPACKET_V2); the kernel's end with tx checksum offload off",
+        ours_packet,
     ),
     "vnet": (
         "ours <-> ours, switch MTU 9000",
