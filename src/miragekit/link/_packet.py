@@ -21,7 +21,7 @@ TPACKET_V2 hands over every frame at once. Both are offered (``version``);
 The interface's peer must not leave checksums to be done (``ethtool -K PEER tx off``):
 such frames (``TP_STATUS_CSUMNOTREADY``) carry only the pseudo-header sum and our stack
 would drop them; they are counted in ``rx_csum_partial``. Frames longer than a ring slot
-are counted in ``rx_truncated`` and dropped. Our MAC differs from the interface's, so the
+(V2) or a block (V3) are counted in ``rx_truncated`` and dropped. Our MAC differs from the interface's, so the
 kernel on our side takes our frames for another host's and leaves them alone.
 """
 
@@ -94,7 +94,7 @@ class PacketCounters:
     """What :class:`~miragekit.v1.Stats` does not count: losses and errors."""
 
     rx_dropped: int = 0  # frames the async listen queue had no room for
-    rx_truncated: int = 0  # frames longer than a ring slot (dropped)
+    rx_truncated: int = 0  # frames longer than a slot (V2) or a block (V3): dropped
     rx_csum_partial: int = 0  # frames whose checksum the peer left to do (passed on)
     rx_losing: int = 0  # times the kernel said the RX ring had overflowed
     tx_queued: int = 0  # frames that waited for a free TX slot
