@@ -281,7 +281,7 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
 
     def _read_frames(self) -> None:
         """TPACKET_V2: every slot the kernel has handed over, in ring order."""
-        view = self._view
+        view, st, c = self._view, self._stats, self.counters
         unpack = _H2.unpack_from
         i, n = self._rx_next, self._rx_slots
         for _ in range(n):
@@ -291,8 +291,19 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
                 break
             i = i + 1 if i + 1 < n else 0
             self._rx_next = i
+            # The per-frame work inline (a call more per frame is ~2% of the budget).
             try:
-                self._deliver(view, off + mac, snap, flen, status)
+                if snap < flen:
+                    c.rx_truncated += 1
+                else:
+                    if status & TP_STATUS_CSUMNOTREADY:
+                        c.rx_csum_partial += 1
+                    st.rx_pkts += 1
+                    st.rx_bytes += snap
+                    fn = self._receiver
+                    if fn is not None:
+                        at = off + mac
+                        fn(view[at : at + snap])
             finally:
                 view[off : off + 4] = _STATUS_KERNEL
             if not self._connected:
@@ -300,7 +311,7 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
 
     def _read_blocks(self) -> None:
         """TPACKET_V3: every block the kernel has retired, each frame in it in order."""
-        view, c = self._view, self.counters
+        view, st, c = self._view, self._stats, self.counters
         bs = self.layout.block_size
         block_hdr, h3 = _BLOCK.unpack_from, _H3.unpack_from
         b, nb = self._rx_next, self._rx_blocks
@@ -317,26 +328,23 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
                 off = base + first
                 for _ in range(npkts):
                     nxt, _s, _ns, snap, flen, status, mac, _net = h3(view, off)
-                    self._deliver(view, off + mac, snap, flen, status)
-                    if not self._connected:
-                        return
+                    if snap < flen:
+                        c.rx_truncated += 1
+                    else:
+                        if status & TP_STATUS_CSUMNOTREADY:
+                            c.rx_csum_partial += 1
+                        st.rx_pkts += 1
+                        st.rx_bytes += snap
+                        fn = self._receiver
+                        if fn is not None:
+                            at = off + mac
+                            fn(view[at : at + snap])
+                        if not self._connected:
+                            return
                     off += nxt
             finally:
                 if self._connected:
                     view[base + 8 : base + 12] = _STATUS_KERNEL
-
-    def _deliver(self, view: memoryview, at: int, snap: int, flen: int, status: int) -> None:
-        stats, counters = self._stats, self.counters
-        if snap < flen:
-            counters.rx_truncated += 1
-            return
-        if status & TP_STATUS_CSUMNOTREADY:
-            counters.rx_csum_partial += 1
-        stats.rx_pkts += 1
-        stats.rx_bytes += snap
-        fn = self._receiver
-        if fn is not None:
-            fn(view[at : at + snap])
 
     # --- sending ---------------------------------------------------------------------------
 

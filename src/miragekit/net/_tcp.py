@@ -301,6 +301,7 @@ class TCP(Generic[A]):
         self._tasks: dict[asyncio.Task[None], None] = {}
         self._peers: dict[bytes, A] = {}  # packed address -> address object (accepts)
         self._flush_handle: asyncio.Handle | None = None
+        self._rx_now: float | None = None  # the time of this batch's segments (till a flush)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flush_waiters: list[asyncio.Future[None]] = []
@@ -358,8 +359,14 @@ class TCP(Generic[A]):
     def _receive_packed(
         self, src: bytes, dst: bytes, segment: memoryview, verified: bool = False
     ) -> None:
-        """The per-segment input from IPv4, with packed addresses."""
-        self.endpoint.handle_packet(self._loop.time(), src, dst, segment, verified=verified)
+        """The per-segment input from IPv4, with packed addresses.
+
+        The segments of one batch (until the next flush) share the time the first was
+        taken at: one clock read per device wake-up instead of one per segment."""
+        now = self._rx_now
+        if now is None:
+            now = self._rx_now = self._loop.time()
+        self.endpoint.handle_packet(now, src, dst, segment, verified=verified)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
@@ -474,6 +481,7 @@ class TCP(Generic[A]):
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self._rx_now = None
         try:
             self._run()
         except Exception:
