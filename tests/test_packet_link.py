@@ -309,3 +309,20 @@ def test_a_burst_larger_than_the_tx_ring_arrives_whole_and_in_few_calls() -> Non
 
     with veth() as v:
         run(main(v), timeout=30)
+
+
+def test_the_interface_going_away_is_counted_without_a_busy_loop() -> None:
+    async def main(v: Veth) -> None:
+        stack, dev = await stack_on(v, 2)
+        sh("ip", "-n", v.kernel_ns, "link", "del", v.kernel_if)  # both ends go
+        t0 = os.times()
+        await asyncio.sleep(0.5)
+        t1 = os.times()
+        assert dev.counters.link_errors >= 1
+        assert (t1.user - t0.user) + (t1.system - t0.system) < 0.25  # not spinning
+        await stack.disconnect()
+        await dev.disconnect()
+        assert dev.closed
+
+    with veth() as v:
+        run(main(v), timeout=30)

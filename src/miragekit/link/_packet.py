@@ -101,6 +101,7 @@ class PacketCounters:
     tx_dropped: int = 0  # frames dropped: queue full, too long, error or disconnected
     tx_errors: int = 0
     tx_kicks: int = 0  # send() calls that handed TX slots to the kernel
+    link_errors: int = 0  # the interface went down or away (the socket's error, cleared)
     ring_views_kept: int = 0  # the ring outlived disconnect: a receiver kept a frame view
 
 
@@ -280,10 +281,17 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
     # --- receiving -------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        start = self._rx_next
         if self.version == 3:
             self._read_blocks()
         else:
             self._read_frames()
+        if self._rx_next == start and self._connected:
+            # Woken with nothing in the ring: an error on the socket (the interface went
+            # down or away). Reading it clears it, or the wake-ups would never stop.
+            err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self.counters.link_errors += 1
 
     def _read_frames(self) -> None:
         """TPACKET_V2: every slot the kernel has handed over, in ring order."""
