@@ -31,3 +31,23 @@ def test_a_window_change_on_data_is_honoured() -> None:
     assert c.send(b"x" * 1000) == 1000
     assert [len(s.payload) for s in out(c)] == [300]
     assert WINDOW != 300
+
+
+def test_parse_reads_a_32_byte_header_right_whatever_its_options() -> None:
+    """The one-unpack branch for a 32-byte header takes timestamps only; any other
+    12 bytes of options there go through the general walk, with the same result."""
+    from miragekit.wire.tcp import TCPRepr
+
+    a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    cases = [
+        TCPRepr(1, 2, 3, 4, ACK, 5, b"data", timestamp=(7, 8)),
+        TCPRepr(1, 2, 3, 4, ACK, 5, b"data", sack_blocks=((10, 20),)),
+        TCPRepr(1, 2, 3, 4, ACK, 5, b"", mss=1460, wscale=7, sack_permitted=True),
+        TCPRepr(1, 2, 3, 4, ACK, 5, b"x", mss=1400, timestamp=None, wscale=3),
+    ]
+    for seg in cases:
+        wire = seg.to_bytes(a, b)
+        got = TCPRepr.parse(wire, a, b)
+        assert got._replace(payload=bytes(got.payload)) == seg, (seg, got)
+    ts = cases[0].to_bytes(a, b)
+    assert len(ts) == 32 + 4 and ts[12] == 0x80
