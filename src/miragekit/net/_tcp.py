@@ -321,6 +321,7 @@ class TCP(Generic[A]):
         # (_frame_input), checked against what the layers would check, kept by generation.
         self._plain_gen = -1
         self._plain: tuple[bytes, bytes, frozenset[bytes]] | None = None
+        self._plain_sum = 0
         self._rx_ip: IPv4 | None = None
         self.frames_fast = 0
         """Received frames taken whole by :meth:`_frame_input` (the rest went the general
@@ -401,6 +402,8 @@ class TCP(Generic[A]):
         if self._plain_gen != ip.generation:
             self._plain_gen = ip.generation
             self._plain = ip.plain_input()
+            if self._plain is not None:
+                self._plain_sum = int.from_bytes(self._plain[1], "big") + PROTO_TCP - 20
         plain = self._plain
         if plain is None:
             return False
@@ -423,8 +426,8 @@ class TCP(Generic[A]):
         ):
             return False
         segment = frame[34 : 14 + tl]
-        v = residue(segment) + int.from_bytes(src, "big") + int.from_bytes(dst, "big")
-        if (v + PROTO_TCP + tl - 20) % 0xFFFF:
+        # The pseudo-header: our address and the protocol are in the kept sum.
+        if (residue(segment) + int.from_bytes(src, "big") + self._plain_sum + tl) % 0xFFFF:
             return False
         ip.id().counters.rx_frames += 1
         c = ip.counters
