@@ -192,9 +192,13 @@ async def _stack(ns: str, offload: bool) -> tuple[DirectStackV4, Any, str]:
     sh("ip", "-n", ns, "link", "set", devname, "up")
     s = await DirectStackV4.connect(StackConfig("tap", None, netif, Static(f"{OUR_IP}/24")))
     assert isinstance(s, Ok), s
+    if not FRAME_SHORTCUT:
+        s.value.ipv4().frame_input = None  # every frame layer by layer
     return s.value, netif, devname
 
 
+#: False: TCP's whole-frame shortcut (``IPv4.frame_input``) off, for comparison.
+FRAME_SHORTCUT = True
 _OUR_NS: list[str] = []  # namespaces of our veth ends, deleted after each run
 
 

@@ -9,7 +9,8 @@ transfers of ``bench/tap_datapath.py`` and reports, for each, user and system CP
 microseconds of this process per MSS-sized segment (``getrusage`` around the run; the
 kernel's receive path for the frames we write runs in our thread and shows as system
 time), beside the throughput. The best of ``--repeat`` runs is reported, all runs are
-listed. ``--links`` adds our stack on a veth end through a ring-mapped packet socket
+listed. ``--without-shortcut`` also runs each case with TCP's whole-frame shortcut
+(``IPv4.frame_input``) off, taking turns with it on. ``--links`` adds our stack on a veth end through a ring-mapped packet socket
 (``PacketNetif``, TPACKET_V2 or V3 rings; the kernel's end with transmit checksum offload
 off), each direction run for every link in turn. Writes bench/results/tap_segcost.json.
 """
@@ -31,8 +32,9 @@ import tap_datapath as td
 MSS = 1448  # 1500 - 20 - 20 - 12 (timestamps)
 
 
-def one(link: str, direction: str, total: int) -> dict[str, float]:
+def one(link: str, shortcut: bool, direction: str, total: int) -> dict[str, float]:
     td.LINK = link
+    td.FRAME_SHORTCUT = shortcut
     t0 = resource.getrusage(resource.RUSAGE_SELF)
     mbs = td.run_tap(direction, False, total, None)
     t1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -47,6 +49,11 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--links", nargs="+", choices=("tap", "packet2", "packet3"), default=["tap"])
+    ap.add_argument(
+        "--without-shortcut",
+        action="store_true",
+        help="also run each link with TCP's whole-frame shortcut off, taking turns",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/tap_segcost.py needs root (namespaces and TAP devices)")
@@ -54,15 +61,19 @@ def main() -> None:
     load_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
     names = {"tap": "TAP", "packet2": "veth, V2 rings", "packet3": "veth, V3 rings"}
+    cases = [(link, True) for link in args.links]
+    if args.without_shortcut:
+        cases += [(link, False) for link in args.links]
     for direction in ("us->kernel", "kernel->us"):
-        runs: dict[str, list[dict[str, float]]] = {link: [] for link in args.links}
-        for _ in range(args.repeat):  # the links take turns, so that load weighs on all
-            for link in args.links:
-                runs[link].append(one(link, direction, total))
-        for link in args.links:
-            best = min(runs[link], key=lambda r: r["user_us"] + r["sys_us"])
-            path = f"{direction} over {names[link]}, no offload"
-            rows.append({"path": path, **best, "runs": runs[link]})
+        runs: dict[tuple[str, bool], list[dict[str, float]]] = {c: [] for c in cases}
+        for _ in range(args.repeat):  # the cases take turns, so that load weighs on all
+            for link, shortcut in cases:
+                runs[link, shortcut].append(one(link, shortcut, direction, total))
+        for link, shortcut in cases:
+            rs = runs[link, shortcut]
+            best = min(rs, key=lambda r: r["user_us"] + r["sys_us"])
+            path = f"{direction} over {names[link]}" + ("" if shortcut else ", no shortcut")
+            rows.append({"path": path, **best, "runs": rs})
     print(f"{'path':42} {'user us/seg':>12} {'sys us/seg':>11} {'MB/s':>7}  runs (user+sys, MB/s)")
     for r in rows:
         runs = ", ".join(f"{x['user_us'] + x['sys_us']:.1f}/{x['MB/s']}" for x in r["runs"])

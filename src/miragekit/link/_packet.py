@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import mmap
 import socket
 import struct
@@ -44,6 +43,7 @@ from ..v1 import Buffer, Network
 from ._fd import FdLink
 from ._frame import FrameLink
 from ._netns import in_netns
+from ._tap import read_mtu
 
 SOL_PACKET: Final = 263
 PACKET_RX_RING: Final = 5
@@ -54,7 +54,6 @@ PACKET_IGNORE_OUTGOING: Final = 23
 TPACKET_V2: Final = 1
 TPACKET_V3: Final = 2
 ETH_P_ALL: Final = 0x0003
-SIOCGIFMTU: Final = 0x8921
 IFNAMSIZ: Final = 16
 
 TP_STATUS_KERNEL: Final = 0
@@ -75,7 +74,6 @@ _H3 = struct.Struct("=IIIIIIHH")
 # num_pkts, offset_to_first_pkt
 _BLOCK = struct.Struct("=IIIII")
 _U32 = struct.Struct("=I")
-_IFREQ_MTU = struct.Struct("16si")
 _STATUS_KERNEL = bytes(4)
 _LOW: Final = 0 if sys.byteorder == "little" else 3
 """Where a status word's low byte is (every TX status fits in it)."""
@@ -105,15 +103,6 @@ class PacketCounters:
     ring_views_kept: int = 0  # the ring outlived disconnect: a receiver kept a frame view
 
 
-def _read_mtu(name: str) -> int | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            res = fcntl.ioctl(s.fileno(), SIOCGIFMTU, _IFREQ_MTU.pack(name.encode(), 0))
-        except OSError:
-            return None
-    return int(_IFREQ_MTU.unpack(res)[1])
-
-
 @dataclass(frozen=True, slots=True)
 class RingLayout:
     """The sizes of both rings (each ``block_size * block_nr`` bytes of ``FRAME_SIZE``
@@ -133,7 +122,7 @@ def _open_packet(
     name: str, version: int, layout: RingLayout
 ) -> tuple[socket.socket, mmap.mmap, int]:
     """The packet socket bound to ``name`` with both rings mapped, and the MTU."""
-    mtu = _read_mtu(name)
+    mtu = read_mtu(name)
     if mtu is None:
         raise OSError(errno.ENODEV, f"no interface {name!r} here")
     # Protocol 0: nothing arrives before bind, which comes after the rings exist.
