@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from miragekit.link import TapNetif
+from miragekit.link import PacketNetif, TapNetif
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, Static
 from miragekit.v1 import StackConfig
@@ -161,17 +161,45 @@ def run_veth(total: int) -> float:
 # --- our stack over TAP ------------------------------------------------------------------------
 
 
-async def _stack(ns: str, offload: bool) -> tuple[DirectStackV4, TapNetif, str]:
-    tapname = f"mk-bt{uuid.uuid4().hex[:6]}"
-    r = await TapNetif.connect(tapname, offload=offload)
-    assert isinstance(r, Ok), r
-    netif = r.value
-    sh("ip", "link", "set", tapname, "netns", ns)
-    sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", tapname)
-    sh("ip", "-n", ns, "link", "set", tapname, "up")
+#: ``--link``: "tap", or "packet2"/"packet3" (a veth pair, our end through PacketNetif
+#: with a TPACKET_V2 or V3 ring in a second namespace; the kernel's end without transmit
+#: checksum offload, so that it sends finished checksums as over TAP without offload).
+LINK = "tap"
+
+
+async def _stack(ns: str, offload: bool) -> tuple[DirectStackV4, Any, str]:
+    tag = uuid.uuid4().hex[:6]
+    netif: Any
+    if LINK.startswith("packet"):
+        ours = f"mk-bo{tag}"
+        sh("ip", "netns", "add", ours)
+        _OUR_NS.append(ours)
+        sh("ip", "link", "add", f"mk-bk{tag}", "netns", ns, "type", "veth",
+           "peer", "name", f"mk-bv{tag}", "netns", ours)  # fmt: skip
+        sh("ip", "netns", "exec", ns, "ethtool", "-K", f"mk-bk{tag}", "tx", "off")
+        sh("ip", "-n", ours, "link", "set", f"mk-bv{tag}", "up")
+        devname = f"mk-bk{tag}"
+        pr = await PacketNetif.connect(f"mk-bv{tag}", netns=ours, version=int(LINK[-1]))
+        assert isinstance(pr, Ok), pr
+        netif = pr.value
+    else:
+        devname = f"mk-bt{tag}"
+        r = await TapNetif.connect(devname, offload=offload)
+        assert isinstance(r, Ok), r
+        netif = r.value
+        sh("ip", "link", "set", devname, "netns", ns)
+    sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", devname)
+    sh("ip", "-n", ns, "link", "set", devname, "up")
     s = await DirectStackV4.connect(StackConfig("tap", None, netif, Static(f"{OUR_IP}/24")))
     assert isinstance(s, Ok), s
-    return s.value, netif, tapname
+    if not FRAME_SHORTCUT:
+        s.value.ipv4().frame_input = None  # every frame layer by layer
+    return s.value, netif, devname
+
+
+#: False: TCP's whole-frame shortcut (``IPv4.frame_input``) off, for comparison.
+FRAME_SHORTCUT = True
+_OUR_NS: list[str] = []  # namespaces of our veth ends, deleted after each run
 
 
 async def kernel_to_us(ns: str, offload: bool, total: int, prof: cProfile.Profile | None) -> float:
@@ -246,7 +274,11 @@ def run_tap(direction: str, offload: bool, total: int, profile: Path | None) -> 
     prof = cProfile.Profile() if profile else None
     fn = kernel_to_us if direction == "kernel->us" else us_to_kernel
     with namespaces(1) as (ns,):
-        result = asyncio.run(fn(ns, offload, total, prof))
+        try:
+            result = asyncio.run(fn(ns, offload, total, prof))
+        finally:
+            while _OUR_NS:
+                subprocess.run(["ip", "netns", "del", _OUR_NS.pop()], capture_output=True)
     if prof and profile:
         name = f"{'to_us' if direction == 'kernel->us' else 'to_kernel'}_{'offload' if offload else 'plain'}"
         prof.dump_stats(profile / f"{name}.prof")

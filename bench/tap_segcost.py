@@ -1,14 +1,18 @@
 """CPU cost per TCP segment of our process, bulk over TAP without offload (MTU 1500).
 
 Run (root): .venv/bin/python bench/tap_segcost.py [--mb N] [--repeat R]
+            [--links tap packet2 packet3]
 
 Wall-clock throughput on a shared machine moves with other load; the CPU time our
 process spends per segment does not (much). This runs the two plain (no offload) TAP
 transfers of ``bench/tap_datapath.py`` and reports, for each, user and system CPU
-microseconds of this process per MSS-sized segment (``os.times()`` around the run; the
+microseconds of this process per MSS-sized segment (``getrusage`` around the run; the
 kernel's receive path for the frames we write runs in our thread and shows as system
 time), beside the throughput. The best of ``--repeat`` runs is reported, all runs are
-listed. Writes bench/results/tap_segcost.json.
+listed. ``--without-shortcut`` also runs each case with TCP's whole-frame shortcut
+(``IPv4.frame_input``) off, taking turns with it on. ``--links`` adds our stack on a veth end through a ring-mapped packet socket
+(``PacketNetif``, TPACKET_V2 or V3 rings; the kernel's end with transmit checksum offload
+off), each direction run for every link in turn. Writes bench/results/tap_segcost.json.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,13 +32,15 @@ import tap_datapath as td
 MSS = 1448  # 1500 - 20 - 20 - 12 (timestamps)
 
 
-def one(direction: str, total: int) -> dict[str, float]:
-    t0 = os.times()
+def one(link: str, shortcut: bool, direction: str, total: int) -> dict[str, float]:
+    td.LINK = link
+    td.FRAME_SHORTCUT = shortcut
+    t0 = resource.getrusage(resource.RUSAGE_SELF)
     mbs = td.run_tap(direction, False, total, None)
-    t1 = os.times()
+    t1 = resource.getrusage(resource.RUSAGE_SELF)
     segs = total / MSS
-    user = (t1.user - t0.user) / segs * 1e6
-    sys_ = (t1.system - t0.system) / segs * 1e6
+    user = (t1.ru_utime - t0.ru_utime) / segs * 1e6
+    sys_ = (t1.ru_stime - t0.ru_stime) / segs * 1e6
     return {"MB/s": round(mbs, 1), "user_us": round(user, 2), "sys_us": round(sys_, 2)}
 
 
@@ -41,21 +48,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--links", nargs="+", choices=("tap", "packet2", "packet3"), default=["tap"])
+    ap.add_argument(
+        "--without-shortcut",
+        action="store_true",
+        help="also run each link with TCP's whole-frame shortcut off, taking turns",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/tap_segcost.py needs root (namespaces and TAP devices)")
     total = args.mb * 1_000_000
     load_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
+    names = {"tap": "TAP", "packet2": "veth, V2 rings", "packet3": "veth, V3 rings"}
+    cases = [(link, True) for link in args.links]
+    if args.without_shortcut:
+        cases += [(link, False) for link in args.links]
     for direction in ("us->kernel", "kernel->us"):
-        runs = [one(direction, total) for _ in range(args.repeat)]
-        best = min(runs, key=lambda r: r["user_us"] + r["sys_us"])
-        rows.append({"path": f"{direction} over TAP, no offload", **best, "runs": runs})
-    print(f"{'path':36} {'user us/seg':>12} {'sys us/seg':>11} {'MB/s':>7}  runs (user+sys, MB/s)")
+        runs: dict[tuple[str, bool], list[dict[str, float]]] = {c: [] for c in cases}
+        for _ in range(args.repeat):  # the cases take turns, so that load weighs on all
+            for link, shortcut in cases:
+                runs[link, shortcut].append(one(link, shortcut, direction, total))
+        for link, shortcut in cases:
+            rs = runs[link, shortcut]
+            best = min(rs, key=lambda r: r["user_us"] + r["sys_us"])
+            path = f"{direction} over {names[link]}" + ("" if shortcut else ", no shortcut")
+            rows.append({"path": path, **best, "runs": rs})
+    print(f"{'path':42} {'user us/seg':>12} {'sys us/seg':>11} {'MB/s':>7}  runs (user+sys, MB/s)")
     for r in rows:
         runs = ", ".join(f"{x['user_us'] + x['sys_us']:.1f}/{x['MB/s']}" for x in r["runs"])
         print(
-            f"{r['path']:36} {r['user_us']:>12.2f} {r['sys_us']:>11.2f} {r['MB/s']:>7.1f}  {runs}"
+            f"{r['path']:42} {r['user_us']:>12.2f} {r['sys_us']:>11.2f} {r['MB/s']:>7.1f}  {runs}"
         )
     out = Path(__file__).resolve().parent / "results" / "tap_segcost.json"
     out.parent.mkdir(exist_ok=True)

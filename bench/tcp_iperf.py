@@ -1,8 +1,8 @@
 """TCP bulk throughput both ways, side by side: our stack against the kernel's, and PyTCP.
 
 Run as root: ``python bench/tcp_iperf.py [--seconds 5] [--repeat 3] [--rows ROW ...]``.
-Rows (``--rows`` picks some: veth, tap, tap-offload, veth6, tap6, tap6-offload, vnet,
-vnet1500, pytcp):
+Rows (``--rows`` picks some: veth, tap, tap-offload, packet, veth6, tap6, tap6-offload,
+vnet, vnet1500, pytcp):
 
 * ``veth``: the kernel's iperf3 to itself over a veth pair between two ``mk-``
   namespaces (the reference: the ceiling of these machines);
@@ -12,6 +12,8 @@ vnet1500, pytcp):
   ``-R`` out of it;
 * ``veth6``, ``tap6``, ``tap6-offload``: the same three over IPv6 (``fd00:81::/64``,
   the runner's ``--ip6``; the kernel's DAD off, so its address is usable at once);
+* ``packet``: the same runner and client over a veth pair, our end through a ring-mapped
+  ``AF_PACKET`` socket (``--net packet:VETH``) in its own namespace, no offload;
 * ``vnet``: two of our stacks over the virtual switch in one process, measured by the
   example's own small iperf3 client (``run_client``) against its server: not the kernel's
   iperf3;
@@ -200,31 +202,65 @@ def ours_tap(secs: float, *extra: str, ip6: bool = False) -> Run:
     measured by the kernel's iperf3 over IPv4, or over IPv6 with ``ip6``."""
     with tap_namespace(ip6) as (ns, tap):
         v6 = ("--ip6", f"{APP_IP6}/64") if ip6 else ()
-        cmd = in_ns(ns, sys.executable, "-m", "miragekit", "run", "examples/iperf3",
-                    "--net", f"tap:{tap}", "--ip", f"{APP_IP}/24", *v6, *extra)  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            # The runner's own lines (the stack is up, ...) come first.
-            seen = [proc.stdout.readline() for _ in range(1)]
-            while "iperf3: server on" not in seen[-1] and seen[-1] and len(seen) < 20:
-                seen.append(proc.stdout.readline())
-            if "iperf3: server on" not in seen[-1]:
-                raise RuntimeError(f"the runner did not start: {''.join(seen)!r}")
-            # Its one line per test, read so that the pipe never fills.
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            out: Run = {}
-            for key, rev in (("into", ()), ("out", ("-R",))):
-                c0 = cpu_seconds(proc.pid)
-                dst = APP_IP6 if ip6 else APP_IP
-                out[key], nbytes = received(iperf3(ns, "-c", dst, "-t", str(secs), *rev))
-                out[f"cpu_{key}"] = per_gb(cpu_seconds(proc.pid) - c0, nbytes)
-            return out
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        return ours_runner(ns, ns, ("--net", f"tap:{tap}", *v6, *extra), secs, ip6=ip6)
+
+
+def ours_packet(secs: float) -> Run:
+    """Our stack on one end of a veth pair through a ring-mapped packet socket, in its own
+    namespace; the kernel's end (transmit checksum offload off, so that it sends finished
+    checksums, as over TAP without offload) in another, where iperf3 runs."""
+    tag = uuid.uuid4().hex[:8]
+    k, o = f"mk-pk{tag}", f"mk-po{tag}"
+    try:
+        for ns in (k, o):
+            sh("ip", "netns", "add", ns)
+            sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
+            sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"))
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        pin_rmem(k)
+        sh("ip", "link", "add", f"mk-vk{tag}", "netns", k, "type", "veth",
+           "peer", "name", f"mk-vo{tag}", "netns", o)  # fmt: skip
+        sh(*in_ns(k, "ethtool", "-K", f"mk-vk{tag}", "tx", "off"))
+        sh("ip", "-n", k, "addr", "add", f"{KERNEL_IP}/24", "dev", f"mk-vk{tag}")
+        sh("ip", "-n", k, "link", "set", f"mk-vk{tag}", "up")
+        sh("ip", "-n", o, "link", "set", f"mk-vo{tag}", "up")
+        return ours_runner(o, k, ("--net", f"packet:mk-vo{tag}"), secs)
+    finally:
+        subprocess.run(["ip", "netns", "del", k], capture_output=True)
+        subprocess.run(["ip", "netns", "del", o], capture_output=True)
+
+
+def ours_runner(
+    ns: str, client_ns: str, net: tuple[str, ...], secs: float, *, ip6: bool = False
+) -> Run:
+    """``miragekit run examples/iperf3`` in ``ns`` with the ``net`` options, measured by
+    the kernel's iperf3 client in ``client_ns`` both ways (to the IPv6 address with
+    ``ip6``)."""
+    cmd = in_ns(ns, sys.executable, "-m", "miragekit", "run", "examples/iperf3",
+                *net, "--ip", f"{APP_IP}/24")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        # The runner's own lines (the stack is up, ...) come first.
+        seen = [proc.stdout.readline() for _ in range(1)]
+        while "iperf3: server on" not in seen[-1] and seen[-1] and len(seen) < 20:
+            seen.append(proc.stdout.readline())
+        if "iperf3: server on" not in seen[-1]:
+            raise RuntimeError(f"the runner did not start: {''.join(seen)!r}")
+        # Its one line per test, read so that the pipe never fills.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        out: Run = {}
+        for key, rev in (("into", ()), ("out", ("-R",))):
+            c0 = cpu_seconds(proc.pid)
+            dst = APP_IP6 if ip6 else APP_IP
+            out[key], nbytes = received(iperf3(client_ns, "-c", dst, "-t", str(secs), *rev))
+            out[f"cpu_{key}"] = per_gb(cpu_seconds(proc.pid) - c0, nbytes)
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def ours_vnet(secs: float, mtu: int) -> Run:
@@ -400,6 +436,12 @@ ROWS: dict[str, tuple[str, str, Callable[[float], Run]]] = {
         "kernel <-> ours, TAP --offload, IPv6",
         "the tap-offload row over IPv6 (TSO/GSO segments of type TCPV6)",
         lambda secs: ours_tap(secs, "--offload", ip6=True),
+    ),
+    "packet": (
+        "kernel <-> ours, veth packet rings",
+        "the same over a veth pair, our end through a ring-mapped AF_PACKET socket "
+        "(--net packet:VETH, TPACKET_V2); the kernel's end with tx checksum offload off",
+        ours_packet,
     ),
     "vnet": (
         "ours <-> ours, switch MTU 9000",

@@ -68,10 +68,11 @@ def add_net_options(p: argparse.ArgumentParser, default_net: str = "socket") -> 
     )
     p.add_argument(
         "--net",
-        metavar="socket|vnet|tap[:NAME]|vxlan:SPEC",
+        metavar="socket|vnet|tap[:NAME]|vxlan:SPEC|packet:VETH",
         default=default_net,
-        help="STACKV4 backend: host sockets (default), the virtual switch, a TAP device, or a "
-        "VXLAN segment, vxlan:VNI@ADDR[:PORT],REMOTE[:PORT]... (see docs/vxlan.md)",
+        help="STACKV4 backend: host sockets (default), the virtual switch, a TAP device, a "
+        "VXLAN segment, vxlan:VNI@ADDR[:PORT],REMOTE[:PORT]... (see docs/vxlan.md), or an "
+        "existing interface (a veth end) through a ring-mapped packet socket",
     )
     p.add_argument(
         "--ip",

@@ -21,6 +21,9 @@ from ._impair import ImpairCounters as ImpairCounters
 from ._impair import ImpairedLink as ImpairedLink
 from ._impair import LinkParams as LinkParams
 from ._impair import mark_ce as mark_ce
+from ._packet import PacketCounters as PacketCounters
+from ._packet import PacketNetif as PacketNetif
+from ._packet import RingLayout as RingLayout
 from ._pcap import PcapNetif as PcapNetif
 from ._pcap import PcapWriter as PcapWriter
 from ._ports import PortSpec as PortSpec
@@ -60,12 +63,15 @@ __all__ = [
     "LinkParams",
     "MetaReceiver",
     "OffloadLink",
+    "PacketCounters",
+    "PacketNetif",
     "PcapNetif",
     "PcapWriter",
     "PortSpec",
     "QemuCounters",
     "QemuDgramNetif",
     "QemuStreamNetif",
+    "RingLayout",
     "TapBridge",
     "TapNetif",
     "VnetCounters",

@@ -76,6 +76,9 @@ class Interface:
         ``flags`` are an :class:`~miragekit.link.OffloadLink`'s receive flags.
         """
         try:
+            ip4 = self._ipv4
+            if ip4 is not None and (fast := ip4.frame_input) is not None and fast(frame):
+                return
             fn = self.ethif.dispatch(frame, self._inputs)
             if fn is not None:
                 fn(frame[14:], flags)  # the Ethernet header's 14 bytes

@@ -171,6 +171,11 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         self._rx_packet: memoryview | None = None
         self.offload: OffloadLink | None = offload_link(ethif.link)
         """The device's checksum and segmentation offload, when it has them."""
+        self.frame_input: Callable[[memoryview], bool] | None = None
+        """A transport's shortcut for whole received frames (TCP without offload): the
+        interface offers it every frame first; it takes the usual ones (and counts them
+        here as :meth:`receive` would) and returns False for the rest, which then go the
+        general way. See :meth:`plain_input`."""
 
     @classmethod
     async def connect(
@@ -690,6 +695,14 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
 
     def _changed(self) -> None:
         self.generation += 1
+
+    def plain_input(self) -> tuple[bytes, bytes, frozenset[bytes]] | None:
+        """What :attr:`frame_input` checks a frame against, kept while :attr:`generation`
+        stays: our MAC, our packed address and the sources refused (martians); ``None``
+        without an address (then every frame goes the general way)."""
+        if not self._ip:
+            return None
+        return self._mac, self._ip_b, self._bad_src
 
     def next_ident(self, dst: bytes) -> int:
         """Take the IP identification of the next packet to packed address ``dst``, from

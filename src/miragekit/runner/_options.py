@@ -10,7 +10,7 @@ from typing import Any
 
 from ..macaddr import MacAddr
 
-NETS = ("socket", "vnet", "tap", "vxlan")
+NETS = ("socket", "vnet", "tap", "vxlan", "packet")
 
 #: The direct stack's address when ``--ip`` is not given.
 DEFAULT_DIRECT_IP = "10.0.0.2/24"
@@ -119,7 +119,7 @@ class Options:
     @property
     def direct(self) -> bool:
         """Whether the STACKV4 is miragekit's own (on the virtual switch or a TAP)."""
-        return self.net_kind in ("vnet", "tap", "vxlan")
+        return self.net_kind in ("vnet", "tap", "vxlan", "packet")
 
     def interface(self) -> ipaddress.IPv4Interface:
         """The direct stack's address and network."""
@@ -166,11 +166,15 @@ class Options:
 
     def _check_net(self) -> None:
         kind, sep, name = self.net.partition(":")
-        if kind not in NETS or (sep and kind not in ("tap", "vxlan")):
+        if kind not in NETS or (sep and kind not in ("tap", "vxlan", "packet")):
             raise OptionError(
                 f"--net {self.net}: use one of socket, vnet, tap, tap:NAME, "
-                "vxlan:VNI@ADDR[:PORT],REMOTE[:PORT]..."
+                "vxlan:VNI@ADDR[:PORT],REMOTE[:PORT]..., packet:VETH"
             )
+        if kind == "packet" and not name:
+            raise OptionError(f"--net {self.net}: the interface's name is missing (packet:VETH)")
+        if kind == "packet" and self.forward:
+            raise OptionError("--forward works with --net vnet or tap, not over a packet socket")
         if kind == "vxlan":
             from ..link import parse_vxlan_spec
 
@@ -193,7 +197,9 @@ class Options:
                 )
         if kind == "tap" and sep and not name:
             raise OptionError(f"--net {self.net}: the TAP device's name is missing (tap:NAME)")
-        if kind == "tap" and (len(name.encode()) >= _IFNAMSIZ or "/" in name or " " in name):
+        if kind in ("tap", "packet") and (
+            len(name.encode()) >= _IFNAMSIZ or "/" in name or " " in name
+        ):
             raise OptionError(
                 f"--net {self.net}: not an interface name (at most {_IFNAMSIZ - 1} bytes)"
             )
@@ -256,7 +262,7 @@ class Options:
             raise OptionError("--offload with --pcap: the recorder takes plain frames only")
         if self.clock_start is not None and not self.sim:
             raise OptionError("--clock-start sets the simulated clock: it needs --sim")
-        if self.sim and kind == "tap":
+        if self.sim and kind in ("tap", "packet"):
             raise OptionError("--sim cannot drive a TAP device (real time); use --net vnet")
         if self.forward:
             if not self.direct:

@@ -232,6 +232,15 @@ def _network(opts: Options) -> Choice:
 
         return Choice(f"{over}miragekit.link.VxlanNetif ({spec})", (), vxlan)
     name = opts.tap_name
+    if kind == "packet":
+
+        async def packet(_: DeviceSource) -> Any:
+            from ..link import PacketNetif
+
+            r = await PacketNetif.connect(name, mac=opts.mac)
+            return wrap(_unwrap(f"--net packet:{name}", r))
+
+        return Choice(f"{over}miragekit.link.PacketNetif ({name})", (), packet)
 
     async def tap(_: DeviceSource) -> Any:
         from ..link import TapNetif

@@ -786,7 +786,21 @@ class Connection:
                     or (ts is not None and ((ts[0] - self._ts_recent) & MASK) < 0x80000000)
                 )
             ):
-                self._on_ack(now, seg, rcv_nxt, ack, plen)
+                if (
+                    plen
+                    and ack == una
+                    and not self._in_recovery
+                    and not self._probe
+                    and not seg.sack_blocks
+                    and not self._scoreboard.blocks
+                    and seg.window << self._snd_wscale == self._snd_wnd
+                ):
+                    # Data that acknowledges nothing new and keeps the window (a bulk
+                    # receiver's every segment): all _on_ack would do is move WL1/WL2.
+                    self._snd_wl1 = rcv_nxt
+                    self._snd_wl2 = ack
+                else:
+                    self._on_ack(now, seg, rcv_nxt, ack, plen)
                 if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
                     self._ts_recent = ts[0]
                     self._ts_recent_at = now

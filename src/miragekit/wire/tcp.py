@@ -65,6 +65,8 @@ _MSS = struct.Struct("!BBH")
 _TS = struct.Struct("!BBBBII")
 _II = struct.Struct("!II")
 _NOP_NOP_TS = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
+_NOP_NOP_TS_WORD = int.from_bytes(_NOP_NOP_TS, "big")
+_HDR_TS = struct.Struct("!HHIIBBHHHIII")  # the header, one option word, TSval, TSecr
 
 _tuple_new = tuple.__new__
 
@@ -276,8 +278,19 @@ class TCPRepr(NamedTuple):
         n = len(buf)
         if n < HEADER_LEN:
             raise TCPParseError("length", f"{n} bytes is shorter than the 20-byte header")
-        sport, dport, seq, ack, off, flags, window, _csum, urgent = _HDR.unpack_from(buf)
-        hl = (off >> 4) * 4
+        if n >= 32 and buf[12] == 0x80:
+            # The usual segment after the handshake (RFC 7323 appendix A): timestamps as
+            # the only option, read with the header in one unpack.
+            (sport, dport, seq, ack, off, flags, window, _csum, urgent, opt, tsv, tse) = (
+                _HDR_TS.unpack_from(buf)
+            )
+            hl = 32
+            ts_only = opt == _NOP_NOP_TS_WORD
+        else:
+            sport, dport, seq, ack, off, flags, window, _csum, urgent = _HDR.unpack_from(buf)
+            hl = (off >> 4) * 4
+            ts_only = False
+            tsv = tse = 0
         if hl < HEADER_LEN:
             raise TCPParseError("data_offset", f"{hl} bytes is below the minimum 20")
         if hl > n:
@@ -297,10 +310,10 @@ class TCPRepr(NamedTuple):
             elif checksum_v((buf,), pseudo_sum(src, dst, PROTOCOL, n)) != 0:
                 raise TCPChecksumError()
         payload = buf[hl:]
-        if hl == HEADER_LEN or (hl == 32 and buf[20:24] == _NOP_NOP_TS):
-            # No options, or the usual ones of every segment after the handshake (RFC 7323
-            # appendix A): the tuple built directly, without the general option walk.
-            tsopt = _II.unpack_from(buf, 24) if hl == 32 else None
+        if ts_only or hl == HEADER_LEN:
+            # No options, or the usual ones of every segment after the handshake: the
+            # tuple built directly, without the general option walk.
+            tsopt = (tsv, tse) if ts_only else None
             return plain_segment(sport, dport, seq, ack, flags, window, payload, (), tsopt, urgent)
         mss, wscale, sp, sack, ts, unknown = _parse_options(buf[HEADER_LEN:hl])
         return cls(
