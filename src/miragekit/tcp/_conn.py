@@ -799,6 +799,8 @@ class Connection:
                     # receiver's every segment): all _on_ack would do is move WL1/WL2.
                     self._snd_wl1 = rcv_nxt
                     self._snd_wl2 = ack
+                    if self._ecn is not None:
+                        self._ecn_input(now, seg, una)
                 else:
                     self._on_ack(now, seg, rcv_nxt, ack, plen)
                 if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
