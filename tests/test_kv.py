@@ -302,3 +302,33 @@ def test_non_str_key_is_a_type_error(tmp_path: Path) -> None:
             await kv.size(b"x")  # type: ignore[arg-type]
 
     asyncio.run(main())
+
+
+def test_dirkv_resolves_paths_only_for_keys_through_symlinks(
+    escape_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key with no symlink on its way is opened in one call (the opened file's own
+    name proves it is inside the root), without an lstat per component; a key through
+    a symlink is still resolved in full and judged as before."""
+    resolved: list[str] = []
+    real = os.path.realpath
+
+    def counting(path: str) -> str:
+        resolved.append(path)
+        return real(path)
+
+    async def main() -> None:
+        kv = await connect_dir(escape_tree)
+        monkeypatch.setattr(os.path, "realpath", counting)
+        assert await kv.size("inside.txt") == Ok(6)
+        assert await kv.size("sub/deep.txt") == Ok(4)
+        assert await kv.size("sub") == Error(UnknownKey("sub"))
+        assert await kv.size("fifo") == Error(UnknownKey("fifo"))
+        assert resolved == []
+        assert await kv.size("link_in") == Ok(6)
+        assert await kv.size("sub/up/inside.txt") == Ok(6)
+        assert await kv.size("link_out") == Error(UnknownKey("link_out"))
+        assert await kv.size("dir_out/secret.txt") == Error(UnknownKey("dir_out/secret.txt"))
+        assert len(resolved) == 4
+
+    asyncio.run(main())
