@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import mimetypes
 import re
 from http import HTTPStatus
@@ -48,6 +49,7 @@ def plain(why: str) -> str:
     return _BYTES_REPR.sub(lambda m: f"'{m.group(2)}'", why)
 
 
+@functools.lru_cache(maxsize=1024)
 def content_type(key: str) -> bytes:
     ctype, _ = _TYPES.guess_type(key, strict=False)
     if ctype is None:
@@ -55,6 +57,14 @@ def content_type(key: str) -> bytes:
     if ctype.startswith("text/") or ctype in _TEXTUAL:
         ctype += "; charset=utf-8"
     return ctype.encode()
+
+
+@functools.lru_cache(maxsize=64)
+def reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 def key_for(target: bytes) -> str | None:
@@ -86,6 +96,11 @@ class Session:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         ip, _port = flow.get_dest()
         self.peer = str(ip)
+        # The idle timeout: one timer per IDLE_TIMEOUT and connection, moved on lazily
+        # (a timer per read cost a handle, a heap entry and a cancel per request).
+        self._reading_since: float | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self._expired = False
 
     async def next_event(self) -> Any:
         conn = self.conn
@@ -93,12 +108,40 @@ class Session:
             ev = conn.next_event()
             if ev is not h11.NEED_DATA:
                 return ev
-            try:
-                async with asyncio.timeout(IDLE_TIMEOUT):
-                    data = await self.ch.read_some()
-            except TimeoutError:
+            data = await self.read_some()
+            if data is None:
                 return h11.ConnectionClosed()  # an idle keep-alive connection: close it
             conn.receive_data(bytes(data))  # b"" at the end of the flow
+
+    async def read_some(self) -> memoryview | None:
+        """The channel's next bytes; ``None`` after IDLE_TIMEOUT of silence."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._reading_since = since = loop.time()
+        if self._watch is None:
+            self._watch = loop.call_at(since + IDLE_TIMEOUT, self._idle_check, task)
+        cancelling = task.cancelling()
+        try:
+            return await self.ch.read_some()
+        except asyncio.CancelledError:
+            if self._expired and task.uncancel() <= cancelling:
+                return None  # our own cancellation, as asyncio.timeout tells them apart
+            raise
+        finally:
+            self._reading_since = None
+
+    def _idle_check(self, task: asyncio.Task[Any]) -> None:
+        self._watch = None
+        since = self._reading_since
+        if since is None:
+            return  # answering a request: the next read arms the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() - since >= IDLE_TIMEOUT:
+            self._expired = True
+            task.cancel()
+        else:
+            self._watch = loop.call_at(since + IDLE_TIMEOUT, self._idle_check, task)
 
     def queue(self, *events: Any) -> None:
         """Serialise ``events`` into the channel's buffer, unsent."""
@@ -133,6 +176,9 @@ class Session:
         except ChannelError:
             return  # the peer reset or went away: nothing to answer
         finally:
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
             with contextlib.suppress(ChannelError):
                 await self.ch.close()
 
@@ -150,11 +196,7 @@ class Session:
 
     @staticmethod
     def response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
-        try:
-            reason = HTTPStatus(status).phrase.encode()
-        except ValueError:
-            reason = b""
-        return h11.Response(status_code=status, headers=headers, reason=reason)
+        return h11.Response(status_code=status, headers=headers, reason=reason(status))
 
     def headers(self, ctype: bytes, length: int, close: bool = False) -> list[tuple[bytes, bytes]]:
         h = [
