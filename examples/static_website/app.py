@@ -67,6 +67,7 @@ def reason(status: int) -> bytes:
         return b""
 
 
+@functools.lru_cache(maxsize=1024)  # a site is asked for the same few targets
 def key_for(target: bytes) -> str | None:
     """The store key a request target names, or None if it can name none (-> 404).
 

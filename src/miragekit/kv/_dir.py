@@ -21,8 +21,8 @@ def _ident(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_gid)
 
 
-def _close_kept(kept: dict[str, tuple[int, tuple[int, ...]]]) -> None:
-    for fd, _ident in kept.values():
+def _close_kept(kept: dict[str, tuple[int, tuple[int, ...], str]]) -> None:
+    for fd, _ident, _path in kept.values():
         with contextlib.suppress(OSError):
             os.close(fd)
     kept.clear()
@@ -50,7 +50,7 @@ class DirKV:
         # inode, mode, owner): a key asked again costs one stat of its path instead of
         # open, readlink, fstat and close (a static site asks the same few keys twice
         # per request). The stat proves that the name still leads to the same file.
-        self._kept: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self._kept: dict[str, tuple[int, tuple[int, ...], str]] = {}
         weakref.finalize(self, _close_kept, self._kept)
 
     @classmethod
@@ -72,20 +72,23 @@ class DirKV:
     def _file(self, key: str) -> tuple[int, int] | None:
         """``(fd, size)`` of the regular file ``key`` names inside the root, or ``None``;
         the fd stays the store's (kept for the next call)."""
-        norm = exact_key(key)
-        if norm is None or not self._connected:
+        if not self._connected:
             return None
-        kept = self._kept.pop(norm, None)
+        # By the key as asked (checked when kept); anything but a str fails in exact_key.
+        kept = self._kept.pop(key, None) if type(key) is str else None
         if kept is not None:
-            fd, ident = kept
+            fd, ident, path = kept
             try:
-                st = os.stat(os.path.join(self._root, norm), follow_symlinks=False)
+                st = os.stat(path, follow_symlinks=False)
             except OSError:
                 st = None
             if st is not None and _ident(st) == ident:
-                self._kept[norm] = kept  # to the end: the most recently used
+                self._kept[key] = kept  # to the end: the most recently used
                 return fd, st.st_size
             os.close(fd)
+        norm = exact_key(key)
+        if norm is None:
+            return None
         fd_new = self._open(norm)
         if fd_new is None:
             return None
@@ -97,7 +100,7 @@ class DirKV:
         if len(self._kept) >= _KEEP:
             oldest = next(iter(self._kept))
             os.close(self._kept.pop(oldest)[0])
-        self._kept[norm] = (fd_new, _ident(st))
+        self._kept[key] = (fd_new, _ident(st), os.path.join(self._root, norm))
         return fd_new, st.st_size
 
     def _open(self, key: str) -> int | None:
