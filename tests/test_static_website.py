@@ -258,3 +258,39 @@ def test_small_response_is_one_write() -> None:
         await flow.close()
 
     sim.run(main(), seed=1)
+
+
+def test_request_lines_of_one_turn_go_in_one_console_write() -> None:
+    """The console gets the request lines of one turn of the loop in one write, in
+    order, every line ended; lines of a later turn in a later write."""
+    import asyncio
+
+    from miragekit.console import Console
+
+    writes: list[str] = []
+
+    class Counted(Console):
+        async def log_s(self, s: str) -> None:
+            writes.append(s)
+            await super().log_s(s)
+
+    async def main() -> bytes:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        c = Counted("console", stdin_fd=None, stdout_fd=w, close_fds=True)
+        lines = web.LineLog(c)
+        for i in range(3):
+            lines.add(f"line {i}")
+        assert lines.writer is not None
+        await lines.writer
+        lines.add("line 3")
+        assert lines.writer is not None
+        await lines.writer
+        await c.close()
+        out = os.read(r, 4096)
+        os.close(r)
+        return out
+
+    out = asyncio.run(main())
+    assert writes == ["line 0\r\nline 1\r\nline 2", "line 3"]
+    assert out == b"line 0\r\nline 1\r\nline 2\r\nline 3\r\n"

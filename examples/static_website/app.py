@@ -11,7 +11,7 @@ name, 404 for what the store does not hold, 405 for other methods, 400 (or h11's
 for malformed requests; a connection silent for ``IDLE_TIMEOUT`` is closed. Bodies are
 streamed from the store in 64 KiB pieces, so a large file never sits whole in memory,
 and each piece waits for the flow to take the previous one (back-pressure). One line
-per request goes to the console.
+per request goes to the console (the lines of one turn of the event loop in one write).
 """
 
 from __future__ import annotations
@@ -86,13 +86,45 @@ def key_for(target: bytes) -> str | None:
     return path.lstrip("/")
 
 
+class LineLog:
+    """The request lines for the console, written together once per turn of the event
+    loop: a console write per line cost a system call per request (~12 µs here, an
+    eighth of a small response's CPU). Order is kept; output faults lose lines, as
+    ``log_s`` does."""
+
+    def __init__(self, console: v1.Console) -> None:
+        self.console = console
+        self.pending: list[str] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    def add(self, line: str) -> None:
+        self.pending.append(line)
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self.pending:
+                lines, self.pending = self.pending, []
+                await self.console.log_s("\r\n".join(lines))  # log_s ends the last one
+        finally:
+            self.writer = None
+
+
 class Session:
     """One client connection: read requests, answer each, until either side closes."""
 
-    def __init__(self, flow: v1.TCPFlow[Any], kv: v1.KVRO, console: v1.Console) -> None:
+    def __init__(
+        self,
+        flow: v1.TCPFlow[Any],
+        kv: v1.KVRO,
+        console: v1.Console,
+        lines: LineLog | None = None,
+    ) -> None:
         self.flow = flow
         self.kv = kv
         self.console = console
+        self.lines = lines if lines is not None else LineLog(console)
         self.ch = Channel(flow)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         ip, _port = flow.get_dest()
@@ -188,7 +220,7 @@ class Session:
         if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         body = f"{status} bad request: {why}\n".encode()
-        await self.log("-", "-", status, len(body))
+        self.log("-", "-", status, len(body))
         await self.send(
             self.response(status, self.headers(b"text/plain", len(body), True)),
             h11.Data(data=body),
@@ -209,8 +241,8 @@ class Session:
             h.append((b"connection", b"close"))
         return h
 
-    async def log(self, method: str, target: str, status: int, length: int) -> None:
-        await self.console.log_s(f'{self.peer} "{method} {target}" {status} {length}')
+    def log(self, method: str, target: str, status: int, length: int) -> None:
+        self.lines.add(f'{self.peer} "{method} {target}" {status} {length}')
 
     async def respond(self, req: h11.Request) -> bool:
         """Answer ``req``; False if the connection cannot go on (a body was cut short)."""
@@ -233,7 +265,7 @@ class Session:
         # The head leaves with the body's first piece: one write, one segment for a
         # small file (two made the kernel or our stack send two, and cost a syscall).
         self.queue(self.response(200, self.headers(content_type(key), length)))
-        await self.log(method, target, 200, length)
+        self.log(method, target, 200, length)
         if head:
             await self.send(h11.EndOfMessage())
             return True
@@ -273,7 +305,7 @@ class Session:
             headers.append((b"allow", b"GET, HEAD"))
         if location is not None:
             headers.append((b"location", location.encode("ascii", "replace")))
-        await self.log(method, target, status, len(body))
+        self.log(method, target, status, len(body))
         events: list[Any] = [self.response(status, headers)]
         if body and not head:
             events.append(h11.Data(data=body))
@@ -282,8 +314,10 @@ class Session:
 
 
 async def start(console: v1.Console, stack: v1.StackV4, kv: v1.KVRO) -> None:
+    lines = LineLog(console)
+
     async def on_connection(flow: v1.TCPFlow[Any]) -> None:
-        await Session(flow, kv, console).serve()
+        await Session(flow, kv, console, lines).serve()
 
     stack.listen_tcpv4(port=HTTP_PORT, callback=on_connection)
     ips = ", ".join(str(ip) for ip in stack.ipv4().get_ip())
