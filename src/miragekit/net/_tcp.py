@@ -169,7 +169,10 @@ class TCPFlow(Generic[A]):
                 return EOF
             if conn.readable:
                 data = conn.receive()
-                self._tcp._poke(self)
+                if conn.poll_at() == 0.0:
+                    # Reading opened the window enough to say so at once; otherwise
+                    # the next segment carries it, and the endpoint has nothing to do.
+                    self._tcp._poke(self)
                 return Ok(memoryview(data))
             if self._error is not None:
                 return Error(self._error)
