@@ -1459,12 +1459,17 @@ class Connection:
                 if self._rtx_at is None:
                     self._rtx_at = now + self._rtt.timeout()
         elif st in _SENDING:
-            # Most calls (after an ACK, a read) find nothing new to send: skip the walk.
+            # Most calls (after an ACK, a read) find nothing new to send and no control
+            # segment queued: skip the walk, which would send nothing and arm nothing.
             fin_end = self._snd_buf_seq + len(self._sndbuf) + self._fin_queued
-            if self._snd_nxt < fin_end or self._rexmit or self._tlp_probe or self._in_recovery:
+            if (
+                out
+                or self._snd_nxt < fin_end
+                or self._rexmit
+                or self._tlp_probe
+                or self._in_recovery
+            ):
                 self._send_data(now, out)
-            elif out and self._tlp_at is None and not self._tlp_done:
-                self._arm_tlp(now)  # what the walk does after a control segment
         if self._ack_now and st != SYN_SENT:
             out.append(self._make(ACK, self._snd_nxt, b"", now))
         return out
