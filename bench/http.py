@@ -1,13 +1,15 @@
 """HTTP serving rates of examples/static_website on each backend, beside a plain asyncio +
 h11 server on host sockets, measured by wrk in one run.
 
-Run as root: ``python bench/http.py [--seconds 5]``. wrk (one thread) asks for the
+Run as root: ``python bench/http.py [--seconds 5] [--repeat 1]``. wrk (one thread) asks for the
 899-byte index page: keep-alive with 10 and with 100 connections, and a new connection
 per request (``Connection: close``, 10 connections). Rows: the reference (asyncio + h11,
 written below, on host sockets), ``--net socket``, our stack over TAP, over TAP with
 ``--offload``, and ``--net vnet --forward``. TAP rows run in a ``mk-`` namespace (always
-deleted) with wrk inside it. Prints requests/s, latency percentiles and each row's ratio
-to the reference, and writes bench/results/http.json.
+deleted) with wrk inside it. All servers run at once and each round measures every cell once,
+server after server (``--repeat`` rounds, each cell keeps its best run), so that load from
+other work falls on all rows alike. Prints requests/s, latency percentiles and each row's
+ratio to the reference, and writes bench/results/http.json.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "examples" / "static_website" / "site"
+READY = "serving the store"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
 
 REFERENCE = r"""
@@ -86,6 +89,13 @@ def wait_line(p: subprocess.Popen[str], pattern: str, timeout: float = 30.0) -> 
     raise RuntimeError(f"server never said {pattern!r} (exit {p.poll()})")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far: its own CPU, whatever else the machine runs."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url: str, conns: int, secs: float, close: bool, ns: str | None) -> dict[str, float]:
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{secs:g}s", "--latency", url]
     if close:
@@ -94,7 +104,9 @@ def wrk(url: str, conns: int, secs: float, close: bool, ns: str | None) -> dict[
         cmd = ["ip", "netns", "exec", ns, *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    res: dict[str, float] = {"rps": float(rps.group(1)) if rps else 0.0}
+    total = re.search(r"(\d+) requests in", out)
+    res: dict[str, float] = {"rps": float(rps.group(1)) if rps else 0.0,
+                             "requests": float(total.group(1)) if total else 0.0}  # fmt: skip
     for pct in ("50", "90", "99"):
         m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)", out, re.M)
         if m:
@@ -107,25 +119,24 @@ def wrk(url: str, conns: int, secs: float, close: bool, ns: str | None) -> dict[
     return res
 
 
-def measure(url: str, secs: float, ns: str | None = None) -> dict[str, dict[str, float]]:
-    wrk(url, 10, 1, False, ns)  # warm-up
-    return {
-        "keep-alive c10": wrk(url, 10, secs, False, ns),
-        "keep-alive c100": wrk(url, 100, secs, False, ns),
-        "new conn c10": wrk(url, 10, secs, True, ns),
-    }
+COLUMNS = {  # column: (connections, Connection: close)
+    "keep-alive c10": (10, False),
+    "keep-alive c100": (100, False),
+    "new conn c10": (10, True),
+}
 
 
 @contextmanager
-def process(cmd: list[str], ready: str) -> Iterator[str]:
+def process(cmd: list[str], ready: str) -> Iterator[int]:
+    """Run a server until the block ends; gives its pid (``ip netns exec`` execs)."""
     p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        line = wait_line(p, ready)
+        wait_line(p, ready)
         # The app logs every request: keep reading, or a full pipe stops the server.
         assert p.stdout is not None
         threading.Thread(target=p.stdout.read, daemon=True).start()
-        yield line
+        yield p.pid
     finally:
         p.terminate()
         try:
@@ -158,39 +169,63 @@ def namespace() -> Iterator[tuple[str, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds; each cell keeps its best (other load only lowers a rate)")  # fmt: skip
     args = ap.parse_args()
     secs = args.seconds
     load0 = os.getloadavg()
-    rows: dict[str, dict[str, dict[str, float]]] = {}
-    ref = [sys.executable, "-c", REFERENCE, "127.0.0.61", "8061", str(SITE / "index.html")]
-    with process(ref, "ready"):
-        rows["reference: asyncio + h11, host sockets"] = measure("http://127.0.0.61:8061/", secs)
-    with process(run_app("--net", "socket", "--ip", "127.0.0.62"), "serving the store"):
-        rows["--net socket"] = measure("http://127.0.0.62/", secs)
-    for label, extra in (("--net tap", ()), ("--net tap --offload", ("--offload",))):
-        with namespace() as (ns, tap):
-            cmd = ["ip", "netns", "exec", ns, *run_app("--net", f"tap:{tap}", "--ip",
+    # Every server runs from the start; each round measures every cell once, server after
+    # server, so the rows share the machine's moments of load instead of each row taking
+    # its own minute of it.
+    servers: dict[str, tuple[str, str | None, int]] = {}  # name -> (url, namespace, pid)
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
+    with ExitStack() as stack:
+        ref = [sys.executable, "-c", REFERENCE, "127.0.0.61", "8061", str(SITE / "index.html")]
+        pid = stack.enter_context(process(ref, "ready"))
+        servers["reference: asyncio + h11, host sockets"] = ("http://127.0.0.61:8061/", None, pid)
+        pid = stack.enter_context(process(run_app("--net", "socket", "--ip", "127.0.0.62"), READY))
+        servers["--net socket"] = ("http://127.0.0.62/", None, pid)
+        for label, extra in (("--net tap", ()), ("--net tap --offload", ("--offload",))):
+            netns, tap = stack.enter_context(namespace())
+            cmd = ["ip", "netns", "exec", netns, *run_app("--net", f"tap:{tap}", "--ip",
                    "10.84.0.2/24", *extra)]  # fmt: skip
-            with process(cmd, "serving the store"):
-                rows[label] = measure("http://10.84.0.2/", secs, ns)
-    with process(run_app("--net", "vnet", "--forward", "8063:80"), "serving the store"):
+            pid = stack.enter_context(process(cmd, READY))
+            servers[label] = ("http://10.84.0.2/", netns, pid)
+        pid = stack.enter_context(process(run_app("--net", "vnet", "--forward", "8063:80"), READY))
         time.sleep(0.5)
-        rows["--net vnet --forward"] = measure("http://127.0.0.1:8063/", secs)
+        servers["--net vnet --forward"] = ("http://127.0.0.1:8063/", None, pid)
+        for url, ns, _pid in servers.values():
+            wrk(url, 10, 1, False, ns)  # warm-up
+        for _ in range(args.repeat):
+            for col, (conns, close) in COLUMNS.items():
+                for name, (url, ns, pid) in servers.items():
+                    cpu0 = cpu_seconds(pid)
+                    r = wrk(url, conns, secs, close, ns)
+                    # The server's own CPU per request: steadier than the rate on a busy
+                    # machine (the rate follows the CPU other work leaves).
+                    r["cpu_us"] = (cpu_seconds(pid) - cpu0) / max(r["requests"], 1) * 1e6
+                    runs.setdefault(name, {}).setdefault(col, []).append(r)
     load1 = os.getloadavg()
+    rows = {name: {col: max(rs, key=lambda r: r["rps"]) for col, rs in cols.items()}
+            for name, cols in runs.items()}  # fmt: skip
     base = rows["reference: asyncio + h11, host sockets"]
-    cols = ("keep-alive c10", "keep-alive c100", "new conn c10")
-    print(f"{'server':40}" + "".join(f"{c:>24}" for c in cols))
-    for name, r in rows.items():
+    print(f"{'server':40}" + "".join(f"{c:>30}" for c in COLUMNS))
+    for name, row in rows.items():
         cells = []
-        for c in cols:
-            ratio = r[c]["rps"] / base[c]["rps"] if base[c]["rps"] else 0.0
-            cells.append(f"{r[c]['rps']:9.0f} ({ratio:4.2f}) p99 {r[c].get('p99_ms', 0):5.1f}")
-        print(f"{name:40}" + "".join(f"{x:>24}" for x in cells))
-    print("requests/s (ratio to the reference) and p99 latency in ms; "
-          f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end")  # fmt: skip
+        for c in COLUMNS:
+            cell = row[c]
+            ratio = cell["rps"] / base[c]["rps"] if base[c]["rps"] else 0.0
+            cpu = min(x["cpu_us"] for x in runs[name][c])
+            cells.append(f"{cell['rps']:7.0f} ({ratio:4.2f}) p99 {cell.get('p99_ms', 0):5.1f} "
+                         f"{cpu:4.0f}us")  # fmt: skip
+        print(f"{name:40}" + "".join(f"{x:>30}" for x in cells))
+    print(f"requests/s (ratio to the reference), p99 latency in ms and the server's CPU per "
+          f"request, best of {args.repeat} round(s); load average {load0[0]:.2f} at start, "
+          f"{load1[0]:.2f} at end")  # fmt: skip
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    result = {"rows": rows, "load": [load0, load1], "seconds": secs}
+    result = {"rows": rows, "runs": runs, "load": [load0, load1], "seconds": secs,
+              "repeat": args.repeat}  # fmt: skip
     (out / "http.json").write_text(json.dumps(result, indent=2))
 
 

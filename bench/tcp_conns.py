@@ -175,11 +175,12 @@ def in_ns(ns: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *args]
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process so far: its own CPU, whatever else the machine runs."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """utime and stime of a process so far: its own CPU, whatever else the machine runs."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
 
 
 def run_client(ns: str, host: str, total: int, procs: int, inflight: int,
@@ -189,12 +190,16 @@ def run_client(ns: str, host: str, total: int, procs: int, inflight: int,
         in_ns(ns, sys.executable, "-c", CLIENT, host, "7", str(total), str(procs), str(inflight)),
         capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
-    cpu = _cpu_seconds(server_pid) - cpu0
+    cpu1 = _cpu_seconds(server_pid)
+    user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    cpu = user + system
     r = json.loads(p.stdout)
     n = r["conns"]
     return {"conns": n, "failed": sum(r["failures"].values()), "failures": r["failures"],
             "seconds": r["seconds"], "per_second": n / r["seconds"],
-            "server_cpu_seconds": cpu, "server_cpu_us_per_conn": cpu / n * 1e6}  # fmt: skip
+            "server_cpu_seconds": cpu, "server_cpu_us_per_conn": cpu / n * 1e6,
+            "server_user_us_per_conn": user / n * 1e6,
+            "server_sys_us_per_conn": system / n * 1e6}  # fmt: skip
 
 
 def conns_per_second(total: int, procs: int, inflight: int) -> dict[str, Any]:
@@ -227,8 +232,11 @@ def conns_per_second(total: int, procs: int, inflight: int) -> dict[str, Any]:
         )  # fmt: skip
         try:
             assert app.stdout is not None
-            line = app.stdout.readline()
-            assert "echo: TCP+UDP echo" in line, line
+            for line in app.stdout:  # the runner may print its own lines first
+                if "echo: TCP+UDP echo" in line:
+                    break
+            else:
+                raise RuntimeError("examples/echo never said it was serving")
             rows["ours (examples/echo), TAP"] = run_client(
                 ns, APP_IP, total, procs, inflight, app.pid
             )
@@ -319,10 +327,12 @@ def main() -> None:
     mem = memory_per_connection(args.idle) if args.idle > 0 else {}
     print(f"Connections per second ({args.conns} connections; connect, 1 byte each way, "
           f"close; epoll client: {args.procs} process(es) x {args.inflight} in flight)")  # fmt: skip
-    print(f"{'server':42} {'conn/s':>9} {'failed':>7} {'server CPU us/conn':>19}")
+    print(f"{'server':42} {'conn/s':>9} {'failed':>7} {'server CPU us/conn':>19} "
+          f"{'user':>6} {'sys':>6}")  # fmt: skip
     for name, r in cps.items():
         print(f"{name:42} {r['per_second']:9.0f} {r['failed']:7d} "
-              f"{r['server_cpu_us_per_conn']:19.0f}")  # fmt: skip
+              f"{r['server_cpu_us_per_conn']:19.0f} {r['server_user_us_per_conn']:6.0f} "
+              f"{r['server_sys_us_per_conn']:6.0f}")  # fmt: skip
         if r["failed"]:
             print(f"  failures: {r['failures']}")
     if mem:

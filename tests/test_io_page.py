@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import mmap
 
 import pytest
@@ -177,3 +178,35 @@ def test_negative_counts(fn: object, arg: int, name: str) -> None:
 def test_non_int_count_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="n must"):
         io_page.get(1.0)  # type: ignore[arg-type]
+
+
+def test_small_blocks_share_few_mappings_and_stay_apart() -> None:
+    """Small blocks are carved from shared mappings (one mmap for many blocks, the cost
+    of a small KV read), yet each is page-aligned, zeroed and its own memory, also when
+    taken from several threads at once; a large block gets a mapping of its own."""
+    import threading
+
+    blocks: list[memoryview] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        mine = [io_page.get(1 + i % 3) for i in range(200)]
+        with lock:
+            blocks.extend(mine)
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans = sorted((address(b), address(b) + len(b)) for b in blocks)
+    assert all(a % PAGE_SIZE == 0 for a, _ in spans)
+    assert all(end <= nxt for (_, end), (nxt, _) in itertools.pairwise(spans))
+    assert all(bytes(b) == bytes(len(b)) for b in blocks)
+    for i, b in enumerate(blocks):
+        b[0] = i % 251
+    assert all(b[0] == i % 251 for i, b in enumerate(blocks))
+    mappings = {id(b.obj) for b in blocks}
+    assert len(mappings) < len(blocks) // 10
+    big = io_page.get(64)
+    assert len(big.obj) == 64 * PAGE_SIZE  # type: ignore[arg-type]

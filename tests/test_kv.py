@@ -302,3 +302,80 @@ def test_non_str_key_is_a_type_error(tmp_path: Path) -> None:
             await kv.size(b"x")  # type: ignore[arg-type]
 
     asyncio.run(main())
+
+
+def test_dirkv_resolves_paths_only_for_keys_through_symlinks(
+    escape_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key with no symlink on its way is opened in one call (the opened file's own
+    name proves it is inside the root), without an lstat per component; a key through
+    a symlink is still resolved in full and judged as before."""
+    resolved: list[str] = []
+    real = os.path.realpath
+
+    def counting(path: str) -> str:
+        resolved.append(path)
+        return real(path)
+
+    async def main() -> None:
+        kv = await connect_dir(escape_tree)
+        monkeypatch.setattr(os.path, "realpath", counting)
+        assert await kv.size("inside.txt") == Ok(6)
+        assert await kv.size("sub/deep.txt") == Ok(4)
+        assert await kv.size("sub") == Error(UnknownKey("sub"))
+        assert await kv.size("fifo") == Error(UnknownKey("fifo"))
+        assert resolved == []
+        assert await kv.size("link_in") == Ok(6)
+        assert await kv.size("sub/up/inside.txt") == Ok(6)
+        assert await kv.size("link_out") == Error(UnknownKey("link_out"))
+        assert await kv.size("dir_out/secret.txt") == Error(UnknownKey("dir_out/secret.txt"))
+        assert len(resolved) == 4
+
+    asyncio.run(main())
+
+
+def test_dirkv_kept_files_follow_what_the_name_leads_to(
+    escape_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key asked again is served from the file kept open, one stat proving the name
+    still leads to it; a file replaced, removed, re-moded or swapped for a symlink out of
+    the root is judged anew, and disconnect closes what was kept."""
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting(path: str, *a: object, **k: object) -> int:
+        opened.append(str(path))
+        return real_open(path, *a, **k)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        kv = await connect_dir(escape_tree)
+        f = escape_tree / "inside.txt"
+        assert await kv.size("inside.txt") == Ok(6)
+        monkeypatch.setattr(os, "open", counting)
+        r = await kv.read("inside.txt", 0, 100)
+        assert isinstance(r, Ok) and b"".join(r.value) == b"inside"
+        assert await kv.size("inside.txt") == Ok(6)
+        assert opened == []  # served from the kept file
+        f.write_bytes(b"rewritten in place")  # same inode: current through the kept fd
+        assert await kv.size("inside.txt") == Ok(18)
+        new = escape_tree / "new.txt"
+        new.write_bytes(b"replaced")
+        new.replace(f)  # another inode under the name
+        r = await kv.read("inside.txt", 0, 100)
+        assert isinstance(r, Ok) and b"".join(r.value) == b"replaced"
+        assert len(opened) == 1
+        f.chmod(0o600)
+        assert await kv.size("inside.txt") == Ok(8)
+        assert len(opened) == 2  # another mode: opened (and judged) again
+        f.unlink()
+        f.symlink_to(escape_tree.parent / "secret.txt")
+        assert await kv.size("inside.txt") == Error(UnknownKey("inside.txt"))
+        f.unlink()
+        assert await kv.size("inside.txt") == Error(UnknownKey("inside.txt"))
+        assert await kv.size("sub/deep.txt") == Ok(4)
+        fds = set(os.listdir("/proc/self/fd"))
+        await kv.disconnect()
+        assert len(fds - set(os.listdir("/proc/self/fd"))) == 1  # the kept one, closed
+        assert await kv.size("sub/deep.txt") == Error(UnknownKey("sub/deep.txt"))
+
+    asyncio.run(main())

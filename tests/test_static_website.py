@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from examples.static_website import app as web
@@ -195,3 +196,101 @@ def test_idle_keep_alive_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -
             await kv.value.disconnect()
 
     asyncio.run(main())
+
+
+def test_small_response_is_one_write() -> None:
+    """In process on our stack (two stacks on the virtual switch, simulated time): the
+    head and the body of a small file reach the flow in one write. Two writes cost the
+    socket backend two send calls and two segments each way of the loopback (the
+    ``bench/http.py`` gap to the plain asyncio server)."""
+
+    from miragekit import sim
+    from miragekit.console import Console
+    from miragekit.kv import DirKV
+    from miragekit.link import VnetSwitch
+    from miragekit.net import TCP as TCPLayer
+    from miragekit.net import IPv4Stack
+    from miragekit.result import Ok
+
+    page = (SITE / "index.html").read_bytes()
+    writes: list[int] = []
+
+    class Counted:
+        """The server's real flow, its writes counted."""
+
+        def __init__(self, flow: Any) -> None:
+            self._flow = flow
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._flow, name)
+
+        async def write(self, buf: Any) -> Any:
+            writes.append(len(buf))
+            return await self._flow.write(buf)
+
+    async def main() -> None:
+        out = os.open(os.devnull, os.O_WRONLY)
+        c = await Console.connect("console", stdin_fd=None, stdout_fd=out, close_fds=True)
+        kv = await DirKV.connect(str(SITE))
+        assert isinstance(c, Ok) and isinstance(kv, Ok)
+        sw = VnetSwitch()
+        ips = [await IPv4Stack.connect(sw.add_interface(f"h{i}"), cidr=f"10.0.0.{i}/24")
+               for i in (1, 2)]  # fmt: skip
+        client, server = TCPLayer(ips[0].ipv4), TCPLayer(ips[1].ipv4)
+
+        async def serve(flow: Any) -> None:
+            await web.Session(Counted(flow), kv.value, c.value).serve()
+
+        server.listen(80, serve)
+        r = await client.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
+        assert isinstance(r, Ok)
+        flow = r.value
+        for _ in range(2):  # keep-alive: each response one write
+            assert await flow.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == Ok(None)
+            got = b""
+            while not got.endswith(page):
+                rd = await flow.read()
+                assert isinstance(rd, Ok), rd
+                got += bytes(rd.value)
+            assert got.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert writes[-1] == len(got)  # head and body: one write
+        assert len(writes) == 2
+        await flow.close()
+
+    sim.run(main(), seed=1)
+
+
+def test_request_lines_of_one_turn_go_in_one_console_write() -> None:
+    """The console gets the request lines of one turn of the loop in one write, in
+    order, every line ended; lines of a later turn in a later write."""
+    import asyncio
+
+    from miragekit.console import Console
+
+    writes: list[str] = []
+
+    class Counted(Console):
+        async def log_s(self, s: str) -> None:
+            writes.append(s)
+            await super().log_s(s)
+
+    async def main() -> bytes:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        c = Counted("console", stdin_fd=None, stdout_fd=w, close_fds=True)
+        lines = web.LineLog(c)
+        for i in range(3):
+            lines.add(f"line {i}")
+        assert lines.writer is not None
+        await lines.writer
+        lines.add("line 3")
+        assert lines.writer is not None
+        await lines.writer
+        await c.close()
+        out = os.read(r, 4096)
+        os.close(r)
+        return out
+
+    out = asyncio.run(main())
+    assert writes == ["line 0\r\nline 1\r\nline 2", "line 3"]
+    assert out == b"line 0\r\nline 1\r\nline 2\r\nline 3\r\n"

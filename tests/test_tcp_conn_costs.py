@@ -289,3 +289,42 @@ def test_each_connection_has_its_own_counters() -> None:
     assert not any(fresh.stats.values())
     assert conn.stats["segs_in"] == 1 and conn.stats["segs_out"] == 1  # the ACK; the SYN-ACK
     assert fresh.stats is not conn.stats
+
+
+def test_a_read_wakes_the_endpoint_only_to_announce_a_window() -> None:
+    """A read that leaves the window as worth announcing later costs the endpoint
+    nothing (no visit at the next flush); one that opens a closed window puts the
+    connection up for output at once (the window update), and the transfer goes on."""
+    n = 600_000
+
+    async def main() -> None:
+        _, client, server = await two_stacks()
+        ep = server.tcpv4().endpoint
+        dirty: list[bool] = []
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def reader(flow: Any) -> None:
+            key = ep.key_of(flow.connection)
+            total = 0
+            while total < n:
+                r = await flow.read()
+                assert isinstance(r, Ok)
+                dirty.append(key in ep._dirty)
+                total += len(r.value)
+                if total == 2:
+                    await asyncio.sleep(0.3)  # the client fills our receive window
+            done.set_result(total)
+
+        server.listen_tcpv4(port=9, callback=reader)
+        flow = await connect(client, 9)
+        for _ in range(2):
+            await flow.write(b"x")
+            await asyncio.sleep(0.05)
+        await flow.write(bytes(n - 2))
+        assert await asyncio.wait_for(done, 20) == n
+        # The first read announces the scaled window (the SYN's said at most 64 KiB).
+        assert dirty[1] is False  # one more byte read: nothing to announce
+        assert dirty[2] is True  # the full window read at once: announced at once
+        await flow.close()
+
+    asyncio.run(main())

@@ -170,21 +170,66 @@ def test_checksum_all_ones_edge() -> None:
     asyncio.run(main())
 
 
-def test_segments_with_other_options_take_the_general_path() -> None:
+def test_segments_with_other_options_match_the_general_path() -> None:
+    """The handshake's options, SACK blocks, urgent data and unknown options: the TCP
+    header is emitted behind the prebuilt headers, with the same bytes as the general
+    path; only a segment above the MTU is left to it."""
+
     async def main() -> None:
+        ref, ref_link = await _layer()
         ip, _ = await _layer()
         base = TCPRepr(40000, 80, 1, 2, ACK, 100, b"x", timestamp=(1, 2))
+        synack = TCPRepr(80, 40000, 7, 9, SYN | ACK, 65535, b"", 1460, 7, True, (), (3, 4))
         for seg in (
             base._replace(sack_blocks=((5, 9),)),
-            base._replace(flags=SYN | ACK, mss=1460),
+            base._replace(sack_blocks=((5, 9), (11, 20), (30, 31)), payload=b""),
+            synack,
+            synack._replace(timestamp=None, wscale=None, sack_permitted=False),
             base._replace(wscale=7),
             base._replace(sack_permitted=True),
-            base._replace(urgent=1),
+            base._replace(urgent=1, flags=ACK | 0x20),
             base._replace(unknown_options=((30, b"ab"),)),
-            base._replace(payload=bytes(1449)),  # 1449 + 32 + 20 > 1500
         ):
-            assert _fast(ip, seg) is None
+            want = _general(ref, ref_link, seg)
+            got = _fast(ip, seg)
+            assert got is not None and _but_ident(got) == _but_ident(want), seg
+            assert checksum(got[14:34]) == 0
+            _scapy_checks(got)
+        assert _fast(ip, base._replace(payload=bytes(1449))) is None  # 1449 + 32 + 20 > 1500
         assert _fast(ip, base) is not None
+
+    asyncio.run(main())
+
+
+def test_connections_to_one_destination_share_its_headers() -> None:
+    """The driver's cache: the second connection to a peer costs no ARP lookup, and a
+    change of the layer (here the TTL) builds the shared headers again."""
+
+    async def main() -> None:
+        ip, _ = await _layer()
+        now = asyncio.get_running_loop().time()
+        seg = TCPRepr(40000, 80, 1, 2, ACK, 100, b"abc", timestamp=(1, 2))
+        cache: dict[bytes, Any] = {}
+        first = TcpSender(ip, LADDR, RADDR, 40000, 80, cache)
+        assert first.frame(seg, now) is not None
+        calls = 0
+        real = ip.prebuilt_header
+
+        def counted(*a: Any, **k: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return real(*a, **k)
+
+        ip.prebuilt_header = counted  # type: ignore[method-assign]
+        second = TcpSender(ip, LADDR, RADDR, 40001, 80, cache)
+        f = second.frame(seg._replace(src_port=40001), now)
+        assert f is not None and calls == 0 and Ether(f)[TCP].sport == 40001
+        _scapy_checks(f)
+        ip.ttl = 9
+        f = second.frame(seg._replace(src_port=40001), now)
+        assert f is not None and calls == 1 and Ether(f)[IP].ttl == 9
+        f = first.frame(seg, now)  # the rebuilt entry serves the first one too
+        assert f is not None and calls == 1 and Ether(f)[IP].ttl == 9
 
     asyncio.run(main())
 

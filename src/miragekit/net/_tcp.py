@@ -66,6 +66,7 @@ _URG0_NOP_NOP_TS = b"\0\0\x01\x01\x08\x0a"
 # offset, flags, window, urgent pointer, the first option word, TSval, TSecr.
 _RX = struct.Struct("!6s6xHBxH2xH4x4s4sHHIIBBH2xHIII")
 _NOP_NOP_TS_WORD = 0x0101080A
+_TX_IP = struct.Struct("!16sHH4sH8s")  # Ethernet + IPv4 only (TcpSender._frame_emitted)
 _TS_OPT_SUM = 0x0101 + 0x080A
 
 
@@ -178,7 +179,10 @@ class TCPFlow(Generic[A]):
                 return EOF
             if conn.readable:
                 data = conn.receive()
-                self._tcp._poke(self)
+                if conn.poll_at() == 0.0:
+                    # Reading opened the window enough to say so at once; otherwise
+                    # the next segment carries it, and the endpoint has nothing to do.
+                    self._tcp._poke(self)
                 return Ok(memoryview(data))
             if self._error is not None:
                 return Error(self._error)
@@ -334,6 +338,7 @@ class TCP(Generic[A]):
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
             ip.frame_input = self._frame_input
+        self._headers: dict[bytes, _Prebuilt] = {}  # by destination, for the TcpSenders
         if isinstance(ip, IPv4):
             ip.set_packed_handler(PROTO_TCP, self._receive_packed)
             ip.set_error_handler(PROTO_TCP, self._icmp_error)
@@ -568,7 +573,7 @@ class TCP(Generic[A]):
         """The application called into ``flow``'s connection: collect its output soon."""
         conn = flow._conn
         self.endpoint.wake(conn)
-        while (ev := conn.next_event()) is not None:
+        for ev in conn.take_events():
             flow._on_event(ev)
         if flow._done:
             self._flows.pop(id(conn), None)
@@ -614,8 +619,9 @@ class TCP(Generic[A]):
             flows = self._flows
             for conn in ep.take_active():
                 flow = flows.get(id(conn))
-                while (ev := conn.next_event()) is not None:
-                    if flow is not None:
+                evs = conn.take_events()
+                if flow is not None:
+                    for ev in evs:
                         flow._on_event(ev)
                 if self._v6 and flow is not None:
                     self._v6_active(flow)
@@ -691,7 +697,7 @@ class TCP(Generic[A]):
                 if sender is None:
                     if len(senders) >= 4096:
                         senders.clear()  # bounded; a dropped header is rebuilt when needed
-                    sender = senders[key] = TcpSender(ip, *key)
+                    sender = senders[key] = TcpSender(ip, *key, self._headers)
             assert sender is not None
             frame = sender.frame(seg, now)
             if frame is None:
@@ -786,7 +792,7 @@ class TCP(Generic[A]):
         self._learnt_pmtu(conn, addr)
         flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
         self._flows[id(conn)] = flow
-        while (ev := conn.next_event()) is not None:
+        for ev in conn.take_events():
             flow._on_event(ev)
         # The task removes itself from _tasks when it ends (see _serve): cheaper than a
         # done callback, which costs one more loop callback per connection.
@@ -847,10 +853,12 @@ class TcpSender:
     """
 
     __slots__ = (
+        "_addrs",
         "_dport",
         "_eth_ip",
         "_eth_ip_ect",
         "_gen",
+        "_headers",
         "_ident",
         "_ip",
         "_ip_mid",
@@ -863,7 +871,15 @@ class TcpSender:
         "_until",
     )
 
-    def __init__(self, ip: IPv4, laddr: bytes, raddr: bytes, sport: int, dport: int) -> None:
+    def __init__(
+        self,
+        ip: IPv4,
+        laddr: bytes,
+        raddr: bytes,
+        sport: int,
+        dport: int,
+        headers: dict[bytes, _Prebuilt] | None = None,
+    ) -> None:
         if len(laddr) != 4 or len(raddr) != 4:
             raise ValueError("laddr/raddr: need two 4-byte (IPv4) addresses")
         self._ip = ip
@@ -871,33 +887,38 @@ class TcpSender:
         self._raddr = raddr
         self._sport = sport
         self._dport = dport
+        self._headers = headers
         self._gen = -1  # never current: the first frame() refreshes
         self._until = 0.0
         self._eth_ip = b""
         self._eth_ip_ect = b""
         self._ip_mid = b""
+        self._addrs = b""
         self._ports = b""
         self._ip_sum = 0
         self._tcp_sum = 0
         self._ident = ip.next_ident(raddr)  # then counted here (DF: RFC 6864 4.1)
 
     def _refresh(self, now: float) -> bool:
-        """Route and resolve the next hop again; False when either fails."""
+        """Route and resolve the next hop again; False when either fails. The headers to
+        one destination are shared by its connections (``headers``, kept by the driver):
+        a new connection to a known peer costs no route or ARP lookup."""
         ip = self._ip
-        r = ip.prebuilt_header(self._raddr, PROTO_TCP, now, df=True)  # RFC 1191
-        if r is None:
-            return False
-        hdr, self._until = r
-        self._eth_ip = hdr[:16]  # MACs, ethertype, version and header length, TOS
-        self._eth_ip_ect = hdr[:15] + bytes((hdr[15] | 2,))  # the same, ECT(0) (RFC 3168)
-        self._ip_mid = hdr[20:24]  # flags and fragment offset, TTL, protocol
-        self._ports = hdr[26:34] + self._sport.to_bytes(2, "big") + self._dport.to_bytes(2, "big")
-        # The IPv4 header's words but length, ident and checksum (zero there); the TCP
-        # pseudo-header and ports. 2**16 == 1 (mod 0xFFFF): a run of bytes adds as its words.
-        self._ip_sum = int.from_bytes(hdr[14:34], "big") % 0xFFFF
-        self._tcp_sum = int.from_bytes(self._laddr, "big") + int.from_bytes(self._raddr, "big")
-        self._tcp_sum += PROTO_TCP + self._sport + self._dport
-        self._gen = ip.generation  # after the lookup, which may have expired an entry
+        cache = self._headers
+        pre = None if cache is None else cache.get(self._raddr)
+        if pre is None or pre[0] != ip.generation or now >= pre[1]:
+            pre = _prebuild(ip, self._raddr, now)
+            if pre is None:
+                return False
+            if cache is not None:
+                if len(cache) >= 1024:
+                    cache.clear()  # bounded; a dropped entry is built again when needed
+                cache[self._raddr] = pre
+        self._gen, self._until, self._eth_ip, self._ip_mid, self._addrs, self._ip_sum, asum = pre
+        eth_ip = self._eth_ip
+        self._eth_ip_ect = eth_ip[:15] + bytes((eth_ip[15] | 2,))  # the same, ECT(0) (RFC 3168)
+        self._ports = self._addrs + self._sport.to_bytes(2, "big") + self._dport.to_bytes(2, "big")
+        self._tcp_sum = asum + self._sport + self._dport
         return True
 
     def frame(self, seg: TCPRepr, now: float) -> bytes | None:
@@ -908,7 +929,7 @@ class TcpSender:
             return None
         fields = plain_fields(seg)
         if fields is None:
-            return None
+            return self._frame_emitted(seg)
         seq, ack, flags, window, payload, ts, ecn = fields
         if ecn and ecn != 2:
             return None  # only ECT(0) is prebuilt
@@ -938,6 +959,43 @@ class TcpSender:
             csum = 0xFFFF - r if r else 0
             hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
         return hdr + payload if plen else hdr
+
+    def _frame_emitted(self, seg: TCPRepr) -> bytes | None:
+        """A segment with other options (the handshake's, SACK blocks) or urgent data:
+        the TCP header written by :meth:`TCPRepr.emit` behind the prebuilt headers."""
+        ecn = seg.ecn
+        n = seg.buffer_len()
+        tl = 20 + n
+        if tl > self._ip.mtu or (ecn and ecn != 2):
+            return None  # only ECT(0) is prebuilt
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        r = (self._ip_sum + tl + ident + ecn) % 0xFFFF
+        buf = bytearray(34 + n)
+        eth_ip = self._eth_ip_ect if ecn else self._eth_ip
+        _TX_IP.pack_into(
+            buf, 0, eth_ip, tl, ident, self._ip_mid, 0xFFFF - r if r else 0, self._addrs
+        )
+        seg.emit(memoryview(buf)[34:], self._laddr, self._raddr)
+        return bytes(buf)
+
+
+# What a connection's headers share with every other connection to the same destination
+# (TcpSender._refresh): generation and until when valid, the Ethernet and IPv4 header's
+# fixed runs (MACs to TOS; flags to protocol; the addresses), the IPv4 header's sum but
+# length and ident, and the TCP pseudo-header's sum but length (addresses, protocol).
+_Prebuilt = tuple[int, float, bytes, bytes, bytes, int, int]
+
+
+def _prebuild(ip: IPv4, raddr: bytes, now: float) -> _Prebuilt | None:
+    r = ip.prebuilt_header(raddr, PROTO_TCP, now, df=True)  # RFC 1191
+    if r is None:
+        return None
+    hdr, until = r
+    # 2**16 == 1 (mod 0xFFFF): a run of bytes adds as its words.
+    ip_sum = int.from_bytes(hdr[14:34], "big") % 0xFFFF
+    addr_sum = int.from_bytes(hdr[26:30], "big") + int.from_bytes(raddr, "big") + PROTO_TCP
+    # The generation after the lookup, which may have expired an entry and so moved it.
+    return ip.generation, until, hdr[:16], hdr[20:24], hdr[26:34], ip_sum, addr_sum
 
 
 _c_tcp: type[TCPProtocol[Addr]] = TCP[Addr]

@@ -47,7 +47,7 @@ from ._rtt import RttEstimator
 from ._sack import DUP_THRESH, RetransmitLedger, Scoreboard
 from ._sendbuf import SendBuffer
 from .congestion import CongestionControl, new_controller
-from .seqnum import MASK, seq_lt
+from .seqnum import HALF, MASK
 
 __all__ = ["Connection", "State"]
 
@@ -634,6 +634,14 @@ class Connection:
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
 
+    def take_events(self) -> list[Event]:
+        """Every pending event at once, oldest first (one call where draining with
+        :meth:`next_event` takes one per event and one more)."""
+        evs = self._events
+        if evs:
+            self._events = []
+        return evs
+
     # ------------------------------------------------------------------ timers
 
     def poll_at(self) -> float | None:
@@ -840,7 +848,7 @@ class Connection:
             self._ts_on
             and ts is not None
             and not flags & RST
-            and seq_lt(ts[0], self._ts_recent)
+            and ((ts[0] - self._ts_recent) & MASK) > HALF  # older than TS.Recent
             and now - self._ts_recent_at < _PAWS_IDLE
         ):
             self.stats["dropped"] += 1
@@ -910,7 +918,7 @@ class Connection:
             self._ts_on
             and ts is not None
             and seq <= self._last_ack_sent
-            and not seq_lt(ts[0], self._ts_recent)
+            and ((ts[0] - self._ts_recent) & MASK) <= HALF  # not older than TS.Recent
         ):
             self._ts_recent = ts[0]
             self._ts_recent_at = now
@@ -1442,10 +1450,12 @@ class Connection:
         if cur < 0:
             cur = 0
         # Receiver SWS avoidance (RFC 9293 3.8.6.2.2): open only by a worthwhile amount.
-        small = free <= cur or free - cur < min(cfg.recv_buffer // 2, self._smss)
-        wnd = cur if small else free
+        worth = cfg.recv_buffer // 2
+        if self._smss < worth:
+            worth = self._smss
+        wnd = cur if free <= cur or free - cur < worth else free
         if syn:
-            field = min(wnd, 65535)
+            field = wnd if wnd < 65535 else 65535
             self._rcv_adv = rcv_nxt + field
             return field
         shift = self._rcv_wscale
@@ -1551,7 +1561,17 @@ class Connection:
             if st == SYN_RECEIVED and self._tfo is not None and self._tfo.acked:
                 self._send_early(now, out)
         elif st in _SENDING:
-            self._send_data(now, out)
+            # Most calls (after an ACK, a read) find nothing new to send and no control
+            # segment queued: skip the walk, which would send nothing and arm nothing.
+            fin_end = self._snd_buf_seq + len(self._sndbuf) + self._fin_queued
+            if (
+                out
+                or self._snd_nxt < fin_end
+                or self._rexmit
+                or self._tlp_probe
+                or self._in_recovery
+            ):
+                self._send_data(now, out)
         if self._ack_now and st != SYN_SENT:
             out.append(self._make(ACK, self._snd_nxt, b"", now))
         if self._ecn is not None and out:

@@ -74,7 +74,8 @@ class RttEstimator:
 
     def timeout(self) -> float:
         """The timeout to arm now: RTO doubled once per unanswered expiry (RFC 6298 5.5)."""
-        return min(self._base * (1 << self.backoff), self.max_rto)
+        t = self._base * (1 << self.backoff) if self.backoff else self._base
+        return t if t < self.max_rto else self.max_rto  # min() costs a call per ACK
 
     def on_expiry(self) -> None:
         if self._base * (1 << self.backoff) < self.max_rto:
