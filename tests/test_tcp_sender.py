@@ -189,6 +189,7 @@ def test_segments_with_other_options_match_the_general_path() -> None:
             base._replace(sack_permitted=True),
             base._replace(urgent=1, flags=ACK | 0x20),
             base._replace(unknown_options=((30, b"ab"),)),
+            base._replace(sack_blocks=((5, 9),), ecn=2),  # ECT(0) data with SACK (RFC 3168)
         ):
             want = _general(ref, ref_link, seg)
             got = _fast(ip, seg)
@@ -197,6 +198,7 @@ def test_segments_with_other_options_match_the_general_path() -> None:
             _scapy_checks(got)
         assert _fast(ip, base._replace(payload=bytes(1449))) is None  # 1449 + 32 + 20 > 1500
         assert _fast(ip, base) is not None
+        assert _fast(ip, base._replace(sack_blocks=((5, 9),), ecn=3)) is None  # CE: general
 
     asyncio.run(main())
 
