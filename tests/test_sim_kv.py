@@ -50,15 +50,21 @@ def test_replicating_first_keeps_every_acknowledged_write(seed: int) -> None:
 
 
 def test_the_command_names_the_seed_and_how_to_replay_it(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     assert scenario.main(["--unsafe-ack", "--seeds", "1"]) == 1  # seed 0 loses writes
     out = capsys.readouterr().out
     assert "seed   0:" in out and " LOST (" in out
     assert "python -m examples.sim_kv.scenario --unsafe-ack --seed 0" in out
-    assert scenario.main(["--seed", "0"]) == 0
+    pcap = tmp_path / "kv.pcap"
+    assert scenario.main(["--seed", "0", "--capture", str(pcap)]) == 0
     out = capsys.readouterr().out
     assert "crash n1" in out and "none lost" in out
+    assert pcap.read_bytes()[:4] == b"\xd4\xc3\xb2\xa1" and pcap.stat().st_size > 100_000
+    with pytest.raises(SystemExit) as e:
+        scenario.main(["--capture", str(pcap)])
+    assert e.value.code == 2
+    assert "--capture needs --seed" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         scenario.main(["--seeds", "0"])
     assert e.value.code == 2

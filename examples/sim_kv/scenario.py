@@ -11,6 +11,7 @@ Run from the repository's root::
 
     python -m examples.sim_kv.scenario --seeds 10              # search seeds 0-9
     python -m examples.sim_kv.scenario --unsafe-ack --seed 3   # replay one, with events
+    python -m examples.sim_kv.scenario --seed 3 --capture kv.pcap   # and record it
 
 The exit status is 1 when an acknowledged write was lost.
 """
@@ -68,8 +69,9 @@ class Outcome:
     report: sim.Report
 
 
-def run(seed: int, *, unsafe_ack: bool = False) -> Outcome:
-    """One run of the scenario; the same seed gives the same outcome."""
+def run(seed: int, *, unsafe_ack: bool = False, capture: str | None = None) -> Outcome:
+    """One run of the scenario; the same seed gives the same outcome (and the same
+    ``capture``, a pcap of every frame, if asked for)."""
     f = faults(seed)
     net = sim.Network(seed=seed, link=LinkParams(latency=0.001, loss=0.01))
     for name in NODES:
@@ -81,6 +83,8 @@ def run(seed: int, *, unsafe_ack: bool = False) -> Outcome:
     net.partition(["n2", "n3"], at=f.partition_at)  # the others stay together
     net.heal(at=f.heal_at)
     net.crash("n1", at=f.crash_at)
+    if capture is not None:
+        net.capture(capture)
     report = net.run(until=UNTIL)
     ended = [report[h] for h in [*CLIENTS, "mon"]]
     if any(h.state != "returned" for h in ended):
@@ -113,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     which = ap.add_mutually_exclusive_group()
     which.add_argument("--seed", type=int, help="run this seed and print its events")
     which.add_argument("--seeds", type=int, default=10, help="run seeds 0 to N-1 (10)")
+    ap.add_argument("--capture", metavar="FILE", help="with --seed: a pcap of the segment")
     a = ap.parse_args(argv)
     flag = " --unsafe-ack" if a.unsafe_ack else ""
+    if a.capture is not None and a.seed is None:
+        ap.error("--capture needs --seed")
     if a.seed is not None:
-        o = run(a.seed, unsafe_ack=a.unsafe_ack)
+        o = run(a.seed, unsafe_ack=a.unsafe_ack, capture=a.capture)
         for t, text in o.report.events:
             print(f"{t:8.3f}  {text}")
         print(summary(o))
