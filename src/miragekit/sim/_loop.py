@@ -23,7 +23,7 @@ import random
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine
-from contextvars import Context
+from contextvars import Context, copy_context
 from types import EllipsisType
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
@@ -51,29 +51,69 @@ TEARDOWN_GRACE = 5.0
 _TEARDOWN_ROUNDS = 10
 
 
-class _SimTimerHandle(asyncio.TimerHandle):
-    """A timer ordered by (deadline, scheduling order), so equal deadlines are FIFO."""
+class _Handle(asyncio.Handle):
+    """A callback for the ready queue, made without the debug-mode bookkeeping (a loop in
+    debug mode makes asyncio's own): the loop makes one for every frame, timer and task
+    step, so each saved call counts."""
 
-    __slots__ = ("_seq",)
+    __slots__ = ()
+    _callback: Callable[..., object]
+    _args: tuple[Any, ...]
+    _cancelled: bool
+    _loop: asyncio.AbstractEventLoop
+    _source_traceback: object
+    _repr: str | None
+    _context: Context
 
     def __init__(
         self,
-        when: float,
-        seq: int,
         callback: Callable[..., object],
         args: tuple[Any, ...],
         loop: asyncio.AbstractEventLoop,
         context: Context | None,
     ) -> None:
-        super().__init__(when, callback, args, loop, context)
-        self._seq = seq
+        self._context = copy_context() if context is None else context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        self._source_traceback = None
 
-    def __lt__(self, other: asyncio.TimerHandle) -> bool:
-        if isinstance(other, _SimTimerHandle):
-            if self._when == other._when:  # type: ignore[attr-defined]
-                return self._seq < other._seq
-            return bool(self._when < other._when)  # type: ignore[attr-defined]
-        return super().__lt__(other)
+
+class _Timer(asyncio.TimerHandle):
+    """A timer made as :class:`_Handle` is. The heap holds ``(when, seq, timer)``, so
+    equal deadlines run in the order they were scheduled and ordering costs no Python
+    call (asyncio's own heap compares handles with ``__lt__``)."""
+
+    __slots__ = ()
+    _callback: Callable[..., object]
+    _args: tuple[Any, ...]
+    _cancelled: bool
+    _loop: asyncio.AbstractEventLoop
+    _source_traceback: object
+    _repr: str | None
+    _context: Context
+    _when: float
+    _scheduled: bool
+
+    def __init__(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: asyncio.AbstractEventLoop,
+        context: Context | None,
+    ) -> None:
+        self._context = copy_context() if context is None else context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        self._source_traceback = None
+        self._when = when
+        self._scheduled = True
 
 
 class SimDeadlock(RuntimeError):
@@ -96,7 +136,9 @@ class SimLoop(asyncio.SelectorEventLoop):
 
     # asyncio's private state that this loop drives (set by BaseEventLoop.__init__).
     _ready: deque[asyncio.Handle]
-    _scheduled: list[asyncio.TimerHandle]
+    _scheduled: list[tuple[float, int, asyncio.TimerHandle]]  # a heap, see _Timer
+    _debug: bool
+    _closed: bool
     _stopping: bool
     _timer_cancelled_count: int
     _selector: Any
@@ -162,11 +204,29 @@ class SimLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.TimerHandle:
         if when is None:
             raise TypeError("when cannot be None")
-        self._check_closed()  # type: ignore[attr-defined]
-        timer = _SimTimerHandle(when, next(self._timer_seq), callback, args, self, context)
-        heapq.heappush(self._scheduled, timer)
-        timer._scheduled = True  # type: ignore[attr-defined]
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            timer: asyncio.TimerHandle = asyncio.TimerHandle(when, callback, args, self, context)
+            timer._scheduled = True  # type: ignore[attr-defined]
+        else:
+            timer = _Timer(when, callback, args, self, context)
+        heapq.heappush(self._scheduled, (when, next(self._timer_seq), timer))
         return timer
+
+    def call_soon(
+        self,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: Context | None = None,
+    ) -> asyncio.Handle:
+        if self._debug:
+            return super().call_soon(callback, *args, context=context)
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        handle = _Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
 
     def _make_task(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
@@ -201,18 +261,19 @@ class SimLoop(asyncio.SelectorEventLoop):
         n = len(scheduled)
         if n > _PURGE_MIN and self._timer_cancelled_count > n * _PURGE_FRACTION:
             keep = []
-            for h in scheduled:
+            for entry in scheduled:
+                h = entry[2]
                 if h._cancelled:
                     h._scheduled = False  # type: ignore[attr-defined]
                 else:
-                    keep.append(h)
+                    keep.append(entry)
             heapq.heapify(keep)
             self._scheduled = keep
             self._timer_cancelled_count = 0
             return
-        while scheduled and scheduled[0]._cancelled:
+        while scheduled and scheduled[0][2]._cancelled:
             self._timer_cancelled_count -= 1
-            h = heapq.heappop(scheduled)
+            h = heapq.heappop(scheduled)[2]
             h._scheduled = False  # type: ignore[attr-defined]
 
     def _run_once(self) -> None:
@@ -234,22 +295,25 @@ class SimLoop(asyncio.SelectorEventLoop):
                     f"is scheduled, and no I/O arrived for {self._idle_timeout}s "
                     f"(waiting: {self._waiting()}; idle_timeout=None waits for ever)"
                 )
-        self._process_events(events)  # type: ignore[attr-defined]
+        if events:
+            self._process_events(events)  # type: ignore[attr-defined]
         del events
         if not ready and not self._stopping and scheduled:
             # Idle: jump to the next deadline instead of sleeping.
-            when = scheduled[0]._when  # type: ignore[attr-defined]
+            when = scheduled[0][0]
             if when > self._now:
                 if self._teardown_until is not None and when > self._teardown_until:
                     raise _TeardownStuck
                 self._now = when
         now = self._now
-        while scheduled and scheduled[0]._when <= now:  # type: ignore[attr-defined]
-            h = heapq.heappop(scheduled)
+        heappop = heapq.heappop
+        while scheduled and scheduled[0][0] <= now:
+            h = heappop(scheduled)[2]
             h._scheduled = False  # type: ignore[attr-defined]
             ready.append(h)
+        popleft = ready.popleft
         for _ in range(len(ready)):
-            handle = ready.popleft()
+            handle = popleft()
             if handle._cancelled:
                 continue
             handle._run()
