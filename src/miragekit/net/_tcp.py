@@ -168,7 +168,11 @@ class TCPFlow(Generic[A]):
                 return EOF
             if conn.readable:
                 data = conn.receive()
-                self._tcp._poke(self)
+                if conn.poll_at() == 0.0:
+                    # The read opened the window enough to announce: send the update.
+                    # Otherwise reading changes nothing the driver must act on, and a
+                    # flush per read would cost a loop turn for nothing.
+                    self._tcp._poke(self)
                 return Ok(memoryview(data))
             if self._error is not None:
                 return Error(self._error)
