@@ -52,49 +52,38 @@ TEARDOWN_GRACE = 5.0
 _TEARDOWN_ROUNDS = 10
 
 
+def _lean_init(
+    self: Any,
+    callback: Callable[..., object],
+    args: tuple[Any, ...],
+    loop: asyncio.AbstractEventLoop,
+    context: Context | None = None,
+) -> None:
+    """What ``asyncio.Handle.__init__`` does, without its debug-mode bookkeeping (a loop
+    in debug mode makes asyncio's own handles): the loop makes a handle for every frame,
+    timer and task step, so each saved call counts."""
+    self._context = copy_context() if context is None else context
+    self._loop = loop
+    self._callback = callback
+    self._args = args
+    self._cancelled = False
+    self._repr = None
+    self._source_traceback = None
+
+
 class _Handle(asyncio.Handle):
-    """A callback for the ready queue, made without the debug-mode bookkeeping (a loop in
-    debug mode makes asyncio's own): the loop makes one for every frame, timer and task
-    step, so each saved call counts."""
+    """A callback for the ready queue, made by :func:`_lean_init`."""
 
     __slots__ = ()
-    _callback: Callable[..., object]
-    _args: tuple[Any, ...]
-    _cancelled: bool
-    _loop: asyncio.AbstractEventLoop
-    _source_traceback: object
-    _repr: str | None
-    _context: Context
-
-    def __init__(
-        self,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        loop: asyncio.AbstractEventLoop,
-        context: Context | None,
-    ) -> None:
-        self._context = copy_context() if context is None else context
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
+    __init__ = _lean_init
 
 
 class _Timer(asyncio.TimerHandle):
-    """A timer made as :class:`_Handle` is. The heap holds ``(when, seq, timer)``, so
+    """A timer made by :func:`_lean_init`. The heap holds ``(when, seq, timer)``, so
     equal deadlines run in the order they were scheduled and ordering costs no Python
     call (asyncio's own heap compares handles with ``__lt__``)."""
 
     __slots__ = ()
-    _callback: Callable[..., object]
-    _args: tuple[Any, ...]
-    _cancelled: bool
-    _loop: asyncio.AbstractEventLoop
-    _source_traceback: object
-    _repr: str | None
-    _context: Context
     _when: float
     _scheduled: bool
 
@@ -106,13 +95,7 @@ class _Timer(asyncio.TimerHandle):
         loop: asyncio.AbstractEventLoop,
         context: Context | None,
     ) -> None:
-        self._context = copy_context() if context is None else context
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
+        _lean_init(self, callback, args, loop, context)
         self._when = when
         self._scheduled = True
 
@@ -225,7 +208,7 @@ class SimLoop(asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        handle = _Handle(callback, args, self, context)
+        handle: asyncio.Handle = _Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
 
