@@ -2,19 +2,25 @@
 second over 1% loss, in virtual time.
 
 Run: ``python bench/sim_cluster.py [--hosts 50] [--conns 980] [--seconds 60]
-[--loss 0.01]``. Two ways of building the same workload run in the same process, one
-after the other:
+[--loss 0.01] [--before REV]``. Two ways of building the same workload run in the same
+process, one after the other:
 
 * ``by hand`` (the reference): ``DirectStackV4``s on a ``VnetSwitch`` under ``sim.run``,
   talking through ``miragekit.aio`` streams;
 * ``sim.Network``: the same hosts as ``sim.Network`` hosts whose ``main`` is unmodified
   asyncio code (``asyncio.start_server``, ``asyncio.open_connection`` by host name).
 
+``--before REV`` first runs the ``sim.Network`` way on the sources of git revision REV
+(exported to a temporary directory, run in a subprocess with ``--src``), so a change
+is measured against what it changed, in the same run.
+
 Connection ``i`` goes from host ``i % hosts`` to host ``(i % hosts + 1 + i // hosts) %
 hosts``, so every host serves and connects; each host opens its connections one after
 the other, all hosts at once. Each connection sends 100 bytes every simulated second
-and reads the echo. Shown: wall time, echoes (round trips completed),
-echoes per wall second, and how many times faster than real time the simulation ran.
+and reads the echo. Shown: wall time, CPU time of the process
+(less sensitive than wall time to other work on the machine), echoes (round trips
+completed), echoes per wall second, and how many times faster than real time the
+simulation ran.
 Writes bench/results/sim_cluster.json.
 """
 
@@ -22,14 +28,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+# --src DIR: import miragekit from DIR (another revision's sources, see --before).
+_SRC = sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv[:-1] else str(ROOT / "src")
+sys.path.insert(0, _SRC)
 
 from miragekit import aio, sim  # noqa: E402
 from miragekit.link import LinkParams, VnetSwitch  # noqa: E402
@@ -124,32 +136,61 @@ def with_network(hosts: int, conns: int, seconds: float, loss: float) -> int:
     return n[0]
 
 
+def measure(name: str, fn: Any, a: argparse.Namespace) -> dict[str, Any]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    echoes = fn(a.hosts, a.conns, a.seconds, a.loss)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "how": name,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "echoes": echoes,
+        "echoes_per_wall_s": round(echoes / wall),
+        "x_real_time": round(a.seconds / wall, 2),
+    }
+
+
+def before(rev: str, a: argparse.Namespace) -> dict[str, Any]:
+    """The sim.Network row on revision ``rev``'s sources, in a subprocess."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=False
+        )
+        if archive.returncode:
+            sys.exit(f"--before {rev}: {archive.stderr.decode().strip()}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        args = [sys.executable, __file__, "--src", f"{tmp}/src", "--network-only"]
+        args += [f"--{k}={getattr(a, k)}" for k in ("hosts", "conns", "seconds", "loss")]
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    row: dict[str, Any] = json.loads(out)
+    row["how"] = f"sim.Network at {rev}"
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hosts", type=int, default=50)
     ap.add_argument("--conns", type=int, default=980)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--loss", type=float, default=0.01)
+    ap.add_argument("--before", metavar="REV", help="also sim.Network on git revision REV")
+    ap.add_argument("--src", help=argparse.SUPPRESS)
+    ap.add_argument("--network-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    rows = []
+    if a.network_only:  # one JSON row, for --before
+        print(json.dumps(measure("sim.Network", with_network, a)))
+        return
+    rows = [] if a.before is None else [before(a.before, a)]
     for name, fn in (("by hand (reference)", by_hand), ("sim.Network", with_network)):
-        t0 = time.perf_counter()
-        echoes = fn(a.hosts, a.conns, a.seconds, a.loss)
-        wall = time.perf_counter() - t0
-        rows.append(
-            {
-                "how": name,
-                "wall_s": round(wall, 2),
-                "echoes": echoes,
-                "echoes_per_wall_s": round(echoes / wall),
-                "x_real_time": round(a.seconds / wall, 2),
-            }
-        )
+        rows.append(measure(name, fn, a))
     print(f"{a.hosts} hosts, {a.conns} connections, {a.seconds:g} simulated s, loss {a.loss}")
-    print(f"{'how':<22} {'wall s':>8} {'echoes':>8} {'echoes/s':>9} {'x real time':>12}")
+    print(
+        f"{'how':<26} {'wall s':>8} {'CPU s':>8} {'echoes':>8} {'echoes/s':>9} {'x real time':>12}"
+    )
     for r in rows:
         print(
-            f"{r['how']:<22} {r['wall_s']:>8} {r['echoes']:>8} "
+            f"{r['how']:<26} {r['wall_s']:>8} {r['cpu_s']:>8} {r['echoes']:>8} "
             f"{r['echoes_per_wall_s']:>9} {r['x_real_time']:>12}"
         )
     out = ROOT / "bench" / "results"

@@ -77,6 +77,8 @@ class LinkParams:
     queue_frames: int = 1000
     up: bool = True
     ideal: bool = field(default=True, init=False, repr=False, compare=False)
+    plain: bool = field(default=True, init=False, repr=False, compare=False)
+    """Up, and at most ``latency`` and independent ``loss``: :func:`impair`'s short path."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -85,25 +87,26 @@ class LinkParams:
         self._update_ideal()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name != "ideal":
+        if name not in ("ideal", "plain"):
             _check_param(name, value)
         object.__setattr__(self, name, value)
-        if name != "ideal" and hasattr(self, "ideal"):
+        if name not in ("ideal", "plain") and hasattr(self, "plain"):
             self._update_ideal()
 
     def _update_ideal(self) -> None:
-        ideal = (
+        plain = (
             self.up
-            and self.latency == 0
             and self.jitter == 0
-            and self.loss == 0
+            and self.loss_burst == 1
             and self.duplicate == 0
             and self.reorder == 0
             and self.corrupt == 0
             and self.mark == 0
+            and not self.ecn
             and self.rate is None
         )
-        object.__setattr__(self, "ideal", ideal)
+        object.__setattr__(self, "plain", plain)
+        object.__setattr__(self, "ideal", plain and self.latency == 0 and self.loss == 0)
 
 
 def _check_param(name: str, value: Any) -> None:
@@ -209,6 +212,21 @@ def impair(
     which other frames were dropped, queued or timed out before it.
     """
     r = d.rng.random
+    if link.plain:
+        # The same draws and the same outcome as below, with only what such a link uses.
+        lost = r() < link.loss
+        r(), r(), r(), r(), r(), r()
+        if lost:
+            c.dropped_loss += 1
+            return
+        t = loop.time() + link.latency
+        if t < d.last_arrival:
+            t = d.last_arrival
+        d.last_arrival = t
+        d.fifo.append((t, data))
+        if d.timer is None:
+            d.timer = loop.call_at(t, d.drain, context=contextvars.Context())
+        return
     u_loss, u_mark, u_corrupt, u_bit, u_jitter, u_dup, u_reorder = (
         r(), r(), r(), r(), r(), r(), r(),
     )  # fmt: skip

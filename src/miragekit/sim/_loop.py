@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
 import itertools
 import random
 import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine
-from contextvars import Context
+from collections.abc import Callable, Coroutine, Iterator
+from contextvars import Context, copy_context
 from types import EllipsisType
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
@@ -51,29 +52,52 @@ TEARDOWN_GRACE = 5.0
 _TEARDOWN_ROUNDS = 10
 
 
-class _SimTimerHandle(asyncio.TimerHandle):
-    """A timer ordered by (deadline, scheduling order), so equal deadlines are FIFO."""
+def _lean_init(
+    self: Any,
+    callback: Callable[..., object],
+    args: tuple[Any, ...],
+    loop: asyncio.AbstractEventLoop,
+    context: Context | None = None,
+) -> None:
+    """What ``asyncio.Handle.__init__`` does, without its debug-mode bookkeeping (a loop
+    in debug mode makes asyncio's own handles): the loop makes a handle for every frame,
+    timer and task step, so each saved call counts."""
+    self._context = copy_context() if context is None else context
+    self._loop = loop
+    self._callback = callback
+    self._args = args
+    self._cancelled = False
+    self._repr = None
+    self._source_traceback = None
 
-    __slots__ = ("_seq",)
+
+class _Handle(asyncio.Handle):
+    """A callback for the ready queue, made by :func:`_lean_init`."""
+
+    __slots__ = ()
+    __init__ = _lean_init
+
+
+class _Timer(asyncio.TimerHandle):
+    """A timer made by :func:`_lean_init`. The heap holds ``(when, seq, timer)``, so
+    equal deadlines run in the order they were scheduled and ordering costs no Python
+    call (asyncio's own heap compares handles with ``__lt__``)."""
+
+    __slots__ = ()
+    _when: float
+    _scheduled: bool
 
     def __init__(
         self,
         when: float,
-        seq: int,
         callback: Callable[..., object],
         args: tuple[Any, ...],
         loop: asyncio.AbstractEventLoop,
         context: Context | None,
     ) -> None:
-        super().__init__(when, callback, args, loop, context)
-        self._seq = seq
-
-    def __lt__(self, other: asyncio.TimerHandle) -> bool:
-        if isinstance(other, _SimTimerHandle):
-            if self._when == other._when:  # type: ignore[attr-defined]
-                return self._seq < other._seq
-            return bool(self._when < other._when)  # type: ignore[attr-defined]
-        return super().__lt__(other)
+        _lean_init(self, callback, args, loop, context)
+        self._when = when
+        self._scheduled = True
 
 
 class SimDeadlock(RuntimeError):
@@ -96,7 +120,9 @@ class SimLoop(asyncio.SelectorEventLoop):
 
     # asyncio's private state that this loop drives (set by BaseEventLoop.__init__).
     _ready: deque[asyncio.Handle]
-    _scheduled: list[asyncio.TimerHandle]
+    _scheduled: list[tuple[float, int, asyncio.TimerHandle]]  # a heap, see _Timer
+    _debug: bool
+    _closed: bool
     _stopping: bool
     _timer_cancelled_count: int
     _selector: Any
@@ -162,11 +188,29 @@ class SimLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.TimerHandle:
         if when is None:
             raise TypeError("when cannot be None")
-        self._check_closed()  # type: ignore[attr-defined]
-        timer = _SimTimerHandle(when, next(self._timer_seq), callback, args, self, context)
-        heapq.heappush(self._scheduled, timer)
-        timer._scheduled = True  # type: ignore[attr-defined]
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            timer: asyncio.TimerHandle = asyncio.TimerHandle(when, callback, args, self, context)
+            timer._scheduled = True  # type: ignore[attr-defined]
+        else:
+            timer = _Timer(when, callback, args, self, context)
+        heapq.heappush(self._scheduled, (when, next(self._timer_seq), timer))
         return timer
+
+    def call_soon(
+        self,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: Context | None = None,
+    ) -> asyncio.Handle:
+        if self._debug:
+            return super().call_soon(callback, *args, context=context)
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        handle: asyncio.Handle = _Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
 
     def _make_task(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
@@ -201,18 +245,19 @@ class SimLoop(asyncio.SelectorEventLoop):
         n = len(scheduled)
         if n > _PURGE_MIN and self._timer_cancelled_count > n * _PURGE_FRACTION:
             keep = []
-            for h in scheduled:
+            for entry in scheduled:
+                h = entry[2]
                 if h._cancelled:
                     h._scheduled = False  # type: ignore[attr-defined]
                 else:
-                    keep.append(h)
+                    keep.append(entry)
             heapq.heapify(keep)
             self._scheduled = keep
             self._timer_cancelled_count = 0
             return
-        while scheduled and scheduled[0]._cancelled:
+        while scheduled and scheduled[0][2]._cancelled:
             self._timer_cancelled_count -= 1
-            h = heapq.heappop(scheduled)
+            h = heapq.heappop(scheduled)[2]
             h._scheduled = False  # type: ignore[attr-defined]
 
     def _run_once(self) -> None:
@@ -234,22 +279,25 @@ class SimLoop(asyncio.SelectorEventLoop):
                     f"is scheduled, and no I/O arrived for {self._idle_timeout}s "
                     f"(waiting: {self._waiting()}; idle_timeout=None waits for ever)"
                 )
-        self._process_events(events)  # type: ignore[attr-defined]
+        if events:
+            self._process_events(events)  # type: ignore[attr-defined]
         del events
         if not ready and not self._stopping and scheduled:
             # Idle: jump to the next deadline instead of sleeping.
-            when = scheduled[0]._when  # type: ignore[attr-defined]
+            when = scheduled[0][0]
             if when > self._now:
                 if self._teardown_until is not None and when > self._teardown_until:
                     raise _TeardownStuck
                 self._now = when
         now = self._now
-        while scheduled and scheduled[0]._when <= now:  # type: ignore[attr-defined]
-            h = heapq.heappop(scheduled)
+        heappop = heapq.heappop
+        while scheduled and scheduled[0][0] <= now:
+            h = heappop(scheduled)[2]
             h._scheduled = False  # type: ignore[attr-defined]
             ready.append(h)
+        popleft = ready.popleft
         for _ in range(len(ready)):
-            handle = ready.popleft()
+            handle = popleft()
             if handle._cancelled:
                 continue
             handle._run()
@@ -337,17 +385,62 @@ def run(
 
 def run_on(loop: SimLoop, main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` on ``loop`` as :func:`run` does (then clean up and close ``loop``)."""
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(main)
-    finally:
+    # The collector's settings come back once the loop is closed: a collection that
+    # finalises a forgotten StreamWriter then starts nothing on this loop.
+    with _collector_for_simulation():
+        asyncio.set_event_loop(loop)
         try:
-            _cancel_leftovers(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            return loop.run_until_complete(main)
         finally:
-            asyncio.set_event_loop(None)
-            loop.close()
+            try:
+                _cancel_leftovers(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+
+#: Young-generation threshold of the cyclic garbage collector during a run.
+_GC_YOUNG = 10_000
+
+
+@contextlib.contextmanager
+def _collector_for_simulation() -> Iterator[None]:
+    """Tune Python's cyclic garbage collector for the length of a run.
+
+    Why: a simulation holds a large heap that changes slowly (stacks, connections,
+    tasks) and makes a stream of objects that live for a while of virtual time (frames
+    on the wire, timers, the futures of sleeping tasks). They reach the oldest
+    generation and trigger full collections, each of which walks the whole heap again:
+    at 500 hosts that was a third of the run. During a run young collections come less
+    often, and what survives a full collection is frozen (:func:`gc.freeze`), so the
+    next one walks only newer objects (cyclic garbage among frozen objects waits for
+    the end of the run). When the run ends everything is unfrozen and the thresholds
+    are restored. Nothing changes when the collector is disabled or something else
+    froze objects already.
+    """
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield
+        return
+    old = gc.get_threshold()
+    froze = False
+
+    def freeze(phase: str, info: dict[str, int]) -> None:
+        nonlocal froze
+        if phase == "stop" and info["generation"] == 2:
+            gc.freeze()
+            froze = True
+
+    gc.set_threshold(max(old[0], _GC_YOUNG), old[1], old[2])
+    gc.callbacks.append(freeze)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(freeze)
+        gc.set_threshold(*old)
+        if froze:
+            gc.unfreeze()  # the next collections see them again
 
 
 def _running_sim() -> SimLoop:

@@ -1,0 +1,71 @@
+"""examples/sim_kv: the simulation finds the write an early acknowledgement loses, and the
+replicated version keeps every acknowledged write over the same seeds."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from examples.sim_kv import kv, scenario
+
+SEEDS = range(10)  # about 0.3 s of wall time per run
+
+
+def test_the_service_is_plain_asyncio() -> None:
+    tree = ast.parse(Path(kv.__file__).read_text())
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    imported |= {
+        (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+    }
+    assert imported <= {"__future__", "asyncio", "contextlib"}, imported
+
+
+def test_acknowledging_before_replicating_loses_a_write_within_the_seeds() -> None:
+    found = None
+    for seed in SEEDS:
+        o = scenario.run(seed, unsafe_ack=True)
+        print(scenario.summary(o))
+        if o.lost:
+            found = o
+            break
+    assert found is not None, f"no lost write in seeds {SEEDS}"
+    print(f"lost acknowledged writes with seed {found.seed}: {found.lost}")
+    # The writes were acknowledged (most read back at once from the old leader), some are
+    # not on the new one; the seed replays the same run.
+    assert found.read_back > 0 and found.report.ok
+    assert ("crash n1" in [text for _, text in found.report.events]) and found.failover_at > 0
+    again = scenario.run(found.seed, unsafe_ack=True)
+    assert again.lost == found.lost and again.report.events == found.report.events
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_replicating_first_keeps_every_acknowledged_write(seed: int) -> None:
+    o = scenario.run(seed)
+    print(scenario.summary(o))
+    assert o.lost == [] and o.acked > 50 and o.read_back > o.acked // 2
+    assert o.failover_at > o.faults.crash_at  # the failover really happened
+
+
+def test_the_command_names_the_seed_and_how_to_replay_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert scenario.main(["--unsafe-ack", "--seeds", "1"]) == 1  # seed 0 loses writes
+    out = capsys.readouterr().out
+    assert "seed   0:" in out and " LOST (" in out
+    assert "python -m examples.sim_kv.scenario --unsafe-ack --seed 0" in out
+    pcap = tmp_path / "kv.pcap"
+    assert scenario.main(["--seed", "0", "--capture", str(pcap)]) == 0
+    out = capsys.readouterr().out
+    assert "crash n1" in out and "none lost" in out
+    assert pcap.read_bytes()[:4] == b"\xd4\xc3\xb2\xa1" and pcap.stat().st_size > 100_000
+    with pytest.raises(SystemExit) as e:
+        scenario.main(["--capture", str(pcap)])
+    assert e.value.code == 2
+    assert "--capture needs --seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        scenario.main(["--seeds", "0"])
+    assert e.value.code == 2
+    assert "--seeds must be at least 1, got 0" in capsys.readouterr().err

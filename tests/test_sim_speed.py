@@ -1,0 +1,131 @@
+"""What makes simulations faster must not change what they do: the loop's lean handles,
+the collector settings during a run, the short path of plain links, and the TCP driver
+skipping a flush after a read that announces nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+from miragekit import aio, sim, tcp, v1
+from miragekit.link import LinkParams, VnetIf, VnetSwitch
+from miragekit.result import Ok
+from miragekit.stack import DirectStackV4, Static
+
+
+def test_debug_mode_keeps_asyncio_checks() -> None:
+    async def coro_fn() -> None:
+        pass
+
+    async def main() -> tuple[str, str]:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(TypeError, match="coroutines cannot be used with call_soon"):
+            loop.call_soon(coro_fn)
+        return type(loop.call_soon(print)).__name__, type(loop.call_later(1, print)).__name__
+
+    assert sim.run(main(), debug=True) == ("Handle", "TimerHandle")
+    assert sim.run(lean()) == ("_Handle", "_Timer")
+
+
+async def lean() -> tuple[str, str]:
+    loop = asyncio.get_running_loop()
+    soon, later = loop.call_soon(print, "x"), loop.call_later(1, print, "y")
+    soon.cancel()
+    later.cancel()
+    return type(soon).__name__, type(later).__name__
+
+
+def test_the_collector_is_tuned_during_a_run_and_restored_after() -> None:
+    before = gc.get_threshold()
+
+    async def main() -> tuple[int, int]:
+        young = gc.get_threshold()[0]
+        gc.collect()  # a full collection: what survives it is frozen
+        return young, gc.get_freeze_count()
+
+    young, frozen = sim.run(main())
+    assert young >= 10_000 and frozen > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        assert sim.run(main())[0] == before[0]  # a disabled collector is left alone
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+async def arrivals(link: LinkParams) -> list[tuple[float, int]]:
+    """300 numbered frames a->b over ``link``: when each arrives."""
+    sw = VnetSwitch(seed=4)
+    a = sw.add_interface("a", link=link)
+    b = sw.add_interface("b")
+    loop = asyncio.get_running_loop()
+    got: list[tuple[float, int]] = []
+    b.set_receiver(lambda f: got.append((loop.time(), int.from_bytes(bytes(f[-4:]), "big"))))
+    for i in range(300):
+        a.send(frame(a, b, i))
+        if i % 7 == 0:
+            await asyncio.sleep(0.0005)
+    await asyncio.sleep(1)
+    return got
+
+
+def frame(src: VnetIf, dst: VnetIf, seq: int) -> bytes:
+    head = dst.mac().packed + src.mac().packed + b"\x08\x00"
+    return head + bytes(46) + seq.to_bytes(4, "big")  # not ECN-capable: `mark` skips it
+
+
+def test_a_plain_link_takes_the_short_path_with_the_same_outcome() -> None:
+    plain = LinkParams(latency=0.003, loss=0.2)
+    full = LinkParams(latency=0.003, loss=0.2, mark=1e-9)  # marks only ECN-capable IP
+    assert plain.plain and not full.plain and not plain.ideal
+    short, long = sim.run(arrivals(plain)), sim.run(arrivals(full))
+    assert short == long and 200 < len(short) < 270
+    plain.jitter = 0.001  # a change of parameters leaves the short path
+    assert not plain.plain
+    plain.jitter = 0
+    assert plain.plain and LinkParams().ideal and LinkParams().plain
+
+
+async def transfer(size: int) -> tuple[float, bytes]:
+    """``size`` bytes through a receive window of 4 KiB, the reader taking 4 KiB every
+    50 ms (so the window is shut when it reads, and only the read can reopen it): how
+    long it takes, and what arrived."""
+    sw = VnetSwitch()
+    stacks = []
+    for i in (1, 2):
+        vif = sw.add_interface(f"h{i}", link=LinkParams(latency=0.001))
+        cfg = tcp.Config(recv_buffer=4096)
+        r = await DirectStackV4.connect(
+            v1.StackConfig(f"h{i}", None, vif, Static(f"10.0.0.{i}/24")), tcp_config=cfg
+        )
+        assert isinstance(r, Ok), r
+        stacks.append(r.value)
+    got = bytearray()
+    done = asyncio.Event()
+
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            if not (data := await reader.read(4096)):
+                break
+            got.extend(data)
+            if len(got) >= size:
+                done.set()
+
+    await aio.start_server(sink, stacks[1], 9)
+    _, writer = await aio.open_connection(stacks[0], "10.0.0.2", 9)
+    t0 = asyncio.get_running_loop().time()
+    writer.write(bytes(range(256)) * (size // 256))
+    await done.wait()
+    return asyncio.get_running_loop().time() - t0, bytes(got)
+
+
+def test_reads_that_open_the_window_still_announce_it() -> None:
+    took, got = sim.run(transfer(64 * 1024))
+    assert got == bytes(range(256)) * 256
+    # 16 reads 50 ms apart, each announcing the window it opens at once: the last data
+    # arrives a round trip after the last read, not after a zero-window probe.
+    assert took < 16 * 0.05 + 0.01, took
