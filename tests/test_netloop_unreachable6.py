@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.test_netloop import Env, on_host
+from tests.test_netloop import Env, connect_failures, on_host
 
 from miragekit import aio, v1
 from miragekit.link import VnetSwitch
@@ -25,15 +24,7 @@ NO_ROUTE = "fd01::1"
 
 
 async def snippet(env: Env) -> Any:
-    out = []
-    for dst in (ON_LINK_NOBODY, NO_ROUTE):
-        t0 = time.monotonic()
-        with env.client():
-            try:
-                await asyncio.open_connection(dst, 80)
-            except OSError as e:
-                out.append((e.errno, round(time.monotonic() - t0)))
-    return out
+    return await connect_failures(env, ON_LINK_NOBODY, NO_ROUTE)
 
 
 def on_v6_stack() -> Any:

@@ -18,27 +18,15 @@ import trustme
 from tests.apprun import SITE, AppNs, app_namespace, running
 from tests.kernelnet import KERNEL_IP, KernelNet, run
 from tests.test_direct_kernel import with_direct
+from tests.test_netloop_tls import CA, CERT
+from tests.test_netloop_tls import client_context as client_ctx
+from tests.test_netloop_tls import server_context as server_ctx
 from tests.test_runner_dhcp_vxlan import miragekit
 
 from miragekit import tls
 from miragekit.result import EOF, Error, Ok
 from miragekit.stack import DirectStackV4
 from miragekit.testing import FLOW_CHECKS, check_flow, flow_pair
-
-CA = trustme.CA()
-CERT = CA.issue_cert("server.test", "10.78.0.2")
-
-
-def server_ctx() -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    CERT.configure_cert(ctx)
-    return ctx
-
-
-def client_ctx(ca: trustme.CA = CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    return ctx
 
 
 async def tls_pair(

@@ -1,11 +1,11 @@
 """An asyncio transport over a TCP flow of a stack, behaving as asyncio's socket
 transport does.
 
-Why not ``miragekit.aio.FlowTransport``: that one follows the FLOW semantics of the seed
-(a write after loss raises). Programs written for asyncio expect asyncio's: after the
-connection is lost ``write`` drops the data and ``drain`` raises the loss's
-``ConnectionError``; errors carry errno and text; ``BufferedProtocol`` (asyncio's TLS) and
-``set_protocol`` (``start_tls``) work.
+Programs written for asyncio expect asyncio's rules: after the connection is lost
+``write`` drops the data and ``drain`` raises the loss's ``ConnectionError``; errors carry
+errno and text; ``BufferedProtocol`` (asyncio's TLS) and ``set_protocol`` (``start_tls``)
+work. ``miragekit.aio.FlowTransport`` is this transport with the seed's FLOW rule on top
+(a write after close raises).
 """
 
 from __future__ import annotations
