@@ -144,6 +144,7 @@ async def start_server(
             await flow.close()
             return
         reader, writer, transport = _streams(flow, limit)
+        gone = False
         try:
             await client_connected_cb(reader, writer)
         except asyncio.CancelledError:
@@ -151,12 +152,17 @@ async def start_server(
             # (the transport's own tasks may be cancelled too, and then nothing would end
             # ``closed``).
             transport.abort()
+            gone = True  # cut: nothing to wait for
+            raise
+        except GeneratorExit:
+            gone = True  # abandoned with its loop, which is closed: nothing can wait
             raise
         finally:
             if not transport.is_closing():
                 transport.close()
-            with contextlib.suppress(Exception):
-                await transport.closed
+            if not gone:
+                with contextlib.suppress(Exception):
+                    await transport.closed
 
     stack.listen_tcpv4(port=port, callback=on_flow)
     return server

@@ -318,7 +318,8 @@ class StackTransport(asyncio.Transport):
     def _kick(self) -> None:
         """Wake the writer task, starting it if needed."""
         self._more.set()
-        if self._writer is None and not self._lost:
+        if self._writer is None and not self._lost and self._loop.is_running():
+            # (not running: a coroutine abandoned with its loop closing its transport)
             self._writer = self._loop.create_task(self._write_loop())
 
     def _cancel_tasks(self) -> None:
