@@ -5,7 +5,7 @@ Run as root: ``python bench/http_aiohttp.py [--seconds 10] [--conns 16] [--mb 20
 (needs ``wrk`` and ``curl``: ``apt-get install wrk curl``).
 
 One ``mk-`` namespace holds the kernel side of a TAP device (10.84.0.1/24). The unchanged
-program ``bench/aiohttp_app.py`` runs twice inside it: with plain Python on the host's
+program ``bench/programs/aiohttp_app.py`` runs twice inside it: with plain Python on the host's
 sockets (the reference, reached at the kernel's 10.84.0.1) and under ``miragekit exec
 --net tap`` on our stack (10.84.0.2). For each:
 
@@ -39,7 +39,9 @@ from tcp_conns import _cpu_seconds as cpu_seconds  # the same namespace helpers
 from tcp_conns import in_ns, sh
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "bench" / "aiohttp_app.py"
+# In a folder of its own: beside bench/http.py, the program would import that file as the
+# standard library's http module.
+APP = ROOT / "bench" / "programs" / "aiohttp_app.py"
 KERNEL_IP, OUR_IP = "10.84.0.1", "10.84.0.2"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
 

@@ -426,20 +426,25 @@ def veth_namespace() -> Iterator[str]:
         yield ns
 
 
+async def connect_failures(env: Env, *dsts: str) -> list[tuple[int | None, int]]:
+    """(errno, whole seconds taken) of a failed connect to each of ``dsts``, port 80."""
+    out = []
+    for dst in dsts:
+        t0 = time.monotonic()
+        with env.client():
+            try:
+                await asyncio.open_connection(dst, 80)
+            except OSError as e:
+                out.append((e.errno, round(time.monotonic() - t0)))
+    return out
+
+
 @pytest.mark.kernel
 def test_unreachable_destinations_fail_as_on_linux() -> None:
     from miragekit.link._netns import in_netns
 
     async def snippet(env: Env) -> Any:
-        out = []
-        for dst in ("10.0.0.99", "192.168.77.1"):
-            t0 = time.monotonic()
-            with env.client():
-                try:
-                    await asyncio.open_connection(dst, 80)
-                except OSError as e:
-                    out.append((e.errno, round(time.monotonic() - t0)))
-        return out
+        return await connect_failures(env, "10.0.0.99", "192.168.77.1")
 
     with veth_namespace() as ns:
         host = in_netns(ns, lambda: on_host(snippet))

@@ -1,4 +1,4 @@
-"""static_website: HTTP/1.1 on port 80 serving a KV_RO store, with the h11 library.
+"""static_website: HTTP/1.1 on port 80 (and HTTPS on 443) serving a KV_RO store, with h11.
 
 h11 is sans-I/O: it turns bytes into requests and responses into bytes, and this module
 moves those bytes over a CHANNEL on the stack's TCP flow. The same code serves from the
@@ -12,6 +12,11 @@ for malformed requests; a connection silent for ``IDLE_TIMEOUT`` is closed. Bodi
 streamed from the store in 64 KiB pieces, so a large file never sits whole in memory,
 and each piece waits for the flow to take the previous one (back-pressure). One line
 per request goes to the console (the lines of one turn of the event loop in one write).
+
+With ``--tls CERT,KEY`` the runner hands ``start`` a TLS server context, and the same
+sessions are served on port 443 over :mod:`miragekit.tls` (TLS over the stack's TCP flow,
+the standard library's ``ssl`` in memory) beside plain HTTP on port 80. A client whose
+handshake fails (it does not trust the certificate) costs one console line.
 """
 
 from __future__ import annotations
@@ -21,17 +26,20 @@ import contextlib
 import functools
 import mimetypes
 import re
+import ssl
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import h11
 
+from miragekit import tls as mtls
 from miragekit import v1
 from miragekit.channel import Channel, ChannelError
 from miragekit.result import Ok
 
 HTTP_PORT = 80
+HTTPS_PORT = 443
 CHUNK = 64 * 1024
 SERVER = b"miragekit-static"
 MAX_HEAD = 16 * 1024  # request line and headers
@@ -121,6 +129,7 @@ class Session:
         console: v1.Console,
         lines: LineLog | None = None,
     ) -> None:
+        """``flow``: the TCP flow, or a :class:`miragekit.tls.TLSFlow` over it."""
         self.flow = flow
         self.kv = kv
         self.console = console
@@ -313,13 +322,33 @@ class Session:
         return True
 
 
-async def start(console: v1.Console, stack: v1.StackV4, kv: v1.KVRO) -> None:
+async def start(
+    console: v1.Console, stack: v1.StackV4, kv: v1.KVRO, tls: ssl.SSLContext | None = None
+) -> None:
     lines = LineLog(console)
 
     async def on_connection(flow: v1.TCPFlow[Any]) -> None:
         await Session(flow, kv, console, lines).serve()
 
+    async def on_tls_connection(flow: v1.TCPFlow[Any]) -> None:
+        assert tls is not None
+        try:
+            async with asyncio.timeout(IDLE_TIMEOUT):
+                r = await mtls.server(flow, tls)
+        except TimeoutError:
+            r = None
+        if not isinstance(r, Ok):
+            why = "TLS handshake: timed out" if r is None else r.error.msg
+            await console.log_s(f"{flow.get_dest()[0]} {why}")
+            await flow.close()
+            return
+        await Session(r.value, kv, console, lines).serve()
+
     stack.listen_tcpv4(port=HTTP_PORT, callback=on_connection)
-    ips = ", ".join(str(ip) for ip in stack.ipv4().get_ip())
-    await console.log_s(f"static_website: serving the store on http://{ips}:{HTTP_PORT}/")
+    ips = [str(ip) for ip in stack.ipv4().get_ip()]
+    where = ", ".join(f"http://{ip}:{HTTP_PORT}/" for ip in ips)
+    if tls is not None:
+        stack.listen_tcpv4(port=HTTPS_PORT, callback=on_tls_connection)
+        where += ", " + ", ".join(f"https://{ip}:{HTTPS_PORT}/" for ip in ips)
+    await console.log_s(f"static_website: serving the store on {where}")
     await stack.listen()

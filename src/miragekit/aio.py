@@ -20,22 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address, ip_address
 from types import TracebackType
 from typing import Any
 
 from . import v1
-from .netloop import flow_error
+from .netloop import StackTransport
 from .result import Error, Ok, Refused, Timeout
 
 _HIGH = 256 * 1024
 _LOW = 64 * 1024
 
 
-class FlowTransport(asyncio.Transport):
-    """An asyncio transport whose bytes travel over a v1 TCP flow."""
+class FlowTransport(StackTransport):
+    """An asyncio transport whose bytes travel over a v1 TCP flow: the stack loop's
+    :class:`~miragekit.netloop.StackTransport`, with the seed's FLOW rule that a write
+    after ``close()`` or ``write_eof()`` is an error (``RuntimeError``), and the flow
+    itself as ``get_extra_info("flow")``."""
 
     def __init__(
         self,
@@ -43,151 +45,19 @@ class FlowTransport(asyncio.Transport):
         protocol: asyncio.Protocol,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        super().__init__()
-        self._flow = flow
-        self._protocol = protocol
-        self._loop = loop
-        self._out: deque[bytes] = deque()
-        self._out_size = 0
-        self._paused_writing = False
-        self._want_eof = False
-        self._eof_written = False  # stays True once write_eof was called, as in asyncio
-        self._closing = False
-        self._lost = False
-        self._reading = asyncio.Event()
-        self._reading.set()
-        self._more = asyncio.Event()
-        self.closed = loop.create_future()
-        self._tasks = [loop.create_task(self._read_loop()), loop.create_task(self._write_loop())]
-        protocol.connection_made(self)
+        ip, port = flow.get_dest()
+        super().__init__(loop, flow, protocol, {"peername": (str(ip), port), "flow": flow})
+        self.set_write_buffer_limits(_HIGH, _LOW)
 
-    # -- reading --------------------------------------------------------------------
-
-    async def _read_loop(self) -> None:
-        flow = self._flow
-        while True:
-            await self._reading.wait()
-            match await flow.read():
-                case Ok(data):
-                    self._protocol.data_received(bytes(data))
-                case Error(err):
-                    self._lose(flow_error(err))  # as a socket says it, not a repr
-                    return
-                case _:  # EOF
-                    self._protocol.eof_received()
-                    return
-
-    def pause_reading(self) -> None:
-        self._reading.clear()
-
-    def resume_reading(self) -> None:
-        self._reading.set()
-
-    def is_reading(self) -> bool:
-        return self._reading.is_set()
-
-    # -- writing --------------------------------------------------------------------
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """Resolved once the protocol heard ``connection_lost``."""
+        return self.done
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or self._eof_written:
+        if self.is_closing() or self._eof:
             raise RuntimeError("write after close or write_eof")
-        if not data:
-            return
-        self._out.append(bytes(data))
-        self._out_size += len(data)
-        self._more.set()
-        if not self._paused_writing and self._out_size > _HIGH:
-            self._paused_writing = True
-            self._protocol.pause_writing()
-
-    def writelines(self, list_of_data: Any) -> None:
-        for data in list_of_data:
-            self.write(data)
-
-    def can_write_eof(self) -> bool:
-        return hasattr(self._flow, "shutdown_write")
-
-    def write_eof(self) -> None:
-        if not self.can_write_eof():
-            raise NotImplementedError("this flow has no half-close; use close()")
-        self._want_eof = True
-        self._eof_written = True
-        self._more.set()
-
-    def get_write_buffer_size(self) -> int:
-        return self._out_size
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (_LOW, _HIGH)
-
-    async def _write_loop(self) -> None:
-        flow = self._flow
-        while True:
-            await self._more.wait()
-            self._more.clear()
-            while self._out:
-                batch = list(self._out)
-                self._out.clear()
-                r = await flow.writev(batch)
-                self._out_size -= sum(map(len, batch))
-                if r != Ok(None):
-                    err = r.error if isinstance(r, Error) else "connection closed"
-                    self._lose(BrokenPipeError(str(err)))
-                    return
-                if self._paused_writing and self._out_size <= _LOW:
-                    self._paused_writing = False
-                    self._protocol.resume_writing()
-            if self._want_eof and not self._out:
-                shutdown: Callable[[], Awaitable[None]] = getattr(flow, "shutdown_write")  # noqa: B009
-                await shutdown()
-                self._want_eof = False
-            if self._closing and not self._out:
-                await flow.close()
-                self._lose(None)
-                return
-
-    # -- closing --------------------------------------------------------------------
-
-    def is_closing(self) -> bool:
-        return self._closing or self._lost
-
-    def close(self) -> None:
-        if not self._closing:
-            self._closing = True
-            self._more.set()
-
-    def abort(self) -> None:
-        """Drop what is queued and reset the connection (RST) where the flow can."""
-        self._closing = True
-        for t in self._tasks:
-            t.cancel()
-        reset: Callable[[], None] | None = getattr(self._flow, "abort", None)
-        if reset is not None:
-            reset()
-        else:  # a flow without reset: the best it has is a close
-            self._loop.create_task(self._flow.close())
-        self._lose(None)
-
-    def _lose(self, exc: Exception | None) -> None:
-        if self._lost:
-            return
-        self._lost = True
-        self._closing = True
-        current = asyncio.current_task()
-        for t in self._tasks:
-            if t is not current:
-                t.cancel()
-        self._protocol.connection_lost(exc)
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":
-            ip, port = self._flow.get_dest()
-            return (str(ip), port)
-        if name == "flow":
-            return self._flow
-        return default
+        super().write(data)
 
 
 def _streams(
@@ -274,6 +144,7 @@ async def start_server(
             await flow.close()
             return
         reader, writer, transport = _streams(flow, limit)
+        gone = False
         try:
             await client_connected_cb(reader, writer)
         except asyncio.CancelledError:
@@ -281,12 +152,17 @@ async def start_server(
             # (the transport's own tasks may be cancelled too, and then nothing would end
             # ``closed``).
             transport.abort()
+            gone = True  # cut: nothing to wait for
+            raise
+        except GeneratorExit:
+            gone = True  # abandoned with its loop, which is closed: nothing can wait
             raise
         finally:
             if not transport.is_closing():
                 transport.close()
-            with contextlib.suppress(Exception):
-                await transport.closed
+            if not gone:
+                with contextlib.suppress(Exception):
+                    await transport.closed
 
     stack.listen_tcpv4(port=port, callback=on_flow)
     return server

@@ -24,6 +24,7 @@ from ..runner import (
     parse_forward,
     parse_setting,
     parse_size,
+    parse_tls,
     run_app,
     unused_flags,
 )
@@ -47,6 +48,12 @@ def _add_device_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", metavar="N", type=int, help="seed RANDOM and ENTROPY (reproducible)")
     p.add_argument("--sim", action="store_true", help="run in simulated time")
+    p.add_argument(
+        "--tls",
+        metavar="CERT,KEY",
+        help="a TLS server context from a PEM certificate (chain) and its key, for an app "
+        "whose start() takes an ssl.SSLContext (static_website: HTTPS on port 443)",
+    )
     add_net_options(p)
 
 
@@ -163,6 +170,7 @@ def _options(args: argparse.Namespace) -> Options:
         settings=tuple(parse_setting(s) for s in args.set),
         dns=tuple(dns_server(a) for a in args.dns),
         grace=args.grace,
+        tls=None if args.tls is None else parse_tls(args.tls),
     )
     if args.read_only and args.block is None:
         raise OptionError("--read-only needs --block FILE")

@@ -101,6 +101,7 @@ class TCPFlow(Generic[A]):
         "_dest",
         "_done",
         "_error",
+        "_on_readable",
         "_reader",
         "_tcp",
         "_una",
@@ -118,6 +119,7 @@ class TCPFlow(Generic[A]):
         self._writer: asyncio.Future[None] | None = None
         self._connected: asyncio.Future[None] | None = None
         self._una = -1  # snd.una last seen by the driver (NUD confirmation over IPv6)
+        self._on_readable: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<TCPFlow {self._dest[0]}:{self._dest[1]} {self._conn.state.name}>"
@@ -143,6 +145,8 @@ class TCPFlow(Generic[A]):
                 self._wake(self._connected)
             case tcpcore.DataReceived() | tcpcore.EndOfStream():
                 self._wake(self._reader)
+                if self._on_readable is not None:
+                    self._tcp._call_readable(self._on_readable)
             case tcpcore.SendBufferAvailable():
                 self._wake(self._writer)
             case tcpcore.ConnectionReset(refused=refused):
@@ -159,6 +163,8 @@ class TCPFlow(Generic[A]):
 
     def _wake_all(self) -> None:
         self._wake(self._reader)
+        if self._on_readable is not None:
+            self._tcp._call_readable(self._on_readable)
         self._wake(self._writer)
         self._wake(self._connected)
 
@@ -173,22 +179,34 @@ class TCPFlow(Generic[A]):
     # -- FLOW -------------------------------------------------------------------------
 
     async def read(self) -> Ok[memoryview] | Eof | Error[TCPError]:
-        conn = self._conn
-        while True:
-            if self._closed:
-                return EOF
-            if conn.readable:
-                data = conn.receive()
-                if conn.poll_at() == 0.0:
-                    # Reading opened the window enough to say so at once; otherwise
-                    # the next segment carries it, and the endpoint has nothing to do.
-                    self._tcp._poke(self)
-                return Ok(memoryview(data))
-            if self._error is not None:
-                return Error(self._error)
-            if conn.at_eof or self._done:
-                return EOF
+        while (r := self.read_now()) is None:
             await self._wait("_reader")
+        return r
+
+    def read_now(self) -> Ok[memoryview] | Eof | Error[TCPError] | None:
+        """What :meth:`read` would give without waiting, or None when it would wait. With
+        :meth:`on_readable`, for callers that keep no task per connection (an asyncio
+        transport), saving a future and a task step per read."""
+        if self._closed:
+            return EOF
+        conn = self._conn
+        if conn.readable:
+            data = conn.receive()
+            if conn.poll_at() == 0.0:  # the window opened enough to announce
+                self._tcp._poke(self)
+            return Ok(memoryview(data))
+        if self._error is not None:
+            return Error(self._error)
+        if conn.at_eof or self._done:
+            return EOF
+        return None
+
+    def on_readable(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` whenever :meth:`read_now` may have something new: data, the
+        end, an error, a close. It is called from the event loop (after the stack's own
+        work on incoming segments, or soon after a call into the flow), never from inside
+        a call the application made, so it may hand data to the application at once."""
+        self._on_readable = callback
 
     async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[TCPError]:
         for buf in bufs:
@@ -319,6 +337,8 @@ class TCP(Generic[A]):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._flush_waiters: list[asyncio.Future[None]] = []
+        self._running = False  # inside _run: flows' readable callbacks wait for its end
+        self._readable: list[Callable[[], None]] = []
         self._disconnected = False
         self.internal_errors = 0
         # IPv4 without offload: each connection's frames come from a prebuilt header
@@ -589,15 +609,30 @@ class TCP(Generic[A]):
         self._flush_waiters.append(fut)
         await fut
 
+    def _call_readable(self, callback: Callable[[], None]) -> None:
+        """A flow's ``on_readable`` callback: after the driver's run when the event came
+        from it, else on the loop's next turn (the application is inside a call)."""
+        if self._running:
+            self._readable.append(callback)
+        else:
+            self._loop.call_soon(callback)
+
     def _flush(self) -> None:
         self._flush_handle = None
         self._rx_now = None
+        self._running = True
         try:
             self._run()
         except Exception:
             # A bug of ours, not the peer's: count it, keep the stack running.
             self.internal_errors += 1
             _log.exception("TCP driver failed")
+        finally:
+            self._running = False
+        if self._readable:
+            callbacks, self._readable = self._readable, []
+            for cb in callbacks:
+                cb()
         waiters, self._flush_waiters = self._flush_waiters, []
         for w in waiters:
             if not w.done():

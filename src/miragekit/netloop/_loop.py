@@ -113,7 +113,7 @@ class StackLoopMixin:
     async def _stack_connect(self, stack: Any, host: str, port: int) -> tuple[Any, Any]:
         """Open a TCP connection through ``stack``: ``(flow, tcp layer)``, or the OSError
         a host socket would give (``ENETUNREACH`` at once without a route,
-        ``EHOSTUNREACH`` once ARP gives up on the next hop)."""
+        ``EHOSTUNREACH`` once ARP or NDP gives up on the next hop)."""
         loop: asyncio.AbstractEventLoop = self  # type: ignore[assignment]
         ip = ipaddress.ip_address(host)
         if _is_v6(ip):
@@ -122,26 +122,20 @@ class StackLoopMixin:
             tcp = stack.tcpv6()
         else:
             tcp = stack.tcpv4()
-        watch = None if _is_v6(ip) else _arp_watch(stack, ip)
-        if watch == "no route":
+        gave_up = _neighbour_watch(stack, ip)
+        if gave_up == "no route":
             raise os_error(errno.ENETUNREACH)
         task = loop.create_task(tcp.create_connection((ip, port)))
         try:
-            if watch is None:
+            if gave_up is None:
                 r = await task
             else:
-                arp, nexthop = watch
-                failed0 = arp.counters.resolution_failed
                 while True:
                     done, _ = await asyncio.wait({task}, timeout=_ARP_WATCH)
                     if done:
                         r = task.result()
                         break
-                    if (
-                        arp.counters.resolution_failed != failed0
-                        and nexthop not in arp._pending
-                        and arp.lookup(nexthop, loop.time()) is None
-                    ):
+                    if gave_up():
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
@@ -573,9 +567,12 @@ def _free_port(loop: asyncio.AbstractEventLoop, in_use: Callable[[int], bool]) -
     raise os_error(errno.EADDRINUSE)
 
 
-def _arp_watch(stack: Any, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
-    """What a connect to ``ip`` watches: ``"no route"``, ``(arp, next hop)`` when the
-    next hop is resolved by ARP, or None (a stack without these layers)."""
+def _neighbour_watch(stack: Any, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
+    """What a connect to ``ip`` watches: ``"no route"``; a function saying whether ARP
+    (NDP over IPv6) gave up on the next hop, when it is still to be resolved; or None
+    (a neighbour already known, our own address, a stack without these layers)."""
+    if _is_v6(ip):
+        return _ndp_watch(stack.ipv6(), ip.packed)
     ipv4 = stack.ipv4()
     route = getattr(ipv4, "_route", None)
     arp = getattr(ipv4, "arp", None)
@@ -587,7 +584,42 @@ def _arp_watch(stack: Any, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     nexthop, mac = r
     if mac is not None or arp.lookup(nexthop, ipv4._loop.time()) is not None:
         return None  # our own address, broadcast, or a neighbour ARP already knows
-    return arp, nexthop
+    failed0 = arp.counters.resolution_failed
+
+    def gave_up() -> bool:
+        return (
+            arp.counters.resolution_failed != failed0
+            and nexthop not in arp._pending
+            and arp.lookup(nexthop, ipv4._loop.time()) is None
+        )
+
+    return gave_up
+
+
+def _ndp_watch(ipv6: Any, dst: bytes) -> Any:
+    """:func:`_neighbour_watch` over IPv6: no route when the destination is off-link
+    and no router is known; NDP gives up after its multicast solicitations (RFC 4861
+    7.3.3: 3 s by default), as Linux does before ``EHOSTUNREACH``."""
+    ndp = getattr(ipv6, "ndp", None)
+    if ndp is None or dst[0] == 0xFF or ipv6._rx_addrs.get(dst) is False:
+        return None  # multicast, ::1 or our own address: no neighbour to resolve
+    nexthop = ndp.next_hop(dst, ipv6._loop.time())
+    if nexthop is None:
+        return "no route"
+    if ndp.lookup(nexthop) is not None:
+        return None
+    failed0 = ndp.counters.resolution_failed
+    seen: list[Any] = []  # the cache entry our SYN made (a retransmission may make another)
+
+    def gave_up() -> bool:
+        entry = ndp.cache.get(nexthop)
+        if not seen:
+            if entry is not None:
+                seen.append(entry)
+            return False
+        return ndp.counters.resolution_failed != failed0 and entry is not seen[0]
+
+    return gave_up
 
 
 def run(

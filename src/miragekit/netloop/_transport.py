@@ -1,11 +1,11 @@
 """An asyncio transport over a TCP flow of a stack, behaving as asyncio's socket
 transport does.
 
-Why not ``miragekit.aio.FlowTransport``: that one follows the FLOW semantics of the seed
-(a write after loss raises). Programs written for asyncio expect asyncio's: after the
-connection is lost ``write`` drops the data and ``drain`` raises the loss's
-``ConnectionError``; errors carry errno and text; ``BufferedProtocol`` (asyncio's TLS) and
-``set_protocol`` (``start_tls``) work.
+Programs written for asyncio expect asyncio's rules: after the connection is lost
+``write`` drops the data and ``drain`` raises the loss's ``ConnectionError``; errors carry
+errno and text; ``BufferedProtocol`` (asyncio's TLS) and ``set_protocol`` (``start_tls``)
+work. ``miragekit.aio.FlowTransport`` is this transport with the seed's FLOW rule on top
+(a write after close raises).
 """
 
 from __future__ import annotations
@@ -56,7 +56,16 @@ class StackTransport(asyncio.Transport):
         conn = getattr(flow, "connection", None)
         if conn is not None:
             conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
-        self._reader = loop.create_task(self._read_loop())
+        self._read_now = getattr(flow, "read_now", None)
+        self._delivering = False  # inside _deliver
+        self._deliver_soon = False  # _readable was called meanwhile
+        self._reader: asyncio.Task[None] | None = None
+        if self._read_now is not None:
+            # No reader task: the flow says when it has something, _deliver takes it.
+            flow.on_readable(self._readable)
+            loop.call_soon(self._deliver)  # after connection_made, scheduled below
+        else:
+            self._reader = loop.create_task(self._read_loop())
         # The writer task starts only when a write has to wait (most go straight into the
         # connection's send buffer) or at close.
         self._writer: asyncio.Task[None] | None = None
@@ -75,42 +84,78 @@ class StackTransport(asyncio.Transport):
         while True:
             await self._reading.wait()
             r = await flow.read()
-            if self._lost:
+            if self._lost or not self._received(r):
                 return
-            if isinstance(r, Ok):
-                data = r.value
-                try:
-                    proto = self._protocol
-                    if isinstance(proto, asyncio.BufferedProtocol):
-                        _feed_buffered(proto, data)
-                    else:
-                        proto.data_received(bytes(data))  # type: ignore[attr-defined]
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._fatal(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _readable(self) -> None:
+        """The flow's ``on_readable``: called from the loop, outside the protocol."""
+        if self._delivering:
+            self._deliver_soon = True  # the protocol is being fed: one more round after
+        else:
+            self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand the protocol what the flow holds, while it reads (the flows with
+        ``read_now``: called back, no task)."""
+        read_now = self._read_now
+        assert read_now is not None
+        self._delivering = True
+        try:
+            while self._reading.is_set() and not self._lost:
+                self._deliver_soon = False
+                r = read_now()
+                if r is None:
+                    if self._deliver_soon:
+                        continue
                     return
-            elif isinstance(r, Error):
-                self._fatal(flow_error(r.error), "Fatal read error on socket transport")
-                return
-            else:  # EOF
-                try:
-                    keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._fatal(exc, "Fatal error: protocol.eof_received() call failed.")
+                if not self._received(r):
                     return
-                if not keep_open:
-                    self.close()
-                return
+        finally:
+            self._delivering = False
+
+    def _received(self, r: Any) -> bool:
+        """Give the protocol one read's outcome; False once reading is over."""
+        if isinstance(r, Ok):
+            data = r.value
+            try:
+                proto = self._protocol
+                if isinstance(proto, asyncio.BufferedProtocol):
+                    _feed_buffered(proto, data)
+                else:
+                    proto.data_received(bytes(data))  # type: ignore[attr-defined]
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal(exc, "Fatal error: protocol.data_received() call failed.")
+                return False
+            return True
+        if isinstance(r, Error):
+            self._fatal(flow_error(r.error), "Fatal read error on socket transport")
+            return False
+        try:  # EOF
+            keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal(exc, "Fatal error: protocol.eof_received() call failed.")
+            return False
+        self._stop_reading()
+        if not keep_open:
+            self.close()
+        return False
+
+    def _stop_reading(self) -> None:
+        if self._read_now is not None:
+            self._flow.on_readable(None)
 
     def pause_reading(self) -> None:
         self._reading.clear()
 
     def resume_reading(self) -> None:
-        if not self._closing:
+        if not self._closing and not self._reading.is_set():
             self._reading.set()
+            if self._read_now is not None:
+                self._loop.call_soon(self._readable)  # not inside the protocol's call
 
     def is_reading(self) -> bool:
         return self._reading.is_set() and not self._closing
@@ -273,10 +318,12 @@ class StackTransport(asyncio.Transport):
     def _kick(self) -> None:
         """Wake the writer task, starting it if needed."""
         self._more.set()
-        if self._writer is None and not self._lost:
+        if self._writer is None and not self._lost and self._loop.is_running():
+            # (not running: a coroutine abandoned with its loop closing its transport)
             self._writer = self._loop.create_task(self._write_loop())
 
     def _cancel_tasks(self) -> None:
+        self._stop_reading()
         current = asyncio.current_task()
         for t in (self._reader, self._writer):
             if t is not None and t is not current:

@@ -19,6 +19,7 @@ from ._options import parse_clock_start as parse_clock_start
 from ._options import parse_forward as parse_forward
 from ._options import parse_setting as parse_setting
 from ._options import parse_size as parse_size
+from ._options import parse_tls as parse_tls
 from ._providers import PROVIDERS as PROVIDERS
 from ._providers import Choice as Choice
 from ._providers import LinkError as LinkError
@@ -43,6 +44,7 @@ __all__ = [
     "parse_forward",
     "parse_setting",
     "parse_size",
+    "parse_tls",
     "plan",
     "run_app",
     "unused_flags",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import ssl
 import sys
 import typing
 from collections.abc import Callable, Coroutine
@@ -32,6 +33,10 @@ StartFn = Callable[..., Coroutine[Any, Any, object]]
 SETTING_TYPES: tuple[type, ...] = (str, int, float, bool, Path)
 
 _NO_DEFAULT: Any = inspect.Parameter.empty
+
+#: The annotations of the parameter that takes ``--tls CERT,KEY`` as a server context
+#: (``None`` without ``--tls`` when the annotation allows it).
+TLS_TYPES: tuple[Any, ...] = (ssl.SSLContext, ssl.SSLContext | None)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,8 @@ class App:
     start: StartFn
     params: list[tuple[str, Any]]  # (parameter name, annotation) of each device, in order
     settings: list[Setting] = field(default_factory=list)
+    tls: str | None = None  # the parameter taking --tls's ssl.SSLContext
+    tls_required: bool = False  # annotated SSLContext, not SSLContext | None
 
 
 def _load_module(spec: str) -> ModuleType:
@@ -131,16 +138,22 @@ def load_app(spec: str) -> App:
         raise AppError(f"{spec}: cannot resolve the annotations of start(): {e}") from None
     params: list[tuple[str, Any]] = []
     settings: list[Setting] = []
+    tls: str | None = None
+    tls_required = False
     for p in inspect.signature(start).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise AppError(f"{spec}: start() cannot take *{p.name}")
         if p.name not in hints:
             raise AppError(f"{spec}: start() parameter '{p.name}' has no type annotation")
-        if hints[p.name] in SETTING_TYPES:
+        if hints[p.name] in TLS_TYPES:
+            if tls is not None:
+                raise AppError(f"{spec}: start() takes two ssl.SSLContext parameters")
+            tls, tls_required = p.name, hints[p.name] is ssl.SSLContext
+        elif hints[p.name] in SETTING_TYPES:
             settings.append(Setting(p.name, hints[p.name], p.default))
         else:
             params.append((p.name, hints[p.name]))
-    return App(name=spec, start=start, params=params, settings=settings)
+    return App(spec, start, params, settings, tls, tls_required)
 
 
 def settings_values(app: App, given: tuple[tuple[str, str], ...]) -> dict[str, Any]:

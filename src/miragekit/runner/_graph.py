@@ -43,6 +43,8 @@ def plan(app: App, opts: Options) -> list[Node]:
         nodes[sig].users.append(user)
 
     settings_values(app, opts.settings)  # a misused --set fails here, before any device
+    if app.tls_required and opts.tls is None:
+        raise LinkError(f"{app.name}: start({app.tls}) takes a TLS context: give --tls CERT,KEY")
     for name, sig in app.params:
         visit(sig, f"start({name})", ())
     if opts.forward:
@@ -84,6 +86,8 @@ def unused_flags(app: App, opts: Options) -> list[str]:
             missing = not net
         if missing:
             out.append(f"{flag}: {app.name} takes no {wants}; {flag} is ignored")
+    if opts.tls is not None and app.tls is None:
+        out.append(f"--tls: {app.name} takes no ssl.SSLContext; --tls is ignored")
     return out
 
 
@@ -116,6 +120,8 @@ def describe_text(app: App, opts: Options) -> str:
         lines.append(f"  forward {line}")
     for name, value in settings_values(app, opts.settings).items():
         lines.append(f"  setting {name} = {value!r}")
+    if app.tls is not None and opts.tls is not None:
+        lines.append(f"  tls {app.tls} = server context from {opts.tls[0]}, {opts.tls[1]}")
     return "\n".join(lines)
 
 
@@ -352,6 +358,8 @@ async def _start_up(app: App, opts: Options, graph: Graph) -> dict[str, Any]:
     """Build the devices ``start`` takes and the forwarder; say what came up."""
     args = {name: await graph.get(sig) for name, sig in app.params}
     args.update(settings_values(app, opts.settings))
+    if app.tls is not None:
+        args[app.tls] = opts.tls_context()
     if (
         opts.net_kind == "vnet"
         and not opts.forward

@@ -41,6 +41,14 @@ class Forward:
         return f"{'udp:' if self.proto == 'udp' else ''}{self.host_port}:{self.port}"
 
 
+def parse_tls(text: str) -> tuple[Path, Path]:
+    """``--tls CERT,KEY``: the certificate (chain) file and its private key file, PEM."""
+    cert, sep, key = text.partition(",")
+    if not sep or not cert or not key or "," in key:
+        raise OptionError(f"--tls {text}: use CERT,KEY (two PEM files: certificate, key)")
+    return Path(cert), Path(key)
+
+
 def parse_clock_start(text: str) -> float:
     """``--clock-start``: seconds since 1970 UTC, or an ISO 8601 date/time (UTC if no zone)."""
     try:
@@ -106,6 +114,7 @@ class Options:
     settings: tuple[tuple[str, str], ...] = ()  # --set NAME=VALUE, in order
     dns: tuple[str, ...] = ()  # --dns IP (repeatable)
     grace: float = DEFAULT_GRACE  # --grace S: how long a stop waits for live connections
+    tls: tuple[Path, Path] | None = None  # --tls CERT,KEY: the app's TLS server context
 
     @property
     def net_kind(self) -> str:
@@ -163,6 +172,18 @@ class Options:
         if self.block_size <= 0 or self.block_size % 512:
             raise OptionError(f"--block-size {self.block_size}: must be a positive multiple of 512")
         self._check_net()
+        self.tls_context()
+
+    def tls_context(self) -> Any:
+        """The ``ssl.SSLContext`` (server side) of ``--tls CERT,KEY``, None without it."""
+        if self.tls is None:
+            return None
+        from ..tls import server_context
+
+        try:
+            return server_context(*self.tls)
+        except ValueError as e:
+            raise OptionError(f"--tls: {e}") from None
 
     def _check_net(self) -> None:
         kind, sep, name = self.net.partition(":")

@@ -396,6 +396,8 @@ def run_on(loop: SimLoop, main: Coroutine[Any, Any, T]) -> T:
                 _cancel_leftovers(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
+                for t in loop.tasks_in_creation_order():
+                    _abandon(t)  # started during those last steps (a connection accepted late)
             finally:
                 asyncio.set_event_loop(None)
                 loop.close()

@@ -1,7 +1,7 @@
 """The aiohttp server ``bench/http_aiohttp.py`` measures: an ordinary program for the
 host's network, run unchanged on host sockets and under ``miragekit exec``.
 
-``python bench/aiohttp_app.py PORT [CERT KEY]``: ``/`` answers a short text, ``/bytes?mb=N``
+``python bench/programs/aiohttp_app.py PORT [CERT KEY]``: ``/`` answers a short text, ``/bytes?mb=N``
 streams N MiB; with CERT and KEY it serves HTTPS.
 """
 
