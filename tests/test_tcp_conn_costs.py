@@ -238,9 +238,13 @@ def test_time_wait_lets_the_send_buffer_go_and_still_acks_a_retransmitted_fin() 
     ep.handle_segment(0.5, B, A, TCPRepr(CPORT, 80, 1001, our + 4, ACK | FIN, 64000))
     (_, _, again), *rest = ep.segments_to_send(0.5)
     assert not rest and again.flags == ACK and again.ack == 1002
-    assert conn.poll_at() == pytest.approx(2.5)
+    # The endpoint keeps the TIME_WAIT as a small record, not the connection.
+    assert not ep.connections and len(ep.time_wait) == 1
+    assert ep.poll_at() == pytest.approx(2.5)
+    ep.handle_timer(2.49)
+    assert len(ep.time_wait) == 1
     ep.handle_timer(2.5)
-    assert ep.segments_to_send(2.5) == [] and state(conn) == State.CLOSED and not ep.connections
+    assert ep.segments_to_send(2.5) == [] and not ep.connections and not ep.time_wait
 
 
 def test_timer_queues_always_give_the_earliest_live_deadline() -> None:

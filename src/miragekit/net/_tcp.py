@@ -378,8 +378,8 @@ class TCP(Generic[A]):
         return self.endpoint.stats
 
     def connections(self) -> int:
-        """How many connections the endpoint still holds (any state)."""
-        return len(self.endpoint.connections)
+        """How many connections the endpoint still holds (any state, TIME-WAIT too)."""
+        return len(self.endpoint.connections) + len(self.endpoint.time_wait)
 
     def flow_count(self) -> int:
         """How many flows the driver still tracks (each freed when its connection closes)."""

@@ -46,6 +46,7 @@ from ._reassembly import Reassembler
 from ._rtt import RttEstimator
 from ._sack import DUP_THRESH, RetransmitLedger, Scoreboard
 from ._sendbuf import SendBuffer
+from ._timewait import TimeWait, newer_syn
 from .congestion import CongestionControl, new_controller
 from .seqnum import HALF, MASK
 
@@ -463,12 +464,49 @@ class Connection:
         connection's, or (with timestamps) its TSval is newer; the endpoint then drops
         this TIME_WAIT early instead of answering with a challenge ACK.
         """
-        if self.state != TIME_WAIT or syn.flags & (SYN | ACK | RST) != SYN:
+        if self.state != TIME_WAIT:
             return False
-        ts = syn.timestamp
-        if self._ts_on and ts is not None:
-            return ((ts[0] - self._ts_recent) & MASK) - 1 < 0x7FFFFFFF
-        return 0 < ((syn.seq - self._rcv_nxt) & MASK) < 0x80000000
+        return newer_syn(syn, self._rcv_nxt, self._ts_recent if self._ts_on else None)
+
+    def time_wait_record(self) -> TimeWait | None:
+        """In TIME_WAIT with nothing left to send: hand the 4-tuple's last 2 MSL to a
+        small :class:`TimeWait` the endpoint keeps instead of this object. This object
+        then says ConnectionClosed (its driver may let it go) and changes no more; its
+        state reads TIME_WAIT, and unread data can still be read. None: not (yet)."""
+        if (
+            self.state != TIME_WAIT
+            or self._ctl_out
+            or self._ack_now
+            or self._ack_at is not None
+            or self._dsack is not None
+            or self._close_at is None
+            or self._rcv_fin is None
+            or self._rcv_nxt != self._rcv_fin + 1
+            or not self._snd_una == self._snd_nxt == self._snd_max
+        ):
+            return None
+        window = self._window_field(False)  # what every later ACK would advertise
+        ecn = self._ecn
+        tw = TimeWait(
+            self._rcv_nxt,
+            self._snd_nxt,
+            expires=self._close_at,
+            window=window,
+            rcv_wnd=max(self._rcv_adv - self._rcv_nxt, 0),
+            max_snd_wnd=self._max_snd_wnd,
+            last_ack_sent=self._last_ack_sent,
+            ts_recent=self._ts_recent if self._ts_on else None,
+            ts_recent_at=self._ts_recent_at,
+            ts_offset=self._ts_offset,
+            sack_on=self._sack_on,
+            ecn_echo=None if ecn is None else ecn.echo,
+            challenge_second=self._challenge_second,
+            challenge_count=self._challenge_count,
+        )
+        self._close_at = None
+        self._rack_at = None
+        self._events.append(_EVT_CLOSED)
+        return tw
 
     def set_path_mtu(self, mtu: int, *, ipv6: bool = False) -> None:
         """Clamp the segment size to a (smaller) path MTU, e.g. from ICMP "fragmentation

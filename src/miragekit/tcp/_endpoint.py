@@ -7,7 +7,10 @@ connection, else to a listener on the port, else they are answered with a RST
 (RFC 9293 3.10.7.1). A listener keeps at most ``backlog`` half-open plus not yet
 accepted connections; beyond that it answers SYNs with SYN cookies (RFC 4987 3.6) and
 keeps no state until the cookie comes back in an ACK. Connections that reach CLOSED are
-removed from the table once their last segment is sent, so their memory is freed.
+removed from the table once their last segment is sent, so their memory is freed; one
+that settles in TIME_WAIT leaves the table too, for a small :class:`TimeWait` record in
+``time_wait`` that serves out its 2 MSL (``_timewait.py``): no live ``Connection`` per
+connection closed first for a minute after.
 
 Timers are kept with lazy deletion, and only connections touched since the last
 ``segments_to_send`` are asked for output, so the cost per call does not grow with the
@@ -31,6 +34,7 @@ from ._config import Config
 from ._conn import Connection, State, _wscale_for
 from ._fastopen import CookieJar, FastOpen, option_of
 from ._isn import IsnGenerator
+from ._timewait import ACK_OWED, ENDED, TimeWait
 from .seqnum import MASK
 
 __all__ = ["TCPEndpoint"]
@@ -77,9 +81,12 @@ class TCPEndpoint:
         "_out",
         "_scheduled",
         "_timers",
+        "_tw_ack",
+        "_tw_expiry",
         "config",
         "connections",
         "stats",
+        "time_wait",
     )
 
     def __init__(self, config: Config | None = None, *, secret: bytes) -> None:
@@ -100,6 +107,12 @@ class TCPEndpoint:
         self._fifos: tuple[deque[tuple[float, Key]], ...] = (deque(), deque())
         self._scheduled: dict[Key, float] = {}
         self._ephemeral = [0] * 256  # RFC 6056 3.3.4's table of counters
+        # 4-tuples in TIME-WAIT, each a small record instead of its Connection; their
+        # expiries in order (every one is 2 MSL from when it was set: a FIFO, entries made
+        # stale by a restart skipped when they come up); those owing an ACK.
+        self.time_wait: dict[Key, TimeWait] = {}
+        self._tw_expiry: deque[tuple[float, Key]] = deque()
+        self._tw_ack: dict[Key, None] = {}
         self.stats: dict[str, int] = {
             "segments_in": 0,
             "bad_checksum": 0,
@@ -164,7 +177,7 @@ class TCPEndpoint:
         if lport is None:
             lport = self._pick_port(laddr, raddr, rport)
         key = (laddr, lport, raddr, rport)
-        if key in self.connections:
+        if key in self.connections or key in self.time_wait:
             raise ValueError(f"lport: {lport} is already connected to that destination")
         iss, off = self._isn.isn_and_ts_offset(now, laddr, lport, raddr, rport)
         tfo: FastOpen | None = None
@@ -186,7 +199,8 @@ class TCPEndpoint:
         for _ in range(_EPHEMERAL_N):
             cand = _EPHEMERAL_LOW + (offset + table[slot]) % _EPHEMERAL_N
             table[slot] += 1
-            if (laddr, cand, raddr, rport) not in self.connections:
+            key = (laddr, cand, raddr, rport)
+            if key not in self.connections and key not in self.time_wait:
                 return cand
         raise ValueError("lport: no free ephemeral port for this destination")
 
@@ -274,6 +288,14 @@ class TCPEndpoint:
             else:
                 # Closed but not yet collected: behave as if it were gone.
                 self._remove(key, conn)
+        elif self.time_wait and (tw := self.time_wait.get(key)) is not None:
+            if seg.flags & SYN and seg.dst_port in self._listeners and tw.accepts_new_syn(seg):
+                # A new incarnation of a 4-tuple in TIME_WAIT (RFC 6191).
+                self.stats["time_wait_reused"] += 1
+                self._end_time_wait(key)
+            else:
+                self._time_wait_segment(now, key, tw, seg)
+                return
         lst = self._listeners.get(seg.dst_port)
         flags = seg.flags
         if flags & RST:
@@ -287,6 +309,23 @@ class TCPEndpoint:
             self._reset_for(dst, src, seg)
         # Anything else to a listener is dropped (RFC 9293 LISTEN state), SYN+FIN too
         # (as Linux does: no legitimate stack sends it; scanners do).
+
+    def _time_wait_segment(self, now: float, key: Key, tw: TimeWait, seg: TCPRepr) -> None:
+        cfg = self.config
+        expires = tw.expires
+        what = tw.segment(now, seg, cfg.time_wait, cfg.challenge_ack_limit)
+        if what == ENDED:
+            self._end_time_wait(key)
+            return
+        if tw.expires != expires:
+            self._tw_expiry.append((tw.expires, key))
+        if what == ACK_OWED:
+            self._tw_ack[key] = None
+
+    def _end_time_wait(self, key: Key) -> None:
+        del self.time_wait[key]
+        self._tw_ack.pop(key, None)
+        self.stats["connections_removed"] += 1
 
     def _file_cookie(self, conn: Connection, server: bytes, synack: TCPRepr) -> None:
         """After a SYN-ACK to our Fast Open SYN: keep the cookie it brought (with the
@@ -311,6 +350,9 @@ class TCPEndpoint:
                 self._dirty[key] = None
                 self._active[key] = conn
                 n += 1
+        for key in [k for k in self.time_wait if k[0] == laddr]:
+            self._end_time_wait(key)
+            n += 1
         return n
 
     def handle_icmp_error(
@@ -332,6 +374,9 @@ class TCPEndpoint:
         sport, dport, seq = _QUOTE.unpack_from(q)
         key = (local, sport, remote, dport)
         conn = self.connections.get(key)
+        if conn is None and (tw := self.time_wait.get(key)) is not None and tw.icmp_matches(seq):
+            self.stats["icmp_accepted"] += 1
+            return True
         if conn is None or not conn.icmp_error(
             seq, refused=refused, mtu=mtu, ipv6=len(local) == 16
         ):
@@ -471,7 +516,7 @@ class TCPEndpoint:
 
     def poll_at(self) -> float | None:
         """When ``handle_timer`` is next needed (0.0 when output is pending now)."""
-        if self._out or self._dirty:
+        if self._out or self._dirty or self._tw_ack:
             return 0.0
         timers = self._timers
         sched = self._scheduled
@@ -490,6 +535,16 @@ class TCPEndpoint:
                         best = t
                     break
                 q.popleft()
+        q = self._tw_expiry
+        tws = self.time_wait
+        while q:
+            t, key = q[0]
+            tw = tws.get(key)
+            if tw is not None and tw.expires == t:
+                if best is None or t < best:
+                    best = t
+                break
+            q.popleft()
         return best
 
     def _arm(self, key: Key, t: float) -> None:
@@ -510,6 +565,13 @@ class TCPEndpoint:
         for q in self._fifos:
             while q and q[0][0] <= now:
                 due.append(q.popleft())
+        q = self._tw_expiry
+        tws = self.time_wait
+        while q and q[0][0] <= now:
+            t, key = q.popleft()
+            tw = tws.get(key)
+            if tw is not None and tw.expires == t:
+                self._end_time_wait(key)  # 2 MSL are over: no segment
         if len(due) > 1:
             due.sort()  # in deadline order, as one heap would give them
         for t, key in due:
@@ -535,6 +597,11 @@ class TCPEndpoint:
         """``(local address, remote address, segment)`` for everything due now."""
         out = self._out
         self._out = []
+        if self._tw_ack:
+            tws = self.time_wait
+            for key in self._tw_ack:
+                out.append((key[0], key[2], tws[key].ack(now, key[1], key[3])))
+            self._tw_ack = {}
         dirty = self._dirty
         if not dirty:
             return out
@@ -558,6 +625,13 @@ class TCPEndpoint:
             if st == _CLOSED:
                 self._remove(key, conn)
                 continue
+            if st == _TIME_WAIT and (tw := conn.time_wait_record()) is not None:
+                # The connection's driver drains its ConnectionClosed and lets it go.
+                self._remove(key, conn, count=False)
+                self.time_wait[key] = tw
+                self._tw_expiry.append((tw.expires, key))
+                self._active[key] = conn
+                continue
             t = conn.poll_at()
             if t is not None:
                 # A timer entry that fires no later than needed is kept: a later deadline
@@ -579,12 +653,14 @@ class TCPEndpoint:
             if conn.state != _CLOSED:
                 lst.accept_queue.append(conn)
 
-    def _remove(self, key: Key, conn: Connection) -> None:
+    def _remove(self, key: Key, conn: Connection, *, count: bool = True) -> None:
+        """Take ``conn`` out of the table; ``count``: it is gone (not in TIME-WAIT)."""
         del self.connections[key]
         self._addr_of.pop(id(conn), None)
         self._scheduled.pop(key, None)
         self._half_open.discard(key)
-        self.stats["connections_removed"] += 1
+        if count:
+            self.stats["connections_removed"] += 1
         for lst in self._listeners.values():
             if lst.accept_queue and conn in lst.accept_queue:
                 lst.accept_queue.remove(conn)

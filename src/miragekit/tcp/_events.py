@@ -50,7 +50,9 @@ class ConnectionTimedOut:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionClosed:
-    """The connection reached CLOSED; it holds no buffers and can be dropped. Always last."""
+    """The connection reached CLOSED, or TIME_WAIT with its endpoint keeping the 4-tuple
+    for 2 MSL: it will change no more (data not yet read can still be), it can be
+    dropped. Always last."""
 
 
 Event = (
