@@ -10,7 +10,6 @@ from collections import deque
 from typing import Any
 
 import pytest
-from tests.tcp_helpers import state
 from tests.test_direct_stack import connect, two_stacks
 
 from miragekit.result import Ok
