@@ -8,12 +8,15 @@ same. Then the answers themselves, spelled out.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
+from tests.test_direct_stack import connect, drain, run_sim, two_stacks
 
+from miragekit.result import Ok
 from miragekit.tcp import Config, Connection, State, TCPEndpoint
 from miragekit.tcp._timewait import TimeWait
 from miragekit.wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPRepr
@@ -309,3 +312,35 @@ def test_exact_rst_ends_time_wait_silently() -> None:
     tw.send(0.5, RST, tw.rcv, 0)
     assert tw.out(0.5) == [] and not tw.ep.time_wait
     assert tw.ep.stats["connections_removed"] == 1
+
+
+def test_the_stack_lets_flows_go_when_the_server_closes_first() -> None:
+    """Over two of our stacks: the server side's flows and connections are gone as soon as
+    they settle in TIME-WAIT; the endpoint keeps only the records, for 2 MSL."""
+
+    async def main() -> None:
+        _, client, server = await two_stacks()
+
+        async def hello(flow: Any) -> None:
+            r = await flow.read()
+            assert isinstance(r, Ok)
+            await flow.write(bytes(r.value).upper())
+            await flow.close()  # the server closes first
+
+        server.listen_tcpv4(port=80, callback=hello)
+
+        async def one(i: int) -> None:
+            flow = await connect(client, 80)
+            await flow.write(f"conn {i}".encode())
+            assert await drain(flow) == f"CONN {i}".encode()
+            await flow.close()
+
+        await asyncio.gather(*(one(i) for i in range(200)))
+        await asyncio.sleep(1.0)
+        tcp = server.tcpv4()
+        assert tcp.flow_count() == 0 and not tcp.endpoint.connections
+        assert len(tcp.endpoint.time_wait) == 200 == tcp.connections()
+        await asyncio.sleep(300)  # past TIME_WAIT (2 * MSL)
+        assert tcp.connections() == 0 and client.tcpv4().connections() == 0
+
+    run_sim(main())
