@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from miragekit.tcp.seqnum import (
     MASK,
+    acceptable,
     seq_add,
     seq_diff,
     seq_ge,
@@ -41,3 +42,14 @@ def test_unwrap_inverts_wrap(ref: int, delta: int) -> None:
     if n >= 0:
         assert unwrap(n & MASK, ref) == n
         assert seq_diff(n & MASK, ref & MASK) == delta
+
+
+def test_acceptability_table_of_rfc_9293() -> None:
+    # (seq, seglen, RCV.NXT, RCV.WND): the four cases of RFC 9293 3.10.7.4.
+    assert acceptable(100, 0, 100, 0) and not acceptable(101, 0, 100, 0)
+    assert acceptable(150, 0, 100, 100) and not acceptable(200, 0, 100, 100)
+    assert not acceptable(99, 0, 100, 100)
+    assert not acceptable(100, 10, 100, 0)
+    assert acceptable(95, 10, 100, 100)  # its tail is in the window
+    assert not acceptable(90, 10, 100, 100)  # wholly old
+    assert acceptable(199, 10, 100, 100) and not acceptable(200, 10, 100, 100)

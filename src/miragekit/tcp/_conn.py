@@ -48,7 +48,7 @@ from ._sack import DUP_THRESH, RetransmitLedger, Scoreboard
 from ._sendbuf import SendBuffer
 from ._timewait import TimeWait, newer_syn
 from .congestion import CongestionControl, new_controller
-from .seqnum import HALF, MASK
+from .seqnum import HALF, MASK, acceptable
 
 __all__ = ["Connection", "State"]
 
@@ -908,15 +908,7 @@ class Connection:
                 self.stats["dropped"] += 1
             return
 
-        # RFC 9293 acceptability test.
-        if seglen == 0:
-            ok = seq == rcv_nxt if wnd == 0 else rcv_nxt <= seq < rcv_nxt + wnd
-        elif wnd == 0:
-            ok = False
-        else:
-            end = seq + seglen - 1
-            ok = (rcv_nxt <= seq < rcv_nxt + wnd) or (rcv_nxt <= end < rcv_nxt + wnd)
-        if not ok:
+        if not acceptable(seq, seglen, rcv_nxt, wnd):
             self.stats["dropped"] += 1
             self._ack_now = True
             if plen and seq < rcv_nxt and self._sack_on:

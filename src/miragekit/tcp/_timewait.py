@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..wire.tcp import ACK, CWR, ECE, FIN, RST, SYN, TCPRepr, plain_segment
 from ._ecn import CE
-from .seqnum import HALF, MASK
+from .seqnum import HALF, MASK, acceptable
 
 __all__ = ["ACK_OWED", "ENDED", "NOTHING", "TimeWait", "newer_syn"]
 
@@ -132,14 +132,7 @@ class TimeWait:
                 return self._challenge(now, challenge_limit)
             return NOTHING
         seglen = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-        if seglen == 0:
-            ok = seq == rcv_nxt if wnd == 0 else rcv_nxt <= seq < rcv_nxt + wnd
-        elif wnd == 0:
-            ok = False
-        else:
-            end = seq + seglen - 1
-            ok = (rcv_nxt <= seq < rcv_nxt + wnd) or (rcv_nxt <= end < rcv_nxt + wnd)
-        if not ok:
+        if not acceptable(seq, seglen, rcv_nxt, wnd):
             if plen and seq < rcv_nxt and self.sack_on:
                 self.dsack = (seq, min(seq + plen, rcv_nxt))  # a duplicate: say so
             if flags & FIN:

@@ -6,7 +6,18 @@ these helpers convert at the wire boundary and compare raw 32-bit numbers where 
 
 from __future__ import annotations
 
-__all__ = ["MASK", "seq_add", "seq_diff", "seq_ge", "seq_gt", "seq_le", "seq_lt", "unwrap", "wrap"]
+__all__ = [
+    "MASK",
+    "acceptable",
+    "seq_add",
+    "seq_diff",
+    "seq_ge",
+    "seq_gt",
+    "seq_le",
+    "seq_lt",
+    "unwrap",
+    "wrap",
+]
 
 MOD = 1 << 32
 MASK = MOD - 1
@@ -42,6 +53,17 @@ def seq_gt(a: int, b: int) -> bool:
 
 def seq_ge(a: int, b: int) -> bool:
     return seq_diff(a, b) >= 0
+
+
+def acceptable(seq: int, seglen: int, rcv_nxt: int, wnd: int) -> bool:
+    """RFC 9293 3.10.7.4's acceptability test of a segment (unbounded numbers): does any
+    of it fall in the receive window?"""
+    if seglen == 0:
+        return seq == rcv_nxt if wnd == 0 else rcv_nxt <= seq < rcv_nxt + wnd
+    if wnd == 0:
+        return False
+    end = seq + seglen - 1
+    return (rcv_nxt <= seq < rcv_nxt + wnd) or (rcv_nxt <= end < rcv_nxt + wnd)
 
 
 def unwrap(seq32: int, reference: int) -> int:
