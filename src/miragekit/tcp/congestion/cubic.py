@@ -27,7 +27,7 @@ class Cubic(CongestionControl):
     def on_ack(self, now: float, acked: int, srtt: float) -> None:
         mss = self.mss
         if self.cwnd < self.ssthresh:
-            self.cwnd += min(acked, 2 * mss)
+            self.slow_start(acked)
             return
         cwnd = self.cwnd / mss
         if self._epoch is None:
