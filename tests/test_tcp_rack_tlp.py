@@ -18,6 +18,7 @@ from tests.tcp_helpers import (
 )
 
 from miragekit.tcp import Config, Connection
+from miragekit.tcp._conn import QUICKACKS
 from miragekit.wire.tcp import ACK, FIN, PSH
 
 # SACK and TLP on, the rest as plain as the helpers' connection.
@@ -245,3 +246,29 @@ def test_nextseg_rule4_rescue_once_per_recovery() -> None:
     # Without the rescue the tail would wait for the RTO; it ends recovery at once.
     c.handle_segment(2.004, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 9000))
     assert c.poll_at() is None and c.stats["rto"] == 0
+
+
+# ---------------------------------------------------------------- the receiver's side
+
+
+def test_receiver_acks_every_segment_for_a_while_after_a_hole_is_filled() -> None:
+    c = established(dataclasses.replace(PLAIN, sack=True, delayed_ack=True), sack_permitted=True)
+
+    def data(k: int) -> None:
+        c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 600 * k, LOCAL_SEQ, bytes(600)))
+
+    data(0)
+    assert out(c) == []  # in order, one segment: the ACK is delayed
+    data(2)
+    assert len(out(c)) == 1  # out of order: a duplicate ACK at once
+    data(1)
+    assert [s.ack for s in out(c)] == [(REMOTE_SEQ + 1800) & 0xFFFFFFFF]  # the hole filled
+    # The sender is recovering: the next QUICKACKS segments are each ACKed at once ...
+    for k in range(3, 3 + QUICKACKS):
+        data(k)
+        assert [s.ack for s in out(c)] == [(REMOTE_SEQ + 600 * (k + 1)) & 0xFFFFFFFF]
+    # ... then delayed ACKs again (one per two segments).
+    data(3 + QUICKACKS)
+    assert out(c) == []
+    data(4 + QUICKACKS)
+    assert len(out(c)) == 1

@@ -88,6 +88,10 @@ _EVT_WRITABLE = SendBufferAvailable()
 _EVT_EOF = EndOfStream()
 _EVT_RESET = ConnectionReset()
 _EVT_REFUSED = ConnectionReset(refused=True)
+QUICKACKS = 16
+"""Segments ACKed at once, without delay, after one fills a hole: the sender is
+recovering from a loss, and an ACK per segment clocks it out of recovery sooner (Linux
+leaves delayed ACKs for as many after a retransmission, TCP_MAX_QUICKACKS)."""
 SYN_LOSS_RTO = 3.0
 """The timeout once data flows after a retransmitted SYN or SYN-ACK (RFC 6298 5.7)."""
 MIN_SND_MSS = 48
@@ -167,6 +171,7 @@ class Connection:
         "_prr_delivered",
         "_prr_out",
         "_push_upto",
+        "_quickacks",
         "_rack_at",
         "_rcv_adv",
         "_rcv_fin",
@@ -296,6 +301,7 @@ class Connection:
         self._ka_probes = 0
         self._ack_now = False
         self._unacked_bytes = 0
+        self._quickacks = 0
         self._rcv_mss = min(config.mss, config.default_mss)
         self._seg_max = self._smss
         self._dupacks = 0
@@ -1316,6 +1322,7 @@ class Connection:
                     self._rcvbuf += data
                     rcv_nxt = end
                 self._ack_now = True  # filled (part of) a hole: ACK at once (RFC 5681 4.2)
+                self._quickacks = QUICKACKS
             self._rcv_nxt = rcv_nxt
             if not self._readable_signalled:
                 self._readable_signalled = True
@@ -1325,7 +1332,12 @@ class Connection:
             if plen > self._rcv_mss:
                 self._rcv_mss = min(plen, self.config.mss)
             self._unacked_bytes += plen
-            if not self.config.delayed_ack or self._unacked_bytes >= 2 * self._rcv_mss:
+            if self._ack_now:
+                pass
+            elif not self.config.delayed_ack or self._unacked_bytes >= 2 * self._rcv_mss:
+                self._ack_now = True
+            elif self._quickacks:
+                self._quickacks -= 1
                 self._ack_now = True
             elif self._ack_at is None:
                 self._ack_at = now + self.config.delayed_ack_timeout
