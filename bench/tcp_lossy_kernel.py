@@ -260,11 +260,12 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             for loss in args.loss:
                 link = f"loss={loss},latency={rtt_ms / 2000}"
                 row: dict[str, Any] = {"rtt_ms": rtt_ms, "loss": loss}
-                for key, fn in (
+                cases: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
                     ("kernel->kernel", lambda: kernel_to_kernel(ns, args.seconds)),
                     ("ours->kernel", lambda: ours_to_kernel(ns, args.seconds)),
                     ("kernel->ours", lambda: kernel_to_ours(ns, args.seconds)),
-                ):
+                ]
+                for key, fn in cases:
                     sw = await start_switch(ns, taps, link, args.seed)
                     try:
                         row[key] = await fn()
