@@ -1293,6 +1293,11 @@ class Connection:
             self._inflate = 0
 
     def _on_data(self, now: float, seq: int, payload: Buffer) -> None:
+        if self._ack_now and (self._quickacks or self._ooo.ranges):
+            # The sender is recovering: an ACK that is due goes out now, not merged with
+            # the next segment's when the driver hands over a batch, so it gets one
+            # (with its SACK blocks) per out-of-order or quick-ACKed segment.
+            self._ctl_out.append(self._make(ACK, self._snd_nxt, b"", now))
         rcv_nxt = self._rcv_nxt
         plen = len(payload)
         if seq < rcv_nxt:
