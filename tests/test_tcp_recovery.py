@@ -371,6 +371,28 @@ def test_cubic_fast_convergence() -> None:
     assert cc._w_max == pytest.approx(70 * (1 + 0.7) / 2)
 
 
+def test_cubic_reno_friendly_estimate_grows_as_reno_past_the_prior_window() -> None:
+    """RFC 9438 4.3: W_est grows by alpha = 3(1-beta)/(1+beta) segments per window, and
+    by 1 (as Reno) once it is back at the window of the last reduction."""
+    mss = 1000
+    cc = Cubic(mss)
+    cc.cwnd = 10 * mss
+    cc.on_loss(0.0, cc.cwnd)  # cwnd_prior 10, W_est starts at 7
+    assert cc.cwnd == 7 * mss
+
+    def window_of_acks(now: float) -> float:
+        before = cc._w_est
+        for _ in range(cc.cwnd // mss):
+            cc.on_ack(now, mss, 0.01)
+        return cc._w_est - before
+
+    cc.on_ack(0.0, mss, 0.01)  # starts the epoch: W_est = cwnd (7), then + alpha/7
+    assert window_of_acks(0.0) == pytest.approx(0.53, rel=0.1)
+    cc._w_est = 10.0  # back at cwnd_prior: alpha 1
+    cc.cwnd = 10 * mss
+    assert window_of_acks(0.1) == pytest.approx(1.0, rel=0.1)
+
+
 def test_controller_factory() -> None:
     assert isinstance(new_controller("cubic", 1000), Cubic)
     assert isinstance(new_controller("newreno", 1000), NewReno)
