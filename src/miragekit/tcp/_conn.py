@@ -14,7 +14,8 @@ wraparound only exists at the edges.
 
 What is implemented: the RFC 9293 state machine with simultaneous open and close, RST
 processing and generation, RFC 5961 challenge ACKs (rate-limited), MSS negotiation,
-RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK with RFC 6675 recovery, or
+RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK with RFC 6675 recovery
+(NextSeg rules 1-4), RFC 8985 RACK-TLP, RFC 6937 PRR, RFC 2883 D-SACK with undo, or
 RFC 6582 NewReno recovery without SACK, RFC 6298 RTO with backoff and give-up,
 RFC 3042 limited transmit, pluggable congestion control, delayed ACKs, Nagle, sender
 and receiver SWS avoidance, zero-window probing, TIME_WAIT and a FIN_WAIT_2 timeout,
