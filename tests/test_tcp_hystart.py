@@ -7,8 +7,7 @@ import pytest
 from tests.tcp_harness import Harness, WireModel, bulk_transfer
 
 from miragekit.tcp import Config
-from miragekit.tcp.congestion import HyStart, new_controller
-from miragekit.tcp.congestion._base import INITIAL_SSTHRESH
+from miragekit.tcp.congestion import INITIAL_SSTHRESH, HyStart, new_controller
 from miragekit.tcp.congestion.hystart import CSS_ROUNDS, N_RTT_SAMPLE
 
 MSS = 1000

@@ -44,8 +44,7 @@ from ._reassembly import Reassembler
 from ._rtt import RttEstimator
 from ._sack import DUP_THRESH, RetransmitLedger, Scoreboard
 from ._sendbuf import SendBuffer
-from .congestion import CongestionControl, new_controller
-from .congestion._base import INITIAL_SSTHRESH
+from .congestion import INITIAL_SSTHRESH, CongestionControl, new_controller
 from .seqnum import MASK, seq_lt
 
 __all__ = ["Connection", "State"]
@@ -1728,7 +1727,6 @@ class Connection:
     def _send_probe(self, now: float, out: list[TCPRepr], data_end: int, fin_end: int) -> None:
         """RFC 8985 7.3: a new segment beyond cwnd if the peer's window allows, else the
         highest-sequence segment again; either way its ACK (with SACK) shows a tail loss."""
-        self.stats["tail_loss_probes"] += 1
         mss = self._smss
         nxt = self._snd_nxt
         wnd_room = self._snd_una + self._snd_wnd - nxt
@@ -1745,6 +1743,7 @@ class Connection:
             self._tlp_rxt = True
         else:
             return
+        self.stats["tail_loss_probes"] += 1
         self._tlp_end = self._snd_max
         self._tlp_rtt = False
 

@@ -7,12 +7,13 @@ to a retransmission timeout. Windows are in bytes.
 
 from __future__ import annotations
 
+from ._base import INITIAL_SSTHRESH as INITIAL_SSTHRESH
 from ._base import CongestionControl as CongestionControl
 from .cubic import Cubic as Cubic
 from .hystart import HyStart as HyStart
 from .newreno import NewReno as NewReno
 
-__all__ = ["CongestionControl", "Cubic", "HyStart", "NewReno", "new_controller"]
+__all__ = ["INITIAL_SSTHRESH", "CongestionControl", "Cubic", "HyStart", "NewReno", "new_controller"]
 
 
 _BY_NAME: dict[str, type[CongestionControl]] = {"newreno": NewReno, "cubic": Cubic}
