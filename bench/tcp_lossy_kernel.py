@@ -17,8 +17,9 @@ directions; b and c are clean. So every row crosses the same impairment once eac
 The kernel runs with its defaults (SACK, RACK-TLP, PRR, HyStart) except its congestion
 control, set on the sender's socket to ``--kernel-congestion`` (CUBIC: loss-based as
 ours; a host default of BBR hardly slows down for random loss at all). Each row gets a
-fresh switch with the same ``--seed``; the rows run in ``--repeat`` rounds and the table
-shows each row's median run (by goodput) with its RTOs. Goodput is what the receiving
+fresh switch; the rows run in ``--repeat`` rounds, round r with seed ``--seed`` + r for
+all three rows (one seed replays much the same losses, so the rounds differ), and the
+table shows each row's median run (by goodput) with its RTOs. Goodput is what the receiving
 application read in the ``--seconds`` after its first byte (MB = 10**6 bytes); RTOs are
 the sender's retransmission timeouts: the kernel's ``TcpExtTCPTimeouts`` from ``nstat``
 in the sender's namespace, ours the connection's ``stats["rto"]``. Prints a table and
@@ -269,9 +270,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 ]
                 # Rounds of every row, so that a busy machine weighs on all of them alike.
                 runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in cases}
-                for _ in range(args.repeat):
+                for r in range(args.repeat):
                     for key, fn in cases:
-                        sw = await start_switch(ns, taps, link, args.seed)
+                        sw = await start_switch(ns, taps, link, args.seed + r)
                         try:
                             runs[key].append(await fn())
                         finally:
