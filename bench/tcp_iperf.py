@@ -1,7 +1,8 @@
 """TCP bulk throughput both ways, side by side: our stack against the kernel's, and PyTCP.
 
 Run as root: ``python bench/tcp_iperf.py [--seconds 5] [--repeat 3] [--rows ROW ...]``.
-Rows (``--rows`` picks some: veth, tap, tap-offload, vnet, pytcp):
+Rows (``--rows`` picks some: veth, tap, tap-offload, veth6, tap6, tap6-offload, vnet,
+vnet1500, pytcp):
 
 * ``veth``: the kernel's iperf3 to itself over a veth pair between two ``mk-``
   namespaces (the reference: the ceiling of these machines);
@@ -9,6 +10,8 @@ Rows (``--rows`` picks some: veth, tap, tap-offload, vnet, pytcp):
   ``miragekit run --net tap``, with ``--offload`` for the second), measured by the
   kernel's unmodified ``iperf3 -c ... -J`` in the namespace: forward is into our stack,
   ``-R`` out of it;
+* ``veth6``, ``tap6``, ``tap6-offload``: the same three over IPv6 (``fd00:81::/64``,
+  the runner's ``--ip6``; the kernel's DAD off, so its address is usable at once);
 * ``vnet``: two of our stacks over the virtual switch in one process, measured by the
   example's own small iperf3 client (``run_client``) against its server: not the kernel's
   iperf3;
@@ -62,6 +65,8 @@ from miragekit.stack import DirectStackV4, Static  # noqa: E402
 from miragekit.v1 import StackConfig  # noqa: E402
 
 KERNEL_IP, APP_IP = "10.81.0.1", "10.81.0.2"
+#: The IPv6 rows (``veth6``, ``tap6``, ``tap6-offload``): the same paths over these.
+KERNEL_IP6, APP_IP6 = "fd00:81::1", "fd00:81::2"
 #: The client's options for every iperf3 row, besides ``-c ADDR -t SECONDS`` (and ``-R``).
 IPERF3_OPTS: tuple[str, ...] = ()
 #: ``net.ipv4.tcp_rmem`` pinned in every kernel namespace (``--rmem``), or None: defaults.
@@ -124,16 +129,27 @@ def received(report: dict[str, Any]) -> tuple[float, int]:
     return float(r["bytes"]) / float(r["seconds"]) / 1e6, int(r["bytes"])
 
 
+def ipv6_on(ns: str, on: bool) -> None:
+    """IPv6 in ``ns``: off, or on without DAD (addresses usable at once)."""
+    if not on:
+        sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
+        sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"))
+        return
+    for scope in ("all", "default"):
+        sh(*in_ns(ns, "sysctl", "-qw", f"net.ipv6.conf.{scope}.accept_dad=0"))
+
+
 @contextmanager
-def tap_namespace() -> Iterator[tuple[str, str]]:
+def tap_namespace(ip6: bool = False) -> Iterator[tuple[str, str]]:
     tag = uuid.uuid4().hex[:8]
     ns, tap = f"mk-bi{tag}", f"mk-bt{tag}"
     sh("ip", "netns", "add", ns)
     try:
-        sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
-        sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"))
+        ipv6_on(ns, ip6)
         sh("ip", "-n", ns, "tuntap", "add", "mode", "tap", "name", tap)
         sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", tap)
+        if ip6:
+            sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP6}/64", "dev", tap, "nodad")
         sh("ip", "-n", ns, "link", "set", tap, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         pin_rmem(ns)
@@ -142,18 +158,23 @@ def tap_namespace() -> Iterator[tuple[str, str]]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def kernel_veth(secs: float) -> Run:
+def kernel_veth(secs: float, ip6: bool = False) -> Run:
     tag = uuid.uuid4().hex[:8]
     a, b = f"mk-ka{tag}", f"mk-kb{tag}"
     try:
         sh("ip", "netns", "add", a)
         sh("ip", "netns", "add", b)
+        ipv6_on(a, ip6)
+        ipv6_on(b, ip6)
         pin_rmem(a)
         pin_rmem(b)
         sh("ip", "link", "add", f"mk-va{tag}", "netns", a, "type", "veth",
            "peer", "name", f"mk-vb{tag}", "netns", b)  # fmt: skip
         sh("ip", "-n", a, "addr", "add", f"{KERNEL_IP}/24", "dev", f"mk-va{tag}")
         sh("ip", "-n", b, "addr", "add", f"{APP_IP}/24", "dev", f"mk-vb{tag}")
+        if ip6:
+            sh("ip", "-n", a, "addr", "add", f"{KERNEL_IP6}/64", "dev", f"mk-va{tag}", "nodad")
+            sh("ip", "-n", b, "addr", "add", f"{APP_IP6}/64", "dev", f"mk-vb{tag}", "nodad")
         sh("ip", "-n", a, "link", "set", f"mk-va{tag}", "up")
         sh("ip", "-n", b, "link", "set", f"mk-vb{tag}", "up")
         out: Run = {}
@@ -161,7 +182,8 @@ def kernel_veth(secs: float) -> Run:
             srv = subprocess.Popen(in_ns(b, "iperf3", "-s", "-1"), stdout=subprocess.DEVNULL)
             try:
                 time.sleep(0.3)
-                out[key], nbytes = received(iperf3(a, "-c", APP_IP, "-t", str(secs), *extra))
+                dst = APP_IP6 if ip6 else APP_IP
+                out[key], nbytes = received(iperf3(a, "-c", dst, "-t", str(secs), *extra))
             finally:
                 # The server's own CPU over its one test (it exits after it: -1).
                 _, status, usage = os.wait4(srv.pid, 0)
@@ -173,10 +195,13 @@ def kernel_veth(secs: float) -> Run:
         subprocess.run(["ip", "netns", "del", b], capture_output=True)
 
 
-def ours_tap(secs: float, *extra: str) -> Run:
-    with tap_namespace() as (ns, tap):
+def ours_tap(secs: float, *extra: str, ip6: bool = False) -> Run:
+    """``examples/iperf3`` under ``miragekit run --net tap`` (with ``extra`` options),
+    measured by the kernel's iperf3 over IPv4, or over IPv6 with ``ip6``."""
+    with tap_namespace(ip6) as (ns, tap):
+        v6 = ("--ip6", f"{APP_IP6}/64") if ip6 else ()
         cmd = in_ns(ns, sys.executable, "-m", "miragekit", "run", "examples/iperf3",
-                    "--net", f"tap:{tap}", "--ip", f"{APP_IP}/24", *extra)  # fmt: skip
+                    "--net", f"tap:{tap}", "--ip", f"{APP_IP}/24", *v6, *extra)  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -193,7 +218,8 @@ def ours_tap(secs: float, *extra: str) -> Run:
             out: Run = {}
             for key, rev in (("into", ()), ("out", ("-R",))):
                 c0 = cpu_seconds(proc.pid)
-                out[key], nbytes = received(iperf3(ns, "-c", APP_IP, "-t", str(secs), *rev))
+                dst = APP_IP6 if ip6 else APP_IP
+                out[key], nbytes = received(iperf3(ns, "-c", dst, "-t", str(secs), *rev))
                 out[f"cpu_{key}"] = per_gb(cpu_seconds(proc.pid) - c0, nbytes)
             return out
         finally:
@@ -359,6 +385,21 @@ ROWS: dict[str, tuple[str, str, Callable[[float], Run]]] = {
         "kernel <-> ours, TAP --offload",
         "the same with --offload (64 KiB TSO/GSO segments, checksums left to the kernel)",
         lambda secs: ours_tap(secs, "--offload"),
+    ),
+    "veth6": (
+        "kernel <-> kernel, veth, IPv6",
+        "the veth reference over IPv6",
+        lambda secs: kernel_veth(secs, ip6=True),
+    ),
+    "tap6": (
+        "kernel <-> ours, TAP, IPv6",
+        "the tap row over IPv6 (the runner's --ip6; frames of at most the MTU)",
+        lambda secs: ours_tap(secs, ip6=True),
+    ),
+    "tap6-offload": (
+        "kernel <-> ours, TAP --offload, IPv6",
+        "the tap-offload row over IPv6 (TSO/GSO segments of type TCPV6)",
+        lambda secs: ours_tap(secs, "--offload", ip6=True),
     ),
     "vnet": (
         "ours <-> ours, switch MTU 9000",

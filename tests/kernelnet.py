@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import subprocess
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,3 +115,40 @@ async def socat_receives(
             await server.wait()
     assert hashlib.sha256(dst.read_bytes()).digest() == hashlib.sha256(payload).digest()
     return flow
+
+
+async def direct_on_tap(
+    k: KernelNet,
+    body: Callable[[Any, Any], Awaitable[None]],
+    *,
+    sysctls: Sequence[str] = (),
+    offload: bool = False,
+    wrap: Callable[[Any], Any] | None = None,
+    tcp_config: Any = None,
+) -> None:
+    """Our ``DirectStackV4`` at OUR_IP on the TAP, whose kernel side gets ``sysctls``
+    (``name=value``) once the TAP is in its namespace; ``wrap`` puts a device around the
+    TAP (an ``ImpairedLink``). Runs ``body(stack, device)``, checks the driver had no
+    internal error, and disconnects everything."""
+    from miragekit.link import TapNetif
+    from miragekit.result import Ok
+    from miragekit.stack import DirectStackV4, Static
+    from miragekit.v1 import StackConfig
+
+    r = await TapNetif.connect(k.tap, offload=offload)
+    assert isinstance(r, Ok), r
+    k.move_in()
+    for setting in sysctls:
+        sh("ip", "netns", "exec", k.ns, "sysctl", "-qw", setting)
+    dev = wrap(r.value) if wrap is not None else r.value
+    s = await DirectStackV4.connect(
+        StackConfig("tap", None, dev, Static(f"{OUR_IP}/24")), tcp_config=tcp_config
+    )
+    assert isinstance(s, Ok), s
+    stack = s.value
+    try:
+        await body(stack, dev)
+        assert stack.tcpv4().internal_errors == 0
+    finally:
+        await stack.disconnect()
+        await dev.disconnect()

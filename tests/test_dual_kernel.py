@@ -34,6 +34,7 @@ from tests.ipstack.test_ipv6_kernel import (
     knet6,
 )
 from tests.kernelnet import OUR_IP, run, socat_receives
+from tests.netns import ns_exec
 from tests.nstat import kernel_clean
 
 from miragekit.kv import DirKV
@@ -64,6 +65,7 @@ async def with_dual(
     body: Callable[[DirectStack], Awaitable[None]],
     cidrs: Sequence[str] = (f"{OUR_IP6}/64",),
     offload: bool = False,
+    gateways: Sequence[str] = (),
 ) -> None:
     r = await TapNetif.connect(k.tap, mac=OUR_MAC, offload=offload)
     assert isinstance(r, Ok), r
@@ -71,7 +73,7 @@ async def with_dual(
     k.move_in()
     s = await DirectStack.connect(
         StackConfig("tap", None, netif, Static(f"{OUR_IP}/24")),
-        ip6=IPv6Config(cidrs=cidrs, ndp=FAST),
+        ip6=IPv6Config(cidrs=cidrs, gateways=gateways, ndp=FAST),
     )
     assert isinstance(s, Ok), s
     stack = s.value
@@ -121,26 +123,44 @@ def test_curl6_against_the_website_example(knet6: KernelNet6) -> None:
 OFFLOAD = pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
 
 
+async def socat_sends(ns: str, stack: DirectStack, size: int, tmp_path: Path) -> None:
+    """A socat in ``ns`` sends ``size`` random bytes over IPv6 to our dual-stack listener
+    on port 9; they arrive byte-exact (SHA-256)."""
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(size))
+    want = hashlib.sha256(src.read_bytes()).hexdigest()
+    done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+    async def sink(flow: Any) -> None:
+        assert isinstance(flow.get_dest()[0], A6)
+        done.set_result(await drain_hash(flow))
+
+    stack.listen_tcpv4(port=9, callback=sink)  # dual-stack listener
+    rc, out = await ns_exec(ns, "socat", "-u", f"FILE:{src}", f"TCP6:[{OUR_IP6}]:9", timeout=150)
+    assert rc == 0, out
+    assert await asyncio.wait_for(done, 60) == (size, want)
+    assert stack.counters()["tcp6"]["bad_checksum"] == 0
+
+
+def offload_tap(stack: DirectStack) -> TapNetif:
+    """The TAP device, checking that IPv6 (as IPv4) uses its offloads."""
+    netif = stack.ipv6().offload
+    assert isinstance(netif, TapNetif) and stack.ipv4().offload is netif
+    assert stack.tcpv6().config.tso_max == 65535 - 60
+    return netif
+
+
 @OFFLOAD
 def test_socat6_sends_to_us(knet6: KernelNet6, tmp_path: Path, offload: bool) -> None:
     """With ``offload`` the kernel leaves TCP checksums to the device (``NEEDS_CSUM``) and
-    may hand over large segments: IPv6 must take them as IPv4 does."""
-    src = tmp_path / "src.bin"
-    src.write_bytes(os.urandom(8 * MB))
-    want = hashlib.sha256(src.read_bytes()).hexdigest()
+    hands over large (GRO'd) segments: IPv6 must take them as IPv4 does."""
 
     async def body(stack: DirectStack) -> None:
-        done: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-
-        async def sink(flow: Any) -> None:
-            assert flow.get_dest()[0] == A6(KERNEL_IP6)
-            done.set_result(await drain_hash(flow))
-
-        stack.listen_tcpv4(port=9, callback=sink)  # dual-stack listener
-        rc, out = await knet6.exec("socat", "-u", f"FILE:{src}", f"TCP6:[{OUR_IP6}]:9", timeout=60)
-        assert rc == 0, out
-        assert await asyncio.wait_for(done, 30) == (8 * MB, want)
-        assert stack.counters()["tcp6"]["bad_checksum"] == 0
+        await socat_sends(knet6.ns, stack, 8 * MB, tmp_path)
+        if offload:
+            c = offload_tap(stack).counters
+            assert c.rx_gso > 0 and c.rx_csum_needed + c.rx_csum_valid > 0
+            assert c.rx_gso_bytes > 4 * MB and c.rx_gso_bytes / c.rx_gso > 4 * 1500
 
     with kernel_clean(knet6.ns, offload=offload):
         run(with_dual(knet6, body, offload=offload), timeout=90)
@@ -148,6 +168,8 @@ def test_socat6_sends_to_us(knet6: KernelNet6, tmp_path: Path, offload: bool) ->
 
 @OFFLOAD
 def test_we_send_to_socat6(knet6: KernelNet6, tmp_path: Path, offload: bool) -> None:
+    """With ``offload`` our segments leave as TSO frames far above the MTU (virtio-net
+    ``GSO_TCPV6``), their checksums completed by the kernel."""
     payload = os.urandom(8 * MB)
     dst = tmp_path / "dst.bin"
 
@@ -163,6 +185,12 @@ def test_we_send_to_socat6(knet6: KernelNet6, tmp_path: Path, offload: bool) -> 
         assert flow.connection.mss <= 1440
         assert stack.ipv6().counters.tx_fragments == 0
         assert stack.counters()["tcp6"]["bad_checksum"] == 0  # the kernel's ACKs
+        if offload:
+            c = offload_tap(stack).counters
+            assert c.tx_gso > 0 and c.tx_gso_bytes > 4 * MB
+            assert c.tx_gso_bytes / c.tx_gso > 8 * 1500  # far fewer frames than at the MSS
+            assert c.tx_csum_offload >= c.tx_gso
+            assert stack.ipv6().counters.tx_offload >= c.tx_gso
 
     with kernel_clean(knet6.ns, offload=offload):
         run(with_dual(knet6, body, offload=offload), timeout=90)

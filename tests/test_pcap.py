@@ -189,7 +189,7 @@ def test_bounded_buffer_and_connect(tmp_path: Path) -> None:
         frame = udp(a, b, 5000, 7, b"q" * 1000)
         for _ in range(3000):  # ~3 MB through a 1 MiB buffer
             pa.send(frame)
-            assert len(pa._buf) < (1 << 20) + 2000
+            assert len(pa._writer._buf) < (1 << 20) + 2000
         size_before = path.stat().st_size
         assert size_before >= 2 << 20
         await pa.disconnect()

@@ -316,10 +316,18 @@ def test_restart_runs_main_again_and_old_connections_get_reset() -> None:
     assert report["db"].state == "running" and report["db"].restarts == 1
     assert [e for _, e in report.events if "db" in e] == [
         "start db",
+        "c: connect c:57026 db:5432",
+        "db: accept db:5432 c:57026",
         "restart db",
         "db gone",
         "start db again",
+        "db: reset sent (no connection) db:5432 c:57026",  # the new stack knows nothing
+        "c: reset by peer c:57026 db:5432",
+        "c: connect c:57027 db:5432",
+        "db: accept db:5432 c:57027",
     ]
+    assert report["db"].counters.tcp_resets_out == 1 == report["c"].counters.tcp_resets_in
+    assert report["db"].counters.stack["tcp"]["rst_sent"] == 1  # the stack agrees
 
 
 def test_faults_name_unknown_hosts_or_need_a_running_network() -> None:

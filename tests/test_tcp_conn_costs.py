@@ -282,6 +282,9 @@ def test_each_connection_has_its_own_counters() -> None:
         "dsacks_in",
         "dsacks_out",
         "undos",
+        "ce_received",
+        "ecn_reductions",
+        "cwr_received",
         "tlp_recoveries",
         "rescue_retransmits",
     ]

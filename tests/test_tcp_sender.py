@@ -26,7 +26,7 @@ from miragekit.net import ArpConfig, Ethif, IPv4, IPv4Stack
 from miragekit.net._tcp import TcpSender
 from miragekit.result import Ok
 from miragekit.wire._checksum import checksum
-from miragekit.wire.tcp import ACK, FIN, PSH, SYN, TCPRepr
+from miragekit.wire.tcp import ACK, CWR, ECE, FIN, PSH, SYN, TCPRepr
 
 LADDR = bytes([10, 0, 0, 1])
 RADDR = bytes([10, 0, 0, 2])
@@ -72,6 +72,8 @@ def _general(ip: IPv4, link: CaptureLink, seg: TCPRepr, raddr: bytes = RADDR) ->
     n = seg.buffer_len()
     frame = ip.allocate_header(raddr, 6, 34 + n, df=True)  # as the TCP driver asks
     seg.emit(frame[34:], LADDR, raddr)
+    if seg.ecn:
+        ip.set_ecn(frame, seg.ecn)  # as the driver does for ECN (RFC 3168)
     ip.send_frame(frame)
     return link.frames.pop()
 
@@ -102,17 +104,26 @@ def _scapy_checks(frame: bytes) -> None:
 
 
 segments = st.builds(
-    lambda sp, dp, seq, ack, flags, win, plen, ts: TCPRepr(
-        sp, dp, seq, ack, flags, win, bytes(random.Random(plen).randbytes(plen)), timestamp=ts
+    lambda sp, dp, seq, ack, flags, win, plen, ts, ecn: TCPRepr(
+        sp,
+        dp,
+        seq,
+        ack,
+        flags,
+        win,
+        bytes(random.Random(plen).randbytes(plen)),
+        timestamp=ts,
+        ecn=ecn,
     ),
     st.integers(1, 65535),
     st.integers(1, 65535),
     st.integers(0, 2**32 - 1),
     st.integers(0, 2**32 - 1),
-    st.sampled_from([ACK, ACK | PSH, ACK | FIN, ACK | PSH | FIN, 0]),
+    st.sampled_from([ACK, ACK | PSH, ACK | FIN, ACK | PSH | FIN, 0, ACK | ECE, ACK | PSH | CWR]),
     st.integers(0, 65535),
     st.sampled_from([0, 1, 2, 7, 536, 1447, 1448, 1460]),
     st.none() | st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+    st.sampled_from([0, 2]),  # Not-ECT, ECT(0)
 )
 
 
@@ -130,6 +141,7 @@ def test_frame_is_byte_identical_to_the_general_path(segs: list[TCPRepr]) -> Non
             got = _fast(ip, seg)
             assert got is not None and _but_ident(got) == _but_ident(want)
             assert Ether(got)[IP].flags == "DF"
+            assert Ether(got)[IP].tos & 3 == seg.ecn
             _scapy_checks(got)
             assert Ether(got)[TCP].seq == seg.seq
         assert ip.counters.tx_packets == ref.counters.tx_packets

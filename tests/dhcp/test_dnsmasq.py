@@ -19,6 +19,7 @@ import pytest
 from tests.flowkit import http_once
 from tests.kernelnet import KERNEL_IP, KernelNet, run
 from tests.netns import sh
+from tests.nstat import snapshot
 
 from miragekit.dhcp import Bound, Declined, DhcpClientConfig, Event, Nak, Released, Renewed
 from miragekit.link import TapNetif
@@ -115,6 +116,26 @@ def in_range(addr: A, first: str, last: str) -> bool:
 def test_lease_obtained_and_used_for_traffic(knet: KernelNet, tmp_path: Path) -> None:
     async def body(stack: IPv4Stack, server: Dnsmasq) -> None:
         assert stack.ipv4.get_ip() == [A(0)]
+        # dnsmasq pings the address it is about to offer; before it has offered, the kernel
+        # cannot resolve that address (we do not answer ARP for it), so its echo would be
+        # stuck in ARP. Neighbour entries for the whole range make it reach our stack.
+        mac = str(stack.ethif.mac())
+        for last in range(50, 61):
+            sh(
+                "ip",
+                "-n",
+                knet.ns,
+                "neigh",
+                "replace",
+                f"10.77.0.{last}",
+                "lladdr",
+                mac,
+                "dev",
+                knet.tap,
+                "nud",
+                "permanent",
+            )
+        before = snapshot(knet.ns)
         driver = await configure(stack)
         lease = driver.lease
         assert lease is not None and in_range(lease.address, "10.77.0.50", "10.77.0.60")
@@ -135,15 +156,18 @@ def test_lease_obtained_and_used_for_traffic(knet: KernelNet, tmp_path: Path) ->
         log = server.log_text()
         for step in ("DHCPDISCOVER", "DHCPOFFER", "DHCPREQUEST", "DHCPACK"):
             assert step in log, log
-        mac = str(stack.ethif.mac())
         assert any(mac in line and ours in line for line in server.lease_lines())
         assert driver.client.counters.arp_probes == 1
         assert stack.ipv4.arp.counters.probes_sent == 1
         assert [type(e) for _, e in driver.history] == [Bound]
         # dnsmasq pinged the address before offering it: the unconfigured stack did
         # not answer for an address that is not its own.
+        # The kernel counts every echo request the namespace sent (dnsmasq's and ping's):
+        # each one reached the stack, the four pings got replies, dnsmasq's got none.
+        sent = snapshot(knet.ns).get("IcmpMsgOutType8", 0) - before.get("IcmpMsgOutType8", 0)
         icmp = stack.ipv4.icmp.counters
-        assert icmp.rx_echo_requests == 5 and icmp.echo_requests_ignored == 1
+        assert sent == 5, f"dnsmasq did not ping before offering: {sent} echo requests"
+        assert icmp.rx_echo_requests == sent and icmp.echo_requests_ignored == 1
         assert icmp.tx_echo_replies == 4
         await driver.stop()
 

@@ -22,6 +22,7 @@ from ._impair import ImpairedLink as ImpairedLink
 from ._impair import LinkParams as LinkParams
 from ._impair import mark_ce as mark_ce
 from ._pcap import PcapNetif as PcapNetif
+from ._pcap import PcapWriter as PcapWriter
 from ._ports import PortSpec as PortSpec
 from ._ports import TapBridge as TapBridge
 from ._ports import apply_link_settings as apply_link_settings
@@ -43,6 +44,7 @@ from ._vxlan import VxlanConfig as VxlanConfig
 from ._vxlan import VxlanCounters as VxlanCounters
 from ._vxlan import VxlanNetif as VxlanNetif
 from ._vxlan import parse_vxlan_spec as parse_vxlan_spec
+from ._wrap import Wrapper as Wrapper
 
 __all__ = [
     "CSUM_NEEDED",
@@ -59,6 +61,7 @@ __all__ = [
     "MetaReceiver",
     "OffloadLink",
     "PcapNetif",
+    "PcapWriter",
     "PortSpec",
     "QemuCounters",
     "QemuDgramNetif",
@@ -71,6 +74,7 @@ __all__ = [
     "VxlanConfig",
     "VxlanCounters",
     "VxlanNetif",
+    "Wrapper",
     "apply_link_settings",
     "bridge",
     "claim_path",

@@ -87,7 +87,8 @@ class OffloadLink(FrameLink, Protocol):
       checksum field (at ``csum_start + 16``, TCP) holds the pseudo-header sum; the device
       completes it. ``gso_size`` > 0 makes it a TSO frame of up to 64 KiB, cut by the
       device into segments of ``gso_size`` payload bytes; ``hdr_len`` is the length of
-      all headers (Ethernet, IP, TCP).
+      all headers (Ethernet, IP, TCP). The IP version in the frame (IPv4 or IPv6, no
+      extension headers) says which segmentation the device applies.
     """
 
     @property
@@ -100,10 +101,11 @@ class OffloadLink(FrameLink, Protocol):
     ) -> None: ...
 
 
-def offload_link(link: FrameLink | None) -> OffloadLink | None:
-    """``link`` as an :class:`OffloadLink` when it offers TCP segmentation offload."""
+def offload_link(link: FrameLink | None, tso: int = OFFLOAD_TSO4) -> OffloadLink | None:
+    """``link`` as an :class:`OffloadLink` when it offers checksum offload and TCP
+    segmentation offload ``tso`` (``OFFLOAD_TSO4`` for IPv4, ``OFFLOAD_TSO6`` for IPv6)."""
     if link is None or not hasattr(link, "set_receiver_meta"):
         return None
     ol = cast(OffloadLink, link)
-    want = OFFLOAD_CSUM | OFFLOAD_TSO4
+    want = OFFLOAD_CSUM | tso
     return ol if ol.offloads & want == want else None

@@ -34,8 +34,9 @@ _FILE_HEADER = struct.Struct("<IHHiIII")
 _RECORD_HEADER = struct.Struct("<IIII")
 
 
-class PcapNetif(Wrapper):
-    """Wraps ``netif`` and records what it sends and receives into ``file``.
+class PcapWriter:
+    """A pcap file being written: what :class:`PcapNetif` records into, and what a
+    simulation keeps per host across restarts (one file while devices come and go).
 
     ``file`` is a path (created or truncated; closed by us) or a binary file object
     (flushed, left open). ``snaplen`` caps the bytes kept per frame; ``buffer_size`` caps
@@ -44,7 +45,6 @@ class PcapNetif(Wrapper):
 
     def __init__(
         self,
-        netif: FrameNetwork,
         file: str | os.PathLike[str] | IO[bytes],
         *,
         nanosecond: bool = False,
@@ -56,7 +56,6 @@ class PcapNetif(Wrapper):
             raise ValueError(f"snaplen must be an int in [1, 2**31), got {snaplen!r}")
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 0:
             raise ValueError(f"buffer_size must be an int >= 0, got {buffer_size!r}")
-        super().__init__(netif)
         if isinstance(file, str | os.PathLike):
             self._file: IO[bytes] | None = open(file, "wb")  # noqa: SIM115 (closed in close())
             self._owns_file = True
@@ -76,11 +75,6 @@ class PcapNetif(Wrapper):
         )
         self.records = 0
         self.error: OSError | None = None  # why recording stopped, if it failed
-        self._receiver: FrameReceiver | None = None
-        # Record what arrives even while the application does not listen, as tcpdump does.
-        netif.set_receiver(self._on_frame)
-
-    # --- the file -------------------------------------------------------------------------
 
     def _timestamp(self) -> tuple[int, int]:
         loop = current_sim()
@@ -90,7 +84,8 @@ class PcapNetif(Wrapper):
             units = time.time_ns() // (1_000_000_000 // self._scale)
         return divmod(units, self._scale)
 
-    def _record(self, parts: Sequence[Buffer]) -> None:
+    def record(self, parts: Sequence[Buffer]) -> None:
+        """Add one frame (given in pieces) stamped with the current time."""
         if self._file is None:
             return
         sec, frac = self._timestamp()
@@ -141,7 +136,7 @@ class PcapNetif(Wrapper):
         self._buf.clear()
 
     def close(self) -> None:
-        """Flush and stop recording (frames still pass through); closes a file we opened."""
+        """Flush and stop recording; closes a file we opened."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -155,6 +150,55 @@ class PcapNetif(Wrapper):
     @property
     def path(self) -> str | None:
         return self._path
+
+
+class PcapNetif(Wrapper):
+    """Wraps ``netif`` and records what it sends and receives into ``file`` (a
+    :class:`PcapWriter`'s arguments)."""
+
+    def __init__(
+        self,
+        netif: FrameNetwork,
+        file: str | os.PathLike[str] | IO[bytes],
+        *,
+        nanosecond: bool = False,
+        snaplen: int = 262144,
+        buffer_size: int = 1 << 20,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self._writer = PcapWriter(
+            file,
+            nanosecond=nanosecond,
+            snaplen=snaplen,
+            buffer_size=buffer_size,
+            flush_interval=flush_interval,
+        )
+        super().__init__(netif)
+        self._record = self._writer.record
+        self._receiver: FrameReceiver | None = None
+        # Record what arrives even while the application does not listen, as tcpdump does.
+        netif.set_receiver(self._on_frame)
+
+    @property
+    def records(self) -> int:
+        return self._writer.records
+
+    @property
+    def error(self) -> OSError | None:
+        """Why recording stopped, if it failed."""
+        return self._writer.error
+
+    def flush(self) -> None:
+        """Write the buffered records to the file."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and stop recording (frames still pass through); closes a file we opened."""
+        self._writer.close()
+
+    @property
+    def path(self) -> str | None:
+        return self._writer.path
 
     # --- DEVICE -----------------------------------------------------------------------------
 

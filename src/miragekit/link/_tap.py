@@ -59,6 +59,7 @@ VIRTIO_NET_HDR_F_DATA_VALID: Final = 2
 VIRTIO_NET_HDR_GSO_NONE: Final = 0
 VIRTIO_NET_HDR_GSO_TCPV4: Final = 1
 VIRTIO_NET_HDR_GSO_TCPV6: Final = 4
+_GSO_TCP: Final = {4: VIRTIO_NET_HDR_GSO_TCPV4, 6: VIRTIO_NET_HDR_GSO_TCPV6}
 _VNET = struct.Struct("=BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 
 _IFREQ_FLAGS = struct.Struct("16sH")
@@ -326,13 +327,19 @@ class TapNetif(FdLink[bytes, TapCounters]):
     def send_offload(
         self, bufs: Sequence[Buffer], *, csum_start: int, hdr_len: int, gso_size: int
     ) -> None:
-        """One TCP frame whose checksum the kernel completes; TSO when ``gso_size`` > 0."""
+        """One TCP frame whose checksum the kernel completes; TSO (over IPv4 or IPv6, as
+        the frame's IP version says) when ``gso_size`` > 0."""
         if not self._connected:
             self.counters.tx_dropped += 1
             return
         if not self.vnet_hdr_len:
             raise ValueError("send_offload: this TAP device has no virtio-net header")
-        gso_type = VIRTIO_NET_HDR_GSO_TCPV4 if gso_size else VIRTIO_NET_HDR_GSO_NONE
+        gso_type = VIRTIO_NET_HDR_GSO_NONE
+        if gso_size:  # by the IP version after the 14-byte Ethernet header
+            version = bufs[0][14] >> 4
+            if version not in _GSO_TCP:
+                raise ValueError(f"send_offload: TSO of an IP version {version} packet")
+            gso_type = _GSO_TCP[version]
         hdr = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, 16)
         if not self._writev((hdr, *bufs)):
             return

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from ..link import OffloadLink
 from ._ethif import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Ethif
 from ._ipv4 import IPv4
 from ._ipv6 import IPv6
@@ -39,7 +40,7 @@ class Interface:
         self.internal_errors = 0
         """Exceptions of ours caught on the input path (a bug, never the peer's doing)."""
         self._listen_task: asyncio.Task[None] | None = None
-        self._meta = False
+        self._meta: OffloadLink | None = None  # receiving with the offload flags from it
 
     @property
     def ipv4(self) -> IPv4 | None:
@@ -87,13 +88,13 @@ class Interface:
         self.receive_frame(frame)
 
     def start(self) -> None:
-        """Take the device's received frames: with the offload flags when IPv4 uses the
-        device's offloads, else on the plain fast path, else through ``listen``."""
-        ip4 = self._ipv4
+        """Take the device's received frames: with the offload flags when an IP layer
+        uses the device's offloads, else on the plain fast path, else through ``listen``."""
         link = self.ethif.link
-        if ip4 is not None and ip4.offload is not None:
-            ip4.offload.set_receiver_meta(self.receive_frame)
-            self._meta = True
+        ol = next((ip.offload for ip in (self._ipv4, self._ipv6) if ip and ip.offload), None)
+        if ol is not None:
+            ol.set_receiver_meta(self.receive_frame)
+            self._meta = ol
         elif link is not None:
             link.set_receiver(self.receive_frame)
         else:
@@ -104,12 +105,11 @@ class Interface:
 
     def stop(self) -> None:
         """Let go of the device's received frames."""
-        ip4 = self._ipv4
-        if self._meta and ip4 is not None and ip4.offload is not None:
-            ip4.offload.set_receiver_meta(None)
+        if self._meta is not None:
+            self._meta.set_receiver_meta(None)
         elif self.ethif.link is not None:
             self.ethif.link.set_receiver(None)
-        self._meta = False
+        self._meta = None
         if self._listen_task is not None:
             self._listen_task.cancel()
             self._listen_task = None

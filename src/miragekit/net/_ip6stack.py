@@ -49,7 +49,6 @@ class IPv6Stack:
         addresses router advertisements offer. Each address is usable once DAD passes
         (see :meth:`wait_ready`)."""
         iface = Interface(Ethif(netif))
-        iface.start()
         return await cls._on(iface, True, cidrs, gateways, rng, ndp, reassembly)
 
     @classmethod
@@ -82,6 +81,8 @@ class IPv6Stack:
         ipv6.set_handler(PROTO_UDP, udp.receive)
         self = cls(iface, ipv6, udp, owns=owns)
         iface.ipv6 = ipv6  # the interface's dispatch feeds it from now on
+        if owns:
+            iface.start()  # with the offload flags if IPv6 uses the device's offloads
         ipv6.start()  # after the receiver: DAD must hear the answers
         for c in cidrs:
             ip = ipaddress.IPv6Interface(c)

@@ -60,6 +60,21 @@ class IPCommon(Generic[A, K]):
     _addr: AddressCache[K, A]
     _neighbours: Neighbours[K]
     _rx_packet: memoryview | None
+    _ECN_SHIFT: ClassVar[int]
+    """Where the ECN bits sit in the IP header's second byte: the low bits of IPv4's TOS,
+    bits 4-5 for IPv6's traffic class (it straddles the first two bytes)."""
+
+    def rx_ecn(self) -> int:
+        """The ECN codepoint (RFC 3168: 0 Not-ECT, 1/2 ECT, 3 CE) of the packet being
+        delivered to a handler; 0 outside a delivery."""
+        pkt = self._rx_packet
+        return 0 if pkt is None else (pkt[1] >> self._ECN_SHIFT) & 3
+
+    def set_ecn(self, frame: memoryview | bytearray, ecn: int) -> None:
+        """Put ECN codepoint ``ecn`` into the IP header of ``frame`` (an Ethernet frame
+        from this layer, before it is sent: the IPv4 checksum is computed then)."""
+        shift = self._ECN_SHIFT
+        frame[15] = (frame[15] & ~(3 << shift) & 0xFF) | (ecn << shift)
 
     def _parse_packet(self, pkt: memoryview) -> tuple[int, K, K, memoryview, memoryview] | None:
         """(protocol, src, dst, payload, whole packet) of a valid packet, or None (counted)."""
@@ -115,6 +130,23 @@ class IPCommon(Generic[A, K]):
             length += len(b)
         pseudo = pseudo_sum(f[src : src + n], f[src + n : src + 2 * n], f[proto], length)
         return checksum_v(bufs, pseudo)
+
+    def _send_unresolved(
+        self, f: memoryview, tcp: int, payload: Buffer, gso_size: int, mtu: int
+    ) -> bool:
+        """A TSO packet (headers in ``f``, the TCP header at ``tcp``) while the next hop
+        is being resolved: it waits as a plain frame, cut to its first ``gso_size`` bytes
+        of data when above ``mtu`` (TCP sends the rest again), with the checksum done
+        here. True when it was cut."""
+        data = memoryview(payload)
+        cut = len(f) - 14 + len(data) > mtu
+        if cut:
+            data = data[: max(gso_size, 0)]
+            f[tcp + 13] &= ~0x09  # no FIN or PSH: the packet is cut short
+        f[tcp + 16 : tcp + 18] = b"\0\0"
+        f[tcp + 16 : tcp + 18] = self.checksum(f, (f[tcp:], data)).to_bytes(2, "big")
+        self.send(f, (data,))
+        return cut
 
     def _emit(self, parts: list[Buffer], hop: K, mac: bytes | None) -> None:
         """Out to the device when the next hop's MAC is known, else through ARP/NDP."""

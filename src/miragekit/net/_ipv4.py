@@ -33,11 +33,7 @@ from ..link import CSUM_NEEDED, OffloadLink, offload_link
 from ..result import Error, IPError, Ok
 from ..v1 import Buffer
 from ..v1 import IPv4 as IPv4Protocol
-from ..wire import (
-    checksum,
-    checksum_v,
-    pseudo_sum_v4,
-)
+from ..wire import checksum
 from ..wire.ipv4 import HEADER
 from ._arp import BROADCAST, Arp, ArpConfig, ip_multicast_mac
 from ._ethif import Ethif
@@ -121,6 +117,7 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
     """The ICMP code UDP passes to :meth:`reject_current` for a closed port."""
     _ICMP = PROTO_ICMP
     _ADDRS = (26, 23, 4)
+    _ECN_SHIFT = 0
 
     def __init__(
         self,
@@ -729,7 +726,9 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         if mac is None:
             mac = self.arp.lookup(nexthop, self._loop.time())
             if mac is None:
-                self._send_unresolved(f, payload, gso_size)
+                tcp = ETH_HLEN + hl
+                if self._send_unresolved(f, tcp, payload, gso_size, self.mtu):
+                    c.tx_offload_unresolved += 1
                 return
         if tl <= self.mtu:
             gso_size = 0
@@ -748,22 +747,6 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         c.tx_offload += 1
         self._ethif.counters.tx_frames += 1
         link.send_offload((f, payload), csum_start=ETH_HLEN + hl, hdr_len=len(f), gso_size=gso_size)
-
-    def _send_unresolved(self, f: memoryview, payload: Buffer, gso_size: int) -> None:
-        """While ARP resolves, a packet waits as a plain frame: its first segment only,
-        with the checksum done here (TCP sends the rest again)."""
-        hl = (f[ETH_HLEN] & 0x0F) << 2
-        tcp = ETH_HLEN + hl
-        data = memoryview(payload)
-        if len(f) - ETH_HLEN + len(data) > self.mtu:
-            data = data[: max(gso_size, 0)]
-            f[tcp + 13] &= ~0x09  # no FIN or PSH: the packet is cut short
-            self.counters.tx_offload_unresolved += 1
-        length = len(f) - tcp + len(data)
-        f[tcp + 16 : tcp + 18] = b"\0\0"
-        pseudo = pseudo_sum_v4(f[26:30], f[30:34], PROTO_TCP, length)
-        f[tcp + 16 : tcp + 18] = checksum_v((f[tcp:], data), pseudo).to_bytes(2, "big")
-        self.send(f, (data,))
 
     def _emit(self, parts: list[Buffer], hop: int, mac: bytes | None) -> None:
         if mac is _LOCAL:

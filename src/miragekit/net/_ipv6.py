@@ -7,6 +7,12 @@ handlers registered through :meth:`IPv6.set_handler`; packets without extension 
 skip the header walk. Neighbour discovery, address configuration and reassembly are
 sans-I/O objects fed with ``now``; their deadlines share one loop timer. Addresses are
 16-byte ``bytes`` inside, :class:`ipaddress.IPv6Address` at the API.
+
+On a device with checksum and IPv6 segmentation offload (:class:`~miragekit.link.OffloadLink`,
+``OFFLOAD_TSO6``) the rules are IPv4's: received packets may exceed the MTU and carry
+flags that let the transport skip its checksum, and TCP sends through
+:meth:`IPv6.send_offload`, which never fragments: a packet above the path MTU leaves
+whole and the device cuts it into MSS-sized segments.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Self
 
+from ..link import CSUM_NEEDED, OFFLOAD_TSO6, OffloadLink, offload_link
 from ..result import Error, IPError, Ok
 from ..v1 import Buffer
 from ..v1 import IPv6 as IPv6Protocol
@@ -128,6 +135,8 @@ class IPv6Counters:
     tx_no_route: int = 0
     tx_no_source: int = 0
     tx_loopback: int = 0  # to ::1 or our own address: delivered here, never sent
+    tx_offload: int = 0  # TCP packets whose checksum (and segmentation) the device does
+    tx_offload_unresolved: int = 0  # TSO packets cut to one segment while NDP resolves
 
 
 @dataclass(slots=True)
@@ -151,6 +160,7 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
     """The ICMPv6 code UDP passes to :meth:`reject_current` for a closed port."""
     _ICMP = PROTO_ICMPV6
     _ADDRS = (22, 20, 16)
+    _ECN_SHIFT = 4
 
     def __init__(
         self,
@@ -201,6 +211,8 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
         self._rx_packet: memoryview | None = None
         self._mld_again: list[McastRecord] = []
         self._mld_again_at = math.inf
+        self.offload: OffloadLink | None = offload_link(ethif.link, OFFLOAD_TSO6)
+        """The device's checksum and IPv6 segmentation offload, when it has them."""
 
     @classmethod
     async def connect(
@@ -238,12 +250,26 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
         m = self.ndp.mtu
         return self.link_mtu if m is None else max(MIN_MTU, min(m, self.link_mtu))
 
+    @property
+    def tso_max(self) -> int:
+        """The largest TCP payload one packet may carry for TSO (0: no offload): the
+        payload length field (16 bits) counts the TCP header (up to 60 bytes) too."""
+        return 65535 - 60 if self.offload is not None else 0
+
     def path_mtu(self, dst: Addr) -> int:
         """The MTU towards ``dst``: the link's, or less after a Packet Too Big (RFC 8201)."""
-        p = self.pmtu.get(dst.packed)
-        if p is None or p[1] <= self._loop.time():
-            return self.mtu
-        return min(p[0], self.mtu)
+        return self._path_mtu(dst.packed, self._loop.time())
+
+    def _path_mtu(self, dst: bytes, now: float) -> int:
+        """:meth:`path_mtu` of a packed address; an expired entry is dropped."""
+        mtu = self.mtu
+        if self.pmtu:
+            p = self.pmtu.get(dst)
+            if p is not None:
+                if p[1] > now:
+                    return min(mtu, p[0])
+                del self.pmtu[dst]
+        return mtu
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -647,12 +673,17 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
 
     # --- output ----------------------------------------------------------------------------
 
-    def _allocate(self, src: bytes, dst: bytes, proto: int) -> memoryview:
-        buf = bytearray(HLEN + self.mtu)
+    def _allocate(self, src: bytes, dst: bytes, proto: int, size: int = 0) -> memoryview:
+        buf = bytearray(size or HLEN + self.mtu)
         buf[6:12] = self._mac
         buf[12:14] = b"\x86\xdd"
         HEADER.pack_into(buf, ETH_HLEN, 6 << 28, 0, proto, self.ndp.hop_limit, src, dst)
         return memoryview(buf)
+
+    def allocate_header(self, dst: bytes, proto: int, size: int, src: bytes) -> memoryview:
+        """A frame of ``size`` bytes with the Ethernet and IPv6 headers filled from packed
+        ``src`` to ``dst`` (payload length zero): the transport header goes at 54."""
+        return self._allocate(src, dst, proto, size)
 
     def allocate_frame(self, *, dst: Addr, proto: Literal["TCP", "UDP"]) -> tuple[memoryview, int]:
         if proto not in _PROTO:
@@ -678,13 +709,7 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
             c.tx_no_source += 1
             return
         if self._rx_addrs.get(dst) is False:
-            # To ::1 or one of our own addresses: delivered here, never on the wire
-            # (RFC 4291 2.5.3).
-            f[18:20] = pl.to_bytes(2, "big")
-            c.tx_packets += 1
-            c.tx_loopback += 1
-            packet = memoryview(b"".join([f, *bufs]))[ETH_HLEN:]
-            self._loop.call_soon(self.receive, packet, 0)
+            self._loopback(f, pl, bufs, 0)
             return
         if dst[0] == 0xFF:
             hop, mac = dst, multicast_mac(dst)
@@ -694,14 +719,7 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
                 c.tx_no_route += 1
                 return
             hop, mac = nh, b""
-        mtu = self.mtu
-        if self.pmtu:
-            p = self.pmtu.get(dst)
-            if p is not None:
-                if p[1] > now:
-                    mtu = min(mtu, p[0])
-                else:
-                    del self.pmtu[dst]
+        mtu = self._path_mtu(dst, now)
         if 40 + pl <= mtu:
             f[18:20] = pl.to_bytes(2, "big")
             c.tx_packets += 1
@@ -722,6 +740,60 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
             c.tx_fragments += 1
             self._emit([hdr, piece], hop, mac)
         c.tx_packets += 1
+
+    def _loopback(self, f: memoryview, pl: int, bufs: Sequence[Buffer], flags: int) -> None:
+        """To ::1 or one of our own addresses: delivered here on the next turn of the
+        loop, never on the wire (RFC 4291 2.5.3)."""
+        f[18:20] = pl.to_bytes(2, "big")
+        c = self.counters
+        c.tx_packets += 1
+        c.tx_loopback += 1
+        packet = memoryview(b"".join([f, *bufs]))[ETH_HLEN:]
+        self._loop.call_soon(self.receive, packet, flags)
+
+    def send_offload(self, frame: memoryview, payload: Buffer, gso_size: int) -> None:
+        """Send a TCP packet whose checksum field holds the pseudo-header sum only: the
+        device completes it. ``frame`` holds the headers (Ethernet, IPv6 from
+        :meth:`allocate_header`, TCP), ``payload`` the data. Above the path MTU the device
+        cuts it into segments of ``gso_size`` payload bytes (TSO); it is never fragmented
+        (as :meth:`IPv4.send_offload <miragekit.net.IPv4.send_offload>`)."""
+        link = self.offload
+        if link is None:
+            raise ValueError("send_offload: the device offers no IPv6 offload")
+        f = frame
+        c = self.counters
+        pl = len(f) - HLEN + len(payload)
+        if pl > 65535:
+            raise ValueError(f"payload: a {pl}-byte payload exceeds 65535")
+        if f[22:38] == UNSPECIFIED:
+            c.tx_no_source += 1
+            return
+        dst = bytes(f[38:54])
+        if self._rx_addrs.get(dst) is False:
+            # The transport checksum is left unfinished, as the device would get it.
+            self._loopback(f, pl, (payload,), CSUM_NEEDED)
+            return
+        now = self._loop.time()
+        hop = self.ndp.next_hop(dst, now)
+        if hop is None:
+            c.tx_no_route += 1
+            return
+        mtu = self._path_mtu(dst, now)
+        if 40 + pl <= mtu:
+            gso_size = 0
+        elif gso_size <= 0:
+            raise ValueError(f"gso_size: {gso_size} for a {pl}-byte payload above the MTU")
+        else:  # segments that fit the path MTU (TCP's MSS follows it a little later)
+            gso_size = min(gso_size, mtu - (len(f) - ETH_HLEN))
+        f[18:20] = pl.to_bytes(2, "big")
+        if not self.ndp.address(hop, f, now):
+            if self._send_unresolved(f, HLEN, payload, gso_size, mtu):
+                c.tx_offload_unresolved += 1
+            return
+        c.tx_packets += 1
+        c.tx_offload += 1
+        self._ethif.counters.tx_frames += 1
+        link.send_offload((f, payload), csum_start=HLEN, hdr_len=len(f), gso_size=gso_size)
 
     # --- timers ----------------------------------------------------------------------------
 

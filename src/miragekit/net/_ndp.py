@@ -366,22 +366,31 @@ class Ndp:
         if e is not None and e.mac is not None:
             self._set(e, State.REACHABLE, now + self.reachable)
 
+    def address(self, ip: bytes, head: bytearray | memoryview, now: float) -> bool:
+        """Put the MAC of neighbour ``ip`` into the frame ``head`` (its first 6 bytes) and
+        count the use as :meth:`send` does (RFC 4861 7.3.3: STALE goes to DELAY); False
+        while the neighbour is not resolved. For a caller that writes the frame itself
+        (TCP segmentation offload)."""
+        e = self.cache.get(ip)
+        if e is None or e.mac is None:
+            return False
+        head[0:6] = e.mac
+        st = e.state
+        if st == State.STALE or (st == State.REACHABLE and e.deadline <= now):
+            self._set(e, State.DELAY, now + self.config.delay_first_probe)
+        return True
+
     def send(self, ip: bytes, bufs: Sequence[Buffer], now: float) -> None:
         """Send an Ethernet frame (``bufs``: first the Ethernet and IPv6 headers, whose
         destination MAC is filled in place) to the on-link neighbour ``ip``."""
-        e = self.cache.get(ip)
-        if e is not None and e.mac is not None:
-            head = bufs[0]
-            assert isinstance(head, bytearray | memoryview)
-            head[0:6] = e.mac
-            st = e.state
-            if st == State.STALE or (st == State.REACHABLE and e.deadline <= now):
-                self._set(e, State.DELAY, now + self.config.delay_first_probe)
+        head = bufs[0]
+        assert isinstance(head, bytearray | memoryview)
+        if self.address(ip, head, now):
             self._transmit(bufs)
             return
+        e = self.cache.get(ip)
         cfg = self.config
         if e is None:
-            head = bufs[0]
             src = bytes(head[22:38]) if len(head) >= 38 else UNSPECIFIED
             if not self.is_ours(src):
                 src = self.select_source(ip, now)

@@ -48,6 +48,7 @@ from ..v1 import TCPFlow as TCPFlowProtocol
 from ..wire import pseudo_sum, residue
 from ..wire.tcp import TCPRepr, plain_fields
 from ._ipv4 import IPv4, _loop_rng
+from ._ipv6 import IPv6
 
 Addr = ipaddress.IPv4Address
 PROTO_TCP = 6
@@ -78,6 +79,10 @@ class TcpIPLayer(Protocol[A]):
     def allocate_frame(self, *, dst: A, proto: Literal["TCP", "UDP"]) -> tuple[memoryview, int]: ...
 
     def send(self, frame: Any, bufs: Any) -> None: ...
+
+    def rx_ecn(self) -> int: ...
+
+    def set_ecn(self, frame: memoryview | bytearray, ecn: int) -> None: ...
 
 
 class TCPFlow(Generic[A]):
@@ -278,12 +283,12 @@ class TCP(Generic[A]):
         self._pmtu: dict[bytes, Any] | None = getattr(ip, "pmtu", None) if self._v6 else None
         self._path_mtu: Callable[[Any], int] | None = getattr(ip, "path_mtu", None)
         if config is None:
-            # With TSO (IPv4 over a TAP with offloads), one segment carries up to ~64 KiB;
-            # the device cuts it at the MSS. Larger buffers keep the kernel sending whole
-            # 64 KiB segments (measured with bench/tap_datapath.py); they cost memory only
-            # while data is queued.
+            # With TSO (a TAP with offloads, either family), one segment carries up to
+            # ~64 KiB; the device cuts it at the MSS. Larger buffers keep the kernel
+            # sending whole 64 KiB segments (measured with bench/tap_datapath.py); they
+            # cost memory only while data is queued.
             hdrs = 60 if self._v6 else 40
-            tso = 0 if self._v6 else getattr(ip, "tso_max", 0)
+            tso = getattr(ip, "tso_max", 0)
             config = tcpcore.Config(
                 mss=min(65535 - hdrs, ip.mtu - hdrs),
                 tso_max=tso,
@@ -359,7 +364,9 @@ class TCP(Generic[A]):
         self, src: bytes, dst: bytes, segment: memoryview, verified: bool = False
     ) -> None:
         """The per-segment input from IPv4, with packed addresses."""
-        self.endpoint.handle_packet(self._loop.time(), src, dst, segment, verified=verified)
+        self.endpoint.handle_packet(
+            self._loop.time(), src, dst, segment, verified=verified, ecn=self._ip.rx_ecn()
+        )
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
@@ -407,9 +414,14 @@ class TCP(Generic[A]):
 
     # -- listeners and connections ------------------------------------------------------
 
-    def listen(self, port: int, callback: TCPCallback, *, backlog: int = 128) -> None:
-        """Accept connections on ``port`` with ``callback``, replacing an earlier one."""
-        self.endpoint.listen(port, backlog)
+    def listen(
+        self, port: int, callback: TCPCallback, *, backlog: int = 128, fastopen: bool = False
+    ) -> None:
+        """Accept connections on ``port`` with ``callback``, replacing an earlier one.
+
+        ``fastopen``: TCP Fast Open (RFC 7413): clients that have our cookie send their
+        first bytes in the SYN; the flow reads them as any others."""
+        self.endpoint.listen(port, backlog, fastopen=fastopen)
         self._callbacks[port] = callback
 
     def listening(self, port: int) -> bool:
@@ -420,7 +432,16 @@ class TCP(Generic[A]):
         self.endpoint.unlisten(port)
         self._callbacks.pop(port, None)
 
-    async def create_connection(self, dest: tuple[A, int]) -> Ok[TCPFlow[A]] | Error[TCPError]:
+    async def create_connection(
+        self, dest: tuple[A, int], *, fastopen: Buffer | None = None
+    ) -> Ok[TCPFlow[A]] | Error[TCPError]:
+        """Open a connection to ``(addr, port)``.
+
+        ``fastopen``: the first bytes to send, with TCP Fast Open (RFC 7413): in the SYN
+        when a cookie from this server is at hand (the server may answer a round trip
+        earlier), else after the handshake while the SYN asks for a cookie. Either way
+        they are sent before ``create_connection`` returns, exactly once for the peer.
+        """
         addr, port = dest
         if not 0 < port < 65536:
             raise ValueError(f"port must be in 1..65535, got {port}")
@@ -429,7 +450,11 @@ class TCP(Generic[A]):
         if self._ip.mtu != self._mtu_seen:
             self._follow_mtu()
         src = self._ip.get_source(dst=addr)
-        conn = self.endpoint.connect(self._loop.time(), src.packed, addr.packed, port)
+        conn = self.endpoint.connect(
+            self._loop.time(), src.packed, addr.packed, port, fastopen=fastopen is not None
+        )
+        first = flat(fastopen) if fastopen is not None else memoryview(b"")
+        queued = conn.send(first) if first else 0  # what the SYN may carry goes in first
         flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
         self._flows[id(conn)] = flow
         flow._connected = fut = self._loop.create_future()
@@ -448,6 +473,10 @@ class TCP(Generic[A]):
             self._flows.pop(id(conn), None)
             return Error(err)
         self._learnt_pmtu(conn, addr)  # after the handshake, which sets the MSS
+        if queued < len(first):
+            r = await flow.write(first[queued:])
+            if not isinstance(r, Ok):
+                return Error(flow._error or Unknown("the connection closed while sending"))
         return Ok(flow)
 
     # -- output and timers ----------------------------------------------------------------
@@ -593,16 +622,18 @@ class TCP(Generic[A]):
 
     def _emit(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
         ip = self._ip
+        if getattr(ip, "offload", None) is not None:
+            self._emit_offload(laddr, raddr, seg)
+            return
         if self._v6:
             self._emit_generic(laddr, raddr, seg)
             return
         ip4 = cast(IPv4, ip)
-        if ip4.offload is not None:
-            self._emit_offload(laddr, raddr, seg)
-            return
         n = seg.buffer_len()
         frame = ip4.allocate_header(raddr, PROTO_TCP, 34 + n, laddr, df=True)  # RFC 1191
         seg.emit(frame[34:], laddr, raddr)
+        if seg.ecn:
+            ip4.set_ecn(frame, seg.ecn)
         ip4.send_frame(frame)
 
     def _emit_generic(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
@@ -619,22 +650,32 @@ class TCP(Generic[A]):
             # (the peer may have reached us at another of our addresses).
             frame[hl - 32 : hl - 16] = laddr
         seg.emit(frame[hl : hl + n], laddr, raddr)
+        if seg.ecn:
+            ip.set_ecn(frame, seg.ecn)
         ip.send(frame[: hl + n], ())
 
     def _emit_offload(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
         """The headers into a small frame, the payload as is (no copy); the device
-        completes the checksum and, above the MTU, cuts the segment at the MSS."""
-        ip = cast(IPv4, self._ip)
+        completes the checksum and, above the MTU, cuts the segment at the MSS. Either
+        family: only the IP header differs (IPv6's layer keeps to the path MTU)."""
+        ip = cast(IPv4 | IPv6, self._ip)
         payload = seg.payload
         plen = len(payload)
         head = seg._replace(payload=b"") if plen else seg
         n = head.buffer_len()
-        frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n, laddr, df=True)  # RFC 1191
-        head.emit(frame[34:])
-        frame[50:52] = pseudo_sum(laddr, raddr, PROTO_TCP, n + plen).to_bytes(2, "big")
+        if isinstance(ip, IPv4):
+            hl = 34
+            frame = ip.allocate_header(raddr, PROTO_TCP, 34 + n, laddr, df=True)  # RFC 1191
+        else:
+            hl = 54
+            frame = ip.allocate_header(raddr, PROTO_TCP, 54 + n, laddr)
+        head.emit(frame[hl:])
+        if seg.ecn:
+            ip.set_ecn(frame, seg.ecn)
+        frame[hl + 16 : hl + 18] = pseudo_sum(laddr, raddr, PROTO_TCP, n + plen).to_bytes(2, "big")
         gso = 0
-        if 20 + n + plen > ip.mtu:
-            gso = ip.mtu - 20 - n
+        if plen:  # the IP layer drops it when the packet fits its (path) MTU
+            gso = ip.mtu - (hl - 14) - n
             conn = self.endpoint.connections.get((laddr, seg.src_port, raddr, seg.dst_port))
             if conn is not None and conn.mss < gso:
                 gso = conn.mss
@@ -722,6 +763,7 @@ class TcpSender:
     __slots__ = (
         "_dport",
         "_eth_ip",
+        "_eth_ip_ect",
         "_gen",
         "_ident",
         "_ip",
@@ -746,6 +788,7 @@ class TcpSender:
         self._gen = -1  # never current: the first frame() refreshes
         self._until = 0.0
         self._eth_ip = b""
+        self._eth_ip_ect = b""
         self._ip_mid = b""
         self._ports = b""
         self._ip_sum = 0
@@ -760,6 +803,7 @@ class TcpSender:
             return False
         hdr, self._until = r
         self._eth_ip = hdr[:16]  # MACs, ethertype, version and header length, TOS
+        self._eth_ip_ect = hdr[:15] + bytes((hdr[15] | 2,))  # the same, ECT(0) (RFC 3168)
         self._ip_mid = hdr[20:24]  # flags and fragment offset, TTL, protocol
         self._ports = hdr[26:34] + self._sport.to_bytes(2, "big") + self._dport.to_bytes(2, "big")
         # The IPv4 header's words but length, ident and checksum (zero there); the TCP
@@ -779,7 +823,9 @@ class TcpSender:
         fields = plain_fields(seg)
         if fields is None:
             return None
-        seq, ack, flags, window, payload, ts = fields
+        seq, ack, flags, window, payload, ts, ecn = fields
+        if ecn and ecn != 2:
+            return None  # only ECT(0) is prebuilt
         plen = len(payload)
         hl = 20 if ts is None else 32
         tcp_len = hl + plen
@@ -787,14 +833,16 @@ class TcpSender:
         if tl > ip.mtu:
             return None
         self._ident = ident = (self._ident + 1) & 0xFFFF
-        r = (self._ip_sum + tl + ident) % 0xFFFF
+        # ECN in the TOS byte: the low byte of the checksum's first word (only ECT(0) here).
+        r = (self._ip_sum + tl + ident + ecn) % 0xFFFF
         ip_csum = 0xFFFF - r if r else 0
         # The payload's sum: one big integer reduced at once (wire/_checksum); an odd
         # length is padded with a zero byte. Never all zero: the protocol is in the sum.
         v = residue(payload)
         offflags = hl << 10 | flags
         v += self._tcp_sum + tcp_len + seq + ack + offflags + window
-        fixed = (self._eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack)
+        eth_ip = self._eth_ip_ect if ecn else self._eth_ip
+        fixed = (eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack)
         if ts is None:
             r = v % 0xFFFF
             hdr = _TX.pack(*fixed, offflags, window, 0xFFFF - r if r else 0, b"\0\0")

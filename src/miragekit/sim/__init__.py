@@ -7,6 +7,8 @@ unmodified asyncio code. ``sim.clock()`` is a CLOCK on the same virtual time, st
 :data:`CLOCK_START` (2000-01-01 UTC) unless ``run(..., clock_start=...)`` says otherwise.
 """
 
+from ._escape import Escape as Escape
+from ._escape import SimEscape as SimEscape
 from ._loop import CLOCK_START as CLOCK_START
 from ._loop import DEFAULT_IDLE_TIMEOUT as DEFAULT_IDLE_TIMEOUT
 from ._loop import TEARDOWN_GRACE as TEARDOWN_GRACE
@@ -20,19 +22,31 @@ from ._loop import run as run
 from ._network import HostOutcome as HostOutcome
 from ._network import Network as Network
 from ._network import Report as Report
+from ._observe import Event as Event
+from ._observe import HostCounters as HostCounters
+from ._replay import Determinism as Determinism
+from ._replay import check_determinism as check_determinism
+from ._replay import pcap_frames as pcap_frames
 
 __all__ = [
     "CLOCK_START",
     "DEFAULT_IDLE_TIMEOUT",
     "TEARDOWN_GRACE",
+    "Determinism",
+    "Escape",
+    "Event",
+    "HostCounters",
     "HostOutcome",
     "Network",
     "Report",
     "SimDeadlock",
+    "SimEscape",
     "SimLoop",
+    "check_determinism",
     "clock",
     "current",
     "now",
+    "pcap_frames",
     "rng",
     "run",
 ]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import dataclasses
 import inspect
 import ipaddress
@@ -37,11 +38,15 @@ from dataclasses import dataclass, field
 from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from ..clock import Clock
+from ._escape import Escape, EscapeWatch, SimEscape
 from ._loop import DEFAULT_IDLE_TIMEOUT, SimLoop, run_on
+from ._observe import Event, HostCounters, HostObserver, format_events
 
 if TYPE_CHECKING:
-    from ..link import LinkParams, VnetIf, VnetSwitch
+    from ..link import LinkParams, PcapWriter, VnetIf, VnetSwitch
     from ..stack import DirectStackV4
+    from ._hostport import HostPort
 
 Main = Callable[[], Awaitable[object]]
 """A host's program: an async function of no arguments."""
@@ -63,6 +68,8 @@ class HostOutcome:
     value: object = None
     error: BaseException | None = None
     restarts: int = 0
+    counters: HostCounters = field(default_factory=HostCounters)
+    """The host's traffic over the whole run (see :class:`HostCounters`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +80,15 @@ class Report:
     time: float
     seed: int
     hosts: dict[str, HostOutcome]
-    events: list[tuple[float, str]] = field(default_factory=list)
-    """What happened, in order: hosts started and ended, faults applied."""
+    events: list[Event] = field(default_factory=list)
+    """What happened, in order: hosts started and ended, faults applied, TCP connections
+    opened, closed and reset (see :meth:`format_events`)."""
+    escapes: list[Escape] = field(default_factory=list)
+    """Code that escaped the simulation (threads, real sockets, the host's clock)."""
+
+    def format_events(self) -> str:
+        """The event log as text, one ``time text`` line per event."""
+        return format_events(self.events)
 
     def __getitem__(self, name: str) -> HostOutcome:
         return self.hosts[name]
@@ -96,7 +110,12 @@ class _Host:
     main: Main | None
     link: LinkParams
     ip6: Addr6 | None
+    pcap: str | None = None
+    skew: float = 0.0
+    drift: float = 0.0
     vif: VnetIf | None = None
+    port: HostPort | None = None
+    observer: HostObserver | None = None
     stack: DirectStackV4 | None = None
     task: asyncio.Task[object] | None = None
     crashed: bool = False
@@ -156,6 +175,27 @@ def _network_loop_class() -> type[SimLoop]:
                     weakref.WeakKeyDictionary()
                 )
                 self.hosts_by_stack: dict[int, str] = {}
+                self.clocks: dict[str, tuple[float, float]] = {}  # host: (skew s, drift ppm)
+
+            def current_host(self) -> str | None:
+                """The host whose code is running: its stack is bound, or the task is
+                one of its own."""
+                stack = bound_stack()
+                if stack is not None:
+                    return self.hosts_by_stack.get(id(stack))
+                task = asyncio.current_task(self)
+                return None if task is None else self.owner.get(task)
+
+            def wall_time(self) -> float:
+                """The simulated wall clock as the running host sees it (its skew)."""
+                host = self.current_host()
+                return SimLoop.wall_time(self) if host is None else self.host_wall_time(host)
+
+            def host_wall_time(self, host: str) -> float:
+                """Host ``host``'s clock: the simulated wall clock, offset by its
+                ``clock_skew`` and running ``drift`` ppm fast (slow if negative)."""
+                skew, drift = self.clocks.get(host, (0.0, 0.0))
+                return SimLoop.wall_time(self) + skew + self.time() * drift * 1e-6
 
             def call_exception_handler(self, context: dict[str, Any]) -> None:
                 # Python 3.11's start_server asks a cancelled handler task for its
@@ -208,6 +248,8 @@ class Network:
             raise ValueError(f"Network: subnet {subnet} has no room for hosts")
         if link is not None and not isinstance(link, LinkParams):
             raise TypeError(f"Network: link must be a LinkParams, got {link!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"Network: seed must be an int, got {seed!r}")
         self.seed = seed
         self._link = link if link is not None else LinkParams()
         self._idle_timeout = DEFAULT_IDLE_TIMEOUT if idle_timeout is ... else idle_timeout
@@ -218,10 +260,15 @@ class Network:
         self._scheduled: list[tuple[float, Callable[[], None]]] = []
         self._pending = 0  # scheduled actions not run yet
         self._booting = 0  # restarts under way
-        self._events: list[tuple[float, str]] = []
+        self._events: list[Event] = []
         self._changed: asyncio.Event | None = None
         self._cleanups: list[asyncio.Future[Any]] = []
         self._capture: str | None = None
+        self._watch: EscapeWatch | None = None
+        self._report: Report | None = None
+        # Set (by check_determinism and the pytest plugin): every capture goes there.
+        self._capture_dir: str | None = None
+        self._capture_files: dict[str, str] = {}
 
     # --- the plan ------------------------------------------------------------------------
 
@@ -233,14 +280,23 @@ class Network:
         ip: str | Addr | None = None,
         ip6: bool = False,
         link: LinkParams | None = None,
+        pcap: str | os.PathLike[str] | None = None,
+        clock_skew: float = 0.0,
+        drift: float = 0.0,
     ) -> Addr:
         """Add host ``name`` running ``main()`` (an async function; ``None``: a host that
         only answers at the IP level). Its address is ``ip`` or the next free one of the
-        subnet; it is returned. ``ip6=True`` adds an IPv6 address from ``subnet6``."""
+        subnet; it is returned. ``ip6=True`` adds an IPv6 address from ``subnet6``.
+        ``pcap`` records what the host sends and receives (across restarts) in that
+        file. ``clock_skew`` (seconds) and ``drift`` (ppm) offset the host's wall clock
+        (:func:`miragekit.sim.clock` in its code, :meth:`clock`); loop time stays shared."""
         from ..link import LinkParams
 
         if self._state != "plan":
-            raise RuntimeError(f"host {name!r}: hosts are added before run()")
+            when = "while the network runs" if self._state == "running" else "after run()"
+            raise RuntimeError(
+                f"host {name!r}: cannot be added {when}; hosts are added before run()"
+            )
         if not isinstance(name, str) or not _NAME.match(name.lower()):
             raise ValueError(
                 f"host name {name!r}: use letters, digits and inner hyphens (at most 63)"
@@ -252,13 +308,44 @@ class Network:
             raise TypeError(f"host {name!r}: main must be an async function, got {main!r}")
         if link is not None and not isinstance(link, LinkParams):
             raise TypeError(f"host {name!r}: link must be a LinkParams, got {link!r}")
+        for what, v in (("clock_skew", clock_skew), ("drift", drift)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not abs(v) < 1e9:
+                raise ValueError(f"host {name!r}: {what} must be a number of seconds, got {v!r}")
+        if not -1e6 < drift < 1e6:
+            raise ValueError(f"host {name!r}: drift must be within +-1e6 ppm, got {drift!r}")
+        path = self._pcap_path(f"host {name!r}", pcap)
         addr = self._pick(name, ip)
         index = len(self._hosts) + 1
         addr6 = self.subnet6.network_address + index if ip6 else None
         params = dataclasses.replace(link if link is not None else self._link)
-        self._hosts[key] = _Host(name, addr, main, params, addr6)
+        h = _Host(name, addr, main, params, addr6, path, float(clock_skew), float(drift))
+        self._hosts[key] = h
         self._by_ip[addr] = name
         return addr
+
+    def _pcap_path(
+        self,
+        what: str,
+        pcap: str | os.PathLike[str] | None,
+        owner: _Host | None = None,
+        *,
+        segment: bool = False,
+    ) -> str | None:
+        """``pcap`` as a path, checked: its directory exists and no other capture writes
+        it (other than host ``owner``'s own, or the segment's when ``segment``)."""
+        if pcap is None:
+            return None
+        if not isinstance(pcap, str | os.PathLike) or not os.fspath(pcap):
+            raise TypeError(f"{what}: pcap must be a file path, got {pcap!r}")
+        path = os.fspath(pcap)
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            raise ValueError(f"{what}: cannot write {path!r}: there is no directory {folder!r}")
+        taken = [h.name for h in self._hosts.values() if h.pcap == path and h is not owner]
+        if taken or (path == self._capture and not segment):
+            other = f"host {taken[0]!r}" if taken else "the segment"
+            raise ValueError(f"{what}: {path!r} is already the capture of {other}")
+        return path
 
     def _pick(self, name: str, ip: str | Addr | None) -> Addr:
         if ip is None:
@@ -323,12 +410,45 @@ class Network:
             raise RuntimeError("the network is not running")
         return self._switch
 
-    def capture(self, path: str | os.PathLike[str]) -> None:
+    def capture(self, path: str | os.PathLike[str], *, host: str | None = None) -> None:
         """Record every frame any host sends into the segment, across partitions, in a
-        pcap file (a mirror port of the switch): same seed, byte-identical file."""
+        pcap file (a mirror port of the switch): same seed, byte-identical file. With
+        ``host``, what that host sends and receives, as ``host(..., pcap=path)``."""
         if self._state != "plan":
             raise RuntimeError("capture: set it up before run()")
-        self._capture = os.fspath(path)
+        if host is not None:
+            h = self._host(host)
+            h.pcap = self._pcap_path(f"capture of host {h.name!r}", path, h)
+            return
+        self._capture = self._pcap_path("capture", path, segment=True)
+
+    @property
+    def report(self) -> Report | None:
+        """What :meth:`run` returned, once it has."""
+        return self._report
+
+    def _redirect_captures(self, into: str) -> None:
+        """Write every capture under ``into`` (the segment's too, made if not asked for),
+        and remember which file holds what (``_capture_files``)."""
+        self._capture = os.path.join(into, "segment.pcap")
+        self._capture_files = {"the segment": self._capture}
+        for h in self._hosts.values():
+            if h.pcap is not None:
+                h.pcap = os.path.join(into, f"host-{h.name}.pcap")
+                self._capture_files[f"host {h.name}"] = h.pcap
+
+    @property
+    def events(self) -> list[Event]:
+        """The event log so far (a copy): ``(time, text)`` pairs, see :meth:`Report.format_events`."""
+        return list(self._events)
+
+    def clock(self, name: str) -> Clock:
+        """Host ``name``'s CLOCK (its skew and drift applied), while the network runs."""
+        h = self._host(name)
+        if self._state != "running":
+            raise RuntimeError(f"clock {name!r}: the network is not running")
+        loop = asyncio.get_running_loop()
+        return Clock(lambda: cast(Any, loop).host_wall_time(h.name))
 
     # --- faults --------------------------------------------------------------------------
 
@@ -414,6 +534,10 @@ class Network:
             return
         h.crashed = True
         h.vif.unplug()
+        if h.port is not None:
+            h.port.dead()
+        if h.observer is not None:
+            h.observer.gone()
         self._log(f"{h.name} gone")
         loop = asyncio.get_running_loop()
         owner = getattr(loop, "owner", {})
@@ -423,6 +547,8 @@ class Network:
         stack = h.stack
         h.stack = None
         if stack is not None:
+            if h.observer is not None:
+                h.observer.add_stack(stack.counters())
             # Stop the dead stack's timers; all it sends now is dropped at the unplugged port.
             cleanup = loop.create_task(stack.disconnect())
             self._cleanups.append(cleanup)
@@ -439,6 +565,8 @@ class Network:
         try:
             if h.vif is not None and not h.vif.connected:
                 mac, link = h.vif.mac(), h.vif.link
+                if h.observer is not None:
+                    h.observer.add_drops(h.vif.counters)
                 h.vif = self.switch.add_interface(h.name, mac=mac, link=link)
                 await asyncio.sleep(0)
             await self._up(h)
@@ -449,7 +577,8 @@ class Network:
             self._wake()
 
     def _log(self, text: str) -> None:
-        self._events.append((asyncio.get_running_loop().time(), text))
+        if self._state == "running":  # not what the teardown after the report does
+            self._events.append(Event(asyncio.get_running_loop().time(), text))
 
     def _wake(self) -> None:
         if self._changed is not None:
@@ -457,20 +586,28 @@ class Network:
 
     # --- running -------------------------------------------------------------------------
 
-    def run(self, until: float | None = None) -> Report:
+    def run(self, until: float | None = None, *, strict: bool = False) -> Report:
         """Start every host and run their ``main``s until all have ended (and nothing is
         scheduled) or the virtual clock reaches ``until`` seconds; then stop everything
-        and report."""
+        and report. Code that escaped the simulation is listed in ``Report.escapes``;
+        ``strict=True`` raises :class:`SimEscape` instead of returning such a report."""
         if self._state != "plan":
             raise RuntimeError("run: a Network runs once; build a new one for another run")
         if until is not None and (isinstance(until, bool) or not until > 0):
             raise ValueError(f"run: until must be > 0 seconds or None, got {until!r}")
         if not self._hosts:
             raise ValueError("run: the network has no hosts (add them with host())")
+        if self._capture_dir is not None:
+            os.makedirs(self._capture_dir, exist_ok=True)
+            self._redirect_captures(self._capture_dir)
         self._state = "running"
         loop = _network_loop_class()(seed=self.seed, idle_timeout=self._idle_timeout)
+        for h in self._hosts.values():
+            if h.skew or h.drift:
+                cast(Any, loop).clocks[h.name] = (h.skew, h.drift)
+        self._watch = EscapeWatch(lambda: (cast(Any, loop).current_host(), loop.time()))
         try:
-            return run_on(loop, self._main(until))
+            report = run_on(loop, self._main(until))
         finally:
             self._state = "done"
             self._switch = None
@@ -478,22 +615,32 @@ class Network:
             for h in self._hosts.values():
                 h.stack = None
                 h.vif = None
+                h.port = None
                 h.task = None
+        self._report = report
+        if strict and report.escapes:
+            lines = "".join(f"\n  {e}" for e in report.escapes)
+            raise SimEscape(f"code escaped the simulation:{lines}")
+        return report
 
     async def _up(self, h: _Host) -> None:
         from .. import v1
         from ..result import Error
         from ..stack import DirectStackV4, IPv6Config, Static
+        from ._hostport import HostPort
 
         assert h.vif is not None
         ip6 = None
         if h.ip6 is not None:
             ip6 = IPv6Config(cidrs=[f"{h.ip6}/{self.subnet6.prefixlen}"], slaac=False)
         mode = Static(f"{h.ip}/{self.subnet.prefixlen}")
-        r = await DirectStackV4.connect(v1.StackConfig(h.name, None, h.vif, mode), ip6=ip6)
+        assert h.observer is not None
+        port = HostPort(h.vif, h.observer)
+        r = await DirectStackV4.connect(v1.StackConfig(h.name, None, port, mode), ip6=ip6)
         if isinstance(r, Error):
             raise RuntimeError(f"host {h.name!r}: its stack did not start: {r.error}")
         h.stack = r.value
+        h.port = port
         loop = asyncio.get_running_loop()
         getattr(loop, "hosts_by_stack", {})[id(r.value)] = h.name
 
@@ -527,20 +674,41 @@ class Network:
         )
 
     async def _main(self, until: float | None) -> Report:
-        from ..link import PcapNetif, VnetSwitch
+        from ..link import PcapNetif, PcapWriter, VnetSwitch
 
         self._changed = asyncio.Event()
         self._switch = VnetSwitch(seed=self.seed)
+        names: dict[bytes, str] = {}
         for h in self._hosts.values():
-            h.vif = self._switch.add_interface(h.name, link=h.link)
+            names[h.ip.packed] = h.name
+            if h.ip6 is not None:
+                names[h.ip6.packed] = h.name
+        writers: list[PcapWriter] = []
         cap = None
-        if self._capture is not None:
-            mirror = self._switch.add_interface("-capture", mirror=True)
-            cap = PcapNetif(mirror, self._capture)
-            cap.set_receiver(lambda frame: None)
+        watch = self._watch
         try:
+            for h in self._hosts.values():
+                h.vif = self._switch.add_interface(h.name, link=h.link)
+                w = None
+                if h.pcap is not None:
+                    w = PcapWriter(h.pcap)
+                    writers.append(w)
+                h.observer = HostObserver(h.name, self._log, names, w)
+            if self._capture is not None:
+                mirror = self._switch.add_interface("-capture", mirror=True)
+                cap = PcapNetif(mirror, self._capture)
+                cap.set_receiver(lambda frame: None)
+            if watch is not None:
+                watch.start()
             return await self._drive(until)
         finally:
+            if watch is not None:
+                watch.stop()
+            for h in self._hosts.values():
+                if h.port is not None:
+                    h.port.dead()  # what the teardown sends is not part of the run
+            for w in writers:
+                w.close()
             if cap is not None:
                 await cap.disconnect()
 
@@ -565,25 +733,42 @@ class Network:
                     await changed.wait()
             except TimeoutError:
                 break
-        return Report(loop.time(), self.seed, self._outcomes(), list(self._events))
+        self._state = "done"
+        if self._watch is not None:
+            self._watch.stop()
+        escapes = self._watch.escapes if self._watch is not None else []
+        return Report(loop.time(), self.seed, self._outcomes(), list(self._events), escapes)
+
+    def _counters(self, h: _Host) -> HostCounters:
+        """The host's counters now, folded with its live port's and stack's (a copy)."""
+        obs = h.observer
+        if obs is None:
+            return HostCounters()
+        saved = copy.deepcopy(obs.counters)
+        if h.vif is not None:
+            obs.add_drops(h.vif.counters)
+        if h.stack is not None:
+            obs.add_stack(h.stack.counters())
+        now, obs.counters = obs.counters, saved
+        return now
 
     def _outcomes(self) -> dict[str, HostOutcome]:
         out: dict[str, HostOutcome] = {}
         for h in self._hosts.values():
-            t, n = h.task, h.name
+            t, n, c, r = h.task, h.name, self._counters(h), h.restarts
             if h.crashed:
-                out[n] = HostOutcome(n, h.ip, "crashed", restarts=h.restarts)
+                out[n] = HostOutcome(n, h.ip, "crashed", restarts=r, counters=c)
             elif t is None:
-                out[n] = HostOutcome(n, h.ip, "idle", restarts=h.restarts)
+                out[n] = HostOutcome(n, h.ip, "idle", restarts=r, counters=c)
             elif not t.done():
-                out[n] = HostOutcome(n, h.ip, "running", restarts=h.restarts)
+                out[n] = HostOutcome(n, h.ip, "running", restarts=r, counters=c)
             elif t.cancelled():
                 err = asyncio.CancelledError()
-                out[n] = HostOutcome(n, h.ip, "raised", None, err, h.restarts)
+                out[n] = HostOutcome(n, h.ip, "raised", None, err, r, c)
             elif t.exception() is not None:
-                out[n] = HostOutcome(n, h.ip, "raised", None, t.exception(), h.restarts)
+                out[n] = HostOutcome(n, h.ip, "raised", None, t.exception(), r, c)
             else:
-                out[n] = HostOutcome(n, h.ip, "returned", t.result(), None, h.restarts)
+                out[n] = HostOutcome(n, h.ip, "returned", t.result(), None, r, c)
         return out
 
 

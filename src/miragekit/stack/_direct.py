@@ -226,11 +226,12 @@ class DirectStackV4:
         if self._v6 is not None:
             self._v6.udp.listen(port, callback)  # type: ignore[arg-type]
 
-    def listen_tcpv4(self, *, port: int, callback: TCPCallback) -> None:
-        """Accept TCP on ``port`` on every family (a flow's ``get_dest`` says which)."""
-        self._tcp.listen(port, callback)
+    def listen_tcpv4(self, *, port: int, callback: TCPCallback, fastopen: bool = False) -> None:
+        """Accept TCP on ``port`` on every family (a flow's ``get_dest`` says which);
+        ``fastopen``: with TCP Fast Open (RFC 7413), see :meth:`TCP.listen`."""
+        self._tcp.listen(port, callback, fastopen=fastopen)
         if self._v6 is not None:
-            self._v6.tcp.listen(port, callback)
+            self._v6.tcp.listen(port, callback, fastopen=fastopen)
 
     # -- IPv6 --------------------------------------------------------------------------------
 
@@ -261,9 +262,9 @@ class DirectStackV4:
         """Bind UDP ``port`` on IPv6 only."""
         self._need_v6().udp.listen(port, callback)
 
-    def listen_tcpv6(self, *, port: int, callback: TCPCallback) -> None:
-        """Accept TCP on ``port`` over IPv6 only."""
-        self._need_v6().tcp.listen(port, callback)
+    def listen_tcpv6(self, *, port: int, callback: TCPCallback, fastopen: bool = False) -> None:
+        """Accept TCP on ``port`` over IPv6 only (``fastopen`` as for ``listen_tcpv4``)."""
+        self._need_v6().tcp.listen(port, callback, fastopen=fastopen)
 
     async def listen(self) -> None:
         await self._done.wait()

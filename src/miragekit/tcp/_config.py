@@ -24,6 +24,8 @@ class Config:
     ``keepalive_probes`` unanswered probes, so an idle connection to a vanished peer
     does not live forever. ``mss`` is the largest payload we accept and send, so the stack sets it from the
     path MTU (MTU - 40 for IPv4); the peer's MSS option clamps what we send further.
+    ``ecn`` (RFC 3168): "accept" uses ECN when the peer's SYN asks for it (as Linux's
+    default, tcp_ecn=2), "on" also asks in our SYNs, "off" never uses it.
     """
 
     mss: int = 1460
@@ -52,6 +54,7 @@ class Config:
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9
     default_mss: int = 536
+    ecn: str = "accept"
 
     def __post_init__(self) -> None:
         if not 64 <= self.mss <= 65495:
@@ -68,6 +71,8 @@ class Config:
             raise ValueError("tlp_max_ack_delay: must not be negative")
         if not 0 <= self.tso_max <= 65535 - 60:
             raise ValueError(f"tso_max: {self.tso_max} is outside 0..65475")
+        if self.ecn not in ("off", "accept", "on"):
+            raise ValueError(f"ecn: {self.ecn!r} is not one of off, accept, on")
         if self.max_retransmits < 1 or self.syn_retries < 1:
             raise ValueError("max_retransmits/syn_retries: must be at least 1")
 

@@ -19,7 +19,8 @@ RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK with RFC 6675 recove
 RFC 6582 NewReno recovery without SACK, RFC 6298 RTO with backoff and give-up,
 RFC 3042 limited transmit, pluggable congestion control, delayed ACKs, Nagle, sender
 and receiver SWS avoidance, zero-window probing, TIME_WAIT and a FIN_WAIT_2 timeout,
-optional keepalive, and TSO bursts (``Config.tso_max``).
+optional keepalive, TSO bursts (``Config.tso_max``), RFC 3168 ECN (``_ecn.py``) and
+RFC 7413 Fast Open (``_fastopen.py``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..v1 import Buffer
-from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TCPRepr, plain_segment
+from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPRepr, plain_segment
 from ._config import Config
+from ._ecn import CE, Ecn, syn_requests_ecn, synack_agrees
 from ._events import (
     Connected,
     ConnectionClosed,
@@ -39,6 +41,7 @@ from ._events import (
     Event,
     SendBufferAvailable,
 )
+from ._fastopen import FastOpen, option_of, with_option
 from ._rack import ReorderWindow
 from ._reassembly import Reassembler
 from ._rtt import RttEstimator
@@ -126,6 +129,9 @@ _STATS: dict[str, int] = {
     "dsacks_in": 0,  # D-SACK blocks received (RFC 2883)
     "dsacks_out": 0,  # D-SACK blocks sent
     "undos": 0,  # loss responses undone: every retransmission was D-SACKed (RFC 3708)
+    "ce_received": 0,  # segments that arrived marked Congestion Experienced (RFC 3168)
+    "ecn_reductions": 0,  # window reductions for an ECN-Echo
+    "cwr_received": 0,  # segments with CWR: the peer reduced for our ECN-Echo
     "tlp_recoveries": 0,  # a probe repaired a loss: cwnd reduced (RFC 8985 7.4)
     "rescue_retransmits": 0,  # NextSeg rule 4 (RFC 6675)
 }
@@ -149,6 +155,7 @@ class Connection:
         "_discard_input",
         "_dsack",
         "_dupacks",
+        "_ecn",
         "_eof_signalled",
         "_events",
         "_fin_queued",
@@ -205,6 +212,7 @@ class Connection:
         "_snd_wnd",
         "_snd_wscale",
         "_sndbuf",
+        "_tfo",
         "_tlp_at",
         "_tlp_end",
         "_tlp_probe",
@@ -280,6 +288,8 @@ class Connection:
         self._rack_at: float | None = None
         self._prior_cc: CongestionControl | None = None
         self._dsack: tuple[int, int] | None = None
+        self._ecn: Ecn | None = None  # ECN negotiated (or, in SYN_SENT, asked for)
+        self._tfo: FastOpen | None = None  # TCP Fast Open (RFC 7413) in the handshake
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._rtt_seq: int | None = None
         self._rtt_time = 0.0
@@ -339,18 +349,36 @@ class Connection:
         now: float,
         *,
         ts_offset: int = 0,
+        fastopen: FastOpen | None = None,
     ) -> Connection:
-        """An active open: the connection is in SYN_SENT and its SYN is ready to send."""
+        """An active open: the connection is in SYN_SENT and its SYN is ready to send.
+
+        ``fastopen`` (RFC 7413): the SYN carries its cookie (or asks for one) and, with a
+        cookie, the first bytes queued with ``send`` before the SYN goes out."""
         conn = cls(config, local_port, remote_port, iss, ts_offset=ts_offset)
+        conn._tfo = fastopen
         conn.state = SYN_SENT
         conn._rcv_wscale = _wscale_for(config.recv_buffer) if config.window_scaling else 0
+        if config.ecn == "on":
+            conn._ecn = Ecn()
         return conn
 
     @classmethod
     def accept(
-        cls, config: Config, syn: TCPRepr, iss: int, now: float, *, ts_offset: int = 0
+        cls,
+        config: Config,
+        syn: TCPRepr,
+        iss: int,
+        now: float,
+        *,
+        ts_offset: int = 0,
+        fastopen: FastOpen | None = None,
     ) -> Connection:
-        """A passive open from a received SYN: SYN_RECEIVED, with the SYN-ACK ready."""
+        """A passive open from a received SYN: SYN_RECEIVED, with the SYN-ACK ready.
+
+        ``fastopen`` (RFC 7413): with ``acked`` set the SYN's data is taken (the SYN-ACK
+        acknowledges it; it can be read, and answered, at once); a ``cookie`` rides the
+        SYN-ACK."""
         if syn.flags & (SYN | ACK | RST) != SYN:
             raise ValueError("syn: must be a segment with SYN set and ACK/RST clear")
         conn = cls(config, syn.dst_port, syn.src_port, iss, ts_offset=ts_offset)
@@ -365,6 +393,14 @@ class Connection:
         conn._max_snd_wnd = syn.window
         conn._snd_wl1 = syn.seq
         conn._snd_wl2 = iss
+        if fastopen is not None:
+            conn._tfo = fastopen
+            if fastopen.acked and syn.payload:
+                data = memoryview(syn.payload)[: conn._rcv_adv - conn._rcv_nxt]
+                conn._rcvbuf += data
+                conn._rcv_nxt += len(data)
+                conn._readable_signalled = True
+                conn._events.append(_EVT_DATA)
         return conn
 
     @classmethod
@@ -435,6 +471,11 @@ class Connection:
         self._smss = max(smss, 1)
         self._cc.set_mss(self._smss)
         self._set_seg_max()
+        # ECN (RFC 3168 6.1.1): a SYN asks with ECE and CWR, a SYN-ACK agrees with ECE.
+        if not syn.flags & ACK:
+            self._ecn = Ecn() if cfg.ecn != "off" and syn_requests_ecn(syn) else None
+        elif self._ecn is not None and not synack_agrees(syn):
+            self._ecn = None
 
     def accepts_new_syn(self, syn: TCPRepr) -> bool:
         """In TIME_WAIT: may this SYN start a new incarnation of the 4-tuple?
@@ -789,7 +830,7 @@ class Connection:
         payload = seg.payload
         plen = len(payload)
 
-        if st == SYN_RECEIVED and flags & SYN and seq == rcv_nxt - 1:
+        if st == SYN_RECEIVED and flags & SYN and seq == self._irs:
             # The peer retransmitted its SYN (our SYN-ACK was lost), or this is the
             # SYN-ACK of a simultaneous open.
             if flags & ACK and not flags & RST:
@@ -927,6 +968,8 @@ class Connection:
         if flags & ACK:
             self._establish(now, seg, ack, seg.seq)
             self._ack_now = True
+            if self._tfo is not None:
+                self._fastopen_synack(seg, ack)
         else:
             # Simultaneous open (RFC 9293 figure 7): answer with SYN-ACK.
             self.state = SYN_RECEIVED
@@ -934,6 +977,17 @@ class Connection:
             self._max_snd_wnd = seg.window
             self._snd_wl1 = seg.seq
             self._snd_nxt = self._iss
+
+    def _fastopen_synack(self, seg: TCPRepr, ack: int) -> None:
+        """RFC 7413 4.2.2: the SYN data the SYN-ACK acknowledged leaves the send buffer;
+        what it did not goes again at once (the server ignored it, or had no cookie of
+        ours); a cookie in the SYN-ACK is kept for the next connection."""
+        tfo = self._tfo
+        assert tfo is not None
+        tfo.learnt = option_of(seg) or None
+        tfo.acked = ack > self._iss + 1
+        if self._snd_nxt > ack:
+            self._snd_nxt = ack
 
     def _establish(self, now: float, seg: TCPRepr, ack: int, seq: int) -> None:
         self.state = ESTABLISHED
@@ -956,7 +1010,13 @@ class Connection:
             self._cc.cwnd = self._smss
             self._rtt.fall_back(SYN_LOSS_RTO)
         self._retries = 0
-        self._rtx_at = None
+        # Data sent with the handshake (Fast Open, either side) may be acknowledged now, or
+        # still be in flight.
+        taken = ack - self._snd_buf_seq
+        if taken > 0:
+            self._sndbuf.consume(taken)
+            self._snd_buf_seq += taken
+        self._rtx_at = now + self._rtt.timeout() if self._snd_max > ack else None
         self._snd_wnd = seg.window << self._snd_wscale if not seg.flags & SYN else seg.window
         self._max_snd_wnd = max(self._max_snd_wnd, self._snd_wnd)
         self._snd_wl1 = seq
@@ -1039,6 +1099,25 @@ class Connection:
         elif st == TIME_WAIT and seg.flags & FIN:
             self._close_at = now + self.config.time_wait
             self._ack_now = True
+        if self._ecn is not None:
+            self._ecn_input(now, seg, una)
+
+    def _ecn_input(self, now: float, seg: TCPRepr, una: int) -> None:
+        """RFC 3168 6.1.2-6.1.3 on an acceptable segment: a CE mark starts the echo (ACKed
+        at once), CWR ends it; an ECE reduces the window as a loss would, once per window
+        (the loss response already did, in recovery), and CWR goes out with new data.
+        ``una``: SND.UNA before this ACK, so the reduction is from the flight it ended."""
+        ecn = self._ecn
+        assert ecn is not None
+        if seg.ecn == CE:
+            self.stats["ce_received"] += 1
+        if seg.flags & CWR:
+            self.stats["cwr_received"] += 1
+        if ecn.on_input(seg):
+            self._ack_now = True
+        if ecn.should_reduce(seg, self._snd_una, self._snd_max) and not self._in_recovery:
+            self.stats["ecn_reductions"] += 1
+            self._cc.on_loss(now, self._snd_max - una)
 
     def _on_new_ack(self, now: float, seg: TCPRepr, ack: int) -> None:
         una = self._snd_una
@@ -1518,6 +1597,7 @@ class Connection:
         st = self.state
         if st == CLOSED:
             return out
+        smax0 = self._snd_max
         if st in (SYN_SENT, SYN_RECEIVED):
             if self._snd_nxt == self._iss:
                 if st == SYN_SENT:
@@ -1527,23 +1607,75 @@ class Connection:
                     seg = self._make(SYN | ACK, self._iss, b"", now)
                 if st == SYN_SENT and self.config.timestamps:
                     seg = seg._replace(timestamp=((int(now * 1000) + self._ts_offset) & MASK, 0))
+                if self._ecn is not None or self._tfo is not None:
+                    seg = self._syn_extras(seg, st)
                 out.append(seg)
                 if self._snd_max == self._iss and self._retries == 0:
                     self._rtt_seq = self._iss + 1
                     self._rtt_time = now
                 else:
                     self.stats["retransmits"] += 1
-                self._snd_nxt = self._iss + 1
-                self._snd_max = self._iss + 1
+                end = self._iss + 1 + len(seg.payload)  # Fast Open data after the SYN
+                self._snd_nxt = end
+                if self._snd_max < end:
+                    self._snd_max = end
                 if self._rtx_at is None:
                     self._rtx_at = now + self._rtt.timeout()
+            if st == SYN_RECEIVED and self._tfo is not None and self._tfo.acked:
+                self._send_early(now, out)
         elif st in _SENDING:
             self._send_data(now, out)
         if self._ack_now and st != SYN_SENT:
             out.append(self._make(ACK, self._snd_nxt, b"", now))
+        if self._ecn is not None and out:
+            self._ecn.mark(out, smax0, self._snd_wnd > 0)
         return out
 
     poll_transmit = segments_to_send
+
+    def _syn_extras(self, seg: TCPRepr, st: State) -> TCPRepr:
+        """What ECN (RFC 3168 6.1.1) and Fast Open (RFC 7413) add to our SYN or SYN-ACK."""
+        if self._ecn is not None:
+            if st == SYN_SENT and self._retries:
+                # RFC 3168 6.1.1.1: a SYN lost once is retried without ECN setup, in case
+                # a middlebox drops those (as Linux does).
+                self._ecn = None
+            else:
+                seg = seg._replace(flags=seg.flags | (ECE | CWR if st == SYN_SENT else ECE))
+        tfo = self._tfo
+        if tfo is None:
+            return seg
+        if st != SYN_SENT:
+            return with_option(seg, tfo.cookie) if tfo.cookie else seg
+        seg = with_option(seg, tfo.cookie)
+        if tfo.cookie and not self._retries:
+            # Data rides the first SYN only, within the server's MSS and ours, options
+            # counted: a retried SYN goes bare, the data follows the handshake.
+            cfg = self.config
+            room = min(tfo.mss or cfg.default_mss, cfg.mss) - seg.options_len()
+            n = min(len(self._sndbuf), room)
+            if n > 0:
+                seg = seg._replace(payload=self._sndbuf.slice(0, n))
+                tfo.syn_data = n
+        return seg
+
+    def _send_early(self, now: float, out: list[TCPRepr]) -> None:
+        """RFC 7413 4.2.3: a server that took the SYN's data may answer before the
+        handshake completes (as Linux does), so the reply comes a round trip sooner; its
+        FIN still waits for ESTABLISHED (RFC 9293 3.10.4)."""
+        fin = self._fin_queued
+        self._fin_queued = False
+        # The SYN-ACK in flight is no runt of data: Nagle has nothing to wait for.
+        self._push_upto = self._snd_buf_seq + len(self._sndbuf)
+        try:
+            self._send_data(now, out)
+        finally:
+            self._fin_queued = fin
+
+    @property
+    def fastopen(self) -> FastOpen | None:
+        """The Fast Open state of the handshake (None: not used)."""
+        return self._tfo
 
     def _emit_range(
         self,

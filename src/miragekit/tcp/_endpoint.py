@@ -21,6 +21,7 @@ connections coming and going per second.
 from __future__ import annotations
 
 import heapq
+import hmac
 import struct
 from collections import deque
 
@@ -28,6 +29,7 @@ from ..v1 import Buffer
 from ..wire.tcp import ACK, FIN, RST, SYN, TCPParseError, TCPRepr
 from ._config import Config
 from ._conn import Connection, State, _wscale_for
+from ._fastopen import CookieJar, FastOpen, option_of
 from ._isn import IsnGenerator
 from .seqnum import MASK
 
@@ -44,15 +46,17 @@ _EPHEMERAL_N = 16384
 
 _CLOSED = State.CLOSED
 _SYN_RECEIVED = State.SYN_RECEIVED
+_SYN_SENT = State.SYN_SENT
 _TIME_WAIT = State.TIME_WAIT
 
 
 class _Listener:
-    __slots__ = ("accept_queue", "backlog", "half_open", "port")
+    __slots__ = ("accept_queue", "backlog", "fastopen", "half_open", "port")
 
-    def __init__(self, port: int, backlog: int) -> None:
+    def __init__(self, port: int, backlog: int, fastopen: bool = False) -> None:
         self.port = port
         self.backlog = backlog
+        self.fastopen = fastopen
         self.half_open: set[Key] = set()
         self.accept_queue: deque[Connection] = deque()
 
@@ -63,6 +67,7 @@ class TCPEndpoint:
     __slots__ = (
         "_active",
         "_addr_of",
+        "_cookies",
         "_dirty",
         "_ephemeral",
         "_fifos",
@@ -80,6 +85,7 @@ class TCPEndpoint:
     def __init__(self, config: Config | None = None, *, secret: bytes) -> None:
         self.config = config or Config()
         self._isn = IsnGenerator(secret)
+        self._cookies = CookieJar(secret)
         self.connections: dict[Key, Connection] = {}
         self._addr_of: dict[int, Key] = {}
         self._listeners: dict[int, _Listener] = {}
@@ -107,17 +113,22 @@ class TCPEndpoint:
             "time_wait_reused": 0,
             "icmp_accepted": 0,
             "icmp_ignored": 0,
+            "fastopen_accepted": 0,  # SYNs whose data a valid cookie let in (RFC 7413)
+            "fastopen_cookies_sent": 0,  # SYN-ACKs handing out a cookie
         }
 
     # ------------------------------------------------------------------ listeners
 
-    def listen(self, port: int, backlog: int = 128) -> None:
-        """Accept connections on ``port``; a new listen on a port replaces the old one."""
+    def listen(self, port: int, backlog: int = 128, *, fastopen: bool = False) -> None:
+        """Accept connections on ``port``; a new listen on a port replaces the old one.
+
+        ``fastopen``: TCP Fast Open (RFC 7413): hand out cookies to clients that ask,
+        and take the data of SYNs that bring a valid one."""
         if not 0 < port <= 0xFFFF:
             raise ValueError(f"port: {port} is outside 1..65535")
         if backlog < 1:
             raise ValueError("backlog: must be at least 1")
-        self._listeners[port] = _Listener(port, backlog)
+        self._listeners[port] = _Listener(port, backlog, fastopen)
 
     def unlisten(self, port: int) -> None:
         self._listeners.pop(port, None)
@@ -136,16 +147,31 @@ class TCPEndpoint:
     # ------------------------------------------------------------------ active open
 
     def connect(
-        self, now: float, laddr: bytes, raddr: bytes, rport: int, lport: int | None = None
+        self,
+        now: float,
+        laddr: bytes,
+        raddr: bytes,
+        rport: int,
+        lport: int | None = None,
+        *,
+        fastopen: bool = False,
     ) -> Connection:
-        """Open a connection (SYN_SENT); ``lport`` None picks a free ephemeral port."""
+        r"""Open a connection (SYN_SENT); ``lport`` None picks a free ephemeral port.
+
+        ``fastopen`` (RFC 7413): with a cookie from this server, what the application
+        ``send``\ s before the SYN leaves rides in it; without one, the SYN asks for a
+        cookie and the data follows the handshake."""
         if lport is None:
             lport = self._pick_port(laddr, raddr, rport)
         key = (laddr, lport, raddr, rport)
         if key in self.connections:
             raise ValueError(f"lport: {lport} is already connected to that destination")
         iss, off = self._isn.isn_and_ts_offset(now, laddr, lport, raddr, rport)
-        conn = Connection.connect(self.config, lport, rport, iss, now, ts_offset=off)
+        tfo: FastOpen | None = None
+        if fastopen:
+            cached = self._cookies.cached(raddr)
+            tfo = FastOpen(*cached) if cached is not None else FastOpen(b"")
+        conn = Connection.connect(self.config, lport, rport, iss, now, ts_offset=off, fastopen=tfo)
         self._add(key, conn)
         return conn
 
@@ -196,18 +222,28 @@ class TCPEndpoint:
     # ------------------------------------------------------------------ input
 
     def handle_packet(
-        self, now: float, src: bytes, dst: bytes, data: Buffer, *, verified: bool = False
+        self,
+        now: float,
+        src: bytes,
+        dst: bytes,
+        data: Buffer,
+        *,
+        verified: bool = False,
+        ecn: int = 0,
     ) -> None:
         """Parse and checksum-verify one TCP segment from IP; bad ones are counted, dropped.
 
         ``verified`` skips the checksum for frames the device already checked (virtio-net
         ``DATA_VALID``) or that never crossed a wire (``NEEDS_CSUM`` from the kernel).
+        ``ecn``: the IP header's ECN codepoint; only a CE mark (3) matters to TCP.
         """
         try:
             seg = TCPRepr.parse(data) if verified else TCPRepr.parse(data, src, dst)
         except TCPParseError as e:
             self.stats["bad_checksum" if e.field == "checksum" else "malformed"] += 1
             return
+        if ecn == 3:
+            seg = seg._replace(ecn=3)
         self.handle_segment(now, src, dst, seg)
 
     def handle_segment(self, now: float, src: bytes, dst: bytes, seg: TCPRepr) -> None:
@@ -230,6 +266,8 @@ class TCPEndpoint:
                 conn = None
             elif st != _CLOSED:
                 conn.handle_segment(now, seg)
+                if st == _SYN_SENT and seg.flags & SYN and conn.fastopen is not None:
+                    self._file_cookie(conn, src, seg)
                 self._dirty[key] = None
                 self._active[key] = conn
                 return
@@ -249,6 +287,19 @@ class TCPEndpoint:
             self._reset_for(dst, src, seg)
         # Anything else to a listener is dropped (RFC 9293 LISTEN state), SYN+FIN too
         # (as Linux does: no legitimate stack sends it; scanners do).
+
+    def _file_cookie(self, conn: Connection, server: bytes, synack: TCPRepr) -> None:
+        """After a SYN-ACK to our Fast Open SYN: keep the cookie it brought (with the
+        server's MSS, which bounds the next SYN's data); forget ours when the server
+        took no data and sent no new one (RFC 7413 4.1.3)."""
+        tfo = conn.fastopen
+        if tfo is None or conn.state == _SYN_SENT:
+            return
+        if tfo.learnt is not None:
+            self._cookies.learn(server, tfo.learnt, synack.mss or self.config.default_mss)
+        elif tfo.cookie and tfo.syn_data and not tfo.acked and not conn.stats["retransmits"]:
+            # (After a retried SYN, which goes bare, the answer says nothing of the cookie.)
+            self._cookies.forget(server)
 
     def address_lost(self, laddr: bytes) -> int:
         """Our address ``laddr`` is gone: its connections end without a segment
@@ -311,10 +362,27 @@ class TCPEndpoint:
             self._send_cookie(now, key, seg)
             return
         iss, off = self._isn.isn_and_ts_offset(now, laddr, lport, raddr, rport)
-        conn = Connection.accept(self.config, seg, iss, now, ts_offset=off)
+        tfo: FastOpen | None = None
+        if lst.fastopen and (cookie := option_of(seg)) is not None:
+            valid = self._cookies.server_cookie(raddr)
+            if hmac.compare_digest(cookie, valid):
+                tfo = FastOpen(b"")
+                if seg.payload:
+                    tfo.acked = True
+                    self.stats["fastopen_accepted"] += 1
+            else:
+                # A request, or a cookie not (or no longer) ours: hand out the right one;
+                # any data in the SYN is left for after the handshake.
+                tfo = FastOpen(valid)
+                self.stats["fastopen_cookies_sent"] += 1
+        conn = Connection.accept(self.config, seg, iss, now, ts_offset=off, fastopen=tfo)
+        self._add(key, conn)
+        if tfo is not None and tfo.acked:
+            # The application may read the SYN's data and answer now (RFC 7413 4.2.3).
+            lst.accept_queue.append(conn)
+            return
         lst.half_open.add(key)
         self._half_open.add(key)
-        self._add(key, conn)
 
     # ------------------------------------------------------------------ SYN cookies
 

@@ -68,7 +68,16 @@ _NOP_NOP_TS = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMP, 10))
 
 _tuple_new = tuple.__new__
 
-_FLAG_NAMES = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
+_FLAG_NAMES = (
+    (SYN, "S"),
+    (FIN, "F"),
+    (RST, "R"),
+    (PSH, "P"),
+    (ACK, "A"),
+    (URG, "U"),
+    (ECE, "E"),
+    (CWR, "W"),
+)
 
 
 def flags_str(flags: int) -> str:
@@ -230,7 +239,10 @@ class TCPRepr(NamedTuple):
 
     ``window`` is the raw 16-bit field (unscaled). ``timestamp`` is ``(TSval, TSecr)``.
     ``sack_blocks`` are ``(left, right)`` pairs. ``unknown_options`` keeps options we do
-    not interpret as ``(kind, data)`` so they survive a parse/emit round trip.
+    not interpret as ``(kind, data)`` so they survive a parse/emit round trip (the Fast
+    Open cookie, kind 34, among them). ``ecn`` is not in the TCP header: it is the IP
+    header's ECN codepoint (RFC 3168: 0 Not-ECT, 2 ECT(0), 3 CE) the segment arrived
+    with (set by the IP layer's caller; 0 from ``parse``) or is to be sent with.
     """
 
     src_port: int
@@ -247,6 +259,7 @@ class TCPRepr(NamedTuple):
     timestamp: tuple[int, int] | None = None
     urgent: int = 0
     unknown_options: tuple[tuple[int, bytes], ...] = ()
+    ecn: int = 0
 
     @classmethod
     def parse(
@@ -463,6 +476,7 @@ def plain_segment(
     sack_blocks: tuple[tuple[int, int], ...],
     timestamp: tuple[int, int] | None,
     urgent: int = 0,
+    ecn: int = 0,
 ) -> TCPRepr:
     """A segment without the handshake's options (MSS, window scale, SACK-permitted) or
     unknown ones: what every segment after the handshake is. Built without ``__new__``."""
@@ -483,14 +497,18 @@ def plain_segment(
             timestamp,
             urgent,
             (),
+            ecn,
         ),
     )
 
 
-def plain_fields(seg: TCPRepr) -> tuple[int, int, int, int, Buffer, tuple[int, int] | None] | None:
-    """``(seq, ack, flags, window, payload, timestamp)`` of a segment whose only option is
-    timestamps and that has no urgent data (what a prebuilt header covers); else None."""
-    _sp, _dp, seq, ack, flags, window, payload, mss, ws, sackp, sack, ts, urg, unk = seg
+def plain_fields(
+    seg: TCPRepr,
+) -> tuple[int, int, int, int, Buffer, tuple[int, int] | None, int] | None:
+    """``(seq, ack, flags, window, payload, timestamp, ecn)`` of a segment whose only
+    option is timestamps and that has no urgent data (what a prebuilt header covers);
+    else None."""
+    _sp, _dp, seq, ack, flags, window, payload, mss, ws, sackp, sack, ts, urg, unk, ecn = seg
     if urg or sack or mss is not None or ws is not None or sackp or unk:
         return None
-    return seq, ack, flags, window, payload, ts
+    return seq, ack, flags, window, payload, ts, ecn

@@ -1,0 +1,81 @@
+"""A simulated host's port: its stack's view of the switch, watched by its observer.
+
+Why a module of its own: it builds on :mod:`miragekit.link`, which imports this package,
+so it is imported when a network starts, not when :mod:`miragekit.sim` is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..link import FrameNetwork, FrameReceiver, Wrapper, send_frames
+from ..v1 import Buffer, FrameCallback
+from ._observe import HostObserver
+
+
+class HostPort(Wrapper):
+    """A host's stack's view of its switch port: everything passes through, and the
+    host's :class:`HostObserver` sees it. A new one for each boot of the host; once the
+    host crashes (:meth:`dead`) nothing it sends is counted or recorded, since nothing
+    leaves."""
+
+    def __init__(self, netif: FrameNetwork, observer: HostObserver) -> None:
+        super().__init__(netif)
+        self._obs = observer
+        self._receiver: FrameReceiver | None = None
+        self._alive = True
+
+    def dead(self) -> None:
+        self._alive = False
+
+    def set_receiver(self, fn: FrameReceiver | None) -> None:
+        self._receiver = fn
+        self._inner.set_receiver(None if fn is None else self._on_frame)
+
+    def _on_frame(self, frame: memoryview) -> None:
+        if self._alive:
+            self._obs.received(frame)
+        fn = self._receiver
+        if fn is not None:
+            fn(frame)
+
+    def send(self, frame: Buffer) -> None:
+        if self._alive:
+            self._obs.sent((frame,))
+        self._inner.send(frame)
+
+    def sendv(self, bufs: Sequence[Buffer]) -> None:
+        if self._alive:
+            self._obs.sent(bufs)
+        self._inner.sendv(bufs)
+
+    def send_frames(self, frames: Sequence[Buffer]) -> None:
+        """A burst, passed on as one (the switch's batch path, if it has one)."""
+        if self._alive:
+            for f in frames:
+                self._obs.sent((f,))
+        send_frames(self._inner, frames)
+
+    async def write(self, buf: Buffer) -> None:
+        if self._alive:
+            self._obs.sent((buf,))
+        await self._inner.write(buf)
+
+    async def writev(self, bufs: Sequence[Buffer]) -> None:
+        if self._alive:
+            self._obs.sent(bufs)
+        await self._inner.writev(bufs)
+
+    async def listen(self, fn: FrameCallback) -> None:
+        async def seen(frame: memoryview) -> None:
+            if self._alive:
+                self._obs.received(frame)
+            await fn(frame)
+
+        await self._inner.listen(seen)
+
+    async def disconnect(self) -> None:
+        await self._inner.disconnect()
+
+    def reset_stats_counters(self) -> None:
+        self._inner.reset_stats_counters()

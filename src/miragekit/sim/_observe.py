@@ -1,0 +1,243 @@
+"""What a simulated host did on the wire: counters, connection events and its own pcap.
+
+Why from the wire: a host's stack is replaced when it restarts and its TCP connections
+come and go, but its port on the segment stays, so one observer per host sees every
+frame it sent and received across restarts. Connections are told from the TCP flags of
+those frames (a SYN out is a connect, a SYN-ACK out an accept, FINs both ways a close, a
+RST a reset); a retransmission is a segment that starts before the highest sequence
+number the host already sent on that connection (what Wireshark calls one too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..v1 import Buffer
+
+if TYPE_CHECKING:
+    from ..link import PcapWriter
+
+_TCP = struct.Struct("!HHI")  # ports, sequence number
+_HEAD = 14 + 60 + 60  # Ethernet, the longest IPv4 header, the longest TCP header
+_SYN, _FIN, _RST, _ACK = 0x02, 0x01, 0x04, 0x10
+
+
+class Event(NamedTuple):
+    """One line of a run's event log: the virtual time and what happened."""
+
+    time: float
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.time:12.6f} {self.text}"
+
+
+def format_events(events: Sequence[tuple[float, str]]) -> str:
+    """The event log as text, one event a line."""
+    return "".join(f"{Event(t, e)}\n" for t, e in events)
+
+
+@dataclass(slots=True)
+class HostCounters:
+    """One host's traffic over the whole run (all its restarts): frames and bytes its
+    stack sent and received, frames lost on its link (``drops`` by reason, as the
+    switch's ``VnetCounters`` name them), TCP seen on its wire, and its stacks' own
+    counters (``stack``, summed over restarts)."""
+
+    frames_out: int = 0
+    bytes_out: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+    dropped: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    tcp_connects: int = 0
+    tcp_accepts: int = 0
+    tcp_retransmits: int = 0
+    tcp_resets_out: int = 0
+    tcp_resets_in: int = 0
+    stack: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class _Flow:
+    __slots__ = ("fin_in", "fin_out", "snd_max")
+
+    def __init__(self) -> None:
+        self.snd_max: int | None = None
+        self.fin_out = False
+        self.fin_in = False
+
+
+def _seq_before(a: int, b: int) -> bool:
+    return ((a - b) & 0xFFFFFFFF) >= 0x80000000
+
+
+def _tcp_of(frame: Buffer) -> tuple[bytes, bytes, int, int, int, int, int] | None:
+    """(source IP, destination IP, source port, destination port, seq, flags, sequence
+    space used) of a TCP segment in an Ethernet frame, or None."""
+    b = memoryview(frame).cast("B")
+    if len(b) < 54:
+        return None
+    etype = (b[12] << 8) | b[13]
+    if etype == 0x0800:
+        ihl = (b[14] & 0x0F) * 4
+        if b[23] != 6 or (((b[20] << 8) | b[21]) & 0x1FFF) or ihl < 20:
+            return None
+        src, dst = bytes(b[26:30]), bytes(b[30:34])
+        t = 14 + ihl
+        ip_payload = ((b[16] << 8) | b[17]) - ihl
+    elif etype == 0x86DD:
+        if b[20] != 6:
+            return None
+        src, dst = bytes(b[22:38]), bytes(b[38:54])
+        t = 54
+        ip_payload = (b[18] << 8) | b[19]
+    else:
+        return None
+    if len(b) < t + 14:
+        return None
+    sport, dport, seq = _TCP.unpack_from(b, t)
+    flags = b[t + 13]
+    used = ip_payload - (b[t + 12] >> 4) * 4
+    used += (flags & _SYN != 0) + (flags & _FIN != 0)
+    return src, dst, sport, dport, seq, flags, max(used, 0)
+
+
+def _head(bufs: Sequence[Buffer]) -> Buffer:
+    first = bufs[0]
+    if len(bufs) == 1 or memoryview(first).nbytes >= _HEAD:
+        return first
+    out = bytearray()
+    for p in bufs:
+        out += memoryview(p).cast("B")[: _HEAD - len(out)]
+        if len(out) >= _HEAD:
+            break
+    return out
+
+
+class HostObserver:
+    """Counts, logs and (with ``pcap``) records one host's frames, across its ports."""
+
+    def __init__(
+        self,
+        name: str,
+        log: Callable[[str], None],
+        names: Mapping[bytes, str],
+        pcap: PcapWriter | None,
+    ) -> None:
+        self.name = name
+        self.counters = HostCounters()
+        self.pcap = pcap
+        self._log = log
+        self._names = names
+        self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
+
+    def _addr(self, ip: bytes, port: int) -> str:
+        name = self._names.get(ip)
+        if name is None:
+            name = str(ipaddress.ip_address(ip))
+            if ":" in name:
+                name = f"[{name}]"
+        return f"{name}:{port}"
+
+    def _event(self, verb: str, key: tuple[bytes, int, bytes, int]) -> None:
+        here, there = self._addr(key[0], key[1]), self._addr(key[2], key[3])
+        self._log(f"{self.name}: {verb} {here} {there}")
+
+    def sent(self, parts: Sequence[Buffer]) -> None:
+        c = self.counters
+        c.frames_out += 1
+        for p in parts:
+            c.bytes_out += memoryview(p).nbytes
+        if self.pcap is not None:
+            self.pcap.record(parts)
+        seg = _tcp_of(_head(parts))
+        if seg is None:
+            return
+        src, dst, sport, dport, seq, flags, used = seg
+        key = (src, sport, dst, dport)
+        flow = self._flows.get(key)
+        if flags & _SYN:
+            if flow is None:
+                flow = self._flows[key] = _Flow()
+                if flags & _ACK:
+                    c.tcp_accepts += 1
+                    self._event("accept", key)
+                else:
+                    c.tcp_connects += 1
+                    self._event("connect", key)
+        elif flow is None:
+            if flags & _RST:
+                c.tcp_resets_out += 1
+                self._event("reset sent (no connection)", key)
+                return
+            flow = self._flows[key] = _Flow()
+        if used:
+            end = (seq + used) & 0xFFFFFFFF
+            top = flow.snd_max
+            if top is None or _seq_before(top, end):
+                if top is not None and _seq_before(seq, top):
+                    c.tcp_retransmits += 1
+                flow.snd_max = end
+            else:
+                c.tcp_retransmits += 1
+        if flags & _RST:
+            c.tcp_resets_out += 1
+            del self._flows[key]
+            self._event("reset sent", key)
+        elif flags & _FIN and not flow.fin_out:
+            flow.fin_out = True
+            if flow.fin_in:
+                del self._flows[key]
+                self._event("closed", key)
+
+    def received(self, frame: memoryview) -> None:
+        c = self.counters
+        c.frames_in += 1
+        c.bytes_in += frame.nbytes
+        if self.pcap is not None:
+            self.pcap.record((frame,))
+        seg = _tcp_of(frame)
+        if seg is None:
+            return
+        src, dst, sport, dport, _seq, flags, _used = seg
+        if not flags & (_RST | _FIN):
+            return
+        key = (dst, dport, src, sport)
+        flow = self._flows.get(key)
+        if flags & _RST:
+            c.tcp_resets_in += 1
+            if flow is not None:
+                del self._flows[key]
+                self._event("reset by peer", key)
+        elif flow is not None and not flow.fin_in:
+            flow.fin_in = True
+            if flow.fin_out:
+                del self._flows[key]
+                self._event("closed", key)
+
+    def gone(self) -> None:
+        """The host crashed: its connections vanish with it, without a word on the wire."""
+        self._flows.clear()
+
+    def add_drops(self, counters: object) -> None:
+        """Fold a port's drop counters (a ``VnetCounters``) into the host's."""
+        c = self.counters
+        for f in dataclasses.fields(counters):  # type: ignore[arg-type]
+            n = getattr(counters, f.name)
+            if f.name.startswith("dropped_") and n:
+                reason = f.name.removeprefix("dropped_")
+                c.drops[reason] = c.drops.get(reason, 0) + n
+                c.dropped += n
+
+    def add_stack(self, counters: Mapping[str, Mapping[str, int]]) -> None:
+        """Fold a stack's own counters into the host's (a restart makes a new stack)."""
+        total = self.counters.stack
+        for layer, values in counters.items():
+            mine = total.setdefault(layer, {})
+            for k, v in values.items():
+                mine[k] = mine.get(k, 0) + v
