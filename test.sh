@@ -18,7 +18,12 @@ if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   missing=()
 fi
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import miragekit, dns, pytest, hypothesis, mypy, aiohttp, httpx, websockets, trustme' 2>/dev/null; then
+# Rebuilt when a package is missing, or when the install predates the pytest plugin's
+# entry point (an editable install registers it only when pip runs).
+check='import miragekit, dns, pytest, hypothesis, mypy, aiohttp, httpx, websockets, trustme
+from importlib.metadata import entry_points
+assert any(e.name == "miragekit-sim" for e in entry_points(group="pytest11"))'
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "$check" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'

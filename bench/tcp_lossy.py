@@ -4,10 +4,12 @@ The wire (tests/tcp_harness.py) serializes every segment with its checksum, and 
 (both directions), reorders, duplicates and corrupts from a seeded RNG; time is
 simulated (100 MB/s links). For each RTT it runs a loss-free transfer, then 1% and 5%
 random loss with NewReno and CUBIC, and prints beside each lossy row the Mathis figure
-1.22·MSS/(RTT·√p), the rule of thumb for a Reno sender, as the reference.
+1.22·MSS/(RTT·√p), the rule of thumb for a Reno sender, as the reference. The lossy wire
+also reorders 1% of segments (4 ms late), duplicates 0.5% and corrupts 0.1%, unless
+``--loss-only`` (random loss alone, the model Mathis's figure assumes).
 
-Run: .venv/bin/python bench/tcp_lossy.py [--mb 100] [--rtt-ms 2 20]
-Writes bench/results/tcp_lossy.json.
+Run: .venv/bin/python bench/tcp_lossy.py [--mb 100] [--rtt-ms 2 20] [--loss-only]
+Writes bench/results/tcp_lossy.json (tcp_lossy_loss_only.json with --loss-only).
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ def main() -> None:
         "--congestion", nargs="+", default=["newreno", "cubic"], choices=["newreno", "cubic"]
     )
     ap.add_argument("--no-reference", action="store_true", help="skip the loss-free rows")
+    ap.add_argument(
+        "--loss-only",
+        action="store_true",
+        help="random loss alone: no reordering, duplicates or corruption (Mathis's model)",
+    )
     args = ap.parse_args()
     size = args.mb * 1_000_000
     rows = []
@@ -55,11 +62,12 @@ def main() -> None:
         # The receive buffer covers at least 4 loss-free bandwidth-delay products.
         buf = max(1 << 20, 1 << math.ceil(math.log2(4 * 100e6 * rtt)))
         cfg = Config(congestion=cc, recv_buffer=buf, send_buffer=buf)
+        extra = loss and not args.loss_only
         model = WireModel(
             loss=loss,
-            reorder=0.01 if loss else 0.0,
-            duplicate=0.005 if loss else 0.0,
-            corrupt=0.001 if loss else 0.0,
+            reorder=0.01 if extra else 0.0,
+            duplicate=0.005 if extra else 0.0,
+            corrupt=0.001 if extra else 0.0,
             delay=rtt / 2,
         )
         h = Harness(cfg, cfg, model, seed=42)
@@ -95,9 +103,16 @@ def main() -> None:
             f"rto {r['rto']}, tlp {r['tail_loss_probes']}, undo {r['undos']})",
             flush=True,
         )
-    out = ROOT / "bench" / "results" / "tcp_lossy.json"
+    out = (
+        ROOT
+        / "bench"
+        / "results"
+        / ("tcp_lossy_loss_only.json" if args.loss_only else "tcp_lossy.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"megabytes": args.mb, "rows": rows}, indent=2))
+    out.write_text(
+        json.dumps({"megabytes": args.mb, "loss_only": args.loss_only, "rows": rows}, indent=2)
+    )
     print(f"wrote {out}")
     if not all(r["sha256_equal"] for r in rows):
         raise SystemExit(1)

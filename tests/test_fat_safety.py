@@ -1,4 +1,4 @@
-"""``miragekit fat`` against hostile images and ordinary mistakes (issue 21's safety half).
+"""``miragekit fat`` against hostile images and ordinary mistakes (the safety half).
 
 Images come from mkfs.fat and mtools, then byte patches (tests/fat_hostile.py); the
 assertions check the host side (nothing written outside the destination), the image side
@@ -109,7 +109,7 @@ def patched(img: Path, old: str, new: str) -> None:
 def test_get_never_writes_outside_its_destination(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The issue's image: a long name of eight ``../`` and an absolute-looking path."""
+    """A hostile image: a long name of eight ``../`` and an absolute-looking path."""
     escaped = tmp_path / "escaped" / "pwned.txt"
     escaped.parent.mkdir()
     evil = "../" * 8 + str(escaped).lstrip("/")

@@ -1,4 +1,4 @@
-"""What a new user of the simulation met (issue 15): shared link parameters, deadlock
+"""What a new user of the simulation met: shared link parameters, deadlock
 detection, leftover servers at the end of a run, named switches outliving a run."""
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 def test_two_stacks_left_open_end_cleanly_and_the_switch_name_is_free() -> None:
-    """The issue's example: an echo server and a client that is done at t=20 s, nothing
+    """An echo server and a client that is done at t=20 s, nothing
     closed; the run ends at once, twice in a row with the same switch name."""
 
     async def main() -> float:

@@ -686,12 +686,13 @@ def test_keepalive_off_by_default() -> None:
 def test_tso_emits_whole_mss_multiples() -> None:
     c = established(cfg(tso_max=10000, send_buffer=64000), mss=1000)
     c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=60000))
-    c.send(bytes(25500))
+    c.send(bytes(40000))
     # cwnd is 10 MSS: one burst of 10 segments for the device to cut.
     assert [len(s.payload) for s in out(c)] == [10000]
     c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000, window=60000))
-    # Slow start: 10 more + 2 new MSS of room; the burst is capped at tso_max.
-    assert [len(s.payload) for s in out(c, 0.1)] == [10000, 2000]
+    # Slow start: 10 more + 8 new MSS of room (HyStart++'s L = 8 per ACK, RFC 9406);
+    # the burst is capped at tso_max.
+    assert [len(s.payload) for s in out(c, 0.1)] == [10000, 8000]
     assert c.mss == 1000  # the gso_size for the device
 
 

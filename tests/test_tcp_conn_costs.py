@@ -288,6 +288,8 @@ def test_each_connection_has_its_own_counters() -> None:
         "ce_received",
         "ecn_reductions",
         "cwr_received",
+        "tlp_recoveries",
+        "rescue_retransmits",
     ]
     assert not any(fresh.stats.values())
     assert conn.stats["segs_in"] == 1 and conn.stats["segs_out"] == 1  # the ACK; the SYN-ACK

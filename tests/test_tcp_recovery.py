@@ -217,15 +217,20 @@ def test_scoreboard_pipe_and_next_seg() -> None:
     assert sb.is_lost(0, 5) and sb.is_lost(45, 5) is False
     assert sb.next_seg(0, 5) == (0, 5)
     assert sb.pipe(0, 80, 5) == 10 + 20  # hole [40,50) + tail [60,80)
-    sb.record_rxt(0, 5, 80)
+    sb.record_rxt(0, 5, 80, 1.0)
     assert sb.next_seg(0, 5) == (5, 10)
     assert sb.pipe(0, 80, 5) == 35
-    sb.record_rxt(5, 10, 80)
+    sb.record_rxt(5, 10, 80, 1.5)
     assert sb.next_seg(0, 5) is None  # hole [40, 50) has only 10 bytes above: not lost
+    # NextSeg rule 3 (RFC 6675): a hole not yet lost, never retransmitted.
+    assert sb.next_seg(0, 5, rule3=True) == (40, 45)
     # Data sent after the retransmissions (beyond 80) is SACKed while [0, 10) is still
-    # missing: both retransmissions were lost and are due again.
+    # missing: each retransmission is lost once RACK's deadline (now - RACK.rtt - the
+    # reordering window) has passed its send time; the other one is due at 1.5.
     sb.add(80, 90)
-    assert sb.detect_lost_retransmits() == 2
+    assert sb.detect_lost_retransmits(1.2) == (1, 1.5)
+    assert sb.next_seg(0, 5) == (0, 5)
+    assert sb.detect_lost_retransmits(1.5) == (1, None)
     assert sb.next_seg(0, 5) == (0, 5)
     sb.advance(45)
     assert sb.blocks == [[50, 60], [80, 90]] and sb.rxt == []
@@ -366,6 +371,28 @@ def test_cubic_fast_convergence() -> None:
     assert cc._w_max == pytest.approx(70 * (1 + 0.7) / 2)
 
 
+def test_cubic_reno_friendly_estimate_grows_as_reno_past_the_prior_window() -> None:
+    """RFC 9438 4.3: W_est grows by alpha = 3(1-beta)/(1+beta) segments per window, and
+    by 1 (as Reno) once it is back at the window of the last reduction."""
+    mss = 1000
+    cc = Cubic(mss)
+    cc.cwnd = 10 * mss
+    cc.on_loss(0.0, cc.cwnd)  # cwnd_prior 10, W_est starts at 7
+    assert cc.cwnd == 7 * mss
+
+    def window_of_acks(now: float) -> float:
+        before = cc._w_est
+        for _ in range(cc.cwnd // mss):
+            cc.on_ack(now, mss, 0.01)
+        return cc._w_est - before
+
+    cc.on_ack(0.0, mss, 0.01)  # starts the epoch: W_est = cwnd (7), then + alpha/7
+    assert window_of_acks(0.0) == pytest.approx(0.53, rel=0.1)
+    cc._w_est = 10.0  # back at cwnd_prior: alpha 1
+    cc.cwnd = 10 * mss
+    assert window_of_acks(0.1) == pytest.approx(1.0, rel=0.1)
+
+
 def test_controller_factory() -> None:
     assert isinstance(new_controller("cubic", 1000), Cubic)
     assert isinstance(new_controller("newreno", 1000), NewReno)
@@ -433,36 +460,6 @@ def test_paws_ignores_a_timestamp_idle_for_24_days() -> None:
     later = 25 * 86400.0
     c.handle_segment(later, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"hi", timestamp=(5, 0)))
     assert c.readable == 2
-
-
-def test_tail_loss_probe_resends_the_last_segment() -> None:
-    c = established(cfg(tail_loss_probe=True), mss=1000)
-    c.send(bytes(3000))
-    assert len(out(c)) == 3
-    # SRTT is 0 from the handshake: PTO is its 10 ms floor, well before the RTO.
-    assert c.poll_at() == pytest.approx(0.01)
-    c.handle_timer(0.01)
-    assert out(c, 0.01) == [seg_out(ACK | PSH, LOCAL_SEQ + 2000, REMOTE_SEQ, bytes(1000))]
-    assert c.stats["tail_loss_probes"] == 1
-    assert c.poll_at() == pytest.approx(0.2)  # one probe per tail: then the RTO
-    # The probe's ACK (with the first segment missing) starts normal recovery.
-    c.handle_segment(0.02, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 3000))
-    assert c.poll_at() is None
-
-
-def test_tail_loss_probe_sends_new_data_beyond_cwnd() -> None:
-    c = established(cfg(tail_loss_probe=True), mss=1000)
-    c.send(bytes(20000))
-    assert len(out(c)) == 10  # the initial window
-    c.handle_timer(due(c))
-    assert out(c, 0.01) == [seg_out(ACK, LOCAL_SEQ + 10000, REMOTE_SEQ, bytes(1000))]
-
-
-def test_tail_loss_probe_off_in_recovery_and_when_disabled() -> None:
-    c = established(mss=1000)  # PLAIN: probes off
-    c.send(bytes(3000))
-    out(c)
-    assert c.poll_at() == pytest.approx(0.2)
 
 
 def test_prr_spreads_the_reduction_over_the_recovery_round_trip() -> None:
@@ -568,8 +565,12 @@ def test_dsack_inside_recovery_undoes_the_reduction_and_repairs_on() -> None:
         seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 4000, sack_blocks=_blocks((0, 1000), (5000, 8000))),
     )
     assert c.stats["undos"] == 1 and c.ssthresh > 1 << 60
-    # Recovery goes on at the restored window (no PRR reduction): the lost hole is resent.
-    assert out(c, 0.11) == [seg_out(ACK, LOCAL_SEQ + 4000, REMOTE_SEQ, bytes(1000))]
+    # Recovery goes on at the restored window (no PRR reduction): the lost hole is
+    # resent, then (nothing new to send) the tail's rescue retransmission (RFC 6675 rule 4).
+    assert out(c, 0.11) == [
+        seg_out(ACK, LOCAL_SEQ + 4000, REMOTE_SEQ, bytes(1000)),
+        seg_out(ACK | PSH, LOCAL_SEQ + 9000, REMOTE_SEQ, bytes(1000)),
+    ]
     assert c.cwnd == 10000
     c.handle_segment(0.12, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000))
     assert c.cwnd == 10000 and c.poll_at() is None
@@ -583,9 +584,12 @@ def test_dsack_of_data_never_retransmitted_undoes_nothing() -> None:
         0.11,
         seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, sack_blocks=_blocks((2000, 3000), (1000, 5000))),
     )
-    assert c.stats["dsacks_in"] == 1 and c.stats["undos"] == 0
-    # A lone D-SACK is no duplicate ACK: nothing is sent for it, and cwnd stays reduced.
-    assert out(c, 0.11) == [] and c.ssthresh == 5000
+    assert c.stats["dsacks_in"] == 1 and c.stats["undos"] == 0 and c.ssthresh == 5000
+    # The newly SACKed 1000 bytes let one segment go (PRR); with no new data to send and
+    # no hole left to repair, it is the rescue retransmission of the tail (RFC 6675
+    # NextSeg rule 4), once per recovery.
+    assert out(c, 0.11) == [seg_out(ACK | PSH, LOCAL_SEQ + 9000, REMOTE_SEQ, bytes(1000))]
+    assert c.stats["rescue_retransmits"] == 1
 
 
 def test_dsack_undoes_a_spurious_timeout() -> None:
@@ -639,13 +643,21 @@ def test_rack_reordering_window_adapts() -> None:
     # No reordering seen: zero once DupThresh segments are SACKed or in recovery.
     assert w.window(0.01, False, 3) == 0.0 and w.window(0.01, True, 0) == 0.0
     assert w.window(0.01, False, 1) == pytest.approx(0.001)  # min_rtt / 4
-    w.on_dsack(1.0, 0.01)
-    assert w.seen and w.window(0.01, True, 5) == pytest.approx(0.002)
-    w.on_dsack(1.005, 0.01)  # the same round trip: no further step
-    assert w.window(0.01, False, 5) == pytest.approx(0.002)
+    # A D-SACK with SND.UNA 100, SND.NXT 200: one step, and a round until 200 is ACKed.
+    w.on_dsack(100, 200)
+    assert w.seen and w.mult == 2 and w.window(0.01, True, 5) == pytest.approx(0.002)
+    w.on_dsack(150, 300)  # the same round trip: no further step
+    w.on_ack(199)
+    w.on_dsack(199, 300)
+    assert w.mult == 2 and w.window(0.01, False, 5) == pytest.approx(0.002)
+    w.on_ack(200)  # the round is over: the next D-SACK steps again
+    w.on_dsack(200, 400)
+    assert w.mult == 3
     for k in range(20):
-        w.on_dsack(2.0 + k, 0.01)
+        w.on_dsack(400 + 100 * k, 500 + 100 * k)
     assert w.window(0.01, False, 5) == pytest.approx(0.01)  # never beyond SRTT
-    for _ in range(16):
+    for _ in range(15):
         w.on_recovery_end()
-    assert w.window(0.01, False, 5) == pytest.approx(0.001)  # 16 recoveries: back to 1
+    assert w.mult > 1  # RACK.reo_wnd_persist: 16 recoveries without D-SACK ...
+    w.on_recovery_end()
+    assert w.window(0.01, False, 5) == pytest.approx(0.001)  # ... then back to one step

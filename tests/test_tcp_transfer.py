@@ -119,7 +119,7 @@ def test_idle_connection_memory_is_small() -> None:
         per_conn = (tracemalloc.get_traced_memory()[0] - before) / 1000
     finally:
         tracemalloc.stop()
-    assert per_conn < 16 * 1024  # the budget per idle connection
+    assert per_conn < 16 * 1024  # the budget per idle connection (docs/performance.md)
 
 
 def test_slow_reader_bounds_buffers_and_window_reopens() -> None:

@@ -15,7 +15,10 @@ class Config:
     whole MSS multiples, for TCP segmentation offload: the device cuts it into
     ``Connection.mss``-sized segments (the virtio-net ``gso_size``).
     ``tail_loss_probe`` sends one probe segment after about two round trips without an
-    ACK (RFC 8985 TLP), so a lost tail or a lost lone ACK costs a round trip, not an RTO.
+    ACK (RFC 8985 TLP, with SACK), so a lost tail or a lost lone ACK costs a round trip,
+    not an RTO; ``tlp_max_ack_delay`` is the peer's worst-case delayed ACK added to the
+    probe timeout when a single segment is in flight (RFC 8985 WCDelAckT).
+    ``hystart`` ends the initial slow start on a rising RTT (HyStart++, RFC 9406).
     ``keepalive_idle`` (None: off) probes an idle ESTABLISHED/CLOSE_WAIT peer after that
     many idle seconds, every ``keepalive_interval``, and gives up after
     ``keepalive_probes`` unanswered probes, so an idle connection to a vanished peer
@@ -45,6 +48,8 @@ class Config:
     challenge_ack_limit: int = 10
     tso_max: int = 0
     tail_loss_probe: bool = True
+    tlp_max_ack_delay: float = 0.2
+    hystart: bool = True
     keepalive_idle: float | None = None
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9
@@ -62,6 +67,8 @@ class Config:
             raise ValueError(f"congestion: unknown algorithm {self.congestion!r}")
         if self.msl < 0 or self.fin_wait_2_timeout <= 0 or self.delayed_ack_timeout <= 0:
             raise ValueError("msl/fin_wait_2_timeout/delayed_ack_timeout: must be positive")
+        if self.tlp_max_ack_delay < 0:
+            raise ValueError("tlp_max_ack_delay: must not be negative")
         if not 0 <= self.tso_max <= 65535 - 60:
             raise ValueError(f"tso_max: {self.tso_max} is outside 0..65475")
         if self.ecn not in ("off", "accept", "on"):

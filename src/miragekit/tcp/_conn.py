@@ -14,7 +14,8 @@ wraparound only exists at the edges.
 
 What is implemented: the RFC 9293 state machine with simultaneous open and close, RST
 processing and generation, RFC 5961 challenge ACKs (rate-limited), MSS negotiation,
-RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK with RFC 6675 recovery, or
+RFC 7323 window scaling, timestamps and PAWS, RFC 2018 SACK with RFC 6675 recovery
+(NextSeg rules 1-4), RFC 8985 RACK-TLP, RFC 6937 PRR, RFC 2883 D-SACK with undo, or
 RFC 6582 NewReno recovery without SACK, RFC 6298 RTO with backoff and give-up,
 RFC 3042 limited transmit, pluggable congestion control, delayed ACKs, Nagle, sender
 and receiver SWS avoidance, zero-window probing, TIME_WAIT and a FIN_WAIT_2 timeout,
@@ -47,7 +48,7 @@ from ._rtt import RttEstimator
 from ._sack import DUP_THRESH, RetransmitLedger, Scoreboard
 from ._sendbuf import SendBuffer
 from ._timewait import TimeWait, newer_syn
-from .congestion import CongestionControl, new_controller
+from .congestion import INITIAL_SSTHRESH, CongestionControl, new_controller
 from .seqnum import HALF, MASK, acceptable
 
 __all__ = ["Connection", "State"]
@@ -91,6 +92,10 @@ _EVT_WRITABLE = SendBufferAvailable()
 _EVT_EOF = EndOfStream()
 _EVT_RESET = ConnectionReset()
 _EVT_REFUSED = ConnectionReset(refused=True)
+QUICKACKS = 16
+"""Segments ACKed at once, without delay, after one fills a hole: the sender is
+recovering from a loss, and an ACK per segment clocks it out of recovery sooner (Linux
+leaves delayed ACKs for as many after a retransmission, TCP_MAX_QUICKACKS)."""
 SYN_LOSS_RTO = 3.0
 """The timeout once data flows after a retransmitted SYN or SYN-ACK (RFC 6298 5.7)."""
 MIN_SND_MSS = 48
@@ -128,6 +133,8 @@ _STATS: dict[str, int] = {
     "ce_received": 0,  # segments that arrived marked Congestion Experienced (RFC 3168)
     "ecn_reductions": 0,  # window reductions for an ECN-Echo
     "cwr_received": 0,  # segments with CWR: the peer reduced for our ECN-Echo
+    "tlp_recoveries": 0,  # a probe repaired a loss: cwnd reduced (RFC 8985 7.4)
+    "rescue_retransmits": 0,  # NextSeg rule 4 (RFC 6675)
 }
 
 # The window scale for a receive buffer size, computed once per size (every handshake
@@ -172,6 +179,7 @@ class Connection:
         "_prr_delivered",
         "_prr_out",
         "_push_upto",
+        "_quickacks",
         "_rack_at",
         "_rcv_adv",
         "_rcv_fin",
@@ -184,8 +192,10 @@ class Connection:
         "_recover_fs",
         "_reducing",
         "_reo",
+        "_rescue",
         "_retries",
         "_rexmit",
+        "_rto_recovery",
         "_rtt",
         "_rtt_seq",
         "_rtt_time",
@@ -205,8 +215,10 @@ class Connection:
         "_sndbuf",
         "_tfo",
         "_tlp_at",
-        "_tlp_done",
+        "_tlp_end",
         "_tlp_probe",
+        "_tlp_rtt",
+        "_tlp_rxt",
         "_ts_offset",
         "_ts_on",
         "_ts_recent",
@@ -282,18 +294,25 @@ class Connection:
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._rtt_seq: int | None = None
         self._rtt_time = 0.0
-        self._cc: CongestionControl = new_controller(config.congestion, self._smss)
+        self._cc: CongestionControl = new_controller(
+            config.congestion, self._smss, hystart=config.hystart
+        )
         self._retries = 0
         self._rtx_at: float | None = None
         self._ack_at: float | None = None
         self._close_at: float | None = None
         self._ka_at: float | None = None
         self._tlp_at: float | None = None
-        self._tlp_done = False
         self._tlp_probe = False
+        # RFC 8985 7: TLP.end_seq (SND.NXT after the probe; None: no episode),
+        # TLP.is_retrans, and whether an RTT was sampled since the last probe.
+        self._tlp_end: int | None = None
+        self._tlp_rxt = False
+        self._tlp_rtt = True
         self._ka_probes = 0
         self._ack_now = False
         self._unacked_bytes = 0
+        self._quickacks = 0
         self._rcv_mss = min(config.mss, config.default_mss)
         self._seg_max = self._smss
         self._dupacks = 0
@@ -304,6 +323,8 @@ class Connection:
         self._prr_delivered = 0
         self._prr_out = 0
         self._high_rxt = iss
+        self._rescue: int | None = None  # RescueRxt (RFC 6675 NextSeg rule 4)
+        self._rto_recovery = False
         self._inflate = 0
         self._rexmit = False
         self._probe = False
@@ -724,10 +745,12 @@ class Connection:
                 self.state in _SENDING
                 and self._snd_max > self._snd_una
                 and not self._in_recovery
-                and not self._tlp_done
+                and self._tlp_end is None
+                and self._tlp_rtt
             ):
-                self._tlp_done = True
+                # RFC 8985 7.3: one probe; the RTO (not the PTO) is armed again.
                 self._tlp_probe = True
+                self._rtx_at = now + self._rtt.timeout()
         q = self._rack_at
         if q is not None and now >= q:
             self._rack_at = None
@@ -771,6 +794,7 @@ class Connection:
         self.stats["rto"] += 1
         self._tlp_at = None
         self._tlp_probe = False
+        self._tlp_end = None
         rtt = self._rtt
         rtt.on_expiry()
         self._rtx_at = now + rtt.timeout()
@@ -783,6 +807,7 @@ class Connection:
             if self._retries == 1:
                 self._start_episode()
             self._cc.on_rto(now, self._snd_max - self._snd_una)
+            self._rto_recovery = True
         self._snd_nxt = self._snd_una
         if self._retries > 1:
             # RFC 2018 8: after a timeout the SACK information may be stale (the peer
@@ -1079,6 +1104,7 @@ class Connection:
             sb.sacked_bytes() if self._sack_on and (self._in_recovery or seg.sack_blocks) else -1
         )
         dsack = False
+        dsack_right = 0
         if self._sack_on and seg.sack_blocks:
             smax = self._snd_max
             blocks = seg.sack_blocks
@@ -1087,14 +1113,15 @@ class Connection:
                 right = una + (((right32 - una) + 0x80000000) & MASK) - 0x80000000
                 if i == 0 and left < right <= smax and self._is_dsack(left, right, ack, blocks):
                     dsack = True
+                    dsack_right = right
                     self._on_dsack(now, left, right)
                 elif una < left < right <= smax and sb.add(left, right):
                     sack_new = True
-            if sack_new and self._in_recovery and sb.rxt:
-                self.stats["lost_retransmits"] += sb.detect_lost_retransmits()
 
         if sb.blocks and self._sack_on:
             self._rack_detect(now)
+        elif self._rack_at is not None:
+            self._rack_at = None  # nothing SACKed: no hole for RACK's timer to watch
         if ack > una:
             self._on_new_ack(now, seg, ack)
             if sb.blocks:
@@ -1110,6 +1137,8 @@ class Connection:
             self._on_dupack(now, sack_new)
         if self._in_recovery and self._reducing and sacked0 >= 0:
             self._prr_on_ack(self._snd_una - una + sb.sacked_bytes() - sacked0)
+        if self._tlp_end is not None and ack >= self._tlp_end:
+            self._tlp_on_ack(now, seg, ack, una, dsack_right)
 
         st = self.state
         if self._fin_queued and self._snd_una > self._fin_seq:
@@ -1175,19 +1204,26 @@ class Connection:
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
         ts = seg.timestamp
+        sample = -1.0
         if self._ts_on and ts is not None and ts[1]:
             sample = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK) / 1000.0
-            if sample < 3600:
-                rtt.sample(sample)
-                self._reo.sample(sample)
+            if sample >= 3600:
+                sample = -1.0
             self._rtt_seq = None
         elif self._rtt_seq is not None and ack >= self._rtt_seq:
-            rtt.sample(now - self._rtt_time)
-            self._reo.sample(now - self._rtt_time)
+            sample = now - self._rtt_time
             self._rtt_seq = None
+        if sample >= 0.0:
+            rtt.sample(sample)
+            self._reo.sample(sample)
+            self._tlp_rtt = True
+        self._reo.on_ack(ack)
         rtt.backoff = 0
         self._retries = 0
         self._dupacks = 0
+        if self._rto_recovery and ack >= self._recover:
+            self._rto_recovery = False
+            self._reo.on_recovery_end()
         if self._in_recovery:
             if ack >= self._recover:
                 self._in_recovery = False
@@ -1208,30 +1244,65 @@ class Connection:
                 self._inflate = max(infl, 0)
         else:
             self._inflate = 0
-            self._cc.on_ack(now, acked, rtt.srtt or rtt.rto)
+            cc = self._cc
+            if cc.hystart is not None and cc.ssthresh == INITIAL_SSTHRESH:
+                cc.hystart.on_ack(ack, self._snd_max, sample)
+            cc.on_ack(now, acked, rtt.srtt or rtt.rto)
         if self._high_rxt < ack:
             self._high_rxt = ack
         self._rtx_at = now + rtt.timeout() if self._snd_max > ack else None
-        self._tlp_done = False
         self._arm_tlp(now)
 
     def _arm_tlp(self, now: float) -> None:
-        """Arm the tail loss probe (RFC 8985 7.2): PTO = 2*SRTT, before the RTO."""
+        """Arm the probe timeout (RFC 8985 7.2) outside recovery, with nothing SACKed
+        (else RACK's timer watches), no probe outstanding and an RTT sampled since the
+        last: PTO = 2*SRTT (1 s without one), plus the peer's worst-case ACK delay when
+        one segment is in flight, and never later than the RTO would fire."""
+        cfg = self.config
         if (
-            not self.config.tail_loss_probe
+            not cfg.tail_loss_probe
+            or not self._sack_on
             or self._in_recovery
-            or self._tlp_done
+            or self._snd_una < self._recover
+            or self._tlp_end is not None
+            or not self._tlp_rtt
             or self._snd_max <= self._snd_una
-            or self._rtt.srtt is None
+            or self._scoreboard.blocks
         ):
             self._tlp_at = None
             return
-        pto = max(2 * self._rtt.srtt, 0.01)
-        if self._snd_max - self._snd_una <= self._smss:
-            pto += self.config.delayed_ack_timeout  # a lone segment may wait for a delayed ACK
+        srtt = self._rtt.srtt
+        if srtt is None:
+            pto = 1.0
+        else:
+            # A floor of 10 ms (as Linux) keeps a sub-millisecond SRTT from probing at once.
+            pto = max(2 * srtt, 0.01)
+            if self._snd_max - self._snd_una <= self._smss:
+                pto += cfg.tlp_max_ack_delay  # a lone segment may wait for a delayed ACK
         t = now + pto
         r = self._rtx_at
-        self._tlp_at = t if r is None or t < r else None
+        self._tlp_at = r if r is not None and r < t else t
+
+    def _tlp_on_ack(self, now: float, seg: TCPRepr, ack: int, una: int, dsack_right: int) -> None:
+        """RFC 8985 7.4: did the probe repair a loss? An ACK at or beyond TLP.end_seq
+        ends the episode; a retransmitted probe that the peer neither reported as a
+        duplicate (D-SACK) nor answered with a plain duplicate ACK, while the ACK went
+        beyond it, plugged a hole: the congestion response of a recovery is applied."""
+        end = self._tlp_end
+        assert end is not None
+        if not self._tlp_rxt:
+            self._tlp_end = None  # new data probed: RACK finds any loss
+            return
+        data_end = end - 1 if self._fin_queued and end > self._fin_seq else end
+        if dsack_right >= data_end:
+            self._tlp_end = None  # the original arrived too: no loss
+        elif ack > end:
+            self._tlp_end = None
+            self.stats["tlp_recoveries"] += 1
+            if not self._in_recovery:
+                self._cc.on_loss(now, self._cc.cwnd)  # as Linux: from cwnd
+        elif ack == una and not seg.sack_blocks and not seg.payload:
+            self._tlp_end = None  # a duplicate ACK without SACK: both arrived
 
     def _is_dsack(
         self, left: int, right: int, ack: int, blocks: tuple[tuple[int, int], ...]
@@ -1252,7 +1323,7 @@ class Connection:
         episode retransmitted, the retransmissions were spurious (RFC 3708): undo the
         congestion response (as RFC 4015's Eifel response, and Linux, do)."""
         self.stats["dsacks_in"] += 1
-        self._reo.on_dsack(now, self._rtt.srtt or 0.0)
+        self._reo.on_dsack(self._snd_una, self._snd_max)
         if not self._ledger.dsack(left, right) or self._prior_cc is None:
             return
         self.stats["undos"] += 1
@@ -1309,7 +1380,8 @@ class Connection:
 
     def _rack_detect(self, now: float) -> None:
         """RACK (RFC 8985 6.2): a hole sent before data the peer has, more than an RTT
-        plus the reordering window ago, is lost; the timer waits for the next one."""
+        plus the reordering window ago, is lost, and so is a retransmission with data
+        sent after it delivered; the timer waits for the next one to come due."""
         sb = self._scoreboard
         rtt = self._rtt
         reo = self._reo.window(rtt.srtt or 0.0, self._in_recovery, sb.sacked_bytes() // self._smss)
@@ -1317,6 +1389,12 @@ class Connection:
         wait = rtt.latest + reo
         sb.rack_update(now - wait)
         pending = sb.rack_pending(self._snd_una)
+        if sb.rxt and self._in_recovery:
+            lost, sent = sb.detect_lost_retransmits(sb.rack_deadline)
+            if lost:
+                self.stats["lost_retransmits"] += lost
+            if sent is not None and (pending is None or sent < pending):
+                pending = sent
         self._rack_at = None if pending is None else pending + wait
 
     def _maybe_enter_recovery(self, now: float) -> None:
@@ -1348,6 +1426,11 @@ class Connection:
             self._inflate = 0
 
     def _on_data(self, now: float, seq: int, payload: Buffer) -> None:
+        if self._ack_now and (self._quickacks or self._ooo.ranges):
+            # The sender is recovering: an ACK that is due goes out now, not merged with
+            # the next segment's when the driver hands over a batch, so it gets one
+            # (with its SACK blocks) per out-of-order or quick-ACKed segment.
+            self._ctl_out.append(self._make(ACK, self._snd_nxt, b"", now))
         rcv_nxt = self._rcv_nxt
         plen = len(payload)
         if seq < rcv_nxt:
@@ -1377,6 +1460,7 @@ class Connection:
                     self._rcvbuf += data
                     rcv_nxt = end
                 self._ack_now = True  # filled (part of) a hole: ACK at once (RFC 5681 4.2)
+                self._quickacks = QUICKACKS
             self._rcv_nxt = rcv_nxt
             if not self._readable_signalled:
                 self._readable_signalled = True
@@ -1386,7 +1470,12 @@ class Connection:
             if plen > self._rcv_mss:
                 self._rcv_mss = min(plen, self.config.mss)
             self._unacked_bytes += plen
-            if not self.config.delayed_ack or self._unacked_bytes >= 2 * self._rcv_mss:
+            if self._ack_now:
+                pass
+            elif not self.config.delayed_ack or self._unacked_bytes >= 2 * self._rcv_mss:
+                self._ack_now = True
+            elif self._quickacks:
+                self._quickacks -= 1
                 self._ack_now = True
             elif self._ack_at is None:
                 self._ack_at = now + self.config.delayed_ack_timeout
@@ -1718,6 +1807,7 @@ class Connection:
 
     def _send_data_inner(self, now: float, out: list[TCPRepr]) -> None:
         mss = self._smss
+        smax0 = self._snd_max
         data_end = self._snd_buf_seq + len(self._sndbuf)
         fin_end = data_end + 1 if self._fin_queued else data_end
         cc = self._cc
@@ -1735,23 +1825,11 @@ class Connection:
                 if self._high_rxt < end:
                     self._high_rxt = end
                 if self._sack_on:
-                    sb.record_rxt(una, end, self._snd_max)
-        if self._tlp_probe:
+                    sb.record_rxt(una, end, self._snd_max, now)
+        probed = self._tlp_probe
+        if probed:
             self._tlp_probe = False
-            self.stats["tail_loss_probes"] += 1
-            nxt = self._snd_nxt
-            wnd_room = self._snd_una + self._snd_wnd - nxt
-            if nxt == self._snd_max and nxt < data_end and wnd_room > 0:
-                # A new segment, beyond cwnd: its ACK (with SACK) reveals the tail loss.
-                end = nxt + min(data_end - nxt, mss, wnd_room)
-                self._emit_range(now, nxt, end, out)
-                if self._fin_queued and end == data_end:
-                    end += 1
-                self._snd_nxt = self._snd_max = end
-            elif self._snd_max > self._snd_una:
-                # Nothing new to send: resend the last segment.
-                start = max(self._snd_una, min(data_end, self._snd_max) - mss)
-                self._retransmit(now, start, min(self._snd_max, fin_end), out)
+            self._send_probe(now, out, data_end, fin_end)
         sack_recovery = self._in_recovery and self._sack_on
         burst: list[TCPRepr] = []
         while True:
@@ -1761,10 +1839,15 @@ class Connection:
                 if cc.cwnd - pipe < mss:
                     break
                 hole = self._scoreboard.next_seg(self._snd_una, mss)
+                if hole is None and (
+                    nxt >= fin_end or (self._snd_una + self._snd_wnd <= nxt and nxt < data_end)
+                ):
+                    # No new data can go (RFC 6675 NextSeg rule 2 fails): rules 3 and 4.
+                    hole = self._next_seg_rule3_4()
                 if hole is not None:
                     self._retransmit(now, hole[0], hole[1], out)
                     self._prr_out += hole[1] - hole[0]
-                    self._scoreboard.record_rxt(hole[0], hole[1], self._snd_max)
+                    self._scoreboard.record_rxt(hole[0], hole[1], self._snd_max, now)
                     continue
                 room = mss
             else:
@@ -1833,11 +1916,62 @@ class Connection:
             self._probe = False
             if self._rtx_at is None:
                 self._rtx_at = now + self._rtt.timeout()
-        if self._tlp_at is None and not self._tlp_done and out:
-            self._arm_tlp(now)
+        if self._snd_max > smax0 and not probed:
+            self._arm_tlp(now)  # RFC 8985 7.2: new data (not a probe) went out
         if self._snd_nxt == self._snd_una and self._snd_nxt < data_end and self._rtx_at is None:
             # Data waits on a zero window: arm the persist timer.
             self._rtx_at = now + self._rtt.timeout()
+
+    def _send_probe(self, now: float, out: list[TCPRepr], data_end: int, fin_end: int) -> None:
+        """RFC 8985 7.3: a new segment beyond cwnd if the peer's window allows, else the
+        highest-sequence segment again; either way its ACK (with SACK) shows a tail loss."""
+        mss = self._smss
+        nxt = self._snd_nxt
+        wnd_room = self._snd_una + self._snd_wnd - nxt
+        if nxt == self._snd_max and nxt < data_end and wnd_room > 0:
+            end = nxt + min(data_end - nxt, mss, wnd_room)
+            self._emit_range(now, nxt, end, out)
+            if self._fin_queued and end == data_end:
+                end += 1
+            self._snd_nxt = self._snd_max = end
+            self._tlp_rxt = False
+        elif self._snd_max > self._snd_una:
+            start = max(self._snd_una, min(data_end, self._snd_max) - mss)
+            self._retransmit(now, start, min(self._snd_max, fin_end), out)
+            self._tlp_rxt = True
+        else:
+            return
+        self.stats["tail_loss_probes"] += 1
+        self._tlp_end = self._snd_max
+        self._tlp_rtt = False
+
+    def _next_seg_rule3_4(self) -> tuple[int, int] | None:
+        """RFC 6675 NextSeg when no new data can be sent: rule 3, a range below the
+        highest SACKed byte never retransmitted though not yet lost; else rule 4, once
+        per recovery, a rescue retransmission of the highest outstanding unSACKed
+        segment (HighRxt unchanged), so a lost tail is not left to the RTO."""
+        sb = self._scoreboard
+        mss = self._smss
+        una = self._snd_una
+        hole = sb.next_seg(una, mss, rule3=True)
+        if hole is not None:
+            return hole
+        if self._rescue is not None and self._rescue >= una:
+            return None
+        top = self._snd_max
+        if sb.blocks and sb.blocks[-1][1] >= top:
+            return None  # the tail arrived: its holes are rule 1 and 3's
+        data_end = self._snd_buf_seq + len(self._sndbuf)
+        stop = min(top, data_end + 1 if self._fin_queued else data_end)
+        start = max(una, min(stop, data_end) - mss)
+        if stop <= start:
+            return None
+        for s0, e0, _m, _t in sb.rxt:
+            if s0 <= start and stop <= e0:
+                return None  # already retransmitted and not known lost
+        self._rescue = self._recover
+        self.stats["rescue_retransmits"] += 1
+        return start, stop
 
     # ------------------------------------------------------------------ introspection
 

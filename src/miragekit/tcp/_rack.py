@@ -3,9 +3,10 @@
 A hole below data the peer has already received is lost once it was sent more than one
 RTT plus the reordering window before now. The window is zero until reordering has been
 seen (then losses are found as fast as three duplicate ACKs would), a quarter of the
-minimum RTT after, widened by that much for each round trip in which a D-SACK showed a
-retransmission was needless, never beyond SRTT, and narrowed back after 16 recoveries
-without D-SACK.
+minimum RTT after, widened by that much (RACK.reo_wnd_mult) for each round trip in which a
+D-SACK showed a retransmission was needless (a round ends when SND.UNA passes the SND.NXT
+of the D-SACK that opened it), never beyond SRTT, and narrowed back to one step after 16
+recoveries (RACK.reo_wnd_persist) without D-SACK.
 """
 
 from __future__ import annotations
@@ -17,25 +18,38 @@ PERSIST = 16
 
 class ReorderWindow:
     __slots__ = ("_dsack_round", "_mult", "_persist", "min_rtt", "seen")
+    # RACK.dsack_round (SND.NXT when the round began; None: no round open),
+    # RACK.reo_wnd_mult, RACK.reo_wnd_persist.
 
     def __init__(self) -> None:
         self.min_rtt: float | None = None
         self.seen = False  # RACK.reordering_seen
         self._mult = 1
         self._persist = 0
-        self._dsack_round = -1.0
+        self._dsack_round: int | None = None
 
     def sample(self, rtt: float) -> None:
         if self.min_rtt is None or rtt < self.min_rtt:
             self.min_rtt = rtt
 
-    def on_dsack(self, now: float, srtt: float) -> None:
+    @property
+    def mult(self) -> int:
+        return self._mult
+
+    def on_ack(self, snd_una: int) -> None:
+        """RFC 8985 6.2 step 4: the D-SACK round ends once SND.UNA reaches its end."""
+        r = self._dsack_round
+        if r is not None and snd_una >= r:
+            self._dsack_round = None
+
+    def on_dsack(self, snd_una: int, snd_nxt: int) -> None:
         """RFC 8985 6.2 step 4: one step wider per round trip with a D-SACK."""
         self.seen = True
-        if now >= self._dsack_round:
+        self.on_ack(snd_una)
+        if self._dsack_round is None:
             self._mult += 1
-            self._dsack_round = now + srtt
-        self._persist = PERSIST
+            self._dsack_round = snd_nxt
+            self._persist = PERSIST
 
     def on_recovery_end(self) -> None:
         if self._persist > 0:

@@ -39,7 +39,8 @@ class Scoreboard:
 
     def __init__(self) -> None:
         self.blocks: list[list[int]] = []
-        self.rxt: list[list[int]] = []  # [start, end, snd_max when retransmitted]
+        # [start, end, snd_max when retransmitted, when retransmitted]
+        self.rxt: list[tuple[int, int, int, float]] = []
         # Data first sent, in order: bytes below sent_end[i] (and above sent_end[i-1])
         # left at sent_time[i]; one entry per send call.
         self.sent_end: list[int] = []
@@ -175,12 +176,13 @@ class Scoreboard:
             start = right
         return out
 
-    def record_rxt(self, start: int, end: int, mark: int) -> None:
-        """Remember that [start, end) was retransmitted while SND.MAX was ``mark``."""
+    def record_rxt(self, start: int, end: int, mark: int, now: float = 0.0) -> None:
+        """Remember that [start, end) was retransmitted at ``now`` while SND.MAX was
+        ``mark``."""
         rxt = self.rxt
         if len(rxt) >= MAX_BLOCKS:
             del rxt[0]
-        rxt.append([start, end, mark])
+        rxt.append((start, end, mark, now))
 
     def _sacked_within(self, a: int, b: int) -> int:
         n = 0
@@ -192,30 +194,37 @@ class Scoreboard:
             n += min(b, right) - max(a, left)
         return n
 
-    def detect_lost_retransmits(self) -> int:
+    def detect_lost_retransmits(self, deadline: float) -> tuple[int, float | None]:
         """Forget retransmissions that were lost, so they count as lost again.
 
-        A retransmission is lost when the peer SACKs data sent after it while the
-        retransmitted range is still missing (the idea of RACK, RFC 8985, in its
-        simplest form); otherwise only the RTO would find out.
+        RACK (RFC 8985 6.2) for a retransmission: it is lost when the peer has data sent
+        after it (SACKed beyond the SND.MAX of its sending) while it is still missing,
+        and it left no later than ``deadline`` (now - RACK.rtt - reordering window).
+        Returns how many were lost, and the send time of the earliest one that will be
+        once its time comes (for the RACK timer), or None.
         """
         if not self.rxt or not self.blocks:
-            return 0
+            return 0, None
         highest = self.blocks[-1][1]
         keep = []
         lost = 0
+        pending: float | None = None
         for r in self.rxt:
-            if highest > r[2] and self._sacked_within(r[0], r[1]) < r[1] - r[0]:
-                lost += 1
-            else:
-                keep.append(r)
+            start, end, mark, t = r
+            if highest > mark and self._sacked_within(start, end) < end - start:
+                if t <= deadline:
+                    lost += 1
+                    continue
+                if pending is None or t < pending:
+                    pending = t
+            keep.append(r)
         self.rxt = keep
-        return lost
+        return lost, pending
 
     def _retransmitted(self, a: int, b: int) -> int:
         """Bytes of [a, b) retransmitted and not SACKed since."""
         n = 0
-        for start, end, _mark in self.rxt:
+        for start, end, _mark, _t in self.rxt:
             lo = max(a, start)
             hi = min(b, end)
             if hi > lo:
@@ -236,24 +245,25 @@ class Scoreboard:
             pipe += snd_max - tail
         return pipe
 
-    def next_seg(self, snd_una: int, mss: int) -> tuple[int, int] | None:
+    def next_seg(self, snd_una: int, mss: int, rule3: bool = False) -> tuple[int, int] | None:
         """RFC 6675 NextSeg rule 1: the first lost range not retransmitted (or whose
-        retransmission was found lost)."""
+        retransmission was found lost); with ``rule3``, rule 3: the first such range in
+        any hole below the highest SACKed byte, lost or not (when no new data can go)."""
         for a, b, lost in self._holes(snd_una, mss):
-            if not lost:
+            if not lost and not rule3:
                 continue
             s = a
             moved = True
             while moved:
                 moved = False
-                for start, end, _mark in self.rxt:
+                for start, end, _mark, _t in self.rxt:
                     if start <= s < end:
                         s = end
                         moved = True
             # A later retransmitted range may start inside [s, s + mss).
             if s < b:
                 stop = min(b, s + mss)
-                for start, _end, _mark in self.rxt:
+                for start, _end, _mark, _t in self.rxt:
                     if s < start < stop:
                         stop = start
                 return s, stop

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["CongestionControl", "initial_window"]
+from .hystart import HyStart
+
+__all__ = ["INITIAL_SSTHRESH", "CongestionControl", "initial_window"]
+
+INITIAL_SSTHRESH = 1 << 62
 
 
 def initial_window(mss: int) -> int:
@@ -13,13 +17,26 @@ def initial_window(mss: int) -> int:
 
 
 class CongestionControl:
-    __slots__ = ("cwnd", "mss", "ssthresh")
+    __slots__ = ("cwnd", "hystart", "mss", "ssthresh")
 
     def __init__(self, mss: int) -> None:
         self.mss = mss
         # initial_window, inlined: one controller per connection, made at its SYN.
         self.cwnd = min(10 * mss, max(2 * mss, 14600))
-        self.ssthresh = 1 << 62
+        self.ssthresh = INITIAL_SSTHRESH
+        # HyStart++ (RFC 9406) for the initial slow start, when enabled.
+        self.hystart: HyStart | None = None
+
+    def slow_start(self, acked: int) -> None:
+        """Slow start's growth: RFC 3465 byte counting (L = 2), or HyStart++'s rule in
+        the initial slow start, which ends it once CSS has run its rounds."""
+        hs = self.hystart
+        if hs is None or self.ssthresh != INITIAL_SSTHRESH:
+            self.cwnd += min(acked, 2 * self.mss)
+            return
+        self.cwnd += hs.increase(acked, self.mss)
+        if hs.done:
+            self.ssthresh = self.cwnd
 
     def set_mss(self, mss: int) -> None:
         """Called once the MSS is negotiated, before any data is sent."""

@@ -14,7 +14,7 @@ ALPHA = 3 * (1 - BETA) / (1 + BETA)
 class Cubic(CongestionControl):
     """Windows are tracked in segments (floats) internally, exposed in bytes."""
 
-    __slots__ = ("_acc", "_epoch", "_k", "_w_est", "_w_max")
+    __slots__ = ("_acc", "_epoch", "_k", "_prior", "_w_est", "_w_max")
 
     def __init__(self, mss: int) -> None:
         super().__init__(mss)
@@ -22,12 +22,13 @@ class Cubic(CongestionControl):
         self._k = 0.0
         self._w_max = 0.0
         self._w_est = 0.0
+        self._prior = 0.0  # cwnd_prior: the window when ssthresh was last set, segments
         self._acc = 0
 
     def on_ack(self, now: float, acked: int, srtt: float) -> None:
         mss = self.mss
         if self.cwnd < self.ssthresh:
-            self.cwnd += min(acked, 2 * mss)
+            self.slow_start(acked)
             return
         cwnd = self.cwnd / mss
         if self._epoch is None:
@@ -41,8 +42,10 @@ class Cubic(CongestionControl):
         t = now - self._epoch
         target = C * (t + srtt - self._k) ** 3 + self._w_max
         target = min(max(target, cwnd), 1.5 * cwnd)
-        # Reno-friendly estimate (RFC 9438 4.3).
-        self._w_est += ALPHA * (acked / mss) / cwnd
+        # Reno-friendly estimate (RFC 9438 4.3), growing as fast as Reno (alpha 1) once it
+        # is back at the window of the last reduction.
+        alpha = 1.0 if self._w_est >= self._prior else ALPHA
+        self._w_est += alpha * (acked / mss) / cwnd
         w_cubic_now = C * (t - self._k) ** 3 + self._w_max
         if w_cubic_now < self._w_est:
             new = max(self._w_est, cwnd)
@@ -52,6 +55,7 @@ class Cubic(CongestionControl):
 
     def _reduce(self, now: float) -> None:
         cwnd = self.cwnd / self.mss
+        self._prior = cwnd
         # Fast convergence (RFC 9438 4.7).
         if cwnd < self._w_max:
             self._w_max = cwnd * (1 + BETA) / 2

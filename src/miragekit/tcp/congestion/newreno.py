@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import CongestionControl
+from ._base import INITIAL_SSTHRESH, CongestionControl
 
 __all__ = ["NewReno"]
 
@@ -14,13 +14,13 @@ class NewReno(CongestionControl):
         # CongestionControl.__init__, inlined (one controller per connection).
         self.mss = mss
         self.cwnd = min(10 * mss, max(2 * mss, 14600))
-        self.ssthresh = 1 << 62
+        self.ssthresh = INITIAL_SSTHRESH
+        self.hystart = None
         self._acc = 0
 
     def on_ack(self, now: float, acked: int, srtt: float) -> None:
         if self.cwnd < self.ssthresh:
-            # Slow start, appropriate byte counting with L = 2*SMSS (RFC 3465).
-            self.cwnd += min(acked, 2 * self.mss)
+            self.slow_start(acked)
             return
         # Congestion avoidance: one SMSS per window of bytes acknowledged.
         self._acc += acked
