@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from examples.sim_kv import kv, scenario
 
+from miragekit import sim
+
 SEEDS = range(10)  # about 0.3 s of wall time per run
 
 
@@ -41,12 +43,17 @@ def test_acknowledging_before_replicating_loses_a_write_within_the_seeds() -> No
     assert again.lost == found.lost and again.report.events == found.report.events
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_replicating_first_keeps_every_acknowledged_write(seed: int) -> None:
-    o = scenario.run(seed)
+# As a user writes it (docs/simulation.md shows it): the plugin runs it once per seed
+# (test...[seed=N]) on a fresh network capturing into tmp_path, and a failing seed's
+# report says how to replay it.
+@pytest.mark.sim(seeds=range(10))
+def test_replicating_first_keeps_every_acknowledged_write(sim_network: sim.Network) -> None:
+    faults = scenario.plan(sim_network)
+    o = scenario.outcome(sim_network.run(until=scenario.UNTIL))
     print(scenario.summary(o))
-    assert o.lost == [] and o.acked > 50 and o.read_back > o.acked // 2
-    assert o.failover_at > o.faults.crash_at  # the failover really happened
+    assert o.lost == [], f"acknowledged writes lost: {o.lost}"
+    assert o.acked > 50 and o.read_back > o.acked // 2
+    assert o.failover_at > faults.crash_at  # the failover really happened
 
 
 def test_the_command_names_the_seed_and_how_to_replay_it(
@@ -69,3 +76,11 @@ def test_the_command_names_the_seed_and_how_to_replay_it(
         scenario.main(["--seeds", "0"])
     assert e.value.code == 2
     assert "--seeds must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_documented_plugin_test_is_the_one_that_runs() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text()
+    section = page[page.index("### The same search as a pytest test") :]
+    example = section[section.index("```python\n") + 10 : section.index("\n```\n")]
+    test = example[example.index("@pytest.mark.sim") :]
+    assert test in Path(__file__).read_text()

@@ -69,36 +69,50 @@ class Outcome:
     report: sim.Report
 
 
-def run(seed: int, *, unsafe_ack: bool = False, capture: str | None = None) -> Outcome:
-    """One run of the scenario; the same seed gives the same outcome (and the same
-    ``capture``, a pcap of every frame, if asked for)."""
-    f = faults(seed)
-    net = sim.Network(seed=seed, link=LinkParams(latency=0.001, loss=0.01))
+LINK = LinkParams(latency=0.001, loss=0.01)
+
+
+def plan(net: sim.Network, *, unsafe_ack: bool = False) -> Faults:
+    """Put the cluster on ``net`` (its seed draws the faults) and schedule the faults."""
+    f = faults(net.seed)
     for name in NODES:
         node = kv.Node(name, "n1", NODES[1:], unsafe_ack=unsafe_ack)
-        net.host(name, main=node.serve)
+        net.host(name, main=node.serve, link=LINK)
     for name in CLIENTS:
-        net.host(name, main=functools.partial(kv.client, name, NODES, WRITE_UNTIL, CHECK_AT))
-    net.host("mon", main=functools.partial(kv.monitor, "n1", "n2", ["n3"]))
+        client = functools.partial(kv.client, name, NODES, WRITE_UNTIL, CHECK_AT)
+        net.host(name, main=client, link=LINK)
+    net.host("mon", main=functools.partial(kv.monitor, "n1", "n2", ["n3"]), link=LINK)
     net.partition(["n2", "n3"], at=f.partition_at)  # the others stay together
     net.heal(at=f.heal_at)
     net.crash("n1", at=f.crash_at)
-    if capture is not None:
-        net.capture(capture)
-    report = net.run(until=UNTIL)
+    return f
+
+
+def outcome(report: sim.Report) -> Outcome:
+    """What the clients saw in a run of :func:`plan`'s cluster."""
     ended = [report[h] for h in [*CLIENTS, "mon"]]
     if any(h.state != "returned" for h in ended):
-        raise RuntimeError(f"seed {seed}: the scenario did not finish: {ended}")
+        raise RuntimeError(f"seed {report.seed}: the scenario did not finish: {ended}")
     results = [cast(dict[str, Any], report[c].value) for c in CLIENTS]
     return Outcome(
-        seed,
-        f,
+        report.seed,
+        faults(report.seed),
         sum(r["acked"] for r in results),
         sum(r["read_back"] for r in results),
         [k for r in results for k in r["lost"]],
         cast(float, report["mon"].value),
         report,
     )
+
+
+def run(seed: int, *, unsafe_ack: bool = False, capture: str | None = None) -> Outcome:
+    """One run of the scenario; the same seed gives the same outcome (and the same
+    ``capture``, a pcap of every frame, if asked for)."""
+    net = sim.Network(seed=seed)
+    plan(net, unsafe_ack=unsafe_ack)
+    if capture is not None:
+        net.capture(capture)
+    return outcome(net.run(until=UNTIL))
 
 
 def summary(o: Outcome) -> str:

@@ -123,6 +123,36 @@ def test_arp_cache_is_bounded_and_ignores_strangers() -> None:
     assert arp.counters.rx_malformed == 1
 
 
+def test_requests_for_other_addresses_still_refresh_conflict_and_count() -> None:
+    """Other hosts' requests for other addresses are settled early (a busy segment is
+    mostly those), yet one from a sender we know refreshes it, one from our own address
+    is a conflict, a martian sender is counted, and a malformed one is still malformed."""
+    out: list[bytes] = []
+    arp = Arp(MacAddr(OUR_MAC).packed, lambda b: out.append(b"".join(b)))
+    arp.ips = {int(A(US))}
+    arp.subnet_broadcast = int(A("10.0.0.255"))
+    for i in range(5):  # strangers asking for strangers: nothing learnt, nothing sent
+        arp.input(arp_packet(1, f"02:00:00:00:01:{i:02x}", f"10.0.0.{10 + i}", "10.0.0.9"), 0.0)
+    assert arp.entries(0.0) == {} and out == [] and arp.counters.rx_packets == 5
+    arp.input(arp_packet(1, PEER_MAC, PEER, US), now=0.0)  # learnt from its request for us
+    out.clear()
+    arp.input(arp_packet(1, "02:00:00:00:00:99", PEER, "10.0.0.9"), now=20.0)  # it moved
+    assert arp.lookup(int(A(PEER)), now=70.0) == MacAddr("02:00:00:00:00:99").packed
+    out.clear()
+    arp.input(arp_packet(1, "02:00:00:00:00:98", US, "10.0.0.9"), now=21.0)
+    assert arp.counters.conflicts == 1 and arp.counters.defended == 1 and len(out) == 1
+    arp.input(arp_packet(1, "02:00:00:00:00:97", "10.0.0.255", "10.0.0.9"), now=22.0)
+    arp.input(arp_packet(1, "02:00:00:00:00:96", "127.0.0.1", "10.0.0.9"), now=22.0)
+    assert arp.counters.rx_martian == 2
+    arp.input(arp_packet(1, "03:00:00:00:00:01", "10.0.0.50", "10.0.0.9"), now=22.0)
+    arp.input(arp_packet(1, OUR_MAC, "10.0.0.51", "10.0.0.9"), now=22.0)
+    assert arp.counters.rx_ignored == 2
+    bad = bytearray(arp_packet(1, "02:00:00:00:00:95", "10.0.0.52", "10.0.0.9"))
+    bad[5] = 16  # plen 16 with IPv4
+    arp.input(memoryview(bytes(bad)), now=22.0)
+    assert arp.counters.rx_malformed == 1 and arp.counters.rx_packets == 13
+
+
 # --- reassembly, sans-I/O -------------------------------------------------------------------
 
 HDR = memoryview(bytes(IP(src=PEER, dst=US, proto=17, id=7)))[:20]

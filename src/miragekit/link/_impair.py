@@ -215,7 +215,7 @@ def impair(
     if link.plain:
         # The same draws and the same outcome as below, with only what such a link uses.
         lost = r() < link.loss
-        r(), r(), r(), r(), r(), r()
+        d.rng.getrandbits(384)  # the six draws it does not use: 2 words of 32 bits each
         if lost:
             c.dropped_loss += 1
             return

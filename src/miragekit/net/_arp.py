@@ -27,7 +27,10 @@ from another host (DHCP's address check watches these, RFC 5227)."""
 BROADCAST: Final = b"\xff" * 6
 ZERO_MAC: Final = b"\0" * 6
 _ETH_ARP = struct.Struct("!6s6sHHHBBH6s4s6s4s")
-_ARP_BODY = struct.Struct("!HHBBH6s4s6s4s")
+_ARP_FIELDS = struct.Struct("!8s6sI6sI")  # the fixed head, sha, spa, tha, tpa
+_ARP_HEAD = struct.Struct("!HHBBH")  # htype, ptype, hlen, plen, op
+_REQUEST_HEAD = bytes.fromhex("0001080006040001")  # Ethernet, IPv4, 6, 4, request
+_REPLY_HEAD = bytes.fromhex("0001080006040002")
 ARP_FRAME_LEN: Final = 14 + 28
 DEFEND_INTERVAL: Final = 10.0
 """RFC 5227 2.4 (b): at most one defending announcement per this many seconds."""
@@ -297,15 +300,20 @@ class Arp:
         if len(packet) < 28:
             c.rx_malformed += 1
             return
-        htype, ptype, hlen, plen, op, sha, spa_b, _tha, tpa_b = _ARP_BODY.unpack_from(packet)
-        if htype != 1 or ptype != 0x0800 or hlen != 6 or plen != 4:
-            c.rx_malformed += 1
+        # One unpack gives the addresses as ints: on a shared segment most ARP is other
+        # hosts' requests for other addresses, and they cost only these checks.
+        head, sha, spa, _tha, tpa = _ARP_FIELDS.unpack_from(packet)
+        if head != _REQUEST_HEAD and head != _REPLY_HEAD:
+            htype, ptype, hlen, plen, _op = _ARP_HEAD.unpack(head)
+            if htype != 1 or ptype != 0x0800 or hlen != 6 or plen != 4:
+                c.rx_malformed += 1
+            else:
+                c.rx_ignored += 1  # an operation other than request and reply
             return
-        if op not in (1, 2) or sha == self.mac or sha[0] & 1:
+        op = head[7]
+        if sha == self.mac or sha[0] & 1:
             c.rx_ignored += 1
             return
-        spa = int.from_bytes(spa_b, "big")
-        tpa = int.from_bytes(tpa_b, "big")
         if self.observer is not None:
             self.observer(op, sha, spa, tpa)
         if spa in self.ips:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ..link import LinkParams, PcapWriter, VnetIf, VnetSwitch
     from ..stack import DirectStackV4
     from ._hostport import HostPort
+    from ._replay import Determinism
 
 Main = Callable[[], Awaitable[object]]
 """A host's program: an async function of no arguments."""
@@ -269,6 +270,9 @@ class Network:
         # Set (by check_determinism and the pytest plugin): every capture goes there.
         self._capture_dir: str | None = None
         self._capture_files: dict[str, str] = {}
+        # Faults and actions scheduled before run(), as calls (method, args, at): what
+        # check_determinism replays on a fresh network.
+        self._plan_calls: list[tuple[str, tuple[Any, ...], float]] = []
 
     # --- the plan ------------------------------------------------------------------------
 
@@ -457,7 +461,7 @@ class Network:
         run as a task), e.g. ``net.at(30, lambda: net.link("db", loss=0.2))``."""
         if not callable(action):
             raise TypeError(f"at: action must be callable, got {action!r}")
-        self._at(when, "at", action)
+        self._at(when, "at", action, ("at", (action,)))
 
     def partition(self, *groups: Iterable[str], at: float | None = None) -> None:
         """Split the segment: frames pass only between hosts of the same group (hosts in
@@ -470,31 +474,37 @@ class Network:
                     raise ValueError(f"partition: host {n!r} is in two groups")
                 seen[n] = i
         text = "partition " + " | ".join(",".join(g) for g in sets)
-        self._fault(at, text, lambda: self.switch.partition(*sets))
+        self._fault(at, text, lambda: self.switch.partition(*sets), ("partition", tuple(sets)))
 
     def block(self, src: str, dst: str, *, at: float | None = None) -> None:
         """A one-way partition: frames from ``src`` no longer reach ``dst``."""
         a, b = self._host(src).name, self._host(dst).name
-        self._fault(at, f"block {a} -> {b}", lambda: self.switch.block(a, b))
+        self._fault(at, f"block {a} -> {b}", lambda: self.switch.block(a, b), ("block", (a, b)))
 
     def heal(self, *, at: float | None = None) -> None:
         """Remove the partition and every one-way block."""
-        self._fault(at, "heal", lambda: self.switch.heal())
+        self._fault(at, "heal", lambda: self.switch.heal(), ("heal", ()))
 
     def crash(self, name: str, *, at: float | None = None) -> None:
         """Host ``name`` vanishes: its interface is unplugged (nothing more leaves, not
         even FIN or RST; frames for it are lost), then its tasks are cancelled."""
         h = self._host(name)
-        self._fault(at, f"crash {h.name}", lambda: self._crash(h))
+        self._fault(at, f"crash {h.name}", lambda: self._crash(h), ("crash", (h.name,)))
 
     def restart(self, name: str, *, at: float | None = None) -> None:
         """A fresh stack at the same addresses (and MAC) runs host ``name``'s ``main``
         again; a host still up is crashed first. Peers' old connections to it are reset
         when they next send (the new stack knows nothing of them)."""
         h = self._host(name)
-        self._fault(at, f"restart {h.name}", lambda: self._restart(h))
+        self._fault(at, f"restart {h.name}", lambda: self._restart(h), ("restart", (h.name,)))
 
-    def _fault(self, at: float | None, text: str, apply: Callable[[], None]) -> None:
+    def _fault(
+        self,
+        at: float | None,
+        text: str,
+        apply: Callable[[], None],
+        call: tuple[str, tuple[Any, ...]],
+    ) -> None:
         def run() -> None:
             self._log(text)
             apply()
@@ -506,13 +516,21 @@ class Network:
                 )
             run()
         else:
-            self._at(at, text.split()[0], run)
+            self._at(at, text.split()[0], run, call)
 
-    def _at(self, when: float, what: str, action: Callable[[], object]) -> None:
+    def _at(
+        self,
+        when: float,
+        what: str,
+        action: Callable[[], object],
+        call: tuple[str, tuple[Any, ...]],
+    ) -> None:
         if isinstance(when, bool) or not isinstance(when, int | float) or not when >= 0:
             raise ValueError(f"{what}: at must be a virtual time >= 0 seconds, got {when!r}")
         if self._state == "done":
             raise RuntimeError(f"{what}: the network has finished running")
+        if self._state == "plan":
+            self._plan_calls.append((call[0], call[1], float(when)))
         self._pending += 1
 
         def fire() -> None:
@@ -622,6 +640,19 @@ class Network:
             lines = "".join(f"\n  {e}" for e in report.escapes)
             raise SimEscape(f"code escaped the simulation:{lines}")
         return report
+
+    def check_determinism(
+        self, until: float | None = None, *, keep: str | os.PathLike[str] | None = None
+    ) -> Determinism:
+        """Run this network and a fresh replica of its plan (same seed, hosts, links,
+        captures and scheduled faults) up to ``until``, and name the first difference, as
+        :func:`miragekit.sim.check_determinism` does. Call it instead of :meth:`run`;
+        ``net.report`` is then the first run's. The hosts' programs and ``at`` actions
+        are deep-copied before the first run, for the second; one that refers to this
+        network is refused (the replica cannot act on itself through it)."""
+        from ._replay import check_network
+
+        return check_network(self, until, keep)
 
     async def _up(self, h: _Host) -> None:
         from .. import v1

@@ -79,7 +79,7 @@ def _seq_before(a: int, b: int) -> bool:
 def _tcp_of(frame: Buffer) -> tuple[bytes, bytes, int, int, int, int, int] | None:
     """(source IP, destination IP, source port, destination port, seq, flags, sequence
     space used) of a TCP segment in an Ethernet frame, or None."""
-    b = memoryview(frame).cast("B")
+    b = frame if type(frame) is memoryview and frame.format == "B" else memoryview(frame).cast("B")
     if len(b) < 54:
         return None
     etype = (b[12] << 8) | b[13]

@@ -12,12 +12,16 @@ is named beside the difference: it is the usual cause.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import struct
 import tempfile
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ._escape import Escape
 from ._network import Network, Report
@@ -89,19 +93,156 @@ def check_determinism(
 
     Captures go under ``keep`` (``run1/``, ``run2/``; kept) or a temporary directory
     (removed). The scenario's own capture paths are not written."""
+
+    def make(_run: int) -> Network:
+        net = build(seed)
+        if not isinstance(net, Network):
+            raise TypeError(f"check_determinism: build(seed) must return a Network, got {net!r}")
+        return net
+
+    return _twice(make, until, keep)
+
+
+def check_network(
+    net: Network, until: float | None, keep: str | os.PathLike[str] | None
+) -> Determinism:
+    """:meth:`Network.check_determinism`: run ``net`` and a replica built from its
+    recorded plan (hosts, links, captures, scheduled faults), and compare."""
+    if net._state != "plan":
+        raise RuntimeError(
+            "check_determinism: this network has already run; call it instead of run() "
+            "(it runs the network itself), or use sim.check_determinism(build, seed)"
+        )
+    if not net._hosts:
+        raise ValueError("check_determinism: the network has no hosts (add them with host())")
+    if until is not None and (isinstance(until, bool) or not until > 0):
+        raise ValueError(f"check_determinism: until must be > 0 seconds or None, got {until!r}")
+    twin = _replica(net)
+    return _twice(lambda run: net if run == 1 else twin, until, keep)
+
+
+def _twice(
+    make: Callable[[int], Network], until: float | None, keep: str | os.PathLike[str] | None
+) -> Determinism:
     with tempfile.TemporaryDirectory(prefix="miragekit-determinism-") as tmp:
         base = Path(keep) if keep is not None else Path(tmp)
         nets: list[Network] = []
         for i in (1, 2):
-            net = build(seed)
-            if not isinstance(net, Network):
-                raise TypeError(
-                    f"check_determinism: build(seed) must return a Network, got {net!r}"
-                )
+            net = make(i)
             net._capture_dir = str(base / f"run{i}")
             net.run(until=until)
             nets.append(net)
         return compare_runs(nets[0], nets[1], kept=keep is not None)
+
+
+def _replica(net: Network) -> Network:
+    """A fresh network with ``net``'s plan and seed. Programs and actions are called
+    again, so they are deep-copied now, before the first run changes any state they
+    hold (``main=node.serve``); one that refers to ``net`` itself is refused (the second
+    run would act on the first network)."""
+    hosts = list(net._hosts.values())
+    programs: list[tuple[str, Any]] = [(f"host {h.name!r}'s main", h.main) for h in hosts]
+    programs += [
+        (f"the action scheduled at t={when:g}", args[0])
+        for method, args, when in net._plan_calls
+        if method == "at"
+    ]
+    for what, fn in programs:
+        if fn is not None and _reaches(fn, net):
+            raise ValueError(
+                f"check_determinism: {what} ({_name(fn)}) refers to this Network, so a second "
+                "run would act on the first one; build the scenario in a function and use "
+                "sim.check_determinism(build, seed)"
+            )
+    try:
+        copies: list[Any] = copy.deepcopy([fn for _, fn in programs])
+    except Exception as e:  # deepcopy raises whatever an object's __reduce__ raises
+        raise ValueError(
+            f"check_determinism: the hosts' programs cannot be copied for a second run "
+            f"({type(e).__name__}: {e}); build the scenario in a function and use "
+            "sim.check_determinism(build, seed)"
+        ) from None
+    twin = Network(
+        net.seed,
+        subnet=str(net.subnet),
+        subnet6=str(net.subnet6),
+        link=net._link,
+        idle_timeout=net._idle_timeout,
+    )
+    for h, main in zip(hosts, copies, strict=False):
+        twin.host(
+            h.name,
+            main,
+            ip=h.ip,
+            ip6=h.ip6 is not None,
+            link=h.link,
+            pcap=h.pcap,
+            clock_skew=h.skew,
+            drift=h.drift,
+        )
+    twin._capture = net._capture
+    actions = iter(copies[len(hosts) :])
+    for method, args, when in net._plan_calls:
+        if method == "at":
+            twin.at(when, next(actions))
+        else:
+            getattr(twin, method)(*args, at=when)
+    return twin
+
+
+def _name(fn: object) -> str:
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    name = getattr(fn, "__qualname__", type(fn).__name__)
+    return name if code is None else f"{name} at {code.co_filename}:{code.co_firstlineno}"
+
+
+def _reaches(start: object, target: object, limit: int = 20_000) -> bool:
+    """Whether ``target`` is reachable from callable ``start`` through what it holds:
+    closures, defaults, globals its code names, bound objects, partials' arguments,
+    containers and instances' attributes (modules and classes are not entered)."""
+    seen: set[int] = set()
+    todo: list[object] = [start]
+    while todo and len(seen) < limit:
+        obj = todo.pop()
+        if obj is target:
+            return True
+        if id(obj) in seen or isinstance(obj, types.ModuleType | type | str | bytes | int):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, types.FunctionType):
+            todo += [c.cell_contents for c in obj.__closure__ or () if _filled(c)]
+            todo += list(obj.__defaults__ or ()) + list((obj.__kwdefaults__ or {}).values())
+            todo += [obj.__globals__[n] for n in _names(obj.__code__) if n in obj.__globals__]
+        elif isinstance(obj, types.MethodType):
+            todo += [obj.__self__, obj.__func__]
+        elif isinstance(obj, functools.partial):
+            todo += [obj.func, *obj.args, *obj.keywords.values()]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            todo += list(obj)
+        elif isinstance(obj, dict):
+            todo += list(obj.values())
+        else:
+            attrs: Any = getattr(obj, "__dict__", None)
+            if isinstance(attrs, dict):
+                todo += list(attrs.values())
+    return False
+
+
+def _filled(cell: types.CellType) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 - an empty cell raises
+    except ValueError:
+        return False
+    return True
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global names a function's code (and the code nested in it) uses."""
+    out = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            out |= _names(c)
+    return out
 
 
 def compare_runs(first: Network, second: Network, *, kept: bool = True) -> Determinism:
