@@ -41,7 +41,7 @@ def planned(tmp: Path, seen: list[float]) -> sim.Network:
     net.capture(tmp / "all.pcap")
     net.partition(["t"], at=0.5)
     net.heal(at=3.0)
-    net.restart("db", at=5)
+    net.restart("db", at=12)  # after c's first exchange, however long lost SYNs delay it
     net.at(7.0, lambda: seen.append(sim.now()))
     return net
 
