@@ -84,3 +84,19 @@ def test_the_documented_plugin_test_is_the_one_that_runs() -> None:
     example = section[section.index("```python\n") + 10 : section.index("\n```\n")]
     test = example[example.index("@pytest.mark.sim") :]
     assert test in Path(__file__).read_text()
+
+
+def test_the_documented_output_is_what_the_command_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The walkthrough quotes `--unsafe-ack --seeds 5`: each line it shows is printed."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text()
+    start = page.index("```\nseed   0:") + 4
+    shown = [
+        line
+        for line in page[start : page.index("\n```\n", start)].splitlines()
+        if line != "..." and not line.startswith("exit status")
+    ]
+    assert scenario.main(["--unsafe-ack", "--seeds", "5"]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert len(shown) >= 5 and all(line in printed for line in shown), (shown, printed)
