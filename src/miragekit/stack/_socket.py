@@ -70,85 +70,167 @@ def _check_port(name: str, port: int) -> None:
 _RESET: Final = Unknown("connection reset by peer")
 
 
-class SocketFlow:
-    """One TCP connection over a host socket (asyncio streams underneath).
+_READ_LIMIT: Final = 1 << 20  # unread bytes past which the socket is not read
+
+
+class SocketFlow(asyncio.Protocol):
+    """One TCP connection over a host socket: an asyncio protocol, so a read waits for
+    ``data_received`` and a write goes to the transport (one ``send`` when the socket
+    takes it all), without the stream reader and writer between (a future, a buffer
+    copy and several calls per request less; the plain asyncio server they are
+    measured against in ``bench/http.py`` pays the same as this).
 
     ``close`` and ``abort`` never wait for the peer: a read or write waiting on the flow
     gives ``EOF`` at once, and the kernel sends what is queued (then FIN) in the
     background. After a peer's reset, reads and writes give ``Error``.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, on_connected: Callable[[SocketFlow], None] | None = None) -> None:
+        self._on_connected = on_connected
+        self._transport: asyncio.Transport | None = None
+        self._dest = (IPv4Address(0), 0)
+        self._chunks: list[bytes] = []  # received, unread
+        self._unread = 0
+        self._read_paused = False
+        self._eof = False  # the peer's FIN
+        self._lost = False  # the connection is gone (reset, error or closed)
+        self._error: BaseException | None = None  # why it went, if not by a clean close
         self._closed = False
         self._reset = False
-        self._closing: asyncio.Future[None] | None = None  # set by close(): wakes writers
-        peer = writer.get_extra_info("peername")
+        self._write_paused = False
+        self._waiter: asyncio.Future[None] | None = None  # a read waiting for data
+        self._drainer: asyncio.Future[None] | None = None  # a write waiting for room
+        self._gone: asyncio.Future[None] | None = None  # close() waiting for the socket
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
         self._dest = (IPv4Address(peer[0]), int(peer[1]))
+        if self._on_connected is not None:
+            self._on_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._unread += len(data)
+        if self._unread > _READ_LIMIT and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return True  # keep our side open: we may still write (a half-close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if isinstance(exc, ConnectionResetError | BrokenPipeError):
+            self._reset = True
+        self._error = exc
+        self._wake_reader()
+        self._wake_writer()
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writer()
+
+    def _wake_reader(self) -> None:
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _wake_writer(self) -> None:
+        w = self._drainer
+        if w is not None:
+            self._drainer = None
+            if not w.done():
+                w.set_result(None)
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        t = self._transport
+        assert t is not None, "the flow is not connected yet"
+        return t
+
+    # --- FLOW -------------------------------------------------------------------------
 
     def get_dest(self) -> tuple[IPv4Address, int]:
         return self._dest
 
     async def read(self) -> Ok[memoryview] | Eof | Error[TCPError]:
-        if self._closed:
-            return EOF
-        if self._reset:
-            return Error(Unknown("connection reset by peer"))
-        try:
-            data = await self._reader.read(1 << 18)
-        except (ConnectionResetError, BrokenPipeError):
-            self._reset = True
-            return Error(Unknown("connection reset by peer"))
-        except OSError as e:
-            return Error(Unknown(f"read: {e.strerror or e}"))
-        if self._closed or not data:
-            return EOF
-        return Ok(memoryview(data))
+        while True:
+            if self._closed:
+                return EOF
+            if self._reset:
+                return Error(_RESET)
+            chunks = self._chunks
+            if chunks:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._unread = 0
+                if self._read_paused:
+                    self._read_paused = False
+                    self.transport.resume_reading()
+                return Ok(memoryview(data))
+            if self._eof or self._lost:
+                e = self._error
+                return EOF if e is None else Error(Unknown(f"read: {e}"))
+            w = asyncio.get_running_loop().create_future()
+            self._waiter = w
+            try:
+                await w
+            finally:
+                if self._waiter is w:
+                    self._waiter = None
 
     async def writev(self, bufs: v1.Buffers) -> Ok[None] | Eof | Error[TCPError]:
         if self._closed:
             return EOF
         if self._reset:
             return Error(_RESET)
-        if self._writer.is_closing():  # the connection was lost: reset or broken
-            lost = self._reader.exception()
-            if isinstance(lost, ConnectionResetError | BrokenPipeError):
-                self._reset = True
-                return Error(_RESET)
-            return EOF if lost is None else Error(Unknown(f"write: {lost}"))
-        try:
-            self._writer.writelines([flat(b) for b in bufs])
+        t = self.transport
+        if self._lost or t.is_closing():  # the connection was lost: reset or broken
+            e = self._error
+            return EOF if e is None else Error(Unknown(f"write: {e}"))
+        if len(bufs) == 1:
+            t.write(flat(bufs[0]))
+        else:
+            t.write(b"".join(map(flat, bufs)))
+        if self._write_paused:
             await self._drain()
-        except (ConnectionResetError, BrokenPipeError):
-            self._reset = True
+        if self._reset:
             return Error(_RESET)
-        except OSError as e:
-            return Error(Unknown(f"write: {e.strerror or e}"))
         return EOF if self._closed else Ok(None)
 
     async def _drain(self) -> None:
-        """Wait for the kernel to take the data, or for :meth:`close` (which wakes us)."""
-        transport = self._writer.transport
-        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
-            await self._writer.drain()  # not paused: returns at once
-            return
-        if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_future()
-        drain = asyncio.ensure_future(self._writer.drain())
-        await asyncio.wait((drain, self._closing), return_when=asyncio.FIRST_COMPLETED)
-        if drain.done():
-            drain.result()
-        else:
-            drain.cancel()
+        """Wait for the kernel to take the data, for the connection to go, or for
+        :meth:`close` (which wakes us)."""
+        while self._write_paused and not self._lost and not self._closed:
+            w = asyncio.get_running_loop().create_future()
+            self._drainer = w
+            try:
+                await w
+            finally:
+                if self._drainer is w:
+                    self._drainer = None
 
     async def write(self, buf: v1.Buffer) -> Ok[None] | Eof | Error[TCPError]:
         return await self.writev((buf,))
 
     async def writev_nodelay(self, bufs: v1.Buffers) -> None:
-        # asyncio sets TCP_NODELAY on its TCP transports; wait until the kernel has it all.
+        # The sockets carry TCP_NODELAY; wait until the kernel has it all.
         if await self.writev(bufs) == Ok(None):
-            transport = self._writer.transport
+            transport = self.transport
             while transport.get_write_buffer_size() and not transport.is_closing():
                 await asyncio.sleep(0)
 
@@ -157,39 +239,44 @@ class SocketFlow:
 
     async def shutdown_write(self) -> None:
         """Half-close (an extension beyond FLOW): send FIN, keep reading."""
+        await self._drain()
+        t = self.transport
         with contextlib.suppress(OSError):
-            await self._writer.drain()
-            if self._writer.can_write_eof() and not self._writer.is_closing():
-                self._writer.write_eof()
+            if t.can_write_eof() and not t.is_closing():
+                t.write_eof()
 
     def _end(self) -> None:
         self._closed = True
-        if self._closing is not None and not self._closing.done():
-            self._closing.set_result(None)
-        self._reader.feed_eof()  # a pending read returns (and sees EOF)
+        self._wake_reader()  # a pending read returns (and sees EOF)
+        self._wake_writer()
 
     async def close(self) -> None:
         """FIN after the queued data (sent in the background); waiters give EOF."""
         if self._closed:
             return
         self._end()
-        w = self._writer
+        t = self._transport
+        if t is None:
+            return
         with contextlib.suppress(OSError):
-            if w.can_write_eof() and not w.is_closing():
-                w.write_eof()  # asyncio shuts the socket down once its buffer is sent
-        w.close()
-        if not w.transport.get_write_buffer_size():
-            with contextlib.suppress(OSError):
-                await w.wait_closed()
+            if t.can_write_eof() and not t.is_closing():
+                t.write_eof()  # asyncio shuts the socket down once its buffer is sent
+        t.close()
+        if not t.get_write_buffer_size() and not self._lost:
+            self._gone = gone = asyncio.get_running_loop().create_future()
+            await gone  # connection_lost comes in the next turn of the loop
 
     def abort(self) -> None:
         """Reset the connection (RST, queued data dropped); waiters give EOF."""
         self._end()
-        sock = self._writer.get_extra_info("socket")
+        t = self._transport
+        if t is None:
+            return
+        sock = t.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self._writer.transport.abort()
+        t.abort()
 
 
 class SocketTCPv4:
@@ -213,9 +300,10 @@ class SocketTCPv4:
     ) -> Ok[SocketFlow] | Error[TCPError]:
         addr, port = dest
         _check_port("port", port)
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._config.connect_timeout):
-                reader, writer = await asyncio.open_connection(str(addr), port, limit=1 << 20)
+                _t, flow = await loop.create_connection(SocketFlow, str(addr), port)
         except ConnectionRefusedError:
             return Error(Refused())
         except TimeoutError:
@@ -224,7 +312,7 @@ class SocketTCPv4:
             if e.errno == errno.ETIMEDOUT:
                 return Error(Timeout())
             return Error(Unknown(f"{addr}:{port}: {e.strerror or e}"))
-        return Ok(SocketFlow(reader, writer))
+        return Ok(flow)
 
     async def input(
         self,
@@ -566,34 +654,32 @@ class SocketStackV4:
         entry = _TCPListener()
         self._tcp_listeners[port] = entry
 
-        async def on_connection(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            flow = SocketFlow(r, w)
-            self._flows.add(flow)
-            task = asyncio.current_task()
-            assert task is not None
-            self._conn_tasks.add(task)
+        loop = asyncio.get_running_loop()
+
+        async def serve(flow: SocketFlow) -> None:
             try:
                 await callback(flow)
             except asyncio.CancelledError:
-                w.transport.abort()  # cut by disconnect(): nothing waits for this task
+                flow.transport.abort()  # cut by disconnect(): nothing waits for this task
             finally:
-                self._conn_tasks.discard(task)
                 self._flows.discard(flow)
                 await flow.close()
 
-        loop = asyncio.get_running_loop()
+        def on_connected(flow: SocketFlow) -> None:
+            self._flows.add(flow)
+            task = loop.create_task(serve(flow))
+            self._conn_tasks.add(task)
+            task.add_done_callback(self._conn_tasks.discard)
+
         for s in socks:
-            task = loop.create_task(self._serve(entry, s, on_connection))
+            task = loop.create_task(self._serve(entry, s, lambda: SocketFlow(on_connected)))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
     async def _serve(
-        self,
-        entry: _TCPListener,
-        sock: socket.socket,
-        handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+        self, entry: _TCPListener, sock: socket.socket, factory: Callable[[], SocketFlow]
     ) -> None:
-        srv = await asyncio.start_server(handler, sock=sock, limit=1 << 20)
+        srv = await asyncio.get_running_loop().create_server(factory, sock=sock)
         entry.servers.append(srv)
 
     async def listen(self) -> None:
@@ -621,7 +707,7 @@ class SocketStackV4:
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
         for flow in list(self._flows):
-            flow._writer.transport.abort()
+            flow.transport.abort()
             await flow.close()
         await self._udp.disconnect()
         self._done.set()
