@@ -22,7 +22,6 @@ handshake fails (it does not trust the certificate) costs one console line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import mimetypes
 import re
@@ -35,8 +34,7 @@ import h11
 
 from miragekit import tls as mtls
 from miragekit import v1
-from miragekit.channel import Channel, ChannelError
-from miragekit.result import Ok
+from miragekit.result import Eof, Error, Ok
 
 HTTP_PORT = 80
 HTTPS_PORT = 443
@@ -119,8 +117,24 @@ class LineLog:
             self.writer = None
 
 
+class Closed(Exception):
+    """The flow failed or was closed under a write: nothing more can be answered."""
+
+
+@functools.lru_cache(maxsize=256)
+def ok_response(ctype: bytes, length: int) -> h11.Response:
+    """The 200 head for a body of ``ctype`` and ``length``: h11's events are immutable,
+    so one serves every request for the same file (validating the headers once)."""
+    return Session.response(200, Session.headers(ctype, length))
+
+
 class Session:
-    """One client connection: read requests, answer each, until either side closes."""
+    """One client connection: read requests, answer each, until either side closes.
+
+    Bytes go between h11 and the flow as they are, the way a plain asyncio server
+    does it (``bench/http.py`` measures the example beside one): one flow read per
+    arrival, and a response's head and a small body in one flow write.
+    """
 
     def __init__(
         self,
@@ -134,7 +148,6 @@ class Session:
         self.kv = kv
         self.console = console
         self.lines = lines if lines is not None else LineLog(console)
-        self.ch = Channel(flow)
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         ip, _port = flow.get_dest()
         self.peer = str(ip)
@@ -143,6 +156,8 @@ class Session:
         self._reading_since: float | None = None
         self._watch: asyncio.TimerHandle | None = None
         self._expired = False
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[Any] | None = None
 
     async def next_event(self) -> Any:
         conn = self.conn
@@ -155,46 +170,53 @@ class Session:
                 return h11.ConnectionClosed()  # an idle keep-alive connection: close it
             conn.receive_data(bytes(data))  # b"" at the end of the flow
 
-    async def read_some(self) -> memoryview | None:
-        """The channel's next bytes; ``None`` after IDLE_TIMEOUT of silence."""
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        self._reading_since = since = loop.time()
+    async def read_some(self) -> memoryview | bytes | None:
+        """The flow's next bytes (``b""`` at its end); ``None`` after IDLE_TIMEOUT of
+        silence. A failed read raises :class:`Closed`."""
+        task = self._task
+        if task is None:
+            self._task = task = asyncio.current_task()
+            assert task is not None
+        self._reading_since = since = self._loop.time()
         if self._watch is None:
-            self._watch = loop.call_at(since + IDLE_TIMEOUT, self._idle_check, task)
+            self._watch = self._loop.call_at(since + IDLE_TIMEOUT, self._idle_check, task)
         cancelling = task.cancelling()
         try:
-            return await self.ch.read_some()
+            r = await self.flow.read()
         except asyncio.CancelledError:
             if self._expired and task.uncancel() <= cancelling:
                 return None  # our own cancellation, as asyncio.timeout tells them apart
             raise
         finally:
             self._reading_since = None
+        if isinstance(r, Ok):
+            return r.value
+        if isinstance(r, Eof):
+            return b""
+        raise Closed(r.error)
 
     def _idle_check(self, task: asyncio.Task[Any]) -> None:
         self._watch = None
         since = self._reading_since
         if since is None:
             return  # answering a request: the next read arms the timer again
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() - since >= IDLE_TIMEOUT:
             self._expired = True
             task.cancel()
         else:
             self._watch = loop.call_at(since + IDLE_TIMEOUT, self._idle_check, task)
 
-    def queue(self, *events: Any) -> None:
-        """Serialise ``events`` into the channel's buffer, unsent."""
-        for ev in events:
-            out = self.conn.send(ev)
-            if out:
-                self.ch.write_buffer(out)
+    async def write(self, data: bytes) -> None:
+        """``data`` to the flow (waiting while it is full); :class:`Closed` if it fails."""
+        r = await self.flow.write(data)
+        if not isinstance(r, Ok):
+            raise Closed(r)
 
     async def send(self, *events: Any) -> None:
-        self.queue(*events)
-        await self.ch.flush()
+        """``events`` serialised, in one flow write."""
+        send = self.conn.send
+        await self.write(b"".join([send(ev) or b"" for ev in events]))
 
     async def serve(self) -> None:
         conn = self.conn
@@ -215,14 +237,13 @@ class Session:
                     return
                 if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
                     conn.start_next_cycle()
-        except ChannelError:
+        except Closed:
             return  # the peer reset or went away: nothing to answer
         finally:
             if self._watch is not None:
                 self._watch.cancel()
                 self._watch = None
-            with contextlib.suppress(ChannelError):
-                await self.ch.close()
+            await self.flow.close()
 
     async def refuse(self, status: int, why: str) -> None:
         """Answer a malformed request (when h11 still lets us) and close."""
@@ -240,7 +261,8 @@ class Session:
     def response(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
         return h11.Response(status_code=status, headers=headers, reason=reason(status))
 
-    def headers(self, ctype: bytes, length: int, close: bool = False) -> list[tuple[bytes, bytes]]:
+    @staticmethod
+    def headers(ctype: bytes, length: int, close: bool = False) -> list[tuple[bytes, bytes]]:
         h = [
             (b"server", SERVER),
             (b"content-type", ctype),
@@ -261,7 +283,21 @@ class Session:
         if req.method not in (b"GET", b"HEAD"):
             return await self.small(method, target, 405, b"method not allowed\n", head, allow=True)
         key = key_for(req.target)
-        size = await self.kv.size(key) if key else None
+        first: list[memoryview] = []
+        if key is None:
+            size: Ok[int] | Error[Any] | None = None
+        elif head:
+            size = await self.kv.size(key)
+        else:
+            # A GET reads the first piece at once: fewer bytes than asked are the whole
+            # value, so a small file costs one store call (its size and its bytes).
+            r = await self.kv.read(key, 0, CHUNK)
+            if isinstance(r, Ok):
+                first = r.value
+                got = sum(p.nbytes for p in first)
+                size = Ok(got) if got < CHUNK else await self.kv.size(key)
+            else:
+                size = r
         if not isinstance(size, Ok):
             if key and not target.endswith("/"):
                 index = await self.kv.size(f"{key}/index.html")
@@ -271,32 +307,49 @@ class Session:
             return await self.small(method, target, 404, b"not found\n", head)
         assert key is not None
         length = size.value
-        # The head leaves with the body's first piece: one write, one segment for a
-        # small file (two made the kernel or our stack send two, and cost a syscall).
-        self.queue(self.response(200, self.headers(content_type(key), length)))
         self.log(method, target, 200, length)
+        send = self.conn.send
+        out = [send(ok_response(content_type(key), length))]
         if head:
-            await self.send(h11.EndOfMessage())
+            out.append(send(h11.EndOfMessage()))
+            await self.write(b"".join(out))
             return True
-        return await self.stream(key, length)
+        return await self.stream(key, length, out, first)
 
-    async def stream(self, key: str, length: int) -> bool:
+    async def stream(
+        self, key: str, length: int, out: list[bytes], first: list[memoryview]
+    ) -> bool:
+        """The body after the head in ``out``: ``first`` (read already), then pieces of
+        CHUNK read from the store, each written before the next is read (the flow's
+        back-pressure). The head leaves with the first piece: one write, one segment
+        for a small file."""
+        send = self.conn.send
         off = 0
-        while off < length:
+        pieces = first
+        while True:
+            got = 0
+            for piece in pieces:
+                n = piece.nbytes
+                if n:
+                    if off + got + n > length:  # the value grew: keep the promised length
+                        piece = piece[: length - off - got]
+                        n = piece.nbytes
+                    out.append(send(h11.Data(data=bytes(piece))))
+                    got += n
+            off += got
+            if off >= length:
+                out.append(send(h11.EndOfMessage()))
+                await self.write(b"".join(out))
+                return True
+            if out:
+                await self.write(b"".join(out))
+                out = []
+            if got == 0:
+                return False  # the value shrank: the promised length cannot be kept
             r = await self.kv.read(key, off, min(CHUNK, length - off))
             if not isinstance(r, Ok):
                 return False
-            got = 0
-            for piece in r.value:
-                if piece.nbytes:
-                    self.ch.write_buffer(self.conn.send(h11.Data(data=bytes(piece))))
-                    got += piece.nbytes
-            if got == 0:
-                return False  # the value shrank: the promised length cannot be kept
-            off += got
-            await self.ch.flush()
-        await self.send(h11.EndOfMessage())
-        return True
+            pieces = r.value
 
     async def small(
         self,
