@@ -10,6 +10,7 @@ import tarfile
 from collections.abc import Mapping
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -377,5 +378,57 @@ def test_dirkv_kept_files_follow_what_the_name_leads_to(
         await kv.disconnect()
         assert len(fds - set(os.listdir("/proc/self/fd"))) == 1  # the kept one, closed
         assert await kv.size("sub/deep.txt") == Error(UnknownKey("sub/deep.txt"))
+
+    asyncio.run(main())
+
+
+def test_dirkv_small_values_served_from_memory_while_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole small value read once is served again without reading the file while a
+    stat shows the same size and times; any change (even of the same size, or only of
+    the modification time) reads it anew, and a file changed too recently is not kept."""
+    import miragekit.kv._dir as dirkv
+
+    write_tree(tmp_path, {"v": b"first", "w": b"other"})
+    reads: list[int] = []
+    real_preadv = os.preadv
+
+    def counting(fd: int, bufs: Any, pos: int, *a: Any) -> int:
+        reads.append(fd)
+        return real_preadv(fd, bufs, pos, *a)
+
+    monkeypatch.setattr(os, "preadv", counting)
+
+    async def value(kv: DirKV, key: str, offset: int = 0, length: int = 100) -> bytes:
+        r = await kv.read(key, offset, length)
+        assert isinstance(r, Ok), r
+        return b"".join(r.value)
+
+    async def main() -> None:
+        kv = await connect_dir(tmp_path)
+        # Just written: its change time is within _SETTLED, so never kept.
+        assert [await value(kv, "w") for _ in range(3)] == [b"other"] * 3
+        assert len(reads) == 3
+        monkeypatch.setattr(dirkv, "_SETTLED", 0)
+        reads.clear()
+        assert await value(kv, "v") == b"first"
+        assert await value(kv, "v") == b"first"
+        assert await value(kv, "v", 0, 3) == b"fir"
+        assert len(reads) == 1  # once from the file, then from memory
+        r = await kv.read("v", 0, 100)
+        assert isinstance(r, Ok) and r.value[0].readonly  # shared: nobody may write it
+        assert await value(kv, "v", 1, 3) == b"irs"  # not from 0: the file
+        assert len(reads) == 2
+        st = (tmp_path / "v").stat()
+        (tmp_path / "v").write_bytes(b"FIRST")  # in place, the same size
+        os.utime(tmp_path / "v", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+        assert await value(kv, "v") == b"FIRST"
+        assert len(reads) == 3
+        os.utime(tmp_path / "v", ns=(st.st_atime_ns, st.st_mtime_ns + 2))  # times only
+        assert await value(kv, "v") == b"FIRST"
+        assert len(reads) == 4
+        assert await value(kv, "v") == b"FIRST"
+        assert len(reads) == 4
 
     asyncio.run(main())

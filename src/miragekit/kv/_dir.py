@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 import weakref
 from typing import Self
 
@@ -15,16 +16,47 @@ from ._read import pread_pages
 
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
 _KEEP = 64  # files kept open per store
+_CACHE_MAX = 64 * 1024  # values up to this size are kept in memory too (4 MiB at most)
+_SETTLED = 2  # seconds since a file's last change before its bytes may be kept
 
 
 def _ident(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_gid)
 
 
-def _close_kept(kept: dict[str, tuple[int, tuple[int, ...], str]]) -> None:
-    for fd, _ident, _path in kept.values():
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class _Kept:
+    """A file kept open for a key, and the whole value of a small one: served again
+    while a ``stat`` shows the same size and modification and change times, and only
+    once its change time is ``_SETTLED`` seconds old (a write within the file system's
+    clock tick of the read would leave the times as they were)."""
+
+    __slots__ = ("fd", "ident", "path", "st", "stamp", "value")
+
+    def __init__(self, fd: int, ident: tuple[int, ...], path: str, st: os.stat_result) -> None:
+        self.fd = fd
+        self.ident = ident
+        self.path = path
+        self.st = st  # of the last lookup
+        self.value: memoryview | None = None
+        self.stamp: tuple[int, int, int] | None = None
+
+    def cached(self, st: os.stat_result) -> memoryview | None:
+        return self.value if self.stamp == _stamp(st) else None
+
+    def keep(self, st: os.stat_result, value: memoryview) -> None:
+        if st.st_size <= _CACHE_MAX and time.time_ns() - st.st_ctime_ns > _SETTLED * 10**9:
+            self.value = value.toreadonly()  # shared by every read: nobody may write it
+            self.stamp = _stamp(st)
+
+
+def _close_kept(kept: dict[str, _Kept]) -> None:
+    for k in kept.values():
         with contextlib.suppress(OSError):
-            os.close(fd)
+            os.close(k.fd)
     kept.clear()
 
 
@@ -34,9 +66,10 @@ class DirKV:
     Keys are ``/``-separated paths relative to the root, one spelling per value
     (see :func:`exact_key`). A key
     whose real path (symlinks resolved) leaves the root, or that is not a regular file,
-    is ``UnknownKey``. Values are read from disk at each call, so they are always
-    current. :meth:`keys` (an extension) lists every key, not descending into
-    symlinked directories.
+    is ``UnknownKey``. Values are current at each call: a file is read through the fd
+    kept for its key, or served from memory while a ``stat`` shows it unchanged (see
+    :class:`_Kept`; such views are read-only). :meth:`keys` (an extension) lists every
+    key, not descending into symlinked directories.
     """
 
     def __init__(self, root: str) -> None:
@@ -50,7 +83,7 @@ class DirKV:
         # inode, mode, owner): a key asked again costs one stat of its path instead of
         # open, readlink, fstat and close (a static site asks the same few keys twice
         # per request). The stat proves that the name still leads to the same file.
-        self._kept: dict[str, tuple[int, tuple[int, ...], str]] = {}
+        self._kept: dict[str, _Kept] = {}
         weakref.finalize(self, _close_kept, self._kept)
 
     @classmethod
@@ -69,23 +102,23 @@ class DirKV:
         self._connected = False
         _close_kept(self._kept)
 
-    def _file(self, key: str) -> tuple[int, int] | None:
-        """``(fd, size)`` of the regular file ``key`` names inside the root, or ``None``;
-        the fd stays the store's (kept for the next call)."""
+    def _file(self, key: str) -> _Kept | None:
+        """What is kept of the regular file ``key`` names inside the root (its fd, the
+        store's), with ``stat`` of it now, or ``None``."""
         if not self._connected:
             return None
         # By the key as asked (checked when kept); anything but a str fails in exact_key.
         kept = self._kept.pop(key, None) if type(key) is str else None
         if kept is not None:
-            fd, ident, path = kept
             try:
-                st = os.stat(path, follow_symlinks=False)
+                st = os.stat(kept.path, follow_symlinks=False)
             except OSError:
                 st = None
-            if st is not None and _ident(st) == ident:
+            if st is not None and _ident(st) == kept.ident:
                 self._kept[key] = kept  # to the end: the most recently used
-                return fd, st.st_size
-            os.close(fd)
+                kept.st = st
+                return kept
+            os.close(kept.fd)
         norm = exact_key(key)
         if norm is None:
             return None
@@ -99,9 +132,10 @@ class DirKV:
             return None
         if len(self._kept) >= _KEEP:
             oldest = next(iter(self._kept))
-            os.close(self._kept.pop(oldest)[0])
-        self._kept[key] = (fd_new, _ident(st), os.path.join(self._root, norm))
-        return fd_new, st.st_size
+            os.close(self._kept.pop(oldest).fd)
+        kept = _Kept(fd_new, _ident(st), os.path.join(self._root, norm), st)
+        self._kept[key] = kept
+        return kept
 
     def _open(self, key: str) -> int | None:
         """An fd on the regular file ``key`` names inside the root, or ``None``."""
@@ -150,15 +184,23 @@ class DirKV:
         f = self._file(key)
         if f is None:
             return Error(UnknownKey(key))
-        fd, size = f
+        st = f.st
+        n = min(length, st.st_size - offset)
+        if offset == 0 and n > 0:
+            cached = f.cached(st)
+            if cached is not None:
+                return Ok([cached[:n]])
         try:
-            return Ok(pread_pages(fd, offset, min(length, size - offset)))
+            pages = pread_pages(f.fd, offset, n)
         except OSError:
             return Error(UnknownKey(key))
+        if offset == 0 and pages and n == st.st_size:
+            f.keep(st, pages[0])
+        return Ok(pages)
 
     async def size(self, key: str) -> Ok[int] | Error[KVError]:
         f = self._file(key)
-        return Error(UnknownKey(key)) if f is None else Ok(f[1])
+        return Error(UnknownKey(key)) if f is None else Ok(f.st.st_size)
 
     async def keys(self) -> list[str]:
         """Every key (extension, not in the seed), sorted."""
