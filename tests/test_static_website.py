@@ -294,3 +294,107 @@ def test_request_lines_of_one_turn_go_in_one_console_write() -> None:
     out = asyncio.run(main())
     assert writes == ["line 0\r\nline 1\r\nline 2", "line 3"]
     assert out == b"line 0\r\nline 1\r\nline 2\r\nline 3\r\n"
+
+
+def test_plain_gets_answered_without_h11_have_h11s_bytes() -> None:
+    """The fast way for a plain keep-alive GET (the head h11 writes, cached, and the
+    body; h11 started afresh with what followed the request) puts on the wire exactly
+    what h11 itself answers, pipelined requests included; other requests (HTTP/1.0,
+    ``Connection: close``, a body, an upgrade) take h11's way. In process on our stack, two
+    stacks on the virtual switch in simulated time."""
+    import h11
+
+    from miragekit import sim
+    from miragekit.console import Console
+    from miragekit.kv import DirKV
+    from miragekit.link import VnetSwitch
+    from miragekit.net import TCP as TCPLayer
+    from miragekit.net import IPv4Stack
+    from miragekit.result import Eof, Ok
+
+    oracle = h11.Connection(h11.SERVER)
+
+    def h11_answers(data: bytes) -> bytes:
+        """What h11 writes answering ``data`` with each file, on one connection."""
+        oracle.receive_data(data)
+        out = b""
+        while True:
+            ev = oracle.next_event()
+            if ev is h11.NEED_DATA or ev is h11.PAUSED:
+                return out
+            if isinstance(ev, h11.Request):
+                key = web.key_for(ev.target)
+                assert key is not None
+                body = (SITE / key).read_bytes()
+                head = web.ok_response(web.content_type(key), len(body))
+                for part in (head, h11.Data(data=body), h11.EndOfMessage()):
+                    out += oracle.send(part) or b""
+            if oracle.our_state is h11.DONE and oracle.their_state is h11.DONE:
+                oracle.start_next_cycle()
+
+    fast: list[bool] = []
+    finish = web.Session.finish_request
+
+    def counted(self: web.Session) -> bool:
+        fast.append(finish(self))
+        return fast[-1]
+
+    conversation = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\nGET /docs/notes.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /mirage.png HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /docs/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ]
+
+    async def main() -> list[tuple[bytes, bytes]]:
+        out = os.open(os.devnull, os.O_WRONLY)
+        c = await Console.connect("console", stdin_fd=None, stdout_fd=out, close_fds=True)
+        kv = await DirKV.connect(str(SITE))
+        assert isinstance(c, Ok) and isinstance(kv, Ok)
+        sw = VnetSwitch()
+        ips = [await IPv4Stack.connect(sw.add_interface(f"h{i}"), cidr=f"10.0.0.{i}/24")
+               for i in (1, 2)]  # fmt: skip
+        client, server = TCPLayer(ips[0].ipv4), TCPLayer(ips[1].ipv4)
+
+        async def serve(flow: Any) -> None:
+            await web.Session(flow, kv.value, c.value).serve()
+
+        server.listen(80, serve)
+        r = await client.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
+        assert isinstance(r, Ok)
+        flow = r.value
+        pairs = []
+        for sent in conversation:
+            want = h11_answers(sent)
+            assert await flow.write(sent) == Ok(None)
+            got = b""
+            while len(got) < len(want):
+                rd = await flow.read()
+                if isinstance(rd, Eof):
+                    break
+                assert isinstance(rd, Ok), rd
+                got += bytes(rd.value)
+            pairs.append((got, want))
+        assert isinstance(await flow.read(), Eof)  # closed after Connection: close
+        await flow.close()
+        return pairs
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(web.Session, "finish_request", counted)
+        pairs = sim.run(main(), seed=1)
+    for got, want in pairs:
+        assert got == want
+    assert b"connection: close\r\n" in pairs[-1][1].lower()
+    assert fast == [True, True, True, True]  # the close request never asked
+
+    def req(method: bytes = b"GET", version: bytes = b"1.1", *extra: tuple[bytes, bytes]) -> Any:
+        headers = [(b"host", b"x"), *extra]
+        return h11.Request(method=method, target=b"/", headers=headers, http_version=version)
+
+    assert web.plain_get(req()) and web.plain_get(
+        req(b"GET", b"1.1", (b"connection", b"Keep-Alive"))
+    )
+    assert not web.plain_get(req(b"HEAD")) and not web.plain_get(req(b"GET", b"1.0"))
+    for extra in ((b"connection", b"close"), (b"content-length", b"0"), (b"expect", b"100-continue"),
+                  (b"transfer-encoding", b"chunked"), (b"upgrade", b"h2c")):  # fmt: skip
+        assert not web.plain_get(req(b"GET", b"1.1", extra)), extra
