@@ -186,13 +186,17 @@ class Session:
         self._expired = False
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[Any] | None = None
+        self._empty = False  # self.conn was started afresh and has received nothing
 
     async def next_event(self) -> Any:
         conn = self.conn
         while True:
-            ev = conn.next_event()
-            if ev is not h11.NEED_DATA:
-                return ev
+            if self._empty:  # a fresh h11 connection with nothing in it: it needs data
+                self._empty = False
+            else:
+                ev = conn.next_event()
+                if ev is not h11.NEED_DATA:
+                    return ev
             data = await self.read_some()
             if data is None:
                 return h11.ConnectionClosed()  # an idle keep-alive connection: close it
@@ -364,6 +368,7 @@ class Session:
         if closed:
             fresh.receive_data(b"")
         self.conn = fresh
+        self._empty = not data and not closed
         return True
 
     async def stream(
