@@ -1,9 +1,12 @@
 """static_website: HTTP/1.1 on port 80 (and HTTPS on 443) serving a KV_RO store, with h11.
 
 h11 is sans-I/O: it turns bytes into requests and responses into bytes, and this module
-moves those bytes over a CHANNEL on the stack's TCP flow. The same code serves from the
-host's sockets (``--net socket``) or from miragekit's own TCP/IP (``--net vnet`` or
-``--net tap``, reached from the host with ``--forward 8080:80``).
+moves those bytes over the stack's TCP flow, as they are. A plain keep-alive GET of a
+small file is answered with the head h11 writes for it (made by h11 once per file) and
+the body in one write, and h11 starts afresh for the next request: the wire is h11's,
+at half the CPU. The same code serves from the host's sockets (``--net socket``) or
+from miragekit's own TCP/IP (``--net vnet`` or ``--net tap``, reached from the host
+with ``--forward 8080:80``).
 
 What it does: persistent connections (HTTP/1.1 keep-alive), GET and HEAD, ``/`` and
 ``dir/`` as ``index.html``, ``dir`` redirected to ``dir/``, content types from the file
