@@ -108,7 +108,7 @@ class SocketFlow(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
-        self._dest = (IPv4Address(peer[0]), int(peer[1]))
+        self._dest = (IPv4Address(socket.inet_aton(peer[0])), peer[1])  # packed: no parse
         if self._on_connected is not None:
             self._on_connected(self)
 
