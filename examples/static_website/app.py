@@ -4,9 +4,9 @@ h11 is sans-I/O: it turns bytes into requests and responses into bytes, and this
 moves those bytes over the stack's TCP flow, as they are. A plain keep-alive GET of a
 small file is answered with the head h11 writes for it (made by h11 once per file) and
 the body in one write, and h11 starts afresh for the next request: the wire is h11's,
-at half the CPU. The same code serves from the host's sockets (``--net socket``) or
-from miragekit's own TCP/IP (``--net vnet`` or ``--net tap``, reached from the host
-with ``--forward 8080:80``).
+for a quarter less CPU. The same code serves from the host's sockets (``--net
+socket``) or from miragekit's own TCP/IP (``--net vnet`` or ``--net tap``, reached
+from the host with ``--forward 8080:80``).
 
 What it does: persistent connections (HTTP/1.1 keep-alive), GET and HEAD, ``/`` and
 ``dir/`` as ``index.html``, ``dir`` redirected to ``dir/``, content types from the file
@@ -359,7 +359,7 @@ class Session:
     def finish_request(self) -> bool:
         """Take the request's end from h11 and go on with a fresh h11 connection that
         holds the bytes received after it (a pipelined request): the answer is then
-        written without h11, which costs half of a small response's CPU otherwise
+        written without h11, which costs a quarter of a small response's CPU otherwise
         (its state machine once per event, the head's headers validated twice)."""
         conn = self.conn
         if type(conn.next_event()) is not h11.EndOfMessage:
