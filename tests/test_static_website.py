@@ -198,6 +198,35 @@ def test_idle_keep_alive_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -
     asyncio.run(main())
 
 
+async def client_of_session(wrap: Any = None) -> Any:
+    """In process on our stack (two stacks on the virtual switch; run it under
+    ``sim.run``): a client flow to a :class:`web.Session` serving SITE on 10.0.0.2:80,
+    the server's flow passed through ``wrap`` first if given."""
+    from miragekit.console import Console
+    from miragekit.kv import DirKV
+    from miragekit.link import VnetSwitch
+    from miragekit.net import TCP as TCPLayer
+    from miragekit.net import IPv4Stack
+    from miragekit.result import Ok
+
+    out = os.open(os.devnull, os.O_WRONLY)
+    c = await Console.connect("console", stdin_fd=None, stdout_fd=out, close_fds=True)
+    kv = await DirKV.connect(str(SITE))
+    assert isinstance(c, Ok) and isinstance(kv, Ok)
+    sw = VnetSwitch()
+    ips = [await IPv4Stack.connect(sw.add_interface(f"h{i}"), cidr=f"10.0.0.{i}/24")
+           for i in (1, 2)]  # fmt: skip
+    client, server = TCPLayer(ips[0].ipv4), TCPLayer(ips[1].ipv4)
+
+    async def serve(flow: Any) -> None:
+        await web.Session(flow if wrap is None else wrap(flow), kv.value, c.value).serve()
+
+    server.listen(80, serve)
+    r = await client.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
+    assert isinstance(r, Ok)
+    return r.value
+
+
 def test_small_response_is_one_write() -> None:
     """In process on our stack (two stacks on the virtual switch, simulated time): the
     head and the body of a small file reach the flow in one write. Two writes cost the
@@ -205,11 +234,6 @@ def test_small_response_is_one_write() -> None:
     ``bench/http.py`` gap to the plain asyncio server)."""
 
     from miragekit import sim
-    from miragekit.console import Console
-    from miragekit.kv import DirKV
-    from miragekit.link import VnetSwitch
-    from miragekit.net import TCP as TCPLayer
-    from miragekit.net import IPv4Stack
     from miragekit.result import Ok
 
     page = (SITE / "index.html").read_bytes()
@@ -229,22 +253,7 @@ def test_small_response_is_one_write() -> None:
             return await self._flow.write(buf)
 
     async def main() -> None:
-        out = os.open(os.devnull, os.O_WRONLY)
-        c = await Console.connect("console", stdin_fd=None, stdout_fd=out, close_fds=True)
-        kv = await DirKV.connect(str(SITE))
-        assert isinstance(c, Ok) and isinstance(kv, Ok)
-        sw = VnetSwitch()
-        ips = [await IPv4Stack.connect(sw.add_interface(f"h{i}"), cidr=f"10.0.0.{i}/24")
-               for i in (1, 2)]  # fmt: skip
-        client, server = TCPLayer(ips[0].ipv4), TCPLayer(ips[1].ipv4)
-
-        async def serve(flow: Any) -> None:
-            await web.Session(Counted(flow), kv.value, c.value).serve()
-
-        server.listen(80, serve)
-        r = await client.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
-        assert isinstance(r, Ok)
-        flow = r.value
+        flow = await client_of_session(Counted)
         for _ in range(2):  # keep-alive: each response one write
             assert await flow.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == Ok(None)
             got = b""
@@ -305,11 +314,6 @@ def test_plain_gets_answered_without_h11_have_h11s_bytes() -> None:
     import h11
 
     from miragekit import sim
-    from miragekit.console import Console
-    from miragekit.kv import DirKV
-    from miragekit.link import VnetSwitch
-    from miragekit.net import TCP as TCPLayer
-    from miragekit.net import IPv4Stack
     from miragekit.result import Eof, Ok
 
     oracle = h11.Connection(h11.SERVER)
@@ -347,22 +351,7 @@ def test_plain_gets_answered_without_h11_have_h11s_bytes() -> None:
     ]
 
     async def main() -> list[tuple[bytes, bytes]]:
-        out = os.open(os.devnull, os.O_WRONLY)
-        c = await Console.connect("console", stdin_fd=None, stdout_fd=out, close_fds=True)
-        kv = await DirKV.connect(str(SITE))
-        assert isinstance(c, Ok) and isinstance(kv, Ok)
-        sw = VnetSwitch()
-        ips = [await IPv4Stack.connect(sw.add_interface(f"h{i}"), cidr=f"10.0.0.{i}/24")
-               for i in (1, 2)]  # fmt: skip
-        client, server = TCPLayer(ips[0].ipv4), TCPLayer(ips[1].ipv4)
-
-        async def serve(flow: Any) -> None:
-            await web.Session(flow, kv.value, c.value).serve()
-
-        server.listen(80, serve)
-        r = await client.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
-        assert isinstance(r, Ok)
-        flow = r.value
+        flow = await client_of_session()
         pairs = []
         for sent in conversation:
             want = h11_answers(sent)

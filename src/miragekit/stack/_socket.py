@@ -73,6 +73,12 @@ _RESET: Final = Unknown("connection reset by peer")
 _READ_LIMIT: Final = 1 << 20  # unread bytes past which the socket is not read
 
 
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    """Let the task waiting on ``waiter`` (if any) run."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class SocketFlow(asyncio.Protocol):
     """One TCP connection over a host socket: an asyncio protocol, so a read waits for
     ``data_received`` and a write goes to the transport (one ``send`` when the socket
@@ -143,18 +149,12 @@ class SocketFlow(asyncio.Protocol):
         self._wake_writer()
 
     def _wake_reader(self) -> None:
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
+        _wake(self._waiter)
+        self._waiter = None
 
     def _wake_writer(self) -> None:
-        w = self._drainer
-        if w is not None:
-            self._drainer = None
-            if not w.done():
-                w.set_result(None)
+        _wake(self._drainer)
+        self._drainer = None
 
     @property
     def transport(self) -> asyncio.Transport:
@@ -185,13 +185,9 @@ class SocketFlow(asyncio.Protocol):
             if self._eof or self._lost:
                 e = self._error
                 return EOF if e is None else Error(Unknown(f"read: {e}"))
-            w = asyncio.get_running_loop().create_future()
-            self._waiter = w
-            try:
-                await w
-            finally:
-                if self._waiter is w:
-                    self._waiter = None
+            # A cancelled wait leaves its future here: the next wake skips it.
+            self._waiter = w = asyncio.get_running_loop().create_future()
+            await w
 
     async def writev(self, bufs: v1.Buffers) -> Ok[None] | Eof | Error[TCPError]:
         if self._closed:
@@ -216,13 +212,8 @@ class SocketFlow(asyncio.Protocol):
         """Wait for the kernel to take the data, for the connection to go, or for
         :meth:`close` (which wakes us)."""
         while self._write_paused and not self._lost and not self._closed:
-            w = asyncio.get_running_loop().create_future()
-            self._drainer = w
-            try:
-                await w
-            finally:
-                if self._drainer is w:
-                    self._drainer = None
+            self._drainer = w = asyncio.get_running_loop().create_future()
+            await w
 
     async def write(self, buf: v1.Buffer) -> Ok[None] | Eof | Error[TCPError]:
         return await self.writev((buf,))
