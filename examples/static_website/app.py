@@ -389,7 +389,7 @@ class Session:
             for piece in pieces:
                 n = piece.nbytes
                 if n:
-                    if off + got + n > length:  # the value grew: keep the promised length
+                    if off + got + n > length:  # changed since its size: keep the promise
                         piece = piece[: length - off - got]
                         n = piece.nbytes
                     out.append(send(h11.Data(data=bytes(piece))))
