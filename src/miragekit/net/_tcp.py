@@ -293,6 +293,31 @@ class TCPFlow(Generic[A]):
         self._wake_all()
 
 
+_RUN_MIN = 536  # frames with less data start no run (requests, not bulk data)
+_RUN_MAX = 65535  # a run is delivered when it holds this much (as GRO's 64 KiB)
+
+
+class _Run:
+    """Back-to-back in-order frames of one connection whose data is merged into one
+    segment (:meth:`TCP._frame_input`), as Linux's GRO merges them: the same ACK, window,
+    timestamps and ECN codepoint, each frame's data following the last's, all but the
+    last holding ``size`` bytes. ``data`` is None while the run is only armed: the last
+    frame went on alone and the next one may start a run."""
+
+    __slots__ = ("data", "dst", "flags", "key", "next", "seq", "size", "urgent")
+
+    def __init__(self, key: tuple[bytes, int, int, int, int, int, int, int], dst: bytes,
+                 seq: int, flags: int, size: int, urgent: int) -> None:  # fmt: skip
+        self.key = key  # source, ports, ACK, window, TSval, TSecr, ECN: what all share
+        self.dst = dst
+        self.seq = seq
+        self.next = (seq + size) & 0xFFFFFFFF
+        self.flags = flags
+        self.size = size
+        self.urgent = urgent
+        self.data: bytearray | None = None
+
+
 class TCP(Generic[A]):
     """v1.TCP over :class:`IPv4` or :class:`IPv6`: connections, listeners and the
     endpoint's timer."""
@@ -355,6 +380,10 @@ class TCP(Generic[A]):
         self.frames_fast = 0
         """Received frames taken whole by :meth:`_frame_input` (the rest went the general
         way)."""
+        self._rx_run: _Run | None = None
+        self.frames_merged = 0
+        """Frames of :attr:`frames_fast` whose data joined a run (:class:`_Run`): the
+        endpoint saw one segment for the run, not one per frame."""
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
             ip.frame_input = self._frame_input
@@ -410,6 +439,9 @@ class TCP(Generic[A]):
 
         The segments of one batch (until the next flush) share the time the first was
         taken at: one clock read per device wake-up instead of one per segment."""
+        if self._rx_run is not None:
+            self._end_run()
+            self._rx_run = None
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
@@ -466,17 +498,73 @@ class TCP(Generic[A]):
         c.rx_packets += 1
         c.rx_delivered += 1
         self.frames_fast += 1
+        ecn = frame[15] & 3  # the ECN codepoint (RFC 3168), from the TOS byte
+        plen = tl - 52
+        run = self._rx_run
+        if run is not None:
+            # Data that follows the run's (ACK, maybe PSH; the same connection, ACK,
+            # window, timestamps and ECN) joins it; anything else ends it.
+            if (
+                seq == run.next
+                and flags | 0x08 == 0x18
+                and 0 < plen <= run.size
+                and (src, sport, dport, ack, window, tsv, tse, ecn) == run.key
+            ):
+                data = run.data
+                if data is None:
+                    conn = self.endpoint.connections.get((dst, dport, src, sport))
+                    if conn is not None and conn.takes_run(seq):
+                        run.data = bytearray(segment[32:])
+                        run.seq = seq
+                        run.flags = flags
+                        data = run.data
+                        if self._flush_handle is None:
+                            self._flush_handle = self._loop.call_soon(self._flush)
+                else:
+                    data += segment[32:]
+                    run.flags |= flags
+                    self.frames_merged += 1
+                if data is not None:
+                    run.next = (seq + plen) & 0xFFFFFFFF
+                    if plen < run.size:
+                        self._end_run()
+                        self._rx_run = None
+                    elif len(data) >= _RUN_MAX:
+                        self._end_run()
+                    return True
+            self._end_run()
+            self._rx_run = None
         seg = plain_segment(
-            sport, dport, seq, ack, flags, window, segment[32:], (), (tsv, tse), urgent,
-            frame[15] & 3,  # the ECN codepoint (RFC 3168), from the TOS byte
-        )  # fmt: skip
+            sport, dport, seq, ack, flags, window, segment[32:], (), (tsv, tse), urgent, ecn
+        )
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
         self.endpoint.handle_segment(now, src, dst, seg)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
+        if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
+            self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
+                             plen, urgent)  # fmt: skip
         return True
+
+    def _end_run(self) -> None:
+        """Hand the endpoint the run's merged segment, if it holds any; the run stays
+        armed, for the data that follows."""
+        run = self._rx_run
+        assert run is not None
+        data = run.data
+        if data is None:
+            return
+        run.data = None
+        src, sport, dport, ack, window, tsv, tse, ecn = run.key
+        seg = plain_segment(
+            sport, dport, run.seq, ack, run.flags, window, data, (), (tsv, tse), run.urgent, ecn
+        )
+        now = self._rx_now
+        if now is None:
+            now = self._rx_now = self._loop.time()
+        self.endpoint.handle_run(now, src, run.dst, seg, run.size)
 
     def _address_lost(self, laddr: bytes) -> None:
         """IPv4 lost the address ``laddr``: the connections on it end now."""
@@ -591,6 +679,8 @@ class TCP(Generic[A]):
 
     def _poke(self, flow: TCPFlow[A]) -> None:
         """The application called into ``flow``'s connection: collect its output soon."""
+        if self._rx_run is not None:
+            self._end_run()
         conn = flow._conn
         self.endpoint.wake(conn)
         for ev in conn.take_events():
@@ -618,6 +708,8 @@ class TCP(Generic[A]):
             self._loop.call_soon(callback)
 
     def _flush(self) -> None:
+        if self._rx_run is not None:
+            self._end_run()
         self._flush_handle = None
         self._rx_now = None
         self._running = True
@@ -639,6 +731,8 @@ class TCP(Generic[A]):
                 w.set_result(None)
 
     def _on_timer(self) -> None:
+        if self._rx_run is not None:
+            self._end_run()
         self._timer = None
         self._timer_at = None
         self.endpoint.handle_timer(self._loop.time())
