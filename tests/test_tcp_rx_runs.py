@@ -76,7 +76,9 @@ async def exchange(shortcut: bool) -> tuple[list[list[tuple[int, int, Any]]], by
     sent: list[TCPRepr] = []
     peer.set_receiver(
         lambda f: (
-            sent.append(TCPRepr.parse(bytes(f[34:]), US, PEER)) if f[12:14] == b"\x08\x00" else None
+            sent.append(TCPRepr.parse(bytes(f[34:]), US, PEER))
+            if f[12:14].tobytes() == b"\x08\x00"
+            else None
         )
     )
     loop = asyncio.get_running_loop()
