@@ -45,7 +45,7 @@ from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
-from ..wire import pseudo_sum, residue
+from ..wire import pseudo_sum, residue, sums_to_zero
 from ..wire.tcp import TCPRepr, plain_fields, plain_segment
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
@@ -375,7 +375,6 @@ class TCP(Generic[A]):
         # (_frame_input), checked against what the layers would check, kept by generation.
         self._plain_gen = -1
         self._plain: tuple[bytes, bytes, frozenset[bytes]] | None = None
-        self._plain_sum = 0
         self._rx_ip: IPv4 | None = None
         self.frames_fast = 0
         """Received frames taken whole by :meth:`_frame_input` (the rest went the general
@@ -386,6 +385,7 @@ class TCP(Generic[A]):
         endpoint saw one segment for the run, not one per frame."""
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
+            self._eth_counters = ip.id().counters
             ip.frame_input = self._frame_input
         self._headers: dict[bytes, _Prebuilt] = {}  # by destination, for the TcpSenders
         if isinstance(ip, IPv4):
@@ -461,13 +461,12 @@ class TCP(Generic[A]):
         doubt, returns False and the frame takes the general path, which judges and
         counts it (a bad checksum is verified there again)."""
         ip = self._rx_ip
-        if ip is None or len(frame) < 66 or frame[23] != PROTO_TCP:
+        n = len(frame)
+        if ip is None or n < 66 or frame[23] != PROTO_TCP:
             return False
         if self._plain_gen != ip.generation:
             self._plain_gen = ip.generation
             self._plain = ip.plain_input()
-            if self._plain is not None:
-                self._plain_sum = int.from_bytes(self._plain[1], "big") + PROTO_TCP - 20
         plain = self._plain
         if plain is None:
             return False
@@ -482,18 +481,17 @@ class TCP(Generic[A]):
             or frag & 0x3FFF
             or dst != ours
             or dmac != mac
-            or not 52 <= tl <= len(frame) - 14
+            or not 52 <= tl <= n - 14
             or src[0] >= 224
             or src[0] == 127
             or src in martians
             or int.from_bytes(frame[14:34], "big") % 0xFFFF
+            # TCP's checksum: the addresses lead the segment in the frame, so one sum
+            # covers them; the protocol and the TCP length complete the pseudo-header.
+            or not sums_to_zero(frame[26 : 14 + tl], PROTO_TCP - 20 + tl)
         ):
             return False
-        segment = frame[34 : 14 + tl]
-        # The pseudo-header: our address and the protocol are in the kept sum.
-        if (residue(segment) + int.from_bytes(src, "big") + self._plain_sum + tl) % 0xFFFF:
-            return False
-        ip.id().counters.rx_frames += 1
+        self._eth_counters.rx_frames += 1
         c = ip.counters
         c.rx_packets += 1
         c.rx_delivered += 1
@@ -514,14 +512,14 @@ class TCP(Generic[A]):
                 if data is None:
                     conn = self.endpoint.connections.get((dst, dport, src, sport))
                     if conn is not None and conn.takes_run(seq):
-                        run.data = bytearray(segment[32:])
+                        run.data = bytearray(frame[66 : 14 + tl])
                         run.seq = seq
                         run.flags = flags
                         data = run.data
                         if self._flush_handle is None:
                             self._flush_handle = self._loop.call_soon(self._flush)
                 else:
-                    data += segment[32:]
+                    data += frame[66 : 14 + tl]
                     run.flags |= flags
                     self.frames_merged += 1
                 if data is not None:
@@ -535,7 +533,7 @@ class TCP(Generic[A]):
             self._end_run()
             self._rx_run = None
         seg = plain_segment(
-            sport, dport, seq, ack, flags, window, segment[32:], (), (tsv, tse), urgent, ecn
+            sport, dport, seq, ack, flags, window, frame[66 : 14 + tl], (), (tsv, tse), urgent, ecn
         )
         now = self._rx_now
         if now is None:
