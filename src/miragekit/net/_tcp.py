@@ -62,9 +62,9 @@ _TX_TS = struct.Struct("!16sHH4sH12sIIHHH6sII")
 _TX = struct.Struct("!16sHH4sH12sIIHHH2s")
 _URG0_NOP_NOP_TS = b"\0\0\x01\x01\x08\x0a"
 # A received frame read at once (:meth:`TCP._frame_input`): Ethernet destination and
-# type; IPv4 version+IHL, total length, flags+offset, addresses; TCP ports, numbers, data
-# offset, flags, window, urgent pointer, the first option word, TSval, TSecr.
-_RX = struct.Struct("!6s6xHBxH2xH4x4s4sHHIIBBH2xHIII")
+# type; IPv4 version+IHL, TOS, total length, flags+offset, addresses; TCP ports, numbers,
+# data offset, flags, window, urgent pointer, the first option word, TSval, TSecr.
+_RX = struct.Struct("!6s6xHBBH2xH4x4s4sHHIIBBH2xHIII")
 _NOP_NOP_TS_WORD = 0x0101080A
 _TX_IP = struct.Struct("!16sHH4sH8s")  # Ethernet + IPv4 only (TcpSender._frame_emitted)
 _TS_OPT_SUM = 0x0101 + 0x080A
@@ -382,7 +382,8 @@ class TCP(Generic[A]):
         self._rx_run: _Run | None = None
         self.frames_merged = 0
         """Frames of :attr:`frames_fast` whose data joined a run (:class:`_Run`): the
-        endpoint saw one segment for the run, not one per frame."""
+        endpoint saw one segment for the run, not one per frame (counted when the run
+        is handed over, at the latest by the batch's flush)."""
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
             self._eth_counters = ip.id().counters
@@ -470,7 +471,7 @@ class TCP(Generic[A]):
         plain = self._plain
         if plain is None:
             return False
-        (dmac, etype, vihl, tl, frag, src, dst, sport, dport, seq, ack, off, flags, window,
+        (dmac, etype, vihl, tos, tl, frag, src, dst, sport, dport, seq, ack, off, flags, window,
          urgent, opt, tsv, tse) = _RX.unpack_from(frame)  # fmt: skip
         mac, ours, martians = plain
         if (
@@ -496,7 +497,7 @@ class TCP(Generic[A]):
         c.rx_packets += 1
         c.rx_delivered += 1
         self.frames_fast += 1
-        ecn = frame[15] & 3  # the ECN codepoint (RFC 3168), from the TOS byte
+        ecn = tos & 3  # the ECN codepoint (RFC 3168)
         plen = tl - 52
         run = self._rx_run
         if run is not None:
@@ -521,7 +522,6 @@ class TCP(Generic[A]):
                 else:
                     data += frame[66 : 14 + tl]
                     run.flags |= flags
-                    self.frames_merged += 1
                 if data is not None:
                     run.next = (seq + plen) & 0xFFFFFFFF
                     if plen < run.size:
@@ -555,6 +555,8 @@ class TCP(Generic[A]):
         if data is None:
             return
         run.data = None
+        # Every frame but the last held ``size`` bytes: the count without a count.
+        self.frames_merged += (len(data) - 1) // run.size
         src, sport, dport, ack, window, tsv, tse, ecn = run.key
         seg = plain_segment(
             sport, dport, run.seq, ack, run.flags, window, data, (), (tsv, tse), run.urgent, ecn
