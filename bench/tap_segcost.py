@@ -12,9 +12,10 @@ time), beside the throughput. The best of ``--repeat`` runs is reported, all run
 listed. ``--without-shortcut`` also runs each case with TCP's whole-frame shortcut
 (``IPv4.frame_input``) off, taking turns with it on. ``--links`` adds our stack on a veth end through a ring-mapped packet socket
 (``PacketNetif``, TPACKET_V2 or V3 rings; the kernel's end with transmit checksum offload
-off), each direction run for every link in turn. ``--baseline DIR`` also runs every case
-with the ``miragekit`` of another checkout (``DIR/src``, e.g. a worktree of main), taking
-turns with this one: before and after in one run. Each case then runs in a child
+off), each direction run for every link in turn. ``--baseline DIR [DIR ...]`` also runs
+every case with the ``miragekit`` of other checkouts (``DIR/src``, e.g. a worktree of main;
+each named by its directory's name), taking turns with this one: before and after in
+one run. Each case then runs in a child
 process (the CPU time is the child's own). Writes bench/results/tap_segcost.json.
 """
 
@@ -87,7 +88,9 @@ def main() -> None:
     ap.add_argument(
         "--baseline",
         type=Path,
-        help="a checkout whose src/miragekit runs every case too, taking turns (children)",
+        nargs="+",
+        default=[],
+        help="checkouts whose src/miragekit run every case too, taking turns (children)",
     )
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -101,9 +104,13 @@ def main() -> None:
     if args.without_shortcut:
         cases += [(link, False, "") for link in args.links]
     ours = str(HERE.parent / "src")
+    label = {ours: "this tree"}
     if args.baseline:
-        base = str(args.baseline.resolve() / "src")
-        cases = [c for link in args.links for c in ((link, True, base), (link, True, ours))]
+        bases = [str(b.resolve() / "src") for b in args.baseline]
+        label.update(
+            {str(b.resolve() / "src"): f"baseline {b.resolve().name}" for b in args.baseline}
+        )
+        cases = [(link, True, src) for link in args.links for src in (*bases, ours)]
     for direction in ("us->kernel", "kernel->us"):
         runs: dict[tuple[str, bool, str], list[dict[str, float]]] = {c: [] for c in cases}
         for _ in range(args.repeat):  # the cases take turns, so that load weighs on all
@@ -118,9 +125,9 @@ def main() -> None:
             best = min(rs, key=lambda r: r["user_us"] + r["sys_us"])
             path = f"{direction} over {names[link]}" + ("" if shortcut else ", no shortcut")
             if args.baseline:
-                path += ", baseline" if src != ours else ", this tree"
+                path += f", {label[src]}"
             rows.append({"path": path, **best, "runs": rs})
-    width = 54 if args.baseline else 42
+    width = max(len(str(r["path"])) for r in rows) + 1
     print(
         f"{'path':{width}} {'user us/seg':>12} {'sys us/seg':>11} {'MB/s':>7}"
         "  runs (user+sys, MB/s)"
@@ -139,7 +146,7 @@ def main() -> None:
         json.dumps(
             {
                 "megabytes": args.mb,
-                "baseline": str(args.baseline) if args.baseline else None,
+                "baselines": [str(b) for b in args.baseline],
                 "rows": rows,
                 "loadavg": load,
             },
