@@ -67,9 +67,29 @@ for _plan in PLAN:
 TOTAL = _at
 
 
-async def exchange(shortcut: bool) -> tuple[list[list[tuple[int, int, Any]]], bytes, int]:
-    """The ACKs our stack sent after each batch (ACK number, window, SACK blocks), the
-    bytes the application read, and the frames merged into runs."""
+Acks = list[list[tuple[int, int, int, Any]]]
+
+
+def interleaved(a: list[Any], b: list[Any]) -> list[Any]:
+    """The frames of two connections mixed as a device could hand them over: in turns,
+    bursts of 3, 1, 2, 4, 3, 1, ... frames of one connection."""
+    out: list[Any] = []
+    queues = [list(a), list(b)]
+    k = 0
+    while queues[0] or queues[1]:
+        q = queues[k % 2]
+        out.extend(q[: (3, 1, 2, 4)[k % 4]])
+        del q[: (3, 1, 2, 4)[k % 4]]
+        k += 1
+    return out
+
+
+async def exchange(
+    shortcut: bool, ports: tuple[int, ...] = (40000,)
+) -> tuple[Acks, list[bytes], int]:
+    """The ACKs our stack sent after each batch (port, ACK number, window, SACK blocks),
+    the bytes the application read on each connection (from ``ports``, their frames
+    interleaved), and the frames merged into runs."""
     sw = VnetSwitch()
     sb = await IPv4Stack.connect(sw.add_interface("b"), cidr="10.0.0.2/24")
     peer = sw.add_interface("p", mac="02:00:00:00:00:01")
@@ -86,14 +106,15 @@ async def exchange(shortcut: bool) -> tuple[list[list[tuple[int, int, Any]]], by
     tb = TCP(sb.ipv4)
     if not shortcut:
         sb.ipv4.frame_input = None
-    got = bytearray()
-    done: asyncio.Future[None] = loop.create_future()
+    got = {port: bytearray() for port in ports}
+    done = {port: loop.create_future() for port in ports}
 
     async def sink(flow: Any) -> None:
+        port = flow.get_dest()[1]
         while isinstance(r := await flow.read(), Ok):
-            got.extend(r.value)
-            if len(got) >= TOTAL:
-                done.set_result(None)
+            got[port].extend(r.value)
+            if len(got[port]) >= TOTAL:
+                done[port].set_result(None)
 
     tb.listen(80, sink)
     mac = sb.ipv4.id().mac().packed
@@ -103,31 +124,50 @@ async def exchange(shortcut: bool) -> tuple[list[list[tuple[int, int, Any]]], by
         for _ in range(6):
             await asyncio.sleep(0)
 
-    syn = TCPRepr(40000, 80, ISS, 0, SYN, 65535, b"", mss=1460, wscale=0, sack_permitted=True,
-                  timestamp=(1, 0))  # fmt: skip
-    recv(frame(mac, syn))
-    await turns()
-    synack = sent.pop()
-    assert synack.flags == SYN | ACK
-    ours = (synack.seq + 1) & 0xFFFFFFFF
-    tsecr = synack.timestamp[0] if synack.timestamp else 0
-    recv(frame(mac, TCPRepr(40000, 80, ISS + 1, ours, ACK, W, b"", timestamp=(2, tsecr))))
-    await turns()
+    ours: dict[int, int] = {}
+    tsecr = 0
+    for port in ports:
+        syn = TCPRepr(port, 80, ISS, 0, SYN, 65535, b"", mss=1460, wscale=0,
+                      sack_permitted=True, timestamp=(1, 0))  # fmt: skip
+        recv(frame(mac, syn))
+        await turns()
+        synack = sent.pop()
+        assert synack.flags == SYN | ACK
+        ours[port] = (synack.seq + 1) & 0xFFFFFFFF
+        tsecr = synack.timestamp[0] if synack.timestamp else 0
+        recv(frame(mac, TCPRepr(port, 80, ISS + 1, ours[port], ACK, W, b"", timestamp=(2, tsecr))))
+        await turns()
     data = bytes(i * 7 & 0xFF for i in range(TOTAL))
-    acks: list[list[tuple[int, int, Any]]] = []
+    acks: Acks = []
     for n, batch in enumerate(BATCHES):
-        for off, length, flags, window in batch:
-            seg = TCPRepr(40000, 80, ISS + 1 + off, ours, ACK | flags, window,
-                          data[off : off + length], timestamp=(10 + n, tsecr))  # fmt: skip
+        per_flow = [
+            [
+                TCPRepr(
+                    port,
+                    80,
+                    ISS + 1 + off,
+                    ours[port],
+                    ACK | flags,
+                    window,
+                    data[off : off + length],
+                    timestamp=(10 + n, tsecr),
+                )
+                for off, length, flags, window in batch
+            ]
+            for port in ports
+        ]
+        segs = per_flow[0] if len(ports) == 1 else interleaved(*per_flow)
+        for seg in segs:
             recv(frame(mac, seg))
         await turns()
-        acks.append([(s.ack - ISS - 1, s.window, s.sack_blocks) for s in sent])
+        acks.append([(s.dst_port, s.ack - ISS - 1, s.window, s.sack_blocks) for s in sent])
         sent.clear()
-    await asyncio.wait_for(done, 5)
-    assert bytes(got) == data
+    for port in ports:
+        await asyncio.wait_for(done[port], 5)
+        assert bytes(got[port]) == data
     merged = tb.frames_merged
     await tb.disconnect()
-    return acks, bytes(got), merged
+    return acks, [bytes(got[port]) for port in ports], merged
 
 
 def test_runs_send_the_acks_and_deliver_the_bytes_of_frame_by_frame() -> None:
@@ -137,8 +177,20 @@ def test_runs_send_the_acks_and_deliver_the_bytes_of_frame_by_frame() -> None:
     assert data_runs == data_one
     assert runs == one_by_one
     # What the peer sees, spelt out for the first batches.
-    assert [a for a, _, _ in runs[0]] == [3 * MSS]
-    assert [a for a, _, _ in runs[1]] == [5 * MSS]  # every second full-sized segment
+    assert [a for _, a, _, _ in runs[0]] == [3 * MSS]
+    assert [a for _, a, _, _ in runs[1]] == [5 * MSS]  # every second full-sized segment
     assert runs[2] == []  # a lone segment: the ACK waits for the delayed-ACK timer
-    assert [a for a, _, _ in runs[4]] == [20 * MSS]
-    assert len(runs[7]) == 2 and all(blocks for _, _, blocks in runs[7])  # dup ACKs, SACK
+    assert [a for _, a, _, _ in runs[4]] == [20 * MSS]
+    assert len(runs[7]) == 2 and all(blocks for *_, blocks in runs[7])  # dup ACKs, SACK
+
+
+def test_interleaved_connections_make_short_runs_and_the_same_acks() -> None:
+    """Two connections' frames mixed in every batch: a run ends where the other
+    connection's frame comes, each connection's bytes and ACKs stay its own."""
+    ports = (40000, 40001)
+    runs, data_runs, merged = asyncio.run(exchange(shortcut=True, ports=ports))
+    one_by_one, data_one, merged_one = asyncio.run(exchange(shortcut=False, ports=ports))
+    assert merged_one == 0 and merged > 0
+    assert data_runs == data_one
+    assert runs == one_by_one
+    assert {p for batch in runs for p, *_ in batch} == set(ports)
