@@ -12,7 +12,11 @@ time), beside the throughput. The best of ``--repeat`` runs is reported, all run
 listed. ``--without-shortcut`` also runs each case with TCP's whole-frame shortcut
 (``IPv4.frame_input``) off, taking turns with it on. ``--links`` adds our stack on a veth end through a ring-mapped packet socket
 (``PacketNetif``, TPACKET_V2 or V3 rings; the kernel's end with transmit checksum offload
-off), each direction run for every link in turn. Writes bench/results/tap_segcost.json.
+off), each direction run for every link in turn. ``--baseline DIR [DIR ...]`` also runs
+every case with the ``miragekit`` of other checkouts (``DIR/src``, e.g. a worktree of main;
+each named by its directory's name), taking turns with this one: before and after in
+one run. Each case then runs in a child
+process (the CPU time is the child's own). Writes bench/results/tap_segcost.json.
 """
 
 from __future__ import annotations
@@ -21,15 +25,34 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-import tap_datapath as td
+if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--child":
+    # A child of --baseline: the miragekit of the given checkout, imported first.
+    sys.path.insert(0, sys.argv[2])
+    import miragekit  # noqa: F401
+
+import tap_datapath as td  # noqa: E402
 
 MSS = 1448  # 1500 - 20 - 20 - 12 (timestamps)
+
+
+def child(src: str, link: str, direction: str, total: int) -> dict[str, float]:
+    """One case in a child process with the ``miragekit`` of ``src``."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", src, link, direction, str(total)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    r: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return r
 
 
 def one(link: str, shortcut: bool, direction: str, total: int) -> dict[str, float]:
@@ -45,6 +68,14 @@ def one(link: str, shortcut: bool, direction: str, total: int) -> dict[str, floa
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        _, _, src, link, direction, total = sys.argv
+        assert td.PacketNetif.__module__.startswith("miragekit")
+        import miragekit
+
+        assert Path(miragekit.__file__).is_relative_to(src), (miragekit.__file__, src)
+        print(json.dumps(one(link, True, direction, int(total))))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
@@ -54,6 +85,13 @@ def main() -> None:
         action="store_true",
         help="also run each link with TCP's whole-frame shortcut off, taking turns",
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="checkouts whose src/miragekit run every case too, taking turns (children)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/tap_segcost.py needs root (namespaces and TAP devices)")
@@ -61,31 +99,60 @@ def main() -> None:
     load_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
     names = {"tap": "TAP", "packet2": "veth, V2 rings", "packet3": "veth, V3 rings"}
-    cases = [(link, True) for link in args.links]
+    # (link, shortcut, source tree: "" for this one, else a baseline's src)
+    cases = [(link, True, "") for link in args.links]
     if args.without_shortcut:
-        cases += [(link, False) for link in args.links]
+        cases += [(link, False, "") for link in args.links]
+    ours = str(HERE.parent / "src")
+    label = {ours: "this tree"}
+    if args.baseline:
+        bases = [str(b.resolve() / "src") for b in args.baseline]
+        label.update(
+            {str(b.resolve() / "src"): f"baseline {b.resolve().name}" for b in args.baseline}
+        )
+        cases = [(link, True, src) for link in args.links for src in (*bases, ours)]
     for direction in ("us->kernel", "kernel->us"):
-        runs: dict[tuple[str, bool], list[dict[str, float]]] = {c: [] for c in cases}
+        runs: dict[tuple[str, bool, str], list[dict[str, float]]] = {c: [] for c in cases}
         for _ in range(args.repeat):  # the cases take turns, so that load weighs on all
-            for link, shortcut in cases:
-                runs[link, shortcut].append(one(link, shortcut, direction, total))
-        for link, shortcut in cases:
-            rs = runs[link, shortcut]
+            for link, shortcut, src in cases:
+                if src:
+                    r = child(src, link, direction, total)
+                else:
+                    r = one(link, shortcut, direction, total)
+                runs[link, shortcut, src].append(r)
+        for link, shortcut, src in cases:
+            rs = runs[link, shortcut, src]
             best = min(rs, key=lambda r: r["user_us"] + r["sys_us"])
             path = f"{direction} over {names[link]}" + ("" if shortcut else ", no shortcut")
+            if args.baseline:
+                path += f", {label[src]}"
             rows.append({"path": path, **best, "runs": rs})
-    print(f"{'path':42} {'user us/seg':>12} {'sys us/seg':>11} {'MB/s':>7}  runs (user+sys, MB/s)")
-    for r in rows:
-        runs = ", ".join(f"{x['user_us'] + x['sys_us']:.1f}/{x['MB/s']}" for x in r["runs"])
+    width = max(len(str(r["path"])) for r in rows) + 1
+    print(
+        f"{'path':{width}} {'user us/seg':>12} {'sys us/seg':>11} {'MB/s':>7}"
+        "  runs (user+sys, MB/s)"
+    )
+    for row in rows:
+        listed = ", ".join(f"{x['user_us'] + x['sys_us']:.1f}/{x['MB/s']}" for x in row["runs"])
         print(
-            f"{r['path']:42} {r['user_us']:>12.2f} {r['sys_us']:>11.2f} {r['MB/s']:>7.1f}  {runs}"
+            f"{row['path']:{width}} {row['user_us']:>12.2f} {row['sys_us']:>11.2f}"
+            f" {row['MB/s']:>7.1f}  {listed}"
         )
     out = Path(__file__).resolve().parent / "results" / "tap_segcost.json"
     out.parent.mkdir(exist_ok=True)
     load = {"start": load_start, "end": os.getloadavg()}
     print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
     out.write_text(
-        json.dumps({"megabytes": args.mb, "rows": rows, "loadavg": load}, indent=2) + "\n"
+        json.dumps(
+            {
+                "megabytes": args.mb,
+                "baselines": [str(b) for b in args.baseline],
+                "rows": rows,
+                "loadavg": load,
+            },
+            indent=2,
+        )
+        + "\n"
     )
     print(f"wrote {out}")
 

@@ -1,6 +1,7 @@
 """TCP bulk throughput both ways, side by side: our stack against the kernel's, and PyTCP.
 
-Run as root: ``python bench/tcp_iperf.py [--seconds 5] [--repeat 3] [--rows ROW ...]``.
+Run as root: ``python bench/tcp_iperf.py [--seconds 5] [--repeat 3] [--rows ROW ...]
+[--baseline DIR]``.
 Rows (``--rows`` picks some: veth, tap, tap-offload, packet, veth6, tap6, tap6-offload,
 vnet, vnet1500, pytcp):
 
@@ -35,7 +36,10 @@ server side per 10**9 bytes received, the median over the runs: for the kernel r
 ``iperf3 -s`` process, for ours the runner's process (which also does, in its system
 time, the kernel's receive work for every frame it writes to the TAP device), for vnet
 the whole bench process (both stacks and the client). It is steadier than MB/s on a
-shared machine. Writes bench/results/tcp_iperf.json. Namespaces are always deleted.
+shared machine. ``--baseline DIR`` adds, before each row that runs ``miragekit run``,
+the same row with the runner of another checkout (``DIR/src``, ``DIR/examples``; e.g. a
+worktree of main): before and after, in the same rounds. Writes
+bench/results/tcp_iperf.json. Namespaces are always deleted.
 """
 
 from __future__ import annotations
@@ -73,6 +77,11 @@ KERNEL_IP6, APP_IP6 = "fd00:81::1", "fd00:81::2"
 IPERF3_OPTS: tuple[str, ...] = ()
 #: ``net.ipv4.tcp_rmem`` pinned in every kernel namespace (``--rmem``), or None: defaults.
 RMEM: str | None = None
+#: The checkout whose ``miragekit`` and ``examples/iperf3`` the runner rows run: this one,
+#: or for ``--baseline`` rows another (e.g. a worktree of main).
+RUNNER_ROOT = ROOT
+#: Rows that run ``miragekit run`` (the ones ``--baseline`` repeats with another checkout).
+RUNNER_ROWS = ("tap", "tap-offload", "packet", "tap6", "tap6-offload")
 TICK = os.sysconf("SC_CLK_TCK")
 #: How long PyTCP may take to say it is up.
 PYTCP_START = 60.0
@@ -238,8 +247,9 @@ def ours_runner(
     ``ip6``)."""
     cmd = in_ns(ns, sys.executable, "-m", "miragekit", "run", "examples/iperf3",
                 *net, "--ip", f"{APP_IP}/24")  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    root = RUNNER_ROOT
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -468,6 +478,20 @@ def best(values: list[float | None]) -> float | None:
     return max(got) if got else None
 
 
+def on_checkout(root: Path, fn: Callable[[float], Run]) -> Callable[[float], Run]:
+    """``fn`` with the runner taken from the checkout at ``root``."""
+
+    def run(secs: float) -> Run:
+        global RUNNER_ROOT
+        RUNNER_ROOT = root
+        try:
+            return fn(secs)
+        finally:
+            RUNNER_ROOT = ROOT
+
+    return run
+
+
 def median(values: list[float | None]) -> float | None:
     got = [v for v in values if v is not None]
     return statistics.median(got) if got else None
@@ -483,18 +507,37 @@ def main() -> None:
         metavar="'MIN DEFAULT MAX'",
         help="pin net.ipv4.tcp_rmem in every kernel namespace (e.g. '4096 4096 4096')",
     )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. a worktree of main): each runner row "
+        f"({', '.join(RUNNER_ROWS)}) also runs with its miragekit, in the same rounds",
+    )
     args = ap.parse_args()
     global RMEM
     RMEM = args.rmem
+    table = dict(ROWS)
+    keys: list[str] = []
+    for key in args.rows:
+        if args.baseline and key in RUNNER_ROWS:
+            name, note, fn = ROWS[key]
+            base = args.baseline.resolve()
+            table[f"{key}@baseline"] = (
+                f"{name} (baseline)",
+                f"{note}; the runner from {base}",
+                on_checkout(base, fn),
+            )
+            keys.append(f"{key}@baseline")
+        keys.append(key)
     if os.geteuid() != 0:
         sys.exit("bench/tcp_iperf.py needs root (network namespaces, TAP)")
     secs = args.seconds
     load_start = os.getloadavg()
-    runs: dict[str, list[Run]] = {key: [] for key in args.rows}
+    runs: dict[str, list[Run]] = {key: [] for key in keys}
     for _ in range(args.repeat):
-        for key in args.rows:
+        for key in keys:
             try:
-                runs[key].append(ROWS[key][2](secs))
+                runs[key].append(table[key][2](secs))
             except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
                 runs[key].append({"into": None, "out": None, "errors": [str(e)]})
 
@@ -514,10 +557,10 @@ def main() -> None:
         print(f"kernel receive buffer pinned: net.ipv4.tcp_rmem={RMEM}")
     print(f"TCP bulk throughput, {secs:g} s per test, best of {args.repeat} "
           f"(MB/s at the receiver); iperf3 client options: {opts}")  # fmt: skip
-    print(f"{'path':36} {'into':>7} {'out of':>7}  {'cpu s/GB in/out':>15}  "
+    print(f"{'path':46} {'into':>7} {'out of':>7}  {'cpu s/GB in/out':>15}  "
           f"{'runs into':>22} {'runs out of':>22}")  # fmt: skip
-    for key in args.rows:
-        name, note, _ = ROWS[key]
+    for key in keys:
+        name, note, _ = table[key]
         rs = runs[key]
         row: dict[str, Any] = {
             "into": best([r.get("into") for r in rs]),
@@ -529,7 +572,7 @@ def main() -> None:
         }
         rows[name] = row
         cpu = f"{fmt(row['cpu_s_per_gb_into'], 6, 2)} /{fmt(row['cpu_s_per_gb_out'], 6, 2)}"
-        print(f"{name:36} {fmt(row['into'])} {fmt(row['out'])}  {cpu:>15}  "
+        print(f"{name:46} {fmt(row['into'])} {fmt(row['out'])}  {cpu:>15}  "
               f"{fmt_runs([r.get('into') for r in rs]):>22} "
               f"{fmt_runs([r.get('out') for r in rs]):>22}")  # fmt: skip
         for r in rs:
@@ -537,15 +580,16 @@ def main() -> None:
                 print(f"    error: {err}")
     print("'into' is client -> server (kernel -> ours), 'out of' the reverse (-R).")
     print("cpu s/GB: the server side's CPU time per 10**9 bytes, median of the runs.")
-    for key in args.rows:
-        print(f"  {ROWS[key][0]}: {ROWS[key][1]}")
+    for key in keys:
+        print(f"  {table[key][0]}: {table[key][1]}")
     out = ROOT / "bench" / "results" / "tcp_iperf.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     load = {"start": load_start, "end": os.getloadavg()}
     print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
     meta = {"seconds": secs, "repeat": args.repeat, "unit": "MB/s",
             "iperf3_options": list(IPERF3_OPTS), "cpus": os.cpu_count(),
-            "tcp_rmem": RMEM, "loadavg": load}  # fmt: skip
+            "tcp_rmem": RMEM, "loadavg": load,
+            "baseline": str(args.baseline) if args.baseline else None}  # fmt: skip
     out.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 

@@ -27,8 +27,10 @@ async def _pair() -> tuple[IPv4Stack, IPv4Stack, TCP[Any], TCP[Any]]:
 
 
 def _counts(s: IPv4Stack, t: TCP[Any]) -> tuple[int, ...]:
+    """Frames, IPv4 packets, IPv4 deliveries, TCP segments and frames merged into runs
+    (each run of n frames is one segment of the endpoint's)."""
     e, c = s.ipv4.id().counters, s.ipv4.counters
-    return (e.rx_frames, c.rx_packets, c.rx_delivered, t.stats["segments_in"])
+    return (e.rx_frames, c.rx_packets, c.rx_delivered, t.stats["segments_in"], t.frames_merged)
 
 
 async def _transfer(shortcut: bool) -> tuple[tuple[int, ...], tuple[int, ...], int, str]:
@@ -64,10 +66,12 @@ def test_the_shortcut_takes_a_transfer_and_counts_as_the_layers_do() -> None:
     assert fast0 == 0
     # Nearly every frame of the transfer (not the handshake's, with their options).
     assert fast1 > 0.95 * (b1[0] + a1[0] - 10)
+    # The receiver merged most data frames into runs; the layers never do.
+    assert b1[4] > 0.5 * b1[1] and a0[4] == b0[4] == 0
     # The same frames are counted the same way whichever path took them (the number of
     # ACKs may differ a little with timing, so compare the relations, not the totals).
-    for rx_frames, rx_packets, delivered, segments in (a1, b1, a0, b0):
-        assert rx_packets == delivered == segments
+    for rx_frames, rx_packets, delivered, segments, merged in (a1, b1, a0, b0):
+        assert rx_packets == delivered == segments + merged
         assert rx_frames >= rx_packets
 
 
@@ -141,3 +145,71 @@ def test_a_frame_counts_the_same_on_either_path() -> None:
     assert (fast[3], slow[3]) == (1, 0)
     assert fast[:3] == slow[:3]
     assert fast[1]["rx_delivered"] == 1 and fast[2]["rst_sent"] == 1
+
+
+def _with_checksum(seg: bytes, field: int) -> bytes:
+    return seg[:16] + field.to_bytes(2, "big") + seg[18:]
+
+
+def _zero_checksum_segment(a: bytes, b: bytes, plen: int) -> bytes:
+    """A segment whose correct checksum field is 0x0000: its last payload word is chosen
+    so that everything else sums to 0xFFFF."""
+    payload = bytes(range(256)) * (plen // 256) + bytes(plen % 256)
+    seg = TCPRepr(40000, 80, 1, 5, ACK, 1000, payload, timestamp=(9, 0)).to_bytes(a, b)
+    word = seg[16:18]  # the complement of the rest's sum, which the last word held as 0
+    assert bytes(seg[-2:]) == b"\0\0" and len(seg) % 2 == 0
+    rep = TCPRepr(40000, 80, 1, 5, ACK, 1000, payload[:-2] + word, timestamp=(9, 0))
+    out = bytes(rep.to_bytes(a, b))
+    assert out[16:18] == b"\0\0"
+    return out
+
+
+def test_checksum_edge_cases_are_judged_alike_on_either_path() -> None:
+    """The shortcut's checksum (little-endian residue, wire.sums_to_zero) accepts and
+    drops exactly what the general path does: odd lengths, full-sized segments (the
+    folded sum), a correct zero field and its ones'-complement twin 0xFFFF (both mean
+    -0; Linux takes both), a zero field where the sum is not zero, one flipped bit."""
+    a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+
+    def seg(plen: int) -> bytes:
+        data = bytes((i * 31 + 7) & 0xFF for i in range(plen))
+        return bytes(TCPRepr(40000, 80, 1, 5, ACK, 1000, data, timestamp=(9, 0)).to_bytes(a, b))
+
+    def flipped(s: bytes) -> bytes:
+        return s[:-1] + bytes([s[-1] ^ 0x10])
+
+    zero = _zero_checksum_segment(a, b, 1448)
+    zero_small = _zero_checksum_segment(a, b, 100)
+    cases: dict[str, tuple[bytes, bool]] = {
+        "odd, small": (seg(101), True),
+        "odd, full-sized": (seg(1447), True),
+        "even, full-sized": (seg(1448), True),
+        "odd, full-sized, one bit flipped": (flipped(seg(1447)), False),
+        "even, full-sized, one bit flipped": (flipped(seg(1448)), False),
+        "odd, small, one bit flipped": (flipped(seg(101)), False),
+        "zero field, correct": (zero, True),
+        "zero field, correct, small": (zero_small, True),
+        "0xFFFF for a zero field": (_with_checksum(zero, 0xFFFF), True),
+        "zero field where the sum is not zero": (_with_checksum(seg(1448), 0), False),
+        "zero field, small, sum not zero": (_with_checksum(seg(100), 0), False),
+    }
+    assert seg(1448)[16:18] != b"\0\0" and seg(100)[16:18] != b"\0\0"
+
+    async def judge(shortcut: bool) -> dict[str, tuple[int, int, int]]:
+        out = {}
+        for name, (s, _) in cases.items():
+            _, sb, ta, tb = await _pair()
+            if not shortcut:
+                sb.ipv4.frame_input = None
+            mac = sb.ipv4.id().mac().packed
+            sb.iface.receive_frame(_frame(sb, mac, a, b, s))
+            out[name] = (tb.stats["segments_in"], tb.stats["bad_checksum"], tb.frames_fast)
+            await ta.disconnect()
+            await tb.disconnect()
+        return out
+
+    fast = asyncio.run(judge(True))
+    slow = asyncio.run(judge(False))
+    for name, (_, good) in cases.items():
+        assert fast[name] == ((1, 0, 1) if good else (0, 1, 0)), name
+        assert slow[name] == ((1, 0, 0) if good else (0, 1, 0)), name

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from tests.wire.test_wire_checksum import reference_sum
 
-from miragekit.wire._checksum import ones_sum
+from miragekit.wire._checksum import ones_sum, sums_to_zero
 from miragekit.wire.tcp import TCPChecksumError, TCPRepr
 
 
@@ -18,6 +18,31 @@ from miragekit.wire.tcp import TCPChecksumError, TCPRepr
 def test_ones_sum_matches_the_reference(size: int, seed: int, fill: int) -> None:
     data = random.Random(seed).randbytes(size) if fill < 0 else bytes([fill]) * size
     assert ones_sum(data) == reference_sum(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(0, 4000),
+    seed=st.integers(0, 2**32),
+    extra=st.integers(0, 2**34),
+    fill=st.sampled_from([0, 255, -1]),
+)
+def test_sums_to_zero_matches_the_reference(size: int, seed: int, extra: int, fill: int) -> None:
+    """The little-endian check against the word-by-word sum: for data with any sum, and
+    for the same data completed by the word that makes its sum zero (0xFFFF), at every
+    length around the folds (odd ones too)."""
+    data = random.Random(seed).randbytes(size) if fill < 0 else bytes([fill]) * size
+    s = reference_sum(data) + extra
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    assert sums_to_zero(data, extra) == (s in (0, 0xFFFF))
+    # Make the sum zero with a leading word (leading keeps the rest at its offsets).
+    word = (~s & 0xFFFF).to_bytes(2, "big")
+    assert sums_to_zero(word + data, extra)
+    # Both representations of a zero sum (0xFFFF and, for a zero word, 0) verify.
+    if word == b"\0\0":
+        assert sums_to_zero(b"\xff\xff" + data, extra)
+    assert not sums_to_zero((int.from_bytes(word, "big") ^ 1).to_bytes(2, "big") + data, extra)
 
 
 @settings(max_examples=200, deadline=None)

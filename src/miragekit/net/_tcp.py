@@ -45,7 +45,7 @@ from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
-from ..wire import pseudo_sum, residue
+from ..wire import pseudo_sum, residue, sums_to_zero
 from ..wire.tcp import TCPRepr, plain_fields, plain_segment
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
@@ -62,9 +62,9 @@ _TX_TS = struct.Struct("!16sHH4sH12sIIHHH6sII")
 _TX = struct.Struct("!16sHH4sH12sIIHHH2s")
 _URG0_NOP_NOP_TS = b"\0\0\x01\x01\x08\x0a"
 # A received frame read at once (:meth:`TCP._frame_input`): Ethernet destination and
-# type; IPv4 version+IHL, total length, flags+offset, addresses; TCP ports, numbers, data
-# offset, flags, window, urgent pointer, the first option word, TSval, TSecr.
-_RX = struct.Struct("!6s6xHBxH2xH4x4s4sHHIIBBH2xHIII")
+# type; IPv4 version+IHL, TOS, total length, flags+offset, addresses; TCP ports, numbers,
+# data offset, flags, window, urgent pointer, the first option word, TSval, TSecr.
+_RX = struct.Struct("!6s6xHBBH2xH4x4s4sHHIIBBH2xHIII")
 _NOP_NOP_TS_WORD = 0x0101080A
 _TX_IP = struct.Struct("!16sHH4sH8s")  # Ethernet + IPv4 only (TcpSender._frame_emitted)
 _TS_OPT_SUM = 0x0101 + 0x080A
@@ -293,6 +293,31 @@ class TCPFlow(Generic[A]):
         self._wake_all()
 
 
+_RUN_MIN = 536  # frames with less data start no run (requests, not bulk data)
+_RUN_MAX = 65535  # a run is delivered when it holds this much (as GRO's 64 KiB)
+
+
+class _Run:
+    """Back-to-back in-order frames of one connection whose data is merged into one
+    segment (:meth:`TCP._frame_input`), as Linux's GRO merges them: the same ACK, window,
+    timestamps and ECN codepoint, each frame's data following the last's, all but the
+    last holding ``size`` bytes. ``data`` is None while the run is only armed: the last
+    frame went on alone and the next one may start a run."""
+
+    __slots__ = ("data", "dst", "flags", "key", "next", "seq", "size", "urgent")
+
+    def __init__(self, key: tuple[bytes, int, int, int, int, int, int, int], dst: bytes,
+                 seq: int, flags: int, size: int, urgent: int) -> None:  # fmt: skip
+        self.key = key  # source, ports, ACK, window, TSval, TSecr, ECN: what all share
+        self.dst = dst
+        self.seq = seq
+        self.next = (seq + size) & 0xFFFFFFFF
+        self.flags = flags
+        self.size = size
+        self.urgent = urgent
+        self.data: bytearray | None = None
+
+
 class TCP(Generic[A]):
     """v1.TCP over :class:`IPv4` or :class:`IPv6`: connections, listeners and the
     endpoint's timer."""
@@ -350,13 +375,18 @@ class TCP(Generic[A]):
         # (_frame_input), checked against what the layers would check, kept by generation.
         self._plain_gen = -1
         self._plain: tuple[bytes, bytes, frozenset[bytes]] | None = None
-        self._plain_sum = 0
         self._rx_ip: IPv4 | None = None
         self.frames_fast = 0
         """Received frames taken whole by :meth:`_frame_input` (the rest went the general
         way)."""
+        self._rx_run: _Run | None = None
+        self.frames_merged = 0
+        """Frames of :attr:`frames_fast` whose data joined a run (:class:`_Run`): the
+        endpoint saw one segment for the run, not one per frame (counted when the run
+        is handed over, at the latest by the batch's flush)."""
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
+            self._eth_counters = ip.id().counters
             ip.frame_input = self._frame_input
         self._headers: dict[bytes, _Prebuilt] = {}  # by destination, for the TcpSenders
         if isinstance(ip, IPv4):
@@ -410,6 +440,9 @@ class TCP(Generic[A]):
 
         The segments of one batch (until the next flush) share the time the first was
         taken at: one clock read per device wake-up instead of one per segment."""
+        if self._rx_run is not None:
+            self._end_run()
+            self._rx_run = None
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
@@ -429,17 +462,16 @@ class TCP(Generic[A]):
         doubt, returns False and the frame takes the general path, which judges and
         counts it (a bad checksum is verified there again)."""
         ip = self._rx_ip
-        if ip is None or len(frame) < 66 or frame[23] != PROTO_TCP:
+        n = len(frame)
+        if ip is None or n < 66 or frame[23] != PROTO_TCP:
             return False
         if self._plain_gen != ip.generation:
             self._plain_gen = ip.generation
             self._plain = ip.plain_input()
-            if self._plain is not None:
-                self._plain_sum = int.from_bytes(self._plain[1], "big") + PROTO_TCP - 20
         plain = self._plain
         if plain is None:
             return False
-        (dmac, etype, vihl, tl, frag, src, dst, sport, dport, seq, ack, off, flags, window,
+        (dmac, etype, vihl, tos, tl, frag, src, dst, sport, dport, seq, ack, off, flags, window,
          urgent, opt, tsv, tse) = _RX.unpack_from(frame)  # fmt: skip
         mac, ours, martians = plain
         if (
@@ -450,33 +482,89 @@ class TCP(Generic[A]):
             or frag & 0x3FFF
             or dst != ours
             or dmac != mac
-            or not 52 <= tl <= len(frame) - 14
+            or not 52 <= tl <= n - 14
             or src[0] >= 224
             or src[0] == 127
             or src in martians
             or int.from_bytes(frame[14:34], "big") % 0xFFFF
+            # TCP's checksum: the addresses lead the segment in the frame, so one sum
+            # covers them; the protocol and the TCP length complete the pseudo-header.
+            or not sums_to_zero(frame[26 : 14 + tl], PROTO_TCP - 20 + tl)
         ):
             return False
-        segment = frame[34 : 14 + tl]
-        # The pseudo-header: our address and the protocol are in the kept sum.
-        if (residue(segment) + int.from_bytes(src, "big") + self._plain_sum + tl) % 0xFFFF:
-            return False
-        ip.id().counters.rx_frames += 1
+        self._eth_counters.rx_frames += 1
         c = ip.counters
         c.rx_packets += 1
         c.rx_delivered += 1
         self.frames_fast += 1
+        ecn = tos & 3  # the ECN codepoint (RFC 3168)
+        plen = tl - 52
+        run = self._rx_run
+        if run is not None:
+            # Data that follows the run's (ACK, maybe PSH; the same connection, ACK,
+            # window, timestamps and ECN) joins it; anything else ends it.
+            if (
+                seq == run.next
+                and flags | 0x08 == 0x18
+                and 0 < plen <= run.size
+                and (src, sport, dport, ack, window, tsv, tse, ecn) == run.key
+            ):
+                data = run.data
+                if data is None:
+                    conn = self.endpoint.connections.get((dst, dport, src, sport))
+                    if conn is not None and conn.takes_run(seq):
+                        run.data = bytearray(frame[66 : 14 + tl])
+                        run.seq = seq
+                        run.flags = flags
+                        data = run.data
+                        if self._flush_handle is None:
+                            self._flush_handle = self._loop.call_soon(self._flush)
+                else:
+                    data += frame[66 : 14 + tl]
+                    run.flags |= flags
+                if data is not None:
+                    run.next = (seq + plen) & 0xFFFFFFFF
+                    if plen < run.size:
+                        self._end_run()
+                        self._rx_run = None
+                    elif len(data) >= _RUN_MAX:
+                        self._end_run()
+                    return True
+            self._end_run()
+            self._rx_run = None
         seg = plain_segment(
-            sport, dport, seq, ack, flags, window, segment[32:], (), (tsv, tse), urgent,
-            frame[15] & 3,  # the ECN codepoint (RFC 3168), from the TOS byte
-        )  # fmt: skip
+            sport, dport, seq, ack, flags, window, frame[66 : 14 + tl], (), (tsv, tse), urgent, ecn
+        )
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
         self.endpoint.handle_segment(now, src, dst, seg)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
+        if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
+            self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
+                             plen, urgent)  # fmt: skip
         return True
+
+    def _end_run(self) -> None:
+        """Hand the endpoint the run's merged segment, if it holds any; the run stays
+        armed, for the data that follows."""
+        run = self._rx_run
+        assert run is not None
+        data = run.data
+        if data is None:
+            return
+        run.data = None
+        # Every frame but the last held ``size`` bytes: the count without a count.
+        self.frames_merged += (len(data) - 1) // run.size
+        src, sport, dport, ack, window, tsv, tse, ecn = run.key
+        seg = plain_segment(
+            sport, dport, run.seq, ack, run.flags, window, data, (), (tsv, tse), run.urgent, ecn
+        )
+        now = self._rx_now
+        if now is None:
+            now = self._rx_now = self._loop.time()
+        self.endpoint.handle_run(now, src, run.dst, seg, run.size)
 
     def _address_lost(self, laddr: bytes) -> None:
         """IPv4 lost the address ``laddr``: the connections on it end now."""
@@ -591,6 +679,8 @@ class TCP(Generic[A]):
 
     def _poke(self, flow: TCPFlow[A]) -> None:
         """The application called into ``flow``'s connection: collect its output soon."""
+        if self._rx_run is not None:
+            self._end_run()
         conn = flow._conn
         self.endpoint.wake(conn)
         for ev in conn.take_events():
@@ -618,6 +708,8 @@ class TCP(Generic[A]):
             self._loop.call_soon(callback)
 
     def _flush(self) -> None:
+        if self._rx_run is not None:
+            self._end_run()
         self._flush_handle = None
         self._rx_now = None
         self._running = True
@@ -639,6 +731,8 @@ class TCP(Generic[A]):
                 w.set_result(None)
 
     def _on_timer(self) -> None:
+        if self._rx_run is not None:
+            self._end_run()
         self._timer = None
         self._timer_at = None
         self.endpoint.handle_timer(self._loop.time())

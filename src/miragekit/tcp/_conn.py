@@ -200,6 +200,7 @@ class Connection:
         "_rtt_seq",
         "_rtt_time",
         "_rtx_at",
+        "_run_size",
         "_sack_on",
         "_scoreboard",
         "_seg_max",
@@ -314,6 +315,7 @@ class Connection:
         self._unacked_bytes = 0
         self._quickacks = 0
         self._rcv_mss = min(config.mss, config.default_mss)
+        self._run_size = 0  # while a coalesced run is processed: its frames' size
         self._seg_max = self._smss
         self._dupacks = 0
         self._in_recovery = False
@@ -824,6 +826,31 @@ class Connection:
             self._probe = True
 
     # ------------------------------------------------------------------ segment input
+
+    def takes_run(self, seq: int) -> bool:
+        """Whether in-order data from ``seq`` may come as one run: the payloads of
+        back-to-back frames merged into one segment (as GRO merges them), given through
+        :meth:`handle_run`. Only in the steady state of a bulk transfer, where taking
+        the frames one by one ends in the same state and sends the same ACKs: the next
+        expected data, established, nothing out of order or quick-ACKed, no FIN."""
+        return (
+            self.state is ESTABLISHED
+            and seq == self._rcv_nxt & MASK
+            and not self._ooo.ranges
+            and not self._quickacks
+            and self._rcv_fin is None
+            and not self._discard_input
+        )
+
+    def handle_run(self, now: float, seg: TCPRepr, size: int) -> None:
+        """A run (:meth:`takes_run`) of frames of ``size`` bytes of data each (the last
+        may hold less): the delayed-ACK rule counts full-sized segments of ``size``
+        (RFC 5681 4.2), not the merged length."""
+        self._run_size = size
+        try:
+            self.handle_segment(now, seg)
+        finally:
+            self._run_size = 0
 
     def handle_segment(self, now: float, seg: TCPRepr) -> None:
         """Process one received segment (already demultiplexed and checksum-verified)."""
@@ -1467,8 +1494,9 @@ class Connection:
                 self._events.append(_EVT_DATA)
             # Delayed ACK: at least every second full-sized segment (RFC 5681 4.2),
             # counted in bytes so that coalesced (GRO) segments count for what they hold.
-            if plen > self._rcv_mss:
-                self._rcv_mss = min(plen, self.config.mss)
+            size = self._run_size or plen
+            if size > self._rcv_mss:
+                self._rcv_mss = min(size, self.config.mss)
             self._unacked_bytes += plen
             if self._ack_now:
                 pass

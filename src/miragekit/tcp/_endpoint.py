@@ -310,6 +310,20 @@ class TCPEndpoint:
         # Anything else to a listener is dropped (RFC 9293 LISTEN state), SYN+FIN too
         # (as Linux does: no legitimate stack sends it; scanners do).
 
+    def handle_run(self, now: float, src: bytes, dst: bytes, seg: TCPRepr, size: int) -> None:
+        """In-order data of frames of ``size`` bytes merged into ``seg`` by the driver,
+        after :meth:`Connection.takes_run` said the connection may take it so; if the
+        connection went meanwhile, ``seg`` is judged as any segment."""
+        key = (dst, seg.dst_port, src, seg.src_port)
+        conn = self.connections.get(key)
+        if conn is None or conn.state == _CLOSED or conn.state == _TIME_WAIT:
+            self.handle_segment(now, src, dst, seg)
+            return
+        self.stats["segments_in"] += 1
+        conn.handle_run(now, seg, size)
+        self._dirty[key] = None
+        self._active[key] = conn
+
     def _time_wait_segment(self, now: float, key: Key, tw: TimeWait, seg: TCPRepr) -> None:
         cfg = self.config
         expires = tw.expires

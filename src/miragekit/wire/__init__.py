@@ -23,6 +23,7 @@ from ._checksum import pseudo_sum as pseudo_sum
 from ._checksum import pseudo_sum_v4 as pseudo_sum_v4
 from ._checksum import pseudo_sum_v6 as pseudo_sum_v6
 from ._checksum import residue as residue
+from ._checksum import sums_to_zero as sums_to_zero
 from ._error import WireError as WireError
 from .arp import ArpOperation as ArpOperation
 from .arp import ArpPacket as ArpPacket
@@ -106,6 +107,7 @@ __all__ = [
     "pseudo_sum_v4",
     "pseudo_sum_v6",
     "residue",
+    "sums_to_zero",
     "udp",
     "vxlan",
 ]
