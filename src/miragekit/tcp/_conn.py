@@ -568,6 +568,54 @@ class Connection:
                 self._push_upto = self._snd_buf_seq + len(self._sndbuf)
         return n
 
+    def send_segment(self, data: Buffer, now: float) -> TCPRepr | None:
+        """Queue ``data`` and give the one segment that carries it, when it goes out whole
+        and at once: an established connection with nothing in flight or queued, nothing
+        else to send (no control segment, retransmission, probe, recovery, SACK or ECN
+        news), ``data`` within one MSS, the peer's window and cwnd. Else None, and
+        nothing is queued: ``send`` then ``segments_to_send`` take it the general way.
+
+        Why: a request/response server's every reply is this case, and the general walk
+        (``segments_to_send`` -> ``_send_data`` -> ``_emit_range`` -> ``_make``) is most
+        of its sending cost. What this gives and does is exactly what ``send(data)``
+        and ``segments_to_send(now)`` would (tests/test_tcp_small_send.py)."""
+        una = self._snd_una
+        n = len(data)
+        if (
+            self.state is not ESTABLISHED
+            or self._snd_max != una
+            or self._snd_nxt != una
+            or self._snd_buf_seq != una
+            or self._ctl_out
+            or self._rexmit
+            or self._tlp_probe
+            or self._in_recovery
+            or self._probe
+            or self._ecn is not None
+            or self._dsack is not None
+            or self._ooo.ranges
+            or not 0 < n <= self._smss
+            or n > self._snd_wnd
+            or n > self._cc.cwnd + self._inflate
+            or n > self.config.send_buffer
+            or len(self._sndbuf)
+        ):
+            return None
+        payload = bytes(data)
+        self._sndbuf.append(payload)
+        end = una + n
+        seg = self._make(ACK | PSH, una, payload, now)
+        if self._rtt_seq is None and not self._ts_on:
+            self._rtt_seq = end
+            self._rtt_time = now
+        self._snd_max = self._snd_nxt = end
+        if self._rtx_at is None:
+            self._rtx_at = now + self._rtt.timeout()
+        self._arm_tlp(now)
+        if self._sack_on:
+            self._scoreboard.record_sent(end, now)
+        return seg
+
     @property
     def send_buffer_free(self) -> int:
         return self.config.send_buffer - len(self._sndbuf)
@@ -1096,6 +1144,21 @@ class Connection:
             self._snd_wl2 = ack
             if wnd:
                 self._probe = False
+        if (
+            ack == self._snd_max > una
+            and not seg.sack_blocks
+            and not self._in_recovery
+            and not self._scoreboard.blocks
+            and self._tlp_end is None
+            and not self._fin_queued
+            and self._ecn is None
+        ):
+            # Everything in flight acknowledged, nothing SACKed, no recovery, probe
+            # episode, FIN or ECN to follow (a request/response peer's every request):
+            # none of the branches below applies.
+            self._rack_at = None
+            self._on_new_ack(now, seg, ack)
+            return
 
         sack_new = False
         sb = self._scoreboard
@@ -1250,8 +1313,11 @@ class Connection:
             cc.on_ack(now, acked, rtt.srtt or rtt.rto)
         if self._high_rxt < ack:
             self._high_rxt = ack
-        self._rtx_at = now + rtt.timeout() if self._snd_max > ack else None
-        self._arm_tlp(now)
+        if self._snd_max > ack:
+            self._rtx_at = now + rtt.timeout()
+            self._arm_tlp(now)
+        else:
+            self._rtx_at = self._tlp_at = None  # nothing in flight (as _arm_tlp would say)
 
     def _arm_tlp(self, now: float) -> None:
         """Arm the probe timeout (RFC 8985 7.2) outside recovery, with nothing SACKed
