@@ -140,6 +140,13 @@ class TCPFlow(Generic[A]):
             fut.set_result(None)
 
     def _on_event(self, ev: tcpcore.Event) -> None:
+        if type(ev) is tcpcore.DataReceived:  # the usual one, ahead of the match
+            fut = self._reader
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            if self._on_readable is not None:
+                self._tcp._call_readable(self._on_readable)
+            return
         match ev:
             case tcpcore.Connected():
                 self._wake(self._connected)

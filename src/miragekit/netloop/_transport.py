@@ -47,8 +47,9 @@ class StackTransport(asyncio.Transport):
         self._eof = False  # write_eof() called
         self._closing = False
         self._lost = False  # connection_lost() scheduled
-        self._reading = asyncio.Event()
+        self._reading = asyncio.Event()  # the reader task's (flows without read_now)
         self._reading.set()
+        self._reading_on = True  # the same as a plain flag: _deliver's check per read
         self._more = asyncio.Event()
         self.done: asyncio.Future[None] = loop.create_future()
         """Resolved once the protocol heard ``connection_lost``."""
@@ -101,7 +102,7 @@ class StackTransport(asyncio.Transport):
         assert read_now is not None
         self._delivering = True
         try:
-            while self._reading.is_set() and not self._lost:
+            while self._reading_on and not self._lost:
                 self._deliver_soon = False
                 r = read_now()
                 if r is None:
@@ -150,10 +151,12 @@ class StackTransport(asyncio.Transport):
 
     def pause_reading(self) -> None:
         self._reading.clear()
+        self._reading_on = False
 
     def resume_reading(self) -> None:
         if not self._closing and not self._reading.is_set():
             self._reading.set()
+            self._reading_on = True
             if self._read_now is not None:
                 self._loop.call_soon(self._readable)  # not inside the protocol's call
 
@@ -266,6 +269,7 @@ class StackTransport(asyncio.Transport):
             return
         self._closing = True
         self._reading.clear()
+        self._reading_on = False
         self._kick()
 
     def abort(self) -> None:
