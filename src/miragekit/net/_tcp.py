@@ -254,8 +254,18 @@ class TCPFlow(Generic[A]):
         if self._closed or self._error is not None or self._done:
             return -1
         tcp = self._tcp
-        if tcp._senders is not None and not tcp._running and tcp._transmit(self._conn, buf):
-            return len(buf)
+        if tcp._senders is not None and not tcp._running:
+            # A reply that fits one segment with nothing in flight is made now (no
+            # driver walk for it), for the driver's next run to send first. Written to
+            # the device at once instead, its write woke the peer in the middle of our
+            # work: measured, more CPU per request.
+            r = tcp.endpoint.send_segment(self._conn, buf, tcp._loop.time())
+            if r is not None:
+                tcp.sends_fast += 1
+                tcp._made.append(r)
+                if tcp._flush_handle is None:
+                    tcp._flush_handle = tcp._loop.call_soon(tcp._flush)
+                return len(buf)
         try:
             n = self._conn.send(buf)
         except ValueError:
@@ -365,9 +375,9 @@ class TCP(Generic[A]):
         self.frames_fast = 0
         """Received frames taken whole by :meth:`_frame_input` (the rest went the general
         way)."""
-        self._made: list[tuple[bytes, bytes, TCPRepr]] = []  # by _transmit, for _run
+        self._made: list[tuple[bytes, bytes, TCPRepr]] = []  # by send_now, for _run
         self.sends_fast = 0
-        """Writes sent at once as one segment (:meth:`_transmit`)."""
+        """Writes made one segment at once (:meth:`TCPFlow.send_now`)."""
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
             ip.frame_input = self._frame_input
@@ -611,22 +621,6 @@ class TCP(Generic[A]):
         if flow._done:
             self._flows.pop(id(conn), None)
         self._schedule_flush()
-
-    def _transmit(self, conn: tcpcore.Connection, buf: Buffer) -> bool:
-        """Make ``buf`` on ``conn`` one segment now, when it can go so (a server's
-        reply: :meth:`TCPEndpoint.send_segment`), for the driver's next run to send
-        first; False (nothing queued) when the general way must take it. The segment is
-        the one the general way would make; the frame still leaves with the run's
-        burst, at the end of the loop's turn (written at once, the device's write woke
-        the peer in the middle of our work: measured, more CPU per request)."""
-        r = self.endpoint.send_segment(conn, buf, self._loop.time())
-        if r is None:
-            return False
-        self.sends_fast += 1
-        self._made.append(r)
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
-        return True
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:

@@ -59,11 +59,11 @@ class StackTransport(asyncio.Transport):
             conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
         self._read_now = getattr(flow, "read_now", None)
         self._delivering = False  # inside _deliver
-        self._deliver_soon = False  # _readable was called meanwhile
+        self._deliver_soon = False  # _deliver was called back meanwhile
         self._reader: asyncio.Task[None] | None = None
         if self._read_now is not None:
             # No reader task: the flow says when it has something, _deliver takes it.
-            flow.on_readable(self._readable)
+            flow.on_readable(self._deliver)
             loop.call_soon(self._deliver)  # after connection_made, scheduled below
         else:
             self._reader = loop.create_task(self._read_loop())
@@ -88,16 +88,13 @@ class StackTransport(asyncio.Transport):
             if self._lost or not self._received(r):
                 return
 
-    def _readable(self) -> None:
-        """The flow's ``on_readable``: called from the loop, outside the protocol."""
-        if self._delivering:
-            self._deliver_soon = True  # the protocol is being fed: one more round after
-        else:
-            self._deliver()
-
     def _deliver(self) -> None:
         """Hand the protocol what the flow holds, while it reads (the flows with
-        ``read_now``: called back, no task)."""
+        ``read_now``: called back, no task). Also the flow's ``on_readable``, called
+        from the loop, outside the protocol."""
+        if self._delivering:
+            self._deliver_soon = True  # the protocol is being fed: one more round after
+            return
         read_now = self._read_now
         assert read_now is not None
         self._delivering = True
@@ -158,7 +155,7 @@ class StackTransport(asyncio.Transport):
             self._reading.set()
             self._reading_on = True
             if self._read_now is not None:
-                self._loop.call_soon(self._readable)  # not inside the protocol's call
+                self._loop.call_soon(self._deliver)  # not inside the protocol's call
 
     def is_reading(self) -> bool:
         return self._reading.is_set() and not self._closing
