@@ -166,9 +166,10 @@ def test_an_ack_of_everything_in_flight_ends_as_the_general_way() -> None:
             general.receive()
 
 
-def _wire(fast: bool) -> tuple[list[bytes], int, int]:
-    """A request/response exchange between two stacks in simulated time: every frame
-    on the wire, the server's fast sends and the frames the server sent."""
+def _wire(how: str) -> tuple[list[bytes], int, int]:
+    """A request/response exchange between two stacks in simulated time, the server
+    replying with ``how`` (``send_now``, as the asyncio transport does, or ``write``):
+    every frame on the wire, the server's fast sends and the frames the server sent."""
     frames: list[bytes] = []
     counts = [0, 0]
 
@@ -182,7 +183,11 @@ def _wire(fast: bool) -> tuple[list[bytes], int, int]:
 
         async def serve(flow: Any) -> None:
             while isinstance(r := await flow.read(), Ok):
-                assert flow.send_now(b"HTTP/1.1 200 OK\r\n\r\n" + bytes(r.value)) > 0
+                reply = b"HTTP/1.1 200 OK\r\n\r\n" + bytes(r.value)
+                if how == "send_now":
+                    assert flow.send_now(reply) == len(reply)
+                else:
+                    assert await flow.write(reply) == Ok(None)
 
         server.listen(80, serve)
         r = await client.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
@@ -200,11 +205,14 @@ def _wire(fast: bool) -> tuple[list[bytes], int, int]:
     return frames, counts[0], counts[1]
 
 
-def test_replies_on_the_wire_are_the_general_ways(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast, n_fast, tx_fast = _wire(True)
+@pytest.mark.parametrize("how", ["send_now", "write"])
+def test_replies_on_the_wire_are_the_general_ways(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, n_fast, tx_fast = _wire(how)
     assert n_fast >= 20  # every reply after the handshake
     monkeypatch.setattr(TCPEndpoint, "send_segment", lambda self, conn, data, now: None)
-    general, n_general, tx_general = _wire(False)
+    general, n_general, tx_general = _wire(how)
     assert n_general == 0
     assert fast == general
     assert tx_fast == tx_general

@@ -236,6 +236,8 @@ class TCPFlow(Generic[A]):
                 return Error(self._error)
             if self._done:
                 return EOF
+            if not nodelay and self._segment_now(view):
+                return None
             try:
                 n = conn.send(view, nodelay=nodelay)
             except ValueError:
@@ -247,25 +249,33 @@ class TCPFlow(Generic[A]):
                 return None
             await self._wait("_writer")
 
+    def _segment_now(self, buf: Buffer) -> bool:
+        """Make ``buf`` one segment now when it fits one with nothing in flight (a
+        reply: :meth:`TCPEndpoint.send_segment`), for the driver's next run to send
+        first, with no walk of the general way; False (nothing queued) otherwise. Only
+        over plain IPv4 (the prebuilt headers), outside the driver's run. Written to the
+        device at once instead, the write woke the peer in the middle of our work:
+        measured, more CPU per request."""
+        tcp = self._tcp
+        if tcp._senders is None or tcp._running:
+            return False
+        r = tcp.endpoint.send_segment(self._conn, buf, tcp._loop.time())
+        if r is None:
+            return False
+        tcp.sends_fast += 1
+        tcp._made.append(r)
+        if tcp._flush_handle is None:
+            tcp._flush_handle = tcp._loop.call_soon(tcp._flush)
+        return True
+
     def send_now(self, buf: Buffer) -> int:
         """Queue what fits of ``buf`` in the send buffer without waiting: the bytes taken,
         or -1 when the flow can send no more (closed, reset). For callers that keep their
         own buffer (an asyncio transport), saving a coroutine per write."""
         if self._closed or self._error is not None or self._done:
             return -1
-        tcp = self._tcp
-        if tcp._senders is not None and not tcp._running:
-            # A reply that fits one segment with nothing in flight is made now (no
-            # driver walk for it), for the driver's next run to send first. Written to
-            # the device at once instead, its write woke the peer in the middle of our
-            # work: measured, more CPU per request.
-            r = tcp.endpoint.send_segment(self._conn, buf, tcp._loop.time())
-            if r is not None:
-                tcp.sends_fast += 1
-                tcp._made.append(r)
-                if tcp._flush_handle is None:
-                    tcp._flush_handle = tcp._loop.call_soon(tcp._flush)
-                return len(buf)
+        if self._segment_now(buf):
+            return len(buf)
         try:
             n = self._conn.send(buf)
         except ValueError:
@@ -375,9 +385,9 @@ class TCP(Generic[A]):
         self.frames_fast = 0
         """Received frames taken whole by :meth:`_frame_input` (the rest went the general
         way)."""
-        self._made: list[tuple[bytes, bytes, TCPRepr]] = []  # by send_now, for _run
+        self._made: list[tuple[bytes, bytes, TCPRepr]] = []  # by _segment_now, for _run
         self.sends_fast = 0
-        """Writes made one segment at once (:meth:`TCPFlow.send_now`)."""
+        """Writes made one segment at once (:meth:`TCPFlow._segment_now`)."""
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
             ip.frame_input = self._frame_input
