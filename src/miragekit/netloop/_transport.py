@@ -59,6 +59,7 @@ class StackTransport(asyncio.Transport):
             conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
         self._read_now = getattr(flow, "read_now", None)
         self._delivering = False  # inside _deliver
+        self._read_over = False  # EOF or the loss delivered: nothing more to read
         self._deliver_soon = False  # _deliver was called back meanwhile
         self._reader: asyncio.Task[None] | None = None
         if self._read_now is not None:
@@ -95,6 +96,8 @@ class StackTransport(asyncio.Transport):
         if self._delivering:
             self._deliver_soon = True  # the protocol is being fed: one more round after
             return
+        if self._read_over:
+            return  # a callback queued before the end was delivered: eof_received once
         read_now = self._read_now
         assert read_now is not None
         self._delivering = True
@@ -143,6 +146,7 @@ class StackTransport(asyncio.Transport):
         return False
 
     def _stop_reading(self) -> None:
+        self._read_over = True
         if self._read_now is not None:
             self._flow.on_readable(None)
 
