@@ -244,6 +244,12 @@ def main() -> None:
         bs = shares_of(before)
         print(f"--before / host sockets: median {statistics.median(bs):.0%} "
               f"({', '.join(f'{x:.0%}' for x in bs)})")  # fmt: skip
+        # Rounds share their load: the CPU per request of ours and --before, round by round.
+        cpu = [(o["server_cpu_us_per_request"], b["server_cpu_us_per_request"])
+               for o, b in zip(ours["rounds"], before["rounds"], strict=True)]  # fmt: skip
+        print("server CPU us/request per round, ours / --before: "
+              + ", ".join(f"{o:.1f}/{b:.1f}" for o, b in cpu)
+              + f"; median difference {statistics.median(o - b for o, b in cpu):+.1f}")  # fmt: skip
     load = {"start": load_start, "end": os.getloadavg()}
     print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
     out = ROOT / "bench" / "results" / "http_aiohttp.json"
