@@ -1,7 +1,7 @@
-"""A reply that goes out whole and at once (``Connection.send_segment``, driven by
-``TCPFlow.send_now``): the segment and every bit of the connection's state must be what
-``send`` then ``segments_to_send`` give, and on the wire a request/response exchange must
-be byte for byte the one the general way sends. Also: an ACK of everything in flight
+"""A reply that goes out whole without the general walk (``Connection.segment_now``,
+which the driver asks for the flows that wrote since its last run): the segment and
+every bit of the connection's state must be what ``segments_to_send`` gives, and on the
+wire a request/response exchange must be byte for byte the one the general way sends. Also: an ACK of everything in flight
 (every request of a request/response peer) skips the recovery branches and ends in the
 state the general way leaves."""
 
@@ -72,10 +72,10 @@ step = st.tuples(st.sampled_from(["data", "hole", "ack", "send", "wait"]), st.in
 @given(
     rich=st.booleans(),
     steps=st.lists(step, max_size=12),
-    size=st.integers(0, 2000),
+    sizes=st.lists(st.integers(0, 1000), max_size=3),
 )
-def test_send_segment_is_send_then_segments_to_send(
-    rich: bool, steps: list[tuple[str, int]], size: int
+def test_segment_now_is_segments_to_send(
+    rich: bool, steps: list[tuple[str, int]], sizes: list[int]
 ) -> None:
     c = (
         established(RICH, mss=1460, timestamp=(100, 0), sack_permitted=True)
@@ -107,43 +107,50 @@ def test_send_segment_is_send_then_segments_to_send(
         c.segments_to_send(now)
         c.take_events()
     now += 0.0005
-    data = bytes(range(256)) * 8
-    data = data[:size]
+    data = bytes(range(256)) * 4
+    for size in sizes:  # the writes of one loop turn
+        c.send(data[:size])
     before = snapshot(c)
     general = clone(c)
     fast = c
-    seg = fast.send_segment(data, now)
-    queued = general.send(data) if size else 0
+    seg = fast.segment_now(now)
     segs = general.segments_to_send(now)
-    event("general" if seg is None else "at once")
+    event("general" if seg is None else "one segment")
     if seg is None:
-        assert snapshot(fast) == before  # nothing queued: the general way takes it
+        assert snapshot(fast) == before  # nothing changed: the general way takes it
         return
-    assert queued == size and 0 < size <= fast.mss
     assert segs == [seg]
-    assert seg.flags == ACK | PSH and bytes(seg.payload) == data
+    assert seg.flags == ACK | PSH and bytes(seg.payload) == b"".join(data[:n] for n in sizes)
     assert snapshot(fast) == snapshot(general)
     assert fast.poll_at() == general.poll_at()
 
 
-def test_send_segment_declines_what_the_general_way_must_send() -> None:
-    """Data in flight, more than one MSS, a closed window, or a queued control segment:
-    None, and nothing is queued."""
+def test_segment_now_declines_what_the_general_way_must_send() -> None:
+    """Nothing queued, more than one MSS, data in flight, a closed window, SACK news, a
+    queued control segment: None, and the general way sends it."""
     c = established()
-    assert c.send_segment(b"", 0.0) is None
-    assert c.send_segment(b"x" * (c.mss + 1), 0.0) is None
-    seg = c.send_segment(b"first", 0.0)
-    assert seg is not None and seg.seq == LOCAL_SEQ & MASK and seg.ack == REMOTE_SEQ & MASK
-    assert c.send_segment(b"second", 0.0) is None  # "first" is in flight
-    assert c.send_queued == 5
-    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 5, window=0))
-    assert c.send_segment(b"x", 0.0) is None  # zero window: the persist timer's business
-    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 5))
-    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 10, LOCAL_SEQ + 5, b"beyond"))
-    assert out(c)  # the duplicate ACK for the hole
-    assert c.send_segment(b"x", 0.0) is None  # out-of-order data held: SACK news
+    assert c.segment_now(0.0) is None
+    c.send(b"x" * (c.mss + 1))
+    assert c.segment_now(0.0) is None
+    assert [len(s.payload) for s in out(c)] == [c.mss]  # the runt waits (Nagle)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + c.mss))
+    runt = c.segment_now(0.0)  # nothing in flight now: the runt goes, one segment
+    assert runt is not None and bytes(runt.payload) == b"x"
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + c.mss + 1))
+    c.send(b"first")
+    seg = c.segment_now(0.0)
+    assert seg is not None and bytes(seg.payload) == b"first"
+    assert seg.seq == (LOCAL_SEQ + c.mss + 1) & MASK and seg.ack == REMOTE_SEQ & MASK
+    c.send(b"second")
+    assert c.segment_now(0.0) is None  # "first" is in flight
+    una = LOCAL_SEQ + c.mss + 1 + 5
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, una, window=0))
+    assert c.segment_now(0.0) is None  # zero window: the persist timer's business
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, una))
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ + 10, una, b"beyond"))
+    assert c.segment_now(0.0) is None  # the duplicate ACK for the hole is due
     c.abort()
-    assert c.send_segment(b"x", 0.0) is None
+    assert c.segment_now(0.0) is None
 
 
 def test_an_ack_of_everything_in_flight_ends_as_the_general_way() -> None:
@@ -152,7 +159,8 @@ def test_an_ack_of_everything_in_flight_ends_as_the_general_way() -> None:
     for cfg, opts in ((PLAIN, {}), (RICH, {"timestamp": (100, 0), "sack_permitted": True})):
         c = established(cfg, mss=1460, **opts)
         for i in range(3):
-            assert c.send_segment(b"reply", 0.01 * i) is not None
+            c.send(b"reply")
+            assert c.segment_now(0.01 * i) is not None
             general = clone(c)
             general._tlp_end = -1  # not None: the general branches; no episode below it
             req = seg_in(ACK, REMOTE_SEQ + 3 * i, c._snd_max, b"req", **_ts(c, 200 + i))
@@ -186,8 +194,11 @@ def _wire(how: str) -> tuple[list[bytes], int, int]:
                 reply = b"HTTP/1.1 200 OK\r\n\r\n" + bytes(r.value)
                 if how == "send_now":
                     assert flow.send_now(reply) == len(reply)
-                else:
+                elif how == "write":
                     assert await flow.write(reply) == Ok(None)
+                else:  # two writes in one turn: still one segment
+                    assert flow.send_now(reply[:10]) == 10
+                    assert flow.send_now(reply[10:]) == len(reply) - 10
 
         server.listen(80, serve)
         r = await client.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
@@ -205,13 +216,13 @@ def _wire(how: str) -> tuple[list[bytes], int, int]:
     return frames, counts[0], counts[1]
 
 
-@pytest.mark.parametrize("how", ["send_now", "write"])
+@pytest.mark.parametrize("how", ["send_now", "write", "two writes"])
 def test_replies_on_the_wire_are_the_general_ways(
     how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast, n_fast, tx_fast = _wire(how)
     assert n_fast >= 20  # every reply after the handshake
-    monkeypatch.setattr(TCPEndpoint, "send_segment", lambda self, conn, data, now: None)
+    monkeypatch.setattr(TCPEndpoint, "segment_now", lambda self, conn, now: None)
     general, n_general, tx_general = _wire(how)
     assert n_general == 0
     assert fast == general

@@ -236,37 +236,32 @@ class TCPFlow(Generic[A]):
                 return Error(self._error)
             if self._done:
                 return EOF
-            if not nodelay and self._segment_now(view):
-                return None
             try:
                 n = conn.send(view, nodelay=nodelay)
             except ValueError:
                 return EOF
             if n:
-                self._tcp._poke(self)
+                self._queued()
                 view = view[n:]
             if not view:
                 return None
             await self._wait("_writer")
 
-    def _segment_now(self, buf: Buffer) -> bool:
-        """Make ``buf`` one segment now when it fits one with nothing in flight (a
-        reply: :meth:`TCPEndpoint.send_segment`), for the driver's next run to send
-        first, with no walk of the general way; False (nothing queued) otherwise. Only
-        over plain IPv4 (the prebuilt headers), outside the driver's run. Written to the
-        device at once instead, the write woke the peer in the middle of our work:
-        measured, more CPU per request."""
+    def _queued(self) -> None:
+        """The application queued bytes: the driver's next run sends them. Over plain
+        IPv4 (the prebuilt headers) and outside the driver's run, the flow goes on the
+        driver's list of writers, whose data, when it fits one segment with nothing in
+        flight (a reply: :meth:`TCPEndpoint.segment_now`), goes out without the general
+        walk; else the connection is woken as for any call into it. (Sending at once,
+        in the write, cost more: the device's write woke the peer in the middle of our
+        loop turn, and writes of one turn no longer shared a segment.)"""
         tcp = self._tcp
         if tcp._senders is None or tcp._running:
-            return False
-        r = tcp.endpoint.send_segment(self._conn, buf, tcp._loop.time())
-        if r is None:
-            return False
-        tcp.sends_fast += 1
-        tcp._made.append(r)
+            tcp._poke(self)
+            return
+        tcp._writers.append(self)
         if tcp._flush_handle is None:
             tcp._flush_handle = tcp._loop.call_soon(tcp._flush)
-        return True
 
     def send_now(self, buf: Buffer) -> int:
         """Queue what fits of ``buf`` in the send buffer without waiting: the bytes taken,
@@ -274,14 +269,12 @@ class TCPFlow(Generic[A]):
         own buffer (an asyncio transport), saving a coroutine per write."""
         if self._closed or self._error is not None or self._done:
             return -1
-        if self._segment_now(buf):
-            return len(buf)
         try:
             n = self._conn.send(buf)
         except ValueError:
             return -1
         if n:
-            self._tcp._poke(self)
+            self._queued()
         return n
 
     async def writev_nodelay(self, bufs: Buffers) -> None:
@@ -385,9 +378,10 @@ class TCP(Generic[A]):
         self.frames_fast = 0
         """Received frames taken whole by :meth:`_frame_input` (the rest went the general
         way)."""
-        self._made: list[tuple[bytes, bytes, TCPRepr]] = []  # by _segment_now, for _run
+        self._writers: list[TCPFlow[A]] = []  # flows that queued data (TCPFlow._queued)
         self.sends_fast = 0
-        """Writes made one segment at once (:meth:`TCPFlow._segment_now`)."""
+        """Writers' data sent as one segment without the general walk
+        (:meth:`TCPEndpoint.segment_now`)."""
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
             ip.frame_input = self._frame_input
@@ -681,10 +675,10 @@ class TCP(Generic[A]):
         ep = self.endpoint
         for _ in range(8):
             now = self._loop.time()
+            made = self._take_writers(now)
             segs = ep.segments_to_send(now)
-            if self._made:
-                segs[:0] = self._made  # made before anything now due
-                self._made = []
+            if made:
+                segs[:0] = made  # before anything else now due
             if segs:
                 self._send(segs, now)
             flows = self._flows
@@ -704,6 +698,25 @@ class TCP(Generic[A]):
             if ep.poll_at() != 0.0:
                 break
         self._arm_timer()
+
+    def _take_writers(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
+        """The segments of the writers (:meth:`TCPFlow._queued`) whose data goes as one
+        segment now; the others' connections are woken for the general way."""
+        writers = self._writers
+        if not writers:
+            return []
+        self._writers = []
+        ep = self.endpoint
+        made = []
+        for flow in writers:
+            conn = flow._conn
+            r = ep.segment_now(conn, now)
+            if r is None:
+                ep.wake(conn)
+            else:
+                made.append(r)
+        self.sends_fast += len(made)
+        return made
 
     def _v6_active(self, flow: TCPFlow[A]) -> None:
         """IPv6 upkeep of an active connection: an ACK of new data confirms the neighbour

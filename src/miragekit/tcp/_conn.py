@@ -568,19 +568,19 @@ class Connection:
                 self._push_upto = self._snd_buf_seq + len(self._sndbuf)
         return n
 
-    def send_segment(self, data: Buffer, now: float) -> TCPRepr | None:
-        """Queue ``data`` and give the one segment that carries it, when it goes out whole
-        and at once: an established connection with nothing in flight or queued, nothing
-        else to send (no control segment, retransmission, probe, recovery, SACK or ECN
-        news), ``data`` within one MSS, the peer's window and cwnd. Else None, and
-        nothing is queued: ``send`` then ``segments_to_send`` take it the general way.
+    def segment_now(self, now: float) -> TCPRepr | None:
+        """The one segment that carries everything ``send`` queued, when it all goes out
+        whole now: an established connection with nothing in flight, nothing else to
+        send (no control segment, retransmission, probe, recovery, SACK or ECN news),
+        the queued data within one MSS, the peer's window and cwnd. Else None, and
+        nothing changed: ``segments_to_send`` takes the general way.
 
         Why: a request/response server's every reply is this case, and the general walk
-        (``segments_to_send`` -> ``_send_data`` -> ``_emit_range`` -> ``_make``) is most
-        of its sending cost. What this gives and does is exactly what ``send(data)``
-        and ``segments_to_send(now)`` would (tests/test_tcp_small_send.py)."""
+        (``segments_to_send`` -> ``_send_data`` -> ``_emit_range`` -> ``_make``) was most
+        of its sending cost. The segment and everything this does are exactly what
+        ``segments_to_send(now)`` would give and do (tests/test_tcp_small_send.py)."""
         una = self._snd_una
-        n = len(data)
+        n = len(self._sndbuf)
         if (
             self.state is not ESTABLISHED
             or self._snd_max != una
@@ -597,14 +597,10 @@ class Connection:
             or not 0 < n <= self._smss
             or n > self._snd_wnd
             or n > self._cc.cwnd + self._inflate
-            or n > self.config.send_buffer
-            or len(self._sndbuf)
         ):
             return None
-        payload = bytes(data)
-        self._sndbuf.append(payload)
         end = una + n
-        seg = self._make(ACK | PSH, una, payload, now)
+        seg = self._make(ACK | PSH, una, self._sndbuf.slice(0, n), now)
         if self._rtt_seq is None and not self._ts_on:
             self._rtt_seq = end
             self._rtt_time = now

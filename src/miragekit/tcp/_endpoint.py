@@ -233,17 +233,15 @@ class TCPEndpoint:
         if key is not None:
             self._dirty[key] = None
 
-    def send_segment(
-        self, conn: Connection, data: Buffer, now: float
-    ) -> tuple[bytes, bytes, TCPRepr] | None:
-        """``conn.send_segment(data, now)`` with the endpoint's part of sending: the
-        connection's timer entry (as :meth:`segments_to_send` keeps it). ``(local
-        address, remote address, segment)``, or None when the general way must send
-        (then nothing was queued)."""
+    def segment_now(self, conn: Connection, now: float) -> tuple[bytes, bytes, TCPRepr] | None:
+        """``conn.segment_now(now)`` with the endpoint's part of sending: the connection's
+        timer entry (as :meth:`segments_to_send` keeps it). ``(local address, remote
+        address, segment)``, or None when the general way must send (then nothing
+        changed)."""
         key = self._addr_of.get(id(conn))
         if key is None:
             return None
-        seg = conn.send_segment(data, now)
+        seg = conn.segment_now(now)
         if seg is None:
             return None
         t = conn.poll_at()
