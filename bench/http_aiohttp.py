@@ -15,6 +15,9 @@ sockets (the reference, reached at the kernel's 10.84.0.1) and under ``miragekit
   TLS 1.3); also the same over plain HTTP.
 
 ``--offload`` adds a row for our stack with the TAP's checksum and segmentation offload.
+``--before DIR`` adds a row for the stack of another source tree (``DIR/src``, e.g. main
+before a change, from ``git archive``), on a TAP device of its own, measured in the same
+rounds: before and after side by side in one run.
 
 Everything shares the machine's two cores (wrk and curl too), so the rates follow the
 load: the load average is printed and recorded. Prints a table and writes
@@ -53,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # standard library's http module.
 APP = ROOT / "bench" / "programs" / "aiohttp_app.py"
 KERNEL_IP, OUR_IP = "10.84.0.1", "10.84.0.2"
+BEFORE_KERNEL_IP, BEFORE_IP = "10.85.0.1", "10.85.0.2"  # --before: its own TAP device
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
 
 
@@ -155,7 +159,11 @@ def main() -> None:
                     help="wrk rounds per server, servers in turn; medians reported")  # fmt: skip
     ap.add_argument("--offload", action="store_true",
                     help="also measure our stack with TAP offload (exec --offload)")  # fmt: skip
+    ap.add_argument("--before", metavar="DIR",
+                    help="also measure the stack of the source tree DIR (DIR/src), same rounds")  # fmt: skip
     args = ap.parse_args()
+    if args.before and not (Path(args.before) / "src" / "miragekit").is_dir():
+        sys.exit(f"--before {args.before}: no src/miragekit there")
     if os.geteuid() != 0:
         sys.exit("bench/http_aiohttp.py needs root (network namespaces, TAP)")
     import trustme
@@ -189,6 +197,18 @@ def main() -> None:
                 in_ns(ns, *exe, str(APP), "8080"), in_ns(ns, *exe, str(APP), "8081", *tls), OUR_IP
             ),
         }  # fmt: skip
+        if args.before:
+            btap = f"{tap}b"
+            sh("ip", "-n", ns, "tuntap", "add", "mode", "tap", "name", btap)
+            sh("ip", "-n", ns, "addr", "add", f"{BEFORE_KERNEL_IP}/24", "dev", btap)
+            sh("ip", "-n", ns, "link", "set", btap, "up")
+            src = str(Path(args.before).resolve() / "src")
+            bexe = ["env", f"PYTHONPATH={src}", py, "-m", "miragekit", "exec", "--net",
+                    f"tap:{btap}", "--ip", f"{BEFORE_IP}/24", "--"]  # fmt: skip
+            servers["aiohttp, miragekit exec over TAP, --before"] = (
+                in_ns(ns, *bexe, str(APP), "8080"), in_ns(ns, *bexe, str(APP), "8081", *tls),
+                BEFORE_IP,
+            )  # fmt: skip
         rows.update(measure(ns, servers, 8080, args, str(ca_pem)))
         if args.offload:
             # The offload row alone: one TAP device serves one of our stacks at a time.
@@ -209,12 +229,27 @@ def main() -> None:
               f"{r['bulk_http_MBps']:10.1f} {r['bulk_tls_MBps']:9.1f}")  # fmt: skip
         if k["errors"]:
             print(f"  wrk: {k['errors']}")
-    shares = [o["requests_per_second"] / h["requests_per_second"]
-              for h, o in zip(ref["rounds"], ours["rounds"], strict=True)]  # fmt: skip
+
+    def shares_of(row: dict[str, Any]) -> list[float]:
+        return [o["requests_per_second"] / h["requests_per_second"]
+                for h, o in zip(ref["rounds"], row["rounds"], strict=True)]  # fmt: skip
+
+    shares = shares_of(ours)
     share = statistics.median(shares)
     each = ", ".join(f"{x:.0%}" for x in shares)
     print(f"ours / host sockets, keep-alive rate: median {share:.0%} of {len(shares)} rounds "
           f"({each}; target >= 70%)")  # fmt: skip
+    before = rows.get("aiohttp, miragekit exec over TAP, --before")
+    if before is not None:
+        bs = shares_of(before)
+        print(f"--before / host sockets: median {statistics.median(bs):.0%} "
+              f"({', '.join(f'{x:.0%}' for x in bs)})")  # fmt: skip
+        # Rounds share their load: the CPU per request of ours and --before, round by round.
+        cpu = [(o["server_cpu_us_per_request"], b["server_cpu_us_per_request"])
+               for o, b in zip(ours["rounds"], before["rounds"], strict=True)]  # fmt: skip
+        print("server CPU us/request per round, ours / --before: "
+              + ", ".join(f"{o:.1f}/{b:.1f}" for o, b in cpu)
+              + f"; median difference {statistics.median(o - b for o, b in cpu):+.1f}")  # fmt: skip
     load = {"start": load_start, "end": os.getloadavg()}
     print(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
     out = ROOT / "bench" / "results" / "http_aiohttp.json"

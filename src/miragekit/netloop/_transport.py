@@ -47,8 +47,9 @@ class StackTransport(asyncio.Transport):
         self._eof = False  # write_eof() called
         self._closing = False
         self._lost = False  # connection_lost() scheduled
-        self._reading = asyncio.Event()
+        self._reading = asyncio.Event()  # the reader task's (flows without read_now)
         self._reading.set()
+        self._reading_on = True  # the same as a plain flag: _deliver's check per read
         self._more = asyncio.Event()
         self.done: asyncio.Future[None] = loop.create_future()
         """Resolved once the protocol heard ``connection_lost``."""
@@ -58,11 +59,12 @@ class StackTransport(asyncio.Transport):
             conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
         self._read_now = getattr(flow, "read_now", None)
         self._delivering = False  # inside _deliver
-        self._deliver_soon = False  # _readable was called meanwhile
+        self._read_over = False  # EOF or the loss delivered: nothing more to read
+        self._deliver_soon = False  # _deliver was called back meanwhile
         self._reader: asyncio.Task[None] | None = None
         if self._read_now is not None:
             # No reader task: the flow says when it has something, _deliver takes it.
-            flow.on_readable(self._readable)
+            flow.on_readable(self._deliver)
             loop.call_soon(self._deliver)  # after connection_made, scheduled below
         else:
             self._reader = loop.create_task(self._read_loop())
@@ -87,21 +89,20 @@ class StackTransport(asyncio.Transport):
             if self._lost or not self._received(r):
                 return
 
-    def _readable(self) -> None:
-        """The flow's ``on_readable``: called from the loop, outside the protocol."""
-        if self._delivering:
-            self._deliver_soon = True  # the protocol is being fed: one more round after
-        else:
-            self._deliver()
-
     def _deliver(self) -> None:
         """Hand the protocol what the flow holds, while it reads (the flows with
-        ``read_now``: called back, no task)."""
+        ``read_now``: called back, no task). Also the flow's ``on_readable``, called
+        from the loop, outside the protocol."""
+        if self._delivering:
+            self._deliver_soon = True  # the protocol is being fed: one more round after
+            return
+        if self._read_over:
+            return  # a callback queued before the end was delivered: eof_received once
         read_now = self._read_now
         assert read_now is not None
         self._delivering = True
         try:
-            while self._reading.is_set() and not self._lost:
+            while self._reading_on and not self._lost:
                 self._deliver_soon = False
                 r = read_now()
                 if r is None:
@@ -145,17 +146,20 @@ class StackTransport(asyncio.Transport):
         return False
 
     def _stop_reading(self) -> None:
+        self._read_over = True
         if self._read_now is not None:
             self._flow.on_readable(None)
 
     def pause_reading(self) -> None:
         self._reading.clear()
+        self._reading_on = False
 
     def resume_reading(self) -> None:
         if not self._closing and not self._reading.is_set():
             self._reading.set()
+            self._reading_on = True
             if self._read_now is not None:
-                self._loop.call_soon(self._readable)  # not inside the protocol's call
+                self._loop.call_soon(self._deliver)  # not inside the protocol's call
 
     def is_reading(self) -> bool:
         return self._reading.is_set() and not self._closing
@@ -266,6 +270,7 @@ class StackTransport(asyncio.Transport):
             return
         self._closing = True
         self._reading.clear()
+        self._reading_on = False
         self._kick()
 
     def abort(self) -> None:

@@ -570,6 +570,50 @@ class Connection:
                 self._push_upto = self._snd_buf_seq + len(self._sndbuf)
         return n
 
+    def segment_now(self, now: float) -> TCPRepr | None:
+        """The one segment that carries everything ``send`` queued, when it all goes out
+        whole now: an established connection with nothing in flight, nothing else to
+        send (no control segment, retransmission, probe, recovery, SACK or ECN news),
+        the queued data within one MSS, the peer's window and cwnd. Else None, and
+        nothing changed: ``segments_to_send`` takes the general way.
+
+        Why: a request/response server's every reply is this case, and the general walk
+        (``segments_to_send`` -> ``_send_data`` -> ``_emit_range`` -> ``_make``) was most
+        of its sending cost. The segment and everything this does are exactly what
+        ``segments_to_send(now)`` would give and do (tests/test_tcp_small_send.py)."""
+        una = self._snd_una
+        n = len(self._sndbuf)
+        if (
+            self.state is not ESTABLISHED
+            or self._snd_max != una
+            or self._snd_nxt != una
+            or self._snd_buf_seq != una
+            or self._ctl_out
+            or self._rexmit
+            or self._tlp_probe
+            or self._in_recovery
+            or self._probe
+            or self._ecn is not None
+            or self._dsack is not None
+            or self._ooo.ranges
+            or not 0 < n <= self._smss
+            or n > self._snd_wnd
+            or n > self._cc.cwnd + self._inflate
+        ):
+            return None
+        end = una + n
+        seg = self._make(ACK | PSH, una, self._sndbuf.slice(0, n), now)
+        if self._rtt_seq is None and not self._ts_on:
+            self._rtt_seq = end
+            self._rtt_time = now
+        self._snd_max = self._snd_nxt = end
+        if self._rtx_at is None:
+            self._rtx_at = now + self._rtt.timeout()
+        self._arm_tlp(now)
+        if self._sack_on:
+            self._scoreboard.record_sent(end, now)
+        return seg
+
     @property
     def send_buffer_free(self) -> int:
         return self.config.send_buffer - len(self._sndbuf)
@@ -1123,6 +1167,21 @@ class Connection:
             self._snd_wl2 = ack
             if wnd:
                 self._probe = False
+        if (
+            ack == self._snd_max > una
+            and not seg.sack_blocks
+            and not self._in_recovery
+            and not self._scoreboard.blocks
+            and self._tlp_end is None
+            and not self._fin_queued
+            and self._ecn is None
+        ):
+            # Everything in flight acknowledged, nothing SACKed, no recovery, probe
+            # episode, FIN or ECN to follow (a request/response peer's every request):
+            # none of the branches below applies.
+            self._rack_at = None
+            self._on_new_ack(now, seg, ack)
+            return
 
         sack_new = False
         sb = self._scoreboard
@@ -1277,8 +1336,11 @@ class Connection:
             cc.on_ack(now, acked, rtt.srtt or rtt.rto)
         if self._high_rxt < ack:
             self._high_rxt = ack
-        self._rtx_at = now + rtt.timeout() if self._snd_max > ack else None
-        self._arm_tlp(now)
+        if self._snd_max > ack:
+            self._rtx_at = now + rtt.timeout()
+            self._arm_tlp(now)
+        else:
+            self._rtx_at = self._tlp_at = None  # nothing in flight (as _arm_tlp would say)
 
     def _arm_tlp(self, now: float) -> None:
         """Arm the probe timeout (RFC 8985 7.2) outside recovery, with nothing SACKed

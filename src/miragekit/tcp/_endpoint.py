@@ -233,6 +233,24 @@ class TCPEndpoint:
         if key is not None:
             self._dirty[key] = None
 
+    def segment_now(self, conn: Connection, now: float) -> tuple[bytes, bytes, TCPRepr] | None:
+        """``conn.segment_now(now)`` with the endpoint's part of sending: the connection's
+        timer entry (as :meth:`segments_to_send` keeps it). ``(local address, remote
+        address, segment)``, or None when the general way must send (then nothing
+        changed)."""
+        key = self._addr_of.get(id(conn))
+        if key is None:
+            return None
+        seg = conn.segment_now(now)
+        if seg is None:
+            return None
+        t = conn.poll_at()
+        if t is not None:
+            s = self._scheduled.get(key)
+            if s is None or t < s:
+                self._arm(key, t)
+        return key[0], key[2], seg
+
     # ------------------------------------------------------------------ input
 
     def handle_packet(
