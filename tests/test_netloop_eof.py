@@ -85,3 +85,37 @@ def test_eof_received_once_when_data_and_fin_arrive_together() -> None:
     want = ["made", ("data", b"hello"), "eof"]
     assert asyncio.run(_asyncio_own()) == want
     assert asyncio.run(_ours()) == want
+
+
+async def _data_waiting_before_the_transport() -> list[Any]:
+    """The peer's bytes are already in the flow when the transport is made (a server that
+    wraps an accepted flow a moment late, or data on the handshake's last ACK)."""
+    calls: list[Any] = []
+    sw = VnetSwitch()
+    sa = await IPv4Stack.connect(sw.add_interface("a"), cidr="10.0.0.1/24")
+    sb = await IPv4Stack.connect(sw.add_interface("b"), cidr="10.0.0.2/24")
+    client, server = TCPLayer(sa.ipv4), TCPLayer(sb.ipv4)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    transports: list[StackTransport] = []
+
+    async def serve(flow: Any) -> None:
+        await asyncio.sleep(0.1)  # the client's bytes arrive meanwhile
+        transports.append(StackTransport(loop, flow, Recorder(calls), {}))
+        await done
+
+    server.listen(80, serve)
+    r = await client.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
+    assert isinstance(r, Ok)
+    assert isinstance(await r.value.write(b"early"), Ok)
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if len(calls) >= 2:
+            break
+    done.set_result(None)
+    transports[0].abort()
+    return calls
+
+
+def test_connection_made_comes_before_data_already_waiting() -> None:
+    assert asyncio.run(_data_waiting_before_the_transport())[:2] == ["made", ("data", b"early")]

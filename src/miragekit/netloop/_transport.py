@@ -58,20 +58,22 @@ class StackTransport(asyncio.Transport):
         if conn is not None:
             conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
         self._read_now = getattr(flow, "read_now", None)
-        self._delivering = False  # inside _deliver
+        self._delivering = True  # inside _deliver; until connection_made, deliveries wait
         self._read_over = False  # EOF or the loss delivered: nothing more to read
         self._deliver_soon = False  # _deliver was called back meanwhile
         self._reader: asyncio.Task[None] | None = None
-        if self._read_now is not None:
-            # No reader task: the flow says when it has something, _deliver takes it.
-            flow.on_readable(self._deliver)
-            loop.call_soon(self._deliver)  # after connection_made, scheduled below
-        else:
-            self._reader = loop.create_task(self._read_loop())
         # The writer task starts only when a write has to wait (most go straight into the
         # connection's send buffer) or at close.
         self._writer: asyncio.Task[None] | None = None
+        # connection_made first, then reading, in the order asyncio's own transports keep:
+        # data already waiting in the flow must not reach the protocol before it.
         loop.call_soon(protocol.connection_made, self)
+        if self._read_now is not None:
+            # No reader task: the flow says when it has something, _deliver takes it.
+            flow.on_readable(self._deliver)
+            loop.call_soon(self._start_delivery)
+        else:
+            self._reader = loop.create_task(self._read_loop())
         if waiter is not None:
             loop.call_soon(_set_none, waiter)
 
@@ -88,6 +90,11 @@ class StackTransport(asyncio.Transport):
             r = await flow.read()
             if self._lost or not self._received(r):
                 return
+
+    def _start_delivery(self) -> None:
+        """After ``connection_made``: what arrived meanwhile, then as it comes."""
+        self._delivering = False
+        self._deliver()
 
     def _deliver(self) -> None:
         """Hand the protocol what the flow holds, while it reads (the flows with
