@@ -885,6 +885,8 @@ class Connection:
                     if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
                         self._on_fin(now)
                 return
+        if st is LAST_ACK and self._last_ack(seg, flags, rcv_nxt):
+            return
         if st == SYN_SENT:
             self._on_syn_sent(now, seg)
             return
@@ -990,6 +992,34 @@ class Connection:
                 self._on_fin(now)
             elif flags & FIN:
                 self._ack_now = True  # FIN beyond a hole: say at once what is missing
+
+    def _last_ack(self, seg: TCPRepr, flags: int, rcv_nxt: int) -> bool:
+        """A passive close's last segment: the bare, in-order ACK of everything we sent,
+        FIN included. It ends the connection, as the full path would (which would first
+        sample the RTT, grow cwnd and arm timers, for a connection about to go); anything
+        else (data, SACK, an ECN connection, an old timestamp, a waiting writer) goes
+        that path; so its counters and events are the full path's. True: done."""
+        smax = self._snd_max
+        if (
+            flags & 0x37 != ACK  # ACK without SYN/FIN/RST/URG (PSH allowed)
+            or seg.payload
+            or seg.sack_blocks
+            or seg.seq != rcv_nxt & MASK
+            or seg.ack != smax & MASK
+            or smax <= self._fin_seq  # our FIN has not gone out yet
+            or self._ecn is not None
+            or self._want_writable
+            or self._tlp_end is not None  # a probe's episode: its ACK may count a recovery
+            or self._scoreboard.blocks
+            or self._rcv_adv <= rcv_nxt  # a zero window: the full path judges it
+        ):
+            return False
+        if self._ts_on:
+            ts = seg.timestamp
+            if ts is not None and ((ts[0] - self._ts_recent) & MASK) > HALF:
+                return False  # PAWS: the full path drops it
+        self._terminate(None)
+        return True
 
     def _unwrap_ack(self, ack32: int) -> int:
         una = self._snd_una
