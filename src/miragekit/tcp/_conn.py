@@ -1713,13 +1713,15 @@ class Connection:
             # Most calls (after an ACK, a read) find nothing new to send and no control
             # segment queued: skip the walk, which would send nothing and arm nothing.
             fin_end = self._snd_buf_seq + len(self._sndbuf) + self._fin_queued
-            if (
-                out
-                or self._snd_nxt < fin_end
-                or self._rexmit
-                or self._tlp_probe
-                or self._in_recovery
-            ):
+            nxt = self._snd_nxt
+            if self._rexmit or self._tlp_probe or self._in_recovery:
+                self._send_data(now, out)
+            elif nxt < fin_end:
+                if nxt == self._fin_seq == self._snd_max and self._fin_queued:
+                    self._send_fin(now, out)
+                else:
+                    self._send_data(now, out)
+            elif out:
                 self._send_data(now, out)
         if self._ack_now and st != SYN_SENT:
             out.append(self._make(ACK, self._snd_nxt, b"", now))
@@ -1828,6 +1830,24 @@ class Connection:
         self._emit_range(now, start, end, out)
         if self._rtx_at is None:
             self._rtx_at = now + self._rtt.timeout()
+
+    def _send_fin(self, now: float, out: list[TCPRepr]) -> None:
+        """The FIN, first sent, after every byte went out: what :meth:`_send_data` would do
+        there (its walk sends a bare FIN whatever the windows, then arms the timers), without
+        the walk: a connection's close sends one."""
+        nxt = self._snd_nxt
+        out.append(self._make(ACK | FIN, nxt, b"", now))
+        end = nxt + 1
+        if self._rtt_seq is None and not self._ts_on:
+            self._rtt_seq = end
+            self._rtt_time = now
+        self._snd_max = self._snd_nxt = end
+        self._probe = False
+        if self._rtx_at is None:
+            self._rtx_at = now + self._rtt.timeout()
+        self._arm_tlp(now)
+        if self._sack_on:
+            self._scoreboard.record_sent(end, now)
 
     def _send_data(self, now: float, out: list[TCPRepr]) -> None:
         smax0 = self._snd_max
