@@ -999,7 +999,7 @@ class TcpSender:
         """A SYN or SYN-ACK with only the handshake's options (MSS, window scale,
         SACK-permitted, timestamps) and no data: one pack, as :meth:`frame` does, with
         the options' constant bytes kept by shape (:func:`_handshake_options`); every
-        connection sends one, and emitting it field by field cost about 4 µs. Else None."""
+        connection sends one, and emitting it field by field cost 3 µs (0.9 so). Else None."""
         _sp, _dp, seq, ack, flags, window, payload, mss, ws, sackp, sack, ts, urg, unk, ecn = seg
         if payload or sack or urg or unk or (ecn and ecn != 2):
             return None
