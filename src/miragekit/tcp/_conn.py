@@ -887,6 +887,8 @@ class Connection:
                 return
         if st is LAST_ACK and self._last_ack(seg, flags, rcv_nxt):
             return
+        if st is SYN_RECEIVED and self._handshake_ack(now, seg, flags, rcv_nxt):
+            return
         if st == SYN_SENT:
             self._on_syn_sent(now, seg)
             return
@@ -1019,6 +1021,34 @@ class Connection:
             if ts is not None and ((ts[0] - self._ts_recent) & MASK) > HALF:
                 return False  # PAWS: the full path drops it
         self._terminate(None)
+        return True
+
+    def _handshake_ack(self, now: float, seg: TCPRepr, flags: int, rcv_nxt: int) -> bool:
+        """The handshake's ACK, in order, acknowledging all we sent, with or without data
+        that fits the window: ESTABLISHED and the data taken, as the full path would do,
+        without its acceptability walk. Anything else (an old timestamp, a FIN, a partial
+        or bad ACK) goes that path. True: done."""
+        payload = seg.payload
+        smax = self._snd_max
+        if (
+            flags & 0x37 != ACK  # ACK without SYN/FIN/RST/URG (PSH allowed)
+            or seg.seq != rcv_nxt & MASK
+            or seg.ack != smax & MASK
+            or len(payload) > self._rcv_adv - rcv_nxt
+        ):
+            return False
+        ts = seg.timestamp
+        if self._ts_on and ts is not None and ((ts[0] - self._ts_recent) & MASK) > HALF:
+            return False  # PAWS: the full path judges it
+        self._establish(now, seg, smax, rcv_nxt)
+        if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
+            self._ts_recent = ts[0]
+            self._ts_recent_at = now
+        if payload and self.state in _RECEIVING:
+            if self._discard_input:
+                self._lose_input()
+                return True
+            self._on_data(now, rcv_nxt, payload)
         return True
 
     def _unwrap_ack(self, ack32: int) -> int:
