@@ -27,20 +27,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from tcp_time_wait import _pump  # noqa: E402  (the same in-memory wire)
+
 from miragekit.tcp import Config, Connection, TCPEndpoint  # noqa: E402
 
 SERVER = bytes([10, 0, 0, 2])
-
-
-def _pump(eps: dict[bytes, TCPEndpoint], now: float) -> None:
-    while True:
-        moved = False
-        for ep in eps.values():
-            for src, dst, seg in ep.segments_to_send(now):
-                eps[dst].handle_segment(now, src, dst, seg)
-                moved = True
-        if not moved:
-            return
 
 
 def _resets_with_queue(queued: int, resets: int) -> dict[str, Any]:
