@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from proc_cpu import cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "examples" / "static_website" / "site"
 READY = "serving the store"
@@ -87,13 +89,6 @@ def wait_line(p: subprocess.Popen[str], pattern: str, timeout: float = 30.0) -> 
         if re.search(pattern, line):
             return line
     raise RuntimeError(f"server never said {pattern!r} (exit {p.poll()})")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process so far: its own CPU, whatever else the machine runs."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(url: str, conns: int, secs: float, close: bool, ns: str | None) -> dict[str, float]:

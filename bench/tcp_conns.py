@@ -48,6 +48,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from proc_cpu import cpu_times as _cpu_seconds  # noqa: E402  (bench/http_aiohttp.py imports it)
+
 from miragekit.link import VnetSwitch  # noqa: E402
 from miragekit.result import Ok  # noqa: E402
 from miragekit.stack import DirectStackV4, Static  # noqa: E402
@@ -173,14 +175,6 @@ def sh(*args: str) -> None:
 
 def in_ns(ns: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *args]
-
-
-def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """utime and stime of a process so far: its own CPU, whatever else the machine runs."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tck = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tck, int(fields[12]) / tck
 
 
 def run_client(ns: str, host: str, total: int, procs: int, inflight: int,

@@ -65,6 +65,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from proc_cpu import cpu_seconds  # noqa: E402
+
 from miragekit.link import VnetSwitch  # noqa: E402
 from miragekit.result import Ok  # noqa: E402
 from miragekit.stack import DirectStackV4, Static  # noqa: E402
@@ -82,7 +84,6 @@ RMEM: str | None = None
 RUNNER_ROOT = ROOT
 #: Rows that run ``miragekit run`` (the ones ``--baseline`` repeats with another checkout).
 RUNNER_ROWS = ("tap", "tap-offload", "packet", "tap6", "tap6-offload")
-TICK = os.sysconf("SC_CLK_TCK")
 #: How long PyTCP may take to say it is up.
 PYTCP_START = 60.0
 
@@ -105,14 +106,6 @@ def load_app() -> ModuleType:
     sys.modules["iperf3_app"] = mod
     spec.loader.exec_module(mod)
     return mod
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (``ip netns exec`` execs its command, so
-    the pid of ``ip netns exec NS python ...`` is that of python itself)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def per_gb(cpu: float, nbytes: int) -> float | None:

@@ -380,3 +380,29 @@ def test_key_of_gives_the_four_tuple_while_the_table_holds_the_connection() -> N
     conn.abort()
     ep.segments_to_send(0.0)
     assert ep.key_of(conn) is None
+
+
+def test_connection_reset_while_waiting_to_be_accepted_leaves_the_queue() -> None:
+    # The endpoint finds a closed connection's place in its listener's accept queue by key
+    # (no scan of every listener's queue): the others keep their order, other listeners
+    # and their queues are untouched.
+    net = Net()
+    server = net.eps[B]
+    server.listen(80)
+    server.listen(81)
+    clients = [net.eps[A].connect(net.now, A, B, 80) for _ in range(3)]
+    other = net.eps[A].connect(net.now, A, B, 81)
+    net.pump()
+    assert server.backlog_len(80) == 3 and server.backlog_len(81) == 1
+    clients[1].abort()  # RST to the server while it waits in the queue
+    net.eps[A].wake(clients[1])
+    net.pump()
+    assert server.backlog_len(80) == 2 and server.backlog_len(81) == 1
+    assert server.stats["connections_removed"] == 1
+    ports = []
+    while (c := server.accept(80)) is not None:
+        ports.append(c.remote_port)
+    assert ports == [clients[0].local_port, clients[2].local_port]
+    accepted = server.accept(81)
+    assert accepted is not None and accepted.remote_port == other.local_port
+    assert server.accept(81) is None

@@ -149,6 +149,46 @@ def test_frame_is_byte_identical_to_the_general_path(segs: list[TCPRepr]) -> Non
     asyncio.run(main())
 
 
+handshakes = st.builds(
+    lambda sp, dp, seq, ack, flags, win, mss, ws, sackp, ts, ecn: TCPRepr(
+        sp, dp, seq, ack, flags, win, b"", mss, ws, sackp, (), ts, ecn=ecn
+    ),
+    st.integers(1, 65535),
+    st.integers(1, 65535),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([SYN, SYN | ACK, SYN | ACK | ECE, SYN | ECE | CWR]),
+    st.integers(0, 65535),
+    st.none() | st.integers(0, 65535),
+    st.none() | st.integers(0, 14),
+    st.booleans(),
+    st.none() | st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+    st.sampled_from([0, 2]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(segs=st.lists(handshakes, min_size=1, max_size=4))
+def test_handshake_frames_are_byte_identical_to_the_general_path(segs: list[TCPRepr]) -> None:
+    """SYNs and SYN-ACKs with any mix of the handshake's options come out of the prebuilt
+    headers (TcpSender._frame_handshake) as the general path writes them."""
+
+    async def main() -> None:
+        ref, ref_link = await _layer()
+        ip, _ = await _layer()
+        for seg in segs:
+            sender = TcpSender(ip, LADDR, RADDR, seg.src_port, seg.dst_port)
+            sender.frame(seg, asyncio.get_running_loop().time())  # headers refreshed
+            assert sender._frame_handshake(seg) is not None
+            want = _general(ref, ref_link, seg)
+            got = _fast(ip, seg)
+            assert got is not None and _but_ident(got) == _but_ident(want), seg
+            assert checksum(got[14:34]) == 0
+            _scapy_checks(got)
+
+    asyncio.run(main())
+
+
 def test_checksum_all_ones_edge() -> None:
     """Payloads whose sum makes the checksum field 0 or 0xFFFF come out as the general
     path writes them."""

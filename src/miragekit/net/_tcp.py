@@ -1107,7 +1107,7 @@ class TcpSender:
             return None
         fields = plain_fields(seg)
         if fields is None:
-            return self._frame_emitted(seg)
+            return self._frame_handshake(seg) or self._frame_emitted(seg)
         seq, ack, flags, window, payload, ts, ecn = fields
         if ecn and ecn != 2:
             return None  # only ECT(0) is prebuilt
@@ -1138,6 +1138,38 @@ class TcpSender:
             hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
         return hdr + payload if plen else hdr
 
+    def _frame_handshake(self, seg: TCPRepr) -> bytes | None:
+        """A SYN or SYN-ACK with only the handshake's options (MSS, window scale,
+        SACK-permitted, timestamps) and no data: one pack, as :meth:`frame` does, with
+        the options' constant bytes kept by shape (:func:`_handshake_options`); every
+        connection sends one, and emitting it field by field cost 3 µs (0.9 so). Else None."""
+        _sp, _dp, seq, ack, flags, window, payload, mss, ws, sackp, sack, ts, urg, unk, ecn = seg
+        if payload or sack or urg or unk or (ecn and ecn != 2):
+            return None
+        opts, opt_sum = _handshake_options(mss, ws, sackp, ts is not None)
+        tcp_len = 20 + len(opts)
+        if ts is not None:
+            tcp_len += 8
+        tl = 20 + tcp_len
+        if tl > self._ip.mtu:
+            return None
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        r = (self._ip_sum + tl + ident + ecn) % 0xFFFF
+        ip_csum = 0xFFFF - r if r else 0
+        offflags = tcp_len << 10 | flags
+        v = self._tcp_sum + tcp_len + seq + ack + offflags + window + opt_sum
+        if ts is not None:
+            v += ts[0] + ts[1]
+        r = v % 0xFFFF
+        eth_ip = self._eth_ip_ect if ecn else self._eth_ip
+        hdr = _TX.pack(
+            eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack, offflags, window,
+            0xFFFF - r if r else 0, b"\0\0",
+        )  # fmt: skip
+        if ts is None:
+            return hdr + opts
+        return hdr + opts + _TS_VALUES.pack(*ts)
+
     def _frame_emitted(self, seg: TCPRepr) -> bytes | None:
         """A segment with other options (the handshake's, SACK blocks) or urgent data:
         the TCP header written by :meth:`TCPRepr.emit` behind the prebuilt headers."""
@@ -1162,6 +1194,29 @@ class TcpSender:
 # fixed runs (MACs to TOS; flags to protocol; the addresses), the IPv4 header's sum but
 # length and ident, and the TCP pseudo-header's sum but length (addresses, protocol).
 _Prebuilt = tuple[int, float, bytes, bytes, bytes, int, int]
+
+
+# The handshake's options by shape (MSS, window scale, SACK-permitted, timestamps or not):
+# their bytes as TCPRepr.emit writes them, but TSval and TSecr, which come last, and the
+# sum of those bytes (whole 32-bit words: each adds as its value).
+_HANDSHAKE_OPTIONS: dict[tuple[int | None, int | None, bool, bool], tuple[bytes, int]] = {}
+_TS_VALUES = struct.Struct("!II")
+
+
+def _handshake_options(
+    mss: int | None, wscale: int | None, sack_permitted: bool, ts: bool
+) -> tuple[bytes, int]:
+    key = (mss, wscale, sack_permitted, ts)
+    got = _HANDSHAKE_OPTIONS.get(key)
+    if got is None:
+        tmpl = TCPRepr(
+            0, 0, 0, 0, 0, 0, b"", mss, wscale, sack_permitted, (), (0, 0) if ts else None
+        )
+        opts = bytes(tmpl.to_bytes()[20 : -8 if ts else None])
+        if len(_HANDSHAKE_OPTIONS) >= 256:
+            _HANDSHAKE_OPTIONS.clear()  # bounded: the shapes a peer can make us use
+        got = _HANDSHAKE_OPTIONS[key] = (opts, int.from_bytes(opts, "big") % 0xFFFF)
+    return got
 
 
 def _prebuild(ip: IPv4, raddr: bytes, now: float) -> _Prebuilt | None:

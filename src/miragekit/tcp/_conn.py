@@ -956,6 +956,10 @@ class Connection:
                     if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
                         self._on_fin(now)
                 return
+        if st is LAST_ACK and self._last_ack(seg, flags, rcv_nxt):
+            return
+        if st is SYN_RECEIVED and self._handshake_ack(now, seg, flags, rcv_nxt):
+            return
         if st == SYN_SENT:
             self._on_syn_sent(now, seg)
             return
@@ -1061,6 +1065,62 @@ class Connection:
                 self._on_fin(now)
             elif flags & FIN:
                 self._ack_now = True  # FIN beyond a hole: say at once what is missing
+
+    def _last_ack(self, seg: TCPRepr, flags: int, rcv_nxt: int) -> bool:
+        """A passive close's last segment: the bare, in-order ACK of everything we sent,
+        FIN included. It ends the connection, as the full path would (which would first
+        sample the RTT, grow cwnd and arm timers, for a connection about to go); anything
+        else (data, SACK, an ECN connection, an old timestamp, a waiting writer) goes
+        that path; so its counters and events are the full path's. True: done."""
+        smax = self._snd_max
+        if (
+            flags & 0x37 != ACK  # ACK without SYN/FIN/RST/URG (PSH allowed)
+            or seg.payload
+            or seg.sack_blocks
+            or seg.seq != rcv_nxt & MASK
+            or seg.ack != smax & MASK
+            or smax <= self._fin_seq  # our FIN has not gone out yet
+            or self._ecn is not None
+            or self._want_writable
+            or self._tlp_end is not None  # a probe's episode: its ACK may count a recovery
+            or self._scoreboard.blocks
+            or self._rcv_adv <= rcv_nxt  # a zero window: the full path judges it
+        ):
+            return False
+        if self._ts_on:
+            ts = seg.timestamp
+            if ts is not None and ((ts[0] - self._ts_recent) & MASK) > HALF:
+                return False  # PAWS: the full path drops it
+        self._terminate(None)
+        return True
+
+    def _handshake_ack(self, now: float, seg: TCPRepr, flags: int, rcv_nxt: int) -> bool:
+        """The handshake's ACK, in order, acknowledging all we sent, with or without data
+        that fits the window: ESTABLISHED and the data taken, as the full path would do,
+        without its acceptability walk. Anything else (an old timestamp, a FIN, a partial
+        or bad ACK) goes that path. True: done."""
+        payload = seg.payload
+        smax = self._snd_max
+        if (
+            flags & 0x37 != ACK  # ACK without SYN/FIN/RST/URG (PSH allowed)
+            or seg.seq != rcv_nxt & MASK
+            or seg.ack != smax & MASK
+            or len(payload) > self._rcv_adv - rcv_nxt
+        ):
+            return False
+        ts = seg.timestamp
+        if self._ts_on and ts is not None and ((ts[0] - self._ts_recent) & MASK) > HALF:
+            return False  # PAWS: the full path judges it
+        self._establish(now, seg, smax, rcv_nxt)
+        if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
+            self._ts_recent = ts[0]
+            self._ts_recent_at = now
+        if payload and self.state in _RECEIVING:
+            if self._discard_input:
+                self._lose_input()
+                return True
+            self._on_data(now, rcv_nxt, payload)
+        return True
 
     def _unwrap_ack(self, ack32: int) -> int:
         una = self._snd_una
@@ -1773,13 +1833,15 @@ class Connection:
             # Most calls (after an ACK, a read) find nothing new to send and no control
             # segment queued: skip the walk, which would send nothing and arm nothing.
             fin_end = self._snd_buf_seq + len(self._sndbuf) + self._fin_queued
-            if (
-                out
-                or self._snd_nxt < fin_end
-                or self._rexmit
-                or self._tlp_probe
-                or self._in_recovery
-            ):
+            nxt = self._snd_nxt
+            if self._rexmit or self._tlp_probe or self._in_recovery:
+                self._send_data(now, out)
+            elif nxt < fin_end:
+                if nxt == self._fin_seq == self._snd_max and self._fin_queued:
+                    self._send_fin(now, out)
+                else:
+                    self._send_data(now, out)
+            elif out:
                 self._send_data(now, out)
         if self._ack_now and st != SYN_SENT:
             out.append(self._make(ACK, self._snd_nxt, b"", now))
@@ -1888,6 +1950,24 @@ class Connection:
         self._emit_range(now, start, end, out)
         if self._rtx_at is None:
             self._rtx_at = now + self._rtt.timeout()
+
+    def _send_fin(self, now: float, out: list[TCPRepr]) -> None:
+        """The FIN, first sent, after every byte went out: what :meth:`_send_data` would do
+        there (its walk sends a bare FIN whatever the windows, then arms the timers), without
+        the walk: a connection's close sends one."""
+        nxt = self._snd_nxt
+        out.append(self._make(ACK | FIN, nxt, b"", now))
+        end = nxt + 1
+        if self._rtt_seq is None and not self._ts_on:
+            self._rtt_seq = end
+            self._rtt_time = now
+        self._snd_max = self._snd_nxt = end
+        self._probe = False
+        if self._rtx_at is None:
+            self._rtx_at = now + self._rtt.timeout()
+        self._arm_tlp(now)
+        if self._sack_on:
+            self._scoreboard.record_sent(end, now)
 
     def _send_data(self, now: float, out: list[TCPRepr]) -> None:
         smax0 = self._snd_max

@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import hmac
 import struct
-from collections import deque
+from collections import OrderedDict, deque
 
 from ..v1 import Buffer
 from ..wire.tcp import ACK, FIN, RST, SYN, TCPParseError, TCPRepr
@@ -62,7 +62,9 @@ class _Listener:
         self.backlog = backlog
         self.fastopen = fastopen
         self.half_open: set[Key] = set()
-        self.accept_queue: deque[Connection] = deque()
+        # Established, not yet accepted, by key in arrival order: taken from the front,
+        # and one that closes before it is accepted leaves from anywhere in O(1).
+        self.accept_queue: OrderedDict[Key, Connection] = OrderedDict()
 
 
 class TCPEndpoint:
@@ -151,7 +153,7 @@ class TCPEndpoint:
         lst = self._listeners.get(port)
         if lst is None or not lst.accept_queue:
             return None
-        return lst.accept_queue.popleft()
+        return lst.accept_queue.popitem(last=False)[1]
 
     def backlog_len(self, port: int) -> int:
         lst = self._listeners.get(port)
@@ -456,7 +458,7 @@ class TCPEndpoint:
         self._add(key, conn)
         if tfo is not None and tfo.acked:
             # The application may read the SYN's data and answer now (RFC 7413 4.2.3).
-            lst.accept_queue.append(conn)
+            lst.accept_queue[key] = conn
             return
         lst.half_open.add(key)
         self._half_open.add(key)
@@ -540,7 +542,7 @@ class TCPEndpoint:
             timestamps=with_ts,
         )
         self._add(key, conn)
-        lst.accept_queue.append(conn)
+        lst.accept_queue[key] = conn
         conn.handle_segment(now, seg)
         return True
 
@@ -683,7 +685,7 @@ class TCPEndpoint:
         if lst is not None and key in lst.half_open:
             lst.half_open.discard(key)
             if conn.state != _CLOSED:
-                lst.accept_queue.append(conn)
+                lst.accept_queue[key] = conn
 
     def _remove(self, key: Key, conn: Connection, *, count: bool = True) -> None:
         """Take ``conn`` out of the table; ``count``: it is gone (not in TIME-WAIT)."""
@@ -693,7 +695,9 @@ class TCPEndpoint:
         self._half_open.discard(key)
         if count:
             self.stats["connections_removed"] += 1
-        for lst in self._listeners.values():
-            if lst.accept_queue and conn in lst.accept_queue:
-                lst.accept_queue.remove(conn)
+        # Only the listener on its local port can hold it: O(1), whatever the queues hold.
+        lst = self._listeners.get(key[1])
+        if lst is not None:
+            if lst.accept_queue:
+                lst.accept_queue.pop(key, None)
             lst.half_open.discard(key)
