@@ -3,8 +3,8 @@
 A *block* is what a reader would type in one go: a fenced ``sh`` block, the commands in
 one row of a table (``miragekit run ...`` "then" ``socat ...``), or a ``miragekit run``
 named in the prose. ``python tests/docs_commands.py BLOCK.json`` runs one block line by
-line and prints a JSON report: a line still running after a few seconds that has printed
-something is a server and keeps running while the next lines (its clients) run; at the
+line and prints a JSON report: a line of a server's command (``miragekit``, ``socat``...)
+still running after a few seconds that has printed something is a server and keeps running while the next lines (its clients) run; at the
 end each server gets SIGINT and must exit 0 in bounded time, like every other line.
 The test runs this driver inside a fresh ``mk-`` network namespace with a private
 ``/run/netns``, so the blocks' own TAP devices, bridges and namespaces stay there.
@@ -97,6 +97,9 @@ def all_blocks() -> list[Block]:
 
 #: A line still running after this long, having printed something, is a server.
 SERVER_AFTER = 3.0
+#: The words a server's line can start with; any other line (a simulation run by
+#: ``python``, ``ip``, ``curl``...) is one-shot however long it takes on a busy machine.
+SERVER_WORDS = frozenset(("miragekit", ".venv/bin/miragekit", "./demo.sh", "socat", "iperf3"))
 #: How long a line may take to print its first output.
 FIRST_OUTPUT = 20.0
 #: How long a one-shot line, or a server after SIGINT, may take to end.
@@ -138,11 +141,15 @@ def drive(block: Block, workdir: Path) -> list[Outcome]:
                 start_new_session=True,
             )
         t0 = time.monotonic()
+        may_serve = word in SERVER_WORDS
         while proc.poll() is None:
             took = time.monotonic() - t0
-            if took >= SERVER_AFTER and out.stat().st_size > 0:
-                break
-            if took >= FIRST_OUTPUT:
+            if not may_serve:
+                if took >= LINE_LIMIT:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    break
+            elif took >= FIRST_OUTPUT or (took >= SERVER_AFTER and out.stat().st_size > 0):
                 break
             time.sleep(0.05)
         if proc.poll() is None:
