@@ -1852,6 +1852,13 @@ class Connection:
                 room = mss
             else:
                 room = cc.cwnd + self._inflate - (nxt - self._snd_una)
+                if self._scoreboard.blocks and self._sack_on and not self._rto_recovery:
+                    # SACKed data has left the network: outside recovery too, what may
+                    # go is cwnd less the pipe (as Linux's packets in flight), so the
+                    # sender keeps the ACK clock while RACK waits out its window.
+                    free = cc.cwnd - self._scoreboard.pipe(self._snd_una, self._snd_max, mss)
+                    if free > room:
+                        room = free
             if nxt >= fin_end:
                 break
             if nxt < self._snd_max and self._scoreboard.blocks and not sack_recovery:
