@@ -1411,13 +1411,17 @@ class Connection:
         self._in_recovery = True
         self._tlp_at = None
         self._recover = self._snd_max
-        self._recover_fs = max(self._snd_max - self._snd_una, 1)
+        # RecoverFS: the pipe (RFC 9937), what the recovery round trip will deliver.
+        self._recover_fs = max(self._scoreboard.pipe(self._snd_una, self._snd_max, self._smss), 1)
         self._reducing = True
         self._prr_delivered = 0
         self._prr_out = 0
         self.stats["fast_retransmits"] += 1
         self._start_episode()
-        self._cc.on_loss(now, self._snd_max - self._snd_una)
+        # FlightSize for the reduction (RFC 5681 3.2), without what went beyond cwnd
+        # because the peer had it already (limited transmit, SACKed data).
+        flight = self._snd_max - self._snd_una
+        self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
         self._high_rxt = self._snd_una
         self._rexmit = True
         if not self._sack_on:
