@@ -60,3 +60,66 @@ def test_sacked_data_frees_cwnd_before_recovery() -> None:
     assert c.poll_at() == pytest.approx(3.025, abs=2e-6)
     c.handle_timer(c.poll_at() or 0.0)
     assert c._in_recovery and out(c, 3.021)[0] == _data(4000)
+
+
+# ---------------------------------------------------------------- undo by timestamps
+
+TS = dataclasses.replace(SACK_TLP, timestamps=True, tail_loss_probe=False)
+M = 988  # MSS 1000 less the timestamp option
+
+
+def _ts_ack(c: Connection, now: float, rel: int, tsecr: int, *ranges: tuple[int, int]) -> None:
+    seg = seg_in(
+        ACK, REMOTE_SEQ, LOCAL_SEQ + rel, sack_blocks=_blocks(*ranges), timestamp=(500, tsecr)
+    )
+    c.handle_segment(now, seg)
+
+
+def _ts_recovery() -> Connection:
+    """Ten segments out at 1.0 (TSval 1000), the first missing; the third SACK starts
+    recovery and the hole is resent at 1.01 (TSval 1010)."""
+    c = established(TS, mss=1000, sack_permitted=True, timestamp=(100, 0))
+    c.send(bytes(10 * M))
+    assert len(out(c, 1.0)) == 10
+    for k in (2, 3, 4):
+        _ts_ack(c, 1.01, 0, 1000, (M, k * M))
+    resent = out(c, 1.01)
+    assert [(s.seq - LOCAL_SEQ) & 0xFFFFFFFF for s in resent] == [0]
+    assert resent[0].timestamp == (1010, 500)
+    assert c._in_recovery and c.ssthresh == 5 * M
+    return c
+
+
+def test_an_ack_echoing_the_original_undoes_the_recovery_at_once() -> None:
+    """RFC 3522 detection (Linux's undo by timestamps): the ACK of the hole echoes TSval
+    1000, older than the retransmission's 1010, so the original filled it; the
+    response is undone on that ACK, a round trip before the D-SACK would come."""
+    c = _ts_recovery()
+    _ts_ack(c, 1.02, 10 * M, 1000)
+    assert c.stats["undos"] == 1 and c.stats["undos_by_timestamp"] == 1
+    assert not c._in_recovery and c.ssthresh > 1 << 60
+    assert c.cwnd == 18 * M  # 10 restored, then slow start on this ACK (HyStart's L = 8)
+    # The D-SACK of the retransmission that follows finds nothing left to undo.
+    _ts_ack(c, 1.03, 10 * M, 1000, (0, M))
+    assert c.stats["undos"] == 1 and c.stats["dsacks_in"] == 1
+
+
+def test_an_ack_echoing_the_retransmission_undoes_nothing() -> None:
+    c = _ts_recovery()
+    _ts_ack(c, 1.02, 10 * M, 1010)  # the retransmission filled the hole
+    assert c.stats["undos"] == 0 and c.ssthresh == 5 * M and c.cwnd == 5 * M
+
+
+def test_no_undo_by_timestamp_when_sacked_data_lay_between_retransmissions() -> None:
+    """Holes at 0 and 4 both resent: the second may have arrived by its retransmission
+    while the first was still missing, which sets no echo; an old echo on the ACK of
+    both proves nothing, so only D-SACKs may undo then."""
+    c = established(TS, mss=1000, sack_permitted=True, timestamp=(100, 0))
+    c.send(bytes(20 * M))
+    assert len(out(c, 1.0)) == 10
+    for k in (6, 7, 8):
+        _ts_ack(c, 1.01, 0, 1000, (5 * M, k * M), (M, 4 * M))
+    # Both holes resent, and (PRR) one new segment.
+    assert [(s.seq - LOCAL_SEQ) & 0xFFFFFFFF for s in out(c, 1.01)] == [0, 4 * M, 10 * M]
+    _ts_ack(c, 1.02, 10 * M, 1000)
+    assert c.stats["undos"] == 0 and c.ssthresh == 5 * M

@@ -557,7 +557,7 @@ def test_dsack_of_the_only_retransmission_undoes_fast_recovery() -> None:
     assert c.cwnd == 10000 and c.ssthresh > 1 << 60  # as before recovery (slow start)
 
 
-def test_dsack_inside_recovery_undoes_the_reduction_and_repairs_on() -> None:
+def test_dsack_inside_recovery_undoes_the_reduction_and_a_new_loss_reduces_again() -> None:
     c = established(cfg(sack=True), mss=1000, sack_permitted=True)
     _into_recovery(c)
     # The original arrives first, then the retransmission: D-SACK below the new ACK,
@@ -566,16 +566,14 @@ def test_dsack_inside_recovery_undoes_the_reduction_and_repairs_on() -> None:
         0.11,
         seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 4000, sack_blocks=_blocks((0, 1000), (5000, 8000))),
     )
-    assert c.stats["undos"] == 1 and c.ssthresh > 1 << 60
-    # Recovery goes on at the restored window (no PRR reduction): the lost hole is
-    # resent, then (nothing new to send) the tail's rescue retransmission (RFC 6675 rule 4).
-    assert out(c, 0.11) == [
-        seg_out(ACK, LOCAL_SEQ + 4000, REMOTE_SEQ, bytes(1000)),
-        seg_out(ACK | PSH, LOCAL_SEQ + 9000, REMOTE_SEQ, bytes(1000)),
-    ]
-    assert c.cwnd == 10000
+    # The undo ends that recovery (as Linux's does); the second hole, three segments
+    # SACKed above it, is a loss of its own: a new recovery, reduced from the restored
+    # state by half the 6000 in flight (RFC 5681), and the hole resent.
+    assert c.stats["undos"] == 1 and c.stats["fast_retransmits"] == 2
+    assert c.ssthresh == 3000
+    assert out(c, 0.11) == [seg_out(ACK, LOCAL_SEQ + 4000, REMOTE_SEQ, bytes(1000))]
     c.handle_segment(0.12, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000))
-    assert c.cwnd == 10000 and c.poll_at() is None
+    assert c.cwnd == 3000 and c.poll_at() is None
 
 
 def test_dsack_of_data_never_retransmitted_undoes_nothing() -> None:

@@ -130,6 +130,7 @@ _STATS: dict[str, int] = {
     "dsacks_in": 0,  # D-SACK blocks received (RFC 2883)
     "dsacks_out": 0,  # D-SACK blocks sent
     "undos": 0,  # loss responses undone: every retransmission was D-SACKed (RFC 3708)
+    "undos_by_timestamp": 0,  # of which found by the echoed timestamp (RFC 3522)
     "ce_received": 0,  # segments that arrived marked Congestion Experienced (RFC 3168)
     "ecn_reductions": 0,  # window reductions for an ECN-Echo
     "cwr_received": 0,  # segments with CWR: the peer reduced for our ECN-Echo
@@ -1085,6 +1086,8 @@ class Connection:
 
     def _on_ack(self, now: float, seg: TCPRepr, seq: int, ack: int, plen: int) -> None:
         una = self._snd_una
+        if ack > una and self._prior_cc is not None and self._ts_on:
+            self._eifel(seg, una, ack)
         # Window update (RFC 9293 3.10.7.4).
         old_wnd = self._snd_wnd
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
@@ -1326,12 +1329,40 @@ class Connection:
         self._reo.on_dsack(self._snd_una, self._snd_max)
         if not self._ledger.dsack(left, right) or self._prior_cc is None:
             return
+        self._undo()
+
+    def _undo(self) -> None:
+        """The loss response proved needless: the controller's state before it back."""
+        assert self._prior_cc is not None
         self.stats["undos"] += 1
         self._ledger.close()
         self._cc.restore(self._prior_cc)
         self._prior_cc = None
-        # Recovery goes on (other holes may be real losses) at the restored window.
         self._reducing = False
+        if self._in_recovery:
+            # Fast recovery ends here (as Linux's undo does): a hole found lost later is
+            # a new loss, with a congestion response of its own.
+            self._in_recovery = False
+            self._recover = self._snd_una
+            self._inflate = 0
+            self._scoreboard.rxt.clear()
+
+    def _eifel(self, seg: TCPRepr, una: int, ack: int) -> None:
+        """RFC 3522 detection by timestamps (as Linux's undo): an ACK of everything this
+        episode retransmitted that echoes a TSval older than its first retransmission
+        was caused by an original, so the response is undone at once, without waiting a
+        round trip for the D-SACK. Only when all retransmitted data lay in the hole at
+        SND.UNA (nothing SACKed below its top): each piece of it then reached the
+        receiver's left edge, where its retransmission would have set the echo."""
+        ts = seg.timestamp
+        stamp = self._ledger.stamp
+        if ts is None or stamp is None or not ts[1] or ((ts[1] - stamp) & MASK) <= HALF:
+            return
+        blocks = self._scoreboard.blocks
+        top = blocks[0][0] if blocks and blocks[0][0] < ack else ack
+        if self._ledger.within(una, top):
+            self.stats["undos_by_timestamp"] += 1
+            self._undo()
 
     def _start_episode(self) -> None:
         """A loss response begins: remember the controller's state, to undo it if the
@@ -1602,6 +1633,10 @@ class Connection:
         if free >= 2 * cur and free - cur >= min(cfg.recv_buffer // 2, self._smss):
             self._ack_now = True
 
+    def _tsval(self, now: float) -> int | None:
+        """The TSval a segment sent now carries (None: no timestamps)."""
+        return (int(now * 1000) + self._ts_offset) & MASK if self._ts_on else None
+
     def _make(self, flags: int, seq: int, payload: Buffer, now: float = 0.0) -> TCPRepr:
         syn = bool(flags & SYN)
         if flags & ACK:
@@ -1796,7 +1831,7 @@ class Connection:
 
     def _retransmit(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
         self.stats["retransmits"] += 1
-        self._ledger.retransmitted(start, end)
+        self._ledger.retransmitted(start, end, self._tsval(now))
         if self._rtt_seq is not None and start < self._rtt_seq:
             self._rtt_seq = None
         self._emit_range(now, start, end, out)
@@ -1922,7 +1957,7 @@ class Connection:
                 self._snd_max = end
             else:
                 self.stats["retransmits"] += 1
-                self._ledger.retransmitted(nxt, end)
+                self._ledger.retransmitted(nxt, end, self._tsval(now))
             self._snd_nxt = end
             self._probe = False
             if self._rtx_at is None:
