@@ -123,3 +123,67 @@ def test_no_undo_by_timestamp_when_sacked_data_lay_between_retransmissions() -> 
     assert [(s.seq - LOCAL_SEQ) & 0xFFFFFFFF for s in out(c, 1.01)] == [0, 4 * M, 10 * M]
     _ts_ack(c, 1.02, 10 * M, 1000)
     assert c.stats["undos"] == 0 and c.ssthresh == 5 * M
+
+
+# ---------------------------------------------------------------- a probe in recovery
+
+
+def _sampled() -> Connection:
+    """ESTABLISHED, MSS 1000, SACK and TLP; 1000 bytes sent at 1.0 and ACKed at 1.1:
+    SRTT 0.0125 (after the handshake's sample of 0), RTO 0.2 (its floor)."""
+    c = established(SACK_TLP, mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    _ack(c, 1.1, 1000)
+    return c
+
+
+def test_a_lost_retransmission_with_nothing_after_it_costs_a_probe_not_an_rto() -> None:
+    """Recovery resends the hole at 2.01 and has nothing more to send; that
+    retransmission is lost. RACK has no later delivery to judge it by, so before the
+    RTO (2.21) the probe timeout (2 * SRTT after the last send) resends the highest
+    segment not yet delivered: here the hole again."""
+    c = _sampled()
+    c.send(bytes(4000))
+    assert len(out(c, 2.0)) == 4
+    for k in (3000, 4000):
+        _ack(c, 2.01, 1000, (2000, k))
+    assert out(c, 2.01) == []  # the application has nothing more to send
+    _ack(c, 2.01, 1000, (2000, 5000))
+    assert out(c, 2.01) == [_data(1000)] and c._in_recovery
+    assert c.poll_at() == pytest.approx(2.035)
+    c.handle_timer(2.035)
+    assert out(c, 2.035) == [_data(1000)]
+    assert c.stats["tail_loss_probes"] == 1 and c.stats["rto"] == 0
+    # One probe: then the RTO, armed again from the probe, if nothing comes back.
+    assert c.poll_at() == pytest.approx(2.235)
+    _ack(c, 2.05, 5000)
+    assert not c._in_recovery and c.stats["rto"] == 0
+
+
+def test_a_probe_in_recovery_sends_new_data_whose_sack_shows_the_retransmission_lost() -> None:
+    """Nine segments out at 2.0, then more data queued; three SACKs start recovery,
+    the hole is resent at 2.01, and PRR holds the new data back (the pipe, 6000, is
+    above ssthresh, 4500). Nothing more arrives: the probe at 2.035 is new data beyond
+    cwnd, and its SACK is the later delivery that lets RACK call the retransmission
+    lost (once RACK.rtt, 0.1 here, has passed since it left) and send it again, where
+    before only the RTO would have."""
+    c = _sampled()
+    c.send(bytes(9000))
+    assert len(out(c, 2.0)) == 9
+    c.send(bytes(5000))
+    for k in (3000, 4000, 5000):
+        _ack(c, 2.01, 1000, (2000, k))
+    assert out(c, 2.01) == [_data(1000)] and c.ssthresh == 4500
+    assert c.poll_at() == pytest.approx(2.035)
+    c.handle_timer(2.035)
+    assert out(c, 2.035) == [_data(10000)]
+    _ack(c, 2.05, 1000, (2000, 5000), (10000, 11000))
+    # RACK: the first sends (2.0) are lost at 2.1, the retransmission (2.01) at 2.11.
+    assert c.poll_at() == pytest.approx(2.1, abs=2e-6)
+    c.handle_timer(2.1 + 2e-6)
+    assert out(c, 2.1 + 2e-6) == [_data(5000 + 1000 * i) for i in range(5)]
+    assert c.poll_at() == pytest.approx(2.11, abs=2e-6)
+    c.handle_timer(2.11 + 2e-6)
+    assert out(c, 2.11 + 2e-6)[0] == _data(1000)
+    assert c.stats["lost_retransmits"] == 1 and c.stats["rto"] == 0

@@ -745,7 +745,7 @@ class Connection:
             if (
                 self.state in _SENDING
                 and self._snd_max > self._snd_una
-                and not self._in_recovery
+                and (not self._in_recovery or self._rack_at is None)
                 and self._tlp_end is None
                 and self._tlp_rtt
             ):
@@ -1142,6 +1142,8 @@ class Connection:
             self._prr_on_ack(self._snd_una - una + sb.sacked_bytes() - sacked0)
         if self._tlp_end is not None and ack >= self._tlp_end:
             self._tlp_on_ack(now, seg, ack, una, dsack_right)
+        if self._in_recovery and ack == una:
+            self._arm_tlp(now)  # a SACK in recovery: the probe timeout restarts
 
         st = self.state
         if self._fin_queued and self._snd_una > self._fin_seq:
@@ -1260,17 +1262,25 @@ class Connection:
         """Arm the probe timeout (RFC 8985 7.2) outside recovery, with nothing SACKed
         (else RACK's timer watches), no probe outstanding and an RTT sampled since the
         last: PTO = 2*SRTT (1 s without one), plus the peer's worst-case ACK delay when
-        one segment is in flight, and never later than the RTO would fire."""
+        one segment is in flight, and never later than the RTO would fire.
+
+        Beyond RFC 8985 (which arms it outside recovery only), also in SACK recovery
+        when RACK has no timer pending: a retransmission lost with nothing sent after
+        it, or a tail lost after a partial ACK, leaves RACK nothing delivered to compare
+        with, and only the RTO would end the silence; the probe's SACK gives RACK that
+        later delivery, so the loss costs a probe timeout instead of an RTO."""
         cfg = self.config
         if (
             not cfg.tail_loss_probe
             or not self._sack_on
-            or self._in_recovery
-            or self._snd_una < self._recover
             or self._tlp_end is not None
             or not self._tlp_rtt
             or self._snd_max <= self._snd_una
-            or self._scoreboard.blocks
+            or (
+                self._rack_at is not None
+                if self._in_recovery
+                else self._snd_una < self._recover or bool(self._scoreboard.blocks)
+            )
         ):
             self._tlp_at = None
             return
@@ -1847,6 +1857,7 @@ class Connection:
     def _send_data_inner(self, now: float, out: list[TCPRepr]) -> None:
         mss = self._smss
         smax0 = self._snd_max
+        rxt0 = self.stats["retransmits"]
         data_end = self._snd_buf_seq + len(self._sndbuf)
         fin_end = data_end + 1 if self._fin_queued else data_end
         cc = self._cc
@@ -1962,7 +1973,10 @@ class Connection:
             self._probe = False
             if self._rtx_at is None:
                 self._rtx_at = now + self._rtt.timeout()
-        if self._snd_max > smax0 and not probed:
+        if sack_recovery and self.stats["retransmits"] != rxt0:
+            # The holes just resent need RACK's timer no more; their retransmissions may.
+            self._rack_detect(now)
+        if not probed and (self._snd_max > smax0 or (sack_recovery and out)):
             self._arm_tlp(now)  # RFC 8985 7.2: new data (not a probe) went out
         if self._snd_nxt == self._snd_una and self._snd_nxt < data_end and self._rtx_at is None:
             # Data waits on a zero window: arm the persist timer.
@@ -1982,8 +1996,14 @@ class Connection:
             self._snd_nxt = self._snd_max = end
             self._tlp_rxt = False
         elif self._snd_max > self._snd_una:
-            start = max(self._snd_una, min(data_end, self._snd_max) - mss)
-            self._retransmit(now, start, min(self._snd_max, fin_end), out)
+            top = self._snd_max
+            blocks = self._scoreboard.blocks
+            if blocks and blocks[-1][1] >= top and blocks[-1][0] > self._snd_una:
+                # In recovery the tail may be SACKed: the highest segment not yet
+                # delivered is the one worth resending.
+                top = blocks[-1][0]
+            start = max(self._snd_una, min(data_end, top) - mss)
+            self._retransmit(now, start, min(top, fin_end), out)
             self._tlp_rxt = True
         else:
             return

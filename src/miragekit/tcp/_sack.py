@@ -101,7 +101,9 @@ class Scoreboard:
         comes (sent before delivered data, not yet past the deadline); else None."""
         start = snd_una
         for left, right in self.blocks:
-            if left > start:
+            if left > start and not any(s <= start < e for s, e, _m, _t in self.rxt):
+                # (a hole already resent is lost already: detect_lost_retransmits
+                # watches its retransmission)
                 t = self.sent_at(start)
                 if t <= self.rack_xmit and t > self.rack_deadline:
                     return t
