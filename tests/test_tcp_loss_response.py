@@ -187,3 +187,25 @@ def test_a_probe_in_recovery_sends_new_data_whose_sack_shows_the_retransmission_
     c.handle_timer(2.11 + 2e-6)
     assert out(c, 2.11 + 2e-6)[0] == _data(1000)
     assert c.stats["lost_retransmits"] == 1 and c.stats["rto"] == 0
+
+
+def test_prr_never_sends_faster_than_delivery_when_recovery_starts_with_an_empty_pipe() -> None:
+    """Recovery starts with everything above the hole SACKed: the pipe is empty. A
+    RecoverFS of 0 (the pipe alone) would make PRR's proportional part send
+    ssthresh/RecoverFS times what is delivered, without bound, once a probe takes the
+    pipe above ssthresh; the window before the reduction (11000) keeps it below one."""
+    c = _sampled()
+    c.send(bytes(4000))
+    assert len(out(c, 2.0)) == 4
+    _ack(c, 2.01, 1000, (2000, 5000))
+    assert out(c, 2.01) == [_data(1000)]
+    assert c._in_recovery and c.ssthresh == 2000 and c._recover_fs == 11000
+    c.send(bytes(20000))
+    assert out(c, 2.011) == [_data(5000)]  # PRR-SSRB: the pipe back up to ssthresh
+    c.handle_timer(c.poll_at() or 0.0)  # nothing comes back: the probe, new data
+    assert out(c, 2.036) == [_data(6000)]
+    # A duplicate of the last ACK (the network's) delivers nothing; with the pipe
+    # (3000) above ssthresh, ceil(3000 delivered * 2000 / 11000) - 2000 sent leaves no
+    # room, where a RecoverFS of 1 would have let all the queued data go at once.
+    _ack(c, 2.04, 1000, (2000, 5000))
+    assert out(c, 2.04) == [] and c.cwnd == 3000

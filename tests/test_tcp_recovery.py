@@ -192,10 +192,10 @@ def test_sack_recovery_retransmits_only_holes() -> None:
     assert out(c, 0.1) == []
     c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 5000))))
     assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
-    # ssthresh is half the 9000 in flight; PRR (RFC 6937, RecoverFS the pipe as RFC
-    # 9937): the pipe (5000, the tail) is above it, so cwnd = pipe + ceil(1000
-    # delivered * 4500 / 5000).
-    assert c.ssthresh == 4500 and c.cwnd == 5900
+    # ssthresh is half the 9000 in flight; PRR (RFC 6937): the pipe (5000, the tail)
+    # is above it, so cwnd = pipe + ceil(1000 delivered * 4500 / RecoverFS), RecoverFS
+    # the window before the reduction (11000), which is above the pipe.
+    assert c.ssthresh == 4500 and c.cwnd == 5410
     # Segment 7 is lost too; pipe leaves room, so exactly that hole is resent.
     c.handle_segment(
         0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 6000), (7000, 10000)))
@@ -479,8 +479,9 @@ def test_prr_spreads_the_reduction_over_the_recovery_round_trip() -> None:
     assert len(out(c, 0.1)) == 2
     # Two limited-transmit segments (RFC 3042), then the third SACK starts recovery with
     # 13000 in flight, 2000 of them beyond cwnd by limited transmit, which the reduction
-    # leaves out (RFC 5681 3.2): ssthresh 5500. RecoverFS is the pipe (RFC 9937): the
-    # 9000 above the SACKed 2000-5000, the hole below it being lost.
+    # leaves out (RFC 5681 3.2): ssthresh 5500. RecoverFS is the pipe (RFC 9937; the
+    # 9000 above the SACKed 2000-5000, the hole below it being lost) or, when larger,
+    # the window before the reduction (as Linux): 11000.
     for k, new in ((3000, 12000), (4000, 13000)):
         c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack(2000, k)))
         assert [s.seq for s in out(c, 0.1)] == [(LOCAL_SEQ + new) & 0xFFFFFFFF]
@@ -491,11 +492,10 @@ def test_prr_spreads_the_reduction_over_the_recovery_round_trip() -> None:
     for k in range(6000, 12000, 1000):
         c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack(2000, k)))
         sent.append([(s.seq - LOCAL_SEQ) & 0xFFFFFFFF for s in out(c, 0.1)])
-    # The pipe stays above ssthresh: sndcnt = ceil(prr_delivered * 5500 / 9000) -
+    # The pipe stays above ssthresh: sndcnt = ceil(prr_delivered * 5500 / 11000) -
     # prr_out, with the SACK that started recovery the first 1000 delivered and the
-    # fast retransmit the first 1000 of prr_out: a new segment once 4000 are
-    # delivered (2445 - 1000), 5000 (3056 - 2000) and 7000 (4278 - 3000).
-    assert sent == [[], [], [14000], [15000], [], [16000]]
+    # fast retransmit the first 1000 of prr_out: one new segment per 2000 delivered.
+    assert sent == [[], [], [14000], [], [15000], []]
     # The full ACK ends recovery at ssthresh.
     c.handle_segment(0.2, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 16000))
     assert c.cwnd == 5500

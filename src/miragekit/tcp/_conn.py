@@ -1452,8 +1452,12 @@ class Connection:
         self._in_recovery = True
         self._tlp_at = None
         self._recover = self._snd_max
-        # RecoverFS: the pipe (RFC 9937), what the recovery round trip will deliver.
-        self._recover_fs = max(self._scoreboard.pipe(self._snd_una, self._snd_max, self._smss), 1)
+        # RecoverFS: what the recovery round trip will deliver, the pipe (RFC 9937), but
+        # never below the window before the reduction (Linux's prior_cwnd): a pipe below
+        # ssthresh (its segments lost, or SACKed) would make the proportional part send
+        # more than is delivered, without bound.
+        pipe = self._scoreboard.pipe(self._snd_una, self._snd_max, self._smss)
+        self._recover_fs = max(pipe, self._cc.cwnd, 1)
         self._reducing = True
         self._prr_delivered = 0
         self._prr_out = 0
