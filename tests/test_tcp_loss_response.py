@@ -9,7 +9,7 @@ import pytest
 from tests.tcp_helpers import LOCAL_SEQ, PLAIN, REMOTE_SEQ, established, out, seg_in, seg_out
 
 from miragekit.tcp import Config, Connection
-from miragekit.wire.tcp import ACK
+from miragekit.wire.tcp import ACK, CWR, ECE, SYN
 
 SACK_TLP = dataclasses.replace(PLAIN, sack=True, tail_loss_probe=True)
 
@@ -209,3 +209,33 @@ def test_prr_never_sends_faster_than_delivery_when_recovery_starts_with_an_empty
     # room, where a RecoverFS of 1 would have let all the queued data go at once.
     _ack(c, 2.04, 1000, (2000, 5000))
     assert out(c, 2.04) == [] and c.cwnd == 3000
+
+
+def test_an_ece_reduces_from_cwnd_not_from_sacked_data_sent_beyond_it() -> None:
+    """ECN's response is a loss's (RFC 3168 6.1.2): from FlightSize, which leaves out
+    the data sent beyond cwnd while the peer SACKed (the pipe rule outside recovery)."""
+    syn = seg_in(SYN | ECE | CWR, REMOTE_SEQ - 1, 0, mss=1000, sack_permitted=True)
+    c = Connection.accept(SACK_TLP, syn, LOCAL_SEQ - 1, 0.0)
+    assert [s.flags for s in out(c)] == [SYN | ACK | ECE]
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ))
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    _ack(c, 1.1, 1000)  # an RTT of 0.1; cwnd 11000
+    c.send(bytes(20000))
+    assert len(out(c, 2.0)) == 11
+    # Segment 1000 is missing, the next two arrive: not yet lost (two segments are no
+    # DupThresh, and RACK waits an RTT), and the two SACKed segments let two new ones
+    # go: 13000 in flight.
+    _ack(c, 2.01, 1000, (2000, 3000))
+    _ack(c, 2.01, 1000, (2000, 4000))
+    sent = out(c, 2.01)
+    assert [((s.seq - LOCAL_SEQ) & 0xFFFFFFFF, len(s.payload)) for s in sent] == [
+        (12000, 1000),
+        (13000, 1000),
+    ]
+    # An ECE on the ACK of segment 1000: slow start makes cwnd 12000, and the reduction
+    # is half of that, not half of the 13000 below SND.MAX.
+    c.handle_segment(
+        2.02, seg_in(ACK | ECE, REMOTE_SEQ, LOCAL_SEQ + 2000, sack_blocks=_blocks((2000, 4000)))
+    )
+    assert c.stats["ecn_reductions"] == 1 and c.ssthresh == 6000

@@ -1176,7 +1176,8 @@ class Connection:
             self._ack_now = True
         if ecn.should_reduce(seg, self._snd_una, self._snd_max) and not self._in_recovery:
             self.stats["ecn_reductions"] += 1
-            self._cc.on_loss(now, self._snd_max - una)
+            flight = self._snd_max - una  # as a loss's: no more than cwnd (RFC 5681 3.2)
+            self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
 
     def _on_new_ack(self, now: float, seg: TCPRepr, ack: int) -> None:
         una = self._snd_una
