@@ -19,7 +19,9 @@ control, set on the sender's socket to ``--kernel-congestion`` (CUBIC: loss-base
 ours; a host default of BBR hardly slows down for random loss at all). Each row gets a
 fresh switch; the rows run in ``--repeat`` rounds, round r with seed ``--seed`` + r for
 all three rows (one seed replays much the same losses, so the rounds differ), and the
-table shows each row's median run (by goodput) with its RTOs. Goodput is what the receiving
+table shows each row's median run (by goodput) with its RTOs, and the line printed per
+cell the smoothed RTT the kernel's sender saw (``tcp_info``, the median of samples every
+quarter second), to the kernel's receiver and to ours. Goodput is what the receiving
 application read in the ``--seconds`` after its first byte (MB = 10**6 bytes); RTOs are
 the sender's retransmission timeouts: the kernel's ``TcpExtTCPTimeouts`` from ``nstat``
 in the sender's namespace, ours the connection's ``stats["rto"]``. Prints a table and
@@ -87,7 +89,7 @@ print(n, time.monotonic() - t0, flush=True)
 """
 
 KERNEL_SEND = r"""
-import socket, sys, time
+import socket, struct, sys, time
 host, port, limit, cc = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 s = socket.socket()
 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
@@ -96,9 +98,15 @@ s.connect((host, port))
 s.settimeout(limit)
 block = bytes(65536)
 end = time.monotonic() + limit
+sample = time.monotonic() + 1.0
 try:
     while time.monotonic() < end:
         s.sendall(block)
+        if time.monotonic() >= sample:
+            # tcp_info's tcpi_rtt (microseconds): the smoothed RTT the sender sees.
+            info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+            print(struct.unpack_from("I", info, 68)[0], flush=True)
+            sample += 0.25
 except OSError:
     pass
 """
@@ -152,6 +160,15 @@ async def end(proc: Any) -> None:
     await proc.wait()
 
 
+async def end_sender(proc: Any) -> float | None:
+    """Stop a kernel sender; the median of the smoothed RTTs it printed (ms), the RTT it
+    saw through the impaired link and the receiver (None: too short to sample)."""
+    await end(proc)
+    out = (await proc.stdout.read()).split()
+    rtts = sorted(int(x) / 1000 for x in out)
+    return rtts[len(rtts) // 2] if rtts else None
+
+
 async def in_ns(ns: str, *args: str) -> Any:
     return await asyncio.create_subprocess_exec(
         "ip", "netns", "exec", ns, sys.executable, "-c", *args,
@@ -198,9 +215,9 @@ async def kernel_to_kernel(ns: list[str], secs: float) -> dict[str, Any]:
     t0 = timeouts(ns[1])
     sender = await in_ns(ns[1], KERNEL_SEND, A_IP, str(PORT), str(secs + 60), KCC[0])
     mbps = await result()
-    await end(sender)
+    srtt = await end_sender(sender)
     await proc.wait()
-    return {"MB/s": mbps, "rto": timeouts(ns[1]) - t0}
+    return {"MB/s": mbps, "rto": timeouts(ns[1]) - t0, "srtt_ms": srtt}
 
 
 async def ours_to_kernel(ns: list[str], secs: float) -> dict[str, Any]:
@@ -243,8 +260,8 @@ async def kernel_to_ours(ns: list[str], secs: float) -> dict[str, Any]:
         t0 = timeouts(ns[0])
         sender = await in_ns(ns[0], KERNEL_SEND, OURS_IP, str(PORT), str(secs + 60), KCC[0])
         mbps = await asyncio.wait_for(got, secs + 60)
-        await end(sender)
-        return {"MB/s": mbps, "rto": timeouts(ns[0]) - t0}
+        srtt = await end_sender(sender)
+        return {"MB/s": mbps, "rto": timeouts(ns[0]) - t0, "srtt_ms": srtt}
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -280,14 +297,15 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for key, got in runs.items():
                     got.sort(key=lambda r: float(r["MB/s"]))
                     mid = got[len(got) // 2]  # the median run by goodput
-                    row[key] = {"MB/s": mid["MB/s"], "rto": mid["rto"], "runs": got}
+                    row[key] = {**mid, "runs": got}
                 rows.append(row)
                 k, o, i = (row[x] for x in ("kernel->kernel", "ours->kernel", "kernel->ours"))
                 print(
                     f"rtt {rtt_ms:4.0f}ms loss {loss:4.0%}  kernel->kernel {k['MB/s']:6.2f} MB/s "
                     f"(rto {k['rto']})  ours->kernel {o['MB/s']:6.2f} ({o['MB/s'] / k['MB/s']:4.2f}x, "
                     f"rto {o['rto']})  kernel->ours {i['MB/s']:6.2f} ({i['MB/s'] / k['MB/s']:4.2f}x, "
-                    f"rto {i['rto']})",
+                    f"rto {i['rto']}); the kernel sender's SRTT {k['srtt_ms']} ms to the "
+                    f"kernel, {i['srtt_ms']} ms to ours",
                     flush=True,
                 )
     finally:

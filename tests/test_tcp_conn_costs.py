@@ -285,6 +285,7 @@ def test_each_connection_has_its_own_counters() -> None:
         "dsacks_in",
         "dsacks_out",
         "undos",
+        "undos_by_timestamp",
         "ce_received",
         "ecn_reductions",
         "cwr_received",

@@ -192,9 +192,10 @@ def test_sack_recovery_retransmits_only_holes() -> None:
     assert out(c, 0.1) == []
     c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 5000))))
     assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
-    # ssthresh is half the 9000 in flight; PRR (RFC 6937): the pipe (5000, the
-    # tail) is above it, so cwnd = pipe + ceil(1000 delivered * 4500 / 9000).
-    assert c.ssthresh == 4500 and c.cwnd == 5500
+    # ssthresh is half the 9000 in flight; PRR (RFC 6937): the pipe (5000, the tail)
+    # is above it, so cwnd = pipe + ceil(1000 delivered * 4500 / RecoverFS), RecoverFS
+    # the window before the reduction (11000), which is above the pipe.
+    assert c.ssthresh == 4500 and c.cwnd == 5410
     # Segment 7 is lost too; pipe leaves room, so exactly that hole is resent.
     c.handle_segment(
         0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack((2000, 6000), (7000, 10000)))
@@ -463,9 +464,9 @@ def test_paws_ignores_a_timestamp_idle_for_24_days() -> None:
 
 
 def test_prr_spreads_the_reduction_over_the_recovery_round_trip() -> None:
-    """RFC 6937: while the pipe is above ssthresh, one segment leaves per two MSS
-    delivered (ssthresh/RecoverFS = 1/2); RFC 6675 alone (cwnd = ssthresh) would stay
-    silent until the pipe fell below ssthresh, then burst."""
+    """RFC 6937/9937: while the pipe is above ssthresh, data leaves in proportion to the
+    data delivered (ssthresh/RecoverFS of it); RFC 6675 alone (cwnd = ssthresh) would
+    stay silent until the pipe fell below ssthresh, then burst."""
     c = established(cfg(sack=True), mss=1000, sack_permitted=True)
     c.send(bytes(30000))
     assert len(out(c)) == 10
@@ -477,26 +478,27 @@ def test_prr_spreads_the_reduction_over_the_recovery_round_trip() -> None:
     c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))  # slow start: 2 more segments
     assert len(out(c, 0.1)) == 2
     # Two limited-transmit segments (RFC 3042), then the third SACK starts recovery with
-    # 13000 in flight: ssthresh 6500, RecoverFS 13000.
+    # 13000 in flight, 2000 of them beyond cwnd by limited transmit, which the reduction
+    # leaves out (RFC 5681 3.2): ssthresh 5500. RecoverFS is the pipe (RFC 9937; the
+    # 9000 above the SACKed 2000-5000, the hole below it being lost) or, when larger,
+    # the window before the reduction (as Linux): 11000.
     for k, new in ((3000, 12000), (4000, 13000)):
         c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack(2000, k)))
         assert [s.seq for s in out(c, 0.1)] == [(LOCAL_SEQ + new) & 0xFFFFFFFF]
     c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack(2000, 5000)))
     assert out(c, 0.1) == [seg_out(ACK, una, REMOTE_SEQ, bytes(1000))]
-    assert c.ssthresh == 6500
+    assert c.ssthresh == 5500
     sent = []
     for k in range(6000, 12000, 1000):
         c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una, sack_blocks=sack(2000, k)))
         sent.append([(s.seq - LOCAL_SEQ) & 0xFFFFFFFF for s in out(c, 0.1)])
-    # 14000 in flight at the start (RecoverFS 13000 from 1000): while the pipe is
-    # above ssthresh, sndcnt = ceil(prr_delivered / 2) - prr_out, with the fast
-    # retransmit the first 1000 of prr_out: one new segment once 4000 are delivered.
-    # At 6000 delivered the pipe (6000) is below ssthresh: PRR-SSRB lets it grow back to
-    # ssthresh, in whole segments once the room reaches one.
-    assert sent == [[], [], [14000], [], [], [15000]]
+    # The pipe stays above ssthresh: sndcnt = ceil(prr_delivered * 5500 / 11000) -
+    # prr_out, with the SACK that started recovery the first 1000 delivered and the
+    # fast retransmit the first 1000 of prr_out: one new segment per 2000 delivered.
+    assert sent == [[], [], [14000], [], [15000], []]
     # The full ACK ends recovery at ssthresh.
     c.handle_segment(0.2, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 16000))
-    assert c.cwnd == 6500
+    assert c.cwnd == 5500
 
 
 # ---------------------------------------------------------------- D-SACK (RFC 2883, 3708)
@@ -555,7 +557,7 @@ def test_dsack_of_the_only_retransmission_undoes_fast_recovery() -> None:
     assert c.cwnd == 10000 and c.ssthresh > 1 << 60  # as before recovery (slow start)
 
 
-def test_dsack_inside_recovery_undoes_the_reduction_and_repairs_on() -> None:
+def test_dsack_inside_recovery_undoes_the_reduction_and_a_new_loss_reduces_again() -> None:
     c = established(cfg(sack=True), mss=1000, sack_permitted=True)
     _into_recovery(c)
     # The original arrives first, then the retransmission: D-SACK below the new ACK,
@@ -564,16 +566,14 @@ def test_dsack_inside_recovery_undoes_the_reduction_and_repairs_on() -> None:
         0.11,
         seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 4000, sack_blocks=_blocks((0, 1000), (5000, 8000))),
     )
-    assert c.stats["undos"] == 1 and c.ssthresh > 1 << 60
-    # Recovery goes on at the restored window (no PRR reduction): the lost hole is
-    # resent, then (nothing new to send) the tail's rescue retransmission (RFC 6675 rule 4).
-    assert out(c, 0.11) == [
-        seg_out(ACK, LOCAL_SEQ + 4000, REMOTE_SEQ, bytes(1000)),
-        seg_out(ACK | PSH, LOCAL_SEQ + 9000, REMOTE_SEQ, bytes(1000)),
-    ]
-    assert c.cwnd == 10000
+    # The undo ends that recovery (as Linux's does); the second hole, three segments
+    # SACKed above it, is a loss of its own: a new recovery, reduced from the restored
+    # state by half the 6000 in flight (RFC 5681), and the hole resent.
+    assert c.stats["undos"] == 1 and c.stats["fast_retransmits"] == 2
+    assert c.ssthresh == 3000
+    assert out(c, 0.11) == [seg_out(ACK, LOCAL_SEQ + 4000, REMOTE_SEQ, bytes(1000))]
     c.handle_segment(0.12, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 10000))
-    assert c.cwnd == 10000 and c.poll_at() is None
+    assert c.cwnd == 3000 and c.poll_at() is None
 
 
 def test_dsack_of_data_never_retransmitted_undoes_nothing() -> None:

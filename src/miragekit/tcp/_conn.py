@@ -130,6 +130,7 @@ _STATS: dict[str, int] = {
     "dsacks_in": 0,  # D-SACK blocks received (RFC 2883)
     "dsacks_out": 0,  # D-SACK blocks sent
     "undos": 0,  # loss responses undone: every retransmission was D-SACKed (RFC 3708)
+    "undos_by_timestamp": 0,  # of which found by the echoed timestamp (RFC 3522)
     "ce_received": 0,  # segments that arrived marked Congestion Experienced (RFC 3168)
     "ecn_reductions": 0,  # window reductions for an ECN-Echo
     "cwr_received": 0,  # segments with CWR: the peer reduced for our ECN-Echo
@@ -790,7 +791,7 @@ class Connection:
             if (
                 self.state in _SENDING
                 and self._snd_max > self._snd_una
-                and not self._in_recovery
+                and (not self._in_recovery or self._rack_at is None)
                 and self._tlp_end is None
                 and self._tlp_rtt
             ):
@@ -1216,6 +1217,8 @@ class Connection:
 
     def _on_ack(self, now: float, seg: TCPRepr, seq: int, ack: int, plen: int) -> None:
         una = self._snd_una
+        if ack > una and self._prior_cc is not None and self._ts_on:
+            self._eifel(seg, una, ack)
         # Window update (RFC 9293 3.10.7.4).
         old_wnd = self._snd_wnd
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
@@ -1285,6 +1288,8 @@ class Connection:
             self._prr_on_ack(self._snd_una - una + sb.sacked_bytes() - sacked0)
         if self._tlp_end is not None and ack >= self._tlp_end:
             self._tlp_on_ack(now, seg, ack, una, dsack_right)
+        if self._in_recovery and ack == una:
+            self._arm_tlp(now)  # a SACK in recovery: the probe timeout restarts
 
         st = self.state
         if self._fin_queued and self._snd_una > self._fin_seq:
@@ -1317,7 +1322,8 @@ class Connection:
             self._ack_now = True
         if ecn.should_reduce(seg, self._snd_una, self._snd_max) and not self._in_recovery:
             self.stats["ecn_reductions"] += 1
-            self._cc.on_loss(now, self._snd_max - una)
+            flight = self._snd_max - una  # as a loss's: no more than cwnd (RFC 5681 3.2)
+            self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
 
     def _on_new_ack(self, now: float, seg: TCPRepr, ack: int) -> None:
         una = self._snd_una
@@ -1406,17 +1412,25 @@ class Connection:
         """Arm the probe timeout (RFC 8985 7.2) outside recovery, with nothing SACKed
         (else RACK's timer watches), no probe outstanding and an RTT sampled since the
         last: PTO = 2*SRTT (1 s without one), plus the peer's worst-case ACK delay when
-        one segment is in flight, and never later than the RTO would fire."""
+        one segment is in flight, and never later than the RTO would fire.
+
+        Beyond RFC 8985 (which arms it outside recovery only), also in SACK recovery
+        when RACK has no timer pending: a retransmission lost with nothing sent after
+        it, or a tail lost after a partial ACK, leaves RACK nothing delivered to compare
+        with, and only the RTO would end the silence; the probe's SACK gives RACK that
+        later delivery, so the loss costs a probe timeout instead of an RTO."""
         cfg = self.config
         if (
             not cfg.tail_loss_probe
             or not self._sack_on
-            or self._in_recovery
-            or self._snd_una < self._recover
             or self._tlp_end is not None
             or not self._tlp_rtt
             or self._snd_max <= self._snd_una
-            or self._scoreboard.blocks
+            or (
+                self._rack_at is not None
+                if self._in_recovery
+                else self._snd_una < self._recover or bool(self._scoreboard.blocks)
+            )
         ):
             self._tlp_at = None
             return
@@ -1475,12 +1489,40 @@ class Connection:
         self._reo.on_dsack(self._snd_una, self._snd_max)
         if not self._ledger.dsack(left, right) or self._prior_cc is None:
             return
+        self._undo()
+
+    def _undo(self) -> None:
+        """The loss response proved needless: the controller's state before it back."""
+        assert self._prior_cc is not None
         self.stats["undos"] += 1
         self._ledger.close()
         self._cc.restore(self._prior_cc)
         self._prior_cc = None
-        # Recovery goes on (other holes may be real losses) at the restored window.
         self._reducing = False
+        if self._in_recovery:
+            # Fast recovery ends here (as Linux's undo does): a hole found lost later is
+            # a new loss, with a congestion response of its own.
+            self._in_recovery = False
+            self._recover = self._snd_una
+            self._inflate = 0
+            self._scoreboard.rxt.clear()
+
+    def _eifel(self, seg: TCPRepr, una: int, ack: int) -> None:
+        """RFC 3522 detection by timestamps (as Linux's undo): an ACK of everything this
+        episode retransmitted that echoes a TSval older than its first retransmission
+        was caused by an original, so the response is undone at once, without waiting a
+        round trip for the D-SACK. Only when all retransmitted data lay in the hole at
+        SND.UNA (nothing SACKed below its top): each piece of it then reached the
+        receiver's left edge, where its retransmission would have set the echo."""
+        ts = seg.timestamp
+        stamp = self._ledger.stamp
+        if ts is None or stamp is None or not ts[1] or ((ts[1] - stamp) & MASK) <= HALF:
+            return
+        blocks = self._scoreboard.blocks
+        top = blocks[0][0] if blocks and blocks[0][0] < ack else ack
+        if self._ledger.within(una, top):
+            self.stats["undos_by_timestamp"] += 1
+            self._undo()
 
     def _start_episode(self) -> None:
         """A loss response begins: remember the controller's state, to undo it if the
@@ -1560,13 +1602,21 @@ class Connection:
         self._in_recovery = True
         self._tlp_at = None
         self._recover = self._snd_max
-        self._recover_fs = max(self._snd_max - self._snd_una, 1)
+        # RecoverFS: what the recovery round trip will deliver, the pipe (RFC 9937), but
+        # never below the window before the reduction (Linux's prior_cwnd): a pipe below
+        # ssthresh (its segments lost, or SACKed) would make the proportional part send
+        # more than is delivered, without bound.
+        pipe = self._scoreboard.pipe(self._snd_una, self._snd_max, self._smss)
+        self._recover_fs = max(pipe, self._cc.cwnd, 1)
         self._reducing = True
         self._prr_delivered = 0
         self._prr_out = 0
         self.stats["fast_retransmits"] += 1
         self._start_episode()
-        self._cc.on_loss(now, self._snd_max - self._snd_una)
+        # FlightSize for the reduction (RFC 5681 3.2), without what went beyond cwnd
+        # because the peer had it already (limited transmit, SACKed data).
+        flight = self._snd_max - self._snd_una
+        self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
         self._high_rxt = self._snd_una
         self._rexmit = True
         if not self._sack_on:
@@ -1747,6 +1797,10 @@ class Connection:
         free = cfg.recv_buffer - len(self._rcvbuf)
         if free >= 2 * cur and free - cur >= min(cfg.recv_buffer // 2, self._smss):
             self._ack_now = True
+
+    def _tsval(self, now: float) -> int | None:
+        """The TSval a segment sent now carries (None: no timestamps)."""
+        return (int(now * 1000) + self._ts_offset) & MASK if self._ts_on else None
 
     def _make(self, flags: int, seq: int, payload: Buffer, now: float = 0.0) -> TCPRepr:
         syn = bool(flags & SYN)
@@ -1944,7 +1998,7 @@ class Connection:
 
     def _retransmit(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
         self.stats["retransmits"] += 1
-        self._ledger.retransmitted(start, end)
+        self._ledger.retransmitted(start, end, self._tsval(now))
         if self._rtt_seq is not None and start < self._rtt_seq:
             self._rtt_seq = None
         self._emit_range(now, start, end, out)
@@ -1978,6 +2032,7 @@ class Connection:
     def _send_data_inner(self, now: float, out: list[TCPRepr]) -> None:
         mss = self._smss
         smax0 = self._snd_max
+        rxt0 = self.stats["retransmits"]
         data_end = self._snd_buf_seq + len(self._sndbuf)
         fin_end = data_end + 1 if self._fin_queued else data_end
         cc = self._cc
@@ -2022,6 +2077,13 @@ class Connection:
                 room = mss
             else:
                 room = cc.cwnd + self._inflate - (nxt - self._snd_una)
+                if self._scoreboard.blocks and self._sack_on and not self._rto_recovery:
+                    # SACKed data has left the network: outside recovery too, what may
+                    # go is cwnd less the pipe (as Linux's packets in flight), so the
+                    # sender keeps the ACK clock while RACK waits out its window.
+                    free = cc.cwnd - self._scoreboard.pipe(self._snd_una, self._snd_max, mss)
+                    if free > room:
+                        room = free
             if nxt >= fin_end:
                 break
             if nxt < self._snd_max and self._scoreboard.blocks and not sack_recovery:
@@ -2081,12 +2143,15 @@ class Connection:
                 self._snd_max = end
             else:
                 self.stats["retransmits"] += 1
-                self._ledger.retransmitted(nxt, end)
+                self._ledger.retransmitted(nxt, end, self._tsval(now))
             self._snd_nxt = end
             self._probe = False
             if self._rtx_at is None:
                 self._rtx_at = now + self._rtt.timeout()
-        if self._snd_max > smax0 and not probed:
+        if sack_recovery and self.stats["retransmits"] != rxt0:
+            # The holes just resent need RACK's timer no more; their retransmissions may.
+            self._rack_detect(now)
+        if not probed and (self._snd_max > smax0 or (sack_recovery and out)):
             self._arm_tlp(now)  # RFC 8985 7.2: new data (not a probe) went out
         if self._snd_nxt == self._snd_una and self._snd_nxt < data_end and self._rtx_at is None:
             # Data waits on a zero window: arm the persist timer.
@@ -2106,8 +2171,14 @@ class Connection:
             self._snd_nxt = self._snd_max = end
             self._tlp_rxt = False
         elif self._snd_max > self._snd_una:
-            start = max(self._snd_una, min(data_end, self._snd_max) - mss)
-            self._retransmit(now, start, min(self._snd_max, fin_end), out)
+            top = self._snd_max
+            blocks = self._scoreboard.blocks
+            if blocks and blocks[-1][1] >= top and blocks[-1][0] > self._snd_una:
+                # In recovery the tail may be SACKed: the highest segment not yet
+                # delivered is the one worth resending.
+                top = blocks[-1][0]
+            start = max(self._snd_una, min(data_end, top) - mss)
+            self._retransmit(now, start, min(top, fin_end), out)
             self._tlp_rxt = True
         else:
             return

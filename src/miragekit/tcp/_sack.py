@@ -101,7 +101,9 @@ class Scoreboard:
         comes (sent before delivered data, not yet past the deadline); else None."""
         start = snd_una
         for left, right in self.blocks:
-            if left > start:
+            if left > start and not any(s <= start < e for s, e, _m, _t in self.rxt):
+                # (a hole already resent is lost already: detect_lost_retransmits
+                # watches its retransmission)
                 t = self.sent_at(start)
                 if t <= self.rack_xmit and t > self.rack_deadline:
                     return t
@@ -272,36 +274,45 @@ class Scoreboard:
 
 class RetransmitLedger:
     """What one loss episode retransmitted, to tell whether every retransmission was
-    needless (RFC 3708 detection by D-SACK, RFC 2883 4.2).
+    needless (RFC 3708 detection by D-SACK, RFC 2883 4.2, or RFC 3522 by timestamps).
 
     The receiver reports each duplicate it got in a D-SACK block; when duplicates cover
     every byte retransmitted since the episode began, the originals had all arrived
     (reordering or a delay, not loss), and the congestion response can be undone.
     Ranges are cut, not counted, so a range D-SACKed twice (a network duplicate) counts
-    once, and a D-SACK of data never retransmitted counts for nothing.
+    once, and a D-SACK of data never retransmitted counts for nothing. ``stamp`` is the
+    TSval of the episode's first retransmission (None: none yet, or no timestamps).
     """
 
-    __slots__ = ("open", "ranges")
+    __slots__ = ("open", "ranges", "stamp")
 
     def __init__(self) -> None:
         self.ranges: list[list[int]] = []
         self.open = False
+        self.stamp: int | None = None
 
     def start(self) -> None:
         self.ranges.clear()
         self.open = True
+        self.stamp = None
 
     def close(self) -> None:
         self.ranges.clear()
         self.open = False
 
-    def retransmitted(self, start: int, end: int) -> None:
+    def retransmitted(self, start: int, end: int, stamp: int | None = None) -> None:
         if not self.open or end <= start:
             return
         if len(self.ranges) >= MAX_BLOCKS:
             self.close()  # too much to follow: this episode cannot be undone
             return
+        if not self.ranges and self.stamp is None:
+            self.stamp = stamp
         self.ranges.append([start, end])
+
+    def within(self, left: int, right: int) -> bool:
+        """Whether every byte retransmitted and not yet D-SACKed lies in [left, right)."""
+        return bool(self.ranges) and all(left <= s and e <= right for s, e in self.ranges)
 
     def dsack(self, left: int, right: int) -> bool:
         """Cut a duplicate out of the retransmitted ranges; True when this empties them

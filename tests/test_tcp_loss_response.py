@@ -1,0 +1,241 @@
+"""How fast a SACK sender goes while it recovers from loss (the lossy benchmark's rules):
+a connection built in a state, fed segments and timers, and the exact segments out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from tests.tcp_helpers import LOCAL_SEQ, PLAIN, REMOTE_SEQ, established, out, seg_in, seg_out
+
+from miragekit.tcp import Config, Connection
+from miragekit.wire.tcp import ACK, CWR, ECE, SYN
+
+SACK_TLP = dataclasses.replace(PLAIN, sack=True, tail_loss_probe=True)
+
+
+def _blocks(*ranges: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    return tuple(((LOCAL_SEQ + a) & 0xFFFFFFFF, (LOCAL_SEQ + b) & 0xFFFFFFFF) for a, b in ranges)
+
+
+def _data(rel: int, n: int = 1000, flags: int = ACK) -> object:
+    return seg_out(flags, LOCAL_SEQ + rel, REMOTE_SEQ, bytes(n))
+
+
+def _ack(c: Connection, now: float, rel: int, *ranges: tuple[int, int]) -> None:
+    c.handle_segment(now, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + rel, sack_blocks=_blocks(*ranges)))
+
+
+def reordering_seen(cfg: Config = SACK_TLP) -> Connection:
+    """ESTABLISHED, MSS 1000, SACK; segments 1000-4000 sent at 2.0, 2000-3000 SACKed,
+    then all ACKed at 2.02 by their first transmission: reordering seen, so RACK waits
+    its window before calling a hole lost, and DupThresh no longer counts."""
+    c = established(cfg, mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    _ack(c, 1.1, 1000)
+    c.send(bytes(3000))
+    assert len(out(c, 2.0)) == 3
+    _ack(c, 2.01, 1000, (2000, 3000))
+    _ack(c, 2.02, 4000)
+    assert c._reo.seen and c.cwnd == 14000
+    return c
+
+
+def test_sacked_data_frees_cwnd_before_recovery() -> None:
+    """Outside recovery, cwnd limits the pipe (RFC 6675), not everything below SND.MAX:
+    each segment SACKed while RACK waits out the reordering window lets one new one go
+    (as Linux counts packets in flight), where limited transmit (RFC 3042) allows two."""
+    c = reordering_seen()
+    c.send(bytes(40000))
+    assert out(c, 3.0) == [_data(4000 + 1000 * i) for i in range(14)]
+    # Segment 4000 is missing; 5000-9000 arrive, early enough to be reordering.
+    for i, t in enumerate((3.011, 3.012, 3.013, 3.014)):
+        _ack(c, t, 4000, (5000, 6000 + 1000 * i))
+        assert out(c, t) == [_data(18000 + 1000 * i)]
+    assert not c._in_recovery and c.stats["fast_retransmits"] == 0
+    assert c.cwnd == 14000
+    # RACK's deadline (sent at 3.0, + RACK.rtt 0.02 + the window, min_rtt/4 = 0.005)
+    # then finds the hole lost: recovery, and the retransmission.
+    assert c.poll_at() == pytest.approx(3.025, abs=2e-6)
+    c.handle_timer(c.poll_at() or 0.0)
+    assert c._in_recovery and out(c, 3.021)[0] == _data(4000)
+
+
+# ---------------------------------------------------------------- undo by timestamps
+
+TS = dataclasses.replace(SACK_TLP, timestamps=True, tail_loss_probe=False)
+M = 988  # MSS 1000 less the timestamp option
+
+
+def _ts_ack(c: Connection, now: float, rel: int, tsecr: int, *ranges: tuple[int, int]) -> None:
+    seg = seg_in(
+        ACK, REMOTE_SEQ, LOCAL_SEQ + rel, sack_blocks=_blocks(*ranges), timestamp=(500, tsecr)
+    )
+    c.handle_segment(now, seg)
+
+
+def _ts_recovery() -> Connection:
+    """Ten segments out at 1.0 (TSval 1000), the first missing; the third SACK starts
+    recovery and the hole is resent at 1.01 (TSval 1010)."""
+    c = established(TS, mss=1000, sack_permitted=True, timestamp=(100, 0))
+    c.send(bytes(10 * M))
+    assert len(out(c, 1.0)) == 10
+    for k in (2, 3, 4):
+        _ts_ack(c, 1.01, 0, 1000, (M, k * M))
+    resent = out(c, 1.01)
+    assert [(s.seq - LOCAL_SEQ) & 0xFFFFFFFF for s in resent] == [0]
+    assert resent[0].timestamp == (1010, 500)
+    assert c._in_recovery and c.ssthresh == 5 * M
+    return c
+
+
+def test_an_ack_echoing_the_original_undoes_the_recovery_at_once() -> None:
+    """RFC 3522 detection (Linux's undo by timestamps): the ACK of the hole echoes TSval
+    1000, older than the retransmission's 1010, so the original filled it; the
+    response is undone on that ACK, a round trip before the D-SACK would come."""
+    c = _ts_recovery()
+    _ts_ack(c, 1.02, 10 * M, 1000)
+    assert c.stats["undos"] == 1 and c.stats["undos_by_timestamp"] == 1
+    assert not c._in_recovery and c.ssthresh > 1 << 60
+    assert c.cwnd == 18 * M  # 10 restored, then slow start on this ACK (HyStart's L = 8)
+    # The D-SACK of the retransmission that follows finds nothing left to undo.
+    _ts_ack(c, 1.03, 10 * M, 1000, (0, M))
+    assert c.stats["undos"] == 1 and c.stats["dsacks_in"] == 1
+
+
+def test_an_ack_echoing_the_retransmission_undoes_nothing() -> None:
+    c = _ts_recovery()
+    _ts_ack(c, 1.02, 10 * M, 1010)  # the retransmission filled the hole
+    assert c.stats["undos"] == 0 and c.ssthresh == 5 * M and c.cwnd == 5 * M
+
+
+def test_no_undo_by_timestamp_when_sacked_data_lay_between_retransmissions() -> None:
+    """Holes at 0 and 4 both resent: the second may have arrived by its retransmission
+    while the first was still missing, which sets no echo; an old echo on the ACK of
+    both proves nothing, so only D-SACKs may undo then."""
+    c = established(TS, mss=1000, sack_permitted=True, timestamp=(100, 0))
+    c.send(bytes(20 * M))
+    assert len(out(c, 1.0)) == 10
+    for k in (6, 7, 8):
+        _ts_ack(c, 1.01, 0, 1000, (5 * M, k * M), (M, 4 * M))
+    # Both holes resent, and (PRR) one new segment.
+    assert [(s.seq - LOCAL_SEQ) & 0xFFFFFFFF for s in out(c, 1.01)] == [0, 4 * M, 10 * M]
+    _ts_ack(c, 1.02, 10 * M, 1000)
+    assert c.stats["undos"] == 0 and c.ssthresh == 5 * M
+
+
+# ---------------------------------------------------------------- a probe in recovery
+
+
+def _sampled() -> Connection:
+    """ESTABLISHED, MSS 1000, SACK and TLP; 1000 bytes sent at 1.0 and ACKed at 1.1:
+    SRTT 0.0125 (after the handshake's sample of 0), RTO 0.2 (its floor)."""
+    c = established(SACK_TLP, mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    _ack(c, 1.1, 1000)
+    return c
+
+
+def test_a_lost_retransmission_with_nothing_after_it_costs_a_probe_not_an_rto() -> None:
+    """Recovery resends the hole at 2.01 and has nothing more to send; that
+    retransmission is lost. RACK has no later delivery to judge it by, so before the
+    RTO (2.21) the probe timeout (2 * SRTT after the last send) resends the highest
+    segment not yet delivered: here the hole again."""
+    c = _sampled()
+    c.send(bytes(4000))
+    assert len(out(c, 2.0)) == 4
+    for k in (3000, 4000):
+        _ack(c, 2.01, 1000, (2000, k))
+    assert out(c, 2.01) == []  # the application has nothing more to send
+    _ack(c, 2.01, 1000, (2000, 5000))
+    assert out(c, 2.01) == [_data(1000)] and c._in_recovery
+    assert c.poll_at() == pytest.approx(2.035)
+    c.handle_timer(2.035)
+    assert out(c, 2.035) == [_data(1000)]
+    assert c.stats["tail_loss_probes"] == 1 and c.stats["rto"] == 0
+    # One probe: then the RTO, armed again from the probe, if nothing comes back.
+    assert c.poll_at() == pytest.approx(2.235)
+    _ack(c, 2.05, 5000)
+    assert not c._in_recovery and c.stats["rto"] == 0
+
+
+def test_a_probe_in_recovery_sends_new_data_whose_sack_shows_the_retransmission_lost() -> None:
+    """Nine segments out at 2.0, then more data queued; three SACKs start recovery,
+    the hole is resent at 2.01, and PRR holds the new data back (the pipe, 6000, is
+    above ssthresh, 4500). Nothing more arrives: the probe at 2.035 is new data beyond
+    cwnd, and its SACK is the later delivery that lets RACK call the retransmission
+    lost (once RACK.rtt, 0.1 here, has passed since it left) and send it again, where
+    before only the RTO would have."""
+    c = _sampled()
+    c.send(bytes(9000))
+    assert len(out(c, 2.0)) == 9
+    c.send(bytes(5000))
+    for k in (3000, 4000, 5000):
+        _ack(c, 2.01, 1000, (2000, k))
+    assert out(c, 2.01) == [_data(1000)] and c.ssthresh == 4500
+    assert c.poll_at() == pytest.approx(2.035)
+    c.handle_timer(2.035)
+    assert out(c, 2.035) == [_data(10000)]
+    _ack(c, 2.05, 1000, (2000, 5000), (10000, 11000))
+    # RACK: the first sends (2.0) are lost at 2.1, the retransmission (2.01) at 2.11.
+    assert c.poll_at() == pytest.approx(2.1, abs=2e-6)
+    c.handle_timer(2.1 + 2e-6)
+    assert out(c, 2.1 + 2e-6) == [_data(5000 + 1000 * i) for i in range(5)]
+    assert c.poll_at() == pytest.approx(2.11, abs=2e-6)
+    c.handle_timer(2.11 + 2e-6)
+    assert out(c, 2.11 + 2e-6)[0] == _data(1000)
+    assert c.stats["lost_retransmits"] == 1 and c.stats["rto"] == 0
+
+
+def test_prr_never_sends_faster_than_delivery_when_recovery_starts_with_an_empty_pipe() -> None:
+    """Recovery starts with everything above the hole SACKed: the pipe is empty. A
+    RecoverFS of 0 (the pipe alone) would make PRR's proportional part send
+    ssthresh/RecoverFS times what is delivered, without bound, once a probe takes the
+    pipe above ssthresh; the window before the reduction (11000) keeps it below one."""
+    c = _sampled()
+    c.send(bytes(4000))
+    assert len(out(c, 2.0)) == 4
+    _ack(c, 2.01, 1000, (2000, 5000))
+    assert out(c, 2.01) == [_data(1000)]
+    assert c._in_recovery and c.ssthresh == 2000 and c._recover_fs == 11000
+    c.send(bytes(20000))
+    assert out(c, 2.011) == [_data(5000)]  # PRR-SSRB: the pipe back up to ssthresh
+    c.handle_timer(c.poll_at() or 0.0)  # nothing comes back: the probe, new data
+    assert out(c, 2.036) == [_data(6000)]
+    # A duplicate of the last ACK (the network's) delivers nothing; with the pipe
+    # (3000) above ssthresh, ceil(3000 delivered * 2000 / 11000) - 2000 sent leaves no
+    # room, where a RecoverFS of 1 would have let all the queued data go at once.
+    _ack(c, 2.04, 1000, (2000, 5000))
+    assert out(c, 2.04) == [] and c.cwnd == 3000
+
+
+def test_an_ece_reduces_from_cwnd_not_from_sacked_data_sent_beyond_it() -> None:
+    """ECN's response is a loss's (RFC 3168 6.1.2): from FlightSize, which leaves out
+    the data sent beyond cwnd while the peer SACKed (the pipe rule outside recovery)."""
+    syn = seg_in(SYN | ECE | CWR, REMOTE_SEQ - 1, 0, mss=1000, sack_permitted=True)
+    c = Connection.accept(SACK_TLP, syn, LOCAL_SEQ - 1, 0.0)
+    assert [s.flags for s in out(c)] == [SYN | ACK | ECE]
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ))
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    _ack(c, 1.1, 1000)  # an RTT of 0.1; cwnd 11000
+    c.send(bytes(20000))
+    assert len(out(c, 2.0)) == 11
+    # Segment 1000 is missing, the next two arrive: not yet lost (two segments are no
+    # DupThresh, and RACK waits an RTT), and the two SACKed segments let two new ones
+    # go: 13000 in flight.
+    _ack(c, 2.01, 1000, (2000, 3000))
+    _ack(c, 2.01, 1000, (2000, 4000))
+    sent = out(c, 2.01)
+    assert [((s.seq - LOCAL_SEQ) & 0xFFFFFFFF, len(s.payload)) for s in sent] == [
+        (12000, 1000),
+        (13000, 1000),
+    ]
+    # An ECE on the ACK of segment 1000: slow start makes cwnd 12000, and the reduction
+    # is half of that, not half of the 13000 below SND.MAX.
+    c.handle_segment(
+        2.02, seg_in(ACK | ECE, REMOTE_SEQ, LOCAL_SEQ + 2000, sack_blocks=_blocks((2000, 4000)))
+    )
+    assert c.stats["ecn_reductions"] == 1 and c.ssthresh == 6000
