@@ -161,11 +161,17 @@ class HostObserver:
     def sent(self, parts: Sequence[Buffer]) -> None:
         c = self.counters
         c.frames_out += 1
-        for p in parts:
-            c.bytes_out += memoryview(p).nbytes
+        if len(parts) == 1:  # a whole frame, as a stack's flush sends them
+            head = parts[0]
+            t = type(head)
+            c.bytes_out += len(head) if t is bytearray or t is bytes else memoryview(head).nbytes
+        else:
+            for p in parts:
+                c.bytes_out += memoryview(p).nbytes
+            head = _head(parts)
         if self.pcap is not None:
             self.pcap.record(parts)
-        seg = _tcp_of(_head(parts))
+        seg = _tcp_of(head)
         if seg is None:
             return
         src, dst, sport, dport, seq, flags, used = seg
