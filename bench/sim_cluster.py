@@ -19,8 +19,10 @@ hosts``, so every host serves and connects; each host opens its connections one 
 the other, all hosts at once. Each connection sends 100 bytes every simulated second
 and reads the echo. Shown: wall time, CPU time of the process
 (less sensitive than wall time to other work on the machine), echoes (round trips
-completed), echoes per wall second, and how many times faster than real time the
-simulation ran.
+completed), echoes per wall second, how many times faster than real time the
+simulation ran, and CPU microseconds per echo (the steadiest figure on a shared
+machine); the load average before and after. ``--no-hand`` leaves out the by-hand
+reference (for long runs compared with ``--before``).
 Writes bench/results/sim_cluster.json.
 """
 
@@ -30,6 +32,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -146,6 +149,7 @@ def measure(name: str, fn: Any, a: argparse.Namespace) -> dict[str, Any]:
         "cpu_s": round(cpu, 2),
         "echoes": echoes,
         "echoes_per_wall_s": round(echoes / wall),
+        "cpu_us_per_echo": round(cpu / echoes * 1e6),
         "x_real_time": round(a.seconds / wall, 2),
     }
 
@@ -175,27 +179,34 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--loss", type=float, default=0.01)
     ap.add_argument("--before", metavar="REV", help="also sim.Network on git revision REV")
+    ap.add_argument("--no-hand", action="store_true", help="skip the by-hand reference (long runs)")
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--network-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.network_only:  # one JSON row, for --before
         print(json.dumps(measure("sim.Network", with_network, a)))
         return
+    load = [os.getloadavg()[0]]
     rows = [] if a.before is None else [before(a.before, a)]
     for name, fn in (("by hand (reference)", by_hand), ("sim.Network", with_network)):
-        rows.append(measure(name, fn, a))
+        if name != "by hand (reference)" or not a.no_hand:
+            rows.append(measure(name, fn, a))
+    load.append(os.getloadavg()[0])
     print(f"{a.hosts} hosts, {a.conns} connections, {a.seconds:g} simulated s, loss {a.loss}")
+    print(f"load average {load[0]:.2f} before, {load[1]:.2f} after")
     print(
-        f"{'how':<26} {'wall s':>8} {'CPU s':>8} {'echoes':>8} {'echoes/s':>9} {'x real time':>12}"
+        f"{'how':<26} {'wall s':>8} {'CPU s':>8} {'echoes':>8} {'echoes/s':>9} "
+        f"{'x real time':>12} {'CPU us/echo':>12}"
     )
     for r in rows:
         print(
             f"{r['how']:<26} {r['wall_s']:>8} {r['cpu_s']:>8} {r['echoes']:>8} "
-            f"{r['echoes_per_wall_s']:>9} {r['x_real_time']:>12}"
+            f"{r['echoes_per_wall_s']:>9} {r['x_real_time']:>12} {r['cpu_us_per_echo']:>12}"
         )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "sim_cluster.json").write_text(json.dumps({"args": vars(a), "rows": rows}, indent=2))
+    result = {"args": vars(a), "load": load, "rows": rows}
+    (out / "sim_cluster.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -386,3 +386,40 @@ def test_v1_async_input_paths() -> None:
         assert c == expected
 
     run(main())
+
+
+def test_arp_frames_go_straight_to_arp_counted_as_ethernet_counts_them() -> None:
+    """The interface hands ARP to ARP without the ethertype dispatch: Ethernet still
+    counts each frame, refuses one unicast to another MAC or too short, and ARP sees
+    (and counts, and answers) the rest."""
+
+    async def main() -> None:
+        stack, link = await make_stack()
+        eth, arp = stack.ethif.counters, stack.ipv4.arp.counters
+        frames0, packets0 = eth.rx_frames, arp.rx_packets
+        link.sent.clear()
+        stranger = Ether(src="02:00:00:00:01:01", dst="ff:ff:ff:ff:ff:ff")
+        inject(
+            stack,
+            stranger / ARP(op=1, hwsrc="02:00:00:00:01:01", psrc="10.0.0.50", pdst="10.0.0.9"),
+        )
+        assert (eth.rx_frames, arp.rx_packets, link.sent) == (frames0 + 1, packets0 + 1, [])
+        inject(
+            stack,
+            Ether(src=PEER_MAC, dst="02:99:99:99:99:99")
+            / ARP(op=1, hwsrc=PEER_MAC, psrc=PEER, pdst=US),
+        )
+        assert eth.rx_not_for_us == 1 and arp.rx_packets == packets0 + 1
+        stack.receive_frame(memoryview(bytes(Ether(src=PEER_MAC, dst=OUR_MAC, type=0x0806))[:13]))
+        assert (
+            eth.rx_short == 1
+            and arp.rx_packets == packets0 + 1
+            and stack.iface.internal_errors == 0
+        )
+        learn_peer(stack)
+        assert arp.rx_packets == packets0 + 2 and arp.replies_sent == 1
+        (reply,) = [Ether(f) for f in link.sent]
+        assert reply[ARP].op == 2 and reply[ARP].pdst == PEER and reply.dst == PEER_MAC
+        assert eth.rx_frames == frames0 + 4
+
+    run(main())

@@ -174,6 +174,32 @@ class _Direction:
         if self.timer is None:
             self.timer = loop.call_at(t, self.drain, context=contextvars.Context())
 
+    def carry(
+        self,
+        link: LinkParams,
+        c: ImpairCounters,
+        data: Frame,
+        now: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """:func:`impair` on a plain link (``link.plain``: up, latency and independent
+        loss only) at time ``now``: the same draws and the same outcome, with only what
+        such a link uses. Callers that carry one frame over many links (a switch's
+        flood) read the clock once."""
+        rng = self.rng
+        lost = rng.random() < link.loss
+        rng.getrandbits(384)  # the six draws it does not use: 2 words of 32 bits each
+        if lost:
+            c.dropped_loss += 1
+            return
+        t = now + link.latency
+        if t < self.last_arrival:
+            t = self.last_arrival
+        self.last_arrival = t
+        self.fifo.append((t, data))
+        if self.timer is None:
+            self.timer = loop.call_at(t, self.drain, context=contextvars.Context())
+
     def drain(self) -> None:
         self.timer = None
         loop = asyncio.get_running_loop()
@@ -211,22 +237,10 @@ def impair(
     then depend only on the seed, the link's name and n (and the parameters), never on
     which other frames were dropped, queued or timed out before it.
     """
-    r = d.rng.random
     if link.plain:
-        # The same draws and the same outcome as below, with only what such a link uses.
-        lost = r() < link.loss
-        d.rng.getrandbits(384)  # the six draws it does not use: 2 words of 32 bits each
-        if lost:
-            c.dropped_loss += 1
-            return
-        t = loop.time() + link.latency
-        if t < d.last_arrival:
-            t = d.last_arrival
-        d.last_arrival = t
-        d.fifo.append((t, data))
-        if d.timer is None:
-            d.timer = loop.call_at(t, d.drain, context=contextvars.Context())
+        d.carry(link, c, data, loop.time(), loop)
         return
+    r = d.rng.random
     u_loss, u_mark, u_corrupt, u_bit, u_jitter, u_dup, u_reorder = (
         r(), r(), r(), r(), r(), r(), r(),
     )  # fmt: skip

@@ -111,6 +111,19 @@ class Ethif:
 
     # --- input -----------------------------------------------------------------------------
 
+    def accept(self, frame: memoryview) -> bool:
+        """Count a received frame; whether it is for us (long enough, and unicast to our
+        MAC, broadcast or multicast). What :meth:`dispatch` does before the ethertype."""
+        c = self.counters
+        c.rx_frames += 1
+        if len(frame) < HEADER_LEN:
+            c.rx_short += 1
+            return False
+        if not (frame[0] & 1) and frame[0:6] != self._mac_bytes and not self.promiscuous:
+            c.rx_not_for_us += 1
+            return False
+        return True
+
     def dispatch(self, frame: memoryview, inputs: Mapping[int, H]) -> H | None:
         """The input for ``frame``'s ethertype in ``inputs``, if the frame is for us
         (unicast to our MAC, broadcast or multicast); ``None`` otherwise (counted).
@@ -118,18 +131,12 @@ class Ethif:
         The one ethertype dispatch: the stack's synchronous path (:class:`Interface`)
         and the seed's async :meth:`input` both go through it.
         """
-        c = self.counters
-        c.rx_frames += 1
-        if len(frame) < HEADER_LEN:
-            c.rx_short += 1
-            return None
-        if not (frame[0] & 1) and frame[0:6] != self._mac_bytes and not self.promiscuous:
-            c.rx_not_for_us += 1
+        if not self.accept(frame):
             return None
         try:
             return inputs[(frame[12] << 8) | frame[13]]
         except KeyError:
-            c.rx_unknown_type += 1
+            self.counters.rx_unknown_type += 1
             return None
 
     async def input(

@@ -77,8 +77,15 @@ class Interface:
         """
         try:
             ip4 = self._ipv4
-            if ip4 is not None and (fast := ip4.frame_input) is not None and fast(frame):
-                return
+            if ip4 is not None:
+                if len(frame) > 13 and frame[13] == 6 and frame[12] == 8:
+                    # ARP, straight to it: on a segment of hundreds of hosts most frames
+                    # are other hosts' requests for other addresses.
+                    if self.ethif.accept(frame):
+                        ip4.receive_arp(frame[14:], flags)
+                    return
+                if (fast := ip4.frame_input) is not None and fast(frame):
+                    return
             fn = self.ethif.dispatch(frame, self._inputs)
             if fn is not None:
                 fn(frame[14:], flags)  # the Ethernet header's 14 bytes

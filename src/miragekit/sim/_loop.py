@@ -404,7 +404,7 @@ def run_on(loop: SimLoop, main: Coroutine[Any, Any, T]) -> T:
 
 
 #: Young-generation threshold of the cyclic garbage collector during a run.
-_GC_YOUNG = 10_000
+_GC_YOUNG = 100_000
 
 
 @contextlib.contextmanager

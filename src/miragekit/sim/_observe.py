@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ..link import PcapWriter
 
 _TCP = struct.Struct("!HHI")  # ports, sequence number
+# From the IPv4 header without options to the TCP flags: total length, fragment field,
+# protocol, addresses, ports, sequence number, data offset, flags.
+_V4_TCP = struct.Struct("!16xH2xHxB2x4s4sHHI4xBB")
 _HEAD = 14 + 60 + 60  # Ethernet, the longest IPv4 header, the longest TCP header
 _SYN, _FIN, _RST, _ACK = 0x02, 0x01, 0x04, 0x10
 
@@ -82,6 +85,13 @@ def _tcp_of(frame: Buffer) -> tuple[bytes, bytes, int, int, int, int, int] | Non
     b = frame if type(frame) is memoryview and frame.format == "B" else memoryview(frame).cast("B")
     if len(b) < 54:
         return None
+    if b[14] == 0x45 and b[12] == 8 and b[13] == 0:
+        # The usual frame (IPv4 without options): one unpack, the same answer as below.
+        tot, frag, proto, src, dst, sport, dport, seq, off, flags = _V4_TCP.unpack_from(b)
+        if proto != 6 or frag & 0x1FFF:
+            return None
+        used = tot - 20 - (off >> 4) * 4 + (flags & _SYN != 0) + (flags & _FIN != 0)
+        return src, dst, sport, dport, seq, flags, max(used, 0)
     etype = (b[12] << 8) | b[13]
     if etype == 0x0800:
         ihl = (b[14] & 0x0F) * 4
@@ -151,11 +161,17 @@ class HostObserver:
     def sent(self, parts: Sequence[Buffer]) -> None:
         c = self.counters
         c.frames_out += 1
-        for p in parts:
-            c.bytes_out += memoryview(p).nbytes
+        if len(parts) == 1:  # a whole frame, as a stack's flush sends them
+            head = parts[0]
+            t = type(head)
+            c.bytes_out += len(head) if t is bytearray or t is bytes else memoryview(head).nbytes
+        else:
+            for p in parts:
+                c.bytes_out += memoryview(p).nbytes
+            head = _head(parts)
         if self.pcap is not None:
             self.pcap.record(parts)
-        seg = _tcp_of(_head(parts))
+        seg = _tcp_of(head)
         if seg is None:
             return
         src, dst, sport, dport, seq, flags, used = seg
@@ -201,6 +217,13 @@ class HostObserver:
         c.bytes_in += frame.nbytes
         if self.pcap is not None:
             self.pcap.record((frame,))
+        if len(frame) < 54:
+            return  # no TCP segment (ARP)
+        if frame.format == "B" and frame[12] == 8 and frame[13] == 0:
+            # Only a RST or a FIN matters here: most IPv4 frames are told by one byte.
+            t = 14 + (frame[14] & 0x0F) * 4
+            if len(frame) < t + 14 or not frame[t + 13] & (_RST | _FIN):
+                return
         seg = _tcp_of(frame)
         if seg is None:
             return
