@@ -558,7 +558,7 @@ class Connection:
         """
         if self._fin_queued or self.state in (CLOSED, TIME_WAIT):
             raise ValueError("send: the connection is closed for sending")
-        room = self.config.send_buffer - len(self._sndbuf)
+        room = self.config.send_buffer - self._sndbuf.size
         n = len(data)
         if n > room:
             n = room
@@ -567,7 +567,7 @@ class Connection:
         if n:
             self._sndbuf.append(data)
             if nodelay:
-                self._push_upto = self._snd_buf_seq + len(self._sndbuf)
+                self._push_upto = self._snd_buf_seq + self._sndbuf.size
         return n
 
     def segment_now(self, now: float) -> TCPRepr | None:
@@ -582,7 +582,7 @@ class Connection:
         of its sending cost. The segment and everything this does are exactly what
         ``segments_to_send(now)`` would give and do (tests/test_tcp_small_send.py)."""
         una = self._snd_una
-        n = len(self._sndbuf)
+        n = self._sndbuf.size
         if (
             self.state is not ESTABLISHED
             or self._snd_max != una
@@ -616,17 +616,17 @@ class Connection:
 
     @property
     def send_buffer_free(self) -> int:
-        return self.config.send_buffer - len(self._sndbuf)
+        return self.config.send_buffer - self._sndbuf.size
 
     @property
     def unsent(self) -> int:
         """Bytes queued by ``send`` that have not been transmitted even once."""
-        return max(0, self._snd_buf_seq + len(self._sndbuf) - max(self._snd_nxt, self._snd_max))
+        return max(0, self._snd_buf_seq + self._sndbuf.size - max(self._snd_nxt, self._snd_max))
 
     @property
     def send_queued(self) -> int:
         """Bytes sent but not acknowledged, plus bytes not yet sent."""
-        return len(self._sndbuf)
+        return self._sndbuf.size
 
     def set_nodelay(self, on: bool) -> None:
         self._nodelay = on
@@ -680,7 +680,7 @@ class Connection:
             self._terminate(None)
             return
         self._fin_queued = True
-        self._fin_seq = self._snd_buf_seq + len(self._sndbuf)
+        self._fin_seq = self._snd_buf_seq + self._sndbuf.size
         if st == ESTABLISHED:
             self.state = FIN_WAIT_1
         # In SYN_RECEIVED the FIN waits for ESTABLISHED (RFC 9293 3.10.4).
@@ -1832,7 +1832,7 @@ class Connection:
         elif st in _SENDING:
             # Most calls (after an ACK, a read) find nothing new to send and no control
             # segment queued: skip the walk, which would send nothing and arm nothing.
-            fin_end = self._snd_buf_seq + len(self._sndbuf) + self._fin_queued
+            fin_end = self._snd_buf_seq + self._sndbuf.size + self._fin_queued
             nxt = self._snd_nxt
             if self._rexmit or self._tlp_probe or self._in_recovery:
                 self._send_data(now, out)
@@ -1871,7 +1871,7 @@ class Connection:
             # counted: a retried SYN goes bare, the data follows the handshake.
             cfg = self.config
             room = min(tfo.mss or cfg.default_mss, cfg.mss) - seg.options_len()
-            n = min(len(self._sndbuf), room)
+            n = min(self._sndbuf.size, room)
             if n > 0:
                 seg = seg._replace(payload=self._sndbuf.slice(0, n))
                 tfo.syn_data = n
@@ -1884,7 +1884,7 @@ class Connection:
         fin = self._fin_queued
         self._fin_queued = False
         # The SYN-ACK in flight is no runt of data: Nagle has nothing to wait for.
-        self._push_upto = self._snd_buf_seq + len(self._sndbuf)
+        self._push_upto = self._snd_buf_seq + self._sndbuf.size
         try:
             self._send_data(now, out)
         finally:
@@ -1915,7 +1915,7 @@ class Connection:
             flags |= FIN
         off = start - self._snd_buf_seq
         payload = self._sndbuf.slice(off, end - start) if end > start else b""
-        if payload and end == self._snd_buf_seq + len(self._sndbuf):
+        if payload and end == self._snd_buf_seq + self._sndbuf.size:
             flags |= PSH
         if burst is None:
             out.append(self._make(flags, start, payload, now))
@@ -1978,7 +1978,7 @@ class Connection:
     def _send_data_inner(self, now: float, out: list[TCPRepr]) -> None:
         mss = self._smss
         smax0 = self._snd_max
-        data_end = self._snd_buf_seq + len(self._sndbuf)
+        data_end = self._snd_buf_seq + self._sndbuf.size
         fin_end = data_end + 1 if self._fin_queued else data_end
         cc = self._cc
         if self._rexmit:
@@ -2131,7 +2131,7 @@ class Connection:
         top = self._snd_max
         if sb.blocks and sb.blocks[-1][1] >= top:
             return None  # the tail arrived: its holes are rule 1 and 3's
-        data_end = self._snd_buf_seq + len(self._sndbuf)
+        data_end = self._snd_buf_seq + self._sndbuf.size
         stop = min(top, data_end + 1 if self._fin_queued else data_end)
         start = max(una, min(stop, data_end) - mss)
         if stop <= start:
