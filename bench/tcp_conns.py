@@ -1,7 +1,7 @@
 """TCP connections per second and memory per idle connection, on our stack.
 
 Run as root: ``python bench/tcp_conns.py [--conns 10000] [--procs 1] [--inflight 16]
-[--idle 10000]`` (``--idle 0`` skips the memory part).
+[--idle 10000] [--net tap,packet] [--profile PATH]`` (``--idle 0`` skips the memory part).
 
 * Connections per second: a lean client in a ``mk-`` namespace opens ``--conns``
   connections, each sending 1 byte, reading the 1-byte echo and closing (the client
@@ -14,6 +14,13 @@ Run as root: ``python bench/tcp_conns.py [--conns 10000] [--procs 1] [--inflight
   cores every extra client process takes CPU from the server, and deeper queues did not
   help further. Failures (refused, reset, no or wrong echo) are counted per kind and
   shown in the table; after 10 s without progress the rest count as timed out.
+  ``--net`` names our server's backends, one row each in the same run (default ``tap``):
+  ``tap`` as above; ``packet``, our end of a veth pair in a namespace of its own read and
+  written through the memory-mapped ``AF_PACKET`` rings (``--net packet:VETH``, many
+  frames per system call), the client's end (transmit checksum offload off, as that
+  backend needs) in the client's namespace. ``--profile PATH`` runs each of our servers
+  under cProfile and writes its stats to ``PATH.NET`` (the figures then include the
+  profiler).
   The reference is the same client, in the same run, against a kernel echo server
   (Python asyncio, host sockets) on the namespace's loopback: the client's own ceiling
   on this machine. The client, our server and the kernel share the machine's cores, so
