@@ -1,7 +1,7 @@
 """TCP connections per second and memory per idle connection, on our stack.
 
 Run as root: ``python bench/tcp_conns.py [--conns 10000] [--procs 1] [--inflight 16]
-[--idle 10000]`` (``--idle 0`` skips the memory part).
+[--idle 10000] [--net tap,packet] [--profile PATH]`` (``--idle 0`` skips the memory part).
 
 * Connections per second: a lean client in a ``mk-`` namespace opens ``--conns``
   connections, each sending 1 byte, reading the 1-byte echo and closing (the client
@@ -14,6 +14,13 @@ Run as root: ``python bench/tcp_conns.py [--conns 10000] [--procs 1] [--inflight
   cores every extra client process takes CPU from the server, and deeper queues did not
   help further. Failures (refused, reset, no or wrong echo) are counted per kind and
   shown in the table; after 10 s without progress the rest count as timed out.
+  ``--net`` names our server's backends, one row each in the same run (default ``tap``):
+  ``tap`` as above; ``packet``, our end of a veth pair in a namespace of its own read and
+  written through the memory-mapped ``AF_PACKET`` rings (``--net packet:VETH``, many
+  frames per system call), the client's end (transmit checksum offload off, as that
+  backend needs) in the client's namespace. ``--profile PATH`` runs each of our servers
+  under cProfile and writes its stats to ``PATH.NET`` (the figures then include the
+  profiler).
   The reference is the same client, in the same run, against a kernel echo server
   (Python asyncio, host sockets) on the namespace's loopback: the client's own ceiling
   on this machine. The client, our server and the kernel share the machine's cores, so
@@ -36,6 +43,7 @@ import asyncio
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,7 +63,9 @@ from miragekit.result import Ok  # noqa: E402
 from miragekit.stack import DirectStackV4, Static  # noqa: E402
 from miragekit.v1 import StackConfig  # noqa: E402
 
-KERNEL_IP, APP_IP = "10.82.0.1", "10.82.0.2"
+KERNEL_IP, APP_IP = "10.82.0.1", "10.82.0.2"  # over TAP
+PKT_KERNEL_IP, PKT_APP_IP = "10.83.0.1", "10.83.0.2"  # over the veth of --net packet
+NETS = ("tap", "packet")
 
 CLIENT = r"""
 import errno, json, os, select, socket, sys, time
@@ -196,17 +206,64 @@ def run_client(ns: str, host: str, total: int, procs: int, inflight: int,
             "server_sys_us_per_conn": system / n * 1e6}  # fmt: skip
 
 
-def conns_per_second(total: int, procs: int, inflight: int) -> dict[str, Any]:
+def serve_echo(ns: str, net: str, ip: str, client_ns: str, host: str, total: int, procs: int,
+               inflight: int, profile: str | None) -> dict[str, Any]:  # fmt: skip
+    """``examples/echo`` under ``miragekit run --net NET --ip IP`` in ``ns``, measured by
+    the client in ``client_ns``; with ``profile``, the server runs under cProfile (its
+    figures then include the profiler) and writes its stats there."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+    prof = ("-m", "cProfile", "-o", profile) if profile else ()
+    app = subprocess.Popen(
+        in_ns(ns, sys.executable, *prof, "-m", "miragekit", "run", "examples/echo",
+              "--net", net, "--ip", ip),
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert app.stdout is not None
+        for line in app.stdout:  # the runner may print its own lines first
+            if "echo: TCP+UDP echo" in line:
+                break
+        else:
+            raise RuntimeError(f"examples/echo on {net} never said it was serving")
+        return run_client(client_ns, host, total, procs, inflight, app.pid)
+    finally:
+        app.send_signal(signal.SIGINT)  # cProfile writes its stats on a clean exit
+        try:
+            app.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            app.wait()
+
+
+def conns_per_second(total: int, procs: int, inflight: int, nets: list[str],
+                     profile: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The kernel echo reference, then our echo server on each of ``nets`` (``tap``: a TAP
+    device in the client's namespace; ``packet``: our end of a veth pair, in a namespace
+    of its own, through the ring-mapped packet socket, the client's end with transmit
+    checksum offload off, as ``--net packet`` needs)."""
     tag = uuid.uuid4().hex[:8]
     ns, tap = f"mk-bc{tag}", f"mk-bc{tag}t"
+    ons, vk, vo = f"mk-bo{tag}", f"mk-bc{tag}k", f"mk-bo{tag}o"
     sh("ip", "netns", "add", ns)
     try:
         sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
         sh(*in_ns(ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000"))
-        sh("ip", "-n", ns, "tuntap", "add", "mode", "tap", "name", tap)
-        sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", tap)
-        sh("ip", "-n", ns, "link", "set", tap, "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
+        if "tap" in nets:
+            sh("ip", "-n", ns, "tuntap", "add", "mode", "tap", "name", tap)
+            sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", tap)
+            sh("ip", "-n", ns, "link", "set", tap, "up")
+        if "packet" in nets:
+            sh("ip", "netns", "add", ons)
+            for n in (ns, ons):
+                sh(*in_ns(n, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"))
+            sh(*in_ns(ons, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
+            sh("ip", "link", "add", vk, "netns", ns, "type", "veth",
+               "peer", "name", vo, "netns", ons)  # fmt: skip
+            sh(*in_ns(ns, "ethtool", "-K", vk, "tx", "off"))
+            sh("ip", "-n", ns, "addr", "add", f"{PKT_KERNEL_IP}/24", "dev", vk)
+            sh("ip", "-n", ns, "link", "set", vk, "up")
+            sh("ip", "-n", ons, "link", "set", vo, "up")
         rows: dict[str, Any] = {}
         echo = subprocess.Popen(in_ns(ns, sys.executable, "-c", KERNEL_ECHO),
                                 stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -218,28 +275,21 @@ def conns_per_second(total: int, procs: int, inflight: int) -> dict[str, Any]:
         finally:
             echo.kill()
             echo.wait()
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
-        app = subprocess.Popen(
-            in_ns(ns, sys.executable, "-m", "miragekit", "run", "examples/echo",
-                  "--net", f"tap:{tap}", "--ip", f"{APP_IP}/24"),
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            assert app.stdout is not None
-            for line in app.stdout:  # the runner may print its own lines first
-                if "echo: TCP+UDP echo" in line:
-                    break
+        for net in nets:
+            prof = f"{profile}.{net}" if profile else None
+            if net == "tap":
+                rows["ours (examples/echo), TAP"] = serve_echo(
+                    ns, f"tap:{tap}", f"{APP_IP}/24", ns, APP_IP, total, procs, inflight, prof
+                )
             else:
-                raise RuntimeError("examples/echo never said it was serving")
-            rows["ours (examples/echo), TAP"] = run_client(
-                ns, APP_IP, total, procs, inflight, app.pid
-            )
-        finally:
-            app.terminate()
-            app.wait(timeout=30)
+                rows["ours (examples/echo), packet rings"] = serve_echo(
+                    ons, f"packet:{vo}", f"{PKT_APP_IP}/24", ns, PKT_APP_IP, total, procs,
+                    inflight, prof,
+                )  # fmt: skip
         return rows
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ons], capture_output=True)
 
 
 def _rss() -> int:
@@ -311,13 +361,21 @@ def main() -> None:
     ap.add_argument("--inflight", type=int, default=16,
                     help="connections in flight per client process")  # fmt: skip
     ap.add_argument("--idle", type=int, default=10000, help="idle connections (0: skip)")
+    ap.add_argument("--net", default="tap",
+                    help="our server's backends, comma-separated, each a row: tap, packet")  # fmt: skip
+    ap.add_argument("--profile", metavar="PATH",
+                    help="run our server under cProfile, stats to PATH.NET (figures then "
+                    "include the profiler)")  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/tcp_conns.py needs root (network namespaces, TAP)")
     if args.conns < args.procs or args.procs < 1 or args.inflight < 1:
         sys.exit("need --conns >= --procs >= 1 and --inflight >= 1")
+    nets = args.net.split(",")
+    if any(n not in NETS for n in nets) or len(set(nets)) != len(nets):
+        sys.exit(f"--net: a comma-separated list of {', '.join(NETS)}, each at most once")
     load_start = os.getloadavg()  # rates follow the CPU other work leaves us: say how much
-    cps = conns_per_second(args.conns, args.procs, args.inflight)
+    cps = conns_per_second(args.conns, args.procs, args.inflight, nets, args.profile)
     mem = memory_per_connection(args.idle) if args.idle > 0 else {}
     print(f"Connections per second ({args.conns} connections; connect, 1 byte each way, "
           f"close; epoll client: {args.procs} process(es) x {args.inflight} in flight)")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import re
 import signal
@@ -214,6 +215,30 @@ def test_run_links_a_file_block(tmp_path: Path) -> None:
     assert (d / "result.txt").read_text() == "128 b'hello'"
     data = img.read_bytes()
     assert len(data) == 64 * 1024 and data[3 * 512 : 3 * 512 + 5] == b"hello"
+
+
+def test_run_freezes_what_start_up_left_alive_and_unfreezes_after(tmp_path: Path) -> None:
+    """The runner moves start-up's objects out of the collector's reach while the app
+    runs (full collections no longer walk them) and gives them back when it returns."""
+    body = """
+        import gc
+        from pathlib import Path
+        from miragekit import v1
+
+        async def start(block: v1.Block) -> None:
+            left = []
+            left.append(left)  # a cycle made by the app: the collector still frees it
+            del left
+            frozen = gc.get_freeze_count()
+            freed = gc.collect()
+            Path(__file__).with_name("result.txt").write_text(f"{frozen} {freed}")
+    """
+    d = write_app(tmp_path, body)
+    assert gc.get_freeze_count() == 0
+    assert main(["run", str(d), "--block-size", "64K"]) == 0
+    frozen, freed = map(int, (d / "result.txt").read_text().split())
+    assert frozen > 1000 and freed >= 1, (frozen, freed)
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_second_run_on_one_block_file_is_refused(

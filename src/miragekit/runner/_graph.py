@@ -7,7 +7,7 @@ import contextlib
 import ipaddress
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,9 +306,10 @@ async def _exit_as_value(start: Awaitable[object]) -> object:
     return None
 
 
-async def run_app(app: App, opts: Options) -> int:
+async def run_app(app: App, opts: Options, started: Callable[[], None] | None = None) -> int:
     """Link and run ``app``. Returns an exit status: 0 when the app returns or is stopped
-    by SIGINT/SIGTERM (in any phase), 1 when it raises.
+    by SIGINT/SIGTERM (in any phase), 1 when it raises. ``started`` is called once the
+    devices are up, just before the app's ``start``.
 
     On the first signal every backend stops accepting, live connections get
     ``opts.grace`` seconds to end, then the app is cancelled, what is left is aborted and
@@ -323,6 +324,8 @@ async def run_app(app: App, opts: Options) -> int:
         if await _until(startup, stop.requested):
             await _cancel(startup)
             return 0
+        if started is not None:
+            started()
         task = asyncio.ensure_future(_exit_as_value(app.start(**startup.result())))
         if await _until(task, stop.requested):
             await _drain(graph, stop, opts.grace)

@@ -559,7 +559,7 @@ class Connection:
         """
         if self._fin_queued or self.state in (CLOSED, TIME_WAIT):
             raise ValueError("send: the connection is closed for sending")
-        room = self.config.send_buffer - len(self._sndbuf)
+        room = self.config.send_buffer - self._sndbuf.size
         n = len(data)
         if n > room:
             n = room
@@ -568,7 +568,7 @@ class Connection:
         if n:
             self._sndbuf.append(data)
             if nodelay:
-                self._push_upto = self._snd_buf_seq + len(self._sndbuf)
+                self._push_upto = self._snd_buf_seq + self._sndbuf.size
         return n
 
     def segment_now(self, now: float) -> TCPRepr | None:
@@ -583,7 +583,7 @@ class Connection:
         of its sending cost. The segment and everything this does are exactly what
         ``segments_to_send(now)`` would give and do (tests/test_tcp_small_send.py)."""
         una = self._snd_una
-        n = len(self._sndbuf)
+        n = self._sndbuf.size
         if (
             self.state is not ESTABLISHED
             or self._snd_max != una
@@ -617,17 +617,17 @@ class Connection:
 
     @property
     def send_buffer_free(self) -> int:
-        return self.config.send_buffer - len(self._sndbuf)
+        return self.config.send_buffer - self._sndbuf.size
 
     @property
     def unsent(self) -> int:
         """Bytes queued by ``send`` that have not been transmitted even once."""
-        return max(0, self._snd_buf_seq + len(self._sndbuf) - max(self._snd_nxt, self._snd_max))
+        return max(0, self._snd_buf_seq + self._sndbuf.size - max(self._snd_nxt, self._snd_max))
 
     @property
     def send_queued(self) -> int:
         """Bytes sent but not acknowledged, plus bytes not yet sent."""
-        return len(self._sndbuf)
+        return self._sndbuf.size
 
     def set_nodelay(self, on: bool) -> None:
         self._nodelay = on
@@ -681,7 +681,7 @@ class Connection:
             self._terminate(None)
             return
         self._fin_queued = True
-        self._fin_seq = self._snd_buf_seq + len(self._sndbuf)
+        self._fin_seq = self._snd_buf_seq + self._sndbuf.size
         if st == ESTABLISHED:
             self.state = FIN_WAIT_1
         # In SYN_RECEIVED the FIN waits for ESTABLISHED (RFC 9293 3.10.4).
@@ -1886,7 +1886,7 @@ class Connection:
         elif st in _SENDING:
             # Most calls (after an ACK, a read) find nothing new to send and no control
             # segment queued: skip the walk, which would send nothing and arm nothing.
-            fin_end = self._snd_buf_seq + len(self._sndbuf) + self._fin_queued
+            fin_end = self._snd_buf_seq + self._sndbuf.size + self._fin_queued
             nxt = self._snd_nxt
             if self._rexmit or self._tlp_probe or self._in_recovery:
                 self._send_data(now, out)
@@ -1925,7 +1925,7 @@ class Connection:
             # counted: a retried SYN goes bare, the data follows the handshake.
             cfg = self.config
             room = min(tfo.mss or cfg.default_mss, cfg.mss) - seg.options_len()
-            n = min(len(self._sndbuf), room)
+            n = min(self._sndbuf.size, room)
             if n > 0:
                 seg = seg._replace(payload=self._sndbuf.slice(0, n))
                 tfo.syn_data = n
@@ -1938,7 +1938,7 @@ class Connection:
         fin = self._fin_queued
         self._fin_queued = False
         # The SYN-ACK in flight is no runt of data: Nagle has nothing to wait for.
-        self._push_upto = self._snd_buf_seq + len(self._sndbuf)
+        self._push_upto = self._snd_buf_seq + self._sndbuf.size
         try:
             self._send_data(now, out)
         finally:
@@ -1969,7 +1969,7 @@ class Connection:
             flags |= FIN
         off = start - self._snd_buf_seq
         payload = self._sndbuf.slice(off, end - start) if end > start else b""
-        if payload and end == self._snd_buf_seq + len(self._sndbuf):
+        if payload and end == self._snd_buf_seq + self._sndbuf.size:
             flags |= PSH
         if burst is None:
             out.append(self._make(flags, start, payload, now))
@@ -2033,7 +2033,7 @@ class Connection:
         mss = self._smss
         smax0 = self._snd_max
         rxt0 = self.stats["retransmits"]
-        data_end = self._snd_buf_seq + len(self._sndbuf)
+        data_end = self._snd_buf_seq + self._sndbuf.size
         fin_end = data_end + 1 if self._fin_queued else data_end
         cc = self._cc
         if self._rexmit:
@@ -2202,7 +2202,7 @@ class Connection:
         top = self._snd_max
         if sb.blocks and sb.blocks[-1][1] >= top:
             return None  # the tail arrived: its holes are rule 1 and 3's
-        data_end = self._snd_buf_seq + len(self._sndbuf)
+        data_end = self._snd_buf_seq + self._sndbuf.size
         stop = min(top, data_end + 1 if self._fin_queued else data_end)
         start = max(una, min(stop, data_end) - mss)
         if stop <= start:

@@ -6,6 +6,8 @@ for as long as anyone holds it because the chunk never changes. Acknowledged chu
 dropped from the front. Small writes are coalesced so the chunk list stays short.
 The chunk deque is made at the first ``append``: an empty deque costs 760 bytes, and
 many connections (idle ones, a server that only reads) never send.
+``size`` is the byte count as a plain attribute: the connection reads it about ten times
+per short connection, where ``len()`` would call ``__len__`` in Python each time.
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ _NO_CHUNKS: deque[bytes] = deque(maxlen=0)
 
 
 class SendBuffer:
-    __slots__ = ("_chunks", "_head", "_len")
+    __slots__ = ("_chunks", "_head", "size")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes] = _NO_CHUNKS
         self._head = 0  # bytes of the first chunk already consumed
-        self._len = 0
+        self.size = 0
 
     def __len__(self) -> int:
-        return self._len
+        return self.size
 
     def append(self, data: Buffer) -> None:
         n = len(data)
@@ -43,14 +45,14 @@ class SendBuffer:
             chunks[-1] += bytes(data)
         else:
             chunks.append(bytes(data))
-        self._len += n
+        self.size += n
 
     def consume(self, n: int) -> None:
         """Drop ``n`` bytes from the front (they were acknowledged)."""
-        if n >= self._len:
+        if n >= self.size:
             self.clear()
             return
-        self._len -= n
+        self.size -= n
         chunks = self._chunks
         head = self._head + n
         while head >= len(chunks[0]):
@@ -60,11 +62,11 @@ class SendBuffer:
     def clear(self) -> None:
         self._chunks.clear()
         self._head = 0
-        self._len = 0
+        self.size = 0
 
     def slice(self, off: int, n: int) -> memoryview | bytes:
         """``n`` bytes from ``off`` (relative to the front), as a view when possible."""
-        if off < 0 or n < 0 or off + n > self._len:
+        if off < 0 or n < 0 or off + n > self.size:
             raise ValueError("off/n: beyond the buffered data")
         chunks = self._chunks
         pos = self._head + off
