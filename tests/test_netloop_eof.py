@@ -31,12 +31,17 @@ class Recorder(asyncio.Protocol):
         return True  # keep the transport open, as asyncio's streams do
 
 
-async def _ours() -> list[Any]:
-    calls: list[Any] = []
+async def _pair() -> tuple[TCPLayer[Any], TCPLayer[Any]]:
+    """A client's and a server's TCP, 10.0.0.1 and 10.0.0.2 on one virtual switch."""
     sw = VnetSwitch()
     sa = await IPv4Stack.connect(sw.add_interface("a"), cidr="10.0.0.1/24")
     sb = await IPv4Stack.connect(sw.add_interface("b"), cidr="10.0.0.2/24")
-    client, server = TCPLayer(sa.ipv4), TCPLayer(sb.ipv4)
+    return TCPLayer(sa.ipv4), TCPLayer(sb.ipv4)
+
+
+async def _ours() -> list[Any]:
+    calls: list[Any] = []
+    client, server = await _pair()
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     transports: list[StackTransport] = []
@@ -91,10 +96,7 @@ async def _data_waiting_before_the_transport() -> list[Any]:
     """The peer's bytes are already in the flow when the transport is made (a server that
     wraps an accepted flow a moment late, or data on the handshake's last ACK)."""
     calls: list[Any] = []
-    sw = VnetSwitch()
-    sa = await IPv4Stack.connect(sw.add_interface("a"), cidr="10.0.0.1/24")
-    sb = await IPv4Stack.connect(sw.add_interface("b"), cidr="10.0.0.2/24")
-    client, server = TCPLayer(sa.ipv4), TCPLayer(sb.ipv4)
+    client, server = await _pair()
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     transports: list[StackTransport] = []
