@@ -197,14 +197,16 @@ class TCPFlow(Generic[A]):
         if self._closed:
             return EOF
         conn = self._conn
-        if conn.readable:
+        # The connection's fields, not its properties (``readable``, ``poll_at() == 0.0``,
+        # ``at_eof``): this runs twice per request of a keep-alive server.
+        if conn._rcvbuf:
             data = conn.receive()
-            if conn.poll_at() == 0.0:  # the window opened enough to announce
+            if conn._ack_now or conn._ctl_out:  # the window opened enough to announce
                 self._tcp._poke(self)
             return Ok(memoryview(data))
         if self._error is not None:
             return Error(self._error)
-        if conn.at_eof or self._done:
+        if (conn._rcv_fin is not None and conn.at_eof) or self._done:
             return EOF
         return None
 

@@ -603,7 +603,18 @@ class Connection:
         ):
             return None
         end = una + n
-        seg = self._make(ACK | PSH, una, self._sndbuf.slice(0, n), now)
+        # ``_make(ACK | PSH, ...)`` inlined: no SYN, no SACK blocks (none held, checked above).
+        self._ack_now = False
+        self._ack_at = None
+        self._unacked_bytes = 0
+        rcv_nxt = self._last_ack_sent = self._rcv_nxt
+        window = self._window_field(False)
+        ts = ((int(now * 1000) + self._ts_offset) & MASK, self._ts_recent) if self._ts_on else None
+        self.stats["segs_out"] += 1
+        seg = plain_segment(
+            self.local_port, self.remote_port, una & MASK, rcv_nxt & MASK, ACK | PSH, window,
+            self._sndbuf.slice(0, n), (), ts,
+        )  # fmt: skip
         if self._rtt_seq is None and not self._ts_on:
             self._rtt_seq = end
             self._rtt_time = now
