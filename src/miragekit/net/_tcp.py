@@ -144,8 +144,13 @@ class TCPFlow(Generic[A]):
             fut = self._reader
             if fut is not None and not fut.done():
                 fut.set_result(None)
-            if self._on_readable is not None:
-                self._tcp._call_readable(self._on_readable)
+            cb = self._on_readable
+            if cb is not None:
+                tcp = self._tcp
+                if tcp._running:  # _call_readable, inlined for the usual case
+                    tcp._readable.append(cb)
+                else:
+                    tcp._call_readable(cb)
             return
         match ev:
             case tcpcore.Connected():
