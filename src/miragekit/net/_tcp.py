@@ -199,6 +199,13 @@ class TCPFlow(Generic[A]):
         """What :meth:`read` would give without waiting, or None when it would wait. With
         :meth:`on_readable`, for callers that keep no task per connection (an asyncio
         transport), saving a future and a task step per read."""
+        r = self.read_now_raw()
+        return Ok(memoryview(r)) if isinstance(r, bytearray) else r
+
+    def read_now_raw(self) -> bytearray | Eof | Error[TCPError] | None:
+        """:meth:`read_now` with the data as the bytearray it is (the caller owns it), not
+        wrapped: an asyncio transport's every read, where the ``Ok`` and the view cost
+        more than the rest of the read."""
         if self._closed:
             return EOF
         conn = self._conn
@@ -208,7 +215,7 @@ class TCPFlow(Generic[A]):
             data = conn.receive()
             if conn._ack_now or conn._ctl_out:  # the window opened enough to announce
                 self._tcp._poke(self)
-            return Ok(memoryview(data))
+            return data
         if self._error is not None:
             return Error(self._error)
         if (conn._rcv_fin is not None and conn.at_eof) or self._done:
