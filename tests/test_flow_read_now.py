@@ -40,13 +40,24 @@ def test_on_readable_then_read_now_gives_data_then_nothing_then_eof() -> None:
         await asyncio.wait_for(woke.wait(), 5)
         woke.clear()
         seen.append(server.read_now())  # taken already: None
+        await client.write(b"raw")
+        await asyncio.wait_for(woke.wait(), 5)
+        woke.clear()
+        server.on_readable(lambda: woke.set())  # read_now_raw reads from here on
+        await client.write(b"bytes")
+        await asyncio.wait_for(woke.wait(), 5)
+        woke.clear()
+        raw = server.read_now_raw()  # the data as the bytearray it is, no Ok
+        seen.append((type(raw).__name__, bytes(raw)))
+        seen.append(server.read_now_raw())
         await client.close()
         await asyncio.wait_for(woke.wait(), 5)
+        seen.append(server.read_now_raw())  # the end, as read_now gives it
         server.on_readable(None)
         await c.disconnect()
         await s.disconnect()
         return seen
 
     seen = asyncio.run(main())
-    assert seen[:2] == [b"hello", None]
+    assert seen[:5] == [b"hello", None, b"raw", ("bytearray", b"bytes"), None]
     assert seen[-1] is EOF

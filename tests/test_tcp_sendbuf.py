@@ -19,6 +19,19 @@ def test_views_are_zero_copy_and_stable() -> None:
     assert bytes(v) == big[100:1100]
 
 
+def test_a_whole_chunk_is_the_chunk_itself() -> None:
+    """A reply that is one whole chunk goes out as its bytes, no view made; a part of
+    a chunk, or the rest after a consume, is still a view."""
+    sb = SendBuffer()
+    reply = b"HTTP/1.1 200 OK\r\n" * 10
+    sb.append(reply)
+    assert sb.slice(0, len(reply)) is sb._chunks[0]
+    assert isinstance(sb.slice(0, 10), memoryview)
+    sb.consume(5)
+    part = sb.slice(0, len(reply) - 5)
+    assert isinstance(part, memoryview) and bytes(part) == reply[5:]
+
+
 def test_span_and_consume_and_bounds() -> None:
     sb = SendBuffer()
     sb.append(b"a" * 5000)

@@ -231,3 +231,20 @@ def test_replies_on_the_wire_are_the_general_ways(
     replies = [f for f in fast if f[26:30] == bytes([10, 0, 0, 2]) and len(f) > 66 + 12]
     assert len(replies) == 20
     assert all(TCPRepr.parse(f[34:]).flags == ACK | PSH for f in replies)
+
+
+def test_acks_drop_the_send_times_they_cover() -> None:
+    """RACK's record of when data left: an ACK of part drops the entries it covers, an
+    ACK of everything (the per-request case, which skips the search) drops them all."""
+    c = established(RICH, mss=1460, timestamp=(100, 0), sack_permitted=True)
+    una, m = c._snd_una, c.mss
+    c.send(b"x" * m)
+    assert len(c.segments_to_send(0.0)) == 1
+    c.send(b"y" * m)
+    assert len(c.segments_to_send(0.001)) == 1
+    sb = c._scoreboard
+    assert (sb.sent_end, sb.sent_time) == ([una + m, una + 2 * m], [0.0, 0.001])
+    c.handle_segment(0.01, seg_in(ACK, REMOTE_SEQ, una + m, **_ts(c, 200)))
+    assert (sb.sent_end, sb.sent_time) == ([una + 2 * m], [0.001])
+    c.handle_segment(0.02, seg_in(ACK, REMOTE_SEQ, una + 2 * m, **_ts(c, 201)))
+    assert (sb.sent_end, sb.sent_time) == ([], [])

@@ -144,8 +144,13 @@ class TCPFlow(Generic[A]):
             fut = self._reader
             if fut is not None and not fut.done():
                 fut.set_result(None)
-            if self._on_readable is not None:
-                self._tcp._call_readable(self._on_readable)
+            cb = self._on_readable
+            if cb is not None:
+                tcp = self._tcp
+                if tcp._running:  # _call_readable, inlined for the usual case
+                    tcp._readable.append(cb)
+                else:
+                    tcp._call_readable(cb)
             return
         match ev:
             case tcpcore.Connected():
@@ -194,17 +199,26 @@ class TCPFlow(Generic[A]):
         """What :meth:`read` would give without waiting, or None when it would wait. With
         :meth:`on_readable`, for callers that keep no task per connection (an asyncio
         transport), saving a future and a task step per read."""
+        r = self.read_now_raw()
+        return Ok(memoryview(r)) if isinstance(r, bytearray) else r
+
+    def read_now_raw(self) -> bytearray | Eof | Error[TCPError] | None:
+        """:meth:`read_now` with the data as the bytearray it is (the caller owns it), not
+        wrapped: an asyncio transport's every read, where the ``Ok`` and the view cost
+        more than the rest of the read."""
         if self._closed:
             return EOF
         conn = self._conn
-        if conn.readable:
+        # The connection's fields, not its properties (``readable``, ``poll_at() == 0.0``,
+        # ``at_eof``): this runs twice per request of a keep-alive server.
+        if conn._rcvbuf:
             data = conn.receive()
-            if conn.poll_at() == 0.0:  # the window opened enough to announce
+            if conn._ack_now or conn._ctl_out:  # the window opened enough to announce
                 self._tcp._poke(self)
-            return Ok(memoryview(data))
+            return data
         if self._error is not None:
             return Error(self._error)
-        if conn.at_eof or self._done:
+        if (conn._rcv_fin is not None and conn.at_eof) or self._done:
             return EOF
         return None
 

@@ -57,7 +57,8 @@ class StackTransport(asyncio.Transport):
         conn = getattr(flow, "connection", None)
         if conn is not None:
             conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
-        self._read_now = getattr(flow, "read_now", None)
+        # A flow's data as it is (a bytearray, not an Ok of a view) when it can.
+        self._read_now = getattr(flow, "read_now_raw", None) or getattr(flow, "read_now", None)
         self._delivering = True  # inside _deliver; until connection_made, deliveries wait
         self._read_over = False  # EOF or the loss delivered: nothing more to read
         self._deliver_soon = False  # _deliver was called back meanwhile
@@ -116,7 +117,10 @@ class StackTransport(asyncio.Transport):
                     if self._deliver_soon:
                         continue
                     return
-                if not self._received(r):
+                if type(r) is bytearray:
+                    if not self._data(r):
+                        return
+                elif not self._received(r):
                     return
         finally:
             self._delivering = False
@@ -124,19 +128,7 @@ class StackTransport(asyncio.Transport):
     def _received(self, r: Any) -> bool:
         """Give the protocol one read's outcome; False once reading is over."""
         if isinstance(r, Ok):
-            data = r.value
-            try:
-                proto = self._protocol
-                if isinstance(proto, asyncio.BufferedProtocol):
-                    _feed_buffered(proto, data)
-                else:
-                    proto.data_received(bytes(data))  # type: ignore[attr-defined]
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal(exc, "Fatal error: protocol.data_received() call failed.")
-                return False
-            return True
+            return self._data(r.value)
         if isinstance(r, Error):
             self._fatal(flow_error(r.error), "Fatal read error on socket transport")
             return False
@@ -151,6 +143,21 @@ class StackTransport(asyncio.Transport):
         if not keep_open:
             self.close()
         return False
+
+    def _data(self, data: bytearray | memoryview) -> bool:
+        """Give the protocol data read; False once reading is over (it raised)."""
+        try:
+            proto = self._protocol
+            if isinstance(proto, asyncio.BufferedProtocol):
+                _feed_buffered(proto, data)
+            else:
+                proto.data_received(bytes(data))  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal(exc, "Fatal error: protocol.data_received() call failed.")
+            return False
+        return True
 
     def _stop_reading(self) -> None:
         self._read_over = True
@@ -362,7 +369,7 @@ def _set_none(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _feed_buffered(proto: asyncio.BufferedProtocol, data: memoryview) -> None:
+def _feed_buffered(proto: asyncio.BufferedProtocol, data: bytearray | memoryview) -> None:
     """Copy ``data`` into the buffers a ``BufferedProtocol`` offers, as asyncio does."""
     n = len(data)
     off = 0

@@ -603,7 +603,18 @@ class Connection:
         ):
             return None
         end = una + n
-        seg = self._make(ACK | PSH, una, self._sndbuf.slice(0, n), now)
+        # ``_make(ACK | PSH, ...)`` inlined: no SYN, no SACK blocks (none held, checked above).
+        self._ack_now = False
+        self._ack_at = None
+        self._unacked_bytes = 0
+        rcv_nxt = self._last_ack_sent = self._rcv_nxt
+        window = self._window_field(False)
+        ts = ((int(now * 1000) + self._ts_offset) & MASK, self._ts_recent) if self._ts_on else None
+        self.stats["segs_out"] += 1
+        seg = plain_segment(
+            self.local_port, self.remote_port, una & MASK, rcv_nxt & MASK, ACK | PSH, window,
+            self._sndbuf.slice(0, n), (), ts,
+        )  # fmt: skip
         if self._rtt_seq is None and not self._ts_on:
             self._rtt_seq = end
             self._rtt_time = now
@@ -612,7 +623,13 @@ class Connection:
             self._rtx_at = now + self._rtt.timeout()
         self._arm_tlp(now)
         if self._sack_on:
-            self._scoreboard.record_sent(end, now)
+            sb = self._scoreboard  # record_sent(end, now), inlined
+            times = sb.sent_time
+            if times and times[-1] == now:
+                sb.sent_end[-1] = end
+            else:
+                sb.sent_end.append(end)
+                times.append(now)
         return seg
 
     @property
@@ -649,7 +666,13 @@ class Connection:
             del buf[:max_bytes]
         if not buf:
             self._readable_signalled = False
-        self._maybe_window_update()
+        # Announce a window that has opened a lot (inlined: once per read).
+        if self.state in _RECEIVING:
+            cfg = self.config
+            cur = self._rcv_adv - self._rcv_nxt
+            free = cfg.recv_buffer - len(buf)
+            if free >= 2 * cur and free - cur >= min(cfg.recv_buffer // 2, self._smss):
+                self._ack_now = True
         return out
 
     @property
@@ -1351,8 +1374,13 @@ class Connection:
             self._reo.seen = True  # a hole filled by its first transmission: reordering
         if sb.blocks or sb.rxt:
             sb.advance(ack)
-        if sb.sent_end:
-            sb.trim_sent(ack)
+        sent_end = sb.sent_end
+        if sent_end:
+            if sent_end[-1] <= ack:  # all of it acknowledged (trim_sent, without the search)
+                sent_end.clear()
+                sb.sent_time.clear()
+            else:
+                sb.trim_sent(ack)
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
         ts = seg.timestamp
@@ -1365,11 +1393,15 @@ class Connection:
         elif self._rtt_seq is not None and ack >= self._rtt_seq:
             sample = now - self._rtt_time
             self._rtt_seq = None
+        reo = self._reo
         if sample >= 0.0:
             rtt.sample(sample)
-            self._reo.sample(sample)
+            m = reo.min_rtt  # reo.sample(sample), inlined: once per ACK
+            if m is None or sample < m:
+                reo.min_rtt = sample
             self._tlp_rtt = True
-        self._reo.on_ack(ack)
+        if reo._dsack_round is not None:
+            reo.on_ack(ack)
         rtt.backoff = 0
         self._retries = 0
         self._dupacks = 0
@@ -1787,16 +1819,6 @@ class Connection:
         if edge > self._rcv_adv:
             self._rcv_adv = edge
         return field
-
-    def _maybe_window_update(self) -> None:
-        """After the application read: announce a window that has opened a lot."""
-        if self.state not in _RECEIVING:
-            return
-        cfg = self.config
-        cur = self._rcv_adv - self._rcv_nxt
-        free = cfg.recv_buffer - len(self._rcvbuf)
-        if free >= 2 * cur and free - cur >= min(cfg.recv_buffer // 2, self._smss):
-            self._ack_now = True
 
     def _tsval(self, now: float) -> int | None:
         """The TSval a segment sent now carries (None: no timestamps)."""

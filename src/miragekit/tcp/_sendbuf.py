@@ -70,6 +70,8 @@ class SendBuffer:
             raise ValueError("off/n: beyond the buffered data")
         chunks = self._chunks
         pos = self._head + off
+        if not pos and n == len(chunks[0]):
+            return chunks[0]  # one whole chunk (a short reply): the bytes themselves
         i = 0
         while pos >= len(chunks[i]):
             pos -= len(chunks[i])
