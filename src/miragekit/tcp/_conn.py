@@ -603,18 +603,7 @@ class Connection:
         ):
             return None
         end = una + n
-        # ``_make(ACK | PSH, ...)`` inlined: no SYN, no SACK blocks (none held, checked above).
-        self._ack_now = False
-        self._ack_at = None
-        self._unacked_bytes = 0
-        rcv_nxt = self._last_ack_sent = self._rcv_nxt
-        window = self._window_field(False)
-        ts = ((int(now * 1000) + self._ts_offset) & MASK, self._ts_recent) if self._ts_on else None
-        self.stats["segs_out"] += 1
-        seg = plain_segment(
-            self.local_port, self.remote_port, una & MASK, rcv_nxt & MASK, ACK | PSH, window,
-            self._sndbuf.slice(0, n), (), ts,
-        )  # fmt: skip
+        seg = self._make(ACK | PSH, una, self._sndbuf.slice(0, n), now)
         if self._rtt_seq is None and not self._ts_on:
             self._rtt_seq = end
             self._rtt_time = now
@@ -623,13 +612,7 @@ class Connection:
             self._rtx_at = now + self._rtt.timeout()
         self._arm_tlp(now)
         if self._sack_on:
-            sb = self._scoreboard  # record_sent(end, now), inlined
-            times = sb.sent_time
-            if times and times[-1] == now:
-                sb.sent_end[-1] = end
-            else:
-                sb.sent_end.append(end)
-                times.append(now)
+            self._scoreboard.record_sent(end, now)
         return seg
 
     @property
@@ -1374,13 +1357,8 @@ class Connection:
             self._reo.seen = True  # a hole filled by its first transmission: reordering
         if sb.blocks or sb.rxt:
             sb.advance(ack)
-        sent_end = sb.sent_end
-        if sent_end:
-            if sent_end[-1] <= ack:  # all of it acknowledged (trim_sent, without the search)
-                sent_end.clear()
-                sb.sent_time.clear()
-            else:
-                sb.trim_sent(ack)
+        if sb.sent_end:
+            sb.trim_sent(ack)
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
         ts = seg.timestamp
@@ -1393,15 +1371,11 @@ class Connection:
         elif self._rtt_seq is not None and ack >= self._rtt_seq:
             sample = now - self._rtt_time
             self._rtt_seq = None
-        reo = self._reo
         if sample >= 0.0:
             rtt.sample(sample)
-            m = reo.min_rtt  # reo.sample(sample), inlined: once per ACK
-            if m is None or sample < m:
-                reo.min_rtt = sample
+            self._reo.sample(sample)
             self._tlp_rtt = True
-        if reo._dsack_round is not None:
-            reo.on_ack(ack)
+        self._reo.on_ack(ack)
         rtt.backoff = 0
         self._retries = 0
         self._dupacks = 0

@@ -66,6 +66,11 @@ class Scoreboard:
             self.sent_time.append(now)
 
     def trim_sent(self, snd_una: int) -> None:
+        """Forget the send times of data ``snd_una`` acknowledges."""
+        if self.sent_end and self.sent_end[-1] <= snd_una:
+            self.sent_end.clear()  # all of it: the usual ACK of a request/response exchange
+            self.sent_time.clear()
+            return
         i = bisect_right(self.sent_end, snd_una)
         if i:
             del self.sent_end[:i]
