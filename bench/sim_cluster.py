@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # --src DIR: import miragekit from DIR (another revision's sources, see --before).
 _SRC = sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv[:-1] else str(ROOT / "src")
 sys.path.insert(0, _SRC)
+
+from revision_src import extract_src  # noqa: E402
 
 from miragekit import aio, sim  # noqa: E402
 from miragekit.link import LinkParams, VnetSwitch  # noqa: E402
@@ -157,14 +157,7 @@ def measure(name: str, fn: Any, a: argparse.Namespace) -> dict[str, Any]:
 def before(rev: str, a: argparse.Namespace) -> dict[str, Any]:
     """The sim.Network row on revision ``rev``'s sources, in a subprocess."""
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=False
-        )
-        if archive.returncode:
-            sys.exit(f"--before {rev}: {archive.stderr.decode().strip()}")
-        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(tmp, filter="data")
-        args = [sys.executable, __file__, "--src", f"{tmp}/src", "--network-only"]
+        args = [sys.executable, __file__, "--src", extract_src(rev, tmp), "--network-only"]
         args += [f"--{k}={getattr(a, k)}" for k in ("hosts", "conns", "seconds", "loss")]
         out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     row: dict[str, Any] = json.loads(out)

@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 _SRC = sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv[:-1] else str(ROOT / "src")
 sys.path.insert(0, _SRC)
+
+from revision_src import extract_src  # noqa: E402
 
 from miragekit import sim  # noqa: E402
 from miragekit.link import LinkParams  # noqa: E402
@@ -112,14 +112,7 @@ def on(src: str | None, rev: str | None) -> dict[str, dict[str, Any]]:
     """The digests on ``src`` (this tree) or revision ``rev``, in a subprocess."""
     with tempfile.TemporaryDirectory() as tmp:
         if rev is not None:
-            archive = subprocess.run(
-                ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=False
-            )
-            if archive.returncode:
-                sys.exit(f"--before {rev}: {archive.stderr.decode().strip()}")
-            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-                tar.extractall(tmp, filter="data")
-            src = f"{tmp}/src"
+            src = extract_src(rev, tmp)
         args = [sys.executable, __file__, "--src", str(src), "--digests-only"]
         out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     result: dict[str, dict[str, Any]] = json.loads(out)
