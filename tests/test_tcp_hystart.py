@@ -63,6 +63,7 @@ def test_controllers_use_hystart_only_in_the_initial_slow_start(name: str) -> No
     cc = new_controller(name, MSS, hystart=True)
     hs = cc.hystart
     assert hs is not None
+    cc.on_send(0.0, 0, cc.cwnd, True)  # a bulk sender: cwnd full
     cc.on_ack(0.0, 5 * MSS, 0.01)
     assert cc.cwnd == 15 * MSS  # min(N, L*SMSS), not RFC 3465's 2*SMSS
     hs.css_baseline = 0.01  # in CSS
@@ -73,10 +74,12 @@ def test_controllers_use_hystart_only_in_the_initial_slow_start(name: str) -> No
     assert cc.ssthresh == cc.cwnd == 17 * MSS
     # After a timeout, slow start is RFC 3465's again (ssthresh is known).
     cc.on_rto(1.0, 17 * MSS)
+    cc.on_send(1.0, 0, 17 * MSS, True)  # everything outstanding after the timeout
     cc.on_ack(1.1, 5 * MSS, 0.01)
     assert cc.cwnd == 3 * MSS and cc.ssthresh < INITIAL_SSTHRESH
     plain = new_controller(name, MSS)
     assert plain.hystart is None
+    plain.on_send(0.0, 0, plain.cwnd, True)
     plain.on_ack(0.0, 5 * MSS, 0.01)
     assert plain.cwnd == 12 * MSS
 

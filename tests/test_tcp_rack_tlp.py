@@ -74,7 +74,7 @@ def test_pto_of_a_lone_segment_waits_for_a_delayed_ack_capped_by_the_rto() -> No
     d.handle_timer(2.2)
     # The probe takes the RTO's place: no timeout, no window collapse.
     assert out(d, 2.2) == [_data(d, 1000, 500, ACK | PSH)]
-    assert d.stats["rto"] == 0 and d.cwnd == 11000
+    assert d.stats["rto"] == 0 and d.cwnd == 10000
     assert d.poll_at() == pytest.approx(2.4)
 
 
@@ -82,9 +82,10 @@ def test_probe_sends_new_data_beyond_cwnd_when_the_window_allows() -> None:
     c = sampled()
     c.send(bytes(30000))
     sent = out(c, 2.0)
-    assert len(sent) == 11  # cwnd 11000 after one ACK of slow start
+    # cwnd 10000: the one segment ACKed before never filled it, so it grew nothing
+    assert len(sent) == 10
     c.handle_timer(due(c))
-    assert out(c, 2.025) == [_data(c, 12000, 1000)]
+    assert out(c, 2.025) == [_data(c, 11000, 1000)]
     # Then the peer's window is full: the last segment sent is the probe instead.
     d = sampled()
     d.send(bytes(30000))
@@ -135,8 +136,9 @@ def test_probe_that_repaired_a_loss_reduces_cwnd() -> None:
     out(c, 2.05)
     c.handle_segment(2.06, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 5000))
     assert c.stats["tlp_recoveries"] == 1
-    # NewReno's response to a loss, from cwnd (15000 after slow start on these ACKs).
-    assert c.ssthresh == 7500 and c.cwnd == 7500
+    # NewReno's response to a loss, from cwnd (10000: these few segments never filled
+    # it, so slow start grew nothing on their ACKs).
+    assert c.ssthresh == 5000 and c.cwnd == 5000
 
 
 def test_probe_reported_as_a_duplicate_reduces_nothing() -> None:
@@ -149,7 +151,7 @@ def test_probe_reported_as_a_duplicate_reduces_nothing() -> None:
     c.send(bytes(1000))
     out(c, 2.05)
     c.handle_segment(2.06, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 5000))
-    assert c.stats["tlp_recoveries"] == 0 and c.ssthresh > 1 << 60 and c.cwnd > 11000
+    assert c.stats["tlp_recoveries"] == 0 and c.ssthresh > 1 << 60 and c.cwnd == 10000
 
 
 def test_probe_answered_by_a_plain_duplicate_ack_reduces_nothing() -> None:
@@ -168,8 +170,8 @@ def test_probe_of_new_data_ends_its_episode_on_its_ack() -> None:
     c.send(bytes(30000))
     out(c, 2.0)
     c.handle_timer(2.025)
-    assert out(c, 2.025) == [_data(c, 12000, 1000)]
-    c.handle_segment(2.03, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 13000))
+    assert out(c, 2.025) == [_data(c, 11000, 1000)]
+    c.handle_segment(2.03, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 12000))
     assert c._tlp_end is None and c.stats["tlp_recoveries"] == 0
     # The episode is over: the PTO is armed again for what the ACK let out.
     assert len(out(c, 2.03)) > 0 and c._tlp_at is not None

@@ -326,6 +326,7 @@ def test_default_mss_without_option() -> None:
 def test_newreno_window_growth() -> None:
     cc = NewReno(1000)
     assert cc.cwnd == 10000
+    cc.on_send(0.0, 0, cc.cwnd, True)  # a bulk sender: cwnd full
     cc.on_ack(0.0, 1000, 0.1)
     assert cc.cwnd == 11000  # slow start
     cc.on_loss(0.0, 20000)
@@ -342,6 +343,7 @@ def test_cubic_concave_then_convex_around_wmax() -> None:
     cc = Cubic(mss)
     cc.cwnd = 100 * mss
     cc.ssthresh = 50 * mss
+    cc.on_send(0.0, 0, cc.cwnd, True)  # a bulk sender: cwnd full
     cc.on_loss(0.0, cc.cwnd)
     assert cc.cwnd == 70 * mss and cc.ssthresh == 70 * mss
     k = (30 / 0.4) ** (1 / 3)
@@ -378,6 +380,7 @@ def test_cubic_reno_friendly_estimate_grows_as_reno_past_the_prior_window() -> N
     mss = 1000
     cc = Cubic(mss)
     cc.cwnd = 10 * mss
+    cc.on_send(0.0, 0, cc.cwnd, True)  # a bulk sender: cwnd full
     cc.on_loss(0.0, cc.cwnd)  # cwnd_prior 10, W_est starts at 7
     assert cc.cwnd == 7 * mss
 

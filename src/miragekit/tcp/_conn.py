@@ -613,6 +613,7 @@ class Connection:
         self._arm_tlp(now)
         if self._sack_on:
             self._scoreboard.record_sent(end, now)
+        self._cwnd_use(now, una)
         return seg
 
     @property
@@ -2024,6 +2025,24 @@ class Connection:
         self._send_data_inner(now, out)
         if self._snd_max > smax0 and self._sack_on:
             self._scoreboard.record_sent(self._snd_max, now)
+        self._cwnd_use(now, smax0)
+
+    def _cwnd_use(self, now: float, smax0: int) -> None:
+        """Tell the controller how full cwnd is after new data went out, or while new
+        data waits on a full cwnd: its growth depends on it (``CongestionControl.on_send``).
+        Full: less than a segment of cwnd left for what is in flight (the pipe, with
+        SACKed data)."""
+        una = self._snd_una
+        smax = self._snd_max
+        mss = self._smss
+        cc = self._cc
+        if self._sack_on and self._scoreboard.blocks:
+            flight = self._scoreboard.pipe(una, smax, mss)
+        else:
+            flight = self._snd_nxt - una
+        full = flight + mss > cc.cwnd + self._inflate
+        if smax > smax0 or (full and self._snd_buf_seq + self._sndbuf.size > smax):
+            cc.on_send(now, una, smax, full)
 
     def _send_data_inner(self, now: float, out: list[TCPRepr]) -> None:
         mss = self._smss

@@ -16,8 +16,28 @@ def initial_window(mss: int) -> int:
     return min(10 * mss, max(2 * mss, 14600))
 
 
+# How full the sender keeps cwnd: send-side bookkeeping, not part of a congestion
+# response, so undoing a response (``restore``) leaves it as it is.
+_USAGE = frozenset(("used_end", "used_full", "used_max", "used_smax"))
+
+
 class CongestionControl:
-    __slots__ = ("cwnd", "hystart", "mss", "ssthresh")
+    """Growth only while the flow is cwnd-limited (RFC 5681 4.1's and RFC 7661's
+    application-limited periods, RFC 9438 5.8; as Linux): a request/response flow that
+    never fills cwnd gains none, so a burst after it cannot go out at a window the path
+    never carried. The connection reports each transmission to ``on_send``; ``on_ack``
+    reads the verdict (``cwnd_limited``), so every caller of it inherits the rule."""
+
+    __slots__ = (
+        "cwnd",
+        "hystart",
+        "mss",
+        "ssthresh",
+        "used_end",
+        "used_full",
+        "used_max",
+        "used_smax",
+    )
 
     def __init__(self, mss: int) -> None:
         self.mss = mss
@@ -26,15 +46,44 @@ class CongestionControl:
         self.ssthresh = INITIAL_SSTHRESH
         # HyStart++ (RFC 9406) for the initial slow start, when enabled.
         self.hystart: HyStart | None = None
+        self.used_full = False  # a send of this window found cwnd full
+        self.used_max = 0  # the most bytes in flight after a send of this window
+        self.used_end = 0  # SND.MAX when this window began: it ends once SND.UNA passes it
+        self.used_smax = 0  # SND.MAX at the last send
+
+    def on_send(self, now: float, una: int, smax: int, full: bool) -> None:
+        """After new data went out (or waits on a full cwnd): ``una`` SND.UNA, ``smax``
+        SND.MAX, ``full`` when less than a segment of cwnd is left. Keeps, per window of
+        data, whether cwnd was ever full and the largest flight: a new window (the last
+        one acknowledged), a full cwnd, or a larger flight in a window not yet full
+        replaces what was kept."""
+        self.used_smax = smax
+        flight = smax - una
+        if una >= self.used_end or full or (not self.used_full and flight > self.used_max):
+            self.used_full = full
+            self.used_max = flight
+            self.used_end = smax
+
+    def cwnd_limited(self) -> bool:
+        """May an ACK grow cwnd? In slow start while cwnd is below twice the largest
+        flight of the window (slow start doubles it per round trip, so a flight of
+        half of it still uses all it gives), else when cwnd was full in the window."""
+        if self.cwnd < self.ssthresh:
+            return self.cwnd < 2 * self.used_max
+        return self.used_full
 
     def slow_start(self, acked: int) -> None:
-        """Slow start's growth: RFC 3465 byte counting (L = 2), or HyStart++'s rule in
-        the initial slow start, which ends it once CSS has run its rounds."""
+        """Slow start's growth while cwnd-limited: RFC 3465 byte counting (L = 2), or
+        HyStart++'s rule in the initial slow start, which ends it once CSS has run its
+        rounds (whether or not this ACK may grow cwnd)."""
+        limited = self.cwnd < 2 * self.used_max
         hs = self.hystart
         if hs is None or self.ssthresh != INITIAL_SSTHRESH:
-            self.cwnd += min(acked, 2 * self.mss)
+            if limited:
+                self.cwnd += min(acked, 2 * self.mss)
             return
-        self.cwnd += hs.increase(acked, self.mss)
+        if limited:
+            self.cwnd += hs.increase(acked, self.mss)
         if hs.done:
             self.ssthresh = self.cwnd
 
@@ -54,7 +103,8 @@ class CongestionControl:
         cwnd = self.cwnd
         for cls in type(self).__mro__:
             for name in cls.__dict__.get("__slots__", ()):
-                setattr(self, name, getattr(snap, name))
+                if name not in _USAGE:
+                    setattr(self, name, getattr(snap, name))
         if self.cwnd < cwnd:
             self.cwnd = cwnd
 

@@ -14,7 +14,7 @@ ALPHA = 3 * (1 - BETA) / (1 + BETA)
 class Cubic(CongestionControl):
     """Windows are tracked in segments (floats) internally, exposed in bytes."""
 
-    __slots__ = ("_acc", "_epoch", "_k", "_prior", "_w_est", "_w_max")
+    __slots__ = ("_acc", "_epoch", "_k", "_prior", "_stamp", "_w_est", "_w_max")
 
     def __init__(self, mss: int) -> None:
         super().__init__(mss)
@@ -24,12 +24,29 @@ class Cubic(CongestionControl):
         self._w_est = 0.0
         self._prior = 0.0  # cwnd_prior: the window when ssthresh was last set, segments
         self._acc = 0
+        # When t was last brought up to date: time since then that the flow spends
+        # application-limited (ACKs of a window that never filled cwnd) or idle (nothing
+        # in flight) moves the epoch on instead, so t leaves it out (RFC 9438 5.8).
+        self._stamp = 0.0
+
+    def on_send(self, now: float, una: int, smax: int, full: bool) -> None:
+        if una >= self.used_smax and self._epoch is not None:
+            # Everything sent before was acknowledged: the flow was idle.
+            self._epoch += now - self._stamp
+            self._stamp = now
+        super().on_send(now, una, smax, full)
 
     def on_ack(self, now: float, acked: int, srtt: float) -> None:
         mss = self.mss
         if self.cwnd < self.ssthresh:
             self.slow_start(acked)
             return
+        if not self.used_full:
+            if self._epoch is not None:
+                self._epoch += now - self._stamp
+            self._stamp = now
+            return
+        self._stamp = now
         cwnd = self.cwnd / mss
         if self._epoch is None:
             self._epoch = now

@@ -16,13 +16,20 @@ class NewReno(CongestionControl):
         self.cwnd = min(10 * mss, max(2 * mss, 14600))
         self.ssthresh = INITIAL_SSTHRESH
         self.hystart = None
+        self.used_full = False
+        self.used_max = 0
+        self.used_end = 0
+        self.used_smax = 0
         self._acc = 0
 
     def on_ack(self, now: float, acked: int, srtt: float) -> None:
         if self.cwnd < self.ssthresh:
             self.slow_start(acked)
             return
-        # Congestion avoidance: one SMSS per window of bytes acknowledged.
+        # Congestion avoidance: one SMSS per window of bytes acknowledged, counting only
+        # ACKs of a window that filled cwnd.
+        if not self.used_full:
+            return
         self._acc += acked
         if self._acc >= self.cwnd:
             self._acc -= self.cwnd
