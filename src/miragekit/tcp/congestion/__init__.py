@@ -1,8 +1,9 @@
 """Pluggable congestion control: NewReno (RFC 5681, RFC 6582) and CUBIC (RFC 9438).
 
 The connection owns loss detection and recovery; a controller only decides the window:
-``on_ack`` grows it (outside recovery), ``on_loss`` reacts to fast retransmit, ``on_rto``
-to a retransmission timeout. Windows are in bytes.
+``on_ack`` grows it (outside recovery, and only while the flow is cwnd-limited, which
+``on_send`` reports after each transmission), ``on_loss`` reacts to fast retransmit,
+``on_rto`` to a retransmission timeout. Windows are in bytes.
 """
 
 from __future__ import annotations
