@@ -25,8 +25,11 @@ class CongestionControl:
     """Growth only while the flow is cwnd-limited (RFC 5681 4.1's and RFC 7661's
     application-limited periods, RFC 9438 5.8; as Linux): a request/response flow that
     never fills cwnd gains none, so a burst after it cannot go out at a window the path
-    never carried. The connection reports each transmission to ``on_send``; ``on_ack``
-    reads the verdict (``cwnd_limited``), so every caller of it inherits the rule."""
+    never carried. Cwnd-limited: in slow start, cwnd below twice the largest flight of
+    the window (slow start doubles cwnd per round trip, so a flight of more than half of
+    it uses all that slow start gives); in congestion avoidance, cwnd found full in the
+    window. The connection reports each transmission to ``on_send``; ``on_ack`` applies
+    the rule, so every caller of it inherits it."""
 
     __slots__ = (
         "cwnd",
@@ -48,7 +51,7 @@ class CongestionControl:
         self.hystart: HyStart | None = None
         self.used_full = False  # a send of this window found cwnd full
         self.used_max = 0  # the most bytes in flight after a send of this window
-        self.used_end = 0  # SND.MAX when this window began: it ends once SND.UNA passes it
+        self.used_end = 0  # SND.MAX when this window began: it ends once SND.UNA reaches it
         self.used_smax = 0  # SND.MAX at the last send
 
     def on_send(self, now: float, una: int, smax: int, full: bool) -> None:
@@ -64,18 +67,11 @@ class CongestionControl:
             self.used_max = flight
             self.used_end = smax
 
-    def cwnd_limited(self) -> bool:
-        """May an ACK grow cwnd? In slow start while cwnd is below twice the largest
-        flight of the window (slow start doubles it per round trip, so a flight of
-        half of it still uses all it gives), else when cwnd was full in the window."""
-        if self.cwnd < self.ssthresh:
-            return self.cwnd < 2 * self.used_max
-        return self.used_full
-
     def slow_start(self, acked: int) -> None:
-        """Slow start's growth while cwnd-limited: RFC 3465 byte counting (L = 2), or
-        HyStart++'s rule in the initial slow start, which ends it once CSS has run its
-        rounds (whether or not this ACK may grow cwnd)."""
+        """Slow start's growth while cwnd-limited (cwnd below twice the largest flight of
+        the window): RFC 3465 byte counting (L = 2), or HyStart++'s rule in the initial
+        slow start, which ends it once CSS has run its rounds (whether or not this ACK
+        may grow cwnd)."""
         limited = self.cwnd < 2 * self.used_max
         hs = self.hystart
         if hs is None or self.ssthresh != INITIAL_SSTHRESH:
