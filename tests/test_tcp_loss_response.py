@@ -9,6 +9,7 @@ import pytest
 from tests.tcp_helpers import LOCAL_SEQ, PLAIN, REMOTE_SEQ, established, out, seg_in, seg_out
 
 from miragekit.tcp import Config, Connection
+from miragekit.tcp.congestion import NewReno
 from miragekit.wire.tcp import ACK, CWR, ECE, SYN
 
 SACK_TLP = dataclasses.replace(PLAIN, sack=True, tail_loss_probe=True)
@@ -29,7 +30,10 @@ def _ack(c: Connection, now: float, rel: int, *ranges: tuple[int, int]) -> None:
 def reordering_seen(cfg: Config = SACK_TLP) -> Connection:
     """ESTABLISHED, MSS 1000, SACK; segments 1000-4000 sent at 2.0, 2000-3000 SACKed,
     then all ACKed at 2.02 by their first transmission: reordering seen, so RACK waits
-    its window before calling a hole lost, and DupThresh no longer counts."""
+    its window before calling a hole lost, and DupThresh no longer counts. cwnd 13000:
+    the ACK at 2.02 delivered two segments (slow start); the one SACKed at 2.01, before
+    reordering was seen, grew nothing (a likely loss, as Linux), and is not counted
+    again when the cumulative ACK covers it."""
     c = established(cfg, mss=1000, sack_permitted=True)
     c.send(bytes(1000))
     assert len(out(c, 1.0)) == 1
@@ -38,28 +42,56 @@ def reordering_seen(cfg: Config = SACK_TLP) -> Connection:
     assert len(out(c, 2.0)) == 3
     _ack(c, 2.01, 1000, (2000, 3000))
     _ack(c, 2.02, 4000)
-    assert c._reo.seen and c.cwnd == 14000
+    assert c._reo.seen and c.cwnd == 13000
     return c
 
 
 def test_sacked_data_frees_cwnd_before_recovery() -> None:
     """Outside recovery, cwnd limits the pipe (RFC 6675), not everything below SND.MAX:
     each segment SACKed while RACK waits out the reordering window lets one new one go
-    (as Linux counts packets in flight), where limited transmit (RFC 3042) allows two."""
+    (as Linux counts packets in flight), where limited transmit (RFC 3042) allows two;
+    and, reordering seen, the window grows by it (slow start here: one more)."""
     c = reordering_seen()
     c.send(bytes(40000))
-    assert out(c, 3.0) == [_data(4000 + 1000 * i) for i in range(14)]
+    assert out(c, 3.0) == [_data(4000 + 1000 * i) for i in range(13)]
     # Segment 4000 is missing; 5000-9000 arrive, early enough to be reordering.
     for i, t in enumerate((3.011, 3.012, 3.013, 3.014)):
         _ack(c, t, 4000, (5000, 6000 + 1000 * i))
-        assert out(c, t) == [_data(18000 + 1000 * i)]
+        assert out(c, t) == [_data(17000 + 2000 * i), _data(18000 + 2000 * i)]
+        assert c.cwnd == 14000 + 1000 * i
     assert not c._in_recovery and c.stats["fast_retransmits"] == 0
-    assert c.cwnd == 14000
     # RACK's deadline (sent at 3.0, + RACK.rtt 0.02 + the window, min_rtt/4 = 0.005)
     # then finds the hole lost: recovery, and the retransmission.
     assert c.poll_at() == pytest.approx(3.025, abs=2e-6)
     c.handle_timer(c.poll_at() or 0.0)
     assert c._in_recovery and out(c, 3.021)[0] == _data(4000)
+
+
+def test_the_window_grows_by_data_delivered_not_by_the_cumulative_ack() -> None:
+    """Congestion avoidance (NewReno, RFC 3465: one MSS per cwnd of bytes delivered).
+    Reordering seen, each SACK outside recovery counts the segment it delivered, as
+    Linux's window growth by acked_sacked (RFC 6937's DeliveredData): the window grows
+    while RACK waits, not only on a cumulative ACK that a recovery may never bring.
+    The cumulative ACK that then covers the SACKed data counts only what it newly
+    delivered, so nothing is counted twice."""
+    c = reordering_seen()
+    c._cc.ssthresh = c._cc.cwnd  # congestion avoidance at 13 segments
+    c.send(bytes(40000))
+    assert out(c, 3.0) == [_data(4000 + 1000 * i) for i in range(13)]
+    # 4000 is late; 5000-17000 arrive (twelve), then 17000, sent on the first SACK.
+    sent = []
+    for i in range(13):
+        _ack(c, 3.011, 4000, (5000, 6000 + 1000 * i))
+        assert c.cwnd == (13000 if i < 12 else 14000)
+        sent += out(c, 3.011)
+    assert not c._in_recovery
+    # One new segment per SACK, and a second on the last: the window grew.
+    assert sent == [_data(17000 + 1000 * i) for i in range(14)]
+    # The late segment: the ACK covers 14000 bytes, 13000 of them SACKed already.
+    _ack(c, 3.015, 18000, (18000, 19000))
+    cc = c._cc
+    assert isinstance(cc, NewReno)
+    assert c.cwnd == 14000 and cc._acc == 2000  # 4000 and 18000, not 14000 again
 
 
 # ---------------------------------------------------------------- undo by timestamps
@@ -98,7 +130,9 @@ def test_an_ack_echoing_the_original_undoes_the_recovery_at_once() -> None:
     _ts_ack(c, 1.02, 10 * M, 1000)
     assert c.stats["undos"] == 1 and c.stats["undos_by_timestamp"] == 1
     assert not c._in_recovery and c.ssthresh > 1 << 60
-    assert c.cwnd == 18 * M  # 10 restored, then slow start on this ACK (HyStart's L = 8)
+    # 10 restored, then slow start by the 7 segments this ACK delivered (the 3 SACKed
+    # before recovery were delivered then, and grew nothing: no reordering seen).
+    assert c.cwnd == 17 * M
     # The D-SACK of the retransmission that follows finds nothing left to undo.
     _ts_ack(c, 1.03, 10 * M, 1000, (0, M))
     assert c.stats["undos"] == 1 and c.stats["dsacks_in"] == 1
