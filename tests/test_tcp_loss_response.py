@@ -10,7 +10,7 @@ from tests.tcp_helpers import LOCAL_SEQ, PLAIN, REMOTE_SEQ, established, out, se
 
 from miragekit.tcp import Config, Connection
 from miragekit.tcp.congestion import NewReno
-from miragekit.wire.tcp import ACK, CWR, ECE, SYN
+from miragekit.wire.tcp import ACK, CWR, ECE, PSH, SYN
 
 SACK_TLP = dataclasses.replace(PLAIN, sack=True, tail_loss_probe=True)
 
@@ -92,6 +92,61 @@ def test_the_window_grows_by_data_delivered_not_by_the_cumulative_ack() -> None:
     cc = c._cc
     assert isinstance(cc, NewReno)
     assert c.cwnd == 14000 and cc._acc == 2000  # 4000 and 18000, not 14000 again
+
+
+# ---------------------------------------------------------------- timeouts
+
+SACK = dataclasses.replace(SACK_TLP, tail_loss_probe=False)
+
+
+def test_a_timeout_in_fast_recovery_keeps_its_ssthresh_and_a_second_holds_it() -> None:
+    """Fast recovery halved the window for this loss (ssthresh 5500, from cwnd); its
+    retransmission is lost and the RTO fires inside the recovery. The timeout sets the
+    loss window, one segment, and keeps that ssthresh (as Linux's timeout in recovery),
+    where a reduction from SND.MAX - SND.UNA, which counts the SACKed data, had raised
+    it to 7000; a second timeout of the same segment holds it too (RFC 5681 3.1)."""
+    c = established(SACK, mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    _ack(c, 1.1, 1000)  # RTO 0.2, cwnd 11000
+    c.send(bytes(14000))
+    assert out(c, 2.0) == [_data(1000 + 1000 * i) for i in range(11)]
+    _ack(c, 2.01, 1000, (2000, 3000))
+    _ack(c, 2.01, 1000, (2000, 4000))
+    assert out(c, 2.01) == [_data(12000), _data(13000)]  # SACKed data frees the pipe
+    _ack(c, 2.01, 1000, (2000, 5000))
+    assert out(c, 2.01) == [_data(1000)]
+    assert c._in_recovery and c.ssthresh == 5500
+    sent = []
+    for k in range(6000, 11000, 1000):
+        _ack(c, 2.02, 1000, (2000, k))
+        sent += out(c, 2.02)
+    # PRR's one new segment, then the rescue retransmission (NextSeg rule 4) of it.
+    assert sent == [_data(14000, flags=ACK | PSH)] * 2
+    assert c.snd_nxt - c.snd_una == 14000
+    assert c.poll_at() == pytest.approx(2.2)  # from the first send: no ACK of new data
+    c.handle_timer(2.2)
+    assert out(c, 2.2) == [_data(1000)]
+    assert c.stats["rto"] == 1 and c.cwnd == 1000 and c.ssthresh == 5500
+    assert c.poll_at() == pytest.approx(2.6)  # backed off
+    c.handle_timer(2.6)
+    assert out(c, 2.6) == [_data(1000)]
+    assert c.stats["rto"] == 2 and c.cwnd == 1000 and c.ssthresh == 5500
+
+
+def test_a_timeout_reduces_from_cwnd_not_from_sacked_data_sent_beyond_it() -> None:
+    """Outside recovery the pipe rule lets data go beyond cwnd while the peer SACKs;
+    the timeout's FlightSize leaves it out, as fast retransmit's does (RFC 5681 3.2)."""
+    c = reordering_seen(SACK)
+    c._cc.ssthresh = c._cc.cwnd  # congestion avoidance at 13 segments
+    c.send(bytes(20000))
+    assert len(out(c, 3.0)) == 13
+    for i in range(4):
+        _ack(c, 3.011, 4000, (5000, 6000 + 1000 * i))
+    assert len(out(c, 3.011)) == 4
+    assert c.snd_nxt - c.snd_una == 17000 and c.cwnd == 13000
+    c.handle_timer(c._rtx_at or 0.0)
+    assert c.stats["rto"] == 1 and c.cwnd == 1000 and c.ssthresh == 6500
 
 
 # ---------------------------------------------------------------- undo by timestamps

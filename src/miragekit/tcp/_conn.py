@@ -857,9 +857,18 @@ class Connection:
             self._probe = True
             return
         if st not in (SYN_SENT, SYN_RECEIVED):
-            if self._retries == 1:
+            cc = self._cc
+            if self._retries > 1 or self._in_recovery:
+                # The same segment timed out again (RFC 5681 3.1: ssthresh is held
+                # constant), or fast recovery already made this episode's reduction
+                # (as Linux keeps its ssthresh): only the loss window.
+                cc.cwnd = self._smss
+            else:
                 self._start_episode()
-            self._cc.on_rto(now, self._snd_max - self._snd_una)
+                # FlightSize without what went beyond cwnd because the peer had it
+                # already (SACKed data), as for fast retransmit (RFC 5681 3.2).
+                flight = self._snd_max - self._snd_una
+                cc.on_rto(now, flight if flight < cc.cwnd else cc.cwnd)
             self._rto_recovery = True
         self._snd_nxt = self._snd_una
         if self._retries > 1:
