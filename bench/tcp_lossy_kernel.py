@@ -281,7 +281,12 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     ns = [f"mk-lk{t}a", f"mk-lk{t}b"]
     taps = [f"mk-lk{t}ta", f"mk-lk{t}tb"]
     KCC[0] = args.kernel_congestion
-    CFG[0] = Config(congestion=args.congestion, recv_buffer=4 << 20, send_buffer=4 << 20)
+    CFG[0] = Config(
+        congestion=args.congestion,
+        recv_buffer=4 << 20,
+        send_buffer=4 << 20,
+        delayed_ack=not args.no_delayed_ack,
+    )
     rows: list[dict[str, Any]] = []
     try:
         for n in ns:
@@ -299,6 +304,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 ]
                 if args.rows == "kernel":
                     cases = cases[:1]
+                elif args.rows == "receiver":
+                    cases = [cases[0], cases[2]]
                 # Rounds of every row, so that a busy machine weighs on all of them alike.
                 runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in cases}
                 for r in range(args.repeat):
@@ -326,12 +333,11 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 )
                 if args.rows == "kernel":
                     continue
-                o, i = row["ours->kernel"], row["kernel->ours"]
+                i = row["kernel->ours"]
                 print(
                     f"rtt {rtt_ms:4.0f}ms loss {loss:4.0%}  kernel->kernel {k['MB/s']:6.2f} MB/s "
-                    f"(rto {k['rto']})  ours->kernel {o['MB/s']:6.2f} ({o['MB/s'] / k['MB/s']:4.2f}x, "
-                    f"rto {o['rto']})  kernel->ours {i['MB/s']:6.2f} ({i['MB/s'] / k['MB/s']:4.2f}x, "
-                    f"rto {i['rto']}); the kernel sender's SRTT {k['srtt_ms']} ms to the "
+                    f"(rto {k['rto']})  ours->kernel {vs(row, 'ours->kernel')}  kernel->ours "
+                    f"{vs(row, 'kernel->ours')}; the kernel sender's SRTT {k['srtt_ms']} ms to the "
                     f"kernel, {i['srtt_ms']} ms to ours",
                     flush=True,
                 )
@@ -339,6 +345,14 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for n in ns:
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
     return rows
+
+
+def vs(row: dict[str, Any], key: str) -> str:
+    """A row's median goodput with its RTOs and its ratio to the kernel's, for a table."""
+    if key not in row:
+        return "—"
+    r, k = row[key], row["kernel->kernel"]
+    return f"{r['MB/s']:.2f} ({r['rto']}), {r['MB/s'] / k['MB/s']:.2f}x"
 
 
 def mathis_at(row: dict[str, Any]) -> str:
@@ -358,8 +372,12 @@ def main() -> None:
     ap.add_argument(
         "--kernel-congestion", default="cubic", help="the kernel sender's (TCP_CONGESTION)"
     )
+    ap.add_argument("--no-delayed-ack", action="store_true", help="our receiver ACKs every segment")
     ap.add_argument(
-        "--rows", default="all", choices=["all", "kernel"], help="kernel: kernel -> kernel alone"
+        "--rows",
+        default="all",
+        choices=["all", "kernel", "receiver"],
+        help="kernel: kernel -> kernel alone; receiver: with kernel -> ours",
     )
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -386,11 +404,10 @@ def main() -> None:
     print("| RTT | loss | kernel → kernel MB/s (RTO) | ours → kernel | kernel → ours |")
     print("|---|---|---|---|---|")
     for r in rows:
-        k, o, i = (r[x] for x in ("kernel->kernel", "ours->kernel", "kernel->ours"))
+        k = r["kernel->kernel"]
         print(
             f"| {r['rtt_ms']:g} ms | {r['loss']:.0%} | {k['MB/s']:.2f} ({k['rto']}) | "
-            f"{o['MB/s']:.2f} ({o['rto']}), {o['MB/s'] / k['MB/s']:.2f}x | "
-            f"{i['MB/s']:.2f} ({i['rto']}), {i['MB/s'] / k['MB/s']:.2f}x |"
+            f"{vs(r, 'ours->kernel')} | {vs(r, 'kernel->ours')} |"
         )
     rows_done(args, rows, load_start, load_end)
 

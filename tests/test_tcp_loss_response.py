@@ -134,6 +134,36 @@ def test_a_timeout_in_fast_recovery_keeps_its_ssthresh_and_a_second_holds_it() -
     assert c.stats["rto"] == 2 and c.cwnd == 1000 and c.ssthresh == 5500
 
 
+def test_a_retransmission_in_flight_when_recovery_ends_is_not_sent_again() -> None:
+    """Recovery (point 14000) resends 1000 at 2.1, and sends 14000 and 15000 beyond it
+    (PRR). At 2.2 RACK finds that retransmission lost and 14000 (sent in the recovery)
+    lost too, and resends both. At 2.3 the ACK of 1000 ends the recovery while 14000's
+    retransmission is still on its way. 14000 is a loss in a later window, so a new
+    recovery reduces again (as Linux), but 14000 is not sent a third time: its
+    retransmission stays recorded. Forgotten at the recovery's end, it went again at
+    once, and that needless copy, the new episode's only retransmission, let the ACK
+    of the first copy undo the reduction by timestamps."""
+    c = established(SACK, mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    _ack(c, 1.1, 1000)  # RTT 0.1, cwnd 11000
+    c.send(bytes(30000))
+    assert out(c, 2.0) == [_data(1000 + 1000 * i) for i in range(11)]
+    sent = []
+    for k in range(3000, 12000, 1000):
+        _ack(c, 2.1, 1000, (2000, k))
+        sent += out(c, 2.1)
+    assert sent == [_data(x) for x in (12000, 13000, 1000, 14000, 15000)]
+    assert c._in_recovery and c._recover - LOCAL_SEQ == 14000 and c.ssthresh == 5500
+    _ack(c, 2.2, 1000, (2000, 14000), (15000, 16000))
+    assert out(c, 2.2) == [_data(x) for x in (1000, 14000, 16000, 17000, 18000)]
+    assert c.stats["lost_retransmits"] == 1
+    _ack(c, 2.3, 14000, (15000, 16000))
+    assert out(c, 2.3) == []
+    assert c._in_recovery and c.stats["fast_retransmits"] == 2 and c.ssthresh == 2500
+    assert c.stats["retransmits"] == 3
+
+
 def test_a_timeout_reduces_from_cwnd_not_from_sacked_data_sent_beyond_it() -> None:
     """Outside recovery the pipe rule lets data go beyond cwnd while the peer SACKs;
     the timeout's FlightSize leaves it out, as fast retransmit's does (RFC 5681 3.2)."""

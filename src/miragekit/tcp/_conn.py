@@ -1409,7 +1409,10 @@ class Connection:
                 self._in_recovery = False
                 self._reo.on_recovery_end()
                 self._inflate = 0
-                self._scoreboard.rxt.clear()
+                # Retransmissions above the ACK stay recorded (in flight, in the pipe):
+                # forgotten, RACK would call their holes lost at once and send them
+                # again, and the new recovery's ledger would hold only that needless
+                # copy, which the ACK of the first one would "prove" spurious.
                 if self._sack_on and self._reducing:
                     self._cc.cwnd = self._cc.ssthresh  # PRR leaves recovery at ssthresh
             elif self._sack_on:
@@ -1647,8 +1650,11 @@ class Connection:
         # because the peer had it already (limited transmit, SACKed data).
         flight = self._snd_max - self._snd_una
         self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
-        self._high_rxt = self._snd_una
-        self._rexmit = True
+        una = self._snd_una
+        self._high_rxt = una
+        # The first hole at once, unless its retransmission is in flight already (sent
+        # in the recovery that just ended): then NextSeg finds what else is lost.
+        self._rexmit = not any(s <= una < e for s, e, _m, _t in self._scoreboard.rxt)
         if not self._sack_on:
             self._inflate = DUP_THRESH * self._smss
         else:
