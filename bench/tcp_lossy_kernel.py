@@ -2,7 +2,7 @@
 
 Run as root: ``python bench/tcp_lossy_kernel.py [--seconds 8] [--rtt-ms 2 20]
 [--loss 0.01 0.05] [--seed 7] [--repeat 3] [--congestion cubic]
-[--kernel-congestion cubic]``.
+[--kernel-congestion cubic] [--rows kernel]``.
 
 One ``miragekit switch`` (``--no-offload``: every frame wire-sized, so a loss is one
 segment's) with three ports: TAP ``a`` in ``mk-`` namespace A, TAP ``b`` in namespace B,
@@ -24,8 +24,14 @@ cell the smoothed RTT the kernel's sender saw (``tcp_info``, the median of sampl
 quarter second), to the kernel's receiver and to ours. Goodput is what the receiving
 application read in the ``--seconds`` after its first byte (MB = 10**6 bytes); RTOs are
 the sender's retransmission timeouts: the kernel's ``TcpExtTCPTimeouts`` from ``nstat``
-in the sender's namespace, ours the connection's ``stats["rto"]``. Prints a table and
-writes bench/results/tcp_lossy_kernel.json. Namespaces are always deleted.
+in the sender's namespace, ours the connection's ``stats["rto"]``. Beside the kernel's
+row, the Mathis figure 1.22·MSS/(RTT·√p) for MSS 1448 at the link's RTT and at the SRTT
+the kernel's sender saw (the switch's own per-frame time adds to the round trip): whether
+Linux itself reaches the rule of thumb on this path. This kernel builds no netem (nor fq
+or ETF, which could delay by departure time), so the switch is where the kernel's TCP
+meets seeded loss and delay. ``--rows kernel`` runs the kernel's row alone. Prints a
+table and writes bench/results/tcp_lossy_kernel.json (``..._kernel_only.json`` with
+``--rows kernel``). Namespaces are always deleted.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from tcp_lossy import mathis  # noqa: E402
 
 from miragekit.link import VxlanNetif  # noqa: E402
 from miragekit.result import Ok  # noqa: E402
@@ -58,6 +68,8 @@ from miragekit.v1 import StackConfig  # noqa: E402
 NET = "10.97.0"
 A_IP, B_IP, OURS_IP = f"{NET}.1", f"{NET}.2", f"{NET}.3"
 PORT = 5301
+#: The kernel's MSS on this path (1500-byte MTU, timestamps on).
+KMSS = 1448
 VNI = 4242
 SW_VX, OURS_VX = 47931, 47932
 #: Our TCP settings (from the command line).
@@ -269,7 +281,12 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     ns = [f"mk-lk{t}a", f"mk-lk{t}b"]
     taps = [f"mk-lk{t}ta", f"mk-lk{t}tb"]
     KCC[0] = args.kernel_congestion
-    CFG[0] = Config(congestion=args.congestion, recv_buffer=4 << 20, send_buffer=4 << 20)
+    CFG[0] = Config(
+        congestion=args.congestion,
+        recv_buffer=4 << 20,
+        send_buffer=4 << 20,
+        delayed_ack=not args.no_delayed_ack,
+    )
     rows: list[dict[str, Any]] = []
     try:
         for n in ns:
@@ -285,6 +302,10 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     ("ours->kernel", lambda: ours_to_kernel(ns, args.seconds)),
                     ("kernel->ours", lambda: kernel_to_ours(ns, args.seconds)),
                 ]
+                if args.rows == "kernel":
+                    cases = cases[:1]
+                elif args.rows == "receiver":
+                    cases = [cases[0], cases[2]]
                 # Rounds of every row, so that a busy machine weighs on all of them alike.
                 runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _ in cases}
                 for r in range(args.repeat):
@@ -298,13 +319,25 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     got.sort(key=lambda r: float(r["MB/s"]))
                     mid = got[len(got) // 2]  # the median run by goodput
                     row[key] = {**mid, "runs": got}
+                k = row["kernel->kernel"]
+                row["mathis_MB_per_s"] = mathis(KMSS, rtt_ms / 1000, loss) / 1e6
+                if k["srtt_ms"]:
+                    row["mathis_at_srtt_MB_per_s"] = mathis(KMSS, k["srtt_ms"] / 1000, loss) / 1e6
                 rows.append(row)
-                k, o, i = (row[x] for x in ("kernel->kernel", "ours->kernel", "kernel->ours"))
                 print(
                     f"rtt {rtt_ms:4.0f}ms loss {loss:4.0%}  kernel->kernel {k['MB/s']:6.2f} MB/s "
-                    f"(rto {k['rto']})  ours->kernel {o['MB/s']:6.2f} ({o['MB/s'] / k['MB/s']:4.2f}x, "
-                    f"rto {o['rto']})  kernel->ours {i['MB/s']:6.2f} ({i['MB/s'] / k['MB/s']:4.2f}x, "
-                    f"rto {i['rto']}); the kernel sender's SRTT {k['srtt_ms']} ms to the "
+                    f"(rto {k['rto']}, runs {[round(x['MB/s'], 2) for x in k['runs']]}, "
+                    f"rtos {[x['rto'] for x in k['runs']]}); mathis {row['mathis_MB_per_s']:.2f} "
+                    f"at the link's RTT, {mathis_at(row)} at the sender's SRTT {k['srtt_ms']} ms",
+                    flush=True,
+                )
+                if args.rows == "kernel":
+                    continue
+                i = row["kernel->ours"]
+                print(
+                    f"rtt {rtt_ms:4.0f}ms loss {loss:4.0%}  kernel->kernel {k['MB/s']:6.2f} MB/s "
+                    f"(rto {k['rto']})  ours->kernel {vs(row, 'ours->kernel')}  kernel->ours "
+                    f"{vs(row, 'kernel->ours')}; the kernel sender's SRTT {k['srtt_ms']} ms to the "
                     f"kernel, {i['srtt_ms']} ms to ours",
                     flush=True,
                 )
@@ -312,6 +345,20 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for n in ns:
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
     return rows
+
+
+def vs(row: dict[str, Any], key: str) -> str:
+    """A row's median goodput with its RTOs and its ratio to the kernel's, for a table."""
+    if key not in row:
+        return "—"
+    r, k = row[key], row["kernel->kernel"]
+    return f"{r['MB/s']:.2f} ({r['rto']}), {r['MB/s'] / k['MB/s']:.2f}x"
+
+
+def mathis_at(row: dict[str, Any]) -> str:
+    """The Mathis figure at the kernel's SRTT with the kernel's ratio to it, for a table."""
+    m = row.get("mathis_at_srtt_MB_per_s")
+    return f"{m:.2f} ({row['kernel->kernel']['MB/s'] / m:.2f}x)" if m else "—"
 
 
 def main() -> None:
@@ -325,6 +372,13 @@ def main() -> None:
     ap.add_argument(
         "--kernel-congestion", default="cubic", help="the kernel sender's (TCP_CONGESTION)"
     )
+    ap.add_argument("--no-delayed-ack", action="store_true", help="our receiver ACKs every segment")
+    ap.add_argument(
+        "--rows",
+        default="all",
+        choices=["all", "kernel", "receiver"],
+        help="kernel: kernel -> kernel alone; receiver: with kernel -> ours",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("tcp_lossy_kernel: needs root (namespaces, TAP devices)")
@@ -332,16 +386,41 @@ def main() -> None:
     rows = asyncio.run(run(args))
     load_end = os.getloadavg()
     print(f"load average at start {load_start[0]:.2f}, at end {load_end[0]:.2f}")
+    print(
+        "| RTT | loss | kernel → kernel MB/s (RTO) | kernel's SRTT ms | Mathis at the RTT "
+        "(kernel's ratio) | Mathis at the SRTT (kernel's ratio) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        k = r["kernel->kernel"]
+        print(
+            f"| {r['rtt_ms']:g} ms | {r['loss']:.0%} | {k['MB/s']:.2f} ({k['rto']}) | "
+            f"{k['srtt_ms']} | {r['mathis_MB_per_s']:.2f} "
+            f"({k['MB/s'] / r['mathis_MB_per_s']:.2f}x) | {mathis_at(r)} |"
+        )
+    if args.rows == "kernel":
+        rows_done(args, rows, load_start, load_end)
+        return
     print("| RTT | loss | kernel → kernel MB/s (RTO) | ours → kernel | kernel → ours |")
     print("|---|---|---|---|---|")
     for r in rows:
-        k, o, i = (r[x] for x in ("kernel->kernel", "ours->kernel", "kernel->ours"))
+        k = r["kernel->kernel"]
         print(
             f"| {r['rtt_ms']:g} ms | {r['loss']:.0%} | {k['MB/s']:.2f} ({k['rto']}) | "
-            f"{o['MB/s']:.2f} ({o['rto']}), {o['MB/s'] / k['MB/s']:.2f}x | "
-            f"{i['MB/s']:.2f} ({i['rto']}), {i['MB/s'] / k['MB/s']:.2f}x |"
+            f"{vs(r, 'ours->kernel')} | {vs(r, 'kernel->ours')} |"
         )
-    out = ROOT / "bench" / "results" / "tcp_lossy_kernel.json"
+    rows_done(args, rows, load_start, load_end)
+
+
+def rows_done(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    load_start: tuple[float, float, float],
+    load_end: tuple[float, float, float],
+) -> None:
+    """Write the JSON."""
+    name = "tcp_lossy_kernel_only.json" if args.rows == "kernel" else "tcp_lossy_kernel.json"
+    out = ROOT / "bench" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(

@@ -9,7 +9,8 @@ import pytest
 from tests.tcp_helpers import LOCAL_SEQ, PLAIN, REMOTE_SEQ, established, out, seg_in, seg_out
 
 from miragekit.tcp import Config, Connection
-from miragekit.wire.tcp import ACK, CWR, ECE, SYN
+from miragekit.tcp.congestion import NewReno
+from miragekit.wire.tcp import ACK, CWR, ECE, PSH, SYN
 
 SACK_TLP = dataclasses.replace(PLAIN, sack=True, tail_loss_probe=True)
 
@@ -29,7 +30,10 @@ def _ack(c: Connection, now: float, rel: int, *ranges: tuple[int, int]) -> None:
 def reordering_seen(cfg: Config = SACK_TLP) -> Connection:
     """ESTABLISHED, MSS 1000, SACK; segments 1000-4000 sent at 2.0, 2000-3000 SACKed,
     then all ACKed at 2.02 by their first transmission: reordering seen, so RACK waits
-    its window before calling a hole lost, and DupThresh no longer counts."""
+    its window before calling a hole lost, and DupThresh no longer counts. cwnd 13000:
+    the ACK at 2.02 delivered two segments (slow start); the one SACKed at 2.01, before
+    reordering was seen, grew nothing (a likely loss, as Linux), and is not counted
+    again when the cumulative ACK covers it."""
     c = established(cfg, mss=1000, sack_permitted=True)
     c.send(bytes(1000))
     assert len(out(c, 1.0)) == 1
@@ -46,21 +50,138 @@ def reordering_seen(cfg: Config = SACK_TLP) -> Connection:
 def test_sacked_data_frees_cwnd_before_recovery() -> None:
     """Outside recovery, cwnd limits the pipe (RFC 6675), not everything below SND.MAX:
     each segment SACKed while RACK waits out the reordering window lets one new one go
-    (as Linux counts packets in flight), where limited transmit (RFC 3042) allows two."""
+    (as Linux counts packets in flight), where limited transmit (RFC 3042) allows two;
+    and, reordering seen, the window grows by it (slow start here: one more)."""
     c = reordering_seen()
     c.send(bytes(40000))
     assert out(c, 3.0) == [_data(4000 + 1000 * i) for i in range(10)]
     # Segment 4000 is missing; 5000-9000 arrive, early enough to be reordering.
     for i, t in enumerate((3.011, 3.012, 3.013, 3.014)):
         _ack(c, t, 4000, (5000, 6000 + 1000 * i))
-        assert out(c, t) == [_data(14000 + 1000 * i)]
+        assert out(c, t) == [_data(14000 + 2000 * i), _data(15000 + 2000 * i)]
+        assert c.cwnd == 11000 + 1000 * i
     assert not c._in_recovery and c.stats["fast_retransmits"] == 0
-    assert c.cwnd == 10000
     # RACK's deadline (sent at 3.0, + RACK.rtt 0.02 + the window, min_rtt/4 = 0.005)
     # then finds the hole lost: recovery, and the retransmission.
     assert c.poll_at() == pytest.approx(3.025, abs=2e-6)
     c.handle_timer(c.poll_at() or 0.0)
     assert c._in_recovery and out(c, 3.021)[0] == _data(4000)
+
+
+def test_the_window_grows_by_data_delivered_not_by_the_cumulative_ack() -> None:
+    """Congestion avoidance (NewReno, RFC 3465: one MSS per cwnd of bytes delivered).
+    Reordering seen, each SACK outside recovery counts the segment it delivered, as
+    Linux's window growth by acked_sacked (RFC 6937's DeliveredData): the window grows
+    while RACK waits, not only on a cumulative ACK that a recovery may never bring.
+    The cumulative ACK that then covers the SACKed data counts only what it newly
+    delivered, so nothing is counted twice."""
+    c = reordering_seen()
+    c._cc.ssthresh = c._cc.cwnd  # congestion avoidance at 10 segments
+    c.send(bytes(40000))
+    assert out(c, 3.0) == [_data(4000 + 1000 * i) for i in range(10)]
+    # 4000 is late; 5000-13000 arrive (nine), then 14000, sent on the first SACK.
+    sent = []
+    for i in range(10):
+        _ack(c, 3.011, 4000, (5000, 6000 + 1000 * i))
+        assert c.cwnd == (10000 if i < 9 else 11000)
+        sent += out(c, 3.011)
+    assert not c._in_recovery
+    # One new segment per SACK, and a second on the last: the window grew.
+    assert sent == [_data(14000 + 1000 * i) for i in range(11)]
+    # The late segment: the ACK covers 11000 bytes, 10000 of them SACKed already.
+    _ack(c, 3.015, 15000, (15000, 16000))
+    cc = c._cc
+    assert isinstance(cc, NewReno)
+    assert c.cwnd == 11000 and cc._acc == 2000  # 4000 and 15000, not 11000 again
+
+
+# ---------------------------------------------------------------- timeouts
+
+SACK = dataclasses.replace(SACK_TLP, tail_loss_probe=False)
+
+
+def test_a_timeout_in_fast_recovery_keeps_its_ssthresh_and_a_second_holds_it() -> None:
+    """Fast recovery halved the window for this loss (ssthresh 5500, from cwnd); its
+    retransmission is lost and the RTO fires inside the recovery. The timeout sets the
+    loss window, one segment, and keeps that ssthresh (as Linux's timeout in recovery),
+    where a reduction from SND.MAX - SND.UNA, which counts the SACKed data, had raised
+    it to 7000; a second timeout of the same segment holds it too (RFC 5681 3.1)."""
+    c = established(SACK, mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    _ack(c, 1.1, 1000)  # RTO 0.2
+    # One segment never filled cwnd, so its ACK grew nothing; start as a flow that did.
+    c._cc.cwnd = 11000
+    c.send(bytes(14000))
+    assert out(c, 2.0) == [_data(1000 + 1000 * i) for i in range(11)]
+    _ack(c, 2.01, 1000, (2000, 3000))
+    _ack(c, 2.01, 1000, (2000, 4000))
+    assert out(c, 2.01) == [_data(12000), _data(13000)]  # SACKed data frees the pipe
+    _ack(c, 2.01, 1000, (2000, 5000))
+    assert out(c, 2.01) == [_data(1000)]
+    assert c._in_recovery and c.ssthresh == 5500
+    sent = []
+    for k in range(6000, 11000, 1000):
+        _ack(c, 2.02, 1000, (2000, k))
+        sent += out(c, 2.02)
+    # PRR's one new segment, then the rescue retransmission (NextSeg rule 4) of it.
+    assert sent == [_data(14000, flags=ACK | PSH)] * 2
+    assert c.snd_nxt - c.snd_una == 14000
+    assert c.poll_at() == pytest.approx(2.2)  # from the first send: no ACK of new data
+    c.handle_timer(2.2)
+    assert out(c, 2.2) == [_data(1000)]
+    assert c.stats["rto"] == 1 and c.cwnd == 1000 and c.ssthresh == 5500
+    assert c.poll_at() == pytest.approx(2.6)  # backed off
+    c.handle_timer(2.6)
+    assert out(c, 2.6) == [_data(1000)]
+    assert c.stats["rto"] == 2 and c.cwnd == 1000 and c.ssthresh == 5500
+
+
+def test_a_retransmission_in_flight_when_recovery_ends_is_not_sent_again() -> None:
+    """Recovery (point 14000) resends 1000 at 2.1, and sends 14000 and 15000 beyond it
+    (PRR). At 2.2 RACK finds that retransmission lost and 14000 (sent in the recovery)
+    lost too, and resends both. At 2.3 the ACK of 1000 ends the recovery while 14000's
+    retransmission is still on its way. 14000 is a loss in a later window, so a new
+    recovery reduces again (as Linux), but 14000 is not sent a third time: its
+    retransmission stays recorded. Forgotten at the recovery's end, it went again at
+    once, and that needless copy, the new episode's only retransmission, let the ACK
+    of the first copy undo the reduction by timestamps."""
+    c = established(SACK, mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    _ack(c, 1.1, 1000)  # RTT 0.1
+    # One segment never filled cwnd, so its ACK grew nothing; start as a flow that did.
+    c._cc.cwnd = 11000
+    c.send(bytes(30000))
+    assert out(c, 2.0) == [_data(1000 + 1000 * i) for i in range(11)]
+    sent = []
+    for k in range(3000, 12000, 1000):
+        _ack(c, 2.1, 1000, (2000, k))
+        sent += out(c, 2.1)
+    assert sent == [_data(x) for x in (12000, 13000, 1000, 14000, 15000)]
+    assert c._in_recovery and c._recover - LOCAL_SEQ == 14000 and c.ssthresh == 5500
+    _ack(c, 2.2, 1000, (2000, 14000), (15000, 16000))
+    assert out(c, 2.2) == [_data(x) for x in (1000, 14000, 16000, 17000, 18000)]
+    assert c.stats["lost_retransmits"] == 1
+    _ack(c, 2.3, 14000, (15000, 16000))
+    assert out(c, 2.3) == []
+    assert c._in_recovery and c.stats["fast_retransmits"] == 2 and c.ssthresh == 2500
+    assert c.stats["retransmits"] == 3
+
+
+def test_a_timeout_reduces_from_cwnd_not_from_sacked_data_sent_beyond_it() -> None:
+    """Outside recovery the pipe rule lets data go beyond cwnd while the peer SACKs;
+    the timeout's FlightSize leaves it out, as fast retransmit's does (RFC 5681 3.2)."""
+    c = reordering_seen(SACK)
+    c._cc.cwnd = c._cc.ssthresh = 13000  # congestion avoidance at 13 segments
+    c.send(bytes(20000))
+    assert len(out(c, 3.0)) == 13
+    for i in range(4):
+        _ack(c, 3.011, 4000, (5000, 6000 + 1000 * i))
+    assert len(out(c, 3.011)) == 4
+    assert c.snd_nxt - c.snd_una == 17000 and c.cwnd == 13000
+    c.handle_timer(c._rtx_at or 0.0)
+    assert c.stats["rto"] == 1 and c.cwnd == 1000 and c.ssthresh == 6500
 
 
 # ---------------------------------------------------------------- undo by timestamps
@@ -99,7 +220,9 @@ def test_an_ack_echoing_the_original_undoes_the_recovery_at_once() -> None:
     _ts_ack(c, 1.02, 10 * M, 1000)
     assert c.stats["undos"] == 1 and c.stats["undos_by_timestamp"] == 1
     assert not c._in_recovery and c.ssthresh > 1 << 60
-    assert c.cwnd == 18 * M  # 10 restored, then slow start on this ACK (HyStart's L = 8)
+    # 10 restored, then slow start by the 7 segments this ACK delivered (the 3 SACKed
+    # before recovery were delivered then, and grew nothing: no reordering seen).
+    assert c.cwnd == 17 * M
     # The D-SACK of the retransmission that follows finds nothing left to undo.
     _ts_ack(c, 1.03, 10 * M, 1000, (0, M))
     assert c.stats["undos"] == 1 and c.stats["dsacks_in"] == 1

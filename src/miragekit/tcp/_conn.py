@@ -858,9 +858,18 @@ class Connection:
             self._probe = True
             return
         if st not in (SYN_SENT, SYN_RECEIVED):
-            if self._retries == 1:
+            cc = self._cc
+            if self._retries > 1 or self._in_recovery:
+                # The same segment timed out again (RFC 5681 3.1: ssthresh is held
+                # constant), or fast recovery already made this episode's reduction
+                # (as Linux keeps its ssthresh): only the loss window.
+                cc.cwnd = self._smss
+            else:
                 self._start_episode()
-            self._cc.on_rto(now, self._snd_max - self._snd_una)
+                # FlightSize without what went beyond cwnd because the peer had it
+                # already (SACKed data), as for fast retransmit (RFC 5681 3.2).
+                flight = self._snd_max - self._snd_una
+                cc.on_rto(now, flight if flight < cc.cwnd else cc.cwnd)
             self._rto_recovery = True
         self._snd_nxt = self._snd_una
         if self._retries > 1:
@@ -1255,9 +1264,12 @@ class Connection:
 
         sack_new = False
         sb = self._scoreboard
-        # RFC 6937 DeliveredData needs the SACKed bytes before this ACK (-1: not measured).
+        # RFC 6937 DeliveredData needs the SACKed bytes before this ACK (-1: not measured);
+        # PRR in recovery, window growth outside it.
         sacked0 = (
-            sb.sacked_bytes() if self._sack_on and (self._in_recovery or seg.sack_blocks) else -1
+            sb.sacked_bytes()
+            if self._sack_on and (self._in_recovery or seg.sack_blocks or sb.blocks)
+            else -1
         )
         dsack = False
         dsack_right = 0
@@ -1279,7 +1291,7 @@ class Connection:
         elif self._rack_at is not None:
             self._rack_at = None  # nothing SACKed: no hole for RACK's timer to watch
         if ack > una:
-            self._on_new_ack(now, seg, ack)
+            self._on_new_ack(now, seg, ack, sacked0)
             if sb.blocks:
                 self._maybe_enter_recovery(now)
         elif (
@@ -1291,6 +1303,13 @@ class Connection:
             and (sack_new or not dsack)  # a lone D-SACK reports a duplicate, not a hole
         ):
             self._on_dupack(now, sack_new)
+            if sack_new and self._reo.seen and not self._in_recovery:
+                # Reordering seen, RACK waits before it calls a hole lost: the SACKed
+                # data was delivered, and the window grows by it (as Linux does on
+                # forward progress once reordering is seen), not only on a cumulative
+                # ACK that may come after the recovery and never credit it.
+                rtt = self._rtt
+                self._cc.on_ack(now, sb.sacked_bytes() - sacked0, rtt.srtt or rtt.rto)
         if self._in_recovery and self._reducing and sacked0 >= 0:
             self._prr_on_ack(self._snd_una - una + sb.sacked_bytes() - sacked0)
         if self._tlp_end is not None and ack >= self._tlp_end:
@@ -1332,7 +1351,10 @@ class Connection:
             flight = self._snd_max - una  # as a loss's: no more than cwnd (RFC 5681 3.2)
             self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
 
-    def _on_new_ack(self, now: float, seg: TCPRepr, ack: int) -> None:
+    def _on_new_ack(self, now: float, seg: TCPRepr, ack: int, sacked0: int = -1) -> None:
+        """An ACK of new data; ``sacked0``: the bytes SACKed before it (-1: nothing was,
+        and it brings no SACK), so that the window grows by what it delivered (RFC 6937
+        DeliveredData): SACKed data once, when SACKed, not again when ACKed."""
         una = self._snd_una
         acked = ack - una
         self._snd_una = ack
@@ -1388,7 +1410,10 @@ class Connection:
                 self._in_recovery = False
                 self._reo.on_recovery_end()
                 self._inflate = 0
-                self._scoreboard.rxt.clear()
+                # Retransmissions above the ACK stay recorded (in flight, in the pipe):
+                # forgotten, RACK would call their holes lost at once and send them
+                # again, and the new recovery's ledger would hold only that needless
+                # copy, which the ACK of the first one would "prove" spurious.
                 if self._sack_on and self._reducing:
                     self._cc.cwnd = self._cc.ssthresh  # PRR leaves recovery at ssthresh
             elif self._sack_on:
@@ -1406,6 +1431,8 @@ class Connection:
             cc = self._cc
             if cc.hystart is not None and cc.ssthresh == INITIAL_SSTHRESH:
                 cc.hystart.on_ack(ack, self._snd_max, sample)
+            if sacked0 >= 0:
+                acked += self._scoreboard.sacked_bytes() - sacked0
             cc.on_ack(now, acked, rtt.srtt or rtt.rto)
         if self._high_rxt < ack:
             self._high_rxt = ack
@@ -1624,8 +1651,11 @@ class Connection:
         # because the peer had it already (limited transmit, SACKed data).
         flight = self._snd_max - self._snd_una
         self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
-        self._high_rxt = self._snd_una
-        self._rexmit = True
+        una = self._snd_una
+        self._high_rxt = una
+        # The first hole at once, unless its retransmission is in flight already (sent
+        # in the recovery that just ended): then NextSeg finds what else is lost.
+        self._rexmit = not any(s <= una < e for s, e, _m, _t in self._scoreboard.rxt)
         if not self._sack_on:
             self._inflate = DUP_THRESH * self._smss
         else:
