@@ -24,3 +24,17 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far."""
     user, system = cpu_times(pid)
     return user + system
+
+
+def sched_waits(pid: int) -> tuple[float, int]:
+    """Seconds process ``pid`` has spent runnable but not running (waiting on a run
+    queue, ``/proc/PID/schedstat``), and how often it was switched out while it could
+    have run on (``nonvoluntary_ctxt_switches``): where its wall time went besides its
+    CPU time and its sleeps."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        wait_ns = int(f.read().split()[1])
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("nonvoluntary_ctxt_switches:"):
+                return wait_ns / 1e9, int(line.split()[1])
+    return wait_ns / 1e9, 0

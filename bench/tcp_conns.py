@@ -1,7 +1,8 @@
 """TCP connections per second and memory per idle connection, on our stack.
 
 Run as root: ``python bench/tcp_conns.py [--conns 10000] [--procs 1] [--inflight 16]
-[--idle 10000] [--net tap,packet] [--profile PATH]`` (``--idle 0`` skips the memory part).
+[--idle 10000] [--net tap,packet] [--before REV] [--repeat N] [--profile PATH]``
+(``--idle 0`` skips the memory part).
 
 * Connections per second: a lean client in a ``mk-`` namespace opens ``--conns``
   connections, each sending 1 byte, reading the 1-byte echo and closing (the client
@@ -26,7 +27,14 @@ Run as root: ``python bench/tcp_conns.py [--conns 10000] [--procs 1] [--inflight
   on this machine. The client, our server and the kernel share the machine's cores, so
   the rate is noisy when other work runs; the server's own CPU time per connection
   (utime + stime from ``/proc/PID/stat`` over the run, divided by the connections)
-  varies much less, and is shown beside it.
+  varies much less, and is shown beside it. So is where the rest of the server's wall
+  time went: ``wait``, its time runnable but not running (waiting on a run queue,
+  ``/proc/PID/schedstat``) and ``preempt``, how often it was switched out so (its
+  non-voluntary context switches), per connection; and the client's own CPU and wait
+  per connection. The server's CPU + wait + idle per connection is what the rate
+  gives (1 / conn/s): a server never idle runs at 1 / (CPU + wait).
+  ``--before REV``: a row more per ``--net``, our server on git revision REV's sources,
+  run just before ours; ``--repeat N``: N rounds of all rows in turn, then the medians.
 * Memory per idle established connection: two of our stacks on the virtual switch in one
   process, ``--idle`` connections opened from one to the other and left idle (the server
   side holds each flow in its callback, waiting to read, as an application does).
@@ -44,8 +52,10 @@ import gc
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
@@ -57,6 +67,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from proc_cpu import cpu_times as _cpu_seconds  # noqa: E402  (bench/http_aiohttp.py imports it)
+from proc_cpu import sched_waits  # noqa: E402
+from revision_src import extract_src  # noqa: E402
 
 from miragekit.link import VnetSwitch  # noqa: E402
 from miragekit.result import Ok  # noqa: E402
@@ -68,13 +80,20 @@ PKT_KERNEL_IP, PKT_APP_IP = "10.83.0.1", "10.83.0.2"  # over the veth of --net p
 NETS = ("tap", "packet")
 
 CLIENT = r"""
-import errno, json, os, select, socket, sys, time
+import errno, json, os, resource, select, socket, sys, time
 host, port, total, procs, inflight = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 ADDR = (host, port)
 TYPE = socket.SOCK_STREAM | socket.SOCK_NONBLOCK  # non-blocking from the start: no fcntl
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 KIND = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EPIPE: "reset",
         errno.ETIMEDOUT: "timeout"}
+
+def own():
+    # This process's CPU seconds and its seconds waiting for a CPU (runnable, not running).
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    with open("/proc/self/schedstat") as f:
+        wait = int(f.read().split()[1]) / 1e9
+    return ru.ru_utime + ru.ru_stime, wait
 
 def run(n):
     # n connections, at most `inflight` at once: connect, send 1 byte, read it back, close.
@@ -146,7 +165,11 @@ for _ in range(procs):
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        os.write(w, (json.dumps(run(n)) + "\n").encode())
+        cpu0, wait0 = own()
+        fails = run(n)
+        cpu1, wait1 = own()
+        fails["_cpu"], fails["_wait"] = cpu1 - cpu0, wait1 - wait0
+        os.write(w, (json.dumps(fails) + "\n").encode())
         os._exit(0)
     kids.append(pid)
 os.close(w)
@@ -160,7 +183,9 @@ fails = {}
 for line in out.splitlines():
     for k, v in json.loads(line).items():
         fails[k] = fails.get(k, 0) + v
-print(json.dumps({"conns": n * procs, "seconds": secs, "failures": fails}))
+own_cpu, own_wait = fails.pop("_cpu"), fails.pop("_wait")
+print(json.dumps({"conns": n * procs, "seconds": secs, "failures": fails, "cpu": own_cpu,
+                  "wait": own_wait}))
 """
 
 
@@ -190,11 +215,13 @@ def in_ns(ns: str, *args: str) -> list[str]:
 def run_client(ns: str, host: str, total: int, procs: int, inflight: int,
                server_pid: int) -> dict[str, Any]:  # fmt: skip
     cpu0 = _cpu_seconds(server_pid)
+    wait0, preempt0 = sched_waits(server_pid)
     p = subprocess.run(
         in_ns(ns, sys.executable, "-c", CLIENT, host, "7", str(total), str(procs), str(inflight)),
         capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     cpu1 = _cpu_seconds(server_pid)
+    wait1, preempt1 = sched_waits(server_pid)
     user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     cpu = user + system
     r = json.loads(p.stdout)
@@ -203,15 +230,20 @@ def run_client(ns: str, host: str, total: int, procs: int, inflight: int,
             "seconds": r["seconds"], "per_second": n / r["seconds"],
             "server_cpu_seconds": cpu, "server_cpu_us_per_conn": cpu / n * 1e6,
             "server_user_us_per_conn": user / n * 1e6,
-            "server_sys_us_per_conn": system / n * 1e6}  # fmt: skip
+            "server_sys_us_per_conn": system / n * 1e6,
+            "server_wait_us_per_conn": (wait1 - wait0) / n * 1e6,
+            "server_preempted_per_conn": (preempt1 - preempt0) / n,
+            "client_cpu_us_per_conn": r["cpu"] / n * 1e6,
+            "client_wait_us_per_conn": r["wait"] / n * 1e6}  # fmt: skip
 
 
 def serve_echo(ns: str, net: str, ip: str, client_ns: str, host: str, total: int, procs: int,
-               inflight: int, profile: str | None) -> dict[str, Any]:  # fmt: skip
+               inflight: int, profile: str | None, src: Path = ROOT / "src") -> dict[str, Any]:  # fmt: skip
     """``examples/echo`` under ``miragekit run --net NET --ip IP`` in ``ns``, measured by
     the client in ``client_ns``; with ``profile``, the server runs under cProfile (its
-    figures then include the profiler) and writes its stats there."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+    figures then include the profiler) and writes its stats there. ``src``: the
+    miragekit sources the server imports (another revision's, for ``--before``)."""
+    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1"}
     prof = ("-m", "cProfile", "-o", profile) if profile else ()
     app = subprocess.Popen(
         in_ns(ns, sys.executable, *prof, "-m", "miragekit", "run", "examples/echo",
@@ -236,11 +268,14 @@ def serve_echo(ns: str, net: str, ip: str, client_ns: str, host: str, total: int
 
 
 def conns_per_second(total: int, procs: int, inflight: int, nets: list[str],
-                     profile: str | None = None) -> dict[str, Any]:  # fmt: skip
+                     profile: str | None = None, before: tuple[str, Path] | None = None,
+                     repeat: int = 1) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
     """The kernel echo reference, then our echo server on each of ``nets`` (``tap``: a TAP
     device in the client's namespace; ``packet``: our end of a veth pair, in a namespace
     of its own, through the ring-mapped packet socket, the client's end with transmit
-    checksum offload off, as ``--net packet`` needs)."""
+    checksum offload off, as ``--net packet`` needs); with ``before`` (a revision and its
+    ``src``), that revision's server on each net just before ours. ``repeat`` rounds of
+    all of it; each row lists its runs in order."""
     tag = uuid.uuid4().hex[:8]
     ns, tap = f"mk-bc{tag}", f"mk-bc{tag}t"
     ons, vk, vo = f"mk-bo{tag}", f"mk-bc{tag}k", f"mk-bo{tag}o"
@@ -248,6 +283,12 @@ def conns_per_second(total: int, procs: int, inflight: int, nets: list[str],
     try:
         sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
         sh(*in_ns(ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000"))
+        # The client closes first and keeps each port in TIME-WAIT for 60 s: with
+        # --repeat or --before, rows past ~55,000 connections to one server address
+        # would have the client's connect() search the port range (its CPU per
+        # connection went from ~35 to over 1,000 us). A TIME-WAIT port may be taken
+        # again instead (timestamps tell the incarnations apart, RFC 6191).
+        sh(*in_ns(ns, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"))
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         if "tap" in nets:
             sh("ip", "-n", ns, "tuntap", "add", "mode", "tap", "name", tap)
@@ -264,28 +305,33 @@ def conns_per_second(total: int, procs: int, inflight: int, nets: list[str],
             sh("ip", "-n", ns, "addr", "add", f"{PKT_KERNEL_IP}/24", "dev", vk)
             sh("ip", "-n", ns, "link", "set", vk, "up")
             sh("ip", "-n", ons, "link", "set", vo, "up")
-        rows: dict[str, Any] = {}
-        echo = subprocess.Popen(in_ns(ns, sys.executable, "-c", KERNEL_ECHO),
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
-            rows["kernel echo, loopback (client ceiling)"] = run_client(
-                ns, "127.0.0.1", total, procs, inflight, echo.pid
-            )
-        finally:
-            echo.kill()
-            echo.wait()
-        for net in nets:
-            prof = f"{profile}.{net}" if profile else None
-            if net == "tap":
-                rows["ours (examples/echo), TAP"] = serve_echo(
-                    ns, f"tap:{tap}", f"{APP_IP}/24", ns, APP_IP, total, procs, inflight, prof
+        rows: dict[str, list[dict[str, Any]]] = {}
+        ways = [("ours", ROOT / "src")]
+        if before is not None:
+            ways.insert(0, (f"before ({before[0]})", before[1]))
+        for _ in range(repeat):
+            echo = subprocess.Popen(in_ns(ns, sys.executable, "-c", KERNEL_ECHO),
+                                    stdout=subprocess.PIPE, text=True)  # fmt: skip
+            try:
+                assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+                rows.setdefault("kernel echo, loopback (client ceiling)", []).append(
+                    run_client(ns, "127.0.0.1", total, procs, inflight, echo.pid)
                 )
-            else:
-                rows["ours (examples/echo), packet rings"] = serve_echo(
-                    ons, f"packet:{vo}", f"{PKT_APP_IP}/24", ns, PKT_APP_IP, total, procs,
-                    inflight, prof,
-                )  # fmt: skip
+            finally:
+                echo.kill()
+                echo.wait()
+            for net in nets:
+                for who, src in ways:
+                    prof = f"{profile}.{net}" if profile and who == "ours" else None
+                    if net == "tap":
+                        r = serve_echo(ns, f"tap:{tap}", f"{APP_IP}/24", ns, APP_IP, total,
+                                       procs, inflight, prof, src)  # fmt: skip
+                        name = f"{who} (examples/echo), TAP"
+                    else:
+                        r = serve_echo(ons, f"packet:{vo}", f"{PKT_APP_IP}/24", ns, PKT_APP_IP,
+                                       total, procs, inflight, prof, src)  # fmt: skip
+                        name = f"{who} (examples/echo), packet rings"
+                    rows.setdefault(name, []).append(r)
         return rows
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
@@ -354,6 +400,20 @@ def memory_per_connection(n: int) -> dict[str, Any]:
     return out
 
 
+ROW = ("per_second", "failed", "server_cpu_us_per_conn", "server_user_us_per_conn",
+       "server_sys_us_per_conn", "server_wait_us_per_conn", "server_preempted_per_conn",
+       "client_cpu_us_per_conn", "client_wait_us_per_conn")  # fmt: skip
+"""The table's columns after the server's name."""
+
+
+def _print_row(name: str, r: dict[str, Any]) -> None:
+    print(f"{name:42} {r['per_second']:9.0f} {r['failed']:7.0f} "
+          f"{r['server_cpu_us_per_conn']:19.0f} {r['server_user_us_per_conn']:6.0f} "
+          f"{r['server_sys_us_per_conn']:6.0f} {r['server_wait_us_per_conn']:6.0f} "
+          f"{r['server_preempted_per_conn']:8.2f} {r['client_cpu_us_per_conn']:11.0f} "
+          f"{r['client_wait_us_per_conn']:6.0f}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--conns", type=int, default=10000, help="connections per server")
@@ -363,30 +423,45 @@ def main() -> None:
     ap.add_argument("--idle", type=int, default=10000, help="idle connections (0: skip)")
     ap.add_argument("--net", default="tap",
                     help="our server's backends, comma-separated, each a row: tap, packet")  # fmt: skip
+    ap.add_argument(
+        "--before",
+        metavar="REV",
+        help="also our server on git revision REV's sources, just before ours",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of every row, in turn")
     ap.add_argument("--profile", metavar="PATH",
                     help="run our server under cProfile, stats to PATH.NET (figures then "
                     "include the profiler)")  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/tcp_conns.py needs root (network namespaces, TAP)")
-    if args.conns < args.procs or args.procs < 1 or args.inflight < 1:
-        sys.exit("need --conns >= --procs >= 1 and --inflight >= 1")
+    if args.conns < args.procs or args.procs < 1 or args.inflight < 1 or args.repeat < 1:
+        sys.exit("need --conns >= --procs >= 1, --inflight >= 1 and --repeat >= 1")
     nets = args.net.split(",")
     if any(n not in NETS for n in nets) or len(set(nets)) != len(nets):
         sys.exit(f"--net: a comma-separated list of {', '.join(NETS)}, each at most once")
     load_start = os.getloadavg()  # rates follow the CPU other work leaves us: say how much
-    cps = conns_per_second(args.conns, args.procs, args.inflight, nets, args.profile)
+    with tempfile.TemporaryDirectory() as tmp:
+        before = None
+        if args.before is not None:
+            before = (args.before, Path(extract_src(args.before, tmp)))
+        cps = conns_per_second(args.conns, args.procs, args.inflight, nets, args.profile,
+                               before, args.repeat)  # fmt: skip
     mem = memory_per_connection(args.idle) if args.idle > 0 else {}
     print(f"Connections per second ({args.conns} connections; connect, 1 byte each way, "
           f"close; epoll client: {args.procs} process(es) x {args.inflight} in flight)")  # fmt: skip
     print(f"{'server':42} {'conn/s':>9} {'failed':>7} {'server CPU us/conn':>19} "
-          f"{'user':>6} {'sys':>6}")  # fmt: skip
-    for name, r in cps.items():
-        print(f"{name:42} {r['per_second']:9.0f} {r['failed']:7d} "
-              f"{r['server_cpu_us_per_conn']:19.0f} {r['server_user_us_per_conn']:6.0f} "
-              f"{r['server_sys_us_per_conn']:6.0f}")  # fmt: skip
-        if r["failed"]:
-            print(f"  failures: {r['failures']}")
+          f"{'user':>6} {'sys':>6} {'wait':>6} {'preempt':>8} {'client CPU':>11} "
+          f"{'wait':>6}")  # fmt: skip
+    for name, runs in cps.items():
+        for r in runs:
+            _print_row(name, r)
+            if r["failed"]:
+                print(f"  failures: {r['failures']}")
+    if args.repeat > 1:
+        print(f"medians of {args.repeat} runs")
+        for name, runs in cps.items():
+            _print_row(name, {k: statistics.median(r[k] for r in runs) for k in ROW})
     if mem:
         print(f"\nMemory per idle established connection ({args.idle} connections between two "
               "of our stacks on the switch; both ends)")  # fmt: skip

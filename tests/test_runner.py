@@ -17,6 +17,7 @@ import pytest
 
 from miragekit import v1
 from miragekit.cli import main
+from miragekit.cli.run import YOUNG_THRESHOLD
 from miragekit.runner import AppError, LinkError, Options, describe_dot, describe_text, load_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +220,8 @@ def test_run_links_a_file_block(tmp_path: Path) -> None:
 
 def test_run_freezes_what_start_up_left_alive_and_unfreezes_after(tmp_path: Path) -> None:
     """The runner moves start-up's objects out of the collector's reach while the app
-    runs (full collections no longer walk them) and gives them back when it returns."""
+    runs (full collections no longer walk them) and makes young collections rarer; it
+    gives both back when the app returns."""
     body = """
         import gc
         from pathlib import Path
@@ -231,14 +233,20 @@ def test_run_freezes_what_start_up_left_alive_and_unfreezes_after(tmp_path: Path
             del left
             frozen = gc.get_freeze_count()
             freed = gc.collect()
-            Path(__file__).with_name("result.txt").write_text(f"{frozen} {freed}")
+            young = gc.get_threshold()[0]
+            Path(__file__).with_name("result.txt").write_text(f"{frozen} {freed} {young}")
     """
     d = write_app(tmp_path, body)
     assert gc.get_freeze_count() == 0
+    before = gc.get_threshold()
+    assert before[0] != YOUNG_THRESHOLD
     assert main(["run", str(d), "--block-size", "64K"]) == 0
-    frozen, freed = map(int, (d / "result.txt").read_text().split())
+    frozen, freed, young = map(int, (d / "result.txt").read_text().split())
     assert frozen > 1000 and freed >= 1, (frozen, freed)
+    # Young collections are rarer while the app runs, as before after it.
+    assert young == YOUNG_THRESHOLD
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
 
 
 def test_a_second_run_on_one_block_file_is_refused(
