@@ -105,7 +105,9 @@ def test_ipv6_round_trip_and_scapy(
     buf = bytearray(40 + pl)
     r.emit(Ipv6Packet(buf))
     assert Ipv6Repr.parse(Ipv6Packet(buf)) == r
-    s = IPv6(bytes(buf))
+    # Only the fixed header goes to scapy: the payload is zeros, which scapy's own
+    # dissector of some next headers (43 with one byte) fails on; plen is still ours.
+    s = IPv6(bytes(buf[:40]))
     got = (ipaddress.IPv6Address(s.src), ipaddress.IPv6Address(s.dst), s.nh, s.plen, s.hlim)
     assert got == (src, dst, nh, pl, hl) and (s.tc, s.fl) == (tc, fl)
 
