@@ -573,13 +573,19 @@ class TCP(Generic[A]):
                     return True
             self._end_run()
             self._rx_run = None
-        seg = plain_segment(
-            sport, dport, seq, ack, flags, window, frame[66 : 14 + tl], (), (tsv, tse), urgent, ecn
-        )
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
-        self.endpoint.handle_segment(now, src, dst, seg)
+        payload = frame[66 : 14 + tl]
+        # The usual segment (an ACK, maybe PSH, of an established connection's next
+        # data) without a TCPRepr; anything else, or any doubt, the general way.
+        if flags & 0x37 != 0x10 or not self.endpoint.handle_next(
+            now, src, dst, sport, dport, seq, ack, window, payload, (tsv, tse)
+        ):
+            seg = plain_segment(
+                sport, dport, seq, ack, flags, window, payload, (), (tsv, tse), urgent, ecn
+            )
+            self.endpoint.handle_segment(now, src, dst, seg)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
         if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
