@@ -421,6 +421,9 @@ class TCP(Generic[A]):
         """Frames of :attr:`frames_fast` whose data joined a run (:class:`_Run`): the
         endpoint saw one segment for the run, not one per frame (counted when the run
         is handed over, at the latest by the batch's flush)."""
+        self.segments_next = 0
+        """Segments of :attr:`frames_fast` taken by :meth:`TCPEndpoint.handle_next` (an
+        established connection's next expected segment, without a TCPRepr)."""
         self._writers: list[TCPFlow[A]] = []  # flows that queued data (TCPFlow._queued)
         self.sends_fast = 0
         """Writers' data sent as one segment without the general walk
@@ -579,9 +582,11 @@ class TCP(Generic[A]):
         payload = frame[66 : 14 + tl]
         # The usual segment (an ACK, maybe PSH, of an established connection's next
         # data) without a TCPRepr; anything else, or any doubt, the general way.
-        if flags & 0x37 != 0x10 or not self.endpoint.handle_next(
+        if flags & 0x37 == 0x10 and self.endpoint.handle_next(
             now, src, dst, sport, dport, seq, ack, window, payload, (tsv, tse)
         ):
+            self.segments_next += 1
+        else:
             seg = plain_segment(
                 sport, dport, seq, ack, flags, window, payload, (), (tsv, tse), urgent, ecn
             )

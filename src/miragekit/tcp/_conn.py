@@ -963,7 +963,8 @@ class Connection:
             and window << self._snd_wscale == self._snd_wnd
         ):
             # Data that acknowledges nothing new and keeps the window (a bulk
-            # receiver's every segment): all the ACK processing would do is move WL1/WL2.
+            # receiver's every segment): all the ACK processing would do is the window
+            # update.
             how = 2
         elif seg is not None:
             how = 0
@@ -981,8 +982,9 @@ class Connection:
             self._rack_at = None
             self._on_new_ack(now, ts, ack)
         elif how == 2:
-            self._snd_wl1 = rcv_nxt
-            self._snd_wl2 = ack
+            # The window is unchanged; WL1 and WL2 move as the RFC's rule says (not
+            # back, when an out-of-order segment moved WL1 beyond this one).
+            self._take_window(rcv_nxt, ack, window)
             if seg is not None and self._ecn is not None:
                 self._ecn_input(now, seg, una)
         else:
