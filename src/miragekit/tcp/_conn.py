@@ -1486,7 +1486,9 @@ class Connection:
             pto = 1.0
         else:
             # A floor of 10 ms (as Linux) keeps a sub-millisecond SRTT from probing at once.
-            pto = max(2 * srtt, 0.01)
+            pto = 2 * srtt
+            if pto < 0.01:
+                pto = 0.01  # max() costs a call on every transmission
             if self._snd_max - self._snd_una <= self._smss:
                 pto += cfg.tlp_max_ack_delay  # a lone segment may wait for a delayed ACK
         t = now + pto
