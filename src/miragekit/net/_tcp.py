@@ -45,7 +45,7 @@ from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
-from ..wire import pseudo_sum, residue, sums_to_zero
+from ..wire import ipv4_sums_to_zero, pseudo_sum, residue
 from ..wire.tcp import TCPRepr, plain_fields, plain_segment
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
@@ -530,10 +530,9 @@ class TCP(Generic[A]):
             or src[0] >= 224
             or src[0] == 127
             or src in martians
-            or int.from_bytes(frame[14:34], "big") % 0xFFFF
-            # TCP's checksum: the addresses lead the segment in the frame, so one sum
-            # covers them; the protocol and the TCP length complete the pseudo-header.
-            or not sums_to_zero(frame[26 : 14 + tl], PROTO_TCP - 20 + tl)
+            # Both checksums: the IPv4 header's, and TCP's, whose pseudo-header the
+            # addresses in the header begin; the protocol and TCP length complete it.
+            or not ipv4_sums_to_zero(frame[14 : 14 + tl], PROTO_TCP - 20 + tl)
         ):
             return False
         self._eth_counters.rx_frames += 1
