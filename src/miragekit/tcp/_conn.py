@@ -1842,7 +1842,7 @@ class Connection:
         return (int(now * 1000) + self._ts_offset) & MASK if self._ts_on else None
 
     def _make(self, flags: int, seq: int, payload: Buffer, now: float = 0.0) -> TCPRepr:
-        syn = bool(flags & SYN)
+        syn = flags & SYN != 0
         if flags & ACK:
             self._ack_now = False
             self._ack_at = None
