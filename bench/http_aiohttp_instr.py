@@ -29,11 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from http_aiohttp import APP, KERNEL_IP, OUR_IP, ROOT, tap_namespace
 from tcp_conns import in_ns, sh
-
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "bench" / "programs" / "aiohttp_app.py"
-KERNEL_IP, OUR_IP = "10.84.0.1", "10.84.0.2"
 
 
 def count(
@@ -90,11 +87,7 @@ def main() -> None:
     rows: dict[str, Any] = {}
     sh("ip", "netns", "add", ns)
     try:
-        sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
-        sh("ip", "-n", ns, "tuntap", "add", "mode", "tap", "name", tap)
-        sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", tap)
-        sh("ip", "-n", ns, "link", "set", tap, "up")
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        tap_namespace(ns, tap)
         runs = [("aiohttp, host sockets (reference)", [py, str(APP), "8080"], ROOT / "src",
                  KERNEL_IP),
                 ("aiohttp, miragekit exec over TAP", [*exe, str(APP), "8080"], ROOT / "src",

@@ -101,6 +101,7 @@ __all__ = [
     "icmpv4",
     "icmpv6",
     "ipv4",
+    "ipv4_sums_to_zero",
     "ipv6",
     "ones_sum",
     "ones_sum_v",
