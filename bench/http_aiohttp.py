@@ -60,6 +60,16 @@ BEFORE_KERNEL_IP, BEFORE_IP = "10.85.0.1", "10.85.0.2"  # --before: its own TAP 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
 
 
+def tap_namespace(ns: str, tap: str) -> None:
+    """The namespace ``ns`` (made by the caller) set up: IPv6 off, loopback up, and the TAP
+    device ``tap`` holding the kernel's address KERNEL_IP."""
+    sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
+    sh("ip", "-n", ns, "tuntap", "add", "mode", "tap", "name", tap)
+    sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", tap)
+    sh("ip", "-n", ns, "link", "set", tap, "up")
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+
 def start(cmd: list[str], ready: str) -> subprocess.Popen[str]:
     p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -181,11 +191,7 @@ def main() -> None:
     rows: dict[str, Any] = {}
     sh("ip", "netns", "add", ns)
     try:
-        sh(*in_ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"))
-        sh("ip", "-n", ns, "tuntap", "add", "mode", "tap", "name", tap)
-        sh("ip", "-n", ns, "addr", "add", f"{KERNEL_IP}/24", "dev", tap)
-        sh("ip", "-n", ns, "link", "set", tap, "up")
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        tap_namespace(ns, tap)
         py = sys.executable
         tls = [str(cert_pem), str(key_pem)]
         exe = [py, "-m", "miragekit", "exec", "--net", f"tap:{tap}", "--ip", f"{OUR_IP}/24", "--"]

@@ -68,20 +68,9 @@ def _ts(c: Connection, tsv: int) -> dict[str, Any]:
 step = st.tuples(st.sampled_from(["data", "hole", "ack", "send", "wait"]), st.integers(0, 3000))
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    rich=st.booleans(),
-    steps=st.lists(step, max_size=12),
-    sizes=st.lists(st.integers(0, 1000), max_size=3),
-)
-def test_segment_now_is_segments_to_send(
-    rich: bool, steps: list[tuple[str, int]], sizes: list[int]
-) -> None:
-    c = (
-        established(RICH, mss=1460, timestamp=(100, 0), sack_permitted=True)
-        if rich
-        else established()
-    )
+def history(c: Connection, steps: list[tuple[str, int]]) -> tuple[float, int, int]:
+    """Drive ``c`` through the peer's doings (``step``; also "read": the application
+    takes what arrived); the time after, the peer's next sequence number and TSval."""
     now = 0.0
     peer_seq = REMOTE_SEQ
     tsv = 101
@@ -99,6 +88,8 @@ def test_segment_now_is_segments_to_send(
             c.handle_segment(now, seg_in(ACK, peer_seq, ack, **_ts(c, tsv)))
         elif op == "send":
             c.send(b"s" * n)
+        elif op == "read":
+            c.receive()
         else:
             at = c.poll_at()
             if at is not None and at <= now + 1.0:
@@ -106,6 +97,24 @@ def test_segment_now_is_segments_to_send(
                 c.handle_timer(now)
         c.segments_to_send(now)
         c.take_events()
+    return now, peer_seq, tsv
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rich=st.booleans(),
+    steps=st.lists(step, max_size=12),
+    sizes=st.lists(st.integers(0, 1000), max_size=3),
+)
+def test_segment_now_is_segments_to_send(
+    rich: bool, steps: list[tuple[str, int]], sizes: list[int]
+) -> None:
+    c = (
+        established(RICH, mss=1460, timestamp=(100, 0), sack_permitted=True)
+        if rich
+        else established()
+    )
+    now, _, _ = history(c, steps)
     now += 0.0005
     data = bytes(range(256)) * 4
     for size in sizes:  # the writes of one loop turn
@@ -174,12 +183,12 @@ def test_an_ack_of_everything_in_flight_ends_as_the_general_way() -> None:
             general.receive()
 
 
-def _wire(how: str) -> tuple[list[bytes], int, int]:
+def _wire(how: str) -> tuple[list[bytes], int, int, int]:
     """A request/response exchange between two stacks in simulated time, the server
     replying with ``how`` (``send_now``, as the asyncio transport does, or ``write``):
     every frame on the wire, the server's fast sends and the frames the server sent."""
     frames: list[bytes] = []
-    counts = [0, 0]
+    counts = [0, 0, 0]
 
     async def main() -> None:
         sw = VnetSwitch()
@@ -211,19 +220,20 @@ def _wire(how: str) -> tuple[list[bytes], int, int]:
         await flow.close()
         counts[0] = server.sends_fast
         counts[1] = sb.ipv4.id().counters.tx_frames
+        counts[2] = server.segments_next
 
     sim.run(main(), seed=1)
-    return frames, counts[0], counts[1]
+    return frames, counts[0], counts[1], counts[2]
 
 
 @pytest.mark.parametrize("how", ["send_now", "write", "two writes"])
 def test_replies_on_the_wire_are_the_general_ways(
     how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fast, n_fast, tx_fast = _wire(how)
+    fast, n_fast, tx_fast, _ = _wire(how)
     assert n_fast >= 20  # every reply after the handshake
     monkeypatch.setattr(TCPEndpoint, "segment_now", lambda self, conn, now: None)
-    general, n_general, tx_general = _wire(how)
+    general, n_general, tx_general, _ = _wire(how)
     assert n_general == 0
     assert fast == general
     assert tx_fast == tx_general

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from tests.wire.test_wire_checksum import reference_sum
 
-from miragekit.wire._checksum import ones_sum, sums_to_zero
+from miragekit.wire._checksum import ipv4_sums_to_zero, ones_sum, sums_to_zero
 from miragekit.wire.tcp import TCPChecksumError, TCPRepr
+
+PROTO_TCP = 6
 
 
 @settings(max_examples=300, deadline=None)
@@ -62,3 +64,25 @@ def test_full_sized_segments_verify_and_emit_like_scapy(plen: int, seed: int) ->
         pass
     else:
         raise AssertionError("a flipped bit verified")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    plen=st.integers(0, 2000),
+    seed=st.integers(0, 2**32 - 1),
+    bad=st.sampled_from(["none", "ip", "tcp"]),
+    at=st.integers(0, 10**6),
+)
+def test_ipv4_sums_to_zero_is_both_checks(plen: int, seed: int, bad: str, at: int) -> None:
+    """One read for both sums of an IPv4 packet (the receive path's) against scapy's
+    packets and the two separate checks, with a bit flipped in either part or none,
+    at sizes around the folds."""
+    payload = random.Random(seed).randbytes(plen)
+    raw = bytearray(bytes(IP(src="10.0.0.1", dst="10.0.0.2") / TCP(seq=seed) / payload))
+    if bad == "ip":
+        raw[at % 20 if at % 20 not in (12, 13, 14, 15, 16, 17, 18, 19) else 8] ^= 1 << at % 8
+    elif bad == "tcp":
+        raw[20 + at % (len(raw) - 20)] ^= 1 << at % 8
+    extra = PROTO_TCP + len(raw) - 20  # the pseudo-header's protocol and TCP length
+    separate = ones_sum(bytes(raw[:20])) == 0xFFFF and sums_to_zero(bytes(raw[12:]), extra)
+    assert ipv4_sums_to_zero(memoryview(raw), extra) == separate == (bad == "none")

@@ -45,7 +45,7 @@ from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
-from ..wire import pseudo_sum, residue, sums_to_zero
+from ..wire import ipv4_sums_to_zero, pseudo_sum, residue
 from ..wire.tcp import TCPRepr, plain_fields, plain_segment
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
@@ -421,6 +421,9 @@ class TCP(Generic[A]):
         """Frames of :attr:`frames_fast` whose data joined a run (:class:`_Run`): the
         endpoint saw one segment for the run, not one per frame (counted when the run
         is handed over, at the latest by the batch's flush)."""
+        self.segments_next = 0
+        """Segments of :attr:`frames_fast` taken by :meth:`TCPEndpoint.handle_next` (an
+        established connection's next expected segment, without a TCPRepr)."""
         self._writers: list[TCPFlow[A]] = []  # flows that queued data (TCPFlow._queued)
         self.sends_fast = 0
         """Writers' data sent as one segment without the general walk
@@ -527,10 +530,9 @@ class TCP(Generic[A]):
             or src[0] >= 224
             or src[0] == 127
             or src in martians
-            or int.from_bytes(frame[14:34], "big") % 0xFFFF
-            # TCP's checksum: the addresses lead the segment in the frame, so one sum
-            # covers them; the protocol and the TCP length complete the pseudo-header.
-            or not sums_to_zero(frame[26 : 14 + tl], PROTO_TCP - 20 + tl)
+            # Both checksums: the IPv4 header's, and TCP's, whose pseudo-header the
+            # addresses in the header begin; the protocol and TCP length complete it.
+            or not ipv4_sums_to_zero(frame[14 : 14 + tl], PROTO_TCP - 20 + tl)
         ):
             return False
         self._eth_counters.rx_frames += 1
@@ -573,13 +575,21 @@ class TCP(Generic[A]):
                     return True
             self._end_run()
             self._rx_run = None
-        seg = plain_segment(
-            sport, dport, seq, ack, flags, window, frame[66 : 14 + tl], (), (tsv, tse), urgent, ecn
-        )
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
-        self.endpoint.handle_segment(now, src, dst, seg)
+        payload = frame[66 : 14 + tl]
+        # The usual segment (an ACK, maybe PSH, of an established connection's next
+        # data) without a TCPRepr; anything else, or any doubt, the general way.
+        if flags & 0x37 == 0x10 and self.endpoint.handle_next(
+            now, src, dst, sport, dport, seq, ack, window, payload, (tsv, tse)
+        ):
+            self.segments_next += 1
+        else:
+            seg = plain_segment(
+                sport, dport, seq, ack, flags, window, payload, (), (tsv, tse), urgent, ecn
+            )
+            self.endpoint.handle_segment(now, src, dst, seg)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
         if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
@@ -815,9 +825,10 @@ class TCP(Generic[A]):
                 while (new := ep.accept(port)) is not None:
                     self._start(new, cb)
                     served = True
-            if ep.poll_at() != 0.0:
+            t = ep.poll_at()
+            if t != 0.0:
                 break
-        self._arm_timer()
+        self._arm_timer(t)
         return served
 
     def _take_writers(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
@@ -855,8 +866,9 @@ class TCP(Generic[A]):
         ):
             conn.set_path_mtu(self._path_mtu(addr), ipv6=True)
 
-    def _arm_timer(self) -> None:
-        t = self.endpoint.poll_at()
+    def _arm_timer(self, t: float | None) -> None:
+        """The loop's timer for the endpoint's next deadline ``t`` (its ``poll_at()``,
+        taken by the caller: the run's last look at it)."""
         if t == 0.0:
             self._schedule_flush()
             return

@@ -913,8 +913,112 @@ class Connection:
         finally:
             self._run_size = 0
 
+    def handle_next(
+        self,
+        now: float,
+        seq32: int,
+        ack32: int,
+        window: int,
+        payload: Buffer,
+        ts: tuple[int, int] | None,
+        seg: TCPRepr | None = None,
+    ) -> bool:
+        """Header prediction (RFC 9293 3.10.7.4, after Van Jacobson): the next expected
+        segment of an established connection, an ACK without SYN, FIN, RST or URG (the
+        caller checked the flags), passes every acceptability test by construction, so
+        its ACK, window and data are taken here without the general walk. False, with
+        nothing changed, when the segment is not that: :meth:`handle_segment` judges it.
+
+        ``seg``: the parsed segment, for the ACKs that need the general ACK processing
+        (partial, SACK, recovery, ECN). The driver's frame path gives None and no
+        TCPRepr is made for the usual segment: then only an ACK of everything in flight
+        (a request/response peer's every request) or of nothing new with the window
+        unchanged (a bulk sender's every segment), without SACK blocks and on a
+        connection without ECN, is taken; anything else is declined."""
+        rcv_nxt = self._rcv_nxt
+        if self.state is not ESTABLISHED or seq32 != rcv_nxt & MASK:
+            return False
+        plen = len(payload)
+        una = self._snd_una
+        smax = self._snd_max
+        ack = una + (((ack32 - una) + 0x80000000) & MASK) - 0x80000000
+        if (
+            plen > self._rcv_adv - rcv_nxt
+            or not una - self._max_snd_wnd <= ack <= smax
+            or (self._ts_on and (ts is None or ((ts[0] - self._ts_recent) & MASK) >= 0x80000000))
+        ):
+            return False
+        sack = seg is not None and seg.sack_blocks
+        if (
+            ack == smax > una
+            and not sack
+            and not self._in_recovery
+            and not self._scoreboard.blocks
+            and self._tlp_end is None
+            and not self._fin_queued
+            and self._ecn is None
+            and self._prior_cc is None
+        ):
+            # Everything in flight acknowledged, nothing SACKed, no recovery, probe
+            # episode, FIN, ECN or spurious-loss check to follow: none of the general
+            # ACK processing's other branches applies.
+            how = 1
+        elif (
+            plen
+            and ack == una
+            and not self._in_recovery
+            and not self._probe
+            and not sack
+            and not self._scoreboard.blocks
+            and window << self._snd_wscale == self._snd_wnd
+        ):
+            # Data that acknowledges nothing new and keeps the window (a bulk
+            # receiver's every segment): all the ACK processing would do is the window
+            # update.
+            how = 2
+        elif seg is not None:
+            how = 0
+        else:
+            return False
+        if seg is None and self._ecn is not None:
+            return False
+        self.stats["segs_in"] += 1
+        ka_idle = self.config.keepalive_idle
+        if ka_idle is not None and self._ka_at is not None:
+            self._ka_probes = 0
+            self._ka_at = now + ka_idle
+        if how == 1:
+            self._take_window(rcv_nxt, ack, window)
+            self._rack_at = None
+            self._on_new_ack(now, ts, ack)
+        elif how == 2:
+            # The window is unchanged; WL1 and WL2 move as the RFC's rule says (not
+            # back, when an out-of-order segment moved WL1 beyond this one).
+            self._take_window(rcv_nxt, ack, window)
+            if seg is not None and self._ecn is not None:
+                self._ecn_input(now, seg, una)
+        else:
+            assert seg is not None
+            self._on_ack(now, seg, rcv_nxt, ack, plen)
+        if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
+            self._ts_recent = ts[0]
+            self._ts_recent_at = now
+        if plen and self.state in _RECEIVING:
+            if self._discard_input:
+                self._lose_input()
+                return True
+            self._on_data(now, rcv_nxt, payload)
+            if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
+                self._on_fin(now)
+        return True
+
     def handle_segment(self, now: float, seg: TCPRepr) -> None:
         """Process one received segment (already demultiplexed and checksum-verified)."""
+        flags = seg.flags
+        if flags & 0x37 == ACK and self.handle_next(
+            now, seg.seq, seg.ack, seg.window, seg.payload, seg.timestamp, seg
+        ):
+            return
         self.stats["segs_in"] += 1
         st = self.state
         if st == CLOSED:
@@ -923,56 +1027,7 @@ class Connection:
         if ka_idle is not None and self._ka_at is not None:
             self._ka_probes = 0
             self._ka_at = now + ka_idle
-        flags = seg.flags
         rcv_nxt = self._rcv_nxt
-        if (
-            st is ESTABLISHED
-            and flags & 0x37 == ACK  # ACK without SYN/FIN/RST/URG (PSH allowed)
-            and seg.seq == rcv_nxt & MASK
-        ):
-            # Header prediction: the next expected segment of an established
-            # connection passes every acceptability test by construction.
-            ts = seg.timestamp
-            payload = seg.payload
-            plen = len(payload)
-            una = self._snd_una
-            ack = una + (((seg.ack - una) + 0x80000000) & MASK) - 0x80000000
-            if (
-                plen <= self._rcv_adv - rcv_nxt
-                and una - self._max_snd_wnd <= ack <= self._snd_max
-                and (
-                    not self._ts_on
-                    or (ts is not None and ((ts[0] - self._ts_recent) & MASK) < 0x80000000)
-                )
-            ):
-                if (
-                    plen
-                    and ack == una
-                    and not self._in_recovery
-                    and not self._probe
-                    and not seg.sack_blocks
-                    and not self._scoreboard.blocks
-                    and seg.window << self._snd_wscale == self._snd_wnd
-                ):
-                    # Data that acknowledges nothing new and keeps the window (a bulk
-                    # receiver's every segment): all _on_ack would do is move WL1/WL2.
-                    self._snd_wl1 = rcv_nxt
-                    self._snd_wl2 = ack
-                    if self._ecn is not None:
-                        self._ecn_input(now, seg, una)
-                else:
-                    self._on_ack(now, seg, rcv_nxt, ack, plen)
-                if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
-                    self._ts_recent = ts[0]
-                    self._ts_recent_at = now
-                if plen and self.state in _RECEIVING:
-                    if self._discard_input:
-                        self._lose_input()
-                        return
-                    self._on_data(now, rcv_nxt, payload)
-                    if self._rcv_fin is not None and self._rcv_nxt == self._rcv_fin:
-                        self._on_fin(now)
-                return
         if st is LAST_ACK and self._last_ack(seg, flags, rcv_nxt):
             return
         if st is SYN_RECEIVED and self._handshake_ack(now, seg, flags, rcv_nxt):
@@ -1231,14 +1286,10 @@ class Connection:
         if self._fin_queued:
             self.state = FIN_WAIT_1
 
-    def _on_ack(self, now: float, seg: TCPRepr, seq: int, ack: int, plen: int) -> None:
-        una = self._snd_una
-        if ack > una and self._prior_cc is not None and self._ts_on:
-            self._eifel(seg, una, ack)
-        # Window update (RFC 9293 3.10.7.4).
-        old_wnd = self._snd_wnd
+    def _take_window(self, seq: int, ack: int, window: int) -> None:
+        """The window update (RFC 9293 3.10.7.4) of an acceptable ACK from ``seq``."""
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
-            wnd = seg.window << self._snd_wscale
+            wnd = window << self._snd_wscale
             self._snd_wnd = wnd
             if wnd > self._max_snd_wnd:
                 self._max_snd_wnd = wnd
@@ -1246,22 +1297,13 @@ class Connection:
             self._snd_wl2 = ack
             if wnd:
                 self._probe = False
-        if (
-            ack == self._snd_max > una
-            and not seg.sack_blocks
-            and not self._in_recovery
-            and not self._scoreboard.blocks
-            and self._tlp_end is None
-            and not self._fin_queued
-            and self._ecn is None
-        ):
-            # Everything in flight acknowledged, nothing SACKed, no recovery, probe
-            # episode, FIN or ECN to follow (a request/response peer's every request):
-            # none of the branches below applies.
-            self._rack_at = None
-            self._on_new_ack(now, seg, ack)
-            return
 
+    def _on_ack(self, now: float, seg: TCPRepr, seq: int, ack: int, plen: int) -> None:
+        una = self._snd_una
+        if ack > una and self._prior_cc is not None and self._ts_on:
+            self._eifel(seg, una, ack)
+        old_wnd = self._snd_wnd
+        self._take_window(seq, ack, seg.window)
         sack_new = False
         sb = self._scoreboard
         # RFC 6937 DeliveredData needs the SACKed bytes before this ACK (-1: not measured);
@@ -1291,7 +1333,7 @@ class Connection:
         elif self._rack_at is not None:
             self._rack_at = None  # nothing SACKed: no hole for RACK's timer to watch
         if ack > una:
-            self._on_new_ack(now, seg, ack, sacked0)
+            self._on_new_ack(now, seg.timestamp, ack, sacked0)
             if sb.blocks:
                 self._maybe_enter_recovery(now)
         elif (
@@ -1351,10 +1393,13 @@ class Connection:
             flight = self._snd_max - una  # as a loss's: no more than cwnd (RFC 5681 3.2)
             self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
 
-    def _on_new_ack(self, now: float, seg: TCPRepr, ack: int, sacked0: int = -1) -> None:
-        """An ACK of new data; ``sacked0``: the bytes SACKed before it (-1: nothing was,
-        and it brings no SACK), so that the window grows by what it delivered (RFC 6937
-        DeliveredData): SACKed data once, when SACKed, not again when ACKed."""
+    def _on_new_ack(
+        self, now: float, ts: tuple[int, int] | None, ack: int, sacked0: int = -1
+    ) -> None:
+        """An ACK of new data, ``ts`` its timestamp option; ``sacked0``: the bytes SACKed
+        before it (-1: nothing was, and it brings no SACK), so that the window grows by
+        what it delivered (RFC 6937 DeliveredData): SACKed data once, when SACKed, not
+        again when ACKed."""
         una = self._snd_una
         acked = ack - una
         self._snd_una = ack
@@ -1384,7 +1429,6 @@ class Connection:
             sb.trim_sent(ack)
         # RTT sample: from the echoed timestamp, else the one timed segment (Karn).
         rtt = self._rtt
-        ts = seg.timestamp
         sample = -1.0
         if self._ts_on and ts is not None and ts[1]:
             sample = ((int(now * 1000) + self._ts_offset - ts[1]) & MASK) / 1000.0
@@ -1473,7 +1517,9 @@ class Connection:
             pto = 1.0
         else:
             # A floor of 10 ms (as Linux) keeps a sub-millisecond SRTT from probing at once.
-            pto = max(2 * srtt, 0.01)
+            pto = 2 * srtt
+            if pto < 0.01:
+                pto = 0.01  # max() costs a call on every transmission
             if self._snd_max - self._snd_una <= self._smss:
                 pto += cfg.tlp_max_ack_delay  # a lone segment may wait for a delayed ACK
         t = now + pto
@@ -1830,7 +1876,7 @@ class Connection:
         return (int(now * 1000) + self._ts_offset) & MASK if self._ts_on else None
 
     def _make(self, flags: int, seq: int, payload: Buffer, now: float = 0.0) -> TCPRepr:
-        syn = bool(flags & SYN)
+        syn = flags & SYN != 0
         if flags & ACK:
             self._ack_now = False
             self._ack_at = None
@@ -1872,6 +1918,20 @@ class Connection:
             sack = tuple((s & MASK, e & MASK) for s, e in blocks)
         return plain_segment(
             self.local_port, self.remote_port, seq & MASK, ack, flags, window, payload, sack, ts
+        )
+
+    def quiet(self) -> bool:
+        """Whether :meth:`segments_to_send` would give nothing now and change nothing:
+        an established connection with no control segment, ACK, retransmission, probe
+        or unsent data due (what its walk checks first)."""
+        return (
+            self.state is ESTABLISHED
+            and not self._ctl_out
+            and not self._ack_now
+            and not self._rexmit
+            and not self._tlp_probe
+            and not self._in_recovery
+            and self._snd_nxt >= self._snd_buf_seq + self._sndbuf.size + self._fin_queued
         )
 
     def segments_to_send(self, now: float) -> list[TCPRepr]:

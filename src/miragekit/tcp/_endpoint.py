@@ -246,11 +246,7 @@ class TCPEndpoint:
         seg = conn.segment_now(now)
         if seg is None:
             return None
-        t = conn.poll_at()
-        if t is not None:
-            s = self._scheduled.get(key)
-            if s is None or t < s:
-                self._arm(key, t)
+        self._rearm(key, conn)
         return key[0], key[2], seg
 
     # ------------------------------------------------------------------ input
@@ -279,6 +275,38 @@ class TCPEndpoint:
         if ecn == 3:
             seg = seg._replace(ecn=3)
         self.handle_segment(now, src, dst, seg)
+
+    def handle_next(
+        self,
+        now: float,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        ack: int,
+        window: int,
+        payload: Buffer,
+        ts: tuple[int, int] | None,
+    ) -> bool:
+        """A segment given by its fields, ACK without SYN, FIN, RST or URG, without SACK
+        blocks: when it is its connection's next expected one and acknowledges all in
+        flight or nothing new (:meth:`Connection.handle_next`), taken as
+        :meth:`handle_segment` would take it, without a TCPRepr. False, nothing
+        changed: the caller gives the segment to :meth:`handle_segment`."""
+        key = (dst, dport, src, sport)
+        conn = self.connections.get(key)
+        if conn is None or not conn.handle_next(now, seq, ack, window, payload, ts):
+            return False
+        self.stats["segments_in"] += 1
+        self._active[key] = conn
+        if conn.quiet() and key not in self._half_open:
+            # Nothing to send (a delayed ACK, a request the application has yet to
+            # answer): the walk of segments_to_send would only arm its timer.
+            self._rearm(key, conn)
+        else:
+            self._dirty[key] = None
+        return True
 
     def handle_segment(self, now: float, src: bytes, dst: bytes, seg: TCPRepr) -> None:
         """Route a parsed segment from ``src`` to ``dst`` (both packed addresses)."""
@@ -641,7 +669,6 @@ class TCPEndpoint:
             return out
         self._dirty = {}
         conns = self.connections
-        sched = self._scheduled
         half_open = self._half_open
         for key in dirty:
             conn = conns.get(key)
@@ -666,15 +693,19 @@ class TCPEndpoint:
                 self._tw_expiry.append((tw.expires, key))
                 self._active[key] = conn
                 continue
-            t = conn.poll_at()
-            if t is not None:
-                # A timer entry that fires no later than needed is kept: a later deadline
-                # (the common case: delayed ACK, then TLP, then RTO of the FIN) costs no
-                # heap entry; handle_timer re-arms when an entry fires early.
-                s = sched.get(key)
-                if s is None or t < s:
-                    self._arm(key, t)
+            self._rearm(key, conn)
         return out
+
+    def _rearm(self, key: Key, conn: Connection) -> None:
+        """The connection's timer entry after input or output. An entry that fires no
+        later than needed is kept: a later deadline (the common case: delayed ACK, then
+        TLP, then RTO of the FIN) costs no heap entry; handle_timer re-arms when an
+        entry fires early."""
+        t = conn.poll_at()
+        if t is not None:
+            s = self._scheduled.get(key)
+            if s is None or t < s:
+                self._arm(key, t)
 
     def _track(self, key: Key, conn: Connection) -> None:
         """Move a listener's half-open connection on once it leaves SYN_RECEIVED."""

@@ -17,6 +17,7 @@ from ._checksum import checksum as checksum
 from ._checksum import checksum_add as checksum_add
 from ._checksum import checksum_finish as checksum_finish
 from ._checksum import checksum_v as checksum_v
+from ._checksum import ipv4_sums_to_zero as ipv4_sums_to_zero
 from ._checksum import ones_sum as ones_sum
 from ._checksum import ones_sum_v as ones_sum_v
 from ._checksum import pseudo_sum as pseudo_sum
@@ -100,6 +101,7 @@ __all__ = [
     "icmpv4",
     "icmpv6",
     "ipv4",
+    "ipv4_sums_to_zero",
     "ipv6",
     "ones_sum",
     "ones_sum_v",
