@@ -465,9 +465,12 @@ class VnetIf:
 
     def send_frames(self, frames: Sequence[Buffer]) -> None:
         """A burst of whole frames, in order (what a stack's flush hands over)."""
-        send = self.send
+        send, send_bytes = self.send, self._send
         for f in frames:
-            send(f)
+            if type(f) is bytes:
+                send_bytes(f)  # what send does with bytes
+            else:
+                send(f)
 
     def _send(self, data: Frame) -> None:
         if self._closed:

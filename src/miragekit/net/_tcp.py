@@ -803,9 +803,10 @@ class TCP(Generic[A]):
             for port, cb in self._callbacks.items():
                 while (new := ep.accept(port)) is not None:
                     self._start(new, cb)
-            if ep.poll_at() != 0.0:
+            at = ep.poll_at()
+            if at != 0.0:
                 break
-        self._arm_timer()
+        self._arm_timer(at)
 
     def _take_writers(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
         """The segments of the writers (:meth:`TCPFlow._queued`) whose data goes as one
@@ -842,8 +843,9 @@ class TCP(Generic[A]):
         ):
             conn.set_path_mtu(self._path_mtu(addr), ipv6=True)
 
-    def _arm_timer(self) -> None:
-        t = self.endpoint.poll_at()
+    def _arm_timer(self, t: float | None) -> None:
+        """Have the loop call :meth:`_on_timer` by the endpoint's next deadline ``t``
+        (its ``poll_at()``, which the run just read)."""
         if t == 0.0:
             self._schedule_flush()
             return
