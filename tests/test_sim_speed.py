@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 from collections.abc import Callable
 
 import pytest
 
 from miragekit import aio, sim, tcp, v1
 from miragekit.link import LinkParams, VnetIf, VnetSwitch
+from miragekit.link._impair import Flood, ImpairCounters, _Direction
 from miragekit.result import Ok
 from miragekit.stack import DirectStackV4, Static
 
@@ -164,3 +166,76 @@ def test_reads_that_open_the_window_still_announce_it() -> None:
     # 16 reads 50 ms apart, each announcing the window it opens at once: the last data
     # arrives a round trip after the last read, not after a zero-window probe.
     assert took < 16 * 0.05 + 0.01, took
+
+
+async def mixed_flood_arrivals(links: list[LinkParams]) -> list[tuple[str, float, int]]:
+    """Broadcasts from one port to five whose links are ``links``; a port that receives
+    every fifth broadcast answers at once with a unicast and a broadcast of its own (new
+    timers while a flood is being delivered): where and when each frame arrives."""
+    sw = VnetSwitch(seed=6)
+    src = sw.add_interface("src", link=links[0])
+    ports = [sw.add_interface(f"p{i}", link=link) for i, link in enumerate(links)]
+    loop = asyncio.get_running_loop()
+    got: list[tuple[str, float, int]] = []
+    bcast = b"\xff" * 6 + src.mac().packed + b"\x08\x06" + bytes(28)
+
+    def receiver(p: VnetIf) -> Callable[[memoryview], None]:
+        def on_frame(f: memoryview) -> None:
+            n = int.from_bytes(bytes(f[-4:]), "big")
+            got.append((p.name, loop.time(), n))
+            if n < 1000 and n % 5 == 0:
+                p.send(frame(p, src, n + 1000))
+                p.send(
+                    b"\xff" * 6
+                    + p.mac().packed
+                    + b"\x08\x06"
+                    + bytes(28)
+                    + (n + 2000).to_bytes(4, "big")
+                )
+
+        return on_frame
+
+    src.set_receiver(
+        lambda f: got.append(("src", loop.time(), int.from_bytes(bytes(f[-4:]), "big")))
+    )
+    for p in ports:
+        p.set_receiver(receiver(p))
+        p.send(frame(p, src, 999))  # the switch learns where p is
+    for i in range(200):
+        src.send(bcast + i.to_bytes(4, "big"))
+        if i % 7 == 0:
+            await asyncio.sleep(0.0005)
+    await asyncio.sleep(1)
+    return got
+
+
+def test_a_flood_keeps_the_order_of_one_timer_per_port() -> None:
+    """A broadcast's arrivals on idle plain links share one timer (:class:`Flood`): what
+    arrives where and in which order is what one timer per link gives, with links of
+    other kinds among them and receivers that send while the flood is delivered."""
+    plain = LinkParams(latency=0.003, loss=0.1)
+    full = LinkParams(latency=0.003, loss=0.1, mark=1e-9)  # the general path, same draws
+    reference = sim.run(mixed_flood_arrivals([full] * 5))
+    assert len(reference) > 1000
+    assert sim.run(mixed_flood_arrivals([plain] * 5)) == reference
+    assert sim.run(mixed_flood_arrivals([plain, full, plain, plain, full])) == reference
+
+
+def test_a_cleared_link_leaves_its_flood_without_stopping_it() -> None:
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        got: list[str] = []
+        link = LinkParams(latency=0.001)
+        dirs = [
+            _Direction(lambda f: got.append(bytes(f).decode()), random.Random(i)) for i in range(3)
+        ]
+        flood = Flood()
+        for d in dirs:
+            d.carry(link, ImpairCounters(), b"x", loop.time(), loop, flood)
+        assert all(d.timer is flood for d in dirs)
+        dirs[1].clear()
+        dirs[1].carry(link, ImpairCounters(), b"y", loop.time(), loop)  # its own timer
+        await asyncio.sleep(0.01)
+        return got
+
+    assert sim.run(main()) == ["x", "x", "y"]

@@ -123,6 +123,25 @@ def test_arp_cache_is_bounded_and_ignores_strangers() -> None:
     assert arp.counters.rx_malformed == 1
 
 
+def test_a_refresh_with_the_same_mac_keeps_the_generation() -> None:
+    """Kept MACs (prebuilt headers) are looked up again only when an entry comes, goes
+    or changes its MAC: a refresh confirming the MAC we had leaves the generation (the
+    holder asks again at the ``until`` it was given, which the refresh only moves later)."""
+    arp = Arp(MacAddr(OUR_MAC).packed, lambda b: None)
+    arp.ips = {int(A(US))}
+    peer = int(A(PEER))
+    arp.input(arp_packet(1, PEER_MAC, PEER, US), now=0.0)  # learnt: a new entry
+    g = arp.generation
+    entry = arp.lookup_entry(peer, 1.0)
+    assert g > 0 and entry is not None and entry[1] == 30.0
+    arp.input(arp_packet(1, PEER_MAC, PEER, "10.0.0.9"), now=20.0)  # refreshed, same MAC
+    assert arp.generation == g
+    refreshed = arp.lookup_entry(peer, 21.0)
+    assert refreshed is not None and refreshed[0] == entry[0] and refreshed[1] == 50.0
+    arp.input(arp_packet(1, "02:00:00:00:00:99", PEER, "10.0.0.9"), now=22.0)  # it moved
+    assert arp.generation == g + 1
+
+
 def test_requests_for_other_addresses_still_refresh_conflict_and_count() -> None:
     """Other hosts' requests for other addresses are settled early (a busy segment is
     mostly those), yet one from a sender we know refreshes it, one from our own address

@@ -148,6 +148,38 @@ class ImpairCounters:
             setattr(self, f.name, 0)
 
 
+class Flood:
+    """The idle plain links a flooded frame (a broadcast) reaches at the same instant,
+    drained by one loop timer instead of one each (at 500 hosts every ARP request is
+    carried to 499 ports). Their timers would have been consecutive in the loop (one
+    deadline, sequence numbers taken one after another), so the order is the same: each
+    member's :meth:`_Direction.drain` in turn, unless its link was cleared meanwhile."""
+
+    __slots__ = ("members", "when")
+
+    def __init__(self) -> None:
+        self.when = 0.0
+        self.members: list[_Direction] = []
+
+    def join(self, d: _Direction, t: float, loop: asyncio.AbstractEventLoop) -> bool:
+        """Make the timer of idle direction ``d``, with its frame due at ``t``, this
+        flood's; False when ``t`` is not the flood's instant (then ``d`` needs its own)."""
+        members = self.members
+        if not members:
+            self.when = t
+            loop.call_at(t, self.drain, context=contextvars.Context())
+        elif t != self.when:
+            return False
+        members.append(d)
+        d.timer = self
+        return True
+
+    def drain(self) -> None:
+        for d in self.members:
+            if d.timer is self:
+                d.drain()
+
+
 class _Direction:
     """One direction of a link: serialisation state and the frames on the wire.
 
@@ -164,7 +196,7 @@ class _Direction:
         self.last_arrival = float("-inf")
         self.queue: deque[float] = deque()  # departure times of frames not yet sent
         self.fifo: deque[tuple[float, Frame]] = deque()
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | Flood | None = None
         self.deliver = deliver
         self.bad = False  # in a loss burst
 
@@ -181,11 +213,12 @@ class _Direction:
         data: Frame,
         now: float,
         loop: asyncio.AbstractEventLoop,
+        flood: Flood | None = None,
     ) -> None:
         """:func:`impair` on a plain link (``link.plain``: up, latency and independent
         loss only) at time ``now``: the same draws and the same outcome, with only what
         such a link uses. Callers that carry one frame over many links (a switch's
-        flood) read the clock once."""
+        flood) read the clock once, and pass a :class:`Flood` that times them all."""
         rng = self.rng
         lost = rng.random() < link.loss
         rng.getrandbits(384)  # the six draws it does not use: 2 words of 32 bits each
@@ -197,7 +230,7 @@ class _Direction:
             t = self.last_arrival
         self.last_arrival = t
         self.fifo.append((t, data))
-        if self.timer is None:
+        if self.timer is None and (flood is None or not flood.join(self, t, loop)):
             self.timer = loop.call_at(t, self.drain, context=contextvars.Context())
 
     def drain(self) -> None:
@@ -214,8 +247,10 @@ class _Direction:
     def clear(self) -> None:
         """Forget the frames on the wire and the link's timing (a new clock starts)."""
         self.fifo.clear()
-        if self.timer is not None:
-            self.timer.cancel()
+        timer = self.timer
+        if timer is not None:
+            if not isinstance(timer, Flood):  # a flood passes over a cleared member
+                timer.cancel()
             self.timer = None
         self.queue.clear()
         self.busy_until = 0.0

@@ -34,6 +34,7 @@ from ..result import Error, NetworkError, Ok, Unknown
 from ..v1 import Buffer, FrameCallback, Network, Stats
 from ._frame import FrameLink, FrameReceiver
 from ._impair import (
+    Flood,
     Frame,
     ImpairCounters,
     LinkParams,
@@ -325,6 +326,7 @@ class VnetSwitch:
                 return
         sgroup = groups.get(src, -1) if groups else -1
         n = len(data)
+        flood = Flood()
         for dst in list(self._ports.values()):
             if dst is src or dst._mirror:
                 continue
@@ -338,9 +340,10 @@ class VnetSwitch:
             # broadcast comes this way 499 times): one clock reading for them all.
             link = dst.link
             if link.plain and not link.ideal and n <= dst._max_frame:
-                dst._down.carry(link, dst.counters, data, now, loop)
+                dst._down.carry(link, dst.counters, data, now, loop, flood)
             else:
                 dst._egress(data, loop)
+                flood = Flood()  # a timer of its own came between: keep the order
 
     def _remove(self, port: VnetIf) -> None:
         if self._ports.get(port.name) is port:
@@ -462,9 +465,12 @@ class VnetIf:
 
     def send_frames(self, frames: Sequence[Buffer]) -> None:
         """A burst of whole frames, in order (what a stack's flush hands over)."""
-        send = self.send
+        send, send_bytes = self.send, self._send
         for f in frames:
-            send(f)
+            if type(f) is bytes:
+                send_bytes(f)  # what send does with bytes
+            else:
+                send(f)
 
     def _send(self, data: Frame) -> None:
         if self._closed:

@@ -109,8 +109,9 @@ class Arp:
         self.ips: set[int] = set()
         self._cache: dict[int, tuple[bytes, float]] = {}
         self.generation = 0
-        """Bumped whenever a cache entry is added, changed or removed (and ``on_change``
-        called): whoever keeps a MAC from :meth:`lookup_entry` looks it up again."""
+        """Bumped whenever a cache entry is added, removed or gets another MAC (and
+        ``on_change`` called): whoever keeps a MAC from :meth:`lookup_entry` looks it up
+        again. A refresh with the same MAC leaves it (the holder asks again at ``until``)."""
         self._pending: dict[int, _Pending] = {}
         self._confirmed: dict[int, float] = {}  # ip: confirmed until
         self._checking: dict[int, tuple[int, float]] = {}  # ip: (checks sent, next at)
@@ -184,7 +185,8 @@ class Arp:
 
     def _learn(self, ip: int, mac: bytes, now: float) -> None:
         cache = self._cache
-        if ip in cache:
+        old = cache.get(ip)
+        if old is not None:
             del cache[ip]  # re-insert at the end: the dict order is the eviction order
         elif len(cache) >= self.config.max_entries:
             self._forget(next(iter(cache)))
@@ -192,7 +194,12 @@ class Arp:
         cache[ip] = (mac, now + self.config.entry_ttl)
         self._confirmed[ip] = now + self.config.reachable_time
         self._checking.pop(ip, None)
-        self._changed()
+        if old is None or old[0] != mac:
+            # A refresh that confirms the MAC we had changes nothing a holder kept: its
+            # `until` (lookup_entry) only comes sooner than the refreshed entry's. At 500
+            # hosts every broadcast from a known sender refreshed, and so invalidated
+            # every prebuilt header of the host.
+            self._changed()
         p = self._pending.pop(ip, None)
         if p is not None:
             self.counters.resolved += 1
