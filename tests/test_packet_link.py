@@ -326,3 +326,49 @@ def test_the_interface_going_away_is_counted_without_a_busy_loop() -> None:
 
     with veth() as v:
         run(main(v), timeout=30)
+
+
+async def _to_kernel(v: Veth, stack: DirectStackV4, data: bytes) -> None:
+    """``data`` to the kernel's SLOW_RECEIVER, checked byte for byte."""
+    recv = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", v.kernel_ns, sys.executable, "-c", SLOW_RECEIVER,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert recv.stdout is not None
+    assert (await recv.stdout.readline()).strip() == b"ready"
+    r = await stack.tcpv4().create_connection((ipaddress.IPv4Address(KERNEL_IP), 5001))
+    assert isinstance(r, Ok), r
+    assert await r.value.write(data) == Ok(None)
+    await r.value.close()
+    n, digest = (await asyncio.wait_for(recv.stdout.readline(), 60)).split()
+    assert await recv.wait() == 0
+    assert (int(n), digest.decode()) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+@pytest.mark.parametrize("helper", [True, False])
+def test_bulk_bursts_are_kicked_by_the_transmit_helper(helper: bool) -> None:
+    """Bursts of HELPER_BURST frames or more are handed to the kernel by the transmit
+    helper process (started at the first, ended by disconnect); small ones (a ping, the
+    handshake) are kicked here and start none; ``tx_helper=False`` kicks all here."""
+
+    async def main(v: Veth) -> None:
+        stack, dev = await stack_on(v, 2, tx_helper=helper)
+        rc, out = await ns_exec(v.kernel_ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", OUR_IP)
+        assert rc == 0 and b" 0% packet loss" in out, out
+        assert dev._helper is None and dev.counters.tx_helper_kicks == 0
+        await _to_kernel(v, stack, os.urandom(6 << 20))
+        proc = dev._helper
+        c = dev.counters
+        if helper:
+            assert proc is not None and proc.poll() is None
+            assert 0 < c.tx_helper_kicks < c.tx_kicks  # the handshake's were ours
+        else:
+            assert proc is None and c.tx_helper_kicks == 0
+        assert (c.tx_dropped, c.tx_errors) == (0, 0)
+        await stack.disconnect()
+        await dev.disconnect()
+        if proc is not None:
+            assert proc.returncode == 0  # ended by its pipe's close, and waited for
+
+    with veth() as v:
+        run(main(v), timeout=120)
