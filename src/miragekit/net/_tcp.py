@@ -389,7 +389,7 @@ class TCP(Generic[A]):
             config = tcpcore.Config(
                 mss=min(65535 - hdrs, ip.mtu - hdrs),
                 tso_max=tso or (SOFT_GSO_MAX if self._soft_gso else 0),
-                send_buffer=1024 * 1024 if tso or self._soft_gso else 256 * 1024,
+                send_buffer=1024 * 1024 if tso else 256 * 1024,
                 recv_buffer=4 * 1024 * 1024 if tso else 256 * 1024,
             )
         self.config = config
