@@ -8,7 +8,6 @@ or bytes. Run ``ip netns exec NS python ...``: that execs its command, so the pi
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -25,18 +24,3 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far."""
     user, system = cpu_times(pid)
     return user + system
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and of its live descendants (e.g. the
-    packet backend's transmit helper), so that work handed to a child is counted."""
-    total = cpu_seconds(pid)
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            kids = [int(k) for k in f.read().split()]
-    except OSError:
-        return total
-    for kid in kids:
-        with contextlib.suppress(OSError):  # it ended meanwhile
-            total += tree_cpu_seconds(kid)
-    return total

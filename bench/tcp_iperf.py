@@ -33,9 +33,9 @@ in MB/s (10**6 bytes). Rows run in rounds (every row once per round, ``--repeat`
 so that a busy machine weighs on all of them alike; the table shows the best run and
 every run. ``cpu s/GB`` is the CPU time (user + system, from /proc or rusage) of the
 server side per 10**9 bytes received, the median over the runs: for the kernel row the
-``iperf3 -s`` process, for ours the runner's process and its children (the packet
-backend's transmit helper; in system time also the kernel's receive work for every frame
-handed to the device in the process), for vnet the whole bench process (both stacks and the client). It is steadier than MB/s on a
+``iperf3 -s`` process, for ours the runner's process (which also does, in its system
+time, the kernel's receive work for every frame it writes to the TAP device), for vnet
+the whole bench process (both stacks and the client). It is steadier than MB/s on a
 shared machine. ``--baseline DIR`` adds, before each row that runs ``miragekit run``,
 the same row with the runner of another checkout (``DIR/src``, ``DIR/examples``; e.g. a
 worktree of main): before and after, in the same rounds. Writes
@@ -65,7 +65,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from proc_cpu import cpu_seconds, tree_cpu_seconds  # noqa: E402
+from proc_cpu import cpu_seconds  # noqa: E402
 
 from miragekit.link import VnetSwitch  # noqa: E402
 from miragekit.result import Ok  # noqa: E402
@@ -256,10 +256,10 @@ def ours_runner(
         threading.Thread(target=proc.stdout.read, daemon=True).start()
         out: Run = {}
         for key, rev in (("into", ()), ("out", ("-R",))):
-            c0 = tree_cpu_seconds(proc.pid)
+            c0 = cpu_seconds(proc.pid)
             dst = APP_IP6 if ip6 else APP_IP
             out[key], nbytes = received(iperf3(client_ns, "-c", dst, "-t", str(secs), *rev))
-            out[f"cpu_{key}"] = per_gb(tree_cpu_seconds(proc.pid) - c0, nbytes)
+            out[f"cpu_{key}"] = per_gb(cpu_seconds(proc.pid) - c0, nbytes)
         return out
     finally:
         proc.terminate()

@@ -13,18 +13,6 @@ slots with the kernel instead (``PACKET_RX_RING``/``PACKET_TX_RING``, one ``mmap
   ``send()`` per burst (:meth:`PacketNetif.send_frames`, what the TCP driver uses) has the
   kernel transmit them all.
 
-Over a veth the kernel does the peer's whole receive (IP, TCP, the peer's ACKs back into
-our RX ring) inside that ``send()``, in our thread: for a bulk sender about as much CPU
-per frame as our Python's own. So a burst of at least ``helper_burst`` frames is kicked
-by a transmit helper instead: a small child process (``python -S -c``, standard library
-only) holding the same socket, woken through a pipe, whose ``send()`` runs on another
-core while ours goes on filling slots (as a kernel's transmit work runs in softirq on
-another CPU, or an AF_XDP sender's kick in its own thread; a thread of ours would wait
-up to a switch interval for the GIL at each kick). Smaller bursts (a handshake, a reply)
-are kicked at once by ``send()`` here, so the helper adds no latency to them; it is
-started at the first large burst, ends when its pipe closes (at :meth:`disconnect`, or
-when this process ends) and can be turned off (``tx_helper=False``).
-
 TPACKET_V3 hands a block over only when it is full or its timer (``retire_ms``) expires,
 which delays sparse traffic (a handshake, each ACK of a slow sender) by up to that time;
 TPACKET_V2 hands over every frame at once. Both are offered (``version``);
@@ -42,10 +30,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import mmap
-import os
 import socket
 import struct
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,21 +79,6 @@ _LOW: Final = 0 if sys.byteorder == "little" else 3
 """Where a status word's low byte is (every TX status fits in it)."""
 _SEND_REQUEST = _U32.pack(TP_STATUS_SEND_REQUEST)
 
-HELPER_BURST: Final = 32
-"""Frames in one burst from which the transmit helper kicks it (``PacketNetif``)."""
-# The transmit helper: each byte read is a kick (several pending ones, one send); the pipe's
-# end (our close, or our exit) ends it. No signals of the terminal reach it (own session).
-_HELPER = """
-import os, socket, sys
-sock = socket.socket(fileno=int(sys.argv[1]))
-kicks = int(sys.argv[2])
-while os.read(kicks, 4096):
-    try:
-        sock.send(b"", socket.MSG_DONTWAIT)
-    except OSError:
-        pass
-"""
-
 H2_LEN: Final = 32
 """``TPACKET_ALIGN(sizeof(struct tpacket2_hdr))``: where a TX frame's data starts (V2)."""
 H3_LEN: Final = 48
@@ -128,7 +99,6 @@ class PacketCounters:
     tx_dropped: int = 0  # frames dropped: queue full, too long, error or disconnected
     tx_errors: int = 0
     tx_kicks: int = 0  # send() calls that handed TX slots to the kernel
-    tx_helper_kicks: int = 0  # of those, the ones the transmit helper made
     link_errors: int = 0  # the interface went down or away (the socket's error, cleared)
     ring_views_kept: int = 0  # the ring outlived disconnect: a receiver kept a frame view
 
@@ -201,8 +171,6 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
         loop: asyncio.AbstractEventLoop,
         tx_queue_limit: int = 1024,
         rx_queue_limit: int = 1024,
-        tx_helper: bool = True,
-        helper_burst: int = HELPER_BURST,
     ) -> None:
         super().__init__(
             sock.fileno(),
@@ -232,9 +200,6 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
         self._tx_status = 20 if version == 3 else 0
         self._tx_len = 16 if version == 3 else 4
         self._max_frame = FRAME_SIZE - self._tx_data
-        self._helper_burst = helper_burst if tx_helper else 1 << 62
-        self._helper: subprocess.Popen[bytes] | None = None
-        self._helper_w = -1  # the helper's pipe (-1: none)
 
     @classmethod
     async def connect(
@@ -246,13 +211,11 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
         version: int = 2,
         layout: RingLayout | None = None,
         netns: str | None = None,
-        tx_helper: bool = True,
     ) -> Ok[Self] | Error[NetworkError]:
         """Open interface ``id`` (one end of a veth pair; it must exist and be up).
 
         ``version`` is the ring layout, TPACKET_V2 (2) or V3 (3). ``netns`` names the
         network namespace (``ip netns``) the interface is in; the socket works from here.
-        ``tx_helper``: large bursts are kicked by a transmit helper process (module doc).
         """
         if version not in (2, 3):
             raise ValueError(f"version: 2 or 3 (TPACKET_V2 or V3), not {version!r}")
@@ -283,7 +246,6 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
             mtu=mtu if mtu is not None else dev_mtu,
             mac=mac or MacAddr.from_name(f"{socket.gethostname()} packet {id}"),
             loop=loop,
-            tx_helper=tx_helper,
         )
         return Ok(dev)
 
@@ -291,7 +253,6 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
         return self._name
 
     def _close_fd(self) -> None:
-        self._stop_helper()
         self._view.release()
         try:
             self._ring.close()
@@ -417,61 +378,15 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
         self._stats.tx_bytes += n
         return True
 
-    def _kick(self, frames: int = 1) -> None:
-        """Have the kernel send every slot marked "send request" (without waiting): the
-        transmit helper, for a burst of ``helper_burst`` frames or more, else here."""
+    def _kick(self) -> None:
+        """Have the kernel send every slot marked "send request" (without waiting)."""
         self.counters.tx_kicks += 1
-        if frames >= self._helper_burst and (self._helper_w >= 0 or self._start_helper()):
-            try:
-                os.write(self._helper_w, b"k")
-                self.counters.tx_helper_kicks += 1
-                return
-            except BlockingIOError:
-                self.counters.tx_helper_kicks += 1
-                return  # kicks are pending: the helper's next send() takes these too
-            except OSError:
-                self._stop_helper()  # it is gone: kick here from now on
-                self._helper_burst = 1 << 62
         try:
             self._sock.send(b"", socket.MSG_DONTWAIT)
         except BlockingIOError:
             pass
         except OSError:
             self.counters.tx_errors += 1
-
-    def _start_helper(self) -> bool:
-        """Start the transmit helper; False (and kicks stay here) when it cannot start."""
-        r, w = os.pipe()
-        fd = self._sock.fileno()
-        try:
-            self._helper = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _HELPER, str(fd), str(r)],
-                pass_fds=(fd, r),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError:
-            os.close(w)
-            self._helper_burst = 1 << 62
-            return False
-        finally:
-            os.close(r)
-        os.set_blocking(w, False)
-        self._helper_w = w
-        return True
-
-    def _stop_helper(self) -> None:
-        """Close the helper's pipe, which ends it, and wait for it."""
-        if self._helper_w >= 0:
-            os.close(self._helper_w)
-            self._helper_w = -1
-        helper, self._helper = self._helper, None
-        if helper is not None:
-            try:
-                helper.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                helper.kill()
-                helper.wait()
 
     def send(self, frame: Buffer) -> None:
         self.send_frames((frame,))
@@ -515,7 +430,7 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
             self._stats.tx_bytes += nbytes
             if done == len(frames):
                 if done:
-                    self._kick(done)
+                    self._kick()
                 return
         self._send_rest(frames[done:], done > 0)
 
