@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-PEER, US = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
-PEER_MAC = b"\x02\x00\x00\x00\x00\x01"
+sys.path.insert(0, str(HERE))
+
+from tcp_rx_frames import PEER, PEER_MAC, US, peer_frame  # noqa: E402
+
 MSS = 1448
 PEER_ISS = 5_000_000
 CHUNK = 1 << 20
@@ -54,16 +56,6 @@ def measure(total: int, ack_every: int) -> dict[str, float]:
     from miragekit.net._ipstack import IPv4Stack
     from miragekit.result import Ok
     from miragekit.wire.tcp import ACK, SYN, TCPRepr
-
-    def frame(dst_mac: bytes, seg: TCPRepr) -> bytes:
-        tcp = seg.to_bytes(PEER, US)
-        iph = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64,
-                                    6, 0, PEER, US))  # fmt: skip
-        v = sum(struct.unpack("!10H", iph))
-        v = (v & 0xFFFF) + (v >> 16)
-        v = (v & 0xFFFF) + (v >> 16)
-        iph[10:12] = (~v & 0xFFFF).to_bytes(2, "big")
-        return dst_mac + PEER_MAC + b"\x08\x00" + bytes(iph) + tcp
 
     async def main() -> dict[str, float]:
         loop = asyncio.get_running_loop()
@@ -92,7 +84,7 @@ def measure(total: int, ack_every: int) -> dict[str, float]:
         def ack() -> None:
             seg = TCPRepr(5201, peer["ours"], PEER_ISS + 1, peer["rcv_nxt"], ACK, 65535, b"",
                           timestamp=(7, peer["tsval"]))  # fmt: skip
-            put_rx(frame(mac, seg))
+            put_rx(peer_frame(mac, seg))
             st["acks"] += 1
             peer["unacked"] = 0
 
@@ -152,7 +144,7 @@ def measure(total: int, ack_every: int) -> dict[str, float]:
         peer["ours"] = syn.src_port
         peer["rcv_nxt"] = (syn.seq + 1) & 0xFFFFFFFF
         tsval = syn.timestamp[0] if syn.timestamp else 0
-        put_rx(frame(mac, TCPRepr(5201, syn.src_port, PEER_ISS, peer["rcv_nxt"], SYN | ACK,
+        put_rx(peer_frame(mac, TCPRepr(5201, syn.src_port, PEER_ISS, peer["rcv_nxt"], SYN | ACK,
                                   65535, b"", mss=1460, wscale=7, sack_permitted=True,
                                   timestamp=(7, tsval))))  # fmt: skip
         dev._on_readable()
