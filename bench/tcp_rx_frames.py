@@ -37,6 +37,18 @@ ISS = 1_000_000
 WINDOW = 20000
 
 
+def peer_frame(dst_mac: bytes, seg: Any) -> bytes:
+    """The peer's frame (PEER to US) carrying TCP segment ``seg`` (a ``TCPRepr``)."""
+    tcp = seg.to_bytes(PEER, US)
+    iph = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64,
+                                6, 0, PEER, US))  # fmt: skip
+    v = sum(struct.unpack("!10H", iph))
+    v = (v & 0xFFFF) + (v >> 16)
+    v = (v & 0xFFFF) + (v >> 16)
+    iph[10:12] = (~v & 0xFFFF).to_bytes(2, "big")
+    return bytes(dst_mac + PEER_MAC + b"\x08\x00" + bytes(iph) + tcp)
+
+
 def measure(frames: int, batch: int, stub_checksum: bool) -> float:
     """µs of CPU per frame (in this process, with the miragekit on sys.path)."""
     from miragekit.link import VnetSwitch
@@ -50,14 +62,7 @@ def measure(frames: int, batch: int, stub_checksum: bool) -> float:
         tcp_driver.sums_to_zero = lambda data, extra=0: True  # type: ignore[attr-defined]
 
     def frame(dst_mac: bytes, seg: TCPRepr) -> memoryview:
-        tcp = seg.to_bytes(PEER, US)
-        iph = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64,
-                                    6, 0, PEER, US))  # fmt: skip
-        v = sum(struct.unpack("!10H", iph))
-        v = (v & 0xFFFF) + (v >> 16)
-        v = (v & 0xFFFF) + (v >> 16)
-        iph[10:12] = (~v & 0xFFFF).to_bytes(2, "big")
-        return memoryview(bytearray(dst_mac + PEER_MAC + b"\x08\x00" + bytes(iph) + tcp))
+        return memoryview(bytearray(peer_frame(dst_mac, seg)))
 
     async def main() -> float:
         sw = VnetSwitch()

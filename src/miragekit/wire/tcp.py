@@ -516,6 +516,36 @@ def plain_segment(
     )
 
 
+def cut_flags(flags: int) -> tuple[int, int, int]:
+    """The flags of the first, the middle and the last of the segments that one segment
+    with ``flags`` is cut into, as TCP segmentation offload cuts it (Linux's GSO does
+    the same): PSH and FIN go on the last only (the data they mark ends there), CWR on
+    the first only (RFC 3168 6.1.2: once per window reduction)."""
+    first = flags & ~(PSH | FIN)
+    return first, first & ~CWR, flags & ~CWR
+
+
+def cut_segment(seg: TCPRepr, size: int) -> list[TCPRepr]:
+    """``seg`` as segments of at most ``size`` payload bytes each (sequence numbers
+    following on, flags by :func:`cut_flags`, every other field the same): what a
+    device with TCP segmentation offload sends for it."""
+    payload = seg.payload
+    n = len(payload)
+    if n <= size:
+        return [seg]
+    view = memoryview(payload)
+    first, middle, last = cut_flags(seg.flags)
+    out = []
+    for off in range(0, n, size):
+        flags = first if not off else last if off + size >= n else middle
+        out.append(
+            seg._replace(
+                seq=(seg.seq + off) & 0xFFFFFFFF, flags=flags, payload=view[off : off + size]
+            )
+        )
+    return out
+
+
 def plain_fields(
     seg: TCPRepr,
 ) -> tuple[int, int, int, int, Buffer, tuple[int, int] | None, int] | None:
