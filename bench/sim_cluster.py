@@ -119,16 +119,25 @@ def by_hand(hosts: int, conns: int, seconds: float, loss: float) -> int:
 def with_network(hosts: int, conns: int, seconds: float, loss: float) -> int:
     net = sim.Network(seed=1, subnet="10.0.0.0/16", link=LinkParams(loss=loss))
     n = [0]
+    failed = [0]
     targets = targets_of(hosts, conns)
 
     def host_main(h: int) -> Any:
         async def main() -> None:
-            server = await asyncio.start_server(echo, None, PORT)
+            # The server stays open to the end: a peer still connecting (its SYNs lost
+            # a few times over) must not be refused because this host is done.
+            await asyncio.start_server(echo, None, PORT)
             loop = asyncio.get_running_loop()
             until = loop.time() + seconds
-            streams = [await asyncio.open_connection(f"h{d}", PORT) for d in targets[h]]
+            streams = []
+            for d in targets[h]:
+                try:
+                    streams.append(await asyncio.open_connection(f"h{d}", PORT))
+                except OSError:
+                    # At 1% loss each way, about one connection in 10**7 loses its SYN or
+                    # SYN-ACK five times running and fails: TCP as it should be, counted.
+                    failed[0] += 1
             await asyncio.gather(*(pinger(r, w, until, n) for r, w in streams))
-            server.close()
 
         return main
 
@@ -136,6 +145,8 @@ def with_network(hosts: int, conns: int, seconds: float, loss: float) -> int:
         net.host(f"h{h}", main=host_main(h))
     report = net.run(until=seconds + 30)
     assert report.ok, report.errors()
+    if failed[0]:
+        print(f"sim.Network: {failed[0]} connect(s) failed (lost SYNs), not counted")
     return n[0]
 
 
