@@ -114,6 +114,7 @@ def wrk(url: str, conns: int, secs: float, close: bool, ns: str | None) -> dict[
     return res
 
 
+ROWS = ("--net socket", "--net tap", "--net tap --offload", "--net vnet --forward")
 COLUMNS = {  # column: (connections, Connection: close)
     "keep-alive c10": (10, False),
     "keep-alive c100": (100, False),
@@ -166,8 +167,28 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds; each cell keeps its best (other load only lowers a rate)")  # fmt: skip
+    ap.add_argument("--rows", default="",
+                    help="comma-separated substrings: run only the rows whose name holds one "
+                         "(e.g. 'socket'); the reference always runs")  # fmt: skip
+    ap.add_argument(
+        "--columns",
+        default="",
+        help="comma-separated substrings of the columns to run (e.g. 'new conn')",
+    )
     args = ap.parse_args()
     secs = args.seconds
+    wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
+    picked = [w.strip() for w in args.columns.split(",") if w.strip()]
+    columns = {c: v for c, v in COLUMNS.items() if not picked or any(w in c for w in picked)}
+    if not columns:
+        ap.error(f"--columns {args.columns!r} names none of: {', '.join(COLUMNS)}")
+
+    def want(name: str) -> bool:
+        return not wanted or any(w in name for w in wanted)
+
+    if not any(map(want, ROWS)):
+        ap.error(f"--rows {args.rows!r} names none of: {', '.join(ROWS)}")
+
     load0 = os.getloadavg()
     # Every server runs from the start; each round measures every cell once, server after
     # server, so the rows share the machine's moments of load instead of each row taking
@@ -178,21 +199,27 @@ def main() -> None:
         ref = [sys.executable, "-c", REFERENCE, "127.0.0.61", "8061", str(SITE / "index.html")]
         pid = stack.enter_context(process(ref, "ready"))
         servers["reference: asyncio + h11, host sockets"] = ("http://127.0.0.61:8061/", None, pid)
-        pid = stack.enter_context(process(run_app("--net", "socket", "--ip", "127.0.0.62"), READY))
-        servers["--net socket"] = ("http://127.0.0.62/", None, pid)
+        if want("--net socket"):
+            cmd = run_app("--net", "socket", "--ip", "127.0.0.62")
+            pid = stack.enter_context(process(cmd, READY))
+            servers["--net socket"] = ("http://127.0.0.62/", None, pid)
         for label, extra in (("--net tap", ()), ("--net tap --offload", ("--offload",))):
+            if not want(label):
+                continue
             netns, tap = stack.enter_context(namespace())
             cmd = ["ip", "netns", "exec", netns, *run_app("--net", f"tap:{tap}", "--ip",
                    "10.84.0.2/24", *extra)]  # fmt: skip
             pid = stack.enter_context(process(cmd, READY))
             servers[label] = ("http://10.84.0.2/", netns, pid)
-        pid = stack.enter_context(process(run_app("--net", "vnet", "--forward", "8063:80"), READY))
-        time.sleep(0.5)
-        servers["--net vnet --forward"] = ("http://127.0.0.1:8063/", None, pid)
+        if want("--net vnet --forward"):
+            cmd = run_app("--net", "vnet", "--forward", "8063:80")
+            pid = stack.enter_context(process(cmd, READY))
+            time.sleep(0.5)
+            servers["--net vnet --forward"] = ("http://127.0.0.1:8063/", None, pid)
         for url, ns, _pid in servers.values():
             wrk(url, 10, 1, False, ns)  # warm-up
         for _ in range(args.repeat):
-            for col, (conns, close) in COLUMNS.items():
+            for col, (conns, close) in columns.items():
                 for name, (url, ns, pid) in servers.items():
                     cpu0 = cpu_seconds(pid)
                     r = wrk(url, conns, secs, close, ns)
@@ -204,10 +231,10 @@ def main() -> None:
     rows = {name: {col: max(rs, key=lambda r: r["rps"]) for col, rs in cols.items()}
             for name, cols in runs.items()}  # fmt: skip
     base = rows["reference: asyncio + h11, host sockets"]
-    print(f"{'server':40}" + "".join(f"{c:>30}" for c in COLUMNS))
+    print(f"{'server':40}" + "".join(f"{c:>30}" for c in columns))
     for name, row in rows.items():
         cells = []
-        for c in COLUMNS:
+        for c in columns:
             cell = row[c]
             ratio = cell["rps"] / base[c]["rps"] if base[c]["rps"] else 0.0
             cpu = min(x["cpu_us"] for x in runs[name][c])
