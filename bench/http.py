@@ -123,9 +123,11 @@ COLUMNS = {  # column: (connections, Connection: close)
 
 
 @contextmanager
-def process(cmd: list[str], ready: str) -> Iterator[int]:
-    """Run a server until the block ends; gives its pid (``ip netns exec`` execs)."""
-    p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, text=True,
+def process(cmd: list[str], ready: str, root: Path = ROOT) -> Iterator[int]:
+    """Run a server (from the checkout ``root``) until the block ends; gives its pid
+    (``ip netns exec`` execs)."""
+    env = {**ENV, "PYTHONPATH": str(root / "src")}
+    p = subprocess.Popen(cmd, cwd=root, env=env, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         wait_line(p, ready)
@@ -175,6 +177,8 @@ def main() -> None:
         default="",
         help="comma-separated substrings of the columns to run (e.g. 'new conn')",
     )
+    ap.add_argument("--before", type=Path, metavar="DIR",
+                    help="also run the --net socket row from the checkout DIR (e.g. of main)")  # fmt: skip
     args = ap.parse_args()
     secs = args.seconds
     wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
@@ -203,6 +207,10 @@ def main() -> None:
             cmd = run_app("--net", "socket", "--ip", "127.0.0.62")
             pid = stack.enter_context(process(cmd, READY))
             servers["--net socket"] = ("http://127.0.0.62/", None, pid)
+            if args.before is not None:
+                cmd = run_app("--net", "socket", "--ip", "127.0.0.64")
+                pid = stack.enter_context(process(cmd, READY, args.before.resolve()))
+                servers["--net socket, before"] = ("http://127.0.0.64/", None, pid)
         for label, extra in (("--net tap", ()), ("--net tap --offload", ("--offload",))):
             if not want(label):
                 continue

@@ -3,8 +3,10 @@
 A server that writes a response as a header and then a body, in the same turn, on a
 keep-alive connection: with Nagle's algorithm on the accepted socket the body waits for
 the client's delayed ACK of the header (about 40 ms on Linux) on every request after the
-first few. asyncio sets TCP_NODELAY only on sockets it made itself with
-``proto=IPPROTO_TCP``; the backend's listening sockets must carry it too.
+first few. The backend's listening sockets carry TCP_NODELAY and the accepted ones
+inherit it (asyncio does not set it on them: it does so only for sockets made with
+``proto=IPPROTO_TCP``, and the backend leaves that out to save a system call per
+connection).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tests.apprun import loopback_ip
 
 from miragekit import v1
 from miragekit.result import Ok
-from miragekit.stack import SocketConfig, SocketStackV4
+from miragekit.stack import SocketConfig, SocketFlow, SocketStackV4
 
 HEADER = b"HTTP/1.1 200 OK\r\ncontent-length: 899\r\n\r\n"
 BODY = b"x" * 899
@@ -63,3 +65,28 @@ def test_keep_alive_responses_are_not_held_for_the_delayed_ack() -> None:
     late = lat[10:]  # past the kernel's quick-ACK start
     median = statistics.median(late)
     assert median < 0.010, f"median keep-alive latency {median * 1000:.1f} ms (Nagle stall?)"
+
+
+def test_accepted_sockets_carry_tcp_nodelay() -> None:
+    async def main() -> int:
+        ip = loopback_ip()
+        r = await SocketStackV4.connect(SocketConfig(ips=(IPv4Address(ip),)))
+        assert isinstance(r, Ok)
+        stack = r.value
+        got: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def serve(flow: v1.TCPFlow[IPv4Address]) -> None:
+            assert isinstance(flow, SocketFlow)
+            sock = flow.transport.get_extra_info("socket")
+            got.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+        stack.listen_tcpv4(port=18081, callback=serve)
+        try:
+            _r, w = await asyncio.open_connection(ip, 18081)
+            value = await asyncio.wait_for(got, 5)
+            w.close()
+            return value
+        finally:
+            await stack.disconnect()
+
+    assert asyncio.run(main()) != 0

@@ -91,8 +91,14 @@ class SocketFlow(asyncio.Protocol):
     background. After a peer's reset, reads and writes give ``Error``.
     """
 
-    def __init__(self, on_connected: Callable[[SocketFlow], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_connected: Callable[[SocketFlow], None] | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self._on_connected = on_connected
+        # The loop, kept: asyncio.get_running_loop() is a getpid() system call in 3.11.
+        self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._dest = (IPv4Address(0), 0)
         self._chunks: list[bytes] = []  # received, unread
@@ -106,7 +112,6 @@ class SocketFlow(asyncio.Protocol):
         self._write_paused = False
         self._waiter: asyncio.Future[None] | None = None  # a read waiting for data
         self._drainer: asyncio.Future[None] | None = None  # a write waiting for room
-        self._gone: asyncio.Future[None] | None = None  # close() waiting for the socket
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -138,8 +143,6 @@ class SocketFlow(asyncio.Protocol):
         self._error = exc
         self._wake_reader()
         self._wake_writer()
-        if self._gone is not None and not self._gone.done():
-            self._gone.set_result(None)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -186,7 +189,7 @@ class SocketFlow(asyncio.Protocol):
                 e = self._error
                 return EOF if e is None else Error(Unknown(f"read: {e}"))
             # A cancelled wait leaves its future here: the next wake skips it.
-            self._waiter = w = asyncio.get_running_loop().create_future()
+            self._waiter = w = self._loop.create_future()
             await w
 
     async def writev(self, bufs: v1.Buffers) -> Ok[None] | Eof | Error[TCPError]:
@@ -212,7 +215,7 @@ class SocketFlow(asyncio.Protocol):
         """Wait for the kernel to take the data, for the connection to go, or for
         :meth:`close` (which wakes us)."""
         while self._write_paused and not self._lost and not self._closed:
-            self._drainer = w = asyncio.get_running_loop().create_future()
+            self._drainer = w = self._loop.create_future()
             await w
 
     async def write(self, buf: v1.Buffer) -> Ok[None] | Eof | Error[TCPError]:
@@ -247,15 +250,10 @@ class SocketFlow(asyncio.Protocol):
             return
         self._end()
         t = self._transport
-        if t is None:
-            return
-        with contextlib.suppress(OSError):
-            if t.can_write_eof() and not t.is_closing():
-                t.write_eof()  # asyncio shuts the socket down once its buffer is sent
-        t.close()
-        if not t.get_write_buffer_size() and not self._lost:
-            self._gone = gone = asyncio.get_running_loop().create_future()
-            await gone  # connection_lost comes in the next turn of the loop
+        if t is not None:
+            # asyncio closes the socket once its buffer is sent (at once if it is empty,
+            # in the next turn of the loop); the kernel sends FIN after the queued data.
+            t.close()
 
     def abort(self) -> None:
         """Reset the connection (RST, queued data dropped); waiters give EOF."""
@@ -294,7 +292,9 @@ class SocketTCPv4:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._config.connect_timeout):
-                _t, flow = await loop.create_connection(SocketFlow, str(addr), port)
+                _t, flow = await loop.create_connection(
+                    lambda: SocketFlow(None, loop), str(addr), port
+                )
         except ConnectionRefusedError:
             return Error(Refused())
         except TimeoutError:
@@ -628,10 +628,11 @@ class SocketStackV4:
         socks: list[socket.socket] = []
         try:
             for ip in self._config.ips:
-                # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say
-                # so, and the accepted ones inherit it; without it a response's second
-                # write waits for the peer's delayed ACK (~40 ms on Linux).
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+                # TCP_NODELAY here: the accepted sockets inherit it (without it a
+                # response's second write waits for the peer's delayed ACK, ~40 ms on
+                # Linux). proto 0, not IPPROTO_TCP: asyncio would set it again on every
+                # accepted socket, a system call per connection.
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 socks.append(s)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -663,7 +664,7 @@ class SocketStackV4:
             task.add_done_callback(self._conn_tasks.discard)
 
         for s in socks:
-            task = loop.create_task(self._serve(entry, s, lambda: SocketFlow(on_connected)))
+            task = loop.create_task(self._serve(entry, s, lambda: SocketFlow(on_connected, loop)))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
