@@ -77,7 +77,7 @@ def test_accepted_sockets_carry_tcp_nodelay() -> None:
 
         async def serve(flow: v1.TCPFlow[IPv4Address]) -> None:
             assert isinstance(flow, SocketFlow)
-            sock = flow.transport.get_extra_info("socket")
+            sock = flow.sock
             got.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
         stack.listen_tcpv4(port=18081, callback=serve)

@@ -26,7 +26,7 @@ import errno
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Final, Literal, Self
 
@@ -79,12 +79,22 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
-class SocketFlow(asyncio.Protocol):
-    """One TCP connection over a host socket: an asyncio protocol, so a read waits for
-    ``data_received`` and a write goes to the transport (one ``send`` when the socket
-    takes it all), without the stream reader and writer between (a future, a buffer
-    copy and several calls per request less; the plain asyncio server they are
-    measured against in ``bench/http.py`` pays the same as this).
+_RECV_SIZE: Final = 256 * 1024  # one recv per readiness, as asyncio's transports read
+_HIGH_WATER: Final = 64 * 1024  # queued unsent bytes past which a write waits ...
+_LOW_WATER: Final = 16 * 1024  # ... until the kernel has taken all but this (asyncio's marks)
+
+
+class SocketFlow:
+    """One TCP connection over a non-blocking host socket, driven by the event loop's
+    reader and writer callbacks: a read waits for the socket's next bytes, a write is one
+    ``send`` when the kernel takes it all (the rest is queued, sent when the socket is
+    writable, and a writer waits while the queue is above its high-water mark).
+
+    Not an asyncio transport and protocol: for a connection that serves one request,
+    their set-up and teardown (a task and a future per accept, a scheduled call for each
+    of ``connection_made``, the reader and the waiter, another to close) cost a tenth of
+    the server's CPU, more than the plain asyncio server ``bench/http.py`` measures
+    against spends on them.
 
     ``close`` and ``abort`` never wait for the peer: a read or write waiting on the flow
     gives ``EOF`` at once, and the kernel sends what is queued (then FIN) in the
@@ -92,64 +102,117 @@ class SocketFlow(asyncio.Protocol):
     """
 
     def __init__(
-        self,
-        on_connected: Callable[[SocketFlow], None] | None,
-        loop: asyncio.AbstractEventLoop,
+        self, sock: socket.socket, loop: asyncio.AbstractEventLoop, dest: tuple[IPv4Address, int]
     ) -> None:
-        self._on_connected = on_connected
+        """``sock``: connected and non-blocking; the flow owns it from here."""
+        self._sock = sock
+        self._fd = sock.fileno()
         # The loop, kept: asyncio.get_running_loop() is a getpid() system call in 3.11.
         self._loop = loop
-        self._transport: asyncio.Transport | None = None
-        self._dest = (IPv4Address(0), 0)
+        self._dest = dest
         self._chunks: list[bytes] = []  # received, unread
         self._unread = 0
-        self._read_paused = False
+        self._out = bytearray()  # written, not yet taken by the kernel
+        self._reading = True  # the loop watches the socket for reading
         self._eof = False  # the peer's FIN
-        self._lost = False  # the connection is gone (reset, error or closed)
-        self._error: BaseException | None = None  # why it went, if not by a clean close
+        self._shut = False  # our FIN asked for (shutdown_write); sent once _out is empty
+        self._lost = False  # the socket is gone (reset, error, closed or aborted)
+        self._error: OSError | None = None  # why it went, if not by our own close
         self._closed = False
         self._reset = False
-        self._write_paused = False
         self._waiter: asyncio.Future[None] | None = None  # a read waiting for data
         self._drainer: asyncio.Future[None] | None = None  # a write waiting for room
+        loop.add_reader(self._fd, self._readable)
 
-    # --- asyncio.Protocol ---------------------------------------------------------------
+    @property
+    def sock(self) -> socket.socket:
+        """The host socket (for options; reading or writing it directly breaks the flow)."""
+        return self._sock
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        peer = transport.get_extra_info("peername")
-        self._dest = (IPv4Address(socket.inet_aton(peer[0])), peer[1])  # packed: no parse
-        if self._on_connected is not None:
-            self._on_connected(self)
+    # --- the loop's callbacks -----------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._unread += len(data)
-        if self._unread > _READ_LIMIT and not self._read_paused:
-            self._read_paused = True
-            self.transport.pause_reading()
+    def _readable(self) -> None:
+        try:
+            data = self._sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._fail(e)
+            return
+        if data:
+            self._chunks.append(data)
+            self._unread += len(data)
+            if self._unread > _READ_LIMIT:
+                self._stop_reading()  # read() resumes once the reader took it
+        else:
+            self._eof = True
+            self._stop_reading()  # level-triggered: the end would be reported forever
         self._wake_reader()
 
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake_reader()
-        return True  # keep our side open: we may still write (a half-close)
+    def _writable(self) -> None:
+        out = self._out
+        try:
+            n = self._sock.send(out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._fail(e)
+            return
+        del out[:n]
+        if not out:
+            self._loop.remove_writer(self._fd)
+            if self._closed:
+                self._release()  # close() was waiting for the queue: FIN now
+            elif self._shut:
+                self._shutdown()
+        self._wake_writer()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _send(self, data: bytes | memoryview) -> None:
+        """``data`` to the kernel, or after what is queued; what it does not take now
+        is copied (the caller may reuse its buffer) and sent when the socket is writable."""
+        out = self._out
+        if out:
+            out += data
+            return
+        try:
+            n = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as e:
+            self._fail(e)
+            return
+        if n < len(data):
+            out += data[n:]
+            self._loop.add_writer(self._fd, self._writable)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def _shutdown(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def _release(self) -> None:
+        """Stop watching the socket and close it (FIN, or RST with a zero linger or
+        unread data); the flow is lost from here."""
+        if self._lost:
+            return
         self._lost = True
-        if isinstance(exc, ConnectionResetError | BrokenPipeError):
-            self._reset = True
-        self._error = exc
+        self._stop_reading()
+        if self._out:
+            self._out.clear()
+            self._loop.remove_writer(self._fd)
+        self._sock.close()
         self._wake_reader()
         self._wake_writer()
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._wake_writer()
+    def _fail(self, e: OSError) -> None:
+        if isinstance(e, ConnectionResetError | BrokenPipeError):
+            self._reset = True
+        self._error = e
+        self._release()
 
     def _wake_reader(self) -> None:
         _wake(self._waiter)
@@ -158,12 +221,6 @@ class SocketFlow(asyncio.Protocol):
     def _wake_writer(self) -> None:
         _wake(self._drainer)
         self._drainer = None
-
-    @property
-    def transport(self) -> asyncio.Transport:
-        t = self._transport
-        assert t is not None, "the flow is not connected yet"
-        return t
 
     # --- FLOW -------------------------------------------------------------------------
 
@@ -181,9 +238,9 @@ class SocketFlow(asyncio.Protocol):
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 chunks.clear()
                 self._unread = 0
-                if self._read_paused:
-                    self._read_paused = False
-                    self.transport.resume_reading()
+                if not self._reading and not self._eof and not self._lost:
+                    self._reading = True
+                    self._loop.add_reader(self._fd, self._readable)
                 return Ok(memoryview(data))
             if self._eof or self._lost:
                 e = self._error
@@ -195,26 +252,23 @@ class SocketFlow(asyncio.Protocol):
     async def writev(self, bufs: v1.Buffers) -> Ok[None] | Eof | Error[TCPError]:
         if self._closed:
             return EOF
+        if not self._lost and not self._shut:
+            if len(bufs) == 1:
+                self._send(flat(bufs[0]))
+            else:
+                self._send(b"".join(map(flat, bufs)))
+            if len(self._out) > _HIGH_WATER:
+                await self._drain(_LOW_WATER)
         if self._reset:
             return Error(_RESET)
-        t = self.transport
-        if self._lost or t.is_closing():  # the connection was lost: reset or broken
-            e = self._error
-            return EOF if e is None else Error(Unknown(f"write: {e}"))
-        if len(bufs) == 1:
-            t.write(flat(bufs[0]))
-        else:
-            t.write(b"".join(map(flat, bufs)))
-        if self._write_paused:
-            await self._drain()
-        if self._reset:
-            return Error(_RESET)
-        return EOF if self._closed else Ok(None)
+        if self._lost and self._error is not None:  # the connection broke
+            return Error(Unknown(f"write: {self._error}"))
+        return EOF if self._closed or self._lost or self._shut else Ok(None)
 
-    async def _drain(self) -> None:
-        """Wait for the kernel to take the data, for the connection to go, or for
+    async def _drain(self, limit: int) -> None:
+        """Wait until at most ``limit`` bytes are queued, the connection goes, or
         :meth:`close` (which wakes us)."""
-        while self._write_paused and not self._lost and not self._closed:
+        while len(self._out) > limit and not self._lost and not self._closed:
             self._drainer = w = self._loop.create_future()
             await w
 
@@ -224,20 +278,19 @@ class SocketFlow(asyncio.Protocol):
     async def writev_nodelay(self, bufs: v1.Buffers) -> None:
         # The sockets carry TCP_NODELAY; wait until the kernel has it all.
         if await self.writev(bufs) == Ok(None):
-            transport = self.transport
-            while transport.get_write_buffer_size() and not transport.is_closing():
-                await asyncio.sleep(0)
+            await self._drain(0)
 
     async def write_nodelay(self, buf: v1.Buffer) -> None:
         await self.writev_nodelay((buf,))
 
     async def shutdown_write(self) -> None:
-        """Half-close (an extension beyond FLOW): send FIN, keep reading."""
-        await self._drain()
-        t = self.transport
-        with contextlib.suppress(OSError):
-            if t.can_write_eof() and not t.is_closing():
-                t.write_eof()
+        """Half-close (an extension beyond FLOW): send FIN after what is queued, keep
+        reading; later writes give ``EOF``."""
+        if self._shut or self._lost or self._closed:
+            return
+        self._shut = True
+        if not self._out:
+            self._shutdown()
 
     def _end(self) -> None:
         self._closed = True
@@ -249,23 +302,26 @@ class SocketFlow(asyncio.Protocol):
         if self._closed:
             return
         self._end()
-        t = self._transport
-        if t is not None:
-            # asyncio closes the socket once its buffer is sent (at once if it is empty,
-            # in the next turn of the loop); the kernel sends FIN after the queued data.
-            t.close()
+        if self._out:  # _writable closes the socket once the queue is sent
+            self._stop_reading()
+        else:
+            self._release()
 
     def abort(self) -> None:
         """Reset the connection (RST, queued data dropped); waiters give EOF."""
         self._end()
-        t = self._transport
-        if t is None:
-            return
-        sock = t.get_extra_info("socket")
-        if sock is not None:
+        if not self._lost:
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        t.abort()
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+            self._release()
+
+    def drop(self) -> None:
+        """Close at once, queued data dropped (FIN, not RST); waiters give EOF."""
+        self._end()
+        self._release()
+
+
+_LINGER_0: Final = struct.pack("ii", 1, 0)
 
 
 class SocketTCPv4:
@@ -290,20 +346,24 @@ class SocketTCPv4:
         addr, port = dest
         _check_port("port", port)
         loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             async with asyncio.timeout(self._config.connect_timeout):
-                _t, flow = await loop.create_connection(
-                    lambda: SocketFlow(None, loop), str(addr), port
-                )
-        except ConnectionRefusedError:
-            return Error(Refused())
-        except TimeoutError:
-            return Error(Timeout())
-        except OSError as e:
-            if e.errno == errno.ETIMEDOUT:
+                await loop.sock_connect(sock, (str(addr), port))
+        except BaseException as e:
+            sock.close()
+            if isinstance(e, ConnectionRefusedError):
+                return Error(Refused())
+            if isinstance(e, TimeoutError):
                 return Error(Timeout())
-            return Error(Unknown(f"{addr}:{port}: {e.strerror or e}"))
-        return Ok(flow)
+            if isinstance(e, OSError):
+                if e.errno == errno.ETIMEDOUT:
+                    return Error(Timeout())
+                return Error(Unknown(f"{addr}:{port}: {e.strerror or e}"))
+            raise
+        return Ok(SocketFlow(sock, loop, (addr, port)))
 
     async def input(
         self,
@@ -577,9 +637,56 @@ class SocketIPv4:
 # --- STACKV4 ---------------------------------------------------------------------------
 
 
-@dataclass
+_ACCEPT_RETRY: Final = 1.0  # seconds without accepting after running out of descriptors
+_OUT_OF_RESOURCES: Final = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
 class _TCPListener:
-    servers: list[asyncio.Server] = field(default_factory=list)
+    """One bound port: its listening sockets, each watched by the loop; every accepted
+    connection becomes a :class:`SocketFlow` handed to ``on_flow``. The accepted sockets
+    inherit the listener's TCP_NODELAY."""
+
+    def __init__(
+        self,
+        socks: list[socket.socket],
+        loop: asyncio.AbstractEventLoop,
+        on_flow: Callable[[SocketFlow], None],
+        backlog: int,
+    ) -> None:
+        self.socks = socks
+        self._loop = loop
+        self._on_flow = on_flow
+        self._backlog = backlog
+        self._open = True
+        for s in socks:
+            loop.add_reader(s.fileno(), self._accept, s)
+
+    def _accept(self, lsock: socket.socket) -> None:
+        loop = self._loop
+        for _ in range(self._backlog):
+            try:
+                sock, (host, port) = lsock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as e:
+                if e.errno in _OUT_OF_RESOURCES:  # let connections end before the next
+                    loop.remove_reader(lsock.fileno())
+                    loop.call_later(_ACCEPT_RETRY, self._resume, lsock)
+                return  # anything else concerns that connection only
+            sock.setblocking(False)
+            dest = (IPv4Address(socket.inet_aton(host)), port)  # packed: no text parse
+            self._on_flow(SocketFlow(sock, loop, dest))
+
+    def _resume(self, lsock: socket.socket) -> None:
+        if self._open:
+            self._loop.add_reader(lsock.fileno(), self._accept, lsock)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            for s in self.socks:
+                self._loop.remove_reader(s.fileno())
+                s.close()
 
 
 class SocketStackV4:
@@ -592,7 +699,6 @@ class SocketStackV4:
         self._ip = SocketIPv4(config)
         self._tcp_listeners: dict[int, _TCPListener] = {}
         self._flows: set[SocketFlow] = set()
-        self._handlers: set[asyncio.Task[None]] = set()
         self._conn_tasks: set[asyncio.Task[Any]] = set()  # one per accepted connection
         self._done = asyncio.Event()
 
@@ -623,15 +729,13 @@ class SocketStackV4:
         _check_port("port", port)
         old = self._tcp_listeners.pop(port, None)
         if old is not None:
-            for srv in old.servers:
-                srv.close()
+            old.close()
         socks: list[socket.socket] = []
         try:
             for ip in self._config.ips:
                 # TCP_NODELAY here: the accepted sockets inherit it (without it a
                 # response's second write waits for the peer's delayed ACK, ~40 ms on
-                # Linux). proto 0, not IPPROTO_TCP: asyncio would set it again on every
-                # accepted socket, a system call per connection.
+                # Linux).
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 socks.append(s)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -643,8 +747,6 @@ class SocketStackV4:
             for s in socks:
                 s.close()
             raise OSError(e.errno, f"TCP port {port}: {e.strerror}") from None
-        entry = _TCPListener()
-        self._tcp_listeners[port] = entry
 
         loop = asyncio.get_running_loop()
 
@@ -652,27 +754,18 @@ class SocketStackV4:
             try:
                 await callback(flow)
             except asyncio.CancelledError:
-                flow.transport.abort()  # cut by disconnect(): nothing waits for this task
+                flow.drop()  # cut by disconnect(): nothing waits for this task
             finally:
                 self._flows.discard(flow)
                 await flow.close()
 
-        def on_connected(flow: SocketFlow) -> None:
+        def on_flow(flow: SocketFlow) -> None:
             self._flows.add(flow)
             task = loop.create_task(serve(flow))
             self._conn_tasks.add(task)
             task.add_done_callback(self._conn_tasks.discard)
 
-        for s in socks:
-            task = loop.create_task(self._serve(entry, s, lambda: SocketFlow(on_connected, loop)))
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-
-    async def _serve(
-        self, entry: _TCPListener, sock: socket.socket, factory: Callable[[], SocketFlow]
-    ) -> None:
-        srv = await asyncio.get_running_loop().create_server(factory, sock=sock)
-        entry.servers.append(srv)
+        self._tcp_listeners[port] = _TCPListener(socks, loop, on_flow, self._config.backlog)
 
     async def listen(self) -> None:
         await self._done.wait()
@@ -680,8 +773,7 @@ class SocketStackV4:
     def stop_accepting(self) -> None:
         """Close the listening sockets; accepted connections go on (a graceful stop)."""
         for entry in self._tcp_listeners.values():
-            for srv in entry.servers:
-                srv.close()
+            entry.close()
 
     def live_connections(self) -> int:
         """Accepted connections whose callback is still running."""
@@ -699,8 +791,7 @@ class SocketStackV4:
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
         for flow in list(self._flows):
-            flow.transport.abort()
-            await flow.close()
+            flow.drop()
         await self._udp.disconnect()
         self._done.set()
 
