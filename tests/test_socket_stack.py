@@ -289,3 +289,123 @@ def test_flow_conformance_suite_on_socket_flows() -> None:
         await stack.disconnect()
 
     run(main())
+
+
+def test_unread_data_stops_reading_the_socket_until_read() -> None:
+    """A flow whose reader lags stops taking bytes from the kernel past a bound, so a fast
+    peer is held back by TCP's window instead of filling our memory; it all arrives."""
+
+    async def main() -> None:
+        stack = await make_stack()
+        port = free_port()
+        go = asyncio.Event()
+        got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def lagging(flow: SocketFlow) -> None:
+            await go.wait()
+            got.set_result(await read_all(flow))
+
+        stack.listen_tcpv4(port=port, callback=lagging)
+        data = os.urandom(32 << 20)  # far more than the kernel's buffers hold
+        _r, w = await asyncio.open_connection("127.0.0.1", port)
+
+        async def send() -> None:
+            w.write(data)
+            await w.drain()
+            w.write_eof()
+
+        sender = asyncio.create_task(send())
+        await asyncio.sleep(1.0)
+        assert not sender.done(), "the flow read everything without being asked"
+        go.set()
+        await sender
+        assert hashlib.sha256(await got).digest() == hashlib.sha256(data).digest()
+        w.close()
+        await stack.disconnect()
+
+    run(main())
+
+
+def test_write_after_shutdown_write_gives_eof_and_reading_goes_on() -> None:
+    async def main() -> None:
+        stack = await make_stack()
+        port = free_port()
+        results: asyncio.Future[tuple[Any, bytes]] = asyncio.get_running_loop().create_future()
+
+        async def half(flow: SocketFlow) -> None:
+            await flow.write(b"queued")
+            await flow.shutdown_write()
+            after = await flow.write(b"late")
+            results.set_result((after, await read_all(flow)))
+
+        stack.listen_tcpv4(port=port, callback=half)
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        assert await r.read() == b"queued"  # then our FIN: read() ends
+        w.write(b"still heard")
+        w.write_eof()
+        after, heard = await results
+        assert after is EOF
+        assert heard == b"still heard"
+        w.close()
+        await stack.disconnect()
+
+    run(main())
+
+
+_OUT_OF_FDS = r"""
+import asyncio, os, resource, sys
+from ipaddress import IPv4Address
+from miragekit.result import Ok
+from miragekit.stack import SocketConfig, SocketStackV4
+
+async def main() -> None:
+    stack = (await SocketStackV4.connect(SocketConfig(ips=(IPv4Address("127.0.0.1"),)))).value
+
+    async def echo(flow) -> None:
+        r = await flow.read()
+        if isinstance(r, Ok):
+            await flow.write(r.value)
+
+    stack.listen_tcpv4(port=int(sys.argv[1]), callback=echo)
+    fds = len(os.listdir("/proc/self/fd"))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (fds + 2, hard))  # room for two connections
+    print("ready", flush=True)
+    await asyncio.sleep(30)
+
+asyncio.run(main())
+"""
+
+
+def test_listener_pauses_and_recovers_when_out_of_descriptors() -> None:
+    """accept() failing with EMFILE leaves the connection queued and the listening socket
+    readable: the listener stops watching it for a while (it would spin otherwise), then
+    accepts the rest once served connections have given their descriptors back."""
+    import subprocess
+    import sys
+    import time
+
+    def cpu_seconds(pid: int) -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    port = free_port()
+    p = subprocess.Popen(
+        [sys.executable, "-c", _OUT_OF_FDS, str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+        cpu0 = cpu_seconds(p.pid)
+        time.sleep(1.5)  # two accepted and waiting to read; six queued behind EMFILE
+        assert cpu_seconds(p.pid) - cpu0 < 0.3, "the listener spins on EMFILE"
+        for i, c in enumerate(clients):
+            c.settimeout(10)
+            c.sendall(b"hello %d" % i)
+        for i, c in enumerate(clients):
+            assert c.recv(100) == b"hello %d" % i
+            c.close()
+    finally:
+        p.kill()
+        p.wait()
