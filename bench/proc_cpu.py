@@ -1,4 +1,5 @@
-"""CPU time of another process, for benchmarks that report CPU per unit of work.
+"""CPU time of another process, for benchmarks that report CPU per unit of work, and
+bench cases run in a child process with the ``miragekit`` of another checkout.
 
 A server's own utime and stime (``/proc/PID/stat``) move far less than its rates when
 other work shares the machine; the benches here divide them by requests, connections
@@ -8,7 +9,11 @@ or bytes. Run ``ip netns exec NS python ...``: that execs its command, so the pi
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -38,3 +43,26 @@ def sched_waits(pid: int) -> tuple[float, int]:
             if line.startswith("nonvoluntary_ctxt_switches:"):
                 return wait_ns / 1e9, int(line.split()[1])
     return wait_ns / 1e9, 0
+
+
+def run_child(script: str, src: str, *args: object) -> dict[str, float]:
+    """Run one case as ``python SCRIPT --child SRC ARGS...`` (SRC: the ``src`` directory
+    of the checkout whose ``miragekit`` the child imports) and give the JSON object the
+    child printed last (with :func:`child_result`). Its CPU time is its own."""
+    out = subprocess.run(
+        [sys.executable, script, "--child", src, *map(str, args)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    r: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return r
+
+
+def child_result(src: str, result: dict[str, float]) -> None:
+    """The child's side of :func:`run_child`: check that the ``miragekit`` measured was
+    the one of ``src``, and print ``result`` for the parent."""
+    import miragekit
+
+    assert Path(miragekit.__file__).is_relative_to(src), (miragekit.__file__, src)
+    print(json.dumps(result))

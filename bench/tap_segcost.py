@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,20 +38,9 @@ if __name__ == "__main__" and len(sys.argv) > 2 and sys.argv[1] == "--child":
     import miragekit  # noqa: F401
 
 import tap_datapath as td  # noqa: E402
+from proc_cpu import child_result, run_child  # noqa: E402
 
 MSS = 1448  # 1500 - 20 - 20 - 12 (timestamps)
-
-
-def child(src: str, link: str, direction: str, total: int) -> dict[str, float]:
-    """One case in a child process with the ``miragekit`` of ``src``."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", src, link, direction, str(total)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    r: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return r
 
 
 def one(link: str, shortcut: bool, direction: str, total: int) -> dict[str, float]:
@@ -71,10 +59,7 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         _, _, src, link, direction, total = sys.argv
         assert td.PacketNetif.__module__.startswith("miragekit")
-        import miragekit
-
-        assert Path(miragekit.__file__).is_relative_to(src), (miragekit.__file__, src)
-        print(json.dumps(one(link, True, direction, int(total))))
+        child_result(src, one(link, True, direction, int(total)))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=200)
@@ -116,7 +101,7 @@ def main() -> None:
         for _ in range(args.repeat):  # the cases take turns, so that load weighs on all
             for link, shortcut, src in cases:
                 if src:
-                    r = child(src, link, direction, total)
+                    r = run_child(__file__, src, link, direction, total)
                 else:
                     r = one(link, shortcut, direction, total)
                 runs[link, shortcut, src].append(r)

@@ -29,7 +29,6 @@ import mmap
 import os
 import socket
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from proc_cpu import child_result, run_child  # noqa: E402
 from tcp_rx_frames import PEER, PEER_MAC, US, peer_frame  # noqa: E402
 
 MSS = 1448
@@ -176,25 +176,11 @@ def measure(total: int, ack_every: int) -> dict[str, float]:
     return asyncio.run(main())
 
 
-def child(src: str, total: int, ack_every: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", src, str(total), str(ack_every)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    r: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return r
-
-
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         _, _, src, total, ack_every = sys.argv
         sys.path.insert(0, src)
-        import miragekit
-
-        assert Path(miragekit.__file__).is_relative_to(src), (miragekit.__file__, src)
-        print(json.dumps(measure(int(total), int(ack_every))))
+        child_result(src, measure(int(total), int(ack_every)))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=50, help="MB per run")
@@ -212,7 +198,7 @@ def main() -> None:
     }
     for _ in range(args.repeat):  # the cases take turns, so that load weighs on all
         for name, k in runs:
-            runs[(name, k)].append(child(trees[name], total, k))
+            runs[(name, k)].append(run_child(__file__, trees[name], total, k))
     load = {"start": load_start, "end": os.getloadavg()}
     width = max(map(len, trees)) + 1
     print(
