@@ -10,6 +10,11 @@ deleted) with wrk inside it. All servers run at once and each round measures eve
 server after server (``--repeat`` rounds, each cell keeps its best run), so that load from
 other work falls on all rows alike. Prints requests/s, latency percentiles and each row's
 ratio to the reference, and writes bench/results/http.json.
+
+``--rows socket,tap`` runs only the rows whose name holds one of the words (the reference
+always runs), ``--columns "new conn"`` only those columns; ``--before DIR`` adds a
+``--net socket`` row served from the checkout DIR (e.g. a worktree of main): before and
+after in one run.
 """
 
 from __future__ import annotations
