@@ -92,9 +92,9 @@ class SocketFlow:
 
     Not an asyncio transport and protocol: for a connection that serves one request,
     their set-up and teardown (a task and a future per accept, a scheduled call for each
-    of ``connection_made``, the reader and the waiter, another to close) cost a tenth of
-    the server's CPU, more than the plain asyncio server ``bench/http.py`` measures
-    against spends on them.
+    of ``connection_made``, the reader and the waiter, another to close) cost about a
+    tenth of the server's CPU; the plain asyncio server that ``bench/http.py`` measures
+    against pays it, this flow does not.
 
     ``close`` and ``abort`` never wait for the peer: a read or write waiting on the flow
     gives ``EOF`` at once, and the kernel sends what is queued (then FIN) in the
