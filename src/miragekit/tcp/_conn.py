@@ -931,10 +931,10 @@ class Connection:
 
         ``seg``: the parsed segment, for the ACKs that need the general ACK processing
         (partial, SACK, recovery, ECN). The driver's frame path gives None and no
-        TCPRepr is made for the usual segment: then only an ACK of everything in flight
-        (a request/response peer's every request) or of nothing new with the window
-        unchanged (a bulk sender's every segment), without SACK blocks and on a
-        connection without ECN, is taken; anything else is declined."""
+        TCPRepr is made for the usual segment: then only an ACK of new data (a
+        request/response peer's every request, a bulk sender's every ACK) or of nothing
+        new with the window unchanged (a bulk receiver's every segment), without SACK
+        blocks and on a connection without ECN, is taken; anything else is declined."""
         rcv_nxt = self._rcv_nxt
         if self.state is not ESTABLISHED or seq32 != rcv_nxt & MASK:
             return False
@@ -950,7 +950,7 @@ class Connection:
             return False
         sack = seg is not None and seg.sack_blocks
         if (
-            ack == smax > una
+            smax >= ack > una
             and not sack
             and not self._in_recovery
             and not self._scoreboard.blocks
@@ -959,9 +959,10 @@ class Connection:
             and self._ecn is None
             and self._prior_cc is None
         ):
-            # Everything in flight acknowledged, nothing SACKed, no recovery, probe
-            # episode, FIN, ECN or spurious-loss check to follow: none of the general
-            # ACK processing's other branches applies.
+            # New data acknowledged (all in flight: a request/response peer's every
+            # request; part of it: a bulk sender's every ACK), nothing SACKed, no
+            # recovery, probe episode, FIN, ECN or spurious-loss check to follow: none
+            # of the general ACK processing's other branches applies.
             how = 1
         elif (
             plen
