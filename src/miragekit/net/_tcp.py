@@ -358,6 +358,24 @@ class _Run:
         self.data: bytearray | None = None
 
 
+class _Ack:
+    """A pure ACK of one connection held back in a receive batch (:meth:`TCP._hold_ack`):
+    the next pure ACK of the same connection that acknowledges more takes its place, and
+    the last is handed to the endpoint alone, as a receiver's stretch ACK would come."""
+
+    __slots__ = ("ack", "conn", "dst", "key", "tse", "tsv", "window")
+
+    def __init__(self, conn: tcpcore.Connection, key: tuple[bytes, int, int, int], dst: bytes,
+                 ack: int, window: int, tsv: int, tse: int) -> None:  # fmt: skip
+        self.conn = conn
+        self.key = key  # source, ports, sequence number: what the ACKs it stands for share
+        self.dst = dst
+        self.ack = ack
+        self.window = window
+        self.tsv = tsv
+        self.tse = tse
+
+
 class TCP(Generic[A]):
     """v1.TCP over :class:`IPv4` or :class:`IPv6`: connections, listeners and the
     endpoint's timer."""
@@ -429,6 +447,10 @@ class TCP(Generic[A]):
         """Frames of :attr:`frames_fast` whose data joined a run (:class:`_Run`): the
         endpoint saw one segment for the run, not one per frame (counted when the run
         is handed over, at the latest by the batch's flush)."""
+        self._rx_ack: _Ack | None = None
+        self.acks_merged = 0
+        """Pure ACKs of :attr:`frames_fast` that a later pure ACK of the same connection in
+        the same batch stood for (:meth:`_hold_ack`): the endpoint never saw them."""
         self.segments_next = 0
         """Segments of :attr:`frames_fast` taken by :meth:`TCPEndpoint.handle_next` (an
         established connection's next expected segment, without a TCPRepr)."""
@@ -495,6 +517,8 @@ class TCP(Generic[A]):
         if self._rx_run is not None:
             self._end_run()
             self._rx_run = None
+        if self._rx_ack is not None:
+            self._end_ack()
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
@@ -583,12 +607,29 @@ class TCP(Generic[A]):
                     return True
             self._end_run()
             self._rx_run = None
+        if plen == 0 and flags == 0x10 and not ecn:
+            if self._hold_ack(src, dst, sport, dport, seq, ack, window, tsv, tse):
+                return True
+        elif self._rx_ack is not None:
+            self._end_ack()
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
-        payload = frame[66 : 14 + tl]
-        # The usual segment (an ACK, maybe PSH, of an established connection's next
-        # data) without a TCPRepr; anything else, or any doubt, the general way.
+        self._deliver(now, src, dst, sport, dport, seq, ack, flags, window, frame[66 : 14 + tl],
+                      tsv, tse, urgent, ecn)  # fmt: skip
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
+            self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
+                             plen, urgent)  # fmt: skip
+        return True
+
+    def _deliver(self, now: float, src: bytes, dst: bytes, sport: int, dport: int, seq: int,
+                 ack: int, flags: int, window: int, payload: memoryview | bytes, tsv: int,
+                 tse: int, urgent: int, ecn: int) -> None:  # fmt: skip
+        """One segment of :meth:`_frame_input` (timestamps its only option) to the
+        endpoint: the usual one (an ACK, maybe PSH, of an established connection's next
+        data) without a TCPRepr; anything else, or any doubt, the general way."""
         if flags & 0x37 == 0x10 and self.endpoint.handle_next(
             now, src, dst, sport, dport, seq, ack, window, payload, (tsv, tse)
         ):
@@ -598,12 +639,52 @@ class TCP(Generic[A]):
                 sport, dport, seq, ack, flags, window, payload, (), (tsv, tse), urgent, ecn
             )
             self.endpoint.handle_segment(now, src, dst, seg)
+
+    def _hold_ack(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
+                  window: int, tsv: int, tse: int) -> bool:  # fmt: skip
+        """A pure ACK (flags ACK only, no data, not ECN-marked) of :meth:`_frame_input`:
+        held back while its connection says the next may stand for it
+        (:meth:`Connection.takes_ack`), or taking the place of the held one when it is
+        of the same connection and sequence number and acknowledges more with a TSval
+        no older. False, nothing held (any earlier held ACK handed over): the caller
+        hands it to the endpoint. A bulk sender meets one ACK every few segments, each
+        as costly as two sent segments; the connection walks the last of a batch's."""
+        key = (src, sport, dport, seq)
+        held = self._rx_ack
+        if held is not None:
+            if (
+                held.key == key
+                and held.dst == dst
+                and 0 < (ack - held.ack) & 0xFFFFFFFF < 0x80000000
+                and (tsv - held.tsv) & 0xFFFFFFFF < 0x80000000
+                and held.conn.takes_ack(seq, ack, tsv)
+            ):
+                held.ack = ack
+                held.window = window
+                held.tsv = tsv
+                held.tse = tse
+                self.acks_merged += 1
+                return True
+            self._end_ack()
+        conn = self.endpoint.connections.get((dst, dport, src, sport))
+        if conn is None or not conn.takes_ack(seq, ack, tsv):
+            return False
+        self._rx_ack = _Ack(conn, key, dst, ack, window, tsv, tse)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
-        if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
-            self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
-                             plen, urgent)  # fmt: skip
         return True
+
+    def _end_ack(self) -> None:
+        """Hand the endpoint the held pure ACK (:meth:`_hold_ack`)."""
+        held = self._rx_ack
+        assert held is not None
+        self._rx_ack = None
+        now = self._rx_now
+        if now is None:
+            now = self._rx_now = self._loop.time()
+        src, sport, dport, seq = held.key
+        self._deliver(now, src, held.dst, sport, dport, seq, held.ack, 0x10, held.window, b"",
+                      held.tsv, held.tse, 0, 0)  # fmt: skip
 
     def _end_run(self) -> None:
         """Hand the endpoint the run's merged segment, if it holds any; the run stays
@@ -627,6 +708,8 @@ class TCP(Generic[A]):
 
     def _address_lost(self, laddr: bytes) -> None:
         """IPv4 lost the address ``laddr``: the connections on it end now."""
+        if self._rx_ack is not None:
+            self._end_ack()
         if self.endpoint.address_lost(laddr):
             self._schedule_flush()
 
@@ -641,6 +724,8 @@ class TCP(Generic[A]):
     ) -> bool:
         """An ICMP error from IPv4 about one of our segments: the endpoint checks that it
         quotes a live one, then lowers the path MTU or refuses a connection attempt."""
+        if self._rx_ack is not None:
+            self._end_ack()  # what came before the error first
         refused = icmp_type == 3 and code in (2, 3)  # protocol, port unreachable
         if (refused or mtu is not None) and self.endpoint.handle_icmp_error(
             local, remote, quoted, refused=refused, mtu=mtu
@@ -740,6 +825,8 @@ class TCP(Generic[A]):
         """The application called into ``flow``'s connection: collect its output soon."""
         if self._rx_run is not None:
             self._end_run()
+        if self._rx_ack is not None:
+            self._end_ack()
         conn = flow._conn
         self.endpoint.wake(conn)
         for ev in conn.take_events():
@@ -769,6 +856,8 @@ class TCP(Generic[A]):
     def _flush(self) -> None:
         if self._rx_run is not None:
             self._end_run()
+        if self._rx_ack is not None:
+            self._end_ack()
         self._flush_handle = None
         self._rx_now = None
         self._running = True
@@ -792,6 +881,8 @@ class TCP(Generic[A]):
     def _on_timer(self) -> None:
         if self._rx_run is not None:
             self._end_run()
+        if self._rx_ack is not None:
+            self._end_ack()
         self._timer = None
         self._timer_at = None
         self.endpoint.handle_timer(self._loop.time())
