@@ -253,6 +253,8 @@ class TCPFlow(Generic[A]):
                 return Error(self._error)
             if self._done:
                 return EOF
+            if self._tcp._rx_ack is not None:
+                self._tcp._end_ack()  # it came first
             try:
                 n = conn.send(view, nodelay=nodelay)
             except ValueError:
@@ -286,6 +288,8 @@ class TCPFlow(Generic[A]):
         own buffer (an asyncio transport), saving a coroutine per write."""
         if self._closed or self._error is not None or self._done:
             return -1
+        if self._tcp._rx_ack is not None:
+            self._tcp._end_ack()  # it came first
         try:
             n = self._conn.send(buf)
         except ValueError:
@@ -310,6 +314,8 @@ class TCPFlow(Generic[A]):
         """Half-close: FIN after the queued data; reading goes on until the peer's FIN."""
         if self._closed or self._done:
             return
+        if self._tcp._rx_ack is not None:
+            self._tcp._end_ack()  # it came first
         self._conn.close()
         self._tcp._poke(self)
 
@@ -318,6 +324,8 @@ class TCPFlow(Generic[A]):
         if self._closed:
             return
         self._closed = True
+        if self._tcp._rx_ack is not None:
+            self._tcp._end_ack()  # it came first
         if not self._done:
             self._conn.close(discard_input=True)
             self._tcp._poke(self)
@@ -327,6 +335,8 @@ class TCPFlow(Generic[A]):
         """Reset the connection (RST): queued data is dropped, the peer's reads and writes
         fail; on this flow, waiting and later reads and writes give EOF."""
         self._closed = True
+        if self._tcp._rx_ack is not None:
+            self._tcp._end_ack()  # it came first
         if not self._done:
             self._conn.abort()
             self._tcp._poke(self)
@@ -675,7 +685,9 @@ class TCP(Generic[A]):
         return True
 
     def _end_ack(self) -> None:
-        """Hand the endpoint the held pure ACK (:meth:`_hold_ack`)."""
+        """Hand the endpoint the held pure ACK (:meth:`_hold_ack`): at the batch's flush,
+        or before anything that came after it (another frame, a timer, the application
+        calling into a connection)."""
         held = self._rx_ack
         assert held is not None
         self._rx_ack = None
