@@ -150,7 +150,7 @@ def test_slow_start_walks_every_ack() -> None:
 
 def test_acks_that_must_be_judged_alone_are_not_merged_over() -> None:
     async def main() -> None:
-        tcp, flow, peer, sent = await _connect(ca=True)
+        tcp, flow, peer, _ = await _connect(ca=True)
         conn = flow.connection
         assert await flow.write(b"x" * 20000) == Ok(None)
         await asyncio.sleep(0.001)

@@ -995,7 +995,10 @@ class TCP(Generic[A]):
                 emit(laddr, raddr, seg)
             return
         ip = cast(IPv4, self._ip)
+        # The burst's frames as headers and payloads apart (a ring-mapped device copies
+        # both into its slot: no joined frame is made first); a whole frame's payload is b"".
         frames: list[bytes] = []
+        bodies: list[Buffer] = []
         key: tuple[bytes, bytes, int, int] | None = None
         sender: TcpSender | None = None
         mss = 0
@@ -1022,23 +1025,26 @@ class TCP(Generic[A]):
                     conn = self.endpoint.connections.get((laddr, seg.src_port, raddr, seg.dst_port))
                     mss = conn.mss if conn is not None else 536
                 if len(seg.payload) > mss:
-                    if not sender.burst(seg, now, mss, frames):
+                    if not sender.burst(seg, now, mss, frames, bodies):
                         if frames:
-                            ip.send_frames(frames)
+                            ip.send_split(frames, bodies)
                             frames = []
+                            bodies = []
                         for piece in cut_segment(seg, mss):
                             self._emit(laddr, raddr, piece)
                     continue
             frame = sender.frame(seg, now)
             if frame is None:
                 if frames:
-                    ip.send_frames(frames)
+                    ip.send_split(frames, bodies)
                     frames = []
+                    bodies = []
                 self._emit(laddr, raddr, seg)
             else:
                 frames.append(frame)
+                bodies.append(b"")
         if frames:
-            ip.send_frames(frames)
+            ip.send_split(frames, bodies)
 
     def _emit(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
         ip = self._ip
@@ -1265,12 +1271,16 @@ class TcpSender:
             return None  # only ECT(0) is prebuilt
         return self._data_frame(seq, ack, flags, window, payload, ts, ecn)
 
-    def burst(self, seg: TCPRepr, now: float, size: int, out: list[bytes]) -> bool:
+    def burst(
+        self, seg: TCPRepr, now: float, size: int, heads: list[bytes], bodies: list[Buffer]
+    ) -> bool:
         """The frames of ``seg``, whose payload is longer than ``size``, cut into segments
         of ``size`` bytes as :func:`~miragekit.wire.tcp.cut_segment` cuts it (software
         segmentation: the connection emits one segment per burst, as for a device with
-        TSO), appended to ``out``; False, and nothing appended, when the general path must
-        send it (it then cuts the segment itself)."""
+        TSO): each frame's headers appended to ``heads``, its payload (a view of
+        ``seg``'s) to ``bodies``, joined only by a device that needs them joined
+        (:meth:`IPv4.send_split`); False, and nothing appended, when the general path
+        must send it (it then cuts the segment itself)."""
         ip = self._ip
         if (self._gen != ip.generation or now >= self._until) and not self._refresh(now):
             return False
@@ -1283,16 +1293,21 @@ class TcpSender:
         view = memoryview(payload)
         n = len(view)
         first, middle, last = cut_flags(flags)
-        frame = self._data_frame
-        append = out.append
-        append(frame(seq, ack, first, window, view[:size], ts, ecn))
+        head = self._data_head
+        append, keep = heads.append, bodies.append
+        piece = view[:size]
+        append(head(seq, ack, first, window, piece, ts, ecn))
+        keep(piece)
         off = size
         end = n - size
         while off < end:
-            append(frame((seq + off) & 0xFFFFFFFF, ack, middle, window, view[off : off + size],
-                         ts, ecn))  # fmt: skip
+            piece = view[off : off + size]
+            append(head((seq + off) & 0xFFFFFFFF, ack, middle, window, piece, ts, ecn))
+            keep(piece)
             off += size
-        append(frame((seq + off) & 0xFFFFFFFF, ack, last, window, view[off:], ts, ecn))
+        piece = view[off:]
+        append(head((seq + off) & 0xFFFFFFFF, ack, last, window, piece, ts, ecn))
+        keep(piece)
         return True
 
     def _data_frame(
@@ -1307,6 +1322,21 @@ class TcpSender:
     ) -> bytes:
         """One frame of a segment that :meth:`frame` covers (checked there: it fits the
         MTU; ECN is none or ECT(0))."""
+        hdr = self._data_head(seq, ack, flags, window, payload, ts, ecn)
+        return hdr + payload if len(payload) else hdr
+
+    def _data_head(
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload: Buffer,
+        ts: tuple[int, int] | None,
+        ecn: int,
+    ) -> bytes:
+        """The headers (Ethernet, IPv4, TCP) of :meth:`_data_frame`'s frame, the payload
+        only summed."""
         plen = len(payload)
         hl = 20 if ts is None else 32
         tcp_len = hl + plen
@@ -1330,7 +1360,7 @@ class TcpSender:
             r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
             csum = 0xFFFF - r if r else 0
             hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
-        return hdr + payload if plen else hdr
+        return hdr
 
     def _frame_handshake(self, seg: TCPRepr) -> bytes | None:
         """A SYN or SYN-ACK with only the handshake's options (MSS, window scale,
