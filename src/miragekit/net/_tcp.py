@@ -658,7 +658,7 @@ class TCP(Generic[A]):
         of the same connection and sequence number and acknowledges more with a TSval
         no older. False, nothing held (any earlier held ACK handed over): the caller
         hands it to the endpoint. A bulk sender meets one ACK every few segments, each
-        as costly as two sent segments; the connection walks the last of a batch's."""
+        costlier than a segment sent; the connection walks the last of a batch's."""
         key = (src, sport, dport, seq)
         held = self._rx_ack
         if held is not None:

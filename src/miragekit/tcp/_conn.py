@@ -908,7 +908,7 @@ class Connection:
         from ``seq`` acknowledging ``ack32``, TSval ``tsv``, may stand for the pure ACKs
         of the same batch before it that this also said yes to: taken alone it ends in
         the state they and it would end in, taken one by one. Why: a bulk sender meets
-        one ACK every few segments, and each cost as much as sending two segments.
+        one ACK every few segments, and each cost more than a segment sent.
 
         Only in the steady state of a bulk send: established, the next expected
         sequence number, new data acknowledged within what was sent, a TSval PAWS
