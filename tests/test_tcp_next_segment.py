@@ -97,7 +97,7 @@ def test_handle_next_is_the_full_walk(
 
 def test_handle_next_takes_a_request_and_declines_the_rest() -> None:
     """The request that acknowledges the whole reply is taken without a TCPRepr; a FIN,
-    a SACK block, data beyond a hole or a partial ACK in recovery go the general way."""
+    a SACK block, data beyond a hole or an old timestamp go the general way."""
     c = established(RICH, mss=1460, timestamp=(100, 0), sack_permitted=True)
     c.send(b"reply")
     assert c.segment_now(0.01) is not None
@@ -110,9 +110,11 @@ def test_handle_next_takes_a_request_and_declines_the_rest() -> None:
     # A hole before it: not the next expected segment.
     hole = seg_in(ACK, REMOTE_SEQ + 6, c._snd_max, b"x", **_ts(c, 201))
     assert not c.handle_next(0.04, hole.seq, hole.ack, hole.window, hole.payload, hole.timestamp)
-    # A partial ACK without the segment: the general ACK processing is needed.
-    part = seg_in(ACK, REMOTE_SEQ + 5, c._snd_una + 2, b"y", **_ts(c, 201))
-    assert not c.handle_next(0.04, part.seq, part.ack, part.window, part.payload, part.timestamp)
+    # A partial ACK (a bulk sender's usual one) is taken too, without the segment.
+    una = c._snd_una
+    part = seg_in(ACK, REMOTE_SEQ + 5, una + 2, b"", **_ts(c, 201))
+    assert c.handle_next(0.04, part.seq, part.ack, part.window, part.payload, part.timestamp)
+    assert c._snd_una == una + 2 and c._rtx_at is not None
     # An old timestamp (PAWS): the general way drops it.
     old = seg_in(ACK, REMOTE_SEQ + 5, c._snd_max, b"y", timestamp=(1, 0))
     assert not c.handle_next(0.04, old.seq, old.ack, old.window, old.payload, old.timestamp)

@@ -425,3 +425,37 @@ def test_send_frames_uses_the_links_own_batch_method() -> None:
         assert ip._ethif.counters.tx_frames >= 2
 
     asyncio.run(main())
+
+
+def test_send_split_gives_the_parts_to_a_link_that_takes_them_else_joined() -> None:
+    """``IPv4.send_split``: a link with ``send_split`` (a ring-mapped device) gets the
+    headers and payloads apart in one call; any other gets the joined frames, in order,
+    as ``send_frames`` would; both counted as packets and frames sent."""
+
+    class SplitLink(CaptureLink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.splits: list[tuple[list[bytes], list[bytes]]] = []
+
+        def send_split(self, heads: Sequence[Any], bodies: Sequence[Any]) -> None:
+            self.splits.append(([bytes(h) for h in heads], [bytes(b) for b in bodies]))
+
+    heads = [b"a" * 60, b"b" * 54]
+    bodies: list[bytes | memoryview] = [b"", memoryview(b"xyz")]
+    for link in (SplitLink(), CaptureLink()):
+
+        async def main(link: CaptureLink = link) -> None:
+            ip = IPv4(Ethif(link), rng=random.Random(1))  # type: ignore[arg-type]
+            ip.configure(ipaddress.IPv4Interface("10.0.0.1/24"))
+            sent = len(link.frames)  # the announcement of the address
+            packets, frames = ip.counters.tx_packets, ip._ethif.counters.tx_frames
+            ip.send_split(heads, bodies)
+            if isinstance(link, SplitLink):
+                assert link.splits == [([b"a" * 60, b"b" * 54], [b"", b"xyz"])]
+                assert link.frames[sent:] == []
+            else:
+                assert link.frames[sent:] == [b"a" * 60, b"b" * 54 + b"xyz"]
+            assert ip.counters.tx_packets == packets + 2
+            assert ip._ethif.counters.tx_frames == frames + 2
+
+        asyncio.run(main())

@@ -86,8 +86,10 @@ def test_burst_is_the_frames_of_the_cut_segments(cases: list[tuple[TCPRepr, int]
             sender.frame(seg._replace(payload=b""), now)  # headers built, ident taken
             single.frame(seg._replace(payload=b""), now)
             single._ident = sender._ident
-            got: list[bytes] = []
-            assert sender.burst(seg, now, mss, got)
+            heads: list[bytes] = []
+            bodies: list[Any] = []
+            assert sender.burst(seg, now, mss, heads, bodies)
+            got = [h + b for h, b in zip(heads, bodies, strict=True)]
             pieces = cut_segment(seg, mss)
             assert got == [single.frame(p, now) for p in pieces]
             for frame, piece in zip(got, pieces, strict=True):
@@ -105,10 +107,11 @@ def test_burst_declines_what_the_prebuilt_headers_do_not_cover() -> None:
         sender = TcpSender(ip, LADDR, RADDR, 40000, 80)
         big = TCPRepr(40000, 80, 1, 2, ACK, 3, bytes(5000), timestamp=(1, 2))
         out: list[bytes] = []
-        assert not sender.burst(big._replace(ecn=3), now, 1448, out)  # CE: not prebuilt
-        assert not sender.burst(big._replace(sack_blocks=((9, 10),)), now, 1448, out)
-        assert not sender.burst(big, now, 1449, out)  # 1449 + 52 > 1500
-        assert out == []
+        bodies: list[Any] = []
+        assert not sender.burst(big._replace(ecn=3), now, 1448, out, bodies)  # CE: not prebuilt
+        assert not sender.burst(big._replace(sack_blocks=((9, 10),)), now, 1448, out, bodies)
+        assert not sender.burst(big, now, 1449, out, bodies)  # 1449 + 52 > 1500
+        assert out == [] and bodies == []
 
     asyncio.run(main())
 

@@ -17,6 +17,7 @@ from ._frame import MetaReceiver as MetaReceiver
 from ._frame import OffloadLink as OffloadLink
 from ._frame import offload_link as offload_link
 from ._frame import send_frames as send_frames
+from ._frame import send_split as send_split
 from ._impair import ImpairCounters as ImpairCounters
 from ._impair import ImpairedLink as ImpairedLink
 from ._impair import LinkParams as LinkParams
@@ -92,5 +93,6 @@ __all__ = [
     "parse_port_spec",
     "parse_vxlan_spec",
     "send_frames",
+    "send_split",
     "tap_bridge",
 ]

@@ -56,6 +56,17 @@ def send_frames(link: FrameLink, frames: Sequence[Buffer]) -> None:
         send(f)
 
 
+def send_split(link: FrameLink, heads: Sequence[bytes], bodies: Sequence[Buffer]) -> None:
+    """:func:`send_frames` of the frames ``heads[i] + bodies[i]``: with the link's own
+    ``send_split`` when it has one (it copies the parts where the frame goes, e.g. a
+    ring slot, without joining them first), else joined."""
+    split = getattr(link, "send_split", None)
+    if split is not None:
+        split(heads, bodies)
+        return
+    send_frames(link, [h + b for h, b in zip(heads, bodies, strict=True)])
+
+
 # --- the offload extension (TAP with virtio-net header) ------------------------------------
 
 CSUM_NEEDED: Final = 1

@@ -397,12 +397,17 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
     def send_frames(self, frames: Sequence[Buffer]) -> None:
         """Copy ``frames`` into TX slots and hand them to the kernel with one call; what
         the ring cannot take now waits (bounded) for free slots."""
+        self.send_split(frames, [b""] * len(frames))
+
+    def send_split(self, heads: Sequence[Buffer], bodies: Sequence[Buffer]) -> None:
+        """:meth:`send_frames` of the frames ``heads[i] + bodies[i]``, each copied into its
+        TX slot in its two parts: no joined frame is made first (a bulk sender's every
+        segment is a prebuilt header and a slice of the send buffer)."""
         if not self._connected:
-            self.counters.tx_dropped += len(frames)
+            self.counters.tx_dropped += len(heads)
             return
         done = 0
         if not self._txq:
-            # The usual burst, inline: every frame fits and finds its slot free.
             view, big, pack = self._view, self._max_frame, _U32.pack_into
             base, data_at, len_at, st_at = (
                 self._tx_base,
@@ -412,14 +417,16 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
             )
             i, slots = self._tx_next, self._tx_slots
             nbytes = 0
-            for f in frames:
-                n = len(f)
+            for h, b in zip(heads, bodies, strict=True):
+                hn = len(h)
+                n = hn + len(b)
                 off = base + i * FRAME_SIZE
                 st = off + st_at
                 if n > big or view[st + _LOW]:
                     break
                 d = off + data_at
-                view[d : d + n] = f
+                view[d : d + hn] = h
+                view[d + hn : d + n] = b
                 pack(view, off + len_at, n)
                 view[st : st + 4] = _SEND_REQUEST
                 i = i + 1 if i + 1 < slots else 0
@@ -428,11 +435,12 @@ class PacketNetif(FdLink[bytes, PacketCounters]):
             self._tx_next = i
             self._stats.tx_pkts += done
             self._stats.tx_bytes += nbytes
-            if done == len(frames):
+            if done == len(heads):
                 if done:
                     self._kick()
                 return
-        self._send_rest(frames[done:], done > 0)
+        rest = [bytes(h) + b for h, b in zip(heads[done:], bodies[done:], strict=True)]
+        self._send_rest(rest, done > 0)
 
     def _send_rest(self, frames: Sequence[Buffer], sent: bool) -> None:
         """What the inline loop left: too long (dropped), the ring full (the kernel is

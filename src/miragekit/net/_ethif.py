@@ -14,6 +14,7 @@ from typing import Final, Self, TypeVar, cast
 
 from ..link import FrameLink
 from ..link import send_frames as _link_send_frames
+from ..link import send_split as _link_send_split
 from ..macaddr import MacAddr
 from ..result import Error, EthifError, Ok
 from ..v1 import Buffer, FrameCallback, Network
@@ -93,6 +94,16 @@ class Ethif:
         else:
             for f in frames:
                 self._spawn_write([f])
+
+    def send_split(self, heads: Sequence[bytes], bodies: Sequence[Buffer]) -> None:
+        """:meth:`send_frames` of the frames ``heads[i] + bodies[i]``, the parts joined
+        only where the device needs them joined."""
+        link = self.link
+        if link is not None:
+            self.counters.tx_frames += len(heads)
+            _link_send_split(link, heads, bodies)
+        else:
+            self.send_frames([h + b for h, b in zip(heads, bodies, strict=True)])
 
     def _spawn_write(self, bufs: Sequence[Buffer]) -> None:
 

@@ -716,6 +716,12 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         self.counters.tx_packets += len(frames)
         self._ethif.send_frames(frames)
 
+    def send_split(self, heads: Sequence[bytes], bodies: Sequence[Buffer]) -> None:
+        """:meth:`send_frames` of the frames ``heads[i] + bodies[i]`` (headers and
+        payload apart: a ring-mapped device copies both into the slot, unjoined)."""
+        self.counters.tx_packets += len(heads)
+        self._ethif.send_split(heads, bodies)
+
     def send_offload(self, frame: memoryview, payload: Buffer, gso_size: int) -> None:
         """Send a TCP packet whose checksum field holds the pseudo-header sum only: the
         device completes it. ``frame`` holds the headers (Ethernet, IPv4 from

@@ -253,6 +253,8 @@ class TCPFlow(Generic[A]):
                 return Error(self._error)
             if self._done:
                 return EOF
+            if self._tcp._rx_ack is not None:
+                self._tcp._end_ack()  # it came first
             try:
                 n = conn.send(view, nodelay=nodelay)
             except ValueError:
@@ -286,6 +288,8 @@ class TCPFlow(Generic[A]):
         own buffer (an asyncio transport), saving a coroutine per write."""
         if self._closed or self._error is not None or self._done:
             return -1
+        if self._tcp._rx_ack is not None:
+            self._tcp._end_ack()  # it came first
         try:
             n = self._conn.send(buf)
         except ValueError:
@@ -310,6 +314,8 @@ class TCPFlow(Generic[A]):
         """Half-close: FIN after the queued data; reading goes on until the peer's FIN."""
         if self._closed or self._done:
             return
+        if self._tcp._rx_ack is not None:
+            self._tcp._end_ack()  # it came first
         self._conn.close()
         self._tcp._poke(self)
 
@@ -318,6 +324,8 @@ class TCPFlow(Generic[A]):
         if self._closed:
             return
         self._closed = True
+        if self._tcp._rx_ack is not None:
+            self._tcp._end_ack()  # it came first
         if not self._done:
             self._conn.close(discard_input=True)
             self._tcp._poke(self)
@@ -327,6 +335,8 @@ class TCPFlow(Generic[A]):
         """Reset the connection (RST): queued data is dropped, the peer's reads and writes
         fail; on this flow, waiting and later reads and writes give EOF."""
         self._closed = True
+        if self._tcp._rx_ack is not None:
+            self._tcp._end_ack()  # it came first
         if not self._done:
             self._conn.abort()
             self._tcp._poke(self)
@@ -356,6 +366,24 @@ class _Run:
         self.size = size
         self.urgent = urgent
         self.data: bytearray | None = None
+
+
+class _Ack:
+    """A pure ACK of one connection held back in a receive batch (:meth:`TCP._hold_ack`):
+    the next pure ACK of the same connection that acknowledges more takes its place, and
+    the last is handed to the endpoint alone, as a receiver's stretch ACK would come."""
+
+    __slots__ = ("ack", "conn", "dst", "key", "tse", "tsv", "window")
+
+    def __init__(self, conn: tcpcore.Connection, key: tuple[bytes, int, int, int], dst: bytes,
+                 ack: int, window: int, tsv: int, tse: int) -> None:  # fmt: skip
+        self.conn = conn
+        self.key = key  # source, ports, sequence number: what the ACKs it stands for share
+        self.dst = dst
+        self.ack = ack
+        self.window = window
+        self.tsv = tsv
+        self.tse = tse
 
 
 class TCP(Generic[A]):
@@ -429,6 +457,10 @@ class TCP(Generic[A]):
         """Frames of :attr:`frames_fast` whose data joined a run (:class:`_Run`): the
         endpoint saw one segment for the run, not one per frame (counted when the run
         is handed over, at the latest by the batch's flush)."""
+        self._rx_ack: _Ack | None = None
+        self.acks_merged = 0
+        """Pure ACKs of :attr:`frames_fast` that a later pure ACK of the same connection in
+        the same batch stood for (:meth:`_hold_ack`): the endpoint never saw them."""
         self.segments_next = 0
         """Segments of :attr:`frames_fast` taken by :meth:`TCPEndpoint.handle_next` (an
         established connection's next expected segment, without a TCPRepr)."""
@@ -495,6 +527,8 @@ class TCP(Generic[A]):
         if self._rx_run is not None:
             self._end_run()
             self._rx_run = None
+        if self._rx_ack is not None:
+            self._end_ack()
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
@@ -583,12 +617,29 @@ class TCP(Generic[A]):
                     return True
             self._end_run()
             self._rx_run = None
+        if plen == 0 and flags == 0x10 and not ecn:
+            if self._hold_ack(src, dst, sport, dport, seq, ack, window, tsv, tse):
+                return True
+        elif self._rx_ack is not None:
+            self._end_ack()
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
-        payload = frame[66 : 14 + tl]
-        # The usual segment (an ACK, maybe PSH, of an established connection's next
-        # data) without a TCPRepr; anything else, or any doubt, the general way.
+        self._deliver(now, src, dst, sport, dport, seq, ack, flags, window, frame[66 : 14 + tl],
+                      tsv, tse, urgent, ecn)  # fmt: skip
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
+            self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
+                             plen, urgent)  # fmt: skip
+        return True
+
+    def _deliver(self, now: float, src: bytes, dst: bytes, sport: int, dport: int, seq: int,
+                 ack: int, flags: int, window: int, payload: memoryview | bytes, tsv: int,
+                 tse: int, urgent: int, ecn: int) -> None:  # fmt: skip
+        """One segment of :meth:`_frame_input` (timestamps its only option) to the
+        endpoint: the usual one (an ACK, maybe PSH, of an established connection's next
+        data) without a TCPRepr; anything else, or any doubt, the general way."""
         if flags & 0x37 == 0x10 and self.endpoint.handle_next(
             now, src, dst, sport, dport, seq, ack, window, payload, (tsv, tse)
         ):
@@ -598,12 +649,54 @@ class TCP(Generic[A]):
                 sport, dport, seq, ack, flags, window, payload, (), (tsv, tse), urgent, ecn
             )
             self.endpoint.handle_segment(now, src, dst, seg)
+
+    def _hold_ack(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
+                  window: int, tsv: int, tse: int) -> bool:  # fmt: skip
+        """A pure ACK (flags ACK only, no data, not ECN-marked) of :meth:`_frame_input`:
+        held back while its connection says the next may stand for it
+        (:meth:`Connection.takes_ack`), or taking the place of the held one when it is
+        of the same connection and sequence number and acknowledges more with a TSval
+        no older. False, nothing held (any earlier held ACK handed over): the caller
+        hands it to the endpoint. A bulk sender meets one ACK every few segments, each
+        costlier than a segment sent; the connection walks the last of a batch's."""
+        key = (src, sport, dport, seq)
+        held = self._rx_ack
+        if held is not None:
+            if (
+                held.key == key
+                and held.dst == dst
+                and 0 < (ack - held.ack) & 0xFFFFFFFF < 0x80000000
+                and (tsv - held.tsv) & 0xFFFFFFFF < 0x80000000
+                and held.conn.takes_ack(seq, ack, tsv)
+            ):
+                held.ack = ack
+                held.window = window
+                held.tsv = tsv
+                held.tse = tse
+                self.acks_merged += 1
+                return True
+            self._end_ack()
+        conn = self.endpoint.connections.get((dst, dport, src, sport))
+        if conn is None or not conn.takes_ack(seq, ack, tsv):
+            return False
+        self._rx_ack = _Ack(conn, key, dst, ack, window, tsv, tse)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
-        if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
-            self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
-                             plen, urgent)  # fmt: skip
         return True
+
+    def _end_ack(self) -> None:
+        """Hand the endpoint the held pure ACK (:meth:`_hold_ack`): at the batch's flush,
+        or before anything that came after it (another frame, a timer, the application
+        calling into a connection)."""
+        held = self._rx_ack
+        assert held is not None
+        self._rx_ack = None
+        now = self._rx_now
+        if now is None:
+            now = self._rx_now = self._loop.time()
+        src, sport, dport, seq = held.key
+        self._deliver(now, src, held.dst, sport, dport, seq, held.ack, 0x10, held.window, b"",
+                      held.tsv, held.tse, 0, 0)  # fmt: skip
 
     def _end_run(self) -> None:
         """Hand the endpoint the run's merged segment, if it holds any; the run stays
@@ -627,6 +720,8 @@ class TCP(Generic[A]):
 
     def _address_lost(self, laddr: bytes) -> None:
         """IPv4 lost the address ``laddr``: the connections on it end now."""
+        if self._rx_ack is not None:
+            self._end_ack()
         if self.endpoint.address_lost(laddr):
             self._schedule_flush()
 
@@ -641,6 +736,8 @@ class TCP(Generic[A]):
     ) -> bool:
         """An ICMP error from IPv4 about one of our segments: the endpoint checks that it
         quotes a live one, then lowers the path MTU or refuses a connection attempt."""
+        if self._rx_ack is not None:
+            self._end_ack()  # what came before the error first
         refused = icmp_type == 3 and code in (2, 3)  # protocol, port unreachable
         if (refused or mtu is not None) and self.endpoint.handle_icmp_error(
             local, remote, quoted, refused=refused, mtu=mtu
@@ -740,6 +837,8 @@ class TCP(Generic[A]):
         """The application called into ``flow``'s connection: collect its output soon."""
         if self._rx_run is not None:
             self._end_run()
+        if self._rx_ack is not None:
+            self._end_ack()
         conn = flow._conn
         self.endpoint.wake(conn)
         for ev in conn.take_events():
@@ -769,6 +868,8 @@ class TCP(Generic[A]):
     def _flush(self) -> None:
         if self._rx_run is not None:
             self._end_run()
+        if self._rx_ack is not None:
+            self._end_ack()
         self._flush_handle = None
         self._rx_now = None
         self._running = True
@@ -792,6 +893,8 @@ class TCP(Generic[A]):
     def _on_timer(self) -> None:
         if self._rx_run is not None:
             self._end_run()
+        if self._rx_ack is not None:
+            self._end_ack()
         self._timer = None
         self._timer_at = None
         self.endpoint.handle_timer(self._loop.time())
@@ -892,7 +995,10 @@ class TCP(Generic[A]):
                 emit(laddr, raddr, seg)
             return
         ip = cast(IPv4, self._ip)
+        # The burst's frames as headers and payloads apart (a ring-mapped device copies
+        # both into its slot: no joined frame is made first); a whole frame's payload is b"".
         frames: list[bytes] = []
+        bodies: list[Buffer] = []
         key: tuple[bytes, bytes, int, int] | None = None
         sender: TcpSender | None = None
         mss = 0
@@ -919,23 +1025,26 @@ class TCP(Generic[A]):
                     conn = self.endpoint.connections.get((laddr, seg.src_port, raddr, seg.dst_port))
                     mss = conn.mss if conn is not None else 536
                 if len(seg.payload) > mss:
-                    if not sender.burst(seg, now, mss, frames):
+                    if not sender.burst(seg, now, mss, frames, bodies):
                         if frames:
-                            ip.send_frames(frames)
+                            ip.send_split(frames, bodies)
                             frames = []
+                            bodies = []
                         for piece in cut_segment(seg, mss):
                             self._emit(laddr, raddr, piece)
                     continue
             frame = sender.frame(seg, now)
             if frame is None:
                 if frames:
-                    ip.send_frames(frames)
+                    ip.send_split(frames, bodies)
                     frames = []
+                    bodies = []
                 self._emit(laddr, raddr, seg)
             else:
                 frames.append(frame)
+                bodies.append(b"")
         if frames:
-            ip.send_frames(frames)
+            ip.send_split(frames, bodies)
 
     def _emit(self, laddr: bytes, raddr: bytes, seg: TCPRepr) -> None:
         ip = self._ip
@@ -1162,12 +1271,16 @@ class TcpSender:
             return None  # only ECT(0) is prebuilt
         return self._data_frame(seq, ack, flags, window, payload, ts, ecn)
 
-    def burst(self, seg: TCPRepr, now: float, size: int, out: list[bytes]) -> bool:
+    def burst(
+        self, seg: TCPRepr, now: float, size: int, heads: list[bytes], bodies: list[Buffer]
+    ) -> bool:
         """The frames of ``seg``, whose payload is longer than ``size``, cut into segments
         of ``size`` bytes as :func:`~miragekit.wire.tcp.cut_segment` cuts it (software
         segmentation: the connection emits one segment per burst, as for a device with
-        TSO), appended to ``out``; False, and nothing appended, when the general path must
-        send it (it then cuts the segment itself)."""
+        TSO): each frame's headers appended to ``heads``, its payload (a view of
+        ``seg``'s) to ``bodies``, joined only by a device that needs them joined
+        (:meth:`IPv4.send_split`); False, and nothing appended, when the general path
+        must send it (it then cuts the segment itself)."""
         ip = self._ip
         if (self._gen != ip.generation or now >= self._until) and not self._refresh(now):
             return False
@@ -1180,16 +1293,21 @@ class TcpSender:
         view = memoryview(payload)
         n = len(view)
         first, middle, last = cut_flags(flags)
-        frame = self._data_frame
-        append = out.append
-        append(frame(seq, ack, first, window, view[:size], ts, ecn))
+        head = self._data_head
+        append, keep = heads.append, bodies.append
+        piece = view[:size]
+        append(head(seq, ack, first, window, piece, ts, ecn))
+        keep(piece)
         off = size
         end = n - size
         while off < end:
-            append(frame((seq + off) & 0xFFFFFFFF, ack, middle, window, view[off : off + size],
-                         ts, ecn))  # fmt: skip
+            piece = view[off : off + size]
+            append(head((seq + off) & 0xFFFFFFFF, ack, middle, window, piece, ts, ecn))
+            keep(piece)
             off += size
-        append(frame((seq + off) & 0xFFFFFFFF, ack, last, window, view[off:], ts, ecn))
+        piece = view[off:]
+        append(head((seq + off) & 0xFFFFFFFF, ack, last, window, piece, ts, ecn))
+        keep(piece)
         return True
 
     def _data_frame(
@@ -1204,6 +1322,21 @@ class TcpSender:
     ) -> bytes:
         """One frame of a segment that :meth:`frame` covers (checked there: it fits the
         MTU; ECN is none or ECT(0))."""
+        hdr = self._data_head(seq, ack, flags, window, payload, ts, ecn)
+        return hdr + payload if len(payload) else hdr
+
+    def _data_head(
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload: Buffer,
+        ts: tuple[int, int] | None,
+        ecn: int,
+    ) -> bytes:
+        """The headers (Ethernet, IPv4, TCP) of :meth:`_data_frame`'s frame, the payload
+        only summed."""
         plen = len(payload)
         hl = 20 if ts is None else 32
         tcp_len = hl + plen
@@ -1227,7 +1360,7 @@ class TcpSender:
             r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
             csum = 0xFFFF - r if r else 0
             hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
-        return hdr + payload if plen else hdr
+        return hdr
 
     def _frame_handshake(self, seg: TCPRepr) -> bytes | None:
         """A SYN or SYN-ACK with only the handshake's options (MSS, window scale,

@@ -903,6 +903,36 @@ class Connection:
             and not self._discard_input
         )
 
+    def takes_ack(self, seq: int, ack32: int, tsv: int) -> bool:
+        """Whether a pure ACK (no data, flags ACK only, no SACK blocks, not CE-marked)
+        from ``seq`` acknowledging ``ack32``, TSval ``tsv``, may stand for the pure ACKs
+        of the same batch before it that this also said yes to: taken alone it ends in
+        the state they and it would end in, taken one by one. Why: a bulk sender meets
+        one ACK every few segments, and each cost more than a segment sent.
+
+        Only in the steady state of a bulk send: established, the next expected
+        sequence number, new data acknowledged within what was sent, a TSval PAWS
+        accepts, congestion avoidance (which counts bytes, where slow start's growth is
+        capped per ACK: RFC 3465), outside recovery, nothing SACKed, no probe episode,
+        FIN, ECN or spurious-loss check: header prediction takes it. What differs is what
+        a receiver's stretch ACK would change: one RTT sample instead of one per ACK."""
+        una = self._snd_una
+        ack = una + (((ack32 - una) + 0x80000000) & MASK) - 0x80000000
+        cc = self._cc
+        return (
+            self.state is ESTABLISHED
+            and seq == self._rcv_nxt & MASK
+            and una < ack <= self._snd_max
+            and cc.cwnd >= cc.ssthresh
+            and not self._in_recovery
+            and not self._scoreboard.blocks
+            and self._tlp_end is None
+            and not self._fin_queued
+            and self._ecn is None
+            and self._prior_cc is None
+            and (not self._ts_on or ((tsv - self._ts_recent) & MASK) < 0x80000000)
+        )
+
     def handle_run(self, now: float, seg: TCPRepr, size: int) -> None:
         """A run (:meth:`takes_run`) of frames of ``size`` bytes of data each (the last
         may hold less): the delayed-ACK rule counts full-sized segments of ``size``
@@ -931,10 +961,10 @@ class Connection:
 
         ``seg``: the parsed segment, for the ACKs that need the general ACK processing
         (partial, SACK, recovery, ECN). The driver's frame path gives None and no
-        TCPRepr is made for the usual segment: then only an ACK of everything in flight
-        (a request/response peer's every request) or of nothing new with the window
-        unchanged (a bulk sender's every segment), without SACK blocks and on a
-        connection without ECN, is taken; anything else is declined."""
+        TCPRepr is made for the usual segment: then only an ACK of new data (a
+        request/response peer's every request, a bulk sender's every ACK) or of nothing
+        new with the window unchanged (a bulk receiver's every segment), without SACK
+        blocks and on a connection without ECN, is taken; anything else is declined."""
         rcv_nxt = self._rcv_nxt
         if self.state is not ESTABLISHED or seq32 != rcv_nxt & MASK:
             return False
@@ -950,7 +980,7 @@ class Connection:
             return False
         sack = seg is not None and seg.sack_blocks
         if (
-            ack == smax > una
+            smax >= ack > una
             and not sack
             and not self._in_recovery
             and not self._scoreboard.blocks
@@ -959,9 +989,10 @@ class Connection:
             and self._ecn is None
             and self._prior_cc is None
         ):
-            # Everything in flight acknowledged, nothing SACKed, no recovery, probe
-            # episode, FIN, ECN or spurious-loss check to follow: none of the general
-            # ACK processing's other branches applies.
+            # New data acknowledged (all in flight: a request/response peer's every
+            # request; part of it: a bulk sender's every ACK), nothing SACKed, no
+            # recovery, probe episode, FIN, ECN or spurious-loss check to follow: none
+            # of the general ACK processing's other branches applies.
             how = 1
         elif (
             plen

@@ -290,8 +290,8 @@ class TCPEndpoint:
         ts: tuple[int, int] | None,
     ) -> bool:
         """A segment given by its fields, ACK without SYN, FIN, RST or URG, without SACK
-        blocks: when it is its connection's next expected one and acknowledges all in
-        flight or nothing new (:meth:`Connection.handle_next`), taken as
+        blocks: when it is its connection's next expected one and acknowledges new data
+        or nothing new (:meth:`Connection.handle_next`), taken as
         :meth:`handle_segment` would take it, without a TCPRepr. False, nothing
         changed: the caller gives the segment to :meth:`handle_segment`."""
         key = (dst, dport, src, sport)
