@@ -275,12 +275,12 @@ def test_a_lost_retransmission_with_nothing_after_it_costs_a_probe_not_an_rto() 
     assert out(c, 2.01) == []  # the application has nothing more to send
     _ack(c, 2.01, 1000, (2000, 5000))
     assert out(c, 2.01) == [_data(1000)] and c._in_recovery
-    assert c.poll_at() == pytest.approx(2.035)
-    c.handle_timer(2.035)
-    assert out(c, 2.035) == [_data(1000)]
+    assert c.poll_at() == pytest.approx(2.037)
+    c.handle_timer(2.037)
+    assert out(c, 2.037) == [_data(1000)]
     assert c.stats["tail_loss_probes"] == 1 and c.stats["rto"] == 0
     # One probe: then the RTO, armed again from the probe, if nothing comes back.
-    assert c.poll_at() == pytest.approx(2.235)
+    assert c.poll_at() == pytest.approx(2.237)
     _ack(c, 2.05, 5000)
     assert not c._in_recovery and c.stats["rto"] == 0
 
@@ -288,7 +288,7 @@ def test_a_lost_retransmission_with_nothing_after_it_costs_a_probe_not_an_rto() 
 def test_a_probe_in_recovery_sends_new_data_whose_sack_shows_the_retransmission_lost() -> None:
     """Nine segments out at 2.0, then more data queued; three SACKs start recovery,
     the hole is resent at 2.01, and PRR holds the new data back (the pipe, 6000, is
-    above ssthresh, 4500). Nothing more arrives: the probe at 2.035 is new data beyond
+    above ssthresh, 4500). Nothing more arrives: the probe at 2.037 is new data beyond
     cwnd, and its SACK is the later delivery that lets RACK call the retransmission
     lost (once RACK.rtt, 0.1 here, has passed since it left) and send it again, where
     before only the RTO would have."""
@@ -299,9 +299,9 @@ def test_a_probe_in_recovery_sends_new_data_whose_sack_shows_the_retransmission_
     for k in (3000, 4000, 5000):
         _ack(c, 2.01, 1000, (2000, k))
     assert out(c, 2.01) == [_data(1000)] and c.ssthresh == 4500
-    assert c.poll_at() == pytest.approx(2.035)
-    c.handle_timer(2.035)
-    assert out(c, 2.035) == [_data(10000)]
+    assert c.poll_at() == pytest.approx(2.037)
+    c.handle_timer(2.037)
+    assert out(c, 2.037) == [_data(10000)]
     _ack(c, 2.05, 1000, (2000, 5000), (10000, 11000))
     # RACK: the first sends (2.0) are lost at 2.1, the retransmission (2.01) at 2.11.
     assert c.poll_at() == pytest.approx(2.1, abs=2e-6)

@@ -93,6 +93,8 @@ _EVT_EOF = EndOfStream()
 _EVT_RESET = ConnectionReset()
 _EVT_REFUSED = ConnectionReset(refused=True)
 QUICKACKS = 16
+# Added to a probe timeout of more than one segment: Linux's two timer ticks at HZ=1000.
+TLP_SLACK = 0.002
 """Segments ACKed at once, without delay, after one fills a hole: the sender is
 recovering from a loss, and an ACK per segment clocks it out of recovery sooner (Linux
 leaves delayed ACKs for as many after a retransmission, TCP_MAX_QUICKACKS)."""
@@ -1516,12 +1518,15 @@ class Connection:
         if srtt is None:
             pto = 1.0
         else:
-            # A floor of 10 ms (as Linux) keeps a sub-millisecond SRTT from probing at once.
+            # As Linux since 4.13: 2*SRTT plus the peer's worst-case delayed ACK for a lone
+            # segment, else plus two timer ticks (TLP_SLACK), so a sub-millisecond SRTT
+            # does not probe at once; the 10 ms floor of earlier kernels cost a 2 ms path
+            # five round trips per probe.
             pto = 2 * srtt
-            if pto < 0.01:
-                pto = 0.01  # max() costs a call on every transmission
             if self._snd_max - self._snd_una <= self._smss:
                 pto += cfg.tlp_max_ack_delay  # a lone segment may wait for a delayed ACK
+            else:
+                pto += TLP_SLACK
         t = now + pto
         r = self._rtx_at
         self._tlp_at = r if r is not None and r < t else t
