@@ -363,3 +363,30 @@ def test_an_ece_reduces_from_cwnd_not_from_sacked_data_sent_beyond_it() -> None:
         2.02, seg_in(ACK | ECE, REMOTE_SEQ, LOCAL_SEQ + 2000, sack_blocks=_blocks((2000, 4000)))
     )
     assert c.stats["ecn_reductions"] == 1 and c.ssthresh == 5500
+
+
+def test_an_ack_that_sacks_past_a_loss_and_acks_a_held_segment_is_no_reordering() -> None:
+    """A delayed ACK held segment 1000; 2000 is lost; 3000 arrives out of order and the
+    receiver's ACK acknowledges 1000 and SACKs 3000 at once. That ACK filled no hole
+    (nothing was SACKed before it), so it shows no reordering (RFC 8985 6.2 step 2): on
+    a path without reordering DupThresh keeps counting, and the third SACKed segment
+    resends 2000 at once rather than an RTT plus a reordering window later."""
+    c = _sampled()
+    c.send(bytes(6000))
+    assert len(out(c, 2.0)) == 6
+    _ack(c, 2.1, 2000, (3000, 4000))
+    assert not c._reo.seen
+    _ack(c, 2.1, 2000, (3000, 5000))
+    _ack(c, 2.1, 2000, (3000, 6000))
+    assert out(c, 2.1) == [_data(2000)] and c._in_recovery
+
+
+def test_a_hole_filled_by_its_first_transmission_is_reordering() -> None:
+    """The same hole, then its original arrives (a cumulative ACK over it, nothing
+    retransmitted): reordering seen, and from then on RACK's clock alone finds losses."""
+    c = _sampled()
+    c.send(bytes(6000))
+    assert len(out(c, 2.0)) == 6
+    _ack(c, 2.1, 2000, (3000, 4000))
+    _ack(c, 2.101, 4000)
+    assert c._reo.seen and not c._in_recovery

@@ -1317,6 +1317,7 @@ class Connection:
         )
         dsack = False
         dsack_right = 0
+        holes = bool(sb.blocks)  # before this ACK's blocks: was data below RACK.fack missing?
         if self._sack_on and seg.sack_blocks:
             smax = self._snd_max
             blocks = seg.sack_blocks
@@ -1335,7 +1336,7 @@ class Connection:
         elif self._rack_at is not None:
             self._rack_at = None  # nothing SACKed: no hole for RACK's timer to watch
         if ack > una:
-            self._on_new_ack(now, seg.timestamp, ack, sacked0)
+            self._on_new_ack(now, seg.timestamp, ack, sacked0, holes)
             if sb.blocks:
                 self._maybe_enter_recovery(now)
         elif (
@@ -1396,12 +1397,18 @@ class Connection:
             self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
 
     def _on_new_ack(
-        self, now: float, ts: tuple[int, int] | None, ack: int, sacked0: int = -1
+        self,
+        now: float,
+        ts: tuple[int, int] | None,
+        ack: int,
+        sacked0: int = -1,
+        holes: bool = False,
     ) -> None:
         """An ACK of new data, ``ts`` its timestamp option; ``sacked0``: the bytes SACKed
         before it (-1: nothing was, and it brings no SACK), so that the window grows by
         what it delivered (RFC 6937 DeliveredData): SACKed data once, when SACKed, not
-        again when ACKed."""
+        again when ACKed; ``holes``: data was SACKed before this ACK, so what it
+        acknowledges at SND.UNA lay in a hole below RACK.fack."""
         una = self._snd_una
         acked = ack - una
         self._snd_una = ack
@@ -1423,8 +1430,11 @@ class Connection:
                 self._want_writable = False
                 self._events.append(_EVT_WRITABLE)
         sb = self._scoreboard
-        if sb.blocks and not self._in_recovery and not sb.rxt and self._snd_nxt >= self._snd_max:
-            self._reo.seen = True  # a hole filled by its first transmission: reordering
+        if holes and not self._in_recovery and not sb.rxt and self._snd_nxt >= self._snd_max:
+            # A hole filled by its first transmission: reordering (RFC 8985 6.2 step 2).
+            # A hole only if SACKed before this ACK: an ACK that both acknowledges the
+            # segment a delayed ACK held and SACKs the one after a loss fills nothing.
+            self._reo.seen = True
         if sb.blocks or sb.rxt:
             sb.advance(ack)
         if sb.sent_end:
