@@ -93,11 +93,12 @@ _EVT_EOF = EndOfStream()
 _EVT_RESET = ConnectionReset()
 _EVT_REFUSED = ConnectionReset(refused=True)
 QUICKACKS = 16
-# Added to a probe timeout of more than one segment: Linux's two timer ticks at HZ=1000.
-TLP_SLACK = 0.002
 """Segments ACKed at once, without delay, after one fills a hole: the sender is
 recovering from a loss, and an ACK per segment clocks it out of recovery sooner (Linux
 leaves delayed ACKs for as many after a retransmission, TCP_MAX_QUICKACKS)."""
+TLP_SLACK = 0.002
+"""Added to a probe timeout with more than one segment in flight: Linux's two timer
+ticks (at HZ=1000), so a sub-millisecond SRTT does not probe at once."""
 SYN_LOSS_RTO = 3.0
 """The timeout once data flows after a retransmitted SYN or SYN-ACK (RFC 6298 5.7)."""
 MIN_SND_MSS = 48
