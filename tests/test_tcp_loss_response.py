@@ -275,12 +275,12 @@ def test_a_lost_retransmission_with_nothing_after_it_costs_a_probe_not_an_rto() 
     assert out(c, 2.01) == []  # the application has nothing more to send
     _ack(c, 2.01, 1000, (2000, 5000))
     assert out(c, 2.01) == [_data(1000)] and c._in_recovery
-    assert c.poll_at() == pytest.approx(2.035)
-    c.handle_timer(2.035)
-    assert out(c, 2.035) == [_data(1000)]
+    assert c.poll_at() == pytest.approx(2.037)
+    c.handle_timer(2.037)
+    assert out(c, 2.037) == [_data(1000)]
     assert c.stats["tail_loss_probes"] == 1 and c.stats["rto"] == 0
     # One probe: then the RTO, armed again from the probe, if nothing comes back.
-    assert c.poll_at() == pytest.approx(2.235)
+    assert c.poll_at() == pytest.approx(2.237)
     _ack(c, 2.05, 5000)
     assert not c._in_recovery and c.stats["rto"] == 0
 
@@ -288,7 +288,7 @@ def test_a_lost_retransmission_with_nothing_after_it_costs_a_probe_not_an_rto() 
 def test_a_probe_in_recovery_sends_new_data_whose_sack_shows_the_retransmission_lost() -> None:
     """Nine segments out at 2.0, then more data queued; three SACKs start recovery,
     the hole is resent at 2.01, and PRR holds the new data back (the pipe, 6000, is
-    above ssthresh, 4500). Nothing more arrives: the probe at 2.035 is new data beyond
+    above ssthresh, 4500). Nothing more arrives: the probe at 2.037 is new data beyond
     cwnd, and its SACK is the later delivery that lets RACK call the retransmission
     lost (once RACK.rtt, 0.1 here, has passed since it left) and send it again, where
     before only the RTO would have."""
@@ -299,9 +299,9 @@ def test_a_probe_in_recovery_sends_new_data_whose_sack_shows_the_retransmission_
     for k in (3000, 4000, 5000):
         _ack(c, 2.01, 1000, (2000, k))
     assert out(c, 2.01) == [_data(1000)] and c.ssthresh == 4500
-    assert c.poll_at() == pytest.approx(2.035)
-    c.handle_timer(2.035)
-    assert out(c, 2.035) == [_data(10000)]
+    assert c.poll_at() == pytest.approx(2.037)
+    c.handle_timer(2.037)
+    assert out(c, 2.037) == [_data(10000)]
     _ack(c, 2.05, 1000, (2000, 5000), (10000, 11000))
     # RACK: the first sends (2.0) are lost at 2.1, the retransmission (2.01) at 2.11.
     assert c.poll_at() == pytest.approx(2.1, abs=2e-6)
@@ -363,3 +363,30 @@ def test_an_ece_reduces_from_cwnd_not_from_sacked_data_sent_beyond_it() -> None:
         2.02, seg_in(ACK | ECE, REMOTE_SEQ, LOCAL_SEQ + 2000, sack_blocks=_blocks((2000, 4000)))
     )
     assert c.stats["ecn_reductions"] == 1 and c.ssthresh == 5500
+
+
+def test_an_ack_that_sacks_past_a_loss_and_acks_a_held_segment_is_no_reordering() -> None:
+    """A delayed ACK held segment 1000; 2000 is lost; 3000 arrives out of order and the
+    receiver's ACK acknowledges 1000 and SACKs 3000 at once. That ACK filled no hole
+    (nothing was SACKed before it), so it shows no reordering (RFC 8985 6.2 step 2): on
+    a path without reordering DupThresh keeps counting, and the third SACKed segment
+    resends 2000 at once rather than an RTT plus a reordering window later."""
+    c = _sampled()
+    c.send(bytes(6000))
+    assert len(out(c, 2.0)) == 6
+    _ack(c, 2.1, 2000, (3000, 4000))
+    assert not c._reo.seen
+    _ack(c, 2.1, 2000, (3000, 5000))
+    _ack(c, 2.1, 2000, (3000, 6000))
+    assert out(c, 2.1) == [_data(2000)] and c._in_recovery
+
+
+def test_a_hole_filled_by_its_first_transmission_is_reordering() -> None:
+    """The same hole, then its original arrives (a cumulative ACK over it, nothing
+    retransmitted): reordering seen, and from then on RACK's clock alone finds losses."""
+    c = _sampled()
+    c.send(bytes(6000))
+    assert len(out(c, 2.0)) == 6
+    _ack(c, 2.1, 2000, (3000, 4000))
+    _ack(c, 2.101, 4000)
+    assert c._reo.seen and not c._in_recovery

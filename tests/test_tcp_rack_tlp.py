@@ -51,14 +51,14 @@ def test_pto_is_two_srtt_and_the_probe_resends_the_last_segment() -> None:
     c = sampled()
     c.send(bytes(3000))
     assert len(out(c, 2.0)) == 3
-    assert c.poll_at() == pytest.approx(2.025)  # 2 * SRTT, before the RTO at 2.2
-    c.handle_timer(2.025)
+    assert c.poll_at() == pytest.approx(2.027)  # 2 * SRTT + 2 ms, before the RTO at 2.2
+    c.handle_timer(2.027)
     # No new data: the highest-sequence segment again (7.3).
-    assert out(c, 2.025) == [_data(c, 3000, 1000, ACK | PSH)]
+    assert out(c, 2.027) == [_data(c, 3000, 1000, ACK | PSH)]
     assert c.stats["tail_loss_probes"] == 1 and c.stats["rto"] == 0
     # The RTO is armed again from the probe; no second probe before an ACK.
-    assert c.poll_at() == pytest.approx(2.225)
-    c.handle_timer(2.225)
+    assert c.poll_at() == pytest.approx(2.227)
+    c.handle_timer(due(c))
     assert c.stats["rto"] == 1 and c.stats["tail_loss_probes"] == 1
 
 
@@ -67,7 +67,7 @@ def test_pto_of_a_lone_segment_waits_for_a_delayed_ack_capped_by_the_rto() -> No
     c.send(bytes(500))
     assert len(out(c, 2.0)) == 1
     assert c.poll_at() == pytest.approx(2.0 + 0.025 + 0.05)  # + WCDelAckT
-    d = sampled()  # WCDelAckT 200 ms: 2.225 is past the RTO (2.2), which caps it
+    d = sampled()  # WCDelAckT 200 ms: 2.227 is past the RTO (2.2), which caps it
     d.send(bytes(500))
     out(d, 2.0)
     assert d.poll_at() == pytest.approx(2.2)
@@ -78,6 +78,23 @@ def test_pto_of_a_lone_segment_waits_for_a_delayed_ack_capped_by_the_rto() -> No
     assert d.poll_at() == pytest.approx(2.4)
 
 
+def test_pto_on_a_short_path_is_two_srtt_plus_two_ms_not_a_10_ms_floor() -> None:
+    """A 2 ms path (SRTT 0.25 ms after one sample here): the probe goes 2 * SRTT + 2 ms
+    after the send, as Linux since 4.13, where a 10 ms floor (older kernels) would
+    have waited five round trips of such a path before probing."""
+    c = established(SACK_TLP, mss=1000, sack_permitted=True)
+    c.send(bytes(1000))
+    assert len(out(c, 1.0)) == 1
+    c.handle_segment(1.002, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1000))
+    c.send(bytes(3000))
+    assert len(out(c, 2.0)) == 3
+    t = due(c)
+    assert t == pytest.approx(2.0 + 2 * 0.00025 + 0.002)
+    c.handle_timer(t)
+    assert out(c, t) == [_data(c, 3000, 1000, ACK | PSH)]
+    assert c.stats["tail_loss_probes"] == 1 and c.stats["rto"] == 0
+
+
 def test_probe_sends_new_data_beyond_cwnd_when_the_window_allows() -> None:
     c = sampled()
     c.send(bytes(30000))
@@ -85,14 +102,14 @@ def test_probe_sends_new_data_beyond_cwnd_when_the_window_allows() -> None:
     # cwnd 10000: the one segment ACKed before never filled it, so it grew nothing
     assert len(sent) == 10
     c.handle_timer(due(c))
-    assert out(c, 2.025) == [_data(c, 11000, 1000)]
+    assert out(c, 2.027) == [_data(c, 11000, 1000)]
     # Then the peer's window is full: the last segment sent is the probe instead.
     d = sampled()
     d.send(bytes(30000))
     d.handle_segment(1.2, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1000, window=5000))
     assert len(out(d, 2.0)) == 5
     d.handle_timer(due(d))
-    assert out(d, 2.025) == [_data(d, 5000, 1000)]
+    assert out(d, 2.027) == [_data(d, 5000, 1000)]
 
 
 def test_no_probe_without_sack_or_when_disabled_or_in_recovery() -> None:
@@ -118,11 +135,11 @@ def test_no_probe_without_sack_or_when_disabled_or_in_recovery() -> None:
 
 
 def _probed(c: Connection) -> None:
-    """Three segments out at 2.0; the probe resends the third at 2.025."""
+    """Three segments out at 2.0; the probe resends the third at 2.027."""
     c.send(bytes(3000))
     out(c, 2.0)
-    c.handle_timer(2.025)
-    assert out(c, 2.025) == [_data(c, 3000, 1000, ACK | PSH)]
+    c.handle_timer(2.027)
+    assert out(c, 2.027) == [_data(c, 3000, 1000, ACK | PSH)]
 
 
 def test_probe_that_repaired_a_loss_reduces_cwnd() -> None:
@@ -169,8 +186,8 @@ def test_probe_of_new_data_ends_its_episode_on_its_ack() -> None:
     c = sampled()
     c.send(bytes(30000))
     out(c, 2.0)
-    c.handle_timer(2.025)
-    assert out(c, 2.025) == [_data(c, 11000, 1000)]
+    c.handle_timer(2.027)
+    assert out(c, 2.027) == [_data(c, 11000, 1000)]
     c.handle_segment(2.03, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 12000))
     assert c._tlp_end is None and c.stats["tlp_recoveries"] == 0
     # The episode is over: the PTO is armed again for what the ACK let out.
@@ -189,7 +206,7 @@ def test_one_probe_per_episode_and_an_rtt_sample_between_probes() -> None:
 def test_timeout_ends_a_tlp_episode() -> None:
     c = sampled()
     _probed(c)
-    c.handle_timer(2.225)
+    c.handle_timer(due(c))
     assert c.stats["rto"] == 1 and c._tlp_end is None
 
 
@@ -199,7 +216,7 @@ def test_fin_probe() -> None:
     c.close()
     assert len(out(c, 2.0)) == 2
     c.handle_timer(due(c))
-    assert out(c, 2.025) == [_data(c, 2000, 1000, ACK | PSH | FIN)]
+    assert out(c, 2.027) == [_data(c, 2000, 1000, ACK | PSH | FIN)]
 
 
 # ---------------------------------------------------------------- NextSeg (RFC 6675)

@@ -96,6 +96,9 @@ QUICKACKS = 16
 """Segments ACKed at once, without delay, after one fills a hole: the sender is
 recovering from a loss, and an ACK per segment clocks it out of recovery sooner (Linux
 leaves delayed ACKs for as many after a retransmission, TCP_MAX_QUICKACKS)."""
+TLP_SLACK = 0.002
+"""Added to a probe timeout with more than one segment in flight: Linux's two timer
+ticks (at HZ=1000), so a sub-millisecond SRTT does not probe at once."""
 SYN_LOSS_RTO = 3.0
 """The timeout once data flows after a retransmitted SYN or SYN-ACK (RFC 6298 5.7)."""
 MIN_SND_MSS = 48
@@ -1346,6 +1349,7 @@ class Connection:
         )
         dsack = False
         dsack_right = 0
+        holes = bool(sb.blocks)  # before this ACK's blocks: was data below RACK.fack missing?
         if self._sack_on and seg.sack_blocks:
             smax = self._snd_max
             blocks = seg.sack_blocks
@@ -1364,7 +1368,7 @@ class Connection:
         elif self._rack_at is not None:
             self._rack_at = None  # nothing SACKed: no hole for RACK's timer to watch
         if ack > una:
-            self._on_new_ack(now, seg.timestamp, ack, sacked0)
+            self._on_new_ack(now, seg.timestamp, ack, sacked0, holes)
             if sb.blocks:
                 self._maybe_enter_recovery(now)
         elif (
@@ -1425,12 +1429,18 @@ class Connection:
             self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
 
     def _on_new_ack(
-        self, now: float, ts: tuple[int, int] | None, ack: int, sacked0: int = -1
+        self,
+        now: float,
+        ts: tuple[int, int] | None,
+        ack: int,
+        sacked0: int = -1,
+        holes: bool = False,
     ) -> None:
         """An ACK of new data, ``ts`` its timestamp option; ``sacked0``: the bytes SACKed
         before it (-1: nothing was, and it brings no SACK), so that the window grows by
         what it delivered (RFC 6937 DeliveredData): SACKed data once, when SACKed, not
-        again when ACKed."""
+        again when ACKed; ``holes``: data was SACKed before this ACK, so what it
+        acknowledges at SND.UNA lay in a hole below RACK.fack."""
         una = self._snd_una
         acked = ack - una
         self._snd_una = ack
@@ -1452,8 +1462,11 @@ class Connection:
                 self._want_writable = False
                 self._events.append(_EVT_WRITABLE)
         sb = self._scoreboard
-        if sb.blocks and not self._in_recovery and not sb.rxt and self._snd_nxt >= self._snd_max:
-            self._reo.seen = True  # a hole filled by its first transmission: reordering
+        if holes and not self._in_recovery and not sb.rxt and self._snd_nxt >= self._snd_max:
+            # A hole filled by its first transmission: reordering (RFC 8985 6.2 step 2).
+            # A hole only if SACKed before this ACK: an ACK that both acknowledges the
+            # segment a delayed ACK held and SACKs the one after a loss fills nothing.
+            self._reo.seen = True
         if sb.blocks or sb.rxt:
             sb.advance(ack)
         if sb.sent_end:
@@ -1547,12 +1560,15 @@ class Connection:
         if srtt is None:
             pto = 1.0
         else:
-            # A floor of 10 ms (as Linux) keeps a sub-millisecond SRTT from probing at once.
+            # As Linux since 4.13: 2*SRTT plus the peer's worst-case delayed ACK for a lone
+            # segment, else plus two timer ticks (TLP_SLACK), so a sub-millisecond SRTT
+            # does not probe at once; the 10 ms floor of earlier kernels cost a 2 ms path
+            # five round trips per probe.
             pto = 2 * srtt
-            if pto < 0.01:
-                pto = 0.01  # max() costs a call on every transmission
             if self._snd_max - self._snd_una <= self._smss:
                 pto += cfg.tlp_max_ack_delay  # a lone segment may wait for a delayed ACK
+            else:
+                pto += TLP_SLACK
         t = now + pto
         r = self._rtx_at
         self._tlp_at = r if r is not None and r < t else t
