@@ -772,8 +772,9 @@ class TCP(Generic[A]):
         self._flush_handle = None
         self._rx_now = None
         self._running = True
+        served = False
         try:
-            self._run()
+            served = self._run()
         except Exception:
             # A bug of ours, not the peer's: count it, keep the stack running.
             self.internal_errors += 1
@@ -788,6 +789,12 @@ class TCP(Generic[A]):
         for w in waiters:
             if not w.done():
                 w.set_result(None)
+        if served and self._flush_handle is None:
+            # The tasks this run woke (or started) take their turn next, in the order
+            # they were woken; a flush scheduled now runs right after them, in the same
+            # loop turn, and sends what they wrote (a reply, a FIN) without waiting a
+            # turn more for the flush their writes would schedule.
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _on_timer(self) -> None:
         if self._rx_run is not None:
@@ -797,8 +804,11 @@ class TCP(Generic[A]):
         self.endpoint.handle_timer(self._loop.time())
         self._flush()
 
-    def _run(self) -> None:
+    def _run(self) -> bool:
+        """Send what is due and hand the connections' events to their flows; True when
+        some flow was given events or a connection was accepted (a task may run now)."""
         ep = self.endpoint
+        served = False
         for _ in range(8):
             now = self._loop.time()
             made = self._take_writers(now)
@@ -811,7 +821,8 @@ class TCP(Generic[A]):
             for conn in ep.take_active():
                 flow = flows.get(id(conn))
                 evs = conn.take_events()
-                if flow is not None:
+                if flow is not None and evs:
+                    served = True
                     for ev in evs:
                         flow._on_event(ev)
                 if self._v6 and flow is not None:
@@ -821,10 +832,12 @@ class TCP(Generic[A]):
             for port, cb in self._callbacks.items():
                 while (new := ep.accept(port)) is not None:
                     self._start(new, cb)
+                    served = True
             t = ep.poll_at()
             if t != 0.0:
                 break
         self._arm_timer(t)
+        return served
 
     def _take_writers(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
         """The segments of the writers (:meth:`TCPFlow._queued`) whose data goes as one
