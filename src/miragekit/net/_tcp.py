@@ -424,6 +424,9 @@ class TCP(Generic[A]):
         self.frames_fast = 0
         """Received frames taken whole by :meth:`_frame_input` (the rest went the general
         way)."""
+        self.syns_fast = 0
+        """Frames of :attr:`frames_fast` that were SYNs with options other than timestamps
+        alone (parsed by the endpoint as the general path would)."""
         self._rx_run: _Run | None = None
         self.frames_merged = 0
         """Frames of :attr:`frames_fast` whose data joined a run (:class:`_Run`): the
@@ -526,11 +529,14 @@ class TCP(Generic[A]):
         (dmac, etype, vihl, tos, tl, frag, src, dst, sport, dport, seq, ack, off, flags, window,
          urgent, opt, tsv, tse) = _RX.unpack_from(frame)  # fmt: skip
         mac, ours, martians = plain
+        # Timestamps as the only option; else a SYN (ECE, CWR allowed), whose options
+        # the endpoint parses (:meth:`TCPEndpoint.handle_packet`, the checksum checked
+        # here): one per connection, it need not climb the layers either.
+        ts_only = off == 0x80 and opt == _NOP_NOP_TS_WORD
         if (
             etype != 0x0800
             or vihl != 0x45
-            or off != 0x80
-            or opt != _NOP_NOP_TS_WORD
+            or (not ts_only and flags & 0x17 != 0x02)
             or frag & 0x3FFF
             or dst != ours
             or dmac != mac
@@ -586,6 +592,12 @@ class TCP(Generic[A]):
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
+        if not ts_only:
+            self.endpoint.handle_packet(now, src, dst, frame[34 : 14 + tl], verified=True, ecn=ecn)
+            self.syns_fast += 1
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+            return True
         payload = frame[66 : 14 + tl]
         # The usual segment (an ACK, maybe PSH, of an established connection's next
         # data) without a TCPRepr; anything else, or any doubt, the general way.
