@@ -12,11 +12,12 @@ import ipaddress
 import os
 from typing import Any
 
+from miragekit import sim
 from miragekit.link import VnetSwitch
 from miragekit.net import TCP
 from miragekit.net._ipstack import IPv4Stack
 from miragekit.result import Ok
-from miragekit.wire.tcp import ACK, TCPRepr
+from miragekit.wire.tcp import ACK, SYN, TCPRepr
 
 
 async def _pair() -> tuple[IPv4Stack, IPv4Stack, TCP[Any], TCP[Any]]:
@@ -215,3 +216,64 @@ def test_checksum_edge_cases_are_judged_alike_on_either_path() -> None:
     for name, (_, good) in cases.items():
         assert fast[name] == ((1, 0, 1) if good else (0, 1, 0)), name
         assert slow[name] == ((1, 0, 0) if good else (0, 1, 0)), name
+
+
+def _syn_wire(shortcut: bool) -> tuple[list[bytes], tuple[dict[str, int], ...], int]:
+    """Every frame, in simulated time, of a connection to a listener (its SYN with MSS,
+    SACK, timestamps and window scale; 1 byte each way; closed), a SYN to a closed port,
+    and a SYN with a bad checksum; then the server stack's counters and its
+    :attr:`TCP.syns_fast`."""
+    frames: list[bytes] = []
+    out: list[Any] = []
+
+    async def main() -> None:
+        sw = VnetSwitch()
+        sw.add_interface("mon", mirror=True).set_receiver(lambda f: frames.append(bytes(f)))
+        sa = await IPv4Stack.connect(sw.add_interface("a"), cidr="10.0.0.1/24")
+        sb = await IPv4Stack.connect(sw.add_interface("b"), cidr="10.0.0.2/24")
+        ta, tb = TCP(sa.ipv4), TCP(sb.ipv4)
+        if not shortcut:
+            sb.ipv4.frame_input = None
+
+        async def echo(flow: Any) -> None:
+            while isinstance(r := await flow.read(), Ok):
+                await flow.write(r.value)
+
+        tb.listen(80, echo)
+        server = ipaddress.IPv4Address("10.0.0.2")
+        r = await ta.create_connection((server, 80))
+        assert isinstance(r, Ok), r
+        assert await r.value.write(b"q") == Ok(None)
+        got = await r.value.read()
+        assert isinstance(got, Ok) and bytes(got.value) == b"q"
+        await r.value.close()
+        refused = await ta.create_connection((server, 81))
+        assert not isinstance(refused, Ok)
+        a, b = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+        syn = bytearray(TCPRepr(40001, 80, 7, 0, SYN, 1000, mss=1460).to_bytes(a, b))
+        syn[16] ^= 0x01  # the checksum no longer matches
+        sb.iface.receive_frame(_frame(sb, sb.ipv4.id().mac().packed, a, b, bytes(syn)))
+        await asyncio.sleep(1)
+        out.append((
+            dataclasses.asdict(sb.ipv4.id().counters),
+            dataclasses.asdict(sb.ipv4.counters),
+            dict(tb.stats),
+        ))  # fmt: skip
+        out.append(tb.syns_fast)
+        await ta.disconnect()
+        await tb.disconnect()
+
+    sim.run(main(), seed=1)
+    return frames, out[0], out[1]
+
+
+def test_a_syn_is_taken_whole_and_answered_and_counted_as_by_the_layers() -> None:
+    fast_frames, fast_counts, fast_syns = _syn_wire(shortcut=True)
+    slow_frames, slow_counts, slow_syns = _syn_wire(shortcut=False)
+    # The listener's SYN and the closed port's; the bad checksum goes the general way.
+    assert (fast_syns, slow_syns) == (2, 0)
+    assert fast_counts == slow_counts
+    assert fast_counts[2]["bad_checksum"] == 1 and fast_counts[2]["rst_sent"] == 1
+    # SYN-ACK (with its options), the RST for port 81: the same frames, byte for byte.
+    assert len(fast_frames) >= 10
+    assert fast_frames == slow_frames

@@ -452,6 +452,9 @@ class TCP(Generic[A]):
         self.frames_fast = 0
         """Received frames taken whole by :meth:`_frame_input` (the rest went the general
         way)."""
+        self.syns_fast = 0
+        """Frames of :attr:`frames_fast` that were SYNs with options other than timestamps
+        alone (parsed by the endpoint as the general path would)."""
         self._rx_run: _Run | None = None
         self.frames_merged = 0
         """Frames of :attr:`frames_fast` whose data joined a run (:class:`_Run`): the
@@ -560,11 +563,14 @@ class TCP(Generic[A]):
         (dmac, etype, vihl, tos, tl, frag, src, dst, sport, dport, seq, ack, off, flags, window,
          urgent, opt, tsv, tse) = _RX.unpack_from(frame)  # fmt: skip
         mac, ours, martians = plain
+        # Timestamps as the only option; else a SYN (ECE, CWR allowed), whose options
+        # the endpoint parses (:meth:`TCPEndpoint.handle_packet`, the checksum checked
+        # here): one per connection, it need not climb the layers either.
+        ts_only = off == 0x80 and opt == _NOP_NOP_TS_WORD
         if (
             etype != 0x0800
             or vihl != 0x45
-            or off != 0x80
-            or opt != _NOP_NOP_TS_WORD
+            or (not ts_only and flags & 0x17 != 0x02)
             or frag & 0x3FFF
             or dst != ours
             or dmac != mac
@@ -625,6 +631,12 @@ class TCP(Generic[A]):
         now = self._rx_now
         if now is None:
             now = self._rx_now = self._loop.time()
+        if not ts_only:
+            self.endpoint.handle_packet(now, src, dst, frame[34 : 14 + tl], verified=True, ecn=ecn)
+            self.syns_fast += 1
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+            return True
         self._deliver(now, src, dst, sport, dport, seq, ack, flags, window, frame[66 : 14 + tl],
                       tsv, tse, urgent, ecn)  # fmt: skip
         if self._flush_handle is None:
@@ -873,8 +885,9 @@ class TCP(Generic[A]):
         self._flush_handle = None
         self._rx_now = None
         self._running = True
+        served = False
         try:
-            self._run()
+            served = self._run()
         except Exception:
             # A bug of ours, not the peer's: count it, keep the stack running.
             self.internal_errors += 1
@@ -889,6 +902,12 @@ class TCP(Generic[A]):
         for w in waiters:
             if not w.done():
                 w.set_result(None)
+        if served and self._flush_handle is None:
+            # The tasks this run woke (or started) take their turn next, in the order
+            # they were woken; a flush scheduled now runs right after them, in the same
+            # loop turn, and sends what they wrote (a reply, a FIN) without waiting a
+            # turn more for the flush their writes would schedule.
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _on_timer(self) -> None:
         if self._rx_run is not None:
@@ -900,8 +919,11 @@ class TCP(Generic[A]):
         self.endpoint.handle_timer(self._loop.time())
         self._flush()
 
-    def _run(self) -> None:
+    def _run(self) -> bool:
+        """Send what is due and hand the connections' events to their flows; True when
+        some flow was given events or a connection was accepted (a task may run now)."""
         ep = self.endpoint
+        served = False
         for _ in range(8):
             now = self._loop.time()
             made = self._take_writers(now)
@@ -914,7 +936,8 @@ class TCP(Generic[A]):
             for conn in ep.take_active():
                 flow = flows.get(id(conn))
                 evs = conn.take_events()
-                if flow is not None:
+                if flow is not None and evs:
+                    served = True
                     for ev in evs:
                         flow._on_event(ev)
                 if self._v6 and flow is not None:
@@ -924,10 +947,12 @@ class TCP(Generic[A]):
             for port, cb in self._callbacks.items():
                 while (new := ep.accept(port)) is not None:
                     self._start(new, cb)
+                    served = True
             t = ep.poll_at()
             if t != 0.0:
                 break
         self._arm_timer(t)
+        return served
 
     def _take_writers(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
         """The segments of the writers (:meth:`TCPFlow._queued`) whose data goes as one

@@ -1066,6 +1066,8 @@ class Connection:
             return
         if st is SYN_RECEIVED and self._handshake_ack(now, seg, flags, rcv_nxt):
             return
+        if st is ESTABLISHED and flags & FIN and self._peer_fin(now, seg, flags, rcv_nxt):
+            return
         if st == SYN_SENT:
             self._on_syn_sent(now, seg)
             return
@@ -1198,6 +1200,41 @@ class Connection:
             if ts is not None and ((ts[0] - self._ts_recent) & MASK) > HALF:
                 return False  # PAWS: the full path drops it
         self._terminate(None)
+        return True
+
+    def _peer_fin(self, now: float, seg: TCPRepr, flags: int, rcv_nxt: int) -> bool:
+        """A passive close's first segment: the peer's bare FIN, in order, acknowledging
+        all we sent while nothing of ours is in flight, in an open window. CLOSE_WAIT and
+        the end of stream, as the full path would do (its window update, TS.Recent,
+        ``_on_fin``), without its acceptability and ACK walk, none of whose other
+        branches applies then. Anything else (data, SACK, ECN, recovery or a probe, an
+        old timestamp, a zero window) goes that path. True: done."""
+        una = self._snd_una
+        if (
+            flags & 0x37 != ACK | FIN  # FIN+ACK without SYN/RST/URG (PSH allowed)
+            or seg.payload
+            or seg.sack_blocks
+            or seg.seq != rcv_nxt & MASK
+            or seg.ack != una & MASK
+            or self._snd_max != una
+            or self._rcv_adv <= rcv_nxt
+            or self._fin_queued
+            or self._ecn is not None
+            or self._in_recovery
+            or self._tlp_end is not None
+            or self._scoreboard.blocks
+        ):
+            return False
+        ts = seg.timestamp
+        if self._ts_on and ts is not None and ((ts[0] - self._ts_recent) & MASK) > HALF:
+            return False  # PAWS: the full path judges it
+        self._take_window(rcv_nxt, una, seg.window)
+        self._rack_at = None
+        if ts is not None and self._ts_on and rcv_nxt <= self._last_ack_sent:
+            self._ts_recent = ts[0]
+            self._ts_recent_at = now
+        self._rcv_fin = rcv_nxt
+        self._on_fin(now)
         return True
 
     def _handshake_ack(self, now: float, seg: TCPRepr, flags: int, rcv_nxt: int) -> bool:
