@@ -99,13 +99,23 @@ def _turns_to_reply() -> tuple[int, int]:
         read_at: list[int] = []
         sent_at: list[int] = []
         send_frames = sb.ipv4.send_frames
+        send_split = sb.ipv4.send_split
 
-        def recording(frames: Any) -> None:
+        def sent() -> None:
             if read_at and len(sent_at) < len(read_at):
                 sent_at.append(turns)
+
+        def recording(frames: Any) -> None:
+            sent()
             send_frames(frames)
 
+        def recording_split(heads: Any, bodies: Any) -> None:
+            sent()
+            send_split(heads, bodies)
+
+        # Both ways frames leave: whole, and headers and payload apart.
         sb.ipv4.send_frames = recording  # type: ignore[method-assign]
+        sb.ipv4.send_split = recording_split  # type: ignore[method-assign]
 
         async def echo(flow: Any) -> None:
             while True:
