@@ -5,6 +5,7 @@ skipping a flush after a read that announces nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import random
 from collections.abc import Callable
@@ -319,3 +320,27 @@ def test_a_sim_hosts_observer_counts_what_its_stack_received() -> None:
         c = report[name].counters
         assert c.frames_in >= 4 and c.bytes_in > 100
         assert c.stack["ethif"]["rx_frames"] == c.frames_in
+
+
+def test_lean_handles_hold_what_asyncios_own_hold() -> None:
+    """_lean_init and _lean_timer_init (a copy of the first's lines, one call fewer per
+    timer) set every attribute asyncio's Handle and TimerHandle set, to the same values."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.Context()
+        ours = [loop.call_soon(print, 1, context=ctx), loop.call_at(5.0, print, 2, context=ctx)]
+        theirs = [
+            asyncio.Handle(print, (1,), loop, ctx),
+            asyncio.TimerHandle(5.0, print, (2,), loop, ctx),
+        ]
+        theirs[1]._scheduled = True  # type: ignore[attr-defined]  # as call_at sets it
+        for o, t in zip(ours, theirs, strict=True):
+            slots = [s for c in type(t).__mro__ for s in getattr(c, "__slots__", ())]
+            assert slots
+            for name in slots:
+                if name != "__weakref__":
+                    assert getattr(o, name) == getattr(t, name), name
+            o.cancel()
+
+    sim.run(main())

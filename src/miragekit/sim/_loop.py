@@ -87,7 +87,9 @@ def _lean_timer_init(
     loop: asyncio.AbstractEventLoop,
     context: Context | None,
 ) -> None:
-    """:func:`_lean_init` for a timer, in one call (every frame on a link has one)."""
+    """:func:`_lean_init` for a timer, in one call (every frame on a link has one): a
+    copy of its lines, so a timer costs one Python call fewer; a test checks both set
+    what asyncio's own handles set."""
     self._context = copy_context() if context is None else context
     self._loop = loop
     self._callback = callback
