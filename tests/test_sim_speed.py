@@ -5,6 +5,7 @@ skipping a flush after a read that announces nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import random
 from collections.abc import Callable
@@ -239,3 +240,107 @@ def test_a_cleared_link_leaves_its_flood_without_stopping_it() -> None:
         return got
 
     assert sim.run(main()) == ["x", "x", "y"]
+
+
+def test_a_callback_that_raises_is_reported_as_asyncio_reports_it() -> None:
+    """The loop runs callbacks without Handle._run; an exception still reaches the
+    exception handler with asyncio's message and the handle, and the loop goes on."""
+    seen: list[dict[str, object]] = []
+
+    def boom(x: int) -> None:
+        raise ValueError(f"boom {x}")
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx))
+        ran: list[str] = []
+        h1 = loop.call_soon(boom, 1)
+        loop.call_soon(ran.append, "after soon")
+        h2 = loop.call_later(0.5, boom, 2)
+        loop.call_later(0.5, ran.append, "after timer")
+        await asyncio.sleep(1)
+        assert [c["handle"] for c in seen] == [h1, h2]
+        return ran
+
+    assert sim.run(main()) == ["after soon", "after timer"]
+    assert [str(c["exception"]) for c in seen] == ["boom 1", "boom 2"]
+    for c in seen:
+        assert isinstance(c["message"], str)
+        assert c["message"].startswith("Exception in callback ")
+        assert "boom" in c["message"]
+
+
+def test_a_switch_port_shows_its_tap_each_frame_before_the_receiver() -> None:
+    """VnetIf.set_tap: the tap sees every frame the receiver gets, just before it, and
+    none that nobody received; a sim host's observer counts through it."""
+
+    async def main() -> list[tuple[str, bytes]]:
+        sw = VnetSwitch(seed=1)
+        a, b = sw.add_interface("a"), sw.add_interface("b")
+        order: list[tuple[str, bytes]] = []
+        b.set_tap(lambda f: order.append(("tap", bytes(f))))
+        frame = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + b"x" * 28
+        a.send(frame)  # nobody receives on b yet: not tapped either
+        await asyncio.sleep(0.01)
+        b.set_receiver(lambda f: order.append(("rx", bytes(f))))
+        a.send(frame)
+        await asyncio.sleep(0.01)
+        b.set_tap(None)
+        a.send(frame)
+        await asyncio.sleep(0.01)
+        assert b.counters.dropped_no_receiver == 1
+        return order
+
+    f = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + b"x" * 28
+    assert sim.run(main()) == [("tap", f), ("rx", f), ("rx", f)]
+
+
+def test_a_sim_hosts_observer_counts_what_its_stack_received() -> None:
+    """Through the tap, a host's counters still equal its port's statistics."""
+
+    async def main() -> None:
+        r, w = await asyncio.open_connection("b", 7)
+        w.write(b"x" * 100)
+        await r.readexactly(100)
+
+    async def serve() -> None:
+        async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.write(await r.readexactly(100))
+            await w.drain()
+
+        await asyncio.start_server(echo, None, 7)
+        await asyncio.sleep(5)
+
+    net = sim.Network(seed=3)
+    net.host("a", main=main)
+    net.host("b", main=serve)
+    report = net.run(until=10)
+    assert report.ok
+    for name in ("a", "b"):
+        c = report[name].counters
+        assert c.frames_in >= 4 and c.bytes_in > 100
+        assert c.stack["ethif"]["rx_frames"] == c.frames_in
+
+
+def test_lean_handles_hold_what_asyncios_own_hold() -> None:
+    """_lean_init and _lean_timer_init (a copy of the first's lines, one call fewer per
+    timer) set every attribute asyncio's Handle and TimerHandle set, to the same values."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.Context()
+        ours = [loop.call_soon(print, 1, context=ctx), loop.call_at(5.0, print, 2, context=ctx)]
+        theirs = [
+            asyncio.Handle(print, (1,), loop, ctx),
+            asyncio.TimerHandle(5.0, print, (2,), loop, ctx),
+        ]
+        theirs[1]._scheduled = True  # type: ignore[attr-defined]  # as call_at sets it
+        for o, t in zip(ours, theirs, strict=True):
+            slots = [s for c in type(t).__mro__ for s in getattr(c, "__slots__", ())]
+            assert slots
+            for name in slots:
+                if name != "__weakref__":
+                    assert getattr(o, name) == getattr(t, name), name
+            o.cancel()
+
+    sim.run(main())

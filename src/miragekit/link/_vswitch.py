@@ -378,6 +378,7 @@ class VnetIf:
         self._up = _Direction(self._arrive_at_switch, link_rng(switch.seed, name, "up"))
         self._down = _Direction(self._deliver, link_rng(switch.seed, name, "down"))
         self._receiver: FrameReceiver | None = None
+        self._tap: FrameReceiver | None = None
         self._pending: list[Frame] = []
         self._flush_handle: asyncio.Handle | None = None
         self._closed = False
@@ -449,6 +450,11 @@ class VnetIf:
 
     def set_receiver(self, fn: FrameReceiver | None) -> None:
         self._receiver = fn
+
+    def set_tap(self, fn: FrameReceiver | None) -> None:
+        """Show ``fn`` every frame handed to the receiver, just before it (a simulated
+        host's observer: one call per frame fewer than a wrapper around the receiver)."""
+        self._tap = fn
 
     def send(self, frame: Buffer) -> None:
         if type(frame) is bytes:
@@ -582,7 +588,11 @@ class VnetIf:
         stats.rx_pkts += 1
         stats.rx_bytes += len(data)
         try:
-            fn(memoryview(data))
+            view = memoryview(data)
+            tap = self._tap
+            if tap is not None:
+                tap(view)
+            fn(view)
         except Exception as exc:
             asyncio.get_running_loop().call_exception_handler(
                 {"message": f"exception in the receiver of {self!r}", "exception": exc}

@@ -6,7 +6,7 @@ so it is imported when a network starts, not when :mod:`miragekit.sim` is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..link import FrameNetwork, FrameReceiver, Wrapper, send_frames
 from ..v1 import Buffer, FrameCallback
@@ -24,13 +24,25 @@ class HostPort(Wrapper):
         self._obs = observer
         self._receiver: FrameReceiver | None = None
         self._alive = True
+        # A switch port shows the observer each frame itself (see VnetIf.set_tap): the
+        # receiver is then the stack's own, with no call of ours in between.
+        self._set_tap: Callable[[FrameReceiver | None], None] | None = getattr(
+            netif, "set_tap", None
+        )
+        if self._set_tap is not None:
+            self._set_tap(observer.received)
 
     def dead(self) -> None:
         self._alive = False
+        if self._set_tap is not None:
+            self._set_tap(None)
 
     def set_receiver(self, fn: FrameReceiver | None) -> None:
         self._receiver = fn
-        self._inner.set_receiver(None if fn is None else self._on_frame)
+        if self._set_tap is not None:
+            self._inner.set_receiver(fn)
+        else:
+            self._inner.set_receiver(None if fn is None else self._on_frame)
 
     def _on_frame(self, frame: memoryview) -> None:
         if self._alive:
