@@ -208,7 +208,8 @@ class TCPFlow(Generic[A]):
     def read_now_raw(self) -> bytearray | Eof | Error[TCPError] | None:
         """:meth:`read_now` with the data as the bytearray it is (the caller owns it), not
         wrapped: an asyncio transport's every read, where the ``Ok`` and the view cost
-        more than the rest of the read."""
+        more than the rest of the read. Data is everything the flow holds: the next call
+        gives None until :meth:`on_readable`'s callback says there is more."""
         if self._closed:
             return EOF
         conn = self._conn
@@ -801,10 +802,9 @@ class TCP(Generic[A]):
         ep = self.endpoint
         for _ in range(8):
             now = self._loop.time()
-            made = self._take_writers(now)
+            if self._writers:
+                self._send_writers(now)  # before anything else now due
             segs = ep.segments_to_send(now)
-            if made:
-                segs[:0] = made  # before anything else now due
             if segs:
                 self._send(segs, now)
             flows = self._flows
@@ -826,24 +826,49 @@ class TCP(Generic[A]):
                 break
         self._arm_timer(t)
 
-    def _take_writers(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
-        """The segments of the writers (:meth:`TCPFlow._queued`) whose data goes as one
-        segment now; the others' connections are woken for the general way."""
+    def _send_writers(self, now: float) -> None:
+        """Send the segment of each writer (:meth:`TCPFlow._queued`) whose data goes as
+        one segment now, as a frame from its prebuilt header (writers are listed only
+        over plain IPv4): a reply goes from the connection to the device without the
+        list of segments and the walk over it that :meth:`_send` makes for the general
+        way's output. The others' connections are woken for the general way."""
         writers = self._writers
-        if not writers:
-            return []
         self._writers = []
         ep = self.endpoint
-        made = []
+        ip = cast(IPv4, self._ip)
+        frames: list[bytes] = []
+        sent = 0
         for flow in writers:
             conn = flow._conn
             r = ep.segment_now(conn, now)
             if r is None:
                 ep.wake(conn)
+                continue
+            sent += 1
+            laddr, raddr, seg = r
+            frame = self._sender(laddr, raddr, seg.src_port, seg.dst_port).frame(seg, now)
+            if frame is None:  # as _send does: what the prebuilt header does not cover
+                if frames:
+                    ip.send_frames(frames)
+                    frames = []
+                self._emit(laddr, raddr, seg)
             else:
-                made.append(r)
-        self.sends_fast += len(made)
-        return made
+                frames.append(frame)
+        if frames:
+            ip.send_frames(frames)
+        self.sends_fast += sent
+
+    def _sender(self, laddr: bytes, raddr: bytes, sport: int, dport: int) -> TcpSender:
+        """The prebuilt headers of a connection (over plain IPv4), made when missing."""
+        senders = self._senders
+        assert senders is not None
+        key = (laddr, raddr, sport, dport)
+        sender = senders.get(key)
+        if sender is None:
+            if len(senders) >= 4096:
+                senders.clear()  # bounded; a dropped header is rebuilt when needed
+            sender = senders[key] = TcpSender(cast(IPv4, self._ip), *key, self._headers)
+        return sender
 
     def _v6_active(self, flow: TCPFlow[A]) -> None:
         """IPv6 upkeep of an active connection: an ACK of new data confirms the neighbour
@@ -906,11 +931,7 @@ class TCP(Generic[A]):
             ):
                 # Another connection than the segment before (bursts are per connection).
                 key = (laddr, raddr, seg.src_port, seg.dst_port)
-                sender = senders.get(key)
-                if sender is None:
-                    if len(senders) >= 4096:
-                        senders.clear()  # bounded; a dropped header is rebuilt when needed
-                    sender = senders[key] = TcpSender(ip, *key, self._headers)
+                sender = self._sender(*key)
                 mss = 0
             assert sender is not None
             if len(seg.payload) > 1024 and self._soft_gso:

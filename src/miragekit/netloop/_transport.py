@@ -39,6 +39,9 @@ class StackTransport(asyncio.Transport):
         self._loop = loop
         self._flow = flow
         self._protocol = protocol
+        # Whether it takes data through get_buffer/buffer_updated (asyncio's TLS): known
+        # once per protocol, not tested per read.
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
         self._out: deque[bytes] = deque()
         self._out_size = 0
         self._high = _HIGH
@@ -118,7 +121,9 @@ class StackTransport(asyncio.Transport):
                         continue
                     return
                 if type(r) is bytearray:
-                    if not self._data(r):
+                    # All the flow held (``read_now_raw``): a second read would give
+                    # None unless the flow called back meanwhile (``_deliver_soon``).
+                    if not self._data(r) or not self._deliver_soon:
                         return
                 elif not self._received(r):
                     return
@@ -148,8 +153,8 @@ class StackTransport(asyncio.Transport):
         """Give the protocol data read; False once reading is over (it raised)."""
         try:
             proto = self._protocol
-            if isinstance(proto, asyncio.BufferedProtocol):
-                _feed_buffered(proto, data)
+            if self._buffered:
+                _feed_buffered(proto, data)  # type: ignore[arg-type]
             else:
                 proto.data_received(bytes(data))  # type: ignore[attr-defined]
         except (SystemExit, KeyboardInterrupt):
@@ -359,6 +364,7 @@ class StackTransport(asyncio.Transport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
