@@ -441,6 +441,7 @@ class TCP(Generic[A]):
             self._rx_ip = ip
             self._eth_counters = ip.id().counters
             ip.frame_input = self._frame_input
+            ip.batch_done = self._batch_done
         self._headers: dict[bytes, _Prebuilt] = {}  # by destination, for the TcpSenders
         if isinstance(ip, IPv4):
             ip.set_packed_handler(PROTO_TCP, self._receive_packed)
@@ -605,6 +606,18 @@ class TCP(Generic[A]):
             self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
                              plen, urgent)  # fmt: skip
         return True
+
+    def _batch_done(self) -> None:
+        """The device's read batch is over (``IPv4.batch_done``): the flush its frames
+        asked for runs now, in the reader's loop turn, instead of in the next. An
+        application's reply to a request then leaves a loop turn earlier (a request costs
+        one turn less: a poll of the selector and the flush's handle), and a request's
+        data reaches the protocol in the turn that read it, as asyncio's own socket
+        transports deliver it."""
+        h = self._flush_handle
+        if h is not None:
+            h.cancel()
+            self._flush()
 
     def _end_run(self) -> None:
         """Hand the endpoint the run's merged segment, if it holds any; the run stays
@@ -1071,6 +1084,7 @@ class TCP(Generic[A]):
         self._disconnected = True
         if self._rx_ip is not None and self._rx_ip.frame_input == self._frame_input:
             self._rx_ip.frame_input = None
+            self._rx_ip.batch_done = None
         for port in list(self._callbacks):
             self.unlisten(port)
         for task in list(self._tasks):
