@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, cast
 
+import pytest
 from tests.test_netloop import make_stacks
 
+from miragekit import aio
+from miragekit.net._tcp import TCPFlow
 from miragekit.result import EOF, Ok
 
 
@@ -61,3 +64,61 @@ def test_on_readable_then_read_now_gives_data_then_nothing_then_eof() -> None:
     seen = asyncio.run(main())
     assert seen[:5] == [b"hello", None, b"raw", ("bytearray", b"bytes"), None]
     assert seen[-1] is EOF
+
+
+def test_the_transport_reads_once_per_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The asyncio transport takes each delivery with one ``read_now_raw`` (it gives all
+    the flow holds, so a second read would find nothing): one read per request of a
+    request/response exchange, and data with the FIN in one segment still reaches the
+    protocol as data, then ``eof_received``."""
+    reads = [0]
+    real = TCPFlow.read_now_raw
+
+    def counted(self: TCPFlow[Any]) -> Any:
+        if self.get_dest()[1] != 80:  # the server's flow (the client's reads are its own)
+            reads[0] += 1
+        return real(self)
+
+    monkeypatch.setattr(TCPFlow, "read_now_raw", counted)
+    got: list[Any] = []
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.t = cast(asyncio.Transport, transport)
+
+        def data_received(self, data: bytes) -> None:
+            got.append(data)
+            self.t.write(b"re:" + data)
+
+        def eof_received(self) -> None:
+            got.append(EOF)
+
+    async def main() -> int:
+        _, (c, s) = await make_stacks()
+        loop = asyncio.get_running_loop()
+        with aio.bind(s):
+            server = await loop.create_server(Echo, "10.0.0.2", 80)
+        r = await c.tcpv4().create_connection((IPv4Address("10.0.0.2"), 80))
+        assert isinstance(r, Ok)
+        flow = r.value
+        for i in range(20):
+            if i == 1:
+                reads[0] = 0  # from the second request on (the first follows the start)
+            assert await flow.write(b"GET /%d" % i) == Ok(None)
+            reply = await flow.read()
+            assert isinstance(reply, Ok) and bytes(reply.value) == b"re:GET /%d" % i
+        per_request = reads[0]
+        assert flow.send_now(b"last") == 4
+        await flow.close()  # the FIN goes in the same segment as "last"
+        for _ in range(200):
+            if got[-1] is EOF:
+                break
+            await asyncio.sleep(0.01)
+        server.close()
+        await c.disconnect()
+        await s.disconnect()
+        return per_request
+
+    per_request = aio.run(main())
+    assert per_request == 19
+    assert got == [*(b"GET /%d" % i for i in range(20)), b"last", EOF]

@@ -23,7 +23,7 @@ import fcntl
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Self
 
@@ -142,6 +142,7 @@ class TapNetif(FdLink[bytes, TapCounters]):
         self._meta = False  # the receiver takes (frame, flags)
         self._vnet_zero = b""
         self._meta_receiver: MetaReceiver | None = None
+        self._batch_done: Callable[[], None] | None = None
 
     # --- DEVICE ------------------------------------------------------------------------
 
@@ -242,7 +243,19 @@ class TapNetif(FdLink[bytes, TapCounters]):
         self._meta_receiver = None
         self._watch(fn is not None)
 
+    def set_batch_done(self, fn: Callable[[], None] | None) -> None:
+        """Call ``fn`` after each batch of frames handed to the receiver (the device
+        had no more, or the batch limit was reached): a stack sends the batch's output
+        then, in this loop turn."""
+        self._batch_done = fn
+
     def _on_readable(self) -> None:
+        self._read_batch()
+        done = self._batch_done
+        if done is not None:
+            done()
+
+    def _read_batch(self) -> None:
         fd, buf, view, st, rbuf = self._fd, [self._rbuf], self._rview, self._stats, self._rbuf
         c, meta = self.counters, self._meta
         skip = self.vnet_hdr_len

@@ -94,6 +94,19 @@ class Interface:
             self.internal_errors += 1
             _log.exception("stack input failed")
 
+    def _batch_done(self) -> None:
+        """The device's read batch is over: IPv4's ``batch_done`` (TCP's flush). Never
+        raises."""
+        ip4 = self._ipv4
+        done = ip4.batch_done if ip4 is not None else None
+        if done is None:
+            return
+        try:
+            done()
+        except Exception:
+            self.internal_errors += 1
+            _log.exception("stack input failed")
+
     async def _listen_frame(self, frame: memoryview) -> None:
         self.receive_frame(frame)
 
@@ -107,6 +120,9 @@ class Interface:
             self._meta = ol
         elif link is not None:
             link.set_receiver(self.receive_frame)
+            set_done = getattr(link, "set_batch_done", None)
+            if set_done is not None:
+                set_done(self._batch_done)
         else:
             netif = self.ethif.id()
             self._listen_task = asyncio.get_running_loop().create_task(
@@ -119,6 +135,9 @@ class Interface:
             self._meta.set_receiver_meta(None)
         elif self.ethif.link is not None:
             self.ethif.link.set_receiver(None)
+            set_done = getattr(self.ethif.link, "set_batch_done", None)
+            if set_done is not None:
+                set_done(None)
         self._meta = None
         if self._listen_task is not None:
             self._listen_task.cancel()

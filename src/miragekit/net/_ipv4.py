@@ -176,6 +176,9 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         interface offers it every frame first; it takes the usual ones (and counts them
         here as :meth:`receive` would) and returns False for the rest, which then go the
         general way. See :meth:`plain_input`."""
+        self.batch_done: Callable[[], None] | None = None
+        """Called by the interface when the device's read batch is over (TAP): TCP
+        hands over the batch's output then, in the reader's loop turn, not in the next."""
 
     @classmethod
     async def connect(

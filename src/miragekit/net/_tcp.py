@@ -208,7 +208,8 @@ class TCPFlow(Generic[A]):
     def read_now_raw(self) -> bytearray | Eof | Error[TCPError] | None:
         """:meth:`read_now` with the data as the bytearray it is (the caller owns it), not
         wrapped: an asyncio transport's every read, where the ``Ok`` and the view cost
-        more than the rest of the read."""
+        more than the rest of the read. Data is everything the flow holds: the next call
+        gives None until :meth:`on_readable`'s callback says there is more."""
         if self._closed:
             return EOF
         conn = self._conn
@@ -475,6 +476,7 @@ class TCP(Generic[A]):
             self._rx_ip = ip
             self._eth_counters = ip.id().counters
             ip.frame_input = self._frame_input
+            ip.batch_done = self._batch_done
         self._headers: dict[bytes, _Prebuilt] = {}  # by destination, for the TcpSenders
         if isinstance(ip, IPv4):
             ip.set_packed_handler(PROTO_TCP, self._receive_packed)
@@ -710,6 +712,18 @@ class TCP(Generic[A]):
         self._deliver(now, src, held.dst, sport, dport, seq, held.ack, 0x10, held.window, b"",
                       held.tsv, held.tse, 0, 0)  # fmt: skip
 
+    def _batch_done(self) -> None:
+        """The device's read batch is over (``IPv4.batch_done``): the flush its frames
+        asked for runs now, in the reader's loop turn, instead of in the next. An
+        application's reply to a request then leaves a loop turn earlier (a request costs
+        one turn less: a poll of the selector and the flush's handle), and a request's
+        data reaches the protocol in the turn that read it, as asyncio's own socket
+        transports deliver it."""
+        h = self._flush_handle
+        if h is not None:
+            h.cancel()
+            self._flush()
+
     def _end_run(self) -> None:
         """Hand the endpoint the run's merged segment, if it holds any; the run stays
         armed, for the data that follows."""
@@ -926,10 +940,9 @@ class TCP(Generic[A]):
         served = False
         for _ in range(8):
             now = self._loop.time()
-            made = self._take_writers(now)
+            if self._writers:
+                self._send_writers(now)  # before anything else now due
             segs = ep.segments_to_send(now)
-            if made:
-                segs[:0] = made  # before anything else now due
             if segs:
                 self._send(segs, now)
             flows = self._flows
@@ -954,24 +967,49 @@ class TCP(Generic[A]):
         self._arm_timer(t)
         return served
 
-    def _take_writers(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
-        """The segments of the writers (:meth:`TCPFlow._queued`) whose data goes as one
-        segment now; the others' connections are woken for the general way."""
+    def _send_writers(self, now: float) -> None:
+        """Send the segment of each writer (:meth:`TCPFlow._queued`) whose data goes as
+        one segment now, as a frame from its prebuilt header (writers are listed only
+        over plain IPv4): a reply goes from the connection to the device without the
+        list of segments and the walk over it that :meth:`_send` makes for the general
+        way's output. The others' connections are woken for the general way."""
         writers = self._writers
-        if not writers:
-            return []
         self._writers = []
         ep = self.endpoint
-        made = []
+        ip = cast(IPv4, self._ip)
+        frames: list[bytes] = []
+        sent = 0
         for flow in writers:
             conn = flow._conn
             r = ep.segment_now(conn, now)
             if r is None:
                 ep.wake(conn)
+                continue
+            sent += 1
+            laddr, raddr, seg = r
+            frame = self._sender(laddr, raddr, seg.src_port, seg.dst_port).frame(seg, now)
+            if frame is None:  # as _send does: what the prebuilt header does not cover
+                if frames:
+                    ip.send_frames(frames)
+                    frames = []
+                self._emit(laddr, raddr, seg)
             else:
-                made.append(r)
-        self.sends_fast += len(made)
-        return made
+                frames.append(frame)
+        if frames:
+            ip.send_frames(frames)
+        self.sends_fast += sent
+
+    def _sender(self, laddr: bytes, raddr: bytes, sport: int, dport: int) -> TcpSender:
+        """The prebuilt headers of a connection (over plain IPv4), made when missing."""
+        senders = self._senders
+        assert senders is not None
+        key = (laddr, raddr, sport, dport)
+        sender = senders.get(key)
+        if sender is None:
+            if len(senders) >= 4096:
+                senders.clear()  # bounded; a dropped header is rebuilt when needed
+            sender = senders[key] = TcpSender(cast(IPv4, self._ip), *key, self._headers)
+        return sender
 
     def _v6_active(self, flow: TCPFlow[A]) -> None:
         """IPv6 upkeep of an active connection: an ACK of new data confirms the neighbour
@@ -1037,11 +1075,7 @@ class TCP(Generic[A]):
             ):
                 # Another connection than the segment before (bursts are per connection).
                 key = (laddr, raddr, seg.src_port, seg.dst_port)
-                sender = senders.get(key)
-                if sender is None:
-                    if len(senders) >= 4096:
-                        senders.clear()  # bounded; a dropped header is rebuilt when needed
-                    sender = senders[key] = TcpSender(ip, *key, self._headers)
+                sender = self._sender(*key)
                 mss = 0
             assert sender is not None
             if len(seg.payload) > 1024 and self._soft_gso:
@@ -1184,6 +1218,7 @@ class TCP(Generic[A]):
         self._disconnected = True
         if self._rx_ip is not None and self._rx_ip.frame_input == self._frame_input:
             self._rx_ip.frame_input = None
+            self._rx_ip.batch_done = None
         for port in list(self._callbacks):
             self.unlisten(port)
         for task in list(self._tasks):

@@ -39,6 +39,9 @@ class StackTransport(asyncio.Transport):
         self._loop = loop
         self._flow = flow
         self._protocol = protocol
+        # Whether it takes data through get_buffer/buffer_updated (asyncio's TLS): known
+        # once per protocol, not tested per read.
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
         self._out: deque[bytes] = deque()
         self._out_size = 0
         self._high = _HIGH
@@ -95,6 +98,7 @@ class StackTransport(asyncio.Transport):
     def _start_delivery(self) -> None:
         """After ``connection_made``: what arrived meanwhile, then as it comes."""
         self._delivering = False
+        self._deliver_soon = True  # the flow's callbacks so far, all in one: drain
         self._deliver()
 
     def _deliver(self) -> None:
@@ -109,16 +113,24 @@ class StackTransport(asyncio.Transport):
         read_now = self._read_now
         assert read_now is not None
         self._delivering = True
+        # Each callback of the flow says what one event brought (data, or the end, or an
+        # error), and read_now_raw gives all the data held, so one read answers one
+        # callback. Callbacks that came together (while the protocol was being fed,
+        # before connection_made, while paused: ``_deliver_soon``) may have brought the
+        # end after the data: then read until nothing is left.
+        drain = False
         try:
             while self._reading_on and not self._lost:
-                self._deliver_soon = False
+                if self._deliver_soon:
+                    drain = True
+                    self._deliver_soon = False
                 r = read_now()
                 if r is None:
                     if self._deliver_soon:
                         continue
                     return
                 if type(r) is bytearray:
-                    if not self._data(r):
+                    if not self._data(r) or not (drain or self._deliver_soon):
                         return
                 elif not self._received(r):
                     return
@@ -148,8 +160,8 @@ class StackTransport(asyncio.Transport):
         """Give the protocol data read; False once reading is over (it raised)."""
         try:
             proto = self._protocol
-            if isinstance(proto, asyncio.BufferedProtocol):
-                _feed_buffered(proto, data)
+            if self._buffered:
+                _feed_buffered(proto, data)  # type: ignore[arg-type]
             else:
                 proto.data_received(bytes(data))  # type: ignore[attr-defined]
         except (SystemExit, KeyboardInterrupt):
@@ -173,6 +185,7 @@ class StackTransport(asyncio.Transport):
             self._reading.set()
             self._reading_on = True
             if self._read_now is not None:
+                self._deliver_soon = True  # the callbacks missed while paused: drain
                 self._loop.call_soon(self._deliver)  # not inside the protocol's call
 
     def is_reading(self) -> bool:
@@ -359,6 +372,7 @@ class StackTransport(asyncio.Transport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol

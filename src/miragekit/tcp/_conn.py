@@ -1488,14 +1488,14 @@ class Connection:
         n = ack - buf_seq
         if n > 0:
             sndbuf = self._sndbuf
-            ln = len(sndbuf)
+            ln = sndbuf.size  # the attribute: len() would call __len__ in Python
             if n >= ln:
                 sndbuf.clear()
                 self._snd_buf_seq = buf_seq + ln
             else:
                 sndbuf.consume(n)
                 self._snd_buf_seq = ack
-            if self._want_writable and len(sndbuf) <= self.config.send_buffer // 2:
+            if self._want_writable and sndbuf.size <= self.config.send_buffer // 2:
                 self._want_writable = False
                 self._events.append(_EVT_WRITABLE)
         sb = self._scoreboard

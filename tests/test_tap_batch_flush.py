@@ -1,0 +1,86 @@
+"""The TAP device's read batch ends with the TCP driver's flush (``TapNetif.set_batch_done``,
+``IPv4.batch_done``): what the batch's frames asked for (a request's data for the
+application, ACKs) is handed over in the reader's loop turn, not in the next one. Over a
+UNIX datagram socketpair standing in for the TAP file descriptor (no root): the peer's
+frames are built here, as the kernel would send them."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import struct
+from typing import Any, cast
+
+from miragekit import aio
+from miragekit.link import TapNetif
+from miragekit.macaddr import MacAddr
+from miragekit.net import IPv4Stack
+from miragekit.net._tcp import TCP
+from miragekit.stack import DirectStackV4
+from miragekit.wire import ones_sum
+
+OURS, PEER = ipaddress.IPv4Address("10.9.0.2"), ipaddress.IPv4Address("10.9.0.1")
+OUR_MAC, PEER_MAC = bytes.fromhex("020000000002"), bytes.fromhex("020000000001")
+
+
+def _frame(seq: int, ack: int, flags: int, opts: bytes, payload: bytes) -> bytes:
+    """A frame from the peer (port 40000) to our port 80, both checksums right."""
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, seq, ack, (20 + len(opts)) << 2, flags, 502, 0, 0)
+    tcp += opts + payload
+    pseudo = PEER.packed + OURS.packed + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", 0xFFFF - ones_sum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0,
+                     PEER.packed, OURS.packed)  # fmt: skip
+    ip = ip[:10] + struct.pack("!H", 0xFFFF - ones_sum(ip)) + ip[12:]
+    return OUR_MAC + PEER_MAC + b"\x08\x00" + ip + tcp
+
+
+def test_a_read_batch_hands_its_data_over_before_the_reader_returns() -> None:
+    got: list[bytes] = []
+
+    class Note(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            got.append(data)
+
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        loop = asyncio.get_running_loop()
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ours.setblocking(False)
+        peer.setblocking(False)
+        tap = TapNetif(ours.fileno(), "pair", mtu=1500, mac=MacAddr(OUR_MAC), loop=loop)
+        ip = await IPv4Stack.connect(tap, cidr=f"{OURS}/24")
+        ip.ipv4.arp.add_static(int(PEER), PEER_MAC, loop.time())
+        stack = DirectStackV4(cast(Any, None), ip, TCP(ip.ipv4))
+        with aio.bind(stack):
+            server = await loop.create_server(Note, str(OURS), 80)
+        await asyncio.sleep(0.05)
+        while True:  # the gratuitous ARP
+            try:
+                peer.recv(2048)
+            except BlockingIOError:
+                break
+        ts = bytes([1, 1, 8, 10]) + struct.pack("!II", 1000, 0)
+        syn_opts = struct.pack("!BBH", 2, 4, 1460) + bytes([4, 2]) + bytes([8, 10])
+        peer.send(_frame(5000, 0, 0x02, syn_opts + struct.pack("!II", 1000, 0) + b"\1\3\3\7", b""))
+        await asyncio.sleep(0.05)
+        synack = peer.recv(2048)
+        iss = struct.unpack_from("!I", synack, 38)[0]
+        peer.send(_frame(5001, iss + 1, 0x10, ts, b""))
+        await asyncio.sleep(0.05)
+        before = list(got)
+        # Two requests in one batch, read by the reader callback itself (as the loop
+        # calls it): their data reaches the protocol before it returns.
+        peer.send(_frame(5001, iss + 1, 0x18, ts, b"GET /a"))
+        peer.send(_frame(5007, iss + 1, 0x18, ts, b"GET /b"))
+        tap._on_readable()
+        during = list(got)
+        server.close()
+        await stack.disconnect()
+        ours.close()
+        peer.close()
+        return before, during
+
+    before, during = aio.run(main())
+    assert before == []
+    assert b"".join(during) == b"GET /aGET /b"
