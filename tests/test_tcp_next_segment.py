@@ -21,6 +21,20 @@ from miragekit.wire.tcp import ACK, PSH, TCPRepr
 
 KEEPALIVE = Config(recv_buffer=64000, send_buffer=64000, keepalive_idle=7.0)
 
+
+def connection(cfg: str) -> Connection:
+    """An established connection of the histories' configurations: ``plain`` (the
+    defaults), ``rich`` (timestamps, SACK, delayed ACK) or ``keepalive``."""
+    if cfg == "plain":
+        return established()
+    return established(
+        RICH if cfg == "rich" else KEEPALIVE,
+        mss=1460,
+        timestamp=(100, 0),
+        sack_permitted=True,
+    )
+
+
 step = st.tuples(
     st.sampled_from(["data", "hole", "ack", "send", "wait", "read"]), st.integers(0, 3000)
 )
@@ -54,15 +68,7 @@ def test_handle_next_is_the_full_walk(
     flags: int,
     with_seg: bool,
 ) -> None:
-    if cfg == "plain":
-        c = established()
-    else:
-        c = established(
-            RICH if cfg == "rich" else KEEPALIVE,
-            mss=1460,
-            timestamp=(100, 0),
-            sack_permitted=True,
-        )
+    c = connection(cfg)
     now, peer_seq, tsv = history(c, steps)
     now += 0.0007
     una, smax = c._snd_una, c._snd_max

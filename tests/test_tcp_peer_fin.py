@@ -11,7 +11,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from tests.tcp_helpers import REMOTE_SEQ, established, seg_in
-from tests.test_tcp_next_segment import KEEPALIVE
+from tests.test_tcp_next_segment import connection
 from tests.test_tcp_small_send import RICH, _ts, clone, history, snapshot
 
 from miragekit.tcp import Connection, State
@@ -59,15 +59,7 @@ def test_the_peer_fin_step_is_the_full_walk(
     flags: int,
     full_window: bool,
 ) -> None:
-    if cfg == "plain":
-        c = established()
-    else:
-        c = established(
-            RICH if cfg == "rich" else KEEPALIVE,
-            mss=1460,
-            timestamp=(100, 0),
-            sack_permitted=True,
-        )
+    c = connection(cfg)
     now, peer_seq, tsv = history(c, steps)
     if full_window:
         c._rcv_adv = c._rcv_nxt  # our announced window is full: a zero window
