@@ -86,6 +86,7 @@ async def pinger(
     until: float,
     n: list[int],
     phase: float = 0.0,
+    times: list[float] | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     await asyncio.sleep(phase)
@@ -93,6 +94,8 @@ async def pinger(
         writer.write(MSG)
         await reader.readexactly(len(MSG))
         n[0] += 1
+        if times is not None:
+            times.append(loop.time())
         await asyncio.sleep(1.0)
 
 
@@ -136,7 +139,10 @@ def by_hand(hosts: int, conns: int, seconds: float, loss: float) -> int:
     return result
 
 
-def with_network(hosts: int, conns: int, seconds: float, loss: float) -> int:
+def with_network(
+    hosts: int, conns: int, seconds: float, loss: float, times: list[float] | None = None
+) -> int:
+    """The ``sim.Network`` way; echoes completed (their virtual times into ``times``)."""
     net = sim.Network(seed=1, subnet="10.0.0.0/16", link=LinkParams(loss=loss))
     n = [0]
     failed = [0]
@@ -157,7 +163,7 @@ def with_network(hosts: int, conns: int, seconds: float, loss: float) -> int:
                     # At 1% loss each way, about one connection in 10**7 loses its SYN or
                     # SYN-ACK five times running and fails: TCP as it should be, counted.
                     failed[0] += 1
-            await asyncio.gather(*(pinger(r, w, until, n, p) for (r, w), p in streams))
+            await asyncio.gather(*(pinger(r, w, until, n, p, times) for (r, w), p in streams))
 
         return main
 
