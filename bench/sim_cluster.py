@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -66,21 +67,43 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         await writer.drain()
 
 
+def phases(conns: int) -> list[float]:
+    """Connection ``i``'s offset within the second, drawn from a fixed seed.
+
+    Why: connections that all start pinging together stay in step at first, so their
+    frames and timers fall on the same virtual instants and share the loop's timers and
+    iterations; loss and retransmissions spread them over minutes of virtual time (the
+    instants the loop visits per second grew five-fold from 30 to 300 s), so CPU per echo
+    grew with the run's length. Spread from the start, the workload is the same at
+    every length."""
+    rng = random.Random(1)
+    return [rng.random() for _ in range(conns)]
+
+
 async def pinger(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, until: float, n: list[int]
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    until: float,
+    n: list[int],
+    phase: float = 0.0,
+    times: list[float] | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
+    await asyncio.sleep(phase)
     while loop.time() < until:
         writer.write(MSG)
         await reader.readexactly(len(MSG))
         n[0] += 1
+        if times is not None:
+            times.append(loop.time())
         await asyncio.sleep(1.0)
 
 
-def targets_of(hosts: int, conns: int) -> dict[int, list[int]]:
-    targets: dict[int, list[int]] = {h: [] for h in range(hosts)}
-    for src, dst in pairs(hosts, conns):
-        targets[src].append(dst)
+def targets_of(hosts: int, conns: int) -> dict[int, list[tuple[int, float]]]:
+    """Each host's connections: the host it connects to and the connection's phase."""
+    targets: dict[int, list[tuple[int, float]]] = {h: [] for h in range(hosts)}
+    for (src, dst), phase in zip(pairs(hosts, conns), phases(conns), strict=True):
+        targets[src].append((dst, phase))
     return targets
 
 
@@ -104,10 +127,10 @@ def by_hand(hosts: int, conns: int, seconds: float, loss: float) -> int:
         async def host(h: int) -> None:
             # As each sim.Network host does: open its connections one by one, then ping.
             streams = [
-                await aio.open_connection(stacks[h], f"10.0.{d // 250}.{d % 250 + 1}", PORT)
-                for d in targets[h]
+                (await aio.open_connection(stacks[h], f"10.0.{d // 250}.{d % 250 + 1}", PORT), p)
+                for d, p in targets[h]
             ]
-            await asyncio.gather(*(pinger(r, w, until, n) for r, w in streams))
+            await asyncio.gather(*(pinger(r, w, until, n, p) for (r, w), p in streams))
 
         await asyncio.gather(*(host(h) for h in range(hosts)))
         return n[0]
@@ -116,7 +139,10 @@ def by_hand(hosts: int, conns: int, seconds: float, loss: float) -> int:
     return result
 
 
-def with_network(hosts: int, conns: int, seconds: float, loss: float) -> int:
+def with_network(
+    hosts: int, conns: int, seconds: float, loss: float, times: list[float] | None = None
+) -> int:
+    """The ``sim.Network`` way; echoes completed (their virtual times into ``times``)."""
     net = sim.Network(seed=1, subnet="10.0.0.0/16", link=LinkParams(loss=loss))
     n = [0]
     failed = [0]
@@ -130,14 +156,14 @@ def with_network(hosts: int, conns: int, seconds: float, loss: float) -> int:
             loop = asyncio.get_running_loop()
             until = loop.time() + seconds
             streams = []
-            for d in targets[h]:
+            for d, p in targets[h]:
                 try:
-                    streams.append(await asyncio.open_connection(f"h{d}", PORT))
+                    streams.append((await asyncio.open_connection(f"h{d}", PORT), p))
                 except OSError:
                     # At 1% loss each way, about one connection in 10**7 loses its SYN or
                     # SYN-ACK five times running and fails: TCP as it should be, counted.
                     failed[0] += 1
-            await asyncio.gather(*(pinger(r, w, until, n) for r, w in streams))
+            await asyncio.gather(*(pinger(r, w, until, n, p, times) for (r, w), p in streams))
 
         return main
 
