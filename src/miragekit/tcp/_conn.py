@@ -1116,7 +1116,18 @@ class Connection:
                 self.stats["dropped"] += 1
             return
 
-        if not acceptable(seq, seglen, rcv_nxt, wnd):
+        # RFC 9293 3.10.7.4: with a zero receive window no segment is acceptable, "but
+        # special allowance should be made to accept valid ACKs": the ACK and window of a
+        # segment at the window's edge are taken, its data dropped (and answered with our
+        # ACK, which says the window is still shut). Else, when both ends' windows are
+        # shut with data in flight both ways, each end's ACKs ride on data the other
+        # drops whole, and neither send buffer drains until retransmission timers,
+        # backed off each round, happen to line up.
+        edge_ack = not wnd and seq == rcv_nxt and plen and flags & ACK and not flags & SYN
+        if edge_ack:
+            self.stats["dropped"] += 1
+            self._ack_now = True
+        elif not acceptable(seq, seglen, rcv_nxt, wnd):
             self.stats["dropped"] += 1
             self._ack_now = True
             if plen and seq < rcv_nxt and self._sack_on:
@@ -1161,6 +1172,8 @@ class Connection:
             self._ts_recent = ts[0]
             self._ts_recent_at = now
 
+        if edge_ack:
+            return  # the data (and a FIN after it) lay beyond the window
         if plen and st in _RECEIVING:
             if self._discard_input and seq + plen > self._rcv_nxt:
                 self._lose_input()
