@@ -43,8 +43,9 @@ async def setup(seen: dict[str, Any]) -> tuple[DirectStackV4, Forwarder, Any, li
 
 
 _CONN_FIELDS = (
-    "_snd_una", "_snd_nxt", "_snd_max", "_snd_wnd", "_rcv_nxt", "_rcv_adv", "_rcv_fin",
-    "_rtx_at", "_ack_at", "_ack_now", "_close_at", "_ka_at", "_tlp_at", "_rack_at",
+    "_snd_una", "_snd_nxt", "_snd_max", "_snd_wnd", "_snd_wl1", "_snd_wl2", "_rcv_nxt",
+    "_rcv_adv", "_rcv_fin", "_probe", "_retries", "_rtx_at", "_ack_at", "_ack_now",
+    "_close_at", "_ka_at", "_tlp_at", "_rack_at",
 )  # fmt: skip
 
 
@@ -74,8 +75,10 @@ def stall_report(stacks: dict[str, Any], fwd: Forwarder, switch: VnetSwitch) -> 
             conn_fields = " ".join(f"{k[1:]}={getattr(conn, k, '?')}" for k in _CONN_FIELDS)
             sndbuf = getattr(getattr(conn, "_sndbuf", None), "size", "?")
             rcvbuf = len(getattr(conn, "_rcvbuf", b""))
+            cwnd = getattr(getattr(conn, "_cc", None), "cwnd", "?")
             lines.append(
-                f"  {flow!r} poll_at={conn.poll_at()} sndbuf={sndbuf} rcvbuf={rcvbuf} {conn_fields}"
+                f"  {flow!r} poll_at={conn.poll_at()} sndbuf={sndbuf} rcvbuf={rcvbuf} "
+                f"cwnd={cwnd} {conn_fields}"
             )
     for port in switch.interfaces():
         lines.append(f"switch port {port.name}: {port.get_stats_counters()} {port.counters}")

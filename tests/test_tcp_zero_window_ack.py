@@ -13,6 +13,7 @@ from tests.tcp_helpers import (
     LOCAL_SEQ,
     REMOTE_SEQ,
     WINDOW,
+    due,
     established,
     events,
     out,
@@ -81,3 +82,36 @@ def test_a_fin_after_data_beyond_a_zero_window_is_not_taken() -> None:
     assert c.snd_una == (LOCAL_SEQ + 3000) & 0xFFFFFFFF
     assert c.state.name == "ESTABLISHED"  # the FIN came after data that did not fit
     assert out(c, 0.02) == [seg_out(ACK, LOCAL_SEQ + 3000, peer, window=0)]
+
+
+def test_a_window_reopening_after_a_timeout_sends_a_whole_segment() -> None:
+    """Data in flight when the peer shuts its window, a timeout (cwnd down to one
+    segment), a probe byte the shut window drops: when the window reopens, a whole
+    segment goes from snd.una at once, not the runt after the probe's byte that sender
+    SWS avoidance holds back until the next, backed-off, timeout."""
+    c = established(mss=1000)
+    c.send(b"r" * 5000)
+    assert [len(s.payload) for s in out(c)] == [1000] * 5
+    c.handle_segment(0.01, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=0))
+    t = due(c)
+    c.handle_timer(t)
+    assert [len(s.payload) for s in out(c, t)] == [1]  # the probe
+    c.handle_segment(t + 0.01, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=0))  # not taken
+    assert out(c, t + 0.01) == []
+    c.handle_segment(t + 0.02, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=WINDOW))
+    assert out(c, t + 0.02) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, b"r" * 1000)]
+
+
+def test_an_ack_after_a_probe_carries_the_window_edge() -> None:
+    """While the peer's window is shut, our ACKs (of the peer's data) carry the window's
+    edge, not SND.NXT past our probe byte: the shut window accepts only that number, and
+    an ACK it drops leaves the peer's data unacknowledged."""
+    c = established(mss=1000)
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=0))
+    c.send(b"hello")
+    assert out(c) == []  # nothing fits: the persist timer
+    t = due(c)
+    c.handle_timer(t)
+    assert out(c, t) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, b"h")]  # the probe
+    c.handle_segment(t + 0.01, seg_in(ACK | PSH, REMOTE_SEQ, LOCAL_SEQ, b"data", window=0))
+    assert out(c, t + 0.01) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 4, window=WINDOW - 4)]

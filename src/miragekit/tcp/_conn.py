@@ -701,11 +701,17 @@ class Connection:
     def abort(self) -> None:
         """Reset the connection (RFC 9293 ABORT): one RST goes out, then CLOSED."""
         if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
-            # SND.NXT, unless a zero-window probe took it past the peer's window: then the
-            # window's edge, the one number the peer accepts (RFC 5961 3.2).
-            seq = min(self._snd_nxt, self._snd_una + self._snd_wnd)
-            self._ctl_out.append(self._make(RST | ACK, seq, b""))
+            self._ctl_out.append(self._make(RST | ACK, self._edge_seq(), b""))
         self._terminate(None)
+
+    def _edge_seq(self) -> int:
+        """The sequence number of a segment without data (an ACK, a RST): SND.NXT, unless
+        a zero-window probe took it past the peer's window; then the window's edge, the
+        one number a shut window accepts (RFC 9293 3.10.7.4, RFC 5961 3.2). An ACK past
+        it is dropped whole by the peer, ACK included, and the peer's data waits on it."""
+        nxt = self._snd_nxt
+        edge = self._snd_una + self._snd_wnd
+        return edge if edge < nxt else nxt
 
     def _lose_input(self) -> None:
         self.stats["resets_data_lost"] += 1
@@ -1374,6 +1380,14 @@ class Connection:
         """The window update (RFC 9293 3.10.7.4) of an acceptable ACK from ``seq``."""
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
             wnd = window << self._snd_wscale
+            if wnd and not self._snd_wnd and ack == self._snd_una < self._snd_nxt:
+                # The window opens from zero with nothing beyond snd.una taken (what went
+                # there was a probe, outside the window): send on from snd.una in whole
+                # segments. Going on after the probe's byte would leave the loss window
+                # of a timeout (one SMSS) a byte short of a segment, which sender SWS
+                # avoidance does not send: nothing would go until the next, backed-off,
+                # retransmission timeout.
+                self._snd_nxt = self._snd_una
             self._snd_wnd = wnd
             if wnd > self._max_snd_wnd:
                 self._max_snd_wnd = wnd
@@ -1809,7 +1823,7 @@ class Connection:
             # The sender is recovering: an ACK that is due goes out now, not merged with
             # the next segment's when the driver hands over a batch, so it gets one
             # (with its SACK blocks) per out-of-order or quick-ACKed segment.
-            self._ctl_out.append(self._make(ACK, self._snd_nxt, b"", now))
+            self._ctl_out.append(self._make(ACK, self._edge_seq(), b"", now))
         rcv_nxt = self._rcv_nxt
         plen = len(payload)
         if seq < rcv_nxt:
@@ -2082,7 +2096,7 @@ class Connection:
             elif out:
                 self._send_data(now, out)
         if self._ack_now and st != SYN_SENT:
-            out.append(self._make(ACK, self._snd_nxt, b"", now))
+            out.append(self._make(ACK, self._edge_seq(), b"", now))
         if self._ecn is not None and out:
             self._ecn.mark(out, smax0, self._snd_wnd > 0)
         return out
