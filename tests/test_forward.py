@@ -45,7 +45,7 @@ async def setup(seen: dict[str, Any]) -> tuple[DirectStackV4, Forwarder, Any, li
 _CONN_FIELDS = (
     "_snd_una", "_snd_nxt", "_snd_max", "_snd_wnd", "_snd_wl1", "_snd_wl2", "_rcv_nxt",
     "_rcv_adv", "_rcv_fin", "_probe", "_retries", "_rtx_at", "_ack_at", "_ack_now",
-    "_close_at", "_ka_at", "_tlp_at", "_rack_at",
+    "_close_at", "_ka_at", "_tlp_at", "_rack_at", "_ts_recent", "_last_ack_sent",
 )  # fmt: skip
 
 
@@ -80,6 +80,8 @@ def stall_report(stacks: dict[str, Any], fwd: Forwarder, switch: VnetSwitch) -> 
                 f"  {flow!r} poll_at={conn.poll_at()} sndbuf={sndbuf} rcvbuf={rcvbuf} "
                 f"cwnd={cwnd} {conn_fields}"
             )
+            counts = {k: v for k, v in dict(getattr(conn, "stats", {})).items() if v}
+            lines.append(f"    counts {counts}")
     for port in switch.interfaces():
         lines.append(f"switch port {port.name}: {port.get_stats_counters()} {port.counters}")
     return "\n".join(lines)

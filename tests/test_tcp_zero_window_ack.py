@@ -115,3 +115,17 @@ def test_an_ack_after_a_probe_carries_the_window_edge() -> None:
     assert out(c, t) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, b"h")]  # the probe
     c.handle_segment(t + 0.01, seg_in(ACK | PSH, REMOTE_SEQ, LOCAL_SEQ, b"data", window=0))
     assert out(c, t + 0.01) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 4, window=WINDOW - 4)]
+
+
+def test_an_ack_after_a_timeout_is_numbered_from_the_highest_sent() -> None:
+    """A timeout moves SND.NXT back; our ACKs keep the highest number sent, so the peer
+    (whose SND.WL1 an earlier ACK moved there) still takes the window they announce: a
+    window shut by its data is then heard, and the peer stops sending into it."""
+    c = established(mss=1000)
+    c.send(b"r" * 3000)
+    assert [len(s.payload) for s in out(c)] == [1000] * 3
+    t = due(c)
+    c.handle_timer(t)
+    assert [s.seq for s in out(c, t)] == [LOCAL_SEQ & 0xFFFFFFFF]  # snd.nxt went back
+    c.handle_segment(t + 0.01, seg_in(ACK | PSH, REMOTE_SEQ, LOCAL_SEQ, b"data"))
+    assert out(c, t + 0.01) == [seg_out(ACK, LOCAL_SEQ + 3000, REMOTE_SEQ + 4, window=WINDOW - 4)]

@@ -701,17 +701,23 @@ class Connection:
     def abort(self) -> None:
         """Reset the connection (RFC 9293 ABORT): one RST goes out, then CLOSED."""
         if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
-            self._ctl_out.append(self._make(RST | ACK, self._edge_seq(), b""))
+            self._ctl_out.append(self._make(RST | ACK, self._edge_seq(self._snd_nxt), b""))
         self._terminate(None)
 
-    def _edge_seq(self) -> int:
-        """The sequence number of a segment without data (an ACK, a RST): SND.NXT, unless
-        a zero-window probe took it past the peer's window; then the window's edge, the
-        one number a shut window accepts (RFC 9293 3.10.7.4, RFC 5961 3.2). An ACK past
-        it is dropped whole by the peer, ACK included, and the peer's data waits on it."""
-        nxt = self._snd_nxt
+    def _edge_seq(self, nxt: int) -> int:
+        """``nxt``, unless a zero-window probe took it past the peer's window: then the
+        window's edge, the one number a shut window accepts (RFC 9293 3.10.7.4, RFC 5961
+        3.2). A segment without data past it is dropped whole, ACK included."""
         edge = self._snd_una + self._snd_wnd
         return edge if edge < nxt else nxt
+
+    def _ack_seq(self) -> int:
+        """The sequence number of a pure ACK: the highest sent (SND.MAX, as Linux's
+        SND.NXT), not SND.NXT, which a timeout moves back: the peer takes a window update
+        only from a segment whose number is not below the last one's (SND.WL1), so ACKs
+        numbered back from where our data had reached would never tell it that our
+        window shut, and it would go on sending into it. At the window's edge at most."""
+        return self._edge_seq(self._snd_max)
 
     def _lose_input(self) -> None:
         self.stats["resets_data_lost"] += 1
@@ -1823,7 +1829,7 @@ class Connection:
             # The sender is recovering: an ACK that is due goes out now, not merged with
             # the next segment's when the driver hands over a batch, so it gets one
             # (with its SACK blocks) per out-of-order or quick-ACKed segment.
-            self._ctl_out.append(self._make(ACK, self._edge_seq(), b"", now))
+            self._ctl_out.append(self._make(ACK, self._ack_seq(), b"", now))
         rcv_nxt = self._rcv_nxt
         plen = len(payload)
         if seq < rcv_nxt:
@@ -2096,7 +2102,7 @@ class Connection:
             elif out:
                 self._send_data(now, out)
         if self._ack_now and st != SYN_SENT:
-            out.append(self._make(ACK, self._edge_seq(), b"", now))
+            out.append(self._make(ACK, self._ack_seq(), b"", now))
         if self._ecn is not None and out:
             self._ecn.mark(out, smax0, self._snd_wnd > 0)
         return out
