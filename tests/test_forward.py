@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -27,8 +28,8 @@ async def echo(flow: v1.TCPFlow[Any]) -> None:
             return
 
 
-async def setup() -> tuple[DirectStackV4, Forwarder, Any, list[int]]:
-    switch = VnetSwitch(seed=5)
+async def setup(seen: dict[str, Any]) -> tuple[DirectStackV4, Forwarder, Any, list[int]]:
+    switch = seen["switch"] = VnetSwitch(seed=5)
     cfg = v1.StackConfig("app", None, switch.add_interface("app"), Static("10.0.0.2/24"))
     r = await DirectStackV4.connect(cfg)
     assert isinstance(r, Ok)
@@ -36,13 +37,81 @@ async def setup() -> tuple[DirectStackV4, Forwarder, Any, list[int]]:
     app.listen_tcpv4(port=7, callback=echo)
     rules = (Forward(0, 7), Forward(0, 81))  # nothing listens on 81
     fwd, host = await vnet_forwarder(rules, switch, ipaddress.IPv4Interface("10.0.0.1/24"), APP)
+    seen.update(app=app, fwd=fwd, host=host)
     await fwd.start()
     return app, fwd, host, fwd.ports()
 
 
+_CONN_FIELDS = (
+    "_snd_una", "_snd_nxt", "_snd_max", "_snd_wnd", "_snd_wl1", "_snd_wl2", "_rcv_nxt",
+    "_rcv_adv", "_rcv_fin", "_probe", "_retries", "_rtx_at", "_ack_at", "_ack_now",
+    "_close_at", "_ka_at", "_tlp_at", "_rack_at", "_ts_recent", "_last_ack_sent",
+)  # fmt: skip
+
+
+def stall_report(stacks: dict[str, Any], fwd: Forwarder, switch: VnetSwitch) -> str:
+    """Where everything waits: each task's stack, the forwarder's counters, every TCP
+    connection's sequence space, windows and timers, and each switch port's drops, so a
+    stalled run explains itself instead of ending in a bare TimeoutError."""
+    lines = [f"loop time {asyncio.get_running_loop().time():.3f}", f"forwarder {fwd.counters}"]
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        frames = task.get_stack(limit=3)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
+        lines.append(f"task {task.get_name()} waits in {where or '?'} on {task.get_coro()!r}")
+    for name, stack in stacks.items():
+        tcp = stack.tcpv4()
+        ep = tcp.endpoint
+        lines.append(
+            f"{name} tcp: timer at {tcp._timer_at}, endpoint poll_at {ep.poll_at()}, flush "
+            f"{'armed' if tcp._flush_handle else 'not armed'}, scheduled {ep._scheduled}, "
+            f"dirty {list(ep._dirty)}, active {list(ep._active)}, writers {tcp._writers}, "
+            f"held ack {tcp._rx_ack is not None}, run {tcp._rx_run is not None}, "
+            f"stats {dict(tcp.stats)}"
+        )
+        for flow in tcp._flows.values():
+            conn = flow.connection
+            conn_fields = " ".join(f"{k[1:]}={getattr(conn, k, '?')}" for k in _CONN_FIELDS)
+            sndbuf = getattr(getattr(conn, "_sndbuf", None), "size", "?")
+            rcvbuf = len(getattr(conn, "_rcvbuf", b""))
+            cwnd = getattr(getattr(conn, "_cc", None), "cwnd", "?")
+            lines.append(
+                f"  {flow!r} poll_at={conn.poll_at()} sndbuf={sndbuf} rcvbuf={rcvbuf} "
+                f"cwnd={cwnd} {conn_fields}"
+            )
+            counts = {k: v for k, v in dict(getattr(conn, "stats", {})).items() if v}
+            lines.append(f"    counts {counts}")
+    for port in switch.interfaces():
+        lines.append(f"switch port {port.name}: {port.get_stats_counters()} {port.counters}")
+    return "\n".join(lines)
+
+
+def run_explaining_stalls(
+    main: Callable[[dict[str, Any]], Awaitable[None]], timeout: float = 60
+) -> None:
+    """Run ``main(seen)``; if it has not finished after ``timeout`` s, fail with
+    :func:`stall_report` of what ``seen`` holds (``fwd``, ``switch`` and the stacks)."""
+
+    async def guarded() -> None:
+        seen: dict[str, Any] = {}
+        task = asyncio.ensure_future(main(seen))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if task in done:
+            return task.result()
+        report = "(not set up yet)"
+        if {"fwd", "switch", "app", "host"} <= seen.keys():
+            stacks = {"app": seen["app"], "host": seen["host"]}
+            report = stall_report(stacks, seen["fwd"], seen["switch"])
+        task.cancel()
+        pytest.fail(f"stalled for {timeout} s:\n{report}", pytrace=False)
+
+    asyncio.run(guarded())
+
+
 def test_forward_counts_completed_failed_and_aborted_connections() -> None:
-    async def main() -> None:
-        app, fwd, host, (echo_port, dead_port) = await setup()
+    async def main(seen: dict[str, Any]) -> None:
+        app, fwd, host, (echo_port, dead_port) = await setup(seen)
         try:
             data = os.urandom(1 << 20)
             r, w = await asyncio.open_connection("127.0.0.1", echo_port)
@@ -83,7 +152,7 @@ def test_forward_counts_completed_failed_and_aborted_connections() -> None:
             await host.disconnect()
             await app.disconnect()
 
-    asyncio.run(asyncio.wait_for(main(), 60))
+    run_explaining_stalls(main)
 
 
 def test_forward_passes_a_reset_on_as_a_reset_both_ways() -> None:

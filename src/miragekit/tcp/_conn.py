@@ -701,11 +701,23 @@ class Connection:
     def abort(self) -> None:
         """Reset the connection (RFC 9293 ABORT): one RST goes out, then CLOSED."""
         if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
-            # SND.NXT, unless a zero-window probe took it past the peer's window: then the
-            # window's edge, the one number the peer accepts (RFC 5961 3.2).
-            seq = min(self._snd_nxt, self._snd_una + self._snd_wnd)
-            self._ctl_out.append(self._make(RST | ACK, seq, b""))
+            self._ctl_out.append(self._make(RST | ACK, self._edge_seq(self._snd_nxt), b""))
         self._terminate(None)
+
+    def _edge_seq(self, nxt: int) -> int:
+        """``nxt``, unless a zero-window probe took it past the peer's window: then the
+        window's edge, the one number a shut window accepts (RFC 9293 3.10.7.4, RFC 5961
+        3.2). A segment without data past it is dropped whole, ACK included."""
+        edge = self._snd_una + self._snd_wnd
+        return edge if edge < nxt else nxt
+
+    def _ack_seq(self) -> int:
+        """The sequence number of a pure ACK: the highest sent (SND.MAX, as Linux's
+        SND.NXT), not SND.NXT, which a timeout moves back: the peer takes a window update
+        only from a segment whose number is not below the last one's (SND.WL1), so ACKs
+        numbered back from where our data had reached would never tell it that our
+        window shut, and it would go on sending into it. At the window's edge at most."""
+        return self._edge_seq(self._snd_max)
 
     def _lose_input(self) -> None:
         self.stats["resets_data_lost"] += 1
@@ -1116,7 +1128,18 @@ class Connection:
                 self.stats["dropped"] += 1
             return
 
-        if not acceptable(seq, seglen, rcv_nxt, wnd):
+        # RFC 9293 3.10.7.4: with a zero receive window no segment is acceptable, "but
+        # special allowance should be made to accept valid ACKs": the ACK and window of a
+        # segment at the window's edge are taken, its data dropped (and answered with our
+        # ACK, which says the window is still shut). Else, when both ends' windows are
+        # shut with data in flight both ways, each end's ACKs ride on data the other
+        # drops whole, and neither send buffer drains until retransmission timers,
+        # backed off each round, happen to line up.
+        edge_ack = not wnd and seq == rcv_nxt and plen and flags & ACK and not flags & SYN
+        if edge_ack:
+            self.stats["dropped"] += 1
+            self._ack_now = True
+        elif not acceptable(seq, seglen, rcv_nxt, wnd):
             self.stats["dropped"] += 1
             self._ack_now = True
             if plen and seq < rcv_nxt and self._sack_on:
@@ -1161,6 +1184,8 @@ class Connection:
             self._ts_recent = ts[0]
             self._ts_recent_at = now
 
+        if edge_ack:
+            return  # the data (and a FIN after it) lay beyond the window
         if plen and st in _RECEIVING:
             if self._discard_input and seq + plen > self._rcv_nxt:
                 self._lose_input()
@@ -1361,6 +1386,14 @@ class Connection:
         """The window update (RFC 9293 3.10.7.4) of an acceptable ACK from ``seq``."""
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
             wnd = window << self._snd_wscale
+            if wnd and not self._snd_wnd and ack == self._snd_una < self._snd_nxt:
+                # The window opens from zero with nothing beyond snd.una taken (what went
+                # there was a probe, outside the window): send on from snd.una in whole
+                # segments. Going on after the probe's byte would leave the loss window
+                # of a timeout (one SMSS) a byte short of a segment, which sender SWS
+                # avoidance does not send: nothing would go until the next, backed-off,
+                # retransmission timeout.
+                self._snd_nxt = self._snd_una
             self._snd_wnd = wnd
             if wnd > self._max_snd_wnd:
                 self._max_snd_wnd = wnd
@@ -1796,7 +1829,7 @@ class Connection:
             # The sender is recovering: an ACK that is due goes out now, not merged with
             # the next segment's when the driver hands over a batch, so it gets one
             # (with its SACK blocks) per out-of-order or quick-ACKed segment.
-            self._ctl_out.append(self._make(ACK, self._snd_nxt, b"", now))
+            self._ctl_out.append(self._make(ACK, self._ack_seq(), b"", now))
         rcv_nxt = self._rcv_nxt
         plen = len(payload)
         if seq < rcv_nxt:
@@ -2069,7 +2102,7 @@ class Connection:
             elif out:
                 self._send_data(now, out)
         if self._ack_now and st != SYN_SENT:
-            out.append(self._make(ACK, self._snd_nxt, b"", now))
+            out.append(self._make(ACK, self._ack_seq(), b"", now))
         if self._ecn is not None and out:
             self._ecn.mark(out, smax0, self._snd_wnd > 0)
         return out
