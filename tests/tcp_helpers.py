@@ -20,8 +20,10 @@ LOCAL_SEQ = LOCAL_ISS + 1  # unbounded; masked when put on the wire
 REMOTE_SEQ = REMOTE_ISS + 1
 WINDOW = 64000
 
-# No options beyond MSS, immediate ACKs: the plainest TCP, for exact expectations.
+# No options beyond MSS, immediate ACKs: the plainest TCP, for exact expectations, with
+# NewReno's halving (RFC 5681), whose windows the tests' expectations are written in.
 PLAIN = Config(
+    congestion="newreno",
     window_scaling=False,
     timestamps=False,
     sack=False,

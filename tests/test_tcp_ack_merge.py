@@ -11,6 +11,7 @@ never merged over, and the ones before it still count."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import random
 from typing import Any
@@ -64,7 +65,9 @@ class Peer:
             self.stack.iface.receive_frame(f)
 
 
-async def _connect(ca: bool) -> tuple[TCP[Any], Any, Peer, list[bytes]]:
+async def _connect(
+    ca: bool, congestion: str = "newreno"
+) -> tuple[TCP[Any], Any, Peer, list[bytes]]:
     sw = VnetSwitch()
     vif = sw.add_interface("ours")
     sent: list[bytes] = []
@@ -79,6 +82,7 @@ async def _connect(ca: bool) -> tuple[TCP[Any], Any, Peer, list[bytes]]:
     loop = asyncio.get_running_loop()
     stack.ipv4.arp.add_static(int.from_bytes(PEER, "big"), PEER_MAC, loop.time())
     tcp = TCP(stack.ipv4)
+    tcp.config = tcp.endpoint.config = dataclasses.replace(tcp.config, congestion=congestion)
     peer = Peer(stack, sent)
     task = asyncio.ensure_future(tcp.create_connection((ipaddress.IPv4Address("10.0.0.1"), 5201)))
     await asyncio.sleep(0.001)
@@ -99,9 +103,11 @@ async def _connect(ca: bool) -> tuple[TCP[Any], Any, Peer, list[bytes]]:
     return tcp, flow, peer, sent
 
 
-async def _transfer(ca: bool, total: int = 600_000) -> tuple[list[bytes], int, int]:
+async def _transfer(
+    ca: bool, total: int = 600_000, congestion: str = "newreno"
+) -> tuple[list[bytes], int, int]:
     """Our frames of a transfer of ``total`` bytes, the ACKs merged and the final cwnd."""
-    tcp, flow, peer, sent = await _connect(ca)
+    tcp, flow, peer, sent = await _connect(ca, congestion)
     data = random.Random(3).randbytes(total)
     writer = asyncio.ensure_future(flow.write(data))
     start = peer.rcv_nxt
@@ -130,8 +136,9 @@ def _no_merging(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_merged_acks_send_the_same_frames(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Congestion avoidance (byte counting): the same frames, byte for byte, whether the
-    connection walks every ACK of a batch or only the last."""
+    """Congestion avoidance (NewReno's byte counting, additive in the bytes ACKed): the
+    same frames, byte for byte, whether the connection walks every ACK of a batch or
+    only the last."""
     merged, n, cwnd = sim.run(_transfer(ca=True), seed=1)
     assert n > 100 and len(merged) > 400
     with monkeypatch.context() as m:
@@ -140,6 +147,25 @@ def test_merged_acks_send_the_same_frames(monkeypatch: pytest.MonkeyPatch) -> No
     assert n0 == 0
     assert cwnd == cwnd0
     assert merged == each
+
+
+def test_merged_acks_with_cubic_are_one_stretch_ack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUBIC's growth per ACK is not additive (its target and divisor move with cwnd and
+    SRTT), so merged ACKs are what they stand for, one stretch ACK: the same data in the
+    same number of frames, and a window within a segment of the one of the walk of every
+    ACK."""
+    merged, n, cwnd = sim.run(_transfer(ca=True, congestion="cubic"), seed=1)
+    assert n > 100 and len(merged) > 400
+    with monkeypatch.context() as m:
+        _no_merging(m)
+        each, n0, cwnd0 = sim.run(_transfer(ca=True, congestion="cubic"), seed=1)
+    assert n0 == 0
+    assert abs(cwnd - cwnd0) < 1448
+
+    def payload(frames: list[bytes]) -> bytes:
+        return b"".join(f[66:] for f in frames if len(f) > 66)
+
+    assert len(merged) == len(each) and payload(merged) == payload(each)
 
 
 def test_slow_start_walks_every_ack() -> None:

@@ -422,6 +422,22 @@ def test_controller_factory() -> None:
         Config(congestion="vegas")
 
 
+def test_the_default_controller_is_cubic_as_linux() -> None:
+    """CUBIC by default (Linux's default): a fast retransmit takes cwnd to 0.7 of what
+    it was (RFC 9438's beta), where NewReno would halve it."""
+    assert Config().congestion == "cubic"
+    c = established(cfg(congestion=Config().congestion), mss=1000)
+    c.send(bytes(14000))
+    assert len(out(c)) == 10
+    una = LOCAL_SEQ + 1000
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))  # slow start: cwnd 11000
+    assert c.cwnd == 11000
+    for _ in range(3):
+        c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ, una))
+        out(c, 0.1)
+    assert c.ssthresh == c.cwnd and 7600 < c.cwnd <= 7700  # NewReno: 5500
+
+
 def test_limited_transmit_sends_new_data_on_first_dupacks() -> None:
     c = established(mss=1000)
     c.send(bytes(14000))

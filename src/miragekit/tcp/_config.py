@@ -26,12 +26,13 @@ class Config:
     path MTU (MTU - 40 for IPv4); the peer's MSS option clamps what we send further.
     ``ecn`` (RFC 3168): "accept" uses ECN when the peer's SYN asks for it (as Linux's
     default, tcp_ecn=2), "on" also asks in our SYNs, "off" never uses it.
+    ``congestion``: "cubic" (RFC 9438, the default, as Linux) or "newreno" (RFC 5681).
     """
 
     mss: int = 1460
     send_buffer: int = 256 * 1024
     recv_buffer: int = 256 * 1024
-    congestion: str = "newreno"
+    congestion: str = "cubic"
     delayed_ack: bool = True
     delayed_ack_timeout: float = 0.04
     nodelay: bool = False
