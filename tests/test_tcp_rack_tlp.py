@@ -56,10 +56,48 @@ def test_pto_is_two_srtt_and_the_probe_resends_the_last_segment() -> None:
     # No new data: the highest-sequence segment again (7.3).
     assert out(c, 2.027) == [_data(c, 3000, 1000, ACK | PSH)]
     assert c.stats["tail_loss_probes"] == 1 and c.stats["rto"] == 0
-    # The RTO is armed again from the probe; no second probe before an ACK.
-    assert c.poll_at() == pytest.approx(2.227)
+    # The RTO is armed again, one RTO after the head was sent (2.0), as Linux's
+    # tcp_rearm_rto; no second probe before an ACK.
+    assert c.poll_at() == pytest.approx(2.2)
     c.handle_timer(due(c))
     assert c.stats["rto"] == 1 and c.stats["tail_loss_probes"] == 1
+
+
+def test_the_rto_after_a_probe_runs_from_the_heads_send_not_from_the_probe() -> None:
+    """RFC 8985 7.3 re-arms the RTO after the probe; as Linux (tcp_rearm_rto with
+    tcp_rto_delta_us while the probe is pending) it fires one RTO after the segment at
+    SND.UNA was last sent, so the probe does not put off the head's timeout by a PTO.
+    The head here is the oldest segment of the flight, sent 20 ms before the rest."""
+    c = sampled()
+    c.send(bytes(1000))
+    assert len(out(c, 2.0)) == 1
+    c.send(bytes(2000))
+    assert len(out(c, 2.02)) == 2
+    t = due(c)
+    assert t == pytest.approx(2.047)  # 2 * SRTT + 2 ms after the last send
+    c.handle_timer(t)
+    assert out(c, t) == [_data(c, 3000, 1000, ACK | PSH)]
+    assert c.poll_at() == pytest.approx(2.2)  # not 2.247: 0.2 after the head's 2.0
+    c.handle_timer(2.2)
+    assert c.stats["rto"] == 1
+    assert out(c, 2.2) == [_data(c, 1000, 1000)]
+
+
+def test_the_rto_after_a_probe_is_a_tick_on_when_the_heads_rto_is_past() -> None:
+    """The probe timeout is capped by the RTO: when it fires there, the probe (new data)
+    goes at the head's RTO, and the RTO follows a timer tick (1 ms) later, as Linux's
+    floor of one jiffy, unless the probe's ACK comes first."""
+    c = sampled(dataclasses.replace(SACK_TLP, tlp_max_ack_delay=0.3))
+    c.send(bytes(1000))
+    out(c, 2.0)
+    c.send(bytes(1000))  # beyond what went out: the probe's new data
+    c._snd_wnd = 1000  # the peer's window kept it back
+    assert out(c, 2.0) == []
+    assert c.poll_at() == pytest.approx(2.2)
+    c._snd_wnd = 64000
+    c.handle_timer(2.2)
+    assert out(c, 2.2) == [_data(c, 2000, 1000, ACK | PSH)]
+    assert c.stats["rto"] == 0 and c.poll_at() == pytest.approx(2.201)
 
 
 def test_pto_of_a_lone_segment_waits_for_a_delayed_ack_capped_by_the_rto() -> None:
@@ -72,7 +110,8 @@ def test_pto_of_a_lone_segment_waits_for_a_delayed_ack_capped_by_the_rto() -> No
     out(d, 2.0)
     assert d.poll_at() == pytest.approx(2.2)
     d.handle_timer(2.2)
-    # The probe takes the RTO's place: no timeout, no window collapse.
+    # The probe takes the RTO's place: no timeout, no window collapse. It sent the head
+    # itself, so the RTO runs a full RTO from it (the head's last transmission, as Linux).
     assert out(d, 2.2) == [_data(d, 1000, 500, ACK | PSH)]
     assert d.stats["rto"] == 0 and d.cwnd == 10000
     assert d.poll_at() == pytest.approx(2.4)

@@ -819,7 +819,7 @@ class Connection:
             ):
                 # RFC 8985 7.3: one probe; the RTO (not the PTO) is armed again.
                 self._tlp_probe = True
-                self._rtx_at = now + self._rtt.timeout()
+                self._rtx_at = now + self._rtt.timeout()  # (_send_probe: from the head)
         q = self._rack_at
         if q is not None and now >= q:
             self._rack_at = None
@@ -1643,6 +1643,27 @@ class Connection:
         r = self._rtx_at
         self._tlp_at = r if r is not None and r < t else t
 
+    def _rto_after_probe(self, now: float, head_resent: bool) -> float:
+        """When the RTO fires once a probe is sent (RFC 8985 7.3 re-arms it): outside
+        recovery, one RTO after the head (the segment at SND.UNA) was last sent, now if
+        the probe was the head again (``head_resent``), as Linux's ``tcp_rearm_rto``
+        measures it while a probe is pending (``tcp_rto_delta_us``), at least a timer
+        tick (1 ms) on; the probe does not put off the timeout the head has been waiting
+        for. In recovery (where our probe goes beyond RFC 8985) the head's
+        retransmission may be older than its RTO, so there one RTO from now."""
+        timeout = self._rtt.timeout()
+        if self._in_recovery or head_resent:
+            return now + timeout
+        una = self._snd_una
+        sb = self._scoreboard
+        sent = sb.sent_at(una)
+        for s, e, _m, t in sb.rxt:
+            if s <= una < e and t > sent:
+                sent = t
+        at = sent + timeout
+        tick = now + self._rtt.granularity
+        return at if at > tick else tick
+
     def _tlp_on_ack(self, now: float, seg: TCPRepr, ack: int, una: int, dsack_right: int) -> None:
         """RFC 8985 7.4: did the probe repair a loss? An ACK at or beyond TLP.end_seq
         ends the episode; a retransmitted probe that the peer neither reported as a
@@ -2396,6 +2417,7 @@ class Connection:
                 end += 1
             self._snd_nxt = self._snd_max = end
             self._tlp_rxt = False
+            head_resent = False
         elif self._snd_max > self._snd_una:
             top = self._snd_max
             blocks = self._scoreboard.blocks
@@ -2406,8 +2428,10 @@ class Connection:
             start = max(self._snd_una, min(data_end, top) - mss)
             self._retransmit(now, start, min(top, fin_end), out)
             self._tlp_rxt = True
+            head_resent = start == self._snd_una
         else:
             return
+        self._rtx_at = self._rto_after_probe(now, head_resent)
         self.stats["tail_loss_probes"] += 1
         self._tlp_end = self._snd_max
         self._tlp_rtt = False
