@@ -819,7 +819,7 @@ class Connection:
             ):
                 # RFC 8985 7.3: one probe; the RTO (not the PTO) is armed again.
                 self._tlp_probe = True
-                self._rtx_at = now + self._rtt.timeout()  # (_send_probe: from the head)
+                self._rtx_at = now + self._rtt.timeout()  # _send_probe: from the head's send
         q = self._rack_at
         if q is not None and now >= q:
             self._rack_at = None
@@ -1660,6 +1660,8 @@ class Connection:
         for s, e, _m, t in sb.rxt:
             if s <= una < e and t > sent:
                 sent = t
+        if sent == float("-inf"):
+            return now + timeout  # no send time kept (none without SACK)
         at = sent + timeout
         tick = now + self._rtt.granularity
         return at if at > tick else tick
