@@ -31,6 +31,8 @@ class CongestionControl:
     window. The connection reports each transmission to ``on_send``; ``on_ack`` applies
     the rule, so every caller of it inherits it."""
 
+    watches_idle = False  # class-wide: whether ``on_send`` calls ``went_idle``
+
     __slots__ = (
         "cwnd",
         "hystart",
@@ -59,13 +61,20 @@ class CongestionControl:
         SND.MAX, ``full`` when less than a segment of cwnd is left. Keeps, per window of
         data, whether cwnd was ever full and the largest flight: a new window (the last
         one acknowledged), a full cwnd, or a larger flight in a window not yet full
-        replaces what was kept."""
+        replaces what was kept; a send after everything before it was acknowledged
+        first tells ``went_idle`` (only for controllers that set ``watches_idle``: one
+        attribute test per send instead of a call)."""
+        if una >= self.used_smax and self.watches_idle:
+            self.went_idle(now)
         self.used_smax = smax
         flight = smax - una
         if una >= self.used_end or full or (not self.used_full and flight > self.used_max):
             self.used_full = full
             self.used_max = flight
             self.used_end = smax
+
+    def went_idle(self, now: float) -> None:
+        """The flow was idle (nothing in flight) until this send."""
 
     def slow_start(self, acked: int) -> None:
         """Slow start's growth while cwnd-limited (cwnd below twice the largest flight of

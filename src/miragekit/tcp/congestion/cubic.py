@@ -29,12 +29,12 @@ class Cubic(CongestionControl):
         # in flight) moves the epoch on instead, so t leaves it out (RFC 9438 5.8).
         self._stamp = 0.0
 
-    def on_send(self, now: float, una: int, smax: int, full: bool) -> None:
-        if una >= self.used_smax and self._epoch is not None:
-            # Everything sent before was acknowledged: the flow was idle.
+    watches_idle = True
+
+    def went_idle(self, now: float) -> None:
+        if self._epoch is not None:
             self._epoch += now - self._stamp
             self._stamp = now
-        super().on_send(now, una, smax, full)
 
     def on_ack(self, now: float, acked: int, srtt: float) -> None:
         mss = self.mss
