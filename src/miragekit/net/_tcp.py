@@ -1360,6 +1360,35 @@ class TcpSender:
         keep(piece)
         off = size
         end = n - size
+        if ts is not None and off < end:
+            # The middle frames (all but two of a burst) differ only in sequence number,
+            # IPv4 ID and payload: _data_head's steps with its per-segment constants
+            # (lengths, the sums of the fields that stay, the Ethernet and IPv4 run)
+            # taken once, and no call a frame. tests/test_tcp_soft_gso.py checks every
+            # frame against _data_head's (test_burst_is_the_frames_of_the_cut_segments).
+            tl = 52 + size
+            offflags = 0x8000 | middle  # 32-byte header: data offset 8 words
+            tsv, tse = ts
+            tcp_base = self._tcp_sum + 32 + size + ack + offflags + window + _TS_OPT_SUM + tsv + tse
+            ip_base = self._ip_sum + tl + ecn
+            eth_ip = self._eth_ip_ect if ecn else self._eth_ip
+            mid, ports, pack = self._ip_mid, self._ports, _TX_TS.pack
+            ident = self._ident
+            while off < end:
+                piece = view[off : off + size]
+                ident = (ident + 1) & 0xFFFF
+                r = (ip_base + ident) % 0xFFFF
+                s = (seq + off) & 0xFFFFFFFF
+                c = (residue(piece) + tcp_base + s) % 0xFFFF
+                append(
+                    pack(
+                        eth_ip, tl, ident, mid, 0xFFFF - r if r else 0, ports, s, ack,
+                        offflags, window, 0xFFFF - c if c else 0, _URG0_NOP_NOP_TS, tsv, tse,
+                    )
+                )  # fmt: skip
+                keep(piece)
+                off += size
+            self._ident = ident
         while off < end:
             piece = view[off : off + size]
             append(head((seq + off) & 0xFFFFFFFF, ack, middle, window, piece, ts, ecn))
