@@ -585,11 +585,6 @@ class TCP(Generic[A]):
             or not ipv4_sums_to_zero(frame[14 : 14 + tl], PROTO_TCP - 20 + tl)
         ):
             return False
-        self._eth_counters.rx_frames += 1
-        c = ip.counters
-        c.rx_packets += 1
-        c.rx_delivered += 1
-        self.frames_fast += 1
         ecn = tos & 3  # the ECN codepoint (RFC 3168)
         plen = tl - 52
         run = self._rx_run
@@ -616,6 +611,7 @@ class TCP(Generic[A]):
                     data += frame[66 : 14 + tl]
                     run.flags |= flags
                 if data is not None:
+                    # Counted with the run's other frames when it is handed over (_end_run).
                     run.next = (seq + plen) & 0xFFFFFFFF
                     if plen < run.size:
                         self._end_run()
@@ -625,6 +621,12 @@ class TCP(Generic[A]):
                     return True
             self._end_run()
             self._rx_run = None
+        # _count_fast(1), written out: a call would cost every pure ACK a sender reads.
+        self._eth_counters.rx_frames += 1
+        c = ip.counters
+        c.rx_packets += 1
+        c.rx_delivered += 1
+        self.frames_fast += 1
         if plen == 0 and flags == 0x10 and not ecn:
             if self._hold_ack(src, dst, sport, dport, seq, ack, window, tsv, tse):
                 return True
@@ -647,6 +649,18 @@ class TCP(Generic[A]):
             self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
                              plen, urgent)  # fmt: skip
         return True
+
+    def _count_fast(self, n: int) -> None:
+        """Count ``n`` frames that :meth:`_frame_input` took, as Ethernet and IPv4 would
+        have counted them: a frame that joins a run is counted with the run when the run
+        is handed over (one update per run, not four per frame)."""
+        ip = self._rx_ip
+        assert ip is not None  # set whenever _frame_input is installed
+        self._eth_counters.rx_frames += n
+        c = ip.counters
+        c.rx_packets += n
+        c.rx_delivered += n
+        self.frames_fast += n
 
     def _deliver(self, now: float, src: bytes, dst: bytes, sport: int, dport: int, seq: int,
                  ack: int, flags: int, window: int, payload: memoryview | bytes, tsv: int,
@@ -734,7 +748,9 @@ class TCP(Generic[A]):
             return
         run.data = None
         # Every frame but the last held ``size`` bytes: the count without a count.
-        self.frames_merged += (len(data) - 1) // run.size
+        merged = (len(data) - 1) // run.size
+        self.frames_merged += merged
+        self._count_fast(merged + 1)
         src, sport, dport, ack, window, tsv, tse, ecn = run.key
         seg = plain_segment(
             sport, dport, run.seq, ack, run.flags, window, data, (), (tsv, tse), run.urgent, ecn
