@@ -268,6 +268,12 @@ class TapNetif(FdLink[bytes, TapCounters]):
         pkts = nbytes = 0  # counted here, added to the stats once per batch
         try:
             for _ in range(READ_BATCH):
+                # The receiver first: one taken away during the batch leaves the frames
+                # that follow in the device, none read and dropped.
+                fn = None if meta else self._receiver
+                mfn = self._meta_receiver if meta else None
+                if fn is None and mfn is None:
+                    return
                 try:
                     n = readinto(rbuf)
                 except BlockingIOError:
@@ -280,10 +286,7 @@ class TapNetif(FdLink[bytes, TapCounters]):
                     return
                 pkts += 1
                 nbytes += n - skip
-                if not meta:
-                    fn = self._receiver
-                    if fn is None:
-                        return
+                if fn is not None:
                     fn(view[skip:n])
                     continue
                 flags = rbuf[0]
@@ -295,10 +298,8 @@ class TapNetif(FdLink[bytes, TapCounters]):
                         c.rx_csum_needed += 1
                     else:
                         c.rx_csum_valid += 1
-                mfn = self._meta_receiver
-                if mfn is None:
-                    return
-                mfn(view[skip:n], flags)
+                if mfn is not None:
+                    mfn(view[skip:n], flags)
         finally:
             st.rx_pkts += pkts
             st.rx_bytes += nbytes
