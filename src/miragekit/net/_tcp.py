@@ -61,6 +61,13 @@ _log = logging.getLogger(__name__)
 _TX_TS = struct.Struct("!16sHH4sH12sIIHHH6sII")
 _TX = struct.Struct("!16sHH4sH12sIIHHH2s")
 _URG0_NOP_NOP_TS = b"\0\0\x01\x01\x08\x0a"
+# _TX_TS with the runs a burst's middle frames share joined (TcpSender.burst): Ethernet
+# and IPv4 up to the length, the ID, flags to protocol, the checksum, addresses and
+# ports, the sequence number, ACK number to window, the checksum, urgent pointer and
+# timestamps. Nine fields to pack instead of fourteen.
+_TX_RUNS = struct.Struct("!18sH4sH12sI8sH14s")
+_ACK_WIN = struct.Struct("!IHH")
+_TS_TAIL = struct.Struct("!6sII")
 # A received frame read at once (:meth:`TCP._frame_input`): Ethernet destination and
 # type; IPv4 version+IHL, TOS, total length, flags+offset, addresses; TCP ports, numbers,
 # data offset, flags, window, urgent pointer, the first option word, TSval, TSecr.
@@ -1387,8 +1394,11 @@ class TcpSender:
             tsv, tse = ts
             tcp_base = self._tcp_sum + 32 + size + ack + offflags + window + _TS_OPT_SUM + tsv + tse
             ip_base = self._ip_sum + tl + ecn
-            eth_ip = self._eth_ip_ect if ecn else self._eth_ip
-            mid, ports, pack = self._ip_mid, self._ports, _TX_TS.pack
+            # The fields that stay as byte runs (fewer to pack: _TX_TS's layout, joined).
+            lead = (self._eth_ip_ect if ecn else self._eth_ip) + tl.to_bytes(2, "big")
+            mid, ports, pack = self._ip_mid, self._ports, _TX_RUNS.pack
+            ack_win = _ACK_WIN.pack(ack, offflags, window)
+            tail = _TS_TAIL.pack(_URG0_NOP_NOP_TS, tsv, tse)
             ident = self._ident
             while off < end:
                 piece = view[off : off + size]
@@ -1397,10 +1407,8 @@ class TcpSender:
                 s = (seq + off) & 0xFFFFFFFF
                 c = (residue(piece) + tcp_base + s) % 0xFFFF
                 append(
-                    pack(
-                        eth_ip, tl, ident, mid, 0xFFFF - r if r else 0, ports, s, ack,
-                        offflags, window, 0xFFFF - c if c else 0, _URG0_NOP_NOP_TS, tsv, tse,
-                    )
+                    pack(lead, ident, mid, 0xFFFF - r if r else 0, ports, s, ack_win,
+                         0xFFFF - c if c else 0, tail)
                 )  # fmt: skip
                 keep(piece)
                 off += size
