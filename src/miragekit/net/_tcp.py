@@ -46,6 +46,7 @@ from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
 from ..wire import ipv4_sums_to_zero, pseudo_sum, residue
+from ..wire._checksum import FOLD2, FOLD3, FOLD4, FOLD_FROM, FOLD_WIDE, HALF, MASK2, MASK3, MASK4
 from ..wire.tcp import TCPRepr, cut_flags, cut_segment, plain_fields, plain_segment
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
@@ -1400,12 +1401,26 @@ class TcpSender:
             ack_win = _ACK_WIN.pack(ack, offflags, window)
             tail = _TS_TAIL.pack(_URG0_NOP_NOP_TS, tsv, tse)
             ident = self._ident
+            # residue() of each piece, its steps written out when the MSS is in the range
+            # of its folds, the first fold made by reading the halves apart (a call, its
+            # length check and the fold are ~0.1-0.15 µs of a frame's ~1.9); the test
+            # above compares every frame with _data_head's, which calls residue().
+            fold = FOLD_FROM < size < FOLD_WIDE
             while off < end:
                 piece = view[off : off + size]
                 ident = (ident + 1) & 0xFFFF
                 r = (ip_base + ident) % 0xFFFF
                 s = (seq + off) & 0xFFFFFFFF
-                c = (residue(piece) + tcp_base + s) % 0xFFFF
+                if fold:
+                    v = int.from_bytes(piece[:HALF], "little") + int.from_bytes(
+                        piece[HALF:], "little"
+                    )
+                    v = (v >> FOLD2) + (v & MASK2)
+                    v = (v >> FOLD3) + (v & MASK3)
+                    v = (v >> FOLD4) + (v & MASK4)
+                    c = ((v % 0xFFFF << 8) + tcp_base + s) % 0xFFFF
+                else:
+                    c = (residue(piece) + tcp_base + s) % 0xFFFF
                 append(
                     pack(lead, ident, mid, 0xFFFF - r if r else 0, ports, s, ack_win,
                          0xFFFF - c if c else 0, tail)

@@ -31,6 +31,9 @@ MASK2 = (1 << FOLD2) - 1
 MASK3 = (1 << FOLD3) - 1
 FOLD4 = 720
 MASK4 = (1 << FOLD4) - 1
+HALF = FOLD1 // 8
+"""Bytes of the low half of a segment-sized integer: read apart, the two halves sum to
+what the first fold would give (TcpSender.burst folds so)."""
 FOLD_FROM = 1000
 """Bytes from which the three folds pay for themselves."""
 FOLD_WIDE = 2048
