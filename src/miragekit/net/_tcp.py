@@ -45,8 +45,7 @@ from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
-from ..wire import ipv4_sums_to_zero, pseudo_sum, residue
-from ..wire._checksum import FOLD2, FOLD3, FOLD4, FOLD_FROM, FOLD_WIDE, HALF, MASK2, MASK3, MASK4
+from ..wire import SEGMENT_FOLDS, ipv4_sums_to_zero, pseudo_sum, residue
 from ..wire.tcp import TCPRepr, cut_flags, cut_segment, plain_fields, plain_segment
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
@@ -66,6 +65,7 @@ _URG0_NOP_NOP_TS = b"\0\0\x01\x01\x08\x0a"
 # and IPv4 up to the length, the ID, flags to protocol, the checksum, addresses and
 # ports, the sequence number, ACK number to window, the checksum, urgent pointer and
 # timestamps. Nine fields to pack instead of fourteen.
+FOLD_FROM, FOLD_WIDE, HALF, FOLD2, MASK2, FOLD3, MASK3, FOLD4, MASK4 = SEGMENT_FOLDS
 _TX_RUNS = struct.Struct("!18sH4sH12sI8sH14s")
 _ACK_WIN = struct.Struct("!IHH")
 _TS_TAIL = struct.Struct("!6sII")
