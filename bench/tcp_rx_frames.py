@@ -59,7 +59,7 @@ def measure(frames: int, batch: int, stub_checksum: bool) -> float:
     from miragekit.wire.tcp import ACK, SYN, TCPRepr
 
     if stub_checksum:
-        tcp_driver.sums_to_zero = lambda data, extra=0: True  # type: ignore[attr-defined]
+        tcp_driver.ipv4_sums_to_zero = lambda packet, extra: True  # type: ignore[attr-defined]
 
     def frame(dst_mac: bytes, seg: TCPRepr) -> memoryview:
         return memoryview(bytearray(peer_frame(dst_mac, seg)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import io
 import os
 import socket
 import struct
@@ -143,6 +144,7 @@ class TapNetif(FdLink[bytes, TapCounters]):
         self._vnet_zero = b""
         self._meta_receiver: MetaReceiver | None = None
         self._batch_done: Callable[[], None] | None = None
+        self._rfile = io.FileIO(fd, "rb", closefd=False)  # reads only; the fd is ours
 
     # --- DEVICE ------------------------------------------------------------------------
 
@@ -204,6 +206,7 @@ class TapNetif(FdLink[bytes, TapCounters]):
         return self._name
 
     def _close_fd(self) -> None:
+        self._rfile.close()  # closefd=False: only the wrapper
         os.close(self._fd)
 
     def _set_vnet_hdr_len(self, n: int) -> None:
@@ -256,39 +259,50 @@ class TapNetif(FdLink[bytes, TapCounters]):
             done()
 
     def _read_batch(self) -> None:
-        fd, buf, view, st, rbuf = self._fd, [self._rbuf], self._rview, self._stats, self._rbuf
+        view, st, rbuf = self._rview, self._stats, self._rbuf
         c, meta = self.counters, self._meta
         skip = self.vnet_hdr_len
-        for _ in range(READ_BATCH):
-            try:
-                n = os.readv(fd, buf)
-            except BlockingIOError:
-                return
-            except OSError:
-                # The device went away (e.g. deleted with its namespace): stop reading.
-                self._watch(False)
-                return
-            st.rx_pkts += 1
-            st.rx_bytes += n - skip
-            if not meta:
-                fn = self._receiver
-                if fn is None:
+        # FileIO's readinto: ~0.09 µs a call less than os.readv (no iovec list), and
+        # None, not an exception, when the device has no more. One read is one frame.
+        readinto = self._rfile.readinto
+        pkts = nbytes = 0  # counted here, added to the stats once per batch
+        try:
+            for _ in range(READ_BATCH):
+                # The receiver first: one taken away during the batch leaves the frames
+                # that follow in the device, none read and dropped.
+                fn = None if meta else self._receiver
+                mfn = self._meta_receiver if meta else None
+                if fn is None and mfn is None:
                     return
-                fn(view[skip:n])
-                continue
-            flags = rbuf[0]
-            if rbuf[1]:
-                c.rx_gso += 1
-                c.rx_gso_bytes += n - skip
-            if flags:
-                if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
-                    c.rx_csum_needed += 1
-                else:
-                    c.rx_csum_valid += 1
-            mfn = self._meta_receiver
-            if mfn is None:
-                return
-            mfn(view[skip:n], flags)
+                try:
+                    n = readinto(rbuf)
+                except BlockingIOError:
+                    return
+                except OSError:
+                    # The device went away (e.g. deleted with its namespace): stop reading.
+                    self._watch(False)
+                    return
+                if n is None:
+                    return
+                pkts += 1
+                nbytes += n - skip
+                if fn is not None:
+                    fn(view[skip:n])
+                    continue
+                flags = rbuf[0]
+                if rbuf[1]:
+                    c.rx_gso += 1
+                    c.rx_gso_bytes += n - skip
+                if flags:
+                    if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+                        c.rx_csum_needed += 1
+                    else:
+                        c.rx_csum_valid += 1
+                if mfn is not None:
+                    mfn(view[skip:n], flags)
+        finally:
+            st.rx_pkts += pkts
+            st.rx_bytes += nbytes
 
     def send(self, frame: Buffer) -> None:
         if not self._connected:

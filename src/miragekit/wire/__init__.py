@@ -13,6 +13,7 @@ from . import ipv4 as ipv4
 from . import ipv6 as ipv6
 from . import udp as udp
 from . import vxlan as vxlan
+from ._checksum import SEGMENT_FOLDS as SEGMENT_FOLDS
 from ._checksum import checksum as checksum
 from ._checksum import checksum_add as checksum_add
 from ._checksum import checksum_finish as checksum_finish
@@ -59,6 +60,7 @@ from .vxlan import VxlanPacket as VxlanPacket
 from .vxlan import VxlanRepr as VxlanRepr
 
 __all__ = [
+    "SEGMENT_FOLDS",
     "ArpOperation",
     "ArpPacket",
     "ArpRepr",

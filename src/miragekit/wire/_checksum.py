@@ -31,11 +31,17 @@ MASK2 = (1 << FOLD2) - 1
 MASK3 = (1 << FOLD3) - 1
 FOLD4 = 720
 MASK4 = (1 << FOLD4) - 1
+HALF = FOLD1 // 8
+"""Bytes of the low half of a segment-sized integer: read apart, the two halves sum to
+what the first fold would give (TcpSender.burst folds so)."""
 FOLD_FROM = 1000
 """Bytes from which the three folds pay for themselves."""
 FOLD_WIDE = 2048
 """Bytes from which the three folds no longer pay (they are sized for one segment; a
 64 KiB sum takes the plain remainder)."""
+SEGMENT_FOLDS = (FOLD_FROM, FOLD_WIDE, HALF, FOLD2, MASK2, FOLD3, MASK3, FOLD4, MASK4)
+""":func:`residue`'s bounds and folds, for a loop that writes its steps out (the TCP
+driver's burst, where a call a frame costs)."""
 
 
 def residue(data: _Buf) -> int:
@@ -85,23 +91,44 @@ def _fold4(v: int) -> int:
     return (v >> FOLD4) + (v & MASK4)
 
 
-_IPV4_HEADER = (1 << 160) - 1  # the first 20 bytes of a packet read little-endian
-
-
 def ipv4_sums_to_zero(packet: _Buf, extra: int) -> bool:
     """Whether both sums of an IPv4 packet without options check: its header's (the
     first 20 bytes) and its transport's, which :func:`sums_to_zero` takes from the
     packet's byte 12 on (the addresses lead the segment: one sum covers them) with
-    ``extra`` the rest of the pseudo-header. One integer read for both: the receive
-    path's every packet took two slices and two conversions."""
-    v = int.from_bytes(packet, "little")
-    if (v & _IPV4_HEADER) % 0xFFFF:
-        return False
-    n = len(packet) - 12
-    v >>= 96
-    if FOLD_FROM < n < FOLD_WIDE:
-        v = _fold4(v)
+    ``extra`` the rest of the pseudo-header. A segment-sized packet is read three
+    times, the header and the segment's two halves (split at FOLD1 bits, they sum to
+    what the first fold gives, without the shift and mask of the whole): 0.15 µs less
+    on a full-sized frame than one integer of the packet masked for the header and
+    shifted for the segment (1.84 against 1.99 µs), which smaller packets keep. The
+    folds are :func:`_fold4`'s, written out (a call is ~0.1 µs of every received
+    segment); tests/wire/test_checksum_fold.py checks this against the two sums taken
+    apart."""
+    n = len(packet)
+    if _FOLD_FROM_IP < n < _FOLD_WIDE_IP:
+        if int.from_bytes(packet[:20], "little") % 0xFFFF:
+            return False
+        v = int.from_bytes(packet[12:_HALF_AT], "little") + int.from_bytes(
+            packet[_HALF_AT:], "little"
+        )
+        v = (v >> FOLD2) + (v & MASK2)
+        v = (v >> FOLD3) + (v & MASK3)
+        v = (v >> FOLD4) + (v & MASK4)
+    else:
+        # Small (a pure ACK) or large: one read, masked for the header, shifted for the
+        # segment (for a 52-byte packet 0.31 µs against 0.43 read apart).
+        v = int.from_bytes(packet, "little")
+        if (v & _IPV4_HEADER) % 0xFFFF:
+            return False
+        v >>= 96
     return not (v + (extra << 8)) % 0xFFFF
+
+
+# ipv4_sums_to_zero's bounds, for a packet whose segment's sum starts at its byte 12:
+# where that sum splits, and the packet sizes its folds are for.
+_HALF_AT = 12 + HALF
+_FOLD_FROM_IP = FOLD_FROM + 12
+_FOLD_WIDE_IP = FOLD_WIDE + 12
+_IPV4_HEADER = (1 << 160) - 1  # the first 20 bytes of a packet read little-endian
 
 
 def ones_sum(data: _Buf) -> int:
