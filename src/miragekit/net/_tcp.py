@@ -1327,9 +1327,11 @@ class TcpSender:
         if fields is None:
             return self._frame_handshake(seg) or self._frame_emitted(seg)
         seq, ack, flags, window, payload, ts, ecn = fields
-        if (ecn and ecn != 2) or (52 if ts else 40) + len(payload) > ip.mtu:
+        n = len(payload)
+        if (ecn and ecn != 2) or (52 if ts else 40) + n > ip.mtu:
             return None  # only ECT(0) is prebuilt
-        return self._data_frame(seq, ack, flags, window, payload, ts, ecn)
+        hdr = self._data_head(seq, ack, flags, window, payload, ts, ecn)
+        return hdr + payload if n else hdr
 
     def burst(
         self, seg: TCPRepr, now: float, size: int, heads: list[bytes], bodies: list[Buffer]
@@ -1370,21 +1372,6 @@ class TcpSender:
         keep(piece)
         return True
 
-    def _data_frame(
-        self,
-        seq: int,
-        ack: int,
-        flags: int,
-        window: int,
-        payload: Buffer,
-        ts: tuple[int, int] | None,
-        ecn: int,
-    ) -> bytes:
-        """One frame of a segment that :meth:`frame` covers (checked there: it fits the
-        MTU; ECN is none or ECT(0))."""
-        hdr = self._data_head(seq, ack, flags, window, payload, ts, ecn)
-        return hdr + payload if len(payload) else hdr
-
     def _data_head(
         self,
         seq: int,
@@ -1395,8 +1382,8 @@ class TcpSender:
         ts: tuple[int, int] | None,
         ecn: int,
     ) -> bytes:
-        """The headers (Ethernet, IPv4, TCP) of :meth:`_data_frame`'s frame, the payload
-        only summed."""
+        """The headers (Ethernet, IPv4, TCP) of a segment that :meth:`frame` covers
+        (checked there: it fits the MTU; ECN is none or ECT(0)), the payload only summed."""
         plen = len(payload)
         hl = 20 if ts is None else 32
         tcp_len = hl + plen
