@@ -1398,16 +1398,17 @@ class TcpSender:
         offflags = hl << 10 | flags
         v += self._tcp_sum + tcp_len + seq + ack + offflags + window
         eth_ip = self._eth_ip_ect if ecn else self._eth_ip
-        fixed = (eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack)
+        # The arguments written out in each pack, not gathered in a tuple and unpacked
+        # with ``*`` (a tuple and the slower call per frame).
         if ts is None:
             r = v % 0xFFFF
-            hdr = _TX.pack(*fixed, offflags, window, 0xFFFF - r if r else 0, b"\0\0")
-        else:
-            tsv, tse = ts
-            r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
-            csum = 0xFFFF - r if r else 0
-            hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
-        return hdr
+            return _TX.pack(eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack,
+                            offflags, window, 0xFFFF - r if r else 0, b"\0\0")  # fmt: skip
+        tsv, tse = ts
+        r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
+        return _TX_TS.pack(eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack,
+                           offflags, window, 0xFFFF - r if r else 0, _URG0_NOP_NOP_TS, tsv,
+                           tse)  # fmt: skip
 
     def _frame_handshake(self, seg: TCPRepr) -> bytes | None:
         """A SYN or SYN-ACK with only the handshake's options (MSS, window scale,
