@@ -669,6 +669,25 @@ def test_rack_timer_finds_a_loss_that_duplicate_acks_never_would() -> None:
     assert c.stats["fast_retransmits"] == 1 and c.stats["rto"] == 0
 
 
+def test_rack_min_rtt_from_the_ack_as_from_a_sample() -> None:
+    """``ReorderWindow.on_ack`` with the ACK's RTT sample keeps the minimum as
+    ``sample`` does (the connection's every ACK gives it there, one call instead of two);
+    a negative sample is none."""
+    from miragekit.tcp._rack import ReorderWindow
+
+    a, b = ReorderWindow(), ReorderWindow()
+    for rtt in (0.008, -1.0, 0.004, 0.006, 0.0, 0.003):
+        if rtt >= 0.0:
+            a.sample(rtt)
+        a.on_ack(100)
+        b.on_ack(100, rtt)
+        assert b.min_rtt == a.min_rtt
+    assert b.min_rtt == 0.0
+    c = ReorderWindow()
+    c.on_ack(100, -1.0)
+    assert c.min_rtt is None
+
+
 def test_rack_reordering_window_adapts() -> None:
     from miragekit.tcp._rack import ReorderWindow
 

@@ -67,3 +67,19 @@ def test_matches_a_plain_bytearray(writes: list[bytes], data: st.DataObject) -> 
             n = data.draw(st.integers(0, len(ref) - off))
             assert bytes(sb.slice(off, n)) == ref[off : off + n]
     assert len(sb) == len(ref)
+
+
+def test_mutable_data_is_copied_bytes_kept_as_they_are() -> None:
+    """``append`` keeps ``bytes`` themselves (immutable) and copies anything mutable: the
+    application may reuse its bytearray or the memory under its view at once."""
+    sb = SendBuffer()
+    data = b"reply" * 1000  # above the coalescing size: a chunk of its own
+    sb.append(data)
+    assert sb.slice(0, len(data)) is data
+    mutable = bytearray(b"x" * 5000)
+    view = memoryview(bytearray(b"y" * 5000))
+    sb.append(mutable)
+    sb.append(view)
+    mutable[:] = b"z" * 5000
+    view[:] = b"z" * 5000
+    assert bytes(sb.slice(len(data), 10000)) == b"x" * 5000 + b"y" * 5000

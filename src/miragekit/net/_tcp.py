@@ -1351,9 +1351,11 @@ class TcpSender:
         if fields is None:
             return self._frame_handshake(seg) or self._frame_emitted(seg)
         seq, ack, flags, window, payload, ts, ecn = fields
-        if (ecn and ecn != 2) or (52 if ts else 40) + len(payload) > ip.mtu:
+        n = len(payload)
+        if (ecn and ecn != 2) or (52 if ts else 40) + n > ip.mtu:
             return None  # only ECT(0) is prebuilt
-        return self._data_frame(seq, ack, flags, window, payload, ts, ecn)
+        hdr = self._data_head(seq, ack, flags, window, payload, ts, ecn)
+        return hdr + payload if n else hdr
 
     def burst(
         self, seg: TCPRepr, now: float, size: int, heads: list[bytes], bodies: list[Buffer]
@@ -1438,21 +1440,6 @@ class TcpSender:
         keep(piece)
         return True
 
-    def _data_frame(
-        self,
-        seq: int,
-        ack: int,
-        flags: int,
-        window: int,
-        payload: Buffer,
-        ts: tuple[int, int] | None,
-        ecn: int,
-    ) -> bytes:
-        """One frame of a segment that :meth:`frame` covers (checked there: it fits the
-        MTU; ECN is none or ECT(0))."""
-        hdr = self._data_head(seq, ack, flags, window, payload, ts, ecn)
-        return hdr + payload if len(payload) else hdr
-
     def _data_head(
         self,
         seq: int,
@@ -1463,8 +1450,8 @@ class TcpSender:
         ts: tuple[int, int] | None,
         ecn: int,
     ) -> bytes:
-        """The headers (Ethernet, IPv4, TCP) of :meth:`_data_frame`'s frame, the payload
-        only summed."""
+        """The headers (Ethernet, IPv4, TCP) of a segment that :meth:`frame` covers
+        (checked there: it fits the MTU; ECN is none or ECT(0)), the payload only summed."""
         plen = len(payload)
         hl = 20 if ts is None else 32
         tcp_len = hl + plen
@@ -1479,16 +1466,17 @@ class TcpSender:
         offflags = hl << 10 | flags
         v += self._tcp_sum + tcp_len + seq + ack + offflags + window
         eth_ip = self._eth_ip_ect if ecn else self._eth_ip
-        fixed = (eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack)
+        # The arguments written out in each pack, not gathered in a tuple and unpacked
+        # with ``*`` (a tuple and the slower call per frame).
         if ts is None:
             r = v % 0xFFFF
-            hdr = _TX.pack(*fixed, offflags, window, 0xFFFF - r if r else 0, b"\0\0")
-        else:
-            tsv, tse = ts
-            r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
-            csum = 0xFFFF - r if r else 0
-            hdr = _TX_TS.pack(*fixed, offflags, window, csum, _URG0_NOP_NOP_TS, tsv, tse)
-        return hdr
+            return _TX.pack(eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack,
+                            offflags, window, 0xFFFF - r if r else 0, b"\0\0")  # fmt: skip
+        tsv, tse = ts
+        r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
+        return _TX_TS.pack(eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack,
+                           offflags, window, 0xFFFF - r if r else 0, _URG0_NOP_NOP_TS, tsv,
+                           tse)  # fmt: skip
 
     def _frame_handshake(self, seg: TCPRepr) -> bytes | None:
         """A SYN or SYN-ACK with only the handshake's options (MSS, window scale,

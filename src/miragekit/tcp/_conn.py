@@ -1554,9 +1554,8 @@ class Connection:
             self._rtt_seq = None
         if sample >= 0.0:
             rtt.sample(sample)
-            self._reo.sample(sample)
             self._tlp_rtt = True
-        self._reo.on_ack(ack)
+        self._reo.on_ack(ack, sample)
         rtt.backoff = 0
         self._retries = 0
         self._dupacks = 0

@@ -36,8 +36,12 @@ class ReorderWindow:
     def mult(self) -> int:
         return self._mult
 
-    def on_ack(self, snd_una: int) -> None:
-        """RFC 8985 6.2 step 4: the D-SACK round ends once SND.UNA reaches its end."""
+    def on_ack(self, snd_una: int, rtt: float = -1.0) -> None:
+        """RFC 8985 6.2 step 4: the D-SACK round ends once SND.UNA reaches its end; ``rtt``
+        the ACK's RTT sample (negative: none), as :meth:`sample` takes it (one call per
+        ACK instead of two)."""
+        if rtt >= 0.0 and (self.min_rtt is None or rtt < self.min_rtt):
+            self.min_rtt = rtt
         r = self._dsack_round
         if r is not None and snd_una >= r:
             self._dsack_round = None

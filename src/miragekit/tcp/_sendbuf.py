@@ -44,7 +44,9 @@ class SendBuffer:
         if n < _COALESCE and chunks and len(chunks[-1]) < _COALESCE:
             chunks[-1] += bytes(data)
         else:
-            chunks.append(bytes(data))
+            # bytes as they are (immutable: no copy needed), saving the type call that
+            # ``bytes()`` of them costs even though it gives the same object back.
+            chunks.append(data if type(data) is bytes else bytes(data))
         self.size += n
 
     def consume(self, n: int) -> None:

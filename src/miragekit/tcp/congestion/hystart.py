@@ -59,7 +59,7 @@ class HyStart:
             self.last_min = self.cur_min
             self.cur_min = _INF
             self.samples = 0
-            if self.in_css:
+            if self.css_baseline != _INF:  # in CSS (the field, not the property: every ACK)
                 self.css_rounds += 1
                 if self.css_rounds >= CSS_ROUNDS:
                     self.done = True
@@ -70,7 +70,7 @@ class HyStart:
         self.samples += 1
         if self.samples < N_RTT_SAMPLE:
             return
-        if not self.in_css:
+        if self.css_baseline == _INF:  # not in CSS
             last = self.last_min
             if last != _INF:
                 thresh = max(MIN_RTT_THRESH, min(last / MIN_RTT_DIVISOR, MAX_RTT_THRESH))
