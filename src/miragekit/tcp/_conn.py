@@ -2024,15 +2024,31 @@ class Connection:
         sack: tuple[tuple[int, int], ...] = ()
         if self._sack_on and (self._ooo.ranges or self._dsack is not None):
             limit = 3 if self._ts_on else 4
-            blocks = self._ooo.blocks(limit)
-            dup = self._dsack
-            if dup is not None:
-                # RFC 2883: the duplicate first, once; the range holding it (the most
-                # recently changed) follows when it is above RCV.NXT.
-                self._dsack = None
-                self.stats["dsacks_out"] += 1
-                blocks = [dup, *blocks[: limit - 1]]
-            sack = tuple((s & MASK, e & MASK) for s, e in blocks)
+            wanted = len(self._ooo.ranges) + (self._dsack is not None)
+            if wanted > limit:
+                wanted = limit
+            # The option comes out of the segment's MSS (RFC 9293 3.7.1: the data and
+            # every option within it; 4 bytes and 8 a block): beside a full segment's data
+            # no block fits, and a segment with them would exceed the path's MTU, which
+            # the IP layer drops (DF) without a word. Both ends with a hole each then lost
+            # every data segment they sent, retransmissions included: a stall until the
+            # connection timed out. Fewer blocks, or none, go with the data (RFC 2018
+            # allows it); all of them (a D-SACK kept for it) on a pure ACK after the data,
+            # in the same output. (A segment without data has its 40 bytes of options.)
+            fit = (self._smss - len(payload) - 4) // 8 if payload else limit
+            if fit < wanted:
+                self._ack_now = True
+                limit = fit
+            if limit > 0:
+                blocks = self._ooo.blocks(limit)
+                dup = self._dsack
+                if dup is not None:
+                    # RFC 2883: the duplicate first, once; the range holding it (the most
+                    # recently changed) follows when it is above RCV.NXT.
+                    self._dsack = None
+                    self.stats["dsacks_out"] += 1
+                    blocks = [dup, *blocks[: limit - 1]]
+                sack = tuple((s & MASK, e & MASK) for s, e in blocks)
         return plain_segment(
             self.local_port, self.remote_port, seq & MASK, ack, flags, window, payload, sack, ts
         )
