@@ -240,6 +240,59 @@ print(n, flush=True)
     assert conn.state == State.TIME_WAIT
 
 
+def test_our_sender_probes_a_shut_kernel_window_and_goes_on_when_it_opens(
+    netns: tuple[str, TunStack],
+) -> None:
+    """A kernel receiver with a small buffer that reads nothing for 2 s: its window
+    shuts with our data queued; our persist timer probes it (an old sequence number, no
+    data, which the kernel answers with an ACK); when it reads, the rest arrives whole."""
+    ns, stack = netns
+    server = kernel_python(
+        ns,
+        """
+import hashlib, socket, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+l.bind(("10.77.0.1", 5002)); l.listen(1)
+print("ready", flush=True)
+c, _ = l.accept()
+time.sleep(2)
+h = hashlib.sha256(); n = 0
+while b := c.recv(1 << 16):
+    h.update(b); n += len(b)
+c.sendall(h.hexdigest().encode())
+c.close()
+print(n, flush=True)
+""",
+    )
+    assert server.stdout is not None
+    assert server.stdout.readline().strip() == "ready"
+    data = os.urandom(200_000)
+    conn = stack.ep.connect(time.monotonic(), OUR_IP, KERNEL_IP, 5002)
+    off = 0
+    reply = bytearray()
+
+    def step() -> bool:
+        nonlocal off
+        if conn.state == State.ESTABLISHED and off < len(data):
+            off += conn.send(memoryview(data)[off:])
+            if off == len(data):
+                conn.close()
+        reply.extend(conn.receive())
+        stack.ep.wake(conn)
+        return conn.at_eof
+
+    with kernel_clean(ns):
+        stack.run(step, timeout=60)
+    assert reply.decode() == hashlib.sha256(data).hexdigest()
+    out, err = server.communicate(timeout=10)
+    assert server.returncode == 0, err
+    assert int(out.strip()) == len(data)
+    assert conn.stats["window_probes"] >= 1
+    assert conn.stats["rto"] == conn.stats["window_probes"]  # each timeout a probe only
+
+
 def test_kernel_sees_rst_for_closed_port(netns: tuple[str, TunStack]) -> None:
     ns, stack = netns
     client = kernel_python(

@@ -127,6 +127,7 @@ _STATS: dict[str, int] = {
     "fast_retransmits": 0,
     "lost_retransmits": 0,
     "tail_loss_probes": 0,
+    "window_probes": 0,  # zero-window probes the persist timer sent (RFC 9293 3.8.6.1)
     "challenge_acks": 0,
     "dropped": 0,
     "resets_data_lost": 0,  # RST for data the application will never read (RFC 1122)
@@ -719,6 +720,13 @@ class Connection:
         window shut, and it would go on sending into it. At the window's edge at most."""
         return self._edge_seq(self._snd_max)
 
+    def _old_probe(self, now: float) -> TCPRepr:
+        """A probe the peer must answer with an ACK (its window and what it has), as a
+        keepalive and a zero-window probe are: no data, and the sequence number before
+        SND.UNA, which no window accepts (RFC 9293 3.10.7.4: an unacceptable segment is
+        answered with an ACK). Nothing is taken from the send buffer and SND.NXT stays."""
+        return self._make(ACK, self._snd_una - 1, b"", now)
+
     def _lose_input(self) -> None:
         self.stats["resets_data_lost"] += 1
         self.abort()
@@ -845,8 +853,7 @@ class Connection:
             self._terminate(_EVT_TIMEOUT)
             return
         self._ka_probes += 1
-        # A segment with an old sequence number and no data makes the peer ACK.
-        self._ctl_out.append(self._make(ACK, self._snd_una - 1, b"", now))
+        self._ctl_out.append(self._old_probe(now))
         self._ka_at = now + cfg.keepalive_interval
 
     def _on_rto(self, now: float) -> None:
@@ -1386,14 +1393,6 @@ class Connection:
         """The window update (RFC 9293 3.10.7.4) of an acceptable ACK from ``seq``."""
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
             wnd = window << self._snd_wscale
-            if wnd and not self._snd_wnd and ack == self._snd_una < self._snd_nxt:
-                # The window opens from zero with nothing beyond snd.una taken (what went
-                # there was a probe, outside the window): send on from snd.una in whole
-                # segments. Going on after the probe's byte would leave the loss window
-                # of a timeout (one SMSS) a byte short of a segment, which sender SWS
-                # avoidance does not send: nothing would go until the next, backed-off,
-                # retransmission timeout.
-                self._snd_nxt = self._snd_una
             self._snd_wnd = wnd
             if wnd > self._max_snd_wnd:
                 self._max_snd_wnd = wnd
@@ -2338,8 +2337,19 @@ class Connection:
             avail = data_end - nxt
             if room <= 0:
                 if self._probe and nxt == self._snd_una:
-                    room = 1
-                elif avail <= 0 and nxt == data_end:
+                    # The persist timer (RFC 9293 3.8.6.1): the probe carries an old
+                    # sequence number, not a new byte past the shut window (the RFC
+                    # allows either; Linux sends this one). A byte sent there would be
+                    # dropped, yet move SND.NXT past the window's edge: when the window
+                    # opened, sending would go on after it, a byte short of a segment
+                    # for the loss window of a timeout (sender SWS avoidance then held
+                    # it back until the next, backed-off, timeout), unless SND.NXT were
+                    # moved back first.
+                    out.append(self._old_probe(now))
+                    self.stats["window_probes"] += 1
+                    self._probe = False
+                    break
+                if avail <= 0 and nxt == data_end:
                     room = 0  # only FIN is left: it needs no window
                 else:
                     break
