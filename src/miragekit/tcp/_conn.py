@@ -946,13 +946,22 @@ class Connection:
             and seq == self._rcv_nxt & MASK
             and una < ack <= self._snd_max
             and cc.cwnd >= cc.ssthresh
-            and not self._in_recovery
+            and self._plain_ack_state()
+            and (not self._ts_on or ((tsv - self._ts_recent) & MASK) < 0x80000000)
+        )
+
+    def _plain_ack_state(self) -> bool:
+        """Nothing pending that an ACK of new data would have the general ACK processing
+        attend to: outside recovery, nothing SACKed, no probe episode (TLP), FIN, ECN or
+        spurious-loss check. What header prediction (:meth:`handle_next`) and
+        :meth:`takes_ack` both ask of the connection."""
+        return (
+            not self._in_recovery
             and not self._scoreboard.blocks
             and self._tlp_end is None
             and not self._fin_queued
             and self._ecn is None
             and self._prior_cc is None
-            and (not self._ts_on or ((tsv - self._ts_recent) & MASK) < 0x80000000)
         )
 
     def handle_run(self, now: float, seg: TCPRepr, size: int) -> None:
@@ -1001,16 +1010,7 @@ class Connection:
         ):
             return False
         sack = seg is not None and seg.sack_blocks
-        if (
-            smax >= ack > una
-            and not sack
-            and not self._in_recovery
-            and not self._scoreboard.blocks
-            and self._tlp_end is None
-            and not self._fin_queued
-            and self._ecn is None
-            and self._prior_cc is None
-        ):
+        if smax >= ack > una and not sack and self._plain_ack_state():
             # New data acknowledged (all in flight: a request/response peer's every
             # request; part of it: a bulk sender's every ACK), nothing SACKed, no
             # recovery, probe episode, FIN, ECN or spurious-loss check to follow: none
