@@ -51,8 +51,9 @@ _CONN_FIELDS = (
 
 def stall_report(stacks: dict[str, Any], fwd: Forwarder, switch: VnetSwitch) -> str:
     """Where everything waits: each task's stack, the forwarder's counters, every TCP
-    connection's sequence space, windows and timers, and each switch port's drops, so a
-    stalled run explains itself instead of ending in a bare TimeoutError."""
+    connection's sequence space, windows and timers, each IPv4 layer's counters (what it
+    dropped on output) and each switch port's drops, so a stalled run explains itself
+    instead of ending in a bare TimeoutError."""
     lines = [f"loop time {asyncio.get_running_loop().time():.3f}", f"forwarder {fwd.counters}"]
     for task in asyncio.all_tasks():
         if task is asyncio.current_task():
@@ -70,6 +71,7 @@ def stall_report(stacks: dict[str, Any], fwd: Forwarder, switch: VnetSwitch) -> 
             f"held ack {tcp._rx_ack is not None}, run {tcp._rx_run is not None}, "
             f"stats {dict(tcp.stats)}"
         )
+        lines.append(f"{name} ipv4: {stack.ipv4().counters}")  # tx_too_big: dropped, DF
         for flow in tcp._flows.values():
             conn = flow.connection
             conn_fields = " ".join(f"{k[1:]}={getattr(conn, k, '?')}" for k in _CONN_FIELDS)

@@ -207,3 +207,40 @@ def test_acks_that_must_be_judged_alone_are_not_merged_over() -> None:
         await tcp.disconnect()
 
     sim.run(main(), seed=2)
+
+
+class _CountingGets(dict[Any, Any]):
+    """The endpoint's connection table, counting lookups."""
+
+    gets = 0
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.gets += 1
+        return super().get(key, default)
+
+
+def test_a_pure_ack_not_held_is_looked_up_once() -> None:
+    """In slow start the connection declines to have its ACK held (``takes_ack``): the
+    driver hands the ACK on with the connection it found, not looked up again, and
+    header prediction takes it."""
+
+    async def main() -> None:
+        tcp, flow, peer, _ = await _connect(ca=False)
+        conn = flow.connection
+        assert await flow.write(b"x" * 3000) == Ok(None)
+        await asyncio.sleep(0.001)
+        segs = [s for s in peer.new_segments() if s.payload]
+        peer.tsval = segs[-1].timestamp[0] if segs[-1].timestamp else 0
+        end = (segs[-1].seq + len(segs[-1].payload)) & 0xFFFFFFFF
+        table = _CountingGets(tcp.endpoint.connections)
+        tcp.endpoint.connections = table
+        fast = tcp.segments_next
+        peer.batch([peer.frame(end)])
+        assert tcp._rx_ack is None  # not held: slow start
+        assert table.gets == 1
+        assert tcp.segments_next == fast + 1  # taken by header prediction
+        assert conn.snd_una == end
+        flow.abort()
+        await tcp.disconnect()
+
+    sim.run(main(), seed=1)

@@ -100,7 +100,8 @@ def test_a_full_close_with_everything_read_is_an_ordinary_fin() -> None:
 
 
 def test_a_reset_after_a_zero_window_probe_uses_the_window_edge() -> None:
-    """The probe's byte is past the peer's window; an RST at SND.NXT would be dropped."""
+    """An RST after zero-window probes carries the window's edge, the one number a shut
+    window accepts: the probes, of an old sequence number, took SND.NXT nowhere past it."""
     c = established()
     c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=0))
     c.send(b"blocked")
@@ -111,7 +112,7 @@ def test_a_reset_after_a_zero_window_probe_uses_the_window_edge() -> None:
         assert nxt is not None
         t = nxt
         c.handle_timer(t)
-        if any(len(s.payload) == 1 for s in out(c, t)):
+        if any(s.seq == (LOCAL_SEQ - 1) & 0xFFFFFFFF and not s.payload for s in out(c, t)):
             break
     else:
         raise AssertionError("no zero-window probe")

@@ -325,23 +325,38 @@ def test_send_buffer_backpressure_and_writable() -> None:
 
 
 def test_zero_window_probe_with_backoff() -> None:
+    """The persist timer's probe has an old sequence number (SND.UNA - 1) and no data, as
+    Linux's: the peer must answer it with an ACK; SND.NXT stays at SND.UNA."""
     c = established()
     c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=0))
     c.send(b"hello")
     assert out(c) == []
     assert c.poll_at() == pytest.approx(0.2)
     c.handle_timer(0.2)
-    assert out(c, 0.2) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, b"h")]
-    # The peer still has no room: it answers without acknowledging the probe byte.
+    probe = seg_out(ACK, LOCAL_SEQ - 1, REMOTE_SEQ)
+    assert out(c, 0.2) == [probe]
+    assert c.snd_nxt == c.snd_una == LOCAL_SEQ & 0xFFFFFFFF
+    assert c.stats["window_probes"] == 1
+    # The peer still has no room: its ACK says so.
     c.handle_segment(0.21, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=0))
     assert out(c, 0.21) == []
     t = due(c)
     assert t == pytest.approx(0.6)  # backed off: 0.2 + 0.4
     c.handle_timer(t)
-    assert out(c, t) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, b"h")]
-    # The window opens: everything goes.
-    c.handle_segment(0.7, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ + 1, window=1000))
-    assert out(c, 0.7) == [seg_out(ACK | PSH, LOCAL_SEQ + 1, REMOTE_SEQ, b"ello")]
+    assert out(c, t) == [probe]
+    # The window opens: everything goes, from SND.UNA.
+    c.handle_segment(0.7, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=1000))
+    assert out(c, 0.7) == [seg_out(ACK | PSH, LOCAL_SEQ, REMOTE_SEQ, b"hello")]
+
+
+def test_a_zero_window_probe_is_answered_with_an_ack() -> None:
+    """The receiving side of the probe: an old sequence number with no data is not
+    acceptable, and is answered at once with an ACK carrying the window, shut or open."""
+    c = established()
+    c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"x" * 10))
+    out(c)
+    c.handle_segment(0.1, seg_in(ACK, REMOTE_SEQ + 9, LOCAL_SEQ))  # the peer's probe
+    assert out(c, 0.1) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 10, window=WINDOW - 10)]
 
 
 def test_sender_sws_avoidance_waits_for_useful_window() -> None:

@@ -279,6 +279,7 @@ def test_each_connection_has_its_own_counters() -> None:
         "fast_retransmits",
         "lost_retransmits",
         "tail_loss_probes",
+        "window_probes",
         "challenge_acks",
         "dropped",
         "resets_data_lost",

@@ -228,7 +228,7 @@ def test_window_probe_and_pure_acks_are_not_ect() -> None:
     assert out(c) == []
     c.handle_timer(0.2)
     probe = out(c, 0.2)
-    assert probe == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, b"h")]
+    assert probe == [seg_out(ACK, LOCAL_SEQ - 1, REMOTE_SEQ)]  # old sequence number, no data
     assert probe[0].ecn == 0
     c.handle_segment(0.3, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, b"q" * 10, window=0))
     acks = out(c, 0.3)

@@ -189,24 +189,33 @@ print(hashlib.sha256(data).hexdigest(), hashlib.sha256(got).hexdigest(), len(got
     stack.run(lambda: not stack.ep.connections, timeout=10)
 
 
-@pytest.mark.parametrize("loss", [0.0, 0.02])
-def test_our_client_to_kernel_server(netns: tuple[str, TunStack], loss: float) -> None:
-    ns, stack = netns
-    stack.loss = loss
+def _to_kernel_hasher(
+    ns: str,
+    stack: TunStack,
+    data: bytes,
+    max_resent: int | None,
+    *,
+    port: int = 5001,
+    rcvbuf: int = 0,
+    pause: float = 0.0,
+) -> Connection:
+    """Our client sends ``data`` and closes; a kernel server (receive buffer ``rcvbuf``
+    when given) reads nothing for ``pause`` s, then hashes all it reads and answers with
+    the hash. Both ends' view is checked; the connection is returned."""
     server = kernel_python(
         ns,
-        """
-import hashlib, socket
+        f"""
+import hashlib, socket, time
 l = socket.socket()
 l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("10.77.0.1", 5001)); l.listen(1)
+if {rcvbuf}:
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, {rcvbuf})
+l.bind(("10.77.0.1", {port})); l.listen(1)
 print("ready", flush=True)
 c, _ = l.accept()
+time.sleep({pause})
 h = hashlib.sha256(); n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b:
-        break
+while b := c.recv(1 << 20):
     h.update(b); n += len(b)
 c.sendall(h.hexdigest().encode())
 c.close()
@@ -215,8 +224,7 @@ print(n, flush=True)
     )
     assert server.stdout is not None
     assert server.stdout.readline().strip() == "ready"
-    data = os.urandom(SIZE)
-    conn = stack.ep.connect(time.monotonic(), OUR_IP, KERNEL_IP, 5001)
+    conn = stack.ep.connect(time.monotonic(), OUR_IP, KERNEL_IP, port)
     off = 0
     reply = bytearray()
 
@@ -230,14 +238,35 @@ print(n, flush=True)
         stack.ep.wake(conn)
         return conn.at_eof
 
-    with kernel_clean(ns, max_resent=None if loss else LOSSLESS_RESENDS):
+    with kernel_clean(ns, max_resent=max_resent):
         stack.run(step, timeout=120)
     assert reply.decode() == hashlib.sha256(data).hexdigest()
     out, err = server.communicate(timeout=10)
     assert server.returncode == 0, err
-    assert int(out.strip()) == SIZE
+    assert int(out.strip()) == len(data)
+    return conn
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.02])
+def test_our_client_to_kernel_server(netns: tuple[str, TunStack], loss: float) -> None:
+    ns, stack = netns
+    stack.loss = loss
+    conn = _to_kernel_hasher(ns, stack, os.urandom(SIZE), None if loss else LOSSLESS_RESENDS)
     # We closed first: TIME_WAIT holds the 4-tuple for 2*MSL (not waited for here).
     assert conn.state == State.TIME_WAIT
+
+
+def test_our_sender_probes_a_shut_kernel_window_and_goes_on_when_it_opens(
+    netns: tuple[str, TunStack],
+) -> None:
+    """A kernel receiver with a small buffer that reads nothing for 2 s: its window
+    shuts with our data queued; our persist timer probes it (an old sequence number, no
+    data, which the kernel answers with an ACK); when it reads, the rest arrives whole."""
+    ns, stack = netns
+    data = os.urandom(200_000)
+    conn = _to_kernel_hasher(ns, stack, data, LOSSLESS_RESENDS, port=5002, rcvbuf=4096, pause=2)
+    assert conn.stats["window_probes"] >= 1
+    assert conn.stats["rto"] == conn.stats["window_probes"]  # each timeout a probe only
 
 
 def test_kernel_sees_rst_for_closed_port(netns: tuple[str, TunStack]) -> None:

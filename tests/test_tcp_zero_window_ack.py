@@ -86,16 +86,18 @@ def test_a_fin_after_data_beyond_a_zero_window_is_not_taken() -> None:
 
 def test_a_window_reopening_after_a_timeout_sends_a_whole_segment() -> None:
     """Data in flight when the peer shuts its window, a timeout (cwnd down to one
-    segment), a probe byte the shut window drops: when the window reopens, a whole
-    segment goes from snd.una at once, not the runt after the probe's byte that sender
-    SWS avoidance holds back until the next, backed-off, timeout."""
+    segment), a probe: when the window reopens, a whole segment goes from snd.una at
+    once. (A probe of a new byte, which the shut window dropped, moved SND.NXT past it:
+    what was left was a runt, which sender SWS avoidance held back until the next,
+    backed-off, timeout.)"""
     c = established(mss=1000)
     c.send(b"r" * 5000)
     assert [len(s.payload) for s in out(c)] == [1000] * 5
     c.handle_segment(0.01, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=0))
     t = due(c)
     c.handle_timer(t)
-    assert [len(s.payload) for s in out(c, t)] == [1]  # the probe
+    assert out(c, t) == [seg_out(ACK, LOCAL_SEQ - 1, REMOTE_SEQ)]  # the probe: old, no data
+    assert c.snd_nxt == c.snd_una
     c.handle_segment(t + 0.01, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=0))  # not taken
     assert out(c, t + 0.01) == []
     c.handle_segment(t + 0.02, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=WINDOW))
@@ -104,15 +106,15 @@ def test_a_window_reopening_after_a_timeout_sends_a_whole_segment() -> None:
 
 def test_an_ack_after_a_probe_carries_the_window_edge() -> None:
     """While the peer's window is shut, our ACKs (of the peer's data) carry the window's
-    edge, not SND.NXT past our probe byte: the shut window accepts only that number, and
-    an ACK it drops leaves the peer's data unacknowledged."""
+    edge, the one number a shut window accepts (an ACK it drops leaves the peer's data
+    unacknowledged): the probe, of an old sequence number, took none past it."""
     c = established(mss=1000)
     c.handle_segment(0.0, seg_in(ACK, REMOTE_SEQ, LOCAL_SEQ, window=0))
     c.send(b"hello")
     assert out(c) == []  # nothing fits: the persist timer
     t = due(c)
     c.handle_timer(t)
-    assert out(c, t) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ, b"h")]  # the probe
+    assert out(c, t) == [seg_out(ACK, LOCAL_SEQ - 1, REMOTE_SEQ)]  # the probe
     c.handle_segment(t + 0.01, seg_in(ACK | PSH, REMOTE_SEQ, LOCAL_SEQ, b"data", window=0))
     assert out(c, t + 0.01) == [seg_out(ACK, LOCAL_SEQ, REMOTE_SEQ + 4, window=WINDOW - 4)]
 

@@ -635,9 +635,11 @@ class TCP(Generic[A]):
         c.rx_packets += 1
         c.rx_delivered += 1
         self.frames_fast += 1
+        conn = None
         if plen == 0 and flags == 0x10 and not ecn:
-            if self._hold_ack(src, dst, sport, dport, seq, ack, window, tsv, tse):
-                return True
+            conn = self._hold_ack(src, dst, sport, dport, seq, ack, window, tsv, tse)
+            if self._rx_ack is not None:
+                return True  # held
         elif self._rx_ack is not None:
             self._end_ack()
         now = self._rx_now
@@ -650,7 +652,7 @@ class TCP(Generic[A]):
                 self._flush_handle = self._loop.call_soon(self._flush)
             return True
         self._deliver(now, src, dst, sport, dport, seq, ack, flags, window, frame[66 : 14 + tl],
-                      tsv, tse, urgent, ecn)  # fmt: skip
+                      tsv, tse, urgent, ecn, conn)  # fmt: skip
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
         if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
@@ -672,12 +674,15 @@ class TCP(Generic[A]):
 
     def _deliver(self, now: float, src: bytes, dst: bytes, sport: int, dport: int, seq: int,
                  ack: int, flags: int, window: int, payload: memoryview | bytes, tsv: int,
-                 tse: int, urgent: int, ecn: int) -> None:  # fmt: skip
+                 tse: int, urgent: int, ecn: int,
+                 conn: tcpcore.Connection | None = None) -> None:  # fmt: skip
         """One segment of :meth:`_frame_input` (timestamps its only option) to the
         endpoint: the usual one (an ACK, maybe PSH, of an established connection's next
-        data) without a TCPRepr; anything else, or any doubt, the general way."""
+        data) without a TCPRepr; anything else, or any doubt, the general way. ``conn``:
+        its connection, when the caller has just looked it up (a pure ACK that
+        :meth:`_hold_ack` did not hold)."""
         if flags & 0x37 == 0x10 and self.endpoint.handle_next(
-            now, src, dst, sport, dport, seq, ack, window, payload, (tsv, tse)
+            now, src, dst, sport, dport, seq, ack, window, payload, (tsv, tse), conn
         ):
             self.segments_next += 1
         else:
@@ -687,14 +692,16 @@ class TCP(Generic[A]):
             self.endpoint.handle_segment(now, src, dst, seg)
 
     def _hold_ack(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
-                  window: int, tsv: int, tse: int) -> bool:  # fmt: skip
+                  window: int, tsv: int, tse: int) -> tcpcore.Connection | None:  # fmt: skip
         """A pure ACK (flags ACK only, no data, not ECN-marked) of :meth:`_frame_input`:
         held back while its connection says the next may stand for it
         (:meth:`Connection.takes_ack`), or taking the place of the held one when it is
         of the same connection and sequence number and acknowledges more with a TSval
-        no older. False, nothing held (any earlier held ACK handed over): the caller
-        hands it to the endpoint. A bulk sender meets one ACK every few segments, each
-        costlier than a segment sent; the connection walks the last of a batch's."""
+        no older. Held: :attr:`_rx_ack` is set after the call. Else nothing is held
+        (any earlier held ACK handed over) and the caller hands the ACK to the endpoint,
+        with the connection returned (None: none), looked up here, not again. A bulk
+        sender meets one ACK every few segments, each costlier than a segment sent; the
+        connection walks the last of a batch's."""
         key = (src, sport, dport, seq)
         held = self._rx_ack
         if held is not None:
@@ -710,15 +717,15 @@ class TCP(Generic[A]):
                 held.tsv = tsv
                 held.tse = tse
                 self.acks_merged += 1
-                return True
+                return held.conn
             self._end_ack()
         conn = self.endpoint.connections.get((dst, dport, src, sport))
         if conn is None or not conn.takes_ack(seq, ack, tsv):
-            return False
+            return conn
         self._rx_ack = _Ack(conn, key, dst, ack, window, tsv, tse)
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
-        return True
+        return conn
 
     def _end_ack(self) -> None:
         """Hand the endpoint the held pure ACK (:meth:`_hold_ack`): at the batch's flush,
@@ -732,7 +739,7 @@ class TCP(Generic[A]):
             now = self._rx_now = self._loop.time()
         src, sport, dport, seq = held.key
         self._deliver(now, src, held.dst, sport, dport, seq, held.ack, 0x10, held.window, b"",
-                      held.tsv, held.tse, 0, 0)  # fmt: skip
+                      held.tsv, held.tse, 0, 0, held.conn)  # fmt: skip
 
     def _batch_done(self) -> None:
         """The device's read batch is over (``IPv4.batch_done``): the flush its frames

@@ -127,6 +127,7 @@ _STATS: dict[str, int] = {
     "fast_retransmits": 0,
     "lost_retransmits": 0,
     "tail_loss_probes": 0,
+    "window_probes": 0,  # zero-window probes the persist timer sent (RFC 9293 3.8.6.1)
     "challenge_acks": 0,
     "dropped": 0,
     "resets_data_lost": 0,  # RST for data the application will never read (RFC 1122)
@@ -719,6 +720,13 @@ class Connection:
         window shut, and it would go on sending into it. At the window's edge at most."""
         return self._edge_seq(self._snd_max)
 
+    def _old_probe(self, now: float) -> TCPRepr:
+        """A probe the peer must answer with an ACK (its window and what it has), as a
+        keepalive and a zero-window probe are: no data, and the sequence number before
+        SND.UNA, which no window accepts (RFC 9293 3.10.7.4: an unacceptable segment is
+        answered with an ACK). Nothing is taken from the send buffer and SND.NXT stays."""
+        return self._make(ACK, self._snd_una - 1, b"", now)
+
     def _lose_input(self) -> None:
         self.stats["resets_data_lost"] += 1
         self.abort()
@@ -845,8 +853,7 @@ class Connection:
             self._terminate(_EVT_TIMEOUT)
             return
         self._ka_probes += 1
-        # A segment with an old sequence number and no data makes the peer ACK.
-        self._ctl_out.append(self._make(ACK, self._snd_una - 1, b"", now))
+        self._ctl_out.append(self._old_probe(now))
         self._ka_at = now + cfg.keepalive_interval
 
     def _on_rto(self, now: float) -> None:
@@ -939,13 +946,22 @@ class Connection:
             and seq == self._rcv_nxt & MASK
             and una < ack <= self._snd_max
             and cc.cwnd >= cc.ssthresh
-            and not self._in_recovery
+            and self._plain_ack_state()
+            and (not self._ts_on or ((tsv - self._ts_recent) & MASK) < 0x80000000)
+        )
+
+    def _plain_ack_state(self) -> bool:
+        """Nothing pending that an ACK of new data would have the general ACK processing
+        attend to: outside recovery, nothing SACKed, no probe episode (TLP), FIN, ECN or
+        spurious-loss check. What header prediction (:meth:`handle_next`) and
+        :meth:`takes_ack` both ask of the connection."""
+        return (
+            not self._in_recovery
             and not self._scoreboard.blocks
             and self._tlp_end is None
             and not self._fin_queued
             and self._ecn is None
             and self._prior_cc is None
-            and (not self._ts_on or ((tsv - self._ts_recent) & MASK) < 0x80000000)
         )
 
     def handle_run(self, now: float, seg: TCPRepr, size: int) -> None:
@@ -994,16 +1010,7 @@ class Connection:
         ):
             return False
         sack = seg is not None and seg.sack_blocks
-        if (
-            smax >= ack > una
-            and not sack
-            and not self._in_recovery
-            and not self._scoreboard.blocks
-            and self._tlp_end is None
-            and not self._fin_queued
-            and self._ecn is None
-            and self._prior_cc is None
-        ):
+        if smax >= ack > una and not sack and self._plain_ack_state():
             # New data acknowledged (all in flight: a request/response peer's every
             # request; part of it: a bulk sender's every ACK), nothing SACKed, no
             # recovery, probe episode, FIN, ECN or spurious-loss check to follow: none
@@ -1386,14 +1393,6 @@ class Connection:
         """The window update (RFC 9293 3.10.7.4) of an acceptable ACK from ``seq``."""
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
             wnd = window << self._snd_wscale
-            if wnd and not self._snd_wnd and ack == self._snd_una < self._snd_nxt:
-                # The window opens from zero with nothing beyond snd.una taken (what went
-                # there was a probe, outside the window): send on from snd.una in whole
-                # segments. Going on after the probe's byte would leave the loss window
-                # of a timeout (one SMSS) a byte short of a segment, which sender SWS
-                # avoidance does not send: nothing would go until the next, backed-off,
-                # retransmission timeout.
-                self._snd_nxt = self._snd_una
             self._snd_wnd = wnd
             if wnd > self._max_snd_wnd:
                 self._max_snd_wnd = wnd
@@ -2046,15 +2045,31 @@ class Connection:
         sack: tuple[tuple[int, int], ...] = ()
         if self._sack_on and (self._ooo.ranges or self._dsack is not None):
             limit = 3 if self._ts_on else 4
-            blocks = self._ooo.blocks(limit)
-            dup = self._dsack
-            if dup is not None:
-                # RFC 2883: the duplicate first, once; the range holding it (the most
-                # recently changed) follows when it is above RCV.NXT.
-                self._dsack = None
-                self.stats["dsacks_out"] += 1
-                blocks = [dup, *blocks[: limit - 1]]
-            sack = tuple((s & MASK, e & MASK) for s, e in blocks)
+            wanted = len(self._ooo.ranges) + (self._dsack is not None)
+            if wanted > limit:
+                wanted = limit
+            # The option comes out of the segment's MSS (RFC 9293 3.7.1: the data and
+            # every option within it; 4 bytes and 8 a block): beside a full segment's data
+            # no block fits, and a segment with them would exceed the path's MTU, which
+            # the IP layer drops (DF) without a word. Both ends with a hole each then lost
+            # every data segment they sent, retransmissions included: a stall until the
+            # connection timed out. Fewer blocks, or none, go with the data (RFC 2018
+            # allows it); all of them (a D-SACK kept for it) on a pure ACK after the data,
+            # in the same output. (A segment without data has its 40 bytes of options.)
+            fit = (self._smss - len(payload) - 4) // 8 if payload else limit
+            if fit < wanted:
+                self._ack_now = True
+                limit = fit
+            if limit > 0:
+                blocks = self._ooo.blocks(limit)
+                dup = self._dsack
+                if dup is not None:
+                    # RFC 2883: the duplicate first, once; the range holding it (the most
+                    # recently changed) follows when it is above RCV.NXT.
+                    self._dsack = None
+                    self.stats["dsacks_out"] += 1
+                    blocks = [dup, *blocks[: limit - 1]]
+                sack = tuple((s & MASK, e & MASK) for s, e in blocks)
         return plain_segment(
             self.local_port, self.remote_port, seq & MASK, ack, flags, window, payload, sack, ts
         )
@@ -2344,8 +2359,19 @@ class Connection:
             avail = data_end - nxt
             if room <= 0:
                 if self._probe and nxt == self._snd_una:
-                    room = 1
-                elif avail <= 0 and nxt == data_end:
+                    # The persist timer (RFC 9293 3.8.6.1): the probe carries an old
+                    # sequence number, not a new byte past the shut window (the RFC
+                    # allows either; Linux sends this one). A byte sent there would be
+                    # dropped, yet move SND.NXT past the window's edge: when the window
+                    # opened, sending would go on after it, a byte short of a segment
+                    # for the loss window of a timeout (sender SWS avoidance then held
+                    # it back until the next, backed-off, timeout), unless SND.NXT were
+                    # moved back first.
+                    out.append(self._old_probe(now))
+                    self.stats["window_probes"] += 1
+                    self._probe = False
+                    break
+                if avail <= 0 and nxt == data_end:
                     room = 0  # only FIN is left: it needs no window
                 else:
                     break

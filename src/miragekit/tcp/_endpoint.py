@@ -288,15 +288,21 @@ class TCPEndpoint:
         window: int,
         payload: Buffer,
         ts: tuple[int, int] | None,
+        conn: Connection | None = None,
     ) -> bool:
         """A segment given by its fields, ACK without SYN, FIN, RST or URG, without SACK
         blocks: when it is its connection's next expected one and acknowledges new data
         or nothing new (:meth:`Connection.handle_next`), taken as
         :meth:`handle_segment` would take it, without a TCPRepr. False, nothing
-        changed: the caller gives the segment to :meth:`handle_segment`."""
+        changed: the caller gives the segment to :meth:`handle_segment`. ``conn``: the
+        connection of the 4-tuple, when the caller has just looked it up in
+        :attr:`connections` (not looked up again)."""
         key = (dst, dport, src, sport)
-        conn = self.connections.get(key)
-        if conn is None or not conn.handle_next(now, seq, ack, window, payload, ts):
+        if conn is None:
+            conn = self.connections.get(key)
+            if conn is None:
+                return False
+        if not conn.handle_next(now, seq, ack, window, payload, ts):
             return False
         self.stats["segments_in"] += 1
         self._active[key] = conn
