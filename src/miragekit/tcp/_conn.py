@@ -28,7 +28,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..v1 import Buffer
-from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPRepr, plain_segment
+from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPRepr, handshake_segment, plain_segment
 from ._config import Config
 from ._ecn import CE, Ecn, syn_requests_ecn, synack_agrees
 from ._events import (
@@ -2007,19 +2007,19 @@ class Connection:
         self.stats["segs_out"] += 1
         if syn:
             cfg = self.config
-            return TCPRepr(
+            return handshake_segment(
                 self.local_port,
                 self.remote_port,
                 seq & MASK,
                 ack,
                 flags,
                 window,
-                mss=cfg.mss,
-                wscale=self._rcv_wscale
+                cfg.mss,
+                self._rcv_wscale
                 if (cfg.window_scaling and (self._ws_on or not flags & ACK))
                 else None,
-                sack_permitted=cfg.sack and (self._sack_on or not flags & ACK),
-                timestamp=ts,
+                cfg.sack and (self._sack_on or not flags & ACK),
+                ts,
             )
         sack: tuple[tuple[int, int], ...] = ()
         if self._sack_on and (self._ooo.ranges or self._dsack is not None):
