@@ -2039,10 +2039,12 @@ class Connection:
 
     def quiet(self) -> bool:
         """Whether :meth:`segments_to_send` would give nothing now and change nothing:
-        an established connection with no control segment, ACK, retransmission, probe
-        or unsent data due (what its walk checks first)."""
+        an established connection (or one the peer closed, whose walk is the same) with
+        no control segment, ACK, retransmission, probe or unsent data due (what its walk
+        checks first)."""
+        st = self.state
         return (
-            self.state is ESTABLISHED
+            (st is ESTABLISHED or st is CLOSE_WAIT)
             and not self._ctl_out
             and not self._ack_now
             and not self._rexmit
