@@ -278,7 +278,10 @@ class Connection:
         self._last_ack_sent = 0
         self._rcv_fin: int | None = None
         self._peer_mss = config.default_mss
-        self._smss = min(config.mss, config.default_mss)
+        # Comparisons, not min()/max(), on the way to every connection: each builtin call
+        # costs several times more.
+        mss0 = config.mss if config.mss < config.default_mss else config.default_mss
+        self._smss = mss0
         self._sndbuf = SendBuffer()
         self._snd_buf_seq = iss + 1
         self._fin_queued = False
@@ -318,7 +321,7 @@ class Connection:
         self._ack_now = False
         self._unacked_bytes = 0
         self._quickacks = 0
-        self._rcv_mss = min(config.mss, config.default_mss)
+        self._rcv_mss = mss0
         self._run_size = 0  # while a coalesced run is processed: its frames' size
         self._seg_max = self._smss
         self._dupacks = 0
@@ -395,7 +398,8 @@ class Connection:
         conn._last_ack_sent = conn._rcv_nxt
         conn._negotiate(syn)
         conn._ts_recent_at = now
-        conn._rcv_adv = conn._rcv_nxt + min(config.recv_buffer, 65535)
+        rbuf = config.recv_buffer
+        conn._rcv_adv = conn._rcv_nxt + (rbuf if rbuf < 65535 else 65535)
         conn._snd_wnd = syn.window
         conn._max_snd_wnd = syn.window
         conn._snd_wl1 = syn.seq
@@ -457,7 +461,7 @@ class Connection:
         """Options from the peer's SYN (or SYN-ACK) against what we offer (RFC 7323, 2018)."""
         cfg = self.config
         if syn.mss is not None and syn.mss > 0:
-            self._peer_mss = max(syn.mss, MIN_SND_MSS)
+            self._peer_mss = syn.mss if syn.mss > MIN_SND_MSS else MIN_SND_MSS
         if cfg.window_scaling and syn.wscale is not None:
             self._ws_on = True
             self._snd_wscale = syn.wscale
@@ -472,10 +476,10 @@ class Connection:
             self._ts_recent = syn.timestamp[0]
         else:
             self._ts_on = False
-        smss = min(self._peer_mss, cfg.mss)
+        smss = self._peer_mss if self._peer_mss < cfg.mss else cfg.mss
         if self._ts_on:
             smss -= _TS_OPTION_LEN
-        self._smss = max(smss, 1)
+        self._smss = smss if smss > 1 else 1
         self._cc.set_mss(self._smss)
         self._set_seg_max()
         # ECN (RFC 3168 6.1.1): a SYN asks with ECE and CWR, a SYN-ACK agrees with ECE.
@@ -550,7 +554,8 @@ class Connection:
     def _set_seg_max(self) -> None:
         tso = self.config.tso_max
         smss = self._smss
-        self._seg_max = max(smss, tso - tso % smss) if tso else smss
+        seg = tso - tso % smss
+        self._seg_max = (seg if seg > smss else smss) if tso else smss
 
     # ------------------------------------------------------------------ application API
 
@@ -1371,7 +1376,8 @@ class Connection:
             self._snd_buf_seq += taken
         self._rtx_at = now + self._rtt.timeout() if self._snd_max > ack else None
         self._snd_wnd = seg.window << self._snd_wscale if not seg.flags & SYN else seg.window
-        self._max_snd_wnd = max(self._max_snd_wnd, self._snd_wnd)
+        if self._snd_wnd > self._max_snd_wnd:
+            self._max_snd_wnd = self._snd_wnd
         self._snd_wl1 = seq
         self._snd_wl2 = ack
         self._recover = ack
