@@ -189,11 +189,16 @@ class TCPFlow(Generic[A]):
                 self._wake_all()
 
     def _wake_all(self) -> None:
-        self._wake(self._reader)
+        # The None tests here, not in _wake: every flow's close and end come this way,
+        # usually with nothing waiting.
+        if self._reader is not None:
+            self._wake(self._reader)
         if self._on_readable is not None:
             self._tcp._call_readable(self._on_readable)
-        self._wake(self._writer)
-        self._wake(self._connected)
+        if self._writer is not None:
+            self._wake(self._writer)
+        if self._connected is not None:
+            self._wake(self._connected)
 
     async def _wait(self, which: str) -> None:
         fut = self._tcp._loop.create_future()
@@ -884,7 +889,8 @@ class TCP(Generic[A]):
             flow._on_event(ev)
         if flow._done:
             self._flows.pop(id(conn), None)
-        self._schedule_flush()
+        if self._flush_handle is None:  # _schedule_flush, inlined: every close comes here
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
