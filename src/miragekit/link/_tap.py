@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import io
 import os
 import socket
 import struct
@@ -143,6 +144,11 @@ class TapNetif(FdLink[bytes, TapCounters]):
         self._vnet_zero = b""
         self._meta_receiver: MetaReceiver | None = None
         self._batch_done: Callable[[], None] | None = None
+        # Reads go through a raw file on the descriptor (not closing it): its readinto
+        # takes the buffer as is, where os.readv builds a list of one each time, and
+        # says "nothing more" by None, where readv raised BlockingIOError at the end of
+        # every batch.
+        self._readinto = io.FileIO(fd, "rb", closefd=False).readinto
 
     # --- DEVICE ------------------------------------------------------------------------
 
@@ -256,17 +262,17 @@ class TapNetif(FdLink[bytes, TapCounters]):
             done()
 
     def _read_batch(self) -> None:
-        fd, buf, view, st, rbuf = self._fd, [self._rbuf], self._rview, self._stats, self._rbuf
+        readinto, view, st, rbuf = self._readinto, self._rview, self._stats, self._rbuf
         c, meta = self.counters, self._meta
         skip = self.vnet_hdr_len
         for _ in range(READ_BATCH):
             try:
-                n = os.readv(fd, buf)
-            except BlockingIOError:
-                return
+                n = readinto(rbuf)
             except OSError:
                 # The device went away (e.g. deleted with its namespace): stop reading.
                 self._watch(False)
+                return
+            if n is None:  # nothing more to read now
                 return
             st.rx_pkts += 1
             st.rx_bytes += n - skip
