@@ -265,36 +265,41 @@ class TapNetif(FdLink[bytes, TapCounters]):
         readinto, view, st, rbuf = self._readinto, self._rview, self._stats, self._rbuf
         c, meta = self.counters, self._meta
         skip = self.vnet_hdr_len
-        for _ in range(READ_BATCH):
-            try:
-                n = readinto(rbuf)
-            except OSError:
-                # The device went away (e.g. deleted with its namespace): stop reading.
-                self._watch(False)
-                return
-            if n is None:  # nothing more to read now
-                return
-            st.rx_pkts += 1
-            st.rx_bytes += n - skip
-            if not meta:
-                fn = self._receiver
-                if fn is None:
+        pkts = nbytes = 0  # counted here, added to the device's stats once per batch
+        try:
+            for _ in range(READ_BATCH):
+                try:
+                    n = readinto(rbuf)
+                except OSError:
+                    # The device went away (e.g. deleted with its namespace): stop reading.
+                    self._watch(False)
                     return
-                fn(view[skip:n])
-                continue
-            flags = rbuf[0]
-            if rbuf[1]:
-                c.rx_gso += 1
-                c.rx_gso_bytes += n - skip
-            if flags:
-                if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
-                    c.rx_csum_needed += 1
-                else:
-                    c.rx_csum_valid += 1
-            mfn = self._meta_receiver
-            if mfn is None:
-                return
-            mfn(view[skip:n], flags)
+                if n is None:  # nothing more to read now
+                    return
+                pkts += 1
+                nbytes += n - skip
+                if not meta:
+                    fn = self._receiver
+                    if fn is None:
+                        return
+                    fn(view[skip:n])
+                    continue
+                flags = rbuf[0]
+                if rbuf[1]:
+                    c.rx_gso += 1
+                    c.rx_gso_bytes += n - skip
+                if flags:
+                    if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+                        c.rx_csum_needed += 1
+                    else:
+                        c.rx_csum_valid += 1
+                mfn = self._meta_receiver
+                if mfn is None:
+                    return
+                mfn(view[skip:n], flags)
+        finally:
+            st.rx_pkts += pkts
+            st.rx_bytes += nbytes
 
     def send(self, frame: Buffer) -> None:
         if not self._connected:
