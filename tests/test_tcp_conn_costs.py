@@ -175,11 +175,17 @@ def test_window_scale_is_the_smallest_that_covers_the_buffer(size: int) -> None:
 
 
 def test_congestion_controllers_start_at_the_initial_window() -> None:
-    for mss in (536, 1448, 8960):
+    # RFC 6928's formula, written with comparisons on the set-up path: the same values,
+    # about the points where 2*MSS passes 14600 and 10*MSS passes max(2*MSS, 14600).
+    for mss in (*range(1, 20), 536, 1448, 1459, 1460, 1461, 7299, 7300, 7301, 8960, 65495):
+        want = min(10 * mss, max(2 * mss, 14600))
+        assert initial_window(mss) == want
         for cc in (new_controller("newreno", mss), new_controller("cubic", mss)):
-            assert cc.mss == mss and cc.cwnd == initial_window(mss) and cc.ssthresh == 1 << 62
+            assert cc.mss == mss and cc.cwnd == want and cc.ssthresh == 1 << 62
             cc.set_mss(1000)
             assert cc.cwnd == initial_window(1000)
+            cc.set_mss(mss)
+            assert cc.cwnd == want
     assert isinstance(new_controller("newreno", 1000), NewReno)
     assert isinstance(new_controller("cubic", 1000), Cubic)
     with pytest.raises(ValueError, match="congestion"):
@@ -335,3 +341,31 @@ def test_a_read_wakes_the_endpoint_only_to_announce_a_window() -> None:
         await flow.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("initial", [0.1, 0.2, 1.0, 59.0, 60.0, 61.0])
+@pytest.mark.parametrize(("lo", "hi"), [(0.2, 60.0), (0.5, 0.5), (0.001, 2.0)])
+def test_the_first_timeout_is_the_initial_one_within_the_bounds(
+    initial: float, lo: float, hi: float
+) -> None:
+    from miragekit.tcp._rtt import RttEstimator
+
+    assert RttEstimator(initial, lo, hi).timeout() == min(max(initial, lo), hi)
+
+
+@pytest.mark.parametrize("peer_mss", [None, 0, 1, 47, 48, 49, 536, 1460, 9000, 65535])
+@pytest.mark.parametrize("ts", [True, False])
+@pytest.mark.parametrize("tso", [0, 1000, 65475])
+def test_the_segment_sizes_a_syn_negotiates(peer_mss: int | None, ts: bool, tso: int) -> None:
+    # What _negotiate and _set_seg_max compute (with comparisons now), by the rules:
+    # the peer's MSS (at least 48, RFC 879's 536 when absent or 0) and ours, less the
+    # timestamp option, at least 1; bursts of whole segments up to tso_max.
+    cfg = Config(mss=1460, tso_max=tso)
+    syn = TCPRepr(1000, 80, 5, 0, SYN, 65535, b"", peer_mss, 7, True, (), (1, 0) if ts else None)
+    conn = Connection.accept(cfg, syn, 100, 0.0)
+    peer = cfg.default_mss if not peer_mss else max(peer_mss, 48)
+    smss = max(min(peer, cfg.mss) - (12 if ts else 0), 1)
+    assert conn._smss == smss and conn._cc.cwnd == initial_window(smss)
+    assert conn._seg_max == (max(smss, tso - tso % smss) if tso else smss)
+    assert conn._rcv_mss == min(cfg.mss, cfg.default_mss)
+    assert conn._rcv_adv - conn._rcv_nxt == min(cfg.recv_buffer, 65535)

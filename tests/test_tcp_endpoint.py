@@ -406,3 +406,30 @@ def test_connection_reset_while_waiting_to_be_accepted_leaves_the_queue() -> Non
     accepted = server.accept(81)
     assert accepted is not None and accepted.remote_port == other.local_port
     assert server.accept(81) is None
+
+
+def test_a_fin_with_nothing_to_answer_now_owes_no_output_walk() -> None:
+    # The peer closes first and the application has yet to answer: the FIN's ACK waits
+    # (delayed) for the answer or the close, so the endpoint owes no walk of its output
+    # (poll_at is the delayed ACK's deadline, not 0.0: "output pending now"); the ACK
+    # still leaves at that deadline, and the close that follows sends FIN as before.
+    net = Net()
+    server = net.eps[B]
+    server.listen(80)
+    client = net.eps[A].connect(net.now, A, B, 80)
+    net.pump()
+    conn = server.accept(80)
+    assert conn is not None
+    client.close()
+    net.eps[A].wake(client)
+    for laddr, raddr, seg in net.eps[A].segments_to_send(net.now):
+        server.handle_packet(net.now, laddr, raddr, bytes(seg.to_bytes(laddr, raddr)))
+    assert conn.state == State.CLOSE_WAIT and not conn.segments_to_send(net.now)
+    due = server.poll_at()
+    assert due is not None and due > net.now
+    assert due == conn.poll_at()
+    conn.close()
+    server.wake(conn)
+    assert server.poll_at() == 0.0
+    net.pump()
+    assert state(conn) == State.CLOSED and state(client) == State.TIME_WAIT

@@ -315,3 +315,58 @@ def test_nop_nop_timestamp_fast_path_matches_the_general_parser() -> None:
         assert (r.mss, r.wscale, r.sack_blocks, r.unknown_options) == (None, None, (), ())
         assert r.sack_permitted == (len(opts) == 16)
         assert bytes(r.payload) == b"data" and r.flags == ACK and r.dst_port == 0x51
+
+
+_SYN_LAYOUTS = (
+    # Linux's order: MSS; SACK-permitted, TS; NOP, WS.
+    lambda mss, ws, tsv, tse: (
+        b"\x02\x04" + mss.to_bytes(2, "big") + b"\x04\x02\x08\x0a"
+        + tsv.to_bytes(4, "big") + tse.to_bytes(4, "big") + b"\x01\x03\x03" + bytes((ws,))
+    ),
+    # Ours (TCPRepr.emit): MSS; NOP, WS; SACK-permitted, TS.
+    lambda mss, ws, tsv, tse: (
+        b"\x02\x04" + mss.to_bytes(2, "big") + b"\x01\x03\x03" + bytes((ws,))
+        + b"\x04\x02\x08\x0a" + tsv.to_bytes(4, "big") + tse.to_bytes(4, "big")
+    ),
+)  # fmt: skip
+
+
+@settings(max_examples=400)
+@given(
+    st.sampled_from(_SYN_LAYOUTS),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 255),
+    st.integers(0, 0xFFFFFFFF),
+    st.integers(0, 0xFFFFFFFF),
+    st.lists(st.tuples(st.integers(0, 19), st.integers(0, 255)), max_size=2),
+    st.sampled_from([SYN, SYN | ACK, SYN | 0xC0]),
+)
+def test_syn_options_short_cut_matches_the_general_parser(
+    layout: object,
+    mss: int,
+    ws: int,
+    tsv: int,
+    tse: int,
+    edits: list[tuple[int, int]],
+    flags: int,
+) -> None:
+    # A SYN's usual 20 bytes of options in either usual order are read in one unpack
+    # (wire.tcp._syn_options); with any bytes changed they may not be: either way the
+    # segment is the one the general option walk gives.
+    from miragekit.wire.tcp import _parse_options, _syn_options
+
+    opts = bytearray(layout(mss, ws, tsv, tse))  # type: ignore[operator]
+    assert _syn_options(memoryview(opts)) == (mss, min(ws, 14), tsv, tse)
+    for i, b in edits:
+        opts[i] = b
+    hdr = bytearray(20)
+    hdr[0:4] = b"\x00\x50\x00\x51"
+    hdr[4:8] = (123456).to_bytes(4, "big")
+    hdr[12] = 10 << 4
+    hdr[13] = flags
+    hdr[14:16] = (64240).to_bytes(2, "big")
+    r = TCPRepr.parse(bytes(hdr) + opts + b"xy")
+    m, w, sp, sack, ts, unk = _parse_options(memoryview(bytes(opts)))
+    want = TCPRepr(0x50, 0x51, 123456, 0, flags, 64240, b"xy", m, w, sp, sack, ts, 0, unk)
+    assert r == want
+    assert type(r) is TCPRepr and r.ecn == 0 and type(r.timestamp) in (tuple, type(None))

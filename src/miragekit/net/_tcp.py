@@ -54,6 +54,8 @@ Addr = ipaddress.IPv4Address
 PROTO_TCP = 6
 _ADDR: dict[int, Callable[[bytes], Any]] = {4: ipaddress.IPv4Address, 16: ipaddress.IPv6Address}
 _log = logging.getLogger(__name__)
+_CONNECTED = tcpcore.Connected
+_CLOSED = tcpcore.ConnectionClosed
 
 # A whole Ethernet + IPv4 + TCP header in one pack (:class:`TcpSender`): the constant runs as
 # byte strings, the fields that change per segment as numbers. "_TS": with the
@@ -76,6 +78,7 @@ _RX = struct.Struct("!6s6xHBBH2xH4x4s4sHHIIBBH2xHIII")
 _NOP_NOP_TS_WORD = 0x0101080A
 _TX_IP = struct.Struct("!16sHH4sH8s")  # Ethernet + IPv4 only (TcpSender._frame_emitted)
 _TS_OPT_SUM = 0x0101 + 0x080A
+_PORTS = struct.Struct("!HH")
 SOFT_GSO_MAX = 65535 - 60
 """The payload bytes of one burst a connection hands over whole over IPv4 without
 offload, cut into MSS-sized frames by :meth:`TcpSender.burst` (``Config.tso_max``)."""
@@ -163,6 +166,15 @@ class TCPFlow(Generic[A]):
                 else:
                     tcp._call_readable(cb)
             return
+        t = type(ev)
+        # Every accepted connection's others, ahead of the match's walk too.
+        if t is _CONNECTED:
+            self._wake(self._connected)
+            return
+        if t is _CLOSED:
+            self._done = True
+            self._wake_all()
+            return
         match ev:
             case tcpcore.Connected():
                 self._wake(self._connected)
@@ -185,11 +197,16 @@ class TCPFlow(Generic[A]):
                 self._wake_all()
 
     def _wake_all(self) -> None:
-        self._wake(self._reader)
+        # The None tests here, not in _wake: every flow's close and end come this way,
+        # usually with nothing waiting.
+        if self._reader is not None:
+            self._wake(self._reader)
         if self._on_readable is not None:
             self._tcp._call_readable(self._on_readable)
-        self._wake(self._writer)
-        self._wake(self._connected)
+        if self._writer is not None:
+            self._wake(self._writer)
+        if self._connected is not None:
+            self._wake(self._connected)
 
     async def _wait(self, which: str) -> None:
         fut = self._tcp._loop.create_future()
@@ -436,8 +453,9 @@ class TCP(Generic[A]):
         self.endpoint = tcpcore.TCPEndpoint(config, secret=secret)
         self._flows: dict[int, TCPFlow[A]] = {}
         self._callbacks: dict[int, TCPCallback] = {}
-        # A dict, not a set: disconnect cancels in start order, the same in every run.
-        self._tasks: dict[asyncio.Task[None], None] = {}
+        # Each accepted flow's task, by flow (the task drops its own entry when it ends:
+        # no ``current_task()`` lookup). A dict: disconnect cancels in start order.
+        self._tasks: dict[TCPFlow[A], asyncio.Task[None]] = {}
         self._peers: dict[bytes, A] = {}  # packed address -> address object (accepts)
         self._flush_handle: asyncio.Handle | None = None
         self._rx_now: float | None = None  # the time of this batch's segments (till a flush)
@@ -902,7 +920,8 @@ class TCP(Generic[A]):
             flow._on_event(ev)
         if flow._done:
             self._flows.pop(id(conn), None)
-        self._schedule_flush()
+        if self._flush_handle is None:  # _schedule_flush, inlined: every close comes here
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
@@ -1222,7 +1241,7 @@ class TCP(Generic[A]):
             flow._on_event(ev)
         # The task removes itself from _tasks when it ends (see _serve): cheaper than a
         # done callback, which costs one more loop callback per connection.
-        self._tasks[self._loop.create_task(self._serve(cb, flow))] = None
+        self._tasks[flow] = self._loop.create_task(self._serve(cb, flow))
 
     async def _serve(self, cb: TCPCallback, flow: TCPFlow[A]) -> None:
         try:
@@ -1232,7 +1251,7 @@ class TCP(Generic[A]):
         except Exception:
             _log.exception("TCP listener callback failed")
         finally:
-            self._tasks.pop(cast("asyncio.Task[None]", asyncio.current_task()), None)
+            self._tasks.pop(flow, None)
             await flow.close()
 
     def stop_accepting(self) -> None:
@@ -1252,7 +1271,7 @@ class TCP(Generic[A]):
             self._rx_ip.batch_done = None
         for port in list(self._callbacks):
             self.unlisten(port)
-        for task in list(self._tasks):
+        for task in list(self._tasks.values()):
             task.cancel()
         for flow in list(self._flows.values()):
             await flow.close()
@@ -1341,10 +1360,9 @@ class TcpSender:
                 if len(cache) >= 1024:
                     cache.clear()  # bounded; a dropped entry is built again when needed
                 cache[self._raddr] = pre
-        self._gen, self._until, self._eth_ip, self._ip_mid, self._addrs, self._ip_sum, asum = pre
-        eth_ip = self._eth_ip
-        self._eth_ip_ect = eth_ip[:15] + bytes((eth_ip[15] | 2,))  # the same, ECT(0) (RFC 3168)
-        self._ports = self._addrs + self._sport.to_bytes(2, "big") + self._dport.to_bytes(2, "big")
+        (self._gen, self._until, self._eth_ip, self._eth_ip_ect, self._ip_mid, self._addrs,
+         self._ip_sum, asum) = pre  # fmt: skip
+        self._ports = self._addrs + _PORTS.pack(self._sport, self._dport)
         self._tcp_sum = asum + self._sport + self._dport
         return True
 
@@ -1538,9 +1556,10 @@ class TcpSender:
 
 # What a connection's headers share with every other connection to the same destination
 # (TcpSender._refresh): generation and until when valid, the Ethernet and IPv4 header's
-# fixed runs (MACs to TOS; flags to protocol; the addresses), the IPv4 header's sum but
-# length and ident, and the TCP pseudo-header's sum but length (addresses, protocol).
-_Prebuilt = tuple[int, float, bytes, bytes, bytes, int, int]
+# fixed runs (MACs to TOS, and the same with ECT(0) (RFC 3168); flags to protocol; the
+# addresses), the IPv4 header's sum but length and ident, and the TCP pseudo-header's sum
+# but length (addresses, protocol).
+_Prebuilt = tuple[int, float, bytes, bytes, bytes, bytes, int, int]
 
 
 # The handshake's options by shape (MSS, window scale, SACK-permitted, timestamps or not):
@@ -1575,7 +1594,8 @@ def _prebuild(ip: IPv4, raddr: bytes, now: float) -> _Prebuilt | None:
     ip_sum = int.from_bytes(hdr[14:34], "big") % 0xFFFF
     addr_sum = int.from_bytes(hdr[26:30], "big") + int.from_bytes(raddr, "big") + PROTO_TCP
     # The generation after the lookup, which may have expired an entry and so moved it.
-    return ip.generation, until, hdr[:16], hdr[20:24], hdr[26:34], ip_sum, addr_sum
+    ect = hdr[:15] + bytes((hdr[15] | 2,))
+    return ip.generation, until, hdr[:16], ect, hdr[20:24], hdr[26:34], ip_sum, addr_sum
 
 
 _c_tcp: type[TCPProtocol[Addr]] = TCP[Addr]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from ..v1 import Buffer
-from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPRepr, plain_segment
+from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPRepr, handshake_segment, plain_segment
 from ._config import Config
 from ._ecn import CE, Ecn, syn_requests_ecn, synack_agrees
 from ._events import (
@@ -279,7 +279,10 @@ class Connection:
         self._last_ack_sent = 0
         self._rcv_fin: int | None = None
         self._peer_mss = config.default_mss
-        self._smss = min(config.mss, config.default_mss)
+        # Comparisons, not min()/max(), on the way to every connection: each builtin call
+        # costs several times more.
+        mss0 = config.mss if config.mss < config.default_mss else config.default_mss
+        self._smss = mss0
         self._sndbuf = SendBuffer()
         self._snd_buf_seq = iss + 1
         self._fin_queued = False
@@ -319,7 +322,7 @@ class Connection:
         self._ack_now = False
         self._unacked_bytes = 0
         self._quickacks = 0
-        self._rcv_mss = min(config.mss, config.default_mss)
+        self._rcv_mss = mss0
         self._run_size = 0  # while a coalesced run is processed: its frames' size
         self._seg_max = self._smss
         self._dupacks = 0
@@ -396,7 +399,8 @@ class Connection:
         conn._last_ack_sent = conn._rcv_nxt
         conn._negotiate(syn)
         conn._ts_recent_at = now
-        conn._rcv_adv = conn._rcv_nxt + min(config.recv_buffer, 65535)
+        rbuf = config.recv_buffer
+        conn._rcv_adv = conn._rcv_nxt + (rbuf if rbuf < 65535 else 65535)
         conn._snd_wnd = syn.window
         conn._max_snd_wnd = syn.window
         conn._snd_wl1 = syn.seq
@@ -458,7 +462,7 @@ class Connection:
         """Options from the peer's SYN (or SYN-ACK) against what we offer (RFC 7323, 2018)."""
         cfg = self.config
         if syn.mss is not None and syn.mss > 0:
-            self._peer_mss = max(syn.mss, MIN_SND_MSS)
+            self._peer_mss = syn.mss if syn.mss > MIN_SND_MSS else MIN_SND_MSS
         if cfg.window_scaling and syn.wscale is not None:
             self._ws_on = True
             self._snd_wscale = syn.wscale
@@ -473,10 +477,10 @@ class Connection:
             self._ts_recent = syn.timestamp[0]
         else:
             self._ts_on = False
-        smss = min(self._peer_mss, cfg.mss)
+        smss = self._peer_mss if self._peer_mss < cfg.mss else cfg.mss
         if self._ts_on:
             smss -= _TS_OPTION_LEN
-        self._smss = max(smss, 1)
+        self._smss = smss if smss > 1 else 1
         self._cc.set_mss(self._smss)
         self._set_seg_max()
         # ECN (RFC 3168 6.1.1): a SYN asks with ECE and CWR, a SYN-ACK agrees with ECE.
@@ -551,7 +555,8 @@ class Connection:
     def _set_seg_max(self) -> None:
         tso = self.config.tso_max
         smss = self._smss
-        self._seg_max = max(smss, tso - tso % smss) if tso else smss
+        seg = tso - tso % smss
+        self._seg_max = (seg if seg > smss else smss) if tso else smss
 
     # ------------------------------------------------------------------ application API
 
@@ -1378,7 +1383,8 @@ class Connection:
             self._snd_buf_seq += taken
         self._rtx_at = now + self._rtt.timeout() if self._snd_max > ack else None
         self._snd_wnd = seg.window << self._snd_wscale if not seg.flags & SYN else seg.window
-        self._max_snd_wnd = max(self._max_snd_wnd, self._snd_wnd)
+        if self._snd_wnd > self._max_snd_wnd:
+            self._max_snd_wnd = self._snd_wnd
         self._snd_wl1 = seq
         self._snd_wl2 = ack
         self._recover = ack
@@ -2028,19 +2034,19 @@ class Connection:
         self.stats["segs_out"] += 1
         if syn:
             cfg = self.config
-            return TCPRepr(
+            return handshake_segment(
                 self.local_port,
                 self.remote_port,
                 seq & MASK,
                 ack,
                 flags,
                 window,
-                mss=cfg.mss,
-                wscale=self._rcv_wscale
+                cfg.mss,
+                self._rcv_wscale
                 if (cfg.window_scaling and (self._ws_on or not flags & ACK))
                 else None,
-                sack_permitted=cfg.sack and (self._sack_on or not flags & ACK),
-                timestamp=ts,
+                cfg.sack and (self._sack_on or not flags & ACK),
+                ts,
             )
         sack: tuple[tuple[int, int], ...] = ()
         if self._sack_on and (self._ooo.ranges or self._dsack is not None):
@@ -2076,10 +2082,12 @@ class Connection:
 
     def quiet(self) -> bool:
         """Whether :meth:`segments_to_send` would give nothing now and change nothing:
-        an established connection with no control segment, ACK, retransmission, probe
-        or unsent data due (what its walk checks first)."""
+        an established connection (or one the peer closed, whose walk is the same) with
+        no control segment, ACK, retransmission, probe or unsent data due (what its walk
+        checks first)."""
+        st = self.state
         return (
-            self.state is ESTABLISHED
+            (st is ESTABLISHED or st is CLOSE_WAIT)
             and not self._ctl_out
             and not self._ack_now
             and not self._rexmit

@@ -336,7 +336,12 @@ class TCPEndpoint:
                 conn.handle_segment(now, seg)
                 if st == _SYN_SENT and seg.flags & SYN and conn.fastopen is not None:
                     self._file_cookie(conn, src, seg)
-                self._dirty[key] = None
+                if key not in self._half_open and conn.quiet():
+                    # Nothing to send (a FIN whose ACK waits for the application's
+                    # answer or close): as in handle_next, only the timer entry.
+                    self._rearm(key, conn)
+                else:
+                    self._dirty[key] = None
                 self._active[key] = conn
                 return
             else:

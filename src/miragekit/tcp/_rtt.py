@@ -38,7 +38,9 @@ class RttEstimator:
         self.min_rto = min_rto
         self.max_rto = max_rto
         self.granularity = granularity
-        self._base = min(max(initial_rto, min_rto), max_rto)
+        # Comparisons, not min(max()): one estimator per connection.
+        base = initial_rto if initial_rto > min_rto else min_rto
+        self._base = base if base < max_rto else max_rto
         self.backoff = 0
 
     def sample(self, rtt: float) -> None:

@@ -16,6 +16,7 @@ __all__ = ["DUP_THRESH", "MAX_BLOCKS", "RetransmitLedger", "Scoreboard"]
 DUP_THRESH = 3
 # A peer cannot make the scoreboard (and the linear scans over it) grow without bound.
 MAX_BLOCKS = 64
+_NEVER = float("-inf")  # one float for every connection's scoreboard, not two parses each
 
 
 class Scoreboard:
@@ -45,8 +46,8 @@ class Scoreboard:
         # left at sent_time[i]; one entry per send call.
         self.sent_end: list[int] = []
         self.sent_time: list[float] = []
-        self.rack_xmit = float("-inf")
-        self.rack_deadline = float("-inf")
+        self.rack_xmit = _NEVER
+        self.rack_deadline = _NEVER
         # DupThresh counting too, until reordering is seen (then RACK's clock alone).
         self.dupthresh = True
 

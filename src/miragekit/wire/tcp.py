@@ -69,6 +69,14 @@ _NOP_NOP_TS_WORD = int.from_bytes(_NOP_NOP_TS, "big")
 _HDR_TS = struct.Struct("!HHIIBBHHHIII")  # the header, one option word, TSval, TSecr
 
 _tuple_new = tuple.__new__
+# A SYN's usual options (MSS, SACK-permitted, timestamps, window scale: 20 bytes) in the
+# two orders met in practice, each read in one unpack (:func:`_syn_options`): Linux's
+# (MSS; SACK-permitted, TS; NOP, WS) and ours (MSS; NOP, WS; SACK-permitted, TS).
+_SYN_LINUX = struct.Struct("!HHIIIHBB")
+_SYN_OURS = struct.Struct("!HHIIII")
+_MSS_WORD = OPT_MSS << 8 | 4
+_SACKP_TS_WORD = (OPT_SACK_PERMITTED << 24) | (2 << 16) | (OPT_TIMESTAMP << 8) | 10
+_NOP_WS_HALF = OPT_NOP << 8 | OPT_WSCALE
 
 _FLAG_NAMES = (
     (SYN, "S"),
@@ -180,6 +188,21 @@ class TCPPacket(View):
     def verify_checksum(self, src: bytes, dst: bytes) -> bool:
         init = pseudo_sum(src, dst, PROTOCOL, len(self.buffer))
         return checksum_v((self.buffer,), init) == 0
+
+
+def _syn_options(opts: memoryview) -> tuple[int, int, int, int] | None:
+    """``(mss, wscale, TSval, TSecr)`` when the 20 bytes of options ``opts`` are MSS,
+    SACK-permitted, timestamps and window scale in one of the usual orders (SYNs from
+    Linux and from us), each of its right length: what :func:`_parse_options` gives for
+    them (SACK-permitted true, no SACK blocks or other options), a shift above 14 read
+    as 14. Else None: the general walk reads them."""
+    k, mss, w, tsv, tse, nopws, wlen, ws = _SYN_LINUX.unpack_from(opts)
+    if k == _MSS_WORD and w == _SACKP_TS_WORD and nopws == _NOP_WS_HALF and wlen == 3:
+        return mss, min(ws, MAX_WSCALE), tsv, tse
+    k, mss, w1, w2, tsv, tse = _SYN_OURS.unpack_from(opts)
+    if k == _MSS_WORD and w1 >> 8 == 0x010303 and w2 == _SACKP_TS_WORD:
+        return mss, min(w1 & 0xFF, MAX_WSCALE), tsv, tse
+    return None
 
 
 def _parse_options(
@@ -316,7 +339,13 @@ class TCPRepr(NamedTuple):
             # tuple built directly, without the general option walk.
             tsopt = (tsv, tse) if ts_only else None
             return plain_segment(sport, dport, seq, ack, flags, window, payload, (), tsopt, urgent)
-        mss, wscale, sp, sack, ts, unknown = _parse_options(buf[HEADER_LEN:hl])
+        opts = buf[HEADER_LEN:hl]
+        if hl == 40 and (got := _syn_options(opts)) is not None:
+            # Every connection's SYN: built directly, as plain_segment builds the rest.
+            smss, sws, tsv, tse = got
+            return _tuple_new(cls, (sport, dport, seq, ack, flags, window, payload, smss, sws,
+                                    True, (), (tsv, tse), urgent, (), 0))  # fmt: skip
+        omss, ows, sp, sack, ts, unknown = _parse_options(opts)
         return cls(
             sport,
             dport,
@@ -325,8 +354,8 @@ class TCPRepr(NamedTuple):
             flags,
             window,
             payload,
-            mss,
-            wscale,
+            omss,
+            ows,
             sp,
             sack,
             ts,
@@ -514,6 +543,27 @@ def plain_segment(
             ecn,
         ),
     )
+
+
+def handshake_segment(
+    src_port: int,
+    dst_port: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    mss: int | None,
+    wscale: int | None,
+    sack_permitted: bool,
+    timestamp: tuple[int, int] | None,
+) -> TCPRepr:
+    """A SYN or SYN-ACK without data, SACK blocks or other options: one per connection,
+    built without ``__new__`` (with keywords it cost as much as the rest of the SYN-ACK)."""
+    return _tuple_new(
+        TCPRepr,
+        (src_port, dst_port, seq, ack, flags, window, b"", mss, wscale, sack_permitted, (),
+         timestamp, 0, (), 0),
+    )  # fmt: skip
 
 
 def cut_flags(flags: int) -> tuple[int, int, int]:

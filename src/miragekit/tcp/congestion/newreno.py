@@ -13,7 +13,8 @@ class NewReno(CongestionControl):
     def __init__(self, mss: int) -> None:
         # CongestionControl.__init__, inlined (one controller per connection).
         self.mss = mss
-        self.cwnd = min(10 * mss, max(2 * mss, 14600))
+        two = 2 * mss if 2 * mss > 14600 else 14600
+        self.cwnd = 10 * mss if 10 * mss < two else two
         self.ssthresh = INITIAL_SSTHRESH
         self.hystart = None
         self.used_full = False
