@@ -30,6 +30,24 @@ from tests.tcp_harness import Harness, WireModel, bulk_transfer  # noqa: E402
 from miragekit.tcp import Config  # noqa: E402
 
 
+def lossy_path(rtt_ms: float, loss: float, cc: str, loss_only: bool) -> tuple[Config, WireModel]:
+    """Both ends' configuration and the wire of one row: buffers of at least four
+    loss-free bandwidth-delay products; with loss, the full wire also reorders,
+    duplicates and corrupts, unless ``loss_only``."""
+    rtt = rtt_ms / 1000
+    buf = max(1 << 20, 1 << math.ceil(math.log2(4 * 100e6 * rtt)))
+    cfg = Config(congestion=cc, recv_buffer=buf, send_buffer=buf)
+    extra = loss > 0 and not loss_only
+    model = WireModel(
+        loss=loss,
+        reorder=0.01 if extra else 0.0,
+        duplicate=0.005 if extra else 0.0,
+        corrupt=0.001 if extra else 0.0,
+        delay=rtt / 2,
+    )
+    return cfg, model
+
+
 def mathis(mss: int, rtt: float, loss: float) -> float:
     """Bytes per second a Reno flow reaches at this random loss rate (Mathis et al. 1997)."""
     return 1.22 * mss / (rtt * math.sqrt(loss))
@@ -59,17 +77,7 @@ def main() -> None:
         cases += [(rtt_ms, loss, cc) for loss in args.loss for cc in args.congestion]
     for rtt_ms, loss, cc in cases:
         rtt = rtt_ms / 1000
-        # The receive buffer covers at least 4 loss-free bandwidth-delay products.
-        buf = max(1 << 20, 1 << math.ceil(math.log2(4 * 100e6 * rtt)))
-        cfg = Config(congestion=cc, recv_buffer=buf, send_buffer=buf)
-        extra = loss and not args.loss_only
-        model = WireModel(
-            loss=loss,
-            reorder=0.01 if extra else 0.0,
-            duplicate=0.005 if extra else 0.0,
-            corrupt=0.001 if extra else 0.0,
-            delay=rtt / 2,
-        )
+        cfg, model = lossy_path(rtt_ms, loss, cc, args.loss_only)
         h = Harness(cfg, cfg, model, seed=42)
         t0 = time.process_time()
         sent, got, sim = bulk_transfer(h, size, time_limit=36000)

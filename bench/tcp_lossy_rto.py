@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from tests.tcp_harness import Harness, WireModel, bulk_transfer  # noqa: E402
+from tcp_lossy import lossy_path  # noqa: E402
+from tests.tcp_harness import Harness, bulk_transfer  # noqa: E402
 
-from miragekit.tcp import Config, Connection  # noqa: E402
+from miragekit.tcp import Connection  # noqa: E402
 from miragekit.wire.tcp import TCPRepr  # noqa: E402
 
 M = 0xFFFFFFFF
@@ -78,17 +78,7 @@ def classify(h: RecordingHarness, c: Connection, probes: list[list[Any]], now: f
 
 
 def run(rtt_ms: float, loss: float, cc: str, mb: int, seed: int, loss_only: bool) -> dict[str, Any]:
-    rtt = rtt_ms / 1000
-    buf = max(1 << 20, 1 << math.ceil(math.log2(4 * 100e6 * rtt)))
-    cfg = Config(congestion=cc, recv_buffer=buf, send_buffer=buf)
-    extra = not loss_only
-    model = WireModel(
-        loss=loss,
-        reorder=0.01 if extra else 0.0,
-        duplicate=0.005 if extra else 0.0,
-        corrupt=0.001 if extra else 0.0,
-        delay=rtt / 2,
-    )
+    cfg, model = lossy_path(rtt_ms, loss, cc, loss_only)
     h = RecordingHarness(cfg, cfg, model, seed=seed)
     probes: list[list[Any]] = []
     found: list[str] = []
