@@ -344,3 +344,151 @@ def test_lean_handles_hold_what_asyncios_own_hold() -> None:
             o.cancel()
 
     sim.run(main())
+
+
+async def same_instant_order() -> list[str]:
+    """Callbacks of one instant scheduled from callbacks, every way the loop knows
+    (soon, a timer at now, a timer in the past, a timer cancelled, a later timer): the
+    order in which they ran, and the loop time each saw."""
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+    await asyncio.sleep(1)  # an instant of its own
+
+    def step(name: str, depth: int) -> None:
+        ran.append(f"{name}@{loop.time():g}")
+        if depth == 0:
+            return
+        loop.call_soon(step, f"{name}.soon", depth - 1)
+        loop.call_at(loop.time(), step, f"{name}.now", depth - 1)
+        loop.call_at(loop.time() - 0.5, step, f"{name}.past", depth - 1)
+        loop.call_at(loop.time(), step, f"{name}.cancelled", 0).cancel()
+        loop.call_at(loop.time() + 0.25, step, f"{name}.later", 0)
+
+    loop.call_at(loop.time(), step, "a", 3)
+    loop.call_soon(step, "b", 2)
+    await asyncio.sleep(1)
+    return ran
+
+
+def test_the_batches_of_one_instant_run_in_the_order_of_one_batch_per_iteration() -> None:
+    """With only its self-pipe in the selector, the loop runs the batches of one instant
+    one after the other without polling between them; the order is what one batch per
+    iteration gives, which it still does (polling real descriptors each time) when a
+    real socket is registered."""
+    import socket
+
+    fast = sim.run(same_instant_order())
+
+    async def with_a_socket() -> list[str]:
+        a, b = socket.socketpair()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(a.fileno(), lambda: None)
+        try:
+            return await same_instant_order()
+        finally:
+            loop.remove_reader(a.fileno())
+            a.close()
+            b.close()
+
+    assert sim.run(with_a_socket()) == fast
+    assert len(fast) > 60 and not any("cancelled" in r for r in fast)
+    assert fast[:3] == ["b@1", "a@1", "b.soon@1"]
+    assert fast[-1].endswith("@1.25")
+
+
+def test_the_batches_of_one_instant_poll_the_selector_once_without_real_io() -> None:
+    """What the same-instant batches save: one poll of the selector per instant, not per
+    batch; a registered socket is polled between batches, so its data is read after the
+    batch it arrived in, not after the whole instant."""
+    import socket
+
+    async def polls(real_io: bool) -> tuple[int, list[str]]:
+        loop = asyncio.get_running_loop()
+        sel = loop._selector  # type: ignore[attr-defined]
+        n = [0]
+        select = sel.select
+
+        def counting(timeout: float | None = None) -> object:
+            n[0] += 1
+            return select(timeout)
+
+        order: list[str] = []
+        a, b = socket.socketpair()
+        if real_io:
+            loop.add_reader(a.fileno(), lambda: order.append(f"read {a.recv(10)!r}"))
+        await asyncio.sleep(1)
+        sel.select = counting
+
+        def chain(k: int) -> None:
+            order.append(f"batch {k}")
+            if k == 0:
+                b.send(b"x")
+            if k < 9:
+                loop.call_soon(chain, k + 1)
+
+        loop.call_soon(chain, 0)
+        await asyncio.sleep(1)
+        del sel.select
+        if real_io:
+            loop.remove_reader(a.fileno())
+        a.close()
+        b.close()
+        return n[0], order
+
+    n_fast, order_fast = sim.run(polls(False))
+    n_io, order_io = sim.run(polls(True))
+    assert n_fast <= 4, n_fast  # the instant of the chain, the sleep's wake-up, the end
+    assert n_io >= 10, n_io
+    assert order_fast == [f"batch {k}" for k in range(10)]
+    assert order_io[:3] == ["batch 0", "batch 1", "read b'x'"]
+
+
+def test_frames_cross_a_switch_without_asking_for_the_running_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncio.get_running_loop() costs a system call (getpid): a port's sending, the
+    link's timers and the switch's forwarding use the loop the switch is bound to."""
+    calls = [0]
+    real = asyncio.get_running_loop
+
+    def counting() -> asyncio.AbstractEventLoop:
+        calls[0] += 1
+        return real()
+
+    async def main() -> tuple[int, int, int]:
+        sw = VnetSwitch(seed=1)
+        link = LinkParams(latency=0.001, loss=0.1)
+        a, b = sw.add_interface("a", link=link), sw.add_interface("b", link=link)
+        got: list[bytes] = []
+        b.set_receiver(lambda f: got.append(bytes(f)))
+        a.send(frame(a, b, 0))  # binds the switch to this loop
+        await asyncio.sleep(0.01)
+        monkeypatch.setattr(asyncio, "get_running_loop", counting)
+        loop = real()
+        for i in range(1, 200):
+            loop.call_at(loop.time() + i * 0.002, a.send, frame(a, b, i))
+        await asyncio.sleep(1)
+        monkeypatch.setattr(asyncio, "get_running_loop", real)
+        return calls[0], len(got), sw._loop is loop
+
+    n, received, bound = sim.run(main())
+    assert bound and 150 < received < 200
+    assert n <= 2, n  # asyncio.sleep's own, not one a frame
+
+
+def test_a_switch_used_on_a_new_loop_binds_to_it() -> None:
+    """A switch made outside any loop serves one simulation and then another: the second
+    loop's first frame binds it anew, so a frame still on a link when the first run
+    ended does not arrive in the second."""
+    sw = VnetSwitch(seed=2)
+    a, b = sw.add_interface("a"), sw.add_interface("b", link=LinkParams(latency=0.5))
+
+    async def main(wait: float) -> tuple[int, bool]:
+        got: list[bytes] = []
+        b.set_receiver(lambda f: got.append(bytes(f)))
+        a.send(frame(a, b, 1))
+        await asyncio.sleep(wait)
+        return len(got), sw._loop is asyncio.get_running_loop()
+
+    assert sim.run(main(0.1)) == (0, True)  # the run ends with the frame on b's link
+    assert sim.run(main(1.0)) == (1, True)  # its own frame only
