@@ -16,6 +16,7 @@ from miragekit import aio, sim, tcp, v1
 from miragekit.link import LinkParams, VnetIf, VnetSwitch
 from miragekit.link._impair import Flood, ImpairCounters, _Direction
 from miragekit.result import Ok
+from miragekit.sim._loop import run_on
 from miragekit.stack import DirectStackV4, Static
 
 
@@ -396,9 +397,9 @@ def test_the_batches_of_one_instant_run_in_the_order_of_one_batch_per_iteration(
     assert fast[-1].endswith("@1.25")
 
 
-def test_the_batches_of_one_instant_poll_the_selector_once_without_real_io() -> None:
-    """What the same-instant batches save: one poll of the selector per instant, not per
-    batch; a registered socket is polled between batches, so its data is read after the
+def test_the_loop_polls_the_selector_between_batches_only_for_real_io() -> None:
+    """With only its self-pipe in the selector the loop does not poll it while there is
+    work; a registered socket is polled between batches, so its data is read after the
     batch it arrived in, not after the whole instant."""
     import socket
 
@@ -437,7 +438,7 @@ def test_the_batches_of_one_instant_poll_the_selector_once_without_real_io() -> 
 
     n_fast, order_fast = sim.run(polls(False))
     n_io, order_io = sim.run(polls(True))
-    assert n_fast <= 4, n_fast  # the instant of the chain, the sleep's wake-up, the end
+    assert n_fast == 0, n_fast
     assert n_io >= 10, n_io
     assert order_fast == [f"batch {k}" for k in range(10)]
     assert order_io[:3] == ["batch 0", "batch 1", "read b'x'"]
@@ -492,3 +493,69 @@ def test_a_switch_used_on_a_new_loop_binds_to_it() -> None:
 
     assert sim.run(main(0.1)) == (0, True)  # the run ends with the frame on b's link
     assert sim.run(main(1.0)) == (1, True)  # its own frame only
+
+
+class _HeapOnlyLoop(sim.SimLoop):
+    """The reference: every timer through the heap, ordered by (deadline, number)."""
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: object,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        import heapq
+
+        timer = asyncio.TimerHandle(when, callback, args, self, context)
+        timer._scheduled = True  # type: ignore[attr-defined]
+        heapq.heappush(self._scheduled, (when, next(self._timer_seq), timer))
+        return timer
+
+
+async def random_timers(seed: int) -> list[tuple[int, float]]:
+    """Callbacks that schedule more: soon, at the present instant (call_at(now),
+    call_later(0)), in the past and the future, some cancelled, the clock advanced in
+    between; which ran when."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    ran: list[tuple[int, float]] = []
+    count = [0]
+
+    def cb(k: int) -> None:
+        ran.append((k, loop.time()))
+        for _ in range(rng.choice((0, 1, 2, 2, 3))):
+            if count[0] >= 3000:
+                return
+            count[0] += 1
+            n = count[0]
+            how = rng.random()
+            if how < 0.2:
+                loop.call_soon(cb, n)
+            elif how < 0.5:
+                h = loop.call_at(loop.time(), cb, n)
+                if rng.random() < 0.1:
+                    h.cancel()
+            elif how < 0.6:
+                loop.call_later(0, cb, n)
+            elif how < 0.7:
+                loop.call_at(loop.time() - rng.choice((0.001, 0.5)), cb, n)
+            elif how < 0.75:
+                assert isinstance(loop, sim.SimLoop)
+                loop.advance(rng.choice((0.0, 0.001, 0.01)))
+            else:
+                loop.call_later(rng.choice((0.001, 0.002, 0.01)), cb, n)
+
+    for k in range(-20, 0):
+        loop.call_soon(cb, k)
+    await asyncio.sleep(100)
+    return ran
+
+
+def test_timers_due_at_once_run_where_the_heap_would_put_them() -> None:
+    """A timer for the present instant skips the heap (``SimLoop._due_now``): random
+    schedules run in the order of a loop that puts every timer in the heap."""
+    for seed in range(4):
+        ours = sim.run(random_timers(seed))
+        reference = run_on(_HeapOnlyLoop(), random_timers(seed))
+        assert ours == reference and len(ours) > 1500, seed
