@@ -16,6 +16,7 @@ from miragekit import aio, sim, tcp, v1
 from miragekit.link import LinkParams, VnetIf, VnetSwitch
 from miragekit.link._impair import Flood, ImpairCounters, _Direction
 from miragekit.result import Ok
+from miragekit.sim._loop import run_on
 from miragekit.stack import DirectStackV4, Static
 
 
@@ -344,3 +345,217 @@ def test_lean_handles_hold_what_asyncios_own_hold() -> None:
             o.cancel()
 
     sim.run(main())
+
+
+async def same_instant_order() -> list[str]:
+    """Callbacks of one instant scheduled from callbacks, every way the loop knows
+    (soon, a timer at now, a timer in the past, a timer cancelled, a later timer): the
+    order in which they ran, and the loop time each saw."""
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+    await asyncio.sleep(1)  # an instant of its own
+
+    def step(name: str, depth: int) -> None:
+        ran.append(f"{name}@{loop.time():g}")
+        if depth == 0:
+            return
+        loop.call_soon(step, f"{name}.soon", depth - 1)
+        loop.call_at(loop.time(), step, f"{name}.now", depth - 1)
+        loop.call_at(loop.time() - 0.5, step, f"{name}.past", depth - 1)
+        loop.call_at(loop.time(), step, f"{name}.cancelled", 0).cancel()
+        loop.call_at(loop.time() + 0.25, step, f"{name}.later", 0)
+
+    loop.call_at(loop.time(), step, "a", 3)
+    loop.call_soon(step, "b", 2)
+    await asyncio.sleep(1)
+    return ran
+
+
+def test_the_batches_of_one_instant_run_in_the_order_of_one_batch_per_iteration() -> None:
+    """With only its self-pipe in the selector, the loop runs the batches of one instant
+    one after the other without polling between them; the order is what one batch per
+    iteration gives, which it still does (polling real descriptors each time) when a
+    real socket is registered."""
+    import socket
+
+    fast = sim.run(same_instant_order())
+
+    async def with_a_socket() -> list[str]:
+        a, b = socket.socketpair()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(a.fileno(), lambda: None)
+        try:
+            return await same_instant_order()
+        finally:
+            loop.remove_reader(a.fileno())
+            a.close()
+            b.close()
+
+    assert sim.run(with_a_socket()) == fast
+    assert len(fast) > 60 and not any("cancelled" in r for r in fast)
+    assert fast[:3] == ["b@1", "a@1", "b.soon@1"]
+    assert fast[-1].endswith("@1.25")
+
+
+def test_the_loop_polls_the_selector_between_batches_only_for_real_io() -> None:
+    """With only its self-pipe in the selector the loop does not poll it while there is
+    work; a registered socket is polled between batches, so its data is read after the
+    batch it arrived in, not after the whole instant."""
+    import socket
+
+    async def polls(real_io: bool) -> tuple[int, list[str]]:
+        loop = asyncio.get_running_loop()
+        sel = loop._selector  # type: ignore[attr-defined]
+        n = [0]
+        select = sel.select
+
+        def counting(timeout: float | None = None) -> object:
+            n[0] += 1
+            return select(timeout)
+
+        order: list[str] = []
+        a, b = socket.socketpair()
+        if real_io:
+            loop.add_reader(a.fileno(), lambda: order.append(f"read {a.recv(10)!r}"))
+        await asyncio.sleep(1)
+        sel.select = counting
+
+        def chain(k: int) -> None:
+            order.append(f"batch {k}")
+            if k == 0:
+                b.send(b"x")
+            if k < 9:
+                loop.call_soon(chain, k + 1)
+
+        loop.call_soon(chain, 0)
+        await asyncio.sleep(1)
+        del sel.select
+        if real_io:
+            loop.remove_reader(a.fileno())
+        a.close()
+        b.close()
+        return n[0], order
+
+    n_fast, order_fast = sim.run(polls(False))
+    n_io, order_io = sim.run(polls(True))
+    assert n_fast == 0, n_fast
+    assert n_io >= 10, n_io
+    assert order_fast == [f"batch {k}" for k in range(10)]
+    assert order_io[:3] == ["batch 0", "batch 1", "read b'x'"]
+
+
+def test_frames_cross_a_switch_without_asking_for_the_running_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncio.get_running_loop() costs a system call (getpid): a port's sending, the
+    link's timers and the switch's forwarding use the loop the switch is bound to."""
+    calls = [0]
+    real = asyncio.get_running_loop
+
+    def counting() -> asyncio.AbstractEventLoop:
+        calls[0] += 1
+        return real()
+
+    async def main() -> tuple[int, int, int]:
+        sw = VnetSwitch(seed=1)
+        link = LinkParams(latency=0.001, loss=0.1)
+        a, b = sw.add_interface("a", link=link), sw.add_interface("b", link=link)
+        got: list[bytes] = []
+        b.set_receiver(lambda f: got.append(bytes(f)))
+        a.send(frame(a, b, 0))  # binds the switch to this loop
+        await asyncio.sleep(0.01)
+        monkeypatch.setattr(asyncio, "get_running_loop", counting)
+        loop = real()
+        for i in range(1, 200):
+            loop.call_at(loop.time() + i * 0.002, a.send, frame(a, b, i))
+        await asyncio.sleep(1)
+        monkeypatch.setattr(asyncio, "get_running_loop", real)
+        return calls[0], len(got), sw._loop is loop
+
+    n, received, bound = sim.run(main())
+    assert bound and 150 < received < 200
+    assert n <= 2, n  # asyncio.sleep's own, not one a frame
+
+
+def test_a_switch_used_on_a_new_loop_binds_to_it() -> None:
+    """A switch made outside any loop serves one simulation and then another: the second
+    loop's first frame binds it anew, so a frame still on a link when the first run
+    ended does not arrive in the second."""
+    sw = VnetSwitch(seed=2)
+    a, b = sw.add_interface("a"), sw.add_interface("b", link=LinkParams(latency=0.5))
+
+    async def main(wait: float) -> tuple[int, bool]:
+        got: list[bytes] = []
+        b.set_receiver(lambda f: got.append(bytes(f)))
+        a.send(frame(a, b, 1))
+        await asyncio.sleep(wait)
+        return len(got), sw._loop is asyncio.get_running_loop()
+
+    assert sim.run(main(0.1)) == (0, True)  # the run ends with the frame on b's link
+    assert sim.run(main(1.0)) == (1, True)  # its own frame only
+
+
+class _HeapOnlyLoop(sim.SimLoop):
+    """The reference: every timer through the heap, ordered by (deadline, number)."""
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: object,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        import heapq
+
+        timer = asyncio.TimerHandle(when, callback, args, self, context)
+        timer._scheduled = True  # type: ignore[attr-defined]
+        heapq.heappush(self._scheduled, (when, next(self._timer_seq), timer))
+        return timer
+
+
+async def random_timers(seed: int) -> list[tuple[int, float]]:
+    """Callbacks that schedule more: soon, at the present instant (call_at(now),
+    call_later(0)), in the past and the future, some cancelled, the clock advanced in
+    between; which ran when."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    ran: list[tuple[int, float]] = []
+    count = [0]
+
+    def cb(k: int) -> None:
+        ran.append((k, loop.time()))
+        for _ in range(rng.choice((0, 1, 2, 2, 3))):
+            if count[0] >= 3000:
+                return
+            count[0] += 1
+            n = count[0]
+            how = rng.random()
+            if how < 0.2:
+                loop.call_soon(cb, n)
+            elif how < 0.5:
+                h = loop.call_at(loop.time(), cb, n)
+                if rng.random() < 0.1:
+                    h.cancel()
+            elif how < 0.6:
+                loop.call_later(0, cb, n)
+            elif how < 0.7:
+                loop.call_at(loop.time() - rng.choice((0.001, 0.5)), cb, n)
+            elif how < 0.75:
+                assert isinstance(loop, sim.SimLoop)
+                loop.advance(rng.choice((0.0, 0.001, 0.01)))
+            else:
+                loop.call_later(rng.choice((0.001, 0.002, 0.01)), cb, n)
+
+    for k in range(-20, 0):
+        loop.call_soon(cb, k)
+    await asyncio.sleep(100)
+    return ran
+
+
+def test_timers_due_at_once_run_where_the_heap_would_put_them() -> None:
+    """A timer for the present instant skips the heap (``SimLoop._due_now``): random
+    schedules run in the order of a loop that puts every timer in the heap."""
+    for seed in range(4):
+        ours = sim.run(random_timers(seed))
+        reference = run_on(_HeapOnlyLoop(), random_timers(seed))
+        assert ours == reference and len(ours) > 1500, seed

@@ -167,15 +167,14 @@ class Flood:
         members = self.members
         if not members:
             self.when = t
-            loop.call_at(t, self.drain, context=contextvars.Context())
+            loop.call_at(t, self.drain, loop, context=contextvars.Context())
         elif t != self.when:
             return False
         members.append(d)
         d.timer = self
         return True
 
-    def drain(self) -> None:
-        loop = asyncio.get_running_loop()
+    def drain(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()  # one reading for them all: at 500 hosts a flood has 499
         for d in self.members:
             if d.timer is self:
@@ -206,7 +205,7 @@ class _Direction:
         fifo = self.fifo
         fifo.append((t, data))
         if self.timer is None:
-            self.timer = loop.call_at(t, self.drain, context=contextvars.Context())
+            self.timer = loop.call_at(t, self.drain, loop, context=contextvars.Context())
 
     def carry(
         self,
@@ -233,21 +232,21 @@ class _Direction:
         self.last_arrival = t
         self.fifo.append((t, data))
         if self.timer is None and (flood is None or not flood.join(self, t, loop)):
-            self.timer = loop.call_at(t, self.drain, context=contextvars.Context())
+            self.timer = loop.call_at(t, self.drain, loop, context=contextvars.Context())
 
-    def drain(self, loop: asyncio.AbstractEventLoop | None = None, now: float = 0.0) -> None:
-        """Deliver the frames due by ``now`` on ``loop`` (by default: the running loop,
-        its time), then time the next."""
+    def drain(self, loop: asyncio.AbstractEventLoop, now: float | None = None) -> None:
+        """Deliver the frames due by ``now`` (by default ``loop``'s time), then time the
+        next. The timers pass their loop: asking for the running loop costs a system call
+        (``getpid``, asyncio's check for a fork) per frame."""
         self.timer = None
-        if loop is None:
-            loop = asyncio.get_running_loop()
+        if now is None:
             now = loop.time()
         fifo = self.fifo
         deliver = self.deliver
         while fifo and fifo[0][0] <= now:
             deliver(fifo.popleft()[1])
         if fifo and self.timer is None:
-            self.timer = loop.call_at(fifo[0][0], self.drain, context=contextvars.Context())
+            self.timer = loop.call_at(fifo[0][0], self.drain, loop, context=contextvars.Context())
 
     def clear(self) -> None:
         """Forget the frames on the wire and the link's timing (a new clock starts)."""

@@ -287,6 +287,20 @@ class VnetSwitch:
         for port in self._ports.values():
             port._reset_link_state()
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, the switch bound to it (:meth:`_bind`).
+
+        Why not ``asyncio.get_running_loop()`` for every frame: it costs a system call
+        (``getpid``, asyncio's check for a fork). The loop the switch is bound to, when it
+        is running, is the running one: one thread runs one loop at a time, and the
+        switch is not for two threads at once."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:
+                self._bind(loop)
+        return loop
+
     def _forward(self, src: VnetIf, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
         """A frame arrives at the switch from ``src``'s link."""
         if src._closed:
@@ -494,9 +508,7 @@ class VnetIf:
         stats = self._stats
         stats.tx_pkts += 1
         stats.tx_bytes += n
-        loop = asyncio.get_running_loop()
-        if loop is not self._switch._loop:
-            self._switch._bind(loop)
+        loop = self._switch._running_loop()
         link = self.link
         if link.ideal:
             self._switch._forward(self, data, loop)
@@ -509,7 +521,11 @@ class VnetIf:
         if not self.link.up:
             self.counters.dropped_down += 1
             return
-        self._switch._forward(self, data, asyncio.get_running_loop())
+        sw = self._switch
+        loop = sw._loop
+        if loop is None or not loop.is_running():  # see VnetSwitch._running_loop
+            loop = asyncio.get_running_loop()
+        sw._forward(self, data, loop)
 
     # --- NETWORK --------------------------------------------------------------------------
 

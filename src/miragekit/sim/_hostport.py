@@ -31,6 +31,8 @@ class HostPort(Wrapper):
         )
         if self._set_tap is not None:
             self._set_tap(observer.received)
+        # The port's own burst method, found once (send_frames looks it up per burst).
+        self._batch: Callable[[Sequence[Buffer]], None] | None = getattr(netif, "send_frames", None)
 
     def dead(self) -> None:
         self._alive = False
@@ -64,9 +66,13 @@ class HostPort(Wrapper):
     def send_frames(self, frames: Sequence[Buffer]) -> None:
         """A burst, passed on as one (the switch's batch path, if it has one)."""
         if self._alive:
+            sent = self._obs.sent
             for f in frames:
-                self._obs.sent((f,))
-        send_frames(self._inner, frames)
+                sent((f,))
+        if self._batch is not None:
+            self._batch(frames)
+        else:
+            send_frames(self._inner, frames)
 
     async def write(self, buf: Buffer) -> None:
         if self._alive:
