@@ -243,6 +243,51 @@ def test_replies_on_the_wire_are_the_general_ways(
     assert all(TCPRepr.parse(f[34:]).flags == ACK | PSH for f in replies)
 
 
+def test_a_flow_keeps_its_connections_prebuilt_headers() -> None:
+    """A reply's frame comes from the TcpSender the flow bound at its first reply: the
+    one the general way uses for the 4-tuple (one IPv4 ID counter), bound again after
+    the driver's table of them is cleared."""
+    seen: list[bool] = []
+
+    async def main() -> None:
+        sw = VnetSwitch()
+        sa = await IPv4Stack.connect(sw.add_interface("a"), cidr="10.0.0.1/24")
+        sb = await IPv4Stack.connect(sw.add_interface("b"), cidr="10.0.0.2/24")
+        client, server = TCPLayer(sa.ipv4), TCPLayer(sb.ipv4)
+
+        async def serve(flow: Any) -> None:
+            while isinstance(r := await flow.read(), Ok):
+                assert flow.send_now(b"re:" + bytes(r.value)) > 0
+
+        server.listen(80, serve)
+        r = await client.create_connection((ipaddress.IPv4Address("10.0.0.2"), 80))
+        assert isinstance(r, Ok)
+        flow = r.value
+
+        async def ask(i: int) -> None:
+            assert await flow.write(b"GET /%d" % i) == Ok(None)
+            got = await flow.read()
+            assert isinstance(got, Ok) and bytes(got.value) == b"re:GET /%d" % i
+
+        await ask(0)
+        (sflow,) = server._flows.values()
+        senders = server._senders
+        assert senders is not None
+        (key,) = senders
+        fast = server.sends_fast
+        assert fast >= 1 and sflow._tx is senders[key]
+        for port in range(4096):  # other 4-tuples fill the table: it is cleared
+            server._sender(key[0], key[1], 81, port)
+        assert key not in senders and sflow._tx is None
+        await ask(1)
+        assert server.sends_fast == fast + 1
+        seen.append(sflow._tx is not None and sflow._tx is senders[key])
+        await flow.close()
+
+    sim.run(main(), seed=1)
+    assert seen == [True]
+
+
 def test_acks_drop_the_send_times_they_cover() -> None:
     """RACK's record of when data left: an ACK of part drops the entries it covers, an
     ACK of everything (the per-request case, which skips the search) drops them all."""

@@ -118,6 +118,7 @@ class TCPFlow(Generic[A]):
         "_on_readable",
         "_reader",
         "_tcp",
+        "_tx",
         "_una",
         "_writer",
     )
@@ -134,6 +135,9 @@ class TCPFlow(Generic[A]):
         self._connected: asyncio.Future[None] | None = None
         self._una = -1  # snd.una last seen by the driver (NUD confirmation over IPv6)
         self._on_readable: Callable[[], None] | None = None
+        # The connection's prebuilt headers (TCP._sender), bound at its first reply sent
+        # by TCP._send_writers: its 4-tuple is fixed, so no lookup a reply.
+        self._tx: TcpSender | None = None
 
     def __repr__(self) -> str:
         return f"<TCPFlow {self._dest[0]}:{self._dest[1]} {self._conn.state.name}>"
@@ -1037,7 +1041,10 @@ class TCP(Generic[A]):
                 continue
             sent += 1
             laddr, raddr, seg = r
-            frame = self._sender(laddr, raddr, seg.src_port, seg.dst_port).frame(seg, now)
+            tx = flow._tx
+            if tx is None:
+                tx = flow._tx = self._sender(laddr, raddr, seg.src_port, seg.dst_port)
+            frame = tx.frame(seg, now)
             if frame is None:  # as _send does: what the prebuilt header does not cover
                 if frames:
                     ip.send_frames(frames)
@@ -1058,6 +1065,8 @@ class TCP(Generic[A]):
         if sender is None:
             if len(senders) >= 4096:
                 senders.clear()  # bounded; a dropped header is rebuilt when needed
+                for flow in self._flows.values():
+                    flow._tx = None  # and bound again from here: one per 4-tuple
             sender = senders[key] = TcpSender(cast(IPv4, self._ip), *key, self._headers)
         return sender
 
