@@ -13,7 +13,9 @@ in seconds, so it runs at each of ``--rtt-ms``. Two variants of each: "ideal" go
 growing from the reduced window at once (no cost for the recovery); "with the recovery
 round" spends one round trip at ssthresh without growth, as RFC 5681, RFC 6937 (PRR) and
 Linux do while the retransmission is outstanding, and a loss in that round starts the
-next recovery after it. Goodput is segments delivered per round trip, against Mathis's
+next recovery after it. "+early" lets the ACKs of the segments sent before a round's
+first loss grow the window before the reduction, as a sender that grows per ACK does
+(the round model otherwise grows nothing in a round with a loss). Goodput is segments delivered per round trip, against Mathis's
 1.22/√p.
 
 Run: .venv/bin/python bench/reno_model.py [--rounds 300000] [--loss 0.01 0.05] [--rtt-ms 2 20]
@@ -41,15 +43,29 @@ class _Wire:
         self.periodic = periodic
         self.rng = random.Random(seed)
         self.acc = 0.0
+        self.share = 1.0
+        self.pos = random.Random(seed + 1)
 
     def lost(self, n: float) -> int:
+        """How many of ``n`` segments are lost; ``share`` is then the part of the round
+        sent before the first of them (1 without a loss)."""
+        self.share = 1.0
         if self.periodic:
+            before = self.acc
             self.acc += n
             k = int(self.acc * self.p)
             self.acc -= k / self.p
+            if k:
+                self.share = (1 / self.p - before) / n
             return k
         if n == int(n):
-            return sum(1 for _ in range(int(n)) if self.rng.random() < self.p)
+            k = 0
+            for i in range(int(n)):
+                if self.rng.random() < self.p:
+                    if not k:
+                        self.share = i / n
+                    k += 1
+            return k
         # A fluid window: the count of losses among W segments is Poisson(p·W).
         lam = self.p * n
         k, term, u = 0, math.exp(-lam), self.rng.random()
@@ -58,6 +74,10 @@ class _Wire:
             k += 1
             term *= lam / k
             total += term
+        if k:
+            # The first of k losses placed uniformly in the round (its own stream, so
+            # the counts are the same as without it).
+            self.share = 1 - self.pos.random() ** (1 / k)
         return k
 
 
@@ -67,9 +87,9 @@ class Reno:
     def __init__(self) -> None:
         self.w = 10.0
 
-    def grow(self, n: float) -> None:
-        """A round of ``n`` segments, all delivered: one segment more."""
-        self.w += 1.0
+    def grow(self, n: float, share: float = 1.0) -> None:
+        """The ACKs of ``share`` of a round of ``n`` segments: one segment a round."""
+        self.w += share
 
     def reduce(self) -> None:
         self.w = max(self.w / 2, 2.0)
@@ -97,8 +117,8 @@ class Cubic:
         self.k = 0.0
         self.t: float | None = None  # None: the next round starts an epoch
 
-    def grow(self, n: float) -> None:
-        """A round of ``n`` segments, all delivered (``n`` ACKs of a segment each)."""
+    def grow(self, n: float, share: float = 1.0) -> None:
+        """The ACKs of ``share`` of a round of ``n`` segments (one a segment)."""
         w = self.w
         if self.t is None:
             self.t = 0.0
@@ -106,14 +126,14 @@ class Cubic:
             if w >= self.w_max:
                 self.w_max = w
             self.w_est = w
-        self.t += self.rtt
+        self.t += self.rtt * share
         alpha = 1.0 if self.w_est >= self.prior else ALPHA
-        self.w_est += alpha * n / w
+        self.w_est += alpha * n * share / w
         cubic = C * (self.t - self.k) ** 3 + self.w_max
         if cubic < self.w_est:
             self.w = max(self.w_est, w)
         else:
-            self.w = max(min(cubic, 1.5 * w), w)
+            self.w = w + (max(min(cubic, 1.5 * w), w) - w) * share
 
     def reduce(self) -> None:
         w = self.w
@@ -124,12 +144,21 @@ class Cubic:
 
 
 def run(
-    p: float, cc: Reno | Cubic, *, recovery_round: bool, whole: bool, periodic: bool, rounds: int
+    p: float,
+    cc: Reno | Cubic,
+    *,
+    recovery_round: bool,
+    early: bool,
+    whole: bool,
+    periodic: bool,
+    rounds: int,
 ) -> float:
     """Segments delivered per round trip by the window ``cc`` under loss rate ``p``: a
     round with a loss reduces it, one without grows it; "with the recovery round", the
     round after a reduction neither grows it (the retransmission outstanding) and a loss
-    in it starts the next recovery after it."""
+    in it starts the next recovery after it; ``early``: the ACKs of the segments sent
+    before the first loss of a round grow the window before it is reduced (as they do
+    in a sender that grows per ACK)."""
     wire = _Wire(p, periodic, seed=1)
     delivered = 0.0
     recovering = False
@@ -144,6 +173,8 @@ def run(
                 recovering = recovery_round
             continue
         if lost:
+            if early and wire.share > 0:
+                cc.grow(n, wire.share)
             cc.reduce()
             recovering = recovery_round
         else:
@@ -161,26 +192,34 @@ def main() -> None:
     for ms in args.rtt_ms:
         senders.append((f"CUBIC {ms:g} ms", functools.partial(Cubic, ms / 1000)))
     rows = []
+    variants = {
+        "ideal": (False, False),
+        "ideal_early": (False, True),
+        "recovery_round": (True, False),
+        "recovery_round_early": (True, True),
+    }
     print(
-        f"{'loss':>4} {'loss model':10} {'window':6} {'sender':13} {'Mathis':>7} "
-        f"{'ideal':>15} {'with recovery round':>20}   (segments per round trip)"
+        f"{'loss':>4} {'loss model':10} {'window':6} {'sender':13} {'Mathis':>6} "
+        f"{'ideal':>13} {'+early':>13} {'recovery':>13} {'+early':>13}"
+        "   (segments per round trip)"
     )
     for p in args.loss:
         ref = 1.22 / math.sqrt(p)
         for periodic in (True, False):
             for whole in (False, True):
                 for name, make in senders:
-                    ideal, rec = (
-                        run(
+                    got = {
+                        key: run(
                             p,
                             make(),
                             recovery_round=r,
+                            early=e,
                             whole=whole,
                             periodic=periodic,
                             rounds=args.rounds,
                         )
-                        for r in (False, True)
-                    )
+                        for key, (r, e) in variants.items()
+                    }
                     rows.append(
                         {
                             "loss": p,
@@ -188,14 +227,13 @@ def main() -> None:
                             "window": "whole" if whole else "fluid",
                             "sender": name,
                             "mathis": ref,
-                            "ideal": ideal,
-                            "recovery_round": rec,
+                            **got,
                         }
                     )
+                    cells = " ".join(f"{v:6.2f} ({v / ref:4.2f}x)" for v in got.values())
                     print(
                         f"{p:4.0%} {'periodic' if periodic else 'Bernoulli':10} "
-                        f"{'whole' if whole else 'fluid':6} {name:13} {ref:7.2f} "
-                        f"{ideal:7.2f} ({ideal / ref:4.2f}x) {rec:11.2f} ({rec / ref:4.2f}x)"
+                        f"{'whole' if whole else 'fluid':6} {name:13} {ref:6.2f} {cells}"
                     )
     out = ROOT / "bench" / "results" / "reno_model.json"
     out.parent.mkdir(parents=True, exist_ok=True)
