@@ -1,5 +1,5 @@
 """``bench/reno_model.py``'s CUBIC follows RFC 9438 round trip by round trip (β = 0.7, the
-Reno-friendly estimate at α = 3(1-β)/(1+β) until the window before the reduction, then
+Reno-friendly estimate at alpha = 3(1-β)/(1+β) until the window before the reduction, then
 1, fast convergence), and with its rules stays below the Mathis figure at 5% random loss
 with whole segments even when recovery costs nothing: the finding docs/performance.md
 records."""
@@ -36,7 +36,7 @@ def test_cubic_reduces_by_beta_then_grows_by_alpha_until_the_prior_window(
         cc.grow(math.floor(cc.w))
     w = cc.w
     cc.grow(math.floor(w))
-    assert cc.w == pytest.approx(w + math.floor(w) / w)  # α = 1 from the prior window on
+    assert cc.w == pytest.approx(w + math.floor(w) / w)  # alpha = 1 from the prior window on
 
 
 def test_cubic_fast_convergence_lowers_w_max_for_a_loss_below_it(model: ModuleType) -> None:
