@@ -223,6 +223,43 @@ def test_accepted_flows_share_the_peer_address_and_their_tasks_are_released() ->
     asyncio.run(main())
 
 
+def test_accepted_flows_run_as_tasks_and_a_task_factory_still_makes_them() -> None:
+    # The driver builds the accepted flow's Task itself when the loop has no task
+    # factory: the handler must still be the current task (asyncio.timeout needs one),
+    # and a loop with a factory must still get its own tasks.
+    async def main(factory: bool) -> list[str]:
+        made: list[str] = []
+        loop = asyncio.get_running_loop()
+        if factory:
+
+            def make(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+                made.append(getattr(coro, "__qualname__", ""))
+                return asyncio.Task(coro, loop=loop, **kw)
+
+            loop.set_task_factory(make)
+        _, client, server = await two_stacks()
+        current: list[bool] = []
+
+        async def echo_once(flow: Any) -> None:
+            current.append(asyncio.current_task() is not None)
+            async with asyncio.timeout(5):
+                r = await flow.read()
+            assert isinstance(r, Ok)
+            await flow.write(r.value)
+
+        server.listen_tcpv4(port=7, callback=echo_once)
+        flow = await connect(client, 7)
+        await flow.write(b"x")
+        r = await flow.read()
+        assert isinstance(r, Ok) and bytes(r.value) == b"x"
+        await flow.close()
+        assert current == [True]
+        return made
+
+    assert not any("_serve" in m for m in asyncio.run(main(False)))
+    assert sum("_serve" in m for m in asyncio.run(main(True))) == 1
+
+
 def test_time_wait_lets_the_send_buffer_go_and_still_acks_a_retransmitted_fin() -> None:
     ep = TCPEndpoint(Config(timestamps=False, msl=1.0), secret=SECRET)
     conn, our = _accepted(ep)
