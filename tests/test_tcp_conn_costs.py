@@ -165,6 +165,12 @@ def test_isn_is_the_keyed_blake2s_of_the_four_tuple() -> None:
         h & 0xFFFFFFFF,
     )
     assert g.isn_and_ts_offset(2.0, A, 1000, B, 80) == g.isn_and_ts_offset(2.0, A, 1000, B, 80)
+    # IPv6: the same layout with 16-byte addresses (the tuple is packed by length).
+    a6, b6 = bytes(range(16)), bytes(range(16, 32))
+    msg6 = a6 + (65535).to_bytes(2, "big") + b6 + (443).to_bytes(2, "big")
+    h6 = int.from_bytes(hashlib.blake2s(msg6, key=SECRET, digest_size=8).digest(), "big")
+    assert g.ts_offset(a6, 65535, b6, 443) == h6 & 0xFFFFFFFF
+    assert g.isn_and_ts_offset(0.0, a6, 65535, b6, 443) == (h6 >> 32, h6 & 0xFFFFFFFF)
 
 
 @pytest.mark.parametrize("size", [1, 65535, 65536, 256 * 1024, 4 * 1024 * 1024, 65535 << 14])
