@@ -127,6 +127,19 @@ def test_a_connection_that_never_sends_has_no_chunk_deque() -> None:
     assert len(_NO_CHUNKS) == 0 and _NO_CHUNKS.maxlen == 0
 
 
+def test_the_retransmission_ledger_is_made_by_the_first_loss_episode() -> None:
+    # Until a loss episode starts, no ledger: a closed one would answer the same (nothing
+    # retransmitted, nothing to undo); the undo tests (test_tcp_loss_response.py) cover
+    # the ledger once it exists.
+    ep = TCPEndpoint(Config(), secret=SECRET)
+    conn, _ = _accepted(ep)
+    assert conn._ledger is None
+    conn._on_dsack(0.0, 1, 2)  # a D-SACK with no episode: nothing happens
+    assert conn._ledger is None and conn.stats["undos"] == 0
+    conn._start_episode()
+    assert conn._ledger is not None and conn._ledger.open
+
+
 def test_send_buffer_from_its_first_use() -> None:
     buf = SendBuffer()
     assert len(buf) == 0
