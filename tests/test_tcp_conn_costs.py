@@ -127,6 +127,19 @@ def test_a_connection_that_never_sends_has_no_chunk_deque() -> None:
     assert len(_NO_CHUNKS) == 0 and _NO_CHUNKS.maxlen == 0
 
 
+def test_the_retransmission_ledger_is_made_by_the_first_loss_episode() -> None:
+    # Until a loss episode starts, no ledger: a closed one would answer the same (nothing
+    # retransmitted, nothing to undo); the undo tests (test_tcp_loss_response.py) cover
+    # the ledger once it exists.
+    ep = TCPEndpoint(Config(), secret=SECRET)
+    conn, _ = _accepted(ep)
+    assert conn._ledger is None
+    conn._on_dsack(0.0, 1, 2)  # a D-SACK with no episode: nothing happens
+    assert conn._ledger is None and conn.stats["undos"] == 0
+    conn._start_episode()
+    assert conn._ledger is not None and conn._ledger.open
+
+
 def test_send_buffer_from_its_first_use() -> None:
     buf = SendBuffer()
     assert len(buf) == 0
@@ -165,6 +178,12 @@ def test_isn_is_the_keyed_blake2s_of_the_four_tuple() -> None:
         h & 0xFFFFFFFF,
     )
     assert g.isn_and_ts_offset(2.0, A, 1000, B, 80) == g.isn_and_ts_offset(2.0, A, 1000, B, 80)
+    # IPv6: the same layout with 16-byte addresses (the tuple is packed by length).
+    a6, b6 = bytes(range(16)), bytes(range(16, 32))
+    msg6 = a6 + (65535).to_bytes(2, "big") + b6 + (443).to_bytes(2, "big")
+    h6 = int.from_bytes(hashlib.blake2s(msg6, key=SECRET, digest_size=8).digest(), "big")
+    assert g.ts_offset(a6, 65535, b6, 443) == h6 & 0xFFFFFFFF
+    assert g.isn_and_ts_offset(0.0, a6, 65535, b6, 443) == (h6 >> 32, h6 & 0xFFFFFFFF)
 
 
 @pytest.mark.parametrize("size", [1, 65535, 65536, 256 * 1024, 4 * 1024 * 1024, 65535 << 14])
@@ -221,6 +240,43 @@ def test_accepted_flows_share_the_peer_address_and_their_tasks_are_released() ->
         assert len({p for _, p in seen}) == 3
 
     asyncio.run(main())
+
+
+def test_accepted_flows_run_as_tasks_and_a_task_factory_still_makes_them() -> None:
+    # The driver builds the accepted flow's Task itself when the loop has no task
+    # factory: the handler must still be the current task (asyncio.timeout needs one),
+    # and a loop with a factory must still get its own tasks.
+    async def main(factory: bool) -> list[str]:
+        made: list[str] = []
+        loop = asyncio.get_running_loop()
+        if factory:
+
+            def make(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+                made.append(getattr(coro, "__qualname__", ""))
+                return asyncio.Task(coro, loop=loop, **kw)
+
+            loop.set_task_factory(make)
+        _, client, server = await two_stacks()
+        current: list[bool] = []
+
+        async def echo_once(flow: Any) -> None:
+            current.append(asyncio.current_task() is not None)
+            async with asyncio.timeout(5):
+                r = await flow.read()
+            assert isinstance(r, Ok)
+            await flow.write(r.value)
+
+        server.listen_tcpv4(port=7, callback=echo_once)
+        flow = await connect(client, 7)
+        await flow.write(b"x")
+        r = await flow.read()
+        assert isinstance(r, Ok) and bytes(r.value) == b"x"
+        await flow.close()
+        assert current == [True]
+        return made
+
+    assert not any("_serve" in m for m in asyncio.run(main(False)))
+    assert sum("_serve" in m for m in asyncio.run(main(True))) == 1
 
 
 def test_time_wait_lets_the_send_buffer_go_and_still_acks_a_retransmitted_fin() -> None:

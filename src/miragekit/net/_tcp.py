@@ -1249,8 +1249,14 @@ class TCP(Generic[A]):
         for ev in conn.take_events():
             flow._on_event(ev)
         # The task removes itself from _tasks when it ends (see _serve): cheaper than a
-        # done callback, which costs one more loop callback per connection.
-        self._tasks[flow] = self._loop.create_task(self._serve(cb, flow))
+        # done callback, which costs one more loop callback per connection. Without a
+        # task factory, the Task directly: loop.create_task would only add three Python
+        # calls (its own, a debug test, naming) to what it does then.
+        loop = self._loop
+        if loop.get_task_factory() is None:
+            self._tasks[flow] = asyncio.Task(self._serve(cb, flow), loop=loop)
+        else:
+            self._tasks[flow] = loop.create_task(self._serve(cb, flow))
 
     async def _serve(self, cb: TCPCallback, flow: TCPFlow[A]) -> None:
         try:

@@ -293,7 +293,9 @@ class Connection:
         self._rcvbuf = bytearray()
         self._ooo = Reassembler()
         self._scoreboard = Scoreboard()
-        self._ledger = RetransmitLedger()
+        # Made by the first loss episode (_start_episode): most connections never have
+        # one, and None answers as a closed ledger would (nothing to undo).
+        self._ledger: RetransmitLedger | None = None
         self._reo = ReorderWindow()
         self._rack_at: float | None = None
         self._prior_cc: CongestionControl | None = None
@@ -1711,7 +1713,8 @@ class Connection:
         congestion response (as RFC 4015's Eifel response, and Linux, do)."""
         self.stats["dsacks_in"] += 1
         self._reo.on_dsack(self._snd_una, self._snd_max)
-        if not self._ledger.dsack(left, right) or self._prior_cc is None:
+        ledger = self._ledger
+        if ledger is None or not ledger.dsack(left, right) or self._prior_cc is None:
             return
         self._undo()
 
@@ -1719,7 +1722,8 @@ class Connection:
         """The loss response proved needless: the controller's state before it back."""
         assert self._prior_cc is not None
         self.stats["undos"] += 1
-        self._ledger.close()
+        if self._ledger is not None:
+            self._ledger.close()
         self._cc.restore(self._prior_cc)
         self._prior_cc = None
         self._reducing = False
@@ -1739,12 +1743,15 @@ class Connection:
         SND.UNA (nothing SACKed below its top): each piece of it then reached the
         receiver's left edge, where its retransmission would have set the echo."""
         ts = seg.timestamp
-        stamp = self._ledger.stamp
+        ledger = self._ledger
+        if ledger is None:
+            return  # no loss episode yet: nothing to undo
+        stamp = ledger.stamp
         if ts is None or stamp is None or not ts[1] or ((ts[1] - stamp) & MASK) <= HALF:
             return
         blocks = self._scoreboard.blocks
         top = blocks[0][0] if blocks and blocks[0][0] < ack else ack
-        if self._ledger.within(una, top):
+        if ledger.within(una, top):
             self.stats["undos_by_timestamp"] += 1
             self._undo()
 
@@ -1752,6 +1759,8 @@ class Connection:
         """A loss response begins: remember the controller's state, to undo it if the
         retransmissions prove spurious."""
         self._prior_cc = self._cc.snapshot()
+        if self._ledger is None:
+            self._ledger = RetransmitLedger()
         self._ledger.start()
 
     def _prr_on_ack(self, delivered: int) -> None:
@@ -2247,7 +2256,8 @@ class Connection:
 
     def _retransmit(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
         self.stats["retransmits"] += 1
-        self._ledger.retransmitted(start, end, self._tsval(now))
+        if self._ledger is not None:
+            self._ledger.retransmitted(start, end, self._tsval(now))
         if self._rtt_seq is not None and start < self._rtt_seq:
             self._rtt_seq = None
         self._emit_range(now, start, end, out)
@@ -2425,7 +2435,8 @@ class Connection:
                 self._snd_max = end
             else:
                 self.stats["retransmits"] += 1
-                self._ledger.retransmitted(nxt, end, self._tsval(now))
+                if self._ledger is not None:
+                    self._ledger.retransmitted(nxt, end, self._tsval(now))
             self._snd_nxt = end
             self._probe = False
             if self._rtx_at is None:

@@ -17,7 +17,8 @@ class Cubic(CongestionControl):
     __slots__ = ("_acc", "_epoch", "_k", "_prior", "_stamp", "_w_est", "_w_max")
 
     def __init__(self, mss: int) -> None:
-        super().__init__(mss)
+        # The base class's, called directly: super() costs an object per connection.
+        CongestionControl.__init__(self, mss)
         self._epoch: float | None = None
         self._k = 0.0
         self._w_max = 0.0
