@@ -284,6 +284,16 @@ def _rx_packets(ns: str, ifname: str) -> int:
     return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
 
 
+async def _kernel_received(v: Veth, before: int, n: int) -> int:
+    """Frames the kernel's end counted since ``before``, once it reaches ``n`` (or after
+    two seconds, whatever it is then)."""
+    for _ in range(200):
+        if _rx_packets(v.kernel_ns, v.kernel_if) - before >= n:
+            break
+        await asyncio.sleep(0.01)
+    return _rx_packets(v.kernel_ns, v.kernel_if) - before
+
+
 def test_a_burst_larger_than_the_tx_ring_arrives_whole_and_in_few_calls() -> None:
     """300 frames in one ``send_frames`` through a 32-slot TX ring: the ring is filled,
     handed over, refilled (or the rest waits for writability); none is lost."""
@@ -297,11 +307,7 @@ def test_a_burst_larger_than_the_tx_ring_arrives_whole_and_in_few_calls() -> Non
         dst = b"\x02\x00\x00\x00\x00\x99"  # not the kernel's MAC: it counts and drops them
         frames = [dst + dev.mac().packed + b"\x88\xb5" + bytes([i % 256]) * 986 for i in range(300)]
         dev.send_frames(frames)
-        for _ in range(200):
-            if _rx_packets(v.kernel_ns, v.kernel_if) - before >= 300:
-                break
-            await asyncio.sleep(0.01)
-        assert _rx_packets(v.kernel_ns, v.kernel_if) - before == 300
+        assert await _kernel_received(v, before, 300) == 300
         st, c = dev.get_stats_counters(), dev.counters
         assert (st.tx_pkts, c.tx_dropped, c.tx_errors) == (300, 0, 0)
         assert 300 // 32 <= c.tx_kicks < 300
@@ -326,11 +332,7 @@ def test_a_split_burst_larger_than_the_tx_ring_arrives_whole() -> None:
         heads = [dst + dev.mac().packed + b"\x88\xb5" for _ in range(300)]
         bodies = [memoryview(bytes([i % 256]) * 986) for i in range(300)]
         dev.send_split(heads, bodies)
-        for _ in range(200):
-            if _rx_packets(v.kernel_ns, v.kernel_if) - before >= 300:
-                break
-            await asyncio.sleep(0.01)
-        assert _rx_packets(v.kernel_ns, v.kernel_if) - before == 300
+        assert await _kernel_received(v, before, 300) == 300
         st, c = dev.get_stats_counters(), dev.counters
         assert (st.tx_pkts, st.tx_bytes, c.tx_dropped, c.tx_errors) == (300, 300_000, 0, 0)
         await dev.disconnect()
