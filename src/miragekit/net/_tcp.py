@@ -261,6 +261,18 @@ class TCPFlow(Generic[A]):
         work on incoming segments, or soon after a call into the flow), never from inside
         a call the application made, so it may hand data to the application at once."""
         self._on_readable = callback
+        # Data is then told by the connection's call (_data_in), not a DataReceived event
+        # that the driver's run takes from it and hands to _on_event.
+        self._conn.set_reader(None if callback is None else self._data_in)
+
+    def _data_in(self) -> None:
+        """The connection has data to read (its reader, set by :meth:`on_readable`): the
+        callback is called after the driver's run, or at the flush that follows the
+        segment when it came outside a run (every segment's input schedules one)."""
+        fut = self._reader
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        self._tcp._readable.append(self._on_readable)  # type: ignore[arg-type]
 
     async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[TCPError]:
         for buf in bufs:
@@ -275,57 +287,47 @@ class TCPFlow(Generic[A]):
 
     async def _send(self, buf: Buffer, *, nodelay: bool) -> Eof | Error[TCPError] | None:
         view = flat(buf)
-        conn = self._conn
         while True:
-            if self._closed:
-                return EOF
-            if self._error is not None:
-                return Error(self._error)
-            if self._done:
-                return EOF
-            if self._tcp._rx_ack is not None:
-                self._tcp._end_ack()  # it came first
-            try:
-                n = conn.send(view, nodelay=nodelay)
-            except ValueError:
-                return EOF
+            n = self.send_now(view, nodelay)
+            if n < 0:
+                return Error(self._error) if self._error is not None and not self._closed else EOF
             if n:
-                self._queued()
                 view = view[n:]
             if not view:
                 return None
             await self._wait("_writer")
 
-    def _queued(self) -> None:
-        """The application queued bytes: the driver's next run sends them. Over plain
-        IPv4 (the prebuilt headers) and outside the driver's run, the flow goes on the
-        driver's list of writers, whose data, when it fits one segment with nothing in
-        flight (a reply: :meth:`TCPEndpoint.segment_now`), goes out without the general
-        walk; else the connection is woken as for any call into it. (Sending at once,
-        in the write, cost more: the device's write woke the peer in the middle of our
-        loop turn, and writes of one turn no longer shared a segment.)"""
-        tcp = self._tcp
-        if tcp._senders is None or tcp._running:
-            tcp._poke(self)
-            return
-        tcp._writers.append(self)
-        if tcp._flush_handle is None:
-            tcp._flush_handle = tcp._loop.call_soon(tcp._flush)
-
-    def send_now(self, buf: Buffer) -> int:
+    def send_now(self, buf: Buffer, nodelay: bool = False) -> int:
         """Queue what fits of ``buf`` in the send buffer without waiting: the bytes taken,
         or -1 when the flow can send no more (closed, reset). For callers that keep their
-        own buffer (an asyncio transport), saving a coroutine per write."""
+        own buffer (an asyncio transport), saving a coroutine per write; the writes that
+        wait (:meth:`write`) come here too.
+
+        Queued bytes go out at the driver's next run. Over plain IPv4 (the prebuilt
+        headers) and outside the driver's run, the flow goes on the driver's list of
+        writers, whose data, when it fits one segment with nothing in flight (a reply:
+        :meth:`TCPEndpoint.segment_now`), goes out without the general walk; else the
+        connection is woken as for any call into it. (Sending at once, in the write,
+        cost more: the device's write woke the peer in the middle of our loop turn, and
+        writes of one turn no longer shared a segment.)"""
         if self._closed or self._error is not None or self._done:
             return -1
-        if self._tcp._rx_ack is not None:
-            self._tcp._end_ack()  # it came first
+        tcp = self._tcp
+        if tcp._rx_ack is not None:
+            tcp._end_ack()  # it came first
         try:
-            n = self._conn.send(buf)
+            n = self._conn.send(buf, nodelay=nodelay)
         except ValueError:
             return -1
         if n:
-            self._queued()
+            # The driver's part, here and not in a method of its own: an asyncio
+            # transport's every reply comes this way.
+            if tcp._senders is None or tcp._running:
+                tcp._poke(self)
+            else:
+                tcp._writers.append(self)
+                if tcp._flush_handle is None:
+                    tcp._flush_handle = tcp._loop.call_soon(tcp._flush)
         return n
 
     async def writev_nodelay(self, bufs: Buffers) -> None:
@@ -498,7 +500,7 @@ class TCP(Generic[A]):
         self.segments_next = 0
         """Segments of :attr:`frames_fast` taken by :meth:`TCPEndpoint.handle_next` (an
         established connection's next expected segment, without a TCPRepr)."""
-        self._writers: list[TCPFlow[A]] = []  # flows that queued data (TCPFlow._queued)
+        self._writers: list[TCPFlow[A]] = []  # flows that queued data (TCPFlow.send_now)
         self.sends_fast = 0
         """Writers' data sent as one segment without the general walk
         (:meth:`TCPEndpoint.segment_now`)."""
@@ -1022,7 +1024,7 @@ class TCP(Generic[A]):
         return served
 
     def _send_writers(self, now: float) -> None:
-        """Send the segment of each writer (:meth:`TCPFlow._queued`) whose data goes as
+        """Send the segment of each writer (:meth:`TCPFlow.send_now`) whose data goes as
         one segment now, as a frame from its prebuilt header (writers are listed only
         over plain IPv4): a reply goes from the connection to the device without the
         list of segments and the walk over it that :meth:`_send` makes for the general

@@ -25,6 +25,7 @@ RFC 7413 Fast Open (``_fastopen.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 
 from ..v1 import Buffer
@@ -193,6 +194,7 @@ class Connection:
         "_rcv_wscale",
         "_rcvbuf",
         "_readable_signalled",
+        "_reader",
         "_recover",
         "_recover_fs",
         "_reducing",
@@ -345,6 +347,8 @@ class Connection:
         # list costs 56 bytes where an empty deque costs 760.
         self._events: list[Event] = []
         self._readable_signalled = False
+        # set_reader's callback: data readable is told by a call, not a DataReceived.
+        self._reader: Callable[[], None] | None = None
         self._eof_signalled = False
         self._want_writable = False
         self._challenge_second = -1
@@ -773,6 +777,15 @@ class Connection:
         application sees a reset."""
         self._ctl_out.clear()
         self._terminate(_EVT_RESET)
+
+    def set_reader(self, callback: Callable[[], None] | None) -> None:
+        """Tell newly readable data by calling ``callback`` (with no arguments, from inside
+        the segment's processing: it must not call into this connection) instead of
+        queueing a :class:`DataReceived` event; None: events again. Why: a driver that
+        hands the data straight to one reader (an asyncio transport's ``data_received``)
+        saves the event, the list it comes in and the dispatch on its type, twice per
+        request of a keep-alive server. Every other event is queued as before."""
+        self._reader = callback
 
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
@@ -1899,7 +1912,11 @@ class Connection:
             self._rcv_nxt = rcv_nxt
             if not self._readable_signalled:
                 self._readable_signalled = True
-                self._events.append(_EVT_DATA)
+                reader = self._reader
+                if reader is None:
+                    self._events.append(_EVT_DATA)
+                else:
+                    reader()
             # Delayed ACK: at least every second full-sized segment (RFC 5681 4.2),
             # counted in bytes so that coalesced (GRO) segments count for what they hold.
             size = self._run_size or plen
