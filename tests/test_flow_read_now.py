@@ -122,3 +122,102 @@ def test_the_transport_reads_once_per_delivery(monkeypatch: pytest.MonkeyPatch) 
     per_request = aio.run(main())
     assert per_request == 19
     assert got == [*(b"GET /%d" % i for i in range(20)), b"last", EOF]
+
+
+def test_a_flow_read_through_on_readable_is_told_of_data_without_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``on_readable`` set, the connection tells the flow of data by its reader call
+    (``Connection.set_reader``): no ``DataReceived`` reaches the flow's event dispatch,
+    and the callback still comes once per arrival. Without it (``on_readable(None)``),
+    data comes as events again and ``read`` works as before."""
+    kinds: list[str] = []
+    real = TCPFlow._on_event
+
+    def recorded(self: TCPFlow[Any], ev: Any) -> None:
+        if self.get_dest()[1] != 80:  # the server's flow
+            kinds.append(type(ev).__name__)
+        real(self, ev)
+
+    monkeypatch.setattr(TCPFlow, "_on_event", recorded)
+
+    async def main() -> tuple[list[bytes], bytes]:
+        _, (c, s) = await make_stacks()
+        accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def on_flow(flow: Any) -> None:
+            accepted.set_result(flow)
+            await asyncio.sleep(3600)
+
+        s.listen_tcpv4(port=80, callback=on_flow)
+        r = await c.tcpv4().create_connection((IPv4Address("10.0.0.2"), 80))
+        assert isinstance(r, Ok)
+        client = r.value
+        server = await accepted
+        got: list[bytes] = []
+        woke = asyncio.Event()
+
+        def readable() -> None:
+            raw = server.read_now_raw()
+            if isinstance(raw, bytearray):
+                got.append(bytes(raw))
+                woke.set()
+
+        server.on_readable(readable)
+        for i in range(5):
+            await client.write(b"req %d" % i)
+            await asyncio.wait_for(woke.wait(), 5)
+            woke.clear()
+        assert "DataReceived" not in kinds
+        server.on_readable(None)  # events again: a task's read wakes on DataReceived
+        await client.write(b"by read")
+        later = await asyncio.wait_for(server.read(), 5)
+        assert isinstance(later, Ok)
+        await c.disconnect()
+        await s.disconnect()
+        return got, bytes(later.value)
+
+    got, later = asyncio.run(main())
+    assert got == [b"req %d" % i for i in range(5)]
+    assert later == b"by read"
+    assert "DataReceived" in kinds
+
+
+def test_data_received_raising_goes_to_the_exception_handler_and_resets() -> None:
+    """What ``data_received`` raises (fed by the transport's delivery itself, not a
+    helper) goes to the loop's exception handler with asyncio's message; the connection
+    is reset and the protocol hears ``connection_lost``, as asyncio's transports do."""
+    seen: list[Any] = []
+
+    class Broken(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            raise ValueError("bad request: " + data.decode())
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            seen.append(("lost", repr(exc)))
+
+    async def main() -> Any:
+        _, (c, s) = await make_stacks()
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(
+            lambda _l, ctx: seen.append((ctx["message"], repr(ctx.get("exception"))))
+        )
+        with aio.bind(s):
+            server = await loop.create_server(Broken, "10.0.0.2", 80)
+        r = await c.tcpv4().create_connection((IPv4Address("10.0.0.2"), 80))
+        assert isinstance(r, Ok)
+        flow = r.value
+        assert await flow.write(b"x") == Ok(None)
+        after = await asyncio.wait_for(flow.read(), 5)
+        server.close()
+        await c.disconnect()
+        await s.disconnect()
+        return after
+
+    after = aio.run(main())
+    assert not isinstance(after, Ok)  # reset: no data, an error or the end
+    assert seen[0] == (
+        "Fatal error: protocol.data_received() call failed.",
+        "ValueError('bad request: x')",
+    )
+    assert ("lost", "ValueError('bad request: x')") in seen

@@ -110,8 +110,7 @@ class StackTransport(asyncio.Transport):
             return
         if self._read_over:
             return  # a callback queued before the end was delivered: eof_received once
-        read_now = self._read_now
-        assert read_now is not None
+        read_now: Any = self._read_now  # set: this flow calls back (__init__)
         self._delivering = True
         # Each callback of the flow says what one event brought (data, or the end, or an
         # error), and read_now_raw gives all the data held, so one read answers one
@@ -130,10 +129,20 @@ class StackTransport(asyncio.Transport):
                         continue
                     return
                 if type(r) is bytearray:
-                    if not self._data(r) or not (drain or self._deliver_soon):
+                    # The protocol fed here, not through _data: a call less on every
+                    # request; what it raises is caught below, as _data catches it.
+                    if self._buffered:
+                        _feed_buffered(self._protocol, r)  # type: ignore[arg-type]
+                    else:
+                        self._protocol.data_received(bytes(r))  # type: ignore[attr-defined]
+                    if not (drain or self._deliver_soon):
                         return
                 elif not self._received(r):
                     return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal(exc, "Fatal error: protocol.data_received() call failed.")
         finally:
             self._delivering = False
 
