@@ -136,7 +136,8 @@ class TCPFlow(Generic[A]):
         self._una = -1  # snd.una last seen by the driver (NUD confirmation over IPv6)
         self._on_readable: Callable[[], None] | None = None
         # The connection's prebuilt headers (TCP._sender), bound at its first reply sent
-        # by TCP._send_writers: its 4-tuple is fixed, so no lookup a reply.
+        # by TCP._send_writers: its 4-tuple is fixed, so no lookup a reply. The flow
+        # owns it: the driver's table may drop it, the flow keeps it.
         self._tx: TcpSender | None = None
 
     def __repr__(self) -> str:
@@ -1062,17 +1063,29 @@ class TCP(Generic[A]):
         self.sends_fast += sent
 
     def _sender(self, laddr: bytes, raddr: bytes, sport: int, dport: int) -> TcpSender:
-        """The prebuilt headers of a connection (over plain IPv4), made when missing."""
+        """The prebuilt headers of a connection (over plain IPv4), made when missing.
+
+        One per 4-tuple: a flow owns its connection's (``TCPFlow._tx``, bound at its
+        first reply); the table here finds them by 4-tuple for the general way and
+        keeps those of connections without a flow (handshakes, resets). Bounded by
+        clearing it: a flow keeps its sender through a clear, and a miss finds it
+        again through the flow, so no flow is unbound and no second sender (with its
+        own IPv4 ID count) is made for a connection that has one."""
         senders = self._senders
         assert senders is not None
         key = (laddr, raddr, sport, dport)
         sender = senders.get(key)
         if sender is None:
             if len(senders) >= 4096:
-                senders.clear()  # bounded; a dropped header is rebuilt when needed
-                for flow in self._flows.values():
-                    flow._tx = None  # and bound again from here: one per 4-tuple
-            sender = senders[key] = TcpSender(cast(IPv4, self._ip), *key, self._headers)
+                senders.clear()  # bounded; a dropped header is found or rebuilt when needed
+            conn = self.endpoint.connections.get((laddr, sport, raddr, dport))
+            flow = None if conn is None else self._flows.get(id(conn))
+            sender = None if flow is None else flow._tx
+            if sender is None:
+                sender = TcpSender(cast(IPv4, self._ip), *key, self._headers)
+                if flow is not None:
+                    flow._tx = sender
+            senders[key] = sender
         return sender
 
     def _v6_active(self, flow: TCPFlow[A]) -> None:
