@@ -221,3 +221,46 @@ def test_data_received_raising_goes_to_the_exception_handler_and_resets() -> Non
         "ValueError('bad request: x')",
     )
     assert ("lost", "ValueError('bad request: x')") in seen
+
+
+def test_a_task_woken_by_data_finds_its_flush_already_scheduled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Data told without an event still counts as the run serving a flow: the flush
+    that delivered a request schedules the next one at once, so a task that
+    ``data_received`` woke (asyncio streams, aiohttp's handler) writes its reply with that
+    flush already queued behind it, and the reply leaves in the task's loop turn, not
+    one turn later."""
+    queued: list[bool] = []
+    real = TCPFlow.send_now
+
+    def recorded(self: TCPFlow[Any], buf: Any, nodelay: bool = False) -> int:
+        if self.get_dest()[1] != 80:  # the server's flow
+            queued.append(self._tcp._flush_handle is not None)
+        return real(self, buf, nodelay)
+
+    monkeypatch.setattr(TCPFlow, "send_now", recorded)
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(100):
+            writer.write(data)
+        writer.close()
+
+    async def main() -> None:
+        _, (c, s) = await make_stacks()
+        with aio.bind(s):
+            server = await asyncio.start_server(echo, "10.0.0.2", 80)
+        r = await c.tcpv4().create_connection((IPv4Address("10.0.0.2"), 80))
+        assert isinstance(r, Ok)
+        flow = r.value
+        for i in range(10):
+            assert await flow.write(b"ping %d" % i) == Ok(None)
+            reply = await flow.read()
+            assert isinstance(reply, Ok) and bytes(reply.value) == b"ping %d" % i
+        await flow.close()
+        server.close()
+        await c.disconnect()
+        await s.disconnect()
+
+    aio.run(main())
+    assert len(queued) == 10 and all(queued)

@@ -268,12 +268,15 @@ class TCPFlow(Generic[A]):
 
     def _data_in(self) -> None:
         """The connection has data to read (its reader, set by :meth:`on_readable`): the
-        callback is called after the driver's run, or at the flush that follows the
-        segment when it came outside a run (every segment's input schedules one)."""
+        callback is called after the driver's next run (every segment's input schedules
+        one), which counts as serving a flow, as the event did (``TCP._told``): the
+        flush after it is scheduled at once, for the tasks the callback wakes."""
         fut = self._reader
         if fut is not None and not fut.done():
             fut.set_result(None)
-        self._tcp._readable.append(self._on_readable)  # type: ignore[arg-type]
+        tcp = self._tcp
+        tcp._readable.append(self._on_readable)  # type: ignore[arg-type]
+        tcp._told = True
 
     async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[TCPError]:
         for buf in bufs:
@@ -471,6 +474,7 @@ class TCP(Generic[A]):
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._running = False  # inside _run: flows' readable callbacks wait for its end
         self._readable: list[Callable[[], None]] = []
+        self._told = False  # a flow was told of data (TCPFlow._data_in) since the last run
         self._disconnected = False
         self.internal_errors = 0
         # IPv4 without offload: each connection's frames come from a prebuilt header
@@ -994,7 +998,8 @@ class TCP(Generic[A]):
         """Send what is due and hand the connections' events to their flows; True when
         some flow was given events or a connection was accepted (a task may run now)."""
         ep = self.endpoint
-        served = False
+        served = self._told  # data told to a flow (TCPFlow._data_in): as its event would
+        self._told = False
         for _ in range(8):
             now = self._loop.time()
             if self._writers:
