@@ -196,6 +196,28 @@ def test_close_in_syn_sent() -> None:
 # ---------------------------------------------------------------- data
 
 
+def test_a_reader_is_told_of_data_by_a_call_instead_of_an_event() -> None:
+    """``set_reader``: newly readable data calls the reader once (until all of it has been
+    read), and no DataReceived is queued; other events still are. None: events again."""
+    c = established()
+    calls: list[int] = []
+    c.set_reader(lambda: calls.append(c.readable))
+    c.handle_segment(0.0, seg_in(ACK | PSH, REMOTE_SEQ, LOCAL_SEQ, b"abc"))
+    c.handle_segment(0.0, seg_in(ACK | PSH, REMOTE_SEQ + 3, LOCAL_SEQ, b"de"))
+    assert calls == [3]  # once: the data was not read in between
+    assert events(c) == []
+    assert c.receive() == b"abcde"
+    c.handle_segment(0.0, seg_in(ACK | PSH | FIN, REMOTE_SEQ + 5, LOCAL_SEQ, b"f"))
+    assert calls == [3, 1]
+    assert events(c) == [EndOfStream()]  # the end is still an event
+    assert c.receive() == b"f"
+    c2 = established()
+    c2.set_reader(lambda: calls.append(-1))
+    c2.set_reader(None)
+    c2.handle_segment(0.0, seg_in(ACK | PSH, REMOTE_SEQ, LOCAL_SEQ, b"x"))
+    assert events(c2) == [DataReceived()] and calls == [3, 1]
+
+
 def test_receive_across_wraparound() -> None:
     c = established()
     data = bytes(range(200))  # REMOTE_SEQ is 15 below 2**32: crosses it
