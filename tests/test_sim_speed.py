@@ -422,7 +422,7 @@ def test_the_loop_knows_of_real_io_without_asking_the_selector_each_turn() -> No
     async def main() -> list[bool]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, sim.SimLoop)
-        sel = loop._selector  # type: ignore[attr-defined]
+        sel = loop._selector
         get_map = sel.get_map
         asked = [0]
 
