@@ -102,8 +102,8 @@ class _TeardownStuck(Exception):
 class SimLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose clock is virtual and starts at ``start``.
 
-    ``seed`` seeds :meth:`rng`. Real I/O still works: descriptors are polled with a zero
-    timeout on every iteration, and the loop blocks in the selector only when nothing at
+    ``seed`` seeds :meth:`rng`. Real I/O still works: registered descriptors are polled
+    with a zero timeout between every two batches of callbacks, and the loop blocks in the selector only when nothing at
     all is ready or scheduled (then only I/O or another thread can wake it). With
     ``idle_timeout`` (wall-clock seconds) such a wait that sees nothing raises
     :class:`SimDeadlock` instead of hanging: in a pure simulation it is a deadlock.
