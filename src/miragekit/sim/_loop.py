@@ -391,7 +391,10 @@ class SimLoop(asyncio.SelectorEventLoop):
                         h._scheduled = False  # type: ignore[attr-defined]
                     ready.extend(due_now)
                     due_now.clear()
-                for _ in range(len(ready)):
+                n = len(ready)
+                if not n:
+                    break  # this instant is done
+                for _ in range(n):
                     handle: Any = popleft()
                     if handle._cancelled:
                         continue
@@ -415,8 +418,8 @@ class SimLoop(asyncio.SelectorEventLoop):
                     return  # the caller polls the selector, or stops
                 if self._now != now:
                     break  # advance(): on from the new present
-                if not ready and not due_now and not (scheduled and scheduled[0][0] <= now):
-                    break  # this instant is done
+            if self._real_io or self._stopping:
+                return
             self._purge_cancelled()  # what the caller would do before the next instant
             scheduled = self._scheduled
             if not ready and not scheduled and not due_now:
