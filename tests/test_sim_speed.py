@@ -324,18 +324,25 @@ def test_a_sim_hosts_observer_counts_what_its_stack_received() -> None:
 
 
 def test_lean_handles_hold_what_asyncios_own_hold() -> None:
-    """_lean_init and _lean_timer_init (a copy of the first's lines, one call fewer per
-    timer) set every attribute asyncio's Handle and TimerHandle set, to the same values."""
+    """call_soon, call_at and call_later set the slots of the handles they make
+    themselves (no __init__ call): every attribute asyncio's Handle and TimerHandle set,
+    to the same values."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         ctx = contextvars.Context()
-        ours = [loop.call_soon(print, 1, context=ctx), loop.call_at(5.0, print, 2, context=ctx)]
+        ours = [
+            loop.call_soon(print, 1, context=ctx),
+            loop.call_at(5.0, print, 2, context=ctx),
+            loop.call_later(3.0, print, 3, 4, context=ctx),
+        ]
         theirs = [
             asyncio.Handle(print, (1,), loop, ctx),
             asyncio.TimerHandle(5.0, print, (2,), loop, ctx),
+            asyncio.TimerHandle(loop.time() + 3.0, print, (3, 4), loop, ctx),
         ]
-        theirs[1]._scheduled = True  # type: ignore[attr-defined]  # as call_at sets it
+        for t in theirs[1:]:
+            t._scheduled = True  # type: ignore[attr-defined]  # as call_at sets it
         for o, t in zip(ours, theirs, strict=True):
             slots = [s for c in type(t).__mro__ for s in getattr(c, "__slots__", ())]
             assert slots
@@ -345,6 +352,107 @@ def test_lean_handles_hold_what_asyncios_own_hold() -> None:
             o.cancel()
 
     sim.run(main())
+
+
+def test_callbacks_of_every_arity_get_their_arguments() -> None:
+    """The loop calls callbacks of no and one argument without a tuple of them, others
+    with one: each gets exactly its arguments, from call_soon and from timers, and an
+    exception from any of them is reported with its handle."""
+    seen: list[tuple[object, ...]] = []
+    errors: list[object] = []
+
+    def record(*args: object) -> None:
+        seen.append(args)
+        if args and args[0] == "raise":
+            raise ValueError(len(args))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx["handle"]))
+        handles = []
+        for n in range(4):
+            loop.call_soon(record, *range(n))
+            loop.call_later(0.5, record, *range(10, 10 + n))
+            handles.append(loop.call_soon(record, "raise", *range(n)))
+            handles.append(loop.call_later(0.25, record, "raise", *range(n)))
+        await asyncio.sleep(1)
+        assert sorted(errors, key=id) == sorted(handles, key=id)
+
+    sim.run(main())
+    assert seen[:12] == [
+        *[x for n in range(4) for x in [tuple(range(n)), ("raise", *range(n))]],
+        *[("raise", *range(n)) for n in range(4)],
+    ]
+    assert seen[12:] == [tuple(range(10, 10 + n)) for n in range(4)]
+
+
+def test_the_loop_runs_instant_after_instant_in_one_iteration() -> None:
+    """Without real I/O one iteration of the loop runs instant after instant (no return
+    to run_forever in between), and still stops at the instant whose callback stops the
+    loop, and still polls once real I/O is registered."""
+    calls = [0]
+
+    class Counting(sim.SimLoop):
+        def _run_once(self) -> None:
+            calls[0] += 1
+            super()._run_once()
+
+    loop = Counting()
+    try:
+        ran: list[float] = []
+        for k in range(1, 101):
+            loop.call_at(float(k), lambda: ran.append(loop.time()))
+        loop.call_at(50.0, loop.stop)
+        loop.run_forever()
+        assert ran == [float(k) for k in range(1, 51)] and loop.time() == 50.0
+        assert calls[0] <= 2, calls[0]
+        loop.call_at(100.5, loop.stop)
+        loop.run_forever()
+        assert ran == [float(k) for k in range(1, 101)] and loop.time() == 100.5
+        assert calls[0] <= 4, calls[0]
+    finally:
+        loop.close()
+
+
+def test_the_loop_knows_of_real_io_without_asking_the_selector_each_turn() -> None:
+    """Registering a reader or a writer (and removing it) is what tells the loop there is
+    real I/O to poll: it does not ask the selector for its map on every iteration."""
+    import socket
+
+    async def main() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, sim.SimLoop)
+        sel = loop._selector
+        get_map = sel.get_map
+        asked = [0]
+
+        def counting() -> object:
+            asked[0] += 1
+            return get_map()
+
+        sel.get_map = counting
+        seen = [loop._real_io]
+        for k in range(50):
+            await asyncio.sleep(0.1 * (k % 3))
+        assert asked[0] == 0, asked[0]
+        a, b = socket.socketpair()
+        loop.add_reader(a.fileno(), lambda: None)
+        seen.append(loop._real_io)
+        loop.add_writer(a.fileno(), lambda: None)
+        loop.remove_reader(a.fileno())
+        seen.append(loop._real_io)  # the writer is still there
+        loop.remove_writer(a.fileno())
+        seen.append(loop._real_io)
+        loop.add_writer(b.fileno(), lambda: loop.remove_writer(b.fileno()))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        seen.append(loop._real_io)  # removed by its own callback, from the poll
+        del sel.get_map
+        a.close()
+        b.close()
+        return seen
+
+    assert sim.run(main()) == [False, True, True, False, False]
 
 
 async def same_instant_order() -> list[str]:

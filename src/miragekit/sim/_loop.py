@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from contextvars import Context, copy_context
 from types import EllipsisType
-from typing import Any, TypeVar, TypeVarTuple, Unpack
+from typing import Any, TypeVar, TypeVarTuple, Unpack, cast
 
 from ..clock import Clock
 
@@ -53,63 +53,26 @@ TEARDOWN_GRACE = 5.0
 _TEARDOWN_ROUNDS = 10
 
 
-def _lean_init(
-    self: Any,
-    callback: Callable[..., object],
-    args: tuple[Any, ...],
-    loop: asyncio.AbstractEventLoop,
-    context: Context | None = None,
-) -> None:
-    """What ``asyncio.Handle.__init__`` does, without its debug-mode bookkeeping (a loop
-    in debug mode makes asyncio's own handles): the loop makes a handle for every frame,
-    timer and task step, so each saved call counts."""
-    self._context = copy_context() if context is None else context
-    self._loop = loop
-    self._callback = callback
-    self._args = args
-    self._cancelled = False
-    self._repr = None
-    self._source_traceback = None
-
-
 class _Handle(asyncio.Handle):
-    """A callback for the ready queue, made by :func:`_lean_init`."""
+    """A callback for the ready queue, made by :meth:`SimLoop.call_soon`."""
 
     __slots__ = ()
-    __init__ = _lean_init
-
-
-def _lean_timer_init(
-    self: Any,
-    when: float,
-    callback: Callable[..., object],
-    args: tuple[Any, ...],
-    loop: asyncio.AbstractEventLoop,
-    context: Context | None,
-) -> None:
-    """:func:`_lean_init` for a timer, in one call (every frame on a link has one): a
-    copy of its lines, so a timer costs one Python call fewer; a test checks both set
-    what asyncio's own handles set."""
-    self._context = copy_context() if context is None else context
-    self._loop = loop
-    self._callback = callback
-    self._args = args
-    self._cancelled = False
-    self._repr = None
-    self._source_traceback = None
-    self._when = when
-    self._scheduled = True
 
 
 class _Timer(asyncio.TimerHandle):
-    """A timer made by :func:`_lean_timer_init`. The heap holds ``(when, seq, timer)``,
+    """A timer made by :meth:`SimLoop.call_at`. The heap holds ``(when, seq, timer)``,
     so equal deadlines run in the order they were scheduled and ordering costs no Python
     call (asyncio's own heap compares handles with ``__lt__``)."""
 
     __slots__ = ()
     _when: float
     _scheduled: bool
-    __init__ = _lean_timer_init
+
+
+# Handles are made with object.__new__ and their slots set by the loop: a Python
+# __init__ is a call the interpreter cannot inline, and a simulation makes a handle for
+# every frame, timer and task step (a test checks they hold what asyncio's own hold).
+_new: Any = object.__new__
 
 
 def _report(handle: asyncio.Handle, exc: BaseException) -> None:
@@ -139,8 +102,8 @@ class _TeardownStuck(Exception):
 class SimLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose clock is virtual and starts at ``start``.
 
-    ``seed`` seeds :meth:`rng`. Real I/O still works: descriptors are polled with a zero
-    timeout on every iteration, and the loop blocks in the selector only when nothing at
+    ``seed`` seeds :meth:`rng`. Real I/O still works: registered descriptors are polled
+    with a zero timeout between every two batches of callbacks, and the loop blocks in the selector only when nothing at
     all is ready or scheduled (then only I/O or another thread can wake it). With
     ``idle_timeout`` (wall-clock seconds) such a wait that sees nothing raises
     :class:`SimDeadlock` instead of hanging: in a pure simulation it is a deadlock.
@@ -167,6 +130,9 @@ class SimLoop(asyncio.SelectorEventLoop):
         # call_later(0)): they run after the heap's due timers at the next batch, which
         # is where their deadline and sequence number would put them, without the heap.
         self._due_now: list[asyncio.TimerHandle] = []
+        # Something other than the loop's self-pipe is in the selector (kept by the four
+        # methods that register descriptors, see _io_changed): real I/O to poll.
+        self._real_io = False
         super().__init__()
         if idle_timeout is not None and not idle_timeout > 0:
             self.close()
@@ -224,15 +190,37 @@ class SimLoop(asyncio.SelectorEventLoop):
         if self._closed:
             raise RuntimeError("Event loop is closed")
         if self._debug:
-            timer: asyncio.TimerHandle = asyncio.TimerHandle(when, callback, args, self, context)
-            timer._scheduled = True  # type: ignore[attr-defined]
+            timer: Any = asyncio.TimerHandle(when, callback, args, self, context)
         else:
-            timer = _Timer(when, callback, args, self, context)
+            # What TimerHandle.__init__ sets (see _new).
+            timer = _new(_Timer)
+            timer._context = copy_context() if context is None else context
+            timer._loop = self
+            timer._callback = callback
+            timer._args = args
+            timer._cancelled = False
+            timer._repr = None
+            timer._source_traceback = None
+            timer._when = when
+        timer._scheduled = True
         if when == self._now:
             self._due_now.append(timer)
         else:
             heapq.heappush(self._scheduled, (when, next(self._timer_seq), timer))
-        return timer
+        return cast(asyncio.TimerHandle, timer)
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        # asyncio's reads the clock through time() and trims a debug traceback: one
+        # call (an asyncio.sleep's) fewer here.
+        if delay is None or self._debug:
+            return super().call_later(delay, callback, *args, context=context)
+        return self.call_at(self._now + delay, callback, *args, context=context)
 
     def _heap_due_now(self) -> None:
         """Move the timers due now into the heap (sequence numbers taken now follow
@@ -253,9 +241,17 @@ class SimLoop(asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        handle: asyncio.Handle = _Handle(callback, args, self, context)
+        # What Handle.__init__ sets (see _new).
+        handle = _new(_Handle)
+        handle._context = copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
         self._ready.append(handle)
-        return handle
+        return cast(asyncio.Handle, handle)
 
     def close(self) -> None:
         super().close()
@@ -309,17 +305,51 @@ class SimLoop(asyncio.SelectorEventLoop):
             h = heapq.heappop(scheduled)[2]
             h._scheduled = False  # type: ignore[attr-defined]
 
+    # --- real I/O ----------------------------------------------------------------------
+
+    def _io_changed(self) -> None:
+        """Note whether descriptors other than the self-pipe are registered: the loop
+        polls the selector between batches only then (asking the selector for its map
+        on every iteration costs two Python calls)."""
+        selector = self._selector
+        self._real_io = selector is not None and len(selector.get_map()) > 1
+
+    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        try:
+            return super()._add_reader(fd, callback, *args)  # type: ignore[misc]
+        finally:
+            self._io_changed()
+
+    def _remove_reader(self, fd: Any) -> bool:
+        try:
+            return bool(super()._remove_reader(fd))  # type: ignore[misc]
+        finally:
+            self._io_changed()
+
+    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        try:
+            return super()._add_writer(fd, callback, *args)  # type: ignore[misc]
+        finally:
+            self._io_changed()
+
+    def _remove_writer(self, fd: Any) -> bool:
+        try:
+            return bool(super()._remove_writer(fd))  # type: ignore[misc]
+        finally:
+            self._io_changed()
+
+    # --- one iteration -------------------------------------------------------------------
+
     def _run_once(self) -> None:
         self._purge_cancelled()
         scheduled = self._scheduled
         ready = self._ready
         due_now = self._due_now
-        # Only the loop's own self-pipe in the selector: no real I/O to poll while
-        # there is work (a thread's call_soon_threadsafe is in ``ready`` already; the
-        # pipe only wakes a blocking select, which then drains it).
-        only_self_pipe = len(self._selector.get_map()) <= 1
         if ready or self._stopping or scheduled or due_now:
-            events = None if only_self_pipe else self._selector.select(0)
+            # Without real I/O nothing to poll while there is work (a thread's
+            # call_soon_threadsafe is in ``ready`` already; the self-pipe only wakes a
+            # blocking select, which then drains it).
+            events = self._selector.select(0) if self._real_io else None
         elif self._teardown_until is not None:
             events = self._selector.select(0)
             if not events:
@@ -336,47 +366,64 @@ class SimLoop(asyncio.SelectorEventLoop):
         if events:
             self._process_events(events)  # type: ignore[attr-defined]
         del events
-        if not ready and not self._stopping and scheduled and not due_now:
-            # Idle: jump to the next deadline instead of sleeping.
-            when = scheduled[0][0]
-            if when > self._now:
-                if self._teardown_until is not None and when > self._teardown_until:
-                    raise _TeardownStuck
-                self._now = when
-        now = self._now
         heappop = heapq.heappop
         popleft = ready.popleft
-        # Without real I/O the batches of this instant run here one after the other,
-        # as successive calls would run them, without the purge of each call: an echo
-        # of a simulated cluster is about 16 batches at 3 instants.
+        # Without real I/O the batches of this instant, and the instants after it, run
+        # here one after the other, as successive calls would run them, without
+        # returning to run_forever in between: an echo of a simulated cluster is about
+        # 20 callbacks in 16 batches at 3 instants.
         while True:
-            while scheduled and scheduled[0][0] <= now:
-                h = heappop(scheduled)[2]
-                h._scheduled = False  # type: ignore[attr-defined]
-                ready.append(h)
-            if due_now:
-                for h in due_now:
+            if not ready and not self._stopping and scheduled and not due_now:
+                # Idle: jump to the next deadline instead of sleeping.
+                when = scheduled[0][0]
+                if when > self._now:
+                    if self._teardown_until is not None and when > self._teardown_until:
+                        raise _TeardownStuck
+                    self._now = when
+            now = self._now
+            while True:
+                while scheduled and scheduled[0][0] <= now:
+                    h = heappop(scheduled)[2]
                     h._scheduled = False  # type: ignore[attr-defined]
-                ready.extend(due_now)
-                due_now.clear()
-            for _ in range(len(ready)):
-                handle = popleft()
-                if handle._cancelled:
-                    continue
-                # What handle._run() does, without its Python frame (a loop of a
-                # simulation runs millions of callbacks); _report handles what it does
-                # on an exception.
-                try:
-                    handle._context.run(handle._callback, *handle._args)  # type: ignore[attr-defined]
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    _report(handle, exc)
-                handle = None  # type: ignore[assignment]  # no cycle through a traceback
-            if not only_self_pipe or self._stopping or self._now != now:
+                    ready.append(h)
+                if due_now:
+                    for h in due_now:
+                        h._scheduled = False  # type: ignore[attr-defined]
+                    ready.extend(due_now)
+                    due_now.clear()
+                n = len(ready)
+                if not n:
+                    break  # this instant is done
+                for _ in range(n):
+                    handle: Any = popleft()
+                    if handle._cancelled:
+                        continue
+                    # What handle._run() does, without its Python frame; _report does
+                    # what it does on an exception. The usual arities are called
+                    # without building a tuple of the arguments.
+                    args = handle._args
+                    try:
+                        if not args:
+                            handle._context.run(handle._callback)
+                        elif len(args) == 1:
+                            handle._context.run(handle._callback, args[0])
+                        else:
+                            handle._context.run(handle._callback, *args)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        _report(handle, exc)
+                    handle = args = None  # no cycle through a traceback
+                if self._real_io or self._stopping:
+                    return  # the caller polls the selector, or stops
+                if self._now != now:
+                    break  # advance(): on from the new present
+            if self._real_io or self._stopping:
                 return
-            if not ready and not due_now and not (scheduled and scheduled[0][0] <= now):
-                return  # the next instant: back to the caller (purge, jump)
+            self._purge_cancelled()  # what the caller would do before the next instant
+            scheduled = self._scheduled
+            if not ready and not scheduled and not due_now:
+                return  # nothing left: the caller blocks (or says deadlock)
 
 
 def _cancel_leftovers(loop: SimLoop) -> None:
