@@ -162,6 +162,8 @@ async def serve(conns: int, rounds: int, mode: str) -> dict[str, Any]:
         subprocess.run(["callgrind_control", "-i", "on", pid], capture_output=True, check=True)
         await run(rounds)
         subprocess.run(["callgrind_control", "-i", "off", pid], capture_output=True, check=True)
+    elif mode == "plain":  # neither counted nor traced (bench/tcp_driver_runs.py counts)
+        await run(rounds)
     else:
         counts: collections.Counter[str] = collections.Counter()
 

@@ -985,13 +985,31 @@ class TCP(Generic[A]):
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        ep = self.endpoint
+        if (
+            self._flush_handle is None
+            and not self._flush_waiters
+            and not self._writers
+            and self._rx_ack is None
+            and (self._rx_run is None or self._rx_run.data is None)
+        ):
+            # Nothing waits for a run. When no connection's timer is due after all (its
+            # deadline moved later: a delayed ACK a reply carried, a retransmission the
+            # ACK cancelled; it is gone), the run would only arm the timer again:
+            # arm it here, as that run would, for the same deadline.
+            if not ep.handle_timer(self._loop.time()) and not ep.has_work():
+                self._rx_now = None
+                self._arm_timer(ep.poll_at())
+                return
+            self._flush()
+            return
         if self._rx_run is not None:
             self._end_run()
         if self._rx_ack is not None:
             self._end_ack()
-        self._timer = None
-        self._timer_at = None
-        self.endpoint.handle_timer(self._loop.time())
+        ep.handle_timer(self._loop.time())
         self._flush()
 
     def _run(self) -> bool:
@@ -1000,6 +1018,11 @@ class TCP(Generic[A]):
         ep = self.endpoint
         served = self._told  # data told to a flow (TCPFlow._data_in): as its event would
         self._told = False
+        if not self._writers and not ep.has_work():
+            # Nothing to send, deliver or accept (the re-flush after tasks that wrote
+            # nothing, an ACK that changed only the timers): only the timer, as below.
+            self._arm_timer(ep.poll_at())
+            return served
         for _ in range(8):
             now = self._loop.time()
             if self._writers:
@@ -1022,10 +1045,12 @@ class TCP(Generic[A]):
                     self._v6_active(flow)
                 if flow is not None and flow._done:
                     del flows[id(conn)]
-            for port, cb in self._callbacks.items():
-                while (new := ep.accept(port)) is not None:
-                    self._start(new, cb)
-                    served = True
+            if ep.accept_ready:
+                ep.accept_ready = False
+                for port, cb in self._callbacks.items():
+                    while (new := ep.accept(port)) is not None:
+                        self._start(new, cb)
+                        served = True
             t = ep.poll_at()
             if t != 0.0:
                 break

@@ -80,11 +80,14 @@ class TCPEndpoint:
         "_half_open",
         "_isn",
         "_listeners",
+        "_next",
+        "_next_ok",
         "_out",
         "_scheduled",
         "_timers",
         "_tw_ack",
         "_tw_expiry",
+        "accept_ready",
         "config",
         "connections",
         "stats",
@@ -108,6 +111,13 @@ class TCPEndpoint:
         self._timers: list[tuple[float, Key]] = []  # a heap
         self._fifos: tuple[deque[tuple[float, Key]], ...] = (deque(), deque())
         self._scheduled: dict[Key, float] = {}
+        # poll_at's answer from the timer queues, while _next_ok (see poll_at).
+        self._next: float | None = None
+        self._next_ok = True
+        self.accept_ready = False
+        """Set when a connection joins a listener's accept queue; the driver clears it
+        when it has taken every connection it can (:meth:`accept`): no look at the
+        listeners on a run that accepts nothing."""
         self._ephemeral = [0] * 256  # RFC 6056 3.3.4's table of counters
         # 4-tuples in TIME-WAIT, each a small record instead of its Connection; their
         # expiries in order (every one is 2 MSL from when it was set: a FIFO, entries made
@@ -147,6 +157,10 @@ class TCPEndpoint:
 
     def unlisten(self, port: int) -> None:
         self._listeners.pop(port, None)
+
+    def _queue_accept(self, lst: _Listener, key: Key, conn: Connection) -> None:
+        lst.accept_queue[key] = conn
+        self.accept_ready = True
 
     def accept(self, port: int) -> Connection | None:
         """The next established connection on a listening port, or None."""
@@ -223,6 +237,12 @@ class TCPEndpoint:
         active = list(self._active.values())
         self._active.clear()
         return active
+
+    def has_work(self) -> bool:
+        """Whether the driver's run has anything to collect: output due
+        (:meth:`segments_to_send`), connections with news (:meth:`take_active`) or one
+        to accept (:attr:`accept_ready`). False: a run would only ask :meth:`poll_at`."""
+        return bool(self._out or self._dirty or self._tw_ack or self._active or self.accept_ready)
 
     def key_of(self, conn: Connection) -> Key | None:
         """``(local address, local port, remote address, remote port)`` of ``conn``, while
@@ -391,11 +411,20 @@ class TCPEndpoint:
             self._end_time_wait(key)
             return
         if tw.expires != expires:
-            self._tw_expiry.append((tw.expires, key))
+            if expires == self._next:
+                self._next_ok = False  # the old expiry, maybe poll_at's answer, is void
+            self._tw_expiry_add(tw.expires, key)
         if what == ACK_OWED:
             self._tw_ack[key] = None
 
+    def _tw_expiry_add(self, t: float, key: Key) -> None:
+        """Queue a TIME-WAIT record's expiry ``t`` (each 2 MSL from now: in order)."""
+        self._tw_expiry.append((t, key))
+        if self._next_ok and (self._next is None or t < self._next):
+            self._next = t
+
     def _end_time_wait(self, key: Key) -> None:
+        self._next_ok = False  # its expiry may have been poll_at's answer
         del self.time_wait[key]
         self._tw_ack.pop(key, None)
         self.stats["connections_removed"] += 1
@@ -497,7 +526,7 @@ class TCPEndpoint:
         self._add(key, conn)
         if tfo is not None and tfo.acked:
             # The application may read the SYN's data and answer now (RFC 7413 4.2.3).
-            lst.accept_queue[key] = conn
+            self._queue_accept(lst, key, conn)
             return
         lst.half_open.add(key)
         self._half_open.add(key)
@@ -581,16 +610,28 @@ class TCPEndpoint:
             timestamps=with_ts,
         )
         self._add(key, conn)
-        lst.accept_queue[key] = conn
+        self._queue_accept(lst, key, conn)
         conn.handle_segment(now, seg)
         return True
 
     # ------------------------------------------------------------------ timers and output
 
     def poll_at(self) -> float | None:
-        """When ``handle_timer`` is next needed (0.0 when output is pending now)."""
+        """When ``handle_timer`` is next needed (0.0 when output is pending now).
+
+        The answer of the last walk over the timer queues is kept (:attr:`_next`) and
+        is exactly what a walk would give: an entry armed lowers it (:meth:`_arm`, a
+        TIME-WAIT expiry), and an entry voided while it may be the answer (timers
+        handled, a connection removed, a TIME-WAIT record ended) makes the next call
+        walk again. A driver run that finds nothing to do then does not walk."""
         if self._out or self._dirty or self._tw_ack:
             return 0.0
+        if self._next_ok:
+            return self._next
+        return self._due_walk()
+
+    def _due_walk(self) -> float | None:
+        """The earliest live entry of the timer queues (stale fronts dropped), kept."""
         timers = self._timers
         sched = self._scheduled
         best: float | None = None
@@ -618,18 +659,32 @@ class TCPEndpoint:
                     best = t
                 break
             q.popleft()
+        self._next = best
+        self._next_ok = True
         return best
 
     def _arm(self, key: Key, t: float) -> None:
         """Make ``t`` the connection's timer entry (earlier entries of it go stale)."""
+        s = self._scheduled.get(key)
         self._scheduled[key] = t
+        if self._next_ok:
+            if s is not None and s == self._next and s < t:
+                self._next_ok = False  # the entry voided may have been poll_at's answer
+            elif self._next is None or t < self._next:
+                self._next = t  # the earliest entry now: poll_at's answer
         for q in self._fifos:
             if not q or q[-1][0] <= t:
                 q.append((t, key))
                 return
         heapq.heappush(self._timers, (t, key))
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: float) -> bool:
+        """Handle every connection timer due at ``now`` and end the TIME-WAIT records
+        whose 2 MSL are over; True when some connection's timer was handled (it may
+        have something to send), False when the entries due were stale (deadlines
+        moved later, connections gone) or only TIME-WAIT records ended."""
+        self._next_ok = False  # entries are taken and re-armed: poll_at walks again
+        fired = False
         timers = self._timers
         sched = self._scheduled
         due: list[tuple[float, Key]] = []
@@ -665,6 +720,8 @@ class TCPEndpoint:
             conn.handle_timer(now)
             self._dirty[key] = None
             self._active[key] = conn
+            fired = True
+        return fired
 
     def segments_to_send(self, now: float) -> list[tuple[bytes, bytes, TCPRepr]]:
         """``(local address, remote address, segment)`` for everything due now."""
@@ -701,7 +758,7 @@ class TCPEndpoint:
                 # The connection's driver drains its ConnectionClosed and lets it go.
                 self._remove(key, conn, count=False)
                 self.time_wait[key] = tw
-                self._tw_expiry.append((tw.expires, key))
+                self._tw_expiry_add(tw.expires, key)
                 self._active[key] = conn
                 continue
             self._rearm(key, conn)
@@ -727,13 +784,15 @@ class TCPEndpoint:
         if lst is not None and key in lst.half_open:
             lst.half_open.discard(key)
             if conn.state != _CLOSED:
-                lst.accept_queue[key] = conn
+                self._queue_accept(lst, key, conn)
 
     def _remove(self, key: Key, conn: Connection, *, count: bool = True) -> None:
         """Take ``conn`` out of the table; ``count``: it is gone (not in TIME-WAIT)."""
         del self.connections[key]
         self._addr_of.pop(id(conn), None)
-        self._scheduled.pop(key, None)
+        s = self._scheduled.pop(key, None)
+        if s is not None and s == self._next:
+            self._next_ok = False  # its entry may have been poll_at's answer
         self._half_open.discard(key)
         if count:
             self.stats["connections_removed"] += 1
