@@ -12,8 +12,8 @@ Run: ``python bench/tcp_driver_runs.py [--hosts 50] [--conns 980] [--seconds 30]
 The driver (``miragekit.net._tcp.TCP``) is counted by wrapping its methods in the
 worker process; nothing in the tree changes. A run is one ``TCP._flush``; its cause is
 whoever scheduled it: frame input (``_frame_input``, ``_receive_packed``, a held
-ACK), the device's end of batch running that flush at once (``batch``), a writer's
-``_queued``, ``_poke`` (the application called into a connection),
+ACK), the device's end of batch running that flush at once (``batch``), a flow's
+``send_now`` (``write``), ``_poke`` (the application called into a connection),
 ``_schedule_flush`` (connect, ICMP, a timer due now), the re-flush after a run that
 woke tasks (``served``), the driver's timer (``timer``). An idle run sent no frame,
 delivered no event and accepted no connection. Timer fires are split by whether any
@@ -47,6 +47,7 @@ def install() -> collections.Counter[str]:
     causes: dict[Any, str] = {}
     direct: list[str] = []  # the cause of a _flush called directly (batch, timer)
     run: list[list[int]] = []  # per _flush in progress: [frames, events]
+    told = [0]  # data told to flows since the last run began (see _data_in)
 
     def scheduling(cls: Any, name: str, label: str) -> None:
         orig = getattr(cls, name)
@@ -70,7 +71,7 @@ def install() -> collections.Counter[str]:
         ("_schedule_flush", "_schedule_flush"),
     ):
         scheduling(tcp_cls, name, label)
-    scheduling(flow_cls, "_queued", "_queued")
+    scheduling(flow_cls, "send_now", "write")
 
     flush = tcp_cls._flush
 
@@ -84,7 +85,8 @@ def install() -> collections.Counter[str]:
                 c["timer runs with a flush still pending"] += 1
         else:
             cause = causes.pop(h, "?")
-        run.append([0, 0])
+        run.append([0, told[0]])
+        told[0] = 0
         flush(self)
         frames, events = run.pop()
         if self._flush_handle is not None and self._flush_handle is not h:
@@ -149,6 +151,18 @@ def install() -> collections.Counter[str]:
         on_event(self, ev)
 
     flow_cls._on_event = _on_event
+    data_in = flow_cls._data_in
+
+    def _data_in(self: Any) -> None:
+        # Data told by a call, not an event (on_readable): during frame input, before
+        # the run that hands it to the flow's callback, which it counts for.
+        if run:
+            run[-1][1] += 1
+        else:
+            told[0] += 1
+        data_in(self)
+
+    flow_cls._data_in = _data_in
     start = tcp_cls._start
 
     def _start(self: Any, conn: Any, cb: Any) -> None:
