@@ -461,7 +461,9 @@ class TCP(Generic[A]):
         self._mtu_seen = ip.mtu
         secret = _loop_rng(self._loop).randbytes(32)
         self.endpoint = tcpcore.TCPEndpoint(config, secret=secret)
-        self._flows: dict[int, TCPFlow[A]] = {}
+        # Keyed by the connection itself, not id(): id() raises an audit event, which
+        # costs a Python call per lookup once a hook is installed (the simulator's).
+        self._flows: dict[tcpcore.Connection, TCPFlow[A]] = {}
         self._callbacks: dict[int, TCPCallback] = {}
         # Each accepted flow's task, by flow (the task drops its own entry when it ends:
         # no ``current_task()`` lookup). A dict: disconnect cancels in start order.
@@ -894,21 +896,21 @@ class TCP(Generic[A]):
         first = flat(fastopen) if fastopen is not None else memoryview(b"")
         queued = conn.send(first) if first else 0  # what the SYN may carry goes in first
         flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
-        self._flows[id(conn)] = flow
+        self._flows[conn] = flow
         flow._connected = fut = self._loop.create_future()
         self._schedule_flush()
         try:
             await fut
         except asyncio.CancelledError:
             # A cancelled connect aborts the attempt: no SYN retries nobody owns.
-            self._flows.pop(id(conn), None)
+            self._flows.pop(conn, None)
             conn.abort()
             self.endpoint.wake(conn)
             self._schedule_flush()
             raise
         if conn.state in (tcpcore.State.SYN_SENT, tcpcore.State.CLOSED) or flow._error:
             err = flow._error or Timeout()
-            self._flows.pop(id(conn), None)
+            self._flows.pop(conn, None)
             return Error(err)
         self._learnt_pmtu(conn, addr)  # after the handshake, which sets the MSS
         if queued < len(first):
@@ -930,7 +932,7 @@ class TCP(Generic[A]):
         for ev in conn.take_events():
             flow._on_event(ev)
         if flow._done:
-            self._flows.pop(id(conn), None)
+            self._flows.pop(conn, None)
         if self._flush_handle is None:  # _schedule_flush, inlined: every close comes here
             self._flush_handle = self._loop.call_soon(self._flush)
 
@@ -1032,7 +1034,7 @@ class TCP(Generic[A]):
                 self._send(segs, now)
             flows = self._flows
             for conn in ep.take_active():
-                flow = flows.get(id(conn))
+                flow = flows.get(conn)
                 # Tested first: a flow read through on_readable is told of data without
                 # an event (TCPFlow._data_in), so a request usually leaves none.
                 if conn._events:
@@ -1044,7 +1046,7 @@ class TCP(Generic[A]):
                 if self._v6 and flow is not None:
                     self._v6_active(flow)
                 if flow is not None and flow._done:
-                    del flows[id(conn)]
+                    del flows[conn]
             if ep.accept_ready:
                 ep.accept_ready = False
                 for port, cb in self._callbacks.items():
@@ -1109,7 +1111,7 @@ class TCP(Generic[A]):
             if len(senders) >= 4096:
                 senders.clear()  # bounded; a dropped header is found or rebuilt when needed
             conn = self.endpoint.connections.get((laddr, sport, raddr, dport))
-            flow = None if conn is None else self._flows.get(id(conn))
+            flow = None if conn is None else self._flows.get(conn)
             sender = None if flow is None else flow._tx
             if sender is None:
                 sender = TcpSender(cast(IPv4, self._ip), *key, self._headers)
@@ -1293,7 +1295,7 @@ class TCP(Generic[A]):
             addr = peers[raddr] = cast(A, _ADDR[len(raddr)](raddr))
         self._learnt_pmtu(conn, addr)
         flow: TCPFlow[A] = TCPFlow(self, conn, (addr, port))
-        self._flows[id(conn)] = flow
+        self._flows[conn] = flow
         for ev in conn.take_events():
             flow._on_event(ev)
         # The task removes itself from _tasks when it ends (see _serve): cheaper than a

@@ -99,7 +99,7 @@ class TCPEndpoint:
         self._isn = IsnGenerator(secret)
         self._cookies = CookieJar(secret)
         self.connections: dict[Key, Connection] = {}
-        self._addr_of: dict[int, Key] = {}
+        self._addr_of: dict[Connection, Key] = {}  # by the object: id() is audited
         self._listeners: dict[int, _Listener] = {}
         self._out: list[tuple[bytes, bytes, TCPRepr]] = []
         # Keys with something to send, in the order they became so: a dict, not a set, so
@@ -222,7 +222,7 @@ class TCPEndpoint:
 
     def _add(self, key: Key, conn: Connection) -> None:
         self.connections[key] = conn
-        self._addr_of[id(conn)] = key
+        self._addr_of[conn] = key
         self._dirty[key] = None
         self.stats["connections_opened"] += 1
 
@@ -247,11 +247,11 @@ class TCPEndpoint:
     def key_of(self, conn: Connection) -> Key | None:
         """``(local address, local port, remote address, remote port)`` of ``conn``, while
         the table holds it (constant time)."""
-        return self._addr_of.get(id(conn))
+        return self._addr_of.get(conn)
 
     def wake(self, conn: Connection) -> None:
         """Tell the endpoint the application called ``send``/``receive``/``close`` on it."""
-        key = self._addr_of.get(id(conn))
+        key = self._addr_of.get(conn)
         if key is not None:
             self._dirty[key] = None
 
@@ -260,7 +260,7 @@ class TCPEndpoint:
         timer entry (as :meth:`segments_to_send` keeps it). ``(local address, remote
         address, segment)``, or None when the general way must send (then nothing
         changed)."""
-        key = self._addr_of.get(id(conn))
+        key = self._addr_of.get(conn)
         if key is None:
             return None
         seg = conn.segment_now(now)
@@ -789,7 +789,7 @@ class TCPEndpoint:
     def _remove(self, key: Key, conn: Connection, *, count: bool = True) -> None:
         """Take ``conn`` out of the table; ``count``: it is gone (not in TIME-WAIT)."""
         del self.connections[key]
-        self._addr_of.pop(id(conn), None)
+        self._addr_of.pop(conn, None)
         s = self._scheduled.pop(key, None)
         if s is not None and s == self._next:
             self._next_ok = False  # its entry may have been poll_at's answer
