@@ -80,7 +80,11 @@ class Interface:
             if ip4 is not None:
                 if len(frame) > 13 and frame[13] == 6 and frame[12] == 8:
                     # ARP, straight to it: on a segment of hundreds of hosts most frames
-                    # are other hosts' requests for other addresses.
+                    # are other hosts' broadcast requests for other addresses, and ARP
+                    # has nothing to do with them but count them.
+                    if frame[0] & 1 and ip4.arp.passes_by(frame):
+                        self.ethif.counters.rx_frames += 1  # what accept counts of it
+                        return
                     if self.ethif.accept(frame):
                         ip4.receive_arp(frame[14:], flags)
                     return
