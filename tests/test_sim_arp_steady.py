@@ -10,6 +10,7 @@ lifetime (60 s) and their confirmation time (30 s).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from miragekit import sim
 from miragekit.link import LinkParams
@@ -25,7 +26,7 @@ def _cluster(loss: float) -> sim.Report:
         while data := await reader.read(100):
             writer.write(data)
 
-    def host_main(h: int) -> object:
+    def host_main(h: int) -> Callable[[], Awaitable[None]]:
         async def main() -> None:
             await asyncio.start_server(echo, None, 7)
             loop = asyncio.get_running_loop()
