@@ -12,7 +12,9 @@ watched by a ``HostObserver`` as in ``sim.Network``) under ``sim.run``; one host
 * ``spread``: one a millisecond, so each request visits every host in turn (its state
   out of the CPU's caches by then, as when hosts connect at different times).
 
-Shown: CPU nanoseconds per port reached (requests times hosts - 1), the best of
+Shown: CPU nanoseconds per port reached (requests times hosts - 1), and CPU
+microseconds per simulated millisecond with the hosts idle (as long as ``spread``
+sleeps, without sending), the best of
 ``--repeat`` runs, each in a fresh subprocess. ``--before REV`` runs the same on the
 sources of git revision REV first, in the same run. Writes
 bench/results/sim_broadcast.json.
@@ -65,6 +67,10 @@ def measure(hosts: int, requests: int) -> dict[str, float]:
         arp = stacks[0].ipv4().arp
         before = sum(s.ipv4().arp.counters.rx_packets for s in stacks)
         out: dict[str, float] = {}
+        c0 = time.process_time()
+        for _ in range(requests):  # the hosts alone, as long as "spread" takes
+            await asyncio.sleep(0.001)
+        out["idle"] = (time.process_time() - c0) / requests * 1e6
         for mode in MODES:
             c0 = time.process_time()
             for i in range(requests):
@@ -115,9 +121,11 @@ def main() -> None:
     load.append(os.getloadavg()[0])
     print(f"{a.hosts} hosts, {a.requests} ARP requests for unused addresses, best of {a.repeat}")
     print(f"load average {load[0]:.2f} before, {load[1]:.2f} after")
-    print(f"{'how':<16} " + " ".join(f"{m + ' ns/port':>20}" for m in MODES))
+    print(f"{'how':<16} " + " ".join(f"{m + ' ns/port':>20}" for m in MODES) + " idle us/ms")
     for r in rows:
-        print(f"{r['how']:<16} " + " ".join(f"{r[m]:>20.0f}" for m in MODES))
+        print(
+            f"{r['how']:<16} " + " ".join(f"{r[m]:>20.0f}" for m in MODES) + f" {r['idle']:>10.1f}"
+        )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     result = {"args": vars(a), "load": load, "rows": rows}
