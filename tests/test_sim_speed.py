@@ -243,6 +243,51 @@ def test_a_cleared_link_leaves_its_flood_without_stopping_it() -> None:
     assert sim.run(main()) == ["x", "x", "y"]
 
 
+async def bridged_flood_arrivals(link: LinkParams) -> list[tuple[str, float, int]]:
+    """Broadcasts from one port to four over ``link`` (no latency); a host with two ports
+    (``p0``, and ``bridge`` on an ideal link) sends a broadcast through its other port
+    when ``p0`` receives every third one: that frame reaches ``p0``'s link, due at once,
+    while ``p0`` is being delivered the flood. Where and when each frame arrives."""
+    sw = VnetSwitch(seed=7)
+    src = sw.add_interface("src", link=link)
+    ports = [sw.add_interface(f"p{i}", link=link) for i in range(4)]
+    bridge = sw.add_interface("bridge")
+    loop = asyncio.get_running_loop()
+    got: list[tuple[str, float, int]] = []
+
+    def bcast(via: VnetIf, n: int) -> bytes:
+        return b"\xff" * 6 + via.mac().packed + b"\x08\x06" + bytes(28) + n.to_bytes(4, "big")
+
+    def receiver(p: VnetIf) -> Callable[[memoryview], None]:
+        def on_frame(f: memoryview) -> None:
+            n = int.from_bytes(bytes(f[-4:]), "big")
+            got.append((p.name, loop.time(), n))
+            if p is ports[0] and n < 1000 and n % 3 == 0:
+                bridge.send(bcast(bridge, n + 2000))
+
+        return on_frame
+
+    for p in (src, *ports, bridge):
+        p.set_receiver(receiver(p))
+    for i in range(150):
+        src.send(bcast(src, i))
+        if i % 5 == 0:
+            await asyncio.sleep(0.0005)
+    await asyncio.sleep(1)
+    return got
+
+
+def test_a_frame_carried_onto_a_flood_member_while_it_delivers_arrives_in_order() -> None:
+    """The flood's delivery of its one frame on a link (without the link's drain) still
+    delivers, in the same turn, a frame carried onto that link meanwhile and due at
+    once, as the general path (one drain per link) does."""
+    plain = LinkParams(loss=0.1)
+    full = LinkParams(loss=0.1, mark=1e-9)  # the general path, same draws
+    reference = sim.run(bridged_flood_arrivals(full))
+    assert len({n for name, _, n in reference if name == "p0" and n >= 2000}) > 20
+    assert sim.run(bridged_flood_arrivals(plain)) == reference
+
+
 def test_a_callback_that_raises_is_reported_as_asyncio_reports_it() -> None:
     """The loop runs callbacks without Handle._run; an exception still reaches the
     exception handler with asyncio's message and the handle, and the loop goes on."""

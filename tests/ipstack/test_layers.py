@@ -142,6 +142,94 @@ def test_a_refresh_with_the_same_mac_keeps_the_generation() -> None:
     assert arp.generation == g + 1
 
 
+def _arp_case_frames() -> list[tuple[str, bytes]]:
+    """ARP frames of every kind a host meets: the requests a crowded segment is made of,
+    and each one :meth:`Arp.passes_by` must leave to :meth:`Arp.input`."""
+    bcast, stranger = "ff:ff:ff:ff:ff:ff", "02:00:00:00:01:01"
+
+    def frame(op: int, sha: str, spa: str, tpa: str, dst: str = bcast) -> bytes:
+        return bytes(Ether(src=sha, dst=dst) / ARP(op=op, hwsrc=sha, psrc=spa, pdst=tpa))
+
+    return [
+        ("stranger asks for stranger", frame(1, stranger, "10.0.0.50", "10.0.0.9")),
+        ("probe for a stranger", frame(1, stranger, "0.0.0.0", "10.0.0.9")),
+        ("asks for us", frame(1, stranger, "10.0.0.51", US)),
+        ("known sender", frame(1, PEER_MAC, PEER, "10.0.0.9")),
+        ("pending sender", frame(1, stranger, "10.0.0.77", "10.0.0.9")),
+        ("claims our address", frame(1, stranger, US, "10.0.0.9")),
+        ("martian sender", frame(1, stranger, "127.0.0.1", "10.0.0.9")),
+        ("broadcast sender", frame(1, stranger, "10.0.0.255", "10.0.0.9")),
+        ("multicast sha", frame(1, "03:00:00:00:01:01", "10.0.0.52", "10.0.0.9")),
+        ("our own mac", frame(1, OUR_MAC, "10.0.0.53", "10.0.0.9")),
+        ("reply", frame(2, stranger, "10.0.0.54", "10.0.0.9")),
+        ("other op", frame(3, stranger, "10.0.0.55", "10.0.0.9")),
+        ("not ethernet", frame(1, stranger, "10.0.0.56", "10.0.0.9")[:14] + b"\0\6" + b"\0" * 26),
+        ("short", frame(1, stranger, "10.0.0.57", "10.0.0.9")[:40]),
+        ("unicast to us", frame(1, stranger, "10.0.0.58", "10.0.0.9", dst=OUR_MAC)),
+    ]
+
+
+def _arp_state(observer: bool) -> tuple[Arp, list[bytes]]:
+    out: list[bytes] = []
+    arp = Arp(MacAddr(OUR_MAC).packed, lambda b: out.append(b"".join(b)))
+    arp.ips = {int(A(US))}
+    arp.subnet_broadcast = int(A("10.0.0.255"))
+    arp.input(arp_packet(1, PEER_MAC, PEER, US), now=0.0)  # a known sender
+    arp.send(int(A("10.0.0.77")), [bytearray(14) + b"waits"], now=0.0)  # a pending one
+    if observer:
+        arp.observer = lambda op, sha, spa, tpa: out.append(b"seen %d" % spa)
+    return arp, out
+
+
+def test_arp_passes_by_only_what_input_would_only_count() -> None:
+    """The early exit for other hosts' requests (:meth:`Arp.passes_by`, what the interface
+    asks first) takes only requests for another address from a sender we know nothing
+    of, and leaves ARP exactly as :meth:`Arp.input` would: same counters, cache, pending
+    queue and frames sent, for every kind of ARP frame."""
+    taken: set[str] = set()
+    for observer in (False, True):
+        for name, raw in _arp_case_frames():
+            fast, fast_out = _arp_state(observer)
+            slow, slow_out = _arp_state(observer)
+            frame = memoryview(raw)
+            if not fast.passes_by(frame):
+                fast.input(frame[14:], 1.0)
+            elif not observer:
+                taken.add(name)
+            slow.input(frame[14:], 1.0)
+            assert fast.counters == slow.counters, name
+            assert fast_out == slow_out, name
+            assert fast.entries(1.0) == slow.entries(1.0), name
+            assert (fast.pending, fast.generation) == (slow.pending, slow.generation), name
+    # Unicast frames never reach it (the interface asks only of broadcasts).
+    assert taken == {"stranger asks for stranger", "probe for a stranger", "unicast to us"}
+
+
+def test_the_interface_counts_passed_by_requests_as_ethernet_and_arp_do() -> None:
+    """Through a whole stack: each kind of ARP frame leaves Ethernet's and ARP's counters,
+    the ARP cache and the frames sent as the general path (ethertype dispatch to
+    ``receive_arp``) leaves them."""
+
+    async def main() -> None:
+        fast, fast_link = await make_stack()
+        slow, slow_link = await make_stack()
+        for s in (fast, slow):
+            learn_peer(s)
+        for name, raw in _arp_case_frames():
+            fast.receive_frame(memoryview(raw))
+            slow_eth = slow.ethif
+            fn = slow_eth.dispatch(memoryview(raw), {0x0806: slow.ipv4.receive_arp})
+            if fn is not None:
+                fn(memoryview(raw)[14:], 0)
+            assert fast.ethif.counters == slow.ethif.counters, name
+            assert fast.ipv4.arp.counters == slow.ipv4.arp.counters, name
+            assert fast_link.sent == slow_link.sent, name
+        now = asyncio.get_running_loop().time()
+        assert fast.ipv4.arp.entries(now) == slow.ipv4.arp.entries(now)
+
+    run(main())
+
+
 def test_requests_for_other_addresses_still_refresh_conflict_and_count() -> None:
     """Other hosts' requests for other addresses are settled early (a busy segment is
     mostly those), yet one from a sender we know refreshes it, one from our own address

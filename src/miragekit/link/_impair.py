@@ -178,7 +178,14 @@ class Flood:
         now = loop.time()  # one reading for them all: at 500 hosts a flood has 499
         for d in self.members:
             if d.timer is self:
-                d.drain(loop, now)
+                fifo = d.fifo
+                if len(fifo) == 1:  # the flooded frame alone: what drain does with it
+                    d.timer = None
+                    d.deliver(fifo.popleft()[1])
+                    if fifo:  # carried onto it during the delivery
+                        d.resume(loop, now)
+                else:
+                    d.drain(loop, now)
 
 
 class _Direction:
@@ -239,8 +246,10 @@ class _Direction:
         next. The timers pass their loop: asking for the running loop costs a system call
         (``getpid``, asyncio's check for a fork) per frame."""
         self.timer = None
-        if now is None:
-            now = loop.time()
+        self.resume(loop, loop.time() if now is None else now)
+
+    def resume(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
+        """:meth:`drain` after its timer is forgotten: deliver what is due, time the rest."""
         fifo = self.fifo
         deliver = self.deliver
         while fifo and fifo[0][0] <= now:

@@ -29,6 +29,7 @@ ZERO_MAC: Final = b"\0" * 6
 _ETH_ARP = struct.Struct("!6s6sHHHBBH6s4s6s4s")
 _ARP_FIELDS = struct.Struct("!8s6sI6sI")  # the fixed head, sha, spa, tha, tpa
 _ARP_HEAD = struct.Struct("!HHBBH")  # htype, ptype, hlen, plen, op
+_FRAME_FIELDS = struct.Struct("!14x8s6sI6xI")  # in an Ethernet frame: head, sha, spa, tpa
 _REQUEST_HEAD = bytes.fromhex("0001080006040001")  # Ethernet, IPv4, 6, 4, request
 _REPLY_HEAD = bytes.fromhex("0001080006040002")
 ARP_FRAME_LEN: Final = 14 + 28
@@ -299,6 +300,31 @@ class Arp:
             self._request(ip)
 
     # --- input -------------------------------------------------------------------------
+
+    def passes_by(self, frame: memoryview) -> bool:
+        """Whether Ethernet ``frame`` is an ARP request for another host's address from a
+        sender we have no entry for: RFC 826 neither merges nor answers it, so
+        :meth:`input` would only count it. Counted here as it would be there; the caller
+        skips the rest of the input path.
+
+        Why: on a segment of hundreds of hosts nearly every frame a host receives is
+        one of these (each host's requests reach every port), and this is the only
+        question to ask of them. Never true for what :meth:`input` would do more with
+        (an observer, a conflict, a martian sender, a malformed packet).
+        """
+        if len(frame) < ARP_FRAME_LEN:
+            return False
+        head, sha, spa, tpa = _FRAME_FIELDS.unpack_from(frame)
+        if head != _REQUEST_HEAD or sha[0] & 1 or sha == self.mac or self.observer is not None:
+            return False
+        ips = self.ips
+        if tpa in ips or spa in ips or spa in self._cache or spa in self._pending:
+            return False
+        first = spa >> 24
+        if first >= 224 or first == 127 or spa == self.subnet_broadcast:
+            return False
+        self.counters.rx_packets += 1
+        return True
 
     def input(self, packet: memoryview, now: float) -> None:
         """Handle one received ARP packet (the Ethernet payload). Never raises."""
