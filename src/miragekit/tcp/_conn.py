@@ -1075,17 +1075,16 @@ class Connection:
             and not sack
             and not self._scoreboard.blocks
             and window << self._snd_wscale == self._snd_wnd
+            and (seg is not None or self._ecn is None)
         ):
             # Data that acknowledges nothing new and keeps the window (a bulk
             # receiver's every segment): all the ACK processing would do is the window
-            # update.
+            # update (and, with ECN, the CE mark: only from a parsed segment).
             how = 2
         elif seg is not None:
             how = 0
         else:
-            return False
-        if seg is None and self._ecn is not None:
-            return False
+            return False  # (the first case has no ECN: _plain_ack_state)
         self.stats["segs_in"] += 1
         ka_idle = self.config.keepalive_idle
         if ka_idle is not None and self._ka_at is not None:
