@@ -14,6 +14,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from tests.tcp_helpers import LOCAL_PORT, REMOTE_SEQ, established, seg_in
+from tests.test_tcp_ecn import negotiated
 from tests.test_tcp_small_send import RICH, _ts, _wire, clone, history, snapshot
 
 from miragekit.tcp import Config, Connection, TCPEndpoint
@@ -265,3 +266,24 @@ def test_requests_on_the_wire_are_the_general_ways(
     assert none == 0
     assert fast == general
     assert (n_fast, tx_fast) == (n_general, tx_general)
+
+
+def test_with_ecn_only_a_parsed_segment_is_predicted() -> None:
+    """With ECN agreed, a segment's CE mark is in the parsed segment only: from its
+    fields alone (the driver's frame path) prediction declines, changing nothing, both
+    for data that acknowledges nothing new and for an ACK of new data; the parsed
+    segment of the same data is taken."""
+    c = negotiated()
+    una = c._snd_una
+    data = seg_in(ACK | PSH, REMOTE_SEQ, una, b"q" * 100, window=c._snd_wnd)
+    before = snapshot(c)
+    assert not c.handle_next(0.01, data.seq, data.ack, data.window, data.payload, None)
+    assert snapshot(c) == before
+    assert c.handle_next(0.01, data.seq, data.ack, data.window, data.payload, None, data)
+    assert c._rcv_nxt - REMOTE_SEQ == 100
+    c.send(b"r" * 10)
+    c.segments_to_send(0.02)
+    ack = seg_in(ACK, REMOTE_SEQ + 100, c._snd_max, window=c._snd_wnd)
+    before = snapshot(c)
+    assert not c.handle_next(0.03, ack.seq, ack.ack, ack.window, ack.payload, None)
+    assert snapshot(c) == before

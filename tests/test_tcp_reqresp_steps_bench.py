@@ -26,9 +26,13 @@ def test_the_loop_counts_the_request_response_path(steps: ModuleType) -> None:
     assert res["requests"] == 30
     calls = res["functions"]
     # One pass of each fast step per request (bytecodes per request, so at least one).
-    for name in ("tcp/_conn.py:Connection.handle_next", "tcp/_conn.py:Connection.segment_now",
+    for name in ("tcp/_conn.py:Connection.handle_next", "tcp/_conn.py:Connection.data_now",
                  "net/_tcp.py:TcpSender._data_head"):  # fmt: skip
         assert calls[name] > 0, name
     assert "tcp/_conn.py:Connection.segments_to_send" not in calls  # not the general walk
     assert "tcp/_conn.py:Connection.handle_segment" not in calls
+    # A reply goes from its fields to its frame: no TCPRepr made and taken apart again.
+    for name in ("tcp/_conn.py:Connection.segment_of", "wire/tcp.py:plain_segment",
+                 "wire/tcp.py:plain_fields", "net/_tcp.py:TcpSender.frame"):  # fmt: skip
+        assert name not in calls, name
     assert 1000 < res["bytecodes_per_request"] < 10000

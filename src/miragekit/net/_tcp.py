@@ -1078,16 +1078,17 @@ class TCP(Generic[A]):
                 ep.wake(conn)
                 continue
             sent += 1
-            laddr, raddr, seg = r
+            laddr, raddr, fields = r
             tx = flow._tx
             if tx is None:
-                tx = flow._tx = self._sender(laddr, raddr, seg.src_port, seg.dst_port)
-            frame = tx.frame(seg, now)
+                tx = flow._tx = self._sender(laddr, raddr, conn.local_port, conn.remote_port)
+            seq, ack, flags, window, payload, ts = fields
+            frame = tx.data_frame(seq, ack, flags, window, payload, ts, 0, now)
             if frame is None:  # as _send does: what the prebuilt header does not cover
                 if frames:
                     ip.send_frames(frames)
                     frames = []
-                self._emit(laddr, raddr, seg)
+                self._emit(laddr, raddr, conn.segment_of(fields))
             else:
                 frames.append(frame)
         if frames:
@@ -1434,13 +1435,34 @@ class TcpSender:
     def frame(self, seg: TCPRepr, now: float) -> bytes | None:
         """The whole frame for ``seg`` (IP ident taken; :meth:`IPv4.send_frames` counts
         it), or ``None`` when the general path must send it."""
+        fields = plain_fields(seg)
+        if fields is not None:
+            seq, ack, flags, window, payload, ts, ecn = fields
+            return self.data_frame(seq, ack, flags, window, payload, ts, ecn, now)
         ip = self._ip
         if (self._gen != ip.generation or now >= self._until) and not self._refresh(now):
             return None
-        fields = plain_fields(seg)
-        if fields is None:
-            return self._frame_handshake(seg) or self._frame_emitted(seg)
-        seq, ack, flags, window, payload, ts, ecn = fields
+        return self._frame_handshake(seg) or self._frame_emitted(seg)
+
+    def data_frame(
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload: Buffer,
+        ts: tuple[int, int] | None,
+        ecn: int,
+        now: float,
+    ) -> bytes | None:
+        """The whole frame of a segment with no option but timestamps and no urgent
+        data, from its fields (:meth:`Connection.data_now` gives a reply's, so no
+        :class:`TCPRepr` is made for it; :meth:`frame` gives any other's), or ``None``
+        when the general path must send it (above the MTU, ECN other than ECT(0), no
+        route or next hop)."""
+        ip = self._ip
+        if (self._gen != ip.generation or now >= self._until) and not self._refresh(now):
+            return None
         n = len(payload)
         if (ecn and ecn != 2) or (52 if ts else 40) + n > ip.mtu:
             return None  # only ECT(0) is prebuilt

@@ -29,7 +29,19 @@ from collections.abc import Callable
 from enum import IntEnum
 
 from ..v1 import Buffer
-from ..wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TCPRepr, handshake_segment, plain_segment
+from ..wire.tcp import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    DataFields,
+    TCPRepr,
+    handshake_segment,
+    plain_segment,
+)
 from ._config import Config
 from ._ecn import CE, Ecn, syn_requests_ecn, synack_agrees
 from ._events import (
@@ -587,11 +599,28 @@ class Connection:
         return n
 
     def segment_now(self, now: float) -> TCPRepr | None:
+        """:meth:`data_now`'s segment as a :class:`TCPRepr` (None when it gives None)."""
+        fields = self.data_now(now)
+        return None if fields is None else self.segment_of(fields)
+
+    def segment_of(self, fields: DataFields) -> TCPRepr:
+        """The segment whose fields :meth:`data_now` gave (for the general way to send)."""
+        seq, ack, flags, window, payload, ts = fields
+        return plain_segment(
+            self.local_port, self.remote_port, seq, ack, flags, window, payload, (), ts
+        )
+
+    def data_now(self, now: float) -> DataFields | None:
         """The one segment that carries everything ``send`` queued, when it all goes out
         whole now: an established connection with nothing in flight, nothing else to
         send (no control segment, retransmission, probe, recovery, SACK or ECN news),
         the queued data within one MSS, the peer's window and cwnd. Else None, and
         nothing changed: ``segments_to_send`` takes the general way.
+
+        Given as its fields ``(seq, ack, flags, window, payload, timestamp)`` (no SACK
+        blocks, no ECN mark, no other option: what a prebuilt header covers,
+        :meth:`TcpSender.data_frame`), not as a :class:`TCPRepr` that the sender would
+        only take apart again.
 
         Why: a request/response server's every reply is this case, and the general walk
         (``segments_to_send`` -> ``_send_data`` -> ``_emit_range`` -> ``_make``) was most
@@ -618,7 +647,9 @@ class Connection:
         ):
             return None
         end = una + n
-        seg = self._make(ACK | PSH, una, self._sndbuf.slice(0, n), now)
+        payload = self._sndbuf.slice(0, n)
+        # _make's fields and bookkeeping; no SACK blocks (no out-of-order data, no D-SACK).
+        ack, window, ts = self._fields(ACK | PSH, now)
         if self._rtt_seq is None and not self._ts_on:
             self._rtt_seq = end
             self._rtt_time = now
@@ -629,7 +660,7 @@ class Connection:
         if self._sack_on:
             self._scoreboard.record_sent(end, now)
         self._cwnd_use(now, una)
-        return seg
+        return una & MASK, ack, ACK | PSH, window, payload, ts
 
     @property
     def send_buffer_free(self) -> int:
@@ -1044,17 +1075,16 @@ class Connection:
             and not sack
             and not self._scoreboard.blocks
             and window << self._snd_wscale == self._snd_wnd
+            and (seg is not None or self._ecn is None)
         ):
             # Data that acknowledges nothing new and keeps the window (a bulk
             # receiver's every segment): all the ACK processing would do is the window
-            # update.
+            # update (and, with ECN, the CE mark: only from a parsed segment).
             how = 2
         elif seg is not None:
             how = 0
         else:
-            return False
-        if seg is None and self._ecn is not None:
-            return False
+            return False  # (the first case has no ECN: _plain_ack_state)
         self.stats["segs_in"] += 1
         ka_idle = self.config.keepalive_idle
         if ka_idle is not None and self._ka_at is not None:
@@ -2045,20 +2075,26 @@ class Connection:
         """The TSval a segment sent now carries (None: no timestamps)."""
         return (int(now * 1000) + self._ts_offset) & MASK if self._ts_on else None
 
-    def _make(self, flags: int, seq: int, payload: Buffer, now: float = 0.0) -> TCPRepr:
-        syn = flags & SYN != 0
+    def _fields(self, flags: int, now: float) -> tuple[int, int, tuple[int, int] | None]:
+        """The ACK, window and timestamp fields of a segment with ``flags`` sent now, and
+        sending's bookkeeping: an ACK owes no more ACK; the advertised edge; the count."""
         if flags & ACK:
             self._ack_now = False
             self._ack_at = None
             self._unacked_bytes = 0
-            self._last_ack_sent = self._rcv_nxt
-            ack = self._rcv_nxt & MASK
+            self._last_ack_sent = rcv_nxt = self._rcv_nxt
+            ack = rcv_nxt & MASK
         else:
             ack = 0
-        window = self._window_field(syn)
-        ts = ((int(now * 1000) + self._ts_offset) & MASK, self._ts_recent) if self._ts_on else None
+        window = self._window_field(flags & SYN != 0)
         self.stats["segs_out"] += 1
-        if syn:
+        if self._ts_on:
+            return ack, window, ((int(now * 1000) + self._ts_offset) & MASK, self._ts_recent)
+        return ack, window, None
+
+    def _make(self, flags: int, seq: int, payload: Buffer, now: float = 0.0) -> TCPRepr:
+        ack, window, ts = self._fields(flags, now)
+        if flags & SYN:
             cfg = self.config
             return handshake_segment(
                 self.local_port,

@@ -29,7 +29,7 @@ import struct
 from collections import OrderedDict, deque
 
 from ..v1 import Buffer
-from ..wire.tcp import ACK, FIN, RST, SYN, TCPParseError, TCPRepr
+from ..wire.tcp import ACK, FIN, RST, SYN, DataFields, TCPParseError, TCPRepr
 from ._config import Config
 from ._conn import Connection, State, _wscale_for
 from ._fastopen import CookieJar, FastOpen, option_of
@@ -255,19 +255,19 @@ class TCPEndpoint:
         if key is not None:
             self._dirty[key] = None
 
-    def segment_now(self, conn: Connection, now: float) -> tuple[bytes, bytes, TCPRepr] | None:
-        """``conn.segment_now(now)`` with the endpoint's part of sending: the connection's
+    def segment_now(self, conn: Connection, now: float) -> tuple[bytes, bytes, DataFields] | None:
+        """``conn.data_now(now)`` with the endpoint's part of sending: the connection's
         timer entry (as :meth:`segments_to_send` keeps it). ``(local address, remote
-        address, segment)``, or None when the general way must send (then nothing
-        changed)."""
+        address, the segment's fields)``, or None when the general way must send (then
+        nothing changed)."""
         key = self._addr_of.get(conn)
         if key is None:
             return None
-        seg = conn.segment_now(now)
-        if seg is None:
+        fields = conn.data_now(now)
+        if fields is None:
             return None
         self._rearm(key, conn)
-        return key[0], key[2], seg
+        return key[0], key[2], fields
 
     # ------------------------------------------------------------------ input
 

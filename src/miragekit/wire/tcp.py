@@ -596,6 +596,12 @@ def cut_segment(seg: TCPRepr, size: int) -> list[TCPRepr]:
     return out
 
 
+# ``(seq, ack, flags, window, payload, timestamp)`` of a data segment with no option but
+# timestamps, no urgent data and no ECN mark (Connection.data_now gives them and
+# TcpSender.data_frame frames them: no TCPRepr between the two).
+DataFields = tuple[int, int, int, int, Buffer, tuple[int, int] | None]
+
+
 def plain_fields(
     seg: TCPRepr,
 ) -> tuple[int, int, int, int, Buffer, tuple[int, int] | None, int] | None:
