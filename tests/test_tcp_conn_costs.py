@@ -423,5 +423,16 @@ def test_the_segment_sizes_a_syn_negotiates(peer_mss: int | None, ts: bool, tso:
     smss = max(min(peer, cfg.mss) - (12 if ts else 0), 1)
     assert conn._smss == smss and conn._cc.cwnd == initial_window(smss)
     assert conn._seg_max == (max(smss, tso - tso % smss) if tso else smss)
+    # Receiver SWS avoidance's least opening follows the segment size (RFC 9293 3.8.6.2.2).
+    assert conn._sws_open == min(cfg.recv_buffer // 2, smss)
+    conn.set_path_mtu(576)
+    assert conn._sws_open == min(cfg.recv_buffer // 2, conn._smss)
+    small = Connection.accept(
+        Config(mss=1000, default_mss=536, recv_buffer=1500, send_buffer=1500, tso_max=tso),
+        syn,
+        100,
+        0.0,
+    )
+    assert small._sws_open == min(750, small._smss)
     assert conn._rcv_mss == min(cfg.mss, cfg.default_mss)
     assert conn._rcv_adv - conn._rcv_nxt == min(cfg.recv_buffer, 65535)

@@ -233,6 +233,7 @@ class Connection:
         "_snd_wnd",
         "_snd_wscale",
         "_sndbuf",
+        "_sws_open",
         "_tfo",
         "_tlp_at",
         "_tlp_end",
@@ -341,6 +342,8 @@ class Connection:
         self._rcv_mss = mss0
         self._run_size = 0  # while a coalesced run is processed: its frames' size
         self._seg_max = self._smss
+        half = config.recv_buffer // 2
+        self._sws_open = half if half < mss0 else mss0  # as _set_seg_max keeps it
         self._dupacks = 0
         self._in_recovery = False
         self._recover = iss
@@ -575,6 +578,10 @@ class Connection:
         smss = self._smss
         seg = tso - tso % smss
         self._seg_max = (seg if seg > smss else smss) if tso else smss
+        # Receiver SWS avoidance's least worthwhile opening (RFC 9293 3.8.6.2.2), kept
+        # here with the segment size it follows, not worked out for every segment sent.
+        half = self.config.recv_buffer // 2
+        self._sws_open = half if half < smss else smss
 
     # ------------------------------------------------------------------ application API
 
@@ -701,7 +708,7 @@ class Connection:
             cfg = self.config
             cur = self._rcv_adv - self._rcv_nxt
             free = cfg.recv_buffer - len(buf)
-            if free >= 2 * cur and free - cur >= min(cfg.recv_buffer // 2, self._smss):
+            if free >= 2 * cur and free - cur >= self._sws_open:
                 self._ack_now = True
         return out
 
@@ -2052,10 +2059,7 @@ class Connection:
         if cur < 0:
             cur = 0
         # Receiver SWS avoidance (RFC 9293 3.8.6.2.2): open only by a worthwhile amount.
-        worth = cfg.recv_buffer // 2
-        if self._smss < worth:
-            worth = self._smss
-        wnd = cur if free <= cur or free - cur < worth else free
+        wnd = cur if free <= cur or free - cur < self._sws_open else free
         if syn:
             field = wnd if wnd < 65535 else 65535
             self._rcv_adv = rcv_nxt + field
