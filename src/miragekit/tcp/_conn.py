@@ -842,22 +842,20 @@ class Connection:
         """When ``handle_timer`` must be called next (None: no timer needed)."""
         if self._ctl_out or self._ack_now:
             return 0.0
+        # Each deadline tested where it is, read again only when set: most are unset
+        # most of the time, and an unset one then costs a test, not a copy and a test
+        # (twice a request: after its input and after the reply).
         t = self._rtx_at
-        a = self._ack_at
-        if a is not None and (t is None or a < t):
-            t = a
-        c = self._close_at
-        if c is not None and (t is None or c < t):
-            t = c
-        k = self._ka_at
-        if k is not None and (t is None or k < t):
-            t = k
-        p = self._tlp_at
-        if p is not None and (t is None or p < t):
-            t = p
-        p = self._rack_at
-        if p is not None and (t is None or p < t):
-            t = p
+        if self._ack_at is not None and (t is None or self._ack_at < t):
+            t = self._ack_at
+        if self._close_at is not None and (t is None or self._close_at < t):
+            t = self._close_at
+        if self._ka_at is not None and (t is None or self._ka_at < t):
+            t = self._ka_at
+        if self._tlp_at is not None and (t is None or self._tlp_at < t):
+            t = self._tlp_at
+        if self._rack_at is not None and (t is None or self._rack_at < t):
+            t = self._rack_at
         return t
 
     def handle_timer(self, now: float) -> None:
