@@ -195,3 +195,43 @@ def test_a_batch_that_raises_still_flushes_its_frames() -> None:
         await _close(peer, rest)
 
     aio.run(main())
+
+
+def test_after_disconnect_a_batch_still_gets_its_segments_answered() -> None:
+    """``disconnect`` takes the batch's end (``IPv4.batch_done``) from the driver: a
+    segment that arrives afterwards (the peer's FIN for ours) is answered from a loop
+    callback of its own, at once, not left for a timer."""
+    got: list[bytes] = []
+    ts = bytes([1, 1, 8, 10]) + struct.pack("!II", 1001, 0)
+
+    async def main() -> list[bytes]:
+        _, tap, tcp, peer, _, rest = await _served(got)
+        server, stack, ours = rest
+        server.close()
+        await tcp.disconnect()  # the driver only: the device is still read
+        await asyncio.sleep(0.01)
+        fins = []
+        while True:
+            try:
+                fins.append(peer.recv(2048))
+            except BlockingIOError:
+                break
+        assert fins and fins[-1][47] & 0x01, "our FIN"
+        our_fin = struct.unpack_from("!I", fins[-1], 38)[0]
+        peer.send(_frame(5001, our_fin + 1, 0x11, ts, b""))  # ACK of our FIN, and the peer's
+        tap._on_readable()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        out = []
+        while True:
+            try:
+                out.append(peer.recv(2048))
+            except BlockingIOError:
+                break
+        await stack.disconnect()
+        ours.close()
+        peer.close()
+        return out
+
+    out = aio.run(main())
+    assert [f[47] for f in out] == [0x10]  # the ACK of the peer's FIN, in a loop turn

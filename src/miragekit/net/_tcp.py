@@ -792,7 +792,8 @@ class TCP(Generic[A]):
         end calls :meth:`_batch_done` (``IPv4.batched``, TAP) the batch's end runs it, so a
         batch costs no loop callback made and cancelled; else a loop callback."""
         ip = self._rx_ip
-        if ip is not None and ip.batched:
+        if ip is not None and ip.batched and ip.batch_done == self._batch_done:
+            # (Not after disconnect, which took the batch's end away from this driver.)
             self._flush_handle = True
         else:
             self._flush_handle = self._loop.call_soon(self._flush)
