@@ -989,10 +989,11 @@ class TCP(Generic[A]):
             callbacks, self._readable = self._readable, []
             for cb in callbacks:
                 cb()
-        waiters, self._flush_waiters = self._flush_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+        if self._flush_waiters:  # rare (writes waiting for their flush): no list a run
+            waiters, self._flush_waiters = self._flush_waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
         if served and self._flush_handle is None:
             # The tasks this run woke (or started) take their turn next, in the order
             # they were woken; a flush scheduled now runs right after them, in the same
