@@ -423,5 +423,35 @@ def test_the_segment_sizes_a_syn_negotiates(peer_mss: int | None, ts: bool, tso:
     smss = max(min(peer, cfg.mss) - (12 if ts else 0), 1)
     assert conn._smss == smss and conn._cc.cwnd == initial_window(smss)
     assert conn._seg_max == (max(smss, tso - tso % smss) if tso else smss)
+    # Receiver SWS avoidance's least opening follows the segment size (RFC 9293 3.8.6.2.2).
+    assert conn._sws_open == min(cfg.recv_buffer // 2, smss)
+    conn.set_path_mtu(576)
+    assert conn._sws_open == min(cfg.recv_buffer // 2, conn._smss)
+    small = Connection.accept(
+        Config(mss=1000, default_mss=536, recv_buffer=1500, send_buffer=1500, tso_max=tso),
+        syn,
+        100,
+        0.0,
+    )
+    assert small._sws_open == min(750, small._smss)
     assert conn._rcv_mss == min(cfg.mss, cfg.default_mss)
     assert conn._rcv_adv - conn._rcv_nxt == min(cfg.recv_buffer, 65535)
+
+
+def test_poll_at_is_the_earliest_deadline_set() -> None:
+    # poll_at tests each deadline in place (no copies): whatever is set, the answer is
+    # the earliest of them, None with none set, 0.0 with an ACK or control segment due.
+    syn = TCPRepr(1000, 80, 5, 0, SYN, 65535, b"", 1460, 7, True, (), (1, 0))
+    conn = Connection.accept(Config(), syn, 100, 0.0)
+    rng = random.Random(14)
+    names = ("_rtx_at", "_ack_at", "_close_at", "_ka_at", "_tlp_at", "_rack_at")
+    conn._ctl_out = []
+    conn._ack_now = False
+    for _ in range(2000):
+        values = [rng.choice((None, None, float(rng.randrange(1, 6)))) for _ in names]
+        for name, v in zip(names, values, strict=True):
+            setattr(conn, name, v)
+        set_ = [v for v in values if v is not None]
+        assert conn.poll_at() == (min(set_) if set_ else None), values
+    conn._ack_now = True
+    assert conn.poll_at() == 0.0

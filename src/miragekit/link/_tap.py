@@ -253,9 +253,16 @@ class TapNetif(FdLink[bytes, TapCounters]):
         self._batch_done = fn
 
     def _on_readable(self) -> None:
-        self._read_batch()
+        # The hook of the batch's start is called at its end, whatever happens in it (a
+        # receiver that raises, the hook taken away): the stack's frames of the batch
+        # count on it for their flush (``IPv4.batched``).
         done = self._batch_done
-        if done is not None:
+        if done is None:
+            self._read_batch()
+            return
+        try:
+            self._read_batch()
+        finally:
             done()
 
     def _read_batch(self) -> None:

@@ -134,6 +134,8 @@ class Interface:
             set_done = getattr(link, "set_batch_done", None)
             if set_done is not None:
                 set_done(self._batch_done)
+                if self._ipv4 is not None:
+                    self._ipv4.batched = True  # the device's batches end with batch_done
         else:
             netif = self.ethif.id()
             self._listen_task = asyncio.get_running_loop().create_task(
@@ -149,6 +151,8 @@ class Interface:
             set_done = getattr(self.ethif.link, "set_batch_done", None)
             if set_done is not None:
                 set_done(None)
+        if self._ipv4 is not None:
+            self._ipv4.batched = False
         self._meta = None
         if self._listen_task is not None:
             self._listen_task.cancel()

@@ -179,6 +179,9 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         self.batch_done: Callable[[], None] | None = None
         """Called by the interface when the device's read batch is over (TAP): TCP
         hands over the batch's output then, in the reader's loop turn, not in the next."""
+        self.batched = False
+        """True while the interface's device hands frames over only in read batches whose
+        end always calls :attr:`batch_done` (TAP): a frame need not schedule a flush."""
 
     @classmethod
     async def connect(

@@ -469,7 +469,9 @@ class TCP(Generic[A]):
         # no ``current_task()`` lookup). A dict: disconnect cancels in start order.
         self._tasks: dict[TCPFlow[A], asyncio.Task[None]] = {}
         self._peers: dict[bytes, A] = {}  # packed address -> address object (accepts)
-        self._flush_handle: asyncio.Handle | None = None
+        self._flush_handle: asyncio.Handle | bool | None = None
+        """The flush that is due: a loop callback, True when the end of the device's read
+        batch runs it (:meth:`_flush_soon`), None when none is."""
         self._rx_now: float | None = None  # the time of this batch's segments (till a flush)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -580,7 +582,7 @@ class TCP(Generic[A]):
             now, src, dst, segment, verified=verified, ecn=self._ip.rx_ecn()
         )
         if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_soon()
 
     def _frame_input(self, frame: memoryview) -> bool:
         """A whole received frame, when it is the usual one of a bulk transfer: IPv4
@@ -645,7 +647,7 @@ class TCP(Generic[A]):
                         run.flags = flags
                         data = run.data
                         if self._flush_handle is None:
-                            self._flush_handle = self._loop.call_soon(self._flush)
+                            self._flush_soon()
                 else:
                     data += frame[66 : 14 + tl]
                     run.flags |= flags
@@ -680,12 +682,12 @@ class TCP(Generic[A]):
             self.endpoint.handle_packet(now, src, dst, frame[34 : 14 + tl], verified=True, ecn=ecn)
             self.syns_fast += 1
             if self._flush_handle is None:
-                self._flush_handle = self._loop.call_soon(self._flush)
+                self._flush_soon()
             return True
         self._deliver(now, src, dst, sport, dport, seq, ack, flags, window, frame[66 : 14 + tl],
                       tsv, tse, urgent, ecn, conn)  # fmt: skip
         if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_soon()
         if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
             self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
                              plen, urgent)  # fmt: skip
@@ -755,7 +757,7 @@ class TCP(Generic[A]):
             return conn
         self._rx_ack = _Ack(conn, key, dst, ack, window, tsv, tse)
         if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_soon()
         return conn
 
     def _end_ack(self) -> None:
@@ -781,8 +783,20 @@ class TCP(Generic[A]):
         transports deliver it."""
         h = self._flush_handle
         if h is not None:
-            h.cancel()
+            if isinstance(h, asyncio.Handle):
+                h.cancel()
             self._flush()
+
+    def _flush_soon(self) -> None:
+        """The flush a received frame asks for, none being due: in a read batch whose
+        end calls :meth:`_batch_done` (``IPv4.batched``, TAP) the batch's end runs it, so a
+        batch costs no loop callback made and cancelled; else a loop callback."""
+        ip = self._rx_ip
+        if ip is not None and ip.batched and ip.batch_done == self._batch_done:
+            # (Not after disconnect, which took the batch's end away from this driver.)
+            self._flush_handle = True
+        else:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _end_run(self) -> None:
         """Hand the endpoint the run's merged segment, if it holds any; the run stays
@@ -975,10 +989,11 @@ class TCP(Generic[A]):
             callbacks, self._readable = self._readable, []
             for cb in callbacks:
                 cb()
-        waiters, self._flush_waiters = self._flush_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+        if self._flush_waiters:  # rare (writes waiting for their flush): no list a run
+            waiters, self._flush_waiters = self._flush_waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
         if served and self._flush_handle is None:
             # The tasks this run woke (or started) take their turn next, in the order
             # they were woken; a flush scheduled now runs right after them, in the same

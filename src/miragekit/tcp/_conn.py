@@ -233,6 +233,7 @@ class Connection:
         "_snd_wnd",
         "_snd_wscale",
         "_sndbuf",
+        "_sws_open",
         "_tfo",
         "_tlp_at",
         "_tlp_end",
@@ -341,6 +342,8 @@ class Connection:
         self._rcv_mss = mss0
         self._run_size = 0  # while a coalesced run is processed: its frames' size
         self._seg_max = self._smss
+        half = config.recv_buffer // 2
+        self._sws_open = half if half < mss0 else mss0  # as _set_seg_max keeps it
         self._dupacks = 0
         self._in_recovery = False
         self._recover = iss
@@ -575,6 +578,10 @@ class Connection:
         smss = self._smss
         seg = tso - tso % smss
         self._seg_max = (seg if seg > smss else smss) if tso else smss
+        # Receiver SWS avoidance's least worthwhile opening (RFC 9293 3.8.6.2.2), kept
+        # here with the segment size it follows, not worked out for every segment sent.
+        half = self.config.recv_buffer // 2
+        self._sws_open = half if half < smss else smss
 
     # ------------------------------------------------------------------ application API
 
@@ -701,7 +708,7 @@ class Connection:
             cfg = self.config
             cur = self._rcv_adv - self._rcv_nxt
             free = cfg.recv_buffer - len(buf)
-            if free >= 2 * cur and free - cur >= min(cfg.recv_buffer // 2, self._smss):
+            if free >= 2 * cur and free - cur >= self._sws_open:
                 self._ack_now = True
         return out
 
@@ -835,22 +842,20 @@ class Connection:
         """When ``handle_timer`` must be called next (None: no timer needed)."""
         if self._ctl_out or self._ack_now:
             return 0.0
+        # Each deadline tested where it is, read again only when set: most are unset
+        # most of the time, and an unset one then costs a test, not a copy and a test
+        # (twice a request: after its input and after the reply).
         t = self._rtx_at
-        a = self._ack_at
-        if a is not None and (t is None or a < t):
-            t = a
-        c = self._close_at
-        if c is not None and (t is None or c < t):
-            t = c
-        k = self._ka_at
-        if k is not None and (t is None or k < t):
-            t = k
-        p = self._tlp_at
-        if p is not None and (t is None or p < t):
-            t = p
-        p = self._rack_at
-        if p is not None and (t is None or p < t):
-            t = p
+        if self._ack_at is not None and (t is None or self._ack_at < t):
+            t = self._ack_at
+        if self._close_at is not None and (t is None or self._close_at < t):
+            t = self._close_at
+        if self._ka_at is not None and (t is None or self._ka_at < t):
+            t = self._ka_at
+        if self._tlp_at is not None and (t is None or self._tlp_at < t):
+            t = self._tlp_at
+        if self._rack_at is not None and (t is None or self._rack_at < t):
+            t = self._rack_at
         return t
 
     def handle_timer(self, now: float) -> None:
@@ -2052,10 +2057,7 @@ class Connection:
         if cur < 0:
             cur = 0
         # Receiver SWS avoidance (RFC 9293 3.8.6.2.2): open only by a worthwhile amount.
-        worth = cfg.recv_buffer // 2
-        if self._smss < worth:
-            worth = self._smss
-        wnd = cur if free <= cur or free - cur < worth else free
+        wnd = cur if free <= cur or free - cur < self._sws_open else free
         if syn:
             field = wnd if wnd < 65535 else 65535
             self._rcv_adv = rcv_nxt + field
