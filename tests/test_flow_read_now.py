@@ -15,21 +15,26 @@ from miragekit.net._tcp import TCPFlow
 from miragekit.result import EOF, Ok
 
 
+async def _accepted() -> tuple[Any, Any, Any, Any]:
+    """Two stacks and one connection between them: (client stack, server stack, client
+    flow, accepted server flow), the server's flow kept open by its task."""
+    _, (c, s) = await make_stacks()
+    accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def on_flow(flow: Any) -> None:
+        accepted.set_result(flow)
+        await asyncio.sleep(3600)
+
+    s.listen_tcpv4(port=80, callback=on_flow)
+    r = await c.tcpv4().create_connection((IPv4Address("10.0.0.2"), 80))
+    assert isinstance(r, Ok)
+    return c, s, r.value, await accepted
+
+
 def test_on_readable_then_read_now_gives_data_then_nothing_then_eof() -> None:
     async def main() -> list[Any]:
-        _, (c, s) = await make_stacks()
-        accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        c, s, client, server = await _accepted()
         seen: list[Any] = []
-
-        async def on_flow(flow: Any) -> None:
-            accepted.set_result(flow)
-            await asyncio.sleep(3600)
-
-        s.listen_tcpv4(port=80, callback=on_flow)
-        r = await c.tcpv4().create_connection((IPv4Address("10.0.0.2"), 80))
-        assert isinstance(r, Ok)
-        client = r.value
-        server = await accepted
         assert server.read_now() is None  # nothing yet: a read would wait
         woke = asyncio.Event()
 
@@ -142,18 +147,7 @@ def test_a_flow_read_through_on_readable_is_told_of_data_without_events(
     monkeypatch.setattr(TCPFlow, "_on_event", recorded)
 
     async def main() -> tuple[list[bytes], bytes]:
-        _, (c, s) = await make_stacks()
-        accepted: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        async def on_flow(flow: Any) -> None:
-            accepted.set_result(flow)
-            await asyncio.sleep(3600)
-
-        s.listen_tcpv4(port=80, callback=on_flow)
-        r = await c.tcpv4().create_connection((IPv4Address("10.0.0.2"), 80))
-        assert isinstance(r, Ok)
-        client = r.value
-        server = await accepted
+        c, s, client, server = await _accepted()
         got: list[bytes] = []
         woke = asyncio.Event()
 

@@ -40,35 +40,9 @@ def _frame(seq: int, ack: int, flags: int, opts: bytes, payload: bytes) -> bytes
 def test_a_read_batch_hands_its_data_over_before_the_reader_returns() -> None:
     got: list[bytes] = []
 
-    class Note(asyncio.Protocol):
-        def data_received(self, data: bytes) -> None:
-            got.append(data)
-
     async def main() -> tuple[list[bytes], list[bytes]]:
-        loop = asyncio.get_running_loop()
-        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        ours.setblocking(False)
-        peer.setblocking(False)
-        tap = TapNetif(ours.fileno(), "pair", mtu=1500, mac=MacAddr(OUR_MAC), loop=loop)
-        ip = await IPv4Stack.connect(tap, cidr=f"{OURS}/24")
-        ip.ipv4.arp.add_static(int(PEER), PEER_MAC, loop.time())
-        stack = DirectStackV4(cast(Any, None), ip, TCP(ip.ipv4))
-        with aio.bind(stack):
-            server = await loop.create_server(Note, str(OURS), 80)
-        await asyncio.sleep(0.05)
-        while True:  # the gratuitous ARP
-            try:
-                peer.recv(2048)
-            except BlockingIOError:
-                break
+        _, tap, _, peer, iss, rest = await _served(got)
         ts = bytes([1, 1, 8, 10]) + struct.pack("!II", 1000, 0)
-        syn_opts = struct.pack("!BBH", 2, 4, 1460) + bytes([4, 2]) + bytes([8, 10])
-        peer.send(_frame(5000, 0, 0x02, syn_opts + struct.pack("!II", 1000, 0) + b"\1\3\3\7", b""))
-        await asyncio.sleep(0.05)
-        synack = peer.recv(2048)
-        iss = struct.unpack_from("!I", synack, 38)[0]
-        peer.send(_frame(5001, iss + 1, 0x10, ts, b""))
-        await asyncio.sleep(0.05)
         before = list(got)
         # Two requests in one batch, read by the reader callback itself (as the loop
         # calls it): their data reaches the protocol before it returns.
@@ -76,10 +50,7 @@ def test_a_read_batch_hands_its_data_over_before_the_reader_returns() -> None:
         peer.send(_frame(5007, iss + 1, 0x18, ts, b"GET /b"))
         tap._on_readable()
         during = list(got)
-        server.close()
-        await stack.disconnect()
-        ours.close()
-        peer.close()
+        await _close(peer, rest)
         return before, during
 
     before, during = aio.run(main())
