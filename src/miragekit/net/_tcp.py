@@ -1004,29 +1004,27 @@ class TCP(Generic[A]):
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        ep = self.endpoint
-        if (
-            self._flush_handle is None
-            and not self._flush_waiters
-            and not self._writers
-            and self._rx_ack is None
-            and (self._rx_run is None or self._rx_run.data is None)
-        ):
-            # Nothing waits for a run. When no connection's timer is due after all (its
-            # deadline moved later: a delayed ACK a reply carried, a retransmission the
-            # ACK cancelled; it is gone), the run would only arm the timer again:
-            # arm it here, as that run would, for the same deadline.
-            if not ep.handle_timer(self._loop.time()) and not ep.has_work():
-                self._rx_now = None
-                self._arm_timer(ep.poll_at())
-                return
-            self._flush()
-            return
         if self._rx_run is not None:
             self._end_run()
         if self._rx_ack is not None:
             self._end_ack()
-        ep.handle_timer(self._loop.time())
+        ep = self.endpoint
+        if (
+            not ep.handle_timer(self._loop.time())
+            and self._flush_handle is None
+            and not self._flush_waiters
+            and not self._writers
+            and not self._told
+            and not self._readable
+            and not ep.has_work()
+        ):
+            # No connection's timer was due after all (its deadline moved later: a
+            # delayed ACK a reply carried, a retransmission the ACK cancelled; it is
+            # gone) and nothing waits for a run, which would only arm the timer again:
+            # arm it here, as that run would, for the same deadline.
+            self._rx_now = None
+            self._arm_timer(ep.poll_at())
+            return
         self._flush()
 
     def _run(self) -> bool:
