@@ -838,10 +838,24 @@ class Connection:
 
     # ------------------------------------------------------------------ timers
 
-    def poll_at(self) -> float | None:
-        """When ``handle_timer`` must be called next (None: no timer needed)."""
+    def poll_at(self, quiet: bool = False) -> float | None:
+        """When ``handle_timer`` must be called next (None: no timer needed; 0.0: now,
+        output is due). ``quiet``: -1.0 whenever :meth:`quiet` is false, else the same:
+        the endpoint's one question after a segment's input (nothing to send: only the
+        timer entry), one call where asking both took two (deadlines are clock times,
+        never negative)."""
         if self._ctl_out or self._ack_now:
-            return 0.0
+            return -1.0 if quiet else 0.0
+        if quiet:
+            st = self.state
+            if not (
+                (st is ESTABLISHED or st is CLOSE_WAIT)
+                and not self._rexmit
+                and not self._tlp_probe
+                and not self._in_recovery
+                and self._snd_nxt >= self._snd_buf_seq + self._sndbuf.size + self._fin_queued
+            ):
+                return -1.0
         # Each deadline tested where it is, read again only when set: most are unset
         # most of the time, and an unset one then costs a test, not a copy and a test
         # (twice a request: after its input and after the reply).
@@ -2149,16 +2163,7 @@ class Connection:
         an established connection (or one the peer closed, whose walk is the same) with
         no control segment, ACK, retransmission, probe or unsent data due (what its walk
         checks first)."""
-        st = self.state
-        return (
-            (st is ESTABLISHED or st is CLOSE_WAIT)
-            and not self._ctl_out
-            and not self._ack_now
-            and not self._rexmit
-            and not self._tlp_probe
-            and not self._in_recovery
-            and self._snd_nxt >= self._snd_buf_seq + self._sndbuf.size + self._fin_queued
-        )
+        return self.poll_at(True) != -1.0
 
     def segments_to_send(self, now: float) -> list[TCPRepr]:
         """Everything the connection wants to send now (may be empty)."""

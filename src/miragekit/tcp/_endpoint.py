@@ -266,7 +266,11 @@ class TCPEndpoint:
         fields = conn.data_now(now)
         if fields is None:
             return None
-        self._rearm(key, conn)
+        t = conn.poll_at()  # _rearm, written out: every reply comes this way
+        if t is not None:
+            s = self._scheduled.get(key)
+            if s is None or t < s:
+                self._arm(key, t)
         return key[0], key[2], fields
 
     # ------------------------------------------------------------------ input
@@ -326,12 +330,16 @@ class TCPEndpoint:
             return False
         self.stats["segments_in"] += 1
         self._active[key] = conn
-        if conn.quiet() and key not in self._half_open:
-            # Nothing to send (a delayed ACK, a request the application has yet to
-            # answer): the walk of segments_to_send would only arm its timer.
-            self._rearm(key, conn)
-        else:
+        # Nothing to send (quiet: a delayed ACK, a request the application has yet to
+        # answer): the walk of segments_to_send would only arm its timer. _rearm, written
+        # out, with quiet() and poll_at() asked in one call: two calls less a request.
+        t = conn.poll_at(True)
+        if (t is not None and t < 0.0) or key in self._half_open:
             self._dirty[key] = None
+        elif t is not None:
+            s = self._scheduled.get(key)
+            if s is None or t < s:
+                self._arm(key, t)
         return True
 
     def handle_segment(self, now: float, src: bytes, dst: bytes, seg: TCPRepr) -> None:

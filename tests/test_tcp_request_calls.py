@@ -1,0 +1,88 @@
+"""A keep-alive request's path makes only the calls it needs: the driver hands the
+segment to header prediction itself (no ``TCP._deliver``), and the endpoint asks the
+connection one question after the input (``poll_at(quiet=True)``, not ``quiet()`` and
+``poll_at()``) and writes ``_rearm`` out on both sides; and what the one question answers
+is exactly what the two did."""
+
+from __future__ import annotations
+
+import importlib
+import random
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from miragekit import aio
+from miragekit.tcp import Config, Connection, State
+from miragekit.wire.tcp import SYN, TCPRepr
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture
+def steps(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module("tcp_reqresp_steps")
+
+
+def test_a_request_and_its_reply_call_each_step_once(steps: ModuleType) -> None:
+    res = aio.run(steps.serve(4, 20, "bytecodes"))
+    calls = res["calls"]
+    # Every request went the fast way in and out (one call of each step per request).
+    for name in ("tcp/_conn.py:Connection.handle_next", "tcp/_conn.py:Connection.data_now",
+                 "tcp/_endpoint.py:TCPEndpoint.handle_next",
+                 "tcp/_endpoint.py:TCPEndpoint.segment_now"):  # fmt: skip
+        assert calls[name] == 1.0, name
+    # Written out where they were called, once per request each.
+    for name in ("net/_tcp.py:TCP._deliver", "tcp/_endpoint.py:TCPEndpoint._rearm",
+                 "tcp/_conn.py:Connection.quiet"):  # fmt: skip
+        assert name not in calls, name
+    # One deadline question after the request's input, one after the reply; the
+    # driver's own (its runs, a few a round) come on top.
+    assert 2.0 <= calls["tcp/_conn.py:Connection.poll_at"] < 2.1
+    assert res["calls_per_request"] > 20
+
+
+def _conn() -> Connection:
+    syn = TCPRepr(1000, 80, 5, 0, SYN, 65535, b"", 1460, 7, True, (), (1, 0))
+    conn = Connection.accept(Config(), syn, 100, 0.0)
+    conn.state = State.ESTABLISHED
+    return conn
+
+
+def _quiet_as_it_was(conn: Connection) -> bool:
+    """``Connection.quiet`` as it was written before it asked ``poll_at``."""
+    st = conn.state
+    return (
+        (st is State.ESTABLISHED or st is State.CLOSE_WAIT)
+        and not conn._ctl_out
+        and not conn._ack_now
+        and not conn._rexmit
+        and not conn._tlp_probe
+        and not conn._in_recovery
+        and conn._snd_nxt >= conn._snd_buf_seq + conn._sndbuf.size + conn._fin_queued
+    )
+
+
+def test_poll_at_quiet_is_minus_one_exactly_when_not_quiet_else_poll_at() -> None:
+    conn = _conn()
+    rng = random.Random(11)
+    deadlines = ("_rtx_at", "_ack_at", "_close_at", "_ka_at", "_tlp_at", "_rack_at")
+    states = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.LAST_ACK)
+    una = conn._snd_una
+    for _ in range(3000):
+        for name in deadlines:
+            setattr(conn, name, rng.choice((None, None, float(rng.randrange(1, 6)))))
+        conn.state = rng.choice(states)
+        conn._ctl_out = [] if rng.random() < 0.8 else [TCPRepr(80, 1000, 1, 1, 0x10, 1)]
+        conn._ack_now = rng.random() < 0.2
+        conn._rexmit = rng.random() < 0.1
+        conn._tlp_probe = rng.random() < 0.1
+        conn._in_recovery = rng.random() < 0.1
+        conn._fin_queued = rng.random() < 0.1
+        conn._snd_nxt = una + rng.choice((0, 0, 1))
+        quiet = _quiet_as_it_was(conn)
+        assert conn.quiet() is quiet
+        got = conn.poll_at(True)
+        assert got == (conn.poll_at() if quiet else -1.0)
