@@ -47,7 +47,6 @@ def install() -> collections.Counter[str]:
     causes: dict[Any, str] = {}
     direct: list[str] = []  # the cause of a _flush called directly (batch, timer)
     run: list[list[int]] = []  # per _flush in progress: [frames, events]
-    told = [0]  # data told to flows since the last run began (see _data_in)
 
     def scheduling(cls: Any, name: str, label: str) -> None:
         orig = getattr(cls, name)
@@ -85,8 +84,8 @@ def install() -> collections.Counter[str]:
                 c["timer runs with a flush still pending"] += 1
         else:
             cause = causes.pop(h, "?")
-        run.append([0, told[0]])
-        told[0] = 0
+        # Flows told of data since the last run began (TCP._told): this run serves them.
+        run.append([0, len(self._told)])
         flush(self)
         frames, events = run.pop()
         if self._flush_handle is not None and self._flush_handle is not h:
@@ -151,18 +150,6 @@ def install() -> collections.Counter[str]:
         on_event(self, ev)
 
     flow_cls._on_event = _on_event
-    data_in = flow_cls._data_in
-
-    def _data_in(self: Any) -> None:
-        # Data told by a call, not an event (on_readable): during frame input, before
-        # the run that hands it to the flow's callback, which it counts for.
-        if run:
-            run[-1][1] += 1
-        else:
-            told[0] += 1
-        data_in(self)
-
-    flow_cls._data_in = _data_in
     start = tcp_cls._start
 
     def _start(self: Any, conn: Any, cb: Any) -> None:

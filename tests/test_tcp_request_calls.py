@@ -6,6 +6,7 @@ is exactly what the two did."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import random
 from pathlib import Path
@@ -14,6 +15,7 @@ from types import ModuleType
 import pytest
 
 from miragekit import aio
+from miragekit.result import Ok
 from miragekit.tcp import Config, Connection, State
 from miragekit.wire.tcp import SYN, TCPRepr
 
@@ -86,3 +88,37 @@ def test_poll_at_quiet_is_minus_one_exactly_when_not_quiet_else_poll_at() -> Non
         assert conn.quiet() is quiet
         got = conn.poll_at(True)
         assert got == (conn.poll_at() if quiet else -1.0)
+
+
+def test_data_is_told_to_an_on_readable_flow_without_a_python_call(steps: ModuleType) -> None:
+    # The connection's reader is the driver's list's own append (TCP._told): the
+    # callback is listed without a method of the flow in between.
+    calls = aio.run(steps.serve(4, 20, "bytecodes"))["calls"]
+    assert "net/_tcp.py:TCPFlow._data_in" not in calls
+    assert calls["netloop/_transport.py:StackTransport._deliver"] == 1.0  # told once each
+
+
+def test_a_task_reading_a_flow_with_on_readable_is_woken_by_data_too() -> None:
+    from tests.test_flow_read_now import _accepted
+
+    async def main() -> tuple[bytes, int]:
+        c, s, client, server = await _accepted()
+        told = 0
+
+        def readable() -> None:
+            nonlocal told
+            told += 1
+
+        server.on_readable(readable)
+        reader = asyncio.ensure_future(server.read())
+        await asyncio.sleep(0)  # waiting in read()
+        await client.write(b"for the task")
+        got = await asyncio.wait_for(reader, 5)
+        assert isinstance(got, Ok)
+        await c.disconnect()
+        await s.disconnect()
+        return bytes(got.value), told
+
+    data, told = asyncio.run(main())
+    assert data == b"for the task"
+    assert told >= 1  # and the callback heard of it as well

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import logging
 import struct
@@ -225,6 +226,9 @@ class TCPFlow(Generic[A]):
 
     async def read(self) -> Ok[memoryview] | Eof | Error[TCPError]:
         while (r := self.read_now()) is None:
+            if self._on_readable is not None:
+                # Read by a task too: data then wakes it (_data_in), not only the callback.
+                self._conn.set_reader(self._data_in)
             await self._wait("_reader")
         return r
 
@@ -262,21 +266,22 @@ class TCPFlow(Generic[A]):
         work on incoming segments, or soon after a call into the flow), never from inside
         a call the application made, so it may hand data to the application at once."""
         self._on_readable = callback
-        # Data is then told by the connection's call (_data_in), not a DataReceived event
-        # that the driver's run takes from it and hands to _on_event.
-        self._conn.set_reader(None if callback is None else self._data_in)
+        # Data is then told by the connection's call, not a DataReceived event that the
+        # driver's run takes from it and hands to _on_event: the callback goes on the
+        # driver's list of flows told of data (TCP._told), by the list's own append (no
+        # Python call a request); _data_in once a task reads the flow as well.
+        self._conn.set_reader(
+            None if callback is None else functools.partial(self._tcp._told.append, callback)
+        )
 
     def _data_in(self) -> None:
-        """The connection has data to read (its reader, set by :meth:`on_readable`): the
-        callback is called after the driver's next run (every segment's input schedules
-        one), which counts as serving a flow, as the event did (``TCP._told``): the
-        flush after it is scheduled at once, for the tasks the callback wakes."""
+        """The connection has data to read (its reader while a task waits in :meth:`read`
+        on a flow with :meth:`on_readable`): the task is woken, and the callback listed
+        as :meth:`on_readable`'s reader lists it (``TCP._told``)."""
         fut = self._reader
         if fut is not None and not fut.done():
             fut.set_result(None)
-        tcp = self._tcp
-        tcp._readable.append(self._on_readable)  # type: ignore[arg-type]
-        tcp._told = True
+        self._tcp._told.append(self._on_readable)  # type: ignore[arg-type]
 
     async def writev(self, bufs: Buffers) -> Ok[None] | Eof | Error[TCPError]:
         for buf in bufs:
@@ -478,7 +483,12 @@ class TCP(Generic[A]):
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._running = False  # inside _run: flows' readable callbacks wait for its end
         self._readable: list[Callable[[], None]] = []
-        self._told = False  # a flow was told of data (TCPFlow._data_in) since the last run
+        # The on_readable callbacks of flows told of data since the last run began (by
+        # their connections' reader, TCPFlow.on_readable): called after the next run,
+        # which counts as serving a flow, as the event did: the flush after it is then
+        # scheduled at once, for the tasks the callbacks wake. The same list throughout
+        # (the readers hold its append).
+        self._told: list[Callable[[], None]] = []
         self._disconnected = False
         self.internal_errors = 0
         # IPv4 without offload: each connection's frames come from a prebuilt header
@@ -1041,8 +1051,11 @@ class TCP(Generic[A]):
         """Send what is due and hand the connections' events to their flows; True when
         some flow was given events or a connection was accepted (a task may run now)."""
         ep = self.endpoint
-        served = self._told  # data told to a flow (TCPFlow._data_in): as its event would
-        self._told = False
+        told = self._told
+        served = bool(told)  # data told to a flow (TCPFlow.on_readable): as its event would
+        if told:
+            self._readable += told  # called after this run (_flush)
+            told.clear()
         if not self._writers and not ep.has_work():
             # Nothing to send, deliver or accept (the re-flush after tasks that wrote
             # nothing, an ACK that changed only the timers): only the timer, as below.
