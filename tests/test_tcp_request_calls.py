@@ -122,3 +122,24 @@ def test_a_task_reading_a_flow_with_on_readable_is_woken_by_data_too() -> None:
     data, told = asyncio.run(main())
     assert data == b"for the task"
     assert told >= 1  # and the callback heard of it as well
+
+
+def test_header_prediction_lists_its_connection_as_active_only_with_events() -> None:
+    from tests.test_tcp_conn_costs import CPORT, SECRET, A, B, _accepted
+
+    from miragekit.tcp import DataReceived, TCPEndpoint
+
+    ep = TCPEndpoint(Config(timestamps=False), secret=SECRET)
+    conn, our = _accepted(ep)
+    ep.take_active()
+    conn.take_events()  # the handshake's, drained as a driver would
+    told: list[int] = []
+    conn.set_reader(lambda: told.append(1))  # data told by a call (an on_readable flow)
+    assert ep.handle_next(0.0, B, A, CPORT, 80, 1001, our, 64000, b"GET", None)
+    assert told == [1]
+    assert ep.take_active() == []  # no news for the driver's walk
+    assert conn.receive() == b"GET"
+    conn.set_reader(None)  # data as events again: the connection is listed for them
+    assert ep.handle_next(0.01, B, A, CPORT, 80, 1004, our, 64000, b"again", None)
+    assert ep.take_active() == [conn]
+    assert conn.take_events() == [DataReceived()]

@@ -227,7 +227,8 @@ class TCPEndpoint:
         self.stats["connections_opened"] += 1
 
     def take_active(self) -> list[Connection]:
-        """Connections that received segments or timer expiries since the last call.
+        """Connections that received segments or timer expiries since the last call;
+        of the segments taken by :meth:`handle_next`, only those that left events.
 
         The driver drains their events (``next_event``) and serves their applications;
         new connections of a listener come from :meth:`accept`.
@@ -329,7 +330,10 @@ class TCPEndpoint:
         if not conn.handle_next(now, seq, ack, window, payload, ts):
             return False
         self.stats["segments_in"] += 1
-        self._active[key] = conn
+        if conn._events:
+            # News for the driver. Else (the usual request, its data told by the
+            # connection's reader) nothing for the driver's walk over take_active to do.
+            self._active[key] = conn
         # Nothing to send (quiet: a delayed ACK, a request the application has yet to
         # answer): the walk of segments_to_send would only arm its timer. _rearm, written
         # out, with quiet() and poll_at() asked in one call: two calls less a request.
