@@ -143,3 +143,34 @@ def test_header_prediction_lists_its_connection_as_active_only_with_events() -> 
     assert ep.handle_next(0.01, B, A, CPORT, 80, 1004, our, 64000, b"again", None)
     assert ep.take_active() == [conn]
     assert conn.take_events() == [DataReceived()]
+
+
+def test_the_general_way_asks_the_one_question_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_tcp_conn_costs import CPORT, SECRET, A, B, _accepted
+
+    from miragekit.tcp import TCPEndpoint
+    from miragekit.wire.tcp import ACK, FIN
+
+    ep = TCPEndpoint(Config(timestamps=False), secret=SECRET)
+    conn, our = _accepted(ep)
+    asked: list[bool] = []
+    real = Connection.poll_at
+
+    def poll_at(self: Connection, quiet: bool = False) -> float | None:
+        asked.append(quiet)
+        return real(self, quiet)
+
+    def quiet(self: Connection) -> bool:
+        raise AssertionError("quiet() asked apart")
+
+    monkeypatch.setattr(Connection, "poll_at", poll_at)
+    monkeypatch.setattr(Connection, "quiet", quiet)
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | FIN, 64000))
+    assert conn.state == State.CLOSE_WAIT
+    # Quiet (the FIN's ACK waits for the application's answer or close, as a delayed
+    # ACK): one question gave the timer entry; the walk has nothing to do.
+    assert asked == [True]
+    monkeypatch.undo()
+    t = conn.poll_at()
+    assert t is not None and t > 0.0 and ep.poll_at() == t
+    assert ep.segments_to_send(0.0) == []

@@ -368,12 +368,15 @@ class TCPEndpoint:
                 conn.handle_segment(now, seg)
                 if st == _SYN_SENT and seg.flags & SYN and conn.fastopen is not None:
                     self._file_cookie(conn, src, seg)
-                if key not in self._half_open and conn.quiet():
+                t = conn.poll_at(True)
+                if key in self._half_open or (t is not None and t < 0.0):
+                    self._dirty[key] = None
+                elif t is not None:
                     # Nothing to send (a FIN whose ACK waits for the application's
                     # answer or close): as in handle_next, only the timer entry.
-                    self._rearm(key, conn)
-                else:
-                    self._dirty[key] = None
+                    s = self._scheduled.get(key)
+                    if s is None or t < s:
+                        self._arm(key, t)
                 self._active[key] = conn
                 return
             else:
