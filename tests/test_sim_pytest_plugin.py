@@ -201,6 +201,33 @@ def test_x(sim_seed):
     assert "pytest_plugin.py" not in result.stdout.str()  # one clear line, no traceback
 
 
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("seeds=5", "seeds must be an iterable of ints (e.g. range(5)), got 5"),
+        ("seed=3", "has no argument 'seed' (known: seeds, until)"),
+        ("range(3)", "takes keyword arguments only (seeds=..., until=...), got (range(0, 3),)"),
+        ("seeds='012'", "seeds must be an iterable of ints, got '012'"),
+    ],
+)
+def test_a_misused_marker_is_one_line_naming_the_test(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
+    pytester.makepyfile(
+        test_inner=f"""
+import pytest
+
+@pytest.mark.sim({marker})
+def test_x(sim_seed):
+    pass
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"test_inner.py::test_x: @pytest.mark.sim {message}"])
+    assert "pytest_plugin.py" not in result.stdout.str()  # one clear line, no traceback
+
+
 def test_the_documented_plugin_example_runs(pytester: pytest.Pytester) -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text()
     section = page[page.index("## The pytest plugin") :]

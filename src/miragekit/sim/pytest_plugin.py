@@ -59,7 +59,38 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+_MARKER_ARGS = ("seeds", "until")
+
+
+def _check_marker(metafunc: pytest.Metafunc) -> None:
+    """A misspelt or misused ``@pytest.mark.sim`` is one line naming the test, never a
+    silent default (``seed=3`` would otherwise run seed 0)."""
+    marker = metafunc.definition.get_closest_marker("sim")
+    if marker is None:
+        return
+    where = f"{metafunc.definition.nodeid}: @pytest.mark.sim"
+    if marker.args:
+        pytest.fail(
+            f"{where} takes keyword arguments only (seeds=..., until=...), got {marker.args!r}",
+            pytrace=False,
+        )
+    for k in marker.kwargs:
+        if k not in _MARKER_ARGS:
+            pytest.fail(
+                f"{where} has no argument {k!r} (known: {', '.join(_MARKER_ARGS)})", pytrace=False
+            )
+    seeds = marker.kwargs.get("seeds")
+    if seeds is not None and (isinstance(seeds, str) or not isinstance(seeds, Iterable)):
+        pytest.fail(
+            f"{where} seeds must be an iterable of ints (e.g. range({seeds!r})), got {seeds!r}"
+            if isinstance(seeds, int) and not isinstance(seeds, bool)
+            else f"{where} seeds must be an iterable of ints, got {seeds!r}",
+            pytrace=False,
+        )
+
+
 def _seeds(metafunc: pytest.Metafunc) -> list[int]:
+    _check_marker(metafunc)
     forced = metafunc.config.getoption("sim_seed")
     if forced is not None:
         return [forced]
