@@ -53,6 +53,11 @@ def resolver_for(stack: Any) -> Any:
     return kept[1]
 
 
+def bound_resolver() -> Any:
+    """The resolver bound with the stack in the calling context, if any."""
+    return _resolver.get()
+
+
 def bound_stack() -> v1.StackV4 | None:
     """The stack bound to the calling context, if any."""
     return _stack.get()

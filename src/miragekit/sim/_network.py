@@ -164,7 +164,8 @@ def _network_loop_class() -> type[SimLoop]:
     first use: the stack modules import this package)."""
     global _loop_class
     if _loop_class is None:
-        from ..netloop import StackLoopMixin, bound_stack
+        from ..netloop import StackLoopMixin, _names, bound_stack
+        from ..netloop._bind import bound_resolver, stack_for
 
         class NetworkLoop(StackLoopMixin, SimLoop):  # type: ignore[misc]
             """Virtual time; sockets through the calling host's stack; each task
@@ -176,6 +177,7 @@ def _network_loop_class() -> type[SimLoop]:
                     weakref.WeakKeyDictionary()
                 )
                 self.hosts_by_stack: dict[int, str] = {}
+                self.plan_resolvers: dict[int, _PlanResolver] = {}  # id(stack): its host's
                 self.clocks: dict[str, tuple[float, float]] = {}  # host: (skew s, drift ppm)
 
             def current_host(self) -> str | None:
@@ -197,6 +199,32 @@ def _network_loop_class() -> type[SimLoop]:
                 ``clock_skew`` and running ``drift`` ppm fast (slow if negative)."""
                 skew, drift = self.clocks.get(host, (0.0, 0.0))
                 return SimLoop.wall_time(self) + skew + self.time() * drift * 1e-6
+
+            async def _stack_for(self, call: str) -> Any:
+                if bound_stack() is None:
+                    raise RuntimeError(
+                        f"{call}: this code runs as no host of the simulated network (an "
+                        "at() action, or code outside every host's main): make the call "
+                        "from a host's main, or bind a host's stack around it "
+                        "(with miragekit.aio.bind(net.stack(name)): ...)"
+                    )
+                return stack_for(call)
+
+            async def _resolve(
+                self,
+                stack: Any,
+                host: Any,
+                port: Any,
+                family: int,
+                type: int,
+                proto: int,
+                flags: int,
+            ) -> list[_names.AddrInfo]:
+                # A host's stack bound by the test's own code resolves from the plan too.
+                plan = self.plan_resolvers.get(id(stack))
+                if plan is None or bound_resolver() is not None:
+                    return await super()._resolve(stack, host, port, family, type, proto, flags)
+                return await _names.resolve(plan, host, port, family, type, proto, flags)
 
             def call_exception_handler(self, context: dict[str, Any]) -> None:
                 # Python 3.11's start_server asks a cancelled handler task for its
@@ -264,6 +292,8 @@ class Network:
         self._events: list[Event] = []
         self._changed: asyncio.Event | None = None
         self._cleanups: list[asyncio.Future[Any]] = []
+        self._actions: list[asyncio.Future[Any]] = []  # async at() actions, running
+        self._action_error: BaseException | None = None  # the first an action raised
         self._capture: str | None = None
         self._watch: EscapeWatch | None = None
         self._report: Report | None = None
@@ -538,7 +568,12 @@ class Network:
             try:
                 out = action()
                 if inspect.isawaitable(out):
-                    self._cleanups.append(asyncio.ensure_future(out))
+                    task = asyncio.ensure_future(out)
+                    self._cleanups.append(task)
+                    self._actions.append(task)
+                    task.add_done_callback(lambda t: self._action_done(what, when, t))
+            except Exception as e:
+                self._action_failed(what, when, e)
             finally:
                 self._wake()
 
@@ -546,6 +581,22 @@ class Network:
             asyncio.get_running_loop().call_at(when, fire)
         else:
             self._scheduled.append((float(when), fire))
+
+    def _action_done(self, what: str, when: float, task: asyncio.Future[Any]) -> None:
+        self._actions.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._action_failed(what, when, cast(BaseException, task.exception()))
+        self._wake()
+
+    def _action_failed(self, what: str, when: float, e: BaseException) -> None:
+        """An action scheduled with ``at`` raised: the run stops and :meth:`run` raises
+        it (the test's own code failed: not a host's outcome to report)."""
+        if self._action_error is None:
+            call = f"at({when:g}, ...)" if what == "at" else f"{what}(..., at={when:g})"
+            self._log(f"{call} raised {type(e).__name__}")
+            t = asyncio.get_running_loop().time()
+            e.add_note(f"raised by the simulated network's {call}, at t={t:.6f}")
+            self._action_error = e
 
     def _crash(self, h: _Host) -> None:
         if h.crashed or h.vif is None:
@@ -674,6 +725,7 @@ class Network:
         h.port = port
         loop = asyncio.get_running_loop()
         getattr(loop, "hosts_by_stack", {})[id(r.value)] = h.name
+        getattr(loop, "plan_resolvers", {})[id(r.value)] = _PlanResolver(self, h)
 
     def _start_main(self, h: _Host) -> None:
         from ..netloop import bind
@@ -698,9 +750,12 @@ class Network:
         self._wake()
 
     def _busy(self) -> bool:
+        if self._action_error is not None:
+            return False
         return (
             self._pending > 0
             or self._booting > 0
+            or bool(self._actions)
             or any(h.task is not None and not h.task.done() for h in self._hosts.values())
         )
 
@@ -767,6 +822,8 @@ class Network:
         self._state = "done"
         if self._watch is not None:
             self._watch.stop()
+        if self._action_error is not None:
+            raise self._action_error
         escapes = self._watch.escapes if self._watch is not None else []
         return Report(loop.time(), self.seed, self._outcomes(), list(self._events), escapes)
 

@@ -1,0 +1,97 @@
+"""What a new user of ``sim.Network`` met: an ``at()`` action that raised was lost
+(the run reported ok), and a network call made as no host gave a hint meant for
+``aio.run``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from miragekit import aio, sim
+
+
+async def upper_server() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write((await reader.readline()).upper())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, None, 80)
+    await server.serve_forever()
+
+
+async def ticker() -> int:
+    for _ in range(10):
+        await asyncio.sleep(1)
+    return 10
+
+
+def test_a_raising_action_stops_the_run_and_run_raises_it() -> None:
+    def sync_action() -> None:
+        raise ValueError("sync action")
+
+    net = sim.Network(seed=1)
+    net.host("a", main=ticker)
+    net.at(2.5, sync_action)
+    with pytest.raises(ValueError, match="sync action") as info:
+        net.run()
+    assert "raised by the simulated network's at(2.5, ...), at t=2.500000" in (info.value.__notes__)
+    assert [e.text for e in net.events][-1] == "at(2.5, ...) raised ValueError"
+
+
+def test_a_raising_async_action_stops_the_run_and_run_raises_it() -> None:
+    async def async_action() -> None:
+        await asyncio.sleep(1)
+        raise KeyError("async action")
+
+    net = sim.Network(seed=1)
+    net.host("a", main=ticker)
+    net.at(2.0, async_action)
+    with pytest.raises(KeyError, match="async action") as info:
+        net.run(until=60)
+    assert info.value.__notes__ == ["raised by the simulated network's at(2, ...), at t=3.000000"]
+
+
+def test_an_async_action_still_running_keeps_the_run_going() -> None:
+    done: list[float] = []
+
+    async def slow() -> None:
+        await asyncio.sleep(5)
+        done.append(sim.now())
+
+    net = sim.Network(seed=1)
+    net.host("a", main=ticker)
+    net.at(8.0, slow)
+    report = net.run()
+    assert done == [13.0] and report.time == 13.0 and report.ok
+
+
+def test_a_network_call_as_no_host_names_the_way_out() -> None:
+    async def as_nobody() -> None:
+        await asyncio.open_connection("db", 80)
+
+    net = sim.Network(seed=1)
+    net.host("db", main=upper_server)
+    net.at(1.0, as_nobody)
+    with pytest.raises(RuntimeError, match=r"^create_connection: this code runs as no host"):
+        net.run(until=5)
+
+
+def test_a_host_stack_bound_by_an_action_resolves_names_from_the_plan() -> None:
+    got: list[bytes] = []
+    net = sim.Network(seed=1)
+
+    async def probe() -> None:
+        with aio.bind(net.stack("api")):
+            reader, writer = await asyncio.open_connection("db", 80)
+            writer.write(b"hi\n")
+            got.append(await reader.readline())
+            writer.close()
+
+    net.host("db", main=upper_server)
+    net.host("api")
+    net.at(1.0, probe)
+    report = net.run(until=5)
+    assert got == [b"HI\n"]
+    assert "api: connect" in report.format_events()
