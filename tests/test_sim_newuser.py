@@ -95,3 +95,18 @@ def test_a_host_stack_bound_by_an_action_resolves_names_from_the_plan() -> None:
     report = net.run(until=5)
     assert got == [b"HI\n"]
     assert "api: connect" in report.format_events()
+
+
+def test_a_server_left_waiting_without_until_is_a_deadlock_that_says_to_give_until() -> None:
+    async def one_request() -> bytes:
+        reader, writer = await asyncio.open_connection("db", 80)
+        writer.write(b"hi\n")
+        return await reader.readline()
+
+    net = sim.Network(seed=1, idle_timeout=0.1)
+    net.host("db", main=upper_server)
+    net.host("api", main=one_request)
+    with pytest.raises(
+        sim.SimDeadlock, match=r"\[db\].*serves for ever needs run\(until=SECONDS\)"
+    ):
+        net.run()

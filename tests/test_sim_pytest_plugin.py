@@ -228,6 +228,27 @@ def test_x(sim_seed):
     assert "pytest_plugin.py" not in result.stdout.str()  # one clear line, no traceback
 
 
+def test_an_unrun_network_with_a_server_and_no_until_says_to_give_until(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_inner=SERVER
+        + """
+
+def test_left_unrun(sim_network):
+    sim_network._idle_timeout = 0.1  # not 10 wall-clock seconds
+    sim_network.host("db", main=upper)
+    sim_network.host("c", main=client(["a"]))
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*the test left its network for the plugin to run: @pytest.mark.sim(until=SECONDS)*"]
+    )
+    assert "pytest_plugin.py" not in result.stdout.str()
+
+
 def test_the_documented_plugin_example_runs(pytester: pytest.Pytester) -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text()
     section = page[page.index("## The pytest plugin") :]

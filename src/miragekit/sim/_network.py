@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..clock import Clock
 from ._escape import Escape, EscapeWatch, SimEscape
-from ._loop import DEFAULT_IDLE_TIMEOUT, SimLoop, run_on
+from ._loop import DEFAULT_IDLE_TIMEOUT, SimDeadlock, SimLoop, run_on
 from ._observe import Event, HostCounters, HostObserver, format_events
 
 if TYPE_CHECKING:
@@ -677,6 +677,14 @@ class Network:
         self._watch = EscapeWatch(lambda: (cast(Any, loop).current_host(), loop.time()))
         try:
             report = run_on(loop, self._main(until))
+        except SimDeadlock as e:
+            if until is not None:
+                raise
+            # The common case: a server's main waits for ever once its clients are done.
+            raise SimDeadlock(
+                f"{e}; the hosts in brackets are still in their main: one that serves for "
+                "ever needs run(until=SECONDS), which ends the run at that virtual time"
+            ) from None
         finally:
             self._state = "done"
             self._switch = None

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from ._loop import SimDeadlock
 from ._network import Network
 from ._replay import compare_runs
 
@@ -154,7 +155,16 @@ def _run_if_unrun(item: pytest.Item, net: Network) -> None:
         return
     marker = item.get_closest_marker("sim")
     until = None if marker is None else marker.kwargs.get("until")
-    report = net.run(until=until)
+    try:
+        report = net.run(until=until)
+    except SimDeadlock as e:
+        if until is not None:
+            raise
+        pytest.fail(
+            f"{e}\n(the test left its network for the plugin to run: "
+            "@pytest.mark.sim(until=SECONDS) bounds that run)",
+            pytrace=False,
+        )
     if not report.ok:
         errors = "; ".join(f"{n}: {type(e).__name__}: {e}" for n, e in report.errors().items())
         pytest.fail(f"a simulated host raised: {errors}", pytrace=False)
