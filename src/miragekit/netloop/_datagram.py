@@ -3,7 +3,8 @@
 A bound port of the stack's UDP (both families when the stack has IPv6) delivers each
 datagram to ``protocol.datagram_received`` in the context the endpoint was made in; a
 connected endpoint (``remote_addr``) drops datagrams from other peers, as a connected
-UDP socket does.
+UDP socket does, and hears through ``protocol.error_received`` of the ICMP errors Linux
+reports to one (``ConnectionRefusedError`` when nobody listens at the peer's port).
 """
 
 from __future__ import annotations
@@ -18,6 +19,19 @@ from typing import Any
 from ._errors import os_error
 from ._server import layers
 from ._sock import StackSocket
+
+#: ICMP destination-unreachable codes that Linux reports to a connected UDP socket (the
+#: "hard" ones), and the errno it gives each (RFC 792, RFC 1812 codes).
+_HARD_UNREACHABLE = {
+    2: errno.ENOPROTOOPT,  # protocol unreachable
+    3: errno.ECONNREFUSED,  # port unreachable
+    6: errno.ENETUNREACH,  # destination network unknown
+    7: errno.EHOSTDOWN,  # destination host unknown
+    8: errno.ENETUNREACH,  # source host isolated
+    9: errno.ENETUNREACH,  # network administratively prohibited
+    10: errno.EHOSTUNREACH,  # host administratively prohibited
+    13: errno.EHOSTUNREACH,  # communication administratively prohibited
+}
 
 
 def udp_port_in_use(stack: Any, port: int) -> bool:
@@ -57,6 +71,10 @@ class StackDatagramTransport(asyncio.DatagramTransport):
         self._ctx = contextvars.copy_context()
         self._closing = False
         stack.listen_udpv4(port=port, callback=self._on_datagram)
+        if remote is not None:
+            for udp in layers(stack, "udp"):
+                if hasattr(udp, "on_error"):
+                    udp.on_error(port, self._on_icmp_error)
         loop.call_soon(protocol.connection_made, self, context=self._ctx)
 
     async def _on_datagram(self, src: Any, dst: Any, sport: int, data: memoryview) -> None:
@@ -66,6 +84,16 @@ class StackDatagramTransport(asyncio.DatagramTransport):
             return
         addr: tuple[Any, ...] = (str(src), sport) if src.version == 4 else (str(src), sport, 0, 0)
         self._loop.call_soon(self._protocol.datagram_received, bytes(data), addr, context=self._ctx)
+
+    def _on_icmp_error(self, icmp_type: int, code: int, remote: Any, rport: int) -> None:
+        # As a connected Linux UDP socket without IP_RECVERR: only the errors it counts
+        # as hard, about datagrams to the connected peer.
+        err = _HARD_UNREACHABLE.get(code) if icmp_type == 3 else None
+        if err is None or self._closing or self._remote is None:
+            return
+        if remote != self._remote_ip or rport != self._remote[1]:
+            return
+        self._loop.call_soon(self._protocol.error_received, os_error(err), context=self._ctx)
 
     def sendto(self, data: Any, addr: Any = None) -> None:
         if self._closing:
@@ -98,6 +126,8 @@ class StackDatagramTransport(asyncio.DatagramTransport):
         for udp in layers(self._stack, "udp"):
             if udp._listeners.get(self._port) is not None:
                 udp.listen(self._port, None)
+            if self._remote is not None and hasattr(udp, "on_error"):
+                udp.on_error(self._port, None)
         self._loop.call_soon(self._protocol.connection_lost, None, context=self._ctx)
 
     def is_closing(self) -> bool:
