@@ -110,3 +110,16 @@ def test_a_server_left_waiting_without_until_is_a_deadlock_that_says_to_give_unt
         sim.SimDeadlock, match=r"\[db\].*serves for ever needs run\(until=SECONDS\)"
     ):
         net.run()
+
+
+def test_a_plain_function_as_main_is_named_as_such() -> None:
+    def not_async() -> int:
+        return 5
+
+    net = sim.Network(seed=1)
+    net.host("s", main=not_async)  # type: ignore[arg-type]  # the mistake under test
+    report = net.run(until=1)
+    assert report["s"].state == "raised"
+    assert str(report["s"].error) == (
+        "host 's': main returned 5, not an awaitable; main must be an async function (async def)"
+    )

@@ -742,7 +742,7 @@ class Network:
             return
         loop = asyncio.get_running_loop()
         with bind(h.stack, resolver=_PlanResolver(self, h)):
-            h.task = loop.create_task(_call(h.main), name=h.name)
+            h.task = loop.create_task(_call(h.main, h.name), name=h.name)
         getattr(loop, "owner", {})[h.task] = h.name
         h.task.add_done_callback(lambda t: self._ended(h, t))
         self._log(f"start {h.name}" if not h.restarts else f"start {h.name} again")
@@ -874,5 +874,11 @@ def _names(group: Iterable[str], what: str) -> list[str]:
     return list(group)
 
 
-async def _call(main: Main) -> object:
-    return await main()
+async def _call(main: Main, name: str) -> object:
+    out = main()
+    if not inspect.isawaitable(out):  # a plain function: say so, not "can't be awaited"
+        raise TypeError(
+            f"host {name!r}: main returned {out!r}, not an awaitable; "
+            "main must be an async function (async def)"
+        )
+    return await out
