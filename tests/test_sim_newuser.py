@@ -123,3 +123,19 @@ def test_a_plain_function_as_main_is_named_as_such() -> None:
     assert str(report["s"].error) == (
         "host 's': main returned 5, not an awaitable; main must be an async function (async def)"
     )
+
+
+def test_a_misspelt_host_name_lists_the_hosts_there_are() -> None:
+    async def typo() -> None:
+        await asyncio.open_connection("dbb", 80)
+
+    net = sim.Network(seed=1)
+    net.host("db", main=upper_server)
+    net.host("api", main=typo)
+    for i in range(12):
+        net.host(f"n{i}")
+    report = net.run(until=1)
+    assert str(report["api"].error) == (
+        "[Errno -2] dbb: no such host in the simulation "
+        "(hosts: db, api, n0, n1, n2, n3, n4, n5, n6, n7 and 4 more)"
+    )

@@ -140,7 +140,13 @@ class _PlanResolver:
     ) -> list[tuple[int, int, int, str, tuple[Any, ...]]]:
         h = self._net._hosts.get(host.lower().rstrip("."))
         if h is None:
-            raise socket.gaierror(socket.EAI_NONAME, f"{host}: no such host in the simulation")
+            names = list(self._net._hosts)
+            known = ", ".join(names[:10]) + (
+                f" and {len(names) - 10} more" if len(names) > 10 else ""
+            )
+            raise socket.gaierror(
+                socket.EAI_NONAME, f"{host}: no such host in the simulation (hosts: {known})"
+            )
         addrs: list[Addr | Addr6] = []
         if h.ip6 is not None and self._v6 and family in (0, socket.AF_INET6):
             addrs.append(h.ip6)
