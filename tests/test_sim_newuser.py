@@ -139,3 +139,13 @@ def test_a_misspelt_host_name_lists_the_hosts_there_are() -> None:
         "[Errno -2] dbb: no such host in the simulation "
         "(hosts: db, api, n0, n1, n2, n3, n4, n5, n6, n7 and 4 more)"
     )
+
+
+def test_until_not_a_number_and_an_unknown_host_in_the_report_are_named() -> None:
+    net = sim.Network(seed=1)
+    net.host("a", main=ticker)
+    with pytest.raises(ValueError, match=r"^run: until must be > 0 seconds or None, got '5'$"):
+        net.run(until="5")  # type: ignore[arg-type]  # the mistake under test
+    report = net.run(until=1)
+    with pytest.raises(KeyError, match=r"no host named 'b' in the report \(hosts: a\)"):
+        report["b"]

@@ -92,7 +92,11 @@ class Report:
         return format_events(self.events)
 
     def __getitem__(self, name: str) -> HostOutcome:
-        return self.hosts[name]
+        try:
+            return self.hosts[name]
+        except KeyError:
+            known = ", ".join(self.hosts)
+            raise KeyError(f"no host named {name!r} in the report (hosts: {known})") from None
 
     def errors(self) -> dict[str, BaseException]:
         """The exceptions hosts' ``main`` raised, by host name."""
@@ -668,7 +672,9 @@ class Network:
         ``strict=True`` raises :class:`SimEscape` instead of returning such a report."""
         if self._state != "plan":
             raise RuntimeError("run: a Network runs once; build a new one for another run")
-        if until is not None and (isinstance(until, bool) or not until > 0):
+        if until is not None and (
+            isinstance(until, bool) or not isinstance(until, int | float) or not until > 0
+        ):
             raise ValueError(f"run: until must be > 0 seconds or None, got {until!r}")
         if not self._hosts:
             raise ValueError("run: the network has no hosts (add them with host())")
