@@ -823,7 +823,11 @@ class Network:
         changed = self._changed
         assert changed is not None
         for h in self._hosts.values():
-            await self._up(h)
+            if h.ip6 is None:  # up at once, in plan order
+                await self._up(h)
+        # IPv6 stacks wait for duplicate address detection (a second or two): all at once,
+        # not one after the other (ten hosts started their mains at 16 s).
+        await asyncio.gather(*(self._up(h) for h in self._hosts.values() if h.ip6 is not None))
         for when, fire in self._scheduled:
             loop.call_at(when, fire)
         self._scheduled.clear()
