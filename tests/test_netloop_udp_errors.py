@@ -5,44 +5,65 @@ unconnected one hears nothing (no IP_RECVERR). Checked against host sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
-from tests.test_netloop import Env, both
+import pytest
+from tests.test_netloop import Env, both, make_stacks, on_host
+
+from miragekit import aio
+
+
+async def refused_or_not(env: Env) -> Any:
+    errors: asyncio.Queue[tuple[str, Exception]] = asyncio.Queue()
+
+    class Client(asyncio.DatagramProtocol):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def error_received(self, exc: Exception) -> None:
+            errors.put_nowait((self.name, exc))
+
+    loop = asyncio.get_running_loop()
+    with env.server():  # a free port, then nobody on it
+        st, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=(env.host, 0)
+        )
+    port = st.get_extra_info("sockname")[1]
+    st.close()
+    await asyncio.sleep(0.1)
+    with env.client():
+        loose, _ = await loop.create_datagram_endpoint(
+            lambda: Client("unconnected"), local_addr=("0.0.0.0", 0)
+        )
+        tied, _ = await loop.create_datagram_endpoint(
+            lambda: Client("connected"), remote_addr=(env.host, port)
+        )
+    loose.sendto(b"anyone?", (env.host, port))
+    await asyncio.sleep(0.3)
+    tied.sendto(b"anyone?")
+    name, exc = await asyncio.wait_for(errors.get(), 5)
+    await asyncio.sleep(0.3)
+    loose.close()
+    tied.close()
+    return name, type(exc).__name__, getattr(exc, "errno", None), errors.qsize()
 
 
 def test_a_closed_port_is_refused_to_a_connected_endpoint_only() -> None:
-    async def snippet(env: Env) -> Any:
-        errors: asyncio.Queue[tuple[str, Exception]] = asyncio.Queue()
+    assert both(refused_or_not) == ("connected", "ConnectionRefusedError", 111, 0)
 
-        class Client(asyncio.DatagramProtocol):
-            def __init__(self, name: str) -> None:
-                self.name = name
 
-            def error_received(self, exc: Exception) -> None:
-                errors.put_nowait((self.name, exc))
+@pytest.mark.parametrize("loopback", ["127.0.0.1", "127.0.0.5"])
+def test_the_same_inside_one_stack_over_loopback(loopback: str) -> None:
+    async def on_one_stack() -> Any:
+        _, (stack,) = await make_stacks(1)
+        try:
+            env = Env(loopback, lambda: aio.bind(stack), lambda: aio.bind(stack))
+            return await refused_or_not(env)
+        finally:
+            await stack.disconnect()
 
-        loop = asyncio.get_running_loop()
-        with env.server():  # a free port, then nobody on it
-            st, _ = await loop.create_datagram_endpoint(
-                asyncio.DatagramProtocol, local_addr=(env.host, 0)
-            )
-        port = st.get_extra_info("sockname")[1]
-        st.close()
-        await asyncio.sleep(0.1)
-        with env.client():
-            loose, _ = await loop.create_datagram_endpoint(
-                lambda: Client("unconnected"), local_addr=("0.0.0.0", 0)
-            )
-            tied, _ = await loop.create_datagram_endpoint(
-                lambda: Client("connected"), remote_addr=(env.host, port)
-            )
-        loose.sendto(b"anyone?", (env.host, port))
-        await asyncio.sleep(0.3)
-        tied.sendto(b"anyone?")
-        name, exc = await asyncio.wait_for(errors.get(), 5)
-        await asyncio.sleep(0.3)
-        loose.close()
-        tied.close()
-        return name, type(exc).__name__, getattr(exc, "errno", None), errors.qsize()
-
-    assert both(snippet) == ("connected", "ConnectionRefusedError", 111, 0)
+    host = on_host(
+        lambda env: refused_or_not(Env(loopback, contextlib.nullcontext, contextlib.nullcontext))
+    )
+    assert aio.run(on_one_stack()) == host == ("connected", "ConnectionRefusedError", 111, 0)
