@@ -9,9 +9,12 @@ import contextlib
 from typing import Any
 
 import pytest
-from tests.test_netloop import Env, both, make_stacks, on_host
+from tests.test_netloop import Env, both, on_host
 
-from miragekit import aio
+from miragekit import aio, v1
+from miragekit.link import VnetSwitch
+from miragekit.result import Ok
+from miragekit.stack import DirectStackV4, IPv6Config, Static
 
 
 async def refused_or_not(env: Env) -> Any:
@@ -34,7 +37,7 @@ async def refused_or_not(env: Env) -> Any:
     await asyncio.sleep(0.1)
     with env.client():
         loose, _ = await loop.create_datagram_endpoint(
-            lambda: Client("unconnected"), local_addr=("0.0.0.0", 0)
+            lambda: Client("unconnected"), local_addr=("::" if ":" in env.host else "0.0.0.0", 0)
         )
         tied, _ = await loop.create_datagram_endpoint(
             lambda: Client("connected"), remote_addr=(env.host, port)
@@ -53,10 +56,37 @@ def test_a_closed_port_is_refused_to_a_connected_endpoint_only() -> None:
     assert both(refused_or_not) == ("connected", "ConnectionRefusedError", 111, 0)
 
 
-@pytest.mark.parametrize("loopback", ["127.0.0.1", "127.0.0.5"])
+async def dual_stacks(n: int) -> list[DirectStackV4]:
+    sw = VnetSwitch(seed=1)
+    out = []
+    for i in range(1, n + 1):
+        cfg = v1.StackConfig(f"s{i}", None, sw.add_interface(f"s{i}"), Static(f"10.0.0.{i}/24"))
+        r = await DirectStackV4.connect(cfg, ip6=IPv6Config(cidrs=[f"fd00::{i}/64"], slaac=False))
+        assert isinstance(r, Ok), r
+        out.append(r.value)
+    return out
+
+
+def test_the_same_over_ipv6_between_two_stacks() -> None:
+    async def on_two_stacks() -> Any:
+        c, s = await dual_stacks(2)
+        try:
+            env = Env("fd00::2", lambda: aio.bind(s), lambda: aio.bind(c))
+            return await refused_or_not(env)
+        finally:
+            await c.disconnect()
+            await s.disconnect()
+
+    host = on_host(
+        lambda env: refused_or_not(Env("::1", contextlib.nullcontext, contextlib.nullcontext))
+    )
+    assert aio.run(on_two_stacks()) == host == ("connected", "ConnectionRefusedError", 111, 0)
+
+
+@pytest.mark.parametrize("loopback", ["127.0.0.1", "127.0.0.5", "::1"])
 def test_the_same_inside_one_stack_over_loopback(loopback: str) -> None:
     async def on_one_stack() -> Any:
-        _, (stack,) = await make_stacks(1)
+        (stack,) = await dual_stacks(1)
         try:
             env = Env(loopback, lambda: aio.bind(stack), lambda: aio.bind(stack))
             return await refused_or_not(env)

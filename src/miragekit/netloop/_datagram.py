@@ -34,6 +34,15 @@ _HARD_UNREACHABLE = {
 }
 
 
+#: The same for ICMPv6 destination unreachable (RFC 4443 3.1).
+_HARD_UNREACHABLE6 = {
+    1: errno.EACCES,  # communication administratively prohibited
+    4: errno.ECONNREFUSED,  # port unreachable
+    5: errno.EACCES,  # source address failed ingress/egress policy
+    6: errno.EACCES,  # reject route to destination
+}
+
+
 def udp_port_in_use(stack: Any, port: int) -> bool:
     return any(port in getattr(u, "_listeners", {}) for u in layers(stack, "udp"))
 
@@ -88,7 +97,10 @@ class StackDatagramTransport(asyncio.DatagramTransport):
     def _on_icmp_error(self, icmp_type: int, code: int, remote: Any, rport: int) -> None:
         # As a connected Linux UDP socket without IP_RECVERR: only the errors it counts
         # as hard, about datagrams to the connected peer.
-        err = _HARD_UNREACHABLE.get(code) if icmp_type == 3 else None
+        if remote.version == 4:
+            err = _HARD_UNREACHABLE.get(code) if icmp_type == 3 else None
+        else:
+            err = _HARD_UNREACHABLE6.get(code) if icmp_type == 1 else None
         if err is None or self._closing or self._remote is None:
             return
         if remote != self._remote_ip or rport != self._remote[1]:
