@@ -97,3 +97,25 @@ def test_the_same_inside_one_stack_over_loopback(loopback: str) -> None:
         lambda env: refused_or_not(Env(loopback, contextlib.nullcontext, contextlib.nullcontext))
     )
     assert aio.run(on_one_stack()) == host == ("connected", "ConnectionRefusedError", 111, 0)
+
+
+def test_a_connected_ipv6_endpoint_names_its_peer_with_a_4_tuple() -> None:
+    async def peer(env: Env) -> Any:
+        loop = asyncio.get_running_loop()
+        with env.client():
+            t, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=(env.host, 54)
+            )
+        out = t.get_extra_info("peername"), t.get_extra_info("socket").getpeername()
+        t.close()
+        return out
+
+    async def on_one_stack() -> Any:
+        (stack,) = await dual_stacks(1)
+        try:
+            return await peer(Env("::1", lambda: aio.bind(stack), lambda: aio.bind(stack)))
+        finally:
+            await stack.disconnect()
+
+    host = on_host(lambda env: peer(Env("::1", contextlib.nullcontext, contextlib.nullcontext)))
+    assert aio.run(on_one_stack()) == host == (("::1", 54, 0, 0),) * 2

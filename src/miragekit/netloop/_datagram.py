@@ -62,12 +62,15 @@ class StackDatagramTransport(asyncio.DatagramTransport):
         sockname: tuple[Any, ...] = (
             ("0.0.0.0", port) if family != socket.AF_INET6 else ("::", port, 0, 0)
         )
+        peername: tuple[Any, ...] | None = remote
+        if remote is not None and ":" in remote[0]:
+            peername = (remote[0], remote[1], 0, 0)  # an IPv6 socket's 4-tuple
         super().__init__(
             {
                 "sockname": sockname,
-                "peername": remote,
+                "peername": peername,
                 "socket": StackSocket(
-                    family or socket.AF_INET, socket.SOCK_DGRAM, sockname, remote
+                    family or socket.AF_INET, socket.SOCK_DGRAM, sockname, peername
                 ),
             }
         )
