@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import cast
 
 import pytest
@@ -104,13 +106,15 @@ def test_a_server_left_waiting_without_until_is_a_deadlock_that_says_to_give_unt
         writer.write(b"hi\n")
         return await reader.readline()
 
-    net = sim.Network(seed=1, idle_timeout=0.1)
+    net = sim.Network(seed=1)
     net.host("db", main=upper_server)
     net.host("api", main=one_request)
+    wall = time.monotonic()
     with pytest.raises(
         sim.SimDeadlock, match=r"\[db\].*serves for ever needs run\(until=SECONDS\)"
     ):
         net.run()
+    assert time.monotonic() - wall < 2  # at once: nothing outside could wake it
 
 
 def test_a_plain_function_as_main_is_named_as_such() -> None:
@@ -164,3 +168,24 @@ def test_ipv6_hosts_come_up_together_not_one_after_the_other() -> None:
     # the mains started at 15.85 s.
     latest = max(float(cast(float, h.value)) for h in report.hosts.values())
     assert latest < 2.5
+
+
+def test_a_pure_simulation_at_rest_is_a_deadlock_at_once() -> None:
+    async def stuck() -> None:
+        await asyncio.sleep(3)
+        await asyncio.Event().wait()
+
+    wall = time.monotonic()
+    with pytest.raises(sim.SimDeadlock, match=r"at t=3\.0: .*nothing outside the simulation"):
+        sim.run(stuck())  # the default idle_timeout: 10 s
+    assert time.monotonic() - wall < 2
+
+
+def test_another_thread_alive_still_gets_the_idle_timeout_to_wake_the_loop() -> None:
+    async def woken_by_a_thread() -> str:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+        threading.Timer(0.3, lambda: loop.call_soon_threadsafe(fut.set_result, "woken")).start()
+        return await fut
+
+    assert sim.run(woken_by_a_thread(), idle_timeout=5) == "woken"
