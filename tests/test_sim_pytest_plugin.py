@@ -236,6 +236,7 @@ def test_an_unrun_network_with_a_server_and_no_until_says_to_give_until(
         + """
 
 def test_left_unrun(sim_network):
+    sim_network._idle_timeout = 0.1  # quick even if a thread is left alive in this process
     sim_network.host("db", main=upper)
     sim_network.host("c", main=client(["a"]))
 """
