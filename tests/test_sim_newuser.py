@@ -59,20 +59,6 @@ def test_a_raising_async_action_stops_the_run_and_run_raises_it() -> None:
     assert info.value.__notes__ == ["raised by the simulated network's at(2, ...), at t=3.000000"]
 
 
-def test_an_async_action_still_running_keeps_the_run_going() -> None:
-    done: list[float] = []
-
-    async def slow() -> None:
-        await asyncio.sleep(5)
-        done.append(sim.now())
-
-    net = sim.Network(seed=1)
-    net.host("a", main=ticker)
-    net.at(8.0, slow)
-    report = net.run()
-    assert done == [13.0] and report.time == 13.0 and report.ok
-
-
 def test_a_network_call_as_no_host_names_the_way_out() -> None:
     async def as_nobody() -> None:
         await asyncio.open_connection("db", 80)

@@ -302,7 +302,6 @@ class Network:
         self._events: list[Event] = []
         self._changed: asyncio.Event | None = None
         self._cleanups: list[asyncio.Future[Any]] = []
-        self._actions: list[asyncio.Future[Any]] = []  # async at() actions, running
         self._action_error: BaseException | None = None  # the first an action raised
         self._capture: str | None = None
         self._watch: EscapeWatch | None = None
@@ -580,7 +579,6 @@ class Network:
                 if inspect.isawaitable(out):
                     task = asyncio.ensure_future(out)
                     self._cleanups.append(task)
-                    self._actions.append(task)
                     task.add_done_callback(lambda t: self._action_done(what, when, t))
             except Exception as e:
                 self._action_failed(what, when, e)
@@ -593,7 +591,6 @@ class Network:
             self._scheduled.append((float(when), fire))
 
     def _action_done(self, what: str, when: float, task: asyncio.Future[Any]) -> None:
-        self._actions.remove(task)
         if not task.cancelled() and task.exception() is not None:
             self._action_failed(what, when, cast(BaseException, task.exception()))
         self._wake()
@@ -775,7 +772,6 @@ class Network:
         return (
             self._pending > 0
             or self._booting > 0
-            or bool(self._actions)
             or any(h.task is not None and not h.task.done() for h in self._hosts.values())
         )
 
