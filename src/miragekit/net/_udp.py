@@ -11,7 +11,7 @@ Received datagrams for a listener are copied and handed to the application callb
 which runs eagerly (a task only if it suspends, see ``_eager``); everything else is
 synchronous.
 A datagram to a port with no listener is answered with ICMP port-unreachable
-(rate-limited by the ICMP layer). ICMP errors about datagrams we sent (over IPv4) go to the
+(rate-limited by the ICMP layer). ICMP and ICMPv6 errors about datagrams we sent go to the
 error listener of their source port (:meth:`UDP.on_error`): a connected socket's owner
 learns that way that nobody listens at the other end.
 """
@@ -85,7 +85,7 @@ class UDP(Generic[A]):
         self._listeners: dict[int, UDPCallback[A]] = {}
         self._error_listeners: dict[int, UDPErrorCallback] = {}
         set_error_handler = getattr(ip, "set_error_handler", None)
-        if set_error_handler is not None:  # IPv4 tells who sent what an ICMP error quotes
+        if set_error_handler is not None:  # the IP layer tells whose datagram an error quotes
             set_error_handler(PROTO_UDP, self._icmp_error)
 
     @classmethod
