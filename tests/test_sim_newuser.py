@@ -194,3 +194,35 @@ def test_another_thread_alive_still_gets_the_idle_timeout_to_wake_the_loop() -> 
         return await fut
 
     assert sim.run(woken_by_a_thread(), idle_timeout=5) == "woken"
+
+
+def test_a_host_serves_on_its_own_name_and_not_on_another_hosts() -> None:
+    async def db() -> str:
+        server = await asyncio.start_server(lambda r, w: w.close(), "db", 5432)
+        udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("db", 53)
+        )
+        try:
+            await asyncio.start_server(lambda r, w: w.close(), "api", 5433)
+        except OSError as e:
+            other = f"{e.errno} {e.strerror}"
+        await asyncio.sleep(5)
+        server.close()
+        udp.close()
+        return other
+
+    async def api() -> bytes:
+        await asyncio.sleep(1)
+        reader, _ = await asyncio.open_connection("db", 5432)
+        return await reader.read()
+
+    net = sim.Network(seed=1)
+    net.host("db", main=db)
+    net.host("api", main=api)
+    report = net.run(until=10)
+    assert report.errors() == {}
+    assert report["api"].value == b""
+    assert report["db"].value == (
+        "99 error while attempting to bind on address ('10.0.0.2', 5433): "
+        "cannot assign requested address"
+    )
