@@ -1,6 +1,8 @@
 """A connected datagram endpoint hears of a closed port at its peer through
 ``error_received(ConnectionRefusedError)``, as on a connected Linux UDP socket; an
-unconnected one hears nothing (no IP_RECVERR). Checked against host sockets."""
+unconnected one hears nothing (no IP_RECVERR). A connected endpoint's names are a
+connected socket's: its peer's 4-tuple over IPv6, the source address it uses. Checked
+against host sockets."""
 
 from __future__ import annotations
 
@@ -119,3 +121,26 @@ def test_a_connected_ipv6_endpoint_names_its_peer_with_a_4_tuple() -> None:
 
     host = on_host(lambda env: peer(Env("::1", contextlib.nullcontext, contextlib.nullcontext)))
     assert aio.run(on_one_stack()) == host == (("::1", 54, 0, 0),) * 2
+
+
+@pytest.mark.parametrize("peer", ["127.0.0.1", "::1"])
+def test_a_connected_endpoint_names_the_source_address_it_uses(peer: str) -> None:
+    async def names(env: Env) -> Any:
+        loop = asyncio.get_running_loop()
+        with env.client():
+            t, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=(env.host, 54)
+            )
+        out = t.get_extra_info("sockname")[0], t.get_extra_info("socket").getsockname()[0]
+        t.close()
+        return out
+
+    async def on_one_stack() -> Any:
+        (stack,) = await dual_stacks(1)
+        try:
+            return await names(Env(peer, lambda: aio.bind(stack), lambda: aio.bind(stack)))
+        finally:
+            await stack.disconnect()
+
+    host = on_host(lambda env: names(Env(peer, contextlib.nullcontext, contextlib.nullcontext)))
+    assert aio.run(on_one_stack()) == host == (peer, peer)  # not the wildcard address

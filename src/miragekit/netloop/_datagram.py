@@ -43,6 +43,18 @@ _HARD_UNREACHABLE6 = {
 }
 
 
+def _source_towards(stack: Any, host: str) -> str | None:
+    """The address a connected socket is bound to once connected (what ``getsockname``
+    gives on Linux, and what programs read to learn their own address); None when the
+    stack cannot say."""
+    ip = ipaddress.ip_address(host)
+    try:
+        udp = stack.udpv4() if ip.version == 4 else stack.udpv6()
+        return str(udp.id().get_source(dst=ip))
+    except (AttributeError, NotImplementedError):
+        return None
+
+
 def udp_port_in_use(stack: Any, port: int) -> bool:
     return any(port in getattr(u, "_listeners", {}) for u in layers(stack, "udp"))
 
@@ -59,8 +71,11 @@ class StackDatagramTransport(asyncio.DatagramTransport):
         family: int,
         remote: tuple[str, int] | None,
     ) -> None:
+        local = "0.0.0.0" if family != socket.AF_INET6 else "::"
+        if remote is not None:  # connected: the source address the stack picks for it
+            local = _source_towards(stack, remote[0]) or local
         sockname: tuple[Any, ...] = (
-            ("0.0.0.0", port) if family != socket.AF_INET6 else ("::", port, 0, 0)
+            (local, port) if family != socket.AF_INET6 else (local, port, 0, 0)
         )
         peername: tuple[Any, ...] | None = remote
         if remote is not None and ":" in remote[0]:
