@@ -99,6 +99,20 @@ def run_exec(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_a_program_that_raises_value_error_gets_its_traceback_and_status_1() -> None:
+    p = run_exec("--net", "vnet", "--", str(PROGRAMS / "raises_value_error.py"))
+    assert p.returncode == 1, p.stderr
+    assert "Traceback" in p.stderr
+    assert p.stderr.rstrip().endswith("ValueError: the program's own error")
+
+
+def test_a_missing_module_is_a_one_line_error() -> None:
+    for mod in ("no_such_module_mk", "no_such_package_mk.main", "json.no_such_mk"):
+        p = run_exec("--net", "vnet", "--", "-m", mod)
+        assert p.returncode == 2, p.stderr
+        assert p.stderr == f"miragekit: -m {mod}: no module named {mod!r}\n"
+
+
 def test_new_event_loop_is_routed_too() -> None:
     p = run_exec("--net", "vnet", "--", str(ROOT / "examples" / "exec" / "self_echo.py"))
     assert p.returncode == 0, p.stderr

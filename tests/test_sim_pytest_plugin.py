@@ -201,6 +201,54 @@ def test_x(sim_seed):
     assert "pytest_plugin.py" not in result.stdout.str()  # one clear line, no traceback
 
 
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("seeds=5", "seeds must be an iterable of ints (e.g. range(5)), got 5"),
+        ("seed=3", "has no argument 'seed' (known: seeds, until)"),
+        ("range(3)", "takes keyword arguments only (seeds=..., until=...), got (range(0, 3),)"),
+        ("seeds='012'", "seeds must be an iterable of ints, got '012'"),
+    ],
+)
+def test_a_misused_marker_is_one_line_naming_the_test(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
+    pytester.makepyfile(
+        test_inner=f"""
+import pytest
+
+@pytest.mark.sim({marker})
+def test_x(sim_seed):
+    pass
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"test_inner.py::test_x: @pytest.mark.sim {message}"])
+    assert "pytest_plugin.py" not in result.stdout.str()  # one clear line, no traceback
+
+
+def test_an_unrun_network_with_a_server_and_no_until_says_to_give_until(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_inner=SERVER
+        + """
+
+def test_left_unrun(sim_network):
+    sim_network._idle_timeout = 0.1  # quick even if a thread is left alive in this process
+    sim_network.host("db", main=upper)
+    sim_network.host("c", main=client(["a"]))
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*the test left its network for the plugin to run: @pytest.mark.sim(until=SECONDS)*"]
+    )
+    assert "pytest_plugin.py" not in result.stdout.str()
+
+
 def test_the_documented_plugin_example_runs(pytester: pytest.Pytester) -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "simulation.md").read_text()
     section = page[page.index("## The pytest plugin") :]

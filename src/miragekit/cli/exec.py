@@ -39,12 +39,12 @@ def _exec(args: argparse.Namespace) -> int:
     except OptionError as e:
         print(f"miragekit: {e}", file=sys.stderr)
         return 2
-    from ..netloop.exec import install, run_program
+    from ..netloop.exec import NoProgram, install, run_program
 
     install(opts)
     try:
         return run_program(cmd)
-    except ValueError as e:
+    except NoProgram as e:
         print(f"miragekit: {e}", file=sys.stderr)
         return 2
 

@@ -471,7 +471,7 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
                 self.send(frame, (reply,))
             else:
                 self._send_proto(src, PROTO_ICMP, reply)
-        if not self.icmp.consumed and payload[0] in _ERRORS_ABOUT_US and dst == self._ip:
+        if not self.icmp.consumed and payload[0] in _ERRORS_ABOUT_US and self._ours(dst):
             self._icmp_error(payload)
         return self.icmp.consumed
 
@@ -479,7 +479,10 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         """An ICMP error quoting a packet of ours: update the path MTU on "fragmentation
         needed" (RFC 1191, only for a packet sent with DF), then tell the protocol."""
         q = msg[8:]
-        if len(q) < 28 or q[0] >> 4 != 4 or bytes(q[12:16]) != self._ip_b:
+        if len(q) < 28 or q[0] >> 4 != 4:
+            return
+        local = bytes(q[12:16])
+        if not self._ours(int.from_bytes(local, "big")):
             return
         qhl = (q[0] & 0x0F) << 2
         if qhl < 20 or len(q) < qhl + 8:
@@ -498,14 +501,19 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
             if mtu is None:
                 return
         h = self._error_handlers.get(proto)
-        if h is None or not h(icmp_type, code, self._ip_b, remote, q[qhl:], mtu):
+        if h is None or not h(icmp_type, code, local, remote, q[qhl:], mtu):
             return
         if mtu is not None:
             self.pmtu.set(int.from_bytes(remote, "big"), mtu, self._loop.time())
             self.counters.rx_frag_needed += 1
 
+    def _ours(self, addr: int) -> bool:
+        """Our address; or 127.0.0.0/8 while a packet we sent ourselves is delivered (an
+        ICMP error about one, or in answer to one, stays inside too)."""
+        return (addr == self._ip and addr != 0) or (self._looped and addr >> 24 == 127)
+
     def _unreachable(self, code: int, pkt: memoryview, src: int, dst: int) -> None:
-        if dst != self._ip or not src or not self._ip:
+        if not self._ours(dst) or not src or not self._ip:
             return  # never about broadcasts (RFC 1122 3.2.2)
         msg = self.icmp.unreachable(code, pkt, self._loop.time())
         if msg is not None:

@@ -69,7 +69,7 @@ from ..wire.ipv6 import (
 from ._ethif import Ethif
 from ._fragment import Reassembler, ReassemblyConfig, finish_ipv6
 from ._iplayer import AddressCache, IPCommon
-from ._ipv4 import _loop_rng
+from ._ipv4 import ErrorHandler, _loop_rng
 from ._ndp import ALL_NODES, UNSPECIFIED, Ndp, NdpConfig
 from ._ratelimit import TokenBucket
 from ._timer import Wakeup
@@ -206,6 +206,7 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
         self._netmasks: list[ipaddress.IPv6Network] = []
         self._ident = self.rng.getrandbits(32)
         self._handlers: dict[int, Handler] = {}
+        self._error_handlers: dict[int, ErrorHandler] = {}
         self._icmp_handler: Handler | None = None
         self._addr = AddressCache(Addr)
         self._rx_packet: memoryview | None = None
@@ -330,6 +331,15 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
             self._handlers.pop(proto, None)
         else:
             self._handlers[proto] = handler
+
+    def set_error_handler(self, proto: int, handler: ErrorHandler | None) -> None:
+        """Register who hears of ICMPv6 destination-unreachable errors about the packets
+        of ``proto`` we sent (UDP: a connected socket's "connection refused"); the
+        handler gets ICMPv6's type and code, and never an MTU (see packet too big)."""
+        if handler is None:
+            self._error_handlers.pop(proto, None)
+        else:
+            self._error_handlers[proto] = handler
 
     def join(self, group: Addr) -> None:
         """Listen to multicast ``group`` (and report it with MLDv2)."""
@@ -582,8 +592,21 @@ class IPv6(IPCommon[ipaddress.IPv6Address, bytes]):
             return True
         if t == Icmpv6Type.PACKET_TOO_BIG and n >= 48:
             self._packet_too_big(msg)
+        elif t == Icmpv6Type.DEST_UNREACHABLE and n >= 56:
+            self._dest_unreachable(msg)
         ic.rx_other += 1
         return False
+
+    def _dest_unreachable(self, msg: memoryview) -> None:
+        """Tell the protocol of a packet we sent (quoted without extension headers, from
+        one of our addresses or ::1) that its destination is unreachable."""
+        q = msg[8:]
+        local = bytes(q[8:24])
+        if q[0] >> 4 != 6 or not (local == LOOPBACK or self.ndp.is_ours(local)):
+            return
+        h = self._error_handlers.get(q[6])
+        if h is not None:
+            h(msg[0], msg[1], local, bytes(q[24:40]), q[40:], None)
 
     def _packet_too_big(self, msg: memoryview) -> None:
         """Lower the path MTU towards the quoted packet's destination (RFC 8201 4);

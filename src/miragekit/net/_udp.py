@@ -11,7 +11,9 @@ Received datagrams for a listener are copied and handed to the application callb
 which runs eagerly (a task only if it suspends, see ``_eager``); everything else is
 synchronous.
 A datagram to a port with no listener is answered with ICMP port-unreachable
-(rate-limited by the ICMP layer).
+(rate-limited by the ICMP layer). ICMP and ICMPv6 errors about datagrams we sent go to the
+error listener of their source port (:meth:`UDP.on_error`): a connected socket's owner
+learns that way that nobody listens at the other end.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ PROTO_UDP: Final = 17
 EPHEMERAL_LOW: Final = 49152
 EPHEMERAL_HIGH: Final = 65535
 _HDR = struct.Struct("!HHHH")
+
+UDPErrorCallback = Callable[[int, int, "ipaddress.IPv4Address | ipaddress.IPv6Address", int], None]
+"""``callback(icmp_type, code, remote, remote_port)``: an ICMP error about a datagram sent."""
 _log = logging.getLogger(__name__)
 
 
@@ -78,6 +83,10 @@ class UDP(Generic[A]):
         self._rng = rng or ip.rng
         self.counters = UdpCounters()
         self._listeners: dict[int, UDPCallback[A]] = {}
+        self._error_listeners: dict[int, UDPErrorCallback] = {}
+        set_error_handler = getattr(ip, "set_error_handler", None)
+        if set_error_handler is not None:  # the IP layer tells whose datagram an error quotes
+            set_error_handler(PROTO_UDP, self._icmp_error)
 
     @classmethod
     async def connect(
@@ -93,6 +102,36 @@ class UDP(Generic[A]):
 
     async def disconnect(self) -> None:
         self._ip.set_handler(PROTO_UDP, None)
+        set_error_handler = getattr(self._ip, "set_error_handler", None)
+        if set_error_handler is not None:
+            set_error_handler(PROTO_UDP, None)
+
+    def on_error(self, port: int, callback: UDPErrorCallback | None) -> None:
+        """Call ``callback(icmp_type, code, remote, remote_port)`` for each ICMP error
+        about a datagram we sent from ``port`` (``None`` stops)."""
+        if callback is None:
+            self._error_listeners.pop(port, None)
+        else:
+            self._error_listeners[port] = callback
+
+    def _icmp_error(
+        self,
+        icmp_type: int,
+        code: int,
+        local: bytes,
+        remote: bytes,
+        quoted: memoryview,
+        mtu: int | None,
+    ) -> bool:
+        """The IP layer's error handler: ``quoted`` starts with our datagram's header."""
+        if len(quoted) < 4:
+            return False
+        sport, dport = struct.unpack_from("!HH", quoted)
+        cb = self._error_listeners.get(sport)
+        if cb is None:
+            return False
+        cb(icmp_type, code, ipaddress.ip_address(remote), dport)
+        return True
 
     def listen(self, port: int, callback: UDPCallback[A] | None) -> None:
         """Bind ``callback`` to ``port`` (replacing an earlier one); ``None`` unbinds."""

@@ -7,6 +7,7 @@ asyncio copies the current context into every task it creates, so a task started
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -28,7 +29,11 @@ _made: dict[int, tuple[Any, Any]] = {}  # id(stack): (stack, its resolver)
 def bind(stack: v1.StackV4, resolver: Any = None) -> Iterator[v1.StackV4]:
     """Route the asyncio network calls of this context (and of the tasks created inside
     it) through ``stack`` until the block ends; names resolve through ``resolver`` (a
-    :class:`miragekit.dns.Resolver`), by default one over ``stack`` itself."""
+    :class:`miragekit.dns.Resolver`), by default one over ``stack`` itself.
+
+    On a running loop that is not a stack loop the binding would change nothing (the
+    calls would reach the host's sockets), so that is refused."""
+    _check_running_loop()
     token = _stack.set(stack)
     rtoken = _resolver.set(resolver)
     try:
@@ -36,6 +41,22 @@ def bind(stack: v1.StackV4, resolver: Any = None) -> Iterator[v1.StackV4]:
     finally:
         _resolver.reset(rtoken)
         _stack.reset(token)
+
+
+def _check_running_loop() -> None:
+    from ._loop import StackLoopMixin  # it imports this module
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop yet: nothing to check (stacks are made on a running loop)
+    if not isinstance(loop, StackLoopMixin):
+        raise RuntimeError(
+            f"bind: the running loop ({type(loop).__qualname__}) is not a miragekit stack "
+            "loop: asyncio's network calls would go to the host's sockets, not the stack; "
+            "run on one: miragekit.aio.run(main()) (a StackEventLoop), sim.Network, or a "
+            "loop class with StackLoopMixin first"
+        )
 
 
 def resolver_for(stack: Any) -> Any:
@@ -51,6 +72,11 @@ def resolver_for(stack: Any) -> Any:
         kept = (stack, Resolver(stack, DNS_SERVERS))
         _made[id(stack)] = kept
     return kept[1]
+
+
+def bound_resolver() -> Any:
+    """The resolver bound with the stack in the calling context, if any."""
+    return _resolver.get()
 
 
 def bound_stack() -> v1.StackV4 | None:

@@ -105,6 +105,18 @@ class StackLoopMixin:
         resolver = resolver_for(stack)
         return await _names.resolve(resolver, host, port, family, type, proto, flags)
 
+    async def _local_infos(
+        self, stack: Any, host: Any, port: Any, family: int, type: int, proto: int, flags: int
+    ) -> list[_names.AddrInfo]:
+        """The addresses a server or endpoint binds to: numbers and the static table, else
+        a name resolved as connect's are (a host's own name, in a simulation)."""
+        try:
+            return _names.getaddrinfo(host, port, family, type, proto, flags)
+        except socket.gaierror as e:
+            if e.errno != socket.EAI_NONAME or host is None:
+                raise
+        return await self._resolve(stack, host, port, family, type, proto, flags)
+
     async def getnameinfo(self, sockaddr: tuple[Any, ...], flags: int = 0) -> tuple[str, str]:
         return _names.getnameinfo(sockaddr, flags)
 
@@ -308,9 +320,10 @@ class StackLoopMixin:
         port = int(port or 0)
         hosts = host if isinstance(host, list | tuple) else [host]
         for h in hosts:
-            for _f, _t, _p, _c, sa in _names.getaddrinfo(
-                h or None, port, family, socket.SOCK_STREAM, 0, flags
-            ):
+            infos = await self._local_infos(
+                stack, h or None, port, family, socket.SOCK_STREAM, 0, flags
+            )
+            for _f, _t, _p, _c, sa in infos:
                 if not _is_local(stack, sa[0]):
                     raise OSError(
                         errno.EADDRNOTAVAIL,
@@ -389,7 +402,8 @@ class StackLoopMixin:
             remote = (str(sa[0]), int(sa[1]))
         port = 0
         if local_addr is not None:
-            info = _names.getaddrinfo(
+            info = await self._local_infos(
+                stack,
                 local_addr[0],
                 local_addr[1],
                 family,

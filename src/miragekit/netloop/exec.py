@@ -12,6 +12,7 @@ host's network behind the stack's back: they raise ``NotImplementedError`` inste
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import runpy
 import socket
@@ -188,21 +189,27 @@ def install(options: Any) -> None:
     socket.socket = GuardedSocket  # type: ignore[misc]
 
 
+class NoProgram(Exception):
+    """The program to run cannot be found (a missing script or module): a misuse of exec,
+    told in one line, unlike an error the program itself raises (its traceback)."""
+
+
 def run_program(argv: Sequence[str]) -> int:
     """Run ``script.py args`` or ``-m module args`` as ``__main__``; its exit status."""
     if not argv:
-        raise ValueError("nothing to run: give -- script.py ARGS or -- -m MODULE ARGS")
+        raise NoProgram("nothing to run: give -- script.py ARGS or -- -m MODULE ARGS")
     try:
         if argv[0] == "-m":
             if len(argv) < 2:
-                raise ValueError("-m needs a module name")
+                raise NoProgram("-m needs a module name")
             sys.argv = [argv[1], *argv[2:]]
             sys.path.insert(0, os.getcwd())
+            _find_module(argv[1])
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
         else:
             script = argv[0]
             if not os.path.isfile(script):
-                raise ValueError(f"{script}: no such file")
+                raise NoProgram(f"{script}: no such file")
             sys.argv = list(argv)
             sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
             runpy.run_path(script, run_name="__main__")
@@ -214,3 +221,16 @@ def run_program(argv: Sequence[str]) -> int:
         print(e.code, file=sys.stderr)
         return 1
     return 0
+
+
+def _find_module(name: str) -> None:
+    """A :class:`NoProgram` when module ``name`` (or a package on its path) does not
+    exist; an error inside a module that does exist is the program's own."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except ModuleNotFoundError as e:
+        if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
+            raise
+        spec = None
+    if spec is None:
+        raise NoProgram(f"-m {name}: no module named {name!r}")

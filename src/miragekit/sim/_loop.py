@@ -21,6 +21,7 @@ import gc
 import heapq
 import itertools
 import random
+import threading
 import weakref
 from asyncio import format_helpers
 from collections import deque
@@ -307,6 +308,16 @@ class SimLoop(asyncio.SelectorEventLoop):
 
     # --- real I/O ----------------------------------------------------------------------
 
+    def _can_be_woken(self) -> bool:
+        """Whether anything outside the simulation could still wake a blocked loop: a
+        registered descriptor, another thread (executors, ``call_soon_threadsafe``), or a
+        signal handler."""
+        return (
+            self._real_io
+            or threading.active_count() > 1
+            or bool(getattr(self, "_signal_handlers", None))
+        )
+
     def _io_changed(self) -> None:
         """Note whether descriptors other than the self-pipe are registered: the loop
         polls the selector between batches only then (asking the selector for its map
@@ -354,6 +365,14 @@ class SimLoop(asyncio.SelectorEventLoop):
             events = self._selector.select(0)
             if not events:
                 raise _TeardownStuck
+        elif self._idle_timeout is not None and not self._can_be_woken():
+            # A pure simulation at rest: nothing can ever wake it, so say so now rather
+            # than after idle_timeout seconds of waiting.
+            raise SimDeadlock(
+                f"simulation deadlock at t={self._now}: every task is waiting, nothing "
+                "is scheduled, and nothing outside the simulation (no real I/O, no other "
+                f"thread, no signal handler) can wake it (waiting: {self._waiting()})"
+            )
         else:
             # Nothing can happen unless I/O or another thread wakes us: block like asyncio.
             events = self._selector.select(self._idle_timeout)

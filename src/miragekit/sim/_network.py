@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..clock import Clock
 from ._escape import Escape, EscapeWatch, SimEscape
-from ._loop import DEFAULT_IDLE_TIMEOUT, SimLoop, run_on
+from ._loop import DEFAULT_IDLE_TIMEOUT, SimDeadlock, SimLoop, run_on
 from ._observe import Event, HostCounters, HostObserver, format_events
 
 if TYPE_CHECKING:
@@ -92,7 +92,11 @@ class Report:
         return format_events(self.events)
 
     def __getitem__(self, name: str) -> HostOutcome:
-        return self.hosts[name]
+        try:
+            return self.hosts[name]
+        except KeyError:
+            known = ", ".join(self.hosts)
+            raise KeyError(f"no host named {name!r} in the report (hosts: {known})") from None
 
     def errors(self) -> dict[str, BaseException]:
         """The exceptions hosts' ``main`` raised, by host name."""
@@ -140,7 +144,13 @@ class _PlanResolver:
     ) -> list[tuple[int, int, int, str, tuple[Any, ...]]]:
         h = self._net._hosts.get(host.lower().rstrip("."))
         if h is None:
-            raise socket.gaierror(socket.EAI_NONAME, f"{host}: no such host in the simulation")
+            names = list(self._net._hosts)
+            known = ", ".join(names[:10]) + (
+                f" and {len(names) - 10} more" if len(names) > 10 else ""
+            )
+            raise socket.gaierror(
+                socket.EAI_NONAME, f"{host}: no such host in the simulation (hosts: {known})"
+            )
         addrs: list[Addr | Addr6] = []
         if h.ip6 is not None and self._v6 and family in (0, socket.AF_INET6):
             addrs.append(h.ip6)
@@ -164,7 +174,8 @@ def _network_loop_class() -> type[SimLoop]:
     first use: the stack modules import this package)."""
     global _loop_class
     if _loop_class is None:
-        from ..netloop import StackLoopMixin, bound_stack
+        from ..netloop import StackLoopMixin, _names, bound_stack
+        from ..netloop._bind import bound_resolver, stack_for
 
         class NetworkLoop(StackLoopMixin, SimLoop):  # type: ignore[misc]
             """Virtual time; sockets through the calling host's stack; each task
@@ -176,6 +187,7 @@ def _network_loop_class() -> type[SimLoop]:
                     weakref.WeakKeyDictionary()
                 )
                 self.hosts_by_stack: dict[int, str] = {}
+                self.plan_resolvers: dict[int, _PlanResolver] = {}  # id(stack): its host's
                 self.clocks: dict[str, tuple[float, float]] = {}  # host: (skew s, drift ppm)
 
             def current_host(self) -> str | None:
@@ -197,6 +209,32 @@ def _network_loop_class() -> type[SimLoop]:
                 ``clock_skew`` and running ``drift`` ppm fast (slow if negative)."""
                 skew, drift = self.clocks.get(host, (0.0, 0.0))
                 return SimLoop.wall_time(self) + skew + self.time() * drift * 1e-6
+
+            async def _stack_for(self, call: str) -> Any:
+                if bound_stack() is None:
+                    raise RuntimeError(
+                        f"{call}: this code runs as no host of the simulated network (an "
+                        "at() action, or code outside every host's main): make the call "
+                        "from a host's main, or bind a host's stack around it "
+                        "(with miragekit.aio.bind(net.stack(name)): ...)"
+                    )
+                return stack_for(call)
+
+            async def _resolve(
+                self,
+                stack: Any,
+                host: Any,
+                port: Any,
+                family: int,
+                type: int,
+                proto: int,
+                flags: int,
+            ) -> list[_names.AddrInfo]:
+                # A host's stack bound by the test's own code resolves from the plan too.
+                plan = self.plan_resolvers.get(id(stack))
+                if plan is None or bound_resolver() is not None:
+                    return await super()._resolve(stack, host, port, family, type, proto, flags)
+                return await _names.resolve(plan, host, port, family, type, proto, flags)
 
             def call_exception_handler(self, context: dict[str, Any]) -> None:
                 # Python 3.11's start_server asks a cancelled handler task for its
@@ -264,6 +302,7 @@ class Network:
         self._events: list[Event] = []
         self._changed: asyncio.Event | None = None
         self._cleanups: list[asyncio.Future[Any]] = []
+        self._action_error: BaseException | None = None  # the first an action raised
         self._capture: str | None = None
         self._watch: EscapeWatch | None = None
         self._report: Report | None = None
@@ -538,7 +577,11 @@ class Network:
             try:
                 out = action()
                 if inspect.isawaitable(out):
-                    self._cleanups.append(asyncio.ensure_future(out))
+                    task = asyncio.ensure_future(out)
+                    self._cleanups.append(task)
+                    task.add_done_callback(lambda t: self._action_done(what, when, t))
+            except Exception as e:
+                self._action_failed(what, when, e)
             finally:
                 self._wake()
 
@@ -546,6 +589,21 @@ class Network:
             asyncio.get_running_loop().call_at(when, fire)
         else:
             self._scheduled.append((float(when), fire))
+
+    def _action_done(self, what: str, when: float, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._action_failed(what, when, cast(BaseException, task.exception()))
+        self._wake()
+
+    def _action_failed(self, what: str, when: float, e: BaseException) -> None:
+        """An action scheduled with ``at`` raised: the run stops and :meth:`run` raises
+        it (the test's own code failed: not a host's outcome to report)."""
+        if self._action_error is None:
+            call = f"at({when:g}, ...)" if what == "at" else f"{what}(..., at={when:g})"
+            self._log(f"{call} raised {type(e).__name__}")
+            t = asyncio.get_running_loop().time()
+            e.add_note(f"raised by the simulated network's {call}, at t={t:.6f}")
+            self._action_error = e
 
     def _crash(self, h: _Host) -> None:
         if h.crashed or h.vif is None:
@@ -611,7 +669,9 @@ class Network:
         ``strict=True`` raises :class:`SimEscape` instead of returning such a report."""
         if self._state != "plan":
             raise RuntimeError("run: a Network runs once; build a new one for another run")
-        if until is not None and (isinstance(until, bool) or not until > 0):
+        if until is not None and (
+            isinstance(until, bool) or not isinstance(until, int | float) or not until > 0
+        ):
             raise ValueError(f"run: until must be > 0 seconds or None, got {until!r}")
         if not self._hosts:
             raise ValueError("run: the network has no hosts (add them with host())")
@@ -626,6 +686,14 @@ class Network:
         self._watch = EscapeWatch(lambda: (cast(Any, loop).current_host(), loop.time()))
         try:
             report = run_on(loop, self._main(until))
+        except SimDeadlock as e:
+            if until is not None:
+                raise
+            # The common case: a server's main waits for ever once its clients are done.
+            raise SimDeadlock(
+                f"{e}; the hosts in brackets are still in their main: one that serves for "
+                "ever needs run(until=SECONDS), which ends the run at that virtual time"
+            ) from None
         finally:
             self._state = "done"
             self._switch = None
@@ -674,6 +742,7 @@ class Network:
         h.port = port
         loop = asyncio.get_running_loop()
         getattr(loop, "hosts_by_stack", {})[id(r.value)] = h.name
+        getattr(loop, "plan_resolvers", {})[id(r.value)] = _PlanResolver(self, h)
 
     def _start_main(self, h: _Host) -> None:
         from ..netloop import bind
@@ -682,7 +751,7 @@ class Network:
             return
         loop = asyncio.get_running_loop()
         with bind(h.stack, resolver=_PlanResolver(self, h)):
-            h.task = loop.create_task(_call(h.main), name=h.name)
+            h.task = loop.create_task(_call(h.main, h.name), name=h.name)
         getattr(loop, "owner", {})[h.task] = h.name
         h.task.add_done_callback(lambda t: self._ended(h, t))
         self._log(f"start {h.name}" if not h.restarts else f"start {h.name} again")
@@ -698,6 +767,8 @@ class Network:
         self._wake()
 
     def _busy(self) -> bool:
+        if self._action_error is not None:
+            return False
         return (
             self._pending > 0
             or self._booting > 0
@@ -748,7 +819,11 @@ class Network:
         changed = self._changed
         assert changed is not None
         for h in self._hosts.values():
-            await self._up(h)
+            if h.ip6 is None:  # up at once, in plan order
+                await self._up(h)
+        # IPv6 stacks wait for duplicate address detection (a second or two): all at once,
+        # not one after the other (ten hosts started their mains at 16 s).
+        await asyncio.gather(*(self._up(h) for h in self._hosts.values() if h.ip6 is not None))
         for when, fire in self._scheduled:
             loop.call_at(when, fire)
         self._scheduled.clear()
@@ -767,6 +842,8 @@ class Network:
         self._state = "done"
         if self._watch is not None:
             self._watch.stop()
+        if self._action_error is not None:
+            raise self._action_error
         escapes = self._watch.escapes if self._watch is not None else []
         return Report(loop.time(), self.seed, self._outcomes(), list(self._events), escapes)
 
@@ -809,5 +886,11 @@ def _names(group: Iterable[str], what: str) -> list[str]:
     return list(group)
 
 
-async def _call(main: Main) -> object:
-    return await main()
+async def _call(main: Main, name: str) -> object:
+    out = main()
+    if not inspect.isawaitable(out):  # a plain function: say so, not "can't be awaited"
+        raise TypeError(
+            f"host {name!r}: main returned {out!r}, not an awaitable; "
+            "main must be an async function (async def)"
+        )
+    return await out

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from ._loop import SimDeadlock
 from ._network import Network
 from ._replay import compare_runs
 
@@ -59,7 +60,38 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+_MARKER_ARGS = ("seeds", "until")
+
+
+def _check_marker(metafunc: pytest.Metafunc) -> None:
+    """A misspelt or misused ``@pytest.mark.sim`` is one line naming the test, never a
+    silent default (``seed=3`` would otherwise run seed 0)."""
+    marker = metafunc.definition.get_closest_marker("sim")
+    if marker is None:
+        return
+    where = f"{metafunc.definition.nodeid}: @pytest.mark.sim"
+    if marker.args:
+        pytest.fail(
+            f"{where} takes keyword arguments only (seeds=..., until=...), got {marker.args!r}",
+            pytrace=False,
+        )
+    for k in marker.kwargs:
+        if k not in _MARKER_ARGS:
+            pytest.fail(
+                f"{where} has no argument {k!r} (known: {', '.join(_MARKER_ARGS)})", pytrace=False
+            )
+    seeds = marker.kwargs.get("seeds")
+    if seeds is not None and (isinstance(seeds, str) or not isinstance(seeds, Iterable)):
+        pytest.fail(
+            f"{where} seeds must be an iterable of ints (e.g. range({seeds!r})), got {seeds!r}"
+            if isinstance(seeds, int) and not isinstance(seeds, bool)
+            else f"{where} seeds must be an iterable of ints, got {seeds!r}",
+            pytrace=False,
+        )
+
+
 def _seeds(metafunc: pytest.Metafunc) -> list[int]:
+    _check_marker(metafunc)
     forced = metafunc.config.getoption("sim_seed")
     if forced is not None:
         return [forced]
@@ -123,7 +155,16 @@ def _run_if_unrun(item: pytest.Item, net: Network) -> None:
         return
     marker = item.get_closest_marker("sim")
     until = None if marker is None else marker.kwargs.get("until")
-    report = net.run(until=until)
+    try:
+        report = net.run(until=until)
+    except SimDeadlock as e:
+        if until is not None:
+            raise
+        pytest.fail(
+            f"{e}\n(the test left its network for the plugin to run: "
+            "@pytest.mark.sim(until=SECONDS) bounds that run)",
+            pytrace=False,
+        )
     if not report.ok:
         errors = "; ".join(f"{n}: {type(e).__name__}: {e}" for n, e in report.errors().items())
         pytest.fail(f"a simulated host raised: {errors}", pytrace=False)
