@@ -12,7 +12,8 @@ process, one after the other:
 
 ``--before REV`` first runs the ``sim.Network`` way on the sources of git revision REV
 (exported to a temporary directory, run in a subprocess with ``--src``), so a change
-is measured against what it changed, in the same run.
+is measured against what it changed, in the same run; when REV is a directory with a
+``src`` (e.g. the compiled tree ``tools/compiled_tree.py`` writes), on that ``src``.
 
 Connection ``i`` goes from host ``i % hosts`` to host ``(i % hosts + 1 + i // hosts) %
 hosts``, so every host serves and connects; each host opens its connections one after
@@ -192,9 +193,12 @@ def measure(name: str, fn: Any, a: argparse.Namespace) -> dict[str, Any]:
 
 
 def before(rev: str, a: argparse.Namespace) -> dict[str, Any]:
-    """The sim.Network row on revision ``rev``'s sources, in a subprocess."""
+    """The sim.Network row on revision ``rev``'s sources, or on directory ``rev``'s
+    ``src`` when it has one (a tree from tools/compiled_tree.py), in a subprocess."""
+    tree = Path(rev, "src")
     with tempfile.TemporaryDirectory() as tmp:
-        args = [sys.executable, __file__, "--src", extract_src(rev, tmp), "--network-only"]
+        src = str(tree) if (tree / "miragekit").is_dir() else extract_src(rev, tmp)
+        args = [sys.executable, __file__, "--src", src, "--network-only"]
         args += [f"--{k}={getattr(a, k)}" for k in ("hosts", "conns", "seconds", "loss")]
         out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     row: dict[str, Any] = json.loads(out)
@@ -208,7 +212,11 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=980)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--loss", type=float, default=0.01)
-    ap.add_argument("--before", metavar="REV", help="also sim.Network on git revision REV")
+    ap.add_argument(
+        "--before",
+        metavar="REV",
+        help="also sim.Network on git revision REV (or directory REV's src)",
+    )
     ap.add_argument("--no-hand", action="store_true", help="skip the by-hand reference (long runs)")
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--network-only", action="store_true", help=argparse.SUPPRESS)

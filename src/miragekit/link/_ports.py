@@ -18,9 +18,10 @@ from typing import Any
 from ..result import Error, NetworkError, Ok, Unknown
 from ._frame import FrameNetwork
 from ._impair import LinkParams
+from ._pool import MAX_MTU
 from ._qemu import QemuDgramNetif, QemuStreamNetif
 from ._tap import TapNetif
-from ._vswitch import MAX_MTU, VnetIf, VnetSwitch
+from ._vswitch import VnetIf, VnetSwitch
 from ._vxlan import VxlanNetif, parse_vxlan_spec
 
 PORT_KINDS = ("tap", "vxlan", "qemu-stream", "qemu-dgram")

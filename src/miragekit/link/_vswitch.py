@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import sys
 import weakref
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Self
 
+from .._mypyc import mypyc_attr
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
 from ..v1 import Buffer, FrameCallback, Network, Stats
@@ -44,18 +43,9 @@ from ._impair import (
     link_rng,
 )
 from ._listen import SpawnedListens
+from ._pool import _POOL_MIN, ETH_HEADER, MAX_MTU, VLAN_TAG, _BufferPool
 
-ETH_HEADER = 14
-VLAN_TAG = 4
 _TPID_8021Q = b"\x81\x00"
-MAX_MTU = 65535
-
-# Frames from 4 KiB up are copied into recycled buffers instead of new ``bytes``: keeping
-# dozens of fresh 64 KiB objects alive and freeing them makes malloc return the memory to
-# the kernel and fault it back in, which costs ten times the copy.
-_POOL_MIN = 4096
-_POOL_CLASSES = (16384 + 32, MAX_MTU + ETH_HEADER + VLAN_TAG)
-_POOL_BYTES = 32 << 20
 
 
 @dataclass(slots=True)
@@ -69,56 +59,11 @@ class VnetCounters(ImpairCounters):
     dropped_disconnected: int = 0  # sent after disconnect
 
 
-class _BufferPool:
-    """Recycled bytearrays for large frames; a buffer is reused only when nothing refers to it.
-
-    Python's reference count is the ownership test: while any frame view, pending list or
-    timer still holds a buffer, ``sys.getrefcount`` shows it, and the buffer is skipped. A
-    receiver that (against the FrameLink contract) keeps a view only pins that buffer.
-    """
-
-    __slots__ = ("_bytes", "_pools")
-
-    def __init__(self) -> None:
-        self._pools: tuple[deque[bytearray], ...] = tuple(deque() for _ in _POOL_CLASSES)
-        self._bytes = 0
-
-    def copy(self, parts: Sequence[Buffer], n: int) -> Frame:
-        """A private copy of the concatenation of ``parts`` (``n`` bytes in all)."""
-        if n <= _POOL_CLASSES[0]:
-            size, pool = _POOL_CLASSES[0], self._pools[0]
-        elif n <= _POOL_CLASSES[1]:
-            size, pool = _POOL_CLASSES[1], self._pools[1]
-        else:
-            return b"".join(parts)
-        buf: bytearray | None = None
-        if pool:
-            head = pool[0]
-            # references: the deque, `head`, getrefcount's argument
-            if sys.getrefcount(head) <= 3:
-                pool.rotate(-1)
-                buf = head
-            del head
-        if buf is None:
-            if self._bytes + size > _POOL_BYTES:
-                return b"".join(parts)
-            buf = bytearray(size)
-            pool.append(buf)
-            self._bytes += size
-        view = memoryview(buf)
-        off = 0
-        for p in parts:
-            if type(p) is memoryview and p.format != "B":
-                p = p.cast("B")
-            m = len(p)
-            view[off : off + m] = p
-            off += m
-        return view[:n]
-
-
 _registry: weakref.WeakValueDictionary[str, VnetSwitch] = weakref.WeakValueDictionary()
 
 
+# A regular class when compiled: named switches are kept in a weak registry.
+@mypyc_attr(native_class=False)
 class VnetSwitch:
     """A learning Ethernet switch between in-process interfaces.
 
@@ -370,6 +315,8 @@ class VnetSwitch:
             self._mirrors.remove(port)
 
 
+# A regular class when compiled: bridges are kept by port in a weak mapping.
+@mypyc_attr(native_class=False)
 class VnetIf:
     """One interface of a :class:`VnetSwitch`: a NETWORK device and a FrameLink.
 

@@ -48,6 +48,7 @@ from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
 from ..wire import SEGMENT_FOLDS, ipv4_sums_to_zero, pseudo_sum, residue
 from ..wire.tcp import TCPRepr, cut_flags, cut_segment, plain_fields, plain_segment
+from ._ethif import EthifCounters
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
 
@@ -83,6 +84,11 @@ _PORTS = struct.Struct("!HH")
 SOFT_GSO_MAX = 65535 - 60
 """The payload bytes of one burst a connection hands over whole over IPv4 without
 offload, cut into MSS-sized frames by :meth:`TcpSender.burst` (``Config.tso_max``)."""
+
+# TCP._flush clears its handle with this, not a literal None: typed as the attribute is,
+# the assignment does not narrow it to None for the rest of the method, where the run
+# may set it again (code compiled with mypyc trusts such narrowing when it reads it).
+_NO_FLUSH: asyncio.Handle | bool | None = None
 
 
 class TcpIPLayer(Protocol[A]):
@@ -494,7 +500,7 @@ class TCP(Generic[A]):
         # IPv4 without offload: each connection's frames come from a prebuilt header
         # (TcpSender), kept here by 4-tuple.
         self._senders: dict[tuple[bytes, bytes, int, int], TcpSender] | None = (
-            {} if isinstance(ip, IPv4) and ip.offload is None else None
+            {} if self._soft_gso else None
         )
         # IPv4 without offload: the usual frame of a connection is taken whole
         # (_frame_input), checked against what the layers would check, kept by generation.
@@ -525,7 +531,7 @@ class TCP(Generic[A]):
         (:meth:`TCPEndpoint.segment_now`)."""
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
-            self._eth_counters = ip.id().counters
+            self._eth_counters: EthifCounters = ip.id().counters
             ip.frame_input = self._frame_input
             ip.batch_done = self._batch_done
         self._headers: dict[bytes, _Prebuilt] = {}  # by destination, for the TcpSenders
@@ -993,7 +999,7 @@ class TCP(Generic[A]):
             self._end_run()
         if self._rx_ack is not None:
             self._end_ack()
-        self._flush_handle = None
+        self._flush_handle = _NO_FLUSH  # not None: see _NO_FLUSH
         self._rx_now = None
         self._running = True
         served = False

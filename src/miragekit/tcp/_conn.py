@@ -2221,7 +2221,10 @@ class Connection:
             self._ecn.mark(out, smax0, self._snd_wnd > 0)
         return out
 
-    poll_transmit = segments_to_send
+    def poll_transmit(self, now: float) -> list[TCPRepr]:
+        """:meth:`segments_to_send` by its sans-I/O name: a method, not an alias in the class
+        body, which the compiled build (mypyc) cannot take."""
+        return self.segments_to_send(now)
 
     def _syn_extras(self, seg: TCPRepr, st: State) -> TCPRepr:
         """What ECN (RFC 3168 6.1.1) and Fast Open (RFC 7413) add to our SYN or SYN-ACK."""
