@@ -23,7 +23,8 @@ and reads the echo. Shown: wall time, CPU time of the process
 completed), echoes per wall second, how many times faster than real time the
 simulation ran, and CPU microseconds per echo (the steadiest figure on a shared
 machine); the load average before and after. ``--no-hand`` leaves out the by-hand
-reference (for long runs compared with ``--before``).
+reference (for long runs compared with ``--before``). ``--cpu-from T`` also shows the
+``sim.Network`` rows' CPU per echo from simulated time T on (after the start-up).
 Writes bench/results/sim_cluster.json.
 """
 
@@ -141,10 +142,19 @@ def by_hand(hosts: int, conns: int, seconds: float, loss: float) -> int:
 
 
 def with_network(
-    hosts: int, conns: int, seconds: float, loss: float, times: list[float] | None = None
+    hosts: int,
+    conns: int,
+    seconds: float,
+    loss: float,
+    times: list[float] | None = None,
+    cpu_marks: dict[float, float] | None = None,
 ) -> int:
-    """The ``sim.Network`` way; echoes completed (their virtual times into ``times``)."""
+    """The ``sim.Network`` way; echoes completed (their virtual times into ``times``;
+    the process's CPU seconds at each virtual time of ``cpu_marks`` into it)."""
     net = sim.Network(seed=1, subnet="10.0.0.0/16", link=LinkParams(loss=loss))
+    marks = cpu_marks if cpu_marks is not None else {}
+    for t in marks:
+        net.at(t, lambda t=t: marks.__setitem__(t, time.process_time()))
     n = [0]
     failed = [0]
     targets = targets_of(hosts, conns)
@@ -179,9 +189,22 @@ def with_network(
 
 def measure(name: str, fn: Any, a: argparse.Namespace) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
-    echoes = fn(a.hosts, a.conns, a.seconds, a.loss)
+    if a.cpu_from is None or fn is not with_network:
+        echoes = fn(a.hosts, a.conns, a.seconds, a.loss)
+        window = {}
+    else:
+        times: list[float] = []
+        marks = {a.cpu_from: 0.0, a.seconds: 0.0}
+        echoes = fn(a.hosts, a.conns, a.seconds, a.loss, times, marks)
+        steady = sum(1 for t in times if t >= a.cpu_from)
+        cpu_steady = marks[a.seconds] - marks[a.cpu_from]
+        window = {
+            "steady_echoes": steady,
+            "steady_cpu_us_per_echo": round(cpu_steady / steady * 1e6),
+        }
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
+        **window,
         "how": name,
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 2),
@@ -200,6 +223,8 @@ def before(rev: str, a: argparse.Namespace) -> dict[str, Any]:
         src = str(tree) if (tree / "miragekit").is_dir() else extract_src(rev, tmp)
         args = [sys.executable, __file__, "--src", src, "--network-only"]
         args += [f"--{k}={getattr(a, k)}" for k in ("hosts", "conns", "seconds", "loss")]
+        if a.cpu_from is not None:
+            args.append(f"--cpu-from={a.cpu_from}")
         out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     row: dict[str, Any] = json.loads(out)
     row["how"] = f"sim.Network at {rev}"
@@ -218,6 +243,12 @@ def main() -> None:
         help="also sim.Network on git revision REV (or directory REV's src)",
     )
     ap.add_argument("--no-hand", action="store_true", help="skip the by-hand reference (long runs)")
+    ap.add_argument(
+        "--cpu-from",
+        type=float,
+        metavar="T",
+        help="also CPU per echo from simulated time T to the end (sim.Network rows only)",
+    )
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--network-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -241,6 +272,12 @@ def main() -> None:
             f"{r['how']:<26} {r['wall_s']:>8} {r['cpu_s']:>8} {r['echoes']:>8} "
             f"{r['echoes_per_wall_s']:>9} {r['x_real_time']:>12} {r['cpu_us_per_echo']:>12}"
         )
+    for r in rows:
+        if "steady_echoes" in r:
+            print(
+                f"{r['how']}: from {a.cpu_from:g} s, {r['steady_echoes']} echoes, "
+                f"{r['steady_cpu_us_per_echo']} CPU us per echo"
+            )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     result = {"args": vars(a), "load": load, "rows": rows}

@@ -34,3 +34,17 @@ def test_echoes_fall_on_their_own_instants_from_the_start(sim_cluster: ModuleTyp
     assert early >= 0.9 * conns * 20
     assert late >= 0.9 * conns * 20
     assert abs(late - early) <= 0.05 * early
+
+
+def test_cpu_from_counts_the_echoes_and_cpu_after_the_start_up(sim_cluster: ModuleType) -> None:
+    """``--cpu-from T``: the CPU seconds read at simulated times T and the run's end,
+    and the echoes between them, beside the whole run's figures."""
+    args = sim_cluster.argparse.Namespace(hosts=4, conns=8, seconds=6.0, loss=0.01, cpu_from=3.0)
+    row = sim_cluster.measure("sim.Network", sim_cluster.with_network, args)
+    times: list[float] = []
+    marks = {3.0: 0.0, 6.0: 0.0}
+    echoes = sim_cluster.with_network(4, 8, 6.0, 0.01, times, marks)
+    assert echoes == row["echoes"] == len(times)
+    assert row["steady_echoes"] == sum(1 for t in times if t >= 3.0) >= 8 * 2
+    assert 0 < marks[3.0] < marks[6.0]
+    assert row["steady_cpu_us_per_echo"] > 0

@@ -8,6 +8,8 @@ import asyncio
 import contextvars
 import gc
 import random
+import sys
+import types
 from collections.abc import Callable
 
 import pytest
@@ -712,3 +714,62 @@ def test_timers_due_at_once_run_where_the_heap_would_put_them() -> None:
         ours = sim.run(random_timers(seed))
         reference = run_on(_HeapOnlyLoop(), random_timers(seed))
         assert ours == reference and len(ours) > 1500, seed
+
+
+def _receiver_ends_profile(got: list[bytes]) -> Callable[[memoryview], None]:
+    def receiver(f: memoryview) -> None:
+        sys.setprofile(None)
+        got.append(bytes(f))
+
+    return receiver
+
+
+def test_a_frame_crosses_a_plain_link_in_eighteen_python_calls() -> None:
+    """From a port's ``send_frames`` to the receiver: the port and the clock, each
+    direction's crossing and its timer, the drain (without a call to ``resume`` for
+    the frames due), the switch, the delivery. No ``typing.cast`` per handle, no
+    ``_running_loop`` call when the switch's loop is the running one."""
+    calls: list[str] = []
+
+    def seen(f: types.FrameType, event: str, arg: object) -> None:
+        if event == "call":
+            calls.append(f.f_code.co_qualname)
+
+    async def main() -> int:
+        sw = VnetSwitch(seed=1)
+        link = LinkParams(loss=1e-9)  # plain, not ideal: the lossy links' path, no loss
+        a, b = sw.add_interface("a", link=link), sw.add_interface("b", link=link)
+        got: list[bytes] = []
+        a.set_receiver(lambda f: None)
+        b.set_receiver(_receiver_ends_profile(got))
+        b.send(frame(b, a, 0))  # the switch learns b and binds to this loop
+        await asyncio.sleep(0.001)
+        loop = asyncio.get_running_loop()
+        # Counted from the send to the receiver (which stops the count): one callback
+        # and the two link timers after it, nothing else scheduled meanwhile.
+        loop.call_soon(sys.setprofile, seen)
+        loop.call_soon(a.send_frames, [frame(a, b, 1)])
+        await asyncio.sleep(0.001)
+        return len(got)
+
+    assert sim.run(main()) == 1
+    assert calls == [
+        "VnetIf.send_frames",
+        "VnetIf._send",
+        "BaseEventLoop.is_running",
+        "SimLoop.time",
+        "_Direction.carry",
+        "SimLoop.call_at",
+        "_Direction.drain",
+        "SimLoop.time",
+        "VnetIf._arrive_at_switch",
+        "BaseEventLoop.is_running",
+        "VnetSwitch._forward",
+        "SimLoop.time",
+        "_Direction.carry",
+        "SimLoop.call_at",
+        "_Direction.drain",
+        "SimLoop.time",
+        "VnetIf._deliver",
+        "_receiver_ends_profile.<locals>.receiver",
+    ]

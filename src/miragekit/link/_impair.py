@@ -246,7 +246,15 @@ class _Direction:
         next. The timers pass their loop: asking for the running loop costs a system call
         (``getpid``, asyncio's check for a fork) per frame."""
         self.timer = None
-        self.resume(loop, loop.time() if now is None else now)
+        if now is None:
+            now = loop.time()
+        # What resume does, without its call: a drain is a loop timer per frame and link.
+        fifo = self.fifo
+        deliver = self.deliver
+        while fifo and fifo[0][0] <= now:
+            deliver(fifo.popleft()[1])
+        if fifo and self.timer is None:
+            self.timer = loop.call_at(fifo[0][0], self.drain, loop, context=contextvars.Context())
 
     def resume(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
         """:meth:`drain` after its timer is forgotten: deliver what is due, time the rest."""

@@ -256,13 +256,15 @@ class VnetSwitch:
                     m._egress(data, loop)
         now = loop.time()
         fdb = self._fdb
-        head = data[:12]
-        if type(head) is not bytes:
-            head = bytes(head)
-        smac = head[6:12]
+        if type(data) is bytes:  # a frame a stack sent: its addresses without a copy of both
+            smac = data[6:12]
+            dmac = data[0:6]
+        else:
+            head = bytes(data[:12])
+            smac = head[6:12]
+            dmac = head[0:6]
         if not smac[0] & 1:
             fdb[smac] = (src, now)
-        dmac = head[0:6]
         groups = self._groups
         blocked = self._blocked
         if not dmac[0] & 1:
@@ -455,10 +457,13 @@ class VnetIf:
         stats = self._stats
         stats.tx_pkts += 1
         stats.tx_bytes += n
-        loop = self._switch._running_loop()
+        sw = self._switch
+        loop = sw._loop  # what _running_loop gives, without its call when it is running
+        if loop is None or not loop.is_running():
+            loop = sw._running_loop()
         link = self.link
         if link.ideal:
-            self._switch._forward(self, data, loop)
+            sw._forward(self, data, loop)
         elif link.plain:
             self._up.carry(link, self.counters, data, loop.time(), loop)
         else:

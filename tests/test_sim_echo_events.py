@@ -1,0 +1,49 @@
+"""What one echo of ``bench/sim_cluster.py``'s workload costs the loop, event by event
+(``bench/sim_echo_events.py``): a change that adds or removes a loop callback per echo
+shows here, with the callback it concerns."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module("sim_echo_events")
+
+
+def test_one_echo_over_a_plain_link_costs_nineteen_callbacks(events: ModuleType) -> None:
+    # Two hosts, one connection each way; a loss too small to lose anything keeps the
+    # links plain (the switch's path of a lossy link) and the counts whole.
+    r = events.count(2, 2, 5.0, 15.0, loss=1e-9)
+    assert r["echoes"] == 20
+    per_echo = {name: ran for name, (_scheduled, ran) in r["callbacks"].items()}
+    assert per_echo == {
+        # Three frames (the data, the echo with its ACK, the delayed ACK), each crossing
+        # two directions of link, each direction one loop timer due at once.
+        "call_at _Direction.drain (_arrive_at_switch)": 3.0,
+        "call_at _Direction.drain (_deliver)": 3.0,
+        # A run per frame received, one after the application wrote, one after the
+        # tasks a run woke (the pinger's, which wrote nothing), per host.
+        "call_soon TCP._flush": 6.0,
+        # The client's delayed ACK; the server's delayed ACK (its reply carried the
+        # ACK) and the server's retransmission timer (the delayed ACK acknowledged the
+        # reply), both found moved or gone.
+        "call_at TCP._on_timer": 3.0,
+        # The echo handler woken by data, the pinger by the echo and by its sleep.
+        "call_soon Task.task_wakeup": 3.0,
+        "call_at _set_result_unless_cancelled": 1.0,
+    }
+    assert r["ran"] == 19.0
+    assert r["other"] == {
+        "frames sent": 3.0,
+        "TCP timer fires that found nothing due": 2.0,
+        "TCP runs that sent nothing and woke nothing": 2.0,
+    }
