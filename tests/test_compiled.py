@@ -80,7 +80,7 @@ ON_COMPILED = [
 ]
 # Tests in the files above that count Python calls: run on the pure tree only.
 PURE_ONLY = [
-    "tests/test_sim_speed.py::test_a_frame_crosses_a_plain_link_in_eighteen_python_calls",
+    "tests/test_sim_speed.py::test_a_frame_crosses_a_plain_link_in_thirteen_python_calls",
 ]
 
 

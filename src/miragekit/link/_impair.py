@@ -227,11 +227,7 @@ class _Direction:
         loss only) at time ``now``: the same draws and the same outcome, with only what
         such a link uses. Callers that carry one frame over many links (a switch's
         flood) read the clock once, and pass a :class:`Flood` that times them all."""
-        rng = self.rng
-        lost = rng.random() < link.loss
-        rng.getrandbits(384)  # the six draws it does not use: 2 words of 32 bits each
-        if lost:
-            c.dropped_loss += 1
+        if self.lost(link, c):
             return
         t = now + link.latency
         if t < self.last_arrival:
@@ -240,6 +236,16 @@ class _Direction:
         self.fifo.append((t, data))
         if self.timer is None and (flood is None or not flood.join(self, t, loop)):
             self.timer = loop.call_at(t, self.drain, loop, context=contextvars.Context())
+
+    def lost(self, link: LinkParams, c: ImpairCounters) -> bool:
+        """The draws :func:`impair` makes for a frame on a plain link, and its loss (counted
+        in ``c``): what :meth:`carry` decides before it times the frame."""
+        rng = self.rng
+        lost = rng.random() < link.loss
+        rng.getrandbits(384)  # the six draws it does not use: 2 words of 32 bits each
+        if lost:
+            c.dropped_loss += 1
+        return lost
 
     def drain(self, loop: asyncio.AbstractEventLoop, now: float | None = None) -> None:
         """Deliver the frames due by ``now`` (by default ``loop``'s time), then time the
