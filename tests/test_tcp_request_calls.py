@@ -1,5 +1,5 @@
 """A keep-alive request's path makes only the calls it needs: the driver hands the
-segment to header prediction itself (no ``TCP._deliver``), and the endpoint asks the
+segment to header prediction through ``TCP._deliver`` (once), and the endpoint asks the
 connection one question after the input (``poll_at(quiet=True)``, not ``quiet()`` and
 ``poll_at()``) and writes ``_rearm`` out on both sides; and what the one question answers
 is exactly what the two did."""
@@ -32,13 +32,13 @@ def test_a_request_and_its_reply_call_each_step_once(steps: ModuleType) -> None:
     res = aio.run(steps.serve(4, 20, "bytecodes"))
     calls = res["calls"]
     # Every request went the fast way in and out (one call of each step per request).
-    for name in ("tcp/_conn.py:Connection.handle_next", "tcp/_conn.py:Connection.data_now",
+    for name in ("net/_tcp.py:TCP._deliver",
+                 "tcp/_conn.py:Connection.handle_next", "tcp/_conn.py:Connection.data_now",
                  "tcp/_endpoint.py:TCPEndpoint.handle_next",
                  "tcp/_endpoint.py:TCPEndpoint.segment_now"):  # fmt: skip
         assert calls[name] == 1.0, name
     # Written out where they were called, once per request each.
-    for name in ("net/_tcp.py:TCP._deliver", "tcp/_endpoint.py:TCPEndpoint._rearm",
-                 "tcp/_conn.py:Connection.quiet"):  # fmt: skip
+    for name in ("tcp/_endpoint.py:TCPEndpoint._rearm", "tcp/_conn.py:Connection.quiet"):
         assert name not in calls, name
     # One deadline question after the request's input, one after the reply; the
     # driver's own (its runs, a few a round) come on top.

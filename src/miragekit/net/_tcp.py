@@ -700,18 +700,8 @@ class TCP(Generic[A]):
             if self._flush_handle is None:
                 self._flush_soon()
             return True
-        # _deliver, written out (a request's every segment): a call of fifteen arguments
-        # less a segment.
-        payload = frame[66 : 14 + tl]
-        if flags & 0x37 == 0x10 and self.endpoint.handle_next(
-            now, src, dst, sport, dport, seq, ack, window, payload, (tsv, tse), conn
-        ):
-            self.segments_next += 1
-        else:
-            seg = plain_segment(
-                sport, dport, seq, ack, flags, window, payload, (), (tsv, tse), urgent, ecn
-            )
-            self.endpoint.handle_segment(now, src, dst, seg)
+        self._deliver(now, src, dst, sport, dport, seq, ack, flags, window,
+                      frame[66 : 14 + tl], tsv, tse, urgent, ecn, conn)  # fmt: skip
         if self._flush_handle is None:
             self._flush_soon()
         if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
@@ -739,7 +729,7 @@ class TCP(Generic[A]):
         endpoint: the usual one (an ACK, maybe PSH, of an established connection's next
         data) without a TCPRepr; anything else, or any doubt, the general way. ``conn``:
         its connection, when the caller has just looked it up (a pure ACK that
-        :meth:`_hold_ack` did not hold). (:meth:`_frame_input` has it written out.)"""
+        :meth:`_hold_ack` did not hold)."""
         if flags & 0x37 == 0x10 and self.endpoint.handle_next(
             now, src, dst, sport, dport, seq, ack, window, payload, (tsv, tse), conn
         ):
