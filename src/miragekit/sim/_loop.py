@@ -16,11 +16,6 @@ order when :func:`run` ends.
 from __future__ import annotations
 
 import asyncio
-
-# For mypyc: the modules that define the loop's asyncio bases, imported by name (without
-# them the compiled module refers to modules it never imported and does not build).
-import asyncio.events
-import asyncio.unix_events
 import contextlib
 import gc
 import heapq
@@ -35,7 +30,6 @@ from contextvars import Context, copy_context
 from types import EllipsisType
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
-from .._mypyc import mypyc_attr
 from ..clock import Clock
 
 T = TypeVar("T")
@@ -60,14 +54,12 @@ TEARDOWN_GRACE = 5.0
 _TEARDOWN_ROUNDS = 10
 
 
-@mypyc_attr(native_class=False)
 class _Handle(asyncio.Handle):
     """A callback for the ready queue, made by :meth:`SimLoop.call_soon`."""
 
     __slots__ = ()
 
 
-@mypyc_attr(native_class=False)
 class _Timer(asyncio.TimerHandle):
     """A timer made by :meth:`SimLoop.call_at`. The heap holds ``(when, seq, timer)``,
     so equal deadlines run in the order they were scheduled and ordering costs no Python
@@ -100,11 +92,6 @@ def _report(handle: asyncio.Handle, exc: BaseException) -> None:
     handle._loop.call_exception_handler(context)  # type: ignore[attr-defined]
 
 
-def _first_two(entry: tuple[int, int, asyncio.Task[Any]]) -> tuple[int, int]:
-    return entry[0], entry[1]
-
-
-@mypyc_attr(native_class=False)
 class SimDeadlock(RuntimeError):
     """Every task waits, nothing is scheduled, and no I/O came for ``idle_timeout``."""
 
@@ -113,7 +100,6 @@ class _TeardownStuck(Exception):
     """Leftover tasks wait on something that cannot come (or past the grace period)."""
 
 
-@mypyc_attr(native_class=False)
 class SimLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose clock is virtual and starts at ``start``.
 
@@ -283,12 +269,10 @@ class SimLoop(asyncio.SelectorEventLoop):
 
     def tasks_in_creation_order(self) -> list[asyncio.Task[Any]]:
         """The unfinished tasks of this loop, oldest first."""
-        # Sorted by (creation number, place in all_tasks) without a lambda: compiled as
-        # a regular class (mypyc), a method with one stops mypyc on an internal error.
         order = self._task_order
-        keyed = [(order.get(t, -1), i, t) for i, t in enumerate(asyncio.all_tasks(self))]
-        keyed.sort(key=_first_two)
-        return [t for _, _, t in keyed if not t.done()]
+        tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
+        tasks.sort(key=lambda t: order.get(t, -1))
+        return tasks
 
     def _waiting(self) -> str:
         """The first few waiting tasks by coroutine name, for a deadlock report."""
@@ -461,26 +445,6 @@ class SimLoop(asyncio.SelectorEventLoop):
             scheduled = self._scheduled
             if not ready and not scheduled and not due_now:
                 return  # nothing left: the caller blocks (or says deadlock)
-
-
-# Three subclasses nothing uses, for the compiled build: mypyc tests ``self`` in each
-# method of a regular class with an exact type test when the class has at most two
-# concrete subclasses it knows of (it ignores ``allow_interpreted_subclasses`` on a
-# regular class), which refuses an interpreted subclass (sim.Network's loop, a user's);
-# with more it uses an isinstance test. The pure-Python build is unaffected.
-@mypyc_attr(native_class=False)
-class _SubclassA(SimLoop):
-    pass
-
-
-@mypyc_attr(native_class=False)
-class _SubclassB(SimLoop):
-    pass
-
-
-@mypyc_attr(native_class=False)
-class _SubclassC(SimLoop):
-    pass
 
 
 def _cancel_leftovers(loop: SimLoop) -> None:
