@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Self
 
-from .._mypyc import mypyc_attr
+from ..compiled import mypyc_attr
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
 from ..v1 import Buffer, FrameCallback, Network, Stats

@@ -2,7 +2,9 @@
 through the STACKV4 bound to the calling context (``docs/asyncio.md``)."""
 
 from ._bind import bind as bind
+from ._bind import bound_resolver as bound_resolver
 from ._bind import bound_stack as bound_stack
+from ._bind import stack_for as stack_for
 from ._errors import flow_error as flow_error
 from ._loop import StackEventLoop as StackEventLoop
 from ._loop import StackLoopMixin as StackLoopMixin
@@ -18,7 +20,9 @@ __all__ = [
     "StackServer",
     "StackTransport",
     "bind",
+    "bound_resolver",
     "bound_stack",
     "flow_error",
     "run",
+    "stack_for",
 ]

@@ -174,8 +174,7 @@ def _network_loop_class() -> type[SimLoop]:
     first use: the stack modules import this package)."""
     global _loop_class
     if _loop_class is None:
-        from ..netloop import StackLoopMixin, _names, bound_stack
-        from ..netloop._bind import bound_resolver, stack_for
+        from ..netloop import StackLoopMixin, _names, bound_resolver, bound_stack, stack_for
 
         class NetworkLoop(StackLoopMixin, SimLoop):  # type: ignore[misc]
             """Virtual time; sockets through the calling host's stack; each task
