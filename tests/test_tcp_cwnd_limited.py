@@ -286,3 +286,21 @@ def test_hystart_connection_request_response_stays_in_slow_start_at_its_window()
     c = _conn(PLAIN)  # HyStart++ on
     request_response(c, 100, 300, fast=False)
     assert c.cwnd == 10 * MSS and c.ssthresh == INITIAL_SSTHRESH
+
+
+def test_undo_covers_every_field_but_the_usage() -> None:
+    """``restore`` puts back each controller's own fields and its base's, none of the
+    send-side ``used_*`` ones: the field list is each class's ``__slots__``, read without
+    the class dictionaries (a compiled class has none to read: there, only the values)."""
+    for cls in (NewReno, Cubic):
+        slots = {name for c in cls.__mro__ for name in c.__dict__.get("__slots__", ())}
+        if slots:  # the pure-Python classes
+            assert set(cls.undo_fields) == {n for n in slots if not n.startswith("used_")}
+        assert len(cls.undo_fields) == len(set(cls.undo_fields))
+    cc = _cubic_after_loss()
+    snap = cc.snapshot()
+    before = {name: getattr(cc, name) for name in Cubic.undo_fields}
+    cc.on_rto(1.0, cc.cwnd)
+    cc.cwnd = MSS
+    cc.restore(snap)
+    assert {name: getattr(cc, name) for name in Cubic.undo_fields} == before

@@ -313,7 +313,7 @@ class Connection:
         self._ledger: RetransmitLedger | None = None
         self._reo = ReorderWindow()
         self._rack_at: float | None = None
-        self._prior_cc: CongestionControl | None = None
+        self._prior_cc: tuple[object, ...] | None = None
         self._dsack: tuple[int, int] | None = None
         self._ecn: Ecn | None = None  # ECN negotiated (or, in SYN_SENT, asked for)
         self._tfo: FastOpen | None = None  # TCP Fast Open (RFC 7413) in the handshake

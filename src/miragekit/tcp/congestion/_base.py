@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+from typing import ClassVar
 
 from .hystart import HyStart
 
@@ -19,9 +19,12 @@ def initial_window(mss: int) -> int:
     return 10 * mss if 10 * mss < two else two
 
 
-# How full the sender keeps cwnd: send-side bookkeeping, not part of a congestion
-# response, so undoing a response (``restore``) leaves it as it is.
-_USAGE = frozenset(("used_end", "used_full", "used_max", "used_smax"))
+# The fields a congestion response may change, which ``restore`` puts back. How full
+# the sender keeps cwnd (the ``used_*`` fields) is send-side bookkeeping, not part of a
+# response, so undoing one leaves it as it is. Each controller's ``__slots__`` are its
+# own response fields: the field list is written once, and ``snapshot`` needs neither
+# copy.copy nor the class dictionaries (neither works on a compiled class).
+_RESPONSE = ("cwnd", "hystart", "mss", "ssthresh")
 
 
 class CongestionControl:
@@ -36,16 +39,10 @@ class CongestionControl:
 
     watches_idle = False  # class-wide: whether ``on_send`` calls ``went_idle``
 
-    __slots__ = (
-        "cwnd",
-        "hystart",
-        "mss",
-        "ssthresh",
-        "used_end",
-        "used_full",
-        "used_max",
-        "used_smax",
-    )
+    # The response fields of the class and its bases, in that order (``snapshot``'s).
+    undo_fields: ClassVar[tuple[str, ...]] = _RESPONSE
+
+    __slots__ = (*_RESPONSE, "used_end", "used_full", "used_max", "used_smax")
 
     def __init__(self, mss: int) -> None:
         self.mss = mss
@@ -102,19 +99,17 @@ class CongestionControl:
         two = 2 * mss if 2 * mss > 14600 else 14600  # initial_window, inlined
         self.cwnd = 10 * mss if 10 * mss < two else two
 
-    def snapshot(self) -> CongestionControl:
-        """A copy of the state before a loss response, for ``restore`` if it proves
-        spurious."""
-        return copy.copy(self)
+    def snapshot(self) -> tuple[object, ...]:
+        """The response fields' values before a loss response (``undo_fields``' order),
+        for ``restore`` if it proves spurious."""
+        return tuple([getattr(self, name) for name in self.undo_fields])
 
-    def restore(self, snap: CongestionControl) -> None:
-        """Undo a loss response (RFC 4015, RFC 3708): every field from ``snap``, with
-        cwnd never below what it has become since."""
+    def restore(self, snap: tuple[object, ...]) -> None:
+        """Undo a loss response (RFC 4015, RFC 3708): every response field from
+        ``snap``, with cwnd never below what it has become since."""
         cwnd = self.cwnd
-        for cls in type(self).__mro__:
-            for name in cls.__dict__.get("__slots__", ()):
-                if name not in _USAGE:
-                    setattr(self, name, getattr(snap, name))
+        for name, value in zip(self.undo_fields, snap, strict=True):
+            setattr(self, name, value)
         if self.cwnd < cwnd:
             self.cwnd = cwnd
 

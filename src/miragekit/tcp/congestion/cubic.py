@@ -9,12 +9,14 @@ __all__ = ["Cubic"]
 C = 0.4
 BETA = 0.7
 ALPHA = 3 * (1 - BETA) / (1 + BETA)
+_OWN = ("_acc", "_epoch", "_k", "_prior", "_stamp", "_w_est", "_w_max")
 
 
 class Cubic(CongestionControl):
     """Windows are tracked in segments (floats) internally, exposed in bytes."""
 
-    __slots__ = ("_acc", "_epoch", "_k", "_prior", "_stamp", "_w_est", "_w_max")
+    __slots__ = _OWN
+    undo_fields = (*CongestionControl.undo_fields, *_OWN)
 
     def __init__(self, mss: int) -> None:
         # The base class's, called directly: super() costs an object per connection.

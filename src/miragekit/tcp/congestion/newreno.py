@@ -7,8 +7,12 @@ from ._base import INITIAL_SSTHRESH, CongestionControl
 __all__ = ["NewReno"]
 
 
+_OWN = ("_acc",)
+
+
 class NewReno(CongestionControl):
-    __slots__ = ("_acc",)
+    __slots__ = _OWN
+    undo_fields = (*CongestionControl.undo_fields, *_OWN)
 
     def __init__(self, mss: int) -> None:
         # CongestionControl.__init__, inlined (one controller per connection).
