@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from tools.compiled_tree import build, compiled_modules
+from tools.compiled_tree import MARK, build, check_dest, compiled_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "compiled-tree"
@@ -278,3 +278,27 @@ def test_tcp_ip_and_simulator_tests_pass_compiled(tree: Path) -> None:
     assert run.returncode == 0, report[-3000:] + run.stderr[-3000:]
     files = json.loads(run.stdout.splitlines()[-1])
     assert all(f.startswith(str(tree)) and f.endswith(".so") for f in files), files
+
+
+def test_a_destination_whose_src_it_did_not_make_is_refused(tmp_path: Path) -> None:
+    """``compiled_tree.py .`` (the repository) would replace the sources: refused, as is a
+    directory inside ``src`` or a checkout; a new directory, or its own last tree, is not."""
+    src = ROOT / "src"
+    for dest in (ROOT, src, src / "miragekit"):
+        with pytest.raises(ValueError, match="outside"):
+            check_dest(dest)
+    checkout = tmp_path / "checkout"
+    (checkout / "src").mkdir(parents=True)
+    (checkout / "src" / "keep.py").write_text("")
+    with pytest.raises(ValueError, match="not made by this tool"):
+        build(checkout)
+    assert (checkout / "src" / "keep.py").is_file()
+    check_dest(tmp_path / "new")
+    (checkout / "src" / MARK).write_text("")
+    check_dest(checkout)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "compiled_tree.py"), str(ROOT)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2 and "must be outside" in run.stderr, run.stderr
+    assert (src / "miragekit" / "__init__.py").is_file()

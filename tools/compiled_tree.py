@@ -40,13 +40,32 @@ def compiled_modules(root: Path = ROOT) -> list[str]:
     return modules
 
 
+# Left in DIR/src by a build: only a tree that has it is replaced by the next one.
+MARK = ".compiled-tree"
+
+
+def check_dest(dest: Path, src: Path = ROOT / "src") -> None:
+    """Refuse a ``dest`` whose ``src`` this tool did not make (the repository itself, a
+    checkout: replacing it would delete sources) or that lies inside ``src``."""
+    out = (dest / "src").resolve()
+    if out.is_relative_to(src.resolve()) or src.resolve().is_relative_to(out):
+        raise ValueError(f"{dest}: the compiled tree must be outside {src}")
+    if out.exists() and not (out / MARK).is_file():
+        raise ValueError(
+            f"{dest}: {out} exists and was not made by this tool; give a new or empty "
+            "directory (its src/ is replaced on every build)"
+        )
+
+
 def build(dest: Path, src: Path = ROOT / "src", *, quiet: bool = True, opt: str = "3") -> Path:
     """Copy ``src`` to ``dest/src``, compile the listed modules there and return
     ``dest/src``. Raises ``RuntimeError`` with the compiler's output when it fails."""
     out = dest / "src"
+    check_dest(dest, src)
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    (out / MARK).write_text("made by tools/compiled_tree.py; replaced by its next build\n")
     paths = [m.removeprefix("src/") for m in compiled_modules()]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     run = subprocess.run(
@@ -70,6 +89,10 @@ def main() -> None:
     ap.add_argument("dest", type=Path, help="directory to write (DIR/src is replaced)")
     ap.add_argument("--opt", default="3", help="the C compiler's -O level (0 builds faster)")
     a = ap.parse_args()
+    try:
+        check_dest(a.dest)
+    except ValueError as e:
+        ap.error(str(e))
     print(build(a.dest, quiet=False, opt=a.opt))
 
 
