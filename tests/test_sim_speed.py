@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import heapq
+import itertools
 import random
 import sys
 import types
@@ -651,7 +653,14 @@ def test_a_switch_used_on_a_new_loop_binds_to_it() -> None:
 
 
 class _HeapOnlyLoop(sim.SimLoop):
-    """The reference: every timer through the heap, ordered by (deadline, number)."""
+    """The reference: asyncio's own handles, every timer in a heap of
+    ``(deadline, number, timer)`` of its own, one batch per iteration (as asyncio runs
+    them), the clock jumping to the earliest timer when nothing is ready."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heap: list[tuple[float, int, asyncio.TimerHandle]] = []
+        self.numbers = itertools.count()
 
     def call_at(
         self,
@@ -660,12 +669,30 @@ class _HeapOnlyLoop(sim.SimLoop):
         *args: object,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
-        import heapq
-
         timer = asyncio.TimerHandle(when, callback, args, self, context)
-        timer._scheduled = True  # type: ignore[attr-defined]
-        heapq.heappush(self._scheduled, (when, next(self._timer_seq), timer))
+        heapq.heappush(self.heap, (when, next(self.numbers), timer))
         return timer
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: object,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        return self.call_at(self.time() + delay, callback, *args, context=context)
+
+    def _run_once(self) -> None:
+        ready, heap = self._ready, self.heap
+        if not ready and heap and heap[0][0] > self.time():
+            self.advance(heap[0][0] - self.time())
+        now = self.time()
+        while heap and heap[0][0] <= now:
+            ready.append(heapq.heappop(heap)[2])
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle.cancelled():
+                handle._run()
 
 
 async def random_timers(seed: int) -> list[tuple[int, float]]:
@@ -708,8 +735,9 @@ async def random_timers(seed: int) -> list[tuple[int, float]]:
 
 
 def test_timers_due_at_once_run_where_the_heap_would_put_them() -> None:
-    """A timer for the present instant skips the heap (``SimLoop._due_now``): random
-    schedules run in the order of a loop that puts every timer in the heap."""
+    """Timers for the present instant (``Scheduler.due_now``), a bucket per deadline, a
+    heap of deadlines: random schedules run in the order of a loop that puts every timer
+    in one heap ordered by (deadline, scheduling order)."""
     for seed in range(4):
         ours = sim.run(random_timers(seed))
         reference = run_on(_HeapOnlyLoop(), random_timers(seed))
@@ -760,12 +788,12 @@ def test_a_frame_crosses_a_plain_link_in_thirteen_python_calls() -> None:
         "BaseEventLoop.is_running",
         "_Direction.lost",
         "VnetSwitch._forward",
-        "SimLoop.time",
+        "Scheduler.time",
         "_Direction.carry",
         "_Direction.lost",
-        "SimLoop.call_at",
+        "Scheduler.call_at",
         "_Direction.drain",
-        "SimLoop.time",
+        "Scheduler.time",
         "VnetIf._deliver",
         "_receiver_ends_profile.<locals>.receiver",
     ]

@@ -8,7 +8,7 @@ jumps the clock to the next timer instead of sleeping. A pure simulation therefo
 waits on the wall clock.
 
 Determinism: the ready queue is FIFO, timers with equal deadlines run in the order they
-were scheduled (a sequence number breaks heap ties), and :meth:`SimLoop.rng` is a
+were scheduled (see :mod:`miragekit.sim._sched`), and :meth:`SimLoop.rng` is a
 ``random.Random`` seeded from the loop's seed. Leftover tasks are cancelled in creation
 order when :func:`run` ends.
 """
@@ -18,26 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import heapq
 import itertools
+import math
 import random
 import threading
 import weakref
-from asyncio import format_helpers
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
-from contextvars import Context, copy_context
+from contextvars import Context
 from types import EllipsisType
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 from ..clock import Clock
+from ._sched import Scheduler
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
-
-# Purge cancelled timers in bulk when they are this many and this large a share.
-_PURGE_MIN = 100
-_PURGE_FRACTION = 0.5
 
 #: Where a simulation's wall clock starts unless told otherwise: 2000-01-01 00:00:00 UTC.
 #: Fixed, so a run (and what an application prints of the date) depends only on the seed.
@@ -61,35 +57,10 @@ class _Handle(asyncio.Handle):
 
 
 class _Timer(asyncio.TimerHandle):
-    """A timer made by :meth:`SimLoop.call_at`. The heap holds ``(when, seq, timer)``,
-    so equal deadlines run in the order they were scheduled and ordering costs no Python
-    call (asyncio's own heap compares handles with ``__lt__``)."""
+    """A timer made by :meth:`SimLoop.call_at` (see :mod:`miragekit.sim._sched` for the
+    queue: no ``__lt__`` call orders it)."""
 
     __slots__ = ()
-    _when: float
-    _scheduled: bool
-
-
-# Handles are made with object.__new__ and their slots set by the loop: a Python
-# __init__ is a call the interpreter cannot inline, and a simulation makes a handle for
-# every frame, timer and task step (a test checks they hold what asyncio's own hold).
-_new: Any = object.__new__
-
-
-def _report(handle: asyncio.Handle, exc: BaseException) -> None:
-    """What ``asyncio.Handle._run`` does when its callback raised: the loop runs
-    callbacks itself (one Python call fewer each, see ``SimLoop._run_once``), so it
-    reports their exceptions here, as asyncio would."""
-    cb = format_helpers._format_callback_source(handle._callback, handle._args)  # type: ignore[attr-defined]
-    context: dict[str, Any] = {
-        "message": f"Exception in callback {cb}",
-        "exception": exc,
-        "handle": handle,
-    }
-    tb = handle._source_traceback  # type: ignore[attr-defined]
-    if tb:
-        context["source_traceback"] = tb
-    handle._loop.call_exception_handler(context)  # type: ignore[attr-defined]
 
 
 class SimDeadlock(RuntimeError):
@@ -100,6 +71,11 @@ class _TeardownStuck(Exception):
     """Leftover tasks wait on something that cannot come (or past the grace period)."""
 
 
+# What SimLoop binds to each loop (instance attributes, not methods): its scheduler's,
+# reached without a Python frame of the loop's when the scheduler is compiled.
+_FAST = ("call_soon", "call_at", "call_later", "time")
+
+
 class SimLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose clock is virtual and starts at ``start``.
 
@@ -108,15 +84,15 @@ class SimLoop(asyncio.SelectorEventLoop):
     all is ready or scheduled (then only I/O or another thread can wake it). With
     ``idle_timeout`` (wall-clock seconds) such a wait that sees nothing raises
     :class:`SimDeadlock` instead of hanging: in a pure simulation it is a deadlock.
+
+    The ready queue, the timers and the clock are a :class:`~miragekit.sim._sched.Scheduler`'s;
+    outside debug mode the loop's ``call_soon``, ``call_at``, ``call_later`` and ``time``
+    are the scheduler's own (unless a subclass overrides them).
     """
 
     # asyncio's private state that this loop drives (set by BaseEventLoop.__init__).
     _ready: deque[asyncio.Handle]
-    _scheduled: list[tuple[float, int, asyncio.TimerHandle]]  # a heap, see _Timer
     _debug: bool
-    _closed: bool
-    _stopping: bool
-    _timer_cancelled_count: int
     _selector: Any
 
     def __init__(
@@ -127,40 +103,109 @@ class SimLoop(asyncio.SelectorEventLoop):
         idle_timeout: float | None = None,
         clock_start: float = CLOCK_START,
     ) -> None:
-        # Timers due at the very instant they were made (a link without latency, a
-        # call_later(0)): they run after the heap's due timers at the next batch, which
-        # is where their deadline and sequence number would put them, without the heap.
-        self._due_now: list[asyncio.TimerHandle] = []
-        # Something other than the loop's self-pipe is in the selector (kept by the four
-        # methods that register descriptors, see _io_changed): real I/O to poll.
-        self._real_io = False
+        # First: asyncio's __init__ sets the state the scheduler keeps (see below).
+        self._sched = Scheduler(self, _Handle, _Timer, float(start))
         super().__init__()
+        self._sched.ready = self._ready  # asyncio's own code appends to it too
         if idle_timeout is not None and not idle_timeout > 0:
             self.close()
             raise ValueError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout}")
         self._idle_timeout = idle_timeout
-        self._now = float(start)
-        self._wall_offset = float(clock_start) - self._now
+        self._wall_offset = float(clock_start) - float(start)
         self._seed = seed
         self._rng = random.Random(seed)
-        self._timer_seq = itertools.count()
         self._task_seq = itertools.count()
         self._task_order: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = (
             weakref.WeakKeyDictionary()
         )
-        self._teardown_until: float | None = None
         self.set_task_factory(self._make_task)
+        self._bind()
+
+    # asyncio's state that lives in the scheduler (its code reads and sets these).
+
+    @property
+    def _stopping(self) -> bool:
+        return self._sched.stopping
+
+    @_stopping.setter
+    def _stopping(self, value: bool) -> None:
+        self._sched.stopping = value
+
+    @property
+    def _closed(self) -> bool:
+        return self._sched.closed
+
+    @_closed.setter
+    def _closed(self, value: bool) -> None:
+        self._sched.closed = value
+
+    @property
+    def _timer_cancelled_count(self) -> int:
+        return self._sched.cancelled
+
+    @_timer_cancelled_count.setter
+    def _timer_cancelled_count(self, value: int) -> None:
+        self._sched.cancelled = value
+
+    @property
+    def _scheduled(self) -> list[asyncio.TimerHandle]:
+        """The scheduled timers in the order they will run (a copy; a sorted list is a
+        heap, as asyncio's is)."""
+        return self._sched.scheduled()
+
+    @_scheduled.setter
+    def _scheduled(self, value: list[asyncio.TimerHandle]) -> None:
+        if value:  # asyncio's __init__ sets an empty list: nothing else may
+            raise ValueError("SimLoop's timers live in its scheduler")
+
+    @property
+    def _now(self) -> float:
+        return self._sched.now
+
+    @property
+    def _real_io(self) -> bool:
+        """Something other than the loop's self-pipe is in the selector (kept by the
+        four methods that register descriptors, see _io_changed): real I/O to poll."""
+        return self._sched.real_io
+
+    @property
+    def _teardown_until(self) -> float | None:
+        until = self._sched.teardown_until
+        return None if until == math.inf else until
+
+    @_teardown_until.setter
+    def _teardown_until(self, value: float | None) -> None:
+        self._sched.teardown_until = math.inf if value is None else value
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        self._sched.timer_cancelled(handle)
+
+    def _bind(self) -> None:
+        """Outside debug mode, make the scheduler's methods the loop's own (instance
+        attributes), except those a subclass (or a benchmark's patch) overrides; in debug
+        mode the loop's methods run, with asyncio's checks."""
+        attrs = self.__dict__
+        cls = type(self)
+        for name in _FAST:
+            if not self._debug and getattr(cls, name) is _OWN[name]:
+                attrs[name] = getattr(self._sched, name)
+            else:
+                attrs.pop(name, None)
+
+    def set_debug(self, enabled: bool) -> None:
+        super().set_debug(enabled)
+        self._bind()
 
     # --- the virtual clock --------------------------------------------------------------
 
     def time(self) -> float:
         """The virtual time, in seconds since the loop was created (plus ``start``)."""
-        return self._now
+        return self._sched.now
 
     def wall_time(self) -> float:
         """The simulated wall clock (seconds since 1970 UTC): ``clock_start`` when the loop
         was created, advancing with :meth:`time`. What a CLOCK device reads here."""
-        return self._now + self._wall_offset
+        return self._sched.now + self._wall_offset
 
     @property
     def seed(self) -> int:
@@ -174,10 +219,11 @@ class SimLoop(asyncio.SelectorEventLoop):
         """Move the clock forward by ``seconds`` (timers that fall due run next)."""
         if seconds < 0:
             raise ValueError(f"seconds must be >= 0, got {seconds}")
-        self._heap_due_now()  # no longer "now": in the heap, in their order
-        self._now += seconds
+        self._sched.advance(seconds)
 
     # --- scheduling ----------------------------------------------------------------------
+    # Outside debug mode the scheduler's own methods are bound to the loop (see _bind);
+    # these serve debug mode, subclasses that call them through super(), and patches.
 
     def call_at(
         self,
@@ -186,30 +232,17 @@ class SimLoop(asyncio.SelectorEventLoop):
         *args: *Ts,
         context: Context | None = None,
     ) -> asyncio.TimerHandle:
+        if not self._debug:
+            made: asyncio.TimerHandle = self._sched.call_at(when, callback, *args, context=context)
+            return made
         if when is None:
             raise TypeError("when cannot be None")
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if self._debug:
-            timer: Any = asyncio.TimerHandle(when, callback, args, self, context)
-        else:
-            # What TimerHandle.__init__ sets (see _new).
-            timer = _new(_Timer)
-            timer._context = copy_context() if context is None else context
-            timer._loop = self
-            timer._callback = callback
-            timer._args = args
-            timer._cancelled = False
-            timer._repr = None
-            timer._source_traceback = None
-            timer._when = when
-        timer._scheduled = True
-        if when == self._now:
-            self._due_now.append(timer)
-        else:
-            heapq.heappush(self._scheduled, (when, next(self._timer_seq), timer))
-        made: asyncio.TimerHandle = timer  # typed without typing.cast, a call per timer
-        return made
+        self._check_closed()  # type: ignore[attr-defined]
+        self._check_thread()  # type: ignore[attr-defined]
+        self._check_callback(callback, "call_at")  # type: ignore[attr-defined]
+        timer = asyncio.TimerHandle(when, callback, args, self, context)
+        self._sched.add(timer, when)
+        return timer
 
     def call_later(
         self,
@@ -218,20 +251,10 @@ class SimLoop(asyncio.SelectorEventLoop):
         *args: *Ts,
         context: Context | None = None,
     ) -> asyncio.TimerHandle:
-        # asyncio's reads the clock through time() and trims a debug traceback: one
-        # call (an asyncio.sleep's) fewer here.
         if delay is None or self._debug:
             return super().call_later(delay, callback, *args, context=context)
-        return self.call_at(self._now + delay, callback, *args, context=context)
-
-    def _heap_due_now(self) -> None:
-        """Move the timers due now into the heap (sequence numbers taken now follow
-        every number taken before them for the same deadline: none was, since a timer
-        for the present instant goes to ``_due_now``)."""
-        heappush, seq, now = heapq.heappush, self._timer_seq, self._now
-        for timer in self._due_now:
-            heappush(self._scheduled, (now, next(seq), timer))
-        self._due_now.clear()
+        made: asyncio.TimerHandle = self._sched.call_later(delay, callback, *args, context=context)
+        return made
 
     def call_soon(
         self,
@@ -241,24 +264,12 @@ class SimLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.Handle:
         if self._debug:
             return super().call_soon(callback, *args, context=context)
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        # What Handle.__init__ sets (see _new).
-        handle: Any = _new(_Handle)
-        handle._context = copy_context() if context is None else context
-        handle._loop = self
-        handle._callback = callback
-        handle._args = args
-        handle._cancelled = False
-        handle._repr = None
-        handle._source_traceback = None
-        self._ready.append(handle)
-        made: asyncio.Handle = handle  # typed without typing.cast, a call per callback
+        made: asyncio.Handle = self._sched.call_soon(callback, *args, context=context)
         return made
 
     def close(self) -> None:
         super().close()
-        self._due_now.clear()  # as asyncio clears its ready queue and its heap
+        self._sched.clear()  # as asyncio clears its ready queue and its heap
 
     def _make_task(
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
@@ -286,28 +297,6 @@ class SimLoop(asyncio.SelectorEventLoop):
         more = f" and {len(tasks) - 5} more" if len(tasks) > 5 else ""
         return (", ".join(names) or "no task") + more
 
-    # --- one iteration -------------------------------------------------------------------
-
-    def _purge_cancelled(self) -> None:
-        scheduled = self._scheduled
-        n = len(scheduled)
-        if n > _PURGE_MIN and self._timer_cancelled_count > n * _PURGE_FRACTION:
-            keep = []
-            for entry in scheduled:
-                h = entry[2]
-                if h._cancelled:
-                    h._scheduled = False  # type: ignore[attr-defined]
-                else:
-                    keep.append(entry)
-            heapq.heapify(keep)
-            self._scheduled = keep
-            self._timer_cancelled_count = 0
-            return
-        while scheduled and scheduled[0][2]._cancelled:
-            self._timer_cancelled_count -= 1
-            h = heapq.heappop(scheduled)[2]
-            h._scheduled = False  # type: ignore[attr-defined]
-
     # --- real I/O ----------------------------------------------------------------------
 
     def _can_be_woken(self) -> bool:
@@ -315,7 +304,7 @@ class SimLoop(asyncio.SelectorEventLoop):
         registered descriptor, another thread (executors, ``call_soon_threadsafe``), or a
         signal handler."""
         return (
-            self._real_io
+            self._sched.real_io
             or threading.active_count() > 1
             or bool(getattr(self, "_signal_handlers", None))
         )
@@ -325,7 +314,7 @@ class SimLoop(asyncio.SelectorEventLoop):
         polls the selector between batches only then (asking the selector for its map
         on every iteration costs two Python calls)."""
         selector = self._selector
-        self._real_io = selector is not None and len(selector.get_map()) > 1
+        self._sched.real_io = selector is not None and len(selector.get_map()) > 1
 
     def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
         try:
@@ -354,15 +343,13 @@ class SimLoop(asyncio.SelectorEventLoop):
     # --- one iteration -------------------------------------------------------------------
 
     def _run_once(self) -> None:
-        self._purge_cancelled()
-        scheduled = self._scheduled
-        ready = self._ready
-        due_now = self._due_now
-        if ready or self._stopping or scheduled or due_now:
+        sched = self._sched
+        sched.purge()
+        if sched.pending() or sched.stopping:
             # Without real I/O nothing to poll while there is work (a thread's
             # call_soon_threadsafe is in ``ready`` already; the self-pipe only wakes a
             # blocking select, which then drains it).
-            events = self._selector.select(0) if self._real_io else None
+            events = self._selector.select(0) if sched.real_io else None
         elif self._teardown_until is not None:
             events = self._selector.select(0)
             if not events:
@@ -371,80 +358,32 @@ class SimLoop(asyncio.SelectorEventLoop):
             # A pure simulation at rest: nothing can ever wake it, so say so now rather
             # than after idle_timeout seconds of waiting.
             raise SimDeadlock(
-                f"simulation deadlock at t={self._now}: every task is waiting, nothing "
+                f"simulation deadlock at t={sched.now}: every task is waiting, nothing "
                 "is scheduled, and nothing outside the simulation (no real I/O, no other "
                 f"thread, no signal handler) can wake it (waiting: {self._waiting()})"
             )
         else:
             # Nothing can happen unless I/O or another thread wakes us: block like asyncio.
             events = self._selector.select(self._idle_timeout)
-            if not events and not ready and not scheduled and self._idle_timeout is not None:
+            if not events and not sched.pending() and self._idle_timeout is not None:
                 raise SimDeadlock(
-                    f"simulation deadlock at t={self._now}: every task is waiting, nothing "
+                    f"simulation deadlock at t={sched.now}: every task is waiting, nothing "
                     f"is scheduled, and no I/O arrived for {self._idle_timeout}s "
                     f"(waiting: {self._waiting()}; idle_timeout=None waits for ever)"
                 )
         if events:
             self._process_events(events)  # type: ignore[attr-defined]
         del events
-        heappop = heapq.heappop
-        popleft = ready.popleft
         # Without real I/O the batches of this instant, and the instants after it, run
-        # here one after the other, as successive calls would run them, without
+        # there one after the other, as successive calls would run them, without
         # returning to run_forever in between: an echo of a simulated cluster is about
         # 20 callbacks in 16 batches at 3 instants.
-        while True:
-            if not ready and not self._stopping and scheduled and not due_now:
-                # Idle: jump to the next deadline instead of sleeping.
-                when = scheduled[0][0]
-                if when > self._now:
-                    if self._teardown_until is not None and when > self._teardown_until:
-                        raise _TeardownStuck
-                    self._now = when
-            now = self._now
-            while True:
-                while scheduled and scheduled[0][0] <= now:
-                    h = heappop(scheduled)[2]
-                    h._scheduled = False  # type: ignore[attr-defined]
-                    ready.append(h)
-                if due_now:
-                    for h in due_now:
-                        h._scheduled = False  # type: ignore[attr-defined]
-                    ready.extend(due_now)
-                    due_now.clear()
-                n = len(ready)
-                if not n:
-                    break  # this instant is done
-                for _ in range(n):
-                    handle: Any = popleft()
-                    if handle._cancelled:
-                        continue
-                    # What handle._run() does, without its Python frame; _report does
-                    # what it does on an exception. The usual arities are called
-                    # without building a tuple of the arguments.
-                    args = handle._args
-                    try:
-                        if not args:
-                            handle._context.run(handle._callback)
-                        elif len(args) == 1:
-                            handle._context.run(handle._callback, args[0])
-                        else:
-                            handle._context.run(handle._callback, *args)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        _report(handle, exc)
-                    handle = args = None  # no cycle through a traceback
-                if self._real_io or self._stopping:
-                    return  # the caller polls the selector, or stops
-                if self._now != now:
-                    break  # advance(): on from the new present
-            if self._real_io or self._stopping:
-                return
-            self._purge_cancelled()  # what the caller would do before the next instant
-            scheduled = self._scheduled
-            if not ready and not scheduled and not due_now:
-                return  # nothing left: the caller blocks (or says deadlock)
+        if sched.run_batches():
+            raise _TeardownStuck
+
+
+# The loop's own methods, which _bind replaces by the scheduler's when not overridden.
+_OWN: dict[str, Any] = {name: getattr(SimLoop, name) for name in _FAST}
 
 
 def _cancel_leftovers(loop: SimLoop) -> None:

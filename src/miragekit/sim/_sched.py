@@ -1,0 +1,334 @@
+"""The hot part of the simulator's loop: its ready queue, its timers and its clock.
+
+Why a class of its own: :class:`~miragekit.sim.SimLoop` subclasses asyncio's loop, which
+mypyc cannot compile natively. :class:`Scheduler` is a plain class that the optional
+compiled build makes native; the loop binds its ``call_soon``, ``call_at``,
+``call_later`` and ``time`` to itself (instance attributes), so asyncio's C Task and the
+stacks reach them without a Python frame, and :meth:`Scheduler.run_batches` is the
+loop's inner loop.
+
+Timers: a list per deadline (its timers in the order they were scheduled) in a dict, and
+a heap of the distinct deadlines. A heap compare is one float compare (a heap of
+``(when, seq, timer)`` tuples makes two rich compares per tuple compare and reaches two
+objects), timers sharing a deadline cost one heap entry, and the run order is exactly
+that of ``(deadline, scheduling order)``. A timer for the present instant skips even
+that: it waits in ``due_now`` and runs after the due buckets at the next batch, which is
+where its deadline and scheduling order put it.
+"""
+
+from __future__ import annotations
+
+from asyncio import format_helpers
+from collections import deque
+from collections.abc import Callable
+from contextvars import Context, copy_context
+from heapq import heapify, heappop, heappush
+from typing import Any
+
+# Purge cancelled timers in bulk when they are this many and this large a share.
+PURGE_MIN = 100
+PURGE_FRACTION = 0.5
+
+_INF = float("inf")
+
+# Handles are made with object.__new__ and their slots set here: asyncio's __init__ is a
+# Python call, and a simulation makes a handle for every frame, timer and task step (a
+# test checks they hold what asyncio's own hold).
+_new: Any = object.__new__
+
+
+def report(handle: Any, exc: BaseException) -> None:
+    """What ``asyncio.Handle._run`` does when its callback raised: the loop runs
+    callbacks itself (one call fewer each), so it reports their exceptions here."""
+    cb = format_helpers._format_callback_source(handle._callback, handle._args)
+    context: dict[str, Any] = {
+        "message": f"Exception in callback {cb}",
+        "exception": exc,
+        "handle": handle,
+    }
+    tb = handle._source_traceback
+    if tb:
+        context["source_traceback"] = tb
+    handle._loop.call_exception_handler(context)
+
+
+class Scheduler:
+    """A :class:`~miragekit.sim.SimLoop`'s ready queue (asyncio's own deque), timers and
+    virtual clock, and the loop's batches of callbacks.
+
+    ``handle_type`` and ``timer_type`` are the ``asyncio.Handle`` and
+    ``asyncio.TimerHandle`` subclasses it makes (without calling their ``__init__``).
+    """
+
+    def __init__(self, loop: Any, handle_type: type, timer_type: type, now: float) -> None:
+        self.loop: Any = loop
+        self.handle_type: Any = handle_type
+        self.timer_type: Any = timer_type
+        self.ready: deque[Any] = deque()  # the loop puts its own deque here
+        self.deadlines: list[float] = []  # a heap: the keys of buckets
+        self.buckets: dict[float, list[Any]] = {}
+        self.due_now: list[Any] = []  # timers made for the present instant
+        self.timers = 0  # in buckets, cancelled ones included (asyncio's len(_scheduled))
+        self.cancelled = 0  # asyncio's _timer_cancelled_count
+        self.now = now
+        self.closed = False
+        self.stopping = False
+        self.real_io = False  # descriptors other than the self-pipe are registered
+        self.teardown_until = _INF  # no deadline past this while tearing down
+
+    # --- the clock and scheduling ---------------------------------------------------------
+
+    def time(self) -> float:
+        """The virtual time."""
+        return self.now
+
+    def call_soon(
+        self, callback: Callable[..., object], *args: Any, context: Context | None = None
+    ) -> Any:
+        """``loop.call_soon`` (asyncio's signature, not in debug mode)."""
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        handle = _new(self.handle_type)  # what Handle.__init__ sets
+        handle._context = copy_context() if context is None else context
+        handle._loop = self.loop
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        self.ready.append(handle)
+        return handle
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> Any:
+        """``loop.call_at`` (asyncio's signature, not in debug mode)."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        # The body of add(), and call_later's, written out: a call fewer per timer in
+        # the pure build.
+        timer = _new(self.timer_type)  # what TimerHandle.__init__ sets
+        timer._context = copy_context() if context is None else context
+        timer._loop = self.loop
+        timer._callback = callback
+        timer._args = args
+        timer._cancelled = False
+        timer._repr = None
+        timer._source_traceback = None
+        timer._when = when
+        timer._scheduled = True
+        if when == self.now:
+            self.due_now.append(timer)
+            return timer
+        bucket = self.buckets.get(when)
+        if bucket is None:
+            self.buckets[when] = [timer]
+            heappush(self.deadlines, when)
+        else:
+            bucket.append(timer)
+        self.timers += 1
+        return timer
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> Any:
+        """``loop.call_later`` (asyncio's signature, not in debug mode)."""
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        when = self.now + delay
+        timer = _new(self.timer_type)
+        timer._context = copy_context() if context is None else context
+        timer._loop = self.loop
+        timer._callback = callback
+        timer._args = args
+        timer._cancelled = False
+        timer._repr = None
+        timer._source_traceback = None
+        timer._when = when
+        timer._scheduled = True
+        if when == self.now:
+            self.due_now.append(timer)
+            return timer
+        bucket = self.buckets.get(when)
+        if bucket is None:
+            self.buckets[when] = [timer]
+            heappush(self.deadlines, when)
+        else:
+            bucket.append(timer)
+        self.timers += 1
+        return timer
+
+    def add(self, timer: Any, when: float) -> None:
+        """Schedule ``timer`` (made elsewhere: debug mode's) for ``when``."""
+        timer._scheduled = True
+        if when == self.now:
+            self.due_now.append(timer)
+            return
+        bucket = self.buckets.get(when)
+        if bucket is None:
+            self.buckets[when] = [timer]
+            heappush(self.deadlines, when)
+        else:
+            bucket.append(timer)
+        self.timers += 1
+
+    def timer_cancelled(self, timer: Any) -> None:
+        """``loop._timer_handle_cancelled``: count a scheduled timer cancelled."""
+        if timer._scheduled:
+            self.cancelled += 1
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward; the timers made for the old present join its bucket
+        (after the timers already there, as they were scheduled after them)."""
+        due_now = self.due_now
+        if due_now:
+            now = self.now
+            bucket = self.buckets.get(now)
+            if bucket is None:
+                self.buckets[now] = due_now.copy()
+                heappush(self.deadlines, now)
+            else:
+                bucket.extend(due_now)
+            self.timers += len(due_now)
+            due_now.clear()
+        self.now += seconds
+
+    def scheduled(self) -> list[Any]:
+        """Every scheduled timer, in the order they would run (cancelled ones too)."""
+        out: list[Any] = []
+        now_placed = False
+        for when in sorted(self.buckets):
+            if not now_placed and when > self.now:
+                out += self.due_now
+                now_placed = True
+            out += self.buckets[when]
+        if not now_placed:
+            out += self.due_now
+        return out
+
+    def clear(self) -> None:
+        """Forget every timer (the loop is closed)."""
+        self.deadlines.clear()
+        self.buckets.clear()
+        self.due_now.clear()
+        self.timers = 0
+
+    def pending(self) -> bool:
+        """Whether a callback is ready or a timer scheduled."""
+        return bool(self.ready or self.deadlines or self.due_now)
+
+    # --- running ---------------------------------------------------------------------------
+
+    def purge(self) -> None:
+        """asyncio's purge of cancelled timers: all of them when they are many, else the
+        earliest deadlines' when none of their timers is alive (so the clock never jumps
+        to a deadline where nothing runs)."""
+        n = self.timers
+        if n > PURGE_MIN and self.cancelled > n * PURGE_FRACTION:
+            kept: dict[float, list[Any]] = {}
+            total = 0
+            for when, bucket in self.buckets.items():
+                live: list[Any] = []
+                for timer in bucket:
+                    if timer._cancelled:
+                        timer._scheduled = False
+                    else:
+                        live.append(timer)
+                if live:
+                    kept[when] = live
+                    total += len(live)
+            deadlines = list(kept)
+            heapify(deadlines)
+            self.buckets = kept
+            self.deadlines = deadlines
+            self.timers = total
+            self.cancelled = 0
+            return
+        deadlines = self.deadlines
+        buckets = self.buckets
+        while deadlines:
+            bucket = buckets[deadlines[0]]
+            for timer in bucket:
+                if not timer._cancelled:
+                    return
+            del buckets[heappop(deadlines)]
+            self.timers -= len(bucket)
+            self.cancelled -= len(bucket)
+            for timer in bucket:
+                timer._scheduled = False
+
+    def run_batches(self) -> bool:
+        """Run batch after batch of ready callbacks: the due timers join the ready queue,
+        then the callbacks ready at that moment run (those they schedule wait for the
+        next batch). Without real I/O this goes on instant after instant, jumping the
+        clock to the next deadline, until nothing is left or the loop stops; with real
+        I/O it returns after one batch (the caller polls). True: while tearing down, the
+        next deadline is past the grace period."""
+        ready = self.ready
+        due_now = self.due_now
+        popleft = ready.popleft
+        while True:
+            deadlines = self.deadlines
+            buckets = self.buckets
+            if not ready and not self.stopping and deadlines and not due_now:
+                # Idle: jump to the next deadline instead of sleeping.
+                when = deadlines[0]
+                if when > self.now:
+                    if when > self.teardown_until:
+                        return True
+                    self.now = when
+            now = self.now
+            while True:
+                while deadlines and deadlines[0] <= now:
+                    bucket = buckets.pop(heappop(deadlines))
+                    self.timers -= len(bucket)
+                    for timer in bucket:
+                        timer._scheduled = False
+                    ready.extend(bucket)
+                if due_now:
+                    for timer in due_now:
+                        timer._scheduled = False
+                    ready.extend(due_now)
+                    due_now.clear()
+                n = len(ready)
+                if not n:
+                    break  # this instant is done
+                for _ in range(n):
+                    handle: Any = popleft()
+                    if handle._cancelled:
+                        continue
+                    # What handle._run() does, without its frame; report() does what it
+                    # does on an exception. The usual arities are called without
+                    # building a tuple of the arguments.
+                    args: Any = handle._args
+                    try:
+                        if not args:
+                            handle._context.run(handle._callback)
+                        elif len(args) == 1:
+                            handle._context.run(handle._callback, args[0])
+                        else:
+                            handle._context.run(handle._callback, *args)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        report(handle, exc)
+                    handle = args = None  # no cycle through a traceback
+                if self.real_io or self.stopping:
+                    return False  # the caller polls the selector, or stops
+                if self.now != now:
+                    break  # advance(): on from the new present
+            if self.real_io or self.stopping:
+                return False
+            self.purge()  # what the caller would do before the next instant
+            if not ready and not self.deadlines and not due_now:
+                return False  # nothing left: the caller blocks (or says deadlock)

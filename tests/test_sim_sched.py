@@ -1,0 +1,232 @@
+"""The simulator's timer queue and the loop methods it lends the loop: timers run by
+deadline, then in the order they were scheduled, whatever way they were made, and the
+loop keeps asyncio's behaviour (debug mode, subclasses, cancelled timers)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from miragekit import sim
+from miragekit.sim._loop import SimDeadlock, run_on
+from miragekit.sim._sched import Scheduler
+
+
+def _run(loop: sim.SimLoop, until: float) -> None:
+    loop.call_at(until, loop.stop)
+    loop.run_forever()
+
+
+def test_equal_deadlines_run_in_the_order_they_were_scheduled() -> None:
+    """Many timers on few deadlines (ints among floats, made by call_at and call_later):
+    by deadline, then scheduling order."""
+    loop = sim.SimLoop()
+    try:
+        rng = random.Random(5)
+        ran: list[int] = []
+        expected: list[tuple[float, int]] = []
+        for k in range(300):
+            when = rng.choice((1.0, 2, 2.0, 3.5, 0.25))
+            if k % 2:
+                loop.call_at(when, ran.append, k)
+            else:
+                loop.call_later(when, ran.append, k)
+            expected.append((when, k))
+        _run(loop, 10.0)
+        assert ran == [k for _, k in sorted(expected)]
+    finally:
+        loop.close()
+
+
+def test_timers_made_while_a_batch_runs() -> None:
+    """A callback at t=1 schedules, in this order: a timer for now, one in the past, a
+    call_soon, another timer for now, one for later, one for now it cancels. The
+    call_soon was ready first; the past timer's deadline precedes now's; the two timers
+    for now keep their order; the cancelled one never runs."""
+    loop = sim.SimLoop()
+    try:
+        ran: list[str] = []
+
+        def at_one() -> None:
+            loop.call_at(1.0, ran.append, "now1")
+            loop.call_at(0.5, ran.append, "past")
+            loop.call_soon(ran.append, "soon")
+            loop.call_later(0, ran.append, "now2")
+            loop.call_at(1.5, ran.append, "later")
+            loop.call_at(1.0, ran.append, "cancelled").cancel()
+
+        loop.call_at(1.0, at_one)
+        _run(loop, 2.0)
+        assert ran == ["soon", "past", "now1", "now2", "later"]
+    finally:
+        loop.close()
+
+
+def test_advance_keeps_the_order_of_timers_for_the_old_present() -> None:
+    """Timers made for the present instant, then the clock advanced: they run with the
+    ones already due, in scheduling order, after what is ready."""
+    loop = sim.SimLoop()
+    try:
+        ran: list[tuple[str, float]] = []
+
+        def note(name: str) -> None:
+            ran.append((name, loop.time()))
+
+        def at_one() -> None:
+            loop.call_at(1.0, note, "a")  # for now
+            loop.advance(0.5)
+            loop.call_at(1.0, note, "b")  # in the past now, same deadline as a
+            loop.call_at(1.5, note, "c")  # for the new present
+            loop.call_soon(note, "d")
+            loop.call_at(1.25, note, "e")  # between a's deadline and now
+
+        loop.call_at(1.0, at_one)
+        _run(loop, 3.0)
+        assert ran == [("d", 1.5), ("a", 1.5), ("b", 1.5), ("e", 1.5), ("c", 1.5)]
+    finally:
+        loop.close()
+
+
+def test_the_clock_does_not_jump_to_a_deadline_whose_timers_are_all_cancelled() -> None:
+    """Only cancelled timers left: that is a deadlock at the present instant, not after
+    a jump to their deadline; and a cancelled timer's deadline is no stop on the way."""
+
+    async def stuck() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(5, print).cancel()
+        loop.call_later(5, print).cancel()
+        await loop.create_future()
+
+    with pytest.raises(SimDeadlock, match=r"at t=0\.0:"):
+        sim.run(stuck())
+
+    async def skips() -> list[float]:
+        loop = asyncio.get_running_loop()
+        seen: list[float] = []
+        loop.call_later(2, print).cancel()
+        keep = loop.call_later(3, lambda: seen.append(loop.time()))
+        loop.call_later(3, print).cancel()
+        await asyncio.sleep(4)
+        assert not keep.cancelled()
+        return seen
+
+    assert sim.run(skips()) == [3.0]
+
+
+def test_cancelled_timers_are_purged_in_bulk() -> None:
+    """Many timers, most cancelled: the next iteration drops them all (asyncio's purge:
+    the count goes back to 0 and they are no longer scheduled); the rest run in order."""
+    loop = sim.SimLoop()
+    try:
+        ran: list[int] = []
+        timers = [loop.call_at(1.0 + (k % 7), ran.append, k) for k in range(400)]
+        for t in timers[:300]:
+            t.cancel()
+        assert loop._timer_cancelled_count == 300
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert loop._timer_cancelled_count == 0 and loop._sched.timers == 100
+        assert not any(t._scheduled for t in timers[:300])  # type: ignore[attr-defined]
+        assert all(t._scheduled for t in timers[300:])  # type: ignore[attr-defined]
+        assert len(loop._scheduled) == 100
+        _run(loop, 20.0)
+        assert ran == sorted(range(300, 400), key=lambda k: (k % 7, k))
+    finally:
+        loop.close()
+
+
+def test_scheduled_lists_the_timers_in_run_order_and_close_forgets_them() -> None:
+    loop = sim.SimLoop(start=1.0)
+    a = loop.call_at(3.0, print)
+    b = loop.call_at(0.5, print)
+    c = loop.call_at(1.0, print)  # for now
+    d = loop.call_at(3.0, print)
+    assert loop._scheduled == [b, c, a, d]
+    loop.close()
+    assert loop._scheduled == [] and not loop._sched.pending()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.call_at(5.0, print)
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.call_soon(print)
+
+
+def test_the_loop_lends_the_schedulers_methods_except_in_debug_mode() -> None:
+    """Outside debug mode call_soon, call_at, call_later and time are the scheduler's
+    (no frame of the loop's in between); debug mode brings back the loop's, with
+    asyncio's checks, and leaving it the scheduler's."""
+    loop = sim.SimLoop()
+    try:
+        sched = loop._sched
+        for name in ("call_soon", "call_at", "call_later", "time"):
+            assert getattr(loop, name) == getattr(sched, name), name
+        loop.set_debug(True)
+        assert type(loop.call_soon(print)).__name__ == "Handle"
+        assert type(loop.call_later(1, print)).__name__ == "TimerHandle"
+        assert loop.call_soon.__func__ is sim.SimLoop.call_soon  # type: ignore[attr-defined]
+        with pytest.raises(TypeError, match="coroutines cannot be used"):
+            loop.call_at(2.0, asyncio.sleep)  # type: ignore[arg-type]
+        loop.set_debug(False)
+        assert loop.call_soon == sched.call_soon
+        assert type(loop.call_soon(print)).__name__ == "_Handle"
+    finally:
+        loop.close()
+
+
+def test_a_subclass_override_is_not_shadowed() -> None:
+    """A subclass's call_soon (or a patched SimLoop.call_at) is what runs, not the
+    scheduler's."""
+    seen: list[str] = []
+
+    class Counting(sim.SimLoop):
+        def call_soon(  # type: ignore[override]
+            self, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.Handle:
+            seen.append("soon")
+            return super().call_soon(callback, *args, context=context)
+
+    async def main() -> None:
+        await asyncio.sleep(0)
+        asyncio.get_running_loop().call_later(0.5, print)
+
+    run_on(Counting(), main())
+    assert seen
+
+    real = sim.SimLoop.call_later
+
+    def patched(self: sim.SimLoop, *a: Any, **k: Any) -> asyncio.TimerHandle:
+        seen.append("later")
+        return real(self, *a, **k)
+
+    seen.clear()
+    sim.SimLoop.call_later = patched  # type: ignore[method-assign,assignment]
+    try:
+        sim.run(main())
+    finally:
+        sim.SimLoop.call_later = real  # type: ignore[method-assign]
+    assert seen == ["later"]
+
+
+class _WrongOrderScheduler(Scheduler):
+    """A queue that runs equal deadlines last scheduled first: what the order tests must
+    catch."""
+
+    def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> Any:
+        timer = super().call_at(when, callback, *args, context=context)
+        bucket = self.buckets.get(when)
+        if bucket is not None and len(bucket) > 1:
+            bucket.insert(0, bucket.pop())
+        return timer
+
+
+def test_a_queue_that_orders_equal_deadlines_wrongly_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import miragekit.sim._loop as loop_module
+
+    test_equal_deadlines_run_in_the_order_they_were_scheduled()
+    monkeypatch.setattr(loop_module, "Scheduler", _WrongOrderScheduler)
+    with pytest.raises(AssertionError):
+        test_equal_deadlines_run_in_the_order_they_were_scheduled()
