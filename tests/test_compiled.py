@@ -49,6 +49,7 @@ ON_COMPILED = [
     "tests/test_sim_network.py",
     "tests/test_sim_observe.py",
     "tests/test_sim_replica.py",
+    "tests/test_sim_sched.py",
     "tests/test_sim_speed.py",
     "tests/test_tcp_close_data_lost.py",
     "tests/test_tcp_conn.py",

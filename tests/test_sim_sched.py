@@ -12,7 +12,6 @@ import pytest
 
 from miragekit import sim
 from miragekit.sim._loop import SimDeadlock, run_on
-from miragekit.sim._sched import Scheduler
 
 
 def _run(loop: sim.SimLoop, until: float) -> None:
@@ -20,9 +19,10 @@ def _run(loop: sim.SimLoop, until: float) -> None:
     loop.run_forever()
 
 
-def test_equal_deadlines_run_in_the_order_they_were_scheduled() -> None:
+def _equal_deadlines(tamper: bool = False) -> tuple[list[int], list[int]]:
     """Many timers on few deadlines (ints among floats, made by call_at and call_later):
-    by deadline, then scheduling order."""
+    the order they ran in, and the order of (deadline, scheduling order). ``tamper``
+    reverses each deadline's timers in the queue before they run."""
     loop = sim.SimLoop()
     try:
         rng = random.Random(5)
@@ -35,10 +35,24 @@ def test_equal_deadlines_run_in_the_order_they_were_scheduled() -> None:
             else:
                 loop.call_later(when, ran.append, k)
             expected.append((when, k))
+        if tamper:
+            for bucket in loop._sched.buckets.values():
+                bucket.reverse()
         _run(loop, 10.0)
-        assert ran == [k for _, k in sorted(expected)]
+        return ran, [k for _, k in sorted(expected)]
     finally:
         loop.close()
+
+
+def test_equal_deadlines_run_in_the_order_they_were_scheduled() -> None:
+    ran, expected = _equal_deadlines()
+    assert ran == expected
+
+
+def test_a_queue_that_orders_equal_deadlines_wrongly_is_caught() -> None:
+    """The check above sees a queue that runs equal deadlines in another order."""
+    ran, expected = _equal_deadlines(tamper=True)
+    assert ran != expected and sorted(ran) == sorted(expected)
 
 
 def test_timers_made_while_a_batch_runs() -> None:
@@ -154,45 +168,46 @@ def test_scheduled_lists_the_timers_in_run_order_and_close_forgets_them() -> Non
 
 
 def test_the_loop_lends_the_schedulers_methods_except_in_debug_mode() -> None:
-    """Outside debug mode call_soon, call_at, call_later and time are the scheduler's
-    (no frame of the loop's in between); debug mode brings back the loop's, with
-    asyncio's checks, and leaving it the scheduler's."""
+    """Outside debug mode call_at, call_later and time are the scheduler's (no frame of
+    the loop's in between); debug mode brings back the loop's, with asyncio's checks,
+    and leaving it the scheduler's."""
     loop = sim.SimLoop()
     try:
         sched = loop._sched
-        for name in ("call_soon", "call_at", "call_later", "time"):
+        for name in ("call_at", "call_later", "time"):
             assert getattr(loop, name) == getattr(sched, name), name
+        assert loop._ready is sched.ready  # asyncio's own code appends to it
         loop.set_debug(True)
         assert type(loop.call_soon(print)).__name__ == "Handle"
         assert type(loop.call_later(1, print)).__name__ == "TimerHandle"
-        assert loop.call_soon.__func__ is sim.SimLoop.call_soon  # type: ignore[attr-defined]
+        assert loop.call_at.__func__ is sim.SimLoop.call_at  # type: ignore[attr-defined]
         with pytest.raises(TypeError, match="coroutines cannot be used"):
             loop.call_at(2.0, asyncio.sleep)  # type: ignore[arg-type]
         loop.set_debug(False)
-        assert loop.call_soon == sched.call_soon
-        assert type(loop.call_soon(print)).__name__ == "_Handle"
+        assert loop.call_at == sched.call_at
+        assert type(loop.call_at(3.0, print)).__name__ == "_Timer"
     finally:
         loop.close()
 
 
 def test_a_subclass_override_is_not_shadowed() -> None:
-    """A subclass's call_soon (or a patched SimLoop.call_at) is what runs, not the
-    scheduler's."""
+    """A subclass's call_at (or a patched SimLoop.call_later) is what runs, not the
+    scheduler's; call_later goes through a subclass's call_at, as asyncio's does."""
     seen: list[str] = []
 
     class Counting(sim.SimLoop):
-        def call_soon(  # type: ignore[override]
-            self, callback: Any, *args: Any, context: Any = None
-        ) -> asyncio.Handle:
-            seen.append("soon")
-            return super().call_soon(callback, *args, context=context)
+        def call_at(  # type: ignore[override]
+            self, when: float, callback: Any, *args: Any, context: Any = None
+        ) -> asyncio.TimerHandle:
+            seen.append("at")
+            return super().call_at(when, callback, *args, context=context)
 
     async def main() -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.5)
         asyncio.get_running_loop().call_later(0.5, print)
 
     run_on(Counting(), main())
-    assert seen
+    assert seen == ["at", "at"]
 
     real = sim.SimLoop.call_later
 
@@ -206,27 +221,4 @@ def test_a_subclass_override_is_not_shadowed() -> None:
         sim.run(main())
     finally:
         sim.SimLoop.call_later = real  # type: ignore[method-assign]
-    assert seen == ["later"]
-
-
-class _WrongOrderScheduler(Scheduler):
-    """A queue that runs equal deadlines last scheduled first: what the order tests must
-    catch."""
-
-    def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> Any:
-        timer = super().call_at(when, callback, *args, context=context)
-        bucket = self.buckets.get(when)
-        if bucket is not None and len(bucket) > 1:
-            bucket.insert(0, bucket.pop())
-        return timer
-
-
-def test_a_queue_that_orders_equal_deadlines_wrongly_is_caught(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import miragekit.sim._loop as loop_module
-
-    test_equal_deadlines_run_in_the_order_they_were_scheduled()
-    monkeypatch.setattr(loop_module, "Scheduler", _WrongOrderScheduler)
-    with pytest.raises(AssertionError):
-        test_equal_deadlines_run_in_the_order_they_were_scheduled()
+    assert seen == ["later", "later"]

@@ -25,7 +25,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
-from contextvars import Context
+from contextvars import Context, copy_context
 from types import EllipsisType
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
@@ -63,6 +63,12 @@ class _Timer(asyncio.TimerHandle):
     __slots__ = ()
 
 
+# Handles are made with object.__new__ and their slots set by the loop: a Python
+# __init__ is a call the interpreter cannot inline, and a simulation makes a handle for
+# every frame, timer and task step (a test checks they hold what asyncio's own hold).
+_new: Any = object.__new__
+
+
 class SimDeadlock(RuntimeError):
     """Every task waits, nothing is scheduled, and no I/O came for ``idle_timeout``."""
 
@@ -73,7 +79,11 @@ class _TeardownStuck(Exception):
 
 # What SimLoop binds to each loop (instance attributes, not methods): its scheduler's,
 # reached without a Python frame of the loop's when the scheduler is compiled.
-_FAST = ("call_soon", "call_at", "call_later", "time")
+# Not call_soon: made by interpreted code, a handle costs fewer instructions than made by
+# compiled code (seven generic attribute stores) even with the Python frame; nor bound to
+# the instance (callers that look a method up on the type make no bound method: an
+# instance attribute costs them a dict lookup, measured).
+_FAST = ("call_at", "call_later", "time")
 
 
 class SimLoop(asyncio.SelectorEventLoop):
@@ -86,13 +96,14 @@ class SimLoop(asyncio.SelectorEventLoop):
     :class:`SimDeadlock` instead of hanging: in a pure simulation it is a deadlock.
 
     The ready queue, the timers and the clock are a :class:`~miragekit.sim._sched.Scheduler`'s;
-    outside debug mode the loop's ``call_soon``, ``call_at``, ``call_later`` and ``time``
-    are the scheduler's own (unless a subclass overrides them).
+    outside debug mode the loop's ``call_at``, ``call_later`` and ``time`` are the
+    scheduler's own (unless a subclass overrides them).
     """
 
     # asyncio's private state that this loop drives (set by BaseEventLoop.__init__).
     _ready: deque[asyncio.Handle]
     _debug: bool
+    _closed: bool
     _selector: Any
 
     def __init__(
@@ -104,7 +115,7 @@ class SimLoop(asyncio.SelectorEventLoop):
         clock_start: float = CLOCK_START,
     ) -> None:
         # First: asyncio's __init__ sets the state the scheduler keeps (see below).
-        self._sched = Scheduler(self, _Handle, _Timer, float(start))
+        self._sched = Scheduler(self, _Timer, float(start))
         super().__init__()
         self._sched.ready = self._ready  # asyncio's own code appends to it too
         if idle_timeout is not None and not idle_timeout > 0:
@@ -130,14 +141,6 @@ class SimLoop(asyncio.SelectorEventLoop):
     @_stopping.setter
     def _stopping(self, value: bool) -> None:
         self._sched.stopping = value
-
-    @property
-    def _closed(self) -> bool:
-        return self._sched.closed
-
-    @_closed.setter
-    def _closed(self, value: bool) -> None:
-        self._sched.closed = value
 
     @property
     def _timer_cancelled_count(self) -> int:
@@ -186,8 +189,10 @@ class SimLoop(asyncio.SelectorEventLoop):
         mode the loop's methods run, with asyncio's checks."""
         attrs = self.__dict__
         cls = type(self)
+        own = {name: getattr(cls, name) is _OWN[name] for name in _FAST}
+        own["call_later"] = own["call_later"] and own["call_at"]  # asyncio's calls call_at
         for name in _FAST:
-            if not self._debug and getattr(cls, name) is _OWN[name]:
+            if own[name] and not self._debug:
                 attrs[name] = getattr(self._sched, name)
             else:
                 attrs.pop(name, None)
@@ -253,8 +258,8 @@ class SimLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.TimerHandle:
         if delay is None or self._debug:
             return super().call_later(delay, callback, *args, context=context)
-        made: asyncio.TimerHandle = self._sched.call_later(delay, callback, *args, context=context)
-        return made
+        # Through call_at, as asyncio's, for a subclass's; reads the clock without a call.
+        return self.call_at(self._sched.now + delay, callback, *args, context=context)
 
     def call_soon(
         self,
@@ -264,11 +269,24 @@ class SimLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.Handle:
         if self._debug:
             return super().call_soon(callback, *args, context=context)
-        made: asyncio.Handle = self._sched.call_soon(callback, *args, context=context)
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        # What Handle.__init__ sets (see _new).
+        handle: Any = _new(_Handle)
+        handle._context = copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        self._ready.append(handle)
+        made: asyncio.Handle = handle  # typed without typing.cast, a call per callback
         return made
 
     def close(self) -> None:
         super().close()
+        self._sched.closed = True
         self._sched.clear()  # as asyncio clears its ready queue and its heap
 
     def _make_task(

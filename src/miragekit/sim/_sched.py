@@ -2,10 +2,9 @@
 
 Why a class of its own: :class:`~miragekit.sim.SimLoop` subclasses asyncio's loop, which
 mypyc cannot compile natively. :class:`Scheduler` is a plain class that the optional
-compiled build makes native; the loop binds its ``call_soon``, ``call_at``,
-``call_later`` and ``time`` to itself (instance attributes), so asyncio's C Task and the
-stacks reach them without a Python frame, and :meth:`Scheduler.run_batches` is the
-loop's inner loop.
+compiled build makes native; the loop binds its ``call_at``, ``call_later`` and ``time``
+to itself (instance attributes), so the stacks, links and ``asyncio.sleep`` reach them
+without a Python frame, and :meth:`Scheduler.run_batches` is the loop's inner loop.
 
 Timers: a list per deadline (its timers in the order they were scheduled) in a dict, and
 a heap of the distinct deadlines. A heap compare is one float compare (a heap of
@@ -31,9 +30,9 @@ PURGE_FRACTION = 0.5
 
 _INF = float("inf")
 
-# Handles are made with object.__new__ and their slots set here: asyncio's __init__ is a
-# Python call, and a simulation makes a handle for every frame, timer and task step (a
-# test checks they hold what asyncio's own hold).
+# Timers are made with object.__new__ and their slots set here: asyncio's __init__ is a
+# Python call, and a simulation makes a timer for every frame on a link with latency,
+# TCP timer and sleep (a test checks they hold what asyncio's own hold).
 _new: Any = object.__new__
 
 
@@ -56,13 +55,12 @@ class Scheduler:
     """A :class:`~miragekit.sim.SimLoop`'s ready queue (asyncio's own deque), timers and
     virtual clock, and the loop's batches of callbacks.
 
-    ``handle_type`` and ``timer_type`` are the ``asyncio.Handle`` and
-    ``asyncio.TimerHandle`` subclasses it makes (without calling their ``__init__``).
+    ``timer_type`` is the ``asyncio.TimerHandle`` subclass it makes (without calling its
+    ``__init__``); the loop makes the handles of ``call_soon`` itself.
     """
 
-    def __init__(self, loop: Any, handle_type: type, timer_type: type, now: float) -> None:
+    def __init__(self, loop: Any, timer_type: type, now: float) -> None:
         self.loop: Any = loop
-        self.handle_type: Any = handle_type
         self.timer_type: Any = timer_type
         self.ready: deque[Any] = deque()  # the loop puts its own deque here
         self.deadlines: list[float] = []  # a heap: the keys of buckets
@@ -81,23 +79,6 @@ class Scheduler:
     def time(self) -> float:
         """The virtual time."""
         return self.now
-
-    def call_soon(
-        self, callback: Callable[..., object], *args: Any, context: Context | None = None
-    ) -> Any:
-        """``loop.call_soon`` (asyncio's signature, not in debug mode)."""
-        if self.closed:
-            raise RuntimeError("Event loop is closed")
-        handle = _new(self.handle_type)  # what Handle.__init__ sets
-        handle._context = copy_context() if context is None else context
-        handle._loop = self.loop
-        handle._callback = callback
-        handle._args = args
-        handle._cancelled = False
-        handle._repr = None
-        handle._source_traceback = None
-        self.ready.append(handle)
-        return handle
 
     def call_at(
         self,
@@ -146,7 +127,7 @@ class Scheduler:
         if self.closed:
             raise RuntimeError("Event loop is closed")
         when = self.now + delay
-        timer = _new(self.timer_type)
+        timer = _new(self.timer_type)  # what TimerHandle.__init__ sets
         timer._context = copy_context() if context is None else context
         timer._loop = self.loop
         timer._callback = callback
