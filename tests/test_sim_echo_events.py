@@ -43,8 +43,9 @@ def test_one_echo_over_a_plain_link_costs_fifteen_callbacks(events: ModuleType) 
         "call_at _set_result_unless_cancelled": 1.0,
     }
     assert r["ran"] == 15.0
+    # Every run sends or wakes something: the pinger's re-flush arms the loop's timer
+    # for the client's delayed ACK (the run that woke the pinger leaves that to it).
     assert r["other"] == {
         "frames sent": 3.0,
         "TCP timer fires that found nothing due": 2.0,
-        "TCP runs that sent nothing and woke nothing": 1.0,
     }

@@ -1086,7 +1086,8 @@ class TCP(Generic[A]):
         if not self._writers and not ep.has_work():
             # Nothing to send, deliver or accept (the re-flush after tasks that wrote
             # nothing, an ACK that changed only the timers): only the timer, as below.
-            self._arm_timer(ep.poll_at())
+            if not served:
+                self._arm_timer(ep.poll_at())
             return served
         for _ in range(8):
             now = self._loop.time()
@@ -1119,7 +1120,11 @@ class TCP(Generic[A]):
             t = ep.poll_at()
             if t != 0.0:
                 break
-        self._arm_timer(t)
+        if not served:
+            # Served: a run follows in this loop turn (see _flush) and arms the timer
+            # then, for the deadlines the woken tasks leave (a reply's), once: a
+            # request's run and its reply's arm it once between them.
+            self._arm_timer(t)
         return served
 
     def _send_writers(self, now: float) -> None:
