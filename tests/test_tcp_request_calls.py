@@ -47,6 +47,9 @@ def test_a_request_and_its_reply_call_each_step_once(steps: ModuleType) -> None:
     # the replies: the run that took the requests woke their readers, so a run follows
     # it in the same loop turn and arms it for what the replies leave.
     assert calls["net/_tcp.py:TCP._arm_timer"] == 0.25
+    # A busy connection's timer entry is left where it is (a request's delayed ACK and
+    # the reply's retransmission timer come after it): no entry made a request.
+    assert "tcp/_endpoint.py:TCPEndpoint._arm" not in calls
     assert res["calls_per_request"] > 20
 
 

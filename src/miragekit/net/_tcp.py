@@ -1211,6 +1211,7 @@ class TCP(Generic[A]):
         if t == 0.0:
             self._schedule_flush()
             return
+        self.endpoint.armed_unseen = None
         at = self._timer_at
         if at is not None and (t is None or t >= at):
             # The armed timer fires no later than needed: keep it (an early wake-up finds
