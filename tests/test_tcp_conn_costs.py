@@ -62,6 +62,7 @@ def test_a_later_deadline_keeps_the_earlier_entry_which_then_rearms() -> None:
     assert ep.segments_to_send(0.0) == []
     assert ep.poll_at() == conn.poll_at() == pytest.approx(0.04)
     entries = _entries(ep)
+    ep.armed_unseen = None  # a driver armed its loop timer for it
     # We answer at once: the ACK rides on the data, and the next deadline (tail loss
     # probe or RTO) is later than the delayed ACK's. No new heap entry for it.
     assert conn.receive() == b"x"
@@ -87,6 +88,37 @@ def test_a_later_deadline_keeps_the_earlier_entry_which_then_rearms() -> None:
     (_, _, probe), *rest = ep.segments_to_send(real)
     assert not rest and probe.payload == b"y" and probe.seq == data.seq
     assert conn.stats["retransmits"] == 1
+
+
+def test_a_new_entry_no_loop_timer_waits_for_follows_a_later_deadline() -> None:
+    """The same, but before a driver armed its loop timer for the delayed ACK's entry
+    (``armed_unseen``): nothing waits for it, so it follows the reply's deadline."""
+    ep = TCPEndpoint(Config(timestamps=False), secret=SECRET)
+    conn, our = _accepted(ep)
+    ep.armed_unseen = None  # the handshake's entry: a driver armed its loop timer
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | PSH, 64000, b"x"))
+    assert ep.segments_to_send(0.0) == []
+    assert ep.poll_at() == pytest.approx(0.04)
+    assert ep.armed_unseen is None  # the handshake's entry was there: not new
+    # An idle connection (no entry): the delayed ACK makes a new one.
+    ep.handle_timer(0.04)  # the delayed ACK goes; the connection has no deadline left
+    assert [s.flags for _, _, s in ep.segments_to_send(0.04)] == [ACK]
+    assert conn.poll_at() is None and ep.poll_at() is None
+    ep.handle_segment(0.1, B, A, TCPRepr(CPORT, 80, 1002, our, ACK | PSH, 64000, b"z"))
+    assert ep.segments_to_send(0.1) == []
+    assert ep.poll_at() == pytest.approx(0.14)
+    assert ep.armed_unseen == ep.key_of(conn)
+    assert conn.receive() == b"xz"
+    assert conn.send(b"y") == 1
+    ep.wake(conn)
+    (_, _, data), *rest = ep.segments_to_send(0.1)
+    assert not rest and data.payload == b"y"
+    real = conn.poll_at()
+    assert real is not None and real > 0.14
+    assert ep.poll_at() == real  # no early fire at 0.14
+    ep.take_active()  # what the segments above made active
+    ep.handle_timer(0.14)
+    assert ep.take_active() == [] and ep.segments_to_send(0.14) == []
 
 
 def test_an_earlier_deadline_gets_its_own_entry() -> None:

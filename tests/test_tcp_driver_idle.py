@@ -337,8 +337,10 @@ def test_idle_runs_and_timers_leave_the_wire_as_when_every_run_walks(
     assert now_counts["_on_timer"] == before_counts["_on_timer"]
     assert now_counts["_run"] < before_counts["_run"]
     assert before_counts["segments_to_send"] >= before_counts["_run"]
-    assert now_counts["segments_to_send"] < 0.7 * before_counts["segments_to_send"]
-    assert now_counts["take_active"] < 0.7 * before_counts["take_active"]
+    # (Three quarters: with timer entries that follow deadlines gone or moved later,
+    # few timers fire for nothing, so both ways make fewer runs than they did.)
+    assert now_counts["segments_to_send"] < 0.75 * before_counts["segments_to_send"]
+    assert now_counts["take_active"] < 0.75 * before_counts["take_active"]
     # Accepts: 12 connections, each listener looked at only when one came.
     assert now_counts["accept"] < 0.1 * before_counts["accept"]
 

@@ -43,6 +43,13 @@ def test_a_request_and_its_reply_call_each_step_once(steps: ModuleType) -> None:
     # One deadline question after the request's input, one after the reply; the
     # driver's own (its runs, a few a round) come on top.
     assert 2.0 <= calls["tcp/_conn.py:Connection.poll_at"] < 2.1
+    # The driver's timer is armed once a round (four requests), by the run that sends
+    # the replies: the run that took the requests woke their readers, so a run follows
+    # it in the same loop turn and arms it for what the replies leave.
+    assert calls["net/_tcp.py:TCP._arm_timer"] == 0.25
+    # A busy connection's timer entry is left where it is (a request's delayed ACK and
+    # the reply's retransmission timer come after it): no entry made a request.
+    assert "tcp/_endpoint.py:TCPEndpoint._arm" not in calls
     assert res["calls_per_request"] > 20
 
 

@@ -702,7 +702,8 @@ class TCP(Generic[A]):
             return True
         self._deliver(now, src, dst, sport, dport, seq, ack, flags, window,
                       frame[66 : 14 + tl], tsv, tse, urgent, ecn, conn)  # fmt: skip
-        if self._flush_handle is None:
+        # conn: a pure ACK, taken now (not held), whose flush may have nothing to do.
+        if self._flush_handle is None and (conn is None or not self._ack_quiet()):
             self._flush_soon()
         if plen >= _RUN_MIN and flags | 0x08 == 0x18 and ecn != 3:
             self._rx_run = _Run((src, sport, dport, ack, window, tsv, tse, ecn), dst, seq, flags,
@@ -769,12 +770,42 @@ class TCP(Generic[A]):
                 return held.conn
             self._end_ack()
         conn = self.endpoint.connections.get((dst, dport, src, sport))
-        if conn is None or not conn.takes_ack(seq, ack, tsv):
+        # An ACK of everything sent is not held: no later ACK can acknowledge more and
+        # stand for it, and taken now its batch may need no flush (_ack_quiet).
+        if conn is None or ack == conn._snd_max & 0xFFFFFFFF or not conn.takes_ack(seq, ack, tsv):
             return conn
         self._rx_ack = _Ack(conn, key, dst, ack, window, tsv, tse)
         if self._flush_handle is None:
             self._flush_soon()
         return conn
+
+    def _ack_quiet(self) -> bool:
+        """Whether the flush that the pure ACK just handed to the endpoint would ask for
+        has nothing to do: nothing to send, no news for a flow, nothing to accept, no
+        earlier deadline for the loop's timer (an ACK that only moved the connection's
+        timers: a request/response peer's delayed ACK). Then no flush is scheduled (a
+        loop callback an echo in a simulation) and the batch's time is dropped, as that
+        flush would drop it. Not in a device's read batch (TAP): its end runs the flush
+        without a loop callback, and the batch's frames share one clock read."""
+        ip = self._rx_ip
+        if (
+            (ip is not None and ip.batched)
+            or self._told
+            or self._writers
+            or self._readable
+            or self._flush_waiters
+            or self._rx_ack is not None
+        ):
+            return False
+        ep = self.endpoint
+        if ep.has_work():
+            return False
+        t = ep.poll_at()
+        at = self._timer_at
+        if t is None or (at is not None and t >= at):
+            self._rx_now = None
+            return True
+        return False
 
     def _end_ack(self) -> None:
         """Hand the endpoint the held pure ACK (:meth:`_hold_ack`): at the batch's flush,
@@ -1055,7 +1086,8 @@ class TCP(Generic[A]):
         if not self._writers and not ep.has_work():
             # Nothing to send, deliver or accept (the re-flush after tasks that wrote
             # nothing, an ACK that changed only the timers): only the timer, as below.
-            self._arm_timer(ep.poll_at())
+            if not served:
+                self._arm_timer(ep.poll_at())
             return served
         for _ in range(8):
             now = self._loop.time()
@@ -1088,7 +1120,11 @@ class TCP(Generic[A]):
             t = ep.poll_at()
             if t != 0.0:
                 break
-        self._arm_timer(t)
+        if not served:
+            # Served: a run follows in this loop turn (see _flush) and arms the timer
+            # then, for the deadlines the woken tasks leave (a reply's), once: a
+            # request's run and its reply's arm it once between them.
+            self._arm_timer(t)
         return served
 
     def _send_writers(self, now: float) -> None:
@@ -1175,6 +1211,7 @@ class TCP(Generic[A]):
         if t == 0.0:
             self._schedule_flush()
             return
+        self.endpoint.armed_unseen = None
         at = self._timer_at
         if at is not None and (t is None or t >= at):
             # The armed timer fires no later than needed: keep it (an early wake-up finds

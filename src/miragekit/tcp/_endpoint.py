@@ -88,6 +88,7 @@ class TCPEndpoint:
         "_tw_ack",
         "_tw_expiry",
         "accept_ready",
+        "armed_unseen",
         "config",
         "connections",
         "stats",
@@ -114,6 +115,15 @@ class TCPEndpoint:
         # poll_at's answer from the timer queues, while _next_ok (see poll_at).
         self._next: float | None = None
         self._next_ok = True
+        self.armed_unseen: Key | None = None
+        """The connection whose timer entry was made last (it had none: an idle
+        connection's request), while the driver has not armed its loop timer since (it
+        sets this to None when it does): no loop timer waits for that entry, so when
+        the connection's deadline moves later (the delayed ACK that the reply carried,
+        in the same loop turn) the entry follows it, where an entry that a loop timer
+        may wait for is left to fire early (:meth:`handle_timer`). Only a new entry:
+        a busy connection's moves later (request, reply, request...) cost an entry
+        each, where left alone they cost nothing until the entry fires."""
         self.accept_ready = False
         """Set when a connection joins a listener's accept queue; the driver clears it
         when it has taken every connection it can (:meth:`accept`): no look at the
@@ -270,7 +280,7 @@ class TCPEndpoint:
         t = conn.poll_at()  # _rearm, written out: every reply comes this way
         if t is not None:
             s = self._scheduled.get(key)
-            if s is None or t < s:
+            if s is None or t < s or (t > s and self.armed_unseen == key):
                 self._arm(key, t)
         return key[0], key[2], fields
 
@@ -344,6 +354,13 @@ class TCPEndpoint:
             s = self._scheduled.get(key)
             if s is None or t < s:
                 self._arm(key, t)
+        elif self._scheduled:
+            # No deadline left (an ACK of everything sent, with no delayed ACK or
+            # keepalive due): the entry goes now, so the timer that comes up for it
+            # finds it gone without looking at the connection.
+            s = self._scheduled.pop(key, None)
+            if s is not None and s == self._next:
+                self._next_ok = False  # it may have been poll_at's answer
         return True
 
     def handle_segment(self, now: float, src: bytes, dst: bytes, seg: TCPRepr) -> None:
@@ -682,6 +699,8 @@ class TCPEndpoint:
         """Make ``t`` the connection's timer entry (earlier entries of it go stale)."""
         s = self._scheduled.get(key)
         self._scheduled[key] = t
+        if s is None:
+            self.armed_unseen = key
         if self._next_ok:
             if s is not None and s == self._next and s < t:
                 self._next_ok = False  # the entry voided may have been poll_at's answer
@@ -787,7 +806,7 @@ class TCPEndpoint:
         t = conn.poll_at()
         if t is not None:
             s = self._scheduled.get(key)
-            if s is None or t < s:
+            if s is None or t < s or (t > s and self.armed_unseen == key):
                 self._arm(key, t)
 
     def _track(self, key: Key, conn: Connection) -> None:
