@@ -287,6 +287,11 @@ class VnetSwitch:
                 return
         sgroup = groups.get(src, -1) if groups else -1
         n = len(data)
+        if type(data) is bytes:
+            # One view for every port: each receiver is handed this one, not a view of
+            # its own (a frame is never written again), and ARP reads each broadcast
+            # once for all the hosts it reaches (Arp.passes_by).
+            data = memoryview(data)
         flood = Flood()
         for dst in list(self._ports.values()):
             if dst is src or dst._mirror:
@@ -301,7 +306,7 @@ class VnetSwitch:
             # broadcast comes this way 499 times): one clock reading for them all.
             link = dst.link
             if link.plain and not link.ideal and n <= dst._max_frame:
-                dst._down.carry(link, dst.counters, data, now, loop, flood)
+                flood.carry(dst._down, link, dst.counters, data, now, loop)
             else:
                 dst._egress(data, loop)
                 flood = Flood()  # a timer of its own came between: keep the order
@@ -550,7 +555,8 @@ class VnetIf:
 
     def _deliver(self, data: Frame) -> None:
         """Hand a frame that crossed the link to the receiver (one call per frame: at
-        500 hosts every broadcast comes this way 499 times)."""
+        500 hosts every broadcast comes this way 499 times). A frame in a view is handed
+        on in it: a flood makes one view of a broadcast for all its ports."""
         if self._closed:
             return
         if not self.link.up:
@@ -564,15 +570,18 @@ class VnetIf:
         stats.rx_pkts += 1
         stats.rx_bytes += len(data)
         try:
-            view = memoryview(data)
+            view = data if type(data) is memoryview else memoryview(data)
             tap = self._tap
             if tap is not None:
                 tap(view)
             fn(view)
         except Exception as exc:
-            asyncio.get_running_loop().call_exception_handler(
-                {"message": f"exception in the receiver of {self!r}", "exception": exc}
-            )
+            self._receiver_failed(exc)
+
+    def _receiver_failed(self, exc: Exception) -> None:
+        asyncio.get_running_loop().call_exception_handler(
+            {"message": f"exception in the receiver of {self!r}", "exception": exc}
+        )
 
 
 _check_network: type[Network] = VnetIf

@@ -84,6 +84,13 @@ class _Pending:
     frames: deque[bytearray] = field(default_factory=deque)
 
 
+_READ: Final[dict[memoryview, tuple[bytes, bytes, int, int]]] = {}
+"""The fields :meth:`Arp.passes_by` read of recent broadcasts (views of bytes, keyed by
+their content): a switch hands one view of a broadcast to every port, so each frame is
+read once, not once per host (a view's hash is computed once and kept in it)."""
+_READ_MAX: Final = 4096
+
+
 def ip_multicast_mac(ip: int) -> bytes:
     """The RFC 1112 MAC for multicast group ``ip``."""
     return bytes((0x01, 0x00, 0x5E, (ip >> 16) & 0x7F, (ip >> 8) & 0xFF, ip & 0xFF))
@@ -312,9 +319,20 @@ class Arp:
         question to ask of them. Never true for what :meth:`input` would do more with
         (an observer, a conflict, a martian sender, a malformed packet).
         """
-        if len(frame) < ARP_FRAME_LEN:
+        if type(frame.obj) is bytes:  # immutable: its fields can be kept
+            fields = _READ.get(frame)
+            if fields is None:
+                if len(frame) < ARP_FRAME_LEN:
+                    return False
+                fields = _FRAME_FIELDS.unpack_from(frame)
+                if len(_READ) >= _READ_MAX:
+                    _READ.clear()
+                _READ[frame] = fields
+        elif len(frame) < ARP_FRAME_LEN:
             return False
-        head, sha, spa, tpa = _FRAME_FIELDS.unpack_from(frame)
+        else:
+            fields = _FRAME_FIELDS.unpack_from(frame)
+        head, sha, spa, tpa = fields
         if head != _REQUEST_HEAD or sha[0] & 1 or sha == self.mac or self.observer is not None:
             return False
         ips = self.ips

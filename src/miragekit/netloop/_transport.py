@@ -42,7 +42,10 @@ class StackTransport(asyncio.Transport):
         # Whether it takes data through get_buffer/buffer_updated (asyncio's TLS): known
         # once per protocol, not tested per read.
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
-        self._out: deque[bytes] = deque()
+        # Made on first use, as the two events below: most connections write straight
+        # into their flow and read through read_now, and at 10,000 connections each
+        # deque (an event holds one) is 760 bytes that nothing uses.
+        self._out: deque[bytes] | None = None
         self._out_size = 0
         self._high = _HIGH
         self._low = _LOW
@@ -50,10 +53,9 @@ class StackTransport(asyncio.Transport):
         self._eof = False  # write_eof() called
         self._closing = False
         self._lost = False  # connection_lost() scheduled
-        self._reading = asyncio.Event()  # the reader task's (flows without read_now)
-        self._reading.set()
-        self._reading_on = True  # the same as a plain flag: _deliver's check per read
-        self._more = asyncio.Event()
+        self._reading_on = True  # reading wanted (not paused, not closing)
+        self._reading: asyncio.Event | None = None  # _reading_on for the reader task
+        self._more: asyncio.Event | None = None  # the writer task's wake-up
         self.done: asyncio.Future[None] = loop.create_future()
         """Resolved once the protocol heard ``connection_lost``."""
         self._send_now = getattr(flow, "send_now", None)
@@ -89,8 +91,11 @@ class StackTransport(asyncio.Transport):
 
     async def _read_loop(self) -> None:
         flow = self._flow
+        reading = self._reading = asyncio.Event()
+        if self._reading_on:
+            reading.set()
         while True:
-            await self._reading.wait()
+            await reading.wait()
             r = await flow.read()
             if self._lost or not self._received(r):
                 return
@@ -186,19 +191,21 @@ class StackTransport(asyncio.Transport):
             self._flow.on_readable(None)
 
     def pause_reading(self) -> None:
-        self._reading.clear()
         self._reading_on = False
+        if self._reading is not None:
+            self._reading.clear()
 
     def resume_reading(self) -> None:
-        if not self._closing and not self._reading.is_set():
-            self._reading.set()
+        if not self._closing and not self._reading_on:
             self._reading_on = True
+            if self._reading is not None:
+                self._reading.set()
             if self._read_now is not None:
                 self._deliver_soon = True  # the callbacks missed while paused: drain
                 self._loop.call_soon(self._deliver)  # not inside the protocol's call
 
     def is_reading(self) -> bool:
-        return self._reading.is_set() and not self._closing
+        return self._reading_on and not self._closing
 
     # -- writing ----------------------------------------------------------------------
 
@@ -214,7 +221,10 @@ class StackTransport(asyncio.Transport):
                 return
             if n > 0:
                 data = memoryview(data)[n:]
-        self._out.append(bytes(data))
+        out = self._out
+        if out is None:
+            out = self._out = deque()
+        out.append(bytes(data))
         self._out_size += len(data)
         self._kick()
         self._maybe_pause()
@@ -274,12 +284,14 @@ class StackTransport(asyncio.Transport):
 
     async def _write_loop(self) -> None:
         flow = self._flow
+        more = self._more
+        assert more is not None  # _kick made it before starting this task
         while True:
-            await self._more.wait()
-            self._more.clear()
-            while self._out:
-                batch = list(self._out)
-                self._out.clear()
+            await more.wait()
+            more.clear()
+            while out := self._out:
+                batch = list(out)
+                out.clear()
                 r = await flow.writev(batch)
                 self._out_size -= sum(map(len, batch))
                 if isinstance(r, Error):
@@ -305,8 +317,9 @@ class StackTransport(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
-        self._reading.clear()
         self._reading_on = False
+        if self._reading is not None:
+            self._reading.clear()
         self._kick()
 
     def abort(self) -> None:
@@ -329,7 +342,8 @@ class StackTransport(asyncio.Transport):
         if self._lost:
             return
         self._closing = True
-        self._out.clear()
+        if self._out is not None:
+            self._out.clear()
         self._out_size = 0
         self._cancel_tasks()
         flow = self._flow
@@ -358,7 +372,10 @@ class StackTransport(asyncio.Transport):
 
     def _kick(self) -> None:
         """Wake the writer task, starting it if needed."""
-        self._more.set()
+        more = self._more
+        if more is None:
+            more = self._more = asyncio.Event()
+        more.set()
         if self._writer is None and not self._lost and self._loop.is_running():
             # (not running: a coroutine abandoned with its loop closing its transport)
             self._writer = self._loop.create_task(self._write_loop())

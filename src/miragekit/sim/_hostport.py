@@ -66,9 +66,7 @@ class HostPort(Wrapper):
     def send_frames(self, frames: Sequence[Buffer]) -> None:
         """A burst, passed on as one (the switch's batch path, if it has one)."""
         if self._alive:
-            sent = self._obs.sent
-            for f in frames:
-                sent((f,))
+            self._obs.sent_frames(frames)
         if self._batch is not None:
             self._batch(frames)
         else:

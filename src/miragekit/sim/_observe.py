@@ -171,9 +171,28 @@ class HostObserver:
             head = _head(parts)
         if self.pcap is not None:
             self.pcap.record(parts)
+        self._segment_out(head)
+
+    def sent_frames(self, frames: Sequence[Buffer]) -> None:
+        """:meth:`sent` of each whole frame of a burst (what a stack's flush hands its
+        port), in one call: no call and no tuple per frame."""
+        c = self.counters
+        pcap = self.pcap
+        for f in frames:
+            c.frames_out += 1
+            t = type(f)
+            c.bytes_out += len(f) if t is bytearray or t is bytes else memoryview(f).nbytes
+            if pcap is not None:
+                pcap.record((f,))
+            self._segment_out(f)
+
+    def _segment_out(self, head: Buffer) -> None:
+        """A TCP segment this host sent (``head`` holds its headers): connection events,
+        retransmissions, resets."""
         seg = _tcp_of(head)
         if seg is None:
             return
+        c = self.counters
         src, dst, sport, dport, seq, flags, used = seg
         key = (src, sport, dst, dport)
         flow = self._flows.get(key)

@@ -1,0 +1,146 @@
+"""A broadcast on a simulated segment of many hosts: what each port it reaches costs.
+
+At 500 hosts every ARP request is delivered to 499 ports, ~5 million deliveries while a
+cluster starts. These tests pin the thin path: one call per port on the switch's side,
+one view of the frame for all the ports, and ARP reading the frame once for all hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+import types
+from typing import Any
+
+import pytest
+
+from miragekit import sim
+from miragekit.link import LinkParams, VnetIf, VnetSwitch
+from miragekit.net import _arp
+from miragekit.result import Ok
+from miragekit.stack import DirectStackV4, Static
+from miragekit.v1 import StackConfig
+
+
+def arp_request(src: VnetIf, target: int) -> bytes:
+    mac = src.mac().packed
+    return (
+        b"\xff" * 6
+        + mac
+        + b"\x08\x06"
+        + bytes.fromhex("0001080006040001")
+        + mac
+        + bytes([10, 0, 9, 9])
+        + bytes(6)
+        + target.to_bytes(4, "big")
+    )
+
+
+def test_a_flood_hands_every_port_the_same_view() -> None:
+    async def main() -> list[memoryview]:
+        sw = VnetSwitch(seed=1)
+        src = sw.add_interface("src", link=LinkParams(loss=1e-9))
+        got: list[memoryview] = []
+        for i in range(5):
+            p = sw.add_interface(f"p{i}", link=LinkParams(loss=1e-9))
+            p.set_receiver(got.append)
+        src.send(arp_request(src, 0x0A00F001))
+        await asyncio.sleep(0.001)
+        return got
+
+    got = sim.run(main())
+    assert len(got) == 5
+    assert all(v is got[0] for v in got)  # one view made per flood, not one per port
+    assert bytes(got[0])[:6] == b"\xff" * 6
+
+
+def test_a_flooded_port_costs_one_call_on_the_switchs_side() -> None:
+    """Python calls the flood makes per idle plain port it reaches, beyond the receiver:
+    ``Flood.carry`` (the draws, the timing and the shared timer in one), and at the
+    timer the delivery."""
+    calls: list[str] = []
+
+    def seen(f: types.FrameType, event: str, arg: object) -> None:
+        if event == "call":
+            calls.append(f.f_code.co_qualname)
+
+    async def main() -> int:
+        sw = VnetSwitch(seed=1)
+        link = LinkParams(loss=1e-9)
+        src = sw.add_interface("src", link=link)
+        got: list[int] = []
+        ports = [sw.add_interface(f"p{i}", link=link) for i in range(8)]
+        for p in ports:
+            p.set_receiver(lambda f: got.append(1))
+        src.send(arp_request(src, 0x0A00F001))  # binds the switch to this loop
+        await asyncio.sleep(0.001)
+        sys.setprofile(seen)
+        try:
+            src.send(arp_request(src, 0x0A00F002))
+            await asyncio.sleep(0.001)
+        finally:
+            sys.setprofile(None)
+        return len(got)
+
+    assert sim.run(main()) == 16
+    per_port = {name: calls.count(name) for name in set(calls) if calls.count(name) >= 8}
+    assert per_port == {
+        "Flood.carry": 8,
+        "VnetIf._deliver": 8,
+        "test_a_flooded_port_costs_one_call_on_the_switchs_side.<locals>.main.<locals>.<lambda>": 8,
+    }
+
+
+def test_arp_reads_a_broadcast_once_for_all_the_hosts_it_reaches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twenty hosts pass by 30 requests for addresses nobody has: each request is
+    unpacked once, not once per host; every host still counts every request."""
+    reads = [0]
+    real = _arp._FRAME_FIELDS
+
+    class Counting:
+        def unpack_from(self, buf: Any, offset: int = 0) -> tuple[Any, ...]:
+            reads[0] += 1
+            return real.unpack_from(buf, offset)
+
+    async def main() -> list[int]:
+        sw = VnetSwitch(seed=2)
+        stacks = []
+        for h in range(20):
+            vif = sw.add_interface(f"h{h}", link=LinkParams(loss=1e-9))
+            r = await DirectStackV4.connect(
+                StackConfig(f"h{h}", None, vif, Static(f"10.0.0.{h + 1}/24"))
+            )
+            assert isinstance(r, Ok)
+            stacks.append(r.value)
+        await asyncio.sleep(1)  # the announcements are over
+        before = [s.ipv4().arp.counters.rx_packets for s in stacks]
+        _arp._READ.clear()
+        monkeypatch.setattr(_arp, "_FRAME_FIELDS", Counting())
+        arp = stacks[0].ipv4().arp
+        for i in range(30):
+            arp._request(0x0A00F000 | i)
+        await asyncio.sleep(0.01)
+        monkeypatch.setattr(_arp, "_FRAME_FIELDS", real)
+        return [s.ipv4().arp.counters.rx_packets - b for s, b in zip(stacks, before, strict=True)]
+
+    got = sim.run(main(), seed=1)
+    assert got == [0] + [30] * 19
+    assert reads[0] == 30
+
+
+def test_passes_by_never_keeps_the_fields_of_a_writable_buffer() -> None:
+    """A view of a buffer that may be written again (a device's receive buffer) is read
+    each time: the same view with other contents gets its own answer."""
+    arp = _arp.Arp(b"\x02\0\0\0\0\x01", lambda bufs: None)
+    arp.ips.add(0x0A000001)
+    buf = bytearray(42)
+    frame = memoryview(buf)
+    fields = (bytes.fromhex("0001080006040001"), b"\x02\0\0\0\0\x02", 0x0A000002)
+    struct.pack_into("!6s6s2s", buf, 0, b"\xff" * 6, fields[1], b"\x08\x06")
+    struct.pack_into("!8s6sI6xI", buf, 14, *fields, 0x0A000099)
+    assert arp.passes_by(frame)  # for another host: passes by
+    struct.pack_into("!I", buf, 38, 0x0A000001)
+    assert not arp.passes_by(frame)  # now for us: not passed by
