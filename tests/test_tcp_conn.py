@@ -80,6 +80,20 @@ def test_syn_received_bad_ack_sends_rst() -> None:
     assert state(c) == State.SYN_RECEIVED
 
 
+def test_an_ack_before_the_syn_ack_is_sent_is_refused_not_taken() -> None:
+    # A SYN and an ACK of our ISS in one batch, before the driver sends the SYN-ACK: the
+    # ACK acknowledges nothing we sent (RFC 9293 3.10.7.4: SND.UNA < SEG.ACK), so it is
+    # answered with a reset and the handshake goes on. The fast handshake path took it
+    # as complete, and the next send of data asked the send buffer for offset -1.
+    c = syn_received()
+    c.handle_segment(0.0, seg_in(ACK | PSH, REMOTE_SEQ, LOCAL_ISS, window=1))
+    assert state(c) == State.SYN_RECEIVED
+    assert out(c) == [
+        seg_out(RST, LOCAL_ISS, 0, window=0),
+        seg_out(SYN | ACK, LOCAL_ISS, REMOTE_SEQ, mss=1460),
+    ]
+
+
 def test_syn_received_rst_closes() -> None:
     c = syn_received()
     out(c)

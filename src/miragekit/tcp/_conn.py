@@ -1349,6 +1349,7 @@ class Connection:
             flags & 0x37 != ACK  # ACK without SYN/FIN/RST/URG (PSH allowed)
             or seg.seq != rcv_nxt & MASK
             or seg.ack != smax & MASK
+            or smax == self._snd_una  # our SYN-ACK not sent yet: nothing to acknowledge
             or len(payload) > self._rcv_adv - rcv_nxt
         ):
             return False
