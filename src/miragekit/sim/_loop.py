@@ -100,8 +100,8 @@ class SimLoop(asyncio.SelectorEventLoop):
     :class:`SimDeadlock` instead of hanging: in a pure simulation it is a deadlock.
 
     The ready queue, the timers and the clock are a :class:`~miragekit.sim._sched.Scheduler`'s;
-    outside debug mode the loop's ``call_at``, ``call_later`` and ``time`` are the
-    scheduler's own (unless a subclass overrides them).
+    outside debug mode the loop's ``call_at`` and ``call_later`` (and ``time`` when the
+    scheduler is compiled) are the scheduler's own, unless a subclass overrides them.
     """
 
     # asyncio's private state that this loop drives (set by BaseEventLoop.__init__).
