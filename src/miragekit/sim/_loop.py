@@ -22,6 +22,7 @@ import itertools
 import math
 import random
 import threading
+import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
@@ -77,6 +78,9 @@ class _TeardownStuck(Exception):
     """Leftover tasks wait on something that cannot come (or past the grace period)."""
 
 
+# Whether the scheduler is compiled (mypyc): its methods are then no Python functions.
+_COMPILED = not isinstance(Scheduler.__dict__["time"], types.FunctionType)
+
 # What SimLoop binds to each loop (instance attributes, not methods): its scheduler's,
 # reached without a Python frame of the loop's when the scheduler is compiled.
 # Not call_soon: made by interpreted code, a handle costs fewer instructions than made by
@@ -96,8 +100,8 @@ class SimLoop(asyncio.SelectorEventLoop):
     :class:`SimDeadlock` instead of hanging: in a pure simulation it is a deadlock.
 
     The ready queue, the timers and the clock are a :class:`~miragekit.sim._sched.Scheduler`'s;
-    outside debug mode the loop's ``call_at``, ``call_later`` and ``time`` are the
-    scheduler's own (unless a subclass overrides them).
+    outside debug mode the loop's ``call_at`` and ``call_later`` (and ``time`` when the
+    scheduler is compiled) are the scheduler's own, unless a subclass overrides them.
     """
 
     # asyncio's private state that this loop drives (set by BaseEventLoop.__init__).
@@ -190,6 +194,9 @@ class SimLoop(asyncio.SelectorEventLoop):
         attrs = self.__dict__
         cls = type(self)
         own = {name: getattr(cls, name) is _OWN[name] for name in _FAST}
+        # time() interpreted: the loop's own method, which interpreted callers look up
+        # on the class without a dict lookup, costs less than the scheduler's bound.
+        own["time"] = own["time"] and _COMPILED
         own["call_later"] = own["call_later"] and own["call_at"]  # asyncio's calls call_at
         for name in _FAST:
             if own[name] and not self._debug:
