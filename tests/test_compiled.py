@@ -97,6 +97,11 @@ def _key() -> str:
     return sha.hexdigest()[:16]
 
 
+# The compiled build is made once for the module, in the first test that needs it: a
+# few minutes on a fresh machine, longer on a loaded one, past the suite's 300 s.
+pytestmark = pytest.mark.timeout(1500)
+
+
 @pytest.fixture(scope="module")
 def tree() -> Iterator[Path]:
     """The compiled tree's ``src``: built once per change of what it depends on (under a
