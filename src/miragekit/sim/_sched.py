@@ -95,8 +95,7 @@ class Scheduler:
             raise TypeError("when cannot be None")
         if self.closed:
             raise RuntimeError("Event loop is closed")
-        # The body of add(), and call_later's, written out: a call fewer per timer in
-        # the pure build.
+        # The body of add() written out: a call fewer per timer in the pure build.
         timer = _new(self.timer_type)  # what TimerHandle.__init__ sets
         timer._context = copy_context() if context is None else context
         timer._loop = self.loop
@@ -127,30 +126,7 @@ class Scheduler:
         context: Context | None = None,
     ) -> Any:
         """``loop.call_later`` (asyncio's signature, not in debug mode)."""
-        if self.closed:
-            raise RuntimeError("Event loop is closed")
-        when = self.now + delay
-        timer = _new(self.timer_type)  # what TimerHandle.__init__ sets
-        timer._context = copy_context() if context is None else context
-        timer._loop = self.loop
-        timer._callback = callback
-        timer._args = args
-        timer._cancelled = False
-        timer._repr = None
-        timer._source_traceback = None
-        timer._when = when
-        timer._scheduled = True
-        if when == self.now:
-            self.due_now.append(timer)
-            return timer
-        bucket = self.buckets.get(when)
-        if bucket is None:
-            self.buckets[when] = [timer]
-            heappush(self.deadlines, when)
-        else:
-            bucket.append(timer)
-        self.timers += 1
-        return timer
+        return self.call_at(self.now + delay, callback, *args, context=context)
 
     def add(self, timer: Any, when: float) -> None:
         """Schedule ``timer`` (made elsewhere: debug mode's) for ``when``."""
