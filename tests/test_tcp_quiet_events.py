@@ -26,16 +26,22 @@ from miragekit.result import Ok
 from miragekit.tcp import Connection
 
 
+async def _sent_unacked(flow: Any, peer: Any) -> Connection:
+    """Write 100 bytes and let the peer see them: it is then ready to ACK all of it."""
+    assert await flow.write(b"x" * 100) == Ok(None)
+    await asyncio.sleep(0.001)
+    (seg,) = [s for s in peer.new_segments() if s.payload]
+    assert seg.timestamp is not None
+    peer.tsval = seg.timestamp[0]
+    peer.rcv_nxt = (seg.seq + len(seg.payload)) & 0xFFFFFFFF
+    conn: Connection = flow.connection
+    return conn
+
+
 def test_an_ack_of_everything_sent_schedules_no_flush() -> None:
     async def main() -> None:
         tcp, flow, peer, _ = await _connect(ca=False)
-        conn = flow.connection
-        assert await flow.write(b"x" * 100) == Ok(None)
-        await asyncio.sleep(0.001)
-        (seg,) = [s for s in peer.new_segments() if s.payload]
-        assert seg.timestamp is not None
-        peer.tsval = seg.timestamp[0]
-        peer.rcv_nxt = (seg.seq + len(seg.payload)) & 0xFFFFFFFF
+        conn = await _sent_unacked(flow, peer)
         assert conn.snd_una != conn.snd_nxt
         assert tcp._flush_handle is None
         peer.batch([peer.frame(peer.rcv_nxt)])
@@ -53,13 +59,7 @@ def test_an_ack_of_everything_sent_schedules_no_flush() -> None:
 def test_an_ack_of_everything_sent_is_not_held_in_congestion_avoidance() -> None:
     async def main() -> None:
         tcp, flow, peer, _ = await _connect(ca=True)
-        conn = flow.connection
-        assert await flow.write(b"x" * 100) == Ok(None)
-        await asyncio.sleep(0.001)
-        (seg,) = [s for s in peer.new_segments() if s.payload]
-        assert seg.timestamp is not None
-        peer.tsval = seg.timestamp[0]
-        peer.rcv_nxt = (seg.seq + len(seg.payload)) & 0xFFFFFFFF
+        conn = await _sent_unacked(flow, peer)
         peer.batch([peer.frame(peer.rcv_nxt)])
         assert tcp._rx_ack is None  # not held
         assert conn.snd_una == conn.snd_nxt
