@@ -22,10 +22,11 @@ from ..v1 import Buffer
 if TYPE_CHECKING:
     from ..link import PcapWriter
 
-_TCP = struct.Struct("!HHI")  # ports, sequence number
-# From the IPv4 header without options to the TCP flags: total length, fragment field,
-# protocol, addresses, ports, sequence number, data offset, flags.
-_V4_TCP = struct.Struct("!16xH2xHxB2x4s4sHHI4xBB")
+_SEQ = struct.Struct("!I")
+# From the IPv4 header without options to the TCP flags, the addresses and ports left
+# out (a flow's key is their 12 bytes, taken in one slice): total length, fragment
+# field, protocol, sequence number, data offset, flags.
+_V4_TCP = struct.Struct("!16xH2xHxB2x12xI4xBB")
 _HEAD = 14 + 60 + 60  # Ethernet, the longest IPv4 header, the longest TCP header
 _SYN, _FIN, _RST, _ACK = 0x02, 0x01, 0x04, 0x10
 
@@ -79,42 +80,58 @@ def _seq_before(a: int, b: int) -> bool:
     return ((a - b) & 0xFFFFFFFF) >= 0x80000000
 
 
-def _tcp_of(frame: Buffer) -> tuple[bytes, bytes, int, int, int, int, int] | None:
-    """(source IP, destination IP, source port, destination port, seq, flags, sequence
-    space used) of a TCP segment in an Ethernet frame, or None."""
+def _tcp_of(frame: Buffer) -> tuple[bytes, int, int, int] | None:
+    """(flow key, seq, flags, sequence space used) of a TCP segment in an Ethernet frame,
+    or None. The key is the source and destination addresses and ports as they stand in
+    the frame, one after the other (:func:`_key_fields` reads them back)."""
     b = frame if type(frame) is memoryview and frame.format == "B" else memoryview(frame).cast("B")
     if len(b) < 54:
         return None
     if b[14] == 0x45 and b[12] == 8 and b[13] == 0:
         # The usual frame (IPv4 without options): one unpack, the same answer as below.
-        tot, frag, proto, src, dst, sport, dport, seq, off, flags = _V4_TCP.unpack_from(b)
+        tot, frag, proto, seq, off, flags = _V4_TCP.unpack_from(b)
         if proto != 6 or frag & 0x1FFF:
             return None
         used = tot - 20 - (off >> 4) * 4 + (flags & _SYN != 0) + (flags & _FIN != 0)
-        return src, dst, sport, dport, seq, flags, max(used, 0)
+        return bytes(b[26:38]), seq, flags, max(used, 0)
     etype = (b[12] << 8) | b[13]
     if etype == 0x0800:
         ihl = (b[14] & 0x0F) * 4
         if b[23] != 6 or (((b[20] << 8) | b[21]) & 0x1FFF) or ihl < 20:
             return None
-        src, dst = bytes(b[26:30]), bytes(b[30:34])
+        addrs = bytes(b[26:34])
         t = 14 + ihl
         ip_payload = ((b[16] << 8) | b[17]) - ihl
     elif etype == 0x86DD:
         if b[20] != 6:
             return None
-        src, dst = bytes(b[22:38]), bytes(b[38:54])
+        addrs = bytes(b[22:54])
         t = 54
         ip_payload = (b[18] << 8) | b[19]
     else:
         return None
     if len(b) < t + 14:
         return None
-    sport, dport, seq = _TCP.unpack_from(b, t)
+    (seq,) = _SEQ.unpack_from(b, t + 4)
     flags = b[t + 13]
     used = ip_payload - (b[t + 12] >> 4) * 4
     used += (flags & _SYN != 0) + (flags & _FIN != 0)
-    return src, dst, sport, dport, seq, flags, max(used, 0)
+    return addrs + bytes(b[t : t + 4]), seq, flags, max(used, 0)
+
+
+def _key_fields(key: bytes) -> tuple[bytes, int, bytes, int]:
+    """(source IP, source port, destination IP, destination port) of a flow key."""
+    n = (len(key) - 4) >> 1
+    sport = (key[2 * n] << 8) | key[2 * n + 1]
+    dport = (key[2 * n + 2] << 8) | key[2 * n + 3]
+    return key[:n], sport, key[n : 2 * n], dport
+
+
+def _reverse(key: bytes) -> bytes:
+    """The key of the other direction of a flow."""
+    n = (len(key) - 4) >> 1
+    p = 2 * n
+    return key[n:p] + key[:n] + key[p + 2 :] + key[p : p + 2]
 
 
 def _head(bufs: Sequence[Buffer]) -> Buffer:
@@ -144,7 +161,7 @@ class HostObserver:
         self.pcap = pcap
         self._log = log
         self._names = names
-        self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
+        self._flows: dict[bytes, _Flow] = {}  # by flow key (see _tcp_of)
 
     def _addr(self, ip: bytes, port: int) -> str:
         name = self._names.get(ip)
@@ -154,8 +171,9 @@ class HostObserver:
                 name = f"[{name}]"
         return f"{name}:{port}"
 
-    def _event(self, verb: str, key: tuple[bytes, int, bytes, int]) -> None:
-        here, there = self._addr(key[0], key[1]), self._addr(key[2], key[3])
+    def _event(self, verb: str, key: bytes) -> None:
+        src, sport, dst, dport = _key_fields(key)
+        here, there = self._addr(src, sport), self._addr(dst, dport)
         self._log(f"{self.name}: {verb} {here} {there}")
 
     def sent(self, parts: Sequence[Buffer]) -> None:
@@ -175,26 +193,59 @@ class HostObserver:
 
     def sent_frames(self, frames: Sequence[Buffer]) -> None:
         """:meth:`sent` of each whole frame of a burst (what a stack's flush hands its
-        port), in one call: no call and no tuple per frame."""
+        port), in one call: no call and no tuple per frame.
+
+        A stack's frame is bytes, and nearly always an ACK or data on a connection
+        already seen, in IPv4 without options: read here from the frame itself (one
+        unpack, one slice for the key), with nothing to do but move the connection's
+        highest sequence number. Everything else goes the general way."""
         c = self.counters
         pcap = self.pcap
+        flows = self._flows
         for f in frames:
             c.frames_out += 1
-            t = type(f)
-            c.bytes_out += len(f) if t is bytearray or t is bytes else memoryview(f).nbytes
+            if not isinstance(f, bytes):
+                c.bytes_out += len(f) if type(f) is bytearray else memoryview(f).nbytes
+                if pcap is not None:
+                    pcap.record((f,))
+                self._segment_out(f)
+                continue
+            c.bytes_out += len(f)
             if pcap is not None:
                 pcap.record((f,))
-            self._segment_out(f)
+            if len(f) < 54 or f[14] != 0x45 or f[12] != 8 or f[13] != 0:
+                self._segment_out(f)  # not IPv4 without options (ARP, IPv6, ...)
+                continue
+            tot, frag, proto, seq, off, flags = _V4_TCP.unpack_from(f)
+            if proto != 6 or frag & 0x1FFF:
+                continue  # no TCP segment (what _tcp_of says of it)
+            key = f[26:38]
+            used = tot - 20 - (off >> 4) * 4
+            if not flags & (_SYN | _FIN | _RST):
+                flow = flows.get(key)
+                if flow is not None:  # what _segment does with it, written out
+                    if used > 0:
+                        end = (seq + used) & 0xFFFFFFFF
+                        top = flow.snd_max
+                        if top is None or ((top - end) & 0xFFFFFFFF) >= 0x80000000:
+                            if top is not None and ((seq - top) & 0xFFFFFFFF) >= 0x80000000:
+                                c.tcp_retransmits += 1
+                            flow.snd_max = end
+                        else:
+                            c.tcp_retransmits += 1
+                    continue
+            used += (flags & _SYN != 0) + (flags & _FIN != 0)
+            self._segment(key, seq, flags, max(used, 0))
 
     def _segment_out(self, head: Buffer) -> None:
-        """A TCP segment this host sent (``head`` holds its headers): connection events,
-        retransmissions, resets."""
+        """A frame this host sent (``head`` holds its headers), if a TCP segment."""
         seg = _tcp_of(head)
-        if seg is None:
-            return
+        if seg is not None:
+            self._segment(*seg)
+
+    def _segment(self, key: bytes, seq: int, flags: int, used: int) -> None:
+        """A TCP segment this host sent: connection events, retransmissions, resets."""
         c = self.counters
-        src, dst, sport, dport, seq, flags, used = seg
-        key = (src, sport, dst, dport)
         flow = self._flows.get(key)
         if flags & _SYN:
             if flow is None:
@@ -246,10 +297,10 @@ class HostObserver:
         seg = _tcp_of(frame)
         if seg is None:
             return
-        src, dst, sport, dport, _seq, flags, _used = seg
+        their_key, _seq, flags, _used = seg
         if not flags & (_RST | _FIN):
             return
-        key = (dst, dport, src, sport)
+        key = _reverse(their_key)
         flow = self._flows.get(key)
         if flags & _RST:
             c.tcp_resets_in += 1
