@@ -6,6 +6,7 @@ Frames are built and checked with scapy; the switch runs in simulated time.
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -15,6 +16,7 @@ from scapy.packet import Raw
 
 from miragekit import sim
 from miragekit.link import LinkParams, VnetIf, VnetSwitch, mark_ce, parse_link_settings
+from miragekit.link._impair import ImpairCounters, _Direction, link_rng
 
 
 def frame(src: VnetIf, dst: VnetIf, seq: int, tos: int = 0) -> bytes:
@@ -128,3 +130,34 @@ def test_link_settings_parse_and_name_what_is_wrong() -> None:
     ]:
         with pytest.raises(ValueError, match=msg):
             parse_link_settings(bad)
+
+
+def test_a_plain_link_draws_per_frame_what_lost_draws() -> None:
+    """The draws written out in ``_Direction.carry`` and in a port's send (a link without
+    latency) are ``_Direction.lost``'s: the same generator state and the same losses
+    after every frame, whoever made them."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        link = LinkParams(loss=0.3)
+        ref = _Direction(lambda f: None, random.Random(7))
+        carried = _Direction(lambda f: None, random.Random(7))
+        ref_c, carried_c = ImpairCounters(), ImpairCounters()
+        sw = VnetSwitch(seed=3)
+        a, b = sw.add_interface("a", link=link), sw.add_interface("b", link=link)
+        b.set_receiver(lambda f: None)
+        up = _Direction(lambda f: None, link_rng(3, "a", "up"))
+        up_c = ImpairCounters()
+        for i in range(200):
+            ref.lost(link, ref_c)
+            carried.carry(link, carried_c, b"x" * 60, loop.time(), loop)
+            assert carried.rng.getstate() == ref.rng.getstate(), i
+            assert carried_c.dropped_loss == ref_c.dropped_loss, i
+            up.lost(link, up_c)
+            a.send(b.mac().packed + a.mac().packed + b"\x08\x00" + bytes(46))
+            assert a._up.rng.getstate() == up.rng.getstate(), i
+            assert a.counters.dropped_loss == up_c.dropped_loss, i
+        assert 30 < ref_c.dropped_loss < 90 and 30 < up_c.dropped_loss < 90
+        await asyncio.sleep(0.01)
+
+    sim.run(main())

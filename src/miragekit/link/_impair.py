@@ -261,7 +261,11 @@ class _Direction:
         loss only) at time ``now``: the same draws and the same outcome, with only what
         such a link uses. Callers that carry one frame over many links (a switch's
         flood) read the clock once, and pass a :class:`Flood` that times them all."""
-        if self.lost(link, c):
+        rng = self.rng  # what lost does, without its call: every frame comes this way
+        lost = rng.random() < link.loss
+        rng.getrandbits(384)
+        if lost:
+            c.dropped_loss += 1
             return
         t = now + link.latency
         if t < self.last_arrival:

@@ -474,8 +474,14 @@ class VnetIf:
             if link.latency == 0 and not up.fifo:
                 # The frame reaches the switch at once, as on an ideal link (the switch
                 # never hands it back inside this call: the receiver's link defers it),
-                # after the same draws: one loop timer a frame less.
-                if not up.lost(link, self.counters):
+                # after the same draws: one loop timer a frame less. The draws are
+                # _Direction.lost's, without its call.
+                rng = up.rng
+                lost = rng.random() < link.loss
+                rng.getrandbits(384)
+                if lost:
+                    self.counters.dropped_loss += 1
+                else:
                     sw._forward(self, data, loop)
             else:
                 up.carry(link, self.counters, data, loop.time(), loop)
