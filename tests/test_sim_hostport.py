@@ -83,3 +83,32 @@ def test_the_port_shows_its_observer_a_burst_in_one_call() -> None:
     port.dead()
     port.send_frames(BURST)  # nothing a dead host sends is seen
     assert calls == [("sent_frames", 6)]
+
+
+def test_a_split_burst_is_joined_once_and_shown_as_one() -> None:
+    """What a stack's flush of data hands over (headers and bodies apart): the port joins
+    each frame and passes the burst on as :meth:`HostPort.send_frames` would."""
+    calls: list[tuple[str, int]] = []
+
+    class Watch(HostObserver):
+        def sent_frames(self, frames: Sequence[Buffer]) -> None:
+            calls.append(("sent_frames", len(frames)))
+            super().sent_frames(frames)
+
+    whole = [bytes(f) for f in BURST[1:4]]
+    heads = [f[:54] for f in whole]
+    bodies: list[Buffer] = [whole[0][54:], bytearray(whole[1][54:]), memoryview(whole[2][54:])]
+    sw = VnetSwitch(seed=1)
+    log: list[str] = []
+    obs = Watch("h", log.append, {}, None)
+    port = HostPort(sw.add_interface("a"), obs)
+    out: list[Any] = []
+    port._batch = out.extend
+    port.send_frames([BURST[0]])  # the connection's SYN
+    port.send_split(heads, bodies)
+    assert calls == [("sent_frames", 1), ("sent_frames", 3)]
+    assert out[1:] == whole and all(type(f) is bytes for f in out)
+    ref = observer([])
+    ref.sent_frames(BURST[:4])
+    assert obs.counters == ref.counters
+    assert obs.counters.tcp_retransmits == 1

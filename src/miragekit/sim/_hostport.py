@@ -72,6 +72,12 @@ class HostPort(Wrapper):
         else:
             send_frames(self._inner, frames)
 
+    def send_split(self, heads: Sequence[bytes], bodies: Sequence[Buffer]) -> None:
+        """:meth:`send_frames` of the frames ``heads[i] + bodies[i]`` (what a stack's
+        flush of data hands over): joined here, with no look-up of a ``send_split`` the
+        switch port does not have on the way."""
+        self.send_frames([h + b for h, b in zip(heads, bodies, strict=True)])
+
     async def write(self, buf: Buffer) -> None:
         if self._alive:
             self._obs.sent((buf,))
