@@ -144,3 +144,33 @@ def test_passes_by_never_keeps_the_fields_of_a_writable_buffer() -> None:
     assert arp.passes_by(frame)  # for another host: passes by
     struct.pack_into("!I", buf, 38, 0x0A000001)
     assert not arp.passes_by(frame)  # now for us: not passed by
+
+
+def test_what_a_broadcast_alone_says_is_read_once_for_every_host() -> None:
+    """Whether a frame may pass by any host at all (a request, a unicast sender MAC, a
+    sender address neither multicast nor loopback) is answered with its fields, once per
+    broadcast: each host then asks only about its own state."""
+    sha = b"\x02\0\0\0\0\x02"
+
+    def frame(head: str, sha: bytes, spa: int) -> memoryview:
+        raw = b"\xff" * 6 + sha + b"\x08\x06" + bytes.fromhex(head) + sha
+        return memoryview(raw + spa.to_bytes(4, "big") + bytes(6) + (0x0A000099).to_bytes(4, "big"))
+
+    request = "0001080006040001"
+    assert _arp._request_fields(frame(request, sha, 0x0A000002)) == (
+        True,
+        sha,
+        0x0A000002,
+        0x0A000099,
+    )
+    assert not _arp._request_fields(frame("0001080006040002", sha, 0x0A000002))[0]  # a reply
+    assert not _arp._request_fields(frame(request, b"\x03" + sha[1:], 0x0A000002))[0]
+    assert not _arp._request_fields(frame(request, sha, 0x7F000001))[0]  # loopback
+    assert not _arp._request_fields(frame(request, sha, 0xE0000001))[0]  # multicast
+    assert _arp._request_fields(frame(request, sha, 0xDF000001))[0]
+    arp = _arp.Arp(b"\x02\0\0\0\0\x01", lambda bufs: None)
+    arp.ips.add(0x0A000001)
+    ok = frame(request, sha, 0x0A000002)
+    assert arp.passes_by(ok) and arp.passes_by(ok)  # the second time from what was read
+    assert _arp._READ[ok][0] is True
+    assert not arp.passes_by(frame(request, sha, 0x7F000001))

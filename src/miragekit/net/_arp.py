@@ -84,11 +84,23 @@ class _Pending:
     frames: deque[bytearray] = field(default_factory=deque)
 
 
-_READ: Final[dict[memoryview, tuple[bytes, bytes, int, int]]] = {}
-"""The fields :meth:`Arp.passes_by` read of recent broadcasts (views of bytes, keyed by
-their content): a switch hands one view of a broadcast to every port, so each frame is
-read once, not once per host (a view's hash is computed once and kept in it)."""
+_READ: Final[dict[memoryview, tuple[bool, bytes, object, object]]] = {}
+"""What :meth:`Arp.passes_by` read of recent broadcasts (views of bytes, keyed by their
+content; see :func:`_request_fields`): a switch hands one view of a broadcast to every
+port, so each frame is read once, not once per host (a view's hash is computed once and
+kept in it)."""
 _READ_MAX: Final = 4096
+
+
+def _request_fields(frame: memoryview) -> tuple[bool, bytes, object, object]:
+    """(whether it may pass by any host, sha, spa, tpa) of an ARP frame of full length:
+    what :meth:`Arp.passes_by` asks of the frame alone, answered once for all the hosts
+    it reaches. The addresses stay Python ints (``object``): a compiled caller would box
+    them anew for each set or dict it looks them up in."""
+    head, sha, spa, tpa = _FRAME_FIELDS.unpack_from(frame)
+    first = spa >> 24
+    ok = head == _REQUEST_HEAD and not sha[0] & 1 and first < 224 and first != 127
+    return ok, sha, spa, tpa
 
 
 def ip_multicast_mac(ip: int) -> bytes:
@@ -324,22 +336,21 @@ class Arp:
             if fields is None:
                 if len(frame) < ARP_FRAME_LEN:
                     return False
-                fields = _FRAME_FIELDS.unpack_from(frame)
+                fields = _request_fields(frame)
                 if len(_READ) >= _READ_MAX:
                     _READ.clear()
                 _READ[frame] = fields
         elif len(frame) < ARP_FRAME_LEN:
             return False
         else:
-            fields = _FRAME_FIELDS.unpack_from(frame)
-        head, sha, spa, tpa = fields
-        if head != _REQUEST_HEAD or sha[0] & 1 or sha == self.mac or self.observer is not None:
+            fields = _request_fields(frame)
+        ok, sha, spa, tpa = fields
+        if not ok or sha == self.mac or self.observer is not None:
             return False
         ips = self.ips
         if tpa in ips or spa in ips or spa in self._cache or spa in self._pending:
             return False
-        first = spa >> 24
-        if first >= 224 or first == 127 or spa == self.subnet_broadcast:
+        if spa == self.subnet_broadcast:
             return False
         self.counters.rx_packets += 1
         return True
