@@ -174,3 +174,65 @@ def test_what_a_broadcast_alone_says_is_read_once_for_every_host() -> None:
     assert arp.passes_by(ok) and arp.passes_by(ok)  # the second time from what was read
     assert _arp._READ[ok][0] is True
     assert not arp.passes_by(frame(request, sha, 0x7F000001))
+
+
+def test_a_flood_reaches_the_ports_plugged_in_at_the_time_in_their_order() -> None:
+    """What a flood reads of its ports is read once and kept until a port comes or goes:
+    each broadcast still reaches every port then plugged in (mirrors get their own
+    copy), in the order they were added, and nothing unplugged."""
+
+    async def main() -> list[list[str]]:
+        sw = VnetSwitch(seed=1)
+        link = LinkParams(loss=1e-9)
+        src = sw.add_interface("src", link=link)
+        got: list[str] = []
+        mirrored: list[int] = []
+
+        def plug(name: str) -> VnetIf:
+            p = sw.add_interface(name, link=link)
+            p.set_receiver(lambda f: got.append(name))
+            return p
+
+        ports = [plug(f"p{i}") for i in range(4)]
+        sw.add_interface("span", link=link, mirror=True).set_receiver(lambda f: mirrored.append(1))
+        rounds: list[list[str]] = []
+        for step in range(4):
+            if step == 1:
+                ports[1].unplug()
+            elif step == 2:
+                plug("late")
+            elif step == 3:
+                src.link = LinkParams(loss=1e-9, latency=0.001)  # the sender's: no matter
+            src.send(arp_request(src, 0x0A00F001 + step))
+            await asyncio.sleep(0.01)
+            rounds.append(got[:])
+            got.clear()
+            if step == 0:
+                kept = sw._flood_to
+            elif step == 3:
+                assert sw._flood_to is not None and sw._flood_to is not kept  # made again
+        assert len(mirrored) == 4
+        return rounds
+
+    assert sim.run(main()) == [
+        ["p0", "p1", "p2", "p3"],
+        ["p0", "p2", "p3"],
+        ["p0", "p2", "p3", "late"],
+        ["p0", "p2", "p3", "late"],
+    ]
+
+
+def test_floods_read_the_ports_once_between_changes() -> None:
+    async def main() -> None:
+        sw = VnetSwitch(seed=1)
+        src = sw.add_interface("src", link=LinkParams(loss=1e-9))
+        for i in range(3):
+            sw.add_interface(f"p{i}", link=LinkParams(loss=1e-9)).set_receiver(lambda f: None)
+        src.send(arp_request(src, 0x0A00F001))
+        first = sw._flood_to
+        src.send(arp_request(src, 0x0A00F002))
+        assert first is not None and sw._flood_to is first
+        assert [t[0].name for t in first] == ["src", "p0", "p1", "p2"]
+        await asyncio.sleep(0.01)
+
+    sim.run(main())

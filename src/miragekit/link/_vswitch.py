@@ -82,6 +82,9 @@ class VnetSwitch:
         self._seed = seed
         self._aging = aging
         self._ports: dict[str, VnetIf] = {}
+        # What a flood reads of each port it may reach, in the ports' order (mirrors
+        # left out: they have their copy): made again after a port comes or goes.
+        self._flood_to: list[tuple[VnetIf, _Direction, VnetCounters, int]] | None = None
         self._fdb: dict[bytes, tuple[VnetIf, float]] = {}
         self._groups: dict[VnetIf, int] = {}
         self._blocked: set[tuple[VnetIf, VnetIf]] = set()
@@ -163,6 +166,7 @@ class VnetSwitch:
         if mirror:
             port._mirror = True
             self._mirrors.append(port)
+        self._flood_to = None
         return port
 
     def interfaces(self) -> list[VnetIf]:
@@ -293,20 +297,28 @@ class VnetSwitch:
             # once for all the hosts it reaches (Arp.passes_by).
             data = memoryview(data)
         flood = Flood()
-        for dst in list(self._ports.values()):
-            if dst is src or dst._mirror:
+        targets = self._flood_to
+        if targets is None:
+            targets = self._flood_to = [
+                (p, p._down, p.counters, p._max_frame)
+                for p in self._ports.values()
+                if not p._mirror
+            ]
+        # Read once, not per flood and port (at 500 hosts every broadcast comes this way
+        # 499 times): a compiled VnetIf keeps its attributes in a dict.
+        for dst, down, counters, max_frame in targets:
+            if dst is src:
                 continue
             if groups and groups.get(dst, -1) != sgroup:
-                dst.counters.dropped_partition += 1
+                counters.dropped_partition += 1
                 continue
             if blocked and (src, dst) in blocked:
-                dst.counters.dropped_partition += 1
+                counters.dropped_partition += 1
                 continue
-            # What _egress does, shortened for a plain link (at 500 hosts every
-            # broadcast comes this way 499 times): one clock reading for them all.
+            # What _egress does, shortened for a plain link: one clock reading for them all.
             link = dst.link
-            if link.plain and not link.ideal and n <= dst._max_frame:
-                flood.carry(dst._down, link, dst.counters, data, now, loop)
+            if link.plain and not link.ideal and n <= max_frame:
+                flood.carry(down, link, counters, data, now, loop)
             else:
                 dst._egress(data, loop)
                 flood = Flood()  # a timer of its own came between: keep the order
@@ -314,6 +326,7 @@ class VnetSwitch:
     def _remove(self, port: VnetIf) -> None:
         if self._ports.get(port.name) is port:
             del self._ports[port.name]
+        self._flood_to = None
         for mac in [m for m, (p, _) in self._fdb.items() if p is port]:
             del self._fdb[mac]
         self._groups.pop(port, None)
