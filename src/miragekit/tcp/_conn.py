@@ -176,6 +176,7 @@ class Connection:
         "_dupacks",
         "_ecn",
         "_eof_signalled",
+        "_ep_key",
         "_events",
         "_fin_queued",
         "_fin_seq",
@@ -272,6 +273,9 @@ class Connection:
         self.remote_port = remote_port
         self.state = CLOSED
         self.stats: dict[str, int] = _STATS.copy()
+        # The endpoint's 4-tuple of this connection while its table holds it (set and
+        # cleared by TCPEndpoint): the one key object of its dicts and timer entries.
+        self._ep_key: tuple[bytes, int, bytes, int] | None = None
         self._iss = iss
         self._snd_una = iss
         self._snd_nxt = iss

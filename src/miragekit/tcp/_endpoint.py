@@ -72,7 +72,6 @@ class TCPEndpoint:
 
     __slots__ = (
         "_active",
-        "_addr_of",
         "_cookies",
         "_dirty",
         "_ephemeral",
@@ -99,8 +98,10 @@ class TCPEndpoint:
         self.config = config or Config()
         self._isn = IsnGenerator(secret)
         self._cookies = CookieJar(secret)
+        # Each connection's key is the one tuple made when it joined (Connection._ep_key):
+        # every dict and timer entry of it holds that object, so their lookups find it by
+        # identity, with no comparison of a fresh 4-tuple's addresses.
         self.connections: dict[Key, Connection] = {}
-        self._addr_of: dict[Connection, Key] = {}  # by the object: id() is audited
         self._listeners: dict[int, _Listener] = {}
         self._out: list[tuple[bytes, bytes, TCPRepr]] = []
         # Keys with something to send, in the order they became so: a dict, not a set, so
@@ -232,7 +233,7 @@ class TCPEndpoint:
 
     def _add(self, key: Key, conn: Connection) -> None:
         self.connections[key] = conn
-        self._addr_of[conn] = key
+        conn._ep_key = key
         self._dirty[key] = None
         self.stats["connections_opened"] += 1
 
@@ -258,11 +259,11 @@ class TCPEndpoint:
     def key_of(self, conn: Connection) -> Key | None:
         """``(local address, local port, remote address, remote port)`` of ``conn``, while
         the table holds it (constant time)."""
-        return self._addr_of.get(conn)
+        return conn._ep_key
 
     def wake(self, conn: Connection) -> None:
         """Tell the endpoint the application called ``send``/``receive``/``close`` on it."""
-        key = self._addr_of.get(conn)
+        key = conn._ep_key
         if key is not None:
             self._dirty[key] = None
 
@@ -271,7 +272,7 @@ class TCPEndpoint:
         timer entry (as :meth:`segments_to_send` keeps it). ``(local address, remote
         address, the segment's fields)``, or None when the general way must send (then
         nothing changed)."""
-        key = self._addr_of.get(conn)
+        key = conn._ep_key
         if key is None:
             return None
         fields = conn.data_now(now)
@@ -332,12 +333,12 @@ class TCPEndpoint:
         changed: the caller gives the segment to :meth:`handle_segment`. ``conn``: the
         connection of the 4-tuple, when the caller has just looked it up in
         :attr:`connections` (not looked up again)."""
-        key = (dst, dport, src, sport)
         if conn is None:
-            conn = self.connections.get(key)
+            conn = self.connections.get((dst, dport, src, sport))
             if conn is None:
                 return False
-        if not conn.handle_next(now, seq, ack, window, payload, ts):
+        key = conn._ep_key
+        if key is None or not conn.handle_next(now, seq, ack, window, payload, ts):
             return False
         self.stats["segments_in"] += 1
         if conn._events:
@@ -382,6 +383,9 @@ class TCPEndpoint:
                 self._remove(key, conn)
                 conn = None
             elif st != _CLOSED:
+                ck = conn._ep_key
+                if ck is not None:
+                    key = ck  # the table's own tuple: found by identity below
                 conn.handle_segment(now, seg)
                 if st == _SYN_SENT and seg.flags & SYN and conn.fastopen is not None:
                     self._file_cookie(conn, src, seg)
@@ -430,6 +434,9 @@ class TCPEndpoint:
         if conn is None or conn.state == _CLOSED or conn.state == _TIME_WAIT:
             self.handle_segment(now, src, dst, seg)
             return
+        ck = conn._ep_key
+        if ck is not None:
+            key = ck  # the table's own tuple: found by identity below
         self.stats["segments_in"] += 1
         conn.handle_run(now, seg, size)
         self._dirty[key] = None
@@ -823,7 +830,7 @@ class TCPEndpoint:
     def _remove(self, key: Key, conn: Connection, *, count: bool = True) -> None:
         """Take ``conn`` out of the table; ``count``: it is gone (not in TIME-WAIT)."""
         del self.connections[key]
-        self._addr_of.pop(conn, None)
+        conn._ep_key = None
         s = self._scheduled.pop(key, None)
         if s is not None and s == self._next:
             self._next_ok = False  # its entry may have been poll_at's answer
