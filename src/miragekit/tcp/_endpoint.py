@@ -285,6 +285,26 @@ class TCPEndpoint:
                 self._arm(key, t)
         return key[0], key[2], fields
 
+    def ack_now(self, now: float) -> tuple[Connection, bytes, bytes, DataFields] | None:
+        """When the only output due is one connection's pure ACK (its delayed ACK's timer
+        fired): ``(connection, local address, remote address, the ACK's fields)``, with
+        everything :meth:`segments_to_send` does for it done (its timer entry); else
+        None, nothing changed, and :meth:`segments_to_send` gives the output."""
+        dirty = self._dirty
+        if len(dirty) != 1 or self._out or self._tw_ack:
+            return None
+        for key in dirty:
+            conn = self.connections.get(key)
+            if conn is None or key in self._half_open:
+                return None
+            fields = conn.ack_now(now)
+            if fields is None:
+                return None
+            self._dirty = {}
+            self._rearm(key, conn)
+            return conn, key[0], key[2], fields
+        return None
+
     # ------------------------------------------------------------------ input
 
     def handle_packet(
