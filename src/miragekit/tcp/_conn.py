@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import IntEnum
+from typing import Any
 
 from ..v1 import Buffer
 from ..wire.tcp import (
@@ -275,7 +276,7 @@ class Connection:
         self.stats: dict[str, int] = _STATS.copy()
         # The endpoint's 4-tuple of this connection while its table holds it (set and
         # cleared by TCPEndpoint): the one key object of its dicts and timer entries.
-        self._ep_key: tuple[bytes, int, bytes, int] | None = None
+        self._ep_key: Any = None  # Any: kept as the tuple it is (see _endpoint._K)
         self._iss = iss
         self._snd_una = iss
         self._snd_nxt = iss
