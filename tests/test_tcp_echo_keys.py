@@ -99,3 +99,17 @@ def test_a_segment_taken_the_general_way_compares_its_addresses_once() -> None:
     (ack,) = [s for _, _, s in ep.segments_to_send(net.now)]
     assert not ack.payload and ack.ack == (seg.seq + 100) & 0xFFFFFFFF
     assert Counted.compared == 0
+
+
+def test_segment_now_gives_the_reply_s_fields_alone() -> None:
+    """The reply's fields as the connection made them (no tuple of addresses around
+    them, which the compiled build packed again with the fields); the addresses are
+    the connection's key."""
+    net, client, _ = _established()
+    ep = net.eps[A]
+    client.send(b"x" * 100)
+    fields = ep.segment_now(client, net.now)
+    assert fields is not None and len(fields) == 6
+    _seq, _ack, flags, _window, payload, ts = fields
+    assert bytes(payload) == b"x" * 100 and flags == 0x18 and ts is not None
+    assert ep.key_of(client) == (A, client.local_port, B, 80)

@@ -1146,22 +1146,25 @@ class TCP(Generic[A]):
         sent = 0
         for flow in writers:
             conn = flow._conn
-            r = ep.segment_now(conn, now)
-            if r is None:
+            fields = ep.segment_now(conn, now)
+            if fields is None:
                 ep.wake(conn)
                 continue
             sent += 1
-            laddr, raddr, fields = r
             tx = flow._tx
             if tx is None:
-                tx = flow._tx = self._sender(laddr, raddr, conn.local_port, conn.remote_port)
+                key = ep.key_of(conn)
+                assert key is not None  # segment_now gave fields: the table holds it
+                tx = flow._tx = self._sender(key[0], key[2], conn.local_port, conn.remote_port)
             seq, ack, flags, window, payload, ts = fields
             frame = tx.data_frame(seq, ack, flags, window, payload, ts, 0, now)
             if frame is None:  # as _send does: what the prebuilt header does not cover
                 if frames:
                     ip.send_frames(frames)
                     frames = []
-                self._emit(laddr, raddr, conn.segment_of(fields))
+                key = ep.key_of(conn)
+                assert key is not None
+                self._emit(key[0], key[2], conn.segment_of(fields))
             else:
                 frames.append(frame)
         if frames:

@@ -274,23 +274,23 @@ class TCPEndpoint:
         if key is not None:
             self._dirty[key] = None
 
-    def segment_now(self, conn: Connection, now: float) -> tuple[bytes, bytes, DataFields] | None:
+    def segment_now(self, conn: Connection, now: float) -> DataFields | None:
         """``conn.data_now(now)`` with the endpoint's part of sending: the connection's
-        timer entry (as :meth:`segments_to_send` keeps it). ``(local address, remote
-        address, the segment's fields)``, or None when the general way must send (then
-        nothing changed)."""
+        timer entry (as :meth:`segments_to_send` keeps it). The segment's fields (its
+        addresses: :meth:`key_of`), or None when the general way must send (then
+        nothing changed). The fields are returned as ``data_now`` gave them, not
+        narrowed: the compiled build would unpack them and pack them again."""
         key = conn._ep_key
         if key is None:
             return None
         fields = conn.data_now(now)
-        if fields is None:
-            return None
-        t = conn.poll_at()  # _rearm, written out: every reply comes this way
-        if t is not None:
-            s = self._scheduled.get(key)
-            if s is None or t < s or (t > s and self.armed_unseen == key):
-                self._arm(key, t)
-        return key[0], key[2], fields
+        if fields is not None:
+            t = conn.poll_at()  # _rearm, written out: every reply comes this way
+            if t is not None:
+                s = self._scheduled.get(key)
+                if s is None or t < s or (t > s and self.armed_unseen == key):
+                    self._arm(key, t)
+        return fields
 
     def ack_now(self, now: float) -> tuple[Connection, bytes, bytes, DataFields] | None:
         """When the only output due is one connection's pure ACK (its delayed ACK's timer
