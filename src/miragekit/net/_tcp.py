@@ -47,7 +47,7 @@ from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
 from ..wire import SEGMENT_FOLDS, ipv4_sums_to_zero, pseudo_sum, residue
-from ..wire.tcp import TCPRepr, cut_flags, cut_segment, plain_fields, plain_segment
+from ..wire.tcp import DataFields, TCPRepr, cut_flags, cut_segment, plain_fields, plain_segment
 from ._ethif import EthifCounters
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
@@ -529,6 +529,9 @@ class TCP(Generic[A]):
         self.sends_fast = 0
         """Writers' data sent as one segment without the general walk
         (:meth:`TCPEndpoint.segment_now`)."""
+        self.acks_fast = 0
+        """Pure ACKs sent as a run's only output without the general walk
+        (:meth:`TCPEndpoint.ack_now`: mostly delayed ACKs)."""
         if isinstance(ip, IPv4) and ip.offload is None:
             self._rx_ip = ip
             self._eth_counters: EthifCounters = ip.id().counters
@@ -1093,6 +1096,8 @@ class TCP(Generic[A]):
             now = self._loop.time()
             if self._writers:
                 self._send_writers(now)  # before anything else now due
+            if self._senders is not None and (acked := ep.ack_now(now)) is not None:
+                self._send_ack(now, *acked)
             segs = ep.segments_to_send(now)
             if segs:
                 self._send(segs, now)
@@ -1141,27 +1146,55 @@ class TCP(Generic[A]):
         sent = 0
         for flow in writers:
             conn = flow._conn
-            r = ep.segment_now(conn, now)
-            if r is None:
+            fields = ep.segment_now(conn, now)
+            if fields is None:
                 ep.wake(conn)
                 continue
             sent += 1
-            laddr, raddr, fields = r
             tx = flow._tx
             if tx is None:
-                tx = flow._tx = self._sender(laddr, raddr, conn.local_port, conn.remote_port)
+                key = ep.key_of(conn)
+                assert key is not None  # segment_now gave fields: the table holds it
+                tx = flow._tx = self._sender(key[0], key[2], conn.local_port, conn.remote_port)
             seq, ack, flags, window, payload, ts = fields
             frame = tx.data_frame(seq, ack, flags, window, payload, ts, 0, now)
             if frame is None:  # as _send does: what the prebuilt header does not cover
                 if frames:
                     ip.send_frames(frames)
                     frames = []
-                self._emit(laddr, raddr, conn.segment_of(fields))
+                key = ep.key_of(conn)
+                assert key is not None
+                self._emit(key[0], key[2], conn.segment_of(fields))
             else:
                 frames.append(frame)
         if frames:
             ip.send_frames(frames)
         self.sends_fast += sent
+
+    def _send_ack(
+        self,
+        now: float,
+        conn: tcpcore.Connection,
+        laddr: bytes,
+        raddr: bytes,
+        fields: DataFields,
+    ) -> None:
+        """A connection's pure ACK, its only output (:meth:`TCPEndpoint.ack_now`: a
+        delayed ACK's timer fired), as a frame from its prebuilt header: no segment
+        tuple and no walk over a list of them (:meth:`_send`)."""
+        flow = self._flows.get(conn)
+        tx = None if flow is None else flow._tx
+        if tx is None:
+            tx = self._sender(laddr, raddr, conn.local_port, conn.remote_port)
+            if flow is not None:
+                flow._tx = tx
+        seq, ack, flags, window, payload, ts = fields
+        frame = tx.data_frame(seq, ack, flags, window, payload, ts, 0, now)
+        if frame is None:  # what the prebuilt header does not cover, as _send does
+            self._emit(laddr, raddr, conn.segment_of(fields))
+        else:
+            cast(IPv4, self._ip).send_frames([frame])
+        self.acks_fast += 1
 
     def _sender(self, laddr: bytes, raddr: bytes, sport: int, dport: int) -> TcpSender:
         """The prebuilt headers of a connection (over plain IPv4), made when missing.

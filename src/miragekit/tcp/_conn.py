@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import IntEnum
+from typing import Any
 
 from ..v1 import Buffer
 from ..wire.tcp import (
@@ -176,6 +177,7 @@ class Connection:
         "_dupacks",
         "_ecn",
         "_eof_signalled",
+        "_ep_key",
         "_events",
         "_fin_queued",
         "_fin_seq",
@@ -272,6 +274,9 @@ class Connection:
         self.remote_port = remote_port
         self.state = CLOSED
         self.stats: dict[str, int] = _STATS.copy()
+        # The endpoint's 4-tuple of this connection while its table holds it (set and
+        # cleared by TCPEndpoint): the one key object of its dicts and timer entries.
+        self._ep_key: Any = None  # Any: kept as the tuple it is (see _endpoint._K)
         self._iss = iss
         self._snd_una = iss
         self._snd_nxt = iss
@@ -668,6 +673,34 @@ class Connection:
             self._scoreboard.record_sent(end, now)
         self._cwnd_use(now, una)
         return una & MASK, ack, ACK | PSH, window, payload, ts
+
+    def ack_now(self, now: float) -> DataFields | None:
+        """The pure ACK that :meth:`segments_to_send` would give as its only segment now,
+        as :meth:`data_now`'s fields (what a prebuilt header covers): an established
+        connection owing an ACK (its delayed ACK's timer fired, or an input asked for one
+        at once) with nothing else to send (no control segment, data, retransmission,
+        probe, recovery, SACK blocks or ECN). Else None, and nothing changed.
+
+        Why: the client's delayed ACK is the third frame of every request/response,
+        and the general walk made a :class:`TCPRepr` of it that the sender only took
+        apart again. The segment and the bookkeeping are ``segments_to_send``'s
+        (tests/test_tcp_timer_ack.py)."""
+        if (
+            not self._ack_now
+            or self.state is not ESTABLISHED
+            or self._ctl_out
+            or self._rexmit
+            or self._tlp_probe
+            or self._in_recovery
+            or self._ecn is not None
+            or self._dsack is not None
+            or self._ooo.ranges
+            or self._snd_nxt < self._snd_buf_seq + self._sndbuf.size + self._fin_queued
+        ):
+            return None
+        seq = self._ack_seq()  # before _fields, as segments_to_send's _make call takes them
+        ack, window, ts = self._fields(ACK, now)
+        return seq & MASK, ack, ACK, window, b"", ts
 
     @property
     def send_buffer_free(self) -> int:

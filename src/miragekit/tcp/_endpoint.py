@@ -27,6 +27,7 @@ import heapq
 import hmac
 import struct
 from collections import OrderedDict, deque
+from typing import Any
 
 from ..v1 import Buffer
 from ..wire.tcp import ACK, FIN, RST, SYN, DataFields, TCPParseError, TCPRepr
@@ -40,6 +41,11 @@ from .seqnum import MASK
 __all__ = ["TCPEndpoint"]
 
 Key = tuple[bytes, int, bytes, int]
+# A Key where it is only passed on (the endpoint's dicts and timer entries, each
+# connection's own, Connection._ep_key): typed Any so that the compiled build (mypyc)
+# keeps the tuple object as it is. Typed Key, each one read was unpacked into a native
+# struct and each dict use built a new tuple of it, to allocate, hash and compare.
+_K = Any
 
 # MSS values a SYN cookie can encode (3 bits).
 _COOKIE_MSS = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
@@ -72,7 +78,6 @@ class TCPEndpoint:
 
     __slots__ = (
         "_active",
-        "_addr_of",
         "_cookies",
         "_dirty",
         "_ephemeral",
@@ -99,23 +104,25 @@ class TCPEndpoint:
         self.config = config or Config()
         self._isn = IsnGenerator(secret)
         self._cookies = CookieJar(secret)
+        # Each connection's key is the one tuple made when it joined (Connection._ep_key):
+        # every dict and timer entry of it holds that object, so their lookups find it by
+        # identity, with no comparison of a fresh 4-tuple's addresses.
         self.connections: dict[Key, Connection] = {}
-        self._addr_of: dict[Connection, Key] = {}  # by the object: id() is audited
         self._listeners: dict[int, _Listener] = {}
         self._out: list[tuple[bytes, bytes, TCPRepr]] = []
         # Keys with something to send, in the order they became so: a dict, not a set, so
         # segments leave in the same order whatever PYTHONHASHSEED says.
-        self._dirty: dict[Key, None] = {}
+        self._dirty: dict[_K, None] = {}
         # Keys of every listener's half-open connections (a quick test per segment).
         self._half_open: set[Key] = set()
-        self._active: dict[Key, Connection] = {}
-        self._timers: list[tuple[float, Key]] = []  # a heap
-        self._fifos: tuple[deque[tuple[float, Key]], ...] = (deque(), deque())
-        self._scheduled: dict[Key, float] = {}
+        self._active: dict[_K, Connection] = {}
+        self._timers: list[tuple[float, _K]] = []  # a heap
+        self._fifos: tuple[deque[tuple[float, _K]], ...] = (deque(), deque())
+        self._scheduled: dict[_K, float] = {}
         # poll_at's answer from the timer queues, while _next_ok (see poll_at).
         self._next: float | None = None
         self._next_ok = True
-        self.armed_unseen: Key | None = None
+        self.armed_unseen: _K | None = None
         """The connection whose timer entry was made last (it had none: an idle
         connection's request), while the driver has not armed its loop timer since (it
         sets this to None when it does): no loop timer waits for that entry, so when
@@ -133,8 +140,8 @@ class TCPEndpoint:
         # expiries in order (every one is 2 MSL from when it was set: a FIFO, entries made
         # stale by a restart skipped when they come up); those owing an ACK.
         self.time_wait: dict[Key, TimeWait] = {}
-        self._tw_expiry: deque[tuple[float, Key]] = deque()
-        self._tw_ack: dict[Key, None] = {}
+        self._tw_expiry: deque[tuple[float, _K]] = deque()
+        self._tw_ack: dict[_K, None] = {}
         self.stats: dict[str, int] = {
             "segments_in": 0,
             "bad_checksum": 0,
@@ -230,9 +237,9 @@ class TCPEndpoint:
                 return cand
         raise ValueError("lport: no free ephemeral port for this destination")
 
-    def _add(self, key: Key, conn: Connection) -> None:
+    def _add(self, key: _K, conn: Connection) -> None:
         self.connections[key] = conn
-        self._addr_of[conn] = key
+        conn._ep_key = key
         self._dirty[key] = None
         self.stats["connections_opened"] += 1
 
@@ -258,31 +265,52 @@ class TCPEndpoint:
     def key_of(self, conn: Connection) -> Key | None:
         """``(local address, local port, remote address, remote port)`` of ``conn``, while
         the table holds it (constant time)."""
-        return self._addr_of.get(conn)
+        key: Key | None = conn._ep_key
+        return key
 
     def wake(self, conn: Connection) -> None:
         """Tell the endpoint the application called ``send``/``receive``/``close`` on it."""
-        key = self._addr_of.get(conn)
+        key = conn._ep_key
         if key is not None:
             self._dirty[key] = None
 
-    def segment_now(self, conn: Connection, now: float) -> tuple[bytes, bytes, DataFields] | None:
+    def segment_now(self, conn: Connection, now: float) -> DataFields | None:
         """``conn.data_now(now)`` with the endpoint's part of sending: the connection's
-        timer entry (as :meth:`segments_to_send` keeps it). ``(local address, remote
-        address, the segment's fields)``, or None when the general way must send (then
-        nothing changed)."""
-        key = self._addr_of.get(conn)
+        timer entry (as :meth:`segments_to_send` keeps it). The segment's fields (its
+        addresses: :meth:`key_of`), or None when the general way must send (then
+        nothing changed). The fields are returned as ``data_now`` gave them, not
+        narrowed: the compiled build would unpack them and pack them again."""
+        key = conn._ep_key
         if key is None:
             return None
         fields = conn.data_now(now)
-        if fields is None:
+        if fields is not None:
+            t = conn.poll_at()  # _rearm, written out: every reply comes this way
+            if t is not None:
+                s = self._scheduled.get(key)
+                if s is None or t < s or (t > s and self.armed_unseen == key):
+                    self._arm(key, t)
+        return fields
+
+    def ack_now(self, now: float) -> tuple[Connection, bytes, bytes, DataFields] | None:
+        """When the only output due is one connection's pure ACK (its delayed ACK's timer
+        fired): ``(connection, local address, remote address, the ACK's fields)``, with
+        everything :meth:`segments_to_send` does for it done (its timer entry); else
+        None, nothing changed, and :meth:`segments_to_send` gives the output."""
+        dirty = self._dirty
+        if len(dirty) != 1 or self._out or self._tw_ack:
             return None
-        t = conn.poll_at()  # _rearm, written out: every reply comes this way
-        if t is not None:
-            s = self._scheduled.get(key)
-            if s is None or t < s or (t > s and self.armed_unseen == key):
-                self._arm(key, t)
-        return key[0], key[2], fields
+        for key in dirty:
+            conn = self.connections.get(key)
+            if conn is None or key in self._half_open:
+                return None
+            fields = conn.ack_now(now)
+            if fields is None:
+                return None
+            self._dirty = {}
+            self._rearm(key, conn)
+            return conn, key[0], key[2], fields
+        return None
 
     # ------------------------------------------------------------------ input
 
@@ -332,12 +360,12 @@ class TCPEndpoint:
         changed: the caller gives the segment to :meth:`handle_segment`. ``conn``: the
         connection of the 4-tuple, when the caller has just looked it up in
         :attr:`connections` (not looked up again)."""
-        key = (dst, dport, src, sport)
         if conn is None:
-            conn = self.connections.get(key)
+            conn = self.connections.get((dst, dport, src, sport))
             if conn is None:
                 return False
-        if not conn.handle_next(now, seq, ack, window, payload, ts):
+        key = conn._ep_key
+        if key is None or not conn.handle_next(now, seq, ack, window, payload, ts):
             return False
         self.stats["segments_in"] += 1
         if conn._events:
@@ -366,7 +394,7 @@ class TCPEndpoint:
     def handle_segment(self, now: float, src: bytes, dst: bytes, seg: TCPRepr) -> None:
         """Route a parsed segment from ``src`` to ``dst`` (both packed addresses)."""
         self.stats["segments_in"] += 1
-        key = (dst, seg.dst_port, src, seg.src_port)
+        key: _K = (dst, seg.dst_port, src, seg.src_port)
         conn = self.connections.get(key)
         if conn is not None:
             st = conn.state
@@ -382,6 +410,9 @@ class TCPEndpoint:
                 self._remove(key, conn)
                 conn = None
             elif st != _CLOSED:
+                ck = conn._ep_key
+                if ck is not None:
+                    key = ck  # the table's own tuple: found by identity below
                 conn.handle_segment(now, seg)
                 if st == _SYN_SENT and seg.flags & SYN and conn.fastopen is not None:
                     self._file_cookie(conn, src, seg)
@@ -425,17 +456,20 @@ class TCPEndpoint:
         """In-order data of frames of ``size`` bytes merged into ``seg`` by the driver,
         after :meth:`Connection.takes_run` said the connection may take it so; if the
         connection went meanwhile, ``seg`` is judged as any segment."""
-        key = (dst, seg.dst_port, src, seg.src_port)
+        key: _K = (dst, seg.dst_port, src, seg.src_port)
         conn = self.connections.get(key)
         if conn is None or conn.state == _CLOSED or conn.state == _TIME_WAIT:
             self.handle_segment(now, src, dst, seg)
             return
+        ck = conn._ep_key
+        if ck is not None:
+            key = ck  # the table's own tuple: found by identity below
         self.stats["segments_in"] += 1
         conn.handle_run(now, seg, size)
         self._dirty[key] = None
         self._active[key] = conn
 
-    def _time_wait_segment(self, now: float, key: Key, tw: TimeWait, seg: TCPRepr) -> None:
+    def _time_wait_segment(self, now: float, key: _K, tw: TimeWait, seg: TCPRepr) -> None:
         cfg = self.config
         expires = tw.expires
         what = tw.segment(now, seg, cfg.time_wait, cfg.challenge_ack_limit)
@@ -449,13 +483,13 @@ class TCPEndpoint:
         if what == ACK_OWED:
             self._tw_ack[key] = None
 
-    def _tw_expiry_add(self, t: float, key: Key) -> None:
+    def _tw_expiry_add(self, t: float, key: _K) -> None:
         """Queue a TIME-WAIT record's expiry ``t`` (each 2 MSL from now: in order)."""
         self._tw_expiry.append((t, key))
         if self._next_ok and (self._next is None or t < self._next):
             self._next = t
 
-    def _end_time_wait(self, key: Key) -> None:
+    def _end_time_wait(self, key: _K) -> None:
         self._next_ok = False  # its expiry may have been poll_at's answer
         del self.time_wait[key]
         self._tw_ack.pop(key, None)
@@ -695,7 +729,7 @@ class TCPEndpoint:
         self._next_ok = True
         return best
 
-    def _arm(self, key: Key, t: float) -> None:
+    def _arm(self, key: _K, t: float) -> None:
         """Make ``t`` the connection's timer entry (earlier entries of it go stale)."""
         s = self._scheduled.get(key)
         self._scheduled[key] = t
@@ -721,7 +755,7 @@ class TCPEndpoint:
         fired = False
         timers = self._timers
         sched = self._scheduled
-        due: list[tuple[float, Key]] = []
+        due: list[tuple[float, _K]] = []
         while timers and timers[0][0] <= now:
             due.append(heapq.heappop(timers))
         for q in self._fifos:
@@ -798,7 +832,7 @@ class TCPEndpoint:
             self._rearm(key, conn)
         return out
 
-    def _rearm(self, key: Key, conn: Connection) -> None:
+    def _rearm(self, key: _K, conn: Connection) -> None:
         """The connection's timer entry after input or output. An entry that fires no
         later than needed is kept: a later deadline (the common case: delayed ACK, then
         TLP, then RTO of the FIN) costs no heap entry; handle_timer re-arms when an
@@ -809,7 +843,7 @@ class TCPEndpoint:
             if s is None or t < s or (t > s and self.armed_unseen == key):
                 self._arm(key, t)
 
-    def _track(self, key: Key, conn: Connection) -> None:
+    def _track(self, key: _K, conn: Connection) -> None:
         """Move a listener's half-open connection on once it leaves SYN_RECEIVED."""
         if conn.state == _SYN_RECEIVED:
             return
@@ -820,10 +854,10 @@ class TCPEndpoint:
             if conn.state != _CLOSED:
                 self._queue_accept(lst, key, conn)
 
-    def _remove(self, key: Key, conn: Connection, *, count: bool = True) -> None:
+    def _remove(self, key: _K, conn: Connection, *, count: bool = True) -> None:
         """Take ``conn`` out of the table; ``count``: it is gone (not in TIME-WAIT)."""
         del self.connections[key]
-        self._addr_of.pop(conn, None)
+        conn._ep_key = None
         s = self._scheduled.pop(key, None)
         if s is not None and s == self._next:
             self._next_ok = False  # its entry may have been poll_at's answer
