@@ -224,3 +224,77 @@ def test_a_subclass_override_is_not_shadowed() -> None:
     finally:
         sim.SimLoop.call_later = real  # type: ignore[method-assign]
     assert seen == ["later", "later"]
+
+
+def _lent(loop: sim.SimLoop) -> set[str]:
+    names = ("get_debug", "create_future", "is_running", "call_soon", "_timer_handle_cancelled")
+    return {name for name in names if name in loop.__dict__}
+
+
+def test_get_debug_create_future_and_is_running_are_native_outside_debug_mode() -> None:
+    """Outside debug mode get_debug is ``bool`` (a C callable: False), a cancelled
+    timer is counted by the scheduler's method, and with the compiled scheduler
+    create_future and is_running are its (no Python frame for the C futures,
+    asyncio.sleep or the switch); they answer as asyncio's. Debug mode brings
+    back asyncio's methods: futures then record where they were made."""
+    loop = sim.SimLoop()
+    compiled = not hasattr(type(loop._sched).time, "__code__")
+    try:
+        assert loop.get_debug is bool and loop.get_debug() is False
+        both = {"get_debug", "_timer_handle_cancelled"}
+        assert _lent(loop) == (both | {"create_future", "is_running"} if compiled else both)
+        timer = loop.call_at(5.0, print)
+        timer.cancel()  # asyncio's TimerHandle.cancel: the loop counts it (the scheduler)
+        timer.cancel()
+        assert loop._timer_cancelled_count == 1
+        fut = loop.create_future()
+        assert type(fut) is asyncio.Future and fut.get_loop() is loop
+        assert fut._source_traceback is None  # type: ignore[attr-defined]
+        assert not loop.is_running()
+
+        async def main() -> bool:
+            return asyncio.get_running_loop().is_running()
+
+        assert loop.run_until_complete(main()) is True
+        assert not loop.is_running()
+
+        loop.set_debug(True)
+        assert _lent(loop) == set()
+        assert loop.get_debug() is True
+        assert loop.create_future.__func__ is asyncio.BaseEventLoop.create_future  # type: ignore[attr-defined]
+        fut = loop.create_future()
+        assert fut._source_traceback  # type: ignore[attr-defined]
+        assert loop.run_until_complete(main()) is True and not loop.is_running()
+        loop.set_debug(False)
+        assert "get_debug" in _lent(loop) and loop.get_debug() is False
+    finally:
+        loop.close()
+
+
+def test_an_override_of_get_debug_create_future_or_is_running_is_not_shadowed() -> None:
+    """A subclass's get_debug, create_future and is_running are what its callers (the C
+    futures among them) call, not the scheduler's or ``bool``."""
+    seen: list[str] = []
+
+    class Counting(sim.SimLoop):
+        def get_debug(self) -> bool:
+            seen.append("debug")
+            return super().get_debug()
+
+        def create_future(self) -> asyncio.Future[Any]:
+            seen.append("future")
+            return super().create_future()
+
+        def is_running(self) -> bool:
+            seen.append("running")
+            return super().is_running()
+
+    loop = Counting()
+    assert not _lent(loop) & {"get_debug", "create_future", "is_running"}
+
+    async def main() -> None:
+        await asyncio.sleep(0.5)  # create_future, whose future asks get_debug
+        assert asyncio.get_running_loop().is_running()
+
+    run_on(loop, main())
+    assert set(seen) == {"future", "debug", "running"}

@@ -82,12 +82,23 @@ class _TeardownStuck(Exception):
 _COMPILED = not isinstance(Scheduler.__dict__["time"], types.FunctionType)
 
 # What SimLoop binds to each loop (instance attributes, not methods): its scheduler's,
-# reached without a Python frame of the loop's when the scheduler is compiled.
+# reached without a Python frame of the loop's (compiled: without a Python frame at
+# all). Each name: the scheduler's method, and whether only when it is compiled
+# (interpreted, the class's method costs callers less: they find it on the type without
+# a dict lookup, measured; or, asyncio's, it is one frame either way).
 # Not call_soon: made by interpreted code, a handle costs fewer instructions than made by
-# compiled code (seven generic attribute stores) even with the Python frame; nor bound to
-# the instance (callers that look a method up on the type make no bound method: an
-# instance attribute costs them a dict lookup, measured).
-_FAST = ("call_at", "call_later", "time")
+# compiled code (seven generic attribute stores) even with the Python frame.
+# create_future and is_running are asyncio's: the C futures and tasks, asyncio.sleep and
+# the streams call the first, the virtual switch the second for every frame;
+# _timer_handle_cancelled is what asyncio's TimerHandle.cancel calls.
+_FAST = {
+    "call_at": ("call_at", False),
+    "call_later": ("call_later", False),
+    "time": ("time", True),
+    "create_future": ("create_future", True),
+    "is_running": ("is_running", True),
+    "_timer_handle_cancelled": ("timer_cancelled", False),
+}
 
 
 class SimLoop(asyncio.SelectorEventLoop):
@@ -189,20 +200,23 @@ class SimLoop(asyncio.SelectorEventLoop):
 
     def _bind(self) -> None:
         """Outside debug mode, make the scheduler's methods the loop's own (instance
-        attributes), except those a subclass (or a benchmark's patch) overrides; in debug
-        mode the loop's methods run, with asyncio's checks."""
+        attributes), except those a subclass (or a benchmark's patch) overrides, and
+        ``get_debug`` the C callable ``bool`` (it returns False, as asyncio's does then:
+        every future's creation and every handle's cancel ask); in debug mode the loop's
+        methods run, with asyncio's checks."""
         attrs = self.__dict__
         cls = type(self)
         own = {name: getattr(cls, name) is _OWN[name] for name in _FAST}
-        # time() interpreted: the loop's own method, which interpreted callers look up
-        # on the class without a dict lookup, costs less than the scheduler's bound.
-        own["time"] = own["time"] and _COMPILED
         own["call_later"] = own["call_later"] and own["call_at"]  # asyncio's calls call_at
-        for name in _FAST:
-            if own[name] and not self._debug:
-                attrs[name] = getattr(self._sched, name)
+        for name, (theirs, compiled_only) in _FAST.items():
+            if own[name] and not self._debug and (_COMPILED or not compiled_only):
+                attrs[name] = getattr(self._sched, theirs)
             else:
                 attrs.pop(name, None)
+        if cls.get_debug is _OWN["get_debug"] and not self._debug:
+            attrs["get_debug"] = bool
+        else:
+            attrs.pop("get_debug", None)
 
     def set_debug(self, enabled: bool) -> None:
         super().set_debug(enabled)
@@ -408,7 +422,7 @@ class SimLoop(asyncio.SelectorEventLoop):
 
 
 # The loop's own methods, which _bind replaces by the scheduler's when not overridden.
-_OWN: dict[str, Any] = {name: getattr(SimLoop, name) for name in _FAST}
+_OWN: dict[str, Any] = {name: getattr(SimLoop, name) for name in (*_FAST, "get_debug")}
 
 
 def _cancel_leftovers(loop: SimLoop) -> None:

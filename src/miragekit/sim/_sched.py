@@ -2,8 +2,9 @@
 
 Why a class of its own: :class:`~miragekit.sim.SimLoop` subclasses asyncio's loop, which
 mypyc cannot compile natively. :class:`Scheduler` is a plain class that the optional
-compiled build makes native; the loop binds its ``call_at`` and ``call_later`` (and, when
-compiled, ``time``) to itself (instance attributes), so the stacks, links and
+compiled build makes native; the loop binds its ``call_at``, ``call_later`` and
+``timer_cancelled`` (and, when compiled, ``time``, ``create_future`` and ``is_running``)
+to itself (instance attributes), so the stacks, links, asyncio's futures and
 ``asyncio.sleep`` reach them without a frame of the loop's (compiled: without a Python
 frame at all), and :meth:`Scheduler.run_batches` is the loop's inner loop. ``call_soon``
 stays the loop's: made by compiled code a handle costs seven generic attribute stores,
@@ -20,7 +21,7 @@ where its deadline and scheduling order put it.
 
 from __future__ import annotations
 
-from asyncio import format_helpers
+from asyncio import Future, format_helpers
 from collections import deque
 from collections.abc import Callable
 from contextvars import Context, copy_context
@@ -127,6 +128,14 @@ class Scheduler:
     ) -> Any:
         """``loop.call_later`` (asyncio's signature, not in debug mode)."""
         return self.call_at(self.now + delay, callback, *args, context=context)
+
+    def create_future(self) -> Any:
+        """``loop.create_future`` (what asyncio's makes: a future on the loop)."""
+        return Future(loop=self.loop)
+
+    def is_running(self) -> bool:
+        """``loop.is_running`` (asyncio's test: a thread runs the loop)."""
+        return self.loop._thread_id is not None
 
     def add(self, timer: Any, when: float) -> None:
         """Schedule ``timer`` (made elsewhere: debug mode's) for ``when``."""
