@@ -87,7 +87,9 @@ _COMPILED = not isinstance(Scheduler.__dict__["time"], types.FunctionType)
 # (interpreted, the class's method costs callers less: they find it on the type without
 # a dict lookup, measured; or, asyncio's, it is one frame either way).
 # Not call_soon: made by interpreted code, a handle costs fewer instructions than made by
-# compiled code (seven generic attribute stores) even with the Python frame.
+# compiled code (seven generic attribute stores) even with the Python frame (measured
+# again with the C futures' calls: bound from the compiled scheduler, 2,400 more
+# instructions per echo).
 # create_future and is_running are asyncio's: the C futures and tasks, asyncio.sleep and
 # the streams call the first, the virtual switch the second for every frame;
 # _timer_handle_cancelled is what asyncio's TimerHandle.cancel calls.
