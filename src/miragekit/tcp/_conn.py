@@ -641,18 +641,11 @@ class Connection:
         una = self._snd_una
         n = self._sndbuf.size
         if (
-            self.state is not ESTABLISHED
+            not self._fields_suffice()
             or self._snd_max != una
             or self._snd_nxt != una
             or self._snd_buf_seq != una
-            or self._ctl_out
-            or self._rexmit
-            or self._tlp_probe
-            or self._in_recovery
             or self._probe
-            or self._ecn is not None
-            or self._dsack is not None
-            or self._ooo.ranges
             or not 0 < n <= self._smss
             or n > self._snd_wnd
             or n > self._cc.cwnd + self._inflate
@@ -687,20 +680,29 @@ class Connection:
         (tests/test_tcp_timer_ack.py)."""
         if (
             not self._ack_now
-            or self.state is not ESTABLISHED
-            or self._ctl_out
-            or self._rexmit
-            or self._tlp_probe
-            or self._in_recovery
-            or self._ecn is not None
-            or self._dsack is not None
-            or self._ooo.ranges
+            or not self._fields_suffice()
             or self._snd_nxt < self._snd_buf_seq + self._sndbuf.size + self._fin_queued
         ):
             return None
         seq = self._ack_seq()  # before _fields, as segments_to_send's _make call takes them
         ack, window, ts = self._fields(ACK, now)
         return seq & MASK, ack, ACK, window, b"", ts
+
+    def _fields_suffice(self) -> bool:
+        """An established connection that owes nothing a prebuilt header cannot carry:
+        no control segment, retransmission, probe (TLP), recovery, ECN news, D-SACK or
+        SACK blocks (out-of-order data). What :meth:`data_now` and :meth:`ack_now` both
+        ask before giving a segment as its fields."""
+        return (
+            self.state is ESTABLISHED
+            and not self._ctl_out
+            and not self._rexmit
+            and not self._tlp_probe
+            and not self._in_recovery
+            and self._ecn is None
+            and self._dsack is None
+            and not self._ooo.ranges
+        )
 
     @property
     def send_buffer_free(self) -> int:
