@@ -262,6 +262,28 @@ def test_the_listed_modules_are_extensions_and_src_holds_none(tree: Path) -> Non
     assert not list((ROOT / "src").rglob("*.so")), "compiled modules inside src/"
 
 
+def test_the_switch_frame_path_is_native_compiled(tree: Path) -> None:
+    """A compiled VnetIf and its switch's _Fabric keep their fields in the object (no
+    ``__dict__``: no look-up by name per frame), while the public VnetSwitch stays a
+    regular class, so the registry of names still holds switches weakly."""
+    code = (
+        "import gc\n"
+        "from miragekit.link import VnetSwitch, bridge, tap_bridge\n"
+        "sw = VnetSwitch('native-probe', seed=1)\n"
+        "a = sw.add_interface('a')\n"
+        "port = bridge(sw, 'b', VnetSwitch(seed=2).add_interface('peer'))\n"
+        "assert not hasattr(a, '__dict__') and not hasattr(sw._fabric, '__dict__')\n"
+        "assert hasattr(sw, '__dict__') and tap_bridge(port) is None\n"
+        "del sw, a, port\n"
+        "gc.collect()\n"
+        "assert VnetSwitch.named('native-probe') is None\n"
+        "print(type(VnetSwitch('native-probe').interfaces()).__name__)"
+    )
+    run = _python(tree, "-c", code)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["list"]
+
+
 def test_seeded_simulations_are_byte_identical_compiled(tree: Path) -> None:
     bench = str(ROOT / "bench" / "sim_identical.py")
     runs = [

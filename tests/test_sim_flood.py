@@ -208,9 +208,11 @@ def test_a_flood_reaches_the_ports_plugged_in_at_the_time_in_their_order() -> No
             rounds.append(got[:])
             got.clear()
             if step == 0:
-                kept = sw._flood_to
+                kept = sw._fabric._flood_to
             elif step == 3:
-                assert sw._flood_to is not None and sw._flood_to is not kept  # made again
+                assert (
+                    sw._fabric._flood_to is not None and sw._fabric._flood_to is not kept
+                )  # made again
         assert len(mirrored) == 4
         return rounds
 
@@ -229,9 +231,9 @@ def test_floods_read_the_ports_once_between_changes() -> None:
         for i in range(3):
             sw.add_interface(f"p{i}", link=LinkParams(loss=1e-9)).set_receiver(lambda f: None)
         src.send(arp_request(src, 0x0A00F001))
-        first = sw._flood_to
+        first = sw._fabric._flood_to
         src.send(arp_request(src, 0x0A00F002))
-        assert first is not None and sw._flood_to is first
+        assert first is not None and sw._fabric._flood_to is first
         assert [t[0].name for t in first] == ["src", "p0", "p1", "p2"]
         await asyncio.sleep(0.01)
 

@@ -627,7 +627,7 @@ def test_frames_cross_a_switch_without_asking_for_the_running_loop(
             loop.call_at(loop.time() + i * 0.002, a.send, frame(a, b, i))
         await asyncio.sleep(1)
         monkeypatch.setattr(asyncio, "get_running_loop", real)
-        return calls[0], len(got), sw._loop is loop
+        return calls[0], len(got), sw._fabric._loop is loop
 
     n, received, bound = sim.run(main())
     assert bound and 150 < received < 200
@@ -646,7 +646,7 @@ def test_a_switch_used_on_a_new_loop_binds_to_it() -> None:
         b.set_receiver(lambda f: got.append(bytes(f)))
         a.send(frame(a, b, 1))
         await asyncio.sleep(wait)
-        return len(got), sw._loop is asyncio.get_running_loop()
+        return len(got), sw._fabric._loop is asyncio.get_running_loop()
 
     assert sim.run(main(0.1)) == (0, True)  # the run ends with the frame on b's link
     assert sim.run(main(1.0)) == (1, True)  # its own frame only
@@ -787,7 +787,7 @@ def test_a_frame_crosses_a_plain_link_in_eleven_python_calls() -> None:
         "VnetIf.send_frames",
         "VnetIf._send",
         "BaseEventLoop.is_running",
-        "VnetSwitch._forward",
+        "_Fabric._forward",
         "SimLoop.time",
         "_Direction.carry",
         "Scheduler.call_at",

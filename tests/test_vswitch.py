@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import itertools
 import math
@@ -18,7 +19,15 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
 from miragekit import sim, v1
-from miragekit.link import FrameLink, LinkParams, PcapNetif, VnetIf, VnetSwitch
+from miragekit.link import (
+    FrameLink,
+    LinkParams,
+    PcapNetif,
+    VnetIf,
+    VnetSwitch,
+    bridge,
+    tap_bridge,
+)
 from miragekit.macaddr import MacAddr
 from miragekit.result import Error, Ok, Unknown
 from miragekit.testing import NETWORK_CHECKS, check_network_pair
@@ -242,6 +251,24 @@ def test_listen_disconnect_and_connect_by_name() -> None:
         await b.disconnect()  # idempotent
 
     run(main)
+
+
+def test_a_named_switch_is_forgotten_once_dropped_with_its_ports() -> None:
+    """The registry of names holds no switch alive: one made outside any loop, with
+    interfaces (each holds its switch) and a bridged port (which holds the interface),
+    frees its name once nothing else refers to it."""
+    sw = VnetSwitch("sw-test-forgotten", seed=1)
+    a = sw.add_interface("a")
+    peer = VnetSwitch(seed=2).add_interface("peer")
+    port = bridge(sw, "b", peer)
+    assert tap_bridge(port) is None and tap_bridge(a) is None  # not a TAP device
+    assert VnetSwitch.named("sw-test-forgotten") is sw
+    with pytest.raises(ValueError, match="already exists"):
+        VnetSwitch("sw-test-forgotten")
+    del sw, a, port, peer
+    gc.collect()
+    assert VnetSwitch.named("sw-test-forgotten") is None
+    assert VnetSwitch("sw-test-forgotten").name == "sw-test-forgotten"
 
 
 def test_works_on_a_real_time_loop() -> None:
@@ -573,7 +600,7 @@ def test_large_frames_are_private_copies() -> None:
         sent = await burst(0)
         assert rb.data == sent
         # buffers were recycled: far fewer than one per frame
-        assert 0 < sw._pool._bytes <= 60 * 65553
+        assert 0 < sw._fabric._pool._bytes <= 60 * 65553
         kept: list[memoryview] = []
         c.set_receiver(kept.append)  # keeps the views: against the contract, but safe
         sent2 = await burst(1000)

@@ -11,7 +11,6 @@ so the interface accepts frames up to 64 KiB and the hosts at the ends enforce t
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +103,7 @@ def bridge(switch: VnetSwitch, name: str, device: FrameNetwork) -> VnetIf:
     """
     port = switch.add_interface(name, mac=device.mac(), mtu=MAX_MTU)
     if isinstance(device, TapNetif) and device.offload_capable:
-        _bridges[port] = TapBridge(port, device)
+        port._bridge = TapBridge(port, device)
     else:
         device.set_receiver(port.send)
         port.set_receiver(device.send)
@@ -162,12 +161,11 @@ class TapBridge:
             self.tap.send(frame)
 
 
-_bridges: weakref.WeakKeyDictionary[VnetIf, TapBridge] = weakref.WeakKeyDictionary()
-
-
 def tap_bridge(port: VnetIf) -> TapBridge | None:
-    """The :class:`TapBridge` behind ``port``, if it is an offload-capable TAP port."""
-    return _bridges.get(port)
+    """The :class:`TapBridge` behind ``port``, if it is an offload-capable TAP port (kept
+    on the port: a compiled VnetIf cannot be weakly referenced)."""
+    bridge = port._bridge
+    return bridge if isinstance(bridge, TapBridge) else None
 
 
 def parse_link_settings(text: str) -> dict[str, Any]:

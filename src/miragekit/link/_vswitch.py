@@ -80,17 +80,7 @@ class VnetSwitch:
             seed = fresh_seed()
         self._name = name
         self._seed = seed
-        self._aging = aging
-        self._ports: dict[str, VnetIf] = {}
-        # What a flood reads of each port it may reach, in the ports' order (mirrors
-        # left out: they have their copy): made again after a port comes or goes.
-        self._flood_to: list[tuple[VnetIf, _Direction, VnetCounters, int]] | None = None
-        self._fdb: dict[bytes, tuple[VnetIf, float]] = {}
-        self._groups: dict[VnetIf, int] = {}
-        self._blocked: set[tuple[VnetIf, VnetIf]] = set()
-        self._pool = _BufferPool()
-        self._mirrors: list[VnetIf] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fabric = _Fabric(aging)
         self._next_index = 1
         try:
             home: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -145,7 +135,8 @@ class VnetSwitch:
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
-        if name in self._ports:
+        fabric = self._fabric
+        if name in fabric._ports:
             raise ValueError(f"name: interface {name!r} already exists on this switch")
         if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= MAX_MTU:
             raise ValueError(f"mtu must be an int in [68, {MAX_MTU}], got {mtu!r}")
@@ -162,20 +153,20 @@ class VnetSwitch:
         # A copy: interfaces made from one LinkParams must not share it (cutting one
         # cable would cut them all); change ``port.link`` afterwards.
         port = VnetIf(self, name, mac, mtu, replace(link) if link is not None else LinkParams())
-        self._ports[name] = port
+        fabric._ports[name] = port
         if mirror:
             port._mirror = True
-            self._mirrors.append(port)
-        self._flood_to = None
+            fabric._mirrors.append(port)
+        fabric._flood_to = None
         return port
 
     def interfaces(self) -> list[VnetIf]:
         """The connected interfaces, in the order they were added."""
-        return list(self._ports.values())
+        return list(self._fabric._ports.values())
 
     def interface(self, name: str) -> VnetIf:
         try:
-            return self._ports[name]
+            return self._fabric._ports[name]
         except KeyError:
             raise ValueError(f"name: no interface {name!r} on this switch") from None
 
@@ -185,10 +176,11 @@ class VnetSwitch:
             now = asyncio.get_running_loop().time()
         except RuntimeError:
             now = None
+        fabric = self._fabric
         return {
             MacAddr(mac): port.name
-            for mac, (port, t) in self._fdb.items()
-            if now is None or now - t <= self._aging
+            for mac, (port, t) in fabric._fdb.items()
+            if now is None or now - t <= fabric._aging
         }
 
     # --- partitions -----------------------------------------------------------------
@@ -206,28 +198,47 @@ class VnetSwitch:
                 if port in mapping:
                     raise ValueError(f"groups: interface {port.name!r} is in two groups")
                 mapping[port] = i
-        self._groups = mapping
+        self._fabric._groups = mapping
 
     def block(self, src: VnetIf | str, dst: VnetIf | str) -> None:
         """A one-way partition: frames from ``src`` no longer reach ``dst`` (the other way
         still works), on top of any :meth:`partition`; :meth:`heal` removes it."""
-        self._blocked = self._blocked | {(self._resolve(src), self._resolve(dst))}
+        fabric = self._fabric
+        fabric._blocked = fabric._blocked | {(self._resolve(src), self._resolve(dst))}
 
     def heal(self) -> None:
         """Remove the partition and every one-way block."""
-        self._groups = {}
-        self._blocked = set()
+        self._fabric._groups = {}
+        self._fabric._blocked = set()
 
     def _resolve(self, member: VnetIf | str) -> VnetIf:
         if isinstance(member, VnetIf):
-            if member._switch is not self or self._ports.get(member.name) is not member:
+            if member._switch is not self or self._fabric._ports.get(member.name) is not member:
                 raise ValueError(f"groups: {member.name!r} is not on this switch")
             return member
         if isinstance(member, str):
             return self.interface(member)
         raise TypeError(f"groups: members must be VnetIf or str, got {member!r}")
 
-    # --- forwarding -------------------------------------------------------------------
+
+class _Fabric:
+    """What a switch's frame path reads and writes: a native class when compiled (its
+    fields in the object, not in a dict looked up by name). The public
+    :class:`VnetSwitch` stays a regular class (named switches are kept in a weak registry,
+    and a compiled native class cannot be weakly referenced) and holds one of these."""
+
+    def __init__(self, aging: float) -> None:
+        self._aging = aging
+        self._ports: dict[str, VnetIf] = {}
+        # What a flood reads of each port it may reach, in the ports' order (mirrors
+        # left out: they have their copy): made again after a port comes or goes.
+        self._flood_to: list[tuple[VnetIf, _Direction, VnetCounters, int]] | None = None
+        self._fdb: dict[bytes, tuple[VnetIf, float]] = {}
+        self._groups: dict[VnetIf, int] = {}
+        self._blocked: set[tuple[VnetIf, VnetIf]] = set()
+        self._pool = _BufferPool()
+        self._mirrors: list[VnetIf] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start over on a new event loop: times from the old clock mean nothing here."""
@@ -305,7 +316,7 @@ class VnetSwitch:
                 if not p._mirror
             ]
         # Read once, not per flood and port (at 500 hosts every broadcast comes this way
-        # 499 times): a compiled VnetIf keeps its attributes in a dict.
+        # 499 times).
         for dst, down, counters, max_frame in targets:
             if dst is src:
                 continue
@@ -335,20 +346,22 @@ class VnetSwitch:
             self._mirrors.remove(port)
 
 
-# A regular class when compiled: bridges are kept by port in a weak mapping.
-@mypyc_attr(native_class=False)
 class VnetIf:
     """One interface of a :class:`VnetSwitch`: a NETWORK device and a FrameLink.
 
     Made by :meth:`VnetSwitch.add_interface` (or :meth:`connect`). ``link`` holds its
     impairments, ``counters`` its drop reasons; :meth:`get_stats_counters` the seed's
     stats (frames and bytes accepted for sending, and handed to a receiver).
+
+    A native class when compiled: the frame path reads its fields from the object, not
+    from a dict by name (so it cannot be weakly referenced, nor patched per instance).
     """
 
     def __init__(
         self, switch: VnetSwitch, name: str, mac: MacAddr, mtu: int, link: LinkParams
     ) -> None:
         self._switch = switch
+        self._fabric = switch._fabric
         self._name = name
         self._mac = mac
         self._mtu = mtu
@@ -365,6 +378,8 @@ class VnetIf:
         self._closed = False
         self._mirror = False
         self._listens = SpawnedListens()
+        # What link._ports keeps for a port bridged to an offload-capable TAP device.
+        self._bridge: object | None = None
 
     def __repr__(self) -> str:
         return f"<VnetIf {self._name} {self._mac} mtu={self._mtu}>"
@@ -387,7 +402,7 @@ class VnetIf:
         switch = VnetSwitch.named(sw_name)
         if switch is None:
             return Error(Unknown(f"no virtual switch named {sw_name!r}"))
-        if if_name in switch._ports:
+        if if_name in switch._fabric._ports:
             return Error(Unknown(f"interface {if_name!r} already exists on {sw_name!r}"))
         port = switch.add_interface(if_name, mac=mac, mtu=mtu, link=link)
         assert isinstance(port, cls)
@@ -418,7 +433,7 @@ class VnetIf:
         if self._closed:
             return
         self._closed = True
-        self._switch._remove(self)
+        self._fabric._remove(self)
         self._receiver = None
         self._reset_link_state()
         self._listens.close()
@@ -442,13 +457,13 @@ class VnetIf:
             self._send(frame)
             return
         n = len(frame) if type(frame) is bytearray else memoryview(frame).nbytes
-        self._send(bytes(frame) if n < _POOL_MIN else self._switch._pool.copy((frame,), n))
+        self._send(bytes(frame) if n < _POOL_MIN else self._fabric._pool.copy((frame,), n))
 
     def sendv(self, bufs: Sequence[Buffer]) -> None:
         n = 0
         for b in bufs:
             n += len(b) if type(b) is bytes else memoryview(b).nbytes
-        self._send(b"".join(bufs) if n < _POOL_MIN else self._switch._pool.copy(bufs, n))
+        self._send(b"".join(bufs) if n < _POOL_MIN else self._fabric._pool.copy(bufs, n))
 
     def send_frames(self, frames: Sequence[Buffer]) -> None:
         """A burst of whole frames, in order (what a stack's flush hands over)."""
@@ -475,7 +490,7 @@ class VnetIf:
         stats = self._stats
         stats.tx_pkts += 1
         stats.tx_bytes += n
-        sw = self._switch
+        sw = self._fabric
         loop = sw._loop  # what _running_loop gives, without its call when it is running
         if loop is None or not loop.is_running():
             loop = sw._running_loop()
@@ -505,9 +520,9 @@ class VnetIf:
         if not self.link.up:
             self.counters.dropped_down += 1
             return
-        sw = self._switch
+        sw = self._fabric
         loop = sw._loop
-        if loop is None or not loop.is_running():  # see VnetSwitch._running_loop
+        if loop is None or not loop.is_running():  # see _Fabric._running_loop
             loop = asyncio.get_running_loop()
         sw._forward(self, data, loop)
 
