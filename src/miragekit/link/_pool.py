@@ -8,20 +8,21 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import Sequence
+from typing import Final
 
 from ..v1 import Buffer
 from ._impair import Frame
 
-ETH_HEADER = 14
-VLAN_TAG = 4
-MAX_MTU = 65535
+ETH_HEADER: Final = 14
+VLAN_TAG: Final = 4
+MAX_MTU: Final = 65535
 
 # Frames from 4 KiB up are copied into recycled buffers instead of new ``bytes``: keeping
 # dozens of fresh 64 KiB objects alive and freeing them makes malloc return the memory to
 # the kernel and fault it back in, which costs ten times the copy.
-_POOL_MIN = 4096
-_POOL_CLASSES = (16384 + 32, MAX_MTU + ETH_HEADER + VLAN_TAG)
-_POOL_BYTES = 32 << 20
+_POOL_MIN: Final = 4096
+_POOL_CLASSES: Final = (16384 + 32, MAX_MTU + ETH_HEADER + VLAN_TAG)
+_POOL_BYTES: Final = 32 << 20
 
 
 class _BufferPool:

@@ -15,20 +15,23 @@ import ipaddress
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ..v1 import Buffer
 
 if TYPE_CHECKING:
     from ..link import PcapWriter
 
-_SEQ = struct.Struct("!I")
+_SEQ: Final = struct.Struct("!I")
 # From the IPv4 header without options to the TCP flags, the addresses and ports left
 # out (a flow's key is their 12 bytes, taken in one slice): total length, fragment
 # field, protocol, sequence number, data offset, flags.
-_V4_TCP = struct.Struct("!16xH2xHxB2x12xI4xBB")
-_HEAD = 14 + 60 + 60  # Ethernet, the longest IPv4 header, the longest TCP header
-_SYN, _FIN, _RST, _ACK = 0x02, 0x01, 0x04, 0x10
+_V4_TCP: Final = struct.Struct("!16xH2xHxB2x12xI4xBB")
+_HEAD: Final = 14 + 60 + 60  # Ethernet, the longest IPv4 header, the longest TCP header
+_SYN: Final = 0x02
+_FIN: Final = 0x01
+_RST: Final = 0x04
+_ACK: Final = 0x10
 
 
 class Event(NamedTuple):

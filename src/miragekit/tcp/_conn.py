@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 from ..v1 import Buffer
 from ..wire.tcp import (
@@ -82,44 +82,44 @@ class State(IntEnum):
     TIME_WAIT = 10
 
 
-CLOSED = State.CLOSED
-SYN_SENT = State.SYN_SENT
-SYN_RECEIVED = State.SYN_RECEIVED
-ESTABLISHED = State.ESTABLISHED
-FIN_WAIT_1 = State.FIN_WAIT_1
-FIN_WAIT_2 = State.FIN_WAIT_2
-CLOSE_WAIT = State.CLOSE_WAIT
-CLOSING = State.CLOSING
-LAST_ACK = State.LAST_ACK
-TIME_WAIT = State.TIME_WAIT
+CLOSED: Final = State.CLOSED
+SYN_SENT: Final = State.SYN_SENT
+SYN_RECEIVED: Final = State.SYN_RECEIVED
+ESTABLISHED: Final = State.ESTABLISHED
+FIN_WAIT_1: Final = State.FIN_WAIT_1
+FIN_WAIT_2: Final = State.FIN_WAIT_2
+CLOSE_WAIT: Final = State.CLOSE_WAIT
+CLOSING: Final = State.CLOSING
+LAST_ACK: Final = State.LAST_ACK
+TIME_WAIT: Final = State.TIME_WAIT
 
 # States in which data (and FIN) may be sent or retransmitted.
-_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+_SENDING: Final = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 # States in which the peer may still send data.
-_RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+_RECEIVING: Final = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 
-_TS_OPTION_LEN = 12
-_PAWS_IDLE = 24 * 86400.0
-_EVT_CONNECTED = Connected()
-_EVT_DATA = DataReceived()
-_EVT_WRITABLE = SendBufferAvailable()
-_EVT_EOF = EndOfStream()
-_EVT_RESET = ConnectionReset()
-_EVT_REFUSED = ConnectionReset(refused=True)
-QUICKACKS = 16
+_TS_OPTION_LEN: Final = 12
+_PAWS_IDLE: Final = 24 * 86400.0
+_EVT_CONNECTED: Final = Connected()
+_EVT_DATA: Final = DataReceived()
+_EVT_WRITABLE: Final = SendBufferAvailable()
+_EVT_EOF: Final = EndOfStream()
+_EVT_RESET: Final = ConnectionReset()
+_EVT_REFUSED: Final = ConnectionReset(refused=True)
+QUICKACKS: Final = 16
 """Segments ACKed at once, without delay, after one fills a hole: the sender is
 recovering from a loss, and an ACK per segment clocks it out of recovery sooner (Linux
 leaves delayed ACKs for as many after a retransmission, TCP_MAX_QUICKACKS)."""
-TLP_SLACK = 0.002
+TLP_SLACK: Final = 0.002
 """Added to a probe timeout with more than one segment in flight: Linux's two timer
 ticks (at HZ=1000), so a sub-millisecond SRTT does not probe at once."""
-SYN_LOSS_RTO = 3.0
+SYN_LOSS_RTO: Final = 3.0
 """The timeout once data flows after a retransmitted SYN or SYN-ACK (RFC 6298 5.7)."""
-MIN_SND_MSS = 48
+MIN_SND_MSS: Final = 48
 """The smallest peer MSS honoured: tinier segments only multiply the work per byte
 (Linux's ``tcp_min_snd_mss``, the fix for CVE-2019-11479)."""
-_EVT_TIMEOUT = ConnectionTimedOut()
-_EVT_CLOSED = ConnectionClosed()
+_EVT_TIMEOUT: Final = ConnectionTimedOut()
+_EVT_CLOSED: Final = ConnectionClosed()
 
 
 def _wscale_for(buffer: int) -> int:
@@ -133,7 +133,7 @@ def _wscale_for(buffer: int) -> int:
 
 
 # Every connection's counters start from a copy of this (cheaper than a dict display).
-_STATS: dict[str, int] = {
+_STATS: Final[dict[str, int]] = {
     "segs_in": 0,
     "segs_out": 0,
     "retransmits": 0,
@@ -158,7 +158,7 @@ _STATS: dict[str, int] = {
 
 # The window scale for a receive buffer size, computed once per size (every handshake
 # asks; there are as many sizes as configurations).
-_WSCALE: dict[int, int] = {}
+_WSCALE: Final[dict[int, int]] = {}
 
 
 class Connection:

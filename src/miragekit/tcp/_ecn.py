@@ -11,16 +11,18 @@ then sets CWR on the next new data segment.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..wire.tcp import ACK, CWR, ECE, RST, SYN, TCPRepr
 from .seqnum import MASK
 
 __all__ = ["CE", "ECN_MODES", "ECT0", "Ecn", "syn_requests_ecn", "synack_agrees"]
 
-ECT0 = 2
+ECT0: Final = 2
 """ECN-Capable Transport(0): the codepoint our data segments carry."""
-CE = 3
+CE: Final = 3
 """Congestion Experienced: set by a router instead of dropping."""
-ECN_MODES = ("off", "accept", "on")
+ECN_MODES: Final = ("off", "accept", "on")
 """``Config.ecn``: never; only when the peer asks (Linux's default, tcp_ecn=2); also ask."""
 
 _tuple_new = tuple.__new__

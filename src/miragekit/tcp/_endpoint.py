@@ -27,7 +27,7 @@ import heapq
 import hmac
 import struct
 from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, Final
 
 from ..v1 import Buffer
 from ..wire.tcp import ACK, FIN, RST, SYN, DataFields, TCPParseError, TCPRepr
@@ -48,16 +48,16 @@ Key = tuple[bytes, int, bytes, int]
 _K = Any
 
 # MSS values a SYN cookie can encode (3 bits).
-_COOKIE_MSS = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
-_COOKIE_PERIOD = 64.0
-_QUOTE = struct.Struct("!HHI")  # the quoted TCP header: ports, sequence number
-_EPHEMERAL_LOW = 49152
-_EPHEMERAL_N = 16384
+_COOKIE_MSS: Final = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
+_COOKIE_PERIOD: Final = 64.0
+_QUOTE: Final = struct.Struct("!HHI")  # the quoted TCP header: ports, sequence number
+_EPHEMERAL_LOW: Final = 49152
+_EPHEMERAL_N: Final = 16384
 
-_CLOSED = State.CLOSED
-_SYN_RECEIVED = State.SYN_RECEIVED
-_SYN_SENT = State.SYN_SENT
-_TIME_WAIT = State.TIME_WAIT
+_CLOSED: Final = State.CLOSED
+_SYN_RECEIVED: Final = State.SYN_RECEIVED
+_SYN_SENT: Final = State.SYN_SENT
+_TIME_WAIT: Final = State.TIME_WAIT
 
 
 class _Listener:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from typing import Final
 
 __all__ = ["IsnGenerator"]
 
 # A 4-tuple as the hash reads it: address, port, address, port (IPv4, IPv6).
-_TUPLE = {4: struct.Struct("!4sH4sH"), 16: struct.Struct("!16sH16sH")}
+_TUPLE: Final = {4: struct.Struct("!4sH4sH"), 16: struct.Struct("!16sH16sH")}
 
 
 class IsnGenerator:

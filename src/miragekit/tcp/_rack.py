@@ -11,9 +11,11 @@ recoveries (RACK.reo_wnd_persist) without D-SACK.
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = ["ReorderWindow"]
 
-PERSIST = 16
+PERSIST: Final = 16
 
 
 class ReorderWindow:

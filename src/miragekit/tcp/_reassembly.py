@@ -8,12 +8,14 @@ wants the block holding the latest segment reported first.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..v1 import Buffer
 
 __all__ = ["MAX_RANGES", "Reassembler"]
 
 # Holes bound the work per segment (the scans are linear) and defeat tiny-fragment floods.
-MAX_RANGES = 64
+MAX_RANGES: Final = 64
 
 
 class _Range:

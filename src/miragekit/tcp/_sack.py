@@ -10,13 +10,14 @@ granularity (a hole is lost as a whole once enough is SACKed above it).
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Final
 
 __all__ = ["DUP_THRESH", "MAX_BLOCKS", "RetransmitLedger", "Scoreboard"]
 
-DUP_THRESH = 3
+DUP_THRESH: Final = 3
 # A peer cannot make the scoreboard (and the linear scans over it) grow without bound.
-MAX_BLOCKS = 64
-_NEVER = float("-inf")  # one float for every connection's scoreboard, not two parses each
+MAX_BLOCKS: Final = 64
+_NEVER: Final = float("-inf")  # one float for every connection's scoreboard, not two parses each
 
 
 class Scoreboard:

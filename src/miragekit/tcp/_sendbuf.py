@@ -13,14 +13,15 @@ per short connection, where ``len()`` would call ``__len__`` in Python each time
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
 from ..v1 import Buffer
 
 __all__ = ["SendBuffer"]
 
-_COALESCE = 4096
+_COALESCE: Final = 4096
 # Shared by every buffer that has not sent yet; maxlen 0, so it can never hold a chunk.
-_NO_CHUNKS: deque[bytes] = deque(maxlen=0)
+_NO_CHUNKS: Final[deque[bytes]] = deque(maxlen=0)
 
 
 class SendBuffer:

@@ -14,20 +14,22 @@ ACKs it owes (:meth:`TimeWait.ack`) when it sends.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ..wire.tcp import ACK, CWR, ECE, FIN, RST, SYN, TCPRepr, plain_segment
 from ._ecn import CE
 from .seqnum import HALF, MASK, acceptable
 
 __all__ = ["ACK_OWED", "ENDED", "NOTHING", "TimeWait", "newer_syn"]
 
-NOTHING = 0
+NOTHING: Final = 0
 """The segment is dropped without an answer."""
-ACK_OWED = 1
+ACK_OWED: Final = 1
 """An ACK is owed (one per ``segments_to_send``, however many segments asked)."""
-ENDED = 2
+ENDED: Final = 2
 """An exact RST: TIME-WAIT ends now, silently."""
 
-_PAWS_IDLE = 24 * 86400.0  # RFC 7323 5.5: a TS.Recent this old judges nothing
+_PAWS_IDLE: Final = 24 * 86400.0  # RFC 7323 5.5: a TS.Recent this old judges nothing
 
 
 def newer_syn(syn: TCPRepr, rcv_nxt: int, ts_recent: int | None) -> bool:

@@ -6,6 +6,8 @@ these helpers convert at the wire boundary and compare raw 32-bit numbers where 
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
     "MASK",
     "acceptable",
@@ -19,9 +21,9 @@ __all__ = [
     "wrap",
 ]
 
-MOD = 1 << 32
-MASK = MOD - 1
-HALF = 1 << 31
+MOD: Final = 1 << 32
+MASK: Final = MOD - 1
+HALF: Final = 1 << 31
 
 
 def wrap(n: int) -> int:

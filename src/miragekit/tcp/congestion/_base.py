@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from .hystart import HyStart
 
 __all__ = ["INITIAL_SSTHRESH", "CongestionControl", "initial_window"]
 
-INITIAL_SSTHRESH = 1 << 62
+INITIAL_SSTHRESH: Final = 1 << 62
 
 
 def initial_window(mss: int) -> int:

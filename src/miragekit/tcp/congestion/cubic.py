@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from ._base import CongestionControl
 
 __all__ = ["Cubic"]
 
-C = 0.4
-BETA = 0.7
-ALPHA = 3 * (1 - BETA) / (1 + BETA)
+C: Final = 0.4
+BETA: Final = 0.7
+ALPHA: Final = 3 * (1 - BETA) / (1 + BETA)
 _OWN = ("_acc", "_epoch", "_k", "_prior", "_stamp", "_w_est", "_w_max")
 
 

@@ -11,16 +11,18 @@ slow start resumes, else after five rounds congestion avoidance takes over.
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = ["HyStart"]
 
-MIN_RTT_THRESH = 0.004
-MAX_RTT_THRESH = 0.016
-MIN_RTT_DIVISOR = 8
-N_RTT_SAMPLE = 8
-CSS_GROWTH_DIVISOR = 4
-CSS_ROUNDS = 5
-L = 8  # segments per ACK at most, for a sender that does not pace
-_INF = float("inf")
+MIN_RTT_THRESH: Final = 0.004
+MAX_RTT_THRESH: Final = 0.016
+MIN_RTT_DIVISOR: Final = 8
+N_RTT_SAMPLE: Final = 8
+CSS_GROWTH_DIVISOR: Final = 4
+CSS_ROUNDS: Final = 5
+L: Final = 8  # segments per ACK at most, for a sender that does not pace
+_INF: Final = float("inf")
 
 
 class HyStart:
