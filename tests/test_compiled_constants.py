@@ -21,12 +21,10 @@ NOT_YET = {
     "src/miragekit/net/_tcp.py",
     "src/miragekit/net/_ipv4.py",
     "src/miragekit/net/_ipv6.py",
-    "src/miragekit/net/_ethif.py",
     "src/miragekit/net/_arp.py",
     "src/miragekit/net/_iplayer.py",
     "src/miragekit/link/_impair.py",
     "src/miragekit/sim/_sched.py",
-    "src/miragekit/wire/_checksum.py",
 }
 
 _CONSTANT = re.compile(r"_?[A-Z][A-Z0-9_]*")
