@@ -49,6 +49,7 @@ ON_COMPILED = [
     "tests/test_sim_network.py",
     "tests/test_sim_observe.py",
     "tests/test_sim_replica.py",
+    "tests/test_sim_rx_checksum.py",
     "tests/test_sim_sched.py",
     "tests/test_sim_speed.py",
     "tests/test_switch_impair.py",
