@@ -388,7 +388,9 @@ class VnetIf:
         self._mirror = False
         self._listens = SpawnedListens()
         self._vouched = False  # see vouch
-        self._flags_rx = False  # the receiver takes (frame, flags): set_receiver_flags
+        # The switch, when the receiver takes (frame, flags) (set_receiver_flags): one
+        # attribute read per frame says both.
+        self._flags_sw: VnetSwitch | None = None
 
     def __repr__(self) -> str:
         return f"<VnetIf {self._name} {self._mac} mtu={self._mtu}>"
@@ -455,14 +457,14 @@ class VnetIf:
 
     def set_receiver(self, fn: FrameReceiver | None) -> None:
         self._receiver = fn
-        self._flags_rx = False
+        self._flags_sw = None
 
     def set_receiver_flags(self, fn: MetaReceiver | None) -> None:
         """Like :meth:`set_receiver`, but ``fn(frame, flags)``: ``flags`` is ``CSUM_VALID``
         while the switch vouches for every frame's checksums (:attr:`VnetSwitch.trusted`),
         else 0 (see :class:`~miragekit.link.FlagsLink`)."""
-        self._receiver = fn  # type: ignore[assignment]  # called with flags: _flags_rx
-        self._flags_rx = fn is not None
+        self._receiver = fn  # type: ignore[assignment]  # called with flags: _flags_sw
+        self._flags_sw = None if fn is None else self._switch
 
     def vouch(self) -> None:
         """Promise that every frame sent on this port carries correct checksums (a
@@ -638,8 +640,9 @@ class VnetIf:
             tap = self._tap
             if tap is not None:
                 tap(view)
-            if self._flags_rx:
-                fn(view, CSUM_VALID if self._switch._trusted else 0)  # type: ignore[call-arg]
+            sw = self._flags_sw
+            if sw is not None:
+                fn(view, CSUM_VALID if sw._trusted else 0)  # type: ignore[call-arg]
             else:
                 fn(view)
         except Exception as exc:
