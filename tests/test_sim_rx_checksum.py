@@ -18,8 +18,10 @@ from typing import Any, cast
 import pytest
 
 from miragekit import sim
-from miragekit.link import CSUM_VALID, LinkParams, VnetSwitch
+from miragekit.link import CSUM_VALID, ImpairedLink, LinkParams, VnetSwitch
 from miragekit.net import _icmp, _ipv4, _tcp
+from miragekit.sim._hostport import HostPort
+from miragekit.sim._observe import HostObserver
 from miragekit.wire import checksum, ipv4_sums_to_zero
 from miragekit.wire.tcp import TCPRepr
 
@@ -268,3 +270,29 @@ def test_the_switch_flags_frames_only_for_receivers_that_ask() -> None:
 
     got = sim.run(main(), seed=1)
     assert got == [("b", CSUM_VALID), ("c", -1), ("b", 0), ("b", -1), ("c", -1)]
+
+
+def test_a_host_port_vouches_and_passes_the_flags_only_for_a_switch_port() -> None:
+    async def main() -> list[tuple[str, int]]:
+        sw = VnetSwitch(seed=1)
+        a, b, c = (sw.add_interface(n) for n in "abc")
+        got: list[tuple[str, int]] = []
+        direct = HostPort(a, HostObserver("a", lambda text: None, {}, None))
+        direct.set_receiver_flags(lambda f, flags: got.append(("a", flags)))
+        # Behind a wrapper without the flags (nor a tap, nor vouch): plain frames, flags 0.
+        wrapped = HostPort(ImpairedLink(b), HostObserver("b", lambda text: None, {}, None))
+        wrapped.set_receiver_flags(lambda f, flags: got.append(("b", flags)))
+        c.vouch()
+        c.send(b"\xff" * 6 + bytes(c.mac().packed) + b"\x08\x00" + bytes(46))
+        await asyncio.sleep(0.01)
+        assert sw.trusted  # a: vouched by its HostPort; b sent nothing
+        direct.send(b"\xff" * 6 + bytes(a.mac().packed) + b"\x08\x00" + bytes(46))
+        await asyncio.sleep(0.01)
+        assert sw.trusted
+        wrapped.send(b"\xff" * 6 + bytes(b.mac().packed) + b"\x08\x00" + bytes(46))
+        await asyncio.sleep(0.01)
+        assert not sw.trusted  # b's port: nothing vouched for it
+        return got
+
+    got = sim.run(main(), seed=1)
+    assert got == [("a", CSUM_VALID), ("b", 0), ("b", 0), ("a", 0)]

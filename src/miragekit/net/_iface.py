@@ -7,9 +7,8 @@ IPv4 by setting :attr:`Interface.ipv6`, nothing more.
 
 Received frames go from the device's fast path (``set_receiver``; ``set_receiver_flags``
 with the flags of a device that vouches for checksums; or ``set_receiver_meta`` with the
-offload flags) through :meth:`Interface.receive_frame`,
-synchronously, to the IP layer; a device without the fast path is driven by its async
-``listen``.
+offload flags) through :meth:`Interface.receive_frame`, synchronously, to the IP layer;
+a device without the fast path is driven by its async ``listen``.
 """
 
 from __future__ import annotations

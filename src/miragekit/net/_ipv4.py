@@ -173,9 +173,9 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         """The device's checksum and segmentation offload, when it has them."""
         self.frame_input: Callable[[memoryview, int], bool] | None = None
         """A transport's shortcut for whole received frames (TCP without offload): the
-        interface offers it every frame first, with the device's receive flags; it takes the usual ones (and counts them
-        here as :meth:`receive` would) and returns False for the rest, which then go the
-        general way. See :meth:`plain_input`."""
+        interface offers it every frame first, with the device's receive flags; it takes
+        the usual ones (and counts them here as :meth:`receive` would) and returns False
+        for the rest, which then go the general way. See :meth:`plain_input`."""
         self.rx_vouched = 0
         """Packets taken without verifying their checksums (the IPv4 header's and the
         transport's) because the device vouched for them (``CSUM_VALID``, e.g. a

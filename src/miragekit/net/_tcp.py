@@ -610,10 +610,10 @@ class TCP(Generic[A]):
         TCP with timestamps as the only option, both checksums right (not verified when
         ``rx_flags`` has the device's ``CSUM_VALID``: counted in IPv4's ``rx_vouched``).
         Such a frame is counted as Ethernet and IPv4 would count it and its segment goes
-        straight to the endpoint: at MTU 1500 the layer-by-layer path (ethertype dispatch, IPv4 input,
-        generic TCP parse) cost about a sixth of a segment's CPU. Anything else, or any
-        doubt, returns False and the frame takes the general path, which judges and
-        counts it (a bad checksum is verified there again)."""
+        straight to the endpoint: at MTU 1500 the layer-by-layer path (ethertype dispatch,
+        IPv4 input, generic TCP parse) cost about a sixth of a segment's CPU. Anything
+        else, or any doubt, returns False and the frame takes the general path, which
+        judges and counts it (a bad checksum is verified there again)."""
         ip = self._rx_ip
         n = len(frame)
         if ip is None or n < 66 or frame[23] != PROTO_TCP:
