@@ -296,3 +296,18 @@ def test_a_host_port_vouches_and_passes_the_flags_only_for_a_switch_port() -> No
 
     got = sim.run(main(), seed=1)
     assert got == [("a", CSUM_VALID), ("b", 0), ("b", 0), ("a", 0)]
+
+
+def test_distrust_holds_from_before_the_first_frame() -> None:
+    async def main() -> list[int]:
+        sw = VnetSwitch(seed=1)
+        sw.distrust()  # before the switch binds to the loop at the first frame
+        a, b = sw.add_interface("a"), sw.add_interface("b")
+        a.vouch()
+        got: list[int] = []
+        b.set_receiver_flags(lambda f, flags: got.append(flags))
+        a.send(b"\xff" * 6 + bytes(a.mac().packed) + b"\x08\x00" + bytes(46))
+        await asyncio.sleep(0.01)
+        return got
+
+    assert sim.run(main(), seed=1) == [0]

@@ -102,6 +102,7 @@ class VnetSwitch:
         # while the switch runs on one loop: a frame sent before a change may still be
         # on the wire after it.
         self._trusted = True
+        self._distrusted = False  # distrust() was called: for good
         try:
             home: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -145,9 +146,9 @@ class VnetSwitch:
         return self._trusted
 
     def distrust(self) -> None:
-        """Stop vouching (every receiver verifies every frame from now on), as when a
-        port nobody vouches for sends; until the switch starts over on a new loop."""
+        """Stop vouching for good: every receiver verifies every frame from now on."""
         self._trusted = False
+        self._distrusted = True
 
     def add_interface(
         self,
@@ -256,7 +257,7 @@ class VnetSwitch:
         self._fdb.clear()
         for port in self._ports.values():
             port._reset_link_state()
-        self._trusted = True  # nothing is on the wire any more
+        self._trusted = not self._distrusted  # nothing is on the wire any more
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         """The running loop, the switch bound to it (:meth:`_bind`).
