@@ -85,6 +85,7 @@ ON_COMPILED = [
 ]
 # Tests in the files above that count Python calls: run on the pure tree only.
 PURE_ONLY = [
+    "tests/test_sim_rx_checksum.py::test_no_checksum_is_computed_on_receive",
     "tests/test_sim_speed.py::test_a_frame_crosses_a_plain_link_in_eleven_python_calls",
 ]
 
