@@ -49,6 +49,7 @@ ON_COMPILED = [
     "tests/test_sim_network.py",
     "tests/test_sim_observe.py",
     "tests/test_sim_replica.py",
+    "tests/test_sim_rx_checksum.py",
     "tests/test_sim_sched.py",
     "tests/test_sim_speed.py",
     "tests/test_switch_impair.py",
@@ -84,6 +85,7 @@ ON_COMPILED = [
 ]
 # Tests in the files above that count Python calls: run on the pure tree only.
 PURE_ONLY = [
+    "tests/test_sim_rx_checksum.py::test_no_checksum_is_computed_on_receive",
     "tests/test_sim_speed.py::test_a_frame_crosses_a_plain_link_in_eleven_python_calls",
 ]
 

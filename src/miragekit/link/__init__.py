@@ -10,6 +10,7 @@ from ._frame import CSUM_VALID as CSUM_VALID
 from ._frame import OFFLOAD_CSUM as OFFLOAD_CSUM
 from ._frame import OFFLOAD_TSO4 as OFFLOAD_TSO4
 from ._frame import OFFLOAD_TSO6 as OFFLOAD_TSO6
+from ._frame import FlagsLink as FlagsLink
 from ._frame import FrameLink as FrameLink
 from ._frame import FrameNetwork as FrameNetwork
 from ._frame import FrameReceiver as FrameReceiver
@@ -56,6 +57,7 @@ __all__ = [
     "OFFLOAD_CSUM",
     "OFFLOAD_TSO4",
     "OFFLOAD_TSO6",
+    "FlagsLink",
     "FrameLink",
     "FrameNetwork",
     "FrameReceiver",

@@ -73,7 +73,9 @@ CSUM_NEEDED: Final = 1
 """Receive flag (virtio ``NEEDS_CSUM``): the frame never crossed a wire; its transport
 checksum field holds only the pseudo-header sum. Trust the data, do not verify."""
 CSUM_VALID: Final = 2
-"""Receive flag (virtio ``DATA_VALID``): the device already verified the checksums."""
+"""Receive flag (virtio ``DATA_VALID``): the device already verified the checksums, or
+vouches for them (a simulated switch whose every sender is a stack and whose links do not
+corrupt): the IPv4 header's and the transport's need no verifying."""
 
 OFFLOAD_CSUM: Final = 0x01
 OFFLOAD_TSO4: Final = 0x02
@@ -81,6 +83,21 @@ OFFLOAD_TSO6: Final = 0x04
 
 MetaReceiver = Callable[[memoryview, int], None]
 """``fn(frame, flags)``: a received frame with its ``CSUM_NEEDED``/``CSUM_VALID`` flags."""
+
+
+class FlagsLink(FrameLink, Protocol):
+    """A :class:`FrameLink` that can say which received frames need no verifying.
+
+    * ``set_receiver_flags(fn)``: like ``set_receiver``, but ``fn(frame, flags)``, with
+      ``CSUM_VALID`` in ``flags`` when the device vouches for the frame's checksums. It
+      hands over nothing ``set_receiver`` would not (no GSO frames, no ``CSUM_NEEDED``),
+      and claims no send offload. ``set_receiver`` installs a plain receiver again.
+
+    Why not :class:`OffloadLink`'s ``set_receiver_meta``: a device can vouch for what it
+    delivers without completing checksums or cutting segments for the sender.
+    """
+
+    def set_receiver_flags(self, fn: MetaReceiver | None) -> None: ...
 
 
 class OffloadLink(FrameLink, Protocol):

@@ -16,6 +16,11 @@ on their own. :meth:`VnetSwitch.block` is a one-way partition.
 
 Frames are dropped, never raised: each drop is counted on the link where it happens
 (:class:`VnetCounters`, ``VnetIf.counters``).
+
+A receiver installed with ``set_receiver_flags`` learns which frames the switch vouches
+for (``CSUM_VALID``): all of them, until a port not marked with :meth:`VnetIf.vouch`
+sends a frame or a frame crosses a link whose ``corrupt`` is set; from then on none, until
+the switch starts over on a new event loop (no frame is in flight then).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from ..compiled import mypyc_attr
 from ..macaddr import MacAddr
 from ..result import Error, NetworkError, Ok, Unknown
 from ..v1 import Buffer, FrameCallback, Network, Stats
-from ._frame import FrameLink, FrameReceiver
+from ._frame import CSUM_VALID, FrameLink, FrameReceiver, MetaReceiver
 from ._impair import (
     Flood,
     Frame,
@@ -120,6 +125,17 @@ class VnetSwitch:
     @property
     def seed(self) -> int:
         return self._seed
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the switch vouches for the checksums of the frames it delivers now
+        (``CSUM_VALID`` to receivers that asked, see :meth:`VnetIf.set_receiver_flags`)."""
+        return self._fabric._trusted
+
+    def distrust(self) -> None:
+        """Stop vouching for good: every receiver verifies every frame from now on."""
+        self._fabric._trusted = False
+        self._fabric._distrusted = True
 
     def add_interface(
         self,
@@ -242,6 +258,12 @@ class _Fabric:
         self._pool = _BufferPool()
         self._mirrors: list[VnetIf] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Every frame on the way was sent by a vouching port over links that do not
+        # corrupt (see VnetIf.vouch): receivers may skip the checksums. Only ever cleared
+        # while the switch runs on one loop: a frame sent before a change may still be
+        # on the wire after it.
+        self._trusted = True
+        self._distrusted = False  # distrust() was called: for good
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start over on a new event loop: times from the old clock mean nothing here."""
@@ -249,6 +271,7 @@ class _Fabric:
         self._fdb.clear()
         for port in self._ports.values():
             port._reset_link_state()
+        self._trusted = not self._distrusted  # nothing is on the wire any more
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         """The running loop, the switch bound to it (:meth:`_bind`).
@@ -383,6 +406,10 @@ class VnetIf:
         self._listens = SpawnedListens()
         # What link._ports keeps for a port bridged to an offload-capable TAP device.
         self._bridge: object | None = None
+        self._vouched = False  # see vouch
+        # The switch's frame path, when the receiver takes (frame, flags)
+        # (set_receiver_flags): one attribute read per frame says both.
+        self._flags_sw: _Fabric | None = None
 
     def __repr__(self) -> str:
         return f"<VnetIf {self._name} {self._mac} mtu={self._mtu}>"
@@ -449,6 +476,21 @@ class VnetIf:
 
     def set_receiver(self, fn: FrameReceiver | None) -> None:
         self._receiver = fn
+        self._flags_sw = None
+
+    def set_receiver_flags(self, fn: MetaReceiver | None) -> None:
+        """Like :meth:`set_receiver`, but ``fn(frame, flags)``: ``flags`` is ``CSUM_VALID``
+        while the switch vouches for every frame's checksums (:attr:`VnetSwitch.trusted`),
+        else 0 (see :class:`~miragekit.link.FlagsLink`)."""
+        self._receiver = fn  # type: ignore[assignment]  # called with flags: _flags_sw
+        self._flags_sw = None if fn is None else self._fabric
+
+    def vouch(self) -> None:
+        """Promise that every frame sent on this port carries correct checksums (a
+        miragekit stack's port, which never sends anything else): the switch then keeps
+        vouching for its frames. A port that sends without this promise (one that sends
+        hand-made frames) ends the switch's vouching, as a link that corrupts does."""
+        self._vouched = True
 
     def set_tap(self, fn: FrameReceiver | None) -> None:
         """Show ``fn`` every frame handed to the receiver, just before it (a simulated
@@ -498,6 +540,8 @@ class VnetIf:
         loop = sw._loop  # what _running_loop gives, without its call when it is running
         if loop is None or not loop.is_running():
             loop = sw._running_loop()
+        if not self._vouched:
+            sw._trusted = False  # a frame nobody vouches for is on its way
         link = self.link
         if link.ideal:
             sw._forward(self, data, loop)
@@ -518,6 +562,8 @@ class VnetIf:
             else:
                 up.carry(link, self.counters, data, loop.time(), loop)
         else:
+            if link.corrupt:
+                sw._trusted = False  # this frame may arrive corrupted
             impair(link, self.counters, self._up, data, loop)
 
     def _arrive_at_switch(self, data: Frame) -> None:
@@ -579,6 +625,8 @@ class VnetIf:
                 # variables (a simulated host's binding) into the receiver's code.
                 self._flush_handle = loop.call_soon(self._flush, context=contextvars.Context())
         else:
+            if self.link.corrupt:
+                self._fabric._trusted = False  # this frame may arrive corrupted
             impair(self.link, self.counters, self._down, data, loop)
 
     def _flush(self) -> None:
@@ -612,7 +660,11 @@ class VnetIf:
             tap = self._tap
             if tap is not None:
                 tap(view)
-            fn(view)
+            sw = self._flags_sw
+            if sw is not None:
+                fn(view, CSUM_VALID if sw._trusted else 0)  # type: ignore[call-arg]
+            else:
+                fn(view)
         except Exception as exc:
             self._receiver_failed(exc)
 

@@ -5,10 +5,10 @@ dispatch. The stacks (:class:`IPv4Stack`, :class:`IPv6Stack`, the dual stack) co
 interface with the layers they want, and IPv6 joins an interface that already carries
 IPv4 by setting :attr:`Interface.ipv6`, nothing more.
 
-Received frames go from the device's fast path (``set_receiver``, or
-``set_receiver_meta`` with the offload flags) through :meth:`Interface.receive_frame`,
-synchronously, to the IP layer; a device without the fast path is driven by its async
-``listen``.
+Received frames go from the device's fast path (``set_receiver``; ``set_receiver_flags``
+with the flags of a device that vouches for checksums; or ``set_receiver_meta`` with the
+offload flags) through :meth:`Interface.receive_frame`, synchronously, to the IP layer;
+a device without the fast path is driven by its async ``listen``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ..link import OffloadLink
+from ..link import MetaReceiver, OffloadLink
 from ._ethif import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Ethif
 from ._ipv4 import IPv4
 from ._ipv6 import IPv6
@@ -95,7 +95,7 @@ class Interface:
                     if self.ethif.accept(frame):
                         ip4.receive_arp(frame[14:], flags)
                     return
-                if (fast := ip4.frame_input) is not None and fast(frame):
+                if (fast := ip4.frame_input) is not None and fast(frame, flags):
                     return
             fn = self.ethif.dispatch(frame, self._inputs)
             if fn is not None:
@@ -123,14 +123,21 @@ class Interface:
 
     def start(self) -> None:
         """Take the device's received frames: with the offload flags when an IP layer
-        uses the device's offloads, else on the plain fast path, else through ``listen``."""
+        uses the device's offloads, else on the fast path (with the flags of a device
+        that vouches for checksums, when it can say so), else through ``listen``."""
         link = self.ethif.link
         ol = next((ip.offload for ip in (self._ipv4, self._ipv6) if ip and ip.offload), None)
         if ol is not None:
             ol.set_receiver_meta(self.receive_frame)
             self._meta = ol
         elif link is not None:
-            link.set_receiver(self.receive_frame)
+            flags_rx: Callable[[MetaReceiver], None] | None = getattr(
+                link, "set_receiver_flags", None
+            )
+            if flags_rx is not None:
+                flags_rx(self.receive_frame)
+            else:
+                link.set_receiver(self.receive_frame)
             set_done = getattr(link, "set_batch_done", None)
             if set_done is not None:
                 set_done(self._batch_done)

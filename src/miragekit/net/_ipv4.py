@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Self
 
-from ..link import CSUM_NEEDED, OffloadLink, offload_link
+from ..link import CSUM_NEEDED, CSUM_VALID, OffloadLink, offload_link
 from ..result import Error, IPError, Ok
 from ..v1 import Buffer
 from ..v1 import IPv4 as IPv4Protocol
@@ -171,11 +171,16 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         self._rx_packet: memoryview | None = None
         self.offload: OffloadLink | None = offload_link(ethif.link)
         """The device's checksum and segmentation offload, when it has them."""
-        self.frame_input: Callable[[memoryview], bool] | None = None
+        self.frame_input: Callable[[memoryview, int], bool] | None = None
         """A transport's shortcut for whole received frames (TCP without offload): the
-        interface offers it every frame first; it takes the usual ones (and counts them
-        here as :meth:`receive` would) and returns False for the rest, which then go the
-        general way. See :meth:`plain_input`."""
+        interface offers it every frame first, with the device's receive flags; it takes
+        the usual ones (and counts them here as :meth:`receive` would) and returns False
+        for the rest, which then go the general way. See :meth:`plain_input`."""
+        self.rx_vouched = 0
+        """Packets taken without verifying their checksums (the IPv4 header's and the
+        transport's) because the device vouched for them (``CSUM_VALID``, e.g. a
+        simulated switch): TCP's :attr:`frame_input` shortcut counts its frames here too.
+        Not one of :attr:`counters`: the same run counts the same there with or without."""
         self.batch_done: Callable[[], None] | None = None
         """Called by the interface when the device's read batch is over (TAP): TCP
         hands over the batch's output then, in the reader's loop turn, not in the next."""
@@ -330,8 +335,11 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
 
     # --- input -----------------------------------------------------------------------------
 
-    def _parse_packet(self, pkt: memoryview) -> tuple[int, int, int, memoryview, memoryview] | None:
-        """Validate one packet: (proto, src, dst, payload, whole packet), or None (counted)."""
+    def _parse_packet(
+        self, pkt: memoryview, vouched: bool = False
+    ) -> tuple[int, int, int, memoryview, memoryview] | None:
+        """Validate one packet: (proto, src, dst, payload, whole packet), or None (counted).
+        ``vouched``: the device vouched for the header's checksum, which is then not summed."""
         c = self.counters
         c.rx_packets += 1
         n = len(pkt)
@@ -347,7 +355,7 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         if hl < 20 or tl < hl or tl > n:
             c.rx_bad_length += 1
             return None
-        if checksum(pkt[:hl]) != 0:
+        if not vouched and checksum(pkt[:hl]) != 0:
             c.rx_bad_checksum += 1
             return None
         ident, ff, proto, src_b, dst_b = _RX_FIELDS.unpack_from(pkt)
@@ -397,7 +405,8 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
 
         ``flags`` (``CSUM_NEEDED``/``CSUM_VALID`` from an :class:`OffloadLink`) tell the
         transport not to verify its checksum (the handler's ``verified``); the packet may
-        then exceed the MTU.
+        then exceed the MTU. With ``CSUM_VALID`` the header's checksum is not verified
+        either (the packet is counted in :attr:`rx_vouched`).
         """
         n = len(packet)
         if n >= 20 and packet[0] == 0x45 and self._packed_handlers:
@@ -415,11 +424,13 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
                 and src_b[0] < 224
                 and src_b[0] != 127
                 and src_b not in self._bad_src
-                and int.from_bytes(packet[:20], "big") % 0xFFFF == 0
+                and (flags & CSUM_VALID or int.from_bytes(packet[:20], "big") % 0xFFFF == 0)
             ):
                 c = self.counters
                 c.rx_packets += 1
                 c.rx_delivered += 1
+                if flags & CSUM_VALID:
+                    self.rx_vouched += 1
                 pkt = packet[:tl] if tl < n else packet
                 self._rx_packet = pkt
                 try:
@@ -427,13 +438,21 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
                 finally:
                     self._rx_packet = None
                 return
-        r = self._parse_packet(packet)
+        vouched = flags & CSUM_VALID != 0
+        r = self._parse_packet(packet, vouched)
         if r is None:
             return
         proto, src, dst, payload, pkt = r
+        # A reassembled packet lives in a new buffer: the device's flags are not about it.
+        verified = flags != 0 and pkt.obj is packet.obj
+        if verified and vouched:
+            self.rx_vouched += 1
         if proto == PROTO_ICMP:
-            if not self._icmp_input(src, dst, payload, pkt) and self._icmp_handler is not None:
-                self._icmp_handler(self._addr(src), self._addr(dst), payload, False)
+            if (
+                not self._icmp_input(src, dst, payload, pkt, verified and vouched)
+                and self._icmp_handler is not None
+            ):
+                self._icmp_handler(self._addr(src), self._addr(dst), payload, verified and vouched)
             return
         h = self._handlers.get(proto)
         ph = None if h is not None else self._packed_handlers.get(proto)
@@ -442,8 +461,6 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
             self._unreachable(PROTO_UNREACHABLE, pkt, src, dst)
             return
         self._rx_packet = pkt
-        # A reassembled packet lives in a new buffer: the device's flags are not about it.
-        verified = flags != 0 and pkt.obj is packet.obj
         try:
             if h is not None:
                 h(self._addr(src), self._addr(dst), payload, verified)
@@ -456,9 +473,12 @@ class IPv4(IPCommon[ipaddress.IPv4Address, int]):
         """One ARP packet (the Ethernet payload); ``flags`` as for :meth:`receive`, unused."""
         self.arp.input(packet, self._loop.time())
 
-    def _icmp_input(self, src: int, dst: int, payload: memoryview, pkt: memoryview) -> bool:
-        """Answer echo requests; True when the message was consumed (or malformed)."""
-        reply = self.icmp.input(payload, answer=dst == self._ip and src != 0)
+    def _icmp_input(
+        self, src: int, dst: int, payload: memoryview, pkt: memoryview, verified: bool = False
+    ) -> bool:
+        """Answer echo requests; True when the message was consumed (or malformed).
+        ``verified``: the device vouched for the checksum."""
+        reply = self.icmp.input(payload, answer=dst == self._ip and src != 0, verified=verified)
         if reply is not None:
             hl = (pkt[0] & 0x0F) << 2
             opts = b""

@@ -41,6 +41,7 @@ from typing import Any, Generic, Literal, Protocol, Self, cast
 
 from .. import tcp as tcpcore
 from ..buffers import flat
+from ..link import CSUM_VALID
 from ..result import EOF, Eof, Error, Ok, Refused, TCPError, Timeout, Unknown
 from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
@@ -603,15 +604,16 @@ class TCP(Generic[A]):
         if self._flush_handle is None:
             self._flush_soon()
 
-    def _frame_input(self, frame: memoryview) -> bool:
+    def _frame_input(self, frame: memoryview, rx_flags: int = 0) -> bool:
         """A whole received frame, when it is the usual one of a bulk transfer: IPv4
         without options or fragmentation from a plausible source to our address and MAC,
-        TCP with timestamps as the only option, both checksums right. Such a frame is
-        counted as Ethernet and IPv4 would count it and its segment goes straight to the
-        endpoint: at MTU 1500 the layer-by-layer path (ethertype dispatch, IPv4 input,
-        generic TCP parse) cost about a sixth of a segment's CPU. Anything else, or any
-        doubt, returns False and the frame takes the general path, which judges and
-        counts it (a bad checksum is verified there again)."""
+        TCP with timestamps as the only option, both checksums right (not verified when
+        ``rx_flags`` has the device's ``CSUM_VALID``: counted in IPv4's ``rx_vouched``).
+        Such a frame is counted as Ethernet and IPv4 would count it and its segment goes
+        straight to the endpoint: at MTU 1500 the layer-by-layer path (ethertype dispatch,
+        IPv4 input, generic TCP parse) cost about a sixth of a segment's CPU. Anything
+        else, or any doubt, returns False and the frame takes the general path, which
+        judges and counts it (a bad checksum is verified there again)."""
         ip = self._rx_ip
         n = len(frame)
         if ip is None or n < 66 or frame[23] != PROTO_TCP:
@@ -642,9 +644,15 @@ class TCP(Generic[A]):
             or src in martians
             # Both checksums: the IPv4 header's, and TCP's, whose pseudo-header the
             # addresses in the header begin; the protocol and TCP length complete it.
-            or not ipv4_sums_to_zero(frame[14 : 14 + tl], PROTO_TCP - 20 + tl)
+            # Not when the device vouches for them.
+            or (
+                not rx_flags & CSUM_VALID
+                and not ipv4_sums_to_zero(frame[14 : 14 + tl], PROTO_TCP - 20 + tl)
+            )
         ):
             return False
+        if rx_flags & CSUM_VALID:
+            ip.rx_vouched += 1
         ecn = tos & 3  # the ECN codepoint (RFC 3168)
         plen = tl - 52
         run = self._rx_run

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..link import FrameNetwork, FrameReceiver, Wrapper, send_frames
+from ..link import FrameNetwork, FrameReceiver, MetaReceiver, Wrapper, send_frames
 from ..v1 import Buffer, FrameCallback
 from ._observe import HostObserver
 
@@ -17,7 +17,11 @@ class HostPort(Wrapper):
     """A host's stack's view of its switch port: everything passes through, and the
     host's :class:`HostObserver` sees it. A new one for each boot of the host; once the
     host crashes (:meth:`dead`) nothing it sends is counted or recorded, since nothing
-    leaves."""
+    leaves.
+
+    The port vouches for what it sends (``VnetIf.vouch``): only the host's stack sends
+    on it, and a stack's frames carry correct checksums, so the switch may tell the
+    receivers not to verify them."""
 
     def __init__(self, netif: FrameNetwork, observer: HostObserver) -> None:
         super().__init__(netif)
@@ -31,6 +35,9 @@ class HostPort(Wrapper):
         )
         if self._set_tap is not None:
             self._set_tap(observer.received)
+        vouch: Callable[[], None] | None = getattr(netif, "vouch", None)
+        if vouch is not None:
+            vouch()
         # The port's own burst method, found once (send_frames looks it up per burst).
         self._batch: Callable[[Sequence[Buffer]], None] | None = getattr(netif, "send_frames", None)
 
@@ -45,6 +52,18 @@ class HostPort(Wrapper):
             self._inner.set_receiver(fn)
         else:
             self._inner.set_receiver(None if fn is None else self._on_frame)
+
+    def set_receiver_flags(self, fn: MetaReceiver | None) -> None:
+        """``fn(frame, flags)`` with the switch's ``CSUM_VALID`` (see
+        :class:`~miragekit.link.FlagsLink`); ``flags`` 0 behind a port without them."""
+        flags_rx: Callable[[MetaReceiver | None], None] | None = getattr(
+            self._inner, "set_receiver_flags", None
+        )
+        if flags_rx is None or self._set_tap is None:
+            self.set_receiver(None if fn is None else lambda frame: fn(frame, 0))
+            return
+        self._receiver = None
+        flags_rx(fn)
 
     def _on_frame(self, frame: memoryview) -> None:
         if self._alive:
