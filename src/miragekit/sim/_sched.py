@@ -77,6 +77,11 @@ class Scheduler:
         self.stopping = False
         self.real_io = False  # descriptors other than the self-pipe are registered
         self.teardown_until = _INF  # no deadline past this while tearing down
+        # Whether rearm and requeue reschedule the handle they are given (the loop's
+        # _bind says: not in debug mode, nor when a subclass overrides call_at or
+        # call_soon, which then make every handle) or ask the loop for a new one.
+        self.reuse_timers = True
+        self.reuse_handles = True
 
     # --- the clock and scheduling ---------------------------------------------------------
 
@@ -118,6 +123,70 @@ class Scheduler:
             bucket.append(timer)
         self.timers += 1
         return timer
+
+    def rearm(
+        self,
+        timer: Any,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> Any:
+        """``loop.call_at_again``: ``call_at(when, callback, *args, context=context)``
+        with ``timer`` (made for that callback and those arguments, and fired: it is in
+        no queue) scheduled again instead of a new timer, where the new one would go.
+        ``timer`` None makes a new one; a cancelled timer is refused (it may still sit in
+        a bucket until purged). When reuse is off the loop's ``call_at`` makes it."""
+        if not self.reuse_timers:
+            return self.loop.call_at(when, callback, *args, context=context)
+        if timer is None:  # what call_at makes, but for the slots set below
+            timer = _new(self.timer_type)
+            timer._loop = self.loop
+            timer._callback = callback
+            timer._args = args
+            timer._cancelled = False
+            timer._repr = None
+            timer._source_traceback = None
+        elif timer._cancelled or timer._scheduled:
+            raise ValueError("only a timer that has fired and is not cancelled is rearmed")
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        timer._context = copy_context() if context is None else context
+        timer._when = when
+        # The body of add() written out, as in call_at.
+        timer._scheduled = True
+        if when == self.now:
+            self.due_now.append(timer)
+            return timer
+        bucket = self.buckets.get(when)
+        if bucket is None:
+            self.buckets[when] = [timer]
+            heappush(self.deadlines, when)
+        else:
+            bucket.append(timer)
+        self.timers += 1
+        return timer
+
+    def requeue(
+        self,
+        handle: Any,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
+    ) -> Any:
+        """``loop.call_soon_again``: ``call_soon(callback, *args, context=context)`` with
+        ``handle`` (made for that callback and those arguments, and run: it is in no
+        queue) queued again instead of a new handle. ``handle`` None, or reuse off: the
+        loop's ``call_soon`` makes one; a cancelled handle is refused."""
+        if handle is None or not self.reuse_handles:
+            return self.loop.call_soon(callback, *args, context=context)
+        if handle._cancelled:
+            raise ValueError("a cancelled handle is not queued again")
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        handle._context = copy_context() if context is None else context
+        self.ready.append(handle)
+        return handle
 
     def call_later(
         self,
