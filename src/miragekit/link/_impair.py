@@ -291,7 +291,18 @@ class _Direction:
         self.last_arrival = t
         self.fifo.append((t, data))
         if self.timer is None and (flood is None or not flood.join(self, t, loop)):
-            self.arm(t, loop)
+            # What arm does, without its call: every frame comes this way.
+            if loop is not self.again_loop:
+                self.again_loop = loop
+                self.again = getattr(loop, "call_at_again", None)
+                self.spare = None
+            again = self.again
+            if again is None:
+                self.timer = loop.call_at(t, self.drain, loop, context=contextvars.Context())
+            else:
+                spare = self.spare
+                self.spare = None
+                self.timer = again(spare, t, self.drain, loop, context=contextvars.Context())
 
     def lost(self, link: LinkParams, c: ImpairCounters) -> bool:
         """The draws :func:`impair` makes for a frame on a plain link, and its loss (counted
