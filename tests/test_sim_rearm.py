@@ -48,7 +48,7 @@ def test_a_fired_timer_is_scheduled_again_where_a_new_one_would_be(loop: sim.Sim
 
     def at_one() -> None:
         loop.call_at(2.0, ran.append, "before")
-        again.append(loop.call_at_again(timer, 2.0, ran.append, "t"))
+        again.append(loop.call_at_again(timer, 2.0, ran.append, ("t",)))
         loop.call_at(2.0, ran.append, "after")
 
     loop.call_at(1.0, at_one)
@@ -66,7 +66,7 @@ def test_a_timer_again_for_the_present_runs_after_those_due(loop: sim.SimLoop) -
 
     def at_one() -> None:
         loop.call_soon(ran.append, "soon")
-        loop.call_at_again(timer, loop.time(), ran.append, "t")
+        loop.call_at_again(timer, loop.time(), ran.append, ("t",))
 
     loop.call_at(1.0, at_one)
     _run(loop, 2.0)
@@ -76,13 +76,13 @@ def test_a_timer_again_for_the_present_runs_after_those_due(loop: sim.SimLoop) -
 def test_none_makes_a_new_handle(loop: sim.SimLoop) -> None:
     """Without a handle to reuse the loop makes one, as call_at and call_soon would."""
     ran: list[str] = []
-    timer = loop.call_at_again(None, 1.0, ran.append, "t")
-    handle = loop.call_soon_again(None, ran.append, "h")
+    timer = loop.call_at_again(None, 1.0, ran.append, ("t",))
+    handle = loop.call_soon_again(None, ran.append, ("h",))
     assert isinstance(timer, asyncio.TimerHandle) and timer.when() == 1.0
     assert isinstance(handle, asyncio.Handle) and handle is not timer
     _run(loop, 2.0)
     assert ran == ["h", "t"]
-    assert loop.call_at_again(timer, 3.0, ran.append, "t") is timer
+    assert loop.call_at_again(timer, 3.0, ran.append, ("t",)) is timer
 
 
 def test_a_handle_that_ran_is_queued_again_at_the_end(loop: sim.SimLoop) -> None:
@@ -91,7 +91,7 @@ def test_a_handle_that_ran_is_queued_again_at_the_end(loop: sim.SimLoop) -> None
 
     def later() -> None:
         loop.call_soon(ran.append, "first")
-        assert loop.call_soon_again(handle, ran.append, "h") is handle
+        assert loop.call_soon_again(handle, ran.append, ("h",)) is handle
         loop.call_soon(ran.append, "last")
 
     loop.call_at(1.0, later)
@@ -134,21 +134,21 @@ def test_a_cancelled_or_scheduled_timer_is_refused(loop: sim.SimLoop) -> None:
     ran: list[int] = []
     pending = loop.call_at(1.0, ran.append, 1)
     with pytest.raises(ValueError):
-        loop.call_at_again(pending, 2.0, ran.append, 1)
+        loop.call_at_again(pending, 2.0, ran.append, (1,))
     pending.cancel()
     with pytest.raises(ValueError):
-        loop.call_at_again(pending, 2.0, ran.append, 1)
+        loop.call_at_again(pending, 2.0, ran.append, (1,))
     fired = loop.call_at(0.5, ran.append, 0)
     _run(loop, 3.0)  # the cancelled one is purged meanwhile
     with pytest.raises(ValueError):
-        loop.call_at_again(pending, 4.0, ran.append, 1)
+        loop.call_at_again(pending, 4.0, ran.append, (1,))
     fired.cancel()  # cancelled after it fired: refused as well
     with pytest.raises(ValueError):
-        loop.call_at_again(fired, 4.0, ran.append, 0)
+        loop.call_at_again(fired, 4.0, ran.append, (0,))
     handle = loop.call_soon(ran.append, 2)
     handle.cancel()
     with pytest.raises(ValueError):
-        loop.call_soon_again(handle, ran.append, 2)
+        loop.call_soon_again(handle, ran.append, (2,))
     _run(loop, 5.0)
     assert ran == [0]
 
@@ -174,15 +174,15 @@ def test_debug_mode_makes_new_handles(loop: sim.SimLoop) -> None:
     handle = loop.call_soon(ran.append, "h")
     _run(loop, 1.5)
     loop.set_debug(True)
-    again = loop.call_at_again(timer, 2.0, ran.append, "t")
-    queued = loop.call_soon_again(handle, ran.append, "h")
+    again = loop.call_at_again(timer, 2.0, ran.append, ("t",))
+    queued = loop.call_soon_again(handle, ran.append, ("h",))
     assert again is not timer and queued is not handle
     assert type(again) is asyncio.TimerHandle and type(queued) is asyncio.Handle
     loop.call_at(2.0, ran.append, "after")
     _run(loop, 3.0)
     assert ran == ["h", "t", "h", "t", "after"]
     loop.set_debug(False)
-    assert loop.call_at_again(again, 4.0, ran.append, "t") is again
+    assert loop.call_at_again(again, 4.0, ran.append, ("t",)) is again
 
 
 def test_an_overridden_call_at_or_call_soon_makes_every_handle() -> None:

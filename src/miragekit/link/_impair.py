@@ -236,6 +236,7 @@ class _Direction:
         "bad",
         "busy_until",
         "deliver",
+        "drain_cb",
         "fifo",
         "last_arrival",
         "queue",
@@ -259,6 +260,9 @@ class _Direction:
         self.spare: asyncio.TimerHandle | Flood | None = None  # a TimerHandle when set
         self.again: Callable[..., asyncio.TimerHandle] | None = None
         self.again_loop: asyncio.AbstractEventLoop | None = None
+        # The bound drain, made once: compiled, ``self.drain`` makes a method object
+        # each time, and the loop is handed it for every timer scheduled again.
+        self.drain_cb: Callable[..., None] = self.drain
 
     def push(self, t: float, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
         fifo = self.fifo
@@ -302,7 +306,7 @@ class _Direction:
             else:
                 spare = self.spare
                 self.spare = None
-                self.timer = again(spare, t, self.drain, loop, context=contextvars.Context())
+                self.timer = again(spare, t, self.drain_cb, (loop,), contextvars.Context())
 
     def lost(self, link: LinkParams, c: ImpairCounters) -> bool:
         """The draws :func:`impair` makes for a frame on a plain link, and its loss (counted
@@ -345,7 +349,7 @@ class _Direction:
             return
         spare = self.spare
         self.spare = None
-        self.timer = again(spare, t, self.drain, loop, context=contextvars.Context())
+        self.timer = again(spare, t, self.drain_cb, (loop,), contextvars.Context())
 
     def resume(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
         """:meth:`drain` after its timer is forgotten: deliver what is due, time the rest."""

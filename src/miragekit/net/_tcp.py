@@ -496,6 +496,10 @@ class TCP(Generic[A]):
             self._loop, "call_soon_again", None
         )
         self._spare_timer: asyncio.TimerHandle | None = None
+        # Bound once (compiled, each ``self._on_timer`` is a new method object): handed
+        # to the loop with every timer and flush scheduled again.
+        self._on_timer_cb: Callable[[], None] = self._on_timer
+        self._flush_cb: Callable[..., None] = self._flush
         self._own_flush: asyncio.Handle | None = None
         self._own_flush_queued = False
         self._flush_waiters: list[asyncio.Future[None]] = []
@@ -1024,7 +1028,7 @@ class TCP(Generic[A]):
         again = self._again_soon
         if again is None or self._own_flush_queued:
             return self._loop.call_soon(self._flush)
-        h = self._own_flush = again(self._own_flush, self._flush, True)
+        h = self._own_flush = again(self._own_flush, self._flush_cb, (True,))
         self._own_flush_queued = True
         return h
 
@@ -1296,7 +1300,7 @@ class TCP(Generic[A]):
             if again is None:
                 self._timer = self._loop.call_at(t, self._on_timer)
             else:
-                self._timer = again(self._spare_timer, t, self._on_timer)
+                self._timer = again(self._spare_timer, t, self._on_timer_cb)
                 self._spare_timer = None
 
     def _send(self, segs: list[tuple[bytes, bytes, TCPRepr]], now: float) -> None:

@@ -324,38 +324,37 @@ class SimLoop(asyncio.SelectorEventLoop):
         self,
         timer: asyncio.TimerHandle | None,
         when: float,
-        callback: Callable[[Unpack[Ts]], object],
-        *args: *Ts,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
         context: Context | None = None,
     ) -> asyncio.TimerHandle:
         """``call_at(when, callback, *args, context=context)``, scheduling ``timer``
         again instead of making a new timer: it runs where and when the new one would,
         and is returned. ``timer`` must have been made for that callback and those
-        arguments and have fired (its callback has started: it is in no queue; the
-        callback's owner knows, it is running). ``None``, debug mode, or a subclass that
-        overrides ``call_at``: a new timer, made by ``call_at``. A cancelled timer raises
-        ``ValueError`` (it may still wait in the queue until purged): pass ``None``.
+        arguments (a tuple, as a handle holds them) and have fired (its callback has
+        started: it is in no queue; the callback's owner knows, it is running).
+        ``None``, debug mode, or a subclass that overrides ``call_at``: a new timer,
+        made by ``call_at``. A cancelled timer raises ``ValueError`` (it may still wait
+        in the queue until purged): pass ``None``.
 
         Why: a protocol's own timer (a link's delivery, a TCP driver's wake-up) fires
         again and again; scheduling the same handle saves making one each time.
         """
-        again: asyncio.TimerHandle = self._sched.rearm(
-            timer, when, callback, *args, context=context
-        )
+        again: asyncio.TimerHandle = self._sched.rearm(timer, when, callback, args, context)
         return again
 
     def call_soon_again(
         self,
         handle: asyncio.Handle | None,
-        callback: Callable[[Unpack[Ts]], object],
-        *args: *Ts,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
         context: Context | None = None,
     ) -> asyncio.Handle:
         """``call_soon(callback, *args, context=context)``, queueing ``handle`` (made for
         that callback and those arguments, and run) again instead of a new handle; the
         rules of :meth:`call_at_again` apply (``None``, debug mode or an overridden
         ``call_soon``: a new handle; a cancelled one raises ``ValueError``)."""
-        again: asyncio.Handle = self._sched.requeue(handle, callback, *args, context=context)
+        again: asyncio.Handle = self._sched.requeue(handle, callback, args, context)
         return again
 
     def close(self) -> None:

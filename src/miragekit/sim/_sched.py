@@ -129,14 +129,16 @@ class Scheduler:
         timer: Any,
         when: float,
         callback: Callable[..., object],
-        *args: Any,
+        args: tuple[Any, ...] = (),
         context: Context | None = None,
     ) -> Any:
         """``loop.call_at_again``: ``call_at(when, callback, *args, context=context)``
         with ``timer`` (made for that callback and those arguments, and fired: it is in
         no queue) scheduled again instead of a new timer, where the new one would go.
         ``timer`` None makes a new one; a cancelled timer is refused (it may still sit in
-        a bucket until purged). When reuse is off the loop's ``call_at`` makes it."""
+        a bucket until purged). When reuse is off the loop's ``call_at`` makes it. The
+        arguments are a tuple, as a handle holds them: positional arguments only, which
+        compiled callers pass without the general argument parsing (measured)."""
         if not self.reuse_timers:
             return self.loop.call_at(when, callback, *args, context=context)
         if timer is None:  # what call_at makes, but for the slots set below
@@ -171,7 +173,7 @@ class Scheduler:
         self,
         handle: Any,
         callback: Callable[..., object],
-        *args: Any,
+        args: tuple[Any, ...] = (),
         context: Context | None = None,
     ) -> Any:
         """``loop.call_soon_again``: ``call_soon(callback, *args, context=context)`` with
