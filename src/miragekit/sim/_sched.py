@@ -17,6 +17,12 @@ objects), timers sharing a deadline cost one heap entry, and the run order is ex
 that of ``(deadline, scheduling order)``. A timer for the present instant skips even
 that: it waits in ``due_now`` and runs after the due buckets at the next batch, which is
 where its deadline and scheduling order put it.
+
+Handles scheduled again (:meth:`Scheduler.rearm`, :meth:`Scheduler.requeue`, the loop's
+``call_at_again`` and ``call_soon_again``): a timer that fired, or a callback that ran,
+is in no queue, so the same object can go where a new one would, in the same order,
+for a few slot stores instead of a new handle's nine (a link's drain, a TCP driver's
+timer and flush: five timers and five callbacks an echo of a simulated cluster).
 """
 
 from __future__ import annotations
