@@ -153,6 +153,77 @@ def test_a_cancelled_or_scheduled_timer_is_refused(loop: sim.SimLoop) -> None:
     assert ran == [0]
 
 
+def _moved(instead: bool) -> tuple[list[tuple[float, str]], list[tuple[int, int]]]:
+    """Timer x (for 5) moved to 3 at time 1, between timers a, b (for 3, made before)
+    and c (after), and y moved from 4 to the present at 2: with call_at_instead, or
+    with cancel() and call_at. What ran when, and the queue's counts after each move."""
+    loop = sim.SimLoop()
+    ran: list[tuple[float, str]] = []
+
+    def note(name: str) -> None:
+        ran.append((loop.time(), name))
+
+    counts: list[tuple[int, int]] = []
+    x = loop.call_at(5.0, note, "x")
+    y = loop.call_at(4.0, note, "y")
+    loop.call_at(3.0, note, "a")
+    moved: list[asyncio.TimerHandle] = []
+
+    def move(timer: asyncio.TimerHandle, when: float, name: str) -> None:
+        if instead:
+            moved.append(loop.call_at_instead(timer, when, note, (name,)))
+        else:
+            timer.cancel()
+            moved.append(loop.call_at(when, note, name))
+        counts.append((loop._sched.timers, loop._sched.cancelled))
+
+    def at_one() -> None:
+        loop.call_at(3.0, note, "b")
+        move(x, 3.0, "x")
+        loop.call_at(3.0, note, "c")
+
+    loop.call_at(1.0, at_one)
+    loop.call_at(2.0, lambda: move(y, loop.time(), "y"))
+    try:
+        _run(loop, 10.0)
+    finally:
+        loop.close()
+    assert (moved[0] is x) == instead and (moved[1] is y) == instead
+    return ran, counts
+
+
+def test_a_timer_moved_instead_of_cancelled_runs_as_a_new_one_would() -> None:
+    """The same run as cancel() and call_at: x runs after a and b and before c at 3, y
+    at 2 after what was due there, nothing at 4 or 5 (the clock never stops there),
+    and the queue counts its old places as cancelled timers."""
+    ran, counts = _moved(instead=True)
+    assert (ran, counts) == _moved(instead=False)
+    assert ran == [(2.0, "y"), (3.0, "a"), (3.0, "b"), (3.0, "x"), (3.0, "c")]
+
+
+def test_a_fired_timer_not_run_yet_is_cancelled_and_made_anew(loop: sim.SimLoop) -> None:
+    """Fired (in the ready queue, not in a bucket) but not run: moving it cancels it
+    there and makes a new timer, so it runs once, at its new time."""
+    ran: list[tuple[float, str]] = []
+    moved: list[asyncio.TimerHandle] = []
+    timers: list[asyncio.TimerHandle] = []
+
+    def note(name: str) -> None:
+        ran.append((loop.time(), name))
+
+    def move() -> None:
+        moved.append(loop.call_at_instead(timers[1], 2.0, note, ("b",)))
+
+    timers.append(loop.call_at(1.0, move))
+    timers.append(loop.call_at(1.0, note, "b"))
+    first, second = timers
+    _run(loop, 3.0)
+    assert moved and moved[0] is not second and second.cancelled() and not first.cancelled()
+    assert ran == [(2.0, "b")]
+    with pytest.raises(ValueError):
+        loop.call_at_instead(second, 4.0, note, ("b",))
+
+
 def test_a_closed_loop_refuses(loop: sim.SimLoop) -> None:
     timer = loop.call_at(1.0, print)
     handle = loop.call_soon(print)

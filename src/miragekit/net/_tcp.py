@@ -495,6 +495,9 @@ class TCP(Generic[A]):
         self._again_soon: Callable[..., asyncio.Handle] | None = getattr(
             self._loop, "call_soon_again", None
         )
+        self._instead_at: Callable[..., asyncio.TimerHandle] | None = getattr(
+            self._loop, "call_at_instead", None
+        )
         self._spare_timer: asyncio.TimerHandle | None = None
         # Bound once (compiled, each ``self._on_timer`` is a new method object): handed
         # to the loop with every timer and flush scheduled again.
@@ -1290,6 +1293,12 @@ class TCP(Generic[A]):
             # a cancel and a new handle per flush.
             return
         if self._timer is not None:
+            instead = self._instead_at
+            if t is not None and instead is not None:
+                # Cancelled and made anew, in one: the same timer, moved earlier.
+                self._timer_at = t
+                self._timer = instead(self._timer, t, self._on_timer_cb)
+                return
             self._timer.cancel()
             self._timer = None
         self._timer_at = t

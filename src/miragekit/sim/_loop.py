@@ -103,7 +103,11 @@ _FAST = {
 }
 
 # The loop's methods that schedule a handle again, bound to the scheduler's in every mode.
-_AGAIN = {"call_at_again": "rearm", "call_soon_again": "requeue"}
+_AGAIN = {
+    "call_at_again": "rearm",
+    "call_at_instead": "replace",
+    "call_soon_again": "requeue",
+}
 
 
 class SimLoop(asyncio.SelectorEventLoop):
@@ -341,6 +345,23 @@ class SimLoop(asyncio.SelectorEventLoop):
         again and again; scheduling the same handle saves making one each time.
         """
         again: asyncio.TimerHandle = self._sched.rearm(timer, when, callback, args, context)
+        return again
+
+    def call_at_instead(
+        self,
+        timer: asyncio.TimerHandle,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """``timer.cancel()`` then ``call_at(when, callback, *args, context=context)``,
+        for a timer made for that callback and those arguments whose callback has not
+        run yet: the same run, with ``timer`` itself scheduled at ``when`` while it is
+        still in the queue (a cancelled stand-in takes its old place), and returned.
+        Fired and waiting to run, debug mode, or an overridden ``call_at``: it is
+        cancelled and a new timer made. A cancelled timer raises ``ValueError``."""
+        again: asyncio.TimerHandle = self._sched.replace(timer, when, callback, args, context)
         return again
 
     def call_soon_again(

@@ -22,7 +22,9 @@ Handles scheduled again (:meth:`Scheduler.rearm`, :meth:`Scheduler.requeue`, the
 ``call_at_again`` and ``call_soon_again``): a timer that fired, or a callback that ran,
 is in no queue, so the same object can go where a new one would, in the same order,
 for a few slot stores instead of a new handle's nine (a link's drain, a TCP driver's
-timer and flush: five timers and five callbacks an echo of a simulated cluster).
+timer and flush: five timers and five callbacks an echo of a simulated cluster). A timer
+still queued can move (:meth:`Scheduler.replace`): a cancelled stand-in keeps its old
+place, so the queue holds what ``cancel()`` and a new timer would have left.
 """
 
 from __future__ import annotations
@@ -88,6 +90,20 @@ class Scheduler:
         # call_soon, which then make every handle) or ask the loop for a new one.
         self.reuse_timers = True
         self.reuse_handles = True
+        # What takes the place of a timer moved by replace(): cancelled, as the timer
+        # itself would be after cancel(), so the queue and its purges see what they
+        # would have seen.
+        gone = _new(timer_type)
+        gone._context = None
+        gone._loop = loop
+        gone._callback = None
+        gone._args = None
+        gone._cancelled = True
+        gone._repr = None
+        gone._source_traceback = None
+        gone._when = 0.0
+        gone._scheduled = False
+        self.gone: Any = gone
 
     # --- the clock and scheduling ---------------------------------------------------------
 
@@ -174,6 +190,49 @@ class Scheduler:
             bucket.append(timer)
         self.timers += 1
         return timer
+
+    def replace(
+        self,
+        timer: Any,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
+        context: Context | None = None,
+    ) -> Any:
+        """``loop.call_at_instead``: ``timer.cancel()`` then ``call_at(when, callback,
+        *args, context=context)``, for a timer made for that callback and those
+        arguments whose callback has not run. Still in the queue, the timer itself goes
+        where the new one would, and a cancelled stand-in where it was (counted as
+        cancelled: the purges run as they would). Fired and waiting in the ready queue,
+        it is cancelled there and a new timer made."""
+        if timer._cancelled:
+            raise ValueError("a cancelled timer is not scheduled again")
+        if not self.reuse_timers or not timer._scheduled:
+            timer.cancel()
+            return self.rearm(None, when, callback, args, context)
+        old: float = timer._when
+        gone = self.gone
+        bucket = self.buckets.get(old)
+        found = False
+        if bucket is not None:
+            for i in range(len(bucket)):
+                if bucket[i] is timer:
+                    bucket[i] = gone
+                    found = True
+                    break
+        if not found:
+            due_now = self.due_now
+            for i in range(len(due_now)):
+                if due_now[i] is timer:
+                    due_now[i] = gone
+                    found = True
+                    break
+        if not found:  # not where its deadline says: leave it to asyncio's cancel
+            timer.cancel()
+            return self.rearm(None, when, callback, args, context)
+        self.cancelled += 1  # what timer_cancelled counts for a scheduled timer
+        timer._scheduled = False
+        return self.rearm(timer, when, callback, args, context)
 
     def requeue(
         self,
