@@ -385,10 +385,10 @@ def test_links_and_tcp_schedule_their_handles_again(monkeypatch: pytest.MonkeyPa
         frames_new, timers_new, handles_new = _echoes(counts)
     assert frames == frames_new and len(frames) > 3 * ECHOES
     # Without reuse an echo makes about seven timers (drains both ways for the request,
-    # its echo and the ACKs, TCP's timers, the sleep); with it the sleep's remains, and
-    # a few for the lost frames' retransmissions. Each flush handle made is reused too.
+    # its echo and the ACKs, TCP's timers, the sleep); with it the sleep's remains (TCP's
+    # timer moves instead of being made anew). The flush handle is reused too.
     assert timers_new > 5 * ECHOES
-    assert timers < timers_new / 3, (timers, timers_new)
+    assert timers <= ECHOES + ECHOES // 3, (timers, timers_new)
     assert handles < handles_new - 2 * ECHOES, (handles, handles_new)
 
 
