@@ -82,10 +82,10 @@ def count(hosts: int, conns: int, t0: float, t1: float, loss: float = 0.01) -> d
         if inside() and busy[0] == before:
             other["TCP timer fires that found nothing due"] += 1
 
-    def counted_flush(self: TCP[Any]) -> None:
+    def counted_flush(self: TCP[Any], own: bool = False) -> None:
         busy[0] += 1
         before = sum(scheduled.values()) + other["frames sent"]
-        flush(self)
+        flush(self, own)
         if inside() and sum(scheduled.values()) + other["frames sent"] == before:
             other["TCP runs that sent nothing and woke nothing"] += 1
 

@@ -74,7 +74,7 @@ def install() -> collections.Counter[str]:
 
     flush = tcp_cls._flush
 
-    def _flush(self: Any) -> None:
+    def _flush(self: Any, own: bool = False) -> None:
         h = self._flush_handle
         if direct:
             cause = direct.pop()
@@ -86,9 +86,11 @@ def install() -> collections.Counter[str]:
             cause = causes.pop(h, "?")
         # Flows told of data since the last run began (TCP._told): this run serves them.
         run.append([0, len(self._told)])
-        flush(self)
+        flush(self, own)
         frames, events = run.pop()
-        if self._flush_handle is not None and self._flush_handle is not h:
+        # Scheduled during the run (the driver's own handle may be queued again: its
+        # cause was taken above).
+        if self._flush_handle is not None:
             causes.setdefault(self._flush_handle, "served")
         c["runs"] += 1
         c["run: " + cause] += 1

@@ -48,6 +48,7 @@ ON_COMPILED = [
     "tests/test_sim_fixes.py",
     "tests/test_sim_network.py",
     "tests/test_sim_observe.py",
+    "tests/test_sim_rearm.py",
     "tests/test_sim_replica.py",
     "tests/test_sim_rx_checksum.py",
     "tests/test_sim_sched.py",

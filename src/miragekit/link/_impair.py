@@ -203,7 +203,7 @@ class Flood:
                 self.when = t
                 loop.call_at(t, self.drain, loop, context=contextvars.Context())
             elif t != self.when:
-                d.timer = loop.call_at(t, d.drain, loop, context=contextvars.Context())
+                d.arm(t, loop)
                 return
             members.append(d)
             d.timer = self
@@ -230,7 +230,20 @@ class _Direction:
     their own timer.
     """
 
-    __slots__ = ("bad", "busy_until", "deliver", "fifo", "last_arrival", "queue", "rng", "timer")
+    __slots__ = (
+        "again",
+        "again_loop",
+        "bad",
+        "busy_until",
+        "deliver",
+        "drain_cb",
+        "fifo",
+        "last_arrival",
+        "queue",
+        "rng",
+        "spare",
+        "timer",
+    )
 
     def __init__(self, deliver: Callable[[Frame], None], rng: random.Random) -> None:
         self.rng = rng  # this direction's own draws: the other direction's timing cannot shift them
@@ -241,12 +254,21 @@ class _Direction:
         self.timer: asyncio.TimerHandle | Flood | None = None
         self.deliver = deliver
         self.bad = False  # in a loss burst
+        # The drain timer that fired last (in no queue): on a loop that has
+        # call_at_again (a SimLoop), the next drain's timer is that one scheduled again,
+        # not a new one. ``again`` is ``again_loop``'s call_at_again (looked up once).
+        self.spare: asyncio.TimerHandle | Flood | None = None  # a TimerHandle when set
+        self.again: Callable[..., asyncio.TimerHandle] | None = None
+        self.again_loop: asyncio.AbstractEventLoop | None = None
+        # The bound drain, made once: compiled, ``self.drain`` makes a method object
+        # each time, and the loop is handed it for every timer scheduled again.
+        self.drain_cb: Callable[..., None] = self.drain
 
     def push(self, t: float, data: Frame, loop: asyncio.AbstractEventLoop) -> None:
         fifo = self.fifo
         fifo.append((t, data))
         if self.timer is None:
-            self.timer = loop.call_at(t, self.drain, loop, context=contextvars.Context())
+            self.arm(t, loop)
 
     def carry(
         self,
@@ -273,7 +295,18 @@ class _Direction:
         self.last_arrival = t
         self.fifo.append((t, data))
         if self.timer is None and (flood is None or not flood.join(self, t, loop)):
-            self.timer = loop.call_at(t, self.drain, loop, context=contextvars.Context())
+            # What arm does, without its call: every frame comes this way.
+            if loop is not self.again_loop:
+                self.again_loop = loop
+                self.again = getattr(loop, "call_at_again", None)
+                self.spare = None
+            again = self.again
+            if again is None:
+                self.timer = loop.call_at(t, self.drain, loop, context=contextvars.Context())
+            else:
+                spare = self.spare
+                self.spare = None
+                self.timer = again(spare, t, self.drain_cb, (loop,), contextvars.Context())
 
     def lost(self, link: LinkParams, c: ImpairCounters) -> bool:
         """The draws :func:`impair` makes for a frame on a plain link, and its loss (counted
@@ -289,16 +322,34 @@ class _Direction:
         """Deliver the frames due by ``now`` (by default ``loop``'s time), then time the
         next. The timers pass their loop: asking for the running loop costs a system call
         (``getpid``, asyncio's check for a fork) per frame."""
-        self.timer = None
-        if now is None:
+        if now is None:  # the loop runs this timer (a flood passes ``now``)
+            self.spare = self.timer
             now = loop.time()
+        self.timer = None
         # What resume does, without its call: a drain is a loop timer per frame and link.
         fifo = self.fifo
         deliver = self.deliver
         while fifo and fifo[0][0] <= now:
             deliver(fifo.popleft()[1])
         if fifo and self.timer is None:
-            self.timer = loop.call_at(fifo[0][0], self.drain, loop, context=contextvars.Context())
+            self.arm(fifo[0][0], loop)
+
+    def arm(self, t: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Time the drain at ``t``: with the timer that fired last, scheduled again, when
+        ``loop`` can (the same place in the loop's order as a new timer's). Each timer
+        runs in an empty context of its own, as a new one would: what a stack starts
+        for a frame it receives belongs to no host."""
+        if loop is not self.again_loop:
+            self.again_loop = loop
+            self.again = getattr(loop, "call_at_again", None)
+            self.spare = None  # made on another loop
+        again = self.again
+        if again is None:
+            self.timer = loop.call_at(t, self.drain, loop, context=contextvars.Context())
+            return
+        spare = self.spare
+        self.spare = None
+        self.timer = again(spare, t, self.drain_cb, (loop,), contextvars.Context())
 
     def resume(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
         """:meth:`drain` after its timer is forgotten: deliver what is due, time the rest."""
@@ -307,7 +358,7 @@ class _Direction:
         while fifo and fifo[0][0] <= now:
             deliver(fifo.popleft()[1])
         if fifo and self.timer is None:
-            self.timer = loop.call_at(fifo[0][0], self.drain, loop, context=contextvars.Context())
+            self.arm(fifo[0][0], loop)
 
     def clear(self) -> None:
         """Forget the frames on the wire and the link's timing (a new clock starts)."""

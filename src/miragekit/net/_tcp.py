@@ -343,7 +343,7 @@ class TCPFlow(Generic[A]):
             else:
                 tcp._writers.append(self)
                 if tcp._flush_handle is None:
-                    tcp._flush_handle = tcp._loop.call_soon(tcp._flush)
+                    tcp._flush_handle = tcp._loop_flush()
         return n
 
     async def writev_nodelay(self, bufs: Buffers) -> None:
@@ -487,6 +487,25 @@ class TCP(Generic[A]):
         self._rx_now: float | None = None  # the time of this batch's segments (till a flush)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # On a loop with call_at_again and call_soon_again (a SimLoop) the driver's timer
+        # and flush callback are scheduled again, not made anew: the timer that fired
+        # last (_spare_timer), and one flush handle (_own_flush, queued or not).
+        self._again_at: Callable[..., asyncio.TimerHandle] | None = getattr(
+            self._loop, "call_at_again", None
+        )
+        self._again_soon: Callable[..., asyncio.Handle] | None = getattr(
+            self._loop, "call_soon_again", None
+        )
+        self._instead_at: Callable[..., asyncio.TimerHandle] | None = getattr(
+            self._loop, "call_at_instead", None
+        )
+        self._spare_timer: asyncio.TimerHandle | None = None
+        # Bound once (compiled, each ``self._on_timer`` is a new method object): handed
+        # to the loop with every timer and flush scheduled again.
+        self._on_timer_cb: Callable[[], None] = self._on_timer
+        self._flush_cb: Callable[..., None] = self._flush
+        self._own_flush: asyncio.Handle | None = None
+        self._own_flush_queued = False
         self._flush_waiters: list[asyncio.Future[None]] = []
         self._running = False  # inside _run: flows' readable callbacks wait for its end
         self._readable: list[Callable[[], None]] = []
@@ -843,6 +862,9 @@ class TCP(Generic[A]):
         if h is not None:
             if isinstance(h, asyncio.Handle):
                 h.cancel()
+                if h is self._own_flush:  # a cancelled handle is never queued again
+                    self._own_flush = None
+                    self._own_flush_queued = False
             self._flush()
 
     def _flush_soon(self) -> None:
@@ -854,7 +876,7 @@ class TCP(Generic[A]):
             # (Not after disconnect, which took the batch's end away from this driver.)
             self._flush_handle = True
         else:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_handle = self._loop_flush()
 
     def _end_run(self) -> None:
         """Hand the endpoint the run's merged segment, if it holds any; the run stays
@@ -1006,11 +1028,24 @@ class TCP(Generic[A]):
         if flow._done:
             self._flows.pop(conn, None)
         if self._flush_handle is None:  # _schedule_flush, inlined: every close comes here
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_handle = self._loop_flush()
+
+    def _loop_flush(self) -> asyncio.Handle:
+        """A loop callback that runs :meth:`_flush`: the driver's own handle queued again
+        when it is in no queue (it ran), else a new one (the own one's first, or one
+        beside it: a flush ran early, from the timer, while it waited). Its context is
+        a copy of the caller's either way, as ``call_soon`` gives: tasks a run starts
+        (accepted connections) belong to whoever asked for the flush, as before."""
+        again = self._again_soon
+        if again is None or self._own_flush_queued:
+            return self._loop.call_soon(self._flush)
+        h = self._own_flush = again(self._own_flush, self._flush_cb, (True,))
+        self._own_flush_queued = True
+        return h
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_handle = self._loop_flush()
 
     async def _next_flush(self) -> None:
         """Wait until the driver next hands output to the IP layer."""
@@ -1026,7 +1061,11 @@ class TCP(Generic[A]):
         else:
             self._loop.call_soon(callback)
 
-    def _flush(self) -> None:
+    def _flush(self, own: bool = False) -> None:
+        """Run the driver (``own``: called by the driver's own handle, which is then in
+        no queue and may be queued again)."""
+        if own:
+            self._own_flush_queued = False
         if self._rx_run is not None:
             self._end_run()
         if self._rx_ack is not None:
@@ -1057,9 +1096,10 @@ class TCP(Generic[A]):
             # they were woken; a flush scheduled now runs right after them, in the same
             # loop turn, and sends what they wrote (a reply, a FIN) without waiting a
             # turn more for the flush their writes would schedule.
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_handle = self._loop_flush()
 
     def _on_timer(self) -> None:
+        self._spare_timer = self._timer  # the handle running this: in no queue now
         self._timer = None
         self._timer_at = None
         if self._rx_run is not None:
@@ -1261,11 +1301,24 @@ class TCP(Generic[A]):
             # a cancel and a new handle per flush.
             return
         if self._timer is not None:
+            instead = self._instead_at
+            if t is not None and instead is not None:
+                # Cancelled and made anew, in one: the same timer, moved earlier.
+                self._timer_at = t
+                self._timer = instead(self._timer, t, self._on_timer_cb)
+                return
             self._timer.cancel()
             self._timer = None
         self._timer_at = t
         if t is not None:
-            self._timer = self._loop.call_at(t, self._on_timer)
+            # The timer that fired last, scheduled again when the loop can; its context
+            # is a copy of the caller's, as a new timer's would be.
+            again = self._again_at
+            if again is None:
+                self._timer = self._loop.call_at(t, self._on_timer)
+            else:
+                self._timer = again(self._spare_timer, t, self._on_timer_cb)
+                self._spare_timer = None
 
     def _send(self, segs: list[tuple[bytes, bytes, TCPRepr]], now: float) -> None:
         """Hand the endpoint's output to the IP layer: over plain IPv4 as whole frames

@@ -102,6 +102,13 @@ _FAST = {
     "_timer_handle_cancelled": ("timer_cancelled", False),
 }
 
+# The loop's methods that schedule a handle again, bound to the scheduler's in every mode.
+_AGAIN = {
+    "call_at_again": "rearm",
+    "call_at_instead": "replace",
+    "call_soon_again": "requeue",
+}
+
 
 class SimLoop(asyncio.SelectorEventLoop):
     """A selector event loop whose clock is virtual and starts at ``start``.
@@ -215,6 +222,16 @@ class SimLoop(asyncio.SelectorEventLoop):
                 attrs[name] = getattr(self._sched, theirs)
             else:
                 attrs.pop(name, None)
+        # call_at_again and call_soon_again: the scheduler's in every mode (it falls back
+        # to the loop's call_at and call_soon in debug mode, or when they are overridden).
+        sched = self._sched
+        sched.reuse_timers = own["call_at"] and not self._debug
+        sched.reuse_handles = cls.call_soon is _OWN["call_soon"] and not self._debug
+        for name, theirs in _AGAIN.items():
+            if getattr(cls, name) is _OWN[name]:
+                attrs[name] = getattr(sched, theirs)
+            else:
+                attrs.pop(name, None)
         if cls.get_debug is _OWN["get_debug"] and not self._debug:
             attrs["get_debug"] = bool
         else:
@@ -306,6 +323,60 @@ class SimLoop(asyncio.SelectorEventLoop):
         self._ready.append(handle)
         made: asyncio.Handle = handle  # typed without typing.cast, a call per callback
         return made
+
+    def call_at_again(
+        self,
+        timer: asyncio.TimerHandle | None,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """``call_at(when, callback, *args, context=context)``, scheduling ``timer``
+        again instead of making a new timer: it runs where and when the new one would,
+        and is returned. ``timer`` must have been made for that callback and those
+        arguments (a tuple, as a handle holds them) and have fired (its callback has
+        started: it is in no queue; the callback's owner knows, it is running).
+        ``None``, debug mode, or a subclass that overrides ``call_at``: a new timer,
+        made by ``call_at``. A cancelled timer raises ``ValueError`` (it may still wait
+        in the queue until purged): pass ``None``.
+
+        Why: a protocol's own timer (a link's delivery, a TCP driver's wake-up) fires
+        again and again; scheduling the same handle saves making one each time.
+        """
+        again: asyncio.TimerHandle = self._sched.rearm(timer, when, callback, args, context)
+        return again
+
+    def call_at_instead(
+        self,
+        timer: asyncio.TimerHandle,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """``timer.cancel()`` then ``call_at(when, callback, *args, context=context)``,
+        for a timer made for that callback and those arguments whose callback has not
+        run yet: the same run, with ``timer`` itself scheduled at ``when`` while it is
+        still in the queue (a cancelled stand-in takes its old place), and returned.
+        Fired and waiting to run, debug mode, or an overridden ``call_at``: it is
+        cancelled and a new timer made. A cancelled timer raises ``ValueError``."""
+        again: asyncio.TimerHandle = self._sched.replace(timer, when, callback, args, context)
+        return again
+
+    def call_soon_again(
+        self,
+        handle: asyncio.Handle | None,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
+        context: Context | None = None,
+    ) -> asyncio.Handle:
+        """``call_soon(callback, *args, context=context)``, queueing ``handle`` (made for
+        that callback and those arguments, and run) again instead of a new handle; the
+        rules of :meth:`call_at_again` apply (``None``, debug mode or an overridden
+        ``call_soon``: a new handle; a cancelled one raises ``ValueError``)."""
+        again: asyncio.Handle = self._sched.requeue(handle, callback, args, context)
+        return again
 
     def close(self) -> None:
         super().close()
@@ -424,7 +495,9 @@ class SimLoop(asyncio.SelectorEventLoop):
 
 
 # The loop's own methods, which _bind replaces by the scheduler's when not overridden.
-_OWN: dict[str, Any] = {name: getattr(SimLoop, name) for name in (*_FAST, "get_debug")}
+_OWN: dict[str, Any] = {
+    name: getattr(SimLoop, name) for name in (*_FAST, *_AGAIN, "get_debug", "call_soon")
+}
 
 
 def _cancel_leftovers(loop: SimLoop) -> None:

@@ -17,6 +17,14 @@ objects), timers sharing a deadline cost one heap entry, and the run order is ex
 that of ``(deadline, scheduling order)``. A timer for the present instant skips even
 that: it waits in ``due_now`` and runs after the due buckets at the next batch, which is
 where its deadline and scheduling order put it.
+
+Handles scheduled again (:meth:`Scheduler.rearm`, :meth:`Scheduler.requeue`, the loop's
+``call_at_again`` and ``call_soon_again``): a timer that fired, or a callback that ran,
+is in no queue, so the same object can go where a new one would, in the same order,
+for a few slot stores instead of a new handle's nine (a link's drain, a TCP driver's
+timer and flush: five timers and five callbacks an echo of a simulated cluster). A timer
+still queued can move (:meth:`Scheduler.replace`): a cancelled stand-in keeps its old
+place, so the queue holds what ``cancel()`` and a new timer would have left.
 """
 
 from __future__ import annotations
@@ -77,6 +85,25 @@ class Scheduler:
         self.stopping = False
         self.real_io = False  # descriptors other than the self-pipe are registered
         self.teardown_until = _INF  # no deadline past this while tearing down
+        # Whether rearm and requeue reschedule the handle they are given (the loop's
+        # _bind says: not in debug mode, nor when a subclass overrides call_at or
+        # call_soon, which then make every handle) or ask the loop for a new one.
+        self.reuse_timers = True
+        self.reuse_handles = True
+        # What takes the place of a timer moved by replace(): cancelled, as the timer
+        # itself would be after cancel(), so the queue and its purges see what they
+        # would have seen.
+        gone = _new(timer_type)
+        gone._context = None
+        gone._loop = loop
+        gone._callback = None
+        gone._args = None
+        gone._cancelled = True
+        gone._repr = None
+        gone._source_traceback = None
+        gone._when = 0.0
+        gone._scheduled = False
+        self.gone: Any = gone
 
     # --- the clock and scheduling ---------------------------------------------------------
 
@@ -118,6 +145,115 @@ class Scheduler:
             bucket.append(timer)
         self.timers += 1
         return timer
+
+    def rearm(
+        self,
+        timer: Any,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
+        context: Context | None = None,
+    ) -> Any:
+        """``loop.call_at_again``: ``call_at(when, callback, *args, context=context)``
+        with ``timer`` (made for that callback and those arguments, and fired: it is in
+        no queue) scheduled again instead of a new timer, where the new one would go.
+        ``timer`` None makes a new one; a cancelled timer is refused (it may still sit in
+        a bucket until purged). When reuse is off the loop's ``call_at`` makes it. The
+        arguments are a tuple, as a handle holds them: positional arguments only, which
+        compiled callers pass without the general argument parsing (measured)."""
+        if not self.reuse_timers:
+            return self.loop.call_at(when, callback, *args, context=context)
+        if timer is None:  # what call_at makes, but for the slots set below
+            timer = _new(self.timer_type)
+            timer._loop = self.loop
+            timer._callback = callback
+            timer._args = args
+            timer._cancelled = False
+            timer._repr = None
+            timer._source_traceback = None
+        elif timer._cancelled or timer._scheduled:
+            raise ValueError("only a timer that has fired and is not cancelled is rearmed")
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        timer._context = copy_context() if context is None else context
+        timer._when = when
+        # The body of add() written out, as in call_at.
+        timer._scheduled = True
+        if when == self.now:
+            self.due_now.append(timer)
+            return timer
+        bucket = self.buckets.get(when)
+        if bucket is None:
+            self.buckets[when] = [timer]
+            heappush(self.deadlines, when)
+        else:
+            bucket.append(timer)
+        self.timers += 1
+        return timer
+
+    def replace(
+        self,
+        timer: Any,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
+        context: Context | None = None,
+    ) -> Any:
+        """``loop.call_at_instead``: ``timer.cancel()`` then ``call_at(when, callback,
+        *args, context=context)``, for a timer made for that callback and those
+        arguments whose callback has not run. Still in the queue, the timer itself goes
+        where the new one would, and a cancelled stand-in where it was (counted as
+        cancelled: the purges run as they would). Fired and waiting in the ready queue,
+        it is cancelled there and a new timer made."""
+        if timer._cancelled:
+            raise ValueError("a cancelled timer is not scheduled again")
+        if not self.reuse_timers or not timer._scheduled:
+            timer.cancel()
+            return self.rearm(None, when, callback, args, context)
+        old: float = timer._when
+        gone = self.gone
+        bucket = self.buckets.get(old)
+        found = False
+        if bucket is not None:
+            for i in range(len(bucket)):
+                if bucket[i] is timer:
+                    bucket[i] = gone
+                    found = True
+                    break
+        if not found:
+            due_now = self.due_now
+            for i in range(len(due_now)):
+                if due_now[i] is timer:
+                    due_now[i] = gone
+                    found = True
+                    break
+        if not found:  # not where its deadline says: leave it to asyncio's cancel
+            timer.cancel()
+            return self.rearm(None, when, callback, args, context)
+        self.cancelled += 1  # what timer_cancelled counts for a scheduled timer
+        timer._scheduled = False
+        return self.rearm(timer, when, callback, args, context)
+
+    def requeue(
+        self,
+        handle: Any,
+        callback: Callable[..., object],
+        args: tuple[Any, ...] = (),
+        context: Context | None = None,
+    ) -> Any:
+        """``loop.call_soon_again``: ``call_soon(callback, *args, context=context)`` with
+        ``handle`` (made for that callback and those arguments, and run: it is in no
+        queue) queued again instead of a new handle. ``handle`` None, or reuse off: the
+        loop's ``call_soon`` makes one; a cancelled handle is refused."""
+        if handle is None or not self.reuse_handles:
+            return self.loop.call_soon(callback, *args, context=context)
+        if handle._cancelled:
+            raise ValueError("a cancelled handle is not queued again")
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        handle._context = copy_context() if context is None else context
+        self.ready.append(handle)
+        return handle
 
     def call_later(
         self,
