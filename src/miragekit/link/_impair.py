@@ -20,7 +20,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from ..result import Error, NetworkError, Ok, Unknown
 from ..sim import current as current_sim
@@ -32,8 +32,8 @@ from ._wrap import Wrapper
 Frame = bytes | memoryview
 """A frame on a link: immutable bytes, or a view of a buffer nobody writes again."""
 
-_PROBABILITIES = ("loss", "duplicate", "reorder", "corrupt", "mark")
-_DURATIONS = ("latency", "jitter", "reorder_delay")
+_PROBABILITIES: Final = ("loss", "duplicate", "reorder", "corrupt", "mark")
+_DURATIONS: Final = ("latency", "jitter", "reorder_delay")
 
 
 @dataclass(slots=True)
@@ -467,8 +467,8 @@ def impair(
         c.reordered += 1
 
 
-_ETH_IPV4 = b"\x08\x00"
-_ETH_IPV6 = b"\x86\xdd"
+_ETH_IPV4: Final = b"\x08\x00"
+_ETH_IPV6: Final = b"\x86\xdd"
 
 
 def mark_ce(data: Frame) -> bytes | None:

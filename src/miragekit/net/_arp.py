@@ -26,12 +26,12 @@ from another host (DHCP's address check watches these, RFC 5227)."""
 
 BROADCAST: Final = b"\xff" * 6
 ZERO_MAC: Final = b"\0" * 6
-_ETH_ARP = struct.Struct("!6s6sHHHBBH6s4s6s4s")
-_ARP_FIELDS = struct.Struct("!8s6sI6sI")  # the fixed head, sha, spa, tha, tpa
-_ARP_HEAD = struct.Struct("!HHBBH")  # htype, ptype, hlen, plen, op
-_FRAME_FIELDS = struct.Struct("!14x8s6sI6xI")  # in an Ethernet frame: head, sha, spa, tpa
-_REQUEST_HEAD = bytes.fromhex("0001080006040001")  # Ethernet, IPv4, 6, 4, request
-_REPLY_HEAD = bytes.fromhex("0001080006040002")
+_ETH_ARP: Final = struct.Struct("!6s6sHHHBBH6s4s6s4s")
+_ARP_FIELDS: Final = struct.Struct("!8s6sI6sI")  # the fixed head, sha, spa, tha, tpa
+_ARP_HEAD: Final = struct.Struct("!HHBBH")  # htype, ptype, hlen, plen, op
+_FRAME_FIELDS: Final = struct.Struct("!14x8s6sI6xI")  # in an Ethernet frame: head, sha, spa, tpa
+_REQUEST_HEAD: Final = bytes.fromhex("0001080006040001")  # Ethernet, IPv4, 6, 4, request
+_REPLY_HEAD: Final = bytes.fromhex("0001080006040002")
 ARP_FRAME_LEN: Final = 14 + 28
 DEFEND_INTERVAL: Final = 10.0
 """RFC 5227 2.4 (b): at most one defending announcement per this many seconds."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import ClassVar, Final, Generic, Protocol, TypeVar
 
 from ..v1 import A, Buffer, IPCallback, IPDefaultCallback
 from ..wire import checksum_v, pseudo_sum
@@ -15,8 +15,8 @@ from ._ethif import Ethif
 K = TypeVar("K")
 K_contra = TypeVar("K_contra", contravariant=True)
 
-PROTO_TCP = 6
-PROTO_UDP = 17
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
 
 
 class Neighbours(Protocol[K_contra]):

@@ -62,14 +62,14 @@ quoted packet its own (only then is a path MTU kept)."""
 PROTO_ICMP: Final = 1
 PROTO_TCP: Final = 6
 PROTO_UDP: Final = 17
-_PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
+_PROTO: Final = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
 _ALL_ONES: Final = 0xFFFFFFFF
 _ERRORS_ABOUT_US: Final = frozenset((3, 11, 12))  # unreachable, time exceeded, parameter
 ETH_HLEN: Final = 14
-_RX_FIELDS = struct.Struct("!4xHH1xB2x4s4s")
-_RX_PLAIN = struct.Struct("!2xH2xHxB2x4s4s")  # length, flags+offset, proto, src, dst
-_LEN_ID = struct.Struct("!HH")
-_ETYPE_IP = struct.Struct("!HBBHHHBBH4s4s")  # the ethertype, then the IPv4 header
+_RX_FIELDS: Final = struct.Struct("!4xHH1xB2x4s4s")
+_RX_PLAIN: Final = struct.Struct("!2xH2xHxB2x4s4s")  # length, flags+offset, proto, src, dst
+_LEN_ID: Final = struct.Struct("!HH")
+_ETYPE_IP: Final = struct.Struct("!HBBHHHBBH4s4s")  # the ethertype, then the IPv4 header
 _LOCAL: Final[bytes] = bytes(bytearray(6))  # a distinct object, compared by identity
 """The route's 'MAC' for a destination that is this host (compared by identity)."""
 _LOOPBACK_SRC: Final = 0x7F000001  # 127.0.0.1, the source towards 127.0.0.0/8

@@ -83,8 +83,8 @@ valid only during the call."""
 PROTO_TCP: Final = 6
 PROTO_UDP: Final = 17
 PROTO_ICMPV6: Final = 58
-_PROTO = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
-_FAST = frozenset((PROTO_TCP, PROTO_UDP, PROTO_ICMPV6))
+_PROTO: Final = {"TCP": PROTO_TCP, "UDP": PROTO_UDP}
+_FAST: Final = frozenset((PROTO_TCP, PROTO_UDP, PROTO_ICMPV6))
 ETH_HLEN: Final = 14
 HLEN: Final = ETH_HLEN + 40
 LOOPBACK: Final = bytes(15) + b"\x01"  # ::1

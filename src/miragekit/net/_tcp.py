@@ -37,7 +37,7 @@ import ipaddress
 import logging
 import struct
 from collections.abc import Callable
-from typing import Any, Generic, Literal, Protocol, Self, cast
+from typing import Any, Final, Generic, Literal, Protocol, Self, cast
 
 from .. import tcp as tcpcore
 from ..buffers import flat
@@ -47,49 +47,54 @@ from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
-from ..wire import SEGMENT_FOLDS, ipv4_sums_to_zero, pseudo_sum, residue
+from ..wire import ipv4_sums_to_zero, pseudo_sum, residue
+
+# The folds as Final names (compiled code reads them as constants, not by name).
+from ..wire._checksum import FOLD2, FOLD3, FOLD4, FOLD_FROM, FOLD_WIDE, HALF, MASK2, MASK3, MASK4
 from ..wire.tcp import DataFields, TCPRepr, cut_flags, cut_segment, plain_fields, plain_segment
 from ._ethif import EthifCounters
 from ._ipv4 import IPv4, _loop_rng
 from ._ipv6 import IPv6
 
 Addr = ipaddress.IPv4Address
-PROTO_TCP = 6
-_ADDR: dict[int, Callable[[bytes], Any]] = {4: ipaddress.IPv4Address, 16: ipaddress.IPv6Address}
+PROTO_TCP: Final = 6
+_ADDR: Final[dict[int, Callable[[bytes], Any]]] = {
+    4: ipaddress.IPv4Address,
+    16: ipaddress.IPv6Address,
+}
 _log = logging.getLogger(__name__)
-_CONNECTED = tcpcore.Connected
-_CLOSED = tcpcore.ConnectionClosed
+_CONNECTED: Final = tcpcore.Connected
+_CLOSED: Final = tcpcore.ConnectionClosed
 
 # A whole Ethernet + IPv4 + TCP header in one pack (:class:`TcpSender`): the constant runs as
 # byte strings, the fields that change per segment as numbers. "_TS": with the
 # timestamp option (NOP, NOP, TS) that every segment after the handshake carries.
-_TX_TS = struct.Struct("!16sHH4sH12sIIHHH6sII")
-_TX = struct.Struct("!16sHH4sH12sIIHHH2s")
-_URG0_NOP_NOP_TS = b"\0\0\x01\x01\x08\x0a"
+_TX_TS: Final = struct.Struct("!16sHH4sH12sIIHHH6sII")
+_TX: Final = struct.Struct("!16sHH4sH12sIIHHH2s")
+_URG0_NOP_NOP_TS: Final = b"\0\0\x01\x01\x08\x0a"
 # _TX_TS with the runs a burst's middle frames share joined (TcpSender.burst): Ethernet
 # and IPv4 up to the length, the ID, flags to protocol, the checksum, addresses and
 # ports, the sequence number, ACK number to window, the checksum, urgent pointer and
 # timestamps. Nine fields to pack instead of fourteen.
-FOLD_FROM, FOLD_WIDE, HALF, FOLD2, MASK2, FOLD3, MASK3, FOLD4, MASK4 = SEGMENT_FOLDS
-_TX_RUNS = struct.Struct("!18sH4sH12sI8sH14s")
-_ACK_WIN = struct.Struct("!IHH")
-_TS_TAIL = struct.Struct("!6sII")
+_TX_RUNS: Final = struct.Struct("!18sH4sH12sI8sH14s")
+_ACK_WIN: Final = struct.Struct("!IHH")
+_TS_TAIL: Final = struct.Struct("!6sII")
 # A received frame read at once (:meth:`TCP._frame_input`): Ethernet destination and
 # type; IPv4 version+IHL, TOS, total length, flags+offset, addresses; TCP ports, numbers,
 # data offset, flags, window, urgent pointer, the first option word, TSval, TSecr.
-_RX = struct.Struct("!6s6xHBBH2xH4x4s4sHHIIBBH2xHIII")
-_NOP_NOP_TS_WORD = 0x0101080A
-_TX_IP = struct.Struct("!16sHH4sH8s")  # Ethernet + IPv4 only (TcpSender._frame_emitted)
-_TS_OPT_SUM = 0x0101 + 0x080A
-_PORTS = struct.Struct("!HH")
-SOFT_GSO_MAX = 65535 - 60
+_RX: Final = struct.Struct("!6s6xHBBH2xH4x4s4sHHIIBBH2xHIII")
+_NOP_NOP_TS_WORD: Final = 0x0101080A
+_TX_IP: Final = struct.Struct("!16sHH4sH8s")  # Ethernet + IPv4 only (TcpSender._frame_emitted)
+_TS_OPT_SUM: Final = 0x0101 + 0x080A
+_PORTS: Final = struct.Struct("!HH")
+SOFT_GSO_MAX: Final = 65535 - 60
 """The payload bytes of one burst a connection hands over whole over IPv4 without
 offload, cut into MSS-sized frames by :meth:`TcpSender.burst` (``Config.tso_max``)."""
 
 # TCP._flush clears its handle with this, not a literal None: typed as the attribute is,
 # the assignment does not narrow it to None for the rest of the method, where the run
 # may set it again (code compiled with mypyc trusts such narrowing when it reads it).
-_NO_FLUSH: asyncio.Handle | bool | None = None
+_NO_FLUSH: Final[asyncio.Handle | bool | None] = None
 
 
 class TcpIPLayer(Protocol[A]):
@@ -391,8 +396,8 @@ class TCPFlow(Generic[A]):
         self._wake_all()
 
 
-_RUN_MIN = 536  # frames with less data start no run (requests, not bulk data)
-_RUN_MAX = 65535  # a run is delivered when it holds this much (as GRO's 64 KiB)
+_RUN_MIN: Final = 536  # frames with less data start no run (requests, not bulk data)
+_RUN_MAX: Final = 65535  # a run is delivered when it holds this much (as GRO's 64 KiB)
 
 
 class _Run:
@@ -1815,8 +1820,8 @@ _Prebuilt = tuple[int, float, bytes, bytes, bytes, bytes, int, int]
 # The handshake's options by shape (MSS, window scale, SACK-permitted, timestamps or not):
 # their bytes as TCPRepr.emit writes them, but TSval and TSecr, which come last, and the
 # sum of those bytes (whole 32-bit words: each adds as its value).
-_HANDSHAKE_OPTIONS: dict[tuple[int | None, int | None, bool, bool], tuple[bytes, int]] = {}
-_TS_VALUES = struct.Struct("!II")
+_HANDSHAKE_OPTIONS: Final[dict[tuple[int | None, int | None, bool, bool], tuple[bytes, int]]] = {}
+_TS_VALUES: Final = struct.Struct("!II")
 
 
 def _handshake_options(

@@ -34,13 +34,13 @@ from collections import deque
 from collections.abc import Callable
 from contextvars import Context, copy_context
 from heapq import heapify, heappop, heappush
-from typing import Any
+from typing import Any, Final
 
 # Purge cancelled timers in bulk when they are this many and this large a share.
-PURGE_MIN = 100
-PURGE_FRACTION = 0.5
+PURGE_MIN: Final = 100
+PURGE_FRACTION: Final = 0.5
 
-_INF = float("inf")
+_INF: Final = float("inf")
 
 # Timers are made with object.__new__ and their slots set here: asyncio's __init__ is a
 # Python call, and a simulation makes a timer for every frame on a link with latency,

@@ -14,7 +14,7 @@ tuple is several times cheaper to create.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ..v1 import Buffer
 from ._checksum import FOLD_FROM, checksum_v, pseudo_sum, residue
@@ -37,14 +37,14 @@ __all__ = [
     "flags_str",
 ]
 
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
 PROTOCOL = 6
 HEADER_LEN = 20
