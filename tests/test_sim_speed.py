@@ -774,6 +774,11 @@ def test_a_frame_crosses_a_plain_link_in_eleven_python_calls() -> None:
         b.set_receiver(_receiver_ends_profile(got))
         b.send(frame(b, a, 0))  # the switch learns b and binds to this loop
         await asyncio.sleep(0.001)
+        # A first frame to b: its downlink's drain timer fires once and is kept, as it is
+        # for every frame after the first.
+        a.send(frame(a, b, 0))
+        await asyncio.sleep(0.001)
+        got.clear()
         loop = asyncio.get_running_loop()
         # Counted from the send to the receiver (which stops the count): one callback
         # and the downlink's timer after it, nothing else scheduled meanwhile.

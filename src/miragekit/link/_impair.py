@@ -32,6 +32,12 @@ from ._wrap import Wrapper
 Frame = bytes | memoryview
 """A frame on a link: immutable bytes, or a view of a buffer nobody writes again."""
 
+# A link generator's draws through the methods themselves (its type's, called with the
+# generator first): compiled code calls a method by name with a look-up in the type at
+# every call, several hundred instructions, twice a frame. The generators are
+# random.Random's (link_rng), whose methods these are.
+_random: Final = random.Random.random
+_getrandbits: Final = random.Random.getrandbits
 _PROBABILITIES: Final = ("loss", "duplicate", "reorder", "corrupt", "mark")
 _DURATIONS: Final = ("latency", "jitter", "reorder_delay")
 
@@ -187,8 +193,8 @@ class Flood:
         :meth:`_Direction.lost` and :meth:`join` written out): the same draws, times and
         timers. A switch's flood makes one such call per port it reaches."""
         rng = d.rng
-        lost = rng.random() < link.loss
-        rng.getrandbits(384)  # as _Direction.lost
+        lost = _random(rng) < link.loss
+        _getrandbits(rng, 384)  # as _Direction.lost
         if lost:
             c.dropped_loss += 1
             return
@@ -284,8 +290,8 @@ class _Direction:
         such a link uses. Callers that carry one frame over many links (a switch's
         flood) read the clock once, and pass a :class:`Flood` that times them all."""
         rng = self.rng  # what lost does, without its call: every frame comes this way
-        lost = rng.random() < link.loss
-        rng.getrandbits(384)
+        lost = _random(rng) < link.loss
+        _getrandbits(rng, 384)
         if lost:
             c.dropped_loss += 1
             return
@@ -312,8 +318,8 @@ class _Direction:
         """The draws :func:`impair` makes for a frame on a plain link, and its loss (counted
         in ``c``): what :meth:`carry` decides before it times the frame."""
         rng = self.rng
-        lost = rng.random() < link.loss
-        rng.getrandbits(384)  # the six draws it does not use: 2 words of 32 bits each
+        lost = _random(rng) < link.loss
+        _getrandbits(rng, 384)  # the six draws it does not use: 2 words of 32 bits each
         if lost:
             c.dropped_loss += 1
         return lost

@@ -43,6 +43,8 @@ from ._impair import (
     ImpairCounters,
     LinkParams,
     _Direction,
+    _getrandbits,
+    _random,
     fresh_seed,
     impair,
     link_rng,
@@ -553,8 +555,8 @@ class VnetIf:
                 # after the same draws: one loop timer a frame less. The draws are
                 # _Direction.lost's, without its call.
                 rng = up.rng
-                lost = rng.random() < link.loss
-                rng.getrandbits(384)
+                lost = _random(rng) < link.loss
+                _getrandbits(rng, 384)
                 if lost:
                     self.counters.dropped_loss += 1
                 else:

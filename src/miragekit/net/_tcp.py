@@ -71,6 +71,8 @@ _CLOSED: Final = tcpcore.ConnectionClosed
 # timestamp option (NOP, NOP, TS) that every segment after the handshake carries.
 _TX_TS: Final = struct.Struct("!16sHH4sH12sIIHHH6sII")
 _TX: Final = struct.Struct("!16sHH4sH12sIIHHH2s")
+_TX_TS_PACK: Final = _TX_TS.pack  # bound once, as _RX_FIELDS
+_TX_PACK: Final = _TX.pack
 _URG0_NOP_NOP_TS: Final = b"\0\0\x01\x01\x08\x0a"
 # _TX_TS with the runs a burst's middle frames share joined (TcpSender.burst): Ethernet
 # and IPv4 up to the length, the ID, flags to protocol, the checksum, addresses and
@@ -83,6 +85,9 @@ _TS_TAIL: Final = struct.Struct("!6sII")
 # type; IPv4 version+IHL, TOS, total length, flags+offset, addresses; TCP ports, numbers,
 # data offset, flags, window, urgent pointer, the first option word, TSval, TSecr.
 _RX: Final = struct.Struct("!6s6xHBBH2xH4x4s4sHHIIBBH2xHIII")
+# Bound once: compiled code calls a method of an object by name with a look-up in its
+# type at every call (several hundred instructions), a bound method directly.
+_RX_FIELDS: Final = _RX.unpack_from
 _NOP_NOP_TS_WORD: Final = 0x0101080A
 _TX_IP: Final = struct.Struct("!16sHH4sH8s")  # Ethernet + IPv4 only (TcpSender._frame_emitted)
 _TS_OPT_SUM: Final = 0x0101 + 0x080A
@@ -649,7 +654,7 @@ class TCP(Generic[A]):
         if plain is None:
             return False
         (dmac, etype, vihl, tos, tl, frag, src, dst, sport, dport, seq, ack, off, flags, window,
-         urgent, opt, tsv, tse) = _RX.unpack_from(frame)  # fmt: skip
+         urgent, opt, tsv, tse) = _RX_FIELDS(frame)  # fmt: skip
         mac, ours, martians = plain
         # Timestamps as the only option; else a SYN (ECE, CWR allowed), whose options
         # the endpoint parses (:meth:`TCPEndpoint.handle_packet`, the checksum checked
@@ -1750,11 +1755,11 @@ class TcpSender:
         # with ``*`` (a tuple and the slower call per frame).
         if ts is None:
             r = v % 0xFFFF
-            return _TX.pack(eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack,
-                            offflags, window, 0xFFFF - r if r else 0, b"\0\0")  # fmt: skip
+            return _TX_PACK(eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack,
+                             offflags, window, 0xFFFF - r if r else 0, b"\0\0")  # fmt: skip
         tsv, tse = ts
         r = (v + _TS_OPT_SUM + tsv + tse) % 0xFFFF
-        return _TX_TS.pack(eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack,
+        return _TX_TS_PACK(eth_ip, tl, ident, self._ip_mid, ip_csum, self._ports, seq, ack,
                            offflags, window, 0xFFFF - r if r else 0, _URG0_NOP_NOP_TS, tsv,
                            tse)  # fmt: skip
 
