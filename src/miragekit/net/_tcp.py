@@ -47,10 +47,22 @@ from ..v1 import TCP as TCPProtocol
 from ..v1 import A as A
 from ..v1 import Buffer, Buffers, TCPCallback
 from ..v1 import TCPFlow as TCPFlowProtocol
-from ..wire import ipv4_sums_to_zero, pseudo_sum, residue
 
-# The folds as Final names (compiled code reads them as constants, not by name).
-from ..wire._checksum import FOLD2, FOLD3, FOLD4, FOLD_FROM, FOLD_WIDE, HALF, MASK2, MASK3, MASK4
+# residue()'s folds by their Final names: compiled code reads a Final as a constant.
+from ..wire import (
+    FOLD2,
+    FOLD3,
+    FOLD4,
+    FOLD_FROM,
+    FOLD_WIDE,
+    HALF,
+    MASK2,
+    MASK3,
+    MASK4,
+    ipv4_sums_to_zero,
+    pseudo_sum,
+    residue,
+)
 from ..wire.tcp import DataFields, TCPRepr, cut_flags, cut_segment, plain_fields, plain_segment
 from ._ethif import EthifCounters
 from ._ipv4 import IPv4, _loop_rng

@@ -13,7 +13,15 @@ from . import ipv4 as ipv4
 from . import ipv6 as ipv6
 from . import udp as udp
 from . import vxlan as vxlan
-from ._checksum import SEGMENT_FOLDS as SEGMENT_FOLDS
+from ._checksum import FOLD2 as FOLD2
+from ._checksum import FOLD3 as FOLD3
+from ._checksum import FOLD4 as FOLD4
+from ._checksum import FOLD_FROM as FOLD_FROM
+from ._checksum import FOLD_WIDE as FOLD_WIDE
+from ._checksum import HALF as HALF
+from ._checksum import MASK2 as MASK2
+from ._checksum import MASK3 as MASK3
+from ._checksum import MASK4 as MASK4
 from ._checksum import checksum as checksum
 from ._checksum import checksum_add as checksum_add
 from ._checksum import checksum_finish as checksum_finish
@@ -60,7 +68,15 @@ from .vxlan import VxlanPacket as VxlanPacket
 from .vxlan import VxlanRepr as VxlanRepr
 
 __all__ = [
-    "SEGMENT_FOLDS",
+    "FOLD2",
+    "FOLD3",
+    "FOLD4",
+    "FOLD_FROM",
+    "FOLD_WIDE",
+    "HALF",
+    "MASK2",
+    "MASK3",
+    "MASK4",
     "ArpOperation",
     "ArpPacket",
     "ArpRepr",

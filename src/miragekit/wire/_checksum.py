@@ -44,9 +44,8 @@ FOLD_FROM: Final = 1000
 FOLD_WIDE: Final = 2048
 """Bytes from which the three folds no longer pay (they are sized for one segment; a
 64 KiB sum takes the plain remainder)."""
-SEGMENT_FOLDS = (FOLD_FROM, FOLD_WIDE, HALF, FOLD2, MASK2, FOLD3, MASK3, FOLD4, MASK4)
-""":func:`residue`'s bounds and folds, for a loop that writes its steps out (the TCP
-driver's burst, where a call a frame costs)."""
+# residue()'s bounds and folds are imported by name by a loop that writes its steps out
+# (the TCP driver's burst, where a call a frame costs).
 
 
 def residue(data: _Buf) -> int:
