@@ -22,7 +22,8 @@ and reads the echo. Shown: wall time, CPU time of the process
 (less sensitive than wall time to other work on the machine), echoes (round trips
 completed), echoes per wall second, how many times faster than real time the
 simulation ran, and CPU microseconds per echo (the steadiest figure on a shared
-machine); the load average before and after. ``--no-hand`` leaves out the by-hand
+machine); the load average before and after, and which Python ran it (see
+``interpreter.py``: how the interpreter was built moves every figure). ``--no-hand`` leaves out the by-hand
 reference (for long runs compared with ``--before``). ``--cpu-from T`` also shows the
 ``sim.Network`` rows' CPU per echo from simulated time T on (after the start-up).
 Writes bench/results/sim_cluster.json.
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _SRC = sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv[:-1] else str(ROOT / "src")
 sys.path.insert(0, _SRC)
 
+from interpreter import describe, line  # noqa: E402
 from revision_src import extract_src  # noqa: E402
 
 from miragekit import aio, sim  # noqa: E402
@@ -262,7 +264,7 @@ def main() -> None:
             rows.append(measure(name, fn, a))
     load.append(os.getloadavg()[0])
     print(f"{a.hosts} hosts, {a.conns} connections, {a.seconds:g} simulated s, loss {a.loss}")
-    print(f"load average {load[0]:.2f} before, {load[1]:.2f} after")
+    print(f"load average {load[0]:.2f} before, {load[1]:.2f} after; {line()}")
     print(
         f"{'how':<26} {'wall s':>8} {'CPU s':>8} {'echoes':>8} {'echoes/s':>9} "
         f"{'x real time':>12} {'CPU us/echo':>12}"
@@ -280,7 +282,7 @@ def main() -> None:
             )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    result = {"args": vars(a), "load": load, "rows": rows}
+    result = {"args": vars(a), "load": load, "python": describe(), "rows": rows}
     (out / "sim_cluster.json").write_text(json.dumps(result, indent=2))
 
 
