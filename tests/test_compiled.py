@@ -82,6 +82,7 @@ ON_COMPILED = [
     "tests/test_tcp_timer_ack.py",
     "tests/test_tcp_wire.py",
     "tests/test_tcp_zero_window_ack.py",
+    "tests/test_transport_io.py",
     "tests/test_vswitch.py",
 ]
 # Tests in the files above that count Python calls: run on the pure tree only.

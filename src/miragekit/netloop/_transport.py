@@ -43,11 +43,12 @@ class StackTransport(asyncio.Transport):
         # without a Python frame: write and is_closing are bound below, deliver is the
         # flow's callback).
         io = self._io = TransportIO(self, protocol, isinstance(protocol, asyncio.BufferedProtocol))
+        # (setattr, not through __dict__: asking for the dict makes one, and the instance
+        # loses its compact attribute values and the interpreter's fast look-ups.)
         cls = type(self)
-        attrs = self.__dict__
         for name in _BOUND:
             if getattr(cls, name) is _OWN[name]:  # not overridden by a subclass
-                attrs[name] = getattr(io, name)
+                setattr(self, name, getattr(io, name))
         # Made on first use, as the two events below: most connections write straight
         # into their flow and read through read_now, and at 10,000 connections each
         # deque (an event holds one) is 760 bytes that nothing uses.

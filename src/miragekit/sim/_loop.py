@@ -89,7 +89,11 @@ _COMPILED = not isinstance(Scheduler.__dict__["time"], types.FunctionType)
 # Not call_soon: made by interpreted code, a handle costs fewer instructions than made by
 # compiled code (seven generic attribute stores) even with the Python frame (measured
 # again with the C futures' calls: bound from the compiled scheduler, 2,400 more
-# instructions per echo).
+# instructions per echo; and per call, the handle's end included: 2,930 interpreted,
+# 3,600 compiled with the stores, 3,400 compiled through Handle.__init__, 2,820 as a
+# closure bound to the loop. Reusing handles that ran would save their allocation, but
+# a handle kept for reuse must let go of its callback, arguments and context: three
+# stores more, and compiled stores are what costs).
 # create_future and is_running are asyncio's: the C futures and tasks, asyncio.sleep and
 # the streams call the first, the virtual switch the second for every frame;
 # _timer_handle_cancelled is what asyncio's TimerHandle.cancel calls.
