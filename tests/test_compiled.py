@@ -52,6 +52,7 @@ ON_COMPILED = [
     "tests/test_sim_replica.py",
     "tests/test_sim_rx_checksum.py",
     "tests/test_sim_sched.py",
+    "tests/test_sim_timer_cancel.py",
     "tests/test_sim_speed.py",
     "tests/test_switch_impair.py",
     "tests/test_tcp_close_data_lost.py",
@@ -82,6 +83,7 @@ ON_COMPILED = [
     "tests/test_tcp_timer_ack.py",
     "tests/test_tcp_wire.py",
     "tests/test_tcp_zero_window_ack.py",
+    "tests/test_transport_io.py",
     "tests/test_vswitch.py",
 ]
 # Tests in the files above that count Python calls: run on the pure tree only.

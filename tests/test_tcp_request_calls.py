@@ -102,7 +102,7 @@ def test_data_is_told_to_an_on_readable_flow_without_a_python_call(steps: Module
     # callback is listed without a method of the flow in between.
     calls = aio.run(steps.serve(4, 20, "bytecodes"))["calls"]
     assert "net/_tcp.py:TCPFlow._data_in" not in calls
-    assert calls["netloop/_transport.py:StackTransport._deliver"] == 1.0  # told once each
+    assert calls["netloop/_transport_io.py:TransportIO.deliver"] == 1.0  # told once each
 
 
 def test_a_task_reading_a_flow_with_on_readable_is_woken_by_data_too() -> None:

@@ -55,7 +55,7 @@ class FlowTransport(StackTransport):
         return self.done
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.is_closing() or self._eof:
+        if self.is_closing() or self._io.eof:
             raise RuntimeError("write after close or write_eof")
         super().write(data)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..result import Error, Ok
 from ._errors import flow_error
+from ._transport_io import TransportIO, feed_buffered
 
 _HIGH = 64 * 1024
 _LOW = 16 * 1024
@@ -38,35 +39,34 @@ class StackTransport(asyncio.Transport):
         super().__init__(extra)
         self._loop = loop
         self._flow = flow
-        self._protocol = protocol
-        # Whether it takes data through get_buffer/buffer_updated (asyncio's TLS): known
-        # once per protocol, not tested per read.
-        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        # The state that reads and writes use, and their hot paths (compiled, they run
+        # without a Python frame: write and is_closing are bound below, deliver is the
+        # flow's callback).
+        io = self._io = TransportIO(self, protocol, isinstance(protocol, asyncio.BufferedProtocol))
+        # (setattr, not through __dict__: asking for the dict makes one, and the instance
+        # loses its compact attribute values and the interpreter's fast look-ups.)
+        cls = type(self)
+        for name in _BOUND:
+            if getattr(cls, name) is _OWN[name]:  # not overridden by a subclass
+                setattr(self, name, getattr(io, name))
         # Made on first use, as the two events below: most connections write straight
         # into their flow and read through read_now, and at 10,000 connections each
         # deque (an event holds one) is 760 bytes that nothing uses.
         self._out: deque[bytes] | None = None
-        self._out_size = 0
         self._high = _HIGH
         self._low = _LOW
         self._paused = False  # protocol.pause_writing() called
-        self._eof = False  # write_eof() called
-        self._closing = False
-        self._lost = False  # connection_lost() scheduled
-        self._reading_on = True  # reading wanted (not paused, not closing)
-        self._reading: asyncio.Event | None = None  # _reading_on for the reader task
+        self._reading: asyncio.Event | None = None  # io.reading_on for the reader task
         self._more: asyncio.Event | None = None  # the writer task's wake-up
         self.done: asyncio.Future[None] = loop.create_future()
         """Resolved once the protocol heard ``connection_lost``."""
-        self._send_now = getattr(flow, "send_now", None)
+        io.send_now = getattr(flow, "send_now", None)
         conn = getattr(flow, "connection", None)
         if conn is not None:
             conn.set_nodelay(True)  # as asyncio sets TCP_NODELAY on every TCP socket
         # A flow's data as it is (a bytearray, not an Ok of a view) when it can.
-        self._read_now = getattr(flow, "read_now_raw", None) or getattr(flow, "read_now", None)
-        self._delivering = True  # inside _deliver; until connection_made, deliveries wait
-        self._read_over = False  # EOF or the loss delivered: nothing more to read
-        self._deliver_soon = False  # _deliver was called back meanwhile
+        read_now = getattr(flow, "read_now_raw", None) or getattr(flow, "read_now", None)
+        io.read_now = read_now
         self._reader: asyncio.Task[None] | None = None
         # The writer task starts only when a write has to wait (most go straight into the
         # connection's send buffer) or at close.
@@ -74,9 +74,9 @@ class StackTransport(asyncio.Transport):
         # connection_made first, then reading, in the order asyncio's own transports keep:
         # data already waiting in the flow must not reach the protocol before it.
         loop.call_soon(protocol.connection_made, self)
-        if self._read_now is not None:
-            # No reader task: the flow says when it has something, _deliver takes it.
-            flow.on_readable(self._deliver)
+        if read_now is not None:
+            # No reader task: the flow says when it has something, deliver takes it.
+            flow.on_readable(io.deliver)
             loop.call_soon(self._start_delivery)
         else:
             self._reader = loop.create_task(self._read_loop())
@@ -84,72 +84,58 @@ class StackTransport(asyncio.Transport):
             loop.call_soon(_set_none, waiter)
 
     def __repr__(self) -> str:
-        state = "closing" if self._closing else "open"
+        state = "closing" if self._io.closing else "open"
         return f"<StackTransport {self.get_extra_info('peername')} {state}>"
+
+    # -- the state the reads and writes share (in self._io) ---------------------------
+
+    @property
+    def _protocol(self) -> asyncio.BaseProtocol:
+        protocol: asyncio.BaseProtocol = self._io.protocol
+        return protocol
+
+    @property
+    def _eof(self) -> bool:
+        """``write_eof()`` was called."""
+        return self._io.eof
+
+    @property
+    def _closing(self) -> bool:
+        return self._io.closing
+
+    @property
+    def _lost(self) -> bool:
+        """``connection_lost()`` is scheduled."""
+        return self._io.lost
+
+    @property
+    def _out_size(self) -> int:
+        """Bytes queued for the writer task."""
+        return self._io.out_size
 
     # -- reading ----------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
         flow = self._flow
         reading = self._reading = asyncio.Event()
-        if self._reading_on:
+        if self._io.reading_on:
             reading.set()
         while True:
             await reading.wait()
             r = await flow.read()
-            if self._lost or not self._received(r):
+            if self._io.lost or not self._received(r):
                 return
 
     def _start_delivery(self) -> None:
         """After ``connection_made``: what arrived meanwhile, then as it comes."""
-        self._delivering = False
-        self._deliver_soon = True  # the flow's callbacks so far, all in one: drain
-        self._deliver()
+        io = self._io
+        io.delivering = False
+        io.deliver_soon = True  # the flow's callbacks so far, all in one: drain
+        io.deliver()
 
     def _deliver(self) -> None:
-        """Hand the protocol what the flow holds, while it reads (the flows with
-        ``read_now``: called back, no task). Also the flow's ``on_readable``, called
-        from the loop, outside the protocol."""
-        if self._delivering:
-            self._deliver_soon = True  # the protocol is being fed: one more round after
-            return
-        if self._read_over:
-            return  # a callback queued before the end was delivered: eof_received once
-        read_now: Any = self._read_now  # set: this flow calls back (__init__)
-        self._delivering = True
-        # Each callback of the flow says what one event brought (data, or the end, or an
-        # error), and read_now_raw gives all the data held, so one read answers one
-        # callback. Callbacks that came together (while the protocol was being fed,
-        # before connection_made, while paused: ``_deliver_soon``) may have brought the
-        # end after the data: then read until nothing is left.
-        drain = False
-        try:
-            while self._reading_on and not self._lost:
-                if self._deliver_soon:
-                    drain = True
-                    self._deliver_soon = False
-                r = read_now()
-                if r is None:
-                    if self._deliver_soon:
-                        continue
-                    return
-                if type(r) is bytearray:
-                    # The protocol fed here, not through _data: a call less on every
-                    # request; what it raises is caught below, as _data catches it.
-                    if self._buffered:
-                        _feed_buffered(self._protocol, r)  # type: ignore[arg-type]
-                    else:
-                        self._protocol.data_received(bytes(r))  # type: ignore[attr-defined]
-                    if not (drain or self._deliver_soon):
-                        return
-                elif not self._received(r):
-                    return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal(exc, "Fatal error: protocol.data_received() call failed.")
-        finally:
-            self._delivering = False
+        """Hand the protocol what the flow holds (see :meth:`TransportIO.deliver`)."""
+        self._io.deliver()
 
     def _received(self, r: Any) -> bool:
         """Give the protocol one read's outcome; False once reading is over."""
@@ -174,8 +160,8 @@ class StackTransport(asyncio.Transport):
         """Give the protocol data read; False once reading is over (it raised)."""
         try:
             proto = self._protocol
-            if self._buffered:
-                _feed_buffered(proto, data)  # type: ignore[arg-type]
+            if self._io.buffered:
+                feed_buffered(proto, data)
             else:
                 proto.data_received(bytes(data))  # type: ignore[attr-defined]
         except (SystemExit, KeyboardInterrupt):
@@ -186,46 +172,43 @@ class StackTransport(asyncio.Transport):
         return True
 
     def _stop_reading(self) -> None:
-        self._read_over = True
-        if self._read_now is not None:
+        io = self._io
+        io.read_over = True
+        if io.read_now is not None:
             self._flow.on_readable(None)
 
     def pause_reading(self) -> None:
-        self._reading_on = False
+        self._io.reading_on = False
         if self._reading is not None:
             self._reading.clear()
 
     def resume_reading(self) -> None:
-        if not self._closing and not self._reading_on:
-            self._reading_on = True
+        io = self._io
+        if not io.closing and not io.reading_on:
+            io.reading_on = True
             if self._reading is not None:
                 self._reading.set()
-            if self._read_now is not None:
-                self._deliver_soon = True  # the callbacks missed while paused: drain
-                self._loop.call_soon(self._deliver)  # not inside the protocol's call
+            if io.read_now is not None:
+                io.deliver_soon = True  # the callbacks missed while paused: drain
+                self._loop.call_soon(io.deliver)  # not inside the protocol's call
 
     def is_reading(self) -> bool:
-        return self._reading_on and not self._closing
+        io = self._io
+        return io.reading_on and not io.closing
 
     # -- writing ----------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        if not data or self._lost:
-            return  # after the loss asyncio drops the data (drain() raises)
-        if self._out_size == 0 and self._send_now is not None and not self._closing:
-            # Nothing queued or in flight: straight into the connection's send buffer.
-            n = self._send_now(data)
-            if n == len(data):
-                return
-            if n > 0:
-                data = memoryview(data)[n:]
+        # Bound to the instance as TransportIO.write unless a subclass overrides it.
+        self._io.write(data)
+
+    def _queue(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue what ``write`` could not hand the connection, for the writer task."""
         out = self._out
         if out is None:
             out = self._out = deque()
         out.append(bytes(data))
-        self._out_size += len(data)
+        self._io.out_size += len(data)
         self._kick()
         self._maybe_pause()
 
@@ -234,12 +217,12 @@ class StackTransport(asyncio.Transport):
             self.write(data)
 
     def _maybe_pause(self) -> None:
-        if not self._paused and self._out_size > self._high:
+        if not self._paused and self._io.out_size > self._high:
             self._paused = True
             self._flow_control("pause_writing")
 
     def _maybe_resume(self) -> None:
-        if self._paused and self._out_size <= self._low:
+        if self._paused and self._io.out_size <= self._low:
             self._paused = False
             self._flow_control("resume_writing")
 
@@ -259,15 +242,16 @@ class StackTransport(asyncio.Transport):
         return hasattr(self._flow, "shutdown_write")
 
     def write_eof(self) -> None:
-        if self._closing or self._eof:
+        io = self._io
+        if io.closing or io.eof:
             return
         if not self.can_write_eof():
             raise NotImplementedError("write_eof() on a flow without half-close")
-        self._eof = True
+        io.eof = True
         self._kick()
 
     def get_write_buffer_size(self) -> int:
-        return self._out_size
+        return self._io.out_size
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return (self._low, self._high)
@@ -284,6 +268,7 @@ class StackTransport(asyncio.Transport):
 
     async def _write_loop(self) -> None:
         flow = self._flow
+        io = self._io
         more = self._more
         assert more is not None  # _kick made it before starting this task
         while True:
@@ -293,16 +278,16 @@ class StackTransport(asyncio.Transport):
                 batch = list(out)
                 out.clear()
                 r = await flow.writev(batch)
-                self._out_size -= sum(map(len, batch))
+                io.out_size -= sum(map(len, batch))
                 if isinstance(r, Error):
                     self._fatal(flow_error(r.error), "Fatal write error on socket transport")
                     return
                 if not isinstance(r, Ok):
                     return  # EOF: closed under us (abort)
                 self._maybe_resume()
-            if self._eof and not self._closing:
+            if io.eof and not io.closing:
                 await flow.shutdown_write()
-            if self._closing:
+            if io.closing:
                 await flow.close()
                 self._connection_lost(None)
                 return
@@ -310,14 +295,16 @@ class StackTransport(asyncio.Transport):
     # -- closing ----------------------------------------------------------------------
 
     def is_closing(self) -> bool:
-        return self._closing
+        # Bound to the instance as TransportIO.is_closing unless a subclass overrides it.
+        return self._io.closing
 
     def close(self) -> None:
         """Stop reading; send what is queued, then FIN; then ``connection_lost(None)``."""
-        if self._closing:
+        io = self._io
+        if io.closing:
             return
-        self._closing = True
-        self._reading_on = False
+        io.closing = True
+        io.reading_on = False
         if self._reading is not None:
             self._reading.clear()
         self._kick()
@@ -339,12 +326,13 @@ class StackTransport(asyncio.Transport):
         self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:
-        if self._lost:
+        io = self._io
+        if io.lost:
             return
-        self._closing = True
+        io.closing = True
         if self._out is not None:
             self._out.clear()
-        self._out_size = 0
+        io.out_size = 0
         self._cancel_tasks()
         flow = self._flow
         abort = getattr(flow, "abort", None)
@@ -363,10 +351,11 @@ class StackTransport(asyncio.Transport):
         self._connection_lost(exc)
 
     def _connection_lost(self, exc: BaseException | None) -> None:
-        if self._lost:
+        io = self._io
+        if io.lost:
             return
-        self._lost = True
-        self._closing = True
+        io.lost = True
+        io.closing = True
         self._cancel_tasks()
         self._loop.call_soon(self._call_connection_lost, exc)
 
@@ -376,7 +365,7 @@ class StackTransport(asyncio.Transport):
         if more is None:
             more = self._more = asyncio.Event()
         more.set()
-        if self._writer is None and not self._lost and self._loop.is_running():
+        if self._writer is None and not self._io.lost and self._loop.is_running():
             # (not running: a coroutine abandoned with its loop closing its transport)
             self._writer = self._loop.create_task(self._write_loop())
 
@@ -397,8 +386,9 @@ class StackTransport(asyncio.Transport):
     # -- protocol and extras ----------------------------------------------------------
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._protocol = protocol
-        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        io = self._io
+        io.protocol = protocol
+        io.buffered = isinstance(protocol, asyncio.BufferedProtocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
@@ -409,18 +399,9 @@ def _set_none(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _feed_buffered(proto: asyncio.BufferedProtocol, data: bytearray | memoryview) -> None:
-    """Copy ``data`` into the buffers a ``BufferedProtocol`` offers, as asyncio does."""
-    n = len(data)
-    off = 0
-    while off < n:
-        buf = memoryview(proto.get_buffer(n - off)).cast("B")
-        if not len(buf):
-            raise RuntimeError("get_buffer() returned an empty buffer")
-        k = min(len(buf), n - off)
-        buf[:k] = data[off : off + k]
-        proto.buffer_updated(k)
-        off += k
+# The methods each transport binds to its TransportIO's (see __init__).
+_BOUND = ("write", "is_closing")
+_OWN = {name: getattr(StackTransport, name) for name in _BOUND}
 
 
 async def wait_done(transport: StackTransport) -> None:

@@ -63,6 +63,19 @@ class _Timer(asyncio.TimerHandle):
 
     __slots__ = ()
 
+    def cancel(self) -> None:
+        """``TimerHandle.cancel`` and ``Handle.cancel`` in one frame: ``asyncio.sleep``
+        cancels its timer once it has fired, every time it returns (two Python frames
+        and a ``super()`` there, 2,980 instructions compiled; 1,560 here)."""
+        if not self._cancelled:
+            loop: Any = self._loop  # type: ignore[attr-defined]
+            loop._timer_handle_cancelled(self)
+            self._cancelled = True
+            if loop.get_debug():
+                self._repr = repr(self)
+            self._callback = None
+            self._args = None  # type: ignore[assignment]
+
 
 # Handles are made with object.__new__ and their slots set by the loop: a Python
 # __init__ is a call the interpreter cannot inline, and a simulation makes a handle for
@@ -89,7 +102,11 @@ _COMPILED = not isinstance(Scheduler.__dict__["time"], types.FunctionType)
 # Not call_soon: made by interpreted code, a handle costs fewer instructions than made by
 # compiled code (seven generic attribute stores) even with the Python frame (measured
 # again with the C futures' calls: bound from the compiled scheduler, 2,400 more
-# instructions per echo).
+# instructions per echo; and per call, the handle's end included: 2,930 interpreted,
+# 3,600 compiled with the stores, 3,400 compiled through Handle.__init__, 2,820 as a
+# closure bound to the loop. Reusing handles that ran would save their allocation, but
+# a handle kept for reuse must let go of its callback, arguments and context: three
+# stores more, and compiled stores are what costs).
 # create_future and is_running are asyncio's: the C futures and tasks, asyncio.sleep and
 # the streams call the first, the virtual switch the second for every frame;
 # _timer_handle_cancelled is what asyncio's TimerHandle.cancel calls.

@@ -1,0 +1,130 @@
+"""The transport's reads and writes run in its TransportIO (compiled in the optional
+build): asyncio's streams call ``write`` and ``is_closing`` bound to it, the flow calls
+back its ``deliver``, and a subclass that overrides a method keeps its own."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from miragekit import aio
+from miragekit.netloop._transport import StackTransport
+from miragekit.netloop._transport_io import TransportIO
+
+
+class FakeFlow:
+    """A flow with ``read_now_raw``, ``send_now`` and ``on_readable``, as a stack's."""
+
+    def __init__(self) -> None:
+        self.incoming: list[bytearray] = []
+        self.sent: list[bytes] = []
+        self.readable: Any = None
+
+    def on_readable(self, callback: Any) -> None:
+        self.readable = callback
+
+    def read_now_raw(self) -> bytearray | None:
+        return self.incoming.pop(0) if self.incoming else None
+
+    def send_now(self, data: bytes) -> int:
+        self.sent.append(bytes(data))
+        return len(data)
+
+    async def close(self) -> None:
+        pass
+
+
+class Recorder(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.made = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made = True
+
+    def data_received(self, data: bytes) -> None:
+        self.data.append(data)
+
+
+class Counting(StackTransport):
+    def __init__(self, *args: Any) -> None:
+        self.writes: list[bytes] = []
+        super().__init__(*args)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+        super().write(data)
+
+
+def test_write_is_closing_and_deliver_are_the_transport_io_s() -> None:
+    async def main() -> tuple[StackTransport, FakeFlow, Recorder]:
+        loop = asyncio.get_running_loop()
+        flow, proto = FakeFlow(), Recorder()
+        t = StackTransport(loop, flow, proto, {})
+        await asyncio.sleep(0)  # connection_made, then delivery starts
+        flow.incoming.append(bytearray(b"in"))
+        flow.readable()
+        t.write(b"out")
+        assert not t.is_closing()
+        t.close()
+        assert t.is_closing() and t._closing and t._io.closing
+        await asyncio.sleep(0)
+        return t, flow, proto
+
+    t, flow, proto = asyncio.run(main())
+    io = t._io
+    assert isinstance(io, TransportIO)
+    assert t.__dict__["write"] == io.write
+    assert t.__dict__["is_closing"] == io.is_closing
+    assert flow.readable is None or flow.readable == io.deliver
+    assert proto.made and proto.data == [b"in"]
+    assert flow.sent == [b"out"]
+
+
+def test_the_flow_is_given_the_transport_io_s_deliver() -> None:
+    async def main() -> tuple[StackTransport, Any]:
+        t = StackTransport(asyncio.get_running_loop(), flow := FakeFlow(), Recorder(), {})
+        given = flow.readable
+        t.abort()
+        await asyncio.sleep(0)
+        return t, given
+
+    t, given = asyncio.run(main())
+    assert given == t._io.deliver
+
+
+def test_a_subclass_s_write_is_its_own() -> None:
+    async def main() -> tuple[Counting, FakeFlow]:
+        loop = asyncio.get_running_loop()
+        flow = FakeFlow()
+        t = Counting(loop, flow, Recorder(), {})
+        t.write(b"one")
+        t.writelines([b"two"])
+        t.abort()
+        await asyncio.sleep(0)
+        return t, flow
+
+    t, flow = asyncio.run(main())
+    assert "write" not in t.__dict__ and "is_closing" in t.__dict__
+    assert t.writes == [b"one", b"two"]
+    assert flow.sent == [b"one", b"two"]
+
+
+def test_flow_transport_keeps_the_flow_rule() -> None:
+    async def main() -> None:
+        flow = FakeFlow()
+        flow.get_dest = lambda: ("10.0.0.1", 80)  # type: ignore[attr-defined]
+        t = aio.FlowTransport(flow, Recorder(), asyncio.get_running_loop())  # type: ignore[arg-type]
+        assert "write" not in t.__dict__
+        t.write(b"x")
+        t.close()
+        try:
+            t.write(b"y")
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("a write after close must raise")
+        await asyncio.sleep(0)
+        assert flow.sent == [b"x"]
+
+    asyncio.run(main())
