@@ -161,11 +161,15 @@ class Flood:
     deadline, sequence numbers taken one after another), so the order is the same: each
     member's :meth:`_Direction.drain` in turn, unless its link was cleared meanwhile."""
 
-    __slots__ = ("members", "when")
+    __slots__ = ("item", "members", "when")
 
     def __init__(self) -> None:
         self.when = 0.0
         self.members: list[_Direction] = []
+        # The (time, frame) entry the links' fifos hold, one for all the links the frame
+        # is due on at the same time (a tuple is never changed): at 500 hosts a flood
+        # made 499 of them, each a tracked object for the collector.
+        self.item: tuple[float, Frame] | None = None
 
     def join(self, d: _Direction, t: float, loop: asyncio.AbstractEventLoop) -> bool:
         """Make the timer of idle direction ``d``, with its frame due at ``t``, this
@@ -202,7 +206,10 @@ class Flood:
         if t < d.last_arrival:
             t = d.last_arrival
         d.last_arrival = t
-        d.fifo.append((t, data))
+        item = self.item
+        if item is None or item[0] != t or item[1] is not data:
+            item = self.item = (t, data)
+        d.fifo.append(item)
         if d.timer is None:
             members = self.members
             if not members:
@@ -215,6 +222,7 @@ class Flood:
             d.timer = self
 
     def drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.item = None  # the fifos hold it now, or have let go of it
         now = loop.time()  # one reading for them all: at 500 hosts a flood has 499
         for d in self.members:
             if d.timer is self:

@@ -51,6 +51,7 @@ from ._impair import (
 )
 from ._listen import SpawnedListens
 from ._pool import _POOL_MIN, ETH_HEADER, MAX_MTU, VLAN_TAG, _BufferPool
+from ._portstats import PortStats
 
 _TPID_8021Q: Final = b"\x81\x00"
 # The builtin, in a constant: compiled code looks a builtin it has no operation for up
@@ -396,7 +397,12 @@ class VnetIf:
         self._max_frame = mtu + ETH_HEADER
         self.link = link
         self.counters = VnetCounters()
-        self._stats = Stats()
+        # The NETWORK stats, counted here (native fields) and read through _stats.
+        self._rx_bytes = 0
+        self._rx_pkts = 0
+        self._tx_bytes = 0
+        self._tx_pkts = 0
+        self._stats: Stats = PortStats(self)
         self._up = _Direction(self._arrive_at_switch, link_rng(switch.seed, name, "up"))
         self._down = _Direction(self._deliver, link_rng(switch.seed, name, "down"))
         self._receiver: FrameReceiver | None = None
@@ -535,9 +541,8 @@ class VnetIf:
         ):
             self.counters.dropped_mtu += 1
             return
-        stats = self._stats
-        stats.tx_pkts += 1
-        stats.tx_bytes += n
+        self._tx_pkts += 1
+        self._tx_bytes += n
         sw = self._fabric
         loop = sw._loop  # what _running_loop gives, without its call when it is running
         if loop is None or not loop.is_running():
@@ -599,8 +604,7 @@ class VnetIf:
         return self._stats
 
     def reset_stats_counters(self) -> None:
-        s = self._stats
-        s.rx_bytes = s.rx_pkts = s.tx_bytes = s.tx_pkts = 0
+        self._rx_bytes = self._rx_pkts = self._tx_bytes = self._tx_pkts = 0
         self.counters.reset()
 
     # --- the link towards this interface --------------------------------------------------
@@ -654,9 +658,8 @@ class VnetIf:
         if fn is None:
             self.counters.dropped_no_receiver += 1
             return
-        stats = self._stats
-        stats.rx_pkts += 1
-        stats.rx_bytes += len(data)
+        self._rx_pkts += 1
+        self._rx_bytes += len(data)
         try:
             view = data if type(data) is _memoryview else _memoryview(data)
             tap = self._tap

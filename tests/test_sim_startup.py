@@ -1,0 +1,106 @@
+"""A segment of many hosts starting: what a broadcast costs at each port it reaches.
+
+At 500 hosts every ARP request is carried to 499 ports while the cluster starts (~5
+million deliveries): what each of them allocates and touches is the start-up's cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from miragekit import sim
+from miragekit.link import LinkParams, VnetSwitch
+from miragekit.link._impair import Flood, ImpairCounters, _Direction
+from miragekit.v1 import Stats
+
+
+def test_a_flood_puts_one_entry_on_all_its_links() -> None:
+    """The links a flooded frame is due on at the same time hold one (time, frame)
+    entry between them, not one each (a tracked tuple per port for the collector); a
+    link whose frame is due later gets its own."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        dirs = [_Direction(lambda f: got.append(bytes(f)), random.Random(i)) for i in range(4)]
+        near = LinkParams(latency=0.001)
+        far = LinkParams(latency=0.002)
+        flood = Flood()
+        now = loop.time()
+        for d in dirs[:3]:
+            flood.carry(d, near, ImpairCounters(), b"x", now, loop)
+        flood.carry(dirs[3], far, ImpairCounters(), b"x", now, loop)
+        entries = [d.fifo[0] for d in dirs]
+        assert entries[0] is entries[1] is entries[2]
+        assert entries[3] is not entries[0] and entries[3][0] == now + 0.002
+        await asyncio.sleep(0.01)
+        assert got == [b"x"] * 4
+
+    sim.run(main())
+
+
+def test_a_switch_flood_shares_its_entry_across_ports() -> None:
+    async def main() -> set[int]:
+        sw = VnetSwitch(seed=1)
+        link = LinkParams(latency=0.001, loss=1e-9)
+        src = sw.add_interface("src")  # ideal: at the switch at once
+        ports = [sw.add_interface(f"p{i}", link=link) for i in range(6)]
+        for p in ports:
+            p.set_receiver(lambda f: None)
+        src.send(b"\xff" * 6 + src.mac().packed + b"\x08\x06" + bytes(46))
+        entries = {id(p._down.fifo[0]) for p in ports}
+        await asyncio.sleep(0.01)
+        return entries
+
+    assert len(sim.run(main())) == 1
+
+
+class _Unwritable(Stats):
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AssertionError(f"the frame path wrote Stats.{name}")
+
+
+def test_a_port_counts_its_frames_without_writing_a_stats_object() -> None:
+    """A port counts the frames it sends and hands on in fields of its own (at 500
+    hosts ~5 million broadcasts at start-up; each Stats update was two look-ups and two
+    stores by name): the frame path never writes the Stats object."""
+
+    async def main() -> tuple[Stats, Stats]:
+        sw = VnetSwitch(seed=1)
+        a = sw.add_interface("a", link=LinkParams(loss=1e-9))
+        b = sw.add_interface("b", link=LinkParams(loss=1e-9))
+        b.set_receiver(lambda f: None)
+        live_a, live_b = a.get_stats_counters(), b.get_stats_counters()
+        a._stats = _Unwritable.__new__(_Unwritable)  # its __init__ would write
+        b._stats = _Unwritable.__new__(_Unwritable)
+        for n in (60, 70, 80):
+            a.send(b"\xff" * 6 + a.mac().packed + b"\x08\x06" + bytes(n - 14))
+        await asyncio.sleep(0.01)
+        return live_a, live_b
+
+    live_a, live_b = sim.run(main())
+    assert live_a == Stats(tx_bytes=210, tx_pkts=3)  # and still live
+    assert live_b == Stats(rx_bytes=210, rx_pkts=3)
+
+
+def test_a_ports_stats_are_live_and_writable() -> None:
+    async def main() -> None:
+        sw = VnetSwitch(seed=1)
+        a, b = sw.add_interface("a"), sw.add_interface("b")
+        b.set_receiver(lambda f: None)
+        st = b.get_stats_counters()
+        assert isinstance(st, Stats) and st == Stats() and Stats() == st
+        a.send(b"\xff" * 6 + a.mac().packed + b"\x08\x06" + bytes(46))
+        await asyncio.sleep(0.01)
+        assert (st.rx_pkts, st.rx_bytes, st.tx_pkts) == (1, 60, 0)
+        assert st != Stats() and repr(st) == repr(Stats(rx_bytes=60, rx_pkts=1))
+        assert a.get_stats_counters() == Stats(tx_bytes=60, tx_pkts=1)
+        st.rx_pkts += 4
+        assert b.get_stats_counters().rx_pkts == 5
+        b.reset_stats_counters()
+        assert st == Stats()
+
+    sim.run(main())
