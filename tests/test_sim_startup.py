@@ -12,7 +12,10 @@ import random
 from miragekit import sim
 from miragekit.link import LinkParams, VnetSwitch
 from miragekit.link._impair import Flood, ImpairCounters, _Direction
-from miragekit.v1 import Stats
+from miragekit.net import _arp
+from miragekit.result import Ok
+from miragekit.stack import DirectStackV4, Static
+from miragekit.v1 import StackConfig, Stats
 
 
 def test_a_flood_puts_one_entry_on_all_its_links() -> None:
@@ -104,3 +107,51 @@ def test_a_ports_stats_are_live_and_writable() -> None:
         assert st == Stats()
 
     sim.run(main())
+
+
+def _arp_frame(dst: bytes, etype: bytes, target: int) -> memoryview:
+    sha = b"\x02\0\0\0\0\x02"
+    arp = bytes.fromhex("0001080006040001") + sha + bytes([10, 0, 0, 2]) + bytes(6)
+    return memoryview(dst + sha + etype + arp + target.to_bytes(4, "big"))
+
+
+def test_passes_by_reads_the_destination_and_the_ethertype_itself() -> None:
+    """:meth:`Arp.passes_by` answers for any frame, not only for broadcasts the caller
+    checked (each byte the interface read of a broadcast was a call, for each of the
+    499 hosts it reaches): a unicast request, or the same bytes under another
+    ethertype, never passes by; a multicast request does, as a broadcast."""
+    arp = _arp.Arp(b"\x02\0\0\0\0\x01", lambda bufs: None)
+    arp.ips.add(0x0A000001)
+    other = 0x0A000099
+    assert arp.passes_by(_arp_frame(b"\xff" * 6, b"\x08\x06", other))
+    assert arp.passes_by(_arp_frame(b"\x01\0\x5e\0\0\x01", b"\x08\x06", other))
+    assert not arp.passes_by(_arp_frame(b"\x02\0\0\0\0\x03", b"\x08\x06", other))
+    assert not arp.passes_by(_arp_frame(b"\xff" * 6, b"\x08\x00", other))
+    assert not arp.passes_by(_arp_frame(b"\xff" * 6, b"\x09\x06", other))
+    assert arp.counters.rx_packets == 2
+
+
+def test_an_interface_counts_a_unicast_request_for_another_mac_as_not_for_it() -> None:
+    """A request unicast to another MAC (a switch that has not learnt it yet floods it)
+    is not ARP's to count: the Ethernet layer drops it as not for us."""
+
+    async def main() -> tuple[int, int, int]:
+        sw = VnetSwitch(seed=1)
+        src = sw.add_interface("src")
+        vif = sw.add_interface("h", link=LinkParams(loss=1e-9))
+        r = await DirectStackV4.connect(StackConfig("h", None, vif, Static("10.0.0.1/24")))
+        assert isinstance(r, Ok)
+        await asyncio.sleep(1)
+        stack = r.value
+        arp, eth = stack.ipv4().arp, stack._ip.ethif.counters
+        before = arp.counters.rx_packets, eth.rx_not_for_us, eth.rx_frames
+        src.send(bytes(_arp_frame(b"\x02\0\0\0\0\x03", b"\x08\x06", 0x0A000099)))
+        src.send(bytes(_arp_frame(b"\xff" * 6, b"\x08\x06", 0x0A000099)))
+        await asyncio.sleep(0.01)
+        return (
+            arp.counters.rx_packets - before[0],
+            eth.rx_not_for_us - before[1],
+            eth.rx_frames - before[2],
+        )
+
+    assert sim.run(main()) == (1, 1, 2)
