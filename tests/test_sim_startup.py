@@ -155,3 +155,25 @@ def test_an_interface_counts_a_unicast_request_for_another_mac_as_not_for_it() -
         )
 
     assert sim.run(main()) == (1, 1, 2)
+
+
+def test_a_links_fifo_methods_are_found_once_and_survive_a_clear() -> None:
+    """A direction keeps its fifo's ``append`` and ``popleft`` (a flood calls each once
+    per port: a look-up by name each time, compiled): cleared, the direction still
+    carries into its fifo and delivers from it."""
+
+    async def main() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        d = _Direction(lambda f: got.append(bytes(f)), random.Random(1))
+        assert d.append.__self__ is d.fifo  # type: ignore[attr-defined]
+        assert d.popleft.__self__ is d.fifo  # type: ignore[attr-defined]
+        link = LinkParams(latency=0.001)
+        d.carry(link, ImpairCounters(), b"a", loop.time(), loop)
+        d.clear()
+        Flood().carry(d, link, ImpairCounters(), b"b", loop.time(), loop)
+        assert [f for _, f in d.fifo] == [b"b"]
+        await asyncio.sleep(0.01)
+        return got
+
+    assert sim.run(main()) == [b"b"]
