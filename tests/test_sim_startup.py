@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
+
+import pytest
 
 from miragekit import sim
 from miragekit.link import LinkParams, VnetSwitch
@@ -177,3 +180,32 @@ def test_a_links_fifo_methods_are_found_once_and_survive_a_clear() -> None:
         return got
 
     assert sim.run(main()) == [b"b"]
+
+
+def test_passes_by_knows_a_frame_by_its_contents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame whose bytes are those of a broadcast already read is answered from what was
+    read (its buffer is asked of only when it is not known); a view of a mutable buffer
+    (a device's, which has no hash) is read each time; only views of bytes are kept."""
+    reads = [0]
+    real = _arp._FRAME_FIELDS
+
+    class Counting:
+        def unpack_from(self, buf: Any, offset: int = 0) -> tuple[Any, ...]:
+            reads[0] += 1
+            return real.unpack_from(buf, offset)
+
+    _arp._READ.clear()
+    monkeypatch.setattr(_arp, "_FRAME_FIELDS", Counting())
+    arp = _arp.Arp(b"\x02\0\0\0\0\x01", lambda bufs: None)
+    arp.ips.add(0x0A000001)
+    kept = _arp_frame(b"\xff" * 6, b"\x08\x06", 0x0A000099)
+    assert arp.passes_by(kept) and reads[0] == 1
+    assert arp.passes_by(memoryview(bytes(kept))) and reads[0] == 1  # known by its bytes
+    for mutable in (memoryview(bytearray(kept)), memoryview(bytearray(kept)).toreadonly()):
+        assert arp.passes_by(mutable)
+    assert reads[0] == 3
+    writable = memoryview(bytearray(kept))
+    writable[41] = 1  # now for us
+    assert not arp.passes_by(writable) and reads[0] == 4
+    assert list(_arp._READ) == [kept]
+    assert arp.counters.rx_packets == 4

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Self
 
@@ -406,7 +406,7 @@ class VnetIf:
         self._up = _Direction(self._arrive_at_switch, link_rng(switch.seed, name, "up"))
         self._down = _Direction(self._deliver, link_rng(switch.seed, name, "down"))
         self._receiver: FrameReceiver | None = None
-        self._tap: FrameReceiver | None = None
+        self._tap: Callable[[memoryview, int], None] | None = None
         self._pending: list[Frame] = []
         self._flush_handle: asyncio.Handle | None = None
         self._closed = False
@@ -500,9 +500,10 @@ class VnetIf:
         hand-made frames) ends the switch's vouching, as a link that corrupts does."""
         self._vouched = True
 
-    def set_tap(self, fn: FrameReceiver | None) -> None:
-        """Show ``fn`` every frame handed to the receiver, just before it (a simulated
-        host's observer: one call per frame fewer than a wrapper around the receiver)."""
+    def set_tap(self, fn: Callable[[memoryview, int], None] | None) -> None:
+        """Show ``fn(frame, size)`` every frame handed to the receiver, just before it (a
+        simulated host's observer: one call per frame fewer than a wrapper around the
+        receiver), with its size in bytes."""
         self._tap = fn
 
     def send(self, frame: Buffer) -> None:
@@ -658,13 +659,14 @@ class VnetIf:
         if fn is None:
             self.counters.dropped_no_receiver += 1
             return
+        n = len(data)
         self._rx_pkts += 1
-        self._rx_bytes += len(data)
+        self._rx_bytes += n
         try:
             view = data if type(data) is _memoryview else _memoryview(data)
             tap = self._tap
             if tap is not None:
-                tap(view)
+                tap(view, n)
             sw = self._flags_sw
             if sw is not None:
                 fn(view, CSUM_VALID if sw._trusted else 0)  # type: ignore[call-arg]

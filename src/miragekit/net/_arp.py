@@ -342,19 +342,26 @@ class Arp:
         question to ask of them. Never true for what :meth:`input` would do more with
         (an observer, a conflict, a martian sender, a malformed packet).
         """
-        if type(frame.obj) is bytes:  # immutable: its fields can be kept
+        try:
+            # Found when the frame's contents are a kept frame's: the very view (the
+            # switch hands one view of a broadcast to every port), or one whose bytes
+            # compare equal now. Only views of bytes are kept, whose contents never
+            # change, so the fields found are the frame's. Its buffer is asked of only
+            # when it is not found.
             fields = _READ.get(frame)
+        except (ValueError, TypeError):  # a view of a mutable buffer (a device's): no hash
+            if len(frame) < ARP_FRAME_LEN:
+                return False
+            fields = _request_fields(frame)
+        else:
             if fields is None:
                 if len(frame) < ARP_FRAME_LEN:
                     return False
                 fields = _request_fields(frame)
-                if len(_READ) >= _READ_MAX:
-                    _READ.clear()
-                _READ[frame] = fields
-        elif len(frame) < ARP_FRAME_LEN:
-            return False
-        else:
-            fields = _request_fields(frame)
+                if type(frame.obj) is bytes:  # immutable: its fields can be kept
+                    if len(_READ) >= _READ_MAX:
+                        _READ.clear()
+                    _READ[frame] = fields
         ok, sha, spa, tpa = fields
         if not ok or sha == self.mac or self.observer is not None:
             return False
