@@ -6,8 +6,12 @@ million deliveries): what each of them allocates and touches is the start-up's c
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,3 +213,21 @@ def test_passes_by_knows_a_frame_by_its_contents(monkeypatch: pytest.MonkeyPatch
     assert not arp.passes_by(writable) and reads[0] == 4
     assert list(_arp._READ) == [kept]
     assert arp.counters.rx_packets == 4
+
+
+def test_the_flood_bench_floods_every_request_to_the_other_hosts() -> None:
+    """``bench/sim_flood.py`` measures what it says: each request reaches the other
+    hosts' ARP (a few lost on the 1% lossy links)."""
+    bench = Path(__file__).resolve().parent.parent / "bench" / "sim_flood.py"
+
+    def counted(requests: int) -> int:
+        out = subprocess.run(
+            [sys.executable, str(bench), "--hosts", "6", "--requests", str(requests)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        n: int = ast.literal_eval(out.strip().splitlines()[-1])["arp_rx_packets"]
+        return n
+
+    assert 45 <= counted(10) - counted(0) <= 50
