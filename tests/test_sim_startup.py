@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import copy
+import dataclasses
 import random
 import subprocess
 import sys
@@ -110,8 +112,11 @@ def test_a_ports_stats_are_live_and_writable() -> None:
         assert a.get_stats_counters() == Stats(tx_bytes=60, tx_pkts=1)
         st.rx_pkts += 4
         assert b.get_stats_counters().rx_pkts == 5
+        kept = copy.copy(st)
+        assert type(kept) is Stats and kept == Stats(rx_bytes=60, rx_pkts=5)
+        assert dataclasses.asdict(st) == dataclasses.asdict(kept)
         b.reset_stats_counters()
-        assert st == Stats()
+        assert st == Stats() and kept.rx_pkts == 5  # the copy is of the counts then
 
     sim.run(main())
 

@@ -75,6 +75,11 @@ class PortStats(Stats):
 
     __hash__: Any = None  # mutable, as Stats
 
+    def __reduce__(self) -> tuple[type[Stats], tuple[int, int, int, int]]:
+        """A copy (``copy``, ``pickle``) is a plain ``Stats`` of the counts now, as a
+        copy of a plain one is: not a second view of the port."""
+        return Stats, self._values()
+
     def __repr__(self) -> str:
         rxb, rxp, txb, txp = self._values()
         return f"Stats(rx_bytes={rxb}, rx_pkts={rxp}, tx_bytes={txb}, tx_pkts={txp})"
