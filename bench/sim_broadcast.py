@@ -58,7 +58,7 @@ def measure(hosts: int, requests: int) -> dict[str, float]:
         stacks = []
         for h in range(hosts):
             vif = sw.add_interface(f"h{h}", link=LinkParams(loss=0.01))
-            vif.set_tap(HostObserver(f"h{h}", lambda line: None, {}, None).received)
+            vif.set_tap(HostObserver(f"h{h}", lambda line: None, {}, None).seen)
             cidr = f"10.0.{h // 250}.{h % 250 + 1}/16"
             r = await DirectStackV4.connect(StackConfig(f"h{h}", None, vif, Static(cidr)))
             assert isinstance(r, Ok)

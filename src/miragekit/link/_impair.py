@@ -161,11 +161,15 @@ class Flood:
     deadline, sequence numbers taken one after another), so the order is the same: each
     member's :meth:`_Direction.drain` in turn, unless its link was cleared meanwhile."""
 
-    __slots__ = ("members", "when")
+    __slots__ = ("item", "members", "when")
 
     def __init__(self) -> None:
         self.when = 0.0
         self.members: list[_Direction] = []
+        # The (time, frame) entry the links' fifos hold, one for all the links the frame
+        # is due on at the same time (a tuple is never changed): at 500 hosts a flood
+        # made 499 of them, each a tracked object for the collector.
+        self.item: tuple[float, Frame] | None = None
 
     def join(self, d: _Direction, t: float, loop: asyncio.AbstractEventLoop) -> bool:
         """Make the timer of idle direction ``d``, with its frame due at ``t``, this
@@ -202,7 +206,10 @@ class Flood:
         if t < d.last_arrival:
             t = d.last_arrival
         d.last_arrival = t
-        d.fifo.append((t, data))
+        item = self.item
+        if item is None or item[0] != t or item[1] is not data:
+            item = self.item = (t, data)
+        d.append(item)
         if d.timer is None:
             members = self.members
             if not members:
@@ -215,13 +222,14 @@ class Flood:
             d.timer = self
 
     def drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.item = None  # the fifos hold it now, or have let go of it
         now = loop.time()  # one reading for them all: at 500 hosts a flood has 499
         for d in self.members:
             if d.timer is self:
                 fifo = d.fifo
                 if len(fifo) == 1:  # the flooded frame alone: what drain does with it
                     d.timer = None
-                    d.deliver(fifo.popleft()[1])
+                    d.deliver(d.popleft()[1])
                     if fifo:  # carried onto it during the delivery
                         d.resume(loop, now)
                 else:
@@ -239,12 +247,14 @@ class _Direction:
     __slots__ = (
         "again",
         "again_loop",
+        "append",
         "bad",
         "busy_until",
         "deliver",
         "drain_cb",
         "fifo",
         "last_arrival",
+        "popleft",
         "queue",
         "rng",
         "spare",
@@ -257,6 +267,11 @@ class _Direction:
         self.last_arrival = float("-inf")
         self.queue: deque[float] = deque()  # departure times of frames not yet sent
         self.fifo: deque[tuple[float, Frame]] = deque()
+        # fifo's append and popleft, found once: compiled, ``fifo.append`` is a look-up
+        # by name in the deque's type at every call (a flood makes one per port it
+        # reaches, and its timer one popleft each).
+        self.append: Callable[[tuple[float, Frame]], None] = self.fifo.append
+        self.popleft: Callable[[], tuple[float, Frame]] = self.fifo.popleft
         self.timer: asyncio.TimerHandle | Flood | None = None
         self.deliver = deliver
         self.bad = False  # in a loss burst
@@ -299,7 +314,7 @@ class _Direction:
         if t < self.last_arrival:
             t = self.last_arrival
         self.last_arrival = t
-        self.fifo.append((t, data))
+        self.append((t, data))
         if self.timer is None and (flood is None or not flood.join(self, t, loop)):
             # What arm does, without its call: every frame comes this way.
             if loop is not self.again_loop:
@@ -335,8 +350,9 @@ class _Direction:
         # What resume does, without its call: a drain is a loop timer per frame and link.
         fifo = self.fifo
         deliver = self.deliver
+        popleft = self.popleft
         while fifo and fifo[0][0] <= now:
-            deliver(fifo.popleft()[1])
+            deliver(popleft()[1])
         if fifo and self.timer is None:
             self.arm(fifo[0][0], loop)
 
@@ -361,8 +377,9 @@ class _Direction:
         """:meth:`drain` after its timer is forgotten: deliver what is due, time the rest."""
         fifo = self.fifo
         deliver = self.deliver
+        popleft = self.popleft
         while fifo and fifo[0][0] <= now:
-            deliver(fifo.popleft()[1])
+            deliver(popleft()[1])
         if fifo and self.timer is None:
             self.arm(fifo[0][0], loop)
 

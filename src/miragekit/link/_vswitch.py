@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Self
 
@@ -51,6 +51,7 @@ from ._impair import (
 )
 from ._listen import SpawnedListens
 from ._pool import _POOL_MIN, ETH_HEADER, MAX_MTU, VLAN_TAG, _BufferPool
+from ._portstats import PortStats
 
 _TPID_8021Q: Final = b"\x81\x00"
 # The builtin, in a constant: compiled code looks a builtin it has no operation for up
@@ -396,11 +397,16 @@ class VnetIf:
         self._max_frame = mtu + ETH_HEADER
         self.link = link
         self.counters = VnetCounters()
-        self._stats = Stats()
+        # The NETWORK stats, counted here (native fields) and read through _stats.
+        self._rx_bytes = 0
+        self._rx_pkts = 0
+        self._tx_bytes = 0
+        self._tx_pkts = 0
+        self._stats: Stats = PortStats(self)
         self._up = _Direction(self._arrive_at_switch, link_rng(switch.seed, name, "up"))
         self._down = _Direction(self._deliver, link_rng(switch.seed, name, "down"))
         self._receiver: FrameReceiver | None = None
-        self._tap: FrameReceiver | None = None
+        self._tap: Callable[[memoryview, int], None] | None = None
         self._pending: list[Frame] = []
         self._flush_handle: asyncio.Handle | None = None
         self._closed = False
@@ -494,9 +500,10 @@ class VnetIf:
         hand-made frames) ends the switch's vouching, as a link that corrupts does."""
         self._vouched = True
 
-    def set_tap(self, fn: FrameReceiver | None) -> None:
-        """Show ``fn`` every frame handed to the receiver, just before it (a simulated
-        host's observer: one call per frame fewer than a wrapper around the receiver)."""
+    def set_tap(self, fn: Callable[[memoryview, int], None] | None) -> None:
+        """Show ``fn(frame, size)`` every frame handed to the receiver, just before it (a
+        simulated host's observer: one call per frame fewer than a wrapper around the
+        receiver), with its size in bytes."""
         self._tap = fn
 
     def send(self, frame: Buffer) -> None:
@@ -535,9 +542,8 @@ class VnetIf:
         ):
             self.counters.dropped_mtu += 1
             return
-        stats = self._stats
-        stats.tx_pkts += 1
-        stats.tx_bytes += n
+        self._tx_pkts += 1
+        self._tx_bytes += n
         sw = self._fabric
         loop = sw._loop  # what _running_loop gives, without its call when it is running
         if loop is None or not loop.is_running():
@@ -599,8 +605,7 @@ class VnetIf:
         return self._stats
 
     def reset_stats_counters(self) -> None:
-        s = self._stats
-        s.rx_bytes = s.rx_pkts = s.tx_bytes = s.tx_pkts = 0
+        self._rx_bytes = self._rx_pkts = self._tx_bytes = self._tx_pkts = 0
         self.counters.reset()
 
     # --- the link towards this interface --------------------------------------------------
@@ -654,14 +659,14 @@ class VnetIf:
         if fn is None:
             self.counters.dropped_no_receiver += 1
             return
-        stats = self._stats
-        stats.rx_pkts += 1
-        stats.rx_bytes += len(data)
+        n = len(data)
+        self._rx_pkts += 1
+        self._rx_bytes += n
         try:
             view = data if type(data) is _memoryview else _memoryview(data)
             tap = self._tap
             if tap is not None:
-                tap(view)
+                tap(view, n)
             sw = self._flags_sw
             if sw is not None:
                 fn(view, CSUM_VALID if sw._trusted else 0)  # type: ignore[call-arg]

@@ -29,7 +29,9 @@ ZERO_MAC: Final = b"\0" * 6
 _ETH_ARP: Final = struct.Struct("!6s6sHHHBBH6s4s6s4s")
 _ARP_FIELDS: Final = struct.Struct("!8s6sI6sI")  # the fixed head, sha, spa, tha, tpa
 _ARP_HEAD: Final = struct.Struct("!HHBBH")  # htype, ptype, hlen, plen, op
-_FRAME_FIELDS: Final = struct.Struct("!14x8s6sI6xI")  # in an Ethernet frame: head, sha, spa, tpa
+# In an Ethernet frame: the destination's first byte, the ethertype, head, sha, spa, tpa.
+_FRAME_FIELDS: Final = struct.Struct("!B11xH8s6sI6xI")
+_ETHERTYPE_ARP: Final = 0x0806
 _REQUEST_HEAD: Final = bytes.fromhex("0001080006040001")  # Ethernet, IPv4, 6, 4, request
 _REPLY_HEAD: Final = bytes.fromhex("0001080006040002")
 ARP_FRAME_LEN: Final = 14 + 28
@@ -93,13 +95,22 @@ _READ_MAX: Final = 4096
 
 
 def _request_fields(frame: memoryview) -> tuple[bool, bytes, object, object]:
-    """(whether it may pass by any host, sha, spa, tpa) of an ARP frame of full length:
-    what :meth:`Arp.passes_by` asks of the frame alone, answered once for all the hosts
-    it reaches. The addresses stay Python ints (``object``): a compiled caller would box
-    them anew for each set or dict it looks them up in."""
-    head, sha, spa, tpa = _FRAME_FIELDS.unpack_from(frame)
+    """(whether it may pass by any host, sha, spa, tpa) of an Ethernet frame of an ARP
+    frame's full length: what :meth:`Arp.passes_by` asks of the frame alone (a broadcast
+    or multicast ARP request from a unicast sender neither multicast nor loopback),
+    answered once for all the hosts it reaches. The addresses stay Python ints
+    (``object``): a compiled caller would box them anew for each set or dict it looks
+    them up in."""
+    dst, etype, head, sha, spa, tpa = _FRAME_FIELDS.unpack_from(frame)
     first = spa >> 24
-    ok = head == _REQUEST_HEAD and not sha[0] & 1 and first < 224 and first != 127
+    ok = (
+        dst & 1 == 1
+        and etype == _ETHERTYPE_ARP
+        and head == _REQUEST_HEAD
+        and not sha[0] & 1
+        and first < 224
+        and first != 127
+    )
     return ok, sha, spa, tpa
 
 
@@ -321,9 +332,9 @@ class Arp:
     # --- input -------------------------------------------------------------------------
 
     def passes_by(self, frame: memoryview) -> bool:
-        """Whether Ethernet ``frame`` is an ARP request for another host's address from a
-        sender we have no entry for: RFC 826 neither merges nor answers it, so
-        :meth:`input` would only count it. Counted here as it would be there; the caller
+        """Whether Ethernet ``frame`` is a broadcast (or multicast) ARP request for another
+        host's address from a sender we have no entry for: RFC 826 neither merges nor
+        answers it, so :meth:`input` would only count it. Counted here as it would be there; the caller
         skips the rest of the input path.
 
         Why: on a segment of hundreds of hosts nearly every frame a host receives is
@@ -331,19 +342,26 @@ class Arp:
         question to ask of them. Never true for what :meth:`input` would do more with
         (an observer, a conflict, a martian sender, a malformed packet).
         """
-        if type(frame.obj) is bytes:  # immutable: its fields can be kept
+        try:
+            # Found when the frame's contents are a kept frame's: the very view (the
+            # switch hands one view of a broadcast to every port), or one whose bytes
+            # compare equal now. Only views of bytes are kept, whose contents never
+            # change, so the fields found are the frame's. Its buffer is asked of only
+            # when it is not found.
             fields = _READ.get(frame)
+        except (ValueError, TypeError):  # a view of a mutable buffer (a device's): no hash
+            if len(frame) < ARP_FRAME_LEN:
+                return False
+            fields = _request_fields(frame)
+        else:
             if fields is None:
                 if len(frame) < ARP_FRAME_LEN:
                     return False
                 fields = _request_fields(frame)
-                if len(_READ) >= _READ_MAX:
-                    _READ.clear()
-                _READ[frame] = fields
-        elif len(frame) < ARP_FRAME_LEN:
-            return False
-        else:
-            fields = _request_fields(frame)
+                if type(frame.obj) is bytes:  # immutable: its fields can be kept
+                    if len(_READ) >= _READ_MAX:
+                        _READ.clear()
+                    _READ[frame] = fields
         ok, sha, spa, tpa = fields
         if not ok or sha == self.mac or self.observer is not None:
             return False

@@ -84,17 +84,21 @@ class Interface:
         try:
             ip4 = self._ipv4
             if ip4 is not None:
-                if len(frame) > 13 and frame[13] == 6 and frame[12] == 8:
+                if len(frame) > 13 and frame[13] == 6:
                     # ARP, straight to it: on a segment of hundreds of hosts most frames
                     # are other hosts' broadcast requests for other addresses, and ARP
-                    # has nothing to do with them but count them.
+                    # has nothing to do with them but count them. Asked before the
+                    # frame's other bytes are read: it answers from what it read of the
+                    # same broadcast for the previous host (the ethertype and the
+                    # destination among them), each read here a call.
                     passes_by = self._passes_by
-                    if frame[0] & 1 and passes_by is not None and passes_by(frame):
+                    if passes_by is not None and passes_by(frame):
                         self._eth_counters.rx_frames += 1  # what accept counts of it
                         return
-                    if self.ethif.accept(frame):
-                        ip4.receive_arp(frame[14:], flags)
-                    return
+                    if frame[12] == 8:
+                        if self.ethif.accept(frame):
+                            ip4.receive_arp(frame[14:], flags)
+                        return
                 if (fast := ip4.frame_input) is not None and fast(frame, flags):
                     return
             fn = self.ethif.dispatch(frame, self._inputs)

@@ -30,11 +30,11 @@ class HostPort(Wrapper):
         self._alive = True
         # A switch port shows the observer each frame itself (see VnetIf.set_tap): the
         # receiver is then the stack's own, with no call of ours in between.
-        self._set_tap: Callable[[FrameReceiver | None], None] | None = getattr(
+        self._set_tap: Callable[[Callable[[memoryview, int], None] | None], None] | None = getattr(
             netif, "set_tap", None
         )
         if self._set_tap is not None:
-            self._set_tap(observer.received)
+            self._set_tap(observer.seen)
         vouch: Callable[[], None] | None = getattr(netif, "vouch", None)
         if vouch is not None:
             vouch()
