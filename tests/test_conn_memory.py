@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import cast
+from typing import Any, cast
 
 from tests.test_tcp_conn_costs import CPORT, SECRET, A, B, _accepted
 
@@ -62,7 +62,7 @@ def test_a_task_costs_one_weak_reference_and_keeps_its_host_and_rank() -> None:
         kid = asyncio.create_task(child())
         seen["one_more"] = len(notes) == before + 1
         await asyncio.sleep(0)
-        owner = loop.owner
+        owner = cast(Any, loop).owner
         seen["hosts"] = (owner.get(me), owner.get(kid))
         seen["refs"] = weakref.getweakrefcount(kid)
         order = cast(SimLoop, loop).tasks_in_creation_order()
