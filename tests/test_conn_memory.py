@@ -4,14 +4,17 @@ counted, no send deque once everything is acknowledged, one weak map entry per t
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import weakref
+from collections.abc import Callable
+from ipaddress import IPv4Address as A4
 from typing import Any, cast
 
 from tests.test_tcp_conn_costs import CPORT, SECRET, A, B, _accepted
 
 from miragekit import sim
 from miragekit.sim._loop import SimLoop
-from miragekit.tcp import Config, Connection, TCPEndpoint
+from miragekit.tcp import Config, Connection, DataReceived, TCPEndpoint
 from miragekit.tcp._conn import _STATS
 from miragekit.tcp._sendbuf import _NO_CHUNKS
 from miragekit.wire.tcp import ACK, PSH, TCPRepr
@@ -79,3 +82,61 @@ def test_a_task_costs_one_weak_reference_and_keeps_its_host_and_rank() -> None:
     assert seen["order"] is True  # main before its child
     assert seen["kid_note"] == "_TaskNote"
     assert seen["one_more"] is True
+
+
+def test_a_reader_with_a_list_is_appended_to_it_not_called() -> None:
+    """``set_reader(callback, into)``: readable data lists the callback (once until read)
+    with no call and no callable made per connection; a flow's on_readable uses it with
+    the driver's list."""
+    ep = TCPEndpoint(secret=SECRET)
+    conn, our = _accepted(ep)
+    told: list[Callable[[], None]] = []
+
+    def reader() -> None:
+        raise AssertionError("listed, not called")
+
+    conn.take_events()  # Connected
+    conn.set_reader(reader, told)
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | PSH, 64000, b"ab"))
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1003, our, ACK | PSH, 64000, b"cd"))
+    assert told == [reader] and conn.next_event() is None
+    assert conn.receive() == b"abcd"
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1005, our, ACK | PSH, 64000, b"e"))
+    assert told == [reader, reader]
+    conn.set_reader(None, told)  # events again: the list is let go too
+    assert conn._reader_list is None
+    conn.receive()
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1006, our, ACK | PSH, 64000, b"f"))
+    assert told == [reader, reader] and isinstance(conn.next_event(), DataReceived)
+
+
+def test_connections_share_their_addresses_text() -> None:
+    """Two connections between the same hosts name the addresses with the same strings
+    (one per address, not two per connection), and the names read as asyncio's would."""
+    got: list[tuple[Any, Any]] = []
+
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        got.append((w.get_extra_info("sockname"), w.get_extra_info("peername")))
+        await r.read()
+        w.close()
+
+    async def server() -> None:
+        await asyncio.start_server(serve, None, 7000)
+        await asyncio.sleep(10)
+
+    async def client() -> None:
+        await asyncio.sleep(0.5)
+        ws = [(await asyncio.open_connection("srv", 7000))[1] for _ in range(2)]
+        for w in ws:
+            got.append((w.get_extra_info("sockname"), w.get_extra_info("peername")))
+            w.close()
+
+    net = sim.Network(seed=1)
+    net.host("srv", main=server)
+    net.host("cli", main=client)
+    net.run(until=5)
+    assert len(got) == 4
+    texts = [n for pair in got for n, _ in pair]  # 8: each end's own and its peer's
+    assert len(set(texts)) == 2 and all(isinstance(ipaddress.ip_address(n), A4) for n in texts)
+    for t in texts:
+        assert all(u is t for u in texts if u == t)

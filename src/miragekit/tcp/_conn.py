@@ -210,6 +210,7 @@ class Connection:
         "_rcvbuf",
         "_readable_signalled",
         "_reader",
+        "_reader_list",
         "_recover",
         "_recover_fs",
         "_reducing",
@@ -378,6 +379,8 @@ class Connection:
         self._readable_signalled = False
         # set_reader's callback: data readable is told by a call, not a DataReceived.
         self._reader: Callable[[], None] | None = None
+        # set_reader's list: the reader is appended to it, not called (see set_reader).
+        self._reader_list: list[Callable[[], None]] | None = None
         self._eof_signalled = False
         self._want_writable = False
         self._challenge_second = -1
@@ -878,14 +881,21 @@ class Connection:
         self._ctl_out.clear()
         self._terminate(_EVT_RESET)
 
-    def set_reader(self, callback: Callable[[], None] | None) -> None:
+    def set_reader(
+        self, callback: Callable[[], None] | None, into: list[Callable[[], None]] | None = None
+    ) -> None:
         """Tell newly readable data by calling ``callback`` (with no arguments, from inside
         the segment's processing: it must not call into this connection) instead of
         queueing a :class:`DataReceived` event; None: events again. Why: a driver that
         hands the data straight to one reader (an asyncio transport's ``data_received``)
         saves the event, the list it comes in and the dispatch on its type, twice per
-        request of a keep-alive server. Every other event is queued as before."""
+        request of a keep-alive server. Every other event is queued as before.
+
+        With ``into``, ``callback`` is appended to that list instead of called: a driver
+        that calls its readers after the segment's processing needs no callable made per
+        connection for it (a partial of the list's append costs four objects)."""
         self._reader = callback
+        self._reader_list = None if callback is None else into
 
     def next_event(self) -> Event | None:
         return self._events.pop(0) if self._events else None
@@ -2027,6 +2037,8 @@ class Connection:
                 reader = self._reader
                 if reader is None:
                     self._events.append(_EVT_DATA)
+                elif self._reader_list is not None:
+                    self._reader_list.append(reader)
                 else:
                     reader()
             # Delayed ACK: at least every second full-sized segment (RFC 5681 4.2),
