@@ -4,7 +4,9 @@ counted, no send deque once everything is acknowledged, one weak map entry per t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
+import random
 import weakref
 from collections.abc import Callable
 from ipaddress import IPv4Address as A4
@@ -13,6 +15,7 @@ from typing import Any, cast
 from tests.test_tcp_conn_costs import CPORT, SECRET, A, B, _accepted
 
 from miragekit import sim
+from miragekit.net._ipid import IpIdGenerator
 from miragekit.sim._loop import SimLoop
 from miragekit.tcp import Config, Connection, DataReceived, TCPEndpoint
 from miragekit.tcp._conn import _STATS
@@ -140,3 +143,20 @@ def test_connections_share_their_addresses_text() -> None:
     assert len(set(texts)) == 2 and all(isinstance(ipaddress.ip_address(n), A4) for n in texts)
     for t in texts:
         assert all(u is t for u in texts if u == t)
+
+
+def test_ip_ids_per_destination_are_one_int_each_and_read_as_before() -> None:
+    """The ID cache holds one int per destination (index << 16 | offset), not a tuple,
+    and the IDs are the keyed hash's as RFC 7739 5.3 describes."""
+    gen = IpIdGenerator(random.Random(7))
+    key, table = gen._key, gen._table.tolist()
+    dsts = [0x0A000001, 0x0A000002, 0xC0A80001, 0x0A000001]
+    for _ in range(3):
+        for dst in dsts:
+            h = int.from_bytes(
+                hashlib.blake2s(dst.to_bytes(4, "big"), key=key, digest_size=8).digest(), "big"
+            )
+            slot, offset = (h >> 16) % 2048, h & 0xFFFF
+            table[slot] = (table[slot] + 1) & 0xFFFF
+            assert gen.next(dst) == (table[slot] + offset) & 0xFFFF
+    assert all(type(v) is int for v in gen._cache.values()) and len(gen._cache) == 3
