@@ -20,7 +20,7 @@ from miragekit.sim._loop import SimLoop
 from miragekit.tcp import Config, Connection, DataReceived, TCPEndpoint
 from miragekit.tcp._conn import _STATS
 from miragekit.tcp._sendbuf import _NO_CHUNKS
-from miragekit.wire.tcp import ACK, PSH, TCPRepr
+from miragekit.wire.tcp import ACK, PSH, RST, TCPRepr
 
 
 def test_counters_are_fields_until_a_rare_one_is_counted() -> None:
@@ -160,3 +160,21 @@ def test_ip_ids_per_destination_are_one_int_each_and_read_as_before() -> None:
             table[slot] = (table[slot] + 1) & 0xFFFF
             assert gen.next(dst) == (table[slot] + offset) & 0xFFFF
     assert all(type(v) is int for v in gen._cache.values()) and len(gen._cache) == 3
+
+
+def test_control_segments_queue_in_a_list_made_by_the_first() -> None:
+    """No list of control segments while none is due (almost always): the first queued
+    makes it, sending them lets it go, and they go out in the order queued."""
+    ep = TCPEndpoint(secret=SECRET)
+    conn, _ = _accepted(ep)
+    assert conn._ctl_out is None
+    rst = TCPRepr(80, CPORT, 1, 0, RST, 0)
+    conn._queue_ctl(rst)
+    conn._queue_ctl(rst)
+    assert conn._ctl_out == [rst, rst]
+    assert conn.segments_to_send(0.0) == [rst, rst] and conn._ctl_out is None
+    # An abort's RST is one.
+    conn.abort()
+    assert conn._ctl_out is not None and len(conn._ctl_out) == 1
+    (reset,) = conn.segments_to_send(0.0)
+    assert reset.flags == RST | ACK and conn._ctl_out is None

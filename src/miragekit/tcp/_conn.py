@@ -372,7 +372,9 @@ class Connection:
         self._inflate = 0
         self._rexmit = False
         self._probe = False
-        self._ctl_out: list[TCPRepr] = []
+        # Control segments due (RST, probes, ACKs out of turn): a list made by the first
+        # (_queue_ctl), None while there is none, as almost always.
+        self._ctl_out: list[TCPRepr] | None = None
         # A list, not a deque: a connection holds a few events at a time, and an empty
         # list costs 56 bytes where an empty deque costs 760.
         self._events: list[Event] = []
@@ -816,7 +818,7 @@ class Connection:
     def abort(self) -> None:
         """Reset the connection (RFC 9293 ABORT): one RST goes out, then CLOSED."""
         if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
-            self._ctl_out.append(self._make(RST | ACK, self._edge_seq(self._snd_nxt), b""))
+            self._queue_ctl(self._make(RST | ACK, self._edge_seq(self._snd_nxt), b""))
         self._terminate(None)
 
     def _edge_seq(self, nxt: int) -> int:
@@ -878,7 +880,7 @@ class Connection:
         """Our address went away (a DHCP lease lost or changed): end at once and send
         nothing more, since no segment may leave from an address we no longer own; the
         application sees a reset."""
-        self._ctl_out.clear()
+        self._ctl_out = None
         self._terminate(_EVT_RESET)
 
     def set_reader(
@@ -995,7 +997,7 @@ class Connection:
             self._terminate(_EVT_TIMEOUT)
             return
         self._ka_probes += 1
-        self._ctl_out.append(self._old_probe(now))
+        self._queue_ctl(self._old_probe(now))
         self._ka_at = now + cfg.keepalive_interval
 
     def _on_rto(self, now: float) -> None:
@@ -1308,7 +1310,7 @@ class Connection:
         ack = self._unwrap_ack(seg.ack)
         if st == SYN_RECEIVED:
             if not self._snd_una < ack <= self._snd_max:
-                self._ctl_out.append(TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
+                self._queue_ctl(TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
                 return
             self._establish(now, seg, ack, seq)
             st = self.state
@@ -1450,9 +1452,7 @@ class Connection:
             ack = self._unwrap_ack(seg.ack)
             if ack <= self._iss or ack > self._snd_max:
                 if not flags & RST:
-                    self._ctl_out.append(
-                        TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0)
-                    )
+                    self._queue_ctl(TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
                 self._count("dropped")
                 return
         if flags & RST:
@@ -2000,7 +2000,7 @@ class Connection:
             # The sender is recovering: an ACK that is due goes out now, not merged with
             # the next segment's when the driver hands over a batch, so it gets one
             # (with its SACK blocks) per out-of-order or quick-ACKed segment.
-            self._ctl_out.append(self._make(ACK, self._ack_seq(), b"", now))
+            self._queue_ctl(self._make(ACK, self._ack_seq(), b"", now))
         rcv_nxt = self._rcv_nxt
         plen = len(payload)
         if seq < rcv_nxt:
@@ -2240,11 +2240,19 @@ class Connection:
         checks first)."""
         return self.poll_at(True) != -1.0
 
+    def _queue_ctl(self, seg: TCPRepr) -> None:
+        """Queue control segment ``seg`` for the next :meth:`segments_to_send`."""
+        out = self._ctl_out
+        if out is None:
+            self._ctl_out = [seg]
+        else:
+            out.append(seg)
+
     def segments_to_send(self, now: float) -> list[TCPRepr]:
         """Everything the connection wants to send now (may be empty)."""
         out = self._ctl_out
         if out:
-            self._ctl_out = []
+            self._ctl_out = None
         else:
             out = []
         st = self.state
