@@ -12,10 +12,12 @@ from collections.abc import Callable
 from ipaddress import IPv4Address as A4
 from typing import Any, cast
 
+from tests.test_direct_stack import connect, two_stacks
 from tests.test_tcp_conn_costs import CPORT, SECRET, A, B, _accepted
 
 from miragekit import sim
 from miragekit.net._ipid import IpIdGenerator
+from miragekit.result import Ok
 from miragekit.sim._loop import SimLoop
 from miragekit.tcp import Config, Connection, DataReceived, TCPEndpoint
 from miragekit.tcp._conn import _STATS
@@ -178,3 +180,26 @@ def test_control_segments_queue_in_a_list_made_by_the_first() -> None:
     assert conn._ctl_out is not None and len(conn._ctl_out) == 1
     (reset,) = conn.segments_to_send(0.0)
     assert reset.flags == RST | ACK and conn._ctl_out is None
+
+
+def test_a_connected_flow_lets_its_connect_future_go() -> None:
+    """Once connected, a flow holds no resolved future of its connect (each client flow
+    kept one); the flow still works and closes as before."""
+
+    async def main() -> None:
+        _, client, server = await two_stacks()
+
+        async def echo_once(flow: Any) -> None:
+            r = await flow.read()
+            assert isinstance(r, Ok)
+            await flow.write(r.value)
+
+        server.listen_tcpv4(port=7, callback=echo_once)
+        flow = await connect(client, 7)
+        assert flow._connected is None
+        await flow.write(b"x")
+        r = await flow.read()
+        assert isinstance(r, Ok) and bytes(r.value) == b"x"
+        await flow.close()
+
+    asyncio.run(main())

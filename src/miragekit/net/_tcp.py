@@ -1022,6 +1022,7 @@ class TCP(Generic[A]):
             self.endpoint.wake(conn)
             self._schedule_flush()
             raise
+        flow._connected = None  # done: a resolved future would stay with every flow
         if conn.state in (tcpcore.State.SYN_SENT, tcpcore.State.CLOSED) or flow._error:
             err = flow._error or Timeout()
             self._flows.pop(conn, None)
