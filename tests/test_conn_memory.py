@@ -19,10 +19,10 @@ from miragekit import sim
 from miragekit.net._ipid import IpIdGenerator
 from miragekit.result import Ok
 from miragekit.sim._loop import SimLoop
-from miragekit.tcp import Config, Connection, DataReceived, TCPEndpoint
+from miragekit.tcp import Config, Connected, Connection, DataReceived, EndOfStream, TCPEndpoint
 from miragekit.tcp._conn import _STATS
 from miragekit.tcp._sendbuf import _NO_CHUNKS
-from miragekit.wire.tcp import ACK, PSH, RST, TCPRepr
+from miragekit.wire.tcp import ACK, FIN, PSH, RST, TCPRepr
 
 
 def test_counters_are_fields_until_a_rare_one_is_counted() -> None:
@@ -203,3 +203,19 @@ def test_a_connected_flow_lets_its_connect_future_go() -> None:
         await flow.close()
 
     asyncio.run(main())
+
+
+def test_events_queue_in_a_list_made_by_the_first() -> None:
+    """No event list while no event waits (a flow read through a reader has none most of
+    the time): the first event makes it, taking them all lets it go; the order holds."""
+    ep = TCPEndpoint(secret=SECRET)
+    conn, our = _accepted(ep)
+    assert conn.take_events() == [Connected()] and conn._events is None
+    assert conn.take_events() == [] and conn._events is None
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1001, our, ACK | PSH, 64000, b"ab"))
+    assert conn._events == [DataReceived()]
+    assert conn.next_event() == DataReceived() and conn.next_event() is None
+    conn.receive()
+    ep.handle_segment(0.0, B, A, TCPRepr(CPORT, 80, 1003, our, ACK | PSH | FIN, 64000, b"c"))
+    assert conn.take_events() == [DataReceived(), EndOfStream()] and conn._events is None
+    assert conn.take_events() == [] and conn.next_event() is None

@@ -376,8 +376,9 @@ class Connection:
         # (_queue_ctl), None while there is none, as almost always.
         self._ctl_out: list[TCPRepr] | None = None
         # A list, not a deque: a connection holds a few events at a time, and an empty
-        # list costs 56 bytes where an empty deque costs 760.
-        self._events: list[Event] = []
+        # list costs 56 bytes where an empty deque costs 760. None while there is none
+        # (most of the time: data is told to a reader): the first event makes the list.
+        self._events: list[Event] | None = None
         self._readable_signalled = False
         # set_reader's callback: data readable is told by a call, not a DataReceived.
         self._reader: Callable[[], None] | None = None
@@ -470,7 +471,7 @@ class Connection:
                 conn._rcvbuf += data
                 conn._rcv_nxt += len(data)
                 conn._readable_signalled = True
-                conn._events.append(_EVT_DATA)
+                conn._event(_EVT_DATA)
         return conn
 
     @classmethod
@@ -595,7 +596,7 @@ class Connection:
         )
         self._close_at = None
         self._rack_at = None
-        self._events.append(_EVT_CLOSED)
+        self._event(_EVT_CLOSED)
         return tw
 
     def set_path_mtu(self, mtu: int, *, ipv6: bool = False) -> None:
@@ -899,16 +900,26 @@ class Connection:
         self._reader = callback
         self._reader_list = None if callback is None else into
 
+    def _event(self, ev: Event) -> None:
+        """Queue ``ev`` for the application (:meth:`next_event`, :meth:`take_events`)."""
+        evs = self._events
+        if evs is None:
+            self._events = [ev]
+        else:
+            evs.append(ev)
+
     def next_event(self) -> Event | None:
-        return self._events.pop(0) if self._events else None
+        evs = self._events
+        return evs.pop(0) if evs else None
 
     def take_events(self) -> list[Event]:
         """Every pending event at once, oldest first (one call where draining with
         :meth:`next_event` takes one per event and one more)."""
         evs = self._events
         if evs:
-            self._events = []
-        return evs
+            self._events = None
+            return evs
+        return []
 
     # ------------------------------------------------------------------ timers
 
@@ -1526,7 +1537,7 @@ class Connection:
         self._snd_wl2 = ack
         self._recover = ack
         self._high_rxt = ack
-        self._events.append(_EVT_CONNECTED)
+        self._event(_EVT_CONNECTED)
         if self.config.keepalive_idle is not None:
             self._ka_at = now + self.config.keepalive_idle
         if self._fin_queued:
@@ -1672,7 +1683,7 @@ class Connection:
                 self._snd_buf_seq = ack
             if self._want_writable and sndbuf.size <= self.config.send_buffer // 2:
                 self._want_writable = False
-                self._events.append(_EVT_WRITABLE)
+                self._event(_EVT_WRITABLE)
         sb = self._scoreboard
         if holes and not self._in_recovery and not sb.rxt and self._snd_nxt >= self._snd_max:
             # A hole filled by its first transmission: reordering (RFC 8985 6.2 step 2).
@@ -2036,7 +2047,7 @@ class Connection:
                 self._readable_signalled = True
                 reader = self._reader
                 if reader is None:
-                    self._events.append(_EVT_DATA)
+                    self._event(_EVT_DATA)
                 elif self._reader_list is not None:
                     self._reader_list.append(reader)
                 else:
@@ -2066,7 +2077,7 @@ class Connection:
         self._rcv_nxt += 1
         if not self._eof_signalled:
             self._eof_signalled = True
-            self._events.append(_EVT_EOF)
+            self._event(_EVT_EOF)
         st = self.state
         if st in (SYN_RECEIVED, ESTABLISHED):
             self.state = CLOSE_WAIT
@@ -2130,8 +2141,8 @@ class Connection:
         self._tlp_at = None
         self._ack_now = False
         if event is not None:
-            self._events.append(event)
-        self._events.append(_EVT_CLOSED)
+            self._event(event)
+        self._event(_EVT_CLOSED)
 
     # ------------------------------------------------------------------ output
 
