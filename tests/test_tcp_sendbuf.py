@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from miragekit.tcp._sendbuf import SendBuffer
+from miragekit.tcp._sendbuf import _NO_CHUNKS, SendBuffer
 
 
 def test_views_are_zero_copy_and_stable() -> None:
@@ -83,3 +83,18 @@ def test_mutable_data_is_copied_bytes_kept_as_they_are() -> None:
     mutable[:] = b"z" * 5000
     view[:] = b"z" * 5000
     assert bytes(sb.slice(len(data), 10000)) == b"x" * 5000 + b"y" * 5000
+
+
+def test_an_emptied_buffer_holds_no_deque_of_its_own() -> None:
+    """Everything acknowledged (or the buffer cleared), the buffer goes back to the shared
+    empty deque: an idle connection holds no 760-byte deque; the next append makes one."""
+    sb = SendBuffer()
+    assert sb._chunks is _NO_CHUNKS
+    sb.append(b"x" * 100)
+    assert sb._chunks is not _NO_CHUNKS
+    sb.consume(100)
+    assert sb._chunks is _NO_CHUNKS and len(sb) == 0
+    sb.append(b"y" * 10)
+    assert bytes(sb.slice(0, 10)) == b"y" * 10
+    sb.clear()
+    assert sb._chunks is _NO_CHUNKS and not len(_NO_CHUNKS)

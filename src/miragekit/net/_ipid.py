@@ -39,22 +39,25 @@ class IpIdGenerator:
         if _BIG_ENDIAN:
             words.byteswap()
         self._table = words[1::2]
-        self._cache: dict[int, tuple[int, int]] = {}
+        # By destination: table index << 16 | offset, one int (a tuple of two ints held
+        # three objects, ~110 bytes, for each destination a host talks to).
+        self._cache: dict[int, int] = {}
 
-    def _slot(self, dst: int) -> tuple[int, int]:
-        """``(table index, offset)`` for ``dst``: one keyed hash, then cached."""
+    def _slot(self, dst: int) -> int:
+        """``table index << 16 | offset`` for ``dst``: one keyed hash, then cached."""
         c = self._cache.get(dst)
         if c is None:
             d = hashlib.blake2s(dst.to_bytes(4, "big"), key=self._key, digest_size=8).digest()
             h = int.from_bytes(d, "big")
             if len(self._cache) >= _CACHE:
                 self._cache.clear()
-            c = self._cache[dst] = ((h >> 16) % _TABLE, h & 0xFFFF)
+            c = self._cache[dst] = ((h >> 16) % _TABLE) << 16 | (h & 0xFFFF)
         return c
 
     def next(self, dst: int) -> int:
         """The ID of the next packet to ``dst`` (an IPv4 address as an int)."""
-        slot, offset = self._slot(dst)
+        c = self._slot(dst)
+        slot = c >> 16
         table = self._table
         n = table[slot] = (table[slot] + 1) & 0xFFFF
-        return (n + offset) & 0xFFFF
+        return (n + c) & 0xFFFF  # the offset is c's low 16 bits

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import ipaddress
 import logging
 import struct
@@ -297,11 +296,10 @@ class TCPFlow(Generic[A]):
         self._on_readable = callback
         # Data is then told by the connection's call, not a DataReceived event that the
         # driver's run takes from it and hands to _on_event: the callback goes on the
-        # driver's list of flows told of data (TCP._told), by the list's own append (no
-        # Python call a request); _data_in once a task reads the flow as well.
-        self._conn.set_reader(
-            None if callback is None else functools.partial(self._tcp._told.append, callback)
-        )
+        # driver's list of flows told of data (TCP._told), by the connection itself (no
+        # Python call a request, no callable made per flow); _data_in once a task reads
+        # the flow as well.
+        self._conn.set_reader(callback, self._tcp._told)
 
     def _data_in(self) -> None:
         """The connection has data to read (its reader while a task waits in :meth:`read`
@@ -1024,6 +1022,7 @@ class TCP(Generic[A]):
             self.endpoint.wake(conn)
             self._schedule_flush()
             raise
+        flow._connected = None  # done: a resolved future would stay with every flow
         if conn.state in (tcpcore.State.SYN_SENT, tcpcore.State.CLOSED) or flow._error:
             err = flow._error or Timeout()
             self._flows.pop(conn, None)

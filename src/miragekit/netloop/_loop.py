@@ -44,6 +44,22 @@ def _is_v6(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.version == 6
 
 
+# Addresses as text, by their packed bytes: one string for every connection to or from
+# an address (each would have made its own two; there are few addresses and, at 10,000
+# connections, many connections). Bounded: cleared when full.
+_TEXT: dict[bytes, str] = {}
+
+
+def _text(packed: bytes) -> str:
+    """``str(ipaddress.ip_address(packed))``, made once per address."""
+    got = _TEXT.get(packed)
+    if got is None:
+        if len(_TEXT) >= 1024:
+            _TEXT.clear()
+        got = _TEXT[packed] = str(ipaddress.ip_address(packed))
+    return got
+
+
 def _addr_extra(flow: Any, tcp: Any) -> dict[str, Any]:
     """``peername``, ``sockname`` and ``socket`` of a connection, as asyncio gives them."""
     ip, port = flow.get_dest()
@@ -53,17 +69,17 @@ def _addr_extra(flow: Any, tcp: Any) -> dict[str, Any]:
     if ep is not None and conn is not None:
         key = ep.key_of(conn)
     if key is not None:
-        laddr = str(ipaddress.ip_address(key[0]))
+        laddr = _text(key[0])
         lport = key[1]
     else:
         laddr, lport = ("::" if _is_v6(ip) else "0.0.0.0"), 0
     if _is_v6(ip):
         fam = socket.AF_INET6
-        peer: tuple[Any, ...] = (str(ip), port, 0, 0)
+        peer: tuple[Any, ...] = (_text(ip.packed), port, 0, 0)
         sockname: tuple[Any, ...] = (laddr, lport, 0, 0)
     else:
         fam = socket.AF_INET
-        peer, sockname = (str(ip), port), (laddr, lport)
+        peer, sockname = (_text(ip.packed), port), (laddr, lport)
     return {
         "peername": peer,
         "sockname": sockname,

@@ -51,6 +51,21 @@ TEARDOWN_GRACE = 5.0
 _TEARDOWN_ROUNDS = 10
 
 
+class _TaskNote:
+    """What the loop notes of a task: its creation rank (-1: not made by the loop's
+    factory) and, in a simulated network, the host it runs for (see NetworkLoop.owner)."""
+
+    __slots__ = ("host", "order")
+
+    def __init__(self, order: int, host: str | None = None) -> None:
+        self.order = order
+        self.host = host
+
+
+def _rank(note: _TaskNote | None) -> int:
+    return -1 if note is None else note.order
+
+
 class _Handle(asyncio.Handle):
     """A callback for the ready queue, made by :meth:`SimLoop.call_soon`."""
 
@@ -167,7 +182,9 @@ class SimLoop(asyncio.SelectorEventLoop):
         self._seed = seed
         self._rng = random.Random(seed)
         self._task_seq = itertools.count()
-        self._task_order: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = (
+        # Each task's creation rank and host (see _TaskNote): one weak map, one weak
+        # reference per task.
+        self._task_notes: weakref.WeakKeyDictionary[asyncio.Task[Any], _TaskNote] = (
             weakref.WeakKeyDictionary()
         )
         self.set_task_factory(self._make_task)
@@ -404,14 +421,19 @@ class SimLoop(asyncio.SelectorEventLoop):
         self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
     ) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
-        self._task_order[task] = next(self._task_seq)
+        self._task_notes[task] = _TaskNote(next(self._task_seq), self._task_host(kwargs))
         return task
+
+    def _task_host(self, kwargs: dict[str, Any]) -> str | None:
+        """The host a task made with ``kwargs`` (``create_task``'s) belongs to: none here;
+        a network's loop says."""
+        return None
 
     def tasks_in_creation_order(self) -> list[asyncio.Task[Any]]:
         """The unfinished tasks of this loop, oldest first."""
-        order = self._task_order
+        notes = self._task_notes
         tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
-        tasks.sort(key=lambda t: order.get(t, -1))
+        tasks.sort(key=lambda t: _rank(notes.get(t)))
         return tasks
 
     def _waiting(self) -> str:

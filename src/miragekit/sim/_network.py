@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..clock import Clock
 from ._escape import Escape, EscapeWatch, SimEscape
-from ._loop import DEFAULT_IDLE_TIMEOUT, SimDeadlock, SimLoop, run_on
+from ._loop import DEFAULT_IDLE_TIMEOUT, SimDeadlock, SimLoop, _TaskNote, run_on
 from ._observe import Event, HostCounters, HostObserver, format_events
 
 if TYPE_CHECKING:
@@ -166,6 +166,27 @@ class _PlanResolver:
         return out
 
 
+class _Owners:
+    """The host each task runs for, by task, kept in the loop's own weak map of tasks
+    (``SimLoop._task_notes``): a second weak map would cost a weak reference per task."""
+
+    __slots__ = ("_notes",)
+
+    def __init__(self, notes: weakref.WeakKeyDictionary[asyncio.Task[Any], _TaskNote]):
+        self._notes = notes
+
+    def get(self, task: asyncio.Task[Any]) -> str | None:
+        note = self._notes.get(task)
+        return None if note is None else note.host
+
+    def __setitem__(self, task: asyncio.Task[Any], host: str) -> None:
+        note = self._notes.get(task)
+        if note is None:  # a task the loop's factory did not make: no rank
+            self._notes[task] = _TaskNote(-1, host)
+        else:
+            note.host = host
+
+
 _loop_class: type[SimLoop] | None = None
 
 
@@ -182,9 +203,7 @@ def _network_loop_class() -> type[SimLoop]:
 
             def __init__(self, **kwargs: Any) -> None:
                 super().__init__(**kwargs)
-                self.owner: weakref.WeakKeyDictionary[asyncio.Task[Any], str] = (
-                    weakref.WeakKeyDictionary()
-                )
+                self.owner = _Owners(self._task_notes)
                 self.hosts_by_stack: dict[int, str] = {}
                 self.plan_resolvers: dict[int, _PlanResolver] = {}  # id(stack): its host's
                 self.clocks: dict[str, tuple[float, float]] = {}  # host: (skew s, drift ppm)
@@ -243,16 +262,10 @@ def _network_loop_class() -> type[SimLoop]:
                     return
                 super().call_exception_handler(context)
 
-            def _make_task(
-                self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
-            ) -> asyncio.Task[Any]:
-                task = SimLoop._make_task(self, loop, coro, **kwargs)
+            def _task_host(self, kwargs: dict[str, Any]) -> str | None:
                 ctx: contextvars.Context | None = kwargs.get("context")
                 stack = bound_stack() if ctx is None else ctx.run(bound_stack)
-                host = None if stack is None else self.hosts_by_stack.get(id(stack))
-                if host is not None:
-                    self.owner[task] = host
-                return task
+                return None if stack is None else self.hosts_by_stack.get(id(stack))
 
         _loop_class = NetworkLoop
     return _loop_class

@@ -132,7 +132,8 @@ def _wscale_for(buffer: int) -> int:
     return shift
 
 
-# Every connection's counters start from a copy of this (cheaper than a dict display).
+# Every connection's counters as ``Connection.stats`` shows them: a copy of this, with the
+# connection's own counts written in.
 _STATS: Final[dict[str, int]] = {
     "segs_in": 0,
     "segs_out": 0,
@@ -209,11 +210,13 @@ class Connection:
         "_rcvbuf",
         "_readable_signalled",
         "_reader",
+        "_reader_list",
         "_recover",
         "_recover_fs",
         "_reducing",
         "_reo",
         "_rescue",
+        "_retransmits",
         "_retries",
         "_rexmit",
         "_rto_recovery",
@@ -225,6 +228,8 @@ class Connection:
         "_sack_on",
         "_scoreboard",
         "_seg_max",
+        "_segs_in",
+        "_segs_out",
         "_smss",
         "_snd_buf_seq",
         "_snd_max",
@@ -249,11 +254,11 @@ class Connection:
         "_unacked_bytes",
         "_want_writable",
         "_ws_on",
+        "_xstats",
         "config",
         "local_port",
         "remote_port",
         "state",
-        "stats",
     )
 
     def __init__(
@@ -273,7 +278,12 @@ class Connection:
         self.local_port = local_port
         self.remote_port = remote_port
         self.state = CLOSED
-        self.stats: dict[str, int] = _STATS.copy()
+        # The counters (see ``stats``): the three every connection moves as fields, the
+        # rest in a dict made by the first count (most connections never make one).
+        self._segs_in = 0
+        self._segs_out = 0
+        self._retransmits = 0
+        self._xstats: dict[str, int] | None = None
         # The endpoint's 4-tuple of this connection while its table holds it (set and
         # cleared by TCPEndpoint): the one key object of its dicts and timer entries.
         self._ep_key: Any = None  # Any: kept as the tuple it is (see _endpoint._K)
@@ -362,17 +372,40 @@ class Connection:
         self._inflate = 0
         self._rexmit = False
         self._probe = False
-        self._ctl_out: list[TCPRepr] = []
+        # Control segments due (RST, probes, ACKs out of turn): a list made by the first
+        # (_queue_ctl), None while there is none, as almost always.
+        self._ctl_out: list[TCPRepr] | None = None
         # A list, not a deque: a connection holds a few events at a time, and an empty
-        # list costs 56 bytes where an empty deque costs 760.
-        self._events: list[Event] = []
+        # list costs 56 bytes where an empty deque costs 760. None while there is none
+        # (most of the time: data is told to a reader): the first event makes the list.
+        self._events: list[Event] | None = None
         self._readable_signalled = False
         # set_reader's callback: data readable is told by a call, not a DataReceived.
         self._reader: Callable[[], None] | None = None
+        # set_reader's list: the reader is appended to it, not called (see set_reader).
+        self._reader_list: list[Callable[[], None]] | None = None
         self._eof_signalled = False
         self._want_writable = False
         self._challenge_second = -1
         self._challenge_count = 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """This connection's counters, by name (a snapshot: a new dict at each read)."""
+        out = _STATS.copy()
+        out["segs_in"] = self._segs_in
+        out["segs_out"] = self._segs_out
+        out["retransmits"] = self._retransmits
+        if self._xstats is not None:
+            out.update(self._xstats)
+        return out
+
+    def _count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``name`` (one of ``_STATS`` other than the three fields)."""
+        x = self._xstats
+        if x is None:
+            x = self._xstats = {}
+        x[name] = x.get(name, 0) + n
 
     # ------------------------------------------------------------------ construction
 
@@ -438,7 +471,7 @@ class Connection:
                 conn._rcvbuf += data
                 conn._rcv_nxt += len(data)
                 conn._readable_signalled = True
-                conn._events.append(_EVT_DATA)
+                conn._event(_EVT_DATA)
         return conn
 
     @classmethod
@@ -563,7 +596,7 @@ class Connection:
         )
         self._close_at = None
         self._rack_at = None
-        self._events.append(_EVT_CLOSED)
+        self._event(_EVT_CLOSED)
         return tw
 
     def set_path_mtu(self, mtu: int, *, ipv6: bool = False) -> None:
@@ -786,7 +819,7 @@ class Connection:
     def abort(self) -> None:
         """Reset the connection (RFC 9293 ABORT): one RST goes out, then CLOSED."""
         if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
-            self._ctl_out.append(self._make(RST | ACK, self._edge_seq(self._snd_nxt), b""))
+            self._queue_ctl(self._make(RST | ACK, self._edge_seq(self._snd_nxt), b""))
         self._terminate(None)
 
     def _edge_seq(self, nxt: int) -> int:
@@ -812,7 +845,7 @@ class Connection:
         return self._make(ACK, self._snd_una - 1, b"", now)
 
     def _lose_input(self) -> None:
-        self.stats["resets_data_lost"] += 1
+        self._count("resets_data_lost")
         self.abort()
 
     def icmp_error(self, seq: int, *, refused: bool, mtu: int | None, ipv6: bool = False) -> bool:
@@ -848,28 +881,45 @@ class Connection:
         """Our address went away (a DHCP lease lost or changed): end at once and send
         nothing more, since no segment may leave from an address we no longer own; the
         application sees a reset."""
-        self._ctl_out.clear()
+        self._ctl_out = None
         self._terminate(_EVT_RESET)
 
-    def set_reader(self, callback: Callable[[], None] | None) -> None:
+    def set_reader(
+        self, callback: Callable[[], None] | None, into: list[Callable[[], None]] | None = None
+    ) -> None:
         """Tell newly readable data by calling ``callback`` (with no arguments, from inside
         the segment's processing: it must not call into this connection) instead of
         queueing a :class:`DataReceived` event; None: events again. Why: a driver that
         hands the data straight to one reader (an asyncio transport's ``data_received``)
         saves the event, the list it comes in and the dispatch on its type, twice per
-        request of a keep-alive server. Every other event is queued as before."""
+        request of a keep-alive server. Every other event is queued as before.
+
+        With ``into``, ``callback`` is appended to that list instead of called: a driver
+        that calls its readers after the segment's processing needs no callable made per
+        connection for it (a partial of the list's append costs four objects)."""
         self._reader = callback
+        self._reader_list = None if callback is None else into
+
+    def _event(self, ev: Event) -> None:
+        """Queue ``ev`` for the application (:meth:`next_event`, :meth:`take_events`)."""
+        evs = self._events
+        if evs is None:
+            self._events = [ev]
+        else:
+            evs.append(ev)
 
     def next_event(self) -> Event | None:
-        return self._events.pop(0) if self._events else None
+        evs = self._events
+        return evs.pop(0) if evs else None
 
     def take_events(self) -> list[Event]:
         """Every pending event at once, oldest first (one call where draining with
         :meth:`next_event` takes one per event and one more)."""
         evs = self._events
         if evs:
-            self._events = []
-        return evs
+            self._events = None
+            return evs
+        return []
 
     # ------------------------------------------------------------------ timers
 
@@ -958,7 +1008,7 @@ class Connection:
             self._terminate(_EVT_TIMEOUT)
             return
         self._ka_probes += 1
-        self._ctl_out.append(self._old_probe(now))
+        self._queue_ctl(self._old_probe(now))
         self._ka_at = now + cfg.keepalive_interval
 
     def _on_rto(self, now: float) -> None:
@@ -972,7 +1022,7 @@ class Connection:
             self._terminate(_EVT_TIMEOUT)
             return
         self._retries += 1
-        self.stats["rto"] += 1
+        self._count("rto")
         self._tlp_at = None
         self._tlp_probe = False
         self._tlp_end = None
@@ -1139,7 +1189,7 @@ class Connection:
             how = 0
         else:
             return False  # (the first case has no ECN: _plain_ack_state)
-        self.stats["segs_in"] += 1
+        self._segs_in += 1
         ka_idle = self.config.keepalive_idle
         if ka_idle is not None and self._ka_at is not None:
             self._ka_probes = 0
@@ -1176,7 +1226,7 @@ class Connection:
             now, seg.seq, seg.ack, seg.window, seg.payload, seg.timestamp, seg
         ):
             return
-        self.stats["segs_in"] += 1
+        self._segs_in += 1
         st = self.state
         if st == CLOSED:
             return
@@ -1220,7 +1270,7 @@ class Connection:
             and ((ts[0] - self._ts_recent) & MASK) > HALF  # older than TS.Recent
             and now - self._ts_recent_at < _PAWS_IDLE
         ):
-            self.stats["dropped"] += 1
+            self._count("dropped")
             self._ack_now = True
             return
 
@@ -1236,7 +1286,7 @@ class Connection:
             elif rcv_nxt < seq < rcv_nxt + max(wnd, 1):
                 self._challenge_ack(now)
             else:
-                self.stats["dropped"] += 1
+                self._count("dropped")
             return
 
         # RFC 9293 3.10.7.4: with a zero receive window no segment is acceptable, "but
@@ -1248,10 +1298,10 @@ class Connection:
         # backed off each round, happen to line up.
         edge_ack = not wnd and seq == rcv_nxt and plen and flags & ACK and not flags & SYN
         if edge_ack:
-            self.stats["dropped"] += 1
+            self._count("dropped")
             self._ack_now = True
         elif not acceptable(seq, seglen, rcv_nxt, wnd):
-            self.stats["dropped"] += 1
+            self._count("dropped")
             self._ack_now = True
             if plen and seq < rcv_nxt and self._sack_on:
                 self._dsack = (seq, min(seq + plen, rcv_nxt))  # a duplicate: say so
@@ -1265,13 +1315,13 @@ class Connection:
             return
 
         if not flags & ACK:
-            self.stats["dropped"] += 1
+            self._count("dropped")
             return
 
         ack = self._unwrap_ack(seg.ack)
         if st == SYN_RECEIVED:
             if not self._snd_una < ack <= self._snd_max:
-                self._ctl_out.append(TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
+                self._queue_ctl(TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
                 return
             self._establish(now, seg, ack, seq)
             st = self.state
@@ -1413,10 +1463,8 @@ class Connection:
             ack = self._unwrap_ack(seg.ack)
             if ack <= self._iss or ack > self._snd_max:
                 if not flags & RST:
-                    self._ctl_out.append(
-                        TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0)
-                    )
-                self.stats["dropped"] += 1
+                    self._queue_ctl(TCPRepr(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
+                self._count("dropped")
                 return
         if flags & RST:
             if flags & ACK:
@@ -1489,7 +1537,7 @@ class Connection:
         self._snd_wl2 = ack
         self._recover = ack
         self._high_rxt = ack
-        self._events.append(_EVT_CONNECTED)
+        self._event(_EVT_CONNECTED)
         if self.config.keepalive_idle is not None:
             self._ka_at = now + self.config.keepalive_idle
         if self._fin_queued:
@@ -1593,13 +1641,13 @@ class Connection:
         ecn = self._ecn
         assert ecn is not None
         if seg.ecn == CE:
-            self.stats["ce_received"] += 1
+            self._count("ce_received")
         if seg.flags & CWR:
-            self.stats["cwr_received"] += 1
+            self._count("cwr_received")
         if ecn.on_input(seg):
             self._ack_now = True
         if ecn.should_reduce(seg, self._snd_una, self._snd_max) and not self._in_recovery:
-            self.stats["ecn_reductions"] += 1
+            self._count("ecn_reductions")
             flight = self._snd_max - una  # as a loss's: no more than cwnd (RFC 5681 3.2)
             self._cc.on_loss(now, flight if flight < self._cc.cwnd else self._cc.cwnd)
 
@@ -1635,7 +1683,7 @@ class Connection:
                 self._snd_buf_seq = ack
             if self._want_writable and sndbuf.size <= self.config.send_buffer // 2:
                 self._want_writable = False
-                self._events.append(_EVT_WRITABLE)
+                self._event(_EVT_WRITABLE)
         sb = self._scoreboard
         if holes and not self._in_recovery and not sb.rxt and self._snd_nxt >= self._snd_max:
             # A hole filled by its first transmission: reordering (RFC 8985 6.2 step 2).
@@ -1785,7 +1833,7 @@ class Connection:
             self._tlp_end = None  # the original arrived too: no loss
         elif ack > end:
             self._tlp_end = None
-            self.stats["tlp_recoveries"] += 1
+            self._count("tlp_recoveries")
             if not self._in_recovery:
                 self._cc.on_loss(now, self._cc.cwnd)  # as Linux: from cwnd
         elif ack == una and not seg.sack_blocks and not seg.payload:
@@ -1809,7 +1857,7 @@ class Connection:
         """A duplicate arrived at the peer. When duplicates cover all that this loss
         episode retransmitted, the retransmissions were spurious (RFC 3708): undo the
         congestion response (as RFC 4015's Eifel response, and Linux, do)."""
-        self.stats["dsacks_in"] += 1
+        self._count("dsacks_in")
         self._reo.on_dsack(self._snd_una, self._snd_max)
         ledger = self._ledger
         if ledger is None or not ledger.dsack(left, right) or self._prior_cc is None:
@@ -1819,7 +1867,7 @@ class Connection:
     def _undo(self) -> None:
         """The loss response proved needless: the controller's state before it back."""
         assert self._prior_cc is not None
-        self.stats["undos"] += 1
+        self._count("undos")
         if self._ledger is not None:
             self._ledger.close()
         self._cc.restore(self._prior_cc)
@@ -1850,7 +1898,7 @@ class Connection:
         blocks = self._scoreboard.blocks
         top = blocks[0][0] if blocks and blocks[0][0] < ack else ack
         if ledger.within(una, top):
-            self.stats["undos_by_timestamp"] += 1
+            self._count("undos_by_timestamp")
             self._undo()
 
     def _start_episode(self) -> None:
@@ -1914,7 +1962,7 @@ class Connection:
         if sb.rxt and self._in_recovery:
             lost, sent = sb.detect_lost_retransmits(sb.rack_deadline)
             if lost:
-                self.stats["lost_retransmits"] += lost
+                self._count("lost_retransmits", lost)
             if sent is not None and (pending is None or sent < pending):
                 pending = sent
         self._rack_at = None if pending is None else pending + wait
@@ -1942,7 +1990,7 @@ class Connection:
         self._reducing = True
         self._prr_delivered = 0
         self._prr_out = 0
-        self.stats["fast_retransmits"] += 1
+        self._count("fast_retransmits")
         self._start_episode()
         # FlightSize for the reduction (RFC 5681 3.2), without what went beyond cwnd
         # because the peer had it already (limited transmit, SACKed data).
@@ -1963,7 +2011,7 @@ class Connection:
             # The sender is recovering: an ACK that is due goes out now, not merged with
             # the next segment's when the driver hands over a batch, so it gets one
             # (with its SACK blocks) per out-of-order or quick-ACKed segment.
-            self._ctl_out.append(self._make(ACK, self._ack_seq(), b"", now))
+            self._queue_ctl(self._make(ACK, self._ack_seq(), b"", now))
         rcv_nxt = self._rcv_nxt
         plen = len(payload)
         if seq < rcv_nxt:
@@ -1999,7 +2047,9 @@ class Connection:
                 self._readable_signalled = True
                 reader = self._reader
                 if reader is None:
-                    self._events.append(_EVT_DATA)
+                    self._event(_EVT_DATA)
+                elif self._reader_list is not None:
+                    self._reader_list.append(reader)
                 else:
                     reader()
             # Delayed ACK: at least every second full-sized segment (RFC 5681 4.2),
@@ -2027,7 +2077,7 @@ class Connection:
         self._rcv_nxt += 1
         if not self._eof_signalled:
             self._eof_signalled = True
-            self._events.append(_EVT_EOF)
+            self._event(_EVT_EOF)
         st = self.state
         if st in (SYN_RECEIVED, ESTABLISHED):
             self.state = CLOSE_WAIT
@@ -2073,7 +2123,7 @@ class Connection:
             self._challenge_count = 0
         if self._challenge_count < self.config.challenge_ack_limit:
             self._challenge_count += 1
-            self.stats["challenge_acks"] += 1
+            self._count("challenge_acks")
             self._ack_now = True
 
     def _terminate(self, event: Event | None) -> None:
@@ -2091,8 +2141,8 @@ class Connection:
         self._tlp_at = None
         self._ack_now = False
         if event is not None:
-            self._events.append(event)
-        self._events.append(_EVT_CLOSED)
+            self._event(event)
+        self._event(_EVT_CLOSED)
 
     # ------------------------------------------------------------------ output
 
@@ -2139,7 +2189,7 @@ class Connection:
         else:
             ack = 0
         window = self._window_field(flags & SYN != 0)
-        self.stats["segs_out"] += 1
+        self._segs_out += 1
         if self._ts_on:
             return ack, window, ((int(now * 1000) + self._ts_offset) & MASK, self._ts_recent)
         return ack, window, None
@@ -2187,7 +2237,7 @@ class Connection:
                     # RFC 2883: the duplicate first, once; the range holding it (the most
                     # recently changed) follows when it is above RCV.NXT.
                     self._dsack = None
-                    self.stats["dsacks_out"] += 1
+                    self._count("dsacks_out")
                     blocks = [dup, *blocks[: limit - 1]]
                 sack = tuple((s & MASK, e & MASK) for s, e in blocks)
         return plain_segment(
@@ -2201,11 +2251,19 @@ class Connection:
         checks first)."""
         return self.poll_at(True) != -1.0
 
+    def _queue_ctl(self, seg: TCPRepr) -> None:
+        """Queue control segment ``seg`` for the next :meth:`segments_to_send`."""
+        out = self._ctl_out
+        if out is None:
+            self._ctl_out = [seg]
+        else:
+            out.append(seg)
+
     def segments_to_send(self, now: float) -> list[TCPRepr]:
         """Everything the connection wants to send now (may be empty)."""
         out = self._ctl_out
         if out:
-            self._ctl_out = []
+            self._ctl_out = None
         else:
             out = []
         st = self.state
@@ -2228,7 +2286,7 @@ class Connection:
                     self._rtt_seq = self._iss + 1
                     self._rtt_time = now
                 else:
-                    self.stats["retransmits"] += 1
+                    self._retransmits += 1
                 end = self._iss + 1 + len(seg.payload)  # Fast Open data after the SYN
                 self._snd_nxt = end
                 if self._snd_max < end:
@@ -2336,7 +2394,7 @@ class Connection:
             out.append(seg)
         else:
             p = burst[0]
-            self.stats["segs_out"] += 1
+            self._segs_out += 1
             # The tuple built directly: TCPRepr(...) would run the NamedTuple's generated
             # __new__, a large share of this per-segment path.
             out.append(
@@ -2354,7 +2412,7 @@ class Connection:
             )
 
     def _retransmit(self, now: float, start: int, end: int, out: list[TCPRepr]) -> None:
-        self.stats["retransmits"] += 1
+        self._retransmits += 1
         if self._ledger is not None:
             self._ledger.retransmitted(start, end, self._tsval(now))
         if self._rtt_seq is not None and start < self._rtt_seq:
@@ -2408,7 +2466,7 @@ class Connection:
     def _send_data_inner(self, now: float, out: list[TCPRepr]) -> None:
         mss = self._smss
         smax0 = self._snd_max
-        rxt0 = self.stats["retransmits"]
+        rxt0 = self._retransmits
         data_end = self._snd_buf_seq + self._sndbuf.size
         fin_end = data_end + 1 if self._fin_queued else data_end
         cc = self._cc
@@ -2485,7 +2543,7 @@ class Connection:
                     # it back until the next, backed-off, timeout), unless SND.NXT were
                     # moved back first.
                     out.append(self._old_probe(now))
-                    self.stats["window_probes"] += 1
+                    self._count("window_probes")
                     self._probe = False
                     break
                 if avail <= 0 and nxt == data_end:
@@ -2533,14 +2591,14 @@ class Connection:
                     self._rtt_time = now
                 self._snd_max = end
             else:
-                self.stats["retransmits"] += 1
+                self._retransmits += 1
                 if self._ledger is not None:
                     self._ledger.retransmitted(nxt, end, self._tsval(now))
             self._snd_nxt = end
             self._probe = False
             if self._rtx_at is None:
                 self._rtx_at = now + self._rtt.timeout()
-        if sack_recovery and self.stats["retransmits"] != rxt0:
+        if sack_recovery and self._retransmits != rxt0:
             # The holes just resent need RACK's timer no more; their retransmissions may.
             self._rack_detect(now)
         if not probed and (self._snd_max > smax0 or (sack_recovery and out)):
@@ -2577,7 +2635,7 @@ class Connection:
         else:
             return
         self._rtx_at = self._rto_after_probe(now, head_resent)
-        self.stats["tail_loss_probes"] += 1
+        self._count("tail_loss_probes")
         self._tlp_end = self._snd_max
         self._tlp_rtt = False
 
@@ -2606,7 +2664,7 @@ class Connection:
             if s0 <= start and stop <= e0:
                 return None  # already retransmitted and not known lost
         self._rescue = self._recover
-        self.stats["rescue_retransmits"] += 1
+        self._count("rescue_retransmits")
         return start, stop
 
     # ------------------------------------------------------------------ introspection

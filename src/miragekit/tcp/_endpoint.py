@@ -504,7 +504,7 @@ class TCPEndpoint:
             return
         if tfo.learnt is not None:
             self._cookies.learn(server, tfo.learnt, synack.mss or self.config.default_mss)
-        elif tfo.cookie and tfo.syn_data and not tfo.acked and not conn.stats["retransmits"]:
+        elif tfo.cookie and tfo.syn_data and not tfo.acked and not conn._retransmits:
             # (After a retried SYN, which goes bare, the answer says nothing of the cookie.)
             self._cookies.forget(server)
 

@@ -5,7 +5,10 @@ is a ``memoryview`` slice of one chunk (a copy only when it spans two), which st
 for as long as anyone holds it because the chunk never changes. Acknowledged chunks are
 dropped from the front. Small writes are coalesced so the chunk list stays short.
 The chunk deque is made at the first ``append``: an empty deque costs 760 bytes, and
-many connections (idle ones, a server that only reads) never send.
+many connections (idle ones, a server that only reads) never send. Emptied (everything
+acknowledged), the buffer drops its deque for the shared empty one: a deque's ``clear()``
+frees its block and allocates a fresh one anyway, so an idle connection would hold 760
+bytes that the next ``append`` can make as cheaply.
 ``size`` is the byte count as a plain attribute: the connection reads it about ten times
 per short connection, where ``len()`` would call ``__len__`` in Python each time.
 """
@@ -63,7 +66,7 @@ class SendBuffer:
         self._head = head
 
     def clear(self) -> None:
-        self._chunks.clear()
+        self._chunks = _NO_CHUNKS
         self._head = 0
         self.size = 0
 
