@@ -67,7 +67,7 @@ def test_write_is_closing_and_deliver_are_the_transport_io_s() -> None:
         t.write(b"out")
         assert not t.is_closing()
         t.close()
-        assert t.is_closing() and t._closing and t._io.closing
+        assert t.is_closing() and t._io.closing
         await asyncio.sleep(0)
         return t, flow, proto
 

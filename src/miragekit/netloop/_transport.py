@@ -94,25 +94,6 @@ class StackTransport(asyncio.Transport):
         protocol: asyncio.BaseProtocol = self._io.protocol
         return protocol
 
-    @property
-    def _eof(self) -> bool:
-        """``write_eof()`` was called."""
-        return self._io.eof
-
-    @property
-    def _closing(self) -> bool:
-        return self._io.closing
-
-    @property
-    def _lost(self) -> bool:
-        """``connection_lost()`` is scheduled."""
-        return self._io.lost
-
-    @property
-    def _out_size(self) -> int:
-        """Bytes queued for the writer task."""
-        return self._io.out_size
-
     # -- reading ----------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -132,10 +113,6 @@ class StackTransport(asyncio.Transport):
         io.delivering = False
         io.deliver_soon = True  # the flow's callbacks so far, all in one: drain
         io.deliver()
-
-    def _deliver(self) -> None:
-        """Hand the protocol what the flow holds (see :meth:`TransportIO.deliver`)."""
-        self._io.deliver()
 
     def _received(self, r: Any) -> bool:
         """Give the protocol one read's outcome; False once reading is over."""
