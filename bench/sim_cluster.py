@@ -26,6 +26,9 @@ machine); the load average before and after, and which Python ran it (see
 ``interpreter.py``: how the interpreter was built moves every figure). ``--no-hand`` leaves out the by-hand
 reference (for long runs compared with ``--before``). ``--cpu-from T`` also shows the
 ``sim.Network`` rows' CPU per echo from simulated time T on (after the start-up).
+``--vs-small-pages`` also runs the ``sim.Network`` way in a subprocess with the
+simulator's 2 MB pages off (``MIRAGEKIT_HUGE_PAGES=0``, docs/simulation.md), first; each
+row shows the process's peak resident size and how much of it was on 2 MB pages.
 Writes bench/results/sim_cluster.json.
 """
 
@@ -36,6 +39,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -207,6 +211,7 @@ def measure(name: str, fn: Any, a: argparse.Namespace) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         **window,
+        **memory(),
         "how": name,
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 2),
@@ -217,19 +222,37 @@ def measure(name: str, fn: Any, a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def before(rev: str, a: argparse.Namespace) -> dict[str, Any]:
+def memory() -> dict[str, Any]:
+    """The process's peak resident size, and how much of the heap the simulator put on
+    2 MB pages (``None`` for a tree that does not)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        from miragekit.sim import _hugepages
+    except ImportError:
+        huge = None
+    else:
+        huge = round(_hugepages.last_run.collapsed / 2**20)
+    return {"max_rss_mb": round(peak, 1), "huge_pages_mb": huge}
+
+
+def before(rev: str | None, a: argparse.Namespace, no_huge: bool = False) -> dict[str, Any]:
     """The sim.Network row on revision ``rev``'s sources, or on directory ``rev``'s
-    ``src`` when it has one (a tree from tools/compiled_tree.py), in a subprocess."""
-    tree = Path(rev, "src")
+    ``src`` when it has one (a tree from tools/compiled_tree.py), in a subprocess; on
+    this tree's with ``rev`` None. ``no_huge``: with the simulator's 2 MB pages off."""
+    tree = Path(rev or ".", "src")
+    env = {**os.environ, "MIRAGEKIT_HUGE_PAGES": "0"} if no_huge else None
     with tempfile.TemporaryDirectory() as tmp:
-        src = str(tree) if (tree / "miragekit").is_dir() else extract_src(rev, tmp)
+        if rev is None:
+            src = _SRC
+        else:
+            src = str(tree) if (tree / "miragekit").is_dir() else extract_src(rev, tmp)
         args = [sys.executable, __file__, "--src", src, "--network-only"]
         args += [f"--{k}={getattr(a, k)}" for k in ("hosts", "conns", "seconds", "loss")]
         if a.cpu_from is not None:
             args.append(f"--cpu-from={a.cpu_from}")
-        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
     row: dict[str, Any] = json.loads(out)
-    row["how"] = f"sim.Network at {rev}"
+    row["how"] = f"sim.Network at {rev}" if rev else "sim.Network, 4 KB pages"
     return row
 
 
@@ -246,6 +269,11 @@ def main() -> None:
     )
     ap.add_argument("--no-hand", action="store_true", help="skip the by-hand reference (long runs)")
     ap.add_argument(
+        "--vs-small-pages",
+        action="store_true",
+        help="also sim.Network with the simulator's 2 MB pages off (MIRAGEKIT_HUGE_PAGES=0)",
+    )
+    ap.add_argument(
         "--cpu-from",
         type=float,
         metavar="T",
@@ -259,6 +287,8 @@ def main() -> None:
         return
     load = [os.getloadavg()[0]]
     rows = [] if a.before is None else [before(a.before, a)]
+    if a.vs_small_pages:
+        rows.append(before(None, a, no_huge=True))
     for name, fn in (("by hand (reference)", by_hand), ("sim.Network", with_network)):
         if name != "by hand (reference)" or not a.no_hand:
             rows.append(measure(name, fn, a))
@@ -279,6 +309,11 @@ def main() -> None:
             print(
                 f"{r['how']}: from {a.cpu_from:g} s, {r['steady_echoes']} echoes, "
                 f"{r['steady_cpu_us_per_echo']} CPU us per echo"
+            )
+    for r in rows:
+        if "max_rss_mb" in r:
+            print(
+                f"{r['how']}: peak RSS {r['max_rss_mb']} MB, on 2 MB pages {r['huge_pages_mb']} MB"
             )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

@@ -9,6 +9,8 @@ unmodified asyncio code. ``sim.clock()`` is a CLOCK on the same virtual time, st
 
 from ._escape import Escape as Escape
 from ._escape import SimEscape as SimEscape
+from ._hugepages import HugePageStats as HugePageStats
+from ._hugepages import huge_page_stats as huge_page_stats
 from ._loop import CLOCK_START as CLOCK_START
 from ._loop import DEFAULT_IDLE_TIMEOUT as DEFAULT_IDLE_TIMEOUT
 from ._loop import TEARDOWN_GRACE as TEARDOWN_GRACE
@@ -37,6 +39,7 @@ __all__ = [
     "Event",
     "HostCounters",
     "HostOutcome",
+    "HugePageStats",
     "Network",
     "Report",
     "SimDeadlock",
@@ -45,6 +48,7 @@ __all__ = [
     "check_determinism",
     "clock",
     "current",
+    "huge_page_stats",
     "now",
     "pcap_frames",
     "rng",

@@ -31,6 +31,7 @@ from types import EllipsisType
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 from ..clock import Clock
+from . import _hugepages
 from ._sched import Scheduler
 
 T = TypeVar("T")
@@ -623,7 +624,7 @@ def run_on(loop: SimLoop, main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` on ``loop`` as :func:`run` does (then clean up and close ``loop``)."""
     # The collector's settings come back once the loop is closed: a collection that
     # finalises a forgotten StreamWriter then starts nothing on this loop.
-    with _collector_for_simulation():
+    with _collector_for_simulation(), _hugepages.backing():
         asyncio.set_event_loop(loop)
         try:
             return loop.run_until_complete(main)

@@ -1,0 +1,125 @@
+"""The simulator puts its heap on 2 MB pages while it runs (where Linux allows it), turns
+off with ``MIRAGEKIT_HUGE_PAGES=0``, cleans up after itself, and changes nothing a
+seeded run does."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from pathlib import Path
+
+import pytest
+from tests.test_sim_observe import restarting
+
+from miragekit import sim
+from miragekit.sim import _hugepages
+from miragekit.sim import _loop as sim_loop
+from miragekit.sim._hugepages import HUGE, anonymous_writable, huge_span
+
+MAPS = """\
+55d0c0a00000-55d0c0a21000 r--p 00000000 08:01 131 /usr/bin/python3.11
+55d0c1000000-55d0c1400000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0000600000 rw-p 00000000 00:00 0
+7f0000600000-7f0000700000 rw-s 00000000 00:05 9 /dev/zero (deleted)
+7f0000700000-7f0000800000 ---p 00000000 00:00 0
+7f0000800000-7f0000900000 r--p 00000000 00:00 0
+7f0000900000-7f0000a00000 rw-p 00001000 08:01 77 /usr/lib/libc.so.6
+7ffc00000000-7ffc00400000 rw-p 00000000 00:00 0 [stack]
+"""
+
+
+def test_only_private_writable_anonymous_mappings_and_the_heap_are_chosen() -> None:
+    assert anonymous_writable(MAPS) == [
+        (0x55D0C1000000, 0x55D0C1400000),
+        (0x7F0000000000, 0x7F0000600000),
+    ]
+
+
+def test_the_span_is_the_whole_2mb_pages_inside_a_mapping() -> None:
+    assert huge_span(0, 3 * HUGE) == (0, 3 * HUGE)
+    assert huge_span(4096, 3 * HUGE + 4096) == (HUGE, 3 * HUGE)
+    assert huge_span(4096, 2 * HUGE + 8192) == (HUGE, 2 * HUGE)
+    assert huge_span(4096, 2 * HUGE - 4096) is None  # no whole 2 MB page inside
+    assert huge_span(HUGE, HUGE + 1024 * 1024) is None
+
+
+def anon_huge_kb() -> int:
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("AnonHugePages:"):
+                return int(line.split()[1])
+    raise AssertionError("no AnonHugePages line in /proc/self/smaps_rollup")
+
+
+def thp_mode() -> str:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "absent"
+    return text.split("[")[1].split("]")[0]
+
+
+async def grow() -> int:
+    """Make ~80 MB of small objects, as a cluster's start-up does, and keep them."""
+    junk = [[i, str(i)] for i in range(700_000)]
+    await asyncio.sleep(1)
+    return anon_huge_kb() if len(junk) else 0
+
+
+def test_a_growing_simulation_is_put_on_2mb_pages_and_cleans_up() -> None:
+    assert gc.isenabled()
+    callbacks = list(gc.callbacks)
+    fds = len(os.listdir("/proc/self/fd"))
+    huge_kb = sim.run(grow())
+    stats = sim.huge_page_stats()
+    assert stats.scans >= 1 and stats.advised >= 16 << 20
+    if thp_mode() in ("always", "madvise"):
+        assert stats.unavailable == ""
+        assert stats.collapsed >= 16 << 20, stats
+        assert huge_kb * 1024 >= stats.collapsed // 2, (huge_kb, stats)
+        assert stats.seconds < 5
+    else:  # the kernel said no: the run went on without them
+        assert stats.collapsed == 0 and stats.unavailable, stats
+    assert gc.callbacks == callbacks
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_it_is_off_with_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIRAGEKIT_HUGE_PAGES", "0")
+    callbacks = list(gc.callbacks)
+    sim.run(grow())
+    stats = sim.huge_page_stats()
+    assert (stats.scans, stats.advised, stats.collapsed) == (0, 0, 0)
+    assert stats.unavailable == "MIRAGEKIT_HUGE_PAGES=0"
+    assert gc.callbacks == callbacks
+
+
+def test_a_small_simulation_does_not_look_at_its_mappings() -> None:
+    async def small() -> int:
+        await asyncio.sleep(5)
+        return 1
+
+    assert sim.run(small()) == 1
+    assert sim.huge_page_stats().scans == 0
+
+
+def test_a_seeded_run_is_the_same_with_and_without_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Collect often and look at the mappings after every collection, so that it
+    # happens all through the run.
+    monkeypatch.setattr(_hugepages, "GROWTH", 0)
+    monkeypatch.setattr(sim_loop, "_GC_YOUNG", 700)
+    runs = []
+    for setting in ("1", "0"):
+        monkeypatch.setenv("MIRAGEKIT_HUGE_PAGES", setting)
+        out = tmp_path / setting
+        out.mkdir()
+        report = restarting(out).run(until=60)
+        assert report.ok
+        runs.append((report.format_events(), (out / "segment.pcap").read_bytes()))
+        stats = sim.huge_page_stats()
+        assert stats.scans > 20 if setting == "1" else stats.scans == 0, stats
+    assert runs[0] == runs[1]
+    assert len(runs[0][1]) > 10_000
