@@ -806,3 +806,33 @@ def test_callback_exceptions_are_reported_not_raised() -> None:
         await listener
 
     run(main)
+
+
+def test_a_learned_address_is_refreshed_in_place_and_moves_with_its_sender() -> None:
+    # Every frame refreshes its sender's entry: the entry is updated, not remade (a
+    # fresh tuple per frame freed an old one that was cold in a large simulation).
+    async def main() -> None:
+        sw = VnetSwitch(seed=1, aging=10.0)
+        a, b, c = (sw.add_interface(n) for n in "abc")
+        Rx(a), Rx(b), Rx(c)
+        fdb = sw._fabric._fdb
+        a.send(udp(a, BCAST))
+        await asyncio.sleep(1)
+        key = bytes(a.mac())
+        first = fdb[key]
+        assert (first.port, first.seen) == (a, 0.0)
+        await asyncio.sleep(8)
+        a.send(udp(a, b, b"again"))
+        await asyncio.sleep(0.001)
+        assert fdb[key] is first and first.seen == 9.0
+        await asyncio.sleep(5)  # 14 s after the first frame, 5 after the last: still there
+        assert sw.fdb() == {a.mac(): "a"}
+        moved_at = asyncio.get_running_loop().time()
+        c.send(udp(a, b, b"moved"))  # a's address now behind c: a new entry
+        await asyncio.sleep(0.001)
+        assert fdb[key] is not first and (fdb[key].port, fdb[key].seen) == (c, moved_at)
+        assert sw.fdb() == {a.mac(): "c"}
+        await c.disconnect()
+        assert key not in fdb
+
+    run(main)
