@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import os
 from pathlib import Path
 
@@ -104,19 +105,30 @@ def test_a_small_simulation_does_not_look_at_its_mappings() -> None:
     assert sim.huge_page_stats().scans == 0
 
 
+async def hoard() -> None:
+    """Keep objects made all through the run: the collector runs now and then."""
+    kept = []
+    for _ in range(100):
+        kept.append([[i] for i in range(2000)])
+        await asyncio.sleep(0.5)
+
+
 def test_a_seeded_run_is_the_same_with_and_without_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Collect often and look at the mappings after every collection, so that it
-    # happens all through the run.
-    monkeypatch.setattr(_hugepages, "GROWTH", 0)
+    # Collect often, and look at the mappings after every collection (each one sees
+    # the process a gigabyte larger), so that it happens all through the run.
+    grown = itertools.count(0, 1 << 30)
+    monkeypatch.setattr(_hugepages._Backer, "_resident", lambda self: next(grown))
     monkeypatch.setattr(sim_loop, "_GC_YOUNG", 700)
     runs = []
     for setting in ("1", "0"):
         monkeypatch.setenv("MIRAGEKIT_HUGE_PAGES", setting)
         out = tmp_path / setting
         out.mkdir()
-        report = restarting(out).run(until=60)
+        net = restarting(out)
+        net.host("hoard", main=hoard)
+        report = net.run(until=60)
         assert report.ok
         runs.append((report.format_events(), (out / "segment.pcap").read_bytes()))
         stats = sim.huge_page_stats()

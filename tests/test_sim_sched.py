@@ -298,3 +298,64 @@ def test_an_override_of_get_debug_create_future_or_is_running_is_not_shadowed() 
 
     run_on(loop, main())
     assert set(seen) == {"future", "debug", "running"}
+
+
+def _calendar_program(seed: int, n: int, cancel_share: float) -> tuple[list[int], list[int]]:
+    """Timers that schedule timers (offsets of zero, within one calendar slot, across
+    slots and seconds, ints among floats), some cancelled at once: the order they ran in
+    on a SimLoop, and the order of (deadline, scheduling order) the queue must keep."""
+    rng = random.Random(seed)
+    offsets = (0, 0.001, 0.004, 1 / 64, 0.02, 0.3, 1, 1.0, 2.5, 7)
+    loop = sim.SimLoop()
+    ran: list[int] = []
+    expected: list[tuple[float, int]] = []
+    labels = iter(range(10**9))
+
+    def schedule(now: float) -> None:
+        for i in range(rng.choice((1, 2, 3))):
+            k = next(labels)
+            if k >= n:
+                return
+            when = now + rng.choice(offsets) + rng.choice((0, 0, rng.random() / 100))
+            timer = loop.call_at(when, fire, k)
+            if i and rng.random() < cancel_share:  # the first one always runs
+                timer.cancel()
+            else:
+                expected.append((when, k))
+
+    def fire(k: int) -> None:
+        ran.append(k)
+        schedule(loop.time())
+
+    try:
+        for _ in range(20):
+            schedule(0.0)
+        loop.call_at(10**6, loop.stop)
+        loop.run_forever()
+    finally:
+        loop.close()
+    return ran, [k for _, k in sorted(expected)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("cancel_share", [0.0, 0.3, 0.8])
+def test_the_calendar_runs_timers_by_deadline_then_scheduling_order(
+    seed: int, cancel_share: float
+) -> None:
+    ran, expected = _calendar_program(seed, 3000, cancel_share)
+    assert len(ran) > 1000
+    assert ran == expected
+
+
+def test_the_calendar_keeps_far_and_infinite_deadlines_last() -> None:
+    loop = sim.SimLoop()
+    try:
+        ran: list[object] = []
+        for when in (float("inf"), 1e300, 5, 1e17, 0.5, 2.0**70):
+            loop.call_at(when, ran.append, when)
+        loop.call_at(1e301, loop.stop)
+        loop.run_forever()
+        assert ran == [0.5, 5, 1e17, 2.0**70, 1e300]
+        assert loop.time() == 1e301
+    finally:
+        loop.close()

@@ -11,7 +11,7 @@ Linux backs a process's memory with 2 MB pages by itself ("transparent huge page
 only when ``/sys/kernel/mm/transparent_hugepage/enabled`` says ``always``; Debian's
 default, ``madvise``, does it only for memory the process asks for, and Python's
 allocator never asks. So while a simulation runs, every time the process has grown by
-:data:`GROWTH` bytes (looked at after each run of the garbage collector, which runs as
+:data:`GROWTH` bytes since it last looked or last shrank (looked at after each run of the garbage collector, which runs as
 objects are made), the writable anonymous mappings of ``/proc/self/maps`` are advised
 (``MADV_HUGEPAGE``) and collapsed now (``MADV_COLLAPSE``, Linux 6.1 and later) rather
 than by the kernel's background thread over minutes. No object moves and nothing is
@@ -124,7 +124,9 @@ class _Backer:
         if phase != "stop" or self._stats.unavailable:
             return
         now = self._resident()
-        if now - self._seen >= GROWTH:
+        if now < self._seen:
+            self._seen = now  # it shrank: growth counts from here
+        elif now - self._seen >= GROWTH:
             self._seen = now
             self.scan()
 

@@ -11,10 +11,14 @@ stays the loop's: made by compiled code a handle costs seven generic attribute s
 more than an interpreted frame.
 
 Timers: a list per deadline (its timers in the order they were scheduled) in a dict, and
-a heap of the distinct deadlines. A heap compare is one float compare (a heap of
-``(when, seq, timer)`` tuples makes two rich compares per tuple compare and reaches two
-objects), timers sharing a deadline cost one heap entry, and the run order is exactly
-that of ``(deadline, scheduling order)``. A timer for the present instant skips even
+the distinct deadlines in a calendar: slots of 1/64 s (a dict of unsorted lists, and a
+heap of the slot numbers), and the current slot's deadlines sorted, taken in order. Why
+not one heap of deadlines: in a large simulation each deadline is a float object made
+about a second before it is due, cold in every cache by then, and a heap's pop compares
+two of them at each of its ~14 levels. The calendar touches each once when its slot's
+list is sorted, and its heap holds the few slots of the next second or two. Timers
+sharing a deadline cost one entry, and the run order is exactly that of ``(deadline,
+scheduling order)``. A timer for the present instant skips even
 that: it waits in ``due_now`` and runs after the due buckets at the next batch, which is
 where its deadline and scheduling order put it.
 
@@ -30,10 +34,11 @@ place, so the queue holds what ``cancel()`` and a new timer would have left.
 from __future__ import annotations
 
 from asyncio import Future, format_helpers
+from bisect import insort
 from collections import deque
 from collections.abc import Callable
 from contextvars import Context, copy_context
-from heapq import heapify, heappop, heappush
+from heapq import heappop, heappush
 from typing import Any, Final
 
 # Purge cancelled timers in bulk when they are this many and this large a share.
@@ -41,6 +46,12 @@ PURGE_MIN: Final = 100
 PURGE_FRACTION: Final = 0.5
 
 _INF: Final = float("inf")
+
+# The calendar's slots: a deadline's slot is int(deadline * SLOTS_PER_SECOND) (never
+# smaller for a later deadline); infinities and NaN go to the slots beyond FAR.
+SLOTS_PER_SECOND: Final = 64.0
+FAR: Final = 1e18
+_FAR_SLOT: Final = 10**18
 
 # Context.run itself, called with the context first: compiled code calls a method by
 # name with a look-up of "run" in the context's type at every call (about 800
@@ -80,7 +91,14 @@ class Scheduler:
         self.loop: Any = loop
         self.timer_type: Any = timer_type
         self.ready: deque[Any] = deque()  # the loop puts its own deque here
-        self.deadlines: list[float] = []  # a heap: the keys of buckets
+        # The keys of buckets, in a calendar (see the module's text): the deadlines of
+        # slots up to cur_slot sorted in cur (taken from cur_i on), the later ones in
+        # their slot's list, the slot numbers of those lists in a heap.
+        self.cur: list[float] = []
+        self.cur_i = 0
+        self.cur_slot = -_FAR_SLOT - 1
+        self.slots: dict[int, list[float]] = {}
+        self.slot_heap: list[int] = []
         self.buckets: dict[float, list[Any]] = {}
         self.due_now: list[Any] = []  # timers made for the present instant
         self.timers = 0  # in buckets, cancelled ones included (asyncio's len(_scheduled))
@@ -145,7 +163,7 @@ class Scheduler:
         bucket = self.buckets.get(when)
         if bucket is None:
             self.buckets[when] = [timer]
-            heappush(self.deadlines, when)
+            self.push(when)
         else:
             bucket.append(timer)
         self.timers += 1
@@ -185,7 +203,7 @@ class Scheduler:
         bucket = self.buckets.get(when)
         if bucket is None:
             self.buckets[when] = [timer]
-            heappush(self.deadlines, when)
+            self.push(when)
         else:
             bucket.append(timer)
         self.timers += 1
@@ -282,7 +300,7 @@ class Scheduler:
         bucket = self.buckets.get(when)
         if bucket is None:
             self.buckets[when] = [timer]
-            heappush(self.deadlines, when)
+            self.push(when)
         else:
             bucket.append(timer)
         self.timers += 1
@@ -301,12 +319,49 @@ class Scheduler:
             bucket = self.buckets.get(now)
             if bucket is None:
                 self.buckets[now] = due_now.copy()
-                heappush(self.deadlines, now)
+                self.push(now)
             else:
                 bucket.extend(due_now)
             self.timers += len(due_now)
             due_now.clear()
         self.now += seconds
+
+    # --- the calendar of deadlines ---------------------------------------------------------
+
+    def push(self, when: float) -> None:
+        """Put a new deadline (one with no bucket yet) into the calendar."""
+        x = when * SLOTS_PER_SECOND
+        slot = int(x) if -FAR < x < FAR else (-_FAR_SLOT if x < 0 else _FAR_SLOT)
+        if slot <= self.cur_slot:
+            insort(self.cur, when, self.cur_i)  # among the current slot's, in order
+            return
+        pending = self.slots.get(slot)
+        if pending is None:
+            self.slots[slot] = [when]
+            heappush(self.slot_heap, slot)
+        else:
+            pending.append(when)
+
+    def turn(self) -> float:
+        """The current slot's deadlines are all taken: the next slot's become current
+        (sorted); its first deadline. Only when ``slot_heap`` is not empty."""
+        slot = heappop(self.slot_heap)
+        cur = self.slots.pop(slot)
+        cur.sort()
+        self.cur = cur
+        self.cur_i = 0
+        self.cur_slot = slot
+        return cur[0]
+
+    def restart(self, deadlines: list[float]) -> None:
+        """Put these deadlines (distinct, in any order) in an empty calendar."""
+        self.cur = []
+        self.cur_i = 0
+        self.cur_slot = -_FAR_SLOT - 1
+        self.slots = {}
+        self.slot_heap = []
+        for when in deadlines:
+            self.push(when)
 
     def scheduled(self) -> list[Any]:
         """Every scheduled timer, in the order they would run (cancelled ones too)."""
@@ -323,14 +378,18 @@ class Scheduler:
 
     def clear(self) -> None:
         """Forget every timer (the loop is closed)."""
-        self.deadlines.clear()
+        self.cur = []
+        self.cur_i = 0
+        self.cur_slot = -_FAR_SLOT - 1
+        self.slots.clear()
+        self.slot_heap.clear()
         self.buckets.clear()
         self.due_now.clear()
         self.timers = 0
 
     def pending(self) -> bool:
         """Whether a callback is ready or a timer scheduled."""
-        return bool(self.ready or self.deadlines or self.due_now)
+        return bool(self.ready or self.cur_i < len(self.cur) or self.slot_heap or self.due_now)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -352,21 +411,25 @@ class Scheduler:
                 if live:
                     kept[when] = live
                     total += len(live)
-            deadlines = list(kept)
-            heapify(deadlines)
             self.buckets = kept
-            self.deadlines = deadlines
+            self.restart(list(kept))
             self.timers = total
             self.cancelled = 0
             return
-        deadlines = self.deadlines
         buckets = self.buckets
-        while deadlines:
-            bucket = buckets[deadlines[0]]
+        while True:
+            if self.cur_i < len(self.cur):
+                when = self.cur[self.cur_i]
+            elif self.slot_heap:
+                when = self.turn()
+            else:
+                return
+            bucket = buckets[when]
             for timer in bucket:
                 if not timer._cancelled:
                     return
-            del buckets[heappop(deadlines)]
+            del buckets[when]
+            self.cur_i += 1
             self.timers -= len(bucket)
             self.cancelled -= len(bucket)
             for timer in bucket:
@@ -383,19 +446,35 @@ class Scheduler:
         due_now = self.due_now
         popleft = ready.popleft
         while True:
-            deadlines = self.deadlines
             buckets = self.buckets
-            if not ready and not self.stopping and deadlines and not due_now:
+            if not ready and not self.stopping and not due_now:
                 # Idle: jump to the next deadline instead of sleeping.
-                when = deadlines[0]
+                if self.cur_i < len(self.cur):
+                    when = self.cur[self.cur_i]
+                elif self.slot_heap:
+                    when = self.turn()
+                else:
+                    when = -_INF
                 if when > self.now:
                     if when > self.teardown_until:
                         return True
                     self.now = when
             now = self.now
             while True:
-                while deadlines and deadlines[0] <= now:
-                    bucket = buckets.pop(heappop(deadlines))
+                while True:
+                    cur = self.cur
+                    i = self.cur_i
+                    if i < len(cur):
+                        when = cur[i]
+                    elif self.slot_heap:
+                        when = self.turn()
+                        i = 0
+                    else:
+                        break
+                    if when > now:
+                        break
+                    self.cur_i = i + 1
+                    bucket = buckets.pop(when)
                     self.timers -= len(bucket)
                     for timer in bucket:
                         timer._scheduled = False
@@ -435,5 +514,5 @@ class Scheduler:
             if self.real_io or self.stopping:
                 return False
             self.purge()  # what the caller would do before the next instant
-            if not ready and not self.deadlines and not due_now:
+            if not ready and self.cur_i >= len(self.cur) and not self.slot_heap and not due_now:
                 return False  # nothing left: the caller blocks (or says deadlock)
