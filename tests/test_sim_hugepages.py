@@ -5,6 +5,8 @@ seeded run does."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
 import gc
 import itertools
 import os
@@ -135,3 +137,38 @@ def test_a_seeded_run_is_the_same_with_and_without_them(
         assert stats.scans > 20 if setting == "1" else stats.scans == 0, stats
     assert runs[0] == runs[1]
     assert len(runs[0][1]) > 10_000
+
+
+def fake_madvise(fail: set[int], calls: list[tuple[int, int]]) -> object:
+    """A madvise that fails with EINVAL for the advice in ``fail``, else succeeds."""
+
+    def madvise(addr: int, length: int, advice: int) -> int:
+        calls.append((advice, length))
+        if advice in fail:
+            ctypes.set_errno(errno.EINVAL)
+            return -1
+        return 0
+
+    return madvise
+
+
+def test_a_kernel_without_collapse_still_gets_the_advice(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+    madvise = fake_madvise({_hugepages.MADV_COLLAPSE}, calls)
+    monkeypatch.setattr(_hugepages, "_madvise", lambda: madvise)
+    sim.run(grow())
+    stats = sim.huge_page_stats()
+    assert stats.advised > 0 and stats.collapsed == 0 and stats.unavailable == ""
+    # Collapse was tried once, then no more.
+    assert [a for a, _ in calls].count(_hugepages.MADV_COLLAPSE) == 1
+    assert [a for a, _ in calls].count(_hugepages.MADV_HUGEPAGE) >= 1
+
+
+def test_a_kernel_that_refuses_the_advice_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+    madvise = fake_madvise({_hugepages.MADV_HUGEPAGE, _hugepages.MADV_COLLAPSE}, calls)
+    monkeypatch.setattr(_hugepages, "_madvise", lambda: madvise)
+    sim.run(grow())
+    stats = sim.huge_page_stats()
+    assert stats.unavailable == "madvise(MADV_HUGEPAGE): Invalid argument"
+    assert stats.scans == 1 and len(calls) == 1 and stats.advised == 0

@@ -22,7 +22,7 @@ where the calls are missing (not Linux, an older kernel, ``never``) it does noth
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import errno
 import gc
 import os
 import sys
@@ -72,8 +72,10 @@ def _madvise() -> Any:
     if not sys.platform.startswith("linux"):
         return None
     try:
+        import ctypes
+
         fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):  # a Python without ctypes, no libc
         return None
     fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     fn.restype = ctypes.c_int
@@ -106,6 +108,9 @@ class _Backer:
     """Advises and collapses the heap's mappings as the process grows (one run)."""
 
     def __init__(self, madvise: Any, stats: HugePageStats) -> None:
+        import ctypes
+
+        self._errno = ctypes.get_errno
         self._madvise = madvise
         self._stats = stats
         self._done: set[tuple[int, int]] = set()
@@ -123,12 +128,15 @@ class _Backer:
     def after_collection(self, phase: str, info: dict[str, int]) -> None:
         if phase != "stop" or self._stats.unavailable:
             return
-        now = self._resident()
-        if now < self._seen:
-            self._seen = now  # it shrank: growth counts from here
-        elif now - self._seen >= GROWTH:
-            self._seen = now
-            self.scan()
+        try:
+            now = self._resident()
+            if now < self._seen:
+                self._seen = now  # it shrank: growth counts from here
+            elif now - self._seen >= GROWTH:
+                self._seen = now
+                self.scan()
+        except OSError as e:  # /proc went away (a sandbox): stop asking, quietly
+            self._stats.unavailable = f"/proc/self: {e.strerror}"
 
     def scan(self) -> None:
         t0 = time.process_time()
@@ -143,13 +151,13 @@ class _Backer:
             self._done.add(span)
             a, b = span
             if self._madvise(start, end - start, MADV_HUGEPAGE) != 0:
-                stats.unavailable = f"madvise(MADV_HUGEPAGE): {os.strerror(ctypes.get_errno())}"
+                stats.unavailable = f"madvise(MADV_HUGEPAGE): {os.strerror(self._errno())}"
                 break
             stats.advised += end - start
             if self._collapse:
                 if self._madvise(a, b - a, MADV_COLLAPSE) == 0:
                     stats.collapsed += b - a
-                elif ctypes.get_errno() == 22:  # EINVAL: a kernel without it
+                elif self._errno() == errno.EINVAL:  # a kernel without it
                     self._collapse = False
         stats.seconds += time.process_time() - t0
 
