@@ -172,3 +172,41 @@ def test_a_kernel_that_refuses_the_advice_is_left_alone(monkeypatch: pytest.Monk
     stats = sim.huge_page_stats()
     assert stats.unavailable == "madvise(MADV_HUGEPAGE): Invalid argument"
     assert stats.scans == 1 and len(calls) == 1 and stats.advised == 0
+
+
+@pytest.mark.parametrize("text", ["off", "NO", " false ", "0"])
+def test_the_variable_says_off_in_the_usual_ways(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("MIRAGEKIT_HUGE_PAGES", text)
+    sim.run(grow())
+    assert sim.huge_page_stats().scans == 0
+    assert sim.huge_page_stats().unavailable == f"MIRAGEKIT_HUGE_PAGES={text}"
+
+
+def test_a_variable_that_says_neither_is_refused_before_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MIRAGEKIT_HUGE_PAGES", "maybe")
+    started = []
+
+    async def main() -> None:
+        started.append(1)
+
+    coro = main()
+    with pytest.raises(ValueError, match=r"MIRAGEKIT_HUGE_PAGES must be 0 or 1 .*'maybe'"):
+        sim.run(coro)
+    coro.close()
+    assert started == []
+
+
+def test_a_network_refuses_the_variable_before_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIRAGEKIT_HUGE_PAGES", "2")
+    net = restarting(tmp_path)
+    with pytest.raises(ValueError, match="MIRAGEKIT_HUGE_PAGES must be 0 or 1"):
+        net.run(until=10)
+    assert not (tmp_path / "segment.pcap").exists()
+    monkeypatch.setenv("MIRAGEKIT_HUGE_PAGES", "1")
+    assert net.run(until=10).ok  # nothing was started: the plan runs as it is

@@ -15,7 +15,7 @@ allocator never asks. So while a simulation runs, every time the process has gro
 objects are made), the writable anonymous mappings of ``/proc/self/maps`` are advised
 (``MADV_HUGEPAGE``) and collapsed now (``MADV_COLLAPSE``, Linux 6.1 and later) rather
 than by the kernel's background thread over minutes. No object moves and nothing is
-scheduled, so a seeded run is the same run. ``MIRAGEKIT_HUGE_PAGES=0`` turns it off;
+scheduled, so a seeded run is the same run. ``MIRAGEKIT_HUGE_PAGES=0`` (or ``off``) turns it off;
 where the calls are missing (not Linux, an older kernel, ``never``) it does nothing.
 """
 
@@ -162,14 +162,33 @@ class _Backer:
         stats.seconds += time.process_time() - t0
 
 
+_ON: Final = {"1": True, "on": True, "yes": True, "true": True}
+_OFF: Final = {"0": False, "off": False, "no": False, "false": False}
+
+
+def wanted_by_environment() -> bool:
+    """What :data:`ENV` says (unset or empty: yes); ``ValueError`` naming it when it
+    says something else than 0/1, off/on, no/yes or false/true."""
+    text = os.environ.get(ENV, "").strip().lower()
+    if not text:
+        return True
+    try:
+        return {**_ON, **_OFF}[text]
+    except KeyError:
+        raise ValueError(
+            f"{ENV} must be 0 or 1 (or off/on, no/yes, false/true), got {os.environ[ENV]!r}"
+        ) from None
+
+
 @contextlib.contextmanager
 def backing() -> Iterator[HugePageStats]:
     """Ask for 2 MB pages under the heap while the block runs (see the module's text);
     yields the run's :class:`HugePageStats` (also :data:`last_run`)."""
     global last_run
+    wanted = wanted_by_environment()
     stats = last_run = HugePageStats()
-    if os.environ.get(ENV, "1") == "0":
-        stats.unavailable = f"{ENV}=0"
+    if not wanted:
+        stats.unavailable = f"{ENV}={os.environ[ENV]}"
         yield stats
         return
     madvise = _madvise()

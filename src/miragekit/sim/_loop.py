@@ -614,6 +614,7 @@ def run(
         raise TypeError(f"main must be a coroutine, got {main!r}")
     if isinstance(idle_timeout, EllipsisType):
         idle_timeout = DEFAULT_IDLE_TIMEOUT
+    _hugepages.wanted_by_environment()  # a bad MIRAGEKIT_HUGE_PAGES, before anything
     loop = SimLoop(seed=seed, start=start, idle_timeout=idle_timeout, clock_start=clock_start)
     if debug is not None:
         loop.set_debug(debug)

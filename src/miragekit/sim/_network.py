@@ -39,6 +39,7 @@ from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..clock import Clock
+from . import _hugepages
 from ._escape import Escape, EscapeWatch, SimEscape
 from ._loop import DEFAULT_IDLE_TIMEOUT, SimDeadlock, SimLoop, _TaskNote, run_on
 from ._observe import Event, HostCounters, HostObserver, format_events
@@ -687,6 +688,7 @@ class Network:
             raise ValueError(f"run: until must be > 0 seconds or None, got {until!r}")
         if not self._hosts:
             raise ValueError("run: the network has no hosts (add them with host())")
+        _hugepages.wanted_by_environment()  # a bad MIRAGEKIT_HUGE_PAGES, before anything
         if self._capture_dir is not None:
             os.makedirs(self._capture_dir, exist_ok=True)
             self._redirect_captures(self._capture_dir)
