@@ -55,14 +55,6 @@ def anon_huge_kb() -> int:
     raise AssertionError("no AnonHugePages line in /proc/self/smaps_rollup")
 
 
-def thp_mode() -> str:
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        return "absent"
-    return text.split("[")[1].split("]")[0]
-
-
 async def grow() -> int:
     """Make ~80 MB of small objects, as a cluster's start-up does, and keep them."""
     junk = [[i, str(i)] for i in range(700_000)]
@@ -77,7 +69,7 @@ def test_a_growing_simulation_is_put_on_2mb_pages_and_cleans_up() -> None:
     huge_kb = sim.run(grow())
     stats = sim.huge_page_stats()
     assert stats.scans >= 1 and stats.advised >= 16 << 20
-    if thp_mode() in ("always", "madvise"):
+    if _hugepages.system_mode() in ("always", "madvise"):
         assert stats.unavailable == ""
         assert stats.collapsed >= 16 << 20, stats
         assert huge_kb * 1024 >= stats.collapsed // 2, (huge_kb, stats)
@@ -210,3 +202,20 @@ def test_a_network_refuses_the_variable_before_it_runs(
     assert not (tmp_path / "segment.pcap").exists()
     monkeypatch.setenv("MIRAGEKIT_HUGE_PAGES", "1")
     assert net.run(until=10).ok  # nothing was started: the plan runs as it is
+
+
+def test_the_system_setting_is_read_and_never_means_not_asking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setting = tmp_path / "enabled"
+    setting.write_text("always madvise [never]\n")
+    assert _hugepages.system_mode(str(setting)) == "never"
+    setting.write_text("always [madvise] never\n")
+    assert _hugepages.system_mode(str(setting)) == "madvise"
+    assert _hugepages.system_mode(str(tmp_path / "absent")) == ""
+    setting.write_text("always madvise [never]\n")
+    monkeypatch.setattr(_hugepages, "THP_SETTING", str(setting))
+    monkeypatch.setattr(_hugepages.system_mode, "__defaults__", (str(setting),))
+    sim.run(grow())
+    stats = sim.huge_page_stats()
+    assert stats.scans == 0 and stats.unavailable == f"{setting}: never"

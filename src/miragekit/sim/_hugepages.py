@@ -44,6 +44,9 @@ GROWTH: Final = 16 << 20
 #: The environment variable that turns it off (``0``).
 ENV: Final = "MIRAGEKIT_HUGE_PAGES"
 
+#: Where Linux says whether it backs memory with huge pages at all.
+THP_SETTING: Final = "/sys/kernel/mm/transparent_hugepage/enabled"
+
 
 @dataclass
 class HugePageStats:
@@ -80,6 +83,17 @@ def _madvise() -> Any:
     fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     fn.restype = ctypes.c_int
     return fn
+
+
+def system_mode(path: str = THP_SETTING) -> str:
+    """The system's setting (``always``, ``madvise`` or ``never``), ``""`` if unknown."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    start, end = text.find("["), text.find("]")
+    return text[start + 1 : end] if 0 <= start < end else ""
 
 
 def anonymous_writable(maps: str) -> list[tuple[int, int]]:
@@ -192,8 +206,11 @@ def backing() -> Iterator[HugePageStats]:
         yield stats
         return
     madvise = _madvise()
-    if madvise is None:
-        stats.unavailable = "no madvise on this system"
+    mode = system_mode()
+    if madvise is None or mode == "never":
+        stats.unavailable = (
+            "no madvise on this system" if madvise is None else f"{THP_SETTING}: never"
+        )
         yield stats
         return
     try:
