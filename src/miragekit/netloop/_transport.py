@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..result import Error, Ok
@@ -27,6 +28,33 @@ class StackTransport(asyncio.Transport):
     """One TCP connection of a stack as an asyncio transport."""
 
     _start_tls_compatible = True  # BaseEventLoop.start_tls may take it over
+
+    # No __dict__ (asyncio's transports have __slots__): an echo reads the transport's
+    # attributes on both ends, and a dict's values are one more object to reach, cold
+    # at 10,000 connections. ``write`` and ``is_closing`` are slots, not methods: each
+    # holds its TransportIO's (set in __init__), so asyncio's streams reach the
+    # compiled method without a Python frame; a subclass's own ``write`` or
+    # ``is_closing`` method comes first, and its ``super().write`` is the TransportIO's.
+    __slots__ = (
+        "_flow",
+        "_high",
+        "_io",
+        "_loop",
+        "_low",
+        "_more",
+        "_out",
+        "_paused",
+        "_reader",
+        "_reading",
+        "_writer",
+        "done",
+        "is_closing",
+        "write",
+    )
+    write: Callable[[bytes | bytearray | memoryview], None]  # type: ignore[assignment]
+    """``asyncio.WriteTransport.write``: the TransportIO's."""
+    is_closing: Callable[[], bool]
+    """``asyncio.BaseTransport.is_closing``: the TransportIO's."""
 
     def __init__(
         self,
@@ -43,12 +71,9 @@ class StackTransport(asyncio.Transport):
         # without a Python frame: write and is_closing are bound below, deliver is the
         # flow's callback).
         io = self._io = TransportIO(self, protocol, isinstance(protocol, asyncio.BufferedProtocol))
-        # (setattr, not through __dict__: asking for the dict makes one, and the instance
-        # loses its compact attribute values and the interpreter's fast look-ups.)
-        cls = type(self)
-        for name in _BOUND:
-            if getattr(cls, name) is _OWN[name]:  # not overridden by a subclass
-                setattr(self, name, getattr(io, name))
+        # Through the slots' descriptors: a subclass's own methods stay in front.
+        _SET_WRITE(self, io.write)
+        _SET_IS_CLOSING(self, io.is_closing)
         # Made on first use, as the two events below: most connections write straight
         # into their flow and read through read_now, and at 10,000 connections each
         # deque (an event holds one) is 760 bytes that nothing uses.
@@ -175,10 +200,6 @@ class StackTransport(asyncio.Transport):
 
     # -- writing ----------------------------------------------------------------------
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        # Bound to the instance as TransportIO.write unless a subclass overrides it.
-        self._io.write(data)
-
     def _queue(self, data: bytes | bytearray | memoryview) -> None:
         """Queue what ``write`` could not hand the connection, for the writer task."""
         out = self._out
@@ -270,10 +291,6 @@ class StackTransport(asyncio.Transport):
                 return
 
     # -- closing ----------------------------------------------------------------------
-
-    def is_closing(self) -> bool:
-        # Bound to the instance as TransportIO.is_closing unless a subclass overrides it.
-        return self._io.closing
 
     def close(self) -> None:
         """Stop reading; send what is queued, then FIN; then ``connection_lost(None)``."""
@@ -376,9 +393,11 @@ def _set_none(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-# The methods each transport binds to its TransportIO's (see __init__).
-_BOUND = ("write", "is_closing")
-_OWN = {name: getattr(StackTransport, name) for name in _BOUND}
+# The slots' setters (see __init__).
+_SET_WRITE: Callable[[StackTransport, Any], None] = StackTransport.__dict__["write"].__set__
+_SET_IS_CLOSING: Callable[[StackTransport, Any], None] = StackTransport.__dict__[
+    "is_closing"
+].__set__
 
 
 async def wait_done(transport: StackTransport) -> None:
