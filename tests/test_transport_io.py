@@ -157,3 +157,25 @@ def test_a_transport_has_no_dict() -> None:
             pass
         else:
             raise AssertionError("a transport took an attribute it has no slot for")
+
+
+def test_done_is_made_when_asked_for() -> None:
+    """A client's transport seldom waits for its end: no future until ``done`` is asked
+    for; asked before the loss it is resolved by it, asked after it is resolved."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        unasked = StackTransport(loop, FakeFlow(), Recorder(), {})
+        before = StackTransport(loop, FakeFlow(), Recorder(), {})
+        after = StackTransport(loop, FakeFlow(), Recorder(), {})
+        await asyncio.sleep(0)
+        asked = before.done
+        assert not asked.done() and before.done is asked
+        for t in (unasked, before, after):
+            t.abort()
+        await asyncio.sleep(0)
+        assert asked.done() and before.done is asked
+        assert unasked._done is not None and not isinstance(unasked._done, asyncio.Future)
+        assert after.done.done() and after.done is after.done
+
+    asyncio.run(main())

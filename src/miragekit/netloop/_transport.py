@@ -37,6 +37,7 @@ class StackTransport(asyncio.Transport):
     # compiled method without a Python frame; a subclass's own ``write`` or
     # ``is_closing`` method comes first, and its ``super().write`` is the TransportIO's.
     __slots__ = (
+        "_done",
         "_flow",
         "_high",
         "_io",
@@ -48,7 +49,6 @@ class StackTransport(asyncio.Transport):
         "_reader",
         "_reading",
         "_writer",
-        "done",
         "is_closing",
         "write",
     )
@@ -84,8 +84,9 @@ class StackTransport(asyncio.Transport):
         self._paused = False  # protocol.pause_writing() called
         self._reading: asyncio.Event | None = None  # io.reading_on for the reader task
         self._more: asyncio.Event | None = None  # the writer task's wake-up
-        self.done: asyncio.Future[None] = loop.create_future()
-        """Resolved once the protocol heard ``connection_lost``."""
+        # done's future, made when first asked for (a server's connections wait on it,
+        # a client's seldom: 160 bytes each), or _ENDED once connection_lost was heard.
+        self._done: asyncio.Future[None] | object | None = None
         io.send_now = getattr(flow, "send_now", None)
         conn = getattr(flow, "connection", None)
         if conn is not None:
@@ -108,6 +109,18 @@ class StackTransport(asyncio.Transport):
             self._reader = loop.create_task(self._read_loop())
         if waiter is not None:
             loop.call_soon(_set_none, waiter)
+
+    @property
+    def done(self) -> asyncio.Future[None]:
+        """Resolved once the protocol heard ``connection_lost``."""
+        fut = self._done
+        if fut is None or fut is _ENDED:
+            made: asyncio.Future[None] = self._loop.create_future()
+            if fut is _ENDED:
+                made.set_result(None)
+            self._done = made
+            return made
+        return fut  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         state = "closing" if self._io.closing else "open"
@@ -375,8 +388,11 @@ class StackTransport(asyncio.Transport):
         try:
             self._protocol.connection_lost(exc)  # type: ignore[arg-type]
         finally:
-            if not self.done.done():
-                self.done.set_result(None)
+            fut = self._done
+            if fut is None:
+                self._done = _ENDED
+            elif isinstance(fut, asyncio.Future) and not fut.done():
+                fut.set_result(None)
 
     # -- protocol and extras ----------------------------------------------------------
 
@@ -387,6 +403,9 @@ class StackTransport(asyncio.Transport):
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
+
+
+_ENDED = object()  # StackTransport._done: connection_lost heard, no future asked for
 
 
 def _set_none(fut: asyncio.Future[None]) -> None:
