@@ -74,8 +74,8 @@ def test_write_is_closing_and_deliver_are_the_transport_io_s() -> None:
     t, flow, proto = asyncio.run(main())
     io = t._io
     assert isinstance(io, TransportIO)
-    assert t.__dict__["write"] == io.write
-    assert t.__dict__["is_closing"] == io.is_closing
+    assert t.write == io.write
+    assert t.is_closing == io.is_closing
     assert flow.readable is None or flow.readable == io.deliver
     assert proto.made and proto.data == [b"in"]
     assert flow.sent == [b"out"]
@@ -105,7 +105,8 @@ def test_a_subclass_s_write_is_its_own() -> None:
         return t, flow
 
     t, flow = asyncio.run(main())
-    assert "write" not in t.__dict__ and "is_closing" in t.__dict__
+    assert t.write.__func__ is Counting.write  # type: ignore[attr-defined]
+    assert t.is_closing == t._io.is_closing
     assert t.writes == [b"one", b"two"]
     assert flow.sent == [b"one", b"two"]
 
@@ -115,7 +116,7 @@ def test_flow_transport_keeps_the_flow_rule() -> None:
         flow = FakeFlow()
         flow.get_dest = lambda: ("10.0.0.1", 80)  # type: ignore[attr-defined]
         t = aio.FlowTransport(flow, Recorder(), asyncio.get_running_loop())  # type: ignore[arg-type]
-        assert "write" not in t.__dict__
+        assert t.write.__func__ is vars(aio.FlowTransport)["write"]  # type: ignore[attr-defined]
         t.write(b"x")
         t.close()
         try:
@@ -126,5 +127,55 @@ def test_flow_transport_keeps_the_flow_rule() -> None:
             raise AssertionError("a write after close must raise")
         await asyncio.sleep(0)
         assert flow.sent == [b"x"]
+
+    asyncio.run(main())
+
+
+def test_a_transport_has_no_dict() -> None:
+    """Its attributes are slots, as asyncio's transports': an echo reads them on both
+    ends, and a dict's values would be one more object to reach (cold at 10,000
+    connections)."""
+
+    async def main() -> list[StackTransport]:
+        loop = asyncio.get_running_loop()
+        flow = FakeFlow()
+        flow.get_dest = lambda: ("10.0.0.1", 80)  # type: ignore[attr-defined]
+        made = [
+            StackTransport(loop, flow, Recorder(), {}),
+            aio.FlowTransport(flow, Recorder(), loop),  # type: ignore[arg-type]
+        ]
+        for t in made:
+            t.abort()
+        await asyncio.sleep(0)
+        return made
+
+    for t in asyncio.run(main()):
+        assert not hasattr(t, "__dict__")
+        try:
+            t.anything = 1  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        else:
+            raise AssertionError("a transport took an attribute it has no slot for")
+
+
+def test_done_is_made_when_asked_for() -> None:
+    """A client's transport seldom waits for its end: no future until ``done`` is asked
+    for; asked before the loss it is resolved by it, asked after it is resolved."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        unasked = StackTransport(loop, FakeFlow(), Recorder(), {})
+        before = StackTransport(loop, FakeFlow(), Recorder(), {})
+        after = StackTransport(loop, FakeFlow(), Recorder(), {})
+        await asyncio.sleep(0)
+        asked = before.done
+        assert not asked.done() and before.done is asked
+        for t in (unasked, before, after):
+            t.abort()
+        await asyncio.sleep(0)
+        assert asked.done() and before.done is asked
+        assert unasked._done is not None and not isinstance(unasked._done, asyncio.Future)
+        assert after.done.done() and after.done is after.done
 
     asyncio.run(main())

@@ -39,6 +39,8 @@ class FlowTransport(StackTransport):
     after ``close()`` or ``write_eof()`` is an error (``RuntimeError``), and the flow
     itself as ``get_extra_info("flow")``."""
 
+    __slots__ = ()  # as its base: no __dict__ to reach on every access
+
     def __init__(
         self,
         flow: v1.TCPFlow[Any],

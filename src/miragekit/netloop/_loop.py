@@ -32,7 +32,7 @@ from ._errors import connect_failed, flow_error, os_error
 from ._server import StackServer, port_in_use
 from ._sock import SockState, StackSocket, remember, state_of, take
 from ._tls import tls_protocol
-from ._transport import StackTransport, wait_done
+from ._transport import StackTransport
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -194,17 +194,42 @@ class StackLoopMixin:
     ) -> tuple[asyncio.Transport, StackTransport]:
         """The flow as a transport for ``protocol`` (through TLS when ``sslarg``):
         ``(what the application gets, the transport on the flow)``."""
+        waiter, tls, raw = self._open(
+            flow,
+            tcp,
+            protocol,
+            sslarg,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            handshake_timeout=handshake_timeout,
+            shutdown_timeout=shutdown_timeout,
+        )
+        try:
+            await waiter
+        except BaseException:
+            raw.close()
+            raise
+        return (raw if tls is None else tls._app_transport), raw
+
+    def _open(
+        self,
+        flow: Any,
+        tcp: Any,
+        protocol: asyncio.BaseProtocol,
+        sslarg: Any,
+        *,
+        server_side: bool,
+        server_hostname: str | None,
+        handshake_timeout: float | None,
+        shutdown_timeout: float | None,
+    ) -> tuple[asyncio.Future[None], Any, StackTransport]:
+        """:meth:`_wrap` up to its wait: ``(the future resolved once the protocol has
+        the connection, the TLS protocol or None, the transport on the flow)``."""
         loop: asyncio.AbstractEventLoop = self  # type: ignore[assignment]
         waiter: asyncio.Future[None] = loop.create_future()
         extra = _addr_extra(flow, tcp)
         if not sslarg:
-            raw = StackTransport(loop, flow, protocol, extra, waiter)
-            try:
-                await waiter
-            except BaseException:
-                raw.close()
-                raise
-            return raw, raw
+            return waiter, None, StackTransport(loop, flow, protocol, extra, waiter)
         tls = tls_protocol(
             loop,
             protocol,
@@ -215,13 +240,7 @@ class StackLoopMixin:
             handshake_timeout=handshake_timeout,
             shutdown_timeout=shutdown_timeout,
         )
-        raw = StackTransport(loop, flow, tls, extra)
-        try:
-            await waiter
-        except BaseException:
-            raw.close()
-            raise
-        return tls._app_transport, raw
+        return waiter, tls, StackTransport(loop, flow, tls, extra)
 
     async def create_connection(
         self,
@@ -359,23 +378,20 @@ class StackLoopMixin:
 
             context_for(ssl, server_side=True, server_hostname=None)  # ValueError early
 
-        async def accept(flow: Any, tcp: Any) -> None:
-            protocol = protocol_factory()
-            try:
-                _, raw = await self._wrap(
-                    flow,
-                    tcp,
-                    protocol,
-                    ssl,
-                    server_side=True,
-                    server_hostname=None,
-                    handshake_timeout=ssl_handshake_timeout,
-                    shutdown_timeout=ssl_shutdown_timeout,
-                )
-            except (ConnectionError, OSError) as e:
-                _log.debug("a connection failed before it was served: %s", e)
-                return
-            await wait_done(raw)
+        def accept(flow: Any, tcp: Any) -> tuple[asyncio.Future[None], StackTransport]:
+            """A connection's protocol and transport (the server runs this in its
+            context): the transport's waiter and the transport."""
+            waiter, _, raw = self._open(
+                flow,
+                tcp,
+                protocol_factory(),
+                ssl,
+                server_side=True,
+                server_hostname=None,
+                handshake_timeout=ssl_handshake_timeout,
+                shutdown_timeout=ssl_shutdown_timeout,
+            )
+            return waiter, raw
 
         if sock is not None:
             sock._mk_bound = (sock._mk_bound[0], port, *sock._mk_bound[2:])  # the port taken

@@ -51,7 +51,9 @@ class StackSocket:
         self._sockname = sockname
         self._peername = peername
         self._conn = conn  # the sans-I/O connection, for TCP_NODELAY
-        self._opts: dict[tuple[int, int], Any] = {}
+        # The options set, made at the first setsockopt: every connection has a socket
+        # stand-in and few are given options (an empty dict is 64 bytes each).
+        self._opts: dict[tuple[int, int], Any] | None = None
 
     def __repr__(self) -> str:
         peer = f" raddr={self._peername}" if self._peername else ""
@@ -68,6 +70,8 @@ class StackSocket:
     def setsockopt(self, level: int, option: int, value: Any, *rest: Any) -> None:
         if (level, option) not in _NOOP_OPTIONS:
             raise unsupported(f"setsockopt(level={level}, option={option})")
+        if self._opts is None:
+            self._opts = {}
         self._opts[level, option] = value
         if (level, option) == (socket.IPPROTO_TCP, socket.TCP_NODELAY) and self._conn is not None:
             self._conn.set_nodelay(bool(value))
@@ -75,7 +79,7 @@ class StackSocket:
     def getsockopt(self, level: int, option: int, *rest: Any) -> Any:
         if (level, option) not in _NOOP_OPTIONS:
             raise unsupported(f"getsockopt(level={level}, option={option})")
-        return self._opts.get((level, option), 0)
+        return 0 if self._opts is None else self._opts.get((level, option), 0)
 
     def fileno(self) -> int:
         return -1
