@@ -48,6 +48,7 @@ CONN_EVERY_VISIT = {
     "_tlp_at",
     "_rtx_at",
     "_rack_at",
+    "_ep_at",
     "state",
     "config",
     "_sndbuf",

@@ -178,6 +178,7 @@ class Connection:
         "_dupacks",
         "_ecn",
         "_eof_signalled",
+        "_ep_at",
         "_ep_key",
         "_events",
         "_fin_queued",
@@ -299,6 +300,9 @@ class Connection:
         self._tlp_at: float | None = None
         self._rtx_at: float | None = None
         self._rack_at: float | None = None
+        # The endpoint's timer entry of this connection (set and cleared by
+        # TCPEndpoint), -1.0 while it has none: a field, not a dict by the 4-tuple.
+        self._ep_at = -1.0
         self.state = CLOSED
         self.config = config
         self._sndbuf = sndbuf
