@@ -66,7 +66,7 @@ def stall_report(stacks: dict[str, Any], fwd: Forwarder, switch: VnetSwitch) -> 
         ep = tcp.endpoint
         lines.append(
             f"{name} tcp: timer at {tcp._timer_at}, endpoint poll_at {ep.poll_at()}, flush "
-            f"{'armed' if tcp._flush_handle else 'not armed'}, scheduled {ep._scheduled}, "
+            f"{'armed' if tcp._flush_handle else 'not armed'}, timers {[(c._ep_at, k) for k, c in ep.connections.items() if c._ep_at >= 0]}, "
             f"dirty {list(ep._dirty)}, active {list(ep._active)}, writers {tcp._writers}, "
             f"held ack {tcp._rx_ack is not None}, run {tcp._rx_run is not None}, "
             f"stats {dict(tcp.stats)}"

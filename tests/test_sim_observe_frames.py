@@ -143,3 +143,22 @@ def test_an_ordinary_segment_on_a_known_connection_takes_no_general_path() -> No
     obs.sent_frames([v4(ACK, 2, sport=7)])  # an unknown connection: the general way
     obs.sent_frames([v4(ACK | FIN, 12)])  # a FIN: the general way
     assert calls == [SYN, ACK, ACK | FIN]
+
+
+def test_a_flows_highest_sequence_number_is_a_plain_int() -> None:
+    """-1 before its first data, then the number itself: no boxed int in another object
+    (and cache line) to read back at every frame of the connection."""
+    log: list[str] = []
+    obs = HostObserver("h", log.append, {}, None)
+    obs.sent_frames([v4(SYN, 0xFFFFFF00)])
+    (flow,) = obs._flows.values()
+    assert flow.snd_max == 0xFFFFFF01
+    obs.sent_frames([v4(ACK, 0xFFFFFF01)])
+    assert flow.snd_max == 0xFFFFFF01
+    fresh = type(flow)()
+    assert fresh.snd_max == -1
+    obs.sent_frames([v4(ACK | PSH, 0xFFFFFFF0, b"x" * 32)])
+    assert flow.snd_max == 0x10
+    assert obs.counters.tcp_retransmits == 0
+    obs.sent_frames([v4(ACK | PSH, 0xFFFFFFF0, b"x" * 32)])
+    assert flow.snd_max == 0x10 and obs.counters.tcp_retransmits == 1

@@ -344,18 +344,22 @@ def test_timer_queues_always_give_the_earliest_live_deadline() -> None:
     rng = random.Random(7)
     ep = TCPEndpoint(secret=SECRET)
     live: dict[tuple[bytes, int, bytes, int], float] = {}
+    # Connections in the table (an entry is its connection's field), each without a
+    # deadline of its own (CLOSED): an entry that comes due is just consumed.
+    for port in range(200):
+        ep.connections[(A, 80, B, port)] = Connection(ep.config, 80, port, 1)
     now = 0.0
     for step in range(3000):
         key = (A, 80, B, rng.randrange(200))
         # Mostly a fixed time ahead (in order), sometimes anywhere (out of order).
         t = now + (rng.choice((0.04, 0.2, 1.0)) if rng.random() < 0.8 else rng.random() * 2)
         if key not in live or t < live[key]:
-            ep._arm(key, t)
+            ep._arm(key, ep.connections[key], t)
             live[key] = t
         assert ep.poll_at() == min(live.values())
         if step % 50 == 49:
             now += rng.random() * 0.5
-            ep.handle_timer(now)  # no such connections: due entries are just consumed
+            ep.handle_timer(now)  # no deadlines of their own: due entries are consumed
             live = {k: v for k, v in live.items() if v > now}
             assert ep.poll_at() == (min(live.values()) if live else None)
     assert _entries(ep) >= len(live) and len(ep._timers) > 0 and all(ep._fifos)

@@ -52,7 +52,7 @@ def _request(net: Net, client: Connection) -> TCPRepr:
 
 def _entries(ep: TCPEndpoint) -> list[Any]:
     """Every 4-tuple the endpoint's per-connection dicts and timer queues hold."""
-    keys: list[Any] = [*ep.connections, *ep._dirty, *ep._active, *ep._scheduled]
+    keys: list[Any] = [*ep.connections, *ep._dirty, *ep._active]
     keys += [k for _, k in ep._timers]
     for q in ep._fifos:
         keys += [k for _, k in q]

@@ -36,7 +36,7 @@ def _state(ep: TCPEndpoint, conn: Connection) -> Any:
         conn._rcv_adv,
         conn._last_ack_sent,
         dict(conn.stats),
-        dict(ep._scheduled),
+        conn._ep_at,
         ep.poll_at(),
         ep.has_work(),
     )

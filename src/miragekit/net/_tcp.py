@@ -153,21 +153,23 @@ class TCPFlow(Generic[A]):
     )
 
     def __init__(self, tcp: TCP[A], conn: tcpcore.Connection, dest: tuple[A, int]) -> None:
-        self._tcp: TCP[A] = tcp
+        # In the compiled object's layout order (the order of first assignment): what an
+        # echo reads at its visits first, the rest after.
         self._conn = conn
-        self._dest: tuple[A, int] = dest
-        self._closed = False  # closed by the application
-        self._done = False  # the connection reached CLOSED
-        self._error: TCPError | None = None
-        self._reader: asyncio.Future[None] | None = None
-        self._writer: asyncio.Future[None] | None = None
-        self._connected: asyncio.Future[None] | None = None
-        self._una = -1  # snd.una last seen by the driver (NUD confirmation over IPv6)
-        self._on_readable: Callable[[], None] | None = None
         # The connection's prebuilt headers (TCP._sender), bound at its first reply sent
         # by TCP._send_writers: its 4-tuple is fixed, so no lookup a reply. The flow
         # owns it: the driver's table may drop it, the flow keeps it.
         self._tx: TcpSender | None = None
+        self._tcp: TCP[A] = tcp
+        self._error: TCPError | None = None
+        self._closed = False  # closed by the application
+        self._done = False  # the connection reached CLOSED
+        self._reader: asyncio.Future[None] | None = None
+        self._writer: asyncio.Future[None] | None = None
+        self._on_readable: Callable[[], None] | None = None
+        self._dest: tuple[A, int] = dest
+        self._connected: asyncio.Future[None] | None = None
+        self._una = -1  # snd.una last seen by the driver (NUD confirmation over IPv6)
 
     def __repr__(self) -> str:
         return f"<TCPFlow {self._dest[0]}:{self._dest[1]} {self._conn.state.name}>"
@@ -1578,22 +1580,24 @@ class TcpSender:
     ) -> None:
         if len(laddr) != 4 or len(raddr) != 4:
             raise ValueError("laddr/raddr: need two 4-byte (IPv4) addresses")
+        # In the compiled object's layout order (the order of first assignment): what
+        # every frame reads first, on as few cache lines as may be; a refresh's rest after.
+        self._ident = ip.next_ident(raddr)  # then counted here (DF: RFC 6864 4.1)
+        self._gen = -1  # never current: the first frame() refreshes
+        self._until = 0.0
         self._ip = ip
+        self._eth_ip = b""
+        self._ip_mid = b""
+        self._ip_sum = 0
+        self._tcp_sum = 0
+        self._ports = b""
+        self._eth_ip_ect = b""
+        self._addrs = b""
         self._laddr = laddr
         self._raddr = raddr
         self._sport = sport
         self._dport = dport
         self._headers = headers
-        self._gen = -1  # never current: the first frame() refreshes
-        self._until = 0.0
-        self._eth_ip = b""
-        self._eth_ip_ect = b""
-        self._ip_mid = b""
-        self._addrs = b""
-        self._ports = b""
-        self._ip_sum = 0
-        self._tcp_sum = 0
-        self._ident = ip.next_ident(raddr)  # then counted here (DF: RFC 6864 4.1)
 
     def _refresh(self, now: float) -> bool:
         """Route and resolve the next hop again; False when either fails. The headers to

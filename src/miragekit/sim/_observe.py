@@ -77,7 +77,9 @@ class _Flow:
     __slots__ = ("fin_in", "fin_out", "snd_max")
 
     def __init__(self) -> None:
-        self.snd_max: int | None = None
+        # The highest sequence number sent, -1 before the first: a plain int (inline in
+        # the compiled object, not a boxed int to read from another cache line a frame).
+        self.snd_max = -1
         self.fin_out = False
         self.fin_in = False
 
@@ -233,8 +235,8 @@ class HostObserver:
                     if used > 0:
                         end = (seq + used) & 0xFFFFFFFF
                         top = flow.snd_max
-                        if top is None or ((top - end) & 0xFFFFFFFF) >= 0x80000000:
-                            if top is not None and ((seq - top) & 0xFFFFFFFF) >= 0x80000000:
+                        if top < 0 or ((top - end) & 0xFFFFFFFF) >= 0x80000000:
+                            if top >= 0 and ((seq - top) & 0xFFFFFFFF) >= 0x80000000:
                                 c.tcp_retransmits += 1
                             flow.snd_max = end
                         else:
@@ -271,8 +273,8 @@ class HostObserver:
         if used:
             end = (seq + used) & 0xFFFFFFFF
             top = flow.snd_max
-            if top is None or _seq_before(top, end):
-                if top is not None and _seq_before(seq, top):
+            if top < 0 or _seq_before(top, end):
+                if top >= 0 and _seq_before(seq, top):
                     c.tcp_retransmits += 1
                 flow.snd_max = end
             else:

@@ -178,6 +178,7 @@ class Connection:
         "_dupacks",
         "_ecn",
         "_eof_signalled",
+        "_ep_at",
         "_ep_key",
         "_events",
         "_fin_queued",
@@ -274,120 +275,137 @@ class Connection:
             raise ValueError("local_port/remote_port: must be 0..65535")
         if not 0 <= iss <= MASK:
             raise ValueError("iss: must be a 32-bit number")
-        self.config = config
-        self.local_port = local_port
-        self.remote_port = remote_port
-        self.state = CLOSED
-        # The counters (see ``stats``): the three every connection moves as fields, the
-        # rest in a dict made by the first count (most connections never make one).
-        self._segs_in = 0
-        self._segs_out = 0
-        self._retransmits = 0
-        self._xstats: dict[str, int] | None = None
-        # The endpoint's 4-tuple of this connection while its table holds it (set and
-        # cleared by TCPEndpoint): the one key object of its dicts and timer entries.
-        self._ep_key: Any = None  # Any: kept as the tuple it is (see _endpoint._K)
-        self._iss = iss
-        self._snd_una = iss
-        self._snd_nxt = iss
-        self._snd_max = iss
-        self._snd_wnd = 0
-        self._max_snd_wnd = 0
-        self._snd_wl1 = 0
-        self._snd_wl2 = 0
-        self._snd_wscale = 0
-        self._rcv_wscale = 0
-        self._ws_on = False
-        self._ts_on = False
-        self._sack_on = False
-        self._ts_recent = 0
-        self._ts_recent_at = 0.0
-        self._ts_offset = ts_offset
-        self._irs = 0
-        self._rcv_nxt = 0
-        self._rcv_adv = 0
-        self._last_ack_sent = 0
-        self._rcv_fin: int | None = None
-        self._peer_mss = config.default_mss
-        # Comparisons, not min()/max(), on the way to every connection: each builtin call
-        # costs several times more.
+        # The fields are assigned in the order of the compiled object's layout (mypyc
+        # lays a native class out in the order its attributes are first assigned): an
+        # echo finds its connection cold in every cache, so the fields an echo reads at
+        # every visit come first and share a few cache lines, those it reads at most
+        # visits next, the rare ones last (tests/test_conn_layout.py).
+        # Flags (one byte each compiled) go in runs of eight between the 8-byte fields.
+        # The parts are made in their old order: the order of allocations stays.
         mss0 = config.mss if config.mss < config.default_mss else config.default_mss
-        self._smss = mss0
-        self._sndbuf = SendBuffer()
-        self._snd_buf_seq = iss + 1
-        self._fin_queued = False
-        self._discard_input = False  # closed for reading too: new data means RST
-        self._fin_seq = 0
-        self._push_upto = 0
-        self._nodelay = config.nodelay
-        self._rcvbuf = bytearray()
-        self._ooo = Reassembler()
-        self._scoreboard = Scoreboard()
-        # Made by the first loss episode (_start_episode): most connections never have
-        # one, and None answers as a closed ledger would (nothing to undo).
-        self._ledger: RetransmitLedger | None = None
-        self._reo = ReorderWindow()
-        self._rack_at: float | None = None
-        self._prior_cc: tuple[object, ...] | None = None
-        self._dsack: tuple[int, int] | None = None
-        self._ecn: Ecn | None = None  # ECN negotiated (or, in SYN_SENT, asked for)
-        self._tfo: FastOpen | None = None  # TCP Fast Open (RFC 7413) in the handshake
-        self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
-        self._rtt_seq: int | None = None
-        self._rtt_time = 0.0
-        self._cc: CongestionControl = new_controller(
-            config.congestion, self._smss, hystart=config.hystart
-        )
-        self._retries = 0
-        self._rtx_at: float | None = None
-        self._ack_at: float | None = None
-        self._close_at: float | None = None
+        sndbuf = SendBuffer()
+        rcvbuf = bytearray()
+        ooo = Reassembler()
+        scoreboard = Scoreboard()
+        reo = ReorderWindow()
+        rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
+        cc: CongestionControl = new_controller(config.congestion, mss0, hystart=config.hystart)
+        # -- read at every visit (poll_at's deadlines, the sequence space, the output)
         self._ka_at: float | None = None
-        self._tlp_at: float | None = None
-        self._tlp_probe = False
-        # RFC 8985 7: TLP.end_seq (SND.NXT after the probe; None: no episode),
-        # TLP.is_retrans, and whether an RTT was sampled since the last probe.
-        self._tlp_end: int | None = None
-        self._tlp_rxt = False
-        self._tlp_rtt = True
-        self._ka_probes = 0
-        self._ack_now = False
-        self._unacked_bytes = 0
-        self._quickacks = 0
-        self._rcv_mss = mss0
-        self._run_size = 0  # while a coalesced run is processed: its frames' size
-        self._seg_max = self._smss
-        half = config.recv_buffer // 2
-        self._sws_open = half if half < mss0 else mss0  # as _set_seg_max keeps it
-        self._dupacks = 0
-        self._in_recovery = False
-        self._recover = iss
-        self._recover_fs = 1
-        self._reducing = False  # PRR runs: this recovery's reduction was not undone
-        self._prr_delivered = 0
-        self._prr_out = 0
-        self._high_rxt = iss
-        self._rescue: int | None = None  # RescueRxt (RFC 6675 NextSeg rule 4)
-        self._rto_recovery = False
-        self._inflate = 0
-        self._rexmit = False
-        self._probe = False
         # Control segments due (RST, probes, ACKs out of turn): a list made by the first
         # (_queue_ctl), None while there is none, as almost always.
         self._ctl_out: list[TCPRepr] | None = None
+        self._close_at: float | None = None
+        self._ack_at: float | None = None
+        self._tlp_at: float | None = None
+        self._rtx_at: float | None = None
+        self._rack_at: float | None = None
+        # The endpoint's timer entry of this connection (set and cleared by
+        # TCPEndpoint), -1.0 while it has none: a field, not a dict by the 4-tuple.
+        self._ep_at = -1.0
+        self.state = CLOSED
+        self.config = config
+        self._sndbuf = sndbuf
+        self._snd_buf_seq = iss + 1
+        self._ecn: Ecn | None = None  # ECN negotiated (or, in SYN_SENT, asked for)
+        self._last_ack_sent = 0
+        self._snd_nxt = iss
+        self._ts_recent = 0
+        self._rcv_adv = 0
+        self._snd_max = iss
+        self._rcv_nxt = 0
+        self._snd_una = iss
         # A list, not a deque: a connection holds a few events at a time, and an empty
         # list costs 56 bytes where an empty deque costs 760. None while there is none
         # (most of the time: data is told to a reader): the first event makes the list.
         self._events: list[Event] | None = None
+        self._snd_wnd = 0
+        self._ts_offset = ts_offset
+        self._ack_now = False
+        self._fin_queued = False
+        self._in_recovery = False
+        self._ts_on = False
+        self._tlp_probe = False
+        self._rexmit = False
+        self._probe = False
+        self._tlp_rtt = True
+        # -- read at most visits (an ACK or data in)
+        self._rcvbuf = rcvbuf
+        # The endpoint's 4-tuple of this connection while its table holds it (set and
+        # cleared by TCPEndpoint): the one key object of its dicts and timer entries.
+        self._ep_key: Any = None  # Any: kept as the tuple it is (see _endpoint._K)
+        self._scoreboard = scoreboard
+        # RFC 8985 7: TLP.end_seq (SND.NXT after the probe; None: no episode),
+        # TLP.is_retrans, and whether an RTT was sampled since the last probe.
+        self._tlp_end: int | None = None
+        self._unacked_bytes = 0
+        self._ooo = ooo
+        self._rcv_wscale = 0
+        # The counters (see ``stats``): the three every connection moves as fields, the
+        # rest in a dict made by the first count (most connections never make one).
+        self._segs_out = 0
+        self._dsack: tuple[int, int] | None = None
+        half = config.recv_buffer // 2
+        self._sws_open = half if half < mss0 else mss0  # as _set_seg_max keeps it
+        self._rtt_seq: int | None = None
+        self._rtt = rtt
+        self._segs_in = 0
+        self._snd_wl1 = 0
+        self._max_snd_wnd = 0
+        self._snd_wscale = 0
+        self._snd_wl2 = 0
+        self._ts_recent_at = 0.0
+        self._cc = cc
+        self._inflate = 0
+        self._sack_on = False
+        self._rto_recovery = False
+        self._want_writable = False
+        self._discard_input = False  # closed for reading too: new data means RST
         self._readable_signalled = False
+        self._ws_on = False
+        self._tlp_rxt = False
+        self._reducing = False  # PRR runs: this recovery's reduction was not undone
+        # -- read at some visits
         # set_reader's callback: data readable is told by a call, not a DataReceived.
         self._reader: Callable[[], None] | None = None
         # set_reader's list: the reader is appended to it, not called (see set_reader).
         self._reader_list: list[Callable[[], None]] | None = None
-        self._eof_signalled = False
-        self._want_writable = False
-        self._challenge_second = -1
+        self._rcv_fin: int | None = None
+        self._smss = mss0
+        self._high_rxt = iss
+        self._retries = 0
+        self._dupacks = 0
+        self._prior_cc: tuple[object, ...] | None = None
+        self._reo = reo
+        self._recover = iss
+        self._quickacks = 0
+        self._run_size = 0  # while a coalesced run is processed: its frames' size
+        self._rcv_mss = mss0
+        # -- rarely read
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self._fin_seq = 0
+        self._xstats: dict[str, int] | None = None
+        # Made by the first loss episode (_start_episode): most connections never have
+        # one, and None answers as a closed ledger would (nothing to undo).
+        self._ledger: RetransmitLedger | None = None
+        self._retransmits = 0
+        self._seg_max = mss0
+        self._iss = iss
+        self._tfo: FastOpen | None = None  # TCP Fast Open (RFC 7413) in the handshake
+        self._irs = 0
+        self._peer_mss = config.default_mss
+        self._ka_probes = 0
+        self._rtt_time = 0.0
         self._challenge_count = 0
+        self._challenge_second = -1
+        self._prr_delivered = 0
+        self._prr_out = 0
+        self._recover_fs = 1
+        self._push_upto = 0
+        self._rescue: int | None = None  # RescueRxt (RFC 6675 NextSeg rule 4)
+        self._nodelay = config.nodelay
+        self._eof_signalled = False
 
     @property
     def stats(self) -> dict[str, int]:

@@ -46,6 +46,8 @@ Key = tuple[bytes, int, bytes, int]
 # keeps the tuple object as it is. Typed Key, each one read was unpacked into a native
 # struct and each dict use built a new tuple of it, to allocate, hash and compare.
 _K = Any
+# Connection._ep_at of a connection without a timer entry (deadlines are never negative).
+_NO_ENTRY: Final = -1.0
 
 # MSS values a SYN cookie can encode (3 bits).
 _COOKIE_MSS: Final = (536, 1220, 1400, 1440, 1460, 4036, 8960, 65495)
@@ -88,7 +90,6 @@ class TCPEndpoint:
         "_next",
         "_next_ok",
         "_out",
-        "_scheduled",
         "_timers",
         "_tw_ack",
         "_tw_expiry",
@@ -118,7 +119,10 @@ class TCPEndpoint:
         self._active: dict[_K, Connection] = {}
         self._timers: list[tuple[float, _K]] = []  # a heap
         self._fifos: tuple[deque[tuple[float, _K]], ...] = (deque(), deque())
-        self._scheduled: dict[_K, float] = {}
+        # Each connection's live timer entry is its own field (Connection._ep_at, -1.0:
+        # none), not a dict by key: the entry is read at every send and input, and
+        # a dict's look-up hashes the 4-tuple (reads its four objects) and reads a boxed
+        # float, all cold in every cache at a connection's next echo.
         # poll_at's answer from the timer queues, while _next_ok (see poll_at).
         self._next: float | None = None
         self._next_ok = True
@@ -287,9 +291,9 @@ class TCPEndpoint:
         if fields is not None:
             t = conn.poll_at()  # _rearm, written out: every reply comes this way
             if t is not None:
-                s = self._scheduled.get(key)
-                if s is None or t < s or (t > s and self.armed_unseen == key):
-                    self._arm(key, t)
+                s = conn._ep_at
+                if s < 0.0 or t < s or (t > s and self.armed_unseen == key):
+                    self._arm(key, conn, t)
         return fields
 
     def ack_now(self, now: float) -> tuple[Connection, bytes, bytes, DataFields] | None:
@@ -379,16 +383,18 @@ class TCPEndpoint:
         if (t is not None and t < 0.0) or key in self._half_open:
             self._dirty[key] = None
         elif t is not None:
-            s = self._scheduled.get(key)
-            if s is None or t < s:
-                self._arm(key, t)
-        elif self._scheduled:
+            s = conn._ep_at
+            if s < 0.0 or t < s:
+                self._arm(key, conn, t)
+        else:
             # No deadline left (an ACK of everything sent, with no delayed ACK or
             # keepalive due): the entry goes now, so the timer that comes up for it
-            # finds it gone without looking at the connection.
-            s = self._scheduled.pop(key, None)
-            if s is not None and s == self._next:
-                self._next_ok = False  # it may have been poll_at's answer
+            # finds it gone.
+            s = conn._ep_at
+            if s >= 0.0:
+                conn._ep_at = _NO_ENTRY
+                if s == self._next:
+                    self._next_ok = False  # it may have been poll_at's answer
         return True
 
     def handle_segment(self, now: float, src: bytes, dst: bytes, seg: TCPRepr) -> None:
@@ -422,9 +428,9 @@ class TCPEndpoint:
                 elif t is not None:
                     # Nothing to send (a FIN whose ACK waits for the application's
                     # answer or close): as in handle_next, only the timer entry.
-                    s = self._scheduled.get(key)
-                    if s is None or t < s:
-                        self._arm(key, t)
+                    s = conn._ep_at
+                    if s < 0.0 or t < s:
+                        self._arm(key, conn, t)
                 self._active[key] = conn
                 return
             else:
@@ -699,18 +705,20 @@ class TCPEndpoint:
     def _due_walk(self) -> float | None:
         """The earliest live entry of the timer queues (stale fronts dropped), kept."""
         timers = self._timers
-        sched = self._scheduled
+        conns = self.connections
         best: float | None = None
         while timers:
             t, key = timers[0]
-            if sched.get(key) == t:
+            c = conns.get(key)
+            if c is not None and c._ep_at == t:
                 best = t
                 break
             heapq.heappop(timers)
         for q in self._fifos:
             while q:
                 t, key = q[0]
-                if sched.get(key) == t:
+                c = conns.get(key)
+                if c is not None and c._ep_at == t:
                     if best is None or t < best:
                         best = t
                     break
@@ -729,14 +737,15 @@ class TCPEndpoint:
         self._next_ok = True
         return best
 
-    def _arm(self, key: _K, t: float) -> None:
-        """Make ``t`` the connection's timer entry (earlier entries of it go stale)."""
-        s = self._scheduled.get(key)
-        self._scheduled[key] = t
-        if s is None:
+    def _arm(self, key: _K, conn: Connection, t: float) -> None:
+        """Make ``t`` the timer entry of ``conn`` (its key ``key``; earlier entries of it
+        go stale)."""
+        s = conn._ep_at
+        conn._ep_at = t
+        if s < 0.0:
             self.armed_unseen = key
         if self._next_ok:
-            if s is not None and s == self._next and s < t:
+            if s >= 0.0 and s == self._next and s < t:
                 self._next_ok = False  # the entry voided may have been poll_at's answer
             elif self._next is None or t < self._next:
                 self._next = t  # the earliest entry now: poll_at's answer
@@ -754,7 +763,7 @@ class TCPEndpoint:
         self._next_ok = False  # entries are taken and re-armed: poll_at walks again
         fired = False
         timers = self._timers
-        sched = self._scheduled
+        conns = self.connections
         due: list[tuple[float, _K]] = []
         while timers and timers[0][0] <= now:
             due.append(heapq.heappop(timers))
@@ -771,19 +780,17 @@ class TCPEndpoint:
         if len(due) > 1:
             due.sort()  # in deadline order, as one heap would give them
         for t, key in due:
-            if sched.get(key) != t:
+            conn = conns.get(key)
+            if conn is None or conn._ep_at != t:
                 continue
-            del sched[key]
-            conn = self.connections.get(key)
-            if conn is None:
-                continue
+            conn._ep_at = _NO_ENTRY
             at = conn.poll_at()
             if at is None:
                 continue
             if at > now:
                 # The entry was kept because it was earlier than the connection's new
                 # deadline (see segments_to_send): wait on for the real one.
-                self._arm(key, at)
+                self._arm(key, conn, at)
                 continue
             conn.handle_timer(now)
             self._dirty[key] = None
@@ -839,9 +846,9 @@ class TCPEndpoint:
         entry fires early."""
         t = conn.poll_at()
         if t is not None:
-            s = self._scheduled.get(key)
-            if s is None or t < s or (t > s and self.armed_unseen == key):
-                self._arm(key, t)
+            s = conn._ep_at
+            if s < 0.0 or t < s or (t > s and self.armed_unseen == key):
+                self._arm(key, conn, t)
 
     def _track(self, key: _K, conn: Connection) -> None:
         """Move a listener's half-open connection on once it leaves SYN_RECEIVED."""
@@ -858,8 +865,9 @@ class TCPEndpoint:
         """Take ``conn`` out of the table; ``count``: it is gone (not in TIME-WAIT)."""
         del self.connections[key]
         conn._ep_key = None
-        s = self._scheduled.pop(key, None)
-        if s is not None and s == self._next:
+        s = conn._ep_at
+        conn._ep_at = _NO_ENTRY
+        if s >= 0.0 and s == self._next:
             self._next_ok = False  # its entry may have been poll_at's answer
         self._half_open.discard(key)
         if count:
