@@ -12,7 +12,7 @@ import ast
 import inspect
 import textwrap
 
-from miragekit.net._tcp import TCPFlow, TcpSender
+from miragekit.net._tcp import TCP, TCPFlow, TcpSender
 from miragekit.tcp import Config, Connection
 
 
@@ -151,3 +151,12 @@ def test_flow_echo_fields_first() -> None:
     assert sorted(order) == sorted(TCPFlow.__slots__)
     echo = {"_conn", "_tx", "_tcp", "_error", "_closed", "_done"}
     assert set(order[: len(echo)]) == echo
+
+
+def test_driver_visit_fields_first() -> None:
+    """A host's TCP driver: the fields read whenever a frame or a flush comes (a
+    batch's held ACK and run, the flush, the lists of callbacks and writers) first."""
+    order = assignment_order(TCP)
+    visit = {"_ip", "_loop", "_flush_handle", "_rx_now", "_timer_at", "_flush_waiters"}
+    visit |= {"_running", "_readable", "_told", "_rx_run", "_rx_ack", "_writers", "_flows"}
+    assert set(order[: len(visit)]) == visit
