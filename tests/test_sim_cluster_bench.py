@@ -43,8 +43,11 @@ def test_cpu_from_counts_the_echoes_and_cpu_after_the_start_up(sim_cluster: Modu
     row = sim_cluster.measure("sim.Network", sim_cluster.with_network, args)
     times: list[float] = []
     marks = {3.0: 0.0, 6.0: 0.0}
-    echoes = sim_cluster.with_network(4, 8, 6.0, 0.01, times, marks)
+    done_by = {3.0: 0}
+    echoes = sim_cluster.with_network(4, 8, 6.0, 0.01, times, marks, done_by)
     assert echoes == row["echoes"] == len(times)
+    # Counted at T rather than kept: the same echoes (none completes at exactly 3.0).
+    assert done_by[3.0] == sum(1 for t in times if t < 3.0) > 0
     assert row["steady_echoes"] == sum(1 for t in times if t >= 3.0) >= 8 * 2
     assert 0 < marks[3.0] < marks[6.0]
     assert row["steady_cpu_us_per_echo"] > 0
