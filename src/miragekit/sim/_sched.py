@@ -93,12 +93,15 @@ class Scheduler:
         self.ready: deque[Any] = deque()  # the loop puts its own deque here
         # The keys of buckets, in a calendar (see the module's text): the deadlines of
         # slots up to cur_slot sorted in cur (taken from cur_i on), the later ones in
-        # their slot's list, the slot numbers of those lists in a heap.
+        # their slot's list, the slot numbers of those lists in a heap (restart() sets
+        # them). Its reads are written out where they are made, as add()'s body is: a
+        # method would put a Python call on every frame of the pure build.
         self.cur: list[float] = []
         self.cur_i = 0
-        self.cur_slot = -_FAR_SLOT - 1
+        self.cur_slot = 0
         self.slots: dict[int, list[float]] = {}
         self.slot_heap: list[int] = []
+        self.restart([])
         self.buckets: dict[float, list[Any]] = {}
         self.due_now: list[Any] = []  # timers made for the present instant
         self.timers = 0  # in buckets, cancelled ones included (asyncio's len(_scheduled))
@@ -378,11 +381,7 @@ class Scheduler:
 
     def clear(self) -> None:
         """Forget every timer (the loop is closed)."""
-        self.cur = []
-        self.cur_i = 0
-        self.cur_slot = -_FAR_SLOT - 1
-        self.slots.clear()
-        self.slot_heap.clear()
+        self.restart([])
         self.buckets.clear()
         self.due_now.clear()
         self.timers = 0
